@@ -1,0 +1,1 @@
+"""edgectl: the command line of the edge platform."""

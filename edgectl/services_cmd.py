@@ -1,0 +1,67 @@
+"""``edgectl serve NAME`` and ``edgectl migrate``."""
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+
+import typer
+
+from shared.settings import DEFAULT_PORTS
+
+
+class ServiceName(str, Enum):
+    setup = "setup"
+    master = "master"
+    optimizer = "optimizer"
+    vms = "vms"
+
+
+def load_settings(name: str, **overrides):
+    module = importlib.import_module(f"services.{name}.settings")
+    cls = next(
+        getattr(module, attr)
+        for attr in dir(module)
+        if attr.endswith("Settings") and attr != "ServiceSettings" and isinstance(getattr(module, attr), type)
+    )
+    return cls(**overrides)
+
+
+def build_app(name: str, settings):
+    return importlib.import_module(f"services.{name}.app").create_app(settings)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms"),
+        host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
+        port: int = typer.Option(None, help=f"port (defaults: {DEFAULT_PORTS})"),
+        workers: int = typer.Option(1, help="uvicorn worker processes"),
+    ) -> None:
+        """Run one service under uvicorn."""
+        import uvicorn
+
+        overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        try:
+            settings = load_settings(name.value, **overrides)
+        except ValueError as exc:
+            typer.echo(f"edgectl: cannot start {name.value}: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        app_ = build_app(name.value, settings)
+        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False, workers=1 if workers <= 1 else None)
+
+    @app.command()
+    def migrate(
+        names: list[ServiceName] = typer.Argument(None, help="services to migrate (default: all)"),
+        database_url: str = typer.Option(None, envvar="EDGE_DATABASE_URL", help="postgresql+asyncpg://..."),
+    ) -> None:
+        """Apply every service's Alembic migrations up to head."""
+        from shared import migrations
+        from shared.settings import ServiceSettings
+
+        url = database_url or ServiceSettings.model_fields["database_url"].default
+        for name in names or list(ServiceName):
+            if not (migrations.SERVICES_DIR / name.value / "migrations").is_dir():
+                continue
+            migrations.upgrade(name.value, url)
+            typer.echo(f"{name.value}: migrated to head")

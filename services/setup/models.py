@@ -1,0 +1,142 @@
+"""Setup's tables (schema ``setup``): what exists in the fleet and what should run where."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db import TimestampMixin, make_base, utcnow
+
+Base = make_base("setup")
+
+RUNTIMES = ("agent", "kubernetes", "docker")
+AI_STATUSES = ("uploaded", "building", "ready", "failed", "removed")
+DESIRED_STATES = ("running", "removed")
+OBSERVED_STATES = ("pending", "running", "failed", "removed")
+EDGE_STATUSES = ("active", "degraded")
+
+
+class Cluster(TimestampMixin, Base):
+    __tablename__ = "clusters"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    runtime: Mapped[str] = mapped_column(String(20), default="agent")
+    namespace: Mapped[str] = mapped_column(String(63), default="edge-ai")
+
+
+class Master(TimestampMixin, Base):
+    __tablename__ = "masters"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Edge(TimestampMixin, Base):
+    __tablename__ = "edges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    nid: Mapped[str] = mapped_column(String(32), unique=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"), index=True)
+    type: Mapped[int] = mapped_column(Integer, default=1)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str | None] = mapped_column(String(64))
+    supports_analysis: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The camera URL is stored without its credentials; those sit apart and are never returned.
+    rtsp_url: Mapped[str | None] = mapped_column(Text)
+    rtsp_username: Mapped[str | None] = mapped_column(String(200))
+    rtsp_password: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    node_name: Mapped[str | None] = mapped_column(String(253))
+    agent_url: Mapped[str | None] = mapped_column(String(500))
+    capacity_cpu: Mapped[float | None] = mapped_column(Float)
+    capacity_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    capacity_gpu: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AiPackage(TimestampMixin, Base):
+    __tablename__ = "ai_packages"
+    __table_args__ = (UniqueConstraint("filename", "ai_class", "version_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(63), index=True)
+    version: Mapped[str] = mapped_column(String(40))
+    version_key: Mapped[str] = mapped_column(String(40))
+    ai_class: Mapped[str] = mapped_column(String(8))
+    condition: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    package_digest: Mapped[str | None] = mapped_column(String(71))
+    package_size: Mapped[int | None] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    image_ref: Mapped[str | None] = mapped_column(String(500))
+    image_digest: Mapped[str | None] = mapped_column(String(71))
+    status: Mapped[str] = mapped_column(String(20), default="uploaded")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Deployment(TimestampMixin, Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        # One AI of a given filename per edge at a time, unless the operator asked otherwise.
+        Index(
+            "uq_deployments_edge_filename_active",
+            "edge_id",
+            "filename",
+            unique=True,
+            postgresql_where=text("desired = 'running' AND NOT allow_multiple"),
+        ),
+        Index("ix_deployments_desired_edge", "desired", "edge_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edge_id: Mapped[int] = mapped_column(ForeignKey("edges.id", ondelete="CASCADE"), index=True)
+    ai_id: Mapped[int] = mapped_column(ForeignKey("ai_packages.id", ondelete="RESTRICT"), index=True)
+    filename: Mapped[str] = mapped_column(String(63))
+    desired: Mapped[str] = mapped_column(String(20), default="running")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    allow_multiple: Mapped[bool] = mapped_column(Boolean, default=False)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    observed: Mapped[str] = mapped_column(String(20), default="pending")
+    observed_reason: Mapped[str | None] = mapped_column(Text)
+    observed_at: Mapped[datetime | None] = mapped_column()
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    requested_by: Mapped[str] = mapped_column(String(20), default="operator")
+    decision_id: Mapped[str | None] = mapped_column(String(64))
+
+    ai: Mapped[AiPackage] = relationship(lazy="raise")
+    edge: Mapped[Edge] = relationship(lazy="raise")
+
+
+class ConditionCode(Base):
+    """Environment AI result code -> condition (e.g. "2" -> RAINY)."""
+
+    __tablename__ = "condition_codes"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class ConditionAiClass(Base):
+    """Condition -> the ai_class of the variant made for it (e.g. RAINY -> 02)."""
+
+    __tablename__ = "condition_ai_classes"
+    condition: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ai_class: Mapped[str] = mapped_column(String(8))
+
+
+class LegacyRequest(Base):
+    """What the field's /request_* routes were asked, kept for audit."""
+
+    __tablename__ = "legacy_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    route: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""Code every service shares: settings, database, errors, auth, logging, metrics, app factory."""

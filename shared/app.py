@@ -1,0 +1,139 @@
+"""The app factory every service uses: lifespan (migrations, engine), health, metrics, errors."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from shared import migrations
+from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
+from shared.errors import DomainError
+from shared.legacy import describe_validation_errors
+from shared.logging import configure_logging, request_id_var
+from shared.middleware import HttpMetrics, RequestContextMiddleware
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("edge.app")
+
+ExtraLifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def error_response(exc: DomainError) -> JSONResponse:
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = describe_validation_errors(exc.errors())
+        first = problems[0] if problems else {"field": "body", "problem": "invalid"}
+        body = {
+            "error": {
+                "type": "invalid",
+                "message": "; ".join(f"{p['field']}: {p['problem']}" for p in problems),
+                "field": first["field"],
+                "problems": problems,
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        translated = translate_db_error(exc)
+        if isinstance(translated, DomainError):
+            return error_response(translated)
+        raise exc
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": {"type": "internal", "message": "internal error", "request_id": request_id_var.get()}},
+            status_code=500,
+        )
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Process alive")
+    async def healthz(request: Request) -> dict[str, str]:
+        return {"status": "ok", "service": request.app.state.settings.service_name}
+
+    @router.get("/readyz", summary="Database reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        ok = await database_ready(request.app.state.engine)
+        return JSONResponse(
+            {"status": "ready" if ok else "database unreachable", "service": request.app.state.settings.service_name},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    extra_lifespan: ExtraLifespan | None = None,
+    body_limits: dict[str, int] | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    """Build a service's ASGI app. The engine is created in the lifespan, after migrations."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(
+            settings.service_name, level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
+        )
+        if settings.migrate_on_start:
+            await asyncio.to_thread(migrations.upgrade, settings.service_name, settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, application_name=f"edge-{settings.service_name}"
+        )
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        log.info("%s ready on port %s", settings.service_name, settings.port)
+        try:
+            if extra_lifespan is None:
+                yield
+            else:
+                async with extra_lifespan(app):
+                    yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan, openapi_tags=openapi_tags)
+    app.state.settings = settings
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=HttpMetrics(registry, settings.service_name),
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=body_limits,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app

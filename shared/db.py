@@ -1,0 +1,123 @@
+"""Database: declarative base per service schema, engine in the lifespan, one session per request.
+
+The session dependency commits once at the end of a request (or rolls back on error);
+services and repositories only flush.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, MetaData, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def make_base(schema: str) -> type[DeclarativeBase]:
+    """A declarative base whose tables live in the given Postgres schema."""
+
+    class Base(DeclarativeBase):
+        metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+        type_annotation_map = {datetime: DateTime(timezone=True)}
+
+    return Base
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "edge") -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_UNIQUE_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\) already exists")
+_FK_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\) is not present")
+
+
+def translate_db_error(exc: Exception) -> Exception:
+    """Turn a low-level database error into a domain error naming the field."""
+    orig = getattr(exc, "orig", None)
+    detail = str(getattr(orig, "detail", "") or getattr(getattr(orig, "__cause__", None), "detail", "") or "")
+    if isinstance(exc, IntegrityError):
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+        if m := _UNIQUE_DETAIL.search(detail):
+            field = m["cols"].split(",")[-1].strip()
+            return Conflict(f"{m['cols']} = {m['vals']} already exists", field=field)
+        if m := _FK_DETAIL.search(detail):
+            return NotFound(f"{m['cols']} = {m['vals']} does not exist", field=m["cols"])
+        if sqlstate == "23505":
+            return Conflict("a resource with these values already exists")
+        return Invalid(f"the database refused the change: {detail or type(orig).__name__}")
+    if isinstance(exc, (OperationalError, ConnectionError, OSError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return Unavailable("database unavailable, retry later", headers={"Retry-After": "1"})
+    return exc
+
+
+async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except (IntegrityError, OperationalError) as exc:
+            await session.rollback()
+            raise translate_db_error(exc) from exc
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+
+
+async def flush(session: AsyncSession) -> None:
+    """Flush and translate constraint violations into domain errors."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise translate_db_error(exc) from exc
+
+
+async def database_ready(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def page(items: list[Any], *, total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,90 @@
+"""Typed settings. Every service subclasses ServiceSettings with its own env prefix.
+
+A few settings are read under fixed names by every service (EDGE_DATABASE_URL,
+EDGE_OPERATOR_TOKEN, EDGE_*_URL ...); everything else is prefixed per service,
+e.g. SETUP_PORT or VMS_GROUP_COMMIT_WINDOW_MS.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432}
+LOCAL_OPERATOR_TOKEN = "local-operator-token"
+LOCAL_SERVICE_TOKEN = "local-service-token"
+LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
+
+
+def _fixed(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file=None, populate_by_name=True)
+
+    service_name: str = "service"
+
+    # Read by every service under fixed names.
+    env: Literal["local", "production"] = Field("production", validation_alias=_fixed("EDGE_ENV"))
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/edge", validation_alias=_fixed("EDGE_DATABASE_URL")
+    )
+    operator_token: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_OPERATOR_TOKEN"))
+    service_token: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_SERVICE_TOKEN"))
+    edge_token_secret: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"))
+    open_reads: bool = Field(False, validation_alias=_fixed("EDGE_OPEN_READS"))
+    setup_url: str = Field("http://127.0.0.1:8001", validation_alias=_fixed("EDGE_SETUP_URL"))
+    master_url: str = Field("http://127.0.0.1:8002", validation_alias=_fixed("EDGE_MASTER_URL"))
+    optimizer_url: str = Field("http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"))
+    vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"))
+    log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"))
+    log_format: Literal["json", "text"] = Field("json", validation_alias=_fixed("EDGE_LOG_FORMAT"))
+    migrate_on_start: bool = Field(True, validation_alias=_fixed("EDGE_MIGRATE_ON_START"))
+    db_pool_size: int = Field(10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"))
+
+    # Per-service (prefixed) settings.
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_body_bytes: int = 1_048_576
+
+    @model_validator(mode="after")
+    def _secrets_required_outside_local(self) -> "ServiceSettings":
+        if self.env == "local":
+            if self.operator_token is None:
+                self.operator_token = SecretStr(LOCAL_OPERATOR_TOKEN)
+            if self.service_token is None:
+                self.service_token = SecretStr(LOCAL_SERVICE_TOKEN)
+            if self.edge_token_secret is None:
+                self.edge_token_secret = SecretStr(LOCAL_EDGE_TOKEN_SECRET)
+        else:
+            missing = [
+                name
+                for name, value in (
+                    ("EDGE_OPERATOR_TOKEN", self.operator_token),
+                    ("EDGE_SERVICE_TOKEN", self.service_token),
+                    ("EDGE_EDGE_TOKEN_SECRET", self.edge_token_secret),
+                )
+                if value is None or len(value.get_secret_value()) < 16
+            ]
+            if missing:
+                raise ValueError(
+                    "outside local mode (EDGE_ENV=local) these secrets must be set, 16 characters or more: "
+                    + ", ".join(missing)
+                )
+        if not self.port:
+            self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+        return self
+
+    @property
+    def schema_name(self) -> str:
+        return self.service_name
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, so that logs can redact them."""
+        return [
+            s.get_secret_value()
+            for s in (self.operator_token, self.service_token, self.edge_token_secret)
+            if s is not None
+        ]

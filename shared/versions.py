@@ -1,0 +1,28 @@
+"""AI package versions: dotted numbers compared as numbers ("01" < "02" < "10", "1.9" < "1.10")."""
+from __future__ import annotations
+
+import re
+
+from shared.errors import Invalid
+
+_VERSION = re.compile(r"^\d{1,8}(\.\d{1,8}){0,3}$")
+
+
+def validate_version(value: str, field: str = "version") -> str:
+    value = str(value).strip()
+    if not _VERSION.match(value):
+        raise Invalid(
+            f"{value!r} is not a version: use dotted numbers such as 01, 2 or 1.4.10", field=field
+        )
+    return value
+
+
+def version_key(value: str) -> str:
+    """A string that sorts like the version (used as a column for ORDER BY and uniqueness)."""
+    parts = [int(p) for p in validate_version(value).split(".")]
+    parts += [0] * (4 - len(parts))
+    return ".".join(f"{p:08d}" for p in parts)
+
+
+def is_newer(a: str, b: str) -> bool:
+    return version_key(a) > version_key(b)

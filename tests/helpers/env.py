@@ -1,0 +1,58 @@
+"""Test-wide constants and the settings a service gets in tests."""
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+SERVICE_TOKEN = "test-service-token-0123456789"
+EDGE_TOKEN_SECRET = "test-edge-token-secret-0123456789"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+
+ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SERVICES = ("setup", "master", "optimizer", "vms")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a service or edge program started as a real process in a test."""
+    env = dict(os.environ)
+    env.update(
+        EDGE_ENV="production",
+        EDGE_DATABASE_URL=database_url,
+        EDGE_OPERATOR_TOKEN=OPERATOR_TOKEN,
+        EDGE_SERVICE_TOKEN=SERVICE_TOKEN,
+        EDGE_EDGE_TOKEN_SECRET=EDGE_TOKEN_SECRET,
+        EDGE_LOG_FORMAT="text",
+        YOLO_OFFLINE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def settings_for(service: str, database_url: str, **overrides):
+    """The service's Settings object as a test builds its in-process app."""
+    module = importlib.import_module(f"services.{service}.settings")
+    cls = next(
+        getattr(module, a)
+        for a in dir(module)
+        if a.endswith("Settings") and a != "ServiceSettings" and isinstance(getattr(module, a), type)
+    )
+    values = dict(
+        env="production",
+        database_url=database_url,
+        operator_token=OPERATOR_TOKEN,
+        service_token=SERVICE_TOKEN,
+        edge_token_secret=EDGE_TOKEN_SECRET,
+        migrate_on_start=False,
+        log_format="text",
+    )
+    values.update(overrides)
+    return cls(**values)
