@@ -1,0 +1,281 @@
+"""compose.yaml: valid against the Compose Specification's JSON schema, and consistent with the
+code (commands, ports, health checks, environment variable names and values, secrets).
+
+There is no Docker engine here, so the file is checked, not run.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+import urllib.parse
+from functools import cache
+
+import jsonschema
+import pytest
+
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+from tests.deploy import compose_file as cf
+from tests.deploy.settings_env import SERVICE_NAMES, env_names, environment, settings_class
+
+SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
+EDGES = ("edge-01", "edge-02")
+
+
+@cache
+def compose_schema() -> dict:
+    # The official compose-spec schema, as vendored (from the compose-spec repository) by the
+    # check-jsonschema package.
+    ref = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    return json.loads(ref.read_text())
+
+
+def schema_errors(doc: dict) -> list[str]:
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return cf.load()
+
+
+def services_running(compose: dict, verb: str) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if (s.get("command") or [None])[0] == verb}
+
+
+def serve_services(compose: dict) -> dict[str, tuple[str, dict]]:
+    """compose service name -> (platform service it serves, definition)."""
+    return {name: (s["command"][1], s) for name, s in services_running(compose, "serve").items()}
+
+
+def platform_services(compose: dict) -> dict[str, dict]:
+    """Everything that runs the repository's image: services, migrations and agents."""
+    return {name: s for name, s in compose["services"].items() if "build" in s}
+
+
+# --- the file itself ---------------------------------------------------------------------
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema():
+    assert schema_errors(cf.load_raw()) == []
+    assert schema_errors(cf.load()) == []
+
+
+def test_the_schema_check_rejects_a_broken_file():
+    broken = copy.deepcopy(cf.load())
+    broken["services"]["setup"]["helthcheck"] = broken["services"]["setup"].pop("healthcheck")
+    broken["services"]["vms"]["restart"] = ["always"]
+    errors = schema_errors(broken)
+    assert any("helthcheck" in e for e in errors), errors
+    assert any("$.services.vms.restart" in e for e in errors), errors
+
+
+def test_every_variable_compose_interpolates_is_in_env_example():
+    used = cf.variables_used(cf.COMPOSE.read_text())
+    assert used, "compose.yaml builds the database URL from POSTGRES_PASSWORD"
+    assert used <= set(cf.read_env_file()), used - set(cf.read_env_file())
+
+
+def test_a_missing_database_password_is_an_error_not_an_empty_password():
+    env = {k: v for k, v in cf.read_env_file().items() if k != "POSTGRES_PASSWORD"}
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        cf.load(env)
+
+
+def test_files_mounted_from_the_repository_exist():
+    for name, service in cf.load()["services"].items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith("./"):
+                assert (cf.REPO / source).exists(), f"{name} mounts {source}, which is not in the repository"
+
+
+# --- the stack's shape ------------------------------------------------------------------
+
+
+def test_the_whole_stack_is_there(compose):
+    services = compose["services"]
+    for infra in ("postgres", "mosquitto", "redis", "registry", "migrate"):
+        assert infra in services
+    assert services["registry"]["image"].startswith("registry:2")
+    assert {svc for svc, _ in serve_services(compose).values()} == set(SERVICE_NAMES)
+    assert {name for name, s in services_running(compose, "agent").items()} == set(EDGES)
+
+
+def test_every_long_running_container_has_a_health_check_and_a_restart_policy(compose):
+    for name, service in compose["services"].items():
+        if name == "migrate":
+            assert service["restart"] == "no", "a one-shot job must not be restarted"
+            continue
+        assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
+        if name not in EDGES:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+
+
+def test_registry_allows_deleting_images():
+    import yaml
+
+    config = yaml.safe_load((cf.REPO / "deploy/registry/config.yml").read_text())
+    assert config["storage"]["delete"]["enabled"] is True
+    compose = cf.load()
+    port = int(config["http"]["debug"]["addr"].rsplit(":", 1)[1])
+    assert f"127.0.0.1:{port}/debug/health" in " ".join(compose["services"]["registry"]["healthcheck"]["test"])
+
+
+def test_platform_images_are_built_from_the_repository_dockerfile(compose):
+    dockerfile = (cf.REPO / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, flags=re.M | re.I))
+    assert re.search(r'^ENTRYPOINT \["edgectl"\]', dockerfile, flags=re.M)
+    for name, service in platform_services(compose).items():
+        build = service["build"]
+        assert build["context"] == "."
+        assert (cf.REPO / build.get("dockerfile", "Dockerfile")).is_file()
+        assert build.get("target", "base") in stages, name
+
+
+def test_dockerignore_keeps_what_pip_install_needs():
+    ignored = {line.strip() for line in (cf.REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    for needed in ("pyproject.toml", "README.md", "shared", "services", "edge_ai", "edgectl"):
+        assert needed not in ignored
+    for secret in (".env", ".git", ".venv"):
+        assert secret in ignored
+
+
+# --- migrations before services --------------------------------------------------------
+
+
+def test_migrations_run_once_before_every_service(compose):
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert compose["services"]["postgres"]["healthcheck"]["test"]
+    for name, (_, service) in serve_services(compose).items():
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        # The job has migrated: replicas restarting must not race on it.
+        assert cf.environment_of(service)["EDGE_MIGRATE_ON_START"] == "false"
+
+
+def test_edge_agents_start_after_the_master_is_healthy(compose):
+    for name in EDGES:
+        assert compose["services"][name]["depends_on"]["master"]["condition"] == "service_healthy"
+
+
+# --- commands, ports and health checks agree --------------------------------------------
+
+
+@pytest.mark.parametrize("service_name", SERVICE_NAMES)
+def test_service_listens_where_it_is_published_and_probed(compose, service_name):
+    [(name, service)] = [(n, s) for n, (svc, s) in serve_services(compose).items() if svc == service_name]
+    command = service["command"]
+    assert command[:2] == ["serve", service_name]
+    assert cf.option(command, "--host") == "0.0.0.0", "inside a container the service must listen on all interfaces"
+    port = int(cf.option(command, "--port"))
+    assert port == DEFAULT_PORTS[service_name]
+    assert [target for _, target in cf.published_ports(service)] == [port]
+    probe = " ".join(service["healthcheck"]["test"])
+    assert re.search(rf"http://127\.0\.0\.1:{port}/readyz\b", probe), probe
+    # A 503 from /readyz must fail the check: urlopen raises on it, so the exit code is 1.
+    assert service["healthcheck"]["test"][:3] == ["CMD", "python", "-c"]
+
+
+def test_edge_agents_are_configured_to_reach_the_master(compose):
+    master_port = next(int(cf.option(s["command"], "--port")) for svc, s in serve_services(compose).values() if svc == "master")
+    ports = set()
+    for name in EDGES:
+        command = compose["services"][name]["command"]
+        assert cf.option(command, "--node") == name
+        assert cf.option(command, "--master-url") == f"http://master:{master_port}"
+        assert cf.option(command, "--workdir")
+        ports.add(cf.option(command, "--port"))
+    assert len(ports) == len(EDGES)
+
+
+def test_urls_between_services_point_at_the_compose_services(compose):
+    by_service = {svc: (name, int(cf.option(s["command"], "--port"))) for name, (svc, s) in serve_services(compose).items()}
+    for name, service in platform_services(compose).items():
+        env = cf.environment_of(service)
+        for svc, (host, port) in by_service.items():
+            assert env[f"EDGE_{svc.upper()}_URL"] == f"http://{host}:{port}", (name, svc)
+        db = urllib.parse.urlsplit(env["EDGE_DATABASE_URL"])
+        assert db.scheme == "postgresql+asyncpg" and db.hostname == "postgres" and db.port == 5432, name
+        assert db.path == "/" + compose["services"]["postgres"]["environment"]["POSTGRES_DB"]
+        assert db.password == cf.read_env_file()["POSTGRES_PASSWORD"]
+
+
+# --- environment matches the settings ----------------------------------------------------
+
+
+def settings_for_service(command: list[str]) -> type:
+    if command[0] == "serve":
+        return settings_class(command[1])
+    return ServiceSettings  # migrate and the agent read the shared EDGE_* settings
+
+
+@pytest.mark.parametrize("service_name", SERVICE_NAMES)
+def test_every_variable_set_is_a_real_setting_of_the_service(compose, service_name):
+    [service] = [s for svc, s in serve_services(compose).values() if svc == service_name]
+    cls = settings_class(service_name)
+    known = env_names(cls)
+    set_here = set(cf.environment_of(service)) | set(cf.read_env_file())
+    unknown = {k for k in set_here if k not in known and k != "POSTGRES_PASSWORD" and not _other_service(k, service_name)}
+    assert not unknown, f"{service_name}: not settings of {cls.__name__}: {sorted(unknown)}"
+
+
+def _other_service(key: str, service_name: str) -> bool:
+    """A prefixed setting of another service (e.g. MASTER_REGISTRY_* in the shared .env)."""
+    prefix = key.split("_", 1)[0].lower()
+    if prefix in SERVICE_NAMES and prefix != service_name:
+        assert key in env_names(settings_class(prefix)), f"{key} is no setting of {prefix}"
+        return True
+    return False
+
+
+def test_migrate_and_agents_set_only_shared_settings(compose):
+    known = env_names(ServiceSettings)
+    for name in ["migrate", *EDGES]:
+        env = cf.environment_of(compose["services"][name])
+        assert set(env) <= known, (name, set(env) - known)
+
+
+@pytest.mark.parametrize("service_name", SERVICE_NAMES)
+def test_service_settings_load_from_the_compose_environment(compose, service_name):
+    """What the container would see (.env + environment:) builds the service's Settings in
+    production mode: values parse, the secrets check passes, the port is the one published."""
+    [service] = [s for svc, s in serve_services(compose).values() if svc == service_name]
+    env = {**cf.read_env_file(), **cf.environment_of(service)}
+    env.pop("POSTGRES_PASSWORD")
+    with environment(env):
+        settings = settings_class(service_name)(port=int(cf.option(service["command"], "--port")))
+    assert settings.env == "production"
+    assert settings.migrate_on_start is False
+    assert settings.operator_token.get_secret_value() == cf.read_env_file()["EDGE_OPERATOR_TOKEN"]
+    assert settings.port == DEFAULT_PORTS[service_name]
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+
+def test_secrets_come_from_the_uncommitted_env_file(compose):
+    gitignore = (cf.REPO / ".gitignore").read_text().split()
+    assert ".env" in gitignore, ".env must never be committed"
+    example = cf.read_env_file()
+    for secret in SECRETS:
+        assert len(example[secret]) >= 16, "the example must pass the services' own length check"
+        assert "EXAMPLE" in example[secret], "example values must say they are examples"
+    for name, service in platform_services(compose).items():
+        assert (".env", True) in cf.env_files_of(service), f"{name} must read .env"
+        env = cf.environment_of(service)
+        for secret in SECRETS:
+            assert secret not in env, f"{name} sets {secret} in compose.yaml; secrets belong in .env"
+        assert not {k for k in env if re.search(r"PASSWORD|TOKEN|SECRET", k)}, name
+    # The database password is interpolated, never written in the file.
+    raw = cf.COMPOSE.read_text()
+    assert example["POSTGRES_PASSWORD"] not in raw
+
+
+def test_infrastructure_containers_do_not_get_the_platform_secrets(compose):
+    for name in ("postgres", "mosquitto", "redis", "registry"):
+        assert (".env", True) not in cf.env_files_of(compose["services"][name]), name
