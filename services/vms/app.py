@@ -1,0 +1,77 @@
+"""The VMS: ingest per-second observations from every edge, store them durably and fast, answer queries."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+
+from services.vms.ingest.committer import GroupCommitter
+from services.vms.ingest.metrics import IngestMetrics
+from services.vms.ingest.router import legacy_router
+from services.vms.ingest.router import router as ingest_router
+from services.vms.ingest.service import IngestService
+from services.vms.nodes.directory import NodeDirectory
+from services.vms.notify.notifier import OptimizerNotifier
+from services.vms.queries.router import router as queries_router
+from services.vms.queries.service import QueryService
+from services.vms.retention.jobs import run_maintenance
+from services.vms.settings import VmsSettings
+from services.vms.storage.pool import create_ingest_pool
+from shared.app import create_service_app
+
+DESCRIPTION = """
+Receives what every edge posts each second (resource usage, environment results, YOLO detection
+summaries), commits it to Postgres in group commits, keeps each node's current state, tells the
+optimizer when a node's condition changes, and answers queries.
+
+A 200 on an ingest route means the record is committed. 503 with Retry-After means try again.
+"""
+
+
+def create_app(settings: VmsSettings | None = None) -> FastAPI:
+    settings = settings or VmsSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = IngestMetrics(app.state.metrics_registry)
+        pool = await create_ingest_pool(settings.database_url, settings.ingest_pool_size)
+        directory = NodeDirectory(settings)
+        notifier = OptimizerNotifier(settings, metrics) if settings.notify_optimizer else None
+        committer = GroupCommitter(pool, settings, metrics, on_events=notifier.publish if notifier else None)
+        scheduler = AsyncIOScheduler()
+        try:
+            await run_maintenance(pool, settings)
+            await directory.start()
+            if notifier is not None:
+                await notifier.start()
+            await committer.start()
+            app.state.ingest_pool = pool
+            app.state.directory = directory
+            app.state.committer = committer
+            app.state.ingest = IngestService(settings, directory, committer, metrics)
+            app.state.queries = QueryService(settings, directory)
+            scheduler.add_job(directory.refresh, "interval", seconds=settings.nodes_refresh_s, id="directory")
+            scheduler.add_job(
+                run_maintenance, "interval", args=[pool, settings], seconds=settings.retention_interval_s, id="partitions"
+            )
+            scheduler.start()
+            yield
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await committer.stop()
+            if notifier is not None:
+                await notifier.stop()
+            await directory.close()
+            await pool.close()
+
+    return create_service_app(
+        settings,
+        title="Edge VMS",
+        description=DESCRIPTION,
+        routers=[legacy_router, ingest_router, queries_router],
+        extra_lifespan=lifespan,
+        body_limits={"/batch": settings.batch_max_body_bytes},
+    )

@@ -1,0 +1,206 @@
+"""Group commit: one writer task per process turns concurrent requests into one transaction.
+
+Requests ``submit`` their records and wait; the writer takes what has accumulated (waiting up
+to ``VMS_GROUP_COMMIT_WINDOW_MS`` for more, at most ``VMS_GROUP_COMMIT_MAX_RECORDS`` records),
+writes and commits it, and only then resolves every waiting request. A request is answered 200
+only after its records are committed; when the database fails the waiting requests get 503.
+The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with Retry-After.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from typing import Any
+
+import asyncpg
+
+from services.vms.ingest.metrics import IngestMetrics
+from services.vms.nodes.state import Record
+from services.vms.settings import VmsSettings
+from services.vms.storage import partitions
+from services.vms.storage.writer import write_batch
+from shared.errors import Unavailable
+
+log = logging.getLogger("edge.vms.commit")
+
+# Errors after which the connection is gone: the batch may be retried on a fresh one.
+CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+_NO_PARTITION = "23514"  # check_violation: "no partition of relation ... found for row"
+
+
+class _Pending:
+    __slots__ = ("records", "future")
+
+    def __init__(self, records: list[Record], future: asyncio.Future):
+        self.records = records
+        self.future = future
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: VmsSettings,
+        metrics: IngestMetrics,
+        on_events: Callable[[list[dict[str, Any]]], None] | None = None,
+    ):
+        self.pool = pool
+        self.settings = settings
+        self.metrics = metrics
+        self.on_events = on_events
+        self._pending: deque[_Pending] = deque()
+        self._pending_records = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self._partitions: set[tuple[str, date]] = set()
+
+    def _retry_after(self) -> dict[str, str]:
+        return {"Retry-After": str(self.settings.retry_after_s)}
+
+    async def start(self) -> None:
+        async with self.pool.acquire() as conn:
+            for table, days in (await partitions.existing(conn)).items():
+                self._partitions.update((table, d) for d in days)
+        self._task = asyncio.create_task(self._run(), name="vms-group-commit")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, records: list[Record]) -> None:
+        """Wait until ``records`` are committed; Unavailable (503) when overloaded or the database fails."""
+        if self._closing:
+            raise Unavailable("the VMS is shutting down, retry later", headers=self._retry_after())
+        n = len(records)
+        if self._pending_records and self._pending_records + n > self.settings.queue_max_records:
+            self.metrics.rejects.labels("overloaded").inc(n)
+            raise Unavailable("ingest queue is full, retry later", headers=self._retry_after())
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(records, future))
+        self._pending_records += n
+        self.metrics.queued.set(self._pending_records)
+        self._wake.set()
+        await future
+
+    def _take(self) -> list[_Pending]:
+        limit = self.settings.group_commit_max_records
+        taken: list[_Pending] = []
+        count = 0
+        while self._pending and (not taken or count + len(self._pending[0].records) <= limit):
+            item = self._pending.popleft()
+            taken.append(item)
+            count += len(item.records)
+        self._pending_records -= count
+        self.metrics.queued.set(self._pending_records)
+        return taken
+
+    async def _run(self) -> None:
+        window = self.settings.group_commit_window_ms / 1000
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            if window > 0 and self._pending_records < self.settings.group_commit_max_records and not self._closing:
+                # Let concurrent requests join this commit.
+                await asyncio.sleep(window)
+            await self._commit(self._take())
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        records = [r for item in batch for r in item.records]
+        started = time.perf_counter()
+        try:
+            events = await self._write_with_retry(records)
+        except Exception as exc:  # every waiting request must be answered, whatever happened
+            reason = "connection" if isinstance(exc, CONNECTION_ERRORS) else type(exc).__name__
+            self.metrics.commit_failures.labels(reason).inc()
+            log.warning("group commit of %d records failed (%s): %s", len(records), reason, exc)
+            error = Unavailable("database unavailable, the records were not stored; retry later", headers=self._retry_after())
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        self.metrics.commit_latency.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(records))
+        for record in records:
+            self.metrics.records.labels(record.kind).inc()
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(None)
+        if events and self.on_events is not None:
+            self.on_events(events)
+
+    async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
+        try:
+            return await self._write_once(records)
+        except _NotSent as exc:
+            # Nothing was committed (the failure came before COMMIT): one more try on a fresh connection.
+            log.info("retrying a batch of %d records after %s", len(records), exc.__cause__)
+            try:
+                return await self._write_once(records)
+            except _NotSent as again:
+                raise again.__cause__ from None  # type: ignore[misc]
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection, records: list[Record]) -> None:
+        needed = {(r.kind, partitions.utc_day(r.ts)) for r in records} - self._partitions
+        for table, day in sorted(needed):
+            await partitions.ensure(conn, table, day)
+            self._partitions.add((table, day))
+
+    async def _write_once(self, records: list[Record]) -> list[dict[str, Any]]:
+        try:
+            conn = await self.pool.acquire(timeout=5)
+        except Exception as exc:
+            raise _NotSent() from exc
+        committing = False
+        try:
+            await self._ensure_partitions(conn, records)
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+            committing = True
+            await tx.commit()
+            return events
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == _NO_PARTITION and not committing:
+                self._partitions.clear()  # a partition was dropped under us: recreate on the retry
+                raise _NotSent() from exc
+            if isinstance(exc, CONNECTION_ERRORS) and not committing:
+                raise _NotSent() from exc
+            raise
+        except CONNECTION_ERRORS as exc:
+            if committing:
+                raise  # the commit's outcome is unknown: answer 503, never retry (no duplicates)
+            raise _NotSent() from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn, timeout=2)
+
+
+class _NotSent(Exception):
+    """The batch was not committed and may be retried."""

@@ -1,0 +1,136 @@
+"""What edges post: the field's payloads (numbers may arrive as strings) and our own."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+
+def _number_to_str(value: Any) -> Any:
+    # Field devices send "4" or 4, "0000" or 0: both are the same code.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+StrLike = Annotated[str, BeforeValidator(_number_to_str)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+class _Payload(BaseModel):
+    # Unknown keys are ignored: newer edge programs may send more than we store.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
+
+
+class UsageIn(_Payload):
+    """POST /usage, every second from the monitoring program (the field's payload)."""
+
+    code: StrLike | None = Field(None, max_length=16, examples=["0000"])
+    message: StrLike | None = Field(None, max_length=500, examples=["success"])
+    username: StrLike | None = Field(None, max_length=100, examples=["edge-master-01-1129"])
+    cpu: Number = Field(ge=0, le=1000, description="CPU use in percent (may exceed 100 on several cores)")
+    memory: Number = Field(ge=0, le=100, description="memory use in percent")
+    func: StrLike = Field(min_length=1, max_length=32, description="the running variant, e.g. SUNNY")
+    # Extensions: the node id (devices that know it) and the sample's time (agents that buffer).
+    nid: StrLike | None = Field(None, min_length=1, max_length=32)
+    ts: datetime | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
+class EnvironmentIn(_Payload):
+    """POST /save_edgeData, every second from the environment (weather) AI."""
+
+    nid: StrLike = Field(min_length=1, max_length=32, examples=["0x01"])
+    date: StrLike = Field(pattern=r"^\d{8}$", description="yyyymmdd", examples=["20240808"])
+    time: StrLike = Field(pattern=r"^\d{6}$", description="hhmmss", examples=["142503"])
+    result: StrLike = Field(min_length=1, max_length=16, description="the class code the AI computed", examples=["2"])
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _pad_time(cls, value: Any) -> Any:
+        # 092503 sent as a JSON number arrives as 92503.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1_000_000:
+            return f"{value:06d}"
+        return value
+
+
+class InferenceMs(_Payload):
+    mean: Number | None = Field(None, ge=0)
+    p50: Number | None = Field(None, ge=0)
+    max: Number | None = Field(None, ge=0)
+
+
+class Detection(_Payload):
+    class_: StrLike = Field(alias="class", min_length=1, max_length=64)
+    class_id: int | None = Field(None, ge=0)
+    confidence: Number = Field(ge=0, le=1)
+    box: list[Number] = Field(min_length=4, max_length=4, description="[x1, y1, x2, y2]")
+
+
+class DetectionsIn(_Payload):
+    """POST /detections, the YOLO worker's per-second summary."""
+
+    nid: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x01"])
+    ts: datetime = Field(examples=["2026-11-22T03:00:00.123Z"])
+    model: StrLike = Field(min_length=1, max_length=100, examples=["yolov8n"])
+    model_version: StrLike = Field(min_length=1, max_length=40, examples=["01"])
+    fps: Number = Field(ge=0, le=10_000)
+    frames: int = Field(ge=0)
+    inference_ms: InferenceMs | None = None
+    conf_threshold: Number = Field(ge=0, le=1)
+    counts: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    detections: list[Detection] = Field(default_factory=list)
+    below_threshold: int = Field(0, ge=0)
+    frames_sent_up: int = Field(0, ge=0)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_aware(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+Kind = Literal["usage", "environment", "detections"]
+PAYLOADS: dict[str, type[_Payload]] = {"usage": UsageIn, "environment": EnvironmentIn, "detections": DetectionsIn}
+
+
+class BatchRecordIn(BaseModel):
+    kind: Kind
+    data: dict[str, Any]
+
+
+class BatchIn(BaseModel):
+    """POST /batch: many records of any kind, for agents that buffered while offline."""
+
+    records: list[BatchRecordIn]
+
+
+class BatchResult(BaseModel):
+    index: int
+    status: Literal["stored", "rejected"]
+    field: str | None = None
+    problem: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
+    stored: int
+    rejected: int
+
+
+class StoredOut(BaseModel):
+    code: str = "0000"
+    message: str = "success"
+    status: Literal["stored"] = "stored"
+    nid: str
+    known: bool

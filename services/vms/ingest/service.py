@@ -1,0 +1,231 @@
+"""Ingest: validate a payload, decide which node it belongs to, hand it to the group commit."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from pydantic import ValidationError
+
+from services.vms.ingest.committer import GroupCommitter
+from services.vms.ingest.metrics import IngestMetrics
+from services.vms.ingest.schemas import PAYLOADS, DetectionsIn, EnvironmentIn, UsageIn
+from services.vms.nodes.directory import NodeDirectory
+from services.vms.nodes.state import Record
+from services.vms.settings import VmsSettings
+from shared.auth import Principal
+from shared.errors import Forbidden, Invalid, Unauthorized
+from shared.legacy import describe_validation_errors
+
+
+class Rejected(Invalid):
+    """A record refused, with the reason counted in the metrics."""
+
+    def __init__(self, message: str, *, field: str, reason: str, status: int = 422):
+        super().__init__(message, field=field)
+        self.reason = reason
+        self.status_code = status
+
+
+def _prefixed(prefix: str, field: str | None) -> str:
+    if not prefix:
+        return field or "body"
+    return f"{prefix}.{field}" if field and field != "body" else prefix
+
+
+class IngestService:
+    def __init__(
+        self, settings: VmsSettings, directory: NodeDirectory, committer: GroupCommitter, metrics: IngestMetrics
+    ):
+        self.settings = settings
+        self.directory = directory
+        self.committer = committer
+        self.metrics = metrics
+        self.zone = ZoneInfo(settings.field_timezone)
+
+    # -- parsing ---------------------------------------------------------------------------
+    @staticmethod
+    def parse_json(raw: bytes) -> Any:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected(f"body is not valid JSON: {exc}", field="body", reason="bad_json") from exc
+
+    def validate(self, kind: str, data: Any, prefix: str = ""):
+        if not isinstance(data, dict):
+            raise Rejected("must be a JSON object", field=_prefixed(prefix, "body"), reason="invalid")
+        try:
+            return PAYLOADS[kind].model_validate(data)
+        except ValidationError as exc:
+            problems = describe_validation_errors(exc.errors())
+            first = problems[0]
+            text = "; ".join(f"{_prefixed(prefix, p['field'])}: {p['problem']}" for p in problems)
+            raise Rejected(text, field=_prefixed(prefix, first["field"]), reason="invalid") from exc
+
+    # -- node identity -----------------------------------------------------------------------
+    async def resolve_node(
+        self, principal: Principal, payload_nid: str | None, username: str | None, *, legacy: bool, prefix: str = ""
+    ) -> tuple[str, bool, bool]:
+        """(nid, known, authenticated) of the record, or a 4xx."""
+        if principal.kind == "anonymous":
+            if not (legacy and self.settings.allow_anonymous):
+                raise Unauthorized()
+        if principal.kind == "edge":
+            assert principal.nid is not None
+            if payload_nid is not None and payload_nid != principal.nid:
+                self.metrics.rejects.labels("nid_mismatch").inc()
+                raise Forbidden(
+                    f"the token is node {principal.nid}'s, the payload says {payload_nid}",
+                    field=_prefixed(prefix, "nid"),
+                )
+            known = await self.directory.is_known(principal.nid, from_token=True)
+            return self._unknown_policy(principal.nid, known, "nid", prefix, authenticated=True)
+        authenticated = principal.kind != "anonymous"
+        if payload_nid is not None:
+            return self._unknown_policy(payload_nid, await self.directory.is_known(payload_nid), "nid", prefix, authenticated)
+        if username is not None:
+            nid = await self.directory.nid_for_username(username)
+            if nid is not None:
+                return nid, True, authenticated
+            return self._unknown_policy(username[:32], False, "username", prefix, authenticated)
+        raise Rejected("the node is unknown: send nid (or username) or use the edge's token",
+                       field=_prefixed(prefix, "nid"), reason="no_node")
+
+    def _unknown_policy(self, nid: str, known: bool, field: str, prefix: str, authenticated: bool) -> tuple[str, bool, bool]:
+        if not known and self.settings.unknown_nodes == "reject":
+            raise Rejected(f"unknown node {nid!r}: not registered in setup", field=_prefixed(prefix, field), reason="unknown_node")
+        return nid, known, authenticated
+
+    # -- time ----------------------------------------------------------------------------------
+    def _check_ts(self, ts: datetime, now: datetime, field: str, prefix: str) -> None:
+        if ts > now + timedelta(seconds=self.settings.max_future_s):
+            raise Rejected(f"{ts.isoformat()} is in the future", field=_prefixed(prefix, field), reason="bad_time")
+        if ts < now - timedelta(days=self.settings.retention_days):
+            raise Rejected(
+                f"{ts.isoformat()} is older than the retention ({self.settings.retention_days} days)",
+                field=_prefixed(prefix, field),
+                reason="bad_time",
+            )
+
+    def _field_ts(self, payload: EnvironmentIn, prefix: str) -> datetime:
+        d, t = payload.date, payload.time
+        try:
+            day = datetime.strptime(d, "%Y%m%d")
+        except ValueError:
+            raise Rejected(f"{d!r} is not a date (yyyymmdd)", field=_prefixed(prefix, "date"), reason="bad_time") from None
+        hh, mm, ss = int(t[0:2]), int(t[2:4]), int(t[4:6])
+        if hh > 23 or mm > 59 or ss > 59:
+            raise Rejected(f"{t!r} is not a time (hhmmss)", field=_prefixed(prefix, "time"), reason="bad_time")
+        return day.replace(hour=hh, minute=mm, second=ss, tzinfo=self.zone).astimezone(timezone.utc)
+
+    # -- records -------------------------------------------------------------------------------
+    async def build(self, principal: Principal, kind: str, data: Any, *, legacy: bool, prefix: str = "") -> Record:
+        payload = self.validate(kind, data, prefix)
+        now = datetime.now(timezone.utc)
+        if kind == "usage":
+            return await self._usage(principal, payload, now, legacy, prefix)
+        if kind == "environment":
+            return await self._environment(principal, payload, now, legacy, prefix)
+        return await self._detections(principal, payload, now, prefix)
+
+    async def _usage(self, principal: Principal, p: UsageIn, now: datetime, legacy: bool, prefix: str) -> Record:
+        nid, known, auth = await self.resolve_node(principal, p.nid, p.username, legacy=legacy, prefix=prefix)
+        ts = p.ts or now
+        self._check_ts(ts, now, "ts", prefix)
+        row = (nid, ts, now, p.cpu, p.memory, p.func, p.username, p.code, p.message, auth, known)
+        values = {"known": known, "authenticated": auth, "cpu": p.cpu, "memory": p.memory, "func": p.func}
+        return Record("usage", nid, ts, row, values)
+
+    async def _environment(self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str) -> Record:
+        ts = self._field_ts(p, prefix)
+        self._check_ts(ts, now, "date", prefix)
+        nid, known, auth = await self.resolve_node(principal, p.nid, None, legacy=legacy, prefix=prefix)
+        condition = self.directory.condition_for(p.result)
+        row = (nid, ts, now, p.result, condition, auth, known)
+        values = {"known": known, "authenticated": auth, "result": p.result, "condition": condition}
+        return Record("environment", nid, ts, row, values)
+
+    async def _detections(self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str) -> Record:
+        if len(p.detections) > self.settings.detections_max_items:
+            raise Rejected(
+                f"at most {self.settings.detections_max_items} detections per summary",
+                field=_prefixed(prefix, "detections"),
+                reason="too_many",
+            )
+        self._check_ts(p.ts, now, "ts", prefix)
+        nid, known, auth = await self.resolve_node(principal, p.nid, None, legacy=False, prefix=prefix)
+        boxes = [
+            {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box} for d in p.detections
+        ]
+        inference = p.inference_ms or None
+        summary = {
+            "model": p.model,
+            "model_version": p.model_version,
+            "fps": p.fps,
+            "frames": p.frames,
+            "counts": p.counts,
+            "detected": len(boxes),
+            "below_threshold": p.below_threshold,
+            "frames_sent_up": p.frames_sent_up,
+            "conf_threshold": p.conf_threshold,
+            "min_confidence": min((d.confidence for d in p.detections), default=None),
+            "inference_ms": inference.model_dump() if inference else None,
+        }
+        row = (
+            nid, p.ts, now, p.model, p.model_version, p.fps, p.frames,
+            inference.mean if inference else None, inference.p50 if inference else None,
+            inference.max if inference else None, p.conf_threshold,
+            orjson.dumps(p.counts).decode(), orjson.dumps(boxes).decode(),
+            len(boxes), p.below_threshold, p.frames_sent_up, summary["min_confidence"], auth, known,
+        )
+        values = {
+            "known": known,
+            "authenticated": auth,
+            "summary": summary,
+            "detected": len(boxes),
+            "below_threshold": p.below_threshold,
+        }
+        return Record("detections", nid, p.ts, row, values)
+
+    # -- entry points --------------------------------------------------------------------------
+    async def ingest_one(self, principal: Principal, kind: str, data: Any, *, legacy: bool) -> Record:
+        try:
+            record = await self.build(principal, kind, data, legacy=legacy)
+        except Rejected as exc:
+            self.metrics.rejects.labels(exc.reason).inc()
+            raise
+        await self.committer.submit([record])
+        return record
+
+    async def ingest_batch(self, principal: Principal, body: Any) -> dict[str, Any]:
+        if principal.kind == "anonymous":
+            raise Unauthorized()
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise Rejected("expected {\"records\": [...]}", field="records", reason="invalid")
+        items = body["records"]
+        if len(items) > self.settings.batch_max_records:
+            raise Rejected(
+                f"at most {self.settings.batch_max_records} records per batch", field="records", reason="too_many"
+            )
+        results: list[dict[str, Any]] = []
+        good: list[Record] = []
+        for index, item in enumerate(items):
+            prefix = f"records[{index}]"
+            try:
+                if not isinstance(item, dict):
+                    raise Rejected("must be an object {kind, data}", field=prefix, reason="invalid")
+                kind = item.get("kind")
+                if kind not in PAYLOADS:
+                    raise Rejected(
+                        f"kind must be one of {', '.join(PAYLOADS)}", field=f"{prefix}.kind", reason="invalid"
+                    )
+                good.append(await self.build(principal, kind, item.get("data"), legacy=False, prefix=f"{prefix}.data"))
+                results.append({"index": index, "status": "stored"})
+            except (Rejected, Forbidden) as exc:
+                self.metrics.rejects.labels(getattr(exc, "reason", "forbidden")).inc()
+                results.append({"index": index, "status": "rejected", "field": exc.field, "problem": exc.message})
+        if good:
+            await self.committer.submit(good)
+        return {"results": results, "stored": len(good), "rejected": len(results) - len(good)}
+

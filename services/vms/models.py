@@ -1,0 +1,128 @@
+"""The VMS's tables (schema ``vms``): raw observations partitioned by day, and the current state per node.
+
+The three observation tables are range-partitioned on ``ts`` with one partition per UTC day
+(``vms.usage_p20261122``...), created ahead by a scheduled job and on demand by the writer;
+retention drops whole partitions. They have no primary key on purpose: a partitioned table's
+key must include the partition column, and nothing refers to a single row.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from shared.db import make_base
+
+Base = make_base("vms")
+metadata = Base.metadata
+
+PARTITIONED_TABLES = ("usage", "environment", "detections")
+
+
+def _ts(name: str, nullable: bool = False) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("nid", String(32), nullable=False),
+    _ts("ts"),
+    _ts("received_at"),
+    Column("cpu", Float, nullable=False),
+    Column("memory", Float, nullable=False),
+    Column("func", String(32), nullable=False),
+    Column("username", String(100)),
+    Column("code", String(16)),
+    Column("message", Text),
+    Column("authenticated", Boolean, nullable=False),
+    Column("known", Boolean, nullable=False),
+    Index("ix_vms_usage_nid_ts", "nid", text("ts DESC")),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+environment = Table(
+    "environment",
+    metadata,
+    Column("nid", String(32), nullable=False),
+    _ts("ts"),
+    _ts("received_at"),
+    Column("result", String(16), nullable=False),
+    Column("condition", String(32)),  # NULL when the code is not in the mapping
+    Column("authenticated", Boolean, nullable=False),
+    Column("known", Boolean, nullable=False),
+    Index("ix_vms_environment_nid_ts", "nid", text("ts DESC")),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+detection_id_seq = Sequence("detections_id_seq", metadata=metadata)
+
+detections = Table(
+    "detections",
+    metadata,
+    # A stable tie-breaker for pagination (many summaries share a second).
+    Column("id", BigInteger, detection_id_seq, server_default=detection_id_seq.next_value(), nullable=False),
+    Column("nid", String(32), nullable=False),
+    _ts("ts"),
+    _ts("received_at"),
+    Column("model", String(100), nullable=False),
+    Column("model_version", String(40), nullable=False),
+    Column("fps", Float, nullable=False),
+    Column("frames", Integer, nullable=False),
+    Column("inference_mean_ms", Float),
+    Column("inference_p50_ms", Float),
+    Column("inference_max_ms", Float),
+    Column("conf_threshold", Float, nullable=False),
+    Column("counts", JSONB, nullable=False),
+    Column("detections", JSONB, nullable=False),
+    Column("detected", Integer, nullable=False),
+    Column("below_threshold", Integer, nullable=False),
+    Column("frames_sent_up", Integer, nullable=False),
+    Column("min_confidence", Float),
+    Column("authenticated", Boolean, nullable=False),
+    Column("known", Boolean, nullable=False),
+    Index("ix_vms_detections_nid_ts", "nid", text("ts DESC")),
+    Index("ix_vms_detections_ts", text("ts DESC")),
+    Index("ix_vms_detections_counts", "counts", postgresql_using="gin"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+node_state = Table(
+    "node_state",
+    metadata,
+    Column("nid", String(32), primary_key=True),
+    Column("known", Boolean, nullable=False, server_default=text("true")),
+    Column("authenticated", Boolean, nullable=False, server_default=text("false")),
+    # Environment: the condition now, since when, and for how many consecutive samples.
+    Column("condition", String(32)),
+    Column("condition_code", String(16)),
+    Column("previous_condition", String(32)),
+    Column("streak", Integer, nullable=False, server_default=text("0")),
+    _ts("condition_since", True),
+    _ts("environment_at", True),
+    # Usage: the last sample and exponentially weighted averages.
+    _ts("usage_at", True),
+    Column("cpu", Float),
+    Column("memory", Float),
+    Column("func", String(32)),
+    Column("cpu_avg", Float),
+    Column("memory_avg", Float),
+    # Detections: the last per-second summary and the recent share of low-confidence results.
+    _ts("detections_at", True),
+    Column("detections", JSONB),
+    Column("low_confidence_share", Float),
+    _ts("last_seen", True),
+    _ts("updated_at", True),
+)

@@ -1,0 +1,115 @@
+"""What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition map.
+
+Both are refreshed on a schedule and, for node ids, on a miss (at most once every
+``VMS_NODES_MISS_REFRESH_S``). When setup cannot be reached the last known values stay in use;
+before the first successful answer the condition map is DEFAULT_CONDITIONS.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from services.vms.settings import VmsSettings
+from shared.clients import service_client
+
+log = logging.getLogger("edge.vms.directory")
+
+# The field never fixed the mapping; this is our documented default until setup answers.
+DEFAULT_CONDITIONS: dict[str, str] = {
+    "0": "SUNNY",
+    "1": "CLOUDY",
+    "2": "RAINY",
+    "3": "SNOWY",
+    "4": "FOGGY",
+    "5": "NIGHT",
+}
+
+
+class NodeDirectory:
+    def __init__(self, settings: VmsSettings):
+        self.settings = settings
+        self.nids: frozenset[str] = frozenset()
+        self.names: dict[str, str] = {}
+        self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
+        self.nodes_loaded = False  # True once setup has answered the node list
+        self.conditions_loaded = False
+        self._last_nodes_refresh = 0.0
+        self._lock = asyncio.Lock()
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client = service_client(self.settings, self.settings.setup_url, timeout=self.settings.setup_timeout_s)
+        await self.refresh()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def refresh(self) -> None:
+        await self.refresh_nodes()
+        await self.refresh_conditions()
+
+    async def refresh_nodes(self) -> bool:
+        assert self._client is not None
+        self._last_nodes_refresh = time.monotonic()
+        try:
+            response = await self._client.get("/edges/node-ids")
+            response.raise_for_status()
+            body = response.json()
+            nids = frozenset(str(n) for n in body.get("items", []))
+            names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
+            return False
+        self.nids, self.names, self.nodes_loaded = nids, names, True
+        return True
+
+    async def refresh_conditions(self) -> bool:
+        assert self._client is not None
+        try:
+            response = await self._client.get("/conditions")
+            response.raise_for_status()
+            codes = response.json().get("codes") or {}
+            mapping = {str(k): str(v).upper() for k, v in codes.items()}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("condition map from setup unavailable, keeping the last one: %s", exc)
+            return False
+        if mapping:
+            self.conditions, self.conditions_loaded = mapping, True
+        return True
+
+    def condition_for(self, code: str) -> str | None:
+        return self.conditions.get(code)
+
+    async def _refresh_on_miss(self) -> None:
+        # One refresh at a time, and not more often than the setting: a flood of unknown ids
+        # must not become a flood of calls to setup.
+        if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
+            return
+        async with self._lock:
+            if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
+                return
+            await self.refresh_nodes()
+
+    async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
+        if nid in self.nids:
+            return True
+        await self._refresh_on_miss()
+        if nid in self.nids:
+            return True
+        # Setup signed the token for this node; before setup has ever answered, trust the signature.
+        return from_token and not self.nodes_loaded
+
+    async def nid_for_username(self, username: str) -> str | None:
+        """The field's usage payload names the device, not the node: map an edge name (or a nid) to a nid."""
+        for _ in range(2):
+            if username in self.names:
+                return self.names[username]
+            if username in self.nids:
+                return username
+            if _ == 0:
+                await self._refresh_on_miss()
+        return None

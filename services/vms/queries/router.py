@@ -1,0 +1,61 @@
+"""Read routes (ReaderAuth: any valid token, or none where EDGE_OPEN_READS=true)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from services.vms.queries.service import QueryService
+from shared.auth import ReaderAuth
+from shared.db import SessionDep
+
+router = APIRouter(tags=["queries"])
+
+
+def _service(request: Request) -> QueryService:
+    return request.app.state.queries
+
+
+@router.get("/nodes/state", summary="Current state of every node, in one answer")
+async def nodes_state(
+    request: Request,
+    session: SessionDep,
+    _: ReaderAuth,
+    nids: Annotated[str | None, Query(description="comma list of node ids; default all")] = None,
+    include_silent: Annotated[bool, Query(description="also list registered nodes that never reported")] = True,
+) -> dict[str, Any]:
+    wanted = [n.strip() for n in nids.split(",") if n.strip()] if nids else None
+    return await _service(request).fleet_state(session, wanted, include_silent)
+
+
+@router.get("/nodes/{nid}/series", summary="A node's observations over a time range, downsampled")
+async def node_series(
+    request: Request,
+    session: SessionDep,
+    _: ReaderAuth,
+    nid: str,
+    kind: Literal["usage", "environment", "detections"] = "usage",
+    start: Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h")] = None,
+    end: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    step: Annotated[str, Query(description="bucket: seconds or 30s, 5m, 1h, 1d")] = "60s",
+) -> dict[str, Any]:
+    return await _service(request).series(session, nid, kind, start, end, step)
+
+
+@router.get("/detections", summary="Detection summaries with filters, newest first, paginated")
+async def list_detections(
+    request: Request,
+    session: SessionDep,
+    _: ReaderAuth,
+    nid: str | None = None,
+    class_: Annotated[str | None, Query(alias="class", description="a class name, e.g. person")] = None,
+    confidence_below: Annotated[float | None, Query(ge=0, le=1, description="a detection (of that class) under this confidence")] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    return await _service(request).detections(
+        session, nid=nid, cls=class_, confidence_below=confidence_below, start=start, end=end, limit=limit, offset=offset
+    )

@@ -1,0 +1,62 @@
+"""The VMS's settings; its own are read with the VMS_ prefix (e.g. VMS_GROUP_COMMIT_WINDOW_MS)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class VmsSettings(ServiceSettings):
+    """Ingest, storage, query and notification settings of the VMS."""
+
+    model_config = SettingsConfigDict(env_prefix="VMS_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "vms"
+
+    # Ingest and authentication.
+    allow_anonymous: bool = False  # field devices without a token, legacy routes only
+    unknown_nodes: Literal["reject", "flag"] = "reject"
+    field_timezone: str = "UTC"  # zone of the field's date/time (yyyymmdd hhmmss) strings
+    max_future_s: int = 300  # a record stamped further ahead than this is refused
+    batch_max_records: int = 10_000
+    batch_max_body_bytes: int = 16 * 1024 * 1024
+    detections_max_items: int = 1_000  # boxes in one per-second detections summary
+
+    # Group commit: one writer task per process.
+    group_commit_window_ms: float = 2.0
+    group_commit_max_records: int = 5_000
+    queue_max_records: int = 50_000  # pending records before answering 503
+    retry_after_s: int = 1
+    ingest_pool_size: int = 4
+
+    # Node directory and condition mapping, from setup.
+    nodes_refresh_s: float = 30.0
+    nodes_miss_refresh_s: float = 2.0  # at most one refresh on a miss this often
+    setup_timeout_s: float = 3.0
+
+    # Storage.
+    retention_days: int = 30
+    partitions_ahead_days: int = 2
+    retention_interval_s: float = 3600.0
+
+    # Node state.
+    stale_after_s: float = 10.0
+    ewma_alpha: float = 0.2  # weight of the newest usage sample in cpu_avg / memory_avg
+    low_confidence_alpha: float = 0.1  # weight of the newest second in low_confidence_share
+
+    # Push channel to the optimizer.
+    notify_optimizer: bool = False
+    notify_queue_size: int = 1_000
+    notify_timeout_s: float = 2.0
+    event_classes: str = ""  # comma list: a detection of one of these classes sends a "detection" event
+    low_confidence_share: float = 0.0  # > 0: a "low_confidence" event when a node's share crosses it
+
+    # Queries.
+    max_page_size: int = 1_000
+    max_series_points: int = 10_000
+
+    @property
+    def event_class_set(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.event_classes.split(",") if c.strip())
