@@ -56,6 +56,11 @@ def platform_services(compose: dict) -> dict[str, dict]:
     return {name: s for name, s in compose["services"].items() if "build" in s}
 
 
+def server_side(compose: dict) -> dict[str, dict]:
+    """The four services and the migrations (the agents are edge boxes)."""
+    return {name: s for name, s in platform_services(compose).items() if s["command"][0] != "agent"}
+
+
 # --- the file itself ---------------------------------------------------------------------
 
 
@@ -195,7 +200,7 @@ def test_edge_agents_are_configured_to_reach_the_master(compose):
 
 def test_urls_between_services_point_at_the_compose_services(compose):
     by_service = {svc: (name, int(cf.option(s["command"], "--port"))) for name, (svc, s) in serve_services(compose).items()}
-    for name, service in platform_services(compose).items():
+    for name, service in server_side(compose).items():
         env = cf.environment_of(service)
         for svc, (host, port) in by_service.items():
             assert env[f"EDGE_{svc.upper()}_URL"] == f"http://{host}:{port}", (name, svc)
@@ -233,11 +238,48 @@ def _other_service(key: str, service_name: str) -> bool:
     return False
 
 
-def test_migrate_and_agents_set_only_shared_settings(compose):
+def test_migrate_sets_only_shared_settings(compose):
     known = env_names(ServiceSettings)
-    for name in ["migrate", *EDGES]:
-        env = cf.environment_of(compose["services"][name])
-        assert set(env) <= known, (name, set(env) - known)
+    env = cf.environment_of(compose["services"]["migrate"])
+    assert set(env) <= known, set(env) - known
+
+
+def agent_settings_class() -> type:
+    from edge_ai.agent.settings import AgentSettings
+
+    return AgentSettings
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_agent_environment_is_real_agent_settings_that_load(compose, edge):
+    service = compose["services"][edge]
+    cls = agent_settings_class()
+    env = cf.environment_of(service)
+    assert set(env) <= env_names(cls), set(env) - env_names(cls)
+    command = service["command"]
+    with environment(env):
+        settings = cls(
+            node=cf.option(command, "--node"),
+            port=int(cf.option(command, "--port")),
+            workdir=cf.option(command, "--workdir"),
+            master_url=cf.option(command, "--master-url"),
+        )
+    assert settings.env == "production"
+    assert settings.host == "0.0.0.0", "the master must be able to reach the agent"
+    assert settings.service_token.get_secret_value() == cf.read_env_file()["EDGE_SERVICE_TOKEN"]
+
+
+def test_agent_command_line_takes_the_options_compose_passes(compose):
+    from typer.testing import CliRunner
+
+    from edgectl.main import app
+
+    result = CliRunner().invoke(app, ["agent", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for edge in EDGES:
+        for arg in compose["services"][edge]["command"][1:]:
+            if arg.startswith("--"):
+                assert arg in result.output, f"edgectl agent has no {arg}"
 
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
@@ -265,7 +307,7 @@ def test_secrets_come_from_the_uncommitted_env_file(compose):
     for secret in SECRETS:
         assert len(example[secret]) >= 16, "the example must pass the services' own length check"
         assert "EXAMPLE" in example[secret], "example values must say they are examples"
-    for name, service in platform_services(compose).items():
+    for name, service in server_side(compose).items():
         assert (".env", True) in cf.env_files_of(service), f"{name} must read .env"
         env = cf.environment_of(service)
         for secret in SECRETS:
@@ -279,3 +321,15 @@ def test_secrets_come_from_the_uncommitted_env_file(compose):
 def test_infrastructure_containers_do_not_get_the_platform_secrets(compose):
     for name in ("postgres", "mosquitto", "redis", "registry"):
         assert (".env", True) not in cf.env_files_of(compose["services"][name]), name
+
+
+def test_edges_hold_only_the_service_token(compose):
+    """An edge box must not hold the operator token, the edge-token signing secret or the
+    database URL; its service token comes from .env by interpolation, never written here."""
+    raw = cf.load_raw()
+    for edge in EDGES:
+        service = compose["services"][edge]
+        assert not cf.env_files_of(service), f"{edge} must not read the whole .env"
+        env = cf.environment_of(service)
+        assert not {"EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL"} & set(env)
+        assert raw["services"][edge]["environment"]["EDGE_SERVICE_TOKEN"].startswith("${EDGE_SERVICE_TOKEN")
