@@ -5,8 +5,9 @@ services and repositories only flush.
 """
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -85,6 +86,21 @@ def translate_db_error(exc: Exception) -> Exception:
     return exc
 
 
+_background: set[asyncio.Task] = set()
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``action`` (e.g. notify another service) once this request's transaction has committed."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+def _run_after_commit(session: AsyncSession) -> None:
+    for action in session.info.pop("after_commit", []):
+        task = asyncio.create_task(action())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
 async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
@@ -95,11 +111,14 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise translate_db_error(exc) from exc
         except BaseException:
+            session.info.pop("after_commit", None)
             await session.rollback()
             raise
+        _run_after_commit(session)
 
 
-SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+# scope="function": commit before the response is sent, so a 2xx always means committed.
+SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 
 async def flush(session: AsyncSession) -> None:

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from services.setup.ai_packages import service
+from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate, AiStatus
+from shared.auth import OperatorAuth, ReaderAuth
+from shared.db import SessionDep
+from shared.pagination import Page, PageDep
+
+router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
+async def create_ai_package(data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth):
+    """Record an AI package; the master is asked to build it (or upload the archive to the master)."""
+    return await service.create(session, data, request.app.state.settings)
+
+
+@router.get("", response_model=Page[AiPackageOut])
+async def list_ai_packages(
+    session: SessionDep,
+    _: ReaderAuth,
+    page: PageDep,
+    filename: str | None = None,
+    ai_class: str | None = None,
+    status: AiStatus | None = None,
+    condition: str | None = None,
+):
+    items, total = await service.list_page(
+        session, page, filename=filename, ai_class=ai_class, status=status, condition=condition
+    )
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/{ai_id}", response_model=AiPackageOut)
+async def get_ai_package(ai_id: int, session: SessionDep, _: ReaderAuth):
+    return await service.get(session, ai_id)
+
+
+@router.patch("/{ai_id}", response_model=AiPackageOut)
+async def update_ai_package(ai_id: int, data: AiPackageUpdate, session: SessionDep, request: Request, _: OperatorAuth):
+    return await service.update(session, ai_id, data, request.app.state.settings)
+
+
+@router.delete("/{ai_id}", response_model=AiPackageOut)
+async def remove_ai_package(ai_id: int, session: SessionDep, request: Request, _: OperatorAuth):
+    """Mark the AI removed; the master deletes its image and, once unreferenced, its artifact."""
+    return await service.remove(session, ai_id, request.app.state.settings)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.setup import master_client
+from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageUpdate
+from services.setup.common import apply_changes, get_or_404
+from services.setup.models import AiPackage, Deployment
+from shared.db import flush
+from shared.errors import Conflict
+from shared.pagination import PageParams, fetch_page
+from shared.versions import version_key
+
+
+async def create(session: AsyncSession, data: AiPackageCreate, settings) -> AiPackage:
+    key = version_key(data.version)
+    clash = await session.scalar(
+        select(AiPackage.id).where(
+            AiPackage.filename == data.filename, AiPackage.ai_class == data.ai_class, AiPackage.version_key == key
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            f"{data.filename} class {data.ai_class} version {data.version} already exists (AI {clash})", field="version"
+        )
+    ai = AiPackage(**data.model_dump(), version_key=key, status="uploaded")
+    session.add(ai)
+    await flush(session)
+    master_client.request_build(session, settings, ai.id)
+    return ai
+
+
+async def get(session: AsyncSession, ai_id: int, *, field: str = "id") -> AiPackage:
+    return await get_or_404(session, AiPackage, ai_id, what="AI package", field=field)
+
+
+async def list_page(session: AsyncSession, params: PageParams, **filters):
+    stmt = select(AiPackage).order_by(AiPackage.filename, AiPackage.ai_class, AiPackage.version_key.desc())
+    for column in ("filename", "ai_class", "status", "condition"):
+        if filters.get(column) is not None:
+            stmt = stmt.where(getattr(AiPackage, column) == filters[column])
+    return await fetch_page(session, stmt, params)
+
+
+async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, settings) -> AiPackage:
+    ai = await get(session, ai_id)
+    changes = data.model_dump(exclude_unset=True)
+    became_ready = changes.get("status") == "ready" and ai.status != "ready"
+    apply_changes(ai, changes)
+    await flush(session)
+    if became_ready:
+        master_client.request_reconcile(session, settings)
+    return ai
+
+
+async def remove(session: AsyncSession, ai_id: int, settings) -> AiPackage:
+    """Mark removed (the master deletes its image and artifact); refused while it is deployed."""
+    ai = await get(session, ai_id)
+    in_use = await session.scalar(
+        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == "running"))
+    )
+    if in_use:
+        raise Conflict(f"AI {ai_id} is deployed on at least one edge; undeploy it first", field="id")
+    if ai.status != "removed":
+        ai.status = "removed"
+        await flush(session)
+        master_client.request_removal(session, settings, ai.id)
+    return ai

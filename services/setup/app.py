@@ -1,0 +1,26 @@
+"""The setup service: registry of clusters, masters, edges and AI packages, and the desired deployments."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.setup.ai_packages.router import router as ai_packages
+from services.setup.clusters.router import router as clusters
+from services.setup.conditions.router import router as conditions
+from services.setup.deployments.router import router as deployments
+from services.setup.edges.router import router as edges
+from services.setup.fleet.router import router as fleet
+from services.setup.legacy.router import router as legacy
+from services.setup.masters.router import router as masters
+from services.setup.settings import SetupSettings
+from shared.app import create_service_app
+
+
+def create_app(settings: SetupSettings | None = None) -> FastAPI:
+    settings = settings or SetupSettings()
+    return create_service_app(
+        settings,
+        title="Edge platform: setup",
+        description="Registry of clusters, masters, edge devices and AI packages, and the desired deployments. "
+        "Every change needs `Authorization: Bearer <token>`.",
+        routers=[clusters, masters, edges, ai_packages, deployments, conditions, fleet, legacy],
+    )

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from services.setup import master_client
+from services.setup.deployments import service
+from services.setup.deployments.schemas import (
+    BulkRequest,
+    BulkResponse,
+    DeploymentCreate,
+    DeploymentOut,
+    DeploymentUpdate,
+    Desired,
+    Observed,
+    ObservedReports,
+)
+from shared.auth import OperatorAuth, Principal, ReaderAuth, ServiceAuth
+from shared.db import SessionDep
+from shared.pagination import Page, PageDep
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+
+
+def _who(principal: Principal) -> str:
+    return "operator" if principal.kind == "operator" else "service"
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeploymentOut)
+async def create_deployment(data: DeploymentCreate, session: SessionDep, request: Request, who: OperatorAuth):
+    """Desired state: AI ``ai_id`` runs on edge ``edge_id``. The master converges to it."""
+    deployment = await service.create(session, data, requested_by=_who(who))
+    master_client.request_reconcile(session, request.app.state.settings)
+    return deployment
+
+
+@router.get("", response_model=Page[DeploymentOut])
+async def list_deployments(
+    session: SessionDep,
+    _: ReaderAuth,
+    page: PageDep,
+    edge_id: int | None = None,
+    ai_id: int | None = None,
+    desired: Desired | None = None,
+    observed: Observed | None = None,
+    filename: str | None = None,
+):
+    items, total = await service.list_page(
+        session, page, edge_id=edge_id, ai_id=ai_id, desired=desired, observed=observed, filename=filename
+    )
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post("/bulk", response_model=BulkResponse, summary="Apply many changes in one transaction (optimizer)")
+async def bulk(data: BulkRequest, session: SessionDep, request: Request, _: OperatorAuth):
+    results = await service.apply_bulk(session, data)
+    if results:
+        master_client.request_reconcile(session, request.app.state.settings)
+    return BulkResponse(results=results)
+
+
+@router.post("/observed", summary="Observed state of deployments (the master reports)")
+async def observed(data: ObservedReports, session: SessionDep, _: ServiceAuth) -> dict:
+    return {"updated": await service.record_observed(session, data)}
+
+
+@router.get("/{deployment_id}", response_model=DeploymentOut)
+async def get_deployment(deployment_id: int, session: SessionDep, _: ReaderAuth):
+    return await service.get(session, deployment_id)
+
+
+@router.patch("/{deployment_id}", response_model=DeploymentOut)
+async def update_deployment(deployment_id: int, data: DeploymentUpdate, session: SessionDep, request: Request, who: OperatorAuth):
+    """Change the AI (e.g. a new version: a rolling replace) or its params."""
+    deployment = await service.update_one(session, deployment_id, data, requested_by=_who(who))
+    master_client.request_reconcile(session, request.app.state.settings)
+    return deployment
+
+
+@router.delete("/{deployment_id}", response_model=DeploymentOut)
+async def remove_deployment(deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth):
+    """Desired state: the AI no longer runs there. The row stays, with the master's observed state."""
+    deployment = await service.remove(session, deployment_id, requested_by=_who(who))
+    master_client.request_reconcile(session, request.app.state.settings)
+    return deployment

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, status
+
+from services.setup.edges import service
+from services.setup.edges.schemas import EdgeCamera, EdgeCreate, EdgeCreated, EdgeOut, EdgeToken, EdgeUpdate
+from shared.auth import OperatorAuth, ReaderAuth, ServiceAuth
+from shared.db import SessionDep
+from shared.pagination import Page, PageDep
+
+router = APIRouter(prefix="/edges", tags=["edges"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=EdgeCreated)
+async def register_edge(data: EdgeCreate, session: SessionDep, request: Request, _: OperatorAuth):
+    """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown once."""
+    edge, token = await service.create(session, data, request.app.state.settings)
+    return EdgeCreated(**service.to_out(edge).model_dump(), token=token)
+
+
+@router.get("", response_model=Page[EdgeOut])
+async def list_edges(
+    session: SessionDep,
+    _: ReaderAuth,
+    page: PageDep,
+    cluster_id: int | None = None,
+    name: Annotated[str | None, Query(description="substring of the name")] = None,
+    nid: str | None = None,
+    status: Literal["active", "degraded"] | None = None,
+    supports_analysis: bool | None = None,
+):
+    items, total = await service.list_page(
+        session, page, cluster_id=cluster_id, name=name, nid=nid, status=status, supports_analysis=supports_analysis
+    )
+    return Page(items=[service.to_out(e) for e in items], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/node-ids", summary="Every registered node id (for the VMS)")
+async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
+    return await service.node_ids(session)
+
+
+@router.get("/{edge_id}", response_model=EdgeOut)
+async def get_edge(edge_id: int, session: SessionDep, _: ReaderAuth):
+    return service.to_out(await service.get(session, edge_id))
+
+
+@router.patch("/{edge_id}", response_model=EdgeOut)
+async def update_edge(edge_id: int, data: EdgeUpdate, session: SessionDep, _: OperatorAuth):
+    return service.to_out(await service.update(session, edge_id, data))
+
+
+@router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token (the old one is refused)")
+async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
+    edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
+    return EdgeToken(id=edge.id, nid=edge.nid, token=token)
+
+
+@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (services only)")
+async def camera(edge_id: int, session: SessionDep, _: ServiceAuth):
+    return EdgeCamera(id=edge_id, url=await service.camera_url(session, edge_id))
+
+
+@router.delete("/{edge_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_edge(edge_id: int, session: SessionDep, _: OperatorAuth) -> None:
+    await service.delete(session, edge_id)

@@ -1,0 +1,139 @@
+"""Edges: the field's registration payload plus what the platform needs (nid, cluster, node, capacity)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from services.setup.edges.rtsp import split_credentials
+
+NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
+
+
+def _coordinate(value: Any, name: str, limit: float) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number")
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+    if not -limit <= number <= limit or number != number:
+        raise ValueError(f"{name} must be between -{limit:g} and {limit:g}")
+    return number
+
+
+class Gps(BaseModel):
+    """Numbers, or numeric strings as the field sends them."""
+
+    latitude: float
+    longitude: float
+
+    @field_validator("latitude", mode="before")
+    @classmethod
+    def _lat(cls, v):
+        return _coordinate(v, "latitude", 90)
+
+    @field_validator("longitude", mode="before")
+    @classmethod
+    def _lon(cls, v):
+        return _coordinate(v, "longitude", 180)
+
+
+class Capacity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores")
+    memory_mb: int | None = Field(None, gt=0, le=4_194_304)
+    gpu: int | None = Field(None, ge=0, le=64)
+
+
+def _yes_no(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().upper()
+    if text in ("YES", "Y", "TRUE", "1"):
+        return True
+    if text in ("NO", "N", "FALSE", "0"):
+        return False
+    raise ValueError('must be "YES" or "NO"')
+
+
+def _camera_url(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    split_credentials(value)  # raises ValueError naming the problem
+    return value
+
+
+class EdgeBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: int | None = Field(None, ge=0, le=999, description="device type code (the field uses 1)")
+    gps: Gps | None = None
+    address: str | None = Field(None, max_length=500)
+    ip: str | None = Field(None, max_length=64)
+    supports_analysis: bool | None = Field(
+        None,
+        validation_alias=AliasChoices("isSupportAnnalysis", "supports_analysis"),
+        description='the field\'s isSupportAnnalysis: "YES" or "NO"',
+    )
+    url: str | None = Field(None, max_length=1000, description="camera URL (RTSP); credentials are kept secret")
+    description: str | None = Field(None, max_length=2000)
+    cluster_id: int | None = None
+    node_name: str | None = Field(None, max_length=253, description="Kubernetes node name")
+    agent_url: str | None = Field(None, max_length=500, description="edge agent base URL (agent runtime)")
+    capacity: Capacity | None = None
+
+    _yes_no = field_validator("supports_analysis", mode="before")(lambda cls, v: None if v is None else _yes_no(v))
+    _url = field_validator("url")(lambda cls, v: _camera_url(v))
+
+
+class EdgeCreate(EdgeBase):
+    name: str = Field(min_length=1, max_length=100)
+    nid: str = Field(pattern=NID_PATTERN, description='node id the edge AIs report with, e.g. "0x01"')
+    type: int = Field(1, ge=0, le=999)
+
+
+class EdgeUpdate(EdgeBase):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    status: Literal["active", "degraded"] | None = None
+
+
+class GpsOut(BaseModel):
+    latitude: float
+    longitude: float
+
+
+class EdgeOut(BaseModel):
+    id: int
+    name: str
+    nid: str
+    cluster_id: int
+    type: int
+    gps: GpsOut | None
+    address: str
+    ip: str | None
+    isSupportAnnalysis: Literal["YES", "NO"]
+    url: str | None = Field(description="camera URL with credentials masked")
+    description: str
+    node_name: str | None
+    agent_url: str | None
+    capacity: Capacity
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class EdgeCreated(EdgeOut):
+    token: str = Field(description="the edge's own token for the VMS; shown only once")
+
+
+class EdgeToken(BaseModel):
+    id: int
+    nid: str
+    token: str = Field(description="shown only once; the previous token stops working at once")
+
+
+class EdgeCamera(BaseModel):
+    id: int
+    url: str | None

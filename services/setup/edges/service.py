@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.setup.clusters import service as clusters
+from services.setup.common import get_or_404
+from services.setup.edges.rtsp import masked, split_credentials, with_credentials
+from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
+from services.setup.models import Edge
+from shared.db import flush
+from shared.edge_tokens import issue_edge_token, token_hash
+from shared.pagination import PageParams, fetch_page
+from shared.settings import ServiceSettings
+
+
+def to_out(edge: Edge) -> EdgeOut:
+    gps = None if edge.latitude is None else {"latitude": edge.latitude, "longitude": edge.longitude}
+    return EdgeOut(
+        id=edge.id,
+        name=edge.name,
+        nid=edge.nid,
+        cluster_id=edge.cluster_id,
+        type=edge.type,
+        gps=gps,
+        address=edge.address,
+        ip=edge.ip,
+        isSupportAnnalysis="YES" if edge.supports_analysis else "NO",
+        url=masked(edge.rtsp_url, edge.rtsp_username),
+        description=edge.description,
+        node_name=edge.node_name,
+        agent_url=edge.agent_url,
+        capacity={"cpu": edge.capacity_cpu, "memory_mb": edge.capacity_memory_mb, "gpu": edge.capacity_gpu},
+        status=edge.status,
+        created_at=edge.created_at,
+        updated_at=edge.updated_at,
+    )
+
+
+def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
+    """Payload fields -> table columns (only those the request set)."""
+    given = data.model_dump(exclude_unset=True)
+    out: dict = {}
+    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url", "status", "cluster_id"):
+        if key in given:
+            out[key] = given[key]
+    if "supports_analysis" in given:
+        out["supports_analysis"] = bool(given["supports_analysis"])
+    if "gps" in given:
+        gps = given["gps"]
+        out["latitude"] = gps["latitude"] if gps else None
+        out["longitude"] = gps["longitude"] if gps else None
+    if "url" in given:
+        if given["url"]:
+            out["rtsp_url"], out["rtsp_username"], out["rtsp_password"] = split_credentials(given["url"])
+        else:
+            out["rtsp_url"] = out["rtsp_username"] = out["rtsp_password"] = None
+    if "capacity" in given and given["capacity"] is not None:
+        cap = given["capacity"]
+        out.update(capacity_cpu=cap.get("cpu"), capacity_memory_mb=cap.get("memory_mb"), capacity_gpu=cap.get("gpu"))
+    for text_column in ("address", "description"):
+        if out.get(text_column, "") is None:
+            out[text_column] = ""
+    return out
+
+
+async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSettings) -> tuple[Edge, str]:
+    columns = _columns(data)
+    if data.cluster_id is None:
+        columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
+    else:
+        await clusters.get(session, data.cluster_id, field="cluster_id")
+    edge = Edge(**columns)
+    token = issue_edge_token(data.nid, settings.edge_token_secret.get_secret_value())
+    edge.token_hash = token_hash(token)
+    session.add(edge)
+    await flush(session)
+    return edge, token
+
+
+async def get(session: AsyncSession, edge_id: int, *, field: str = "id") -> Edge:
+    return await get_or_404(session, Edge, edge_id, what="edge", field=field)
+
+
+async def list_page(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    cluster_id: int | None,
+    name: str | None,
+    nid: str | None,
+    status: str | None,
+    supports_analysis: bool | None,
+):
+    stmt = select(Edge).order_by(Edge.id)
+    if cluster_id is not None:
+        stmt = stmt.where(Edge.cluster_id == cluster_id)
+    if name:
+        stmt = stmt.where(Edge.name.ilike(f"%{name}%"))
+    if nid:
+        stmt = stmt.where(Edge.nid == nid)
+    if status:
+        stmt = stmt.where(Edge.status == status)
+    if supports_analysis is not None:
+        stmt = stmt.where(Edge.supports_analysis.is_(supports_analysis))
+    return await fetch_page(session, stmt, params)
+
+
+async def update(session: AsyncSession, edge_id: int, data: EdgeUpdate) -> Edge:
+    edge = await get(session, edge_id)
+    columns = _columns(data)
+    if columns.get("cluster_id") is not None:
+        await clusters.get(session, columns["cluster_id"], field="cluster_id")
+    elif "cluster_id" in columns:
+        del columns["cluster_id"]
+    for key, value in columns.items():
+        setattr(edge, key, value)
+    await flush(session)
+    return edge
+
+
+async def rotate_token(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> tuple[Edge, str]:
+    edge = await get(session, edge_id)
+    token = issue_edge_token(edge.nid, settings.edge_token_secret.get_secret_value())
+    edge.token_hash = token_hash(token)
+    await flush(session)
+    return edge, token
+
+
+async def delete(session: AsyncSession, edge_id: int) -> None:
+    await session.delete(await get(session, edge_id))
+    await flush(session)
+
+
+async def node_ids(session: AsyncSession) -> dict:
+    rows = (await session.execute(select(Edge.nid, Edge.name, Edge.token_hash).order_by(Edge.id))).all()
+    return {
+        "items": [r.nid for r in rows],
+        "names": {r.name: r.nid for r in rows},
+        "token_hashes": {r.nid: r.token_hash for r in rows if r.token_hash},
+    }
+
+
+async def camera_url(session: AsyncSession, edge_id: int) -> str | None:
+    edge = await get(session, edge_id)
+    if edge.rtsp_url is None:
+        return None
+    return with_credentials(edge.rtsp_url, edge.rtsp_username, edge.rtsp_password)

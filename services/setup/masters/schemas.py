@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def _check_port(value) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        port = int(str(value).strip())
+    except ValueError as exc:
+        raise ValueError("port must be a number") from exc
+    if not 1 <= port <= 65535:
+        raise ValueError("port must be between 1 and 65535")
+    return port
+
+
+class MasterCreate(BaseModel):
+    """The field's payload ``{name, ip, port, description}`` or ``url`` instead of ip and port."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    url: str | None = Field(None, max_length=500, description="http(s)://host:port of the master's API")
+    ip: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, description="number or numeric string, as the field sends it")
+    description: str = Field("", max_length=2000)
+    cluster_id: int | None = None
+
+    _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+
+    @model_validator(mode="after")
+    def _needs_address(self) -> "MasterCreate":
+        if self.url:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("url must be http(s)://host[:port]")
+        elif self.ip:
+            self.url = f"http://{self.ip}:{self.port or 5000}"
+        else:
+            raise ValueError("give url, or ip and port")
+        return self
+
+
+class MasterUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=100)
+    url: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=2000)
+    cluster_id: int | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("url must be http(s)://host[:port]")
+        return v
+
+
+class MasterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    url: str
+    description: str
+    cluster_id: int | None
+    created_at: datetime
+    updated_at: datetime
