@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,6 +36,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         metrics = IngestMetrics(app.state.metrics_registry)
         pool = await create_ingest_pool(settings.database_url, settings.ingest_pool_size)
         directory = NodeDirectory(settings)

@@ -90,6 +90,7 @@ async def post_detections(request: Request, principal: AnyPrincipal) -> dict[str
     description="Each record is validated on its own: the valid ones are committed together, the others "
     "are reported by index with the field and the problem. 200 once the stored ones are committed.",
     response_model=BatchOut,
+    response_model_exclude_none=True,
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": BatchIn.model_json_schema()}}, "required": True}},
 )
 async def post_batch(request: Request, principal: AnyPrincipal) -> dict[str, Any]:
