@@ -1,0 +1,58 @@
+"""The agent's ASGI app: the supervisor started in the lifespan and stopped with it (SIGTERM/SIGINT)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from edge_ai.agent import AGENT_VERSION
+from edge_ai.agent.api import router
+from edge_ai.agent.fetcher import PackageFetcher
+from edge_ai.agent.node import prime_cpu_percent
+from edge_ai.agent.settings import AgentSettings
+from edge_ai.agent.supervisor import Supervisor
+from shared.app import install_error_handlers
+from shared.logging import configure_logging
+
+log = logging.getLogger("edge.agent")
+
+
+def create_agent_app(settings: AgentSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("agent", level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+        workdir = settings.workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        fetcher = PackageFetcher(
+            master_url=settings.master_url,
+            token=settings.service_token.get_secret_value(),
+            cache_dir=workdir / "cache",
+            timeout_s=settings.fetch_timeout_s,
+            max_bytes=settings.max_package_bytes,
+        )
+        supervisor = Supervisor(settings, fetcher)
+        app.state.supervisor = supervisor
+        app.state.started = time.monotonic()
+        prime_cpu_percent()
+        await supervisor.start()
+        log.info("edge agent %s for node %s on port %s, workdir %s", AGENT_VERSION, settings.node, settings.port, workdir)
+        try:
+            yield
+        finally:
+            await supervisor.shutdown()
+            await fetcher.aclose()
+            log.info("edge agent stopped; no workload left running")
+
+    app = FastAPI(
+        title="Edge agent",
+        description="Runs the platform's AI workloads on this edge node as supervised processes.",
+        version=AGENT_VERSION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

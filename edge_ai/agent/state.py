@@ -1,0 +1,58 @@
+"""``<workdir>/state.json``: the desired set and the pids of the children, written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_ai.agent.schemas import WorkloadSpec
+
+
+@dataclass
+class ChildRecord:
+    name: str
+    version: str
+    pid: int
+    start_time: float | None
+
+
+@dataclass
+class SavedState:
+    workloads: list[WorkloadSpec] = field(default_factory=list)
+    children: list[ChildRecord] = field(default_factory=list)
+
+
+class StateStore:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> SavedState:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return SavedState()
+        return SavedState(
+            workloads=[WorkloadSpec.model_validate(w) for w in raw.get("workloads", [])],
+            children=[ChildRecord(**c) for c in raw.get("children", [])],
+        )
+
+    def save(self, node: str, state: SavedState) -> None:
+        """Write to a temporary file, fsync, rename: a crash leaves the old file or the new one, never half."""
+        body = {
+            "node": node,
+            "workloads": [w.model_dump(mode="json") for w in state.workloads],
+            "children": [c.__dict__ for c in state.children],
+        }
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(body, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

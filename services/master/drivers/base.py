@@ -1,0 +1,191 @@
+"""The runtime driver interface: what the master's reconcile loop asks of Kubernetes, Docker or an edge agent.
+
+A driver is told the desired workload (``apply``), told to take one away (``remove``) and asked
+what runs on an edge (``observe``). Every call is idempotent: applying what already runs, or
+removing what is already gone, succeeds. Failures come out as one of two classes so the caller
+knows whether to retry on its next pass (``DriverUnavailable``) or to record the failure
+(``DriverError``).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from xml.sax.saxutils import escape
+
+ObservedState = Literal["pending", "running", "restarting", "failed", "removed"]
+OBSERVED_STATES: tuple[str, ...] = ("pending", "running", "restarting", "failed", "removed")
+
+
+class RuntimeDriverFailure(Exception):
+    """Base of the two failure classes a driver raises."""
+
+    retryable = False
+
+
+class DriverError(RuntimeDriverFailure):
+    """The runtime refused the request for good (bad spec, forbidden, invalid object): record it, do not retry as is."""
+
+
+class DriverUnavailable(RuntimeDriverFailure):
+    """The runtime could not be reached or was overloaded: retry on the next pass."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class EdgeTarget:
+    """Where a workload runs: the edge as setup knows it."""
+
+    name: str
+    nid: str
+    node_name: str | None = None  # Kubernetes node (or Docker host label); defaults to the edge name
+    agent_url: str | None = None  # the edge agent's base URL (agent driver)
+    id: int | None = None
+
+    @property
+    def node(self) -> str:
+        return self.node_name or self.name
+
+
+@dataclass(frozen=True)
+class AiArtifact:
+    """The AI package a workload runs: the package by digest (agent) or its image (kubernetes, docker)."""
+
+    id: int
+    filename: str
+    version: str
+    ai_class: str
+    package_digest: str | None = None  # "sha256:<hex>"
+    image_ref: str | None = None  # "{registry}/{filename}-{ai_class}:{version}"
+
+
+@dataclass
+class Workload:
+    """One desired deployment as the master hands it to a driver."""
+
+    deployment_id: int
+    edge: EdgeTarget
+    ai: AiArtifact
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # manifest env + deployment params, as strings
+    resources: dict[str, Any] = field(default_factory=dict)  # the manifest's resources
+    edgeconfig_xml: str = ""
+    generation: int = 1
+
+    @property
+    def name(self) -> str:
+        return workload_name(self.ai.filename, self.ai.ai_class)
+
+    def spec_hash(self) -> str:
+        """Changes whenever anything the running program sees changes (so a replace is due)."""
+        h = hashlib.sha256()
+        for part in (
+            self.ai.package_digest or "",
+            self.ai.image_ref or "",
+            "\0".join(self.command),
+            "\0".join(f"{k}={v}" for k, v in sorted(self.env.items())),
+            repr(sorted(self.resources.items())),
+            self.edgeconfig_xml,
+        ):
+            h.update(part.encode())
+            h.update(b"\x1e")
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class ObservedWorkload:
+    """What a runtime reports for one workload on an edge."""
+
+    deployment_id: int | None
+    name: str
+    state: ObservedState
+    reason: str | None = None
+    restarts: int = 0
+    version: str | None = None
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+    generation: int | None = None
+
+
+class RuntimeDriver(ABC):
+    """One runtime (kubernetes, docker, agent). Implementations never block the event loop."""
+
+    kind: str = "runtime"
+
+    @abstractmethod
+    async def apply(self, workload: Workload) -> None:
+        """Make the workload run as given; a changed version or config replaces the running one,
+        the new instance started before the old one goes."""
+
+    @abstractmethod
+    async def remove(self, edge: EdgeTarget, name: str) -> None:
+        """Stop and delete the workload ``name`` on ``edge``; already gone is success."""
+
+    @abstractmethod
+    async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
+        """Every workload this platform runs on ``edge``, with its state."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and connections."""
+
+
+def workload_name(filename: str, ai_class: str) -> str:
+    """The field's name for an AI on an edge: ``{filename}-{ai_class}`` (e.g. ``monitoring-01``)."""
+    return f"{filename}-{ai_class}"
+
+
+_DNS_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def dns_label(value: str, *, max_len: int = 63) -> str:
+    """A DNS-1123 label (Kubernetes object and container names); long or mangled names get a hash
+    suffix so two different inputs never collide."""
+    cleaned = _DNS_LABEL_BAD.sub("-", value.lower()).strip("-") or "x"
+    if cleaned == value and len(cleaned) <= max_len:
+        return cleaned
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{cleaned[: max_len - 9].rstrip('-')}-{digest}"
+
+
+def label_value(value: object) -> str:
+    """A valid Kubernetes/Docker label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
+    text = _LABEL_VALUE_BAD.sub("_", str(value))
+    text = text.strip("._-")
+    if len(text) > 63:
+        text = text[:54].rstrip("._-") + "_" + hashlib.sha256(str(value).encode()).hexdigest()[:8]
+    return text
+
+
+def render_edgeconfig(
+    *,
+    vms_ip: str,
+    vms_port: int | str,
+    vms_path: str = "usage",
+    nid: str | None = None,
+    token: str | None = None,
+    analysis_url: str | None = None,
+) -> str:
+    """The field's ``edgeconfig.xml``: the VMS address, optionally the node id/token and the analysis server."""
+    lines = [
+        "<Configuration>",
+        "    <vms>",
+        f"        <IP>{escape(str(vms_ip))}</IP>",
+        f"        <Port>{escape(str(vms_port))}</Port>",
+        f"        <Path>{escape(vms_path)}</Path>",
+        "    </vms>",
+    ]
+    if nid is not None or token is not None:
+        lines.append("    <node>")
+        if nid is not None:
+            lines.append(f"        <NID>{escape(nid)}</NID>")
+        if token is not None:
+            lines.append(f"        <Token>{escape(token)}</Token>")
+        lines.append("    </node>")
+    if analysis_url:
+        lines += ["    <analysis>", f"        <URL>{escape(analysis_url)}</URL>", "    </analysis>"]
+    lines.append("</Configuration>")
+    return "\n".join(lines) + "\n"
