@@ -1,0 +1,39 @@
+"""Command-line options shared by the programs, each with an environment variable as its default."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from edge_ai.common.config import ConfigError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Bad options are configuration errors too: exit code 2 with the problem named."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def base_parser(prog: str, description: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", default=None, help="edgeconfig.xml (default: $EDGE_CONFIG, else ./edgeconfig.xml)")
+    parser.add_argument("--api-port", type=int, default=None, help="port of the local API (default: $EDGE_API_PORT, else none)")
+    parser.add_argument("--interval", type=float, default=float(env_default("EDGE_POST_INTERVAL", "1")),
+                        help="seconds between two posts ($EDGE_POST_INTERVAL, default 1)")
+    return parser
+
+
+def parse_codes(text: str) -> dict[str, str]:
+    """``SUNNY=0,CLOUDY=1`` -> {"SUNNY": "0", "CLOUDY": "1"}."""
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        name, sep, code = part.partition("=")
+        if not sep or not name.strip() or not code.strip():
+            raise ConfigError(f"codes: expected CONDITION=CODE pairs separated by commas, got {part!r}")
+        mapping[name.strip().upper()] = code.strip()
+    return mapping

@@ -1,0 +1,5 @@
+import sys
+
+from edge_ai.monitoring.app import main
+
+sys.exit(main())

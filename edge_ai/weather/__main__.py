@@ -1,0 +1,5 @@
+import sys
+
+from edge_ai.weather.app import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""Weather AI: every second ``POST /save_edgeData {nid, date, time, result}``.
+
+Where the result comes from (``--source``):
+
+* ``schedule`` (default, like the field's stand-in): the codes of ``--sequence`` in turn, each for
+  ``--period`` seconds, on the wall clock (so two boxes with the same schedule agree).
+* ``classifier``: ``edge_ai.weather.classifier`` over frames of ``--video`` (RTSP URL, video
+  file, image folder), one frame a second.
+* ``operator``: ``--initial`` until someone sets another value through the local API.
+
+Whatever the source, ``PUT /result {"result": "2"}`` on the local API (``--api-port``) overrides
+it until ``DELETE /result``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge_ai.common.config import ConfigError, EdgeConfig, load_config
+from edge_ai.common.options import base_parser, env_default, parse_codes
+from edge_ai.common.runtime import Stop, every, run_program, start_api
+from edge_ai.common.vms_client import VmsClient
+
+log = logging.getLogger("edge_ai.weather")
+
+PROGRAM = "weather"
+DEFAULT_CODES = "SUNNY=0,CLOUDY=1,RAINY=2,SNOWY=3,FOGGY=4,NIGHT=5"
+
+
+@dataclass
+class WeatherOptions:
+    config: EdgeConfig
+    node_id: str
+    source: str
+    sequence: list[str]
+    period: float
+    video: str | None
+    initial: str
+    codes: dict[str, str]
+    interval: float
+
+
+def parse_options(argv: list[str] | None = None) -> WeatherOptions:
+    parser = base_parser("weather", "Weather (environment) AI, ai_class 00: posts /save_edgeData every second.")
+    parser.add_argument("--source", choices=["schedule", "classifier", "operator"], default=env_default("WEATHER_SOURCE", "schedule"),
+                        help="where the result code comes from ($WEATHER_SOURCE, default schedule)")
+    parser.add_argument("--sequence", default=env_default("WEATHER_SEQUENCE", "0,2"),
+                        help="schedule: codes in turn ($WEATHER_SEQUENCE, default 0,2)")
+    parser.add_argument("--period", type=float, default=float(env_default("WEATHER_PERIOD", "30")),
+                        help="schedule: seconds per code ($WEATHER_PERIOD, default 30)")
+    parser.add_argument("--video", default=env_default("WEATHER_VIDEO"),
+                        help="classifier: RTSP URL, video file or image folder ($WEATHER_VIDEO)")
+    parser.add_argument("--initial", default=env_default("WEATHER_INITIAL", "0"),
+                        help="operator: the code until one is set ($WEATHER_INITIAL, default 0)")
+    parser.add_argument("--codes", default=env_default("WEATHER_CODES", DEFAULT_CODES),
+                        help=f"condition -> code mapping of the classifier ($WEATHER_CODES, default {DEFAULT_CODES})")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if args.api_port is not None:
+        config = _with_api_port(config, args.api_port)
+    sequence = [c.strip() for c in args.sequence.split(",") if c.strip()]
+    if not sequence:
+        raise ConfigError("--sequence: at least one code")
+    if args.period <= 0 or args.interval <= 0:
+        raise ConfigError("--period and --interval must be positive")
+    if args.source == "classifier" and not args.video:
+        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): an RTSP URL, a video file or an image folder")
+    return WeatherOptions(
+        config=config,
+        node_id=config.require_node_id(),
+        source=args.source,
+        sequence=sequence,
+        period=args.period,
+        video=args.video,
+        initial=args.initial,
+        codes=parse_codes(args.codes),
+        interval=args.interval,
+    )
+
+
+def _with_api_port(config: EdgeConfig, port: int) -> EdgeConfig:
+    from dataclasses import replace
+
+    return replace(config, api_port=port)
+
+
+def scheduled_code(sequence: list[str], period: float, now: float) -> str:
+    return sequence[int(now // period) % len(sequence)]
+
+
+def environment_record(node_id: str, result: str, when: datetime) -> dict[str, str]:
+    """The field's payload; date and time are the edge's local time (set TZ on the box)."""
+    return {"nid": node_id, "date": when.strftime("%Y%m%d"), "time": when.strftime("%H%M%S"), "result": result}
+
+
+class ResultState:
+    """The code to post now: the source's, unless the operator has set one."""
+
+    def __init__(self, options: WeatherOptions):
+        self.options = options
+        self.override: str | None = None
+        self.classified: str | None = None
+        self.operator_value = options.initial
+
+    def current(self, now: float) -> str | None:
+        if self.override is not None:
+            return self.override
+        if self.options.source == "schedule":
+            return scheduled_code(self.options.sequence, self.options.period, now)
+        if self.options.source == "operator":
+            return self.operator_value
+        return self.classified
+
+
+async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop) -> None:
+    """One frame a second through the rules; stream failures back off and retry."""
+    from edge_ai.common.frames import FrameUnavailable, describe, open_source
+    from edge_ai.weather.classifier import SmoothedClassifier
+
+    classifier = SmoothedClassifier()
+    source = None
+    failures = 0
+    while not stop.event.is_set():
+        try:
+            if source is None:
+                source = await asyncio.to_thread(open_source, options.video)
+                log.info("classifying frames from %s", describe(options.video))
+            frame = await asyncio.to_thread(source.read)
+            condition = await asyncio.to_thread(classifier.update, frame)
+            code = options.codes.get(condition)
+            if code is None:
+                log.warning("condition %s has no code in the mapping; keeping %s", condition, state.classified)
+            elif code != state.classified:
+                log.info("classifier: %s (code %s)", condition, code)
+                state.classified = code
+            failures = 0
+            delay = 1.0
+        except FrameUnavailable as exc:
+            failures += 1
+            delay = min(30.0, 2.0 ** min(failures, 5))
+            log.warning("no frame (%s); retrying in %.0fs", exc, delay)
+            if source is not None:
+                await asyncio.to_thread(source.close)
+                source = None
+        if await stop.wait(delay):
+            break
+    if source is not None:
+        await asyncio.to_thread(source.close)
+
+
+async def run(options: WeatherOptions, stop: Stop) -> None:
+    config = options.config
+    vms = VmsClient(config, program=PROGRAM)
+    vms.start()
+    state = ResultState(options)
+
+    def put_result(body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or "result" not in body:
+            return 400, {"detail": "body must be {\"result\": \"<code>\"}", "field": "result"}
+        value = body["result"]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
+            return 400, {"detail": "result must be a non-empty string or integer code", "field": "result"}
+        state.override = str(value).strip()
+        log.info("operator set result %s", state.override)
+        return 200, {"result": state.override, "override": True}
+
+    def delete_result(_body: Any) -> tuple[int, Any]:
+        state.override = None
+        return 200, {"result": state.current(time.time()), "override": False}
+
+    api = start_api(config, PROGRAM, vms, lambda: {"result": state.current(time.time()), "override": state.override is not None, "source": options.source})
+    if api is not None:
+        api.route("PUT", "/result", put_result)
+        api.route("DELETE", "/result", delete_result)
+        api.route("GET", "/result", lambda _b: (200, {"result": state.current(time.time()), "override": state.override is not None}))
+        await api.start()
+
+    classifier_task = asyncio.create_task(run_classifier(options, state, stop)) if options.source == "classifier" else None
+    log.info("weather AI for node %s posting to %s every %gs (source %s)", options.node_id, config.vms_url, options.interval, options.source)
+
+    def tick() -> None:
+        now = time.time()
+        result = state.current(now)
+        if result is None:
+            log.debug("no result yet (classifier has not seen a frame)")
+            return
+        vms.submit("environment", environment_record(options.node_id, result, datetime.fromtimestamp(now)))
+
+    try:
+        await every(options.interval, stop, tick)
+    finally:
+        if classifier_task is not None:
+            stop.event.set()
+            await classifier_task
+        if api is not None:
+            await api.close()
+        await vms.close()
+        log.info("weather AI stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_program(PROGRAM, lambda: parse_options(argv), run)

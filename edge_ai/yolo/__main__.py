@@ -1,0 +1,5 @@
+import sys
+
+from edge_ai.yolo.app import main
+
+sys.exit(main())

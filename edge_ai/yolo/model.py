@@ -1,0 +1,99 @@
+"""Loading the ultralytics model offline and turning its output into plain detections.
+
+Offline means: YOLO_OFFLINE=1 (ultralytics' own switch: no online checks, no telemetry),
+YOLO_AUTOINSTALL=false (never pip-installs a missing requirement such as onnxruntime), a private
+YOLO_CONFIG_DIR (no shared settings file touched), no plotting (labels would fetch a font), and a
+weights file that must exist locally (a missing ``.pt`` would otherwise be downloaded). An
+architecture file (``yolov8n.yaml``) builds the network with random weights from ultralytics'
+bundled configs: enough to exercise the whole pipeline without any weights.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_ai.common.config import ConfigError
+
+WEIGHT_SUFFIXES = {".pt", ".onnx", ".engine", ".torchscript", ".tflite"}
+ARCH_SUFFIXES = {".yaml", ".yml"}
+
+
+def prepare_offline_environment(config_dir: Path) -> None:
+    """Must run before ultralytics is imported: it reads these at import time."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        config_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+
+
+def check_model_spec(spec: str) -> None:
+    """Refuse, before anything loads, a weights file that is not on disk (ultralytics would download it)."""
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix in WEIGHT_SUFFIXES:
+        if not path.is_file():
+            raise ConfigError(f"model {spec}: file not found (weights are never downloaded; put the file in the package)")
+    elif suffix in ARCH_SUFFIXES:
+        if path.parent != Path(".") and not path.is_file():
+            raise ConfigError(f"model {spec}: architecture file not found")
+    else:
+        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) or an architecture file (.yaml)")
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_name: str
+    class_id: int
+    confidence: float
+    box: tuple[float, float, float, float]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "class": self.class_name,
+            "class_id": self.class_id,
+            "confidence": round(self.confidence, 3),
+            "box": [round(v, 1) for v in self.box],
+        }
+
+
+class Detector:
+    def __init__(self, spec: str, *, imgsz: int = 640, device: str | None = None, min_conf: float = 0.1, max_det: int = 300):
+        check_model_spec(spec)
+        from ultralytics import YOLO  # noqa: PLC0415 - heavy; only the YOLO worker needs it
+
+        task = "detect"
+        self.model = YOLO(spec, task=task)
+        self.spec = spec
+        self.imgsz = imgsz
+        self.device = device
+        self.min_conf = min_conf
+        self.max_det = max_det
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.model.names)
+
+    def detect(self, frame: Any) -> tuple[list[Detection], float]:
+        """All detections at or above ``min_conf`` and the wall time of the whole call in ms
+        (pre-processing, inference and NMS: what bounds the frame rate on the box)."""
+        started = time.perf_counter()
+        result = self.model.predict(
+            frame, conf=self.min_conf, imgsz=self.imgsz, device=self.device, max_det=self.max_det, verbose=False
+        )[0]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        boxes = result.boxes
+        names = result.names
+        detections = []
+        if boxes is not None and len(boxes):
+            xyxy = boxes.xyxy.cpu().tolist()
+            confs = boxes.conf.cpu().tolist()
+            classes = boxes.cls.cpu().tolist()
+            for box, conf, cls in zip(xyxy, confs, classes):
+                cid = int(cls)
+                detections.append(Detection(str(names.get(cid, cid)), cid, float(conf), tuple(float(v) for v in box)))
+        return detections, elapsed_ms
