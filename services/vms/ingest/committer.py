@@ -32,6 +32,7 @@ log = logging.getLogger("edge.vms.commit")
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # the protocol left mid-operation by a dropped connection
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
@@ -173,6 +174,7 @@ class GroupCommitter:
         except Exception as exc:
             raise _NotSent() from exc
         committing = False
+        healthy = False
         try:
             await self._ensure_partitions(conn, records)
             tx = conn.transaction()
@@ -185,6 +187,7 @@ class GroupCommitter:
                 raise
             committing = True
             await tx.commit()
+            healthy = True
             return events
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == _NO_PARTITION and not committing:
@@ -198,6 +201,10 @@ class GroupCommitter:
                 raise  # the commit's outcome is unknown: answer 503, never retry (no duplicates)
             raise _NotSent() from exc
         finally:
+            with contextlib.suppress(Exception):
+                if not healthy and not conn.is_closed():
+                    # Never hand a connection in an unknown state back to the pool: the pool reconnects.
+                    conn.terminate()
             with contextlib.suppress(Exception):
                 await self.pool.release(conn, timeout=2)
 
