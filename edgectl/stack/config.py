@@ -1,0 +1,44 @@
+"""Settings of `edgectl up` (env prefix EDGE_UP_), and the secrets it generates once per data folder."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_UP_", extra="ignore")
+
+    data_dir: Path = Field(Path(".edge-data"), description="database, artifacts, agent work dirs, logs, secrets")
+    database_url: str | None = Field(
+        None, validation_alias="EDGE_DATABASE_URL", description="use this Postgres instead of the embedded one"
+    )
+    db_port: int = 55432
+    setup_port: int = 8001
+    master_port: int = 8002
+    optimizer_port: int = 8003
+    vms_port: int = 6432
+    agent_ports: tuple[int, int] = (8101, 8102)
+    weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
+    ready_timeout_s: float = 90
+
+
+def load_secrets(data_dir: Path) -> dict[str, str]:
+    """Tokens for this stack: generated on the first `up`, reused after (file mode 0600)."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "EDGE_OPERATOR_TOKEN": secrets.token_urlsafe(24),
+        "EDGE_SERVICE_TOKEN": secrets.token_urlsafe(24),
+        "EDGE_EDGE_TOKEN_SECRET": secrets.token_urlsafe(32),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(values, f)
+    return values
