@@ -1,0 +1,164 @@
+"""Everything one decision cycle reads besides the fleet (config, pins, memory, rollouts, routes,
+focus events) and the helpers the policies share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.optimizer.engine.plan import Plan
+from services.optimizer.engine.state import Deployment, Edge, FleetState, parse_ts
+from services.optimizer.policies.config import PoliciesConfig
+
+
+@dataclass
+class RolloutState:
+    filename: str
+    to_version: str
+    to_version_key: str
+    status: str  # active | halted | completed | superseded
+    wave: int
+    wave_started_at: datetime
+    started_at: datetime
+    members: dict[int, int] = field(default_factory=dict)  # edge_id -> wave
+    previous: dict[int, str] = field(default_factory=dict)  # edge_id -> version_key before the rollout
+    failed: set[int] = field(default_factory=set)
+    id: int | None = None
+    dirty: bool = False
+
+
+@dataclass
+class RouteState:
+    nid: str
+    edge_id: int
+    analysis: str = "local"  # local | edge | server
+    helper_nid: str | None = None
+    route_low_confidence: bool = False
+    low_confidence_share: float | None = None
+    frames_sent_up_share: float | None = None
+    decision_id: str | None = None
+
+    def key(self) -> tuple:
+        return (self.analysis, self.helper_nid, self.route_low_confidence)
+
+
+@dataclass
+class FocusRequest:
+    nid: str
+    expires_at: datetime
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CycleInput:
+    state: FleetState
+    config: PoliciesConfig
+    now: datetime
+    scope: set[int] | None = None  # edge ids an event concerns; None: the whole fleet
+    pins: set[int] = field(default_factory=set)
+    memory: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    rollouts: list[RolloutState] = field(default_factory=list)
+    routes: dict[str, RouteState] = field(default_factory=dict)
+    focus: list[FocusRequest] = field(default_factory=list)
+    environment_ai_class: str = "00"
+
+
+class Cycle:
+    """One run of the policies over a CycleInput, collecting a Plan and the state changes to persist."""
+
+    def __init__(self, inp: CycleInput, new_id=None):
+        self.inp = inp
+        self.state = inp.state
+        self.config = inp.config
+        self.now = inp.now
+        self.plan = Plan(inp.state, inp.now, new_id)
+        self.memory_out: dict[tuple[str, int], dict[str, Any] | None] = {}  # None: forget
+        self.routes_out: dict[str, RouteState] = {}
+        self.low_confidence: dict[int, bool] = {}  # edge_id -> routed up after this cycle
+        self.next_wakeup: datetime | None = None
+        self._helpers_of: dict[str, list[Deployment]] | None = None
+        self.governing: dict[str, RolloutState] = {}  # filename -> the rollout that decides its version
+
+    # -- scope ----------------------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return self.inp.scope is None
+
+    def edges(self) -> list[Edge]:
+        """Edges this cycle decides for: the scope (or the fleet), less the pinned ones."""
+        pins = self.inp.pins
+        if self.inp.scope is None:
+            return [e for e in self.state.edges.values() if e.id not in pins]
+        return [self.state.edges[i] for i in sorted(self.inp.scope) if i in self.state.edges and i not in pins]
+
+    def running(self, edge_id: int) -> list[Deployment]:
+        return [d for d in self.state.by_edge.get(edge_id, ()) if not self.plan.removed(d)]
+
+    def is_analysis(self, d: Deployment) -> bool:
+        """An analysis AI (not the environment AI, not a helper copy): what overload and focus move."""
+        if d.helps:
+            return False
+        pkg = self.state.packages.get(self.plan.ai_id(d))
+        return pkg is not None and pkg.ai_class != self.inp.environment_ai_class
+
+    def helpers_of(self, nid: str) -> list[Deployment]:
+        if self._helpers_of is None:
+            self._helpers_of = {}
+            for d in self.state.deployments.values():
+                if d.desired == "running" and d.helps:
+                    self._helpers_of.setdefault(d.helps, []).append(d)
+        return [d for d in self._helpers_of.get(nid, ()) if not self.plan.removed(d)]
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def recall(self, policy: str, edge_id: int) -> dict[str, Any]:
+        key = (policy, edge_id)
+        if key in self.memory_out:
+            return dict(self.memory_out[key] or {})
+        return dict(self.inp.memory.get(key) or {})
+
+    def remember(self, policy: str, edge_id: int, data: dict[str, Any] | None) -> None:
+        """Store only real changes: most edges have nothing to remember most of the time."""
+        key = (policy, edge_id)
+        old = self.inp.memory.get(key)
+        if (data or None) == (old or None):
+            self.memory_out.pop(key, None)
+        else:
+            self.memory_out[key] = data or None
+
+    def since(self, data: dict[str, Any], key: str) -> float:
+        """Seconds since the timestamp stored under key, setting it to now when absent."""
+        ts = parse_ts(data.get(key))
+        if ts is None:
+            data[key] = self.now.isoformat()
+            return 0.0
+        return (self.now - ts).total_seconds()
+
+    # -- decision inputs ------------------------------------------------------------------------
+
+    def inputs(self, edge: Edge, **extra: Any) -> dict[str, Any]:
+        node = self.state.node_of(edge)
+        seen: dict[str, Any] = {"edge_status": edge.status}
+        if node is not None:
+            seen.update(
+                condition=node.condition,
+                streak=node.streak,
+                cpu_avg=_round(node.cpu_avg),
+                memory_avg=_round(node.memory_avg),
+                low_confidence_share=_round(node.low_confidence_share),
+                last_seen=node.last_seen.isoformat() if node.last_seen else None,
+                stale=node.stale,
+            )
+        else:
+            seen["node"] = "not reported by the VMS"
+        seen.update(extra)
+        return seen
+
+    def wake_at(self, when: datetime) -> None:
+        if when > self.now and (self.next_wakeup is None or when < self.next_wakeup):
+            self.next_wakeup = when
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

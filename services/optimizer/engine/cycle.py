@@ -1,0 +1,100 @@
+"""One decision cycle, pure: fleet state + context in, operations + decisions + state changes out.
+
+No I/O here, so it is unit-tested and benchmarked on its own (bench/reconcile).
+Policy order matters: recovery first (it may mark an edge degraded, which overload then sees),
+then variants (environment + version), overload, focus, and the routing that follows from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.optimizer.engine.context import Cycle, CycleInput, RolloutState, RouteState
+from services.optimizer.engine.plan import DecisionRecord
+from services.optimizer.engine.state import Deployment
+from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
+
+
+@dataclass
+class CycleResult:
+    operations: list[dict[str, Any]]
+    decisions: list[DecisionRecord]
+    memory: dict[tuple[str, int], dict[str, Any] | None]  # None: forget
+    rollouts: list[RolloutState]  # changed ones
+    routes: list[RouteState]  # changed ones
+    next_wakeup: Any = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
+    found: dict[str, list[Deployment]] = {}
+    for deps in cycle.state.by_edge.values():
+        for d in deps:
+            if not d.helps:
+                found.setdefault(d.filename, []).append(d)
+    return found
+
+
+def _routes(cycle: Cycle) -> list[RouteState]:
+    """The routing table rows that change: analysis route (overload) and hard-frame route (low confidence)."""
+    changed: list[RouteState] = []
+    plan = cycle.plan
+    by_deployment = {}
+    for d in plan.decisions:
+        if d.edge_id is not None and d.policy in (overload.NAME, low_confidence.NAME):
+            by_deployment[d.edge_id] = d.id
+    for edge in cycle.edges():
+        analysis, helper = "local", None
+        for d in cycle.running(edge.id):
+            route = plan.params(d).get("analysis_route")
+            if route and not d.helps:
+                analysis, helper = route, plan.params(d).get("analysis_edge")
+                break
+        node = cycle.state.node_of(edge)
+        old = cycle.inp.routes.get(edge.nid)
+        new = RouteState(
+            nid=edge.nid,
+            edge_id=edge.id,
+            analysis=analysis,
+            helper_nid=helper,
+            route_low_confidence=cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence)),
+            low_confidence_share=node.low_confidence_share if node else None,
+            frames_sent_up_share=node.frames_sent_up_share if node else None,
+            decision_id=by_deployment.get(edge.id, old.decision_id if old else None),
+        )
+        if old is None:
+            if new.key() != ("local", None, False):
+                changed.append(new)
+            continue
+        moved = new.key() != old.key()
+        # Shares are reported for routed edges; refresh them when they move noticeably.
+        drift = new.route_low_confidence and (
+            abs((new.low_confidence_share or 0) - (old.low_confidence_share or 0)) > 0.01
+            or abs((new.frames_sent_up_share or 0) - (old.frames_sent_up_share or 0)) > 0.01
+        )
+        if moved or drift:
+            changed.append(new)
+    return changed
+
+
+def decide(inp: CycleInput, new_id=None) -> CycleResult:
+    cycle = Cycle(inp, new_id)
+    recovery.apply(cycle)
+    version.progress(cycle, _deps_by_filename(cycle))
+    cycle.governing = version.governing(cycle)
+    variants.apply(cycle)
+    overload.apply(cycle)
+    focus.apply(cycle)
+    low_confidence.apply(cycle)
+    routes = _routes(cycle)
+    ops = cycle.plan.operations()
+    return CycleResult(
+        operations=ops,
+        decisions=cycle.plan.decisions,
+        memory=cycle.memory_out,
+        rollouts=[r for r in inp.rollouts if r.dirty],
+        routes=routes,
+        next_wakeup=cycle.next_wakeup,
+        stats={"edges": len(inp.state.edges), "scope": None if inp.scope is None else len(inp.scope),
+               "operations": len(ops), "decisions": len(cycle.plan.decisions)},
+    )

@@ -1,0 +1,91 @@
+"""Great-circle distance and a bucketed grid so that "nearest edge" and "edges within r km" do not
+scan the whole fleet (the field compared every pair)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+EARTH_RADIUS_KM = 6371.0088
+KM_PER_DEG_LAT = 111.2
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+@dataclass
+class GeoGrid:
+    """Points bucketed in cells of ``cell_deg`` degrees; searches widen ring by ring."""
+
+    cell_deg: float = 0.05  # about 5.5 km of latitude
+    cells: dict[tuple[int, int], list[tuple[int, float, float]]] = field(default_factory=dict)
+    points: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float = 0.05) -> "GeoGrid":
+        grid = cls(cell_deg=cell_deg)
+        for key, lat, lon in items:
+            if lat is None or lon is None:
+                continue
+            grid.points[key] = (lat, lon)
+            grid.cells.setdefault(grid._cell(lat, lon), []).append((key, lat, lon))
+        return grid
+
+    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
+        return (math.floor(lat / self.cell_deg), math.floor(lon / self.cell_deg))
+
+    def _ring(self, center: tuple[int, int], r: int) -> Iterator[list[tuple[int, float, float]]]:
+        ci, cj = center
+        if r == 0:
+            if (bucket := self.cells.get(center)) is not None:
+                yield bucket
+            return
+        for i in range(ci - r, ci + r + 1):
+            for j in (cj - r, cj + r):
+                if (bucket := self.cells.get((i, j))) is not None:
+                    yield bucket
+        for j in range(cj - r + 1, cj + r):
+            for i in (ci - r, ci + r):
+                if (bucket := self.cells.get((i, j))) is not None:
+                    yield bucket
+
+    def _km_per_cell(self, lat: float) -> float:
+        """The smallest extent of a cell in km near this latitude (longitude shrinks with cos(lat))."""
+        return self.cell_deg * KM_PER_DEG_LAT * max(0.05, math.cos(math.radians(min(89.0, abs(lat) + self.cell_deg))))
+
+    def within(self, lat: float, lon: float, radius_km: float) -> list[tuple[int, float]]:
+        """(key, distance) of every point within radius_km, nearest first."""
+        rings = math.ceil(radius_km / self._km_per_cell(lat)) + 1
+        center = self._cell(lat, lon)
+        found = []
+        for r in range(rings + 1):
+            for bucket in self._ring(center, r):
+                for key, plat, plon in bucket:
+                    d = haversine_km(lat, lon, plat, plon)
+                    if d <= radius_km:
+                        found.append((key, d))
+        found.sort(key=lambda kd: kd[1])
+        return found
+
+    def nearest(
+        self, lat: float, lon: float, accept: Callable[[int], bool], max_km: float
+    ) -> tuple[int, float] | None:
+        """The nearest accepted point within max_km. Stops once a ring cannot hold anything nearer."""
+        km_cell = self._km_per_cell(lat)
+        max_rings = math.ceil(max_km / km_cell) + 1
+        center = self._cell(lat, lon)
+        best: tuple[int, float] | None = None
+        for r in range(max_rings + 1):
+            # Every point in ring r is at least (r - 1) cells away.
+            if best is not None and (r - 1) * km_cell > best[1]:
+                break
+            for bucket in self._ring(center, r):
+                for key, plat, plon in bucket:
+                    d = haversine_km(lat, lon, plat, plon)
+                    if d <= max_km and (best is None or d < best[1] or (d == best[1] and key < best[0])) and accept(key):
+                        best = (key, d)
+        return best

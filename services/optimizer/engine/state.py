@@ -1,0 +1,247 @@
+"""The fleet as one decision cycle sees it: plain objects with the indexes the policies need.
+
+Built from setup's GET /fleet/snapshot and the VMS's GET /nodes/state answers; no I/O here.
+"""
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from services.optimizer.engine.geo import GeoGrid
+
+
+def parse_ts(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+@dataclass(slots=True)
+class Edge:
+    id: int
+    name: str
+    nid: str
+    cluster_id: int | None
+    latitude: float | None
+    longitude: float | None
+    supports_analysis: bool
+    status: str
+
+
+@dataclass(slots=True)
+class Package:
+    id: int
+    filename: str
+    version: str
+    version_key: str
+    ai_class: str
+    condition: str | None
+    status: str
+
+
+@dataclass(slots=True)
+class Deployment:
+    id: int
+    edge_id: int
+    ai_id: int
+    filename: str
+    desired: str
+    params: dict[str, Any]
+    allow_multiple: bool
+    generation: int
+    observed: str
+    observed_generation: int
+    restarts: int
+    decision_id: str | None
+    observed_reason: str | None = None
+
+    @property
+    def helps(self) -> str | None:
+        """The nid of the edge this deployment analyses for, when it is a helper copy."""
+        value = self.params.get("analysis_for") if self.params else None
+        return str(value) if value else None
+
+
+@dataclass(slots=True)
+class Node:
+    """The VMS's current view of one node."""
+
+    nid: str
+    condition: str | None
+    streak: int
+    cpu_avg: float | None
+    memory_avg: float | None
+    low_confidence_share: float | None
+    frames_sent_up_share: float | None
+    last_seen: datetime | None
+    stale: bool
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def node_from_wire(item: dict[str, Any]) -> Node:
+    """Read one GET /nodes/state item (flat, or with usage/detections nested) into a Node."""
+    usage = item.get("usage") or {}
+    det = item.get("detections") or {}
+    cpu = item.get("cpu_avg", usage.get("cpu_avg", usage.get("cpu")))
+    mem = item.get("memory_avg", usage.get("memory_avg", usage.get("memory")))
+    share = item.get("low_confidence_share", det.get("low_confidence_share") if isinstance(det, dict) else None)
+    sent_up = item.get("frames_sent_up_share")
+    if sent_up is None and isinstance(det, dict) and det.get("frames"):
+        sent_up = (det.get("frames_sent_up") or 0) / det["frames"]
+    return Node(
+        nid=str(item["nid"]),
+        condition=item.get("condition"),
+        streak=int(item.get("streak") or 0),
+        cpu_avg=_float(cpu),
+        memory_avg=_float(mem),
+        low_confidence_share=_float(share),
+        frames_sent_up_share=_float(sent_up),
+        last_seen=parse_ts(item.get("last_seen")),
+        stale=bool(item.get("stale", False)),
+    )
+
+
+@dataclass
+class FleetState:
+    """Everything one cycle decides over, indexed by edge, nid, filename and (filename, ai_class)."""
+
+    edges: dict[int, Edge] = field(default_factory=dict)
+    edges_by_nid: dict[str, Edge] = field(default_factory=dict)
+    packages: dict[int, Package] = field(default_factory=dict)
+    deployments: dict[int, Deployment] = field(default_factory=dict)
+    by_edge: dict[int, list[Deployment]] = field(default_factory=dict)  # desired running only
+    nodes: dict[str, Node] = field(default_factory=dict)
+    ai_classes: dict[str, str] = field(default_factory=dict)  # condition -> ai_class
+    # (filename, ai_class) -> ready packages sorted by version_key
+    variants: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    classes_of: dict[str, set[str]] = field(default_factory=dict)  # filename -> ready ai_classes
+    newest: dict[str, Package] = field(default_factory=dict)  # filename -> newest ready package
+    _grid: GeoGrid | None = None
+
+    # -- building -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_wire(cls, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> "FleetState":
+        state = cls()
+        state.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
+        for p in snapshot.get("ai_packages") or ():
+            state.add_package(
+                Package(p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"])
+            )
+        for e in snapshot.get("edges") or ():
+            state.add_edge(edge_from_wire(e))
+        for d in snapshot.get("deployments") or ():
+            state.add_deployment(deployment_from_wire(d))
+        for n in nodes:
+            node = node_from_wire(n)
+            state.nodes[node.nid] = node
+        return state
+
+    def add_package(self, p: Package) -> None:
+        self.packages[p.id] = p
+        if p.status != "ready":
+            return
+        insort(self.variants.setdefault((p.filename, p.ai_class), []), (p.version_key, p.id))
+        self.classes_of.setdefault(p.filename, set()).add(p.ai_class)
+        cur = self.newest.get(p.filename)
+        if cur is None or p.version_key > cur.version_key:
+            self.newest[p.filename] = p
+
+    def add_edge(self, e: Edge) -> None:
+        self.edges[e.id] = e
+        self.edges_by_nid[e.nid] = e
+        self._grid = None
+
+    def add_deployment(self, d: Deployment) -> None:
+        self.deployments[d.id] = d
+        if d.desired == "running":
+            self.by_edge.setdefault(d.edge_id, []).append(d)
+
+    def replace_edges(self, edge_ids: set[int], snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
+        """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
+        for edge_id in edge_ids:
+            for d in self.by_edge.pop(edge_id, ()):
+                self.deployments.pop(d.id, None)
+        for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
+            self.deployments.pop(d.id, None)
+        for e in snapshot.get("edges") or ():
+            old = self.edges.get(e["id"])
+            edge = edge_from_wire(e)
+            self.edges[edge.id] = edge
+            self.edges_by_nid[edge.nid] = edge
+            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
+                self._grid = None
+        for d in snapshot.get("deployments") or ():
+            if d["edge_id"] in edge_ids:
+                self.add_deployment(deployment_from_wire(d))
+        for n in nodes:
+            node = node_from_wire(n)
+            self.nodes[node.nid] = node
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def grid(self) -> GeoGrid:
+        if self._grid is None:
+            self._grid = GeoGrid.build((e.id, e.latitude, e.longitude) for e in self.edges.values())
+        return self._grid
+
+    def node_of(self, edge: Edge) -> Node | None:
+        return self.nodes.get(edge.nid)
+
+    def resolve(self, filename: str, ai_class: str, version_key: str) -> Package | None:
+        """The ready package of this filename and class at this version, else the newest one below it."""
+        found = self.variants.get((filename, ai_class))
+        if not found:
+            return None
+        best = None
+        for key, pid in found:
+            if key <= version_key:
+                best = pid
+            else:
+                break
+        return self.packages[best] if best is not None else None
+
+    def is_adaptive(self, filename: str) -> bool:
+        """A filename with ready variants for more than one ai_class can follow the conditions."""
+        return len(self.classes_of.get(filename, ())) > 1
+
+
+def edge_from_wire(e: dict[str, Any]) -> Edge:
+    return Edge(
+        id=e["id"],
+        name=e.get("name") or str(e["id"]),
+        nid=str(e["nid"]),
+        cluster_id=e.get("cluster_id"),
+        latitude=_float(e.get("latitude")),
+        longitude=_float(e.get("longitude")),
+        supports_analysis=bool(e.get("supports_analysis")),
+        status=e.get("status") or "active",
+    )
+
+
+def deployment_from_wire(d: dict[str, Any]) -> Deployment:
+    return Deployment(
+        id=d["id"],
+        edge_id=d["edge_id"],
+        ai_id=d["ai_id"],
+        filename=d["filename"],
+        desired=d.get("desired") or "running",
+        params=d.get("params") or {},
+        allow_multiple=bool(d.get("allow_multiple")),
+        generation=int(d.get("generation") or 1),
+        observed=d.get("observed") or "pending",
+        observed_generation=int(d.get("observed_generation") or 0),
+        restarts=int(d.get("restarts") or 0),
+        decision_id=d.get("decision_id"),
+        observed_reason=d.get("observed_reason"),
+    )

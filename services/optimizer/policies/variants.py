@@ -1,0 +1,45 @@
+"""Policies 1 and 2 meet here: the condition picks the ai_class, the rollout picks the version,
+and one lookup turns (filename, class, version) into the AI a deployment should run."""
+from __future__ import annotations
+
+from services.optimizer.engine.context import Cycle
+from services.optimizer.policies import environment, version
+
+
+def apply(cycle: Cycle) -> None:
+    state, plan = cycle.state, cycle.plan
+    for edge in cycle.edges():
+        for d in cycle.running(edge.id):
+            if d.helps:
+                continue  # helper copies follow their source edge, not this edge's condition
+            pkg = state.packages.get(plan.ai_id(d))
+            if pkg is None:
+                continue
+            env = environment.wanted_class(cycle, edge, pkg)
+            ver = version.target_version(cycle, edge.id, d.filename)
+            ai_class = env[0] if env else pkg.ai_class
+            version_key = ver[0] if ver and ver[0] != pkg.version_key else pkg.version_key
+            if ai_class == pkg.ai_class and version_key == pkg.version_key:
+                continue
+            target = state.resolve(d.filename, ai_class, version_key)
+            if target is None or target.id == pkg.id:
+                continue
+            node = state.node_of(edge)
+            seen = cycle.inputs(
+                edge, filename=d.filename, from_ai_id=pkg.id, from_version=pkg.version, from_ai_class=pkg.ai_class,
+                to_ai_id=target.id, to_version=target.version, to_ai_class=target.ai_class,
+            )
+            if target.ai_class != pkg.ai_class:
+                decision = plan.decide(
+                    environment.NAME, "switch_variant",
+                    f"condition {node.condition} held {node.streak} samples: {d.filename} class {pkg.ai_class} -> {target.ai_class}",
+                    edge=edge, deployment=d, inputs={**seen, **(env[1] if env else {})},
+                )
+                plan.set_ai(d, target.id, decision)
+            if target.version_key != pkg.version_key and ver is not None:
+                key, action, rollout = ver
+                why = (f"wave {rollout.members.get(edge.id, 0)} of the {d.filename} {rollout.to_version} rollout"
+                       if action == "upgrade" else f"{d.filename} {rollout.to_version} failed here: back to the previous version")
+                decision = plan.decide(version.NAME, action, f"{d.filename} {pkg.version} -> {target.version}: {why}",
+                                       edge=edge, deployment=d, inputs={**seen, "rollout_status": rollout.status})
+                plan.set_ai(d, target.id, decision)

@@ -1,0 +1,262 @@
+"""The pure decision engine: each policy over in-memory fleets, and idempotency (a second cycle
+on the written result changes nothing)."""
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from services.optimizer.engine.context import CycleInput, FocusRequest, RouteState
+from services.optimizer.engine.cycle import decide
+from services.optimizer.engine.geo import GeoGrid, haversine_km
+from services.optimizer.engine.state import FleetState
+from services.optimizer.policies.config import PoliciesConfig
+from tests.optimizer.fleet import NOW, Fleet, later
+
+
+class Runner:
+    """Feeds a Fleet through cycles, carrying memory/rollouts/routes like the service does."""
+
+    def __init__(self, fleet: Fleet, **overrides):
+        self.fleet = fleet
+        self.config = PoliciesConfig().merged(overrides)
+        self.memory: dict = {}
+        self.rollouts: list = []
+        self.routes: dict = {}
+        self.focus: list = []
+        self.pins: set = set()
+
+    def cycle(self, now=NOW, scope=None, apply=True):
+        state = FleetState.from_wire(self.fleet.snapshot(), self.fleet.node_list())
+        result = decide(CycleInput(state=state, config=self.config, now=now, scope=scope, pins=self.pins,
+                                   memory=dict(self.memory), rollouts=self.rollouts, routes=dict(self.routes), focus=self.focus))
+        for key, data in result.memory.items():
+            if data is None:
+                self.memory.pop(key, None)
+            else:
+                self.memory[key] = data
+        for r in result.rollouts:
+            r.dirty = False
+        for route in result.routes:
+            self.routes[route.nid] = route
+        if apply:
+            self.fleet.apply(result.operations)
+        return result
+
+
+def monitoring(fleet: Fleet, version: str = "01"):
+    return fleet.package("monitoring", version, "01"), fleet.package("monitoring", version, "02")
+
+
+def test_weather_flip_swaps_variant_after_hysteresis_and_is_idempotent():
+    f = Fleet()
+    sunny, rainy = monitoring(f)
+    weather = f.package("weatherai", "01", "00")
+    e = f.edge("e1", condition="RAINY", streak=2)
+    d = f.deploy(e, sunny)
+    f.deploy(e, weather)
+    run = Runner(f, environment={"hysteresis_samples": 3})
+    assert run.cycle().operations == []  # 2 samples: held back
+    f.nodes[e["nid"]]["streak"] = 3
+    result = run.cycle()
+    assert [(o["op"], o["id"], o["ai_id"]) for o in result.operations] == [("update", d["id"], rainy["id"])]
+    [decision] = result.decisions
+    assert decision.policy == "environment" and decision.action == "switch_variant"
+    assert decision.inputs["condition"] == "RAINY" and decision.inputs["streak"] == 3
+    assert result.operations[0]["decision_id"] == decision.id
+    assert run.cycle().operations == []  # idempotent
+
+
+def test_pinned_edge_is_left_alone():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", condition="RAINY", streak=9)
+    f.deploy(e, sunny)
+    run = Runner(f)
+    run.pins.add(e["id"])
+    assert run.cycle().operations == []
+
+
+def test_version_rolls_out_in_waves_and_rolls_back_failures():
+    f = Fleet()
+    v1 = f.package("monitoring", "01", "01")
+    edges = [f.edge(f"e{i}") for i in range(7)]
+    deps = [f.deploy(e, v1) for e in edges]
+    run = Runner(f, version={"first_wave": 1, "growth": 2.0, "failure_threshold": 0.3})
+    assert run.cycle().operations == []
+    v2 = f.package("monitoring", "02", "01")
+    r = run.cycle()
+    assert [(o["id"], o["ai_id"]) for o in r.operations] == [(deps[0]["id"], v2["id"])]
+    assert run.cycle().operations == []  # wave 0 pending: nothing new
+    f.observe(deps[0])
+    r = run.cycle()  # wave 0 ok -> wave 1 (2 edges)
+    assert sorted(o["id"] for o in r.operations) == [deps[1]["id"], deps[2]["id"]]
+    f.observe(deps[1])
+    f.observe(deps[2], "failed")
+    r = run.cycle()  # 1 of 2 failed = 50 % > 30 %: halt, roll back deps[2]
+    assert [(o["id"], o["ai_id"]) for o in r.operations] == [(deps[2]["id"], v1["id"])]
+    actions = {d.action for d in r.decisions}
+    assert {"rollout_halted", "rollback"} <= actions
+    assert run.rollouts[0].status == "halted"
+    assert run.cycle(now=later(5)).operations == []  # halted: the rest stay on 01
+    assert [d["ai_id"] for d in deps] == [v2["id"], v2["id"], v1["id"]] + [v1["id"]] * 4
+
+
+def test_version_rollout_completes():
+    f = Fleet()
+    v1 = f.package("monitoring", "1.9", "01")
+    deps = [f.deploy(f.edge(f"e{i}"), v1) for i in range(3)]
+    run = Runner(f, version={"first_wave": 2})
+    v2 = f.package("monitoring", "1.10", "01")  # newer as numbers, older as text
+    for _ in range(4):
+        run.cycle()
+        for d in deps:
+            if d["ai_id"] == v2["id"]:
+                f.observe(d)
+    assert all(d["ai_id"] == v2["id"] for d in deps)
+    assert run.rollouts[0].status == "completed"
+
+
+def test_recovery_redeploys_then_marks_degraded_then_active():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1")
+    d = f.deploy(e, sunny, observed="failed")
+    run = Runner(f, recovery={"max_redeploys": 2, "retry_after_s": 10}, overload={"enabled": False})
+    r = run.cycle()
+    assert [(o["op"], o["id"], o["ai_id"], o["expected_generation"]) for o in r.operations] == [("update", d["id"], sunny["id"], 1)]
+    assert r.decisions[0].action == "redeploy"
+    assert run.cycle(now=later(1)).operations == []  # new generation not yet observed
+    f.observe(d, "failed")
+    assert run.cycle(now=later(5)).operations == []  # retry_after_s not yet passed
+    assert run.cycle(now=later(11)).operations[0]["op"] == "update"
+    f.observe(d, "failed")
+    r = run.cycle(now=later(30))
+    assert [(o["op"], o["status"]) for o in r.operations] == [("edge_status", "degraded")]
+    f.observe(d, "running")
+    r = run.cycle(now=later(40))
+    assert [(o["op"], o["status"]) for o in r.operations] == [("edge_status", "active")]
+    assert run.cycle(now=later(50)).operations == []
+
+
+def test_recovery_crash_loop_and_silent_edge():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e1 = f.edge("e1")
+    e2 = f.edge("e2", last_seen=(NOW - timedelta(seconds=600)).isoformat())
+    d1 = f.deploy(e1, sunny, restarts=5)
+    d2 = f.deploy(e2, sunny)
+    r = Runner(f).cycle()
+    assert sorted(o["id"] for o in r.operations) == [d1["id"], d2["id"]]
+    reasons = " ".join(d.reason for d in r.decisions)
+    assert "crash loop" in reasons and "silent" in reasons
+
+
+def _overload_fleet():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    hot = f.edge("hot", lat=37.50, lon=127.00, cpu_avg=95.0)
+    near_busy = f.edge("near-busy", lat=37.501, lon=127.001, cpu_avg=80.0)  # nearest but no room
+    near = f.edge("near", lat=37.51, lon=127.01)
+    f.edge("far", lat=37.60, lon=127.10)
+    f.edge("other-cluster", lat=37.5001, lon=127.0001, cluster=2)
+    f.edge("no-analysis", lat=37.5002, lon=127.0002, analysis=False)
+    d = f.deploy(hot, sunny)
+    return f, hot, near, d, near_busy
+
+
+def test_overload_moves_to_nearest_edge_with_room_then_hands_back():
+    f, hot, near, d, _ = _overload_fleet()
+    run = Runner(f, overload={"window_s": 30, "recover_window_s": 20}, recovery={"enabled": False})
+    assert run.cycle().operations == []  # window starts
+    r = run.cycle(now=later(31))
+    ops = {o["op"]: o for o in r.operations}
+    assert ops["create"]["edge_id"] == near["id"] and ops["create"]["params"]["analysis_for"] == hot["nid"]
+    assert ops["create"]["allow_multiple"] is True
+    assert ops["update"]["params"] == {"analysis_route": "edge", "analysis_edge": near["nid"]}
+    assert r.decisions[0].action == "handoff_to_edge" and r.decisions[0].inputs["helper"] == "near"
+    assert [(x.nid, x.analysis, x.helper_nid) for x in r.routes] == [(hot["nid"], "edge", near["nid"])]
+    assert run.cycle(now=later(32)).operations == []
+    f.nodes[hot["nid"]]["cpu_avg"] = 30.0
+    assert run.cycle(now=later(40)).operations == []
+    r = run.cycle(now=later(61))
+    assert sorted(o["op"] for o in r.operations) == ["remove", "update"]
+    assert next(o for o in r.operations if o["op"] == "update")["params"] == {}
+    assert run.cycle(now=later(70)).operations == []
+
+
+def test_overload_goes_to_server_when_no_edge_has_room():
+    f, hot, near, d, _ = _overload_fleet()
+    f.nodes[near["nid"]]["memory_avg"] = 90.0
+    f.nodes["0x04"]["cpu_avg"] = 99.0  # far
+    run = Runner(f, overload={"window_s": 0})
+    r = run.cycle()
+    assert [(o["op"], o.get("params")) for o in r.operations] == [("update", {"analysis_route": "server"})]
+    assert r.decisions[0].action == "handoff_to_server"
+
+
+def test_degraded_edge_is_handed_over_at_once():
+    f, hot, near, d, _ = _overload_fleet()
+    f.nodes[hot["nid"]]["cpu_avg"] = 10.0
+    hot["status"] = "degraded"
+    r = Runner(f).cycle()
+    assert any(o["op"] == "create" and o["edge_id"] == near["id"] for o in r.operations)
+
+
+def test_low_confidence_routes_up_and_back():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", low_confidence_share=0.6, frames_sent_up_share=0.4)
+    f.deploy(e, sunny)
+    run = Runner(f, low_confidence={"window_s": 10}, recovery={"enabled": False})
+    assert run.cycle().decisions == []
+    r = run.cycle(now=later(10))
+    assert r.operations == [] and r.decisions[0].action == "route_up"
+    assert r.routes[0].route_low_confidence and r.routes[0].frames_sent_up_share == 0.4
+    assert run.cycle(now=later(11)).decisions == []
+    f.nodes[e["nid"]]["low_confidence_share"] = 0.05
+    run.cycle(now=later(12))
+    r = run.cycle(now=later(23))
+    assert r.decisions[0].action == "route_local" and not r.routes[0].route_low_confidence
+
+
+def test_focus_raises_neighbours_within_radius_and_ttl_lowers_them():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    src = f.edge("src", lat=37.5, lon=127.0)
+    close = f.edge("close", lat=37.504, lon=127.0)  # ~0.45 km
+    away = f.edge("away", lat=37.6, lon=127.0)  # ~11 km
+    for e in (src, close, away):
+        f.deploy(e, sunny)
+    run = Runner(f, focus={"radius_km": 1.0, "params": {"focus": True, "detect_fps": 10}}, recovery={"enabled": False})
+    run.focus.append(FocusRequest(src["nid"], later(300), ["person"]))
+    r = run.cycle()
+    assert [(o["id"], o["params"]["focus"], o["params"]["detect_fps"]) for o in r.operations] == [(2, True, 10)]
+    assert r.next_wakeup == later(300)
+    assert run.cycle(now=later(100)).operations == []
+    r = run.cycle(now=later(301))
+    assert [(o["id"], o["params"]) for o in r.operations] == [(2, {})]
+    assert r.decisions[0].action == "focus_off"
+
+
+def test_scoped_cycle_only_touches_the_scope():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    a = f.edge("a", condition="RAINY")
+    b = f.edge("b", condition="RAINY")
+    f.deploy(a, sunny)
+    f.deploy(b, sunny)
+    r = Runner(f).cycle(scope={b["id"]})
+    assert [o["id"] for o in r.operations] == [2]
+
+
+def test_grid_nearest_and_within_match_brute_force():
+    rnd = random.Random(7)
+    pts = [(i, 37 + rnd.random() * 0.5, 127 + rnd.random() * 0.5) for i in range(2000)]
+    grid = GeoGrid.build(pts)
+    for _ in range(50):
+        lat, lon = 37 + rnd.random() * 0.5, 127 + rnd.random() * 0.5
+        accept = lambda k: k % 3 == 0  # noqa: E731
+        brute = min(((k, haversine_km(lat, lon, a, b)) for k, a, b in pts if accept(k)), key=lambda kd: kd[1])
+        assert grid.nearest(lat, lon, accept, 100.0)[0] == brute[0]
+        within = {k for k, _ in grid.within(lat, lon, 3.0)}
+        assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}
