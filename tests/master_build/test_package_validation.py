@@ -1,0 +1,287 @@
+"""Package archives: the good forms all give the same stored artifact; every bad package is
+refused with its own message, and nothing lands in the artifact store."""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from services.master.packages import ArchiveLimits, ArtifactStore, extract_artifact, ingest_package
+from shared.errors import Invalid, PayloadTooLarge
+
+from .conftest import assert_nothing_stored, make_targz, make_zip, package_files
+
+EXPECTED = {"filename": "monitoring", "version": "01", "ai_class": "01"}
+
+
+async def test_zip_targz_top_folder_and_directory_store_one_artifact(tmp_path: Path, store: ArtifactStore):
+    files = package_files()
+    tgz = make_targz(tmp_path / "p.tar.gz", files)
+    z = make_zip(tmp_path / "p.zip", files)
+    top = make_targz(tmp_path / "top.tar.gz", files, prefix="monitoring/")
+    folder = tmp_path / "monitoring"
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+    first = await ingest_package(tgz, store, expected=EXPECTED)
+    assert first.created and first.source_format == "tar.gz"
+    assert first.manifest.filename == "monitoring" and first.file_count == 3
+    assert first.unpacked_size == sum(len(v) for v in files.values())
+    for src, fmt in ((z, "zip"), (top, "tar.gz"), (folder, "directory")):
+        again = await ingest_package(src, store, expected=EXPECTED)
+        assert (again.digest, again.created, again.source_format) == (first.digest, False, fmt)
+    assert store.digests() == [first.digest]
+    assert list(store.tmp_dir.iterdir()) == []
+
+    # The stored artifact unpacks to the package's files at the root.
+    out = tmp_path / "out"
+    await extract_artifact(store, first.digest, out)
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
+
+
+async def test_same_bytes_twice_stored_once_and_request_fields_optional(tmp_path: Path, store: ArtifactStore):
+    tgz = make_targz(tmp_path / "p.tar.gz", package_files())
+    a = await ingest_package(tgz, store)
+    b = await ingest_package(tgz, store, expected={"filename": None, "version": "01"})
+    assert a.digest == b.digest and a.created and not b.created
+    assert len(list(store.sha_dir.iterdir())) == 1
+
+
+async def test_symlink_inside_package_is_kept(tmp_path: Path, store: ArtifactStore):
+    link = tarfile.TarInfo("current.pt")
+    link.type, link.linkname = tarfile.SYMTYPE, "models/best.pt"
+    tgz = make_targz(tmp_path / "p.tar.gz", package_files(), extra=[link])
+    res = await ingest_package(tgz, store)
+    out = tmp_path / "out"
+    await extract_artifact(store, res.digest, out)
+    assert os.readlink(out / "current.pt") == "models/best.pt"
+    assert (out / "current.pt").read_bytes() == (out / "models/best.pt").read_bytes()
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+async def _refused(path: Path, store: ArtifactStore, *, kind=Invalid, limits=ArchiveLimits(), expected=None):
+    with pytest.raises(kind) as exc:
+        await ingest_package(path, store, limits=limits, expected=expected)
+    assert_nothing_stored(store)
+    return exc.value
+
+
+async def test_missing_manifest(tmp_path, store):
+    files = package_files()
+    del files["aipackage.yaml"]
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", files), store)
+    assert err.field == "manifest"
+    assert err.message.startswith("no manifest: the package needs aipackage.yaml (or aipackage.toml) at its root")
+
+
+async def test_manifest_in_a_nested_folder_is_not_found(tmp_path, store):
+    files = {f"a/b/{k}": v for k, v in package_files().items()}
+    err = await _refused(make_zip(tmp_path / "p.zip", files), store)
+    assert err.message.startswith("no manifest")
+
+
+async def test_malformed_yaml(tmp_path, store):
+    files = package_files(**{"aipackage.yaml": "filename: monitoring\nversion: [\n"})
+    err = await _refused(make_zip(tmp_path / "p.zip", files), store)
+    assert err.field == "manifest" and "aipackage.yaml is not valid YAML" in err.message
+
+
+async def test_bad_manifest_field_is_named(tmp_path, store):
+    bad = package_files()["aipackage.yaml"].decode().replace('ai_class: "01"', "ai_class: one")
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"aipackage.yaml": bad})), store)
+    assert err.field == "manifest.ai_class" and "two digits" in err.message
+
+
+@pytest.mark.parametrize(("key", "value"), [("filename", "monitorings"), ("version", "02"), ("ai_class", "02")])
+async def test_request_fields_must_match_manifest(tmp_path, store, key, value):
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files()), store, expected={**EXPECTED, key: value})
+    assert err.field == key
+    assert err.message == f"{key} {value!r} in the request does not match {key} {EXPECTED[key]!r} in the package manifest"
+
+
+async def test_missing_model_file(tmp_path, store):
+    files = package_files()
+    del files["models/best.pt"]
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", files), store)
+    assert err.field == "manifest.models.0" and "model file 'models/best.pt' named in the manifest is not in the package" in err.message
+
+
+async def test_absolute_path_tar(tmp_path, store):
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"/etc/cron.d/evil": "x"})), store)
+    assert err.field == "archive" and err.message == "'/etc/cron.d/evil' is an absolute path; every path must be relative to the package root"
+
+
+async def test_absolute_path_zip(tmp_path, store):
+    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"/tmp/evil.py": "x"})), store)
+    assert "'/tmp/evil.py' is an absolute path" in err.message
+
+
+async def test_dotdot_zip_slip(tmp_path, store):
+    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"models/../../evil.py": "x"})), store)
+    assert err.message == "'models/../../evil.py' contains '..'; paths must stay inside the package"
+
+
+async def test_dotdot_tar(tmp_path, store):
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"../evil.py": "x"})), store)
+    assert "contains '..'" in err.message
+
+
+async def test_symlink_escaping_the_root(tmp_path, store):
+    link = tarfile.TarInfo("models/latest.pt")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/shadow"
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[link]), store)
+    assert err.message == "symlink 'models/latest.pt' points outside the package ('../../../etc/shadow')"
+
+
+async def test_absolute_symlink(tmp_path, store):
+    link = tarfile.TarInfo("passwd")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[link]), store)
+    assert err.message == "symlink 'passwd' points outside the package ('/etc/passwd')"
+
+
+async def test_symlink_chain_escaping_through_another_link(tmp_path, store):
+    # each target looks harmless alone; together b resolves to the package's parent
+    a = tarfile.TarInfo("models/a")
+    a.type, a.linkname = tarfile.SYMTYPE, "."
+    b = tarfile.TarInfo("models/b")
+    b.type, b.linkname = tarfile.SYMTYPE, "a/../.."
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[a, b]), store)
+    assert err.message == "symlink 'models/b' points outside the package ('a/../..')"
+
+
+async def test_symlink_in_zip_escaping(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    with zipfile.ZipFile(path, "a") as zf:
+        info = zipfile.ZipInfo("evil-link")
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "/etc/passwd")
+    err = await _refused(path, store)
+    assert err.message == "symlink 'evil-link' points outside the package ('/etc/passwd')"
+
+
+async def test_file_written_through_a_symlink(tmp_path, store):
+    link = tarfile.TarInfo("data")
+    link.type, link.linkname = tarfile.SYMTYPE, "models"
+    tgz = tmp_path / "p.tar.gz"
+    make_targz(tgz, package_files(), extra=[link])
+    # rebuild with a file under the link name, after it
+    with tarfile.open(tmp_path / "q.tar.gz", "w:gz") as out, tarfile.open(tgz) as src:
+        for ti in src:
+            out.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
+        ti = tarfile.TarInfo("data/x.bin")
+        ti.size = 1
+        out.addfile(ti, io.BytesIO(b"x"))
+    err = await _refused(tmp_path / "q.tar.gz", store)
+    assert err.message == "'data/x.bin' lies under the symlink 'data'; files must not be written through links"
+
+
+async def test_hard_link(tmp_path, store):
+    link = tarfile.TarInfo("hard")
+    link.type, link.linkname = tarfile.LNKTYPE, "main.py"
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[link]), store)
+    assert err.message == "'hard' is a hard link (to 'main.py'); hard links are not allowed"
+
+
+async def test_device_file(tmp_path, store):
+    dev = tarfile.TarInfo("dev/sda")
+    dev.type, dev.devmajor, dev.devminor = tarfile.BLKTYPE, 8, 0
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[dev]), store)
+    assert err.message == "'dev/sda' is a device file; only regular files, folders and symlinks are allowed"
+
+
+async def test_fifo(tmp_path, store):
+    fifo = tarfile.TarInfo("pipe")
+    fifo.type = tarfile.FIFOTYPE
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[fifo]), store)
+    assert err.message == "'pipe' is a fifo; only regular files, folders and symlinks are allowed"
+
+
+async def test_oversize_archive(tmp_path, store):
+    path = make_targz(tmp_path / "p.tar.gz", package_files(**{"noise.bin": os.urandom(20_000)}))
+    size = path.stat().st_size
+    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_archive_bytes=10_000))
+    assert err.message == f"the archive is {size} bytes, over the archive-size limit of 10000 bytes"
+
+
+async def test_zip_bomb_by_declared_unpacked_size(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files(**{"zeros.bin": b"\0" * 30_000_000}))
+    assert path.stat().st_size < 100_000  # compresses ~1000:1
+    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
+    assert err.message == "the archive declares more than 10000000 bytes unpacked, over the unpacked-size limit"
+
+
+async def test_targz_bomb_by_unpacked_size(tmp_path, store):
+    path = make_targz(tmp_path / "p.tar.gz", package_files(**{"zeros.bin": b"\0" * 30_000_000}))
+    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
+    assert "over the unpacked-size limit" in err.message
+
+
+def _forge_zip_sizes(path: Path, member: str, fake_size: int) -> None:
+    """Rewrite a member's uncompressed size in both its local header and the central directory."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    # local file header: signature PK\3\4, uncompressed size at offset 22
+    i = data.find(b"PK\x03\x04" + b"" )
+    while i != -1:
+        n = struct.unpack_from("<H", data, i + 26)[0]
+        if data[i + 30 : i + 30 + n] == name:
+            struct.pack_into("<I", data, i + 22, fake_size)
+        i = data.find(b"PK\x03\x04", i + 4)
+    # central directory header: signature PK\1\2, uncompressed size at offset 24
+    j = data.find(b"PK\x01\x02")
+    while j != -1:
+        n = struct.unpack_from("<H", data, j + 28)[0]
+        if data[j + 46 : j + 46 + n] == name:
+            struct.pack_into("<I", data, j + 24, fake_size)
+        j = data.find(b"PK\x01\x02", j + 4)
+    path.write_bytes(bytes(data))
+
+
+async def test_zip_lying_about_its_sizes_is_caught_while_extracting(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files(**{"zeros.bin": b"\0" * 5_000_000}))
+    _forge_zip_sizes(path, "zeros.bin", 1000)  # declares 1 kB, holds 5 MB
+    err = await _refused(path, store, limits=ArchiveLimits(max_unpacked_bytes=1_000_000))
+    assert err.field == "archive"
+    assert err.message.startswith("the archive is corrupt at 'zeros.bin'")
+
+
+async def test_too_many_files(tmp_path, store):
+    many = {f"data/{i}.txt": b"x" for i in range(20)}
+    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**many)), store, kind=PayloadTooLarge,
+                         limits=ArchiveLimits(max_files=10))
+    assert err.message == "the archive holds more than 10 entries, over the file-count limit"
+
+
+async def test_not_an_archive(tmp_path, store):
+    path = tmp_path / "p.tar.gz"
+    path.write_bytes(b"just some text, not an archive\n")
+    err = await _refused(path, store)
+    assert err.message == "the archive is neither a zip nor a tar.gz (gzip-compressed tar) file"
+
+
+async def test_truncated_targz(tmp_path, store):
+    path = make_targz(tmp_path / "p.tar.gz", package_files(**{"noise.bin": os.urandom(50_000)}))
+    path.write_bytes(path.read_bytes()[:30_000])
+    err = await _refused(path, store)
+    assert err.message.startswith("the tar.gz archive is corrupt") or err.message.startswith("the archive is corrupt")
+
+
+async def test_duplicate_entries(tmp_path, store):
+    path = make_targz(tmp_path / "p.tar.gz", package_files())
+    with tarfile.open(tmp_path / "d.tar.gz", "w:gz") as out, tarfile.open(path) as src:
+        for ti in src:
+            out.addfile(ti, src.extractfile(ti))
+        ti = tarfile.TarInfo("./main.py")
+        ti.size = 3
+        out.addfile(ti, io.BytesIO(b"bad"))
+    err = await _refused(tmp_path / "d.tar.gz", store)
+    assert err.message == "'./main.py' appears twice in the archive"
