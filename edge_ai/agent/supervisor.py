@@ -192,19 +192,19 @@ class Supervisor:
             await asyncio.gather(*(self._remove(name) for name in list(self.runners) if name not in wanted))
             for spec in specs:
                 await self._apply_one(spec)
-            self._dirty.set()
+            await self.flush()
 
     async def apply(self, spec: WorkloadSpec) -> None:
         async with self._lock:
             await self._apply_one(spec)
-            self._dirty.set()
+            await self.flush()
 
     async def remove(self, name: str) -> bool:
         async with self._lock:
             if name not in self.runners:
                 return False
             await self._remove(name)
-            self._dirty.set()
+            await self.flush()
             return True
 
     async def _apply_one(self, spec: WorkloadSpec, *, force: bool = False) -> None:
@@ -328,6 +328,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     async def flush(self) -> None:
+        """Desired-set changes are on disk before the API answers: an accepted change survives a crash."""
         await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
 
     # -- reads -----------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def start_api(config: EdgeConfig, program: str, vms: VmsClient, extra: Callable[
         return prometheus_text(
             "edge_vms",
             {
+                "submitted_total": s["submitted"],
                 "delivered_total": s["delivered"],
                 "rejected_total": s["rejected"],
                 "retries_total": s["retries"],

@@ -73,6 +73,7 @@ class BufferedSender:
         self._next_attempt = 0.0
         self._last_drop_log = 0.0
         self._dropped_unlogged = 0
+        self.submitted = 0
         self.delivered = 0
         self.rejected = 0
         self.retries = 0
@@ -88,6 +89,7 @@ class BufferedSender:
     def submit(self, kind: str, data: dict[str, Any], blob: bytes | None = None) -> None:
         """Queue one record; never blocks the caller (the program's per-second tick)."""
         item = (kind, data, blob)
+        self.submitted += 1
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -103,6 +105,7 @@ class BufferedSender:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "submitted": self.submitted,
             "delivered": self.delivered,
             "rejected": self.rejected,
             "retries": self.retries,

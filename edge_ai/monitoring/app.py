@@ -1,20 +1,22 @@
 """Monitoring AI: every second ``POST /usage`` with this box's CPU and memory use.
 
 ``{"code": "0000", "message": "success", "username": <node name>, "cpu": 12.5, "memory": 43.1,
-"func": "SUNNY", "nid": "0x01"}`` -- the field's payload plus ``nid`` (our extension; left out when
-no node id is configured). ``func`` is the variant running: ``--variant`` / $MONITORING_VARIANT.
+"func": "SUNNY", "nid": "0x01", "ts": "2026-11-22T03:00:00.000Z"}`` -- the field's payload plus
+``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant running: ``--variant`` / $MONITORING_VARIANT.
 """
 from __future__ import annotations
 
 import logging
 import socket
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 import psutil
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default
+from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.vms_client import VmsClient
 
@@ -49,7 +51,7 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
     return MonitoringOptions(config=config, variant=variant, username=config.node_name or socket.gethostname(), interval=args.interval)
 
 
-def usage_record(options: MonitoringOptions, cpu: float, memory: float) -> dict[str, Any]:
+def usage_record(options: MonitoringOptions, cpu: float, memory: float, when: datetime) -> dict[str, Any]:
     record: dict[str, Any] = {
         "code": "0000",
         "message": "success",
@@ -57,6 +59,9 @@ def usage_record(options: MonitoringOptions, cpu: float, memory: float) -> dict[
         "cpu": round(cpu, 1),
         "memory": round(memory, 1),
         "func": options.variant,
+        # Our extension: when the sample was taken, so a record sent late from the buffer is
+        # stored at its own time rather than at its arrival.
+        "ts": utc_stamp(when),
     }
     if options.config.node_id:
         record["nid"] = options.config.node_id
@@ -76,7 +81,7 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
     log.info("monitoring AI (%s) as %s posting to %s every %gs", options.variant, options.username, config.vms_url, options.interval)
 
     def tick() -> None:
-        vms.submit("usage", usage_record(options, psutil.cpu_percent(None), psutil.virtual_memory().percent))
+        vms.submit("usage", usage_record(options, psutil.cpu_percent(None), psutil.virtual_memory().percent, datetime.now(timezone.utc)))
 
     try:
         await every(options.interval, stop, tick)

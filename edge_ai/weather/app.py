@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +61,7 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.api_port is not None:
-        config = _with_api_port(config, args.api_port)
+        config = replace(config, api_port=args.api_port)
     sequence = [c.strip() for c in args.sequence.split(",") if c.strip()]
     if not sequence:
         raise ConfigError("--sequence: at least one code")
@@ -80,12 +80,6 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
         codes=parse_codes(args.codes),
         interval=args.interval,
     )
-
-
-def _with_api_port(config: EdgeConfig, port: int) -> EdgeConfig:
-    from dataclasses import replace
-
-    return replace(config, api_port=port)
 
 
 def scheduled_code(sequence: list[str], period: float, now: float) -> str:

@@ -21,7 +21,8 @@ from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.routing import Routing
-from edge_ai.yolo.summary import Window, summary_record, utc_stamp
+from edge_ai.common.timefmt import utc_stamp
+from edge_ai.yolo.summary import Window, summary_record
 
 log = logging.getLogger("edge_ai.yolo")
 

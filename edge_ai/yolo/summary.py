@@ -12,11 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from edge_ai.common.timefmt import utc_stamp
 from edge_ai.yolo.model import Detection
-
-
-def utc_stamp(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -56,9 +53,10 @@ def summary_record(
         "fps": round(window.frames / seconds, 2),
         "frames": window.frames,
         "inference_ms": {
-            "mean": round(statistics.fmean(times), 1) if times else 0.0,
-            "p50": round(statistics.median(times), 1) if times else 0.0,
-            "max": round(max(times), 1) if times else 0.0,
+            # null, not 0, for a second without frames: a zero would drag averages down.
+            "mean": round(statistics.fmean(times), 1) if times else None,
+            "p50": round(statistics.median(times), 1) if times else None,
+            "max": round(max(times), 1) if times else None,
         },
         "conf_threshold": conf_threshold,
         "counts": dict(Counter(d.class_name for d in window.latest)),
