@@ -35,11 +35,14 @@ TICKER = textwrap.dedent(
     import os, sys, time
     from helper_mod import label  # found through PYTHONPATH = the package directory
     tick_file = os.environ.get("TICK_FILE")
+    quiet = os.environ.get("QUIET") == "1"  # no stdout: survives its agent being killed
     config = open("edgeconfig.xml").read() if os.path.exists("edgeconfig.xml") else ""
-    print("config", "<IP>" in config, flush=True)
+    if not quiet:
+        print("config", "<IP>" in config, flush=True)
     while True:
         line = f"{label()} {time.time():.3f}"
-        print(line, flush=True)
+        if not quiet:
+            print(line, flush=True)
         if tick_file:
             with open(tick_file, "a") as f:
                 f.write(line + "\\n")
