@@ -46,6 +46,7 @@ class YoloOptions:
     max_uploads: int
     analysis_buffer: int
     routing_file: Path | None
+    names: str | None
     interval: float
 
 
@@ -69,6 +70,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
                         help="low-confidence frames sent up a second at most ($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
     parser.add_argument("--analysis-buffer", type=int, default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
                         help="frames kept on disk for the analysis server ($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
+    parser.add_argument("--names", default=env_default("YOLO_NAMES"),
+                        help="YAML with the class names, for a model without them ($YOLO_NAMES; default COCO for 80 classes)")
     parser.add_argument("--routing-file", default=env_default("YOLO_ROUTING_FILE"), help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE)")
     args = parser.parse_args(argv)
     if not args.source:
@@ -101,6 +104,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         max_uploads=args.max_uploads,
         analysis_buffer=args.analysis_buffer,
         routing_file=Path(args.routing_file) if args.routing_file else None,
+        names=args.names,
         interval=args.interval,
     )
 
@@ -205,7 +209,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     prepare_offline_environment(config.buffer_dir / "ultralytics")
     log.info("loading model %s", options.model)
     detector = await asyncio.to_thread(
-        Detector, options.model, imgsz=options.imgsz, device=options.device, min_conf=options.min_conf
+        Detector, options.model, imgsz=options.imgsz, device=options.device, min_conf=options.min_conf, names_file=options.names
     )
     routing = Routing(route_low_confidence=config.route_low_confidence, analysis_url=config.analysis_url, routing_file=options.routing_file)
     routing.refresh_from_file()

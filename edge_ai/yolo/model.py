@@ -62,7 +62,16 @@ class Detection:
 
 
 class Detector:
-    def __init__(self, spec: str, *, imgsz: int = 640, device: str | None = None, min_conf: float = 0.1, max_det: int = 300):
+    def __init__(
+        self,
+        spec: str,
+        *,
+        imgsz: int = 640,
+        device: str | None = None,
+        min_conf: float = 0.1,
+        max_det: int = 300,
+        names_file: str | None = None,
+    ):
         check_model_spec(spec)
         from ultralytics import YOLO  # noqa: PLC0415 - heavy; only the YOLO worker needs it
 
@@ -73,10 +82,32 @@ class Detector:
         self.device = device
         self.min_conf = min_conf
         self.max_det = max_det
+        self.class_names = self._names(names_file)
 
-    @property
-    def names(self) -> dict[int, str]:
-        return dict(self.model.names)
+    def _names(self, names_file: str | None) -> dict[int, str]:
+        """The model's class names; a network built from an architecture file only has "0".."79",
+        so those take names from ``names_file`` (YAML with ``names``) or, for 80 classes, the COCO
+        names ultralytics bundles."""
+        names = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        if names != {i: str(i) for i in range(len(names))}:
+            return names
+        import yaml  # noqa: PLC0415
+
+        if names_file:
+            source = Path(names_file)
+        elif len(names) == 80:
+            import ultralytics  # noqa: PLC0415
+
+            source = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
+        else:
+            return names
+        try:
+            loaded = yaml.safe_load(source.read_text())["names"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"class names {source}: unreadable ({exc})") from None
+        if isinstance(loaded, list):
+            loaded = dict(enumerate(loaded))
+        return {int(k): str(v) for k, v in loaded.items()}
 
     def detect(self, frame: Any) -> tuple[list[Detection], float]:
         """All detections at or above ``min_conf`` and the wall time of the whole call in ms
@@ -87,7 +118,7 @@ class Detector:
         )[0]
         elapsed_ms = (time.perf_counter() - started) * 1000
         boxes = result.boxes
-        names = result.names
+        names = self.class_names
         detections = []
         if boxes is not None and len(boxes):
             xyxy = boxes.xyxy.cpu().tolist()
