@@ -49,8 +49,15 @@ class RunningRegistry:
 
 
 def start_registry(
-    workdir: Path, *, users: dict[str, str] | None = None, delete_enabled: bool = True, timeout: float = 20
+    workdir: Path,
+    *,
+    users: dict[str, str] | None = None,
+    auth: dict | None = None,
+    delete_enabled: bool = True,
+    timeout: float = 20,
 ) -> RunningRegistry:
+    """``users``: htpasswd basic auth; ``auth``: any other distribution ``auth:`` section
+    (e.g. ``{"token": {"realm": ..., "service": ..., "issuer": ..., "rootcertbundle": ...}}``)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -67,11 +74,13 @@ def start_registry(
         htpasswd = workdir / "htpasswd"
         write_htpasswd(htpasswd, users)
         config["auth"] = {"htpasswd": {"realm": "test-registry", "path": str(htpasswd)}}
+    if auth:
+        config["auth"] = auth
     cfg = workdir / "config.yml"
     cfg.write_text(json.dumps(config))
     proc = Proc([REGISTRY_BIN, "serve", str(cfg)], env={"PATH": "/usr/bin:/bin"}, log_path=workdir / "registry.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", timeout=timeout, proc=proc, expect=401 if users else 200)
+        wait_http(f"http://127.0.0.1:{port}/v2/", timeout=timeout, proc=proc, expect=401 if (users or auth) else 200)
     except BaseException:
         proc.stop()
         raise

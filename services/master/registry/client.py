@@ -105,11 +105,13 @@ class RegistryClient:
         return self._basic
 
     def _realm_trusted(self, realm: str) -> bool:
+        # Credentials may travel to the realm over TLS, or in clear only to the registry's own
+        # machine (any port) or to a host the operator listed.
         parts = urlsplit(realm)
         if parts.scheme == "https":
             return True
-        host = parts.netloc
-        return host == self.config.host or host in self.config.token_realm_hosts
+        registry_host = urlsplit(self.config.base_url).hostname
+        return parts.hostname == registry_host or parts.hostname in self.config.token_realm_hosts or parts.netloc in self.config.token_realm_hosts
 
     async def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> str:
         realm = params.get("realm")

@@ -20,8 +20,8 @@ class RegistryConfig(BaseModel):
     chunk_size: int = Field(16 * 1024 * 1024, gt=0, description="blobs larger than this are uploaded in PATCH chunks")
     token_realm_hosts: tuple[str, ...] = Field(
         (),
-        description="hosts, besides the registry itself, trusted to receive the credentials when a "
-        "Bearer challenge sends us to a token realm over plain HTTP",
+        description="host names (or host:port), besides the registry's own host, trusted to receive the "
+        "credentials when a Bearer challenge sends us to a token realm over plain HTTP",
     )
 
     @field_validator("url")
