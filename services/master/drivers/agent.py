@@ -1,0 +1,128 @@
+"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's service token."""
+from __future__ import annotations
+
+import httpx
+
+from services.master.drivers.base import (
+    DriverError,
+    DriverUnavailable,
+    EdgeTarget,
+    ObservedWorkload,
+    RuntimeDriver,
+    Workload,
+)
+
+# The agent's states map one to one, except "stopped" (an instance being taken away).
+_STATES = {"pending": "pending", "running": "running", "restarting": "restarting", "failed": "failed", "stopped": "removed"}
+
+
+def agent_spec(workload: Workload) -> dict:
+    """The body of the agent's ``PUT /workloads/{name}``."""
+    if not workload.ai.package_digest:
+        raise DriverError(f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch")
+    if not workload.command:
+        raise DriverError(f"AI {workload.ai.id} has no command in its manifest")
+    return {
+        "name": workload.name,
+        "package_digest": workload.ai.package_digest,
+        "version": workload.ai.version,
+        "command": list(workload.command),
+        "env": {k: str(v) for k, v in workload.env.items()},
+        "edgeconfig_xml": workload.edgeconfig_xml,
+        "deployment_id": workload.deployment_id,
+        "generation": workload.generation,
+        "ai_id": workload.ai.id,
+        "filename": workload.ai.filename,
+        "ai_class": workload.ai.ai_class,
+    }
+
+
+class AgentDriver(RuntimeDriver):
+    kind = "agent"
+
+    def __init__(self, *, service_token: str, timeout_s: float = 10.0, apply_timeout_s: float = 600.0,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        # apply waits while the agent fetches and unpacks the package: a large model over a weak link.
+        self.apply_timeout_s = apply_timeout_s
+        self._client = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {service_token}"},
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @staticmethod
+    def _base(edge: EdgeTarget) -> str:
+        if not edge.agent_url:
+            raise DriverError(f"edge {edge.name} has no agent_url: register the edge with its agent's address")
+        return edge.agent_url.rstrip("/")
+
+    async def _call(self, method: str, url: str, *, what: str, ok_404: bool = False, **kw) -> httpx.Response | None:
+        try:
+            response = await self._client.request(method, url, **kw)
+        except httpx.TimeoutException as exc:
+            raise DriverUnavailable(f"{what}: the agent did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise DriverUnavailable(f"{what}: agent unreachable ({exc.__class__.__name__})") from exc
+        if response.status_code == 404 and ok_404:
+            return None
+        if response.is_success:
+            return response
+        message = _error_message(response)
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise DriverUnavailable(f"{what}: agent answered {response.status_code}: {message}")
+        raise DriverError(f"{what}: agent answered {response.status_code}: {message}")
+
+    async def apply(self, workload: Workload) -> None:
+        base = self._base(workload.edge)
+        await self._call(
+            "PUT",
+            f"{base}/workloads/{workload.name}",
+            what=f"apply {workload.name} on {workload.edge.name}",
+            json=agent_spec(workload),
+            timeout=httpx.Timeout(self.apply_timeout_s, connect=5.0),
+        )
+
+    async def remove(self, edge: EdgeTarget, name: str) -> None:
+        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}", what=f"remove {name} on {edge.name}", ok_404=True)
+
+    async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
+        response = await self._call("GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
+        assert response is not None
+        return [
+            ObservedWorkload(
+                deployment_id=w.get("deployment_id"),
+                name=w["name"],
+                state=_STATES.get(w["state"], "pending"),  # type: ignore[arg-type]
+                reason=w.get("reason"),
+                restarts=w.get("restarts", 0),
+                version=w.get("version"),
+                exit_code=w.get("exit_code"),
+                log_tail=w.get("log_tail") or [],
+                generation=w.get("generation"),
+            )
+            for w in response.json()["workloads"]
+        ]
+
+    async def heartbeat(self, edge: EdgeTarget) -> dict:
+        """The node's cpu, memory and uptime as the agent reports them."""
+        response = await self._call("GET", f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}")
+        assert response is not None
+        return response.json()
+
+    async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
+        response = await self._call(
+            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", params={"tail": tail}
+        )
+        assert response is not None
+        return response.json()["lines"]
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return body.get("error", {}).get("message") or response.text[:300]
+    except ValueError:
+        return response.text[:300]
