@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # prepared for it (fsGroup 10001). Named volumes mounted on /var/lib/edge/* start owned by it.
 RUN groupadd --system --gid 10001 edge \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/edge edge \
- && mkdir -p /var/lib/edge/artifacts /var/lib/edge/agent \
+ && mkdir -p /var/lib/edge/master /var/lib/edge/agent \
  && chown -R edge:edge /var/lib/edge
 WORKDIR /opt/edge-platform
 # The whole build context (trimmed by .dockerignore) is installed as a regular, non-editable

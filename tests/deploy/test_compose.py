@@ -79,9 +79,14 @@ def test_the_schema_check_rejects_a_broken_file():
 
 
 def test_every_variable_compose_interpolates_is_in_env_example():
+    """Set there, or shown commented out (#NAME=...) where compose has a default."""
     used = cf.variables_used(cf.COMPOSE.read_text())
-    assert used, "compose.yaml builds the database URL from POSTGRES_PASSWORD"
-    assert used <= set(cf.read_env_file()), used - set(cf.read_env_file())
+    assert "POSTGRES_PASSWORD" in used, "compose.yaml builds the database URL from POSTGRES_PASSWORD"
+    text = cf.ENV_EXAMPLE.read_text()
+    documented = set(cf.read_env_file()) | set(re.findall(r"^#([A-Z][A-Z0-9_]*)=", text, flags=re.M))
+    assert used <= documented, used - documented
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):?\?", cf.COMPOSE.read_text()))
+    assert required <= set(cf.read_env_file()), "a required variable must be set in the example"
 
 
 def test_a_missing_database_password_is_an_error_not_an_empty_password():
@@ -116,8 +121,7 @@ def test_every_long_running_container_has_a_health_check_and_a_restart_policy(co
             assert service["restart"] == "no", "a one-shot job must not be restarted"
             continue
         assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
-        if name not in EDGES:
-            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
 def test_registry_allows_deleting_images():
@@ -192,6 +196,9 @@ def test_edge_agents_are_configured_to_reach_the_master(compose):
     for name in EDGES:
         command = compose["services"][name]["command"]
         assert cf.option(command, "--node") == name
+        assert cf.option(command, "--host") == "0.0.0.0", "the master must be able to reach the agent"
+        probe = " ".join(compose["services"][name]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{cf.option(command, '--port')}/healthz" in probe
         assert cf.option(command, "--master-url") == f"http://master:{master_port}"
         assert cf.option(command, "--workdir")
         ports.add(cf.option(command, "--port"))
@@ -260,12 +267,12 @@ def test_agent_environment_is_real_agent_settings_that_load(compose, edge):
     with environment(env):
         settings = cls(
             node=cf.option(command, "--node"),
+            host=cf.option(command, "--host"),
             port=int(cf.option(command, "--port")),
             workdir=cf.option(command, "--workdir"),
             master_url=cf.option(command, "--master-url"),
         )
     assert settings.env == "production"
-    assert settings.host == "0.0.0.0", "the master must be able to reach the agent"
     assert settings.service_token.get_secret_value() == cf.read_env_file()["EDGE_SERVICE_TOKEN"]
 
 
@@ -333,3 +340,15 @@ def test_edges_hold_only_the_service_token(compose):
         env = cf.environment_of(service)
         assert not {"EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL"} & set(env)
         assert raw["services"][edge]["environment"]["EDGE_SERVICE_TOKEN"].startswith("${EDGE_SERVICE_TOKEN")
+
+
+def test_master_keeps_its_packages_on_a_volume(compose):
+    service = compose["services"]["master"]
+    env = {**cf.read_env_file(), **cf.environment_of(service)}
+    with environment(env):
+        settings = settings_class("master")()
+    targets = [v.split(":")[1] for v in service["volumes"]]
+    for path in (settings.artifact_dir, settings.package_dir):
+        assert any(str(path).startswith(t.rstrip("/") + "/") for t in targets), path
+    assert settings.registry_url == "registry:5000" and settings.registry_insecure
+    assert settings.vms_public_url == cf.environment_of(service)["EDGE_VMS_URL"]

@@ -1,0 +1,432 @@
+"""k8s/: every rendered manifest is valid Kubernetes 1.30 (strict: no unknown fields), and the
+manifests agree with the code and with each other (commands, probes, ports, selectors,
+settings, secrets, RBAC, network policy). There is no cluster here: rendered and checked, not run.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import urllib.parse
+from functools import cache
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+from tests.deploy import kustomize_render as kr
+from tests.deploy.settings_env import SERVICE_NAMES, env_names, environment, settings_class
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+OVERLAY = K8S / "overlays" / "example"
+KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+PLATFORM_IMAGE = "edge-platform"
+PLATFORM_NS = "edge-platform"
+EDGE_NS = "edge-ai"
+
+
+@cache
+def rendered(directory: Path = OVERLAY) -> tuple[dict, ...]:
+    return tuple(kr.render(directory))
+
+
+def objects(kind: str | None = None, directory: Path = OVERLAY) -> list[dict]:
+    return [o for o in rendered(directory) if kind is None or o["kind"] == kind]
+
+
+def one(kind: str, name: str) -> dict:
+    [obj] = [o for o in objects(kind) if o["metadata"]["name"] == name]
+    return obj
+
+
+def pod_spec(obj: dict) -> dict:
+    return obj["spec"]["template"]["spec"]
+
+
+def workloads() -> list[dict]:
+    return [o for o in rendered() if o["kind"] in ("Deployment", "StatefulSet", "Job")]
+
+
+def is_platform(container: dict) -> bool:
+    image = container["image"]
+    return image.rsplit("/", 1)[-1].split(":")[0] == PLATFORM_IMAGE
+
+
+def argv(container: dict) -> list[str]:
+    """What the platform image runs: its ENTRYPOINT is edgectl, so args are edgectl's."""
+    command = container.get("command") or []
+    if command:
+        assert command[0] == "edgectl", command
+        return [*command[1:], *(container.get("args") or [])]
+    return list(container.get("args") or [])
+
+
+def option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def platform_containers() -> list[tuple[dict, dict]]:
+    """(workload, container) for each container of the repository's image."""
+    return [(w, c) for w in workloads() for c in pod_spec(w)["containers"] if is_platform(c)]
+
+
+def example_secret_data() -> dict[str, dict[str, str]]:
+    return {s["metadata"]["name"]: s.get("stringData") or {} for s in objects("Secret")}
+
+
+def container_env(container: dict, namespace: str) -> dict[str, str]:
+    """The environment the container gets: envFrom ConfigMaps, then env (secrets resolved from
+    the example Secrets)."""
+    configmaps = {c["metadata"]["name"]: c.get("data") or {} for c in objects("ConfigMap") if c["metadata"]["namespace"] == namespace}
+    secrets = example_secret_data()
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+        else:
+            env.update(secrets[source["secretRef"]["name"]])
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secrets[ref["name"]][ref["key"]]
+        else:
+            ref = var["valueFrom"]["configMapKeyRef"]
+            env[var["name"]] = configmaps[ref["name"]][ref["key"]]
+    return env
+
+
+def settings_for(args: list[str]) -> type:
+    if args[0] == "serve":
+        return settings_class(args[1])
+    assert args[0] == "migrate", args
+    return ServiceSettings
+
+
+# --- rendering and schema ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_kustomization_renders_to_valid_kubernetes_1_30(directory):
+    docs = rendered(directory)
+    assert docs
+    for obj in docs:
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+
+
+def test_strict_validation_rejects_a_misspelt_field():
+    broken = copy.deepcopy(one("Deployment", "setup"))
+    container = pod_spec(broken)["containers"][0]
+    container["livenesProbe"] = container.pop("livenessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbe"):
+        kubernetes_validate.validate(broken, "1.30", strict=True)
+
+
+@pytest.mark.skipif(kr.kubectl() is None, reason="kubectl is not installed: nothing to compare the fallback with")
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_fallback_renderer_matches_kubectl_kustomize(directory):
+    def by_key(docs):
+        return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs}
+
+    assert by_key(kr.render_fallback(directory)) == by_key(kr.render_with_kubectl(directory))
+
+
+def test_the_example_overlay_has_the_whole_platform():
+    deployments = {d["metadata"]["name"] for d in objects("Deployment")}
+    assert set(SERVICE_NAMES) <= deployments
+    assert {"mosquitto", "registry"} <= deployments
+    assert {s["metadata"]["name"] for s in objects("Service")} >= {*SERVICE_NAMES, "postgres", "mosquitto", "registry"}
+    assert one("StatefulSet", "postgres")
+    assert {n["metadata"]["name"] for n in objects("Namespace")} == {PLATFORM_NS, EDGE_NS}
+    for obj in rendered():
+        if obj["kind"] not in ("Namespace",):
+            assert obj["metadata"]["namespace"] in (PLATFORM_NS, EDGE_NS), obj["metadata"]["name"]
+
+
+def test_the_overlay_sets_the_platform_image_everywhere():
+    images = {c["image"] for _, c in platform_containers()}
+    assert images == {"registry.example.com/edge-platform:0.1.0"}
+
+
+# --- probes, ports, selectors -----------------------------------------------------------
+
+
+def resolve_port(container: dict, port) -> int:
+    if isinstance(port, int):
+        assert port in {p["containerPort"] for p in container.get("ports") or []}, port
+        return port
+    [number] = [p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port]
+    return number
+
+
+@pytest.mark.parametrize("service_name", SERVICE_NAMES)
+def test_service_deployment_probes_the_port_its_command_listens_on(service_name):
+    deployment = one("Deployment", service_name)
+    [container] = pod_spec(deployment)["containers"]
+    args = argv(container)
+    assert args[:2] == ["serve", service_name]
+    assert option(args, "--host") == "0.0.0.0"
+    port = int(option(args, "--port"))
+    assert port == DEFAULT_PORTS[service_name]
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert resolve_port(container, container[probe]["httpGet"]["port"]) == port, probe
+
+
+def test_every_deployment_and_statefulset_has_both_probes_on_declared_ports():
+    for workload in workloads():
+        if workload["kind"] == "Job":
+            continue
+        for container in pod_spec(workload)["containers"]:
+            for probe in ("livenessProbe", "readinessProbe"):
+                spec = container.get(probe)
+                assert spec, f"{workload['metadata']['name']}/{container['name']} has no {probe}"
+                for handler in ("httpGet", "tcpSocket"):
+                    if handler in spec:
+                        resolve_port(container, spec[handler]["port"])
+
+
+def test_selectors_match_their_pod_labels():
+    for workload in workloads():
+        if workload["kind"] == "Job":
+            continue
+        selector = workload["spec"]["selector"]["matchLabels"]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), workload["metadata"]["name"]
+    pods = [w for w in workloads() if w["kind"] != "Job"]
+    for pdb in objects("PodDisruptionBudget"):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        assert any(sel.items() <= w["spec"]["template"]["metadata"]["labels"].items() for w in pods)
+
+
+def test_services_target_existing_container_ports():
+    for service in objects("Service"):
+        if service["spec"].get("type") == "ExternalName":
+            continue
+        selector = service["spec"]["selector"]
+        targets = [
+            w for w in workloads()
+            if w["metadata"]["namespace"] == service["metadata"]["namespace"]
+            and selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(targets) == 1, f"Service {service['metadata']['name']} selects {len(targets)} workloads"
+        containers = pod_spec(targets[0])["containers"]
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            assert any(
+                (isinstance(target, int) and target in {p["containerPort"] for p in c.get("ports", [])})
+                or (isinstance(target, str) and target in {p.get("name") for p in c.get("ports", [])})
+                for c in containers
+            ), (service["metadata"]["name"], target)
+
+
+def test_service_urls_in_the_config_point_at_the_services():
+    config = one("ConfigMap", "edge-platform-config")["data"]
+    for service_name in SERVICE_NAMES:
+        url = urllib.parse.urlsplit(config[f"EDGE_{service_name.upper()}_URL"])
+        assert url.hostname == f"{service_name}.{PLATFORM_NS}.svc"
+        [port] = one("Service", service_name)["spec"]["ports"]
+        assert url.port == port["port"] == DEFAULT_PORTS[service_name]
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_every_platform_variable_is_a_real_setting():
+    for workload, container in platform_containers():
+        cls = settings_for(argv(container))
+        unknown = set(container_env(container, workload["metadata"]["namespace"])) - env_names(cls)
+        assert not unknown, f"{workload['metadata']['name']}: not settings of {cls.__name__}: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("service_name", SERVICE_NAMES)
+def test_service_settings_load_from_the_manifests(service_name):
+    [container] = pod_spec(one("Deployment", service_name))["containers"]
+    env = container_env(container, PLATFORM_NS)
+    with environment(env):
+        settings = settings_class(service_name)(port=int(option(argv(container), "--port")))
+    assert settings.env == "production"
+    assert settings.migrate_on_start is False
+    assert urllib.parse.urlsplit(settings.database_url).hostname == f"postgres.{PLATFORM_NS}.svc"
+    assert settings.service_token.get_secret_value() == example_secret_data()["edge-platform-tokens"]["service-token"]
+
+
+def test_database_url_matches_the_in_cluster_postgres():
+    data = example_secret_data()["edge-platform-database"]
+    url = urllib.parse.urlsplit(data["url"])
+    postgres = pod_spec(one("StatefulSet", "postgres"))["containers"][0]
+    env = {e["name"]: e for e in postgres["env"]}
+    assert url.password == data[env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]]
+    assert url.username == env["POSTGRES_USER"]["value"]
+    assert url.path == "/" + env["POSTGRES_DB"]["value"]
+    assert url.port == 5432 and url.scheme == "postgresql+asyncpg"
+
+
+def test_migration_job_migrates_every_service():
+    job = one("Job", "edge-migrate")
+    [container] = pod_spec(job)["containers"]
+    assert argv(container) == ["migrate"]
+    assert "EDGE_DATABASE_URL" in container_env(container, PLATFORM_NS)
+    assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
+    assert one("ConfigMap", "edge-platform-config")["data"]["EDGE_MIGRATE_ON_START"] == "false"
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def test_every_secret_reference_resolves_and_example_secrets_are_marked():
+    secrets = example_secret_data()
+    for workload in workloads():
+        for container in pod_spec(workload)["containers"]:
+            for var in container.get("env") or []:
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets[ref["name"]], (workload["metadata"]["name"], ref)
+    for secret in objects("Secret"):
+        assert secret["metadata"]["annotations"]["edge-platform/example"] == "true"
+        for key, value in secret["stringData"].items():
+            if key != "username":
+                assert "EXAMPLE" in value, (secret["metadata"]["name"], key)
+    # Secret settings (SecretStr fields, and the database URL with its password) never sit in a
+    # ConfigMap or a plain env value.
+    secret_names = {"EDGE_DATABASE_URL"}.union(*(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES))
+    assert {"EDGE_OPERATOR_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
+    for workload, container in platform_containers():
+        for var in container.get("env") or []:
+            if var["name"] in secret_names:
+                assert "valueFrom" in var, var["name"]
+    for configmap in objects("ConfigMap"):
+        assert not secret_names & set(configmap.get("data", {})), configmap["metadata"]["name"]
+
+
+def test_the_base_ships_no_secrets():
+    assert not [o for o in rendered(K8S / "base") if o["kind"] == "Secret"]
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+def test_pods_run_as_non_root_with_read_only_root_and_resources():
+    for workload in workloads():
+        spec = pod_spec(workload)
+        name = workload["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
+
+
+def test_only_the_master_gets_a_kubernetes_token():
+    for workload in workloads():
+        spec = pod_spec(workload)
+        if workload["metadata"]["name"] == "master":
+            assert spec["serviceAccountName"] == "edge-master"
+            assert spec["automountServiceAccountToken"] is True
+        else:
+            assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
+
+
+def test_master_rbac_is_limited_to_its_driver_in_the_edge_namespace():
+    assert not objects("ClusterRole") and not objects("ClusterRoleBinding")
+    [role] = objects("Role")
+    [binding] = objects("RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == EDGE_NS
+    granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {("apps", "deployments"), ("", "configmaps"), ("", "secrets"), ("", "pods"), ("", "pods/log")}
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"]
+        if set(rule["resources"]) & {"pods", "pods/log"}:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "edge-master", "namespace": PLATFORM_NS}]
+    assert one("ServiceAccount", "edge-master")["metadata"]["namespace"] == PLATFORM_NS
+
+
+def test_only_the_platform_reaches_the_database():
+    [policy] = [p for p in objects("NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "postgres"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    [source] = rule["from"]
+    assert set(source) == {"podSelector"}, "no namespaceSelector or ipBlock: same-namespace pods only"
+    client_label = source["podSelector"]["matchLabels"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    postgres_labels = one("StatefulSet", "postgres")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= postgres_labels.items()
+    # Who carries the client label: exactly the pods that hold the database URL.
+    for workload in workloads():
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        is_client = client_label.items() <= labels.items()
+        holds_url = any("EDGE_DATABASE_URL" in container_env(c, workload["metadata"]["namespace"]) for c in pod_spec(workload)["containers"] if is_platform(c))
+        assert is_client == holds_url, workload["metadata"]["name"]
+
+
+# --- scaling ------------------------------------------------------------------------------
+
+
+def test_vms_runs_several_replicas_and_autoscales():
+    vms = one("Deployment", "vms")
+    hpa = one("HorizontalPodAutoscaler", "vms")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vms"}
+    assert 2 <= hpa["spec"]["minReplicas"] <= vms["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    # Utilisation is measured against the request: there must be one.
+    assert pod_spec(vms)["containers"][0]["resources"]["requests"]["cpu"]
+    assert one("PodDisruptionBudget", "vms")["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+def test_master_keeps_its_packages_on_its_persistent_volume():
+    deployment = one("Deployment", "master")
+    [container] = pod_spec(deployment)["containers"]
+    with environment(container_env(container, PLATFORM_NS)):
+        settings = settings_class("master")()
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    for path in (settings.artifact_dir, settings.package_dir):
+        [mount] = [m for m in mounts if str(path).startswith(m.rstrip("/") + "/")]
+        claim = volumes[mounts[mount]]["persistentVolumeClaim"]["claimName"]
+        assert one("PersistentVolumeClaim", claim)
+    assert settings.kube_in_cluster is True
+    assert settings.registry_url and settings.registry_password is not None
+    assert settings.vms_public_url == one("ConfigMap", "edge-platform-config")["data"]["EDGE_VMS_URL"]
+
+
+def test_deciders_never_run_twice():
+    for name in ("master", "optimizer"):
+        deployment = one("Deployment", name)
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+# --- optional components share their configuration with compose ------------------------
+
+
+@pytest.mark.parametrize(
+    ("configmap", "key", "source"),
+    [("mosquitto-config", "mosquitto.conf", "deploy/mosquitto.conf"), ("registry-config", "config.yml", "deploy/registry/config.yml")],
+)
+def test_component_configuration_is_the_compose_one(configmap, key, source):
+    assert one("ConfigMap", configmap)["data"][key] == (REPO / source).read_text()
+
+
+def test_external_postgres_is_a_drop_in_for_the_in_cluster_one():
+    [external] = kr.render(K8S / "optional" / "external-postgres")
+    internal = next(o for o in rendered(K8S / "optional" / "postgres") if o["kind"] == "Service")
+    assert external["spec"]["type"] == "ExternalName"
+    assert external["metadata"]["name"] == internal["metadata"]["name"]
+    assert external["metadata"]["namespace"] == internal["metadata"]["namespace"]
+    assert [p["port"] for p in external["spec"]["ports"]] == [p["port"] for p in internal["spec"]["ports"]]
