@@ -123,7 +123,7 @@ def test_recovery_redeploys_then_marks_degraded_then_active():
     d = f.deploy(e, sunny, observed="failed")
     run = Runner(f, recovery={"max_redeploys": 2, "retry_after_s": 10}, overload={"enabled": False})
     r = run.cycle()
-    assert [(o["op"], o["id"], o["ai_id"], o["expected_generation"]) for o in r.operations] == [("update", d["id"], sunny["id"], 1)]
+    assert [(o["op"], o["id"], o["redeploy"], o["expected_generation"]) for o in r.operations] == [("update", d["id"], True, 1)]
     assert r.decisions[0].action == "redeploy"
     assert run.cycle(now=later(1)).operations == []  # new generation not yet observed
     f.observe(d, "failed")

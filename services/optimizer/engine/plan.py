@@ -143,7 +143,8 @@ class Plan:
         for edge_id, (status, decision_id) in sorted(self.edge_status.items()):
             edge = self.state.edges.get(edge_id)
             if edge is not None and edge.status != status:
-                ops.append({"op": "edge_status", "edge_id": edge_id, "status": status, "decision_id": decision_id})
+                # setup's edge_status op carries no decision_id: the link is kept in the decision log.
+                ops.append({"op": "edge_status", "edge_id": edge_id, "status": status, "_decision_id": decision_id})
         # Removals first so that a replacement never clashes with what it replaces.
         for i in sorted(self.intents.values(), key=lambda i: i.deployment.id):
             if i.remove:
@@ -159,8 +160,8 @@ class Plan:
                 op["params"] = i.params
             if len(op) == 2 and not i.bump:
                 continue
-            if i.bump and "ai_id" not in op:
-                op["ai_id"] = d.ai_id  # same AI, new generation: the master redeploys it
+            if i.bump:
+                op["redeploy"] = True  # a new generation even when nothing else changes: the master redeploys
             op["expected_generation"] = d.generation
             op["decision_id"] = i.decision_id
             ops.append(op)
@@ -177,7 +178,12 @@ class Plan:
             )
         by_decision = {d.id: d for d in self.decisions}
         for op in ops:
-            record = by_decision.get(op.get("decision_id"))
+            record = by_decision.get(op.get("decision_id") or op.get("_decision_id"))
             if record is not None:
                 record.operations.append(op)
         return ops
+
+
+def wire(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operations as setup takes them (without the optimizer's private keys)."""
+    return [{k: v for k, v in op.items() if not k.startswith("_")} for op in ops]

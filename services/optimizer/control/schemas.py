@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ControlsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paused: bool | None = Field(None, description="global pause: no cycle runs")
+    dry_run: bool | None = Field(None, description="decide and record, act on nothing")
+
+
+class ControlsOut(BaseModel):
+    paused: bool
+    dry_run: bool
+    leader: dict[str, Any] | None
+    replica: str
+    last_cycle: dict[str, Any] | None
+
+
+class PinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000)
+
+
+class PinOut(BaseModel):
+    edge_id: int
+    edge_name: str | None = None
+    reason: str
+    created_at: datetime
+    created_by: str
+
+
+class PolicyOut(BaseModel):
+    name: str
+    enabled: bool
+    effective: dict[str, Any]
+    defaults: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+class CycleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    edges: list[str] | None = Field(None, description="edge ids, names or nids; default the whole fleet")
+
+
+class RolloutOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    filename: str
+    to_version: str
+    status: str
+    wave: int
+    wave_started_at: datetime
+    started_at: datetime
+    members: dict[str, int]
+    failed: list[int]

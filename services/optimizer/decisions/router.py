@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from services.optimizer.decisions import service
+from services.optimizer.decisions.schemas import DecisionPage, EdgeExplained
+from shared.auth import ReaderAuth
+from shared.db import SessionDep
+
+router = APIRouter(tags=["decisions"])
+
+
+@router.get("/decisions", response_model=DecisionPage, summary="The decision log, newest first")
+async def list_decisions(
+    request: Request,
+    session: SessionDep,
+    _: ReaderAuth,
+    edge: Annotated[str | None, Query(description="edge id, name or nid")] = None,
+    policy: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DecisionPage:
+    return await service.list_decisions(
+        session, request.app.state.runner, edge=edge, policy=policy, action=action, outcome=outcome,
+        since=since, until=until, limit=limit, offset=offset,
+    )
+
+
+@router.get("/edges/{edge}/explain", response_model=EdgeExplained,
+            summary="An edge's current desired state and the decisions that produced it")
+async def explain(edge: str, request: Request, session: SessionDep, _: ReaderAuth) -> EdgeExplained:
+    return await service.explain(session, request.app.state.runner, edge)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DecisionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    at: datetime
+    cycle_id: str
+    policy: str
+    edge_id: int | None
+    edge_name: str | None
+    nid: str | None
+    deployment_id: int | None
+    action: str
+    reason: str
+    inputs: dict[str, Any]
+    operations: list[Any]
+    dry_run: bool
+    outcome: str
+    outcome_detail: str | None
+    outcome_at: datetime | None
+
+
+class DecisionPage(BaseModel):
+    items: list[DecisionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeploymentExplained(BaseModel):
+    id: int
+    filename: str
+    ai_id: int
+    version: str | None
+    ai_class: str | None
+    params: dict[str, Any]
+    generation: int
+    observed: str
+    observed_generation: int
+    restarts: int
+    decision_id: str | None
+    decided_by: DecisionOut | None = None
+
+
+class EdgeExplained(BaseModel):
+    edge_id: int
+    name: str
+    nid: str
+    status: str
+    pinned: bool
+    node: dict[str, Any] | None
+    routing: dict[str, Any] | None
+    deployments: list[DeploymentExplained]
+    recent_decisions: list[DecisionOut]
+    memory: dict[str, Any]
