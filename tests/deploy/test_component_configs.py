@@ -1,0 +1,180 @@
+"""The configuration files compose.yaml and k8s/ ship, run for real with the same programs the
+containers run (Debian's docker-registry is distribution 2.8 like registry:2; mosquitto 2), and
+the services' health-check command run against a real service."""
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from tests.deploy import compose_file as cf
+from tests.helpers.env import free_port, service_env
+from tests.helpers.processes import Proc, start_service, wait_http
+from tests.helpers.registry import REGISTRY_BIN, write_htpasswd
+
+REGISTRY_CONFIG = cf.REPO / "deploy" / "registry" / "config.yml"
+MOSQUITTO_CONFIG = cf.REPO / "deploy" / "mosquitto.conf"
+AUTH_README = cf.REPO / "deploy" / "registry" / "auth" / "README.md"
+
+
+def start_registry_with_shipped_config(tmp_path, extra_env: dict[str, str] | None = None) -> tuple[Proc, int, int]:
+    """deploy/registry/config.yml as is; only where it listens and stores is moved to this test's
+    loopback ports and temp folder, the way the container's environment could."""
+    port, debug_port = free_port(), free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+        "REGISTRY_HTTP_DEBUG_ADDR": f"127.0.0.1:{debug_port}",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage"),
+        **(extra_env or {}),
+    }
+    proc = Proc([REGISTRY_BIN, "serve", str(REGISTRY_CONFIG)], env=env, log_path=tmp_path / "registry.log")
+    wait_http(f"http://127.0.0.1:{debug_port}/debug/health", timeout=20, proc=proc)
+    return proc, port, debug_port
+
+
+def push_blob(client: httpx.Client, base: str, data: bytes) -> str:
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = client.post(f"{base}/v2/deploy-test/blobs/uploads/")
+    assert start.status_code == 202, start.text
+    location = start.headers["location"]
+    location = location if location.startswith("http") else base + location
+    separator = "&" if "?" in location else "?"
+    done = client.put(f"{location}{separator}digest={digest}", content=data, headers={"content-type": "application/octet-stream"})
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def test_registry_config_serves_health_and_allows_deletes(tmp_path):
+    proc, port, debug_port = start_registry_with_shipped_config(tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{base}/").status_code == 200  # the k8s readiness probe
+            assert client.get(f"http://127.0.0.1:{debug_port}/metrics").status_code == 200
+            digest = push_blob(client, base, b"an AI layer")
+            # With deletes off, distribution answers 405 UNSUPPORTED here.
+            assert client.delete(f"{base}/v2/deploy-test/blobs/{digest}").status_code == 202
+            assert client.head(f"{base}/v2/deploy-test/blobs/{digest}").status_code == 404
+    finally:
+        proc.stop()
+
+
+def documented_registry_env() -> dict[str, str]:
+    """The registry.env the auth README tells operators to write."""
+    block = re.search(r"cat > deploy/registry/auth/registry\.env <<'END'\n(.*?)\n\s*END", AUTH_README.read_text(), re.S)
+    assert block, "the README's registry.env block"
+    return dict(line.strip().split("=", 1) for line in block.group(1).splitlines() if line.strip())
+
+
+def test_documented_htpasswd_auth_protects_the_api_but_not_the_health_check(tmp_path):
+    pytest.importorskip("bcrypt")
+    env = documented_registry_env()
+    assert env["REGISTRY_AUTH"] == "htpasswd"
+    htpasswd = tmp_path / "htpasswd"
+    write_htpasswd(htpasswd, {"edge-master": "registry-password-0123"})
+    env["REGISTRY_AUTH_HTPASSWD_PATH"] = str(htpasswd)  # /auth/htpasswd in the container
+    proc, port, debug_port = start_registry_with_shipped_config(tmp_path, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{base}/v2/").status_code == 401
+            assert client.get(f"{base}/v2/", auth=("edge-master", "wrong-password")).status_code == 401
+            assert client.get(f"{base}/v2/", auth=("edge-master", "registry-password-0123")).status_code == 200
+            # compose's health check needs no credentials.
+            assert client.get(f"http://127.0.0.1:{debug_port}/debug/health").status_code == 200
+    finally:
+        proc.stop()
+
+
+def mqtt_connect(port: int) -> int:
+    """Send an MQTT 3.1.1 CONNECT without credentials; the CONNACK return code (0: accepted)."""
+    client_id = b"deploy-test"
+    variable = b"\x00\x04MQTT\x04\x02\x00\x1e"  # protocol name, level 4, clean session, keepalive 30
+    payload = struct.pack("!H", len(client_id)) + client_id
+    body = variable + payload
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        reply = sock.recv(4)
+    assert reply[:2] == b"\x20\x02", reply
+    return reply[3]
+
+
+def test_mosquitto_config_starts_and_accepts_the_edges(tmp_path):
+    port = free_port()
+    text = MOSQUITTO_CONFIG.read_text()
+    assert "listener 1883" in text and "persistence_location /mosquitto/data/" in text
+    conf = tmp_path / "mosquitto.conf"
+    # Only the port (1883 is the machine's own broker) and the data folder move.
+    conf.write_text(
+        text.replace("listener 1883", f"listener {port} 127.0.0.1").replace("/mosquitto/data/", f"{tmp_path}/")
+    )
+    proc = Proc(["/usr/sbin/mosquitto", "-c", str(conf)], env={"PATH": "/usr/bin:/bin"}, log_path=tmp_path / "mosquitto.log")
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.alive(), proc.log_text()
+                threading.Event().wait(0.05)
+        assert mqtt_connect(port) == 0
+    finally:
+        proc.stop()
+
+
+# --- the services' health check command --------------------------------------------------
+
+
+def healthcheck_argv(service: str, port: int) -> list[str]:
+    """compose's health check for ``service`` with its port moved to ``port``, run with this
+    interpreter in place of the image's python."""
+    compose = cf.load()
+    test = compose["services"][service]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    code = test[3]
+    original = re.search(r"127\.0\.0\.1:(\d+)/", code).group(1)
+    return [sys.executable, "-c", code.replace(f"127.0.0.1:{original}/", f"127.0.0.1:{port}/")]
+
+
+class _Unready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.send_response(503)
+        self.end_headers()
+        self.wfile.write(b'{"status": "database unreachable"}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_health_check_fails_while_the_database_is_unreachable():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(healthcheck_argv("vms", server.server_address[1]), capture_output=True, timeout=30)
+        assert result.returncode != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    nothing_there = subprocess.run(healthcheck_argv("vms", free_port()), capture_output=True, timeout=30)
+    assert nothing_there.returncode != 0
+
+
+def test_health_check_passes_on_a_ready_service(database_url, tmp_path):
+    port = free_port()
+    proc = start_service("vms", env=service_env(database_url, EDGE_MIGRATE_ON_START="false"), port=port, tmp_path=tmp_path)
+    try:
+        result = subprocess.run(healthcheck_argv("vms", port), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    finally:
+        proc.stop()
