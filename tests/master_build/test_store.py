@@ -70,3 +70,24 @@ def test_clean_tmp_removes_interrupted_writes(store: ArtifactStore):
     (store.tmp_dir / "stage-crashed").mkdir()
     assert store.clean_tmp() == 2
     assert list(store.tmp_dir.iterdir()) == []
+
+
+async def test_spool_upload_then_ingest(tmp_path: Path, store: ArtifactStore):
+    from services.master.packages import ingest_package, spool_upload
+
+    from .conftest import make_targz, package_files
+
+    data = make_targz(tmp_path / "p.tar.gz", package_files()).read_bytes()
+
+    async def body(limit_chunks: int = 10**9):
+        for i in range(0, len(data), 4096):
+            yield data[i : i + 4096]
+
+    async with spool_upload(body(), store, max_bytes=len(data)) as path:
+        pkg = await ingest_package(path, store)
+    assert store.digests() == [pkg.digest] and list(store.tmp_dir.iterdir()) == []
+    with pytest.raises(PayloadTooLarge) as exc:
+        async with spool_upload(body(), store, max_bytes=len(data) - 1):
+            pass
+    assert exc.value.message == f"the upload is more than {len(data) - 1} bytes, over the archive-size limit"
+    assert list(store.tmp_dir.iterdir()) == []

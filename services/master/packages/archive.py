@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import posixpath
 import re
 import shutil
 import stat
