@@ -1,0 +1,74 @@
+"""The master: AI packages become stored artifacts and registry images, and run on edges through a
+runtime driver (edge agent, Kubernetes, Docker), reconciled against setup's desired state."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.master.artifacts.router import router as artifacts_router
+from services.master.builds.router import router as builds_router
+from services.master.builds.service import BuildRunner
+from services.master.context import MasterContext
+from services.master.legacy.router import router as legacy_router
+from services.master.packages import ArtifactStore
+from services.master.reconcile.router import router as reconcile_router
+from services.master.reconcile.service import Reconciler
+from services.master.settings import MasterSettings
+from services.master.setup_client import OptimizerNotifier, SetupClient
+from services.master.uploads.router import router as uploads_router
+from shared.app import create_service_app
+
+log = logging.getLogger("edge.master")
+
+DESCRIPTION = """
+Turns AI packages into artifacts (content-addressed, on disk) and images (pushed to the private
+registry), and makes every edge run what setup says it should: a reconcile pass every
+`MASTER_RECONCILE_SECONDS` and at once on `POST /reconcile`, through the edge agent, Kubernetes or
+Docker driver of the edge's cluster. Observed state is written back to setup.
+"""
+
+# Multipart framing and form fields around the archive.
+UPLOAD_SLACK = 64 * 1024
+
+
+def create_app(settings: MasterSettings | None = None) -> FastAPI:
+    settings = settings or MasterSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = ArtifactStore(settings.artifact_dir)
+        leftovers = store.clean_tmp()  # uploads and builds cut short by a crash
+        if leftovers:
+            log.info("removed %d unfinished upload/build files", leftovers)
+        settings.package_dir.mkdir(parents=True, exist_ok=True)
+        ctx = MasterContext(
+            settings=settings,
+            sessionmaker=app.state.sessionmaker,
+            store=store,
+            setup=SetupClient(settings),
+            optimizer=OptimizerNotifier(settings),
+        )
+        ctx.builds = BuildRunner(ctx)
+        ctx.reconciler = Reconciler(ctx)
+        app.state.artifacts = store
+        app.state.master = ctx
+        ctx.reconciler.start()
+        try:
+            yield
+        finally:
+            await ctx.reconciler.stop()
+            await ctx.builds.stop()
+            await ctx.setup.aclose()
+            await ctx.optimizer.aclose()
+
+    return create_service_app(
+        settings,
+        title="Edge platform: master",
+        description=DESCRIPTION,
+        routers=[uploads_router, builds_router, reconcile_router, artifacts_router, legacy_router],
+        extra_lifespan=lifespan,
+        body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
+    )

@@ -1,0 +1,222 @@
+"""The build pipeline: find the package -> validate and store it -> build the image -> push -> tell setup.
+
+Setup owns the AI row; each step is reported there (``building`` with the package digest and
+manifest, then ``ready`` with the image, or ``failed`` with the reason). Every step is idempotent:
+the same package gives the same digest and the same image, so a build interrupted by a crash is
+simply run again (the reconcile pass restarts builds left in ``uploaded``/``building``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.master.builds import repository
+from services.master.context import MasterContext
+from services.master.packages import MANIFEST_NAMES, IngestedPackage, PackageManifest, ingest_package, parse_manifest
+from services.master.registry import RegistryClient, build_and_push
+from shared.errors import DomainError, Invalid, NotFound, Unavailable
+
+log = logging.getLogger("edge.master.builds")
+
+ARCHIVE_SUFFIXES = ("", ".tar.gz", ".tgz", ".zip")
+
+
+@dataclass(frozen=True)
+class ResolvedPackage:
+    digest: str
+    size: int
+    manifest: PackageManifest
+
+
+def package_dir_candidates(package_dir: Path, filename: str, ai_class: str, version: str) -> list[Path]:
+    """Where the field's package for these names may sit: a versioned folder/archive first
+    (several versions side by side), then the plain folder named ``filename`` as in the field."""
+    stems = [f"{filename}-{ai_class}-{version}", f"{filename}-{version}", filename]
+    return [package_dir / f"{stem}{suffix}" for stem in stems for suffix in ARCHIVE_SUFFIXES]
+
+
+def _read_manifest_sync(path: Path) -> PackageManifest:
+    with tarfile.open(path, "r:gz") as tf:
+        for name in MANIFEST_NAMES:
+            try:
+                member = tf.getmember(name)
+            except KeyError:
+                continue
+            f = tf.extractfile(member)
+            if f is not None:
+                return parse_manifest(f.read(), name)
+    raise Invalid(f"the stored artifact {path.name} has no manifest", field="manifest")
+
+
+def manifest_json(manifest: PackageManifest) -> dict[str, Any]:
+    return manifest.model_dump(mode="json")
+
+
+class BuildRunner:
+    """Runs builds in the background, one at a time per AI (a second request while one runs is
+    answered by the running one, which reads setup's latest row)."""
+
+    def __init__(self, ctx: MasterContext):
+        self.ctx = ctx
+        self._tasks: dict[int, asyncio.Task] = {}
+
+    def in_flight(self) -> set[int]:
+        return set(self._tasks)
+
+    def kick(self, ai_id: int) -> bool:
+        """Start a build of AI ``ai_id`` unless one is under way; True when one was started."""
+        if ai_id in self._tasks:
+            return False
+        task = asyncio.create_task(self._run(ai_id), name=f"build-{ai_id}")
+        self._tasks[ai_id] = task
+        task.add_done_callback(lambda _t, ai_id=ai_id: self._tasks.pop(ai_id, None))
+        return True
+
+    async def wait(self, ai_id: int) -> None:
+        task = self._tasks.get(ai_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, ai_id: int) -> None:
+        try:
+            await self.build(ai_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("build of AI %s failed unexpectedly", ai_id)
+
+    # --- the pipeline -------------------------------------------------------------------
+    async def build(self, ai_id: int) -> dict[str, Any] | None:
+        ctx = self.ctx
+        try:
+            ai = await ctx.setup.get_ai(ai_id)
+        except NotFound:
+            log.warning("build of AI %s asked, but setup has no such AI", ai_id)
+            return None
+        if ai["status"] == "removed":
+            return ai
+        if self._already_built(ai):
+            return ai
+        async with ctx.sessionmaker.begin() as session:
+            await repository.start_job(session, ai_id)
+        try:
+            package = await self.resolve_package(ai)
+            changes: dict[str, Any] = {
+                "status": "building",
+                "failure_reason": None,
+                "package_digest": package.digest,
+                "package_size": package.size,
+                "manifest": manifest_json(package.manifest),
+            }
+            if not ai.get("condition") and package.manifest.condition:
+                changes["condition"] = package.manifest.condition
+            if not ai.get("description") and package.manifest.description:
+                changes["description"] = package.manifest.description[:2000]
+            await ctx.setup.patch_ai(ai_id, changes)
+            image: dict[str, Any] = {}
+            if ctx.registry is not None:
+                image = await self.push_image(package)
+            ai = await ctx.setup.patch_ai(ai_id, {"status": "ready", **image})
+        except Unavailable as exc:
+            # Setup (or the registry) is down: leave the row as it is; the reconcile pass retries.
+            await self._finish(ai_id, "failed", reason=exc.message)
+            log.warning("build of AI %s interrupted, retried by the next reconcile pass: %s", ai_id, exc.message)
+            with contextlib.suppress(DomainError):
+                await ctx.setup.patch_ai(ai_id, {"failure_reason": f"will retry: {exc.message}"[:4000]})
+            return None
+        except DomainError as exc:
+            reason = f"{exc.field}: {exc.message}" if exc.field and exc.field not in exc.message else exc.message
+            await self._finish(ai_id, "failed", reason=reason)
+            log.warning("build of AI %s failed: %s", ai_id, reason)
+            try:
+                return await ctx.setup.patch_ai(ai_id, {"status": "failed", "failure_reason": reason[:4000]})
+            except DomainError:
+                return None
+        await self._finish(
+            ai_id, "ready", package_digest=package.digest, image_ref=ai.get("image_ref"), image_digest=ai.get("image_digest")
+        )
+        log.info("AI %s ready (%s %s class %s)", ai_id, ai["filename"], ai["version"], ai["ai_class"])
+        asyncio.create_task(ctx.optimizer.send({"type": "ai_ready", "ai_id": ai_id}))
+        return ai
+
+    def _already_built(self, ai: dict[str, Any]) -> bool:
+        if ai["status"] != "ready" or not ai.get("package_digest") or not self.ctx.store.exists(ai["package_digest"]):
+            return False
+        return self.ctx.registry is None or bool(ai.get("image_ref"))
+
+    async def _finish(self, ai_id: int, state: str, **fields: Any) -> None:
+        try:
+            async with self.ctx.sessionmaker.begin() as session:
+                await repository.finish_job(session, ai_id, state=state, **fields)
+        except Exception:  # the record is informative; never mask the build's outcome
+            log.exception("could not record the build of AI %s", ai_id)
+
+    async def resolve_package(self, ai: dict[str, Any]) -> ResolvedPackage:
+        """The AI's package in the artifact store: the digest setup knows, an upload under the same
+        names, or the package folder/archive in MASTER_PACKAGE_DIR (validated and stored now)."""
+        ctx = self.ctx
+        filename, ai_class, version = ai["filename"], ai["ai_class"], ai["version"]
+        digest = ai.get("package_digest")
+        if digest and ctx.store.exists(digest):
+            if ai.get("manifest"):
+                manifest = PackageManifest.model_validate(ai["manifest"])
+            else:
+                manifest = await asyncio.to_thread(_read_manifest_sync, ctx.store.path(digest))
+            return ResolvedPackage(digest, ctx.store.size(digest), manifest)
+        async with ctx.sessionmaker() as session:
+            upload = await repository.find_upload(session, filename, ai_class, version)
+        if upload is not None and ctx.store.exists(upload.package_digest):
+            return ResolvedPackage(upload.package_digest, upload.package_size, PackageManifest.model_validate(upload.manifest))
+        for candidate in package_dir_candidates(ctx.settings.package_dir, filename, ai_class, version):
+            if candidate.exists():
+                expected = {"filename": filename, "version": version, "ai_class": ai_class}
+                ingested = await ingest_and_record(ctx, candidate, expected, source="folder")
+                return ResolvedPackage(ingested.digest, ingested.size, ingested.manifest)
+        raise Invalid(
+            f"no package for {filename} {version} class {ai_class}: upload an archive (POST /ai-packages) "
+            f"or put the package folder {filename!r} in the master's package directory",
+            field="filename",
+        )
+
+    async def push_image(self, package: ResolvedPackage) -> dict[str, Any]:
+        """Assemble the image on the base image and push it; answers setup's image fields."""
+        ctx = self.ctx
+        assert ctx.registry is not None
+        s = ctx.settings
+        async with RegistryClient(ctx.registry) as registry:
+            pushed = await build_and_push(
+                registry,
+                artifact_path=ctx.store.path(package.digest),
+                manifest=package.manifest,
+                package_digest=package.digest,
+                base_image=s.base_image,
+                media_types=s.image_media_types,
+                tmp_dir=ctx.store.tmp_dir,
+                architecture=s.image_architecture,
+            )
+        return {"image_ref": pushed.reference, "image_digest": pushed.digest}
+
+
+async def ingest_and_record(
+    ctx: MasterContext, path: Path, expected: dict[str, str | None], *, source: str
+) -> IngestedPackage:
+    """Validate and store a package, then remember it under its names (nothing stored if invalid)."""
+    ingested = await ingest_package(path, ctx.store, limits=ctx.limits, expected=expected)
+    m = ingested.manifest
+    async with ctx.sessionmaker.begin() as session:
+        await repository.record_upload(
+            session, filename=m.filename, ai_class=m.ai_class, version=m.version, digest=ingested.digest,
+            size=ingested.size, manifest=manifest_json(m), source=source,
+        )
+    return ingested

@@ -1,0 +1,56 @@
+"""What the master's routes and background work share, built once in the app's lifespan."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.master.packages import ArchiveLimits, ArtifactStore
+from services.master.registry import RegistryConfig
+from services.master.settings import MasterSettings
+from services.master.setup_client import OptimizerNotifier, SetupClient
+
+if TYPE_CHECKING:
+    from services.master.builds.service import BuildRunner
+    from services.master.reconcile.service import Reconciler
+
+
+@dataclass
+class MasterContext:
+    settings: MasterSettings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    store: ArtifactStore
+    setup: SetupClient
+    optimizer: OptimizerNotifier
+    builds: "BuildRunner" = field(init=False)
+    reconciler: "Reconciler" = field(init=False)
+
+    @property
+    def limits(self) -> ArchiveLimits:
+        s = self.settings
+        return ArchiveLimits(
+            max_archive_bytes=s.max_upload_bytes, max_unpacked_bytes=s.max_unpacked_bytes, max_files=s.max_package_files
+        )
+
+    @property
+    def registry(self) -> RegistryConfig | None:
+        s = self.settings
+        if not s.registry_url:
+            return None
+        return RegistryConfig(
+            url=s.registry_url,
+            username=s.registry_username,
+            password=s.registry_password,
+            insecure=s.registry_insecure,
+            tls_verify=s.registry_tls_verify,
+            ca_file=s.registry_ca_file,
+        )
+
+
+def master_context(request: Request) -> MasterContext:
+    return request.app.state.master
+
+
+ContextDep = Annotated[MasterContext, Depends(master_context)]

@@ -1,0 +1,49 @@
+"""The master's own tables (schema ``master``). Setup owns the AI rows and the desired state; the
+master keeps only what it needs to find a package again and the record of its builds."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import TimestampMixin, make_base
+
+Base = make_base("master")
+
+BUILD_STATES = ("queued", "running", "ready", "failed")
+
+
+class PackageUpload(TimestampMixin, Base):
+    """A validated package in the artifact store, by the names it was uploaded under.
+
+    Written before setup hears of the AI, so a build asked for by setup finds the package."""
+
+    __tablename__ = "package_uploads"
+    __table_args__ = (UniqueConstraint("filename", "ai_class", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(40))
+    ai_class: Mapped[str] = mapped_column(String(2))
+    version: Mapped[str] = mapped_column(String(40))
+    package_digest: Mapped[str] = mapped_column(String(71), index=True)
+    package_size: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(20))  # "archive" or "folder"
+
+
+class BuildJob(TimestampMixin, Base):
+    """The last build of one AI (setup's id) and how it ended."""
+
+    __tablename__ = "build_jobs"
+
+    ai_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    package_digest: Mapped[str | None] = mapped_column(String(71))
+    image_ref: Mapped[str | None] = mapped_column(String(500))
+    image_digest: Mapped[str | None] = mapped_column(String(71))
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,168 @@
+"""Uploads: the body streamed to a file on disk, validated and stored, then recorded in setup.
+
+Order matters for "nothing half-written": the package is validated before anything is stored
+(an invalid one leaves neither an artifact nor a row), and the AI row is created in setup only
+once the package is safely in the store, so a build that setup asks for always finds it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from services.master.builds import repository
+from services.master.builds.service import manifest_json, package_dir_candidates
+from services.master.context import MasterContext
+from services.master.packages import IngestedPackage
+from services.master.uploads.schemas import UploadAccepted, UploadFields
+from shared.errors import Conflict, Invalid, PayloadTooLarge
+
+log = logging.getLogger("edge.master.uploads")
+
+WRITE_BUFFER = 1 << 20
+FILE_FIELDS = ("archive", "file", "package")
+
+
+def _fields(data: dict[str, Any]) -> UploadFields:
+    try:
+        return UploadFields.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise Invalid(f"{field}: {err['msg']}", field=field) from None
+
+
+async def receive_body(request: Request, tmp_dir: Path, max_bytes: int) -> tuple[Path, UploadFields]:
+    """Write the upload to ``tmp_dir`` as it arrives: a raw body (zip or tar.gz, names in the
+    query string) or a multipart form with the archive in the field ``archive``."""
+    path = tmp_dir / f"upload-{uuid.uuid4().hex}"
+    content_type = request.headers.get("content-type", "")
+    data: dict[str, Any] = dict(request.query_params)
+    try:
+        if content_type.startswith("multipart/form-data"):
+            # Starlette spools file parts to disk past 1 MiB; we then move the bytes into our file.
+            form = await request.form(max_files=1, max_fields=20)
+            try:
+                upload = next((form[k] for k in FILE_FIELDS if isinstance(form.get(k), UploadFile)), None)
+                if upload is None:
+                    upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+                if upload is None:
+                    raise Invalid("the form has no file: send the package archive in the field 'archive'", field="archive")
+                data.update({k: v for k, v in form.items() if isinstance(v, str)})
+
+                def copy() -> int:
+                    upload.file.seek(0)
+                    with open(path, "wb") as out:
+                        shutil.copyfileobj(upload.file, out, WRITE_BUFFER)
+                        return out.tell()
+
+                size = await asyncio.to_thread(copy)
+            finally:
+                await form.close()
+        else:
+            size = 0
+            buffer = bytearray()
+            with open(path, "wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(f"the upload is over the limit of {max_bytes} bytes", field="archive")
+                    buffer += chunk
+                    if len(buffer) >= WRITE_BUFFER:
+                        await asyncio.to_thread(out.write, bytes(buffer))
+                        buffer.clear()
+                if buffer:
+                    await asyncio.to_thread(out.write, bytes(buffer))
+        if size == 0:
+            raise Invalid("the upload is empty: send the package archive (zip or tar.gz) as the body", field="archive")
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the upload is over the limit of {max_bytes} bytes", field="archive")
+        return path, _fields(data)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind: str) -> UploadAccepted:
+    """Validate and store the package at ``source``, record the AI in setup and queue its build."""
+    expected = {"filename": fields.filename, "version": fields.version, "ai_class": fields.ai_class}
+    ingested = await ingest_and_record_checked(ctx, source, expected, kind=kind)
+    m = ingested.manifest
+    existing = await ctx.setup.find_ai(m.filename, m.ai_class, m.version)
+    if existing is None:
+        body = {
+            "filename": m.filename,
+            "version": m.version,
+            "ai_class": m.ai_class,
+            "condition": fields.condition or m.condition,
+            "description": (fields.description if fields.description is not None else m.description)[:2000],
+        }
+        try:
+            ai = await ctx.setup.create_ai(body)
+        except Conflict:  # created meanwhile by another upload of the same names
+            ai = await ctx.setup.find_ai(m.filename, m.ai_class, m.version) or {}
+            if not ai:
+                raise
+    else:
+        # A failed or never-built row takes the new package; anything else keeps its own.
+        ai = await ctx.setup.patch_ai(
+            existing["id"],
+            {"status": "uploaded", "failure_reason": None, "package_digest": ingested.digest,
+             "package_size": ingested.size, "manifest": manifest_json(m)},
+        )
+    started = ctx.builds.kick(ai["id"])
+    return UploadAccepted(
+        ai=ai, package_digest=ingested.digest, package_size=ingested.size, stored=ingested.created,
+        build="ready" if ai.get("status") == "ready" else ("queued" if started else "running"),
+    )
+
+
+async def ingest_and_record_checked(ctx: MasterContext, source: Path, expected: dict, *, kind: str) -> IngestedPackage:
+    """Refuse, before recording anything, an upload whose names belong to an AI that has its own package."""
+    from services.master.packages import ingest_package
+
+    ingested = await ingest_package(source, ctx.store, limits=ctx.limits, expected=expected)
+    m = ingested.manifest
+    existing = await ctx.setup.find_ai(m.filename, m.ai_class, m.version)
+    if existing is not None and (
+        existing["status"] == "removed"
+        or (existing["status"] in ("ready", "building") and existing.get("package_digest") not in (None, ingested.digest))
+    ):
+        await _drop_if_unused(ctx, ingested)
+        state = "was removed" if existing["status"] == "removed" else f"is {existing['status']} with another package"
+        raise Conflict(
+            f"{m.filename} {m.version} class {m.ai_class} {state} (AI {existing['id']}); upload it as a new version",
+            field="version",
+        )
+    async with ctx.sessionmaker.begin() as session:
+        await repository.record_upload(
+            session, filename=m.filename, ai_class=m.ai_class, version=m.version, digest=ingested.digest,
+            size=ingested.size, manifest=manifest_json(m), source=kind,
+        )
+    return ingested
+
+
+async def _drop_if_unused(ctx: MasterContext, ingested: IngestedPackage) -> None:
+    if not ingested.created:
+        return
+    async with ctx.sessionmaker() as session:
+        if await repository.uploads_with_digest(session, ingested.digest):
+            return
+    ctx.store.delete(ingested.digest)
+
+
+def find_package_folder(ctx: MasterContext, filename: str, ai_class: str, version: str) -> Path:
+    for candidate in package_dir_candidates(ctx.settings.package_dir, filename, ai_class, version):
+        if candidate.exists():
+            return candidate
+    raise Invalid(
+        f"no package folder {filename!r} (nor {filename}-{ai_class}-{version}) in the master's package directory",
+        field="filename",
+    )
