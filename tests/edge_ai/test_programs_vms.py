@@ -1,0 +1,271 @@
+"""Each edge program as a real process against a real VMS process on the real Postgres.
+
+The programs authenticate with edge tokens signed the way setup issues them; the VMS accepts
+node ids it cannot look up (setup is not running here) and flags them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from edge_ai.weather.app import scheduled_code
+from shared.edge_tokens import issue_edge_token
+from tests.edge_ai.recorder import Recorder
+from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, free_port, service_env
+from tests.helpers.processes import REPO, Proc, edgectl, python_module, start_service, wait_http
+
+# Refuses every connection and name lookup that is not loopback, and says so on stderr: the
+# YOLO worker must run with no network at all (no weights, fonts or telemetry fetched).
+NO_NETWORK = '''
+import socket, sys
+_connect = socket.socket.connect
+_getaddrinfo = socket.getaddrinfo
+LOOPBACK = ("127.", "::1", "localhost")
+def _host(address):
+    return address[0] if isinstance(address, tuple) else str(address)
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _host(address).startswith(LOOPBACK):
+        print(f"NETWORK ATTEMPT connect {address}", file=sys.stderr, flush=True)
+        raise OSError("network disabled in this test")
+    return _connect(self, address)
+def getaddrinfo(host, *args, **kwargs):
+    if host is not None and not str(host).startswith(LOOPBACK):
+        print(f"NETWORK ATTEMPT lookup {host}", file=sys.stderr, flush=True)
+        raise socket.gaierror("network disabled in this test")
+    return _getaddrinfo(host, *args, **kwargs)
+socket.socket.connect = connect
+socket.getaddrinfo = getaddrinfo
+'''
+
+
+async def rows(db: str, sql: str, *args):
+    conn = await asyncpg.connect(db.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def wait_rows(db: str, sql: str, *args, count: int, proc: Proc | None = None, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await rows(db, sql, *args)
+        if len(found) >= count:
+            return found
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"program exited with {proc.popen.returncode}:\n{proc.log_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            tail = proc.log_text()[-3000:] if proc else ""
+            raise AssertionError(f"{len(found)} of {count} rows after {timeout}s\n{tail}")
+        import asyncio
+
+        await asyncio.sleep(0.3)
+
+
+def start_vms(db: str, tmp_path: Path, port: int) -> Proc:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    env = service_env(db, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=nowhere, EDGE_OPTIMIZER_URL=nowhere, VMS_GROUP_COMMIT_WINDOW_MS="2")
+    return start_service("vms", env=env, port=port, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def vms(db, tmp_path):
+    port = free_port()
+    proc = start_vms(db, tmp_path, port)
+    holder = {"proc": proc, "port": port}
+    yield holder
+    holder["proc"].stop()
+
+
+def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -> tuple[Path, dict[str, str]]:
+    config = tmp_path / f"edgeconfig-{name}.xml"
+    config.write_text(
+        "<Configuration><vms><IP>127.0.0.1</IP><Port>{port}</Port><Path>usage</Path></vms>"
+        "<node><NID>{nid}</NID><Name>{name}</Name><Token>{token}</Token></node></Configuration>".format(
+            port=vms_port, nid=nid, name=name, token=issue_edge_token(nid, EDGE_TOKEN_SECRET)
+        )
+    )
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+        "TZ": "UTC",  # the field's date/time strings are local time; the VMS reads them as UTC here
+        "EDGE_BUFFER_DIR": str(tmp_path / f"buffer-{name}"),
+        "EDGE_BACKOFF_MIN": "0.2",
+        "EDGE_BACKOFF_MAX": "1",
+        "EDGE_LOG_LEVEL": "INFO",
+    }
+    base.update(env)
+    return config, base
+
+
+def epoch(ts: datetime) -> float:
+    return ts.replace(tzinfo=timezone.utc).timestamp() if ts.tzinfo is None else ts.timestamp()
+
+
+async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
+    config, env = edge_setup(tmp_path, vms["port"], "0x31", "edge-31")
+    proc = Proc(edgectl("edge", "weather", "--config", str(config), "--sequence", "0,2", "--period", "2"),
+                env=env, log_path=tmp_path / "weather.log")
+    try:
+        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM vms.environment WHERE nid = $1 ORDER BY ts",
+                                "0x31", count=7, proc=proc)
+    finally:
+        assert proc.stop() == 0, proc.log_text()
+    results = [r["result"] for r in found]
+    assert set(results) == {"0", "2"}
+    for r in found:
+        # The code posted for a second is the schedule's code for that second.
+        assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"])), found
+        assert r["authenticated"] is True
+    # One record a second, each second once.
+    seconds = [int(epoch(r["ts"])) for r in found]
+    assert len(seconds) == len(set(seconds))
+
+
+async def test_monitoring_posts_usage_with_its_variant(db, vms, tmp_path):
+    config, env = edge_setup(tmp_path, vms["port"], "0x32", "edge-32", MONITORING_VARIANT="RAINY")
+    proc = Proc(python_module("edge_ai.monitoring", "--config", str(config)), env=env, log_path=tmp_path / "monitoring.log")
+    try:
+        found = await wait_rows(db, "SELECT * FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x32", count=3, proc=proc)
+    finally:
+        assert proc.stop() == 0, proc.log_text()
+    for r in found:
+        assert r["func"] == "RAINY" and r["username"] == "edge-32" and r["code"] == "0000"
+        assert 0 <= r["cpu"] <= 100 * os.cpu_count() and 0 < r["memory"] <= 100
+        assert r["authenticated"] is True
+    # ts is the sample's own time (our extension), one a second.
+    assert len({int(epoch(r["ts"])) for r in found}) == len(found)
+
+
+async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, vms, tmp_path):
+    import ultralytics
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(Path(ultralytics.__file__).parent / "assets" / name, frames / name)
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NO_NETWORK)
+    analysis = Recorder(free_port()).start()
+    api_port = free_port()
+    config, env = edge_setup(
+        tmp_path, vms["port"], "0x33", "edge-33",
+        PYTHONPATH=f"{guard}:{REPO}",
+        YOLO_OFFLINE="1",
+        EDGE_ANALYSIS_URL=f"{analysis.url}/analysis",
+        EDGE_ROUTE_LOW_CONFIDENCE="true",
+        EDGE_API_PORT=str(api_port),
+    )
+    # Random weights score everything near zero: a very low floor makes "below the threshold"
+    # detections exist, so the routing path runs.
+    proc = Proc(edgectl("edge", "yolo", "--config", str(config), "--source", str(frames), "--model", "yolov8n.yaml",
+                        "--imgsz", "320", "--rate", "2", "--min-conf", "0.00001", "--max-detections", "5"),
+                env=env, log_path=tmp_path / "yolo.log")
+    try:
+        found = await wait_rows(db, "SELECT * FROM vms.detections WHERE nid = $1 AND frames > 0 ORDER BY id", "0x33",
+                                count=3, proc=proc, timeout=150)
+        wait_http(f"http://127.0.0.1:{api_port}/healthz", proc=proc)
+        status = httpx.get(f"http://127.0.0.1:{api_port}/status", timeout=5).json()
+        # The optimizer (later) turns routing off through the local API.
+        r = httpx.put(f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": False}, timeout=5)
+        assert r.status_code == 200 and r.json()["active"] is False
+        bad = httpx.put(f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": "yes"}, timeout=5)
+        assert bad.status_code == 400 and bad.json()["field"] == "route_low_confidence"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{vms['port']}", headers=OPERATOR) as client:
+            listed = (await client.get("/detections", params={"nid": "0x33"})).json()
+    finally:
+        code = proc.stop()
+        analysis.stop()
+    log = proc.log_text()
+    assert code == 0, log
+    assert "NETWORK ATTEMPT" not in log, log
+
+    for r in found:
+        assert r["model"] == "yolov8n" and r["model_version"] == "01" and r["conf_threshold"] == 0.5
+        assert r["fps"] > 0 and r["frames"] >= 1
+        assert 0 < r["inference_p50_ms"] <= r["inference_max_ms"] and r["inference_mean_ms"] > 0
+        assert r["authenticated"] is True
+    assert sum(r["below_threshold"] for r in found) > 0
+    assert sum(r["frames_sent_up"] for r in found) >= 1
+
+    # The analysis server got JPEG frames with their metadata.
+    assert analysis.uploads, log
+    metadata, image = analysis.uploads[0]
+    assert image[:2] == b"\xff\xd8"
+    assert metadata["nid"] == "0x33" and metadata["reason"] == "low_confidence" and metadata["conf_threshold"] == 0.5
+    assert metadata["detections"] and {"class", "class_id", "confidence", "box"} <= set(metadata["detections"][0])
+    assert metadata["width"] in (810, 1280)  # bus.jpg 810x1080, zidane.jpg 1280x720
+    assert status["routing"]["active"] is True and status["vms"]["delivered"] >= 3
+
+    # Read back through the VMS's query API: the summary keeps its shape.
+    items = listed.get("items") or listed.get("detections") or []
+    assert items, json.dumps(listed)[:500]
+
+
+async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
+    api_port = free_port()
+    config, env = edge_setup(tmp_path, vms["port"], "0x34", "edge-34", EDGE_API_PORT=str(api_port))
+    weather = Proc(python_module("edge_ai.weather", "--config", str(config), "--period", "2"), env=env, log_path=tmp_path / "weather.log")
+    m_config, m_env = edge_setup(tmp_path, vms["port"], "0x35", "edge-35", MONITORING_VARIANT="SUNNY")
+    monitoring = Proc(python_module("edge_ai.monitoring", "--config", str(m_config)), env=m_env, log_path=tmp_path / "monitoring.log")
+    try:
+        await wait_rows(db, "SELECT 1 FROM vms.environment WHERE nid = $1", "0x34", count=2, proc=weather)
+        await wait_rows(db, "SELECT 1 FROM vms.usage WHERE nid = $1", "0x35", count=2, proc=monitoring)
+
+        vms["proc"].stop(signal.SIGTERM)
+        outage_started = time.monotonic()
+        # Wait until the weather AI has buffered several records (it says so on its local API).
+        deadline = time.monotonic() + 60
+        while True:
+            status = httpx.get(f"http://127.0.0.1:{api_port}/status", timeout=5).json()["vms"]
+            if status["buffered"] >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status["buffered"] >= 6 and status["reachable"] is False, status
+        assert time.monotonic() - outage_started >= 5
+
+        vms["proc"] = start_vms(db, tmp_path, vms["port"])
+        deadline = time.monotonic() + 60
+        while True:
+            status = httpx.get(f"http://127.0.0.1:{api_port}/status", timeout=5).json()["vms"]
+            if (status["buffered"] == 0 and status["reachable"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert status["buffered"] == 0 and status["dropped"] == 0, status
+        # A few more records after the drain, then stop the programs while the VMS is up.
+        produced_before_stop = status["submitted"]
+        await wait_rows(db, "SELECT 1 FROM vms.environment WHERE nid = $1", "0x34", count=produced_before_stop + 2, proc=weather)
+    finally:
+        assert weather.stop() == 0, weather.log_text()
+        assert monitoring.stop() == 0, monitoring.log_text()
+
+    env_rows = await rows(db, "SELECT ts, received_at, result FROM vms.environment WHERE nid = $1 ORDER BY ts", "0x34")
+    seconds = [int(epoch(r["ts"])) for r in env_rows]
+    # Stored once: no second twice. Every record produced meanwhile: no second missing.
+    assert len(seconds) == len(set(seconds)), "duplicates"
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second is missing"
+    assert len(seconds) >= produced_before_stop
+    # In order: a later record never reached the database before an earlier one.
+    received = [r["received_at"] for r in env_rows]
+    assert received == sorted(received)
+    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received])), "the outage must show in arrival times"
+    for r in env_rows:
+        assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"]))
+
+    usage_rows = await rows(db, "SELECT ts, received_at, func FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x35")
+    u_seconds = [int(epoch(r["ts"])) for r in usage_rows]
+    assert len(u_seconds) == len(set(u_seconds))
+    assert u_seconds == list(range(u_seconds[0], u_seconds[0] + len(u_seconds)))
+    assert [r["received_at"] for r in usage_rows] == sorted(r["received_at"] for r in usage_rows)
+    assert {r["func"] for r in usage_rows} == {"SUNNY"}
