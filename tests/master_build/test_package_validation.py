@@ -285,3 +285,23 @@ async def test_duplicate_entries(tmp_path, store):
         out.addfile(ti, io.BytesIO(b"bad"))
     err = await _refused(tmp_path / "d.tar.gz", store)
     assert err.message == "'./main.py' appears twice in the archive"
+
+
+async def test_file_and_folder_with_the_same_name(tmp_path, store):
+    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"lib": "x", "lib/mod.py": "y"})), store)
+    assert err.message == "'lib/mod.py' lies under 'lib', which is a file"
+
+
+async def test_targz_bomb_hidden_in_headers_is_caught_by_counting_the_stream(tmp_path, store):
+    # No member declares a large size: the bulk hides in a PAX header, which only counting
+    # the decompressed stream catches.
+    path = tmp_path / "p.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("aipackage.yaml")
+        data = package_files()["aipackage.yaml"]
+        ti.size = len(data)
+        ti.pax_headers = {"comment": "z" * 5_000_000}
+        tf.addfile(ti, io.BytesIO(data))
+    assert path.stat().st_size < 50_000
+    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=1_000_000, max_files=100))
+    assert err.message == f"the archive unpacks to more than {1_000_000 + 2048 * 116} bytes (tar stream), over the unpacked-size limit"

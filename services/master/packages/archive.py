@@ -130,8 +130,9 @@ def _iter_source(path: Path, fmt: str, limits: ArchiveLimits) -> Iterator[tuple[
     if fmt == "zip":
         return iter_zip(path)
     if fmt == "tar.gz":
-        # Every tar member costs at least a 512-byte header on top of its content.
-        return iter_targz(path, stream_limit=limits.max_unpacked_bytes + 1024 * (limits.max_files + 16))
+        # Every tar member costs a 512-byte header (two or three with a long-name PAX header)
+        # and up to 511 bytes of padding on top of its content.
+        return iter_targz(path, stream_limit=limits.max_unpacked_bytes + 2048 * (limits.max_files + 16))
     return iter_directory(path)
 
 
@@ -205,8 +206,11 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
             raise Invalid(f"symlink {m.source!r} points outside the package ({m.link!r})", field="archive")
         parents = p.split("/")[:-1]
         for i in range(1, len(parents) + 1):
-            if "/".join(parents[:i]) in links:
-                raise Invalid(f"{m.source!r} lies under the symlink {'/'.join(parents[:i])!r}; files must not be written through links", field="archive")
+            parent = "/".join(parents[:i])
+            if parent in links:
+                raise Invalid(f"{m.source!r} lies under the symlink {parent!r}; files must not be written through links", field="archive")
+            if parent in members and members[parent].kind == FILE:
+                raise Invalid(f"{m.source!r} lies under {parent!r}, which is a file", field="archive")
     _check_referenced(manifest, members)
     return ScannedPackage(fmt, prefix, manifest, manifest_name, members, declared)
 

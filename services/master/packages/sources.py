@@ -49,7 +49,7 @@ class _CountingReader:
         self.count += len(data)
         if self.count > self._limit:
             raise PayloadTooLarge(
-                f"archive unpacks to more than {self._limit} bytes (tar stream), over the unpacked-size limit",
+                f"the archive unpacks to more than {self._limit} bytes (tar stream), over the unpacked-size limit",
                 field="archive",
             )
         return data
