@@ -1,0 +1,179 @@
+"""Uploading AI packages through the master's HTTP API (in-process master, setup as a real process):
+stored once, recorded in setup, built; every bad package refused with its own message and
+nothing stored, neither in the artifact store nor in setup."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import httpx
+import pytest
+
+from services.master.app import create_app
+from tests.conftest import running_app
+from tests.helpers.env import OPERATOR, SERVICE, settings_for
+from tests.master.helpers import package_files, targz, write_folder, zipped
+
+
+@pytest.fixture
+async def master(db, setup_service, tmp_path):
+    settings = settings_for(
+        "master", db, setup_url=setup_service, artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
+        reconcile_on_start=False, reconcile_seconds=3600, notify_optimizer=False, max_upload_bytes=200_000,
+    )
+    async with running_app(create_app(settings)) as client:
+        client.settings = settings  # type: ignore[attr-defined]
+        client.setup = httpx.AsyncClient(base_url=setup_service, headers=OPERATOR)  # type: ignore[attr-defined]
+        yield client
+        await client.setup.aclose()  # type: ignore[attr-defined]
+
+
+def stored(client) -> list[str]:
+    root = client.settings.artifact_dir
+    return sorted(p.name for p in (root / "sha256").iterdir())
+
+
+def leftovers(client) -> list[str]:
+    return sorted(p.name for p in (client.settings.artifact_dir / "tmp").iterdir())
+
+
+async def setup_ais(client) -> list[dict]:
+    r = await client.setup.get("/ai-packages")
+    return r.json()["items"]
+
+
+async def wait_build(client, ai_id: int) -> dict:
+    r = await client.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)
+    assert r.status_code == 200, r.text
+    return r.json()["ai"]
+
+
+async def test_raw_body_upload_is_stored_recorded_and_built(master):
+    body = targz(package_files(version="01"))
+    r = await master.post(
+        "/ai-packages?filename=monitoring&version=01&ai_class=01", content=body,
+        headers={**OPERATOR, "Content-Type": "application/gzip"},
+    )
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["stored"] is True and out["ai"]["filename"] == "monitoring" and out["ai"]["condition"] == "SUNNY"
+    digest = out["package_digest"]
+    assert stored(master) == [digest.split(":")[1]]
+
+    ai = await wait_build(master, out["ai"]["id"])
+    assert ai["status"] == "ready" and ai["package_digest"] == digest
+    assert ai["manifest"]["command"] == ["python", "main.py"] and ai["manifest"]["env"] == {"GREETING": "hello"}
+    assert ai["image_ref"] is None  # no registry configured: agents run the artifact
+
+    # The agent's fetch: the stored bytes, verified by their digest; services only.
+    r = await master.get(f"/artifacts/{digest}", headers=SERVICE)
+    assert r.status_code == 200 and "sha256:" + hashlib.sha256(r.content).hexdigest() == digest
+    assert (await master.get(f"/artifacts/{digest}", headers=OPERATOR)).status_code == 403
+    assert (await master.get(f"/artifacts/{digest}")).status_code == 401
+    assert (await master.get("/artifacts/sha256:abc", headers=SERVICE)).status_code == 422
+    assert (await master.get("/artifacts/sha256:" + "0" * 64, headers=SERVICE)).status_code == 404
+
+    got = (await master.get(f"/ai-packages/{ai['id']}", headers=OPERATOR)).json()
+    assert got["build"]["state"] == "ready" and got["build"]["attempts"] == 1
+
+
+async def test_multipart_upload_and_the_same_bytes_stored_once(master):
+    body = zipped(package_files(version="01", ai_class="02", condition="RAINY"))
+    r = await master.post("/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR)
+    assert r.status_code == 202, r.text
+    first = r.json()
+    await wait_build(master, first["ai"]["id"])
+    # The same package again (same names): nothing new stored, the AI row reused.
+    r = await master.post("/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR)
+    assert r.status_code == 202, r.text
+    again = r.json()
+    assert again["package_digest"] == first["package_digest"] and again["stored"] is False
+    assert again["ai"]["id"] == first["ai"]["id"]
+    assert len(stored(master)) == 1 and len(await setup_ais(master)) == 1
+
+
+async def test_other_content_under_the_names_of_a_ready_ai_is_a_conflict(master):
+    r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+    await wait_build(master, r.json()["ai"]["id"])
+    changed = package_files()
+    changed["extra.txt"] = "other content"
+    r = await master.post("/ai-packages", content=targz(changed), headers=OPERATOR)
+    assert r.status_code == 409 and r.json()["error"]["field"] == "version"
+    assert len(stored(master)) == 1 and leftovers(master) == []
+
+
+BAD = {
+    "no manifest": ({"main.py": "print(1)"}, 422, "aipackage.yaml", "manifest"),
+    "zip slip": ({**package_files(), "../evil.py": "x"}, 422, "'..'", "archive"),
+    "absolute path": ({**package_files(), "/etc/cron.d/x": "x"}, 422, "absolute", "archive"),
+    "bad manifest": ({"aipackage.yaml": "filename: Monitoring\nversion: '01'\nai_class: '01'\ncommand: [x]\n"}, 422,
+                     "lowercase", "manifest.filename"),
+    "missing model": ({"aipackage.yaml": package_files()["aipackage.yaml"] + "models: [best.pt]\n", "main.py": ""}, 422,
+                      "best.pt", "manifest.models.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+async def test_every_bad_package_is_refused_with_its_message_and_nothing_stored(master, case):
+    files, code, text, field = BAD[case]
+    r = await master.post("/ai-packages", content=targz(files), headers={**OPERATOR, "Content-Type": "application/gzip"})
+    assert r.status_code == code, r.text
+    err = r.json()["error"]
+    assert text in err["message"] and err["field"] == field, err
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
+
+
+async def test_names_that_disagree_with_the_manifest_are_refused(master):
+    r = await master.post("/ai-packages?version=02", content=targz(package_files(version="01")), headers=OPERATOR)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "version"
+    assert "does not match" in r.json()["error"]["message"]
+    assert stored(master) == [] and await setup_ais(master) == []
+
+
+async def test_oversized_and_empty_uploads_and_auth(master):
+    # Random content, so gzip cannot shrink it under the 200 kB limit.
+    big = targz({**package_files(), "blob.bin": os.urandom(300_000)})
+    r = await master.post("/ai-packages", content=big, headers=OPERATOR)
+    assert r.status_code == 413
+    r = await master.post("/ai-packages", content=b"", headers=OPERATOR)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "archive"
+    r = await master.post("/ai-packages", content=b"not an archive at all", headers=OPERATOR)
+    assert r.status_code == 422 and "neither a zip nor a tar.gz" in r.json()["error"]["message"]
+    assert (await master.post("/ai-packages", content=targz(package_files()))).status_code == 401
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
+
+
+async def test_field_upload_from_the_package_folder_and_removal(master):
+    write_folder(master.settings.package_dir / "weatherai", package_files("weatherai", "01", "00", condition=None))
+    r = await master.post("/upload_edgeAI", data={"filename": "weatherai", "version": "01", "ai_class": "00"}, headers=OPERATOR)
+    assert r.status_code == 200 and r.json()["code"] == "0000", r.text
+    aid = r.json()["aid"]
+    ai = await wait_build(master, aid)
+    assert ai["status"] == "ready"
+    digest = ai["package_digest"]
+    assert stored(master) == [digest.split(":")[1]]
+
+    r = await master.post("/upload_edgeAI", json={"filename": "nothere", "version": "01", "ai_class": "00"}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()["code"] == "1001" and "nothere" in r.json()["message"]
+
+    r = await master.post("/remove_edgeAI", data={"id": str(aid)}, headers=OPERATOR)
+    assert r.status_code == 200 and r.json()["code"] == "0000", r.text
+    assert "artifact deleted" in r.json()["message"]
+    assert stored(master) == []
+    assert (await master.setup.get(f"/ai-packages/{aid}")).json()["status"] == "removed"
+    # Idempotent: setup's own call to /ai-packages/{id}/remove after its commit finds nothing left.
+    r = await master.post(f"/ai-packages/{aid}/remove", headers=SERVICE)
+    assert r.status_code == 200 and r.json()["artifact"] == "not_found"
+
+
+async def test_build_from_the_folder_when_setup_records_the_upload(master):
+    """The field's way through setup: setup records the names and asks the master to build."""
+    write_folder(master.settings.package_dir / "monitoring", package_files("monitoring", "03", "01"))
+    r = await master.setup.post("/request_upload_edgeAi", json={"filename": "monitoring", "version": "03", "ai_class": "01"})
+    assert r.json()["code"] == "0000"
+    ai = await wait_build(master, r.json()["aid"])
+    assert ai["status"] == "ready" and ai["manifest"]["version"] == "03"
+    # A folder whose manifest says another version: the build fails, saying why.
+    r = await master.setup.post("/request_upload_edgeAi", json={"filename": "monitoring", "version": "04", "ai_class": "01"})
+    ai = await wait_build(master, r.json()["aid"])
+    assert ai["status"] == "failed" and "does not match" in ai["failure_reason"]
