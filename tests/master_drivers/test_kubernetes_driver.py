@@ -1,0 +1,187 @@
+"""The kubernetes driver through the official client against an endpoint answering like the API server."""
+from __future__ import annotations
+
+import pytest
+from kubernetes import client as k8s
+
+from services.master.drivers.base import DriverError, DriverUnavailable
+from services.master.drivers.kubernetes import KubernetesDriver
+from services.master.drivers.manifests import KubernetesOptions, configmap_manifest, deployment_manifest
+from tests.helpers.env import free_port
+from tests.master_drivers.fake_kube import FakeKubeApi
+from tests.master_drivers.workloads import EDGE1, EDGE2, workload
+
+NS = "edge-ai"
+DEP = f"/apis/apps/v1/namespaces/{NS}/deployments"
+CM = f"/api/v1/namespaces/{NS}/configmaps"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+NAME = "monitoring-01-edge-node-01"
+
+
+def make_driver(host: str, **options) -> KubernetesDriver:
+    configuration = k8s.Configuration(host=host)
+    configuration.retries = 0
+    return KubernetesDriver(k8s.ApiClient(configuration), KubernetesOptions(namespace=NS, **options), request_timeout_s=5)
+
+
+@pytest.fixture
+def fake():
+    api = FakeKubeApi()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+async def driver(fake):
+    d = make_driver(fake.url)
+    yield d
+    await d.aclose()
+
+
+def running_status(generation: int = 1) -> dict:
+    return {
+        "observedGeneration": generation,
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }
+
+
+def container_status(*, restarts=0, waiting=None, exit_code=None) -> dict:
+    cs = {"name": "monitoring-01", "ready": waiting is None, "restartCount": restarts, "image": "x", "imageID": "",
+          "state": {"waiting": waiting} if waiting else {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+    if exit_code is not None:
+        cs["lastState"] = {"terminated": {"exitCode": exit_code, "reason": "Error"}}
+    return {"phase": "Running", "containerStatuses": [cs]}
+
+
+async def test_apply_creates_the_configmap_then_the_deployment(fake, driver):
+    w = workload()
+    await driver.apply(w)
+    assert fake.calls() == [("POST", CM), ("POST", DEP)]
+    options = KubernetesOptions(namespace=NS)
+    assert fake.requests[0].body == configmap_manifest(w, options)
+    assert fake.requests[1].body == deployment_manifest(w, options)
+    stored = fake.get("deployments", NS, NAME)
+    assert stored["metadata"]["generation"] == 1
+    assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/monitoring-01:01"
+
+
+async def test_apply_of_an_existing_workload_replaces_it_with_its_resource_version(fake, driver):
+    await driver.apply(workload(version="01"))
+    first_rv = fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"]
+    fake.requests.clear()
+
+    await driver.apply(workload(version="02", generation=2))
+    assert fake.calls() == [
+        ("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
+        ("POST", DEP), ("GET", f"{DEP}/{NAME}"), ("PUT", f"{DEP}/{NAME}"),
+    ]
+    put = fake.requests[-1].body
+    assert put["metadata"]["resourceVersion"] == first_rv
+    assert put["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/monitoring-01:02")
+    assert put["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    stored = fake.get("deployments", NS, NAME)
+    assert stored["metadata"]["generation"] == 2  # a rolling update is due
+    assert stored["metadata"]["resourceVersion"] != first_rv
+
+
+async def test_a_concurrent_writer_is_retried_not_overwritten(fake, driver):
+    await driver.apply(workload(version="01"))
+    fake.requests.clear()
+    fake.fail_next.append(("PUT", 409, "Conflict"))  # someone wrote in between our read and our replace
+    await driver.apply(workload(version="02"))
+    # The first replace (the ConfigMap's) hit the conflict: read again, replace again.
+    assert fake.calls()[:5] == [
+        ("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
+        ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
+    ]
+    assert fake.get("deployments", NS, NAME)["spec"]["template"]["metadata"]["labels"]["edge-ai/version"] == "02"
+
+
+async def test_remove_deletes_both_and_404_is_success(fake, driver):
+    await driver.apply(workload())
+    fake.requests.clear()
+    await driver.remove(EDGE1, "monitoring-01")
+    assert fake.calls() == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig")]
+    assert fake.requests[0].query["propagationPolicy"] == "Background"
+    assert fake.objects == {}
+    await driver.remove(EDGE1, "monitoring-01")  # already gone
+    assert fake.calls()[-2:] == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig")]
+
+
+async def test_observe_reports_each_state(fake, driver):
+    await driver.apply(workload(deployment_id=11))
+    await driver.apply(workload(EDGE2, deployment_id=12))  # another edge: not reported for EDGE1
+    fake.requests.clear()
+
+    (seen,) = await driver.observe(EDGE1)
+    assert fake.calls() == [("GET", DEP), ("GET", PODS)]
+    assert fake.requests[0].query["labelSelector"] == "app.kubernetes.io/managed-by=edge-master,edge-ai/edge=EdgeCCTV01"
+    assert (seen.name, seen.deployment_id, seen.version, seen.state, seen.generation) == ("monitoring-01", 11, "01", "pending", 1)
+
+    fake.set_status(NS, NAME, running_status())
+    fake.add_pod(NS, NAME, status_=container_status(restarts=2, exit_code=137))
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.state, seen.restarts, seen.exit_code) == ("running", 2, 137)
+
+    # Version 02 rolling out: the new pod is not ready yet, the old one still serves.
+    await driver.apply(workload(version="02", deployment_id=11, generation=2))
+    fake.set_status(NS, NAME, {**running_status(2), "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1})
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.state, seen.version, seen.reason) == ("pending", "02", "rolling out")
+    assert seen.restarts == 0  # the old pod's restarts are not the new version's
+
+    new_pod = fake.add_pod(NS, NAME, suffix="newpd", status_=container_status(
+        restarts=3, exit_code=3, waiting={"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}))
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.state, seen.restarts, seen.exit_code) == ("restarting", 3, 3)
+    assert seen.reason.startswith("CrashLoopBackOff")
+
+    new_pod["status"] = container_status(restarts=5, exit_code=3, waiting={"reason": "CrashLoopBackOff", "message": "x"})
+    assert (await driver.observe(EDGE1))[0].state == "failed"
+
+    new_pod["status"] = container_status(waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image"})
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.state, seen.reason) == ("failed", "ImagePullBackOff: Back-off pulling image")
+
+    fake.objects.pop(("pods", NS, new_pod["metadata"]["name"]))
+    fake.set_status(NS, NAME, {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1, "conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+         "message": 'ReplicaSet "x" has timed out progressing.'}]})
+    (seen,) = await driver.observe(EDGE1)
+    assert seen.state == "failed" and "timed out" in seen.reason
+
+    (other,) = await driver.observe(EDGE2)
+    assert other.deployment_id == 12
+
+
+async def test_errors_are_retryable_or_permanent(fake, driver):
+    fake.fail_next.append(("POST", 403, "Forbidden"))
+    with pytest.raises(DriverError, match="403") as info:
+        await driver.apply(workload())
+    assert not info.value.retryable
+
+    fake.fail_next.append(("POST", 422, "Invalid"))
+    with pytest.raises(DriverError, match="422"):
+        await driver.apply(workload())
+
+    for code, reason in ((500, "InternalError"), (503, "ServiceUnavailable"), (429, "TooManyRequests")):
+        fake.fail_next.append(("GET", code, reason))
+        with pytest.raises(DriverUnavailable, match=str(code)) as info:
+            await driver.observe(EDGE1)
+        assert info.value.retryable
+
+    down = make_driver(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(DriverUnavailable, match="unreachable"):
+            await down.observe(EDGE1)
+        with pytest.raises(DriverUnavailable):
+            await down.remove(EDGE1, "monitoring-01")
+    finally:
+        await down.aclose()
