@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pydantic import AliasChoices, AliasPath
+from pydantic import AliasChoices, AliasPath, BaseModel
 from pydantic_settings import BaseSettings
 
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
@@ -43,13 +43,18 @@ def _field_env_names(prefix: str, field_name: str, field) -> set[str]:
 
 
 def env_names(cls: type[BaseSettings], *, secrets_only: bool = False) -> set[str]:
-    """Every environment variable name ``cls`` reads (upper case); only SecretStr fields if asked."""
+    """Every environment variable name ``cls`` reads (upper case); only SecretStr fields if asked.
+    Nested models (with ``env_nested_delimiter``) add PREFIX_FIELD__SUBFIELD names."""
     prefix = cls.model_config.get("env_prefix", "") or ""
+    delimiter = cls.model_config.get("env_nested_delimiter")
     names: set[str] = set()
     for field_name, field in cls.model_fields.items():
         if secrets_only and "SecretStr" not in str(field.annotation):
             continue
-        names |= _field_env_names(prefix, field_name, field)
+        own = _field_env_names(prefix, field_name, field)
+        names |= own
+        if delimiter and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= {f"{name}{delimiter}{sub}".upper() for name in own for sub in field.annotation.model_fields}
     return names
 
 

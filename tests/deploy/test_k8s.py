@@ -405,11 +405,14 @@ def test_master_keeps_its_packages_on_its_persistent_volume():
     assert settings.vms_public_url == one("ConfigMap", "edge-platform-config")["data"]["EDGE_VMS_URL"]
 
 
-def test_deciders_never_run_twice():
-    for name in ("master", "optimizer"):
-        deployment = one("Deployment", name)
-        assert deployment["spec"]["replicas"] == 1
-        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+def test_master_never_runs_twice_and_the_optimizer_elects_a_leader():
+    # The master's package volume is ReadWriteOnce: one pod, replaced with Recreate.
+    master = one("Deployment", "master")
+    assert master["spec"]["replicas"] == 1 and master["spec"]["strategy"]["type"] == "Recreate"
+    # Several optimizer replicas are safe only because one holds the lease at a time.
+    optimizer = one("Deployment", "optimizer")
+    assert optimizer["spec"]["replicas"] >= 2
+    assert {"lease_ttl_s", "lease_renew_s"} <= set(settings_class("optimizer").model_fields)
 
 
 # --- optional components share their configuration with compose ------------------------
