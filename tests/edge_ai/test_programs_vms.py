@@ -269,3 +269,41 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     assert u_seconds == list(range(u_seconds[0], u_seconds[0] + len(u_seconds)))
     assert [r["received_at"] for r in usage_rows] == sorted(r["received_at"] for r in usage_rows)
     assert {r["func"] for r in usage_rows} == {"SUNNY"}
+
+
+async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_path):
+    """The archive as the master stores it, fetched by digest and run by a real edge agent: the
+    agent writes edgeconfig.xml, the program inside the package posts to the VMS."""
+    import subprocess
+
+    from services.master.packages.archive import ingest_sync
+    from services.master.packages.store import ArtifactStore
+    from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, spec, wait_until
+
+    out = tmp_path / "packages"
+    built = subprocess.run(edgectl("edge", "build-packages", "--out", str(out), "--only", "monitoring-02"),
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    store = ArtifactStore(tmp_path / "store")
+    pkg = ingest_sync(out / "monitoring-02-01.tar.gz", store, expected={"filename": "monitoring", "version": "01", "ai_class": "02"})
+    artifacts = ArtifactServer()
+    digest = artifacts.add(store.path(pkg.digest).read_bytes())
+    assert digest == pkg.digest
+    agent = Agent(tmp_path, artifacts.url).start()
+    try:
+        nid = "0x36"
+        edgeconfig = (
+            f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms['port']}</Port><Path>usage</Path></vms>"
+            f"<node><NID>{nid}</NID><Name>edge-36</Name><Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+        )
+        manifest = pkg.manifest
+        body = spec("monitoring-02", digest, manifest.version, command=manifest.command, env=dict(manifest.env), edgeconfig=edgeconfig)
+        r = agent.client.put("/workloads/monitoring-02", json=body)
+        assert r.status_code in (200, 201, 202), r.text
+        found = await wait_rows(db, "SELECT func, username FROM vms.usage WHERE nid = $1", nid, count=3, timeout=90)
+        assert {(r["func"], r["username"]) for r in found} == {("RAINY", "edge-36")}
+        wait_until(lambda: agent.status("monitoring-02")["state"] == "running", what="running")
+    finally:
+        agent.close()
+        kill_leftovers(agent.workdir)
+        artifacts.close()
