@@ -129,6 +129,8 @@ class Reconciler:
         reports = [r for rs, _ in results for r in rs if _changed(previous.get(r["id"]), r)]
         await ctx.setup.report_observed(reports)
         for r in reports:
+            log.info("deployment %s observed %s%s", r["id"], r["observed"], f" ({r['reason']})" if r["reason"] else "")
+        for r in reports:
             before = previous.get(r["id"]) or {}
             if r["observed"] == "failed" and before.get("observed") != "failed":
                 asyncio.create_task(ctx.optimizer.send(
@@ -186,8 +188,10 @@ class Reconciler:
                 await driver.apply(wl)
             except DriverError as exc:
                 apply_errors[dep["id"]] = ("failed", str(exc))
+                log.warning("deployment %s refused by the %s runtime: %s", dep["id"], p.runtime, exc)
             except DriverUnavailable as exc:
                 apply_errors[dep["id"]] = ("pending", f"will retry: {exc}")
+                log.info("deployment %s not applied yet: %s", dep["id"], exc)
         wanted = {wl.name for _, wl in p.workloads}
         # A deployment waiting for its new AI to build keeps what it runs now (no gap on a switch).
         waiting = {b.deployment["id"] for b in p.blocked if b.observed == "pending"}
