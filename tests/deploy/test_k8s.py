@@ -339,17 +339,40 @@ def test_only_the_master_gets_a_kubernetes_token():
             assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
 
 
-def test_master_rbac_is_limited_to_its_driver_in_the_edge_namespace():
+# kubernetes client method verb -> RBAC verb; api object -> (apiGroup, resource).
+_CLIENT_VERBS = {"create": "create", "read": "get", "replace": "update", "patch": "patch", "delete": "delete", "list": "list"}
+_CLIENT_KINDS = {"deployment": ("apps", "deployments"), "config_map": ("", "configmaps"), "secret": ("", "secrets"),
+                 "pod": ("", "pods"), "pod_log": ("", "pods/log"), "service": ("", "services"), "event": ("", "events")}
+
+
+def driver_permissions() -> dict[tuple[str, str], set[str]]:
+    """What the master's Kubernetes driver calls, read from its source: apps/core API methods
+    ``<verb>_namespaced_<kind>``."""
+    source = (REPO / "services" / "master" / "drivers" / "kubernetes.py").read_text()
+    calls = re.findall(r"\.(create|read|replace|patch|delete|list)_namespaced_([a-z_]+?)(?:_status)?\(", source)
+    assert calls, "the driver's API calls were not found"
+    assert not re.search(r"_cluster_|list_node|read_node|_for_all_namespaces", source), "cluster-wide calls need a ClusterRole"
+    needed: dict[tuple[str, str], set[str]] = {}
+    for verb, kind in calls:
+        needed.setdefault(_CLIENT_KINDS[kind], set()).add(_CLIENT_VERBS[verb])
+    return needed
+
+
+def test_master_rbac_is_exactly_what_its_driver_calls_in_the_edge_namespace():
     assert not objects("ClusterRole") and not objects("ClusterRoleBinding")
     [role] = objects("Role")
     [binding] = objects("RoleBinding")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == EDGE_NS
-    granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert granted == {("apps", "deployments"), ("", "configmaps"), ("", "secrets"), ("", "pods"), ("", "pods/log")}
+    from services.master.drivers.manifests import KubernetesOptions
+
+    assert KubernetesOptions().namespace == EDGE_NS
+    granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert "*" not in rule["verbs"]
-        if set(rule["resources"]) & {"pods", "pods/log"}:
-            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == driver_permissions()
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "edge-master", "namespace": PLATFORM_NS}]
     assert one("ServiceAccount", "edge-master")["metadata"]["namespace"] == PLATFORM_NS
