@@ -55,7 +55,7 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
 
 def build_workload(
     deployment: dict[str, Any], edge: dict[str, Any], target: EdgeTarget, ai: dict[str, Any], manifest: dict[str, Any],
-    *, vms: tuple[str, int], vms_path: str, token: str,
+    *, vms: tuple[str, int], vms_path: str, token: str | None,
 ) -> Workload:
     env = dict(manifest.get("env") or {})
     env.update(param_env(deployment.get("params") or {}))
@@ -63,10 +63,11 @@ def build_workload(
     env.update(
         EDGE_NODE_ID=edge["nid"],
         EDGE_NODE_NAME=edge["name"],
-        EDGE_TOKEN=token,
         EDGE_AI_ID=str(ai["id"]),
         EDGE_AI_VERSION=ai["version"],
     )
+    if token is not None:
+        env["EDGE_TOKEN"] = token
     return NamedWorkload(
         deployment_id=deployment["id"],
         edge=target,
@@ -116,7 +117,7 @@ def plan(
             continue
         try:
             wl = build_workload(dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                                token=token_for(p.edge["nid"]))
+                                token=token_for(p.edge["nid"], p.runtime))
         except ValueError as exc:
             p.blocked.append(Blocked(dep, "failed", str(exc)))
             continue

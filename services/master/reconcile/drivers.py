@@ -1,11 +1,11 @@
 """One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the app."""
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
 
 from services.master.drivers.agent import AgentDriver
-from services.master.drivers.base import DriverError, RuntimeDriver
+from services.master.drivers.base import DriverError, DriverUnavailable, RuntimeDriver
 from services.master.settings import MasterSettings
 
 log = logging.getLogger("edge.master.drivers")
@@ -16,11 +16,12 @@ class DriverSet:
         self.settings = settings
         self._drivers: dict[tuple[str, str], RuntimeDriver] = {}
 
-    def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
+    async def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
         key = (runtime, namespace if runtime == "kubernetes" else "")
         driver = self._drivers.get(key)
         if driver is None:
-            driver = self._drivers[key] = self._create(runtime, namespace)
+            # Creating the kubernetes/docker clients reads files and may connect: off the event loop.
+            driver = self._drivers[key] = await asyncio.to_thread(self._create, runtime, namespace)
         return driver
 
     def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
@@ -28,10 +29,31 @@ class DriverSet:
         if runtime == "agent":
             assert s.service_token is not None
             return AgentDriver(service_token=s.service_token.get_secret_value(), apply_timeout_s=s.agent_timeout_s)
-        factory = _optional_factory(runtime)
-        if factory is None:
-            raise DriverError(f"the {runtime} runtime is not available on this master")
-        return factory(s, namespace)
+        if runtime == "kubernetes":
+            from services.master.drivers.kubernetes import KubernetesDriver
+            from services.master.drivers.manifests import KubernetesOptions
+
+            options = KubernetesOptions(namespace=namespace, image_pull_secret=s.image_pull_secret or None)
+            try:
+                return KubernetesDriver.from_kubeconfig(
+                    options, kubeconfig=s.kubeconfig, context=s.kube_context, in_cluster=s.kube_in_cluster
+                )
+            except Exception as exc:  # no kubeconfig, bad context, not in a pod
+                raise DriverError(f"the kubernetes runtime is not configured on this master: {exc}") from exc
+        if runtime == "docker":
+            from services.master.drivers.docker import DockerDriver, DockerOptions
+
+            if not s.docker_host:
+                raise DriverError("the docker runtime needs MASTER_DOCKER_HOST (e.g. unix:///var/run/docker.sock)")
+            auth = None
+            if s.registry_url and s.registry_username and s.registry_password is not None:
+                auth = {"username": s.registry_username, "password": s.registry_password.get_secret_value(),
+                        "serveraddress": s.registry_url.split("://")[-1]}
+            try:
+                return DockerDriver.from_url(s.docker_host, DockerOptions(registry_auth=auth))
+            except Exception as exc:  # the SDK asks the engine its API version at once
+                raise DriverUnavailable(f"the Docker engine at {s.docker_host} is unreachable: {type(exc).__name__}") from exc
+        raise DriverError(f"unknown runtime {runtime!r}")
 
     async def aclose(self) -> None:
         for driver in self._drivers.values():
@@ -41,11 +63,3 @@ class DriverSet:
                 log.exception("closing a %s driver failed", driver.kind)
         self._drivers.clear()
 
-
-def _optional_factory(runtime: str):
-    """``services.master.drivers.<runtime>.from_settings(settings, namespace)`` when that driver exists."""
-    try:
-        module = importlib.import_module(f"services.master.drivers.{runtime}")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "from_settings", None)

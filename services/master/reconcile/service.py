@@ -25,6 +25,9 @@ from shared.errors import DomainError
 log = logging.getLogger("edge.master.reconcile")
 
 EDGE_CONCURRENCY = 16
+# Runtimes whose workload environment stays on the edge box. A Kubernetes Deployment's env is
+# readable through the API server: the token is left out there until the driver keeps it in a Secret.
+TOKEN_RUNTIMES = ("agent", "docker")
 REASON_MAX = 4000
 
 
@@ -116,7 +119,7 @@ class Reconciler:
         secret = ctx.settings.edge_token_secret.get_secret_value()  # type: ignore[union-attr]
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            token_for=lambda nid: workload_token(nid, secret),
+            token_for=lambda nid, runtime: workload_token(nid, secret) if runtime in TOKEN_RUNTIMES else None,
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
 
@@ -172,7 +175,7 @@ class Reconciler:
             for b in p.blocked
         ]
         try:
-            driver = self.drivers.get(p.runtime, p.namespace)
+            driver = await self.drivers.get(p.runtime, p.namespace)
             before = await driver.observe(p.target)
         except (DriverError, DriverUnavailable) as exc:
             info["error"] = str(exc)

@@ -1,0 +1,142 @@
+"""Reconcile passes against setup (a real process), driven with POST /reconcile?wait=true: what is
+reported for deployments that cannot run, and the optimizer's events."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from services.master.app import create_app
+from tests.conftest import running_app
+from tests.helpers.env import OPERATOR, SERVICE, free_port, settings_for
+from tests.master.helpers import package_files, targz
+
+
+class EventSink:
+    """Stands where the optimizer listens: records the events POSTed to /events."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.events.append({"path": self.path, "auth": self.headers.get("Authorization"), **json.loads(body)})
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = EventSink()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def master(db, setup_service, tmp_path, sink):
+    settings = settings_for(
+        "master", db, setup_url=setup_service, optimizer_url=sink.url, artifact_dir=tmp_path / "artifacts",
+        package_dir=tmp_path / "packages", reconcile_on_start=False, reconcile_seconds=3600,
+    )
+    async with running_app(create_app(settings)) as client:
+        client.setup = httpx.AsyncClient(base_url=setup_service, headers=OPERATOR)  # type: ignore[attr-defined]
+        yield client
+        await client.setup.aclose()  # type: ignore[attr-defined]
+
+
+async def edge(master, runtime: str, *, agent_url: str | None = None, name: str = "EdgeCCTV01", nid: str = "0x01") -> dict:
+    cluster = (await master.setup.post("/clusters", json={"name": f"c-{name}", "runtime": runtime})).json()
+    r = await master.setup.post("/edges", json={"name": name, "nid": nid, "cluster_id": cluster["id"], "agent_url": agent_url})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def reconcile(master) -> dict:
+    r = await master.post("/reconcile?wait=true", headers=SERVICE)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def deployment(master, dep_id: int) -> dict:
+    return (await master.setup.get(f"/deployments/{dep_id}")).json()
+
+
+async def test_deployment_waits_for_its_ai_then_fails_with_it_and_the_optimizer_hears(master, sink):
+    e = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}")
+    ai = (await master.setup.post("/ai-packages", json={"filename": "ghost", "version": "01", "ai_class": "01"})).json()
+    dep = (await master.setup.post("/deployments", json={"edge_id": e["id"], "ai_id": ai["id"]})).json()
+
+    await reconcile(master)
+    d = await deployment(master, dep["id"])
+    assert d["observed"] == "pending" and "is uploaded" in (d["observed_reason"] or ""), d
+
+    # No package anywhere: the build fails and says so; the deployment fails with it.
+    r = await master.post(f"/ai-packages/{ai['id']}/build?wait=true", headers=SERVICE)
+    assert r.json()["ai"]["status"] == "failed" and "no package" in r.json()["ai"]["failure_reason"]
+    await reconcile(master)
+    d = await deployment(master, dep["id"])
+    assert d["observed"] == "failed" and "failed to build" in d["observed_reason"], d
+    failed = [ev for ev in sink.events if ev["type"] == "deployment_failed"]
+    assert failed and failed[0]["deployment_id"] == dep["id"] and failed[0]["edge_id"] == e["id"]
+    assert failed[0]["auth"].startswith("Bearer ") and failed[0]["path"] == "/events"
+    # Reported once: the next pass finds setup already saying so.
+    summary = await reconcile(master)
+    assert summary["reported"] == 0 and len([ev for ev in sink.events if ev["type"] == "deployment_failed"]) == 1
+
+
+async def test_unreachable_agent_and_unconfigured_runtime_are_reported_with_reasons(master, sink):
+    r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+    ai_id = r.json()["ai"]["id"]
+    built = (await master.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)).json()["ai"]
+    assert built["status"] == "ready"
+    assert any(ev == {**ev, "type": "ai_ready", "ai_id": ai_id} for ev in sink.events)
+
+    down = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}", name="down", nid="0x02")
+    docker = await edge(master, "docker", name="dock", nid="0x03")
+    d1 = (await master.setup.post("/deployments", json={"edge_id": down["id"], "ai_id": ai_id})).json()
+    d2 = (await master.setup.post("/deployments", json={"edge_id": docker["id"], "ai_id": ai_id, "params": {"bad-name": 1}})).json()
+    summary = await reconcile(master)
+    assert summary["state"] == "ok"
+    a = await deployment(master, d1["id"])
+    assert a["observed"] == "pending" and "edge unreachable" in a["observed_reason"], a
+    assert summary["edges"][str(down["id"])]["reachable"] is False
+    b = await deployment(master, d2["id"])
+    assert b["observed"] == "failed" and "params.bad-name" in b["observed_reason"], b
+
+    d3 = (await master.setup.patch(f"/deployments/{d2['id']}", json={"params": {"GOOD": 1}})).json()
+    await reconcile(master)
+    b = await deployment(master, d3["id"])
+    assert b["observed"] == "pending" and "MASTER_DOCKER_HOST" in b["observed_reason"], b
+
+    status = (await master.get("/status", headers=OPERATOR)).json()
+    assert status["reconcile"]["passes"] == 2 and status["registry"] is None
+
+
+async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_crash(master, db, tmp_path):
+    assert (await master.post("/reconcile")).status_code == 401
+    assert (await master.post("/reconcile", headers=SERVICE)).status_code == 202
+    settings = settings_for("master", db, setup_url=f"http://127.0.0.1:{free_port()}", artifact_dir=tmp_path / "a2",
+                            package_dir=tmp_path / "p2", reconcile_on_start=False, notify_optimizer=False)
+    async with running_app(create_app(settings)) as lonely:
+        summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
+        assert summary["state"] == "error" and "setup unreachable" in summary["error"]
+        assert (await lonely.get("/healthz")).status_code == 200
+        summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
+        assert summary["pass"] == 2
