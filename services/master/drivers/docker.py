@@ -1,0 +1,295 @@
+"""The docker driver: one container per workload on a Docker host, through the ``docker`` SDK.
+
+A replace pulls the new image, starts the new container beside the old one, and stops the old one
+only once the new one is running: the same no-gap rule as the Kubernetes rolling update.
+Containers are found by label, never by name alone, so a crash between two steps is repaired by the
+next apply (a leftover is adopted if it matches, removed if not).
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import requests
+from docker import errors as docker_errors
+
+from services.master.drivers.base import (
+    DriverError,
+    DriverUnavailable,
+    EdgeTarget,
+    ObservedWorkload,
+    RuntimeDriver,
+    Workload,
+    dns_label,
+    label_value,
+)
+from services.master.drivers.manifests import (
+    A_GENERATION,
+    A_SPEC_HASH,
+    A_WORKLOAD,
+    L_AI_VERSION,
+    L_DEPLOYMENT,
+    L_EDGE,
+    L_INSTANCE,
+    L_MANAGED,
+    MANAGED_BY,
+    container_resources,
+    workload_labels,
+)
+
+# Registry answers that will not change by retrying.
+_PERMANENT_PULL = ("manifest unknown", "not found", "unauthorized", "denied", "invalid reference")
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    # Several edges sharing one Docker host each get their own container (``{filename}-{ai_class}-{edge}``).
+    name_per_edge: bool = True
+    restart_policy: str = "unless-stopped"  # or "on-failure" (then at most max_restarts)
+    max_restarts: int = 5
+    config_path: str = "/app/edgeconfig.xml"
+    registry_auth: dict[str, str] | None = None  # {"username", "password", "serveraddress"}
+    stop_timeout_s: int = 10
+    ready_grace_s: float = 2.0  # the new container must stay up this long before the old one goes
+    failed_after_restarts: int = 5
+    network_mode: str | None = None
+
+
+def container_name(name: str, edge: EdgeTarget, options: DockerOptions) -> str:
+    return dns_label(f"{name}-{edge.node}" if options.name_per_edge else name)
+
+
+class DockerDriver(RuntimeDriver):
+    kind = "docker"
+
+    def __init__(self, client: docker.DockerClient, options: DockerOptions | None = None):
+        self.client = client
+        self.api = client.api
+        self.options = options or DockerOptions()
+
+    @classmethod
+    def from_url(cls, base_url: str, options: DockerOptions | None = None, *, timeout_s: int = 60) -> "DockerDriver":
+        return cls(docker.DockerClient(base_url=base_url, timeout=timeout_s), options)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.client.close)
+
+    # -- the interface ---------------------------------------------------------------------------------------
+    async def apply(self, workload: Workload) -> None:
+        what = f"apply {workload.name} on {workload.edge.name}"
+        name = container_name(workload.name, workload.edge, self.options)
+        existing = await self._run(self._inspect_instance, name, what=what)
+        want_hash, want_gen = workload.spec_hash(), str(workload.generation)
+        matching = [c for c in existing if _labels(c).get(A_SPEC_HASH) == want_hash and _labels(c).get(A_GENERATION) == want_gen]
+        if matching:
+            current = next((c for c in matching if c["State"].get("Running")), matching[0])
+            others = [c for c in existing if c["Id"] != current["Id"]]
+            if current["State"].get("Status") == "created":
+                await self._run(self.api.start, current["Id"], what=what)
+            await self._retire_if_running(current, others, name, what)
+            return
+        if not workload.ai.image_ref:
+            raise DriverError(f"AI {workload.ai.id} ({workload.name} {workload.ai.version}) has no image: build and push it first")
+        await self._run(self._pull, workload.ai.image_ref, what=what)
+        staging = f"{name}.g{want_gen}-{want_hash[:8]}"
+        # A leftover with the staging name but another spec (crash mid-apply) is in the way.
+        for c in existing:
+            if c["Name"].lstrip("/") == staging:
+                await self._run(self._stop_and_remove, c["Id"], what=what)
+        new_id = await self._run(self._create, workload, staging if existing else name, what=what)
+        await self._run(self.api.start, new_id, what=what)
+        await asyncio.sleep(self.options.ready_grace_s)
+        (new,) = await self._run(self._inspect_many, [new_id], what=what)
+        await self._retire_if_running(new, [c for c in existing if c["Id"] != new_id], name, what)
+
+    async def remove(self, edge: EdgeTarget, name: str) -> None:
+        what = f"remove {name} on {edge.name}"
+        cname = container_name(name, edge, self.options)
+        for c in await self._run(self._inspect_instance, cname, what=what):
+            await self._run(self._stop_and_remove, c["Id"], what=what)
+
+    async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
+        what = f"observe {edge.name}"
+        found = await self._run(self._inspect_by_labels, [f"{L_MANAGED}={MANAGED_BY}", f"{L_EDGE}={label_value(edge.name)}"], what=what)
+        by_instance: dict[str, list[dict]] = {}
+        for c in found:
+            by_instance.setdefault(_labels(c).get(L_INSTANCE, c["Name"]), []).append(c)
+        out = []
+        for instance in sorted(by_instance):
+            newest = max(by_instance[instance], key=lambda c: (int(_labels(c).get(A_GENERATION) or 0), c.get("Created", "")))
+            out.append(await self._observed(newest, what))
+        return out
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    async def _retire_if_running(self, new: dict, others: list[dict], name: str, what: str) -> None:
+        """The new container is up: the old ones go and it takes the workload's name. Not up: the old
+        ones keep serving, and the next apply looks again."""
+        state = new["State"]
+        if not state.get("Running") or state.get("Restarting"):
+            return
+        for c in others:
+            await self._run(self._stop_and_remove, c["Id"], what=what)
+        if new["Name"].lstrip("/") != name:
+            await self._run(self.api.rename, new["Id"], name, what=what)
+
+    def _pull(self, image_ref: str) -> None:
+        repository, _, tag = image_ref.rpartition(":")
+        if not repository or "/" in tag:
+            repository, tag = image_ref, "latest"
+        for event in self.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=self.options.registry_auth):
+            if "error" in event:
+                message = str(event.get("error"))
+                cls = DriverError if any(p in message.lower() for p in _PERMANENT_PULL) else DriverUnavailable
+                raise cls(f"pull {image_ref}: {message}")
+
+    def _create(self, workload: Workload, cname: str) -> str:
+        options = self.options
+        restart = {"Name": options.restart_policy}
+        if options.restart_policy == "on-failure":
+            restart["MaximumRetryCount"] = options.max_restarts
+        resources = container_resources(workload.resources)
+        host_kw: dict[str, Any] = {"restart_policy": restart}
+        limits = resources.get("limits", {})
+        requests_ = resources.get("requests", {})
+        if "memory" in limits or "memory" in requests_:
+            host_kw["mem_limit"] = _docker_memory(limits.get("memory") or requests_["memory"])
+        if "cpu" in limits or "cpu" in requests_:
+            host_kw["nano_cpus"] = _nano_cpus(limits.get("cpu") or requests_["cpu"])
+        if "nvidia.com/gpu" in limits:
+            host_kw["device_requests"] = [
+                docker.types.DeviceRequest(count=int(limits["nvidia.com/gpu"]), capabilities=[["gpu"]])
+            ]
+        if options.network_mode:
+            host_kw["network_mode"] = options.network_mode
+        labels = {
+            **workload_labels(workload),
+            L_INSTANCE: container_name(workload.name, workload.edge, options),
+            A_WORKLOAD: workload.name,
+            A_SPEC_HASH: workload.spec_hash(),
+            A_GENERATION: str(workload.generation),
+        }
+        env = {**{k: str(v) for k, v in workload.env.items()}, "EDGE_CONFIG": options.config_path}
+        created = self.api.create_container(
+            workload.ai.image_ref,
+            name=cname,
+            environment=env,
+            labels=labels,
+            host_config=self.api.create_host_config(**host_kw),
+            stop_timeout=options.stop_timeout_s,
+        )
+        container_id = created["Id"]
+        # edgeconfig.xml goes into the container before it starts: works with a remote engine, no bind mount.
+        directory, filename = posixpath.split(options.config_path)
+        self.api.put_archive(container_id, directory or "/", _tar_one(filename, workload.edgeconfig_xml.encode()))
+        return container_id
+
+    def _stop_and_remove(self, container_id: str) -> None:
+        try:
+            self.api.stop(container_id, timeout=self.options.stop_timeout_s)
+            self.api.remove_container(container_id, force=True)
+        except docker_errors.NotFound:
+            pass  # already gone
+
+    def _inspect_instance(self, cname: str) -> list[dict]:
+        return self._inspect_by_labels([f"{L_MANAGED}={MANAGED_BY}", f"{L_INSTANCE}={cname}"])
+
+    def _inspect_by_labels(self, labels: list[str]) -> list[dict]:
+        summaries = self.api.containers(all=True, filters={"label": labels})
+        return self._inspect_many([s["Id"] for s in summaries])
+
+    def _inspect_many(self, ids: list[str]) -> list[dict]:
+        out = []
+        for cid in ids:
+            try:
+                out.append(self.api.inspect_container(cid))
+            except docker_errors.NotFound:
+                continue  # removed while we looked
+        return out
+
+    def _logs(self, container_id: str, tail: int = 20) -> list[str]:
+        raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
+        return raw.decode(errors="replace").splitlines()
+
+    async def _observed(self, c: dict, what: str) -> ObservedWorkload:
+        labels = _labels(c)
+        state = c["State"]
+        restarts = int(c.get("RestartCount") or 0)
+        deployment_id = labels.get(L_DEPLOYMENT)
+        observed = ObservedWorkload(
+            deployment_id=int(deployment_id) if deployment_id and deployment_id.isdigit() else None,
+            name=labels.get(A_WORKLOAD, c["Name"].lstrip("/")),
+            state="pending",
+            restarts=restarts,
+            version=labels.get(L_AI_VERSION),
+            generation=int(labels[A_GENERATION]) if labels.get(A_GENERATION, "").isdigit() else None,
+        )
+        status = state.get("Status")
+        if state.get("Restarting") or status == "restarting":
+            failed = restarts >= self.options.failed_after_restarts
+            observed.state = "failed" if failed else "restarting"
+            observed.exit_code = state.get("ExitCode")
+            observed.reason = f"restarting after exit code {state.get('ExitCode')} ({restarts} restarts)"
+        elif state.get("Running"):
+            observed.state = "running"
+        elif status in ("exited", "dead"):
+            observed.state = "failed"
+            observed.exit_code = state.get("ExitCode")
+            observed.reason = state.get("Error") or f"exited with code {state.get('ExitCode')}"
+        else:
+            observed.reason = f"container {status}"
+        if observed.state in ("failed", "restarting"):
+            observed.log_tail = await self._run(self._logs, c["Id"], what=what)
+        return observed
+
+    async def _run(self, fn, *args, what: str):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except docker_errors.APIError as exc:
+            raise _translate(exc, what) from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise DriverUnavailable(f"{what}: Docker engine unreachable ({exc.__class__.__name__})") from exc
+        except docker_errors.DockerException as exc:
+            raise DriverError(f"{what}: {exc}") from exc
+
+
+def _labels(c: dict) -> dict[str, str]:
+    return (c.get("Config") or {}).get("Labels") or {}
+
+
+def _tar_one(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+_BINARY = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def _docker_memory(quantity: str) -> int:
+    for suffix in sorted(_BINARY, key=len, reverse=True):
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * _BINARY[suffix])
+    return int(float(quantity))
+
+
+def _nano_cpus(quantity: str) -> int:
+    if quantity.endswith("m"):
+        return int(float(quantity[:-1]) * 1_000_000)
+    return int(float(quantity) * 1_000_000_000)
+
+
+def _translate(exc: docker_errors.APIError, what: str) -> Exception:
+    code = exc.status_code or 0
+    text = f"{what}: Docker answered {code}: {exc.explanation or exc}"
+    if code == 0 or code >= 500 or code in (408, 409, 429):
+        return DriverUnavailable(text)
+    return DriverError(text)

@@ -1,0 +1,151 @@
+"""The docker driver through the docker SDK against an endpoint answering like the Docker Engine API."""
+from __future__ import annotations
+
+import base64
+import json
+
+import docker
+import pytest
+
+from services.master.drivers.base import DriverError, DriverUnavailable
+from services.master.drivers.docker import DockerDriver, DockerOptions
+from tests.helpers.env import free_port
+from tests.master_drivers.fake_docker import FakeDockerEngine
+from tests.master_drivers.workloads import EDGE1, EDGE2, REGISTRY, workload
+
+NAME = "monitoring-01-edge-node-01"
+IMAGE1 = f"{REGISTRY}/monitoring-01:01"
+IMAGE2 = f"{REGISTRY}/monitoring-01:02"
+IMAGE3 = f"{REGISTRY}/monitoring-01:03"
+
+
+def make_driver(url: str) -> DockerDriver:
+    client = docker.DockerClient(base_url=url, version="1.45", timeout=5)
+    return DockerDriver(client, DockerOptions(ready_grace_s=0.05, registry_auth={"username": "edge", "password": "pw",
+                                                                                   "serveraddress": REGISTRY}))
+
+
+@pytest.fixture
+def fake():
+    engine = FakeDockerEngine()
+    engine.registry |= {IMAGE1, IMAGE2, IMAGE3}
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+async def driver(fake):
+    d = make_driver(fake.url)
+    yield d
+    await d.aclose()
+
+
+def index(calls, call) -> int:
+    return calls.index(call)
+
+
+async def test_apply_pulls_creates_configures_and_starts(fake, driver):
+    await driver.apply(workload())
+    calls = fake.calls()
+    assert calls[0] == ("GET", "/containers/json")
+    assert calls[1] == ("POST", "/images/create")
+    (c,) = fake.containers.values()
+    assert calls[2:5] == [("POST", "/containers/create"), ("PUT", f"/containers/{c.id}/archive"), ("POST", f"/containers/{c.id}/start")]
+    pull = fake.requests[1]
+    assert pull[2] == {"fromImage": f"{REGISTRY}/monitoring-01", "tag": "01"}
+    auth = json.loads(base64.urlsafe_b64decode(fake.pull_auth[0] + "=="))
+    assert (auth["username"], auth["serveraddress"]) == ("edge", REGISTRY)
+    assert c.name == NAME and c.image == IMAGE1 and c.status == "running"
+    assert c.labels["edge-ai/ai-id"] == "5" and c.labels["edge-ai/version"] == "01" and c.labels["edge-ai/edge"] == "EdgeCCTV01"
+    assert c.host_config["RestartPolicy"] == {"Name": "unless-stopped"}
+    assert c.host_config["Memory"] == 256 * 1024**2 and c.host_config["NanoCpus"] == 500_000_000
+    assert "FUNC=SUNNY" in c.env and "EDGE_CONFIG=/app/edgeconfig.xml" in c.env
+    assert b"<NID>0x01</NID>" in c.files["/app/edgeconfig.xml"]
+
+    fake.requests.clear()
+    await driver.apply(workload())  # nothing to do: no pull, no new container
+    assert [m for m, _ in fake.calls()] == ["GET", "GET"]
+    assert len(fake.containers) == 1
+
+
+async def test_version_change_starts_the_new_container_before_stopping_the_old(fake, driver):
+    await driver.apply(workload(version="01"))
+    old = fake.by_name(NAME)
+    fake.requests.clear()
+
+    await driver.apply(workload(version="02", generation=2))
+    (new,) = fake.containers.values()
+    assert new.id != old.id and new.image == IMAGE2 and new.name == NAME and new.status == "running"
+    calls = fake.calls()
+    created = index(calls, ("POST", "/containers/create"))
+    assert fake.requests[[r[:2] for r in fake.requests].index(("POST", "/containers/create"))][2]["name"].startswith(f"{NAME}.g2-")
+    started = index(calls, ("POST", f"/containers/{new.id}/start"))
+    stopped = index(calls, ("POST", f"/containers/{old.id}/stop"))
+    removed = index(calls, ("DELETE", f"/containers/{old.id}"))
+    renamed = index(calls, ("POST", f"/containers/{new.id}/rename"))
+    assert index(calls, ("POST", "/images/create")) < created < started < stopped < removed < renamed
+
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.name, seen.state, seen.version, seen.deployment_id, seen.generation) == ("monitoring-01", "running", "02", 11, 2)
+
+
+async def test_a_new_version_that_does_not_come_up_leaves_the_old_one_serving(fake, driver):
+    await driver.apply(workload(version="01"))
+    old = fake.by_name(NAME)
+    fake.crashing_images[IMAGE3] = 1
+    await driver.apply(workload(version="03", generation=2))
+    assert old.status == "running" and len(fake.containers) == 2
+
+    (seen,) = await driver.observe(EDGE1)  # the newest one is what the deployment is now
+    assert (seen.version, seen.state, seen.exit_code, seen.restarts) == ("03", "restarting", 1, 3)
+    assert seen.log_tail == ["loading model", "fatal: CUDA device not found"]
+
+    await driver.apply(workload(version="03", generation=2))  # still not up: still both
+    assert old.status == "running" and len(fake.containers) == 2
+
+    # It recovers (say the GPU came back): the next apply finishes the switch.
+    new = next(c for c in fake.containers.values() if c.id != old.id)
+    new.status = "running"
+    await driver.apply(workload(version="03", generation=2))
+    assert list(fake.containers.values()) == [new] and new.name == NAME
+
+
+async def test_observe_and_remove(fake, driver):
+    await driver.apply(workload(deployment_id=11))
+    await driver.apply(workload(EDGE2, deployment_id=12))  # same host, another edge
+    assert {c.name for c in fake.containers.values()} == {NAME, "monitoring-01-edge-node-02"}
+
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.deployment_id, seen.state, seen.restarts) == (11, "running", 0)
+    fake.by_name(NAME).status, fake.by_name(NAME).exit_code = "exited", 137
+    (seen,) = await driver.observe(EDGE1)
+    assert (seen.state, seen.exit_code) == ("failed", 137)
+
+    await driver.remove(EDGE1, "monitoring-01")
+    assert {c.name for c in fake.containers.values()} == {"monitoring-01-edge-node-02"}
+    assert await driver.observe(EDGE1) == []
+    fake.requests.clear()
+    await driver.remove(EDGE1, "monitoring-01")  # already gone
+    assert fake.calls() == [("GET", "/containers/json")]
+
+
+async def test_errors_are_retryable_or_permanent(fake, driver):
+    with pytest.raises(DriverError, match="manifest unknown") as info:
+        await driver.apply(workload(version="09"))
+    assert not info.value.retryable
+    fake.registry_down = True
+    with pytest.raises(DriverUnavailable, match="connection refused"):
+        await driver.apply(workload(version="01"))
+    assert fake.containers == {}
+
+    no_image = workload()
+    no_image.ai = type(no_image.ai)(id=5, filename="monitoring", version="01", ai_class="01")
+    with pytest.raises(DriverError, match="no image"):
+        await driver.apply(no_image)
+
+    down = make_driver(f"tcp://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(DriverUnavailable, match="unreachable"):
+            await down.observe(EDGE1)
+    finally:
+        await down.aclose()
