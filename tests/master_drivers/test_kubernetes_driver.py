@@ -185,3 +185,23 @@ async def test_errors_are_retryable_or_permanent(fake, driver):
             await down.remove(EDGE1, "monitoring-01")
     finally:
         await down.aclose()
+
+
+async def test_driver_for_a_kubernetes_cluster_reads_its_kubeconfig(fake, tmp_path):
+    from services.master.drivers import driver_for
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: field, cluster: {{server: "{fake.url}"}}}}]
+users: [{{name: master, user: {{token: kube-token-for-tests}}}}]
+contexts: [{{name: field, context: {{cluster: field, user: master, namespace: {NS}}}}}]
+current-context: field
+""")
+    d = driver_for("kubernetes", service_token="unused", namespace=NS, kubeconfig=str(kubeconfig))
+    try:
+        await d.apply(workload())
+        assert [s.name for s in await d.observe(EDGE1)] == ["monitoring-01"]
+    finally:
+        await d.aclose()

@@ -73,8 +73,11 @@ class DockerDriver(RuntimeDriver):
         self.options = options or DockerOptions()
 
     @classmethod
-    def from_url(cls, base_url: str, options: DockerOptions | None = None, *, timeout_s: int = 60) -> "DockerDriver":
-        return cls(docker.DockerClient(base_url=base_url, timeout=timeout_s), options)
+    def from_url(cls, base_url: str, options: DockerOptions | None = None, *, timeout_s: int = 60,
+                 api_version: str = "1.41") -> "DockerDriver":
+        # A fixed API version: "auto" would ask the engine at construction, blocking and failing when it is down.
+        # 1.41 is Docker 20.10, what Jetson images ship; newer engines still speak it.
+        return cls(docker.DockerClient(base_url=base_url, timeout=timeout_s, version=api_version), options)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.client.close)
