@@ -1,0 +1,137 @@
+"""``edgectl ai``: upload AI packages to the master (streamed, with a progress bar) and look at them."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+ai_app = typer.Typer(help="AI packages on the master.", no_args_is_help=True)
+
+CHUNK = 256 * 1024
+
+
+def _master_url(value: str | None) -> str:
+    return (value or os.environ.get("EDGE_MASTER_URL") or "http://127.0.0.1:8002").rstrip("/")
+
+
+def _token(token_env: str) -> str:
+    token = os.environ.get(token_env)
+    if not token:
+        raise typer.BadParameter(f"environment variable {token_env} is not set (the operator's token)", param_hint="--token-env")
+    return token
+
+
+def _pack_folder(folder: Path) -> Path:
+    """A package folder becomes a tar.gz in a temp file (the master validates and normalises it)."""
+    fd, name = tempfile.mkstemp(prefix="edgectl-", suffix=".tar.gz")
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return Path(name)
+
+
+def _chunks(path: Path, advance) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            advance(len(block))
+            yield block
+
+
+def _error_text(response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    err = body.get("error") or {}
+    return err.get("message") or body.get("message") or json.dumps(body)[:500]
+
+
+@ai_app.command("upload")
+def upload(
+    path: Path = typer.Argument(..., exists=True, help="package archive (zip / tar.gz) or package folder with aipackage.yaml"),
+    filename: str = typer.Option(None, "--filename", help="must match the manifest when given"),
+    version: str = typer.Option(None, "--version", help="must match the manifest when given"),
+    ai_class: str = typer.Option(None, "--ai-class", help="must match the manifest when given"),
+    condition: str = typer.Option(None, "--condition", help="the condition this variant serves (SUNNY, RAINY ...)"),
+    master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL or http://127.0.0.1:8002"),
+    token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR", help="environment variable holding the token"),
+    wait: bool = typer.Option(False, "--wait", help="wait until the build has ended and print the AI"),
+    timeout: float = typer.Option(600, "--timeout", help="seconds to wait with --wait"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Upload a package; the body is streamed from disk with a progress bar, never read whole."""
+    import httpx
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+
+    token = _token(token_env)
+    archive = _pack_folder(path) if path.is_dir() else path
+    try:
+        size = archive.stat().st_size
+        params = {k: v for k, v in (("filename", filename), ("version", version), ("ai_class", ai_class),
+                                    ("condition", condition)) if v is not None}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream",
+                   "Content-Length": str(size)}
+        base = _master_url(master_url)
+        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(*columns, disable=quiet, transient=False) as progress:
+            task = progress.add_task(f"upload {path.name}", total=size)
+            with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
+                response = client.post(f"{base}/ai-packages", params=params, headers=headers,
+                                       content=_chunks(archive, lambda n: progress.advance(task, n)))
+        if response.status_code >= 400:
+            typer.echo(f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}", err=True)
+            raise typer.Exit(1)
+        body = response.json()
+        ai = body["ai"]
+        typer.echo(f"AI {ai['id']}: {ai['filename']} {ai['version']} class {ai['ai_class']}, package {body['package_digest']} "
+                   f"({'stored' if body['stored'] else 'already stored'}), build {body['build']}")
+        if wait:
+            ai = _wait_built(base, token, ai["id"], timeout)
+            typer.echo(json.dumps(ai, indent=2, default=str))
+            if ai["status"] != "ready":
+                raise typer.Exit(1)
+    finally:
+        if archive != path:
+            archive.unlink(missing_ok=True)
+
+
+def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        while True:
+            ai = client.get(f"/ai-packages/{ai_id}").json()
+            if ai.get("status") in ("ready", "failed", "removed") or time.monotonic() > deadline:
+                return ai
+            time.sleep(0.5)
+
+
+@ai_app.command("list")
+def list_ais(
+    master_url: str = typer.Option(None, "--master-url"),
+    token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR"),
+) -> None:
+    """The AI packages (id, names, status, image)."""
+    import httpx
+
+    r = httpx.get(f"{_master_url(master_url)}/ai-packages", params={"limit": 10_000},
+                  headers={"Authorization": f"Bearer {_token(token_env)}"}, timeout=30)
+    if r.status_code >= 400:
+        typer.echo(f"edgectl ai list: {r.status_code}: {_error_text(r)}", err=True)
+        raise typer.Exit(1)
+    out = io.StringIO()
+    for ai in r.json()["items"]:
+        out.write(f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} {ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n")
+    typer.echo(out.getvalue(), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ai_app, name="ai")
