@@ -140,3 +140,17 @@ async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_cra
         assert (await lonely.get("/healthz")).status_code == 200
         summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
         assert summary["pass"] == 2
+
+
+async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_path):
+    """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts it."""
+    from tests.master.helpers import write_folder
+
+    write_folder(tmp_path / "packages" / "weatherai", package_files("weatherai", "01", "00", condition=None))
+    ai = (await master.setup.post("/ai-packages", json={"filename": "weatherai", "version": "01", "ai_class": "00"})).json()
+    await master.setup.patch(f"/ai-packages/{ai['id']}", json={"status": "building"})
+    await reconcile(master)
+    r = await master.post(f"/ai-packages/{ai['id']}/build?wait=true", headers=SERVICE)  # joins the running build
+    assert r.json()["ai"]["status"] == "ready"
+    got = (await master.get(f"/ai-packages/{ai['id']}", headers=OPERATOR)).json()
+    assert got["build"]["attempts"] == 1  # one build, not two

@@ -1,0 +1,70 @@
+"""The desired workloads computed from setup's snapshot (pure logic, no I/O)."""
+from __future__ import annotations
+
+from services.master.reconcile.desired import plan
+from services.master.reconcile.workload_token import workload_token
+from shared.edge_tokens import verify_edge_token
+
+MANIFEST = {"command": ["python", "main.py"], "env": {"A": "1", "EDGE_NODE_ID": "spoofed"}, "resources": {"cpu": 0.5}}
+
+
+def snapshot(deployments, ais=None):
+    return {
+        "edges": [{"id": 1, "name": "EdgeCCTV01", "nid": "0x01", "cluster_id": 7, "agent_url": "http://127.0.0.1:1", "node_name": None},
+                  {"id": 2, "name": "EdgeCCTV02", "nid": "0x02", "cluster_id": 8, "agent_url": None, "node_name": "n2"}],
+        "ai_packages": ais if ais is not None else [
+            {"id": 10, "filename": "monitoring", "version": "01", "ai_class": "01", "status": "ready", "package_digest": "sha256:" + "a" * 64, "image_ref": None},
+            {"id": 11, "filename": "monitoring", "version": "02", "ai_class": "01", "status": "building", "package_digest": None, "image_ref": None},
+            {"id": 12, "filename": "weatherai", "version": "01", "ai_class": "00", "status": "failed", "package_digest": None, "image_ref": None},
+        ],
+        "deployments": deployments,
+    }
+
+
+def dep(id, edge_id, ai_id, desired="running", params=None, generation=1):
+    return {"id": id, "edge_id": edge_id, "ai_id": ai_id, "desired": desired, "params": params or {}, "generation": generation,
+            "observed": "pending", "observed_reason": None, "observed_generation": 0, "restarts": 0}
+
+
+CLUSTERS = {7: {"id": 7, "runtime": "agent", "namespace": "edge-ai"}, 8: {"id": 8, "runtime": "kubernetes", "namespace": "lan"}}
+
+
+def make(deployments, ais=None):
+    return plan(snapshot(deployments, ais), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
+                token_for=lambda nid, runtime: f"token-{nid}" if runtime == "agent" else None)
+
+
+def test_workloads_env_config_and_runtime_per_edge():
+    plans = make([dep(1, 1, 10, params={"TICK": 5, "MODE": "x"}, generation=3), dep(2, 2, 10)])
+    (d, wl), = plans[1].workloads
+    assert wl.name == "monitoring-01" and wl.generation == 3 and wl.command == ["python", "main.py"]
+    # Package env, params (JSON for non-strings), then the platform's own variables win.
+    assert wl.env["A"] == "1" and wl.env["TICK"] == "5" and wl.env["MODE"] == "x"
+    assert wl.env["EDGE_NODE_ID"] == "0x01" and wl.env["EDGE_TOKEN"] == "token-0x01" and wl.env["EDGE_AI_VERSION"] == "01"
+    assert "<IP>127.0.0.1</IP>" in wl.edgeconfig_xml and "<NID>0x01</NID>" in wl.edgeconfig_xml
+    assert "token" not in wl.edgeconfig_xml.lower()
+    assert plans[2].runtime == "kubernetes" and plans[2].namespace == "lan"
+    (_, wl2), = plans[2].workloads
+    assert "EDGE_TOKEN" not in wl2.env and wl2.edge.node == "n2"
+
+
+def test_waiting_failed_and_bad_params_are_blocked_with_reasons():
+    plans = make([dep(1, 1, 11), dep(2, 1, 12), dep(3, 2, 10, params={"bad-name": 1}), dep(4, 2, 99)])
+    blocked = {b.deployment["id"]: (b.observed, b.reason) for p in plans.values() for b in p.blocked}
+    assert blocked[1] == ("pending", "AI 11 is building")
+    assert blocked[2] == ("failed", "AI 12 failed to build")
+    assert blocked[3][0] == "failed" and "params.bad-name" in blocked[3][1]
+    assert blocked[4] == ("failed", "AI 99 was removed")
+    assert all(not p.workloads for p in plans.values())
+
+
+def test_removed_deployments_and_duplicate_names():
+    plans = make([dep(1, 1, 10, desired="removed"), dep(2, 1, 10), dep(3, 1, 10)])
+    assert [d["id"] for d in plans[1].removed] == [1] and plans[1].removed_names == {1: "monitoring-01"}
+    assert [wl.name for _, wl in plans[1].workloads] == ["monitoring-01", "monitoring-01-d3"]
+
+
+def test_workload_token_is_a_stable_edge_token_for_the_node():
+    a = workload_token("0x01", "s" * 32)
+    assert a == workload_token("0x01", "s" * 32) != workload_token("0x02", "s" * 32)
+    assert verify_edge_token(a, "s" * 32) == "0x01" and verify_edge_token(a, "t" * 32) is None
