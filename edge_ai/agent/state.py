@@ -46,7 +46,8 @@ class StateStore:
             "children": [c.__dict__ for c in state.children],
         }
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "w") as f:
+        # 0600: a workload's env may carry camera credentials.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             json.dump(body, f, indent=1)
             f.flush()
             os.fsync(f.fileno())

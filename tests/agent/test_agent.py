@@ -21,7 +21,9 @@ from tests.agent.helpers import (
     wait_until,
     workload_processes,
 )
-from tests.helpers.env import OPERATOR
+from tests.agent.helpers import AGENT_TEST_ENV
+from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.processes import Proc, edgectl, python_module, wait_http
 
 
 def ticks(path: Path) -> dict[str, list[float]]:
@@ -227,6 +229,7 @@ def test_sigterm_stops_every_workload_and_keeps_the_desired_set(tmp_path, artifa
         assert "edge agent stopped; no workload left running" in agent.proc.log_text()
         assert workload_processes(agent.workdir) == []
         assert not any(psutil.pid_exists(pid) for pid in pids)
+        assert (agent.workdir / "state.json").stat().st_mode & 0o777 == 0o600  # env may hold camera credentials
         saved = json.loads((agent.workdir / "state.json").read_text())
         assert [w["name"] for w in saved["workloads"]] == ["monitoring-01", "weatherai-00"]
         assert saved["children"] == []
@@ -289,3 +292,25 @@ def test_bad_specs_name_the_field(agent):
     assert r.status_code == 422 and "appears twice" in r.json()["error"]["message"]
     r = agent.client.put("/workloads/other", json=same)
     assert r.status_code == 422 and r.json()["error"]["field"] == "name"
+
+
+def test_runs_as_python_module_too(tmp_path, artifacts):
+    port = free_port()
+    env = service_env("postgresql+asyncpg://unused/unused", **AGENT_TEST_ENV)
+    proc = Proc(python_module("edge_ai.agent", "--node", "edge-m", "--port", str(port), "--workdir", str(tmp_path / "w"),
+                              "--master-url", artifacts.url), env=env, log_path=tmp_path / "agent-module.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        r = httpx.get(f"http://127.0.0.1:{port}/heartbeat", headers=SERVICE, timeout=10)
+        assert r.status_code == 200 and r.json()["node"] == "edge-m"
+    finally:
+        assert proc.stop() in (0, -signal.SIGTERM)
+
+
+def test_refuses_to_start_without_a_proper_token(tmp_path):
+    env = service_env("postgresql+asyncpg://unused/unused", EDGE_SERVICE_TOKEN="short")
+    proc = Proc(edgectl("agent", "--node", "e", "--port", str(free_port()), "--workdir", str(tmp_path / "w")),
+                env=env, log_path=tmp_path / "agent-bad.log")
+    assert proc.popen.wait(timeout=30) == 2
+    assert "EDGE_SERVICE_TOKEN" in proc.log_text() and "short" not in proc.log_text()
+    proc.stop()
