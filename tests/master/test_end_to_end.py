@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.agent.helpers import Agent, kill_leftovers, workload_processes
-from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, free_port, service_env
 from tests.helpers.processes import Proc, start_service
 from tests.helpers.registry import SkopeoError, skopeo_inspect, start_registry
 from tests.master.helpers import eventually, package_files, write_folder

@@ -88,7 +88,7 @@ async def test_multipart_upload_and_the_same_bytes_stored_once(master):
     assert r.status_code == 202, r.text
     again = r.json()
     assert again["package_digest"] == first["package_digest"] and again["stored"] is False
-    assert again["ai"]["id"] == first["ai"]["id"]
+    assert again["ai"]["id"] == first["ai"]["id"] and again["ai"]["status"] == "ready" and again["build"] == "ready"
     assert len(stored(master)) == 1 and len(await setup_ais(master)) == 1
 
 

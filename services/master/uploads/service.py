@@ -110,8 +110,10 @@ async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind
             ai = await ctx.setup.find_ai(m.filename, m.ai_class, m.version) or {}
             if not ai:
                 raise
+    elif existing["status"] in ("ready", "building") and existing.get("package_digest") == ingested.digest:
+        ai = existing  # the same package again: nothing to do
     else:
-        # A failed or never-built row takes the new package; anything else keeps its own.
+        # A failed or never-built row takes the new package (other cases were refused above).
         ai = await ctx.setup.patch_ai(
             existing["id"],
             {"status": "uploaded", "failure_reason": None, "package_digest": ingested.digest,
