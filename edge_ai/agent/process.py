@@ -125,7 +125,20 @@ class ProcessInstance:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise(), name=f"supervise:{self.name}:{self.version}")
+        self._task = asyncio.create_task(self._guarded(), name=f"supervise:{self.name}:{self.version}")
+
+    async def _guarded(self) -> None:
+        """A bug in supervision must show as a failed workload, not as one silently left alone."""
+        try:
+            await self._supervise()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("supervision of %s %s broke", self.name, self.version)
+            await self._terminate()
+            self.state, self.reason, self.pid = "failed", f"agent error: {exc.__class__.__name__}: {exc}", None
+            self.finished.set()
+            self.on_change()
 
     async def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after the timeout; then nothing of it is left."""

@@ -314,3 +314,11 @@ def test_refuses_to_start_without_a_proper_token(tmp_path):
     assert proc.popen.wait(timeout=30) == 2
     assert "EDGE_SERVICE_TOKEN" in proc.log_text() and "short" not in proc.log_text()
     proc.stop()
+
+
+def test_a_command_that_cannot_start_is_failed_at_once(agent, artifacts):
+    digest = artifacts.add(ticker_package("01"))
+    r = agent.client.put("/workloads/monitoring-01", json=spec("monitoring-01", digest, "01", command=["./no-such-program"]))
+    assert r.status_code == 200
+    status = wait_until(lambda: (s := agent.status("monitoring-01"))["state"] == "failed" and s, what="failed")
+    assert "cannot start the command" in status["reason"] and status["restarts"] == 0
