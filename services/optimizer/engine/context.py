@@ -93,7 +93,10 @@ class Cycle:
         return [self.state.edges[i] for i in sorted(self.inp.scope) if i in self.state.edges and i not in pins]
 
     def running(self, edge_id: int) -> list[Deployment]:
-        return [d for d in self.state.by_edge.get(edge_id, ()) if not self.plan.removed(d)]
+        deps = self.state.by_edge.get(edge_id, [])
+        if not self.plan.removed_ids:
+            return deps
+        return [d for d in deps if d.id not in self.plan.removed_ids]
 
     def is_analysis(self, d: Deployment) -> bool:
         """An analysis AI (not the environment AI, not a helper copy): what overload and focus move."""

@@ -44,6 +44,12 @@ def _routes(cycle: Cycle) -> list[RouteState]:
         if d.edge_id is not None and d.policy in (overload.NAME, low_confidence.NAME):
             by_deployment[d.edge_id] = d.id
     for edge in cycle.edges():
+        old = cycle.inp.routes.get(edge.nid)
+        routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))
+        if old is None and not routed_up and not any(
+            "analysis_route" in plan.params(d) for d in cycle.state.by_edge.get(edge.id, ())
+        ):
+            continue  # local and staying local: no row to write
         analysis, helper = "local", None
         for d in cycle.running(edge.id):
             route = plan.params(d).get("analysis_route")
@@ -51,13 +57,12 @@ def _routes(cycle: Cycle) -> list[RouteState]:
                 analysis, helper = route, plan.params(d).get("analysis_edge")
                 break
         node = cycle.state.node_of(edge)
-        old = cycle.inp.routes.get(edge.nid)
         new = RouteState(
             nid=edge.nid,
             edge_id=edge.id,
             analysis=analysis,
             helper_nid=helper,
-            route_low_confidence=cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence)),
+            route_low_confidence=routed_up,
             low_confidence_share=node.low_confidence_share if node else None,
             frames_sent_up_share=node.frames_sent_up_share if node else None,
             decision_id=by_deployment.get(edge.id, old.decision_id if old else None),

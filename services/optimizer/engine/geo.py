@@ -26,11 +26,18 @@ class GeoGrid:
     points: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float = 0.05) -> "GeoGrid":
+    def build(cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float | None = None) -> "GeoGrid":
+        located = [(k, lat, lon) for k, lat, lon in items if lat is not None and lon is not None]
+        if cell_deg is None:
+            # About six points per cell on average, whatever the fleet's density.
+            if len(located) > 1:
+                lats, lons = [p[1] for p in located], [p[2] for p in located]
+                area = max(1e-6, (max(lats) - min(lats)) * (max(lons) - min(lons)))
+                cell_deg = min(0.5, max(0.001, math.sqrt(area * 6 / len(located))))
+            else:
+                cell_deg = 0.05
         grid = cls(cell_deg=cell_deg)
-        for key, lat, lon in items:
-            if lat is None or lon is None:
-                continue
+        for key, lat, lon in located:
             grid.points[key] = (lat, lon)
             grid.cells.setdefault(grid._cell(lat, lon), []).append((key, lat, lon))
         return grid

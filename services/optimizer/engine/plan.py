@@ -59,6 +59,7 @@ class Plan:
         self.creates: list[NewDeployment] = []
         self.edge_status: dict[int, tuple[str, str]] = {}  # edge_id -> (status, decision_id)
         self.decisions: list[DecisionRecord] = []
+        self.removed_ids: set[int] = set()
 
     # -- reading through the plan -------------------------------------------------------------
 
@@ -71,8 +72,7 @@ class Plan:
         return i.params if i else d.params
 
     def removed(self, d: Deployment) -> bool:
-        i = self.intents.get(d.id)
-        return bool(i and i.remove)
+        return d.id in self.removed_ids
 
     def status_of(self, edge: Edge) -> str:
         wanted = self.edge_status.get(edge.id)
@@ -128,6 +128,7 @@ class Plan:
     def remove(self, d: Deployment, decision: DecisionRecord) -> None:
         i = self._intent(d)
         i.remove, i.decision_id = True, decision.id
+        self.removed_ids.add(d.id)
 
     def create(self, edge_id: int, ai_id: int, params: dict[str, Any], decision: DecisionRecord, *, allow_multiple: bool) -> None:
         self.creates.append(NewDeployment(edge_id, ai_id, params, allow_multiple, decision.id))

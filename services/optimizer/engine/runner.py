@@ -64,6 +64,7 @@ class DecisionRunner:
         self._nids: set[str] = set()
         self._edge_ids: set[int] = set()
         self._dry_run_seen: set[str] = set()
+        self._setup_filters: bool | None = None  # does setup answer GET /fleet/snapshot?edge_ids=...?
         self._task: asyncio.Task | None = None
 
     # -- triggering -------------------------------------------------------------------------------
@@ -251,12 +252,19 @@ class DecisionRunner:
                     ids.add(edge.id)
             if not unknown and ids:
                 wanted_nids = {self.fleet.edges[i].nid for i in ids if i in self.fleet.edges}
+                if self._setup_filters is False:
+                    # This setup answers only whole snapshots: keep its rows from the cache (our own
+                    # writes are folded in; anything else is caught by expected_generation) and
+                    # refresh what the event is about, the nodes' state, from the VMS.
+                    self.fleet.replace_nodes(await self.vms.nodes(wanted_nids))
+                    return ids
                 snapshot, nodes = await asyncio.gather(self.setup.snapshot(ids), self.vms.nodes(wanted_nids))
                 if len(snapshot.get("edges") or ()) > len(ids):
-                    # This setup ignored the filter: the answer is the whole fleet, so use it whole.
+                    self._setup_filters = False
                     all_nodes = await self.vms.nodes()
                     self.fleet = await asyncio.to_thread(FleetState.from_wire, snapshot, all_nodes)
                 else:
+                    self._setup_filters = True
                     self.fleet.replace_edges(ids, snapshot, nodes)
                 return ids
             if not unknown:

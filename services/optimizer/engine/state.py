@@ -187,6 +187,11 @@ class FleetState:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
 
+    def replace_nodes(self, nodes: list[dict[str, Any]]) -> None:
+        for n in nodes:
+            node = node_from_wire(n)
+            self.nodes[node.nid] = node
+
     # -- queries ---------------------------------------------------------------------------------
 
     @property

@@ -11,6 +11,8 @@ from services.optimizer.events.schemas import Event, EventAccepted
 from shared.errors import Invalid
 
 EDGE_EVENTS = ("condition_changed", "deployment_failed", "overloaded", "low_confidence")
+# Events about what setup holds (observed state, packages) need setup's rows fresh: a whole cycle.
+FLEET_EVENTS = ("ai_ready", "deployment_failed")
 
 
 def _classes(event: Event) -> list[str]:
@@ -50,8 +52,8 @@ async def accept(session: AsyncSession, runner: DecisionRunner, event: Event) ->
         await session.commit()
         runner.request(nids={nid})
         return EventAccepted(type=event.type, scope="edge", focus_until=until.isoformat())
-    if event.type == "ai_ready":
-        runner.request(full=True)  # a version wave spans the fleet
+    if event.type in FLEET_EVENTS:
+        runner.request(full=True)  # a version wave spans the fleet; a failure is read from setup
         return EventAccepted(type=event.type, scope="fleet")
     runner.request(nids=nids, edge_ids=edge_ids)
     return EventAccepted(type=event.type, scope="edge")

@@ -20,6 +20,8 @@ def apply(cycle: Cycle) -> None:
             continue
         node = cycle.state.node_of(edge)
         share = node.low_confidence_share if node and not node.stale else None
+        if not routed and (share is None or share < cfg.share_level) and (NAME, edge.id) not in cycle.inp.memory:
+            continue  # calm and local, nothing remembered
         mem = cycle.recall(NAME, edge.id)
         if share is not None and share >= cfg.share_level and not routed:
             mem.pop("below_since", None)

@@ -46,15 +46,20 @@ def apply(cycle: Cycle) -> None:
             return False
         return (load or {}).get(other.id, 0) < cfg.max_helped_per_edge
 
+    helped = {d.helps for d in state.deployments.values() if d.desired == "running" and d.helps}
     for edge in cycle.edges():
-        sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
-        mem = cycle.recall(NAME, edge.id)
         node = state.node_of(edge)
         degraded = plan.status_of(edge) == "degraded"
         above = bool(
             node is not None and not node.stale
             and ((node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent)
         )
+        if not above and not degraded and edge.nid not in helped and (NAME, edge.id) not in cycle.inp.memory and not any(
+            "analysis_route" in d.params for d in state.by_edge.get(edge.id, ())
+        ):
+            continue  # the common case: a calm edge with nothing handed over and nothing remembered
+        sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
+        mem = cycle.recall(NAME, edge.id)
         route = next((plan.params(d).get("analysis_route") for d in sources if plan.params(d).get("analysis_route")), None)
         helpers = cycle.helpers_of(edge.nid)
         handed_over = bool(route or helpers)
@@ -70,9 +75,9 @@ def apply(cycle: Cycle) -> None:
                 mem.pop("below_since", None)
         cycle.remember(NAME, edge.id, mem if (above or handed_over) else None)
         overloaded = degraded or (above and above_for >= cfg.window_s)
-        seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
-                            above_for_s=round(above_for, 1), window_s=cfg.window_s)
         if overloaded and not handed_over and sources:
+            seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
+                                above_for_s=round(above_for, 1), window_s=cfg.window_s)
             if load is None:
                 load = _load(cycle)
             helper = None
@@ -101,6 +106,7 @@ def apply(cycle: Cycle) -> None:
                 for d in sources:
                     plan.set_params(d, {**plan.params(d), "analysis_route": "server"}, decision)
         elif handed_over and not degraded and not above and below_for >= cfg.recover_window_s:
+            seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent)
             decision = plan.decide(
                 NAME, "hand_back", f"load below the thresholds for {below_for:.0f} s: analysis back on the edge",
                 edge=edge, inputs={**seen, "below_for_s": round(below_for, 1), "recover_window_s": cfg.recover_window_s},

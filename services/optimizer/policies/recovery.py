@@ -25,14 +25,20 @@ def apply(cycle: Cycle) -> None:
     if not cfg.enabled:
         return
     plan = cycle.plan
+    memory = cycle.inp.memory
     for edge in cycle.edges():
         deps = cycle.running(edge.id)
+        node = cycle.state.node_of(edge)
+        # The common case, cheaply: everything runs at its generation, the edge is heard, nothing remembered.
+        if (NAME, edge.id) not in memory and (node is None or node.last_seen is None or (cycle.now - node.last_seen).total_seconds() <= cfg.silent_after_s) and all(
+            d.observed == "running" and d.restarts < cfg.crash_restarts for d in deps
+        ):
+            continue
         mem = cycle.recall(NAME, edge.id)
         if not deps:
             if mem:
                 cycle.remember(NAME, edge.id, None)
             continue
-        node = cycle.state.node_of(edge)
         silent_for = (cycle.now - node.last_seen).total_seconds() if node and node.last_seen else 0.0
         silent = silent_for > cfg.silent_after_s
         baselines: dict[str, int] = mem.get("restarts", {})
