@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from services.vms.ingest.committer import GroupCommitter
+from services.vms.ingest.fastpath import IngestFastPath
 from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.router import legacy_router
 from services.vms.ingest.router import router as ingest_router
@@ -69,7 +71,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             await directory.close()
             await pool.close()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Edge VMS",
         description=DESCRIPTION,
@@ -77,3 +79,6 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         extra_lifespan=lifespan,
         body_limits={"/batch": settings.batch_max_body_bytes},
     )
+    # Innermost user middleware: inside the shared one (request id, metrics, body limit).
+    app.user_middleware.append(Middleware(IngestFastPath))
+    return app

@@ -111,6 +111,7 @@ node_state = Table(
     Column("previous_condition", String(32)),
     Column("streak", Integer, nullable=False, server_default=text("0")),
     _ts("condition_since", True),
+    _ts("condition_changed_at", True),  # when the VMS saw the condition change (transaction time)
     _ts("environment_at", True),
     # Usage: the last sample and exponentially weighted averages.
     _ts("usage_at", True),
@@ -125,4 +126,7 @@ node_state = Table(
     Column("low_confidence_share", Float),
     _ts("last_seen", True),
     _ts("updated_at", True),
+    # Internal: what the last write brought for this node beyond the columns above (EWMA weights,
+    # whether its samples all had one condition); read by the set-based upsert, never served.
+    Column("batch_aux", JSONB),
 )

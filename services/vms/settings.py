@@ -27,6 +27,7 @@ class VmsSettings(ServiceSettings):
     # Group commit: one writer task per process.
     group_commit_window_ms: float = 2.0
     group_commit_max_records: int = 5_000
+    group_commit_parallel: int = 2  # batches in flight at once (pipelining, see ingest/committer.py)
     queue_max_records: int = 50_000  # pending records before answering 503
     retry_after_s: int = 1
     ingest_pool_size: int = 4

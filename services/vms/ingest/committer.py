@@ -1,10 +1,13 @@
 """Group commit: one writer task per process turns concurrent requests into one transaction.
 
-Requests ``submit`` their records and wait; the writer takes what has accumulated (waiting up
+Requests ``submit`` their records and wait; the writer task takes what has accumulated (waiting up
 to ``VMS_GROUP_COMMIT_WINDOW_MS`` for more, at most ``VMS_GROUP_COMMIT_MAX_RECORDS`` records),
-writes and commits it, and only then resolves every waiting request. A request is answered 200
+writes and commits it (one statement, storage.writer), and only then resolves every waiting request. A request is answered 200
 only after its records are committed; when the database fails the waiting requests get 503.
 The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with Retry-After.
+Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next batch is
+collected and sent while the previous one's commit is still on its way, which hides the round
+trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
 """
 from __future__ import annotations
 
@@ -115,19 +118,35 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         window = self.settings.group_commit_window_ms / 1000
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            if window > 0 and self._pending_records < self.settings.group_commit_max_records and not self._closing:
-                # Let concurrent requests join this commit.
-                await asyncio.sleep(window)
-            await self._commit(self._take())
+        slots = asyncio.Semaphore(max(1, self.settings.group_commit_parallel))
+        inflight: set[asyncio.Task] = set()
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+                busy = slots.locked()
+                await slots.acquire()  # while every commit slot is busy, records keep accumulating
+                if window > 0 and not busy and not self._closing and self._pending_records < self.settings.group_commit_max_records:
+                    # Idle writer: let concurrent requests join this commit.
+                    await asyncio.sleep(window)
+                task = asyncio.create_task(self._commit(self._take(), slots))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
+        try:
+            await self._commit_batch(batch)
+        finally:
+            slots.release()
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
         records = [r for item in batch for r in item.records]
         started = time.perf_counter()
         try:
@@ -155,8 +174,8 @@ class GroupCommitter:
         try:
             return await self._write_once(records)
         except _NotSent as exc:
-            # Nothing was committed (the failure came before COMMIT): one more try on a fresh connection.
-            log.info("retrying a batch of %d records after %s", len(records), exc.__cause__)
+            # Nothing reached the database (no connection, a partition dropped under us): one more try.
+            log.info("retrying a batch of %d records after %r", len(records), exc.__cause__)
             try:
                 return await self._write_once(records)
             except _NotSent as again:
@@ -169,37 +188,29 @@ class GroupCommitter:
             self._partitions.add((table, day))
 
     async def _write_once(self, records: list[Record]) -> list[dict[str, Any]]:
+        """One statement in its own transaction. A failure while it runs is never retried here:
+        whether it committed is unknown, and the client's retry after a 503 is the safe side."""
         try:
             conn = await self.pool.acquire(timeout=5)
         except Exception as exc:
             raise _NotSent() from exc
-        committing = False
         healthy = False
         try:
-            await self._ensure_partitions(conn, records)
-            tx = conn.transaction()
-            await tx.start()
+            try:
+                await self._ensure_partitions(conn, records)
+            except Exception as exc:
+                raise _NotSent() from exc
             try:
                 events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await tx.rollback()
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) == _NO_PARTITION:
+                    # The statement failed as a whole (nothing stored): recreate partitions and retry.
+                    self._partitions.clear()
+                    healthy = True
+                    raise _NotSent() from exc
                 raise
-            committing = True
-            await tx.commit()
             healthy = True
             return events
-        except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) == _NO_PARTITION and not committing:
-                self._partitions.clear()  # a partition was dropped under us: recreate on the retry
-                raise _NotSent() from exc
-            if isinstance(exc, CONNECTION_ERRORS) and not committing:
-                raise _NotSent() from exc
-            raise
-        except CONNECTION_ERRORS as exc:
-            if committing:
-                raise  # the commit's outcome is unknown: answer 503, never retry (no duplicates)
-            raise _NotSent() from exc
         finally:
             with contextlib.suppress(Exception):
                 if not healthy and not conn.is_closed():

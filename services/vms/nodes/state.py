@@ -1,13 +1,19 @@
-"""Folding new observations into a node's current state (pure logic, used by the writer in its transaction).
+"""What one batch brings to each node's current state (pure logic; the writer applies it in SQL).
+
+The writer stores a batch and updates ``vms.node_state`` in ONE statement (one round trip, one
+implicit transaction): the new state of a node is computed from its locked current row and the
+summary below, so concurrent writers (several workers, replicas) never lose an update.
 
 Rules:
-- Samples older than the state's latest of the same kind are stored but do not move the state
-  (agents replay buffers out of order).
-- ``streak`` counts consecutive environment samples with the current condition; a code that is
+- ``streak`` counts consecutive environment samples with the current condition. A code that is
   not in the mapping is stored but neither breaks nor extends the streak.
-- ``cpu_avg``/``memory_avg`` are exponentially weighted (``VMS_EWMA_ALPHA``), and
-  ``low_confidence_share`` is the exponentially weighted share of below-threshold results per
-  second (``VMS_LOW_CONFIDENCE_ALPHA``): below_threshold / (below_threshold + detections).
+- A node's samples of one kind in a batch move its state only when the newest of them is newer
+  than the state's (agents replay buffers late; those samples are stored, the state stays).
+- ``cpu_avg``/``memory_avg`` are exponentially weighted (``VMS_EWMA_ALPHA`` for the newest
+  sample); ``low_confidence_share`` likewise (``VMS_LOW_CONFIDENCE_ALPHA``) over the per-second
+  share below_threshold / (below_threshold + detections), seconds without any result skipped.
+  With E the current average and samples x1..xk: E' = (1-a)^k E + sum a(1-a)^(k-i) x_i, so a batch
+  carries ``decay`` = (1-a)^k and ``contrib`` = the sum; a node without E starts from x1.
 """
 from __future__ import annotations
 
@@ -27,101 +33,100 @@ class Record:
     values: dict[str, Any]  # what the node state needs from it
 
 
-STATE_COLUMNS = (
-    "known",
-    "authenticated",
-    "condition",
-    "condition_code",
-    "previous_condition",
-    "streak",
-    "condition_since",
-    "environment_at",
-    "usage_at",
-    "cpu",
-    "memory",
-    "func",
-    "cpu_avg",
-    "memory_avg",
-    "detections_at",
-    "detections",
-    "low_confidence_share",
-    "last_seen",
-    "updated_at",
-)
+@dataclass(slots=True)
+class Ewma:
+    fresh: float  # the average of these samples alone, starting from the first
+    decay: float
+    contrib: float
 
 
-def _ewma(old: float | None, new: float, alpha: float) -> float:
-    return new if old is None else alpha * new + (1 - alpha) * old
+def ewma(samples: list[float], alpha: float) -> Ewma:
+    fresh = samples[0]
+    decay, contrib = 1.0, 0.0
+    for x in samples:
+        decay *= 1 - alpha
+        contrib = (1 - alpha) * contrib + alpha * x
+    for x in samples[1:]:
+        fresh = alpha * x + (1 - alpha) * fresh
+    return Ewma(fresh, decay, contrib)
 
 
-def fold(
-    state: dict[str, Any],
-    record: Record,
-    *,
-    now: datetime,
-    ewma_alpha: float,
-    low_confidence_alpha: float,
-    low_confidence_threshold: float,
-    event_classes: frozenset[str],
-) -> list[dict[str, Any]]:
-    """Apply one record to ``state`` in place; return the events it causes."""
-    events: list[dict[str, Any]] = []
-    v = record.values
-    state["known"] = v["known"]
-    state["authenticated"] = v["authenticated"]
-    state["last_seen"] = now
-    state["updated_at"] = now
-    if record.kind == "usage":
-        if state["usage_at"] is None or record.ts >= state["usage_at"]:
-            state["usage_at"] = record.ts
-            state["cpu"], state["memory"], state["func"] = v["cpu"], v["memory"], v["func"]
-            state["cpu_avg"] = _ewma(state["cpu_avg"], v["cpu"], ewma_alpha)
-            state["memory_avg"] = _ewma(state["memory_avg"], v["memory"], ewma_alpha)
-    elif record.kind == "environment":
-        if state["environment_at"] is None or record.ts > state["environment_at"]:
-            state["environment_at"] = record.ts
+@dataclass(slots=True)
+class NodeBatch:
+    """Everything one batch says about one node, ready to be applied to its row."""
+
+    nid: str
+    known: bool
+    authenticated: bool
+    # usage: the newest sample and the averages' weights
+    usage_at: datetime | None = None
+    cpu: float | None = None
+    memory: float | None = None
+    func: str | None = None
+    cpu_avg: Ewma | None = None
+    memory_avg: Ewma | None = None
+    # environment: the newest sample, and the final run of one condition among the mapped samples
+    environment_at: datetime | None = None
+    condition: str | None = None
+    condition_code: str | None = None
+    run: int = 0
+    run_since: datetime | None = None
+    previous: str | None = None  # the condition before the final run, within this batch
+    all_same: bool = True  # every mapped sample had the final condition
+    # detections
+    detections_at: datetime | None = None
+    detections: dict[str, Any] | None = None
+    low_confidence: Ewma | None = None
+
+
+def summarize(records: list[Record], *, ewma_alpha: float, low_confidence_alpha: float) -> dict[str, NodeBatch]:
+    """Per node, what the batch brings (records of any kind, any order)."""
+    nodes: dict[str, NodeBatch] = {}
+    usage: dict[str, list[Record]] = {}
+    shares: dict[str, list[float]] = {}
+    for r in sorted(records, key=lambda r: r.ts):
+        v = r.values
+        node = nodes.get(r.nid)
+        if node is None:
+            node = nodes[r.nid] = NodeBatch(r.nid, v["known"], v["authenticated"])
+        node.known, node.authenticated = v["known"], v["authenticated"]
+        if r.kind == "usage":
+            usage.setdefault(r.nid, []).append(r)
+            node.usage_at, node.cpu, node.memory, node.func = r.ts, v["cpu"], v["memory"], v["func"]
+        elif r.kind == "environment":
+            node.environment_at = r.ts
             condition = v["condition"]
-            if condition is not None:
-                state["condition_code"] = v["result"]
-                if condition == state["condition"]:
-                    state["streak"] += 1
-                else:
-                    previous = state["condition"]
-                    state["previous_condition"] = previous
-                    state["condition"] = condition
-                    state["streak"] = 1
-                    state["condition_since"] = record.ts
-                    events.append(
-                        {
-                            "type": "condition_changed",
-                            "nid": record.nid,
-                            "condition": condition,
-                            "previous": previous,
-                            "at": record.ts.isoformat(),
-                        }
-                    )
-    elif record.kind == "detections":
-        if state["detections_at"] is None or record.ts >= state["detections_at"]:
-            state["detections_at"] = record.ts
-            state["detections"] = v["summary"]
+            if condition is None:
+                continue
+            if condition == node.condition:
+                node.run += 1
+            else:
+                if node.condition is not None:
+                    node.previous, node.all_same = node.condition, False
+                node.condition, node.run, node.run_since = condition, 1, r.ts
+            node.condition_code = v["result"]
+        else:
+            node.detections_at, node.detections = r.ts, v["summary"]
             results = v["detected"] + v["below_threshold"]
             if results:
-                before = state["low_confidence_share"]
-                share = _ewma(before, v["below_threshold"] / results, low_confidence_alpha)
-                state["low_confidence_share"] = share
-                crossed = share >= low_confidence_threshold and (before is None or before < low_confidence_threshold)
-                if low_confidence_threshold > 0 and crossed:
-                    events.append(
-                        {
-                            "type": "low_confidence",
-                            "nid": record.nid,
-                            "share": round(share, 4),
-                            "threshold": low_confidence_threshold,
-                            "at": record.ts.isoformat(),
-                        }
-                    )
-        if event_classes:
-            hits = {c: n for c, n in v["summary"]["counts"].items() if n and c in event_classes}
-            if hits:
-                events.append({"type": "detection", "nid": record.nid, "counts": hits, "at": record.ts.isoformat()})
+                shares.setdefault(r.nid, []).append(v["below_threshold"] / results)
+    for nid, samples in usage.items():
+        nodes[nid].cpu_avg = ewma([s.values["cpu"] for s in samples], ewma_alpha)
+        nodes[nid].memory_avg = ewma([s.values["memory"] for s in samples], ewma_alpha)
+    for nid, values in shares.items():
+        nodes[nid].low_confidence = ewma(values, low_confidence_alpha)
+    return nodes
+
+
+def events_for_detections(records: list[Record], event_classes: frozenset[str]) -> list[dict[str, Any]]:
+    """A "detection" event per summary that saw one of the watched classes."""
+    if not event_classes:
+        return []
+    events = []
+    for r in records:
+        if r.kind != "detections":
+            continue
+        hits = {c: n for c, n in r.values["summary"]["counts"].items() if n and c in event_classes}
+        if hits:
+            events.append({"type": "detection", "nid": r.nid, "counts": hits, "at": r.ts.isoformat()})
     return events

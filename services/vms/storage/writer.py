@@ -1,14 +1,20 @@
-"""One batch, one transaction: COPY the observations, then fold them into node_state (set-based)."""
+"""One batch, one statement: insert the observations and upsert node_state, atomically, in one round trip.
+
+A single statement runs in its own implicit transaction, so there is no BEGIN/COMMIT round
+trip and nothing is half-written. The node_state upsert (ON CONFLICT DO UPDATE) computes each
+node's new state from its locked, latest row and the batch's summary (nodes.state), which
+keeps several concurrent writers correct. Rows are proposed in nid order so that concurrent
+writers lock them in the same order (no deadlocks).
+"""
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from services.vms.nodes.state import STATE_COLUMNS, Record, fold
+from services.vms.nodes.state import NodeBatch, Record, events_for_detections, summarize
 from services.vms.settings import VmsSettings
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -21,96 +27,161 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "authenticated", "known",
     ),
 }
-
-_STATE_TYPES = {
-    "known": "bool",
-    "authenticated": "bool",
-    "condition": "text",
-    "condition_code": "text",
-    "previous_condition": "text",
-    "streak": "int4",
-    "condition_since": "timestamptz",
-    "environment_at": "timestamptz",
-    "usage_at": "timestamptz",
-    "cpu": "float8",
-    "memory": "float8",
-    "func": "text",
-    "cpu_avg": "float8",
-    "memory_avg": "float8",
-    "detections_at": "timestamptz",
-    "detections": "jsonb",
-    "low_confidence_share": "float8",
-    "last_seen": "timestamptz",
-    "updated_at": "timestamptz",
+TYPES: dict[str, tuple[str, ...]] = {
+    "usage": ("text", "timestamptz", "timestamptz", "float8", "float8", "text", "text", "text", "text", "bool", "bool"),
+    "environment": ("text", "timestamptz", "timestamptz", "text", "text", "bool", "bool"),
+    "detections": (
+        "text", "timestamptz", "timestamptz", "text", "text", "float8", "int4",
+        "float8", "float8", "float8", "float8",
+        "jsonb", "jsonb", "int4", "int4", "int4", "float8",
+        "bool", "bool",
+    ),
 }
-
-_ENSURE_ROWS = """
-INSERT INTO vms.node_state (nid, known, authenticated)
-SELECT nid, true, false FROM unnest($1::text[]) AS t(nid) ORDER BY nid
-ON CONFLICT (nid) DO NOTHING
-"""
-# Locks are taken in nid order in every transaction, so concurrent writers cannot deadlock.
-_LOCK_ROWS = f"""
-SELECT nid, {", ".join(STATE_COLUMNS)} FROM vms.node_state
-WHERE nid = ANY($1::text[]) ORDER BY nid FOR UPDATE
-"""
-_UPDATE_ROWS = (
-    "UPDATE vms.node_state AS n SET "
-    + ", ".join(f"{c} = b.{c}" for c in STATE_COLUMNS)
-    + " FROM unnest($1::text[], "
-    + ", ".join(f"${i + 2}::{_STATE_TYPES[c]}[]" for i, c in enumerate(STATE_COLUMNS))
-    + ") AS b(nid, "
-    + ", ".join(STATE_COLUMNS)
-    + ") WHERE n.nid = b.nid"
+# The proposed node_state row: the state of a node seen for the first time, and the batch's
+# summary for a node that has a row already.
+STATE_COLUMNS = (
+    ("nid", "text"), ("known", "bool"), ("authenticated", "bool"), ("last_seen", "timestamptz"),
+    ("usage_at", "timestamptz"), ("cpu", "float8"), ("memory", "float8"), ("func", "text"),
+    ("cpu_avg", "float8"), ("memory_avg", "float8"),
+    ("environment_at", "timestamptz"), ("condition", "text"), ("condition_code", "text"), ("streak", "int4"),
+    ("condition_since", "timestamptz"), ("previous_condition", "text"),
+    ("detections_at", "timestamptz"), ("detections", "jsonb"), ("low_confidence_share", "float8"),
+    ("batch_aux", "jsonb"),
 )
 
 
-async def copy_records(conn: asyncpg.Connection, records: list[Record]) -> None:
-    by_kind: dict[str, list[tuple]] = defaultdict(list)
-    for record in records:
-        by_kind[record.kind].append(record.row)
-    for kind, rows in by_kind.items():
-        await conn.copy_records_to_table(kind, records=rows, columns=COLUMNS[kind], schema_name="vms")
+def _build_sql() -> str:
+    params = iter(range(1, 1000))
+    parts = []
+    for kind in ("usage", "environment", "detections"):
+        cols = ", ".join(COLUMNS[kind])
+        arrays = ", ".join(f"${next(params)}::{t}[]" for t in TYPES[kind])
+        parts.append(f"ins_{kind} AS (INSERT INTO vms.{kind} ({cols}) SELECT * FROM unnest({arrays}))")
+    state_cols = ", ".join(c for c, _ in STATE_COLUMNS)
+    state_arrays = ", ".join(f"${next(params)}::{t}[]" for _, t in STATE_COLUMNS)
+    threshold = f"${next(params)}::float8"
+    aux = "(excluded.batch_aux->>'{}')::float8"
+    usage_new = "excluded.usage_at IS NOT NULL AND (n.usage_at IS NULL OR excluded.usage_at >= n.usage_at)"
+    env_new = "excluded.environment_at IS NOT NULL AND (n.environment_at IS NULL OR excluded.environment_at > n.environment_at)"
+    cond_new = f"({env_new} AND excluded.condition IS NOT NULL)"
+    same_run = "((excluded.batch_aux->>'all_same')::bool AND n.condition IS NOT DISTINCT FROM excluded.condition)"
+    det_new = "excluded.detections_at IS NOT NULL AND (n.detections_at IS NULL OR excluded.detections_at >= n.detections_at)"
 
+    def keep_unless(cond: str, col: str) -> str:
+        return f"{col} = CASE WHEN {cond} THEN excluded.{col} ELSE n.{col} END"
 
-async def update_node_state(
-    conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
-) -> list[dict[str, Any]]:
-    nids = sorted({r.nid for r in records})
-    await conn.execute(_ENSURE_ROWS, nids)
-    rows = await conn.fetch(_LOCK_ROWS, nids)
-    states: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        state = dict(row)
-        if state["detections"] is not None:
-            state["detections"] = orjson.loads(state["detections"])
-        states[row["nid"]] = state
-    events: list[dict[str, Any]] = []
-    for record in sorted(records, key=lambda r: r.ts):
-        events += fold(
-            states[record.nid],
-            record,
-            now=now,
-            ewma_alpha=settings.ewma_alpha,
-            low_confidence_alpha=settings.low_confidence_alpha,
-            low_confidence_threshold=settings.low_confidence_share,
-            event_classes=settings.event_class_set,
+    def avg(col: str, cond: str, name: str) -> str:
+        return (
+            f"{col} = CASE WHEN NOT ({cond}) OR excluded.{col} IS NULL THEN n.{col} WHEN n.{col} IS NULL THEN excluded.{col} "
+            f"ELSE n.{col} * {aux.format(name + '_decay')} + {aux.format(name + '_contrib')} END"
         )
+
+    sets = [
+        "known = excluded.known",
+        "authenticated = excluded.authenticated",
+        "last_seen = excluded.last_seen",
+        "updated_at = now()",
+        "batch_aux = excluded.batch_aux",
+        keep_unless(usage_new, "usage_at"),
+        keep_unless(usage_new, "cpu"),
+        keep_unless(usage_new, "memory"),
+        keep_unless(usage_new, "func"),
+        avg("cpu_avg", usage_new, "cpu"),
+        avg("memory_avg", usage_new, "memory"),
+        keep_unless(env_new, "environment_at"),
+        keep_unless(cond_new, "condition"),
+        keep_unless(cond_new, "condition_code"),
+        f"streak = CASE WHEN NOT {cond_new} THEN n.streak WHEN {same_run} THEN n.streak + excluded.streak ELSE excluded.streak END",
+        f"condition_since = CASE WHEN NOT {cond_new} OR {same_run} THEN n.condition_since ELSE excluded.condition_since END",
+        f"previous_condition = CASE WHEN NOT {cond_new} OR {same_run} THEN n.previous_condition "
+        "WHEN (excluded.batch_aux->>'all_same')::bool THEN n.condition ELSE excluded.previous_condition END",
+        f"condition_changed_at = CASE WHEN {cond_new} AND NOT {same_run} THEN now() ELSE n.condition_changed_at END",
+        keep_unless(det_new, "detections_at"),
+        keep_unless(det_new, "detections"),
+        avg("low_confidence_share", det_new, "lc"),
+    ]
+    upsert = (
+        f"state AS (INSERT INTO vms.node_state AS n ({state_cols}, updated_at, condition_changed_at) "
+        f"SELECT s.*, now(), CASE WHEN s.condition IS NOT NULL THEN now() END "
+        f"FROM unnest({state_arrays}) AS s({state_cols}) ORDER BY s.nid "
+        f"ON CONFLICT (nid) DO UPDATE SET {', '.join(sets)} "
+        "RETURNING n.nid, n.condition, n.previous_condition, n.condition_since, n.low_confidence_share, "
+        "n.condition_changed_at = now() AS changed)"
+    )
+    return (
+        "WITH " + ", ".join(parts + [upsert])
+        + f" SELECT * FROM state WHERE changed OR ({threshold} > 0 AND low_confidence_share >= {threshold})"
+    )
+
+
+WRITE_SQL = _build_sql()
+
+
+def _aux(node: NodeBatch) -> str:
+    aux: dict[str, Any] = {"all_same": node.all_same}
+    for name, e in (("cpu", node.cpu_avg), ("memory", node.memory_avg), ("lc", node.low_confidence)):
+        if e is not None:
+            aux[f"{name}_decay"], aux[f"{name}_contrib"] = e.decay, e.contrib
+    return orjson.dumps(aux).decode()
+
+
+def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in STATE_COLUMNS]
-    for nid in nids:
-        state = states[nid]
-        for i, c in enumerate(STATE_COLUMNS):
-            value = state[c]
-            if c == "detections" and value is not None:
-                value = orjson.dumps(value).decode()
+    for nid in sorted(nodes):
+        n = nodes[nid]
+        row = (
+            n.nid, n.known, n.authenticated, now,
+            n.usage_at, n.cpu, n.memory, n.func,
+            n.cpu_avg.fresh if n.cpu_avg else None, n.memory_avg.fresh if n.memory_avg else None,
+            n.environment_at, n.condition, n.condition_code, n.run, n.run_since, n.previous,
+            n.detections_at, orjson.dumps(n.detections).decode() if n.detections is not None else None,
+            n.low_confidence.fresh if n.low_confidence else None,
+            _aux(n),
+        )
+        for i, value in enumerate(row):
             columns[i].append(value)
-    await conn.execute(_UPDATE_ROWS, nids, *columns)
-    return events
+    return columns
+
+
+def _observation_arrays(records: list[Record]) -> list[list[Any]]:
+    arrays: list[list[Any]] = []
+    for kind in ("usage", "environment", "detections"):
+        columns: list[list[Any]] = [[] for _ in COLUMNS[kind]]
+        for r in records:
+            if r.kind == kind:
+                for i, value in enumerate(r.row):
+                    columns[i].append(value)
+        arrays += columns
+    return arrays
 
 
 async def write_batch(
     conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
 ) -> list[dict[str, Any]]:
-    """Everything of one batch; the caller owns the transaction."""
-    await copy_records(conn, records)
-    return await update_node_state(conn, records, settings, now)
+    """Store ``records`` and update their nodes' state (one statement); return the events it causes."""
+    nodes = summarize(records, ewma_alpha=settings.ewma_alpha, low_confidence_alpha=settings.low_confidence_alpha)
+    threshold = settings.low_confidence_share
+    rows = await conn.fetch(WRITE_SQL, *_observation_arrays(records), *_state_arrays(nodes, now), threshold)
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        if row["changed"]:
+            events.append(
+                {
+                    "type": "condition_changed",
+                    "nid": row["nid"],
+                    "condition": row["condition"],
+                    "previous": row["previous_condition"],
+                    "at": row["condition_since"].isoformat(),
+                }
+            )
+        share, lc = row["low_confidence_share"], nodes[row["nid"]].low_confidence
+        if threshold > 0 and lc is not None and share is not None and share >= threshold:
+            # The share before this batch, recovered from the new one (E' = decay*E + contrib); for a
+            # node without a share yet this gives its first sample's share.
+            before = (share - lc.contrib) / lc.decay if lc.decay > 0 else 0.0
+            if before < threshold:
+                events.append(
+                    {"type": "low_confidence", "nid": row["nid"], "share": round(share, 4), "threshold": threshold,
+                     "at": nodes[row["nid"]].detections_at.isoformat()}
+                )
+    return events + events_for_detections(records, settings.event_class_set)

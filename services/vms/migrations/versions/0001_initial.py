@@ -66,6 +66,7 @@ def upgrade() -> None:
     sa.Column('previous_condition', sa.String(length=32), nullable=True),
     sa.Column('streak', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('condition_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('condition_changed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('environment_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('usage_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('cpu', sa.Float(), nullable=True),
@@ -78,6 +79,7 @@ def upgrade() -> None:
     sa.Column('low_confidence_share', sa.Float(), nullable=True),
     sa.Column('last_seen', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('batch_aux', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.PrimaryKeyConstraint('nid', name=op.f('pk_node_state')),
     schema='vms'
     )

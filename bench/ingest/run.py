@@ -1,0 +1,303 @@
+"""Ingest benchmark: the VMS's /usage and /batch against a no-op endpoint and a naive one-commit-per-record one.
+
+    .venv/bin/python bench/ingest/run.py [--duration 10] [--workers 2] [--connections 64]
+
+Creates its own database on the local Postgres (EDGE_BENCH_ADMIN_URL, default
+postgresql://postgres@127.0.0.1:5432/postgres), migrates the VMS schema, then for each target
+starts the server (uvicorn, same settings for all), warms it up, drives it with wrk for
+``--duration`` seconds and reads wrk's figures. Afterwards it counts, per target, the rows in
+vms.usage: every acknowledged record must be there. Prints one table side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from shared import migrations  # noqa: E402
+from shared.edge_tokens import issue_edge_token  # noqa: E402
+
+ADMIN_URL = os.environ.get("EDGE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "edge_bench_ingest"
+SECRET = "bench-edge-token-secret-0123456789"
+OPERATOR = "bench-operator-token-0123456789"
+SERVICE = "bench-service-token-0123456789"
+
+
+@dataclass
+class Result:
+    name: str
+    marker: str | None
+    records_per_request: int
+    requests: int = 0
+    non_2xx: int = 0
+    socket_errors: str = ""
+    seconds: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    found: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def acked_records(self) -> int:
+        return (self.requests - self.non_2xx) * self.records_per_request
+
+    @property
+    def records_per_s(self) -> float:
+        return self.acked_records / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def db_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def lua_script(path: str, tokens: list[str], body: str) -> str:
+    toks = ", ".join(json.dumps(t) for t in tokens)
+    return f"""
+local tokens = {{{toks}}}
+local body = {json.dumps(body)}
+local i = 0
+request = function()
+  i = i + 1
+  local headers = {{}}
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1]
+  return wrk.format("POST", "{path}", headers, body)
+end
+"""
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m[1]) * _UNITS[m[2]] if m else float("nan")
+
+
+def run_wrk(url: str, script: Path, *, connections: int, duration: int, result: Result | None) -> str:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency", "-s", str(script), url]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60).stdout
+    if result is not None:
+        if m := re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out):
+            result.requests = int(m[1])
+            result.seconds = _ms(m[2] + m[3]) / 1000
+        if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+            result.non_2xx = int(m[1])
+        if m := re.search(r"Socket errors: (.*)", out):
+            result.socket_errors = m[1].strip()
+        if m := re.search(r"^\s+50%\s+(\S+)", out, re.M):
+            result.p50_ms = _ms(m[1])
+        if m := re.search(r"^\s+99%\s+(\S+)", out, re.M):
+            result.p99_ms = _ms(m[1])
+    return out
+
+
+class Server:
+    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path, ready_path: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "ab")
+        args = [
+            sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--log-level", "warning", "--backlog", "4096",
+        ]
+        self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{app} exited; see {log}")
+            try:
+                if httpx.get(self.url + ready_path, timeout=1).status_code == 200:
+                    time.sleep(1.0)  # let every worker finish its start-up
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{app} not ready; see {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def usage_body(marker: str) -> str:
+    return json.dumps({"code": "0000", "message": marker, "username": "edge-master-01-1129", "cpu": "12.5", "memory": 43.1, "func": "SUNNY"})
+
+
+def batch_body(marker: str, size: int) -> str:
+    record = {"kind": "usage", "data": json.loads(usage_body(marker))}
+    return json.dumps({"records": [record] * size})
+
+
+async def create_partitions(url: str) -> None:
+    from datetime import timedelta
+
+    from services.vms.storage.partitions import ensure_days
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        today = datetime.now(timezone.utc).date()
+        await ensure_days(conn, [today, today + timedelta(days=1)])
+    finally:
+        await conn.close()
+
+
+async def count_markers(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch("SELECT message, count(*) AS n FROM vms.usage GROUP BY message")
+        return {r["message"]: r["n"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per target")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target (not counted)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes, every server")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections for single-record targets")
+    parser.add_argument("--batch-connections", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=500, help="records per /batch request")
+    parser.add_argument("--nodes", type=int, default=200, help="distinct edge tokens (nodes) the load rotates over")
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--only", default="noop,naive,usage,batch", help="comma list of targets")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+    asyncio.run(admin(f'CREATE DATABASE "{DB_NAME}"'))
+    url = db_url(DB_NAME)
+    migrations.upgrade("vms", url)
+    asyncio.run(create_partitions(url))  # the baselines insert into the same partitioned table
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    tokens = [issue_edge_token(f"0x{i:04x}", SECRET) for i in range(args.nodes)]
+    env = dict(os.environ)
+    env.update(
+        EDGE_ENV="production", EDGE_DATABASE_URL=url, EDGE_OPERATOR_TOKEN=OPERATOR, EDGE_SERVICE_TOKEN=SERVICE,
+        EDGE_EDGE_TOKEN_SECRET=SECRET, EDGE_MIGRATE_ON_START="false", EDGE_LOG_LEVEL="WARNING", EDGE_LOG_FORMAT="text",
+        # No setup in the bench: edge tokens are trusted (setup signed them), nothing is fetched.
+        EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}", VMS_NODES_MISS_REFRESH_S="3600",
+        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
+        PYTHONPATH=str(REPO),
+    )
+    only = set(args.only.split(","))
+    results: list[Result] = []
+
+    def target(server: Server, name: str, path: str, body_of, per_request: int, connections: int) -> None:
+        if name not in only:
+            return
+        marker = f"bench-{name}" if name != "noop" else None
+        result = Result(name, marker, per_request)
+        warm = work / f"{name}-warm.lua"
+        warm.write_text(lua_script(path, tokens, body_of(f"warm-{name}")))
+        run_wrk(server.url, warm, connections=connections, duration=args.warmup, result=None)
+        script = work / f"{name}.lua"
+        script.write_text(lua_script(path, tokens, body_of(marker or "noop")))
+        print(f"  {name}: {args.duration}s of wrk, {connections} connections ...", flush=True)
+        out = run_wrk(server.url, script, connections=connections, duration=args.duration, result=result)
+        (work / f"{name}.wrk.txt").write_text(out)
+        results.append(result)
+
+    print(f"bench/ingest: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}; logs and wrk output in {work}", flush=True)
+    try:
+        if only & {"noop", "naive"}:
+            base = Server("bench.ingest.baseline_app:create_app", env, args.workers, work / "baseline.log", "/openapi.json")
+            try:
+                target(base, "noop", "/noop", usage_body, 1, args.connections)
+                target(base, "naive", "/naive", usage_body, 1, args.connections)
+            finally:
+                base.stop()
+        if only & {"usage", "batch"}:
+            vms = Server("services.vms.app:create_app", env, args.workers, work / "vms.log", "/readyz")
+            try:
+                target(vms, "usage", "/usage", usage_body, 1, args.connections)
+                target(vms, "batch", "/batch", lambda m: batch_body(m, args.batch_size), args.batch_size, args.batch_connections)
+            finally:
+                vms.stop()
+        found = asyncio.run(count_markers(url))
+        for r in results:
+            if r.marker:
+                r.found = found.get(r.marker, 0)
+    finally:
+        if not args.keep_db:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+
+    print_table(results, args, os.getloadavg()[0])
+    lost = [r for r in results if r.found is not None and r.found < r.acked_records]
+    return 1 if lost else 0
+
+
+def print_table(results: list[Result], args, load_after: float) -> None:
+    by = {r.name: r for r in results}
+    print()
+    print(f"{'target':<8} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors")
+    for r in results:
+        found = "-" if r.found is None else str(r.found)
+        reqs = r.requests / r.seconds if r.seconds else 0
+        print(f"{r.name:<8} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8} "
+              f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}")
+    print()
+    if "usage" in by and "noop" in by and by["noop"].records_per_s:
+        print(f"/usage vs no-op ceiling: {by['usage'].records_per_s / by['noop'].records_per_s:6.1%}   (target >= 60%)")
+    if "usage" in by and "naive" in by and by["naive"].records_per_s:
+        print(f"/usage vs naive baseline: {by['usage'].records_per_s / by['naive'].records_per_s:6.2f}x  (target >= 5x)")
+    if "batch" in by:
+        print(f"/batch: {by['batch'].records_per_s:,.0f} records/s in requests of {args.batch_size}  (target >= 50,000)")
+    for r in results:
+        if r.found is not None:
+            verdict = "all acknowledged records found" if r.found >= r.acked_records else "RECORDS MISSING"
+            print(f"{r.name}: {r.acked_records} acknowledged, {r.found} in vms.usage: {verdict}")
+    print(f"workers {args.workers}, wrk 1 thread, {args.connections} connections ({args.batch_connections} for /batch), "
+          f"{args.duration}s per target; load average after: {load_after:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

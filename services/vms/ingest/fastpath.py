@@ -1,0 +1,101 @@
+"""A lean ASGI path for the hot ingest routes (POST /usage, /save_edgeData, /detections, /batch).
+
+Every edge posts every second, so per-request overhead is the VMS's throughput. This sits inside
+the shared request middleware (request id, metrics, body limit) and answers the ingest routes
+directly with the same service, the same status codes and the same bodies as the FastAPI routes
+in ingest/router.py, skipping the framework's routing and dependency machinery. Anything else,
+and legacy posts with form fields or a query string, goes on to FastAPI (the routes there are
+the documented, equivalent slow path).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from services.vms.ingest.service import IngestService, Rejected
+from shared.auth import identify
+from shared.errors import DomainError
+from shared.legacy import _CODES, SUCCESS
+
+log = logging.getLogger("edge.vms.fastpath")
+
+_SUCCESS_BODY = b'{"code":"0000","message":"success"}'
+
+
+@dataclass(frozen=True)
+class _Route:
+    path: str  # what the metrics middleware labels the request with
+    kind: str | None  # None: /batch
+    legacy: bool
+
+
+ROUTES = {
+    "/usage": _Route("/usage", "usage", True),
+    "/save_edgeData": _Route("/save_edgeData", "environment", True),
+    "/detections": _Route("/detections", "detections", False),
+    "/batch": _Route("/batch", None, False),
+}
+
+
+class IngestFastPath:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if route is None:
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if route.legacy and (scope.get("query_string") or b"form" in headers.get(b"content-type", b"")):
+            return await self.app(scope, receive, send)
+        scope["route"] = route
+        app = scope["app"]
+        body = await _read_body(receive)
+        status, payload, extra = await self._handle(app, route, headers, body)
+        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _handle(self, app, route: _Route, headers: dict, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        service: IngestService = app.state.ingest
+        try:
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = auth.partition(" ")
+            principal = identify(app.state.settings, token.strip() if scheme.lower() == "bearer" and token.strip() else None)
+            if route.legacy:
+                data = IngestService.parse_json(body) if body else {}
+                await service.ingest_one(principal, route.kind, data, legacy=True)
+                return 200, _SUCCESS_BODY, {}
+            if not body:
+                raise Rejected("a JSON body is required", field="body", reason="invalid")
+            data = IngestService.parse_json(body)
+            if route.kind is None:
+                return 200, orjson.dumps(await service.ingest_batch(principal, data)), {}
+            record = await service.ingest_one(principal, route.kind, data, legacy=False)
+            answer = {"code": SUCCESS, "message": "success", "status": "stored", "nid": record.nid, "known": record.values["known"]}
+            return 200, orjson.dumps(answer), {}
+        except DomainError as exc:
+            if route.legacy:
+                text = f"{exc.field}: {exc.message}" if exc.field else exc.message
+                return exc.status_code, orjson.dumps({"code": _CODES.get(exc.status_code, "1500"), "message": text}), exc.headers
+            return exc.status_code, orjson.dumps({"error": exc.to_dict()}), exc.headers
+        except Exception:
+            log.exception("unhandled error on %s", route.path)
+            if route.legacy:
+                return 500, b'{"code":"1500","message":"internal error"}', {}
+            return 500, b'{"error":{"type":"internal","message":"internal error"}}', {}
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # http.disconnect: what came so far
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
