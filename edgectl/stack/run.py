@@ -1,0 +1,177 @@
+"""Starts, watches and stops the single-machine stack."""
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+
+from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
+from edgectl.stack.config import StackSettings, load_secrets
+from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
+from edgectl.stack.seed import SeedError, seed
+from edgectl.stack.view import FleetView
+
+log = logging.getLogger("edgectl.up")
+
+SERVICES = ("setup", "vms", "master", "optimizer")
+
+
+class StackError(RuntimeError):
+    """The stack could not start."""
+
+
+class Stack:
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.children: list[Child] = []
+        self.db: EmbeddedPostgres | None = None
+        self.ports = {
+            "setup": settings.setup_port,
+            "master": settings.master_port,
+            "optimizer": settings.optimizer_port,
+            "vms": settings.vms_port,
+        }
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def start(self, *, seed_demo: bool) -> None:
+        s = self.settings
+        wanted = dict(self.ports)
+        wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
+        if not s.database_url:
+            wanted["database"] = s.db_port
+        try:
+            check_ports_free(wanted)
+        except PortInUse as exc:
+            raise StackError(str(exc)) from exc
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = load_secrets(self.data_dir)
+        database_url = s.database_url
+        if not database_url:
+            self.db = EmbeddedPostgres(self.data_dir / "db", s.db_port)
+            log.info("starting the embedded Postgres (data in %s)", self.db.pgdata)
+            try:
+                self.db.start()
+            except EmbeddedDbError as exc:
+                raise StackError(str(exc)) from exc
+            database_url = self.db.url
+
+        from shared import migrations
+
+        for name in SERVICES:
+            migrations.upgrade(name, database_url)
+
+        env = self._env(database_url, secrets)
+        logs = self.data_dir / "logs"
+        for name in SERVICES:
+            self._spawn(
+                Child(name, edgectl_args("serve", name, "--port", str(self.ports[name])), env, logs / f"{name}.log",
+                      ready_url=f"{self.urls[name]}/readyz")
+            )
+        agent_urls = []
+        for i, port in enumerate(s.agent_ports):
+            node = f"edge-{i + 1:02d}"
+            agent_urls.append(f"http://127.0.0.1:{port}")
+            self._spawn(
+                Child(
+                    node,
+                    edgectl_args("agent", "--node", node, "--port", str(port), "--workdir", str(self.data_dir / "agents" / node),
+                                 "--master-url", self.urls["master"]),
+                    env,
+                    logs / f"{node}.log",
+                    ready_url=f"http://127.0.0.1:{port}/healthz",
+                )
+            )
+        for child in self.children:
+            try:
+                child.wait_ready(s.ready_timeout_s)
+            except RuntimeError as exc:
+                raise StackError(str(exc)) from exc
+        log.info("all services ready: %s", ", ".join(f"{n} {u}/docs" for n, u in self.urls.items()))
+        log.info("operator token: in %s (EDGE_OPERATOR_TOKEN)", self.data_dir / "secrets.json")
+        self.headers = {"Authorization": f"Bearer {secrets['EDGE_OPERATOR_TOKEN']}"}
+        if seed_demo:
+            try:
+                seed(self.urls["setup"], self.urls["master"], self.headers, agent_urls=agent_urls,
+                     data_dir=self.data_dir, weather_period_s=s.weather_period_s)
+            except (SeedError, httpx.HTTPError) as exc:
+                raise StackError(f"seeding the demo fleet failed: {exc}") from exc
+            log.info("demo fleet seeded")
+
+    def _env(self, database_url: str, secrets: dict[str, str]) -> dict[str, str]:
+        import os
+
+        env = dict(os.environ)
+        env.update(secrets)
+        env.update(
+            EDGE_ENV="production",
+            EDGE_DATABASE_URL=database_url,
+            EDGE_SETUP_URL=self.urls["setup"],
+            EDGE_MASTER_URL=self.urls["master"],
+            EDGE_OPTIMIZER_URL=self.urls["optimizer"],
+            EDGE_VMS_URL=self.urls["vms"],
+            EDGE_LOG_FORMAT="text",
+            EDGE_MIGRATE_ON_START="false",
+            MASTER_ARTIFACT_DIR=str(self.data_dir / "master" / "artifacts"),
+            MASTER_PACKAGE_DIR=str(self.data_dir / "master" / "packages"),
+            MASTER_VMS_PUBLIC_URL=self.urls["vms"],
+            MASTER_RECONCILE_SECONDS="5",
+            VMS_NOTIFY_OPTIMIZER="true",
+            YOLO_OFFLINE="1",
+        )
+        return env
+
+    def _spawn(self, child: Child) -> None:
+        child.start()
+        self.children.append(child)
+
+    # ---- watch -------------------------------------------------------------------------------
+
+    def watch(self, *, live: bool) -> None:
+        view = FleetView(self.urls, self.headers)
+        with httpx.Client() as client:
+            if live:
+                from rich.live import Live
+
+                view.refresh(client)
+                with Live(view.render(), refresh_per_second=2, screen=False) as screen:
+                    while True:
+                        self._check_children()
+                        time.sleep(1)
+                        view.refresh(client)
+                        screen.update(view.render())
+            else:
+                last: list[str] = []
+                while True:
+                    self._check_children()
+                    view.refresh(client)
+                    lines = view.plain_lines()
+                    for line in lines:
+                        if line not in last:
+                            print(line, flush=True)
+                    last = lines
+                    time.sleep(2)
+
+    def _check_children(self) -> None:
+        dead = [c for c in self.children if not c.alive()]
+        if dead:
+            names = ", ".join(f"{c.name} (exit {c.popen.returncode}, log {c.log_path})" for c in dead)
+            raise StackError(f"stopped unexpectedly: {names}")
+
+    # ---- stop --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        # Edges first (they stop their AIs), then the services, then the database.
+        edges = [c for c in self.children if c.name.startswith("edge-")]
+        services = [c for c in self.children if not c.name.startswith("edge-")]
+        stop_all(edges)
+        stop_all(services)
+        self.children = []
+        if self.db is not None:
+            self.db.stop()
+            self.db = None
+        log.info("stopped; data kept in %s", self.data_dir)

@@ -1,0 +1,139 @@
+"""The demo fleet `edgectl up` seeds once (idempotent: what exists is left as it is).
+
+A cluster on the agent runtime, edge-01 and edge-02 with GPS, the weather AI and the monitoring
+SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the weather AI and
+the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
+stays SUNNY, so the optimizer is seen swapping variants on edge-01.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+import httpx
+
+from edge_ai.packages.build import build_all
+
+log = logging.getLogger("edgectl.seed")
+
+CLUSTER = "demo"
+EDGES = [
+    # Two cameras about 1 km apart in Seoul (Sangam-dong).
+    {"name": "edge-01", "nid": "0x01", "gps": {"latitude": 37.5790, "longitude": 126.8890}},
+    {"name": "edge-02", "nid": "0x02", "gps": {"latitude": 37.5775, "longitude": 126.8990}},
+]
+
+
+class SeedError(RuntimeError):
+    """The demo fleet could not be seeded."""
+
+
+def _ok(r: httpx.Response, what: str) -> dict:
+    if r.status_code >= 400:
+        raise SeedError(f"{what}: {r.status_code} {r.text[:300]}")
+    return r.json() if r.content else {}
+
+
+def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[str], data_dir: Path, weather_period_s: int) -> None:
+    with httpx.Client(headers=headers, timeout=60) as http:
+        cluster_id = _cluster(http, setup)
+        edge_ids = [_edge(http, setup, spec, cluster_id, agent_url) for spec, agent_url in zip(EDGES, agent_urls)]
+        ais = _packages(http, setup, master, data_dir / "packages")
+        weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]
+        _deploy(http, setup, edge_ids[0], weather, {"WEATHER_SEQUENCE": "0,2", "WEATHER_PERIOD": str(weather_period_s)})
+        _deploy(http, setup, edge_ids[1], weather, {"WEATHER_SEQUENCE": "0"})
+        for edge_id in edge_ids:
+            _deploy(http, setup, edge_id, sunny, {})
+        if ("yoloworker", "10") in ais:
+            # The demo camera: the pictures ultralytics ships, looped.
+            import ultralytics
+
+            assets = Path(ultralytics.__file__).parent / "assets"
+            _deploy(http, setup, edge_ids[0], ais[("yoloworker", "10")], {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1"})
+
+
+def _cluster(http: httpx.Client, setup: str) -> int:
+    found = _ok(http.get(f"{setup}/clusters", params={"name": CLUSTER}), "list clusters")["items"]
+    for c in found:
+        if c["name"] == CLUSTER:
+            return c["id"]
+    return _ok(http.post(f"{setup}/clusters", json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"}), "create cluster")["id"]
+
+
+def _edge(http: httpx.Client, setup: str, spec: dict, cluster_id: int, agent_url: str) -> int:
+    found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
+    if found:
+        return found[0]["id"]
+    body = {
+        **spec,
+        "cluster_id": cluster_id,
+        "type": 1,
+        "address": "Sangam-dong, Mapo-gu, Seoul (demo)",
+        "ip": "127.0.0.1",
+        "isSupportAnnalysis": "YES",
+        "agent_url": agent_url,
+        "node_name": spec["name"],
+        "capacity": {"cpu": 4, "memory_mb": 8192, "gpu": 0},
+        "description": "simulated edge (edgectl up)",
+    }
+    created = _ok(http.post(f"{setup}/edges", json=body), f"register {spec['name']}")
+    log.info("registered %s (%s)", spec["name"], spec["nid"])
+    return created["id"]
+
+
+def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tuple[str, str], int]:
+    wanted = ["weatherai", "monitoring-01", "monitoring-02"]
+    if importlib.util.find_spec("ultralytics") is not None:
+        wanted.append("yoloworker")
+    ids: dict[tuple[str, str], int] = {}
+    for pkg in build_all(out, only=wanted):
+        existing = _ok(
+            http.get(f"{setup}/ai-packages", params={"filename": pkg.filename, "ai_class": pkg.ai_class}), "list AIs"
+        )["items"]
+        match = [a for a in existing if a["version"] == pkg.version and a["status"] != "removed"]
+        if match:
+            ids[(pkg.filename, pkg.ai_class)] = match[0]["id"]
+            continue
+        with open(pkg.path, "rb") as f:
+            accepted = _ok(
+                http.post(
+                    f"{master}/ai-packages",
+                    content=f,
+                    params={"filename": pkg.filename, "version": pkg.version, "ai_class": pkg.ai_class},
+                    headers={"content-type": "application/gzip"},
+                ),
+                f"upload {pkg.path.name}",
+            )
+        ids[(pkg.filename, pkg.ai_class)] = accepted["ai"]["id"]
+        log.info("uploaded %s", pkg.path.name)
+    _wait_ready(http, setup, list(ids.values()))
+    return ids
+
+
+def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(ai_ids)
+    while pending and time.monotonic() < deadline:
+        for ai_id in list(pending):
+            ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
+            if ai["status"] == "ready":
+                pending.discard(ai_id)
+            elif ai["status"] == "failed":
+                raise SeedError(f"AI {ai['filename']} {ai['version']} failed to build: {ai['failure_reason']}")
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        raise SeedError(f"AIs {sorted(pending)} not ready after {timeout:.0f}s")
+
+
+def _deploy(http: httpx.Client, setup: str, edge_id: int, ai_id: int, params: dict) -> None:
+    ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
+    running = _ok(
+        http.get(f"{setup}/deployments", params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"}),
+        "list deployments",
+    )["items"]
+    if running:
+        return  # already there (maybe swapped by the optimizer since): leave it
+    _ok(http.post(f"{setup}/deployments", json={"edge_id": edge_id, "ai_id": ai_id, "params": params}), "deploy")

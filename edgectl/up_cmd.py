@@ -1,0 +1,42 @@
+"""``edgectl up``: the whole suite on this machine: database, four services, two edge agents, demo fleet."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        plain: bool = typer.Option(False, "--plain", help="log lines instead of the live view (default when not a terminal)"),
+        data_dir: Path = typer.Option(None, "--data-dir", envvar="EDGE_UP_DATA_DIR", help="default ./.edge-data"),
+        seed_demo: bool = typer.Option(True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"),
+    ) -> None:
+        """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data kept)."""
+        from edgectl.stack.run import Stack, StackError
+        from edgectl.stack.config import StackSettings
+
+        settings = StackSettings(**({"data_dir": data_dir} if data_dir else {}))
+        live = not plain and sys.stdout.isatty()
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        stack = Stack(settings)
+
+        def _stop(signum, _frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            stack.start(seed_demo=seed_demo)
+            stack.watch(live=live)
+        except StackError as exc:
+            typer.echo(f"edgectl up: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stack.stop()

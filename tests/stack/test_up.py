@@ -1,0 +1,167 @@
+"""`edgectl up` as a user runs it: a fresh data folder, the embedded Postgres, the demo fleet,
+the optimizer swapping variants on the edge whose weather flips; SIGINT leaves nothing behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.helpers.env import free_port
+from tests.helpers.processes import REPO
+
+
+def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
+    ports = {name: free_port() for name in ("setup", "master", "optimizer", "vms", "db", "agent1", "agent2")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_"))}
+    env.update(
+        EDGE_UP_DATA_DIR=str(data_dir),
+        EDGE_UP_SETUP_PORT=str(ports["setup"]),
+        EDGE_UP_MASTER_PORT=str(ports["master"]),
+        EDGE_UP_OPTIMIZER_PORT=str(ports["optimizer"]),
+        EDGE_UP_VMS_PORT=str(ports["vms"]),
+        EDGE_UP_DB_PORT=str(ports["db"]),
+        EDGE_UP_AGENT_PORTS=json.dumps([ports["agent1"], ports["agent2"]]),
+    )
+    return env, ports
+
+
+def _get(url: str, headers: dict) -> dict | None:
+    try:
+        r = httpx.get(url, headers=headers, timeout=5)
+        return r.json() if r.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
+def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"edgectl up exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}")
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"not seen within {timeout:.0f}s: {what}\n{log.read_text()[-3000:]}")
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _postgres_of(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(data_dir) in part for part in (p.info["cmdline"] or [])):
+            found.append(p)
+    return found
+
+
+@pytest.mark.timeout(420)
+def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
+    data_dir = tmp_path / "data"
+    env, ports = _stack_env(data_dir)
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    setup = f"http://127.0.0.1:{ports['setup']}"
+    vms = f"http://127.0.0.1:{ports['vms']}"
+    try:
+        secrets_file = data_dir / "secrets.json"
+        _wait("the stack's secrets", secrets_file.exists, 60, proc, log)
+        headers = {"Authorization": f"Bearer {json.loads(secrets_file.read_text())['EDGE_OPERATOR_TOKEN']}"}
+        for name in ("setup", "master", "optimizer", "vms"):
+            _wait(f"{name} ready", lambda n=name: _get(f"http://127.0.0.1:{ports[n]}/readyz", {}), 120, proc, log)
+        _wait("demo fleet seeded", lambda: "demo fleet seeded" in log.read_text(), 120, proc, log)
+
+        started = time.monotonic()
+        edges = _get(f"{setup}/edges", headers)
+        assert sorted(e["name"] for e in edges["items"]) == ["edge-01", "edge-02"]
+        ids = {e["name"]: e["id"] for e in edges["items"]}
+        ais = {a["id"]: a for a in _get(f"{setup}/ai-packages?limit=100", headers)["items"]}
+
+        def running_on(edge: str) -> dict[str, dict]:
+            deps = _get(f"{setup}/deployments?desired=running&edge_id={ids[edge]}", headers) or {"items": []}
+            return {f"{ais[d['ai_id']]['filename']}-{ais[d['ai_id']]['ai_class']}": d for d in deps["items"]}
+
+        # The AIs run and report to the VMS: both nodes have a condition and usage.
+        def reporting():
+            state = _get(f"{vms}/nodes/state", headers)
+            nodes = {n["nid"]: n for n in (state or {}).get("items", [])}
+            return all(nodes.get(nid, {}).get("condition") and nodes[nid].get("usage") for nid in ("0x01", "0x02"))
+
+        _wait("both edges reporting to the VMS", reporting, 90, proc, log)
+        for edge in ("edge-01", "edge-02"):
+            deps = running_on(edge)
+            assert deps["weatherai-00"]["observed"] == "running"
+
+        # edge-01's weather flips to RAINY: the optimizer swaps monitoring SUNNY (01) for RAINY (02).
+        _wait(
+            "the RAINY variant on edge-01",
+            lambda: "monitoring-02" in running_on("edge-01"),
+            90 - (time.monotonic() - started) + 30,
+            proc,
+            log,
+        )
+        assert "monitoring-01" in running_on("edge-02")  # its weather stays SUNNY
+        decisions = _get(f"http://127.0.0.1:{ports['optimizer']}/decisions?limit=50", headers)
+        assert any(d.get("policy") == "environment" for d in decisions["items"]), decisions
+
+        pids = [proc.pid] + [p.pid for p in _descendants(proc.pid)]
+        postgres = _postgres_of(data_dir)
+        assert postgres, "the embedded Postgres runs from the data folder"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    time.sleep(1)
+    left = [p for p in pids + [q.pid for q in postgres] if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"processes left behind: {left}"
+
+    # A second `up` resumes with the data kept (and does not seed twice).
+    env2, ports2 = _stack_env(data_dir)
+    with open(tmp_path / "up2.log", "wb") as out:
+        proc2 = subprocess.Popen(
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env2, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait("second start seeded", lambda: "demo fleet seeded" in (tmp_path / "up2.log").read_text(), 120, proc2, tmp_path / "up2.log")
+        edges = _get(f"http://127.0.0.1:{ports2['setup']}/edges", headers)
+        assert edges["total"] == 2
+        ai_count = _get(f"http://127.0.0.1:{ports2['setup']}/ai-packages", headers)["total"]
+        assert ai_count == len(ais)
+    finally:
+        proc2.send_signal(signal.SIGINT)
+        proc2.wait(timeout=60)
+    assert proc2.returncode == 0
+
+
+def test_up_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    env, ports = _stack_env(tmp_path / "data")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports["vms"]))
+        busy.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2
+    assert f"vms port {ports['vms']}" in result.stderr
