@@ -52,7 +52,7 @@ async def update_edge(edge_id: int, data: EdgeUpdate, session: SessionDep, _: Op
     return service.to_out(await service.update(session, edge_id, data))
 
 
-@router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token (the old one is refused)")
+@router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token for the edge (shown once)")
 async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
     edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
     return EdgeToken(id=edge.id, nid=edge.nid, token=token)

@@ -131,7 +131,7 @@ class EdgeCreated(EdgeOut):
 class EdgeToken(BaseModel):
     id: int
     nid: str
-    token: str = Field(description="shown only once; the previous token stops working at once")
+    token: str = Field(description="shown only once; update the edge's edgeconfig.xml with it")
 
 
 class EdgeCamera(BaseModel):

@@ -133,12 +133,8 @@ async def delete(session: AsyncSession, edge_id: int) -> None:
 
 
 async def node_ids(session: AsyncSession) -> dict:
-    rows = (await session.execute(select(Edge.nid, Edge.name, Edge.token_hash).order_by(Edge.id))).all()
-    return {
-        "items": [r.nid for r in rows],
-        "names": {r.name: r.nid for r in rows},
-        "token_hashes": {r.nid: r.token_hash for r in rows if r.token_hash},
-    }
+    rows = (await session.execute(select(Edge.nid, Edge.name).order_by(Edge.id))).all()
+    return {"items": [r.nid for r in rows], "names": {r.name: r.nid for r in rows}}
 
 
 async def camera_url(session: AsyncSession, edge_id: int) -> str | None:
