@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 import textwrap
 import threading
@@ -250,6 +249,6 @@ def workdir_processes_safe(workdir: Path) -> list[psutil.Process]:
 
 
 __all__ = [
-    "Agent", "ArtifactServer", "crasher_package", "digest_of", "kill_leftovers", "os", "package_bytes", "spec",
+    "Agent", "ArtifactServer", "crasher_package", "digest_of", "kill_leftovers", "package_bytes", "spec",
     "ticker_package", "wait_until", "workload_processes",
 ]

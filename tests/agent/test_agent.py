@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from tests.agent.helpers import (
+    AGENT_TEST_ENV,
     Agent,
     crasher_package,
     kill_leftovers,
@@ -21,7 +22,6 @@ from tests.agent.helpers import (
     wait_until,
     workload_processes,
 )
-from tests.agent.helpers import AGENT_TEST_ENV
 from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, python_module, wait_http
 
