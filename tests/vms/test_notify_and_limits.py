@@ -1,0 +1,131 @@
+"""Push events to the optimizer, 503 under overload, metrics, partitions and retention."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta, timezone
+
+import uvicorn
+from fastapi import FastAPI, Request
+
+from services.vms.retention.jobs import maintain_partitions
+from services.vms.storage.partitions import partition_name
+from tests.helpers.env import OPERATOR, SERVICE_TOKEN, free_port
+from tests.vms.conftest import fetch, field_date_time, vms
+from tests.vms.test_ingest_ours import summary
+
+
+@contextlib.asynccontextmanager
+async def event_receiver():
+    """An HTTP endpoint standing in for the optimizer's POST /events: it records what arrives."""
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/events", status_code=202)
+    async def events(request: Request):
+        assert request.headers["authorization"] == f"Bearer {SERVICE_TOKEN}"
+        received.append(await request.json())
+        return {"accepted": True}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
+    async with event_receiver() as (url, received):
+        async with vms(db, unknown_nodes="flag", notify_optimizer=True, optimizer_url=url,
+                       event_classes="bus, fire", low_confidence_share=0.3, low_confidence_alpha=0.5) as client:
+            base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
+            for i, result in enumerate(["0", "0", "2"]):
+                date, time = field_date_time(base + timedelta(seconds=i))
+                r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+                assert r.status_code == 200
+            calm = summary(base, below_threshold=0)
+            assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
+            unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
+                             detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
+            assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
+            await _wait_for(lambda: len(received) >= 4)
+    changes = [e for e in received if e["type"] == "condition_changed"]
+    assert [(e["nid"], e["condition"], e["previous"]) for e in changes] == [("0x01", "SUNNY", None), ("0x01", "RAINY", "SUNNY")]
+    assert changes[1]["at"] == (base + timedelta(seconds=2)).isoformat() and changes[1]["data"]["condition"] == "RAINY"
+    detections = [e for e in received if e["type"] == "detection"]
+    assert [e["counts"] for e in detections] == [{"bus": 1}]
+    low = [e for e in received if e["type"] == "low_confidence"]
+    assert len(low) == 1 and low[0]["nid"] == "0x01" and low[0]["share"] >= 0.3
+
+
+async def test_an_absent_optimizer_never_blocks_ingest(db):
+    async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:  # optimizer_url: nothing listens
+        date, time = field_date_time()
+        for result in ("0", "2", "0", "2"):
+            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+            assert r.status_code == 200
+            date, time = field_date_time(datetime.now(timezone.utc) + timedelta(seconds=1))
+
+
+async def test_overload_answers_503_with_retry_after_and_stores_only_the_acknowledged(db):
+    async with vms(db, unknown_nodes="flag", queue_max_records=1, group_commit_window_ms=300) as client:
+        async def post(i: int):
+            body = {"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "message": f"m{i}"}
+            return await client.post("/usage", json=body, headers=OPERATOR)
+
+        answers = await asyncio.gather(*(post(i) for i in range(6)))
+    statuses = sorted(a.status_code for a in answers)
+    assert 200 in statuses and 503 in statuses, statuses
+    for a in answers:
+        if a.status_code == 503:
+            assert a.headers["retry-after"] == "1" and a.json()["code"] == "1503"
+    stored = {r["message"] for r in await fetch(db, "SELECT message FROM vms.usage")}
+    acked = {f"m{i}" for i, a in enumerate(answers) if a.status_code == 200}
+    assert stored == acked
+
+
+async def test_ingest_metrics(vms_flag, db):
+    await vms_flag.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY"}, headers=OPERATOR)
+    await vms_flag.post("/usage", json={"nid": "0x01", "cpu": "x", "memory": 1, "func": "SUNNY"}, headers=OPERATOR)
+    text = (await vms_flag.get("/metrics")).text
+    assert 'vms_records_stored_total{kind="usage"} 1.0' in text
+    assert 'vms_records_rejected_total{reason="invalid"} 1.0' in text
+    assert "vms_commit_batch_records_bucket" in text and "vms_commit_duration_seconds_bucket" in text
+    assert 'http_requests_total{method="POST",route="/usage",service="vms",status="200"} 1.0' in text
+
+
+async def test_partitions_on_demand_ahead_and_retention(db):
+    today = datetime.now(timezone.utc).date()
+    async with vms(db, unknown_nodes="flag") as client:
+        old = datetime.now(timezone.utc) - timedelta(days=3)
+        date, time = field_date_time(old)
+        r = await client.post("/batch", json={"records": [
+            {"kind": "environment", "data": {"nid": "0x01", "date": date, "time": time, "result": "0"}},
+            {"kind": "usage", "data": {"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "ts": old.isoformat()}},
+            {"kind": "usage", "data": {"nid": "0x01", "cpu": 2, "memory": 2, "func": "SUNNY"}},
+        ]}, headers=OPERATOR)
+        assert r.json()["stored"] == 3
+        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE 'usage_p%' OR relname LIKE 'environment_p%'")}
+        assert partition_name("usage", old.date()) in names and partition_name("environment", old.date()) in names
+        assert partition_name("usage", today + timedelta(days=2)) in names  # created ahead at start
+
+        settings = client.app.state.settings.model_copy(update={"retention_days": 1})
+        dropped = await maintain_partitions(client.app.state.ingest_pool, settings)
+        assert partition_name("usage", old.date()) in dropped
+        # After retention the VMS still stores records for a day it had seen (the cache is refreshed).
+        r = await client.post("/usage", json={"nid": "0x01", "cpu": 3, "memory": 3, "func": "SUNNY"}, headers=OPERATOR)
+        assert r.status_code == 200
+    rows = await fetch(db, "SELECT cpu FROM vms.usage ORDER BY cpu")
+    assert [r["cpu"] for r in rows] == [2.0, 3.0]
