@@ -7,6 +7,7 @@ delete. Every request is recorded (method, path, query, body) for the test to as
 """
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -17,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 ROUTE = re.compile(
-    r"^/(?:api/v1|apis/apps/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>deployments|configmaps|pods)(?:/(?P<name>[^/]+))?$"
+    r"^/(?:api/v1|apis/apps/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>deployments|configmaps|secrets|pods)(?:/(?P<name>[^/]+))?$"
 )
-KINDS = {"deployments": ("apps/v1", "Deployment", "apps"), "configmaps": ("v1", "ConfigMap", ""), "pods": ("v1", "Pod", "")}
+KINDS = {"deployments": ("apps/v1", "Deployment", "apps"), "configmaps": ("v1", "ConfigMap", ""), "secrets": ("v1", "Secret", ""), "pods": ("v1", "Pod", "")}
 
 
 @dataclass
@@ -146,7 +147,7 @@ class FakeKubeApi:
                     return 409, status(409, "AlreadyExists", f'{plural} "{name}" already exists', name=name, plural=plural)
                 if body["metadata"].get("resourceVersion"):
                     return 422, status(422, "Invalid", "resourceVersion should not be set on objects to be created", plural=plural)
-                obj = copy.deepcopy(body)
+                obj = _stored(plural, body)
                 obj["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp="2026-01-01T00:00:00Z")
                 if plural == "deployments":
                     obj["metadata"]["generation"] = 1
@@ -175,7 +176,7 @@ class FakeKubeApi:
                     return 409, status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": '
                                        "the object has been modified; please apply your changes to the latest version and try again",
                                        name=name, plural=plural)
-                obj = copy.deepcopy(body)
+                obj = _stored(plural, body)
                 for kept in ("uid", "creationTimestamp", "namespace", "generation"):
                     if kept in current["metadata"]:
                         obj["metadata"][kept] = current["metadata"][kept]
@@ -188,6 +189,16 @@ class FakeKubeApi:
                 self.objects[key] = obj
                 return 200, copy.deepcopy(obj)
         return 405, status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def _stored(plural: str, body: dict) -> dict:
+    """As the API server stores it: a Secret's write-only stringData folded into base64 data."""
+    obj = copy.deepcopy(body)
+    if plural == "secrets" and "stringData" in obj:
+        data = obj.setdefault("data", {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(value.encode()).decode()
+    return obj
 
 
 def _matches(obj: dict, selector: str) -> bool:

@@ -50,6 +50,7 @@ def workload(edge: EdgeTarget, digest: str, version: str, *, generation: int = 1
         env={"FUNC": "SUNNY"},
         edgeconfig_xml=render_edgeconfig(vms_ip="127.0.0.1", vms_port=6432, nid="0x01"),
         generation=generation,
+        secret_env={"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/stream"},
     )
 
 
@@ -76,6 +77,8 @@ async def test_apply_observe_replace_remove(agent, artifacts, driver):
     assert "<NID>0x01</NID>" in (directory / "edgeconfig.xml").read_text()
     (proc,) = workload_processes(agent.workdir)
     assert proc.environ()["FUNC"] == "SUNNY"
+    assert proc.environ()["RTSP_URL"].startswith("rtsp://cam-user:cam-pass-123@")
+    assert "cam-pass-123" not in str(await driver.observe(edge))  # never in the agent's answers
 
     await driver.apply(workload(edge, d1, "01"))  # idempotent: same process
     assert [p.pid for p in workload_processes(agent.workdir)] == [proc.pid]

@@ -11,7 +11,7 @@ from services.master.drivers.base import DriverError, DriverUnavailable
 from services.master.drivers.docker import DockerDriver, DockerOptions
 from tests.helpers.env import free_port
 from tests.master_drivers.fake_docker import FakeDockerEngine
-from tests.master_drivers.workloads import EDGE1, EDGE2, REGISTRY, workload
+from tests.master_drivers.workloads import EDGE1, EDGE2, REGISTRY, RTSP, workload
 
 NAME = "monitoring-01-edge-node-01"
 IMAGE1 = f"{REGISTRY}/monitoring-01:01"
@@ -45,7 +45,7 @@ def index(calls, call) -> int:
 
 
 async def test_apply_pulls_creates_configures_and_starts(fake, driver):
-    await driver.apply(workload())
+    await driver.apply(workload(secret_env=RTSP))
     calls = fake.calls()
     assert calls[0] == ("GET", "/containers/json")
     assert calls[1] == ("POST", "/images/create")
@@ -59,11 +59,12 @@ async def test_apply_pulls_creates_configures_and_starts(fake, driver):
     assert c.labels["edge-ai/ai-id"] == "5" and c.labels["edge-ai/version"] == "01" and c.labels["edge-ai/edge"] == "EdgeCCTV01"
     assert c.host_config["RestartPolicy"] == {"Name": "unless-stopped"}
     assert c.host_config["Memory"] == 256 * 1024**2 and c.host_config["NanoCpus"] == 500_000_000
+    assert f"RTSP_URL={RTSP['RTSP_URL']}" in c.env
     assert "FUNC=SUNNY" in c.env and "EDGE_CONFIG=/app/edgeconfig.xml" in c.env
     assert b"<NID>0x01</NID>" in c.files["/app/edgeconfig.xml"]
 
     fake.requests.clear()
-    await driver.apply(workload())  # nothing to do: no pull, no new container
+    await driver.apply(workload(secret_env=RTSP))  # nothing to do: no pull, no new container
     assert [m for m, _ in fake.calls()] == ["GET", "GET"]
     assert len(fake.containers) == 1
 

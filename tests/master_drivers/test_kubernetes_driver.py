@@ -1,6 +1,9 @@
 """The kubernetes driver through the official client against an endpoint answering like the API server."""
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from kubernetes import client as k8s
 
@@ -9,11 +12,12 @@ from services.master.drivers.kubernetes import KubernetesDriver
 from services.master.drivers.manifests import KubernetesOptions, configmap_manifest, deployment_manifest
 from tests.helpers.env import free_port
 from tests.master_drivers.fake_kube import FakeKubeApi
-from tests.master_drivers.workloads import EDGE1, EDGE2, workload
+from tests.master_drivers.workloads import EDGE1, EDGE2, RTSP, workload
 
 NS = "edge-ai"
 DEP = f"/apis/apps/v1/namespaces/{NS}/deployments"
 CM = f"/api/v1/namespaces/{NS}/configmaps"
+SECRETS = f"/api/v1/namespaces/{NS}/secrets"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 NAME = "monitoring-01-edge-node-01"
 
@@ -72,6 +76,18 @@ async def test_apply_creates_the_configmap_then_the_deployment(fake, driver):
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/monitoring-01:01"
 
 
+async def test_camera_credentials_go_into_a_secret(fake, driver):
+    await driver.apply(workload(secret_env=RTSP))
+    assert fake.calls() == [("POST", SECRETS), ("POST", CM), ("POST", DEP)]
+    stored = fake.get("secrets", NS, f"{NAME}-env")
+    assert base64.b64decode(stored["data"]["RTSP_URL"]).decode() == RTSP["RTSP_URL"]
+    assert "cam-pass-123" not in json.dumps(fake.get("deployments", NS, NAME))
+    await driver.apply(workload(secret_env={"RTSP_URL": "rtsp://u:rotated@127.0.0.1/x"}))  # rotated: replaced
+    assert base64.b64decode(fake.get("secrets", NS, f"{NAME}-env")["data"]["RTSP_URL"]) == b"rtsp://u:rotated@127.0.0.1/x"
+    await driver.remove(EDGE1, "monitoring-01")
+    assert fake.objects == {}
+
+
 async def test_apply_of_an_existing_workload_replaces_it_with_its_resource_version(fake, driver):
     await driver.apply(workload(version="01"))
     first_rv = fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"]
@@ -108,11 +124,11 @@ async def test_remove_deletes_both_and_404_is_success(fake, driver):
     await driver.apply(workload())
     fake.requests.clear()
     await driver.remove(EDGE1, "monitoring-01")
-    assert fake.calls() == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig")]
+    assert fake.calls() == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig"), ("DELETE", f"{SECRETS}/{NAME}-env")]
     assert fake.requests[0].query["propagationPolicy"] == "Background"
     assert fake.objects == {}
     await driver.remove(EDGE1, "monitoring-01")  # already gone
-    assert fake.calls()[-2:] == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig")]
+    assert fake.calls()[-3:] == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig"), ("DELETE", f"{SECRETS}/{NAME}-env")]
 
 
 async def test_observe_reports_each_state(fake, driver):

@@ -14,8 +14,9 @@ from services.master.drivers.manifests import (
     configmap_manifest,
     deployment_manifest,
     object_name,
+    secret_manifest,
 )
-from tests.master_drivers.workloads import EDGE1, workload
+from tests.master_drivers.workloads import EDGE1, RTSP, workload
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_KEY_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -35,6 +36,7 @@ CASES = {
     "odd edge name, no node name": (workload(ODD_EDGE, filename="weatherai", ai_class="00"), KubernetesOptions()),
     "long filename": (workload(filename="a-very-long-ai-package-file-name-used-in-the-field-x" * 2), KubernetesOptions()),
     "dotted version": (workload(version="1.4.10", ai_id=123456), KubernetesOptions()),
+    "camera credentials in a secret": (workload(secret_env=RTSP), KubernetesOptions()),
     "liveness and bare field name": (
         workload(), KubernetesOptions(liveness_command=("test", "-f", "/tmp/alive"), name_per_edge=False, namespace="cluster-a"),
     ),
@@ -43,7 +45,8 @@ CASES = {
 
 def objects(case: str) -> list[dict]:
     w, options = CASES[case]
-    return [configmap_manifest(w, options), deployment_manifest(w, options)]
+    secret = secret_manifest(w, options)
+    return [configmap_manifest(w, options), deployment_manifest(w, options)] + ([secret] if secret else [])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -152,3 +155,16 @@ def test_the_strict_validator_does_reject_mistakes():
     dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, "1.30", strict=True)
+
+
+def test_camera_credentials_stay_out_of_the_deployment():
+    w = workload(secret_env=RTSP)
+    dep = deployment_manifest(w, KubernetesOptions())
+    secret = secret_manifest(w, KubernetesOptions())
+    assert "cam-pass-123" not in repr(dep)
+    assert secret["stringData"] == RTSP and secret["metadata"]["name"] == "monitoring-01-edge-node-01-env"
+    assert dep["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "monitoring-01-edge-node-01-env"}}]
+    # New credentials roll the pods, through a hash only.
+    other = deployment_manifest(workload(secret_env={"RTSP_URL": "rtsp://u:other@127.0.0.1/x"}), KubernetesOptions())
+    assert other["spec"]["template"]["metadata"]["annotations"] != dep["spec"]["template"]["metadata"]["annotations"]
+    assert secret_manifest(workload(), KubernetesOptions()) is None

@@ -11,7 +11,7 @@ REGISTRY = "127.0.0.1:5000"
 
 
 def workload(edge: EdgeTarget = EDGE1, *, filename="monitoring", ai_class="01", version="01", ai_id=5,
-             deployment_id=11, generation=1, env=None, resources=None, vms_port=6432) -> Workload:
+             deployment_id=11, generation=1, env=None, resources=None, vms_port=6432, secret_env=None) -> Workload:
     digest = "sha256:" + hashlib.sha256(f"{filename}{ai_class}{version}".encode()).hexdigest()
     return Workload(
         deployment_id=deployment_id,
@@ -23,4 +23,8 @@ def workload(edge: EdgeTarget = EDGE1, *, filename="monitoring", ai_class="01", 
         resources={"cpu": "500m", "memory": "256Mi"} if resources is None else resources,
         edgeconfig_xml=render_edgeconfig(vms_ip="127.0.0.1", vms_port=vms_port, nid=edge.nid),
         generation=generation,
+        secret_env=secret_env or {},
     )
+
+
+RTSP = {"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/axis-media/media.amp"}

@@ -27,7 +27,8 @@ def agent_spec(workload: Workload) -> dict:
         "package_digest": workload.ai.package_digest,
         "version": workload.ai.version,
         "command": list(workload.command),
-        "env": {k: str(v) for k, v in workload.env.items()},
+        # The agent keeps env out of its answers and its state file is 0600: secrets travel as env.
+        "env": {k: str(v) for k, v in {**workload.env, **workload.secret_env}.items()},
         "edgeconfig_xml": workload.edgeconfig_xml,
         "deployment_id": workload.deployment_id,
         "generation": workload.generation,

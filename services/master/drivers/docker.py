@@ -176,7 +176,9 @@ class DockerDriver(RuntimeDriver):
             A_SPEC_HASH: workload.spec_hash(),
             A_GENERATION: str(workload.generation),
         }
-        env = {**{k: str(v) for k, v in workload.env.items()}, "EDGE_CONFIG": options.config_path}
+        # A plain engine has no secret store: secret values go into the container's env (readable only
+        # through the engine's API, which is as privileged as the host).
+        env = {**{k: str(v) for k, v in {**workload.env, **workload.secret_env}.items()}, "EDGE_CONFIG": options.config_path}
         created = self.api.create_container(
             workload.ai.image_ref,
             name=cname,

@@ -34,6 +34,8 @@ from services.master.drivers.manifests import (
     deployment_manifest,
     edge_selector,
     object_name,
+    secret_manifest,
+    secret_name,
 )
 
 # Waiting reasons that will not fix themselves without a change (or the registry/node being repaired).
@@ -74,7 +76,10 @@ class KubernetesDriver(RuntimeDriver):
     async def apply(self, workload: Workload) -> None:
         configmap = configmap_manifest(workload, self.options)
         deployment = deployment_manifest(workload, self.options)
-        # The ConfigMap first: the new pods mount it.
+        secret = secret_manifest(workload, self.options)
+        # The ConfigMap and Secret first: the new pods mount them.
+        if secret is not None:
+            await self._run(self._upsert, "Secret", secret, what=f"apply {secret['metadata']['name']}")
         await self._run(self._upsert, "ConfigMap", configmap, what=f"apply {configmap['metadata']['name']}")
         await self._run(self._upsert, "Deployment", deployment, what=f"apply {deployment['metadata']['name']}")
 
@@ -82,6 +87,7 @@ class KubernetesDriver(RuntimeDriver):
         obj = object_name(name, edge, self.options)
         await self._run(self._delete, "Deployment", obj, what=f"remove {obj}")
         await self._run(self._delete, "ConfigMap", configmap_name(obj), what=f"remove {configmap_name(obj)}")
+        await self._run(self._delete, "Secret", secret_name(obj), what=f"remove {secret_name(obj)}")
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         deployments, pods = await self._run(self._list_for_edge, edge_selector(edge), what=f"observe {edge.name}")
@@ -103,6 +109,13 @@ class KubernetesDriver(RuntimeDriver):
                 lambda name: self.apps.read_namespaced_deployment(name, ns, **kw),
                 lambda name, body: self.apps.replace_namespaced_deployment(name, ns, body, **kw),
                 lambda name: self.apps.delete_namespaced_deployment(name, ns, propagation_policy="Background", **kw),
+            )
+        if kind == "Secret":
+            return (
+                lambda body: self.core.create_namespaced_secret(ns, body, **kw),
+                lambda name: self.core.read_namespaced_secret(name, ns, **kw),
+                lambda name, body: self.core.replace_namespaced_secret(name, ns, body, **kw),
+                lambda name: self.core.delete_namespaced_secret(name, ns, propagation_policy="Background", **kw),
             )
         return (
             lambda body: self.core.create_namespaced_config_map(ns, body, **kw),

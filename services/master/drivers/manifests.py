@@ -123,6 +123,32 @@ def config_hash(workload: Workload) -> str:
     return hashlib.sha256(workload.edgeconfig_xml.encode()).hexdigest()[:16]
 
 
+def secret_name(obj_name: str) -> str:
+    return f"{obj_name}-env"
+
+
+def secret_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any] | None:
+    """The workload's secret environment (camera credentials), or None when it has none."""
+    if not workload.secret_env:
+        return None
+    for key in workload.secret_env:
+        if not _ENV_NAME.match(key):
+            raise DriverError(f"secret_env: {key!r} is not a valid environment variable name")
+    name = object_name(workload.name, workload.edge, options)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(name),
+            "namespace": options.namespace,
+            "labels": {**workload_labels(workload), L_INSTANCE: name},
+            "annotations": {A_WORKLOAD: workload.name},
+        },
+        "type": "Opaque",
+        "stringData": {k: str(v) for k, v in sorted(workload.secret_env.items())},
+    }
+
+
 def configmap_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any]:
     name = object_name(workload.name, workload.edge, options)
     return {
@@ -162,6 +188,8 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
             }
         ],
     }
+    if workload.secret_env:
+        container["envFrom"] = [{"secretRef": {"name": secret_name(name)}}]
     resources = container_resources(workload.resources)
     if resources:
         container["resources"] = resources
