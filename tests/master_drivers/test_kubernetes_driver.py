@@ -69,8 +69,17 @@ async def test_apply_creates_the_configmap_then_the_deployment(fake, driver):
     await driver.apply(w)
     assert fake.calls() == [("POST", CM), ("POST", DEP)]
     options = KubernetesOptions(namespace=NS)
-    assert fake.requests[0].body == configmap_manifest(w, options)
-    assert fake.requests[1].body == deployment_manifest(w, options)
+    sent = [r.body for r in fake.requests]
+    for body in sent:
+        assert len(body["metadata"]["annotations"].pop("edge-ai/applied-hash")) == 16
+    assert sent == [configmap_manifest(w, options), deployment_manifest(w, options)]
+
+    # The reconcile loop applies every pass: an unchanged workload is read, not written.
+    fake.requests.clear()
+    rv = fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"]
+    await driver.apply(w)
+    assert fake.calls() == [("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("POST", DEP), ("GET", f"{DEP}/{NAME}")]
+    assert fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"] == rv
     stored = fake.get("deployments", NS, NAME)
     assert stored["metadata"]["generation"] == 1
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/monitoring-01:01"

@@ -6,6 +6,7 @@ The client is blocking: every call runs in a thread. Objects go out and come bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -41,6 +42,7 @@ from services.master.drivers.manifests import (
 # Waiting reasons that will not fix themselves without a change (or the registry/node being repaired).
 _FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 _CONFLICT_RETRIES = 3
+A_APPLIED = "edge-ai/applied-hash"
 
 
 def _body(response: Any) -> dict:
@@ -126,9 +128,12 @@ class KubernetesDriver(RuntimeDriver):
 
     def _upsert(self, kind: str, body: dict) -> None:
         """Create; on 409 (already there) replace, carrying the current resourceVersion so a concurrent
-        writer is noticed (another 409) rather than overwritten."""
+        writer is noticed (another 409) rather than overwritten. An object already as we want it (same
+        applied-hash annotation) is left alone: the reconcile loop applies every pass."""
         create, read, replace, _ = self._ops(kind)
         name = body["metadata"]["name"]
+        applied = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        body["metadata"].setdefault("annotations", {})[A_APPLIED] = applied
         try:
             create(body)
             return
@@ -137,6 +142,8 @@ class KubernetesDriver(RuntimeDriver):
                 raise
         for _attempt in range(_CONFLICT_RETRIES):
             current = _body(read(name))
+            if current["metadata"].get("annotations", {}).get(A_APPLIED) == applied:
+                return
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
                 replace(name, body)
