@@ -14,6 +14,7 @@ from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.packages import ArtifactStore
+from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
 from services.master.reconcile.service import Reconciler
 from services.master.settings import MasterSettings
@@ -68,7 +69,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         settings,
         title="Edge platform: master",
         description=DESCRIPTION,
-        routers=[uploads_router, builds_router, reconcile_router, artifacts_router, legacy_router],
+        routers=[uploads_router, builds_router, deployments_router, reconcile_router, artifacts_router, legacy_router],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
     )

@@ -69,6 +69,15 @@ class SetupClient:
     async def clusters(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/clusters", "clusters", params={"limit": 10_000})).json()["items"]
 
+    async def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self._call("POST", "/deployments", "deployment create", json=body)).json()
+
+    async def update_deployment(self, dep_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self._call("PATCH", f"/deployments/{dep_id}", f"deployment {dep_id} update", json=body)).json()
+
+    async def remove_deployment(self, dep_id: int) -> dict[str, Any]:
+        return (await self._call("DELETE", f"/deployments/{dep_id}", f"deployment {dep_id} removal")).json()
+
     async def report_observed(self, reports: list[dict[str, Any]]) -> None:
         if reports:
             await self._call("POST", "/deployments/observed", "observed report", json={"reports": reports})

@@ -164,3 +164,24 @@ async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_pa
     assert r.json()["ai"]["status"] == "ready"
     got = (await master.get(f"/ai-packages/{ai['id']}", headers=OPERATOR)).json()
     assert got["build"]["attempts"] == 1  # one build, not two
+
+
+async def test_deployments_applied_and_removed_through_the_master_are_recorded_in_setup(master):
+    r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+    ai_id = r.json()["ai"]["id"]
+    await master.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)
+    e = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}")
+    r = await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id, "params": {"X": "1"}}, headers=OPERATOR)
+    assert r.status_code == 201, r.text
+    dep = r.json()
+    assert (await deployment(master, dep["id"]))["desired"] == "running"
+    r = await master.post("/deployments", json={"ai_id": ai_id}, headers=OPERATOR)
+    assert r.status_code == 422 and "edge_id" in r.json()["error"]["message"]
+    r = await master.post("/deployments", json={"edge_id": e["id"], "ai_id": 999}, headers=OPERATOR)
+    assert r.status_code == 404
+    assert (await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})).status_code == 401
+    r = await master.delete(f"/deployments/{dep['id']}", headers=OPERATOR)
+    assert r.status_code == 200 and r.json()["desired"] == "removed"
+    # The edge is unreachable: the removal is not confirmed until its agent says the workload is gone.
+    await reconcile(master)
+    assert (await deployment(master, dep["id"]))["observed"] != "removed"
