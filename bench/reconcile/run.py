@@ -173,7 +173,7 @@ def run_size(n: int, changes: int, baseline_edges: int, tmp: Path) -> dict:
         snapshot, nodes = orjson.loads(snap_body), orjson.loads(nodes_body)["items"]
         state = FleetState.from_wire(snapshot, nodes)
         out["parse_build_s"] = time.perf_counter() - t
-        cfg = PoliciesConfig().merged({"overload": {"window_s": 0}, "low_confidence": {"window_s": 0}, "environment": {"hysteresis_samples": 1}})
+        cfg = PoliciesConfig().merged({"overload": {"window_s": 0}, "low_confidence": {"window_s": 0}, "environment": {"hysteresis_samples": 1}, "recovery": {"silent_after_s": 86400}})
         t = time.perf_counter()
         result = decide(CycleInput(state=state, config=cfg, now=datetime.now(timezone.utc)))
         out["decide_s"] = time.perf_counter() - t
@@ -182,7 +182,7 @@ def run_size(n: int, changes: int, baseline_edges: int, tmp: Path) -> dict:
         # The optimizer as a process: its first resync runs at start (cycle 1), then one more (cycle 2).
         procs.append(start_service("optimizer", env=service_env(
             url, OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1", OPTIMIZER_OVERLOAD__WINDOW_S="0",
-            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0", OPTIMIZER_SOURCE_TIMEOUT_S="300", OPTIMIZER_DEBOUNCE_MS="2", **common),
+            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0", OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400", OPTIMIZER_SOURCE_TIMEOUT_S="300", OPTIMIZER_DEBOUNCE_MS="2", **common),
             port=opt_port, tmp_path=tmp, timeout=120))
         opt = httpx.Client(base_url=f"http://127.0.0.1:{opt_port}", headers=OPERATOR, timeout=600)
         out["cycle1"] = wait_cycle(opt, None)

@@ -48,6 +48,10 @@ class OptimizerSettings(ServiceSettings):
     analysis_url: str = Field("", description="analysis server URL told to YOLO workers (default: EDGE_VMS_URL + /analysis)")
     environment_ai_class: str = Field("00", description="ai_class of environment AIs, which are never handed over")
 
+    bulk_max_operations: int = Field(
+        2000, ge=1, description="operations per POST /deployments/bulk (setup's body limit); a decision is never split"
+    )
+
     # Decision log.
     outcome_timeout_s: float = Field(900.0, gt=0, description="a decision still without outcome after this is 'unknown'")
 

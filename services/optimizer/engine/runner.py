@@ -41,6 +41,24 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def chunks(ops: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """Bulk calls of at most ``size`` operations (setup's body limit), never splitting one decision's
+    operations (a hand-over's create and update stay in one transaction)."""
+    out: list[list[dict[str, Any]]] = []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for op in ops:
+        groups.setdefault(op.get("decision_id") or f"op-{id(op)}", []).append(op)
+    current: list[dict[str, Any]] = []
+    for group in groups.values():
+        if current and len(current) + len(group) > size:
+            out.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        out.append(current)
+    return out
+
+
 class DecisionRunner:
     def __init__(
         self,
@@ -65,6 +83,7 @@ class DecisionRunner:
         self._edge_ids: set[int] = set()
         self._dry_run_seen: set[str] = set()
         self._setup_filters: bool | None = None  # does setup answer GET /fleet/snapshot?edge_ids=...?
+        self._probe: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
 
     # -- triggering -------------------------------------------------------------------------------
@@ -81,10 +100,11 @@ class DecisionRunner:
         self._task = asyncio.create_task(self._loop(), name="optimizer-decisions")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._probe):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self.lease.release()
 
@@ -162,14 +182,14 @@ class DecisionRunner:
         rejected: str | None = None
         if ops and not dry_run:
             try:
-                results = await self.setup.bulk(ops)
+                for chunk in chunks(ops, self.settings.bulk_max_operations):
+                    results = await self.setup.bulk(chunk)
+                    self._apply(chunk, results)
             except Conflict:
                 raise
             except DomainError as exc:
                 rejected = exc.message
                 log.warning("setup refused the bulk write: %s", exc.message)
-            else:
-                self._apply(ops, results)
         t_write = time.perf_counter()
 
         decisions = result.decisions
@@ -271,10 +291,18 @@ class DecisionRunner:
                 return set()
         snapshot, nodes = await asyncio.gather(self.setup.snapshot(), self.vms.nodes())
         self.fleet = await asyncio.to_thread(FleetState.from_wire, snapshot, nodes)
+        if self._setup_filters is None and self.fleet.edges and self._probe is None:
+            # Learn now, not on the first event, whether setup filters snapshots by edge.
+            self._probe = asyncio.create_task(self._probe_setup_filter(min(self.fleet.edges)))
         if nids is not None or edge_ids is not None:
             ids = set(edge_ids or ()) | {self.fleet.edges_by_nid[n].id for n in nids or () if n in self.fleet.edges_by_nid}
             return ids
         return None
+
+    async def _probe_setup_filter(self, edge_id: int) -> None:
+        with contextlib.suppress(Exception):
+            answer = await self.setup.snapshot({edge_id})
+            self._setup_filters = len(answer.get("edges") or ()) <= 1
 
     # -- writing ----------------------------------------------------------------------------------
 
