@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from services.optimizer.engine.context import CycleInput, FocusRequest, RouteState
+from services.optimizer.engine.context import CycleInput, FocusRequest
 from services.optimizer.engine.cycle import decide
 from services.optimizer.engine.geo import GeoGrid, haversine_km
 from services.optimizer.engine.state import FleetState
