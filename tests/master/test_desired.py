@@ -31,7 +31,7 @@ CLUSTERS = {7: {"id": 7, "runtime": "agent", "namespace": "edge-ai"}, 8: {"id": 
 
 def make(deployments, ais=None):
     return plan(snapshot(deployments, ais), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
-                token_for=lambda nid, runtime: f"token-{nid}" if runtime == "agent" else None)
+                token_for=lambda nid, runtime: f"token-{nid}")
 
 
 def test_workloads_env_config_and_runtime_per_edge():
@@ -40,12 +40,14 @@ def test_workloads_env_config_and_runtime_per_edge():
     assert wl.name == "monitoring-01" and wl.generation == 3 and wl.command == ["python", "main.py"]
     # Package env, params (JSON for non-strings), then the platform's own variables win.
     assert wl.env["A"] == "1" and wl.env["TICK"] == "5" and wl.env["MODE"] == "x"
-    assert wl.env["EDGE_NODE_ID"] == "0x01" and wl.env["EDGE_TOKEN"] == "token-0x01" and wl.env["EDGE_AI_VERSION"] == "01"
+    assert wl.env["EDGE_NODE_ID"] == "0x01" and wl.secret_env["EDGE_TOKEN"] == "token-0x01" and wl.env["EDGE_AI_VERSION"] == "01"
     assert "<IP>127.0.0.1</IP>" in wl.edgeconfig_xml and "<NID>0x01</NID>" in wl.edgeconfig_xml
     assert "token" not in wl.edgeconfig_xml.lower()
     assert plans[2].runtime == "kubernetes" and plans[2].namespace == "lan"
     (_, wl2), = plans[2].workloads
-    assert "EDGE_TOKEN" not in wl2.env and wl2.edge.node == "n2"
+    # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a Secret).
+    assert "EDGE_TOKEN" not in wl.env and "EDGE_TOKEN" not in wl2.env and wl2.secret_env["EDGE_TOKEN"] == "token-0x02"
+    assert wl2.edge.node == "n2"
 
 
 def test_waiting_failed_and_bad_params_are_blocked_with_reasons():

@@ -18,6 +18,7 @@ from typing import Any
 from services.master.builds import repository
 from services.master.context import MasterContext
 from services.master.packages import MANIFEST_NAMES, IngestedPackage, PackageManifest, ingest_package, parse_manifest
+from services.master.registry.docker_build import docker_build_and_push
 from services.master.registry import RegistryClient, build_and_push
 from shared.errors import DomainError, Invalid, NotFound, Unavailable
 
@@ -190,10 +191,23 @@ class BuildRunner:
         )
 
     async def push_image(self, package: ResolvedPackage) -> dict[str, Any]:
-        """Assemble the image on the base image and push it; answers setup's image fields."""
+        """Build the image and push it; answers setup's image fields.
+
+        With a Docker engine configured (MASTER_DOCKER_HOST) a package that ships a Dockerfile is
+        built by the engine from it; otherwise the image is assembled daemonless on the base image.
+        """
         ctx = self.ctx
         assert ctx.registry is not None
         s = ctx.settings
+        if s.docker_host and package.manifest.dockerfile:
+            built = await docker_build_and_push(
+                docker_host=s.docker_host,
+                store=ctx.store,
+                package_digest=package.digest,
+                manifest=package.manifest,
+                registry=ctx.registry,
+            )
+            return {"image_ref": built.reference, "image_digest": built.digest}
         async with RegistryClient(ctx.registry) as registry:
             pushed = await build_and_push(
                 registry,

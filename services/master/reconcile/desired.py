@@ -66,8 +66,8 @@ def build_workload(
         EDGE_AI_ID=str(ai["id"]),
         EDGE_AI_VERSION=ai["version"],
     )
-    if token is not None:
-        env["EDGE_TOKEN"] = token
+    # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the Deployment.
+    secret_env = {"EDGE_TOKEN": token} if token is not None else {}
     return NamedWorkload(
         deployment_id=deployment["id"],
         edge=target,
@@ -77,6 +77,7 @@ def build_workload(
         ),
         command=list(manifest.get("command") or []),
         env=env,
+        secret_env=secret_env,
         resources=dict(manifest.get("resources") or {}),
         edgeconfig_xml=render_edgeconfig(vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path, nid=edge["nid"]),
         generation=int(deployment.get("generation") or 1),

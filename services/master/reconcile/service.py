@@ -25,9 +25,6 @@ from shared.errors import DomainError
 log = logging.getLogger("edge.master.reconcile")
 
 EDGE_CONCURRENCY = 16
-# Runtimes whose workload environment stays on the edge box. A Kubernetes Deployment's env is
-# readable through the API server: the token is left out there until the driver keeps it in a Secret.
-TOKEN_RUNTIMES = ("agent", "docker")
 REASON_MAX = 4000
 
 
@@ -119,7 +116,7 @@ class Reconciler:
         secret = ctx.settings.edge_token_secret.get_secret_value()  # type: ignore[union-attr]
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            token_for=lambda nid, runtime: workload_token(nid, secret) if runtime in TOKEN_RUNTIMES else None,
+            token_for=lambda nid, runtime: workload_token(nid, secret),
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
 
