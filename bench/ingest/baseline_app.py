@@ -1,8 +1,11 @@
 """The two baselines the VMS is measured against, on the same server settings (uvicorn, workers).
 
 - ``POST /noop``: read and parse the JSON body, answer the field's envelope. The ceiling.
-- ``POST /naive``: parse, validate, verify the edge token, one INSERT and one COMMIT per request,
-  the way the field's VMS stored records. The baseline.
+- ``POST /naive``: parse, validate, verify the edge token, then one INSERT and one COMMIT per
+  request through a SQLAlchemy session, the conventional way (and the way the field's VMS stored
+  records). The baseline.
+- ``POST /naive-raw``: the same with the leanest per-record commit there is (asyncpg, autocommit
+  INSERT, no ORM): how far one commit per record goes at best.
 
 Run by bench/ingest/run.py as ``uvicorn bench.ingest.baseline_app:create_app --factory``.
 """
@@ -18,6 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from services.vms.ingest.schemas import UsageIn
+from services.vms.models import usage as usage_table
+from shared.db import create_engine, make_sessionmaker
 from shared.edge_tokens import verify_edge_token
 
 SUCCESS = b'{"code":"0000","message":"success"}'
@@ -30,9 +35,13 @@ def create_app() -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=int(os.environ.get("BENCH_POOL", "16")))
+        size = int(os.environ.get("BENCH_POOL", "16"))
+        state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=size)
+        engine = create_engine(os.environ["EDGE_DATABASE_URL"], pool_size=size, application_name="bench-naive")
+        state["sessions"] = make_sessionmaker(engine)
         yield
         await state["pool"].close()
+        await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
 
@@ -41,11 +50,28 @@ def create_app() -> FastAPI:
         orjson.loads(await request.body())
         return Response(SUCCESS, media_type="application/json")
 
+    def parse(request: Request, body: bytes):
+        payload = UsageIn.model_validate(orjson.loads(body))
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        return payload, verify_edge_token(token, secret) or payload.nid or payload.username
+
     @app.post("/naive")
     async def naive(request: Request) -> Response:
-        payload = UsageIn.model_validate(orjson.loads(await request.body()))
-        token = request.headers.get("authorization", "").partition(" ")[2]
-        nid = verify_edge_token(token, secret) or payload.nid or payload.username
+        payload, nid = parse(request, await request.body())
+        now = datetime.now(timezone.utc)
+        async with state["sessions"]() as session:
+            await session.execute(
+                usage_table.insert().values(
+                    nid=nid, ts=now, received_at=now, cpu=payload.cpu, memory=payload.memory, func=payload.func,
+                    username=payload.username, code=payload.code, message=payload.message, authenticated=True, known=True,
+                )
+            )
+            await session.commit()
+        return Response(SUCCESS, media_type="application/json")
+
+    @app.post("/naive-raw")
+    async def naive_raw(request: Request) -> Response:
+        payload, nid = parse(request, await request.body())
         now = datetime.now(timezone.utc)
         async with state["pool"].acquire() as conn:  # autocommit: one transaction per record
             await conn.execute(

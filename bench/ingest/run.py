@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500, help="records per /batch request")
     parser.add_argument("--nodes", type=int, default=200, help="distinct edge tokens (nodes) the load rotates over")
     parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--only", default="noop,naive,usage,batch", help="comma list of targets")
+    parser.add_argument("--only", default="noop,naive,naive-raw,usage,batch", help="comma list of targets")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -248,11 +248,12 @@ def main() -> int:
     print(f"bench/ingest: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.2f}; logs and wrk output in {work}", flush=True)
     try:
-        if only & {"noop", "naive"}:
+        if only & {"noop", "naive", "naive-raw"}:
             base = Server("bench.ingest.baseline_app:create_app", env, args.workers, work / "baseline.log", "/openapi.json")
             try:
                 target(base, "noop", "/noop", usage_body, 1, args.connections)
                 target(base, "naive", "/naive", usage_body, 1, args.connections)
+                target(base, "naive-raw", "/naive-raw", usage_body, 1, args.connections)
             finally:
                 base.stop()
         if only & {"usage", "batch"}:
@@ -278,17 +279,19 @@ def main() -> int:
 def print_table(results: list[Result], args, load_after: float) -> None:
     by = {r.name: r for r in results}
     print()
-    print(f"{'target':<8} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors")
+    print(f"{'target':<9} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors")
     for r in results:
         found = "-" if r.found is None else str(r.found)
         reqs = r.requests / r.seconds if r.seconds else 0
-        print(f"{r.name:<8} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8} "
+        print(f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8} "
               f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}")
     print()
     if "usage" in by and "noop" in by and by["noop"].records_per_s:
         print(f"/usage vs no-op ceiling: {by['usage'].records_per_s / by['noop'].records_per_s:6.1%}   (target >= 60%)")
     if "usage" in by and "naive" in by and by["naive"].records_per_s:
         print(f"/usage vs naive baseline: {by['usage'].records_per_s / by['naive'].records_per_s:6.2f}x  (target >= 5x)")
+    if "usage" in by and "naive-raw" in by and by["naive-raw"].records_per_s:
+        print(f"/usage vs naive-raw (asyncpg, autocommit): {by['usage'].records_per_s / by['naive-raw'].records_per_s:6.2f}x")
     if "batch" in by:
         print(f"/batch: {by['batch'].records_per_s:,.0f} records/s in requests of {args.batch_size}  (target >= 50,000)")
     for r in results:

@@ -162,8 +162,11 @@ class GroupCommitter:
             return
         self.metrics.commit_latency.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
+        kinds: dict[str, int] = {}
         for record in records:
-            self.metrics.records.labels(record.kind).inc()
+            kinds[record.kind] = kinds.get(record.kind, 0) + 1
+        for kind, n in kinds.items():
+            self.metrics.records.labels(kind).inc(n)
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)

@@ -40,8 +40,26 @@ ROUTES = {
 
 
 class IngestFastPath:
-    def __init__(self, app):
+    def __init__(self, app, *, cache_size: int = 10_000):
         self.app = app
+        # Edges send the same token every second: remember what a token proved (verification is a
+        # pure function of the token and the secret), bounded, cleared when full.
+        self._principals: dict[str, object] = {}
+        self._cache_size = cache_size
+
+    def _identify(self, settings, headers: dict):
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return identify(settings, None)
+        principal = self._principals.get(token)
+        if principal is None:
+            principal = identify(settings, token)  # raises Unauthorized for a bad token (not cached)
+            if len(self._principals) >= self._cache_size:
+                self._principals.clear()
+            self._principals[token] = principal
+        return principal
 
     async def __call__(self, scope, receive, send):
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -62,9 +80,7 @@ class IngestFastPath:
     async def _handle(self, app, route: _Route, headers: dict, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         service: IngestService = app.state.ingest
         try:
-            auth = headers.get(b"authorization", b"").decode("latin-1")
-            scheme, _, token = auth.partition(" ")
-            principal = identify(app.state.settings, token.strip() if scheme.lower() == "bearer" and token.strip() else None)
+            principal = self._identify(app.state.settings, headers)
             if route.legacy:
                 data = IngestService.parse_json(body) if body else {}
                 await service.ingest_one(principal, route.kind, data, legacy=True)

@@ -4,19 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-def _number_to_str(value: Any) -> Any:
-    # Field devices send "4" or 4, "0000" or 0: both are the same code.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
-StrLike = Annotated[str, BeforeValidator(_number_to_str)]
+# Field devices send "4" or 4, "0000" or 0: both are the same code (coerce_numbers_to_str below).
+StrLike = str
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -26,7 +17,7 @@ def _aware(value: datetime) -> datetime:
 
 class _Payload(BaseModel):
     # Unknown keys are ignored: newer edge programs may send more than we store.
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True, coerce_numbers_to_str=True)
 
 
 class UsageIn(_Payload):

@@ -43,6 +43,8 @@ class IngestService:
         self.committer = committer
         self.metrics = metrics
         self.zone = ZoneInfo(settings.field_timezone)
+        self._future = timedelta(seconds=settings.max_future_s)
+        self._oldest = timedelta(days=settings.retention_days)
 
     # -- parsing ---------------------------------------------------------------------------
     @staticmethod
@@ -79,11 +81,16 @@ class IngestService:
                     f"the token is node {principal.nid}'s, the payload says {payload_nid}",
                     field=_prefixed(prefix, "nid"),
                 )
-            known = await self.directory.is_known(principal.nid, from_token=True)
+            known = self.directory.known_now(principal.nid, from_token=True)
+            if known is None:
+                known = await self.directory.is_known(principal.nid, from_token=True)
             return self._unknown_policy(principal.nid, known, "nid", prefix, authenticated=True)
         authenticated = principal.kind != "anonymous"
         if payload_nid is not None:
-            return self._unknown_policy(payload_nid, await self.directory.is_known(payload_nid), "nid", prefix, authenticated)
+            known = self.directory.known_now(payload_nid)
+            if known is None:
+                known = await self.directory.is_known(payload_nid)
+            return self._unknown_policy(payload_nid, known, "nid", prefix, authenticated)
         if username is not None:
             nid = await self.directory.nid_for_username(username)
             if nid is not None:
@@ -99,9 +106,11 @@ class IngestService:
 
     # -- time ----------------------------------------------------------------------------------
     def _check_ts(self, ts: datetime, now: datetime, field: str, prefix: str) -> None:
-        if ts > now + timedelta(seconds=self.settings.max_future_s):
+        if now - self._oldest <= ts <= now + self._future:
+            return
+        if ts > now + self._future:
             raise Rejected(f"{ts.isoformat()} is in the future", field=_prefixed(prefix, field), reason="bad_time")
-        if ts < now - timedelta(days=self.settings.retention_days):
+        if ts < now - self._oldest:
             raise Rejected(
                 f"{ts.isoformat()} is older than the retention ({self.settings.retention_days} days)",
                 field=_prefixed(prefix, field),
@@ -120,9 +129,11 @@ class IngestService:
         return day.replace(hour=hh, minute=mm, second=ss, tzinfo=self.zone).astimezone(timezone.utc)
 
     # -- records -------------------------------------------------------------------------------
-    async def build(self, principal: Principal, kind: str, data: Any, *, legacy: bool, prefix: str = "") -> Record:
+    async def build(
+        self, principal: Principal, kind: str, data: Any, *, legacy: bool, prefix: str = "", now: datetime | None = None
+    ) -> Record:
         payload = self.validate(kind, data, prefix)
-        now = datetime.now(timezone.utc)
+        now = now or datetime.now(timezone.utc)
         if kind == "usage":
             return await self._usage(principal, payload, now, legacy, prefix)
         if kind == "environment":
@@ -176,7 +187,7 @@ class IngestService:
             nid, p.ts, now, p.model, p.model_version, p.fps, p.frames,
             inference.mean if inference else None, inference.p50 if inference else None,
             inference.max if inference else None, p.conf_threshold,
-            orjson.dumps(p.counts).decode(), orjson.dumps(boxes).decode(),
+            p.counts, boxes,
             len(boxes), p.below_threshold, p.frames_sent_up, summary["min_confidence"], auth, known,
         )
         values = {
@@ -210,6 +221,7 @@ class IngestService:
             )
         results: list[dict[str, Any]] = []
         good: list[Record] = []
+        now = datetime.now(timezone.utc)
         for index, item in enumerate(items):
             prefix = f"records[{index}]"
             try:
@@ -220,7 +232,7 @@ class IngestService:
                     raise Rejected(
                         f"kind must be one of {', '.join(PAYLOADS)}", field=f"{prefix}.kind", reason="invalid"
                     )
-                good.append(await self.build(principal, kind, item.get("data"), legacy=False, prefix=f"{prefix}.data"))
+                good.append(await self.build(principal, kind, item.get("data"), legacy=False, prefix=f"{prefix}.data", now=now))
                 results.append({"index": index, "status": "stored"})
             except (Rejected, Forbidden) as exc:
                 self.metrics.rejects.labels(getattr(exc, "reason", "forbidden")).inc()

@@ -94,9 +94,18 @@ class NodeDirectory:
                 return
             await self.refresh_nodes()
 
-    async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
-        if nid in self.nids:
+    def known_now(self, nid: str, *, from_token: bool = False) -> bool | None:
+        """Without waiting: True/False, or None when a refresh from setup is due first."""
+        if nid in self.nids or (from_token and not self.nodes_loaded):
             return True
+        if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
+            return False
+        return None
+
+    async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
+        known = self.known_now(nid, from_token=from_token)
+        if known is not None:
+            return known
         await self._refresh_on_miss()
         if nid in self.nids:
             return True
