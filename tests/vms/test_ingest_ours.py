@@ -141,3 +141,33 @@ async def test_queries_need_a_token_and_validate(vms_flag, db):
     assert r.status_code == 422 and r.json()["error"]["field"] == "step"
     r = await vms_flag.get("/detections", params={"limit": 100000}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()["error"]["field"] == "limit"
+
+
+async def test_large_batch_takes_the_copy_path_with_the_same_results(vms_flag, db):
+    from services.vms.storage.writer import COPY_FROM_RECORDS
+
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    records = []
+    for i in range(COPY_FROM_RECORDS):
+        ts = base + timedelta(seconds=i)
+        date, time = field_date_time(ts)
+        nid = f"0x2{(i // 3) % 3}"
+        kind = ("usage", "environment", "detections")[i % 3]
+        if kind == "usage":
+            data = {"nid": nid, "cpu": i % 100, "memory": 10, "func": "SUNNY", "ts": ts.isoformat()}
+        elif kind == "environment":
+            data = {"nid": nid, "date": date, "time": time, "result": "0" if i < 150 else "2"}
+        else:
+            data = summary(ts, nid=nid)
+        records.append({"kind": kind, "data": data})
+    r = await vms_flag.post("/batch", json={"records": records}, headers=OPERATOR)
+    assert r.status_code == 200 and r.json()["stored"] == COPY_FROM_RECORDS, r.text
+    counts = await fetch(db, "SELECT (SELECT count(*) FROM vms.usage) AS u, (SELECT count(*) FROM vms.environment) AS e, (SELECT count(*) FROM vms.detections) AS d")
+    assert sum(dict(counts[0]).values()) == COPY_FROM_RECORDS
+    det = await fetch(db, "SELECT counts->>'bus' AS bus, detections->0->>'class' AS first FROM vms.detections LIMIT 1")
+    assert (det[0]["bus"], det[0]["first"]) == ("1", "bus")
+    node = (await vms_flag.get("/nodes/state", params={"nids": "0x21"}, headers=OPERATOR)).json()["items"][0]
+    env_samples = [x for x in records if x["kind"] == "environment" and x["data"]["nid"] == "0x21"]
+    rainy = [x for x in env_samples if x["data"]["result"] == "2"]
+    assert node["condition"] == "RAINY" and node["previous_condition"] == "SUNNY" and node["streak"] == len(rainy)
+    assert node["detections"]["counts"] == {"person": 2, "bus": 1}
