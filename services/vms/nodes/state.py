@@ -41,6 +41,9 @@ class Ewma:
 
 
 def ewma(samples: list[float], alpha: float) -> Ewma:
+    if len(samples) == 1:  # the common case: one sample per node per batch
+        x = samples[0]
+        return Ewma(x, 1 - alpha, alpha * x)
     fresh = samples[0]
     decay, contrib = 1.0, 0.0
     for x in samples:

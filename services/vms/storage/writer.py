@@ -137,10 +137,10 @@ def _aux(node: NodeBatch) -> str:
 
 
 def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in STATE_COLUMNS]
+    rows = []
     for nid in sorted(nodes):
         n = nodes[nid]
-        row = (
+        rows.append((
             n.nid, n.known, n.authenticated, now,
             n.usage_at, n.cpu, n.memory, n.func,
             n.cpu_avg.fresh if n.cpu_avg else None, n.memory_avg.fresh if n.memory_avg else None,
@@ -148,10 +148,8 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
             n.detections_at, orjson.dumps(n.detections).decode() if n.detections is not None else None,
             n.low_confidence.fresh if n.low_confidence else None,
             _aux(n),
-        )
-        for i, value in enumerate(row):
-            columns[i].append(value)
-    return columns
+        ))
+    return [list(column) for column in zip(*rows)]
 
 
 def _observation_rows(records: list[Record]) -> list[str]:
