@@ -23,4 +23,6 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
         description="Registry of clusters, masters, edge devices and AI packages, and the desired deployments. "
         "Every change needs `Authorization: Bearer <token>`.",
         routers=[clusters, masters, edges, ai_packages, deployments, conditions, fleet, legacy],
+        # The optimizer writes a whole cycle's differences in one bulk call.
+        body_limits={"/deployments/bulk": settings.max_bulk_body_bytes},
     )

@@ -14,3 +14,4 @@ class SetupSettings(ServiceSettings):
     # Ask the master to act on changes (upload/deploy through the master). Off: record only.
     notify_master: bool = True
     max_page_size: int = 10_000
+    max_bulk_body_bytes: int = 64 * 1024 * 1024

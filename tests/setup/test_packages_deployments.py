@@ -128,3 +128,31 @@ async def test_condition_mapping_default_and_edit(setup_client):
         assert (await setup_client.get("/conditions", headers=OPERATOR)).json() == new
     finally:
         await setup_client.put("/conditions", json=default, headers=OPERATOR)
+
+
+async def test_snapshot_filters_by_edges_and_returns_changes_since(setup_client):
+    e1 = await make_edge(setup_client, "0x01")
+    e2 = await make_edge(setup_client, "0x02")
+    ai = await make_ai(setup_client)
+    d1 = (await setup_client.post("/deployments", json={"edge_id": e1["id"], "ai_id": ai["id"]}, headers=OPERATOR)).json()
+    await setup_client.post("/deployments", json={"edge_id": e2["id"], "ai_id": ai["id"]}, headers=OPERATOR)
+
+    only = (await setup_client.get("/fleet/snapshot", params={"edge_ids": str(e2["id"])}, headers=SERVICE)).json()
+    assert [e["nid"] for e in only["edges"]] == ["0x02"]
+    assert [d["edge_id"] for d in only["deployments"]] == [e2["id"]]
+    r = await setup_client.get("/fleet/snapshot", params={"edge_ids": "1,x"}, headers=SERVICE)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "edge_ids"
+
+    full = (await setup_client.get("/fleet/snapshot", headers=SERVICE)).json()
+    mark = full["generated_at"]
+    nothing = (await setup_client.get("/fleet/snapshot", params={"since": mark}, headers=SERVICE)).json()
+    assert nothing["edges"] == [] and nothing["deployments"] == [] and nothing["ai_packages"] == []
+    assert nothing["edge_ids"] == [e1["id"], e2["id"]]
+
+    await setup_client.delete(f"/deployments/{d1['id']}", headers=OPERATOR)
+    await setup_client.delete(f"/edges/{e2['id']}", headers=OPERATOR)
+    changed = (await setup_client.get("/fleet/snapshot", params={"since": mark}, headers=SERVICE)).json()
+    assert [(d["id"], d["desired"]) for d in changed["deployments"]] == [(d1["id"], "removed")]
+    assert changed["edge_ids"] == [e1["id"]]  # e2 is gone: a mirror drops it
+    r = await setup_client.get("/fleet/snapshot", params={"since": "2026-01-01T00:00:00"}, headers=SERVICE)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "since"

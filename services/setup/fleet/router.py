@@ -1,19 +1,54 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
+
 import orjson
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from services.setup.conditions import service as conditions
 from services.setup.fleet import repository
 from shared.auth import ReaderAuth
 from shared.db import SessionDep
+from shared.errors import Invalid
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
 
+SNAPSHOT_DOC = """
+Everything a decision needs in one answer: `edges`, `ai_packages` (not removed), `deployments`
+(desired running, and removed ones the master has not yet seen gone), `conditions` and
+`generated_at` (the database clock when the snapshot was read).
 
-@router.get("/snapshot", summary="Edges, AI packages, live deployments and the condition mapping in one answer")
-async def snapshot(session: SessionDep, _: ReaderAuth) -> Response:
-    body = await repository.snapshot(session)
-    body["conditions"] = (await conditions.read(session)).model_dump()
-    return Response(orjson.dumps(body), media_type="application/json")
+- `edge_ids=1,2,3`: only those edges and their deployments.
+- `since=<generated_at of an earlier snapshot>`: only rows changed after it (removed AIs and
+  deployments included, so that a mirror can drop them) plus `edge_ids`, every current edge id.
+  Pass an earlier snapshot's `generated_at` minus a few seconds: transactions that were in flight
+  at that moment commit with older timestamps.
+"""
+
+
+def _parse_ids(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise Invalid("edge_ids must be a comma-separated list of numbers", field="edge_ids") from exc
+
+
+@router.get("/snapshot", summary="Edges, AI packages, live deployments and the condition mapping in one answer", description=SNAPSHOT_DOC)
+async def snapshot(
+    session: SessionDep,
+    _: ReaderAuth,
+    edge_ids: Annotated[str | None, Query(description="comma-separated edge ids")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 time with zone: only rows changed after it")] = None,
+) -> Response:
+    if since is not None and since.tzinfo is None:
+        raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
+    now = await repository.database_now(session)
+    parts = await repository.snapshot_parts(session, edge_ids=_parse_ids(edge_ids), since=since)
+    parts["conditions"] = orjson.dumps((await conditions.read(session)).model_dump()).decode()
+    parts["generated_at"] = orjson.dumps(now.isoformat()).decode()
+    body = "{" + ",".join(f'"{key}":{value}' for key, value in parts.items()) + "}"
+    return Response(body.encode(), media_type="application/json")
