@@ -42,7 +42,8 @@ CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
-_NO_PARTITION = "23514"  # check_violation: "no partition of relation ... found for row"
+_NO_PARTITION = "23514"
+_ATTEMPTS = 3  # check_violation: "no partition of relation ... found for row"
 
 
 class _Pending:
@@ -174,15 +175,16 @@ class GroupCommitter:
             self.on_events(events)
 
     async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
-        try:
-            return await self._write_once(records)
-        except _NotSent as exc:
-            # Nothing reached the database (no connection, a partition dropped under us): one more try.
-            log.info("retrying a batch of %d records after %r", len(records), exc.__cause__)
+        # Nothing reached the database (no connection, a stale pooled one, a partition dropped under
+        # us): try again on another connection, a few times (the pool may hold several stale ones).
+        for attempt in range(_ATTEMPTS):
             try:
                 return await self._write_once(records)
-            except _NotSent as again:
-                raise again.__cause__ from None  # type: ignore[misc]
+            except _NotSent as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise exc.__cause__ from None  # type: ignore[misc]
+                log.info("retrying a batch of %d records after %r", len(records), exc.__cause__)
+        raise AssertionError("unreachable")
 
     async def _ensure_partitions(self, conn: asyncpg.Connection, records: list[Record]) -> None:
         needed = {(r.kind, partitions.utc_day(r.ts)) for r in records} - self._partitions
@@ -205,6 +207,12 @@ class GroupCommitter:
                 raise _NotSent() from exc
             try:
                 events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
+            except asyncpg.exceptions.ConnectionDoesNotExistError:
+                raise  # it died while the statement ran: the outcome is unknown
+            except (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError) as exc:
+                # Refused before anything was sent: a pooled connection the server had closed while
+                # it sat idle (its protocol still consuming the server's farewell). Safe to retry.
+                raise _NotSent() from exc
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) == _NO_PARTITION:
                     # The statement failed as a whole (nothing stored): recreate partitions and retry.
