@@ -36,9 +36,11 @@ def register(app: typer.Typer) -> None:
         name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms"),
         host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
         port: int = typer.Option(None, help=f"port (defaults: {DEFAULT_PORTS})"),
-        workers: int = typer.Option(1, help="uvicorn worker processes"),
+        workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each builds the app from the environment)"),
     ) -> None:
         """Run one service under uvicorn."""
+        import os
+
         import uvicorn
 
         overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -47,8 +49,20 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"edgectl: cannot start {name.value}: {exc}", err=True)
             raise typer.Exit(2) from exc
-        app_ = build_app(name.value, settings)
-        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False, workers=1 if workers <= 1 else None)
+        if workers == 1:
+            uvicorn.run(build_app(name.value, settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+            return
+        # Several workers: each process builds its own app from the environment (migrations run
+        # once here first, so the workers do not race on them).
+        if settings.migrate_on_start:
+            from shared import migrations
+
+            migrations.upgrade(name.value, settings.database_url)
+        os.environ["EDGE_MIGRATE_ON_START"] = "false"
+        uvicorn.run(
+            f"services.{name.value}.app:create_app", factory=True, workers=workers,
+            host=settings.host, port=settings.port, log_config=None, access_log=False,
+        )
 
     @app.command()
     def migrate(

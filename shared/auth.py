@@ -1,5 +1,7 @@
 """Bearer-token authentication.
 
+The dependencies are ``async def`` so that FastAPI runs them on the event loop, not in a thread.
+
 Principals: the operator (EDGE_OPERATOR_TOKEN), another service (EDGE_SERVICE_TOKEN),
 and an edge (a token issued by setup, verified offline, see shared.edge_tokens).
 """
@@ -50,13 +52,13 @@ def identify(settings: ServiceSettings, token: str | None) -> Principal:
     raise Unauthorized("invalid bearer token")
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
     return identify(request.app.state.settings, bearer_token(request))
 
 
-def require_staff(request: Request) -> Principal:
+async def require_staff(request: Request) -> Principal:
     """Operator or another service: needed for every change outside ingest."""
-    principal = current_principal(request)
+    principal = await current_principal(request)
     if principal.kind == "anonymous":
         raise Unauthorized()
     if not principal.is_staff:
@@ -64,8 +66,8 @@ def require_staff(request: Request) -> Principal:
     return principal
 
 
-def require_service(request: Request) -> Principal:
-    principal = current_principal(request)
+async def require_service(request: Request) -> Principal:
+    principal = await current_principal(request)
     if principal.kind == "anonymous":
         raise Unauthorized()
     if principal.kind != "service":
@@ -73,9 +75,9 @@ def require_service(request: Request) -> Principal:
     return principal
 
 
-def require_reader(request: Request) -> Principal:
+async def require_reader(request: Request) -> Principal:
     """Reads are open only where EDGE_OPEN_READS says so."""
-    principal = current_principal(request)
+    principal = await current_principal(request)
     if principal.kind == "anonymous" and not request.app.state.settings.open_reads:
         raise Unauthorized()
     return principal

@@ -82,3 +82,18 @@ def test_migrations_run_from_empty_to_head_and_back():
         assert {"edges", "ai_packages", "deployments", "clusters", "masters", "alembic_version"} <= asyncio.run(tables())
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_serve_with_several_workers(database_url, tmp_path):
+    port = free_port()
+    proc = Proc(edgectl("serve", "setup", "--port", str(port), "--workers", "2"), env=service_env(database_url), log_path=tmp_path / "w.log")
+    try:
+        from tests.helpers.processes import wait_http
+
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout=60)
+        workers = [p for p in __import__("psutil").Process(proc.pid).children(recursive=True)]
+        assert len(workers) >= 2
+        for _ in range(5):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["service"] == "setup"
+    finally:
+        proc.stop()
