@@ -27,27 +27,43 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
 
     # Read by every service under fixed names.
-    env: Literal["local", "production"] = Field("production", validation_alias=_fixed("EDGE_ENV"))
-    database_url: str = Field(
-        "postgresql+asyncpg://postgres@127.0.0.1:5432/edge", validation_alias=_fixed("EDGE_DATABASE_URL")
+    env: Literal["local", "production"] = Field(
+        "production", validation_alias=_fixed("EDGE_ENV"), description="local: development defaults for the secrets below"
     )
-    operator_token: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_OPERATOR_TOKEN"))
-    service_token: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_SERVICE_TOKEN"))
-    edge_token_secret: SecretStr | None = Field(None, validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"))
-    open_reads: bool = Field(False, validation_alias=_fixed("EDGE_OPEN_READS"))
-    setup_url: str = Field("http://127.0.0.1:8001", validation_alias=_fixed("EDGE_SETUP_URL"))
-    master_url: str = Field("http://127.0.0.1:8002", validation_alias=_fixed("EDGE_MASTER_URL"))
-    optimizer_url: str = Field("http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"))
-    vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"))
-    log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"))
-    log_format: Literal["json", "text"] = Field("json", validation_alias=_fixed("EDGE_LOG_FORMAT"))
-    migrate_on_start: bool = Field(True, validation_alias=_fixed("EDGE_MIGRATE_ON_START"))
-    db_pool_size: int = Field(10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"))
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/edge",
+        validation_alias=_fixed("EDGE_DATABASE_URL"),
+        description="Postgres (asyncpg driver); each service uses its own schema",
+    )
+    operator_token: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_OPERATOR_TOKEN"), description="the operator's bearer token (16+ characters)"
+    )
+    service_token: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_SERVICE_TOKEN"), description="bearer token of service-to-service calls and edge agents"
+    )
+    edge_token_secret: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"), description="signs the edges' own tokens (verified offline)"
+    )
+    open_reads: bool = Field(False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token")
+    setup_url: str = Field("http://127.0.0.1:8001", validation_alias=_fixed("EDGE_SETUP_URL"), description="setup's base URL")
+    master_url: str = Field("http://127.0.0.1:8002", validation_alias=_fixed("EDGE_MASTER_URL"), description="the master's base URL")
+    optimizer_url: str = Field(
+        "http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"), description="the optimizer's base URL"
+    )
+    vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"), description="the VMS's base URL")
+    log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR")
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias=_fixed("EDGE_LOG_FORMAT"), description="json lines (with request id) or text"
+    )
+    migrate_on_start: bool = Field(
+        True, validation_alias=_fixed("EDGE_MIGRATE_ON_START"), description="apply the service's migrations at start"
+    )
+    db_pool_size: int = Field(10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"), description="connections per process")
 
     # Per-service (prefixed) settings.
-    host: str = "127.0.0.1"
-    port: int = 0
-    max_body_bytes: int = 1_048_576
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(0, description="0: the service's default port")
+    max_body_bytes: int = Field(1_048_576, description="request body limit (413 above)")
 
     @model_validator(mode="after")
     def _secrets_required_outside_local(self) -> "ServiceSettings":

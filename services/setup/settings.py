@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -11,7 +12,5 @@ class SetupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETUP_", extra="ignore", populate_by_name=True)
 
     service_name: str = "setup"
-    # Ask the master to act on changes (upload/deploy through the master). Off: record only.
-    notify_master: bool = True
-    max_page_size: int = 10_000
-    max_bulk_body_bytes: int = 64 * 1024 * 1024
+    notify_master: bool = Field(True, description="ask the master to act on changes at once (off: record only)")
+    max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
