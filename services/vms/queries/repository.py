@@ -32,14 +32,77 @@ SERIES_SQL = {
 }
 
 
-async def node_states(session: AsyncSession, nids: list[str] | None) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM vms.node_state"
-    params: dict[str, Any] = {}
+def _iso(col: str) -> str:
+    """A timestamptz as JSON text exactly as Python's ``datetime.isoformat()`` writes it in UTC
+    (microseconds only when there are some), whatever the session's TimeZone."""
+    utc = f"({col} AT TIME ZONE 'UTC')"
+    return (
+        f"CASE WHEN {col} IS NULL THEN NULL ELSE to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') "
+        f"|| CASE WHEN extract(microseconds FROM {utc})::bigint % 1000000 <> 0 THEN to_char({utc}, '.US') ELSE '' END "
+        "|| '+00:00' END"
+    )
+
+
+# One item of GET /nodes/state, built by Postgres (same fields as the former Python view).
+_ITEM = f"""json_build_object(
+    'nid', nid, 'known', known, 'authenticated', authenticated,
+    'condition', condition, 'condition_code', condition_code, 'previous_condition', previous_condition,
+    'streak', coalesce(streak, 0),
+    'condition_since', {_iso('condition_since')}, 'environment_at', {_iso('environment_at')},
+    'usage', CASE WHEN usage_at IS NULL THEN NULL ELSE json_build_object(
+        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func, 'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END,
+    'detections', CASE WHEN detections_at IS NULL THEN NULL ELSE
+        jsonb_build_object('at', {_iso('detections_at')})
+        || CASE WHEN jsonb_typeof(detections) = 'object' THEN detections ELSE '{{}}'::jsonb END
+        || jsonb_build_object('low_confidence_share', low_confidence_share) END,
+    'last_seen', {_iso('last_seen')},
+    'stale', last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s))"""
+
+# Registered nodes that never reported: known, stale, no data.
+_SILENT_ITEM = """json_build_object(
+    'nid', s.nid, 'known', true, 'authenticated', false, 'condition', NULL, 'condition_code', NULL,
+    'previous_condition', NULL, 'streak', 0, 'condition_since', NULL, 'environment_at', NULL,
+    'usage', NULL, 'detections', NULL, 'last_seen', NULL, 'stale', true)"""
+
+
+async def node_states_json(
+    session: AsyncSession,
+    *,
+    nids: list[str] | None,
+    silent: list[str] | None,
+    since: datetime | None,
+    stale_after_s: float,
+) -> tuple[str, str]:
+    """The items of GET /nodes/state as one JSON array (text) built by Postgres, and the database
+    clock (``generated_at``, ISO text).
+
+    ``silent``: registered nids to list (stale, empty) where they have no row yet. ``since``: only
+    rows written after it, and rows that turned stale after it (staleness moves with the clock,
+    not with writes)."""
+    where = ["true"]
+    params: dict[str, Any] = {"stale_s": float(stale_after_s)}
     if nids is not None:
-        sql += " WHERE nid = ANY(:nids)"
+        where.append("nid = ANY(CAST(:nids AS text[]))")
         params["nids"] = nids
-    rows = await session.execute(text(sql + " ORDER BY nid"), params)
-    return [dict(r._mapping) for r in rows]
+    if since is not None:
+        where.append(
+            "(updated_at > :since OR (last_seen + make_interval(secs => :stale_s) > :since "
+            "AND last_seen + make_interval(secs => :stale_s) <= now()))"
+        )
+        params["since"] = since
+    parts = [f"SELECT nid, {_ITEM} AS item FROM vms.node_state WHERE {' AND '.join(where)}"]
+    if silent:
+        parts.append(
+            f"SELECT s.nid, {_SILENT_ITEM} FROM unnest(CAST(:silent AS text[])) AS s(nid) "
+            "WHERE NOT EXISTS (SELECT 1 FROM vms.node_state n WHERE n.nid = s.nid)"
+        )
+        params["silent"] = silent
+    sql = f"""
+        WITH rows AS ({' UNION ALL '.join(parts)})
+        SELECT coalesce((SELECT json_agg(item ORDER BY nid COLLATE "C") FROM rows), '[]'::json)::text AS items,
+               {_iso('now()')} AS generated_at"""
+    row = (await session.execute(text(sql), params)).one()
+    return row.items, row.generated_at
 
 
 async def series(

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from services.vms.queries.service import QueryService
 from shared.auth import ReaderAuth
@@ -24,9 +25,15 @@ async def nodes_state(
     _: ReaderAuth,
     nids: Annotated[str | None, Query(description="comma list of node ids; default all")] = None,
     include_silent: Annotated[bool, Query(description="also list registered nodes that never reported")] = True,
-) -> dict[str, Any]:
+    since: Annotated[
+        datetime | None,
+        Query(description="ISO 8601 time with zone (an earlier answer's generated_at minus a few seconds): "
+                          "only nodes whose state changed after it"),
+    ] = None,
+) -> Response:
     wanted = [n.strip() for n in nids.split(",") if n.strip()] if nids else None
-    return await _service(request).fleet_state(session, wanted, include_silent)
+    body = await _service(request).fleet_state(session, wanted, include_silent, since)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/nodes/{nid}/series", summary="A node's observations over a time range, downsampled")

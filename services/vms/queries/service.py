@@ -5,6 +5,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.vms.nodes.directory import NodeDirectory
@@ -33,68 +34,34 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def node_view(row: dict[str, Any], now: datetime, stale_after: timedelta) -> dict[str, Any]:
-    last_seen = row.get("last_seen")
-    usage = None
-    if row.get("usage_at") is not None:
-        usage = {
-            "at": _iso(row["usage_at"]),
-            "cpu": row["cpu"],
-            "memory": row["memory"],
-            "func": row["func"],
-            "cpu_avg": row["cpu_avg"],
-            "memory_avg": row["memory_avg"],
-        }
-    detections = None
-    if row.get("detections_at") is not None:
-        detections = {
-            "at": _iso(row["detections_at"]),
-            **(row["detections"] or {}),
-            "low_confidence_share": row["low_confidence_share"],
-        }
-    return {
-        "nid": row["nid"],
-        "known": row.get("known", True),
-        "authenticated": row.get("authenticated", False),
-        "condition": row.get("condition"),
-        "condition_code": row.get("condition_code"),
-        "previous_condition": row.get("previous_condition"),
-        "streak": row.get("streak") or 0,
-        "condition_since": _iso(row.get("condition_since")),
-        "environment_at": _iso(row.get("environment_at")),
-        "usage": usage,
-        "detections": detections,
-        "last_seen": _iso(last_seen),
-        "stale": last_seen is None or now - last_seen > stale_after,
-    }
-
-
 class QueryService:
     def __init__(self, settings: VmsSettings, directory: NodeDirectory):
         self.settings = settings
         self.directory = directory
 
-    async def fleet_state(self, session: AsyncSession, nids: list[str] | None, include_silent: bool) -> dict[str, Any]:
-        now = datetime.now(timezone.utc)
-        stale_after = timedelta(seconds=self.settings.stale_after_s)
-        rows = await repository.node_states(session, nids)
-        items = [node_view(r, now, stale_after) for r in rows]
-        if include_silent:
-            # Registered nodes that never reported are part of the fleet too (stale, no data).
-            seen = {r["nid"] for r in rows}
+    async def fleet_state(
+        self, session: AsyncSession, nids: list[str] | None, include_silent: bool, since: datetime | None = None
+    ) -> bytes:
+        """GET /nodes/state as JSON bytes: the items are built by Postgres and passed through (at
+        100,000 nodes, rows -> dicts -> JSON in Python cost seconds).
+
+        ``since``: only nodes whose state changed after it (written, or turned stale); registered
+        nodes that never reported are listed only in full answers (they have no state to change)."""
+        if since is not None and since.tzinfo is None:
+            raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
+        silent = None
+        if include_silent and since is None:
             wanted = self.directory.nids if nids is None else self.directory.nids & set(nids)
-            items += [node_view({"nid": n, "known": True}, now, stale_after) for n in sorted(wanted - seen)]
-            items.sort(key=lambda i: i["nid"])
-        return {
-            "items": items,
-            "generated_at": now.isoformat(),
+            silent = sorted(wanted) or None
+        items, generated_at = await repository.node_states_json(
+            session, nids=nids, silent=silent, since=since, stale_after_s=self.settings.stale_after_s
+        )
+        tail = orjson.dumps({
+            "generated_at": generated_at,
             "stale_after_s": self.settings.stale_after_s,
             "conditions": self.directory.conditions,
-        }
+        })
+        return b'{"items":' + items.encode() + b"," + tail[1:]
 
     async def series(
         self, session: AsyncSession, nid: str, kind: str, start: datetime | None, end: datetime | None, step: str
