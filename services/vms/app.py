@@ -9,6 +9,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from services.vms.analysis.router import MAX_IMAGE_BYTES
+from services.vms.analysis.router import router as analysis_router
 from services.vms.ingest.committer import GroupCommitter
 from services.vms.ingest.fastpath import IngestFastPath
 from services.vms.ingest.metrics import IngestMetrics
@@ -75,9 +77,9 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         settings,
         title="Edge VMS",
         description=DESCRIPTION,
-        routers=[legacy_router, ingest_router, queries_router],
+        routers=[legacy_router, ingest_router, queries_router, analysis_router],
         extra_lifespan=lifespan,
-        body_limits={"/batch": settings.batch_max_body_bytes},
+        body_limits={"/batch": settings.batch_max_body_bytes, "/analysis": MAX_IMAGE_BYTES + 256 * 1024},
     )
     # Innermost user middleware: inside the shared one (request id, metrics, body limit).
     app.user_middleware.append(Middleware(IngestFastPath))

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     Sequence,
     String,
     Table,
@@ -129,4 +130,25 @@ node_state = Table(
     # Internal: what the last write brought for this node beyond the columns above (EWMA weights,
     # whether its samples all had one condition); read by the set-based upsert, never served.
     Column("batch_aux", JSONB),
+)
+
+
+# Frames the edges send up for precise re-analysis (low confidence, or an overloaded edge's work).
+# Stored and queued here; the precise analysis itself is a later step that reads the queue.
+analysis_requests = Table(
+    "analysis_requests",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("nid", String(32), nullable=False),
+    _ts("received_at"),
+    _ts("ts", nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("metadata", JSONB, nullable=False),
+    Column("image", LargeBinary, nullable=False),
+    Column("image_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("result", JSONB, nullable=True),
+    Column("authenticated", Boolean, nullable=False),
+    Index("ix_analysis_requests_nid_received", "nid", "received_at"),
+    Index("ix_analysis_requests_status", "status", "id"),
 )
