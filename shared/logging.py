@@ -4,25 +4,14 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
 import sys
 from datetime import datetime, timezone
 
+from edge_ai.common.redaction import redact
+
+__all__ = ["configure_logging", "log_fields", "redact", "request_id_var"]
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_EDGE_TOKEN = re.compile(r"edg_[0-9a-f]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***:***@", text)
-    text = _BEARER.sub(r"\1***", text)
-    text = _EDGE_TOKEN.sub("edg_***", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class RedactingJsonFormatter(logging.Formatter):

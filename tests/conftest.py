@@ -12,40 +12,27 @@ import httpx
 import pytest
 
 from shared import migrations
-from tests.helpers.env import ADMIN_URL, SERVICES, settings_for
+from tests.helpers.database import asyncpg_url, create_database, drop_database
+from tests.helpers.env import SERVICES, settings_for
 
 # Tables kept across tests: reference data the migrations seed.
 KEEP_TABLES = {"alembic_version", "condition_codes", "condition_ai_classes"}
-
-
-def _asyncpg_url(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """A fresh database for this test run, migrated to head for every service, dropped at the end."""
     name = f"edgetest_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    url = f"{base}/{name}"
+    url = asyncio.run(create_database(name))
     for service in SERVICES:
         if (migrations.SERVICES_DIR / service / "migrations" / "env.py").exists():
             migrations.upgrade(service, url)
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(drop_database(name))
 
 
 async def truncate_all(database_url: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_url(database_url))
+    conn = await asyncpg.connect(asyncpg_url(database_url))
     try:
         rows = await conn.fetch(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[])", list(SERVICES)

@@ -1,29 +1,14 @@
-"""Logging for the edge programs: text or JSON lines, tokens and camera credentials redacted.
-
-A copy of the services' rule set (shared/logging.py) on purpose: the AI packages ship only
-``edge_ai``, not the services' ``shared`` package.
-"""
+"""Logging for the edge programs: text or JSON lines, tokens and camera credentials redacted."""
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import datetime, timezone
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_EDGE_TOKEN = re.compile(r"edg_[0-9a-f]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+from edge_ai.common.redaction import redact
 
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***:***@", text)
-    text = _BEARER.sub(r"\1***", text)
-    text = _EDGE_TOKEN.sub("edg_***", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+__all__ = ["configure_logging", "redact"]
 
 
 class _Formatter(logging.Formatter):

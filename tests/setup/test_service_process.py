@@ -8,7 +8,8 @@ import asyncpg
 import httpx
 
 from shared import migrations
-from tests.helpers.env import ADMIN_URL, free_port, service_env
+from tests.helpers.database import asyncpg_url, create_database, drop_database
+from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, edgectl, start_service
 
 
@@ -53,16 +54,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
 
 def test_migrations_run_from_empty_to_head_and_back():
     name = f"edgemig_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql):
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            return await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    url = asyncio.run(create_database(name))
     try:
         for service in ("setup", "master", "optimizer", "vms"):
             if not (migrations.SERVICES_DIR / service / "migrations" / "env.py").exists():
@@ -73,7 +65,7 @@ def test_migrations_run_from_empty_to_head_and_back():
             migrations.upgrade(service, url)
 
         async def tables():
-            conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+            conn = await asyncpg.connect(asyncpg_url(url))
             try:
                 return {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='setup'")}
             finally:
@@ -81,7 +73,7 @@ def test_migrations_run_from_empty_to_head_and_back():
 
         assert {"edges", "ai_packages", "deployments", "clusters", "masters", "alembic_version"} <= asyncio.run(tables())
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(name))
 
 
 def test_serve_with_several_workers(database_url, tmp_path):
