@@ -48,6 +48,15 @@ class OptimizerSettings(ServiceSettings):
     analysis_url: str = Field("", description="analysis server URL told to YOLO workers (default: EDGE_VMS_URL + /analysis)")
     environment_ai_class: str = Field("00", description="ai_class of environment AIs, which are never handed over")
 
+    full_refresh_every: int = Field(
+        10, ge=0, description="resyncs read the fleet incrementally (?since=) into the in-memory mirror; every Nth reads "
+        "it whole (0: only at start and after a refused write, 1: always whole)",
+    )
+    since_overlap_s: float = Field(
+        5.0, ge=0, description="incremental reads ask for changes since the last answer's generated_at minus this "
+        "(transactions in flight then commit with older timestamps)",
+    )
+
     bulk_max_operations: int = Field(
         2000, ge=1, description="operations per POST /deployments/bulk (setup's body limit); a decision is never split"
     )

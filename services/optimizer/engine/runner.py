@@ -27,7 +27,7 @@ from services.optimizer.engine.context import CycleInput
 from services.optimizer.engine.cycle import CycleResult, decide
 from services.optimizer.engine.leader import Lease
 from services.optimizer.engine.plan import DecisionRecord, wire
-from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire
+from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.policies.config import PoliciesConfig
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import SetupClient, VmsClient
@@ -82,6 +82,10 @@ class DecisionRunner:
         self._nids: set[str] = set()
         self._edge_ids: set[int] = set()
         self._dry_run_seen: set[str] = set()
+        self._marks: tuple[datetime, datetime] | None = None  # (setup, VMS) generated_at of the last whole-fleet read
+        self._since_ok = True  # False once setup has shown it ignores ?since=
+        self._incrementals = 0  # incremental reads since the last whole one
+        self._last_refresh: dict[str, Any] | None = None
         self._setup_filters: bool | None = None  # does setup answer GET /fleet/snapshot?edge_ids=...?
         self._probe: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
@@ -155,6 +159,7 @@ class DecisionRunner:
             return self._summary({"cycle_id": cycle_id, "trigger": trigger, "skipped": "another replica leads"})
         dry_run = bool(controls.get("dry_run"))
 
+        self._last_refresh = None
         scope = await self._load_fleet(scope_nids, scope_edge_ids)
         t_fetch = time.perf_counter()
         now = utcnow()
@@ -228,6 +233,7 @@ class DecisionRunner:
             "recorded": len(decisions),
             "outcomes_updated": len(outcomes),
             "rejected": rejected,
+            "refresh": self._last_refresh or {"kind": "scoped" if scope is not None else "cached"},
             "timings_ms": {
                 "fetch": round((t_fetch - t0) * 1000, 1),
                 "load": round((t_load - t_fetch) * 1000, 1),
@@ -289,8 +295,7 @@ class DecisionRunner:
                 return ids
             if not unknown:
                 return set()
-        snapshot, nodes = await asyncio.gather(self.setup.snapshot(), self.vms.nodes())
-        self.fleet = await asyncio.to_thread(FleetState.from_wire, snapshot, nodes)
+        await self._refresh_whole()
         if self._setup_filters is None and self.fleet.edges and self._probe is None:
             # Learn now, not on the first event, whether setup filters snapshots by edge.
             self._probe = asyncio.create_task(self._probe_setup_filter(min(self.fleet.edges)))
@@ -298,6 +303,48 @@ class DecisionRunner:
             ids = set(edge_ids or ()) | {self.fleet.edges_by_nid[n].id for n in nids or () if n in self.fleet.edges_by_nid}
             return ids
         return None
+
+    async def _refresh_whole(self) -> None:
+        """The whole fleet into the mirror: only what changed since the last answers (``?since=``,
+        both sources), and a whole read at start, every ``full_refresh_every``-th time, after a
+        refused write (the mirror is dropped), or where a source cannot answer incrementally."""
+        every = self.settings.full_refresh_every
+        if (
+            self.fleet is not None and self._marks is not None and self._since_ok
+            and (every == 0 or self._incrementals < every - 1)
+        ):
+            overlap = timedelta(seconds=self.settings.since_overlap_s)
+            setup_mark, vms_mark = self._marks
+            snapshot, body = await asyncio.gather(
+                self.setup.snapshot(since=setup_mark - overlap), self.vms.state(since=vms_mark - overlap)
+            )
+            if "edge_ids" in snapshot:
+                nodes = body["items"] if isinstance(body, dict) else body
+                fleet = self.fleet
+                if len(snapshot.get("edges") or ()) + len(snapshot.get("deployments") or ()) + len(nodes) > 2000:
+                    counts = await asyncio.to_thread(fleet.apply_changes, snapshot, nodes)
+                else:
+                    counts = fleet.apply_changes(snapshot, nodes)
+                self._marks = self._marks_of(snapshot, body)
+                self._incrementals += 1
+                self._last_refresh = {"kind": "incremental", **counts}
+                return
+            self._since_ok = False  # this setup ignores ?since= (it answered everything): read whole from now on
+            log.warning("setup answers no incremental snapshot (no edge_ids): whole reads every cycle")
+        snapshot, body = await asyncio.gather(self.setup.snapshot(), self.vms.state())
+        nodes = body["items"] if isinstance(body, dict) else body
+        self.fleet = await asyncio.to_thread(FleetState.from_wire, snapshot, nodes)
+        self._marks = self._marks_of(snapshot, body)
+        self._incrementals = 0
+        self._last_refresh = {"kind": "full", "edges": len(self.fleet.edges), "deployments": len(self.fleet.deployments),
+                              "nodes": len(nodes)}
+
+    @staticmethod
+    def _marks_of(snapshot: dict[str, Any], body: Any) -> tuple[datetime, datetime] | None:
+        """Each source's database clock at its answer: the next incremental read starts there."""
+        setup_at = parse_ts(snapshot.get("generated_at"))
+        vms_at = parse_ts(body.get("generated_at")) if isinstance(body, dict) else None
+        return (setup_at, vms_at) if setup_at is not None and vms_at is not None else None
 
     async def _probe_setup_filter(self, edge_id: int) -> None:
         with contextlib.suppress(Exception):

@@ -187,6 +187,82 @@ class FleetState:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
 
+    def apply_changes(self, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, int]:
+        """Fold an incremental answer into the mirror: setup's ``GET /fleet/snapshot?since=`` (rows
+        changed after it, removed AIs and deployments included, ``edge_ids`` = every current edge)
+        and the VMS's ``GET /nodes/state?since=`` (nodes whose state changed).
+
+        The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
+        (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
+        if "conditions" in snapshot:
+            self.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
+        packages = snapshot.get("ai_packages") or ()
+        if packages:
+            for p in packages:
+                if p["status"] == "removed":
+                    self.packages.pop(p["id"], None)
+                else:
+                    self.packages[p["id"]] = Package(
+                        p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"]
+                    )
+            self._reindex_packages()
+        edges = snapshot.get("edges") or ()
+        for e in edges:
+            edge = edge_from_wire(e)
+            old = self.edges.get(edge.id)
+            if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
+                del self.edges_by_nid[old.nid]
+            self.edges[edge.id] = edge  # an existing key keeps its place: same order as a full snapshot
+            self.edges_by_nid[edge.nid] = edge
+            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
+                self._grid = None
+        dropped = 0
+        current = snapshot.get("edge_ids")
+        # New edges are in the answer, so the mirror holds every current edge: more means deletions.
+        if current is not None and len(current) != len(self.edges):
+            keep = set(current)
+            gone = [i for i in self.edges if i not in keep]
+            for edge_id in gone:
+                self._drop_edge(edge_id)
+            dropped = len(gone)
+        deployments = snapshot.get("deployments") or ()
+        for d in deployments:
+            new = deployment_from_wire(d)
+            old = self.deployments.get(new.id)
+            if old is not None and old.desired == "running":
+                lst = self.by_edge.get(old.edge_id)
+                if lst is not None:
+                    lst[:] = [x for x in lst if x.id != old.id]
+                    if not lst:
+                        del self.by_edge[old.edge_id]
+            if (new.desired != "running" and new.observed == "removed") or new.edge_id not in self.edges:
+                # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
+                self.deployments.pop(new.id, None)
+                continue
+            self.deployments[new.id] = new
+            if new.desired == "running":
+                insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+        for n in nodes:
+            node = node_from_wire(n)
+            self.nodes[node.nid] = node
+        return {"edges": len(edges), "edges_dropped": dropped, "ai_packages": len(packages),
+                "deployments": len(deployments), "nodes": len(nodes)}
+
+    def _reindex_packages(self) -> None:
+        packages = sorted(self.packages.values(), key=_by_id)
+        self.packages, self.variants, self.classes_of, self.newest = {}, {}, {}, {}
+        for p in packages:
+            self.add_package(p)
+
+    def _drop_edge(self, edge_id: int) -> None:
+        edge = self.edges.pop(edge_id)
+        if self.edges_by_nid.get(edge.nid) is edge:
+            del self.edges_by_nid[edge.nid]
+        self.by_edge.pop(edge_id, None)
+        for dep_id in [d.id for d in self.deployments.values() if d.edge_id == edge_id]:
+            del self.deployments[dep_id]
+        self._grid = None
+
     def replace_nodes(self, nodes: list[dict[str, Any]]) -> None:
         for n in nodes:
             node = node_from_wire(n)
@@ -219,6 +295,10 @@ class FleetState:
     def is_adaptive(self, filename: str) -> bool:
         """A filename with ready variants for more than one ai_class can follow the conditions."""
         return len(self.classes_of.get(filename, ())) > 1
+
+
+def _by_id(item: Any) -> int:
+    return item.id
 
 
 def edge_from_wire(e: dict[str, Any]) -> Edge:

@@ -4,6 +4,7 @@ Bulk calls only: one snapshot, one node-state answer, one bulk write per cycle. 
 with orjson (a 100k-edge snapshot is tens of MB)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,11 +23,15 @@ class SetupClient:
     def __init__(self, settings: OptimizerSettings):
         self.http = service_client(settings, settings.setup_url, timeout=settings.source_timeout_s)
 
-    async def snapshot(self, edge_ids: set[int] | None = None) -> dict[str, Any]:
-        """The whole fleet, or (where setup supports ``edge_ids``) only these edges' rows.
+    async def snapshot(self, edge_ids: set[int] | None = None, since: datetime | None = None) -> dict[str, Any]:
+        """The whole fleet, or (where setup supports ``edge_ids``) only these edges' rows, or (with
+        ``since``) only the rows changed after it plus ``edge_ids``, every current edge id.
 
-        Callers check ``len(answer["edges"])``: a setup that ignores the filter answers everything."""
-        params = {"edge_ids": ",".join(str(i) for i in sorted(edge_ids))} if edge_ids else None
+        Callers check ``len(answer["edges"])``: a setup that ignores the filter answers everything;
+        one that ignores ``since`` answers without ``edge_ids``."""
+        params = {"edge_ids": ",".join(str(i) for i in sorted(edge_ids))} if edge_ids else {}
+        if since is not None:
+            params["since"] = since.isoformat()
         try:
             r = await self.http.get("/fleet/snapshot", params=params)
         except httpx.HTTPError as exc:
@@ -58,16 +63,23 @@ class VmsClient:
         self.http = service_client(settings, settings.vms_url, timeout=settings.source_timeout_s)
 
     async def nodes(self, nids: set[str] | None = None) -> list[dict[str, Any]]:
+        body = await self.state(nids)
+        return body["items"] if isinstance(body, dict) else body
+
+    async def state(self, nids: set[str] | None = None, since: datetime | None = None) -> Any:
+        """The GET /nodes/state answer: ``items`` and ``generated_at`` (the VMS's database clock);
+        with ``since``, only the nodes whose state changed after it."""
         params = {"include_silent": "false"}
         if nids:
             params["nids"] = ",".join(sorted(nids))
+        if since is not None:
+            params["since"] = since.isoformat()
         try:
             r = await self.http.get("/nodes/state", params=params)
         except httpx.HTTPError as exc:
             raise Unavailable(f"VMS unreachable: {exc}") from exc
         raise_for_upstream(r, "VMS /nodes/state")
-        body = _json(r)
-        return body["items"] if isinstance(body, dict) else body
+        return _json(r)
 
     async def aclose(self) -> None:
         await self.http.aclose()
