@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,15 @@ class ChildRecord:
 class SavedState:
     workloads: list[WorkloadSpec] = field(default_factory=list)
     children: list[ChildRecord] = field(default_factory=list)
+    seq: int = 0  # when the snapshot was taken; not written
 
 
 class StateStore:
     def __init__(self, path: Path):
         self.path = path
+        # Saves run in threads: one that was overtaken must not land after a newer snapshot.
+        self._lock = threading.Lock()
+        self._last_seq = -1
 
     def load(self) -> SavedState:
         try:
@@ -39,7 +44,15 @@ class StateStore:
         )
 
     def save(self, node: str, state: SavedState) -> None:
-        """Write to a temporary file, fsync, rename: a crash leaves the old file or the new one, never half."""
+        """Write to a temporary file, fsync, rename: a crash leaves the old file or the new one, never half.
+        A snapshot older than the last one written is dropped."""
+        with self._lock:
+            if state.seq < self._last_seq:
+                return
+            self._write(node, state)
+            self._last_seq = state.seq
+
+    def _write(self, node: str, state: SavedState) -> None:
         body = {
             "node": node,
             "workloads": [w.model_dump(mode="json") for w in state.workloads],

@@ -139,6 +139,7 @@ class Supervisor:
         self._lock = asyncio.Lock()  # one change of the desired set at a time
         self._dirty = asyncio.Event()
         self._closing = asyncio.Event()
+        self._snapshots = 0  # orders the state.json writes
         self._tasks: list[asyncio.Task] = []
 
     # -- startup and shutdown ------------------------------------------------------------------------------
@@ -314,7 +315,8 @@ class Supervisor:
             for i in r.instances()
             if i.pid is not None
         ]
-        return SavedState(workloads=[r.spec for r in self.runners.values()], children=children)
+        self._snapshots += 1
+        return SavedState(workloads=[r.spec for r in self.runners.values()], children=children, seq=self._snapshots)
 
     async def _persist_loop(self) -> None:
         """Writes state.json whenever something changed (pids included), coalescing bursts."""
