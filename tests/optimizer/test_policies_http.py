@@ -185,7 +185,12 @@ async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stac
                 break
             await asyncio.sleep(0.05)
         assert stack.deployment(deps["0x02"]["id"])["params"] == {}
-        actions = [d["action"] for d in await decisions(opt, policy="focus", edge="Near")]
+        # The decision is recorded right after setup accepted the change.
+        for _ in range(100):
+            actions = [d["action"] for d in await decisions(opt, policy="focus", edge="Near")]
+            if len(actions) == 2:
+                break
+            await asyncio.sleep(0.05)
         assert actions == ["focus_off", "focus_on"]
         # A class not configured raises nothing.
         r = await opt.post("/events", json={"type": "detection", "nid": "0x01", "counts": {"car": 1}})
