@@ -5,10 +5,15 @@ bulk SQL (random positions, conditions, versions, loads; about 1 % of edges mism
 or unsure, as in a steady fleet), setup and the VMS as real processes, the optimizer as a process.
 
 Figures:
-- sources: GET /fleet/snapshot and GET /nodes/state (what one whole-fleet cycle reads);
-- pure decide: the policies over the in-memory state (no I/O);
-- cycle 1 (acting on the seeded mismatches) and cycle 2 (steady state, idempotent: 0 operations),
-  each whole-fleet, fetch to recorded, with the runner's own breakdown;
+- sources: GET /fleet/snapshot and GET /nodes/state whole (a cold cycle's read) and with ?since=
+  after a churn of --churn of the nodes and deployments (a steady cycle's read);
+- in memory: parse + index of the whole answers, folding the incremental answers into the mirror,
+  and the pure decide (the policies, no I/O) on the seeded state (acting on its mismatches);
+- the optimizer's own whole-fleet cycles, fetch to recorded, with the runner's breakdown:
+  cold (whole read at start, acting on the seeded mismatches), then steady ones (0 operations)
+  reading incrementally after a churn of --churn, after every node reported (100 % of the VMS
+  rows changed, --churn of the deployments), and a steady one reading whole
+  (OPTIMIZER_FULL_REFRESH_EVERY=4: every 4th resync);
 - change-to-decision: an environment result posted to the VMS -> the VMS's event -> the optimizer
   -> the changed desired deployment visible in setup (p50/p90 over --changes changes);
 - baseline, the field's way: per edge, GET the edge, its deployments, each deployment's AI and the
@@ -116,6 +121,18 @@ def timed_get(client: httpx.Client, path: str, **params) -> tuple[float, bytes]:
     return time.perf_counter() - t, r.content
 
 
+async def churn(url: str, share: float, node_share: float | None = None) -> None:
+    """What happens between two resyncs of a live fleet: nodes report (their state row is
+    rewritten) and the master reports deployments (observed_at moves)."""
+    conn = await asyncpg.connect(pg(url))
+    try:
+        await conn.execute("UPDATE vms.node_state SET updated_at = now(), last_seen = now(), streak = streak + 1, "
+                           "cpu_avg = cpu_avg * 0.99 WHERE random() < $1", node_share if node_share is not None else share)
+        await conn.execute("UPDATE setup.deployments SET updated_at = now(), observed_at = now() WHERE random() < $1", share)
+    finally:
+        await conn.close()
+
+
 def wait_cycle(opt: httpx.Client, since: str | None, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,7 +156,7 @@ def baseline(setup: httpx.Client, vms: httpx.Client, n_edges: int, sample: int) 
     return (time.perf_counter() - t) / sample * n_edges
 
 
-def run_size(n: int, changes: int, baseline_edges: int, tmp: Path) -> dict:
+def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp: Path) -> dict:
     name = f"edgebench_reconcile_{n}_{uuid.uuid4().hex[:6]}"
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
@@ -160,6 +177,7 @@ def run_size(n: int, changes: int, baseline_edges: int, tmp: Path) -> dict:
         setup = httpx.Client(base_url=f"http://127.0.0.1:{setup_port}", headers=SERVICE, timeout=300)
         vms = httpx.Client(base_url=f"http://127.0.0.1:{vms_port}", headers=SERVICE, timeout=300)
 
+        time.sleep(6)  # the seeded rows are older than the 5 s overlap of the incremental reads below
         snap_times, node_times = [], []
         for _ in range(3):
             dt, snap_body = timed_get(setup, "/fleet/snapshot")
@@ -170,27 +188,58 @@ def run_size(n: int, changes: int, baseline_edges: int, tmp: Path) -> dict:
         out["nodes_s"], out["nodes_mb"] = min(node_times), len(nodes_body) / 1e6
 
         t = time.perf_counter()
-        snapshot, nodes = orjson.loads(snap_body), orjson.loads(nodes_body)["items"]
-        state = FleetState.from_wire(snapshot, nodes)
+        snapshot, nodes_answer = orjson.loads(snap_body), orjson.loads(nodes_body)
+        state = FleetState.from_wire(snapshot, nodes_answer["items"])
         out["parse_build_s"] = time.perf_counter() - t
+
+        # A steady cycle's read: what changed since the last answers (minus the 5 s overlap).
+        time.sleep(6)
+        asyncio.run(churn(url, churn_share))
+        snap_since = (datetime.fromisoformat(snapshot["generated_at"]) - timedelta(seconds=5)).isoformat()
+        nodes_since = (datetime.fromisoformat(nodes_answer["generated_at"]) - timedelta(seconds=5)).isoformat()
+        inc_snap, inc_nodes = [], []
+        for _ in range(3):
+            dt, isnap_body = timed_get(setup, "/fleet/snapshot", since=snap_since)
+            inc_snap.append(dt)
+            dt, inodes_body = timed_get(vms, "/nodes/state", include_silent="false", since=nodes_since)
+            inc_nodes.append(dt)
+        out["inc_snapshot_s"], out["inc_snapshot_mb"] = min(inc_snap), len(isnap_body) / 1e6
+        out["inc_nodes_s"], out["inc_nodes_mb"] = min(inc_nodes), len(inodes_body) / 1e6
+        t = time.perf_counter()
+        delta, delta_nodes = orjson.loads(isnap_body), orjson.loads(inodes_body)["items"]
+        counts = state.apply_changes(delta, delta_nodes)
+        out["apply_s"], out["apply_counts"] = time.perf_counter() - t, counts
+
         cfg = PoliciesConfig().merged({"overload": {"window_s": 0}, "low_confidence": {"window_s": 0}, "environment": {"hysteresis_samples": 1}, "recovery": {"silent_after_s": 86400}})
         t = time.perf_counter()
         result = decide(CycleInput(state=state, config=cfg, now=datetime.now(timezone.utc)))
         out["decide_s"] = time.perf_counter() - t
         out["decide_ops"] = len(result.operations)
+        del state, snapshot, nodes_answer, snap_body, nodes_body
 
-        # The optimizer as a process: its first resync runs at start (cycle 1), then one more (cycle 2).
+        # The optimizer as a process: its first resync runs at start (cold: whole read, acts), then
+        # resyncs through POST /cycle; a whole read every 4th.
         procs.append(start_service("optimizer", env=service_env(
             url, OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1", OPTIMIZER_OVERLOAD__WINDOW_S="0",
-            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0", OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400", OPTIMIZER_SOURCE_TIMEOUT_S="300", OPTIMIZER_DEBOUNCE_MS="2", **common),
+            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0", OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400", OPTIMIZER_SOURCE_TIMEOUT_S="300",
+            OPTIMIZER_DEBOUNCE_MS="2", OPTIMIZER_FULL_REFRESH_EVERY="4", **common),
             port=opt_port, tmp_path=tmp, timeout=120))
         opt = httpx.Client(base_url=f"http://127.0.0.1:{opt_port}", headers=OPERATOR, timeout=600)
-        out["cycle1"] = wait_cycle(opt, None)
-        r = opt.post("/cycle")
-        r.raise_for_status()
-        out["cycle2"] = r.json()
-        r = opt.post("/cycle")
-        out["cycle3"] = r.json()
+
+        def resync() -> dict:
+            r = opt.post("/cycle")
+            r.raise_for_status()
+            return r.json()
+
+        out["cold"] = wait_cycle(opt, None)
+        out["after_acting"] = resync()  # incremental: reads back its own writes
+        time.sleep(1)
+        asyncio.run(churn(url, churn_share))
+        out["steady"] = resync()
+        asyncio.run(churn(url, churn_share, node_share=1.0))
+        out["steady_all_nodes"] = resync()
+        out["steady_whole"] = resync()  # the 4th resync: a whole read
+        out["churn"] = churn_share
 
         # Change to decision: SUNNY edges (monitoring class 01, weather not shared) turn RAINY.
         conn_rows = asyncio.run(_sunny_edges(url, changes))
@@ -231,26 +280,42 @@ async def _sunny_edges(url: str, k: int) -> list[tuple]:
         await conn.close()
 
 
+CYCLES = (
+    ("cold", "cold (whole read, acts)"),
+    ("after_acting", "next (reads its writes)"),
+    ("steady", "steady, churn"),
+    ("steady_all_nodes", "steady, all nodes reported"),
+    ("steady_whole", "steady, whole read"),
+)
+
+
 def report(r: dict) -> None:
-    n = r["edges"]
+    n, churn_pct = r["edges"], r["churn"] * 100
     print(f"\n=== {n:,} edges ({2 * n:,} deployments), seeded in {r['seed_s']:.1f} s")
-    print(f"sources     GET /fleet/snapshot   {ms(r['snapshot_s'])}  ({r['snapshot_mb']:.1f} MB)")
-    print(f"            GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)")
-    print(f"in memory   parse + index         {ms(r['parse_build_s'])}")
-    print(f"            decide (6 policies)   {ms(r['decide_s'])}  ({r['decide_ops']} operations)")
-    for key, label in (("cycle1", "cycle 1 (acts)"), ("cycle2", "cycle 2"), ("cycle3", "cycle 3 (steady)")):
-        c = r[key]
-        t = c["timings_ms"]
-        print(f"{label:<17} total {t['total']:8.1f} ms  ops {c['operations']:6d}  decisions {c['decisions']:6d}  "
-              f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, write {t['write']:.0f}, record {t['record']:.0f}]")
+    print(f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  ({r['snapshot_mb']:.1f} MB)")
+    print(f"                      GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)")
+    print(f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  ({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn")
+    print(f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  ({r['inc_nodes_mb']:.2f} MB)")
+    print(f"in memory             parse + index (whole) {ms(r['parse_build_s'])}")
+    c = r["apply_counts"]
+    print(f"                      fold changes in       {ms(r['apply_s'])}  ({c['deployments']} deployments, {c['nodes']} nodes)")
+    print(f"                      decide (6 policies)   {ms(r['decide_s'])}  ({r['decide_ops']} operations, seeded state)")
+    print("optimizer whole-fleet cycles (fetch to recorded):")
+    for key, label in CYCLES:
+        cy = r[key]
+        t = cy["timings_ms"]
+        ref = cy.get("refresh") or {}
+        read = ref.get("kind", "?") + (f": {ref.get('deployments', 0)} deps, {ref.get('nodes', 0)} nodes" if ref.get("kind") == "incremental" else "")
+        print(f"  {label:<27} total {t['total']:8.1f} ms  ops {cy['operations']:6d}  "
+              f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, write {t['write']:.0f}, record {t['record']:.0f}]  ({read})")
     lat = sorted(r["change_latencies"])
     if lat:
         p90 = lat[min(len(lat) - 1, int(len(lat) * 0.9))]
         print(f"change -> decision in setup   p50 {ms(statistics.median(lat))}  p90 {ms(p90)}  (n={len(lat)})")
     print(f"BASELINE (field's way, per-edge HTTP look-ups): {r['baseline_s']:.1f} s per full pass "
           f"(EXTRAPOLATED from {r['baseline_sample']} edges)")
-    c = r["cycle3"]["timings_ms"]["total"] / 1000
-    print(f"speed-up of a steady whole-fleet cycle over the baseline: x{r['baseline_s'] / c:.0f}")
+    steady = r["steady"]["timings_ms"]["total"] / 1000
+    print(f"speed-up of a steady whole-fleet cycle over the baseline: x{r['baseline_s'] / steady:.0f}")
 
 
 def main() -> None:
@@ -258,10 +323,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--baseline-edges", type=int, default=500)
+    ap.add_argument("--churn", type=float, default=0.01, help="share of nodes and deployments changed between two resyncs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            report(run_size(n, args.changes, args.baseline_edges, Path(tmp)))
+            report(run_size(n, args.changes, args.baseline_edges, args.churn, Path(tmp)))
 
 
 if __name__ == "__main__":

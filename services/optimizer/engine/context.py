@@ -77,6 +77,7 @@ class Cycle:
         self.low_confidence: dict[int, bool] = {}  # edge_id -> routed up after this cycle
         self.next_wakeup: datetime | None = None
         self._helpers_of: dict[str, list[Deployment]] | None = None
+        self._edges: list[Edge] | None = None
         self.governing: dict[str, RolloutState] = {}  # filename -> the rollout that decides its version
 
     # -- scope ----------------------------------------------------------------------------------
@@ -87,10 +88,13 @@ class Cycle:
 
     def edges(self) -> list[Edge]:
         """Edges this cycle decides for: the scope (or the fleet), less the pinned ones."""
-        pins = self.inp.pins
-        if self.inp.scope is None:
-            return [e for e in self.state.edges.values() if e.id not in pins]
-        return [self.state.edges[i] for i in sorted(self.inp.scope) if i in self.state.edges and i not in pins]
+        if self._edges is None:  # the same for every policy of the cycle: built once
+            pins = self.inp.pins
+            if self.inp.scope is None:
+                self._edges = [e for e in self.state.edges.values() if e.id not in pins]
+            else:
+                self._edges = [self.state.edges[i] for i in sorted(self.inp.scope) if i in self.state.edges and i not in pins]
+        return self._edges
 
     def running(self, edge_id: int) -> list[Deployment]:
         deps = self.state.by_edge.get(edge_id, [])

@@ -43,12 +43,20 @@ def _routes(cycle: Cycle) -> list[RouteState]:
     for d in plan.decisions:
         if d.edge_id is not None and d.policy in (overload.NAME, low_confidence.NAME):
             by_deployment[d.edge_id] = d.id
+    # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for all edges).
+    intents = plan.intents
+    with_route = set()
+    for edge_id, deps in cycle.state.by_edge.items():
+        for d in deps:
+            i = intents.get(d.id)
+            params = i.params if i else d.params
+            if params and "analysis_route" in params:
+                with_route.add(edge_id)
+                break
     for edge in cycle.edges():
         old = cycle.inp.routes.get(edge.nid)
         routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))
-        if old is None and not routed_up and not any(
-            "analysis_route" in plan.params(d) for d in cycle.state.by_edge.get(edge.id, ())
-        ):
+        if old is None and not routed_up and edge.id not in with_route:
             continue  # local and staying local: no row to write
         analysis, helper = "local", None
         for d in cycle.running(edge.id):

@@ -47,16 +47,17 @@ def apply(cycle: Cycle) -> None:
         return (load or {}).get(other.id, 0) < cfg.max_helped_per_edge
 
     helped = {d.helps for d in state.deployments.values() if d.desired == "running" and d.helps}
+    # Edges with a deployment routed elsewhere (the "any analysis_route" test, once for all edges).
+    routed = {edge_id for edge_id, deps in state.by_edge.items() if any(d.params and "analysis_route" in d.params for d in deps)}
+    memory = cycle.inp.memory
     for edge in cycle.edges():
-        node = state.node_of(edge)
+        node = state.nodes.get(edge.nid)
         degraded = plan.status_of(edge) == "degraded"
         above = bool(
             node is not None and not node.stale
             and ((node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent)
         )
-        if not above and not degraded and edge.nid not in helped and (NAME, edge.id) not in cycle.inp.memory and not any(
-            "analysis_route" in d.params for d in state.by_edge.get(edge.id, ())
-        ):
+        if not above and not degraded and edge.nid not in helped and (NAME, edge.id) not in memory and edge.id not in routed:
             continue  # the common case: a calm edge with nothing handed over and nothing remembered
         sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
         mem = cycle.recall(NAME, edge.id)

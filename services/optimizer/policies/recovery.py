@@ -26,14 +26,18 @@ def apply(cycle: Cycle) -> None:
         return
     plan = cycle.plan
     memory = cycle.inp.memory
+    nodes = cycle.state.nodes
+    crash_restarts = cfg.crash_restarts
     for edge in cycle.edges():
         deps = cycle.running(edge.id)
-        node = cycle.state.node_of(edge)
+        node = nodes.get(edge.nid)
         # The common case, cheaply: everything runs at its generation, the edge is heard, nothing remembered.
-        if (NAME, edge.id) not in memory and (node is None or node.last_seen is None or (cycle.now - node.last_seen).total_seconds() <= cfg.silent_after_s) and all(
-            d.observed == "running" and d.restarts < cfg.crash_restarts for d in deps
-        ):
-            continue
+        if (NAME, edge.id) not in memory and (node is None or node.last_seen is None or (cycle.now - node.last_seen).total_seconds() <= cfg.silent_after_s):
+            for d in deps:
+                if d.observed != "running" or d.restarts >= crash_restarts:
+                    break
+            else:
+                continue
         mem = cycle.recall(NAME, edge.id)
         if not deps:
             if mem:

@@ -8,12 +8,24 @@ from services.optimizer.policies import environment, version
 
 def apply(cycle: Cycle) -> None:
     state, plan = cycle.state, cycle.plan
+    env_on = cycle.config.environment.enabled
+    governing = cycle.governing if cycle.config.version.enabled else {}
     for edge in cycle.edges():
-        for d in cycle.running(edge.id):
+        deps = cycle.running(edge.id)
+        if not deps:
+            continue
+        node = state.nodes.get(edge.nid)
+        # The class this edge's condition asks for, once per edge (None: the condition moves nothing).
+        asked = (state.ai_classes.get(node.condition)
+                 if env_on and node is not None and node.condition is not None and not node.stale else None)
+        for d in deps:
             if d.helps:
                 continue  # helper copies follow their source edge, not this edge's condition
             pkg = state.packages.get(plan.ai_id(d))
             if pkg is None:
+                continue
+            if (asked is None or asked == pkg.ai_class) and d.filename not in governing:
+                # The common case, cheaply: wanted_class and target_version would both answer None.
                 continue
             env = environment.wanted_class(cycle, edge, pkg)
             ver = version.target_version(cycle, edge.id, d.filename)
