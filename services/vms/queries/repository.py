@@ -33,36 +33,29 @@ SERIES_SQL = {
 
 
 def _iso(col: str) -> str:
-    """A timestamptz as JSON text exactly as Python's ``datetime.isoformat()`` writes it in UTC
-    (microseconds only when there are some), whatever the session's TimeZone."""
-    utc = f"({col} AT TIME ZONE 'UTC')"
-    return (
-        f"CASE WHEN {col} IS NULL THEN NULL ELSE to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') "
-        f"|| CASE WHEN extract(microseconds FROM {utc})::bigint % 1000000 <> 0 THEN to_char({utc}, '.US') ELSE '' END "
-        "|| '+00:00' END"
-    )
+    """A timestamptz as text exactly as Python's ``datetime.isoformat()`` writes it in UTC
+    (microseconds only when there are some), whatever the session's TimeZone; NULL stays NULL."""
+    return f"""replace(to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), '.000000+', '+')"""
 
 
-# One item of GET /nodes/state, built by Postgres (same fields as the former Python view).
-_ITEM = f"""json_build_object(
-    'nid', nid, 'known', known, 'authenticated', authenticated,
-    'condition', condition, 'condition_code', condition_code, 'previous_condition', previous_condition,
-    'streak', coalesce(streak, 0),
-    'condition_since', {_iso('condition_since')}, 'environment_at', {_iso('environment_at')},
-    'usage', CASE WHEN usage_at IS NULL THEN NULL ELSE json_build_object(
-        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func, 'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END,
-    'detections', CASE WHEN detections_at IS NULL THEN NULL ELSE
+# The columns of one GET /nodes/state item, in order (the same fields as the former Python view);
+# json_agg turns each row into an object with these keys.
+_ITEM_COLUMNS = f"""
+    nid, known, authenticated, condition, condition_code, previous_condition,
+    coalesce(streak, 0) AS streak,
+    {_iso('condition_since')} AS condition_since, {_iso('environment_at')} AS environment_at,
+    CASE WHEN usage_at IS NULL THEN NULL ELSE json_build_object(
+        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func, 'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END AS usage,
+    CASE WHEN detections_at IS NULL THEN NULL ELSE (
         jsonb_build_object('at', {_iso('detections_at')})
         || CASE WHEN jsonb_typeof(detections) = 'object' THEN detections ELSE '{{}}'::jsonb END
-        || jsonb_build_object('low_confidence_share', low_confidence_share) END,
-    'last_seen', {_iso('last_seen')},
-    'stale', last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s))"""
+        || jsonb_build_object('low_confidence_share', low_confidence_share))::json END AS detections,
+    {_iso('last_seen')} AS last_seen,
+    last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s) AS stale"""
 
 # Registered nodes that never reported: known, stale, no data.
-_SILENT_ITEM = """json_build_object(
-    'nid', s.nid, 'known', true, 'authenticated', false, 'condition', NULL, 'condition_code', NULL,
-    'previous_condition', NULL, 'streak', 0, 'condition_since', NULL, 'environment_at', NULL,
-    'usage', NULL, 'detections', NULL, 'last_seen', NULL, 'stale', true)"""
+_SILENT_COLUMNS = """
+    s.nid, true, false, NULL, NULL, NULL, 0, NULL, NULL, NULL::json, NULL::json, NULL, true"""
 
 
 async def node_states_json(
@@ -90,16 +83,16 @@ async def node_states_json(
             "AND last_seen + make_interval(secs => :stale_s) <= now()))"
         )
         params["since"] = since
-    parts = [f"SELECT nid, {_ITEM} AS item FROM vms.node_state WHERE {' AND '.join(where)}"]
+    parts = [f"SELECT {_ITEM_COLUMNS} FROM vms.node_state WHERE {' AND '.join(where)}"]
     if silent:
         parts.append(
-            f"SELECT s.nid, {_SILENT_ITEM} FROM unnest(CAST(:silent AS text[])) AS s(nid) "
+            f"SELECT {_SILENT_COLUMNS} FROM unnest(CAST(:silent AS text[])) AS s(nid) "
             "WHERE NOT EXISTS (SELECT 1 FROM vms.node_state n WHERE n.nid = s.nid)"
         )
         params["silent"] = silent
     sql = f"""
         WITH rows AS ({' UNION ALL '.join(parts)})
-        SELECT coalesce((SELECT json_agg(item ORDER BY nid COLLATE "C") FROM rows), '[]'::json)::text AS items,
+        SELECT coalesce((SELECT json_agg(r ORDER BY r.nid COLLATE "C") FROM rows AS r), '[]'::json)::text AS items,
                {_iso('now()')} AS generated_at"""
     row = (await session.execute(text(sql), params)).one()
     return row.items, row.generated_at
