@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 
 from services.vms.analysis.router import MAX_IMAGE_BYTES
 from services.vms.analysis.router import router as analysis_router
@@ -80,7 +79,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         routers=[legacy_router, ingest_router, queries_router, analysis_router],
         extra_lifespan=lifespan,
         body_limits={"/batch": settings.batch_max_body_bytes, "/analysis": MAX_IMAGE_BYTES + 256 * 1024},
+        # Right behind the shared request layer (request id, metrics, body limit), before the framework.
+        fast_path=IngestFastPath,
     )
-    # Innermost user middleware: inside the shared one (request id, metrics, body limit).
-    app.user_middleware.append(Middleware(IngestFastPath))
     return app
