@@ -198,7 +198,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per target")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target (not counted)")
-    parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes, every server")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="uvicorn worker processes, every server (default: one a core)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections for single-record targets")
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=500, help="records per /batch request")
