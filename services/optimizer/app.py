@@ -43,9 +43,10 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
         app.state.scheduler = scheduler
 
         def wake_at(when: datetime) -> None:
-            # A focus TTL ends: decide then (a date job, not a sleeping task).
+            # A focus TTL ends, or a new condition will have held its hysteresis samples: decide
+            # then (a date job, not a sleeping task). Each cycle sets the earliest wake-up it needs.
             scheduler.add_job(runner.request, "date", run_date=when + timedelta(milliseconds=50), kwargs={"full": True},
-                              id="focus-expiry", replace_existing=True)
+                              id="wakeup", replace_existing=True)
 
         async def keep_lease() -> None:
             was = runner.lease.held

@@ -102,6 +102,32 @@ def test_condition_posted_to_the_vms_changes_the_desired_deployment_without_any_
         proc.stop()
 
 
+def test_a_condition_that_holds_is_acted_on_without_waiting_for_the_resync(stack: Stack, tmp_path):
+    """Hysteresis 3: the change event comes with the first sample; the optimizer wakes itself once
+    three samples can have come, instead of waiting for the 30 s (here: 1 h) resync."""
+    sunny = stack.package("monitoring", "01", "01")
+    rainy = stack.package("monitoring", "01", "02")
+    d = stack.deploy(stack.edge("E1", "0x01"), sunny)
+    env = service_env(stack.db, EDGE_MIGRATE_ON_START="false", EDGE_SETUP_URL=stack.setup_url, EDGE_VMS_URL=stack.vms_url,
+                      OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="3")
+    proc = start_service("optimizer", env=env, port=stack.optimizer_port, tmp_path=tmp_path)
+    try:
+        base = f"http://127.0.0.1:{stack.optimizer_port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (httpx.get(f"{base}/control", headers=OPERATOR).json().get("last_cycle")):
+            time.sleep(0.05)  # the first resync runs at start
+        stack.conditions("0x01", RAINY, 1)  # the change: an event, streak 1
+        time.sleep(0.5)
+        assert stack.deployment(d["id"])["ai_id"] == sunny["id"]  # hysteresis holds
+        stack.conditions("0x01", RAINY, 2)  # streak 3, no new event
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and stack.deployment(d["id"])["ai_id"] != rainy["id"]:
+            time.sleep(0.1)
+        assert stack.deployment(d["id"])["ai_id"] == rainy["id"], proc.log_text()[-3000:]
+    finally:
+        proc.stop()
+
+
 async def test_only_one_replica_acts_and_another_takes_over(stack: Stack):
     sunny, rainy, edges, deps = _weather_fleet(stack)
     common = dict(setup_url=stack.setup_url, vms_url=stack.vms_url, run_scheduler=False, lease_ttl_s=1.0)

@@ -3,6 +3,7 @@ variant it runs gets the variant of the same filename made for that condition, o
 has held ``hysteresis_samples`` consecutive samples (no flapping on one odd reading)."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
@@ -24,5 +25,8 @@ def wanted_class(cycle: Cycle, edge: Edge, pkg: Package) -> tuple[str, dict[str,
     if wanted is None or wanted == pkg.ai_class or wanted not in state.classes_of.get(pkg.filename, ()):
         return None
     if node.streak < cfg.hysteresis_samples:
-        return None  # not yet: the condition must hold N samples
+        # Not yet: the condition must hold N samples. Nothing else would bring this edge up again
+        # before the next resync, so decide again once N samples can have come (one a second).
+        cycle.wake_at(cycle.now + timedelta(seconds=cfg.hysteresis_samples - node.streak + 0.5))
+        return None
     return wanted, {"hysteresis_samples": cfg.hysteresis_samples}
