@@ -6,7 +6,7 @@ from enum import Enum
 
 import typer
 
-from shared.settings import DEFAULT_PORTS
+from shared.settings import DEFAULT_PORTS, settings_class
 
 
 class ServiceName(str, Enum):
@@ -17,13 +17,7 @@ class ServiceName(str, Enum):
 
 
 def load_settings(name: str, **overrides):
-    module = importlib.import_module(f"services.{name}.settings")
-    cls = next(
-        getattr(module, attr)
-        for attr in dir(module)
-        if attr.endswith("Settings") and attr != "ServiceSettings" and isinstance(getattr(module, attr), type)
-    )
-    return cls(**overrides)
+    return settings_class(f"services.{name}.settings")(**overrides)
 
 
 def build_app(name: str, settings):

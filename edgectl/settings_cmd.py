@@ -1,26 +1,16 @@
 """``edgectl settings``: every setting of every service, with its environment variable and default."""
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import typer
 from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic_settings import BaseSettings
 
+from shared.settings import settings_class
+
 SERVICES = ("setup", "master", "optimizer", "vms")
 SECRET_WORDS = ("token", "password", "secret")
-
-
-def _settings_class(module: str) -> type[BaseSettings]:
-    mod = importlib.import_module(module)
-    return next(
-        getattr(mod, a)
-        for a in dir(mod)
-        if a.endswith("Settings") and a not in ("ServiceSettings", "BaseSettings")
-        and isinstance(getattr(mod, a), type) and issubclass(getattr(mod, a), BaseSettings)
-        and getattr(mod, a).__module__ == mod.__name__
-    )
 
 
 def _env_name(cls: type[BaseSettings], name: str, field) -> str:
@@ -74,11 +64,11 @@ def markdown() -> str:
     lines += ["## Every service", "", "| variable | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{e}` | {d} | {m} |" for e, d, m in rows(ServiceSettings, skip=set(ServiceSettings.model_fields) - common)]
     for service in SERVICES:
-        cls = _settings_class(f"services.{service}.settings")
+        cls = settings_class(f"services.{service}.settings")
         lines += ["", f"## {service}", "", "| variable | default | meaning |", "| --- | --- | --- |"]
         lines += [f"| `{e}` | {d} | {m} |" for e, d, m in rows(cls, skip=common)]
     for title, module in (("edge agent", "edge_ai.agent.settings"), ("edgectl up", "edgectl.stack.config")):
-        cls = _settings_class(module)
+        cls = settings_class(module)
         lines += ["", f"## {title}", "", "| variable | default | meaning |", "| --- | --- | --- |"]
         lines += [f"| `{e}` | {d} | {m} |" for e, d, m in rows(cls)]
     return "\n".join(lines) + "\n"

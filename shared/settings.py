@@ -104,3 +104,18 @@ class ServiceSettings(BaseSettings):
             for s in (self.operator_token, self.service_token, self.edge_token_secret)
             if s is not None
         ]
+
+
+def settings_class(module_name: str) -> type[BaseSettings]:
+    """The Settings class a module defines (``services.vms.settings`` -> ``VmsSettings``)."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    return next(
+        value
+        for name, value in vars(module).items()
+        if name.endswith("Settings")
+        and isinstance(value, type)
+        and issubclass(value, BaseSettings)
+        and value.__module__ == module.__name__
+    )

@@ -22,7 +22,3 @@ def version_key(value: str) -> str:
     parts = [int(p) for p in validate_version(value).split(".")]
     parts += [0] * (4 - len(parts))
     return ".".join(f"{p:08d}" for p in parts)
-
-
-def is_newer(a: str, b: str) -> bool:
-    return version_key(a) > version_key(b)

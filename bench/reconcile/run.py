@@ -43,7 +43,8 @@ from services.optimizer.engine.state import FleetState
 from services.optimizer.policies.config import PoliciesConfig
 from shared import migrations
 from shared.edge_tokens import issue_edge_token
-from tests.helpers.env import ADMIN_URL, EDGE_TOKEN_SECRET, OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.database import asyncpg_url, create_database, drop_database
+from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE, free_port, service_env
 from tests.helpers.processes import start_service
 
 CONDITIONS = ["SUNNY", "CLOUDY", "RAINY", "SNOWY", "FOGGY", "NIGHT"]
@@ -89,20 +90,8 @@ SELECT setval(pg_get_serial_sequence('setup.deployments', 'id'), 2 * $N);
 """
 
 
-def pg(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def seed(url: str, n: int) -> None:
-    conn = await asyncpg.connect(pg(url))
+    conn = await asyncpg.connect(asyncpg_url(url))
     try:
         await conn.execute(SEED.replace("$N", str(n)))
         await conn.execute("ANALYZE")
@@ -124,7 +113,7 @@ def timed_get(client: httpx.Client, path: str, **params) -> tuple[float, bytes]:
 async def churn(url: str, share: float, node_share: float | None = None) -> None:
     """What happens between two resyncs of a live fleet: nodes report (their state row is
     rewritten) and the master reports deployments (observed_at moves)."""
-    conn = await asyncpg.connect(pg(url))
+    conn = await asyncpg.connect(asyncpg_url(url))
     try:
         await conn.execute("UPDATE vms.node_state SET updated_at = now(), last_seen = now(), streak = streak + 1, "
                            "cpu_avg = cpu_avg * 0.99 WHERE random() < $1", node_share if node_share is not None else share)
@@ -158,8 +147,7 @@ def baseline(setup: httpx.Client, vms: httpx.Client, n_edges: int, sample: int) 
 
 def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp: Path) -> dict:
     name = f"edgebench_reconcile_{n}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    url = asyncio.run(create_database(name))
     procs = []
     out: dict = {"edges": n}
     try:
@@ -263,12 +251,12 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
     finally:
         for p in reversed(procs):
             p.stop()
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(name))
     return out
 
 
 async def _sunny_edges(url: str, k: int) -> list[tuple]:
-    conn = await asyncpg.connect(pg(url))
+    conn = await asyncpg.connect(asyncpg_url(url))
     try:
         rows = await conn.fetch(
             """SELECT e.id, e.nid, d.id AS dep, d.ai_id FROM setup.edges e

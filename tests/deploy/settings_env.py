@@ -5,7 +5,6 @@ any other field under the class's ``env_prefix`` + its name (SETUP_PORT ...).
 """
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,20 +12,13 @@ from contextlib import contextmanager
 from pydantic import AliasChoices, AliasPath, BaseModel
 from pydantic_settings import BaseSettings
 
+from shared.settings import settings_class as shared_settings_class
+
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
 
 
 def settings_class(service: str) -> type[BaseSettings]:
-    module = importlib.import_module(f"services.{service}.settings")
-    return next(
-        getattr(module, a)
-        for a in dir(module)
-        if a.endswith("Settings")
-        and a != "ServiceSettings"
-        and isinstance(getattr(module, a), type)
-        and issubclass(getattr(module, a), BaseSettings)
-        and getattr(module, a).__module__ == module.__name__
-    )
+    return shared_settings_class(f"services.{service}.settings")
 
 
 def _field_env_names(prefix: str, field_name: str, field) -> set[str]:

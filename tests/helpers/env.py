@@ -1,9 +1,10 @@
 """Test-wide constants and the settings a service gets in tests."""
 from __future__ import annotations
 
-import importlib
 import os
 import socket
+
+from shared.settings import settings_class
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 SERVICE_TOKEN = "test-service-token-0123456789"
@@ -39,12 +40,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
 
 def settings_for(service: str, database_url: str, **overrides):
     """The service's Settings object as a test builds its in-process app."""
-    module = importlib.import_module(f"services.{service}.settings")
-    cls = next(
-        getattr(module, a)
-        for a in dir(module)
-        if a.endswith("Settings") and a != "ServiceSettings" and isinstance(getattr(module, a), type)
-    )
+    cls = settings_class(f"services.{service}.settings")
     values = dict(
         env="production",
         database_url=database_url,
