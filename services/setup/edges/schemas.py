@@ -90,7 +90,11 @@ class EdgeBase(BaseModel):
 
 class EdgeCreate(EdgeBase):
     name: str = Field(min_length=1, max_length=100)
-    nid: str = Field(pattern=NID_PATTERN, description='node id the edge AIs report with, e.g. "0x01"')
+    nid: str | None = Field(
+        None,
+        pattern=NID_PATTERN,
+        description='node id the edge AIs report with, e.g. "0x01"; assigned (next free 0xNN) when absent',
+    )
     type: int = Field(1, ge=0, le=999)
 
 

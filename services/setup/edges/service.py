@@ -70,12 +70,21 @@ async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSetti
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
     else:
         await clusters.get(session, data.cluster_id, field="cluster_id")
+    if data.nid is None:
+        columns["nid"] = await next_free_nid(session)
     edge = Edge(**columns)
-    token = issue_edge_token(data.nid, settings.edge_token_secret.get_secret_value())
+    token = issue_edge_token(edge.nid, settings.edge_token_secret.get_secret_value())
     edge.token_hash = token_hash(token)
     session.add(edge)
     await flush(session)
     return edge, token
+
+
+async def next_free_nid(session: AsyncSession) -> str:
+    """The field numbers its nodes 0x01, 0x02...: one past the highest such nid in use."""
+    nids = (await session.scalars(select(Edge.nid).where(Edge.nid.regexp_match("^0x[0-9a-fA-F]{1,8}$")))).all()
+    highest = max((int(n, 16) for n in nids), default=0)
+    return f"0x{highest + 1:02x}"
 
 
 async def get(session: AsyncSession, edge_id: int, *, field: str = "id") -> Edge:
