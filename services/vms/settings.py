@@ -18,7 +18,9 @@ class VmsSettings(ServiceSettings):
     # Ingest and authentication.
     allow_anonymous: bool = False  # field devices without a token, legacy routes only
     unknown_nodes: Literal["reject", "flag"] = "reject"
-    field_timezone: str = "UTC"  # zone of the field's date/time (yyyymmdd hhmmss) strings
+    # Fleet default zone of the field's date/time (yyyymmdd hhmmss) strings (the field's devices
+    # run Korean time); an edge's own time_zone in setup overrides it.
+    field_timezone: str = "Asia/Seoul"
     max_future_s: int = 300  # a record stamped further ahead than this is refused
     batch_max_records: int = 10_000
     batch_max_body_bytes: int = 16 * 1024 * 1024

@@ -31,6 +31,7 @@ def to_out(edge: Edge) -> EdgeOut:
         node_name=edge.node_name,
         agent_url=edge.agent_url,
         capacity={"cpu": edge.capacity_cpu, "memory_mb": edge.capacity_memory_mb, "gpu": edge.capacity_gpu},
+        time_zone=edge.time_zone,
         status=edge.status,
         created_at=edge.created_at,
         updated_at=edge.updated_at,
@@ -41,7 +42,8 @@ def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
     """Payload fields -> table columns (only those the request set)."""
     given = data.model_dump(exclude_unset=True)
     out: dict = {}
-    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url", "status", "cluster_id"):
+    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url", "status", "cluster_id",
+                "time_zone"):
         if key in given:
             out[key] = given[key]
     if "supports_analysis" in given:
@@ -142,8 +144,12 @@ async def delete(session: AsyncSession, edge_id: int) -> None:
 
 
 async def node_ids(session: AsyncSession) -> dict:
-    rows = (await session.execute(select(Edge.nid, Edge.name).order_by(Edge.id))).all()
-    return {"items": [r.nid for r in rows], "names": {r.name: r.nid for r in rows}}
+    rows = (await session.execute(select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id))).all()
+    return {
+        "items": [r.nid for r in rows],
+        "names": {r.name: r.nid for r in rows},
+        "time_zones": {r.nid: r.time_zone for r in rows if r.time_zone},
+    }
 
 
 async def camera_url(session: AsyncSession, edge_id: int) -> str | None:
