@@ -46,7 +46,7 @@ def node_config(
     namespace: str = typer.Option("edge-ai", "--namespace", help="namespace of the imagePullSecret"),
     secret_name: str = typer.Option(
         PULL_SECRET_NAME, "--secret-name",
-        help="name of the imagePullSecret: the AI pods reference MASTER_IMAGE_PULL_SECRET (edge-registry)",
+        help="name of the imagePullSecret: the AI pods reference MASTER_IMAGE_PULL_SECRET",
     ),
     only: Part = typer.Option(None, "--only", help="print just one part (for piping): hosts | daemon | secret"),
     out_dir: Path = typer.Option(None, "--out-dir", file_okay=False, help="also write hosts.toml, daemon.json, pull-secret.yaml here"),
@@ -108,10 +108,12 @@ def node_config(
 def install_trust(
     from_dir: Path = typer.Option(
         ..., "--from-dir", exists=True, file_okay=False,
-        help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false) and 'ca.crt' "
-        "(the registry-trust ConfigMap, mounted)",
+        help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false) and "
+        "'ca.crt' (the registry-trust ConfigMap, mounted)",
     ),
-    root: Path = typer.Option(Path("/"), "--root", file_okay=False, help="the node's filesystem root (a host mount)"),
+    root: Path = typer.Option(
+        Path("/"), "--root", file_okay=False, help="the node's filesystem root (a host mount)"
+    ),
 ) -> None:
     """Install the registry's trust on this node: containerd hosts.toml (and the CA for containerd
     and Docker). What the registry-trust DaemonSet in k8s/ runs on every node; no credentials."""
@@ -123,13 +125,17 @@ def install_trust(
 
     host = read("registry")
     if host is None:
-        raise typer.BadParameter(f"{from_dir}/registry is missing or empty: give the registry as HOST:PORT")
+        raise typer.BadParameter(f"{from_dir}/registry is missing or empty: give HOST:PORT")
     insecure_text = (read("insecure") or "false").lower()
     if insecure_text not in ("true", "false"):
-        raise typer.BadParameter(f"{from_dir}/insecure must be true or false, not {insecure_text!r}")
+        raise typer.BadParameter(
+            f"{from_dir}/insecure must be true or false, not {insecure_text!r}"
+        )
     ca = read("ca.crt")
     try:
-        written = nc.install_trust(str(root), host, insecure=insecure_text == "true", ca_pem=ca + "\n" if ca else None)
+        written = nc.install_trust(
+            str(root), host, insecure=insecure_text == "true", ca_pem=ca + "\n" if ca else None
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     for path in written:

@@ -31,7 +31,7 @@ ENV_VARS = {
     "EDGE_VMS_URL": "VMS base URL, e.g. http://127.0.0.1:6432 (overrides IP and Port)",
     "EDGE_VMS_IP": "VMS IP (overrides <vms><IP>)",
     "EDGE_VMS_PORT": "VMS port (overrides <vms><Port>)",
-    "VMS_URL": "the field's ConfigMap name: VMS host or http(s) URL (overrides <vms><IP>; EDGE_VMS_* win)",
+    "VMS_URL": "the field's ConfigMap name: VMS host or http(s) URL (over <vms><IP>)",
     "VMS_PORT": "the field's ConfigMap name: VMS port (overrides <vms><Port>; EDGE_VMS_* win)",
     "EDGE_NODE_ID": "node id sent as nid, e.g. 0x01 (overrides <node><NID>)",
     "EDGE_NODE_NAME": "node name, sent as username by the monitoring AI (overrides <node><Name>)",
@@ -201,7 +201,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     env = os.environ if env is None else env
     explicit = path if path is not None else env.get("EDGE_CONFIG")
     file_path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
-    if explicit is None and not file_path.exists() and (env.get("EDGE_VMS_URL") or env.get("VMS_URL")):
+    env_only = env.get("EDGE_VMS_URL") or env.get("VMS_URL")
+    if explicit is None and not file_path.exists() and env_only:
         values: dict[str, object] = {}
         source = "environment"
     else:

@@ -57,7 +57,8 @@ class MasterSettings(ServiceSettings):
     # What deployed AIs are told (edgeconfig.xml and environment).
     vms_public_url: str = Field("http://127.0.0.1:6432", description="the VMS address written into every AI's edgeconfig.xml")
     vms_path: str = Field(
-        "usage", description="edgeconfig.xml <Path> of every AI but the environment AI (ai_class 00: save_edgeData)"
+        "usage",
+        description="edgeconfig.xml <Path> of every AI but the environment AI (00: save_edgeData)",
     )
 
     @property

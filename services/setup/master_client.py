@@ -47,7 +47,8 @@ async def check_package_folder(settings, filename: str, version: str, ai_class: 
     try:
         async with service_client(settings, settings.master_url, timeout=5) as client:
             response = await client.get(
-                f"/ai-packages/folders/{filename}", params={"version": version, "ai_class": ai_class}
+                f"/ai-packages/folders/{filename}",
+                params={"version": version, "ai_class": ai_class},
             )
     except httpx.HTTPError as exc:
         raise Unavailable(

@@ -20,7 +20,7 @@ class VmsSettings(ServiceSettings):
     port: int = Field(
         0,
         validation_alias=AliasChoices("VMS_LISTEN_PORT"),
-        description="port to listen on (0: 6432); VMS_PORT is the field's name for the edges' VMS address",
+        description="port to listen on (0: 6432); VMS_PORT names the edges' VMS address (field)",
     )
 
     # Ingest and authentication.

@@ -185,7 +185,8 @@ class BuildRunner:
                 expected = {"filename": filename, "version": version, "ai_class": ai_class}
                 # A field folder (Dockerfile, no manifest) gets one derived from these names.
                 async with field_folder.with_manifest(
-                    candidate, ctx.store.tmp_dir, ctx.limits, filename=filename, version=version, ai_class=ai_class
+                    candidate, ctx.store.tmp_dir, ctx.limits,
+                    filename=filename, version=version, ai_class=ai_class,
                 ) as source:
                     ingested = await ingest_and_record(ctx, source, expected, source="folder")
                 return ResolvedPackage(ingested.digest, ingested.size, ingested.manifest)

@@ -25,7 +25,8 @@ async def upload_edge_ai(req: Annotated[UploadEdgeAi, Depends(form_or_json(Uploa
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
     fields = UploadFields(filename=req.filename, version=version, ai_class=req.ai_class)
     async with field_folder.with_manifest(
-        folder, ctx.store.tmp_dir, ctx.limits, filename=req.filename, version=version, ai_class=req.ai_class
+        folder, ctx.store.tmp_dir, ctx.limits,
+        filename=req.filename, version=version, ai_class=req.ai_class,
     ) as source:
         accepted = await uploads.accept(ctx, source, fields, kind="folder")
     return envelope(

@@ -90,7 +90,8 @@ def build_workload(
         secret_env=secret_env,
         resources=dict(manifest.get("resources") or {}),
         edgeconfig_xml=render_edgeconfig(
-            vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path), nid=edge["nid"]
+            vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path),
+            nid=edge["nid"],
         ),
         generation=int(deployment.get("generation") or 1),
     )

@@ -105,20 +105,25 @@ def render_all(host: str, *, username: str | None = None, password: str | None =
     out = {"hosts.toml": hosts_toml(host, insecure=insecure, ca_file=ca_file),
            "daemon.json": json.dumps(daemon_json(host, insecure=insecure), indent=2) + "\n"}
     if username and password is not None:
-        secret = pull_secret(host, username, password, namespace=namespace, name=check_secret_name(name))
+        secret = pull_secret(
+            host, username, password, namespace=namespace, name=check_secret_name(name)
+        )
         out["pull-secret.yaml"] = yaml.safe_dump(secret, sort_keys=False)
     return out
 
 
-def install_trust(root: str, host: str, *, insecure: bool = False, ca_pem: str | None = None) -> list[str]:
+def install_trust(
+    root: str, host: str, *, insecure: bool = False, ca_pem: str | None = None
+) -> list[str]:
     """Install the registry's trust on the node whose filesystem is at ``root`` (``/`` on the node
     itself, the host mount in the registry-trust DaemonSet): containerd's hosts.toml and, for a TLS
     registry with its own CA, the CA for containerd and Docker. Each file is replaced atomically;
-    answers the node paths written. No credential is ever written here (the pull Secret holds it)."""
+    answers the node paths written. No credential is ever written here (the pull Secret has it)."""
     host = check_host(host)
     if insecure and ca_pem:
         raise ValueError("a CA is for a TLS registry; insecure means plain HTTP")
-    files = {f"{containerd_dir(host)}/hosts.toml": hosts_toml(host, insecure=insecure, ca_file="ca" if ca_pem else None)}
+    hosts = hosts_toml(host, insecure=insecure, ca_file="ca" if ca_pem else None)
+    files = {f"{containerd_dir(host)}/hosts.toml": hosts}
     if ca_pem:
         if "-----BEGIN CERTIFICATE-----" not in ca_pem:
             raise ValueError("the CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)")

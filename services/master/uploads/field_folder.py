@@ -91,11 +91,14 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
     try:
         text = dockerfile.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise Invalid(f"the Dockerfile of {folder.name!r} cannot be read: {exc}", field="filename") from None
+        raise Invalid(
+            f"the Dockerfile of {folder.name!r} cannot be read: {exc}", field="filename"
+        ) from None
     command = dockerfile_command(text)
     if not command:
         raise Invalid(
-            f"the Dockerfile of {folder.name!r} has no CMD or ENTRYPOINT: the program to run is unknown",
+            f"the Dockerfile of {folder.name!r} has no CMD or ENTRYPOINT: "
+            "the program to run is unknown",
             field="filename",
         )
     manifest = {
@@ -137,7 +140,13 @@ def _stage(folder: Path, manifest: str, tmp_dir: Path, limits: ArchiveLimits) ->
 
 @contextlib.asynccontextmanager
 async def with_manifest(
-    source: Path, tmp_dir: Path, limits: ArchiveLimits, *, filename: str, version: str, ai_class: str
+    source: Path,
+    tmp_dir: Path,
+    limits: ArchiveLimits,
+    *,
+    filename: str,
+    version: str,
+    ai_class: str,
 ) -> AsyncIterator[Path]:
     """``source`` itself, or a staged copy of a field folder with its derived manifest."""
     if not needs_derived_manifest(source):

@@ -60,11 +60,16 @@ async def upload_ai_package(request: Request, ctx: ContextDep, _: OperatorAuth) 
     "missing folder is refused at once. 422 naming `filename` when there is none, or when a field "
     "folder (no aipackage.yaml) has no Dockerfile with a CMD or ENTRYPOINT.",
 )
-async def package_folder(filename: str, version: str, ai_class: str, ctx: ContextDep, _: ServiceAuth) -> dict:
+async def package_folder(
+    filename: str, version: str, ai_class: str, ctx: ContextDep, _: ServiceAuth
+) -> dict[str, str]:
     version = validate_version(version)
     folder = service.find_package_folder(ctx, filename, ai_class, version)
     manifest = "own"
     if field_folder.needs_derived_manifest(folder):
         await asyncio.to_thread(field_folder.derive_manifest, folder, filename, version, ai_class)
         manifest = "derived"
-    return {"filename": filename, "version": version, "ai_class": ai_class, "folder": folder.name, "manifest": manifest}
+    return {
+        "filename": filename, "version": version, "ai_class": ai_class,
+        "folder": folder.name, "manifest": manifest,
+    }

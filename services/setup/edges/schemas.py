@@ -111,7 +111,7 @@ class EdgeCreate(EdgeBase):
     nid: str | None = Field(
         None,
         pattern=NID_PATTERN,
-        description='node id the edge AIs report with, e.g. "0x01"; assigned (next free 0xNN) when absent',
+        description='node id the edge AIs report with, e.g. "0x01"; absent: the next free 0xNN',
     )
     type: int = Field(1, ge=0, le=999)
 

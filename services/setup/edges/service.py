@@ -42,8 +42,8 @@ def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
     """Payload fields -> table columns (only those the request set)."""
     given = data.model_dump(exclude_unset=True)
     out: dict = {}
-    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url", "status", "cluster_id",
-                "time_zone"):
+    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url",
+                "status", "cluster_id", "time_zone"):
         if key in given:
             out[key] = given[key]
     if "supports_analysis" in given:
@@ -84,7 +84,8 @@ async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSetti
 
 async def next_free_nid(session: AsyncSession) -> str:
     """The field numbers its nodes 0x01, 0x02...: one past the highest such nid in use."""
-    nids = (await session.scalars(select(Edge.nid).where(Edge.nid.regexp_match("^0x[0-9a-fA-F]{1,8}$")))).all()
+    field_style = select(Edge.nid).where(Edge.nid.regexp_match("^0x[0-9a-fA-F]{1,8}$"))
+    nids = (await session.scalars(field_style)).all()
     highest = max((int(n, 16) for n in nids), default=0)
     return f"0x{highest + 1:02x}"
 
@@ -144,7 +145,8 @@ async def delete(session: AsyncSession, edge_id: int) -> None:
 
 
 async def node_ids(session: AsyncSession) -> dict:
-    rows = (await session.execute(select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id))).all()
+    query = select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id)
+    rows = (await session.execute(query)).all()
     return {
         "items": [r.nid for r in rows],
         "names": {r.name: r.nid for r in rows},

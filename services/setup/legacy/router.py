@@ -25,7 +25,9 @@ async def request_upload(
     settings = request.app.state.settings
     if settings.notify_master:
         # The field's upload names a folder on the master: refused at once when it is not there.
-        await master_client.check_package_folder(settings, data.filename, data.version, data.ai_class)
+        await master_client.check_package_folder(
+            settings, data.filename, data.version, data.ai_class
+        )
     ai = await ai_packages.create(session, data, request.app.state.settings)
     await service.record(session, "request_upload_edgeAi", req.model_dump(), f"AI {ai.id} recorded")
     return envelope(f"upload of {ai.filename} {ai.version} class {ai.ai_class} requested", aid=ai.id)

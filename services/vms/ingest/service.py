@@ -108,12 +108,16 @@ class IngestService:
         return nid, known, authenticated
 
     # -- time ----------------------------------------------------------------------------------
-    def _check_ts(self, ts: datetime, now: datetime, field: str, prefix: str, read_as: str = "") -> None:
+    def _check_ts(
+        self, ts: datetime, now: datetime, field: str, prefix: str, read_as: str = ""
+    ) -> None:
         if now - self._oldest <= ts <= now + self._future:
             return
         stamp = f"{read_as}: {ts.isoformat()}" if read_as else ts.isoformat()
         if ts > now + self._future:
-            raise Rejected(f"{stamp} is in the future", field=_prefixed(prefix, field), reason="bad_time")
+            raise Rejected(
+                f"{stamp} is in the future", field=_prefixed(prefix, field), reason="bad_time"
+            )
         if ts < now - self._oldest:
             raise Rejected(
                 f"{stamp} is older than the retention ({self.settings.retention_days} days)",

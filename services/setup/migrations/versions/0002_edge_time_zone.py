@@ -13,7 +13,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("edges", sa.Column("time_zone", sa.String(length=64), nullable=True), schema="setup")
+    column = sa.Column("time_zone", sa.String(length=64), nullable=True)
+    op.add_column("edges", column, schema="setup")
 
 
 def downgrade() -> None:
