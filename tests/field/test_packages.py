@@ -51,3 +51,14 @@ async def test_field_folder_without_manifest_is_built_from_its_dockerfile(field)
     field_folder(field.package_dir, "noprogram", cmd="")
     r = await field.master.post("/upload_edgeAI", json={"filename": "noprogram", "version": "01", "ai_class": "01"})
     assert r.status_code == 422 and "CMD or ENTRYPOINT" in r.json()["message"], r.text
+
+
+async def test_the_folder_check_takes_only_package_names(field):
+    """The master's folder check (what setup asks) never looks outside its package directory."""
+    for filename in ("..x", "-x", "Weather", "a" * 41):
+        r = await field.master.get(f"/ai-packages/folders/{filename}", params={"version": "01", "ai_class": "00"},
+                                   headers=SERVICE)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "filename", (filename, r.text)
+    r = await field.master.get("/ai-packages/folders/weatherai", params={"version": "01", "ai_class": "0/"},
+                               headers=SERVICE)
+    assert r.status_code == 422

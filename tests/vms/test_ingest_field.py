@@ -139,6 +139,10 @@ async def test_usage_without_func_and_with_a_device_login_name_is_stored(db):
         with_func = {**first_program, "message": "success", "func": "SUNNY", "cpu": 20.0}
         r = await client.post("/usage", json=with_func, headers=edge_headers("0x01"))
         assert r.status_code == 200 and r.json() == SUCCESS, r.text
+        # A refusal names each field once ("func: func: ..." was the old message).
+        r = await client.post("/usage", json={**first_program, "func": "S" * 33, "cpu": "lots"})
+        assert r.status_code == 422 and r.json()["message"].startswith("cpu: Input"), r.text
+        assert "cpu: cpu:" not in r.json()["message"] and "; func: " in r.json()["message"]
     rows = await fetch(db, "SELECT nid, username, func, message, known, authenticated FROM vms.usage ORDER BY cpu")
     assert [tuple(r) for r in rows] == [
         ("edge-master-01-1129", "edge-master-01-1129", None, KOREAN_SUCCESS, False, False),

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
+from fastapi import Path as PathParam
 
 from services.master.context import ContextDep
 from services.master.uploads import field_folder, service
-from services.master.uploads.schemas import UploadAccepted
+from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
 from shared.auth import OperatorAuth, ServiceAuth
 from shared.versions import validate_version
 
@@ -61,7 +63,11 @@ async def upload_ai_package(request: Request, ctx: ContextDep, _: OperatorAuth) 
     "folder (no aipackage.yaml) has no Dockerfile with a CMD or ENTRYPOINT.",
 )
 async def package_folder(
-    filename: str, version: str, ai_class: str, ctx: ContextDep, _: ServiceAuth
+    filename: Annotated[str, PathParam(pattern=FILENAME)],
+    version: str,
+    ai_class: Annotated[str, Query(pattern=AI_CLASS)],
+    ctx: ContextDep,
+    _: ServiceAuth,
 ) -> dict[str, str]:
     version = validate_version(version)
     folder = service.find_package_folder(ctx, filename, ai_class, version)

@@ -63,7 +63,9 @@ class IngestService:
         except ValidationError as exc:
             problems = describe_validation_errors(exc.errors())
             first = problems[0]
-            text = "; ".join(f"{_prefixed(prefix, p['field'])}: {p['problem']}" for p in problems)
+            # The answer names the first field itself ("cpu: ..."): the message does not repeat it.
+            others = [f"{_prefixed(prefix, p['field'])}: {p['problem']}" for p in problems[1:]]
+            text = "; ".join([first["problem"], *others])
             raise Rejected(text, field=_prefixed(prefix, first["field"]), reason="invalid") from exc
 
     # -- node identity -----------------------------------------------------------------------
