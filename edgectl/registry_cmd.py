@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from services.master.registry.node_config import PULL_SECRET_NAME
+
 registry_app = typer.Typer(help="The private image registry.", no_args_is_help=True)
 
 
@@ -42,6 +44,10 @@ def node_config(
     ca_file: Path = typer.Option(None, "--ca-file", exists=True, dir_okay=False, help="CA certificate that signed the registry's TLS certificate"),
     insecure: bool = typer.Option(False, "--insecure", help="the registry speaks plain HTTP (no TLS)"),
     namespace: str = typer.Option("edge-ai", "--namespace", help="namespace of the imagePullSecret"),
+    secret_name: str = typer.Option(
+        PULL_SECRET_NAME, "--secret-name",
+        help="name of the imagePullSecret: the AI pods reference MASTER_IMAGE_PULL_SECRET",
+    ),
     only: Part = typer.Option(None, "--only", help="print just one part (for piping): hosts | daemon | secret"),
     out_dir: Path = typer.Option(None, "--out-dir", file_okay=False, help="also write hosts.toml, daemon.json, pull-secret.yaml here"),
 ) -> None:
@@ -60,7 +66,8 @@ def node_config(
     try:
         host = nc.check_host(registry)
         files = nc.render_all(host, username=username, password=password, insecure=insecure,
-                              ca_file=str(ca_file) if ca_file else None, namespace=namespace)
+                              ca_file=str(ca_file) if ca_file else None, namespace=namespace,
+                              name=secret_name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -80,7 +87,7 @@ def node_config(
             typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt (no daemon.json entry needed)")
         typer.echo(files["daemon.json"])
         if "pull-secret.yaml" in files:
-            name = nc.secret_name(host)
+            name = secret_name
             typer.echo(f"# ---- kubernetes: kubectl apply -f - ; pods use imagePullSecrets: [{{name: {name}}}] ----")
             typer.echo("---")
             typer.echo(files["pull-secret.yaml"], nl=False)
@@ -95,6 +102,44 @@ def node_config(
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         typer.echo(f"# wrote {', '.join(sorted(files))} to {out_dir}", err=True)
+
+
+@registry_app.command("install-trust")
+def install_trust(
+    from_dir: Path = typer.Option(
+        ..., "--from-dir", exists=True, file_okay=False,
+        help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false) and "
+        "'ca.crt' (the registry-trust ConfigMap, mounted)",
+    ),
+    root: Path = typer.Option(
+        Path("/"), "--root", file_okay=False, help="the node's filesystem root (a host mount)"
+    ),
+) -> None:
+    """Install the registry's trust on this node: containerd hosts.toml (and the CA for containerd
+    and Docker). What the registry-trust DaemonSet in k8s/ runs on every node; no credentials."""
+    from services.master.registry import node_config as nc
+
+    def read(name: str) -> str | None:
+        path = from_dir / name
+        return path.read_text().strip() if path.is_file() and path.read_text().strip() else None
+
+    host = read("registry")
+    if host is None:
+        raise typer.BadParameter(f"{from_dir}/registry is missing or empty: give HOST:PORT")
+    insecure_text = (read("insecure") or "false").lower()
+    if insecure_text not in ("true", "false"):
+        raise typer.BadParameter(
+            f"{from_dir}/insecure must be true or false, not {insecure_text!r}"
+        )
+    ca = read("ca.crt")
+    try:
+        written = nc.install_trust(
+            str(root), host, insecure=insecure_text == "true", ca_pem=ca + "\n" if ca else None
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for path in written:
+        typer.echo(f"installed {path}")
 
 
 def register(app: typer.Typer) -> None:

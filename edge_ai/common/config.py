@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_FILE = "edgeconfig.xml"
 DEFAULT_BUFFER_MAX_RECORDS = 10_000
@@ -30,6 +31,8 @@ ENV_VARS = {
     "EDGE_VMS_URL": "VMS base URL, e.g. http://127.0.0.1:6432 (overrides IP and Port)",
     "EDGE_VMS_IP": "VMS IP (overrides <vms><IP>)",
     "EDGE_VMS_PORT": "VMS port (overrides <vms><Port>)",
+    "VMS_URL": "the field's ConfigMap name: VMS host or http(s) URL (over <vms><IP>)",
+    "VMS_PORT": "the field's ConfigMap name: VMS port (overrides <vms><Port>; EDGE_VMS_* win)",
     "EDGE_NODE_ID": "node id sent as nid, e.g. 0x01 (overrides <node><NID>)",
     "EDGE_NODE_NAME": "node name, sent as username by the monitoring AI (overrides <node><Name>)",
     "EDGE_TOKEN": "the edge's token, sent as Authorization: Bearer (overrides <node><Token>)",
@@ -135,6 +138,18 @@ def _check_url(url: str, where: str) -> str:
     return url.rstrip("/")
 
 
+def _split_vms_url(value: str) -> tuple[str, str, int | None]:
+    """The field's VMS_URL: ``10.0.0.14``, ``10.0.0.14:6432`` or ``http(s)://host[:port][/]``."""
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"VMS_URL: invalid port in {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"VMS_URL: expected a host or an http(s):// URL, got {value!r}")
+    return parts.scheme, parts.hostname, port
+
+
 def _read_file(path: Path) -> dict[str, object]:
     where = str(path)
     try:
@@ -186,7 +201,8 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     env = os.environ if env is None else env
     explicit = path if path is not None else env.get("EDGE_CONFIG")
     file_path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
-    if explicit is None and not file_path.exists() and env.get("EDGE_VMS_URL"):
+    env_only = env.get("EDGE_VMS_URL") or env.get("VMS_URL")
+    if explicit is None and not file_path.exists() and env_only:
         values: dict[str, object] = {}
         source = "environment"
     else:
@@ -197,6 +213,18 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         value = env.get(name)
         return value.strip() if value is not None and value.strip() else None
 
+    scheme = "http"
+    # The field's ConfigMap ("Opt.Config") names: VMS_URL (a host or a URL) and VMS_PORT.
+    field_port = var("VMS_PORT")
+    if field_port is not None:
+        values["vms_port"] = _parse_int(field_port, "VMS_PORT", minimum=1, maximum=65535)
+    if (v := var("VMS_URL")) is not None:
+        scheme, host, port = _split_vms_url(v)
+        values["vms_ip"] = host
+        if field_port is None and port is not None:
+            values["vms_port"] = port
+        if "vms_port" not in values and var("EDGE_VMS_URL") is None:
+            raise ConfigError(f"VMS_URL: {v!r} has no port: set VMS_PORT too")
     if (v := var("EDGE_VMS_IP")) is not None:
         values["vms_ip"] = v
     if (v := var("EDGE_VMS_PORT")) is not None:
@@ -207,7 +235,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         # IPv6 literals need brackets in a URL.
         ip = str(values["vms_ip"])
         host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-        vms_url = f"http://{host}:{values['vms_port']}"
+        vms_url = f"{scheme}://{host}:{values['vms_port']}"
     for name, key in (("EDGE_NODE_ID", "node_id"), ("EDGE_NODE_NAME", "node_name"), ("EDGE_TOKEN", "token")):
         if (v := var(name)) is not None:
             values[key] = v

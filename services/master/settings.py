@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.master.registry.node_config import PULL_SECRET_NAME
 from shared.settings import ServiceSettings
 
 
@@ -51,11 +52,14 @@ class MasterSettings(ServiceSettings):
     kubeconfig: str | None = None
     kube_context: str | None = None
     kube_in_cluster: bool = False
-    image_pull_secret: str = "edge-registry"
+    image_pull_secret: str = PULL_SECRET_NAME  # the Secret `edgectl registry node-config` creates
 
     # What deployed AIs are told (edgeconfig.xml and environment).
     vms_public_url: str = Field("http://127.0.0.1:6432", description="the VMS address written into every AI's edgeconfig.xml")
-    vms_path: str = "usage"
+    vms_path: str = Field(
+        "usage",
+        description="edgeconfig.xml <Path> of every AI but the environment AI (00: save_edgeData)",
+    )
 
     @property
     def vms_host_port(self) -> tuple[str, int]:

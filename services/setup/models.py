@@ -60,6 +60,9 @@ class Edge(TimestampMixin, Base):
     capacity_gpu: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="active")
     token_hash: Mapped[str | None] = mapped_column(String(64))
+    # Zone of the date/time strings its programs send (the field's run Korean time); NULL: the
+    # fleet default (VMS_FIELD_TIMEZONE).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
 
 class AiPackage(TimestampMixin, Base):

@@ -44,7 +44,7 @@ usage = Table(
     _ts("received_at"),
     Column("cpu", Float, nullable=False),
     Column("memory", Float, nullable=False),
-    Column("func", String(32), nullable=False),
+    Column("func", String(32)),  # NULL: the field's first monitoring program sends none
     Column("username", String(100)),
     Column("code", String(16)),
     Column("message", Text),

@@ -1,9 +1,10 @@
 """The VMS's settings; its own are read with the VMS_ prefix (e.g. VMS_GROUP_COMMIT_WINDOW_MS)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
@@ -14,11 +15,20 @@ class VmsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VMS_", extra="ignore", populate_by_name=True)
 
     service_name: str = "vms"
+    # Not VMS_PORT: in the field's ConfigMap that names the VMS's address for the edge programs,
+    # and copying that ConfigMap must not move the VMS.
+    port: int = Field(
+        0,
+        validation_alias=AliasChoices("VMS_LISTEN_PORT"),
+        description="port to listen on (0: 6432); VMS_PORT names the edges' VMS address (field)",
+    )
 
     # Ingest and authentication.
     allow_anonymous: bool = False  # field devices without a token, legacy routes only
     unknown_nodes: Literal["reject", "flag"] = "reject"
-    field_timezone: str = "UTC"  # zone of the field's date/time (yyyymmdd hhmmss) strings
+    # Fleet default zone of the field's date/time (yyyymmdd hhmmss) strings (the field's devices
+    # run Korean time); an edge's own time_zone in setup overrides it.
+    field_timezone: str = "Asia/Seoul"
     max_future_s: int = 300  # a record stamped further ahead than this is refused
     batch_max_records: int = 10_000
     batch_max_body_bytes: int = 16 * 1024 * 1024
@@ -57,6 +67,24 @@ class VmsSettings(ServiceSettings):
     # Queries.
     max_page_size: int = 1_000
     max_series_points: int = 10_000
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[Any, ...]:
+        def environment() -> dict[str, Any]:
+            # The prefixed field name (VMS_PORT) is the field's ConfigMap name for the edges' VMS
+            # address, never this process's port: only VMS_LISTEN_PORT sets that.
+            values = env_settings()
+            values.pop("port", None)
+            return values
+
+        return init_settings, environment, dotenv_settings, file_secret_settings
 
     @property
     def event_class_set(self) -> frozenset[str]:

@@ -32,7 +32,7 @@ def test_secret_validates_for_kubernetes_1_30_and_holds_the_credential(tmp_path:
     kubernetes_validate.validate(secret, "1.30", strict=True)
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
     assert secret["metadata"] == {
-        "name": "edge-ai-registry-127-0-0-1-5000", "namespace": "edge-ai",
+        "name": "edge-registry", "namespace": "edge-ai",
         "labels": {"app.kubernetes.io/managed-by": "edge-ai", "app.kubernetes.io/component": "registry-pull"},
     }
     config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
@@ -48,7 +48,7 @@ def test_full_output_insecure_registry_keeps_credentials_out_of_plain_files(tmp_
     assert out.returncode == 0, out.stderr
     assert PASSWORD not in out.stdout
     assert "/etc/containerd/certs.d/127.0.0.1:5000/hosts.toml" in out.stdout
-    assert "imagePullSecrets: [{name: edge-ai-registry-127-0-0-1-5000}]" in out.stdout
+    assert "imagePullSecrets: [{name: edge-registry}]" in out.stdout
 
     hosts = tomllib.loads((tmp_path / "hosts.toml").read_text())
     assert hosts["server"] == "http://127.0.0.1:5000"

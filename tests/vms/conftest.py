@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -44,9 +45,13 @@ async def fetch(database_url: str, sql: str, *args):
         await conn.close()
 
 
-def field_date_time(ts: datetime | None = None) -> tuple[str, str]:
-    ts = ts or datetime.now(timezone.utc)
-    return ts.strftime("%Y%m%d"), ts.strftime("%H%M%S")
+FIELD_ZONE = "Asia/Seoul"  # the field's devices run Korean time (VMS_FIELD_TIMEZONE's default)
+
+
+def field_date_time(ts: datetime | None = None, zone: str = FIELD_ZONE) -> tuple[str, str]:
+    """The field's date (yyyymmdd) and time (hhmmss) of ``ts``, on a clock set to ``zone``."""
+    local = (ts or datetime.now(timezone.utc)).astimezone(ZoneInfo(zone))
+    return local.strftime("%Y%m%d"), local.strftime("%H%M%S")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from tests.helpers.env import OPERATOR
 from tests.vms.conftest import edge_headers, fetch, field_date_time, vms
@@ -69,7 +70,7 @@ async def test_bad_field_payloads_get_4xx_naming_the_field_and_store_nothing(vms
     cases = [
         ("/usage", {"username": "u", "cpu": "lots", "memory": 1, "func": "SUNNY", "nid": "0x01"}, "cpu"),
         ("/usage", {"username": "u", "cpu": 1, "memory": 101, "func": "SUNNY", "nid": "0x01"}, "memory"),
-        ("/usage", {"username": "u", "cpu": 1, "memory": 1, "nid": "0x01"}, "func"),
+        ("/usage", {"username": "u", "cpu": 1, "memory": 1, "nid": "0x01", "func": "S" * 33}, "func"),
         ("/save_edgeData", {"nid": "0x01", "date": "20240230", "time": time, "result": "1"}, "date"),
         ("/save_edgeData", {"nid": "0x01", "date": date, "time": "246000", "result": "1"}, "time"),
         ("/save_edgeData", {"nid": "0x01", "date": "2024-08-08", "time": time, "result": "1"}, "date"),
@@ -121,3 +122,49 @@ async def test_edge_token_decides_the_node(vms_flag, db):
     assert r.status_code == 200
     rows = await fetch(db, "SELECT nid FROM vms.usage")
     assert [r["nid"] for r in rows] == ["0x05"]
+
+
+# -- issue 15: the field's payloads exactly as its devices send them -----------------------------
+
+KOREAN_SUCCESS = "정상 처리되었습니다"  # "processed successfully", the first monitoring program's message
+
+
+async def test_usage_without_func_and_with_a_device_login_name_is_stored(db):
+    """Item 3: func is optional; a username setup cannot map is stored as reported, not refused."""
+    first_program = {"code": "0000", "message": KOREAN_SUCCESS, "username": "edge-master-01-1129", "cpu": 12.5, "memory": 43.1}
+    async with vms(db, allow_anonymous=True) as client:  # VMS_UNKNOWN_NODES=reject, the default
+        r = await client.post("/usage", json=first_program)
+        assert r.status_code == 200 and r.json() == SUCCESS, r.text
+        # With the edge's token the node is the token's, whatever the login name.
+        with_func = {**first_program, "message": "success", "func": "SUNNY", "cpu": 20.0}
+        r = await client.post("/usage", json=with_func, headers=edge_headers("0x01"))
+        assert r.status_code == 200 and r.json() == SUCCESS, r.text
+        # A refusal names each field once ("func: func: ..." was the old message).
+        r = await client.post("/usage", json={**first_program, "func": "S" * 33, "cpu": "lots"})
+        assert r.status_code == 422 and r.json()["message"].startswith("cpu: Input"), r.text
+        assert "cpu: cpu:" not in r.json()["message"] and "; func: " in r.json()["message"]
+    rows = await fetch(db, "SELECT nid, username, func, message, known, authenticated FROM vms.usage ORDER BY cpu")
+    assert [tuple(r) for r in rows] == [
+        ("edge-master-01-1129", "edge-master-01-1129", None, KOREAN_SUCCESS, False, False),
+        ("0x01", "edge-master-01-1129", "SUNNY", "success", True, True),
+    ]
+
+
+async def test_field_local_time_is_read_in_the_fleet_zone_korean_by_default(db):
+    """Item 4: the field's devices send Korean local time; the error says which zone was assumed."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    korean = now.astimezone(ZoneInfo("Asia/Seoul"))
+    body = {"nid": "0x01", "date": korean.strftime("%Y%m%d"), "time": korean.strftime("%H%M%S"), "result": "4"}
+    async with vms(db) as client:  # every setting at its default
+        r = await client.post("/save_edgeData", json=body, headers=edge_headers("0x01"))
+        assert r.status_code == 200 and r.json() == SUCCESS, r.text
+        ahead = korean + timedelta(hours=1)
+        late = {**body, "date": ahead.strftime("%Y%m%d"), "time": ahead.strftime("%H%M%S")}
+        r = await client.post("/save_edgeData", json=late, headers=edge_headers("0x01"))
+        assert r.status_code == 422 and r.json()["code"] == "1001"
+        assert "Asia/Seoul" in r.json()["message"] and "in the future" in r.json()["message"], r.text
+    async with vms(db, field_timezone="UTC") as client:  # a fleet whose devices run UTC
+        r = await client.post("/save_edgeData", json=body, headers=edge_headers("0x01"))
+        assert r.status_code == 422 and "read in UTC, the fleet default" in r.json()["message"], r.text
+    rows = await fetch(db, "SELECT ts FROM vms.environment")
+    assert [r["ts"] for r in rows] == [now]

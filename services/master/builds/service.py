@@ -17,6 +17,7 @@ from typing import Any
 
 from services.master.builds import repository
 from services.master.context import MasterContext
+from services.master.uploads import field_folder
 from services.master.packages import MANIFEST_NAMES, IngestedPackage, PackageManifest, ingest_package, parse_manifest
 from services.master.registry.docker_build import docker_build_and_push
 from services.master.registry import RegistryClient, build_and_push
@@ -182,7 +183,12 @@ class BuildRunner:
         for candidate in package_dir_candidates(ctx.settings.package_dir, filename, ai_class, version):
             if candidate.exists():
                 expected = {"filename": filename, "version": version, "ai_class": ai_class}
-                ingested = await ingest_and_record(ctx, candidate, expected, source="folder")
+                # A field folder (Dockerfile, no manifest) gets one derived from these names.
+                async with field_folder.with_manifest(
+                    candidate, ctx.store.tmp_dir, ctx.limits,
+                    filename=filename, version=version, ai_class=ai_class,
+                ) as source:
+                    ingested = await ingest_and_record(ctx, source, expected, source="folder")
                 return ResolvedPackage(ingested.digest, ingested.size, ingested.manifest)
         raise Invalid(
             f"no package for {filename} {version} class {ai_class}: upload an archive (POST /ai-packages) "

@@ -17,6 +17,7 @@ from services.master.drivers.base import (
     render_edgeconfig,
     workload_name,
 )
+from services.master.registry.node_config import PULL_SECRET_NAME
 
 RUNTIMES = ("agent", "kubernetes", "docker")
 
@@ -26,7 +27,7 @@ def driver_for(
     *,
     service_token: str,
     namespace: str = "edge-ai",
-    image_pull_secret: str | None = "edge-registry",
+    image_pull_secret: str | None = PULL_SECRET_NAME,
     kubeconfig: str | None = None,
     kube_context: str | None = None,
     in_cluster: bool = False,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.master.drivers.base import DriverError, EdgeTarget, Workload, dns_label, label_value, workload_name
+from services.master.registry.node_config import PULL_SECRET_NAME
 
 MANAGED_BY = "edge-master"
 PREFIX = "edge-ai/"
@@ -39,7 +40,7 @@ class KubernetesOptions:
     """How this cluster runs workloads (from the master's settings and the cluster row in setup)."""
 
     namespace: str = "edge-ai"
-    image_pull_secret: str | None = "edge-registry"  # the Secret `edgectl registry node-config` prints
+    image_pull_secret: str | None = PULL_SECRET_NAME  # what `edgectl registry node-config` creates
     config_mount_path: str = "/app/edgeconfig.xml"  # where the program reads edgeconfig.xml
     # Several edges in one namespace each run e.g. weatherai-00: the object name then carries the edge
     # (``weatherai-00-edgecctv01``). Off: the field's bare ``{filename}-{ai_class}`` (one edge per namespace).

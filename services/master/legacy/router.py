@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from services.master.builds import removal
 from services.master.context import ContextDep
 from services.master.legacy.schemas import DeviceAi, RemoveEdgeAi, UploadEdgeAi
+from services.master.uploads import field_folder
 from services.master.uploads import service as uploads
 from services.master.uploads.schemas import UploadFields
 from shared.auth import OperatorAuth
@@ -23,7 +24,11 @@ async def upload_edge_ai(req: Annotated[UploadEdgeAi, Depends(form_or_json(Uploa
     version = validate_version(req.version)
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
     fields = UploadFields(filename=req.filename, version=version, ai_class=req.ai_class)
-    accepted = await uploads.accept(ctx, folder, fields, kind="folder")
+    async with field_folder.with_manifest(
+        folder, ctx.store.tmp_dir, ctx.limits,
+        filename=req.filename, version=version, ai_class=req.ai_class,
+    ) as source:
+        accepted = await uploads.accept(ctx, source, fields, kind="folder")
     return envelope(
         f"{req.filename} {version} class {req.ai_class} stored; build {accepted.build}",
         aid=accepted.ai["id"], package_digest=accepted.package_digest,

@@ -1,9 +1,12 @@
 """The field's master payloads (form fields or JSON), names exactly as the field sends them."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.master.uploads.schemas import AI_CLASS, FILENAME
+from shared.field_numbers import field_texts
 
 
 class UploadEdgeAi(BaseModel):
@@ -11,6 +14,12 @@ class UploadEdgeAi(BaseModel):
     filename: str = Field(pattern=FILENAME, description="the package folder's name in the master's package directory")
     version: str = Field(max_length=40)
     ai_class: str = Field(pattern=AI_CLASS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_as_text(cls, data: Any) -> Any:
+        # The field's scripts send version/ai_class as JSON numbers at times: 1 means "01".
+        return field_texts(data, "version", "ai_class")
 
 
 class RemoveEdgeAi(BaseModel):

@@ -10,6 +10,16 @@ from services.master.drivers.base import AiArtifact, EdgeTarget, Workload, rende
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# The field's environment (weather) AI posts its results to /save_edgeData; every other program
+# (the monitoring variants) posts to MASTER_VMS_PATH (/usage). Its edgeconfig.xml says so.
+ENVIRONMENT_AI_CLASS = "00"
+ENVIRONMENT_VMS_PATH = "save_edgeData"
+
+
+def vms_path_for(ai_class: str, default: str) -> str:
+    """The ``<Path>`` of a program's edgeconfig.xml: the VMS route the field's program posts to."""
+    return ENVIRONMENT_VMS_PATH if ai_class == ENVIRONMENT_AI_CLASS else default
+
 
 @dataclass
 class NamedWorkload(Workload):
@@ -79,7 +89,10 @@ def build_workload(
         env=env,
         secret_env=secret_env,
         resources=dict(manifest.get("resources") or {}),
-        edgeconfig_xml=render_edgeconfig(vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path, nid=edge["nid"]),
+        edgeconfig_xml=render_edgeconfig(
+            vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path),
+            nid=edge["nid"],
+        ),
         generation=int(deployment.get("generation") or 1),
     )
 

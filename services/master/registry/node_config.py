@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+from pathlib import Path
 
 import yaml
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 CONTAINERD_CA_NAME = "ca.crt"
+# The one pull Secret name: what `edgectl registry node-config` creates, what the master's AI pods
+# name in imagePullSecrets (MASTER_IMAGE_PULL_SECRET's default) and what k8s/ configures.
+PULL_SECRET_NAME = "edge-registry"
 
 
 def check_host(host: str) -> str:
@@ -81,17 +87,53 @@ def pull_secret(host: str, username: str, password: str, *, namespace: str = "ed
 
 
 def secret_name(host: str) -> str:
-    """``edge-ai-registry-<host-with-dashes>``, a valid DNS subdomain."""
-    slug = re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-")
-    return f"edge-ai-registry-{slug}"[:253].rstrip("-")
+    """The pull Secret's name: the same for every registry host, the one the AI pods reference."""
+    return PULL_SECRET_NAME
+
+
+def check_secret_name(name: str) -> str:
+    if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        raise ValueError(f"{name!r} is not a valid Kubernetes Secret name")
+    return name
 
 
 def render_all(host: str, *, username: str | None = None, password: str | None = None, insecure: bool = False,
-               ca_file: str | None = None, namespace: str = "edge-ai") -> dict[str, str]:
+               ca_file: str | None = None, namespace: str = "edge-ai",
+               name: str = PULL_SECRET_NAME) -> dict[str, str]:
     """Every file a node needs, as text keyed by a suggested file name."""
     host = check_host(host)
     out = {"hosts.toml": hosts_toml(host, insecure=insecure, ca_file=ca_file),
            "daemon.json": json.dumps(daemon_json(host, insecure=insecure), indent=2) + "\n"}
     if username and password is not None:
-        out["pull-secret.yaml"] = yaml.safe_dump(pull_secret(host, username, password, namespace=namespace), sort_keys=False)
+        secret = pull_secret(
+            host, username, password, namespace=namespace, name=check_secret_name(name)
+        )
+        out["pull-secret.yaml"] = yaml.safe_dump(secret, sort_keys=False)
     return out
+
+
+def install_trust(
+    root: str, host: str, *, insecure: bool = False, ca_pem: str | None = None
+) -> list[str]:
+    """Install the registry's trust on the node whose filesystem is at ``root`` (``/`` on the node
+    itself, the host mount in the registry-trust DaemonSet): containerd's hosts.toml and, for a TLS
+    registry with its own CA, the CA for containerd and Docker. Each file is replaced atomically;
+    answers the node paths written. No credential is ever written here (the pull Secret has it)."""
+    host = check_host(host)
+    if insecure and ca_pem:
+        raise ValueError("a CA is for a TLS registry; insecure means plain HTTP")
+    hosts = hosts_toml(host, insecure=insecure, ca_file="ca" if ca_pem else None)
+    files = {f"{containerd_dir(host)}/hosts.toml": hosts}
+    if ca_pem:
+        if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise ValueError("the CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        files[f"{containerd_dir(host)}/{CONTAINERD_CA_NAME}"] = ca_pem
+        files[f"/etc/docker/certs.d/{host}/ca.crt"] = ca_pem
+    for node_path, text in files.items():
+        target = Path(root) / node_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    return sorted(files)

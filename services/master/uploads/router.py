@@ -1,11 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi import Path as PathParam
 
 from services.master.context import ContextDep
-from services.master.uploads import service
-from services.master.uploads.schemas import UploadAccepted
-from shared.auth import OperatorAuth
+from services.master.uploads import field_folder, service
+from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
+from shared.auth import OperatorAuth, ServiceAuth
+from shared.versions import validate_version
 
 router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
@@ -48,3 +53,29 @@ async def upload_ai_package(request: Request, ctx: ContextDep, _: OperatorAuth) 
         return await service.accept(ctx, path, fields, kind="archive")
     finally:
         path.unlink(missing_ok=True)
+
+
+@router.get(
+    "/folders/{filename}",
+    summary="Whether the package folder for these names is in the master's package directory",
+    description="Setup asks this before it records a field upload (/request_upload_edgeAi), so a "
+    "missing folder is refused at once. 422 naming `filename` when there is none, or when a field "
+    "folder (no aipackage.yaml) has no Dockerfile with a CMD or ENTRYPOINT.",
+)
+async def package_folder(
+    filename: Annotated[str, PathParam(pattern=FILENAME)],
+    version: str,
+    ai_class: Annotated[str, Query(pattern=AI_CLASS)],
+    ctx: ContextDep,
+    _: ServiceAuth,
+) -> dict[str, str]:
+    version = validate_version(version)
+    folder = service.find_package_folder(ctx, filename, ai_class, version)
+    manifest = "own"
+    if field_folder.needs_derived_manifest(folder):
+        await asyncio.to_thread(field_folder.derive_manifest, folder, filename, version, ai_class)
+        manifest = "derived"
+    return {
+        "filename": filename, "version": version, "ai_class": ai_class,
+        "folder": folder.name, "manifest": manifest,
+    }

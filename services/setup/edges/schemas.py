@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -65,6 +66,16 @@ def _camera_url(value: str | None) -> str | None:
     return value
 
 
+def _time_zone(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone (IANA name such as Asia/Seoul)") from None
+    return value
+
+
 class EdgeBase(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -83,14 +94,25 @@ class EdgeBase(BaseModel):
     node_name: str | None = Field(None, max_length=253, description="Kubernetes node name")
     agent_url: str | None = Field(None, max_length=500, description="edge agent base URL (agent runtime)")
     capacity: Capacity | None = None
+    time_zone: str | None = Field(
+        None,
+        max_length=64,
+        description="IANA zone of the date/time the edge's programs send, e.g. Asia/Seoul; "
+        "absent: the fleet default (VMS_FIELD_TIMEZONE)",
+    )
 
     _yes_no = field_validator("supports_analysis", mode="before")(lambda cls, v: None if v is None else _yes_no(v))
     _url = field_validator("url")(lambda cls, v: _camera_url(v))
+    _tz = field_validator("time_zone")(lambda cls, v: _time_zone(v))
 
 
 class EdgeCreate(EdgeBase):
     name: str = Field(min_length=1, max_length=100)
-    nid: str = Field(pattern=NID_PATTERN, description='node id the edge AIs report with, e.g. "0x01"')
+    nid: str | None = Field(
+        None,
+        pattern=NID_PATTERN,
+        description='node id the edge AIs report with, e.g. "0x01"; absent: the next free 0xNN',
+    )
     type: int = Field(1, ge=0, le=999)
 
 
@@ -119,6 +141,7 @@ class EdgeOut(BaseModel):
     node_name: str | None
     agent_url: str | None
     capacity: Capacity
+    time_zone: str | None = Field(description="null: the fleet default")
     status: str
     created_at: datetime
     updated_at: datetime

@@ -31,6 +31,7 @@ def to_out(edge: Edge) -> EdgeOut:
         node_name=edge.node_name,
         agent_url=edge.agent_url,
         capacity={"cpu": edge.capacity_cpu, "memory_mb": edge.capacity_memory_mb, "gpu": edge.capacity_gpu},
+        time_zone=edge.time_zone,
         status=edge.status,
         created_at=edge.created_at,
         updated_at=edge.updated_at,
@@ -41,7 +42,8 @@ def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
     """Payload fields -> table columns (only those the request set)."""
     given = data.model_dump(exclude_unset=True)
     out: dict = {}
-    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url", "status", "cluster_id"):
+    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url",
+                "status", "cluster_id", "time_zone"):
         if key in given:
             out[key] = given[key]
     if "supports_analysis" in given:
@@ -70,12 +72,22 @@ async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSetti
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
     else:
         await clusters.get(session, data.cluster_id, field="cluster_id")
+    if data.nid is None:
+        columns["nid"] = await next_free_nid(session)
     edge = Edge(**columns)
-    token = issue_edge_token(data.nid, settings.edge_token_secret.get_secret_value())
+    token = issue_edge_token(edge.nid, settings.edge_token_secret.get_secret_value())
     edge.token_hash = token_hash(token)
     session.add(edge)
     await flush(session)
     return edge, token
+
+
+async def next_free_nid(session: AsyncSession) -> str:
+    """The field numbers its nodes 0x01, 0x02...: one past the highest such nid in use."""
+    field_style = select(Edge.nid).where(Edge.nid.regexp_match("^0x[0-9a-fA-F]{1,8}$"))
+    nids = (await session.scalars(field_style)).all()
+    highest = max((int(n, 16) for n in nids), default=0)
+    return f"0x{highest + 1:02x}"
 
 
 async def get(session: AsyncSession, edge_id: int, *, field: str = "id") -> Edge:
@@ -133,8 +145,13 @@ async def delete(session: AsyncSession, edge_id: int) -> None:
 
 
 async def node_ids(session: AsyncSession) -> dict:
-    rows = (await session.execute(select(Edge.nid, Edge.name).order_by(Edge.id))).all()
-    return {"items": [r.nid for r in rows], "names": {r.name: r.nid for r in rows}}
+    query = select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id)
+    rows = (await session.execute(query)).all()
+    return {
+        "items": [r.nid for r in rows],
+        "names": {r.name: r.nid for r in rows},
+        "time_zones": {r.nid: r.time_zone for r in rows if r.time_zone},
+    }
 
 
 async def camera_url(session: AsyncSession, edge_id: int) -> str | None:

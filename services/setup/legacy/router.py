@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from services.setup import master_client
 from services.setup.ai_packages import service as ai_packages
 from services.setup.ai_packages.schemas import AiPackageCreate
 from services.setup.legacy import service
@@ -21,6 +22,12 @@ async def request_upload(
     req: Annotated[UploadRequest, Depends(form_or_json(UploadRequest))], session: SessionDep, request: Request, _: OperatorAuth
 ):
     data = AiPackageCreate(**req.model_dump(include={"filename", "version", "ai_class", "condition", "description"}))
+    settings = request.app.state.settings
+    if settings.notify_master:
+        # The field's upload names a folder on the master: refused at once when it is not there.
+        await master_client.check_package_folder(
+            settings, data.filename, data.version, data.ai_class
+        )
     ai = await ai_packages.create(session, data, request.app.state.settings)
     await service.record(session, "request_upload_edgeAi", req.model_dump(), f"AI {ai.id} recorded")
     return envelope(f"upload of {ai.filename} {ai.version} class {ai.ai_class} requested", aid=ai.id)

@@ -1,13 +1,22 @@
 """The field's request payloads (form fields or JSON), names exactly as the field sends them."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.setup.ai_packages.schemas import AiPackageCreate
+from shared.field_numbers import field_texts
 
 
 class UploadRequest(AiPackageCreate):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_as_text(cls, data: Any) -> Any:
+        # The field's scripts send version/ai_class as JSON numbers at times: 1 means "01".
+        return field_texts(data, "version", "ai_class")
 
 
 class AiRequest(BaseModel):

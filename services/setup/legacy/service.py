@@ -10,7 +10,7 @@ from services.setup.deployments import service as deployments
 from services.setup.deployments.schemas import DeploymentCreate, DeploymentUpdate
 from services.setup.legacy.schemas import DeviceRequest
 from services.setup.models import Deployment, Edge, LegacyRequest
-from shared.errors import NotFound
+from shared.errors import Invalid, NotFound
 
 
 async def record(session: AsyncSession, route: str, payload: dict, outcome: str) -> None:
@@ -32,10 +32,22 @@ async def target_edges(session: AsyncSession, req: DeviceRequest) -> list[Edge]:
     return list((await session.scalars(select(Edge).order_by(Edge.id))).all())
 
 
+async def deploy_target(session: AsyncSession, req: DeviceRequest) -> Edge:
+    """The one edge a deployment goes to. The field's request names only the AI (it had one
+    node): without ``eid`` it is deployed only when a single edge is registered."""
+    edges = await target_edges(session, req)
+    if len(edges) != 1:
+        raise Invalid(
+            f"{len(edges)} edges are registered: name the edge to deploy to with eid (or edge)",
+            field="eid",
+        )
+    return edges[0]
+
+
 async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[int]:
     ai = await ai_packages.get(session, req.aid, field="aid")
     touched = []
-    for edge in await target_edges(session, req):
+    for edge in [await deploy_target(session, req)]:
         current = await session.scalar(
             select(Deployment).where(
                 Deployment.edge_id == edge.id,

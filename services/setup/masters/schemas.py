@@ -65,8 +65,19 @@ class MasterOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     name: str
+    ip: str = Field("", description="the field's ip: the host of url")
+    port: str = Field("", description='the field\'s port, as it sends it ("5000")')
     url: str
     description: str
     cluster_id: int | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="after")
+    def _field_address(self) -> "MasterOut":
+        # The field's clients read ip and port; ours read url. Both say the same.
+        parts = urlsplit(self.url)
+        default = 443 if parts.scheme == "https" else 80
+        self.ip = parts.hostname or ""
+        self.port = str(parts.port or default)
+        return self

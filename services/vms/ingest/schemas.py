@@ -28,7 +28,11 @@ class UsageIn(_Payload):
     username: StrLike | None = Field(None, max_length=100, examples=["edge-master-01-1129"])
     cpu: Number = Field(ge=0, le=1000, description="CPU use in percent (may exceed 100 on several cores)")
     memory: Number = Field(ge=0, le=100, description="memory use in percent")
-    func: StrLike = Field(min_length=1, max_length=32, description="the running variant, e.g. SUNNY")
+    func: StrLike | None = Field(
+        None,
+        max_length=32,
+        description="the running variant, e.g. SUNNY (the field's first program sends none)",
+    )
     # Extensions: the node id (devices that know it) and the sample's time (agents that buffer).
     nid: StrLike | None = Field(None, min_length=1, max_length=32)
     ts: datetime | None = None

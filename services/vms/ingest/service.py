@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from pydantic import ValidationError
@@ -42,7 +42,8 @@ class IngestService:
         self.directory = directory
         self.committer = committer
         self.metrics = metrics
-        self.zone = ZoneInfo(settings.field_timezone)
+        self.zone = ZoneInfo(settings.field_timezone)  # the fleet default
+        self._zones: dict[str, ZoneInfo] = {}
         self._future = timedelta(seconds=settings.max_future_s)
         self._oldest = timedelta(days=settings.retention_days)
 
@@ -62,7 +63,9 @@ class IngestService:
         except ValidationError as exc:
             problems = describe_validation_errors(exc.errors())
             first = problems[0]
-            text = "; ".join(f"{_prefixed(prefix, p['field'])}: {p['problem']}" for p in problems)
+            # The answer names the first field itself ("cpu: ..."): the message does not repeat it.
+            others = [f"{_prefixed(prefix, p['field'])}: {p['problem']}" for p in problems[1:]]
+            text = "; ".join([first["problem"], *others])
             raise Rejected(text, field=_prefixed(prefix, first["field"]), reason="invalid") from exc
 
     # -- node identity -----------------------------------------------------------------------
@@ -95,7 +98,9 @@ class IngestService:
             nid = await self.directory.nid_for_username(username)
             if nid is not None:
                 return nid, True, authenticated
-            return self._unknown_policy(username[:32], False, "username", prefix, authenticated)
+            # A device login name (edge-master-01-1129) setup does not know: stored under the name
+            # as reported, flagged unknown, for an operator to map; never refused.
+            return username[:32], False, authenticated
         raise Rejected("the node is unknown: send nid (or username) or use the edge's token",
                        field=_prefixed(prefix, "nid"), reason="no_node")
 
@@ -105,19 +110,38 @@ class IngestService:
         return nid, known, authenticated
 
     # -- time ----------------------------------------------------------------------------------
-    def _check_ts(self, ts: datetime, now: datetime, field: str, prefix: str) -> None:
+    def _check_ts(
+        self, ts: datetime, now: datetime, field: str, prefix: str, read_as: str = ""
+    ) -> None:
         if now - self._oldest <= ts <= now + self._future:
             return
+        stamp = f"{read_as}: {ts.isoformat()}" if read_as else ts.isoformat()
         if ts > now + self._future:
-            raise Rejected(f"{ts.isoformat()} is in the future", field=_prefixed(prefix, field), reason="bad_time")
+            raise Rejected(
+                f"{stamp} is in the future", field=_prefixed(prefix, field), reason="bad_time"
+            )
         if ts < now - self._oldest:
             raise Rejected(
-                f"{ts.isoformat()} is older than the retention ({self.settings.retention_days} days)",
+                f"{stamp} is older than the retention ({self.settings.retention_days} days)",
                 field=_prefixed(prefix, field),
                 reason="bad_time",
             )
 
-    def _field_ts(self, payload: EnvironmentIn, prefix: str) -> datetime:
+    def zone_for(self, nid: str) -> tuple[ZoneInfo, str]:
+        """The zone the node's date/time strings are read in, and where it came from."""
+        name = self.directory.time_zone_for(nid)
+        if name:
+            zone = self._zones.get(name)
+            if zone is None:
+                try:
+                    zone = self._zones[name] = ZoneInfo(name)
+                except (ZoneInfoNotFoundError, ValueError):
+                    zone = None
+            if zone is not None:
+                return zone, f"{name}, the edge's time zone"
+        return self.zone, f"{self.settings.field_timezone}, the fleet default VMS_FIELD_TIMEZONE"
+
+    def _field_ts(self, payload: EnvironmentIn, prefix: str, zone: ZoneInfo) -> datetime:
         d, t = payload.date, payload.time
         try:
             day = datetime.strptime(d, "%Y%m%d")
@@ -126,7 +150,7 @@ class IngestService:
         hh, mm, ss = int(t[0:2]), int(t[2:4]), int(t[4:6])
         if hh > 23 or mm > 59 or ss > 59:
             raise Rejected(f"{t!r} is not a time (hhmmss)", field=_prefixed(prefix, "time"), reason="bad_time")
-        return day.replace(hour=hh, minute=mm, second=ss, tzinfo=self.zone).astimezone(timezone.utc)
+        return day.replace(hour=hh, minute=mm, second=ss, tzinfo=zone).astimezone(timezone.utc)
 
     # -- records -------------------------------------------------------------------------------
     async def build(
@@ -149,9 +173,10 @@ class IngestService:
         return Record("usage", nid, ts, row, values)
 
     async def _environment(self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str) -> Record:
-        ts = self._field_ts(p, prefix)
-        self._check_ts(ts, now, "date", prefix)
         nid, known, auth = await self.resolve_node(principal, p.nid, None, legacy=legacy, prefix=prefix)
+        zone, assumed = self.zone_for(nid)
+        ts = self._field_ts(p, prefix, zone)
+        self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
         condition = self.directory.condition_for(p.result)
         row = (nid, ts, now, p.result, condition, auth, known)
         values = {"known": known, "authenticated": auth, "result": p.result, "condition": condition}

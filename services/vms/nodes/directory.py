@@ -33,6 +33,7 @@ class NodeDirectory:
         self.settings = settings
         self.nids: frozenset[str] = frozenset()
         self.names: dict[str, str] = {}
+        self.time_zones: dict[str, str] = {}  # nid -> IANA zone, for edges that have their own
         self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
         self.nodes_loaded = False  # True once setup has answered the node list
         self.conditions_loaded = False
@@ -61,10 +62,12 @@ class NodeDirectory:
             body = response.json()
             nids = frozenset(str(n) for n in body.get("items", []))
             names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
+            zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
             return False
         self.nids, self.names, self.nodes_loaded = nids, names, True
+        self.time_zones = zones
         return True
 
     async def refresh_conditions(self) -> bool:
@@ -80,6 +83,10 @@ class NodeDirectory:
         if mapping:
             self.conditions, self.conditions_loaded = mapping, True
         return True
+
+    def time_zone_for(self, nid: str) -> str | None:
+        """The edge's own time zone as setup holds it, or None (the fleet default applies)."""
+        return self.time_zones.get(nid)
 
     def condition_for(self, code: str) -> str | None:
         return self.conditions.get(code)
