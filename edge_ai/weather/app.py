@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
@@ -42,6 +43,7 @@ class WeatherOptions:
     initial: str
     codes: dict[str, str]
     interval: float
+    zone: ZoneInfo
 
 
 def parse_options(argv: list[str] | None = None) -> WeatherOptions:
@@ -58,7 +60,14 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
                         help="operator: the code until one is set ($WEATHER_INITIAL, default 0)")
     parser.add_argument("--codes", default=env_default("WEATHER_CODES", DEFAULT_CODES),
                         help=f"condition -> code mapping of the classifier ($WEATHER_CODES, default {DEFAULT_CODES})")
+    parser.add_argument("--time-zone", default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
+                        help="zone of the date/time it posts, as the field's devices do "
+                             "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)")
     args = parser.parse_args(argv)
+    try:
+        zone = ZoneInfo(args.time_zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"--time-zone: unknown time zone {args.time_zone!r}") from exc
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
@@ -79,6 +88,7 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
         initial=args.initial,
         codes=parse_codes(args.codes),
         interval=args.interval,
+        zone=zone,
     )
 
 
@@ -182,7 +192,7 @@ async def run(options: WeatherOptions, stop: Stop) -> None:
         if result is None:
             log.debug("no result yet (classifier has not seen a frame)")
             return
-        vms.submit("environment", environment_record(options.node_id, result, datetime.fromtimestamp(now)))
+        vms.submit("environment", environment_record(options.node_id, result, datetime.fromtimestamp(now, options.zone)))
 
     try:
         await every(options.interval, stop, tick)

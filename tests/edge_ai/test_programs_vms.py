@@ -98,7 +98,7 @@ def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "PYTHONPATH": str(REPO),
-        "TZ": "UTC",  # the field's date/time strings are local time; the VMS reads them as UTC here
+        "TZ": "UTC",  # the host's zone differs from the field's: programs must still agree with the VMS
         "EDGE_BUFFER_DIR": str(tmp_path / f"buffer-{name}"),
         "EDGE_BACKOFF_MIN": "0.2",
         "EDGE_BACKOFF_MAX": "1",
@@ -127,6 +127,8 @@ async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
         # The code posted for a second is the schedule's code for that second.
         assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"])), found
         assert r["authenticated"] is True
+    # Stamped at the time it was sent (the program writes the zone the VMS assumes, not the host's).
+    assert all(abs(epoch(r["ts"]) - time.time()) < 120 for r in found), found
     # One record a second, each second once.
     seconds = [int(epoch(r["ts"])) for r in found]
     assert len(seconds) == len(set(seconds))
