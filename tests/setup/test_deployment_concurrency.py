@@ -50,3 +50,25 @@ async def test_bulk_updates_expecting_the_same_generation_accept_exactly_one(set
     assert codes == [200] + [409] * 9, [r.text for r in answers]
     stored = (await setup_client.get(f"/deployments/{dep['id']}", headers=OPERATOR)).json()
     assert stored["generation"] == dep["generation"] + 1
+
+
+async def test_bulk_batches_touching_the_same_deployments_in_opposite_orders_both_apply(setup_client):
+    edge = await make_edge(setup_client, "0x02")
+    ai = await make_ai(setup_client)
+    deps = []
+    for _ in range(2):
+        r = await setup_client.post(
+            "/deployments", json={"edge_id": edge["id"], "ai_id": ai["id"], "allow_multiple": True}, headers=OPERATOR
+        )
+        deps.append(r.json())
+    a, b = deps[0]["id"], deps[1]["id"]
+
+    async def batch(first: int, second: int, i: int):
+        ops = [{"op": "update", "id": first, "params": {"w": i}}, {"op": "update", "id": second, "params": {"w": i}}]
+        return await setup_client.post("/deployments/bulk", json={"operations": ops}, headers=OPERATOR)
+
+    answers = await asyncio.gather(*(batch(a, b, i) if i % 2 else batch(b, a, i) for i in range(10)))
+    assert [r.status_code for r in answers] == [200] * 10, [r.text for r in answers if r.status_code != 200]
+    for dep in deps:
+        stored = (await setup_client.get(f"/deployments/{dep['id']}", headers=OPERATOR)).json()
+        assert stored["generation"] == dep["generation"] + 10

@@ -174,6 +174,13 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes nothing."""
     results: list[BulkResult] = []
+    # Lock every row the batch changes up front, in id order: two batches touching the same
+    # deployments queue behind each other instead of deadlocking.
+    ids = sorted({op.id for op in data.operations if isinstance(op, (UpdateOp, RemoveOp))})
+    if ids:
+        await session.execute(
+            select(Deployment.id).where(Deployment.id.in_(ids)).order_by(Deployment.id).with_for_update()
+        )
     for index, op in enumerate(data.operations):
         prefix = f"operations[{index}]."
         try:
