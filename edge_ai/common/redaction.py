@@ -11,7 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 # Query parameters that carry credentials (cameras often take ?user=admin&password=...).
 SECRET_QUERY_NAMES = ("password", "passwd", "pwd", "pass", "user", "username", "usr", "login",
                       "token", "access_token", "auth", "key", "apikey", "api_key", "secret", "sig")
-_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&;](?:" + "|".join(SECRET_QUERY_NAMES) + r")=)[^&;#\s]+")
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<head>[?&;](?:" + "|".join(SECRET_QUERY_NAMES) + r")=)[^&;#\s]+"
+)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _EDGE_TOKEN = re.compile(r"edg_[0-9a-f]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")

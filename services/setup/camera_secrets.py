@@ -22,7 +22,9 @@ import sys
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 # Development only: derived from a fixed phrase, so local data survives restarts.
-LOCAL_SECRET_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"edge-local-camera-secrets").digest()).decode()
+LOCAL_SECRET_KEY = base64.urlsafe_b64encode(
+    hashlib.sha256(b"edge-local-camera-secrets").digest()
+).decode()
 
 
 def parse_keys(value: str) -> list[str]:
@@ -35,8 +37,9 @@ def parse_keys(value: str) -> list[str]:
             Fernet(key.encode())
         except (ValueError, TypeError):
             raise ValueError(
-                f"SETUP_SECRET_KEYS key {i + 1} is not a Fernet key (32 url-safe base64 bytes; make one with "
-                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+                f"SETUP_SECRET_KEYS key {i + 1} is not a Fernet key (32 url-safe base64 bytes; "
+                "make one with python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())')"
             ) from None
     return keys
 
@@ -89,7 +92,10 @@ async def reencrypt_all(database_url: str, box: SecretBox, schema: str = "setup"
     try:
         async with engine.begin() as conn:
             rows = (await conn.execute(
-                text(f'SELECT id, rtsp_secret FROM "{schema}".edges WHERE rtsp_secret IS NOT NULL FOR UPDATE')
+                text(
+                    f'SELECT id, rtsp_secret FROM "{schema}".edges '
+                    "WHERE rtsp_secret IS NOT NULL FOR UPDATE"
+                )
             )).all()
             for row in rows:
                 await conn.execute(
@@ -108,7 +114,8 @@ def main(argv: list[str]) -> int:
     from services.setup.settings import SetupSettings
 
     settings = SetupSettings()
-    count = asyncio.run(reencrypt_all(settings.database_url, box_for(settings), settings.schema_name))
+    box = box_for(settings)
+    count = asyncio.run(reencrypt_all(settings.database_url, box, settings.schema_name))
     print(f"re-encrypted {count} camera secrets with the newest key")
     return 0
 

@@ -114,5 +114,13 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
         async with running_app(create_app(settings_for("setup", url, notify_master=False))) as client:
             cam = await client.get(f"/edges/{row['id']}/camera", headers=SERVICE)
             assert cam.json()["url"] == "rtsp://admin:Old-Clear-Pass@127.0.0.12/live"
+        # And back: the downgrade restores the split columns from the encrypted URL.
+        await asyncio.to_thread(migrations.downgrade, "setup", url, "0001")
+        conn = await asyncpg.connect(asyncpg_url(url))
+        try:
+            row = await conn.fetchrow("SELECT rtsp_url, rtsp_username, rtsp_password FROM setup.edges")
+        finally:
+            await conn.close()
+        assert tuple(row) == ("rtsp://127.0.0.12/live", "admin", "Old-Clear-Pass")
     finally:
         await drop_database(name)

@@ -124,7 +124,9 @@ def _check_link(source: str, target: str) -> None:
     if "\x00" in target:
         raise Invalid(f"symlink {source!r} has a NUL character in its target", field="archive")
     if len(target.encode("utf-8", "surrogateescape")) > MAX_LINK_BYTES:
-        raise Invalid(f"symlink {source!r} has a target over {MAX_LINK_BYTES} bytes", field="archive")
+        raise Invalid(
+            f"symlink {source!r} has a target over {MAX_LINK_BYTES} bytes", field="archive"
+        )
 
 
 def _resolves_inside(path: str, target: str, links: Mapping[str, str]) -> bool:
@@ -251,7 +253,9 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
     return ScannedPackage(fmt, prefix, manifest, manifest_name, members, declared)
 
 
-def _manifest_name(prefix: str, entries: list[RawEntry], manifest_bytes: Mapping[str, bytes]) -> str:
+def _manifest_name(
+    prefix: str, entries: list[RawEntry], manifest_bytes: Mapping[str, bytes]
+) -> str:
     """The manifest that was read; one that is a symlink, a folder ... is refused by name.
     (A bare ``next()`` here raised StopIteration, which hangs ``asyncio.to_thread``.)"""
     for m in MANIFEST_NAMES:
@@ -335,7 +339,9 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
             raise _unreadable(m.source, exc) from None
         except OSError as exc:
             if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-                raise Invalid(f"{m.source!r} cannot be written: {exc.strerror}", field="archive") from None
+                raise Invalid(
+                    f"{m.source!r} cannot be written: {exc.strerror}", field="archive"
+                ) from None
             raise
         os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
     return total

@@ -21,8 +21,12 @@ from shared.errors import Invalid, PayloadTooLarge
 
 FILE, DIR, SYMLINK, HARDLINK, SPECIAL = "file", "dir", "symlink", "hardlink", "special"
 # The zip compression methods Python's zipfile reads: stored, deflate, bzip2, lzma.
-ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-               zipfile.ZIP_LZMA: "lzma"}
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 
 
 @dataclass
@@ -79,8 +83,8 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                 raise Invalid(f"{info.filename!r} is encrypted; encrypted zip entries are not supported", field="archive")
             if info.compress_type not in ZIP_METHODS:
                 raise Invalid(
-                    f"{info.filename!r} uses zip compression method {info.compress_type}, which is not supported "
-                    f"(use {', '.join(ZIP_METHODS.values())})",
+                    f"{info.filename!r} uses zip compression method {info.compress_type}, "
+                    f"which is not supported (use {', '.join(ZIP_METHODS.values())})",
                     field="archive",
                 )
             unix = info.external_attr >> 16
@@ -101,7 +105,7 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                     raise Invalid(f"symlink {info.filename!r} has an implausible target", field="archive")
                 try:
                     entry.link = zf.read(info).decode("utf-8", "replace")
-                except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, EOFError) as exc:
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                     raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
             yield entry, (lambda info=info: zf.open(info))
 

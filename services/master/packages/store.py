@@ -136,7 +136,8 @@ class ArtifactStore:
             raise NotFound(f"artifact {digest} is not in the store", field="digest") from None
 
     def digests(self) -> list[str]:
-        return sorted(f"sha256:{p.name}" for p in self.sha_dir.iterdir() if _DIGEST.fullmatch(f"sha256:{p.name}"))
+        names = (f"sha256:{p.name}" for p in self.sha_dir.iterdir())
+        return sorted(n for n in names if _DIGEST.fullmatch(n))
 
     # --- writing -------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -179,7 +179,10 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
     ids = sorted({op.id for op in data.operations if isinstance(op, (UpdateOp, RemoveOp))})
     if ids:
         await session.execute(
-            select(Deployment.id).where(Deployment.id.in_(ids)).order_by(Deployment.id).with_for_update()
+            select(Deployment.id)
+            .where(Deployment.id.in_(ids))
+            .order_by(Deployment.id)
+            .with_for_update()
         )
     for index, op in enumerate(data.operations):
         prefix = f"operations[{index}]."

@@ -111,7 +111,9 @@ async def list_page(
     return await fetch_page(session, stmt, params)
 
 
-async def update(session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: ServiceSettings) -> Edge:
+async def update(
+    session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: ServiceSettings
+) -> Edge:
     edge = await get(session, edge_id)
     columns = _columns(data, box_for(settings))
     if columns.get("cluster_id") is not None:
