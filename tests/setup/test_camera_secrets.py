@@ -124,3 +124,11 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
         assert tuple(row) == ("rtsp://127.0.0.12/live", "admin", "Old-Clear-Pass")
     finally:
         await drop_database(name)
+
+
+def test_log_lines_lose_url_credentials_in_userinfo_and_query():
+    from edge_ai.common.redaction import redact
+
+    line = f"opening {CAMERA} for agent {AGENT}"
+    assert not [s for s in SECRETS if s in redact(line)], redact(line)
+    assert "channel=1" in redact(line)
