@@ -408,3 +408,24 @@ async def test_unsupported_zip_compression_method_is_named(tmp_path, store, memb
     _set_zip_method(path, member, 99)  # 99: AES-encrypted (WinZip), which zipfile cannot read
     err = await _refused(path, store)
     assert err.field == "archive" and repr(member) in err.message and "compression method 99" in err.message
+
+
+async def test_zip_needing_an_unknown_format_version_is_refused(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    data = bytearray(path.read_bytes())
+    j = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, j + 6, 180)  # "version needed to extract": 18.0
+    path.write_bytes(bytes(data))
+    err = await _refused(path, store)
+    assert err.field == "archive" and err.message.startswith("the zip archive is corrupt")
+
+
+async def test_zip_whose_member_offsets_point_before_the_file_is_refused(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    data = bytearray(path.read_bytes())
+    e = data.rfind(b"PK\x05\x06")
+    offset = struct.unpack_from("<I", data, e + 16)[0]
+    struct.pack_into("<I", data, e + 16, offset + 100_000)  # every member offset becomes negative
+    path.write_bytes(bytes(data))
+    err = await _refused(path, store)
+    assert err.field == "archive" and "corrupt" in err.message

@@ -75,7 +75,7 @@ def detect_format(path: Path) -> str:
 def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
         raise Invalid(f"the zip archive is corrupt: {exc}", field="archive") from None
     with zf:
         for info in zf.infolist():
@@ -107,7 +107,16 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                     entry.link = zf.read(info).decode("utf-8", "replace")
                 except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                     raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
-            yield entry, (lambda info=info: zf.open(info))
+            yield entry, (lambda info=info: _open_zip_member(zf, info))
+
+
+def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    """A member's content stream; a forged header (an offset past the end, an unknown version)
+    is the archive's fault, named as such."""
+    try:
+        return zf.open(info)
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
+        raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
 
 
 def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Opener]]:
