@@ -429,3 +429,38 @@ async def test_zip_whose_member_offsets_point_before_the_file_is_refused(tmp_pat
     path.write_bytes(bytes(data))
     err = await _refused(path, store)
     assert err.field == "archive" and "corrupt" in err.message
+
+
+def test_randomly_corrupted_archives_are_refused_never_a_server_error(tmp_path, store):
+    """Seeded byte mutations of a good zip, a tar (then gzipped) and a tar.gz: each is accepted
+    or refused with Invalid / PayloadTooLarge; nothing else escapes and nothing is left in tmp/."""
+    import gzip
+    import random
+
+    from services.master.packages.archive import ingest_sync
+
+    files = package_files()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    bases = [make_zip(tmp_path / "p.zip", files).read_bytes(), raw.getvalue(),
+             make_targz(tmp_path / "p.tar.gz", files).read_bytes()]
+    rng = random.Random(16)
+    escaped: list[str] = []
+    for i in range(600):
+        data = bytearray(bases[i % 3])
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / "fuzz"
+        path.write_bytes(gzip.compress(bytes(data)) if i % 3 == 1 else bytes(data))
+        try:
+            ingest_sync(path, store, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
+        except (Invalid, PayloadTooLarge):
+            pass
+        except Exception as exc:  # noqa: BLE001 - the test's point: nothing else may escape
+            escaped.append(f"case {i}: {type(exc).__name__}: {exc}")
+    assert escaped == []
+    assert list(store.tmp_dir.iterdir()) == []
