@@ -33,7 +33,10 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 def mask_url(url: str) -> str:
     """A URL fit to show: its user:password part and credential query values as ``***``
     (``rtsp://***:***@cam/live?user=***&password=***``)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL after all (e.g. "http://[::1"): mask it as text
+        return redact(url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)

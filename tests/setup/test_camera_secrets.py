@@ -132,3 +132,14 @@ def test_log_lines_lose_url_credentials_in_userinfo_and_query():
     line = f"opening {CAMERA} for agent {AGENT}"
     assert not [s for s in SECRETS if s in redact(line)], redact(line)
     assert "channel=1" in redact(line)
+
+
+async def test_an_agent_url_that_does_not_parse_is_still_shown_masked(setup_client):
+    r = await setup_client.post(
+        "/edges", json={**FIELD_EDGE, "nid": "0x03", "agent_url": "http://agent:Agent-Pass-552@[::1"},
+        headers=OPERATOR,
+    )
+    assert r.status_code == 201, r.text
+    assert "Agent-Pass-552" not in r.text
+    listed = await setup_client.get("/edges", headers=OPERATOR)
+    assert listed.status_code == 200 and "Agent-Pass-552" not in listed.text
