@@ -246,3 +246,14 @@ async def test_artifact_digest_with_an_encoded_newline_is_refused(master):
     assert r.status_code == 422 and r.json()["error"]["field"] == "digest"
     r = await master.get(f"/artifacts/{digest}%0A%0D", headers=SERVICE)
     assert r.status_code == 422
+
+
+async def test_a_manifest_description_setup_cannot_store_is_refused_before_storing(master):
+    files = package_files()
+    files["aipackage.yaml"] = files["aipackage.yaml"].replace(
+        "description: test program", 'description: "test\\0program"'
+    )
+    r = await master.post("/ai-packages", content=targz(files), headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "manifest.description"
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []

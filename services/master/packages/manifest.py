@@ -110,6 +110,13 @@ class PackageManifest(BaseModel):
             raise ValueError(f"{v!r} must be an uppercase word such as SUNNY or RAINY, or null")
         return v
 
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("must not contain NUL characters")
+        return v
+
     @field_validator("command")
     @classmethod
     def _command(cls, v: list[str]) -> list[str]:
