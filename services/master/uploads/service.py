@@ -104,7 +104,9 @@ async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind
     )
 
 
-async def _record_in_setup(ctx: MasterContext, ingested: IngestedPackage, fields: UploadFields) -> dict:
+async def _record_in_setup(
+    ctx: MasterContext, ingested: IngestedPackage, fields: UploadFields
+) -> dict[str, Any]:
     """The AI row in setup for this package: created, reused, or given the new package."""
     m = ingested.manifest
     existing = await ctx.setup.find_ai(m.filename, m.ai_class, m.version)
