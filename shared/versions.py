@@ -5,12 +5,13 @@ import re
 
 from shared.errors import Invalid
 
-_VERSION = re.compile(r"^\d{1,8}(\.\d{1,8}){0,3}$")
+# fullmatch with ASCII digits: ``$`` would accept a trailing newline and ``\d`` any Unicode digit.
+_VERSION = re.compile(r"[0-9]{1,8}(\.[0-9]{1,8}){0,3}")
 
 
 def validate_version(value: str, field: str = "version") -> str:
     value = str(value).strip()
-    if not _VERSION.match(value):
+    if not _VERSION.fullmatch(value):
         raise Invalid(
             f"{value!r} is not a version: use dotted numbers such as 01, 2 or 1.4.10", field=field
         )

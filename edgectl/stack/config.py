@@ -31,14 +31,28 @@ def load_secrets(data_dir: Path) -> dict[str, str]:
     """Tokens for this stack: generated on the first `up`, reused after (file mode 0600)."""
     path = data_dir / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        values = json.loads(path.read_text())
+        if "SETUP_SECRET_KEYS" in values:
+            return values
+        # A stack made before setup encrypted camera URLs: add its key.
+        values["SETUP_SECRET_KEYS"] = _fernet_key()
+        path.write_text(json.dumps(values))
+        return values
     values = {
         "EDGE_OPERATOR_TOKEN": secrets.token_urlsafe(24),
         "EDGE_SERVICE_TOKEN": secrets.token_urlsafe(24),
         "EDGE_EDGE_TOKEN_SECRET": secrets.token_urlsafe(32),
+        "SETUP_SECRET_KEYS": _fernet_key(),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(values, f)
     return values
+
+
+def _fernet_key() -> str:
+    """A key for setup's camera credentials at rest (SETUP_SECRET_KEYS)."""
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()

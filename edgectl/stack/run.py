@@ -60,8 +60,12 @@ class Stack:
                 raise StackError(str(exc)) from exc
             database_url = self.db.url
 
+        import os
+
         from shared import migrations
 
+        # Setup's migrations encrypt stored camera URLs with this stack's key.
+        os.environ.setdefault("SETUP_SECRET_KEYS", secrets["SETUP_SECRET_KEYS"])
         for name in SERVICES:
             migrations.upgrade(name, database_url)
 

@@ -48,10 +48,10 @@ class Edge(TimestampMixin, Base):
     address: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str | None] = mapped_column(String(64))
     supports_analysis: Mapped[bool] = mapped_column(Boolean, default=False)
-    # The camera URL is stored without its credentials; those sit apart and are never returned.
+    # The camera URL as shown (credentials masked), and the whole URL encrypted at rest
+    # (services.setup.camera_secrets); only services read it back, through /edges/{id}/camera.
     rtsp_url: Mapped[str | None] = mapped_column(Text)
-    rtsp_username: Mapped[str | None] = mapped_column(String(200))
-    rtsp_password: Mapped[str | None] = mapped_column(String(200))
+    rtsp_secret: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     node_name: Mapped[str | None] = mapped_column(String(253))
     agent_url: Mapped[str | None] = mapped_column(String(500))

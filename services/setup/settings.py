@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.setup.camera_secrets import LOCAL_SECRET_KEY, parse_keys
 from shared.settings import ServiceSettings
 
 
@@ -14,3 +15,21 @@ class SetupSettings(ServiceSettings):
     service_name: str = "setup"
     notify_master: bool = Field(True, description="ask the master to act on changes at once (off: record only)")
     max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
+    secret_keys: SecretStr | None = Field(
+        None,
+        description="Fernet keys that encrypt camera credentials at rest, comma-separated, newest first "
+        "(the newest encrypts, any decrypts); required outside local mode",
+    )
+
+    @model_validator(mode="after")
+    def _secret_keys_required_outside_local(self) -> "SetupSettings":
+        if self.secret_keys is None and self.env == "local":
+            self.secret_keys = SecretStr(LOCAL_SECRET_KEY)
+        if self.secret_keys is None:
+            raise ValueError("outside local mode (EDGE_ENV=local) SETUP_SECRET_KEYS must be set (Fernet keys)")
+        parse_keys(self.secret_keys.get_secret_value())
+        return self
+
+    def secret_values(self) -> list[str]:
+        keys = parse_keys(self.secret_keys.get_secret_value()) if self.secret_keys else []
+        return super().secret_values() + keys

@@ -9,6 +9,8 @@ from shared.settings import settings_class
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 SERVICE_TOKEN = "test-service-token-0123456789"
 EDGE_TOKEN_SECRET = "test-edge-token-secret-0123456789"
+# A Fernet key for setup's camera credentials at rest (SETUP_SECRET_KEYS).
+SETUP_SECRET_KEY = "dGVzdC1jYW1lcmEtc2VjcmV0LWtleS0wMTIzNDU2Nzg="
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
@@ -31,6 +33,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         EDGE_OPERATOR_TOKEN=OPERATOR_TOKEN,
         EDGE_SERVICE_TOKEN=SERVICE_TOKEN,
         EDGE_EDGE_TOKEN_SECRET=EDGE_TOKEN_SECRET,
+        SETUP_SECRET_KEYS=SETUP_SECRET_KEY,
         EDGE_LOG_FORMAT="text",
         YOLO_OFFLINE="1",
     )
@@ -50,5 +53,7 @@ def settings_for(service: str, database_url: str, **overrides):
         migrate_on_start=False,
         log_format="text",
     )
+    if service == "setup":
+        values["secret_keys"] = SETUP_SECRET_KEY
     values.update(overrides)
     return cls(**values)

@@ -177,3 +177,83 @@ async def test_build_from_the_folder_when_setup_records_the_upload(master):
     r = await master.setup.post("/request_upload_edgeAi", json={"filename": "monitoring", "version": "04", "ai_class": "01"})
     ai = await wait_build(master, r.json()["aid"])
     assert ai["status"] == "failed" and "does not match" in ai["failure_reason"]
+
+
+# --- issue 16 -------------------------------------------------------------------------------
+
+def _targz_with_manifest_symlink() -> bytes:
+    import io
+    import tarfile
+
+    files = package_files()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in (("real.yaml", files["aipackage.yaml"]), ("main.py", files["main.py"])):
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("aipackage.yaml")
+        link.type, link.linkname = tarfile.SYMTYPE, "real.yaml"
+        tar.addfile(link)
+    return buf.getvalue()
+
+
+async def test_manifest_symlink_is_refused_promptly_and_leaves_no_upload_file(master):
+    import asyncio
+
+    r = await asyncio.wait_for(
+        master.post("/ai-packages", content=_targz_with_manifest_symlink(), headers=OPERATOR), 15
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == {
+        **r.json()["error"], "field": "manifest", "message": "aipackage.yaml must be a regular file, not a symlink",
+    }
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
+
+
+@pytest.mark.parametrize(
+    ("names", "field"),
+    [
+        ({"ai_class": "01\\n"}, "manifest.ai_class"),
+        ({"version": "\\u0660\\u0665"}, "manifest.version"),
+        ({"filename": "monitoring\\n"}, "manifest.filename"),
+    ],
+)
+async def test_names_the_patterns_used_to_let_through_are_refused_before_storing(master, names, field):
+    r = await master.post("/ai-packages", content=targz(package_files(**names)), headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
+    # Nothing recorded either: the same names uploaded right are a first upload.
+    r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+    assert r.status_code == 202 and r.json()["stored"] is True
+
+
+async def test_entries_the_file_system_refuses_are_named(master):
+    name = "models/" + "a" * 300 + ".bin"
+    r = await master.post("/ai-packages", content=targz({**package_files(), name: "x"}), headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "archive" and name in err["message"]
+    assert stored(master) == [] and leftovers(master) == []
+
+
+async def test_artifact_digest_with_an_encoded_newline_is_refused(master):
+    r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+    digest = r.json()["package_digest"]
+    r = await master.get(f"/artifacts/{digest}%0a", headers=SERVICE)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "digest"
+    r = await master.get(f"/artifacts/{digest}%0A%0D", headers=SERVICE)
+    assert r.status_code == 422
+
+
+async def test_a_manifest_description_setup_cannot_store_is_refused_before_storing(master):
+    files = package_files()
+    files["aipackage.yaml"] = files["aipackage.yaml"].replace(
+        "description: test program", 'description: "test\\0program"'
+    )
+    r = await master.post("/ai-packages", content=targz(files), headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "manifest.description"
+    assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []

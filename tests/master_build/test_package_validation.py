@@ -305,3 +305,162 @@ async def test_targz_bomb_hidden_in_headers_is_caught_by_counting_the_stream(tmp
     assert path.stat().st_size < 50_000
     err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=1_000_000, max_files=100))
     assert err.message == f"the archive unpacks to more than {1_000_000 + 2048 * 116} bytes (tar stream), over the unpacked-size limit"
+
+
+# --- issue 16: a non-regular manifest, names the patterns let through, entries the OS refuses ---
+
+async def _refused_within(path: Path, store: ArtifactStore, seconds: float = 10, **kw):
+    """A refusal that must come promptly: a StopIteration inside asyncio.to_thread used to hang."""
+    import asyncio
+
+    return await asyncio.wait_for(_refused(path, store, **kw), seconds)
+
+
+async def test_manifest_that_is_a_symlink_is_refused_not_hung(tmp_path, store):
+    files = package_files()
+    real = files.pop("aipackage.yaml")
+    files["real.yaml"] = real
+    link = tarfile.TarInfo("aipackage.yaml")
+    link.type, link.linkname = tarfile.SYMTYPE, "real.yaml"
+    err = await _refused_within(make_targz(tmp_path / "p.tar.gz", files, extra=[link]), store)
+    assert err.field == "manifest"
+    assert err.message == "aipackage.yaml must be a regular file, not a symlink"
+
+
+async def test_manifest_that_is_a_folder_in_a_zip_is_refused(tmp_path, store):
+    files = package_files()
+    del files["aipackage.yaml"]
+    path = make_zip(tmp_path / "p.zip", files)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.mkdir("aipackage.yaml")
+    err = await _refused_within(path, store)
+    assert err.field == "manifest" and err.message == "aipackage.yaml must be a regular file, not a folder"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('ai_class: "01"', 'ai_class: "01\\n"', "manifest.ai_class"),
+        ('ai_class: "01"', 'ai_class: "\\u0660\\u0661"', "manifest.ai_class"),  # Arabic-Indic digits
+        ('version: "01"', 'version: "\\u0660\\u0665"', "manifest.version"),
+        ('version: "01"', 'version: "1.\\uff12"', "manifest.version"),  # fullwidth 2
+        ("filename: monitoring", 'filename: "monitoring\\n"', "manifest.filename"),
+        ("condition: SUNNY", 'condition: "SUNNY\\n"', "manifest.condition"),
+        ("LOG_LEVEL: info", '"LOG_LEVEL\\n": info', "manifest.env"),
+    ],
+)
+async def test_names_with_a_trailing_newline_or_non_ascii_digits_are_refused(tmp_path, store, old, new, field):
+    text = package_files()["aipackage.yaml"].decode()
+    assert old in text
+    files = package_files(**{"aipackage.yaml": text.replace(old, new)})
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", files), store)
+    assert err.field == field, err.message
+
+
+def test_digest_with_a_trailing_newline_is_not_a_digest(store):
+    from services.master.packages import parse_digest
+
+    with pytest.raises(Invalid):
+        parse_digest("sha256:" + "a" * 64 + "\n")
+    with pytest.raises(Invalid):
+        store.path("sha256:" + "a" * 64 + "\n")
+
+
+async def test_path_component_over_255_bytes_is_named(tmp_path, store):
+    name = "models/" + "a" * 300 + ".bin"
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{name: "x"})), store)
+    assert err.field == "archive" and name in err.message and "255 bytes" in err.message
+
+
+async def test_path_over_the_length_limit_is_named(tmp_path, store):
+    name = "/".join(["d" * 200] * 25) + "/f.txt"  # about 5,000 bytes
+    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{name: "x"}), prefix=""), store)
+    assert err.field == "archive" and "bytes long" in err.message and name[:40] in err.message
+
+
+async def test_nul_in_a_zip_symlink_target_is_named(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    with zipfile.ZipFile(path, "a") as zf:
+        info = zipfile.ZipInfo("nul-link")
+        info.external_attr = 0o120777 << 16
+        zf.writestr(info, "models/best.pt\x00evil")
+    err = await _refused(path, store)
+    assert err.field == "archive" and "'nul-link'" in err.message and "NUL" in err.message
+
+
+def _set_zip_method(path: Path, member: str, method: int) -> None:
+    """Rewrite a member's compression method in its local header and the central directory."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, method_at, name_len_at, name_at in ((b"PK\x03\x04", 8, 26, 30), (b"PK\x01\x02", 10, 28, 46)):
+        i = data.find(sig)
+        while i != -1:
+            n = struct.unpack_from("<H", data, i + name_len_at)[0]
+            if data[i + name_at : i + name_at + n] == name:
+                struct.pack_into("<H", data, i + method_at, method)
+            i = data.find(sig, i + 4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["main.py", "aipackage.yaml"])
+async def test_unsupported_zip_compression_method_is_named(tmp_path, store, member):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    _set_zip_method(path, member, 99)  # 99: AES-encrypted (WinZip), which zipfile cannot read
+    err = await _refused(path, store)
+    assert err.field == "archive" and repr(member) in err.message and "compression method 99" in err.message
+
+
+async def test_zip_needing_an_unknown_format_version_is_refused(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    data = bytearray(path.read_bytes())
+    j = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, j + 6, 180)  # "version needed to extract": 18.0
+    path.write_bytes(bytes(data))
+    err = await _refused(path, store)
+    assert err.field == "archive" and err.message.startswith("the zip archive is corrupt")
+
+
+async def test_zip_whose_member_offsets_point_before_the_file_is_refused(tmp_path, store):
+    path = make_zip(tmp_path / "p.zip", package_files())
+    data = bytearray(path.read_bytes())
+    e = data.rfind(b"PK\x05\x06")
+    offset = struct.unpack_from("<I", data, e + 16)[0]
+    struct.pack_into("<I", data, e + 16, offset + 100_000)  # every member offset becomes negative
+    path.write_bytes(bytes(data))
+    err = await _refused(path, store)
+    assert err.field == "archive" and "corrupt" in err.message
+
+
+def test_randomly_corrupted_archives_are_refused_never_a_server_error(tmp_path, store):
+    """Seeded byte mutations of a good zip, a tar (then gzipped) and a tar.gz: each is accepted
+    or refused with Invalid / PayloadTooLarge; nothing else escapes and nothing is left in tmp/."""
+    import gzip
+    import random
+
+    from services.master.packages.archive import ingest_sync
+
+    files = package_files()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    bases = [make_zip(tmp_path / "p.zip", files).read_bytes(), raw.getvalue(),
+             make_targz(tmp_path / "p.tar.gz", files).read_bytes()]
+    rng = random.Random(16)
+    escaped: list[str] = []
+    for i in range(600):
+        data = bytearray(bases[i % 3])
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / "fuzz"
+        path.write_bytes(gzip.compress(bytes(data)) if i % 3 == 1 else bytes(data))
+        try:
+            ingest_sync(path, store, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
+        except (Invalid, PayloadTooLarge):
+            pass
+        except Exception as exc:  # noqa: BLE001 - the test's point: nothing else may escape
+            escaped.append(f"case {i}: {type(exc).__name__}: {exc}")
+    assert escaped == []
+    assert list(store.tmp_dir.iterdir()) == []

@@ -13,6 +13,7 @@ Three steps, and nothing reaches the artifact store unless all pass:
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
@@ -37,6 +38,12 @@ COPY_CHUNK = 1 << 20
 _IGNORED_TOP = ("__MACOSX",)  # macOS Finder zips add this folder beside the real content
 # What a damaged or forged archive raises while its content is read.
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, tarfile.TarError, gzip.BadGzipFile)
+# What an entry the library or the OS cannot handle raises (e.g. zip compression method 99):
+# answered as that entry's fault, never as a server error.
+_UNREADABLE = (NotImplementedError, ValueError)
+MAX_COMPONENT_BYTES = 255  # a file name on Linux file systems
+MAX_PATH_BYTES = 1024  # well under PATH_MAX (4,096) once the staging folder is put in front
+MAX_LINK_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,34 @@ def _clean_name(name: str) -> str:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise Invalid(f"{name!r} contains '..'; paths must stay inside the package", field="archive")
-    return "/".join(parts)
+    clean = "/".join(parts)
+    if len(clean.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise Invalid(
+            f"{_short(name)} is {len(clean.encode('utf-8', 'surrogateescape'))} bytes long; "
+            f"archive paths may be at most {MAX_PATH_BYTES} bytes",
+            field="archive",
+        )
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+            raise Invalid(
+                f"{name!r} has a path component over {MAX_COMPONENT_BYTES} bytes", field="archive"
+            )
+    return clean
+
+
+def _short(name: str, keep: int = 80) -> str:
+    """An entry's name for a message, cut short when it is very long."""
+    return repr(name) if len(name) <= keep else f"{name[:keep]!r}... ({len(name)} characters)"
+
+
+def _check_link(source: str, target: str) -> None:
+    """A symlink target the file system can hold: no NUL, not absurdly long."""
+    if "\x00" in target:
+        raise Invalid(f"symlink {source!r} has a NUL character in its target", field="archive")
+    if len(target.encode("utf-8", "surrogateescape")) > MAX_LINK_BYTES:
+        raise Invalid(
+            f"symlink {source!r} has a target over {MAX_LINK_BYTES} bytes", field="archive"
+        )
 
 
 def _resolves_inside(path: str, target: str, links: Mapping[str, str]) -> bool:
@@ -175,6 +209,8 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
                 f"the archive declares more than {limits.max_unpacked_bytes} bytes unpacked, over the unpacked-size limit",
                 field="archive",
             )
+        if raw.kind == SYMLINK:
+            _check_link(raw.name, raw.link or "")
         raw.name = name
         entries.append(raw)
         # Manifest candidates: read now, a tar stream cannot come back for them.
@@ -186,9 +222,11 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
                     manifest_bytes[name] = f.read(limits.max_manifest_bytes + 1)
             except _CORRUPT as exc:
                 raise Invalid(f"the archive is corrupt at {raw.name!r}: {exc}", field="archive") from None
+            except _UNREADABLE as exc:
+                raise _unreadable(raw.name, exc) from None
 
     prefix = _find_prefix([e.name for e in entries])
-    manifest_name = next(f"{prefix}{m}" for m in MANIFEST_NAMES if f"{prefix}{m}" in manifest_bytes)
+    manifest_name = _manifest_name(prefix, entries, manifest_bytes)
     manifest = parse_manifest(manifest_bytes[manifest_name], manifest_name.rsplit("/", 1)[-1])
     check_expected(manifest, expected)
 
@@ -213,6 +251,28 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
                 raise Invalid(f"{m.source!r} lies under {parent!r}, which is a file", field="archive")
     _check_referenced(manifest, members)
     return ScannedPackage(fmt, prefix, manifest, manifest_name, members, declared)
+
+
+def _manifest_name(
+    prefix: str, entries: list[RawEntry], manifest_bytes: Mapping[str, bytes]
+) -> str:
+    """The manifest that was read; one that is a symlink, a folder ... is refused by name.
+    (A bare ``next()`` here raised StopIteration, which hangs ``asyncio.to_thread``.)"""
+    for m in MANIFEST_NAMES:
+        if f"{prefix}{m}" in manifest_bytes:
+            return f"{prefix}{m}"
+    kinds = {e.name: e.kind for e in entries}
+    for m in MANIFEST_NAMES:
+        kind = kinds.get(f"{prefix}{m}")
+        if kind is not None:
+            what = {SYMLINK: "a symlink", DIR: "a folder"}.get(kind, f"a {kind}")
+            raise Invalid(f"{m} must be a regular file, not {what}", field="manifest")
+    raise Invalid(f"no readable manifest under {prefix or 'the package root'}", field="manifest")
+
+
+def _unreadable(source: str, exc: BaseException) -> Invalid:
+    """An entry the archive library or the file system cannot handle, named as such."""
+    return Invalid(f"{source!r} cannot be read: {exc or type(exc).__name__}", field="archive")
 
 
 def check_expected(manifest: PackageManifest, expected: Mapping[str, str | None] | None) -> None:
@@ -275,6 +335,14 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
                     out.write(block)
         except _CORRUPT as exc:
             raise Invalid(f"the archive is corrupt at {m.source!r}: {exc}", field="archive") from None
+        except _UNREADABLE as exc:
+            raise _unreadable(m.source, exc) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+                raise Invalid(
+                    f"{m.source!r} cannot be written: {exc.strerror}", field="archive"
+                ) from None
+            raise
         os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
     return total
 

@@ -30,17 +30,19 @@ from shared.versions import validate_version
 
 MANIFEST_NAMES = ("aipackage.yaml", "aipackage.toml")
 
-_FILENAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-_AI_CLASS = re.compile(r"^\d{2}$")
-_CONDITION = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Used with fullmatch only: ``$`` would also match before a trailing newline, and ``\d`` any
+# Unicode digit; the classes are spelled out in ASCII.
+_FILENAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+_AI_CLASS = re.compile(r"[0-9]{2}")
+_CONDITION = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_relative_path(value: str) -> str:
     """A path inside the package: relative, forward slashes, no ``..``; returned normalised."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty relative path")
-    if value.startswith("/") or "\\" in value or re.match(r"^[A-Za-z]:", value):
+    if value.startswith("/") or "\\" in value or re.match(r"[A-Za-z]:", value):
         raise ValueError(f"{value!r} must be a relative path inside the package (forward slashes)")
     norm = posixpath.normpath(value)
     if norm == ".." or norm.startswith("../") or "/../" in f"/{value}/":
@@ -75,7 +77,7 @@ class PackageManifest(BaseModel):
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str) -> str:
-        if not _FILENAME.match(v):
+        if not _FILENAME.fullmatch(v):
             raise ValueError(
                 f"{v!r} must be 1-40 characters of lowercase letters, digits and '-', not starting or ending with '-'"
             )
@@ -97,15 +99,22 @@ class PackageManifest(BaseModel):
     @field_validator("ai_class", mode="before")
     @classmethod
     def _ai_class(cls, v: Any) -> str:
-        if not isinstance(v, str) or not _AI_CLASS.match(v):
+        if not isinstance(v, str) or not _AI_CLASS.fullmatch(v):
             raise ValueError(f"{v!r} must be two digits such as \"00\" or \"01\" (quoted in YAML)")
         return v
 
     @field_validator("condition")
     @classmethod
     def _condition(cls, v: str | None) -> str | None:
-        if v is not None and not _CONDITION.match(v):
+        if v is not None and not _CONDITION.fullmatch(v):
             raise ValueError(f"{v!r} must be an uppercase word such as SUNNY or RAINY, or null")
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("must not contain NUL characters")
         return v
 
     @field_validator("command")
@@ -121,7 +130,7 @@ class PackageManifest(BaseModel):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for name, value in v.items():
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
             if "\x00" in value:
                 raise ValueError(f"{name}: values must not contain NUL characters")

@@ -20,6 +20,13 @@ from typing import BinaryIO
 from shared.errors import Invalid, PayloadTooLarge
 
 FILE, DIR, SYMLINK, HARDLINK, SPECIAL = "file", "dir", "symlink", "hardlink", "special"
+# The zip compression methods Python's zipfile reads: stored, deflate, bzip2, lzma.
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 
 
 @dataclass
@@ -68,12 +75,18 @@ def detect_format(path: Path) -> str:
 def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
         raise Invalid(f"the zip archive is corrupt: {exc}", field="archive") from None
     with zf:
         for info in zf.infolist():
             if info.flag_bits & 0x1:
                 raise Invalid(f"{info.filename!r} is encrypted; encrypted zip entries are not supported", field="archive")
+            if info.compress_type not in ZIP_METHODS:
+                raise Invalid(
+                    f"{info.filename!r} uses zip compression method {info.compress_type}, "
+                    f"which is not supported (use {', '.join(ZIP_METHODS.values())})",
+                    field="archive",
+                )
             unix = info.external_attr >> 16
             fmt = stat.S_IFMT(unix)
             if info.is_dir():
@@ -92,9 +105,18 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                     raise Invalid(f"symlink {info.filename!r} has an implausible target", field="archive")
                 try:
                     entry.link = zf.read(info).decode("utf-8", "replace")
-                except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                     raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
-            yield entry, (lambda info=info: zf.open(info))
+            yield entry, (lambda info=info: _open_zip_member(zf, info))
+
+
+def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    """A member's content stream; a forged header (an offset past the end, an unknown version)
+    is the archive's fault, named as such."""
+    try:
+        return zf.open(info)
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
+        raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
 
 
 def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Opener]]:

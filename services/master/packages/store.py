@@ -26,12 +26,12 @@ from typing import BinaryIO
 from shared.errors import Invalid, NotFound, PayloadTooLarge
 
 CHUNK = 1 << 20
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")  # fullmatch only: "$" accepts a trailing newline
 
 
 def parse_digest(digest: str, field: str = "digest") -> str:
     """``sha256:<64 hex>`` -> the hex part; anything else is Invalid."""
-    m = _DIGEST.match(digest or "")
+    m = _DIGEST.fullmatch(digest or "")
     if not m:
         raise Invalid(f"{digest!r} is not a digest of the form sha256:<64 lowercase hex digits>", field=field)
     return m.group(1)
@@ -136,7 +136,8 @@ class ArtifactStore:
             raise NotFound(f"artifact {digest} is not in the store", field="digest") from None
 
     def digests(self) -> list[str]:
-        return sorted(f"sha256:{p.name}" for p in self.sha_dir.iterdir() if _DIGEST.match(f"sha256:{p.name}"))
+        names = (f"sha256:{p.name}" for p in self.sha_dir.iterdir())
+        return sorted(n for n in names if _DIGEST.fullmatch(n))
 
     # --- writing -------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import delete
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from services.master.builds import repository
 from services.master.builds.service import manifest_json, package_dir_candidates
 from services.master.context import MasterContext
+from services.master.models import PackageUpload
 from services.master.packages import IngestedPackage
 from services.master.uploads.schemas import UploadAccepted, UploadFields
 from shared.errors import Conflict, Invalid, PayloadTooLarge
@@ -94,6 +96,18 @@ async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind
     """Validate and store the package at ``source``, record the AI in setup and queue its build."""
     expected = {"filename": fields.filename, "version": fields.version, "ai_class": fields.ai_class}
     ingested = await ingest_and_record_checked(ctx, source, expected, kind=kind)
+    ai = await _record_in_setup(ctx, ingested, fields)
+    started = ctx.builds.kick(ai["id"])
+    return UploadAccepted(
+        ai=ai, package_digest=ingested.digest, package_size=ingested.size, stored=ingested.created,
+        build="ready" if ai.get("status") == "ready" else ("queued" if started else "running"),
+    )
+
+
+async def _record_in_setup(
+    ctx: MasterContext, ingested: IngestedPackage, fields: UploadFields
+) -> dict[str, Any]:
+    """The AI row in setup for this package: created, reused, or given the new package."""
     m = ingested.manifest
     existing = await ctx.setup.find_ai(m.filename, m.ai_class, m.version)
     if existing is None:
@@ -109,7 +123,12 @@ async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind
         except Conflict:  # created meanwhile by another upload of the same names
             ai = await ctx.setup.find_ai(m.filename, m.ai_class, m.version) or {}
             if not ai:
+                await _forget_upload(ctx, ingested)
                 raise
+        except Exception:
+            # Setup refused or failed the new AI: undo what this upload recorded and stored.
+            await _forget_upload(ctx, ingested)
+            raise
     elif existing["status"] in ("ready", "building") and existing.get("package_digest") == ingested.digest:
         ai = existing  # the same package again: nothing to do
     else:
@@ -119,11 +138,22 @@ async def accept(ctx: MasterContext, source: Path, fields: UploadFields, *, kind
             {"status": "uploaded", "failure_reason": None, "package_digest": ingested.digest,
              "package_size": ingested.size, "manifest": manifest_json(m)},
         )
-    started = ctx.builds.kick(ai["id"])
-    return UploadAccepted(
-        ai=ai, package_digest=ingested.digest, package_size=ingested.size, stored=ingested.created,
-        build="ready" if ai.get("status") == "ready" else ("queued" if started else "running"),
-    )
+    return ai
+
+
+async def _forget_upload(ctx: MasterContext, ingested: IngestedPackage) -> None:
+    """Remove this upload's record (names and digest) and its artifact unless still used."""
+    m = ingested.manifest
+    async with ctx.sessionmaker.begin() as session:
+        await session.execute(
+            delete(PackageUpload).where(
+                PackageUpload.filename == m.filename,
+                PackageUpload.ai_class == m.ai_class,
+                PackageUpload.version == m.version,
+                PackageUpload.package_digest == ingested.digest,
+            )
+        )
+    await _drop_if_unused(ctx, ingested)
 
 
 async def ingest_and_record_checked(ctx: MasterContext, source: Path, expected: dict, *, kind: str) -> IngestedPackage:

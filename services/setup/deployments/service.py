@@ -77,6 +77,21 @@ async def get(session: AsyncSession, deployment_id: int, *, field: str = "id") -
     return await get_or_404(session, Deployment, deployment_id, what="deployment", field=field)
 
 
+async def get_locked(session: AsyncSession, deployment_id: int, *, field: str = "id") -> Deployment:
+    """The row, locked until the transaction ends (SELECT ... FOR UPDATE) and read afresh:
+    concurrent writers of one deployment queue here instead of overwriting each other."""
+    stmt = (
+        select(Deployment)
+        .where(Deployment.id == deployment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"deployment {deployment_id} does not exist", field=field)
+    return row
+
+
 async def list_page(session: AsyncSession, params: PageParams, **filters):
     stmt = select(Deployment).order_by(Deployment.id)
     for column in ("edge_id", "ai_id", "desired", "observed", "filename", "requested_by"):
@@ -95,7 +110,7 @@ async def update_one(
     redeploy: bool = False,
     field_prefix: str = "",
 ) -> Deployment:
-    deployment = await get(session, deployment_id, field=f"{field_prefix}id")
+    deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
     if deployment.desired != "running":
         raise Conflict(f"deployment {deployment_id} is removed", field=f"{field_prefix}id")
     if expected_generation is not None and deployment.generation != expected_generation:
@@ -124,7 +139,7 @@ async def update_one(
 
 
 async def remove(session: AsyncSession, deployment_id: int, *, requested_by: str, decision_id: str | None = None, field_prefix: str = "") -> Deployment:
-    deployment = await get(session, deployment_id, field=f"{field_prefix}id")
+    deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
     if deployment.desired != "removed":
         deployment.desired = "removed"
         deployment.generation += 1
@@ -159,6 +174,16 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes nothing."""
     results: list[BulkResult] = []
+    # Lock every row the batch changes up front, in id order: two batches touching the same
+    # deployments queue behind each other instead of deadlocking.
+    ids = sorted({op.id for op in data.operations if isinstance(op, (UpdateOp, RemoveOp))})
+    if ids:
+        await session.execute(
+            select(Deployment.id)
+            .where(Deployment.id.in_(ids))
+            .order_by(Deployment.id)
+            .with_for_update()
+        )
     for index, op in enumerate(data.operations):
         prefix = f"operations[{index}]."
         try:

@@ -48,8 +48,11 @@ async def get_edge(edge_id: int, session: SessionDep, _: ReaderAuth):
 
 
 @router.patch("/{edge_id}", response_model=EdgeOut)
-async def update_edge(edge_id: int, data: EdgeUpdate, session: SessionDep, _: OperatorAuth):
-    return service.to_out(await service.update(session, edge_id, data))
+async def update_edge(
+    edge_id: int, data: EdgeUpdate, session: SessionDep, request: Request, _: OperatorAuth
+):
+    settings = request.app.state.settings
+    return service.to_out(await service.update(session, edge_id, data, settings))
 
 
 @router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token for the edge (shown once)")
@@ -59,8 +62,9 @@ async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: O
 
 
 @router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (services only)")
-async def camera(edge_id: int, session: SessionDep, _: ServiceAuth):
-    return EdgeCamera(id=edge_id, url=await service.camera_url(session, edge_id))
+async def camera(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth):
+    url = await service.camera_url(session, edge_id, request.app.state.settings)
+    return EdgeCamera(id=edge_id, url=url)
 
 
 @router.delete("/{edge_id}", status_code=status.HTTP_204_NO_CONTENT)

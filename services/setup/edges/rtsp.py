@@ -1,7 +1,10 @@
-"""Camera URLs: credentials are split off when stored and masked whenever shown."""
+"""Camera URLs: checked when given, masked whenever shown (edge_ai.common.redaction.mask_url),
+kept whole only encrypted (services.setup.camera_secrets)."""
 from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from edge_ai.common.redaction import mask_url
 
 ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
@@ -27,10 +30,6 @@ def with_credentials(bare: str, user: str | None, password: str | None) -> str:
     return urlunsplit((parts.scheme, f"{secret}@{parts.netloc}", parts.path, parts.query, parts.fragment))
 
 
-def masked(bare: str | None, user: str | None) -> str | None:
-    if bare is None:
-        return None
-    if not user:
-        return bare
-    parts = urlsplit(bare)
-    return urlunsplit((parts.scheme, f"***:***@{parts.netloc}", parts.path, parts.query, parts.fragment))
+def masked(url: str | None) -> str | None:
+    """The URL fit to show: user:password and credential query values as ``***``."""
+    return None if url is None else mask_url(url)

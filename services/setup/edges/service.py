@@ -5,7 +5,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.setup.clusters import service as clusters
 from services.setup.common import get_or_404
-from services.setup.edges.rtsp import masked, split_credentials, with_credentials
+from services.setup.camera_secrets import SecretBox, box_for
+from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
 from shared.db import flush
@@ -26,10 +27,10 @@ def to_out(edge: Edge) -> EdgeOut:
         address=edge.address,
         ip=edge.ip,
         isSupportAnnalysis="YES" if edge.supports_analysis else "NO",
-        url=masked(edge.rtsp_url, edge.rtsp_username),
+        url=edge.rtsp_url,  # stored masked
         description=edge.description,
         node_name=edge.node_name,
-        agent_url=edge.agent_url,
+        agent_url=masked(edge.agent_url),
         capacity={"cpu": edge.capacity_cpu, "memory_mb": edge.capacity_memory_mb, "gpu": edge.capacity_gpu},
         time_zone=edge.time_zone,
         status=edge.status,
@@ -38,7 +39,7 @@ def to_out(edge: Edge) -> EdgeOut:
     )
 
 
-def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
+def _columns(data: EdgeCreate | EdgeUpdate, box: SecretBox) -> dict:
     """Payload fields -> table columns (only those the request set)."""
     given = data.model_dump(exclude_unset=True)
     out: dict = {}
@@ -53,10 +54,7 @@ def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
         out["latitude"] = gps["latitude"] if gps else None
         out["longitude"] = gps["longitude"] if gps else None
     if "url" in given:
-        if given["url"]:
-            out["rtsp_url"], out["rtsp_username"], out["rtsp_password"] = split_credentials(given["url"])
-        else:
-            out["rtsp_url"] = out["rtsp_username"] = out["rtsp_password"] = None
+        out.update(camera_columns(given["url"] or None, box))
     if "capacity" in given and given["capacity"] is not None:
         cap = given["capacity"]
         out.update(capacity_cpu=cap.get("cpu"), capacity_memory_mb=cap.get("memory_mb"), capacity_gpu=cap.get("gpu"))
@@ -66,8 +64,15 @@ def _columns(data: EdgeCreate | EdgeUpdate) -> dict:
     return out
 
 
+def camera_columns(url: str | None, box: SecretBox) -> dict[str, str | None]:
+    """The camera URL as stored: masked to show, and whole only encrypted with the newest key."""
+    if url is None:
+        return {"rtsp_url": None, "rtsp_secret": None}
+    return {"rtsp_url": masked(url), "rtsp_secret": box.encrypt(url)}
+
+
 async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSettings) -> tuple[Edge, str]:
-    columns = _columns(data)
+    columns = _columns(data, box_for(settings))
     if data.cluster_id is None:
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
     else:
@@ -118,9 +123,11 @@ async def list_page(
     return await fetch_page(session, stmt, params)
 
 
-async def update(session: AsyncSession, edge_id: int, data: EdgeUpdate) -> Edge:
+async def update(
+    session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: ServiceSettings
+) -> Edge:
     edge = await get(session, edge_id)
-    columns = _columns(data)
+    columns = _columns(data, box_for(settings))
     if columns.get("cluster_id") is not None:
         await clusters.get(session, columns["cluster_id"], field="cluster_id")
     elif "cluster_id" in columns:
@@ -154,8 +161,8 @@ async def node_ids(session: AsyncSession) -> dict:
     }
 
 
-async def camera_url(session: AsyncSession, edge_id: int) -> str | None:
+async def camera_url(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> str | None:
     edge = await get(session, edge_id)
-    if edge.rtsp_url is None:
+    if edge.rtsp_secret is None:
         return None
-    return with_credentials(edge.rtsp_url, edge.rtsp_username, edge.rtsp_password)
+    return box_for(settings).decrypt(edge.rtsp_secret)
