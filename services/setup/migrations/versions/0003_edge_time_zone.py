@@ -1,13 +1,13 @@
 """edges.time_zone: the zone of the date/time an edge's programs send (NULL: the fleet default)
 
-Revision ID: 0002_edge_time_zone
-Revises: 0001
+Revision ID: 0003_edge_time_zone
+Revises: 0002_camera_secrets
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002_edge_time_zone"
-down_revision = "0001"
+revision = "0003_edge_time_zone"
+down_revision = "0002_camera_secrets"
 branch_labels = None
 depends_on = None
 
