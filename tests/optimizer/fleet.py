@@ -1,9 +1,13 @@
-"""Builders of setup/VMS wire payloads for the optimizer's pure-engine tests (and the bench)."""
+"""Builders of setup/VMS wire payloads (shared.contracts) for the optimizer's pure-engine tests.
+
+A node is described flat (``cpu_avg=95``); ``node_state`` gives it as GET /nodes/state does."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from shared.contracts.fleet import FLEET_SNAPSHOT, FleetSnapshot
+from shared.contracts.nodes import NodeState
 from shared.versions import version_key
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
@@ -41,12 +45,30 @@ class Fleet:
         self.deployments.append(d)
         return d
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"edges": self.edges, "ai_packages": self.packages, "deployments": self.deployments,
-                "conditions": {"codes": {}, "ai_classes": AI_CLASSES}}
+    def snapshot(self) -> FleetSnapshot:
+        """As GET /fleet/snapshot answers (checked against the contract)."""
+        return FLEET_SNAPSHOT.validate_python({
+            "edges": self.edges, "ai_packages": self.packages, "deployments": self.deployments,
+            "conditions": {"codes": {}, "ai_classes": AI_CLASSES}, "generated_at": NOW.isoformat(),
+        })
 
-    def node_list(self) -> list[dict[str, Any]]:
-        return list(self.nodes.values())
+    def node_state(self, nid: str) -> NodeState:
+        """One GET /nodes/state item: usage and detections nested as the VMS answers them."""
+        n = self.nodes[nid]
+        at = n["last_seen"]
+        return {
+            "nid": nid, "known": True, "authenticated": True, "condition": n["condition"], "condition_code": None,
+            "previous_condition": None, "streak": n["streak"], "condition_since": at, "environment_at": at,
+            "usage": {"at": at, "cpu": n["cpu_avg"], "memory": n["memory_avg"], "func": n["condition"],
+                      "cpu_avg": n["cpu_avg"], "memory_avg": n["memory_avg"]},
+            "detections": {"at": at, "frames": 1000, "frames_sent_up": round(1000 * n.get("frames_sent_up_share", 0.0)),
+                           "counts": {},
+                           "low_confidence_share": n["low_confidence_share"]},
+            "last_seen": at, "stale": n["stale"],
+        }
+
+    def node_list(self) -> list[NodeState]:
+        return [self.node_state(nid) for nid in self.nodes]
 
     def apply(self, ops: list[dict[str, Any]]) -> None:
         """What setup's bulk write does to the desired state (enough for idempotency checks)."""

@@ -6,7 +6,7 @@ import copy
 
 from services.optimizer.engine.state import FleetState
 from tests.optimizer.conftest import Stack, cycle, optimizer
-from tests.optimizer.fleet import Fleet
+from tests.optimizer.fleet import NOW, Fleet
 
 RAINY = "2"
 
@@ -62,10 +62,11 @@ def test_changes_folded_into_the_mirror_equal_a_whole_read():
     changed_pkgs.append(f.package("monitoring", "02", "02"))
     for nid in (edges[0]["nid"], changed_edges[-1]["nid"]):
         f.nodes[nid].update(condition="RAINY", streak=7, cpu_avg=91.0)
-        changed_nodes.append(f.nodes[nid])
+        changed_nodes.append(f.node_state(nid))
 
     delta = {"edges": changed_edges, "ai_packages": changed_pkgs, "deployments": changed_deps,
-             "edge_ids": [e["id"] for e in f.edges], "conditions": f.snapshot()["conditions"]}
+             "edge_ids": [e["id"] for e in f.edges], "conditions": f.snapshot()["conditions"],
+             "generated_at": NOW.isoformat()}
     counts = mirror.apply_changes(copy.deepcopy(delta), copy.deepcopy(changed_nodes))
     assert counts["edges_dropped"] == 1 and counts["deployments"] == len(changed_deps)
 

@@ -1,6 +1,7 @@
 """Operator controls: pause, dry-run, pins, per-policy tuning (persisted over the settings)."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from services.optimizer.decisions.service import find_edge
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.policies.config import POLICY_MODELS
-from shared.db import flush, utcnow
+from shared.db import after_commit, flush, utcnow
 from shared.errors import Invalid, NotFound
 
 
@@ -29,9 +30,9 @@ async def set_controls(session: AsyncSession, runner: DecisionRunner, data: Cont
         value = getattr(data, name)
         if value is not None:
             await store.set_control(session, name, value, by)
-    await session.commit()
+    await flush(session)
     if data.paused is False or data.dry_run is False:
-        runner.request(full=True)  # catch up with what was held back
+        after_commit(session, _request(runner, full=True))  # catch up with what was held back
     return await read_controls(session, runner)
 
 
@@ -47,17 +48,28 @@ async def pin(session: AsyncSession, runner: DecisionRunner, key: str, data: Pin
     now = utcnow()
     stmt = insert(m.Pin).values(edge_id=edge.id, reason=data.reason, created_at=now, created_by=by)
     await session.execute(stmt.on_conflict_do_update(index_elements=["edge_id"], set_={"reason": data.reason}))
-    row = await session.get(m.Pin, edge.id, populate_existing=True)
-    return PinOut(edge_id=edge.id, edge_name=edge.name, reason=row.reason, created_at=row.created_at, created_by=row.created_by)
+    row = await session.get_one(m.Pin, edge.id, populate_existing=True)
+    return PinOut(edge_id=edge.id, edge_name=edge.name, reason=row.reason, created_at=row.created_at,
+                  created_by=row.created_by)
 
 
 async def unpin(session: AsyncSession, runner: DecisionRunner, key: str) -> None:
     edge = find_edge(await runner.fleet_view(), key)
-    result = await session.execute(delete(m.Pin).where(m.Pin.edge_id == edge.id))
-    if not result.rowcount:
+    deleted = await session.scalar(delete(m.Pin).where(m.Pin.edge_id == edge.id).returning(m.Pin.edge_id))
+    if deleted is None:
         raise NotFound(f"edge {edge.name} is not pinned", field="edge")
-    await session.commit()
-    runner.request(edge_ids={edge.id})
+    after_commit(session, _request(runner, edge_ids={edge.id}))
+
+
+def _request(
+    runner: DecisionRunner, *, full: bool = False, edge_ids: set[int] | None = None
+) -> Callable[[], Awaitable[None]]:
+    """A cycle request for after the commit (the cycle reads the controls and pins anew)."""
+
+    async def request() -> None:
+        runner.request(full=full, edge_ids=edge_ids)
+
+    return request
 
 
 def _policy(runner: DecisionRunner, name: str, overrides: dict[str, dict[str, Any]]) -> PolicyOut:

@@ -6,24 +6,31 @@ then variants (environment + version), overload, focus, and the routing that fol
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from services.optimizer.engine.context import Cycle, CycleInput, RolloutState, RouteState
-from services.optimizer.engine.plan import DecisionRecord
+from services.optimizer.engine.plan import DecisionRecord, Planned
 from services.optimizer.engine.state import Deployment
 from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
+from shared.contracts.decisions import op_wire
 
 
 @dataclass
 class CycleResult:
-    operations: list[dict[str, Any]]
+    operations: list[Planned]
     decisions: list[DecisionRecord]
     memory: dict[tuple[str, int], dict[str, Any] | None]  # None: forget
     rollouts: list[RolloutState]  # changed ones
     routes: list[RouteState]  # changed ones
-    next_wakeup: Any = None
+    next_wakeup: datetime | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def wire_operations(self) -> list[dict[str, Any]]:
+        """The operations as setup takes them."""
+        return [op_wire(p.op) for p in self.operations]
 
 
 def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
@@ -39,10 +46,10 @@ def _routes(cycle: Cycle) -> list[RouteState]:
     """The routing table rows that change: analysis route (overload) and hard-frame route (low confidence)."""
     changed: list[RouteState] = []
     plan = cycle.plan
-    by_deployment = {}
-    for d in plan.decisions:
-        if d.edge_id is not None and d.policy in (overload.NAME, low_confidence.NAME):
-            by_deployment[d.edge_id] = d.id
+    by_edge: dict[int, str] = {}  # edge -> the routing decision of this cycle
+    for record in plan.decisions:
+        if record.edge_id is not None and record.policy in (overload.NAME, low_confidence.NAME):
+            by_edge[record.edge_id] = record.id
     # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for all edges).
     intents = plan.intents
     with_route = set()
@@ -73,7 +80,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
             route_low_confidence=routed_up,
             low_confidence_share=node.low_confidence_share if node else None,
             frames_sent_up_share=node.frames_sent_up_share if node else None,
-            decision_id=by_deployment.get(edge.id, old.decision_id if old else None),
+            decision_id=by_edge.get(edge.id, old.decision_id if old else None),
         )
         if old is None:
             if new.key() != ("local", None, False):
@@ -90,7 +97,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
     return changed
 
 
-def decide(inp: CycleInput, new_id=None) -> CycleResult:
+def decide(inp: CycleInput, new_id: Callable[[], str] | None = None) -> CycleResult:
     cycle = Cycle(inp, new_id)
     recovery.apply(cycle)
     version.progress(cycle, _deps_by_filename(cycle))

@@ -10,6 +10,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from services.optimizer.engine.geo import GeoGrid
+from shared.contracts.fleet import (
+    DesiredState,
+    EdgeStatus,
+    FleetDeployment,
+    FleetEdge,
+    FleetPackage,
+    FleetSnapshot,
+    ObservedState,
+    PackageStatus,
+)
+from shared.contracts.nodes import NodeState
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -31,7 +42,7 @@ class Edge:
     latitude: float | None
     longitude: float | None
     supports_analysis: bool
-    status: str
+    status: EdgeStatus
 
 
 @dataclass(slots=True)
@@ -42,7 +53,7 @@ class Package:
     version_key: str
     ai_class: str
     condition: str | None
-    status: str
+    status: PackageStatus
 
 
 @dataclass(slots=True)
@@ -51,11 +62,11 @@ class Deployment:
     edge_id: int
     ai_id: int
     filename: str
-    desired: str
+    desired: DesiredState
     params: dict[str, Any]
     allow_multiple: bool
     generation: int
-    observed: str
+    observed: ObservedState
     observed_generation: int
     restarts: int
     decision_id: str | None
@@ -83,30 +94,23 @@ class Node:
     stale: bool
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def node_from_wire(item: dict[str, Any]) -> Node:
-    """Read one GET /nodes/state item (flat, or with usage/detections nested) into a Node."""
-    usage = item.get("usage") or {}
-    det = item.get("detections") or {}
-    cpu = item.get("cpu_avg", usage.get("cpu_avg", usage.get("cpu")))
-    mem = item.get("memory_avg", usage.get("memory_avg", usage.get("memory")))
-    share = item.get("low_confidence_share", det.get("low_confidence_share") if isinstance(det, dict) else None)
-    sent_up = item.get("frames_sent_up_share")
-    if sent_up is None and isinstance(det, dict) and det.get("frames"):
+def node_from_wire(item: NodeState) -> Node:
+    """One GET /nodes/state item as a Node."""
+    usage = item["usage"]
+    det = item["detections"]
+    sent_up: float | None = None
+    if det is not None and det.get("frames"):
         sent_up = (det.get("frames_sent_up") or 0) / det["frames"]
     return Node(
-        nid=str(item["nid"]),
-        condition=item.get("condition"),
-        streak=int(item.get("streak") or 0),
-        cpu_avg=_float(cpu),
-        memory_avg=_float(mem),
-        low_confidence_share=_float(share),
-        frames_sent_up_share=_float(sent_up),
-        last_seen=parse_ts(item.get("last_seen")),
-        stale=bool(item.get("stale", False)),
+        nid=item["nid"],
+        condition=item["condition"],
+        streak=item["streak"],
+        cpu_avg=usage["cpu_avg"] if usage is not None else None,
+        memory_avg=usage["memory_avg"] if usage is not None else None,
+        low_confidence_share=det.get("low_confidence_share") if det is not None else None,
+        frames_sent_up_share=sent_up,
+        last_seen=parse_ts(item["last_seen"]),
+        stale=item["stale"],
     )
 
 
@@ -130,16 +134,14 @@ class FleetState:
     # -- building -------------------------------------------------------------------------------
 
     @classmethod
-    def from_wire(cls, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> "FleetState":
+    def from_wire(cls, snapshot: FleetSnapshot, nodes: list[NodeState]) -> FleetState:
         state = cls()
-        state.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
-        for p in snapshot.get("ai_packages") or ():
-            state.add_package(
-                Package(p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"])
-            )
-        for e in snapshot.get("edges") or ():
+        state.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        for p in snapshot["ai_packages"]:
+            state.add_package(package_from_wire(p))
+        for e in snapshot["edges"]:
             state.add_edge(edge_from_wire(e))
-        for d in snapshot.get("deployments") or ():
+        for d in snapshot["deployments"]:
             state.add_deployment(deployment_from_wire(d))
         for n in nodes:
             node = node_from_wire(n)
@@ -148,7 +150,7 @@ class FleetState:
 
     def add_package(self, p: Package) -> None:
         self.packages[p.id] = p
-        if p.status != "ready":
+        if p.status != PackageStatus.READY:
             return
         insort(self.variants.setdefault((p.filename, p.ai_class), []), (p.version_key, p.id))
         self.classes_of.setdefault(p.filename, set()).add(p.ai_class)
@@ -163,50 +165,47 @@ class FleetState:
 
     def add_deployment(self, d: Deployment) -> None:
         self.deployments[d.id] = d
-        if d.desired == "running":
+        if d.desired == DesiredState.RUNNING:
             self.by_edge.setdefault(d.edge_id, []).append(d)
 
-    def replace_edges(self, edge_ids: set[int], snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
+    def replace_edges(self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
                 self.deployments.pop(d.id, None)
         for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
             self.deployments.pop(d.id, None)
-        for e in snapshot.get("edges") or ():
+        for e in snapshot["edges"]:
             old = self.edges.get(e["id"])
             edge = edge_from_wire(e)
             self.edges[edge.id] = edge
             self.edges_by_nid[edge.nid] = edge
             if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
                 self._grid = None
-        for d in snapshot.get("deployments") or ():
+        for d in snapshot["deployments"]:
             if d["edge_id"] in edge_ids:
                 self.add_deployment(deployment_from_wire(d))
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
 
-    def apply_changes(self, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, int]:
+    def apply_changes(self, snapshot: FleetSnapshot, nodes: list[NodeState]) -> dict[str, int]:
         """Fold an incremental answer into the mirror: setup's ``GET /fleet/snapshot?since=`` (rows
         changed after it, removed AIs and deployments included, ``edge_ids`` = every current edge)
         and the VMS's ``GET /nodes/state?since=`` (nodes whose state changed).
 
         The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
         (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
-        if "conditions" in snapshot:
-            self.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
-        packages = snapshot.get("ai_packages") or ()
+        self.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        packages = snapshot["ai_packages"]
         if packages:
             for p in packages:
-                if p["status"] == "removed":
+                if p["status"] == PackageStatus.REMOVED:
                     self.packages.pop(p["id"], None)
                 else:
-                    self.packages[p["id"]] = Package(
-                        p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"]
-                    )
+                    self.packages[p["id"]] = package_from_wire(p)
             self._reindex_packages()
-        edges = snapshot.get("edges") or ()
+        edges = snapshot["edges"]
         for e in edges:
             edge = edge_from_wire(e)
             old = self.edges.get(edge.id)
@@ -225,22 +224,22 @@ class FleetState:
             for edge_id in gone:
                 self._drop_edge(edge_id)
             dropped = len(gone)
-        deployments = snapshot.get("deployments") or ()
+        deployments = snapshot["deployments"]
         for d in deployments:
             new = deployment_from_wire(d)
             old = self.deployments.get(new.id)
-            if old is not None and old.desired == "running":
+            if old is not None and old.desired == DesiredState.RUNNING:
                 lst = self.by_edge.get(old.edge_id)
                 if lst is not None:
                     lst[:] = [x for x in lst if x.id != old.id]
                     if not lst:
                         del self.by_edge[old.edge_id]
-            if (new.desired != "running" and new.observed == "removed") or new.edge_id not in self.edges:
+            if (new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED) or new.edge_id not in self.edges:
                 # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
                 self.deployments.pop(new.id, None)
                 continue
             self.deployments[new.id] = new
-            if new.desired == "running":
+            if new.desired == DesiredState.RUNNING:
                 insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
         for n in nodes:
             node = node_from_wire(n)
@@ -263,7 +262,7 @@ class FleetState:
             del self.deployments[dep_id]
         self._grid = None
 
-    def replace_nodes(self, nodes: list[dict[str, Any]]) -> None:
+    def replace_nodes(self, nodes: list[NodeState]) -> None:
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
@@ -301,32 +300,38 @@ def _by_id(item: Any) -> int:
     return item.id
 
 
-def edge_from_wire(e: dict[str, Any]) -> Edge:
+def edge_from_wire(e: FleetEdge) -> Edge:
     return Edge(
         id=e["id"],
-        name=e.get("name") or str(e["id"]),
-        nid=str(e["nid"]),
-        cluster_id=e.get("cluster_id"),
-        latitude=_float(e.get("latitude")),
-        longitude=_float(e.get("longitude")),
-        supports_analysis=bool(e.get("supports_analysis")),
-        status=e.get("status") or "active",
+        name=e["name"],
+        nid=e["nid"],
+        cluster_id=e["cluster_id"],
+        latitude=e["latitude"],
+        longitude=e["longitude"],
+        supports_analysis=e["supports_analysis"],
+        status=e["status"],
     )
 
 
-def deployment_from_wire(d: dict[str, Any]) -> Deployment:
+def package_from_wire(p: FleetPackage) -> Package:
+    return Package(
+        p["id"], p["filename"], p["version"], p["version_key"], p["ai_class"], p["condition"], p["status"]
+    )
+
+
+def deployment_from_wire(d: FleetDeployment) -> Deployment:
     return Deployment(
         id=d["id"],
         edge_id=d["edge_id"],
         ai_id=d["ai_id"],
         filename=d["filename"],
-        desired=d.get("desired") or "running",
-        params=d.get("params") or {},
-        allow_multiple=bool(d.get("allow_multiple")),
-        generation=int(d.get("generation") or 1),
-        observed=d.get("observed") or "pending",
-        observed_generation=int(d.get("observed_generation") or 0),
-        restarts=int(d.get("restarts") or 0),
-        decision_id=d.get("decision_id"),
+        desired=d["desired"],
+        params=d["params"],
+        allow_multiple=d["allow_multiple"],
+        generation=d["generation"],
+        observed=d["observed"],
+        observed_generation=d["observed_generation"],
+        restarts=d["restarts"],
+        decision_id=d["decision_id"],
         observed_reason=d.get("observed_reason"),
     )

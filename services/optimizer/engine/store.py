@@ -1,6 +1,7 @@
 """What the runner reads from and writes to the optimizer's own tables around one cycle."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,11 @@ from services.optimizer import models as m
 from services.optimizer.engine.context import FocusRequest, RolloutState, RouteState
 from services.optimizer.engine.plan import DecisionRecord
 from services.optimizer.settings import OptimizerSettings
+from shared.contracts.decisions import Outcome, op_wire
 from shared.db import utcnow
+
+# A decision waiting for its outcome: id, when, its operations as sent (JSON).
+PendingDecision = tuple[str, datetime, list[dict[str, Any]]]
 
 
 async def controls(session: AsyncSession, settings: OptimizerSettings) -> dict[str, Any]:
@@ -75,16 +80,24 @@ async def add_focus(session: AsyncSession, nid: str, classes: list[str], at: dat
     return expires
 
 
-def decision_rows(decisions: list[DecisionRecord], cycle_id: str, *, dry_run: bool, outcome_of) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": d.id, "at": d.at, "cycle_id": cycle_id, "policy": d.policy, "edge_id": d.edge_id, "edge_name": d.edge_name,
-            "nid": d.nid, "deployment_id": d.deployment_id, "action": d.action, "reason": d.reason, "inputs": d.inputs,
-            "operations": d.operations, "dry_run": dry_run, "outcome": outcome_of(d)[0], "outcome_detail": outcome_of(d)[1],
-            "outcome_at": None if outcome_of(d)[0] == "pending" else d.at,
-        }
-        for d in decisions
-    ]
+def decision_rows(
+    decisions: list[DecisionRecord],
+    cycle_id: str,
+    *,
+    dry_run: bool,
+    outcome_of: Callable[[DecisionRecord], tuple[Outcome, str | None]],
+) -> list[dict[str, Any]]:
+    rows = []
+    for d in decisions:
+        outcome, detail = outcome_of(d)
+        rows.append({
+            "id": d.id, "at": d.at, "cycle_id": cycle_id, "policy": d.policy, "edge_id": d.edge_id,
+            "edge_name": d.edge_name, "nid": d.nid, "deployment_id": d.deployment_id, "action": d.action,
+            "reason": d.reason, "inputs": d.inputs, "operations": [op_wire(op) for op in d.operations],
+            "dry_run": dry_run, "outcome": outcome, "outcome_detail": detail,
+            "outcome_at": None if outcome == Outcome.PENDING else d.at,
+        })
+    return rows
 
 
 async def save_decisions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -136,14 +149,17 @@ async def save_routes(session: AsyncSession, changed: list[RouteState]) -> None:
     )
 
 
-async def pending_decisions(session: AsyncSession, limit: int = 20_000) -> list[tuple[str, datetime, list[dict[str, Any]]]]:
+async def pending_decisions(session: AsyncSession, limit: int = 20_000) -> list[PendingDecision]:
     rows = await session.execute(
-        select(m.Decision.id, m.Decision.at, m.Decision.operations).where(m.Decision.outcome == "pending").order_by(m.Decision.at).limit(limit)
+        select(m.Decision.id, m.Decision.at, m.Decision.operations)
+        .where(m.Decision.outcome == Outcome.PENDING)
+        .order_by(m.Decision.at)
+        .limit(limit)
     )
-    return [tuple(r) for r in rows]
+    return [(r.id, r.at, r.operations) for r in rows]
 
 
-async def set_outcomes(session: AsyncSession, outcomes: dict[str, tuple[str, str | None]]) -> None:
+async def set_outcomes(session: AsyncSession, outcomes: dict[str, tuple[Outcome, str | None]]) -> None:
     now = utcnow()
     for decision_id, (outcome, detail) in outcomes.items():
         await session.execute(

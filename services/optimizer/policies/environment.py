@@ -8,8 +8,9 @@ from typing import Any
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.engine.state import Edge, Package
+from shared.contracts.decisions import Policy
 
-NAME = "environment"
+NAME = Policy.ENVIRONMENT
 
 
 def wanted_class(cycle: Cycle, edge: Edge, pkg: Package) -> tuple[str, dict[str, Any]] | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.optimizer.engine.context import Cycle
+from shared.contracts.decisions import Action, Policy
 
-NAME = "focus"
+NAME = Policy.FOCUS
 
 
 def _wanted(cycle: Cycle) -> dict[int, tuple[datetime, str]]:
@@ -56,7 +57,7 @@ def apply(cycle: Cycle) -> None:
                 new = {**params, **cfg.params, "focus_until": until.isoformat(), "focus_source": source}
                 if new == params:
                     continue
-                action = "focus_extend" if "focus_until" in params else "focus_on"
+                action = Action.FOCUS_EXTEND if "focus_until" in params else Action.FOCUS_ON
                 decision = plan.decide(
                     NAME, action, f"detection on {source}, within {cfg.radius_km} km: focus until {until.isoformat()}",
                     edge=edge, deployment=d, inputs=cycle.inputs(edge, source_nid=source, radius_km=cfg.radius_km,
@@ -66,7 +67,7 @@ def apply(cycle: Cycle) -> None:
             elif "focus_until" in params:
                 new = {k: v for k, v in params.items() if k not in focus_keys}
                 decision = plan.decide(
-                    NAME, "focus_off", f"focus from {params.get('focus_source', 'an event')} ended ({params['focus_until']})",
+                    NAME, Action.FOCUS_OFF, f"focus from {params.get('focus_source', 'an event')} ended ({params['focus_until']})",
                     edge=edge, deployment=d, inputs=cycle.inputs(edge, focus_until=params["focus_until"]),
                 )
                 plan.set_params(d, new, decision)

@@ -5,8 +5,9 @@ share stays below ``clear_level``. Routing only: no deployment changes."""
 from __future__ import annotations
 
 from services.optimizer.engine.context import Cycle
+from shared.contracts.decisions import Action, Policy
 
-NAME = "low_confidence"
+NAME = Policy.LOW_CONFIDENCE
 
 
 def apply(cycle: Cycle) -> None:
@@ -28,7 +29,7 @@ def apply(cycle: Cycle) -> None:
             held = cycle.since(mem, "above_since")
             if held >= cfg.window_s:
                 plan.decide(
-                    NAME, "route_up", f"low-confidence share {share:.0%} >= {cfg.share_level:.0%} for {held:.0f} s: hard frames go to the analysis server",
+                    NAME, Action.ROUTE_UP, f"low-confidence share {share:.0%} >= {cfg.share_level:.0%} for {held:.0f} s: hard frames go to the analysis server",
                     edge=edge, inputs=cycle.inputs(edge, share_level=cfg.share_level, window_s=cfg.window_s,
                                                    confidence_threshold=cfg.confidence_threshold), acts_on_setup=False,
                 )
@@ -38,7 +39,7 @@ def apply(cycle: Cycle) -> None:
             held = cycle.since(mem, "below_since")
             if held >= cfg.window_s:
                 plan.decide(
-                    NAME, "route_local", f"low-confidence share {'unknown' if share is None else f'{share:.0%}'} < {cfg.clear_level:.0%} for {held:.0f} s: frames stay on the edge",
+                    NAME, Action.ROUTE_LOCAL, f"low-confidence share {'unknown' if share is None else f'{share:.0%}'} < {cfg.clear_level:.0%} for {held:.0f} s: frames stay on the edge",
                     edge=edge, inputs=cycle.inputs(edge, clear_level=cfg.clear_level, window_s=cfg.window_s), acts_on_setup=False,
                 )
                 routed, mem = False, {}

@@ -12,8 +12,9 @@ from typing import Any
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.engine.state import Edge
+from shared.contracts.decisions import Action, Policy
 
-NAME = "overload"
+NAME = Policy.OVERLOAD
 ROUTE_KEYS = ("analysis_route", "analysis_edge")
 
 
@@ -90,7 +91,7 @@ def apply(cycle: Cycle) -> None:
                 other, km = helper
                 hnode = state.node_of(other)
                 decision = plan.decide(
-                    NAME, "handoff_to_edge", f"{why}: analysis moves to {other.name} ({km:.2f} km away, same cluster)",
+                    NAME, Action.HANDOFF_TO_EDGE, f"{why}: analysis moves to {other.name} ({km:.2f} km away, same cluster)",
                     edge=edge, inputs={**seen, "helper": other.name, "helper_nid": other.nid, "distance_km": round(km, 3),
                                        "helper_cpu_avg": hnode.cpu_avg, "helper_memory_avg": hnode.memory_avg},
                 )
@@ -101,7 +102,7 @@ def apply(cycle: Cycle) -> None:
                     plan.set_params(d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision)
             else:
                 decision = plan.decide(
-                    NAME, "handoff_to_server", f"{why}: no edge of the cluster with room within {cfg.max_distance_km} km; the analysis server takes over",
+                    NAME, Action.HANDOFF_TO_SERVER, f"{why}: no edge of the cluster with room within {cfg.max_distance_km} km; the analysis server takes over",
                     edge=edge, inputs=seen,
                 )
                 for d in sources:
@@ -109,7 +110,7 @@ def apply(cycle: Cycle) -> None:
         elif handed_over and not degraded and not above and below_for >= cfg.recover_window_s:
             seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent)
             decision = plan.decide(
-                NAME, "hand_back", f"load below the thresholds for {below_for:.0f} s: analysis back on the edge",
+                NAME, Action.HAND_BACK, f"load below the thresholds for {below_for:.0f} s: analysis back on the edge",
                 edge=edge, inputs={**seen, "below_for_s": round(below_for, 1), "recover_window_s": cfg.recover_window_s},
             )
             for h in helpers:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.engine.state import Deployment, parse_ts
+from shared.contracts.decisions import Action, Policy
 
-NAME = "recovery"
+NAME = Policy.RECOVERY
 
 
 def _owned_by_rollout(cycle: Cycle, d: Deployment) -> bool:
@@ -63,7 +64,7 @@ def apply(cycle: Cycle) -> None:
             if healthy and mem:
                 if mem.get("degraded") and plan.status_of(edge) == "degraded":
                     decision = plan.decide(
-                        NAME, "mark_active", "every AI on the edge runs again after recovery",
+                        NAME, Action.MARK_ACTIVE, "every AI on the edge runs again after recovery",
                         edge=edge, inputs=cycle.inputs(edge, redeploys=mem.get("attempts", 0)),
                     )
                     plan.set_edge_status(edge, "active", decision)
@@ -77,7 +78,7 @@ def apply(cycle: Cycle) -> None:
         if attempts >= cfg.max_redeploys:
             if plan.status_of(edge) != "degraded":
                 decision = plan.decide(
-                    NAME, "mark_degraded", f"{attempts} redeploys did not help: {why}",
+                    NAME, Action.MARK_DEGRADED, f"{attempts} redeploys did not help: {why}",
                     edge=edge, inputs=cycle.inputs(edge, redeploys=attempts, failing=why),
                 )
                 plan.set_edge_status(edge, "degraded", decision)
@@ -86,7 +87,7 @@ def apply(cycle: Cycle) -> None:
             continue
         for d, reason in failing:
             decision = plan.decide(
-                NAME, "redeploy", f"{d.filename}: {reason}; redeploy {attempts + 1} of {cfg.max_redeploys}",
+                NAME, Action.REDEPLOY, f"{d.filename}: {reason}; redeploy {attempts + 1} of {cfg.max_redeploys}",
                 edge=edge, deployment=d,
                 inputs=cycle.inputs(
                     edge, observed=d.observed, observed_reason=d.observed_reason, generation=d.generation,

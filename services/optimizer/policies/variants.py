@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.policies import environment, version
+from shared.contracts.decisions import Action
 
 
 def apply(cycle: Cycle) -> None:
@@ -43,7 +44,7 @@ def apply(cycle: Cycle) -> None:
             )
             if target.ai_class != pkg.ai_class:
                 decision = plan.decide(
-                    environment.NAME, "switch_variant",
+                    environment.NAME, Action.SWITCH_VARIANT,
                     f"condition {node.condition} held {node.streak} samples: {d.filename} class {pkg.ai_class} -> {target.ai_class}",
                     edge=edge, deployment=d, inputs={**seen, **(env[1] if env else {})},
                 )
@@ -51,7 +52,7 @@ def apply(cycle: Cycle) -> None:
             if target.version_key != pkg.version_key and ver is not None:
                 key, action, rollout = ver
                 why = (f"wave {rollout.members.get(edge.id, 0)} of the {d.filename} {rollout.to_version} rollout"
-                       if action == "upgrade" else f"{d.filename} {rollout.to_version} failed here: back to the previous version")
+                       if action == Action.UPGRADE else f"{d.filename} {rollout.to_version} failed here: back to the previous version")
                 decision = plan.decide(version.NAME, action, f"{d.filename} {pkg.version} -> {target.version}: {why}",
                                        edge=edge, deployment=d, inputs={**seen, "rollout_status": rollout.status})
                 plan.set_ai(d, target.id, decision)

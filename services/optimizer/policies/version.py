@@ -8,8 +8,9 @@ import math
 
 from services.optimizer.engine.context import Cycle, RolloutState
 from services.optimizer.engine.state import Deployment
+from shared.contracts.decisions import Action, Policy
 
-NAME = "version"
+NAME = Policy.VERSION
 
 
 def governing(cycle: Cycle) -> dict[str, RolloutState]:
@@ -24,7 +25,7 @@ def governing(cycle: Cycle) -> dict[str, RolloutState]:
     return found
 
 
-def target_version(cycle: Cycle, edge_id: int, filename: str) -> tuple[str, str, RolloutState] | None:
+def target_version(cycle: Cycle, edge_id: int, filename: str) -> tuple[str, Action, RolloutState] | None:
     """(version_key, "upgrade"|"rollback", rollout) this edge should run for filename, None: keep."""
     if not cycle.config.version.enabled:
         return None
@@ -32,9 +33,9 @@ def target_version(cycle: Cycle, edge_id: int, filename: str) -> tuple[str, str,
     if r is None:
         return None
     if edge_id in r.failed and edge_id in r.previous:
-        return r.previous[edge_id], "rollback", r
+        return r.previous[edge_id], Action.ROLLBACK, r
     if edge_id in r.members and r.status in ("active", "completed", "halted"):
-        return r.to_version_key, "upgrade", r
+        return r.to_version_key, Action.UPGRADE, r
     return None
 
 
@@ -89,7 +90,7 @@ def progress(cycle: Cycle, deps_by_filename: dict[str, list[Deployment]]) -> Non
             r = RolloutState(filename, newest.version, newest.version_key, "active", 0, now, now, dirty=True)
             cycle.inp.rollouts.append(r)
             _enrol(cycle, r, candidates[: _wave_size(cfg, 0)], on_edge)
-            plan.decide(NAME, "rollout_started",
+            plan.decide(NAME, Action.ROLLOUT_STARTED,
                         f"{filename} {newest.version} is ready: wave 0 of {len(r.members)} edge(s), {len(candidates)} to update",
                         inputs={"filename": filename, "to_version": newest.version, "outdated_edges": len(candidates),
                                 "first_wave": cfg.first_wave, "growth": cfg.growth}, acts_on_setup=False)
@@ -118,20 +119,20 @@ def progress(cycle: Cycle, deps_by_filename: dict[str, list[Deployment]]) -> Non
             r.dirty = True
         if share > cfg.failure_threshold:
             r.status, r.dirty = "halted", True
-            plan.decide(NAME, "rollout_halted",
+            plan.decide(NAME, Action.ROLLOUT_HALTED,
                         f"{filename} {r.to_version}: {len(failed)} of {len(wave)} in wave {r.wave} failed "
                         f"({share:.0%} > {cfg.failure_threshold:.0%}); failed edges go back", inputs=inputs, acts_on_setup=False)
             continue
         candidates = outdated_edges(r)
         if not candidates:
             r.status, r.dirty = "completed", True
-            plan.decide(NAME, "rollout_completed", f"{filename} {r.to_version}: every edge updated",
+            plan.decide(NAME, Action.ROLLOUT_COMPLETED, f"{filename} {r.to_version}: every edge updated",
                         inputs=inputs, acts_on_setup=False)
             continue
         r.wave += 1
         r.wave_started_at, r.dirty = now, True
         _enrol(cycle, r, candidates[: _wave_size(cfg, r.wave)], on_edge)
-        plan.decide(NAME, "rollout_wave", f"{filename} {r.to_version}: wave {r.wave - 1} passed, wave {r.wave} starts",
+        plan.decide(NAME, Action.ROLLOUT_WAVE, f"{filename} {r.to_version}: wave {r.wave - 1} passed, wave {r.wave} starts",
                     inputs=inputs, acts_on_setup=False)
 
 
