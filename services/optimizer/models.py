@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import make_base, utcnow
+from shared.db import NAMING_CONVENTION, utcnow
 
-Base = make_base("optimizer")
+
+class Base(DeclarativeBase):
+    """The optimizer's tables, in its own schema (as shared.db.make_base builds it, spelled out
+    so that the type checker knows the class)."""
+
+    metadata = MetaData(schema="optimizer", naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
 
 
 class Decision(Base):

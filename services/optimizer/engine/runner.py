@@ -118,7 +118,7 @@ class DecisionRunner:
         self._full_requested = False
         self._nids: set[str] = set()
         self._edge_ids: set[int] = set()
-        self._dry_run_seen: set[str] = set()
+        self._dry_run_seen: set[bytes] = set()
         # (setup, VMS) generated_at of the last read: the next incremental read starts there.
         self._marks: tuple[datetime, datetime] | None = None
         self._incrementals = 0  # incremental reads since the last whole one

@@ -182,9 +182,9 @@ class FleetState:
             self.edges_by_nid[edge.nid] = edge
             if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
                 self._grid = None
-        for d in snapshot["deployments"]:
-            if d["edge_id"] in edge_ids:
-                self.add_deployment(deployment_from_wire(d))
+        for row in snapshot["deployments"]:
+            if row["edge_id"] in edge_ids:
+                self.add_deployment(deployment_from_wire(row))
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
@@ -225,15 +225,15 @@ class FleetState:
                 self._drop_edge(edge_id)
             dropped = len(gone)
         deployments = snapshot["deployments"]
-        for d in deployments:
-            new = deployment_from_wire(d)
-            old = self.deployments.get(new.id)
-            if old is not None and old.desired == DesiredState.RUNNING:
-                lst = self.by_edge.get(old.edge_id)
+        for row in deployments:
+            new = deployment_from_wire(row)
+            was = self.deployments.get(new.id)
+            if was is not None and was.desired == DesiredState.RUNNING:
+                lst = self.by_edge.get(was.edge_id)
                 if lst is not None:
-                    lst[:] = [x for x in lst if x.id != old.id]
+                    lst[:] = [x for x in lst if x.id != was.id]
                     if not lst:
-                        del self.by_edge[old.edge_id]
+                        del self.by_edge[was.edge_id]
             if (new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED) or new.edge_id not in self.edges:
                 # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
                 self.deployments.pop(new.id, None)

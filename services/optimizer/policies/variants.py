@@ -37,12 +37,11 @@ def apply(cycle: Cycle) -> None:
             target = state.resolve(d.filename, ai_class, version_key)
             if target is None or target.id == pkg.id:
                 continue
-            node = state.node_of(edge)
             seen = cycle.inputs(
                 edge, filename=d.filename, from_ai_id=pkg.id, from_version=pkg.version, from_ai_class=pkg.ai_class,
                 to_ai_id=target.id, to_version=target.version, to_ai_class=target.ai_class,
             )
-            if target.ai_class != pkg.ai_class:
+            if target.ai_class != pkg.ai_class and node is not None:  # (a class follows a condition)
                 decision = plan.decide(
                     environment.NAME, Action.SWITCH_VARIANT,
                     f"condition {node.condition} held {node.streak} samples: {d.filename} class {pkg.ai_class} -> {target.ai_class}",

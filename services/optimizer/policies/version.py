@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 from services.optimizer.engine.context import Cycle, RolloutState
-from services.optimizer.engine.state import Deployment
+from services.optimizer.engine.state import Deployment, Package
+from services.optimizer.policies.config import VersionConfig
 from shared.contracts.decisions import Action, Policy
 
 NAME = Policy.VERSION
@@ -39,7 +40,7 @@ def target_version(cycle: Cycle, edge_id: int, filename: str) -> tuple[str, Acti
     return None
 
 
-def _wave_size(cfg, wave: int) -> int:
+def _wave_size(cfg: VersionConfig, wave: int) -> int:
     return max(1, math.ceil(cfg.first_wave * cfg.growth**wave))
 
 
@@ -60,80 +61,98 @@ def progress(cycle: Cycle, deps_by_filename: dict[str, list[Deployment]]) -> Non
     cfg = cycle.config.version
     if not cfg.enabled or not cycle.full:
         return
-    state, plan, now = cycle.state, cycle.plan, cycle.now
-    pins = cycle.inp.pins
     for filename, deps in deps_by_filename.items():
-        newest = state.newest.get(filename)
+        newest = cycle.state.newest.get(filename)
         if newest is None:
             continue
         r = next((x for x in cycle.inp.rollouts if x.filename == filename and x.to_version_key == newest.version_key), None)
         on_edge = {d.edge_id: d for d in deps}
-
-        def outdated_edges(r: RolloutState | None) -> list[int]:
-            out = []
-            for d in deps:
-                pkg = state.packages.get(d.ai_id)
-                if pkg is None or d.edge_id in pins or pkg.version_key >= newest.version_key:
-                    continue
-                if r is not None and (d.edge_id in r.members or d.edge_id in r.failed):
-                    continue
-                out.append(d.edge_id)
-            return sorted(set(out))
-
         if r is None:
-            candidates = outdated_edges(None)
-            if not candidates:
-                continue
-            for old in cycle.inp.rollouts:
-                if old.filename == filename and old.status == "active":
-                    old.status, old.dirty = "superseded", True
-            r = RolloutState(filename, newest.version, newest.version_key, "active", 0, now, now, dirty=True)
-            cycle.inp.rollouts.append(r)
-            _enrol(cycle, r, candidates[: _wave_size(cfg, 0)], on_edge)
-            plan.decide(NAME, Action.ROLLOUT_STARTED,
-                        f"{filename} {newest.version} is ready: wave 0 of {len(r.members)} edge(s), {len(candidates)} to update",
-                        inputs={"filename": filename, "to_version": newest.version, "outdated_edges": len(candidates),
-                                "first_wave": cfg.first_wave, "growth": cfg.growth}, acts_on_setup=False)
-            continue
-        if r.status == "completed":
+            _start(cycle, cfg, newest, deps, on_edge)
+        elif r.status == "completed":
             # Stragglers (deployed later on an old version) follow without waves.
-            late = outdated_edges(r)
+            late = _outdated_edges(cycle, deps, newest, r)
             if late:
                 _enrol(cycle, r, late, on_edge)
+        elif r.status == "active":
+            _judge_wave(cycle, cfg, r, deps, newest, on_edge)
+
+
+def _outdated_edges(cycle: Cycle, deps: list[Deployment], newest: Package, r: RolloutState | None) -> list[int]:
+    """Edges running an older version than ``newest``, not pinned, not yet in the rollout."""
+    out = []
+    for d in deps:
+        pkg = cycle.state.packages.get(d.ai_id)
+        if pkg is None or d.edge_id in cycle.inp.pins or pkg.version_key >= newest.version_key:
             continue
-        if r.status != "active":
+        if r is not None and (d.edge_id in r.members or d.edge_id in r.failed):
             continue
-        wave = [e for e, w in r.members.items() if w == r.wave]
-        verdicts = {e: _judge(cycle, on_edge.get(e), r) for e in wave}
-        waited = (now - r.wave_started_at).total_seconds()
-        pending = [e for e, v in verdicts.items() if v == "pending"]
-        if pending and waited < cfg.wave_timeout_s:
-            continue
-        failed = sorted(e for e, v in verdicts.items() if v == "failed") + sorted(pending)
-        share = len(failed) / len(wave) if wave else 0.0
-        inputs = {"filename": filename, "to_version": r.to_version, "wave": r.wave, "members": len(wave),
-                  "failed": failed, "failed_share": round(share, 4), "failure_threshold": cfg.failure_threshold,
-                  "timed_out": sorted(pending)}
-        if failed:
-            r.failed.update(failed)
-            r.dirty = True
-        if share > cfg.failure_threshold:
-            r.status, r.dirty = "halted", True
-            plan.decide(NAME, Action.ROLLOUT_HALTED,
-                        f"{filename} {r.to_version}: {len(failed)} of {len(wave)} in wave {r.wave} failed "
-                        f"({share:.0%} > {cfg.failure_threshold:.0%}); failed edges go back", inputs=inputs, acts_on_setup=False)
-            continue
-        candidates = outdated_edges(r)
-        if not candidates:
-            r.status, r.dirty = "completed", True
-            plan.decide(NAME, Action.ROLLOUT_COMPLETED, f"{filename} {r.to_version}: every edge updated",
-                        inputs=inputs, acts_on_setup=False)
-            continue
-        r.wave += 1
-        r.wave_started_at, r.dirty = now, True
-        _enrol(cycle, r, candidates[: _wave_size(cfg, r.wave)], on_edge)
-        plan.decide(NAME, Action.ROLLOUT_WAVE, f"{filename} {r.to_version}: wave {r.wave - 1} passed, wave {r.wave} starts",
+        out.append(d.edge_id)
+    return sorted(set(out))
+
+
+def _start(
+    cycle: Cycle, cfg: VersionConfig, newest: Package, deps: list[Deployment], on_edge: dict[int, Deployment]
+) -> None:
+    """A newer version is ready: a rollout whose wave 0 starts now (older active ones are superseded)."""
+    candidates = _outdated_edges(cycle, deps, newest, None)
+    if not candidates:
+        return
+    filename, now = newest.filename, cycle.now
+    for old in cycle.inp.rollouts:
+        if old.filename == filename and old.status == "active":
+            old.status, old.dirty = "superseded", True
+    r = RolloutState(filename, newest.version, newest.version_key, "active", 0, now, now, dirty=True)
+    cycle.inp.rollouts.append(r)
+    _enrol(cycle, r, candidates[: _wave_size(cfg, 0)], on_edge)
+    cycle.plan.decide(
+        NAME, Action.ROLLOUT_STARTED,
+        f"{filename} {newest.version} is ready: wave 0 of {len(r.members)} edge(s), {len(candidates)} to update",
+        inputs={"filename": filename, "to_version": newest.version, "outdated_edges": len(candidates),
+                "first_wave": cfg.first_wave, "growth": cfg.growth},
+        acts_on_setup=False,
+    )
+
+
+def _judge_wave(
+    cycle: Cycle, cfg: VersionConfig, r: RolloutState, deps: list[Deployment], newest: Package,
+    on_edge: dict[int, Deployment],
+) -> None:
+    """Once the current wave has run (or timed out): halt, complete, or start the next wave."""
+    plan, now, filename = cycle.plan, cycle.now, r.filename
+    wave = [e for e, w in r.members.items() if w == r.wave]
+    verdicts = {e: _judge(cycle, on_edge.get(e), r) for e in wave}
+    waited = (now - r.wave_started_at).total_seconds()
+    pending = [e for e, v in verdicts.items() if v == "pending"]
+    if pending and waited < cfg.wave_timeout_s:
+        return
+    failed = sorted(e for e, v in verdicts.items() if v == "failed") + sorted(pending)
+    share = len(failed) / len(wave) if wave else 0.0
+    inputs = {"filename": filename, "to_version": r.to_version, "wave": r.wave, "members": len(wave),
+              "failed": failed, "failed_share": round(share, 4), "failure_threshold": cfg.failure_threshold,
+              "timed_out": sorted(pending)}
+    if failed:
+        r.failed.update(failed)
+        r.dirty = True
+    if share > cfg.failure_threshold:
+        r.status, r.dirty = "halted", True
+        plan.decide(NAME, Action.ROLLOUT_HALTED,
+                    f"{filename} {r.to_version}: {len(failed)} of {len(wave)} in wave {r.wave} failed "
+                    f"({share:.0%} > {cfg.failure_threshold:.0%}); failed edges go back",
                     inputs=inputs, acts_on_setup=False)
+        return
+    candidates = _outdated_edges(cycle, deps, newest, r)
+    if not candidates:
+        r.status, r.dirty = "completed", True
+        plan.decide(NAME, Action.ROLLOUT_COMPLETED, f"{filename} {r.to_version}: every edge updated",
+                    inputs=inputs, acts_on_setup=False)
+        return
+    r.wave += 1
+    r.wave_started_at, r.dirty = now, True
+    _enrol(cycle, r, candidates[: _wave_size(cfg, r.wave)], on_edge)
+    plan.decide(NAME, Action.ROLLOUT_WAVE,
+                f"{filename} {r.to_version}: wave {r.wave - 1} passed, wave {r.wave} starts",
+                inputs=inputs, acts_on_setup=False)
 
 
 def _enrol(cycle: Cycle, r: RolloutState, edge_ids: list[int], on_edge: dict[int, Deployment]) -> None:
