@@ -34,4 +34,3 @@ class Event(BaseModel):
     threshold: float | None = None
     counts: dict[str, int] = Field(default_factory=dict)  # detection: class -> count
     data: dict[str, Any] = Field(default_factory=dict)  # the producer's details (logged, not read)
-

@@ -7,8 +7,6 @@ are ISO 8601 text, as on the wire.
 
 from __future__ import annotations
 
-from typing import NotRequired
-
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict
 

@@ -4,7 +4,7 @@ side fails here; and the optimizer reads them into the values its policies use."
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -42,12 +42,18 @@ def test_fleet_snapshot_of_setup_parses_whole_by_edge_and_since(stack: Stack):
     edges = {e["id"]: e for e in snap["edges"]}
     assert edges[e1["id"]]["nid"] == "0x01" and edges[e1["id"]]["status"] is EdgeStatus.ACTIVE
     assert edges[e2["id"]]["supports_analysis"] is False and edges[e1["id"]]["latitude"] == 37.57
-    assert {p["status"] for p in snap["ai_packages"]} == {PackageStatus.READY, PackageStatus.UPLOADED}
+    assert {p["status"] for p in snap["ai_packages"]} == {
+        PackageStatus.READY,
+        PackageStatus.UPLOADED,
+    }
     deps = {d["id"]: d for d in snap["deployments"]}
     failed = deps[d1["id"]]
     assert failed["observed"] is ObservedState.FAILED and failed["observed_reason"] == "oom"
     assert failed["restarts"] == 2 and failed["params"] == {"fps": 5}
-    assert failed["desired"] is DesiredState.RUNNING and failed["observed_generation"] == failed["generation"]
+    assert (
+        failed["desired"] is DesiredState.RUNNING
+        and failed["observed_generation"] == failed["generation"]
+    )
 
     # The optimizer reads the raw answer (orjson, no validation) into the same values.
     state = FleetState.from_wire(r.json(), [])
@@ -100,22 +106,44 @@ async def test_bulk_operations_of_the_optimizer_are_what_setup_takes(stack: Stac
     d1, d2 = stack.deploy(e1, sunny), stack.deploy(e2, sunny)
     client = SetupClient(settings_for("optimizer", stack.db, setup_url=stack.setup_url))
     try:
-        results = await client.bulk([
-            RemoveOp(op="remove", id=d2["id"], decision_id="r1"),
-            UpdateOp(op="update", id=d1["id"], ai_id=rainy["id"], params={"analysis_route": "server"},
-                     redeploy=True, expected_generation=d1["generation"], decision_id="u1"),
-            CreateOp(op="create", edge_id=e2["id"], ai_id=rainy["id"], params={"analysis_for": "0x01"},
-                     allow_multiple=True, decision_id="c1"),
-            EdgeStatusOp(op="edge_status", edge_id=e2["id"], status=EdgeStatus.DEGRADED),
-        ])
+        results = await client.bulk(
+            [
+                RemoveOp(op="remove", id=d2["id"], decision_id="r1"),
+                UpdateOp(
+                    op="update",
+                    id=d1["id"],
+                    ai_id=rainy["id"],
+                    params={"analysis_route": "server"},
+                    redeploy=True,
+                    expected_generation=d1["generation"],
+                    decision_id="u1",
+                ),
+                CreateOp(
+                    op="create",
+                    edge_id=e2["id"],
+                    ai_id=rainy["id"],
+                    params={"analysis_for": "0x01"},
+                    allow_multiple=True,
+                    decision_id="c1",
+                ),
+                EdgeStatusOp(op="edge_status", edge_id=e2["id"], status=EdgeStatus.DEGRADED),
+            ]
+        )
     finally:
         await client.aclose()
-    assert [(r.index, r.op) for r in results] == [(0, "remove"), (1, "update"), (2, "create"), (3, "edge_status")]
+    assert [(r.index, r.op) for r in results] == [
+        (0, "remove"),
+        (1, "update"),
+        (2, "create"),
+        (3, "edge_status"),
+    ]
     assert all(isinstance(r, BulkResult) for r in results)
     assert results[1].generation == d1["generation"] + 1
     updated = stack.deployment(d1["id"])
     assert updated["ai_id"] == rainy["id"] and updated["decision_id"] == "u1"
-    assert updated["params"] == {"analysis_route": "server"} and updated["requested_by"] == "optimizer"
+    assert (
+        updated["params"] == {"analysis_route": "server"} and updated["requested_by"] == "optimizer"
+    )
     created = stack.deployment(results[2].id)
     assert created["allow_multiple"] is True and created["decision_id"] == "c1"
     assert stack.deployment(d2["id"])["desired"] == "removed"
@@ -123,25 +151,47 @@ async def test_bulk_operations_of_the_optimizer_are_what_setup_takes(stack: Stac
 
 
 async def test_events_the_vms_pushes_parse_as_the_optimizer_takes_them(db: str):
-    async with event_receiver() as (url, received):
-        async with vms(db, unknown_nodes="flag", notify_optimizer=True, optimizer_url=url,
-                       event_classes="person", low_confidence_share=0.3, low_confidence_alpha=0.5) as client:
-            base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
-            for i, result in enumerate(["0", "2"]):
-                date, time = field_date_time(base + timedelta(seconds=i))
-                body = {"nid": "0x01", "date": date, "time": time, "result": result}
-                assert (await client.post("/save_edgeData", json=body, headers=OPERATOR)).status_code == 200
-            calm = summary(base, below_threshold=0, counts={"car": 1})
-            assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
-            unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
-                             detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
-            assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
-            await _wait_for(lambda: {e["type"] for e in received} >= {"condition_changed", "detection",
-                                                                      "low_confidence"})
+    async with event_receiver() as (url, received), vms(
+        db,
+        unknown_nodes="flag",
+        notify_optimizer=True,
+        optimizer_url=url,
+        event_classes="person",
+        low_confidence_share=0.3,
+        low_confidence_alpha=0.5,
+    ) as client:
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+        for i, result in enumerate(["0", "2"]):
+            date, time = field_date_time(base + timedelta(seconds=i))
+            body = {"nid": "0x01", "date": date, "time": time, "result": result}
+            assert (
+                await client.post("/save_edgeData", json=body, headers=OPERATOR)
+            ).status_code == 200
+        calm = summary(base, below_threshold=0, counts={"car": 1})
+        assert (
+            await client.post("/detections", json=calm, headers=OPERATOR)
+        ).status_code == 200
+        unsure = summary(
+            base + timedelta(seconds=1),
+            below_threshold=30,
+            counts={"person": 1},
+            detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}],
+        )
+        assert (
+            await client.post("/detections", json=unsure, headers=OPERATOR)
+        ).status_code == 200
+        await _wait_for(
+            lambda: (
+                {e["type"] for e in received}
+                >= {"condition_changed", "detection", "low_confidence"}
+            )
+        )
     events = [Event.model_validate(e) for e in received]
     by_type = {e.type: e for e in events}
     changed = by_type[EventType.CONDITION_CHANGED]
-    assert changed.nid == "0x01" and changed.condition in ("SUNNY", "RAINY") and changed.at is not None
+    assert (
+        changed.nid == "0x01" and changed.condition in ("SUNNY", "RAINY") and changed.at is not None
+    )
     assert by_type[EventType.DETECTION].counts == {"person": 1}
     low = by_type[EventType.LOW_CONFIDENCE]
     assert low.share is not None and low.threshold == 0.3 and low.share >= low.threshold

@@ -1,5 +1,6 @@
 """The pure decision engine: each policy over in-memory fleets, and idempotency (a second cycle
 on the written result changes nothing)."""
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,19 @@ class Runner:
 
     def cycle(self, now=NOW, scope=None, apply=True):
         state = FleetState.from_wire(self.fleet.snapshot(), self.fleet.node_list())
-        result = decide(CycleInput(state=state, config=self.config, now=now, scope=scope, pins=self.pins,
-                                   memory=dict(self.memory), rollouts=self.rollouts, routes=dict(self.routes), focus=self.focus))
+        result = decide(
+            CycleInput(
+                state=state,
+                config=self.config,
+                now=now,
+                scope=scope,
+                pins=self.pins,
+                memory=dict(self.memory),
+                rollouts=self.rollouts,
+                routes=dict(self.routes),
+                focus=self.focus,
+            )
+        )
         for key, data in result.memory.items():
             if data is None:
                 self.memory.pop(key, None)
@@ -58,7 +70,9 @@ def test_weather_flip_swaps_variant_after_hysteresis_and_is_idempotent():
     assert run.cycle().wire_operations() == []  # 2 samples: held back
     f.nodes[e["nid"]]["streak"] = 3
     result = run.cycle()
-    assert [(o["op"], o["id"], o["ai_id"]) for o in result.wire_operations()] == [("update", d["id"], rainy["id"])]
+    assert [(o["op"], o["id"], o["ai_id"]) for o in result.wire_operations()] == [
+        ("update", d["id"], rainy["id"])
+    ]
     [decision] = result.decisions
     assert decision.policy == "environment" and decision.action == "switch_variant"
     assert decision.inputs["condition"] == "RAINY" and decision.inputs["streak"] == 3
@@ -123,7 +137,9 @@ def test_recovery_redeploys_then_marks_degraded_then_active():
     d = f.deploy(e, sunny, observed="failed")
     run = Runner(f, recovery={"max_redeploys": 2, "retry_after_s": 10}, overload={"enabled": False})
     r = run.cycle()
-    assert [(o["op"], o["id"], o["redeploy"], o["expected_generation"]) for o in r.wire_operations()] == [("update", d["id"], True, 1)]
+    assert [
+        (o["op"], o["id"], o["redeploy"], o["expected_generation"]) for o in r.wire_operations()
+    ] == [("update", d["id"], True, 1)]
     assert r.decisions[0].action == "redeploy"
     assert run.cycle(now=later(1)).wire_operations() == []  # new generation not yet observed
     f.observe(d, "failed")
@@ -165,16 +181,21 @@ def _overload_fleet():
 
 
 def test_overload_moves_to_nearest_edge_with_room_then_hands_back():
-    f, hot, near, d, _ = _overload_fleet()
+    f, hot, near, _d, _ = _overload_fleet()
     run = Runner(f, overload={"window_s": 30, "recover_window_s": 20}, recovery={"enabled": False})
     assert run.cycle().wire_operations() == []  # window starts
     r = run.cycle(now=later(31))
     ops = {o["op"]: o for o in r.wire_operations()}
-    assert ops["create"]["edge_id"] == near["id"] and ops["create"]["params"]["analysis_for"] == hot["nid"]
+    assert (
+        ops["create"]["edge_id"] == near["id"]
+        and ops["create"]["params"]["analysis_for"] == hot["nid"]
+    )
     assert ops["create"]["allow_multiple"] is True
     assert ops["update"]["params"] == {"analysis_route": "edge", "analysis_edge": near["nid"]}
     assert r.decisions[0].action == "handoff_to_edge" and r.decisions[0].inputs["helper"] == "near"
-    assert [(x.nid, x.analysis, x.helper_nid) for x in r.routes] == [(hot["nid"], "edge", near["nid"])]
+    assert [(x.nid, x.analysis, x.helper_nid) for x in r.routes] == [
+        (hot["nid"], "edge", near["nid"])
+    ]
     assert run.cycle(now=later(32)).wire_operations() == []
     f.nodes[hot["nid"]]["cpu_avg"] = 30.0
     assert run.cycle(now=later(40)).wire_operations() == []
@@ -185,17 +206,19 @@ def test_overload_moves_to_nearest_edge_with_room_then_hands_back():
 
 
 def test_overload_goes_to_server_when_no_edge_has_room():
-    f, hot, near, d, _ = _overload_fleet()
+    f, _hot, near, _d, _ = _overload_fleet()
     f.nodes[near["nid"]]["memory_avg"] = 90.0
     f.nodes["0x04"]["cpu_avg"] = 99.0  # far
     run = Runner(f, overload={"window_s": 0})
     r = run.cycle()
-    assert [(o["op"], o.get("params")) for o in r.wire_operations()] == [("update", {"analysis_route": "server"})]
+    assert [(o["op"], o.get("params")) for o in r.wire_operations()] == [
+        ("update", {"analysis_route": "server"})
+    ]
     assert r.decisions[0].action == "handoff_to_server"
 
 
 def test_degraded_edge_is_handed_over_at_once():
-    f, hot, near, d, _ = _overload_fleet()
+    f, hot, near, _d, _ = _overload_fleet()
     f.nodes[hot["nid"]]["cpu_avg"] = 10.0
     hot["status"] = "degraded"
     r = Runner(f).cycle()
@@ -227,10 +250,16 @@ def test_focus_raises_neighbours_within_radius_and_ttl_lowers_them():
     away = f.edge("away", lat=37.6, lon=127.0)  # ~11 km
     for e in (src, close, away):
         f.deploy(e, sunny)
-    run = Runner(f, focus={"radius_km": 1.0, "params": {"focus": True, "detect_fps": 10}}, recovery={"enabled": False})
+    run = Runner(
+        f,
+        focus={"radius_km": 1.0, "params": {"focus": True, "detect_fps": 10}},
+        recovery={"enabled": False},
+    )
     run.focus.append(FocusRequest(src["nid"], later(300), ["person"]))
     r = run.cycle()
-    assert [(o["id"], o["params"]["focus"], o["params"]["detect_fps"]) for o in r.wire_operations()] == [(2, True, 10)]
+    assert [
+        (o["id"], o["params"]["focus"], o["params"]["detect_fps"]) for o in r.wire_operations()
+    ] == [(2, True, 10)]
     assert r.next_wakeup == later(300)
     assert run.cycle(now=later(100)).wire_operations() == []
     r = run.cycle(now=later(301))
@@ -256,7 +285,10 @@ def test_grid_nearest_and_within_match_brute_force():
     for _ in range(50):
         lat, lon = 37 + rnd.random() * 0.5, 127 + rnd.random() * 0.5
         accept = lambda k: k % 3 == 0  # noqa: E731
-        brute = min(((k, haversine_km(lat, lon, a, b)) for k, a, b in pts if accept(k)), key=lambda kd: kd[1])
+        brute = min(
+            ((k, haversine_km(lat, lon, a, b)) for k, a, b in pts if accept(k)),
+            key=lambda kd: kd[1],
+        )
         assert grid.nearest(lat, lon, accept, 100.0)[0] == brute[0]
         within = {k for k, _ in grid.within(lat, lon, 3.0)}
         assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}

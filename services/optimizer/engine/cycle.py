@@ -4,6 +4,7 @@ No I/O here, so it is unit-tested and benchmarked on its own (bench/reconcile).
 Policy order matters: recovery first (it may mark an edge degraded, which overload then sees),
 then variants (environment + version), overload, focus, and the routing that follows from them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,14 +44,16 @@ def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
 
 
 def _routes(cycle: Cycle) -> list[RouteState]:
-    """The routing table rows that change: analysis route (overload) and hard-frame route (low confidence)."""
+    """The routing table rows that change: analysis route (overload) and hard-frame route (low
+    confidence)."""
     changed: list[RouteState] = []
     plan = cycle.plan
     by_edge: dict[int, str] = {}  # edge -> the routing decision of this cycle
     for record in plan.decisions:
         if record.edge_id is not None and record.policy in (overload.NAME, low_confidence.NAME):
             by_edge[record.edge_id] = record.id
-    # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for all edges).
+    # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for
+    # all edges).
     intents = plan.intents
     with_route = set()
     for edge_id, deps in cycle.state.by_edge.items():
@@ -115,6 +118,10 @@ def decide(inp: CycleInput, new_id: Callable[[], str] | None = None) -> CycleRes
         rollouts=[r for r in inp.rollouts if r.dirty],
         routes=routes,
         next_wakeup=cycle.next_wakeup,
-        stats={"edges": len(inp.state.edges), "scope": None if inp.scope is None else len(inp.scope),
-               "operations": len(ops), "decisions": len(cycle.plan.decisions)},
+        stats={
+            "edges": len(inp.state.edges),
+            "scope": None if inp.scope is None else len(inp.scope),
+            "operations": len(ops),
+            "decisions": len(cycle.plan.decisions),
+        },
     )

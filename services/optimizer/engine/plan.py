@@ -1,6 +1,7 @@
 """What a cycle wants: per-deployment intents, new deployments, edge statuses, and the decisions
 that asked for them. ``operations()`` diffs the intents against the current desired state and
 returns only the differences, as setup's POST /deployments/bulk operations."""
+
 from __future__ import annotations
 
 import uuid
@@ -148,7 +149,15 @@ class Plan:
         i.remove, i.decision_id = True, decision.id
         self.removed_ids.add(d.id)
 
-    def create(self, edge_id: int, ai_id: int, params: dict[str, Any], decision: DecisionRecord, *, allow_multiple: bool) -> None:
+    def create(
+        self,
+        edge_id: int,
+        ai_id: int,
+        params: dict[str, Any],
+        decision: DecisionRecord,
+        *,
+        allow_multiple: bool,
+    ) -> None:
         self.creates.append(NewDeployment(edge_id, ai_id, params, allow_multiple, decision.id))
 
     def set_edge_status(self, edge: Edge, status: EdgeStatus, decision: DecisionRecord) -> None:
@@ -171,28 +180,45 @@ class Plan:
         for edge_id, (status, decision_id) in sorted(self.edge_status.items()):
             edge = self.state.edges.get(edge_id)
             if edge is not None and edge.status != status:
-                # setup's edge_status op carries no decision_id: the link is kept in the decision log.
-                out.append(Planned(decision_id, EdgeStatusOp(op="edge_status", edge_id=edge_id, status=status)))
+                # setup's edge_status op carries no decision_id: the decision log keeps the link.
+                out.append(
+                    Planned(
+                        decision_id,
+                        EdgeStatusOp.model_construct(
+                            op="edge_status", edge_id=edge_id, status=status
+                        ),
+                    )
+                )
         return out
 
     def _intent_ops(self) -> list[Planned]:
-        """Removals first, so that a replacement never clashes with what it replaces; then updates."""
+        """Removals first, so that a replacement never clashes with what it replaces; then
+        updates."""
         intents = sorted(self.intents.values(), key=lambda i: i.deployment.id)
         out: list[Planned] = []
         for i in intents:
             if i.remove and i.decision_id is not None:
-                out.append(Planned(i.decision_id, RemoveOp(op="remove", id=i.deployment.id, decision_id=i.decision_id)))
+                out.append(
+                    Planned(
+                        i.decision_id,
+                        RemoveOp.model_construct(
+                            op="remove", id=i.deployment.id, decision_id=i.decision_id
+                        ),
+                    )
+                )
         for i in intents:
             d = i.deployment
             changed_ai, changed_params = i.ai_id != d.ai_id, i.params != d.params
             if i.remove or i.decision_id is None or not (changed_ai or changed_params or i.bump):
                 continue
-            op = UpdateOp(
+            op = UpdateOp.model_construct(
                 op="update",
                 id=d.id,
                 ai_id=i.ai_id if changed_ai else None,
                 params=i.params if changed_params else None,
-                redeploy=True if i.bump else None,  # a new generation even when nothing else changes
+                redeploy=True
+                if i.bump
+                else None,  # a new generation even when nothing else changes
                 expected_generation=d.generation,
                 decision_id=i.decision_id,
             )
@@ -201,7 +227,16 @@ class Plan:
 
     def _create_ops(self) -> list[Planned]:
         return [
-            Planned(c.decision_id, CreateOp(op="create", edge_id=c.edge_id, ai_id=c.ai_id, params=c.params,
-                                            allow_multiple=c.allow_multiple, decision_id=c.decision_id))
+            Planned(
+                c.decision_id,
+                CreateOp.model_construct(
+                    op="create",
+                    edge_id=c.edge_id,
+                    ai_id=c.ai_id,
+                    params=c.params,
+                    allow_multiple=c.allow_multiple,
+                    decision_id=c.decision_id,
+                ),
+            )
             for c in self.creates
         ]

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -57,12 +57,12 @@ OPERATIONS: TypeAdapter[list[BulkOperation]] = TypeAdapter(list[BulkOperation])
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def chunks(planned: list[Planned], size: int) -> list[list[Planned]]:
-    """Bulk calls of at most ``size`` operations (setup's body limit), never splitting one decision's
-    operations (a hand-over's create and update stay in one transaction)."""
+    """Bulk calls of at most ``size`` operations (setup's body limit), never splitting one
+    decision's operations (a hand-over's create and update stay in one transaction)."""
     out: list[list[Planned]] = []
     groups: dict[str, list[Planned]] = {}
     for p in planned:
@@ -184,7 +184,7 @@ class DecisionRunner:
                     return await self._cycle(scope_nids, scope_edge_ids, trigger)
                 return await self._cycle(None, None, trigger)
             except Conflict as exc:
-                # Our view was stale (someone changed a deployment meanwhile): once more on fresh data.
+                # Our view was stale (someone changed a deployment meanwhile): again on fresh data.
                 log.info("bulk write refused (%s); retrying on a fresh snapshot", exc.message)
                 self.fleet = None
                 return await self._cycle(None, None, trigger + "+retry")
@@ -246,15 +246,19 @@ class DecisionRunner:
         }
         if result.operations or decisions:
             log.info(
-                "cycle %s: %d operations, %d decisions", trigger, len(result.operations),
-                len(decisions), extra=log_fields(**summary),
+                "cycle %s: %d operations, %d decisions",
+                trigger,
+                len(result.operations),
+                len(decisions),
+                extra=log_fields(**summary),
             )
         return self._summary(summary)
 
     async def _cycle_input(
         self, fleet: FleetState, scope: set[int] | None, now: datetime
     ) -> tuple[CycleInput, list[store.PendingDecision]]:
-        """What the policies read besides the fleet, and the decisions still waiting for an outcome."""
+        """What the policies read besides the fleet, and the decisions still waiting for an
+        outcome."""
         async with self.sessionmaker() as session:
             overrides = await store.overrides(session)
             inp = CycleInput(
@@ -296,7 +300,9 @@ class DecisionRunner:
     ) -> None:
         """The decisions, the policies' memory, rollouts and routes, and earlier outcomes: one
         transaction."""
-        rows = store.decision_rows(decisions, cycle_id, dry_run=written.dry_run, outcome_of=written.outcome_of)
+        rows = store.decision_rows(
+            decisions, cycle_id, dry_run=written.dry_run, outcome_of=written.outcome_of
+        )
         async with self.sessionmaker() as session, session.begin():
             await store.save_decisions(session, rows)
             if not written.rejected:
@@ -328,7 +334,8 @@ class DecisionRunner:
     async def _load_fleet(
         self, nids: set[str] | None, edge_ids: set[int] | None
     ) -> tuple[set[int] | None, FleetState]:
-        """Refresh the state; return the scope (edge ids, None for the whole fleet) and the state."""
+        """Refresh the state; return the scope (edge ids, None for the whole fleet) and the
+        state."""
         scoped = nids is not None or edge_ids is not None
         if self.fleet is not None and scoped:
             fleet = self.fleet
@@ -341,13 +348,17 @@ class DecisionRunner:
         fleet = await self._refresh_whole()
         if not scoped:
             return None, fleet
-        ids = set(edge_ids or ()) | {fleet.edges_by_nid[n].id for n in nids or () if n in fleet.edges_by_nid}
+        ids = set(edge_ids or ()) | {
+            fleet.edges_by_nid[n].id for n in nids or () if n in fleet.edges_by_nid
+        }
         return ids, fleet
 
     async def _refresh_edges(self, fleet: FleetState, ids: set[int]) -> None:
         """An event's edges, fresh from both sources, into the mirror."""
         wanted_nids = {fleet.edges[i].nid for i in ids if i in fleet.edges}
-        snapshot, nodes = await asyncio.gather(self.setup.snapshot(ids), self.vms.nodes(wanted_nids))
+        snapshot, nodes = await asyncio.gather(
+            self.setup.snapshot(ids), self.vms.nodes(wanted_nids)
+        )
         fleet.replace_edges(ids, snapshot, nodes)
 
     async def _refresh_whole(self) -> FleetState:
@@ -356,10 +367,15 @@ class DecisionRunner:
         refused write (the mirror is dropped)."""
         every = self.settings.full_refresh_every
         fleet, marks = self.fleet, self._marks
-        if fleet is not None and marks is not None and (every == 0 or self._incrementals < every - 1):
+        if (
+            fleet is not None
+            and marks is not None
+            and (every == 0 or self._incrementals < every - 1)
+        ):
             overlap = timedelta(seconds=self.settings.since_overlap_s)
             snapshot, answer = await asyncio.gather(
-                self.setup.snapshot(since=marks[0] - overlap), self.vms.state(since=marks[1] - overlap)
+                self.setup.snapshot(since=marks[0] - overlap),
+                self.vms.state(since=marks[1] - overlap),
             )
             nodes = answer["items"]
             changed = len(snapshot["edges"]) + len(snapshot["deployments"]) + len(nodes)
@@ -372,11 +388,17 @@ class DecisionRunner:
             self._last_refresh = {"kind": "incremental", **counts}
             return fleet
         snapshot, answer = await asyncio.gather(self.setup.snapshot(), self.vms.state())
-        fleet = self.fleet = await asyncio.to_thread(FleetState.from_wire, snapshot, answer["items"])
+        fleet = self.fleet = await asyncio.to_thread(
+            FleetState.from_wire, snapshot, answer["items"]
+        )
         self._marks = self._marks_of(snapshot, answer)
         self._incrementals = 0
-        self._last_refresh = {"kind": "full", "edges": len(fleet.edges),
-                              "deployments": len(fleet.deployments), "nodes": len(answer["items"])}
+        self._last_refresh = {
+            "kind": "full",
+            "edges": len(fleet.edges),
+            "deployments": len(fleet.deployments),
+            "nodes": len(answer["items"]),
+        }
         return fleet
 
     @staticmethod
@@ -403,7 +425,9 @@ class DecisionRunner:
                 d.decision_id = op.decision_id
                 if isinstance(op, RemoveOp):
                     d.desired = DesiredState.REMOVED
-                    fleet.by_edge[d.edge_id] = [x for x in fleet.by_edge.get(d.edge_id, []) if x.id != d.id]
+                    fleet.by_edge[d.edge_id] = [
+                        x for x in fleet.by_edge.get(d.edge_id, []) if x.id != d.id
+                    ]
                     continue
                 if op.ai_id is not None:
                     d.ai_id = op.ai_id
@@ -412,11 +436,17 @@ class DecisionRunner:
                 d.observed = ObservedState.PENDING
 
     def _new_dry_run(self, decisions: list[DecisionRecord]) -> list[DecisionRecord]:
-        """In dry-run nothing changes, so the same decisions come back every cycle: record each once."""
+        """In dry-run nothing changes, so the same decisions come back every cycle: record each
+        once."""
         fresh = []
         for d in decisions:
-            ops = [op.model_dump(mode="json", exclude_none=True, exclude={"decision_id"}) for op in d.operations]
-            sig = orjson.dumps([d.policy, d.action, d.edge_id, d.deployment_id, ops], option=orjson.OPT_SORT_KEYS)
+            ops = [
+                op.model_dump(mode="json", exclude_none=True, exclude={"decision_id"})
+                for op in d.operations
+            ]
+            sig = orjson.dumps(
+                [d.policy, d.action, d.edge_id, d.deployment_id, ops], option=orjson.OPT_SORT_KEYS
+            )
             if sig not in self._dry_run_seen:
                 self._dry_run_seen.add(sig)
                 fresh.append(d)
@@ -427,7 +457,8 @@ class DecisionRunner:
     def _outcomes(
         self, fleet: FleetState, pending: list[store.PendingDecision], now: datetime
     ) -> dict[str, Verdict]:
-        """Outcomes of earlier decisions, read from the deployments' observed state in this snapshot."""
+        """Outcomes of earlier decisions, read from the deployments' observed state in this
+        snapshot."""
         if not pending:
             return {}
         created_by: dict[str, list[Deployment]] = {}  # decision id -> deployments it carries
@@ -456,15 +487,27 @@ def _ms(seconds: float) -> float:
 def _created(fleet: FleetState, op: CreateOp, res: BulkResult) -> Deployment:
     """The deployment setup just created for ``op``, as the next snapshot will show it."""
     pkg = fleet.packages.get(op.ai_id)
-    return deployment_from_wire({
-        "id": res.id, "edge_id": op.edge_id, "ai_id": op.ai_id, "filename": pkg.filename if pkg else "",
-        "desired": DesiredState.RUNNING, "params": op.params, "allow_multiple": op.allow_multiple,
-        "generation": res.generation or 1, "observed": ObservedState.PENDING, "observed_generation": 0,
-        "restarts": 0, "decision_id": op.decision_id,
-    })
+    return deployment_from_wire(
+        {
+            "id": res.id,
+            "edge_id": op.edge_id,
+            "ai_id": op.ai_id,
+            "filename": pkg.filename if pkg else "",
+            "desired": DesiredState.RUNNING,
+            "params": op.params,
+            "allow_multiple": op.allow_multiple,
+            "generation": res.generation or 1,
+            "observed": ObservedState.PENDING,
+            "observed_generation": 0,
+            "restarts": 0,
+            "decision_id": op.decision_id,
+        }
+    )
 
 
-def _verdict(fleet: FleetState, op: BulkOperation, decision_id: str, carried: list[Deployment]) -> Verdict:
+def _verdict(
+    fleet: FleetState, op: BulkOperation, decision_id: str, carried: list[Deployment]
+) -> Verdict:
     """How one operation of a pending decision went, as this snapshot shows it."""
     if isinstance(op, RemoveOp):
         gone = fleet.deployments.get(op.id)

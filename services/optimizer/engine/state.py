@@ -2,11 +2,12 @@
 
 Built from setup's GET /fleet/snapshot and the VMS's GET /nodes/state answers; no I/O here.
 """
+
 from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from services.optimizer.engine.geo import GeoGrid
@@ -30,7 +31,7 @@ def parse_ts(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -116,7 +117,8 @@ def node_from_wire(item: NodeState) -> Node:
 
 @dataclass
 class FleetState:
-    """Everything one cycle decides over, indexed by edge, nid, filename and (filename, ai_class)."""
+    """Everything one cycle decides over, indexed by edge, nid, filename and (filename,
+    ai_class)."""
 
     edges: dict[int, Edge] = field(default_factory=dict)
     edges_by_nid: dict[str, Edge] = field(default_factory=dict)
@@ -168,7 +170,9 @@ class FleetState:
         if d.desired == DesiredState.RUNNING:
             self.by_edge.setdefault(d.edge_id, []).append(d)
 
-    def replace_edges(self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]) -> None:
+    def replace_edges(
+        self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]
+    ) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
@@ -180,7 +184,11 @@ class FleetState:
             edge = edge_from_wire(e)
             self.edges[edge.id] = edge
             self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
+            if old is None or (old.latitude, old.longitude, old.cluster_id) != (
+                edge.latitude,
+                edge.longitude,
+                edge.cluster_id,
+            ):
                 self._grid = None
         for row in snapshot["deployments"]:
             if row["edge_id"] in edge_ids:
@@ -211,9 +219,15 @@ class FleetState:
             old = self.edges.get(edge.id)
             if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
                 del self.edges_by_nid[old.nid]
-            self.edges[edge.id] = edge  # an existing key keeps its place: same order as a full snapshot
+            self.edges[edge.id] = (
+                edge  # an existing key keeps its place: same order as a full snapshot
+            )
             self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
+            if old is None or (old.latitude, old.longitude, old.cluster_id) != (
+                edge.latitude,
+                edge.longitude,
+                edge.cluster_id,
+            ):
                 self._grid = None
         dropped = 0
         current = snapshot.get("edge_ids")
@@ -234,7 +248,9 @@ class FleetState:
                     lst[:] = [x for x in lst if x.id != was.id]
                     if not lst:
                         del self.by_edge[was.edge_id]
-            if (new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED) or new.edge_id not in self.edges:
+            if (
+                new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED
+            ) or new.edge_id not in self.edges:
                 # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
                 self.deployments.pop(new.id, None)
                 continue
@@ -244,8 +260,13 @@ class FleetState:
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
-        return {"edges": len(edges), "edges_dropped": dropped, "ai_packages": len(packages),
-                "deployments": len(deployments), "nodes": len(nodes)}
+        return {
+            "edges": len(edges),
+            "edges_dropped": dropped,
+            "ai_packages": len(packages),
+            "deployments": len(deployments),
+            "nodes": len(nodes),
+        }
 
     def _reindex_packages(self) -> None:
         packages = sorted(self.packages.values(), key=_by_id)
@@ -279,7 +300,8 @@ class FleetState:
         return self.nodes.get(edge.nid)
 
     def resolve(self, filename: str, ai_class: str, version_key: str) -> Package | None:
-        """The ready package of this filename and class at this version, else the newest one below it."""
+        """The ready package of this filename and class at this version, else the newest one
+        below it."""
         found = self.variants.get((filename, ai_class))
         if not found:
             return None
@@ -315,7 +337,13 @@ def edge_from_wire(e: FleetEdge) -> Edge:
 
 def package_from_wire(p: FleetPackage) -> Package:
     return Package(
-        p["id"], p["filename"], p["version"], p["version_key"], p["ai_class"], p["condition"], p["status"]
+        p["id"],
+        p["filename"],
+        p["version"],
+        p["version_key"],
+        p["ai_class"],
+        p["condition"],
+        p["status"],
     )
 
 

@@ -10,5 +10,7 @@ __all__ = ["Event", "EventAccepted", "EventType"]
 class EventAccepted(BaseModel):
     accepted: bool = True
     type: EventType
-    scope: str = Field(description="edge: a decision for the edges concerned; fleet: a whole-fleet cycle; none")
+    scope: str = Field(
+        description="edge: a decision for the edges concerned; fleet: a whole-fleet cycle; none"
+    )
     focus_until: str | None = None

@@ -5,7 +5,7 @@ starts earlier would not see the focus event it is asked about."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +55,7 @@ async def _detection(session: AsyncSession, runner: DecisionRunner, event: Event
         if edge is None:
             raise Invalid(f"edge {event.edge_id} is not in the fleet", field="edge_id")
         nid = edge.nid
-    until = await store.add_focus(session, nid, hits, datetime.now(timezone.utc), cfg.ttl_s)
+    until = await store.add_focus(session, nid, hits, datetime.now(UTC), cfg.ttl_s)
     await flush(session)
 
     async def decide() -> None:

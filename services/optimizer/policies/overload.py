@@ -42,7 +42,9 @@ class Helpers:
 
     def __init__(self, cycle: Cycle, cfg: OverloadConfig):
         self.cycle, self.cfg = cycle, cfg
-        self._load: dict[int, int] | None = None  # helper edge id -> edges it helps (built on demand)
+        self._load: dict[int, int] | None = (
+            None  # helper edge id -> edges it helps (built on demand)
+        )
 
     @property
     def load(self) -> dict[int, int]:
@@ -92,38 +94,57 @@ def apply(cycle: Cycle) -> None:
         return
     state = cycle.state
     helpers = Helpers(cycle, cfg)
-    helped = {d.helps for d in state.deployments.values() if d.desired == DesiredState.RUNNING and d.helps}
+    helped = {
+        d.helps for d in state.deployments.values() if d.desired == DesiredState.RUNNING and d.helps
+    }
     # Edges with a deployment routed elsewhere (the "any analysis_route" test, once for all edges).
     routed = {
-        edge_id for edge_id, deps in state.by_edge.items()
+        edge_id
+        for edge_id, deps in state.by_edge.items()
         if any(d.params and "analysis_route" in d.params for d in deps)
     }
+    memory = cycle.inp.memory
     for edge in cycle.edges():
-        load = _situation(cycle, cfg, edge, helped=edge.nid in helped, routed=edge.id in routed)
-        if load is None:
-            continue
+        node = state.nodes.get(edge.nid)
+        degraded = cycle.plan.status_of(edge) == EdgeStatus.DEGRADED
+        above = bool(
+            node is not None
+            and not node.stale
+            and (
+                (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
+            )
+        )
+        if not (
+            above
+            or degraded
+            or edge.nid in helped
+            or edge.id in routed
+            or (NAME, edge.id) in memory
+        ):
+            continue  # the common case: a calm edge with nothing handed over and nothing remembered
+        load = _situation(cycle, edge, degraded=degraded, above=above)
         overloaded = load.degraded or (load.above and load.above_for >= cfg.window_s)
         if overloaded and not load.handed_over and load.sources:
             _hand_over(cycle, cfg, helpers, load)
-        elif load.handed_over and not load.degraded and not load.above and load.below_for >= cfg.recover_window_s:
+        elif (
+            load.handed_over
+            and not load.degraded
+            and not load.above
+            and load.below_for >= cfg.recover_window_s
+        ):
             _hand_back(cycle, cfg, load)
 
 
-def _situation(cycle: Cycle, cfg: OverloadConfig, edge: Edge, *, helped: bool, routed: bool) -> EdgeLoad | None:
-    """The edge's load and hand-over state, its timers kept in the policy's memory; None for the
-    common case: a calm edge with nothing handed over and nothing remembered."""
+def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> EdgeLoad:
+    """The edge's hand-over state and how long its load has been above (or below) the thresholds,
+    the timers kept in the policy's memory."""
     plan = cycle.plan
-    node = cycle.state.nodes.get(edge.nid)
-    degraded = plan.status_of(edge) == EdgeStatus.DEGRADED
-    above = bool(
-        node is not None and not node.stale
-        and ((node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent)
-    )
-    if not (above or degraded or helped or routed or (NAME, edge.id) in cycle.inp.memory):
-        return None
     sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
     copies = cycle.helpers_of(edge.nid)
-    route = next((plan.params(d)["analysis_route"] for d in sources if plan.params(d).get("analysis_route")), None)
+    route = next(
+        (plan.params(d)["analysis_route"] for d in sources if plan.params(d).get("analysis_route")),
+        None,
+    )
     load = EdgeLoad(edge, degraded, above, sources, copies, handed_over=bool(route or copies))
     mem = cycle.recall(NAME, edge.id)
     if above:
@@ -142,16 +163,27 @@ def _situation(cycle: Cycle, cfg: OverloadConfig, edge: Edge, *, helped: bool, r
 def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLoad) -> None:
     """The analysis of an overloaded edge to the nearest edge with room, else to the server."""
     plan, edge = cycle.plan, load.edge
-    seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
-                        above_for_s=round(load.above_for, 1), window_s=cfg.window_s)
-    why = "edge degraded" if load.degraded else f"load above the thresholds for {load.above_for:.0f} s"
+    seen = cycle.inputs(
+        edge,
+        cpu_percent=cfg.cpu_percent,
+        memory_percent=cfg.memory_percent,
+        above_for_s=round(load.above_for, 1),
+        window_s=cfg.window_s,
+    )
+    why = (
+        "edge degraded"
+        if load.degraded
+        else f"load above the thresholds for {load.above_for:.0f} s"
+    )
     found = helpers.nearest(edge)
     if found is None:
         decision = plan.decide(
-            NAME, Action.HANDOFF_TO_SERVER,
+            NAME,
+            Action.HANDOFF_TO_SERVER,
             f"{why}: no edge of the cluster with room within {cfg.max_distance_km} km; "
             "the analysis server takes over",
-            edge=edge, inputs=seen,
+            edge=edge,
+            inputs=seen,
         )
         for d in load.sources:
             plan.set_params(d, {**plan.params(d), "analysis_route": "server"}, decision)
@@ -159,18 +191,26 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
     other, km = found
     hnode = cycle.state.node_of(other)
     decision = plan.decide(
-        NAME, Action.HANDOFF_TO_EDGE,
+        NAME,
+        Action.HANDOFF_TO_EDGE,
         f"{why}: analysis moves to {other.name} ({km:.2f} km away, same cluster)",
         edge=edge,
-        inputs={**seen, "helper": other.name, "helper_nid": other.nid, "distance_km": round(km, 3),
-                "helper_cpu_avg": hnode.cpu_avg if hnode else None,
-                "helper_memory_avg": hnode.memory_avg if hnode else None},
+        inputs={
+            **seen,
+            "helper": other.name,
+            "helper_nid": other.nid,
+            "distance_km": round(km, 3),
+            "helper_cpu_avg": hnode.cpu_avg if hnode else None,
+            "helper_memory_avg": hnode.memory_avg if hnode else None,
+        },
     )
     helpers.take(other)
     for d in load.sources:
         params = {"analysis_for": edge.nid, "source_edge_id": edge.id}
         plan.create(other.id, plan.ai_id(d), params, decision, allow_multiple=True)
-        plan.set_params(d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision)
+        plan.set_params(
+            d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision
+        )
 
 
 def _hand_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad) -> None:
@@ -178,10 +218,15 @@ def _hand_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad) -> None:
     plan, edge = cycle.plan, load.edge
     seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent)
     decision = plan.decide(
-        NAME, Action.HAND_BACK,
+        NAME,
+        Action.HAND_BACK,
         f"load below the thresholds for {load.below_for:.0f} s: analysis back on the edge",
         edge=edge,
-        inputs={**seen, "below_for_s": round(load.below_for, 1), "recover_window_s": cfg.recover_window_s},
+        inputs={
+            **seen,
+            "below_for_s": round(load.below_for, 1),
+            "recover_window_s": cfg.recover_window_s,
+        },
     )
     for h in load.helpers:
         plan.remove(h, decision)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.optimizer.engine.context import Cycle
+from services.optimizer.engine.context import Cycle, RolloutStatus
 from services.optimizer.engine.state import Deployment, Edge, Node, parse_ts
 from services.optimizer.policies.config import RecoveryConfig
 from shared.contracts.decisions import Action, Policy
@@ -21,7 +21,9 @@ def _owned_by_rollout(cycle: Cycle, d: Deployment) -> bool:
     if pkg is None:
         return False
     return any(
-        r.status == "active" and r.filename == d.filename and r.to_version_key == pkg.version_key
+        r.status == RolloutStatus.ACTIVE
+        and r.filename == d.filename
+        and r.to_version_key == pkg.version_key
         and d.edge_id in r.members
         for r in cycle.inp.rollouts
     )
@@ -41,7 +43,9 @@ def apply(cycle: Cycle) -> None:
             if mem:
                 cycle.remember(NAME, edge.id, None)
             continue
-        silent_for = (cycle.now - node.last_seen).total_seconds() if node and node.last_seen else 0.0
+        silent_for = (
+            (cycle.now - node.last_seen).total_seconds() if node and node.last_seen else 0.0
+        )
         silent = silent_for > cfg.silent_after_s
         failing = _failing(cycle, cfg, deps, mem, silent_for if silent else None)
         if not failing:
@@ -57,19 +61,27 @@ def apply(cycle: Cycle) -> None:
             _redeploy(cycle, cfg, edge, mem, attempts, failing)
 
 
-def _all_well(cycle: Cycle, cfg: RecoveryConfig, edge: Edge, deps: list[Deployment], node: Node | None) -> bool:
+def _all_well(
+    cycle: Cycle, cfg: RecoveryConfig, edge: Edge, deps: list[Deployment], node: Node | None
+) -> bool:
     """The common case, cheaply: everything runs, nothing crash-loops, the edge is heard, nothing
     is remembered."""
     if (NAME, edge.id) in cycle.inp.memory:
         return False
-    if node is not None and node.last_seen is not None:
-        if (cycle.now - node.last_seen).total_seconds() > cfg.silent_after_s:
-            return False
-    return all(d.observed == ObservedState.RUNNING and d.restarts < cfg.crash_restarts for d in deps)
+    heard = node.last_seen if node is not None else None
+    if heard is not None and (cycle.now - heard).total_seconds() > cfg.silent_after_s:
+        return False
+    return all(
+        d.observed == ObservedState.RUNNING and d.restarts < cfg.crash_restarts for d in deps
+    )
 
 
 def _failing(
-    cycle: Cycle, cfg: RecoveryConfig, deps: list[Deployment], mem: dict[str, Any], silent_for: float | None
+    cycle: Cycle,
+    cfg: RecoveryConfig,
+    deps: list[Deployment],
+    mem: dict[str, Any],
+    silent_for: float | None,
 ) -> list[tuple[Deployment, str]]:
     """The deployments that do not run, each with why (``silent_for``: the edge is silent)."""
     baselines: dict[str, int] = mem.get("restarts", {})
@@ -88,8 +100,11 @@ def _failing(
     return failing
 
 
-def _recovered(cycle: Cycle, edge: Edge, deps: list[Deployment], mem: dict[str, Any], *, silent: bool) -> None:
-    """Nothing fails: once everything runs at its generation, forget, and mark a degraded edge active."""
+def _recovered(
+    cycle: Cycle, edge: Edge, deps: list[Deployment], mem: dict[str, Any], *, silent: bool
+) -> None:
+    """Nothing fails: once everything runs at its generation, forget, and mark a degraded edge
+    active."""
     healthy = not silent and all(
         d.observed == ObservedState.RUNNING and d.observed_generation >= d.generation for d in deps
     )
@@ -98,15 +113,22 @@ def _recovered(cycle: Cycle, edge: Edge, deps: list[Deployment], mem: dict[str, 
     plan = cycle.plan
     if mem.get("degraded") and plan.status_of(edge) == EdgeStatus.DEGRADED:
         decision = plan.decide(
-            NAME, Action.MARK_ACTIVE, "every AI on the edge runs again after recovery",
-            edge=edge, inputs=cycle.inputs(edge, redeploys=mem.get("attempts", 0)),
+            NAME,
+            Action.MARK_ACTIVE,
+            "every AI on the edge runs again after recovery",
+            edge=edge,
+            inputs=cycle.inputs(edge, redeploys=mem.get("attempts", 0)),
         )
         plan.set_edge_status(edge, EdgeStatus.ACTIVE, decision)
     cycle.remember(NAME, edge.id, None)
 
 
 def _give_up(
-    cycle: Cycle, edge: Edge, mem: dict[str, Any], attempts: int, failing: list[tuple[Deployment, str]]
+    cycle: Cycle,
+    edge: Edge,
+    mem: dict[str, Any],
+    attempts: int,
+    failing: list[tuple[Deployment, str]],
 ) -> None:
     """K redeploys did not help: the edge is marked degraded (overload moves its work)."""
     plan = cycle.plan
@@ -114,8 +136,11 @@ def _give_up(
         return
     why = _why(failing)
     decision = plan.decide(
-        NAME, Action.MARK_DEGRADED, f"{attempts} redeploys did not help: {why}",
-        edge=edge, inputs=cycle.inputs(edge, redeploys=attempts, failing=why),
+        NAME,
+        Action.MARK_DEGRADED,
+        f"{attempts} redeploys did not help: {why}",
+        edge=edge,
+        inputs=cycle.inputs(edge, redeploys=attempts, failing=why),
     )
     plan.set_edge_status(edge, EdgeStatus.DEGRADED, decision)
     mem["degraded"] = True
@@ -123,17 +148,29 @@ def _give_up(
 
 
 def _redeploy(
-    cycle: Cycle, cfg: RecoveryConfig, edge: Edge, mem: dict[str, Any], attempts: int,
+    cycle: Cycle,
+    cfg: RecoveryConfig,
+    edge: Edge,
+    mem: dict[str, Any],
+    attempts: int,
     failing: list[tuple[Deployment, str]],
 ) -> None:
     plan = cycle.plan
     for d, reason in failing:
         decision = plan.decide(
-            NAME, Action.REDEPLOY, f"{d.filename}: {reason}; redeploy {attempts + 1} of {cfg.max_redeploys}",
-            edge=edge, deployment=d,
+            NAME,
+            Action.REDEPLOY,
+            f"{d.filename}: {reason}; redeploy {attempts + 1} of {cfg.max_redeploys}",
+            edge=edge,
+            deployment=d,
             inputs=cycle.inputs(
-                edge, observed=d.observed, observed_reason=d.observed_reason, generation=d.generation,
-                observed_generation=d.observed_generation, restarts=d.restarts, attempt=attempts + 1,
+                edge,
+                observed=d.observed,
+                observed_reason=d.observed_reason,
+                generation=d.generation,
+                observed_generation=d.observed_generation,
+                restarts=d.restarts,
+                attempt=attempts + 1,
             ),
         )
         plan.redeploy(d, decision)

@@ -69,7 +69,9 @@ class VmsClient:
     async def nodes(self, nids: set[str] | None = None) -> list[NodeState]:
         return (await self.state(nids))["items"]
 
-    async def state(self, nids: set[str] | None = None, since: datetime | None = None) -> NodeStates:
+    async def state(
+        self, nids: set[str] | None = None, since: datetime | None = None
+    ) -> NodeStates:
         """The GET /nodes/state answer: ``items`` and ``generated_at`` (the VMS's database clock);
         with ``since``, only the nodes whose state changed after it."""
         params = {"include_silent": "false"}
