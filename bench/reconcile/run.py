@@ -54,7 +54,9 @@ CODES = {"SUNNY": "0", "CLOUDY": "1", "RAINY": "2", "SNOWY": "3", "FOGGY": "4", 
 SEED = """
 INSERT INTO setup.clusters (id, name, description, runtime, namespace, created_at, updated_at)
 SELECT c, 'cluster-' || c, '', 'agent', 'edge-ai', now(), now() FROM generate_series(1, 10) c;
-INSERT INTO setup.ai_packages (id, filename, version, version_key, ai_class, description, status, created_at, updated_at) VALUES
+INSERT INTO setup.ai_packages
+       (id, filename, version, version_key, ai_class, description, status, created_at, updated_at)
+VALUES
  (1, 'monitoring', '01', '00000001.00000000.00000000.00000000', '01', '', 'ready', now(), now()),
  (2, 'monitoring', '01', '00000001.00000000.00000000.00000000', '02', '', 'ready', now(), now()),
  (3, 'monitoring', '02', '00000002.00000000.00000000.00000000', '01', '', 'ready', now(), now()),
@@ -62,23 +64,37 @@ INSERT INTO setup.ai_packages (id, filename, version, version_key, ai_class, des
  (5, 'weatherai', '01', '00000001.00000000.00000000.00000000', '00', '', 'ready', now(), now());
 CREATE TEMP TABLE seed AS
 SELECT g,
-       (ARRAY['SUNNY','CLOUDY','RAINY','SNOWY','FOGGY','NIGHT'])[1 + floor(random() * 6)::int] AS condition,
+       (ARRAY['SUNNY','CLOUDY','RAINY','SNOWY','FOGGY','NIGHT'])[1 + floor(random() * 6)::int]
+         AS condition,
        random() < 0.9 AS old_version
   FROM generate_series(1, $N) g;
-INSERT INTO setup.edges (id, name, nid, cluster_id, type, latitude, longitude, address, supports_analysis, description, status, created_at, updated_at)
-SELECT g, 'edge-' || g, '0x' || to_hex(g), 1 + g % 10, 1, 37.3 + random() * 0.5, 126.8 + random() * 0.5, '', random() < 0.7, '', 'active', now(), now()
+INSERT INTO setup.edges (id, name, nid, cluster_id, type, latitude, longitude, address,
+                         supports_analysis, description, status, created_at, updated_at)
+SELECT g, 'edge-' || g, '0x' || to_hex(g), 1 + g % 10, 1, 37.3 + random() * 0.5,
+       126.8 + random() * 0.5, '', random() < 0.7, '', 'active', now(), now()
   FROM seed;
--- Each edge: the monitoring variant of its condition (1 % the wrong one), 90 % on version 01; and the weather AI.
-INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple, generation, observed, observed_at, observed_generation, restarts, requested_by, created_at, updated_at)
+-- Each edge: the monitoring variant of its condition (1 % the wrong one), 90 % on version 01;
+-- and the weather AI.
+INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple,
+                               generation, observed, observed_at, observed_generation, restarts,
+                               requested_by, created_at, updated_at)
 SELECT g, g,
-       CASE WHEN (condition IN ('SUNNY', 'CLOUDY')) <> (g % 100 = 0) THEN 1 ELSE 2 END + CASE WHEN old_version THEN 0 ELSE 2 END,
+       CASE WHEN (condition IN ('SUNNY', 'CLOUDY')) <> (g % 100 = 0) THEN 1 ELSE 2 END
+         + CASE WHEN old_version THEN 0 ELSE 2 END,
        'monitoring', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator', now(), now()
   FROM seed;
-INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple, generation, observed, observed_at, observed_generation, restarts, requested_by, created_at, updated_at)
-SELECT $N + g, g, 5, 'weatherai', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator', now(), now() FROM seed;
-INSERT INTO vms.node_state (nid, known, authenticated, condition, condition_code, streak, condition_since, environment_at,
-                            usage_at, cpu, memory, func, cpu_avg, memory_avg, detections_at, detections, low_confidence_share, last_seen, updated_at)
-SELECT '0x' || to_hex(g), true, true, condition, '0', 5 + floor(random() * 100)::int, now() - interval '1 hour', now() - interval '10 seconds',
+INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple,
+                               generation, observed, observed_at, observed_generation, restarts,
+                               requested_by, created_at, updated_at)
+SELECT $N + g, g, 5, 'weatherai', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator',
+       now(), now()
+  FROM seed;
+INSERT INTO vms.node_state (nid, known, authenticated, condition, condition_code, streak,
+                            condition_since, environment_at, usage_at, cpu, memory, func, cpu_avg,
+                            memory_avg, detections_at, detections, low_confidence_share,
+                            last_seen, updated_at)
+SELECT '0x' || to_hex(g), true, true, condition, '0', 5 + floor(random() * 100)::int,
+       now() - interval '1 hour', now() - interval '10 seconds',
        now(), 0, 0, 'SUNNY',
        CASE WHEN g % 100 = 1 THEN 95 ELSE random() * 70 END, random() * 80,
        now(), '{"frames": 10, "frames_sent_up": 0}'::jsonb,
@@ -122,7 +138,8 @@ async def churn(url: str, share: float, node_share: float | None = None) -> None
             node_share if node_share is not None else share,
         )
         await conn.execute(
-            "UPDATE setup.deployments SET updated_at = now(), observed_at = now() WHERE random() < $1",
+            "UPDATE setup.deployments SET updated_at = now(), observed_at = now()"
+            " WHERE random() < $1",
             share,
         )
     finally:
@@ -301,7 +318,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         # Change to decision: SUNNY edges (monitoring class 01, weather not shared) turn RAINY.
         conn_rows = asyncio.run(_sunny_edges(url, changes))
         latencies = []
-        for edge_id, nid, dep_id, ai_id in conn_rows:
+        for _edge_id, nid, dep_id, ai_id in conn_rows:
             ts = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
             body = {
                 "nid": nid,
@@ -321,7 +338,8 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         out["change_latencies"] = latencies
         out["baseline_s"] = baseline(setup, vms, n, min(baseline_edges, n))
         out["baseline_sample"] = min(baseline_edges, n)
-        setup.close(), vms.close(), opt.close()
+        for client in (setup, vms, opt):
+            client.close()
     finally:
         for p in reversed(procs):
             p.stop()
@@ -334,9 +352,11 @@ async def _sunny_edges(url: str, k: int) -> list[tuple]:
     try:
         rows = await conn.fetch(
             """SELECT e.id, e.nid, d.id AS dep, d.ai_id FROM setup.edges e
-                 JOIN setup.deployments d ON d.edge_id = e.id AND d.filename = 'monitoring' AND d.desired = 'running'
+                 JOIN setup.deployments d
+                   ON d.edge_id = e.id AND d.filename = 'monitoring' AND d.desired = 'running'
                  JOIN vms.node_state n ON n.nid = e.nid
-                WHERE n.condition = 'SUNNY' AND d.ai_id IN (1, 3) AND (d.params::text = '{}') ORDER BY e.id DESC LIMIT $1""",
+                WHERE n.condition = 'SUNNY' AND d.ai_id IN (1, 3) AND (d.params::text = '{}')
+                ORDER BY e.id DESC LIMIT $1""",
             k,
         )
         return [tuple(r) for r in rows]
@@ -357,24 +377,29 @@ def report(r: dict) -> None:
     n, churn_pct = r["edges"], r["churn"] * 100
     print(f"\n=== {n:,} edges ({2 * n:,} deployments), seeded in {r['seed_s']:.1f} s")
     print(
-        f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  ({r['snapshot_mb']:.1f} MB)"
+        f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  "
+        f"({r['snapshot_mb']:.1f} MB)"
     )
     print(
         f"                      GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)"
     )
     print(
-        f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  ({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn"
+        f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  "
+        f"({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn"
     )
     print(
-        f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  ({r['inc_nodes_mb']:.2f} MB)"
+        f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  "
+        f"({r['inc_nodes_mb']:.2f} MB)"
     )
     print(f"in memory             parse + index (whole) {ms(r['parse_build_s'])}")
     c = r["apply_counts"]
     print(
-        f"                      fold changes in       {ms(r['apply_s'])}  ({c['deployments']} deployments, {c['nodes']} nodes)"
+        f"                      fold changes in       {ms(r['apply_s'])}  "
+        f"({c['deployments']} deployments, {c['nodes']} nodes)"
     )
     print(
-        f"                      decide (6 policies)   {ms(r['decide_s'])}  ({r['decide_ops']} operations, seeded state)"
+        f"                      decide (6 policies)   {ms(r['decide_s'])}  "
+        f"({r['decide_ops']} operations, seeded state)"
     )
     print("optimizer whole-fleet cycles (fetch to recorded):")
     for key, label in CYCLES:
@@ -388,13 +413,15 @@ def report(r: dict) -> None:
         )
         print(
             f"  {label:<27} total {t['total']:8.1f} ms  ops {cy['operations']:6d}  "
-            f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, write {t['write']:.0f}, record {t['record']:.0f}]  ({read})"
+            f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, "
+            f"write {t['write']:.0f}, record {t['record']:.0f}]  ({read})"
         )
     lat = sorted(r["change_latencies"])
     if lat:
         p90 = lat[min(len(lat) - 1, int(len(lat) * 0.9))]
         print(
-            f"change -> decision in setup   p50 {ms(statistics.median(lat))}  p90 {ms(p90)}  (n={len(lat)})"
+            f"change -> decision in setup   p50 {ms(statistics.median(lat))}  p90 {ms(p90)}  "
+            f"(n={len(lat)})"
         )
     print(
         f"BASELINE (field's way, per-edge HTTP look-ups): {r['baseline_s']:.1f} s per full pass "

@@ -40,7 +40,7 @@ class Fleet:
         status: str = "active",
         **node: Any,
     ) -> dict[str, Any]:
-        e = {
+        e: dict[str, Any] = {
             "id": len(self.edges) + 1,
             "name": name,
             "nid": f"0x{len(self.edges) + 1:02x}",

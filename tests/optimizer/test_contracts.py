@@ -151,15 +151,18 @@ async def test_bulk_operations_of_the_optimizer_are_what_setup_takes(stack: Stac
 
 
 async def test_events_the_vms_pushes_parse_as_the_optimizer_takes_them(db: str):
-    async with event_receiver() as (url, received), vms(
-        db,
-        unknown_nodes="flag",
-        notify_optimizer=True,
-        optimizer_url=url,
-        event_classes="person",
-        low_confidence_share=0.3,
-        low_confidence_alpha=0.5,
-    ) as client:
+    async with (
+        event_receiver() as (url, received),
+        vms(
+            db,
+            unknown_nodes="flag",
+            notify_optimizer=True,
+            optimizer_url=url,
+            event_classes="person",
+            low_confidence_share=0.3,
+            low_confidence_alpha=0.5,
+        ) as client,
+    ):
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
         for i, result in enumerate(["0", "2"]):
             date, time = field_date_time(base + timedelta(seconds=i))
@@ -168,18 +171,14 @@ async def test_events_the_vms_pushes_parse_as_the_optimizer_takes_them(db: str):
                 await client.post("/save_edgeData", json=body, headers=OPERATOR)
             ).status_code == 200
         calm = summary(base, below_threshold=0, counts={"car": 1})
-        assert (
-            await client.post("/detections", json=calm, headers=OPERATOR)
-        ).status_code == 200
+        assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
         unsure = summary(
             base + timedelta(seconds=1),
             below_threshold=30,
             counts={"person": 1},
             detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}],
         )
-        assert (
-            await client.post("/detections", json=unsure, headers=OPERATOR)
-        ).status_code == 200
+        assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
         await _wait_for(
             lambda: (
                 {e["type"] for e in received}

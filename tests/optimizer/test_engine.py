@@ -289,6 +289,7 @@ def test_grid_nearest_and_within_match_brute_force():
             ((k, haversine_km(lat, lon, a, b)) for k, a, b in pts if accept(k)),
             key=lambda kd: kd[1],
         )
-        assert grid.nearest(lat, lon, accept, 100.0)[0] == brute[0]
+        found = grid.nearest(lat, lon, accept, 100.0)
+        assert found is not None and found[0] == brute[0]
         within = {k for k, _ in grid.within(lat, lon, 3.0)}
         assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}

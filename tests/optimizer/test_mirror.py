@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 from services.optimizer.engine.state import FleetState
+from shared.contracts.fleet import FLEET_SNAPSHOT
 from tests.optimizer.conftest import Stack, cycle, optimizer
 from tests.optimizer.fleet import NOW, Fleet
 
@@ -71,14 +72,16 @@ def test_changes_folded_into_the_mirror_equal_a_whole_read():
         f.nodes[nid].update(condition="RAINY", streak=7, cpu_avg=91.0)
         changed_nodes.append(f.node_state(nid))
 
-    delta = {
-        "edges": changed_edges,
-        "ai_packages": changed_pkgs,
-        "deployments": changed_deps,
-        "edge_ids": [e["id"] for e in f.edges],
-        "conditions": f.snapshot()["conditions"],
-        "generated_at": NOW.isoformat(),
-    }
+    delta = FLEET_SNAPSHOT.validate_python(
+        {
+            "edges": changed_edges,
+            "ai_packages": changed_pkgs,
+            "deployments": changed_deps,
+            "edge_ids": [e["id"] for e in f.edges],
+            "conditions": f.snapshot()["conditions"],
+            "generated_at": NOW.isoformat(),
+        }
+    )
     counts = mirror.apply_changes(copy.deepcopy(delta), copy.deepcopy(changed_nodes))
     assert counts["edges_dropped"] == 1 and counts["deployments"] == len(changed_deps)
 
