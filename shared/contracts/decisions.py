@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.fleet import EdgeStatus
 
@@ -53,6 +53,8 @@ class Outcome(StrEnum):
 
 
 class CreateOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
     op: Literal["create"]
     edge_id: int
     ai_id: int
@@ -64,6 +66,8 @@ class CreateOp(BaseModel):
 class UpdateOp(BaseModel):
     """Only the fields that change; ``expected_generation`` makes setup refuse a stale write."""
 
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
     op: Literal["update"]
     id: int
     ai_id: int | None = None
@@ -74,12 +78,16 @@ class UpdateOp(BaseModel):
 
 
 class RemoveOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
     op: Literal["remove"]
     id: int
     decision_id: str | None = None
 
 
 class EdgeStatusOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
     op: Literal["edge_status"]
     edge_id: int
     status: EdgeStatus

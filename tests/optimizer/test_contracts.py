@@ -149,6 +149,24 @@ async def test_bulk_operations_of_the_optimizer_are_what_setup_takes(stack: Stac
     assert stack.deployment(d2["id"])["desired"] == "removed"
     assert stack.edge_row(e2)["status"] == "degraded"
 
+    # A redeploy alone: a new generation, nothing else changed.
+    client = SetupClient(settings_for("optimizer", stack.db, setup_url=stack.setup_url))
+    try:
+        [again] = await client.bulk(
+            [
+                UpdateOp(
+                    op="update",
+                    id=d1["id"],
+                    redeploy=True,
+                    expected_generation=updated["generation"],
+                )
+            ]
+        )
+    finally:
+        await client.aclose()
+    assert again.generation == updated["generation"] + 1
+    assert stack.deployment(d1["id"])["ai_id"] == rainy["id"]
+
 
 async def test_events_the_vms_pushes_parse_as_the_optimizer_takes_them(db: str):
     async with (

@@ -469,11 +469,9 @@ class DecisionRunner:
         outcomes: dict[str, Verdict] = {}
         for decision_id, at, stored in pending:
             carried = created_by.get(decision_id, [])
-            verdicts = [
-                _verdict(fleet, op, decision_id, carried)
-                for op in OPERATIONS.validate_python(stored)
-                if not isinstance(op, EdgeStatusOp)
-            ]
+            # (An edge status is applied at once: nothing to observe.)
+            sent = OPERATIONS.validate_python([op for op in stored if op["op"] != "edge_status"])
+            verdicts = [_verdict(fleet, op, decision_id, carried) for op in sent]
             outcome = _overall(verdicts, timed_out=now - at > timeout, timeout=timeout)
             if outcome is not None:
                 outcomes[decision_id] = outcome
