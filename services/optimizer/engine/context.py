@@ -86,7 +86,6 @@ class Cycle:
         self.now = inp.now
         self.plan = Plan(inp.state, inp.now, new_id)
         self.memory_out: dict[tuple[str, int], dict[str, Any] | None] = {}  # None: forget
-        self.routes_out: dict[str, RouteState] = {}
         self.low_confidence: dict[int, bool] = {}  # edge_id -> routed up after this cycle
         self.next_wakeup: datetime | None = None
         self._helpers_of: dict[str, list[Deployment]] | None = None

@@ -43,26 +43,37 @@ def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
     return found
 
 
-def _routes(cycle: Cycle) -> list[RouteState]:
-    """The routing table rows that change: analysis route (overload) and hard-frame route (low
-    confidence)."""
-    changed: list[RouteState] = []
-    plan = cycle.plan
-    by_edge: dict[int, str] = {}  # edge -> the routing decision of this cycle
-    for record in plan.decisions:
-        if record.edge_id is not None and record.policy in (overload.NAME, low_confidence.NAME):
-            by_edge[record.edge_id] = record.id
-    # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for
-    # all edges).
-    intents = plan.intents
-    with_route = set()
+def _routing_decisions(cycle: Cycle) -> dict[int, str]:
+    """Edge -> the routing decision (overload, low confidence) of this cycle."""
+    return {
+        record.edge_id: record.id
+        for record in cycle.plan.decisions
+        if record.edge_id is not None and record.policy in (overload.NAME, low_confidence.NAME)
+    }
+
+
+def _edges_with_route(cycle: Cycle) -> set[int]:
+    """Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once
+    for all edges)."""
+    intents = cycle.plan.intents
+    found = set()
     for edge_id, deps in cycle.state.by_edge.items():
         for d in deps:
             i = intents.get(d.id)
             params = i.params if i else d.params
             if params and "analysis_route" in params:
-                with_route.add(edge_id)
+                found.add(edge_id)
                 break
+    return found
+
+
+def _routes(cycle: Cycle) -> list[RouteState]:
+    """The routing table rows that change: analysis route (overload) and hard-frame route (low
+    confidence)."""
+    changed: list[RouteState] = []
+    plan = cycle.plan
+    by_edge = _routing_decisions(cycle)
+    with_route = _edges_with_route(cycle)
     for edge in cycle.edges():
         old = cycle.inp.routes.get(edge.nid)
         routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))

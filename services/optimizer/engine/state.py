@@ -145,9 +145,7 @@ class FleetState:
             state.add_edge(edge_from_wire(e))
         for d in snapshot["deployments"]:
             state.add_deployment(deployment_from_wire(d))
-        for n in nodes:
-            node = node_from_wire(n)
-            state.nodes[node.nid] = node
+        state._put_nodes(nodes)
         return state
 
     def add_package(self, p: Package) -> None:
@@ -180,22 +178,11 @@ class FleetState:
         for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
             self.deployments.pop(d.id, None)
         for e in snapshot["edges"]:
-            old = self.edges.get(e["id"])
-            edge = edge_from_wire(e)
-            self.edges[edge.id] = edge
-            self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (
-                edge.latitude,
-                edge.longitude,
-                edge.cluster_id,
-            ):
-                self._grid = None
+            self._put_edge(edge_from_wire(e))
         for row in snapshot["deployments"]:
             if row["edge_id"] in edge_ids:
                 self.add_deployment(deployment_from_wire(row))
-        for n in nodes:
-            node = node_from_wire(n)
-            self.nodes[node.nid] = node
+        self._put_nodes(nodes)
 
     def apply_changes(self, snapshot: FleetSnapshot, nodes: list[NodeState]) -> dict[str, int]:
         """Fold an incremental answer into the mirror: setup's ``GET /fleet/snapshot?since=`` (rows
@@ -205,68 +192,78 @@ class FleetState:
         The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
         (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
         self.ai_classes = dict(snapshot["conditions"]["ai_classes"])
-        packages = snapshot["ai_packages"]
-        if packages:
-            for p in packages:
-                if p["status"] == PackageStatus.REMOVED:
-                    self.packages.pop(p["id"], None)
-                else:
-                    self.packages[p["id"]] = package_from_wire(p)
-            self._reindex_packages()
-        edges = snapshot["edges"]
-        for e in edges:
-            edge = edge_from_wire(e)
-            old = self.edges.get(edge.id)
-            if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
-                del self.edges_by_nid[old.nid]
-            self.edges[edge.id] = (
-                edge  # an existing key keeps its place: same order as a full snapshot
-            )
-            self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (
-                edge.latitude,
-                edge.longitude,
-                edge.cluster_id,
-            ):
-                self._grid = None
-        dropped = 0
-        current = snapshot.get("edge_ids")
-        # New edges are in the answer, so the mirror holds every current edge: more means deletions.
-        if current is not None and len(current) != len(self.edges):
-            keep = set(current)
-            gone = [i for i in self.edges if i not in keep]
-            for edge_id in gone:
-                self._drop_edge(edge_id)
-            dropped = len(gone)
-        deployments = snapshot["deployments"]
-        for row in deployments:
-            new = deployment_from_wire(row)
-            was = self.deployments.get(new.id)
-            if was is not None and was.desired == DesiredState.RUNNING:
-                lst = self.by_edge.get(was.edge_id)
-                if lst is not None:
-                    lst[:] = [x for x in lst if x.id != was.id]
-                    if not lst:
-                        del self.by_edge[was.edge_id]
-            if (
-                new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED
-            ) or new.edge_id not in self.edges:
-                # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
-                self.deployments.pop(new.id, None)
-                continue
-            self.deployments[new.id] = new
-            if new.desired == DesiredState.RUNNING:
-                insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+        self._fold_packages(snapshot["ai_packages"])
+        for e in snapshot["edges"]:
+            self._put_edge(edge_from_wire(e))
+        dropped = self._drop_missing_edges(snapshot.get("edge_ids"))
+        for row in snapshot["deployments"]:
+            self._fold_deployment(deployment_from_wire(row))
+        self._put_nodes(nodes)
+        return {
+            "edges": len(snapshot["edges"]),
+            "edges_dropped": dropped,
+            "ai_packages": len(snapshot["ai_packages"]),
+            "deployments": len(snapshot["deployments"]),
+            "nodes": len(nodes),
+        }
+
+    def _fold_packages(self, packages: list[FleetPackage]) -> None:
+        if not packages:
+            return
+        for p in packages:
+            if p["status"] == PackageStatus.REMOVED:
+                self.packages.pop(p["id"], None)
+            else:
+                self.packages[p["id"]] = package_from_wire(p)
+        self._reindex_packages()
+
+    def _put_edge(self, edge: Edge) -> None:
+        """A new or changed edge; an existing key keeps its place (as in a full snapshot)."""
+        old = self.edges.get(edge.id)
+        if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
+            del self.edges_by_nid[old.nid]
+        self.edges[edge.id] = edge
+        self.edges_by_nid[edge.nid] = edge
+        moved = old is None or (old.latitude, old.longitude, old.cluster_id) != (
+            edge.latitude,
+            edge.longitude,
+            edge.cluster_id,
+        )
+        if moved:
+            self._grid = None
+
+    def _drop_missing_edges(self, current: list[int] | None) -> int:
+        """New edges are in the answer, so the mirror holds every current edge: more means
+        deletions. Returns how many were dropped."""
+        if current is None or len(current) == len(self.edges):
+            return 0
+        keep = set(current)
+        gone = [i for i in self.edges if i not in keep]
+        for edge_id in gone:
+            self._drop_edge(edge_id)
+        return len(gone)
+
+    def _fold_deployment(self, new: Deployment) -> None:
+        was = self.deployments.get(new.id)
+        if was is not None and was.desired == DesiredState.RUNNING:
+            lst = self.by_edge.get(was.edge_id)
+            if lst is not None:
+                lst[:] = [x for x in lst if x.id != was.id]
+                if not lst:
+                    del self.by_edge[was.edge_id]
+        gone = new.desired != DesiredState.RUNNING and new.observed == ObservedState.REMOVED
+        if gone or new.edge_id not in self.edges:
+            # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
+            self.deployments.pop(new.id, None)
+            return
+        self.deployments[new.id] = new
+        if new.desired == DesiredState.RUNNING:
+            insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+
+    def _put_nodes(self, nodes: list[NodeState]) -> None:
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
-        return {
-            "edges": len(edges),
-            "edges_dropped": dropped,
-            "ai_packages": len(packages),
-            "deployments": len(deployments),
-            "nodes": len(nodes),
-        }
 
     def _reindex_packages(self) -> None:
         packages = sorted(self.packages.values(), key=_by_id)
@@ -282,11 +279,6 @@ class FleetState:
         for dep_id in [d.id for d in self.deployments.values() if d.edge_id == edge_id]:
             del self.deployments[dep_id]
         self._grid = None
-
-    def replace_nodes(self, nodes: list[NodeState]) -> None:
-        for n in nodes:
-            node = node_from_wire(n)
-            self.nodes[node.nid] = node
 
     # -- queries ---------------------------------------------------------------------------------
 
