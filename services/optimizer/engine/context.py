@@ -131,8 +131,9 @@ class Cycle:
     def helpers_of(self, nid: str) -> list[Deployment]:
         if self._helpers_of is None:
             self._helpers_of = {}
+            running = DesiredState.RUNNING
             for d in self.state.deployments.values():
-                if d.desired == DesiredState.RUNNING and d.helps:
+                if d.desired == running and d.helps:
                     self._helpers_of.setdefault(d.helps, []).append(d)
         return [d for d in self._helpers_of.get(nid, ()) if not self.plan.removed(d)]
 

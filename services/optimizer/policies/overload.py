@@ -11,6 +11,7 @@ params get ``{"analysis_route": "edge", "analysis_edge": helper nid}`` or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
@@ -50,8 +51,9 @@ class Helpers:
     def load(self) -> dict[int, int]:
         if self._load is None:
             counts: dict[int, set[str]] = {}
+            running = DesiredState.RUNNING
             for d in self.cycle.state.deployments.values():
-                if d.desired == DesiredState.RUNNING and d.helps:
+                if d.desired == running and d.helps:
                     counts.setdefault(d.edge_id, set()).add(d.helps)
             self._load = {k: len(v) for k, v in counts.items()}
         return self._load
@@ -77,11 +79,9 @@ class Helpers:
         if edge.latitude is None or edge.longitude is None:
             return None
         grid = self.cycle.state.grid
-
-        def fits(key: int) -> bool:
-            return self.fits(edge, key)
-
-        found = grid.nearest(edge.latitude, edge.longitude, fits, self.cfg.max_distance_km)
+        found = grid.nearest(
+            edge.latitude, edge.longitude, partial(self.fits, edge), self.cfg.max_distance_km
+        )
         return (self.cycle.state.edges[found[0]], found[1]) if found else None
 
     def take(self, helper: Edge) -> None:
@@ -94,9 +94,8 @@ def apply(cycle: Cycle) -> None:
         return
     state = cycle.state
     helpers = Helpers(cycle, cfg)
-    helped = {
-        d.helps for d in state.deployments.values() if d.desired == DesiredState.RUNNING and d.helps
-    }
+    running, degraded_status = DesiredState.RUNNING, EdgeStatus.DEGRADED
+    helped = {d.helps for d in state.deployments.values() if d.desired == running and d.helps}
     # Edges with a deployment routed elsewhere (the "any analysis_route" test, once for all edges).
     routed = {
         edge_id
@@ -106,7 +105,7 @@ def apply(cycle: Cycle) -> None:
     memory = cycle.inp.memory
     for edge in cycle.edges():
         node = state.nodes.get(edge.nid)
-        degraded = cycle.plan.status_of(edge) == EdgeStatus.DEGRADED
+        degraded = cycle.plan.status_of(edge) == degraded_status
         above = bool(
             node is not None
             and not node.stale
