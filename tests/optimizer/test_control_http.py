@@ -73,6 +73,8 @@ async def test_policies_are_tuned_and_disabled_through_the_api(stack: Stack):
         r = await opt.patch("/policies/environment", json={"hysteresis_samples": 0})
         assert r.status_code == 422 and r.json()["error"]["field"] == "hysteresis_samples"
         assert (await opt.patch("/policies/nope", json={"enabled": False})).status_code == 404
+        not_an_object = await opt.patch("/policies/environment", json=[{"enabled": False}])
+        assert not_an_object.status_code == 422 and not_an_object.json()["error"]["field"] == "body"
         r = await opt.patch("/policies/environment", json={"hysteresis_samples": 5})
         assert (
             r.status_code == 200

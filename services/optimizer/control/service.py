@@ -130,8 +130,6 @@ async def tune_policy(
     model = POLICY_MODELS.get(name)
     if model is None:
         raise NotFound(f"no policy {name!r}; policies: {', '.join(POLICY_MODELS)}", field="name")
-    if not isinstance(changes, dict):
-        raise Invalid("the body is an object of settings to change", field="body")
     overrides = await store.overrides(session)
     merged = {**(overrides.get(name) or {}), **changes}
     try:
