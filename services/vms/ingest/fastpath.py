@@ -30,6 +30,10 @@ class _Route:
     kind: str | None  # None: /batch
     legacy: bool
 
+    @property
+    def field_envelope(self) -> bool:  # read by the shared request layer (input_checks)
+        return self.legacy
+
 
 ROUTES = {
     "/usage": _Route("/usage", "usage", True),
