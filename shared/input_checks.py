@@ -54,17 +54,37 @@ def integer_problem(text: str) -> str | None:
 def match_route(scope: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The route a request goes to (the one the router chose, else the first that matches)."""
     route = scope.get("route")
-    if route is not None:
+    if route is not None and not hasattr(route, "original_router"):
         return route, scope.get("path_params") or {}
     app = scope.get("app")
+    return _find_route(getattr(getattr(app, "router", None), "routes", ()), scope) or (None, {})
+
+
+def _find_route(routes: Any, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
     partial: tuple[Any, dict[str, Any]] | None = None
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, child = candidate.matches(scope)
+    for candidate in routes:
+        inner = getattr(candidate, "original_router", None)
+        if inner is not None:  # FastAPI's included router: look among its own routes
+            prefix = getattr(getattr(candidate, "include_context", None), "prefix", "") or ""
+            path: str = scope.get("path", "")
+            if not path.startswith(prefix):
+                continue
+            found = _find_route(inner.routes, {**scope, "path": path[len(prefix):]} if prefix else scope)
+            if found is not None and getattr(found[0], "methods", None) is not None:
+                methods = found[0].methods
+                if not methods or scope.get("method") in methods:
+                    return found
+            partial = partial or found
+            continue
+        try:
+            match, child = candidate.matches(scope)
+        except Exception:  # a route kind that needs more of the scope than a bare request has
+            continue
         if match is Match.FULL:
             return candidate, child.get("path_params") or {}
         if match is Match.PARTIAL and partial is None:
             partial = (candidate, child.get("path_params") or {})
-    return partial or (None, {})
+    return partial
 
 
 def is_field_route(scope: dict[str, Any]) -> bool:

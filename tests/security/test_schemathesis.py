@@ -2,14 +2,12 @@
 
 Each service's own OpenAPI document drives the generator (valid and invalid inputs: huge
 integers, NUL characters, odd strings, wrong types), once with the operator token and once with
-an edge token. Examples per operation are bounded (``EDGE_FUZZ_EXAMPLES``, default 12) so the file
+an edge token. Examples per operation are bounded (``EDGE_FUZZ_EXAMPLES``, default 15) so the file
 runs in a few minutes on two cores; the failing requests are printed as curl commands.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -17,45 +15,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from shared.edge_tokens import issue_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, free_port, service_env
-from tests.helpers.processes import Proc, start_service
+from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR
+from tests.security.stack import SERVICES, running_services
 
-EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "15"))
 EDGE = {"Authorization": f"Bearer {issue_edge_token('0x01', EDGE_TOKEN_SECRET)}"}
-SERVICES = ("setup", "master", "vms", "optimizer")
 
 
-@pytest.fixture(scope="module")
-def services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
-    ports = {name: free_port() for name in SERVICES}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    common = dict(
-        EDGE_SETUP_URL=urls["setup"], EDGE_MASTER_URL=urls["master"], EDGE_OPTIMIZER_URL=urls["optimizer"],
-        EDGE_VMS_URL=urls["vms"], EDGE_MIGRATE_ON_START="false",
-    )
-    extra = {
-        "setup": {"SETUP_NOTIFY_MASTER": "false"},
-        "master": {
-            "MASTER_ARTIFACT_DIR": str(tmp / "artifacts"), "MASTER_PACKAGE_DIR": str(tmp / "packages"),
-            "MASTER_NOTIFY_OPTIMIZER": "false", "MASTER_MAX_UPLOAD_BYTES": "2000000",
-        },
-        "optimizer": {},
-        "vms": {"VMS_UNKNOWN_NODES": "flag"},
-    }
-    procs: list[Proc] = []
-    try:
-        for name in SERVICES:
-            env = service_env(database_url, **common, **extra[name])
-            procs.append(start_service(name, env=env, port=ports[name], tmp_path=tmp))
-        yield urls
-    finally:
-        for proc in procs:
-            proc.stop()
-        for proc in procs:
-            # A 5xx is logged with its traceback: show them with the failure.
-            if " 500 " in proc.log_text() or "unhandled error" in proc.log_text():
-                print(f"--- {proc.log_path.name} ---\n{proc.log_text()[-6000:]}")
+services = pytest.fixture(scope="module")(running_services)
 
 
 def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:

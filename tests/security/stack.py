@@ -1,0 +1,52 @@
+"""The four services as real processes on the test database, for the tests of this folder.
+
+Body limits are small (``BODY_LIMIT``, ``UPLOAD_LIMIT`` on the master's uploads) so that an
+over-limit body is cheap to send.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.env import free_port, service_env
+from tests.helpers.processes import Proc, start_service
+
+SERVICES = ("setup", "master", "vms", "optimizer")
+BODY_LIMIT = 200_000
+UPLOAD_LIMIT = 400_000
+
+
+def running_services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
+    tmp: Path = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in SERVICES}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    common = dict(
+        EDGE_SETUP_URL=urls["setup"], EDGE_MASTER_URL=urls["master"], EDGE_OPTIMIZER_URL=urls["optimizer"],
+        EDGE_VMS_URL=urls["vms"], EDGE_MIGRATE_ON_START="false",
+    )
+    extra = {
+        "setup": {"SETUP_NOTIFY_MASTER": "false", "SETUP_MAX_BODY_BYTES": str(BODY_LIMIT)},
+        "master": {
+            "MASTER_ARTIFACT_DIR": str(tmp / "artifacts"), "MASTER_PACKAGE_DIR": str(tmp / "packages"),
+            "MASTER_NOTIFY_OPTIMIZER": "false", "MASTER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+            "MASTER_MAX_BODY_BYTES": str(BODY_LIMIT),
+        },
+        "optimizer": {"OPTIMIZER_MAX_BODY_BYTES": str(BODY_LIMIT)},
+        "vms": {"VMS_UNKNOWN_NODES": "flag", "VMS_MAX_BODY_BYTES": str(BODY_LIMIT)},
+    }
+    procs: list[Proc] = []
+    try:
+        for name in SERVICES:
+            env = service_env(database_url, **common, **extra[name])
+            procs.append(start_service(name, env=env, port=ports[name], tmp_path=tmp))
+        yield urls
+    finally:
+        for proc in procs:
+            proc.stop()
+        for proc in procs:
+            text = proc.log_text()
+            if "unhandled error" in text or "Exception in ASGI application" in text:
+                print(f"--- {proc.log_path.name} ---\n{text[-6000:]}")
