@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 from starlette.routing import Match
@@ -94,22 +94,55 @@ def is_field_route(scope: dict[str, Any]) -> bool:
 
 
 def check_target(scope: dict[str, Any]) -> DomainError | None:
-    """NUL characters and integers beyond 64 bits in the path or the query string."""
+    """NUL characters in the path or the query string, and integers beyond 64 bits in the path
+    or query parameters the route declares as integers."""
     path: str = scope.get("path", "")
-    if "\x00" in path or _LONG_DIGITS.search(path):
-        _, params = match_route(scope)
-        for segment in path.split("/"):
-            problem = "contains a NUL character (not accepted)" if "\x00" in segment else integer_problem(segment)
-            if problem:
-                name = next((k for k, v in params.items() if str(v) == segment), "path")
-                return Invalid(problem, field=name)
     query: bytes = scope.get("query_string") or b""
-    if query and (b"%00" in query or b"\x00" in query or _LONG_DIGITS_BYTES.search(query)):
-        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
-            problem = string_problem(key) or string_problem(value) or integer_problem(value)
-            if problem:
-                return Invalid(problem, field=key if "\x00" not in key else "query")
+    long_in_path = _LONG_DIGITS.search(path) is not None
+    long_in_query = _LONG_DIGITS_BYTES.search(query) is not None if query else False
+    nul_in_query = b"%00" in query or b"\x00" in query
+    if not ("\x00" in path or long_in_path or long_in_query or nul_in_query):
+        return None
+    route, params = match_route(scope)
+    integers = _integer_params(route)
+    if "\x00" in path:
+        name = next((k for k, v in params.items() if "\x00" in str(v)), "path")
+        return Invalid("contains a NUL character (not accepted)", field=name)
+    for name, value in params.items():
+        problem = integer_problem(str(value)) if name in integers else None
+        if problem:
+            return Invalid(problem, field=name)
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        problem = string_problem(key) or string_problem(value)
+        if problem:
+            return Invalid(problem, field=key if "\x00" not in key else "query")
+        problem = integer_problem(value) if key in integers else None
+        if problem:
+            return Invalid(problem, field=key)
     return None
+
+
+_INTEGER_PARAMS: dict[int, frozenset[str]] = {}
+
+
+def _integer_params(route: Any) -> frozenset[str]:
+    """Names of the path and query parameters ``route`` declares as integers (cached per route)."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return frozenset()
+    names = _INTEGER_PARAMS.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        pending = [dependant]
+        while pending:  # the route's own parameters and those of its dependencies
+            current = pending.pop()
+            pending.extend(getattr(current, "dependencies", ()))
+            for param in [*current.path_params, *current.query_params]:
+                annotation = param.field_info.annotation
+                if annotation is int or int in get_args(annotation):
+                    found.add(param.alias or param.name)
+        names = _INTEGER_PARAMS[id(route)] = frozenset(found)
+    return names
 
 
 class BodyCheck:
