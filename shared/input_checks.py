@@ -11,6 +11,7 @@ Integers that fit 64 bits but not the column (a 32-bit id of 2^31) are caught wh
 refuses them: ``database_value_error`` turns that refusal into a 422 naming the path, query or
 body field that holds the value.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,9 @@ def _find_route(routes: Any, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]
             path: str = scope.get("path", "")
             if not path.startswith(prefix):
                 continue
-            found = _find_route(inner.routes, {**scope, "path": path[len(prefix):]} if prefix else scope)
+            found = _find_route(
+                inner.routes, {**scope, "path": path[len(prefix) :]} if prefix else scope
+            )
             if found is not None and getattr(found[0], "methods", None) is not None:
                 methods = found[0].methods
                 if not methods or scope.get("method") in methods:
@@ -112,7 +115,9 @@ def check_target(scope: dict[str, Any]) -> DomainError | None:
         problem = integer_problem(str(value)) if name in integers else None
         if problem:
             return Invalid(problem, field=name)
-    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+    for key, value in parse_qsl(
+        query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
+    ):
         problem = string_problem(key) or string_problem(value)
         if problem:
             return Invalid(problem, field=key if "\x00" not in key else "query")
@@ -206,7 +211,11 @@ def _bad_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _paths_of(value: Any, wanted: str, path: str = "") -> Iterator[str]:
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool) and str(value) == wanted:
+    if (
+        isinstance(value, (int, float, str))
+        and not isinstance(value, bool)
+        and str(value) == wanted
+    ):
         yield path
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -222,7 +231,9 @@ def database_value_error(scope: dict[str, Any], exc: BaseException) -> Invalid |
     import asyncpg  # only services with a database get here
 
     cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, (asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError)):
+    while cause is not None and not isinstance(
+        cause, (asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError)
+    ):
         cause = cause.__cause__ or getattr(cause, "orig", None)
     if cause is None:
         return None
@@ -239,7 +250,9 @@ def _field_holding(scope: dict[str, Any], value: str) -> str | None:
     for key, item in (scope.get("path_params") or {}).items():
         if str(item) == value:
             return str(key)
-    for key, item in parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True):
+    for key, item in parse_qsl(
+        (scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True
+    ):
         if item == value:
             return key
     body = scope.get(JSON_BODY_KEY)

@@ -78,10 +78,14 @@ class RequestContextMiddleware:
             self._observe(scope, started, status_holder["status"])
             request_id_var.reset(token)
 
-    async def _run(self, scope, receive, send, headers: dict, rid: str, status_holder: dict) -> None:
+    async def _run(
+        self, scope, receive, send, headers: dict, rid: str, status_holder: dict
+    ) -> None:
         limit = self._limit_for(scope["path"])
         declared = headers.get(b"content-length")
-        too_large = PayloadTooLarge(f"request body is over the limit of {limit} bytes", field="body")
+        too_large = PayloadTooLarge(
+            f"request body is over the limit of {limit} bytes", field="body"
+        )
         over_declared = declared is not None and declared.isdigit() and int(declared) > limit
         body_check = BodyCheck.for_content_type(headers.get(b"content-type", b""))
         refusal: list[DomainError] = []  # set once: the answer the client gets

@@ -3,6 +3,7 @@
 Body limits are small (``BODY_LIMIT``, ``UPLOAD_LIMIT`` on the master's uploads) so that an
 over-limit body is cheap to send.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -18,20 +19,27 @@ BODY_LIMIT = 200_000
 UPLOAD_LIMIT = 400_000
 
 
-def running_services(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def running_services(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
     tmp: Path = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in SERVICES}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     common = dict(
-        EDGE_SETUP_URL=urls["setup"], EDGE_MASTER_URL=urls["master"], EDGE_OPTIMIZER_URL=urls["optimizer"],
-        EDGE_VMS_URL=urls["vms"], EDGE_MIGRATE_ON_START="false",
+        EDGE_SETUP_URL=urls["setup"],
+        EDGE_MASTER_URL=urls["master"],
+        EDGE_OPTIMIZER_URL=urls["optimizer"],
+        EDGE_VMS_URL=urls["vms"],
+        EDGE_MIGRATE_ON_START="false",
     )
     extra = {
         "setup": {"SETUP_NOTIFY_MASTER": "false", "SETUP_MAX_BODY_BYTES": str(BODY_LIMIT)},
         "master": {
-            "MASTER_ARTIFACT_DIR": str(tmp / "artifacts"), "MASTER_PACKAGE_DIR": str(tmp / "packages"),
-            "MASTER_NOTIFY_OPTIMIZER": "false", "MASTER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+            "MASTER_ARTIFACT_DIR": str(tmp / "artifacts"),
+            "MASTER_PACKAGE_DIR": str(tmp / "packages"),
+            "MASTER_NOTIFY_OPTIMIZER": "false",
+            "MASTER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
             "MASTER_MAX_BODY_BYTES": str(BODY_LIMIT),
         },
         "optimizer": {"OPTIMIZER_MAX_BODY_BYTES": str(BODY_LIMIT)},

@@ -7,6 +7,7 @@ issue 15 item 5), against every service as a real process:
   (the field's envelope, code 1013, on a field route), and reading stops at the limit;
 - on a field route every answer is the field's envelope, a 405 included.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ MULTIPART_HEAD = (
 )
 
 
-def _chunked_post(url: str, path: str, content_type: str, *, declared: int | None = None) -> tuple[int, dict, int]:
+def _chunked_post(
+    url: str, path: str, content_type: str, *, declared: int | None = None
+) -> tuple[int, dict, int]:
     """POST an endless body (chunked, or a declared Content-Length never sent) until the server
     answers; return (status, JSON body, bytes of body sent before the answer)."""
     parts = urlsplit(url)
@@ -86,7 +89,13 @@ def _chunked_post(url: str, path: str, content_type: str, *, declared: int | Non
 OVER_LIMIT = [
     ("setup", "/clusters", "application/json", BODY_LIMIT, False),
     ("setup", "/request_deploy_aiToDevice", "application/json", BODY_LIMIT, True),
-    ("master", "/ai-packages?filename=x&version=01&ai_class=01", "multipart/form-data; boundary=b", UPLOAD_LIMIT, False),
+    (
+        "master",
+        "/ai-packages?filename=x&version=01&ai_class=01",
+        "multipart/form-data; boundary=b",
+        UPLOAD_LIMIT,
+        False,
+    ),
     ("master", "/deploy_aiToDevice", "application/json", BODY_LIMIT, True),
     ("optimizer", "/events", "application/json", BODY_LIMIT, False),
     ("vms", "/detections", "application/json", BODY_LIMIT, False),
@@ -95,23 +104,33 @@ OVER_LIMIT = [
 
 
 @pytest.mark.parametrize(("service", "path", "content_type", "limit", "field_route"), OVER_LIMIT)
-def test_an_over_limit_chunked_body_is_413_and_reading_stops(services, service, path, content_type, limit, field_route):
+def test_an_over_limit_chunked_body_is_413_and_reading_stops(
+    services, service, path, content_type, limit, field_route
+):
     status, body, sent = _chunked_post(services[service], path, content_type)
-    print(f"{service} {path}: {status} after {sent / 1e6:.1f} MB sent (limit {limit / 1e6:.1f} MB): {body}")
+    print(
+        f"{service} {path}: {status} after {sent / 1e6:.1f} MB sent (limit {limit / 1e6:.1f} MB): {body}"
+    )
     assert status == 413, body
     if field_route:
         assert body["code"] == "1013" and "limit" in body["message"], body
     else:
-        assert body["error"]["type"] == "payload_too_large" and body["error"]["field"] == "body", body
+        assert body["error"]["type"] == "payload_too_large" and body["error"]["field"] == "body", (
+            body
+        )
     # Socket buffers hold a few MB; a server that read on would take everything up to the cap.
     assert sent < limit + 16 * 1024 * 1024
 
 
 @pytest.mark.parametrize(("service", "path", "content_type", "limit", "field_route"), OVER_LIMIT)
-def test_an_over_limit_declared_body_is_413_before_it_is_sent(services, service, path, content_type, limit, field_route):
+def test_an_over_limit_declared_body_is_413_before_it_is_sent(
+    services, service, path, content_type, limit, field_route
+):
     status, body, _ = _chunked_post(services[service], path, content_type, declared=limit + 100_000)
     assert status == 413, body
-    assert (body["code"] == "1013") if field_route else (body["error"]["type"] == "payload_too_large"), body
+    assert (
+        (body["code"] == "1013") if field_route else (body["error"]["type"] == "payload_too_large")
+    ), body
 
 
 def _check_422(r: httpx.Response, field: str, *, field_route: bool = False) -> None:
@@ -148,27 +167,57 @@ def test_nul_characters_in_bodies_and_queries_answer_422_naming_the_field(servic
     vms = httpx.Client(base_url=services["vms"], headers=OPERATOR, timeout=30)
     _check_422(setup.post("/clusters", json={"name": "a\u0000b", "runtime": "agent"}), "name")
     surrogate = b'{"name": "ab", "description": "x\\ud800"}'
-    _check_422(setup.post("/clusters", content=surrogate, headers={"Content-Type": "application/json"}), "description")
+    _check_422(
+        setup.post("/clusters", content=surrogate, headers={"Content-Type": "application/json"}),
+        "description",
+    )
     _check_422(setup.get("/clusters", params={"name": "a\x00"}), "name")
-    _check_422(setup.post("/request_deploy_aiToDevice", json={"aid": "1", "eid": "x\u0000"}), "eid", field_route=True)
-    _check_422(setup.post("/request_deploy_aiToDevice", data={"aid": "1", "eid": "x\x00"}), "eid", field_route=True)
+    _check_422(
+        setup.post("/request_deploy_aiToDevice", json={"aid": "1", "eid": "x\u0000"}),
+        "eid",
+        field_route=True,
+    )
+    _check_422(
+        setup.post("/request_deploy_aiToDevice", data={"aid": "1", "eid": "x\x00"}),
+        "eid",
+        field_route=True,
+    )
     _check_422(master.get("/ai-packages", params={"status": "\x00"}), "status")
     _check_422(master.post("/deploy_aiToDevice", json={"aid": "\u0000"}), "aid", field_route=True)
     _check_422(optimizer.put("/pins/edge%00"), "edge")
-    _check_422(optimizer.post("/events", json={"type": "condition_changed", "nid": "0x01\u0000"}), "nid")
+    _check_422(
+        optimizer.post("/events", json={"type": "condition_changed", "nid": "0x01\u0000"}), "nid"
+    )
     _check_422(vms.get("/nodes/state", params={"nids": "0x01\x00"}), "nids")
-    _check_422(vms.post("/batch", json={"records": [{"kind": "usage", "data": {"func": "S\u0000"}}]}), "records[0].data.func")
-    _check_422(vms.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "S\u0000"}), "func", field_route=True)
+    _check_422(
+        vms.post("/batch", json={"records": [{"kind": "usage", "data": {"func": "S\u0000"}}]}),
+        "records[0].data.func",
+    )
+    _check_422(
+        vms.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "S\u0000"}),
+        "func",
+        field_route=True,
+    )
 
 
 @pytest.mark.parametrize(
     ("service", "path"),
-    [("setup", "/request_deploy_aiToDevice"), ("setup", "/request_upload_edgeAi"),
-     ("master", "/upload_edgeAI"), ("master", "/deploy_aiToDevice"), ("vms", "/usage"), ("vms", "/save_edgeData")],
+    [
+        ("setup", "/request_deploy_aiToDevice"),
+        ("setup", "/request_upload_edgeAi"),
+        ("master", "/upload_edgeAI"),
+        ("master", "/deploy_aiToDevice"),
+        ("vms", "/usage"),
+        ("vms", "/save_edgeData"),
+    ],
 )
-def test_field_routes_answer_bad_bytes_and_wrong_methods_in_the_fields_envelope(services, service, path):
+def test_field_routes_answer_bad_bytes_and_wrong_methods_in_the_fields_envelope(
+    services, service, path
+):
     client = httpx.Client(base_url=services[service], headers=OPERATOR, timeout=30)
-    r = client.post(path, content=b'{"aid": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    r = client.post(
+        path, content=b'{"aid": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code in (400, 422) and r.json()["code"] == "1001", r.text
     r = client.post(path, content=b"\x14.#\xe2N\x16", headers={"Content-Type": "application/json"})
     assert r.status_code in (400, 422) and r.json()["code"] == "1001", r.text

@@ -5,6 +5,7 @@ integers, NUL characters, odd strings, wrong types), once with the operator toke
 an edge token. Examples per operation are bounded (``EDGE_FUZZ_EXAMPLES``, default 15) so the file
 runs in a few minutes on two cores; the failing requests are printed as curl commands.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,12 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
             failing: list[str] = []
 
             @settings(
-                max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
             )
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case) -> None:
@@ -46,11 +51,15 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
                 response = case.call(base_url=base, headers=dict(headers), timeout=30)
                 if response.status_code >= 500 and len(failing) < 2:
                     curl = case.as_curl_command(headers=dict(headers))
-                    failing.append(f"{operation.label} -> {response.status_code} {response.text[:200]}\n  {curl}")
+                    failing.append(
+                        f"{operation.label} -> {response.status_code} {response.text[:200]}\n  {curl}"
+                    )
 
             try:
                 run()
-            except Exception as exc:  # a generator that cannot build an example is not a server error
+            except (
+                Exception
+            ) as exc:  # a generator that cannot build an example is not a server error
                 if "Unsatisfiable" not in type(exc).__name__ and "Unsatisfiable" not in str(exc):
                     raise
             errors.extend(failing)
@@ -60,7 +69,9 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("who", ["operator", "edge"])
 @pytest.mark.parametrize("service", SERVICES)
-def test_no_generated_request_gets_a_server_error(services: dict[str, str], service: str, who: str) -> None:
+def test_no_generated_request_gets_a_server_error(
+    services: dict[str, str], service: str, who: str
+) -> None:
     headers = OPERATOR if who == "operator" else EDGE
     calls, errors = _fuzz(services[service], headers)
     print(f"{service} as {who}: {calls} requests, {len(errors)} server errors")

@@ -2,6 +2,7 @@
 several good edges post, each good record acknowledged, each bad one refused (422 naming the
 field, never a 503 its sender would retry forever); and the edge's client drops such a record,
 counts it, and delivers what follows it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,6 +25,7 @@ async def execute(database_url: str, sql: str) -> None:
     finally:
         await conn.close()
 
+
 GOOD_EDGES = 6
 
 
@@ -33,7 +35,15 @@ def usage(nid: str, marker: str, **extra) -> dict:
 
 def detections(nid: str, **extra) -> dict:
     ts = datetime.now(timezone.utc).isoformat()
-    body = {"nid": nid, "ts": ts, "model": "yolov8n", "model_version": "01", "fps": 5, "frames": 5, "conf_threshold": 0.5}
+    body = {
+        "nid": nid,
+        "ts": ts,
+        "model": "yolov8n",
+        "model_version": "01",
+        "fps": 5,
+        "frames": 5,
+        "conf_threshold": 0.5,
+    }
     return {**body, **extra}
 
 
@@ -45,11 +55,17 @@ POISON = [
     ("/detections", detections("0x66", below_threshold=2**31), "below_threshold"),
     ("/detections", detections("0x66", frames_sent_up=2**40), "frames_sent_up"),
     ("/detections", detections("0x66", counts={"car\u0000": 1}), "counts"),
-    ("/save_edgeData", {"nid": "0x66", "date": "20261122", "time": "030000", "result": "2\u0000"}, "result"),
+    (
+        "/save_edgeData",
+        {"nid": "0x66", "date": "20261122", "time": "030000", "result": "2\u0000"},
+        "result",
+    ),
 ]
 
 
-async def _poison_and_good(client: httpx.AsyncClient, run: str, seconds: float) -> tuple[dict, dict, list[str]]:
+async def _poison_and_good(
+    client: httpx.AsyncClient, run: str, seconds: float
+) -> tuple[dict, dict, list[str]]:
     good_statuses: dict[int, int] = {}
     poison_statuses: dict[int, int] = {}
     acknowledged: list[str] = []
@@ -77,7 +93,10 @@ async def _poison_and_good(client: httpx.AsyncClient, run: str, seconds: float) 
                 acknowledged.append(marker)
             i += 1
 
-    tasks = [asyncio.create_task(poisoner()), *(asyncio.create_task(good(e)) for e in range(GOOD_EDGES))]
+    tasks = [
+        asyncio.create_task(poisoner()),
+        *(asyncio.create_task(good(e)) for e in range(GOOD_EDGES)),
+    ]
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.gather(*tasks)
@@ -88,12 +107,20 @@ async def test_a_client_looping_poison_records_harms_no_other_edge(db):
     run = uuid.uuid4().hex[:8]
     async with vms(db, unknown_nodes="flag", group_commit_window_ms=5.0) as client:
         good, poison, acknowledged = await _poison_and_good(client, run, seconds=3.0)
-    stored = {r["message"] for r in await fetch(db, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")}
-    print(f"good edges: {good} ({len(acknowledged)} acknowledged, {len(stored)} stored); poison: {poison}")
+    stored = {
+        r["message"]
+        for r in await fetch(db, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")
+    }
+    print(
+        f"good edges: {good} ({len(acknowledged)} acknowledged, {len(stored)} stored); poison: {poison}"
+    )
     assert sum(poison.values()) >= len(POISON) and set(poison) == {422}
     assert set(good) == {200}, good
     assert set(acknowledged) <= stored and len(acknowledged) > 0
-    assert not await fetch(db, "SELECT 1 FROM vms.usage WHERE nid = '0x66' UNION ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'")
+    assert not await fetch(
+        db,
+        "SELECT 1 FROM vms.usage WHERE nid = '0x66' UNION ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'",
+    )
 
 
 async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(db):
@@ -123,19 +150,32 @@ async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(d
 
             await asyncio.gather(*(post(i) for i in range(140)))
     finally:
-        await execute(db, f"DROP TRIGGER IF EXISTS {trigger} ON vms.usage; DROP FUNCTION IF EXISTS vms.{trigger}()")
-    stored = await fetch(db, "SELECT count(*) AS n FROM vms.usage WHERE message LIKE $1", f"{run}-%")
+        await execute(
+            db,
+            f"DROP TRIGGER IF EXISTS {trigger} ON vms.usage; DROP FUNCTION IF EXISTS vms.{trigger}()",
+        )
+    stored = await fetch(
+        db, "SELECT count(*) AS n FROM vms.usage WHERE message LIKE $1", f"{run}-%"
+    )
     print(f"good: {good_statuses}, poison: {poison_statuses}, stored {stored[0]['n']}")
     assert good_statuses == {200: 120} and poison_statuses == {422: 20}
     assert stored[0]["n"] == 120
 
 
-async def test_the_edge_client_drops_a_refused_record_counts_it_and_sends_what_follows(db, tmp_path):
+async def test_the_edge_client_drops_a_refused_record_counts_it_and_sends_what_follows(
+    db, tmp_path
+):
     nid = "0x07"
     async with vms(db, unknown_nodes="flag") as vms_client:
         transport = httpx.ASGITransport(app=vms_client.app)  # type: ignore[attr-defined]
         http = httpx.AsyncClient(transport=transport, headers=edge_headers(nid), timeout=10)
-        config = EdgeConfig(vms_url="http://vms", node_id=nid, buffer_dir=tmp_path, backoff_min=0.05, backoff_max=0.2)
+        config = EdgeConfig(
+            vms_url="http://vms",
+            node_id=nid,
+            buffer_dir=tmp_path,
+            backoff_min=0.05,
+            backoff_max=0.2,
+        )
         client = VmsClient(config, program="t", http=http)
         client.start()
         try:
@@ -153,5 +193,8 @@ async def test_the_edge_client_drops_a_refused_record_counts_it_and_sends_what_f
             await http.aclose()
     print(f"edge client stats: {stats}")
     assert stats["delivered"] == 2 and stats["rejected"] == 2 and stats["buffered"] == 0
-    stored = [r["message"] for r in await fetch(db, "SELECT message FROM vms.usage WHERE nid = $1 ORDER BY ts", nid)]
+    stored = [
+        r["message"]
+        for r in await fetch(db, "SELECT message FROM vms.usage WHERE nid = $1 ORDER BY ts", nid)
+    ]
     assert stored == ["before", "after"]

@@ -48,7 +48,8 @@ CONNECTION_ERRORS = (
 )
 _NO_PARTITION = "23514"  # check_violation: "no partition of relation ... found for row"
 _ATTEMPTS = 3
-_ClientDataError = asyncpg.exceptions._base.DataError  # a value asyncpg cannot encode for its column
+# A value asyncpg cannot encode for its column (refused before anything is sent).
+_ClientDataError = asyncpg.exceptions._base.DataError
 
 
 def refused_as_data(exc: BaseException) -> bool:
@@ -57,7 +58,8 @@ def refused_as_data(exc: BaseException) -> bool:
     if isinstance(exc, (_ClientDataError, orjson.JSONEncodeError)):
         return True
     state = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and state[:2] in ("22", "23") and state != _NO_PARTITION
+    refused = state[:2] in ("22", "23") and state != _NO_PARTITION
+    return isinstance(exc, asyncpg.PostgresError) and refused
 
 
 class _Pending:
@@ -204,7 +206,8 @@ class GroupCommitter:
         log.warning("a request of %d records refused by the database: %s", len(item.records), exc)
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if not item.future.done():
-            item.future.set_exception(Invalid(f"the database refused a value: {detail}", field="body"))
+            refusal = Invalid(f"the database refused a value: {detail}", field="body")
+            item.future.set_exception(refusal)
 
     async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
         # Nothing reached the database (no connection, a stale pooled one, a partition dropped under

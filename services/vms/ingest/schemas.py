@@ -22,6 +22,7 @@ StrLike = Annotated[str, AfterValidator(_storable)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # The columns these go to are 32-bit integers.
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+ClassName = Annotated[StrLike, Field(min_length=1, max_length=64)]
 
 
 def _aware(value: datetime) -> datetime:
@@ -93,9 +94,7 @@ class DetectionsIn(_Payload):
     frames: Int32
     inference_ms: InferenceMs | None = None
     conf_threshold: Number = Field(ge=0, le=1)
-    counts: dict[Annotated[StrLike, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
-        default_factory=dict
-    )
+    counts: dict[ClassName, Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(default_factory=dict)
     detections: list[Detection] = Field(default_factory=list)
     below_threshold: Int32 = 0
     frames_sent_up: Int32 = 0
