@@ -198,3 +198,11 @@ async def test_the_edge_client_drops_a_refused_record_counts_it_and_sends_what_f
         for r in await fetch(db, "SELECT message FROM vms.usage WHERE nid = $1 ORDER BY ts", nid)
     ]
     assert stored == ["before", "after"]
+
+
+async def test_a_nul_in_a_multipart_field_post_is_refused_naming_the_field(vms_flag):
+    """Multipart forms pass the shared request layer unread: the payload's own validation refuses."""
+    fields = {"nid": "0x01", "cpu": "1", "memory": "1", "func": "SUN\x00NY"}
+    r = await vms_flag.post("/usage", files={k: (None, v) for k, v in fields.items()}, headers=OPERATOR)
+    assert r.status_code == 422 and r.json()["code"] == "1001", r.text
+    assert r.json()["message"].startswith("func:"), r.text

@@ -4,21 +4,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-
-from shared.input_checks import string_problem
-
-
-def _storable(value: str) -> str:
-    # Postgres refuses a NUL in text and JSON; one such record must not fail a group commit.
-    problem = string_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Field devices send "4" or 4, "0000" or 0: both are the same code (coerce_numbers_to_str below).
-StrLike = Annotated[str, AfterValidator(_storable)]
+# No NUL: Postgres refuses it in text and JSON (the shared request layer refuses it in JSON and
+# form bodies already; this covers every other way in, natively). An unpaired surrogate is
+# refused by pydantic itself.
+StrLike = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # The columns these go to are 32-bit integers.
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
