@@ -115,7 +115,8 @@ class RequestContextMiddleware:
                         body, problem = body_check.finish()
                         if body_check.kind == "json":
                             scope[JSON_BODY_KEY] = body
-                        if problem is not None:
+                        route = scope.get("route")
+                        if problem is not None and not getattr(route, "judges_each_record", False):
                             raise refuse(problem)
             return message
 

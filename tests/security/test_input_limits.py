@@ -189,10 +189,12 @@ def test_nul_characters_in_bodies_and_queries_answer_422_naming_the_field(servic
         optimizer.post("/events", json={"type": "condition_changed", "nid": "0x01\u0000"}), "nid"
     )
     _check_422(vms.get("/nodes/state", params={"nids": "0x01\x00"}), "nids")
-    _check_422(
-        vms.post("/batch", json={"records": [{"kind": "usage", "data": {"func": "S\u0000"}}]}),
-        "records[0].data.func",
-    )
+    # /batch judges each record: the NUL one is reported, not the whole body refused.
+    data = {"nid": "0x01", "cpu": 1, "memory": 1, "func": "S\u0000"}
+    r = vms.post("/batch", json={"records": [{"kind": "usage", "data": data}]})
+    assert r.status_code == 200 and r.json()["rejected"] == 1, r.text
+    assert r.json()["results"][0]["field"] == "records[0].data.func", r.text
+    _check_422(vms.post("/detections", json={"nid": "0x01", "model": "m\u0000"}), "model")
     _check_422(
         vms.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "S\u0000"}),
         "func",

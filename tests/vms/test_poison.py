@@ -206,3 +206,19 @@ async def test_a_nul_in_a_multipart_field_post_is_refused_naming_the_field(vms_f
     r = await vms_flag.post("/usage", files={k: (None, v) for k, v in fields.items()}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()["code"] == "1001", r.text
     assert r.json()["message"].startswith("func:"), r.text
+
+
+async def test_a_batch_with_a_poison_record_stores_the_others(vms_flag):
+    good = usage("0x01", "batch-good")
+    records = [
+        {"kind": "usage", "data": good},
+        {"kind": "usage", "data": usage("0x01", "batch-bad", func="SUN\u0000NY")},
+        {"kind": "detections", "data": detections("0x01", frames=2**31)},
+        {"kind": "usage", "data": {**good, "message": "batch-good-2"}},
+    ]
+    r = await vms_flag.post("/batch", json={"records": records}, headers=OPERATOR)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stored"] == 2 and body["rejected"] == 2, body
+    fields = [x.get("field") for x in body["results"]]
+    assert fields == [None, "records[1].data.func", "records[2].data.frames", None], body
