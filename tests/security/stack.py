@@ -1,16 +1,21 @@
-"""The four services as real processes on the test database, for the tests of this folder.
+"""The four services as real processes, for the tests of this folder.
 
-Body limits are small (``BODY_LIMIT``, ``UPLOAD_LIMIT`` on the master's uploads) so that an
-over-limit body is cheap to send.
+They run on a database of their own, dropped afterwards: fuzzing rewrites reference data (the
+condition map) that other tests rely on. Body limits are small (``BODY_LIMIT``, and
+``UPLOAD_LIMIT`` on the master's uploads) so that an over-limit body is cheap to send.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared import migrations
+from tests.helpers.database import create_database, drop_database
 from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, start_service
 
@@ -19,10 +24,21 @@ BODY_LIMIT = 200_000
 UPLOAD_LIMIT = 400_000
 
 
-def running_services(
+def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
+    name = f"edgesec_{uuid.uuid4().hex[:10]}"
+    database_url = asyncio.run(create_database(name))
+    try:
+        for service in SERVICES:
+            migrations.upgrade(service, database_url)
+        yield from _services(database_url, tmp_path_factory)
+    finally:
+        asyncio.run(drop_database(name))
+
+
+def _services(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
     tmp: Path = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in SERVICES}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
