@@ -65,6 +65,8 @@ class AgentDriver(RuntimeDriver):
             response = await self._client.request(method, url, **kw)
         except httpx.TimeoutException as exc:
             raise DriverUnavailable(f"{what}: the agent did not answer in time") from exc
+        except httpx.InvalidURL as exc:  # an agent_url setup stored but no request can be made to
+            raise DriverError(f"{what}: the edge's agent_url is not a usable URL ({exc})") from exc
         except httpx.HTTPError as exc:
             raise DriverUnavailable(f"{what}: agent unreachable ({exc.__class__.__name__})") from exc
         if response.status_code == 404 and ok_404:

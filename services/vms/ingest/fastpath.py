@@ -30,6 +30,16 @@ class _Route:
     kind: str | None  # None: /batch
     legacy: bool
 
+    @property
+    def field_envelope(self) -> bool:  # read by the shared request layer (input_checks)
+        return self.legacy
+
+    @property
+    def judges_each_record(self) -> bool:
+        # /batch: a record with a NUL is reported on its own (the others stored), not the whole
+        # body refused by the shared request layer.
+        return self.kind is None
+
 
 ROUTES = {
     "/usage": _Route("/usage", "usage", True),
