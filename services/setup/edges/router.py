@@ -5,8 +5,19 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 
 from services.setup.edges import service
-from services.setup.edges.schemas import EdgeCamera, EdgeCreate, EdgeCreated, EdgeOut, EdgeToken, EdgeUpdate
-from shared.auth import OperatorAuth, ReaderAuth, ServiceAuth
+from services.setup.edges import tokens
+from services.setup.edges.schemas import (
+    EdgeCamera,
+    EdgeCreate,
+    EdgeCreated,
+    EdgeOut,
+    EdgeToken,
+    EdgeUpdate,
+    TokenRevocations,
+)
+from shared.auth import AnyPrincipal, OperatorAuth, ReaderAuth, ServiceAuth
+from shared.edge_tokens import decode_edge_token
+from shared.errors import Forbidden, Unauthorized
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -42,6 +53,27 @@ async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
     return await service.node_ids(session)
 
 
+@router.get("/token-revocations", response_model=TokenRevocations,
+            summary="Per node, the lowest edge-token id still valid (the services' safety-net read)")
+async def token_revocations(session: SessionDep, request: Request, _: ServiceAuth) -> TokenRevocations:
+    return TokenRevocations(min_token_id=await tokens.revocations(session, request.app.state.settings))
+
+
+@router.post("/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent, before expiry)")
+async def renew_token(session: SessionDep, request: Request, who: AnyPrincipal) -> EdgeToken:
+    if who.kind == "anonymous":
+        raise Unauthorized()
+    if who.kind != "edge" or who.nid is None:
+        raise Forbidden("only an edge renews its own token")
+    edge, token = await service.renew_token(session, who.nid, request.app.state.settings)
+    return _token_out(edge.id, edge.nid, token, request)
+
+
+def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToken:
+    claims = decode_edge_token(token, request.app.state.settings.edge_token_secret.get_secret_value())
+    return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=claims.expires_at if claims else None)
+
+
 @router.get("/{edge_id}", response_model=EdgeOut)
 async def get_edge(edge_id: int, session: SessionDep, _: ReaderAuth):
     return service.to_out(await service.get(session, edge_id))
@@ -55,10 +87,17 @@ async def update_edge(edge_id: int, data: EdgeUpdate, session: SessionDep, _: Op
 @router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token for the edge (shown once)")
 async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
     edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
-    return EdgeToken(id=edge.id, nid=edge.nid, token=token)
+    return _token_out(edge.id, edge.nid, token, request)
 
 
-@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (services only)")
+@router.post("/{edge_id}/workload-token", response_model=EdgeToken,
+             summary="A token for the workloads the master runs on the edge (the master only)")
+async def workload_token(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth) -> EdgeToken:
+    edge, token = await service.workload_token(session, edge_id, request.app.state.settings)
+    return _token_out(edge.id, edge.nid, token, request)
+
+
+@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (the operator, the master)")
 async def camera(edge_id: int, session: SessionDep, _: ServiceAuth):
     return EdgeCamera(id=edge_id, url=await service.camera_url(session, edge_id))
 

@@ -132,6 +132,11 @@ class EdgeToken(BaseModel):
     id: int
     nid: str
     token: str = Field(description="shown only once; update the edge's edgeconfig.xml with it")
+    expires_at: int | None = Field(None, description="unix time; the agent renews before (POST /edges/me/token)")
+
+
+class TokenRevocations(BaseModel):
+    min_token_id: dict[str, int] = Field(description="per node id, the lowest edge-token id still valid")
 
 
 class EdgeCamera(BaseModel):
