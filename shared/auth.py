@@ -71,8 +71,7 @@ GRANTED_READS: frozenset[Grant] = frozenset(
 EDGE_READS: dict[tuple[str, str], str | None] = {
     ("optimizer", "/routing/{nid}"): "nid",
     ("vms", "/nodes/{nid}/series"): "nid",
-    ("vms", "/analysis/{request_id}"): None,  # the handler checks the frame is the edge's own
-    ("vms", "/analysis/{request_id}/image"): None,
+    ("vms", "/analysis/{request_id}/image"): None,  # the handler checks the frame is the edge's own
     ("setup", "/conditions"): None,
 }
 

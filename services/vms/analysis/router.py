@@ -50,7 +50,7 @@ async def list_frames(
 
 
 @router.get("/{request_id}/image", summary="The frame as it was sent", response_class=Response)
-async def frame_image(request_id: int, session: SessionDep, _: ReaderAuth) -> Response:
-    data = await service.image(session, request_id)
+async def frame_image(request_id: int, session: SessionDep, who: ReaderAuth) -> Response:
+    data = await service.image(session, request_id, who)
     media = "image/png" if data.startswith(service.PNG_MAGIC) else "image/jpeg"
     return Response(data, media_type=media)
