@@ -79,6 +79,10 @@ class ServiceSettings(BaseSettings):
         DEFAULT_AGENT_NETWORKS, validation_alias=_fixed("EDGE_AGENT_ALLOWED_NETWORKS"),
         description="comma list of networks (CIDR) an agent_url may resolve to",
     )
+    agent_key_secret: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_AGENT_KEY_SECRET"),
+        description="the master derives each agent's key from it (default: derived from EDGE_SERVICE_TOKEN)",
+    )
     agent_ca_file: str | None = Field(
         None, validation_alias=_fixed("EDGE_AGENT_CA_FILE"), description="CA bundle the master verifies https agents with"
     )
@@ -147,6 +151,16 @@ class ServiceSettings(BaseSettings):
                 root = self.service_token.get_secret_value().encode()
                 out[name] = "svc_" + hmac.new(root, f"service:{name}".encode(), hashlib.sha256).hexdigest()[:40]
         return out
+
+    def agent_key_for(self, nid: str) -> str:
+        """The key the master presents to the agent of node ``nid`` (shared.agent_keys)."""
+        from shared.agent_keys import agent_key, derived_secret
+
+        if self.agent_key_secret is not None:
+            secret = self.agent_key_secret.get_secret_value()
+        else:
+            secret = derived_secret(self.service_token.get_secret_value() if self.service_token else "")
+        return agent_key(secret, nid)
 
     def own_credential(self) -> str:
         """What this service sends when it calls another one."""
