@@ -174,7 +174,7 @@ class ServiceSettings(BaseSettings):
         """Every secret this process knows, so that logs can redact them."""
         return [
             s.get_secret_value()
-            for s in (self.operator_token, self.service_token, self.edge_token_secret)
+            for s in (self.operator_token, self.service_token, self.edge_token_secret, self.agent_key_secret)
             if s is not None
         ] + list(self.service_credentials().values())
 
