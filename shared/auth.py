@@ -198,9 +198,9 @@ async def require_edge_or_service(request: Request) -> Principal:
     principal = await current_principal(request)
     if principal.kind == "anonymous":
         raise Unauthorized()
-    if principal.kind == "edge" or principal.kind == "operator":
+    if principal.kind == "edge":
         return principal
-    if not principal.may(_grant(request)):
+    if principal.kind != "service" or not principal.may(_grant(request)):
         raise Forbidden("this route is for edges and the service it serves")
     return principal
 
