@@ -167,4 +167,17 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    _document_auth(app, settings.service_name)
     return app
+
+
+def _document_auth(app: FastAPI, service: str) -> None:
+    """Every operation of the OpenAPI document says who may call it (``x-auth``, shared.auth)."""
+    from shared.auth import annotate_openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = FastAPI.openapi(app)  # cached by the framework; annotating twice changes nothing
+        annotate_openapi(schema, list(app.routes), service)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 
@@ -205,6 +205,16 @@ async def require_edge_or_service(request: Request) -> Principal:
     return principal
 
 
+async def require_edge(request: Request) -> Principal:
+    """Routes only an edge calls, for itself (renew its token)."""
+    principal = await current_principal(request)
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    if principal.kind != "edge":
+        raise Forbidden("only an edge's own token may call this route")
+    return principal
+
+
 def check_own_node(principal: Principal, nid: str | None, field: str = "nid") -> None:
     """In a handler: an edge may only see what belongs to its own node."""
     if principal.kind == "edge" and nid != principal.nid:
@@ -215,4 +225,88 @@ OperatorAuth = Annotated[Principal, Depends(require_staff)]
 ServiceAuth = Annotated[Principal, Depends(require_service)]
 ReaderAuth = Annotated[Principal, Depends(require_reader)]
 EdgeOrServiceAuth = Annotated[Principal, Depends(require_edge_or_service)]
+EdgeAuth = Annotated[Principal, Depends(require_edge)]
 AnyPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+# --- the rule of every route, in its OpenAPI operation (x-auth) -----------------------------
+_RULES = {
+    require_staff: "change",
+    require_service: "service",
+    require_reader: "read",
+    require_edge_or_service: "edge-or-service",
+    require_edge: "edge",
+    current_principal: "authenticated",
+}
+# Routes that identify the caller inline (the VMS's ingest hot path), by service and path.
+INLINE_RULES: dict[tuple[str, str], str] = {
+    ("vms", "/usage"): "ingest",
+    ("vms", "/save_edgeData"): "ingest",
+    ("vms", "/detections"): "ingest",
+    ("vms", "/batch"): "ingest",
+}
+_WHO = {
+    "open": "anyone, no token",
+    "change": "the operator; a service only where listed",
+    "service": "only the services listed",
+    "read": "the operator and every service; an edge only where its own data (edge)",
+    "edge-or-service": "an edge's own token; the services listed",
+    "edge": "only an edge's own token",
+    "authenticated": "any valid token (the handler checks an edge's node)",
+    "ingest": "any valid token; an edge's records are its own node's",
+}
+
+
+def _rule_of(dependant: Any) -> str | None:
+    for dep in dependant.dependencies:
+        if dep.call in _RULES:
+            return _RULES[dep.call]
+        found = _rule_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def route_rule(service: str, method: str, path: str, dependant: Any) -> dict[str, Any]:
+    """Who may call one route: the documented rule (what the auth matrix test checks)."""
+    rule = _rule_of(dependant) or INLINE_RULES.get((service, path), "open")
+    grant = (service, method, path)
+    services = sorted(
+        name for name, grants in SERVICE_GRANTS.items()
+        if rule in ("read", "authenticated", "ingest") or grant in grants
+    )
+    edge: str | bool = rule in ("edge-or-service", "edge", "authenticated", "ingest")
+    if rule == "read" and (service, path) in EDGE_READS:
+        own = EDGE_READS[(service, path)]
+        edge = f"own:{own}" if own else "own"
+    return {"rule": rule, "operator": rule not in ("service", "edge-or-service", "edge"),
+            "services": services, "edge": edge, "who": _WHO[rule]}
+
+
+def _api_routes(routes: list[Any]) -> list[Any]:
+    """Every API route with its full path and dependencies (routers included, at any depth)."""
+    from fastapi import routing
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    contexts = list(iterate(routes)) if iterate is not None else routes
+    out = []
+    for ctx in contexts:
+        original = getattr(ctx, "original_route", ctx)
+        if isinstance(original, routing.APIRoute) and getattr(ctx, "dependant", None) is not None:
+            out.append(ctx)
+    return out
+
+
+def annotate_openapi(schema: dict[str, Any], routes: list[Any], service: str) -> None:
+    """Adds ``x-auth`` (and a "Who may call" line) to every operation of the schema."""
+    for route in _api_routes(routes):
+        operations = schema.get("paths", {}).get(route.path, {})
+        for method in route.methods or ():
+            operation = operations.get(method.lower())
+            if operation is None or "x-auth" in operation:
+                continue
+            rule = route_rule(service, method, route.path, route.dependant)
+            operation["x-auth"] = rule
+            services = ", ".join(rule["services"]) or "none"
+            line = f"Who may call: {rule['who']} (services: {services})."
+            operation["description"] = (operation.get("description", "") + "\n\n" + line).strip()

@@ -15,9 +15,8 @@ from services.setup.edges.schemas import (
     EdgeUpdate,
     TokenRevocations,
 )
-from shared.auth import AnyPrincipal, OperatorAuth, ReaderAuth, ServiceAuth
+from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
 from shared.edge_tokens import decode_edge_token
-from shared.errors import Forbidden, Unauthorized
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -60,11 +59,8 @@ async def token_revocations(session: SessionDep, request: Request, _: ServiceAut
 
 
 @router.post("/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent, before expiry)")
-async def renew_token(session: SessionDep, request: Request, who: AnyPrincipal) -> EdgeToken:
-    if who.kind == "anonymous":
-        raise Unauthorized()
-    if who.kind != "edge" or who.nid is None:
-        raise Forbidden("only an edge renews its own token")
+async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> EdgeToken:
+    assert who.nid is not None
     edge, token = await service.renew_token(session, who.nid, request.app.state.settings)
     return _token_out(edge.id, edge.nid, token, request)
 

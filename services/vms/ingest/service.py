@@ -200,6 +200,8 @@ class IngestService:
 
     # -- entry points --------------------------------------------------------------------------
     async def ingest_one(self, principal: Principal, kind: str, data: Any, *, legacy: bool) -> Record:
+        if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
+            raise Unauthorized()  # before the payload: a stranger learns nothing of it
         try:
             record = await self.build(principal, kind, data, legacy=legacy)
         except Rejected as exc:
