@@ -69,7 +69,7 @@ class ServiceSettings(BaseSettings):
         description="accept the shared EDGE_SERVICE_TOKEN itself as a (scoped) service credential; default: only in local mode",
     )
     edge_token_ttl_s: int = Field(
-        30 * 86400, ge=60, validation_alias=_fixed("EDGE_EDGE_TOKEN_TTL_S"), description="lifetime of an edge token (agents renew)"
+        30 * 86400, ge=5, validation_alias=_fixed("EDGE_EDGE_TOKEN_TTL_S"), description="lifetime of an edge token (agents renew)"
     )
     revocations_refresh_s: float = Field(
         30.0, gt=0, validation_alias=_fixed("EDGE_REVOCATIONS_REFRESH_S"),

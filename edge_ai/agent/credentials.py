@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ def token_nid(token: str) -> str | None:
 
 class EdgeTokenStore:
     def __init__(self, path: Path, initial: str | None, *, setup_url: str, renew_before_s: float,
-                 verify: str | bool = True, on_renewed: Callable[[], Awaitable[None]] | None = None):
+                 verify: ssl.SSLContext | bool = True, on_renewed: Callable[[], Awaitable[None]] | None = None):
         self.path = path
         self.setup_url = setup_url.rstrip("/")
         self.renew_before_s = renew_before_s

@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import ssl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ class PackageFetcher:
     """
 
     def __init__(self, *, master_url: str, auth: httpx.Auth | None, cache_dir: Path, timeout_s: float, max_bytes: int,
-                 verify: str | bool = True):
+                 verify: ssl.SSLContext | bool = True):
         self.master_url = master_url.rstrip("/")
         self.cache_dir = cache_dir / "sha256"
         self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The agent's settings: AGENT_* variables (and a few EDGE_* under their fixed names)."""
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -74,9 +75,9 @@ class AgentSettings(BaseSettings):
         return self
 
     @property
-    def verify(self) -> str | bool:
+    def verify(self) -> ssl.SSLContext | bool:
         """What the agent verifies the master's and setup's certificates with."""
-        return self.master_ca_file or True
+        return ssl.create_default_context(cafile=self.master_ca_file) if self.master_ca_file else True
 
     def secret_values(self) -> list[str]:
         return [s.get_secret_value() for s in (self.key, self.edge_token) if s is not None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ssl
 import tarfile
 import textwrap
 import threading
@@ -118,7 +119,8 @@ class ArtifactServer:
 
     ``serve_instead`` makes it answer a digest with other bytes (a corrupted transfer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) to serve https, as a master behind TLS does."""
         self.blobs: dict[str, bytes] = {}
         self.substitutes: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -148,7 +150,13 @@ class ArtifactServer:
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
