@@ -236,9 +236,10 @@ class Supervisor:
         log.info("%s: started version %s (generation %s)", spec.name, spec.version, spec.generation)
 
     def _workload_env(self, spec: WorkloadSpec) -> dict[str, str]:
-        """The spec's env plus the edge's own token (the master sends none on this runtime)."""
+        """The spec's env plus the edge's own token (the master sends none on this runtime), unless
+        the deployment brings its own (in env or in edgeconfig.xml)."""
         token = self.edge_token()
-        if token is None or "EDGE_TOKEN" in spec.env:
+        if token is None or "EDGE_TOKEN" in spec.env or "<Token>" in (spec.edgeconfig_xml or ""):
             return spec.env
         return {**spec.env, "EDGE_TOKEN": token}
 
