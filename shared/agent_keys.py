@@ -5,6 +5,7 @@
 own key (AGENT_KEY, printed by ``edgectl agent-key NID``): a stolen key opens that one agent, and
 no service accepts it, so an agent never holds a credential that can change the fleet.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,4 +19,6 @@ def derived_secret(service_token: str) -> str:
 
 
 def agent_key(secret: str, nid: str) -> str:
-    return PREFIX + hmac.new(secret.encode(), f"agent:{nid}".encode(), hashlib.sha256).hexdigest()[:40]
+    return (
+        PREFIX + hmac.new(secret.encode(), f"agent:{nid}".encode(), hashlib.sha256).hexdigest()[:40]
+    )

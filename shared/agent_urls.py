@@ -6,6 +6,7 @@ requiring every address it resolves to be allowed (EDGE_AGENT_ALLOWED_NETWORKS).
 addresses (169.254.0.0/16 with the cloud metadata service, fe80::/10), multicast, broadcast and
 the unspecified address are refused whatever the setting says.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,15 +19,24 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(text: str) -> list[Network]:
-    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+    return [
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    ]
 
 
 def address_allowed(address: Address, networks: list[Network]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
+    if (
+        address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    ):
         return False
-    if isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address("255.255.255.255"):
+    if isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address(
+        "255.255.255.255"
+    ):
         return False
     return any(address in network for network in networks)
 
@@ -39,7 +49,9 @@ def check_agent_url(url: str, networks: list[Network]) -> str:
     if not parts.hostname:
         raise ValueError("must name a host")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry credentials (the master authenticates with the agent's key)")
+        raise ValueError(
+            "must not carry credentials (the master authenticates with the agent's key)"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
@@ -49,7 +61,9 @@ def check_agent_url(url: str, networks: list[Network]) -> str:
     except ValueError:
         return parts.hostname  # a name: resolved and checked at call time
     if not address_allowed(literal, networks):
-        raise ValueError(f"{literal} is not on the networks agents may use (EDGE_AGENT_ALLOWED_NETWORKS)")
+        raise ValueError(
+            f"{literal} is not on the networks agents may use (EDGE_AGENT_ALLOWED_NETWORKS)"
+        )
     return parts.hostname
 
 
@@ -62,6 +76,6 @@ async def resolve_and_check(url: str, networks: list[Network]) -> None:
     except OSError as exc:
         raise ValueError(f"host {host!r} does not resolve") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address_allowed(address, networks):
             raise ValueError(f"{host} resolves to {address}, not on the networks agents may use")

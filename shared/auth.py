@@ -13,6 +13,7 @@ Principals:
 - an edge: a token issued by setup (shared.edge_tokens), not expired and not revoked; it posts its
   own records and reads only its own data (``EDGE_READS``).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -29,37 +30,47 @@ Grant = tuple[str, str, str]  # (service answering, METHOD, route path template)
 
 # What each service's credential may change on the others (reads are open to every service).
 SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
-    "master": frozenset({
-        ("setup", "POST", "/ai-packages"),
-        ("setup", "PATCH", "/ai-packages/{ai_id}"),
-        ("setup", "DELETE", "/ai-packages/{ai_id}"),
-        ("setup", "POST", "/deployments"),
-        ("setup", "PATCH", "/deployments/{deployment_id}"),
-        ("setup", "DELETE", "/deployments/{deployment_id}"),
-        ("setup", "POST", "/deployments/observed"),
-        ("setup", "POST", "/edges/{edge_id}/workload-token"),
-        ("setup", "GET", "/edges/{edge_id}/camera"),
-        ("setup", "GET", "/edges/token-revocations"),
-        ("optimizer", "POST", "/events"),
-    }),
-    "setup": frozenset({
-        ("master", "POST", "/reconcile"),
-        ("master", "POST", "/ai-packages/{ai_id}/build"),
-        ("master", "POST", "/ai-packages/{ai_id}/remove"),
-    }),
-    "optimizer": frozenset({
-        ("setup", "POST", "/deployments/bulk"),
-        ("setup", "GET", "/edges/token-revocations"),
-    }),
-    "vms": frozenset({
-        ("setup", "GET", "/edges/node-ids"),
-        ("setup", "GET", "/edges/token-revocations"),
-        ("optimizer", "POST", "/events"),
-    }),
+    "master": frozenset(
+        {
+            ("setup", "POST", "/ai-packages"),
+            ("setup", "PATCH", "/ai-packages/{ai_id}"),
+            ("setup", "DELETE", "/ai-packages/{ai_id}"),
+            ("setup", "POST", "/deployments"),
+            ("setup", "PATCH", "/deployments/{deployment_id}"),
+            ("setup", "DELETE", "/deployments/{deployment_id}"),
+            ("setup", "POST", "/deployments/observed"),
+            ("setup", "POST", "/edges/{edge_id}/workload-token"),
+            ("setup", "GET", "/edges/{edge_id}/camera"),
+            ("setup", "GET", "/edges/token-revocations"),
+            ("optimizer", "POST", "/events"),
+        }
+    ),
+    "setup": frozenset(
+        {
+            ("master", "POST", "/reconcile"),
+            ("master", "POST", "/ai-packages/{ai_id}/build"),
+            ("master", "POST", "/ai-packages/{ai_id}/remove"),
+        }
+    ),
+    "optimizer": frozenset(
+        {
+            ("setup", "POST", "/deployments/bulk"),
+            ("setup", "GET", "/edges/token-revocations"),
+        }
+    ),
+    "vms": frozenset(
+        {
+            ("setup", "GET", "/edges/node-ids"),
+            ("setup", "GET", "/edges/token-revocations"),
+            ("optimizer", "POST", "/events"),
+        }
+    ),
 }
 # The shared token of old deployments: what the services do together, plus fetching artifacts
 # (the agents' job before they had edge tokens). Never an operator-only change.
-SERVICE_GRANTS["legacy"] = frozenset().union(*SERVICE_GRANTS.values()) | {("master", "GET", "/artifacts/{digest}")}
+SERVICE_GRANTS["legacy"] = frozenset().union(*SERVICE_GRANTS.values()) | {
+    ("master", "GET", "/artifacts/{digest}")
+}
 
 # Service-only reads (node lists, revocations, artifacts, camera credentials): a grant is needed.
 GRANTED_READS: frozenset[Grant] = frozenset(
@@ -109,10 +120,14 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def identify(settings: ServiceSettings, token: str | None, revocations: RevocationSet | None = None) -> Principal:
+def identify(
+    settings: ServiceSettings, token: str | None, revocations: RevocationSet | None = None
+) -> Principal:
     if token is None:
         return ANONYMOUS
-    if settings.operator_token is not None and _same(token, settings.operator_token.get_secret_value()):
+    if settings.operator_token is not None and _same(
+        token, settings.operator_token.get_secret_value()
+    ):
         return Principal("operator")
     for name, credential in settings.service_credentials().items():
         if _same(token, credential):
@@ -125,7 +140,9 @@ def identify(settings: ServiceSettings, token: str | None, revocations: Revocati
         if claims is not None:
             if revocations is not None and not revocations.allows(claims):
                 raise Unauthorized("this edge token was revoked: use the edge's current token")
-            return Principal("edge", nid=claims.nid, token_id=claims.token_id, expires_at=claims.expires_at)
+            return Principal(
+                "edge", nid=claims.nid, token_id=claims.token_id, expires_at=claims.expires_at
+            )
     raise Unauthorized("invalid bearer token")
 
 
@@ -133,10 +150,16 @@ def still_valid(principal: Principal, revocations: RevocationSet | None, now: fl
     """For a principal remembered by token (the VMS's fast path): not expired, not revoked since."""
     if principal.kind != "edge":
         return True
-    assert principal.nid is not None and principal.token_id is not None and principal.expires_at is not None
+    assert (
+        principal.nid is not None
+        and principal.token_id is not None
+        and principal.expires_at is not None
+    )
     if principal.expires_at <= now:
         return False
-    return revocations is None or principal.token_id >= revocations.min_token_id.get(principal.nid, 0)
+    return revocations is None or principal.token_id >= revocations.min_token_id.get(
+        principal.nid, 0
+    )
 
 
 def revocations_of(request: Request) -> RevocationSet | None:
@@ -189,7 +212,9 @@ async def require_reader(request: Request) -> Principal:
             raise Forbidden("an edge token reads only its own data")
         own = EDGE_READS[(service, path)]
         if own is not None and request.path_params.get(own) != principal.nid:
-            raise Forbidden(f"an edge token reads only its own data: {own} must be {principal.nid!r}", field=own)
+            raise Forbidden(
+                f"an edge token reads only its own data: {own} must be {principal.nid!r}", field=own
+            )
     return principal
 
 
@@ -272,15 +297,21 @@ def route_rule(service: str, method: str, path: str, dependant: Any) -> dict[str
     rule = _rule_of(dependant) or INLINE_RULES.get((service, path), "open")
     grant = (service, method, path)
     services = sorted(
-        name for name, grants in SERVICE_GRANTS.items()
+        name
+        for name, grants in SERVICE_GRANTS.items()
         if rule in ("read", "authenticated", "ingest") or grant in grants
     )
     edge: str | bool = rule in ("edge-or-service", "edge", "authenticated", "ingest")
     if rule == "read" and (service, path) in EDGE_READS:
         own = EDGE_READS[(service, path)]
         edge = f"own:{own}" if own else "own"
-    return {"rule": rule, "operator": rule not in ("service", "edge-or-service", "edge"),
-            "services": services, "edge": edge, "who": _WHO[rule]}
+    return {
+        "rule": rule,
+        "operator": rule not in ("service", "edge-or-service", "edge"),
+        "services": services,
+        "edge": edge,
+        "who": _WHO[rule],
+    }
 
 
 def _api_routes(routes: list[Any]) -> list[Any]:

@@ -9,6 +9,7 @@ Revocation: setup keeps, per node id, the lowest token id still valid (``Revocat
 rotation or a deletion raises it, which kills every older token of that node at once. Every
 service that verifies edge tokens keeps that set fresh (see shared.revocations).
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,7 +36,12 @@ def _sign(body: str, secret: str) -> str:
 
 
 def issue_edge_token(
-    nid: str, secret: str, *, token_id: int = 0, ttl_s: int = DEFAULT_TTL_S, now: float | None = None
+    nid: str,
+    secret: str,
+    *,
+    token_id: int = 0,
+    ttl_s: int = DEFAULT_TTL_S,
+    now: float | None = None,
 ) -> str:
     expires = int((time.time() if now is None else now) + ttl_s)
     body = f"{nid.encode().hex()}.{token_id}.{expires}.{secrets.token_urlsafe(12)}"
@@ -46,7 +52,7 @@ def decode_edge_token(token: str, secret: str, *, now: float | None = None) -> E
     """The token's claims, or None when it is not one of ours, malformed or expired."""
     if not token.startswith(PREFIX):
         return None
-    body, _, signature = token[len(PREFIX):].rpartition(".")
+    body, _, signature = token[len(PREFIX) :].rpartition(".")
     if not body or not hmac.compare_digest(signature, _sign(body, secret)):
         return None
     parts = body.split(".")

@@ -6,6 +6,7 @@ listening on the shared Postgres): the change applies within milliseconds, with 
 per record. Safety net: every EDGE_REVOCATIONS_REFRESH_S a scheduled job re-reads the whole list
 (from setup over HTTP, or setup's own table) and re-opens the listening connection if it dropped.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ Loader = Callable[[], Awaitable[dict[str, int]]]
 def http_loader(settings: ServiceSettings) -> Loader:
     async def load() -> dict[str, int]:
         headers = {"Authorization": f"Bearer {settings.own_credential()}"}
-        async with httpx.AsyncClient(base_url=settings.setup_url, headers=headers, timeout=5.0) as client:
+        async with httpx.AsyncClient(
+            base_url=settings.setup_url, headers=headers, timeout=5.0
+        ) as client:
             response = await client.get("/edges/token-revocations")
             response.raise_for_status()
             return {str(k): int(v) for k, v in response.json()["min_token_id"].items()}
@@ -48,7 +51,10 @@ class RevocationWatcher:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         await self.refresh()
         self._scheduler.add_job(
-            self.refresh, "interval", seconds=self.settings.revocations_refresh_s, id="edge-token-revocations"
+            self.refresh,
+            "interval",
+            seconds=self.settings.revocations_refresh_s,
+            id="edge-token-revocations",
         )
         self._scheduler.start()
 
@@ -65,8 +71,11 @@ class RevocationWatcher:
         try:
             entries = await self.loader()
         except (httpx.HTTPError, asyncpg.PostgresError, OSError, ValueError, KeyError) as exc:
-            log.warning("edge-token revocations unavailable, keeping %d known: %s",
-                        len(self.revocations.min_token_id), exc)
+            log.warning(
+                "edge-token revocations unavailable, keeping %d known: %s",
+                len(self.revocations.min_token_id),
+                exc,
+            )
             return
         self.revocations.replace(entries)
 
@@ -79,8 +88,11 @@ class RevocationWatcher:
             await self._listener.add_listener(CHANNEL, self._on_notify)
         except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             self._listener = None
-            log.warning("cannot listen for edge-token revocations (next try in %ss): %s",
-                        self.settings.revocations_refresh_s, exc)
+            log.warning(
+                "cannot listen for edge-token revocations (next try in %ss): %s",
+                self.settings.revocations_refresh_s,
+                exc,
+            )
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -7,6 +7,7 @@ its workloads (EDGE_TOKEN) and, on a schedule, renews it (``POST /edges/me/token
 less than AGENT_TOKEN_RENEW_BEFORE_S is left; a renewal restarts the workloads so that none keeps
 a token that will expire.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ log = logging.getLogger("edge.agent.credentials")
 def token_expiry(token: str) -> int | None:
     """The expiry the token states (not verified here: setup and the VMS verify it)."""
     try:
-        parts = token[len("edg_"):].rsplit(".", 1)[0].split(".")
+        parts = token[len("edg_") :].rsplit(".", 1)[0].split(".")
         return int(parts[2]) if token.startswith("edg_") and len(parts) == 4 else None
     except ValueError:
         return None
@@ -32,14 +33,26 @@ def token_expiry(token: str) -> int | None:
 
 def token_nid(token: str) -> str | None:
     try:
-        return bytes.fromhex(token[len("edg_"):].split(".", 1)[0]).decode() if token.startswith("edg_") else None
+        return (
+            bytes.fromhex(token[len("edg_") :].split(".", 1)[0]).decode()
+            if token.startswith("edg_")
+            else None
+        )
     except ValueError:
         return None
 
 
 class EdgeTokenStore:
-    def __init__(self, path: Path, initial: str | None, *, setup_url: str, renew_before_s: float,
-                 verify: ssl.SSLContext | bool = True, on_renewed: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        initial: str | None,
+        *,
+        setup_url: str,
+        renew_before_s: float,
+        verify: ssl.SSLContext | bool = True,
+        on_renewed: Callable[[], Awaitable[None]] | None = None,
+    ):
         self.path = path
         self.setup_url = setup_url.rstrip("/")
         self.renew_before_s = renew_before_s
@@ -77,12 +90,16 @@ class EdgeTokenStore:
             return False
         try:
             async with httpx.AsyncClient(verify=self.verify, timeout=10.0) as client:
-                response = await client.post(f"{self.setup_url}/edges/me/token",
-                                             headers={"Authorization": f"Bearer {token}"})
+                response = await client.post(
+                    f"{self.setup_url}/edges/me/token", headers={"Authorization": f"Bearer {token}"}
+                )
             response.raise_for_status()
             fresh = response.json()["token"]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
-            log.warning("renewing the edge token failed (next try at the next check): %s", type(exc).__name__)
+            log.warning(
+                "renewing the edge token failed (next try at the next check): %s",
+                type(exc).__name__,
+            )
             return False
         self._save(fresh)
         self.renewals += 1

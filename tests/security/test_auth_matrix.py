@@ -6,6 +6,7 @@ token, each service's own credential and the shared service token of old deploym
 answer must be what the document says: 401 without a valid token, 403 for a caller it does not
 list, anything but 401/403 for one it lists. The README's table is this same document.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,14 @@ import pytest
 
 from shared.edge_tokens import issue_edge_token
 from tests.conftest import running_app
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE_TOKEN, free_port, service_credential, settings_for
+from tests.helpers.env import (
+    EDGE_TOKEN_SECRET,
+    OPERATOR,
+    SERVICE_TOKEN,
+    free_port,
+    service_credential,
+    settings_for,
+)
 
 SERVICES = ("setup", "master", "optimizer", "vms")
 EDGE_NID = "0x01"
@@ -49,31 +57,52 @@ def nowhere() -> str:
 
 
 def settings(service: str, db: str, tmp_path: Path):
-    extra: dict[str, Any] = {"setup_url": nowhere(), "optimizer_url": nowhere(), "vms_url": nowhere(),
-                             "master_url": nowhere()}
+    extra: dict[str, Any] = {
+        "setup_url": nowhere(),
+        "optimizer_url": nowhere(),
+        "vms_url": nowhere(),
+        "master_url": nowhere(),
+    }
     if service == "setup":
         extra = {"notify_master": False}
     if service == "master":
-        extra.update(artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
-                     reconcile_on_start=False, reconcile_seconds=3600, notify_optimizer=False)
+        extra.update(
+            artifact_dir=tmp_path / "artifacts",
+            package_dir=tmp_path / "packages",
+            reconcile_on_start=False,
+            reconcile_seconds=3600,
+            notify_optimizer=False,
+        )
     return settings_for(service, db, **extra)
 
 
 @contextlib.asynccontextmanager
-async def service_app(service: str, db: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
-    app = importlib.import_module(f"services.{service}.app").create_app(settings(service, db, tmp_path))
+async def service_app(
+    service: str, db: str, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
+    app = importlib.import_module(f"services.{service}.app").create_app(
+        settings(service, db, tmp_path)
+    )
     async with running_app(app) as client:
         yield client, (await client.get("/openapi.json")).json()
 
 
 def operations(doc: dict) -> list[tuple[str, str, dict]]:
-    return [(method.upper(), path, op) for path, ops in doc["paths"].items() for method, op in ops.items()]
+    return [
+        (method.upper(), path, op)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+    ]
 
 
 def fill(path: str, op: dict, own: str | None, nid: str) -> str:
     """A concrete URL: the edge's own node id (or another's) where the rule names one, else a
     value of the right type that names nothing."""
-    types = {p["name"]: p.get("schema", {}).get("type") for p in op.get("parameters", []) if p["in"] == "path"}
+    types = {
+        p["name"]: p.get("schema", {}).get("type")
+        for p in op.get("parameters", [])
+        if p["in"] == "path"
+    }
 
     def value(match: re.Match) -> str:
         name = match.group(1)
@@ -111,11 +140,17 @@ async def matrix(service: str, db: str, tmp_path: Path) -> tuple[int, list[str]]
     calls = 0
     async with service_app(service, db, tmp_path) as (client, doc):
         if service == "setup":  # the edge of the edge token is registered (it renews its token)
-            r = await client.post("/edges", json={"name": "matrix-edge", "nid": EDGE_NID}, headers=OPERATOR)
+            r = await client.post(
+                "/edges", json={"name": "matrix-edge", "nid": EDGE_NID}, headers=OPERATOR
+            )
             assert r.status_code == 201, r.text
         for method, path, op in operations(doc):
             rule = op["x-auth"]
-            own = rule["edge"][4:] if isinstance(rule["edge"], str) and rule["edge"].startswith("own:") else None
+            own = (
+                rule["edge"][4:]
+                if isinstance(rule["edge"], str) and rule["edge"].startswith("own:")
+                else None
+            )
             variants = [(EDGE_NID, True)] + ([(OTHER_NID, False)] if own else [])
             for nid, own_value in variants:
                 url = fill(path, op, own, nid)
@@ -127,8 +162,10 @@ async def matrix(service: str, db: str, tmp_path: Path) -> tuple[int, list[str]]
                     calls += 1
                     want, got = expected(caller, rule, own_value=own_value), seen(r.status_code)
                     if want != got:
-                        problems.append(f"{service} {method} {url} as {caller}: documented {want}, answered "
-                                        f"{r.status_code} {r.text[:120]}")
+                        problems.append(
+                            f"{service} {method} {url} as {caller}: documented {want}, answered "
+                            f"{r.status_code} {r.text[:120]}"
+                        )
     return calls, problems
 
 
@@ -143,7 +180,11 @@ async def test_every_operation_documents_its_rule(db, tmp_path):
     for service in SERVICES:
         async with service_app(service, db, tmp_path) as (_, doc):
             for method, path, op in operations(doc):
-                assert "x-auth" in op and "Who may call:" in op.get("description", ""), (service, method, path)
+                assert "x-auth" in op and "Who may call:" in op.get("description", ""), (
+                    service,
+                    method,
+                    path,
+                )
 
 
 def table(docs: dict[str, dict]) -> str:
@@ -157,10 +198,15 @@ def table(docs: dict[str, dict]) -> str:
                 continue
             services = ", ".join(s for s in rule["services"] if s != "legacy") or "-"
             edge = rule["edge"]
-            edge_text = {True: "yes", False: "-"}.get(edge) if isinstance(edge, bool) else (
-                "its own" if edge == "own" else f"its own ({edge[4:]})")
+            edge_text = (
+                {True: "yes", False: "-"}.get(edge)
+                if isinstance(edge, bool)
+                else ("its own" if edge == "own" else f"its own ({edge[4:]})")
+            )
             operator = "yes" if rule["operator"] else "-"
-            lines.append(f"| {service} | `{method} {path}` | {operator} | {services} | {edge_text} |")
+            lines.append(
+                f"| {service} | `{method} {path}` | {operator} | {services} | {edge_text} |"
+            )
     return "\n".join(lines)
 
 

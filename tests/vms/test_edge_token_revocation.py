@@ -4,6 +4,7 @@ Issue 16 item 2: a rotated or deleted edge's token dies on the VMS (whose fast p
 principals by token) and on setup within seconds, pushed, with no call to setup per record.
 Issue 15 item 1: a newly registered edge's first records are accepted at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,16 +16,23 @@ import httpx
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR
 from tests.vms.conftest import field_date_time, vms
-from tests.vms.test_with_setup import edge_payload, setup_url  # noqa: F401 - the fixture
+from tests.vms.test_with_setup import edge_payload
+from tests.vms.test_with_setup import setup_url as setup_url  # the fixture
 
 # Long enough that only the push (NOTIFY) can explain a revocation seen within seconds.
-NO_POLLING = {"nodes_refresh_s": 3600.0, "nodes_miss_refresh_s": 3600.0, "revocations_refresh_s": 3600.0}
+NO_POLLING = {
+    "nodes_refresh_s": 3600.0,
+    "nodes_miss_refresh_s": 3600.0,
+    "revocations_refresh_s": 3600.0,
+}
 
 
 def register(setup_url: str, name: str, nid: str) -> tuple[int, str]:
     with httpx.Client(base_url=setup_url, headers=OPERATOR, timeout=10) as c:
         clusters = c.get("/clusters").json()["items"]
-        cluster = clusters[0] if clusters else c.post("/clusters", json={"name": "token-tests"}).json()
+        cluster = (
+            clusters[0] if clusters else c.post("/clusters", json={"name": "token-tests"}).json()
+        )
         r = c.post("/edges", json=edge_payload(name, nid, cluster["id"]))
         assert r.status_code == 201, r.text
         return r.json()["id"], r.json()["token"]
@@ -54,12 +62,16 @@ async def test_rotated_and_deleted_tokens_die_on_the_vms_and_setup_within_second
     edge_id, old = register(setup_url, "EdgeCCTV01", "0x01")
     async with vms(db, setup_url=setup_url, **NO_POLLING) as client:
         for _ in range(3):  # the fast path now remembers the token
-            assert (await client.post("/usage", json=usage("0x01"), headers=bearer(old))).status_code == 200
+            assert (
+                await client.post("/usage", json=usage("0x01"), headers=bearer(old))
+            ).status_code == 200
 
         with httpx.Client(base_url=setup_url, timeout=10) as c:
             new = c.post(f"/edges/{edge_id}/token", headers=OPERATOR).json()["token"]
             rotated_after = await refused_within(client, "0x01", old, limit_s=3)
-            assert (await client.post("/usage", json=usage("0x01"), headers=bearer(new))).status_code == 200
+            assert (
+                await client.post("/usage", json=usage("0x01"), headers=bearer(new))
+            ).status_code == 200
             # Setup refuses it too (its own copy, pushed the same way).
             assert c.post("/edges/me/token", headers=bearer(old)).status_code == 401
             assert c.post("/edges/me/token", headers=bearer(new)).status_code == 200
@@ -67,18 +79,26 @@ async def test_rotated_and_deleted_tokens_die_on_the_vms_and_setup_within_second
             assert c.delete(f"/edges/{edge_id}", headers=OPERATOR).status_code == 204
             deleted_after = await refused_within(client, "0x01", new, limit_s=3)
             assert c.post("/edges/me/token", headers=bearer(new)).status_code == 401
-        print(f"revoked on the VMS after {rotated_after * 1000:.0f} ms (rotation), {deleted_after * 1000:.0f} ms (deletion)")
+        print(
+            f"revoked on the VMS after {rotated_after * 1000:.0f} ms (rotation), "
+            f"{deleted_after * 1000:.0f} ms (deletion)"
+        )
 
 
 async def test_the_scheduled_reread_catches_a_missed_push(db, setup_url):  # noqa: F811
-    """The safety net: a revocation whose NOTIFY never came is applied at the next scheduled read."""
+    """The safety net: a revocation whose NOTIFY never came applies at the next scheduled read."""
     _, token = register(setup_url, "EdgeCCTV02", "0x02")
-    async with vms(db, setup_url=setup_url, nodes_refresh_s=3600.0, revocations_refresh_s=0.5) as client:
-        assert (await client.post("/usage", json=usage("0x02"), headers=bearer(token))).status_code == 200
+    async with vms(
+        db, setup_url=setup_url, nodes_refresh_s=3600.0, revocations_refresh_s=0.5
+    ) as client:
+        assert (
+            await client.post("/usage", json=usage("0x02"), headers=bearer(token))
+        ).status_code == 200
         conn = await asyncpg.connect(db.replace("postgresql+asyncpg://", "postgresql://"))
         try:  # written behind setup's back: no NOTIFY
             await conn.execute(
-                "INSERT INTO setup.edge_token_revocations (nid, min_token_id, revoked_at) VALUES ('0x02', 1000000, now())"
+                "INSERT INTO setup.edge_token_revocations (nid, min_token_id, revoked_at) "
+                "VALUES ('0x02', 1000000, now())"
             )
         finally:
             await conn.close()
@@ -93,8 +113,11 @@ async def test_a_new_edge_is_accepted_at_once_with_its_token(db, setup_url):  # 
         date, hhmmss = field_date_time()
         r = await client.post("/usage", json=usage("0x04"), headers=bearer(token))
         assert r.status_code == 200, r.text
-        r = await client.post("/save_edgeData", json={"nid": "0x04", "date": date, "time": hhmmss, "result": "0"},
-                              headers=bearer(token))
+        r = await client.post(
+            "/save_edgeData",
+            json={"nid": "0x04", "date": date, "time": hhmmss, "result": "0"},
+            headers=bearer(token),
+        )
         assert r.status_code == 200 and r.json()["code"] == "0000", r.text
         # Without a token the node is still unknown to this VMS until its list is refreshed.
         r = await client.post("/usage", json=usage("0x04"), headers=OPERATOR)
@@ -111,4 +134,6 @@ async def test_expired_and_old_format_tokens_are_refused(db):
 
         body = f"{b'0x05'.hex()}.abcdefabcdef"
         permanent = f"{PREFIX}{body}.{_sign(body, EDGE_TOKEN_SECRET)}"
-        assert (await client.post("/usage", json=usage("0x05"), headers=bearer(permanent))).status_code == 401
+        assert (
+            await client.post("/usage", json=usage("0x05"), headers=bearer(permanent))
+        ).status_code == 401

@@ -6,6 +6,7 @@ master asks setup for a token of that edge (``POST /edges/{id}/workload-token``,
 master's credential only), revocable and expiring like any edge token, and reuses it until half
 of its lifetime is gone, so a workload's environment changes (and it restarts) only then.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,13 @@ AGENT_RUNTIME = "agent"
 class WorkloadTokens:
     def __init__(self, setup: SetupClient):
         self.setup = setup
-        self._cache: dict[int, tuple[str, float, float]] = {}  # edge id -> (token, renew after, expires)
+        self._cache: dict[
+            int, tuple[str, float, float]
+        ] = {}  # edge id -> (token, renew after, expires)
 
-    async def for_edges(self, edges: list[dict[str, Any]], runtimes: dict[int, str]) -> dict[str, str]:
+    async def for_edges(
+        self, edges: list[dict[str, Any]], runtimes: dict[int, str]
+    ) -> dict[str, str]:
         """nid -> token, for the edges not on the agent runtime that have running deployments."""
         now = time.time()
         out: dict[str, str] = {}

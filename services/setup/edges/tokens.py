@@ -4,6 +4,7 @@ A revocation is ``(nid, min_token_id)``: every token of that node with a lower i
 written in the request's transaction together with a NOTIFY, so every service applies it as soon
 as the change is committed (shared.revocations), and never before.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,16 @@ from shared.settings import ServiceSettings
 
 _NEXT_ID = text("SELECT nextval('setup.edge_token_ids')")
 _REVOKE = text(
-    "INSERT INTO setup.edge_token_revocations (nid, min_token_id, revoked_at) VALUES (:nid, :min, now()) "
-    "ON CONFLICT (nid) DO UPDATE SET min_token_id = GREATEST(edge_token_revocations.min_token_id, "
-    "EXCLUDED.min_token_id), revoked_at = now()"
+    "INSERT INTO setup.edge_token_revocations (nid, min_token_id, revoked_at) "
+    "VALUES (:nid, :min, now()) ON CONFLICT (nid) DO UPDATE SET min_token_id = "
+    "GREATEST(edge_token_revocations.min_token_id, EXCLUDED.min_token_id), revoked_at = now()"
 )
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _LIST = text("SELECT nid, min_token_id FROM setup.edge_token_revocations")
-_PRUNE = text("DELETE FROM setup.edge_token_revocations WHERE revoked_at < now() - make_interval(secs => :ttl)")
+_PRUNE = text(
+    "DELETE FROM setup.edge_token_revocations "
+    "WHERE revoked_at < now() - make_interval(secs => :ttl)"
+)
 
 
 async def next_token_id(session: AsyncSession) -> int:
@@ -34,8 +38,12 @@ async def issue(session: AsyncSession, nid: str, settings: ServiceSettings) -> t
     """A new token for the node (older ones stay valid until revoked or expired): (token, id)."""
     assert settings.edge_token_secret is not None
     token_id = await next_token_id(session)
-    token = issue_edge_token(nid, settings.edge_token_secret.get_secret_value(), token_id=token_id,
-                             ttl_s=settings.edge_token_ttl_s)
+    token = issue_edge_token(
+        nid,
+        settings.edge_token_secret.get_secret_value(),
+        token_id=token_id,
+        ttl_s=settings.edge_token_ttl_s,
+    )
     return token, token_id
 
 
