@@ -54,7 +54,9 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
         prime_cpu_percent()
         await supervisor.start()
         await tokens.renew_if_due()
-        scheduler.add_job(tokens.renew_if_due, "interval", seconds=settings.token_check_s, id="renew-edge-token")
+        scheduler.add_job(
+            tokens.renew_if_due, "interval", seconds=settings.token_check_s, id="renew-edge-token"
+        )
         scheduler.start()
         log.info("edge agent %s for node %s on port %s, workdir %s", AGENT_VERSION, settings.node, settings.port, workdir)
         try:

@@ -34,8 +34,16 @@ class PackageFetcher:
     Today it always asks for the full archive; the caller need not change when deltas come.
     """
 
-    def __init__(self, *, master_url: str, auth: httpx.Auth | None, cache_dir: Path, timeout_s: float, max_bytes: int,
-                 verify: ssl.SSLContext | bool = True):
+    def __init__(
+        self,
+        *,
+        master_url: str,
+        auth: httpx.Auth | None,
+        cache_dir: Path,
+        timeout_s: float,
+        max_bytes: int,
+        verify: ssl.SSLContext | bool = True,
+    ):
         self.master_url = master_url.rstrip("/")
         self.cache_dir = cache_dir / "sha256"
         self.cache_dir.mkdir(parents=True, exist_ok=True)

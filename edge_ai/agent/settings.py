@@ -20,15 +20,25 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", populate_by_name=True)
 
     env: Literal["local", "production"] = Field("production", validation_alias=AliasChoices("EDGE_ENV"))
-    key: SecretStr | None = Field(None, description="this agent's key: the master's calls must carry it (edgectl agent-key)")
-    nid: str | None = Field(None, description="the edge's node id (default: the one its edge token names)")
-    edge_token: SecretStr | None = Field(None, description="the edge's token from setup (kept renewed in workdir/edge-token)")
-    setup_url: str = Field("http://127.0.0.1:8001", validation_alias=AliasChoices("AGENT_SETUP_URL", "EDGE_SETUP_URL"))
-    token_renew_before_s: float = Field(10 * 86400, description="renew the edge token when less than this is left")
+    key: SecretStr | None = Field(
+        None, description="this agent's key: the master's calls must carry it (edgectl agent-key)"
+    )
+    nid: str | None = Field(None, description="the edge's node id (default: its edge token's)")
+    edge_token: SecretStr | None = Field(
+        None, description="the edge's token from setup (kept renewed in workdir/edge-token)"
+    )
+    setup_url: str = Field(
+        "http://127.0.0.1:8001", validation_alias=AliasChoices("AGENT_SETUP_URL", "EDGE_SETUP_URL")
+    )
+    token_renew_before_s: float = Field(
+        10 * 86400, description="renew the edge token when less than this is left"
+    )
     token_check_s: float = Field(3600, gt=0, description="how often the token's expiry is checked")
     tls_cert_file: str | None = Field(None, description="serve https with this certificate (PEM)")
     tls_key_file: str | None = Field(None, description="... and this private key")
-    master_ca_file: str | None = Field(None, description="CA bundle the master and setup are verified with (https)")
+    master_ca_file: str | None = Field(
+        None, description="CA bundle the master and setup are verified with (https)"
+    )
     master_url: str = Field("http://127.0.0.1:8002", validation_alias=AliasChoices("AGENT_MASTER_URL", "EDGE_MASTER_URL"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("EDGE_LOG_LEVEL"))
     log_format: Literal["json", "text"] = Field("json", validation_alias=AliasChoices("EDGE_LOG_FORMAT"))
@@ -63,7 +73,8 @@ class AgentSettings(BaseSettings):
             self.nid = token_nid(self.edge_token.get_secret_value())
         if self.env == "local" and self.key is None:
             # The key the master derives in local mode (shared.agent_keys), from the node id.
-            self.key = SecretStr(agent_key(derived_secret(LOCAL_SERVICE_TOKEN), self.nid or self.node))
+            local_secret = derived_secret(LOCAL_SERVICE_TOKEN)
+            self.key = SecretStr(agent_key(local_secret, self.nid or self.node))
         if self.key is None or (self.env != "local" and len(self.key.get_secret_value()) < 16):
             raise ValueError(
                 "AGENT_KEY must be set (16 characters or more; `edgectl agent-key NID` prints it) "
@@ -77,7 +88,9 @@ class AgentSettings(BaseSettings):
     @property
     def verify(self) -> ssl.SSLContext | bool:
         """What the agent verifies the master's and setup's certificates with."""
-        return ssl.create_default_context(cafile=self.master_ca_file) if self.master_ca_file else True
+        if self.master_ca_file:
+            return ssl.create_default_context(cafile=self.master_ca_file)
+        return True
 
     def secret_values(self) -> list[str]:
         return [s.get_secret_value() for s in (self.key, self.edge_token) if s is not None]

@@ -250,7 +250,8 @@ class Supervisor:
                 try:
                     await self._apply_one(runner.spec, force=True)
                 except PrepareError as exc:
-                    log.warning("%s: not restarted with the renewed token: %s", runner.spec.name, exc)
+                    log.warning("%s: not restarted with the renewed token: %s",
+                                runner.spec.name, exc)
             await self.flush()
 
     async def _remove(self, name: str) -> None:

@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import httpx
 
-from shared.agent_urls import Network, parse_networks, resolve_and_check
-from shared.settings import DEFAULT_AGENT_NETWORKS
 from services.master.drivers.base import (
     DriverError,
     DriverUnavailable,
@@ -22,6 +20,8 @@ from services.master.drivers.base import (
     RuntimeDriver,
     Workload,
 )
+from shared.agent_urls import Network, parse_networks, resolve_and_check
+from shared.settings import DEFAULT_AGENT_NETWORKS
 
 # The agent's states map one to one, except "stopped" (an instance being taken away).
 _STATES = {"pending": "pending", "running": "running", "restarting": "restarting", "failed": "failed", "stopped": "removed"}
@@ -70,10 +70,14 @@ class AgentDriver(RuntimeDriver):
                 raise ValueError("an agent driver needs key_for or service_token")
             key_for = lambda _edge: service_token  # noqa: E731
         self.key_for = key_for
-        self.allowed_networks = parse_networks(DEFAULT_AGENT_NETWORKS) if allowed_networks is None else allowed_networks
+        if allowed_networks is None:
+            allowed_networks = parse_networks(DEFAULT_AGENT_NETWORKS)
+        self.allowed_networks = allowed_networks
         # apply waits while the agent fetches and unpacks the package: a large model over a weak link.
         self.apply_timeout_s = apply_timeout_s
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            verify = ssl.create_default_context(cafile=ca_file)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             transport=transport,
