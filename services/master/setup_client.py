@@ -41,7 +41,8 @@ class SetupClient:
 
     # --- edge tokens for workloads (kubernetes and docker runtimes) ----------------------
     async def workload_token(self, edge_id: int) -> dict[str, Any]:
-        return (await self._call("POST", f"/edges/{edge_id}/workload-token", f"edge {edge_id} token")).json()
+        path = f"/edges/{edge_id}/workload-token"
+        return (await self._call("POST", path, f"edge {edge_id} token")).json()
 
     # --- AI packages --------------------------------------------------------------------
     async def get_ai(self, ai_id: int) -> dict[str, Any]:

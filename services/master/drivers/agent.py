@@ -129,11 +129,12 @@ class AgentDriver(RuntimeDriver):
         )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
-        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}", what=f"remove {name} on {edge.name}",
-                         edge=edge, ok_404=True)
+        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}",
+                         what=f"remove {name} on {edge.name}", edge=edge, ok_404=True)
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        response = await self._call("GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}", edge=edge)
+        response = await self._call("GET", f"{self._base(edge)}/workloads",
+                                    what=f"observe {edge.name}", edge=edge)
         assert response is not None
         return [
             ObservedWorkload(
@@ -152,13 +153,15 @@ class AgentDriver(RuntimeDriver):
 
     async def heartbeat(self, edge: EdgeTarget) -> dict:
         """The node's cpu, memory and uptime as the agent reports them."""
-        response = await self._call("GET", f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}", edge=edge)
+        response = await self._call("GET", f"{self._base(edge)}/heartbeat",
+                                    what=f"heartbeat of {edge.name}", edge=edge)
         assert response is not None
         return response.json()
 
     async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
         response = await self._call(
-            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", edge=edge, params={"tail": tail}
+            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", edge=edge,
+            params={"tail": tail},
         )
         assert response is not None
         return response.json()["lines"]

@@ -114,10 +114,12 @@ class Reconciler:
         self._restart_stalled_builds(snapshot)
         clusters = {c["id"]: c for c in await ctx.setup.clusters()}
         manifests = await self._manifests_for(snapshot)
-        tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), _runtimes(snapshot, clusters))
+        runtimes = _runtimes(snapshot, clusters)
+        tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            token_for=lambda nid, runtime: tokens.get(nid),  # none on the agent runtime: the agent's own
+            # none on the agent runtime: the agent hands over the edge's own
+            token_for=lambda nid, runtime: tokens.get(nid),
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
 
@@ -262,4 +264,7 @@ def _edges_running(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _runtimes(snapshot: dict[str, Any], clusters: dict[int, dict[str, Any]]) -> dict[int, str]:
     """edge id -> its cluster's runtime."""
-    return {e["id"]: (clusters.get(e.get("cluster_id")) or {}).get("runtime", "agent") for e in snapshot.get("edges", [])}
+    return {
+        e["id"]: (clusters.get(e.get("cluster_id")) or {}).get("runtime", "agent")
+        for e in snapshot.get("edges", [])
+    }

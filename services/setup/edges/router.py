@@ -52,13 +52,21 @@ async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
     return await service.node_ids(session)
 
 
-@router.get("/token-revocations", response_model=TokenRevocations,
-            summary="Per node, the lowest edge-token id still valid (the services' safety-net read)")
-async def token_revocations(session: SessionDep, request: Request, _: ServiceAuth) -> TokenRevocations:
-    return TokenRevocations(min_token_id=await tokens.revocations(session, request.app.state.settings))
+@router.get(
+    "/token-revocations",
+    response_model=TokenRevocations,
+    summary="Per node, the lowest edge-token id still valid (the services' safety-net read)",
+)
+async def token_revocations(
+    session: SessionDep, request: Request, _: ServiceAuth
+) -> TokenRevocations:
+    entries = await tokens.revocations(session, request.app.state.settings)
+    return TokenRevocations(min_token_id=entries)
 
 
-@router.post("/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent, before expiry)")
+@router.post(
+    "/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent)"
+)
 async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> EdgeToken:
     assert who.nid is not None
     edge, token = await service.renew_token(session, who.nid, request.app.state.settings)
@@ -66,8 +74,10 @@ async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> E
 
 
 def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToken:
-    claims = decode_edge_token(token, request.app.state.settings.edge_token_secret.get_secret_value())
-    return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=claims.expires_at if claims else None)
+    secret = request.app.state.settings.edge_token_secret.get_secret_value()
+    claims = decode_edge_token(token, secret)
+    expires_at = claims.expires_at if claims else None
+    return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
 
 
 @router.get("/{edge_id}", response_model=EdgeOut)
@@ -88,12 +98,14 @@ async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: O
 
 @router.post("/{edge_id}/workload-token", response_model=EdgeToken,
              summary="A token for the workloads the master runs on the edge (the master only)")
-async def workload_token(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth) -> EdgeToken:
+async def workload_token(
+    edge_id: int, session: SessionDep, request: Request, _: ServiceAuth
+) -> EdgeToken:
     edge, token = await service.workload_token(session, edge_id, request.app.state.settings)
     return _token_out(edge.id, edge.nid, token, request)
 
 
-@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (the operator, the master)")
+@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (the master only)")
 async def camera(edge_id: int, session: SessionDep, _: ServiceAuth):
     return EdgeCamera(id=edge_id, url=await service.camera_url(session, edge_id))
 

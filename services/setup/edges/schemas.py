@@ -93,7 +93,9 @@ class EdgeBase(BaseModel):
     cluster_id: int | None = None
     node_name: str | None = Field(None, max_length=253, description="Kubernetes node name")
     agent_url: str | None = Field(
-        None, max_length=500, description="edge agent base URL (agent runtime): http(s)://host:port, no credentials"
+        None,
+        max_length=500,
+        description="edge agent base URL (agent runtime): http(s)://host:port, no credentials",
     )
     capacity: Capacity | None = None
 
@@ -146,11 +148,15 @@ class EdgeToken(BaseModel):
     id: int
     nid: str
     token: str = Field(description="shown only once; update the edge's edgeconfig.xml with it")
-    expires_at: int | None = Field(None, description="unix time; the agent renews before (POST /edges/me/token)")
+    expires_at: int | None = Field(
+        None, description="unix time; the agent renews before (POST /edges/me/token)"
+    )
 
 
 class TokenRevocations(BaseModel):
-    min_token_id: dict[str, int] = Field(description="per node id, the lowest edge-token id still valid")
+    min_token_id: dict[str, int] = Field(
+        description="per node id, the lowest edge-token id still valid"
+    )
 
 
 class EdgeCamera(BaseModel):

@@ -129,7 +129,9 @@ async def rotate_token(session: AsyncSession, edge_id: int, settings: ServiceSet
     return edge, token
 
 
-async def renew_token(session: AsyncSession, nid: str, settings: ServiceSettings) -> tuple[Edge, str]:
+async def renew_token(
+    session: AsyncSession, nid: str, settings: ServiceSettings
+) -> tuple[Edge, str]:
     """A fresh token for an edge that proved itself with a valid one (the agent, before expiry)."""
     edge = (await session.execute(select(Edge).where(Edge.nid == nid))).scalar_one_or_none()
     if edge is None:
@@ -140,7 +142,9 @@ async def renew_token(session: AsyncSession, nid: str, settings: ServiceSettings
     return edge, token
 
 
-async def workload_token(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> tuple[Edge, str]:
+async def workload_token(
+    session: AsyncSession, edge_id: int, settings: ServiceSettings
+) -> tuple[Edge, str]:
     """A token for the workloads the master runs on the edge (revocable, expiring like any)."""
     edge = await get(session, edge_id)
     token, _ = await tokens.issue(session, edge.nid, settings)

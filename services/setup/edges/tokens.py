@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.edge_tokens import issue_edge_token
-from shared.revocations import CHANNEL
+from shared.revocations import CHANNEL, Loader
 from shared.settings import ServiceSettings
 
 _NEXT_ID = text("SELECT nextval('setup.edge_token_ids')")
@@ -71,7 +72,7 @@ async def revocations(session: AsyncSession, settings: ServiceSettings) -> dict[
     return {row.nid: int(row.min_token_id) for row in (await session.execute(_LIST)).all()}
 
 
-def own_table_loader(app):  # noqa: ANN001, ANN201 - a FastAPI app; returns shared.revocations.Loader
+def own_table_loader(app: FastAPI) -> Loader:
     """Setup's watcher reads its own table (the others ask setup over HTTP)."""
 
     async def load() -> dict[str, int]:
