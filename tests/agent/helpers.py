@@ -18,12 +18,14 @@ import httpx
 import psutil
 
 from shared.edge_tokens import issue_edge_token, verify_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, free_port, service_env
+from shared.agent_keys import agent_key, derived_secret
+from tests.helpers.env import EDGE_TOKEN_SECRET, SERVICE_TOKEN, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
 
 # An agent holds only its own key (what the master presents) and its edge's token (what it
 # presents to the master and setup): no service credential, no operator token, no signing secret.
-AGENT_KEY = "test-agent-key-0123456789abcdef"
+# The key the test master derives for node 0x01 (shared.agent_keys): real masters reach this agent.
+AGENT_KEY = agent_key(derived_secret(SERVICE_TOKEN), "0x01")
 AGENT_AUTH = {"Authorization": f"Bearer {AGENT_KEY}"}
 AGENT_NID = "0x01"
 PLATFORM_SECRETS = ("EDGE_SERVICE_TOKEN", "EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL")
