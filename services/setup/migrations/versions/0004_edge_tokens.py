@@ -1,14 +1,14 @@
 """edge tokens: ids from a sequence, revocations per node
 
-Revision ID: 0002_edge_tokens
-Revises: 0001
+Revision ID: 0004_edge_tokens
+Revises: 0003_edge_time_zone
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_edge_tokens"
-down_revision = "0001"
+revision = "0004_edge_tokens"
+down_revision = "0003_edge_time_zone"
 branch_labels = None
 depends_on = None
 
