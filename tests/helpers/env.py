@@ -17,7 +17,7 @@ SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 def service_credential(name: str) -> str:
     """The credential a service (setup, master, optimizer, vms) sends, as derived in tests."""
-    return settings_class("services.setup.settings")(
+    return settings_class("services.vms.settings")(
         env="production", operator_token=OPERATOR_TOKEN, service_token=SERVICE_TOKEN,
         edge_token_secret=EDGE_TOKEN_SECRET,
     ).service_credentials()[name]
