@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 
 from services.vms.retention.jobs import maintain_partitions
 from services.vms.storage.partitions import partition_name
+from shared.contracts.events import Event, EventType
 from tests.helpers.env import OPERATOR, free_port, service_credential
 from tests.vms.conftest import fetch, field_date_time, vms
 from tests.vms.test_ingest_ours import summary
@@ -61,22 +62,48 @@ async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
                              detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
             assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
             await _wait_for(lambda: len(received) >= 4)
-    changes = [e for e in received if e["type"] == "condition_changed"]
-    assert [(e["nid"], e["condition"], e["previous"]) for e in changes] == [("0x01", "SUNNY", None), ("0x01", "RAINY", "SUNNY")]
-    assert changes[1]["at"] == (base + timedelta(seconds=2)).isoformat() and changes[1]["data"]["condition"] == "RAINY"
-    detections = [e for e in received if e["type"] == "detection"]
-    assert [e["counts"] for e in detections] == [{"bus": 1}]
-    low = [e for e in received if e["type"] == "low_confidence"]
-    assert len(low) == 1 and low[0]["nid"] == "0x01" and low[0]["share"] >= 0.3
+    # Every event as the optimizer's contract reads it, with its producer's fields under data.
+    events = [Event.model_validate(e) for e in received]
+    for body, event in zip(received, events, strict=True):
+        assert body["data"] == {k: v for k, v in body.items() if k not in ("type", "nid", "data")}
+        assert event.nid == "0x01"
+    changes = [e for e in events if e.type == EventType.CONDITION_CHANGED]
+    assert [(e.condition, e.previous) for e in changes] == [("SUNNY", None), ("RAINY", "SUNNY")]
+    assert [e.at for e in changes] == [base, base + timedelta(seconds=2)]
+    assert changes[1].data == {"condition": "RAINY", "previous": "SUNNY", "at": received[1]["at"]}
+    detections = [e for e in events if e.type == EventType.DETECTION]
+    assert [(e.counts, e.at) for e in detections] == [({"bus": 1}, base)]
+    low = [e for e in events if e.type == EventType.LOW_CONFIDENCE]
+    assert len(low) == 1 and low[0].share is not None and low[0].share >= 0.3
+    assert low[0].threshold == 0.3 and low[0].at == base + timedelta(seconds=1)
+    assert len(events) == 4
 
 
 async def test_an_absent_optimizer_never_blocks_ingest(db):
-    async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:  # optimizer_url: nothing listens
-        date, time = field_date_time()
-        for result in ("0", "2", "0", "2"):
-            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+    # optimizer_url: nothing listens there
+    async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:
+        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=10)
+        for i, result in enumerate(("0", "2", "0", "2")):
+            date, time = field_date_time(base + timedelta(seconds=i))
+            r = await client.post(
+                "/save_edgeData",
+                json={"nid": "0x01", "date": date, "time": time, "result": result},
+                headers=OPERATOR,
+            )
             assert r.status_code == 200
-            date, time = field_date_time(datetime.now(timezone.utc) + timedelta(seconds=1))
+        # Each of the four condition changes was tried and counted as not delivered.
+        failed = (
+            'vms_outbox_deliveries_total{kind="condition_changed",outcome="failed",'
+            'target="optimizer"} 4.0'
+        )
+
+        async def counted() -> bool:
+            return failed in (await client.get("/metrics")).text
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while not await counted():
+            assert asyncio.get_running_loop().time() < deadline, (await client.get("/metrics")).text
+            await asyncio.sleep(0.05)
 
 
 async def test_overload_answers_503_with_retry_after_and_stores_only_the_acknowledged(db):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
+from services.setup.master_client import MasterCalls
 from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageUpdate
 from services.setup.common import apply_changes, get_or_404
 from services.setup.models import AiPackage, Deployment
@@ -13,7 +13,8 @@ from shared.pagination import PageParams, fetch_page
 from shared.versions import version_key
 
 
-async def create(session: AsyncSession, data: AiPackageCreate, settings) -> AiPackage:
+async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCalls
+) -> AiPackage:
     key = version_key(data.version)
     clash = await session.scalar(
         select(AiPackage.id).where(
@@ -27,7 +28,7 @@ async def create(session: AsyncSession, data: AiPackageCreate, settings) -> AiPa
     ai = AiPackage(**data.model_dump(), version_key=key, status="uploaded")
     session.add(ai)
     await flush(session)
-    master_client.request_build(session, settings, ai.id)
+    master.request_build(session, ai.id)
     return ai
 
 
@@ -43,18 +44,19 @@ async def list_page(session: AsyncSession, params: PageParams, **filters):
     return await fetch_page(session, stmt, params)
 
 
-async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, settings) -> AiPackage:
+async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, master: MasterCalls
+) -> AiPackage:
     ai = await get(session, ai_id)
     changes = data.model_dump(exclude_unset=True)
     became_ready = changes.get("status") == "ready" and ai.status != "ready"
     apply_changes(ai, changes)
     await flush(session)
     if became_ready:
-        master_client.request_reconcile(session, settings)
+        master.request_reconcile(session)
     return ai
 
 
-async def remove(session: AsyncSession, ai_id: int, settings) -> AiPackage:
+async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPackage:
     """Mark removed (the master deletes its image and artifact); refused while it is deployed."""
     ai = await get(session, ai_id)
     in_use = await session.scalar(
@@ -65,5 +67,5 @@ async def remove(session: AsyncSession, ai_id: int, settings) -> AiPackage:
     if ai.status != "removed":
         ai.status = "removed"
         await flush(session)
-        master_client.request_removal(session, settings, ai.id)
+        master.request_removal(session, ai.id)
     return ai

@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
 from services.setup.ai_packages import service as ai_packages
 from services.setup.common import get_or_404
 from services.setup.deployments.schemas import (

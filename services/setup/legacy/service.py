@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
+from services.setup.master_client import MasterCalls
 from services.setup.ai_packages import service as ai_packages
 from services.setup.deployments import service as deployments
 from services.setup.deployments.schemas import DeploymentCreate, DeploymentUpdate
@@ -44,7 +44,7 @@ async def deploy_target(session: AsyncSession, req: DeviceRequest) -> Edge:
     return edges[0]
 
 
-async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[int]:
+async def deploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls) -> list[int]:
     ai = await ai_packages.get(session, req.aid, field="aid")
     touched = []
     for edge in [await deploy_target(session, req)]:
@@ -61,11 +61,11 @@ async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[in
         else:
             d = await deployments.update_one(session, current.id, DeploymentUpdate(ai_id=ai.id), requested_by="operator")
         touched.append(d.id)
-    master_client.request_reconcile(session, settings)
+    master.request_reconcile(session)
     return touched
 
 
-async def undeploy(session: AsyncSession, req: DeviceRequest, settings) -> list[int]:
+async def undeploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls) -> list[int]:
     await ai_packages.get(session, req.aid, field="aid")
     edge_ids = [e.id for e in await target_edges(session, req)]
     rows = (
@@ -77,5 +77,5 @@ async def undeploy(session: AsyncSession, req: DeviceRequest, settings) -> list[
     ).all()
     for d in rows:
         await deployments.remove(session, d.id, requested_by="operator")
-    master_client.request_reconcile(session, settings)
+    master.request_reconcile(session)
     return [d.id for d in rows]

@@ -31,6 +31,7 @@ from services.vms.nodes.state import Record
 from services.vms.settings import VmsSettings
 from services.vms.storage import partitions
 from services.vms.storage.writer import write_batch
+from shared.contracts.events import Event
 from shared.errors import Invalid, Unavailable
 
 log = logging.getLogger("edge.vms.commit")
@@ -76,7 +77,7 @@ class GroupCommitter:
         pool: asyncpg.Pool,
         settings: VmsSettings,
         metrics: IngestMetrics,
-        on_events: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
     ):
         self.pool = pool
         self.settings = settings
@@ -209,7 +210,7 @@ class GroupCommitter:
             refusal = Invalid(f"the database refused a value: {detail}", field="body")
             item.future.set_exception(refusal)
 
-    async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
+    async def _write_with_retry(self, records: list[Record]) -> list[Event]:
         # Nothing reached the database (no connection, a stale pooled one, a partition dropped under
         # us): try again on another connection, a few times (the pool may hold several stale ones).
         for attempt in range(_ATTEMPTS):
@@ -227,7 +228,7 @@ class GroupCommitter:
             await partitions.ensure(conn, table, day)
             self._partitions.add((table, day))
 
-    async def _write_once(self, records: list[Record]) -> list[dict[str, Any]]:
+    async def _write_once(self, records: list[Record]) -> list[Event]:
         """One statement in its own transaction. A failure while it runs is never retried here:
         whether it committed is unknown, and the client's retry after a 503 is the safe side."""
         try:

@@ -11,10 +11,9 @@ import asyncio
 import logging
 import time
 
-import httpx
-
 from services.vms.settings import VmsSettings
-from shared.clients import service_client
+from shared.errors import DomainError
+from shared.service_client import ServiceClient
 
 log = logging.getLogger("edge.vms.directory")
 
@@ -40,31 +39,31 @@ class NodeDirectory:
         self.conditions_loaded = False
         self._last_nodes_refresh = 0.0
         self._lock = asyncio.Lock()
-        self._client: httpx.AsyncClient | None = None
+        self._setup = ServiceClient(
+            "setup",
+            settings.setup_url,
+            token=settings.own_credential(),
+            timeout=settings.setup_timeout_s,
+        )
 
     async def start(self) -> None:
-        self._client = service_client(self.settings, self.settings.setup_url, timeout=self.settings.setup_timeout_s)
         await self.refresh()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        await self._setup.aclose()
 
     async def refresh(self) -> None:
         await self.refresh_nodes()
         await self.refresh_conditions()
 
     async def refresh_nodes(self) -> bool:
-        assert self._client is not None
         self._last_nodes_refresh = time.monotonic()
         try:
-            response = await self._client.get("/edges/node-ids")
-            response.raise_for_status()
-            body = response.json()
+            body = await self._setup.json("GET", "/edges/node-ids")
             nids = frozenset(str(n) for n in body.get("items", []))
             names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
             zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (DomainError, AttributeError) as exc:
             log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
             return False
         self.nids, self.names, self.nodes_loaded = nids, names, True
@@ -72,13 +71,11 @@ class NodeDirectory:
         return True
 
     async def refresh_conditions(self) -> bool:
-        assert self._client is not None
         try:
-            response = await self._client.get("/conditions")
-            response.raise_for_status()
-            codes = response.json().get("codes") or {}
+            body = await self._setup.json("GET", "/conditions")
+            codes = body.get("codes") or {}
             mapping = {str(k): str(v).upper() for k, v in codes.items()}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (DomainError, AttributeError) as exc:
             log.warning("condition map from setup unavailable, keeping the last one: %s", exc)
             return False
         if mapping:

@@ -17,6 +17,7 @@ import orjson
 
 from services.vms.nodes.state import NodeBatch, Record, events_for_detections, summarize
 from services.vms.settings import VmsSettings
+from shared.contracts.events import Event, EventType
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "usage": ("nid", "ts", "received_at", "cpu", "memory", "func", "username", "code", "message", "authenticated", "known"),
@@ -176,7 +177,7 @@ async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
 
 async def write_batch(
     conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """Store ``records`` and update their nodes' state atomically; return the events it causes.
 
     Small batches: one statement (one round trip, its own transaction). Large ones: COPY and the
@@ -193,19 +194,24 @@ async def write_batch(
     return _events(rows, nodes, records, settings)
 
 
-def _events(rows, nodes: dict[str, NodeBatch], records: list[Record], settings: VmsSettings) -> list[dict[str, Any]]:
+def _events(
+    rows: list[asyncpg.Record],
+    nodes: dict[str, NodeBatch],
+    records: list[Record],
+    settings: VmsSettings,
+) -> list[Event]:
     threshold = settings.low_confidence_share
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     for row in rows:
         if row["changed"]:
             events.append(
-                {
-                    "type": "condition_changed",
-                    "nid": row["nid"],
-                    "condition": row["condition"],
-                    "previous": row["previous_condition"],
-                    "at": row["condition_since"].isoformat(),
-                }
+                Event(
+                    type=EventType.CONDITION_CHANGED,
+                    nid=row["nid"],
+                    condition=row["condition"],
+                    previous=row["previous_condition"],
+                    at=row["condition_since"],
+                )
             )
         share, lc = row["low_confidence_share"], nodes[row["nid"]].low_confidence
         if threshold > 0 and lc is not None and share is not None and share >= threshold:
@@ -214,7 +220,12 @@ def _events(rows, nodes: dict[str, NodeBatch], records: list[Record], settings: 
             before = (share - lc.contrib) / lc.decay if lc.decay > 0 else 0.0
             if before < threshold:
                 events.append(
-                    {"type": "low_confidence", "nid": row["nid"], "share": round(share, 4), "threshold": threshold,
-                     "at": nodes[row["nid"]].detections_at.isoformat()}
+                    Event(
+                        type=EventType.LOW_CONFIDENCE,
+                        nid=row["nid"],
+                        share=round(share, 4),
+                        threshold=threshold,
+                        at=nodes[row["nid"]].detections_at,
+                    )
                 )
     return events + events_for_detections(records, settings.event_class_set)
