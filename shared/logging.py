@@ -5,8 +5,8 @@ import contextvars
 import logging
 import sys
 
-from edge_ai.common.logs import RedactingFormatter
-from edge_ai.common.redaction import redact
+from edge_common.log_format import RedactingFormatter
+from edge_common.redaction import redact
 
 __all__ = ["configure_logging", "log_fields", "redact", "request_id_var"]
 

@@ -17,7 +17,7 @@ from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.node import prime_cpu_percent
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import Supervisor
-from shared.app import install_error_handlers
+from shared.http_errors import install_error_handlers
 from shared.logging import configure_logging
 
 log = logging.getLogger("edge.agent")

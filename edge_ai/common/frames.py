@@ -26,7 +26,7 @@ def _cv2():
 
 def describe(spec: str) -> str:
     """The source for logs, without credentials (RTSP URLs carry the camera's user and password)."""
-    from edge_ai.common.logs import redact
+    from edge_common.redaction import redact
 
     return redact(spec)
 

@@ -2,8 +2,8 @@
 
 Each source folder holds the package's own files (``aipackage.yaml`` at its root, Dockerfile,
 edgeconfig.xml, requirements.txt, models/...). The build adds the program code the manifest's
-command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``edge_ai/common``
-and ``edge_ai/weather``, so the command runs from the unpacked folder as it is. Archives are
+command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``edge_ai/common``,
+``edge_common`` and ``edge_ai/weather``, so the command runs from the unpacked folder as it is. Archives are
 gzip tars with the files at their root, sorted, with fixed owners and times: the same sources
 give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
 """
@@ -20,6 +20,7 @@ import yaml
 
 PACKAGES_DIR = Path(__file__).resolve().parent
 EDGE_AI_DIR = PACKAGES_DIR.parent
+EDGE_COMMON_DIR = EDGE_AI_DIR.parent / "edge_common"  # stdlib only: redaction, log lines
 FIXED_MTIME = 315532800  # 1980-01-01
 _SKIP = {"__pycache__", ".pytest_cache"}
 
@@ -80,6 +81,7 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
     files = _files(source, "")
     files.update({"edge_ai/__init__.py": EDGE_AI_DIR / "__init__.py"})
     files.update(_files(EDGE_AI_DIR / "common", "edge_ai/common/"))
+    files.update(_files(EDGE_COMMON_DIR, "edge_common/"))
     files.update(_files(EDGE_AI_DIR / program, f"edge_ai/{program}/"))
     overrides: dict[str, bytes] = {}
     if yolo_weights is not None and program == "yolo":

@@ -47,6 +47,7 @@ def test_the_master_accepts_each_archive(archives, tmp_path, name):
         names = set(tar.getnames())
         dockerfile = tar.extractfile("Dockerfile").read().decode()
     assert {"aipackage.yaml", "edgeconfig.xml", "edge_ai/__init__.py", "edge_ai/common/vms_client.py",
+            "edge_common/redaction.py", "edge_common/log_format.py",
             f"edge_ai/{module.split('.')[1]}/__main__.py"} <= names
     assert not any("__pycache__" in n for n in names)
     assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile

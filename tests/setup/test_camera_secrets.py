@@ -127,7 +127,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
 
 
 def test_log_lines_lose_url_credentials_in_userinfo_and_query():
-    from edge_ai.common.redaction import redact
+    from edge_common.redaction import redact
 
     line = f"opening {CAMERA} for agent {AGENT}"
     assert not [s for s in SECRETS if s in redact(line)], redact(line)
