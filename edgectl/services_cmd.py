@@ -6,7 +6,7 @@ from enum import Enum
 
 import typer
 
-from shared.settings import DEFAULT_PORTS, settings_class
+from shared.settings import settings_class
 
 
 class ServiceName(str, Enum):
@@ -16,12 +16,17 @@ class ServiceName(str, Enum):
     vms = "vms"
 
 
+def service_package(name: str) -> str:
+    """Where service ``name`` lives: its settings, app and migrations are under this package."""
+    return f"services.{name}"
+
+
 def load_settings(name: str, **overrides):
-    return settings_class(f"services.{name}.settings")(**overrides)
+    return settings_class(f"{service_package(name)}.settings")(**overrides)
 
 
 def build_app(name: str, settings):
-    return importlib.import_module(f"services.{name}.app").create_app(settings)
+    return importlib.import_module(f"{service_package(name)}.app").create_app(settings)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +34,7 @@ def register(app: typer.Typer) -> None:
     def serve(
         name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms"),
         host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
-        port: int = typer.Option(None, help=f"port (defaults: {DEFAULT_PORTS})"),
+        port: int = typer.Option(None, help="port (default: the service's PORT setting, else its own default port)"),
         workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each builds the app from the environment)"),
     ) -> None:
         """Run one service under uvicorn."""
@@ -51,10 +56,10 @@ def register(app: typer.Typer) -> None:
         if settings.migrate_on_start:
             from shared import migrations
 
-            migrations.upgrade(name.value, settings.database_url)
+            migrations.upgrade(settings.service_package, settings.database_url)
         os.environ["EDGE_MIGRATE_ON_START"] = "false"
         uvicorn.run(
-            f"services.{name.value}.app:create_app", factory=True, workers=workers,
+            f"{service_package(name.value)}.app:create_app", factory=True, workers=workers,
             host=settings.host, port=settings.port, log_config=None, access_log=False,
         )
 
@@ -69,7 +74,8 @@ def register(app: typer.Typer) -> None:
 
         url = database_url or ServiceSettings.model_fields["database_url"].default
         for name in names or list(ServiceName):
-            if not (migrations.SERVICES_DIR / name.value / "migrations").is_dir():
+            package = service_package(name.value)
+            if not migrations.has_migrations(package):
                 continue
-            migrations.upgrade(name.value, url)
+            migrations.upgrade(package, url)
             typer.echo(f"{name.value}: migrated to head")

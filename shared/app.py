@@ -120,7 +120,9 @@ def create_service_app(
             settings.service_name, level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
         )
         if settings.migrate_on_start:
-            await asyncio.to_thread(migrations.upgrade, settings.service_name, settings.database_url)
+            await asyncio.to_thread(
+                migrations.upgrade, settings.service_package, settings.database_url
+            )
         engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, application_name=f"edge-{settings.service_name}"
         )

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432}
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
@@ -34,6 +33,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_file=None, populate_by_name=True)
 
     service_name: str = "service"
+    # Each service's settings class declares its own (SETUP_PORT etc. override it).
+    default_port: ClassVar[int] = 8000
 
     # Read by every service under fixed names.
     env: Literal["local", "production"] = Field(
@@ -147,7 +148,7 @@ class ServiceSettings(BaseSettings):
                     + ", ".join(missing)
                 )
         if not self.port:
-            self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+            self.port = self.default_port
         return self
 
     @property
@@ -186,8 +187,10 @@ class ServiceSettings(BaseSettings):
         return self.service_credentials().get(self.service_name, "")
 
     @property
-    def schema_name(self) -> str:
-        return self.service_name
+    def service_package(self) -> str:
+        """The package the service lives in (its migrations are under it): the package of the
+        module that defines its settings class (``services.setup.settings`` -> ``services.setup``)."""
+        return type(self).__module__.rpartition(".")[0]
 
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so that logs can redact them."""

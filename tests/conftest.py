@@ -25,8 +25,8 @@ def database_url() -> str:
     name = f"edgetest_{uuid.uuid4().hex[:10]}"
     url = asyncio.run(create_database(name))
     for service in SERVICES:
-        if (migrations.SERVICES_DIR / service / "migrations" / "env.py").exists():
-            migrations.upgrade(service, url)
+        if migrations.has_migrations(f"services.{service}"):
+            migrations.upgrade(f"services.{service}", url)
     yield url
     asyncio.run(drop_database(name))
 

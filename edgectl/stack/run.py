@@ -79,7 +79,7 @@ class Stack:
         # Setup's migrations encrypt stored camera URLs with this stack's key.
         os.environ.setdefault("SETUP_SECRET_KEYS", secrets["SETUP_SECRET_KEYS"])
         for name in SERVICES:
-            migrations.upgrade(name, database_url)
+            migrations.upgrade(f"services.{name}", database_url)
 
         env = self._env(database_url, secrets)
         logs = self.data_dir / "logs"

@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
 
     settings = SetupSettings()
     box = box_for(settings)
-    count = asyncio.run(reencrypt_all(settings.database_url, box, settings.schema_name))
+    count = asyncio.run(reencrypt_all(settings.database_url, box))
     print(f"re-encrypted {count} camera secrets with the newest key")
     return 0
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -13,6 +15,7 @@ class SetupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETUP_", extra="ignore", populate_by_name=True)
 
     service_name: str = "setup"
+    default_port: ClassVar[int] = 8001
     notify_master: bool = Field(True, description="ask the master to act on changes at once (off: record only)")
     max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
     secret_keys: SecretStr | None = Field(

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.settings import DEFAULT_PORTS, ServiceSettings
+from shared.settings import ServiceSettings
 from tests.deploy import kustomize_render as kr
 from tests.deploy.settings_env import SERVICE_NAMES, env_names, environment, settings_class
 
@@ -173,7 +173,7 @@ def test_service_deployment_probes_the_port_its_command_listens_on(service_name)
     assert args[:2] == ["serve", service_name]
     assert option(args, "--host") == "0.0.0.0"
     port = int(option(args, "--port"))
-    assert port == DEFAULT_PORTS[service_name]
+    assert port == settings_class(service_name).default_port
     assert [p["containerPort"] for p in container["ports"]] == [port]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -234,7 +234,7 @@ def test_service_urls_in_the_config_point_at_the_services():
         url = urllib.parse.urlsplit(config[f"EDGE_{service_name.upper()}_URL"])
         assert url.hostname == f"{service_name}.{PLATFORM_NS}.svc"
         [port] = one("Service", service_name)["spec"]["ports"]
-        assert url.port == port["port"] == DEFAULT_PORTS[service_name]
+        assert url.port == port["port"] == settings_class(service_name).default_port
 
 
 # --- settings ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     database_url = asyncio.run(create_database(name))
     try:
         for service in SERVICES:
-            migrations.upgrade(service, database_url)
+            migrations.upgrade(f"services.{service}", database_url)
         yield from _services(database_url, tmp_path_factory)
     finally:
         asyncio.run(drop_database(name))

@@ -86,7 +86,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
     name = f"edgetest_mig_{uuid.uuid4().hex[:8]}"
     url = await create_database(name)
     try:
-        await asyncio.to_thread(migrations.upgrade, "setup", url, "0001")
+        await asyncio.to_thread(migrations.upgrade, "services.setup", url, "0001")
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             cluster = await conn.fetchval(
@@ -103,7 +103,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
         finally:
             await conn.close()
         monkeypatch.setenv("SETUP_SECRET_KEYS", SETUP_SECRET_KEY)
-        await asyncio.to_thread(migrations.upgrade, "setup", url)
+        await asyncio.to_thread(migrations.upgrade, "services.setup", url)
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             row = await conn.fetchrow("SELECT * FROM setup.edges")
@@ -115,7 +115,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
             cam = await client.get(f"/edges/{row['id']}/camera", headers=SERVICE)
             assert cam.json()["url"] == "rtsp://admin:Old-Clear-Pass@127.0.0.12/live"
         # And back: the downgrade restores the split columns from the encrypted URL.
-        await asyncio.to_thread(migrations.downgrade, "setup", url, "0001")
+        await asyncio.to_thread(migrations.downgrade, "services.setup", url, "0001")
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             row = await conn.fetchrow("SELECT rtsp_url, rtsp_username, rtsp_password FROM setup.edges")
