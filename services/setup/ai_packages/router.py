@@ -3,8 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from services.setup.ai_packages import service
-from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate, AiStatus
+from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.fleet import PackageStatus
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -24,7 +25,7 @@ async def list_ai_packages(
     page: PageDep,
     filename: str | None = None,
     ai_class: str | None = None,
-    status: AiStatus | None = None,
+    status: PackageStatus | None = None,
     condition: str | None = None,
 ):
     items, total = await service.list_page(

@@ -3,10 +3,11 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.master_client import MasterCalls
 from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageUpdate
 from services.setup.common import apply_changes, get_or_404
+from services.setup.master_client import MasterCalls
 from services.setup.models import AiPackage, Deployment
+from shared.contracts.fleet import DesiredState, PackageStatus
 from shared.db import flush
 from shared.errors import Conflict
 from shared.pagination import PageParams, fetch_page
@@ -25,7 +26,7 @@ async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCal
         raise Conflict(
             f"{data.filename} class {data.ai_class} version {data.version} already exists (AI {clash})", field="version"
         )
-    ai = AiPackage(**data.model_dump(), version_key=key, status="uploaded")
+    ai = AiPackage(**data.model_dump(), version_key=key, status=PackageStatus.UPLOADED)
     session.add(ai)
     await flush(session)
     master.request_build(session, ai.id)
@@ -48,7 +49,8 @@ async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, maste
 ) -> AiPackage:
     ai = await get(session, ai_id)
     changes = data.model_dump(exclude_unset=True)
-    became_ready = changes.get("status") == "ready" and ai.status != "ready"
+    ready = PackageStatus.READY
+    became_ready = changes.get("status") == ready and ai.status != ready
     apply_changes(ai, changes)
     await flush(session)
     if became_ready:
@@ -60,12 +62,12 @@ async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPa
     """Mark removed (the master deletes its image and artifact); refused while it is deployed."""
     ai = await get(session, ai_id)
     in_use = await session.scalar(
-        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == "running"))
+        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == DesiredState.RUNNING))
     )
     if in_use:
         raise Conflict(f"AI {ai_id} is deployed on at least one edge; undeploy it first", field="id")
-    if ai.status != "removed":
-        ai.status = "removed"
+    if ai.status != PackageStatus.REMOVED:
+        ai.status = PackageStatus.REMOVED
         await flush(session)
         master.request_removal(session, ai.id)
     return ai

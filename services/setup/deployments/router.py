@@ -9,11 +9,10 @@ from services.setup.deployments.schemas import (
     DeploymentCreate,
     DeploymentOut,
     DeploymentUpdate,
-    Desired,
-    Observed,
     ObservedReports,
 )
 from shared.auth import OperatorAuth, Principal, ReaderAuth, ServiceAuth
+from shared.contracts.fleet import DesiredState, ObservedState
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -39,8 +38,8 @@ async def list_deployments(
     page: PageDep,
     edge_id: int | None = None,
     ai_id: int | None = None,
-    desired: Desired | None = None,
-    observed: Observed | None = None,
+    desired: DesiredState | None = None,
+    observed: ObservedState | None = None,
     filename: str | None = None,
 ):
     items, total = await service.list_page(

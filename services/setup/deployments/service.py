@@ -19,11 +19,12 @@ from services.setup.deployments.schemas import (
 )
 from services.setup.edges import service as edges
 from services.setup.models import AiPackage, Deployment, Edge
+from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 from shared.db import flush, utcnow
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.pagination import PageParams, fetch_page
 
-DEPLOYABLE = ("uploaded", "building", "ready")
+DEPLOYABLE = (PackageStatus.UPLOADED, PackageStatus.BUILDING, PackageStatus.READY)
 
 
 async def _deployable_ai(session: AsyncSession, ai_id: int, field: str) -> AiPackage:
@@ -37,7 +38,7 @@ async def _check_single_filename(session: AsyncSession, edge_id: int, filename: 
     stmt = select(Deployment.id).where(
         Deployment.edge_id == edge_id,
         Deployment.filename == filename,
-        Deployment.desired == "running",
+        Deployment.desired == DesiredState.RUNNING,
         Deployment.allow_multiple.is_(False),
     )
     if except_id is not None:
@@ -51,7 +52,13 @@ async def _check_single_filename(session: AsyncSession, edge_id: int, filename: 
         )
 
 
-async def create(session: AsyncSession, data: DeploymentCreate, *, requested_by: str, field_prefix: str = "") -> Deployment:
+async def create(
+    session: AsyncSession,
+    data: DeploymentCreate | CreateOp,
+    *,
+    requested_by: str,
+    field_prefix: str = "",
+) -> Deployment:
     await edges.get(session, data.edge_id, field=f"{field_prefix}edge_id")
     ai = await _deployable_ai(session, data.ai_id, f"{field_prefix}ai_id")
     if not data.allow_multiple:
@@ -64,8 +71,8 @@ async def create(session: AsyncSession, data: DeploymentCreate, *, requested_by:
         allow_multiple=data.allow_multiple,
         requested_by=requested_by,
         decision_id=data.decision_id,
-        desired="running",
-        observed="pending",
+        desired=DesiredState.RUNNING,
+        observed=ObservedState.PENDING,
     )
     session.add(deployment)
     await flush(session)
@@ -110,7 +117,7 @@ async def update_one(
     field_prefix: str = "",
 ) -> Deployment:
     deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
-    if deployment.desired != "running":
+    if deployment.desired != DesiredState.RUNNING:
         raise Conflict(f"deployment {deployment_id} is removed", field=f"{field_prefix}id")
     if expected_generation is not None and deployment.generation != expected_generation:
         raise Conflict(
@@ -129,7 +136,7 @@ async def update_one(
         changed = True
     if changed:
         deployment.generation += 1
-        deployment.observed = "pending"
+        deployment.observed = ObservedState.PENDING
         deployment.observed_reason = None
         deployment.requested_by = requested_by
         deployment.decision_id = data.decision_id
@@ -139,8 +146,8 @@ async def update_one(
 
 async def remove(session: AsyncSession, deployment_id: int, *, requested_by: str, decision_id: str | None = None, field_prefix: str = "") -> Deployment:
     deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
-    if deployment.desired != "removed":
-        deployment.desired = "removed"
+    if deployment.desired != DesiredState.REMOVED:
+        deployment.desired = DesiredState.REMOVED
         deployment.generation += 1
         deployment.requested_by = requested_by
         deployment.decision_id = decision_id
@@ -195,7 +202,7 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
                     DeploymentUpdate(ai_id=op.ai_id, params=op.params, decision_id=op.decision_id),
                     requested_by=data.requested_by,
                     expected_generation=op.expected_generation,
-                    redeploy=op.redeploy,
+                    redeploy=bool(op.redeploy),
                     field_prefix=prefix,
                 )
             elif isinstance(op, RemoveOp):

@@ -3,16 +3,16 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.setup.camera_secrets import SecretBox, box_for
 from services.setup.clusters import service as clusters
 from services.setup.common import get_or_404
-from services.setup.camera_secrets import SecretBox, box_for
+from services.setup.edges import tokens
 from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
 from shared.db import flush
-from shared.errors import Unauthorized
-from services.setup.edges import tokens
 from shared.edge_tokens import token_hash
+from shared.errors import Unauthorized
 from shared.pagination import PageParams, fetch_page
 from shared.settings import ServiceSettings
 

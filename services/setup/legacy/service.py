@@ -4,12 +4,13 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.master_client import MasterCalls
 from services.setup.ai_packages import service as ai_packages
 from services.setup.deployments import service as deployments
 from services.setup.deployments.schemas import DeploymentCreate, DeploymentUpdate
 from services.setup.legacy.schemas import DeviceRequest
+from services.setup.master_client import MasterCalls
 from services.setup.models import Deployment, Edge, LegacyRequest
+from shared.contracts.fleet import DesiredState
 from shared.errors import Invalid, NotFound
 
 
@@ -52,7 +53,7 @@ async def deploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls)
             select(Deployment).where(
                 Deployment.edge_id == edge.id,
                 Deployment.filename == ai.filename,
-                Deployment.desired == "running",
+                Deployment.desired == DesiredState.RUNNING,
                 Deployment.allow_multiple.is_(False),
             )
         )
@@ -71,7 +72,7 @@ async def undeploy(session: AsyncSession, req: DeviceRequest, master: MasterCall
     rows = (
         await session.scalars(
             select(Deployment).where(
-                Deployment.ai_id == req.aid, Deployment.desired == "running", Deployment.edge_id.in_(edge_ids)
+                Deployment.ai_id == req.aid, Deployment.desired == DesiredState.RUNNING, Deployment.edge_id.in_(edge_ids)
             )
         )
     ).all()
