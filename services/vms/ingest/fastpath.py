@@ -2,10 +2,10 @@
 
 Every edge posts every second, so per-request overhead is the VMS's throughput. This sits inside
 the shared request middleware (request id, metrics, body limit) and answers the ingest routes
-directly with the same service, the same status codes and the same bodies as the FastAPI routes
-in ingest/router.py, skipping the framework's routing and dependency machinery. Anything else,
-and legacy posts with form fields or a query string, goes on to FastAPI (the routes there are
-the documented, equivalent slow path).
+directly with the same service, skipping the framework's routing and dependency machinery.
+It is the one path for our /detections and /batch (ingest/router.py only documents them); the
+field's posts with form fields or a query string go on to the FastAPI routes of ingest/router.py,
+which answer with the same status codes and bodies.
 """
 from __future__ import annotations
 
