@@ -13,7 +13,7 @@ OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SERVICES = ("setup", "master", "optimizer", "vms")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 
 
 def free_port() -> int:
