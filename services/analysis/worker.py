@@ -69,6 +69,8 @@ class Worker:
         self.metrics = metrics or WorkerMetrics(CollectorRegistry())
         self.stop_event = threading.Event()
         self.ensure_group(self.redis, self.keys)
+        # Shows in XINFO CONSUMERS from now on (the model is loaded by then): "a worker is up".
+        self.redis.xgroup_createconsumer(self.keys.stream, GROUP, self.name)
 
     @staticmethod
     def ensure_group(client: redis.Redis, keys: Keys) -> None:
