@@ -79,7 +79,10 @@ class VmsInbox:
                 raise
 
     async def write_back(self, request_id: int | None, body: InboxResult) -> None:
-        r = await self.http.put(f"/analysis/{request_id}/result", content=body.model_dump_json(by_alias=True))
+        r = await self.http.put(
+            f"/analysis/{request_id}/result", content=body.model_dump_json(by_alias=True),
+            headers={"Content-Type": "application/json"},
+        )
         if r.status_code == 404:
             log.warning("VMS frame %s is gone; result dropped", request_id)
             return
