@@ -36,13 +36,15 @@ for i, key in ipairs(KEYS) do
   levels[i] = tokens
   if tokens < cost then wait = math.max(wait, (cost - tokens) / rate) end
 end
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i])
-  local cap = tonumber(ARGV[2 * i + 1])
-  local tokens = levels[i]
-  if wait == 0 then tokens = tokens - cost end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
-  redis.call('EXPIRE', key, math.ceil(cap / rate) + 1)
+-- A refusal changes nothing (the level follows from the last take); a take writes the level and
+-- the time in full precision (tostring would keep 14 digits: 0.1 ms of a 10-digit epoch).
+if wait == 0 then
+  for i, key in ipairs(KEYS) do
+    local rate = tonumber(ARGV[2 * i])
+    local cap = tonumber(ARGV[2 * i + 1])
+    redis.call('HSET', key, 'tokens', string.format('%.17g', levels[i] - cost), 'ts', string.format('%.6f', now))
+    redis.call('EXPIRE', key, math.ceil(cap / rate) + 1)
+  end
 end
 return tostring(wait)
 """
@@ -71,8 +73,9 @@ class LocalBuckets:
             levels.append(tokens)
             if tokens < cost:
                 wait = max(wait, (cost - tokens) / b.rate)
-        for b, tokens in zip(buckets, levels):
-            self._state[b.key] = (tokens - cost if wait == 0 else tokens, now)
+        if wait == 0:
+            for b, tokens in zip(buckets, levels):
+                self._state[b.key] = (tokens - cost, now)
         return wait
 
 
