@@ -2,8 +2,8 @@
 
 The stages are separate so that the worker can overlap them (decode and pre-process of the next
 batch run in threads while this batch is on the accelerator) and time each one:
-decode (JPEG/PNG bytes -> BGR array, OpenCV), pre-process (letterbox to ``imgsz``, stack, to the
-device, scale), inference (one forward pass over the whole batch), NMS (ultralytics' own, per
+decode (JPEG/PNG bytes -> BGR array, OpenCV), pre-process (letterbox within ``imgsz``, group by
+shape, stack, to the device, scale), inference (one forward pass per shape in the batch), NMS (ultralytics' own, per
 image, boxes scaled back to each image's size).
 
 The network is loaded the way the edge's YOLO worker loads it (edge_ai.yolo.model.Detector:
@@ -65,15 +65,23 @@ class BatchDetector:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
         from ultralytics.data.augment import LetterBox  # noqa: PLC0415
 
-        self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=self.stride)
+        self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=self.stride)
 
     # Stage 1: decode (threads; OpenCV releases the GIL).
     def decode(self, blobs: list[bytes]) -> list[Decoded]:
         return list(self.pool.map(decode_image, blobs))
 
-    # Stage 2: pre-process.
-    def preprocess(self, images: list[Any]) -> Any:
+    # Stage 2: pre-process. Each image is letterboxed to its smallest stride-aligned rectangle
+    # within imgsz (as ultralytics' own predict does for one image); images of the same shape
+    # (every frame of one camera) share a tensor, so a batch is one forward pass per shape.
+    def preprocess(self, images: list[Any]) -> list[tuple[list[int], Any]]:
         boxed = list(self.pool.map(lambda im: self.letterbox(image=im), images))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(boxed):
+            groups.setdefault(image.shape, []).append(index)
+        return [(indices, self.to_tensor([boxed[i] for i in indices])) for indices in groups.values()]
+
+    def to_tensor(self, boxed: list[Any]) -> Any:
         batch = np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, BHWC -> BCHW
         tensor = self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
         tensor = tensor.half() if self.half else tensor.float()

@@ -47,7 +47,7 @@ class Job:
 @dataclass
 class Batch:
     jobs: list[Job]
-    tensor: Any = None
+    groups: list[tuple[list[int], Any]] = field(default_factory=list)  # indices into ready, tensor
     ready: list[Job] = field(default_factory=list)
     decode_s: float = 0.0
     preprocess_s: float = 0.0
@@ -138,21 +138,23 @@ class Worker:
         batch.ready = [j for j in jobs if j.decoded is not None]
         if batch.ready:
             started = time.perf_counter()
-            batch.tensor = self.detector.preprocess([j.decoded for j in batch.ready])
+            batch.groups = self.detector.preprocess([j.decoded for j in batch.ready])
             batch.preprocess_s = time.perf_counter() - started
         return batch
 
     def run_batch(self, batch: Batch) -> None:
         began = time.perf_counter()
-        answers: list[list[Detection]] = []
+        answers: list[list[Detection]] = [[] for _ in batch.ready]
         infer_s = nms_s = 0.0
-        if batch.ready:
+        for indices, tensor in batch.groups:
             started = time.perf_counter()
-            preds = self.detector.infer(batch.tensor)
-            infer_s = time.perf_counter() - started
+            preds = self.detector.infer(tensor)
+            infer_s += time.perf_counter() - started
             started = time.perf_counter()
-            answers = self.detector.nms(preds, tuple(batch.tensor.shape[2:]), [j.decoded.shape[:2] for j in batch.ready])
-            nms_s = time.perf_counter() - started
+            shapes = [batch.ready[i].decoded.shape[:2] for i in indices]
+            for i, found in zip(indices, self.detector.nms(preds, tuple(tensor.shape[2:]), shapes)):
+                answers[i] = found
+            nms_s += time.perf_counter() - started
         by_job = dict(zip((j.job_id for j in batch.ready), answers))
         results = []
         for job in batch.jobs:
