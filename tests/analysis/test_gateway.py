@@ -111,3 +111,24 @@ async def test_redis_down_the_service_stays_up(db, prefix):
         assert (await client.post("/analyze", content=BUS, headers=OPERATOR)).status_code == 429
         assert (await client.get("/jobs/0123456789abcdef", headers=OPERATOR)).status_code == 503
         assert "analysis_redis_degraded 1.0" in (await client.get("/metrics")).text
+
+
+def test_edgectl_serve_analysis_runs_as_a_process(database_url, prefix, tmp_path):
+    import httpx
+
+    from tests.analysis.conftest import REDIS_URL
+    from tests.helpers.env import free_port, service_env
+    from tests.helpers.processes import start_service
+
+    port = free_port()
+    env = service_env(database_url, EDGE_REDIS_URL=REDIS_URL, ANALYSIS_KEY_PREFIX=prefix)
+    proc = start_service("analysis", env=env, port=port, tmp_path=tmp_path)
+    try:
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["service"] == "analysis" and ready["detail"]["redis"] == "ok"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert "analysis_queue_depth 0.0" in metrics
+        r = httpx.post(f"http://127.0.0.1:{port}/analyze?async=true", content=BUS, headers=OPERATOR)
+        assert r.status_code == 202
+    finally:
+        proc.stop()
