@@ -16,6 +16,7 @@ from services.analysis.inbox import VmsInbox
 from services.analysis.metrics import GatewayMetrics
 from services.analysis.router import router
 from services.analysis.settings import AnalysisSettings
+from services.analysis.videos import Videos
 from shared.app import create_service_app
 
 DESCRIPTION = """
@@ -36,7 +37,9 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
         gateway = Gateway(settings, GatewayMetrics(app.state.metrics_registry))
         inbox = VmsInbox(gateway) if settings.consume_vms_inbox else None
         scheduler = AsyncIOScheduler()
+        videos = Videos(gateway)
         app.state.gateway = gateway
+        app.state.videos = videos
         app.state.readiness = gateway.readiness
         try:
             scheduler.add_job(gateway.refresh_queue_depth, "interval", seconds=5, id="queue-depth")
@@ -47,6 +50,7 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            await videos.close()
             if inbox is not None:
                 await inbox.close()
             await gateway.close()
@@ -57,4 +61,5 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[router],
         extra_lifespan=lifespan,
+        body_limits={"/videos": settings.video_max_bytes},
     )

@@ -5,14 +5,14 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from services.analysis.gateway import Gateway
-from shared.auth import AnyPrincipal, ReaderAuth
+from shared.auth import AnyPrincipal, ReaderAuth, bearer_token, identify
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted, Mode
-from shared.errors import Invalid
+from shared.errors import DomainError, Invalid, Unauthorized
 
 router = APIRouter(tags=["analysis"])
 
@@ -97,3 +97,84 @@ async def job(job_id: str, request: Request, _: ReaderAuth) -> JSONResponse:
 async def queue(request: Request, _: ReaderAuth) -> dict:
     return await _gateway(request).queue_stats()
 
+
+
+@router.post(
+    "/videos",
+    status_code=202,
+    summary="Upload a video; its frames are analysed through the queue",
+    description="The raw body (any container OpenCV reads: MP4, AVI, MKV ...), streamed to disk "
+    "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
+    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
+    "422 when the body is empty or not a video.",
+)
+async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
+    return await request.app.state.videos.upload(principal, request)
+
+
+@router.get("/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed")
+async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
+    return await request.app.state.videos.status(_video_id(video_id))
+
+
+@router.get(
+    "/videos/{video_id}/events",
+    summary="Per-frame results as Server-Sent Events",
+    description="`event: frame` per frame (`frame`, `time_s`, `status`, `detections` with class, "
+    "class_id, confidence, box, and the running `fps`), from the first frame (a late listener "
+    "gets the earlier frames first), then one `event: end`.",
+    response_class=StreamingResponse,
+)
+async def video_events(video_id: str, request: Request, _: ReaderAuth) -> StreamingResponse:
+    videos = request.app.state.videos
+    await videos.status(_video_id(video_id))
+    return StreamingResponse(
+        videos.events(video_id), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)", response_class=FileResponse)
+async def video_annotated(video_id: str, request: Request, _: ReaderAuth) -> FileResponse:
+    path = await request.app.state.videos.annotated(_video_id(video_id))
+    return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
+
+
+def _video_id(video_id: str) -> str:
+    if not video_id.isalnum() or len(video_id) > 64:
+        raise Invalid("not a video id", field="video_id")
+    return video_id
+
+
+@router.websocket("/ws/frames")
+async def camera_frames(websocket: WebSocket) -> None:
+    """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
+    result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
+    connection stays open). Bearer auth in the handshake; a refused token closes with 1008."""
+    try:
+        principal = identify(websocket.app.state.settings, bearer_token(websocket))  # type: ignore[arg-type]
+        if principal.kind == "anonymous":
+            raise Unauthorized()
+    except DomainError as exc:
+        await websocket.close(code=1008, reason=exc.message)
+        return
+    await websocket.accept()
+    gateway = _gateway(websocket)  # type: ignore[arg-type]
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("bytes")
+            if frame is None:
+                await websocket.send_json({"error": {"type": "invalid", "field": "frame",
+                                                     "message": "send each frame as a binary message (JPEG or PNG)"}})
+                continue
+            try:
+                answer = await gateway.analyze(principal, frame, AnalyzeMetadata(), wait=True)
+            except DomainError as exc:
+                await websocket.send_json({"error": exc.to_dict()})
+                continue
+            await websocket.send_json(answer.model_dump(mode="json", by_alias=True, exclude_none=True))
+    except WebSocketDisconnect:
+        return

@@ -55,6 +55,11 @@ class AnalysisSettings(ServiceSettings):
     global_rate_per_s: float = Field(0.0, description="tokens a second for all callers together (0: off)")
     global_capacity: float = Field(100.0, description="size of the global bucket")
 
+    # Videos.
+    video_dir: str = Field("/tmp/edge-analysis-videos", description="uploads and annotated videos")
+    video_max_bytes: int = Field(512 * 1024 * 1024, description="body limit of POST /videos (413 above)")
+    video_window: int = Field(32, description="frames of one video in the queue at once")
+
     # Fusion.
     fusion_iou: float = Field(0.75, description="IoU at or above which an edge box and a server box merge")
 
