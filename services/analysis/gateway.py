@@ -113,7 +113,8 @@ class Gateway:
             return self.answer_from_cache(cached, meta)
         self.metrics.cache.labels("miss").inc()
         job_meta = JobMeta(
-            image_sha256=checked.sha256, nid=meta.nid,
+            image_sha256=checked.sha256, nid=meta.nid, mode=meta.mode,
+            camera_time=meta.camera_time.isoformat() if meta.camera_time else None,
             edge_detections=[d.as_json() for d in meta.detections],
         )
         job_id = await self.submit(image, job_meta)
@@ -137,7 +138,7 @@ class Gateway:
         fused = fuse(meta.detections, cached.detections, threshold=self.settings.fusion_iou) if meta.detections else None
         return cached.model_copy(update={
             "cached": True, "fused": fused, "nid": meta.nid, "timings": None, "attempts": 0,
-            "vms_request_id": None,
+            "vms_request_id": None, "camera_time": meta.camera_time, "mode": meta.mode,
         })
 
     async def submit(self, image: bytes, meta: JobMeta) -> str:

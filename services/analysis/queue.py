@@ -94,6 +94,8 @@ class JobMeta:
     image_sha256: str
     submitted_at: float = field(default_factory=time.time)
     nid: str | None = None
+    camera_time: str | None = None  # ISO 8601, as sent
+    mode: str | None = None
     edge_detections: list[dict[str, Any]] = field(default_factory=list)
     vms_request_id: int | None = None
 

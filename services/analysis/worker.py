@@ -115,7 +115,8 @@ class Worker:
                 alive.append(job)
         return alive
 
-    def read(self, count: int, block_ms: int) -> list[Job]:
+    def read(self, count: int, block_ms: int | None) -> list[Job]:
+        """New jobs; ``block_ms`` None: only what is there now (Redis's BLOCK 0 would wait forever)."""
         reply = self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"}, count=count, block=block_ms)
         return self._jobs(reply[0][1]) if reply else []
 
@@ -123,7 +124,7 @@ class Worker:
         size = self.settings.batch_size
         jobs = self.reclaim(size)
         if len(jobs) < size:
-            jobs += self.read(size - len(jobs), 0 if jobs else 500)
+            jobs += self.read(size - len(jobs), None if jobs else 500)
         if jobs and len(jobs) < size and self.settings.batch_wait_ms > 0:
             jobs += self.read(size - len(jobs), max(1, int(self.settings.batch_wait_ms)))
         return jobs
@@ -184,8 +185,10 @@ class Worker:
 
     # Results.
     def _base(self, job: Job) -> dict[str, Any]:
-        return dict(job_id=job.job_id, image_sha256=job.meta.image_sha256, model=self.detector.model_name,
-                    attempts=job.attempts, nid=job.meta.nid, vms_request_id=job.meta.vms_request_id)
+        m = job.meta
+        return dict(job_id=job.job_id, image_sha256=m.image_sha256, model=self.detector.model_name,
+                    attempts=job.attempts, nid=m.nid, vms_request_id=m.vms_request_id,
+                    camera_time=m.camera_time, mode=m.mode)
 
     def done(self, job: Job, detections: list[Detection], batch_size: int, timings: StageTimings) -> AnalysisResult:
         edge = [Detection.model_validate(d) for d in job.meta.edge_detections]
@@ -241,6 +244,15 @@ class Worker:
                 break
             self.run_batch(batch)
         thread.join(timeout=5)
+        self.leave()
+
+    def leave(self) -> None:
+        """A worker that stops with nothing in hand leaves the group (one that holds jobs stays,
+        so that another can take them over after the lease)."""
+        mine = self.redis.xpending_range(self.keys.stream, GROUP, min="-", max="+", count=1, consumername=self.name)
+        if not mine:
+            self.redis.xgroup_delconsumer(self.keys.stream, GROUP, self.name)
+        log.info("worker %s stopped", self.name)
 
     def stop(self) -> None:
         self.stop_event.set()

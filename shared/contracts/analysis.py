@@ -82,6 +82,8 @@ class AnalysisResult(BaseModel):
     timings: StageTimings | None = None
     error: JobError | None = None
     nid: str | None = None
+    camera_time: datetime | None = None
+    mode: Mode | None = None
     vms_request_id: int | None = None
 
 

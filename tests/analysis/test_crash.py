@@ -84,3 +84,35 @@ async def test_a_job_delivered_too_often_is_dead_lettered(db, prefix, tmp_path):
         assert result["status"] == "failed" and result["attempts"] == 2
         assert result["error"]["type"] == "dead_letter" and "given up" in result["error"]["message"]
         # A synchronous caller of a dead-lettered job would get a 502 in the error model.
+
+
+async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp_path):
+    """At-least-once delivery: a worker that was slow, not dead, answers after another took the
+    job over; its answer must change nothing (first write wins) yet acknowledge the entry."""
+    from services.analysis.queue import COMPLETE_SCRIPT, Keys
+
+    async with gateway(db, prefix) as client:
+        job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()["job_id"]
+        slow = redis.Redis.from_url(REDIS_URL)
+        try:
+            slow.xgroup_create(f"{prefix}:jobs", "workers", id="0")
+            [[_, [(entry_id, _fields)]]] = slow.xreadgroup("workers", "slow", {f"{prefix}:jobs": ">"}, count=1)
+            proc = start_worker(db, prefix, tmp_path, lease_s=0.5)
+            try:
+                first = await poll(client, f"/jobs/{job_id}")
+            finally:
+                proc.stop()
+            keys = Keys(prefix)
+            late = {**first, "model": "late-answer"}
+            written = slow.register_script(COMPLETE_SCRIPT)(
+                keys=[keys.result(job_id), keys.done(job_id), keys.job(job_id), keys.stream, "",
+                      keys.cache_index, keys.vms_outbox],
+                args=[str(late), 60, entry_id, "workers", 60, 10, 0, ""],
+            )
+            assert written == 0
+            assert (await client.get(f"/jobs/{job_id}", headers=OPERATOR)).json() == first
+            assert slow.llen(keys.done(job_id)) == 1
+            assert slow.xpending(keys.stream, "workers")["pending"] == 0
+        finally:
+            slow.close()
+    assert first["status"] == "done" and first["attempts"] == 2

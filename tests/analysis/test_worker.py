@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from tests.analysis.conftest import BUS, ZIDANE, gateway, start_worker, variant
+from tests.analysis.conftest import BUS, ZIDANE, consumers, gateway, start_worker, variant
 from tests.helpers.env import OPERATOR, free_port
 
 EDGE_BOXES = [
@@ -49,6 +49,7 @@ async def test_sync_async_cache_and_fusion(db, prefix, worker):
         assert r.status_code == 202, r.text
         done = await poll(client, r.json()["poll"])
         assert done["status"] == "done" and done["nid"] == "0x01" and (done["width"], done["height"]) == (1280, 720)
+        assert done["mode"] == "precise" and done["camera_time"] == "2026-11-28T07:00:00Z"
         # Random weights find nothing, so every edge box is kept as the edge's.
         assert done["detections"] == []
         assert [(d["class"], d["source"]) for d in done["fused"]] == [("person", "edge"), ("bus", "edge")]
@@ -78,7 +79,9 @@ async def test_jobs_waiting_together_are_run_in_one_batch(db, prefix, tmp_path):
             assert 'analysis_images_total{outcome="done"} 6.0' in worker_metrics
             assert 'analysis_stage_seconds_count{stage="inference"}' in worker_metrics
         finally:
-            proc.stop()
+            assert proc.stop() == 0
+        # Stopped with nothing in hand: it left the group.
+        assert not [c for c in consumers(prefix) if c["name"].endswith(f"-{proc.pid}")]
 
 
 async def test_concurrent_sync_callers_each_get_their_own_answer(db, prefix, worker):
