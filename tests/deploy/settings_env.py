@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings
 from shared.settings import settings_class as shared_settings_class
 
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
-# compose.yaml also runs the analysis service (k8s/ does not have it yet).
+# With the analysis service (compose.yaml, k8s/optional/analysis).
 COMPOSE_SERVICE_NAMES = (*SERVICE_NAMES, "analysis")
 
 
