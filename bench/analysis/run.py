@@ -15,6 +15,7 @@ All in one run, on the device given (CPU here):
 
     .venv/bin/python -m bench.analysis.run --model yolov8n.yaml --images 48 --imgsz 640 --batch 8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import redis
 
 from shared import migrations
@@ -76,12 +76,17 @@ def ultralytics_batched(args: argparse.Namespace, blobs: list[bytes]) -> float:
     from edge_ai.yolo.model import Detector
 
     model = Detector(args.model, imgsz=args.imgsz, device=args.device).model
-    frames = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs[: args.batch]]
+    frames = [
+        cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs[: args.batch]
+    ]
     model.predict(frames, imgsz=args.imgsz, device=args.device, batch=args.batch, verbose=False)
     started = time.perf_counter()
     done = 0
     for i in range(0, len(blobs), args.batch):
-        chunk = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs[i:i + args.batch]]
+        chunk = [
+            cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+            for b in blobs[i : i + args.batch]
+        ]
         model.predict(chunk, imgsz=args.imgsz, device=args.device, batch=args.batch, verbose=False)
         done += len(chunk)
     return images_per_s(done, time.perf_counter() - started)
@@ -96,7 +101,7 @@ def forward_ceiling(args: argparse.Namespace, blobs: list[bytes]) -> float:
     torch = detector.torch
     tensors = []
     for i in range(0, len(blobs), args.batch):
-        decoded = [d.image for d in detector.decode(blobs[i:i + args.batch])]
+        decoded = [d.image for d in detector.decode(blobs[i : i + args.batch])]
         tensors += [tensor for _, tensor in detector.preprocess(decoded)]
     detector.infer(tensors[0])
     if detector.device.type == "cuda":
@@ -114,8 +119,19 @@ def start_workers(args: argparse.Namespace, db: str, prefix: str, tmp: Path) -> 
     env = service_env(db, EDGE_REDIS_URL=REDIS_URL, ANALYSIS_KEY_PREFIX=prefix)
     procs = []
     for i in range(args.workers):
-        cmd = ["analysis-worker", "--model", args.model, "--device", args.device, "--imgsz", str(args.imgsz),
-               "--batch-size", str(args.batch), "--batch-wait-ms", str(args.batch_wait_ms)]
+        cmd = [
+            "analysis-worker",
+            "--model",
+            args.model,
+            "--device",
+            args.device,
+            "--imgsz",
+            str(args.imgsz),
+            "--batch-size",
+            str(args.batch),
+            "--batch-wait-ms",
+            str(args.batch_wait_ms),
+        ]
         if args.half:
             cmd.append("--half")
         procs.append(Proc(edgectl(*cmd), env=env, log_path=tmp / f"worker-{i}.log"))
@@ -134,12 +150,22 @@ def start_workers(args: argparse.Namespace, db: str, prefix: str, tmp: Path) -> 
     raise TimeoutError("workers did not start")
 
 
-async def through_the_queue(args: argparse.Namespace, db: str, prefix: str, blobs: list[bytes]) -> dict[str, float]:
+async def through_the_queue(
+    args: argparse.Namespace, db: str, prefix: str, blobs: list[bytes]
+) -> dict[str, float]:
     from services.analysis.app import create_app
     from tests.conftest import running_app
 
-    settings = settings_for("analysis", db, redis_url=REDIS_URL, key_prefix=prefix, model=args.model,
-                            rate_per_s=0.0, sync_timeout_s=600.0, queue_max_jobs=100_000)
+    settings = settings_for(
+        "analysis",
+        db,
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+        model=args.model,
+        rate_per_s=0.0,
+        sync_timeout_s=600.0,
+        queue_max_jobs=100_000,
+    )
     app = create_app(settings)
     figures: dict[str, float] = {}
     async with running_app(app) as client:
@@ -151,7 +177,9 @@ async def through_the_queue(args: argparse.Namespace, db: str, prefix: str, blob
                 r.raise_for_status()
                 return r.json()
 
-        await asyncio.gather(*(post(variant(blobs[0], f"warm{i}")) for i in range(args.batch * args.workers)))
+        await asyncio.gather(
+            *(post(variant(blobs[0], f"warm{i}")) for i in range(args.batch * args.workers))
+        )
         started = time.perf_counter()
         answers = await asyncio.gather(*(post(b) for b in blobs))
         elapsed = time.perf_counter() - started
@@ -170,11 +198,22 @@ async def through_the_queue(args: argparse.Namespace, db: str, prefix: str, blob
         cached.sort()
         figures["cached_p50_ms"] = cached[len(cached) // 2]
         figures["cached_p90_ms"] = cached[int(len(cached) * 0.9)]
-    throttled = create_app(settings_for("analysis", db, redis_url=REDIS_URL, key_prefix=prefix, model=args.model,
-                                        rate_per_s=args.rate, rate_capacity=args.rate))
+    throttled = create_app(
+        settings_for(
+            "analysis",
+            db,
+            redis_url=REDIS_URL,
+            key_prefix=prefix,
+            model=args.model,
+            rate_per_s=args.rate,
+            rate_capacity=args.rate,
+        )
+    )
     async with running_app(throttled) as client:
         # The bucket starts full at the first take: the clock starts when that one is back.
-        accepted = int((await client.post("/analyze", content=blobs[0], headers=OPERATOR)).status_code == 200)
+        accepted = int(
+            (await client.post("/analyze", content=blobs[0], headers=OPERATOR)).status_code == 200
+        )
         started = time.perf_counter()
         while time.perf_counter() - started < 2.0:
             r = await client.post("/analyze", content=blobs[0], headers=OPERATOR)
@@ -186,7 +225,9 @@ async def through_the_queue(args: argparse.Namespace, db: str, prefix: str, blob
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="yolov8n.yaml")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--imgsz", type=int, default=640)
@@ -201,8 +242,11 @@ def main() -> None:
 
     sources = assets()
     blobs = [variant(sources[i % 2], f"bench-{uuid.uuid4().hex}-{i}") for i in range(args.images)]
-    print(f"model {args.model}, {args.images} images (bus.jpg / zidane.jpg), imgsz {args.imgsz}, "
-          f"batch {args.batch}, {args.workers} worker(s) on {args.device}", flush=True)
+    print(
+        f"model {args.model}, {args.images} images (bus.jpg / zidane.jpg), imgsz {args.imgsz}, "
+        f"batch {args.batch}, {args.workers} worker(s) on {args.device}",
+        flush=True,
+    )
     baseline = baseline_one_predict_per_frame(args, blobs)
     print(f"baseline (one predict per frame) ... {baseline:.1f} images/s", flush=True)
     batched = 0.0 if args.skip_ultralytics_batched else ultralytics_batched(args, blobs)
@@ -241,15 +285,28 @@ def main() -> None:
     print(f"| forward passes only (batches of {args.batch}), the ceiling | {ceiling:.1f} |")
     print(f"| **end to end through the queue** | **{e2e:.1f}** |")
     print()
-    print(f"end to end = {100 * e2e / ceiling:.0f} % of the ceiling, {e2e / baseline:.1f}x the baseline; "
-          f"mean batch {figures['mean_batch']:.1f}")
-    print("median per image (ms): " + ", ".join(
-        f"{k[:-3]} {figures[k]:.1f}" for k in ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "nms_ms")
-    ) + " (decode to NMS: per batch)")
-    print(f"cached answer at the gateway: p50 {figures['cached_p50_ms']:.2f} ms, p90 {figures['cached_p90_ms']:.2f} ms")
+    print(
+        f"end to end = {100 * e2e / ceiling:.0f} % of the ceiling, "
+        f"{e2e / baseline:.1f}x the baseline; "
+        f"mean batch {figures['mean_batch']:.1f}"
+    )
+    print(
+        "median per image (ms): "
+        + ", ".join(
+            f"{k[:-3]} {figures[k]:.1f}"
+            for k in ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "nms_ms")
+        )
+        + " (decode to NMS: per batch)"
+    )
+    print(
+        f"cached answer at the gateway: p50 {figures['cached_p50_ms']:.2f} ms, "
+        f"p90 {figures['cached_p90_ms']:.2f} ms"
+    )
     accepted, expected = figures["throttle_accepted"], figures["throttle_expected"]
-    print(f"throttling at {args.rate:g}/s: {accepted:.0f} accepted, {expected:.1f} expected "
-          f"({100 * (accepted - expected) / expected:+.1f} %)")
+    print(
+        f"throttling at {args.rate:g}/s: {accepted:.0f} accepted, {expected:.1f} expected "
+        f"({100 * (accepted - expected) / expected:+.1f} %)"
+    )
 
 
 if __name__ == "__main__":

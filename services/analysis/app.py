@@ -2,6 +2,7 @@
 
 The gateway checks, rate-limits and queues; workers (``edgectl analysis-worker``) run the model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,9 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
         try:
             scheduler.add_job(gateway.refresh_queue_depth, "interval", seconds=5, id="queue-depth")
             if inbox is not None:
-                scheduler.add_job(inbox.cycle, "interval", seconds=settings.inbox_interval_s, id="vms-inbox")
+                scheduler.add_job(
+                    inbox.cycle, "interval", seconds=settings.inbox_interval_s, id="vms-inbox"
+                )
             scheduler.start()
             yield
         finally:

@@ -4,6 +4,7 @@ an in-process LRU behind it that keeps answering while Redis is down.
 The worker writes Redis entries in the same transaction as the job's result (see queue.py); the
 gateway keeps every result it hands out in its LRU too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,4 +73,6 @@ class ResultCache:
 
     def remember(self, result: AnalysisResult) -> None:
         if result.status == "done":
-            self.local.put(cache_key(self.prefix, result.model, result.image_sha256), result.model_dump_json())
+            self.local.put(
+                cache_key(self.prefix, result.model, result.image_sha256), result.model_dump_json()
+            )

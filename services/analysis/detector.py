@@ -3,12 +3,14 @@
 The stages are separate so that the worker can overlap them (decode and pre-process of the next
 batch run in threads while this batch is on the accelerator) and time each one:
 decode (JPEG/PNG bytes -> BGR array, OpenCV), pre-process (letterbox within ``imgsz``, group by
-shape, stack, to the device, scale), inference (one forward pass per shape in the batch), NMS (ultralytics' own, per
+shape, stack, to the device, scale), inference (one forward pass per shape in the batch), NMS
+(ultralytics' own, per
 image, boxes scaled back to each image's size).
 
 The network is loaded the way the edge's YOLO worker loads it (edge_ai.yolo.model.Detector:
 offline, weights never downloaded, an architecture file gives random weights).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,11 +81,15 @@ class BatchDetector:
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(boxed):
             groups.setdefault(image.shape, []).append(index)
-        return [(indices, self.to_tensor([boxed[i] for i in indices])) for indices in groups.values()]
+        return [
+            (indices, self.to_tensor([boxed[i] for i in indices])) for indices in groups.values()
+        ]
 
     def to_tensor(self, boxed: list[Any]) -> Any:
         batch = np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, BHWC -> BCHW
-        tensor = self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
+        tensor = self.torch.from_numpy(np.ascontiguousarray(batch)).to(
+            self.device, non_blocking=True
+        )
         tensor = tensor.half() if self.half else tensor.float()
         return tensor / 255.0
 
@@ -94,24 +100,31 @@ class BatchDetector:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     # Stage 4: NMS and boxes back to each image's own size.
-    def nms(self, preds: Any, input_shape: tuple[int, int], shapes: list[tuple[int, int]]) -> list[list[Detection]]:
+    def nms(
+        self, preds: Any, input_shape: tuple[int, int], shapes: list[tuple[int, int]]
+    ) -> list[list[Detection]]:
         from ultralytics.utils import nms, ops  # noqa: PLC0415
 
         kept = nms.non_max_suppression(preds, self.conf, self.iou, max_det=self.max_det)
         answers: list[list[Detection]] = []
-        for det, shape in zip(kept, shapes):
+        for det, shape in zip(kept, shapes, strict=True):
             if not len(det):
                 answers.append([])
                 continue
             det[:, :4] = ops.scale_boxes(input_shape, det[:, :4], shape)
             rows = det[:, :6].float().cpu().tolist()
-            answers.append([
-                Detection(
-                    class_name=self.class_names.get(int(c), str(int(c))), class_id=int(c),
-                    confidence=round(float(s), 4), box=[round(v, 1) for v in (x1, y1, x2, y2)], source="server",
-                )
-                for x1, y1, x2, y2, s, c in rows
-            ])
+            answers.append(
+                [
+                    Detection(
+                        class_name=self.class_names.get(int(c), str(int(c))),
+                        class_id=int(c),
+                        confidence=round(float(s), 4),
+                        box=[round(v, 1) for v in (x1, y1, x2, y2)],
+                        source="server",
+                    )
+                    for x1, y1, x2, y2, s, c in rows
+                ]
+            )
         return answers
 
     def close(self) -> None:

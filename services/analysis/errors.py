@@ -1,4 +1,5 @@
 """The analysis service's own answers, in the project's one error hierarchy (shared.errors)."""
+
 from __future__ import annotations
 
 from shared.errors import DomainError

@@ -11,6 +11,7 @@ Rule, per class (boxes of different classes never merge):
 
 The answer lists fused boxes first, then the first source's leftovers, then the second's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 def _merge(a: Detection, b: Detection) -> Detection:
     total = a.confidence + b.confidence
     wa, wb = (a.confidence / total, b.confidence / total) if total > 0 else (0.5, 0.5)
-    box = [wa * pa + wb * pb for pa, pb in zip(a.box, b.box)]
+    box = [wa * pa + wb * pb for pa, pb in zip(a.box, b.box, strict=True)]
     return Detection(
         class_name=a.class_name,
         class_id=a.class_id if a.class_id is not None else b.class_id,
@@ -70,10 +71,12 @@ def fuse(
         fused.append(_merge(first[i], second[j]))
     rest_first = [
         d.model_copy(update={"source": d.source or first_source})
-        for i, d in enumerate(first) if i not in used_first
+        for i, d in enumerate(first)
+        if i not in used_first
     ]
     rest_second = [
         d.model_copy(update={"source": d.source or second_source})
-        for j, d in enumerate(second) if j not in used_second
+        for j, d in enumerate(second)
+        if j not in used_second
     ]
     return fused + rest_first + rest_second

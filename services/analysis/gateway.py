@@ -1,4 +1,5 @@
 """The gateway's logic: rate limit, check, answer from the cache, or queue and (maybe) wait."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,12 +42,20 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5)
         # Synchronous callers wait in BLPOP, each holding a connection for up to the deadline.
-        self.waiting = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=None)
+        self.waiting = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1, socket_timeout=None
+        )
         self.submit_script = self.redis.register_script(SUBMIT_SCRIPT)
-        self.cache = ResultCache(self.redis, settings.key_prefix, local_entries=settings.local_cache_entries)
+        self.cache = ResultCache(
+            self.redis, settings.key_prefix, local_entries=settings.local_cache_entries
+        )
         self.limiter = RateLimiter(
-            self.redis, settings.key_prefix, rate=settings.rate_per_s, capacity=settings.rate_capacity,
-            global_rate=settings.global_rate_per_s, global_capacity=settings.global_capacity,
+            self.redis,
+            settings.key_prefix,
+            rate=settings.rate_per_s,
+            capacity=settings.rate_capacity,
+            global_rate=settings.global_rate_per_s,
+            global_capacity=settings.global_capacity,
         )
 
     async def close(self) -> None:
@@ -66,7 +75,10 @@ class Gateway:
             return {"redis": "ok", "queue_depth": depth}
         except RedisError as exc:
             self.metrics.degraded.set(1)
-            return {"redis": f"unreachable ({type(exc).__name__}): cached answers only, new jobs refused"}
+            return {
+                "redis": f"unreachable ({type(exc).__name__}): "
+                "cached answers only, new jobs refused"
+            }
 
     async def refresh_queue_depth(self) -> None:
         await self.readiness()
@@ -79,14 +91,17 @@ class Gateway:
             self.metrics.requests.labels("throttled").inc()
             seconds = retry_after(wait)
             raise TooManyRequests(
-                f"rate limit: {self.settings.rate_per_s:g} images/s, bursts of {self.settings.rate_capacity:g}; "
+                f"rate limit: {self.settings.rate_per_s:g} images/s, "
+                f"bursts of {self.settings.rate_capacity:g}; "
                 f"retry in {seconds} s",
                 headers={"Retry-After": str(seconds)},
             )
 
     async def check(self, image: bytes) -> CheckedImage:
         if len(image) > THREAD_ABOVE_BYTES:
-            return await asyncio.to_thread(check_image, image, max_pixels=self.settings.max_image_pixels)
+            return await asyncio.to_thread(
+                check_image, image, max_pixels=self.settings.max_image_pixels
+            )
         return check_image(image, max_pixels=self.settings.max_image_pixels)
 
     def authorise(self, principal: Principal, meta: AnalyzeMetadata) -> AnalyzeMetadata:
@@ -94,7 +109,9 @@ class Gateway:
             raise Unauthorized()
         if principal.kind == "edge":
             if meta.nid not in (None, principal.nid):
-                raise Forbidden(f"this token is for node {principal.nid}, not {meta.nid}", field="metadata.nid")
+                raise Forbidden(
+                    f"this token is for node {principal.nid}, not {meta.nid}", field="metadata.nid"
+                )
             return meta.model_copy(update={"nid": principal.nid})
         return meta
 
@@ -113,7 +130,9 @@ class Gateway:
             return self.answer_from_cache(cached, meta)
         self.metrics.cache.labels("miss").inc()
         job_meta = JobMeta(
-            image_sha256=checked.sha256, nid=meta.nid, mode=meta.mode,
+            image_sha256=checked.sha256,
+            nid=meta.nid,
+            mode=meta.mode,
             camera_time=meta.camera_time.isoformat() if meta.camera_time else None,
             edge_detections=[d.as_json() for d in meta.detections],
         )
@@ -128,25 +147,45 @@ class Gateway:
             error = result.error
             if error is not None and error.type == "invalid":
                 raise Invalid(error.message, field=error.field or "image")
-            raise UpstreamError(f"job {job_id} failed: {error.message if error else 'unknown error'}")
+            raise UpstreamError(
+                f"job {job_id} failed: {error.message if error else 'unknown error'}"
+            )
         self.metrics.requests.labels("analysed").inc()
         self.cache.remember(result)
         return result
 
     def answer_from_cache(self, cached: AnalysisResult, meta: AnalyzeMetadata) -> AnalysisResult:
         """The cached detections; fusion is redone with this request's edge boxes (cheap, pure)."""
-        fused = fuse(meta.detections, cached.detections, threshold=self.settings.fusion_iou) if meta.detections else None
-        return cached.model_copy(update={
-            "cached": True, "fused": fused, "nid": meta.nid, "timings": None, "attempts": 0,
-            "vms_request_id": None, "camera_time": meta.camera_time, "mode": meta.mode,
-        })
+        fused = (
+            fuse(meta.detections, cached.detections, threshold=self.settings.fusion_iou)
+            if meta.detections
+            else None
+        )
+        return cached.model_copy(
+            update={
+                "cached": True,
+                "fused": fused,
+                "nid": meta.nid,
+                "timings": None,
+                "attempts": 0,
+                "vms_request_id": None,
+                "camera_time": meta.camera_time,
+                "mode": meta.mode,
+            }
+        )
 
     async def submit(self, image: bytes, meta: JobMeta) -> str:
         job_id = new_job_id()
         try:
             accepted = await self.submit_script(
                 keys=[self.keys.stream, self.keys.job(job_id)],
-                args=[self.settings.queue_max_jobs, job_id, image, meta.to_json(), self.settings.result_ttl_s],
+                args=[
+                    self.settings.queue_max_jobs,
+                    job_id,
+                    image,
+                    meta.to_json(),
+                    self.settings.result_ttl_s,
+                ],
             )
         except RedisError as exc:
             self.metrics.requests.labels("unavailable").inc()
@@ -186,8 +225,10 @@ class Gateway:
             if await self.redis.exists(self.keys.job(job_id)):
                 return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
         except RedisError as exc:
-            raise Unavailable("the job store (Redis) is unreachable",
-                              headers={"Retry-After": str(self.settings.retry_after_s)}) from exc
+            raise Unavailable(
+                "the job store (Redis) is unreachable",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from exc
         raise NotFound(f"job {job_id} does not exist (or its result expired)", field="job_id")
 
     async def queue_stats(self) -> dict[str, Any]:
@@ -196,7 +237,13 @@ class Gateway:
             groups = await self.redis.xinfo_groups(self.keys.stream) if depth else []
         except RedisError as exc:
             raise Unavailable("the job queue (Redis) is unreachable") from exc
-        pending = sum(int(g.get("pending", 0)) for g in groups if g.get("name") in (GROUP, GROUP.encode()))
+        pending = sum(
+            int(g.get("pending", 0)) for g in groups if g.get("name") in (GROUP, GROUP.encode())
+        )
         consumers = sum(int(g.get("consumers", 0)) for g in groups)
-        return {"depth": depth, "in_work": pending, "consumers": consumers, "max": self.settings.queue_max_jobs}
-
+        return {
+            "depth": depth,
+            "in_work": pending,
+            "consumers": consumers,
+            "max": self.settings.queue_max_jobs,
+        }

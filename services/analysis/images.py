@@ -4,6 +4,7 @@ Only the header is parsed here (cheap, and by hand: ultralytics patches PIL's ``
 the worker decodes. A truncated file is caught by its
 missing end marker (JPEG EOI, PNG IEND), which the decoders would otherwise paper over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,9 @@ def check_image(data: bytes, *, max_pixels: int, field: str = "image") -> Checke
     else:
         raise Invalid("the image must be a JPEG or PNG", field=field)
     if not complete:
-        raise Invalid(f"the {media.split('/')[1].upper()} is truncated (no end marker)", field=field)
+        raise Invalid(
+            f"the {media.split('/')[1].upper()} is truncated (no end marker)", field=field
+        )
     size = png_size(data) if media == "image/png" else jpeg_size(data)
     if size is None:
         raise Invalid("the image header cannot be read", field=field)
@@ -44,7 +47,9 @@ def check_image(data: bytes, *, max_pixels: int, field: str = "image") -> Checke
     if width <= 0 or height <= 0:
         raise Invalid("the image has no pixels", field=field)
     if width * height > max_pixels:
-        raise Invalid(f"the image is {width} x {height}, over the limit of {max_pixels} pixels", field=field)
+        raise Invalid(
+            f"the image is {width} x {height}, over the limit of {max_pixels} pixels", field=field
+        )
     return CheckedImage(hashlib.sha256(data).hexdigest(), width, height, media)
 
 
@@ -75,11 +80,11 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             continue
         if marker == 0xDA:  # start of scan before any frame header
             return None
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if marker in SOF_MARKERS:
             if i + 9 > len(data) or length < 7:
                 return None
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             return width, height
         i += 2 + length
     return None

@@ -6,6 +6,7 @@ gateway that stopped are claimed again later), fetch each image and queue it as 
 remembers the frame's id. A cached image is answered without a job. When the queue is full the
 rest of the claim is left to its lease.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,11 @@ log = logging.getLogger("edge.analysis.inbox")
 
 def inbox_result(result: AnalysisResult) -> InboxResult:
     return InboxResult(
-        status="done" if result.status == "done" else "failed", model=result.model,
-        detections=result.detections, fused=result.fused, error=result.error,
+        status="done" if result.status == "done" else "failed",
+        model=result.model,
+        detections=result.detections,
+        fused=result.fused,
+        error=result.error,
         analysed_at=datetime.now(timezone.utc),
     )
 
@@ -52,7 +56,9 @@ class VmsInbox:
         s = gateway.settings
         token = s.service_token.get_secret_value() if s.service_token else ""
         self.http = httpx.AsyncClient(
-            base_url=s.vms_url, timeout=s.vms_timeout_s, headers={"Authorization": f"Bearer {token}"}
+            base_url=s.vms_url,
+            timeout=s.vms_timeout_s,
+            headers={"Authorization": f"Bearer {token}"},
         )
 
     async def close(self) -> None:
@@ -80,7 +86,8 @@ class VmsInbox:
 
     async def write_back(self, request_id: int | None, body: InboxResult) -> None:
         r = await self.http.put(
-            f"/analysis/{request_id}/result", content=body.model_dump_json(by_alias=True),
+            f"/analysis/{request_id}/result",
+            content=body.model_dump_json(by_alias=True),
             headers={"Content-Type": "application/json"},
         )
         if r.status_code == 404:
@@ -92,7 +99,9 @@ class VmsInbox:
     async def claim_frames(self) -> None:
         g = self.gateway
         s = g.settings
-        r = await self.http.post("/analysis/claim", json={"limit": s.inbox_batch, "lease_s": s.lease_s * 4})
+        r = await self.http.post(
+            "/analysis/claim", json={"limit": s.inbox_batch, "lease_s": s.lease_s * 4}
+        )
         r.raise_for_status()
         claim = InboxClaim.model_validate(r.json())
         for frame in claim.frames:
@@ -102,22 +111,35 @@ class VmsInbox:
             try:
                 checked = check_image(image, max_pixels=s.max_image_pixels)
             except DomainError as exc:
-                await self.write_back(frame.id, InboxResult(
-                    status="failed", model=s.model_name, analysed_at=datetime.now(timezone.utc),
-                    error=JobError(type="invalid", message=exc.message, field="image"),
-                ))
+                await self.write_back(
+                    frame.id,
+                    InboxResult(
+                        status="failed",
+                        model=s.model_name,
+                        analysed_at=datetime.now(timezone.utc),
+                        error=JobError(type="invalid", message=exc.message, field="image"),
+                    ),
+                )
                 continue
             cached = await g.cache.get(s.model_name, checked.sha256)
             if cached is not None:
                 g.metrics.cache.labels("hit").inc()
                 fused = fuse(edge, cached.detections, threshold=s.fusion_iou) if edge else None
-                await self.write_back(frame.id, inbox_result(cached.model_copy(update={"fused": fused})))
+                await self.write_back(
+                    frame.id, inbox_result(cached.model_copy(update={"fused": fused}))
+                )
                 continue
-            meta = JobMeta(image_sha256=checked.sha256, nid=frame.nid,
-                           edge_detections=[d.as_json() for d in edge], vms_request_id=frame.id)
+            meta = JobMeta(
+                image_sha256=checked.sha256,
+                nid=frame.nid,
+                edge_detections=[d.as_json() for d in edge],
+                vms_request_id=frame.id,
+            )
             try:
                 await g.submit(image, meta)
             except DomainError as exc:  # queue full or Redis down: the lease brings the rest back
-                log.info("VMS inbox: %s; %d frames left to their lease", exc.message, len(claim.frames))
+                log.info(
+                    "VMS inbox: %s; %d frames left to their lease", exc.message, len(claim.frames)
+                )
                 return
             g.metrics.vms_frames.labels("queued").inc()

@@ -17,6 +17,7 @@ Keys (all under the service's prefix):
 At-least-once delivery with an idempotent result write: a job may be analysed twice (a worker
 that was slow rather than dead), but only the first result is kept, announced and counted.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ A bucket holds at most ``capacity`` tokens and gains ``rate`` tokens a second; a
 one token from its caller's bucket and from the global one, or from neither: when either is
 short, it is refused with the seconds until it would have been allowed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,7 +43,8 @@ if wait == 0 then
   for i, key in ipairs(KEYS) do
     local rate = tonumber(ARGV[2 * i])
     local cap = tonumber(ARGV[2 * i + 1])
-    redis.call('HSET', key, 'tokens', string.format('%.17g', levels[i] - cost), 'ts', string.format('%.6f', now))
+    local left = string.format('%.17g', levels[i] - cost)
+    redis.call('HSET', key, 'tokens', left, 'ts', string.format('%.6f', now))
     redis.call('EXPIRE', key, math.ceil(cap / rate) + 1)
   end
 end
@@ -74,13 +76,22 @@ class LocalBuckets:
             if tokens < cost:
                 wait = max(wait, (cost - tokens) / b.rate)
         if wait == 0:
-            for b, tokens in zip(buckets, levels):
+            for b, tokens in zip(buckets, levels, strict=True):
                 self._state[b.key] = (tokens - cost, now)
         return wait
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, prefix: str, *, rate: float, capacity: float, global_rate: float, global_capacity: float):
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        rate: float,
+        capacity: float,
+        global_rate: float,
+        global_capacity: float,
+    ):
         self.redis = redis
         self.prefix = prefix
         self.rate, self.capacity = rate, capacity
@@ -94,7 +105,9 @@ class RateLimiter:
         if self.rate > 0:
             buckets.append(Bucket(f"{self.prefix}:bucket:{caller}", self.rate, self.capacity))
         if self.global_rate > 0:
-            buckets.append(Bucket(f"{self.prefix}:bucket:*", self.global_rate, self.global_capacity))
+            buckets.append(
+                Bucket(f"{self.prefix}:bucket:*", self.global_rate, self.global_capacity)
+            )
         return buckets
 
     async def take(self, caller: str) -> float:

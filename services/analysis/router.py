@@ -1,4 +1,5 @@
 """The gateway's routes: POST /analyze, GET /jobs/{id}, GET /queue."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,8 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
         "from the query: `nid`, `camera_time`, `mode`). Answers the server's detections and, when "
         "edge boxes came, the fused result. Synchronous (504 after the deadline; the job goes on), "
         "or `?async=true`: 202 with a job id to poll. A repeated image is answered from the cache "
-        "(`cached: true`) at once. 429 + Retry-After when the caller's token bucket is empty, 503 + "
+        "(`cached: true`) at once. 429 + Retry-After when the caller's token bucket is empty, "
+        "503 + "
         "Retry-After when the queue is full or Redis is unreachable."
     ),
     response_model=AnalysisResult | JobAccepted,
@@ -71,13 +73,20 @@ async def analyze(
             raise Invalid("the multipart part image (a file) is missing", field="image")
         image = await upload.read()
         raw_meta = form.get("metadata")
-        meta = _metadata(raw_meta if isinstance(raw_meta, str) else None, nid=nid, camera_time=camera_time, mode=mode)
+        meta = _metadata(
+            raw_meta if isinstance(raw_meta, str) else None,
+            nid=nid,
+            camera_time=camera_time,
+            mode=mode,
+        )
     else:
         image = await request.body()
         meta = _metadata(None, nid=nid, camera_time=camera_time, mode=mode)
     answer = await _gateway(request).analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200
-    return JSONResponse(answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status)
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
+    )
 
 
 @router.get(
@@ -90,13 +99,14 @@ async def job(job_id: str, request: Request, _: ReaderAuth) -> JSONResponse:
         raise Invalid("not a job id", field="job_id")
     answer = await _gateway(request).job(job_id)
     status = 202 if isinstance(answer, JobAccepted) else 200
-    return JSONResponse(answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status)
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
+    )
 
 
 @router.get("/queue", summary="Queue depth, jobs in work, workers")
 async def queue(request: Request, _: ReaderAuth) -> dict:
     return await _gateway(request).queue_stats()
-
 
 
 @router.post(
@@ -112,7 +122,9 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     return await request.app.state.videos.upload(principal, request)
 
 
-@router.get("/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed")
+@router.get(
+    "/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed"
+)
 async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
     return await request.app.state.videos.status(_video_id(video_id))
 
@@ -129,12 +141,17 @@ async def video_events(video_id: str, request: Request, _: ReaderAuth) -> Stream
     videos = request.app.state.videos
     await videos.status(_video_id(video_id))
     return StreamingResponse(
-        videos.events(video_id), media_type="text/event-stream",
+        videos.events(video_id),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-@router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)", response_class=FileResponse)
+@router.get(
+    "/videos/{video_id}/annotated",
+    summary="The video with its boxes drawn (MP4)",
+    response_class=FileResponse,
+)
 async def video_annotated(video_id: str, request: Request, _: ReaderAuth) -> FileResponse:
     path = await request.app.state.videos.annotated(_video_id(video_id))
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
@@ -167,14 +184,23 @@ async def camera_frames(websocket: WebSocket) -> None:
                 return
             frame = message.get("bytes")
             if frame is None:
-                await websocket.send_json({"error": {"type": "invalid", "field": "frame",
-                                                     "message": "send each frame as a binary message (JPEG or PNG)"}})
+                await websocket.send_json(
+                    {
+                        "error": {
+                            "type": "invalid",
+                            "field": "frame",
+                            "message": "send each frame as a binary message (JPEG or PNG)",
+                        }
+                    }
+                )
                 continue
             try:
                 answer = await gateway.analyze(principal, frame, AnalyzeMetadata(), wait=True)
             except DomainError as exc:
                 await websocket.send_json({"error": exc.to_dict()})
                 continue
-            await websocket.send_json(answer.model_dump(mode="json", by_alias=True, exclude_none=True))
+            await websocket.send_json(
+                answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
     except WebSocketDisconnect:
         return

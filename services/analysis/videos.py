@@ -8,6 +8,7 @@ are under ``ANALYSIS_VIDEO_DIR``. A video being analysed belongs to the gateway 
 the upload (its frames' jobs are durable, the video's progress is not): a gateway that stops
 marks its videos failed; one that crashes leaves them "analysing" until their state expires.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,14 @@ def jpeg_frames(path: Path) -> Iterator[bytes]:
         capture.release()
 
 
-def render(source: Path, target: Path, boxes: list[list[dict]], fps: float, progress: dict[str, int], key: str) -> int:
+def render(
+    source: Path,
+    target: Path,
+    boxes: list[list[dict]],
+    fps: float,
+    progress: dict[str, int],
+    key: str,
+) -> int:
     """The video with each frame's boxes and labels drawn, as MP4; returns the frames written."""
     import cv2  # noqa: PLC0415
 
@@ -84,12 +92,22 @@ def render(source: Path, target: Path, boxes: list[list[dict]], fps: float, prog
                 break
             if writer is None:
                 size = (frame.shape[1], frame.shape[0])
-                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
+                writer = cv2.VideoWriter(
+                    str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size
+                )
             for det in boxes[written] if written < len(boxes) else []:
                 x1, y1, x2, y2 = (int(v) for v in det["box"])
                 cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 200, 255), 2)
                 label = f"{det['class']} {det['confidence']:.2f}"
-                cv2.putText(frame, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 255), 1)
+                cv2.putText(
+                    frame,
+                    label,
+                    (x1, max(12, y1 - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5,
+                    (0, 200, 255),
+                    1,
+                )
             writer.write(frame)
             written += 1
             progress[key] = written
@@ -126,7 +144,9 @@ class Videos:
                 await task
             (self.dir / f"{video_id}.video").unlink(missing_ok=True)
             with contextlib.suppress(RedisError):
-                await self.gateway.redis.hset(self.key(video_id), mapping={"status": "failed", "error": "the gateway stopped"})
+                await self.gateway.redis.hset(
+                    self.key(video_id), mapping={"status": "failed", "error": "the gateway stopped"}
+                )
 
     # POST /videos
     async def upload(self, principal: Principal, request: Request) -> dict[str, Any]:
@@ -140,31 +160,50 @@ class Videos:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > self.settings.video_max_bytes:
-                        raise PayloadTooLarge(f"the video is over {self.settings.video_max_bytes} bytes", field="body")
+                        raise PayloadTooLarge(
+                            f"the video is over {self.settings.video_max_bytes} bytes", field="body"
+                        )
                     if chunk:
                         await asyncio.to_thread(out.write, chunk)
             if size == 0:
                 raise Invalid("the video is empty (zero bytes)", field="body")
             info = await asyncio.to_thread(probe, path)
             if info is None:
-                raise Invalid("the body is not a video OpenCV can read (MP4, AVI, MKV ...)", field="body")
+                raise Invalid(
+                    "the body is not a video OpenCV can read (MP4, AVI, MKV ...)", field="body"
+                )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        state = {"status": "analysing", "frames_done": 0, "owner": caller_key(principal),
-                 "created_at": time.time(), **info}
+        state = {
+            "status": "analysing",
+            "frames_done": 0,
+            "owner": caller_key(principal),
+            "created_at": time.time(),
+            **info,
+        }
         try:
-            await self.gateway.redis.hset(self.key(video_id), mapping={k: str(v) for k, v in state.items()})
+            await self.gateway.redis.hset(
+                self.key(video_id), mapping={k: str(v) for k, v in state.items()}
+            )
             await self.gateway.redis.expire(self.key(video_id), self.settings.result_ttl_s)
         except RedisError as exc:
             path.unlink(missing_ok=True)
-            raise Unavailable("the job store (Redis) is unreachable",
-                              headers={"Retry-After": str(self.settings.retry_after_s)}) from exc
+            raise Unavailable(
+                "the job store (Redis) is unreachable",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from exc
         task = asyncio.create_task(self.process(video_id, path, info), name=f"video-{video_id}")
         self.tasks[video_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(video_id, None))
-        return {"video_id": video_id, "status": "analysing", **info, "events": f"/videos/{video_id}/events",
-                "status_url": f"/videos/{video_id}", "annotated": f"/videos/{video_id}/annotated"}
+        return {
+            "video_id": video_id,
+            "status": "analysing",
+            **info,
+            "events": f"/videos/{video_id}/events",
+            "status_url": f"/videos/{video_id}",
+            "annotated": f"/videos/{video_id}/annotated",
+        }
 
     # The work of one video.
     async def process(self, video_id: str, path: Path, info: dict[str, Any]) -> None:
@@ -190,15 +229,27 @@ class Videos:
             await redis.expire(frames_key, self.settings.result_ttl_s)
             await redis.hset(key, mapping={"status": "rendering", "frames_total": str(len(boxes))})
             target = self.dir / f"{video_id}.mp4"
-            rendered = await asyncio.to_thread(render, path, target, boxes, info["fps"], self.render_progress, video_id)
-            await redis.hset(key, mapping={"status": "done", "rendered": str(rendered), "file": str(target)})
-            await redis.xadd(frames_key, {"data": json.dumps({"end": True, "status": "done", "frames": len(boxes)})})
+            rendered = await asyncio.to_thread(
+                render, path, target, boxes, info["fps"], self.render_progress, video_id
+            )
+            await redis.hset(
+                key, mapping={"status": "done", "rendered": str(rendered), "file": str(target)}
+            )
+            await redis.xadd(
+                frames_key,
+                {"data": json.dumps({"end": True, "status": "done", "frames": len(boxes)})},
+            )
         except (DomainError, RedisError, OSError) as exc:
-            message = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            message = (
+                exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            )
             log.warning("video %s failed: %s", video_id, message)
             with contextlib.suppress(RedisError):
                 await redis.hset(key, mapping={"status": "failed", "error": message})
-                await redis.xadd(frames_key, {"data": json.dumps({"end": True, "status": "failed", "error": message})})
+                await redis.xadd(
+                    frames_key,
+                    {"data": json.dumps({"end": True, "status": "failed", "error": message})},
+                )
         finally:
             self.render_progress.pop(video_id, None)
             path.unlink(missing_ok=True)
@@ -265,9 +316,11 @@ class Videos:
         last = "0"
         while True:
             try:
-                reply = await self.gateway.waiting.xread({self.frames_key(video_id): last}, count=100, block=15_000)
+                reply = await self.gateway.waiting.xread(
+                    {self.frames_key(video_id): last}, count=100, block=15_000
+                )
             except RedisError:
-                yield "event: error\ndata: {\"error\": \"Redis unreachable\"}\n\n"
+                yield 'event: error\ndata: {"error": "Redis unreachable"}\n\n'
                 return
             if not reply:
                 yield ": keep-alive\n\n"
@@ -286,8 +339,10 @@ class Videos:
         if state["status"] != "done":
             done = state.get("frames_done", 0)
             raise Conflict(
-                f"video {video_id} is {state['status']} ({done} of {state.get('frames_total', '?')} frames); "
-                "the annotated file comes when every frame is done", field="video_id",
+                f"video {video_id} is {state['status']} "
+                f"({done} of {state.get('frames_total', '?')} frames); "
+                "the annotated file comes when every frame is done",
+                field="video_id",
             )
         path = self.dir / f"{video_id}.mp4"
         if not path.is_file():

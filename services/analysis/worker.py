@@ -1,4 +1,4 @@
-"""``edgectl analysis-worker``: takes jobs from the queue in batches, runs the model, writes results.
+"""``edgectl analysis-worker``: jobs from the queue in batches, the model, results written.
 
 A worker needs only Redis (and the model file): N workers on M machines share the one consumer
 group. Each loop: take over jobs that a stopped worker held longer than the lease (dead-lettering
@@ -7,6 +7,7 @@ those delivered too often), then read new jobs, blocking until one comes and the
 batch while the main thread runs this batch's forward pass, NMS and result writes, so the CPU
 stages do not serialise the accelerator.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,14 @@ def _s(value: bytes | str) -> str:
 
 
 class Worker:
-    def __init__(self, settings: AnalysisSettings, detector: BatchDetector, *, name: str | None = None,
-                 metrics: WorkerMetrics | None = None):
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        detector: BatchDetector,
+        *,
+        name: str | None = None,
+        metrics: WorkerMetrics | None = None,
+    ):
         self.settings = settings
         self.detector = detector
         self.keys = Keys(settings.key_prefix)
@@ -81,25 +88,42 @@ class Worker:
                 raise
 
     # Taking jobs.
-    def _jobs(self, entries: list[tuple[Any, dict]], attempts: dict[str, int] | None = None) -> list[Job]:
+    def _jobs(
+        self, entries: list[tuple[Any, dict]], attempts: dict[str, int] | None = None
+    ) -> list[Job]:
         jobs = []
         for entry_id, fields in entries:
             if not fields:  # deleted while pending
                 continue
             eid = _s(entry_id)
-            jobs.append(Job(eid, _s(fields[b"id"]), fields[b"image"], JobMeta.from_json(fields[b"meta"]),
-                            attempts=(attempts or {}).get(eid, 1)))
+            jobs.append(
+                Job(
+                    eid,
+                    _s(fields[b"id"]),
+                    fields[b"image"],
+                    JobMeta.from_json(fields[b"meta"]),
+                    attempts=(attempts or {}).get(eid, 1),
+                )
+            )
         return jobs
 
     def reclaim(self, count: int) -> list[Job]:
-        """Jobs a stopped worker held longer than the lease; those delivered too often are failed."""
+        """Jobs a stopped worker held past the lease; those delivered too often are failed."""
         lease_ms = int(self.settings.lease_s * 1000)
-        reply = self.redis.xautoclaim(self.keys.stream, GROUP, self.name, lease_ms, "0-0", count=count)
+        reply = self.redis.xautoclaim(
+            self.keys.stream, GROUP, self.name, lease_ms, "0-0", count=count
+        )
         entries = reply[1]
         if not entries:
             return []
-        pending = self.redis.xpending_range(self.keys.stream, GROUP, min=entries[0][0], max=entries[-1][0],
-                                            count=len(entries) * 2 + 10, consumername=self.name)
+        pending = self.redis.xpending_range(
+            self.keys.stream,
+            GROUP,
+            min=entries[0][0],
+            max=entries[-1][0],
+            count=len(entries) * 2 + 10,
+            consumername=self.name,
+        )
         attempts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
         jobs = self._jobs(entries, attempts)
         self.metrics.reclaimed.inc(len(jobs))
@@ -108,16 +132,26 @@ class Worker:
             if job.attempts > self.settings.max_attempts:
                 log.warning("job %s dead-lettered after %d deliveries", job.job_id, job.attempts)
                 self.metrics.dead_lettered.inc()
-                self.finish([(job, self.failed(job, "dead_letter",
-                                                f"given up after {job.attempts - 1} deliveries"))])
+                self.finish(
+                    [
+                        (
+                            job,
+                            self.failed(
+                                job, "dead_letter", f"given up after {job.attempts - 1} deliveries"
+                            ),
+                        )
+                    ]
+                )
             else:
                 log.info("job %s taken over (delivery %d)", job.job_id, job.attempts)
                 alive.append(job)
         return alive
 
     def read(self, count: int, block_ms: int | None) -> list[Job]:
-        """New jobs; ``block_ms`` None: only what is there now (Redis's BLOCK 0 would wait forever)."""
-        reply = self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"}, count=count, block=block_ms)
+        """New jobs; ``block_ms`` None: only what is there (Redis's BLOCK 0 would wait forever)."""
+        reply = self.redis.xreadgroup(
+            GROUP, self.name, {self.keys.stream: ">"}, count=count, block=block_ms
+        )
         return self._jobs(reply[0][1]) if reply else []
 
     def take_batch(self) -> list[Job]:
@@ -133,7 +167,7 @@ class Worker:
     def prepare(self, jobs: list[Job]) -> Batch:
         batch = Batch(jobs)
         started = time.perf_counter()
-        for job, decoded in zip(jobs, self.detector.decode([j.image for j in jobs])):
+        for job, decoded in zip(jobs, self.detector.decode([j.image for j in jobs]), strict=True):
             job.decoded, job.error = decoded.image, decoded.error
         batch.decode_s = time.perf_counter() - started
         batch.ready = [j for j in jobs if j.decoded is not None]
@@ -153,10 +187,12 @@ class Worker:
             infer_s += time.perf_counter() - started
             started = time.perf_counter()
             shapes = [batch.ready[i].decoded.shape[:2] for i in indices]
-            for i, found in zip(indices, self.detector.nms(preds, tuple(tensor.shape[2:]), shapes)):
+            for i, found in zip(
+                indices, self.detector.nms(preds, tuple(tensor.shape[2:]), shapes), strict=True
+            ):
                 answers[i] = found
             nms_s += time.perf_counter() - started
-        by_job = dict(zip((j.job_id for j in batch.ready), answers))
+        by_job = dict(zip((j.job_id for j in batch.ready), answers, strict=True))
         results = []
         for job in batch.jobs:
             if job.error is not None:
@@ -164,8 +200,10 @@ class Worker:
                 continue
             timings = StageTimings(
                 queue_ms=round(max(0.0, job.picked_at - job.meta.submitted_at) * 1000, 2),
-                decode_ms=round(batch.decode_s * 1000, 2), preprocess_ms=round(batch.preprocess_s * 1000, 2),
-                inference_ms=round(infer_s * 1000, 2), nms_ms=round(nms_s * 1000, 2),
+                decode_ms=round(batch.decode_s * 1000, 2),
+                preprocess_ms=round(batch.preprocess_s * 1000, 2),
+                inference_ms=round(infer_s * 1000, 2),
+                nms_ms=round(nms_s * 1000, 2),
             )
             results.append((job, self.done(job, by_job[job.job_id], len(batch.ready), timings)))
         started = time.perf_counter()
@@ -173,8 +211,13 @@ class Worker:
         write_s = time.perf_counter() - started
         m = self.metrics
         m.batch_size.observe(len(batch.jobs))
-        for stage, seconds in (("decode", batch.decode_s), ("preprocess", batch.preprocess_s),
-                               ("inference", infer_s), ("nms", nms_s), ("write", write_s)):
+        for stage, seconds in (
+            ("decode", batch.decode_s),
+            ("preprocess", batch.preprocess_s),
+            ("inference", infer_s),
+            ("nms", nms_s),
+            ("write", write_s),
+        ):
             m.stage.labels(stage).observe(seconds)
         for job in batch.jobs:
             m.stage.labels("queue").observe(max(0.0, job.picked_at - job.meta.submitted_at))
@@ -186,19 +229,40 @@ class Worker:
     # Results.
     def _base(self, job: Job) -> dict[str, Any]:
         m = job.meta
-        return dict(job_id=job.job_id, image_sha256=m.image_sha256, model=self.detector.model_name,
-                    attempts=job.attempts, nid=m.nid, vms_request_id=m.vms_request_id,
-                    camera_time=m.camera_time, mode=m.mode)
+        return dict(
+            job_id=job.job_id,
+            image_sha256=m.image_sha256,
+            model=self.detector.model_name,
+            attempts=job.attempts,
+            nid=m.nid,
+            vms_request_id=m.vms_request_id,
+            camera_time=m.camera_time,
+            mode=m.mode,
+        )
 
-    def done(self, job: Job, detections: list[Detection], batch_size: int, timings: StageTimings) -> AnalysisResult:
+    def done(
+        self, job: Job, detections: list[Detection], batch_size: int, timings: StageTimings
+    ) -> AnalysisResult:
         edge = [Detection.model_validate(d) for d in job.meta.edge_detections]
         height, width = job.decoded.shape[:2]
         fused = fuse(edge, detections, threshold=self.settings.fusion_iou) if edge else None
-        return AnalysisResult(status="done", detections=detections, fused=fused, width=width, height=height,
-                              batch_size=batch_size, timings=timings, **self._base(job))
+        return AnalysisResult(
+            status="done",
+            detections=detections,
+            fused=fused,
+            width=width,
+            height=height,
+            batch_size=batch_size,
+            timings=timings,
+            **self._base(job),
+        )
 
     def failed(self, job: Job, kind: str, message: str, field: str | None = None) -> AnalysisResult:
-        return AnalysisResult(status="failed", error=JobError(type=kind, message=message, field=field), **self._base(job))
+        return AnalysisResult(
+            status="failed",
+            error=JobError(type=kind, message=message, field=field),
+            **self._base(job),
+        )
 
     def finish(self, results: list[tuple[Job, AnalysisResult]]) -> None:
         """Write every result once (SET NX), acknowledge the entries: one round trip."""
@@ -207,12 +271,32 @@ class Worker:
         now = time.time()
         for job, result in results:
             body = result.model_dump_json(exclude_none=True)
-            cache = f"{s.key_prefix}:cache:{result.model}:{result.image_sha256}" if result.status == "done" else ""
+            cache = (
+                f"{s.key_prefix}:cache:{result.model}:{result.image_sha256}"
+                if result.status == "done"
+                else ""
+            )
             outbox = body if job.meta.vms_request_id is not None else ""
             self.complete_script(
-                keys=[self.keys.result(job.job_id), self.keys.done(job.job_id), self.keys.job(job.job_id),
-                      self.keys.stream, cache, self.keys.cache_index, self.keys.vms_outbox],
-                args=[body, s.result_ttl_s, job.entry_id, GROUP, s.cache_ttl_s, s.cache_max_entries, now, outbox],
+                keys=[
+                    self.keys.result(job.job_id),
+                    self.keys.done(job.job_id),
+                    self.keys.job(job.job_id),
+                    self.keys.stream,
+                    cache,
+                    self.keys.cache_index,
+                    self.keys.vms_outbox,
+                ],
+                args=[
+                    body,
+                    s.result_ttl_s,
+                    job.entry_id,
+                    GROUP,
+                    s.cache_ttl_s,
+                    s.cache_max_entries,
+                    now,
+                    outbox,
+                ],
                 client=pipe,
             )
         pipe.execute()
@@ -236,8 +320,13 @@ class Worker:
 
         thread = threading.Thread(target=prefetch, name="prefetch", daemon=True)
         thread.start()
-        log.info("worker %s: model %s on %s, batches of %d", self.name, self.detector.model_name,
-                 self.detector.device, self.settings.batch_size)
+        log.info(
+            "worker %s: model %s on %s, batches of %d",
+            self.name,
+            self.detector.model_name,
+            self.detector.device,
+            self.settings.batch_size,
+        )
         while True:
             batch = prepared.get()
             if batch is None:
@@ -249,7 +338,9 @@ class Worker:
     def leave(self) -> None:
         """A worker that stops with nothing in hand leaves the group (one that holds jobs stays,
         so that another can take them over after the lease)."""
-        mine = self.redis.xpending_range(self.keys.stream, GROUP, min="-", max="+", count=1, consumername=self.name)
+        mine = self.redis.xpending_range(
+            self.keys.stream, GROUP, min="-", max="+", count=1, consumername=self.name
+        )
         if not mine:
             self.redis.xgroup_delconsumer(self.keys.stream, GROUP, self.name)
         log.info("worker %s stopped", self.name)
@@ -261,8 +352,12 @@ class Worker:
 def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads: int = 0) -> int:
     from shared.logging import configure_logging  # noqa: PLC0415
 
-    configure_logging("analysis-worker", level=settings.log_level, fmt=settings.log_format,
-                      secrets=settings.secret_values())
+    configure_logging(
+        "analysis-worker",
+        level=settings.log_level,
+        fmt=settings.log_format,
+        secrets=settings.secret_values(),
+    )
     if threads:
         from services.analysis.detector import torch_threads  # noqa: PLC0415
 
@@ -271,8 +366,14 @@ def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads
     metrics = WorkerMetrics(registry)
     if metrics_port:
         start_http_server(metrics_port, addr=settings.host, registry=registry)
-    detector = BatchDetector(settings.model, device=settings.device, imgsz=settings.imgsz, conf=settings.conf,
-                             iou=settings.iou_nms, half=settings.half)
+    detector = BatchDetector(
+        settings.model,
+        device=settings.device,
+        imgsz=settings.imgsz,
+        conf=settings.conf,
+        iou=settings.iou_nms,
+        half=settings.half,
+    )
     worker = Worker(settings, detector, metrics=metrics)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

@@ -4,6 +4,7 @@ Boxes are ``[x1, y1, x2, y2]`` in pixels of the image as it was sent. ``source``
 box: ``edge`` (the edge's own detector), ``server`` (the analysis service's model) or ``fused``
 (an edge box and a server box of the same class that overlap by IoU at or above the threshold).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -39,7 +40,7 @@ class Detection(BaseModel):
 
 
 class AnalyzeMetadata(BaseModel):
-    """Optional metadata sent with an image (the multipart part ``metadata`` or query parameters)."""
+    """Optional metadata sent with an image (multipart part ``metadata`` or query parameters)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -66,7 +67,7 @@ class JobError(BaseModel):
 
 
 class AnalysisResult(BaseModel):
-    """The answer for one image: the server's detections, and the fused result when edge boxes came."""
+    """One image's answer: the server's detections, and the fused result when edge boxes came."""
 
     job_id: str
     status: JobStatus
@@ -110,7 +111,7 @@ class InboxFrame(BaseModel):
 
 
 class InboxClaim(BaseModel):
-    """The VMS's answer to ``POST /analysis/claim``: frames leased to the caller until ``lease_until``."""
+    """The VMS's answer to ``POST /analysis/claim``: frames leased until ``lease_until``."""
 
     frames: list[InboxFrame]
     lease_until: datetime

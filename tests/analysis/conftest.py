@@ -1,5 +1,6 @@
 """Analysis test helpers: a Redis key prefix of the test's own, the gateway in-process, real
 worker processes, ultralytics' bundled images."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,10 +38,17 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` (no pixel data): what a dimension check meets."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def drop_keys(prefix: str) -> None:
@@ -62,7 +70,13 @@ def prefix() -> Iterator[str]:
 
 
 def analysis_settings(db: str, prefix: str, **overrides):
-    values = dict(redis_url=REDIS_URL, key_prefix=prefix, model=TEST_MODEL, rate_per_s=0.0, sync_timeout_s=60.0)
+    values = dict(
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+        model=TEST_MODEL,
+        rate_per_s=0.0,
+        sync_timeout_s=60.0,
+    )
     values.update(overrides)
     return settings_for("analysis", db, **values)
 
@@ -75,16 +89,42 @@ async def gateway(db: str, prefix: str, **overrides) -> AsyncIterator[httpx.Asyn
         yield client
 
 
-def start_worker(db: str, prefix: str, tmp_path: Path, *, name: str = "worker", imgsz: int = 320,
-                 batch_size: int = 8, batch_wait_ms: float = 20, model: str = TEST_MODEL,
-                 lease_s: float = 30, metrics_port: int | None = None, **env_extra: str) -> Proc:
+def start_worker(
+    db: str,
+    prefix: str,
+    tmp_path: Path,
+    *,
+    name: str = "worker",
+    imgsz: int = 320,
+    batch_size: int = 8,
+    batch_wait_ms: float = 20,
+    model: str = TEST_MODEL,
+    lease_s: float = 30,
+    metrics_port: int | None = None,
+    **env_extra: str,
+) -> Proc:
     """A real ``edgectl analysis-worker`` process, returned once it reads from the queue."""
     env = service_env(
-        db, EDGE_REDIS_URL=REDIS_URL, ANALYSIS_KEY_PREFIX=prefix, ANALYSIS_LEASE_S=str(lease_s),
-        OMP_NUM_THREADS="1", **env_extra,
+        db,
+        EDGE_REDIS_URL=REDIS_URL,
+        ANALYSIS_KEY_PREFIX=prefix,
+        ANALYSIS_LEASE_S=str(lease_s),
+        OMP_NUM_THREADS="1",
+        **env_extra,
     )
-    args = ["analysis-worker", "--model", model, "--imgsz", str(imgsz), "--batch-size", str(batch_size),
-            "--batch-wait-ms", str(batch_wait_ms), "--threads", "1"]
+    args = [
+        "analysis-worker",
+        "--model",
+        model,
+        "--imgsz",
+        str(imgsz),
+        "--batch-size",
+        str(batch_size),
+        "--batch-wait-ms",
+        str(batch_wait_ms),
+        "--threads",
+        "1",
+    ]
     if metrics_port:
         args += ["--metrics-port", str(metrics_port)]
     proc = Proc(edgectl(*args), env=env, log_path=tmp_path / f"{name}.log")
@@ -109,7 +149,9 @@ def wait_consumer(prefix: str, proc: Proc, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"worker exited:\n{proc.log_text()[-3000:]}")
-        if any(c["name"] not in names and c["name"].endswith(f"-{proc.pid}") for c in consumers(prefix)):
+        if any(
+            c["name"] not in names and c["name"].endswith(f"-{proc.pid}") for c in consumers(prefix)
+        ):
             return
         time.sleep(0.1)
     raise TimeoutError(f"worker not reading after {timeout}s:\n{proc.log_text()[-3000:]}")

@@ -1,5 +1,6 @@
 """A worker killed with SIGKILL mid-batch: every job is still answered, and answered once;
 a job delivered too often is dead-lettered."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,15 +28,29 @@ async def test_a_worker_killed_mid_batch_loses_no_job_and_answers_each_once(db, 
     async with gateway(db, prefix, sync_timeout_s=120) as client:
         images = [variant(BUS if i % 2 else ZIDANE, f"k{i}") for i in range(12)]
         accepted = [
-            (await client.post("/analyze?async=true", content=im, headers=OPERATOR)).json()["job_id"] for im in images
+            (await client.post("/analyze?async=true", content=im, headers=OPERATOR)).json()[
+                "job_id"
+            ]
+            for im in images
         ]
         # Three synchronous callers wait through the crash as well.
         waiting = [
-            asyncio.create_task(client.post("/analyze", content=variant(BUS, f"s{i}"), headers=OPERATOR))
+            asyncio.create_task(
+                client.post("/analyze", content=variant(BUS, f"s{i}"), headers=OPERATOR)
+            )
             for i in range(3)
         ]
-        first = start_worker(db, prefix, tmp_path, name="first", model="yolov8s.yaml", imgsz=640,
-                             batch_size=4, batch_wait_ms=0, lease_s=2)
+        first = start_worker(
+            db,
+            prefix,
+            tmp_path,
+            name="first",
+            model="yolov8s.yaml",
+            imgsz=640,
+            batch_size=4,
+            batch_wait_ms=0,
+            lease_s=2,
+        )
         deadline = time.monotonic() + 60
         while pending_of(prefix, f"-{first.pid}") == 0:  # it holds a batch it has not answered
             assert time.monotonic() < deadline, first.log_text()
@@ -68,7 +83,9 @@ async def test_a_worker_killed_mid_batch_loses_no_job_and_answers_each_once(db, 
 
 async def test_a_job_delivered_too_often_is_dead_lettered(db, prefix, tmp_path):
     async with gateway(db, prefix) as client:
-        job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()["job_id"]
+        job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()[
+            "job_id"
+        ]
         # A consumer that takes the job and never answers (as if it crashed on it every time).
         ghost = redis.Redis.from_url(REDIS_URL)
         try:
@@ -92,11 +109,15 @@ async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp
     from services.analysis.queue import COMPLETE_SCRIPT, Keys
 
     async with gateway(db, prefix) as client:
-        job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()["job_id"]
+        job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()[
+            "job_id"
+        ]
         slow = redis.Redis.from_url(REDIS_URL)
         try:
             slow.xgroup_create(f"{prefix}:jobs", "workers", id="0")
-            [[_, [(entry_id, _fields)]]] = slow.xreadgroup("workers", "slow", {f"{prefix}:jobs": ">"}, count=1)
+            [[_, [(entry_id, _fields)]]] = slow.xreadgroup(
+                "workers", "slow", {f"{prefix}:jobs": ">"}, count=1
+            )
             proc = start_worker(db, prefix, tmp_path, lease_s=0.5)
             try:
                 first = await poll(client, f"/jobs/{job_id}")
@@ -105,8 +126,15 @@ async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp
             keys = Keys(prefix)
             late = {**first, "model": "late-answer"}
             written = slow.register_script(COMPLETE_SCRIPT)(
-                keys=[keys.result(job_id), keys.done(job_id), keys.job(job_id), keys.stream, "",
-                      keys.cache_index, keys.vms_outbox],
+                keys=[
+                    keys.result(job_id),
+                    keys.done(job_id),
+                    keys.job(job_id),
+                    keys.stream,
+                    "",
+                    keys.cache_index,
+                    keys.vms_outbox,
+                ],
                 args=[str(late), 60, entry_id, "workers", 60, 10, 0, ""],
             )
             assert written == 0

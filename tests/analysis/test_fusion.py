@@ -1,4 +1,5 @@
 """Fusion by IoU on hand-made boxes (a pure function: no services)."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,9 @@ from services.analysis.fusion import fuse, iou
 from shared.contracts.analysis import Detection
 
 
-def box(x1: float, y1: float, x2: float, y2: float, conf: float = 0.5, cls: str = "person") -> Detection:
+def box(
+    x1: float, y1: float, x2: float, y2: float, conf: float = 0.5, cls: str = "person"
+) -> Detection:
     return Detection(class_name=cls, confidence=conf, box=[x1, y1, x2, y2])
 
 
@@ -31,7 +34,9 @@ def test_empty_inputs():
 def test_identical_boxes_become_one_with_the_higher_confidence():
     fused = fuse([box(0, 0, 10, 10, 0.4)], [box(0, 0, 10, 10, 0.9)])
     assert len(fused) == 1
-    assert fused[0].source == "fused" and fused[0].confidence == 0.9 and fused[0].box == [0, 0, 10, 10]
+    assert (
+        fused[0].source == "fused" and fused[0].confidence == 0.9 and fused[0].box == [0, 0, 10, 10]
+    )
 
 
 def test_merged_corners_are_the_confidence_weighted_mean():
@@ -47,7 +52,9 @@ def test_nested_boxes_merge_only_above_the_threshold():
     big = box(0, 0, 10, 10)
     assert [d.source for d in fuse([big], [box(0, 0, 10, 8)])] == ["fused"]  # IoU 0.8
     assert [d.source for d in fuse([big], [box(0, 0, 10, 7)])] == ["edge", "server"]  # IoU 0.7
-    assert [d.source for d in fuse([big], [box(0, 0, 10, 7)], threshold=0.7)] == ["fused"]  # at the threshold
+    assert [d.source for d in fuse([big], [box(0, 0, 10, 7)], threshold=0.7)] == [
+        "fused"
+    ]  # at the threshold
 
 
 def test_touching_and_disjoint_boxes_are_kept_apart():
@@ -57,7 +64,10 @@ def test_touching_and_disjoint_boxes_are_kept_apart():
 
 def test_classes_never_merge():
     fused = fuse([box(0, 0, 10, 10, cls="person")], [box(0, 0, 10, 10, cls="car")])
-    assert sorted((d.class_name, d.source) for d in fused) == [("car", "server"), ("person", "edge")]
+    assert sorted((d.class_name, d.source) for d in fused) == [
+        ("car", "server"),
+        ("person", "edge"),
+    ]
 
 
 def test_each_box_joins_one_pair_the_best_overlap_first():

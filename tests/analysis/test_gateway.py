@@ -1,5 +1,6 @@
 """The gateway on its own (no worker): bad input, auth, the bounded queue, the token buckets,
 Redis down."""
+
 from __future__ import annotations
 
 import json
@@ -27,17 +28,34 @@ async def test_bad_images_get_a_422_naming_the_field(db, prefix):
             assert r.status_code == 422, (name, r.text)
             error = r.json()["error"]
             assert error["type"] == "invalid" and error["field"] == "image", (name, error)
-        assert "20000 x 20000" in (await client.post("/analyze", content=cases["20,000 x 20,000 PNG"],
-                                                    headers=OPERATOR)).json()["error"]["message"]
+        assert (
+            "20000 x 20000"
+            in (
+                await client.post(
+                    "/analyze", content=cases["20,000 x 20,000 PNG"], headers=OPERATOR
+                )
+            ).json()["error"]["message"]
+        )
         r = await client.post("/analyze", files={"other": ("a.jpg", BUS)}, headers=OPERATOR)
         assert r.status_code == 422 and r.json()["error"]["field"] == "image"
-        r = await client.post("/analyze", files={"image": ("a.jpg", BUS), "metadata": (None, "{broken")},
-                              headers=OPERATOR)
+        r = await client.post(
+            "/analyze",
+            files={"image": ("a.jpg", BUS), "metadata": (None, "{broken")},
+            headers=OPERATOR,
+        )
         assert r.status_code == 422 and r.json()["error"]["field"] == "metadata"
-        bad_box = json.dumps({"detections": [{"class": "person", "confidence": 2, "box": [0, 0, 1, 1]}]})
-        r = await client.post("/analyze", files={"image": ("a.jpg", BUS), "metadata": (None, bad_box)},
-                              headers=OPERATOR)
-        assert r.status_code == 422 and r.json()["error"]["field"] == "metadata.detections.0.confidence"
+        bad_box = json.dumps(
+            {"detections": [{"class": "person", "confidence": 2, "box": [0, 0, 1, 1]}]}
+        )
+        r = await client.post(
+            "/analyze",
+            files={"image": ("a.jpg", BUS), "metadata": (None, bad_box)},
+            headers=OPERATOR,
+        )
+        assert (
+            r.status_code == 422
+            and r.json()["error"]["field"] == "metadata.detections.0.confidence"
+        )
         # Nothing was queued by any of them.
         assert (await client.get("/queue", headers=OPERATOR)).json()["depth"] == 0
 
@@ -45,7 +63,9 @@ async def test_bad_images_get_a_422_naming_the_field(db, prefix):
 async def test_auth_and_unknown_jobs(db, prefix):
     async with gateway(db, prefix) as client:
         assert (await client.post("/analyze", content=BUS)).status_code == 401
-        assert (await client.post("/analyze", content=BUS, headers={"Authorization": "Bearer nope"})).status_code == 401
+        assert (
+            await client.post("/analyze", content=BUS, headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
         r = await client.post("/analyze?async=true&nid=0x02", content=BUS, headers=edge("0x01"))
         assert r.status_code == 403 and r.json()["error"]["field"] == "metadata.nid"
         r = await client.post("/analyze?async=true", content=BUS, headers=edge("0x01"))
@@ -61,7 +81,9 @@ async def test_auth_and_unknown_jobs(db, prefix):
 async def test_a_full_queue_answers_503_with_retry_after(db, prefix):
     async with gateway(db, prefix, queue_max_jobs=3, retry_after_s=2) as client:
         for i in range(3):
-            r = await client.post("/analyze?async=true", content=variant(BUS, f"q{i}"), headers=OPERATOR)
+            r = await client.post(
+                "/analyze?async=true", content=variant(BUS, f"q{i}"), headers=OPERATOR
+            )
             assert r.status_code == 202, r.text
         r = await client.post("/analyze?async=true", content=variant(BUS, "q3"), headers=OPERATOR)
         assert r.status_code == 503 and r.headers["retry-after"] == "2"
@@ -74,33 +96,54 @@ async def test_a_full_queue_answers_503_with_retry_after(db, prefix):
 async def test_token_bucket_counts_exactly_per_caller(db, prefix):
     async with gateway(db, prefix, rate_per_s=0.01, rate_capacity=5) as client:
         codes = [
-            (await client.post("/analyze?async=true", content=variant(BUS, f"r{i}"), headers=edge("0x01"))).status_code
+            (
+                await client.post(
+                    "/analyze?async=true", content=variant(BUS, f"r{i}"), headers=edge("0x01")
+                )
+            ).status_code
             for i in range(8)
         ]
         assert codes == [202] * 5 + [429] * 3
         r = await client.post("/analyze?async=true", content=BUS, headers=edge("0x01"))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-        assert r.json()["error"]["type"] == "rate_limited" and "rate limit" in r.json()["error"]["message"]
+        assert (
+            r.json()["error"]["type"] == "rate_limited"
+            and "rate limit" in r.json()["error"]["message"]
+        )
         # Another edge and the operator have buckets of their own.
-        assert (await client.post("/analyze?async=true", content=BUS, headers=edge("0x02"))).status_code == 202
-        assert (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).status_code == 202
+        assert (
+            await client.post("/analyze?async=true", content=BUS, headers=edge("0x02"))
+        ).status_code == 202
+        assert (
+            await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)
+        ).status_code == 202
         assert "analysis_throttled_total 4.0" in (await client.get("/metrics")).text
     # The bucket is in Redis: a second gateway process (here a second app) shares it.
     async with gateway(db, prefix, rate_per_s=0.01, rate_capacity=5) as client:
-        assert (await client.post("/analyze?async=true", content=BUS, headers=edge("0x01"))).status_code == 429
+        assert (
+            await client.post("/analyze?async=true", content=BUS, headers=edge("0x01"))
+        ).status_code == 429
 
 
 async def test_a_global_bucket_limits_everyone_together(db, prefix):
-    async with gateway(db, prefix, rate_per_s=0, global_rate_per_s=0.01, global_capacity=3) as client:
+    async with gateway(
+        db, prefix, rate_per_s=0, global_rate_per_s=0.01, global_capacity=3
+    ) as client:
         codes = [
-            (await client.post("/analyze?async=true", content=variant(BUS, f"g{i}"), headers=edge(f"0x0{i}"))).status_code
+            (
+                await client.post(
+                    "/analyze?async=true", content=variant(BUS, f"g{i}"), headers=edge(f"0x0{i}")
+                )
+            ).status_code
             for i in range(5)
         ]
         assert codes == [202, 202, 202, 429, 429]
 
 
 async def test_redis_down_the_service_stays_up(db, prefix):
-    async with gateway(db, prefix, redis_url=dead_redis_url(), rate_per_s=0.01, rate_capacity=2) as client:
+    async with gateway(
+        db, prefix, redis_url=dead_redis_url(), rate_per_s=0.01, rate_capacity=2
+    ) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 200 and "unreachable" in ready.json()["detail"]["redis"]
         r = await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)

@@ -1,4 +1,5 @@
 """The token bucket's arithmetic against the real Redis: exact to the configured rate."""
+
 from __future__ import annotations
 
 import time
@@ -10,7 +11,7 @@ from tests.analysis.conftest import REDIS_URL
 
 
 async def count_accepted(take, seconds: float) -> tuple[int, float]:
-    """Takes for ``seconds``; the clock starts when the first take (which fills the bucket) is back."""
+    """Takes for ``seconds``; the clock starts once the first take (filling the bucket) is back."""
     assert await take() == 0
     accepted = 1
     started = time.perf_counter()
@@ -24,7 +25,9 @@ async def test_the_redis_bucket_is_exact_to_the_rate(prefix):
     # of this (shared) machine shorter than that loses no token.
     redis = Redis.from_url(REDIS_URL)
     try:
-        limiter = RateLimiter(redis, prefix, rate=100.0, capacity=100.0, global_rate=0, global_capacity=1)
+        limiter = RateLimiter(
+            redis, prefix, rate=100.0, capacity=100.0, global_rate=0, global_capacity=1
+        )
         accepted, elapsed = await count_accepted(lambda: limiter.take("edge:0x01"), 1.5)
         expected = 100 + 100 * elapsed
         assert expected - 2 <= accepted <= expected + 1, (accepted, expected)

@@ -1,4 +1,5 @@
 """Videos: upload, per-frame results over Server-Sent Events, status, the annotated file."""
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,17 @@ def sse_events(text: str) -> list[tuple[str, dict]]:
 async def test_a_video_is_analysed_frame_by_frame_and_annotated(db, prefix, worker, tmp_path):
     video = make_video(tmp_path / "in.mp4")
     async with gateway(db, prefix, video_dir=str(tmp_path / "videos")) as client:
-        r = await client.post("/videos", content=video, headers={**OPERATOR, "Content-Type": "video/mp4"})
+        r = await client.post(
+            "/videos", content=video, headers={**OPERATOR, "Content-Type": "video/mp4"}
+        )
         assert r.status_code == 202, r.text
         accepted = r.json()
-        assert (accepted["frames_total"], accepted["width"], accepted["height"], accepted["fps"]) == (6, 240, 320, 10.0)
+        assert (
+            accepted["frames_total"],
+            accepted["width"],
+            accepted["height"],
+            accepted["fps"],
+        ) == (6, 240, 320, 10.0)
         events = sse_events((await client.get(accepted["events"], headers=OPERATOR)).text)
         frames = [data for kind, data in events if kind == "frame"]
         assert [f["frame"] for f in frames] == list(range(6))
@@ -57,8 +65,12 @@ async def test_a_video_is_analysed_frame_by_frame_and_annotated(db, prefix, work
 
 async def test_bad_videos_and_unknown_ids(db, prefix, tmp_path):
     video = make_video(tmp_path / "in.mp4", frames=3)
-    async with gateway(db, prefix, video_dir=str(tmp_path / "videos"), video_max_bytes=len(video) + 10) as client:
-        fake_mp4 = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8  # an MP4 header, then garbage
+    async with gateway(
+        db, prefix, video_dir=str(tmp_path / "videos"), video_max_bytes=len(video) + 10
+    ) as client:
+        fake_mp4 = (
+            b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
+        )  # an MP4 header, then garbage
         for body in (b"", b"this is not a video at all", fake_mp4, video[: len(video) // 3]):
             r = await client.post("/videos", content=body, headers=OPERATOR)
             assert r.status_code == 422 and r.json()["error"]["field"] == "body", r.text
@@ -98,12 +110,17 @@ def test_camera_frames_over_a_websocket(db, prefix, worker):
             ws.send_text("hello")
             assert ws.receive_json()["error"]["field"] == "frame"
             ws.send_bytes(b"garbage")
-            assert ws.receive_json()["error"] == {"type": "invalid", "message": "the image must be a JPEG or PNG",
-                                                  "field": "image"}
+            assert ws.receive_json()["error"] == {
+                "type": "invalid",
+                "message": "the image must be a JPEG or PNG",
+                "field": "image",
+            }
             ws.send_bytes(variant(ZIDANE, "ws2"))
             assert ws.receive_json()["width"] == 1280
             ws.send_bytes(variant(ZIDANE, "ws3"))  # and gone before the answer
-        with client.websocket_connect("/ws/frames", headers=OPERATOR) as ws:  # the service is still up
+        with client.websocket_connect(
+            "/ws/frames", headers=OPERATOR
+        ) as ws:  # the service is still up
             ws.send_bytes(variant(BUS, "ws1"))
             assert ws.receive_json()["cached"] is True
         try:

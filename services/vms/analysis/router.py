@@ -79,5 +79,7 @@ async def claim_frames(body: ClaimRequest, session: SessionDep, _: ServiceAuth) 
     description="`status` done or failed, the server's `detections` (source server) and the "
     "`fused` result. Idempotent: the first result of a frame is kept.",
 )
-async def record_result(request_id: int, body: InboxResult, session: SessionDep, _: ServiceAuth) -> dict:
+async def record_result(
+    request_id: int, body: InboxResult, session: SessionDep, _: ServiceAuth
+) -> dict:
     return await service.record_result(session, request_id, body)

@@ -120,7 +120,9 @@ async def claim(session: AsyncSession, *, limit: int, lease_s: float) -> InboxCl
     return InboxClaim(frames=frames, lease_until=until)
 
 
-async def record_result(session: AsyncSession, request_id: int, body: InboxResult) -> dict[str, Any]:
+async def record_result(
+    session: AsyncSession, request_id: int, body: InboxResult
+) -> dict[str, Any]:
     """Idempotent: the first result of a frame is kept, a repeat answers ``written: false``."""
     result = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     stmt = (
@@ -129,7 +131,8 @@ async def record_result(session: AsyncSession, request_id: int, body: InboxResul
     )
     if (await session.execute(stmt)).scalar_one_or_none() is not None:
         return {"id": request_id, "status": body.status, "written": True}
-    current = (await session.execute(select(t.c.status).where(t.c.id == request_id))).scalar_one_or_none()
+    found = await session.execute(select(t.c.status).where(t.c.id == request_id))
+    current = found.scalar_one_or_none()
     if current is None:
         raise NotFound(f"analysis request {request_id} does not exist", field="id")
     return {"id": request_id, "status": current, "written": False}
