@@ -61,8 +61,8 @@ def baseline_one_predict_per_frame(args: argparse.Namespace, blobs: list[bytes])
     from edge_ai.yolo.model import Detector
 
     detector = Detector(args.model, imgsz=args.imgsz, device=args.device)
-    frame = cv2.imdecode(np.frombuffer(blobs[0], np.uint8), cv2.IMREAD_COLOR)
-    detector.detect(frame)  # warm-up
+    for blob in blobs[:2]:  # warm-up, once per picture (each has its own input shape)
+        detector.detect(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR))
     started = time.perf_counter()
     for blob in blobs:
         detector.detect(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR))
@@ -103,7 +103,8 @@ def forward_ceiling(args: argparse.Namespace, blobs: list[bytes]) -> float:
     for i in range(0, len(blobs), args.batch):
         decoded = [d.image for d in detector.decode(blobs[i : i + args.batch])]
         tensors += [tensor for _, tensor in detector.preprocess(decoded)]
-    detector.infer(tensors[0])
+    for shape in {tuple(t.shape) for t in tensors}:  # one warm-up pass per input shape
+        detector.infer(next(t for t in tensors if tuple(t.shape) == shape))
     if detector.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -178,7 +179,10 @@ async def through_the_queue(
                 return r.json()
 
         await asyncio.gather(
-            *(post(variant(blobs[0], f"warm{i}")) for i in range(args.batch * args.workers))
+            *(
+                post(variant(blobs[i % 2], f"warm{i}"))
+                for i in range(max(2, args.batch * args.workers))
+            )
         )
         started = time.perf_counter()
         answers = await asyncio.gather(*(post(b) for b in blobs))
