@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from services.analysis.cache import ResultCache
@@ -40,11 +43,16 @@ class Gateway:
         self.settings = settings
         self.metrics = metrics
         self.keys = Keys(settings.key_prefix)
-        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=5)
+        # A pooled connection broken by a Redis restart fails once and is retried on a new one
+        # (every command here is safe to repeat: a job is keyed by its id, results are SET NX).
+        resilient = {
+            "socket_connect_timeout": 1,
+            "retry": Retry(NoBackoff(), 1),
+            "retry_on_error": [RedisConnectionError],
+        }
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=5, **resilient)
         # Synchronous callers wait in BLPOP, each holding a connection for up to the deadline.
-        self.waiting = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=1, socket_timeout=None
-        )
+        self.waiting = Redis.from_url(settings.redis_url, socket_timeout=None, **resilient)
         self.submit_script = self.redis.register_script(SUBMIT_SCRIPT)
         self.cache = ResultCache(
             self.redis, settings.key_prefix, local_entries=settings.local_cache_entries

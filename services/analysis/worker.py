@@ -10,6 +10,7 @@ stages do not serialise the accelerator.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -75,6 +76,8 @@ class Worker:
         self.complete_script = self.redis.register_script(COMPLETE_SCRIPT)
         self.metrics = metrics or WorkerMetrics(CollectorRegistry())
         self.stop_event = threading.Event()
+        self.redis_down = False
+        self.failed_with: str | None = None
         self.ensure_group(self.redis, self.keys)
         # Shows in XINFO CONSUMERS from now on (the model is loaded by then): "a worker is up".
         self.redis.xgroup_createconsumer(self.keys.stream, GROUP, self.name)
@@ -207,7 +210,12 @@ class Worker:
             )
             results.append((job, self.done(job, by_job[job.job_id], len(batch.ready), timings)))
         started = time.perf_counter()
-        self.finish(results)
+        try:
+            self.finish(results)
+        except redis.RedisError as exc:
+            # Not acknowledged either: the jobs stay pending and are taken over after the lease.
+            log.warning("%d results not written (%s); left to the lease", len(results), exc)
+            return
         write_s = time.perf_counter() - started
         m = self.metrics
         m.batch_size.observe(len(batch.jobs))
@@ -309,11 +317,12 @@ class Worker:
         def prefetch() -> None:
             try:
                 while not self.stop_event.is_set():
-                    jobs = self.take_batch()
+                    jobs = self.take_jobs_waiting_out_redis()
                     if jobs:
                         prepared.put(self.prepare(jobs))
             except Exception:  # noqa: BLE001 - reported, then the worker stops
                 log.exception("prefetch failed")
+                self.failed_with = "prefetch failed"
                 self.stop_event.set()
             finally:
                 prepared.put(None)
@@ -333,7 +342,30 @@ class Worker:
                 break
             self.run_batch(batch)
         thread.join(timeout=5)
-        self.leave()
+        with contextlib.suppress(redis.RedisError):
+            self.leave()
+
+    def take_jobs_waiting_out_redis(self) -> list[Job]:
+        """A batch; while Redis is unreachable, retry every second (the worker stays up), and
+        recreate the group when Redis came back without it (restarted without persistence)."""
+        try:
+            jobs = self.take_batch()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not self.redis_down:
+                log.warning("Redis unreachable (%s); retrying every second", exc)
+            self.redis_down = True
+            self.stop_event.wait(1.0)
+            return []
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("the consumer group is gone (Redis restarted empty?); recreating it")
+            self.ensure_group(self.redis, self.keys)
+            return []
+        if self.redis_down:
+            log.info("Redis is back")
+            self.redis_down = False
+        return jobs
 
     def leave(self) -> None:
         """A worker that stops with nothing in hand leaves the group (one that holds jobs stays,
@@ -381,7 +413,7 @@ def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads
         worker.run()
     finally:
         detector.close()
-    return 0
+    return 1 if worker.failed_with else 0
 
 
 __all__ = ["Worker", "main", "decode_image"]

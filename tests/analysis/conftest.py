@@ -101,12 +101,13 @@ def start_worker(
     model: str = TEST_MODEL,
     lease_s: float = 30,
     metrics_port: int | None = None,
+    redis_url: str = REDIS_URL,
     **env_extra: str,
 ) -> Proc:
     """A real ``edgectl analysis-worker`` process, returned once it reads from the queue."""
     env = service_env(
         db,
-        EDGE_REDIS_URL=REDIS_URL,
+        EDGE_REDIS_URL=redis_url,
         ANALYSIS_KEY_PREFIX=prefix,
         ANALYSIS_LEASE_S=str(lease_s),
         OMP_NUM_THREADS="1",
@@ -128,12 +129,12 @@ def start_worker(
     if metrics_port:
         args += ["--metrics-port", str(metrics_port)]
     proc = Proc(edgectl(*args), env=env, log_path=tmp_path / f"{name}.log")
-    wait_consumer(prefix, proc)
+    wait_consumer(prefix, proc, redis_url=redis_url)
     return proc
 
 
-def consumers(prefix: str) -> list[dict]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+def consumers(prefix: str, redis_url: str = REDIS_URL) -> list[dict]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         return client.xinfo_consumers(f"{prefix}:jobs", "workers")
     except redis.ResponseError:
@@ -142,15 +143,16 @@ def consumers(prefix: str) -> list[dict]:
         client.close()
 
 
-def wait_consumer(prefix: str, proc: Proc, timeout: float = 60) -> None:
+def wait_consumer(prefix: str, proc: Proc, timeout: float = 60, redis_url: str = REDIS_URL) -> None:
     """Until the worker's consumer shows in the group (it has read once), failing if it died."""
-    names = {c["name"] for c in consumers(prefix)}
+    names = {c["name"] for c in consumers(prefix, redis_url)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"worker exited:\n{proc.log_text()[-3000:]}")
         if any(
-            c["name"] not in names and c["name"].endswith(f"-{proc.pid}") for c in consumers(prefix)
+            c["name"] not in names and c["name"].endswith(f"-{proc.pid}")
+            for c in consumers(prefix, redis_url)
         ):
             return
         time.sleep(0.1)
@@ -166,3 +168,39 @@ def worker(db: str, prefix: str, tmp_path: Path) -> Iterator[Proc]:
 
 def dead_redis_url() -> str:
     return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def start_private_redis(port: int, tmp_path: Path) -> Proc:
+    """A Redis of the test's own (no persistence), to kill and restart: never the shared one."""
+    import os
+
+    proc = Proc(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        env=dict(os.environ),
+        log_path=tmp_path / f"redis-{port}.log",
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            try:
+                client.ping()
+                return proc
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or not proc.alive():
+                    raise RuntimeError(proc.log_text()) from None
+                time.sleep(0.05)
+    finally:
+        client.close()

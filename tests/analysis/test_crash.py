@@ -144,3 +144,32 @@ async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp
         finally:
             slow.close()
     assert first["status"] == "done" and first["attempts"] == 2
+
+
+async def test_workers_and_the_gateway_ride_out_a_redis_restart(db, prefix, tmp_path):
+    from tests.analysis.conftest import start_private_redis
+    from tests.helpers.env import free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = start_private_redis(port, tmp_path)
+    worker = start_worker(db, prefix, tmp_path, redis_url=url)
+    try:
+        async with gateway(db, prefix, redis_url=url) as client:
+            assert (await client.post("/analyze", content=BUS, headers=OPERATOR)).status_code == 200
+            server.kill()  # Redis gone, and back empty (no persistence): no stream, no group
+            r = await client.post("/analyze", content=ZIDANE, headers=OPERATOR)
+            assert r.status_code == 503 and r.headers["retry-after"]
+            cached = await client.post("/analyze", content=BUS, headers=OPERATOR)
+            assert cached.status_code == 200 and cached.json()["cached"] is True  # the local LRU
+            assert "unreachable" in (await client.get("/readyz")).json()["detail"]["redis"]
+            await asyncio.sleep(1.5)
+            assert worker.alive(), worker.log_text()
+            server = start_private_redis(port, tmp_path)
+            r = await client.post("/analyze", content=ZIDANE, headers=OPERATOR)
+            assert r.status_code == 200 and r.json()["status"] == "done", r.text
+            assert (await client.get("/readyz")).json()["detail"]["redis"] == "ok"
+        assert "recreating" in worker.log_text()
+    finally:
+        worker.stop()
+        server.kill()
