@@ -137,3 +137,29 @@ async def test_concurrent_sync_callers_each_get_their_own_answer(db, prefix, wor
             hashlib.sha256(im).hexdigest() for im in images
         ]
         assert len({a.json()["job_id"] for a in answers}) == 8
+
+
+async def test_the_cache_keeps_at_most_its_bound_the_oldest_evicted(db, prefix, tmp_path):
+    import redis
+
+    from tests.analysis.conftest import REDIS_URL
+
+    proc = start_worker(db, prefix, tmp_path, ANALYSIS_CACHE_MAX_ENTRIES="2")
+    try:
+        async with gateway(db, prefix, local_cache_entries=0) as client:
+            images = [variant(BUS, f"lru{i}") for i in range(3)]
+            for image in images:
+                r = await client.post("/analyze", content=image, headers=OPERATOR)
+                assert r.json()["cached"] is False
+            check = redis.Redis.from_url(REDIS_URL)
+            try:
+                assert len(list(check.scan_iter(match=f"{prefix}:cache:*"))) == 2
+                assert check.zcard(f"{prefix}:cache-index") == 2
+            finally:
+                check.close()
+            r = await client.post("/analyze", content=images[2], headers=OPERATOR)
+            assert r.json()["cached"] is True
+            r = await client.post("/analyze", content=images[0], headers=OPERATOR)
+            assert r.json()["cached"] is False  # evicted: analysed again
+    finally:
+        proc.stop()
