@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +106,3 @@ class EmbeddedPostgres:
             [str(_bin("pg_ctl")), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
             capture_output=True, text=True, **self._as_user(),
         )
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.pgdata, ignore_errors=True)
