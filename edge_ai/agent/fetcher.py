@@ -7,7 +7,6 @@ import logging
 import os
 import ssl
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -26,12 +25,8 @@ class DigestMismatch(FetchError):
 class PackageFetcher:
     """Fetches package archives by ``sha256:<hex>`` digest into ``<workdir>/cache/sha256/<hex>``.
 
-    ``fetch(digest, have=[...])`` is the one entry point. ``have`` lists the digests already in the
-    local cache (``cached()``), the bases a future binary delta could be computed against: the
-    master can then answer ``GET /artifacts/sha256:<new>?from=sha256:<old>`` with a patch
-    (HDiffPatch-style) instead of the whole archive, and this method would apply it to the cached
-    base and verify the result against ``digest`` exactly as it verifies a full download now.
-    Today it always asks for the full archive; the caller need not change when deltas come.
+    ``fetch(digest)`` is the one entry point: the whole archive from the master's
+    ``GET /artifacts/sha256:<hex>``, verified against ``digest`` before it enters the cache.
     """
 
     def __init__(
@@ -59,10 +54,7 @@ class PackageFetcher:
     def path_for(self, digest: str) -> Path:
         return self.cache_dir / digest.split(":", 1)[1]
 
-    def cached(self) -> list[str]:
-        return [f"sha256:{p.name}" for p in self.cache_dir.iterdir() if len(p.name) == 64]
-
-    async def fetch(self, digest: str, *, have: Sequence[str] = ()) -> Path:
+    async def fetch(self, digest: str) -> Path:
         """The archive's local path, downloading and verifying it first unless already cached."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:  # two workloads needing the same package download it once

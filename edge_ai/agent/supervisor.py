@@ -310,7 +310,7 @@ class Supervisor:
         directory = self.directory_for(spec)
         try:
             if not directory.is_dir():
-                archive = await self.fetcher.fetch(spec.package_digest, have=self.fetcher.cached())
+                archive = await self.fetcher.fetch(spec.package_digest)
                 directory.parent.mkdir(parents=True, exist_ok=True)
                 await asyncio.to_thread(
                     unpack,
