@@ -68,7 +68,13 @@ def upload(
 ) -> None:
     """Upload a package; the body is streamed from disk with a progress bar, never read whole."""
     import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     token = _token(token_env)
     archive = _pack_folder(path) if path.is_dir() else path

@@ -1,6 +1,7 @@
 """``edgectl settings``: every setting of every service, with its environment variable and default."""
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import typer
@@ -35,7 +36,7 @@ def _default(name: str, field) -> str:
     return f"`{value}`"
 
 
-def rows(cls: type[BaseSettings], *, skip: set[str] = frozenset()) -> list[tuple[str, str, str]]:
+def rows(cls: type[BaseSettings], *, skip: AbstractSet[str] = frozenset()) -> list[tuple[str, str, str]]:
     out = []
     for name, field in cls.model_fields.items():
         if name in skip or name == "service_name":

@@ -17,10 +17,10 @@ def register(app: typer.Typer) -> None:
         seed_demo: bool = typer.Option(True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"),
     ) -> None:
         """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data kept)."""
-        from edgectl.stack.run import Stack, StackError
         from edgectl.stack.config import StackSettings
+        from edgectl.stack.run import Stack, StackError
 
-        settings = StackSettings(**({"data_dir": data_dir} if data_dir else {}))
+        settings = StackSettings(data_dir=data_dir) if data_dir else StackSettings()
         live = not plain and sys.stdout.isatty()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,7 +20,7 @@ def agent(
     from edge_ai.agent.app import create_agent_app
     from edge_ai.agent.settings import AgentSettings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in (("node", node), ("port", port), ("host", host), ("workdir", workdir), ("master_url", master_url))
         if v is not None

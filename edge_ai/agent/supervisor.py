@@ -67,8 +67,8 @@ class WorkloadRunner:
         stay until ``new`` is running."""
         self.spec = spec
         self.prepare_error = None
-        stop_now = []
-        keep = []
+        stop_now: list[ProcessInstance] = []
+        keep: list[ProcessInstance] = []
         for inst in self.instances():
             serving = inst.ready.is_set() and not inst.finished.is_set()
             (keep if serving else stop_now).append(inst)
@@ -108,7 +108,7 @@ class WorkloadRunner:
         tail = inst.tail(log_lines) if inst.state in ("failed", "restarting") else []
         return WorkloadStatus(
             **base,
-            state=inst.state,  # type: ignore[arg-type]
+            state=inst.state,
             reason=reason,
             restarts=inst.restarts,
             exit_code=inst.exit_code,

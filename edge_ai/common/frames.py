@@ -66,12 +66,13 @@ class VideoSource:
     def __init__(self, spec: str):
         self.spec = spec
         self.live = spec.startswith(STREAM_SCHEMES)
-        self._cap = None
+        self._cap: Any = None
         self._started = 0.0
         self._fps = 0.0
         self._pos = 0
 
-    def _open(self) -> None:
+    def _open(self) -> Any:
+        """Open the source; the capture (also kept as ``self._cap``)."""
         cv2 = _cv2()
         cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
@@ -81,11 +82,10 @@ class VideoSource:
         self._fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         self._started = time.monotonic()
         self._pos = 0
+        return cap
 
     def read(self) -> Any:
-        if self._cap is None:
-            self._open()
-        cap = self._cap
+        cap = self._cap if self._cap is not None else self._open()
         if not self.live:
             # Skip ahead to where the clock says the video is, so a 5 fps reader of a 25 fps file
             # sees the scene move at its real speed.
@@ -100,8 +100,8 @@ class VideoSource:
             self.close()
             if self.live:
                 raise FrameUnavailable(f"stream {describe(self.spec)} gave no frame")
-            self._open()  # end of file: loop
-            ok, frame = self._cap.read()
+            cap = self._open()  # end of file: loop
+            ok, frame = cap.read()
             if not ok or frame is None:
                 raise FrameUnavailable(f"{self.spec}: no frame could be decoded")
         return frame
@@ -112,7 +112,7 @@ class VideoSource:
             self._cap = None
 
 
-def open_source(spec: str):
+def open_source(spec: str) -> ImageFolderSource | VideoSource:
     """An image folder, one image, a video file, or a stream URL."""
     if spec.startswith(STREAM_SCHEMES):
         return VideoSource(spec)

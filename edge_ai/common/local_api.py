@@ -88,9 +88,8 @@ class LocalApi:
         except ValueError as exc:
             return _json(400, {"detail": f"body is not JSON: {exc}"})
         try:
-            result = handler(data)
-            if asyncio.iscoroutine(result):
-                result = await result
+            outcome = handler(data)
+            result = await outcome if isinstance(outcome, Awaitable) else outcome
         except Exception:  # the API must not take the program down
             log.exception("local API handler %s %s failed", method, path)
             return _json(500, {"detail": "internal error"})

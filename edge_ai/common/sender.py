@@ -249,7 +249,7 @@ class BufferedSender:
             self._last_drop_log = now
 
     def _take_queued(self) -> list[tuple[str, dict[str, Any], bytes | None]]:
-        items = []
+        items: list[tuple[str, dict[str, Any], bytes | None]] = []
         while True:
             try:
                 item = self._queue.get_nowait()

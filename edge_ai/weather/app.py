@@ -122,17 +122,26 @@ class ResultState:
 
 async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop) -> None:
     """One frame a second through the rules; stream failures back off and retry."""
-    from edge_ai.common.frames import FrameUnavailable, describe, open_source
+    from edge_ai.common.frames import (
+        FrameUnavailable,
+        ImageFolderSource,
+        VideoSource,
+        describe,
+        open_source,
+    )
     from edge_ai.weather.classifier import SmoothedClassifier
 
+    video = options.video
+    if video is None:  # parse_options refuses the classifier without one
+        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO)")
     classifier = SmoothedClassifier()
-    source = None
+    source: ImageFolderSource | VideoSource | None = None
     failures = 0
     while not stop.event.is_set():
         try:
             if source is None:
-                source = await asyncio.to_thread(open_source, options.video)
-                log.info("classifying frames from %s", describe(options.video))
+                source = await asyncio.to_thread(open_source, video)
+                log.info("classifying frames from %s", describe(video))
             frame = await asyncio.to_thread(source.read)
             condition = await asyncio.to_thread(classifier.update, frame)
             code = options.codes.get(condition)

