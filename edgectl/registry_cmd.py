@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -13,7 +13,7 @@ from services.master.registry.node_config import PULL_SECRET_NAME
 registry_app = typer.Typer(help="The private image registry.", no_args_is_help=True)
 
 
-class Part(str, Enum):
+class Part(StrEnum):
     hosts = "hosts"
     daemon = "daemon"
     secret = "secret"

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import importlib
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
 from shared.settings import settings_class
 
 
-class ServiceName(str, Enum):
+class ServiceName(StrEnum):
     setup = "setup"
     master = "master"
     optimizer = "optimizer"

@@ -132,9 +132,9 @@ def identify(
     for name, credential in settings.service_credentials().items():
         if _same(token, credential):
             return Principal("service", name=name)
-    if settings.accepts_service_token and settings.service_token is not None:
-        if _same(token, settings.service_token.get_secret_value()):
-            return Principal("service", name="legacy")
+    legacy = settings.service_token if settings.accepts_service_token else None
+    if legacy is not None and _same(token, legacy.get_secret_value()):
+        return Principal("service", name="legacy")
     if settings.edge_token_secret is not None:
         claims = decode_edge_token(token, settings.edge_token_secret.get_secret_value())
         if claims is not None:

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+
 def migrations_dir(package: str) -> Path:
     """The migrations folder of a service package (``"services.vms"`` -> ``.../vms/migrations``)."""
     spec = importlib.util.find_spec(package)

@@ -128,7 +128,7 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, description="request body limit (413 above)")
 
     @model_validator(mode="after")
-    def _secrets_required_outside_local(self) -> "ServiceSettings":
+    def _secrets_required_outside_local(self) -> ServiceSettings:
         if self.env == "local":
             if self.operator_token is None:
                 self.operator_token = SecretStr(LOCAL_OPERATOR_TOKEN)

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.node import node_vitals
-from edge_ai.agent.schemas import DesiredSet, Heartbeat, LogTail, WorkloadList, WorkloadSpec, WorkloadStatus
+from edge_ai.agent.schemas import (
+    DesiredSet,
+    Heartbeat,
+    LogTail,
+    WorkloadList,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from edge_ai.agent.supervisor import PrepareError, Supervisor
 from shared.auth import bearer_token
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, UpstreamError

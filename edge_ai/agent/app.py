@@ -6,11 +6,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 
 from edge_ai.agent import AGENT_VERSION
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
 from edge_ai.agent.api import router
 from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore
 from edge_ai.agent.fetcher import PackageFetcher

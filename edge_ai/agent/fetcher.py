@@ -8,6 +8,7 @@ import os
 import ssl
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -75,15 +76,20 @@ class PackageFetcher:
                 if response.status_code != 200:
                     await response.aread()
                     raise FetchError(f"master answered {response.status_code} for package {digest}")
-                with open(tmp, "wb") as out:  # local disk append; bounded chunks
+                # Disk work in a thread (one 1 MiB chunk at a time): the API stays responsive.
+                out = await asyncio.to_thread(open, tmp, "wb")
+                try:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)
                         if size > self.max_bytes:
-                            raise FetchError(f"package {digest} is larger than {self.max_bytes} bytes")
+                            raise FetchError(
+                                f"package {digest} is larger than {self.max_bytes} bytes"
+                            )
                         sha.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
+                        await asyncio.to_thread(out.write, chunk)
+                    await asyncio.to_thread(_sync, out)
+                finally:
+                    await asyncio.to_thread(out.close)
             if sha.hexdigest() != expected:
                 raise DigestMismatch(f"package digest mismatch: asked for {digest}, received sha256:{sha.hexdigest()}")
             os.replace(tmp, path)
@@ -102,3 +108,8 @@ class PackageFetcher:
         )
         for p in others[extra:]:
             p.unlink(missing_ok=True)
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())

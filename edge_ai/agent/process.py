@@ -133,7 +133,7 @@ class ProcessInstance:
             await self._supervise()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("supervision of %s %s broke", self.name, self.version)
             await self._terminate()
             self.state, self.reason, self.pid = "failed", f"agent error: {exc.__class__.__name__}: {exc}", None
@@ -252,7 +252,7 @@ class ProcessInstance:
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout=self.policy.stop_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()

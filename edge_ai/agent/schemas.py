@@ -74,7 +74,7 @@ class DesiredSet(BaseModel):
     workloads: list[WorkloadSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> "DesiredSet":
+    def _unique(self) -> DesiredSet:
         seen: set[str] = set()
         for i, w in enumerate(self.workloads):
             if w.name in seen:

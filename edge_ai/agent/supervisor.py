@@ -427,4 +427,4 @@ def reap_leftovers(workdir: Path, recorded: Iterable[ChildRecord], timeout: floa
     return sorted(leaders)
 
 
-__all__ = ["Supervisor", "PrepareError", "WorkloadRunner", "describe_exit"]
+__all__ = ["PrepareError", "Supervisor", "WorkloadRunner", "describe_exit"]

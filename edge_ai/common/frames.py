@@ -19,7 +19,7 @@ class FrameUnavailable(Exception):
 
 
 def _cv2():
-    import cv2  # noqa: PLC0415 - heavy, edge extra only
+    import cv2
 
     return cv2
 

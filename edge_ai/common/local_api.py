@@ -49,7 +49,7 @@ class LocalApi:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, body, ctype = await asyncio.wait_for(self._respond(reader), 10)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.TimeoutError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
             writer.close()
             return
         payload = body.encode()

@@ -32,11 +32,11 @@ class Stop:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self.event.set)
 
-    async def wait(self, timeout: float) -> bool:
-        """True when asked to stop, False when ``timeout`` passed first."""
+    async def wait(self, seconds: float) -> bool:
+        """True when asked to stop, False when ``seconds`` passed first."""
         try:
-            await asyncio.wait_for(self.event.wait(), max(0.0, timeout))
-        except (TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.event.wait(), max(0.0, seconds))
+        except TimeoutError:
             return False
         return True
 

@@ -91,8 +91,8 @@ class VmsClient:
             raise ValueError(f"unknown record kind {kind!r}; one of {sorted(ROUTES)}")
         self.sender.submit(kind, data)
 
-    async def close(self, timeout: float = 5.0) -> None:
-        await self.sender.close(timeout)
+    async def close(self, grace_s: float = 5.0) -> None:
+        await self.sender.close(grace_s)
         if self._owns_http:
             await self._http.aclose()
 
@@ -177,8 +177,8 @@ class AnalysisClient:
     def submit(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
         self.sender.submit("frame", metadata, jpeg)
 
-    async def close(self, timeout: float = 5.0) -> None:
-        await self.sender.close(timeout)
+    async def close(self, grace_s: float = 5.0) -> None:
+        await self.sender.close(grace_s)
         if self._owns_http:
             await self._http.aclose()
 

@@ -101,13 +101,16 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / f"{manifest['filename']}-{manifest['ai_class']}-{manifest['version']}.tar.gz"
     tmp = archive.with_suffix(".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename="") as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name in sorted(set(files) | set(overrides)):
-                data = overrides.get(name)
-                if data is None:
-                    data = files[name].read_bytes()
-                _add(tar, name, data)
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name in sorted(set(files) | set(overrides)):
+            data = overrides.get(name)
+            if data is None:
+                data = files[name].read_bytes()
+            _add(tar, name, data)
     tmp.replace(archive)
     return BuiltPackage(archive, manifest["filename"], manifest["version"], manifest["ai_class"], manifest.get("condition"))
 

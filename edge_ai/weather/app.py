@@ -18,8 +18,8 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default, parse_codes

@@ -47,7 +47,7 @@ class FrameStats:
 
 
 def frame_stats(frame: Any) -> FrameStats:
-    import cv2  # noqa: PLC0415 - edge extra only
+    import cv2
 
     height, width = frame.shape[:2]
     if width > 160:

@@ -12,16 +12,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
+from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.routing import Routing
-from edge_ai.common.timefmt import utc_stamp
 from edge_ai.yolo.summary import Window, summary_record
 
 log = logging.getLogger("edge_ai.yolo")
@@ -110,7 +110,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
 
 
 def _encode_jpeg(frame: Any) -> bytes:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
@@ -168,7 +168,7 @@ class Worker:
         height, width = frame.shape[:2]
         return {
             "nid": self.options.node_id,
-            "ts": utc_stamp(datetime.now(timezone.utc)),
+            "ts": utc_stamp(datetime.now(UTC)),
             "reason": "low_confidence",
             "model": self.options.model_name,
             "model_version": self.options.model_version,

@@ -76,7 +76,7 @@ class Detector:
         names_file: str | None = None,
     ):
         check_model_spec(spec)
-        from ultralytics import YOLO  # noqa: PLC0415 - heavy; only the YOLO worker needs it
+        from ultralytics import YOLO
 
         task = "detect"
         self.model = YOLO(spec, task=task)
@@ -94,12 +94,12 @@ class Detector:
         names = {int(k): str(v) for k, v in dict(self.model.names).items()}
         if names != {i: str(i) for i in range(len(names))}:
             return names
-        import yaml  # noqa: PLC0415
+        import yaml
 
         if names_file:
             source = Path(names_file)
         elif len(names) == 80:
-            import ultralytics  # noqa: PLC0415
+            import ultralytics
 
             source = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
         else:

@@ -33,9 +33,8 @@ class Routing:
         """Update from a JSON object; returns the problem, naming the field, or None."""
         if not isinstance(body, dict):
             return "body must be a JSON object"
-        if "route_low_confidence" in body:
-            if not isinstance(body["route_low_confidence"], bool):
-                return "route_low_confidence: expected true or false"
+        if "route_low_confidence" in body and not isinstance(body["route_low_confidence"], bool):
+            return "route_low_confidence: expected true or false"
         if "analysis_url" in body:
             url = body["analysis_url"]
             if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):

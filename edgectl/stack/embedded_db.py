@@ -99,9 +99,9 @@ class EmbeddedPostgres:
 
     def _ensure_database(self) -> None:
         psql = [str(_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc"]
-        exists = self._run(psql + [f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]).stdout.strip()
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]).stdout.strip()
         if exists != "1":
-            self._run(psql + [f'CREATE DATABASE "{self.database}"'])
+            self._run([*psql, f'CREATE DATABASE "{self.database}"'])
 
     def stop(self) -> None:
         if not self.pgdata.exists() or not self.running():

@@ -51,7 +51,7 @@ def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[s
         cluster_id = _cluster(http, setup)
         edge_ids = [
             _edge(http, setup, spec, cluster_id, agent_url, data_dir / "agents" / spec["name"] / "edge-token")
-            for spec, agent_url in zip(EDGES, agent_urls)
+            for spec, agent_url in zip(EDGES, agent_urls, strict=False)
         ]
         ais = _packages(http, setup, master, data_dir / "packages")
         weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]

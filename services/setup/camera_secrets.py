@@ -69,7 +69,7 @@ class SecretBox:
 
 def box_for(settings: object) -> SecretBox:
     """The box of a SetupSettings (its ``secret_keys``)."""
-    keys = getattr(settings, "secret_keys")
+    keys = settings.secret_keys
     return SecretBox(parse_keys(keys.get_secret_value()))
 
 

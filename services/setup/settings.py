@@ -25,7 +25,7 @@ class SetupSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
-    def _secret_keys_required_outside_local(self) -> "SetupSettings":
+    def _secret_keys_required_outside_local(self) -> SetupSettings:
         if self.secret_keys is None and self.env == "local":
             self.secret_keys = SecretStr(LOCAL_SECRET_KEY)
         if self.secret_keys is None:

@@ -20,8 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import date, datetime, timezone
-from typing import Any
+from datetime import UTC, date, datetime
 
 import asyncpg
 import orjson
@@ -64,7 +63,7 @@ def refused_as_data(exc: BaseException) -> bool:
 
 
 class _Pending:
-    __slots__ = ("records", "future")
+    __slots__ = ("future", "records")
 
     def __init__(self, records: list[Record], future: asyncio.Future):
         self.records = records
@@ -242,7 +241,7 @@ class GroupCommitter:
             except Exception as exc:
                 raise _NotSent() from exc
             try:
-                events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
+                events = await write_batch(conn, records, self.settings, datetime.now(UTC))
             except asyncpg.exceptions.ConnectionDoesNotExistError:
                 raise  # it died while the statement ran: the outcome is unknown
             except (_ClientDataError, orjson.JSONEncodeError):

@@ -114,9 +114,7 @@ class NodeDirectory:
         if known is not None:
             return known
         await self._refresh_on_miss()
-        if nid in self.nids:
-            return True
-        return False
+        return nid in self.nids
 
     async def nid_for_username(self, username: str) -> str | None:
         """The field's usage payload names the device, not the node: map an edge name (or a nid) to a nid."""

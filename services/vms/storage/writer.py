@@ -117,7 +117,7 @@ def _build_sql(with_observations: bool) -> str:
         "n.condition_changed_at = now() AS changed)"
     )
     return (
-        "WITH " + ", ".join(parts + [upsert])
+        "WITH " + ", ".join([*parts, upsert])
         + f" SELECT * FROM state WHERE changed OR ({threshold} > 0 AND low_confidence_share >= {threshold})"
     )
 
@@ -150,7 +150,7 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
             n.low_confidence.fresh if n.low_confidence else None,
             _aux(n),
         ))
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _observation_rows(records: list[Record]) -> list[str]:
