@@ -1,4 +1,5 @@
-"""``edgectl registry node-config``: what a node needs to trust and pull from the private registry."""
+"""``edgectl registry node-config``: what a node needs to trust and pull from the private
+registry."""
 from __future__ import annotations
 
 import os
@@ -84,15 +85,18 @@ def node_config(
         typer.echo(files["hosts.toml"])
         typer.echo("# ---- docker: merge into /etc/docker/daemon.json, then restart dockerd ----")
         if ca_file:
-            typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt (no daemon.json entry needed)")
+            typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt "
+                "(no daemon.json entry needed)")
         typer.echo(files["daemon.json"])
         if "pull-secret.yaml" in files:
             name = secret_name
-            typer.echo(f"# ---- kubernetes: kubectl apply -f - ; pods use imagePullSecrets: [{{name: {name}}}] ----")
+            typer.echo("# ---- kubernetes: kubectl apply -f - ; pods "
+                f"use imagePullSecrets: [{{name: {name}}}] ----")
             typer.echo("---")
             typer.echo(files["pull-secret.yaml"], nl=False)
         else:
-            typer.echo("# ---- kubernetes: no pull Secret (registry without credentials; pass --username to get one) ----")
+            typer.echo("# ---- kubernetes: no pull Secret (registry without "
+                "credentials; pass --username to get one) ----")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():

@@ -1,4 +1,5 @@
-"""``edgectl settings``: every setting of every service, with its environment variable and default."""
+"""``edgectl settings``: every setting of every service, with its environment variable and
+default."""
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet

@@ -95,7 +95,8 @@ _background: set[asyncio.Task] = set()
 
 
 def after_commit(session: AsyncSession, action: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``action`` (e.g. notify another service) once this request's transaction has committed."""
+    """Run ``action`` (e.g. notify another service) once this request's transaction has
+    committed."""
     session.info.setdefault("after_commit", []).append(action)
 
 

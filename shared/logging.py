@@ -1,4 +1,5 @@
-"""Structured logs (JSON lines) carrying the request id; secrets redacted before they are written."""
+"""Structured logs (JSON lines) carrying the request id; secrets redacted before they are
+written."""
 from __future__ import annotations
 
 import contextvars

@@ -148,7 +148,8 @@ class ServiceSettings(BaseSettings):
             ]
             if missing:
                 raise ValueError(
-                    "outside local mode (EDGE_ENV=local) these secrets must be set, 16 characters or more: "
+                    "outside local mode (EDGE_ENV=local) these "
+                        "secrets must be set, 16 characters or more: "
                     + ", ".join(missing)
                 )
         if not self.port:
@@ -192,8 +193,8 @@ class ServiceSettings(BaseSettings):
 
     @property
     def service_package(self) -> str:
-        """The package the service lives in (its migrations are under it): the package of the
-        module that defines its settings class (``services.setup.settings`` -> ``services.setup``)."""
+        """The package the service lives in (its migrations are under it): the package of the module
+        that defines its settings class (``services.setup.settings`` -> ``services.setup``)."""
         return type(self).__module__.rpartition(".")[0]
 
     def secret_values(self) -> list[str]:

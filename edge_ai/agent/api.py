@@ -41,7 +41,8 @@ SupervisorDep = Annotated[Supervisor, Depends(supervisor_of)]
 
 
 def prepare_failure(exc: PrepareError, field: str) -> Exception:
-    """A package that could not be fetched is the master's side (502/503); an unsafe one is refused (422)."""
+    """A package that could not be fetched is the master's side (502/503); an unsafe one is refused
+    (422)."""
     if exc.kind == "refused":
         return Invalid(f"{exc.name}: {exc}", field=field)
     if exc.kind == "mismatch":

@@ -1,4 +1,5 @@
-"""The agent's ASGI app: the supervisor started in the lifespan and stopped with it (SIGTERM/SIGINT)."""
+"""The agent's ASGI app: the supervisor started in the lifespan and stopped with it
+(SIGTERM/SIGINT)."""
 from __future__ import annotations
 
 import contextlib

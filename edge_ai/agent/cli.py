@@ -1,4 +1,5 @@
-"""Running the agent: ``edgectl agent ...`` and ``python -m edge_ai.agent ...`` share this command."""
+"""Running the agent: ``edgectl agent ...`` and ``python -m edge_ai.agent ...`` share this
+command."""
 from __future__ import annotations
 
 from pathlib import Path

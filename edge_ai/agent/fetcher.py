@@ -91,7 +91,8 @@ class PackageFetcher:
                 finally:
                     await asyncio.to_thread(out.close)
             if sha.hexdigest() != expected:
-                raise DigestMismatch(f"package digest mismatch: asked for {digest}, received sha256:{sha.hexdigest()}")
+                raise DigestMismatch("package digest mismatch: asked for "
+                    f"{digest}, received sha256:{sha.hexdigest()}")
             os.replace(tmp, path)
             log.info("fetched package %s (%d bytes)", digest, size)
         except httpx.HTTPError as exc:

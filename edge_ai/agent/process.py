@@ -49,7 +49,8 @@ def child_argv(command: list[str]) -> list[str]:
 
 
 def child_env(workdir: Path, name: str, directory: Path, env: dict[str, str]) -> dict[str, str]:
-    """The agent's environment minus its secrets, plus the workload's env and the program's directory on PYTHONPATH."""
+    """The agent's environment minus its secrets, plus the workload's env and the program's
+    directory on PYTHONPATH."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -84,8 +85,9 @@ def describe_exit(code: int | None) -> str:
 
 
 class ProcessInstance:
-    """Runs ``argv`` in ``directory`` as its own process group, restarting it with backoff until stopped,
-    or until it crash-loops (``crash_loop_limit`` quick failures in a row), which marks it failed."""
+    """Runs ``argv`` in ``directory`` as its own process group, restarting it with backoff until
+    stopped, or until it crash-loops (``crash_loop_limit`` quick failures in a row), which marks it
+    failed."""
 
     def __init__(
         self,
@@ -123,7 +125,7 @@ class ProcessInstance:
         self._task: asyncio.Task | None = None
         self._partial = b""
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._guarded(), name=f"supervise:{self.name}:{self.version}")
 
@@ -169,7 +171,7 @@ class ProcessInstance:
         lines = list(self.ring)
         return lines[-n:] if n > 0 else []
 
-    # -- supervision loop ------------------------------------------------------------------------------------
+    # -- supervision loop --------------------------------------------------------------------------
     async def _supervise(self) -> None:
         quick_failures = 0
         while not self._stop.is_set():
@@ -257,7 +259,7 @@ class ProcessInstance:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
-    # -- logs ------------------------------------------------------------------------------------------------
+    # -- logs --------------------------------------------------------------------------------------
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         """Child output into the ring buffer and the log file, in chunks (no line-length limit)."""
         while chunk := await stream.read(65536):

@@ -33,7 +33,8 @@ class WorkloadSpec(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' (at most 127), starting with a letter or digit")
+            raise ValueError("use letters, digits, '.', '_' and '-' (at "
+                "most 127), starting with a letter or digit")
         return v
 
     @field_validator("package_digest")

@@ -54,7 +54,8 @@ class EdgeConfig:
     def require_node_id(self) -> str:
         if not self.node_id:
             raise ConfigError(
-                f"{self.source}: no node id: add <node><NID>0x01</NID></node> to the file or set EDGE_NODE_ID"
+                f"{self.source}: no node id: add <node><NID>0x01</NID></node> "
+                    "to the file or set EDGE_NODE_ID"
             )
         return self.node_id
 
@@ -168,7 +169,8 @@ def _read_file(path: Path) -> dict[str, object]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> EdgeConfig:
-    """Read ``edgeconfig.xml`` (``path``, else $EDGE_CONFIG, else ./edgeconfig.xml), then the environment.
+    """Read ``edgeconfig.xml`` (``path``, else $EDGE_CONFIG, else ./edgeconfig.xml), then the
+    environment.
 
     The file may be left out only when no path was asked for, ./edgeconfig.xml does not exist and
     EDGE_VMS_URL gives the VMS: a program started by hand with environment variables only.

@@ -32,7 +32,8 @@ def describe(spec: str) -> str:
 
 
 class ImageFolderSource:
-    """The folder's images in name order, round and round (a stand-in camera for tests and demos)."""
+    """The folder's images in name order, round and round (a stand-in camera for tests and
+    demos)."""
 
     def __init__(self, path: Path):
         if path.is_dir():
@@ -61,7 +62,8 @@ class ImageFolderSource:
 
 
 class VideoSource:
-    """A video file (played at its own frame rate, looped) or a live stream (reopened when it drops)."""
+    """A video file (played at its own frame rate, looped) or a live stream (reopened when it
+    drops)."""
 
     def __init__(self, spec: str):
         self.spec = spec

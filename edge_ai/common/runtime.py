@@ -42,7 +42,8 @@ class Stop:
 
 
 async def every(period: float, stop: Stop, tick: Callable[[], Awaitable[None] | None]) -> None:
-    """Call ``tick`` every ``period`` seconds on the wall-clock grid (12:00:01.000, ...02.000) until stopped.
+    """Call ``tick`` every ``period`` seconds on the wall-clock grid (12:00:01.000, ...02.000) until
+    stopped.
 
     A slow tick skips the ticks it overran rather than bunching them up.
     """

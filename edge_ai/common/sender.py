@@ -93,7 +93,8 @@ class BufferedSender:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            # Only when the disk itself stalls for a long time; keep the newest like the buffer does.
+            # Only when the disk itself stalls for a long time; keep the newest like the buffer
+            # does.
             with contextlib.suppress(asyncio.QueueEmpty):
                 self._queue.get_nowait()
             self.dropped_in_memory += 1

@@ -65,7 +65,8 @@ def _headers(token: str | None) -> dict[str, str]:
 
 
 class VmsClient:
-    """``submit(kind, data)`` and forget: delivery, buffering and ordering happen in the background."""
+    """``submit(kind, data)`` and forget: delivery, buffering and ordering happen in the
+    background."""
 
     def __init__(self, config: EdgeConfig, *, program: str, http: httpx.AsyncClient | None = None):
         self.config = config
@@ -144,8 +145,8 @@ def _batch_results(response: httpx.Response, batch: Sequence[BufferedRecord]) ->
 class AnalysisClient:
     """Frames (JPEG + metadata) for the analysis server, buffered like the VMS records.
 
-    ``POST <analysis URL>`` as multipart/form-data: ``image`` (image/jpeg) and ``metadata`` (JSON text).
-    The URL is asked for at send time: routing may move it while the program runs.
+    ``POST <analysis URL>`` as multipart/form-data: ``image`` (image/jpeg) and ``metadata`` (JSON
+    text). The URL is asked for at send time: routing may move it while the program runs.
     """
 
     def __init__(

@@ -2,7 +2,8 @@
 
 ``{"code": "0000", "message": "success", "username": <node name>, "cpu": 12.5, "memory": 43.1,
 "func": "SUNNY", "nid": "0x01", "ts": "2026-11-22T03:00:00.000Z"}`` -- the field's payload plus
-``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant running: ``--variant`` / $MONITORING_VARIANT.
+``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant
+running: ``--variant`` / $MONITORING_VARIANT.
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 Each source folder holds the package's own files (``aipackage.yaml`` at its root, Dockerfile,
 edgeconfig.xml, requirements.txt, models/...). The build adds the program code the manifest's
 command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``edge_ai/common``,
-``edge_common`` and ``edge_ai/weather``, so the command runs from the unpacked folder as it is. Archives are
-gzip tars with the files at their root, sorted, with fixed owners and times: the same sources
-give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
+``edge_common`` and ``edge_ai/weather``, so the command runs from the unpacked folder as it is.
+Archives are gzip tars with the files at their root, sorted, with fixed owners and times: the same
+sources give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
 """
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def build_all(out_dir: Path, *, only: list[str] | None = None, yolo_weights: Pat
     if only:
         unknown = set(only) - {s.name for s in sources}
         if unknown:
-            raise PackageBuildError(f"no package source named {', '.join(sorted(unknown))} (have: {', '.join(s.name for s in sources)})")
+            raise PackageBuildError(f"no package source named {', '.join(sorted(unknown))} "
+                f"(have: {', '.join(s.name for s in sources)})")
         sources = [s for s in sources if s.name in only]
     return [build_package(s, out_dir, yolo_weights=yolo_weights) for s in sources]
 

@@ -59,7 +59,8 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     parser.add_argument("--initial", default=env_default("WEATHER_INITIAL", "0"),
                         help="operator: the code until one is set ($WEATHER_INITIAL, default 0)")
     parser.add_argument("--codes", default=env_default("WEATHER_CODES", DEFAULT_CODES),
-                        help=f"condition -> code mapping of the classifier ($WEATHER_CODES, default {DEFAULT_CODES})")
+                        help="condition -> code mapping of the classifier "
+                            f"($WEATHER_CODES, default {DEFAULT_CODES})")
     parser.add_argument("--time-zone", default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
                         help="zone of the date/time it posts, as the field's devices do "
                              "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)")
@@ -77,7 +78,8 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     if args.period <= 0 or args.interval <= 0:
         raise ConfigError("--period and --interval must be positive")
     if args.source == "classifier" and not args.video:
-        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): an RTSP URL, a video file or an image folder")
+        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): "
+            "an RTSP URL, a video file or an image folder")
     return WeatherOptions(
         config=config,
         node_id=config.require_node_id(),

@@ -54,7 +54,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser = base_parser("yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS.")
     parser.add_argument("--source", default=env_default("YOLO_SOURCE"), help="RTSP URL, video file or image folder ($YOLO_SOURCE)")
     parser.add_argument("--model", default=env_default("YOLO_MODEL", "yolov8n.yaml"),
-                        help="weights (.pt, .onnx) or architecture (.yaml, random weights) ($YOLO_MODEL, default yolov8n.yaml)")
+                        help="weights (.pt, .onnx) or architecture (.yaml, random "
+                            "weights) ($YOLO_MODEL, default yolov8n.yaml)")
     parser.add_argument("--model-name", default=env_default("YOLO_MODEL_NAME"), help="name posted as model (default: the file's stem)")
     parser.add_argument("--model-version", default=env_default("YOLO_MODEL_VERSION", "01"), help="posted as model_version ($YOLO_MODEL_VERSION, default 01)")
     parser.add_argument("--rate", type=float, default=float(env_default("YOLO_RATE", "5")), help="frames a second at most ($YOLO_RATE, default 5)")
@@ -67,11 +68,14 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser.add_argument("--max-detections", type=int, default=int(env_default("YOLO_MAX_DETECTIONS", "100")),
                         help="detections listed per summary ($YOLO_MAX_DETECTIONS, default 100)")
     parser.add_argument("--max-uploads", type=int, default=int(env_default("YOLO_MAX_UPLOADS_PER_SECOND", "1")),
-                        help="low-confidence frames sent up a second at most ($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
+                        help="low-confidence frames sent up a second at most "
+                            "($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
     parser.add_argument("--analysis-buffer", type=int, default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
-                        help="frames kept on disk for the analysis server ($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
+                        help="frames kept on disk for the analysis server "
+                            "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
     parser.add_argument("--names", default=env_default("YOLO_NAMES"),
-                        help="YAML with the class names, for a model without them ($YOLO_NAMES; default COCO for 80 classes)")
+                        help="YAML with the class names, for a model without "
+                            "them ($YOLO_NAMES; default COCO for 80 classes)")
     parser.add_argument("--routing-file", default=env_default("YOLO_ROUTING_FILE"), help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE)")
     args = parser.parse_args(argv)
     if not args.source:
@@ -81,7 +85,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     if not 0 < args.conf <= 1 or not 0 < args.min_conf <= args.conf:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
     if args.imgsz < 32 or args.max_detections < 0 or args.max_uploads < 0 or args.analysis_buffer < 1:
-        raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads not negative; --analysis-buffer at least 1")
+        raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads "
+            "not negative; --analysis-buffer at least 1")
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)

@@ -35,17 +35,20 @@ def prepare_offline_environment(config_dir: Path) -> None:
 
 
 def check_model_spec(spec: str) -> None:
-    """Refuse, before anything loads, a weights file that is not on disk (ultralytics would download it)."""
+    """Refuse, before anything loads, a weights file that is not on disk (ultralytics would download
+    it)."""
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in WEIGHT_SUFFIXES:
         if not path.is_file():
-            raise ConfigError(f"model {spec}: file not found (weights are never downloaded; put the file in the package)")
+            raise ConfigError(f"model {spec}: file not found (weights are "
+                "never downloaded; put the file in the package)")
     elif suffix in ARCH_SUFFIXES:
         if path.parent != Path(".") and not path.is_file():
             raise ConfigError(f"model {spec}: architecture file not found")
     else:
-        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) or an architecture file (.yaml)")
+        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) "
+            "or an architecture file (.yaml)")
 
 
 @dataclass(frozen=True)

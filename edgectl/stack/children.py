@@ -1,4 +1,5 @@
-"""The stack's child processes: started in their own process group, logged to files, stopped together."""
+"""The stack's child processes: started in their own process group, logged to files, stopped
+together."""
 from __future__ import annotations
 
 import contextlib

@@ -20,7 +20,8 @@ class SetupSettings(ServiceSettings):
     max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
     secret_keys: SecretStr | None = Field(
         None,
-        description="Fernet keys that encrypt camera credentials at rest, comma-separated, newest first "
+        description="Fernet keys that encrypt camera credentials "
+            "at rest, comma-separated, newest first "
         "(the newest encrypts, any decrypts); required outside local mode",
     )
 

@@ -1,4 +1,5 @@
-"""The VMS: ingest per-second observations from every edge, store them durably and fast, answer queries."""
+"""The VMS: ingest per-second observations from every edge, store them durably and fast, answer
+queries."""
 from __future__ import annotations
 
 import contextlib
@@ -78,7 +79,8 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         routers=[legacy_router, ingest_router, queries_router, analysis_router],
         extra_lifespan=lifespan,
         body_limits={"/batch": settings.batch_max_body_bytes, "/analysis": MAX_IMAGE_BYTES + 256 * 1024},
-        # Right behind the shared request layer (request id, metrics, body limit), before the framework.
+        # Right behind the shared request layer (request id, metrics, body limit), before the
+        # framework.
         fast_path=IngestFastPath,
     )
     return app

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from shared.settings import ServiceSettings
 from tests.deploy import kustomize_render as kr

@@ -99,7 +99,8 @@ def test_the_unpacked_package_runs_on_its_own(archives, tmp_path):
     ],
 )
 def test_edge_programs_stay_light(module, forbidden):
-    """The Jetson images carry no service code; heavy libraries load only when a frame source or model does."""
+    """The Jetson images carry no service code; heavy libraries load only when a frame source or
+    model does."""
     probe = f"import sys, {module}; print(','.join(m for m in {forbidden!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

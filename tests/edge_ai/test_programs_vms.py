@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -89,10 +89,8 @@ def vms(db, tmp_path):
 def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -> tuple[Path, dict[str, str]]:
     config = tmp_path / f"edgeconfig-{name}.xml"
     config.write_text(
-        "<Configuration><vms><IP>127.0.0.1</IP><Port>{port}</Port><Path>usage</Path></vms>"
-        "<node><NID>{nid}</NID><Name>{name}</Name><Token>{token}</Token></node></Configuration>".format(
-            port=vms_port, nid=nid, name=name, token=issue_edge_token(nid, EDGE_TOKEN_SECRET)
-        )
+        f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms_port}</Port><Path>usage</Path></vms>"
+        f"<node><NID>{nid}</NID><Name>{name}</Name><Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
     )
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -109,7 +107,7 @@ def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -
 
 
 def epoch(ts: datetime) -> float:
-    return ts.replace(tzinfo=timezone.utc).timestamp() if ts.tzinfo is None else ts.timestamp()
+    return ts.replace(tzinfo=UTC).timestamp() if ts.tzinfo is None else ts.timestamp()
 
 
 async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
@@ -117,7 +115,8 @@ async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
     proc = Proc(edgectl("edge", "weather", "--config", str(config), "--sequence", "0,2", "--period", "2"),
                 env=env, log_path=tmp_path / "weather.log")
     try:
-        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM vms.environment WHERE nid = $1 ORDER BY ts",
+        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM "
+            "vms.environment WHERE nid = $1 ORDER BY ts",
                                 "0x31", count=7, proc=proc)
     finally:
         assert proc.stop() == 0, proc.log_text()

@@ -97,7 +97,8 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
     deployments = (await field.setup.get("/deployments", params={"desired": "running"})).json()["items"]
     assert [d["ai_id"] for d in deployments] == [weather]
 
-    # The devices: /usage in both forms, /save_edgeData, all without a token as the field sends them.
+    # The devices: /usage in both forms, /save_edgeData, all without a token as the field sends
+    # them.
     async with field.vms(allow_anonymous=True) as vms:
         ok(await vms.post("/usage", json=USAGE), "usage")
         ok(await vms.post("/usage", json=USAGE_FIRST_PROGRAM), "usage without func")

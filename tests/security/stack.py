@@ -25,7 +25,8 @@ UPLOAD_LIMIT = 400_000
 
 
 def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
+    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the
+    end."""
     name = f"edgesec_{uuid.uuid4().hex[:10]}"
     database_url = asyncio.run(create_database(name))
     try:

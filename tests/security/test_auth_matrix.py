@@ -9,10 +9,9 @@ list, anything but 401/403 for one it lists. The README's table is this same doc
 
 from __future__ import annotations
 
-import os
-
 import contextlib
 import importlib
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path

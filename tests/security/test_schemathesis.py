@@ -52,7 +52,8 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
                 if response.status_code >= 500 and len(failing) < 2:
                     curl = case.as_curl_command(headers=dict(headers))
                     failing.append(
-                        f"{operation.label} -> {response.status_code} {response.text[:200]}\n  {curl}"
+                        f"{operation.label} -> {response.status_code} "
+                            f"{response.text[:200]}\n  {curl}"
                     )
 
             try:

@@ -90,13 +90,16 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             cluster = await conn.fetchval(
-                "INSERT INTO setup.clusters (name, runtime, namespace, description, created_at, updated_at) "
+                "INSERT INTO setup.clusters (name, runtime, "
+                    "namespace, description, created_at, updated_at) "
                 "VALUES ('c', 'agent', 'edge', '', now(), now()) RETURNING id"
             )
             await conn.execute(
-                "INSERT INTO setup.edges (name, nid, cluster_id, type, address, supports_analysis, rtsp_url, "
+                "INSERT INTO setup.edges (name, nid, cluster_id, "
+                    "type, address, supports_analysis, rtsp_url, "
                 "rtsp_username, rtsp_password, description, status, created_at, updated_at) VALUES "
-                "('e', '0x09', $1, 1, '', false, 'rtsp://127.0.0.12/live', 'admin', 'Old-Clear-Pass', '', 'active', "
+                "('e', '0x09', $1, 1, '', false, 'rtsp://127.0.0.12/live', "
+                    "'admin', 'Old-Clear-Pass', '', 'active', "
                 "now(), now())",
                 cluster,
             )

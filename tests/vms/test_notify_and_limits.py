@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -51,7 +51,7 @@ async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
     async with event_receiver() as (url, received):
         async with vms(db, unknown_nodes="flag", notify_optimizer=True, optimizer_url=url,
                        event_classes="bus, fire", low_confidence_share=0.3, low_confidence_alpha=0.5) as client:
-            base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
+            base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
             for i, result in enumerate(["0", "0", "2"]):
                 date, time = field_date_time(base + timedelta(seconds=i))
                 r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
@@ -82,7 +82,7 @@ async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
 async def test_an_absent_optimizer_never_blocks_ingest(db):
     # optimizer_url: nothing listens there
     async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=10)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
         for i, result in enumerate(("0", "2", "0", "2")):
             date, time = field_date_time(base + timedelta(seconds=i))
             r = await client.post(
@@ -134,9 +134,9 @@ async def test_ingest_metrics(vms_flag, db):
 
 
 async def test_partitions_on_demand_ahead_and_retention(db):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     async with vms(db, unknown_nodes="flag") as client:
-        old = datetime.now(timezone.utc) - timedelta(days=3)
+        old = datetime.now(UTC) - timedelta(days=3)
         date, time = field_date_time(old)
         r = await client.post("/batch", json={"records": [
             {"kind": "environment", "data": {"nid": "0x01", "date": date, "time": time, "result": "0"}},
@@ -144,14 +144,16 @@ async def test_partitions_on_demand_ahead_and_retention(db):
             {"kind": "usage", "data": {"nid": "0x01", "cpu": 2, "memory": 2, "func": "SUNNY"}},
         ]}, headers=OPERATOR)
         assert r.json()["stored"] == 3
-        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE 'usage_p%' OR relname LIKE 'environment_p%'")}
+        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE "
+            "'usage_p%' OR relname LIKE 'environment_p%'")}
         assert partition_name("usage", old.date()) in names and partition_name("environment", old.date()) in names
         assert partition_name("usage", today + timedelta(days=2)) in names  # created ahead at start
 
         settings = client.app.state.settings.model_copy(update={"retention_days": 1})
         dropped = await maintain_partitions(client.app.state.ingest_pool, settings)
         assert partition_name("usage", old.date()) in dropped
-        # After retention the VMS still stores records for a day it had seen (the cache is refreshed).
+        # After retention the VMS still stores records for a day it had seen (the cache is
+        # refreshed).
         r = await client.post("/usage", json={"nid": "0x01", "cpu": 3, "memory": 3, "func": "SUNNY"}, headers=OPERATOR)
         assert r.status_code == 200
     rows = await fetch(db, "SELECT cpu FROM vms.usage ORDER BY cpu")

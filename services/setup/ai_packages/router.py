@@ -14,7 +14,8 @@ router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
 async def create_ai_package(data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth):
-    """Record an AI package; the master is asked to build it (or upload the archive to the master)."""
+    """Record an AI package; the master is asked to build it (or upload the archive to the
+    master)."""
     return await service.create(session, data, request.app.state.master)
 
 

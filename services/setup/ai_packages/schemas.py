@@ -35,7 +35,8 @@ class AiPackageCreate(BaseModel):
 
 
 class AiPackageUpdate(BaseModel):
-    """Status and build results (the master reports them), or condition/description (the operator)."""
+    """Status and build results (the master reports them), or condition/description (the
+    operator)."""
 
     model_config = ConfigDict(extra="forbid")
     status: PackageStatus | None = None

@@ -24,7 +24,8 @@ async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCal
     )
     if clash is not None:
         raise Conflict(
-            f"{data.filename} class {data.ai_class} version {data.version} already exists (AI {clash})", field="version"
+            f"{data.filename} class {data.ai_class} version "
+                f"{data.version} already exists (AI {clash})", field="version"
         )
     ai = AiPackage(**data.model_dump(), version_key=key, status=PackageStatus.UPLOADED)
     session.add(ai)

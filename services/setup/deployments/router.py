@@ -76,7 +76,8 @@ async def update_deployment(deployment_id: int, data: DeploymentUpdate, session:
 
 @router.delete("/{deployment_id}", response_model=DeploymentOut)
 async def remove_deployment(deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth):
-    """Desired state: the AI no longer runs there. The row stays, with the master's observed state."""
+    """Desired state: the AI no longer runs there. The row stays, with the master's observed
+    state."""
     deployment = await service.remove(session, deployment_id, requested_by=_who(who))
     request.app.state.master.request_reconcile(session)
     return deployment

@@ -121,7 +121,8 @@ async def update_one(
         raise Conflict(f"deployment {deployment_id} is removed", field=f"{field_prefix}id")
     if expected_generation is not None and deployment.generation != expected_generation:
         raise Conflict(
-            f"deployment {deployment_id} is at generation {deployment.generation}, not {expected_generation}",
+            f"deployment {deployment_id} is at generation "
+                f"{deployment.generation}, not {expected_generation}",
             field=f"{field_prefix}expected_generation",
         )
     changed = redeploy
@@ -178,7 +179,8 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
 
 
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
-    """Every operation in one transaction; the first failure names ``operations[i]`` and writes nothing."""
+    """Every operation in one transaction; the first failure names ``operations[i]`` and writes
+    nothing."""
     results: list[BulkResult] = []
     # Lock every row the batch changes up front, in id order: two batches touching the same
     # deployments queue behind each other instead of deadlocking.

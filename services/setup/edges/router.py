@@ -25,7 +25,8 @@ router = APIRouter(prefix="/edges", tags=["edges"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EdgeCreated)
 async def register_edge(data: EdgeCreate, session: SessionDep, request: Request, _: OperatorAuth):
-    """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown once."""
+    """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown
+    once."""
     edge, token = await service.create(session, data, request.app.state.settings)
     return EdgeCreated(**service.to_out(edge).model_dump(), token=token)
 

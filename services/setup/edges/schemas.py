@@ -1,4 +1,5 @@
-"""Edges: the field's registration payload plus what the platform needs (nid, cluster, node, capacity)."""
+"""Edges: the field's registration payload plus what the platform needs (nid, cluster, node,
+capacity)."""
 from __future__ import annotations
 
 from datetime import datetime

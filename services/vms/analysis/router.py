@@ -1,4 +1,5 @@
-"""The analysis server's inbox: ``POST /analysis`` takes a frame (multipart ``image`` + ``metadata``)."""
+"""The analysis server's inbox: ``POST /analysis`` takes a frame (multipart ``image`` +
+``metadata``)."""
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -1,4 +1,5 @@
-"""Frames sent up for precise re-analysis: validated, stored and queued (the analysis server's inbox)."""
+"""Frames sent up for precise re-analysis: validated, stored and queued (the analysis server's
+inbox)."""
 from __future__ import annotations
 
 import hashlib

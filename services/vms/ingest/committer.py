@@ -2,15 +2,15 @@
 
 Requests ``submit`` their records and wait; the writer task takes what has accumulated (waiting up
 to ``VMS_GROUP_COMMIT_WINDOW_MS`` for more, at most ``VMS_GROUP_COMMIT_MAX_RECORDS`` records),
-writes and commits it (one statement, storage.writer), and only then resolves every waiting request. A request is answered 200
-only after its records are committed; when the database fails the waiting requests get 503.
-The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with Retry-After.
-Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next batch is
-collected and sent while the previous one's commit is still on its way, which hides the round
-trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
-When the database refuses a value in a batch (validation should have caught it; nothing was
-stored), the batch is split until the request holding it stands alone: that request gets 422, the
-others are committed as if it had never been there.
+writes and commits it (one statement, storage.writer), and only then resolves every waiting request.
+A request is answered 200 only after its records are committed; when the database fails the waiting
+requests get 503. The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with
+Retry-After. Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next
+batch is collected and sent while the previous one's commit is still on its way, which hides the
+round trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
+When the database refuses a value in a batch (validation should have caught it; nothing was stored),
+the batch is split until the request holding it stands alone: that request gets 422, the others are
+committed as if it had never been there.
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ class GroupCommitter:
                 await self._task
 
     async def submit(self, records: list[Record]) -> None:
-        """Wait until ``records`` are committed; Unavailable (503) when overloaded or the database fails."""
+        """Wait until ``records`` are committed; Unavailable (503) when overloaded or the database
+        fails."""
         if self._closing:
             raise Unavailable("the VMS is shutting down, retry later", headers=self._retry_after())
         n = len(records)
@@ -253,7 +254,8 @@ class GroupCommitter:
                 raise _NotSent() from exc
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) == _NO_PARTITION:
-                    # The statement failed as a whole (nothing stored): recreate partitions and retry.
+                    # The statement failed as a whole (nothing stored): recreate partitions and
+                    # retry.
                     self._partitions.clear()
                     healthy = True
                     raise _NotSent() from exc
@@ -266,7 +268,8 @@ class GroupCommitter:
         finally:
             with contextlib.suppress(Exception):
                 if not healthy and not conn.is_closed():
-                    # Never hand a connection in an unknown state back to the pool: the pool reconnects.
+                    # Never hand a connection in an unknown state back to the pool: the pool
+                    # reconnects.
                     conn.terminate()
             with contextlib.suppress(Exception):
                 await self.pool.release(conn, timeout=2)

@@ -72,7 +72,8 @@ async def post_usage(request: Request) -> Response:
 @legacy_router.post(
     "/save_edgeData",
     summary="Environment analysis result (the field's payload)",
-    description="nid, date (yyyymmdd), time (hhmmss, in VMS_FIELD_TIMEZONE), result (the class code).",
+    description="nid, date (yyyymmdd), time (hhmmss, in "
+        "VMS_FIELD_TIMEZONE), result (the class code).",
     openapi_extra=legacy_openapi_body(EnvironmentIn),
     responses=_ENVELOPE_DOC,
 )

@@ -1,9 +1,11 @@
-"""What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition map.
+"""What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition
+map.
 
 Both are refreshed on a schedule and, for node ids, on a miss (at most once every
 ``VMS_NODES_MISS_REFRESH_S``). A node that proves itself with its edge token needs neither: the
-token (checked against the pushed revocations) is the proof. When setup cannot be reached the last known values stay in use;
-before the first successful answer the condition map is DEFAULT_CONDITIONS.
+token (checked against the pushed revocations) is the proof. When setup cannot be reached the last
+known values stay in use; before the first successful answer the condition map is
+DEFAULT_CONDITIONS.
 """
 from __future__ import annotations
 
@@ -117,7 +119,8 @@ class NodeDirectory:
         return nid in self.nids
 
     async def nid_for_username(self, username: str) -> str | None:
-        """The field's usage payload names the device, not the node: map an edge name (or a nid) to a nid."""
+        """The field's usage payload names the device, not the node: map an edge name (or a nid) to
+        a nid."""
         for _ in range(2):
             if username in self.names:
                 return self.names[username]

@@ -120,7 +120,8 @@ def _detection_filters(
         where.append("ts < :end")
         params["end"] = end
     if cls is not None and confidence_below is not None:
-        # One detection of that class under that confidence (not any class low, another class present).
+        # One detection of that class under that confidence (not any class low, another class
+        # present).
         where.append(
             "jsonb_path_exists(detections, '$[*] ? (@.class == $c && @.confidence < $t)', "
             "jsonb_build_object('c', CAST(:cls AS text), 't', CAST(:below AS float8)))"
@@ -128,7 +129,8 @@ def _detection_filters(
         params.update(cls=cls, below=confidence_below)
     elif cls is not None:
         where.append(
-            "(counts ? CAST(:cls AS text) OR jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
+            "(counts ? CAST(:cls AS text) OR "
+                "jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
             "jsonb_build_object('c', CAST(:cls AS text))))"
         )
         params["cls"] = cls

@@ -74,7 +74,8 @@ class QueryService:
         points = (end - start) / delta
         if points > self.settings.max_series_points:
             raise Invalid(
-                f"{int(points)} points: more than {self.settings.max_series_points}; use a larger step", field="step"
+                f"{int(points)} points: more than "
+                    f"{self.settings.max_series_points}; use a larger step", field="step"
             )
         rows = await repository.series(session, kind, nid, start, end, delta)
         for row in rows:

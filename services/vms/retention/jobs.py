@@ -13,7 +13,8 @@ log = logging.getLogger("edge.vms.retention")
 
 
 async def maintain_partitions(pool: asyncpg.Pool, settings: VmsSettings) -> list[str]:
-    """Create today's and the next days' partitions; drop those past VMS_RETENTION_DAYS. Returns the dropped."""
+    """Create today's and the next days' partitions; drop those past VMS_RETENTION_DAYS. Returns the
+    dropped."""
     today = datetime.now(UTC).date()
     async with pool.acquire() as conn:
         await partitions.ensure_days(conn, [today + timedelta(days=i) for i in range(settings.partitions_ahead_days + 1)])

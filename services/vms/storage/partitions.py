@@ -1,4 +1,5 @@
-"""Daily partitions of the observation tables: create ahead, create on demand, drop past retention."""
+"""Daily partitions of the observation tables: create ahead, create on demand, drop past
+retention."""
 from __future__ import annotations
 
 import logging
