@@ -38,7 +38,8 @@ class PrepareError(Exception):
     def __init__(self, name: str, message: str, *, kind: str):
         super().__init__(message)
         self.name = name
-        self.kind = kind  # "unavailable" (master unreachable), "mismatch" (bad bytes), "refused" (unsafe package)
+        # "unavailable" (master unreachable), "mismatch" (bad bytes), "refused" (unsafe package)
+        self.kind = kind
 
 
 class WorkloadRunner:

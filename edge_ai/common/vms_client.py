@@ -2,13 +2,13 @@
 
 Record kinds and the VMS routes they go to (built from the VMS IP and Port):
 
-=============  ====================  ==========================================
-kind           route                 sent by
-=============  ====================  ==========================================
-environment    POST /save_edgeData   weather AI: {nid, date, time, result}
-usage          POST /usage           monitoring AI: {code, message, username, cpu, memory, func, nid}
-detections     POST /detections      YOLO worker: the per-second summary
-=============  ====================  ==========================================
+===========  ===================  ================================================================
+kind         route                sent by
+===========  ===================  ================================================================
+environment  POST /save_edgeData  weather AI: {nid, date, time, result}
+usage        POST /usage          monitoring AI: {code, message, username, cpu, memory, func, nid}
+detections   POST /detections     YOLO worker: the per-second summary
+===========  ===================  ================================================================
 
 Buffered records go out through ``POST /batch`` ``{"records": [{"kind", "data"}]}``, which answers
 each record's fate; a VMS without /batch (404/405, the field's) gets them one by one instead.

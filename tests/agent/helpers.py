@@ -226,8 +226,14 @@ class Agent:
         return r.json()
 
 
+EDGECONFIG = (
+    "<Configuration><vms><IP>127.0.0.1</IP><Port>6432</Port><Path>usage</Path></vms>"
+    "</Configuration>"
+)
+
+
 def spec(name: str, digest: str, version: str, *, command=("python", "main.py"), env=None, generation: int = 1,
-         deployment_id: int = 1, edgeconfig: str = "<Configuration><vms><IP>127.0.0.1</IP><Port>6432</Port><Path>usage</Path></vms></Configuration>") -> dict:
+         deployment_id: int = 1, edgeconfig: str = EDGECONFIG) -> dict:
     return {
         "name": name,
         "package_digest": digest,

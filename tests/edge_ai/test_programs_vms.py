@@ -96,7 +96,8 @@ def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "PYTHONPATH": str(REPO),
-        "TZ": "UTC",  # the host's zone differs from the field's: programs must still agree with the VMS
+        # the host's zone differs from the field's: programs must still agree with the VMS
+        "TZ": "UTC",
         "EDGE_BUFFER_DIR": str(tmp_path / f"buffer-{name}"),
         "EDGE_BACKOFF_MIN": "0.2",
         "EDGE_BACKOFF_MAX": "1",
@@ -295,7 +296,8 @@ async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_pa
         nid = "0x36"
         edgeconfig = (
             f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms['port']}</Port><Path>usage</Path></vms>"
-            f"<node><NID>{nid}</NID><Name>edge-36</Name><Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+            f"<node><NID>{nid}</NID><Name>edge-36</Name>"
+            f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
         )
         manifest = pkg.manifest
         body = spec("monitoring-02", digest, manifest.version, command=manifest.command, env=dict(manifest.env), edgeconfig=edgeconfig)

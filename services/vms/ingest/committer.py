@@ -39,7 +39,8 @@ log = logging.getLogger("edge.vms.commit")
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,  # the protocol left mid-operation by a dropped connection
+    # the protocol left mid-operation by a dropped connection
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
