@@ -3,6 +3,7 @@
 runs."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import ssl
@@ -279,10 +280,8 @@ def wait_until(check: Callable[[], object], *, timeout: float = 20, interval: fl
 def kill_leftovers(workdir: Path) -> None:
     """Test cleanup: nothing of this test may outlive it, whatever the assertions said."""
     for proc in workdir_processes_safe(workdir):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def workdir_processes_safe(workdir: Path) -> list[psutil.Process]:

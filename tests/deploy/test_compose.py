@@ -178,7 +178,9 @@ def test_edge_agents_start_after_the_master_is_healthy(compose):
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
 def test_service_listens_where_it_is_published_and_probed(compose, service_name):
-    [(name, service)] = [(n, s) for n, (svc, s) in serve_services(compose).items() if svc == service_name]
+    [(_name, service)] = [
+        (n, s) for n, (svc, s) in serve_services(compose).items() if svc == service_name
+    ]
     command = service["command"]
     assert command[:2] == ["serve", service_name]
     assert cf.option(command, "--host") == "0.0.0.0", "inside a container the service must listen on all interfaces"

@@ -303,7 +303,7 @@ def test_every_secret_reference_resolves_and_example_secrets_are_marked():
     # ConfigMap or a plain env value.
     secret_names = {"EDGE_DATABASE_URL"}.union(*(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES))
     assert {"EDGE_OPERATOR_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
-    for workload, container in platform_containers():
+    for _workload, container in platform_containers():
         for var in container.get("env") or []:
             if var["name"] in secret_names:
                 assert "valueFrom" in var, var["name"]

@@ -90,7 +90,8 @@ def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -
     config = tmp_path / f"edgeconfig-{name}.xml"
     config.write_text(
         f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms_port}</Port><Path>usage</Path></vms>"
-        f"<node><NID>{nid}</NID><Name>{name}</Name><Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+        f"<node><NID>{nid}</NID><Name>{name}</Name>"
+        f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
     )
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -261,7 +262,7 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     # In order: a later record never reached the database before an earlier one.
     received = [r["received_at"] for r in env_rows]
     assert received == sorted(received)
-    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received])), "the outage must show in arrival times"
+    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received], strict=False)), "the outage must show in arrival times"
     for r in env_rows:
         assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"]))
 

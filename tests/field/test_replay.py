@@ -85,7 +85,7 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
         else:
             r = await field.setup.post("/request_upload_edgeAi", json=fields)
         aids.append(ok(r, f"request_upload_edgeAi {fields}")["aid"])
-    for aid, fields in zip(aids, PACKAGES):
+    for aid, fields in zip(aids, PACKAGES, strict=True):
         info = ok(await field.setup.get("/get_uploadedAiInfo", params={"id": aid}), "get_uploadedAiInfo")
         assert (info["filename"], info["version"]) == (fields["filename"], fields["version"])
 

@@ -9,6 +9,7 @@ runs in a few minutes on two cores; the failing requests are printed as curl com
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import schemathesis
@@ -34,37 +35,44 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            failing: list[str] = []
-
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case) -> None:
-                nonlocal calls
-                calls += 1
-                response = case.call(base_url=base, headers=dict(headers), timeout=30)
-                if response.status_code >= 500 and len(failing) < 2:
-                    curl = case.as_curl_command(headers=dict(headers))
-                    failing.append(
-                        f"{operation.label} -> {response.status_code} "
-                            f"{response.text[:200]}\n  {curl}"
-                    )
-
-            try:
-                run()
-            except (
-                Exception
-            ) as exc:  # a generator that cannot build an example is not a server error
-                if "Unsatisfiable" not in type(exc).__name__ and "Unsatisfiable" not in str(exc):
-                    raise
+            made, failing = _fuzz_operation(operation, mode, base, headers)
+            calls += made
             errors.extend(failing)
     return calls, errors
+
+
+def _fuzz_operation(
+    operation: Any, mode: GenerationMode, base: str, headers: dict[str, str]
+) -> tuple[int, list[str]]:
+    """One operation in one generation mode: (requests made, server errors found, at most 2)."""
+    failing: list[str] = []
+    calls = 0
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case) -> None:
+        nonlocal calls
+        calls += 1
+        response = case.call(base_url=base, headers=dict(headers), timeout=30)
+        if response.status_code >= 500 and len(failing) < 2:
+            curl = case.as_curl_command(headers=dict(headers))
+            failing.append(
+                f"{operation.label} -> {response.status_code} {response.text[:200]}\n  {curl}"
+            )
+
+    try:
+        run()
+    except Exception as exc:  # a generator that cannot build an example is not a server error
+        if "Unsatisfiable" not in type(exc).__name__ and "Unsatisfiable" not in str(exc):
+            raise
+    return calls, failing
 
 
 @pytest.mark.timeout(900)

@@ -3,6 +3,7 @@ Postgres and SIGKILL the VMS while edges post and one client loops poison record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -29,10 +30,8 @@ async def _terminate_vms_connections(database_url: str, stop: asyncio.Event) -> 
                 dbname,
             )
             killed += sum(1 for r in rows if r["ok"])
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
-            except TimeoutError:
-                pass
     finally:
         await admin.close()
     return killed

@@ -48,20 +48,28 @@ async def _wait_for(predicate, timeout: float = 5.0) -> None:
 
 
 async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
-    async with event_receiver() as (url, received):
-        async with vms(db, unknown_nodes="flag", notify_optimizer=True, optimizer_url=url,
-                       event_classes="bus, fire", low_confidence_share=0.3, low_confidence_alpha=0.5) as client:
-            base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
-            for i, result in enumerate(["0", "0", "2"]):
-                date, time = field_date_time(base + timedelta(seconds=i))
-                r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
-                assert r.status_code == 200
-            calm = summary(base, below_threshold=0)
-            assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
-            unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
-                             detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
-            assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
-            await _wait_for(lambda: len(received) >= 4)
+    settings = dict(
+        unknown_nodes="flag",
+        notify_optimizer=True,
+        event_classes="bus, fire",
+        low_confidence_share=0.3,
+        low_confidence_alpha=0.5,
+    )
+    async with (
+        event_receiver() as (url, received),
+        vms(db, optimizer_url=url, **settings) as client,
+    ):
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+        for i, result in enumerate(["0", "0", "2"]):
+            date, time = field_date_time(base + timedelta(seconds=i))
+            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+            assert r.status_code == 200
+        calm = summary(base, below_threshold=0)
+        assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
+        unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
+                         detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
+        assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
+        await _wait_for(lambda: len(received) >= 4)
     # Every event as the optimizer's contract reads it, with its producer's fields under data.
     events = [Event.model_validate(e) for e in received]
     for body, event in zip(received, events, strict=True):
