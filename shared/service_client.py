@@ -112,13 +112,15 @@ class ServiceClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
+        timeout: float | httpx.Timeout | None = None,
     ) -> httpx.Response:
         """Send one request; a success (or a status in ``allow``) is returned, anything else raised
-        as the matching domain error."""
+        as the matching domain error. ``timeout``: this request's own, instead of the client's."""
         label = what or f"{self.name} {method} {path}"
         try:
             response = await self.http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+                method, path, json=json, params=params, content=content, headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
         except httpx.HTTPError as exc:
             raise Unavailable(

@@ -3,6 +3,7 @@ master keeps only what it needs to find a package again and the record of its bu
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
@@ -12,7 +13,14 @@ from shared.db import TimestampMixin, make_base
 
 Base = make_base("master")
 
-BUILD_STATES = ("queued", "running", "ready", "failed")
+
+class BuildState(StrEnum):
+    """The master's record of its last build of an AI (setup's row has the AI's own status)."""
+
+    QUEUED = "queued"  # asked for just now (in answers; a record starts as running)
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
 
 
 class PackageUpload(TimestampMixin, Base):
@@ -39,7 +47,7 @@ class BuildJob(TimestampMixin, Base):
     __tablename__ = "build_jobs"
 
     ai_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    state: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(10))  # a BuildState
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     package_digest: Mapped[str | None] = mapped_column(String(71))
     image_ref: Mapped[str | None] = mapped_column(String(500))

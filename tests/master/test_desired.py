@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from services.master.reconcile.desired import plan
 from services.master.reconcile.workload_token import workload_token
+from shared.contracts.master import ClusterRecord, Runtime
 from shared.edge_tokens import verify_edge_token
 
 MANIFEST = {"command": ["python", "main.py"], "env": {"A": "1", "EDGE_NODE_ID": "spoofed"}, "resources": {"cpu": 0.5}}
@@ -26,7 +27,10 @@ def dep(id, edge_id, ai_id, desired="running", params=None, generation=1):
             "observed": "pending", "observed_reason": None, "observed_generation": 0, "restarts": 0}
 
 
-CLUSTERS = {7: {"id": 7, "runtime": "agent", "namespace": "edge-ai"}, 8: {"id": 8, "runtime": "kubernetes", "namespace": "lan"}}
+CLUSTERS = {
+    7: ClusterRecord(id=7, name="c7", runtime=Runtime.AGENT, namespace="edge-ai"),
+    8: ClusterRecord(id=8, name="c8", runtime=Runtime.KUBERNETES, namespace="lan"),
+}
 
 
 def make(deployments, ais=None):

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
 from services.master.drivers.agent import AgentDriver
 from services.master.drivers.base import (
-    AiArtifact,
     DriverError,
     DriverUnavailable,
     EdgeTarget,
     Workload,
-    render_edgeconfig,
 )
 from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, ticker_package, workload_processes
 from tests.helpers.env import SERVICE_TOKEN, free_port
+from tests.master_drivers.workloads import workload as built_workload
 
 
 @pytest.fixture
@@ -42,15 +42,10 @@ async def driver():
 
 
 def workload(edge: EdgeTarget, digest: str, version: str, *, generation: int = 1) -> Workload:
-    return Workload(
-        deployment_id=7,
-        edge=edge,
-        ai=AiArtifact(id=3, filename="monitoring", version=version, ai_class="01", package_digest=digest),
-        command=["python", "main.py"],
-        env={"FUNC": "SUNNY"},
-        edgeconfig_xml=render_edgeconfig(vms_ip="127.0.0.1", vms_port=6432, nid="0x01"),
-        generation=generation,
-        secret_env={"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/stream"},
+    """What the reconcile pass hands the agent driver for a deployment of the ticker package."""
+    return built_workload(
+        edge, digest=digest, version=version, generation=generation, ai_id=3, deployment_id=7,
+        image=False, secret_env={"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/stream"},
     )
 
 
@@ -123,7 +118,7 @@ async def test_errors_are_retryable_or_permanent(agent, artifacts, driver):
     with pytest.raises(DriverError, match="agent_url"):
         await driver.observe(EdgeTarget(name="EdgeCCTV03", nid="0x03"))
     no_digest = workload(edge, digest, "01")
-    no_digest.ai = AiArtifact(id=3, filename="monitoring", version="01", ai_class="01")
+    no_digest.ai = replace(no_digest.ai, package_digest=None)
     with pytest.raises(DriverError, match="no package digest"):
         await driver.apply(no_digest)
     assert await driver.observe(edge) == []

@@ -1,5 +1,13 @@
-"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's service token."""
+"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's service token.
+
+An agent is not a platform service, but it is called through the same client layer
+(shared.service_client): transport failures and error answers are mapped once, then sorted into
+the driver's two classes (retry on the next pass, or record the failure).
+"""
+
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 
@@ -10,16 +18,29 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
 )
+from shared.errors import DomainError, Unavailable
+from shared.service_client import ServiceClient, domain_error_for
 
 # The agent's states map one to one, except "stopped" (an instance being taken away).
-_STATES = {"pending": "pending", "running": "running", "restarting": "restarting", "failed": "failed", "stopped": "removed"}
+_STATES = {
+    "pending": WorkloadState.PENDING,
+    "running": WorkloadState.RUNNING,
+    "restarting": WorkloadState.RESTARTING,
+    "failed": WorkloadState.FAILED,
+    "stopped": WorkloadState.REMOVED,
+}
+# Every error answer comes back to the driver, which sorts it (any 5xx is worth a retry).
+_ERROR_ANSWERS = tuple(range(400, 600))
 
 
-def agent_spec(workload: Workload) -> dict:
+def agent_spec(workload: Workload) -> dict[str, Any]:
     """The body of the agent's ``PUT /workloads/{name}``."""
     if not workload.ai.package_digest:
-        raise DriverError(f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch")
+        raise DriverError(
+            f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch"
+        )
     if not workload.command:
         raise DriverError(f"AI {workload.ai.id} has no command in its manifest")
     return {
@@ -38,18 +59,39 @@ def agent_spec(workload: Workload) -> dict:
     }
 
 
+def observed_workload(w: dict[str, Any]) -> ObservedWorkload:
+    """One entry of the agent's ``GET /workloads``."""
+    return ObservedWorkload(
+        deployment_id=w.get("deployment_id"),
+        name=w["name"],
+        state=_STATES.get(w["state"], WorkloadState.PENDING),
+        reason=w.get("reason"),
+        restarts=w.get("restarts", 0),
+        version=w.get("version"),
+        exit_code=w.get("exit_code"),
+        log_tail=w.get("log_tail") or [],
+        generation=w.get("generation"),
+    )
+
+
 class AgentDriver(RuntimeDriver):
     kind = "agent"
 
-    def __init__(self, *, service_token: str, timeout_s: float = 10.0, apply_timeout_s: float = 600.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
-        # apply waits while the agent fetches and unpacks the package: a large model over a weak link.
-        self.apply_timeout_s = apply_timeout_s
-        self._client = httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {service_token}"},
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            transport=transport,
+    def __init__(
+        self,
+        *,
+        service_token: str,
+        timeout_s: float = 10.0,
+        apply_timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        # Agents have no common address: every call names its agent's full URL.
+        self._client = ServiceClient(
+            "agent", "", token=service_token, timeout=timeout_s, transport=transport
         )
+        # apply waits while the agent fetches and unpacks the package: a large model over a
+        # weak link.
+        self._apply_timeout = httpx.Timeout(apply_timeout_s, connect=5.0)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -57,24 +99,33 @@ class AgentDriver(RuntimeDriver):
     @staticmethod
     def _base(edge: EdgeTarget) -> str:
         if not edge.agent_url:
-            raise DriverError(f"edge {edge.name} has no agent_url: register the edge with its agent's address")
+            raise DriverError(
+                f"edge {edge.name} has no agent_url: register the edge with its agent's address"
+            )
         return edge.agent_url.rstrip("/")
 
-    async def _call(self, method: str, url: str, *, what: str, ok_404: bool = False, **kw) -> httpx.Response | None:
+    async def _call(
+        self, method: str, url: str, *, what: str, ok_404: bool = False, **kw: Any
+    ) -> httpx.Response | None:
         try:
-            response = await self._client.request(method, url, **kw)
-        except httpx.TimeoutException as exc:
-            raise DriverUnavailable(f"{what}: the agent did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise DriverUnavailable(f"{what}: agent unreachable ({exc.__class__.__name__})") from exc
+            response = await self._client.request(
+                method, url, what=what, allow=_ERROR_ANSWERS, **kw
+            )
+        except DomainError as exc:  # the agent could not be reached
+            raise DriverUnavailable(exc.message) from exc
         if response.status_code == 404 and ok_404:
             return None
         if response.is_success:
             return response
-        message = _error_message(response)
-        if response.status_code in (408, 429) or response.status_code >= 500:
-            raise DriverUnavailable(f"{what}: agent answered {response.status_code}: {message}")
-        raise DriverError(f"{what}: agent answered {response.status_code}: {message}")
+        error = domain_error_for(response, f"{what}: agent")
+        if isinstance(error, Unavailable) or response.status_code >= 500:
+            raise DriverUnavailable(error.message)
+        raise DriverError(error.message)
+
+    async def _json(self, url: str, *, what: str, **kw: Any) -> Any:
+        response = await self._call("GET", url, what=what, **kw)
+        assert response is not None  # only a call with ok_404 answers None
+        return response.json()
 
     async def apply(self, workload: Workload) -> None:
         base = self._base(workload.edge)
@@ -83,47 +134,29 @@ class AgentDriver(RuntimeDriver):
             f"{base}/workloads/{workload.name}",
             what=f"apply {workload.name} on {workload.edge.name}",
             json=agent_spec(workload),
-            timeout=httpx.Timeout(self.apply_timeout_s, connect=5.0),
+            timeout=self._apply_timeout,
         )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
-        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}", what=f"remove {name} on {edge.name}", ok_404=True)
+        await self._call(
+            "DELETE", f"{self._base(edge)}/workloads/{name}",
+            what=f"remove {name} on {edge.name}", ok_404=True,
+        )
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        response = await self._call("GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
-        assert response is not None
-        return [
-            ObservedWorkload(
-                deployment_id=w.get("deployment_id"),
-                name=w["name"],
-                state=_STATES.get(w["state"], "pending"),  # type: ignore[arg-type]
-                reason=w.get("reason"),
-                restarts=w.get("restarts", 0),
-                version=w.get("version"),
-                exit_code=w.get("exit_code"),
-                log_tail=w.get("log_tail") or [],
-                generation=w.get("generation"),
-            )
-            for w in response.json()["workloads"]
-        ]
+        answer = await self._json(f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
+        return [observed_workload(w) for w in answer["workloads"]]
 
-    async def heartbeat(self, edge: EdgeTarget) -> dict:
+    async def heartbeat(self, edge: EdgeTarget) -> dict[str, Any]:
         """The node's cpu, memory and uptime as the agent reports them."""
-        response = await self._call("GET", f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}")
-        assert response is not None
-        return response.json()
+        answer: dict[str, Any] = await self._json(
+            f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}"
+        )
+        return answer
 
     async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
-        response = await self._call(
-            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", params={"tail": tail}
+        answer = await self._json(
+            f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}",
+            params={"tail": tail},
         )
-        assert response is not None
-        return response.json()["lines"]
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return body.get("error", {}).get("message") or response.text[:300]
-    except ValueError:
-        return response.text[:300]
+        return list(answer["lines"])

@@ -12,11 +12,19 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 from xml.sax.saxutils import escape
 
-ObservedState = Literal["pending", "running", "restarting", "failed", "removed"]
-OBSERVED_STATES: tuple[str, ...] = ("pending", "running", "restarting", "failed", "removed")
+
+class WorkloadState(StrEnum):
+    """What a runtime reports of one workload (setup's ObservedState, plus restarting)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    REMOVED = "removed"
 
 
 class RuntimeDriverFailure(Exception):
@@ -106,7 +114,7 @@ class ObservedWorkload:
 
     deployment_id: int | None
     name: str
-    state: ObservedState
+    state: WorkloadState
     reason: str | None = None
     restarts: int = 0
     version: str | None = None

@@ -25,6 +25,7 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
     dns_label,
     label_value,
 )
@@ -228,7 +229,7 @@ class DockerDriver(RuntimeDriver):
         observed = ObservedWorkload(
             deployment_id=int(deployment_id) if deployment_id and deployment_id.isdigit() else None,
             name=labels.get(A_WORKLOAD, c["Name"].lstrip("/")),
-            state="pending",
+            state=WorkloadState.PENDING,
             restarts=restarts,
             version=labels.get(L_AI_VERSION),
             generation=int(labels[A_GENERATION]) if labels.get(A_GENERATION, "").isdigit() else None,
@@ -236,18 +237,18 @@ class DockerDriver(RuntimeDriver):
         status = state.get("Status")
         if state.get("Restarting") or status == "restarting":
             failed = restarts >= self.options.failed_after_restarts
-            observed.state = "failed" if failed else "restarting"
+            observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.exit_code = state.get("ExitCode")
             observed.reason = f"restarting after exit code {state.get('ExitCode')} ({restarts} restarts)"
         elif state.get("Running"):
-            observed.state = "running"
+            observed.state = WorkloadState.RUNNING
         elif status in ("exited", "dead"):
-            observed.state = "failed"
+            observed.state = WorkloadState.FAILED
             observed.exit_code = state.get("ExitCode")
             observed.reason = state.get("Error") or f"exited with code {state.get('ExitCode')}"
         else:
             observed.reason = f"container {status}"
-        if observed.state in ("failed", "restarting"):
+        if observed.state in (WorkloadState.FAILED, WorkloadState.RESTARTING):
             observed.log_tail = await self._run(self._logs, c["Id"], what=what)
         return observed
 

@@ -21,6 +21,7 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
 )
 from services.master.drivers.manifests import (
     A_GENERATION,
@@ -201,7 +202,7 @@ class KubernetesDriver(RuntimeDriver):
         observed = ObservedWorkload(
             deployment_id=int(deployment_id) if deployment_id and deployment_id.isdigit() else None,
             name=meta.get("annotations", {}).get(A_WORKLOAD, meta["name"]),
-            state="pending",
+            state=WorkloadState.PENDING,
             restarts=restarts,
             version=template.get("labels", {}).get(L_AI_VERSION),
             exit_code=exit_code,
@@ -216,15 +217,15 @@ class KubernetesDriver(RuntimeDriver):
             and status.get("readyReplicas", 0) >= spec.get("replicas", 1)
         )
         if waiting and waiting[0] in _FAILED_WAITING:
-            observed.state, observed.reason = "failed", f"{waiting[0]}: {waiting[1]}".rstrip(": ")
+            observed.state, observed.reason = WorkloadState.FAILED, f"{waiting[0]}: {waiting[1]}".rstrip(": ")
         elif waiting and waiting[0] == "CrashLoopBackOff":
             failed = restarts >= self.options.failed_after_restarts
-            observed.state = "failed" if failed else "restarting"
+            observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.reason = f"CrashLoopBackOff: {waiting[1]}".rstrip(": ")
         elif progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-            observed.state, observed.reason = "failed", progressing.get("message") or "ProgressDeadlineExceeded"
+            observed.state, observed.reason = WorkloadState.FAILED, progressing.get("message") or "ProgressDeadlineExceeded"
         elif rolled_out:
-            observed.state = "running"
+            observed.state = WorkloadState.RUNNING
         else:
             observed.reason = "rolling out" if status.get("replicas", 0) > status.get("updatedReplicas", 0) else "waiting for the pod"
         return observed

@@ -7,6 +7,7 @@ import logging
 from services.master.drivers.agent import AgentDriver
 from services.master.drivers.base import DriverError, DriverUnavailable, RuntimeDriver
 from services.master.settings import MasterSettings
+from shared.contracts.master import Runtime
 
 log = logging.getLogger("edge.master.drivers")
 
@@ -17,7 +18,7 @@ class DriverSet:
         self._drivers: dict[tuple[str, str], RuntimeDriver] = {}
 
     async def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
-        key = (runtime, namespace if runtime == "kubernetes" else "")
+        key = (runtime, namespace if runtime == Runtime.KUBERNETES else "")
         driver = self._drivers.get(key)
         if driver is None:
             # Creating the kubernetes/docker clients reads files and may connect: off the event loop.
@@ -26,10 +27,14 @@ class DriverSet:
 
     def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
         s = self.settings
-        if runtime == "agent":
-            assert s.service_token is not None
-            return AgentDriver(service_token=s.service_token.get_secret_value(), apply_timeout_s=s.agent_timeout_s)
-        if runtime == "kubernetes":
+        if runtime == Runtime.AGENT:
+            if s.service_token is None:
+                raise DriverError("the agent runtime needs the service token (EDGE_SERVICE_TOKEN)")
+            return AgentDriver(
+                service_token=s.service_token.get_secret_value(),
+                apply_timeout_s=s.agent_timeout_s,
+            )
+        if runtime == Runtime.KUBERNETES:
             from services.master.drivers.kubernetes import KubernetesDriver
             from services.master.drivers.manifests import KubernetesOptions
 
@@ -40,7 +45,7 @@ class DriverSet:
                 )
             except Exception as exc:  # no kubeconfig, bad context, not in a pod
                 raise DriverError(f"the kubernetes runtime is not configured on this master: {exc}") from exc
-        if runtime == "docker":
+        if runtime == Runtime.DOCKER:
             from services.master.drivers.docker import DockerDriver, DockerOptions
 
             if not s.docker_host:
