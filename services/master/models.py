@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import TimestampMixin, make_base
+from shared.db import NAMING_CONVENTION, TimestampMixin
 
-Base = make_base("master")
+
+class Base(DeclarativeBase):
+    """The master's tables, in its own schema (as shared.db.make_base builds it, spelled out
+    so that the type checker knows the class)."""
+
+    metadata = MetaData(schema="master", naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 class BuildState(StrEnum):

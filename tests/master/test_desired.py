@@ -40,7 +40,7 @@ def make(deployments, ais=None):
 
 def test_workloads_env_config_and_runtime_per_edge():
     plans = make([dep(1, 1, 10, params={"TICK": 5, "MODE": "x"}, generation=3), dep(2, 2, 10)])
-    (d, wl), = plans[1].workloads
+    (_, wl), = plans[1].workloads
     assert wl.name == "monitoring-01" and wl.generation == 3 and wl.command == ["python", "main.py"]
     # Package env, params (JSON for non-strings), then the platform's own variables win.
     assert wl.env["A"] == "1" and wl.env["TICK"] == "5" and wl.env["MODE"] == "x"
@@ -49,7 +49,8 @@ def test_workloads_env_config_and_runtime_per_edge():
     assert "token" not in wl.edgeconfig_xml.lower()
     assert plans[2].runtime == "kubernetes" and plans[2].namespace == "lan"
     (_, wl2), = plans[2].workloads
-    # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a Secret).
+    # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a
+    # Secret).
     assert "EDGE_TOKEN" not in wl.env and "EDGE_TOKEN" not in wl2.env and wl2.secret_env["EDGE_TOKEN"] == "token-0x02"
     assert wl2.edge.node == "n2"
 

@@ -153,7 +153,8 @@ async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_cra
 
 
 async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_path):
-    """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts it."""
+    """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts
+    it."""
     from tests.master.helpers import write_folder
 
     write_folder(tmp_path / "packages" / "weatherai", package_files("weatherai", "01", "00", condition=None))
@@ -182,6 +183,7 @@ async def test_deployments_applied_and_removed_through_the_master_are_recorded_i
     assert (await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})).status_code == 401
     r = await master.delete(f"/deployments/{dep['id']}", headers=OPERATOR)
     assert r.status_code == 200 and r.json()["desired"] == "removed"
-    # The edge is unreachable: the removal is not confirmed until its agent says the workload is gone.
+    # The edge is unreachable: the removal is not confirmed until its agent says the workload is
+    # gone.
     await reconcile(master)
     assert (await deployment(master, dep["id"]))["observed"] != "removed"

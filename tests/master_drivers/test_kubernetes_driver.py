@@ -1,4 +1,5 @@
-"""The kubernetes driver through the official client against an endpoint answering like the API server."""
+"""The kubernetes driver through the official client against an endpoint answering like the API
+server."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,11 @@ from kubernetes import client as k8s
 
 from services.master.drivers.base import DriverError, DriverUnavailable
 from services.master.drivers.kubernetes import KubernetesDriver
-from services.master.drivers.manifests import KubernetesOptions, configmap_manifest, deployment_manifest
+from services.master.drivers.manifests import (
+    KubernetesOptions,
+    configmap_manifest,
+    deployment_manifest,
+)
 from tests.helpers.env import free_port
 from tests.master_drivers.fake_kube import FakeKubeApi
 from tests.master_drivers.workloads import EDGE1, EDGE2, RTSP, workload

@@ -48,10 +48,6 @@ async def uploads_with_digest(session: AsyncSession, digest: str) -> list[Packag
     return list((await session.scalars(select(PackageUpload).where(PackageUpload.package_digest == digest))).all())
 
 
-async def forget_digest(session: AsyncSession, digest: str) -> None:
-    await session.execute(delete(PackageUpload).where(PackageUpload.package_digest == digest))
-
-
 async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:
     job = await session.get(BuildJob, ai_id, with_for_update=True)
     if job is None:

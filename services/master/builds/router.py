@@ -1,4 +1,5 @@
-"""AI packages as the master sees them: setup's rows, the master's build record, build and remove."""
+"""AI packages as the master sees them: setup's rows, the master's build record, build and
+remove."""
 
 from __future__ import annotations
 

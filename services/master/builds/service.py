@@ -1,4 +1,5 @@
-"""The build pipeline: find the package -> validate and store it -> build the image -> push -> tell setup.
+"""The build pipeline: find the package -> validate and store it -> build the image -> push ->
+tell setup.
 
 Setup owns the AI row; each step is reported there (``building`` with the package digest and
 manifest, then ``ready`` with the image, or ``failed`` with the reason). Every step is idempotent:
@@ -272,7 +273,8 @@ def _building(ai: AiPackageRecord, package: ResolvedPackage) -> AiPackageChange:
 async def ingest_and_record(
     ctx: MasterContext, path: Path, expected: Mapping[str, str | None], *, source: str
 ) -> IngestedPackage:
-    """Validate and store a package, then remember it under its names (nothing stored if invalid)."""
+    """Validate and store a package, then remember it under its names (nothing stored if
+    invalid)."""
     ingested = await ingest_package(path, ctx.store, limits=ctx.limits, expected=expected)
     await record_ingested(ctx, ingested, source=source)
     return ingested

@@ -1,4 +1,5 @@
-"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's service token.
+"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's
+service token.
 
 An agent is not a platform service, but it is called through the same client layer
 (shared.service_client): transport failures and error answers are mapped once, then sorted into
@@ -146,17 +147,3 @@ class AgentDriver(RuntimeDriver):
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         answer = await self._json(f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
         return [observed_workload(w) for w in answer["workloads"]]
-
-    async def heartbeat(self, edge: EdgeTarget) -> dict[str, Any]:
-        """The node's cpu, memory and uptime as the agent reports them."""
-        answer: dict[str, Any] = await self._json(
-            f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}"
-        )
-        return answer
-
-    async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
-        answer = await self._json(
-            f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}",
-            params={"tail": tail},
-        )
-        return list(answer["lines"])

@@ -1,4 +1,5 @@
-"""The runtime driver interface: what the master's reconcile loop asks of Kubernetes, Docker or an edge agent.
+"""The runtime driver interface: what the master's reconcile loop asks of Kubernetes, Docker or an
+edge agent.
 
 A driver is told the desired workload (``apply``), told to take one away (``remove``) and asked
 what runs on an edge (``observe``). Every call is idempotent: applying what already runs, or
@@ -34,7 +35,8 @@ class RuntimeDriverFailure(Exception):
 
 
 class DriverError(RuntimeDriverFailure):
-    """The runtime refused the request for good (bad spec, forbidden, invalid object): record it, do not retry as is."""
+    """The runtime refused the request for good (bad spec, forbidden, invalid object): record it,
+    do not retry as is."""
 
 
 class DriverUnavailable(RuntimeDriverFailure):
@@ -60,7 +62,8 @@ class EdgeTarget:
 
 @dataclass(frozen=True)
 class AiArtifact:
-    """The AI package a workload runs: the package by digest (agent) or its image (kubernetes, docker)."""
+    """The AI package a workload runs: the package by digest (agent) or its image (kubernetes,
+    docker)."""
 
     id: int
     filename: str
@@ -165,7 +168,8 @@ def dns_label(value: str, *, max_len: int = 63) -> str:
 
 
 def label_value(value: object) -> str:
-    """A valid Kubernetes/Docker label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
+    """A valid Kubernetes/Docker label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric
+    at both ends."""
     text = _LABEL_VALUE_BAD.sub("_", str(value))
     text = text.strip("._-")
     if len(text) > 63:
@@ -182,7 +186,8 @@ def render_edgeconfig(
     token: str | None = None,
     analysis_url: str | None = None,
 ) -> str:
-    """The field's ``edgeconfig.xml``: the VMS address, optionally the node id/token and the analysis server."""
+    """The field's ``edgeconfig.xml``: the VMS address, optionally the node id/token and the
+    analysis server."""
     lines = [
         "<Configuration>",
         "    <vms>",

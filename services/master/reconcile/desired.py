@@ -111,7 +111,8 @@ def build_workload(
         EDGE_AI_ID=str(ai["id"]),
         EDGE_AI_VERSION=ai["version"],
     )
-    # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the Deployment.
+    # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the
+    # Deployment.
     secret_env = {"EDGE_TOKEN": token} if token is not None else {}
     return NamedWorkload(
         deployment_id=deployment["id"],

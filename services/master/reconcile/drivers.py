@@ -1,4 +1,5 @@
-"""One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the app."""
+"""One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the
+app."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,8 @@ class DriverSet:
         key = (runtime, namespace if runtime == Runtime.KUBERNETES else "")
         driver = self._drivers.get(key)
         if driver is None:
-            # Creating the kubernetes/docker clients reads files and may connect: off the event loop.
+            # Creating the kubernetes/docker clients reads files and may connect: off the event
+            # loop.
             driver = self._drivers[key] = await asyncio.to_thread(self._create, runtime, namespace)
         return driver
 

@@ -23,7 +23,8 @@ class UploadFields(BaseModel):
 
 
 class UploadAccepted(BaseModel):
-    """The AI row as setup holds it, with the stored package; the build goes on in the background."""
+    """The AI row as setup holds it, with the stored package; the build goes on in the
+    background."""
 
     ai: AiPackageRecord
     package_digest: str

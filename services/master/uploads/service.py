@@ -251,6 +251,7 @@ def find_package_folder(ctx: MasterContext, filename: str, ai_class: str, versio
         if candidate.exists():
             return candidate
     raise Invalid(
-        f"no package folder {filename!r} (nor {filename}-{ai_class}-{version}) in the master's package directory",
+        f"no package folder {filename!r} (nor {filename}-{ai_class}-{version}) "
+        "in the master's package directory",
         field="filename",
     )
