@@ -7,18 +7,24 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import migrations
 from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
+from shared.edge_tokens import RevocationSet
 from shared.errors import DomainError
-from shared.legacy import describe_validation_errors
+from shared.input_checks import database_value_error, is_field_route
+from shared.legacy import describe_validation_errors, error_envelope
 from shared.logging import configure_logging, request_id_var
 from shared.middleware import HttpMetrics, RequestContextMiddleware
+from shared.revocations import RevocationWatcher, http_loader
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("edge.app")
@@ -46,14 +52,45 @@ def error_response(exc: DomainError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
 
 
+def _answer(request: Request, exc: DomainError) -> JSONResponse:
+    """``exc`` in the field's envelope on a field route, else in the project's error model."""
+    if is_field_route(request.scope):
+        text = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        return error_envelope(exc.status_code, text, exc.headers)
+    return error_response(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return error_response(exc)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return _answer(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # The framework's own answers (404 no route, 405 wrong method): the field's envelope on a
+        # field route, the framework's usual body elsewhere.
+        if is_field_route(request.scope):
+            return error_envelope(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    @app.exception_handler(asyncpg.exceptions._base.DataError)
+    async def _data(request: Request, exc: Exception) -> JSONResponse:
+        # A value the database refuses as data (an id beyond its column's range): 422 naming it.
+        refused = database_value_error(request.scope, exc)
+        if refused is not None:
+            return _answer(request, refused)
+        translated = translate_db_error(exc)
+        if isinstance(translated, DomainError):
+            return _answer(request, translated)
+        raise exc
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = describe_validation_errors(exc.errors())
+        if is_field_route(request.scope):
+            return error_envelope(422, "; ".join(f"{p['field']}: {p['problem']}" for p in problems))
         first = problems[0] if problems else {"field": "body", "problem": "invalid"}
         body = {
             "error": {
@@ -67,15 +104,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     @app.exception_handler(OperationalError)
-    async def _database(_: Request, exc: Exception) -> JSONResponse:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
         translated = translate_db_error(exc)
         if isinstance(translated, DomainError):
-            return error_response(translated)
+            return _answer(request, translated)
         raise exc
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
+        if is_field_route(request.scope):
+            return error_envelope(500, "internal error")
         return JSONResponse(
             {"error": {"type": "internal", "message": "internal error", "request_id": request_id_var.get()}},
             status_code=500,
@@ -104,6 +143,13 @@ def health_router() -> APIRouter:
     return router
 
 
+def _revocation_watcher(app: FastAPI, settings: ServiceSettings) -> RevocationWatcher:
+    """Setup reads its own table (``app.state.revocation_loader``); the others ask setup."""
+    factory = getattr(app.state, "revocation_loader", None)
+    loader = factory(app) if factory is not None else http_loader(settings)
+    return RevocationWatcher(settings, app.state.edge_revocations, loader)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -130,17 +176,21 @@ def create_service_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         log.info("%s ready on port %s", settings.service_name, settings.port)
+        watcher = _revocation_watcher(app, settings)
         try:
+            await watcher.start()
             if extra_lifespan is None:
                 yield
             else:
                 async with extra_lifespan(app):
                     yield
         finally:
+            await watcher.stop()
             await engine.dispose()
 
     app = ServiceApp(title=title, description=description, version="0.1.0", lifespan=lifespan, openapi_tags=openapi_tags)
     app.state.settings = settings
+    app.state.edge_revocations = RevocationSet()  # kept fresh by a RevocationWatcher (lifespan)
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     inner = app.framework if fast_path is None else fast_path(app.framework)
@@ -154,4 +204,17 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    _document_auth(app, settings.service_name)
     return app
+
+
+def _document_auth(app: FastAPI, service: str) -> None:
+    """Every operation of the OpenAPI document says who may call it (``x-auth``, shared.auth)."""
+    from shared.auth import annotate_openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = FastAPI.openapi(app)  # cached by the framework; annotating twice changes nothing
+        annotate_openapi(schema, list(app.routes), service)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ Failures keep their HTTP status (4xx/5xx) and answer the envelope with a non-"00
 | 0000 | success |
 | 1001 | invalid input (the message names the field) |
 | 1004 | not found |
+| 1005 | method not allowed on this route |
 | 1009 | conflict |
 | 1013 | payload too large |
 | 1401 | missing or invalid token |
@@ -27,13 +28,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import DomainError, Invalid
 
 log = logging.getLogger("edge.legacy")
 
 SUCCESS = "0000"
-_CODES = {400: "1001", 422: "1001", 404: "1004", 409: "1009", 413: "1013", 401: "1401", 403: "1403", 502: "1502", 503: "1503"}
+_CODES = {
+    400: "1001", 422: "1001", 404: "1004", 405: "1005", 409: "1009", 413: "1013",
+    401: "1401", 403: "1403", 502: "1502", 503: "1503",
+}
+FIELD_CODES = _CODES  # HTTP status -> the field's code (1500 for any other)
 
 
 def envelope(message: str = "success", **extra: Any) -> dict[str, Any]:
@@ -55,6 +61,8 @@ def describe_validation_errors(errors) -> list[dict[str, str]]:
 class LegacyRoute(APIRoute):
     """A route whose every failure answers in the field's envelope."""
 
+    field_envelope = True  # read by the shared request layer and error handlers (input_checks)
+
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
 
@@ -68,6 +76,8 @@ class LegacyRoute(APIRoute):
                 problems = describe_validation_errors(exc.errors())
                 text = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
                 return error_envelope(422, text)
+            except StarletteHTTPException as exc:
+                return error_envelope(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
         return legacy_handler
 
@@ -85,6 +95,8 @@ def form_or_json(model: type[M]) -> Callable[[Request], Any]:
             raw = await request.body()
             try:
                 data = json.loads(raw or b"{}")
+            except UnicodeDecodeError as exc:
+                raise Invalid(f"body is not valid UTF-8 (byte {exc.start})", field="body") from exc
             except json.JSONDecodeError as exc:
                 raise Invalid(f"body is not valid JSON: {exc.msg}", field="body") from exc
             if not isinstance(data, dict):

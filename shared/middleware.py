@@ -11,6 +11,9 @@ import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from shared.errors import DomainError, PayloadTooLarge
+from shared.input_checks import JSON_BODY_KEY, BodyCheck, check_target, is_field_route
+from shared.legacy import FIELD_CODES
 from shared.logging import request_id_var
 
 log = logging.getLogger("edge.http")
@@ -38,6 +41,12 @@ def _route_template(scope) -> str:
 
 
 class RequestContextMiddleware:
+    """Request id, access log and metrics for every request, and the input every service refuses
+    before any route sees it: a body over the limit (413, reading stops at the limit), NUL
+    characters, unpaired surrogates and integers beyond 64 bits (422 naming the field; see
+    shared.input_checks). A refusal answers in the project's error model, or in the field's
+    envelope on a field route; whatever the app would have answered instead is discarded."""
+
     def __init__(self, app, *, metrics: HttpMetrics, max_body_bytes: int, body_limits: dict[str, int] | None = None):
         self.app = app
         self.metrics = metrics
@@ -54,46 +63,84 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex[:16]
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status_holder = {"status": 500}
-        limit = self._limit_for(scope["path"])
-
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(send, limit, rid)
-            status_holder["status"] = 413
-            self._observe(scope, started, 413)
-            request_id_var.reset(token)
-            return
-
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge()
-            return message
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
-            status_holder["status"] = 413
-            await self._too_large(send, limit, rid)
+            refused = check_target(scope)
+            if refused is not None:
+                status_holder["status"] = refused.status_code
+                await _refuse(scope, send, refused, rid)
+                return
+            await self._run(scope, receive, send, headers, rid, status_holder)
         finally:
             self._observe(scope, started, status_holder["status"])
             request_id_var.reset(token)
+
+    async def _run(
+        self, scope, receive, send, headers: dict, rid: str, status_holder: dict
+    ) -> None:
+        limit = self._limit_for(scope["path"])
+        declared = headers.get(b"content-length")
+        too_large = PayloadTooLarge(
+            f"request body is over the limit of {limit} bytes", field="body"
+        )
+        over_declared = declared is not None and declared.isdigit() and int(declared) > limit
+        body_check = BodyCheck.for_content_type(headers.get(b"content-type", b""))
+        refusal: list[DomainError] = []  # set once: the answer the client gets
+        app_answered = False
+        received = 0
+
+        def refuse(error: DomainError) -> DomainError:
+            if not refusal:
+                refusal.append(error)
+            return refusal[0]
+
+        async def checked_receive():
+            nonlocal received
+            if refusal:
+                raise refusal[0]  # the app asks again after a refusal: never read on
+            if over_declared:
+                raise refuse(too_large)
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > limit:
+                    raise refuse(too_large)
+                if body_check is not None:
+                    body_check.feed(chunk)
+                    if not message.get("more_body", False):
+                        body, problem = body_check.finish()
+                        if body_check.kind == "json":
+                            scope[JSON_BODY_KEY] = body
+                        route = scope.get("route")
+                        if problem is not None and not getattr(route, "judges_each_record", False):
+                            raise refuse(problem)
+            return message
+
+        async def send_wrapper(message):
+            nonlocal app_answered
+            if message["type"] == "http.response.start":
+                if refusal:
+                    return  # the app's answer to our refusal: ours goes out instead
+                app_answered = True
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+            elif not app_answered:
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, checked_receive, send_wrapper)
+        except Exception:
+            if not refusal or app_answered:
+                raise
+        if refusal and not app_answered:
+            status_holder["status"] = refusal[0].status_code
+            await _refuse(scope, send, refusal[0], rid)
 
     def _observe(self, scope, started: float, status: int) -> None:
         elapsed = time.perf_counter() - started
@@ -104,20 +151,24 @@ class RequestContextMiddleware:
         if route not in ("/healthz", "/readyz", "/metrics"):
             log.debug("%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
 
-    @staticmethod
-    async def _too_large(send, limit: int, rid: str) -> None:
-        body = json.dumps(
-            {"error": {"type": "payload_too_large", "message": f"request body is over the limit of {limit} bytes", "field": "body"}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"x-request-id", rid.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _refuse(scope, send, error: DomainError, rid: str) -> None:
+    """Answer ``error`` in the field's envelope on a field route, else in the project's model."""
+    if is_field_route(scope):
+        text = f"{error.field}: {error.message}" if error.field else error.message
+        payload: dict = {"code": FIELD_CODES.get(error.status_code, "1500"), "message": text}
+    else:
+        payload = {"error": error.to_dict()}
+    body = json.dumps(payload).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode()),
+    ]
+    if isinstance(error, PayloadTooLarge):
+        headers.append((b"connection", b"close"))  # the rest of the body is never read
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass

@@ -22,6 +22,7 @@ Figures:
 
     .venv/bin/python -m bench.reconcile.run --sizes 10000,100000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -53,7 +54,9 @@ CODES = {"SUNNY": "0", "CLOUDY": "1", "RAINY": "2", "SNOWY": "3", "FOGGY": "4", 
 SEED = """
 INSERT INTO setup.clusters (id, name, description, runtime, namespace, created_at, updated_at)
 SELECT c, 'cluster-' || c, '', 'agent', 'edge-ai', now(), now() FROM generate_series(1, 10) c;
-INSERT INTO setup.ai_packages (id, filename, version, version_key, ai_class, description, status, created_at, updated_at) VALUES
+INSERT INTO setup.ai_packages
+       (id, filename, version, version_key, ai_class, description, status, created_at, updated_at)
+VALUES
  (1, 'monitoring', '01', '00000001.00000000.00000000.00000000', '01', '', 'ready', now(), now()),
  (2, 'monitoring', '01', '00000001.00000000.00000000.00000000', '02', '', 'ready', now(), now()),
  (3, 'monitoring', '02', '00000002.00000000.00000000.00000000', '01', '', 'ready', now(), now()),
@@ -61,23 +64,37 @@ INSERT INTO setup.ai_packages (id, filename, version, version_key, ai_class, des
  (5, 'weatherai', '01', '00000001.00000000.00000000.00000000', '00', '', 'ready', now(), now());
 CREATE TEMP TABLE seed AS
 SELECT g,
-       (ARRAY['SUNNY','CLOUDY','RAINY','SNOWY','FOGGY','NIGHT'])[1 + floor(random() * 6)::int] AS condition,
+       (ARRAY['SUNNY','CLOUDY','RAINY','SNOWY','FOGGY','NIGHT'])[1 + floor(random() * 6)::int]
+         AS condition,
        random() < 0.9 AS old_version
   FROM generate_series(1, $N) g;
-INSERT INTO setup.edges (id, name, nid, cluster_id, type, latitude, longitude, address, supports_analysis, description, status, created_at, updated_at)
-SELECT g, 'edge-' || g, '0x' || to_hex(g), 1 + g % 10, 1, 37.3 + random() * 0.5, 126.8 + random() * 0.5, '', random() < 0.7, '', 'active', now(), now()
+INSERT INTO setup.edges (id, name, nid, cluster_id, type, latitude, longitude, address,
+                         supports_analysis, description, status, created_at, updated_at)
+SELECT g, 'edge-' || g, '0x' || to_hex(g), 1 + g % 10, 1, 37.3 + random() * 0.5,
+       126.8 + random() * 0.5, '', random() < 0.7, '', 'active', now(), now()
   FROM seed;
--- Each edge: the monitoring variant of its condition (1 % the wrong one), 90 % on version 01; and the weather AI.
-INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple, generation, observed, observed_at, observed_generation, restarts, requested_by, created_at, updated_at)
+-- Each edge: the monitoring variant of its condition (1 % the wrong one), 90 % on version 01;
+-- and the weather AI.
+INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple,
+                               generation, observed, observed_at, observed_generation, restarts,
+                               requested_by, created_at, updated_at)
 SELECT g, g,
-       CASE WHEN (condition IN ('SUNNY', 'CLOUDY')) <> (g % 100 = 0) THEN 1 ELSE 2 END + CASE WHEN old_version THEN 0 ELSE 2 END,
+       CASE WHEN (condition IN ('SUNNY', 'CLOUDY')) <> (g % 100 = 0) THEN 1 ELSE 2 END
+         + CASE WHEN old_version THEN 0 ELSE 2 END,
        'monitoring', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator', now(), now()
   FROM seed;
-INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple, generation, observed, observed_at, observed_generation, restarts, requested_by, created_at, updated_at)
-SELECT $N + g, g, 5, 'weatherai', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator', now(), now() FROM seed;
-INSERT INTO vms.node_state (nid, known, authenticated, condition, condition_code, streak, condition_since, environment_at,
-                            usage_at, cpu, memory, func, cpu_avg, memory_avg, detections_at, detections, low_confidence_share, last_seen, updated_at)
-SELECT '0x' || to_hex(g), true, true, condition, '0', 5 + floor(random() * 100)::int, now() - interval '1 hour', now() - interval '10 seconds',
+INSERT INTO setup.deployments (id, edge_id, ai_id, filename, desired, params, allow_multiple,
+                               generation, observed, observed_at, observed_generation, restarts,
+                               requested_by, created_at, updated_at)
+SELECT $N + g, g, 5, 'weatherai', 'running', '{}', false, 1, 'running', now(), 1, 0, 'operator',
+       now(), now()
+  FROM seed;
+INSERT INTO vms.node_state (nid, known, authenticated, condition, condition_code, streak,
+                            condition_since, environment_at, usage_at, cpu, memory, func, cpu_avg,
+                            memory_avg, detections_at, detections, low_confidence_share,
+                            last_seen, updated_at)
+SELECT '0x' || to_hex(g), true, true, condition, '0', 5 + floor(random() * 100)::int,
+       now() - interval '1 hour', now() - interval '10 seconds',
        now(), 0, 0, 'SUNNY',
        CASE WHEN g % 100 = 1 THEN 95 ELSE random() * 70 END, random() * 80,
        now(), '{"frames": 10, "frames_sent_up": 0}'::jsonb,
@@ -115,9 +132,16 @@ async def churn(url: str, share: float, node_share: float | None = None) -> None
     rewritten) and the master reports deployments (observed_at moves)."""
     conn = await asyncpg.connect(asyncpg_url(url))
     try:
-        await conn.execute("UPDATE vms.node_state SET updated_at = now(), last_seen = now(), streak = streak + 1, "
-                           "cpu_avg = cpu_avg * 0.99 WHERE random() < $1", node_share if node_share is not None else share)
-        await conn.execute("UPDATE setup.deployments SET updated_at = now(), observed_at = now() WHERE random() < $1", share)
+        await conn.execute(
+            "UPDATE vms.node_state SET updated_at = now(), last_seen = now(), streak = streak + 1, "
+            "cpu_avg = cpu_avg * 0.99 WHERE random() < $1",
+            node_share if node_share is not None else share,
+        )
+        await conn.execute(
+            "UPDATE setup.deployments SET updated_at = now(), observed_at = now()"
+            " WHERE random() < $1",
+            share,
+        )
     finally:
         await conn.close()
 
@@ -137,8 +161,12 @@ def baseline(setup: httpx.Client, vms: httpx.Client, n_edges: int, sample: int) 
     t = time.perf_counter()
     for edge_id in range(1, sample + 1):
         edge = setup.get(f"/edges/{edge_id}").json()
-        deps = setup.get("/deployments", params={"edge_id": edge_id, "desired": "running"}).json()["items"]
-        state = vms.get("/nodes/state", params={"nids": edge["nid"], "include_silent": "false"}).json()["items"]
+        deps = setup.get("/deployments", params={"edge_id": edge_id, "desired": "running"}).json()[
+            "items"
+        ]
+        state = vms.get(
+            "/nodes/state", params={"nids": edge["nid"], "include_silent": "false"}
+        ).json()["items"]
         for d in deps:
             ai = setup.get(f"/ai-packages/{d['ai_id']}").json()
             _ = state and ai["ai_class"] != state[0].get("condition")
@@ -157,15 +185,45 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         asyncio.run(seed(url, n))
         out["seed_s"] = time.perf_counter() - t
         setup_port, vms_port, opt_port = free_port(), free_port(), free_port()
-        common = dict(EDGE_MIGRATE_ON_START="false", EDGE_LOG_LEVEL="WARNING", EDGE_SETUP_URL=f"http://127.0.0.1:{setup_port}",
-                      EDGE_VMS_URL=f"http://127.0.0.1:{vms_port}", EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{opt_port}")
-        procs.append(start_service("setup", env=service_env(url, SETUP_NOTIFY_MASTER="false", **common), port=setup_port, tmp_path=tmp, timeout=120))
-        procs.append(start_service("vms", env=service_env(url, VMS_NOTIFY_OPTIMIZER="true", VMS_STALE_AFTER_S="3600",
-                                                          VMS_GROUP_COMMIT_WINDOW_MS="1", **common), port=vms_port, tmp_path=tmp, timeout=120))
-        setup = httpx.Client(base_url=f"http://127.0.0.1:{setup_port}", headers=SERVICE, timeout=300)
+        common = dict(
+            EDGE_MIGRATE_ON_START="false",
+            EDGE_LOG_LEVEL="WARNING",
+            EDGE_SETUP_URL=f"http://127.0.0.1:{setup_port}",
+            EDGE_VMS_URL=f"http://127.0.0.1:{vms_port}",
+            EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{opt_port}",
+        )
+        procs.append(
+            start_service(
+                "setup",
+                env=service_env(url, SETUP_NOTIFY_MASTER="false", **common),
+                port=setup_port,
+                tmp_path=tmp,
+                timeout=120,
+            )
+        )
+        procs.append(
+            start_service(
+                "vms",
+                env=service_env(
+                    url,
+                    VMS_NOTIFY_OPTIMIZER="true",
+                    VMS_STALE_AFTER_S="3600",
+                    VMS_GROUP_COMMIT_WINDOW_MS="1",
+                    **common,
+                ),
+                port=vms_port,
+                tmp_path=tmp,
+                timeout=120,
+            )
+        )
+        setup = httpx.Client(
+            base_url=f"http://127.0.0.1:{setup_port}", headers=SERVICE, timeout=300
+        )
         vms = httpx.Client(base_url=f"http://127.0.0.1:{vms_port}", headers=SERVICE, timeout=300)
 
-        time.sleep(6)  # the seeded rows are older than the 5 s overlap of the incremental reads below
+        time.sleep(
+            6
+        )  # the seeded rows are older than the 5 s overlap of the incremental reads below
         snap_times, node_times = [], []
         for _ in range(3):
             dt, snap_body = timed_get(setup, "/fleet/snapshot")
@@ -183,13 +241,19 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         # A steady cycle's read: what changed since the last answers (minus the 5 s overlap).
         time.sleep(6)
         asyncio.run(churn(url, churn_share))
-        snap_since = (datetime.fromisoformat(snapshot["generated_at"]) - timedelta(seconds=5)).isoformat()
-        nodes_since = (datetime.fromisoformat(nodes_answer["generated_at"]) - timedelta(seconds=5)).isoformat()
+        snap_since = (
+            datetime.fromisoformat(snapshot["generated_at"]) - timedelta(seconds=5)
+        ).isoformat()
+        nodes_since = (
+            datetime.fromisoformat(nodes_answer["generated_at"]) - timedelta(seconds=5)
+        ).isoformat()
         inc_snap, inc_nodes = [], []
         for _ in range(3):
             dt, isnap_body = timed_get(setup, "/fleet/snapshot", since=snap_since)
             inc_snap.append(dt)
-            dt, inodes_body = timed_get(vms, "/nodes/state", include_silent="false", since=nodes_since)
+            dt, inodes_body = timed_get(
+                vms, "/nodes/state", include_silent="false", since=nodes_since
+            )
             inc_nodes.append(dt)
         out["inc_snapshot_s"], out["inc_snapshot_mb"] = min(inc_snap), len(isnap_body) / 1e6
         out["inc_nodes_s"], out["inc_nodes_mb"] = min(inc_nodes), len(inodes_body) / 1e6
@@ -198,20 +262,42 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         counts = state.apply_changes(delta, delta_nodes)
         out["apply_s"], out["apply_counts"] = time.perf_counter() - t, counts
 
-        cfg = PoliciesConfig().merged({"overload": {"window_s": 0}, "low_confidence": {"window_s": 0}, "environment": {"hysteresis_samples": 1}, "recovery": {"silent_after_s": 86400}})
+        cfg = PoliciesConfig().merged(
+            {
+                "overload": {"window_s": 0},
+                "low_confidence": {"window_s": 0},
+                "environment": {"hysteresis_samples": 1},
+                "recovery": {"silent_after_s": 86400},
+            }
+        )
         t = time.perf_counter()
-        result = decide(CycleInput(state=state, config=cfg, now=datetime.now(timezone.utc)))
+        result = decide(CycleInput(state=state, config=cfg, now=datetime.now(UTC)))
         out["decide_s"] = time.perf_counter() - t
         out["decide_ops"] = len(result.operations)
         del state, snapshot, nodes_answer, snap_body, nodes_body
 
         # The optimizer as a process: its first resync runs at start (cold: whole read, acts), then
         # resyncs through POST /cycle; a whole read every 4th.
-        procs.append(start_service("optimizer", env=service_env(
-            url, OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1", OPTIMIZER_OVERLOAD__WINDOW_S="0",
-            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0", OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400", OPTIMIZER_SOURCE_TIMEOUT_S="300",
-            OPTIMIZER_DEBOUNCE_MS="2", OPTIMIZER_FULL_REFRESH_EVERY="4", **common),
-            port=opt_port, tmp_path=tmp, timeout=120))
+        procs.append(
+            start_service(
+                "optimizer",
+                env=service_env(
+                    url,
+                    OPTIMIZER_RESYNC_SECONDS="3600",
+                    OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
+                    OPTIMIZER_OVERLOAD__WINDOW_S="0",
+                    OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
+                    OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
+                    OPTIMIZER_SOURCE_TIMEOUT_S="300",
+                    OPTIMIZER_DEBOUNCE_MS="2",
+                    OPTIMIZER_FULL_REFRESH_EVERY="4",
+                    **common,
+                ),
+                port=opt_port,
+                tmp_path=tmp,
+                timeout=120,
+            )
+        )
         opt = httpx.Client(base_url=f"http://127.0.0.1:{opt_port}", headers=OPERATOR, timeout=600)
 
         def resync() -> dict:
@@ -232,9 +318,14 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         # Change to decision: SUNNY edges (monitoring class 01, weather not shared) turn RAINY.
         conn_rows = asyncio.run(_sunny_edges(url, changes))
         latencies = []
-        for edge_id, nid, dep_id, ai_id in conn_rows:
-            ts = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-            body = {"nid": nid, "date": ts.strftime("%Y%m%d"), "time": ts.strftime("%H%M%S"), "result": CODES["RAINY"]}
+        for _edge_id, nid, dep_id, ai_id in conn_rows:
+            ts = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+            body = {
+                "nid": nid,
+                "date": ts.strftime("%Y%m%d"),
+                "time": ts.strftime("%H%M%S"),
+                "result": CODES["RAINY"],
+            }
             headers = {"Authorization": f"Bearer {issue_edge_token(nid, EDGE_TOKEN_SECRET)}"}
             t = time.perf_counter()
             r = vms.post("/save_edgeData", json=body, headers=headers)
@@ -247,7 +338,8 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         out["change_latencies"] = latencies
         out["baseline_s"] = baseline(setup, vms, n, min(baseline_edges, n))
         out["baseline_sample"] = min(baseline_edges, n)
-        setup.close(), vms.close(), opt.close()
+        for client in (setup, vms, opt):
+            client.close()
     finally:
         for p in reversed(procs):
             p.stop()
@@ -260,9 +352,13 @@ async def _sunny_edges(url: str, k: int) -> list[tuple]:
     try:
         rows = await conn.fetch(
             """SELECT e.id, e.nid, d.id AS dep, d.ai_id FROM setup.edges e
-                 JOIN setup.deployments d ON d.edge_id = e.id AND d.filename = 'monitoring' AND d.desired = 'running'
+                 JOIN setup.deployments d
+                   ON d.edge_id = e.id AND d.filename = 'monitoring' AND d.desired = 'running'
                  JOIN vms.node_state n ON n.nid = e.nid
-                WHERE n.condition = 'SUNNY' AND d.ai_id IN (1, 3) AND (d.params::text = '{}') ORDER BY e.id DESC LIMIT $1""", k)
+                WHERE n.condition = 'SUNNY' AND d.ai_id IN (1, 3) AND (d.params::text = '{}')
+                ORDER BY e.id DESC LIMIT $1""",
+            k,
+        )
         return [tuple(r) for r in rows]
     finally:
         await conn.close()
@@ -280,30 +376,61 @@ CYCLES = (
 def report(r: dict) -> None:
     n, churn_pct = r["edges"], r["churn"] * 100
     print(f"\n=== {n:,} edges ({2 * n:,} deployments), seeded in {r['seed_s']:.1f} s")
-    print(f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  ({r['snapshot_mb']:.1f} MB)")
-    print(f"                      GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)")
-    print(f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  ({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn")
-    print(f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  ({r['inc_nodes_mb']:.2f} MB)")
+    print(
+        f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  "
+        f"({r['snapshot_mb']:.1f} MB)"
+    )
+    print(
+        f"                      GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)"
+    )
+    print(
+        f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  "
+        f"({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn"
+    )
+    print(
+        f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  "
+        f"({r['inc_nodes_mb']:.2f} MB)"
+    )
     print(f"in memory             parse + index (whole) {ms(r['parse_build_s'])}")
     c = r["apply_counts"]
-    print(f"                      fold changes in       {ms(r['apply_s'])}  ({c['deployments']} deployments, {c['nodes']} nodes)")
-    print(f"                      decide (6 policies)   {ms(r['decide_s'])}  ({r['decide_ops']} operations, seeded state)")
+    print(
+        f"                      fold changes in       {ms(r['apply_s'])}  "
+        f"({c['deployments']} deployments, {c['nodes']} nodes)"
+    )
+    print(
+        f"                      decide (6 policies)   {ms(r['decide_s'])}  "
+        f"({r['decide_ops']} operations, seeded state)"
+    )
     print("optimizer whole-fleet cycles (fetch to recorded):")
     for key, label in CYCLES:
         cy = r[key]
         t = cy["timings_ms"]
         ref = cy.get("refresh") or {}
-        read = ref.get("kind", "?") + (f": {ref.get('deployments', 0)} deps, {ref.get('nodes', 0)} nodes" if ref.get("kind") == "incremental" else "")
-        print(f"  {label:<27} total {t['total']:8.1f} ms  ops {cy['operations']:6d}  "
-              f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, write {t['write']:.0f}, record {t['record']:.0f}]  ({read})")
+        read = ref.get("kind", "?") + (
+            f": {ref.get('deployments', 0)} deps, {ref.get('nodes', 0)} nodes"
+            if ref.get("kind") == "incremental"
+            else ""
+        )
+        print(
+            f"  {label:<27} total {t['total']:8.1f} ms  ops {cy['operations']:6d}  "
+            f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, "
+            f"write {t['write']:.0f}, record {t['record']:.0f}]  ({read})"
+        )
     lat = sorted(r["change_latencies"])
     if lat:
         p90 = lat[min(len(lat) - 1, int(len(lat) * 0.9))]
-        print(f"change -> decision in setup   p50 {ms(statistics.median(lat))}  p90 {ms(p90)}  (n={len(lat)})")
-    print(f"BASELINE (field's way, per-edge HTTP look-ups): {r['baseline_s']:.1f} s per full pass "
-          f"(EXTRAPOLATED from {r['baseline_sample']} edges)")
+        print(
+            f"change -> decision in setup   p50 {ms(statistics.median(lat))}  p90 {ms(p90)}  "
+            f"(n={len(lat)})"
+        )
+    print(
+        f"BASELINE (field's way, per-edge HTTP look-ups): {r['baseline_s']:.1f} s per full pass "
+        f"(EXTRAPOLATED from {r['baseline_sample']} edges)"
+    )
     steady = r["steady"]["timings_ms"]["total"] / 1000
-    print(f"speed-up of a steady whole-fleet cycle over the baseline: x{r['baseline_s'] / steady:.0f}")
+    print(
+        f"speed-up of a steady whole-fleet cycle over the baseline: x{r['baseline_s'] / steady:.0f}"
+    )
 
 
 def main() -> None:
@@ -311,7 +438,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--baseline-edges", type=int, default=500)
-    ap.add_argument("--churn", type=float, default=0.01, help="share of nodes and deployments changed between two resyncs")
+    ap.add_argument(
+        "--churn",
+        type=float,
+        default=0.01,
+        help="share of nodes and deployments changed between two resyncs",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):

@@ -9,15 +9,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from services.master.settings import MasterSettings
+from shared.contracts.events import Event
+from shared.contracts.fleet import FLEET_SNAPSHOT, FleetSnapshot
 from shared.contracts.master import (
-    FLEET_SNAPSHOT,
     AiPackageChange,
     AiPackagePage,
     AiPackageRecord,
     ClusterPage,
     ClusterRecord,
-    FleetSnapshot,
-    MasterEvent,
+    EdgeToken,
     ObservedReport,
     ObservedReports,
 )
@@ -43,6 +43,12 @@ class SetupClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    # --- edge tokens for workloads (kubernetes and docker runtimes) ----------------------
+    async def workload_token(self, edge_id: int) -> EdgeToken:
+        return await self.client.model(
+            "POST", f"/edges/{edge_id}/workload-token", EdgeToken, what=f"edge {edge_id} token"
+        )
 
     # --- AI packages --------------------------------------------------------------------
     async def get_ai(self, ai_id: int) -> AiPackageRecord:
@@ -140,7 +146,7 @@ class OptimizerEvents:
     async def stop(self) -> None:
         await self.outbox.stop()
 
-    def send(self, event: MasterEvent) -> bool:
+    def send(self, event: Event) -> bool:
         return self.outbox.send(
-            "/events", event.model_dump(mode="json", exclude_none=True), kind=event.type.value
+            "/events", event.model_dump(mode="json", exclude_defaults=True), kind=event.type.value
         )

@@ -1,7 +1,8 @@
 """The optimizer service: decides the desired deployments of the fleet, explains every decision.
 
-    edgectl serve optimizer      (port 8003; settings OPTIMIZER_*, see settings.py)
+edgectl serve optimizer      (port 8003; settings OPTIMIZER_*, see settings.py)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,14 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
         def wake_at(when: datetime) -> None:
             # A focus TTL ends, or a new condition will have held its hysteresis samples: decide
             # then (a date job, not a sleeping task). Each cycle sets the earliest wake-up it needs.
-            scheduler.add_job(runner.request, "date", run_date=when + timedelta(milliseconds=50), kwargs={"full": True},
-                              id="wakeup", replace_existing=True)
+            scheduler.add_job(
+                runner.request,
+                "date",
+                run_date=when + timedelta(milliseconds=50),
+                kwargs={"full": True},
+                id="wakeup",
+                replace_existing=True,
+            )
 
         async def keep_lease() -> None:
             was = runner.lease.held
@@ -57,9 +64,24 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
         if settings.run_scheduler:
             runner.on_wakeup = wake_at
             await runner.start()
-            scheduler.add_job(runner.request, "interval", seconds=settings.resync_seconds, kwargs={"full": True},
-                              id="resync", next_run_time=datetime.now().astimezone(), max_instances=1, coalesce=True)
-            scheduler.add_job(keep_lease, "interval", seconds=settings.lease_renew_s, id="lease", max_instances=1, coalesce=True)
+            scheduler.add_job(
+                runner.request,
+                "interval",
+                seconds=settings.resync_seconds,
+                kwargs={"full": True},
+                id="resync",
+                next_run_time=datetime.now().astimezone(),
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                keep_lease,
+                "interval",
+                seconds=settings.lease_renew_s,
+                id="lease",
+                max_instances=1,
+                coalesce=True,
+            )
             scheduler.start()
         try:
             yield
@@ -79,7 +101,10 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "events", "description": "pushed by the VMS, the master and setup"},
             {"name": "decisions", "description": "the decision log and explanations"},
-            {"name": "control", "description": "pause, dry-run, pins, policy tuning, manual cycles"},
+            {
+                "name": "control",
+                "description": "pause, dry-run, pins, policy tuning, manual cycles",
+            },
             {"name": "routing", "description": "what YOLO workers read"},
         ],
     )

@@ -1,16 +1,36 @@
 """The optimizer's tables (schema ``optimizer``): decision log, controls, pins, policy overrides,
-rollouts, per-edge policy memory, routing for YOLO workers, focus events and the leadership lease."""
+rollouts, per-edge policy memory, routing for YOLO workers, focus events and the leadership
+lease."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import make_base, utcnow
+from shared.contracts.decisions import Outcome
+from shared.db import NAMING_CONVENTION, utcnow
 
-Base = make_base("optimizer")
+
+class Base(DeclarativeBase):
+    """The optimizer's tables, in its own schema (as shared.db.make_base builds it, spelled out
+    so that the type checker knows the class)."""
+
+    metadata = MetaData(schema="optimizer", naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 class Decision(Base):
@@ -35,9 +55,10 @@ class Decision(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     operations: Mapped[list[Any]] = mapped_column(JSON, default=list)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    # pending -> succeeded | failed | unknown (from later snapshots); applied for routing/status-only
-    # decisions; dry_run when nothing was sent; rejected when setup refused the bulk write.
-    outcome: Mapped[str] = mapped_column(String(20), default="pending")
+    # pending -> succeeded | failed | unknown (from later snapshots); applied for routing or
+    # status-only decisions; dry_run when nothing was sent; rejected when setup refused the bulk
+    # write.
+    outcome: Mapped[str] = mapped_column(String(20), default=Outcome.PENDING.value)
     outcome_detail: Mapped[str | None] = mapped_column(Text)
     outcome_at: Mapped[datetime | None] = mapped_column()
 
@@ -72,7 +93,8 @@ class PolicyOverride(Base):
 
 
 class Rollout(Base):
-    """A version wave rollout of one filename: who is in which wave, who failed, where they came from."""
+    """A version wave rollout of one filename: who is in which wave, who failed, where they came
+    from."""
 
     __tablename__ = "rollouts"
     __table_args__ = (Index("uq_rollouts_filename_to", "filename", "to_version_key", unique=True),)

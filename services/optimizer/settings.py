@@ -1,8 +1,11 @@
-"""The optimizer's settings; its own are read with the OPTIMIZER_ prefix (e.g. OPTIMIZER_RESYNC_SECONDS).
+"""The optimizer's settings; its own are read with the OPTIMIZER_ prefix (e.g.
+OPTIMIZER_RESYNC_SECONDS).
 
-Policy tunables are nested: OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES=5, OPTIMIZER_OVERLOAD__ENABLED=false,
-OPTIMIZER_FOCUS__CLASSES='["person"]'. The API (PATCH /policies/{name}) overrides them, persisted.
+Policy tunables are nested: OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES=5,
+OPTIMIZER_OVERLOAD__ENABLED=false, OPTIMIZER_FOCUS__CLASSES='["person"]'. The API
+(PATCH /policies/{name}) overrides them, persisted.
 """
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -31,8 +34,12 @@ class OptimizerSettings(ServiceSettings):
 
     # When decisions run.
     resync_seconds: float = Field(30.0, gt=0, description="full-fleet decision cycle period")
-    debounce_ms: float = Field(5.0, ge=0, description="events arriving within this window are decided together")
-    run_scheduler: bool = Field(True, description="off: no periodic cycle and no event loop (tests drive /cycle)")
+    debounce_ms: float = Field(
+        5.0, ge=0, description="events arriving within this window are decided together"
+    )
+    run_scheduler: bool = Field(
+        True, description="off: no periodic cycle and no event loop (tests drive /cycle)"
+    )
 
     # Modes (start-up defaults; the API's choice, persisted, wins).
     dry_run: bool = False
@@ -44,25 +51,41 @@ class OptimizerSettings(ServiceSettings):
     replica_id: str = Field("", description="name of this replica in the lease (default: host:pid)")
 
     # Sources.
-    source_timeout_s: float = Field(60.0, gt=0, description="timeout of the snapshot calls to setup and the VMS")
-    analysis_url: str = Field("", description="analysis server URL told to YOLO workers (default: EDGE_VMS_URL + /analysis)")
-    environment_ai_class: str = Field("00", description="ai_class of environment AIs, which are never handed over")
+    source_timeout_s: float = Field(
+        60.0, gt=0, description="timeout of the snapshot calls to setup and the VMS"
+    )
+    analysis_url: str = Field(
+        "",
+        description="analysis server URL told to YOLO workers (default: EDGE_VMS_URL + /analysis)",
+    )
+    environment_ai_class: str = Field(
+        "00", description="ai_class of environment AIs, which are never handed over"
+    )
 
     full_refresh_every: int = Field(
-        10, ge=0, description="resyncs read the fleet incrementally (?since=) into the in-memory mirror; every Nth reads "
-        "it whole (0: only at start and after a refused write, 1: always whole)",
+        10,
+        ge=0,
+        description="resyncs read the fleet incrementally (?since=) into the in-memory mirror; "
+        "every Nth reads it whole (0: only at start and after a refused write, 1: always whole)",
     )
     since_overlap_s: float = Field(
-        5.0, ge=0, description="incremental reads ask for changes since the last answer's generated_at minus this "
-        "(transactions in flight then commit with older timestamps)",
+        5.0,
+        ge=0,
+        description="incremental reads ask for changes since the last answer's generated_at "
+        "minus this (transactions in flight then commit with older timestamps)",
     )
 
     bulk_max_operations: int = Field(
-        2000, ge=1, description="operations per POST /deployments/bulk (setup's body limit); a decision is never split"
+        2000,
+        ge=1,
+        description="operations per POST /deployments/bulk (setup's body limit); "
+        "a decision is never split",
     )
 
     # Decision log.
-    outcome_timeout_s: float = Field(900.0, gt=0, description="a decision still without outcome after this is 'unknown'")
+    outcome_timeout_s: float = Field(
+        900.0, gt=0, description="a decision still without outcome after this is 'unknown'"
+    )
 
     # Policy defaults.
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)

@@ -1,45 +1,21 @@
-"""What the master reads from setup and what it writes back: the fleet snapshot it reconciles
-against (GET /fleet/snapshot), the AI package record (GET /ai-packages/{id}), the clusters
-(GET /clusters), the observed reports it posts (POST /deployments/observed) and the events it
-sends the optimizer (POST /events).
+"""What the master reads from setup and what it writes back, beside the fleet snapshot it
+reconciles against (shared.contracts.fleet) and the events it sends the optimizer
+(shared.contracts.events): the AI package record (GET/POST/PATCH /ai-packages), the clusters
+(GET /clusters), the observed reports it posts (POST /deployments/observed) and the token of the
+workloads it runs without an agent (POST /edges/{id}/workload-token).
 
-The states are setup's; their names and values are those of setup's schemas. The snapshot's
-rows are TypedDicts (validated once per pass; a reconcile pass at 100,000 edges reads them as
-dicts, not model objects); the small answers are pydantic models.
+The states are setup's (shared.contracts.fleet); the field names are those of setup's schemas.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NotRequired
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class PackageStatus(StrEnum):
-    """An AI package's row in setup, as the master's build moves it along."""
-
-    UPLOADED = "uploaded"
-    BUILDING = "building"
-    READY = "ready"
-    FAILED = "failed"
-    REMOVED = "removed"
-
-
-class DesiredState(StrEnum):
-    RUNNING = "running"
-    REMOVED = "removed"
-
-
-class ObservedState(StrEnum):
-    """What setup records of a deployment (a runtime's "restarting" is reported as pending)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    FAILED = "failed"
-    REMOVED = "removed"
+from shared.contracts.fleet import ObservedState, PackageStatus
 
 
 class Runtime(StrEnum):
@@ -48,50 +24,6 @@ class Runtime(StrEnum):
     AGENT = "agent"
     KUBERNETES = "kubernetes"
     DOCKER = "docker"
-
-
-# --- GET /fleet/snapshot (the columns the master reads) -----------------------------------
-
-
-class FleetEdge(TypedDict):
-    id: int
-    name: str
-    nid: str
-    cluster_id: int | None
-    node_name: NotRequired[str | None]
-    agent_url: NotRequired[str | None]
-
-
-class FleetPackage(TypedDict):
-    id: int
-    filename: str
-    version: str
-    ai_class: str
-    status: PackageStatus
-    package_digest: NotRequired[str | None]
-    image_ref: NotRequired[str | None]
-
-
-class FleetDeployment(TypedDict):
-    id: int
-    edge_id: int
-    ai_id: int
-    desired: DesiredState
-    params: dict[str, Any]
-    generation: int
-    observed: ObservedState
-    observed_generation: int
-    restarts: int
-    observed_reason: NotRequired[str | None]
-
-
-class FleetSnapshot(TypedDict):
-    edges: list[FleetEdge]
-    ai_packages: list[FleetPackage]
-    deployments: list[FleetDeployment]
-
-
-FLEET_SNAPSHOT: TypeAdapter[FleetSnapshot] = TypeAdapter(FleetSnapshot)
 
 
 # --- AI packages and clusters -------------------------------------------------------------
@@ -168,19 +100,13 @@ class ObservedReports(BaseModel):
     reports: list[ObservedReport]
 
 
-# --- POST /events on the optimizer ----------------------------------------------------------
+# --- POST /edges/{id}/workload-token --------------------------------------------------------
 
 
-class MasterEventType(StrEnum):
-    AI_READY = "ai_ready"  # an AI package's image is built
-    DEPLOYMENT_FAILED = "deployment_failed"  # a deployment was observed failed
+class EdgeToken(BaseModel):
+    """A token of an edge's own, for the workloads the master runs there without an agent."""
 
-
-class MasterEvent(BaseModel):
-    """An event the master sends the optimizer (a reason to decide soon)."""
-
-    type: MasterEventType
-    edge_id: int | None = None
-    ai_id: int | None = None
-    deployment_id: int | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    id: int
+    nid: str
+    token: str
+    expires_at: float | None = None  # unix time

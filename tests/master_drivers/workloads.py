@@ -8,7 +8,7 @@ from typing import Any
 
 from services.master.drivers.base import EdgeTarget, Workload
 from services.master.reconcile.desired import build_workload
-from shared.contracts.master import (
+from shared.contracts.fleet import (
     DesiredState,
     FleetDeployment,
     FleetEdge,

@@ -1,11 +1,12 @@
 """The optimizer with the real setup and VMS services (processes) on the test database."""
+
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -40,24 +41,49 @@ class Stack:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
-    def edge(self, name: str, nid: str, *, lat: float = 37.57, lon: float = 126.98, cluster_id: int | None = None,
-             analysis: bool = True) -> dict[str, Any]:
+    def edge(
+        self,
+        name: str,
+        nid: str,
+        *,
+        lat: float = 37.57,
+        lon: float = 126.98,
+        cluster_id: int | None = None,
+        analysis: bool = True,
+    ) -> dict[str, Any]:
         if cluster_id is None:
             if self.cluster_id is None:
                 self.cluster_id = self.cluster()
             cluster_id = self.cluster_id
-        r = self.setup.post("/edges", headers=OPERATOR, json={
-            "name": name, "type": 1, "gps": {"latitude": str(lat), "longitude": str(lon)}, "address": "test",
-            "ip": "127.0.0.1", "isSupportAnnalysis": "YES" if analysis else "NO",
-            "url": "rtsp://user:pass@127.0.0.1/stream", "description": "optimizer test edge", "nid": nid, "cluster_id": cluster_id,
-        })
+        r = self.setup.post(
+            "/edges",
+            headers=OPERATOR,
+            json={
+                "name": name,
+                "type": 1,
+                "gps": {"latitude": str(lat), "longitude": str(lon)},
+                "address": "test",
+                "ip": "127.0.0.1",
+                "isSupportAnnalysis": "YES" if analysis else "NO",
+                "url": "rtsp://user:pass@127.0.0.1/stream",
+                "description": "optimizer test edge",
+                "nid": nid,
+                "cluster_id": cluster_id,
+            },
+        )
         assert r.status_code == 201, r.text
         edge = r.json()
         self.tokens[nid] = edge["token"]
         return edge
 
-    def package(self, filename: str, version: str, ai_class: str, *, ready: bool = True) -> dict[str, Any]:
-        r = self.setup.post("/ai-packages", headers=OPERATOR, json={"filename": filename, "version": version, "ai_class": ai_class})
+    def package(
+        self, filename: str, version: str, ai_class: str, *, ready: bool = True
+    ) -> dict[str, Any]:
+        r = self.setup.post(
+            "/ai-packages",
+            headers=OPERATOR,
+            json={"filename": filename, "version": version, "ai_class": ai_class},
+        )
         assert r.status_code == 201, r.text
         pkg = r.json()
         if ready:
@@ -67,7 +93,11 @@ class Stack:
         return pkg
 
     def deploy(self, edge: dict, pkg: dict, params: dict | None = None) -> dict[str, Any]:
-        r = self.setup.post("/deployments", headers=OPERATOR, json={"edge_id": edge["id"], "ai_id": pkg["id"], "params": params or {}})
+        r = self.setup.post(
+            "/deployments",
+            headers=OPERATOR,
+            json={"edge_id": edge["id"], "ai_id": pkg["id"], "params": params or {}},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -81,11 +111,30 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()["items"]
 
-    def observe(self, deployment: dict | int, observed: str = "running", *, restarts: int = 0, reason: str | None = None) -> None:
+    def observe(
+        self,
+        deployment: dict | int,
+        observed: str = "running",
+        *,
+        restarts: int = 0,
+        reason: str | None = None,
+    ) -> None:
         """What the master would report: the deployment's current generation is (not) running."""
         d = self.deployment(deployment if isinstance(deployment, int) else deployment["id"])
-        r = self.setup.post("/deployments/observed", json={"reports": [
-            {"id": d["id"], "observed": observed, "reason": reason, "generation": d["generation"], "restarts": restarts}]})
+        r = self.setup.post(
+            "/deployments/observed",
+            json={
+                "reports": [
+                    {
+                        "id": d["id"],
+                        "observed": observed,
+                        "reason": reason,
+                        "generation": d["generation"],
+                        "restarts": restarts,
+                    }
+                ]
+            },
+        )
         assert r.status_code == 200, r.text
 
     def edge_row(self, edge: dict) -> dict[str, Any]:
@@ -94,34 +143,86 @@ class Stack:
     # -- the VMS: what edges report -------------------------------------------------------------
 
     def _vms(self, nid: str) -> httpx.Client:
-        return httpx.Client(base_url=self.vms_url, headers={"Authorization": f"Bearer {self.tokens[nid]}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.vms_url,
+            headers={"Authorization": f"Bearer {self.tokens[nid]}"},
+            timeout=30,
+        )
 
     def conditions(self, nid: str, code: str, samples: int) -> None:
-        """``samples`` environment results, one a second after the previous ones (the VMS ignores older)."""
+        """``samples`` environment results, one a second after the previous ones (the VMS
+        ignores older)."""
         records = []
         for _ in range(samples):
-            ts = self._env_clock[nid] = self._env_clock.get(nid, datetime.now(timezone.utc) - timedelta(seconds=200)) + timedelta(seconds=1)
-            records.append({"kind": "environment", "data": {"nid": nid, "date": ts.strftime("%Y%m%d"), "time": ts.strftime("%H%M%S"), "result": code}})
+            ts = self._env_clock[nid] = self._env_clock.get(
+                nid, datetime.now(UTC) - timedelta(seconds=200)
+            ) + timedelta(seconds=1)
+            records.append(
+                {
+                    "kind": "environment",
+                    "data": {
+                        "nid": nid,
+                        "date": ts.strftime("%Y%m%d"),
+                        "time": ts.strftime("%H%M%S"),
+                        "result": code,
+                    },
+                }
+            )
         with self._vms(nid) as c:
             r = c.post("/batch", json={"records": records})
             assert r.status_code == 200 and not r.json().get("rejected"), r.text
 
     def usage(self, nid: str, cpu: float, memory: float, samples: int = 1) -> None:
-        now = datetime.now(timezone.utc)
-        records = [{"kind": "usage", "data": {"nid": nid, "cpu": cpu, "memory": memory, "func": "SUNNY",
-                                              "ts": (now - timedelta(seconds=samples - i)).isoformat()}} for i in range(samples)]
+        now = datetime.now(UTC)
+        records = [
+            {
+                "kind": "usage",
+                "data": {
+                    "nid": nid,
+                    "cpu": cpu,
+                    "memory": memory,
+                    "func": "SUNNY",
+                    "ts": (now - timedelta(seconds=samples - i)).isoformat(),
+                },
+            }
+            for i in range(samples)
+        ]
         with self._vms(nid) as c:
             r = c.post("/batch", json={"records": records})
             assert r.status_code == 200 and not r.json().get("rejected"), r.text
 
-    def detections(self, nid: str, *, detected: int = 10, below: int = 0, frames: int = 10, sent_up: int = 0,
-                   counts: dict[str, int] | None = None, seconds: int = 1) -> None:
-        now = datetime.now(timezone.utc)
-        records = [{"kind": "detections", "data": {
-            "nid": nid, "ts": (now - timedelta(seconds=seconds - i)).isoformat(), "model": "yolov8n", "model_version": "01",
-            "fps": 10, "frames": frames, "conf_threshold": 0.5, "counts": counts or {"car": detected},
-            "detections": [{"class": "car", "confidence": 0.9, "box": [0, 0, 1, 1]}] * detected,
-            "below_threshold": below, "frames_sent_up": sent_up}} for i in range(seconds)]
+    def detections(
+        self,
+        nid: str,
+        *,
+        detected: int = 10,
+        below: int = 0,
+        frames: int = 10,
+        sent_up: int = 0,
+        counts: dict[str, int] | None = None,
+        seconds: int = 1,
+    ) -> None:
+        now = datetime.now(UTC)
+        records = [
+            {
+                "kind": "detections",
+                "data": {
+                    "nid": nid,
+                    "ts": (now - timedelta(seconds=seconds - i)).isoformat(),
+                    "model": "yolov8n",
+                    "model_version": "01",
+                    "fps": 10,
+                    "frames": frames,
+                    "conf_threshold": 0.5,
+                    "counts": counts or {"car": detected},
+                    "detections": [{"class": "car", "confidence": 0.9, "box": [0, 0, 1, 1]}]
+                    * detected,
+                    "below_threshold": below,
+                    "frames_sent_up": sent_up,
+                },
+            }
+            for i in range(seconds)
+        ]
         with self._vms(nid) as c:
             r = c.post("/batch", json={"records": records})
             assert r.status_code == 200 and not r.json().get("rejected"), r.text
@@ -135,13 +236,20 @@ def stack(db: str, tmp_path) -> Iterator[Stack]:
     setup_port, vms_port, optimizer_port = free_port(), free_port(), free_port()
     setup_env = service_env(db, SETUP_NOTIFY_MASTER="false", EDGE_MIGRATE_ON_START="false")
     vms_env = service_env(
-        db, EDGE_MIGRATE_ON_START="false", EDGE_SETUP_URL=f"http://127.0.0.1:{setup_port}",
-        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{optimizer_port}", VMS_NOTIFY_OPTIMIZER="true",
-        VMS_NODES_MISS_REFRESH_S="0", VMS_GROUP_COMMIT_WINDOW_MS="1", VMS_STALE_AFTER_S="600",
+        db,
+        EDGE_MIGRATE_ON_START="false",
+        EDGE_SETUP_URL=f"http://127.0.0.1:{setup_port}",
+        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{optimizer_port}",
+        VMS_NOTIFY_OPTIMIZER="true",
+        VMS_NODES_MISS_REFRESH_S="0",
+        VMS_GROUP_COMMIT_WINDOW_MS="1",
+        VMS_STALE_AFTER_S="600",
         VMS_EVENT_CLASSES="person",
     )
     with ThreadPoolExecutor(2) as pool:
-        f_setup = pool.submit(start_service, "setup", env=setup_env, port=setup_port, tmp_path=tmp_path)
+        f_setup = pool.submit(
+            start_service, "setup", env=setup_env, port=setup_port, tmp_path=tmp_path
+        )
         f_vms = pool.submit(start_service, "vms", env=vms_env, port=vms_port, tmp_path=tmp_path)
         procs = []
         for f in (f_setup, f_vms):
@@ -150,7 +258,9 @@ def stack(db: str, tmp_path) -> Iterator[Stack]:
     try:
         if len(procs) != 2:
             f_setup.result(), f_vms.result()  # raise the start failure
-        s = Stack(db, f"http://127.0.0.1:{setup_port}", f"http://127.0.0.1:{vms_port}", optimizer_port)
+        s = Stack(
+            db, f"http://127.0.0.1:{setup_port}", f"http://127.0.0.1:{vms_port}", optimizer_port
+        )
         yield s
         s.close()
     finally:
@@ -162,7 +272,11 @@ def stack(db: str, tmp_path) -> Iterator[Stack]:
 async def optimizer(stack: Stack, **overrides) -> AsyncIterator[httpx.AsyncClient]:
     """The optimizer in-process; cycles are driven by POST /cycle (no scheduler) unless asked."""
     overrides.setdefault("run_scheduler", False)
-    app = create_app(settings_for("optimizer", stack.db, setup_url=stack.setup_url, vms_url=stack.vms_url, **overrides))
+    app = create_app(
+        settings_for(
+            "optimizer", stack.db, setup_url=stack.setup_url, vms_url=stack.vms_url, **overrides
+        )
+    )
     async with running_app(app) as client:
         client.headers.update(OPERATOR)
         client.app = app  # type: ignore[attr-defined]

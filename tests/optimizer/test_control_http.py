@@ -1,5 +1,6 @@
 """Operator controls over HTTP (dry-run, pin, pause, policy tuning), the event path from the VMS
 to a decision with the optimizer as a real process, and leadership between two replicas."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,7 @@ def _weather_fleet(stack: Stack, n: int = 1):
 
 
 async def test_dry_run_records_without_acting_and_pin_and_pause(stack: Stack):
-    sunny, rainy, edges, deps = _weather_fleet(stack, 2)
+    sunny, rainy, _edges, deps = _weather_fleet(stack, 2)
     async with optimizer(stack) as opt:
         r = await opt.put("/control", json={"dry_run": True})
         assert r.status_code == 200 and r.json()["dry_run"] is True
@@ -35,9 +36,13 @@ async def test_dry_run_records_without_acting_and_pin_and_pause(stack: Stack):
         assert summary["dry_run"] and summary["operations"] == 2
         assert [stack.deployment(d["id"])["ai_id"] for d in deps] == [sunny["id"]] * 2
         recorded = await decisions(opt, policy="environment")
-        assert len(recorded) == 2 and all(d["outcome"] == "dry_run" and d["dry_run"] for d in recorded)
+        assert len(recorded) == 2 and all(
+            d["outcome"] == "dry_run" and d["dry_run"] for d in recorded
+        )
         await cycle(opt)
-        assert len(await decisions(opt, policy="environment")) == 2  # the same decision is recorded once
+        assert (
+            len(await decisions(opt, policy="environment")) == 2
+        )  # the same decision is recorded once
 
         r = await opt.put("/pins/E1", json={"reason": "camera under maintenance"})
         assert r.status_code == 200 and r.json()["edge_name"] == "E1"
@@ -48,23 +53,34 @@ async def test_dry_run_records_without_acting_and_pin_and_pause(stack: Stack):
 
         await opt.put("/control", json={"paused": False})
         await cycle(opt)
-        assert [stack.deployment(d["id"])["ai_id"] for d in deps] == [sunny["id"], rainy["id"]]  # E1 pinned
+        assert [stack.deployment(d["id"])["ai_id"] for d in deps] == [
+            sunny["id"],
+            rainy["id"],
+        ]  # E1 pinned
         assert (await opt.delete("/pins/E1")).status_code == 204
         await cycle(opt)
         assert [stack.deployment(d["id"])["ai_id"] for d in deps] == [rainy["id"]] * 2
 
         # Without a token nothing changes.
-        assert (await opt.put("/control", json={"paused": True}, headers={"Authorization": ""})).status_code == 401
+        assert (
+            await opt.put("/control", json={"paused": True}, headers={"Authorization": ""})
+        ).status_code == 401
 
 
 async def test_policies_are_tuned_and_disabled_through_the_api(stack: Stack):
-    sunny, rainy, edges, deps = _weather_fleet(stack)
+    _sunny, rainy, _edges, deps = _weather_fleet(stack)
     async with optimizer(stack) as opt:
         r = await opt.patch("/policies/environment", json={"hysteresis_samples": 0})
         assert r.status_code == 422 and r.json()["error"]["field"] == "hysteresis_samples"
         assert (await opt.patch("/policies/nope", json={"enabled": False})).status_code == 404
+        not_an_object = await opt.patch("/policies/environment", json=[{"enabled": False}])
+        assert not_an_object.status_code == 422 and not_an_object.json()["error"]["field"] == "body"
         r = await opt.patch("/policies/environment", json={"hysteresis_samples": 5})
-        assert r.status_code == 200 and r.json()["effective"]["hysteresis_samples"] == 5 and r.json()["defaults"]["hysteresis_samples"] == 3
+        assert (
+            r.status_code == 200
+            and r.json()["effective"]["hysteresis_samples"] == 5
+            and r.json()["defaults"]["hysteresis_samples"] == 3
+        )
         assert (await cycle(opt))["operations"] == 0  # streak 3 < 5
         await opt.patch("/policies/environment", json={"enabled": False})
         stack.conditions("0x01", RAINY, 3)
@@ -74,22 +90,39 @@ async def test_policies_are_tuned_and_disabled_through_the_api(stack: Stack):
         await cycle(opt)
         assert stack.deployment(deps[0]["id"])["ai_id"] == rainy["id"]
         names = [p["name"] for p in (await opt.get("/policies")).json()]
-        assert names == ["environment", "version", "recovery", "overload", "low_confidence", "focus"]
+        assert names == [
+            "environment",
+            "version",
+            "recovery",
+            "overload",
+            "low_confidence",
+            "focus",
+        ]
 
 
-def test_condition_posted_to_the_vms_changes_the_desired_deployment_without_any_call(stack: Stack, tmp_path):
+def test_condition_posted_to_the_vms_changes_the_desired_deployment_without_any_call(
+    stack: Stack, tmp_path
+):
     """The whole chain as processes: VMS -> POST /events -> optimizer decides -> setup."""
     sunny = stack.package("monitoring", "01", "01")
     rainy = stack.package("monitoring", "01", "02")
     e = stack.edge("E1", "0x01")
     d = stack.deploy(e, sunny)
-    env = service_env(stack.db, EDGE_MIGRATE_ON_START="false", EDGE_SETUP_URL=stack.setup_url, EDGE_VMS_URL=stack.vms_url,
-                      OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1")
+    env = service_env(
+        stack.db,
+        EDGE_MIGRATE_ON_START="false",
+        EDGE_SETUP_URL=stack.setup_url,
+        EDGE_VMS_URL=stack.vms_url,
+        OPTIMIZER_RESYNC_SECONDS="3600",
+        OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
+    )
     proc = start_service("optimizer", env=env, port=stack.optimizer_port, tmp_path=tmp_path)
     try:
         base = f"http://127.0.0.1:{stack.optimizer_port}"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (httpx.get(f"{base}/control", headers=OPERATOR).json().get("last_cycle")):
+        while time.monotonic() < deadline and not (
+            httpx.get(f"{base}/control", headers=OPERATOR).json().get("last_cycle")
+        ):
             time.sleep(0.05)  # the first resync runs at start
         stack.conditions("0x01", RAINY, 1)
         deadline = time.monotonic() + 20
@@ -108,13 +141,21 @@ def test_a_condition_that_holds_is_acted_on_without_waiting_for_the_resync(stack
     sunny = stack.package("monitoring", "01", "01")
     rainy = stack.package("monitoring", "01", "02")
     d = stack.deploy(stack.edge("E1", "0x01"), sunny)
-    env = service_env(stack.db, EDGE_MIGRATE_ON_START="false", EDGE_SETUP_URL=stack.setup_url, EDGE_VMS_URL=stack.vms_url,
-                      OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="3")
+    env = service_env(
+        stack.db,
+        EDGE_MIGRATE_ON_START="false",
+        EDGE_SETUP_URL=stack.setup_url,
+        EDGE_VMS_URL=stack.vms_url,
+        OPTIMIZER_RESYNC_SECONDS="3600",
+        OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="3",
+    )
     proc = start_service("optimizer", env=env, port=stack.optimizer_port, tmp_path=tmp_path)
     try:
         base = f"http://127.0.0.1:{stack.optimizer_port}"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (httpx.get(f"{base}/control", headers=OPERATOR).json().get("last_cycle")):
+        while time.monotonic() < deadline and not (
+            httpx.get(f"{base}/control", headers=OPERATOR).json().get("last_cycle")
+        ):
             time.sleep(0.05)  # the first resync runs at start
         stack.conditions("0x01", RAINY, 1)  # the change: an event, streak 1
         time.sleep(0.5)
@@ -129,8 +170,10 @@ def test_a_condition_that_holds_is_acted_on_without_waiting_for_the_resync(stack
 
 
 async def test_only_one_replica_acts_and_another_takes_over(stack: Stack):
-    sunny, rainy, edges, deps = _weather_fleet(stack)
-    common = dict(setup_url=stack.setup_url, vms_url=stack.vms_url, run_scheduler=False, lease_ttl_s=1.0)
+    _sunny, rainy, _edges, deps = _weather_fleet(stack)
+    common = dict(
+        setup_url=stack.setup_url, vms_url=stack.vms_url, run_scheduler=False, lease_ttl_s=1.0
+    )
     a = create_app(settings_for("optimizer", stack.db, replica_id="replica-a", **common))
     b = create_app(settings_for("optimizer", stack.db, replica_id="replica-b", **common))
     async with running_app(b) as cb:
@@ -142,7 +185,9 @@ async def test_only_one_replica_acts_and_another_takes_over(stack: Stack):
             leader = (await cb.get("/control")).json()["leader"]
             assert leader["holder"] == "replica-a" and not leader["this_replica"]
             a.state.runner.lease.held = False  # replica a "dies": it never releases the lease
-        assert (await cb.post("/cycle")).json()["skipped"] == "another replica leads"  # not expired yet
+        assert (await cb.post("/cycle")).json()[
+            "skipped"
+        ] == "another replica leads"  # not expired yet
         await asyncio.sleep(1.1)  # lease_ttl_s
         await opt_cycle(cb, expect_skip=None)
         assert (await cb.get("/control")).json()["leader"]["holder"] == "replica-b"

@@ -1,6 +1,7 @@
 """Each policy over HTTP with the real services: setup and the VMS as processes, the optimizer
 in-process; conditions are driven through the VMS's routes and the master's reports through
 setup's /deployments/observed; results are checked in setup's desired state and the decision log."""
+
 from __future__ import annotations
 
 from tests.optimizer.conftest import Stack, cycle, decisions, optimizer
@@ -27,7 +28,10 @@ async def test_weather_flip_swaps_sunny_and_rainy_variants(stack: Stack):
         [decision] = await decisions(opt, edge="EdgeCCTV01", policy="environment")
         assert decision["action"] == "switch_variant" and decision["id"] == now["decision_id"]
         assert decision["inputs"]["condition"] == "RAINY" and decision["inputs"]["streak"] == 4
-        assert decision["inputs"]["from_ai_class"] == "01" and decision["inputs"]["to_ai_class"] == "02"
+        assert (
+            decision["inputs"]["from_ai_class"] == "01"
+            and decision["inputs"]["to_ai_class"] == "02"
+        )
         assert decision["outcome"] == "pending"
         assert (await cycle(opt))["operations"] == 0  # idempotent
 
@@ -51,8 +55,11 @@ async def test_new_version_rolls_out_in_waves_and_a_bad_one_is_rolled_back(stack
     deps = [stack.deploy(e, v1) for e in edges]
     for d in deps:
         stack.observe(d)
-    async with optimizer(stack, version={"first_wave": 1, "growth": 2.0, "failure_threshold": 0.3},
-                         recovery={"enabled": False}) as opt:
+    async with optimizer(
+        stack,
+        version={"first_wave": 1, "growth": 2.0, "failure_threshold": 0.3},
+        recovery={"enabled": False},
+    ) as opt:
         assert (await cycle(opt))["operations"] == 0
         v2 = stack.package("monitoring", "02", "01")
         await cycle(opt)
@@ -80,7 +87,9 @@ async def test_dead_ai_is_redeployed_then_edge_marked_degraded(stack: Stack):
     e = stack.edge("Dying", "0x01")
     d = stack.deploy(e, sunny)
     stack.observe(d, "failed", reason="CrashLoopBackOff")
-    async with optimizer(stack, recovery={"max_redeploys": 1, "retry_after_s": 0}, overload={"enabled": False}) as opt:
+    async with optimizer(
+        stack, recovery={"max_redeploys": 1, "retry_after_s": 0}, overload={"enabled": False}
+    ) as opt:
         await cycle(opt)
         again = stack.deployment(d["id"])
         assert again["generation"] == d["generation"] + 1 and again["ai_id"] == sunny["id"]
@@ -109,14 +118,26 @@ async def test_overloaded_edge_moves_to_nearest_edge_with_room_else_server(stack
     stack.usage("0x02", 75, 50)
     stack.usage("0x03", 20, 30)
     stack.usage("0x04", 5, 5)
-    async with optimizer(stack, overload={"window_s": 0, "recover_window_s": 0}, recovery={"enabled": False}) as opt:
+    async with optimizer(
+        stack, overload={"window_s": 0, "recover_window_s": 0}, recovery={"enabled": False}
+    ) as opt:
         await cycle(opt)
         helper = stack.running_on(room)
-        assert len(helper) == 1 and helper[0]["params"] == {"analysis_for": "0x01", "source_edge_id": hot["id"]}
+        assert stack.running_on(busy) == []  # nearer, but above helper_cpu_max
+        assert len(helper) == 1 and helper[0]["params"] == {
+            "analysis_for": "0x01",
+            "source_edge_id": hot["id"],
+        }
         assert helper[0]["ai_id"] == sunny["id"] and helper[0]["allow_multiple"]
-        assert stack.deployment(d["id"])["params"] == {"analysis_route": "edge", "analysis_edge": "0x03"}
+        assert stack.deployment(d["id"])["params"] == {
+            "analysis_route": "edge",
+            "analysis_edge": "0x03",
+        }
         [handoff] = await decisions(opt, policy="overload")
-        assert handoff["action"] == "handoff_to_edge" and handoff["inputs"]["helper"] == "FartherWithRoom"
+        assert (
+            handoff["action"] == "handoff_to_edge"
+            and handoff["inputs"]["helper"] == "FartherWithRoom"
+        )
         assert handoff["inputs"]["cpu_avg"] > 85
         route = (await opt.get("/routing/0x01")).json()
         assert route["analysis"] == "edge" and route["helper_nid"] == "0x03"
@@ -140,15 +161,25 @@ async def test_low_confidence_edge_is_routed_up(stack: Stack):
     e = stack.edge("Unsure", "0x01")
     stack.deploy(e, sunny)
     stack.edge("Sure", "0x02")
-    async with optimizer(stack, low_confidence={"share_level": 0.3, "clear_level": 0.2, "window_s": 0}) as opt:
+    async with optimizer(
+        stack, low_confidence={"share_level": 0.3, "clear_level": 0.2, "window_s": 0}
+    ) as opt:
         stack.detections("0x01", detected=4, below=6, frames=10, sent_up=6, seconds=3)
         stack.detections("0x02", detected=10, below=0, seconds=3)
         summary = await cycle(opt)
         assert summary["operations"] == 0  # routing only: no redeploy
-        route = (await opt.get("/routing/0x01", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"})).json()
+        route = (
+            await opt.get(
+                "/routing/0x01", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"}
+            )
+        ).json()
         assert route["route_low_confidence"] is True and route["confidence_threshold"] == 0.5
         assert route["analysis_url"].endswith("/analysis") and route["frames_sent_up_share"] == 0.6
-        assert (await opt.get("/routing/0x02", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"})).status_code == 403
+        assert (
+            await opt.get(
+                "/routing/0x02", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"}
+            )
+        ).status_code == 403
         assert (await opt.get("/routing/0x02")).json()["route_low_confidence"] is False
         report = (await opt.get("/routing")).json()["items"]
         assert [(r["nid"], r["frames_sent_up_share"]) for r in report] == [("0x01", 0.6)]
@@ -167,9 +198,21 @@ async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stac
     near = stack.edge("Near", "0x02", lat=37.5040, lon=127.0)  # ~450 m
     far = stack.edge("Far", "0x03", lat=37.6000, lon=127.0)  # ~11 km
     deps = {e["nid"]: stack.deploy(e, sunny) for e in (src, near, far)}
-    async with optimizer(stack, run_scheduler=True, resync_seconds=3600, debounce_ms=1,
-                         focus={"classes": ["person"], "radius_km": 1.0, "ttl_s": 1.5, "params": {"focus": True, "fps": 15}}) as opt:
-        r = await opt.post("/events", json={"type": "detection", "nid": "0x01", "counts": {"person": 2}})
+    async with optimizer(
+        stack,
+        run_scheduler=True,
+        resync_seconds=3600,
+        debounce_ms=1,
+        focus={
+            "classes": ["person"],
+            "radius_km": 1.0,
+            "ttl_s": 1.5,
+            "params": {"focus": True, "fps": 15},
+        },
+    ) as opt:
+        r = await opt.post(
+            "/events", json={"type": "detection", "nid": "0x01", "counts": {"person": 2}}
+        )
         assert r.status_code == 202 and r.json()["scope"] == "edge"
         for _ in range(100):
             if stack.deployment(deps["0x02"]["id"])["params"].get("focus"):
@@ -193,5 +236,7 @@ async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stac
             await asyncio.sleep(0.05)
         assert actions == ["focus_off", "focus_on"]
         # A class not configured raises nothing.
-        r = await opt.post("/events", json={"type": "detection", "nid": "0x01", "counts": {"car": 1}})
+        r = await opt.post(
+            "/events", json={"type": "detection", "nid": "0x01", "counts": {"car": 1}}
+        )
         assert r.json()["scope"] == "none"

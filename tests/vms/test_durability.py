@@ -1,13 +1,17 @@
-"""A 200 means committed: drop the VMS's database connections while posts are in flight."""
+"""A 200 means committed: drop the VMS's database connections while posts are in flight; restart
+Postgres and SIGKILL the VMS while edges post and one client loops poison records."""
 from __future__ import annotations
 
 import asyncio
 import uuid
 
 import asyncpg
+import httpx
 
-from tests.helpers.env import OPERATOR
-from tests.vms.conftest import fetch, vms
+from tests.helpers.env import OPERATOR, free_port, service_env
+from tests.helpers.processes import start_service
+from tests.vms.conftest import edge_headers, fetch, vms
+from tests.vms.private_postgres import PrivatePostgres
 
 
 async def _terminate_vms_connections(database_url: str, stop: asyncio.Event) -> int:
@@ -71,3 +75,98 @@ async def test_every_acknowledged_post_is_in_the_table_across_connection_drops(d
     missing = [m for m in acknowledged if m not in stored]
     print(f"statuses {statuses}, connections killed {killed}")
     assert not missing, f"{len(missing)} acknowledged records lost (statuses {statuses}, killed {killed})"
+
+
+POISON_BODIES = [
+    ("/usage", {"nid": "0x66", "cpu": 1, "memory": 1, "func": "SUN\u0000NY"}),
+    ("/detections", {"nid": "0x66", "ts": "2026-01-01T00:00:00Z", "model": "m", "model_version": "01", "fps": 1,
+                     "frames": 2**31, "conf_threshold": 0.5}),
+    ("/usage", {"nid": "0x66", "cpu": 1, "memory": 1, "func": "SUNNY", "message": "bad\u0000"}),
+]
+
+
+async def test_ingest_across_a_postgres_restart_and_a_vms_sigkill_with_a_poisoning_client(tmp_path):
+    """Real processes: the VMS on a Postgres of the test's own; six edges post all along, a seventh
+    loops records the database cannot store; Postgres is restarted, then the VMS is SIGKILLed and
+    started again. Every acknowledged record is stored, no good record is refused, the poison is
+    refused every time (422) and never stored, and the good edges get only 200 while nothing fails."""
+    pg = PrivatePostgres().start()
+    port = free_port()
+    env = service_env(pg.url, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}",
+                      EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}")
+    base = f"http://127.0.0.1:{port}"
+    proc = await asyncio.to_thread(start_service, "vms", env=env, port=port, tmp_path=tmp_path)
+    run = uuid.uuid4().hex[:8]
+    phase = "calm"
+    good: dict[str, dict[int, int]] = {}
+    poison: dict[str, dict[int, int]] = {}
+    acknowledged: list[str] = []
+    stop = asyncio.Event()
+
+    def count(table: dict[str, dict[int, int]], status: int) -> None:
+        table.setdefault(phase, {})
+        table[phase][status] = table[phase].get(status, 0) + 1
+
+    async def edge(worker: int) -> None:
+        nid = f"0x{worker + 1:02x}"
+        async with httpx.AsyncClient(base_url=base, headers=edge_headers(nid), timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                marker = f"{run}-{worker}-{i}"
+                i += 1
+                try:
+                    r = await http.post("/usage", json={"nid": nid, "cpu": 5, "memory": 5, "func": "SUNNY", "message": marker})
+                except httpx.HTTPError:
+                    count(good, -1)  # the VMS is down: unacknowledged, like a 503
+                    await asyncio.sleep(0.05)
+                    continue
+                count(good, r.status_code)
+                if r.status_code == 200:
+                    acknowledged.append(marker)
+                else:
+                    await asyncio.sleep(0.05)
+
+    async def poisoner() -> None:
+        async with httpx.AsyncClient(base_url=base, headers=OPERATOR, timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                route, body = POISON_BODIES[i % len(POISON_BODIES)]
+                i += 1
+                try:
+                    r = await http.post(route, json=body)
+                except httpx.HTTPError:
+                    count(poison, -1)
+                    await asyncio.sleep(0.05)
+                    continue
+                count(poison, r.status_code)
+
+    tasks = [asyncio.create_task(edge(w)) for w in range(6)] + [asyncio.create_task(poisoner())]
+    try:
+        await asyncio.sleep(2)
+        phase = "postgres restart"
+        await asyncio.to_thread(pg.restart)
+        await asyncio.sleep(2)
+        phase = "vms sigkill"
+        await asyncio.to_thread(proc.kill)
+        proc = await asyncio.to_thread(start_service, "vms", env=env, port=port, tmp_path=tmp_path)
+        await asyncio.sleep(2)
+        phase = "after"
+        await asyncio.sleep(1.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        proc.stop()
+    try:
+        stored = {r["message"] for r in await fetch(pg.url, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")}
+        poisoned = await fetch(pg.url, "SELECT count(*) AS n FROM vms.usage WHERE nid = '0x66'")
+    finally:
+        await asyncio.to_thread(pg.stop)
+    missing = [m for m in acknowledged if m not in stored]
+    print(f"good edges by phase {good}; poison by phase {poison}; "
+          f"{len(acknowledged)} acknowledged, {len(stored)} stored, {len(missing)} missing")
+    assert not missing, f"{len(missing)} acknowledged records lost"
+    assert set(good["calm"]) == {200} and set(good["after"]) == {200}, good
+    assert all(set(statuses) <= {200, 503, -1} for statuses in good.values()), good
+    assert all(set(statuses) <= {422, 503, -1} for statuses in poison.values()), poison
+    assert set(poison["calm"]) == {422} and set(poison["after"]) == {422}, poison
+    assert poisoned[0]["n"] == 0

@@ -17,7 +17,8 @@ from typing import Any
 from services.master.builds import repository
 from services.master.context import MasterContext
 from services.master.registry import RegistryClient, delete_image
-from shared.contracts.master import AiPackageRecord, PackageStatus
+from shared.contracts.fleet import PackageStatus
+from shared.contracts.master import AiPackageRecord
 from shared.errors import Conflict, DomainError, NotFound
 
 log = logging.getLogger("edge.master.removal")

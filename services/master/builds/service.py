@@ -30,13 +30,9 @@ from services.master.packages import (
 from services.master.registry import RegistryClient, build_and_push
 from services.master.registry.docker_build import docker_build_and_push
 from services.master.uploads import field_folder
-from shared.contracts.master import (
-    AiPackageChange,
-    AiPackageRecord,
-    MasterEvent,
-    MasterEventType,
-    PackageStatus,
-)
+from shared.contracts.events import Event, EventType
+from shared.contracts.fleet import PackageStatus
+from shared.contracts.master import AiPackageChange, AiPackageRecord
 from shared.errors import DomainError, Invalid, NotFound, Unavailable
 
 log = logging.getLogger("edge.master.builds")
@@ -147,7 +143,7 @@ class BuildRunner:
             image_digest=ai.image_digest,
         )
         log.info("AI %s ready (%s %s class %s)", ai_id, ai.filename, ai.version, ai.ai_class)
-        ctx.optimizer.send(MasterEvent(type=MasterEventType.AI_READY, ai_id=ai_id))
+        ctx.optimizer.send(Event(type=EventType.AI_READY, ai_id=ai_id))
         return ai
 
     async def _interrupted(self, ai_id: int, exc: Unavailable) -> None:

@@ -1,5 +1,9 @@
-"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's
-service token.
+"""The agent driver: the edge agent on each plain edge box, over HTTP(S).
+
+Each agent is called with its own key (``key_for(edge)``, shared.agent_keys), never with a
+credential another agent or a service would accept; only to an http(s) URL whose host is on the
+allowed networks (shared.agent_urls, checked before every call); over https the agent's
+certificate is verified (``verify``: True for the system CAs, or a CA bundle, EDGE_AGENT_CA_FILE).
 
 An agent is not a platform service, but it is called through the same client layer
 (shared.service_client): transport failures and error answers are mapped once, then sorted into
@@ -8,6 +12,8 @@ the driver's two classes (retry on the next pass, or record the failure).
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,8 +27,10 @@ from services.master.drivers.base import (
     Workload,
     WorkloadState,
 )
+from shared.agent_urls import Network, parse_networks, resolve_and_check
 from shared.errors import DomainError, Unavailable
 from shared.service_client import ServiceClient, domain_error_for
+from shared.settings import DEFAULT_AGENT_NETWORKS
 
 # The agent's states map one to one, except "stopped" (an instance being taken away).
 _STATES = {
@@ -81,14 +89,32 @@ class AgentDriver(RuntimeDriver):
     def __init__(
         self,
         *,
-        service_token: str,
+        key_for: Callable[[EdgeTarget], str] | None = None,
+        service_token: str | None = None,
         timeout_s: float = 10.0,
         apply_timeout_s: float = 600.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        allowed_networks: list[Network] | None = None,
+        ca_file: str | None = None,
     ):
-        # Agents have no common address: every call names its agent's full URL.
+        """``key_for``: each agent's key; ``service_token``: one bearer for every agent (tests,
+        agents of old deployments)."""
+        if key_for is None:
+            if service_token is None:
+                raise ValueError("an agent driver needs key_for or service_token")
+            token = service_token
+            key_for = lambda _edge: token  # noqa: E731
+        self.key_for = key_for
+        if allowed_networks is None:
+            allowed_networks = parse_networks(DEFAULT_AGENT_NETWORKS)
+        self.allowed_networks = allowed_networks
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            verify = ssl.create_default_context(cafile=ca_file)
+        # Agents have no common address and no common key: every call names its agent's full URL
+        # and carries that agent's key.
         self._client = ServiceClient(
-            "agent", "", token=service_token, timeout=timeout_s, transport=transport
+            "agent", "", token=None, timeout=timeout_s, transport=transport, verify=verify
         )
         # apply waits while the agent fetches and unpacks the package: a large model over a
         # weak link.
@@ -106,12 +132,20 @@ class AgentDriver(RuntimeDriver):
         return edge.agent_url.rstrip("/")
 
     async def _call(
-        self, method: str, url: str, *, what: str, ok_404: bool = False, **kw: Any
+        self, method: str, url: str, *, what: str, edge: EdgeTarget, ok_404: bool = False,
+        **kw: Any,
     ) -> httpx.Response | None:
         try:
+            await resolve_and_check(url, self.allowed_networks)
+        except ValueError as exc:
+            raise DriverError(f"{what}: agent_url refused: {exc}") from exc
+        headers = {"Authorization": f"Bearer {self.key_for(edge)}"}
+        try:
             response = await self._client.request(
-                method, url, what=what, allow=_ERROR_ANSWERS, **kw
+                method, url, what=what, headers=headers, allow=_ERROR_ANSWERS, **kw
             )
+        except httpx.InvalidURL as exc:  # an agent_url setup stored but no request can be made to
+            raise DriverError(f"{what}: the edge's agent_url is not a usable URL ({exc})") from exc
         except DomainError as exc:  # the agent could not be reached
             raise DriverUnavailable(exc.message) from exc
         if response.status_code == 404 and ok_404:
@@ -123,27 +157,26 @@ class AgentDriver(RuntimeDriver):
             raise DriverUnavailable(error.message)
         raise DriverError(error.message)
 
-    async def _json(self, url: str, *, what: str, **kw: Any) -> Any:
-        response = await self._call("GET", url, what=what, **kw)
-        assert response is not None  # only a call with ok_404 answers None
-        return response.json()
-
     async def apply(self, workload: Workload) -> None:
         base = self._base(workload.edge)
         await self._call(
             "PUT",
             f"{base}/workloads/{workload.name}",
             what=f"apply {workload.name} on {workload.edge.name}",
+            edge=workload.edge,
             json=agent_spec(workload),
-            timeout=self._apply_timeout,
+            request_timeout=self._apply_timeout,
         )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
         await self._call(
             "DELETE", f"{self._base(edge)}/workloads/{name}",
-            what=f"remove {name} on {edge.name}", ok_404=True,
+            what=f"remove {name} on {edge.name}", edge=edge, ok_404=True,
         )
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        answer = await self._json(f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
-        return [observed_workload(w) for w in answer["workloads"]]
+        response = await self._call(
+            "GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}", edge=edge
+        )
+        assert response is not None  # only a call with ok_404 answers None
+        return [observed_workload(w) for w in response.json()["workloads"]]

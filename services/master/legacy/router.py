@@ -25,10 +25,10 @@ router = APIRouter(tags=["legacy (field compatible)"], route_class=LegacyRoute)
     summary="Build and push the package folder named filename from the master's package directory",
 )
 async def upload_edge_ai(
+    _: OperatorAuth,
     req: Annotated[UploadEdgeAi, Depends(form_or_json(UploadEdgeAi))],
     ctx: ContextDep,
     runners: RunnersDep,
-    _: OperatorAuth,
 ) -> dict[str, Any]:
     version = validate_version(req.version)
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
@@ -50,10 +50,10 @@ async def upload_edge_ai(
     summary="Delete an AI and its image",
 )
 async def remove_edge_ai(
+    _: OperatorAuth,
     req: Annotated[RemoveEdgeAi, Depends(form_or_json(RemoveEdgeAi))],
     ctx: ContextDep,
     runners: RunnersDep,
-    _: OperatorAuth,
 ) -> dict[str, Any]:
     result = await runners.removals.remove(req.id, first=lambda: ctx.setup.delete_ai(req.id))
     return envelope(
@@ -69,7 +69,7 @@ async def remove_edge_ai(
     summary="Run the AI on its edge(s)",
 )
 async def deploy_ai(
-    req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep
 ) -> dict[str, Any]:
     answer = await ctx.setup.legacy(
         "/request_deploy_aiToDevice", req.model_dump(exclude_none=True)
@@ -85,7 +85,7 @@ async def deploy_ai(
     summary="Stop the AI on its edge(s)",
 )
 async def undeploy_ai(
-    req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep
 ) -> dict[str, Any]:
     answer = await ctx.setup.legacy(
         "/request_undeploy_aiFromDevice", req.model_dump(exclude_none=True)

@@ -15,8 +15,7 @@ from services.master.drivers.base import (
     render_edgeconfig,
     workload_name,
 )
-from shared.contracts.master import (
-    ClusterRecord,
+from shared.contracts.fleet import (
     DesiredState,
     FleetDeployment,
     FleetEdge,
@@ -24,8 +23,8 @@ from shared.contracts.master import (
     FleetSnapshot,
     ObservedState,
     PackageStatus,
-    Runtime,
 )
+from shared.contracts.master import ClusterRecord, Runtime
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -133,10 +132,20 @@ def build_workload(
     )
 
 
+def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:
+    cluster_id = edge.get("cluster_id")
+    return clusters.get(cluster_id) if cluster_id is not None else None
+
+
+def runtime_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> Runtime:
+    """How the edge's AIs run: its cluster's runtime, the agent for an edge in no cluster."""
+    cluster = _cluster_of(edge, clusters)
+    return Runtime.AGENT if cluster is None else cluster.runtime
+
+
 def edge_plan(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> EdgePlan:
     """An edge's empty plan: where its workloads run (its cluster's runtime and namespace)."""
-    cluster_id = edge.get("cluster_id")
-    cluster = clusters.get(cluster_id) if cluster_id is not None else None
+    cluster = _cluster_of(edge, clusters)
     target = EdgeTarget(
         name=edge["name"], nid=edge["nid"], node_name=edge.get("node_name"),
         agent_url=edge.get("agent_url"), id=edge["id"],

@@ -8,6 +8,7 @@ import logging
 from services.master.drivers.agent import AgentDriver
 from services.master.drivers.base import DriverError, DriverUnavailable, RuntimeDriver
 from services.master.settings import MasterSettings
+from shared.agent_urls import parse_networks
 from shared.contracts.master import Runtime
 
 log = logging.getLogger("edge.master.drivers")
@@ -30,11 +31,11 @@ class DriverSet:
     def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
         s = self.settings
         if runtime == Runtime.AGENT:
-            if s.service_token is None:
-                raise DriverError("the agent runtime needs the service token (EDGE_SERVICE_TOKEN)")
             return AgentDriver(
-                service_token=s.service_token.get_secret_value(),
+                key_for=lambda edge: s.agent_key_for(edge.nid),  # each agent its own key
                 apply_timeout_s=s.agent_timeout_s,
+                allowed_networks=parse_networks(s.agent_allowed_networks),
+                ca_file=s.agent_ca_file,
             )
         if runtime == Runtime.KUBERNETES:
             from services.master.drivers.kubernetes import KubernetesDriver

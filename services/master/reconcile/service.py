@@ -27,19 +27,19 @@ from services.master.drivers.base import (
     RuntimeDriver,
     WorkloadState,
 )
-from services.master.reconcile.desired import EdgePlan, NamedWorkload, TokenFor, plan
+from services.master.reconcile.desired import EdgePlan, NamedWorkload, plan, runtime_of
 from services.master.reconcile.drivers import DriverSet
-from services.master.reconcile.workload_token import workload_token
-from shared.contracts.master import (
+from services.master.reconcile.workload_token import WorkloadTokens
+from shared.contracts.events import Event, EventType
+from shared.contracts.fleet import (
     DesiredState,
     FleetDeployment,
+    FleetEdge,
     FleetSnapshot,
-    MasterEvent,
-    MasterEventType,
-    ObservedReport,
     ObservedState,
     PackageStatus,
 )
+from shared.contracts.master import ObservedReport
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
@@ -105,6 +105,8 @@ class Reconciler:
         self._manifests: dict[tuple[int, str | None], dict[str, Any]] = {}
         self.passes = 0
         self.last: dict[str, Any] = {"state": "never run"}
+        self._workload_tokens = WorkloadTokens(ctx.setup)
+        self._workload_tokens = WorkloadTokens(ctx.setup)
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -162,10 +164,13 @@ class Reconciler:
         snapshot = await ctx.setup.snapshot()
         self._restart_stalled_builds(snapshot)
         clusters = {c.id: c for c in await ctx.setup.clusters()}
+        runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
+        tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         plans = plan(
             snapshot, clusters, await self._manifests_for(snapshot),
             vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            token_for=self._token_for(),
+            # none on the agent runtime: the agent hands over the edge's own
+            token_for=lambda nid, runtime: tokens.get(nid),
         )
         outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
         previous = {d["id"]: d for d in snapshot["deployments"]}
@@ -176,13 +181,6 @@ class Reconciler:
         self._announce(reports, previous)
         edges = {str(o.info["edge_id"]): o.info for o in outcomes}
         return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
-
-    def _token_for(self) -> TokenFor:
-        secret = self.ctx.settings.edge_token_secret
-        if secret is None:
-            return lambda nid, runtime: None
-        value = secret.get_secret_value()
-        return lambda nid, runtime: workload_token(nid, value)
 
     async def _converge_all(self, plans: Iterable[EdgePlan]) -> list[EdgeOutcome]:
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
@@ -202,8 +200,8 @@ class Reconciler:
             log.info("deployment %s observed %s%s", r.id, r.observed, why)
             before = previous[r.id]
             if r.observed == ObservedState.FAILED and before["observed"] != ObservedState.FAILED:
-                self.ctx.optimizer.send(MasterEvent(
-                    type=MasterEventType.DEPLOYMENT_FAILED, edge_id=before["edge_id"],
+                self.ctx.optimizer.send(Event(
+                    type=EventType.DEPLOYMENT_FAILED, edge_id=before["edge_id"],
                     deployment_id=r.id, ai_id=before["ai_id"], data={"reason": r.reason},
                 ))
 
@@ -362,3 +360,11 @@ def _changed(before: FleetDeployment | None, r: ObservedReport) -> bool:
         or int(before.get("restarts") or 0) != r.restarts
         or int(before.get("observed_generation") or 0) != r.generation
     )
+
+
+def _edges_running(snapshot: FleetSnapshot) -> list[FleetEdge]:
+    """The edges with a deployment that should run (those whose workloads need a token)."""
+    wanted = {
+        d["edge_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING
+    }
+    return [e for e in snapshot["edges"] if e["id"] in wanted]

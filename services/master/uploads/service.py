@@ -30,7 +30,8 @@ from services.master.context import MasterContext
 from services.master.models import BuildState, PackageUpload
 from services.master.packages import IngestedPackage, ingest_package
 from services.master.uploads.schemas import UploadAccepted, UploadFields
-from shared.contracts.master import AiPackageChange, AiPackageRecord, PackageStatus
+from shared.contracts.fleet import PackageStatus
+from shared.contracts.master import AiPackageChange, AiPackageRecord
 from shared.errors import Conflict, Invalid, PayloadTooLarge
 
 log = logging.getLogger("edge.master.uploads")

@@ -1,24 +1,38 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
 
 from services.optimizer.control import service
-from services.optimizer.control.schemas import ControlsIn, ControlsOut, CycleIn, PinIn, PinOut, PolicyOut, RolloutOut
+from services.optimizer.control.schemas import (
+    ControlsIn,
+    ControlsOut,
+    CycleIn,
+    PinIn,
+    PinOut,
+    PolicyOut,
+    RolloutOut,
+)
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
 
 router = APIRouter(tags=["control"])
 
 
-@router.get("/control", response_model=ControlsOut, summary="Pause, dry-run, leadership and the last cycle")
+@router.get(
+    "/control", response_model=ControlsOut, summary="Pause, dry-run, leadership and the last cycle"
+)
 async def read_controls(request: Request, session: SessionDep, _: ReaderAuth) -> ControlsOut:
     return await service.read_controls(session, request.app.state.runner)
 
 
-@router.put("/control", response_model=ControlsOut, summary="Pause or resume; dry-run on or off (persisted)")
-async def set_controls(data: ControlsIn, request: Request, session: SessionDep, who: OperatorAuth) -> ControlsOut:
+@router.put(
+    "/control", response_model=ControlsOut, summary="Pause or resume; dry-run on or off (persisted)"
+)
+async def set_controls(
+    data: ControlsIn, request: Request, session: SessionDep, who: OperatorAuth
+) -> ControlsOut:
     return await service.set_controls(session, request.app.state.runner, data, who.kind)
 
 
@@ -27,8 +41,14 @@ async def list_pins(request: Request, session: SessionDep, _: ReaderAuth) -> lis
     return await service.list_pins(session, request.app.state.runner)
 
 
-@router.put("/pins/{edge}", response_model=PinOut, summary="Freeze an edge (id, name or nid): no policy touches it")
-async def pin(edge: str, request: Request, session: SessionDep, who: OperatorAuth, data: PinIn | None = None) -> PinOut:
+@router.put(
+    "/pins/{edge}",
+    response_model=PinOut,
+    summary="Freeze an edge (id, name or nid): no policy touches it",
+)
+async def pin(
+    edge: str, request: Request, session: SessionDep, who: OperatorAuth, data: PinIn | None = None
+) -> PinOut:
     return await service.pin(session, request.app.state.runner, edge, data or PinIn(), who.kind)
 
 
@@ -38,24 +58,48 @@ async def unpin(edge: str, request: Request, session: SessionDep, _: OperatorAut
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/policies", response_model=list[PolicyOut], summary="Every policy: defaults, overrides, effective")
+@router.get(
+    "/policies",
+    response_model=list[PolicyOut],
+    summary="Every policy: defaults, overrides, effective",
+)
 async def list_policies(request: Request, session: SessionDep, _: ReaderAuth) -> list[PolicyOut]:
     return await service.list_policies(session, request.app.state.runner)
 
 
-@router.patch("/policies/{name}", response_model=PolicyOut, summary="Enable/disable or tune a policy (persisted)")
-async def tune_policy(name: str, request: Request, session: SessionDep, _: OperatorAuth,
-                      changes: dict[str, Any] = Body(..., examples=[{"enabled": False}, {"hysteresis_samples": 5}])) -> PolicyOut:
+@router.patch(
+    "/policies/{name}",
+    response_model=PolicyOut,
+    summary="Enable/disable or tune a policy (persisted)",
+)
+async def tune_policy(
+    name: str,
+    request: Request,
+    session: SessionDep,
+    _: OperatorAuth,
+    changes: Annotated[
+        dict[str, Any], Body(examples=[{"enabled": False}, {"hysteresis_samples": 5}])
+    ],
+) -> PolicyOut:
     return await service.tune_policy(session, request.app.state.runner, name, changes)
 
 
-@router.delete("/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults")
-async def reset_policy(name: str, request: Request, session: SessionDep, _: OperatorAuth) -> PolicyOut:
+@router.delete(
+    "/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults"
+)
+async def reset_policy(
+    name: str, request: Request, session: SessionDep, _: OperatorAuth
+) -> PolicyOut:
     return await service.reset_policy(session, request.app.state.runner, name)
 
 
-@router.post("/cycle", summary="Run a decision cycle now (whole fleet, or the edges named) and return its summary")
-async def run_cycle(request: Request, _: OperatorAuth, data: CycleIn | None = None) -> dict[str, Any]:
+@router.post(
+    "/cycle",
+    summary="Run a decision cycle now (whole fleet, or the edges named) and return its summary",
+)
+async def run_cycle(
+    request: Request, _: OperatorAuth, data: CycleIn | None = None
+) -> dict[str, Any]:
     return await service.run_cycle(request.app.state.runner, data)
 
 

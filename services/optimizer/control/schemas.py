@@ -43,7 +43,9 @@ class PolicyOut(BaseModel):
 
 class CycleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    edges: list[str] | None = Field(None, description="edge ids, names or nids; default the whole fleet")
+    edges: list[str] | None = Field(
+        None, description="edge ids, names or nids; default the whole fleet"
+    )
 
 
 class RolloutOut(BaseModel):

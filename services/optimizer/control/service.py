@@ -1,6 +1,8 @@
 """Operator controls: pause, dry-run, pins, per-policy tuning (persisted over the settings)."""
+
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,62 +11,112 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer import models as m
-from services.optimizer.control.schemas import ControlsIn, ControlsOut, CycleIn, PinIn, PinOut, PolicyOut, RolloutOut
+from services.optimizer.control.schemas import (
+    ControlsIn,
+    ControlsOut,
+    CycleIn,
+    PinIn,
+    PinOut,
+    PolicyOut,
+    RolloutOut,
+)
 from services.optimizer.decisions.service import find_edge
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.policies.config import POLICY_MODELS
-from shared.db import flush, utcnow
+from shared.db import after_commit, flush, utcnow
 from shared.errors import Invalid, NotFound
 
 
 async def read_controls(session: AsyncSession, runner: DecisionRunner) -> ControlsOut:
     values = await store.controls(session, runner.settings)
-    return ControlsOut(paused=bool(values["paused"]), dry_run=bool(values["dry_run"]), leader=await runner.lease.holder(),
-                       replica=runner.lease.me, last_cycle=runner.last_cycle)
+    return ControlsOut(
+        paused=bool(values["paused"]),
+        dry_run=bool(values["dry_run"]),
+        leader=await runner.lease.holder(),
+        replica=runner.lease.me,
+        last_cycle=runner.last_cycle,
+    )
 
 
-async def set_controls(session: AsyncSession, runner: DecisionRunner, data: ControlsIn, by: str) -> ControlsOut:
+async def set_controls(
+    session: AsyncSession, runner: DecisionRunner, data: ControlsIn, by: str
+) -> ControlsOut:
     for name in ("paused", "dry_run"):
         value = getattr(data, name)
         if value is not None:
             await store.set_control(session, name, value, by)
-    await session.commit()
+    await flush(session)
     if data.paused is False or data.dry_run is False:
-        runner.request(full=True)  # catch up with what was held back
+        after_commit(session, _request(runner, full=True))  # catch up with what was held back
     return await read_controls(session, runner)
 
 
 async def list_pins(session: AsyncSession, runner: DecisionRunner) -> list[PinOut]:
     rows = (await session.scalars(select(m.Pin).order_by(m.Pin.edge_id))).all()
     names = {e.id: e.name for e in runner.fleet.edges.values()} if runner.fleet else {}
-    return [PinOut(edge_id=r.edge_id, edge_name=names.get(r.edge_id), reason=r.reason, created_at=r.created_at,
-                   created_by=r.created_by) for r in rows]
+    return [
+        PinOut(
+            edge_id=r.edge_id,
+            edge_name=names.get(r.edge_id),
+            reason=r.reason,
+            created_at=r.created_at,
+            created_by=r.created_by,
+        )
+        for r in rows
+    ]
 
 
-async def pin(session: AsyncSession, runner: DecisionRunner, key: str, data: PinIn, by: str) -> PinOut:
+async def pin(
+    session: AsyncSession, runner: DecisionRunner, key: str, data: PinIn, by: str
+) -> PinOut:
     edge = find_edge(await runner.fleet_view(), key)
     now = utcnow()
     stmt = insert(m.Pin).values(edge_id=edge.id, reason=data.reason, created_at=now, created_by=by)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["edge_id"], set_={"reason": data.reason}))
-    row = await session.get(m.Pin, edge.id, populate_existing=True)
-    return PinOut(edge_id=edge.id, edge_name=edge.name, reason=row.reason, created_at=row.created_at, created_by=row.created_by)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["edge_id"], set_={"reason": data.reason})
+    )
+    row = await session.get_one(m.Pin, edge.id, populate_existing=True)
+    return PinOut(
+        edge_id=edge.id,
+        edge_name=edge.name,
+        reason=row.reason,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
 
 
 async def unpin(session: AsyncSession, runner: DecisionRunner, key: str) -> None:
     edge = find_edge(await runner.fleet_view(), key)
-    result = await session.execute(delete(m.Pin).where(m.Pin.edge_id == edge.id))
-    if not result.rowcount:
+    deleted = await session.scalar(
+        delete(m.Pin).where(m.Pin.edge_id == edge.id).returning(m.Pin.edge_id)
+    )
+    if deleted is None:
         raise NotFound(f"edge {edge.name} is not pinned", field="edge")
-    await session.commit()
-    runner.request(edge_ids={edge.id})
+    after_commit(session, _request(runner, edge_ids={edge.id}))
+
+
+def _request(
+    runner: DecisionRunner, *, full: bool = False, edge_ids: set[int] | None = None
+) -> Callable[[], Awaitable[None]]:
+    """A cycle request for after the commit (the cycle reads the controls and pins anew)."""
+
+    async def request() -> None:
+        runner.request(full=full, edge_ids=edge_ids)
+
+    return request
 
 
 def _policy(runner: DecisionRunner, name: str, overrides: dict[str, dict[str, Any]]) -> PolicyOut:
     defaults = getattr(runner.settings.policies(), name).model_dump()
     effective = getattr(runner.policies(overrides), name).model_dump()
-    return PolicyOut(name=name, enabled=effective["enabled"], effective=effective, defaults=defaults,
-                     overrides=overrides.get(name) or {})
+    return PolicyOut(
+        name=name,
+        enabled=effective["enabled"],
+        effective=effective,
+        defaults=defaults,
+        overrides=overrides.get(name) or {},
+    )
 
 
 async def list_policies(session: AsyncSession, runner: DecisionRunner) -> list[PolicyOut]:
@@ -72,12 +124,12 @@ async def list_policies(session: AsyncSession, runner: DecisionRunner) -> list[P
     return [_policy(runner, name, overrides) for name in POLICY_MODELS]
 
 
-async def tune_policy(session: AsyncSession, runner: DecisionRunner, name: str, changes: dict[str, Any]) -> PolicyOut:
+async def tune_policy(
+    session: AsyncSession, runner: DecisionRunner, name: str, changes: dict[str, Any]
+) -> PolicyOut:
     model = POLICY_MODELS.get(name)
     if model is None:
         raise NotFound(f"no policy {name!r}; policies: {', '.join(POLICY_MODELS)}", field="name")
-    if not isinstance(changes, dict):
-        raise Invalid("the body is an object of settings to change", field="body")
     overrides = await store.overrides(session)
     merged = {**(overrides.get(name) or {}), **changes}
     try:
@@ -87,7 +139,11 @@ async def tune_policy(session: AsyncSession, runner: DecisionRunner, name: str, 
         field = ".".join(str(p) for p in err["loc"]) or "body"
         raise Invalid(f"{field}: {err['msg']}", field=field) from exc
     stmt = insert(m.PolicyOverride).values(policy=name, config=merged, updated_at=utcnow())
-    await session.execute(stmt.on_conflict_do_update(index_elements=["policy"], set_={"config": merged, "updated_at": utcnow()}))
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["policy"], set_={"config": merged, "updated_at": utcnow()}
+        )
+    )
     await flush(session)
     overrides[name] = merged
     return _policy(runner, name, overrides)
@@ -97,7 +153,9 @@ async def reset_policy(session: AsyncSession, runner: DecisionRunner, name: str)
     if name not in POLICY_MODELS:
         raise NotFound(f"no policy {name!r}", field="name")
     await session.execute(delete(m.PolicyOverride).where(m.PolicyOverride.policy == name))
-    return _policy(runner, name, {k: v for k, v in (await store.overrides(session)).items() if k != name})
+    return _policy(
+        runner, name, {k: v for k, v in (await store.overrides(session)).items() if k != name}
+    )
 
 
 async def run_cycle(runner: DecisionRunner, data: CycleIn | None) -> dict[str, Any]:

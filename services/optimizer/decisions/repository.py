@@ -9,8 +9,16 @@ from services.optimizer import models as m
 
 
 async def page(
-    session: AsyncSession, *, edge_id: int | None, policy: str | None, action: str | None, outcome: str | None,
-    since: datetime | None, until: datetime | None, limit: int, offset: int,
+    session: AsyncSession,
+    *,
+    edge_id: int | None,
+    policy: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[m.Decision], int]:
     stmt = select(m.Decision)
     if edge_id is not None:
@@ -26,18 +34,27 @@ async def page(
     if until is not None:
         stmt = stmt.where(m.Decision.at < until)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = (await session.scalars(stmt.order_by(m.Decision.at.desc(), m.Decision.id).limit(limit).offset(offset))).all()
+    rows = (
+        await session.scalars(
+            stmt.order_by(m.Decision.at.desc(), m.Decision.id).limit(limit).offset(offset)
+        )
+    ).all()
     return list(rows), int(total or 0)
 
 
 async def by_ids(session: AsyncSession, ids: list[str]) -> dict[str, m.Decision]:
     if not ids:
         return {}
-    return {d.id: d for d in (await session.scalars(select(m.Decision).where(m.Decision.id.in_(ids)))).all()}
+    return {
+        d.id: d
+        for d in (await session.scalars(select(m.Decision).where(m.Decision.id.in_(ids)))).all()
+    }
 
 
 async def edge_memory(session: AsyncSession, edge_id: int) -> dict[str, dict]:
-    rows = await session.execute(select(m.EdgeMemory.policy, m.EdgeMemory.data).where(m.EdgeMemory.edge_id == edge_id))
+    rows = await session.execute(
+        select(m.EdgeMemory.policy, m.EdgeMemory.data).where(m.EdgeMemory.edge_id == edge_id)
+    )
     return {p: d for p, d in rows}
 
 

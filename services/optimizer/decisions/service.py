@@ -1,4 +1,5 @@
 """The decision log and the explanation of an edge's current desired state."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,7 +7,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer.decisions import repository
-from services.optimizer.decisions.schemas import DecisionOut, DecisionPage, DeploymentExplained, EdgeExplained
+from services.optimizer.decisions.schemas import (
+    DecisionOut,
+    DecisionPage,
+    DeploymentExplained,
+    EdgeExplained,
+)
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.engine.state import Edge, FleetState
 from services.optimizer.policies.config import POLICY_NAMES
@@ -28,8 +34,17 @@ def find_edge(fleet: FleetState, key: str, field: str = "edge") -> Edge:
 
 
 async def list_decisions(
-    session: AsyncSession, runner: DecisionRunner, *, edge: str | None, policy: str | None, action: str | None,
-    outcome: str | None, since: datetime | None, until: datetime | None, limit: int, offset: int,
+    session: AsyncSession,
+    runner: DecisionRunner,
+    *,
+    edge: str | None,
+    policy: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
 ) -> DecisionPage:
     if limit > MAX_LIMIT:
         raise Invalid(f"at most {MAX_LIMIT}", field="limit")
@@ -39,9 +54,19 @@ async def list_decisions(
     if edge is not None:
         edge_id = int(edge) if edge.isdigit() else find_edge(await runner.fleet_view(), edge).id
     rows, total = await repository.page(
-        session, edge_id=edge_id, policy=policy, action=action, outcome=outcome, since=since, until=until, limit=limit, offset=offset
+        session,
+        edge_id=edge_id,
+        policy=policy,
+        action=action,
+        outcome=outcome,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
     )
-    return DecisionPage(items=[DecisionOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+    return DecisionPage(
+        items=[DecisionOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> EdgeExplained:
@@ -49,28 +74,62 @@ async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> Ed
     edge = find_edge(fleet, key)
     deps = fleet.by_edge.get(edge.id, [])
     decided = await repository.by_ids(session, [d.decision_id for d in deps if d.decision_id])
-    recent, _ = await repository.page(session, edge_id=edge.id, policy=None, action=None, outcome=None, since=None,
-                                      until=None, limit=20, offset=0)
+    recent, _ = await repository.page(
+        session,
+        edge_id=edge.id,
+        policy=None,
+        action=None,
+        outcome=None,
+        since=None,
+        until=None,
+        limit=20,
+        offset=0,
+    )
     node = fleet.node_of(edge)
     route = await repository.route(session, edge.nid)
     items = []
     for d in deps:
         pkg = fleet.packages.get(d.ai_id)
         why = decided.get(d.decision_id or "")
-        items.append(DeploymentExplained(
-            id=d.id, filename=d.filename, ai_id=d.ai_id, version=pkg.version if pkg else None,
-            ai_class=pkg.ai_class if pkg else None, params=d.params, generation=d.generation, observed=d.observed,
-            observed_generation=d.observed_generation, restarts=d.restarts, decision_id=d.decision_id,
-            decided_by=DecisionOut.model_validate(why) if why else None,
-        ))
+        items.append(
+            DeploymentExplained(
+                id=d.id,
+                filename=d.filename,
+                ai_id=d.ai_id,
+                version=pkg.version if pkg else None,
+                ai_class=pkg.ai_class if pkg else None,
+                params=d.params,
+                generation=d.generation,
+                observed=d.observed,
+                observed_generation=d.observed_generation,
+                restarts=d.restarts,
+                decision_id=d.decision_id,
+                decided_by=DecisionOut.model_validate(why) if why else None,
+            )
+        )
     return EdgeExplained(
-        edge_id=edge.id, name=edge.name, nid=edge.nid, status=edge.status, pinned=await repository.pinned(session, edge.id),
-        node=None if node is None else {
-            "condition": node.condition, "streak": node.streak, "cpu_avg": node.cpu_avg, "memory_avg": node.memory_avg,
-            "low_confidence_share": node.low_confidence_share, "last_seen": node.last_seen, "stale": node.stale,
+        edge_id=edge.id,
+        name=edge.name,
+        nid=edge.nid,
+        status=edge.status,
+        pinned=await repository.pinned(session, edge.id),
+        node=None
+        if node is None
+        else {
+            "condition": node.condition,
+            "streak": node.streak,
+            "cpu_avg": node.cpu_avg,
+            "memory_avg": node.memory_avg,
+            "low_confidence_share": node.low_confidence_share,
+            "last_seen": node.last_seen,
+            "stale": node.stale,
         },
-        routing=None if route is None else {
-            "analysis": route.analysis, "helper_nid": route.helper_nid, "route_low_confidence": route.route_low_confidence,
+        routing=None
+        if route is None
+        else {
+            "analysis": route.analysis,
+            "helper_nid": route.helper_nid,
+            "route_low_confidence": route.route_low_confidence,
         },
         deployments=items,
         recent_decisions=[DecisionOut.model_validate(r) for r in recent],

@@ -1,14 +1,24 @@
 """Everything one decision cycle reads besides the fleet (config, pins, memory, rollouts, routes,
 focus events) and the helpers the policies share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from services.optimizer.engine.plan import Plan
 from services.optimizer.engine.state import Deployment, Edge, FleetState, parse_ts
 from services.optimizer.policies.config import PoliciesConfig
+from shared.contracts.fleet import DesiredState
+
+
+class RolloutStatus(StrEnum):
+    ACTIVE = "active"  # waves go on
+    HALTED = "halted"  # too many of a wave failed: no new wave; failed members go back
+    COMPLETED = "completed"  # every edge updated; stragglers follow without waves
+    SUPERSEDED = "superseded"  # a newer version's rollout took over
 
 
 @dataclass
@@ -16,12 +26,14 @@ class RolloutState:
     filename: str
     to_version: str
     to_version_key: str
-    status: str  # active | halted | completed | superseded
+    status: RolloutStatus
     wave: int
     wave_started_at: datetime
     started_at: datetime
     members: dict[int, int] = field(default_factory=dict)  # edge_id -> wave
-    previous: dict[int, str] = field(default_factory=dict)  # edge_id -> version_key before the rollout
+    previous: dict[int, str] = field(
+        default_factory=dict
+    )  # edge_id -> version_key before the rollout
     failed: set[int] = field(default_factory=set)
     id: int | None = None
     dirty: bool = False
@@ -64,7 +76,8 @@ class CycleInput:
 
 
 class Cycle:
-    """One run of the policies over a CycleInput, collecting a Plan and the state changes to persist."""
+    """One run of the policies over a CycleInput, collecting a Plan and the state changes to
+    persist."""
 
     def __init__(self, inp: CycleInput, new_id=None):
         self.inp = inp
@@ -73,12 +86,13 @@ class Cycle:
         self.now = inp.now
         self.plan = Plan(inp.state, inp.now, new_id)
         self.memory_out: dict[tuple[str, int], dict[str, Any] | None] = {}  # None: forget
-        self.routes_out: dict[str, RouteState] = {}
         self.low_confidence: dict[int, bool] = {}  # edge_id -> routed up after this cycle
         self.next_wakeup: datetime | None = None
         self._helpers_of: dict[str, list[Deployment]] | None = None
         self._edges: list[Edge] | None = None
-        self.governing: dict[str, RolloutState] = {}  # filename -> the rollout that decides its version
+        self.governing: dict[
+            str, RolloutState
+        ] = {}  # filename -> the rollout that decides its version
 
     # -- scope ----------------------------------------------------------------------------------
 
@@ -93,7 +107,11 @@ class Cycle:
             if self.inp.scope is None:
                 self._edges = [e for e in self.state.edges.values() if e.id not in pins]
             else:
-                self._edges = [self.state.edges[i] for i in sorted(self.inp.scope) if i in self.state.edges and i not in pins]
+                self._edges = [
+                    self.state.edges[i]
+                    for i in sorted(self.inp.scope)
+                    if i in self.state.edges and i not in pins
+                ]
         return self._edges
 
     def running(self, edge_id: int) -> list[Deployment]:
@@ -103,7 +121,8 @@ class Cycle:
         return [d for d in deps if d.id not in self.plan.removed_ids]
 
     def is_analysis(self, d: Deployment) -> bool:
-        """An analysis AI (not the environment AI, not a helper copy): what overload and focus move."""
+        """An analysis AI (not the environment AI, not a helper copy): what overload and focus
+        move."""
         if d.helps:
             return False
         pkg = self.state.packages.get(self.plan.ai_id(d))
@@ -112,8 +131,9 @@ class Cycle:
     def helpers_of(self, nid: str) -> list[Deployment]:
         if self._helpers_of is None:
             self._helpers_of = {}
+            running = DesiredState.RUNNING
             for d in self.state.deployments.values():
-                if d.desired == "running" and d.helps:
+                if d.desired == running and d.helps:
                     self._helpers_of.setdefault(d.helps, []).append(d)
         return [d for d in self._helpers_of.get(nid, ()) if not self.plan.removed(d)]
 

@@ -4,26 +4,34 @@ No I/O here, so it is unit-tested and benchmarked on its own (bench/reconcile).
 Policy order matters: recovery first (it may mark an edge degraded, which overload then sees),
 then variants (environment + version), overload, focus, and the routing that follows from them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from services.optimizer.engine.context import Cycle, CycleInput, RolloutState, RouteState
-from services.optimizer.engine.plan import DecisionRecord
+from services.optimizer.engine.plan import DecisionRecord, Planned
 from services.optimizer.engine.state import Deployment
 from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
+from shared.contracts.decisions import op_wire
 
 
 @dataclass
 class CycleResult:
-    operations: list[dict[str, Any]]
+    operations: list[Planned]
     decisions: list[DecisionRecord]
     memory: dict[tuple[str, int], dict[str, Any] | None]  # None: forget
     rollouts: list[RolloutState]  # changed ones
     routes: list[RouteState]  # changed ones
-    next_wakeup: Any = None
+    next_wakeup: datetime | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def wire_operations(self) -> list[dict[str, Any]]:
+        """The operations as setup takes them."""
+        return [op_wire(p.op) for p in self.operations]
 
 
 def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
@@ -35,24 +43,37 @@ def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
     return found
 
 
-def _routes(cycle: Cycle) -> list[RouteState]:
-    """The routing table rows that change: analysis route (overload) and hard-frame route (low confidence)."""
-    changed: list[RouteState] = []
-    plan = cycle.plan
-    by_deployment = {}
-    for d in plan.decisions:
-        if d.edge_id is not None and d.policy in (overload.NAME, low_confidence.NAME):
-            by_deployment[d.edge_id] = d.id
-    # Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once for all edges).
-    intents = plan.intents
-    with_route = set()
+def _routing_decisions(cycle: Cycle) -> dict[int, str]:
+    """Edge -> the routing decision (overload, low confidence) of this cycle."""
+    return {
+        record.edge_id: record.id
+        for record in cycle.plan.decisions
+        if record.edge_id is not None and record.policy in (overload.NAME, low_confidence.NAME)
+    }
+
+
+def _edges_with_route(cycle: Cycle) -> set[int]:
+    """Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once
+    for all edges)."""
+    intents = cycle.plan.intents
+    found = set()
     for edge_id, deps in cycle.state.by_edge.items():
         for d in deps:
             i = intents.get(d.id)
             params = i.params if i else d.params
             if params and "analysis_route" in params:
-                with_route.add(edge_id)
+                found.add(edge_id)
                 break
+    return found
+
+
+def _routes(cycle: Cycle) -> list[RouteState]:
+    """The routing table rows that change: analysis route (overload) and hard-frame route (low
+    confidence)."""
+    changed: list[RouteState] = []
+    plan = cycle.plan
+    by_edge = _routing_decisions(cycle)
+    with_route = _edges_with_route(cycle)
     for edge in cycle.edges():
         old = cycle.inp.routes.get(edge.nid)
         routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))
@@ -73,7 +94,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
             route_low_confidence=routed_up,
             low_confidence_share=node.low_confidence_share if node else None,
             frames_sent_up_share=node.frames_sent_up_share if node else None,
-            decision_id=by_deployment.get(edge.id, old.decision_id if old else None),
+            decision_id=by_edge.get(edge.id, old.decision_id if old else None),
         )
         if old is None:
             if new.key() != ("local", None, False):
@@ -90,7 +111,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
     return changed
 
 
-def decide(inp: CycleInput, new_id=None) -> CycleResult:
+def decide(inp: CycleInput, new_id: Callable[[], str] | None = None) -> CycleResult:
     cycle = Cycle(inp, new_id)
     recovery.apply(cycle)
     version.progress(cycle, _deps_by_filename(cycle))
@@ -108,6 +129,10 @@ def decide(inp: CycleInput, new_id=None) -> CycleResult:
         rollouts=[r for r in inp.rollouts if r.dirty],
         routes=routes,
         next_wakeup=cycle.next_wakeup,
-        stats={"edges": len(inp.state.edges), "scope": None if inp.scope is None else len(inp.scope),
-               "operations": len(ops), "decisions": len(cycle.plan.decisions)},
+        stats={
+            "edges": len(inp.state.edges),
+            "scope": None if inp.scope is None else len(inp.scope),
+            "operations": len(ops),
+            "decisions": len(cycle.plan.decisions),
+        },
     )

@@ -1,5 +1,6 @@
 """Great-circle distance and a bucketed grid so that "nearest edge" and "edges within r km" do not
 scan the whole fleet (the field compared every pair)."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ class GeoGrid:
     points: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float | None = None) -> "GeoGrid":
+    def build(
+        cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float | None = None
+    ) -> GeoGrid:
         located = [(k, lat, lon) for k, lat, lon in items if lat is not None and lon is not None]
         if cell_deg is None:
             # About six points per cell on average, whatever the fleet's density.
@@ -61,8 +64,13 @@ class GeoGrid:
                     yield bucket
 
     def _km_per_cell(self, lat: float) -> float:
-        """The smallest extent of a cell in km near this latitude (longitude shrinks with cos(lat))."""
-        return self.cell_deg * KM_PER_DEG_LAT * max(0.05, math.cos(math.radians(min(89.0, abs(lat) + self.cell_deg))))
+        """The smallest extent of a cell in km near this latitude (longitude shrinks with
+        cos(lat))."""
+        return (
+            self.cell_deg
+            * KM_PER_DEG_LAT
+            * max(0.05, math.cos(math.radians(min(89.0, abs(lat) + self.cell_deg))))
+        )
 
     def within(self, lat: float, lon: float, radius_km: float) -> list[tuple[int, float]]:
         """(key, distance) of every point within radius_km, nearest first."""
@@ -81,7 +89,8 @@ class GeoGrid:
     def nearest(
         self, lat: float, lon: float, accept: Callable[[int], bool], max_km: float
     ) -> tuple[int, float] | None:
-        """The nearest accepted point within max_km. Stops once a ring cannot hold anything nearer."""
+        """The nearest accepted point within max_km. Stops once a ring cannot hold anything
+        nearer."""
         km_cell = self._km_per_cell(lat)
         max_rings = math.ceil(max_km / km_cell) + 1
         center = self._cell(lat, lon)
@@ -93,6 +102,10 @@ class GeoGrid:
             for bucket in self._ring(center, r):
                 for key, plat, plon in bucket:
                     d = haversine_km(lat, lon, plat, plon)
-                    if d <= max_km and (best is None or d < best[1] or (d == best[1] and key < best[0])) and accept(key):
+                    if (
+                        d <= max_km
+                        and (best is None or d < best[1] or (d == best[1] and key < best[0]))
+                        and accept(key)
+                    ):
                         best = (key, d)
         return best

@@ -1,6 +1,7 @@
 """Leadership among optimizer replicas: a lease row. The holder renews it every ``lease_renew_s``;
 when it dies, the lease expires after ``lease_ttl_s`` and the next replica to try takes it.
 A row (not a session advisory lock) so that who leads is visible and survives pooled connections."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,8 @@ _ACQUIRE = text(
     VALUES (:name, :me, now(), now() + make_interval(secs => :ttl))
     ON CONFLICT (name) DO UPDATE
        SET holder = EXCLUDED.holder,
-           acquired_at = CASE WHEN leases.holder = EXCLUDED.holder THEN leases.acquired_at ELSE now() END,
+           acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
+                              THEN leases.acquired_at ELSE now() END,
            expires_at = EXCLUDED.expires_at
      WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now()
     RETURNING holder
@@ -36,26 +38,42 @@ class Lease:
     async def acquire(self) -> bool:
         """Take or renew the lease; True while this replica leads."""
         async with self.engine.begin() as conn:
-            row = (await conn.execute(_ACQUIRE, {"name": LEASE, "me": self.me, "ttl": self.ttl_s})).first()
+            row = (
+                await conn.execute(_ACQUIRE, {"name": LEASE, "me": self.me, "ttl": self.ttl_s})
+            ).first()
         self.held = row is not None
         return self.held
 
     async def release(self) -> None:
         if self.held:
             async with self.engine.begin() as conn:
-                await conn.execute(text("DELETE FROM optimizer.leases WHERE name = :name AND holder = :me"), {"name": LEASE, "me": self.me})
+                await conn.execute(
+                    text("DELETE FROM optimizer.leases WHERE name = :name AND holder = :me"),
+                    {"name": LEASE, "me": self.me},
+                )
             self.held = False
 
     async def holder(self) -> dict | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(text("SELECT holder, acquired_at, expires_at, expires_at > now() AS live FROM optimizer.leases WHERE name = :name"), {"name": LEASE})).first()
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT holder, acquired_at, expires_at, expires_at > now() AS live"
+                        " FROM optimizer.leases WHERE name = :name"
+                    ),
+                    {"name": LEASE},
+                )
+            ).first()
         if row is None:
             return None
-        return {"holder": row.holder, "acquired_at": _iso(row.acquired_at), "expires_at": _iso(row.expires_at),
-                "live": row.live, "this_replica": row.holder == self.me}
+        return {
+            "holder": row.holder,
+            "acquired_at": _iso(row.acquired_at),
+            "expires_at": _iso(row.expires_at),
+            "live": row.live,
+            "this_replica": row.holder == self.me,
+        }
 
 
 def _iso(ts: datetime | None) -> str | None:
     return ts.isoformat() if ts else None
-
-

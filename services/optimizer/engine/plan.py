@@ -1,6 +1,7 @@
 """What a cycle wants: per-deployment intents, new deployments, edge statuses, and the decisions
 that asked for them. ``operations()`` diffs the intents against the current desired state and
 returns only the differences, as setup's POST /deployments/bulk operations."""
+
 from __future__ import annotations
 
 import uuid
@@ -10,23 +11,41 @@ from datetime import datetime
 from typing import Any
 
 from services.optimizer.engine.state import Deployment, Edge, FleetState
+from shared.contracts.decisions import (
+    Action,
+    BulkOperation,
+    CreateOp,
+    EdgeStatusOp,
+    Policy,
+    RemoveOp,
+    UpdateOp,
+)
+from shared.contracts.fleet import EdgeStatus
 
 
 @dataclass(slots=True)
 class DecisionRecord:
     id: str
     at: datetime
-    policy: str
-    action: str
+    policy: Policy
+    action: Action
     reason: str
     edge_id: int | None = None
     edge_name: str | None = None
     nid: str | None = None
     deployment_id: int | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
-    operations: list[dict[str, Any]] = field(default_factory=list)
+    operations: list[BulkOperation] = field(default_factory=list)
     # Decisions that change only the optimizer's own tables (routing) are applied at once.
     acts_on_setup: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class Planned:
+    """One operation for setup and the decision that asked for it."""
+
+    decision_id: str
+    op: BulkOperation
 
 
 @dataclass(slots=True)
@@ -57,7 +76,7 @@ class Plan:
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self.intents: dict[int, Intent] = {}
         self.creates: list[NewDeployment] = []
-        self.edge_status: dict[int, tuple[str, str]] = {}  # edge_id -> (status, decision_id)
+        self.edge_status: dict[int, tuple[EdgeStatus, str]] = {}  # edge_id -> (status, decision_id)
         self.decisions: list[DecisionRecord] = []
         self.removed_ids: set[int] = set()
 
@@ -74,7 +93,7 @@ class Plan:
     def removed(self, d: Deployment) -> bool:
         return d.id in self.removed_ids
 
-    def status_of(self, edge: Edge) -> str:
+    def status_of(self, edge: Edge) -> EdgeStatus:
         wanted = self.edge_status.get(edge.id)
         return wanted[0] if wanted else edge.status
 
@@ -82,8 +101,8 @@ class Plan:
 
     def decide(
         self,
-        policy: str,
-        action: str,
+        policy: Policy,
+        action: Action,
         reason: str,
         *,
         edge: Edge | None = None,
@@ -130,61 +149,94 @@ class Plan:
         i.remove, i.decision_id = True, decision.id
         self.removed_ids.add(d.id)
 
-    def create(self, edge_id: int, ai_id: int, params: dict[str, Any], decision: DecisionRecord, *, allow_multiple: bool) -> None:
+    def create(
+        self,
+        edge_id: int,
+        ai_id: int,
+        params: dict[str, Any],
+        decision: DecisionRecord,
+        *,
+        allow_multiple: bool,
+    ) -> None:
         self.creates.append(NewDeployment(edge_id, ai_id, params, allow_multiple, decision.id))
 
-    def set_edge_status(self, edge: Edge, status: str, decision: DecisionRecord) -> None:
+    def set_edge_status(self, edge: Edge, status: EdgeStatus, decision: DecisionRecord) -> None:
         self.edge_status[edge.id] = (status, decision.id)
 
     # -- the diff -----------------------------------------------------------------------------
 
-    def operations(self) -> list[dict[str, Any]]:
-        """Only what differs from the current desired state, each tagged with its decision."""
-        ops: list[dict[str, Any]] = []
+    def operations(self) -> list[Planned]:
+        """Only what differs from the current desired state, each with its decision."""
+        planned = [*self._edge_status_ops(), *self._intent_ops(), *self._create_ops()]
+        by_decision = {d.id: d for d in self.decisions}
+        for p in planned:
+            record = by_decision.get(p.decision_id)
+            if record is not None:
+                record.operations.append(p.op)
+        return planned
+
+    def _edge_status_ops(self) -> list[Planned]:
+        out = []
         for edge_id, (status, decision_id) in sorted(self.edge_status.items()):
             edge = self.state.edges.get(edge_id)
             if edge is not None and edge.status != status:
-                # setup's edge_status op carries no decision_id: the link is kept in the decision log.
-                ops.append({"op": "edge_status", "edge_id": edge_id, "status": status, "_decision_id": decision_id})
-        # Removals first so that a replacement never clashes with what it replaces.
-        for i in sorted(self.intents.values(), key=lambda i: i.deployment.id):
-            if i.remove:
-                ops.append({"op": "remove", "id": i.deployment.id, "decision_id": i.decision_id})
-        for i in sorted(self.intents.values(), key=lambda i: i.deployment.id):
-            if i.remove:
-                continue
+                # setup's edge_status op carries no decision_id: the decision log keeps the link.
+                out.append(
+                    Planned(
+                        decision_id,
+                        EdgeStatusOp.model_construct(
+                            op="edge_status", edge_id=edge_id, status=status
+                        ),
+                    )
+                )
+        return out
+
+    def _intent_ops(self) -> list[Planned]:
+        """Removals first, so that a replacement never clashes with what it replaces; then
+        updates."""
+        intents = sorted(self.intents.values(), key=lambda i: i.deployment.id)
+        out: list[Planned] = []
+        for i in intents:
+            if i.remove and i.decision_id is not None:
+                out.append(
+                    Planned(
+                        i.decision_id,
+                        RemoveOp.model_construct(
+                            op="remove", id=i.deployment.id, decision_id=i.decision_id
+                        ),
+                    )
+                )
+        for i in intents:
             d = i.deployment
-            op: dict[str, Any] = {"op": "update", "id": d.id}
-            if i.ai_id != d.ai_id:
-                op["ai_id"] = i.ai_id
-            if i.params != d.params:
-                op["params"] = i.params
-            if len(op) == 2 and not i.bump:
+            changed_ai, changed_params = i.ai_id != d.ai_id, i.params != d.params
+            if i.remove or i.decision_id is None or not (changed_ai or changed_params or i.bump):
                 continue
-            if i.bump:
-                op["redeploy"] = True  # a new generation even when nothing else changes: the master redeploys
-            op["expected_generation"] = d.generation
-            op["decision_id"] = i.decision_id
-            ops.append(op)
-        for c in self.creates:
-            ops.append(
-                {
-                    "op": "create",
-                    "edge_id": c.edge_id,
-                    "ai_id": c.ai_id,
-                    "params": c.params,
-                    "allow_multiple": c.allow_multiple,
-                    "decision_id": c.decision_id,
-                }
+            op = UpdateOp.model_construct(
+                op="update",
+                id=d.id,
+                ai_id=i.ai_id if changed_ai else None,
+                params=i.params if changed_params else None,
+                redeploy=True
+                if i.bump
+                else None,  # a new generation even when nothing else changes
+                expected_generation=d.generation,
+                decision_id=i.decision_id,
             )
-        by_decision = {d.id: d for d in self.decisions}
-        for op in ops:
-            record = by_decision.get(op.get("decision_id") or op.get("_decision_id"))
-            if record is not None:
-                record.operations.append(op)
-        return ops
+            out.append(Planned(i.decision_id, op))
+        return out
 
-
-def wire(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The operations as setup takes them (without the optimizer's private keys)."""
-    return [{k: v for k, v in op.items() if not k.startswith("_")} for op in ops]
+    def _create_ops(self) -> list[Planned]:
+        return [
+            Planned(
+                c.decision_id,
+                CreateOp.model_construct(
+                    op="create",
+                    edge_id=c.edge_id,
+                    ai_id=c.ai_id,
+                    params=c.params,
+                    allow_multiple=c.allow_multiple,
+                    decision_id=c.decision_id,
+                ),
+            )
+            for c in self.creates
+        ]

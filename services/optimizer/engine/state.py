@@ -2,14 +2,31 @@
 
 Built from setup's GET /fleet/snapshot and the VMS's GET /nodes/state answers; no I/O here.
 """
+
 from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from services.optimizer.engine.geo import GeoGrid
+from shared.contracts.fleet import (
+    DesiredState,
+    EdgeStatus,
+    FleetDeployment,
+    FleetEdge,
+    FleetPackage,
+    FleetSnapshot,
+    ObservedState,
+    PackageStatus,
+)
+from shared.contracts.nodes import NodeState
+
+# Enum members bound once: reading one off its class costs about five plain comparisons, and these
+# are compared once per deployment or package of a 100k-edge fleet.
+_RUNNING = DesiredState.RUNNING
+_READY = PackageStatus.READY
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -19,7 +36,7 @@ def parse_ts(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -31,7 +48,7 @@ class Edge:
     latitude: float | None
     longitude: float | None
     supports_analysis: bool
-    status: str
+    status: EdgeStatus
 
 
 @dataclass(slots=True)
@@ -42,7 +59,7 @@ class Package:
     version_key: str
     ai_class: str
     condition: str | None
-    status: str
+    status: PackageStatus
 
 
 @dataclass(slots=True)
@@ -51,11 +68,11 @@ class Deployment:
     edge_id: int
     ai_id: int
     filename: str
-    desired: str
+    desired: DesiredState
     params: dict[str, Any]
     allow_multiple: bool
     generation: int
-    observed: str
+    observed: ObservedState
     observed_generation: int
     restarts: int
     decision_id: str | None
@@ -83,36 +100,30 @@ class Node:
     stale: bool
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def node_from_wire(item: dict[str, Any]) -> Node:
-    """Read one GET /nodes/state item (flat, or with usage/detections nested) into a Node."""
-    usage = item.get("usage") or {}
-    det = item.get("detections") or {}
-    cpu = item.get("cpu_avg", usage.get("cpu_avg", usage.get("cpu")))
-    mem = item.get("memory_avg", usage.get("memory_avg", usage.get("memory")))
-    share = item.get("low_confidence_share", det.get("low_confidence_share") if isinstance(det, dict) else None)
-    sent_up = item.get("frames_sent_up_share")
-    if sent_up is None and isinstance(det, dict) and det.get("frames"):
+def node_from_wire(item: NodeState) -> Node:
+    """One GET /nodes/state item as a Node."""
+    usage = item["usage"]
+    det = item["detections"]
+    sent_up: float | None = None
+    if det is not None and det.get("frames"):
         sent_up = (det.get("frames_sent_up") or 0) / det["frames"]
     return Node(
-        nid=str(item["nid"]),
-        condition=item.get("condition"),
-        streak=int(item.get("streak") or 0),
-        cpu_avg=_float(cpu),
-        memory_avg=_float(mem),
-        low_confidence_share=_float(share),
-        frames_sent_up_share=_float(sent_up),
-        last_seen=parse_ts(item.get("last_seen")),
-        stale=bool(item.get("stale", False)),
+        nid=item["nid"],
+        condition=item["condition"],
+        streak=item["streak"],
+        cpu_avg=usage["cpu_avg"] if usage is not None else None,
+        memory_avg=usage["memory_avg"] if usage is not None else None,
+        low_confidence_share=det.get("low_confidence_share") if det is not None else None,
+        frames_sent_up_share=sent_up,
+        last_seen=parse_ts(item["last_seen"]),
+        stale=item["stale"],
     )
 
 
 @dataclass
 class FleetState:
-    """Everything one cycle decides over, indexed by edge, nid, filename and (filename, ai_class)."""
+    """Everything one cycle decides over, indexed by edge, nid, filename and (filename,
+    ai_class)."""
 
     edges: dict[int, Edge] = field(default_factory=dict)
     edges_by_nid: dict[str, Edge] = field(default_factory=dict)
@@ -130,25 +141,21 @@ class FleetState:
     # -- building -------------------------------------------------------------------------------
 
     @classmethod
-    def from_wire(cls, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> "FleetState":
+    def from_wire(cls, snapshot: FleetSnapshot, nodes: list[NodeState]) -> FleetState:
         state = cls()
-        state.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
-        for p in snapshot.get("ai_packages") or ():
-            state.add_package(
-                Package(p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"])
-            )
-        for e in snapshot.get("edges") or ():
+        state.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        for p in snapshot["ai_packages"]:
+            state.add_package(package_from_wire(p))
+        for e in snapshot["edges"]:
             state.add_edge(edge_from_wire(e))
-        for d in snapshot.get("deployments") or ():
+        for d in snapshot["deployments"]:
             state.add_deployment(deployment_from_wire(d))
-        for n in nodes:
-            node = node_from_wire(n)
-            state.nodes[node.nid] = node
+        state._put_nodes(nodes)
         return state
 
     def add_package(self, p: Package) -> None:
         self.packages[p.id] = p
-        if p.status != "ready":
+        if p.status != _READY:
             return
         insort(self.variants.setdefault((p.filename, p.ai_class), []), (p.version_key, p.id))
         self.classes_of.setdefault(p.filename, set()).add(p.ai_class)
@@ -163,90 +170,105 @@ class FleetState:
 
     def add_deployment(self, d: Deployment) -> None:
         self.deployments[d.id] = d
-        if d.desired == "running":
+        if d.desired == _RUNNING:
             self.by_edge.setdefault(d.edge_id, []).append(d)
 
-    def replace_edges(self, edge_ids: set[int], snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
+    def replace_edges(
+        self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]
+    ) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
                 self.deployments.pop(d.id, None)
         for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
             self.deployments.pop(d.id, None)
-        for e in snapshot.get("edges") or ():
-            old = self.edges.get(e["id"])
-            edge = edge_from_wire(e)
-            self.edges[edge.id] = edge
-            self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
-                self._grid = None
-        for d in snapshot.get("deployments") or ():
-            if d["edge_id"] in edge_ids:
-                self.add_deployment(deployment_from_wire(d))
-        for n in nodes:
-            node = node_from_wire(n)
-            self.nodes[node.nid] = node
+        for e in snapshot["edges"]:
+            self._put_edge(edge_from_wire(e))
+        for row in snapshot["deployments"]:
+            if row["edge_id"] in edge_ids:
+                self.add_deployment(deployment_from_wire(row))
+        self._put_nodes(nodes)
 
-    def apply_changes(self, snapshot: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, int]:
+    def apply_changes(self, snapshot: FleetSnapshot, nodes: list[NodeState]) -> dict[str, int]:
         """Fold an incremental answer into the mirror: setup's ``GET /fleet/snapshot?since=`` (rows
         changed after it, removed AIs and deployments included, ``edge_ids`` = every current edge)
         and the VMS's ``GET /nodes/state?since=`` (nodes whose state changed).
 
         The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
         (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
-        if "conditions" in snapshot:
-            self.ai_classes = dict((snapshot.get("conditions") or {}).get("ai_classes") or {})
-        packages = snapshot.get("ai_packages") or ()
-        if packages:
-            for p in packages:
-                if p["status"] == "removed":
-                    self.packages.pop(p["id"], None)
-                else:
-                    self.packages[p["id"]] = Package(
-                        p["id"], p["filename"], str(p["version"]), p["version_key"], p["ai_class"], p.get("condition"), p["status"]
-                    )
-            self._reindex_packages()
-        edges = snapshot.get("edges") or ()
-        for e in edges:
-            edge = edge_from_wire(e)
-            old = self.edges.get(edge.id)
-            if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
-                del self.edges_by_nid[old.nid]
-            self.edges[edge.id] = edge  # an existing key keeps its place: same order as a full snapshot
-            self.edges_by_nid[edge.nid] = edge
-            if old is None or (old.latitude, old.longitude, old.cluster_id) != (edge.latitude, edge.longitude, edge.cluster_id):
-                self._grid = None
-        dropped = 0
-        current = snapshot.get("edge_ids")
-        # New edges are in the answer, so the mirror holds every current edge: more means deletions.
-        if current is not None and len(current) != len(self.edges):
-            keep = set(current)
-            gone = [i for i in self.edges if i not in keep]
-            for edge_id in gone:
-                self._drop_edge(edge_id)
-            dropped = len(gone)
-        deployments = snapshot.get("deployments") or ()
-        for d in deployments:
-            new = deployment_from_wire(d)
-            old = self.deployments.get(new.id)
-            if old is not None and old.desired == "running":
-                lst = self.by_edge.get(old.edge_id)
-                if lst is not None:
-                    lst[:] = [x for x in lst if x.id != old.id]
-                    if not lst:
-                        del self.by_edge[old.edge_id]
-            if (new.desired != "running" and new.observed == "removed") or new.edge_id not in self.edges:
-                # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
-                self.deployments.pop(new.id, None)
-                continue
-            self.deployments[new.id] = new
-            if new.desired == "running":
-                insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+        self.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        self._fold_packages(snapshot["ai_packages"])
+        for e in snapshot["edges"]:
+            self._put_edge(edge_from_wire(e))
+        dropped = self._drop_missing_edges(snapshot.get("edge_ids"))
+        for row in snapshot["deployments"]:
+            self._fold_deployment(deployment_from_wire(row))
+        self._put_nodes(nodes)
+        return {
+            "edges": len(snapshot["edges"]),
+            "edges_dropped": dropped,
+            "ai_packages": len(snapshot["ai_packages"]),
+            "deployments": len(snapshot["deployments"]),
+            "nodes": len(nodes),
+        }
+
+    def _fold_packages(self, packages: list[FleetPackage]) -> None:
+        if not packages:
+            return
+        for p in packages:
+            if p["status"] == PackageStatus.REMOVED:
+                self.packages.pop(p["id"], None)
+            else:
+                self.packages[p["id"]] = package_from_wire(p)
+        self._reindex_packages()
+
+    def _put_edge(self, edge: Edge) -> None:
+        """A new or changed edge; an existing key keeps its place (as in a full snapshot)."""
+        old = self.edges.get(edge.id)
+        if old is not None and old.nid != edge.nid and self.edges_by_nid.get(old.nid) is old:
+            del self.edges_by_nid[old.nid]
+        self.edges[edge.id] = edge
+        self.edges_by_nid[edge.nid] = edge
+        moved = old is None or (old.latitude, old.longitude, old.cluster_id) != (
+            edge.latitude,
+            edge.longitude,
+            edge.cluster_id,
+        )
+        if moved:
+            self._grid = None
+
+    def _drop_missing_edges(self, current: list[int] | None) -> int:
+        """New edges are in the answer, so the mirror holds every current edge: more means
+        deletions. Returns how many were dropped."""
+        if current is None or len(current) == len(self.edges):
+            return 0
+        keep = set(current)
+        gone = [i for i in self.edges if i not in keep]
+        for edge_id in gone:
+            self._drop_edge(edge_id)
+        return len(gone)
+
+    def _fold_deployment(self, new: Deployment) -> None:
+        was = self.deployments.get(new.id)
+        if was is not None and was.desired == _RUNNING:
+            lst = self.by_edge.get(was.edge_id)
+            if lst is not None:
+                lst[:] = [x for x in lst if x.id != was.id]
+                if not lst:
+                    del self.by_edge[was.edge_id]
+        gone = new.desired != _RUNNING and new.observed == ObservedState.REMOVED
+        if gone or new.edge_id not in self.edges:
+            # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
+            self.deployments.pop(new.id, None)
+            return
+        self.deployments[new.id] = new
+        if new.desired == _RUNNING:
+            insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+
+    def _put_nodes(self, nodes: list[NodeState]) -> None:
         for n in nodes:
             node = node_from_wire(n)
             self.nodes[node.nid] = node
-        return {"edges": len(edges), "edges_dropped": dropped, "ai_packages": len(packages),
-                "deployments": len(deployments), "nodes": len(nodes)}
 
     def _reindex_packages(self) -> None:
         packages = sorted(self.packages.values(), key=_by_id)
@@ -263,11 +285,6 @@ class FleetState:
             del self.deployments[dep_id]
         self._grid = None
 
-    def replace_nodes(self, nodes: list[dict[str, Any]]) -> None:
-        for n in nodes:
-            node = node_from_wire(n)
-            self.nodes[node.nid] = node
-
     # -- queries ---------------------------------------------------------------------------------
 
     @property
@@ -280,7 +297,8 @@ class FleetState:
         return self.nodes.get(edge.nid)
 
     def resolve(self, filename: str, ai_class: str, version_key: str) -> Package | None:
-        """The ready package of this filename and class at this version, else the newest one below it."""
+        """The ready package of this filename and class at this version, else the newest one
+        below it."""
         found = self.variants.get((filename, ai_class))
         if not found:
             return None
@@ -301,32 +319,44 @@ def _by_id(item: Any) -> int:
     return item.id
 
 
-def edge_from_wire(e: dict[str, Any]) -> Edge:
+def edge_from_wire(e: FleetEdge) -> Edge:
     return Edge(
         id=e["id"],
-        name=e.get("name") or str(e["id"]),
-        nid=str(e["nid"]),
-        cluster_id=e.get("cluster_id"),
-        latitude=_float(e.get("latitude")),
-        longitude=_float(e.get("longitude")),
-        supports_analysis=bool(e.get("supports_analysis")),
-        status=e.get("status") or "active",
+        name=e["name"],
+        nid=e["nid"],
+        cluster_id=e["cluster_id"],
+        latitude=e["latitude"],
+        longitude=e["longitude"],
+        supports_analysis=e["supports_analysis"],
+        status=e["status"],
     )
 
 
-def deployment_from_wire(d: dict[str, Any]) -> Deployment:
+def package_from_wire(p: FleetPackage) -> Package:
+    return Package(
+        p["id"],
+        p["filename"],
+        p["version"],
+        p["version_key"],
+        p["ai_class"],
+        p["condition"],
+        p["status"],
+    )
+
+
+def deployment_from_wire(d: FleetDeployment) -> Deployment:
     return Deployment(
         id=d["id"],
         edge_id=d["edge_id"],
         ai_id=d["ai_id"],
         filename=d["filename"],
-        desired=d.get("desired") or "running",
-        params=d.get("params") or {},
-        allow_multiple=bool(d.get("allow_multiple")),
-        generation=int(d.get("generation") or 1),
-        observed=d.get("observed") or "pending",
-        observed_generation=int(d.get("observed_generation") or 0),
-        restarts=int(d.get("restarts") or 0),
-        decision_id=d.get("decision_id"),
+        desired=d["desired"],
+        params=d["params"],
+        allow_multiple=d["allow_multiple"],
+        generation=d["generation"],
+        observed=d["observed"],
+        observed_generation=d["observed_generation"],
+        restarts=d["restarts"],
+        decision_id=d["decision_id"],
         observed_reason=d.get("observed_reason"),
     )

@@ -10,7 +10,13 @@ from shared.db import SessionDep
 router = APIRouter(tags=["events"])
 
 
-@router.post("/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted,
-             summary="Something changed (VMS, master, setup): decided within a second")
-async def post_event(event: Event, session: SessionDep, request: Request, _: OperatorAuth) -> EventAccepted:
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted,
+    summary="Something changed (VMS, master, setup): decided within a second",
+)
+async def post_event(
+    event: Event, session: SessionDep, request: Request, _: OperatorAuth
+) -> EventAccepted:
     return await service.accept(session, request.app.state.runner, event)

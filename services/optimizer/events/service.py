@@ -1,59 +1,65 @@
-"""Events turn into decision requests at once; the runner coalesces them (``debounce_ms``)."""
+"""Events turn into decision requests at once; the runner coalesces them (``debounce_ms``).
+
+A request is made once the request's transaction has committed (``after_commit``): a cycle that
+starts earlier would not see the focus event it is asked about."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
-from services.optimizer.events.schemas import Event, EventAccepted
+from services.optimizer.events.schemas import EventAccepted
+from shared.contracts.events import Event, EventType
+from shared.db import after_commit, flush
 from shared.errors import Invalid
 
-EDGE_EVENTS = ("condition_changed", "deployment_failed", "overloaded", "low_confidence")
-# Events about what setup holds (observed state, packages) need setup's rows fresh: a whole cycle.
-FLEET_EVENTS = ("ai_ready", "deployment_failed")
-
-
-def _classes(event: Event) -> list[str]:
-    """Detected classes: ``counts`` (the VMS's shape) or ``classes``/``class``, top level or under data."""
-    extra = event.model_extra or {}
-    found: list[str] = []
-    for source in (extra, event.data):
-        counts = source.get("counts")
-        if isinstance(counts, dict):
-            found += [str(c) for c, n in counts.items() if n]
-        if isinstance(source.get("classes"), list):
-            found += [str(c) for c in source["classes"]]
-        if source.get("class"):
-            found.append(str(source["class"]))
-    return sorted(set(found))
+# Events about one edge: they name it (nid or edge_id).
+EDGE_EVENTS = (
+    EventType.CONDITION_CHANGED,
+    EventType.LOW_CONFIDENCE,
+    EventType.DETECTION,
+    EventType.DEPLOYMENT_FAILED,
+)
+# Events about what setup holds (observed state, packages): a whole cycle (a version wave spans the
+# fleet; a failure is read from setup's rows).
+FLEET_EVENTS = (EventType.AI_READY, EventType.DEPLOYMENT_FAILED)
 
 
 async def accept(session: AsyncSession, runner: DecisionRunner, event: Event) -> EventAccepted:
-    if event.type in EDGE_EVENTS or event.type == "detection":
-        if event.nid is None and event.edge_id is None:
-            raise Invalid(f"a {event.type} event names its edge: nid or edge_id", field="nid")
+    if event.type in EDGE_EVENTS and event.nid is None and event.edge_id is None:
+        raise Invalid(f"a {event.type} event names its edge: nid or edge_id", field="nid")
+    if event.type == EventType.DETECTION:
+        return await _detection(session, runner, event)
+    if event.type in FLEET_EVENTS:
+        runner.request(full=True)
+        return EventAccepted(type=event.type, scope="fleet")
     nids = {event.nid} if event.nid else set()
     edge_ids = {event.edge_id} if event.edge_id is not None else set()
-    if event.type == "detection":
-        cfg = runner.policies(await store.overrides(session)).focus
-        hits = [c for c in _classes(event) if c in cfg.classes]
-        if not cfg.enabled or not hits:
-            return EventAccepted(type=event.type, scope="none")
-        nid = event.nid
-        if nid is None:
-            fleet = await runner.fleet_view()
-            edge = fleet.edges.get(event.edge_id)  # type: ignore[arg-type]
-            if edge is None:
-                raise Invalid(f"edge {event.edge_id} is not in the fleet", field="edge_id")
-            nid = edge.nid
-        until = await store.add_focus(session, nid, hits, datetime.now(timezone.utc), cfg.ttl_s)
-        await session.commit()
-        runner.request(nids={nid})
-        return EventAccepted(type=event.type, scope="edge", focus_until=until.isoformat())
-    if event.type in FLEET_EVENTS:
-        runner.request(full=True)  # a version wave spans the fleet; a failure is read from setup
-        return EventAccepted(type=event.type, scope="fleet")
     runner.request(nids=nids, edge_ids=edge_ids)
     return EventAccepted(type=event.type, scope="edge")
+
+
+async def _detection(session: AsyncSession, runner: DecisionRunner, event: Event) -> EventAccepted:
+    """A watched class seen: the neighbours of the node focus on it until the TTL ends."""
+    cfg = runner.policies(await store.overrides(session)).focus
+    hits = sorted(c for c, n in event.counts.items() if n and c in cfg.classes)
+    if not cfg.enabled or not hits:
+        return EventAccepted(type=event.type, scope="none")
+    nid = event.nid
+    if nid is None:
+        fleet = await runner.fleet_view()
+        edge = fleet.edges.get(event.edge_id) if event.edge_id is not None else None
+        if edge is None:
+            raise Invalid(f"edge {event.edge_id} is not in the fleet", field="edge_id")
+        nid = edge.nid
+    until = await store.add_focus(session, nid, hits, datetime.now(UTC), cfg.ttl_s)
+    await flush(session)
+
+    async def decide() -> None:
+        runner.request(nids={nid})
+
+    after_commit(session, decide)
+    return EventAccepted(type=event.type, scope="edge", focus_until=until.isoformat())

@@ -1,13 +1,16 @@
 """Policy 6, event focus: a detection of a configured class on one edge raises the edges within
 ``radius_km`` to focus mode (``params`` merged into their analysis AIs' params, with
 ``focus_until``) for ``ttl_s``; when the TTL passes they go back. The expiry wakes the scheduler."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 from services.optimizer.engine.context import Cycle
+from shared.contracts.decisions import Action, Policy
+from shared.contracts.fleet import DesiredState
 
-NAME = "focus"
+NAME = Policy.FOCUS
 
 
 def _wanted(cycle: Cycle) -> dict[int, tuple[datetime, str]]:
@@ -39,9 +42,15 @@ def apply(cycle: Cycle) -> None:
     edge_ids = set(wanted)
     scope = {e.id for e in cycle.edges()}
     if cycle.full:
-        edge_ids |= {d.edge_id for d in state.deployments.values() if d.desired == "running" and "focus_until" in d.params}
+        edge_ids |= {
+            d.edge_id
+            for d in state.deployments.values()
+            if d.desired == DesiredState.RUNNING and "focus_until" in d.params
+        }
     else:
-        edge_ids |= {i for i in scope if any("focus_until" in d.params for d in state.by_edge.get(i, ()))}
+        edge_ids |= {
+            i for i in scope if any("focus_until" in d.params for d in state.by_edge.get(i, ()))
+        }
     focus_keys = set(cfg.params) | {"focus_until", "focus_source"}
     for edge_id in sorted(edge_ids):
         edge = state.edges.get(edge_id)
@@ -53,20 +62,40 @@ def apply(cycle: Cycle) -> None:
             params = plan.params(d)
             if edge_id in wanted:
                 until, source = wanted[edge_id]
-                new = {**params, **cfg.params, "focus_until": until.isoformat(), "focus_source": source}
+                new = {
+                    **params,
+                    **cfg.params,
+                    "focus_until": until.isoformat(),
+                    "focus_source": source,
+                }
                 if new == params:
                     continue
-                action = "focus_extend" if "focus_until" in params else "focus_on"
+                action = Action.FOCUS_EXTEND if "focus_until" in params else Action.FOCUS_ON
                 decision = plan.decide(
-                    NAME, action, f"detection on {source}, within {cfg.radius_km} km: focus until {until.isoformat()}",
-                    edge=edge, deployment=d, inputs=cycle.inputs(edge, source_nid=source, radius_km=cfg.radius_km,
-                                                                  focus_until=until.isoformat(), classes=cfg.classes),
+                    NAME,
+                    action,
+                    f"detection on {source}, within {cfg.radius_km} km: "
+                    f"focus until {until.isoformat()}",
+                    edge=edge,
+                    deployment=d,
+                    inputs=cycle.inputs(
+                        edge,
+                        source_nid=source,
+                        radius_km=cfg.radius_km,
+                        focus_until=until.isoformat(),
+                        classes=cfg.classes,
+                    ),
                 )
                 plan.set_params(d, new, decision)
             elif "focus_until" in params:
                 new = {k: v for k, v in params.items() if k not in focus_keys}
                 decision = plan.decide(
-                    NAME, "focus_off", f"focus from {params.get('focus_source', 'an event')} ended ({params['focus_until']})",
-                    edge=edge, deployment=d, inputs=cycle.inputs(edge, focus_until=params["focus_until"]),
+                    NAME,
+                    Action.FOCUS_OFF,
+                    f"focus from {params.get('focus_source', 'an event')} ended "
+                    f"({params['focus_until']})",
+                    edge=edge,
+                    deployment=d,
+                    inputs=cycle.inputs(edge, focus_until=params["focus_until"]),
                 )
                 plan.set_params(d, new, decision)

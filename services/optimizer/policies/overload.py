@@ -5,118 +5,233 @@ Handed back once the edge stays below the thresholds for ``recover_window_s``.
 
 On the wire: the helper gets a deployment of the same AI with params
 ``{"analysis_for": nid, "source_edge_id": id}`` (allow_multiple), and the source deployment's
-params get ``{"analysis_route": "edge", "analysis_edge": helper nid}`` or ``{"analysis_route": "server"}``."""
+params get ``{"analysis_route": "edge", "analysis_edge": helper nid}`` or
+``{"analysis_route": "server"}``."""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import Edge
+from services.optimizer.engine.state import Deployment, Edge
+from services.optimizer.policies.config import OverloadConfig
+from shared.contracts.decisions import Action, Policy
+from shared.contracts.fleet import DesiredState, EdgeStatus
 
-NAME = "overload"
+NAME = Policy.OVERLOAD
 ROUTE_KEYS = ("analysis_route", "analysis_edge")
 
 
-def _load(cycle: Cycle) -> dict[int, int]:
-    """Overloaded edges each helper already takes on."""
-    counts: dict[int, set[str]] = {}
-    for d in cycle.state.deployments.values():
-        if d.desired == "running" and d.helps:
-            counts.setdefault(d.edge_id, set()).add(d.helps)
-    return {k: len(v) for k, v in counts.items()}
+@dataclass
+class EdgeLoad:
+    """One edge's situation this cycle: its load, what it handed over, how long each lasted."""
+
+    edge: Edge
+    degraded: bool
+    above: bool
+    sources: list[Deployment]  # its analysis deployments
+    helpers: list[Deployment]  # copies on other edges analysing for it
+    handed_over: bool
+    above_for: float = 0.0
+    below_for: float = 0.0
 
 
-def apply(cycle: Cycle) -> None:
-    cfg = cycle.config.overload
-    if not cfg.enabled:
-        return
-    state, plan = cycle.state, cycle.plan
-    load: dict[int, int] | None = None
+class Helpers:
+    """Finds the helper for an overloaded edge, counting what each helper already takes on."""
 
-    def fit_helper(edge: Edge, key: int) -> bool:
+    def __init__(self, cycle: Cycle, cfg: OverloadConfig):
+        self.cycle, self.cfg = cycle, cfg
+        self._load: dict[int, int] | None = (
+            None  # helper edge id -> edges it helps (built on demand)
+        )
+
+    @property
+    def load(self) -> dict[int, int]:
+        if self._load is None:
+            counts: dict[int, set[str]] = {}
+            running = DesiredState.RUNNING
+            for d in self.cycle.state.deployments.values():
+                if d.desired == running and d.helps:
+                    counts.setdefault(d.edge_id, set()).add(d.helps)
+            self._load = {k: len(v) for k, v in counts.items()}
+        return self._load
+
+    def fits(self, edge: Edge, key: int) -> bool:
+        """Edge ``key`` can take on ``edge``'s analysis: same cluster, supports it, has room."""
+        state, cfg = self.cycle.state, self.cfg
         other = state.edges.get(key)
-        if other is None or other.id == edge.id or other.cluster_id != edge.cluster_id or not other.supports_analysis:
+        if other is None or other.id == edge.id or other.cluster_id != edge.cluster_id:
             return False
-        if other.id in cycle.inp.pins or plan.status_of(other) != "active":
+        if not other.supports_analysis or other.id in self.cycle.inp.pins:
+            return False
+        if self.cycle.plan.status_of(other) != EdgeStatus.ACTIVE:
             return False
         node = state.node_of(other)
         if node is None or node.stale or node.cpu_avg is None or node.memory_avg is None:
             return False
         if node.cpu_avg >= cfg.helper_cpu_max or node.memory_avg >= cfg.helper_memory_max:
             return False
-        return (load or {}).get(other.id, 0) < cfg.max_helped_per_edge
+        return self.load.get(other.id, 0) < cfg.max_helped_per_edge
 
-    helped = {d.helps for d in state.deployments.values() if d.desired == "running" and d.helps}
+    def nearest(self, edge: Edge) -> tuple[Edge, float] | None:
+        if edge.latitude is None or edge.longitude is None:
+            return None
+        grid = self.cycle.state.grid
+        found = grid.nearest(
+            edge.latitude, edge.longitude, partial(self.fits, edge), self.cfg.max_distance_km
+        )
+        return (self.cycle.state.edges[found[0]], found[1]) if found else None
+
+    def take(self, helper: Edge) -> None:
+        self.load[helper.id] = self.load.get(helper.id, 0) + 1
+
+
+def apply(cycle: Cycle) -> None:
+    cfg = cycle.config.overload
+    if not cfg.enabled:
+        return
+    state = cycle.state
+    helpers = Helpers(cycle, cfg)
+    running, degraded_status = DesiredState.RUNNING, EdgeStatus.DEGRADED
+    helped = {d.helps for d in state.deployments.values() if d.desired == running and d.helps}
     # Edges with a deployment routed elsewhere (the "any analysis_route" test, once for all edges).
-    routed = {edge_id for edge_id, deps in state.by_edge.items() if any(d.params and "analysis_route" in d.params for d in deps)}
+    routed = {
+        edge_id
+        for edge_id, deps in state.by_edge.items()
+        if any(d.params and "analysis_route" in d.params for d in deps)
+    }
     memory = cycle.inp.memory
     for edge in cycle.edges():
         node = state.nodes.get(edge.nid)
-        degraded = plan.status_of(edge) == "degraded"
+        degraded = cycle.plan.status_of(edge) == degraded_status
         above = bool(
-            node is not None and not node.stale
-            and ((node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent)
-        )
-        if not above and not degraded and edge.nid not in helped and (NAME, edge.id) not in memory and edge.id not in routed:
-            continue  # the common case: a calm edge with nothing handed over and nothing remembered
-        sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
-        mem = cycle.recall(NAME, edge.id)
-        route = next((plan.params(d).get("analysis_route") for d in sources if plan.params(d).get("analysis_route")), None)
-        helpers = cycle.helpers_of(edge.nid)
-        handed_over = bool(route or helpers)
-        if above:
-            mem.pop("below_since", None)
-            above_for = cycle.since(mem, "above_since")
-            below_for = 0.0
-        else:
-            mem.pop("above_since", None)
-            below_for = cycle.since(mem, "below_since") if handed_over else 0.0
-            above_for = 0.0
-            if not handed_over:
-                mem.pop("below_since", None)
-        cycle.remember(NAME, edge.id, mem if (above or handed_over) else None)
-        overloaded = degraded or (above and above_for >= cfg.window_s)
-        if overloaded and not handed_over and sources:
-            seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
-                                above_for_s=round(above_for, 1), window_s=cfg.window_s)
-            if load is None:
-                load = _load(cycle)
-            helper = None
-            if edge.latitude is not None and edge.longitude is not None:
-                found = state.grid.nearest(edge.latitude, edge.longitude, lambda k: fit_helper(edge, k), cfg.max_distance_km)
-                helper = (state.edges[found[0]], found[1]) if found else None
-            why = "edge degraded" if degraded else f"load above the thresholds for {above_for:.0f} s"
-            if helper is not None:
-                other, km = helper
-                hnode = state.node_of(other)
-                decision = plan.decide(
-                    NAME, "handoff_to_edge", f"{why}: analysis moves to {other.name} ({km:.2f} km away, same cluster)",
-                    edge=edge, inputs={**seen, "helper": other.name, "helper_nid": other.nid, "distance_km": round(km, 3),
-                                       "helper_cpu_avg": hnode.cpu_avg, "helper_memory_avg": hnode.memory_avg},
-                )
-                load[other.id] = load.get(other.id, 0) + 1
-                for d in sources:
-                    params = {"analysis_for": edge.nid, "source_edge_id": edge.id}
-                    plan.create(other.id, plan.ai_id(d), params, decision, allow_multiple=True)
-                    plan.set_params(d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision)
-            else:
-                decision = plan.decide(
-                    NAME, "handoff_to_server", f"{why}: no edge of the cluster with room within {cfg.max_distance_km} km; the analysis server takes over",
-                    edge=edge, inputs=seen,
-                )
-                for d in sources:
-                    plan.set_params(d, {**plan.params(d), "analysis_route": "server"}, decision)
-        elif handed_over and not degraded and not above and below_for >= cfg.recover_window_s:
-            seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent)
-            decision = plan.decide(
-                NAME, "hand_back", f"load below the thresholds for {below_for:.0f} s: analysis back on the edge",
-                edge=edge, inputs={**seen, "below_for_s": round(below_for, 1), "recover_window_s": cfg.recover_window_s},
+            node is not None
+            and not node.stale
+            and (
+                (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
             )
-            for h in helpers:
-                plan.remove(h, decision)
-            for d in sources:
-                plan.set_params(d, _without(plan.params(d), ROUTE_KEYS), decision)
-            cycle.remember(NAME, edge.id, None)
+        )
+        if not (
+            above
+            or degraded
+            or edge.nid in helped
+            or edge.id in routed
+            or (NAME, edge.id) in memory
+        ):
+            continue  # the common case: a calm edge with nothing handed over and nothing remembered
+        load = _situation(cycle, edge, degraded=degraded, above=above)
+        overloaded = load.degraded or (load.above and load.above_for >= cfg.window_s)
+        if overloaded and not load.handed_over and load.sources:
+            _hand_over(cycle, cfg, helpers, load)
+        elif (
+            load.handed_over
+            and not load.degraded
+            and not load.above
+            and load.below_for >= cfg.recover_window_s
+        ):
+            _hand_back(cycle, cfg, load)
+
+
+def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> EdgeLoad:
+    """The edge's hand-over state and how long its load has been above (or below) the thresholds,
+    the timers kept in the policy's memory."""
+    plan = cycle.plan
+    sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
+    copies = cycle.helpers_of(edge.nid)
+    route = next(
+        (plan.params(d)["analysis_route"] for d in sources if plan.params(d).get("analysis_route")),
+        None,
+    )
+    load = EdgeLoad(edge, degraded, above, sources, copies, handed_over=bool(route or copies))
+    mem = cycle.recall(NAME, edge.id)
+    if above:
+        mem.pop("below_since", None)
+        load.above_for = cycle.since(mem, "above_since")
+    else:
+        mem.pop("above_since", None)
+        if load.handed_over:
+            load.below_for = cycle.since(mem, "below_since")
+        else:
+            mem.pop("below_since", None)
+    cycle.remember(NAME, edge.id, mem if (above or load.handed_over) else None)
+    return load
+
+
+def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLoad) -> None:
+    """The analysis of an overloaded edge to the nearest edge with room, else to the server."""
+    plan, edge = cycle.plan, load.edge
+    seen = cycle.inputs(
+        edge,
+        cpu_percent=cfg.cpu_percent,
+        memory_percent=cfg.memory_percent,
+        above_for_s=round(load.above_for, 1),
+        window_s=cfg.window_s,
+    )
+    why = (
+        "edge degraded"
+        if load.degraded
+        else f"load above the thresholds for {load.above_for:.0f} s"
+    )
+    found = helpers.nearest(edge)
+    if found is None:
+        decision = plan.decide(
+            NAME,
+            Action.HANDOFF_TO_SERVER,
+            f"{why}: no edge of the cluster with room within {cfg.max_distance_km} km; "
+            "the analysis server takes over",
+            edge=edge,
+            inputs=seen,
+        )
+        for d in load.sources:
+            plan.set_params(d, {**plan.params(d), "analysis_route": "server"}, decision)
+        return
+    other, km = found
+    hnode = cycle.state.node_of(other)
+    decision = plan.decide(
+        NAME,
+        Action.HANDOFF_TO_EDGE,
+        f"{why}: analysis moves to {other.name} ({km:.2f} km away, same cluster)",
+        edge=edge,
+        inputs={
+            **seen,
+            "helper": other.name,
+            "helper_nid": other.nid,
+            "distance_km": round(km, 3),
+            "helper_cpu_avg": hnode.cpu_avg if hnode else None,
+            "helper_memory_avg": hnode.memory_avg if hnode else None,
+        },
+    )
+    helpers.take(other)
+    for d in load.sources:
+        params = {"analysis_for": edge.nid, "source_edge_id": edge.id}
+        plan.create(other.id, plan.ai_id(d), params, decision, allow_multiple=True)
+        plan.set_params(
+            d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision
+        )
+
+
+def _hand_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad) -> None:
+    """The load stayed below the thresholds long enough: the analysis back on the edge."""
+    plan, edge = cycle.plan, load.edge
+    seen = cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent)
+    decision = plan.decide(
+        NAME,
+        Action.HAND_BACK,
+        f"load below the thresholds for {load.below_for:.0f} s: analysis back on the edge",
+        edge=edge,
+        inputs={
+            **seen,
+            "below_for_s": round(load.below_for, 1),
+            "recover_window_s": cfg.recover_window_s,
+        },
+    )
+    for h in load.helpers:
+        plan.remove(h, decision)
+    for d in load.sources:
+        plan.set_params(d, _without(plan.params(d), ROUTE_KEYS), decision)
+    cycle.remember(NAME, edge.id, None)
 
 
 def _without(params: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Policies 1 and 2 meet here: the condition picks the ai_class, the rollout picks the version,
 and one lookup turns (filename, class, version) into the AI a deployment should run."""
+
 from __future__ import annotations
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.policies import environment, version
+from shared.contracts.decisions import Action
 
 
 def apply(cycle: Cycle) -> None:
@@ -15,9 +17,13 @@ def apply(cycle: Cycle) -> None:
         if not deps:
             continue
         node = state.nodes.get(edge.nid)
-        # The class this edge's condition asks for, once per edge (None: the condition moves nothing).
-        asked = (state.ai_classes.get(node.condition)
-                 if env_on and node is not None and node.condition is not None and not node.stale else None)
+        # The class this edge's condition asks for, once per edge (None: the condition moves
+        # nothing).
+        asked = (
+            state.ai_classes.get(node.condition)
+            if env_on and node is not None and node.condition is not None and not node.stale
+            else None
+        )
         for d in deps:
             if d.helps:
                 continue  # helper copies follow their source edge, not this edge's condition
@@ -36,22 +42,43 @@ def apply(cycle: Cycle) -> None:
             target = state.resolve(d.filename, ai_class, version_key)
             if target is None or target.id == pkg.id:
                 continue
-            node = state.node_of(edge)
             seen = cycle.inputs(
-                edge, filename=d.filename, from_ai_id=pkg.id, from_version=pkg.version, from_ai_class=pkg.ai_class,
-                to_ai_id=target.id, to_version=target.version, to_ai_class=target.ai_class,
+                edge,
+                filename=d.filename,
+                from_ai_id=pkg.id,
+                from_version=pkg.version,
+                from_ai_class=pkg.ai_class,
+                to_ai_id=target.id,
+                to_version=target.version,
+                to_ai_class=target.ai_class,
             )
-            if target.ai_class != pkg.ai_class:
+            if (
+                target.ai_class != pkg.ai_class and node is not None
+            ):  # (a class follows a condition)
                 decision = plan.decide(
-                    environment.NAME, "switch_variant",
-                    f"condition {node.condition} held {node.streak} samples: {d.filename} class {pkg.ai_class} -> {target.ai_class}",
-                    edge=edge, deployment=d, inputs={**seen, **(env[1] if env else {})},
+                    environment.NAME,
+                    Action.SWITCH_VARIANT,
+                    f"condition {node.condition} held {node.streak} samples: "
+                    f"{d.filename} class {pkg.ai_class} -> {target.ai_class}",
+                    edge=edge,
+                    deployment=d,
+                    inputs={**seen, **(env[1] if env else {})},
                 )
                 plan.set_ai(d, target.id, decision)
             if target.version_key != pkg.version_key and ver is not None:
-                key, action, rollout = ver
-                why = (f"wave {rollout.members.get(edge.id, 0)} of the {d.filename} {rollout.to_version} rollout"
-                       if action == "upgrade" else f"{d.filename} {rollout.to_version} failed here: back to the previous version")
-                decision = plan.decide(version.NAME, action, f"{d.filename} {pkg.version} -> {target.version}: {why}",
-                                       edge=edge, deployment=d, inputs={**seen, "rollout_status": rollout.status})
+                _, action, rollout = ver
+                if action == Action.UPGRADE:
+                    wave = rollout.members.get(edge.id, 0)
+                    why = f"wave {wave} of the {d.filename} {rollout.to_version} rollout"
+                else:
+                    why = f"{d.filename} {rollout.to_version} failed here: "
+                    why += "back to the previous version"
+                decision = plan.decide(
+                    version.NAME,
+                    action,
+                    f"{d.filename} {pkg.version} -> {target.version}: {why}",
+                    edge=edge,
+                    deployment=d,
+                    inputs={**seen, "rollout_status": rollout.status},
+                )
                 plan.set_ai(d, target.id, decision)

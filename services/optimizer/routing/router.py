@@ -1,4 +1,5 @@
 """Where each edge's analysis goes, as the YOLO worker on the edge reads it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,20 +31,35 @@ def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) ->
     }
 
 
-@router.get("/routing/{nid}", summary="Routing for one edge's YOLO worker (its own edge token, or staff)")
-async def routing(nid: str, request: Request, session: SessionDep, who: ReaderAuth) -> dict[str, Any]:
+@router.get(
+    "/routing/{nid}", summary="Routing for one edge's YOLO worker (its own edge token, or staff)"
+)
+async def routing(
+    nid: str, request: Request, session: SessionDep, who: ReaderAuth
+) -> dict[str, Any]:
     if who.kind == "edge" and who.nid != nid:
         raise Forbidden("an edge reads only its own routing")
     runner = request.app.state.runner
     threshold = runner.policies(await store.overrides(session)).low_confidence.confidence_threshold
-    return _view(await session.get(m.Route, nid), nid, runner.settings.effective_analysis_url, threshold)
+    return _view(
+        await session.get(m.Route, nid), nid, runner.settings.effective_analysis_url, threshold
+    )
 
 
-@router.get("/routing", summary="Edges whose analysis or hard frames leave the edge, with the share of frames sent up")
+@router.get(
+    "/routing",
+    summary="Edges whose analysis or hard frames leave the edge, with the share of frames sent up",
+)
 async def routing_report(request: Request, session: SessionDep, _: ReaderAuth) -> dict[str, Any]:
     runner = request.app.state.runner
     threshold = runner.policies(await store.overrides(session)).low_confidence.confidence_threshold
-    rows = (await session.scalars(
-        select(m.Route).where((m.Route.analysis != "local") | m.Route.route_low_confidence).order_by(m.Route.nid)
-    )).all()
-    return {"items": [_view(r, r.nid, runner.settings.effective_analysis_url, threshold) for r in rows]}
+    rows = (
+        await session.scalars(
+            select(m.Route)
+            .where((m.Route.analysis != "local") | m.Route.route_low_confidence)
+            .order_by(m.Route.nid)
+        )
+    ).all()
+    return {
+        "items": [_view(r, r.nid, runner.settings.effective_analysis_url, threshold) for r in rows]
+    }

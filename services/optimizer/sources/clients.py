@@ -1,34 +1,35 @@
-"""The optimizer's two sources and one sink: setup (fleet snapshot, bulk writes) and the VMS (node state).
+"""The optimizer's two sources and one sink: setup (fleet snapshot, bulk writes) and the VMS
+(node state), speaking the contracts of shared.contracts.
 
-Bulk calls only: one snapshot, one node-state answer, one bulk write per cycle. Answers are parsed
-with orjson (a 100k-edge snapshot is tens of MB)."""
+Bulk calls only: one snapshot, one node-state answer, one bulk write per cycle. The big answers
+are parsed with orjson into the contracts' TypedDicts (a 100k-edge snapshot is tens of MB, and
+validating it into objects would triple the parse time); the small ones are validated."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 import httpx
 import orjson
 
 from services.optimizer.settings import OptimizerSettings
 from shared.clients import raise_for_upstream, service_client
+from shared.contracts.decisions import BulkOperation, BulkResponse, BulkResult, op_wire
+from shared.contracts.fleet import FleetSnapshot
+from shared.contracts.nodes import NodeState, NodeStates
 from shared.errors import Conflict, Unavailable
-
-
-def _json(response: httpx.Response) -> Any:
-    return orjson.loads(response.content)
 
 
 class SetupClient:
     def __init__(self, settings: OptimizerSettings):
         self.http = service_client(settings, settings.setup_url, timeout=settings.source_timeout_s)
 
-    async def snapshot(self, edge_ids: set[int] | None = None, since: datetime | None = None) -> dict[str, Any]:
-        """The whole fleet, or (where setup supports ``edge_ids``) only these edges' rows, or (with
-        ``since``) only the rows changed after it plus ``edge_ids``, every current edge id.
-
-        Callers check ``len(answer["edges"])``: a setup that ignores the filter answers everything;
-        one that ignores ``since`` answers without ``edge_ids``."""
+    async def snapshot(
+        self, edge_ids: set[int] | None = None, since: datetime | None = None
+    ) -> FleetSnapshot:
+        """The whole fleet, or only these edges' rows, or (with ``since``) only the rows changed
+        after it plus ``edge_ids``, every current edge id."""
         params = {"edge_ids": ",".join(str(i) for i in sorted(edge_ids))} if edge_ids else {}
         if since is not None:
             params["since"] = since.isoformat()
@@ -37,22 +38,25 @@ class SetupClient:
         except httpx.HTTPError as exc:
             raise Unavailable(f"setup unreachable: {exc}") from exc
         raise_for_upstream(r, "setup /fleet/snapshot")
-        return _json(r)
+        return cast(FleetSnapshot, orjson.loads(r.content))
 
-    async def bulk(self, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def bulk(self, operations: list[BulkOperation]) -> list[BulkResult]:
+        body = {"requested_by": "optimizer", "operations": [op_wire(op) for op in operations]}
         try:
             r = await self.http.post(
                 "/deployments/bulk",
-                content=orjson.dumps({"requested_by": "optimizer", "operations": operations}),
+                content=orjson.dumps(body),
                 headers={"content-type": "application/json"},
             )
         except httpx.HTTPError as exc:
             raise Unavailable(f"setup unreachable: {exc}") from exc
         if r.status_code == 409:
-            detail = _json(r).get("error", {})
-            raise Conflict(f"setup refused the bulk write: {detail.get('message')}", field=detail.get("field"))
+            detail = orjson.loads(r.content).get("error", {})
+            raise Conflict(
+                f"setup refused the bulk write: {detail.get('message')}", field=detail.get("field")
+            )
         raise_for_upstream(r, "setup /deployments/bulk")
-        return _json(r)["results"]
+        return BulkResponse.model_validate_json(r.content).results
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -62,11 +66,12 @@ class VmsClient:
     def __init__(self, settings: OptimizerSettings):
         self.http = service_client(settings, settings.vms_url, timeout=settings.source_timeout_s)
 
-    async def nodes(self, nids: set[str] | None = None) -> list[dict[str, Any]]:
-        body = await self.state(nids)
-        return body["items"] if isinstance(body, dict) else body
+    async def nodes(self, nids: set[str] | None = None) -> list[NodeState]:
+        return (await self.state(nids))["items"]
 
-    async def state(self, nids: set[str] | None = None, since: datetime | None = None) -> Any:
+    async def state(
+        self, nids: set[str] | None = None, since: datetime | None = None
+    ) -> NodeStates:
         """The GET /nodes/state answer: ``items`` and ``generated_at`` (the VMS's database clock);
         with ``since``, only the nodes whose state changed after it."""
         params = {"include_silent": "false"}
@@ -79,7 +84,7 @@ class VmsClient:
         except httpx.HTTPError as exc:
             raise Unavailable(f"VMS unreachable: {exc}") from exc
         raise_for_upstream(r, "VMS /nodes/state")
-        return _json(r)
+        return cast(NodeStates, orjson.loads(r.content))
 
     async def aclose(self) -> None:
         await self.http.aclose()

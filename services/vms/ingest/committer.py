@@ -8,6 +8,9 @@ The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with 
 Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next batch is
 collected and sent while the previous one's commit is still on its way, which hides the round
 trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
+When the database refuses a value in a batch (validation should have caught it; nothing was
+stored), the batch is split until the request holding it stands alone: that request gets 422, the
+others are committed as if it had never been there.
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.vms.ingest.metrics import IngestMetrics
 from services.vms.nodes.state import Record
 from services.vms.settings import VmsSettings
 from services.vms.storage import partitions
 from services.vms.storage.writer import write_batch
-from shared.errors import Unavailable
+from shared.errors import Invalid, Unavailable
 
 log = logging.getLogger("edge.vms.commit")
 
@@ -42,8 +46,20 @@ CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
-_NO_PARTITION = "23514"
-_ATTEMPTS = 3  # check_violation: "no partition of relation ... found for row"
+_NO_PARTITION = "23514"  # check_violation: "no partition of relation ... found for row"
+_ATTEMPTS = 3
+# A value asyncpg cannot encode for its column (refused before anything is sent).
+_ClientDataError = asyncpg.exceptions._base.DataError
+
+
+def refused_as_data(exc: BaseException) -> bool:
+    """Whether the database (or the encoding for it) refused a value in the batch: a record's
+    fault, not the database's, so the batch is worth splitting to find that record."""
+    if isinstance(exc, (_ClientDataError, orjson.JSONEncodeError)):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    refused = state[:2] in ("22", "23") and state != _NO_PARTITION
+    return isinstance(exc, asyncpg.PostgresError) and refused
 
 
 class _Pending:
@@ -153,6 +169,9 @@ class GroupCommitter:
         try:
             events = await self._write_with_retry(records)
         except Exception as exc:  # every waiting request must be answered, whatever happened
+            if refused_as_data(exc):
+                await self._isolate(batch, exc)
+                return
             reason = "connection" if isinstance(exc, CONNECTION_ERRORS) else type(exc).__name__
             self.metrics.commit_failures.labels(reason).inc()
             log.warning("group commit of %d records failed (%s): %s", len(records), reason, exc)
@@ -173,6 +192,22 @@ class GroupCommitter:
                 item.future.set_result(None)
         if events and self.on_events is not None:
             self.on_events(events)
+
+    async def _isolate(self, batch: list[_Pending], exc: BaseException) -> None:
+        """A value in ``batch`` was refused (nothing was stored): commit its halves apart until the
+        request holding it stands alone, and refuse that one (422); the others are committed."""
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            await self._commit_batch(batch[:middle])
+            await self._commit_batch(batch[middle:])
+            return
+        item = batch[0]
+        self.metrics.rejects.labels("refused_by_database").inc(len(item.records))
+        log.warning("a request of %d records refused by the database: %s", len(item.records), exc)
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if not item.future.done():
+            refusal = Invalid(f"the database refused a value: {detail}", field="body")
+            item.future.set_exception(refusal)
 
     async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
         # Nothing reached the database (no connection, a stale pooled one, a partition dropped under
@@ -209,6 +244,9 @@ class GroupCommitter:
                 events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
             except asyncpg.exceptions.ConnectionDoesNotExistError:
                 raise  # it died while the statement ran: the outcome is unknown
+            except (_ClientDataError, orjson.JSONEncodeError):
+                healthy = True  # refused before anything was sent: the connection is fine
+                raise
             except (asyncpg.exceptions.InternalClientError, asyncpg.InterfaceError) as exc:
                 # Refused before anything was sent: a pooled connection the server had closed while
                 # it sat idle (its protocol still consuming the server's farewell). Safe to retry.
@@ -219,6 +257,9 @@ class GroupCommitter:
                     self._partitions.clear()
                     healthy = True
                     raise _NotSent() from exc
+                # A data error failed the statement (its implicit transaction rolled back) and left
+                # the connection usable; anything else: unknown state, never reused.
+                healthy = refused_as_data(exc)
                 raise
             healthy = True
             return events

@@ -7,8 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Field devices send "4" or 4, "0000" or 0: both are the same code (coerce_numbers_to_str below).
-StrLike = str
+# No NUL: Postgres refuses it in text and JSON (the shared request layer refuses it in JSON and
+# form bodies already; this covers every other way in, natively). An unpaired surrogate is
+# refused by pydantic itself.
+StrLike = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
+# The columns these go to are 32-bit integers.
+Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+ClassName = Annotated[StrLike, Field(min_length=1, max_length=64)]
 
 
 def _aware(value: datetime) -> datetime:
@@ -68,7 +74,7 @@ class InferenceMs(_Payload):
 
 class Detection(_Payload):
     class_: StrLike = Field(alias="class", min_length=1, max_length=64)
-    class_id: int | None = Field(None, ge=0)
+    class_id: Int32 | None = None
     confidence: Number = Field(ge=0, le=1)
     box: list[Number] = Field(min_length=4, max_length=4, description="[x1, y1, x2, y2]")
 
@@ -81,13 +87,13 @@ class DetectionsIn(_Payload):
     model: StrLike = Field(min_length=1, max_length=100, examples=["yolov8n"])
     model_version: StrLike = Field(min_length=1, max_length=40, examples=["01"])
     fps: Number = Field(ge=0, le=10_000)
-    frames: int = Field(ge=0)
+    frames: Int32
     inference_ms: InferenceMs | None = None
     conf_threshold: Number = Field(ge=0, le=1)
-    counts: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    counts: dict[ClassName, Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(default_factory=dict)
     detections: list[Detection] = Field(default_factory=list)
-    below_threshold: int = Field(0, ge=0)
-    frames_sent_up: int = Field(0, ge=0)
+    below_threshold: Int32 = 0
+    frames_sent_up: Int32 = 0
 
     @field_validator("ts")
     @classmethod

@@ -1,0 +1,117 @@
+"""What the optimizer decides and sends: setup's POST /deployments/bulk (operations in, results
+out, one transaction), and the names its decision log uses (policy, action, outcome)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.fleet import EdgeStatus
+
+
+class Policy(StrEnum):
+    ENVIRONMENT = "environment"
+    VERSION = "version"
+    RECOVERY = "recovery"
+    OVERLOAD = "overload"
+    LOW_CONFIDENCE = "low_confidence"
+    FOCUS = "focus"
+
+
+class Action(StrEnum):
+    SWITCH_VARIANT = "switch_variant"  # environment
+    UPGRADE = "upgrade"  # version
+    ROLLBACK = "rollback"
+    ROLLOUT_STARTED = "rollout_started"
+    ROLLOUT_WAVE = "rollout_wave"
+    ROLLOUT_HALTED = "rollout_halted"
+    ROLLOUT_COMPLETED = "rollout_completed"
+    REDEPLOY = "redeploy"  # recovery
+    MARK_DEGRADED = "mark_degraded"
+    MARK_ACTIVE = "mark_active"
+    HANDOFF_TO_EDGE = "handoff_to_edge"  # overload
+    HANDOFF_TO_SERVER = "handoff_to_server"
+    HAND_BACK = "hand_back"
+    ROUTE_UP = "route_up"  # low confidence
+    ROUTE_LOCAL = "route_local"
+    FOCUS_ON = "focus_on"  # focus
+    FOCUS_EXTEND = "focus_extend"
+    FOCUS_OFF = "focus_off"
+
+
+class Outcome(StrEnum):
+    PENDING = "pending"  # sent; waiting for the observed state
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # no observed state within the outcome timeout
+    SUPERSEDED = "superseded"  # a later decision (or an operator) changed the deployment
+    APPLIED = "applied"  # nothing to observe (the optimizer's own tables, an edge status)
+    DRY_RUN = "dry_run"  # nothing was sent
+    REJECTED = "rejected"  # setup refused the bulk write
+
+
+class CreateOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
+    op: Literal["create"]
+    edge_id: int
+    ai_id: int
+    params: dict[str, Any] = Field(default_factory=dict)
+    allow_multiple: bool = False
+    decision_id: str | None = None
+
+
+class UpdateOp(BaseModel):
+    """Only the fields that change; ``expected_generation`` makes setup refuse a stale write."""
+
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
+    op: Literal["update"]
+    id: int
+    ai_id: int | None = None
+    params: dict[str, Any] | None = None
+    redeploy: bool | None = None  # a new generation even when nothing else changes
+    expected_generation: int | None = None
+    decision_id: str | None = None
+
+
+class RemoveOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
+    op: Literal["remove"]
+    id: int
+    decision_id: str | None = None
+
+
+class EdgeStatusOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
+    op: Literal["edge_status"]
+    edge_id: int
+    status: EdgeStatus
+
+
+BulkOperation = Annotated[CreateOp | UpdateOp | RemoveOp | EdgeStatusOp, Field(discriminator="op")]
+
+
+def op_wire(op: BulkOperation) -> dict[str, Any]:
+    """One operation as setup takes it (fields left unset are not sent)."""
+    return op.model_dump(mode="json", exclude_none=True)
+
+
+class BulkRequest(BaseModel):
+    requested_by: Literal["operator", "optimizer", "service"] = "optimizer"
+    operations: list[BulkOperation]
+
+
+class BulkResult(BaseModel):
+    index: int
+    op: str
+    id: int  # the deployment (create, update, remove) or the edge (edge_status)
+    generation: int | None = None
+
+
+class BulkResponse(BaseModel):
+    results: list[BulkResult]

@@ -1,0 +1,61 @@
+"""The VMS's current state of its nodes (GET /nodes/state), read by the optimizer every cycle.
+
+Tens of MB at 100,000 nodes, built as JSON by Postgres: readers parse it with orjson into these
+TypedDicts; ``NODE_STATES.validate_json`` checks an answer fully (the contract tests do). Times
+are ISO 8601 text, as on the wire.
+"""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
+
+
+class NodeUsage(TypedDict):
+    """The last usage report and its smoothed averages (percent)."""
+
+    at: str
+    cpu: float | None
+    memory: float | None
+    func: str | None
+    cpu_avg: float | None
+    memory_avg: float | None
+
+
+class NodeDetections(TypedDict, total=False):
+    """The last detection summary (the fields the edge sent, among them these) and the smoothed
+    share of results below the confidence threshold."""
+
+    at: str
+    frames: int
+    frames_sent_up: int
+    counts: dict[str, int]
+    low_confidence_share: float | None
+
+
+class NodeState(TypedDict):
+    nid: str
+    known: bool
+    authenticated: bool
+    condition: str | None
+    condition_code: str | None
+    previous_condition: str | None
+    streak: int
+    condition_since: str | None
+    environment_at: str | None
+    usage: NodeUsage | None
+    detections: NodeDetections | None
+    last_seen: str | None
+    stale: bool
+
+
+class NodeStates(TypedDict):
+    """The whole answer; with ``?since=``, only the nodes whose state changed after it."""
+
+    items: list[NodeState]
+    generated_at: str  # the VMS's database clock
+    stale_after_s: float
+    conditions: dict[str, str]  # environment AI result code -> condition
+
+
+NODE_STATES: TypeAdapter[NodeStates] = TypeAdapter(NodeStates)

@@ -1,0 +1,76 @@
+"""The four services as real processes, for the tests of this folder.
+
+They run on a database of their own, dropped afterwards: fuzzing rewrites reference data (the
+condition map) that other tests rely on. Body limits are small (``BODY_LIMIT``, and
+``UPLOAD_LIMIT`` on the master's uploads) so that an over-limit body is cheap to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import migrations
+from tests.helpers.database import create_database, drop_database
+from tests.helpers.env import free_port, service_env
+from tests.helpers.processes import Proc, start_service
+
+SERVICES = ("setup", "master", "vms", "optimizer")
+BODY_LIMIT = 200_000
+UPLOAD_LIMIT = 400_000
+
+
+def running_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end."""
+    name = f"edgesec_{uuid.uuid4().hex[:10]}"
+    database_url = asyncio.run(create_database(name))
+    try:
+        for service in SERVICES:
+            migrations.upgrade(service, database_url)
+        yield from _services(database_url, tmp_path_factory)
+    finally:
+        asyncio.run(drop_database(name))
+
+
+def _services(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    tmp: Path = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in SERVICES}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    common = dict(
+        EDGE_SETUP_URL=urls["setup"],
+        EDGE_MASTER_URL=urls["master"],
+        EDGE_OPTIMIZER_URL=urls["optimizer"],
+        EDGE_VMS_URL=urls["vms"],
+        EDGE_MIGRATE_ON_START="false",
+    )
+    extra = {
+        "setup": {"SETUP_NOTIFY_MASTER": "false", "SETUP_MAX_BODY_BYTES": str(BODY_LIMIT)},
+        "master": {
+            "MASTER_ARTIFACT_DIR": str(tmp / "artifacts"),
+            "MASTER_PACKAGE_DIR": str(tmp / "packages"),
+            "MASTER_NOTIFY_OPTIMIZER": "false",
+            "MASTER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+            "MASTER_MAX_BODY_BYTES": str(BODY_LIMIT),
+        },
+        "optimizer": {"OPTIMIZER_MAX_BODY_BYTES": str(BODY_LIMIT)},
+        "vms": {"VMS_UNKNOWN_NODES": "flag", "VMS_MAX_BODY_BYTES": str(BODY_LIMIT)},
+    }
+    procs: list[Proc] = []
+    try:
+        for name in SERVICES:
+            env = service_env(database_url, **common, **extra[name])
+            procs.append(start_service(name, env=env, port=ports[name], tmp_path=tmp))
+        yield urls
+    finally:
+        for proc in procs:
+            proc.stop()
+        for proc in procs:
+            text = proc.log_text()
+            if "unhandled error" in text or "Exception in ASGI application" in text:
+                print(f"--- {proc.log_path.name} ---\n{text[-6000:]}")
