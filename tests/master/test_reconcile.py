@@ -102,13 +102,37 @@ async def test_deployment_waits_for_its_ai_then_fails_with_it_and_the_optimizer_
     await reconcile(master)
     d = await deployment(master, dep["id"])
     assert d["observed"] == "failed" and "failed to build" in d["observed_reason"], d
-    # Fire-and-forget: the event arrives just after the pass.
+    # Sent in the background (the outbox): the event arrives just after the pass.
     failed = await until(lambda: [ev for ev in sink.events if ev["type"] == "deployment_failed"])
     assert failed[0]["deployment_id"] == dep["id"] and failed[0]["edge_id"] == e["id"]
     assert failed[0]["auth"].startswith("Bearer ") and failed[0]["path"] == "/events"
     # Reported once: the next pass finds setup already saying so.
     summary = await reconcile(master)
     assert summary["reported"] == 0 and len([ev for ev in sink.events if ev["type"] == "deployment_failed"]) == 1
+
+
+async def test_events_for_the_optimizer_are_counted_and_drained_when_the_master_stops(
+    db, setup_service, tmp_path, sink
+):
+    """The optimizer's events leave through a tracked outbox: counted on /metrics, and what is
+    queued when the master stops still goes out."""
+    settings = settings_for(
+        "master", db, setup_url=setup_service, optimizer_url=sink.url,
+        artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
+        reconcile_on_start=False, reconcile_seconds=3600,
+    )
+    app = create_app(settings)
+    async with running_app(app) as client:
+        r = await client.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+        ai_id = r.json()["ai"]["id"]
+        await client.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)
+        # the master stops at once, the event just queued
+    assert [ev["ai_id"] for ev in sink.events if ev["type"] == "ai_ready"] == [ai_id]
+    sent = app.state.metrics_registry.get_sample_value(
+        "master_outbox_deliveries_total",
+        {"target": "optimizer", "kind": "ai_ready", "outcome": "sent"},
+    )
+    assert sent == 1
 
 
 async def test_unreachable_agent_and_unconfigured_runtime_are_reported_with_reasons(master, sink):
@@ -183,6 +207,11 @@ async def test_deployments_applied_and_removed_through_the_master_are_recorded_i
     assert (await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})).status_code == 401
     r = await master.delete(f"/deployments/{dep['id']}", headers=OPERATOR)
     assert r.status_code == 200 and r.json()["desired"] == "removed"
+    # One write path: setup, having recorded each change, asks for the pass (here it does not:
+    # SETUP_NOTIFY_MASTER=false); the master's pass-through starts none of its own.
+    await asyncio.sleep(0.5)
+    status = (await master.get("/status", headers=OPERATOR)).json()
+    assert status["reconcile"]["passes"] == 0, status["reconcile"]
     # The edge is unreachable: the removal is not confirmed until its agent says the workload is
     # gone.
     await reconcile(master)

@@ -3,14 +3,17 @@ package from the artifact store once no other AI row references the digest.
 
 An AI is removed in setup (the owner of the row), and setup then asks the master to clean up
 (POST /ai-packages/{id}/remove). When the removal comes through the master (DELETE
-/ai-packages/{id}, the field's /remove_edgeAI), the master's own clean-up is already under way
-when setup's call arrives: the call joins it, so the clean-up runs once.
+/ai-packages/{id}, the field's /remove_edgeAI), the master cleans up at once and answers what it
+deleted; setup's call then joins the clean-up under way, or is answered what it did: the clean-up
+runs once. A removed AI stays removed, so a clean-up that left nothing to retry is never run
+again (one whose image delete failed is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,20 +29,30 @@ log = logging.getLogger("edge.master.removal")
 RemovalResult = dict[str, Any]
 
 
+# Clean-ups remembered (the latest ones): enough for setup's call to find the master's own.
+REMEMBERED = 1000
+
+
 class Removals:
-    """One clean-up per AI at a time; a second request for the same AI joins the running one.
-    Tasks are tracked, and cancelled and awaited on shutdown."""
+    """One clean-up per AI: a request while one runs joins it; setup's call after one that left
+    nothing to retry is answered its result. Tasks are tracked, and cancelled and awaited on
+    shutdown."""
 
     def __init__(self, ctx: MasterContext):
         self.ctx = ctx
         self._tasks: dict[int, asyncio.Task[RemovalResult]] = {}
+        self._done: OrderedDict[int, RemovalResult] = OrderedDict()
 
     async def remove(
         self, ai_id: int, *, first: Callable[[], Awaitable[object]] | None = None
     ) -> RemovalResult:
-        """Clean up after AI ``ai_id`` (``first``: the removal in setup, run before it)."""
+        """Clean up after AI ``ai_id``; ``first``: the removal in setup, run before it (the
+        master's own routes: they always run)."""
         task = self._tasks.get(ai_id)
         if task is None:
+            done = self._done.get(ai_id)
+            if done is not None and first is None:
+                return done
             task = asyncio.create_task(self._run(ai_id, first), name=f"remove-{ai_id}")
             self._tasks[ai_id] = task
             task.add_done_callback(lambda _task: self._tasks.pop(ai_id, None))
@@ -50,13 +63,24 @@ class Removals:
     ) -> RemovalResult:
         if first is not None:
             await first()
-        return await remove_ai(self.ctx, ai_id)
+        result = await remove_ai(self.ctx, ai_id)
+        if _final(result):
+            self._done[ai_id] = result
+            self._done.move_to_end(ai_id)
+            while len(self._done) > REMEMBERED:
+                self._done.popitem(last=False)
+        return result
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _final(result: RemovalResult) -> bool:
+    """Nothing left that another clean-up could do (the AI was found, its image not kept)."""
+    return result["image"] != "unknown" and not str(result["image"]).startswith("kept")
 
 
 async def remove_ai(ctx: MasterContext, ai_id: int) -> RemovalResult:
