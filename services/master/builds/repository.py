@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.master.models import BuildJob, PackageUpload
+from services.master.models import BuildJob, BuildState, PackageUpload
 from shared.db import utcnow
 
 
@@ -51,9 +51,9 @@ async def uploads_with_digest(session: AsyncSession, digest: str) -> list[Packag
 async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:
     job = await session.get(BuildJob, ai_id, with_for_update=True)
     if job is None:
-        job = BuildJob(ai_id=ai_id, state="running", attempts=0)
+        job = BuildJob(ai_id=ai_id, state=BuildState.RUNNING, attempts=0)
         session.add(job)
-    job.state = "running"
+    job.state = BuildState.RUNNING
     job.attempts = (job.attempts or 0) + 1
     job.reason = None
     job.started_at = utcnow()
@@ -62,7 +62,9 @@ async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:
     return job
 
 
-async def finish_job(session: AsyncSession, ai_id: int, *, state: str, **fields: Any) -> None:
+async def finish_job(
+    session: AsyncSession, ai_id: int, *, state: BuildState, **fields: Any
+) -> None:
     job = await session.get(BuildJob, ai_id)
     if job is None:
         return
