@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432}
+DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432, "analysis": 8004}
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
@@ -108,6 +108,10 @@ class ServiceSettings(BaseSettings):
         "http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"), description="the optimizer's base URL"
     )
     vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"), description="the VMS's base URL")
+    # Named apart from the optimizer's own analysis_url (where YOLO workers post their frames).
+    analysis_service_url: str = Field(
+        "http://127.0.0.1:8004", validation_alias=_fixed("EDGE_ANALYSIS_URL"), description="the analysis service's base URL"
+    )
     log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR")
     log_format: Literal["json", "text"] = Field(
         "json", validation_alias=_fixed("EDGE_LOG_FORMAT"), description="json lines (with request id) or text"
