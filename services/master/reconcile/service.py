@@ -49,11 +49,29 @@ REASON_MAX = 4000
 RuntimeFailure = (DriverError, DriverUnavailable)
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a pass saw of one deployment; reported to setup (an ObservedReport) when it differs
+    from setup's row. A plain object: a pass at 100,000 deployments builds one for each."""
+
+    id: int
+    observed: ObservedState
+    reason: str | None
+    generation: int
+    restarts: int
+
+    def report(self) -> ObservedReport:
+        return ObservedReport(
+            id=self.id, observed=self.observed, reason=self.reason,
+            generation=self.generation, restarts=self.restarts,
+        )
+
+
 @dataclass
 class EdgeOutcome:
-    """One edge after its pass: the reports for its deployments, and what the summary shows."""
+    """One edge after its pass: what was seen of its deployments, and what the summary shows."""
 
-    reports: list[ObservedReport]
+    observations: list[Observation]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,9 +82,9 @@ def report(
     *,
     generation: int | None = None,
     restarts: int | None = None,
-) -> ObservedReport:
-    """A report for ``dep``; generation and restarts default to what setup has."""
-    return ObservedReport(
+) -> Observation:
+    """What to report for ``dep``; generation and restarts default to what setup has."""
+    return Observation(
         id=dep["id"],
         observed=observed,
         reason=reason[:REASON_MAX] if reason else reason,
@@ -175,7 +193,10 @@ class Reconciler:
         outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
         previous = {d["id"]: d for d in snapshot["deployments"]}
         reports = [
-            r for o in outcomes for r in o.reports if _changed(previous.get(r.id), r)
+            seen.report()
+            for o in outcomes
+            for seen in o.observations
+            if _changed(previous.get(seen.id), seen)
         ]
         await ctx.setup.report_observed(reports)
         self._announce(reports, previous)
@@ -235,7 +256,7 @@ class Reconciler:
     async def _converge_edge(self, p: EdgePlan) -> EdgeOutcome:
         """Apply the desired workloads, remove the rest, observe: the reports for this edge."""
         outcome = EdgeOutcome(
-            reports=[report(b.deployment, b.observed, b.reason) for b in p.blocked],
+            observations=[report(b.deployment, b.observed, b.reason) for b in p.blocked],
             info={"edge_id": p.edge["id"], "name": p.edge["name"], "runtime": p.runtime,
                   "workloads": []},
         )
@@ -244,7 +265,7 @@ class Reconciler:
             before = await driver.observe(p.target)
         except RuntimeFailure as exc:
             outcome.info.update(error=str(exc), reachable=False)
-            outcome.reports += [
+            outcome.observations += [
                 report(dep, ObservedState.PENDING, f"edge unreachable: {exc}")
                 for dep, _wl in p.workloads
             ]
@@ -256,11 +277,11 @@ class Reconciler:
             p.workloads or p.removed or before
         ) else []
         present = {ow.name: ow for ow in after if ow.state != WorkloadState.REMOVED}
-        outcome.reports += [
+        outcome.observations += [
             _workload_report(dep, wl, present.get(wl.name), apply_errors.get(dep["id"]))
             for dep, wl in p.workloads
         ]
-        outcome.reports += [
+        outcome.observations += [
             report(dep, ObservedState.REMOVED, None, generation=dep["generation"])
             for dep in p.removed
             if _gone(dep, p, present)
@@ -323,7 +344,7 @@ def _workload_report(
     wl: NamedWorkload,
     ow: ObservedWorkload | None,
     apply_error: tuple[ObservedState, str] | None,
-) -> ObservedReport:
+) -> Observation:
     """A desired workload's report: the runtime's refusal, not there yet, or what it runs."""
     if apply_error is not None:
         state, reason = apply_error
@@ -351,7 +372,7 @@ def _workload_info(ow: ObservedWorkload) -> dict[str, Any]:
     }
 
 
-def _changed(before: FleetDeployment | None, r: ObservedReport) -> bool:
+def _changed(before: FleetDeployment | None, r: Observation) -> bool:
     if before is None:
         return False  # deployment not in the snapshot: nothing to report against
     return (
