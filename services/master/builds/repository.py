@@ -36,12 +36,18 @@ async def find_upload(session: AsyncSession, filename: str, ai_class: str, versi
     )
 
 
-async def forget_upload(session: AsyncSession, filename: str, ai_class: str, version: str) -> None:
-    await session.execute(
-        delete(PackageUpload).where(
-            PackageUpload.filename == filename, PackageUpload.ai_class == ai_class, PackageUpload.version == version
-        )
+async def forget_upload(
+    session: AsyncSession, filename: str, ai_class: str, version: str, *, digest: str | None = None
+) -> None:
+    """The upload under these names goes (only if it holds ``digest``, when given)."""
+    stmt = delete(PackageUpload).where(
+        PackageUpload.filename == filename,
+        PackageUpload.ai_class == ai_class,
+        PackageUpload.version == version,
     )
+    if digest is not None:
+        stmt = stmt.where(PackageUpload.package_digest == digest)
+    await session.execute(stmt)
 
 
 async def uploads_with_digest(session: AsyncSession, digest: str) -> list[PackageUpload]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
-from sqlalchemy import delete
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -27,7 +26,7 @@ from services.master.builds.service import (
     record_ingested,
 )
 from services.master.context import MasterContext
-from services.master.models import BuildState, PackageUpload
+from services.master.models import BuildState
 from services.master.packages import IngestedPackage, ingest_package
 from services.master.uploads.schemas import UploadAccepted, UploadFields
 from shared.contracts.fleet import PackageStatus
@@ -191,13 +190,8 @@ async def _forget_upload(ctx: MasterContext, ingested: IngestedPackage) -> None:
     """Remove this upload's record (names and digest) and its artifact unless still used."""
     m = ingested.manifest
     async with ctx.sessionmaker.begin() as session:
-        await session.execute(
-            delete(PackageUpload).where(
-                PackageUpload.filename == m.filename,
-                PackageUpload.ai_class == m.ai_class,
-                PackageUpload.version == m.version,
-                PackageUpload.package_digest == ingested.digest,
-            )
+        await repository.forget_upload(
+            session, m.filename, m.ai_class, m.version, digest=ingested.digest
         )
     await _drop_if_unused(ctx, ingested)
 
