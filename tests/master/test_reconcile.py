@@ -176,6 +176,46 @@ async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_cra
         assert summary["pass"] == 2
 
 
+class DriftedSetup:
+    """Answers GET /fleet/snapshot as a setup whose snapshot no longer matches the contract."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"edges": [{"id": "one", "name": "EdgeCCTV01"}],
+                                   "ai_packages": [], "deployments": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_a_snapshot_that_drifted_from_its_contract_stops_the_pass_naming_it(db, tmp_path):
+    drifted = DriftedSetup()
+    settings = settings_for("master", db, setup_url=drifted.url, artifact_dir=tmp_path / "a",
+                            package_dir=tmp_path / "p", reconcile_on_start=False,
+                            notify_optimizer=False)
+    try:
+        async with running_app(create_app(settings)) as lonely:
+            summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
+    finally:
+        drifted.close()
+    assert summary["state"] == "error", summary
+    assert "does not match its contract" in summary["error"] and "edges" in summary["error"]
+
+
 async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_path):
     """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts
     it."""
