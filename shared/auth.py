@@ -39,6 +39,8 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("setup", "PATCH", "/deployments/{deployment_id}"),
             ("setup", "DELETE", "/deployments/{deployment_id}"),
             ("setup", "POST", "/deployments/observed"),
+            ("setup", "POST", "/request_deploy_aiToDevice"),  # the field's routes, forwarded
+            ("setup", "POST", "/request_undeploy_aiFromDevice"),
             ("setup", "POST", "/edges/{edge_id}/workload-token"),
             ("setup", "GET", "/edges/{edge_id}/camera"),
             ("setup", "GET", "/edges/token-revocations"),
@@ -50,11 +52,19 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("master", "POST", "/reconcile"),
             ("master", "POST", "/ai-packages/{ai_id}/build"),
             ("master", "POST", "/ai-packages/{ai_id}/remove"),
+            ("master", "GET", "/ai-packages/folders/{filename}"),
         }
     ),
     "optimizer": frozenset(
         {
             ("setup", "POST", "/deployments/bulk"),
+            ("setup", "GET", "/edges/token-revocations"),
+        }
+    ),
+    "analysis": frozenset(
+        {
+            ("vms", "POST", "/analysis/claim"),
+            ("vms", "PUT", "/analysis/{request_id}/result"),
             ("setup", "GET", "/edges/token-revocations"),
         }
     ),

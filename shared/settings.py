@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
-SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
+SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
 # Networks an agent_url may point to unless EDGE_AGENT_ALLOWED_NETWORKS says otherwise: loopback
 # and the private ranges. Link-local (169.254/16, fe80::/10, cloud metadata), multicast and the
 # unspecified address are refused whatever this says.
@@ -69,6 +69,11 @@ class ServiceSettings(BaseSettings):
     )
     vms_token: SecretStr | None = Field(
         None, validation_alias=_fixed("EDGE_VMS_TOKEN"), description="the VMS's own credential"
+    )
+    analysis_token: SecretStr | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_ANALYSIS_TOKEN"),
+        description="the analysis service's own credential",
     )
     accept_service_token: bool | None = Field(
         None,

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from tests.helpers.env import (
     settings_for,
 )
 
-SERVICES = ("setup", "master", "optimizer", "vms")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 EDGE_NID = "0x01"
 OTHER_NID = "0x02"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -74,6 +75,13 @@ def settings(service: str, db: str, tmp_path: Path):
             reconcile_seconds=3600,
             notify_optimizer=False,
         )
+    if service == "analysis":
+        extra = {
+            "key_prefix": f"authmatrix-{uuid.uuid4().hex[:8]}:",
+            "video_dir": str(tmp_path / "videos"),
+            "rate_per_s": 0.0,
+            "sync_timeout_s": 1.0,
+        }
     return settings_for(service, db, **extra)
 
 
