@@ -21,6 +21,7 @@ from shared.contracts.decisions import (
     UpdateOp,
 )
 from shared.contracts.fleet import DesiredState, ObservedState
+from shared.contracts.master import ObservedReport, ObservedReports
 
 __all__ = [
     "BulkOperation",
@@ -78,16 +79,3 @@ class DeploymentOut(BaseModel):
     decision_id: str | None
     created_at: datetime
     updated_at: datetime
-
-
-class ObservedReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: int
-    observed: ObservedState
-    reason: str | None = Field(None, max_length=4000)
-    generation: int = Field(ge=0)
-    restarts: int = Field(0, ge=0)
-
-
-class ObservedReports(BaseModel):
-    reports: list[ObservedReport] = Field(max_length=100_000)
