@@ -32,7 +32,8 @@ log = logging.getLogger("edge_ai.vms")
 ROUTES = {"environment": "/save_edgeData", "usage": "/usage", "detections": "/detections"}
 BATCH_ROUTE = "/batch"
 # Answers that say "not now" rather than "not this record": the record is kept and retried.
-# 401/403 included: a wrong or revoked token is fixed by the operator, the data is still good.
+# 401/403 included: a wrong or revoked token is fixed by the operator, the data is still good
+# (unlike shared.service_client, where a service's refused credential is an error at once).
 _RETRY_STATUSES = {401, 403, 408, 425, 429}
 
 
@@ -58,6 +59,15 @@ def classify(response: httpx.Response) -> Delivery:
 
 def transport_failure(exc: httpx.HTTPError) -> Delivery:
     return Delivery(Outcome.RETRY, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+async def post(http: httpx.AsyncClient, url: str, **kw: Any) -> httpx.Response | Delivery:
+    """POST once: the answer, or a transport failure as the RETRY it stands for. The one place
+    the edge programs catch httpx's errors; what an answer means is ``classify``'s."""
+    try:
+        return await http.post(url, **kw)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc)
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -98,18 +108,14 @@ class VmsClient:
             await self._http.aclose()
 
     async def _post_one(self, record: BufferedRecord) -> Delivery:
-        try:
-            response = await self._http.post(self.base_url + ROUTES[record.kind], json=record.data)
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
-        return classify(response)
+        response = await post(self._http, self.base_url + ROUTES[record.kind], json=record.data)
+        return response if isinstance(response, Delivery) else classify(response)
 
     async def _post_batch(self, batch: Sequence[BufferedRecord]) -> list[Delivery] | Delivery:
         body = {"records": [{"kind": r.kind, "data": r.data} for r in batch]}
-        try:
-            response = await self._http.post(self.base_url + BATCH_ROUTE, json=body)
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+        response = await post(self._http, self.base_url + BATCH_ROUTE, json=body)
+        if isinstance(response, Delivery):
+            return response
         verdict = classify(response)
         if verdict.outcome is Outcome.RETRY:
             return verdict
@@ -188,8 +194,6 @@ class AnalysisClient:
         if not url:
             return Delivery(Outcome.RETRY, "no analysis URL configured")
         files = {"image": ("frame.jpg", record.blob or b"", "image/jpeg")}
-        try:
-            response = await self._http.post(url, files=files, data={"metadata": json.dumps(record.data)})
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
-        return classify(response)
+        data = {"metadata": json.dumps(record.data)}
+        response = await post(self._http, url, files=files, data=data)
+        return response if isinstance(response, Delivery) else classify(response)
