@@ -105,10 +105,6 @@ class Principal:
     token_id: int | None = None  # edges: to check revocation on a cached principal
     expires_at: int | None = None
 
-    @property
-    def is_staff(self) -> bool:
-        return self.kind in ("operator", "service")
-
     def may(self, grant: Grant) -> bool:
         if self.kind == "operator":
             return True
@@ -248,12 +244,6 @@ async def require_edge(request: Request) -> Principal:
     if principal.kind != "edge":
         raise Forbidden("only an edge's own token may call this route")
     return principal
-
-
-def check_own_node(principal: Principal, nid: str | None, field: str = "nid") -> None:
-    """In a handler: an edge may only see what belongs to its own node."""
-    if principal.kind == "edge" and nid != principal.nid:
-        raise Forbidden("an edge token reads only its own data", field=field)
 
 
 OperatorAuth = Annotated[Principal, Depends(require_staff)]

@@ -38,8 +38,6 @@ class NodeDirectory:
         self.names: dict[str, str] = {}
         self.time_zones: dict[str, str] = {}  # nid -> IANA zone, for edges that have their own
         self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
-        self.nodes_loaded = False  # True once setup has answered the node list
-        self.conditions_loaded = False
         self._last_nodes_refresh = 0.0
         self._lock = asyncio.Lock()
         self._setup = ServiceClient(
@@ -75,7 +73,7 @@ class NodeDirectory:
         except (DomainError, AttributeError) as exc:
             log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
             return False
-        self.nids, self.names, self.nodes_loaded = nids, names, True
+        self.nids, self.names = nids, names
         self.time_zones = zones
         return True
 
@@ -88,7 +86,7 @@ class NodeDirectory:
             log.warning("condition map from setup unavailable, keeping the last one: %s", exc)
             return False
         if mapping:
-            self.conditions, self.conditions_loaded = mapping, True
+            self.conditions = mapping
         return True
 
     def time_zone_for(self, nid: str) -> str | None:
