@@ -30,7 +30,8 @@ ALL = 10_000
 
 
 def _token(settings: MasterSettings) -> str | None:
-    return settings.service_token.get_secret_value() if settings.service_token else None
+    # The master's own, scoped credential (shared.auth.SERVICE_GRANTS["master"]).
+    return settings.own_credential() or None
 
 
 class SetupClient:

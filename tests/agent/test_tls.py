@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import re
 import ssl
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def make_ca(
     directory: Path, common: str
 ) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common))
@@ -81,7 +80,7 @@ def make_ca(
 
 def make_server_cert(directory: Path, name: str, ca_key, ca_cert) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
@@ -231,9 +230,7 @@ async def test_the_agent_refuses_a_master_its_ca_did_not_sign(tmp_path, pki):
     try:
         edge = EdgeTarget(name="tls-edge", nid="0x01", agent_url=agent.url)
         digest = master.add(ticker_package("01"))
-        # The agent answers 503 (the package cannot be fetched), which the driver reports as the
-        # agent being unavailable, naming why.
-        with pytest.raises(DriverUnavailable, match="cannot fetch package .* from the master"):
+        with pytest.raises(DriverUnavailable, match="cannot fetch package"):
             await driver.apply(workload(edge, digest))
         assert master.fetches_of(digest) == 0  # the handshake failed before any request
     finally:
@@ -263,7 +260,7 @@ async def test_the_master_calls_agents_only_at_allowed_addresses():
             await lan_only.observe(
                 EdgeTarget(name="e", nid="0x01", agent_url=f"http://127.0.0.1:{free_port()}")
             )
-        with pytest.raises(DriverError, match=re.escape("resolves to 127.0.0.1")):
+        with pytest.raises(DriverError, match="resolves to 127.0.0.1"):
             await lan_only.observe(
                 EdgeTarget(name="e", nid="0x01", agent_url=f"http://localhost:{free_port()}")
             )

@@ -1,5 +1,4 @@
-"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use
-them."""
+"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use them."""
 from __future__ import annotations
 
 import textwrap
@@ -9,7 +8,7 @@ import httpx
 
 from edge_ai.common.config import load_config
 from services.master.reconcile.desired import plan
-from shared.contracts.master import ClusterRecord, Runtime
+from shared.contracts.master import ClusterRecord
 from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
 
@@ -50,8 +49,7 @@ def test_each_program_gets_the_vms_path_it_posts_to(tmp_path):
         ],
     }
     manifest = {"command": ["python", "main.py"]}
-    clusters = {7: ClusterRecord(id=7, name="c7", runtime=Runtime.AGENT)}
-    plans = plan(snapshot, clusters, {10: manifest, 11: manifest},
+    plans = plan(snapshot, {7: ClusterRecord(id=7, name="c", runtime="agent")}, {10: manifest, 11: manifest},
                  vms=("10.0.0.14", 6432), vms_path="usage", token_for=lambda nid, runtime: None)
     paths = {}
     for _, workload in plans[1].workloads:
