@@ -1,4 +1,5 @@
-"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use them."""
+"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use
+them."""
 from __future__ import annotations
 
 import textwrap
