@@ -25,9 +25,10 @@ def _env_name(cls: type[BaseSettings], name: str, field) -> str:
 
 
 def _default(name: str, field) -> str:
-    if any(w in name for w in SECRET_WORDS):
-        return "(none)" if field.default is None else "(secret)"
     value: Any = field.get_default(call_default_factory=True)
+    # A text default of a secret-sounding setting is not shown; numbers (a token's lifetime) are.
+    if any(w in name for w in SECRET_WORDS) and not isinstance(value, int | float):
+        return "(none)" if value is None else "(secret)"
     if value is None:
         return "(none)"
     if isinstance(value, SecretStr):

@@ -32,3 +32,11 @@ def test_without_the_flag_the_settings_are_listed_for_a_terminal():
     assert "| --- |" not in plain and not plain.startswith("# Settings")
     assert "\n  SETUP_NOTIFY_MASTER=True\n" in plain
     assert "\n  EDGE_DATABASE_URL=postgresql+asyncpg://" in plain
+
+
+def test_numbers_are_shown_and_secrets_are_not():
+    text = (REPO / "docs" / "settings.md").read_text()
+    # A token's lifetime is a number, not a secret; the tokens themselves never have a default.
+    assert "| `EDGE_EDGE_TOKEN_TTL_S` | `2592000` |" in text
+    assert "| `AGENT_TOKEN_CHECK_S` | `3600` |" in text
+    assert "| `EDGE_OPERATOR_TOKEN` | (none) |" in text
