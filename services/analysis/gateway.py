@@ -38,6 +38,17 @@ def caller_key(principal: Principal) -> str:
     return principal.kind
 
 
+def resilient_redis(url: str, *, socket_timeout: float | None) -> Redis:
+    """A client whose broken pooled connection is retried once on a new one."""
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
+    )
+
+
 class Gateway:
     def __init__(self, settings: AnalysisSettings, metrics: GatewayMetrics):
         self.settings = settings
@@ -45,14 +56,9 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         # A pooled connection broken by a Redis restart fails once and is retried on a new one
         # (every command here is safe to repeat: a job is keyed by its id, results are SET NX).
-        resilient = {
-            "socket_connect_timeout": 1,
-            "retry": Retry(NoBackoff(), 1),
-            "retry_on_error": [RedisConnectionError],
-        }
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=5, **resilient)
+        self.redis = resilient_redis(settings.redis_url, socket_timeout=5)
         # Synchronous callers wait in BLPOP, each holding a connection for up to the deadline.
-        self.waiting = Redis.from_url(settings.redis_url, socket_timeout=None, **resilient)
+        self.waiting = resilient_redis(settings.redis_url, socket_timeout=None)
         self.submit_script = self.redis.register_script(SUBMIT_SCRIPT)
         self.cache = ResultCache(
             self.redis, settings.key_prefix, local_entries=settings.local_cache_entries

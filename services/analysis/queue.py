@@ -28,6 +28,27 @@ from typing import Any
 
 GROUP = "workers"
 
+# One stream entry as redis-py returns it (bytes, the clients do not decode): id and fields.
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+def text(value: object) -> str:
+    """A value from Redis (bytes: the clients do not decode) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def stream_entries(entries: Any) -> list[StreamEntry]:
+    """The entries of an XREAD/XREADGROUP/XAUTOCLAIM reply, typed (redis-py types them loosely).
+
+    An entry deleted while pending comes back with no fields; it is kept with an empty dict.
+    """
+    return [(bytes(entry_id), dict(fields or {})) for entry_id, fields in entries]
+
+
+def first_stream(reply: Any) -> list[StreamEntry]:
+    """The entries of the one stream an XREAD/XREADGROUP reply holds ([] when it timed out)."""
+    return stream_entries(reply[0][1]) if reply else []
+
 # KEYS: stream, job key; ARGV: max jobs, job id, image, meta json, job key ttl.
 SUBMIT_SCRIPT = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
@@ -104,7 +125,7 @@ class JobMeta:
         return json.dumps(self.__dict__, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> "JobMeta":
+    def from_json(cls, raw: str | bytes) -> JobMeta:
         data = json.loads(raw)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 

@@ -13,8 +13,10 @@ from tests.helpers.env import OPERATOR
 
 
 def make_video(path: Path, frames: int = 6) -> bytes:
-    picture = cv2.resize(cv2.imdecode(np.frombuffer(BUS, np.uint8), cv2.IMREAD_COLOR), (240, 320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (240, 320))
+    bus = cv2.imdecode(np.frombuffer(BUS, np.uint8), cv2.IMREAD_COLOR)
+    assert bus is not None
+    picture = cv2.resize(bus, (240, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (240, 320))
     for i in range(frames):
         writer.write(np.roll(picture, i * 8, axis=1))
     writer.release()

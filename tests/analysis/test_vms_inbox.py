@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -59,7 +59,7 @@ async def test_claims_lease_frames_and_results_are_written_once(db):
         ).json()["frames"]
         assert [f["id"] for f in again] == [first]
         body = InboxResult(
-            status="done", model="yolov8n", detections=[], analysed_at=datetime.now(timezone.utc)
+            status="done", model="yolov8n", detections=[], analysed_at=datetime.now(UTC)
         )
         r = await client.put(
             f"/analysis/{first}/result", content=body.model_dump_json(), headers=SERVICE_JSON
