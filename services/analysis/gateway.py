@@ -18,7 +18,7 @@ from services.analysis.errors import AnalysisTimeout, TooManyRequests
 from services.analysis.fusion import fuse
 from services.analysis.images import CheckedImage, check_image
 from services.analysis.metrics import GatewayMetrics
-from services.analysis.queue import GROUP, SUBMIT_SCRIPT, JobMeta, Keys, new_job_id
+from services.analysis.queue import GROUP, SUBMIT_SCRIPT, JobMeta, Keys, new_job_id, text
 from services.analysis.ratelimit import RateLimiter, retry_after
 from services.analysis.settings import AnalysisSettings
 from shared.auth import Principal
@@ -150,7 +150,7 @@ class Gateway:
             camera_time=meta.camera_time.isoformat() if meta.camera_time else None,
             edge_detections=[d.as_json() for d in meta.detections],
         )
-        job_id = await self.submit(image, job_meta)
+        job_id = await self.submit(image, job_meta, owner=caller_key(principal))
         if not wait:
             self.metrics.requests.labels("accepted").inc()
             return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
@@ -188,17 +188,19 @@ class Gateway:
             }
         )
 
-    async def submit(self, image: bytes, meta: JobMeta) -> str:
+    async def submit(self, image: bytes, meta: JobMeta, *, owner: str) -> str:
+        """Queue one job; ``owner`` (a ``caller_key``) is who may read it back besides staff."""
         job_id = new_job_id()
         try:
             accepted = await self.submit_script(
-                keys=[self.keys.stream, self.keys.job(job_id)],
+                keys=[self.keys.stream, self.keys.job(job_id), self.keys.owner(job_id)],
                 args=[
                     self.settings.queue_max_jobs,
                     job_id,
                     image,
                     meta.to_json(),
                     self.settings.result_ttl_s,
+                    owner,
                 ],
             )
         except RedisError as exc:
@@ -231,19 +233,32 @@ class Gateway:
         return AnalysisResult.model_validate_json(raw)
 
     # GET /jobs/{id}
-    async def job(self, job_id: str) -> AnalysisResult | JobAccepted:
+    async def job(self, job_id: str, principal: Principal) -> AnalysisResult | JobAccepted:
+        """A job's result or "queued"; an edge reads only the jobs it posted (403 otherwise)."""
         try:
-            raw = await self.redis.get(self.keys.result(job_id))
-            if raw is not None:
-                return AnalysisResult.model_validate_json(raw)
-            if await self.redis.exists(self.keys.job(job_id)):
-                return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
+            raw, owner = await self.redis.mget(
+                [self.keys.result(job_id), self.keys.owner(job_id)]
+            )
+            queued = raw is None and bool(await self.redis.exists(self.keys.job(job_id)))
         except RedisError as exc:
             raise Unavailable(
                 "the job store (Redis) is unreachable",
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             ) from exc
-        raise NotFound(f"job {job_id} does not exist (or its result expired)", field="job_id")
+        if raw is None and not queued:
+            raise NotFound(f"job {job_id} does not exist (or its result expired)", field="job_id")
+        self.check_owner(principal, owner, f"job {job_id}", field="job_id")
+        if raw is None:
+            return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
+        return AnalysisResult.model_validate_json(raw)
+
+    @staticmethod
+    def check_owner(principal: Principal, owner: object, what: str, *, field: str) -> None:
+        """Staff read everything; an edge only what it posted itself (``owner`` = its key)."""
+        if principal.kind != "edge":
+            return
+        if owner is None or text(owner) != caller_key(principal):
+            raise Forbidden(f"{what} was not posted by node {principal.nid}", field=field)
 
     async def queue_stats(self) -> dict[str, Any]:
         try:

@@ -136,7 +136,7 @@ class VmsInbox:
                 vms_request_id=frame.id,
             )
             try:
-                await g.submit(image, meta)
+                await g.submit(image, meta, owner="vms")
             except DomainError as exc:  # queue full or Redis down: the lease brings the rest back
                 log.info(
                     "VMS inbox: %s; %d frames left to their lease", exc.message, len(claim.frames)

@@ -92,12 +92,14 @@ async def analyze(
 @router.get(
     "/jobs/{job_id}",
     summary="A job's state: queued (202) or its result (200)",
+    description="The operator and the services read any job; an edge token only the jobs that "
+    "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, request: Request, _: ReaderAuth) -> JSONResponse:
+async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
-    answer = await _gateway(request).job(job_id)
+    answer = await _gateway(request).job(job_id, principal)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -123,10 +125,13 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
 
 
 @router.get(
-    "/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed"
+    "/videos/{video_id}",
+    summary="A video's progress: analysing, rendering, done or failed",
+    description="An edge token reads (here, in its events and its annotated file) only the videos "
+    "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
-    return await request.app.state.videos.status(_video_id(video_id))
+async def video_status(video_id: str, request: Request, principal: ReaderAuth) -> dict:
+    return await request.app.state.videos.status(_video_id(video_id), principal)
 
 
 @router.get(
@@ -137,11 +142,13 @@ async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(video_id: str, request: Request, _: ReaderAuth) -> StreamingResponse:
+async def video_events(
+    video_id: str, request: Request, principal: ReaderAuth
+) -> StreamingResponse:
     videos = request.app.state.videos
-    await videos.status(_video_id(video_id))
+    await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
-        videos.events(video_id),
+        videos.events(video_id, principal),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -152,8 +159,10 @@ async def video_events(video_id: str, request: Request, _: ReaderAuth) -> Stream
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, request: Request, _: ReaderAuth) -> FileResponse:
-    path = await request.app.state.videos.annotated(_video_id(video_id))
+async def video_annotated(
+    video_id: str, request: Request, principal: ReaderAuth
+) -> FileResponse:
+    path = await request.app.state.videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
 

@@ -281,7 +281,7 @@ class Videos:
         meta = JobMeta(image_sha256=checked.sha256)
         while True:
             try:
-                job_id = await self.gateway.submit(blob, meta)
+                job_id = await self.gateway.submit(blob, meta, owner="video")
                 break
             except Unavailable as exc:  # queue full: back off as its Retry-After says
                 if "full" not in exc.message:
@@ -290,7 +290,8 @@ class Videos:
         return await self.gateway.wait_for(job_id)
 
     # GET /videos/{id}
-    async def status(self, video_id: str) -> dict[str, Any]:
+    async def status(self, video_id: str, principal: Principal) -> dict[str, Any]:
+        """The video's progress; an edge reads only the videos it uploaded (403 otherwise)."""
         try:
             state = await self.gateway.redis.hgetall(self.key(video_id))
         except RedisError as exc:
@@ -298,6 +299,7 @@ class Videos:
         if not state:
             raise NotFound(f"video {video_id} does not exist (or expired)", field="video_id")
         data = {text(k): text(v) for k, v in state.items()}
+        self.gateway.check_owner(principal, data.get("owner"), f"video {video_id}", field="video_id")
         answer: dict[str, Any] = {"video_id": video_id, "status": data["status"]}
         for name in ("frames_total", "frames_done", "width", "height", "rendered"):
             if name in data:
@@ -312,8 +314,8 @@ class Videos:
         return answer
 
     # GET /videos/{id}/events
-    async def events(self, video_id: str) -> AsyncIterator[str]:
-        await self.status(video_id)  # 404 before the stream starts
+    async def events(self, video_id: str, principal: Principal) -> AsyncIterator[str]:
+        await self.status(video_id, principal)  # 404/403 before the stream starts
         last = "0"
         while True:
             try:
@@ -335,8 +337,8 @@ class Videos:
                 yield f"event: frame\nid: {last}\ndata: {data}\n\n"
 
     # GET /videos/{id}/annotated
-    async def annotated(self, video_id: str) -> Path:
-        state = await self.status(video_id)
+    async def annotated(self, video_id: str, principal: Principal) -> Path:
+        state = await self.status(video_id, principal)
         if state["status"] != "done":
             done = state.get("frames_done", 0)
             raise Conflict(

@@ -299,6 +299,7 @@ class Worker:
                     cache,
                     self.keys.cache_index,
                     self.keys.vms_outbox,
+                    self.keys.owner(job.job_id),
                 ],
                 args=[
                     body,
