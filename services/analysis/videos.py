@@ -299,7 +299,8 @@ class Videos:
         if not state:
             raise NotFound(f"video {video_id} does not exist (or expired)", field="video_id")
         data = {text(k): text(v) for k, v in state.items()}
-        self.gateway.check_owner(principal, data.get("owner"), f"video {video_id}", field="video_id")
+        owner = data.get("owner")
+        self.gateway.check_owner(principal, owner, f"video {video_id}", field="video_id")
         answer: dict[str, Any] = {"video_id": video_id, "status": data["status"]}
         for name in ("frames_total", "frames_done", "width", "height", "rendered"):
             if name in data:
