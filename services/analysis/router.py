@@ -17,6 +17,37 @@ from shared.errors import DomainError, Invalid, Unauthorized
 
 router = APIRouter(tags=["analysis"])
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# The bodies the handlers read themselves, documented for clients (and schema-driven fuzzing).
+ANALYZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/jpeg": _BINARY,
+            "image/png": _BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "metadata": {
+                            "type": "string",
+                            "description": "JSON: nid, camera_time, mode, detections",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+VIDEO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"video/mp4": _BINARY, "application/octet-stream": _BINARY},
+    }
+}
+
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
@@ -56,6 +87,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     response_model=AnalysisResult | JobAccepted,
     response_model_exclude_none=True,
     responses={202: {"model": JobAccepted}},
+    openapi_extra=ANALYZE_BODY,
 )
 async def analyze(
     request: Request,
@@ -119,6 +151,7 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
     "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
     "422 when the body is empty or not a video.",
+    openapi_extra=VIDEO_BODY,
 )
 async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     return await request.app.state.videos.upload(principal, request)

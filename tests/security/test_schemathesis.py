@@ -1,4 +1,5 @@
-"""Schemathesis against every service, each a real process: no generated request gets a 5xx.
+"""Schemathesis against every service, each a real process: no generated request gets a 5xx
+(the analysis gateway with one CPU worker on a small random-weights model).
 
 Each service's own OpenAPI document drives the generator (valid and invalid inputs: huge
 integers, NUL characters, odd strings, wrong types), once with the operator token and once with
@@ -9,6 +10,7 @@ runs in a few minutes on two cores; the failing requests are printed as curl com
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -23,7 +25,9 @@ EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "15"))
 EDGE = {"Authorization": f"Bearer {issue_edge_token('0x01', EDGE_TOKEN_SECRET)}"}
 
 
-services = pytest.fixture(scope="module")(running_services)
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    yield from running_services(tmp_path_factory, analysis=True)
 
 
 def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
@@ -68,7 +72,7 @@ def _fuzz(base: str, headers: dict[str, str]) -> tuple[int, list[str]]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("who", ["operator", "edge"])
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", (*SERVICES, "analysis"))
 def test_no_generated_request_gets_a_server_error(
     services: dict[str, str], service: str, who: str
 ) -> None:
