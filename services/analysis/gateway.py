@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from services.analysis.cache import ResultCache
 from services.analysis.errors import AnalysisTimeout, TooManyRequests
@@ -263,7 +263,10 @@ class Gateway:
     async def queue_stats(self) -> dict[str, Any]:
         try:
             depth = await self.redis.xlen(self.keys.stream)
-            groups = await self.redis.xinfo_groups(self.keys.stream) if depth else []
+            try:
+                groups = await self.redis.xinfo_groups(self.keys.stream)
+            except ResponseError:  # no stream yet: no worker has started, nothing was queued
+                groups = []
         except RedisError as exc:
             raise Unavailable("the job queue (Redis) is unreachable") from exc
         pending = sum(
