@@ -30,7 +30,9 @@ ALL = 10_000
 
 
 def _token(settings: MasterSettings) -> str | None:
-    return settings.service_token.get_secret_value() if settings.service_token else None
+    # The master's own scoped credential (shared.auth), not the shared EDGE_SERVICE_TOKEN: that
+    # one is refused where EDGE_ACCEPT_SERVICE_TOKEN is off (production, `edgectl up`).
+    return settings.own_credential() or None
 
 
 class SetupClient:
