@@ -16,7 +16,6 @@ import psutil
 import pytest
 
 from tests.helpers.env import free_port
-from tests.helpers.processes import REPO
 
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
@@ -117,7 +116,8 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
         for marker in ("serve optimizer", "agent --node edge-01"):
             environ = next(p for cmd, p in children.items() if marker in cmd).environ()
-            assert environ.get("EDGE_ANALYSIS_URL") == f"http://127.0.0.1:{ports['analysis']}", marker
+            analysis_url = f"http://127.0.0.1:{ports['analysis']}"
+            assert environ.get("EDGE_ANALYSIS_URL") == analysis_url, marker
 
         started = time.monotonic()
         edges = _get(f"{setup}/edges", headers)
