@@ -10,7 +10,7 @@ rest of the claim is left to its lease.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import httpx
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ def inbox_result(result: AnalysisResult) -> InboxResult:
         detections=result.detections,
         fused=result.fused,
         error=result.error,
-        analysed_at=datetime.now(UTC),
+        analysed_at=datetime.now(timezone.utc),
     )
 
 
@@ -54,7 +54,7 @@ class VmsInbox:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         s = gateway.settings
-        token = s.own_credential()  # the analysis service's scoped credential (shared.auth)
+        token = s.own_credential()  # the analysis service's own, scoped credential
         self.http = httpx.AsyncClient(
             base_url=s.vms_url,
             timeout=s.vms_timeout_s,
@@ -75,7 +75,7 @@ class VmsInbox:
         g = self.gateway
         while True:
             raw = await g.redis.lpop(g.keys.vms_outbox)
-            if not isinstance(raw, bytes):  # None: the outbox is empty
+            if raw is None:
                 return
             result = AnalysisResult.model_validate_json(raw)
             try:
@@ -116,7 +116,7 @@ class VmsInbox:
                     InboxResult(
                         status="failed",
                         model=s.model_name,
-                        analysed_at=datetime.now(UTC),
+                        analysed_at=datetime.now(timezone.utc),
                         error=JobError(type="invalid", message=exc.message, field="image"),
                     ),
                 )
@@ -136,7 +136,7 @@ class VmsInbox:
                 vms_request_id=frame.id,
             )
             try:
-                await g.submit(image, meta, owner="vms")
+                await g.submit(image, meta)
             except DomainError as exc:  # queue full or Redis down: the lease brings the rest back
                 log.info(
                     "VMS inbox: %s; %d frames left to their lease", exc.message, len(claim.frames)

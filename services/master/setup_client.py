@@ -30,8 +30,7 @@ ALL = 10_000
 
 
 def _token(settings: MasterSettings) -> str | None:
-    # The master's own scoped credential (shared.auth), not the shared EDGE_SERVICE_TOKEN: that
-    # one is refused where EDGE_ACCEPT_SERVICE_TOKEN is off (production, `edgectl up`).
+    # The master's own, scoped credential (shared.auth.SERVICE_GRANTS["master"]).
     return settings.own_credential() or None
 
 
