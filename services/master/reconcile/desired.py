@@ -6,7 +6,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.master.drivers.base import AiArtifact, EdgeTarget, Workload, render_edgeconfig, workload_name
+from services.master.drivers.base import (
+    AiArtifact,
+    EdgeTarget,
+    Workload,
+    live_params,
+    render_edgeconfig,
+    workload_name,
+)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -94,6 +101,7 @@ def build_workload(
             nid=edge["nid"],
         ),
         generation=int(deployment.get("generation") or 1),
+        live=live_params(deployment.get("params")),
     )
 
 
