@@ -233,13 +233,35 @@ def test_low_confidence_routes_up_and_back():
     run = Runner(f, low_confidence={"window_s": 10}, recovery={"enabled": False})
     assert run.cycle().decisions == []
     r = run.cycle(now=later(10))
-    assert r.wire_operations() == [] and r.decisions[0].action == "route_up"
+    [up] = r.decisions
+    assert up.action == "route_up"
+    # The route reaches the edge as a live param of its analysis deployment.
+    assert [(o["op"], o["params"], o["decision_id"]) for o in r.wire_operations()] == [
+        ("update", {"route_low_confidence": True}, up.id)
+    ]
     assert r.routes[0].route_low_confidence and r.routes[0].frames_sent_up_share == 0.4
     assert run.cycle(now=later(11)).decisions == []
     f.nodes[e["nid"]]["low_confidence_share"] = 0.05
     run.cycle(now=later(12))
     r = run.cycle(now=later(23))
     assert r.decisions[0].action == "route_local" and not r.routes[0].route_low_confidence
+    assert [o["params"] for o in r.wire_operations()] == [{}]
+    assert run.cycle(now=later(24)).wire_operations() == []
+
+
+def test_low_confidence_route_is_reapplied_to_a_deployment_that_lacks_it():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", low_confidence_share=0.6)
+    d = f.deploy(e, sunny)
+    run = Runner(f, low_confidence={"window_s": 0}, recovery={"enabled": False})
+    r = run.cycle()
+    assert r.decisions[0].action == "route_up"
+    d["params"] = {}  # replaced by hand, without the route
+    r = run.cycle(now=later(1))
+    [again] = r.decisions
+    assert again.action == "route_up" and "re-applied" in again.reason
+    assert [o["params"] for o in r.wire_operations()] == [{"route_low_confidence": True}]
 
 
 def test_focus_raises_neighbours_within_radius_and_ttl_lowers_them():

@@ -159,7 +159,7 @@ async def test_overloaded_edge_moves_to_nearest_edge_with_room_else_server(stack
 async def test_low_confidence_edge_is_routed_up(stack: Stack):
     sunny = stack.package("monitoring", "01", "01")
     e = stack.edge("Unsure", "0x01")
-    stack.deploy(e, sunny)
+    unsure = stack.deploy(e, sunny)
     stack.edge("Sure", "0x02")
     async with optimizer(
         stack, low_confidence={"share_level": 0.3, "clear_level": 0.2, "window_s": 0}
@@ -167,7 +167,9 @@ async def test_low_confidence_edge_is_routed_up(stack: Stack):
         stack.detections("0x01", detected=4, below=6, frames=10, sent_up=6, seconds=3)
         stack.detections("0x02", detected=10, below=0, seconds=3)
         summary = await cycle(opt)
-        assert summary["operations"] == 0  # routing only: no redeploy
+        # The route reaches the edge as a live param (hot on the edge: no redeploy there).
+        assert summary["operations"] == 1
+        assert stack.deployment(unsure["id"])["params"] == {"route_low_confidence": True}
         route = (
             await opt.get(
                 "/routing/0x01", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"}
@@ -188,6 +190,7 @@ async def test_low_confidence_edge_is_routed_up(stack: Stack):
         stack.detections("0x01", detected=10, below=0, seconds=40)
         await cycle(opt)
         assert (await opt.get("/routing/0x01")).json()["route_low_confidence"] is False
+        assert stack.deployment(unsure["id"])["params"] == {}
 
 
 async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stack):

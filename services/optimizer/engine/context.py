@@ -73,6 +73,9 @@ class CycleInput:
     routes: dict[str, RouteState] = field(default_factory=dict)
     focus: list[FocusRequest] = field(default_factory=list)
     environment_ai_class: str = "00"
+    # Where routed edges send hard frames (the analysis service's POST /analyze); None: the edge's
+    # own default (its VMS's inbox, POST /analysis).
+    analysis_url: str | None = None
 
 
 class Cycle:

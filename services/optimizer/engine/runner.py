@@ -272,6 +272,7 @@ class DecisionRunner:
                 routes=await store.routes(session),
                 focus=await store.focus(session, now),
                 environment_ai_class=self.settings.environment_ai_class,
+                analysis_url=self.settings.edge_analysis_url(),
             )
             pending = await store.pending_decisions(session)
         return inp, pending
