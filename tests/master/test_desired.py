@@ -70,3 +70,38 @@ def test_workload_token_is_a_stable_edge_token_for_the_node():
     a = workload_token("0x01", "s" * 32)
     assert a == workload_token("0x01", "s" * 32) != workload_token("0x02", "s" * 32)
     assert verify_edge_token(a, "s" * 32) == "0x01" and verify_edge_token(a, "t" * 32) is None
+
+
+def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():
+    helper = {"analysis_for": "0x01", "source_edge_id": 1}
+    cameras = {1: "rtsp://admin:s3cret@10.0.0.9/stream"}
+    plans = plan(
+        snapshot([dep(1, 1, 10, params={"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}),
+                  dep(2, 2, 10, params=helper)]),
+        CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
+        token_for=lambda nid, runtime: f"token-{nid}", cameras=cameras,
+    )
+    (_, source), = plans[1].workloads
+    assert source.live == {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
+    (_, copy), = plans[2].workloads
+    # The camera URL with credentials and the helped node's token: secrets only, never plain env.
+    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "token-0x01"}
+    assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
+    # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
+    waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432),
+                   vms_path="usage", token_for=lambda nid, runtime: "t", cameras={})
+    assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
+        ("pending", "the camera of the helped edge 0x01 is not known yet")]
+    none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432),
+                vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None})
+    assert [b.observed for b in none[2].blocked] == ["failed"]
+
+
+def test_agent_spec_carries_live_params_apart_from_env():
+    from services.master.drivers.agent import agent_spec
+
+    plans = make([dep(1, 1, 10, params={"route_low_confidence": True, "MODE": "x"})])
+    (_, wl), = plans[1].workloads
+    body = agent_spec(wl)
+    assert body["live"] == {"route_low_confidence": True}
+    assert "route_low_confidence" not in body["env"] and body["env"]["MODE"] == "x"

@@ -70,9 +70,22 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+# A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
+# credentials, is a secret variable of the helper's workload.
+HELPER_SOURCE_ENV = "YOLO_SOURCE"
+
+
+def helped_edge(deployment: dict[str, Any]) -> tuple[int, str] | None:
+    """(source edge id, source nid) of a helper copy, else None."""
+    params = deployment.get("params") or {}
+    if params.get("analysis_for") and params.get("source_edge_id") is not None:
+        return int(params["source_edge_id"]), str(params["analysis_for"])
+    return None
+
+
 def build_workload(
     deployment: dict[str, Any], edge: dict[str, Any], target: EdgeTarget, ai: dict[str, Any], manifest: dict[str, Any],
-    *, vms: tuple[str, int], vms_path: str, token: str | None,
+    *, vms: tuple[str, int], vms_path: str, token: str | None, secret_env: dict[str, str] | None = None,
 ) -> Workload:
     env = dict(manifest.get("env") or {})
     env.update(param_env(deployment.get("params") or {}))
@@ -84,7 +97,7 @@ def build_workload(
         EDGE_AI_VERSION=ai["version"],
     )
     # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the Deployment.
-    secret_env = {"EDGE_TOKEN": token} if token is not None else {}
+    secret_env = {**(secret_env or {}), **({"EDGE_TOKEN": token} if token is not None else {})}
     return NamedWorkload(
         deployment_id=deployment["id"],
         edge=target,
@@ -107,10 +120,13 @@ def build_workload(
 
 def plan(
     snapshot: dict[str, Any], clusters: dict[int, dict[str, Any]], manifests: dict[int, dict[str, Any]],
-    *, vms: tuple[str, int], vms_path: str, token_for,
+    *, vms: tuple[str, int], vms_path: str, token_for, cameras: dict[int, str | None] | None = None,
 ) -> dict[int, EdgePlan]:
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
-    removed deployments still to be seen gone."""
+    removed deployments still to be seen gone.
+
+    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) and token: its
+    detections are the helped node's, posted under its nid."""
     ais = {a["id"]: a for a in snapshot.get("ai_packages", [])}
     plans: dict[int, EdgePlan] = {}
     for edge in snapshot.get("edges", []):
@@ -137,9 +153,22 @@ def plan(
         if ai["status"] != "ready" or ai["id"] not in manifests:
             p.blocked.append(Blocked(dep, "pending", f"AI {ai['id']} is {ai['status']}"))
             continue
+        helped = helped_edge(dep)
+        secret_env: dict[str, str] = {}
+        if helped is not None:
+            cameras = cameras or {}
+            if helped[0] not in cameras:
+                p.blocked.append(Blocked(dep, "pending", f"the camera of the helped edge {helped[1]} is not known yet"))
+                continue
+            camera = cameras[helped[0]]
+            if not camera:
+                p.blocked.append(Blocked(dep, "failed", f"the helped edge {helped[1]} has no camera URL"))
+                continue
+            secret_env[HELPER_SOURCE_ENV] = camera
         try:
             wl = build_workload(dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                                token=token_for(p.edge["nid"], p.runtime))
+                                token=token_for(helped[1] if helped else p.edge["nid"], p.runtime),
+                                secret_env=secret_env)
         except ValueError as exc:
             p.blocked.append(Blocked(dep, "failed", str(exc)))
             continue

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.master.context import MasterContext
 from services.master.drivers.base import DriverError, DriverUnavailable, ObservedWorkload, RuntimeDriver
-from services.master.reconcile.desired import EdgePlan, plan
+from services.master.reconcile.desired import EdgePlan, helped_edge, plan
 from services.master.reconcile.drivers import DriverSet
 from services.master.reconcile.workload_token import workload_token
 from shared.errors import DomainError
@@ -117,6 +117,7 @@ class Reconciler:
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
             token_for=lambda nid, runtime: workload_token(nid, secret),
+            cameras=await self._helped_cameras(snapshot),
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
 
@@ -139,6 +140,17 @@ class Reconciler:
                 ))
         edges = {str(e["edge_id"]): e for _, e in results}
         return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
+
+    async def _helped_cameras(self, snapshot: dict[str, Any]) -> dict[int, str | None]:
+        """The camera URL of every edge a helper copy analyses for (setup's GET /edges/{id}/camera)."""
+        wanted = {h[0] for d in snapshot.get("deployments", []) if d["desired"] == "running" and (h := helped_edge(d))}
+        cameras: dict[int, str | None] = {}
+        for edge_id in sorted(wanted):
+            try:
+                cameras[edge_id] = await self.ctx.setup.camera_url(edge_id)
+            except DomainError as exc:
+                log.warning("camera of edge %s not available for its helper: %s", edge_id, exc.message)
+        return cameras
 
     def _restart_stalled_builds(self, snapshot: dict[str, Any]) -> None:
         """Builds left half-way (a master killed mid-build, setup down for a moment) run again."""
