@@ -315,3 +315,18 @@ def test_grid_nearest_and_within_match_brute_force():
         assert found is not None and found[0] == brute[0]
         within = {k for k, _ in grid.within(lat, lon, 3.0)}
         assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}
+
+
+def test_focus_storm_extends_at_most_every_half_ttl():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    src = f.edge("src", lat=37.5, lon=127.0)
+    close = f.edge("close", lat=37.504, lon=127.0)
+    f.deploy(src, sunny)
+    f.deploy(close, sunny)
+    run = Runner(f, focus={"radius_km": 1.0, "ttl_s": 60}, recovery={"enabled": False})
+    actions = []
+    for second in range(0, 45):  # the same person seen every second for 45 s
+        run.focus.append(FocusRequest(src["nid"], later(second + 60), ["person"]))
+        actions += [d.action for d in run.cycle(now=later(second)).decisions]
+    assert actions == ["focus_on", "focus_extend"]  # at 0 s, then once past half the TTL (31 s)

@@ -98,11 +98,16 @@ class FocusConfig(PolicyConfig):
     """A detection of a configured class raises the neighbours within a radius to focus mode for
     a TTL."""
 
-    classes: list[str] = Field(default_factory=lambda: ["person", "fire"])
+    classes: list[str] = Field(
+        default_factory=lambda: ["person", "car"],
+        description="detected classes that raise focus (the VMS's VMS_EVENT_CLASSES sends them)",
+    )
     radius_km: float = Field(1.0, gt=0)
     ttl_s: float = Field(300.0, gt=0)
     params: dict[str, Any] = Field(
-        default_factory=lambda: {"focus": True}, description="merged into the neighbours' AI params"
+        default_factory=lambda: {"focus": True},
+        description="merged into the neighbours' AI params, live (no restart): focus_rate, "
+        "focus_conf, focus_max_uploads override the YOLO worker's focus profile",
     )
 
 
