@@ -330,3 +330,36 @@ def test_focus_storm_extends_at_most_every_half_ttl():
         run.focus.append(FocusRequest(src["nid"], later(second + 60), ["person"]))
         actions += [d.action for d in run.cycle(now=later(second)).decisions]
     assert actions == ["focus_on", "focus_extend"]  # at 0 s, then once past half the TTL (31 s)
+
+
+def test_weather_flip_after_a_sunny_only_upgrade_is_one_variant_switch():
+    """Monitoring SUNNY 02 uploaded (no RAINY 02): the edge runs SUNNY 02; a flip to RAINY goes to
+    RAINY 01, the newest RAINY. That is the environment's switch, with its operation: no version
+    'upgrade 02 -> 01' beside it."""
+    f = Fleet()
+    sunny1, rainy1 = monitoring(f)
+    e = f.edge("e1")
+    d = f.deploy(e, sunny1)
+    run = Runner(f, environment={"hysteresis_samples": 3}, recovery={"enabled": False})
+    sunny2 = f.package("monitoring", "02", "01")
+    r = run.cycle()
+    assert [(o["id"], o["ai_id"]) for o in r.wire_operations()] == [(d["id"], sunny2["id"])]
+    f.observe(d)
+    run.cycle(now=later(1))
+    f.nodes[e["nid"]].update(condition="RAINY", streak=3)
+    r = run.cycle(now=later(2))
+    [switch] = r.decisions
+    assert (switch.policy, switch.action) == ("environment", "switch_variant")
+    assert [(o["op"], o["id"], o["ai_id"], o["decision_id"]) for o in r.wire_operations()] == [
+        ("update", d["id"], rainy1["id"], switch.id)
+    ]
+    assert [op.ai_id for op in switch.operations] == [rainy1["id"]]
+    assert switch.reason.endswith(
+        "monitoring class 01 -> 02 at version 01 (the newest class 02 at or below 02)"
+    )
+    # Back to SUNNY: the rollout's version (02) again, still the environment's doing.
+    f.nodes[e["nid"]].update(condition="SUNNY", streak=3)
+    r = run.cycle(now=later(3))
+    [back] = r.decisions
+    assert (back.policy, back.action) == ("environment", "switch_variant")
+    assert [o["ai_id"] for o in r.wire_operations()] == [sunny2["id"]]
