@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import migrations
 from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
+from shared.edge_tokens import RevocationSet
 from shared.errors import DomainError
 from shared.input_checks import database_value_error, is_field_route
 from shared.legacy import describe_validation_errors, error_envelope
 from shared.logging import configure_logging, request_id_var
 from shared.middleware import HttpMetrics, RequestContextMiddleware
+from shared.revocations import RevocationWatcher, http_loader
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("edge.app")
@@ -141,6 +143,13 @@ def health_router() -> APIRouter:
     return router
 
 
+def _revocation_watcher(app: FastAPI, settings: ServiceSettings) -> RevocationWatcher:
+    """Setup reads its own table (``app.state.revocation_loader``); the others ask setup."""
+    factory = getattr(app.state, "revocation_loader", None)
+    loader = factory(app) if factory is not None else http_loader(settings)
+    return RevocationWatcher(settings, app.state.edge_revocations, loader)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -167,17 +176,21 @@ def create_service_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         log.info("%s ready on port %s", settings.service_name, settings.port)
+        watcher = _revocation_watcher(app, settings)
         try:
+            await watcher.start()
             if extra_lifespan is None:
                 yield
             else:
                 async with extra_lifespan(app):
                     yield
         finally:
+            await watcher.stop()
             await engine.dispose()
 
     app = ServiceApp(title=title, description=description, version="0.1.0", lifespan=lifespan, openapi_tags=openapi_tags)
     app.state.settings = settings
+    app.state.edge_revocations = RevocationSet()  # kept fresh by a RevocationWatcher (lifespan)
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     inner = app.framework if fast_path is None else fast_path(app.framework)
@@ -191,4 +204,17 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    _document_auth(app, settings.service_name)
     return app
+
+
+def _document_auth(app: FastAPI, service: str) -> None:
+    """Every operation of the OpenAPI document says who may call it (``x-auth``, shared.auth)."""
+    from shared.auth import annotate_openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = FastAPI.openapi(app)  # cached by the framework; annotating twice changes nothing
+        annotate_openapi(schema, list(app.routes), service)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

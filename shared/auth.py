@@ -1,31 +1,108 @@
-"""Bearer-token authentication.
+"""Bearer-token authentication and who may call what.
 
 The dependencies are ``async def`` so that FastAPI runs them on the event loop, not in a thread.
 
-Principals: the operator (EDGE_OPERATOR_TOKEN), another service (EDGE_SERVICE_TOKEN),
-and an edge (a token issued by setup, verified offline, see shared.edge_tokens).
+Principals:
+- the operator (EDGE_OPERATOR_TOKEN): every route;
+- a service, each with its own credential (EDGE_SETUP_TOKEN, EDGE_MASTER_TOKEN, ...; see
+  ``ServiceSettings.service_credentials``): reads, plus exactly the changes listed for it in
+  ``SERVICE_GRANTS`` (its job, nothing else);
+- ``legacy``: the shared EDGE_SERVICE_TOKEN itself, accepted only while EDGE_ACCEPT_SERVICE_TOKEN
+  is true (default in local mode), with the union of the services' grants and never an
+  operator-only change (clusters, masters, edges, uploads, ...);
+- an edge: a token issued by setup (shared.edge_tokens), not expired and not revoked; it posts its
+  own records and reads only its own data (``EDGE_READS``).
 """
+
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 
-from shared.edge_tokens import verify_edge_token
+from shared.edge_tokens import RevocationSet, decode_edge_token
 from shared.errors import Forbidden, Unauthorized
 from shared.settings import ServiceSettings
+
+Grant = tuple[str, str, str]  # (service answering, METHOD, route path template)
+
+# What each service's credential may change on the others (reads are open to every service).
+SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
+    "master": frozenset(
+        {
+            ("setup", "POST", "/ai-packages"),
+            ("setup", "PATCH", "/ai-packages/{ai_id}"),
+            ("setup", "DELETE", "/ai-packages/{ai_id}"),
+            ("setup", "POST", "/deployments"),
+            ("setup", "PATCH", "/deployments/{deployment_id}"),
+            ("setup", "DELETE", "/deployments/{deployment_id}"),
+            ("setup", "POST", "/deployments/observed"),
+            ("setup", "POST", "/edges/{edge_id}/workload-token"),
+            ("setup", "GET", "/edges/{edge_id}/camera"),
+            ("setup", "GET", "/edges/token-revocations"),
+            ("optimizer", "POST", "/events"),
+        }
+    ),
+    "setup": frozenset(
+        {
+            ("master", "POST", "/reconcile"),
+            ("master", "POST", "/ai-packages/{ai_id}/build"),
+            ("master", "POST", "/ai-packages/{ai_id}/remove"),
+        }
+    ),
+    "optimizer": frozenset(
+        {
+            ("setup", "POST", "/deployments/bulk"),
+            ("setup", "GET", "/edges/token-revocations"),
+        }
+    ),
+    "vms": frozenset(
+        {
+            ("setup", "GET", "/edges/node-ids"),
+            ("setup", "GET", "/edges/token-revocations"),
+            ("optimizer", "POST", "/events"),
+        }
+    ),
+}
+# The shared token of old deployments: what the services do together, plus fetching artifacts
+# (the agents' job before they had edge tokens). Never an operator-only change.
+SERVICE_GRANTS["legacy"] = frozenset().union(*SERVICE_GRANTS.values()) | {
+    ("master", "GET", "/artifacts/{digest}")
+}
+
+# Service-only reads (node lists, revocations, artifacts, camera credentials): a grant is needed.
+GRANTED_READS: frozenset[Grant] = frozenset(
+    g for grants in SERVICE_GRANTS.values() for g in grants if g[1] == "GET"
+)
+
+# The read routes an edge token may call, by service; the path parameter named here (if any)
+# must be the edge's own node id. Everything else answers 403 to an edge.
+EDGE_READS: dict[tuple[str, str], str | None] = {
+    ("optimizer", "/routing/{nid}"): "nid",
+    ("vms", "/nodes/{nid}/series"): "nid",
+    ("vms", "/analysis/{request_id}/image"): None,  # the handler checks the frame is the edge's own
+    ("setup", "/conditions"): None,
+}
 
 
 @dataclass(frozen=True)
 class Principal:
     kind: Literal["operator", "service", "edge", "anonymous"]
     nid: str | None = None  # set for edges
+    name: str | None = None  # set for services: setup, master, optimizer, vms or legacy
+    token_id: int | None = None  # edges: to check revocation on a cached principal
+    expires_at: int | None = None
 
     @property
     def is_staff(self) -> bool:
         return self.kind in ("operator", "service")
+
+    def may(self, grant: Grant) -> bool:
+        if self.kind == "operator":
+            return True
+        return self.kind == "service" and grant in SERVICE_GRANTS.get(self.name or "", frozenset())
 
 
 ANONYMOUS = Principal("anonymous")
@@ -39,51 +116,228 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def identify(settings: ServiceSettings, token: str | None) -> Principal:
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def identify(
+    settings: ServiceSettings, token: str | None, revocations: RevocationSet | None = None
+) -> Principal:
     if token is None:
         return ANONYMOUS
-    for kind, secret in (("operator", settings.operator_token), ("service", settings.service_token)):
-        if secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
-            return Principal(kind)  # type: ignore[arg-type]
+    if settings.operator_token is not None and _same(
+        token, settings.operator_token.get_secret_value()
+    ):
+        return Principal("operator")
+    for name, credential in settings.service_credentials().items():
+        if _same(token, credential):
+            return Principal("service", name=name)
+    if settings.accepts_service_token and settings.service_token is not None:
+        if _same(token, settings.service_token.get_secret_value()):
+            return Principal("service", name="legacy")
     if settings.edge_token_secret is not None:
-        nid = verify_edge_token(token, settings.edge_token_secret.get_secret_value())
-        if nid is not None:
-            return Principal("edge", nid=nid)
+        claims = decode_edge_token(token, settings.edge_token_secret.get_secret_value())
+        if claims is not None:
+            if revocations is not None and not revocations.allows(claims):
+                raise Unauthorized("this edge token was revoked: use the edge's current token")
+            return Principal(
+                "edge", nid=claims.nid, token_id=claims.token_id, expires_at=claims.expires_at
+            )
     raise Unauthorized("invalid bearer token")
 
 
+def still_valid(principal: Principal, revocations: RevocationSet | None, now: float) -> bool:
+    """For a principal remembered by token (the VMS's fast path): not expired, not revoked since."""
+    if principal.kind != "edge":
+        return True
+    assert (
+        principal.nid is not None
+        and principal.token_id is not None
+        and principal.expires_at is not None
+    )
+    if principal.expires_at <= now:
+        return False
+    return revocations is None or principal.token_id >= revocations.min_token_id.get(
+        principal.nid, 0
+    )
+
+
+def revocations_of(request: Request) -> RevocationSet | None:
+    return getattr(request.app.state, "edge_revocations", None)
+
+
+def _grant(request: Request) -> Grant:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return (request.app.state.settings.service_name, request.method, path)
+
+
 async def current_principal(request: Request) -> Principal:
-    return identify(request.app.state.settings, bearer_token(request))
+    return identify(request.app.state.settings, bearer_token(request), revocations_of(request))
 
 
 async def require_staff(request: Request) -> Principal:
-    """Operator or another service: needed for every change outside ingest."""
+    """A change: the operator, or a service this change is its job (SERVICE_GRANTS)."""
     principal = await current_principal(request)
     if principal.kind == "anonymous":
         raise Unauthorized()
-    if not principal.is_staff:
+    if principal.kind == "edge":
         raise Forbidden("this route needs the operator's or a service's token")
+    if not principal.may(_grant(request)):
+        raise Forbidden(f"the {principal.name} service's credential may not call this route")
     return principal
 
 
 async def require_service(request: Request) -> Principal:
+    """Service-only routes: only the services this route serves (SERVICE_GRANTS)."""
     principal = await current_principal(request)
     if principal.kind == "anonymous":
         raise Unauthorized()
-    if principal.kind != "service":
-        raise Forbidden("this route is for the platform's services only")
+    if principal.kind != "service" or not principal.may(_grant(request)):
+        raise Forbidden("this route is for the platform's services only (the one it serves)")
     return principal
 
 
 async def require_reader(request: Request) -> Principal:
-    """Reads are open only where EDGE_OPEN_READS says so."""
+    """Reads: the operator and the services; an edge only its own data (EDGE_READS); without a
+    token only where EDGE_OPEN_READS says so."""
     principal = await current_principal(request)
-    if principal.kind == "anonymous" and not request.app.state.settings.open_reads:
-        raise Unauthorized()
+    if principal.kind == "anonymous":
+        if not request.app.state.settings.open_reads:
+            raise Unauthorized()
+        return principal
+    if principal.kind == "edge":
+        service, _, path = _grant(request)
+        if (service, path) not in EDGE_READS:
+            raise Forbidden("an edge token reads only its own data")
+        own = EDGE_READS[(service, path)]
+        if own is not None and request.path_params.get(own) != principal.nid:
+            raise Forbidden(
+                f"an edge token reads only its own data: {own} must be {principal.nid!r}", field=own
+            )
     return principal
+
+
+async def require_edge_or_service(request: Request) -> Principal:
+    """Routes an edge calls for itself (renew its token, fetch an artifact), or a service's."""
+    principal = await current_principal(request)
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    if principal.kind == "edge":
+        return principal
+    if principal.kind != "service" or not principal.may(_grant(request)):
+        raise Forbidden("this route is for edges and the service it serves")
+    return principal
+
+
+async def require_edge(request: Request) -> Principal:
+    """Routes only an edge calls, for itself (renew its token)."""
+    principal = await current_principal(request)
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    if principal.kind != "edge":
+        raise Forbidden("only an edge's own token may call this route")
+    return principal
+
+
+def check_own_node(principal: Principal, nid: str | None, field: str = "nid") -> None:
+    """In a handler: an edge may only see what belongs to its own node."""
+    if principal.kind == "edge" and nid != principal.nid:
+        raise Forbidden("an edge token reads only its own data", field=field)
 
 
 OperatorAuth = Annotated[Principal, Depends(require_staff)]
 ServiceAuth = Annotated[Principal, Depends(require_service)]
 ReaderAuth = Annotated[Principal, Depends(require_reader)]
+EdgeOrServiceAuth = Annotated[Principal, Depends(require_edge_or_service)]
+EdgeAuth = Annotated[Principal, Depends(require_edge)]
 AnyPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+# --- the rule of every route, in its OpenAPI operation (x-auth) -----------------------------
+_RULES = {
+    require_staff: "change",
+    require_service: "service",
+    require_reader: "read",
+    require_edge_or_service: "edge-or-service",
+    require_edge: "edge",
+    current_principal: "authenticated",
+}
+# Routes that identify the caller inline (the VMS's ingest hot path), by service and path.
+INLINE_RULES: dict[tuple[str, str], str] = {
+    ("vms", "/usage"): "ingest",
+    ("vms", "/save_edgeData"): "ingest",
+    ("vms", "/detections"): "ingest",
+    ("vms", "/batch"): "ingest",
+}
+_WHO = {
+    "open": "anyone, no token",
+    "change": "the operator; a service only where listed",
+    "service": "only the services listed",
+    "read": "the operator and every service; an edge only where its own data (edge)",
+    "edge-or-service": "an edge's own token; the services listed",
+    "edge": "only an edge's own token",
+    "authenticated": "any valid token (the handler checks an edge's node)",
+    "ingest": "any valid token; an edge's records are its own node's",
+}
+
+
+def _rule_of(dependant: Any) -> str | None:
+    for dep in dependant.dependencies:
+        if dep.call in _RULES:
+            return _RULES[dep.call]
+        found = _rule_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def route_rule(service: str, method: str, path: str, dependant: Any) -> dict[str, Any]:
+    """Who may call one route: the documented rule (what the auth matrix test checks)."""
+    rule = _rule_of(dependant) or INLINE_RULES.get((service, path), "open")
+    grant = (service, method, path)
+    services = sorted(
+        name
+        for name, grants in SERVICE_GRANTS.items()
+        if rule in ("read", "authenticated", "ingest") or grant in grants
+    )
+    edge: str | bool = rule in ("edge-or-service", "edge", "authenticated", "ingest")
+    if rule == "read" and (service, path) in EDGE_READS:
+        own = EDGE_READS[(service, path)]
+        edge = f"own:{own}" if own else "own"
+    return {
+        "rule": rule,
+        "operator": rule not in ("service", "edge-or-service", "edge"),
+        "services": services,
+        "edge": edge,
+        "who": _WHO[rule],
+    }
+
+
+def _api_routes(routes: list[Any]) -> list[Any]:
+    """Every API route with its full path and dependencies (routers included, at any depth)."""
+    from fastapi import routing
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    contexts = list(iterate(routes)) if iterate is not None else routes
+    out = []
+    for ctx in contexts:
+        original = getattr(ctx, "original_route", ctx)
+        if isinstance(original, routing.APIRoute) and getattr(ctx, "dependant", None) is not None:
+            out.append(ctx)
+    return out
+
+
+def annotate_openapi(schema: dict[str, Any], routes: list[Any], service: str) -> None:
+    """Adds ``x-auth`` (and a "Who may call" line) to every operation of the schema."""
+    for route in _api_routes(routes):
+        operations = schema.get("paths", {}).get(route.path, {})
+        for method in route.methods or ():
+            operation = operations.get(method.lower())
+            if operation is None or "x-auth" in operation:
+                continue
+            rule = route_rule(service, method, route.path, route.dependant)
+            operation["x-auth"] = rule
+            services = ", ".join(rule["services"]) or "none"
+            line = f"Who may call: {rule['who']} (services: {services})."
+            operation["description"] = (operation.get("description", "") + "\n\n" + line).strip()

@@ -1,4 +1,4 @@
-"""HTTP clients for service-to-service calls, carrying the service token."""
+"""HTTP clients for service-to-service calls, carrying the calling service's own credential."""
 from __future__ import annotations
 
 import httpx
@@ -8,7 +8,7 @@ from shared.settings import ServiceSettings
 
 
 def service_client(settings: ServiceSettings, base_url: str, *, timeout: float = 10.0) -> httpx.AsyncClient:
-    token = settings.service_token.get_secret_value() if settings.service_token else ""
+    token = settings.own_credential()  # this service's own, scoped credential (shared.auth)
     return httpx.AsyncClient(
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}"},

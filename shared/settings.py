@@ -6,6 +6,8 @@ e.g. SETUP_PORT or VMS_GROUP_COMMIT_WINDOW_MS.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -15,6 +17,13 @@ DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432}
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
+SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
+# Networks an agent_url may point to unless EDGE_AGENT_ALLOWED_NETWORKS says otherwise: loopback
+# and the private ranges. Link-local (169.254/16, fe80::/10, cloud metadata), multicast and the
+# unspecified address are refused whatever this says.
+DEFAULT_AGENT_NETWORKS = (
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+)
 
 
 def _fixed(name: str) -> AliasChoices:
@@ -39,10 +48,58 @@ class ServiceSettings(BaseSettings):
         None, validation_alias=_fixed("EDGE_OPERATOR_TOKEN"), description="the operator's bearer token (16+ characters)"
     )
     service_token: SecretStr | None = Field(
-        None, validation_alias=_fixed("EDGE_SERVICE_TOKEN"), description="bearer token of service-to-service calls and edge agents"
+        None,
+        validation_alias=_fixed("EDGE_SERVICE_TOKEN"),
+        description="root of the services' own credentials (each derived from it unless set)",
     )
     edge_token_secret: SecretStr | None = Field(
         None, validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"), description="signs the edges' own tokens (verified offline)"
+    )
+    setup_token: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_SETUP_TOKEN"), description="setup's own credential"
+    )
+    master_token: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_MASTER_TOKEN"), description="the master's credential"
+    )
+    optimizer_token: SecretStr | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_OPTIMIZER_TOKEN"),
+        description="the optimizer's own credential",
+    )
+    vms_token: SecretStr | None = Field(
+        None, validation_alias=_fixed("EDGE_VMS_TOKEN"), description="the VMS's own credential"
+    )
+    accept_service_token: bool | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_ACCEPT_SERVICE_TOKEN"),
+        description="EDGE_SERVICE_TOKEN itself is a (scoped) credential; default: in local mode",
+    )
+    edge_token_ttl_s: int = Field(
+        30 * 86400,
+        ge=5,
+        validation_alias=_fixed("EDGE_EDGE_TOKEN_TTL_S"),
+        description="lifetime of an edge token (agents renew)",
+    )
+    revocations_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_fixed("EDGE_REVOCATIONS_REFRESH_S"),
+        description="full re-read of the edge-token revocations (changes are pushed at once)",
+    )
+    agent_allowed_networks: str = Field(
+        DEFAULT_AGENT_NETWORKS,
+        validation_alias=_fixed("EDGE_AGENT_ALLOWED_NETWORKS"),
+        description="comma list of networks (CIDR) an agent_url may resolve to",
+    )
+    agent_key_secret: SecretStr | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_AGENT_KEY_SECRET"),
+        description="each agent's key is derived from it (default: from EDGE_SERVICE_TOKEN)",
+    )
+    agent_ca_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_AGENT_CA_FILE"),
+        description="CA bundle the master verifies https agents with",
     )
     open_reads: bool = Field(False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token")
     setup_url: str = Field("http://127.0.0.1:8001", validation_alias=_fixed("EDGE_SETUP_URL"), description="setup's base URL")
@@ -94,6 +151,41 @@ class ServiceSettings(BaseSettings):
         return self
 
     @property
+    def accepts_service_token(self) -> bool:
+        if self.accept_service_token is None:
+            return self.env == "local"
+        return self.accept_service_token
+
+    def service_credentials(self) -> dict[str, str]:
+        """Each service's own credential: set explicitly, or derived from EDGE_SERVICE_TOKEN (an
+        HMAC per service name, so no two services share one)."""
+        out: dict[str, str] = {}
+        for name in SERVICE_NAMES:
+            explicit = getattr(self, f"{name}_token")
+            if explicit is not None:
+                out[name] = explicit.get_secret_value()
+            elif self.service_token is not None:
+                root = self.service_token.get_secret_value().encode()
+                digest = hmac.new(root, f"service:{name}".encode(), hashlib.sha256).hexdigest()
+                out[name] = "svc_" + digest[:40]
+        return out
+
+    def agent_key_for(self, nid: str) -> str:
+        """The key the master presents to the agent of node ``nid`` (shared.agent_keys)."""
+        from shared.agent_keys import agent_key, derived_secret
+
+        if self.agent_key_secret is not None:
+            secret = self.agent_key_secret.get_secret_value()
+        else:
+            root = self.service_token.get_secret_value() if self.service_token else ""
+            secret = derived_secret(root)
+        return agent_key(secret, nid)
+
+    def own_credential(self) -> str:
+        """What this service sends when it calls another one."""
+        return self.service_credentials().get(self.service_name, "")
+
+    @property
     def schema_name(self) -> str:
         return self.service_name
 
@@ -101,9 +193,10 @@ class ServiceSettings(BaseSettings):
         """Every secret this process knows, so that logs can redact them."""
         return [
             s.get_secret_value()
-            for s in (self.operator_token, self.service_token, self.edge_token_secret)
+            for s in (self.operator_token, self.service_token, self.edge_token_secret,
+                      self.agent_key_secret)
             if s is not None
-        ]
+        ] + list(self.service_credentials().values())
 
 
 def settings_class(module_name: str) -> type[BaseSettings]:

@@ -1,4 +1,4 @@
-"""The agent's HTTP API: the master's service token for every route except /healthz."""
+"""The agent's HTTP API: this agent's key (AGENT_KEY) for every route except /healthz."""
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +18,7 @@ from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, Upstream
 
 def require_master(request: Request) -> None:
     token = bearer_token(request)
-    expected = request.app.state.settings.service_token.get_secret_value()
+    expected = request.app.state.settings.key.get_secret_value()
     if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized()
 

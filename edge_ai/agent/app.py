@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from edge_ai.agent import AGENT_VERSION
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 from edge_ai.agent.api import router
+from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore
 from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.node import prime_cpu_percent
 from edge_ai.agent.settings import AgentSettings
@@ -26,22 +29,40 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
         configure_logging("agent", level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
         workdir = settings.workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
+        tokens = EdgeTokenStore(
+            workdir / "edge-token",
+            settings.edge_token.get_secret_value() if settings.edge_token else None,
+            setup_url=settings.setup_url,
+            renew_before_s=settings.token_renew_before_s,
+            verify=settings.verify,
+        )
         fetcher = PackageFetcher(
             master_url=settings.master_url,
-            token=settings.service_token.get_secret_value(),
+            auth=BearerFromStore(tokens),  # the edge's own token, never a service's
             cache_dir=workdir / "cache",
             timeout_s=settings.fetch_timeout_s,
             max_bytes=settings.max_package_bytes,
+            verify=settings.verify,
         )
-        supervisor = Supervisor(settings, fetcher)
+        supervisor = Supervisor(settings, fetcher, edge_token=tokens.current)
+        tokens.on_renewed = supervisor.restart_all
+        app.state.edge_tokens = tokens
+        scheduler = AsyncIOScheduler()
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         app.state.supervisor = supervisor
         app.state.started = time.monotonic()
         prime_cpu_percent()
         await supervisor.start()
+        await tokens.renew_if_due()
+        scheduler.add_job(
+            tokens.renew_if_due, "interval", seconds=settings.token_check_s, id="renew-edge-token"
+        )
+        scheduler.start()
         log.info("edge agent %s for node %s on port %s, workdir %s", AGENT_VERSION, settings.node, settings.port, workdir)
         try:
             yield
         finally:
+            scheduler.shutdown(wait=False)
             await supervisor.shutdown()
             await fetcher.aclose()
             log.info("edge agent stopped; no workload left running")

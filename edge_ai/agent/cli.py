@@ -30,4 +30,13 @@ def agent(
         typer.echo(f"edgectl agent: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
     app = create_agent_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_cert_file,  # https when both are set
+        ssl_keyfile=settings.tls_key_file,
+    )

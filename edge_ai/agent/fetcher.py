@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import ssl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,13 +34,22 @@ class PackageFetcher:
     Today it always asks for the full archive; the caller need not change when deltas come.
     """
 
-    def __init__(self, *, master_url: str, token: str, cache_dir: Path, timeout_s: float, max_bytes: int):
+    def __init__(
+        self,
+        *,
+        master_url: str,
+        auth: httpx.Auth | None,
+        cache_dir: Path,
+        timeout_s: float,
+        max_bytes: int,
+        verify: ssl.SSLContext | bool = True,
+    ):
         self.master_url = master_url.rstrip("/")
         self.cache_dir = cache_dir / "sha256"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._client = httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {token}"}, timeout=httpx.Timeout(timeout_s, connect=10.0)
+            auth=auth, timeout=httpx.Timeout(timeout_s, connect=10.0), verify=verify
         )
         self._locks: dict[str, asyncio.Lock] = {}
 

@@ -1,23 +1,44 @@
-"""The agent's settings: AGENT_* variables, plus the platform's service token under its fixed name."""
+"""The agent's settings: AGENT_* variables (and a few EDGE_* under their fixed names)."""
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.agent_keys import agent_key, derived_secret
 from shared.settings import LOCAL_SERVICE_TOKEN
 
 
 class AgentSettings(BaseSettings):
-    """Not a ServiceSettings: an edge box holds no database and must not hold the operator's token or
-    the edge-token signing secret, only the master's service token."""
+    """Not a ServiceSettings: an edge box holds no database, no operator token, no service
+    credential and no signing secret: only its own key (what the master presents to it) and its
+    own edge token (what it presents to the platform), neither of which can change the fleet."""
 
     model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", populate_by_name=True)
 
     env: Literal["local", "production"] = Field("production", validation_alias=AliasChoices("EDGE_ENV"))
-    service_token: SecretStr | None = Field(None, validation_alias=AliasChoices("EDGE_SERVICE_TOKEN"))
+    key: SecretStr | None = Field(
+        None, description="this agent's key: the master's calls must carry it (edgectl agent-key)"
+    )
+    nid: str | None = Field(None, description="the edge's node id (default: its edge token's)")
+    edge_token: SecretStr | None = Field(
+        None, description="the edge's token from setup (kept renewed in workdir/edge-token)"
+    )
+    setup_url: str = Field(
+        "http://127.0.0.1:8001", validation_alias=AliasChoices("AGENT_SETUP_URL", "EDGE_SETUP_URL")
+    )
+    token_renew_before_s: float = Field(
+        10 * 86400, description="renew the edge token when less than this is left"
+    )
+    token_check_s: float = Field(3600, gt=0, description="how often the token's expiry is checked")
+    tls_cert_file: str | None = Field(None, description="serve https with this certificate (PEM)")
+    tls_key_file: str | None = Field(None, description="... and this private key")
+    master_ca_file: str | None = Field(
+        None, description="CA bundle the master and setup are verified with (https)"
+    )
     master_url: str = Field("http://127.0.0.1:8002", validation_alias=AliasChoices("AGENT_MASTER_URL", "EDGE_MASTER_URL"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("EDGE_LOG_LEVEL"))
     log_format: Literal["json", "text"] = Field("json", validation_alias=AliasChoices("EDGE_LOG_FORMAT"))
@@ -45,13 +66,31 @@ class AgentSettings(BaseSettings):
     log_file_max_bytes: int = 5 * 1024**2
 
     @model_validator(mode="after")
-    def _token_required_outside_local(self) -> "AgentSettings":
-        if self.env == "local" and self.service_token is None:
-            self.service_token = SecretStr(LOCAL_SERVICE_TOKEN)
-        if self.service_token is None or (self.env != "local" and len(self.service_token.get_secret_value()) < 16):
-            raise ValueError("EDGE_SERVICE_TOKEN must be set (16 characters or more) outside local mode (EDGE_ENV=local)")
+    def _key_required_outside_local(self) -> "AgentSettings":
+        if self.nid is None and self.edge_token is not None:
+            from edge_ai.agent.credentials import token_nid
+
+            self.nid = token_nid(self.edge_token.get_secret_value())
+        if self.env == "local" and self.key is None:
+            # The key the master derives in local mode (shared.agent_keys), from the node id.
+            local_secret = derived_secret(LOCAL_SERVICE_TOKEN)
+            self.key = SecretStr(agent_key(local_secret, self.nid or self.node))
+        if self.key is None or (self.env != "local" and len(self.key.get_secret_value()) < 16):
+            raise ValueError(
+                "AGENT_KEY must be set (16 characters or more; `edgectl agent-key NID` prints it) "
+                "outside local mode (EDGE_ENV=local)"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("AGENT_TLS_CERT_FILE and AGENT_TLS_KEY_FILE go together")
         self.master_url = self.master_url.rstrip("/")
         return self
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What the agent verifies the master's and setup's certificates with."""
+        if self.master_ca_file:
+            return ssl.create_default_context(cafile=self.master_ca_file)
+        return True
+
     def secret_values(self) -> list[str]:
-        return [self.service_token.get_secret_value()] if self.service_token else []
+        return [s.get_secret_value() for s in (self.key, self.edge_token) if s is not None]

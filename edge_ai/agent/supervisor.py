@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
@@ -122,8 +122,10 @@ class WorkloadRunner:
 
 
 class Supervisor:
-    def __init__(self, settings: AgentSettings, fetcher: PackageFetcher):
+    def __init__(self, settings: AgentSettings, fetcher: PackageFetcher,
+                 edge_token: Callable[[], str | None] = lambda: None):
         self.settings = settings
+        self.edge_token = edge_token  # the edge's current token, handed to workloads as EDGE_TOKEN
         self.workdir = settings.workdir.resolve()
         self.fetcher = fetcher
         self.store = StateStore(self.workdir / "state.json")
@@ -226,7 +228,8 @@ class Supervisor:
             name=spec.name,
             version=spec.version,
             argv=child_argv(spec.command),
-            env=child_env(self.workdir, spec.name, directory, spec.env, live_file=self.live_path(spec.name)),
+            env=child_env(self.workdir, spec.name, directory, self._workload_env(spec),
+                          live_file=self.live_path(spec.name)),
             directory=directory,
             log_path=self.workdir / "logs" / f"{spec.name}.log",
             policy=self.policy,
@@ -239,6 +242,25 @@ class Supervisor:
         if stop_now:
             await asyncio.gather(*(inst.stop() for inst in stop_now))
         log.info("%s: started version %s (generation %s)", spec.name, spec.version, spec.generation)
+
+    def _workload_env(self, spec: WorkloadSpec) -> dict[str, str]:
+        """The spec's env plus the edge's own token (the master sends none on this runtime), unless
+        the deployment brings its own (in env or in edgeconfig.xml)."""
+        token = self.edge_token()
+        if token is None or "EDGE_TOKEN" in spec.env or "<Token>" in (spec.edgeconfig_xml or ""):
+            return spec.env
+        return {**spec.env, "EDGE_TOKEN": token}
+
+    async def restart_all(self) -> None:
+        """A new edge token: every workload restarts with it (blue/green, as an update does)."""
+        async with self._lock:
+            for runner in list(self.runners.values()):
+                try:
+                    await self._apply_one(runner.spec, force=True)
+                except PrepareError as exc:
+                    log.warning("%s: not restarted with the renewed token: %s",
+                                runner.spec.name, exc)
+            await self.flush()
 
     async def _remove(self, name: str) -> None:
         runner = self.runners.pop(name)

@@ -9,12 +9,24 @@ import httpx
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
-from edgectl.stack.seed import SeedError, seed
+from edgectl.stack.seed import EDGES, SeedError, seed
 from edgectl.stack.view import FleetView
+from shared.agent_keys import agent_key, derived_secret
 
 log = logging.getLogger("edgectl.up")
 
 SERVICES = ("setup", "vms", "master", "optimizer")
+
+
+PLATFORM_SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL")
+
+
+def agent_env(env: dict[str, str], secrets: dict[str, str], nid: str) -> dict[str, str]:
+    """An agent gets its own key and node id, none of the platform's secrets; its edge token is
+    written into its work dir by the seeding (and renewed there by the agent)."""
+    out = {k: v for k, v in env.items() if k not in PLATFORM_SECRETS}
+    out.update(AGENT_KEY=agent_key(derived_secret(secrets["EDGE_SERVICE_TOKEN"]), nid), AGENT_NID=nid)
+    return out
 
 
 class StackError(RuntimeError):
@@ -78,14 +90,14 @@ class Stack:
             )
         agent_urls = []
         for i, port in enumerate(s.agent_ports):
-            node = f"edge-{i + 1:02d}"
+            node = EDGES[i]["name"]
             agent_urls.append(f"http://127.0.0.1:{port}")
             self._spawn(
                 Child(
                     node,
                     edgectl_args("agent", "--node", node, "--port", str(port), "--workdir", str(self.data_dir / "agents" / node),
                                  "--master-url", self.urls["master"]),
-                    env,
+                    agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
                     ready_url=f"http://127.0.0.1:{port}/healthz",
                 )
@@ -100,7 +112,7 @@ class Stack:
         self.headers = {"Authorization": f"Bearer {secrets['EDGE_OPERATOR_TOKEN']}"}
         if seed_demo:
             try:
-                seed(self.urls["setup"], self.urls["master"], self.headers, agent_urls=agent_urls,
+                seed(self.urls["setup"], self.urls["master"], self.headers, agent_urls=agent_urls,  # writes edge tokens
                      data_dir=self.data_dir, weather_period_s=s.weather_period_s)
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def _ok(r: httpx.Response, what: str) -> dict:
 def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[str], data_dir: Path, weather_period_s: int) -> None:
     with httpx.Client(headers=headers, timeout=60) as http:
         cluster_id = _cluster(http, setup)
-        edge_ids = [_edge(http, setup, spec, cluster_id, agent_url) for spec, agent_url in zip(EDGES, agent_urls)]
+        edge_ids = [
+            _edge(http, setup, spec, cluster_id, agent_url, data_dir / "agents" / spec["name"] / "edge-token")
+            for spec, agent_url in zip(EDGES, agent_urls)
+        ]
         ais = _packages(http, setup, master, data_dir / "packages")
         weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]
         _deploy(http, setup, edge_ids[0], weather, {"WEATHER_SEQUENCE": "0,2", "WEATHER_PERIOD": str(weather_period_s)})
@@ -62,9 +66,20 @@ def _cluster(http: httpx.Client, setup: str) -> int:
     return _ok(http.post(f"{setup}/clusters", json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"}), "create cluster")["id"]
 
 
-def _edge(http: httpx.Client, setup: str, spec: dict, cluster_id: int, agent_url: str) -> int:
+def _write_token(path: Path, token: str) -> None:
+    """The edge's token where its agent reads it (0600); the agent renews it there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+
+
+def _edge(http: httpx.Client, setup: str, spec: dict, cluster_id: int, agent_url: str, token_file: Path) -> int:
     found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
     if found:
+        if not token_file.exists():  # a token is shown once: a lost one is replaced
+            rotated = _ok(http.post(f"{setup}/edges/{found[0]['id']}/token"), f"token of {spec['name']}")
+            _write_token(token_file, rotated["token"])
         return found[0]["id"]
     body = {
         **spec,
@@ -79,6 +94,7 @@ def _edge(http: httpx.Client, setup: str, spec: dict, cluster_id: int, agent_url
         "description": "simulated edge (edgectl up)",
     }
     created = _ok(http.post(f"{setup}/edges", json=body), f"register {spec['name']}")
+    _write_token(token_file, created["token"])
     log.info("registered %s (%s)", spec["name"], spec["nid"])
     return created["id"]
 

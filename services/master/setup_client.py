@@ -39,6 +39,11 @@ class SetupClient:
         raise_for_upstream(response, what)
         return response
 
+    # --- edge tokens for workloads (kubernetes and docker runtimes) ----------------------
+    async def workload_token(self, edge_id: int) -> dict[str, Any]:
+        path = f"/edges/{edge_id}/workload-token"
+        return (await self._call("POST", path, f"edge {edge_id} token")).json()
+
     # --- AI packages --------------------------------------------------------------------
     async def get_ai(self, ai_id: int) -> dict[str, Any]:
         return (await self._call("GET", f"/ai-packages/{ai_id}", f"AI {ai_id}")).json()

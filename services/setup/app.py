@@ -8,6 +8,7 @@ from services.setup.clusters.router import router as clusters
 from services.setup.conditions.router import router as conditions
 from services.setup.deployments.router import router as deployments
 from services.setup.edges.router import router as edges
+from services.setup.edges.tokens import own_table_loader
 from services.setup.fleet.router import router as fleet
 from services.setup.legacy.router import router as legacy
 from services.setup.masters.router import router as masters
@@ -17,7 +18,7 @@ from shared.app import create_service_app
 
 def create_app(settings: SetupSettings | None = None) -> FastAPI:
     settings = settings or SetupSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Edge platform: setup",
         description="Registry of clusters, masters, edge devices and AI packages, and the desired deployments. "
@@ -26,3 +27,5 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
         # The optimizer writes a whole cycle's differences in one bulk call.
         body_limits={"/deployments/bulk": settings.max_bulk_body_bytes},
     )
+    app.state.revocation_loader = own_table_loader  # its own table, not a call to itself
+    return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ssl
 import tarfile
 import textwrap
 import threading
@@ -16,8 +17,28 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.helpers.env import SERVICE, SERVICE_TOKEN, free_port, service_env
+from shared.edge_tokens import issue_edge_token, verify_edge_token
+from shared.agent_keys import agent_key, derived_secret
+from tests.helpers.env import EDGE_TOKEN_SECRET, SERVICE_TOKEN, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
+
+# An agent holds only its own key (what the master presents) and its edge's token (what it
+# presents to the master and setup): no service credential, no operator token, no signing secret.
+# The key the test master derives for node 0x01 (shared.agent_keys): real masters reach this agent.
+AGENT_KEY = agent_key(derived_secret(SERVICE_TOKEN), "0x01")
+AGENT_AUTH = {"Authorization": f"Bearer {AGENT_KEY}"}
+AGENT_NID = "0x01"
+PLATFORM_SECRETS = ("EDGE_SERVICE_TOKEN", "EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL")
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = service_env("postgresql+asyncpg://unused/unused")
+    for name in PLATFORM_SECRETS:
+        env.pop(name, None)
+    env.update(AGENT_KEY=AGENT_KEY, AGENT_EDGE_TOKEN=issue_edge_token(AGENT_NID, EDGE_TOKEN_SECRET))
+    env.update(extra)
+    return env
+
 
 # Fast supervision so the tests take seconds, not minutes.
 AGENT_TEST_ENV = {
@@ -100,7 +121,8 @@ class ArtifactServer:
 
     ``serve_instead`` makes it answer a digest with other bytes (a corrupted transfer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) to serve https, as a master behind TLS does."""
         self.blobs: dict[str, bytes] = {}
         self.substitutes: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -112,7 +134,8 @@ class ArtifactServer:
 
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Authorization")))
-                if self.headers.get("Authorization") != f"Bearer {SERVICE_TOKEN}":
+                scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme != "Bearer" or verify_edge_token(token, EDGE_TOKEN_SECRET) is None:  # an edge's token
                     return self._send(401, b'{"error": {"type": "unauthorized"}}')
                 prefix = "/artifacts/"
                 digest = self.path[len(prefix):].split("?", 1)[0] if self.path.startswith(prefix) else ""
@@ -129,7 +152,13 @@ class ArtifactServer:
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
@@ -159,12 +188,13 @@ class Agent:
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = {**AGENT_TEST_ENV, **(extra_env or {})}
         self.proc: Proc | None = None
-        self.client = httpx.Client(base_url=self.url, headers=SERVICE, timeout=30)
+        self.client = httpx.Client(base_url=self.url, headers=AGENT_AUTH, timeout=30)
         self._runs = 0
 
     def start(self) -> "Agent":
         self._runs += 1
-        env = service_env("postgresql+asyncpg://unused/unused", **self.extra_env)
+        env = agent_env(**self.extra_env)
+        self._edge_token = env["AGENT_EDGE_TOKEN"]
         args = edgectl("agent", "--node", self.node, "--port", str(self.port), "--workdir", str(self.workdir),
                        "--master-url", self.master_url)
         self.proc = Proc(args, env=env, log_path=self.tmp_path / f"agent-{self.port}-{self._runs}.log")
@@ -182,6 +212,10 @@ class Agent:
     def close(self) -> None:
         self.stop()
         self.client.close()
+
+    def edge_token(self) -> str:
+        """The edge token the agent was started with (what it hands its workloads)."""
+        return self._edge_token
 
     def status(self, name: str) -> dict:
         r = self.client.get(f"/workloads/{name}")

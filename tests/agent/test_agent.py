@@ -12,8 +12,10 @@ import psutil
 import pytest
 
 from tests.agent.helpers import (
+    AGENT_AUTH,
     AGENT_TEST_ENV,
     Agent,
+    agent_env,
     crasher_package,
     kill_leftovers,
     package_bytes,
@@ -22,7 +24,7 @@ from tests.agent.helpers import (
     wait_until,
     workload_processes,
 )
-from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, free_port
 from tests.helpers.processes import Proc, edgectl, python_module, wait_http
 
 
@@ -75,7 +77,8 @@ def test_runs_the_package_command_from_its_directory(agent, artifacts, fmt):
     (proc,) = workload_processes(agent.workdir, "monitoring-01")
     assert proc.pid == status["pid"]
     assert Path(proc.cwd()) == directory
-    assert "EDGE_SERVICE_TOKEN" not in proc.environ()  # the master's token stays with the agent
+    assert "AGENT_KEY" not in proc.environ()  # the agent's key stays with the agent
+    assert proc.environ()["EDGE_TOKEN"] == agent.edge_token()  # the edge's own token, from the agent
 
     # helper_mod came from PYTHONPATH, edgeconfig.xml was readable from the working directory.
     logs = wait_until(lambda: (lines := agent.client.get("/workloads/monitoring-01/logs", params={"tail": 50}).json()["lines"])
@@ -296,23 +299,23 @@ def test_bad_specs_name_the_field(agent):
 
 def test_runs_as_python_module_too(tmp_path, artifacts):
     port = free_port()
-    env = service_env("postgresql+asyncpg://unused/unused", **AGENT_TEST_ENV)
+    env = agent_env(**AGENT_TEST_ENV)
     proc = Proc(python_module("edge_ai.agent", "--node", "edge-m", "--port", str(port), "--workdir", str(tmp_path / "w"),
                               "--master-url", artifacts.url), env=env, log_path=tmp_path / "agent-module.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        r = httpx.get(f"http://127.0.0.1:{port}/heartbeat", headers=SERVICE, timeout=10)
+        r = httpx.get(f"http://127.0.0.1:{port}/heartbeat", headers=AGENT_AUTH, timeout=10)
         assert r.status_code == 200 and r.json()["node"] == "edge-m"
     finally:
         assert proc.stop() in (0, -signal.SIGTERM)
 
 
 def test_refuses_to_start_without_a_proper_token(tmp_path):
-    env = service_env("postgresql+asyncpg://unused/unused", EDGE_SERVICE_TOKEN="short")
+    env = agent_env(AGENT_KEY="short")
     proc = Proc(edgectl("agent", "--node", "e", "--port", str(free_port()), "--workdir", str(tmp_path / "w")),
                 env=env, log_path=tmp_path / "agent-bad.log")
     assert proc.popen.wait(timeout=30) == 2
-    assert "EDGE_SERVICE_TOKEN" in proc.log_text() and "short" not in proc.log_text()
+    assert "AGENT_KEY" in proc.log_text() and "short" not in proc.log_text()
     proc.stop()
 
 

@@ -238,6 +238,8 @@ def test_every_variable_set_is_a_real_setting_of_the_service(compose, service_na
 
 def _other_service(key: str, service_name: str) -> bool:
     """A prefixed setting of another service (e.g. MASTER_REGISTRY_* in the shared .env)."""
+    if re.fullmatch(r"EDGE_0[0-9]_(AGENT_KEY|TOKEN)", key):
+        return True  # interpolated into the simulated edges' own environment only
     prefix = key.split("_", 1)[0].lower()
     if prefix in SERVICE_NAMES and prefix != service_name:
         assert key in env_names(settings_class(prefix)), f"{key} is no setting of {prefix}"
@@ -273,7 +275,8 @@ def test_agent_environment_is_real_agent_settings_that_load(compose, edge):
             master_url=cf.option(command, "--master-url"),
         )
     assert settings.env == "production"
-    assert settings.service_token.get_secret_value() == cf.read_env_file()["EDGE_SERVICE_TOKEN"]
+    assert settings.key.get_secret_value() == cf.read_env_file()[f"EDGE_{edge[-2:]}_AGENT_KEY"]
+    assert not hasattr(settings, "service_token")  # an edge holds no service credential
 
 
 def test_agent_command_line_takes_the_options_compose_passes(compose):
@@ -330,16 +333,16 @@ def test_infrastructure_containers_do_not_get_the_platform_secrets(compose):
         assert (".env", True) not in cf.env_files_of(compose["services"][name]), name
 
 
-def test_edges_hold_only_the_service_token(compose):
-    """An edge box must not hold the operator token, the edge-token signing secret or the
-    database URL; its service token comes from .env by interpolation, never written here."""
+def test_edges_hold_only_their_own_key_and_token(compose):
+    """An edge box must not hold a service credential, the operator token, the edge-token signing
+    secret or the database URL; its own agent key comes from .env by interpolation."""
     raw = cf.load_raw()
     for edge in EDGES:
         service = compose["services"][edge]
         assert not cf.env_files_of(service), f"{edge} must not read the whole .env"
         env = cf.environment_of(service)
-        assert not {"EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL"} & set(env)
-        assert raw["services"][edge]["environment"]["EDGE_SERVICE_TOKEN"].startswith("${EDGE_SERVICE_TOKEN")
+        assert not {"EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL"} & set(env)
+        assert raw["services"][edge]["environment"]["AGENT_KEY"].startswith("${EDGE_")
 
 
 def test_master_keeps_its_packages_on_a_volume(compose):

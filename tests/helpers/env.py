@@ -14,6 +14,14 @@ SETUP_SECRET_KEY = "dGVzdC1jYW1lcmEtc2VjcmV0LWtleS0wMTIzNDU2Nzg="
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
+
+def service_credential(name: str) -> str:
+    """The credential a service (setup, master, optimizer, vms) sends, as derived in tests."""
+    return settings_class("services.vms.settings")(
+        env="production", operator_token=OPERATOR_TOKEN, service_token=SERVICE_TOKEN,
+        edge_token_secret=EDGE_TOKEN_SECRET,
+    ).service_credentials()[name]
+
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("setup", "master", "optimizer", "vms")
 
@@ -34,6 +42,8 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         EDGE_SERVICE_TOKEN=SERVICE_TOKEN,
         EDGE_EDGE_TOKEN_SECRET=EDGE_TOKEN_SECRET,
         SETUP_SECRET_KEYS=SETUP_SECRET_KEY,
+        # The shared service token, scoped (shared.auth.SERVICE_GRANTS["legacy"]): older tests use it.
+        EDGE_ACCEPT_SERVICE_TOKEN="true",
         EDGE_LOG_FORMAT="text",
         YOLO_OFFLINE="1",
     )
@@ -50,6 +60,7 @@ def settings_for(service: str, database_url: str, **overrides):
         operator_token=OPERATOR_TOKEN,
         service_token=SERVICE_TOKEN,
         edge_token_secret=EDGE_TOKEN_SECRET,
+        accept_service_token=True,
         migrate_on_start=False,
         log_format="text",
     )

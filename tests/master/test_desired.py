@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from services.master.reconcile.desired import plan
-from services.master.reconcile.workload_token import workload_token
-from shared.edge_tokens import verify_edge_token
+import time
+
+from services.master.reconcile.workload_token import WorkloadTokens
 
 MANIFEST = {"command": ["python", "main.py"], "env": {"A": "1", "EDGE_NODE_ID": "spoofed"}, "resources": {"cpu": 0.5}}
 
@@ -66,10 +67,36 @@ def test_removed_deployments_and_duplicate_names():
     assert [wl.name for _, wl in plans[1].workloads] == ["monitoring-01", "monitoring-01-d3"]
 
 
-def test_workload_token_is_a_stable_edge_token_for_the_node():
-    a = workload_token("0x01", "s" * 32)
-    assert a == workload_token("0x01", "s" * 32) != workload_token("0x02", "s" * 32)
-    assert verify_edge_token(a, "s" * 32) == "0x01" and verify_edge_token(a, "t" * 32) is None
+class RecordingSetup:
+    """Answers POST /edges/{id}/workload-token as setup does (a fresh token each call)."""
+
+    def __init__(self, lifetime_s: float):
+        self.calls: list[int] = []
+        self.lifetime_s = lifetime_s
+
+    async def workload_token(self, edge_id: int) -> dict:
+        self.calls.append(edge_id)
+        return {"token": f"tok-{edge_id}-{len(self.calls)}", "expires_at": time.time() + self.lifetime_s}
+
+
+async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runtimes():
+    """Issue 16 item 2: no permanent token per pass; the agent runtime gets none from the master
+    (the agent hands its workloads the edge's own), kubernetes/docker one from setup, reused."""
+    setup = RecordingSetup(lifetime_s=3600)
+    tokens = WorkloadTokens(setup)  # type: ignore[arg-type]
+    edges = [{"id": 1, "nid": "0x01"}, {"id": 2, "nid": "0x02"}]
+    runtimes = {1: "agent", 2: "kubernetes"}
+    first = await tokens.for_edges(edges, runtimes)
+    assert first == {"0x02": "tok-2-1"} and setup.calls == [2]
+    for _ in range(5):  # later passes: the same token, no call
+        assert await tokens.for_edges(edges, runtimes) == first
+    assert setup.calls == [2]
+
+    short = RecordingSetup(lifetime_s=0.2)
+    tokens = WorkloadTokens(short)  # type: ignore[arg-type]
+    await tokens.for_edges(edges, runtimes)
+    time.sleep(0.15)  # past half its lifetime: renewed
+    assert await tokens.for_edges(edges, runtimes) == {"0x02": "tok-2-2"}
 
 
 def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():

@@ -15,8 +15,8 @@ from services.master.drivers.base import (
     Workload,
     render_edgeconfig,
 )
-from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, ticker_package, workload_processes
-from tests.helpers.env import SERVICE_TOKEN, free_port
+from tests.agent.helpers import AGENT_KEY, Agent, ArtifactServer, kill_leftovers, ticker_package, workload_processes
+from tests.helpers.env import free_port
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def agent(tmp_path, artifacts):
 
 @pytest.fixture
 async def driver():
-    d = AgentDriver(service_token=SERVICE_TOKEN, timeout_s=5)
+    d = AgentDriver(key_for=lambda edge: AGENT_KEY, timeout_s=5)
     yield d
     await d.aclose()
 

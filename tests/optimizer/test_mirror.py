@@ -8,6 +8,7 @@ import copy
 from services.optimizer.engine.state import FleetState
 from shared.contracts.fleet import FLEET_SNAPSHOT
 from tests.optimizer.conftest import Stack, cycle, optimizer
+from tests.helpers.env import OPERATOR
 from tests.optimizer.fleet import NOW, Fleet
 
 RAINY = "2"
@@ -127,7 +128,7 @@ async def test_resyncs_read_incrementally_between_whole_reads(stack: Stack):
 
         # A deleted edge leaves the mirror at the next incremental read.
         assert stack.setup.delete(f"/deployments/{d2['id']}").status_code == 200
-        r = stack.setup.delete(f"/edges/{e2['id']}")
+        r = stack.setup.delete(f"/edges/{e2['id']}", headers=OPERATOR)  # an operator change
         assert r.status_code == 204, r.text
         third = await cycle(opt)
         assert third["refresh"]["kind"] == "incremental" and third["edges"] == 1

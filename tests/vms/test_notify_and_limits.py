@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 
 from services.vms.retention.jobs import maintain_partitions
 from services.vms.storage.partitions import partition_name
-from tests.helpers.env import OPERATOR, SERVICE_TOKEN, free_port
+from tests.helpers.env import OPERATOR, free_port, service_credential
 from tests.vms.conftest import fetch, field_date_time, vms
 from tests.vms.test_ingest_ours import summary
 
@@ -23,7 +23,7 @@ async def event_receiver():
 
     @app.post("/events", status_code=202)
     async def events(request: Request):
-        assert request.headers["authorization"] == f"Bearer {SERVICE_TOKEN}"
+        assert request.headers["authorization"] == f"Bearer {service_credential('vms')}"  # its own
         received.append(await request.json())
         return {"accepted": True}
 

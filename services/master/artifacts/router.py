@@ -1,11 +1,11 @@
-"""Edge agents fetch packages here, by digest, with the service token."""
+"""Edge agents fetch packages here, by digest, with their edge's own token."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from services.master.packages import ArtifactStore
-from shared.auth import ServiceAuth
+from shared.auth import EdgeOrServiceAuth
 from shared.errors import NotFound
 
 router = APIRouter(tags=["artifacts"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["artifacts"])
     summary="A stored package archive (normalised tar.gz), streamed from disk",
     response_class=FileResponse,
 )
-async def get_artifact(digest: str, request: Request, _: ServiceAuth) -> FileResponse:
+async def get_artifact(digest: str, request: Request, _: EdgeOrServiceAuth) -> FileResponse:
     store: ArtifactStore = request.app.state.artifacts
     path = store.path(digest)  # Invalid (422) unless sha256:<64 hex>
     if not path.is_file():

@@ -1,5 +1,14 @@
-"""The agent driver: the edge agent on each plain edge box, over HTTP, with the master's service token."""
+"""The agent driver: the edge agent on each plain edge box, over HTTP(S).
+
+Each agent is called with its own key (``key_for(edge)``, shared.agent_keys), never with a
+credential another agent or a service would accept; only to an http(s) URL whose host is on the
+allowed networks (shared.agent_urls, checked before every call); over https the agent's
+certificate is verified (``verify``: True for the system CAs, or a CA bundle, EDGE_AGENT_CA_FILE).
+"""
 from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
 
 import httpx
 
@@ -11,6 +20,8 @@ from services.master.drivers.base import (
     RuntimeDriver,
     Workload,
 )
+from shared.agent_urls import Network, parse_networks, resolve_and_check
+from shared.settings import DEFAULT_AGENT_NETWORKS
 
 # The agent's states map one to one, except "stopped" (an instance being taken away).
 _STATES = {"pending": "pending", "running": "running", "restarting": "restarting", "failed": "failed", "stopped": "removed"}
@@ -47,14 +58,37 @@ def agent_spec(workload: Workload) -> dict:
 class AgentDriver(RuntimeDriver):
     kind = "agent"
 
-    def __init__(self, *, service_token: str, timeout_s: float = 10.0, apply_timeout_s: float = 600.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        *,
+        key_for: Callable[[EdgeTarget], str] | None = None,
+        service_token: str | None = None,
+        timeout_s: float = 10.0,
+        apply_timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        allowed_networks: list[Network] | None = None,
+        ca_file: str | None = None,
+    ):
+        """``key_for``: each agent's key; ``service_token``: one bearer for every agent (tests,
+        agents of old deployments)."""
+        if key_for is None:
+            if service_token is None:
+                raise ValueError("an agent driver needs key_for or service_token")
+            key_for = lambda _edge: service_token  # noqa: E731
+        self.key_for = key_for
+        if allowed_networks is None:
+            allowed_networks = parse_networks(DEFAULT_AGENT_NETWORKS)
+        self.allowed_networks = allowed_networks
         # apply waits while the agent fetches and unpacks the package: a large model over a weak link.
         self.apply_timeout_s = apply_timeout_s
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            verify = ssl.create_default_context(cafile=ca_file)
         self._client = httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {service_token}"},
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             transport=transport,
+            verify=verify,
+            follow_redirects=False,
         )
 
     async def aclose(self) -> None:
@@ -66,9 +100,16 @@ class AgentDriver(RuntimeDriver):
             raise DriverError(f"edge {edge.name} has no agent_url: register the edge with its agent's address")
         return edge.agent_url.rstrip("/")
 
-    async def _call(self, method: str, url: str, *, what: str, ok_404: bool = False, **kw) -> httpx.Response | None:
+    async def _call(
+        self, method: str, url: str, *, what: str, edge: EdgeTarget, ok_404: bool = False, **kw
+    ) -> httpx.Response | None:
         try:
-            response = await self._client.request(method, url, **kw)
+            await resolve_and_check(url, self.allowed_networks)
+        except ValueError as exc:
+            raise DriverError(f"{what}: agent_url refused: {exc}") from exc
+        headers = {"Authorization": f"Bearer {self.key_for(edge)}"}
+        try:
+            response = await self._client.request(method, url, headers=headers, **kw)
         except httpx.TimeoutException as exc:
             raise DriverUnavailable(f"{what}: the agent did not answer in time") from exc
         except httpx.InvalidURL as exc:  # an agent_url setup stored but no request can be made to
@@ -90,15 +131,18 @@ class AgentDriver(RuntimeDriver):
             "PUT",
             f"{base}/workloads/{workload.name}",
             what=f"apply {workload.name} on {workload.edge.name}",
+            edge=workload.edge,
             json=agent_spec(workload),
             timeout=httpx.Timeout(self.apply_timeout_s, connect=5.0),
         )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
-        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}", what=f"remove {name} on {edge.name}", ok_404=True)
+        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}",
+                         what=f"remove {name} on {edge.name}", edge=edge, ok_404=True)
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        response = await self._call("GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}")
+        response = await self._call("GET", f"{self._base(edge)}/workloads",
+                                    what=f"observe {edge.name}", edge=edge)
         assert response is not None
         return [
             ObservedWorkload(
@@ -117,13 +161,15 @@ class AgentDriver(RuntimeDriver):
 
     async def heartbeat(self, edge: EdgeTarget) -> dict:
         """The node's cpu, memory and uptime as the agent reports them."""
-        response = await self._call("GET", f"{self._base(edge)}/heartbeat", what=f"heartbeat of {edge.name}")
+        response = await self._call("GET", f"{self._base(edge)}/heartbeat",
+                                    what=f"heartbeat of {edge.name}", edge=edge)
         assert response is not None
         return response.json()
 
     async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
         response = await self._call(
-            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", params={"tail": tail}
+            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", edge=edge,
+            params={"tail": tail},
         )
         assert response is not None
         return response.json()["lines"]

@@ -20,7 +20,7 @@ router = APIRouter(tags=["legacy (field compatible)"], route_class=LegacyRoute)
 
 @router.post("/upload_edgeAI", openapi_extra=legacy_openapi_body(UploadEdgeAi),
              summary="Build and push the package folder named filename from the master's package directory")
-async def upload_edge_ai(req: Annotated[UploadEdgeAi, Depends(form_or_json(UploadEdgeAi))], ctx: ContextDep, _: OperatorAuth):
+async def upload_edge_ai(_: OperatorAuth, req: Annotated[UploadEdgeAi, Depends(form_or_json(UploadEdgeAi))], ctx: ContextDep):
     version = validate_version(req.version)
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
     fields = UploadFields(filename=req.filename, version=version, ai_class=req.ai_class)
@@ -36,14 +36,14 @@ async def upload_edge_ai(req: Annotated[UploadEdgeAi, Depends(form_or_json(Uploa
 
 
 @router.post("/remove_edgeAI", openapi_extra=legacy_openapi_body(RemoveEdgeAi), summary="Delete an AI and its image")
-async def remove_edge_ai(req: Annotated[RemoveEdgeAi, Depends(form_or_json(RemoveEdgeAi))], ctx: ContextDep, _: OperatorAuth):
+async def remove_edge_ai(_: OperatorAuth, req: Annotated[RemoveEdgeAi, Depends(form_or_json(RemoveEdgeAi))], ctx: ContextDep):
     await ctx.setup.delete_ai(req.id)
     result = await removal.remove_ai(ctx, req.id)
     return envelope(f"AI {req.id} removed (image {result['image']}, artifact {result['artifact']})")
 
 
 @router.post("/deploy_aiToDevice", openapi_extra=legacy_openapi_body(DeviceAi), summary="Run the AI on its edge(s)")
-async def deploy_ai(req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep, _: OperatorAuth):
+async def deploy_ai(_: OperatorAuth, req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep):
     # Setup owns the desired state: the deployment is recorded there (it then asks us to reconcile).
     answer = await ctx.setup.legacy("/request_deploy_aiToDevice", req.model_dump(exclude_none=True))
     ctx.reconciler.trigger()
@@ -51,7 +51,7 @@ async def deploy_ai(req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], c
 
 
 @router.post("/undeploy_aiFromDevice", openapi_extra=legacy_openapi_body(DeviceAi), summary="Stop the AI on its edge(s)")
-async def undeploy_ai(req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep, _: OperatorAuth):
+async def undeploy_ai(_: OperatorAuth, req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep):
     answer = await ctx.setup.legacy("/request_undeploy_aiFromDevice", req.model_dump(exclude_none=True))
     ctx.reconciler.trigger()
     return envelope(f"undeployment of AI {req.aid} applied", deployments=answer.get("deployments", []))

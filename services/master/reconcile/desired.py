@@ -73,6 +73,7 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
 # A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
 # credentials, is a secret variable of the helper's workload.
 HELPER_SOURCE_ENV = "YOLO_SOURCE"
+HELPER = "helper"  # what ``token_for`` is asked with for a helper copy: the helped edge's token
 
 
 def helped_edge(deployment: dict[str, Any]) -> tuple[int, str] | None:
@@ -167,7 +168,7 @@ def plan(
             secret_env[HELPER_SOURCE_ENV] = camera
         try:
             wl = build_workload(dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                                token=token_for(helped[1] if helped else p.edge["nid"], p.runtime),
+                                token=token_for(helped[1], HELPER) if helped else token_for(p.edge["nid"], p.runtime),
                                 secret_env=secret_env)
         except ValueError as exc:
             p.blocked.append(Blocked(dep, "failed", str(exc)))

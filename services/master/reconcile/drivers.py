@@ -5,6 +5,7 @@ import asyncio
 import logging
 
 from services.master.drivers.agent import AgentDriver
+from shared.agent_urls import parse_networks
 from services.master.drivers.base import DriverError, DriverUnavailable, RuntimeDriver
 from services.master.settings import MasterSettings
 
@@ -27,8 +28,12 @@ class DriverSet:
     def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
         s = self.settings
         if runtime == "agent":
-            assert s.service_token is not None
-            return AgentDriver(service_token=s.service_token.get_secret_value(), apply_timeout_s=s.agent_timeout_s)
+            return AgentDriver(
+                key_for=lambda edge: s.agent_key_for(edge.nid),  # each agent its own key
+                apply_timeout_s=s.agent_timeout_s,
+                allowed_networks=parse_networks(s.agent_allowed_networks),
+                ca_file=s.agent_ca_file,
+            )
         if runtime == "kubernetes":
             from services.master.drivers.kubernetes import KubernetesDriver
             from services.master.drivers.manifests import KubernetesOptions

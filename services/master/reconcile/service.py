@@ -17,9 +17,9 @@ from typing import Any
 
 from services.master.context import MasterContext
 from services.master.drivers.base import DriverError, DriverUnavailable, ObservedWorkload, RuntimeDriver
-from services.master.reconcile.desired import EdgePlan, helped_edge, plan
+from services.master.reconcile.desired import HELPER, EdgePlan, helped_edge, plan
 from services.master.reconcile.drivers import DriverSet
-from services.master.reconcile.workload_token import workload_token
+from services.master.reconcile.workload_token import WorkloadTokens
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
@@ -55,6 +55,7 @@ class Reconciler:
         self._manifests: dict[tuple[int, str | None], dict[str, Any]] = {}  # (ai id, digest): content-addressed cache
         self.passes = 0
         self.last: dict[str, Any] = {"state": "never run"}
+        self._workload_tokens = WorkloadTokens(ctx.setup)
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -113,10 +114,15 @@ class Reconciler:
         self._restart_stalled_builds(snapshot)
         clusters = {c["id"]: c for c in await ctx.setup.clusters()}
         manifests = await self._manifests_for(snapshot)
-        secret = ctx.settings.edge_token_secret.get_secret_value()  # type: ignore[union-attr]
+        runtimes = _runtimes(snapshot, clusters)
+        tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
+        helped = _edges_helped(snapshot)
+        helped_tokens = await self._workload_tokens.for_edges(helped, {e["id"]: HELPER for e in helped})
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            token_for=lambda nid, runtime: workload_token(nid, secret),
+            # none on the agent runtime: the agent hands over the edge's own; a helper copy gets
+            # the helped edge's (its detections are that node's)
+            token_for=lambda nid, runtime: (helped_tokens if runtime == HELPER else tokens).get(nid),
             cameras=await self._helped_cameras(snapshot),
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
@@ -263,3 +269,23 @@ def _changed(before: dict[str, Any] | None, report: dict[str, Any]) -> bool:
         or int(before.get("restarts") or 0) != int(report["restarts"])
         or int(before.get("observed_generation") or 0) != int(report["generation"])
     )
+
+
+def _edges_running(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """The edges with a deployment that should run (those whose workloads need a token)."""
+    wanted = {d["edge_id"] for d in snapshot.get("deployments", []) if d["desired"] == "running"}
+    return [e for e in snapshot.get("edges", []) if e["id"] in wanted]
+
+
+def _edges_helped(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """The edges a running helper copy analyses for (the optimizer's hand-over)."""
+    wanted = {h[0] for d in snapshot.get("deployments", []) if d["desired"] == "running" and (h := helped_edge(d))}
+    return [e for e in snapshot.get("edges", []) if e["id"] in wanted]
+
+
+def _runtimes(snapshot: dict[str, Any], clusters: dict[int, dict[str, Any]]) -> dict[int, str]:
+    """edge id -> its cluster's runtime."""
+    return {
+        e["id"]: (clusters.get(e.get("cluster_id")) or {}).get("runtime", "agent")
+        for e in snapshot.get("edges", [])
+    }

@@ -5,8 +5,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 
 from services.setup.edges import service
-from services.setup.edges.schemas import EdgeCamera, EdgeCreate, EdgeCreated, EdgeOut, EdgeToken, EdgeUpdate
-from shared.auth import OperatorAuth, ReaderAuth, ServiceAuth
+from services.setup.edges import tokens
+from services.setup.edges.schemas import (
+    EdgeCamera,
+    EdgeCreate,
+    EdgeCreated,
+    EdgeOut,
+    EdgeToken,
+    EdgeUpdate,
+    TokenRevocations,
+)
+from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
+from shared.edge_tokens import decode_edge_token
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -42,6 +52,34 @@ async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
     return await service.node_ids(session)
 
 
+@router.get(
+    "/token-revocations",
+    response_model=TokenRevocations,
+    summary="Per node, the lowest edge-token id still valid (the services' safety-net read)",
+)
+async def token_revocations(
+    session: SessionDep, request: Request, _: ServiceAuth
+) -> TokenRevocations:
+    entries = await tokens.revocations(session, request.app.state.settings)
+    return TokenRevocations(min_token_id=entries)
+
+
+@router.post(
+    "/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent)"
+)
+async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> EdgeToken:
+    assert who.nid is not None
+    edge, token = await service.renew_token(session, who.nid, request.app.state.settings)
+    return _token_out(edge.id, edge.nid, token, request)
+
+
+def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToken:
+    secret = request.app.state.settings.edge_token_secret.get_secret_value()
+    claims = decode_edge_token(token, secret)
+    expires_at = claims.expires_at if claims else None
+    return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
+
+
 @router.get("/{edge_id}", response_model=EdgeOut)
 async def get_edge(edge_id: int, session: SessionDep, _: ReaderAuth):
     return service.to_out(await service.get(session, edge_id))
@@ -58,10 +96,19 @@ async def update_edge(
 @router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token for the edge (shown once)")
 async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
     edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
-    return EdgeToken(id=edge.id, nid=edge.nid, token=token)
+    return _token_out(edge.id, edge.nid, token, request)
 
 
-@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (services only)")
+@router.post("/{edge_id}/workload-token", response_model=EdgeToken,
+             summary="A token for the workloads the master runs on the edge (the master only)")
+async def workload_token(
+    edge_id: int, session: SessionDep, request: Request, _: ServiceAuth
+) -> EdgeToken:
+    edge, token = await service.workload_token(session, edge_id, request.app.state.settings)
+    return _token_out(edge.id, edge.nid, token, request)
+
+
+@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (the master only)")
 async def camera(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth):
     url = await service.camera_url(session, edge_id, request.app.state.settings)
     return EdgeCamera(id=edge_id, url=url)

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from services.setup.edges.rtsp import split_credentials
+from shared.agent_urls import check_agent_url, parse_networks
 
+ANY_NETWORK = parse_networks("0.0.0.0/0,::/0")
 NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
 
 
@@ -59,6 +61,15 @@ def _yes_no(value: Any) -> bool:
     raise ValueError('must be "YES" or "NO"')
 
 
+def _agent_url(value: str | None) -> str | None:
+    """http(s), no credentials, and never a link-local, multicast or unspecified address; the
+    master applies the network policy (EDGE_AGENT_ALLOWED_NETWORKS) again before every call."""
+    if value in (None, ""):
+        return None
+    check_agent_url(value, ANY_NETWORK)
+    return value
+
+
 def _camera_url(value: str | None) -> str | None:
     if value in (None, ""):
         return None
@@ -92,7 +103,11 @@ class EdgeBase(BaseModel):
     description: str | None = Field(None, max_length=2000)
     cluster_id: int | None = None
     node_name: str | None = Field(None, max_length=253, description="Kubernetes node name")
-    agent_url: str | None = Field(None, max_length=500, description="edge agent base URL (agent runtime)")
+    agent_url: str | None = Field(
+        None,
+        max_length=500,
+        description="edge agent base URL (agent runtime): http(s)://host:port, no credentials",
+    )
     capacity: Capacity | None = None
     time_zone: str | None = Field(
         None,
@@ -104,6 +119,7 @@ class EdgeBase(BaseModel):
     _yes_no = field_validator("supports_analysis", mode="before")(lambda cls, v: None if v is None else _yes_no(v))
     _url = field_validator("url")(lambda cls, v: _camera_url(v))
     _tz = field_validator("time_zone")(lambda cls, v: _time_zone(v))
+    _agent = field_validator("agent_url")(lambda cls, v: _agent_url(v))
 
 
 class EdgeCreate(EdgeBase):
@@ -155,6 +171,15 @@ class EdgeToken(BaseModel):
     id: int
     nid: str
     token: str = Field(description="shown only once; update the edge's edgeconfig.xml with it")
+    expires_at: int | None = Field(
+        None, description="unix time; the agent renews before (POST /edges/me/token)"
+    )
+
+
+class TokenRevocations(BaseModel):
+    min_token_id: dict[str, int] = Field(
+        description="per node id, the lowest edge-token id still valid"
+    )
 
 
 class EdgeCamera(BaseModel):

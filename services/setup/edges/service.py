@@ -10,7 +10,9 @@ from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
 from shared.db import flush
-from shared.edge_tokens import issue_edge_token, token_hash
+from shared.errors import Unauthorized
+from services.setup.edges import tokens
+from shared.edge_tokens import token_hash
 from shared.pagination import PageParams, fetch_page
 from shared.settings import ServiceSettings
 
@@ -80,7 +82,7 @@ async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSetti
     if data.nid is None:
         columns["nid"] = await next_free_nid(session)
     edge = Edge(**columns)
-    token = issue_edge_token(edge.nid, settings.edge_token_secret.get_secret_value())
+    token, _ = await tokens.issue(session, edge.nid, settings)
     edge.token_hash = token_hash(token)
     session.add(edge)
     await flush(session)
@@ -140,14 +142,38 @@ async def update(
 
 async def rotate_token(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> tuple[Edge, str]:
     edge = await get(session, edge_id)
-    token = issue_edge_token(edge.nid, settings.edge_token_secret.get_secret_value())
+    token = await tokens.rotate(session, edge.nid, settings)  # every older token dies on commit
     edge.token_hash = token_hash(token)
     await flush(session)
     return edge, token
 
 
+async def renew_token(
+    session: AsyncSession, nid: str, settings: ServiceSettings
+) -> tuple[Edge, str]:
+    """A fresh token for an edge that proved itself with a valid one (the agent, before expiry)."""
+    edge = (await session.execute(select(Edge).where(Edge.nid == nid))).scalar_one_or_none()
+    if edge is None:
+        raise Unauthorized(f"node {nid!r} is not registered")
+    token, _ = await tokens.issue(session, nid, settings)
+    edge.token_hash = token_hash(token)
+    await flush(session)
+    return edge, token
+
+
+async def workload_token(
+    session: AsyncSession, edge_id: int, settings: ServiceSettings
+) -> tuple[Edge, str]:
+    """A token for the workloads the master runs on the edge (revocable, expiring like any)."""
+    edge = await get(session, edge_id)
+    token, _ = await tokens.issue(session, edge.nid, settings)
+    return edge, token
+
+
 async def delete(session: AsyncSession, edge_id: int) -> None:
-    await session.delete(await get(session, edge_id))
+    edge = await get(session, edge_id)
+    await tokens.revoke_all(session, edge.nid)  # its tokens die with it
+    await session.delete(edge)
     await flush(session)
 
 

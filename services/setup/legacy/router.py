@@ -19,7 +19,7 @@ router = APIRouter(tags=["legacy (field compatible)"], route_class=LegacyRoute)
 
 @router.post("/request_upload_edgeAi", openapi_extra=legacy_openapi_body(UploadRequest))
 async def request_upload(
-    req: Annotated[UploadRequest, Depends(form_or_json(UploadRequest))], session: SessionDep, request: Request, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[UploadRequest, Depends(form_or_json(UploadRequest))], session: SessionDep, request: Request
 ):
     data = AiPackageCreate(**req.model_dump(include={"filename", "version", "ai_class", "condition", "description"}))
     settings = request.app.state.settings
@@ -35,7 +35,7 @@ async def request_upload(
 
 @router.post("/request_remove_edgeAi", openapi_extra=legacy_openapi_body(AiRequest))
 async def request_remove(
-    req: Annotated[AiRequest, Depends(form_or_json(AiRequest))], session: SessionDep, request: Request, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[AiRequest, Depends(form_or_json(AiRequest))], session: SessionDep, request: Request
 ):
     ai = await ai_packages.remove(session, req.aid, request.app.state.settings)
     await service.record(session, "request_remove_edgeAi", req.model_dump(), f"AI {ai.id} removed")
@@ -44,7 +44,7 @@ async def request_remove(
 
 @router.post("/request_deploy_aiToDevice", openapi_extra=legacy_openapi_body(DeviceRequest))
 async def request_deploy(
-    req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request
 ):
     ids = await service.deploy(session, req, request.app.state.settings)
     await service.record(session, "request_deploy_aiToDevice", req.model_dump(), f"deployments {ids}")
@@ -53,7 +53,7 @@ async def request_deploy(
 
 @router.post("/request_undeploy_aiFromDevice", openapi_extra=legacy_openapi_body(DeviceRequest))
 async def request_undeploy(
-    req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request, _: OperatorAuth
+    _: OperatorAuth, req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request
 ):
     ids = await service.undeploy(session, req, request.app.state.settings)
     await service.record(session, "request_undeploy_aiFromDevice", req.model_dump(), f"deployments {ids}")
@@ -61,6 +61,6 @@ async def request_undeploy(
 
 
 @router.get("/get_uploadedAiInfo")
-async def get_uploaded_ai_info(req: Annotated[InfoRequest, Depends(form_or_json(InfoRequest))], session: SessionDep, _: ReaderAuth):
+async def get_uploaded_ai_info(_: ReaderAuth, req: Annotated[InfoRequest, Depends(form_or_json(InfoRequest))], session: SessionDep):
     ai = await ai_packages.get(session, req.id, field="id")
     return envelope("success", id=ai.id, filename=ai.filename, version=ai.version, ai_class=ai.ai_class, status=ai.status)

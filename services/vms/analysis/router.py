@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from services.vms.analysis import service
 from shared.auth import AnyPrincipal, ReaderAuth
 from shared.db import SessionDep
-from shared.errors import Invalid
+from shared.errors import Invalid, Unauthorized
 
 router = APIRouter(prefix="/analysis", tags=["analysis"])
 
@@ -25,6 +25,8 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024
     "is stored and queued (`status: queued`).",
 )
 async def queue_frame(request: Request, session: SessionDep, principal: AnyPrincipal) -> dict:
+    if principal.kind == "anonymous":
+        raise Unauthorized()  # before the body: a stranger learns nothing of it
     if "multipart/form-data" not in request.headers.get("content-type", ""):
         raise Invalid("send multipart/form-data with the parts image and metadata", field="body")
     form = await request.form(max_files=1, max_fields=4)
@@ -50,7 +52,7 @@ async def list_frames(
 
 
 @router.get("/{request_id}/image", summary="The frame as it was sent", response_class=Response)
-async def frame_image(request_id: int, session: SessionDep, _: ReaderAuth) -> Response:
-    data = await service.image(session, request_id)
+async def frame_image(request_id: int, session: SessionDep, who: ReaderAuth) -> Response:
+    data = await service.image(session, request_id, who)
     media = "image/png" if data.startswith(service.PNG_MAGIC) else "image/jpeg"
     return Response(data, media_type=media)

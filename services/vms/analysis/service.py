@@ -88,8 +88,10 @@ async def list_page(session: AsyncSession, *, nid: str | None, status: str | Non
     return {"items": items, "total": (await session.execute(count)).scalar_one(), "limit": limit, "offset": offset}
 
 
-async def image(session: AsyncSession, request_id: int) -> bytes:
-    data = (await session.execute(select(t.c.image).where(t.c.id == request_id))).scalar_one_or_none()
-    if data is None:
+async def image(session: AsyncSession, request_id: int, principal: Principal | None = None) -> bytes:
+    row = (await session.execute(select(t.c.image, t.c.nid).where(t.c.id == request_id))).one_or_none()
+    if row is None:
         raise NotFound(f"analysis request {request_id} does not exist", field="id")
-    return data
+    if principal is not None and principal.kind == "edge" and row.nid != principal.nid:
+        raise Forbidden("an edge token reads only its own frames", field="request_id")
+    return row.image

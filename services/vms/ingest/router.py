@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from services.vms.ingest.schemas import BatchIn, BatchOut, DetectionsIn, EnvironmentIn, StoredOut, UsageIn
 from services.vms.ingest.service import IngestService, Rejected
-from shared.auth import Principal, bearer_token, identify
+from shared.auth import Principal, bearer_token, identify, revocations_of
 from shared.legacy import LegacyRoute, legacy_openapi_body
 
 legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
@@ -29,7 +29,7 @@ def _service(request: Request) -> IngestService:
 
 def _principal(request: Request) -> Principal:
     # Called inline rather than as a dependency: a sync dependency costs a thread hop per request.
-    return identify(request.app.state.settings, bearer_token(request))
+    return identify(request.app.state.settings, bearer_token(request), revocations_of(request))
 
 
 async def _legacy_body(request: Request) -> Any:

@@ -1,7 +1,8 @@
 """What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition map.
 
 Both are refreshed on a schedule and, for node ids, on a miss (at most once every
-``VMS_NODES_MISS_REFRESH_S``). When setup cannot be reached the last known values stay in use;
+``VMS_NODES_MISS_REFRESH_S``). A node that proves itself with its edge token needs neither: the
+token (checked against the pushed revocations) is the proof. When setup cannot be reached the last known values stay in use;
 before the first successful answer the condition map is DEFAULT_CONDITIONS.
 """
 from __future__ import annotations
@@ -103,7 +104,9 @@ class NodeDirectory:
 
     def known_now(self, nid: str, *, from_token: bool = False) -> bool | None:
         """Without waiting: True/False, or None when a refresh from setup is due first."""
-        if nid in self.nids or (from_token and not self.nodes_loaded):
+        if nid in self.nids or from_token:
+            # A valid token (signed by setup, not expired, not revoked) proves the node, even
+            # before the list has caught up with a new registration.
             return True
         if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
             return False
@@ -116,8 +119,7 @@ class NodeDirectory:
         await self._refresh_on_miss()
         if nid in self.nids:
             return True
-        # Setup signed the token for this node; before setup has ever answered, trust the signature.
-        return from_token and not self.nodes_loaded
+        return False
 
     async def nid_for_username(self, username: str) -> str | None:
         """The field's usage payload names the device, not the node: map an edge name (or a nid) to a nid."""

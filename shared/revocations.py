@@ -1,0 +1,102 @@
+"""Keeps a service's copy of the edge-token revocations fresh.
+
+Pushed: setup sends ``NOTIFY edge_token_revocations, '{"nid": ..., "min_token_id": ...}'`` in the
+transaction that rotates or deletes (delivered on commit, to every process of every service
+listening on the shared Postgres): the change applies within milliseconds, with no call to setup
+per record. Safety net: every EDGE_REVOCATIONS_REFRESH_S a scheduled job re-reads the whole list
+(from setup over HTTP, or setup's own table) and re-opens the listening connection if it dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from shared.edge_tokens import RevocationSet
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("edge.revocations")
+
+CHANNEL = "edge_token_revocations"
+Loader = Callable[[], Awaitable[dict[str, int]]]
+
+
+def http_loader(settings: ServiceSettings) -> Loader:
+    async def load() -> dict[str, int]:
+        headers = {"Authorization": f"Bearer {settings.own_credential()}"}
+        async with httpx.AsyncClient(
+            base_url=settings.setup_url, headers=headers, timeout=5.0
+        ) as client:
+            response = await client.get("/edges/token-revocations")
+            response.raise_for_status()
+            return {str(k): int(v) for k, v in response.json()["min_token_id"].items()}
+
+    return load
+
+
+class RevocationWatcher:
+    def __init__(self, settings: ServiceSettings, revocations: RevocationSet, loader: Loader):
+        self.settings = settings
+        self.revocations = revocations
+        self.loader = loader
+        self._listener: asyncpg.Connection | None = None
+        self._scheduler = AsyncIOScheduler()
+
+    async def start(self) -> None:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        await self.refresh()
+        self._scheduler.add_job(
+            self.refresh,
+            "interval",
+            seconds=self.settings.revocations_refresh_s,
+            id="edge-token-revocations",
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+
+    async def refresh(self) -> None:
+        """Listen again if the connection dropped, then read the whole list (a push may have been
+        missed while it was down)."""
+        await self._ensure_listener()
+        try:
+            entries = await self.loader()
+        except (httpx.HTTPError, asyncpg.PostgresError, OSError, ValueError, KeyError) as exc:
+            log.warning(
+                "edge-token revocations unavailable, keeping %d known: %s",
+                len(self.revocations.min_token_id),
+                exc,
+            )
+            return
+        self.revocations.replace(entries)
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        dsn = self.settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        try:
+            self._listener = await asyncpg.connect(dsn, timeout=5)
+            await self._listener.add_listener(CHANNEL, self._on_notify)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            self._listener = None
+            log.warning(
+                "cannot listen for edge-token revocations (next try in %ss): %s",
+                self.settings.revocations_refresh_s,
+                exc,
+            )
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            change = json.loads(payload)
+            self.revocations.apply(str(change["nid"]), int(change["min_token_id"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed revocation message")
