@@ -29,9 +29,15 @@ def route_params(cycle: Cycle, routed: bool) -> dict[str, Any]:
     return {"route_low_confidence": True, **({"analysis_url": url} if url else {})}
 
 
-def _sync(cycle: Cycle, edge: Edge, routed: bool, decision: DecisionRecord | None) -> None:
+def _sync(
+    cycle: Cycle,
+    edge: Edge,
+    routed: bool,
+    decision: DecisionRecord | None,
+    why: str = "routing re-applied to a deployment that lacked it",
+) -> None:
     """Every analysis deployment of the edge carries the route's params, attributed to ``decision``
-    (or to a re-apply decision when only some deployments lacked them)."""
+    (or to a decision saying ``why`` when only the deployments are out of line)."""
     plan, wanted = cycle.plan, route_params(cycle, routed)
     for d in cycle.running(edge.id):
         if not cycle.is_analysis(d):
@@ -44,8 +50,7 @@ def _sync(cycle: Cycle, edge: Edge, routed: bool, decision: DecisionRecord | Non
             decision = plan.decide(
                 NAME,
                 Action.ROUTE_UP if routed else Action.ROUTE_LOCAL,
-                f"hard frames {'go up' if routed else 'stay on the edge'}: routing re-applied to "
-                "a deployment that lacked it",
+                f"hard frames {'go up' if routed else 'stay on the edge'}: {why}",
                 edge=edge,
                 deployment=d,
                 inputs=cycle.inputs(edge),
@@ -62,7 +67,7 @@ def apply(cycle: Cycle) -> None:
         if not cfg.enabled:
             cycle.low_confidence[edge.id] = False
             if routed:
-                _sync(cycle, edge, False, None)
+                _sync(cycle, edge, False, None, "the low-confidence policy is disabled")
             continue
         node = cycle.state.node_of(edge)
         share = node.low_confidence_share if node and not node.stale else None
