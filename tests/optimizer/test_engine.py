@@ -363,3 +363,28 @@ def test_weather_flip_after_a_sunny_only_upgrade_is_one_variant_switch():
     [back] = r.decisions
     assert (back.policy, back.action) == ("environment", "switch_variant")
     assert [o["ai_id"] for o in r.wire_operations()] == [sunny2["id"]]
+
+
+def test_overload_falls_back_to_local_when_the_helper_fails_or_vanishes():
+    f, hot, near, _d, _ = _overload_fleet()
+    run = Runner(f, overload={"window_s": 0, "recover_window_s": 60}, recovery={"enabled": False})
+    run.cycle()
+    [copy] = [d for d in f.deployments if d["params"].get("analysis_for")]
+    f.observe(copy, "failed")
+    copy["observed_reason"] = "camera unreachable"
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason.startswith("the helper copy on near failed (camera unreachable)")
+    assert sorted(o["op"] for o in r.wire_operations()) == ["remove", "update"]
+    # Still overloaded: the failed helper is not asked again; the next nearest one is.
+    r = run.cycle(now=later(2))
+    [again] = r.decisions
+    assert again.action == "handoff_to_edge" and again.inputs["helper"] != "near"
+    f.observe(copy, "removed")
+    # Its helper's edge then vanishes.
+    near = next(e for e in f.edges if e["name"] == again.inputs["helper"])
+    f.edges.remove(near)
+    f.deployments[:] = [d for d in f.deployments if d["edge_id"] != near["id"]]
+    r = run.cycle(now=later(3))
+    assert any(d.action == "hand_back" and "is gone" in d.reason for d in r.decisions), r.decisions
