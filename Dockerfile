@@ -23,7 +23,7 @@ COPY . /tmp/src
 RUN pip install /tmp/src && rm -rf /tmp/src
 USER 10001:10001
 WORKDIR /var/lib/edge
-EXPOSE 8001 8002 8003 6432
+EXPOSE 8001 8002 8003 6432 8004
 ENTRYPOINT ["edgectl"]
 CMD ["--help"]
 

@@ -17,7 +17,7 @@ def _register_optional() -> None:
     """Command groups added by the other areas (registry, ai, agent, edge programs, up)."""
     import importlib
 
-    for module in ("registry_cmd", "ai_cmd", "agent_cmd", "edge_cmd", "up_cmd", "settings_cmd"):
+    for module in ("registry_cmd", "ai_cmd", "agent_cmd", "edge_cmd", "up_cmd", "settings_cmd", "analysis_cmd"):
         try:
             mod = importlib.import_module(f"edgectl.{module}")
         except ModuleNotFoundError as exc:

@@ -14,6 +14,7 @@ class ServiceName(str, Enum):
     master = "master"
     optimizer = "optimizer"
     vms = "vms"
+    analysis = "analysis"
 
 
 def load_settings(name: str, **overrides):
@@ -27,7 +28,7 @@ def build_app(name: str, settings):
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms"),
+        name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms | analysis"),
         host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
         port: int = typer.Option(None, help=f"port (defaults: {DEFAULT_PORTS})"),
         workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each builds the app from the environment)"),

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from shared.settings import settings_class
 
-SERVICES = ("setup", "master", "optimizer", "vms")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 SECRET_WORDS = ("token", "password", "secret")
 
 

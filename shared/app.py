@@ -131,10 +131,12 @@ def health_router() -> APIRouter:
     @router.get("/readyz", summary="Database reachable")
     async def readyz(request: Request) -> JSONResponse:
         ok = await database_ready(request.app.state.engine)
-        return JSONResponse(
-            {"status": "ready" if ok else "database unreachable", "service": request.app.state.settings.service_name},
-            status_code=200 if ok else 503,
-        )
+        body = {"status": "ready" if ok else "database unreachable", "service": request.app.state.settings.service_name}
+        # A service may add its own dependencies' state (app.state.readiness: async () -> dict).
+        readiness = getattr(request.app.state, "readiness", None)
+        if readiness is not None:
+            body["detail"] = await readiness()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -50,11 +50,19 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("master", "POST", "/reconcile"),
             ("master", "POST", "/ai-packages/{ai_id}/build"),
             ("master", "POST", "/ai-packages/{ai_id}/remove"),
+            ("master", "GET", "/ai-packages/folders/{filename}"),
         }
     ),
     "optimizer": frozenset(
         {
             ("setup", "POST", "/deployments/bulk"),
+            ("setup", "GET", "/edges/token-revocations"),
+        }
+    ),
+    "analysis": frozenset(
+        {
+            ("vms", "POST", "/analysis/claim"),
+            ("vms", "PUT", "/analysis/{request_id}/result"),
             ("setup", "GET", "/edges/token-revocations"),
         }
     ),

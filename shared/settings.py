@@ -13,11 +13,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432}
+DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432, "analysis": 8004}
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
-SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
+SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
 # Networks an agent_url may point to unless EDGE_AGENT_ALLOWED_NETWORKS says otherwise: loopback
 # and the private ranges. Link-local (169.254/16, fe80::/10, cloud metadata), multicast and the
 # unspecified address are refused whatever this says.
@@ -69,6 +69,11 @@ class ServiceSettings(BaseSettings):
     vms_token: SecretStr | None = Field(
         None, validation_alias=_fixed("EDGE_VMS_TOKEN"), description="the VMS's own credential"
     )
+    analysis_token: SecretStr | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_ANALYSIS_TOKEN"),
+        description="the analysis service's own credential",
+    )
     accept_service_token: bool | None = Field(
         None,
         validation_alias=_fixed("EDGE_ACCEPT_SERVICE_TOKEN"),
@@ -108,6 +113,10 @@ class ServiceSettings(BaseSettings):
         "http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"), description="the optimizer's base URL"
     )
     vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"), description="the VMS's base URL")
+    # Named apart from the optimizer's own analysis_url (where YOLO workers post their frames).
+    analysis_service_url: str = Field(
+        "http://127.0.0.1:8004", validation_alias=_fixed("EDGE_ANALYSIS_URL"), description="the analysis service's base URL"
+    )
     log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR")
     log_format: Literal["json", "text"] = Field(
         "json", validation_alias=_fixed("EDGE_LOG_FORMAT"), description="json lines (with request id) or text"

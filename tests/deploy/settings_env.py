@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings
 from shared.settings import settings_class as shared_settings_class
 
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
+# With the analysis service (compose.yaml, k8s/optional/analysis).
+COMPOSE_SERVICE_NAMES = (*SERVICE_NAMES, "analysis")
 
 
 def settings_class(service: str) -> type[BaseSettings]:
@@ -52,7 +54,7 @@ def env_names(cls: type[BaseSettings], *, secrets_only: bool = False) -> set[str
 
 # Prefixes of the variables the platform reads; cleared while a test builds settings from a
 # deployment file's environment, so that the test machine's own variables cannot leak in.
-ENV_PREFIXES = ("EDGE_", "SETUP_", "MASTER_", "OPTIMIZER_", "VMS_", "AGENT_")
+ENV_PREFIXES = ("EDGE_", "SETUP_", "MASTER_", "OPTIMIZER_", "VMS_", "AGENT_", "ANALYSIS_")
 
 
 @contextmanager

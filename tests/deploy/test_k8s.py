@@ -16,13 +16,16 @@ import yaml
 
 from shared.settings import DEFAULT_PORTS, ServiceSettings
 from tests.deploy import kustomize_render as kr
-from tests.deploy.settings_env import SERVICE_NAMES, env_names, environment, settings_class
+from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
+from tests.deploy.settings_env import env_names, environment, settings_class
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 OVERLAY = K8S / "overlays" / "example"
 KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
 PLATFORM_IMAGE = "edge-platform"
+# The same repository built with the `edge` extra (Dockerfile target edge): the analysis service.
+PLATFORM_IMAGES = (PLATFORM_IMAGE, "edge-platform-edge")
 PLATFORM_NS = "edge-platform"
 EDGE_NS = "edge-ai"
 
@@ -51,7 +54,7 @@ def workloads() -> list[dict]:
 
 def is_platform(container: dict) -> bool:
     image = container["image"]
-    return image.rsplit("/", 1)[-1].split(":")[0] == PLATFORM_IMAGE
+    return image.rsplit("/", 1)[-1].split(":")[0] in PLATFORM_IMAGES
 
 
 def argv(container: dict) -> list[str]:
@@ -105,6 +108,8 @@ def container_env(container: dict, namespace: str) -> dict[str, str]:
 def settings_for(args: list[str]) -> type:
     if args[0] == "serve":
         return settings_class(args[1])
+    if args[0] == "analysis-worker":
+        return settings_class("analysis")
     assert args[0] == "migrate", args
     return ServiceSettings
 
@@ -151,7 +156,7 @@ def test_the_example_overlay_has_the_whole_platform():
 
 def test_the_overlay_sets_the_platform_image_everywhere():
     images = {c["image"] for _, c in platform_containers()}
-    assert images == {"registry.example.com/edge-platform:0.1.0"}
+    assert images == {"registry.example.com/edge-platform:0.1.0", "registry.example.com/edge-platform-edge:0.1.0"}
 
 
 # --- probes, ports, selectors -----------------------------------------------------------
@@ -456,3 +461,31 @@ def test_external_postgres_is_a_drop_in_for_the_in_cluster_one():
     assert external["metadata"]["name"] == internal["metadata"]["name"]
     assert external["metadata"]["namespace"] == internal["metadata"]["namespace"]
     assert [p["port"] for p in external["spec"]["ports"]] == [p["port"] for p in internal["spec"]["ports"]]
+
+
+def test_analysis_workers_on_gpus_scale_on_the_queue_and_a_cpu_variant_exists():
+    gpu = one("Deployment", "analysis-worker-gpu")
+    [container] = pod_spec(gpu)["containers"]
+    assert option(argv(container), "--device") == "cuda:0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    hpa = one("HorizontalPodAutoscaler", "analysis-worker-gpu")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "analysis-worker-gpu"
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "analysis_queue_depth"
+    [cpu] = pod_spec(one("Deployment", "analysis-worker-cpu"))["containers"]
+    assert option(argv(cpu), "--device") == "cpu" and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    # The worker's metrics port is the one its probes and its command name.
+    assert option(argv(container), "--metrics-port") == str(resolve_port(container, container["livenessProbe"]["httpGet"]["port"]))
+
+
+def test_only_the_analysis_pods_reach_redis():
+    [policy] = [p for p in objects("NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "redis"]
+    [rule] = policy["spec"]["ingress"]
+    [source] = rule["from"]
+    client_label = source["podSelector"]["matchLabels"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    for workload in workloads():
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        uses_redis = any("EDGE_REDIS_URL" in container_env(c, workload["metadata"]["namespace"])
+                         for c in pod_spec(workload)["containers"] if is_platform(c))
+        assert (client_label.items() <= labels.items()) == uses_redis, workload["metadata"]["name"]

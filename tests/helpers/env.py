@@ -23,7 +23,7 @@ def service_credential(name: str) -> str:
     ).service_credentials()[name]
 
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SERVICES = ("setup", "master", "optimizer", "vms")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 
 
 def free_port() -> int:

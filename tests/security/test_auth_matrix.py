@@ -10,6 +10,7 @@ list, anything but 401/403 for one it lists. The README's table is this same doc
 from __future__ import annotations
 
 import os
+import uuid
 
 import contextlib
 import importlib
@@ -32,7 +33,7 @@ from tests.helpers.env import (
     settings_for,
 )
 
-SERVICES = ("setup", "master", "optimizer", "vms")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 EDGE_NID = "0x01"
 OTHER_NID = "0x02"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -75,6 +76,13 @@ def settings(service: str, db: str, tmp_path: Path):
             reconcile_seconds=3600,
             notify_optimizer=False,
         )
+    if service == "analysis":
+        extra = {
+            "key_prefix": f"authmatrix-{uuid.uuid4().hex[:8]}:",
+            "video_dir": str(tmp_path / "videos"),
+            "rate_per_s": 0.0,
+            "sync_timeout_s": 1.0,
+        }
     return settings_for(service, db, **extra)
 
 

@@ -119,3 +119,31 @@ async def test_agent_urls_are_http_and_never_link_local(setup_client):
         f"/edges/{edge['id']}", json={"agent_url": "http://169.254.169.254"}, headers=OPERATOR
     )
     assert r.status_code == 422
+
+
+async def test_old_revocations_are_dropped_on_a_write_never_by_the_services_read(setup_client, db):
+    import asyncpg
+
+    from tests.helpers.database import asyncpg_url
+
+    old = await register(setup_client, "0x07")
+    r = await setup_client.delete(f"/edges/{old['id']}", headers=OPERATOR)
+    assert r.status_code in (200, 204), r.text
+    vms = auth(service_credential("vms"))
+    listed = (await setup_client.get("/edges/token-revocations", headers=vms)).json()
+    assert "0x07" in listed["min_token_id"]
+
+    # The revocation is older than any token's lifetime: it protects nothing any more.
+    conn = await asyncpg.connect(asyncpg_url(db))
+    try:
+        await conn.execute(
+            "UPDATE setup.edge_token_revocations SET revoked_at = now() - interval '400 days'"
+        )
+    finally:
+        await conn.close()
+    for _ in range(2):  # reading the list leaves it as it is
+        listed = (await setup_client.get("/edges/token-revocations", headers=vms)).json()
+        assert "0x07" in listed["min_token_id"]
+    await register(setup_client, "0x08")  # issuing a token prunes
+    listed = (await setup_client.get("/edges/token-revocations", headers=vms)).json()
+    assert "0x07" not in listed["min_token_id"]

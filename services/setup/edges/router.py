@@ -57,10 +57,8 @@ async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
     response_model=TokenRevocations,
     summary="Per node, the lowest edge-token id still valid (the services' safety-net read)",
 )
-async def token_revocations(
-    session: SessionDep, request: Request, _: ServiceAuth
-) -> TokenRevocations:
-    entries = await tokens.revocations(session, request.app.state.settings)
+async def token_revocations(session: SessionDep, _: ServiceAuth) -> TokenRevocations:
+    entries = await tokens.revocations(session)
     return TokenRevocations(min_token_id=entries)
 
 

@@ -38,6 +38,9 @@ async def next_token_id(session: AsyncSession) -> int:
 async def issue(session: AsyncSession, nid: str, settings: ServiceSettings) -> tuple[str, int]:
     """A new token for the node (older ones stay valid until revoked or expired): (token, id)."""
     assert settings.edge_token_secret is not None
+    # Revocations older than a token's lifetime only concern expired tokens: dropped here, on a
+    # write, so the services' read of the list stays a read.
+    await session.execute(_PRUNE, {"ttl": settings.edge_token_ttl_s + 60})
     token_id = await next_token_id(session)
     token = issue_edge_token(
         nid,
@@ -66,9 +69,7 @@ async def revoke_all(session: AsyncSession, nid: str) -> None:
     await revoke_below(session, nid, await next_token_id(session))
 
 
-async def revocations(session: AsyncSession, settings: ServiceSettings) -> dict[str, int]:
-    # Entries older than a token's lifetime revoke only expired tokens: dropped.
-    await session.execute(_PRUNE, {"ttl": settings.edge_token_ttl_s + 60})
+async def revocations(session: AsyncSession) -> dict[str, int]:
     return {row.nid: int(row.min_token_id) for row in (await session.execute(_LIST)).all()}
 
 
@@ -77,7 +78,7 @@ def own_table_loader(app: FastAPI) -> Loader:
 
     async def load() -> dict[str, int]:
         async with app.state.sessionmaker() as session:
-            entries = await revocations(session, app.state.settings)
+            entries = await revocations(session)
             await session.commit()
             return entries
 

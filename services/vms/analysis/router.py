@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import BaseModel, Field
 from fastapi.responses import Response
 
 from services.vms.analysis import service
-from shared.auth import AnyPrincipal, ReaderAuth
+from shared.auth import AnyPrincipal, ReaderAuth, ServiceAuth
+from shared.contracts.analysis import InboxClaim, InboxResult
 from shared.db import SessionDep
 from shared.errors import Invalid, Unauthorized
 
@@ -44,7 +46,7 @@ async def list_frames(
     session: SessionDep,
     _: ReaderAuth,
     nid: str | None = None,
-    status_: Annotated[Literal["queued", "done", "failed"] | None, Query(alias="status")] = None,
+    status_: Annotated[Literal["queued", "analysing", "done", "failed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
@@ -56,3 +58,30 @@ async def frame_image(request_id: int, session: SessionDep, who: ReaderAuth) -> 
     data = await service.image(session, request_id, who)
     media = "image/png" if data.startswith(service.PNG_MAGIC) else "image/jpeg"
     return Response(data, media_type=media)
+
+
+class ClaimRequest(BaseModel):
+    limit: int = Field(16, ge=1, le=256)
+    lease_s: float = Field(120.0, gt=0, le=3600)
+
+
+@router.post(
+    "/claim",
+    summary="Claim queued frames for analysis (the analysis service)",
+    description="Marks up to `limit` queued frames (or frames whose lease ran out) `analysing` "
+    "until `lease_s` from now and answers them; fetch each image from `/analysis/{id}/image`.",
+)
+async def claim_frames(body: ClaimRequest, session: SessionDep, _: ServiceAuth) -> InboxClaim:
+    return await service.claim(session, limit=body.limit, lease_s=body.lease_s)
+
+
+@router.put(
+    "/{request_id}/result",
+    summary="Record a frame's analysis result (the analysis service)",
+    description="`status` done or failed, the server's `detections` (source server) and the "
+    "`fused` result. Idempotent: the first result of a frame is kept.",
+)
+async def record_result(
+    request_id: int, body: InboxResult, session: SessionDep, _: ServiceAuth
+) -> dict:
+    return await service.record_result(session, request_id, body)

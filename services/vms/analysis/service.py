@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.vms.models import analysis_requests as t
 from services.vms.nodes.directory import NodeDirectory
 from shared.auth import Principal
+from shared.contracts.analysis import InboxClaim, InboxFrame, InboxResult
 from shared.errors import Forbidden, Invalid, NotFound, Unauthorized
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -95,3 +96,45 @@ async def image(session: AsyncSession, request_id: int, principal: Principal | N
     if principal is not None and principal.kind == "edge" and row.nid != principal.nid:
         raise Forbidden("an edge token reads only its own frames", field="request_id")
     return row.image
+
+
+# The analysis service's side of the inbox: claim queued frames under a lease, record results.
+# A claimed frame is "analysing" with {"lease_until": ...} in result until its result comes;
+# a lease that ran out makes it claimable again (its analyser stopped).
+CLAIM_SQL = text("""
+UPDATE vms.analysis_requests AS r
+SET status = 'analysing', result = jsonb_build_object('lease_until', CAST(:until AS timestamptz))
+WHERE r.id IN (
+    SELECT id FROM vms.analysis_requests
+    WHERE status = 'queued'
+       OR (status = 'analysing' AND CAST(result->>'lease_until' AS timestamptz) < now())
+    ORDER BY id LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING r.id, r.nid, r.ts, r.reason, r.metadata, r.image_sha256
+""")
+
+
+async def claim(session: AsyncSession, *, limit: int, lease_s: float) -> InboxClaim:
+    until = datetime.now(timezone.utc) + timedelta(seconds=lease_s)
+    rows = (await session.execute(CLAIM_SQL, {"until": until, "limit": limit})).mappings().all()
+    frames = [InboxFrame.model_validate(dict(r)) for r in sorted(rows, key=lambda r: r["id"])]
+    return InboxClaim(frames=frames, lease_until=until)
+
+
+async def record_result(
+    session: AsyncSession, request_id: int, body: InboxResult
+) -> dict[str, Any]:
+    """Idempotent: the first result of a frame is kept, a repeat answers ``written: false``."""
+    result = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    stmt = (
+        t.update().where(t.c.id == request_id, t.c.status != "done")
+        .values(status=body.status, result=result).returning(t.c.id)
+    )
+    if (await session.execute(stmt)).scalar_one_or_none() is not None:
+        return {"id": request_id, "status": body.status, "written": True}
+    found = await session.execute(select(t.c.status).where(t.c.id == request_id))
+    current = found.scalar_one_or_none()
+    if current is None:
+        raise NotFound(f"analysis request {request_id} does not exist", field="id")
+    return {"id": request_id, "status": current, "written": False}

@@ -1,0 +1,206 @@
+"""The gateway's routes: POST /analyze, GET /jobs/{id}, GET /queue."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from services.analysis.gateway import Gateway
+from shared.auth import AnyPrincipal, ReaderAuth, bearer_token, identify
+from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted, Mode
+from shared.errors import DomainError, Invalid, Unauthorized
+
+router = APIRouter(tags=["analysis"])
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
+    data: dict = {k: v for k, v in query.items() if v is not None}
+    if raw:
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"metadata is not valid JSON: {exc.msg}", field="metadata") from None
+        if not isinstance(loaded, dict):
+            raise Invalid("metadata must be a JSON object", field="metadata")
+        data.update(loaded)
+    try:
+        return AnalyzeMetadata.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Invalid(f"metadata.{where}: {first['msg']}", field=f"metadata.{where}") from None
+
+
+@router.post(
+    "/analyze",
+    summary="Analyse one image (JPEG or PNG)",
+    description=(
+        "The image as the multipart part `image` (with an optional part `metadata`, JSON: `nid`, "
+        "`camera_time`, `mode`, `detections` = the edge's own boxes) or as the raw body (metadata "
+        "from the query: `nid`, `camera_time`, `mode`). Answers the server's detections and, when "
+        "edge boxes came, the fused result. Synchronous (504 after the deadline; the job goes on), "
+        "or `?async=true`: 202 with a job id to poll. A repeated image is answered from the cache "
+        "(`cached: true`) at once. 429 + Retry-After when the caller's token bucket is empty, "
+        "503 + "
+        "Retry-After when the queue is full or Redis is unreachable."
+    ),
+    response_model=AnalysisResult | JobAccepted,
+    response_model_exclude_none=True,
+    responses={202: {"model": JobAccepted}},
+)
+async def analyze(
+    request: Request,
+    principal: AnyPrincipal,
+    async_: Annotated[bool, Query(alias="async")] = False,
+    nid: str | None = None,
+    camera_time: datetime | None = None,
+    mode: Mode | None = None,
+) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    if "multipart/form-data" in content_type:
+        form = await request.form(max_files=1, max_fields=2)
+        upload = form.get("image")
+        if upload is None or not hasattr(upload, "read"):
+            raise Invalid("the multipart part image (a file) is missing", field="image")
+        image = await upload.read()
+        raw_meta = form.get("metadata")
+        meta = _metadata(
+            raw_meta if isinstance(raw_meta, str) else None,
+            nid=nid,
+            camera_time=camera_time,
+            mode=mode,
+        )
+    else:
+        image = await request.body()
+        meta = _metadata(None, nid=nid, camera_time=camera_time, mode=mode)
+    answer = await _gateway(request).analyze(principal, image, meta, wait=not async_)
+    status = 202 if isinstance(answer, JobAccepted) else 200
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job's state: queued (202) or its result (200)",
+    response_model=AnalysisResult | JobAccepted,
+)
+async def job(job_id: str, request: Request, _: ReaderAuth) -> JSONResponse:
+    if not job_id.isalnum() or len(job_id) > 64:
+        raise Invalid("not a job id", field="job_id")
+    answer = await _gateway(request).job(job_id)
+    status = 202 if isinstance(answer, JobAccepted) else 200
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
+    )
+
+
+@router.get("/queue", summary="Queue depth, jobs in work, workers")
+async def queue(request: Request, _: ReaderAuth) -> dict:
+    return await _gateway(request).queue_stats()
+
+
+@router.post(
+    "/videos",
+    status_code=202,
+    summary="Upload a video; its frames are analysed through the queue",
+    description="The raw body (any container OpenCV reads: MP4, AVI, MKV ...), streamed to disk "
+    "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
+    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
+    "422 when the body is empty or not a video.",
+)
+async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
+    return await request.app.state.videos.upload(principal, request)
+
+
+@router.get(
+    "/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed"
+)
+async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
+    return await request.app.state.videos.status(_video_id(video_id))
+
+
+@router.get(
+    "/videos/{video_id}/events",
+    summary="Per-frame results as Server-Sent Events",
+    description="`event: frame` per frame (`frame`, `time_s`, `status`, `detections` with class, "
+    "class_id, confidence, box, and the running `fps`), from the first frame (a late listener "
+    "gets the earlier frames first), then one `event: end`.",
+    response_class=StreamingResponse,
+)
+async def video_events(video_id: str, request: Request, _: ReaderAuth) -> StreamingResponse:
+    videos = request.app.state.videos
+    await videos.status(_video_id(video_id))
+    return StreamingResponse(
+        videos.events(video_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/videos/{video_id}/annotated",
+    summary="The video with its boxes drawn (MP4)",
+    response_class=FileResponse,
+)
+async def video_annotated(video_id: str, request: Request, _: ReaderAuth) -> FileResponse:
+    path = await request.app.state.videos.annotated(_video_id(video_id))
+    return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
+
+
+def _video_id(video_id: str) -> str:
+    if not video_id.isalnum() or len(video_id) > 64:
+        raise Invalid("not a video id", field="video_id")
+    return video_id
+
+
+@router.websocket("/ws/frames")
+async def camera_frames(websocket: WebSocket) -> None:
+    """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
+    result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
+    connection stays open). Bearer auth in the handshake; a refused token closes with 1008."""
+    try:
+        principal = identify(websocket.app.state.settings, bearer_token(websocket))  # type: ignore[arg-type]
+        if principal.kind == "anonymous":
+            raise Unauthorized()
+    except DomainError as exc:
+        await websocket.close(code=1008, reason=exc.message)
+        return
+    await websocket.accept()
+    gateway = _gateway(websocket)  # type: ignore[arg-type]
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("bytes")
+            if frame is None:
+                await websocket.send_json(
+                    {
+                        "error": {
+                            "type": "invalid",
+                            "field": "frame",
+                            "message": "send each frame as a binary message (JPEG or PNG)",
+                        }
+                    }
+                )
+                continue
+            try:
+                answer = await gateway.analyze(principal, frame, AnalyzeMetadata(), wait=True)
+            except DomainError as exc:
+                await websocket.send_json({"error": exc.to_dict()})
+                continue
+            await websocket.send_json(
+                answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+    except WebSocketDisconnect:
+        return
