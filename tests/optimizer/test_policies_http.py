@@ -243,3 +243,28 @@ async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stac
             "/events", json={"type": "detection", "nid": "0x01", "counts": {"car": 1}}
         )
         assert r.json()["scope"] == "none"
+
+
+async def test_detection_event_reaches_a_neighbour_deployed_after_the_last_resync(stack: Stack):
+    """The event's cycle reads the neighbours fresh: a deployment made after the optimizer's last
+    whole read (setup does not tell the optimizer about it) still gets its focus."""
+    import asyncio
+
+    sunny = stack.package("monitoring", "01", "01")
+    src = stack.edge("Seen", "0x01", lat=37.5000, lon=127.0)
+    near = stack.edge("Near", "0x02", lat=37.5040, lon=127.0)
+    stack.deploy(src, sunny)
+    async with optimizer(
+        stack, run_scheduler=True, resync_seconds=3600, debounce_ms=1, lease_renew_s=0.3,
+        focus={"classes": ["person"], "radius_km": 1.0, "ttl_s": 60, "params": {"focus": True}},
+    ) as opt:
+        await asyncio.sleep(1.5)  # the lease taken, its whole cycle done
+        await cycle(opt)  # the optimizer's mirror: Near has nothing deployed yet
+        late = stack.deploy(near, sunny)
+        r = await opt.post("/events", json={"type": "detection", "nid": "0x01", "counts": {"person": 1}})
+        assert r.status_code == 202
+        for _ in range(100):
+            if stack.deployment(late["id"])["params"].get("focus"):
+                break
+            await asyncio.sleep(0.05)
+        assert stack.deployment(late["id"])["params"]["focus_source"] == "0x01"
