@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,13 @@ def inbox_count(p: Platform, nid: str) -> int:
 
 
 def log_count(p: Platform, nid: str, text: str) -> int:
-    return p.logs(nid, YOLO).count(text)
+    """Occurrences in the worker's whole log file (the agent's ring keeps only the last lines)."""
+    path = p.agents[nid].workdir / "logs" / f"{YOLO}.log"
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
+
+
+def stamp(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,10 +87,12 @@ def handoff_round(p: Platform) -> tuple[float, float, float]:
     helper = until(lambda: next((w for w in p.workloads("0x02") if w["name"] != YOLO), None), 60, "helper copy")
     started = time.monotonic() - t0
     until(lambda: log_count(p, "0x01", "profile normal -> helped") > paused, 30, "edge-01 helped")
-    seen = {s["id"] for s in p.summaries("0x01", 50)}
     until(lambda: p.cameras["0x01"].hits > hits, 60, "helper's first camera frame")
     first_frame = time.monotonic() - t0
-    until(lambda: [s for s in p.summaries("0x01", 50) if s["id"] not in seen and s["frames"] > 0], 60,
+    frame_at = p.cameras["0x01"].hit_times[hits]
+    # The helper's summaries: under 0x01, with frames, stamped after its first camera frame (edge-01
+    # itself is paused; a frame it had in flight is stamped before).
+    until(lambda: [s for s in p.summaries("0x01", 50) if s["frames"] > 0 and stamp(s["ts"]) > frame_at], 60,
           "helper's first detection under 0x01")
     first_detection = time.monotonic() - t0
     p.post_usage("0x01", 5, 20, samples=60)
@@ -112,7 +121,7 @@ def line(name: str, values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--focus-ttl", type=float, default=3.0)
+    parser.add_argument("--focus-ttl", type=float, default=8.0)
     args = parser.parse_args()
     name = f"bench_collab_{uuid.uuid4().hex[:8]}"
     db = asyncio.run(create_database(name))

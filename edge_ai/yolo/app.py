@@ -27,6 +27,7 @@ from edge_ai.yolo.summary import Window, summary_record
 log = logging.getLogger("edge_ai.yolo")
 
 PROGRAM = "yolo"
+LIVE_CHECK_S = 0.2  # how often the live file is looked at (a stat)
 
 
 @dataclass
@@ -286,6 +287,11 @@ class Worker:
         self.vms.submit("detections", record)
         self.update_profile()
 
+    def watch(self) -> None:
+        """The live file, a few times a second (one stat each): a change is in effect at once."""
+        if self.routing.refresh_from_file():
+            self.update_profile()
+
     async def frames(self, stop: Stop) -> None:
         """Frames at the profile's rate; a changed profile re-times the loop at once, a paused one
         waits for the next change."""
@@ -352,11 +358,14 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     if worker.profile.name != "normal":
         log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
     inference = asyncio.create_task(worker.frames(stop))
+    watcher = asyncio.create_task(every(LIVE_CHECK_S, stop, worker.watch)) if options.routing_file else None
     try:
         await every(options.interval, stop, worker.summarise)
     finally:
         stop.event.set()
         await inference
+        if watcher is not None:
+            await watcher
         worker.close()
         if api is not None:
             await api.close()

@@ -58,6 +58,7 @@ class Camera:
         cycle = itertools.cycle(images)
         expected = "Basic " + base64.b64encode(f"{CAMERA_USER}:{CAMERA_PASSWORD}".encode()).decode()
         self.hits = 0
+        self.hit_times: list[float] = []  # wall clock of each frame served
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +70,7 @@ class Camera:
                     self.send_response(401)
                     self.end_headers()
                     return
+                camera.hit_times.append(time.time())
                 camera.hits += 1
                 body = next(cycle)
                 self.send_response(200)
