@@ -16,6 +16,7 @@ to the worst round.
 
     .venv/bin/python -m bench.collab.run --rounds 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ def until(check: Callable[[], Any], timeout: float, what: str, interval: float =
             return found
         time.sleep(interval)
     raise TimeoutError(what)
+
+
+def worker(p: Platform, nid: str) -> dict[str, Any]:
+    """The edge's YOLO worker as its agent reports it ({} before it is created)."""
+    return p.workload(nid) or {}
 
 
 def inbox_count(p: Platform, nid: str) -> int:
@@ -74,7 +81,7 @@ def routing_round(p: Platform) -> float:
     took = time.monotonic() - t0
     p.policy("low_confidence", enabled=False)
     p.cycle()
-    until(lambda: p.workload("0x01")["live"] == {}, 30, "route withdrawn")
+    until(lambda: worker(p, "0x01")["live"] == {}, 30, "route withdrawn")
     return took
 
 
@@ -84,7 +91,9 @@ def handoff_round(p: Platform) -> tuple[float, float, float]:
     p.post_usage("0x01", 99, 50, samples=30)
     t0 = time.monotonic()
     p.cycle()
-    helper = until(lambda: next((w for w in p.workloads("0x02") if w["name"] != YOLO), None), 60, "helper copy")
+    helper = until(
+        lambda: next((w for w in p.workloads("0x02") if w["name"] != YOLO), None), 60, "helper copy"
+    )
     started = time.monotonic() - t0
     until(lambda: log_count(p, "0x01", "profile normal -> helped") > paused, 30, "edge-01 helped")
     until(lambda: p.cameras["0x01"].hits > hits, 60, "helper's first camera frame")
@@ -92,8 +101,13 @@ def handoff_round(p: Platform) -> tuple[float, float, float]:
     frame_at = p.cameras["0x01"].hit_times[hits]
     # The helper's summaries: under 0x01, with frames, stamped after its first camera frame (edge-01
     # itself is paused; a frame it had in flight is stamped before).
-    until(lambda: [s for s in p.summaries("0x01", 50) if s["frames"] > 0 and stamp(s["ts"]) > frame_at], 60,
-          "helper's first detection under 0x01")
+    until(
+        lambda: [
+            s for s in p.summaries("0x01", 50) if s["frames"] > 0 and stamp(s["ts"]) > frame_at
+        ],
+        60,
+        "helper's first detection under 0x01",
+    )
     first_detection = time.monotonic() - t0
     p.post_usage("0x01", 5, 20, samples=60)
     p.cycle()
@@ -107,15 +121,22 @@ def focus_round(p: Platform, ttl_s: float) -> float:
     off = log_count(p, "0x02", "profile focus -> normal")
     t0 = time.monotonic()
     p.post_detection("0x01", {"person": 1})
-    until(lambda: log_count(p, "0x02", "profile normal -> focus") > on, 30, "focus in effect", interval=0.05)
+    until(
+        lambda: log_count(p, "0x02", "profile normal -> focus") > on,
+        30,
+        "focus in effect",
+        interval=0.05,
+    )
     took = time.monotonic() - t0
     until(lambda: log_count(p, "0x02", "profile focus -> normal") > off, ttl_s + 30, "focus over")
     return took
 
 
 def line(name: str, values: list[float]) -> str:
-    return (f"{name:<40} p50 {statistics.median(values):6.2f} s   p99 {percentile(values, 0.99):6.2f} s"
-            f"   max {max(values):6.2f} s   (n={len(values)})")
+    return (
+        f"{name:<40} p50 {statistics.median(values):6.2f} s   p99 {percentile(values, 0.99):6.2f} s"
+        f"   max {max(values):6.2f} s   (n={len(values)})"
+    )
 
 
 def main() -> None:
@@ -127,7 +148,9 @@ def main() -> None:
     db = asyncio.run(create_database(name))
     tmp = Path(tempfile.mkdtemp(prefix="bench-collab-"))
     p = Platform(db, tmp)
-    results: dict[str, list[float]] = {k: [] for k in ("routing", "helper", "frame", "detection", "focus")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("routing", "helper", "frame", "detection", "focus")
+    }
     try:
         p.add_edge("edge-01", "0x01", 37.5000, 127.0)
         p.add_edge("edge-02", "0x02", 37.5040, 127.0)
@@ -139,8 +162,10 @@ def main() -> None:
             p.deploy(nid, ai)
             p.post_usage(nid, 20, 30, samples=5)
         for nid in ("0x01", "0x02"):
-            until(lambda n=nid: (w := p.workload(n)) and w["state"] == "running", 180, f"worker on {nid}")
-        until(lambda: [s for s in p.summaries("0x01") if s["frames"] > 0][2:], 180, "first summaries")
+            until(partial(p.running, nid), 180, f"worker on {nid}")
+        until(
+            lambda: [s for s in p.summaries("0x01") if s["frames"] > 0][2:], 180, "first summaries"
+        )
         for i in range(args.rounds):
             results["routing"].append(routing_round(p))
             started, frame, detection = handoff_round(p)
@@ -148,11 +173,15 @@ def main() -> None:
             results["frame"].append(frame)
             results["detection"].append(detection)
             results["focus"].append(focus_round(p, args.focus_ttl))
-            print(f"round {i + 1}: routing {results['routing'][-1]:.2f} s, helper copy {started:.2f} s, "
-                  f"first camera frame {frame:.2f} s, first detection {detection:.2f} s, "
-                  f"focus {results['focus'][-1]:.2f} s", flush=True)
-        pids = {nid: p.workload(nid)["pid"] for nid in ("0x01", "0x02")}
-        restarts = {nid: p.workload(nid)["restarts"] for nid in ("0x01", "0x02")}
+            print(
+                f"round {i + 1}: routing {results['routing'][-1]:.2f} s, "
+                f"helper copy {started:.2f} s, "
+                f"first camera frame {frame:.2f} s, first detection {detection:.2f} s, "
+                f"focus {results['focus'][-1]:.2f} s",
+                flush=True,
+            )
+        pids = {nid: worker(p, nid)["pid"] for nid in ("0x01", "0x02")}
+        restarts = {nid: worker(p, nid)["restarts"] for nid in ("0x01", "0x02")}
     finally:
         p.close()
         asyncio.run(drop_database(name))
@@ -163,7 +192,10 @@ def main() -> None:
     print(line("hand-off: helper's first camera frame", results["frame"]))
     print(line("hand-off: helper's first detection", results["detection"]))
     print(line("focus: profile in effect", results["focus"]))
-    print(f"{'the field (30 s poll)':<40} p50 {FIELD_POLL_S / 2:6.2f} s   p99 {FIELD_POLL_S * 0.99:6.2f} s")
+    print(
+        f"{'the field (30 s poll)':<40} p50 {FIELD_POLL_S / 2:6.2f} s   "
+        f"p99 {FIELD_POLL_S * 0.99:6.2f} s"
+    )
     print(f"workers never restarted: pids {pids}, restarts {restarts}")
 
 

@@ -51,7 +51,8 @@ def child_argv(command: list[str]) -> list[str]:
 def child_env(
     workdir: Path, name: str, directory: Path, env: dict[str, str], *, live_file: Path | None = None
 ) -> dict[str, str]:
-    """The agent's environment minus its secrets, plus the workload's env and the program's directory on PYTHONPATH.
+    """The agent's environment minus its secrets, plus the workload's env and the program's
+    directory on PYTHONPATH.
     ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change."""
     base = {
         k: v

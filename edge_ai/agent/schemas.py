@@ -30,8 +30,8 @@ class WorkloadSpec(BaseModel):
     ai_class: str | None = None
     live: dict[str, Any] = Field(
         default_factory=dict,
-        description="settings the running program picks up hot (routing, hand-off, focus): written to "
-        "the file named by EDGE_LIVE_FILE, never a restart",
+        description="settings the running program picks up hot (routing, hand-off, focus): "
+        "written to the file named by EDGE_LIVE_FILE, never a restart",
     )
 
     @field_validator("name")

@@ -215,8 +215,8 @@ class Supervisor:
     async def _apply_one(self, spec: WorkloadSpec, *, force: bool = False) -> None:
         runner = self.runners.get(spec.name)
         if runner is not None and not force and runner.up_to_date(spec):
-            # Bookkeeping (deployment id, generation) and the live settings; the process is left alone
-            # and picks the live settings up from its file.
+            # Bookkeeping (deployment id, generation) and the live settings; the process is left
+            # alone and picks the live settings up from its file.
             if spec.live != runner.spec.live:
                 await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
                 log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
@@ -310,7 +310,7 @@ class Supervisor:
             delay = min(delay * 2, 60.0)
 
     def live_path(self, name: str) -> Path:
-        """The workload's live settings file: one path for every version, so it is no restart cause."""
+        """The workload's live settings file: one path for every version (no restart cause)."""
         return self.workdir / "live" / f"{name}.json"
 
     # -- packages --------------------------------------------------------------------------------------------

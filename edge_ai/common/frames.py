@@ -126,20 +126,22 @@ class SnapshotSource:
         import urllib.request
         from urllib.parse import unquote, urlsplit, urlunsplit
 
-        import numpy as np  # noqa: PLC0415 - with OpenCV, edge extra only
+        import numpy as np  # with OpenCV: the edge extra only
 
         parts = urlsplit(self.spec)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
-        request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+        bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        request = urllib.request.Request(bare)
         if parts.username:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data = response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise FrameUnavailable(f"snapshot {describe(self.spec)}: {type(exc).__name__}") from None
+            problem = type(exc).__name__
+            raise FrameUnavailable(f"snapshot {describe(self.spec)}: {problem}") from None
         frame = _cv2().imdecode(np.frombuffer(data, dtype=np.uint8), _cv2().IMREAD_COLOR)
         if frame is None:
             raise FrameUnavailable(f"snapshot {describe(self.spec)}: not an image")
@@ -151,7 +153,8 @@ class SnapshotSource:
 
 def open_source(spec: str):
     """An image folder, one image, a video file, a camera's snapshot URL, or a stream URL."""
-    if spec.startswith(("http://", "https://")) and Path(spec.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES:
+    still = Path(spec.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES
+    if spec.startswith(("http://", "https://")) and still:
         return SnapshotSource(spec)
     if spec.startswith(STREAM_SCHEMES):
         return VideoSource(spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +70,37 @@ class Profile:
     upload_all: bool = False  # every frame goes up (no helper: the server analyses), bounded
 
 
+def _add_live_options(parser: ArgumentParser) -> None:
+    """Where the optimizer's live settings come from, and what the worker does with them."""
+    add = parser.add_argument
+    add("--routing-file", default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
+        help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's "
+             "$EDGE_LIVE_FILE)")
+    add("--helped-mode", choices=("pause", "rate"),
+        default=env_default("YOLO_HELPED_MODE") or "rate",
+        help="while a helper or the server analyses this camera: pause local analysis or lower "
+             "its rate ($YOLO_HELPED_MODE, default rate)")
+    add("--helped-rate", type=float, default=float(env_default("YOLO_HELPED_RATE") or "1"),
+        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)")
+    add("--focus-rate", type=float, default=float(env_default("YOLO_FOCUS_RATE") or "0"),
+        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)")
+    add("--focus-conf", type=float, default=float(env_default("YOLO_FOCUS_CONF") or "0"),
+        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)")
+    add("--focus-max-uploads", type=int, default=int(env_default("YOLO_FOCUS_MAX_UPLOADS") or "0"),
+        help="frames sent up a second in focus mode ($YOLO_FOCUS_MAX_UPLOADS, default twice "
+             "--max-uploads)")
+    add("--analysis-for", default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
+        help="helper mode: analyse another node's camera and post under its nid "
+             "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)")
+
+
+def _check_live_options(args: Namespace) -> None:
+    if args.helped_rate <= 0 or args.focus_rate < 0 or args.focus_max_uploads < 0:
+        raise ConfigError("--helped-rate positive; --focus-rate, --focus-max-uploads not negative")
+    if not 0 <= args.focus_conf <= 1:
+        raise ConfigError("--focus-conf in [0, 1]")
+
+
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser = base_parser("yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS.")
     parser.add_argument("--source", default=env_default("YOLO_SOURCE"), help="RTSP URL, video file or image folder ($YOLO_SOURCE)")
@@ -91,22 +123,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
                         help="frames kept on disk for the analysis server ($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
     parser.add_argument("--names", default=env_default("YOLO_NAMES"),
                         help="YAML with the class names, for a model without them ($YOLO_NAMES; default COCO for 80 classes)")
-    parser.add_argument("--routing-file", default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
-                        help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's $EDGE_LIVE_FILE)")
-    parser.add_argument("--helped-mode", choices=("pause", "rate"), default=env_default("YOLO_HELPED_MODE", "rate"),
-                        help="while a helper or the server analyses this camera: pause local analysis or lower its rate "
-                             "($YOLO_HELPED_MODE, default rate)")
-    parser.add_argument("--helped-rate", type=float, default=float(env_default("YOLO_HELPED_RATE", "1")),
-                        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)")
-    parser.add_argument("--focus-rate", type=float, default=float(env_default("YOLO_FOCUS_RATE", "0")),
-                        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)")
-    parser.add_argument("--focus-conf", type=float, default=float(env_default("YOLO_FOCUS_CONF", "0")),
-                        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)")
-    parser.add_argument("--focus-max-uploads", type=int, default=int(env_default("YOLO_FOCUS_MAX_UPLOADS", "0")),
-                        help="frames sent up a second in focus mode ($YOLO_FOCUS_MAX_UPLOADS, default twice --max-uploads)")
-    parser.add_argument("--analysis-for", default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
-                        help="helper mode: analyse another node's camera and post under its nid "
-                             "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)")
+    _add_live_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
         raise ConfigError("--source (or $YOLO_SOURCE) is required: an RTSP URL, a video file or an image folder")
@@ -114,8 +131,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         raise ConfigError("--rate and --interval must be positive")
     if not 0 < args.conf <= 1 or not 0 < args.min_conf <= args.conf:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
-    if args.helped_rate <= 0 or args.focus_rate < 0 or args.focus_max_uploads < 0 or not 0 <= args.focus_conf <= 1:
-        raise ConfigError("--helped-rate positive; --focus-rate, --focus-max-uploads not negative; --focus-conf in [0, 1]")
+    _check_live_options(args)
     if args.imgsz < 32 or args.max_detections < 0 or args.max_uploads < 0 or args.analysis_buffer < 1:
         raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads not negative; --analysis-buffer at least 1")
     config = load_config(args.config)
@@ -174,7 +190,8 @@ class Worker:
         self._source_failures = 0
         self._source_retry_at = 0.0
         self.profile = self.current_profile()
-        self.changed = asyncio.Event()  # set when the profile changes: the frame loop re-times at once
+        # Set when the profile changes: the frame loop re-times at once.
+        self.changed = asyncio.Event()
 
     @property
     def posts_for(self) -> str:
@@ -187,13 +204,16 @@ class Worker:
             paused = o.helped_mode == "pause"
             rate = 0.0 if paused else min(o.helped_rate, o.rate)
             if r.analysis_route == "server":
-                # No helper: frames go to the analysis server at a bounded rate; local work as helped.
-                return Profile("server", rate or float(max(o.max_uploads, 1)), o.conf, o.max_uploads,
-                               detect=not paused, upload_all=True)
+                # No helper: frames go to the analysis server at a bounded rate; local work as
+                # when helped.
+                read_rate = rate or float(max(o.max_uploads, 1))
+                return Profile("server", read_rate, o.conf, o.max_uploads, detect=not paused,
+                               upload_all=True)
             return Profile("helped", rate, o.conf, o.max_uploads)
         if r.focused():
             f = r.focus_overrides
-            return Profile("focus", f.get("focus_rate", o.focus_rate), f.get("focus_conf", o.focus_conf),
+            return Profile("focus", f.get("focus_rate", o.focus_rate),
+                           f.get("focus_conf", o.focus_conf),
                            int(f.get("focus_max_uploads", o.focus_max_uploads)))
         return Profile("normal", o.rate, o.conf, o.max_uploads)
 
@@ -251,12 +271,14 @@ class Worker:
         jpeg = await asyncio.to_thread(_encode_jpeg, frame)
         self.analysis.submit(jpeg, self._frame_metadata(detections, frame, reason, profile.conf))
 
-    def _frame_metadata(self, detections: list[Any], frame: Any, reason: str, conf: float) -> dict[str, Any]:
+    def _frame_metadata(
+        self, detections: list[Any], frame: Any, reason: str, conf: float
+    ) -> dict[str, Any]:
         height, width = frame.shape[:2]
         return {
             "nid": self.posts_for,
-            "ts": utc_stamp(datetime.now(timezone.utc)),
-            "camera_time": utc_stamp(datetime.now(timezone.utc)),
+            "ts": utc_stamp(datetime.now(timezone.utc)),  # noqa: UP017 - the file's style
+            "camera_time": utc_stamp(datetime.now(timezone.utc)),  # noqa: UP017
             "reason": reason,
             "model": self.options.model_name,
             "model_version": self.options.model_version,
@@ -325,11 +347,16 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     detector = await asyncio.to_thread(
         Detector, options.model, imgsz=options.imgsz, device=options.device, min_conf=options.min_conf, names_file=options.names
     )
-    routing = Routing(route_low_confidence=config.route_low_confidence, analysis_url=config.analysis_url,
-                      routing_file=options.routing_file, vms_inbox=config.vms_url.rstrip("/") + "/analysis")
+    routing = Routing(
+        route_low_confidence=config.route_low_confidence,
+        analysis_url=config.analysis_url,
+        routing_file=options.routing_file,
+        vms_inbox=config.vms_url.rstrip("/") + "/analysis",
+    )
     routing.refresh_from_file()
     vms = VmsClient(config, program=f"yolo-{options.node_id}")
-    analysis = AnalysisClient(config, program=f"yolo-{options.node_id}", url=lambda: routing.target_url,
+    analysis = AnalysisClient(config, program=f"yolo-{options.node_id}",
+                              url=lambda: routing.target_url,
                               max_frames=options.analysis_buffer)
     vms.start()
     analysis.start()
@@ -344,7 +371,8 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         return 200, routing.as_json()
 
     def status() -> dict[str, Any]:
-        return {"routing": routing.as_json(), "profile": worker.profile.__dict__, "analysis": analysis.sender.stats(),
+        return {"routing": routing.as_json(), "profile": worker.profile.__dict__,
+                "analysis": analysis.sender.stats(),
                 "model": options.model_name, "posts_for": worker.posts_for}
 
     api = start_api(config, PROGRAM, vms, status)
@@ -358,7 +386,9 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     if worker.profile.name != "normal":
         log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
     inference = asyncio.create_task(worker.frames(stop))
-    watcher = asyncio.create_task(every(LIVE_CHECK_S, stop, worker.watch)) if options.routing_file else None
+    watcher = None
+    if options.routing_file:
+        watcher = asyncio.create_task(every(LIVE_CHECK_S, stop, worker.watch))
     try:
         await every(options.interval, stop, worker.summarise)
     finally:

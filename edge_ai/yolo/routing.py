@@ -14,11 +14,12 @@ Keys (all optional)::
      "focus_until": "2026-11-28T08:00:00+00:00", "focus_source": "0x01",
      "focus_rate": 10, "focus_conf": 0.35, "focus_max_uploads": 3}
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,11 @@ from urllib.parse import urlsplit
 log = logging.getLogger("edge_ai.yolo.routing")
 
 ANALYSIS_ROUTES = ("edge", "server")
-_NUMBERS = {"focus_rate": (0.0, 1000.0), "focus_conf": (0.0, 1.0), "focus_max_uploads": (0.0, 1000.0)}
+_NUMBERS = {
+    "focus_rate": (0.0, 1000.0),
+    "focus_conf": (0.0, 1.0),
+    "focus_max_uploads": (0.0, 1000.0),
+}
 
 
 def analysis_target(url: str) -> str:
@@ -41,7 +46,7 @@ def _parse_time(value: str) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class Routing:
@@ -79,7 +84,7 @@ class Routing:
         return self.route_low_confidence and bool(self.target_url)
 
     def focused(self, now: datetime | None = None) -> bool:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return self.focus_until is not None and now < self.focus_until
 
     def as_json(self) -> dict[str, Any]:
@@ -108,8 +113,14 @@ class Routing:
             return problem
         before = self.as_json()
         if whole:
-            body = {**self._start, "analysis_route": None, "analysis_edge": None,
-                    "focus_until": None, "focus_source": None, **body}
+            body = {
+                **self._start,
+                "analysis_route": None,
+                "analysis_edge": None,
+                "focus_until": None,
+                "focus_source": None,
+                **body,
+            }
             self.focus_overrides = {}
         if "route_low_confidence" in body:
             self.route_low_confidence = bool(body["route_low_confidence"])
@@ -162,7 +173,9 @@ def _check(body: dict[str, Any]) -> str | None:
     if "route_low_confidence" in body and not isinstance(body["route_low_confidence"], bool):
         return "route_low_confidence: expected true or false"
     url = body.get("analysis_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("http://", "https://"))
+    ):
         return "analysis_url: expected an http(s) URL or null"
     route = body.get("analysis_route")
     if route is not None and route not in ANALYSIS_ROUTES:
@@ -174,6 +187,10 @@ def _check(body: dict[str, Any]) -> str | None:
         value = body.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value <= high
+        ):
             return f"{key}: expected a number in [{low:g}, {high:g}]"
     return None

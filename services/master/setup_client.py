@@ -73,7 +73,8 @@ class SetupClient:
 
     async def camera_url(self, edge_id: int) -> str | None:
         """The edge's camera URL with its credentials (a secret: never logged, never in params)."""
-        return (await self._call("GET", f"/edges/{edge_id}/camera", f"edge {edge_id} camera")).json()["url"]
+        answer = await self._call("GET", f"/edges/{edge_id}/camera", f"edge {edge_id} camera")
+        return answer.json()["url"]
 
     async def clusters(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/clusters", "clusters", params={"limit": 10_000})).json()["items"]

@@ -2,6 +2,7 @@
 the optimizer and one edge agent per edge, each running the real YOLO worker (random yolov8n
 weights) as an uploaded AI package. A small HTTP server plays each edge's camera: its snapshot URL
 (``http://user:pass@.../frame.jpg``, basic auth checked) serves ultralytics' bundled images."""
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.agent.helpers import Agent, kill_leftovers, wait_until
 from shared.agent_keys import agent_key, derived_secret
+from tests.agent.helpers import Agent, kill_leftovers, wait_until
 from tests.helpers.env import OPERATOR, SERVICE, SERVICE_TOKEN, free_port, service_env
 from tests.helpers.processes import Proc, start_service
 from tests.master.helpers import targz
@@ -65,7 +66,7 @@ class Camera:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.headers.get("Authorization") != expected:
                     self.send_response(401)
                     self.end_headers()
@@ -94,24 +95,63 @@ class Platform:
         self.tmp = tmp
         ports = {name: free_port() for name in ("setup", "master", "vms", "optimizer")}
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        common = dict(EDGE_SETUP_URL=self.urls["setup"], EDGE_MASTER_URL=self.urls["master"],
-                      EDGE_OPTIMIZER_URL=self.urls["optimizer"], EDGE_VMS_URL=self.urls["vms"])
+        common = dict(
+            EDGE_SETUP_URL=self.urls["setup"],
+            EDGE_MASTER_URL=self.urls["master"],
+            EDGE_OPTIMIZER_URL=self.urls["optimizer"],
+            EDGE_VMS_URL=self.urls["vms"],
+        )
         self.procs: list[Proc] = []
         self.agents: dict[str, Agent] = {}
         self.cameras: dict[str, Camera] = {}
-        self.procs.append(start_service("setup", env=service_env(db, **common), port=ports["setup"], tmp_path=tmp))
-        self.procs.append(start_service("vms", port=ports["vms"], tmp_path=tmp, env=service_env(
-            db, **common, VMS_NOTIFY_OPTIMIZER="true", VMS_GROUP_COMMIT_WINDOW_MS="2", VMS_STALE_AFTER_S="600",
-            VMS_NODES_MISS_REFRESH_S="0",
-        )))
-        self.procs.append(start_service("master", port=ports["master"], tmp_path=tmp, env=service_env(
-            db, **common, MASTER_ARTIFACT_DIR=str(tmp / "artifacts"), MASTER_PACKAGE_DIR=str(tmp / "packages"),
-            MASTER_RECONCILE_SECONDS="5", MASTER_VMS_PUBLIC_URL=self.urls["vms"],
-        )))
-        self.procs.append(start_service("optimizer", port=ports["optimizer"], tmp_path=tmp, env=service_env(
-            db, **common, OPTIMIZER_RESYNC_SECONDS="3600", OPTIMIZER_DEBOUNCE_MS="1",
-            OPTIMIZER_RECOVERY__ENABLED="false", OPTIMIZER_VERSION__ENABLED="false",
-        )))
+        self.procs.append(
+            start_service("setup", env=service_env(db, **common), port=ports["setup"], tmp_path=tmp)
+        )
+        self.procs.append(
+            start_service(
+                "vms",
+                port=ports["vms"],
+                tmp_path=tmp,
+                env=service_env(
+                    db,
+                    **common,
+                    VMS_NOTIFY_OPTIMIZER="true",
+                    VMS_GROUP_COMMIT_WINDOW_MS="2",
+                    VMS_STALE_AFTER_S="600",
+                    VMS_NODES_MISS_REFRESH_S="0",
+                ),
+            )
+        )
+        self.procs.append(
+            start_service(
+                "master",
+                port=ports["master"],
+                tmp_path=tmp,
+                env=service_env(
+                    db,
+                    **common,
+                    MASTER_ARTIFACT_DIR=str(tmp / "artifacts"),
+                    MASTER_PACKAGE_DIR=str(tmp / "packages"),
+                    MASTER_RECONCILE_SECONDS="5",
+                    MASTER_VMS_PUBLIC_URL=self.urls["vms"],
+                ),
+            )
+        )
+        self.procs.append(
+            start_service(
+                "optimizer",
+                port=ports["optimizer"],
+                tmp_path=tmp,
+                env=service_env(
+                    db,
+                    **common,
+                    OPTIMIZER_RESYNC_SECONDS="3600",
+                    OPTIMIZER_DEBOUNCE_MS="1",
+                    OPTIMIZER_RECOVERY__ENABLED="false",
+                    OPTIMIZER_VERSION__ENABLED="false",
+                ),
+            )
+        )
         self.setup = httpx.Client(base_url=self.urls["setup"], headers=OPERATOR, timeout=60)
         self.master = httpx.Client(base_url=self.urls["master"], timeout=300)
         self.vms = httpx.Client(base_url=self.urls["vms"], headers=OPERATOR, timeout=30)
@@ -129,32 +169,62 @@ class Platform:
     def add_edge(self, name: str, nid: str, lat: float, lon: float) -> dict[str, Any]:
         port = free_port()
         camera = self.cameras[nid] = Camera()
-        r = self.setup.post("/edges", json={
-            "name": name, "nid": nid, "cluster_id": self.cluster["id"], "isSupportAnnalysis": "YES",
-            "agent_url": f"http://127.0.0.1:{port}", "gps": {"latitude": lat, "longitude": lon}, "url": camera.url,
-        })
+        r = self.setup.post(
+            "/edges",
+            json={
+                "name": name,
+                "nid": nid,
+                "cluster_id": self.cluster["id"],
+                "isSupportAnnalysis": "YES",
+                "agent_url": f"http://127.0.0.1:{port}",
+                "gps": {"latitude": lat, "longitude": lon},
+                "url": camera.url,
+            },
+        )
         assert r.status_code == 201, r.text
         edge = self.edges[nid] = r.json()
         self.tokens[nid] = edge["token"]
-        key = agent_key(derived_secret(SERVICE_TOKEN), nid)  # what the master presents to this agent
-        agent = Agent(self.tmp, self.urls["master"], node=name, port=port, workdir=self.tmp / f"agent-{nid}",
-                      extra_env={"AGENT_EDGE_TOKEN": edge["token"], "AGENT_KEY": key})
+        key = agent_key(
+            derived_secret(SERVICE_TOKEN), nid
+        )  # what the master presents to this agent
+        agent = Agent(
+            self.tmp,
+            self.urls["master"],
+            node=name,
+            port=port,
+            workdir=self.tmp / f"agent-{nid}",
+            extra_env={"AGENT_EDGE_TOKEN": edge["token"], "AGENT_KEY": key},
+        )
         agent.client.headers["Authorization"] = f"Bearer {key}"
         self.agents[nid] = agent.start()
         return edge
 
     def upload_yolo(self) -> dict[str, Any]:
-        files = {"aipackage.yaml": YOLO_MANIFEST, "README.txt": "the program is edge_ai.yolo"}
-        r = self.master.post("/ai-packages?filename=yoloworker&version=01&ai_class=10", content=targz(files),
-                             headers={**OPERATOR, "Content-Type": "application/gzip"})
+        files: dict[str, str | bytes] = {
+            "aipackage.yaml": YOLO_MANIFEST,
+            "README.txt": "the program is edge_ai.yolo",
+        }
+        r = self.master.post(
+            "/ai-packages?filename=yoloworker&version=01&ai_class=10",
+            content=targz(files),
+            headers={**OPERATOR, "Content-Type": "application/gzip"},
+        )
         assert r.status_code == 202, r.text
-        ai = self.master.post(f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE).json()["ai"]
+        ai = self.master.post(
+            f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE
+        ).json()["ai"]
         assert ai["status"] == "ready", ai
         return ai
 
     def deploy(self, nid: str, ai: dict[str, Any]) -> dict[str, Any]:
-        r = self.setup.post("/deployments", json={"edge_id": self.edges[nid]["id"], "ai_id": ai["id"],
-                                                   "params": {"YOLO_SOURCE": str(self.frames)}})
+        r = self.setup.post(
+            "/deployments",
+            json={
+                "edge_id": self.edges[nid]["id"],
+                "ai_id": ai["id"],
+                "params": {"YOLO_SOURCE": str(self.frames)},
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -163,8 +233,14 @@ class Platform:
     def workloads(self, nid: str) -> list[dict[str, Any]]:
         return self.agents[nid].client.get("/workloads").json()["workloads"]
 
-    def workload(self, nid: str, name: str = "yoloworker-10") -> dict[str, Any] | None:
-        return next((w for w in self.workloads(nid) if w["name"] == name), None)
+    def workload(self, nid: str, name: str = "yoloworker-10") -> dict[str, Any]:
+        """The workload as the edge's agent reports it; {} while there is none."""
+        return next((w for w in self.workloads(nid) if w["name"] == name), {})
+
+    def running(self, nid: str, name: str = "yoloworker-10") -> dict[str, Any]:
+        """The workload once it runs; {} before."""
+        w = self.workload(nid, name)
+        return w if w.get("state") == "running" else {}
 
     def logs(self, nid: str, name: str) -> str:
         r = self.agents[nid].client.get(f"/workloads/{name}/logs", params={"tail": 2000})
@@ -187,22 +263,52 @@ class Platform:
     def post_usage(self, nid: str, cpu: float, memory: float, samples: int) -> None:
         """The edge's load as its monitoring AI would report it (a simulated load)."""
         now = time.time()
-        records = [{"kind": "usage", "data": {
-            "code": "0000", "message": "success", "username": self.edges[nid]["name"], "cpu": cpu,
-            "memory": memory, "func": "SUNNY", "nid": nid,
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - samples + i)) + ".000Z"}}
-            for i in range(samples)]
-        r = httpx.post(f"{self.urls['vms']}/batch", json={"records": records},
-                       headers={"Authorization": f"Bearer {self.tokens[nid]}"}, timeout=30)
+        records = [
+            {
+                "kind": "usage",
+                "data": {
+                    "code": "0000",
+                    "message": "success",
+                    "username": self.edges[nid]["name"],
+                    "cpu": cpu,
+                    "memory": memory,
+                    "func": "SUNNY",
+                    "nid": nid,
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - samples + i))
+                    + ".000Z",
+                },
+            }
+            for i in range(samples)
+        ]
+        r = httpx.post(
+            f"{self.urls['vms']}/batch",
+            json={"records": records},
+            headers={"Authorization": f"Bearer {self.tokens[nid]}"},
+            timeout=30,
+        )
         assert r.status_code == 200 and not r.json().get("rejected"), r.text
 
     def post_detection(self, nid: str, counts: dict[str, int]) -> None:
         """A summary that saw ``counts`` (random weights see nothing above the threshold)."""
-        record = {"nid": nid, "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
-                  "model": "yolov8n", "model_version": "01", "fps": 2, "frames": 2, "conf_threshold": 0.5,
-                  "counts": counts, "detections": [], "below_threshold": 0, "frames_sent_up": 0}
-        r = httpx.post(f"{self.urls['vms']}/detections", json=record,
-                       headers={"Authorization": f"Bearer {self.tokens[nid]}"}, timeout=30)
+        record = {
+            "nid": nid,
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
+            "model": "yolov8n",
+            "model_version": "01",
+            "fps": 2,
+            "frames": 2,
+            "conf_threshold": 0.5,
+            "counts": counts,
+            "detections": [],
+            "below_threshold": 0,
+            "frames_sent_up": 0,
+        }
+        r = httpx.post(
+            f"{self.urls['vms']}/detections",
+            json=record,
+            headers={"Authorization": f"Bearer {self.tokens[nid]}"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
 
     def summaries(self, nid: str, limit: int = 200) -> list[dict[str, Any]]:

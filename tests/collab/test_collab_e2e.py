@@ -8,11 +8,12 @@ an AI package. Each behaviour starts and stops on the edge without restarting it
    password, a secret) and posts under 0x01 while edge-01 pauses; handed back -> both restored;
 3. focus: a person seen on edge-01 -> edge-02 in focus until the TTL, then normal.
 """
+
 from __future__ import annotations
 
 import time
+from functools import partial
 
-import httpx
 import pytest
 
 from tests.collab.stack import CAMERA_PASSWORD, Platform, wait_until
@@ -44,11 +45,20 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     p.policy("focus", classes=["person"], radius_km=1.0, ttl_s=8)
     for nid in ("0x01", "0x02"):
         p.deploy(nid, ai)
-    running = {nid: wait_until(lambda n=nid: (w := p.workload(n)) and w["state"] == "running" and w,
-                               timeout=120, what=f"the worker on {nid}") for nid in ("0x01", "0x02")}
+    running = {
+        nid: wait_until(
+            partial(p.running, nid),
+            timeout=120,
+            what=f"the worker on {nid}",
+        )
+        for nid in ("0x01", "0x02")
+    }
     pids = {nid: w["pid"] for nid, w in running.items()}
-    wait_until(lambda: [s for s in p.summaries("0x01") if s["frames"] > 0][2:], timeout=120,
-               what="edge-01's summaries in the VMS")
+    wait_until(
+        lambda: [s for s in p.summaries("0x01") if s["frames"] > 0][2:],
+        timeout=120,
+        what="edge-01's summaries in the VMS",
+    )
     p.post_usage("0x01", 20, 30, samples=5)
     p.post_usage("0x02", 20, 30, samples=5)
 
@@ -57,18 +67,27 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     p.policy("low_confidence", share_level=0.3, clear_level=0.2, window_s=0)
     t0 = time.monotonic()
     p.cycle()
-    wait_until(lambda: vms_inbox(p, "0x01"), timeout=30, what="edge-01's hard frames in the VMS inbox")
+    wait_until(
+        lambda: vms_inbox(p, "0x01"), timeout=30, what="edge-01's hard frames in the VMS inbox"
+    )
     routed_after = time.monotonic() - t0
     [up] = p.decisions(policy="low_confidence", edge="edge-01")
-    assert up["action"] == "route_up" and up["operations"][0]["params"]["route_low_confidence"] is True
+    assert (
+        up["action"] == "route_up" and up["operations"][0]["params"]["route_low_confidence"] is True
+    )
     assert p.optimizer.get("/routing/0x01").json()["route_low_confidence"] is True
     # The share sent up is measured on the edge and reported to the VMS.
-    wait_until(lambda: any(s["frames_sent_up"] > 0 for s in p.summaries("0x01", 20)), timeout=20,
-               what="frames_sent_up reported")
+    wait_until(
+        lambda: any(s["frames_sent_up"] > 0 for s in p.summaries("0x01", 20)),
+        timeout=20,
+        what="frames_sent_up reported",
+    )
     # Withdrawn (the policy off): the uploads stop.
     p.policy("low_confidence", enabled=False)
     p.cycle()
-    wait_until(lambda: p.workload("0x01")["live"] == {}, timeout=20, what="route withdrawn on the agent")
+    wait_until(
+        lambda: p.workload("0x01")["live"] == {}, timeout=20, what="route withdrawn on the agent"
+    )
     time.sleep(3)
     settled = len(vms_inbox(p, "0x01"))
     time.sleep(3)
@@ -83,13 +102,27 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     p.cycle()
     [handoff] = p.decisions(policy="overload", edge="edge-01")
     assert handoff["action"] == "handoff_to_edge" and handoff["inputs"]["helper_nid"] == "0x02"
-    helper = wait_until(lambda: next((w for w in p.workloads("0x02") if w["name"] != YOLO
-                                      and w["state"] == "running"), None), timeout=90, what="the helper copy")
-    wait_until(lambda: "helping 0x01" in p.logs("0x02", helper["name"]), timeout=30, what="helper started")
-    wait_until(lambda: "profile normal -> helped" in p.logs("0x01", YOLO), timeout=30, what="edge-01 paused")
+    helper = wait_until(
+        lambda: next(
+            (w for w in p.workloads("0x02") if w["name"] != YOLO and w["state"] == "running"), None
+        ),
+        timeout=90,
+        what="the helper copy",
+    )
+    wait_until(
+        lambda: "helping 0x01" in p.logs("0x02", helper["name"]), timeout=30, what="helper started"
+    )
+    wait_until(
+        lambda: "profile normal -> helped" in p.logs("0x01", YOLO),
+        timeout=30,
+        what="edge-01 paused",
+    )
     seen = {s["id"] for s in p.summaries("0x01")}
-    fresh = wait_until(lambda: [s for s in p.summaries("0x01") if s["id"] not in seen and s["frames"] > 0][2:],
-                       timeout=60, what="the helper's detections under 0x01")
+    fresh = wait_until(
+        lambda: [s for s in p.summaries("0x01") if s["id"] not in seen and s["frames"] > 0][2:],
+        timeout=60,
+        what="the helper's detections under 0x01",
+    )
     helped_after = time.monotonic() - t0
     assert all(s["authenticated"] for s in fresh)
     log = p.logs("0x02", helper["name"])
@@ -101,8 +134,16 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     # Handed back: edge-01 calm again -> the helper goes, edge-01 analyses again.
     p.post_usage("0x01", 5, 20, samples=60)
     p.cycle()
-    wait_until(lambda: all(w["name"] == YOLO for w in p.workloads("0x02")), timeout=60, what="helper removed")
-    wait_until(lambda: "profile helped -> normal" in p.logs("0x01", YOLO), timeout=30, what="edge-01 resumed")
+    wait_until(
+        lambda: all(w["name"] == YOLO for w in p.workloads("0x02")),
+        timeout=60,
+        what="helper removed",
+    )
+    wait_until(
+        lambda: "profile helped -> normal" in p.logs("0x01", YOLO),
+        timeout=30,
+        what="edge-01 resumed",
+    )
     actions = [d["action"] for d in p.decisions(policy="overload", edge="edge-01")]
     assert actions == ["hand_back", "handoff_to_edge"]
     assert {nid: p.workload(nid)["pid"] for nid in pids} == pids
@@ -110,15 +151,30 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     # 3. Focus: a person on edge-01 -> edge-02 in focus (through the VMS's detection event).
     t0 = time.monotonic()
     p.post_detection("0x01", {"person": 1})
-    wait_until(lambda: "profile normal -> focus" in p.logs("0x02", YOLO), timeout=30, what="edge-02 in focus")
+    wait_until(
+        lambda: "profile normal -> focus" in p.logs("0x02", YOLO),
+        timeout=30,
+        what="edge-02 in focus",
+    )
     focus_after = time.monotonic() - t0
-    wait_until(lambda: "profile focus -> normal" in p.logs("0x02", YOLO), timeout=30, what="focus over")
-    wait_until(lambda: len(p.decisions(policy="focus", edge="edge-02")) == 2, timeout=20, what="focus_off logged")
-    assert [d["action"] for d in p.decisions(policy="focus", edge="edge-02")] == ["focus_off", "focus_on"]
+    wait_until(
+        lambda: "profile focus -> normal" in p.logs("0x02", YOLO), timeout=30, what="focus over"
+    )
+    wait_until(
+        lambda: len(p.decisions(policy="focus", edge="edge-02")) == 2,
+        timeout=20,
+        what="focus_off logged",
+    )
+    assert [d["action"] for d in p.decisions(policy="focus", edge="edge-02")] == [
+        "focus_off",
+        "focus_on",
+    ]
     assert p.decisions(policy="focus", edge="edge-01") == []
     assert {nid: p.workload(nid)["pid"] for nid in pids} == pids
     assert all(p.workload(nid)["restarts"] == 0 for nid in pids)
-    print(f"decision -> edge: first frame up {routed_after:.2f} s, helper's detections {helped_after:.2f} s, "
-          f"focus in effect {focus_after:.2f} s")
+    print(
+        f"decision -> edge: first frame up {routed_after:.2f} s, "
+        f"helper's detections {helped_after:.2f} s, "
+        f"focus in effect {focus_after:.2f} s"
+    )
     assert e1["id"] != e2["id"]
-    httpx.get  # noqa: B018 - keep the import for ad-hoc debugging

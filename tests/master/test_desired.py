@@ -102,9 +102,9 @@ async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runti
 def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():
     helper = {"analysis_for": "0x01", "source_edge_id": 1}
     cameras = {1: "rtsp://admin:s3cret@10.0.0.9/stream"}
+    live = {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
     plans = plan(
-        snapshot([dep(1, 1, 10, params={"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}),
-                  dep(2, 2, 10, params=helper)]),
+        snapshot([dep(1, 1, 10, params=live), dep(2, 2, 10, params=helper)]),
         CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
         token_for=lambda nid, runtime: f"token-{nid}", cameras=cameras,
     )
@@ -115,11 +115,12 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
     assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "token-0x01"}
     assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
     # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
-    waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432),
+    vms = ("127.0.0.1", 6432)
+    waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
                    vms_path="usage", token_for=lambda nid, runtime: "t", cameras={})
     assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
         ("pending", "the camera of the helped edge 0x01 is not known yet")]
-    none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432),
+    none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
                 vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None})
     assert [b.observed for b in none[2].blocked] == ["failed"]
 

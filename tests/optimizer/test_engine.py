@@ -366,7 +366,7 @@ def test_weather_flip_after_a_sunny_only_upgrade_is_one_variant_switch():
 
 
 def test_overload_falls_back_to_local_when_the_helper_fails_or_vanishes():
-    f, hot, near, _d, _ = _overload_fleet()
+    f, _hot, near, _d, _ = _overload_fleet()
     run = Runner(f, overload={"window_s": 0, "recover_window_s": 60}, recovery={"enabled": False})
     run.cycle()
     [copy] = [d for d in f.deployments if d["params"].get("analysis_for")]

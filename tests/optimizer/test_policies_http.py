@@ -261,7 +261,8 @@ async def test_detection_event_reaches_a_neighbour_deployed_after_the_last_resyn
         await asyncio.sleep(1.5)  # the lease taken, its whole cycle done
         await cycle(opt)  # the optimizer's mirror: Near has nothing deployed yet
         late = stack.deploy(near, sunny)
-        r = await opt.post("/events", json={"type": "detection", "nid": "0x01", "counts": {"person": 1}})
+        seen = {"type": "detection", "nid": "0x01", "counts": {"person": 1}}
+        r = await opt.post("/events", json=seen)
         assert r.status_code == 202
         for _ in range(100):
             if stack.deployment(late["id"])["params"].get("focus"):

@@ -86,7 +86,8 @@ def helped_edge(deployment: dict[str, Any]) -> tuple[int, str] | None:
 
 def build_workload(
     deployment: dict[str, Any], edge: dict[str, Any], target: EdgeTarget, ai: dict[str, Any], manifest: dict[str, Any],
-    *, vms: tuple[str, int], vms_path: str, token: str | None, secret_env: dict[str, str] | None = None,
+    *, vms: tuple[str, int], vms_path: str, token: str | None,
+    secret_env: dict[str, str] | None = None,
 ) -> Workload:
     env = dict(manifest.get("env") or {})
     env.update(param_env(deployment.get("params") or {}))
@@ -159,17 +160,19 @@ def plan(
         if helped is not None:
             cameras = cameras or {}
             if helped[0] not in cameras:
-                p.blocked.append(Blocked(dep, "pending", f"the camera of the helped edge {helped[1]} is not known yet"))
+                why = f"the camera of the helped edge {helped[1]} is not known yet"
+                p.blocked.append(Blocked(dep, "pending", why))
                 continue
             camera = cameras[helped[0]]
             if not camera:
-                p.blocked.append(Blocked(dep, "failed", f"the helped edge {helped[1]} has no camera URL"))
+                why = f"the helped edge {helped[1]} has no camera URL"
+                p.blocked.append(Blocked(dep, "failed", why))
                 continue
             secret_env[HELPER_SOURCE_ENV] = camera
+        token = token_for(helped[1], HELPER) if helped else token_for(p.edge["nid"], p.runtime)
         try:
             wl = build_workload(dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                                token=token_for(helped[1], HELPER) if helped else token_for(p.edge["nid"], p.runtime),
-                                secret_env=secret_env)
+                                token=token, secret_env=secret_env)
         except ValueError as exc:
             p.blocked.append(Blocked(dep, "failed", str(exc)))
             continue

@@ -117,12 +117,16 @@ class Reconciler:
         runtimes = _runtimes(snapshot, clusters)
         tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         helped = _edges_helped(snapshot)
-        helped_tokens = await self._workload_tokens.for_edges(helped, {e["id"]: HELPER for e in helped})
+        helped_tokens = await self._workload_tokens.for_edges(
+            helped, {e["id"]: HELPER for e in helped}
+        )
         plans = plan(
             snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
             # none on the agent runtime: the agent hands over the edge's own; a helper copy gets
             # the helped edge's (its detections are that node's)
-            token_for=lambda nid, runtime: (helped_tokens if runtime == HELPER else tokens).get(nid),
+            token_for=lambda nid, runtime: (
+                helped_tokens if runtime == HELPER else tokens
+            ).get(nid),
             cameras=await self._helped_cameras(snapshot),
         )
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
@@ -148,14 +152,16 @@ class Reconciler:
         return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
 
     async def _helped_cameras(self, snapshot: dict[str, Any]) -> dict[int, str | None]:
-        """The camera URL of every edge a helper copy analyses for (setup's GET /edges/{id}/camera)."""
-        wanted = {h[0] for d in snapshot.get("deployments", []) if d["desired"] == "running" and (h := helped_edge(d))}
+        """The camera URL of every edge a helper copy analyses for (setup's
+        GET /edges/{id}/camera)."""
+        wanted = {e["id"] for e in _edges_helped(snapshot)}
         cameras: dict[int, str | None] = {}
         for edge_id in sorted(wanted):
             try:
                 cameras[edge_id] = await self.ctx.setup.camera_url(edge_id)
             except DomainError as exc:
-                log.warning("camera of edge %s not available for its helper: %s", edge_id, exc.message)
+                log.warning("camera of edge %s not available for its helper: %s",
+                            edge_id, exc.message)
         return cameras
 
     def _restart_stalled_builds(self, snapshot: dict[str, Any]) -> None:
@@ -279,7 +285,11 @@ def _edges_running(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _edges_helped(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     """The edges a running helper copy analyses for (the optimizer's hand-over)."""
-    wanted = {h[0] for d in snapshot.get("deployments", []) if d["desired"] == "running" and (h := helped_edge(d))}
+    wanted = {
+        h[0]
+        for d in snapshot.get("deployments", [])
+        if d["desired"] == "running" and (h := helped_edge(d))
+    }
     return [e for e in snapshot.get("edges", []) if e["id"] in wanted]
 
 

@@ -162,7 +162,9 @@ def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> Edge
             load.below_for = cycle.since(mem, "below_since")
         else:
             mem.pop("below_since", None)
-    avoid = {k: v for k, v in (mem.get("avoid") or {}).items() if (t := parse_ts(v)) and t > cycle.now}
+    avoid = {
+        k: v for k, v in (mem.get("avoid") or {}).items() if (t := parse_ts(v)) and t > cycle.now
+    }
     mem.pop("avoid", None)
     if avoid:
         mem["avoid"] = avoid
