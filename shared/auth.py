@@ -39,6 +39,8 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("setup", "PATCH", "/deployments/{deployment_id}"),
             ("setup", "DELETE", "/deployments/{deployment_id}"),
             ("setup", "POST", "/deployments/observed"),
+            ("setup", "POST", "/request_deploy_aiToDevice"),  # the field's routes, forwarded
+            ("setup", "POST", "/request_undeploy_aiFromDevice"),
             ("setup", "POST", "/edges/{edge_id}/workload-token"),
             ("setup", "GET", "/edges/{edge_id}/camera"),
             ("setup", "GET", "/edges/token-revocations"),

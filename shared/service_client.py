@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -85,7 +86,7 @@ class ServiceClient:
         token: str | None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.name = name
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -112,13 +113,16 @@ class ServiceClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
+        request_timeout: float | httpx.Timeout | None = None,
     ) -> httpx.Response:
         """Send one request; a success (or a status in ``allow``) is returned, anything else raised
-        as the matching domain error."""
+        as the matching domain error. ``request_timeout``: this request's own, instead of the
+        client's."""
         label = what or f"{self.name} {method} {path}"
         try:
             response = await self.http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+                method, path, json=json, params=params, content=content, headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
             )
         except httpx.HTTPError as exc:
             raise Unavailable(

@@ -54,7 +54,7 @@ class VmsInbox:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         s = gateway.settings
-        token = s.service_token.get_secret_value() if s.service_token else ""
+        token = s.own_credential()  # the analysis service's own, scoped credential
         self.http = httpx.AsyncClient(
             base_url=s.vms_url,
             timeout=s.vms_timeout_s,

@@ -10,15 +10,14 @@ from fastapi import FastAPI
 
 from services.master.artifacts.router import router as artifacts_router
 from services.master.builds.router import router as builds_router
-from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.packages import ArtifactStore
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
-from services.master.reconcile.service import Reconciler
+from services.master.runners import Runners
 from services.master.settings import MasterSettings
-from services.master.setup_client import OptimizerNotifier, SetupClient
+from services.master.setup_client import OptimizerEvents, SetupClient
 from services.master.uploads.router import router as uploads_router
 from shared.app import create_service_app
 
@@ -50,26 +49,33 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             sessionmaker=app.state.sessionmaker,
             store=store,
             setup=SetupClient(settings),
-            optimizer=OptimizerNotifier(settings),
+            optimizer=OptimizerEvents(settings, app.state.metrics_registry),
         )
-        ctx.builds = BuildRunner(ctx)
-        ctx.reconciler = Reconciler(ctx)
+        runners = Runners.on(ctx)
         app.state.artifacts = store
         app.state.master = ctx
-        ctx.reconciler.start()
+        app.state.runners = runners
+        ctx.optimizer.start()
+        runners.start()
         try:
             yield
         finally:
-            await ctx.reconciler.stop()
-            await ctx.builds.stop()
+            await runners.stop()
+            await ctx.optimizer.stop()  # what the runners queued last still goes out
             await ctx.setup.aclose()
-            await ctx.optimizer.aclose()
 
     return create_service_app(
         settings,
         title="Edge platform: master",
         description=DESCRIPTION,
-        routers=[uploads_router, builds_router, deployments_router, reconcile_router, artifacts_router, legacy_router],
+        routers=[
+            uploads_router,
+            builds_router,
+            deployments_router,
+            reconcile_router,
+            artifacts_router,
+            legacy_router,
+        ],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
     )

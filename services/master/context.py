@@ -1,8 +1,13 @@
-"""What the master's routes and background work share, built once in the app's lifespan."""
+"""What the master's routes and background work share, built once in the app's lifespan.
+
+The context holds resources only (settings, database, store, the clients of other services);
+the background runners (builds, removals, the reconcile loop) are built on it and reached
+through their own dependencies (services.master.runners), so no module here imports them."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,11 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.master.packages import ArchiveLimits, ArtifactStore
 from services.master.registry import RegistryConfig
 from services.master.settings import MasterSettings
-from services.master.setup_client import OptimizerNotifier, SetupClient
-
-if TYPE_CHECKING:
-    from services.master.builds.service import BuildRunner
-    from services.master.reconcile.service import Reconciler
+from services.master.setup_client import OptimizerEvents, SetupClient
 
 
 @dataclass
@@ -23,15 +24,15 @@ class MasterContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     store: ArtifactStore
     setup: SetupClient
-    optimizer: OptimizerNotifier
-    builds: "BuildRunner" = field(init=False)
-    reconciler: "Reconciler" = field(init=False)
+    optimizer: OptimizerEvents
 
     @property
     def limits(self) -> ArchiveLimits:
         s = self.settings
         return ArchiveLimits(
-            max_archive_bytes=s.max_upload_bytes, max_unpacked_bytes=s.max_unpacked_bytes, max_files=s.max_package_files
+            max_archive_bytes=s.max_upload_bytes,
+            max_unpacked_bytes=s.max_unpacked_bytes,
+            max_files=s.max_package_files,
         )
 
     @property
@@ -50,7 +51,7 @@ class MasterContext:
 
 
 def master_context(request: Request) -> MasterContext:
-    return request.app.state.master
+    return cast(MasterContext, request.app.state.master)
 
 
 ContextDep = Annotated[MasterContext, Depends(master_context)]

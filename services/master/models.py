@@ -3,16 +3,39 @@ master keeps only what it needs to find a package again and the record of its bu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import TimestampMixin, make_base
+from shared.db import NAMING_CONVENTION, TimestampMixin
 
-Base = make_base("master")
 
-BUILD_STATES = ("queued", "running", "ready", "failed")
+class Base(DeclarativeBase):
+    """The master's tables, in its own schema (as shared.db.make_base builds it, spelled out
+    so that the type checker knows the class)."""
+
+    metadata = MetaData(schema="master", naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class BuildState(StrEnum):
+    """The master's record of its last build of an AI (setup's row has the AI's own status)."""
+
+    QUEUED = "queued"  # asked for just now (in answers; a record starts as running)
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
 
 
 class PackageUpload(TimestampMixin, Base):
@@ -39,7 +62,7 @@ class BuildJob(TimestampMixin, Base):
     __tablename__ = "build_jobs"
 
     ai_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    state: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(10))  # a BuildState
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     package_digest: Mapped[str | None] = mapped_column(String(71))
     image_ref: Mapped[str | None] = mapped_column(String(500))

@@ -27,7 +27,8 @@ class MasterSettings(ServiceSettings):
     registry_insecure: bool = Field(False, description="plain HTTP when registry_url has no scheme")
     registry_tls_verify: bool = True
     registry_ca_file: str | None = None
-    base_image: str | None = Field(None, description="base image in the same registry (e.g. python:3.11-slim); unset: package layer only")
+    base_image: str | None = Field(None, description="base image in the same registry (e.g. python:3.11-slim); "
+        "unset: package layer only")
     image_media_types: Literal["oci", "docker"] = "oci"
     image_architecture: str = "amd64"
 
@@ -35,7 +36,8 @@ class MasterSettings(ServiceSettings):
     artifact_dir: Path = Field(Path("./var/master/artifacts"), description="content-addressed package store")
     package_dir: Path = Field(Path("./var/master/packages"), description="the field's package folders, one per filename")
 
-    # Upload limits (the /ai-packages body limit is max_upload_bytes; every other route keeps max_body_bytes).
+    # Upload limits (the /ai-packages body limit is max_upload_bytes; every other route keeps
+    # max_body_bytes).
     max_upload_bytes: int = 512 * 1024 * 1024
     max_unpacked_bytes: int = 2 * 1024 * 1024 * 1024
     max_package_files: int = 10_000

@@ -1,138 +1,159 @@
-"""The master's calls to setup (the owner of AI rows and desired state) and the optimizer."""
+"""The master's calls to setup (the owner of AI rows and desired state) and its events for the
+optimizer, through the one client layer (shared.service_client): errors come back as domain
+errors, 404/409/422 with the field setup named, so the master's own answer names it too."""
+
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import httpx
+from prometheus_client import CollectorRegistry
 
 from services.master.settings import MasterSettings
-from shared.clients import raise_for_upstream, service_client
-from shared.errors import Conflict, Invalid, Unavailable
+from shared.contracts.events import Event
+from shared.contracts.fleet import FLEET_SNAPSHOT, FleetSnapshot
+from shared.contracts.master import (
+    AiPackageChange,
+    AiPackagePage,
+    AiPackageRecord,
+    ClusterPage,
+    ClusterRecord,
+    EdgeToken,
+    ObservedReport,
+    ObservedReports,
+)
+from shared.errors import UpstreamError
+from shared.service_client import Outbox, OutboxMetrics, ServiceClient
+from shared.versions import version_key
 
-log = logging.getLogger("edge.master.setup")
+# Every AI or cluster in one page: setup's lists are small (one row per package or cluster).
+ALL = 10_000
+
+
+def _token(settings: MasterSettings) -> str | None:
+    # The master's own, scoped credential (shared.auth.SERVICE_GRANTS["master"]).
+    return settings.own_credential() or None
 
 
 class SetupClient:
-    """Every call carries the service token; errors come back as domain errors (404, 409, 422 kept)."""
+    """Setup's routes the master uses, typed by shared.contracts.master."""
 
     def __init__(self, settings: MasterSettings):
-        self.settings = settings
-        self._http = service_client(settings, settings.setup_url, timeout=settings.setup_timeout_s)
+        self.client = ServiceClient(
+            "setup", settings.setup_url, token=_token(settings), timeout=settings.setup_timeout_s
+        )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _call(self, method: str, path: str, what: str, **kw) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"setup unreachable ({what}): {type(exc).__name__}", headers={"Retry-After": "2"}) from exc
-        if response.status_code in (409, 422):
-            # Keep the field setup named, so the caller's 4xx names it too.
-            try:
-                err = response.json().get("error", {})
-            except ValueError:
-                err = {}
-            cls = Conflict if response.status_code == 409 else Invalid
-            raise cls(err.get("message") or response.text, field=err.get("field"))
-        raise_for_upstream(response, what)
-        return response
+        await self.client.aclose()
 
     # --- edge tokens for workloads (kubernetes and docker runtimes) ----------------------
-    async def workload_token(self, edge_id: int) -> dict[str, Any]:
-        path = f"/edges/{edge_id}/workload-token"
-        return (await self._call("POST", path, f"edge {edge_id} token")).json()
-
-    # --- AI packages --------------------------------------------------------------------
-    async def get_ai(self, ai_id: int) -> dict[str, Any]:
-        return (await self._call("GET", f"/ai-packages/{ai_id}", f"AI {ai_id}")).json()
-
-    async def list_ais(self, params: dict[str, Any]) -> dict[str, Any]:
-        return (await self._call("GET", "/ai-packages", "AI list", params=params)).json()
-
-    async def find_ai(self, filename: str, ai_class: str, version: str) -> dict[str, Any] | None:
-        from shared.versions import version_key
-
-        page = await self.list_ais({"filename": filename, "ai_class": ai_class, "limit": 10_000})
-        key = version_key(version)
-        return next((a for a in page["items"] if version_key(a["version"]) == key), None)
-
-    async def create_ai(self, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self._call("POST", "/ai-packages", "AI create", json=body)).json()
-
-    async def patch_ai(self, ai_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self._call("PATCH", f"/ai-packages/{ai_id}", f"AI {ai_id} update", json=body)).json()
-
-    async def delete_ai(self, ai_id: int) -> dict[str, Any]:
-        return (await self._call("DELETE", f"/ai-packages/{ai_id}", f"AI {ai_id} removal")).json()
-
-    # --- desired state ------------------------------------------------------------------
-    async def snapshot(self) -> dict[str, Any]:
-        return (await self._call("GET", "/fleet/snapshot", "fleet snapshot")).json()
+    async def workload_token(self, edge_id: int) -> EdgeToken:
+        return await self.client.model(
+            "POST", f"/edges/{edge_id}/workload-token", EdgeToken, what=f"edge {edge_id} token"
+        )
 
     async def camera_url(self, edge_id: int) -> str | None:
         """The edge's camera URL with its credentials (a secret: never logged, never in params)."""
-        answer = await self._call("GET", f"/edges/{edge_id}/camera", f"edge {edge_id} camera")
-        return answer.json()["url"]
+        answer = await self.client.json("GET", f"/edges/{edge_id}/camera", what=f"edge {edge_id} camera")
+        url = answer.get("url") if isinstance(answer, dict) else None
+        return str(url) if url else None
 
-    async def clusters(self) -> list[dict[str, Any]]:
-        return (await self._call("GET", "/clusters", "clusters", params={"limit": 10_000})).json()["items"]
+    # --- AI packages --------------------------------------------------------------------
+    async def get_ai(self, ai_id: int) -> AiPackageRecord:
+        return await self.client.model(
+            "GET", f"/ai-packages/{ai_id}", AiPackageRecord, what=f"AI {ai_id}"
+        )
 
-    async def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self._call("POST", "/deployments", "deployment create", json=body)).json()
+    async def list_ais_raw(self, params: dict[str, Any]) -> Any:
+        """Setup's list as it answers it (the master's GET /ai-packages passes it on)."""
+        return await self.client.json("GET", "/ai-packages", params=params, what="AI list")
 
-    async def update_deployment(self, dep_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self._call("PATCH", f"/deployments/{dep_id}", f"deployment {dep_id} update", json=body)).json()
+    async def list_ais(self, **params: Any) -> list[AiPackageRecord]:
+        page = await self.client.model(
+            "GET", "/ai-packages", AiPackagePage, params={"limit": ALL, **params}, what="AI list"
+        )
+        return page.items
 
-    async def remove_deployment(self, dep_id: int) -> dict[str, Any]:
-        return (await self._call("DELETE", f"/deployments/{dep_id}", f"deployment {dep_id} removal")).json()
+    async def find_ai(self, filename: str, ai_class: str, version: str) -> AiPackageRecord | None:
+        key = version_key(version)
+        found = await self.list_ais(filename=filename, ai_class=ai_class)
+        return next((a for a in found if version_key(a.version) == key), None)
 
-    async def report_observed(self, reports: list[dict[str, Any]]) -> None:
+    async def create_ai(self, body: dict[str, Any]) -> AiPackageRecord:
+        return await self.client.model(
+            "POST", "/ai-packages", AiPackageRecord, json=body, what="AI create"
+        )
+
+    async def patch_ai(self, ai_id: int, change: AiPackageChange) -> AiPackageRecord:
+        return await self.client.model(
+            "PATCH",
+            f"/ai-packages/{ai_id}",
+            AiPackageRecord,
+            json=change.model_dump(mode="json", exclude_unset=True),
+            what=f"AI {ai_id} update",
+        )
+
+    async def delete_ai(self, ai_id: int) -> AiPackageRecord:
+        return await self.client.model(
+            "DELETE", f"/ai-packages/{ai_id}", AiPackageRecord, what=f"AI {ai_id} removal"
+        )
+
+    # --- desired state ------------------------------------------------------------------
+    async def snapshot(self) -> FleetSnapshot:
+        response = await self.client.request("GET", "/fleet/snapshot", what="fleet snapshot")
+        try:
+            return FLEET_SNAPSHOT.validate_json(response.content)
+        except ValueError as exc:
+            raise UpstreamError(f"setup's fleet snapshot does not match its contract: {exc}") from exc
+
+    async def clusters(self) -> list[ClusterRecord]:
+        page = await self.client.model(
+            "GET", "/clusters", ClusterPage, params={"limit": ALL}, what="clusters"
+        )
+        return page.items
+
+    async def create_deployment(self, body: dict[str, Any]) -> Any:
+        return await self.client.json("POST", "/deployments", json=body, what="deployment create")
+
+    async def update_deployment(self, dep_id: int, body: dict[str, Any]) -> Any:
+        return await self.client.json(
+            "PATCH", f"/deployments/{dep_id}", json=body, what=f"deployment {dep_id} update"
+        )
+
+    async def remove_deployment(self, dep_id: int) -> Any:
+        return await self.client.json(
+            "DELETE", f"/deployments/{dep_id}", what=f"deployment {dep_id} removal"
+        )
+
+    async def report_observed(self, reports: list[ObservedReport]) -> None:
         if reports:
-            await self._call("POST", "/deployments/observed", "observed report", json={"reports": reports})
+            body = ObservedReports(reports=reports).model_dump(mode="json")
+            await self.client.request(
+                "POST", "/deployments/observed", json=body, what="observed report"
+            )
 
     async def legacy(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One of setup's field routes (/request_*), answered in the field's envelope."""
-        try:
-            response = await self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"setup unreachable ({path}): {type(exc).__name__}", headers={"Retry-After": "2"}) from exc
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
-        if response.is_success:
-            return data
-        message = data.get("message") or response.text
-        if response.status_code == 404:
-            from shared.errors import NotFound
-
-            raise NotFound(message)
-        if response.status_code == 409:
-            raise Conflict(message)
-        if response.status_code in (400, 422):
-            raise Invalid(message)
-        raise_for_upstream(response, path)
-        return data
+        answer = await self.client.json("POST", path, json=body, what=path)
+        return answer if isinstance(answer, dict) else {}
 
 
-class OptimizerNotifier:
-    """Fire-and-forget events for the optimizer: a down optimizer never stops the master."""
+class OptimizerEvents:
+    """Events for the optimizer, through an Outbox: queued, sent by one tracked task, never
+    waited for (a down optimizer never stops the master), drained on shutdown."""
 
-    def __init__(self, settings: MasterSettings):
-        self.enabled = settings.notify_optimizer
-        self._http = service_client(settings, settings.optimizer_url, timeout=2.0)
+    def __init__(self, settings: MasterSettings, registry: CollectorRegistry | None):
+        client = ServiceClient("optimizer", settings.optimizer_url, token=_token(settings), timeout=2.0)
+        self.outbox = Outbox(
+            client, metrics=OutboxMetrics(registry, "master"), enabled=settings.notify_optimizer
+        )
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def start(self) -> None:
+        self.outbox.start()
 
-    async def send(self, event: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        try:
-            response = await self._http.post("/events", json=event)
-            if response.status_code >= 400:
-                log.info("optimizer answered %s to %s", response.status_code, event.get("type"))
-        except httpx.HTTPError as exc:
-            log.info("optimizer unreachable for %s (%s)", event.get("type"), type(exc).__name__)
+    async def stop(self) -> None:
+        await self.outbox.stop()
+
+    def send(self, event: Event) -> bool:
+        return self.outbox.send(
+            "/events", event.model_dump(mode="json", exclude_defaults=True), kind=event.type.value
+        )

@@ -10,6 +10,7 @@ from edge_ai.common.config import load_config
 from services.master.reconcile.desired import plan
 from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
+from shared.contracts.master import ClusterRecord
 
 # The spec's edgeconfig.xml, as written.
 FIELD_EDGECONFIG = textwrap.dedent(
@@ -48,7 +49,7 @@ def test_each_program_gets_the_vms_path_it_posts_to(tmp_path):
         ],
     }
     manifest = {"command": ["python", "main.py"]}
-    plans = plan(snapshot, {7: {"id": 7, "runtime": "agent"}}, {10: manifest, 11: manifest},
+    plans = plan(snapshot, {7: ClusterRecord(id=7, name="c", runtime="agent")}, {10: manifest, 11: manifest},
                  vms=("10.0.0.14", 6432), vms_path="usage", token_for=lambda nid, runtime: None)
     paths = {}
     for _, workload in plans[1].workloads:

@@ -16,7 +16,8 @@ PROGRAM = textwrap.dedent(
     version = os.environ.get("EDGE_AI_VERSION", "?")
     tick_file = os.environ.get("TICK_FILE")
     config = open("edgeconfig.xml").read() if os.path.exists("edgeconfig.xml") else ""
-    print("start", version, "nid", os.environ.get("EDGE_NODE_ID"), "vms-in-config", "<IP>" in config, flush=True)
+    nid = os.environ.get("EDGE_NODE_ID")
+    print("start", version, "nid", nid, "vms-in-config", "<IP>" in config, flush=True)
     while True:
         line = f"v{version} {time.time():.3f}"
         print(line, flush=True)
@@ -71,7 +72,8 @@ def zipped(files: dict[str, str | bytes]) -> bytes:
 
 
 def eventually(check: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
-    """Poll until ``check()`` returns something truthy; its last value or error is in the failure."""
+    """Poll until ``check()`` returns something truthy; its last value or error is in the
+    failure."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:

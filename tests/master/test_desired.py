@@ -1,10 +1,11 @@
 """The desired workloads computed from setup's snapshot (pure logic, no I/O)."""
 from __future__ import annotations
 
-from services.master.reconcile.desired import plan
 import time
 
+from services.master.reconcile.desired import plan
 from services.master.reconcile.workload_token import WorkloadTokens
+from shared.contracts.master import ClusterRecord, EdgeToken, Runtime
 
 MANIFEST = {"command": ["python", "main.py"], "env": {"A": "1", "EDGE_NODE_ID": "spoofed"}, "resources": {"cpu": 0.5}}
 
@@ -27,7 +28,10 @@ def dep(id, edge_id, ai_id, desired="running", params=None, generation=1):
             "observed": "pending", "observed_reason": None, "observed_generation": 0, "restarts": 0}
 
 
-CLUSTERS = {7: {"id": 7, "runtime": "agent", "namespace": "edge-ai"}, 8: {"id": 8, "runtime": "kubernetes", "namespace": "lan"}}
+CLUSTERS = {
+    7: ClusterRecord(id=7, name="c7", runtime=Runtime.AGENT, namespace="edge-ai"),
+    8: ClusterRecord(id=8, name="c8", runtime=Runtime.KUBERNETES, namespace="lan"),
+}
 
 
 def make(deployments, ais=None):
@@ -37,7 +41,7 @@ def make(deployments, ais=None):
 
 def test_workloads_env_config_and_runtime_per_edge():
     plans = make([dep(1, 1, 10, params={"TICK": 5, "MODE": "x"}, generation=3), dep(2, 2, 10)])
-    (d, wl), = plans[1].workloads
+    (_, wl), = plans[1].workloads
     assert wl.name == "monitoring-01" and wl.generation == 3 and wl.command == ["python", "main.py"]
     # Package env, params (JSON for non-strings), then the platform's own variables win.
     assert wl.env["A"] == "1" and wl.env["TICK"] == "5" and wl.env["MODE"] == "x"
@@ -46,7 +50,8 @@ def test_workloads_env_config_and_runtime_per_edge():
     assert "token" not in wl.edgeconfig_xml.lower()
     assert plans[2].runtime == "kubernetes" and plans[2].namespace == "lan"
     (_, wl2), = plans[2].workloads
-    # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a Secret).
+    # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a
+    # Secret).
     assert "EDGE_TOKEN" not in wl.env and "EDGE_TOKEN" not in wl2.env and wl2.secret_env["EDGE_TOKEN"] == "token-0x02"
     assert wl2.edge.node == "n2"
 
@@ -74,9 +79,12 @@ class RecordingSetup:
         self.calls: list[int] = []
         self.lifetime_s = lifetime_s
 
-    async def workload_token(self, edge_id: int) -> dict:
+    async def workload_token(self, edge_id: int) -> EdgeToken:
         self.calls.append(edge_id)
-        return {"token": f"tok-{edge_id}-{len(self.calls)}", "expires_at": time.time() + self.lifetime_s}
+        return EdgeToken(
+            id=edge_id, nid=f"0x0{edge_id}", token=f"tok-{edge_id}-{len(self.calls)}",
+            expires_at=time.time() + self.lifetime_s,
+        )
 
 
 async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runtimes():
@@ -103,25 +111,27 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
     helper = {"analysis_for": "0x01", "source_edge_id": 1}
     cameras = {1: "rtsp://admin:s3cret@10.0.0.9/stream"}
     live = {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
+    vms = ("127.0.0.1", 6432)
     plans = plan(
         snapshot([dep(1, 1, 10, params=live), dep(2, 2, 10, params=helper)]),
-        CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
+        CLUSTERS, {10: MANIFEST}, vms=vms, vms_path="usage",
         token_for=lambda nid, runtime: f"token-{nid}", cameras=cameras,
+        helped_tokens={"0x01": "helped-token-0x01"},
     )
     (_, source), = plans[1].workloads
-    assert source.live == {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
+    assert source.live == live
     (_, copy), = plans[2].workloads
     # The camera URL with credentials and the helped node's token: secrets only, never plain env.
-    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "token-0x01"}
+    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "helped-token-0x01"}
     assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
     # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
-    vms = ("127.0.0.1", 6432)
     waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
                    vms_path="usage", token_for=lambda nid, runtime: "t", cameras={})
     assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
-        ("pending", "the camera of the helped edge 0x01 is not known yet")]
+        ("pending", "the camera or token of the helped edge 0x01 is not known yet")]
     none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
-                vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None})
+                vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None},
+                helped_tokens={"0x01": "t1"})
     assert [b.observed for b in none[2].blocked] == ["failed"]
 
 

@@ -46,7 +46,7 @@ class Stack:
         self.setup = httpx.Client(base_url=self.setup_url, headers=OPERATOR, timeout=30)
         self.master = httpx.Client(base_url=self.master_url, headers=OPERATOR, timeout=30)
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.setup_proc = start_service("setup", env=self.setup_env, port=self.setup_port, tmp_path=self.tmp)
         self.start_master()
         self.agent = Agent(self.tmp, self.master_url, node="edge-01").start()

@@ -102,13 +102,37 @@ async def test_deployment_waits_for_its_ai_then_fails_with_it_and_the_optimizer_
     await reconcile(master)
     d = await deployment(master, dep["id"])
     assert d["observed"] == "failed" and "failed to build" in d["observed_reason"], d
-    # Fire-and-forget: the event arrives just after the pass.
+    # Sent in the background (the outbox): the event arrives just after the pass.
     failed = await until(lambda: [ev for ev in sink.events if ev["type"] == "deployment_failed"])
     assert failed[0]["deployment_id"] == dep["id"] and failed[0]["edge_id"] == e["id"]
     assert failed[0]["auth"].startswith("Bearer ") and failed[0]["path"] == "/events"
     # Reported once: the next pass finds setup already saying so.
     summary = await reconcile(master)
     assert summary["reported"] == 0 and len([ev for ev in sink.events if ev["type"] == "deployment_failed"]) == 1
+
+
+async def test_events_for_the_optimizer_are_counted_and_drained_when_the_master_stops(
+    db, setup_service, tmp_path, sink
+):
+    """The optimizer's events leave through a tracked outbox: counted on /metrics, and what is
+    queued when the master stops still goes out."""
+    settings = settings_for(
+        "master", db, setup_url=setup_service, optimizer_url=sink.url,
+        artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
+        reconcile_on_start=False, reconcile_seconds=3600,
+    )
+    app = create_app(settings)
+    async with running_app(app) as client:
+        r = await client.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
+        ai_id = r.json()["ai"]["id"]
+        await client.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)
+        # the master stops at once, the event just queued
+    assert [ev["ai_id"] for ev in sink.events if ev["type"] == "ai_ready"] == [ai_id]
+    sent = app.state.metrics_registry.get_sample_value(
+        "master_outbox_deliveries_total",
+        {"target": "optimizer", "kind": "ai_ready", "outcome": "sent"},
+    )
+    assert sent == 1
 
 
 async def test_unreachable_agent_and_unconfigured_runtime_are_reported_with_reasons(master, sink):
@@ -152,8 +176,49 @@ async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_cra
         assert summary["pass"] == 2
 
 
+class DriftedSetup:
+    """Answers GET /fleet/snapshot as a setup whose snapshot no longer matches the contract."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"edges": [{"id": "one", "name": "EdgeCCTV01"}],
+                                   "ai_packages": [], "deployments": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_a_snapshot_that_drifted_from_its_contract_stops_the_pass_naming_it(db, tmp_path):
+    drifted = DriftedSetup()
+    settings = settings_for("master", db, setup_url=drifted.url, artifact_dir=tmp_path / "a",
+                            package_dir=tmp_path / "p", reconcile_on_start=False,
+                            notify_optimizer=False)
+    try:
+        async with running_app(create_app(settings)) as lonely:
+            summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
+    finally:
+        drifted.close()
+    assert summary["state"] == "error", summary
+    assert "does not match its contract" in summary["error"] and "edges" in summary["error"]
+
+
 async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_path):
-    """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts it."""
+    """A master killed mid-build leaves the AI "uploaded"/"building" in setup: the pass restarts
+    it."""
     from tests.master.helpers import write_folder
 
     write_folder(tmp_path / "packages" / "weatherai", package_files("weatherai", "01", "00", condition=None))
@@ -182,6 +247,12 @@ async def test_deployments_applied_and_removed_through_the_master_are_recorded_i
     assert (await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})).status_code == 401
     r = await master.delete(f"/deployments/{dep['id']}", headers=OPERATOR)
     assert r.status_code == 200 and r.json()["desired"] == "removed"
-    # The edge is unreachable: the removal is not confirmed until its agent says the workload is gone.
+    # One write path: setup, having recorded each change, asks for the pass (here it does not:
+    # SETUP_NOTIFY_MASTER=false); the master's pass-through starts none of its own.
+    await asyncio.sleep(0.5)
+    status = (await master.get("/status", headers=OPERATOR)).json()
+    assert status["reconcile"]["passes"] == 0, status["reconcile"]
+    # The edge is unreachable: the removal is not confirmed until its agent says the workload is
+    # gone.
     await reconcile(master)
     assert (await deployment(master, dep["id"]))["observed"] != "removed"

@@ -4,6 +4,7 @@ nothing stored, neither in the artifact store nor in setup."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 
 import httpx
@@ -143,7 +144,8 @@ async def test_oversized_and_empty_uploads_and_auth(master):
     assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
 
 
-async def test_field_upload_from_the_package_folder_and_removal(master):
+async def test_field_upload_from_the_package_folder_and_removal(master, caplog):
+    caplog.set_level(logging.INFO, logger="edge.master.removal")
     write_folder(master.settings.package_dir / "weatherai", package_files("weatherai", "01", "00", condition=None))
     r = await master.post("/upload_edgeAI", data={"filename": "weatherai", "version": "01", "ai_class": "00"}, headers=OPERATOR)
     assert r.status_code == 200 and r.json()["code"] == "0000", r.text
@@ -161,9 +163,12 @@ async def test_field_upload_from_the_package_folder_and_removal(master):
     assert "artifact deleted" in r.json()["message"]
     assert stored(master) == []
     assert (await master.setup.get(f"/ai-packages/{aid}")).json()["status"] == "removed"
-    # Idempotent: setup's own call to /ai-packages/{id}/remove after its commit finds nothing left.
+    # Setup's own call to /ai-packages/{id}/remove after its commit: the clean-up ran once, the
+    # call is answered what it did.
     r = await master.post(f"/ai-packages/{aid}/remove", headers=SERVICE)
-    assert r.status_code == 200 and r.json()["artifact"] == "not_found"
+    assert r.status_code == 200 and r.json() == {"id": aid, "image": "none", "artifact": "deleted"}
+    cleanups = [m for m in caplog.messages if m.startswith(f"AI {aid} removed:")]
+    assert len(cleanups) == 1, cleanups
 
 
 async def test_build_from_the_folder_when_setup_records_the_upload(master):

@@ -22,7 +22,11 @@ from shared.errors import Invalid, UpstreamError
 from .conftest import make_targz, package_files
 
 PUSHED_DIGEST = "sha256:" + "ab" * 32
-DOCKERFILE = "FROM 127.0.0.1:5000/python:3.11-slim\nCOPY . /opt/edge-ai/monitoring\nWORKDIR /opt/edge-ai/monitoring\n"
+DOCKERFILE = (
+    "FROM 127.0.0.1:5000/python:3.11-slim\n"
+    "COPY . /opt/edge-ai/monitoring\n"
+    "WORKDIR /opt/edge-ai/monitoring\n"
+)
 
 
 class FakeEngine:

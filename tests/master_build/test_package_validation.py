@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.master.packages import ArchiveLimits, ArtifactStore, extract_artifact, ingest_package
+from services.master.packages.archive import DEFAULT_LIMITS
 from shared.errors import Invalid, PayloadTooLarge
 
 from .conftest import assert_nothing_stored, make_targz, make_zip, package_files
@@ -67,7 +68,7 @@ async def test_symlink_inside_package_is_kept(tmp_path: Path, store: ArtifactSto
 
 # --- refusals ---------------------------------------------------------------------------
 
-async def _refused(path: Path, store: ArtifactStore, *, kind=Invalid, limits=ArchiveLimits(), expected=None):
+async def _refused(path: Path, store: ArtifactStore, *, kind=Invalid, limits=DEFAULT_LIMITS, expected=None):
     with pytest.raises(kind) as exc:
         await ingest_package(path, store, limits=limits, expected=expected)
     assert_nothing_stored(store)
@@ -104,7 +105,10 @@ async def test_bad_manifest_field_is_named(tmp_path, store):
 async def test_request_fields_must_match_manifest(tmp_path, store, key, value):
     err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files()), store, expected={**EXPECTED, key: value})
     assert err.field == key
-    assert err.message == f"{key} {value!r} in the request does not match {key} {EXPECTED[key]!r} in the package manifest"
+    assert err.message == (
+        f"{key} {value!r} in the request does not match {key} {EXPECTED[key]!r} "
+        "in the package manifest"
+    )
 
 
 async def test_missing_model_file(tmp_path, store):
@@ -304,7 +308,10 @@ async def test_targz_bomb_hidden_in_headers_is_caught_by_counting_the_stream(tmp
         tf.addfile(ti, io.BytesIO(data))
     assert path.stat().st_size < 50_000
     err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=1_000_000, max_files=100))
-    assert err.message == f"the archive unpacks to more than {1_000_000 + 2048 * 116} bytes (tar stream), over the unpacked-size limit"
+    assert err.message == (
+        f"the archive unpacks to more than {1_000_000 + 2048 * 116} bytes (tar stream), "
+        "over the unpacked-size limit"
+    )
 
 
 # --- issue 16: a non-regular manifest, names the patterns let through, entries the OS refuses ---
@@ -460,7 +467,7 @@ def test_randomly_corrupted_archives_are_refused_never_a_server_error(tmp_path, 
             ingest_sync(path, store, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
         except (Invalid, PayloadTooLarge):
             pass
-        except Exception as exc:  # noqa: BLE001 - the test's point: nothing else may escape
+        except Exception as exc:
             escaped.append(f"case {i}: {type(exc).__name__}: {exc}")
     assert escaped == []
     assert list(store.tmp_dir.iterdir()) == []

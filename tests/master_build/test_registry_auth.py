@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from services.master.packages import ArtifactStore, ingest_package
-from services.master.registry import RegistryAuthError, RegistryClient, RegistryConfig, build_and_push, delete_image
+from services.master.registry import (
+    RegistryAuthError,
+    RegistryClient,
+    RegistryConfig,
+    build_and_push,
+    delete_image,
+)
 from tests.helpers.registry import SkopeoError, skopeo_inspect, start_registry
 
 from .conftest import REGISTRY_USERS, make_targz, package_files

@@ -43,7 +43,7 @@ class TokenServer:
     def realm(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/token"
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         self._thread.start()
         return self
 

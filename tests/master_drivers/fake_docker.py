@@ -1,4 +1,5 @@
-"""An in-test HTTP endpoint answering like the Docker Engine API for the calls the docker driver makes.
+"""An in-test HTTP endpoint answering like the Docker Engine API for the calls the docker
+driver makes.
 
 Faithful where the driver depends on it: ``{"message": ...}`` error bodies with the engine's status
 codes (404 no such container/image, 409 name in use or removing a running container, 304 start of a
@@ -139,7 +140,7 @@ class FakeDockerEngine:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    # -- for the test --------------------------------------------------------------------------------------
+    # -- for the test ------------------------------------------------------------------------------
     def by_name(self, name: str) -> Container | None:
         return next((c for c in self.containers.values() if c.name == name), None)
 
@@ -150,7 +151,7 @@ class FakeDockerEngine:
         return self.containers.get(ref) or self.by_name(ref) or next(
             (c for cid, c in self.containers.items() if len(ref) >= 12 and cid.startswith(ref)), None)
 
-    # -- the engine ----------------------------------------------------------------------------------------
+    # -- the engine --------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict, raw: bytes):
         j = "application/json"
         if path == "/_ping":
@@ -160,9 +161,12 @@ class FakeDockerEngine:
         if method == "POST" and path == "/images/create":
             ref = f"{query['fromImage']}:{query.get('tag', 'latest')}"
             if self.registry_down:
-                return 500, {"message": f'Get "http://{ref.split("/")[0]}/v2/": dial tcp: connect: connection refused'}, j
+                host = ref.split("/")[0]
+                refused = f'Get "http://{host}/v2/": dial tcp: connect: connection refused'
+                return 500, {"message": refused}, j
             if ref not in self.registry:
-                return 404, {"message": f"manifest for {ref} not found: manifest unknown: manifest unknown"}, j
+                unknown = f"manifest for {ref} not found: manifest unknown: manifest unknown"
+                return 404, {"message": unknown}, j
             self.images.add(ref)
             lines = [{"status": f"Pulling from {query['fromImage']}", "id": query.get("tag")},
                      {"status": "Digest: sha256:" + "1" * 64}, {"status": f"Status: Downloaded newer image for {ref}"}]
@@ -179,8 +183,12 @@ class FakeDockerEngine:
             name = query.get("name")
             if name and self.by_name(name):
                 other = self.by_name(name)
-                return 409, {"message": f'Conflict. The container name "/{name}" is already in use by container "{other.id}". '
-                                        "You have to remove (or rename) that container to be able to reuse that name."}, j
+                in_use = (
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{other.id}". You have to remove (or rename) that container to be able '
+                    "to reuse that name."
+                )
+                return 409, {"message": in_use}, j
             if body["Image"] not in self.images:
                 return 404, {"message": f"No such image: {body['Image']}"}, j
             self._clock += 1
@@ -219,7 +227,8 @@ class FakeDockerEngine:
             return 204, None, j
         if method == "POST" and action == "rename":
             if self.by_name(query["name"]) not in (None, c):
-                return 409, {"message": f'Conflict. The container name "/{query["name"]}" is already in use'}, j
+                in_use = f'Conflict. The container name "/{query["name"]}" is already in use'
+                return 409, {"message": in_use}, j
             c.name = query["name"]
             return 204, None, j
         if method == "GET" and action == "logs":

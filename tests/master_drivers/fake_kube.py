@@ -85,7 +85,7 @@ class FakeKubeApi:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    # -- what the test does to the "cluster" --------------------------------------------------------------
+    # -- what the test does to the "cluster" -------------------------------------------------------
     def get(self, plural: str, ns: str, name: str) -> dict | None:
         return self.objects.get((plural, ns, name))
 
@@ -120,7 +120,7 @@ class FakeKubeApi:
     def calls(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
 
-    # -- the API server ------------------------------------------------------------------------------------
+    # -- the API server ----------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
         for i, (fail_method, code, reason) in enumerate(self.fail_next):
             if fail_method == method:
@@ -174,7 +174,8 @@ class FakeKubeApi:
                 rv = body["metadata"].get("resourceVersion")
                 if rv and rv != current["metadata"]["resourceVersion"]:
                     return 409, status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": '
-                                       "the object has been modified; please apply your changes to the latest version and try again",
+                                       "the object has been modified; please apply your changes "
+                                       "to the latest version and try again",
                                        name=name, plural=plural)
                 obj = _stored(plural, body)
                 for kept in ("uid", "creationTimestamp", "namespace", "generation"):

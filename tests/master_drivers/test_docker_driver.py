@@ -1,4 +1,5 @@
-"""The docker driver through the docker SDK against an endpoint answering like the Docker Engine API."""
+"""The docker driver through the docker SDK against an endpoint answering like the Docker Engine
+API."""
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
-"""The kubernetes driver through the official client against an endpoint answering like the API server."""
+"""The kubernetes driver through the official client against an endpoint answering like the API
+server."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,11 @@ from kubernetes import client as k8s
 
 from services.master.drivers.base import DriverError, DriverUnavailable
 from services.master.drivers.kubernetes import KubernetesDriver
-from services.master.drivers.manifests import KubernetesOptions, configmap_manifest, deployment_manifest
+from services.master.drivers.manifests import (
+    KubernetesOptions,
+    configmap_manifest,
+    deployment_manifest,
+)
 from tests.helpers.env import free_port
 from tests.master_drivers.fake_kube import FakeKubeApi
 from tests.master_drivers.workloads import EDGE1, EDGE2, RTSP, workload
@@ -212,8 +217,9 @@ async def test_errors_are_retryable_or_permanent(fake, driver):
         await down.aclose()
 
 
-async def test_driver_for_a_kubernetes_cluster_reads_its_kubeconfig(fake, tmp_path):
-    from services.master.drivers import driver_for
+async def test_the_driver_of_a_kubernetes_cluster_reads_the_masters_kubeconfig(fake, tmp_path):
+    from services.master.reconcile.drivers import DriverSet
+    from tests.helpers.env import settings_for
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(f"""
@@ -224,9 +230,12 @@ users: [{{name: master, user: {{token: kube-token-for-tests}}}}]
 contexts: [{{name: field, context: {{cluster: field, user: master, namespace: {NS}}}}}]
 current-context: field
 """)
-    d = driver_for("kubernetes", service_token="unused", namespace=NS, kubeconfig=str(kubeconfig))
+    settings = settings_for("master", "postgresql+asyncpg://unused@127.0.0.1/none", kubeconfig=str(kubeconfig))
+    drivers = DriverSet(settings)
     try:
+        d = await drivers.get("kubernetes", NS)
+        assert await drivers.get("kubernetes", NS) is d  # one per cluster namespace
         await d.apply(workload())
         assert [s.name for s in await d.observe(EDGE1)] == ["monitoring-01"]
     finally:
-        await d.aclose()
+        await drivers.aclose()

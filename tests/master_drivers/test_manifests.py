@@ -1,5 +1,5 @@
-"""Every Kubernetes object the driver produces passes kubernetes-validate --strict for 1.30, with valid
-names and label values (which the schema alone does not check)."""
+"""Every Kubernetes object the driver produces passes kubernetes-validate --strict for 1.30, with
+valid names and label values (which the schema alone does not check)."""
 from __future__ import annotations
 
 import re

@@ -75,6 +75,10 @@ async def test_bad_field_payloads_get_4xx_naming_the_field_and_store_nothing(vms
         ("/save_edgeData", {"nid": "0x01", "date": date, "time": "246000", "result": "1"}, "time"),
         ("/save_edgeData", {"nid": "0x01", "date": "2024-08-08", "time": time, "result": "1"}, "date"),
         ("/save_edgeData", {"nid": "0x01", "date": date, "time": time}, "result"),
+        # the date/time patterns hold beside the NUL rule (they were once replaced by it: 500)
+        ("/save_edgeData", {"nid": "0x01", "date": date, "time": "x\u0018", "result": "1"}, "time"),
+        ("/save_edgeData", {"nid": "0x01", "date": date, "time": "14250\u0663", "result": "1"}, "time"),
+        ("/save_edgeData", {"nid": "0x01", "date": "2024080\u0668", "time": time, "result": "1"}, "date"),
     ]
     for path, body, field in cases:
         r = await vms_flag.post(path, json=body, headers=edge_headers("0x01"))

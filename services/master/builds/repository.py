@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.master.models import BuildJob, PackageUpload
+from services.master.models import BuildJob, BuildState, PackageUpload
 from shared.db import utcnow
 
 
@@ -36,28 +36,30 @@ async def find_upload(session: AsyncSession, filename: str, ai_class: str, versi
     )
 
 
-async def forget_upload(session: AsyncSession, filename: str, ai_class: str, version: str) -> None:
-    await session.execute(
-        delete(PackageUpload).where(
-            PackageUpload.filename == filename, PackageUpload.ai_class == ai_class, PackageUpload.version == version
-        )
+async def forget_upload(
+    session: AsyncSession, filename: str, ai_class: str, version: str, *, digest: str | None = None
+) -> None:
+    """The upload under these names goes (only if it holds ``digest``, when given)."""
+    stmt = delete(PackageUpload).where(
+        PackageUpload.filename == filename,
+        PackageUpload.ai_class == ai_class,
+        PackageUpload.version == version,
     )
+    if digest is not None:
+        stmt = stmt.where(PackageUpload.package_digest == digest)
+    await session.execute(stmt)
 
 
 async def uploads_with_digest(session: AsyncSession, digest: str) -> list[PackageUpload]:
     return list((await session.scalars(select(PackageUpload).where(PackageUpload.package_digest == digest))).all())
 
 
-async def forget_digest(session: AsyncSession, digest: str) -> None:
-    await session.execute(delete(PackageUpload).where(PackageUpload.package_digest == digest))
-
-
 async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:
     job = await session.get(BuildJob, ai_id, with_for_update=True)
     if job is None:
-        job = BuildJob(ai_id=ai_id, state="running", attempts=0)
+        job = BuildJob(ai_id=ai_id, state=BuildState.RUNNING, attempts=0)
         session.add(job)
-    job.state = "running"
+    job.state = BuildState.RUNNING
     job.attempts = (job.attempts or 0) + 1
     job.reason = None
     job.started_at = utcnow()
@@ -66,7 +68,9 @@ async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:
     return job
 
 
-async def finish_job(session: AsyncSession, ai_id: int, *, state: str, **fields: Any) -> None:
+async def finish_job(
+    session: AsyncSession, ai_id: int, *, state: BuildState, **fields: Any
+) -> None:
     job = await session.get(BuildJob, ai_id)
     if job is None:
         return

@@ -1,30 +1,37 @@
-"""AI packages as the master sees them: setup's rows, the master's build record, build and remove."""
+"""AI packages as the master sees them: setup's rows, the master's build record, build and
+remove."""
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from services.master.builds import removal, repository
+from services.master.builds import repository
 from services.master.context import ContextDep
+from services.master.models import BuildState
+from services.master.runners import RunnersDep
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.db import SessionDep
 
 router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 
 @router.get("", summary="AI packages (setup's list)")
-async def list_ai_packages(request: Request, ctx: ContextDep, _: ReaderAuth) -> dict[str, Any]:
-    return await ctx.setup.list_ais(dict(request.query_params))
+async def list_ai_packages(request: Request, ctx: ContextDep, _: ReaderAuth) -> Any:
+    return await ctx.setup.list_ais_raw(dict(request.query_params))
 
 
 @router.get("/{ai_id}", summary="One AI package, with the master's last build")
-async def get_ai_package(ai_id: int, ctx: ContextDep, _: ReaderAuth) -> dict[str, Any]:
-    ai = await ctx.setup.get_ai(ai_id)
-    async with ctx.sessionmaker() as session:
-        job = await repository.get_job(session, ai_id)
+async def get_ai_package(
+    _: ReaderAuth, ai_id: int, ctx: ContextDep, runners: RunnersDep, session: SessionDep
+) -> dict[str, Any]:
+    ai = (await ctx.setup.get_ai(ai_id)).model_dump(mode="json")
+    job = await repository.get_job(session, ai_id)
+    in_flight = ai_id in runners.builds.in_flight()
     ai["build"] = None if job is None else {
-        "state": "running" if ai_id in ctx.builds.in_flight() else job.state,
+        "state": BuildState.RUNNING if in_flight else job.state,
         "attempts": job.attempts,
         "reason": job.reason,
         "started_at": job.started_at,
@@ -33,26 +40,40 @@ async def get_ai_package(ai_id: int, ctx: ContextDep, _: ReaderAuth) -> dict[str
     return ai
 
 
-@router.delete("/{ai_id}", summary="Remove an AI: marked removed in setup, image and unused artifact deleted")
-async def delete_ai_package(ai_id: int, ctx: ContextDep, _: OperatorAuth) -> dict[str, Any]:
-    await ctx.setup.delete_ai(ai_id)  # 409 while deployed somewhere
-    return await removal.remove_ai(ctx, ai_id)
+@router.delete(
+    "/{ai_id}", summary="Remove an AI: marked removed in setup, image and unused artifact deleted"
+)
+async def delete_ai_package(
+    ai_id: int, ctx: ContextDep, runners: RunnersDep, _: OperatorAuth
+) -> dict[str, Any]:
+    # 409 while deployed somewhere; setup's own call to .../remove joins this clean-up.
+    return await runners.removals.remove(ai_id, first=lambda: ctx.setup.delete_ai(ai_id))
 
 
-@router.post("/{ai_id}/build", summary="Build and push the package recorded in setup (setup calls this)")
+@router.post(
+    "/{ai_id}/build", summary="Build and push the package recorded in setup (setup calls this)"
+)
 async def build_ai_package(
     ai_id: int,
     ctx: ContextDep,
+    runners: RunnersDep,
     _: OperatorAuth,
-    wait: bool = Query(False, description="answer once the build has ended, with setup's row"),
+    wait: Annotated[
+        bool, Query(description="answer once the build has ended, with setup's row")
+    ] = False,
 ) -> JSONResponse:
-    started = ctx.builds.kick(ai_id)
+    started = runners.builds.kick(ai_id)
     if wait:
-        await ctx.builds.wait(ai_id)
-        return JSONResponse({"id": ai_id, "ai": await ctx.setup.get_ai(ai_id)})
-    return JSONResponse({"id": ai_id, "build": "queued" if started else "running"}, status_code=status.HTTP_202_ACCEPTED)
+        await runners.builds.wait(ai_id)
+        ai = await ctx.setup.get_ai(ai_id)
+        return JSONResponse({"id": ai_id, "ai": ai.model_dump(mode="json")})
+    build = BuildState.QUEUED if started else BuildState.RUNNING
+    return JSONResponse({"id": ai_id, "build": build}, status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.post("/{ai_id}/remove", summary="Delete the image and (unreferenced) artifact of an AI removed in setup")
-async def remove_ai_package(ai_id: int, ctx: ContextDep, _: OperatorAuth) -> dict[str, Any]:
-    return await removal.remove_ai(ctx, ai_id)
+@router.post(
+    "/{ai_id}/remove",
+    summary="Delete the image and (unreferenced) artifact of an AI removed in setup",
+)
+async def remove_ai_package(ai_id: int, runners: RunnersDep, _: OperatorAuth) -> dict[str, Any]:
+    return await runners.removals.remove(ai_id)

@@ -1,4 +1,5 @@
-"""The build pipeline: find the package -> validate and store it -> build the image -> push -> tell setup.
+"""The build pipeline: find the package -> validate and store it -> build the image -> push ->
+tell setup.
 
 Setup owns the AI row; each step is reported there (``building`` with the package digest and
 manifest, then ``ready`` with the image, or ``failed`` with the reason). Every step is idempotent:
@@ -11,16 +12,27 @@ import asyncio
 import contextlib
 import logging
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from services.master.builds import repository
 from services.master.context import MasterContext
-from services.master.uploads import field_folder
-from services.master.packages import MANIFEST_NAMES, IngestedPackage, PackageManifest, ingest_package, parse_manifest
-from services.master.registry.docker_build import docker_build_and_push
+from services.master.models import BuildState
+from services.master.packages import (
+    MANIFEST_NAMES,
+    IngestedPackage,
+    PackageManifest,
+    ingest_package,
+    parse_manifest,
+)
 from services.master.registry import RegistryClient, build_and_push
+from services.master.registry.docker_build import docker_build_and_push
+from services.master.uploads import field_folder
+from shared.contracts.events import Event, EventType
+from shared.contracts.fleet import PackageStatus
+from shared.contracts.master import AiPackageChange, AiPackageRecord
 from shared.errors import DomainError, Invalid, NotFound, Unavailable
 
 log = logging.getLogger("edge.master.builds")
@@ -35,7 +47,9 @@ class ResolvedPackage:
     manifest: PackageManifest
 
 
-def package_dir_candidates(package_dir: Path, filename: str, ai_class: str, version: str) -> list[Path]:
+def package_dir_candidates(
+    package_dir: Path, filename: str, ai_class: str, version: str
+) -> list[Path]:
     """Where the field's package for these names may sit: a versioned folder/archive first
     (several versions side by side), then the plain folder named ``filename`` as in the field."""
     stems = [f"{filename}-{ai_class}-{version}", f"{filename}-{version}", filename]
@@ -61,11 +75,12 @@ def manifest_json(manifest: PackageManifest) -> dict[str, Any]:
 
 class BuildRunner:
     """Runs builds in the background, one at a time per AI (a second request while one runs is
-    answered by the running one, which reads setup's latest row)."""
+    answered by the running one, which reads setup's latest row). Every task is tracked, and
+    cancelled and awaited on shutdown."""
 
     def __init__(self, ctx: MasterContext):
         self.ctx = ctx
-        self._tasks: dict[int, asyncio.Task] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def in_flight(self) -> set[int]:
         return set(self._tasks)
@@ -76,7 +91,7 @@ class BuildRunner:
             return False
         task = asyncio.create_task(self._run(ai_id), name=f"build-{ai_id}")
         self._tasks[ai_id] = task
-        task.add_done_callback(lambda _t, ai_id=ai_id: self._tasks.pop(ai_id, None))
+        task.add_done_callback(lambda _task: self._tasks.pop(ai_id, None))
         return True
 
     async def wait(self, ai_id: int) -> None:
@@ -99,88 +114,93 @@ class BuildRunner:
             log.exception("build of AI %s failed unexpectedly", ai_id)
 
     # --- the pipeline -------------------------------------------------------------------
-    async def build(self, ai_id: int) -> dict[str, Any] | None:
+    async def build(self, ai_id: int) -> AiPackageRecord | None:
         ctx = self.ctx
         try:
             ai = await ctx.setup.get_ai(ai_id)
         except NotFound:
             log.warning("build of AI %s asked, but setup has no such AI", ai_id)
             return None
-        if ai["status"] == "removed":
-            return ai
-        if self._already_built(ai):
+        if ai.status == PackageStatus.REMOVED or self._already_built(ai):
             return ai
         async with ctx.sessionmaker.begin() as session:
             await repository.start_job(session, ai_id)
         try:
             package = await self.resolve_package(ai)
-            changes: dict[str, Any] = {
-                "status": "building",
-                "failure_reason": None,
-                "package_digest": package.digest,
-                "package_size": package.size,
-                "manifest": manifest_json(package.manifest),
-            }
-            if not ai.get("condition") and package.manifest.condition:
-                changes["condition"] = package.manifest.condition
-            if not ai.get("description") and package.manifest.description:
-                changes["description"] = package.manifest.description[:2000]
-            await ctx.setup.patch_ai(ai_id, changes)
-            image: dict[str, Any] = {}
+            await ctx.setup.patch_ai(ai_id, _building(ai, package))
+            image = AiPackageChange()
             if ctx.registry is not None:
                 image = await self.push_image(package)
-            ai = await ctx.setup.patch_ai(ai_id, {"status": "ready", **image})
+            image.status = PackageStatus.READY
+            ai = await ctx.setup.patch_ai(ai_id, image)
         except Unavailable as exc:
-            # Setup (or the registry) is down: leave the row as it is; the reconcile pass retries.
-            await self._finish(ai_id, "failed", reason=exc.message)
-            log.warning("build of AI %s interrupted, retried by the next reconcile pass: %s", ai_id, exc.message)
-            with contextlib.suppress(DomainError):
-                await ctx.setup.patch_ai(ai_id, {"failure_reason": f"will retry: {exc.message}"[:4000]})
+            await self._interrupted(ai_id, exc)
             return None
         except DomainError as exc:
-            reason = f"{exc.field}: {exc.message}" if exc.field and exc.field not in exc.message else exc.message
-            await self._finish(ai_id, "failed", reason=reason)
-            log.warning("build of AI %s failed: %s", ai_id, reason)
-            try:
-                return await ctx.setup.patch_ai(ai_id, {"status": "failed", "failure_reason": reason[:4000]})
-            except DomainError:
-                return None
+            return await self._failed(ai_id, exc)
         await self._finish(
-            ai_id, "ready", package_digest=package.digest, image_ref=ai.get("image_ref"), image_digest=ai.get("image_digest")
+            ai_id, BuildState.READY, package_digest=package.digest, image_ref=ai.image_ref,
+            image_digest=ai.image_digest,
         )
-        log.info("AI %s ready (%s %s class %s)", ai_id, ai["filename"], ai["version"], ai["ai_class"])
-        asyncio.create_task(ctx.optimizer.send({"type": "ai_ready", "ai_id": ai_id}))
+        log.info("AI %s ready (%s %s class %s)", ai_id, ai.filename, ai.version, ai.ai_class)
+        ctx.optimizer.send(Event(type=EventType.AI_READY, ai_id=ai_id))
         return ai
 
-    def _already_built(self, ai: dict[str, Any]) -> bool:
-        if ai["status"] != "ready" or not ai.get("package_digest") or not self.ctx.store.exists(ai["package_digest"]):
-            return False
-        return self.ctx.registry is None or bool(ai.get("image_ref"))
+    async def _interrupted(self, ai_id: int, exc: Unavailable) -> None:
+        """Setup (or the registry) is down: the row stays as it is; the reconcile pass retries."""
+        await self._finish(ai_id, BuildState.FAILED, reason=exc.message)
+        log.warning(
+            "build of AI %s interrupted, retried by the next reconcile pass: %s", ai_id, exc.message
+        )
+        with contextlib.suppress(DomainError):
+            change = AiPackageChange(failure_reason=f"will retry: {exc.message}"[:4000])
+            await self.ctx.setup.patch_ai(ai_id, change)
 
-    async def _finish(self, ai_id: int, state: str, **fields: Any) -> None:
+    async def _failed(self, ai_id: int, exc: DomainError) -> AiPackageRecord | None:
+        """The package or its image is refused for good: the AI is failed, with the reason."""
+        named = exc.field and exc.field not in exc.message
+        reason = f"{exc.field}: {exc.message}" if named else exc.message
+        await self._finish(ai_id, BuildState.FAILED, reason=reason)
+        log.warning("build of AI %s failed: %s", ai_id, reason)
+        change = AiPackageChange(status=PackageStatus.FAILED, failure_reason=reason[:4000])
+        try:
+            return await self.ctx.setup.patch_ai(ai_id, change)
+        except DomainError:
+            return None
+
+    def _already_built(self, ai: AiPackageRecord) -> bool:
+        if ai.status != PackageStatus.READY or not ai.package_digest:
+            return False
+        if not self.ctx.store.exists(ai.package_digest):
+            return False
+        return self.ctx.registry is None or bool(ai.image_ref)
+
+    async def _finish(self, ai_id: int, state: BuildState, **fields: Any) -> None:
         try:
             async with self.ctx.sessionmaker.begin() as session:
                 await repository.finish_job(session, ai_id, state=state, **fields)
         except Exception:  # the record is informative; never mask the build's outcome
             log.exception("could not record the build of AI %s", ai_id)
 
-    async def resolve_package(self, ai: dict[str, Any]) -> ResolvedPackage:
+    async def resolve_package(self, ai: AiPackageRecord) -> ResolvedPackage:
         """The AI's package in the artifact store: the digest setup knows, an upload under the same
         names, or the package folder/archive in MASTER_PACKAGE_DIR (validated and stored now)."""
         ctx = self.ctx
-        filename, ai_class, version = ai["filename"], ai["ai_class"], ai["version"]
-        digest = ai.get("package_digest")
+        filename, ai_class, version = ai.filename, ai.ai_class, ai.version
+        digest = ai.package_digest
         if digest and ctx.store.exists(digest):
-            if ai.get("manifest"):
-                manifest = PackageManifest.model_validate(ai["manifest"])
+            if ai.manifest:
+                manifest = PackageManifest.model_validate(ai.manifest)
             else:
                 manifest = await asyncio.to_thread(_read_manifest_sync, ctx.store.path(digest))
             return ResolvedPackage(digest, ctx.store.size(digest), manifest)
         async with ctx.sessionmaker() as session:
             upload = await repository.find_upload(session, filename, ai_class, version)
         if upload is not None and ctx.store.exists(upload.package_digest):
-            return ResolvedPackage(upload.package_digest, upload.package_size, PackageManifest.model_validate(upload.manifest))
-        for candidate in package_dir_candidates(ctx.settings.package_dir, filename, ai_class, version):
+            manifest = PackageManifest.model_validate(upload.manifest)
+            return ResolvedPackage(upload.package_digest, upload.package_size, manifest)
+        package_dir = ctx.settings.package_dir
+        for candidate in package_dir_candidates(package_dir, filename, ai_class, version):
             if candidate.exists():
                 expected = {"filename": filename, "version": version, "ai_class": ai_class}
                 # A field folder (Dockerfile, no manifest) gets one derived from these names.
@@ -191,12 +211,13 @@ class BuildRunner:
                     ingested = await ingest_and_record(ctx, source, expected, source="folder")
                 return ResolvedPackage(ingested.digest, ingested.size, ingested.manifest)
         raise Invalid(
-            f"no package for {filename} {version} class {ai_class}: upload an archive (POST /ai-packages) "
-            f"or put the package folder {filename!r} in the master's package directory",
+            f"no package for {filename} {version} class {ai_class}: upload an archive "
+            f"(POST /ai-packages) or put the package folder {filename!r} in the master's "
+            "package directory",
             field="filename",
         )
 
-    async def push_image(self, package: ResolvedPackage) -> dict[str, Any]:
+    async def push_image(self, package: ResolvedPackage) -> AiPackageChange:
         """Build the image and push it; answers setup's image fields.
 
         With a Docker engine configured (MASTER_DOCKER_HOST) a package that ships a Dockerfile is
@@ -213,7 +234,7 @@ class BuildRunner:
                 manifest=package.manifest,
                 registry=ctx.registry,
             )
-            return {"image_ref": built.reference, "image_digest": built.digest}
+            return AiPackageChange(image_ref=built.reference, image_digest=built.digest)
         async with RegistryClient(ctx.registry) as registry:
             pushed = await build_and_push(
                 registry,
@@ -225,18 +246,42 @@ class BuildRunner:
                 tmp_dir=ctx.store.tmp_dir,
                 architecture=s.image_architecture,
             )
-        return {"image_ref": pushed.reference, "image_digest": pushed.digest}
+        return AiPackageChange(image_ref=pushed.reference, image_digest=pushed.digest)
+
+
+def _building(ai: AiPackageRecord, package: ResolvedPackage) -> AiPackageChange:
+    """The row while its image is built: the package's digest and manifest, and the manifest's
+    condition and description where the row has none."""
+    change = AiPackageChange(
+        status=PackageStatus.BUILDING,
+        failure_reason=None,
+        package_digest=package.digest,
+        package_size=package.size,
+        manifest=manifest_json(package.manifest),
+    )
+    if not ai.condition and package.manifest.condition:
+        change.condition = package.manifest.condition
+    if not ai.description and package.manifest.description:
+        change.description = package.manifest.description[:2000]
+    return change
 
 
 async def ingest_and_record(
-    ctx: MasterContext, path: Path, expected: dict[str, str | None], *, source: str
+    ctx: MasterContext, path: Path, expected: Mapping[str, str | None], *, source: str
 ) -> IngestedPackage:
-    """Validate and store a package, then remember it under its names (nothing stored if invalid)."""
+    """Validate and store a package, then remember it under its names (nothing stored if
+    invalid)."""
     ingested = await ingest_package(path, ctx.store, limits=ctx.limits, expected=expected)
+    await record_ingested(ctx, ingested, source=source)
+    return ingested
+
+
+async def record_ingested(ctx: MasterContext, ingested: IngestedPackage, *, source: str) -> None:
+    """The stored package under its names, committed at once: a build asked for by setup (in
+    another request) must find it."""
     m = ingested.manifest
     async with ctx.sessionmaker.begin() as session:
         await repository.record_upload(
-            session, filename=m.filename, ai_class=m.ai_class, version=m.version, digest=ingested.digest,
-            size=ingested.size, manifest=manifest_json(m), source=source,
+            session, filename=m.filename, ai_class=m.ai_class, version=m.version,
+            digest=ingested.digest, size=ingested.size, manifest=manifest_json(m), source=source,
         )
-    return ingested

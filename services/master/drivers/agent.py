@@ -4,11 +4,17 @@ Each agent is called with its own key (``key_for(edge)``, shared.agent_keys), ne
 credential another agent or a service would accept; only to an http(s) URL whose host is on the
 allowed networks (shared.agent_urls, checked before every call); over https the agent's
 certificate is verified (``verify``: True for the system CAs, or a CA bundle, EDGE_AGENT_CA_FILE).
+
+An agent is not a platform service, but it is called through the same client layer
+(shared.service_client): transport failures and error answers are mapped once, then sorted into
+the driver's two classes (retry on the next pass, or record the failure).
 """
+
 from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -19,18 +25,31 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
 )
 from shared.agent_urls import Network, parse_networks, resolve_and_check
+from shared.errors import DomainError, Unavailable
+from shared.service_client import ServiceClient, domain_error_for
 from shared.settings import DEFAULT_AGENT_NETWORKS
 
 # The agent's states map one to one, except "stopped" (an instance being taken away).
-_STATES = {"pending": "pending", "running": "running", "restarting": "restarting", "failed": "failed", "stopped": "removed"}
+_STATES = {
+    "pending": WorkloadState.PENDING,
+    "running": WorkloadState.RUNNING,
+    "restarting": WorkloadState.RESTARTING,
+    "failed": WorkloadState.FAILED,
+    "stopped": WorkloadState.REMOVED,
+}
+# Every error answer comes back to the driver, which sorts it (any 5xx is worth a retry).
+_ERROR_ANSWERS = tuple(range(400, 600))
 
 
-def agent_spec(workload: Workload) -> dict:
+def agent_spec(workload: Workload) -> dict[str, Any]:
     """The body of the agent's ``PUT /workloads/{name}``."""
     if not workload.ai.package_digest:
-        raise DriverError(f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch")
+        raise DriverError(
+            f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch"
+        )
     if not workload.command:
         raise DriverError(f"AI {workload.ai.id} has no command in its manifest")
     return {
@@ -55,6 +74,21 @@ def agent_spec(workload: Workload) -> dict:
     }
 
 
+def observed_workload(w: dict[str, Any]) -> ObservedWorkload:
+    """One entry of the agent's ``GET /workloads``."""
+    return ObservedWorkload(
+        deployment_id=w.get("deployment_id"),
+        name=w["name"],
+        state=_STATES.get(w["state"], WorkloadState.PENDING),
+        reason=w.get("reason"),
+        restarts=w.get("restarts", 0),
+        version=w.get("version"),
+        exit_code=w.get("exit_code"),
+        log_tail=w.get("log_tail") or [],
+        generation=w.get("generation"),
+    )
+
+
 class AgentDriver(RuntimeDriver):
     kind = "agent"
 
@@ -74,22 +108,23 @@ class AgentDriver(RuntimeDriver):
         if key_for is None:
             if service_token is None:
                 raise ValueError("an agent driver needs key_for or service_token")
-            key_for = lambda _edge: service_token  # noqa: E731
+            token = service_token
+            key_for = lambda _edge: token  # noqa: E731
         self.key_for = key_for
         if allowed_networks is None:
             allowed_networks = parse_networks(DEFAULT_AGENT_NETWORKS)
         self.allowed_networks = allowed_networks
-        # apply waits while the agent fetches and unpacks the package: a large model over a weak link.
-        self.apply_timeout_s = apply_timeout_s
         verify: ssl.SSLContext | bool = True
         if ca_file:
             verify = ssl.create_default_context(cafile=ca_file)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            transport=transport,
-            verify=verify,
-            follow_redirects=False,
+        # Agents have no common address and no common key: every call names its agent's full URL
+        # and carries that agent's key.
+        self._client = ServiceClient(
+            "agent", "", token=None, timeout=timeout_s, transport=transport, verify=verify
         )
+        # apply waits while the agent fetches and unpacks the package: a large model over a
+        # weak link.
+        self._apply_timeout = httpx.Timeout(apply_timeout_s, connect=5.0)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -97,11 +132,14 @@ class AgentDriver(RuntimeDriver):
     @staticmethod
     def _base(edge: EdgeTarget) -> str:
         if not edge.agent_url:
-            raise DriverError(f"edge {edge.name} has no agent_url: register the edge with its agent's address")
+            raise DriverError(
+                f"edge {edge.name} has no agent_url: register the edge with its agent's address"
+            )
         return edge.agent_url.rstrip("/")
 
     async def _call(
-        self, method: str, url: str, *, what: str, edge: EdgeTarget, ok_404: bool = False, **kw
+        self, method: str, url: str, *, what: str, edge: EdgeTarget, ok_404: bool = False,
+        **kw: Any,
     ) -> httpx.Response | None:
         try:
             await resolve_and_check(url, self.allowed_networks)
@@ -109,21 +147,21 @@ class AgentDriver(RuntimeDriver):
             raise DriverError(f"{what}: agent_url refused: {exc}") from exc
         headers = {"Authorization": f"Bearer {self.key_for(edge)}"}
         try:
-            response = await self._client.request(method, url, headers=headers, **kw)
-        except httpx.TimeoutException as exc:
-            raise DriverUnavailable(f"{what}: the agent did not answer in time") from exc
+            response = await self._client.request(
+                method, url, what=what, headers=headers, allow=_ERROR_ANSWERS, **kw
+            )
         except httpx.InvalidURL as exc:  # an agent_url setup stored but no request can be made to
             raise DriverError(f"{what}: the edge's agent_url is not a usable URL ({exc})") from exc
-        except httpx.HTTPError as exc:
-            raise DriverUnavailable(f"{what}: agent unreachable ({exc.__class__.__name__})") from exc
+        except DomainError as exc:  # the agent could not be reached
+            raise DriverUnavailable(exc.message) from exc
         if response.status_code == 404 and ok_404:
             return None
         if response.is_success:
             return response
-        message = _error_message(response)
-        if response.status_code in (408, 429) or response.status_code >= 500:
-            raise DriverUnavailable(f"{what}: agent answered {response.status_code}: {message}")
-        raise DriverError(f"{what}: agent answered {response.status_code}: {message}")
+        error = domain_error_for(response, f"{what}: agent")
+        if isinstance(error, Unavailable) or response.status_code >= 500:
+            raise DriverUnavailable(error.message)
+        raise DriverError(error.message)
 
     async def apply(self, workload: Workload) -> None:
         base = self._base(workload.edge)
@@ -133,51 +171,18 @@ class AgentDriver(RuntimeDriver):
             what=f"apply {workload.name} on {workload.edge.name}",
             edge=workload.edge,
             json=agent_spec(workload),
-            timeout=httpx.Timeout(self.apply_timeout_s, connect=5.0),
+            request_timeout=self._apply_timeout,
         )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
-        await self._call("DELETE", f"{self._base(edge)}/workloads/{name}",
-                         what=f"remove {name} on {edge.name}", edge=edge, ok_404=True)
+        await self._call(
+            "DELETE", f"{self._base(edge)}/workloads/{name}",
+            what=f"remove {name} on {edge.name}", edge=edge, ok_404=True,
+        )
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        response = await self._call("GET", f"{self._base(edge)}/workloads",
-                                    what=f"observe {edge.name}", edge=edge)
-        assert response is not None
-        return [
-            ObservedWorkload(
-                deployment_id=w.get("deployment_id"),
-                name=w["name"],
-                state=_STATES.get(w["state"], "pending"),  # type: ignore[arg-type]
-                reason=w.get("reason"),
-                restarts=w.get("restarts", 0),
-                version=w.get("version"),
-                exit_code=w.get("exit_code"),
-                log_tail=w.get("log_tail") or [],
-                generation=w.get("generation"),
-            )
-            for w in response.json()["workloads"]
-        ]
-
-    async def heartbeat(self, edge: EdgeTarget) -> dict:
-        """The node's cpu, memory and uptime as the agent reports them."""
-        response = await self._call("GET", f"{self._base(edge)}/heartbeat",
-                                    what=f"heartbeat of {edge.name}", edge=edge)
-        assert response is not None
-        return response.json()
-
-    async def logs(self, edge: EdgeTarget, name: str, tail: int = 100) -> list[str]:
         response = await self._call(
-            "GET", f"{self._base(edge)}/workloads/{name}/logs", what=f"logs of {name}", edge=edge,
-            params={"tail": tail},
+            "GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}", edge=edge
         )
-        assert response is not None
-        return response.json()["lines"]
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return body.get("error", {}).get("message") or response.text[:300]
-    except ValueError:
-        return response.text[:300]
+        assert response is not None  # only a call with ok_404 answers None
+        return [observed_workload(w) for w in response.json()["workloads"]]

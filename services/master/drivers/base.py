@@ -1,4 +1,5 @@
-"""The runtime driver interface: what the master's reconcile loop asks of Kubernetes, Docker or an edge agent.
+"""The runtime driver interface: what the master's reconcile loop asks of Kubernetes, Docker or an
+edge agent.
 
 A driver is told the desired workload (``apply``), told to take one away (``remove``) and asked
 what runs on an edge (``observe``). Every call is idempotent: applying what already runs, or
@@ -12,11 +13,19 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 from xml.sax.saxutils import escape
 
-ObservedState = Literal["pending", "running", "restarting", "failed", "removed"]
-OBSERVED_STATES: tuple[str, ...] = ("pending", "running", "restarting", "failed", "removed")
+
+class WorkloadState(StrEnum):
+    """What a runtime reports of one workload (setup's ObservedState, plus restarting)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    REMOVED = "removed"
 
 
 class RuntimeDriverFailure(Exception):
@@ -26,7 +35,8 @@ class RuntimeDriverFailure(Exception):
 
 
 class DriverError(RuntimeDriverFailure):
-    """The runtime refused the request for good (bad spec, forbidden, invalid object): record it, do not retry as is."""
+    """The runtime refused the request for good (bad spec, forbidden, invalid object): record it,
+    do not retry as is."""
 
 
 class DriverUnavailable(RuntimeDriverFailure):
@@ -52,7 +62,8 @@ class EdgeTarget:
 
 @dataclass(frozen=True)
 class AiArtifact:
-    """The AI package a workload runs: the package by digest (agent) or its image (kubernetes, docker)."""
+    """The AI package a workload runs: the package by digest (agent) or its image (kubernetes,
+    docker)."""
 
     id: int
     filename: str
@@ -110,7 +121,7 @@ class ObservedWorkload:
 
     deployment_id: int | None
     name: str
-    state: ObservedState
+    state: WorkloadState
     reason: str | None = None
     restarts: int = 0
     version: str | None = None
@@ -175,7 +186,8 @@ def dns_label(value: str, *, max_len: int = 63) -> str:
 
 
 def label_value(value: object) -> str:
-    """A valid Kubernetes/Docker label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
+    """A valid Kubernetes/Docker label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric
+    at both ends."""
     text = _LABEL_VALUE_BAD.sub("_", str(value))
     text = text.strip("._-")
     if len(text) > 63:
@@ -192,7 +204,8 @@ def render_edgeconfig(
     token: str | None = None,
     analysis_url: str | None = None,
 ) -> str:
-    """The field's ``edgeconfig.xml``: the VMS address, optionally the node id/token and the analysis server."""
+    """The field's ``edgeconfig.xml``: the VMS address, optionally the node id/token and the
+    analysis server."""
     lines = [
         "<Configuration>",
         "    <vms>",

@@ -25,6 +25,7 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
     dns_label,
     label_value,
 )
@@ -48,7 +49,8 @@ _PERMANENT_PULL = ("manifest unknown", "not found", "unauthorized", "denied", "i
 
 @dataclass(frozen=True)
 class DockerOptions:
-    # Several edges sharing one Docker host each get their own container (``{filename}-{ai_class}-{edge}``).
+    # Several edges sharing one Docker host each get their own container
+    # (``{filename}-{ai_class}-{edge}``).
     name_per_edge: bool = True
     restart_policy: str = "unless-stopped"  # or "on-failure" (then at most max_restarts)
     max_restarts: int = 5
@@ -74,15 +76,16 @@ class DockerDriver(RuntimeDriver):
 
     @classmethod
     def from_url(cls, base_url: str, options: DockerOptions | None = None, *, timeout_s: int = 60,
-                 api_version: str = "1.41") -> "DockerDriver":
-        # A fixed API version: "auto" would ask the engine at construction, blocking and failing when it is down.
+                 api_version: str = "1.41") -> DockerDriver:
+        # A fixed API version: "auto" would ask the engine at construction, blocking and failing
+        # when it is down.
         # 1.41 is Docker 20.10, what Jetson images ship; newer engines still speak it.
         return cls(docker.DockerClient(base_url=base_url, timeout=timeout_s, version=api_version), options)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.client.close)
 
-    # -- the interface ---------------------------------------------------------------------------------------
+    # -- the interface -----------------------------------------------------------------------------
     async def apply(self, workload: Workload) -> None:
         what = f"apply {workload.name} on {workload.edge.name}"
         name = container_name(workload.name, workload.edge, self.options)
@@ -97,7 +100,8 @@ class DockerDriver(RuntimeDriver):
             await self._retire_if_running(current, others, name, what)
             return
         if not workload.ai.image_ref:
-            raise DriverError(f"AI {workload.ai.id} ({workload.name} {workload.ai.version}) has no image: build and push it first")
+            raise DriverError(f"AI {workload.ai.id} ({workload.name} {workload.ai.version}) "
+                "has no image: build and push it first")
         await self._run(self._pull, workload.ai.image_ref, what=what)
         staging = f"{name}.g{want_gen}-{want_hash[:8]}"
         # A leftover with the staging name but another spec (crash mid-apply) is in the way.
@@ -128,10 +132,10 @@ class DockerDriver(RuntimeDriver):
             out.append(await self._observed(newest, what))
         return out
 
-    # -- steps -----------------------------------------------------------------------------------------------
+    # -- steps -------------------------------------------------------------------------------------
     async def _retire_if_running(self, new: dict, others: list[dict], name: str, what: str) -> None:
-        """The new container is up: the old ones go and it takes the workload's name. Not up: the old
-        ones keep serving, and the next apply looks again."""
+        """The new container is up: the old ones go and it takes the workload's name. Not up:
+        the old ones keep serving, and the next apply looks again."""
         state = new["State"]
         if not state.get("Running") or state.get("Restarting"):
             return
@@ -152,7 +156,7 @@ class DockerDriver(RuntimeDriver):
 
     def _create(self, workload: Workload, cname: str) -> str:
         options = self.options
-        restart = {"Name": options.restart_policy}
+        restart: dict[str, Any] = {"Name": options.restart_policy}
         if options.restart_policy == "on-failure":
             restart["MaximumRetryCount"] = options.max_restarts
         resources = container_resources(workload.resources)
@@ -176,7 +180,8 @@ class DockerDriver(RuntimeDriver):
             A_SPEC_HASH: workload.spec_hash(),
             A_GENERATION: str(workload.generation),
         }
-        # A plain engine has no secret store: secret values go into the container's env (readable only
+        # A plain engine has no secret store: secret values go into the container's env (readable
+        # only
         # through the engine's API, which is as privileged as the host).
         env = {**{k: str(v) for k, v in {**workload.env, **workload.secret_env}.items()}, "EDGE_CONFIG": options.config_path}
         created = self.api.create_container(
@@ -188,7 +193,8 @@ class DockerDriver(RuntimeDriver):
             stop_timeout=options.stop_timeout_s,
         )
         container_id = created["Id"]
-        # edgeconfig.xml goes into the container before it starts: works with a remote engine, no bind mount.
+        # edgeconfig.xml goes into the container before it starts: works with a remote engine, no
+        # bind mount.
         directory, filename = posixpath.split(options.config_path)
         self.api.put_archive(container_id, directory or "/", _tar_one(filename, workload.edgeconfig_xml.encode()))
         return container_id
@@ -228,7 +234,7 @@ class DockerDriver(RuntimeDriver):
         observed = ObservedWorkload(
             deployment_id=int(deployment_id) if deployment_id and deployment_id.isdigit() else None,
             name=labels.get(A_WORKLOAD, c["Name"].lstrip("/")),
-            state="pending",
+            state=WorkloadState.PENDING,
             restarts=restarts,
             version=labels.get(L_AI_VERSION),
             generation=int(labels[A_GENERATION]) if labels.get(A_GENERATION, "").isdigit() else None,
@@ -236,18 +242,18 @@ class DockerDriver(RuntimeDriver):
         status = state.get("Status")
         if state.get("Restarting") or status == "restarting":
             failed = restarts >= self.options.failed_after_restarts
-            observed.state = "failed" if failed else "restarting"
+            observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.exit_code = state.get("ExitCode")
             observed.reason = f"restarting after exit code {state.get('ExitCode')} ({restarts} restarts)"
         elif state.get("Running"):
-            observed.state = "running"
+            observed.state = WorkloadState.RUNNING
         elif status in ("exited", "dead"):
-            observed.state = "failed"
+            observed.state = WorkloadState.FAILED
             observed.exit_code = state.get("ExitCode")
             observed.reason = state.get("Error") or f"exited with code {state.get('ExitCode')}"
         else:
             observed.reason = f"container {status}"
-        if observed.state in ("failed", "restarting"):
+        if observed.state in (WorkloadState.FAILED, WorkloadState.RESTARTING):
             observed.log_tail = await self._run(self._logs, c["Id"], what=what)
         return observed
 

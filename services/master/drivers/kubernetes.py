@@ -6,6 +6,7 @@ The client is blocking: every call runs in a thread. Objects go out and come bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -21,6 +22,7 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
+    WorkloadState,
 )
 from services.master.drivers.manifests import (
     A_GENERATION,
@@ -39,7 +41,8 @@ from services.master.drivers.manifests import (
     secret_name,
 )
 
-# Waiting reasons that will not fix themselves without a change (or the registry/node being repaired).
+# Waiting reasons that will not fix themselves without a change (or the registry/node being
+# repaired).
 _FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 _CONFLICT_RETRIES = 3
 A_APPLIED = "edge-ai/applied-hash"
@@ -61,7 +64,7 @@ class KubernetesDriver(RuntimeDriver):
 
     @classmethod
     def from_kubeconfig(cls, options: KubernetesOptions, *, kubeconfig: str | None = None, context: str | None = None,
-                        in_cluster: bool = False) -> "KubernetesDriver":
+                        in_cluster: bool = False) -> KubernetesDriver:
         from kubernetes import config as k8s_config
 
         configuration = k8s.Configuration()
@@ -74,7 +77,7 @@ class KubernetesDriver(RuntimeDriver):
     async def aclose(self) -> None:
         await asyncio.to_thread(self.api_client.close)
 
-    # -- the interface ---------------------------------------------------------------------------------------
+    # -- the interface -----------------------------------------------------------------------------
     async def apply(self, workload: Workload) -> None:
         configmap = configmap_manifest(workload, self.options)
         deployment = deployment_manifest(workload, self.options)
@@ -101,10 +104,10 @@ class KubernetesDriver(RuntimeDriver):
             for d in sorted(deployments, key=lambda d: d["metadata"]["name"])
         ]
 
-    # -- blocking calls (run in a thread) ---------------------------------------------------------------------
+    # -- blocking calls (run in a thread) ----------------------------------------------------------
     def _ops(self, kind: str):
         ns = self.options.namespace
-        kw = {"_preload_content": False, "_request_timeout": self.timeout}
+        kw: dict[str, Any] = {"_preload_content": False, "_request_timeout": self.timeout}
         if kind == "Deployment":
             return (
                 lambda body: self.apps.create_namespaced_deployment(ns, body, **kw),
@@ -127,9 +130,10 @@ class KubernetesDriver(RuntimeDriver):
         )
 
     def _upsert(self, kind: str, body: dict) -> None:
-        """Create; on 409 (already there) replace, carrying the current resourceVersion so a concurrent
-        writer is noticed (another 409) rather than overwritten. An object already as we want it (same
-        applied-hash annotation) is left alone: the reconcile loop applies every pass."""
+        """Create; on 409 (already there) replace, carrying the current resourceVersion so a
+        concurrent writer is noticed (another 409) rather than overwritten. An object already as
+        we want it (same applied-hash annotation) is left alone: the reconcile loop applies every
+        pass."""
         create, read, replace, _ = self._ops(kind)
         name = body["metadata"]["name"]
         applied = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -163,7 +167,9 @@ class KubernetesDriver(RuntimeDriver):
 
     def _list_for_edge(self, selector: str) -> tuple[list[dict], list[dict]]:
         ns = self.options.namespace
-        kw = {"_preload_content": False, "_request_timeout": self.timeout, "label_selector": selector}
+        kw: dict[str, Any] = {
+            "_preload_content": False, "_request_timeout": self.timeout, "label_selector": selector
+        }
         deployments = _body(self.apps.list_namespaced_deployment(ns, **kw)).get("items", [])
         pods = _body(self.core.list_namespaced_pod(ns, **kw)).get("items", [])
         return deployments, pods
@@ -176,7 +182,7 @@ class KubernetesDriver(RuntimeDriver):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise DriverUnavailable(f"{what}: Kubernetes API unreachable ({exc.__class__.__name__})") from exc
 
-    # -- state -----------------------------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------------------
     def _observed(self, deployment: dict, pods: list[dict]) -> ObservedWorkload:
         meta = deployment["metadata"]
         spec = deployment.get("spec", {})
@@ -201,7 +207,7 @@ class KubernetesDriver(RuntimeDriver):
         observed = ObservedWorkload(
             deployment_id=int(deployment_id) if deployment_id and deployment_id.isdigit() else None,
             name=meta.get("annotations", {}).get(A_WORKLOAD, meta["name"]),
-            state="pending",
+            state=WorkloadState.PENDING,
             restarts=restarts,
             version=template.get("labels", {}).get(L_AI_VERSION),
             exit_code=exit_code,
@@ -216,15 +222,15 @@ class KubernetesDriver(RuntimeDriver):
             and status.get("readyReplicas", 0) >= spec.get("replicas", 1)
         )
         if waiting and waiting[0] in _FAILED_WAITING:
-            observed.state, observed.reason = "failed", f"{waiting[0]}: {waiting[1]}".rstrip(": ")
+            observed.state, observed.reason = WorkloadState.FAILED, f"{waiting[0]}: {waiting[1]}".rstrip(": ")
         elif waiting and waiting[0] == "CrashLoopBackOff":
             failed = restarts >= self.options.failed_after_restarts
-            observed.state = "failed" if failed else "restarting"
+            observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.reason = f"CrashLoopBackOff: {waiting[1]}".rstrip(": ")
         elif progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-            observed.state, observed.reason = "failed", progressing.get("message") or "ProgressDeadlineExceeded"
+            observed.state, observed.reason = WorkloadState.FAILED, progressing.get("message") or "ProgressDeadlineExceeded"
         elif rolled_out:
-            observed.state = "running"
+            observed.state = WorkloadState.RUNNING
         else:
             observed.reason = "rolling out" if status.get("replicas", 0) > status.get("updatedReplicas", 0) else "waiting for the pod"
         return observed
@@ -238,12 +244,11 @@ def _int(value: Any) -> int | None:
 
 
 def _translate(exc: ApiException, what: str) -> Exception:
-    """The API server's Status into the driver's two classes; the message says what the server said."""
+    """The API server's Status into the driver's two classes; the message says what the server
+    said."""
     message = exc.reason or ""
-    try:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
         message = json.loads(exc.body or "{}").get("message") or message
-    except (TypeError, ValueError, AttributeError):
-        pass
     text = f"{what}: Kubernetes answered {exc.status}: {message}"
     if exc.status in (0, 408, 429) or (exc.status or 0) >= 500 or exc.status == 409:
         return DriverUnavailable(text)

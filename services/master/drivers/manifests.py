@@ -1,5 +1,6 @@
 """Kubernetes objects for a workload, as plain dicts: a ConfigMap holding edgeconfig.xml and a
-Deployment pinned to the edge's node. Every object built here passes kubernetes-validate --strict (1.30)."""
+Deployment pinned to the edge's node. Every object built here passes kubernetes-validate --strict
+(1.30)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from services.master.drivers.base import DriverError, EdgeTarget, Workload, dns_label, label_value, workload_name
+from services.master.drivers.base import (
+    DriverError,
+    EdgeTarget,
+    Workload,
+    dns_label,
+    label_value,
+    workload_name,
+)
 from services.master.registry.node_config import PULL_SECRET_NAME
 
 MANAGED_BY = "edge-master"
@@ -42,8 +50,10 @@ class KubernetesOptions:
     namespace: str = "edge-ai"
     image_pull_secret: str | None = PULL_SECRET_NAME  # what `edgectl registry node-config` creates
     config_mount_path: str = "/app/edgeconfig.xml"  # where the program reads edgeconfig.xml
-    # Several edges in one namespace each run e.g. weatherai-00: the object name then carries the edge
-    # (``weatherai-00-edgecctv01``). Off: the field's bare ``{filename}-{ai_class}`` (one edge per namespace).
+    # Several edges in one namespace each run e.g. weatherai-00: the object name then carries the
+    # edge
+    # (``weatherai-00-edgecctv01``). Off: the field's bare ``{filename}-{ai_class}`` (one edge per
+    # namespace).
     name_per_edge: bool = True
     node_label: str = "kubernetes.io/hostname"
     progress_deadline_s: int = 600
@@ -101,7 +111,8 @@ def container_resources(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
     """The manifest's resources as a container's requests/limits.
 
     Accepts ``{"requests": {...}, "limits": {...}}`` as Kubernetes writes it, or the short form
-    ``{"cpu": "500m", "memory": "256Mi" | "memory_mb": 256, "gpu": 1}``: cpu and memory are requested,
+    ``{"cpu": "500m", "memory": "256Mi" | "memory_mb": 256, "gpu": 1}``: cpu and memory are
+    requested,
     a GPU is a limit (``nvidia.com/gpu``) as the device plugin wants it.
     """
     out: dict[str, dict[str, str]] = {}
@@ -202,7 +213,8 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
             "failureThreshold": 3,
         }
     pod_spec: dict[str, Any] = {
-        # Node names are lowercase hostnames: an edge registered without node_name is matched by its name.
+        # Node names are lowercase hostnames: an edge registered without node_name is matched by its
+        # name.
         "nodeSelector": {options.node_label: label_value(workload.edge.node_name or workload.edge.name.lower())},
         "containers": [container],
         "volumes": [{"name": "edgeconfig", "configMap": {"name": configmap_name(name)}}],

@@ -2,26 +2,21 @@
 
 The async entry points the master service calls (blocking file work runs in a thread):
 
-- ``await ingest_package(path, store, limits=..., expected={"filename": .., "version": .., "ai_class": ..})``
+- ``await ingest_package(path, store, limits=..., expected={"filename": .., ...})``
   validates a zip / tar.gz file or a package folder and stores its normalised artifact;
-- ``await extract_artifact(store, digest, dest)`` unpacks a stored artifact (for a Docker build);
-- ``async with spool_upload(request.stream(), store, max_bytes) as path:`` writes an upload body
-  to a temp file (never whole in memory), refusing it past ``max_bytes``, removed afterwards.
+- ``await extract_artifact(store, digest, dest)`` unpacks a stored artifact (for a Docker build).
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tarfile
-import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from .archive import ArchiveLimits, IngestedPackage, ingest_sync
+from .archive import DEFAULT_LIMITS, ArchiveLimits, IngestedPackage, ingest_sync
 from .manifest import MANIFEST_NAMES, PackageManifest, Resources, parse_manifest
-from .store import ArtifactStore, StoredArtifact, parse_digest, sha256_file
-from shared.errors import PayloadTooLarge
+from .store import ArtifactStore, StoredArtifact, parse_digest
 
 __all__ = [
     "MANIFEST_NAMES",
@@ -35,8 +30,6 @@ __all__ = [
     "ingest_package",
     "parse_digest",
     "parse_manifest",
-    "sha256_file",
-    "spool_upload",
 ]
 
 
@@ -44,10 +37,11 @@ async def ingest_package(
     source: str | os.PathLike,
     store: ArtifactStore,
     *,
-    limits: ArchiveLimits = ArchiveLimits(),
+    limits: ArchiveLimits = DEFAULT_LIMITS,
     expected: Mapping[str, str | None] | None = None,
 ) -> IngestedPackage:
-    """Validate then store a package; raises shared.errors.Invalid / PayloadTooLarge (nothing stored)."""
+    """Validate then store a package; raises shared.errors.Invalid / PayloadTooLarge (nothing
+    stored)."""
     return await asyncio.to_thread(ingest_sync, source, store, limits=limits, expected=expected)
 
 
@@ -61,23 +55,3 @@ def _extract(store: ArtifactStore, digest: str, dest: Path) -> None:
 
 async def extract_artifact(store: ArtifactStore, digest: str, dest: str | os.PathLike) -> None:
     await asyncio.to_thread(_extract, store, digest, Path(dest))
-
-
-@contextlib.asynccontextmanager
-async def spool_upload(chunks: AsyncIterable[bytes], store: ArtifactStore, max_bytes: int) -> AsyncIterator[os.PathLike]:
-    """Stream an upload body into a temp file under the store's tmp/ (same disk as the store)."""
-    fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
-    path = Path(name)
-    try:
-        size = 0
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(
-                        f"the upload is more than {max_bytes} bytes, over the archive-size limit", field="archive"
-                    )
-                f.write(chunk)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)

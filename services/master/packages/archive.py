@@ -30,7 +30,19 @@ from pathlib import Path
 from shared.errors import Invalid, PayloadTooLarge
 
 from .manifest import MANIFEST_NAMES, PackageManifest, parse_manifest
-from .sources import DIR, FILE, HARDLINK, SPECIAL, SYMLINK, Opener, RawEntry, detect_format, iter_directory, iter_targz, iter_zip
+from .sources import (
+    DIR,
+    FILE,
+    HARDLINK,
+    SPECIAL,
+    SYMLINK,
+    Opener,
+    RawEntry,
+    detect_format,
+    iter_directory,
+    iter_targz,
+    iter_zip,
+)
 from .store import ArtifactStore, StoredArtifact
 
 FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch: stable digests, no 1970 surprises
@@ -52,6 +64,9 @@ class ArchiveLimits:
     max_unpacked_bytes: int = 2 * 1024 * 1024 * 1024
     max_files: int = 10_000
     max_manifest_bytes: int = 256 * 1024
+
+
+DEFAULT_LIMITS = ArchiveLimits()
 
 
 @dataclass
@@ -185,51 +200,103 @@ def _find_prefix(names: list[str]) -> str:
     )
 
 
-def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str | None] | None = None) -> ScannedPackage:
-    entries: list[RawEntry] = []
-    manifest_bytes: dict[str, bytes] = {}
-    declared = 0
+def scan(
+    path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str | None] | None = None
+) -> ScannedPackage:
+    """Step 1: every entry checked, the manifest read and validated, the members laid out."""
+    listing = _list_entries(path, fmt, limits)
+    prefix = _find_prefix([e.name for e in listing.entries])
+    manifest_name = _manifest_name(prefix, listing.entries, listing.manifests)
+    manifest = parse_manifest(
+        listing.manifests[manifest_name], manifest_name.rsplit("/", 1)[-1]
+    )
+    check_expected(manifest, expected)
+    members = _members(listing.entries, prefix)
+    _check_layout(members)
+    _check_referenced(manifest, members)
+    return ScannedPackage(fmt, prefix, manifest, manifest_name, members, listing.declared)
+
+
+@dataclass
+class _Listing:
+    """The entries of a source as checked one by one, and the manifest candidates' bytes."""
+
+    entries: list[RawEntry] = field(default_factory=list)
+    manifests: dict[str, bytes] = field(default_factory=dict)
+    declared: int = 0  # the sum of the sizes the entries declare
+
+
+def _list_entries(path: Path, fmt: str, limits: ArchiveLimits) -> _Listing:
+    """Every entry's name, kind and declared size checked against the rules and the limits;
+    manifest candidates read on the way (a tar stream cannot come back for them)."""
+    listing = _Listing()
     seen: set[str] = set()
     for raw, opener in _iter_source(path, fmt, limits):
         name = _clean_name(raw.name)
         if not name or name.split("/", 1)[0] in _IGNORED_TOP:
             continue
-        if raw.kind == SPECIAL:
-            raise Invalid(f"{raw.name!r} is a {raw.special}; only regular files, folders and symlinks are allowed", field="archive")
-        if raw.kind == HARDLINK:
-            raise Invalid(f"{raw.name!r} is a hard link (to {raw.link!r}); hard links are not allowed", field="archive")
-        if name in seen and raw.kind != DIR:
-            raise Invalid(f"{raw.name!r} appears twice in the archive", field="archive")
+        _check_entry(raw, name, seen)
         seen.add(name)
-        if len(entries) + 1 > limits.max_files:
-            raise PayloadTooLarge(f"the archive holds more than {limits.max_files} entries, over the file-count limit", field="archive")
-        declared += raw.size
-        if declared > limits.max_unpacked_bytes:
+        if len(listing.entries) + 1 > limits.max_files:
             raise PayloadTooLarge(
-                f"the archive declares more than {limits.max_unpacked_bytes} bytes unpacked, over the unpacked-size limit",
+                f"the archive holds more than {limits.max_files} entries, "
+                "over the file-count limit",
                 field="archive",
             )
-        if raw.kind == SYMLINK:
-            _check_link(raw.name, raw.link or "")
+        listing.declared += raw.size
+        if listing.declared > limits.max_unpacked_bytes:
+            raise PayloadTooLarge(
+                f"the archive declares more than {limits.max_unpacked_bytes} "
+                "bytes unpacked, over the unpacked-size limit",
+                field="archive",
+            )
         raw.name = name
-        entries.append(raw)
-        # Manifest candidates: read now, a tar stream cannot come back for them.
-        if raw.kind == FILE and name.rsplit("/", 1)[-1] in MANIFEST_NAMES and name.count("/") <= 1:
-            if raw.size > limits.max_manifest_bytes:
-                raise Invalid(f"{name} is larger than {limits.max_manifest_bytes} bytes", field="manifest")
-            try:
-                with opener() as f:
-                    manifest_bytes[name] = f.read(limits.max_manifest_bytes + 1)
-            except _CORRUPT as exc:
-                raise Invalid(f"the archive is corrupt at {raw.name!r}: {exc}", field="archive") from None
-            except _UNREADABLE as exc:
-                raise _unreadable(raw.name, exc) from None
+        listing.entries.append(raw)
+        if _is_manifest_candidate(raw, name):
+            listing.manifests[name] = _read_manifest(raw, opener, limits)
+    return listing
 
-    prefix = _find_prefix([e.name for e in entries])
-    manifest_name = _manifest_name(prefix, entries, manifest_bytes)
-    manifest = parse_manifest(manifest_bytes[manifest_name], manifest_name.rsplit("/", 1)[-1])
-    check_expected(manifest, expected)
 
+def _check_entry(raw: RawEntry, name: str, seen: set[str]) -> None:
+    """Only regular files, folders and symlinks that stay sane, each name once."""
+    if raw.kind == SPECIAL:
+        raise Invalid(
+            f"{raw.name!r} is a {raw.special}; only regular files, folders and symlinks are "
+            "allowed",
+            field="archive",
+        )
+    if raw.kind == HARDLINK:
+        raise Invalid(
+            f"{raw.name!r} is a hard link (to {raw.link!r}); hard links are not allowed",
+            field="archive",
+        )
+    if name in seen and raw.kind != DIR:
+        raise Invalid(f"{raw.name!r} appears twice in the archive", field="archive")
+    if raw.kind == SYMLINK:
+        _check_link(raw.name, raw.link or "")
+
+
+def _is_manifest_candidate(raw: RawEntry, name: str) -> bool:
+    """A manifest file at the root or in a single top folder."""
+    return raw.kind == FILE and name.rsplit("/", 1)[-1] in MANIFEST_NAMES and name.count("/") <= 1
+
+
+def _read_manifest(raw: RawEntry, opener: Opener, limits: ArchiveLimits) -> bytes:
+    if raw.size > limits.max_manifest_bytes:
+        raise Invalid(
+            f"{raw.name} is larger than {limits.max_manifest_bytes} bytes", field="manifest"
+        )
+    try:
+        with opener() as f:
+            return f.read(limits.max_manifest_bytes + 1)
+    except _CORRUPT as exc:
+        raise Invalid(f"the archive is corrupt at {raw.name!r}: {exc}", field="archive") from None
+    except _UNREADABLE as exc:
+        raise _unreadable(raw.name, exc) from None
+
+
+def _members(entries: list[RawEntry], prefix: str) -> dict[str, Member]:
+    """The entries by their path in the package (the top folder, if any, stripped)."""
     members: dict[str, Member] = {}
     for e in entries:
         rel = e.name[len(prefix):] if prefix else e.name
@@ -238,19 +305,30 @@ def scan(path: Path, fmt: str, limits: ArchiveLimits, expected: Mapping[str, str
         if rel in members and e.kind == DIR and members[rel].kind == DIR:
             continue
         members[rel] = Member(rel, e.kind, e.size, e.mode, e.link, e.name)
+    return members
+
+
+def _check_layout(members: Mapping[str, Member]) -> None:
+    """Symlinks resolve inside the package; nothing is written through a link or under a file."""
     links = {p: m.link or "" for p, m in members.items() if m.kind == SYMLINK}
     for p, m in members.items():
         if m.kind == SYMLINK and not _resolves_inside(p, m.link or "", links):
-            raise Invalid(f"symlink {m.source!r} points outside the package ({m.link!r})", field="archive")
+            raise Invalid(
+                f"symlink {m.source!r} points outside the package ({m.link!r})", field="archive"
+            )
         parents = p.split("/")[:-1]
         for i in range(1, len(parents) + 1):
             parent = "/".join(parents[:i])
             if parent in links:
-                raise Invalid(f"{m.source!r} lies under the symlink {parent!r}; files must not be written through links", field="archive")
+                raise Invalid(
+                    f"{m.source!r} lies under the symlink {parent!r}; files must not be written "
+                    "through links",
+                    field="archive",
+                )
             if parent in members and members[parent].kind == FILE:
-                raise Invalid(f"{m.source!r} lies under {parent!r}, which is a file", field="archive")
-    _check_referenced(manifest, members)
-    return ScannedPackage(fmt, prefix, manifest, manifest_name, members, declared)
+                raise Invalid(
+                    f"{m.source!r} lies under {parent!r}, which is a file", field="archive"
+                )
 
 
 def _manifest_name(
@@ -283,7 +361,8 @@ def check_expected(manifest: PackageManifest, expected: Mapping[str, str | None]
         have = getattr(manifest, key)
         if str(value) != have:
             raise Invalid(
-                f"{key} {value!r} in the request does not match {key} {have!r} in the package manifest",
+                f"{key} {value!r} in the request does not match {key} {have!r} "
+                "in the package manifest",
                 field=key,
             )
 
@@ -326,10 +405,12 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
                     written += len(block)
                     total += len(block)
                     if written > m.size:
-                        raise Invalid(f"{m.source!r} holds more bytes than its header declares; the archive is corrupt", field="archive")
+                        raise Invalid(f"{m.source!r} holds more bytes than its header declares; "
+                            "the archive is corrupt", field="archive")
                     if total > limits.max_unpacked_bytes:
                         raise PayloadTooLarge(
-                            f"the archive unpacks to more than {limits.max_unpacked_bytes} bytes, over the unpacked-size limit",
+                            f"the archive unpacks to more than {limits.max_unpacked_bytes} "
+                            "bytes, over the unpacked-size limit",
                             field="archive",
                         )
                     out.write(block)
@@ -367,24 +448,26 @@ def write_normalised_tar(root: Path, out, *, prefix: str = "", parents: tuple[st
     """Pack ``root`` as a deterministic gzip tar into the binary stream ``out``.
     ``prefix`` (e.g. ``opt/edge-ai/monitoring/``) is put before every name; ``parents`` are
     folder entries written first (an image layer needs its parent folders)."""
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for p in parents:
-                tf.addfile(_tarinfo(p, DIR))
-            if prefix:
-                tf.addfile(_tarinfo(prefix.rstrip("/"), DIR))
-            for rel in _walk_sorted(root):
-                full = root / rel
-                st = os.lstat(full)
-                name = prefix + rel
-                if stat.S_ISLNK(st.st_mode):
-                    tf.addfile(_tarinfo(name, SYMLINK, link=os.readlink(full)))
-                elif stat.S_ISDIR(st.st_mode):
-                    tf.addfile(_tarinfo(name, DIR))
-                else:
-                    mode = 0o755 if st.st_mode & 0o111 else 0o644
-                    with open(full, "rb") as f:
-                        tf.addfile(_tarinfo(name, FILE, st.st_size, mode), f)
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf,
+    ):
+        for p in parents:
+            tf.addfile(_tarinfo(p, DIR))
+        if prefix:
+            tf.addfile(_tarinfo(prefix.rstrip("/"), DIR))
+        for rel in _walk_sorted(root):
+            full = root / rel
+            st = os.lstat(full)
+            name = prefix + rel
+            if stat.S_ISLNK(st.st_mode):
+                tf.addfile(_tarinfo(name, SYMLINK, link=os.readlink(full)))
+            elif stat.S_ISDIR(st.st_mode):
+                tf.addfile(_tarinfo(name, DIR))
+            else:
+                mode = 0o755 if st.st_mode & 0o111 else 0o644
+                with open(full, "rb") as f:
+                    tf.addfile(_tarinfo(name, FILE, st.st_size, mode), f)
 
 
 def _walk_sorted(root: Path) -> list[str]:
@@ -404,7 +487,7 @@ def ingest_sync(
     source: str | os.PathLike,
     store: ArtifactStore,
     *,
-    limits: ArchiveLimits = ArchiveLimits(),
+    limits: ArchiveLimits = DEFAULT_LIMITS,
     expected: Mapping[str, str | None] | None = None,
 ) -> IngestedPackage:
     """Validate an archive file (zip/tar.gz) or a package folder and store its normalised form.
@@ -419,7 +502,8 @@ def ingest_sync(
             raise Invalid(f"the package {str(path)!r} does not exist", field="archive") from None
         if size > limits.max_archive_bytes:
             raise PayloadTooLarge(
-                f"the archive is {size} bytes, over the archive-size limit of {limits.max_archive_bytes} bytes",
+                f"the archive is {size} bytes, "
+                f"over the archive-size limit of {limits.max_archive_bytes} bytes",
                 field="archive",
             )
         fmt = detect_format(path)
@@ -458,7 +542,11 @@ def _copy_directory(root: Path, scanned: ScannedPackage, limits: ArchiveLimits, 
             while block := src.read(COPY_CHUNK):
                 total += len(block)
                 if total > limits.max_unpacked_bytes:
-                    raise PayloadTooLarge(f"the package is more than {limits.max_unpacked_bytes} bytes, over the unpacked-size limit", field="archive")
+                    raise PayloadTooLarge(
+                        f"the package is more than {limits.max_unpacked_bytes} bytes, "
+                        "over the unpacked-size limit",
+                        field="archive",
+                    )
                 out.write(block)
         os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
     return total

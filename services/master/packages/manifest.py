@@ -79,7 +79,8 @@ class PackageManifest(BaseModel):
     def _filename(cls, v: str) -> str:
         if not _FILENAME.fullmatch(v):
             raise ValueError(
-                f"{v!r} must be 1-40 characters of lowercase letters, digits and '-', not starting or ending with '-'"
+                f"{v!r} must be 1-40 characters of lowercase letters, digits and '-', "
+                "not starting or ending with '-'"
             )
         return v
 
@@ -157,16 +158,14 @@ class PackageManifest(BaseModel):
 
 
 def parse_manifest(data: bytes, name: str = "aipackage.yaml") -> PackageManifest:
-    """Parse and validate manifest bytes; every failure is ``Invalid`` naming ``manifest.<field>``."""
+    """Parse and validate manifest bytes; every failure is ``Invalid`` naming
+    ``manifest.<field>``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Invalid(f"{name} is not UTF-8 text", field="manifest") from None
     try:
-        if name.endswith(".toml"):
-            raw = tomllib.loads(text)
-        else:
-            raw = yaml.safe_load(text)
+        raw = tomllib.loads(text) if name.endswith(".toml") else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         detail = str(exc).replace("\n", " ").strip()
         raise Invalid(f"{name} is not valid {'TOML' if name.endswith('.toml') else 'YAML'}: {detail}", field="manifest") from None

@@ -14,8 +14,9 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Protocol, cast
 
 from shared.errors import Invalid, PayloadTooLarge
 
@@ -39,14 +40,18 @@ class RawEntry:
     special: str = ""  # for SPECIAL: "device file", "fifo", "socket"
 
 
-Opener = Callable[[], BinaryIO]
+Opener = Callable[[], IO[bytes]]
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class _CountingReader:
     """Counts decompressed bytes as tarfile pulls them and stops past a bound (gzip bombs
     hidden in headers or padding, not only in declared member sizes)."""
 
-    def __init__(self, raw: BinaryIO, limit: int):
+    def __init__(self, raw: _Readable, limit: int):
         self._raw = raw
         self._limit = limit
         self.count = 0
@@ -56,7 +61,8 @@ class _CountingReader:
         self.count += len(data)
         if self.count > self._limit:
             raise PayloadTooLarge(
-                f"the archive unpacks to more than {self._limit} bytes (tar stream), over the unpacked-size limit",
+                f"the archive unpacks to more than {self._limit} bytes "
+                "(tar stream), over the unpacked-size limit",
                 field="archive",
             )
         return data
@@ -107,10 +113,10 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                     entry.link = zf.read(info).decode("utf-8", "replace")
                 except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                     raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
-            yield entry, (lambda info=info: _open_zip_member(zf, info))
+            yield entry, partial(_open_zip_member, zf, info)
 
 
-def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
     """A member's content stream; a forged header (an offset past the end, an unknown version)
     is the archive's fault, named as such."""
     try:
@@ -123,7 +129,8 @@ def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Ope
     try:
         with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             reader = _CountingReader(gz, stream_limit)
-            with tarfile.open(fileobj=reader, mode="r|") as tf:  # type: ignore[arg-type]
+            # A stream read once: the reader needs only read(), not the file API tarfile names.
+            with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|") as tf:
                 for ti in tf:
                     if ti.isreg():
                         kind = FILE
@@ -138,9 +145,20 @@ def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Ope
                     special = "device file" if (ti.ischr() or ti.isblk()) else "fifo" if ti.isfifo() else "special file"
                     entry = RawEntry(ti.name, kind, ti.size if kind == FILE else 0, ti.mode & 0o7777,
                                      link=ti.linkname if kind in (SYMLINK, HARDLINK) else None, special=special)
-                    yield entry, (lambda ti=ti: tf.extractfile(ti))
+                    yield entry, partial(_open_tar_member, tf, ti)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise Invalid(f"the tar.gz archive is corrupt: {exc}", field="archive") from None
+
+
+def _open_tar_member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> IO[bytes]:
+    f = tf.extractfile(ti)
+    if f is None:  # not a regular file: scan() reads only files
+        raise Invalid(f"{ti.name!r} has no content to read", field="archive")
+    return f
+
+
+def _open_file(path: str) -> IO[bytes]:
+    return open(path, "rb")
 
 
 def iter_directory(root: Path) -> Iterator[tuple[RawEntry, Opener]]:
@@ -161,7 +179,7 @@ def iter_directory(root: Path) -> Iterator[tuple[RawEntry, Opener]]:
             if stat.S_ISLNK(st.st_mode):
                 yield RawEntry(rel, SYMLINK, 0, mode, link=os.readlink(full)), _no_content
             elif stat.S_ISREG(st.st_mode):
-                yield RawEntry(rel, FILE, st.st_size, mode), (lambda full=full: open(full, "rb"))
+                yield RawEntry(rel, FILE, st.st_size, mode), partial(_open_file, full)
             else:
                 kind = "device file" if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "fifo" if stat.S_ISFIFO(st.st_mode) else "socket"
                 yield RawEntry(rel, SPECIAL, 0, mode, special=kind), _no_content
@@ -169,5 +187,5 @@ def iter_directory(root: Path) -> Iterator[tuple[RawEntry, Opener]]:
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
 
-def _no_content() -> BinaryIO:
+def _no_content() -> IO[bytes]:
     raise RuntimeError("entry has no content")

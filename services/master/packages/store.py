@@ -11,19 +11,18 @@ Deleting is the caller's decision (it knows what still references a digest).
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.errors import Invalid, NotFound, PayloadTooLarge
+from shared.errors import Invalid, NotFound
 
 CHUNK = 1 << 20
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")  # fullmatch only: "$" accepts a trailing newline
@@ -37,17 +36,6 @@ def parse_digest(digest: str, field: str = "digest") -> str:
     return m.group(1)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> tuple[str, int]:
-    """Streaming sha256 of a file: (``sha256:<hex>``, size)."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-            size += len(block)
-    return f"sha256:{h.hexdigest()}", size
-
-
 @dataclass(frozen=True)
 class StoredArtifact:
     digest: str  # sha256:<hex>
@@ -58,7 +46,7 @@ class StoredArtifact:
 class ArtifactWriter:
     """A temp file that hashes what is written; ``commit()`` moves it to its digest name."""
 
-    def __init__(self, store: "ArtifactStore"):
+    def __init__(self, store: ArtifactStore):
         self._store = store
         fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="w-")
         self.tmp_path = Path(name)
@@ -142,28 +130,14 @@ class ArtifactStore:
     # --- writing -------------------------------------------------------------------------
     @contextlib.contextmanager
     def writer(self) -> Iterator[ArtifactWriter]:
-        """Write an artifact; it is stored only if the block ends without error and calls commit()."""
+        """Write an artifact; it is stored only if the block ends without error and calls
+        commit()."""
         w = ArtifactWriter(self)
         try:
             yield w
         finally:
             if w.result is None:
                 w.abort()
-
-    def put_file(self, path: str | os.PathLike) -> StoredArtifact:
-        with self.writer() as w, open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                w.write(block)
-            return w.commit()
-
-    async def put_stream(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredArtifact:
-        """Store bytes arriving in chunks (an upload body), refusing past ``max_bytes``."""
-        with self.writer() as w:
-            async for chunk in chunks:
-                if max_bytes is not None and w.size + len(chunk) > max_bytes:
-                    raise PayloadTooLarge(f"the upload is over the limit of {max_bytes} bytes", field="archive")
-                await asyncio.to_thread(w.write, chunk) if len(chunk) > CHUNK else w.write(chunk)
-            return await asyncio.to_thread(w.commit)
 
     def delete(self, digest: str) -> bool:
         """Remove an artifact; False when it was not there. The caller checks references first."""

@@ -1,8 +1,10 @@
 """From setup's fleet snapshot to the workloads each edge should run (pure functions)."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,16 @@ from services.master.drivers.base import (
     render_edgeconfig,
     workload_name,
 )
+from shared.contracts.fleet import (
+    DesiredState,
+    FleetDeployment,
+    FleetEdge,
+    FleetPackage,
+    FleetSnapshot,
+    ObservedState,
+    PackageStatus,
+)
+from shared.contracts.master import ClusterRecord, Runtime
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -21,6 +33,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # (the monitoring variants) posts to MASTER_VMS_PATH (/usage). Its edgeconfig.xml says so.
 ENVIRONMENT_AI_CLASS = "00"
 ENVIRONMENT_VMS_PATH = "save_edgeData"
+
+# nid, runtime -> the token the edge's workloads post to the VMS with (None: they get none).
+TokenFor = Callable[[str, Runtime], str | None]
 
 
 def vms_path_for(ai_class: str, default: str) -> str:
@@ -43,24 +58,30 @@ class NamedWorkload(Workload):
 class Blocked:
     """A desired deployment that cannot be handed to a runtime yet, and what to report for it."""
 
-    deployment: dict[str, Any]
-    observed: str  # "pending" or "failed"
+    deployment: FleetDeployment
+    observed: ObservedState  # pending or failed
     reason: str
 
 
 @dataclass
 class EdgePlan:
-    edge: dict[str, Any]
+    edge: FleetEdge
     target: EdgeTarget
-    runtime: str
+    runtime: Runtime
     namespace: str
-    workloads: list[tuple[dict[str, Any], Workload]] = field(default_factory=list)
+    workloads: list[tuple[FleetDeployment, NamedWorkload]] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
-    removed: list[dict[str, Any]] = field(default_factory=list)  # desired removed, not yet observed removed
-    removed_names: dict[int, str] = field(default_factory=dict)  # their workload names, where the AI is known
+    # Desired removed, not yet observed removed; and their workload names, where the AI is known.
+    removed: list[FleetDeployment] = field(default_factory=list)
+    removed_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def has_work(self) -> bool:
+        """Something to apply, remove, report or look at on this edge."""
+        return bool(self.workloads or self.removed or self.blocked or self.edge.get("agent_url"))
 
 
-def param_env(params: dict[str, Any]) -> dict[str, str]:
+def param_env(params: Mapping[str, Any]) -> dict[str, str]:
     """Deployment params become environment variables (non-strings as JSON)."""
     env = {}
     for key, value in (params or {}).items():
@@ -73,10 +94,9 @@ def param_env(params: dict[str, Any]) -> dict[str, str]:
 # A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
 # credentials, is a secret variable of the helper's workload.
 HELPER_SOURCE_ENV = "YOLO_SOURCE"
-HELPER = "helper"  # what ``token_for`` is asked with for a helper copy: the helped edge's token
 
 
-def helped_edge(deployment: dict[str, Any]) -> tuple[int, str] | None:
+def helped_edge(deployment: Mapping[str, Any]) -> tuple[int, str] | None:
     """(source edge id, source nid) of a helper copy, else None."""
     params = deployment.get("params") or {}
     if params.get("analysis_for") and params.get("source_edge_id") is not None:
@@ -85,10 +105,17 @@ def helped_edge(deployment: dict[str, Any]) -> tuple[int, str] | None:
 
 
 def build_workload(
-    deployment: dict[str, Any], edge: dict[str, Any], target: EdgeTarget, ai: dict[str, Any], manifest: dict[str, Any],
-    *, vms: tuple[str, int], vms_path: str, token: str | None,
-    secret_env: dict[str, str] | None = None,
-) -> Workload:
+    deployment: FleetDeployment,
+    edge: FleetEdge,
+    target: EdgeTarget,
+    ai: FleetPackage,
+    manifest: Mapping[str, Any],
+    *,
+    vms: tuple[str, int],
+    vms_path: str,
+    token: str | None,
+    secret_env: Mapping[str, str] | None = None,
+) -> NamedWorkload:
     env = dict(manifest.get("env") or {})
     env.update(param_env(deployment.get("params") or {}))
     # Platform variables last: a package or a param cannot impersonate another node.
@@ -98,8 +125,9 @@ def build_workload(
         EDGE_AI_ID=str(ai["id"]),
         EDGE_AI_VERSION=ai["version"],
     )
-    # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the Deployment.
-    secret_env = {**(secret_env or {}), **({"EDGE_TOKEN": token} if token is not None else {})}
+    # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the
+    # Deployment.
+    secrets = {**(secret_env or {}), **({"EDGE_TOKEN": token} if token is not None else {})}
     return NamedWorkload(
         deployment_id=deployment["id"],
         edge=target,
@@ -109,7 +137,7 @@ def build_workload(
         ),
         command=list(manifest.get("command") or []),
         env=env,
-        secret_env=secret_env,
+        secret_env=secrets,
         resources=dict(manifest.get("resources") or {}),
         edgeconfig_xml=render_edgeconfig(
             vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path),
@@ -120,66 +148,110 @@ def build_workload(
     )
 
 
+def _helper_secrets(
+    dep: FleetDeployment, cameras: Mapping[int, str | None], tokens: Mapping[str, str]
+) -> dict[str, str] | Blocked:
+    """A helper copy's secrets (the helped edge's camera and token); {} for any other deployment;
+    Blocked when they are not there."""
+    helped = helped_edge(dep)
+    if helped is None:
+        return {}
+    edge_id, nid = helped
+    if edge_id not in cameras or nid not in tokens:
+        why = f"the camera or token of the helped edge {nid} is not known yet"
+        return Blocked(dep, ObservedState.PENDING, why)
+    camera = cameras[edge_id]
+    if not camera:
+        return Blocked(dep, ObservedState.FAILED, f"the helped edge {nid} has no camera URL")
+    return {HELPER_SOURCE_ENV: camera, "EDGE_TOKEN": tokens[nid]}
+
+
+def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:
+    cluster_id = edge.get("cluster_id")
+    return clusters.get(cluster_id) if cluster_id is not None else None
+
+
+def runtime_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> Runtime:
+    """How the edge's AIs run: its cluster's runtime, the agent for an edge in no cluster."""
+    cluster = _cluster_of(edge, clusters)
+    return Runtime.AGENT if cluster is None else cluster.runtime
+
+
+def edge_plan(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> EdgePlan:
+    """An edge's empty plan: where its workloads run (its cluster's runtime and namespace)."""
+    cluster = _cluster_of(edge, clusters)
+    target = EdgeTarget(
+        name=edge["name"], nid=edge["nid"], node_name=edge.get("node_name"),
+        agent_url=edge.get("agent_url"), id=edge["id"],
+    )
+    if cluster is None:
+        return EdgePlan(edge, target, Runtime.AGENT, "edge-ai")
+    return EdgePlan(edge, target, cluster.runtime, cluster.namespace)
+
+
 def plan(
-    snapshot: dict[str, Any], clusters: dict[int, dict[str, Any]], manifests: dict[int, dict[str, Any]],
-    *, vms: tuple[str, int], vms_path: str, token_for, cameras: dict[int, str | None] | None = None,
+    snapshot: FleetSnapshot,
+    clusters: Mapping[int, ClusterRecord],
+    manifests: Mapping[int, Mapping[str, Any]],
+    *,
+    vms: tuple[str, int],
+    vms_path: str,
+    token_for: TokenFor,
+    cameras: Mapping[int, str | None] | None = None,
+    helped_tokens: Mapping[str, str] | None = None,
 ) -> dict[int, EdgePlan]:
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
     removed deployments still to be seen gone.
 
-    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) and token: its
-    detections are the helped node's, posted under its nid."""
-    ais = {a["id"]: a for a in snapshot.get("ai_packages", [])}
-    plans: dict[int, EdgePlan] = {}
-    for edge in snapshot.get("edges", []):
-        cluster = clusters.get(edge.get("cluster_id")) or {}
-        target = EdgeTarget(name=edge["name"], nid=edge["nid"], node_name=edge.get("node_name"),
-                            agent_url=edge.get("agent_url"), id=edge["id"])
-        plans[edge["id"]] = EdgePlan(edge, target, cluster.get("runtime", "agent"), cluster.get("namespace", "edge-ai"))
-    for dep in snapshot.get("deployments", []):
+    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) and token
+    (``helped_tokens``: nid -> token): its detections are the helped node's, under its nid."""
+    ais = {a["id"]: a for a in snapshot["ai_packages"]}
+    plans = {edge["id"]: edge_plan(edge, clusters) for edge in snapshot["edges"]}
+    for dep in snapshot["deployments"]:
         p = plans.get(dep["edge_id"])
         if p is None:
             continue
         ai = ais.get(dep["ai_id"])
-        if dep["desired"] != "running":
+        if dep["desired"] != DesiredState.RUNNING:
             p.removed.append(dep)
             if ai is not None:
                 p.removed_names[dep["id"]] = workload_name(ai["filename"], ai["ai_class"])
             continue
-        if ai is None:
-            p.blocked.append(Blocked(dep, "failed", f"AI {dep['ai_id']} was removed"))
+        blocked = _blocked(dep, ai, manifests)
+        if blocked is not None:
+            p.blocked.append(blocked)
             continue
-        if ai["status"] == "failed":
-            p.blocked.append(Blocked(dep, "failed", f"AI {ai['id']} failed to build"))
+        assert ai is not None  # _blocked answers for a missing AI
+        helper = _helper_secrets(dep, cameras or {}, helped_tokens or {})
+        if isinstance(helper, Blocked):
+            p.blocked.append(helper)
             continue
-        if ai["status"] != "ready" or ai["id"] not in manifests:
-            p.blocked.append(Blocked(dep, "pending", f"AI {ai['id']} is {ai['status']}"))
-            continue
-        helped = helped_edge(dep)
-        secret_env: dict[str, str] = {}
-        if helped is not None:
-            cameras = cameras or {}
-            if helped[0] not in cameras:
-                why = f"the camera of the helped edge {helped[1]} is not known yet"
-                p.blocked.append(Blocked(dep, "pending", why))
-                continue
-            camera = cameras[helped[0]]
-            if not camera:
-                why = f"the helped edge {helped[1]} has no camera URL"
-                p.blocked.append(Blocked(dep, "failed", why))
-                continue
-            secret_env[HELPER_SOURCE_ENV] = camera
-        token = token_for(helped[1], HELPER) if helped else token_for(p.edge["nid"], p.runtime)
         try:
-            wl = build_workload(dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                                token=token, secret_env=secret_env)
+            token = helper.pop("EDGE_TOKEN") if helper else token_for(p.edge["nid"], p.runtime)
+            wl = build_workload(
+                dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
+                token=token, secret_env=helper,
+            )
         except ValueError as exc:
-            p.blocked.append(Blocked(dep, "failed", str(exc)))
+            p.blocked.append(Blocked(dep, ObservedState.FAILED, str(exc)))
             continue
         p.workloads.append((dep, wl))
     for p in plans.values():
         _unique_names(p)
     return plans
+
+
+def _blocked(
+    dep: FleetDeployment, ai: FleetPackage | None, manifests: Mapping[int, Mapping[str, Any]]
+) -> Blocked | None:
+    """Why a desired deployment cannot run yet (its AI removed, failed or not built), or None."""
+    if ai is None:
+        return Blocked(dep, ObservedState.FAILED, f"AI {dep['ai_id']} was removed")
+    if ai["status"] == PackageStatus.FAILED:
+        return Blocked(dep, ObservedState.FAILED, f"AI {ai['id']} failed to build")
+    if ai["status"] != PackageStatus.READY or ai["id"] not in manifests:
+        return Blocked(dep, ObservedState.PENDING, f"AI {ai['id']} is {ai['status']}")
+    return None
 
 
 def _unique_names(p: EdgePlan) -> None:

@@ -1,13 +1,15 @@
-"""One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the app."""
+"""One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the
+app."""
 from __future__ import annotations
 
 import asyncio
 import logging
 
 from services.master.drivers.agent import AgentDriver
-from shared.agent_urls import parse_networks
 from services.master.drivers.base import DriverError, DriverUnavailable, RuntimeDriver
 from services.master.settings import MasterSettings
+from shared.agent_urls import parse_networks
+from shared.contracts.master import Runtime
 
 log = logging.getLogger("edge.master.drivers")
 
@@ -18,23 +20,24 @@ class DriverSet:
         self._drivers: dict[tuple[str, str], RuntimeDriver] = {}
 
     async def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
-        key = (runtime, namespace if runtime == "kubernetes" else "")
+        key = (runtime, namespace if runtime == Runtime.KUBERNETES else "")
         driver = self._drivers.get(key)
         if driver is None:
-            # Creating the kubernetes/docker clients reads files and may connect: off the event loop.
+            # Creating the kubernetes/docker clients reads files and may connect: off the event
+            # loop.
             driver = self._drivers[key] = await asyncio.to_thread(self._create, runtime, namespace)
         return driver
 
     def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
         s = self.settings
-        if runtime == "agent":
+        if runtime == Runtime.AGENT:
             return AgentDriver(
                 key_for=lambda edge: s.agent_key_for(edge.nid),  # each agent its own key
                 apply_timeout_s=s.agent_timeout_s,
                 allowed_networks=parse_networks(s.agent_allowed_networks),
                 ca_file=s.agent_ca_file,
             )
-        if runtime == "kubernetes":
+        if runtime == Runtime.KUBERNETES:
             from services.master.drivers.kubernetes import KubernetesDriver
             from services.master.drivers.manifests import KubernetesOptions
 
@@ -45,7 +48,7 @@ class DriverSet:
                 )
             except Exception as exc:  # no kubeconfig, bad context, not in a pod
                 raise DriverError(f"the kubernetes runtime is not configured on this master: {exc}") from exc
-        if runtime == "docker":
+        if runtime == Runtime.DOCKER:
             from services.master.drivers.docker import DockerDriver, DockerOptions
 
             if not s.docker_host:

@@ -7,54 +7,129 @@ setup's own rows. A master killed at any point and started again just runs the n
 Passes run on a timer (MASTER_RECONCILE_SECONDS) and at once when ``trigger()`` is called
 (POST /reconcile); triggers during a pass fold into one more pass.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
-from services.master.drivers.base import DriverError, DriverUnavailable, ObservedWorkload, RuntimeDriver
-from services.master.reconcile.desired import HELPER, EdgePlan, helped_edge, plan
+from services.master.drivers.base import (
+    DriverError,
+    DriverUnavailable,
+    ObservedWorkload,
+    RuntimeDriver,
+    WorkloadState,
+)
+from services.master.reconcile.desired import (
+    EdgePlan,
+    NamedWorkload,
+    helped_edge,
+    plan,
+    runtime_of,
+)
 from services.master.reconcile.drivers import DriverSet
 from services.master.reconcile.workload_token import WorkloadTokens
+from shared.contracts.events import Event, EventType
+from shared.contracts.fleet import (
+    DesiredState,
+    FleetDeployment,
+    FleetEdge,
+    FleetSnapshot,
+    ObservedState,
+    PackageStatus,
+)
+from shared.contracts.master import ObservedReport, Runtime
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
 
 EDGE_CONCURRENCY = 16
 REASON_MAX = 4000
+RuntimeFailure = (DriverError, DriverUnavailable)
 
 
-def to_setup_state(ow: ObservedWorkload) -> tuple[str, str | None]:
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a pass saw of one deployment; reported to setup (an ObservedReport) when it differs
+    from setup's row. A plain object: a pass at 100,000 deployments builds one for each."""
+
+    id: int
+    observed: ObservedState
+    reason: str | None
+    generation: int
+    restarts: int
+
+    def report(self) -> ObservedReport:
+        return ObservedReport(
+            id=self.id, observed=self.observed, reason=self.reason,
+            generation=self.generation, restarts=self.restarts,
+        )
+
+
+@dataclass
+class EdgeOutcome:
+    """One edge after its pass: what was seen of its deployments, and what the summary shows."""
+
+    observations: list[Observation]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def report(
+    dep: FleetDeployment,
+    observed: ObservedState,
+    reason: str | None,
+    *,
+    generation: int | None = None,
+    restarts: int | None = None,
+) -> Observation:
+    """What to report for ``dep``; generation and restarts default to what setup has."""
+    return Observation(
+        id=dep["id"],
+        observed=observed,
+        reason=reason[:REASON_MAX] if reason else reason,
+        generation=dep.get("observed_generation") or 0 if generation is None else generation,
+        restarts=dep.get("restarts") or 0 if restarts is None else restarts,
+    )
+
+
+def to_setup_state(ow: ObservedWorkload) -> tuple[ObservedState, str | None]:
     """Setup knows pending, running, failed and removed; a restarting workload is pending."""
-    if ow.state == "running":
-        return "running", ow.reason
-    if ow.state == "restarting":
-        return "pending", f"restarting after {ow.restarts} restart(s)" + (f": {ow.reason}" if ow.reason else "")
-    if ow.state == "failed":
+    if ow.state == WorkloadState.RUNNING:
+        return ObservedState.RUNNING, ow.reason
+    if ow.state == WorkloadState.RESTARTING:
+        why = f": {ow.reason}" if ow.reason else ""
+        return ObservedState.PENDING, f"restarting after {ow.restarts} restart(s){why}"
+    if ow.state == WorkloadState.FAILED:
         parts = [ow.reason or "failed"]
         if ow.exit_code is not None and "exit" not in (ow.reason or ""):
             parts.append(f"exit code {ow.exit_code}")
         if ow.log_tail:
             parts.append("last lines: " + " | ".join(ow.log_tail[-5:]))
-        return "failed", "; ".join(parts)[:REASON_MAX]
-    return "pending", ow.reason
+        return ObservedState.FAILED, "; ".join(parts)[:REASON_MAX]
+    return ObservedState.PENDING, ow.reason
 
 
 class Reconciler:
-    def __init__(self, ctx: MasterContext):
+    def __init__(self, ctx: MasterContext, builds: BuildRunner):
         self.ctx = ctx
+        self.builds = builds
         self.drivers = DriverSet(ctx.settings)
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._manifests: dict[tuple[int, str | None], dict[str, Any]] = {}  # (ai id, digest): content-addressed cache
+        # (ai id, digest) -> manifest: content-addressed, never stale.
+        self._manifests: dict[tuple[int, str | None], dict[str, Any]] = {}
         self.passes = 0
         self.last: dict[str, Any] = {"state": "never run"}
+        self._workload_tokens = WorkloadTokens(ctx.setup)
         self._workload_tokens = WorkloadTokens(ctx.setup)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -78,7 +153,7 @@ class Reconciler:
     async def _loop(self) -> None:
         period = self.ctx.settings.reconcile_seconds
         while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=period)
             self._wake.clear()
             if self._stopping:
@@ -112,190 +187,240 @@ class Reconciler:
         ctx = self.ctx
         snapshot = await ctx.setup.snapshot()
         self._restart_stalled_builds(snapshot)
-        clusters = {c["id"]: c for c in await ctx.setup.clusters()}
-        manifests = await self._manifests_for(snapshot)
-        runtimes = _runtimes(snapshot, clusters)
+        clusters = {c.id: c for c in await ctx.setup.clusters()}
+        runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
         tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         helped = _edges_helped(snapshot)
+        # A helper copy posts as the helped edge, on any runtime: that edge's token from setup.
         helped_tokens = await self._workload_tokens.for_edges(
-            helped, {e["id"]: HELPER for e in helped}
+            helped, {e["id"]: Runtime.KUBERNETES for e in helped}
         )
         plans = plan(
-            snapshot, clusters, manifests, vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
-            # none on the agent runtime: the agent hands over the edge's own; a helper copy gets
-            # the helped edge's (its detections are that node's)
-            token_for=lambda nid, runtime: (
-                helped_tokens if runtime == HELPER else tokens
-            ).get(nid),
-            cameras=await self._helped_cameras(snapshot),
+            snapshot, clusters, await self._manifests_for(snapshot),
+            vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
+            # none on the agent runtime: the agent hands over the edge's own
+            token_for=lambda nid, runtime: tokens.get(nid),
+            cameras=await self._helped_cameras(helped),
+            helped_tokens=helped_tokens,
         )
+        outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
+        previous = {d["id"]: d for d in snapshot["deployments"]}
+        reports = [
+            seen.report()
+            for o in outcomes
+            for seen in o.observations
+            if _changed(previous.get(seen.id), seen)
+        ]
+        await ctx.setup.report_observed(reports)
+        self._announce(reports, previous)
+        edges = {str(o.info["edge_id"]): o.info for o in outcomes}
+        return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
+
+    async def _converge_all(self, plans: Iterable[EdgePlan]) -> list[EdgeOutcome]:
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
 
-        async def one(p: EdgePlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async def one(p: EdgePlan) -> EdgeOutcome:
             async with limiter:
                 return await self._converge_edge(p)
 
-        results = await asyncio.gather(*(one(p) for p in plans.values() if p.workloads or p.removed or p.blocked or p.edge.get("agent_url")))
-        previous = {d["id"]: d for d in snapshot.get("deployments", [])}
-        reports = [r for rs, _ in results for r in rs if _changed(previous.get(r["id"]), r)]
-        await ctx.setup.report_observed(reports)
-        for r in reports:
-            log.info("deployment %s observed %s%s", r["id"], r["observed"], f" ({r['reason']})" if r["reason"] else "")
-        for r in reports:
-            before = previous.get(r["id"]) or {}
-            if r["observed"] == "failed" and before.get("observed") != "failed":
-                asyncio.create_task(ctx.optimizer.send(
-                    {"type": "deployment_failed", "edge_id": before.get("edge_id"), "deployment_id": r["id"],
-                     "ai_id": before.get("ai_id"), "data": {"reason": r["reason"]}}
-                ))
-        edges = {str(e["edge_id"]): e for _, e in results}
-        return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
+        return list(await asyncio.gather(*(one(p) for p in plans)))
 
-    async def _helped_cameras(self, snapshot: dict[str, Any]) -> dict[int, str | None]:
+    def _announce(
+        self, reports: list[ObservedReport], previous: dict[int, FleetDeployment]
+    ) -> None:
+        """Log every change; tell the optimizer about deployments that have just failed."""
+        for r in reports:
+            why = f" ({r.reason})" if r.reason else ""
+            log.info("deployment %s observed %s%s", r.id, r.observed, why)
+            before = previous[r.id]
+            if r.observed == ObservedState.FAILED and before["observed"] != ObservedState.FAILED:
+                self.ctx.optimizer.send(Event(
+                    type=EventType.DEPLOYMENT_FAILED, edge_id=before["edge_id"],
+                    deployment_id=r.id, ai_id=before["ai_id"], data={"reason": r.reason},
+                ))
+
+    async def _helped_cameras(self, edges: list[FleetEdge]) -> dict[int, str | None]:
         """The camera URL of every edge a helper copy analyses for (setup's
-        GET /edges/{id}/camera)."""
-        wanted = {e["id"] for e in _edges_helped(snapshot)}
+        GET /edges/{id}/camera); an edge whose camera cannot be read now is left out."""
         cameras: dict[int, str | None] = {}
-        for edge_id in sorted(wanted):
+        for edge in edges:
             try:
-                cameras[edge_id] = await self.ctx.setup.camera_url(edge_id)
+                cameras[edge["id"]] = await self.ctx.setup.camera_url(edge["id"])
             except DomainError as exc:
                 log.warning("camera of edge %s not available for its helper: %s",
-                            edge_id, exc.message)
+                            edge["id"], exc.message)
         return cameras
 
-    def _restart_stalled_builds(self, snapshot: dict[str, Any]) -> None:
+    def _restart_stalled_builds(self, snapshot: FleetSnapshot) -> None:
         """Builds left half-way (a master killed mid-build, setup down for a moment) run again."""
-        running = self.ctx.builds.in_flight()
-        for ai in snapshot.get("ai_packages", []):
-            if ai["status"] in ("uploaded", "building") and ai["id"] not in running:
-                self.ctx.builds.kick(ai["id"])
+        running = self.builds.in_flight()
+        stalled = (PackageStatus.UPLOADED, PackageStatus.BUILDING)
+        for ai in snapshot["ai_packages"]:
+            if ai["status"] in stalled and ai["id"] not in running:
+                self.builds.kick(ai["id"])
 
-    async def _manifests_for(self, snapshot: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    async def _manifests_for(self, snapshot: FleetSnapshot) -> dict[int, dict[str, Any]]:
         """The manifest (command, env, resources) of every ready AI a desired deployment names."""
-        needed = {d["ai_id"] for d in snapshot.get("deployments", []) if d["desired"] == "running"}
+        needed = {
+            d["ai_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING
+        }
         out: dict[int, dict[str, Any]] = {}
-        for ai in snapshot.get("ai_packages", []):
-            if ai["id"] not in needed or ai["status"] != "ready":
+        for ai in snapshot["ai_packages"]:
+            if ai["id"] not in needed or ai["status"] != PackageStatus.READY:
                 continue
             key = (ai["id"], ai.get("package_digest"))
             if key not in self._manifests:
                 full = await self.ctx.setup.get_ai(ai["id"])
-                if not full.get("manifest"):
+                if not full.manifest:
                     continue
-                self._manifests[key] = full["manifest"]
+                self._manifests[key] = full.manifest
             out[ai["id"]] = self._manifests[key]
         return out
 
-    async def _converge_edge(self, p: EdgePlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Apply the desired workloads, remove the rest, observe: the reports for this edge's deployments."""
-        info: dict[str, Any] = {"edge_id": p.edge["id"], "name": p.edge["name"], "runtime": p.runtime, "workloads": []}
-        reports = [
-            {"id": b.deployment["id"], "observed": b.observed, "reason": b.reason,
-             "generation": b.deployment.get("observed_generation") or 0, "restarts": b.deployment.get("restarts") or 0}
-            for b in p.blocked
-        ]
+    # --- one edge -----------------------------------------------------------------------
+    async def _converge_edge(self, p: EdgePlan) -> EdgeOutcome:
+        """Apply the desired workloads, remove the rest, observe: the reports for this edge."""
+        outcome = EdgeOutcome(
+            observations=[report(b.deployment, b.observed, b.reason) for b in p.blocked],
+            info={"edge_id": p.edge["id"], "name": p.edge["name"], "runtime": p.runtime,
+                  "workloads": []},
+        )
         try:
             driver = await self.drivers.get(p.runtime, p.namespace)
             before = await driver.observe(p.target)
-        except (DriverError, DriverUnavailable) as exc:
-            info["error"] = str(exc)
-            info["reachable"] = False
-            for dep, _wl in p.workloads:
-                reports.append({"id": dep["id"], "observed": "pending", "reason": f"edge unreachable: {exc}"[:REASON_MAX],
-                                "generation": dep.get("observed_generation") or 0, "restarts": dep.get("restarts") or 0})
-            return reports, info
-        info["reachable"] = True
-        apply_errors: dict[int, tuple[str, str]] = {}
+        except RuntimeFailure as exc:
+            outcome.info.update(error=str(exc), reachable=False)
+            outcome.observations += [
+                report(dep, ObservedState.PENDING, f"edge unreachable: {exc}")
+                for dep, _wl in p.workloads
+            ]
+            return outcome
+        outcome.info["reachable"] = True
+        apply_errors = await self._apply(driver, p)
+        await self._remove_unwanted(driver, p, before, outcome.info)
+        after = await self._observe(driver, p, outcome.info) if (
+            p.workloads or p.removed or before
+        ) else []
+        present = {ow.name: ow for ow in after if ow.state != WorkloadState.REMOVED}
+        outcome.observations += [
+            _workload_report(dep, wl, present.get(wl.name), apply_errors.get(dep["id"]))
+            for dep, wl in p.workloads
+        ]
+        outcome.observations += [
+            report(dep, ObservedState.REMOVED, None, generation=dep["generation"])
+            for dep in p.removed
+            if _gone(dep, p, present)
+        ]
+        outcome.info["workloads"] = [_workload_info(ow) for ow in after]
+        return outcome
+
+    async def _apply(
+        self, driver: RuntimeDriver, p: EdgePlan
+    ) -> dict[int, tuple[ObservedState, str]]:
+        """Hand every desired workload to the runtime; deployment id -> what to report when it
+        refused (failed for good, or pending until the next pass)."""
+        errors: dict[int, tuple[ObservedState, str]] = {}
         for dep, wl in p.workloads:
             try:
                 await driver.apply(wl)
             except DriverError as exc:
-                apply_errors[dep["id"]] = ("failed", str(exc))
-                log.warning("deployment %s refused by the %s runtime: %s", dep["id"], p.runtime, exc)
+                errors[dep["id"]] = (ObservedState.FAILED, str(exc))
+                log.warning(
+                    "deployment %s refused by the %s runtime: %s", dep["id"], p.runtime, exc
+                )
             except DriverUnavailable as exc:
-                apply_errors[dep["id"]] = ("pending", f"will retry: {exc}")
+                errors[dep["id"]] = (ObservedState.PENDING, f"will retry: {exc}")
                 log.info("deployment %s not applied yet: %s", dep["id"], exc)
+        return errors
+
+    async def _remove_unwanted(
+        self,
+        driver: RuntimeDriver,
+        p: EdgePlan,
+        before: list[ObservedWorkload],
+        info: dict[str, Any],
+    ) -> None:
+        """Take away what runs but is not wanted. A deployment waiting for its new AI to build
+        keeps what it runs now (no gap on a switch)."""
         wanted = {wl.name for _, wl in p.workloads}
-        # A deployment waiting for its new AI to build keeps what it runs now (no gap on a switch).
-        waiting = {b.deployment["id"] for b in p.blocked if b.observed == "pending"}
+        waiting = {b.deployment["id"] for b in p.blocked if b.observed == ObservedState.PENDING}
         for ow in before:
-            if ow.name not in wanted and ow.state != "removed" and ow.deployment_id not in waiting:
-                await self._remove(driver, p, ow.name, info)
-        after = await self._observe(driver, p, info) if (p.workloads or p.removed or before) else []
-        by_name = {ow.name: ow for ow in after if ow.state != "removed"}
-        for dep, wl in p.workloads:
-            ow = by_name.get(wl.name)
-            if dep["id"] in apply_errors:
-                state, reason = apply_errors[dep["id"]]
-                generation = dep.get("observed_generation") or 0
-                restarts = ow.restarts if ow else dep.get("restarts") or 0
-            elif ow is None:
-                state, reason, generation, restarts = "pending", "not yet started", dep.get("observed_generation") or 0, 0
-            else:
-                state, reason = to_setup_state(ow)
-                generation = ow.generation if ow.generation is not None else wl.generation
-                restarts = ow.restarts
-            reports.append({"id": dep["id"], "observed": state, "reason": reason, "generation": generation, "restarts": restarts})
-        for dep in p.removed:
-            still_there = any(ow.deployment_id == dep["id"] for ow in by_name.values())
-            named = by_name.get(p.removed_names.get(dep["id"], ""))
-            if named is not None and named.deployment_id is None:
-                still_there = True  # a runtime that does not report deployment ids: go by name
-            if not still_there:
-                reports.append({"id": dep["id"], "observed": "removed", "reason": None,
-                                "generation": dep["generation"], "restarts": dep.get("restarts") or 0})
-        info["workloads"] = [
-            {"name": ow.name, "deployment_id": ow.deployment_id, "state": ow.state, "version": ow.version,
-             "restarts": ow.restarts, "reason": ow.reason}
-            for ow in after
-        ]
-        return reports, info
+            if ow.name in wanted or ow.state == WorkloadState.REMOVED:
+                continue
+            if ow.deployment_id in waiting:
+                continue
+            try:
+                await driver.remove(p.target, ow.name)
+            except RuntimeFailure as exc:
+                info.setdefault("errors", []).append(f"remove {ow.name}: {exc}")
 
-    async def _remove(self, driver: RuntimeDriver, p: EdgePlan, name: str, info: dict[str, Any]) -> None:
-        try:
-            await driver.remove(p.target, name)
-        except (DriverError, DriverUnavailable) as exc:
-            info.setdefault("errors", []).append(f"remove {name}: {exc}")
-
-    async def _observe(self, driver: RuntimeDriver, p: EdgePlan, info: dict[str, Any]) -> list[ObservedWorkload]:
+    async def _observe(
+        self, driver: RuntimeDriver, p: EdgePlan, info: dict[str, Any]
+    ) -> list[ObservedWorkload]:
         try:
             return await driver.observe(p.target)
-        except (DriverError, DriverUnavailable) as exc:
+        except RuntimeFailure as exc:
             info["error"] = str(exc)
             return []
 
 
-def _changed(before: dict[str, Any] | None, report: dict[str, Any]) -> bool:
+def _workload_report(
+    dep: FleetDeployment,
+    wl: NamedWorkload,
+    ow: ObservedWorkload | None,
+    apply_error: tuple[ObservedState, str] | None,
+) -> Observation:
+    """A desired workload's report: the runtime's refusal, not there yet, or what it runs."""
+    if apply_error is not None:
+        state, reason = apply_error
+        return report(dep, state, reason, restarts=ow.restarts if ow else None)
+    if ow is None:
+        return report(dep, ObservedState.PENDING, "not yet started", restarts=0)
+    state, why = to_setup_state(ow)
+    generation = ow.generation if ow.generation is not None else wl.generation
+    return report(dep, state, why, generation=generation, restarts=ow.restarts)
+
+
+def _gone(dep: FleetDeployment, p: EdgePlan, present: dict[str, ObservedWorkload]) -> bool:
+    """A removed deployment is gone once nothing on the edge carries its id (or, for a runtime
+    that does not report deployment ids, its workload name)."""
+    if any(ow.deployment_id == dep["id"] for ow in present.values()):
+        return False
+    named = present.get(p.removed_names.get(dep["id"], ""))
+    return named is None or named.deployment_id is not None
+
+
+def _workload_info(ow: ObservedWorkload) -> dict[str, Any]:
+    return {
+        "name": ow.name, "deployment_id": ow.deployment_id, "state": ow.state,
+        "version": ow.version, "restarts": ow.restarts, "reason": ow.reason,
+    }
+
+
+def _changed(before: FleetDeployment | None, r: Observation) -> bool:
     if before is None:
         return False  # deployment not in the snapshot: nothing to report against
     return (
-        before.get("observed") != report["observed"]
-        or (before.get("observed_reason") or None) != (report["reason"] or None)
-        or int(before.get("restarts") or 0) != int(report["restarts"])
-        or int(before.get("observed_generation") or 0) != int(report["generation"])
+        before["observed"] != r.observed
+        or (before.get("observed_reason") or None) != (r.reason or None)
+        or int(before.get("restarts") or 0) != r.restarts
+        or int(before.get("observed_generation") or 0) != r.generation
     )
 
 
-def _edges_running(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
-    """The edges with a deployment that should run (those whose workloads need a token)."""
-    wanted = {d["edge_id"] for d in snapshot.get("deployments", []) if d["desired"] == "running"}
-    return [e for e in snapshot.get("edges", []) if e["id"] in wanted]
-
-
-def _edges_helped(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+def _edges_helped(snapshot: FleetSnapshot) -> list[FleetEdge]:
     """The edges a running helper copy analyses for (the optimizer's hand-over)."""
     wanted = {
         h[0]
-        for d in snapshot.get("deployments", [])
-        if d["desired"] == "running" and (h := helped_edge(d))
+        for d in snapshot["deployments"]
+        if d["desired"] == DesiredState.RUNNING and (h := helped_edge(d))
     }
-    return [e for e in snapshot.get("edges", []) if e["id"] in wanted]
+    return [e for e in snapshot["edges"] if e["id"] in wanted]
 
 
-def _runtimes(snapshot: dict[str, Any], clusters: dict[int, dict[str, Any]]) -> dict[int, str]:
-    """edge id -> its cluster's runtime."""
-    return {
-        e["id"]: (clusters.get(e.get("cluster_id")) or {}).get("runtime", "agent")
-        for e in snapshot.get("edges", [])
+def _edges_running(snapshot: FleetSnapshot) -> list[FleetEdge]:
+    """The edges with a deployment that should run (those whose workloads need a token)."""
+    wanted = {
+        d["edge_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING
     }
+    return [e for e in snapshot["edges"] if e["id"] in wanted]

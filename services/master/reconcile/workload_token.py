@@ -10,34 +10,43 @@ of its lifetime is gone, so a workload's environment changes (and it restarts) o
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from services.master.setup_client import SetupClient
+from shared.contracts.fleet import FleetEdge
+from shared.contracts.master import Runtime
 
-AGENT_RUNTIME = "agent"
+# An answer without an expiry is asked for again after this long.
+DEFAULT_LIFETIME_S = 3600.0
+
+
+@dataclass(frozen=True)
+class _Cached:
+    token: str
+    renew_after: float
+    expires: float
 
 
 class WorkloadTokens:
     def __init__(self, setup: SetupClient):
         self.setup = setup
-        self._cache: dict[
-            int, tuple[str, float, float]
-        ] = {}  # edge id -> (token, renew after, expires)
+        self._cache: dict[int, _Cached] = {}  # edge id -> its token
 
     async def for_edges(
-        self, edges: list[dict[str, Any]], runtimes: dict[int, str]
+        self, edges: list[FleetEdge], runtimes: Mapping[int, Runtime]
     ) -> dict[str, str]:
         """nid -> token, for the edges not on the agent runtime that have running deployments."""
         now = time.time()
         out: dict[str, str] = {}
         for edge in edges:
-            if runtimes.get(edge["id"], AGENT_RUNTIME) == AGENT_RUNTIME:
+            if runtimes.get(edge["id"], Runtime.AGENT) == Runtime.AGENT:
                 continue
             cached = self._cache.get(edge["id"])
-            if cached is None or cached[1] <= now:
+            if cached is None or cached.renew_after <= now:
                 answer = await self.setup.workload_token(edge["id"])
-                expires = float(answer.get("expires_at") or now + 3600)
-                cached = (answer["token"], now + (expires - now) / 2, expires)
+                expires = float(answer.expires_at or now + DEFAULT_LIFETIME_S)
+                cached = _Cached(answer.token, now + (expires - now) / 2, expires)
                 self._cache[edge["id"]] = cached
-            out[edge["nid"]] = cached[0]
+            out[edge["nid"]] = cached.token
         return out

@@ -7,6 +7,7 @@ Credentials and tokens never appear in errors or logs.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -14,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -82,7 +84,7 @@ class RegistryClient:
         self._basic: str | None = None  # set once the registry asked for Basic
         self._tokens: dict[str, tuple[str, float]] = {}  # scope key -> (header value, expiry)
 
-    async def __aenter__(self) -> "RegistryClient":
+    async def __aenter__(self) -> RegistryClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -118,7 +120,9 @@ class RegistryClient:
         if not realm:
             raise RegistryAuthError("the registry's Bearer challenge names no token realm")
         wanted = list(dict.fromkeys([*scopes, *params.get("scope", "").split()]))
-        query: list[tuple[str, str]] = [("scope", s) for s in wanted if s]
+        query: list[tuple[str, str | int | float | bool | None]] = [
+            ("scope", s) for s in wanted if s
+        ]
         if params.get("service"):
             query.append(("service", params["service"]))
         headers = {}
@@ -130,7 +134,8 @@ class RegistryClient:
         try:
             resp = await self._http.get(realm, params=query, headers=headers)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"the registry's token service at {urlsplit(realm).netloc} is unreachable: {type(exc).__name__}") from None
+            raise Unavailable(f"the registry's token service at {urlsplit(realm).netloc} "
+                f"is unreachable: {type(exc).__name__}") from None
         if resp.status_code in (401, 403):
             raise RegistryAuthError(f"the registry's token service refused the credentials ({resp.status_code})")
         if resp.status_code != 200:
@@ -157,7 +162,8 @@ class RegistryClient:
         ok: tuple[int, ...] = (200,),
         passthrough: tuple[int, ...] = (),
     ) -> httpx.Response:
-        """Send, answering one auth challenge; raise a domain error on anything not in ok/passthrough."""
+        """Send, answering one auth challenge; raise a domain error on anything not in
+        ok/passthrough."""
         for attempt in range(2):
             hdrs = dict(headers or {})
             auth = self._auth_for(scopes)
@@ -179,9 +185,14 @@ class RegistryClient:
                 continue
             if resp.status_code in ok or resp.status_code in passthrough:
                 return resp
+            path, detail = urlsplit(str(resp.url)).path, _registry_error(resp)
             if resp.status_code in (401, 403):
-                raise RegistryAuthError(f"the registry refused {method} {urlsplit(str(resp.url)).path} ({resp.status_code}): {_registry_error(resp)}")
-            raise UpstreamError(f"the registry answered {resp.status_code} to {method} {urlsplit(str(resp.url)).path}: {_registry_error(resp)}")
+                raise RegistryAuthError(
+                    f"the registry refused {method} {path} ({resp.status_code}): {detail}"
+                )
+            raise UpstreamError(
+                f"the registry answered {resp.status_code} to {method} {path}: {detail}"
+            )
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -215,7 +226,8 @@ class RegistryClient:
         return urljoin(self.config.base_url + "/", location)
 
     async def upload_blob(self, repo: str, digest: str, source: Path | bytes, size: int) -> bool:
-        """Upload unless present; monolithic PUT, or PATCH chunks above ``chunk_size``. True if uploaded."""
+        """Upload unless present; monolithic PUT, or PATCH chunks above ``chunk_size``. True if
+        uploaded."""
         if await self.blob_exists(repo, digest):
             return False
         scopes = self._scopes(repo)
@@ -224,20 +236,18 @@ class RegistryClient:
         chunk = self.config.chunk_size
         octet = {"Content-Type": "application/octet-stream"}
         if size <= chunk:
-            data = source if isinstance(source, bytes) else None
             resp = await self._request(
                 "PUT", _with_digest(location, digest), scopes=scopes, ok=(201,),
                 headers={**octet, "Content-Length": str(size)},
-                content=data if data is not None else (lambda: _file_chunks(source, 0, size)),  # type: ignore[arg-type]
+                content=_body(source, 0, size),
             )
         else:
             offset = 0
             while offset < size:
                 n = min(chunk, size - offset)
                 start = offset
-                body = source[start : start + n] if isinstance(source, bytes) else (lambda s=start, n=n: _file_chunks(source, s, n))  # type: ignore[misc]
                 resp = await self._request(
-                    "PATCH", location, scopes=scopes, ok=(202,), content=body,
+                    "PATCH", location, scopes=scopes, ok=(202,), content=_body(source, start, n),
                     headers={**octet, "Content-Length": str(n), "Content-Range": f"{start}-{start + n - 1}"},
                 )
                 location = self._abs(resp.headers["location"])
@@ -298,11 +308,14 @@ class RegistryClient:
                     raise UpstreamError(f"the registry answered {resp.status_code} to GET blob {digest}")
                 h = hashlib.sha256()
                 size = 0
-                with open(dest, "wb") as f:
+                f = await asyncio.to_thread(open, dest, "wb")
+                try:
                     async for block in resp.aiter_bytes(UPLOAD_CHUNK_READ):
                         h.update(block)
                         size += len(block)
-                        f.write(block)
+                        await asyncio.to_thread(f.write, block)
+                finally:
+                    await asyncio.to_thread(f.close)
                 if f"sha256:{h.hexdigest()}" != digest:
                     raise UpstreamError(f"blob {digest} from the registry does not match its digest")
                 return size
@@ -352,14 +365,27 @@ def _with_digest(location: str, digest: str) -> str:
     return str(httpx.URL(location).copy_merge_params({"digest": digest}))
 
 
+def _body(
+    source: Path | bytes, start: int, length: int
+) -> bytes | Callable[[], AsyncIterator[bytes]]:
+    """``length`` bytes of ``source`` from ``start``: the bytes, or a file region read as it
+    is sent (a fresh iterator on every attempt)."""
+    if isinstance(source, bytes):
+        return source[start : start + length]
+    return partial(_file_chunks, source, start, length)
+
+
 async def _file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    """Read a file region in 1 MiB blocks (blocking reads of local disk, small and bounded)."""
-    with open(path, "rb") as f:
-        f.seek(start)
+    """Read a file region in 1 MiB blocks, each read in a thread."""
+    f = await asyncio.to_thread(open, path, "rb")
+    try:
+        await asyncio.to_thread(f.seek, start)
         left = length
         while left > 0:
-            block = f.read(min(UPLOAD_CHUNK_READ, left))
+            block = await asyncio.to_thread(f.read, min(UPLOAD_CHUNK_READ, left))
             if not block:
                 raise UpstreamError(f"{path.name} ended before {length} bytes were sent")
             left -= len(block)
             yield block
+    finally:
+        await asyncio.to_thread(f.close)

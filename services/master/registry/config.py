@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 class RegistryConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    url: str = Field(description="registry address: https://host:port, http://host:port, or host:port (https unless insecure)")
+    url: str = Field(description="registry address: https://host:port, http://host:port, or host:port "
+        "(https unless insecure)")
     username: str | None = None
     password: SecretStr | None = None
     insecure: bool = Field(False, description="plain HTTP (a LAN registry without TLS); used when url has no scheme")
@@ -20,8 +21,8 @@ class RegistryConfig(BaseModel):
     chunk_size: int = Field(16 * 1024 * 1024, gt=0, description="blobs larger than this are uploaded in PATCH chunks")
     token_realm_hosts: tuple[str, ...] = Field(
         (),
-        description="host names (or host:port), besides the registry's own host, trusted to receive the "
-        "credentials when a Bearer challenge sends us to a token realm over plain HTTP",
+        description="host names (or host:port), besides the registry's own host, trusted to "
+        "receive the credentials when a Bearer challenge sends us to a token realm over plain HTTP",
     )
 
     @field_validator("url")
@@ -40,7 +41,8 @@ class RegistryConfig(BaseModel):
 
     @property
     def host(self) -> str:
-        """``host[:port]`` as it appears in image names (``{host}/{filename}-{ai_class}:{version}``)."""
+        """``host[:port]`` as it appears in image names
+        (``{host}/{filename}-{ai_class}:{version}``)."""
         return urlsplit(self.base_url).netloc
 
     def verify(self) -> bool | str:

@@ -17,13 +17,20 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, Protocol, cast
 
 from shared.errors import Invalid, UpstreamError
 
 from ..packages.archive import FIXED_MTIME
 from ..packages.manifest import PackageManifest
-from .client import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256_digest
+from .client import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    RegistryClient,
+    sha256_digest,
+)
 from .reference import ImageRef, image_name
 
 WORKDIR_ROOT = "/opt/edge-ai"
@@ -66,8 +73,17 @@ class PushedImage:
     size: int  # manifest + config + layers
 
 
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class _HashingWriter:
-    def __init__(self, out: BinaryIO):
+    """A write-only stream that hashes and counts what passes through (gzip and tarfile in
+    stream mode call only write and flush)."""
+
+    def __init__(self, out: _Writable):
         self.out = out
         self.hash = hashlib.sha256()
         self.size = 0
@@ -92,10 +108,14 @@ def build_package_layer(artifact: BinaryIO, workdir: str, dest_dir: Path) -> Lay
     try:
         with os.fdopen(fd, "wb") as raw_out:
             compressed = _HashingWriter(raw_out)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
-                uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
-                with tarfile.open(fileobj=artifact, mode="r|gz") as src, \
-                        tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as out:  # type: ignore[arg-type]
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=cast(IO[bytes], compressed), mtime=0,
+                compresslevel=6,
+            ) as gz:
+                uncompressed = _HashingWriter(gz)
+                with tarfile.open(fileobj=artifact, mode="r|gz") as src, tarfile.open(
+                    fileobj=cast(IO[bytes], uncompressed), mode="w|", format=tarfile.PAX_FORMAT
+                ) as out:
                     for p in parents:
                         ti = tarfile.TarInfo(p)
                         ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
@@ -116,7 +136,8 @@ async def resolve_base(client: RegistryClient, base_image: str | None, *, os_nam
     ref = ImageRef.parse(base_image, field="base_image")
     if ref.host and ref.host != client.config.host:
         raise Invalid(
-            f"base image {base_image!r} must be in the private registry {client.config.host} (mirror it there first)",
+            f"base image {base_image!r} must be in the private registry {client.config.host} "
+            "(mirror it there first)",
             field="base_image",
         )
     man = await client.get_manifest(ref.repository, ref.reference)
@@ -194,13 +215,18 @@ async def _ensure_base_blobs(client: RegistryClient, repo: str, base: BaseImage,
             continue
         if await client.mount_blob(repo, digest, base.repository):
             continue
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="base-")
-        os.close(fd)
+        blob = await asyncio.to_thread(_temp_file, tmp_dir, "base-")
         try:
-            size = await client.download_blob(base.repository, digest, Path(name))
-            await client.upload_blob(repo, digest, Path(name), size)
+            size = await client.download_blob(base.repository, digest, blob)
+            await client.upload_blob(repo, digest, blob, size)
         finally:
-            Path(name).unlink(missing_ok=True)
+            await asyncio.to_thread(blob.unlink, missing_ok=True)
+
+
+def _temp_file(directory: Path, prefix: str) -> Path:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
+    os.close(fd)
+    return Path(name)
 
 
 async def build_and_push(

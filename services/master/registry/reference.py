@@ -32,8 +32,9 @@ class ImageRef:
         return s
 
     @classmethod
-    def parse(cls, text: str, field: str = "image") -> "ImageRef":
-        rest, digest = (text.split("@", 1) + [None])[:2] if "@" in text else (text, None)
+    def parse(cls, text: str, field: str = "image") -> ImageRef:
+        rest, at, after = text.partition("@")
+        digest = after if at else None
         host = None
         first, _, remainder = rest.partition("/")
         if remainder and ("." in first or ":" in first or first == "localhost"):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi import Path as PathParam
 
 from services.master.context import ContextDep
+from services.master.runners import RunnersDep
 from services.master.uploads import field_folder, service
 from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
 from shared.auth import OperatorAuth, ServiceAuth
@@ -47,10 +48,13 @@ recorded in setup and its image built in the background (watch `status` on the A
         },
     },
 )
-async def upload_ai_package(request: Request, ctx: ContextDep, _: OperatorAuth) -> UploadAccepted:
-    path, fields = await service.receive_body(request, ctx.store.tmp_dir, ctx.settings.max_upload_bytes)
+async def upload_ai_package(
+    request: Request, ctx: ContextDep, runners: RunnersDep, _: OperatorAuth
+) -> UploadAccepted:
+    limit = ctx.settings.max_upload_bytes
+    path, fields = await service.receive_body(request, ctx.store.tmp_dir, limit)
     try:
-        return await service.accept(ctx, path, fields, kind="archive")
+        return await service.accept(ctx, runners.builds, path, fields, kind="archive")
     finally:
         path.unlink(missing_ok=True)
 

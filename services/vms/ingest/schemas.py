@@ -4,13 +4,22 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 # Field devices send "4" or 4, "0000" or 0: both are the same code (coerce_numbers_to_str below).
 # No NUL: Postgres refuses it in text and JSON (the shared request layer refuses it in JSON and
 # form bodies already; this covers every other way in, natively). An unpaired surrogate is
-# refused by pydantic itself.
-StrLike = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+# refused by pydantic itself. A validator, not a pattern: a field's own pattern (date, time)
+# would replace a pattern here, and the last one alone would be checked.
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+StrLike = Annotated[str, AfterValidator(_no_nul)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # The columns these go to are 32-bit integers.
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -53,8 +62,8 @@ class EnvironmentIn(_Payload):
     """POST /save_edgeData, every second from the environment (weather) AI."""
 
     nid: StrLike = Field(min_length=1, max_length=32, examples=["0x01"])
-    date: StrLike = Field(pattern=r"^\d{8}$", description="yyyymmdd", examples=["20240808"])
-    time: StrLike = Field(pattern=r"^\d{6}$", description="hhmmss", examples=["142503"])
+    date: StrLike = Field(pattern=r"^[0-9]{8}$", description="yyyymmdd", examples=["20240808"])
+    time: StrLike = Field(pattern=r"^[0-9]{6}$", description="hhmmss", examples=["142503"])
     result: StrLike = Field(min_length=1, max_length=16, description="the class code the AI computed", examples=["2"])
 
     @field_validator("time", mode="before")

@@ -86,6 +86,7 @@ class IngestService:
                 )
             # Setup signed this token for this node, and it is neither expired nor revoked: that
             # proves the node, even before the node list has caught up with a new registration.
+            self.directory.learn(principal.nid)
             return principal.nid, True, True
         authenticated = principal.kind != "anonymous"
         if payload_nid is not None:

@@ -8,6 +8,7 @@ before the first successful answer the condition map is DEFAULT_CONDITIONS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -41,12 +42,17 @@ class NodeDirectory:
         self._last_nodes_refresh = 0.0
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
+        self._learning: asyncio.Task[None] | None = None  # one tracked refresh for token-proven nodes
 
     async def start(self) -> None:
         self._client = service_client(self.settings, self.settings.setup_url, timeout=self.settings.setup_timeout_s)
         await self.refresh()
 
     async def close(self) -> None:
+        if self._learning is not None:
+            self._learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learning
         if self._client is not None:
             await self._client.aclose()
 
@@ -111,6 +117,14 @@ class NodeDirectory:
         if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
             return False
         return None
+
+    def learn(self, nid: str) -> None:
+        """A token proved ``nid`` but the list lacks it: a new registration the VMS has not seen
+        yet. Refresh the list in the background (rate-limited like a miss) so that the rest of
+        setup's news (other new nodes, names, time zones) arrives too."""
+        if nid in self.nids or (self._learning is not None and not self._learning.done()):
+            return
+        self._learning = asyncio.create_task(self._refresh_on_miss(), name="vms-nodes-learn")
 
     async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
         known = self.known_now(nid, from_token=from_token)
