@@ -25,6 +25,7 @@ class Runner:
         self.routes: dict = {}
         self.focus: list = []
         self.pins: set = set()
+        self.trends: dict = {}
 
     def cycle(self, now=NOW, scope=None, apply=True):
         state = FleetState.from_wire(self.fleet.snapshot(), self.fleet.node_list())
@@ -39,6 +40,7 @@ class Runner:
                 rollouts=self.rollouts,
                 routes=dict(self.routes),
                 focus=self.focus,
+                trends=self.trends,
             )
         )
         for key, data in result.memory.items():
@@ -388,3 +390,34 @@ def test_overload_falls_back_to_local_when_the_helper_fails_or_vanishes():
     f.deployments[:] = [d for d in f.deployments if d["edge_id"] != near["id"]]
     r = run.cycle(now=later(3))
     assert any(d.action == "hand_back" and "is gone" in d.reason for d in r.decisions), r.decisions
+
+
+def test_overload_acts_on_the_forecast_before_the_average_crosses():
+    """A steady ramp (5 % every 5 s) below the 85 % threshold: the helper is asked for while the
+    smoothed cpu is still below it; a flat 80 % never triggers."""
+    f, hot, _near, _d, _ = _overload_fleet()
+    flat = f.edge("flat", lat=37.7, lon=127.3, cpu_avg=80.0)
+    f.deploy(flat, f.packages[0])
+    run = Runner(f, overload={"window_s": 0, "forecast_s": 30}, recovery={"enabled": False})
+    decided = []
+    for step in range(8):
+        cpu = 55.0 + 5 * step
+        f.nodes[hot["nid"]].update(cpu_avg=cpu, last_seen=later(5 * step).isoformat())
+        f.nodes[flat["nid"]].update(last_seen=later(5 * step).isoformat())
+        r = run.cycle(now=later(5 * step))
+        decided += [(cpu, d) for d in r.decisions]
+    [(cpu, handoff)] = decided
+    assert handoff.action == "handoff_to_edge" and handoff.edge_name == "hot"
+    assert cpu < 85 and "forecast to cross" in handoff.reason
+    assert handoff.inputs["cpu_forecast"] > 85 and handoff.inputs["cpu_avg"] < 85
+    assert handoff.inputs["forecast_s"] == 30
+    # Off: only the average counts, later.
+    f2, hot2, *_ = _overload_fleet()
+    run2 = Runner(f2, overload={"window_s": 0, "forecast_s": 0}, recovery={"enabled": False})
+    for step in range(8):
+        f2.nodes[hot2["nid"]].update(cpu_avg=55.0 + 5 * step, last_seen=later(5 * step).isoformat())
+        if run2.cycle(now=later(5 * step)).decisions:
+            assert 55.0 + 5 * step > 85
+            break
+    else:
+        raise AssertionError("the average-based trigger never fired")

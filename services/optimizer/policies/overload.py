@@ -16,8 +16,9 @@ from functools import partial
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import Deployment, Edge, parse_ts
+from services.optimizer.engine.state import Deployment, Edge, Node, parse_ts
 from services.optimizer.policies.config import OverloadConfig
+from services.optimizer.policies.forecast import observe
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 
@@ -117,6 +118,8 @@ def apply(cycle: Cycle) -> None:
                 (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
             )
         )
+        if cfg.forecast_s and node is not None and not node.stale and not above:
+            above = _forecast_above(cycle, cfg, node)
         if not (
             above
             or degraded
@@ -139,6 +142,39 @@ def apply(cycle: Cycle) -> None:
             and load.below_for >= cfg.recover_window_s
         ):
             _hand_back(cycle, cfg, load)
+
+
+def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
+    """The load forecast ``forecast_s`` ahead crosses a threshold (trends are followed only for
+    edges that are getting warm: a calm fleet costs one comparison per edge)."""
+    trends = cycle.inp.trends
+    crossing = False
+    for kind, value, limit in (
+        ("cpu", node.cpu_avg, cfg.cpu_percent),
+        ("memory", node.memory_avg, cfg.memory_percent),
+    ):
+        key = f"{node.nid}:{kind}"
+        if value is None or (value < limit * cfg.forecast_watch and key not in trends):
+            continue
+        if value < limit * cfg.forecast_watch:
+            del trends[key]  # cooled down: forget the trend
+            continue
+        trend = observe(trends, key, value, node.last_seen, cfg.forecast_alpha, cfg.forecast_beta)
+        ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples) if trend else None
+        crossing = crossing or (ahead is not None and ahead > limit)
+    return crossing
+
+
+def forecasts(cycle: Cycle, cfg: OverloadConfig, nid: str) -> dict[str, Any]:
+    """What the decision log shows: the forecast beside the smoothed value."""
+    out: dict[str, Any] = {"forecast_s": cfg.forecast_s}
+    for kind in ("cpu", "memory"):
+        trend = cycle.inp.trends.get(f"{nid}:{kind}")
+        if trend is not None:
+            ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples)
+            out[f"{kind}_forecast"] = None if ahead is None else round(ahead, 2)
+            out[f"{kind}_trend_per_s"] = round(trend.slope, 4)
+    return out
 
 
 def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> EdgeLoad:
@@ -181,12 +217,18 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
         memory_percent=cfg.memory_percent,
         above_for_s=round(load.above_for, 1),
         window_s=cfg.window_s,
+        **(forecasts(cycle, cfg, edge.nid) if cfg.forecast_s else {}),
     )
-    why = (
-        "edge degraded"
-        if load.degraded
-        else f"load above the thresholds for {load.above_for:.0f} s"
+    node = cycle.state.node_of(edge)
+    now_above = node is not None and (
+        (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
     )
+    if load.degraded:
+        why = "edge degraded"
+    elif now_above:
+        why = f"load above the thresholds for {load.above_for:.0f} s"
+    else:
+        why = f"load forecast to cross the thresholds within {cfg.forecast_s:.0f} s"
     found = helpers.nearest(edge)
     if found is None:
         decision = plan.decide(
