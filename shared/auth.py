@@ -94,6 +94,11 @@ EDGE_READS: dict[tuple[str, str], str | None] = {
     ("vms", "/nodes/{nid}/series"): "nid",
     ("vms", "/analysis/{request_id}/image"): None,  # the handler checks the frame is the edge's own
     ("setup", "/conditions"): None,
+    # The analysis gateway's handlers check the job or video is one the edge posted.
+    ("analysis", "/jobs/{job_id}"): None,
+    ("analysis", "/videos/{video_id}"): None,
+    ("analysis", "/videos/{video_id}/events"): None,
+    ("analysis", "/videos/{video_id}/annotated"): None,
 }
 
 

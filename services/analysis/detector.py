@@ -46,16 +46,16 @@ class BatchDetector:
         max_det: int = 300,
         threads: int = 4,
     ):
-        from edge_ai.yolo.model import Detector, prepare_offline_environment  # noqa: PLC0415
+        from edge_ai.yolo.model import Detector, prepare_offline_environment
 
         prepare_offline_environment(Path(tempfile.gettempdir()) / "edge-analysis-yolo")
-        import torch  # noqa: PLC0415
+        import torch
 
         loaded = Detector(spec, imgsz=imgsz, device=device, min_conf=conf, max_det=max_det)
         self.torch = torch
         self.device = torch.device(device)
         self.half = half and self.device.type == "cuda"
-        net = loaded.model.model
+        net: Any = loaded.model.model  # the torch module (ultralytics types it loosely)
         net = net.fuse(verbose=False) if hasattr(net, "fuse") else net
         net = net.to(self.device).eval()
         self.net = net.half() if self.half else net.float()
@@ -65,7 +65,7 @@ class BatchDetector:
         self.imgsz = imgsz
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
-        from ultralytics.data.augment import LetterBox  # noqa: PLC0415
+        from ultralytics.data.augment import LetterBox
 
         self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=self.stride)
 
@@ -77,13 +77,18 @@ class BatchDetector:
     # within imgsz (as ultralytics' own predict does for one image); images of the same shape
     # (every frame of one camera) share a tensor, so a batch is one forward pass per shape.
     def preprocess(self, images: list[Any]) -> list[tuple[list[int], Any]]:
-        boxed = list(self.pool.map(lambda im: self.letterbox(image=im), images))
+        boxed = list(self.pool.map(self.letterboxed, images))
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(boxed):
             groups.setdefault(image.shape, []).append(index)
         return [
             (indices, self.to_tensor([boxed[i] for i in indices])) for indices in groups.values()
         ]
+
+    def letterboxed(self, image: np.ndarray) -> np.ndarray:
+        boxed = self.letterbox(image=image)
+        assert isinstance(boxed, np.ndarray)  # given an image (no labels), LetterBox returns one
+        return boxed
 
     def to_tensor(self, boxed: list[Any]) -> Any:
         batch = np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, BHWC -> BCHW
@@ -103,7 +108,7 @@ class BatchDetector:
     def nms(
         self, preds: Any, input_shape: tuple[int, int], shapes: list[tuple[int, int]]
     ) -> list[list[Detection]]:
-        from ultralytics.utils import nms, ops  # noqa: PLC0415
+        from ultralytics.utils import nms, ops
 
         kept = nms.non_max_suppression(preds, self.conf, self.iou, max_det=self.max_det)
         answers: list[list[Detection]] = []
@@ -132,7 +137,7 @@ class BatchDetector:
 
 
 def decode_image(blob: bytes) -> Decoded:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     if not blob:
         return Decoded(None, "the image is empty")
@@ -144,7 +149,7 @@ def decode_image(blob: bytes) -> Decoded:
 
 def torch_threads(count: int) -> None:
     """Intra-op threads of the CPU backend (a worker on a shared machine should not take all)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if count > 0:
         torch.set_num_threads(count)

@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from services.analysis.cache import ResultCache
 from services.analysis.errors import AnalysisTimeout, TooManyRequests
 from services.analysis.fusion import fuse
 from services.analysis.images import CheckedImage, check_image
 from services.analysis.metrics import GatewayMetrics
-from services.analysis.queue import GROUP, SUBMIT_SCRIPT, JobMeta, Keys, new_job_id
+from services.analysis.queue import GROUP, SUBMIT_SCRIPT, JobMeta, Keys, new_job_id, text
 from services.analysis.ratelimit import RateLimiter, retry_after
 from services.analysis.settings import AnalysisSettings
 from shared.auth import Principal
@@ -38,6 +38,17 @@ def caller_key(principal: Principal) -> str:
     return principal.kind
 
 
+def resilient_redis(url: str, *, socket_timeout: float | None) -> Redis:
+    """A client whose broken pooled connection is retried once on a new one."""
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
+    )
+
+
 class Gateway:
     def __init__(self, settings: AnalysisSettings, metrics: GatewayMetrics):
         self.settings = settings
@@ -45,14 +56,9 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         # A pooled connection broken by a Redis restart fails once and is retried on a new one
         # (every command here is safe to repeat: a job is keyed by its id, results are SET NX).
-        resilient = {
-            "socket_connect_timeout": 1,
-            "retry": Retry(NoBackoff(), 1),
-            "retry_on_error": [RedisConnectionError],
-        }
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=5, **resilient)
+        self.redis = resilient_redis(settings.redis_url, socket_timeout=5)
         # Synchronous callers wait in BLPOP, each holding a connection for up to the deadline.
-        self.waiting = Redis.from_url(settings.redis_url, socket_timeout=None, **resilient)
+        self.waiting = resilient_redis(settings.redis_url, socket_timeout=None)
         self.submit_script = self.redis.register_script(SUBMIT_SCRIPT)
         self.cache = ResultCache(
             self.redis, settings.key_prefix, local_entries=settings.local_cache_entries
@@ -144,7 +150,7 @@ class Gateway:
             camera_time=meta.camera_time.isoformat() if meta.camera_time else None,
             edge_detections=[d.as_json() for d in meta.detections],
         )
-        job_id = await self.submit(image, job_meta)
+        job_id = await self.submit(image, job_meta, owner=caller_key(principal))
         if not wait:
             self.metrics.requests.labels("accepted").inc()
             return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
@@ -182,17 +188,19 @@ class Gateway:
             }
         )
 
-    async def submit(self, image: bytes, meta: JobMeta) -> str:
+    async def submit(self, image: bytes, meta: JobMeta, *, owner: str) -> str:
+        """Queue one job; ``owner`` (a ``caller_key``) is who may read it back besides staff."""
         job_id = new_job_id()
         try:
             accepted = await self.submit_script(
-                keys=[self.keys.stream, self.keys.job(job_id)],
+                keys=[self.keys.stream, self.keys.job(job_id), self.keys.owner(job_id)],
                 args=[
                     self.settings.queue_max_jobs,
                     job_id,
                     image,
                     meta.to_json(),
                     self.settings.result_ttl_s,
+                    owner,
                 ],
             )
         except RedisError as exc:
@@ -225,24 +233,40 @@ class Gateway:
         return AnalysisResult.model_validate_json(raw)
 
     # GET /jobs/{id}
-    async def job(self, job_id: str) -> AnalysisResult | JobAccepted:
+    async def job(self, job_id: str, principal: Principal) -> AnalysisResult | JobAccepted:
+        """A job's result or "queued"; an edge reads only the jobs it posted (403 otherwise)."""
         try:
-            raw = await self.redis.get(self.keys.result(job_id))
-            if raw is not None:
-                return AnalysisResult.model_validate_json(raw)
-            if await self.redis.exists(self.keys.job(job_id)):
-                return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
+            raw, owner = await self.redis.mget(
+                [self.keys.result(job_id), self.keys.owner(job_id)]
+            )
+            queued = raw is None and bool(await self.redis.exists(self.keys.job(job_id)))
         except RedisError as exc:
             raise Unavailable(
                 "the job store (Redis) is unreachable",
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             ) from exc
-        raise NotFound(f"job {job_id} does not exist (or its result expired)", field="job_id")
+        if raw is None and not queued:
+            raise NotFound(f"job {job_id} does not exist (or its result expired)", field="job_id")
+        self.check_owner(principal, owner, f"job {job_id}", field="job_id")
+        if raw is None:
+            return JobAccepted(job_id=job_id, status="queued", poll=f"/jobs/{job_id}")
+        return AnalysisResult.model_validate_json(raw)
+
+    @staticmethod
+    def check_owner(principal: Principal, owner: object, what: str, *, field: str) -> None:
+        """Staff read everything; an edge only what it posted itself (``owner`` = its key)."""
+        if principal.kind != "edge":
+            return
+        if owner is None or text(owner) != caller_key(principal):
+            raise Forbidden(f"{what} was not posted by node {principal.nid}", field=field)
 
     async def queue_stats(self) -> dict[str, Any]:
         try:
             depth = await self.redis.xlen(self.keys.stream)
-            groups = await self.redis.xinfo_groups(self.keys.stream) if depth else []
+            try:
+                groups = await self.redis.xinfo_groups(self.keys.stream)
+            except ResponseError:  # no stream yet: no worker has started, nothing was queued
+                groups = []
         except RedisError as exc:
             raise Unavailable("the job queue (Redis) is unreachable") from exc
         pending = sum(

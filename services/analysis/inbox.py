@@ -10,7 +10,7 @@ rest of the claim is left to its lease.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ def inbox_result(result: AnalysisResult) -> InboxResult:
         detections=result.detections,
         fused=result.fused,
         error=result.error,
-        analysed_at=datetime.now(timezone.utc),
+        analysed_at=datetime.now(UTC),
     )
 
 
@@ -75,7 +75,7 @@ class VmsInbox:
         g = self.gateway
         while True:
             raw = await g.redis.lpop(g.keys.vms_outbox)
-            if raw is None:
+            if not isinstance(raw, bytes):  # None: the outbox is empty
                 return
             result = AnalysisResult.model_validate_json(raw)
             try:
@@ -116,7 +116,7 @@ class VmsInbox:
                     InboxResult(
                         status="failed",
                         model=s.model_name,
-                        analysed_at=datetime.now(timezone.utc),
+                        analysed_at=datetime.now(UTC),
                         error=JobError(type="invalid", message=exc.message, field="image"),
                     ),
                 )
@@ -136,7 +136,7 @@ class VmsInbox:
                 vms_request_id=frame.id,
             )
             try:
-                await g.submit(image, meta)
+                await g.submit(image, meta, owner="vms")
             except DomainError as exc:  # queue full or Redis down: the lease brings the rest back
                 log.info(
                     "VMS inbox: %s; %d frames left to their lease", exc.message, len(claim.frames)

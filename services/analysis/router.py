@@ -17,6 +17,37 @@ from shared.errors import DomainError, Invalid, Unauthorized
 
 router = APIRouter(tags=["analysis"])
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# The bodies the handlers read themselves, documented for clients (and schema-driven fuzzing).
+ANALYZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/jpeg": _BINARY,
+            "image/png": _BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "metadata": {
+                            "type": "string",
+                            "description": "JSON: nid, camera_time, mode, detections",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+VIDEO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"video/mp4": _BINARY, "application/octet-stream": _BINARY},
+    }
+}
+
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
@@ -56,6 +87,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     response_model=AnalysisResult | JobAccepted,
     response_model_exclude_none=True,
     responses={202: {"model": JobAccepted}},
+    openapi_extra=ANALYZE_BODY,
 )
 async def analyze(
     request: Request,
@@ -92,12 +124,14 @@ async def analyze(
 @router.get(
     "/jobs/{job_id}",
     summary="A job's state: queued (202) or its result (200)",
+    description="The operator and the services read any job; an edge token only the jobs that "
+    "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, request: Request, _: ReaderAuth) -> JSONResponse:
+async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
-    answer = await _gateway(request).job(job_id)
+    answer = await _gateway(request).job(job_id, principal)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -117,16 +151,20 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
     "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
     "422 when the body is empty or not a video.",
+    openapi_extra=VIDEO_BODY,
 )
 async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     return await request.app.state.videos.upload(principal, request)
 
 
 @router.get(
-    "/videos/{video_id}", summary="A video's progress: analysing, rendering, done or failed"
+    "/videos/{video_id}",
+    summary="A video's progress: analysing, rendering, done or failed",
+    description="An edge token reads (here, in its events and its annotated file) only the videos "
+    "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
-    return await request.app.state.videos.status(_video_id(video_id))
+async def video_status(video_id: str, request: Request, principal: ReaderAuth) -> dict:
+    return await request.app.state.videos.status(_video_id(video_id), principal)
 
 
 @router.get(
@@ -137,11 +175,13 @@ async def video_status(video_id: str, request: Request, _: ReaderAuth) -> dict:
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(video_id: str, request: Request, _: ReaderAuth) -> StreamingResponse:
+async def video_events(
+    video_id: str, request: Request, principal: ReaderAuth
+) -> StreamingResponse:
     videos = request.app.state.videos
-    await videos.status(_video_id(video_id))
+    await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
-        videos.events(video_id),
+        videos.events(video_id, principal),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -152,8 +192,10 @@ async def video_events(video_id: str, request: Request, _: ReaderAuth) -> Stream
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, request: Request, _: ReaderAuth) -> FileResponse:
-    path = await request.app.state.videos.annotated(_video_id(video_id))
+async def video_annotated(
+    video_id: str, request: Request, principal: ReaderAuth
+) -> FileResponse:
+    path = await request.app.state.videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
 

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from services.analysis.gateway import Gateway, caller_key
 from services.analysis.images import check_image
-from services.analysis.queue import JobMeta
+from services.analysis.queue import JobMeta, first_stream, text
 from shared.auth import Principal
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata
 from shared.errors import Conflict, DomainError, Invalid, NotFound, PayloadTooLarge, Unavailable
@@ -38,7 +38,7 @@ JPEG_QUALITY = 90
 
 def probe(path: Path) -> dict[str, Any] | None:
     """Frames, fps and size of a video OpenCV can read (its first frame read back), else None."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     capture = cv2.VideoCapture(str(path))
     try:
@@ -57,8 +57,8 @@ def probe(path: Path) -> dict[str, Any] | None:
         capture.release()
 
 
-def jpeg_frames(path: Path) -> Iterator[bytes]:
-    import cv2  # noqa: PLC0415
+def jpeg_frames(path: Path) -> Generator[bytes, None, None]:
+    import cv2
 
     capture = cv2.VideoCapture(str(path))
     try:
@@ -80,7 +80,7 @@ def render(
     key: str,
 ) -> int:
     """The video with each frame's boxes and labels drawn, as MP4; returns the frames written."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     capture = cv2.VideoCapture(str(source))
     writer = None
@@ -93,7 +93,7 @@ def render(
             if writer is None:
                 size = (frame.shape[1], frame.shape[0])
                 writer = cv2.VideoWriter(
-                    str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size
+                    str(target), cv2.VideoWriter.fourcc(*"mp4v"), fps or 25.0, size
                 )
             for det in boxes[written] if written < len(boxes) else []:
                 x1, y1, x2, y2 = (int(v) for v in det["box"])
@@ -214,16 +214,17 @@ class Videos:
             started = time.perf_counter()
             async for index, result in self.analyse_frames(path):
                 fps = (index + 1) / max(1e-6, time.perf_counter() - started)
-                frame = {
+                detections = [d.as_json() for d in result.detections]
+                frame: dict[str, Any] = {
                     "frame": index,
                     "time_s": round(index / info["fps"], 3) if info["fps"] else None,
                     "status": result.status,
-                    "detections": [d.as_json() for d in result.detections],
+                    "detections": detections,
                     "fps": round(fps, 2),
                 }
                 if result.error is not None:
                     frame["error"] = result.error.model_dump(exclude_none=True)
-                boxes.append(frame["detections"])
+                boxes.append(detections)
                 await redis.xadd(frames_key, {"data": json.dumps(frame)})
                 await redis.hset(key, "frames_done", str(index + 1))
             await redis.expire(frames_key, self.settings.result_ttl_s)
@@ -252,7 +253,7 @@ class Videos:
                 )
         finally:
             self.render_progress.pop(video_id, None)
-            path.unlink(missing_ok=True)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def analyse_frames(self, path: Path) -> AsyncIterator[tuple[int, AnalysisResult]]:
         """Each frame as a job, up to ``video_window`` in flight, results in frame order."""
@@ -280,7 +281,7 @@ class Videos:
         meta = JobMeta(image_sha256=checked.sha256)
         while True:
             try:
-                job_id = await self.gateway.submit(blob, meta)
+                job_id = await self.gateway.submit(blob, meta, owner="video")
                 break
             except Unavailable as exc:  # queue full: back off as its Retry-After says
                 if "full" not in exc.message:
@@ -289,14 +290,17 @@ class Videos:
         return await self.gateway.wait_for(job_id)
 
     # GET /videos/{id}
-    async def status(self, video_id: str) -> dict[str, Any]:
+    async def status(self, video_id: str, principal: Principal) -> dict[str, Any]:
+        """The video's progress; an edge reads only the videos it uploaded (403 otherwise)."""
         try:
             state = await self.gateway.redis.hgetall(self.key(video_id))
         except RedisError as exc:
             raise Unavailable("the job store (Redis) is unreachable") from exc
         if not state:
             raise NotFound(f"video {video_id} does not exist (or expired)", field="video_id")
-        data = {k.decode(): v.decode() for k, v in state.items()}
+        data = {text(k): text(v) for k, v in state.items()}
+        owner = data.get("owner")
+        self.gateway.check_owner(principal, owner, f"video {video_id}", field="video_id")
         answer: dict[str, Any] = {"video_id": video_id, "status": data["status"]}
         for name in ("frames_total", "frames_done", "width", "height", "rendered"):
             if name in data:
@@ -311,8 +315,8 @@ class Videos:
         return answer
 
     # GET /videos/{id}/events
-    async def events(self, video_id: str) -> AsyncIterator[str]:
-        await self.status(video_id)  # 404 before the stream starts
+    async def events(self, video_id: str, principal: Principal) -> AsyncIterator[str]:
+        await self.status(video_id, principal)  # 404/403 before the stream starts
         last = "0"
         while True:
             try:
@@ -325,17 +329,17 @@ class Videos:
             if not reply:
                 yield ": keep-alive\n\n"
                 continue
-            for entry_id, fields in reply[0][1]:
-                last = entry_id.decode()
-                data = fields[b"data"].decode()
+            for entry_id, fields in first_stream(reply):
+                last = text(entry_id)
+                data = text(fields[b"data"])
                 if json.loads(data).get("end"):
                     yield f"event: end\ndata: {data}\n\n"
                     return
                 yield f"event: frame\nid: {last}\ndata: {data}\n\n"
 
     # GET /videos/{id}/annotated
-    async def annotated(self, video_id: str) -> Path:
-        state = await self.status(video_id)
+    async def annotated(self, video_id: str, principal: Principal) -> Path:
+        state = await self.status(video_id, principal)
         if state["status"] != "done":
             done = state.get("frames_done", 0)
             raise Conflict(

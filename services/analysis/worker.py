@@ -27,7 +27,16 @@ from prometheus_client import CollectorRegistry, start_http_server
 from services.analysis.detector import BatchDetector, decode_image
 from services.analysis.fusion import fuse
 from services.analysis.metrics import WorkerMetrics
-from services.analysis.queue import COMPLETE_SCRIPT, GROUP, JobMeta, Keys
+from services.analysis.queue import (
+    COMPLETE_SCRIPT,
+    GROUP,
+    JobMeta,
+    Keys,
+    StreamEntry,
+    first_stream,
+    stream_entries,
+    text,
+)
 from services.analysis.settings import AnalysisSettings
 from shared.contracts.analysis import AnalysisResult, Detection, JobError, StageTimings
 
@@ -53,10 +62,6 @@ class Batch:
     ready: list[Job] = field(default_factory=list)
     decode_s: float = 0.0
     preprocess_s: float = 0.0
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Worker:
@@ -92,17 +97,17 @@ class Worker:
 
     # Taking jobs.
     def _jobs(
-        self, entries: list[tuple[Any, dict]], attempts: dict[str, int] | None = None
+        self, entries: list[StreamEntry], attempts: dict[str, int] | None = None
     ) -> list[Job]:
         jobs = []
         for entry_id, fields in entries:
             if not fields:  # deleted while pending
                 continue
-            eid = _s(entry_id)
+            eid = text(entry_id)
             jobs.append(
                 Job(
                     eid,
-                    _s(fields[b"id"]),
+                    text(fields[b"id"]),
                     fields[b"image"],
                     JobMeta.from_json(fields[b"meta"]),
                     attempts=(attempts or {}).get(eid, 1),
@@ -116,7 +121,7 @@ class Worker:
         reply = self.redis.xautoclaim(
             self.keys.stream, GROUP, self.name, lease_ms, "0-0", count=count
         )
-        entries = reply[1]
+        entries = stream_entries(reply[1])
         if not entries:
             return []
         pending = self.redis.xpending_range(
@@ -127,7 +132,7 @@ class Worker:
             count=len(entries) * 2 + 10,
             consumername=self.name,
         )
-        attempts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        attempts = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         jobs = self._jobs(entries, attempts)
         self.metrics.reclaimed.inc(len(jobs))
         alive = []
@@ -155,7 +160,7 @@ class Worker:
         reply = self.redis.xreadgroup(
             GROUP, self.name, {self.keys.stream: ">"}, count=count, block=block_ms
         )
-        return self._jobs(reply[0][1]) if reply else []
+        return self._jobs(first_stream(reply))
 
     def take_batch(self) -> list[Job]:
         size = self.settings.batch_size
@@ -294,6 +299,7 @@ class Worker:
                     cache,
                     self.keys.cache_index,
                     self.keys.vms_outbox,
+                    self.keys.owner(job.job_id),
                 ],
                 args=[
                     body,
@@ -320,7 +326,7 @@ class Worker:
                     jobs = self.take_jobs_waiting_out_redis()
                     if jobs:
                         prepared.put(self.prepare(jobs))
-            except Exception:  # noqa: BLE001 - reported, then the worker stops
+            except Exception:
                 log.exception("prefetch failed")
                 self.failed_with = "prefetch failed"
                 self.stop_event.set()
@@ -382,7 +388,7 @@ class Worker:
 
 
 def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads: int = 0) -> int:
-    from shared.logging import configure_logging  # noqa: PLC0415
+    from shared.logging import configure_logging
 
     configure_logging(
         "analysis-worker",
@@ -391,7 +397,7 @@ def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads
         secrets=settings.secret_values(),
     )
     if threads:
-        from services.analysis.detector import torch_threads  # noqa: PLC0415
+        from services.analysis.detector import torch_threads
 
         torch_threads(threads)
     registry = CollectorRegistry()
@@ -416,4 +422,4 @@ def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads
     return 1 if worker.failed_with else 0
 
 
-__all__ = ["Worker", "main", "decode_image"]
+__all__ = ["Worker", "decode_image", "main"]

@@ -68,17 +68,17 @@ async def test_a_worker_killed_mid_batch_loses_no_job_and_answers_each_once(db, 
     assert [a.status_code for a in answers] == [200] * 3
     taken_over = [r for r in results + [a.json() for a in answers] if r["attempts"] == 2]
     assert len(taken_over) >= 1  # the killed worker's batch, delivered a second time
-    client = redis.Redis.from_url(REDIS_URL)
+    store = redis.Redis.from_url(REDIS_URL)
     try:
         # Answered once: each job's "done" list got exactly one element (the first write wins).
         job_ids = accepted + [a.json()["job_id"] for a in answers]
         for job_id in accepted:  # nobody popped these: async jobs
-            assert client.llen(f"{prefix}:done:{job_id}") == 1
-        assert len({client.get(f"{prefix}:result:{j}") for j in job_ids}) == 15
-        assert client.xlen(f"{prefix}:jobs") == 0
-        assert client.xpending(f"{prefix}:jobs", "workers")["pending"] == 0
+            assert store.llen(f"{prefix}:done:{job_id}") == 1
+        assert len({store.get(f"{prefix}:result:{j}") for j in job_ids}) == 15
+        assert store.xlen(f"{prefix}:jobs") == 0
+        assert store.xpending(f"{prefix}:jobs", "workers")["pending"] == 0
     finally:
-        client.close()
+        store.close()
 
 
 async def test_a_job_delivered_too_often_is_dead_lettered(db, prefix, tmp_path):
@@ -106,7 +106,7 @@ async def test_a_job_delivered_too_often_is_dead_lettered(db, prefix, tmp_path):
 async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp_path):
     """At-least-once delivery: a worker that was slow, not dead, answers after another took the
     job over; its answer must change nothing (first write wins) yet acknowledge the entry."""
-    from services.analysis.queue import COMPLETE_SCRIPT, Keys
+    from services.analysis.queue import COMPLETE_SCRIPT, Keys, first_stream
 
     async with gateway(db, prefix) as client:
         job_id = (await client.post("/analyze?async=true", content=BUS, headers=OPERATOR)).json()[
@@ -115,8 +115,8 @@ async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp
         slow = redis.Redis.from_url(REDIS_URL)
         try:
             slow.xgroup_create(f"{prefix}:jobs", "workers", id="0")
-            [[_, [(entry_id, _fields)]]] = slow.xreadgroup(
-                "workers", "slow", {f"{prefix}:jobs": ">"}, count=1
+            [(entry_id, _fields)] = first_stream(
+                slow.xreadgroup("workers", "slow", {f"{prefix}:jobs": ">"}, count=1)
             )
             proc = start_worker(db, prefix, tmp_path, lease_s=0.5)
             try:

@@ -13,8 +13,10 @@ from tests.helpers.env import OPERATOR
 
 
 def make_video(path: Path, frames: int = 6) -> bytes:
-    picture = cv2.resize(cv2.imdecode(np.frombuffer(BUS, np.uint8), cv2.IMREAD_COLOR), (240, 320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (240, 320))
+    bus = cv2.imdecode(np.frombuffer(BUS, np.uint8), cv2.IMREAD_COLOR)
+    assert bus is not None
+    picture = cv2.resize(bus, (240, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (240, 320))
     for i in range(frames):
         writer.write(np.roll(picture, i * 8, axis=1))
     writer.release()
@@ -99,7 +101,7 @@ def test_camera_frames_over_a_websocket(db, prefix, worker):
     from starlette.websockets import WebSocketDisconnect
 
     from services.analysis.app import create_app
-    from tests.analysis.conftest import ZIDANE, analysis_settings, variant
+    from tests.analysis.conftest import ZIDANE, analysis_settings, png_header_only, variant
 
     app = create_app(analysis_settings(db, prefix))
     with TestClient(app) as client:
@@ -115,6 +117,11 @@ def test_camera_frames_over_a_websocket(db, prefix, worker):
                 "message": "the image must be a JPEG or PNG",
                 "field": "image",
             }
+            # Zero bytes, a 20,000 x 20,000 image, a truncated JPEG: each refused, still open.
+            for bad in (b"", png_header_only(20_000, 20_000), BUS[: len(BUS) // 2]):
+                ws.send_bytes(bad)
+                answer = ws.receive_json()
+                assert answer["error"]["field"] == "image", answer
             ws.send_bytes(variant(ZIDANE, "ws2"))
             assert ws.receive_json()["width"] == 1280
             ws.send_bytes(variant(ZIDANE, "ws3"))  # and gone before the answer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -59,7 +59,7 @@ async def test_claims_lease_frames_and_results_are_written_once(db):
         ).json()["frames"]
         assert [f["id"] for f in again] == [first]
         body = InboxResult(
-            status="done", model="yolov8n", detections=[], analysed_at=datetime.now(timezone.utc)
+            status="done", model="yolov8n", detections=[], analysed_at=datetime.now(UTC)
         )
         r = await client.put(
             f"/analysis/{first}/result", content=body.model_dump_json(), headers=SERVICE_JSON
@@ -84,8 +84,14 @@ async def test_claims_lease_frames_and_results_are_written_once(db):
 
 async def test_frames_sent_to_the_vms_are_analysed_and_recorded_back(db, prefix, worker, tmp_path):
     port = free_port()
+    # The VMS takes only the services' own credentials (as in production): the gateway claims
+    # and answers with the analysis service's (EDGE_ANALYSIS_TOKEN, derived here).
     env = service_env(
-        db, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=nowhere(), EDGE_MIGRATE_ON_START="false"
+        db,
+        VMS_UNKNOWN_NODES="flag",
+        EDGE_SETUP_URL=nowhere(),
+        EDGE_MIGRATE_ON_START="false",
+        EDGE_ACCEPT_SERVICE_TOKEN="false",
     )
     vms_proc = start_service("vms", env=env, port=port, tmp_path=tmp_path)
     vms_url = f"http://127.0.0.1:{port}"

@@ -163,3 +163,10 @@ async def test_the_cache_keeps_at_most_its_bound_the_oldest_evicted(db, prefix, 
             assert r.json()["cached"] is False  # evicted: analysed again
     finally:
         proc.stop()
+
+
+async def test_the_queue_counts_an_idle_worker(db, prefix, worker):
+    async with gateway(db, prefix) as client:
+        stats = (await client.get("/queue", headers=OPERATOR)).json()
+    assert stats["depth"] == 0 and stats["in_work"] == 0
+    assert stats["consumers"] == 1, stats  # the worker is there even with nothing to do

