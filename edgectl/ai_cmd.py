@@ -1,4 +1,5 @@
-"""``edgectl ai``: upload AI packages to the master (streamed, with a progress bar) and look at them."""
+"""``edgectl ai``: upload AI packages to the master (streamed, with a progress bar) and look at
+them."""
 from __future__ import annotations
 
 import io
@@ -68,7 +69,13 @@ def upload(
 ) -> None:
     """Upload a package; the body is streamed from disk with a progress bar, never read whole."""
     import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     token = _token(token_env)
     archive = _pack_folder(path) if path.is_dir() else path
@@ -90,7 +97,8 @@ def upload(
             raise typer.Exit(1)
         body = response.json()
         ai = body["ai"]
-        typer.echo(f"AI {ai['id']}: {ai['filename']} {ai['version']} class {ai['ai_class']}, package {body['package_digest']} "
+        typer.echo(f"AI {ai['id']}: {ai['filename']} {ai['version']} class "
+            f"{ai['ai_class']}, package {body['package_digest']} "
                    f"({'stored' if body['stored'] else 'already stored'}), build {body['build']}")
         if wait:
             ai = _wait_built(base, token, ai["id"], timeout)
@@ -129,7 +137,8 @@ def list_ais(
         raise typer.Exit(1)
     out = io.StringIO()
     for ai in r.json()["items"]:
-        out.write(f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} {ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n")
+        out.write(f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} "
+            f"{ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n")
     typer.echo(out.getvalue(), nl=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 
@@ -35,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from services.analysis.settings import AnalysisSettings
         from services.analysis.worker import main
 
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in (
                 ("device", device),

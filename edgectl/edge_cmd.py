@@ -24,14 +24,16 @@ def register(app: typer.Typer) -> None:
 
     @edge.command(context_settings=_PASS_THROUGH)
     def monitoring(ctx: typer.Context) -> None:
-        """Monitoring AI (ai_class 01 SUNNY / 02 RAINY): posts /usage every second. Options: see --help."""
+        """Monitoring AI (ai_class 01 SUNNY / 02 RAINY): posts /usage every second. Options: see
+        --help."""
         from edge_ai.monitoring.app import main
 
         raise typer.Exit(main(list(ctx.args)))
 
     @edge.command(context_settings=_PASS_THROUGH)
     def yolo(ctx: typer.Context) -> None:
-        """YOLO worker: detections on camera frames, a summary a second to /detections. Options: see --help."""
+        """YOLO worker: detections on camera frames, a summary a second to /detections. Options: see
+        --help."""
         from edge_ai.yolo.app import main
 
         raise typer.Exit(main(list(ctx.args)))
@@ -40,9 +42,11 @@ def register(app: typer.Typer) -> None:
     def build_packages(
         out: Path = typer.Option(..., "--out", help="folder for the archives"),
         only: list[str] = typer.Option(None, "--only", help="package source folders to build (default all): weatherai, monitoring-01, ..."),
-        yolo_weights: Path = typer.Option(None, "--yolo-weights", help="real weights (.pt/.onnx) to ship in the YOLO package instead of the random-weight architecture"),
+        yolo_weights: Path = typer.Option(None, "--yolo-weights", help="real weights (.pt/.onnx) to ship in the YOLO "
+            "package instead of the random-weight architecture"),
     ) -> None:
-        """Build the AI package archives ({filename}-{ai_class}-{version}.tar.gz) the master accepts."""
+        """Build the AI package archives ({filename}-{ai_class}-{version}.tar.gz) the master
+        accepts."""
         from edge_ai.packages.build import PackageBuildError, build_all
 
         try:
@@ -51,6 +55,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"edgectl: {exc}", err=True)
             raise typer.Exit(2) from exc
         for pkg in built:
-            typer.echo(f"{pkg.path}  filename={pkg.filename} version={pkg.version} ai_class={pkg.ai_class} condition={pkg.condition}")
+            typer.echo(f"{pkg.path}  filename={pkg.filename} version={pkg.version} "
+                f"ai_class={pkg.ai_class} condition={pkg.condition}")
 
     app.add_typer(edge, name="edge")

@@ -1,9 +1,10 @@
-"""``edgectl registry node-config``: what a node needs to trust and pull from the private registry."""
+"""``edgectl registry node-config``: what a node needs to trust and pull from the private
+registry."""
 from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -13,7 +14,7 @@ from services.master.registry.node_config import PULL_SECRET_NAME
 registry_app = typer.Typer(help="The private image registry.", no_args_is_help=True)
 
 
-class Part(str, Enum):
+class Part(StrEnum):
     hosts = "hosts"
     daemon = "daemon"
     secret = "secret"
@@ -84,15 +85,18 @@ def node_config(
         typer.echo(files["hosts.toml"])
         typer.echo("# ---- docker: merge into /etc/docker/daemon.json, then restart dockerd ----")
         if ca_file:
-            typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt (no daemon.json entry needed)")
+            typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt "
+                "(no daemon.json entry needed)")
         typer.echo(files["daemon.json"])
         if "pull-secret.yaml" in files:
             name = secret_name
-            typer.echo(f"# ---- kubernetes: kubectl apply -f - ; pods use imagePullSecrets: [{{name: {name}}}] ----")
+            typer.echo("# ---- kubernetes: kubectl apply -f - ; pods "
+                f"use imagePullSecrets: [{{name: {name}}}] ----")
             typer.echo("---")
             typer.echo(files["pull-secret.yaml"], nl=False)
         else:
-            typer.echo("# ---- kubernetes: no pull Secret (registry without credentials; pass --username to get one) ----")
+            typer.echo("# ---- kubernetes: no pull Secret (registry without "
+                "credentials; pass --username to get one) ----")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import importlib
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
-from shared.settings import DEFAULT_PORTS, settings_class
+from shared.settings import settings_class
 
 
-class ServiceName(str, Enum):
+class ServiceName(StrEnum):
     setup = "setup"
     master = "master"
     optimizer = "optimizer"
@@ -17,12 +17,17 @@ class ServiceName(str, Enum):
     analysis = "analysis"
 
 
+def service_package(name: str) -> str:
+    """Where service ``name`` lives: its settings, app and migrations are under this package."""
+    return f"services.{name}"
+
+
 def load_settings(name: str, **overrides):
-    return settings_class(f"services.{name}.settings")(**overrides)
+    return settings_class(f"{service_package(name)}.settings")(**overrides)
 
 
 def build_app(name: str, settings):
-    return importlib.import_module(f"services.{name}.app").create_app(settings)
+    return importlib.import_module(f"{service_package(name)}.app").create_app(settings)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +35,7 @@ def register(app: typer.Typer) -> None:
     def serve(
         name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms | analysis"),
         host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
-        port: int = typer.Option(None, help=f"port (defaults: {DEFAULT_PORTS})"),
+        port: int = typer.Option(None, help="port (default: the service's PORT setting, else its own default port)"),
         workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each builds the app from the environment)"),
     ) -> None:
         """Run one service under uvicorn."""
@@ -52,10 +57,10 @@ def register(app: typer.Typer) -> None:
         if settings.migrate_on_start:
             from shared import migrations
 
-            migrations.upgrade(name.value, settings.database_url)
+            migrations.upgrade(settings.service_package, settings.database_url)
         os.environ["EDGE_MIGRATE_ON_START"] = "false"
         uvicorn.run(
-            f"services.{name.value}.app:create_app", factory=True, workers=workers,
+            f"{service_package(name.value)}.app:create_app", factory=True, workers=workers,
             host=settings.host, port=settings.port, log_config=None, access_log=False,
         )
 
@@ -70,7 +75,8 @@ def register(app: typer.Typer) -> None:
 
         url = database_url or ServiceSettings.model_fields["database_url"].default
         for name in names or list(ServiceName):
-            if not (migrations.SERVICES_DIR / name.value / "migrations").is_dir():
+            package = service_package(name.value)
+            if not migrations.has_migrations(package):
                 continue
-            migrations.upgrade(name.value, url)
+            migrations.upgrade(package, url)
             typer.echo(f"{name.value}: migrated to head")

@@ -1,4 +1,5 @@
-"""``edgectl up``: the whole suite on this machine: database, four services, two edge agents, demo fleet."""
+"""``edgectl up``: the whole suite on this machine: database, four services, two edge agents, demo
+fleet."""
 from __future__ import annotations
 
 import logging
@@ -16,11 +17,12 @@ def register(app: typer.Typer) -> None:
         data_dir: Path = typer.Option(None, "--data-dir", envvar="EDGE_UP_DATA_DIR", help="default ./.edge-data"),
         seed_demo: bool = typer.Option(True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"),
     ) -> None:
-        """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data kept)."""
-        from edgectl.stack.run import Stack, StackError
+        """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data
+        kept)."""
         from edgectl.stack.config import StackSettings
+        from edgectl.stack.run import Stack, StackError
 
-        settings = StackSettings(**({"data_dir": data_dir} if data_dir else {}))
+        settings = StackSettings(data_dir=data_dir) if data_dir else StackSettings()
         live = not plain and sys.stdout.isatty()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -9,20 +9,18 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import migrations
 from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
 from shared.edge_tokens import RevocationSet
 from shared.errors import DomainError
-from shared.input_checks import database_value_error, is_field_route
-from shared.legacy import describe_validation_errors, error_envelope
-from shared.logging import configure_logging, request_id_var
+from shared.http_errors import answer
+from shared.http_errors import install_error_handlers as install_http_error_handlers
+from shared.input_checks import database_value_error
+from shared.logging import configure_logging
 from shared.middleware import HttpMetrics, RequestContextMiddleware
 from shared.revocations import RevocationWatcher, http_loader
 from shared.settings import ServiceSettings
@@ -48,30 +46,9 @@ class ServiceApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def error_response(exc: DomainError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _answer(request: Request, exc: DomainError) -> JSONResponse:
-    """``exc`` in the field's envelope on a field route, else in the project's error model."""
-    if is_field_route(request.scope):
-        text = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        return error_envelope(exc.status_code, text, exc.headers)
-    return error_response(exc)
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        return _answer(request, exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        # The framework's own answers (404 no route, 405 wrong method): the field's envelope on a
-        # field route, the framework's usual body elsewhere.
-        if is_field_route(request.scope):
-            return error_envelope(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-        return await http_exception_handler(request, exc)
+    """The project's error answers (shared.http_errors) and the database's errors translated."""
+    install_http_error_handlers(app)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(asyncpg.exceptions.DataError)
@@ -80,45 +57,19 @@ def install_error_handlers(app: FastAPI) -> None:
         # A value the database refuses as data (an id beyond its column's range): 422 naming it.
         refused = database_value_error(request.scope, exc)
         if refused is not None:
-            return _answer(request, refused)
+            return answer(request, refused)
         translated = translate_db_error(exc)
         if isinstance(translated, DomainError):
-            return _answer(request, translated)
+            return answer(request, translated)
         raise exc
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = describe_validation_errors(exc.errors())
-        if is_field_route(request.scope):
-            return error_envelope(422, "; ".join(f"{p['field']}: {p['problem']}" for p in problems))
-        first = problems[0] if problems else {"field": "body", "problem": "invalid"}
-        body = {
-            "error": {
-                "type": "invalid",
-                "message": "; ".join(f"{p['field']}: {p['problem']}" for p in problems),
-                "field": first["field"],
-                "problems": problems,
-            }
-        }
-        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(IntegrityError)
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         translated = translate_db_error(exc)
         if isinstance(translated, DomainError):
-            return _answer(request, translated)
+            return answer(request, translated)
         raise exc
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        if is_field_route(request.scope):
-            return error_envelope(500, "internal error")
-        return JSONResponse(
-            {"error": {"type": "internal", "message": "internal error", "request_id": request_id_var.get()}},
-            status_code=500,
-        )
 
 
 def health_router() -> APIRouter:
@@ -171,7 +122,9 @@ def create_service_app(
             settings.service_name, level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
         )
         if settings.migrate_on_start:
-            await asyncio.to_thread(migrations.upgrade, settings.service_name, settings.database_url)
+            await asyncio.to_thread(
+                migrations.upgrade, settings.service_package, settings.database_url
+            )
         engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, application_name=f"edge-{settings.service_name}"
         )

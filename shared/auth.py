@@ -110,10 +110,6 @@ class Principal:
     token_id: int | None = None  # edges: to check revocation on a cached principal
     expires_at: int | None = None
 
-    @property
-    def is_staff(self) -> bool:
-        return self.kind in ("operator", "service")
-
     def may(self, grant: Grant) -> bool:
         if self.kind == "operator":
             return True
@@ -147,9 +143,9 @@ def identify(
     for name, credential in settings.service_credentials().items():
         if _same(token, credential):
             return Principal("service", name=name)
-    if settings.accepts_service_token and settings.service_token is not None:
-        if _same(token, settings.service_token.get_secret_value()):
-            return Principal("service", name="legacy")
+    legacy = settings.service_token if settings.accepts_service_token else None
+    if legacy is not None and _same(token, legacy.get_secret_value()):
+        return Principal("service", name="legacy")
     if settings.edge_token_secret is not None:
         claims = decode_edge_token(token, settings.edge_token_secret.get_secret_value())
         if claims is not None:
@@ -253,12 +249,6 @@ async def require_edge(request: Request) -> Principal:
     if principal.kind != "edge":
         raise Forbidden("only an edge's own token may call this route")
     return principal
-
-
-def check_own_node(principal: Principal, nid: str | None, field: str = "nid") -> None:
-    """In a handler: an edge may only see what belongs to its own node."""
-    if principal.kind == "edge" and nid != principal.nid:
-        raise Forbidden("an edge token reads only its own data", field=field)
 
 
 OperatorAuth = Annotated[Principal, Depends(require_staff)]

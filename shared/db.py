@@ -8,13 +8,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
@@ -29,7 +34,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def make_base(schema: str) -> type[DeclarativeBase]:
@@ -37,7 +42,7 @@ def make_base(schema: str) -> type[DeclarativeBase]:
 
     class Base(DeclarativeBase):
         metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
-        type_annotation_map = {datetime: DateTime(timezone=True)}
+        type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
     return Base
 
@@ -90,7 +95,8 @@ _background: set[asyncio.Task] = set()
 
 
 def after_commit(session: AsyncSession, action: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``action`` (e.g. notify another service) once this request's transaction has committed."""
+    """Run ``action`` (e.g. notify another service) once this request's transaction has
+    committed."""
     session.info.setdefault("after_commit", []).append(action)
 
 

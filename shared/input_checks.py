@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any, get_args
 from urllib.parse import parse_qsl
 
@@ -52,7 +52,7 @@ def integer_problem(text: str) -> str | None:
     return None
 
 
-def match_route(scope: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def match_route(scope: MutableMapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The route a request goes to (the one the router chose, else the first that matches)."""
     route = scope.get("route")
     if route is not None and not hasattr(route, "original_router"):
@@ -61,7 +61,7 @@ def match_route(scope: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return _find_route(getattr(getattr(app, "router", None), "routes", ()), scope) or (None, {})
 
 
-def _find_route(routes: Any, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+def _find_route(routes: Any, scope: MutableMapping[str, Any]) -> tuple[Any, dict[str, Any]] | None:
     partial: tuple[Any, dict[str, Any]] | None = None
     for candidate in routes:
         inner = getattr(candidate, "original_router", None)
@@ -90,13 +90,13 @@ def _find_route(routes: Any, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]
     return partial
 
 
-def is_field_route(scope: dict[str, Any]) -> bool:
+def is_field_route(scope: MutableMapping[str, Any]) -> bool:
     """Whether the request is on one of the field's routes (answers in the field's envelope)."""
     route, _ = match_route(scope)
     return bool(getattr(route, "field_envelope", False))
 
 
-def check_target(scope: dict[str, Any]) -> DomainError | None:
+def check_target(scope: MutableMapping[str, Any]) -> DomainError | None:
     """NUL characters in the path or the query string, and integers beyond 64 bits in the path
     or query parameters the route declares as integers."""
     path: str = scope.get("path", "")
@@ -225,7 +225,7 @@ def _paths_of(value: Any, wanted: str, path: str = "") -> Iterator[str]:
             yield from _paths_of(item, wanted, f"{path}[{index}]")
 
 
-def database_value_error(scope: dict[str, Any], exc: BaseException) -> Invalid | None:
+def database_value_error(scope: MutableMapping[str, Any], exc: BaseException) -> Invalid | None:
     """A 422 for a value the database refused as data (out of a column's range, not encodable,
     NUL), naming the path, query or body field that held it; None for any other error."""
     import asyncpg  # only services with a database get here
@@ -246,7 +246,7 @@ def database_value_error(scope: dict[str, Any], exc: BaseException) -> Invalid |
     return Invalid(f"{shown}is not accepted ({reason[:120]})".strip(), field=field or "body")
 
 
-def _field_holding(scope: dict[str, Any], value: str) -> str | None:
+def _field_holding(scope: MutableMapping[str, Any], value: str) -> str | None:
     for key, item in (scope.get("path_params") or {}).items():
         if str(item) == value:
             return str(key)

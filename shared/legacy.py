@@ -1,4 +1,5 @@
-"""The field's compatibility routes: form fields or JSON in, ``{"code": "0000", "message": ...}`` out.
+"""The field's compatibility routes: form fields or JSON in, ``{"code": "0000", "message": ...}``
+out.
 
 Failures keep their HTTP status (4xx/5xx) and answer the envelope with a non-"0000" code:
 

@@ -1,12 +1,13 @@
-"""Structured logs (JSON lines) carrying the request id; secrets redacted before they are written."""
+"""Structured logs (JSON lines) carrying the request id; secrets redacted before they are
+written."""
 from __future__ import annotations
 
 import contextvars
 import logging
 import sys
 
-from edge_ai.common.logs import RedactingFormatter
-from edge_ai.common.redaction import redact
+from edge_common.log_format import RedactingFormatter
+from edge_common.redaction import redact
 
 __all__ = ["configure_logging", "log_fields", "redact", "request_id_var"]
 

@@ -128,7 +128,7 @@ class RequestContextMiddleware:
                 app_answered = True
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             elif not app_answered:
                 return
             await send(message)

@@ -1,11 +1,14 @@
-"""Alembic, one migration tree per service (``services/<name>/migrations``), one schema per service.
+"""Alembic, one migration tree per service (``<service package>/migrations``), one schema each.
 
-``upgrade(service, url)`` is what ``edgectl migrate`` and each service's start-up call.
+``upgrade(package, url)`` is what ``edgectl migrate`` and each service's start-up call, with the
+service's package path (``"services.setup"``): this module knows no service by name.
 Concurrent upgrades (several replicas starting at once) are serialised by an advisory lock.
 """
+
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import zlib
 from pathlib import Path
@@ -16,23 +19,32 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+def migrations_dir(package: str) -> Path:
+    """The migrations folder of a service package (``"services.vms"`` -> ``.../vms/migrations``)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{package}: not a package")
+    return Path(next(iter(spec.submodule_search_locations))) / "migrations"
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def has_migrations(package: str) -> bool:
+    return (migrations_dir(package) / "env.py").is_file()
+
+
+def alembic_config(package: str, database_url: str) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.set_main_option("script_location", str(migrations_dir(package)))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    cfg.attributes["service"] = service
     return cfg
 
 
-def upgrade(service: str, database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(service, database_url), revision)
+def upgrade(package: str, database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(package, database_url), revision)
 
 
-def downgrade(service: str, database_url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(service, database_url), revision)
+def downgrade(package: str, database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(package, database_url), revision)
 
 
 def run_env(metadata: MetaData) -> None:
@@ -69,7 +81,9 @@ def run_env(metadata: MetaData) -> None:
         await engine.dispose()
 
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=metadata, version_table_schema=schema, literal_binds=True)
+        context.configure(
+            url=url, target_metadata=metadata, version_table_schema=schema, literal_binds=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

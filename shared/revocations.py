@@ -14,10 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from shared.edge_tokens import RevocationSet
+from shared.errors import DomainError
+from shared.service_client import ServiceClient
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("edge.revocations")
@@ -28,19 +29,22 @@ Loader = Callable[[], Awaitable[dict[str, int]]]
 
 def http_loader(settings: ServiceSettings) -> Loader:
     async def load() -> dict[str, int]:
-        headers = {"Authorization": f"Bearer {settings.own_credential()}"}
-        async with httpx.AsyncClient(
-            base_url=settings.setup_url, headers=headers, timeout=5.0
-        ) as client:
-            response = await client.get("/edges/token-revocations")
-            response.raise_for_status()
-            return {str(k): int(v) for k, v in response.json()["min_token_id"].items()}
+        setup = ServiceClient(
+            "setup", settings.setup_url, token=settings.own_credential(), timeout=5.0
+        )
+        try:
+            body = await setup.json("GET", "/edges/token-revocations")
+        finally:
+            await setup.aclose()
+        return {str(k): int(v) for k, v in body["min_token_id"].items()}
 
     return load
 
 
 class RevocationWatcher:
-    def __init__(self, settings: ServiceSettings, revocations: RevocationSet, loader: Loader):
+    def __init__(
+        self, settings: ServiceSettings, revocations: RevocationSet, loader: Loader
+    ) -> None:
         self.settings = settings
         self.revocations = revocations
         self.loader = loader
@@ -70,7 +74,7 @@ class RevocationWatcher:
         await self._ensure_listener()
         try:
             entries = await self.loader()
-        except (httpx.HTTPError, asyncpg.PostgresError, OSError, ValueError, KeyError) as exc:
+        except (DomainError, asyncpg.PostgresError, OSError, ValueError, KeyError, TypeError) as exc:
             log.warning(
                 "edge-token revocations unavailable, keeping %d known: %s",
                 len(self.revocations.min_token_id),

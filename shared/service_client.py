@@ -38,7 +38,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _RETRY_LATER = frozenset({408, 429, 502, 503, 504})
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str | None]:
+def error_of(response: httpx.Response) -> tuple[str, str | None]:
     """The message and field of an error answer, in the project's model or the field's envelope."""
     try:
         body = response.json()
@@ -57,7 +57,7 @@ def _error_of(response: httpx.Response) -> tuple[str, str | None]:
 
 def domain_error_for(response: httpx.Response, what: str) -> DomainError:
     """The domain error that another service's error answer stands for."""
-    message, field = _error_of(response)
+    message, field = error_of(response)
     status = response.status_code
     if status == 404:
         return NotFound(f"{what}: {message}", field=field)

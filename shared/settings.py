@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"setup": 8001, "master": 8002, "optimizer": 8003, "vms": 6432, "analysis": 8004}
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
@@ -34,6 +33,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_file=None, populate_by_name=True)
 
     service_name: str = "service"
+    # Each service's settings class declares its own (SETUP_PORT etc. override it).
+    default_port: ClassVar[int] = 8000
 
     # Read by every service under fixed names.
     env: Literal["local", "production"] = Field(
@@ -132,7 +133,7 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, description="request body limit (413 above)")
 
     @model_validator(mode="after")
-    def _secrets_required_outside_local(self) -> "ServiceSettings":
+    def _secrets_required_outside_local(self) -> ServiceSettings:
         if self.env == "local":
             if self.operator_token is None:
                 self.operator_token = SecretStr(LOCAL_OPERATOR_TOKEN)
@@ -152,11 +153,12 @@ class ServiceSettings(BaseSettings):
             ]
             if missing:
                 raise ValueError(
-                    "outside local mode (EDGE_ENV=local) these secrets must be set, 16 characters or more: "
+                    "outside local mode (EDGE_ENV=local) these "
+                        "secrets must be set, 16 characters or more: "
                     + ", ".join(missing)
                 )
         if not self.port:
-            self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+            self.port = self.default_port
         return self
 
     @property
@@ -195,8 +197,10 @@ class ServiceSettings(BaseSettings):
         return self.service_credentials().get(self.service_name, "")
 
     @property
-    def schema_name(self) -> str:
-        return self.service_name
+    def service_package(self) -> str:
+        """The package the service lives in (its migrations are under it): the package of the module
+        that defines its settings class (``services.setup.settings`` -> ``services.setup``)."""
+        return type(self).__module__.rpartition(".")[0]
 
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so that logs can redact them."""

@@ -21,12 +21,13 @@ KEEP_TABLES = {"alembic_version", "condition_codes", "condition_ai_classes"}
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    """A fresh database for this test run, migrated to head for every service, dropped at the end."""
+    """A fresh database for this test run, migrated to head for every service, dropped at the
+    end."""
     name = f"edgetest_{uuid.uuid4().hex[:10]}"
     url = asyncio.run(create_database(name))
     for service in SERVICES:
-        if (migrations.SERVICES_DIR / service / "migrations" / "env.py").exists():
-            migrations.upgrade(service, url)
+        if migrations.has_migrations(f"services.{service}"):
+            migrations.upgrade(f"services.{service}", url)
     yield url
     asyncio.run(drop_database(name))
 

@@ -264,7 +264,7 @@ def main() -> None:
     db = asyncio.run(create_database(name))
     procs: list[Proc] = []
     try:
-        migrations.upgrade("analysis", db)
+        migrations.upgrade("services.analysis", db)
         with tempfile.TemporaryDirectory() as tmp:
             procs = start_workers(args, db, prefix, Path(tmp))
             figures = asyncio.run(through_the_queue(args, db, prefix, blobs))

@@ -213,7 +213,7 @@ def main() -> int:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
     asyncio.run(admin(f'CREATE DATABASE "{DB_NAME}"'))
     url = db_url(DB_NAME)
-    migrations.upgrade("vms", url)
+    migrations.upgrade("services.vms", url)
     asyncio.run(create_partitions(url))  # the baselines insert into the same partitioned table
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))

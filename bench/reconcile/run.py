@@ -180,7 +180,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
     out: dict = {"edges": n}
     try:
         for svc in ("setup", "vms", "optimizer"):
-            migrations.upgrade(svc, url)
+            migrations.upgrade(f"services.{svc}", url)
         t = time.perf_counter()
         asyncio.run(seed(url, n))
         out["seed_s"] = time.perf_counter() - t

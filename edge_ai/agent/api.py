@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.node import node_vitals
-from edge_ai.agent.schemas import DesiredSet, Heartbeat, LogTail, WorkloadList, WorkloadSpec, WorkloadStatus
+from edge_ai.agent.schemas import (
+    DesiredSet,
+    Heartbeat,
+    LogTail,
+    WorkloadList,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from edge_ai.agent.supervisor import PrepareError, Supervisor
 from shared.auth import bearer_token
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, UpstreamError
@@ -34,7 +41,8 @@ SupervisorDep = Annotated[Supervisor, Depends(supervisor_of)]
 
 
 def prepare_failure(exc: PrepareError, field: str) -> Exception:
-    """A package that could not be fetched is the master's side (502/503); an unsafe one is refused (422)."""
+    """A package that could not be fetched is the master's side (502/503); an unsafe one is refused
+    (422)."""
     if exc.kind == "refused":
         return Invalid(f"{exc.name}: {exc}", field=field)
     if exc.kind == "mismatch":

@@ -1,4 +1,5 @@
-"""The agent's ASGI app: the supervisor started in the lifespan and stopped with it (SIGTERM/SIGINT)."""
+"""The agent's ASGI app: the supervisor started in the lifespan and stopped with it
+(SIGTERM/SIGINT)."""
 from __future__ import annotations
 
 import contextlib
@@ -6,18 +7,17 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 
 from edge_ai.agent import AGENT_VERSION
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
 from edge_ai.agent.api import router
 from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore
 from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.node import prime_cpu_percent
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import Supervisor
-from shared.app import install_error_handlers
+from shared.http_errors import install_error_handlers
 from shared.logging import configure_logging
 
 log = logging.getLogger("edge.agent")

@@ -1,7 +1,9 @@
-"""Running the agent: ``edgectl agent ...`` and ``python -m edge_ai.agent ...`` share this command."""
+"""Running the agent: ``edgectl agent ...`` and ``python -m edge_ai.agent ...`` share this
+command."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,7 +21,7 @@ def agent(
     from edge_ai.agent.app import create_agent_app
     from edge_ai.agent.settings import AgentSettings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in (("node", node), ("port", port), ("host", host), ("workdir", workdir), ("master_url", master_url))
         if v is not None

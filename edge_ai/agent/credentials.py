@@ -115,7 +115,7 @@ class BearerFromStore(httpx.Auth):
     def __init__(self, store: EdgeTokenStore):
         self.store = store
 
-    def auth_flow(self, request: httpx.Request):  # noqa: ANN201 - httpx's generator protocol
+    def auth_flow(self, request: httpx.Request):
         token = self.store.current()
         if token:
             request.headers["Authorization"] = f"Bearer {token}"

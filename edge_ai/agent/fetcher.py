@@ -7,8 +7,8 @@ import logging
 import os
 import ssl
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -26,12 +26,8 @@ class DigestMismatch(FetchError):
 class PackageFetcher:
     """Fetches package archives by ``sha256:<hex>`` digest into ``<workdir>/cache/sha256/<hex>``.
 
-    ``fetch(digest, have=[...])`` is the one entry point. ``have`` lists the digests already in the
-    local cache (``cached()``), the bases a future binary delta could be computed against: the
-    master can then answer ``GET /artifacts/sha256:<new>?from=sha256:<old>`` with a patch
-    (HDiffPatch-style) instead of the whole archive, and this method would apply it to the cached
-    base and verify the result against ``digest`` exactly as it verifies a full download now.
-    Today it always asks for the full archive; the caller need not change when deltas come.
+    ``fetch(digest)`` is the one entry point: the whole archive from the master's
+    ``GET /artifacts/sha256:<hex>``, verified against ``digest`` before it enters the cache.
     """
 
     def __init__(
@@ -59,10 +55,7 @@ class PackageFetcher:
     def path_for(self, digest: str) -> Path:
         return self.cache_dir / digest.split(":", 1)[1]
 
-    def cached(self) -> list[str]:
-        return [f"sha256:{p.name}" for p in self.cache_dir.iterdir() if len(p.name) == 64]
-
-    async def fetch(self, digest: str, *, have: Sequence[str] = ()) -> Path:
+    async def fetch(self, digest: str) -> Path:
         """The archive's local path, downloading and verifying it first unless already cached."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:  # two workloads needing the same package download it once
@@ -83,17 +76,23 @@ class PackageFetcher:
                 if response.status_code != 200:
                     await response.aread()
                     raise FetchError(f"master answered {response.status_code} for package {digest}")
-                with open(tmp, "wb") as out:  # local disk append; bounded chunks
+                # Disk work in a thread (one 1 MiB chunk at a time): the API stays responsive.
+                out = await asyncio.to_thread(open, tmp, "wb")
+                try:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)
                         if size > self.max_bytes:
-                            raise FetchError(f"package {digest} is larger than {self.max_bytes} bytes")
+                            raise FetchError(
+                                f"package {digest} is larger than {self.max_bytes} bytes"
+                            )
                         sha.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
+                        await asyncio.to_thread(out.write, chunk)
+                    await asyncio.to_thread(_sync, out)
+                finally:
+                    await asyncio.to_thread(out.close)
             if sha.hexdigest() != expected:
-                raise DigestMismatch(f"package digest mismatch: asked for {digest}, received sha256:{sha.hexdigest()}")
+                raise DigestMismatch("package digest mismatch: asked for "
+                    f"{digest}, received sha256:{sha.hexdigest()}")
             os.replace(tmp, path)
             log.info("fetched package %s (%d bytes)", digest, size)
         except httpx.HTTPError as exc:
@@ -110,3 +109,8 @@ class PackageFetcher:
         )
         for p in others[extra:]:
             p.unlink(missing_ok=True)
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())

@@ -90,8 +90,9 @@ def describe_exit(code: int | None) -> str:
 
 
 class ProcessInstance:
-    """Runs ``argv`` in ``directory`` as its own process group, restarting it with backoff until stopped,
-    or until it crash-loops (``crash_loop_limit`` quick failures in a row), which marks it failed."""
+    """Runs ``argv`` in ``directory`` as its own process group, restarting it with backoff until
+    stopped, or until it crash-loops (``crash_loop_limit`` quick failures in a row), which marks it
+    failed."""
 
     def __init__(
         self,
@@ -129,7 +130,7 @@ class ProcessInstance:
         self._task: asyncio.Task | None = None
         self._partial = b""
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._guarded(), name=f"supervise:{self.name}:{self.version}")
 
@@ -139,7 +140,7 @@ class ProcessInstance:
             await self._supervise()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("supervision of %s %s broke", self.name, self.version)
             await self._terminate()
             self.state, self.reason, self.pid = "failed", f"agent error: {exc.__class__.__name__}: {exc}", None
@@ -175,7 +176,7 @@ class ProcessInstance:
         lines = list(self.ring)
         return lines[-n:] if n > 0 else []
 
-    # -- supervision loop ------------------------------------------------------------------------------------
+    # -- supervision loop --------------------------------------------------------------------------
     async def _supervise(self) -> None:
         quick_failures = 0
         while not self._stop.is_set():
@@ -258,12 +259,12 @@ class ProcessInstance:
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout=self.policy.stop_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
-    # -- logs ------------------------------------------------------------------------------------------------
+    # -- logs --------------------------------------------------------------------------------------
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         """Child output into the ring buffer and the log file, in chunks (no line-length limit)."""
         while chunk := await stream.read(65536):

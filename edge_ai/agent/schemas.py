@@ -38,7 +38,8 @@ class WorkloadSpec(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' (at most 127), starting with a letter or digit")
+            raise ValueError("use letters, digits, '.', '_' and '-' (at "
+                "most 127), starting with a letter or digit")
         return v
 
     @field_validator("package_digest")
@@ -80,7 +81,7 @@ class DesiredSet(BaseModel):
     workloads: list[WorkloadSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> "DesiredSet":
+    def _unique(self) -> DesiredSet:
         seen: set[str] = set()
         for i, w in enumerate(self.workloads):
             if w.name in seen:

@@ -66,7 +66,7 @@ class AgentSettings(BaseSettings):
     log_file_max_bytes: int = 5 * 1024**2
 
     @model_validator(mode="after")
-    def _key_required_outside_local(self) -> "AgentSettings":
+    def _key_required_outside_local(self) -> AgentSettings:
         if self.nid is None and self.edge_token is not None:
             from edge_ai.agent.credentials import token_nid
 

@@ -44,8 +44,8 @@ class StateStore:
         )
 
     def save(self, node: str, state: SavedState) -> None:
-        """Write to a temporary file, fsync, rename: a crash leaves the old file or the new one, never half.
-        A snapshot older than the last one written is dropped."""
+        """Write to a temporary file, fsync, rename: a crash leaves the old file or the new one,
+        never half. A snapshot older than the last one written is dropped."""
         with self._lock:
             if state.seq < self._last_seq:
                 return

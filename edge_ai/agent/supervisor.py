@@ -1,5 +1,5 @@
-"""The node's desired set of workloads made real: packages prepared, processes run, versions switched
-without a gap, state persisted so a restarted agent picks up where it was."""
+"""The node's desired set of workloads made real: packages prepared, processes run, versions
+switched without a gap, state persisted so a restarted agent picks up where it was."""
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +39,8 @@ class PrepareError(Exception):
     def __init__(self, name: str, message: str, *, kind: str):
         super().__init__(message)
         self.name = name
-        self.kind = kind  # "unavailable" (master unreachable), "mismatch" (bad bytes), "refused" (unsafe package)
+        # "unavailable" (master unreachable), "mismatch" (bad bytes), "refused" (unsafe package)
+        self.kind = kind
 
 
 class WorkloadRunner:
@@ -57,19 +58,19 @@ class WorkloadRunner:
         return [i for i in (self.current, *self.previous) if i is not None]
 
     def up_to_date(self, spec: WorkloadSpec) -> bool:
-        """Nothing to do: same program and config, and either healthy or failed at this very generation
-        (a failed workload starts again only when the master bumps the generation)."""
+        """Nothing to do: same program and config, and either healthy or failed at this very
+        generation (a failed workload starts again only when the master bumps the generation)."""
         if self.current is None or self.spec.fingerprint() != spec.fingerprint():
             return False
         return self.current.state != "failed" or spec.generation <= self.spec.generation
 
     def switch_to(self, spec: WorkloadSpec, new: ProcessInstance, on_retired) -> list[ProcessInstance]:
-        """Make ``new`` current. Returns instances to stop now (those that never served); serving ones
-        stay until ``new`` is running."""
+        """Make ``new`` current. Returns instances to stop now (those that never served); serving
+        ones stay until ``new`` is running."""
         self.spec = spec
         self.prepare_error = None
-        stop_now = []
-        keep = []
+        stop_now: list[ProcessInstance] = []
+        keep: list[ProcessInstance] = []
         for inst in self.instances():
             serving = inst.ready.is_set() and not inst.finished.is_set()
             (keep if serving else stop_now).append(inst)
@@ -110,7 +111,7 @@ class WorkloadRunner:
         return WorkloadStatus(
             **base,
             live=spec.live,
-            state=inst.state,  # type: ignore[arg-type]
+            state=inst.state,
             reason=reason,
             restarts=inst.restarts,
             exit_code=inst.exit_code,
@@ -146,7 +147,7 @@ class Supervisor:
         self._snapshots = 0  # orders the state.json writes
         self._tasks: list[asyncio.Task] = []
 
-    # -- startup and shutdown ------------------------------------------------------------------------------
+    # -- startup and shutdown ----------------------------------------------------------------------
     async def start(self) -> None:
         """Clear leftovers of a previous run, then bring the saved desired set back."""
         for sub in ("workloads", "logs", "cache", "live"):
@@ -184,10 +185,10 @@ class Supervisor:
             # The desired set stays on disk: the next start re-adopts it.
             await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
 
-    # -- changes of the desired set ------------------------------------------------------------------------
+    # -- changes of the desired set ----------------------------------------------------------------
     async def replace_all(self, specs: list[WorkloadSpec]) -> None:
-        """Full replace: every package is prepared first (all or nothing), then workloads not in the set go,
-        the others are applied."""
+        """Full replace: every package is prepared first (all or nothing), then workloads not in the
+        set go, the others are applied."""
         async with self._lock:
             for spec in specs:
                 runner = self.runners.get(spec.name)
@@ -313,17 +314,18 @@ class Supervisor:
         """The workload's live settings file: one path for every version (no restart cause)."""
         return self.workdir / "live" / f"{name}.json"
 
-    # -- packages --------------------------------------------------------------------------------------------
+    # -- packages ----------------------------------------------------------------------------------
     def directory_for(self, spec: WorkloadSpec) -> Path:
         digest12 = spec.package_digest.split(":", 1)[1][:12]
         return self.workdir / "workloads" / spec.name / f"{spec.version}-{digest12}"
 
     async def _prepare(self, spec: WorkloadSpec) -> Path:
-        """Package fetched (or cached), verified, unpacked into its version directory, edgeconfig.xml written."""
+        """Package fetched (or cached), verified, unpacked into its version directory,
+        edgeconfig.xml written."""
         directory = self.directory_for(spec)
         try:
             if not directory.is_dir():
-                archive = await self.fetcher.fetch(spec.package_digest, have=self.fetcher.cached())
+                archive = await self.fetcher.fetch(spec.package_digest)
                 directory.parent.mkdir(parents=True, exist_ok=True)
                 await asyncio.to_thread(
                     unpack,
@@ -341,7 +343,7 @@ class Supervisor:
             raise PrepareError(spec.name, f"package refused: {exc}", kind="refused") from exc
         return directory
 
-    # -- state -----------------------------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------------------
     def _snapshot(self) -> SavedState:
         children = [
             ChildRecord(name=r.spec.name, version=i.version, pid=i.pid, start_time=i.pid_start)
@@ -364,10 +366,11 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     async def flush(self) -> None:
-        """Desired-set changes are on disk before the API answers: an accepted change survives a crash."""
+        """Desired-set changes are on disk before the API answers: an accepted change survives a
+        crash."""
         await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
 
-    # -- reads -----------------------------------------------------------------------------------------------
+    # -- reads -------------------------------------------------------------------------------------
     def statuses(self) -> list[WorkloadStatus]:
         return [self.runners[name].status() for name in sorted(self.runners)]
 
@@ -406,9 +409,9 @@ def _remove_dirs_except(base: Path, keep: set[Path]) -> None:
 def reap_leftovers(workdir: Path, recorded: Iterable[ChildRecord], timeout: float) -> list[int]:
     """Stop children of a previous agent run (blocking; run in a thread).
 
-    Found two ways: the pids saved in state.json (checked against their start time, so a reused pid is
-    left alone) and the workdir marker in every child's environment (covers a crash before the save).
-    Each is a process-group leader: its whole group is stopped.
+    Found two ways: the pids saved in state.json (checked against their start time, so a reused pid
+    is left alone) and the workdir marker in every child's environment (covers a crash before the
+    save). Each is a process-group leader: its whole group is stopped.
     """
     leaders: dict[int, psutil.Process] = {}
     for rec in recorded:
@@ -448,4 +451,4 @@ def reap_leftovers(workdir: Path, recorded: Iterable[ChildRecord], timeout: floa
     return sorted(leaders)
 
 
-__all__ = ["Supervisor", "PrepareError", "WorkloadRunner", "describe_exit"]
+__all__ = ["PrepareError", "Supervisor", "WorkloadRunner", "describe_exit"]

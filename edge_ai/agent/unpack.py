@@ -1,4 +1,5 @@
-"""Unpack a package archive (zip or tar.gz) into a directory, refusing anything that could escape it.
+"""Unpack a package archive (zip or tar.gz) into a directory, refusing anything that could escape
+it.
 
 Refused: absolute paths, ``..`` components, links (symbolic or hard) whose target leaves the root,
 device files and fifos, more than ``max_files`` entries, more than ``max_bytes`` unpacked.

@@ -37,7 +37,8 @@ class DiskBuffer:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS records (id INTEGER "
+                "PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
             "data TEXT NOT NULL, blob BLOB)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -69,7 +70,8 @@ class DiskBuffer:
                 dropped = 0
                 if excess > 0:
                     dropped = self._db.execute(
-                        "DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ?)", (excess,)
+                        "DELETE FROM records WHERE id IN (SELECT "
+                            "id FROM records ORDER BY id LIMIT ?)", (excess,)
                     ).rowcount
                     self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,))
                 self._db.execute("COMMIT")

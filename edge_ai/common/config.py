@@ -25,31 +25,6 @@ from urllib.parse import urlsplit
 DEFAULT_CONFIG_FILE = "edgeconfig.xml"
 DEFAULT_BUFFER_MAX_RECORDS = 10_000
 
-# Environment variables read over the file (documented in the README, section "Edge programs").
-ENV_VARS = {
-    "EDGE_CONFIG": "path of edgeconfig.xml (default ./edgeconfig.xml)",
-    "EDGE_VMS_URL": "VMS base URL, e.g. http://127.0.0.1:6432 (overrides IP and Port)",
-    "EDGE_VMS_IP": "VMS IP (overrides <vms><IP>)",
-    "EDGE_VMS_PORT": "VMS port (overrides <vms><Port>)",
-    "VMS_URL": "the field's ConfigMap name: VMS host or http(s) URL (over <vms><IP>)",
-    "VMS_PORT": "the field's ConfigMap name: VMS port (overrides <vms><Port>; EDGE_VMS_* win)",
-    "EDGE_NODE_ID": "node id sent as nid, e.g. 0x01 (overrides <node><NID>)",
-    "EDGE_NODE_NAME": "node name, sent as username by the monitoring AI (overrides <node><Name>)",
-    "EDGE_TOKEN": "the edge's token, sent as Authorization: Bearer (overrides <node><Token>)",
-    "EDGE_ANALYSIS_URL": "analysis server URL for low-confidence frames (overrides <analysis><URL>)",
-    "EDGE_ROUTE_LOW_CONFIDENCE": "true/false: send low-confidence frames to the analysis server",
-    "EDGE_BUFFER_DIR": "directory of the on-disk buffers (overrides <buffer><Path>)",
-    "EDGE_BUFFER_MAX_RECORDS": "records kept per buffer before the oldest are dropped",
-    "EDGE_HTTP_TIMEOUT": "seconds per HTTP request to the VMS (default 5)",
-    "EDGE_BACKOFF_MIN": "first retry delay in seconds (default 0.5)",
-    "EDGE_BACKOFF_MAX": "longest retry delay in seconds (default 30)",
-    "EDGE_BATCH_SIZE": "records per /batch request when draining the buffer (default 200)",
-    "EDGE_API_HOST": "interface of the program's local API (default 127.0.0.1)",
-    "EDGE_API_PORT": "port of the program's local API (default: no API)",
-    "EDGE_LOG_FORMAT": "text or json (default text)",
-    "EDGE_LOG_LEVEL": "INFO, DEBUG, ... (default INFO)",
-}
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file or variable and the problem."""
@@ -79,7 +54,8 @@ class EdgeConfig:
     def require_node_id(self) -> str:
         if not self.node_id:
             raise ConfigError(
-                f"{self.source}: no node id: add <node><NID>0x01</NID></node> to the file or set EDGE_NODE_ID"
+                f"{self.source}: no node id: add <node><NID>0x01</NID></node> "
+                    "to the file or set EDGE_NODE_ID"
             )
         return self.node_id
 
@@ -193,7 +169,8 @@ def _read_file(path: Path) -> dict[str, object]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> EdgeConfig:
-    """Read ``edgeconfig.xml`` (``path``, else $EDGE_CONFIG, else ./edgeconfig.xml), then the environment.
+    """Read ``edgeconfig.xml`` (``path``, else $EDGE_CONFIG, else ./edgeconfig.xml), then the
+    environment.
 
     The file may be left out only when no path was asked for, ./edgeconfig.xml does not exist and
     EDGE_VMS_URL gives the VMS: a program started by hand with environment variables only.

@@ -19,20 +19,21 @@ class FrameUnavailable(Exception):
 
 
 def _cv2():
-    import cv2  # noqa: PLC0415 - heavy, edge extra only
+    import cv2
 
     return cv2
 
 
 def describe(spec: str) -> str:
     """The source for logs, without credentials (RTSP URLs carry the camera's user and password)."""
-    from edge_ai.common.logs import redact
+    from edge_common.redaction import redact
 
     return redact(spec)
 
 
 class ImageFolderSource:
-    """The folder's images in name order, round and round (a stand-in camera for tests and demos)."""
+    """The folder's images in name order, round and round (a stand-in camera for tests and
+    demos)."""
 
     def __init__(self, path: Path):
         if path.is_dir():
@@ -61,17 +62,19 @@ class ImageFolderSource:
 
 
 class VideoSource:
-    """A video file (played at its own frame rate, looped) or a live stream (reopened when it drops)."""
+    """A video file (played at its own frame rate, looped) or a live stream (reopened when it
+    drops)."""
 
     def __init__(self, spec: str):
         self.spec = spec
         self.live = spec.startswith(STREAM_SCHEMES)
-        self._cap = None
+        self._cap: Any = None
         self._started = 0.0
         self._fps = 0.0
         self._pos = 0
 
-    def _open(self) -> None:
+    def _open(self) -> Any:
+        """Open the source; the capture (also kept as ``self._cap``)."""
         cv2 = _cv2()
         cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
@@ -81,11 +84,10 @@ class VideoSource:
         self._fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         self._started = time.monotonic()
         self._pos = 0
+        return cap
 
     def read(self) -> Any:
-        if self._cap is None:
-            self._open()
-        cap = self._cap
+        cap = self._cap if self._cap is not None else self._open()
         if not self.live:
             # Skip ahead to where the clock says the video is, so a 5 fps reader of a 25 fps file
             # sees the scene move at its real speed.
@@ -100,8 +102,8 @@ class VideoSource:
             self.close()
             if self.live:
                 raise FrameUnavailable(f"stream {describe(self.spec)} gave no frame")
-            self._open()  # end of file: loop
-            ok, frame = self._cap.read()
+            cap = self._open()  # end of file: loop
+            ok, frame = cap.read()
             if not ok or frame is None:
                 raise FrameUnavailable(f"{self.spec}: no frame could be decoded")
         return frame
@@ -151,7 +153,10 @@ class SnapshotSource:
         pass
 
 
-def open_source(spec: str):
+FrameSource = ImageFolderSource | VideoSource | SnapshotSource
+
+
+def open_source(spec: str) -> FrameSource:
     """An image folder, one image, a video file, a camera's snapshot URL, or a stream URL."""
     still = Path(spec.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES
     if spec.startswith(("http://", "https://")) and still:

@@ -49,7 +49,7 @@ class LocalApi:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, body, ctype = await asyncio.wait_for(self._respond(reader), 10)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.TimeoutError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
             writer.close()
             return
         payload = body.encode()
@@ -88,9 +88,8 @@ class LocalApi:
         except ValueError as exc:
             return _json(400, {"detail": f"body is not JSON: {exc}"})
         try:
-            result = handler(data)
-            if asyncio.iscoroutine(result):
-                result = await result
+            outcome = handler(data)
+            result = await outcome if isinstance(outcome, Awaitable) else outcome
         except Exception:  # the API must not take the program down
             log.exception("local API handler %s %s failed", method, path)
             return _json(500, {"detail": "internal error"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import NoReturn, overload
 
 from edge_ai.common.config import ConfigError
 
@@ -10,10 +11,14 @@ from edge_ai.common.config import ConfigError
 class ArgumentParser(argparse.ArgumentParser):
     """Bad options are configuration errors too: exit code 2 with the problem named."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
 
 
+@overload
+def env_default(name: str, default: str) -> str: ...
+@overload
+def env_default(name: str, default: None = None) -> str | None: ...
 def env_default(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

@@ -32,17 +32,18 @@ class Stop:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self.event.set)
 
-    async def wait(self, timeout: float) -> bool:
-        """True when asked to stop, False when ``timeout`` passed first."""
+    async def wait(self, seconds: float) -> bool:
+        """True when asked to stop, False when ``seconds`` passed first."""
         try:
-            await asyncio.wait_for(self.event.wait(), max(0.0, timeout))
-        except (TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.event.wait(), max(0.0, seconds))
+        except TimeoutError:
             return False
         return True
 
 
 async def every(period: float, stop: Stop, tick: Callable[[], Awaitable[None] | None]) -> None:
-    """Call ``tick`` every ``period`` seconds on the wall-clock grid (12:00:01.000, ...02.000) until stopped.
+    """Call ``tick`` every ``period`` seconds on the wall-clock grid (12:00:01.000, ...02.000) until
+    stopped.
 
     A slow tick skips the ticks it overran rather than bunching them up.
     """

@@ -93,7 +93,8 @@ class BufferedSender:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            # Only when the disk itself stalls for a long time; keep the newest like the buffer does.
+            # Only when the disk itself stalls for a long time; keep the newest like the buffer
+            # does.
             with contextlib.suppress(asyncio.QueueEmpty):
                 self._queue.get_nowait()
             self.dropped_in_memory += 1
@@ -116,15 +117,16 @@ class BufferedSender:
             "last_error": self.last_error,
         }
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop sending; whatever was not delivered stays in the buffer for the next start."""
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop sending (the task gets ``grace_s`` to finish its request); whatever was not
+        delivered stays in the buffer for the next start."""
         if self._task is not None:
             # The sentinel may not fit a full queue; cancelling is then the way out.
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(_STOP)
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except (TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
@@ -142,7 +144,7 @@ class BufferedSender:
             timeout = max(0.0, self._next_attempt - time.monotonic()) if len(self.buffer) else None
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 continue
             if item is _STOP:
                 return
@@ -178,7 +180,7 @@ class BufferedSender:
                 return
             done: list[int] = []
             failure: Delivery | None = None
-            for record, result in zip(batch, results):
+            for record, result in zip(batch, results, strict=False):
                 if result.outcome is Outcome.RETRY:
                     failure = failure or result
                     continue
@@ -249,7 +251,7 @@ class BufferedSender:
             self._last_drop_log = now
 
     def _take_queued(self) -> list[tuple[str, dict[str, Any], bytes | None]]:
-        items = []
+        items: list[tuple[str, dict[str, Any], bytes | None]] = []
         while True:
             try:
                 item = self._queue.get_nowait()

@@ -2,13 +2,13 @@
 
 Record kinds and the VMS routes they go to (built from the VMS IP and Port):
 
-=============  ====================  ==========================================
-kind           route                 sent by
-=============  ====================  ==========================================
-environment    POST /save_edgeData   weather AI: {nid, date, time, result}
-usage          POST /usage           monitoring AI: {code, message, username, cpu, memory, func, nid}
-detections     POST /detections      YOLO worker: the per-second summary
-=============  ====================  ==========================================
+===========  ===================  ================================================================
+kind         route                sent by
+===========  ===================  ================================================================
+environment  POST /save_edgeData  weather AI: {nid, date, time, result}
+usage        POST /usage          monitoring AI: {code, message, username, cpu, memory, func, nid}
+detections   POST /detections     YOLO worker: the per-second summary
+===========  ===================  ================================================================
 
 Buffered records go out through ``POST /batch`` ``{"records": [{"kind", "data"}]}``, which answers
 each record's fate; a VMS without /batch (404/405, the field's) gets them one by one instead.
@@ -32,7 +32,8 @@ log = logging.getLogger("edge_ai.vms")
 ROUTES = {"environment": "/save_edgeData", "usage": "/usage", "detections": "/detections"}
 BATCH_ROUTE = "/batch"
 # Answers that say "not now" rather than "not this record": the record is kept and retried.
-# 401/403 included: a wrong or revoked token is fixed by the operator, the data is still good.
+# 401/403 included: a wrong or revoked token is fixed by the operator, the data is still good
+# (unlike shared.service_client, where a service's refused credential is an error at once).
 _RETRY_STATUSES = {401, 403, 408, 425, 429}
 
 
@@ -60,12 +61,22 @@ def transport_failure(exc: httpx.HTTPError) -> Delivery:
     return Delivery(Outcome.RETRY, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
+async def post(http: httpx.AsyncClient, url: str, **kw: Any) -> httpx.Response | Delivery:
+    """POST once: the answer, or a transport failure as the RETRY it stands for. The one place
+    the edge programs catch httpx's errors; what an answer means is ``classify``'s."""
+    try:
+        return await http.post(url, **kw)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc)
+
+
 def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class VmsClient:
-    """``submit(kind, data)`` and forget: delivery, buffering and ordering happen in the background."""
+    """``submit(kind, data)`` and forget: delivery, buffering and ordering happen in the
+    background."""
 
     def __init__(self, config: EdgeConfig, *, program: str, http: httpx.AsyncClient | None = None):
         self.config = config
@@ -91,24 +102,20 @@ class VmsClient:
             raise ValueError(f"unknown record kind {kind!r}; one of {sorted(ROUTES)}")
         self.sender.submit(kind, data)
 
-    async def close(self, timeout: float = 5.0) -> None:
-        await self.sender.close(timeout)
+    async def close(self, grace_s: float = 5.0) -> None:
+        await self.sender.close(grace_s)
         if self._owns_http:
             await self._http.aclose()
 
     async def _post_one(self, record: BufferedRecord) -> Delivery:
-        try:
-            response = await self._http.post(self.base_url + ROUTES[record.kind], json=record.data)
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
-        return classify(response)
+        response = await post(self._http, self.base_url + ROUTES[record.kind], json=record.data)
+        return response if isinstance(response, Delivery) else classify(response)
 
     async def _post_batch(self, batch: Sequence[BufferedRecord]) -> list[Delivery] | Delivery:
         body = {"records": [{"kind": r.kind, "data": r.data} for r in batch]}
-        try:
-            response = await self._http.post(self.base_url + BATCH_ROUTE, json=body)
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+        response = await post(self._http, self.base_url + BATCH_ROUTE, json=body)
+        if isinstance(response, Delivery):
+            return response
         verdict = classify(response)
         if verdict.outcome is Outcome.RETRY:
             return verdict
@@ -144,8 +151,8 @@ def _batch_results(response: httpx.Response, batch: Sequence[BufferedRecord]) ->
 class AnalysisClient:
     """Frames (JPEG + metadata) for the analysis server, buffered like the VMS records.
 
-    ``POST <analysis URL>`` as multipart/form-data: ``image`` (image/jpeg) and ``metadata`` (JSON text).
-    The URL is asked for at send time: routing may move it while the program runs.
+    ``POST <analysis URL>`` as multipart/form-data: ``image`` (image/jpeg) and ``metadata`` (JSON
+    text). The URL is asked for at send time: routing may move it while the program runs.
     """
 
     def __init__(
@@ -177,8 +184,8 @@ class AnalysisClient:
     def submit(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
         self.sender.submit("frame", metadata, jpeg)
 
-    async def close(self, timeout: float = 5.0) -> None:
-        await self.sender.close(timeout)
+    async def close(self, grace_s: float = 5.0) -> None:
+        await self.sender.close(grace_s)
         if self._owns_http:
             await self._http.aclose()
 
@@ -187,8 +194,6 @@ class AnalysisClient:
         if not url:
             return Delivery(Outcome.RETRY, "no analysis URL configured")
         files = {"image": ("frame.jpg", record.blob or b"", "image/jpeg")}
-        try:
-            response = await self._http.post(url, files=files, data={"metadata": json.dumps(record.data)})
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
-        return classify(response)
+        data = {"metadata": json.dumps(record.data)}
+        response = await post(self._http, url, files=files, data=data)
+        return response if isinstance(response, Delivery) else classify(response)

@@ -1,1 +1,2 @@
-"""The monitoring AI: ai_class 01 (SUNNY variant) and 02 (RAINY variant), the same program with a setting."""
+"""The monitoring AI: ai_class 01 (SUNNY variant) and 02 (RAINY variant), the same program with a
+setting."""

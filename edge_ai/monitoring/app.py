@@ -2,22 +2,23 @@
 
 ``{"code": "0000", "message": "success", "username": <node name>, "cpu": 12.5, "memory": 43.1,
 "func": "SUNNY", "nid": "0x01", "ts": "2026-11-22T03:00:00.000Z"}`` -- the field's payload plus
-``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant running: ``--variant`` / $MONITORING_VARIANT.
+``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant
+running: ``--variant`` / $MONITORING_VARIANT.
 """
 from __future__ import annotations
 
 import logging
 import socket
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default
-from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.runtime import Stop, every, run_program, start_api
+from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import VmsClient
 
 log = logging.getLogger("edge_ai.monitoring")
@@ -81,7 +82,7 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
     log.info("monitoring AI (%s) as %s posting to %s every %gs", options.variant, options.username, config.vms_url, options.interval)
 
     def tick() -> None:
-        vms.submit("usage", usage_record(options, psutil.cpu_percent(None), psutil.virtual_memory().percent, datetime.now(timezone.utc)))
+        vms.submit("usage", usage_record(options, psutil.cpu_percent(None), psutil.virtual_memory().percent, datetime.now(UTC)))
 
     try:
         await every(options.interval, stop, tick)

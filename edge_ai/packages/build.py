@@ -2,10 +2,10 @@
 
 Each source folder holds the package's own files (``aipackage.yaml`` at its root, Dockerfile,
 edgeconfig.xml, requirements.txt, models/...). The build adds the program code the manifest's
-command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``edge_ai/common``
-and ``edge_ai/weather``, so the command runs from the unpacked folder as it is. Archives are
-gzip tars with the files at their root, sorted, with fixed owners and times: the same sources
-give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
+command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``edge_ai/common``,
+``edge_common`` and ``edge_ai/weather``, so the command runs from the unpacked folder as it is.
+Archives are gzip tars with the files at their root, sorted, with fixed owners and times: the same
+sources give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import yaml
 
 PACKAGES_DIR = Path(__file__).resolve().parent
 EDGE_AI_DIR = PACKAGES_DIR.parent
+EDGE_COMMON_DIR = EDGE_AI_DIR.parent / "edge_common"  # stdlib only: redaction, log lines
 FIXED_MTIME = 315532800  # 1980-01-01
 _SKIP = {"__pycache__", ".pytest_cache"}
 
@@ -80,6 +81,7 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
     files = _files(source, "")
     files.update({"edge_ai/__init__.py": EDGE_AI_DIR / "__init__.py"})
     files.update(_files(EDGE_AI_DIR / "common", "edge_ai/common/"))
+    files.update(_files(EDGE_COMMON_DIR, "edge_common/"))
     files.update(_files(EDGE_AI_DIR / program, f"edge_ai/{program}/"))
     overrides: dict[str, bytes] = {}
     if yolo_weights is not None and program == "yolo":
@@ -99,13 +101,16 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / f"{manifest['filename']}-{manifest['ai_class']}-{manifest['version']}.tar.gz"
     tmp = archive.with_suffix(".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename="") as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name in sorted(set(files) | set(overrides)):
-                data = overrides.get(name)
-                if data is None:
-                    data = files[name].read_bytes()
-                _add(tar, name, data)
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name in sorted(set(files) | set(overrides)):
+            data = overrides.get(name)
+            if data is None:
+                data = files[name].read_bytes()
+            _add(tar, name, data)
     tmp.replace(archive)
     return BuiltPackage(archive, manifest["filename"], manifest["version"], manifest["ai_class"], manifest.get("condition"))
 
@@ -115,7 +120,8 @@ def build_all(out_dir: Path, *, only: list[str] | None = None, yolo_weights: Pat
     if only:
         unknown = set(only) - {s.name for s in sources}
         if unknown:
-            raise PackageBuildError(f"no package source named {', '.join(sorted(unknown))} (have: {', '.join(s.name for s in sources)})")
+            raise PackageBuildError(f"no package source named {', '.join(sorted(unknown))} "
+                f"(have: {', '.join(s.name for s in sources)})")
         sources = [s for s in sources if s.name in only]
     return [build_package(s, out_dir, yolo_weights=yolo_weights) for s in sources]
 

@@ -18,8 +18,8 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default, parse_codes
@@ -59,7 +59,8 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     parser.add_argument("--initial", default=env_default("WEATHER_INITIAL", "0"),
                         help="operator: the code until one is set ($WEATHER_INITIAL, default 0)")
     parser.add_argument("--codes", default=env_default("WEATHER_CODES", DEFAULT_CODES),
-                        help=f"condition -> code mapping of the classifier ($WEATHER_CODES, default {DEFAULT_CODES})")
+                        help="condition -> code mapping of the classifier "
+                            f"($WEATHER_CODES, default {DEFAULT_CODES})")
     parser.add_argument("--time-zone", default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
                         help="zone of the date/time it posts, as the field's devices do "
                              "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)")
@@ -77,7 +78,8 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     if args.period <= 0 or args.interval <= 0:
         raise ConfigError("--period and --interval must be positive")
     if args.source == "classifier" and not args.video:
-        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): an RTSP URL, a video file or an image folder")
+        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): "
+            "an RTSP URL, a video file or an image folder")
     return WeatherOptions(
         config=config,
         node_id=config.require_node_id(),
@@ -122,17 +124,25 @@ class ResultState:
 
 async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop) -> None:
     """One frame a second through the rules; stream failures back off and retry."""
-    from edge_ai.common.frames import FrameUnavailable, describe, open_source
+    from edge_ai.common.frames import (
+        FrameSource,
+        FrameUnavailable,
+        describe,
+        open_source,
+    )
     from edge_ai.weather.classifier import SmoothedClassifier
 
+    video = options.video
+    if video is None:  # parse_options refuses the classifier without one
+        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO)")
     classifier = SmoothedClassifier()
-    source = None
+    source: FrameSource | None = None
     failures = 0
     while not stop.event.is_set():
         try:
             if source is None:
-                source = await asyncio.to_thread(open_source, options.video)
-                log.info("classifying frames from %s", describe(options.video))
+                source = await asyncio.to_thread(open_source, video)
+                log.info("classifying frames from %s", describe(video))
             frame = await asyncio.to_thread(source.read)
             condition = await asyncio.to_thread(classifier.update, frame)
             code = options.codes.get(condition)

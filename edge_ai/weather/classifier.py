@@ -6,7 +6,7 @@ real camera in a demo. The statistics are computed on the frame scaled to 160 px
 * brightness: mean of HSV value (0..255)
 * saturation: mean of HSV saturation (0..255)
 * contrast:   standard deviation of the grey image
-* sharpness:  variance of the Laplacian of the grey image (low = blurred, e.g. fog or rain on the lens)
+* sharpness:  variance of the Laplacian of the grey image (low: blurred, by fog or rain on the lens)
 
 Rules, first match wins (thresholds are the ``Rules`` defaults):
 
@@ -47,7 +47,7 @@ class FrameStats:
 
 
 def frame_stats(frame: Any) -> FrameStats:
-    import cv2  # noqa: PLC0415 - edge extra only
+    import cv2
 
     height, width = frame.shape[:2]
     if width > 160:

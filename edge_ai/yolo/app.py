@@ -13,16 +13,16 @@ import logging
 import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
+from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.routing import Routing
-from edge_ai.common.timefmt import utc_stamp
 from edge_ai.yolo.summary import Window, summary_record
 
 log = logging.getLogger("edge_ai.yolo")
@@ -105,7 +105,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser = base_parser("yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS.")
     parser.add_argument("--source", default=env_default("YOLO_SOURCE"), help="RTSP URL, video file or image folder ($YOLO_SOURCE)")
     parser.add_argument("--model", default=env_default("YOLO_MODEL", "yolov8n.yaml"),
-                        help="weights (.pt, .onnx) or architecture (.yaml, random weights) ($YOLO_MODEL, default yolov8n.yaml)")
+                        help="weights (.pt, .onnx) or architecture (.yaml, random "
+                            "weights) ($YOLO_MODEL, default yolov8n.yaml)")
     parser.add_argument("--model-name", default=env_default("YOLO_MODEL_NAME"), help="name posted as model (default: the file's stem)")
     parser.add_argument("--model-version", default=env_default("YOLO_MODEL_VERSION", "01"), help="posted as model_version ($YOLO_MODEL_VERSION, default 01)")
     parser.add_argument("--rate", type=float, default=float(env_default("YOLO_RATE", "5")), help="frames a second at most ($YOLO_RATE, default 5)")
@@ -118,11 +119,14 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser.add_argument("--max-detections", type=int, default=int(env_default("YOLO_MAX_DETECTIONS", "100")),
                         help="detections listed per summary ($YOLO_MAX_DETECTIONS, default 100)")
     parser.add_argument("--max-uploads", type=int, default=int(env_default("YOLO_MAX_UPLOADS_PER_SECOND", "1")),
-                        help="low-confidence frames sent up a second at most ($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
+                        help="low-confidence frames sent up a second at most "
+                            "($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
     parser.add_argument("--analysis-buffer", type=int, default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
-                        help="frames kept on disk for the analysis server ($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
+                        help="frames kept on disk for the analysis server "
+                            "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
     parser.add_argument("--names", default=env_default("YOLO_NAMES"),
-                        help="YAML with the class names, for a model without them ($YOLO_NAMES; default COCO for 80 classes)")
+                        help="YAML with the class names, for a model without "
+                            "them ($YOLO_NAMES; default COCO for 80 classes)")
     _add_live_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
@@ -133,7 +137,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
     _check_live_options(args)
     if args.imgsz < 32 or args.max_detections < 0 or args.max_uploads < 0 or args.analysis_buffer < 1:
-        raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads not negative; --analysis-buffer at least 1")
+        raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads "
+            "not negative; --analysis-buffer at least 1")
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
@@ -168,7 +173,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
 
 
 def _encode_jpeg(frame: Any) -> bytes:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
@@ -277,8 +282,8 @@ class Worker:
         height, width = frame.shape[:2]
         return {
             "nid": self.posts_for,
-            "ts": utc_stamp(datetime.now(timezone.utc)),  # noqa: UP017 - the file's style
-            "camera_time": utc_stamp(datetime.now(timezone.utc)),  # noqa: UP017
+            "ts": utc_stamp(datetime.now(UTC)),
+            "camera_time": utc_stamp(datetime.now(UTC)),
             "reason": reason,
             "model": self.options.model_name,
             "model_version": self.options.model_version,

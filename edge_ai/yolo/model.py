@@ -13,7 +13,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
 
 from edge_ai.common.config import ConfigError
 
@@ -32,17 +35,20 @@ def prepare_offline_environment(config_dir: Path) -> None:
 
 
 def check_model_spec(spec: str) -> None:
-    """Refuse, before anything loads, a weights file that is not on disk (ultralytics would download it)."""
+    """Refuse, before anything loads, a weights file that is not on disk (ultralytics would download
+    it)."""
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in WEIGHT_SUFFIXES:
         if not path.is_file():
-            raise ConfigError(f"model {spec}: file not found (weights are never downloaded; put the file in the package)")
+            raise ConfigError(f"model {spec}: file not found (weights are "
+                "never downloaded; put the file in the package)")
     elif suffix in ARCH_SUFFIXES:
         if path.parent != Path(".") and not path.is_file():
             raise ConfigError(f"model {spec}: architecture file not found")
     else:
-        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) or an architecture file (.yaml)")
+        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) "
+            "or an architecture file (.yaml)")
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Detector:
         names_file: str | None = None,
     ):
         check_model_spec(spec)
-        from ultralytics import YOLO  # noqa: PLC0415 - heavy; only the YOLO worker needs it
+        from ultralytics import YOLO
 
         task = "detect"
         self.model = YOLO(spec, task=task)
@@ -91,12 +97,12 @@ class Detector:
         names = {int(k): str(v) for k, v in dict(self.model.names).items()}
         if names != {i: str(i) for i in range(len(names))}:
             return names
-        import yaml  # noqa: PLC0415
+        import yaml
 
         if names_file:
             source = Path(names_file)
         elif len(names) == 80:
-            import ultralytics  # noqa: PLC0415
+            import ultralytics
 
             source = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
         else:
@@ -113,18 +119,29 @@ class Detector:
         """All detections at or above ``min_conf`` and the wall time of the whole call in ms
         (pre-processing, inference and NMS: what bounds the frame rate on the box)."""
         started = time.perf_counter()
-        result = self.model.predict(
-            frame, conf=self.min_conf, imgsz=self.imgsz, device=self.device, max_det=self.max_det, verbose=False
-        )[0]
+        # predict() without stream=True answers a list of Results (its annotation is wider).
+        results = cast(
+            "list[Results]",
+            self.model.predict(
+                frame,
+                conf=self.min_conf,
+                imgsz=self.imgsz,
+                device=self.device,
+                max_det=self.max_det,
+                verbose=False,
+            ),
+        )
+        result = results[0]
         elapsed_ms = (time.perf_counter() - started) * 1000
         boxes = result.boxes
         names = self.class_names
         detections = []
         if boxes is not None and len(boxes):
-            xyxy = boxes.xyxy.cpu().tolist()
-            confs = boxes.conf.cpu().tolist()
-            classes = boxes.cls.cpu().tolist()
-            for box, conf, cls in zip(xyxy, confs, classes):
+            # tolist() copies to the host from any device (tensors) and works on numpy arrays too.
+            xyxy, confs, classes = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
+            for box, conf, cls in zip(xyxy, confs, classes, strict=True):
                 cid = int(cls)
-                detections.append(Detection(str(names.get(cid, cid)), cid, float(conf), tuple(float(v) for v in box)))
+                x1, y1, x2, y2 = (float(v) for v in box)
+                name = str(names.get(cid, cid))
+                detections.append(Detection(name, cid, float(conf), (x1, y1, x2, y2)))
         return detections, elapsed_ms

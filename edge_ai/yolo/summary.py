@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_ai.common.timefmt import utc_stamp
@@ -48,7 +48,7 @@ def summary_record(
     detections = sorted(window.latest, key=lambda d: d.confidence, reverse=True)[:max_detections]
     return {
         "nid": node_id,
-        "ts": utc_stamp(datetime.fromtimestamp(ended, timezone.utc)),
+        "ts": utc_stamp(datetime.fromtimestamp(ended, UTC)),
         "model": model,
         "model_version": model_version,
         "fps": round(window.frames / seconds, 2),

@@ -1,1 +1,2 @@
-"""`edgectl up`: the whole suite on one machine (database, four services, two edge agents, demo fleet)."""
+"""`edgectl up`: the whole suite on one machine (database, four services, two edge agents, demo
+fleet)."""

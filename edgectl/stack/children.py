@@ -1,6 +1,8 @@
-"""The stack's child processes: started in their own process group, logged to files, stopped together."""
+"""The stack's child processes: started in their own process group, logged to files, stopped
+together."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,11 +45,15 @@ class Child:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.args,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -59,7 +65,7 @@ class Child:
         while time.monotonic() < deadline:
             if not self.alive():
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}); last log lines:\n{tail}")
+                raise RuntimeError(f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}")
             try:
                 if httpx.get(self.ready_url, timeout=2).status_code == 200:
                     return
@@ -68,12 +74,14 @@ class Child:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s (see {self.log_path})")
 
+    def exit_code(self) -> int | None:
+        """The process's exit status (None: not started or still running)."""
+        return self.popen.returncode if self.popen is not None else None
+
     def signal(self, sig: int) -> None:
-        if self.alive():
-            try:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def wait(self, timeout: float) -> bool:
         if self.popen is None:

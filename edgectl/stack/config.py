@@ -1,4 +1,5 @@
-"""Settings of `edgectl up` (env prefix EDGE_UP_), and the secrets it generates once per data folder."""
+"""Settings of `edgectl up` (env prefix EDGE_UP_), and the secrets it generates once per data
+folder."""
 from __future__ import annotations
 
 import json

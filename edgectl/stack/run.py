@@ -126,7 +126,7 @@ class Stack:
         os.environ.setdefault("SETUP_SECRET_KEYS", secrets["SETUP_SECRET_KEYS"])
         services = (*SERVICES, "analysis") if self.analysis else SERVICES
         for name in services:
-            migrations.upgrade(name, database_url)
+            migrations.upgrade(f"services.{name}", database_url)
 
         env = self._env(database_url, secrets, redis_url)
         logs = self.data_dir / "logs"
@@ -239,7 +239,7 @@ class Stack:
         if self.redis is not None and not self.redis.alive():
             dead.append(self.redis.child)
         if dead:
-            names = ", ".join(f"{c.name} (exit {c.popen.returncode}, log {c.log_path})" for c in dead)
+            names = ", ".join(f"{c.name} (exit {c.exit_code()}, log {c.log_path})" for c in dead)
             raise StackError(f"stopped unexpectedly: {names}")
 
     # ---- stop --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 
@@ -20,7 +21,15 @@ from edge_ai.packages.build import build_all
 log = logging.getLogger("edgectl.seed")
 
 CLUSTER = "demo"
-EDGES = [
+
+
+class DemoEdge(TypedDict):
+    name: str
+    nid: str
+    gps: dict[str, float]
+
+
+EDGES: list[DemoEdge] = [
     # Two cameras about 1 km apart in Seoul (Sangam-dong).
     {"name": "edge-01", "nid": "0x01", "gps": {"latitude": 37.5790, "longitude": 126.8890}},
     {"name": "edge-02", "nid": "0x02", "gps": {"latitude": 37.5775, "longitude": 126.8990}},
@@ -42,7 +51,7 @@ def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[s
         cluster_id = _cluster(http, setup)
         edge_ids = [
             _edge(http, setup, spec, cluster_id, agent_url, data_dir / "agents" / spec["name"] / "edge-token")
-            for spec, agent_url in zip(EDGES, agent_urls)
+            for spec, agent_url in zip(EDGES, agent_urls, strict=False)
         ]
         ais = _packages(http, setup, master, data_dir / "packages")
         weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]
@@ -74,7 +83,7 @@ def _write_token(path: Path, token: str) -> None:
         f.write(token)
 
 
-def _edge(http: httpx.Client, setup: str, spec: dict, cluster_id: int, agent_url: str, token_file: Path) -> int:
+def _edge(http: httpx.Client, setup: str, spec: DemoEdge, cluster_id: int, agent_url: str, token_file: Path) -> int:
     found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced

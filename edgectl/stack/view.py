@@ -1,4 +1,5 @@
-"""What `edgectl up` shows: services, edges (condition, AIs, usage) and the optimizer's latest decisions.
+"""What `edgectl up` shows: services, edges (condition, AIs, usage) and the optimizer's latest
+decisions.
 
 A live rich view on a terminal; plain log lines (only what changed) otherwise.
 """

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -17,6 +18,7 @@ class AnalysisSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ANALYSIS_", extra="ignore", populate_by_name=True)
 
     service_name: str = "analysis"
+    default_port: ClassVar[int] = 8004
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=_fixed("EDGE_REDIS_URL"),

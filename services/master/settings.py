@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
@@ -18,6 +18,7 @@ class MasterSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MASTER_", extra="ignore", populate_by_name=True)
 
     service_name: str = "master"
+    default_port: ClassVar[int] = 8002
 
     # The private registry images are pushed to. Unset: packages are stored and run by edge agents
     # from the artifact store, no image is built (the single-machine stack needs no registry).

@@ -8,6 +8,8 @@ OPTIMIZER_OVERLOAD__ENABLED=false, OPTIMIZER_FOCUS__CLASSES='["person"]'. The AP
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -31,6 +33,7 @@ class OptimizerSettings(ServiceSettings):
     )
 
     service_name: str = "optimizer"
+    default_port: ClassVar[int] = 8003
 
     # When decisions run.
     resync_seconds: float = Field(30.0, gt=0, description="full-fleet decision cycle period")

@@ -1,5 +1,9 @@
-"""The setup service: registry of clusters, masters, edges and AI packages, and the desired deployments."""
+"""The setup service: registry of clusters, masters, edges and AI packages, and the desired
+deployments."""
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -11,6 +15,7 @@ from services.setup.edges.router import router as edges
 from services.setup.edges.tokens import own_table_loader
 from services.setup.fleet.router import router as fleet
 from services.setup.legacy.router import router as legacy
+from services.setup.master_client import MasterCalls
 from services.setup.masters.router import router as masters
 from services.setup.settings import SetupSettings
 from shared.app import create_service_app
@@ -18,14 +23,29 @@ from shared.app import create_service_app
 
 def create_app(settings: SetupSettings | None = None) -> FastAPI:
     settings = settings or SetupSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        master: MasterCalls = app.state.master
+        master.outbox.start()
+        try:
+            yield
+        finally:
+            await master.outbox.stop()  # queued requests get a short deadline to go out
+
     app = create_service_app(
         settings,
         title="Edge platform: setup",
-        description="Registry of clusters, masters, edge devices and AI packages, and the desired deployments. "
+        description="Registry of clusters, masters, edge devices "
+            "and AI packages, and the desired deployments. "
         "Every change needs `Authorization: Bearer <token>`.",
         routers=[clusters, masters, edges, ai_packages, deployments, conditions, fleet, legacy],
         # The optimizer writes a whole cycle's differences in one bulk call.
         body_limits={"/deployments/bulk": settings.max_bulk_body_bytes},
+        extra_lifespan=lifespan,
+    )
+    app.state.master = MasterCalls(
+        settings, app.state.metrics_registry, enabled=settings.notify_master
     )
     app.state.revocation_loader = own_table_loader  # its own table, not a call to itself
     return app

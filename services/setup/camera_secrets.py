@@ -18,8 +18,12 @@ import base64
 import hashlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+if TYPE_CHECKING:
+    from services.setup.settings import SetupSettings
 
 # Development only: derived from a fixed phrase, so local data survives restarts.
 LOCAL_SECRET_KEY = base64.urlsafe_b64encode(
@@ -67,9 +71,11 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
-def box_for(settings: object) -> SecretBox:
-    """The box of a SetupSettings (its ``secret_keys``)."""
-    keys = getattr(settings, "secret_keys")
+def box_for(settings: SetupSettings) -> SecretBox:
+    """The box of a SetupSettings (its ``secret_keys``, required by its validation)."""
+    keys = settings.secret_keys
+    if keys is None:
+        raise ValueError("SETUP_SECRET_KEYS must be set (Fernet keys)")
     return SecretBox(parse_keys(keys.get_secret_value()))
 
 
@@ -115,7 +121,7 @@ def main(argv: list[str]) -> int:
 
     settings = SetupSettings()
     box = box_for(settings)
-    count = asyncio.run(reencrypt_all(settings.database_url, box, settings.schema_name))
+    count = asyncio.run(reencrypt_all(settings.database_url, box))
     print(f"re-encrypted {count} camera secrets with the newest key")
     return 0
 

@@ -2,21 +2,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import TimestampMixin, make_base, utcnow
+from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState, PackageStatus
+from shared.db import NAMING_CONVENTION, TimestampMixin, utcnow
 
-Base = make_base("setup")
 
-RUNTIMES = ("agent", "kubernetes", "docker")
-AI_STATUSES = ("uploaded", "building", "ready", "failed", "removed")
-DESIRED_STATES = ("running", "removed")
-OBSERVED_STATES = ("pending", "running", "failed", "removed")
-EDGE_STATUSES = ("active", "degraded")
+class Base(DeclarativeBase):
+    """Setup's tables, in its own schema (as shared.db.make_base builds it, spelled out so that
+    the type checker knows the class)."""
 
+    metadata = MetaData(schema="setup", naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 class Cluster(TimestampMixin, Base):
     __tablename__ = "clusters"
@@ -58,7 +72,7 @@ class Edge(TimestampMixin, Base):
     capacity_cpu: Mapped[float | None] = mapped_column(Float)
     capacity_memory_mb: Mapped[int | None] = mapped_column(Integer)
     capacity_gpu: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default=EdgeStatus.ACTIVE)
     token_hash: Mapped[str | None] = mapped_column(String(64))
     # Zone of the date/time strings its programs send (the field's run Korean time); NULL: the
     # fleet default (VMS_FIELD_TIMEZONE).
@@ -80,7 +94,7 @@ class AiPackage(TimestampMixin, Base):
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     image_ref: Mapped[str | None] = mapped_column(String(500))
     image_digest: Mapped[str | None] = mapped_column(String(71))
-    status: Mapped[str] = mapped_column(String(20), default="uploaded")
+    status: Mapped[str] = mapped_column(String(20), default=PackageStatus.UPLOADED)
     failure_reason: Mapped[str | None] = mapped_column(Text)
 
 
@@ -101,11 +115,11 @@ class Deployment(TimestampMixin, Base):
     edge_id: Mapped[int] = mapped_column(ForeignKey("edges.id", ondelete="CASCADE"), index=True)
     ai_id: Mapped[int] = mapped_column(ForeignKey("ai_packages.id", ondelete="RESTRICT"), index=True)
     filename: Mapped[str] = mapped_column(String(63))
-    desired: Mapped[str] = mapped_column(String(20), default="running")
+    desired: Mapped[str] = mapped_column(String(20), default=DesiredState.RUNNING)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     allow_multiple: Mapped[bool] = mapped_column(Boolean, default=False)
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    observed: Mapped[str] = mapped_column(String(20), default="pending")
+    observed: Mapped[str] = mapped_column(String(20), default=ObservedState.PENDING)
     observed_reason: Mapped[str | None] = mapped_column(Text)
     observed_at: Mapped[datetime | None] = mapped_column()
     observed_generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -13,16 +15,18 @@ class SetupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETUP_", extra="ignore", populate_by_name=True)
 
     service_name: str = "setup"
+    default_port: ClassVar[int] = 8001
     notify_master: bool = Field(True, description="ask the master to act on changes at once (off: record only)")
     max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
     secret_keys: SecretStr | None = Field(
         None,
-        description="Fernet keys that encrypt camera credentials at rest, comma-separated, newest first "
+        description="Fernet keys that encrypt camera credentials "
+            "at rest, comma-separated, newest first "
         "(the newest encrypts, any decrypts); required outside local mode",
     )
 
     @model_validator(mode="after")
-    def _secret_keys_required_outside_local(self) -> "SetupSettings":
+    def _secret_keys_required_outside_local(self) -> SetupSettings:
         if self.secret_keys is None and self.env == "local":
             self.secret_keys = SecretStr(LOCAL_SECRET_KEY)
         if self.secret_keys is None:

@@ -1,4 +1,5 @@
-"""The VMS: ingest per-second observations from every edge, store them durably and fast, answer queries."""
+"""The VMS: ingest per-second observations from every edge, store them durably and fast, answer
+queries."""
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,7 @@ from services.vms.ingest.router import legacy_router
 from services.vms.ingest.router import router as ingest_router
 from services.vms.ingest.service import IngestService
 from services.vms.nodes.directory import NodeDirectory
-from services.vms.notify.notifier import OptimizerNotifier
+from services.vms.notify.notifier import event_publisher, optimizer_outbox
 from services.vms.queries.router import router as queries_router
 from services.vms.queries.service import QueryService
 from services.vms.retention.jobs import run_maintenance
@@ -43,14 +44,14 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         metrics = IngestMetrics(app.state.metrics_registry)
         pool = await create_ingest_pool(settings.database_url, settings.ingest_pool_size)
         directory = NodeDirectory(settings)
-        notifier = OptimizerNotifier(settings, metrics) if settings.notify_optimizer else None
-        committer = GroupCommitter(pool, settings, metrics, on_events=notifier.publish if notifier else None)
+        outbox = optimizer_outbox(settings, app.state.metrics_registry)
+        on_events = event_publisher(outbox) if settings.notify_optimizer else None
+        committer = GroupCommitter(pool, settings, metrics, on_events=on_events)
         scheduler = AsyncIOScheduler()
         try:
             await run_maintenance(pool, settings)
             await directory.start()
-            if notifier is not None:
-                await notifier.start()
+            outbox.start()
             await committer.start()
             app.state.ingest_pool = pool
             app.state.directory = directory
@@ -67,8 +68,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await committer.stop()
-            if notifier is not None:
-                await notifier.stop()
+            await outbox.stop()  # queued events get a short deadline to go out
             await directory.close()
             await pool.close()
 
@@ -79,7 +79,8 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         routers=[legacy_router, ingest_router, queries_router, analysis_router],
         extra_lifespan=lifespan,
         body_limits={"/batch": settings.batch_max_body_bytes, "/analysis": MAX_IMAGE_BYTES + 256 * 1024},
-        # Right behind the shared request layer (request id, metrics, body limit), before the framework.
+        # Right behind the shared request layer (request id, metrics, body limit), before the
+        # framework.
         fast_path=IngestFastPath,
     )
     return app

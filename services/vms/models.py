@@ -1,4 +1,5 @@
-"""The VMS's tables (schema ``vms``): raw observations partitioned by day, and the current state per node.
+"""The VMS's tables (schema ``vms``): raw observations partitioned by day, and the current state per
+node.
 
 The three observation tables are range-partitioned on ``ts`` with one partition per UTC day
 (``vms.usage_p20261122``...), created ahead by a scheduled job and on demand by the writer;

@@ -1,7 +1,7 @@
 """The VMS's settings; its own are read with the VMS_ prefix (e.g. VMS_GROUP_COMMIT_WINDOW_MS)."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -15,6 +15,7 @@ class VmsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VMS_", extra="ignore", populate_by_name=True)
 
     service_name: str = "vms"
+    default_port: ClassVar[int] = 6432
     # Not VMS_PORT: in the field's ConfigMap that names the VMS's address for the edge programs,
     # and copying that ConfigMap must not move the VMS.
     port: int = Field(

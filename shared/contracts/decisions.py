@@ -1,5 +1,6 @@
 """What the optimizer decides and sends: setup's POST /deployments/bulk (operations in, results
-out, one transaction), and the names its decision log uses (policy, action, outcome)."""
+out, one transaction), and the names its decision log uses (policy, action, outcome). Setup
+validates the request with these same models."""
 
 from __future__ import annotations
 
@@ -52,15 +53,22 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # setup refused the bulk write
 
 
+DecisionId = Annotated[str | None, Field(max_length=64)]
+
+
 class CreateOp(BaseModel):
     model_config = ConfigDict(extra="forbid")  # as setup takes it
 
     op: Literal["create"]
     edge_id: int
     ai_id: int
-    params: dict[str, Any] = Field(default_factory=dict)
-    allow_multiple: bool = False
-    decision_id: str | None = None
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="extra settings for the workload (env)"
+    )
+    allow_multiple: bool = Field(
+        False, description="allow more than one AI of this filename on the edge"
+    )
+    decision_id: DecisionId = None
 
 
 class UpdateOp(BaseModel):
@@ -72,9 +80,13 @@ class UpdateOp(BaseModel):
     id: int
     ai_id: int | None = None
     params: dict[str, Any] | None = None
-    redeploy: bool | None = None  # a new generation even when nothing else changes
-    expected_generation: int | None = None
-    decision_id: str | None = None
+    redeploy: bool | None = Field(
+        None, description="bump the generation even when nothing else changes (recovery)"
+    )
+    expected_generation: int | None = Field(
+        None, description="refuse if the deployment changed meanwhile"
+    )
+    decision_id: DecisionId = None
 
 
 class RemoveOp(BaseModel):
@@ -82,7 +94,7 @@ class RemoveOp(BaseModel):
 
     op: Literal["remove"]
     id: int
-    decision_id: str | None = None
+    decision_id: DecisionId = None
 
 
 class EdgeStatusOp(BaseModel):
@@ -101,9 +113,14 @@ def op_wire(op: BulkOperation) -> dict[str, Any]:
     return op.model_dump(mode="json", exclude_none=True)
 
 
+RequestedBy = Literal["operator", "optimizer", "service"]
+
+
 class BulkRequest(BaseModel):
-    requested_by: Literal["operator", "optimizer", "service"] = "optimizer"
-    operations: list[BulkOperation]
+    model_config = ConfigDict(extra="forbid")  # as setup takes it
+
+    requested_by: RequestedBy = "optimizer"
+    operations: list[BulkOperation] = Field(max_length=200_000)
 
 
 class BulkResult(BaseModel):

@@ -85,7 +85,7 @@ class ClusterPage(BaseModel):
 
 
 class ObservedReport(BaseModel):
-    """What runs, for one deployment; setup's ObservedReport."""
+    """What runs, for one deployment (setup validates the request with this model too)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -97,7 +97,7 @@ class ObservedReport(BaseModel):
 
 
 class ObservedReports(BaseModel):
-    reports: list[ObservedReport]
+    reports: list[ObservedReport] = Field(max_length=100_000)  # setup's limit per request
 
 
 # --- POST /edges/{id}/workload-token --------------------------------------------------------

@@ -1,7 +1,9 @@
 """Building blocks for the agent tests: packages, an artifact server answering like the master's
-``GET /artifacts/sha256:<hex>``, the agent as a real process, and a look at the processes it runs."""
+``GET /artifacts/sha256:<hex>``, the agent as a real process, and a look at the processes it
+runs."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import ssl
@@ -17,8 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from shared.edge_tokens import issue_edge_token, verify_edge_token
 from shared.agent_keys import agent_key, derived_secret
+from shared.edge_tokens import issue_edge_token, verify_edge_token
 from tests.helpers.env import EDGE_TOKEN_SECRET, SERVICE_TOKEN, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
 
@@ -100,7 +102,8 @@ def package_bytes(files: dict[str, str | bytes], fmt: str = "tar.gz") -> bytes:
 def ticker_package(version: str, fmt: str = "tar.gz") -> bytes:
     return package_bytes(
         {
-            "manifest.yaml": f"filename: monitoring\nversion: '{version}'\nai_class: '01'\ncommand: [python, main.py]\n",
+            "manifest.yaml": f"filename: monitoring\nversion: '{version}'\nai_class: "
+                "'01'\ncommand: [python, main.py]\n",
             "main.py": TICKER,
             "helper_mod.py": f"def label():\n    return 'v{version}'\n",
         },
@@ -176,7 +179,8 @@ class ArtifactServer:
 
 
 class Agent:
-    """The agent as a real process (``edgectl agent``), with an HTTP client carrying the master's token."""
+    """The agent as a real process (``edgectl agent``), with an HTTP client carrying the master's
+    token."""
 
     def __init__(self, tmp_path: Path, master_url: str, *, node: str = "edge-test-01", workdir: Path | None = None,
                  port: int | None = None, extra_env: dict[str, str] | None = None):
@@ -191,7 +195,7 @@ class Agent:
         self.client = httpx.Client(base_url=self.url, headers=AGENT_AUTH, timeout=30)
         self._runs = 0
 
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         self._runs += 1
         env = agent_env(**self.extra_env)
         self._edge_token = env["AGENT_EDGE_TOKEN"]
@@ -223,8 +227,14 @@ class Agent:
         return r.json()
 
 
+EDGECONFIG = (
+    "<Configuration><vms><IP>127.0.0.1</IP><Port>6432</Port><Path>usage</Path></vms>"
+    "</Configuration>"
+)
+
+
 def spec(name: str, digest: str, version: str, *, command=("python", "main.py"), env=None, generation: int = 1,
-         deployment_id: int = 1, edgeconfig: str = "<Configuration><vms><IP>127.0.0.1</IP><Port>6432</Port><Path>usage</Path></vms></Configuration>") -> dict:
+         deployment_id: int = 1, edgeconfig: str = EDGECONFIG) -> dict:
     return {
         "name": name,
         "package_digest": digest,
@@ -238,7 +248,8 @@ def spec(name: str, digest: str, version: str, *, command=("python", "main.py"),
 
 
 def workload_processes(workdir: Path, name: str | None = None) -> list[psutil.Process]:
-    """Live processes the agent started for ``workdir`` (found by the marker in their environment)."""
+    """Live processes the agent started for ``workdir`` (found by the marker in their
+    environment)."""
     found = []
     for proc in psutil.process_iter():
         try:
@@ -269,16 +280,14 @@ def wait_until(check: Callable[[], object], *, timeout: float = 20, interval: fl
 def kill_leftovers(workdir: Path) -> None:
     """Test cleanup: nothing of this test may outlive it, whatever the assertions said."""
     for proc in workdir_processes_safe(workdir):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def workdir_processes_safe(workdir: Path) -> list[psutil.Process]:
     try:
         return workload_processes(workdir)
-    except Exception:  # noqa: BLE001 - cleanup must not fail a test
+    except Exception:
         return []
 
 

@@ -1,5 +1,5 @@
-"""The edge agent as a real process: packages fetched by digest from an artifact server answering like the
-master, real child processes, real signals."""
+"""The edge agent as a real process: packages fetched by digest from an artifact server answering
+like the master, real child processes, real signals."""
 from __future__ import annotations
 
 import json

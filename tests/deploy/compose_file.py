@@ -17,7 +17,8 @@ _VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[?-])?(?
 
 
 def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
-    """KEY=VALUE lines; comments and blank lines skipped (the subset of the env-file format we use)."""
+    """KEY=VALUE lines; comments and blank lines skipped (the subset of the env-file format we
+    use)."""
     out: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.strip()

@@ -47,7 +47,8 @@ def render_fallback(directory: Path) -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unsupported = set(kustomization) - SUPPORTED_KEYS
     if unsupported:
-        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unsupported)}, which the fallback renderer does not support")
+        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unsupported)}, "
+            "which the fallback renderer does not support")
 
     objects: list[dict[str, Any]] = []
     for resource in kustomization.get("resources") or []:
@@ -94,7 +95,8 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value)
         elif isinstance(value, list):
-            raise ValueError(f"list in a patch ({key}): strategic merge of lists is not supported by the fallback")
+            raise ValueError(f"list in a patch ({key}): strategic merge "
+                "of lists is not supported by the fallback")
         else:
             target[key] = copy.deepcopy(value)
 

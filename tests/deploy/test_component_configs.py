@@ -147,7 +147,7 @@ def healthcheck_argv(service: str, port: int) -> list[str]:
 
 
 class _Unready(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.send_response(503)
         self.end_headers()
         self.wfile.write(b'{"status": "database unreachable"}')

@@ -15,7 +15,7 @@ from functools import cache
 import jsonschema
 import pytest
 
-from shared.settings import DEFAULT_PORTS, ServiceSettings
+from shared.settings import ServiceSettings
 from tests.deploy import compose_file as cf
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
 from tests.deploy.settings_env import env_names, environment, settings_class
@@ -178,12 +178,14 @@ def test_edge_agents_start_after_the_master_is_healthy(compose):
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
 def test_service_listens_where_it_is_published_and_probed(compose, service_name):
-    [(name, service)] = [(n, s) for n, (svc, s) in serve_services(compose).items() if svc == service_name]
+    [(_name, service)] = [
+        (n, s) for n, (svc, s) in serve_services(compose).items() if svc == service_name
+    ]
     command = service["command"]
     assert command[:2] == ["serve", service_name]
     assert cf.option(command, "--host") == "0.0.0.0", "inside a container the service must listen on all interfaces"
     port = int(cf.option(command, "--port"))
-    assert port == DEFAULT_PORTS[service_name]
+    assert port == settings_class(service_name).default_port
     assert [target for _, target in cf.published_ports(service)] == [port]
     probe = " ".join(service["healthcheck"]["test"])
     assert re.search(rf"http://127\.0\.0\.1:{port}/readyz\b", probe), probe
@@ -305,7 +307,7 @@ def test_service_settings_load_from_the_compose_environment(compose, service_nam
     assert settings.env == "production"
     assert settings.migrate_on_start is False
     assert settings.operator_token.get_secret_value() == cf.read_env_file()["EDGE_OPERATOR_TOKEN"]
-    assert settings.port == DEFAULT_PORTS[service_name]
+    assert settings.port == settings_class(service_name).default_port
 
 
 # --- secrets -------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import yaml
 
-from shared.settings import DEFAULT_PORTS, ServiceSettings
+from shared.settings import ServiceSettings
 from tests.deploy import kustomize_render as kr
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
 from tests.deploy.settings_env import env_names, environment, settings_class
@@ -178,7 +177,7 @@ def test_service_deployment_probes_the_port_its_command_listens_on(service_name)
     assert args[:2] == ["serve", service_name]
     assert option(args, "--host") == "0.0.0.0"
     port = int(option(args, "--port"))
-    assert port == DEFAULT_PORTS[service_name]
+    assert port == settings_class(service_name).default_port
     assert [p["containerPort"] for p in container["ports"]] == [port]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -239,7 +238,7 @@ def test_service_urls_in_the_config_point_at_the_services():
         url = urllib.parse.urlsplit(config[f"EDGE_{service_name.upper()}_URL"])
         assert url.hostname == f"{service_name}.{PLATFORM_NS}.svc"
         [port] = one("Service", service_name)["spec"]["ports"]
-        assert url.port == port["port"] == DEFAULT_PORTS[service_name]
+        assert url.port == port["port"] == settings_class(service_name).default_port
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -304,7 +303,7 @@ def test_every_secret_reference_resolves_and_example_secrets_are_marked():
     # ConfigMap or a plain env value.
     secret_names = {"EDGE_DATABASE_URL"}.union(*(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES))
     assert {"EDGE_OPERATOR_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
-    for workload, container in platform_containers():
+    for _workload, container in platform_containers():
         for var in container.get("env") or []:
             if var["name"] in secret_names:
                 assert "valueFrom" in var, var["name"]

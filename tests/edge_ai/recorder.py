@@ -27,7 +27,7 @@ class Recorder:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Recorder":
+    def start(self) -> Recorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +44,7 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
                 with recorder.lock:

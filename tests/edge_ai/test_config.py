@@ -79,9 +79,9 @@ def test_environment_over_the_file(tmp_path):
 def test_env_only_when_no_file_was_asked_for(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config(env={"EDGE_VMS_URL": "http://127.0.0.1:1"}).source == "environment"
-    with pytest.raises(ConfigError, match="edgeconfig.xml: file not found"):
+    with pytest.raises(ConfigError, match=r"edgeconfig\.xml: file not found"):
         load_config(env={})
-    with pytest.raises(ConfigError, match="nothere.xml: file not found"):
+    with pytest.raises(ConfigError, match=r"nothere\.xml: file not found"):
         load_config(env={"EDGE_CONFIG": str(tmp_path / "nothere.xml"), "EDGE_VMS_URL": "http://127.0.0.1:1"})
 
 

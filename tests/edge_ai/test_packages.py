@@ -47,6 +47,7 @@ def test_the_master_accepts_each_archive(archives, tmp_path, name):
         names = set(tar.getnames())
         dockerfile = tar.extractfile("Dockerfile").read().decode()
     assert {"aipackage.yaml", "edgeconfig.xml", "edge_ai/__init__.py", "edge_ai/common/vms_client.py",
+            "edge_common/redaction.py", "edge_common/log_format.py",
             f"edge_ai/{module.split('.')[1]}/__main__.py"} <= names
     assert not any("__pycache__" in n for n in names)
     assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
@@ -98,7 +99,8 @@ def test_the_unpacked_package_runs_on_its_own(archives, tmp_path):
     ],
 )
 def test_edge_programs_stay_light(module, forbidden):
-    """The Jetson images carry no service code; heavy libraries load only when a frame source or model does."""
+    """The Jetson images carry no service code; heavy libraries load only when a frame source or
+    model does."""
     probe = f"import sys, {module}; print(','.join(m for m in {forbidden!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -89,16 +89,16 @@ def vms(db, tmp_path):
 def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -> tuple[Path, dict[str, str]]:
     config = tmp_path / f"edgeconfig-{name}.xml"
     config.write_text(
-        "<Configuration><vms><IP>127.0.0.1</IP><Port>{port}</Port><Path>usage</Path></vms>"
-        "<node><NID>{nid}</NID><Name>{name}</Name><Token>{token}</Token></node></Configuration>".format(
-            port=vms_port, nid=nid, name=name, token=issue_edge_token(nid, EDGE_TOKEN_SECRET)
-        )
+        f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms_port}</Port><Path>usage</Path></vms>"
+        f"<node><NID>{nid}</NID><Name>{name}</Name>"
+        f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
     )
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "PYTHONPATH": str(REPO),
-        "TZ": "UTC",  # the host's zone differs from the field's: programs must still agree with the VMS
+        # the host's zone differs from the field's: programs must still agree with the VMS
+        "TZ": "UTC",
         "EDGE_BUFFER_DIR": str(tmp_path / f"buffer-{name}"),
         "EDGE_BACKOFF_MIN": "0.2",
         "EDGE_BACKOFF_MAX": "1",
@@ -109,7 +109,7 @@ def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -
 
 
 def epoch(ts: datetime) -> float:
-    return ts.replace(tzinfo=timezone.utc).timestamp() if ts.tzinfo is None else ts.timestamp()
+    return ts.replace(tzinfo=UTC).timestamp() if ts.tzinfo is None else ts.timestamp()
 
 
 async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
@@ -117,7 +117,8 @@ async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
     proc = Proc(edgectl("edge", "weather", "--config", str(config), "--sequence", "0,2", "--period", "2"),
                 env=env, log_path=tmp_path / "weather.log")
     try:
-        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM vms.environment WHERE nid = $1 ORDER BY ts",
+        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM "
+            "vms.environment WHERE nid = $1 ORDER BY ts",
                                 "0x31", count=7, proc=proc)
     finally:
         assert proc.stop() == 0, proc.log_text()
@@ -261,7 +262,7 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     # In order: a later record never reached the database before an earlier one.
     received = [r["received_at"] for r in env_rows]
     assert received == sorted(received)
-    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received])), "the outage must show in arrival times"
+    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received], strict=False)), "the outage must show in arrival times"
     for r in env_rows:
         assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"]))
 
@@ -296,7 +297,8 @@ async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_pa
         nid = "0x36"
         edgeconfig = (
             f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms['port']}</Port><Path>usage</Path></vms>"
-            f"<node><NID>{nid}</NID><Name>edge-36</Name><Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+            f"<node><NID>{nid}</NID><Name>edge-36</Name>"
+            f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
         )
         manifest = pkg.manifest
         body = spec("monitoring-02", digest, manifest.version, command=manifest.command, env=dict(manifest.env), edgeconfig=edgeconfig)

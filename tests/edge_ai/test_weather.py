@@ -9,7 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_ai.weather.classifier import FrameStats, Rules, SmoothedClassifier, classify_stats, frame_stats
+from edge_ai.weather.classifier import (
+    FrameStats,
+    Rules,
+    SmoothedClassifier,
+    classify_stats,
+    frame_stats,
+)
 from tests.edge_ai.recorder import Recorder
 from tests.helpers.env import free_port
 from tests.helpers.processes import REPO, Proc, python_module, wait_http

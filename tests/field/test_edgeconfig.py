@@ -1,4 +1,5 @@
-"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use them."""
+"""edgeconfig.xml and the field's ConfigMap names, as the field's programs and operators use
+them."""
 from __future__ import annotations
 
 import textwrap
@@ -8,9 +9,9 @@ import httpx
 
 from edge_ai.common.config import load_config
 from services.master.reconcile.desired import plan
+from shared.contracts.master import ClusterRecord
 from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
-from shared.contracts.master import ClusterRecord
 
 # The spec's edgeconfig.xml, as written.
 FIELD_EDGECONFIG = textwrap.dedent(

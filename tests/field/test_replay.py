@@ -1,10 +1,8 @@
 """The field's interface spec (../shared/spec/seed-interfaces.md) replayed: every payload there,
 exactly as written, against setup and the master as real processes and a VMS.
 
-Left out on purpose (other changes of issue 15, enable them here once they land):
-- item 1: the VMS accepting records posted with a freshly registered edge's token while the VMS is
-  already running (here the VMS starts after the registration, so it knows the node);
-- item 5: the field's envelope on 413 and 405 answers of the field's routes.
+Also: a device registered while the VMS runs posts its first second with its fresh token and is
+accepted (item 1), and the field's routes answer 413 and 405 in the field's envelope (item 5).
 """
 from __future__ import annotations
 
@@ -85,7 +83,7 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
         else:
             r = await field.setup.post("/request_upload_edgeAi", json=fields)
         aids.append(ok(r, f"request_upload_edgeAi {fields}")["aid"])
-    for aid, fields in zip(aids, PACKAGES):
+    for aid, fields in zip(aids, PACKAGES, strict=True):
         info = ok(await field.setup.get("/get_uploadedAiInfo", params={"id": aid}), "get_uploadedAiInfo")
         assert (info["filename"], info["version"]) == (fields["filename"], fields["version"])
 
@@ -97,7 +95,8 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
     deployments = (await field.setup.get("/deployments", params={"desired": "running"})).json()["items"]
     assert [d["ai_id"] for d in deployments] == [weather]
 
-    # The devices: /usage in both forms, /save_edgeData, all without a token as the field sends them.
+    # The devices: /usage in both forms, /save_edgeData, all without a token as the field sends
+    # them.
     async with field.vms(allow_anonymous=True) as vms:
         ok(await vms.post("/usage", json=USAGE), "usage")
         ok(await vms.post("/usage", json=USAGE_FIRST_PROGRAM), "usage without func")
@@ -139,3 +138,23 @@ async def test_the_masters_field_routes_replay_the_spec(field):
     assert (await field.setup.get(f"/ai-packages/{rainy}")).json()["status"] == "removed"
     running = (await field.setup.get("/deployments", params={"desired": "running"})).json()["items"]
     assert [d["ai_id"] for d in running] == [weather]
+
+
+async def test_a_device_registered_while_the_vms_runs_is_accepted_at_once_in_the_envelope(field):
+    async with field.vms(max_body_bytes=64 * 1024) as vms:
+        # The VMS is up and has read setup's (empty) node list; now the device is registered.
+        r = await field.setup.post("/edges", json={**EDGE, "name": "EdgeCCTV02"})
+        assert r.status_code == 201, r.text
+        nid, token = r.json()["nid"], r.json()["token"]
+        device = {"Authorization": f"Bearer {token}"}
+        # Its very first second, at once, with the token setup just gave it.
+        ok(await vms.post("/usage", json=USAGE, headers=device), "first usage")
+        ok(await vms.post("/save_edgeData", json={**environment_for_today(), "nid": nid},
+                          headers=device), "first save_edgeData")
+        # Every answer of a field route is the field's envelope, errors included.
+        big = await vms.post("/usage", json={**USAGE, "message": "x" * 100_000}, headers=device)
+        assert big.status_code == 413 and big.json()["code"] == "1013", big.text
+        wrong = await vms.get("/usage", headers=device)
+        assert wrong.status_code == 405 and wrong.json()["code"] == "1005", wrong.text
+    rows = await fetch(field.database_url, "SELECT nid FROM vms.usage")
+    assert [r["nid"] for r in rows] == [nid]

@@ -2,7 +2,7 @@
 default (VMS_FIELD_TIMEZONE, Asia/Seoul); a refused time says which zone was assumed."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.field.test_replay import EDGE
 from tests.helpers.env import OPERATOR
@@ -19,7 +19,7 @@ async def test_each_edge_time_is_read_in_its_own_zone_or_the_fleet_default(field
     r = await field.setup.post("/edges", json={**EDGE, "name": "bad", "time_zone": "Mars/Olympus"})
     assert r.status_code == 422 and "time_zone" in r.text
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     async with field.vms(allow_anonymous=True) as vms:
         for nid, zone in ((korean, "Asia/Seoul"), (utc, "UTC")):
             date, time = field_date_time(now, zone)

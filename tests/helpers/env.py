@@ -42,7 +42,8 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         EDGE_SERVICE_TOKEN=SERVICE_TOKEN,
         EDGE_EDGE_TOKEN_SECRET=EDGE_TOKEN_SECRET,
         SETUP_SECRET_KEYS=SETUP_SECRET_KEY,
-        # The shared service token, scoped (shared.auth.SERVICE_GRANTS["legacy"]): older tests use it.
+        # The shared service token, scoped (shared.auth.SERVICE_GRANTS["legacy"]): older tests use
+        # it.
         EDGE_ACCEPT_SERVICE_TOKEN="true",
         EDGE_LOG_FORMAT="text",
         YOLO_OFFLINE="1",

@@ -1,6 +1,7 @@
 """Real processes in tests: start, wait until ready, stop (and make sure nothing is left)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,10 +18,15 @@ class Proc:
     def __init__(self, args: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None):
         self.args = args
         self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(
-            args, env=env, cwd=str(cwd or REPO), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                args,
+                env=env,
+                cwd=str(cwd or REPO),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -37,16 +43,13 @@ class Proc:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=5)
-        self._log.close()
         return self.popen.returncode
 
     def kill(self) -> None:

@@ -36,7 +36,7 @@ def running_services(
     database_url = asyncio.run(create_database(name))
     try:
         for service in SERVICES:
-            migrations.upgrade(service, database_url)
+            migrations.upgrade(f"services.{service}", database_url)
         yield from _services(database_url, tmp_path_factory, analysis=analysis)
     finally:
         asyncio.run(drop_database(name))

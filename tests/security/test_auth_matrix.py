@@ -9,12 +9,11 @@ list, anything but 401/403 for one it lists. The README's table is this same doc
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import contextlib
 import importlib
+import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any

@@ -42,7 +42,8 @@ def _chunked_post(
     sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
     length = f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nAuthorization: {OPERATOR['Authorization']}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nAuthorization: "
+            f"{OPERATOR['Authorization']}\r\n"
         f"Content-Type: {content_type}\r\n{length}\r\n\r\n"
     )
     sock.sendall(head.encode())
@@ -58,7 +59,7 @@ def _chunked_post(
             break
         try:
             sock.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             break
         sent += len(piece)
     sock.settimeout(30)
@@ -67,7 +68,7 @@ def _chunked_post(
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             break
         if not data:
             break
@@ -109,7 +110,8 @@ def test_an_over_limit_chunked_body_is_413_and_reading_stops(
 ):
     status, body, sent = _chunked_post(services[service], path, content_type)
     print(
-        f"{service} {path}: {status} after {sent / 1e6:.1f} MB sent (limit {limit / 1e6:.1f} MB): {body}"
+        f"{service} {path}: {status} after {sent / 1e6:.1f} "
+            f"MB sent (limit {limit / 1e6:.1f} MB): {body}"
     )
     assert status == 413, body
     if field_route:

@@ -93,24 +93,27 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
     name = f"edgetest_mig_{uuid.uuid4().hex[:8]}"
     url = await create_database(name)
     try:
-        await asyncio.to_thread(migrations.upgrade, "setup", url, "0001")
+        await asyncio.to_thread(migrations.upgrade, "services.setup", url, "0001")
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             cluster = await conn.fetchval(
-                "INSERT INTO setup.clusters (name, runtime, namespace, description, created_at, updated_at) "
+                "INSERT INTO setup.clusters (name, runtime, "
+                    "namespace, description, created_at, updated_at) "
                 "VALUES ('c', 'agent', 'edge', '', now(), now()) RETURNING id"
             )
             await conn.execute(
-                "INSERT INTO setup.edges (name, nid, cluster_id, type, address, supports_analysis, rtsp_url, "
+                "INSERT INTO setup.edges (name, nid, cluster_id, "
+                    "type, address, supports_analysis, rtsp_url, "
                 "rtsp_username, rtsp_password, description, status, created_at, updated_at) VALUES "
-                "('e', '0x09', $1, 1, '', false, 'rtsp://127.0.0.12/live', 'admin', 'Old-Clear-Pass', '', 'active', "
+                "('e', '0x09', $1, 1, '', false, 'rtsp://127.0.0.12/live', "
+                    "'admin', 'Old-Clear-Pass', '', 'active', "
                 "now(), now())",
                 cluster,
             )
         finally:
             await conn.close()
         monkeypatch.setenv("SETUP_SECRET_KEYS", SETUP_SECRET_KEY)
-        await asyncio.to_thread(migrations.upgrade, "setup", url)
+        await asyncio.to_thread(migrations.upgrade, "services.setup", url)
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             row = await conn.fetchrow("SELECT * FROM setup.edges")
@@ -122,7 +125,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
             cam = await client.get(f"/edges/{row['id']}/camera", headers=SERVICE)
             assert cam.json()["url"] == "rtsp://admin:Old-Clear-Pass@127.0.0.12/live"
         # And back: the downgrade restores the split columns from the encrypted URL.
-        await asyncio.to_thread(migrations.downgrade, "setup", url, "0001")
+        await asyncio.to_thread(migrations.downgrade, "services.setup", url, "0001")
         conn = await asyncpg.connect(asyncpg_url(url))
         try:
             row = await conn.fetchrow("SELECT rtsp_url, rtsp_username, rtsp_password FROM setup.edges")
@@ -134,7 +137,7 @@ async def test_the_migration_encrypts_existing_clear_rows(monkeypatch):
 
 
 def test_log_lines_lose_url_credentials_in_userinfo_and_query():
-    from edge_ai.common.redaction import redact
+    from edge_common.redaction import redact
 
     line = f"opening {CAMERA} for agent {AGENT}"
     assert not [s for s in SECRETS if s in redact(line)], redact(line)

@@ -67,7 +67,8 @@ FIELD_EDGE_AS_SENT = {
 
 
 async def test_field_edge_payload_without_nid_gets_one_assigned(setup_client):
-    """Item 2: the field's edge payload has no nid; setup assigns the next free 0xNN and answers it."""
+    """Item 2: the field's edge payload has no nid; setup assigns the next free 0xNN and answers
+    it."""
     r = await setup_client.post("/edges", json=FIELD_EDGE_AS_SENT, headers=OPERATOR)
     assert r.status_code == 201, r.text
     assert r.json()["nid"] == "0x01" and r.json()["token"]

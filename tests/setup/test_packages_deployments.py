@@ -1,8 +1,9 @@
-"""AI packages, deployments, the bulk route, observed state, the condition mapping and the snapshot."""
+"""AI packages, deployments, the bulk route, observed state, the condition mapping and the
+snapshot."""
 from __future__ import annotations
 
 from tests.helpers.env import OPERATOR, SERVICE
-from tests.setup.test_registry import FIELD_EDGE, make_cluster
+from tests.setup.test_registry import FIELD_EDGE
 
 
 async def make_edge(client, nid, name=None, cluster_id=None):

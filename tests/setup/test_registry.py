@@ -1,6 +1,7 @@
 """Clusters, masters and edges over HTTP against the real Postgres."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -135,6 +136,14 @@ async def test_edge_update_and_token_rotation(setup_client):
     assert r.json()["url"] == "rtsp://127.0.0.5/live"
     rotated = (await setup_client.post(f"/edges/{created['id']}/token", headers=OPERATOR)).json()
     assert rotated["token"] != created["token"]
+    # Rotation revokes: the old token is refused (the revocation is pushed to every process within
+    # moments), the new one works.
+    old, new = ({"Authorization": f"Bearer {t}"} for t in (created["token"], rotated["token"]))
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await setup_client.post("/edges/me/token", headers=old)).status_code != 401:
+        assert asyncio.get_running_loop().time() < deadline, "the old token is still accepted"
+        await asyncio.sleep(0.05)
+    assert (await setup_client.post("/edges/me/token", headers=new)).status_code == 200
 
 
 async def test_oversized_body_is_413(setup_client):

@@ -57,12 +57,13 @@ def test_migrations_run_from_empty_to_head_and_back():
     url = asyncio.run(create_database(name))
     try:
         for service in ("setup", "master", "optimizer", "vms"):
-            if not (migrations.SERVICES_DIR / service / "migrations" / "env.py").exists():
+            package = f"services.{service}"
+            if not migrations.has_migrations(package):
                 continue
-            migrations.upgrade(service, url)
-            migrations.upgrade(service, url)  # idempotent
-            migrations.downgrade(service, url, "base")
-            migrations.upgrade(service, url)
+            migrations.upgrade(package, url)
+            migrations.upgrade(package, url)  # idempotent
+            migrations.downgrade(package, url, "base")
+            migrations.upgrade(package, url)
 
         async def tables():
             conn = await asyncpg.connect(asyncpg_url(url))

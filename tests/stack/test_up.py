@@ -52,7 +52,8 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"edgectl up exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}")
+            raise AssertionError(f"edgectl up exited ({proc.returncode}) while "
+                f"waiting for {what}:\n{log.read_text()[-4000:]}")
         value = check()
         if value:
             return value
@@ -140,7 +141,8 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             deps = running_on(edge)
             assert deps["weatherai-00"]["observed"] == "running"
 
-        # edge-01's weather flips to RAINY: the optimizer swaps monitoring SUNNY (01) for RAINY (02).
+        # edge-01's weather flips to RAINY: the optimizer swaps monitoring SUNNY (01) for RAINY
+        # (02).
         _wait(
             "the RAINY variant on edge-01",
             lambda: "monitoring-02" in running_on("edge-01"),

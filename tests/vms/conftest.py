@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -50,7 +50,7 @@ FIELD_ZONE = "Asia/Seoul"  # the field's devices run Korean time (VMS_FIELD_TIME
 
 def field_date_time(ts: datetime | None = None, zone: str = FIELD_ZONE) -> tuple[str, str]:
     """The field's date (yyyymmdd) and time (hhmmss) of ``ts``, on a clock set to ``zone``."""
-    local = (ts or datetime.now(timezone.utc)).astimezone(ZoneInfo(zone))
+    local = (ts or datetime.now(UTC)).astimezone(ZoneInfo(zone))
     return local.strftime("%Y%m%d"), local.strftime("%H%M%S")
 
 

@@ -63,7 +63,8 @@ class PrivatePostgres:
         return self
 
     def restart(self) -> None:
-        """A fast shutdown (every connection dropped, in-flight transactions rolled back), then up."""
+        """A fast shutdown (every connection dropped, in-flight transactions rolled back), then
+        up."""
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart"
         )

@@ -3,6 +3,7 @@ Postgres and SIGKILL the VMS while edges post and one client loops poison record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -15,7 +16,8 @@ from tests.vms.private_postgres import PrivatePostgres
 
 
 async def _terminate_vms_connections(database_url: str, stop: asyncio.Event) -> int:
-    """Kill the VMS's backends on this test's database only (others share the server) until told to stop."""
+    """Kill the VMS's backends on this test's database only (others share the server) until told to
+    stop."""
     dbname = database_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     killed = 0
@@ -23,14 +25,13 @@ async def _terminate_vms_connections(database_url: str, stop: asyncio.Event) -> 
         while not stop.is_set():
             rows = await admin.fetch(
                 "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
-                "WHERE datname = $1 AND application_name LIKE 'edge-vms%' AND pid <> pg_backend_pid()",
+                "WHERE datname = $1 AND application_name LIKE "
+                    "'edge-vms%' AND pid <> pg_backend_pid()",
                 dbname,
             )
             killed += sum(1 for r in rows if r["ok"])
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
-            except asyncio.TimeoutError:
-                pass
     finally:
         await admin.close()
     return killed
@@ -89,7 +90,8 @@ async def test_ingest_across_a_postgres_restart_and_a_vms_sigkill_with_a_poisoni
     """Real processes: the VMS on a Postgres of the test's own; six edges post all along, a seventh
     loops records the database cannot store; Postgres is restarted, then the VMS is SIGKILLed and
     started again. Every acknowledged record is stored, no good record is refused, the poison is
-    refused every time (422) and never stored, and the good edges get only 200 while nothing fails."""
+    refused every time (422) and never stored, and the good edges get only 200 while nothing
+    fails."""
     pg = PrivatePostgres().start()
     port = free_port()
     env = service_env(pg.url, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}",

@@ -58,7 +58,7 @@ async def refused_within(client: httpx.AsyncClient, nid: str, token: str, limit_
     raise AssertionError(f"the revoked token still works after {limit_s} s")
 
 
-async def test_rotated_and_deleted_tokens_die_on_the_vms_and_setup_within_seconds(db, setup_url):  # noqa: F811
+async def test_rotated_and_deleted_tokens_die_on_the_vms_and_setup_within_seconds(db, setup_url):
     edge_id, old = register(setup_url, "EdgeCCTV01", "0x01")
     async with vms(db, setup_url=setup_url, **NO_POLLING) as client:
         for _ in range(3):  # the fast path now remembers the token
@@ -85,7 +85,7 @@ async def test_rotated_and_deleted_tokens_die_on_the_vms_and_setup_within_second
         )
 
 
-async def test_the_scheduled_reread_catches_a_missed_push(db, setup_url):  # noqa: F811
+async def test_the_scheduled_reread_catches_a_missed_push(db, setup_url):
     """The safety net: a revocation whose NOTIFY never came applies at the next scheduled read."""
     _, token = register(setup_url, "EdgeCCTV02", "0x02")
     async with vms(
@@ -105,7 +105,7 @@ async def test_the_scheduled_reread_catches_a_missed_push(db, setup_url):  # noq
         await refused_within(client, "0x02", token, limit_s=3)
 
 
-async def test_a_new_edge_is_accepted_at_once_with_its_token(db, setup_url):  # noqa: F811
+async def test_a_new_edge_is_accepted_at_once_with_its_token(db, setup_url):
     """Issue 15 item 1: the node list is not due for a refresh, the token proves the node."""
     register(setup_url, "EdgeCCTV03", "0x03")
     async with vms(db, setup_url=setup_url, **NO_POLLING) as client:

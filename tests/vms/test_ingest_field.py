@@ -1,7 +1,7 @@
 """The field's payloads, exactly as devices send them, over HTTP to a VMS on the real Postgres."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from tests.helpers.env import OPERATOR
@@ -43,7 +43,7 @@ async def test_usage_as_form_fields(vms_flag, db):
 
 
 async def test_environment_result_maps_to_condition_with_streak(vms_flag, db):
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     results = ["0", "0", 2, "2", "2"]  # a number and strings: both as the field sends them
     for i, result in enumerate(results):
         date, time = field_date_time(base + timedelta(seconds=i))
@@ -156,7 +156,7 @@ async def test_usage_without_func_and_with_a_device_login_name_is_stored(db):
 
 async def test_field_local_time_is_read_in_the_fleet_zone_korean_by_default(db):
     """Item 4: the field's devices send Korean local time; the error says which zone was assumed."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     korean = now.astimezone(ZoneInfo("Asia/Seoul"))
     body = {"nid": "0x01", "date": korean.strftime("%Y%m%d"), "time": korean.strftime("%H%M%S"), "result": "4"}
     async with vms(db) as client:  # every setting at its default

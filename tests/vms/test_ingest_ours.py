@@ -1,7 +1,8 @@
-"""Our own routes: the YOLO worker's /detections and the agents' /batch, read back through the query API."""
+"""Our own routes: the YOLO worker's /detections and the agents' /batch, read back through the query
+API."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.helpers.env import OPERATOR
 from tests.vms.conftest import edge_headers, fetch, field_date_time, vms
@@ -31,7 +32,7 @@ def summary(ts: datetime, nid: str = "0x01", **over) -> dict:
 
 
 async def test_detections_summary_is_stored_and_filterable(vms_flag, db):
-    t0 = datetime.now(timezone.utc) - timedelta(seconds=10)
+    t0 = datetime.now(UTC) - timedelta(seconds=10)
     r = await vms_flag.post("/detections", json=summary(t0), headers=edge_headers("0x01"))
     assert r.status_code == 200 and r.json()["status"] == "stored", r.text
     quiet = summary(t0 + timedelta(seconds=1), counts={"car": 1}, below_threshold=0,
@@ -56,7 +57,8 @@ async def test_detections_summary_is_stored_and_filterable(vms_flag, db):
 
     node = (await vms_flag.get("/nodes/state", params={"nids": "0x01"}, headers=OPERATOR)).json()["items"][0]
     assert node["detections"]["counts"] == {"car": 1} and node["detections"]["model"] == "yolov8n"
-    # 3 of 6 results below the threshold, then 0 of 1: the share is weighted towards the recent past.
+    # 3 of 6 results below the threshold, then 0 of 1: the share is weighted towards the recent
+    # past.
     assert 0 < node["detections"]["low_confidence_share"] < 0.5
 
     series = (await vms_flag.get("/nodes/0x01/series", params={"kind": "detections", "step": "1h"}, headers=OPERATOR)).json()
@@ -64,7 +66,7 @@ async def test_detections_summary_is_stored_and_filterable(vms_flag, db):
 
 
 async def test_bad_detections_get_422_naming_the_field(vms_flag, db):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     bad = [
         (summary(now, fps="fast"), "fps"),
         (summary(now, detections=[{"class": "bus", "confidence": 1.5, "box": [0, 0, 1, 1]}]), "detections.0.confidence"),
@@ -82,7 +84,7 @@ async def test_bad_detections_get_422_naming_the_field(vms_flag, db):
 
 async def test_mixed_batch_stores_the_good_and_reports_the_bad(vms_flag, db):
     date, time = field_date_time()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     records = [
         {"kind": "usage", "data": {"username": "u", "cpu": "10", "memory": 20, "func": "SUNNY"}},
         {"kind": "environment", "data": {"nid": "0x03", "date": "20241340", "time": time, "result": "1"}},
@@ -103,7 +105,8 @@ async def test_mixed_batch_stores_the_good_and_reports_the_bad(vms_flag, db):
     assert body["results"][6]["field"] == "records[6]"
     counts = await fetch(
         db,
-        "SELECT (SELECT count(*) FROM vms.usage) AS u, (SELECT count(*) FROM vms.environment) AS e, "
+        "SELECT (SELECT count(*) FROM vms.usage) AS u, "
+            "(SELECT count(*) FROM vms.environment) AS e, "
         "(SELECT count(*) FROM vms.detections) AS d",
     )
     assert dict(counts[0]) == {"u": 1, "e": 1, "d": 1}
@@ -120,7 +123,7 @@ async def test_batch_envelope_errors(vms_flag, db):
 
 
 async def test_buffered_records_replayed_late_do_not_move_the_current_state(vms_flag, db):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     d1, t1 = field_date_time(now - timedelta(seconds=5))
     d0, t0 = field_date_time(now - timedelta(minutes=10))
     r = await vms_flag.post("/save_edgeData", json={"nid": "0x06", "date": d1, "time": t1, "result": "2"}, headers=OPERATOR)
@@ -146,7 +149,7 @@ async def test_queries_need_a_token_and_validate(vms_flag, db):
 async def test_large_batch_takes_the_copy_path_with_the_same_results(vms_flag, db):
     from services.vms.storage.writer import COPY_FROM_RECORDS
 
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     records = []
     for i in range(COPY_FROM_RECORDS):
         ts = base + timedelta(seconds=i)
@@ -162,9 +165,11 @@ async def test_large_batch_takes_the_copy_path_with_the_same_results(vms_flag, d
         records.append({"kind": kind, "data": data})
     r = await vms_flag.post("/batch", json={"records": records}, headers=OPERATOR)
     assert r.status_code == 200 and r.json()["stored"] == COPY_FROM_RECORDS, r.text
-    counts = await fetch(db, "SELECT (SELECT count(*) FROM vms.usage) AS u, (SELECT count(*) FROM vms.environment) AS e, (SELECT count(*) FROM vms.detections) AS d")
+    counts = await fetch(db, "SELECT (SELECT count(*) FROM vms.usage) AS u, (SELECT count(*) FROM "
+        "vms.environment) AS e, (SELECT count(*) FROM vms.detections) AS d")
     assert sum(dict(counts[0]).values()) == COPY_FROM_RECORDS
-    det = await fetch(db, "SELECT counts->>'bus' AS bus, detections->0->>'class' AS first FROM vms.detections LIMIT 1")
+    det = await fetch(db, "SELECT counts->>'bus' AS bus, detections->0->>'class' "
+        "AS first FROM vms.detections LIMIT 1")
     assert (det[0]["bus"], det[0]["first"]) == ("1", "bus")
     node = (await vms_flag.get("/nodes/state", params={"nids": "0x21"}, headers=OPERATOR)).json()["items"][0]
     env_samples = [x for x in records if x["kind"] == "environment" and x["data"]["nid"] == "0x21"]

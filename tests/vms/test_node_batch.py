@@ -1,13 +1,13 @@
 """Unit tests of the per-node batch summary the set-based node_state upsert applies."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.vms.nodes.state import Record, ewma, summarize
 
-T0 = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
 def env(nid: str, s: int, condition: str | None, code: str = "0") -> Record:

@@ -3,7 +3,7 @@ nodes whose state changed (for the optimizer's incremental mirror)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.helpers.env import OPERATOR
 from tests.vms.conftest import edge_headers, fetch, field_date_time, vms
@@ -27,7 +27,7 @@ async def state(client, **params) -> dict:
 async def test_full_answer_shape_and_silent_nodes(db):
     async with vms(db, unknown_nodes="flag") as client:
         client.app.state.queries.directory.nids = frozenset({"0x0a", "0x0b", "0x0c"})  # 0x0c never reports
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
         await post_condition(client, "0x0a", "0", base)
         r = await client.post("/usage", json={"code": "0000", "message": "success", "cpu": 20, "memory": 30, "func": "SUNNY"},
                               headers=edge_headers("0x0b"))
@@ -58,7 +58,7 @@ async def test_full_answer_shape_and_silent_nodes(db):
 
 async def test_since_returns_only_nodes_changed_after_it(db):
     async with vms(db, unknown_nodes="flag", stale_after_s=3600) as client:
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
         for nid in ("0x01", "0x02", "0x03"):
             await post_condition(client, nid, "0", base)
         first = await state(client, include_silent="false")
@@ -87,11 +87,13 @@ async def test_since_returns_only_nodes_changed_after_it(db):
 
 async def test_since_includes_nodes_that_turned_stale(db):
     async with vms(db, unknown_nodes="flag", stale_after_s=3600) as client:
-        await post_condition(client, "0x05", "0", datetime.now(timezone.utc) - timedelta(seconds=5))
-        await post_condition(client, "0x06", "0", datetime.now(timezone.utc) - timedelta(seconds=5))
+        await post_condition(client, "0x05", "0", datetime.now(UTC) - timedelta(seconds=5))
+        await post_condition(client, "0x06", "0", datetime.now(UTC) - timedelta(seconds=5))
         mark = (await state(client))["generated_at"]
-        # 0x05 went silent long ago (its last report is older than stale_after_s): it turned stale after the mark.
-        await fetch(db, "UPDATE vms.node_state SET last_seen = now() - interval '3600 seconds' + interval '50 milliseconds' "
+        # 0x05 went silent long ago (its last report is older than stale_after_s): it turned stale
+        # after the mark.
+        await fetch(db, "UPDATE vms.node_state SET last_seen = now() - "
+            "interval '3600 seconds' + interval '50 milliseconds' "
                         "WHERE nid = '0x05'")
         await fetch(db, "UPDATE vms.node_state SET updated_at = now() - interval '1 hour' WHERE nid = '0x05'")
         await asyncio.sleep(0.2)

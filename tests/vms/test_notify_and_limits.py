@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI, Request
 
 from services.vms.retention.jobs import maintain_partitions
 from services.vms.storage.partitions import partition_name
+from shared.contracts.events import Event, EventType
 from tests.helpers.env import OPERATOR, free_port, service_credential
 from tests.vms.conftest import fetch, field_date_time, vms
 from tests.vms.test_ingest_ours import summary
@@ -47,36 +48,70 @@ async def _wait_for(predicate, timeout: float = 5.0) -> None:
 
 
 async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
-    async with event_receiver() as (url, received):
-        async with vms(db, unknown_nodes="flag", notify_optimizer=True, optimizer_url=url,
-                       event_classes="bus, fire", low_confidence_share=0.3, low_confidence_alpha=0.5) as client:
-            base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
-            for i, result in enumerate(["0", "0", "2"]):
-                date, time = field_date_time(base + timedelta(seconds=i))
-                r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
-                assert r.status_code == 200
-            calm = summary(base, below_threshold=0)
-            assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
-            unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
-                             detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
-            assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
-            await _wait_for(lambda: len(received) >= 4)
-    changes = [e for e in received if e["type"] == "condition_changed"]
-    assert [(e["nid"], e["condition"], e["previous"]) for e in changes] == [("0x01", "SUNNY", None), ("0x01", "RAINY", "SUNNY")]
-    assert changes[1]["at"] == (base + timedelta(seconds=2)).isoformat() and changes[1]["data"]["condition"] == "RAINY"
-    detections = [e for e in received if e["type"] == "detection"]
-    assert [e["counts"] for e in detections] == [{"bus": 1}]
-    low = [e for e in received if e["type"] == "low_confidence"]
-    assert len(low) == 1 and low[0]["nid"] == "0x01" and low[0]["share"] >= 0.3
+    settings = dict(
+        unknown_nodes="flag",
+        notify_optimizer=True,
+        event_classes="bus, fire",
+        low_confidence_share=0.3,
+        low_confidence_alpha=0.5,
+    )
+    async with (
+        event_receiver() as (url, received),
+        vms(db, optimizer_url=url, **settings) as client,
+    ):
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
+        for i, result in enumerate(["0", "0", "2"]):
+            date, time = field_date_time(base + timedelta(seconds=i))
+            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+            assert r.status_code == 200
+        calm = summary(base, below_threshold=0)
+        assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
+        unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
+                         detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
+        assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
+        await _wait_for(lambda: len(received) >= 4)
+    # Every event as the optimizer's contract reads it, with its producer's fields under data.
+    events = [Event.model_validate(e) for e in received]
+    for body, event in zip(received, events, strict=True):
+        assert body["data"] == {k: v for k, v in body.items() if k not in ("type", "nid", "data")}
+        assert event.nid == "0x01"
+    changes = [e for e in events if e.type == EventType.CONDITION_CHANGED]
+    assert [(e.condition, e.previous) for e in changes] == [("SUNNY", None), ("RAINY", "SUNNY")]
+    assert [e.at for e in changes] == [base, base + timedelta(seconds=2)]
+    assert changes[1].data == {"condition": "RAINY", "previous": "SUNNY", "at": received[1]["at"]}
+    detections = [e for e in events if e.type == EventType.DETECTION]
+    assert [(e.counts, e.at) for e in detections] == [({"bus": 1}, base)]
+    low = [e for e in events if e.type == EventType.LOW_CONFIDENCE]
+    assert len(low) == 1 and low[0].share is not None and low[0].share >= 0.3
+    assert low[0].threshold == 0.3 and low[0].at == base + timedelta(seconds=1)
+    assert len(events) == 4
 
 
 async def test_an_absent_optimizer_never_blocks_ingest(db):
-    async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:  # optimizer_url: nothing listens
-        date, time = field_date_time()
-        for result in ("0", "2", "0", "2"):
-            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+    # optimizer_url: nothing listens there
+    async with vms(db, unknown_nodes="flag", notify_optimizer=True) as client:
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
+        for i, result in enumerate(("0", "2", "0", "2")):
+            date, time = field_date_time(base + timedelta(seconds=i))
+            r = await client.post(
+                "/save_edgeData",
+                json={"nid": "0x01", "date": date, "time": time, "result": result},
+                headers=OPERATOR,
+            )
             assert r.status_code == 200
-            date, time = field_date_time(datetime.now(timezone.utc) + timedelta(seconds=1))
+        # Each of the four condition changes was tried and counted as not delivered.
+        failed = (
+            'vms_outbox_deliveries_total{kind="condition_changed",outcome="failed",'
+            'target="optimizer"} 4.0'
+        )
+
+        async def counted() -> bool:
+            return failed in (await client.get("/metrics")).text
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while not await counted():
+            assert asyncio.get_running_loop().time() < deadline, (await client.get("/metrics")).text
+            await asyncio.sleep(0.05)
 
 
 async def test_overload_answers_503_with_retry_after_and_stores_only_the_acknowledged(db):
@@ -107,9 +142,9 @@ async def test_ingest_metrics(vms_flag, db):
 
 
 async def test_partitions_on_demand_ahead_and_retention(db):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     async with vms(db, unknown_nodes="flag") as client:
-        old = datetime.now(timezone.utc) - timedelta(days=3)
+        old = datetime.now(UTC) - timedelta(days=3)
         date, time = field_date_time(old)
         r = await client.post("/batch", json={"records": [
             {"kind": "environment", "data": {"nid": "0x01", "date": date, "time": time, "result": "0"}},
@@ -117,14 +152,16 @@ async def test_partitions_on_demand_ahead_and_retention(db):
             {"kind": "usage", "data": {"nid": "0x01", "cpu": 2, "memory": 2, "func": "SUNNY"}},
         ]}, headers=OPERATOR)
         assert r.json()["stored"] == 3
-        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE 'usage_p%' OR relname LIKE 'environment_p%'")}
+        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE "
+            "'usage_p%' OR relname LIKE 'environment_p%'")}
         assert partition_name("usage", old.date()) in names and partition_name("environment", old.date()) in names
         assert partition_name("usage", today + timedelta(days=2)) in names  # created ahead at start
 
         settings = client.app.state.settings.model_copy(update={"retention_days": 1})
         dropped = await maintain_partitions(client.app.state.ingest_pool, settings)
         assert partition_name("usage", old.date()) in dropped
-        # After retention the VMS still stores records for a day it had seen (the cache is refreshed).
+        # After retention the VMS still stores records for a day it had seen (the cache is
+        # refreshed).
         r = await client.post("/usage", json={"nid": "0x01", "cpu": 3, "memory": 3, "func": "SUNNY"}, headers=OPERATOR)
         assert r.status_code == 200
     rows = await fetch(db, "SELECT cpu FROM vms.usage ORDER BY cpu")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -34,7 +34,7 @@ def usage(nid: str, marker: str, **extra) -> dict:
 
 
 def detections(nid: str, **extra) -> dict:
-    ts = datetime.now(timezone.utc).isoformat()
+    ts = datetime.now(UTC).isoformat()
     body = {
         "nid": nid,
         "ts": ts,
@@ -112,14 +112,16 @@ async def test_a_client_looping_poison_records_harms_no_other_edge(db):
         for r in await fetch(db, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")
     }
     print(
-        f"good edges: {good} ({len(acknowledged)} acknowledged, {len(stored)} stored); poison: {poison}"
+        f"good edges: {good} ({len(acknowledged)} "
+            f"acknowledged, {len(stored)} stored); poison: {poison}"
     )
     assert sum(poison.values()) >= len(POISON) and set(poison) == {422}
     assert set(good) == {200}, good
     assert set(acknowledged) <= stored and len(acknowledged) > 0
     assert not await fetch(
         db,
-        "SELECT 1 FROM vms.usage WHERE nid = '0x66' UNION ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'",
+        "SELECT 1 FROM vms.usage WHERE nid = '0x66' UNION "
+            "ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'",
     )
 
 
@@ -131,8 +133,10 @@ async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(d
     await execute(
         db,
         f"CREATE FUNCTION vms.{trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.message LIKE 'poison%' THEN RAISE EXCEPTION 'value out of range' USING ERRCODE = '22003'; END IF; "
-        f"RETURN NEW; END $$; CREATE TRIGGER {trigger} BEFORE INSERT ON vms.usage FOR EACH ROW EXECUTE FUNCTION vms.{trigger}()",
+        "IF NEW.message LIKE 'poison%' THEN RAISE EXCEPTION "
+            "'value out of range' USING ERRCODE = '22003'; END IF; "
+        f"RETURN NEW; END $$; CREATE TRIGGER {trigger} BEFORE INSERT "
+            f"ON vms.usage FOR EACH ROW EXECUTE FUNCTION vms.{trigger}()",
     )
     try:
         async with vms(db, unknown_nodes="flag", group_commit_window_ms=20.0) as client:
@@ -152,7 +156,8 @@ async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(d
     finally:
         await execute(
             db,
-            f"DROP TRIGGER IF EXISTS {trigger} ON vms.usage; DROP FUNCTION IF EXISTS vms.{trigger}()",
+            f"DROP TRIGGER IF EXISTS {trigger} ON vms.usage; "
+                f"DROP FUNCTION IF EXISTS vms.{trigger}()",
         )
     stored = await fetch(
         db, "SELECT count(*) AS n FROM vms.usage WHERE message LIKE $1", f"{run}-%"
@@ -201,7 +206,8 @@ async def test_the_edge_client_drops_a_refused_record_counts_it_and_sends_what_f
 
 
 async def test_a_nul_in_a_multipart_field_post_is_refused_naming_the_field(vms_flag):
-    """Multipart forms pass the shared request layer unread: the payload's own validation refuses."""
+    """Multipart forms pass the shared request layer unread: the payload's own validation
+    refuses."""
     fields = {"nid": "0x01", "cpu": "1", "memory": "1", "func": "SUN\x00NY"}
     r = await vms_flag.post("/usage", files={k: (None, v) for k, v in fields.items()}, headers=OPERATOR)
     assert r.status_code == 422 and r.json()["code"] == "1001", r.text

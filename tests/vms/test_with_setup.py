@@ -1,4 +1,5 @@
-"""The VMS with the real setup service (a separate process): known nodes, names, the condition map."""
+"""The VMS with the real setup service (a separate process): known nodes, names, the condition
+map."""
 from __future__ import annotations
 
 import httpx

@@ -10,20 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-import httpx
 import orjson
 
 from services.optimizer.settings import OptimizerSettings
-from shared.clients import raise_for_upstream, service_client
 from shared.contracts.decisions import BulkOperation, BulkResponse, BulkResult, op_wire
 from shared.contracts.fleet import FleetSnapshot
 from shared.contracts.nodes import NodeState, NodeStates
-from shared.errors import Conflict, Unavailable
+from shared.service_client import ServiceClient
+
+
+def _client(name: str, base_url: str, settings: OptimizerSettings) -> ServiceClient:
+    return ServiceClient(
+        name, base_url, token=settings.own_credential() or None, timeout=settings.source_timeout_s
+    )
 
 
 class SetupClient:
     def __init__(self, settings: OptimizerSettings):
-        self.http = service_client(settings, settings.setup_url, timeout=settings.source_timeout_s)
+        self.client = _client("setup", settings.setup_url, settings)
 
     async def snapshot(
         self, edge_ids: set[int] | None = None, since: datetime | None = None
@@ -33,38 +37,30 @@ class SetupClient:
         params = {"edge_ids": ",".join(str(i) for i in sorted(edge_ids))} if edge_ids else {}
         if since is not None:
             params["since"] = since.isoformat()
-        try:
-            r = await self.http.get("/fleet/snapshot", params=params)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"setup unreachable: {exc}") from exc
-        raise_for_upstream(r, "setup /fleet/snapshot")
+        r = await self.client.request(
+            "GET", "/fleet/snapshot", params=params, what="setup /fleet/snapshot"
+        )
         return cast(FleetSnapshot, orjson.loads(r.content))
 
     async def bulk(self, operations: list[BulkOperation]) -> list[BulkResult]:
+        """One transaction on setup; a 409 (a stale generation) is raised as Conflict."""
         body = {"requested_by": "optimizer", "operations": [op_wire(op) for op in operations]}
-        try:
-            r = await self.http.post(
-                "/deployments/bulk",
-                content=orjson.dumps(body),
-                headers={"content-type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"setup unreachable: {exc}") from exc
-        if r.status_code == 409:
-            detail = orjson.loads(r.content).get("error", {})
-            raise Conflict(
-                f"setup refused the bulk write: {detail.get('message')}", field=detail.get("field")
-            )
-        raise_for_upstream(r, "setup /deployments/bulk")
+        r = await self.client.request(
+            "POST",
+            "/deployments/bulk",
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
+            what="setup /deployments/bulk",
+        )
         return BulkResponse.model_validate_json(r.content).results
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.client.aclose()
 
 
 class VmsClient:
     def __init__(self, settings: OptimizerSettings):
-        self.http = service_client(settings, settings.vms_url, timeout=settings.source_timeout_s)
+        self.client = _client("vms", settings.vms_url, settings)
 
     async def nodes(self, nids: set[str] | None = None) -> list[NodeState]:
         return (await self.state(nids))["items"]
@@ -79,12 +75,8 @@ class VmsClient:
             params["nids"] = ",".join(sorted(nids))
         if since is not None:
             params["since"] = since.isoformat()
-        try:
-            r = await self.http.get("/nodes/state", params=params)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"VMS unreachable: {exc}") from exc
-        raise_for_upstream(r, "VMS /nodes/state")
+        r = await self.client.request("GET", "/nodes/state", params=params, what="VMS /nodes/state")
         return cast(NodeStates, orjson.loads(r.content))
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.client.aclose()

@@ -3,8 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from services.setup.ai_packages import service
-from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate, AiStatus
+from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.fleet import PackageStatus
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -13,8 +14,9 @@ router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
 async def create_ai_package(data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth):
-    """Record an AI package; the master is asked to build it (or upload the archive to the master)."""
-    return await service.create(session, data, request.app.state.settings)
+    """Record an AI package; the master is asked to build it (or upload the archive to the
+    master)."""
+    return await service.create(session, data, request.app.state.master)
 
 
 @router.get("", response_model=Page[AiPackageOut])
@@ -24,7 +26,7 @@ async def list_ai_packages(
     page: PageDep,
     filename: str | None = None,
     ai_class: str | None = None,
-    status: AiStatus | None = None,
+    status: PackageStatus | None = None,
     condition: str | None = None,
 ):
     items, total = await service.list_page(
@@ -40,10 +42,10 @@ async def get_ai_package(ai_id: int, session: SessionDep, _: ReaderAuth):
 
 @router.patch("/{ai_id}", response_model=AiPackageOut)
 async def update_ai_package(ai_id: int, data: AiPackageUpdate, session: SessionDep, request: Request, _: OperatorAuth):
-    return await service.update(session, ai_id, data, request.app.state.settings)
+    return await service.update(session, ai_id, data, request.app.state.master)
 
 
 @router.delete("/{ai_id}", response_model=AiPackageOut)
 async def remove_ai_package(ai_id: int, session: SessionDep, request: Request, _: OperatorAuth):
     """Mark the AI removed; the master deletes its image and, once unreferenced, its artifact."""
-    return await service.remove(session, ai_id, request.app.state.settings)
+    return await service.remove(session, ai_id, request.app.state.master)

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.contracts.fleet import PackageStatus
 from shared.versions import validate_version
 
-AiStatus = Literal["uploaded", "building", "ready", "failed", "removed"]
 FILENAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 AI_CLASS = r"^[0-9]{2}$"
 CONDITION = r"^[A-Z][A-Z0-9_]{0,31}$"
@@ -35,10 +35,11 @@ class AiPackageCreate(BaseModel):
 
 
 class AiPackageUpdate(BaseModel):
-    """Status and build results (the master reports them), or condition/description (the operator)."""
+    """Status and build results (the master reports them), or condition/description (the
+    operator)."""
 
     model_config = ConfigDict(extra="forbid")
-    status: AiStatus | None = None
+    status: PackageStatus | None = None
     failure_reason: str | None = Field(None, max_length=4000)
     condition: str | None = Field(None, pattern=CONDITION)
     description: str | None = Field(None, max_length=2000)
@@ -62,7 +63,7 @@ class AiPackageOut(BaseModel):
     manifest: dict[str, Any] | None
     image_ref: str | None
     image_digest: str | None
-    status: AiStatus
+    status: PackageStatus
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime

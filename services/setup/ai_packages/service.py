@@ -3,17 +3,19 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
 from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageUpdate
 from services.setup.common import apply_changes, get_or_404
+from services.setup.master_client import MasterCalls
 from services.setup.models import AiPackage, Deployment
+from shared.contracts.fleet import DesiredState, PackageStatus
 from shared.db import flush
 from shared.errors import Conflict
 from shared.pagination import PageParams, fetch_page
 from shared.versions import version_key
 
 
-async def create(session: AsyncSession, data: AiPackageCreate, settings) -> AiPackage:
+async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCalls
+) -> AiPackage:
     key = version_key(data.version)
     clash = await session.scalar(
         select(AiPackage.id).where(
@@ -22,12 +24,13 @@ async def create(session: AsyncSession, data: AiPackageCreate, settings) -> AiPa
     )
     if clash is not None:
         raise Conflict(
-            f"{data.filename} class {data.ai_class} version {data.version} already exists (AI {clash})", field="version"
+            f"{data.filename} class {data.ai_class} version "
+                f"{data.version} already exists (AI {clash})", field="version"
         )
-    ai = AiPackage(**data.model_dump(), version_key=key, status="uploaded")
+    ai = AiPackage(**data.model_dump(), version_key=key, status=PackageStatus.UPLOADED)
     session.add(ai)
     await flush(session)
-    master_client.request_build(session, settings, ai.id)
+    master.request_build(session, ai.id)
     return ai
 
 
@@ -43,27 +46,29 @@ async def list_page(session: AsyncSession, params: PageParams, **filters):
     return await fetch_page(session, stmt, params)
 
 
-async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, settings) -> AiPackage:
+async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, master: MasterCalls
+) -> AiPackage:
     ai = await get(session, ai_id)
     changes = data.model_dump(exclude_unset=True)
-    became_ready = changes.get("status") == "ready" and ai.status != "ready"
+    ready = PackageStatus.READY
+    became_ready = changes.get("status") == ready and ai.status != ready
     apply_changes(ai, changes)
     await flush(session)
     if became_ready:
-        master_client.request_reconcile(session, settings)
+        master.request_reconcile(session)
     return ai
 
 
-async def remove(session: AsyncSession, ai_id: int, settings) -> AiPackage:
+async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPackage:
     """Mark removed (the master deletes its image and artifact); refused while it is deployed."""
     ai = await get(session, ai_id)
     in_use = await session.scalar(
-        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == "running"))
+        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == DesiredState.RUNNING))
     )
     if in_use:
         raise Conflict(f"AI {ai_id} is deployed on at least one edge; undeploy it first", field="id")
-    if ai.status != "removed":
-        ai.status = "removed"
+    if ai.status != PackageStatus.REMOVED:
+        ai.status = PackageStatus.REMOVED
         await flush(session)
-        master_client.request_removal(session, settings, ai.id)
+        master.request_removal(session, ai.id)
     return ai

@@ -6,7 +6,8 @@ CONDITION = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
 class ConditionMapping(BaseModel):
-    """code -> condition (what the environment AI's result means) and condition -> ai_class (which variant)."""
+    """code -> condition (what the environment AI's result means) and condition -> ai_class (which
+    variant)."""
 
     model_config = ConfigDict(extra="forbid")
     codes: dict[str, str] = Field(description='e.g. {"0": "SUNNY", "2": "RAINY"}')
@@ -21,7 +22,8 @@ class ConditionMapping(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", code):
                 raise ValueError(f"code {code!r} must be 1-16 letters, digits, _ or -")
             if not re.fullmatch(CONDITION, condition):
-                raise ValueError(f"condition {condition!r} for code {code!r} must be an upper-case word like RAINY")
+                raise ValueError(f"condition {condition!r} for code {code!r} "
+                    "must be an upper-case word like RAINY")
         return value
 
     @field_validator("ai_classes")

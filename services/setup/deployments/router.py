@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from services.setup import master_client
 from services.setup.deployments import service
 from services.setup.deployments.schemas import (
     BulkRequest,
@@ -10,11 +9,10 @@ from services.setup.deployments.schemas import (
     DeploymentCreate,
     DeploymentOut,
     DeploymentUpdate,
-    Desired,
-    Observed,
     ObservedReports,
 )
 from shared.auth import OperatorAuth, Principal, ReaderAuth, ServiceAuth
+from shared.contracts.fleet import DesiredState, ObservedState
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -29,7 +27,7 @@ def _who(principal: Principal) -> str:
 async def create_deployment(data: DeploymentCreate, session: SessionDep, request: Request, who: OperatorAuth):
     """Desired state: AI ``ai_id`` runs on edge ``edge_id``. The master converges to it."""
     deployment = await service.create(session, data, requested_by=_who(who))
-    master_client.request_reconcile(session, request.app.state.settings)
+    request.app.state.master.request_reconcile(session)
     return deployment
 
 
@@ -40,8 +38,8 @@ async def list_deployments(
     page: PageDep,
     edge_id: int | None = None,
     ai_id: int | None = None,
-    desired: Desired | None = None,
-    observed: Observed | None = None,
+    desired: DesiredState | None = None,
+    observed: ObservedState | None = None,
     filename: str | None = None,
 ):
     items, total = await service.list_page(
@@ -54,7 +52,7 @@ async def list_deployments(
 async def bulk(data: BulkRequest, session: SessionDep, request: Request, _: OperatorAuth):
     results = await service.apply_bulk(session, data)
     if results:
-        master_client.request_reconcile(session, request.app.state.settings)
+        request.app.state.master.request_reconcile(session)
     return BulkResponse(results=results)
 
 
@@ -72,13 +70,14 @@ async def get_deployment(deployment_id: int, session: SessionDep, _: ReaderAuth)
 async def update_deployment(deployment_id: int, data: DeploymentUpdate, session: SessionDep, request: Request, who: OperatorAuth):
     """Change the AI (e.g. a new version: a rolling replace) or its params."""
     deployment = await service.update_one(session, deployment_id, data, requested_by=_who(who))
-    master_client.request_reconcile(session, request.app.state.settings)
+    request.app.state.master.request_reconcile(session)
     return deployment
 
 
 @router.delete("/{deployment_id}", response_model=DeploymentOut)
 async def remove_deployment(deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth):
-    """Desired state: the AI no longer runs there. The row stays, with the master's observed state."""
+    """Desired state: the AI no longer runs there. The row stays, with the master's observed
+    state."""
     deployment = await service.remove(session, deployment_id, requested_by=_who(who))
-    master_client.request_reconcile(session, request.app.state.settings)
+    request.app.state.master.request_reconcile(session)
     return deployment

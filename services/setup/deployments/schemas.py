@@ -1,29 +1,63 @@
+"""Setup's deployment models. The bulk write (POST /deployments/bulk) is the optimizer's
+contract (shared.contracts.decisions), states are the fleet's (shared.contracts.fleet)."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Desired = Literal["running", "removed"]
-Observed = Literal["pending", "running", "failed", "removed"]
-RequestedBy = Literal["operator", "optimizer", "service"]
+from shared.contracts.decisions import (
+    BulkOperation,
+    BulkRequest,
+    BulkResponse,
+    BulkResult,
+    CreateOp,
+    DecisionId,
+    EdgeStatusOp,
+    RemoveOp,
+    RequestedBy,
+    UpdateOp,
+)
+from shared.contracts.fleet import DesiredState, ObservedState
+from shared.contracts.master import ObservedReport, ObservedReports
+
+__all__ = [
+    "BulkOperation",
+    "BulkRequest",
+    "BulkResponse",
+    "BulkResult",
+    "CreateOp",
+    "DeploymentCreate",
+    "DeploymentOut",
+    "DeploymentUpdate",
+    "EdgeStatusOp",
+    "ObservedReport",
+    "ObservedReports",
+    "RemoveOp",
+    "UpdateOp",
+]
 
 
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     edge_id: int
     ai_id: int
-    params: dict[str, Any] = Field(default_factory=dict, description="extra settings for the workload (env)")
-    allow_multiple: bool = Field(False, description="allow more than one AI of this filename on the edge")
-    decision_id: str | None = Field(None, max_length=64)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="extra settings for the workload (env)"
+    )
+    allow_multiple: bool = Field(
+        False, description="allow more than one AI of this filename on the edge"
+    )
+    decision_id: DecisionId = None
 
 
 class DeploymentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ai_id: int | None = None
     params: dict[str, Any] | None = None
-    decision_id: str | None = Field(None, max_length=64)
+    decision_id: DecisionId = None
 
 
 class DeploymentOut(BaseModel):
@@ -32,11 +66,11 @@ class DeploymentOut(BaseModel):
     edge_id: int
     ai_id: int
     filename: str
-    desired: Desired
+    desired: DesiredState
     params: dict[str, Any]
     allow_multiple: bool
     generation: int
-    observed: Observed
+    observed: ObservedState
     observed_reason: str | None
     observed_at: datetime | None
     observed_generation: int
@@ -45,61 +79,3 @@ class DeploymentOut(BaseModel):
     decision_id: str | None
     created_at: datetime
     updated_at: datetime
-
-
-class ObservedReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: int
-    observed: Observed
-    reason: str | None = Field(None, max_length=4000)
-    generation: int = Field(ge=0)
-    restarts: int = Field(0, ge=0)
-
-
-class ObservedReports(BaseModel):
-    reports: list[ObservedReport] = Field(max_length=100_000)
-
-
-class CreateOp(DeploymentCreate):
-    op: Literal["create"]
-
-
-class UpdateOp(DeploymentUpdate):
-    op: Literal["update"]
-    id: int
-    expected_generation: int | None = Field(None, description="refuse if the deployment changed meanwhile")
-    redeploy: bool = Field(False, description="bump the generation even when nothing else changes (recovery)")
-
-
-class RemoveOp(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    op: Literal["remove"]
-    id: int
-    decision_id: str | None = Field(None, max_length=64)
-
-
-class EdgeStatusOp(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    op: Literal["edge_status"]
-    edge_id: int
-    status: Literal["active", "degraded"]
-
-
-Operation = Annotated[Union[CreateOp, UpdateOp, RemoveOp, EdgeStatusOp], Field(discriminator="op")]
-
-
-class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    requested_by: RequestedBy = "optimizer"
-    operations: list[Operation] = Field(max_length=200_000)
-
-
-class BulkResult(BaseModel):
-    index: int
-    op: str
-    id: int
-    generation: int | None = None
-
-
-class BulkResponse(BaseModel):
-    results: list[BulkResult]

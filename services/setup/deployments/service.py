@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
 from services.setup.ai_packages import service as ai_packages
 from services.setup.common import get_or_404
 from services.setup.deployments.schemas import (
@@ -20,11 +19,12 @@ from services.setup.deployments.schemas import (
 )
 from services.setup.edges import service as edges
 from services.setup.models import AiPackage, Deployment, Edge
+from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 from shared.db import flush, utcnow
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.pagination import PageParams, fetch_page
 
-DEPLOYABLE = ("uploaded", "building", "ready")
+DEPLOYABLE = (PackageStatus.UPLOADED, PackageStatus.BUILDING, PackageStatus.READY)
 
 
 async def _deployable_ai(session: AsyncSession, ai_id: int, field: str) -> AiPackage:
@@ -38,7 +38,7 @@ async def _check_single_filename(session: AsyncSession, edge_id: int, filename: 
     stmt = select(Deployment.id).where(
         Deployment.edge_id == edge_id,
         Deployment.filename == filename,
-        Deployment.desired == "running",
+        Deployment.desired == DesiredState.RUNNING,
         Deployment.allow_multiple.is_(False),
     )
     if except_id is not None:
@@ -52,7 +52,13 @@ async def _check_single_filename(session: AsyncSession, edge_id: int, filename: 
         )
 
 
-async def create(session: AsyncSession, data: DeploymentCreate, *, requested_by: str, field_prefix: str = "") -> Deployment:
+async def create(
+    session: AsyncSession,
+    data: DeploymentCreate | CreateOp,
+    *,
+    requested_by: str,
+    field_prefix: str = "",
+) -> Deployment:
     await edges.get(session, data.edge_id, field=f"{field_prefix}edge_id")
     ai = await _deployable_ai(session, data.ai_id, f"{field_prefix}ai_id")
     if not data.allow_multiple:
@@ -65,8 +71,8 @@ async def create(session: AsyncSession, data: DeploymentCreate, *, requested_by:
         allow_multiple=data.allow_multiple,
         requested_by=requested_by,
         decision_id=data.decision_id,
-        desired="running",
-        observed="pending",
+        desired=DesiredState.RUNNING,
+        observed=ObservedState.PENDING,
     )
     session.add(deployment)
     await flush(session)
@@ -111,11 +117,12 @@ async def update_one(
     field_prefix: str = "",
 ) -> Deployment:
     deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
-    if deployment.desired != "running":
+    if deployment.desired != DesiredState.RUNNING:
         raise Conflict(f"deployment {deployment_id} is removed", field=f"{field_prefix}id")
     if expected_generation is not None and deployment.generation != expected_generation:
         raise Conflict(
-            f"deployment {deployment_id} is at generation {deployment.generation}, not {expected_generation}",
+            f"deployment {deployment_id} is at generation "
+                f"{deployment.generation}, not {expected_generation}",
             field=f"{field_prefix}expected_generation",
         )
     changed = redeploy
@@ -130,7 +137,7 @@ async def update_one(
         changed = True
     if changed:
         deployment.generation += 1
-        deployment.observed = "pending"
+        deployment.observed = ObservedState.PENDING
         deployment.observed_reason = None
         deployment.requested_by = requested_by
         deployment.decision_id = data.decision_id
@@ -140,8 +147,8 @@ async def update_one(
 
 async def remove(session: AsyncSession, deployment_id: int, *, requested_by: str, decision_id: str | None = None, field_prefix: str = "") -> Deployment:
     deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
-    if deployment.desired != "removed":
-        deployment.desired = "removed"
+    if deployment.desired != DesiredState.REMOVED:
+        deployment.desired = DesiredState.REMOVED
         deployment.generation += 1
         deployment.requested_by = requested_by
         deployment.decision_id = decision_id
@@ -172,7 +179,8 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
 
 
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
-    """Every operation in one transaction; the first failure names ``operations[i]`` and writes nothing."""
+    """Every operation in one transaction; the first failure names ``operations[i]`` and writes
+    nothing."""
     results: list[BulkResult] = []
     # Lock every row the batch changes up front, in id order: two batches touching the same
     # deployments queue behind each other instead of deadlocking.
@@ -196,7 +204,7 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
                     DeploymentUpdate(ai_id=op.ai_id, params=op.params, decision_id=op.decision_id),
                     requested_by=data.requested_by,
                     expected_generation=op.expected_generation,
-                    redeploy=op.redeploy,
+                    redeploy=bool(op.redeploy),
                     field_prefix=prefix,
                 )
             elif isinstance(op, RemoveOp):

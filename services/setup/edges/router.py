@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from services.setup.edges import service
-from services.setup.edges import tokens
+from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
     EdgeCamera,
     EdgeCreate,
@@ -16,8 +15,9 @@ from services.setup.edges.schemas import (
     TokenRevocations,
 )
 from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
-from shared.edge_tokens import decode_edge_token
+from shared.contracts.fleet import EdgeStatus
 from shared.db import SessionDep
+from shared.edge_tokens import decode_edge_token
 from shared.pagination import Page, PageDep
 
 router = APIRouter(prefix="/edges", tags=["edges"])
@@ -25,7 +25,8 @@ router = APIRouter(prefix="/edges", tags=["edges"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EdgeCreated)
 async def register_edge(data: EdgeCreate, session: SessionDep, request: Request, _: OperatorAuth):
-    """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown once."""
+    """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown
+    once."""
     edge, token = await service.create(session, data, request.app.state.settings)
     return EdgeCreated(**service.to_out(edge).model_dump(), token=token)
 
@@ -38,7 +39,7 @@ async def list_edges(
     cluster_id: int | None = None,
     name: Annotated[str | None, Query(description="substring of the name")] = None,
     nid: str | None = None,
-    status: Literal["active", "degraded"] | None = None,
+    status: EdgeStatus | None = None,
     supports_analysis: bool | None = None,
 ):
     items, total = await service.list_page(

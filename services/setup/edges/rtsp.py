@@ -1,10 +1,10 @@
-"""Camera URLs: checked when given, masked whenever shown (edge_ai.common.redaction.mask_url),
+"""Camera URLs: checked when given, masked whenever shown (edge_common.redaction.mask_url),
 kept whole only encrypted (services.setup.camera_secrets)."""
 from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from edge_ai.common.redaction import mask_url
+from edge_common.redaction import mask_url
 
 ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
 

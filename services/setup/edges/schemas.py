@@ -1,4 +1,5 @@
-"""Edges: the field's registration payload plus what the platform needs (nid, cluster, node, capacity)."""
+"""Edges: the field's registration payload plus what the platform needs (nid, cluster, node,
+capacity)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,6 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from services.setup.edges.rtsp import split_credentials
 from shared.agent_urls import check_agent_url, parse_networks
+from shared.contracts.fleet import EdgeStatus
 
 ANY_NETWORK = parse_networks("0.0.0.0/0,::/0")
 NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
@@ -134,7 +136,7 @@ class EdgeCreate(EdgeBase):
 
 class EdgeUpdate(EdgeBase):
     name: str | None = Field(None, min_length=1, max_length=100)
-    status: Literal["active", "degraded"] | None = None
+    status: EdgeStatus | None = None
 
 
 class GpsOut(BaseModel):

@@ -3,18 +3,18 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.setup.camera_secrets import SecretBox, box_for
 from services.setup.clusters import service as clusters
 from services.setup.common import get_or_404
-from services.setup.camera_secrets import SecretBox, box_for
+from services.setup.edges import tokens
 from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
+from services.setup.settings import SetupSettings
 from shared.db import flush
-from shared.errors import Unauthorized
-from services.setup.edges import tokens
 from shared.edge_tokens import token_hash
+from shared.errors import Unauthorized
 from shared.pagination import PageParams, fetch_page
-from shared.settings import ServiceSettings
 
 
 def to_out(edge: Edge) -> EdgeOut:
@@ -73,7 +73,7 @@ def camera_columns(url: str | None, box: SecretBox) -> dict[str, str | None]:
     return {"rtsp_url": masked(url), "rtsp_secret": box.encrypt(url)}
 
 
-async def create(session: AsyncSession, data: EdgeCreate, settings: ServiceSettings) -> tuple[Edge, str]:
+async def create(session: AsyncSession, data: EdgeCreate, settings: SetupSettings) -> tuple[Edge, str]:
     columns = _columns(data, box_for(settings))
     if data.cluster_id is None:
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
@@ -126,7 +126,7 @@ async def list_page(
 
 
 async def update(
-    session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: ServiceSettings
+    session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: SetupSettings
 ) -> Edge:
     edge = await get(session, edge_id)
     columns = _columns(data, box_for(settings))
@@ -140,7 +140,7 @@ async def update(
     return edge
 
 
-async def rotate_token(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> tuple[Edge, str]:
+async def rotate_token(session: AsyncSession, edge_id: int, settings: SetupSettings) -> tuple[Edge, str]:
     edge = await get(session, edge_id)
     token = await tokens.rotate(session, edge.nid, settings)  # every older token dies on commit
     edge.token_hash = token_hash(token)
@@ -149,7 +149,7 @@ async def rotate_token(session: AsyncSession, edge_id: int, settings: ServiceSet
 
 
 async def renew_token(
-    session: AsyncSession, nid: str, settings: ServiceSettings
+    session: AsyncSession, nid: str, settings: SetupSettings
 ) -> tuple[Edge, str]:
     """A fresh token for an edge that proved itself with a valid one (the agent, before expiry)."""
     edge = (await session.execute(select(Edge).where(Edge.nid == nid))).scalar_one_or_none()
@@ -162,7 +162,7 @@ async def renew_token(
 
 
 async def workload_token(
-    session: AsyncSession, edge_id: int, settings: ServiceSettings
+    session: AsyncSession, edge_id: int, settings: SetupSettings
 ) -> tuple[Edge, str]:
     """A token for the workloads the master runs on the edge (revocable, expiring like any)."""
     edge = await get(session, edge_id)
@@ -187,7 +187,7 @@ async def node_ids(session: AsyncSession) -> dict:
     }
 
 
-async def camera_url(session: AsyncSession, edge_id: int, settings: ServiceSettings) -> str | None:
+async def camera_url(session: AsyncSession, edge_id: int, settings: SetupSettings) -> str | None:
     edge = await get(session, edge_id)
     if edge.rtsp_secret is None:
         return None

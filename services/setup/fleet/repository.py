@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.setup.models import AiPackage, Deployment, Edge
+from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 
 EDGE_COLUMNS = (
     Edge.id, Edge.name, Edge.nid, Edge.cluster_id, Edge.latitude, Edge.longitude, Edge.supports_analysis,
@@ -46,9 +47,14 @@ async def snapshot_parts(
     changed after it (plus every current edge id, so that a client mirror can drop deleted edges).
     """
     edges = select(*EDGE_COLUMNS)
-    ais = select(*AI_COLUMNS).where(AiPackage.status != "removed")
+    ais = select(*AI_COLUMNS).where(AiPackage.status != PackageStatus.REMOVED)
     # Running ones, and removed ones the master has not yet seen gone.
-    deployments = select(*DEPLOYMENT_COLUMNS).where(or_(Deployment.desired == "running", Deployment.observed != "removed"))
+    deployments = select(*DEPLOYMENT_COLUMNS).where(
+        or_(
+            Deployment.desired == DesiredState.RUNNING,
+            Deployment.observed != ObservedState.REMOVED,
+        )
+    )
     if edge_ids is not None:
         edges = edges.where(Edge.id.in_(edge_ids))
         deployments = deployments.where(Deployment.edge_id.in_(edge_ids))

@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from services.setup import master_client
 from services.setup.ai_packages import service as ai_packages
 from services.setup.ai_packages.schemas import AiPackageCreate
 from services.setup.legacy import service
@@ -22,13 +21,11 @@ async def request_upload(
     _: OperatorAuth, req: Annotated[UploadRequest, Depends(form_or_json(UploadRequest))], session: SessionDep, request: Request
 ):
     data = AiPackageCreate(**req.model_dump(include={"filename", "version", "ai_class", "condition", "description"}))
-    settings = request.app.state.settings
-    if settings.notify_master:
+    master = request.app.state.master
+    if master.enabled:
         # The field's upload names a folder on the master: refused at once when it is not there.
-        await master_client.check_package_folder(
-            settings, data.filename, data.version, data.ai_class
-        )
-    ai = await ai_packages.create(session, data, request.app.state.settings)
+        await master.check_package_folder(data.filename, data.version, data.ai_class)
+    ai = await ai_packages.create(session, data, master)
     await service.record(session, "request_upload_edgeAi", req.model_dump(), f"AI {ai.id} recorded")
     return envelope(f"upload of {ai.filename} {ai.version} class {ai.ai_class} requested", aid=ai.id)
 
@@ -37,7 +34,7 @@ async def request_upload(
 async def request_remove(
     _: OperatorAuth, req: Annotated[AiRequest, Depends(form_or_json(AiRequest))], session: SessionDep, request: Request
 ):
-    ai = await ai_packages.remove(session, req.aid, request.app.state.settings)
+    ai = await ai_packages.remove(session, req.aid, request.app.state.master)
     await service.record(session, "request_remove_edgeAi", req.model_dump(), f"AI {ai.id} removed")
     return envelope(f"removal of AI {ai.id} requested")
 
@@ -46,7 +43,7 @@ async def request_remove(
 async def request_deploy(
     _: OperatorAuth, req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request
 ):
-    ids = await service.deploy(session, req, request.app.state.settings)
+    ids = await service.deploy(session, req, request.app.state.master)
     await service.record(session, "request_deploy_aiToDevice", req.model_dump(), f"deployments {ids}")
     return envelope(f"deployment of AI {req.aid} requested on {len(ids)} edge(s)", deployments=ids)
 
@@ -55,7 +52,7 @@ async def request_deploy(
 async def request_undeploy(
     _: OperatorAuth, req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))], session: SessionDep, request: Request
 ):
-    ids = await service.undeploy(session, req, request.app.state.settings)
+    ids = await service.undeploy(session, req, request.app.state.master)
     await service.record(session, "request_undeploy_aiFromDevice", req.model_dump(), f"deployments {ids}")
     return envelope(f"undeployment of AI {req.aid} requested on {len(ids)} deployment(s)", deployments=ids)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup import master_client
 from services.setup.ai_packages import service as ai_packages
 from services.setup.deployments import service as deployments
 from services.setup.deployments.schemas import DeploymentCreate, DeploymentUpdate
 from services.setup.legacy.schemas import DeviceRequest
+from services.setup.master_client import MasterCalls
 from services.setup.models import Deployment, Edge, LegacyRequest
+from shared.contracts.fleet import DesiredState
 from shared.errors import Invalid, NotFound
 
 
@@ -44,7 +45,7 @@ async def deploy_target(session: AsyncSession, req: DeviceRequest) -> Edge:
     return edges[0]
 
 
-async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[int]:
+async def deploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls) -> list[int]:
     ai = await ai_packages.get(session, req.aid, field="aid")
     touched = []
     for edge in [await deploy_target(session, req)]:
@@ -52,7 +53,7 @@ async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[in
             select(Deployment).where(
                 Deployment.edge_id == edge.id,
                 Deployment.filename == ai.filename,
-                Deployment.desired == "running",
+                Deployment.desired == DesiredState.RUNNING,
                 Deployment.allow_multiple.is_(False),
             )
         )
@@ -61,21 +62,21 @@ async def deploy(session: AsyncSession, req: DeviceRequest, settings) -> list[in
         else:
             d = await deployments.update_one(session, current.id, DeploymentUpdate(ai_id=ai.id), requested_by="operator")
         touched.append(d.id)
-    master_client.request_reconcile(session, settings)
+    master.request_reconcile(session)
     return touched
 
 
-async def undeploy(session: AsyncSession, req: DeviceRequest, settings) -> list[int]:
+async def undeploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls) -> list[int]:
     await ai_packages.get(session, req.aid, field="aid")
     edge_ids = [e.id for e in await target_edges(session, req)]
     rows = (
         await session.scalars(
             select(Deployment).where(
-                Deployment.ai_id == req.aid, Deployment.desired == "running", Deployment.edge_id.in_(edge_ids)
+                Deployment.ai_id == req.aid, Deployment.desired == DesiredState.RUNNING, Deployment.edge_id.in_(edge_ids)
             )
         )
     ).all()
     for d in rows:
         await deployments.remove(session, d.id, requested_by="operator")
-    master_client.request_reconcile(session, settings)
+    master.request_reconcile(session)
     return [d.id for d in rows]

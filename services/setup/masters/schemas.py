@@ -32,7 +32,7 @@ class MasterCreate(BaseModel):
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
 
     @model_validator(mode="after")
-    def _needs_address(self) -> "MasterCreate":
+    def _needs_address(self) -> MasterCreate:
         if self.url:
             parts = urlsplit(self.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -74,7 +74,7 @@ class MasterOut(BaseModel):
     updated_at: datetime
 
     @model_validator(mode="after")
-    def _field_address(self) -> "MasterOut":
+    def _field_address(self) -> MasterOut:
         # The field's clients read ip and port; ours read url. Both say the same.
         parts = urlsplit(self.url)
         default = 443 if parts.scheme == "https" else 80

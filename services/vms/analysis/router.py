@@ -1,11 +1,13 @@
-"""The analysis server's inbox: ``POST /analysis`` takes a frame (multipart ``image`` + ``metadata``)."""
+"""The analysis server's inbox: ``POST /analysis`` takes a frame (multipart ``image`` +
+``metadata``)."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, Field
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 
 from services.vms.analysis import service
 from shared.auth import AnyPrincipal, ReaderAuth, ServiceAuth
@@ -33,7 +35,7 @@ async def queue_frame(request: Request, session: SessionDep, principal: AnyPrinc
         raise Invalid("send multipart/form-data with the parts image and metadata", field="body")
     form = await request.form(max_files=1, max_fields=4)
     upload = form.get("image")
-    image = await upload.read() if hasattr(upload, "read") else b""
+    image = await upload.read() if isinstance(upload, UploadFile) else b""
     metadata = form.get("metadata")
     return await service.accept(
         session, request.app.state.directory, principal,

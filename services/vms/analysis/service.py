@@ -1,9 +1,10 @@
-"""Frames sent up for precise re-analysis: validated, stored and queued (the analysis server's inbox)."""
+"""Frames sent up for precise re-analysis: validated, stored and queued (the analysis server's
+inbox)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -39,7 +40,7 @@ def _parse_ts(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError as exc:
         raise Invalid(f"{value!r} is not an ISO 8601 time", field="metadata.ts") from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 async def accept(
@@ -65,7 +66,7 @@ async def accept(
         raise NotFound(f"node {nid} is not registered", field="metadata.nid")
     row = {
         "nid": nid,
-        "received_at": datetime.now(timezone.utc),
+        "received_at": datetime.now(UTC),
         "ts": _parse_ts(metadata.get("ts")),
         "reason": str(metadata.get("reason") or "")[:64] or None,
         "metadata": metadata,
@@ -116,7 +117,7 @@ RETURNING r.id, r.nid, r.ts, r.reason, r.metadata, r.image_sha256
 
 
 async def claim(session: AsyncSession, *, limit: int, lease_s: float) -> InboxClaim:
-    until = datetime.now(timezone.utc) + timedelta(seconds=lease_s)
+    until = datetime.now(UTC) + timedelta(seconds=lease_s)
     rows = (await session.execute(CLAIM_SQL, {"until": until, "limit": limit})).mappings().all()
     frames = [InboxFrame.model_validate(dict(r)) for r in sorted(rows, key=lambda r: r["id"])]
     return InboxClaim(frames=frames, lease_until=until)

@@ -2,15 +2,15 @@
 
 Requests ``submit`` their records and wait; the writer task takes what has accumulated (waiting up
 to ``VMS_GROUP_COMMIT_WINDOW_MS`` for more, at most ``VMS_GROUP_COMMIT_MAX_RECORDS`` records),
-writes and commits it (one statement, storage.writer), and only then resolves every waiting request. A request is answered 200
-only after its records are committed; when the database fails the waiting requests get 503.
-The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with Retry-After.
-Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next batch is
-collected and sent while the previous one's commit is still on its way, which hides the round
-trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
-When the database refuses a value in a batch (validation should have caught it; nothing was
-stored), the batch is split until the request holding it stands alone: that request gets 422, the
-others are committed as if it had never been there.
+writes and commits it (one statement, storage.writer), and only then resolves every waiting request.
+A request is answered 200 only after its records are committed; when the database fails the waiting
+requests get 503. The queue is bounded (``VMS_QUEUE_MAX_RECORDS``): past it requests get 503 with
+Retry-After. Up to ``VMS_GROUP_COMMIT_PARALLEL`` batches are in flight at once (default 2): the next
+batch is collected and sent while the previous one's commit is still on its way, which hides the
+round trip to Postgres. Their order does not matter: the node state keeps the newest sample by time.
+When the database refuses a value in a batch (validation should have caught it; nothing was stored),
+the batch is split until the request holding it stands alone: that request gets 422, the others are
+committed as if it had never been there.
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import date, datetime, timezone
-from typing import Any
+from datetime import UTC, date, datetime
 
 import asyncpg
 import orjson
@@ -31,6 +30,7 @@ from services.vms.nodes.state import Record
 from services.vms.settings import VmsSettings
 from services.vms.storage import partitions
 from services.vms.storage.writer import write_batch
+from shared.contracts.events import Event
 from shared.errors import Invalid, Unavailable
 
 log = logging.getLogger("edge.vms.commit")
@@ -39,7 +39,8 @@ log = logging.getLogger("edge.vms.commit")
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,  # the protocol left mid-operation by a dropped connection
+    # the protocol left mid-operation by a dropped connection
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
@@ -63,7 +64,7 @@ def refused_as_data(exc: BaseException) -> bool:
 
 
 class _Pending:
-    __slots__ = ("records", "future")
+    __slots__ = ("future", "records")
 
     def __init__(self, records: list[Record], future: asyncio.Future):
         self.records = records
@@ -76,7 +77,7 @@ class GroupCommitter:
         pool: asyncpg.Pool,
         settings: VmsSettings,
         metrics: IngestMetrics,
-        on_events: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
     ):
         self.pool = pool
         self.settings = settings
@@ -107,7 +108,8 @@ class GroupCommitter:
                 await self._task
 
     async def submit(self, records: list[Record]) -> None:
-        """Wait until ``records`` are committed; Unavailable (503) when overloaded or the database fails."""
+        """Wait until ``records`` are committed; Unavailable (503) when overloaded or the database
+        fails."""
         if self._closing:
             raise Unavailable("the VMS is shutting down, retry later", headers=self._retry_after())
         n = len(records)
@@ -209,7 +211,7 @@ class GroupCommitter:
             refusal = Invalid(f"the database refused a value: {detail}", field="body")
             item.future.set_exception(refusal)
 
-    async def _write_with_retry(self, records: list[Record]) -> list[dict[str, Any]]:
+    async def _write_with_retry(self, records: list[Record]) -> list[Event]:
         # Nothing reached the database (no connection, a stale pooled one, a partition dropped under
         # us): try again on another connection, a few times (the pool may hold several stale ones).
         for attempt in range(_ATTEMPTS):
@@ -227,7 +229,7 @@ class GroupCommitter:
             await partitions.ensure(conn, table, day)
             self._partitions.add((table, day))
 
-    async def _write_once(self, records: list[Record]) -> list[dict[str, Any]]:
+    async def _write_once(self, records: list[Record]) -> list[Event]:
         """One statement in its own transaction. A failure while it runs is never retried here:
         whether it committed is unknown, and the client's retry after a 503 is the safe side."""
         try:
@@ -241,7 +243,7 @@ class GroupCommitter:
             except Exception as exc:
                 raise _NotSent() from exc
             try:
-                events = await write_batch(conn, records, self.settings, datetime.now(timezone.utc))
+                events = await write_batch(conn, records, self.settings, datetime.now(UTC))
             except asyncpg.exceptions.ConnectionDoesNotExistError:
                 raise  # it died while the statement ran: the outcome is unknown
             except (_ClientDataError, orjson.JSONEncodeError):
@@ -253,7 +255,8 @@ class GroupCommitter:
                 raise _NotSent() from exc
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) == _NO_PARTITION:
-                    # The statement failed as a whole (nothing stored): recreate partitions and retry.
+                    # The statement failed as a whole (nothing stored): recreate partitions and
+                    # retry.
                     self._partitions.clear()
                     healthy = True
                     raise _NotSent() from exc
@@ -266,7 +269,8 @@ class GroupCommitter:
         finally:
             with contextlib.suppress(Exception):
                 if not healthy and not conn.is_closed():
-                    # Never hand a connection in an unknown state back to the pool: the pool reconnects.
+                    # Never hand a connection in an unknown state back to the pool: the pool
+                    # reconnects.
                     conn.terminate()
             with contextlib.suppress(Exception):
                 await self.pool.release(conn, timeout=2)

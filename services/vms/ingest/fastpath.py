@@ -2,10 +2,10 @@
 
 Every edge posts every second, so per-request overhead is the VMS's throughput. This sits inside
 the shared request middleware (request id, metrics, body limit) and answers the ingest routes
-directly with the same service, the same status codes and the same bodies as the FastAPI routes
-in ingest/router.py, skipping the framework's routing and dependency machinery. Anything else,
-and legacy posts with form fields or a query string, goes on to FastAPI (the routes there are
-the documented, equivalent slow path).
+directly with the same service, skipping the framework's routing and dependency machinery.
+It is the one path for our /detections and /batch (ingest/router.py only documents them); the
+field's posts with form fields or a query string go on to the FastAPI routes of ingest/router.py,
+which answer with the same status codes and bodies.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import orjson
 
 from services.vms.ingest.service import IngestService, Rejected
-from shared.auth import identify, still_valid
+from shared.auth import Principal, identify, still_valid
 from shared.errors import DomainError
-from shared.legacy import _CODES, SUCCESS
+from shared.legacy import FIELD_CODES, SUCCESS
 
 log = logging.getLogger("edge.vms.fastpath")
 
@@ -56,7 +56,7 @@ class IngestFastPath:
         # Edges send the same token every second: remember what a token proved (the signature is a
         # pure function of the token and the secret), bounded, cleared when full. Expiry and
         # revocation are checked again on every use (a dict lookup).
-        self._principals: dict[str, object] = {}
+        self._principals: dict[str, Principal] = {}
         self._cache_size = cache_size
 
     def _identify(self, state, headers: dict):
@@ -99,14 +99,14 @@ class IngestFastPath:
         service: IngestService = app.state.ingest
         try:
             principal = self._identify(app.state, headers)
-            if route.legacy:
+            if route.legacy and route.kind is not None:
                 data = IngestService.parse_json(body) if body else {}
                 await service.ingest_one(principal, route.kind, data, legacy=True)
                 return 200, _SUCCESS_BODY, {}
             if not body:
                 raise Rejected("a JSON body is required", field="body", reason="invalid")
             data = IngestService.parse_json(body)
-            if route.kind is None:
+            if route.kind is None:  # /batch
                 return 200, orjson.dumps(await service.ingest_batch(principal, data)), {}
             record = await service.ingest_one(principal, route.kind, data, legacy=False)
             answer = {"code": SUCCESS, "message": "success", "status": "stored", "nid": record.nid, "known": record.values["known"]}
@@ -114,7 +114,7 @@ class IngestFastPath:
         except DomainError as exc:
             if route.legacy:
                 text = f"{exc.field}: {exc.message}" if exc.field else exc.message
-                return exc.status_code, orjson.dumps({"code": _CODES.get(exc.status_code, "1500"), "message": text}), exc.headers
+                return exc.status_code, orjson.dumps({"code": FIELD_CODES.get(exc.status_code, "1500"), "message": text}), exc.headers
             return exc.status_code, orjson.dumps({"error": exc.to_dict()}), exc.headers
         except Exception:
             log.exception("unhandled error on %s", route.path)

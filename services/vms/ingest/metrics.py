@@ -24,4 +24,3 @@ class IngestMetrics:
         self.commit_failures = Counter(
             "vms_commit_failures_total", "Batches that could not be committed", ["reason"], registry=registry
         )
-        self.events = Counter("vms_events_total", "Events for the optimizer", ["type", "outcome"], registry=registry)

@@ -1,7 +1,7 @@
 """What edges post: the field's payloads (numbers may arrive as strings) and our own."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -27,7 +27,7 @@ ClassName = Annotated[StrLike, Field(min_length=1, max_length=64)]
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class _Payload(BaseModel):

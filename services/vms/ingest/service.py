@@ -1,7 +1,7 @@
 """Ingest: validate a payload, decide which node it belongs to, hand it to the group commit."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,9 +73,8 @@ class IngestService:
         self, principal: Principal, payload_nid: str | None, username: str | None, *, legacy: bool, prefix: str = ""
     ) -> tuple[str, bool, bool]:
         """(nid, known, authenticated) of the record, or a 4xx."""
-        if principal.kind == "anonymous":
-            if not (legacy and self.settings.allow_anonymous):
-                raise Unauthorized()
+        if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
+            raise Unauthorized()
         if principal.kind == "edge":
             assert principal.nid is not None
             if payload_nid is not None and payload_nid != principal.nid:
@@ -150,14 +149,14 @@ class IngestService:
         hh, mm, ss = int(t[0:2]), int(t[2:4]), int(t[4:6])
         if hh > 23 or mm > 59 or ss > 59:
             raise Rejected(f"{t!r} is not a time (hhmmss)", field=_prefixed(prefix, "time"), reason="bad_time")
-        return day.replace(hour=hh, minute=mm, second=ss, tzinfo=zone).astimezone(timezone.utc)
+        return day.replace(hour=hh, minute=mm, second=ss, tzinfo=zone).astimezone(UTC)
 
     # -- records -------------------------------------------------------------------------------
     async def build(
         self, principal: Principal, kind: str, data: Any, *, legacy: bool, prefix: str = "", now: datetime | None = None
     ) -> Record:
         payload = self.validate(kind, data, prefix)
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if kind == "usage":
             return await self._usage(principal, payload, now, legacy, prefix)
         if kind == "environment":
@@ -248,7 +247,7 @@ class IngestService:
             )
         results: list[dict[str, Any]] = []
         good: list[Record] = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for index, item in enumerate(items):
             prefix = f"records[{index}]"
             try:

@@ -1,9 +1,11 @@
-"""What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition map.
+"""What the VMS knows from setup: the registered node ids (and edge names) and the code -> condition
+map.
 
 Both are refreshed on a schedule and, for node ids, on a miss (at most once every
 ``VMS_NODES_MISS_REFRESH_S``). A node that proves itself with its edge token needs neither: the
-token (checked against the pushed revocations) is the proof. When setup cannot be reached the last known values stay in use;
-before the first successful answer the condition map is DEFAULT_CONDITIONS.
+token (checked against the pushed revocations) is the proof. When setup cannot be reached the last
+known values stay in use; before the first successful answer the condition map is
+DEFAULT_CONDITIONS.
 """
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ import contextlib
 import logging
 import time
 
-import httpx
-
 from services.vms.settings import VmsSettings
-from shared.clients import service_client
+from shared.errors import DomainError
+from shared.service_client import ServiceClient
 
 log = logging.getLogger("edge.vms.directory")
 
@@ -37,15 +38,18 @@ class NodeDirectory:
         self.names: dict[str, str] = {}
         self.time_zones: dict[str, str] = {}  # nid -> IANA zone, for edges that have their own
         self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
-        self.nodes_loaded = False  # True once setup has answered the node list
-        self.conditions_loaded = False
         self._last_nodes_refresh = 0.0
         self._lock = asyncio.Lock()
-        self._client: httpx.AsyncClient | None = None
-        self._learning: asyncio.Task[None] | None = None  # one tracked refresh for token-proven nodes
+        self._setup = ServiceClient(
+            "setup",
+            settings.setup_url,
+            token=settings.own_credential(),
+            timeout=settings.setup_timeout_s,
+        )
+        # one tracked refresh for token-proven nodes
+        self._learning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._client = service_client(self.settings, self.settings.setup_url, timeout=self.settings.setup_timeout_s)
         await self.refresh()
 
     async def close(self) -> None:
@@ -53,42 +57,36 @@ class NodeDirectory:
             self._learning.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._learning
-        if self._client is not None:
-            await self._client.aclose()
+        await self._setup.aclose()
 
     async def refresh(self) -> None:
         await self.refresh_nodes()
         await self.refresh_conditions()
 
     async def refresh_nodes(self) -> bool:
-        assert self._client is not None
         self._last_nodes_refresh = time.monotonic()
         try:
-            response = await self._client.get("/edges/node-ids")
-            response.raise_for_status()
-            body = response.json()
+            body = await self._setup.json("GET", "/edges/node-ids")
             nids = frozenset(str(n) for n in body.get("items", []))
             names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
             zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (DomainError, AttributeError) as exc:
             log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
             return False
-        self.nids, self.names, self.nodes_loaded = nids, names, True
+        self.nids, self.names = nids, names
         self.time_zones = zones
         return True
 
     async def refresh_conditions(self) -> bool:
-        assert self._client is not None
         try:
-            response = await self._client.get("/conditions")
-            response.raise_for_status()
-            codes = response.json().get("codes") or {}
+            body = await self._setup.json("GET", "/conditions")
+            codes = body.get("codes") or {}
             mapping = {str(k): str(v).upper() for k, v in codes.items()}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (DomainError, AttributeError) as exc:
             log.warning("condition map from setup unavailable, keeping the last one: %s", exc)
             return False
         if mapping:
-            self.conditions, self.conditions_loaded = mapping, True
+            self.conditions = mapping
         return True
 
     def time_zone_for(self, nid: str) -> str | None:
@@ -131,12 +129,11 @@ class NodeDirectory:
         if known is not None:
             return known
         await self._refresh_on_miss()
-        if nid in self.nids:
-            return True
-        return False
+        return nid in self.nids
 
     async def nid_for_username(self, username: str) -> str | None:
-        """The field's usage payload names the device, not the node: map an edge name (or a nid) to a nid."""
+        """The field's usage payload names the device, not the node: map an edge name (or a nid) to
+        a nid."""
         for _ in range(2):
             if username in self.names:
                 return self.names[username]

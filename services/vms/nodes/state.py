@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.contracts.events import Event, EventType
+
 
 @dataclass(slots=True)
 class Record:
@@ -121,15 +123,15 @@ def summarize(records: list[Record], *, ewma_alpha: float, low_confidence_alpha:
     return nodes
 
 
-def events_for_detections(records: list[Record], event_classes: frozenset[str]) -> list[dict[str, Any]]:
+def events_for_detections(records: list[Record], event_classes: frozenset[str]) -> list[Event]:
     """A "detection" event per summary that saw one of the watched classes."""
     if not event_classes:
         return []
-    events = []
+    events: list[Event] = []
     for r in records:
         if r.kind != "detections":
             continue
         hits = {c: n for c, n in r.values["summary"]["counts"].items() if n and c in event_classes}
         if hits:
-            events.append({"type": "detection", "nid": r.nid, "counts": hits, "at": r.ts.isoformat()})
+            events.append(Event(type=EventType.DETECTION, nid=r.nid, counts=hits, at=r.ts))
     return events

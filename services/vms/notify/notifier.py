@@ -1,65 +1,52 @@
-"""Push channel to the optimizer: POST {EDGE_OPTIMIZER_URL}/events, from a background task.
+"""Push channel to the optimizer: POST {EDGE_OPTIMIZER_URL}/events, through an Outbox.
 
-Ingest never waits for it: events go into a bounded queue and are dropped when it is full or
-the optimizer does not answer (the optimizer's 30 s resync from GET /nodes/state covers them).
+Ingest never waits for it: events (shared.contracts.events) go into the outbox's bounded queue
+and are dropped when it is full or the optimizer does not answer (the optimizer's 30 s resync
+from GET /nodes/state covers them). Deliveries are counted in
+``vms_outbox_deliveries_total{target="optimizer",kind=<event type>,outcome}``.
 """
+
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+from collections.abc import Callable
 from typing import Any
 
-import httpx
+from prometheus_client import CollectorRegistry
 
-from services.vms.ingest.metrics import IngestMetrics
 from services.vms.settings import VmsSettings
-from shared.clients import service_client
-
-log = logging.getLogger("edge.vms.notify")
-
-
-def to_wire(event: dict[str, Any]) -> dict[str, Any]:
-    """The event as the optimizer's /events takes it: top-level fields, and the same under ``data``."""
-    data = {k: v for k, v in event.items() if k not in ("type", "nid")}
-    return {**event, "data": data}
+from shared.contracts.events import Event
+from shared.service_client import Outbox, OutboxMetrics, ServiceClient
 
 
-class OptimizerNotifier:
-    def __init__(self, settings: VmsSettings, metrics: IngestMetrics):
-        self.settings = settings
-        self.metrics = metrics
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=settings.notify_queue_size)
-        self._task: asyncio.Task | None = None
-        self._client: httpx.AsyncClient | None = None
+def optimizer_outbox(settings: VmsSettings, registry: CollectorRegistry | None) -> Outbox:
+    """The VMS's outbox to the optimizer (start it in the lifespan, stop it on shutdown)."""
+    client = ServiceClient(
+        "optimizer",
+        settings.optimizer_url,
+        token=settings.own_credential(),
+        timeout=settings.notify_timeout_s,
+    )
+    return Outbox(
+        client,
+        metrics=OutboxMetrics(registry, "vms"),
+        enabled=settings.notify_optimizer,
+        maxsize=settings.notify_queue_size,
+    )
 
-    async def start(self) -> None:
-        self._client = service_client(self.settings, self.settings.optimizer_url, timeout=self.settings.notify_timeout_s)
-        self._task = asyncio.create_task(self._run(), name="vms-notify-optimizer")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.aclose()
+def to_wire(event: Event) -> dict[str, Any]:
+    """The event as the optimizer's /events takes it: the fields its producer set, and the same
+    (but ``type`` and ``nid``) under ``data`` for the optimizer's log."""
+    body = event.model_dump(mode="json", exclude_unset=True)
+    body["data"] = {k: v for k, v in body.items() if k not in ("type", "nid", "data")}
+    return body
 
-    def publish(self, events: list[dict[str, Any]]) -> None:
+
+def event_publisher(outbox: Outbox) -> Callable[[list[Event]], None]:
+    """What the group committer calls with the events of each committed batch."""
+
+    def publish(events: list[Event]) -> None:
         for event in events:
-            try:
-                self.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self.metrics.events.labels(event["type"], "dropped").inc()
+            outbox.send("/events", to_wire(event), kind=event.type.value)
 
-    async def _run(self) -> None:
-        assert self._client is not None
-        while True:
-            event = await self.queue.get()
-            try:
-                response = await self._client.post("/events", json=to_wire(event))
-                outcome = "sent" if response.is_success else f"http_{response.status_code}"
-            except httpx.HTTPError as exc:
-                outcome = "failed"
-                log.debug("optimizer event %s not delivered: %s", event["type"], exc)
-            self.metrics.events.labels(event["type"], outcome).inc()
+    return publish

@@ -12,7 +12,8 @@ _ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 SERIES_SQL = {
     "usage": f"""
         SELECT date_bin(:step, ts, {_ORIGIN}) AS t, count(*) AS samples,
-               avg(cpu) AS cpu, max(cpu) AS cpu_max, avg(memory) AS memory, max(memory) AS memory_max,
+               avg(cpu) AS cpu, max(cpu) AS cpu_max,
+               avg(memory) AS memory, max(memory) AS memory_max,
                (array_agg(func ORDER BY ts DESC))[1] AS func
         FROM vms.usage WHERE nid = :nid AND ts >= :start AND ts < :end
         GROUP BY 1 ORDER BY 1""",
@@ -35,7 +36,8 @@ SERIES_SQL = {
 def _iso(col: str) -> str:
     """A timestamptz as text exactly as Python's ``datetime.isoformat()`` writes it in UTC
     (microseconds only when there are some), whatever the session's TimeZone; NULL stays NULL."""
-    return f"""replace(to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), '.000000+', '+')"""
+    pattern = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
+    return f"replace(to_char({col} AT TIME ZONE 'UTC', {pattern}), '.000000+', '+')"
 
 
 # The columns of one GET /nodes/state item, in order (the same fields as the former Python view);
@@ -45,11 +47,13 @@ _ITEM_COLUMNS = f"""
     coalesce(streak, 0) AS streak,
     {_iso('condition_since')} AS condition_since, {_iso('environment_at')} AS environment_at,
     CASE WHEN usage_at IS NULL THEN NULL ELSE json_build_object(
-        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func, 'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END AS usage,
+        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func,
+        'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END AS usage,
     CASE WHEN detections_at IS NULL THEN NULL ELSE (
         jsonb_build_object('at', {_iso('detections_at')})
         || CASE WHEN jsonb_typeof(detections) = 'object' THEN detections ELSE '{{}}'::jsonb END
-        || jsonb_build_object('low_confidence_share', low_confidence_share))::json END AS detections,
+        || jsonb_build_object('low_confidence_share', low_confidence_share))::json
+        END AS detections,
     {_iso('last_seen')} AS last_seen,
     last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s) AS stale"""
 
@@ -92,7 +96,9 @@ async def node_states_json(
         params["silent"] = silent
     sql = f"""
         WITH rows AS ({' UNION ALL '.join(parts)})
-        SELECT coalesce((SELECT json_agg(r ORDER BY r.nid COLLATE "C") FROM rows AS r), '[]'::json)::text AS items,
+        SELECT coalesce(
+                   (SELECT json_agg(r ORDER BY r.nid COLLATE "C") FROM rows AS r), '[]'::json
+               )::text AS items,
                {_iso('now()')} AS generated_at"""
     row = (await session.execute(text(sql), params)).one()
     return row.items, row.generated_at
@@ -120,7 +126,8 @@ def _detection_filters(
         where.append("ts < :end")
         params["end"] = end
     if cls is not None and confidence_below is not None:
-        # One detection of that class under that confidence (not any class low, another class present).
+        # One detection of that class under that confidence (not any class low, another class
+        # present).
         where.append(
             "jsonb_path_exists(detections, '$[*] ? (@.class == $c && @.confidence < $t)', "
             "jsonb_build_object('c', CAST(:cls AS text), 't', CAST(:below AS float8)))"
@@ -128,7 +135,8 @@ def _detection_filters(
         params.update(cls=cls, below=confidence_below)
     elif cls is not None:
         where.append(
-            "(counts ? CAST(:cls AS text) OR jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
+            "(counts ? CAST(:cls AS text) OR "
+                "jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
             "jsonb_build_object('c', CAST(:cls AS text))))"
         )
         params["cls"] = cls
@@ -153,9 +161,10 @@ async def detections(
     total = (await session.execute(text(f"SELECT count(*) FROM vms.detections WHERE {where}"), params)).scalar_one()
     rows = await session.execute(
         text(
-            f"""SELECT id, nid, ts, received_at, model, model_version, fps, frames, inference_mean_ms,
-                       inference_p50_ms, inference_max_ms, conf_threshold, counts, detections, detected,
-                       below_threshold, frames_sent_up, min_confidence, authenticated, known
+            f"""SELECT id, nid, ts, received_at, model, model_version, fps, frames,
+                    inference_mean_ms, inference_p50_ms, inference_max_ms, conf_threshold,
+                    counts, detections, detected, below_threshold, frames_sent_up,
+                    min_confidence, authenticated, known
                 FROM vms.detections WHERE {where}
                 ORDER BY ts DESC, id DESC LIMIT :limit OFFSET :offset"""
         ),

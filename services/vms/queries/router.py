@@ -27,7 +27,8 @@ async def nodes_state(
     include_silent: Annotated[bool, Query(description="also list registered nodes that never reported")] = True,
     since: Annotated[
         datetime | None,
-        Query(description="ISO 8601 time with zone (an earlier answer's generated_at minus a few seconds): "
+        Query(description="ISO 8601 time with zone (an earlier answer's "
+            "generated_at minus a few seconds): "
                           "only nodes whose state changed after it"),
     ] = None,
 ) -> Response:

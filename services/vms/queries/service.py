@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ def parse_step(value: str) -> timedelta:
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class QueryService:
@@ -66,7 +66,7 @@ class QueryService:
     async def series(
         self, session: AsyncSession, nid: str, kind: str, start: datetime | None, end: datetime | None, step: str
     ) -> dict[str, Any]:
-        end = _aware(end) or datetime.now(timezone.utc)
+        end = _aware(end) or datetime.now(UTC)
         start = _aware(start) or end - timedelta(hours=1)
         if start >= end:
             raise Invalid("start must be before end", field="start")
@@ -74,7 +74,8 @@ class QueryService:
         points = (end - start) / delta
         if points > self.settings.max_series_points:
             raise Invalid(
-                f"{int(points)} points: more than {self.settings.max_series_points}; use a larger step", field="step"
+                f"{int(points)} points: more than "
+                    f"{self.settings.max_series_points}; use a larger step", field="step"
             )
         rows = await repository.series(session, kind, nid, start, end, delta)
         for row in rows:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -13,8 +13,9 @@ log = logging.getLogger("edge.vms.retention")
 
 
 async def maintain_partitions(pool: asyncpg.Pool, settings: VmsSettings) -> list[str]:
-    """Create today's and the next days' partitions; drop those past VMS_RETENTION_DAYS. Returns the dropped."""
-    today = datetime.now(timezone.utc).date()
+    """Create today's and the next days' partitions; drop those past VMS_RETENTION_DAYS. Returns the
+    dropped."""
+    today = datetime.now(UTC).date()
     async with pool.acquire() as conn:
         await partitions.ensure_days(conn, [today + timedelta(days=i) for i in range(settings.partitions_ahead_days + 1)])
         return await partitions.drop_older_than(conn, today - timedelta(days=settings.retention_days))

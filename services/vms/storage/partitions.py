@@ -1,9 +1,10 @@
-"""Daily partitions of the observation tables: create ahead, create on demand, drop past retention."""
+"""Daily partitions of the observation tables: create ahead, create on demand, drop past
+retention."""
 from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
@@ -21,13 +22,13 @@ def partition_name(table: str, day: date) -> str:
 
 
 def utc_day(ts: datetime) -> date:
-    return ts.astimezone(timezone.utc).date()
+    return ts.astimezone(UTC).date()
 
 
 async def ensure(conn: asyncpg.Connection, table: str, day: date) -> None:
     """Create the day's partition if it is missing (idempotent; safe with several writers)."""
     name = partition_name(table, day)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK_ID)

@@ -1,11 +1,11 @@
 """One batch, one transaction: insert the observations and upsert node_state, atomically.
 
-A batch of up to COPY_FROM_RECORDS records is ONE statement (observations as JSON, and the
-upsert), which runs in its own implicit transaction: one round trip, no BEGIN/COMMIT, nothing
-half-written. Larger batches COPY the observations and run the upsert in one transaction. The node_state upsert (ON CONFLICT DO UPDATE) computes each
-node's new state from its locked, latest row and the batch's summary (nodes.state), which
-keeps several concurrent writers correct. Rows are proposed in nid order so that concurrent
-writers lock them in the same order (no deadlocks).
+A batch of up to COPY_FROM_RECORDS records is ONE statement (observations as JSON, and the upsert),
+which runs in its own implicit transaction: one round trip, no BEGIN/COMMIT, nothing half-written.
+Larger batches COPY the observations and run the upsert in one transaction. The node_state upsert
+(ON CONFLICT DO UPDATE) computes each node's new state from its locked, latest row and the batch's
+summary (nodes.state), which keeps several concurrent writers correct. Rows are proposed in nid
+order so that concurrent writers lock them in the same order (no deadlocks).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import orjson
 
 from services.vms.nodes.state import NodeBatch, Record, events_for_detections, summarize
 from services.vms.settings import VmsSettings
+from shared.contracts.events import Event, EventType
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "usage": ("nid", "ts", "received_at", "cpu", "memory", "func", "username", "code", "message", "authenticated", "known"),
@@ -55,31 +56,42 @@ def _build_sql(with_observations: bool) -> str:
     params = iter(range(1, 1000))
     parts = []
     for kind in ("usage", "environment", "detections") if with_observations else ():
-        # The rows travel as one JSON array of arrays: far cheaper to encode than one typed array per
-        # column, and parsed once (jsonb) by Postgres.
+        # The rows travel as one JSON array of arrays: far cheaper to encode than one typed array
+        # per column, and parsed once (jsonb) by Postgres.
         cols = ", ".join(COLUMNS[kind])
         casts = ", ".join(
             f"(e->{i})::jsonb" if t == "jsonb" else f"(e->>{i})::{t}" for i, t in enumerate(TYPES[kind])
         )
         parts.append(
-            f"ins_{kind} AS (INSERT INTO vms.{kind} ({cols}) SELECT {casts} FROM jsonb_array_elements(${next(params)}::jsonb) AS e)"
+            f"ins_{kind} AS (INSERT INTO vms.{kind} ({cols}) SELECT {casts} "
+                f"FROM jsonb_array_elements(${next(params)}::jsonb) AS e)"
         )
     state_cols = ", ".join(c for c, _ in STATE_COLUMNS)
     state_arrays = ", ".join(f"${next(params)}::{t}[]" for _, t in STATE_COLUMNS)
     threshold = f"${next(params)}::float8"
     aux = "(excluded.batch_aux->>'{}')::float8"
     usage_new = "excluded.usage_at IS NOT NULL AND (n.usage_at IS NULL OR excluded.usage_at >= n.usage_at)"
-    env_new = "excluded.environment_at IS NOT NULL AND (n.environment_at IS NULL OR excluded.environment_at > n.environment_at)"
+    env_new = (
+        "excluded.environment_at IS NOT NULL AND (n.environment_at "
+        "IS NULL OR excluded.environment_at > n.environment_at)"
+    )
     cond_new = f"({env_new} AND excluded.condition IS NOT NULL)"
-    same_run = "((excluded.batch_aux->>'all_same')::bool AND n.condition IS NOT DISTINCT FROM excluded.condition)"
-    det_new = "excluded.detections_at IS NOT NULL AND (n.detections_at IS NULL OR excluded.detections_at >= n.detections_at)"
+    same_run = (
+        "((excluded.batch_aux->>'all_same')::bool AND "
+        "n.condition IS NOT DISTINCT FROM excluded.condition)"
+    )
+    det_new = (
+        "excluded.detections_at IS NOT NULL AND (n.detections_at "
+        "IS NULL OR excluded.detections_at >= n.detections_at)"
+    )
 
     def keep_unless(cond: str, col: str) -> str:
         return f"{col} = CASE WHEN {cond} THEN excluded.{col} ELSE n.{col} END"
 
     def avg(col: str, cond: str, name: str) -> str:
         return (
-            f"{col} = CASE WHEN NOT ({cond}) OR excluded.{col} IS NULL THEN n.{col} WHEN n.{col} IS NULL THEN excluded.{col} "
+            f"{col} = CASE WHEN NOT ({cond}) OR excluded.{col} IS NULL "
+                f"THEN n.{col} WHEN n.{col} IS NULL THEN excluded.{col} "
             f"ELSE n.{col} * {aux.format(name + '_decay')} + {aux.format(name + '_contrib')} END"
         )
 
@@ -98,26 +110,33 @@ def _build_sql(with_observations: bool) -> str:
         keep_unless(env_new, "environment_at"),
         keep_unless(cond_new, "condition"),
         keep_unless(cond_new, "condition_code"),
-        f"streak = CASE WHEN NOT {cond_new} THEN n.streak WHEN {same_run} THEN n.streak + excluded.streak ELSE excluded.streak END",
-        f"condition_since = CASE WHEN NOT {cond_new} OR {same_run} THEN n.condition_since ELSE excluded.condition_since END",
+        f"streak = CASE WHEN NOT {cond_new} THEN n.streak WHEN {same_run} "
+            "THEN n.streak + excluded.streak ELSE excluded.streak END",
+        f"condition_since = CASE WHEN NOT {cond_new} OR {same_run} "
+            "THEN n.condition_since ELSE excluded.condition_since END",
         f"previous_condition = CASE WHEN NOT {cond_new} OR {same_run} THEN n.previous_condition "
-        "WHEN (excluded.batch_aux->>'all_same')::bool THEN n.condition ELSE excluded.previous_condition END",
-        f"condition_changed_at = CASE WHEN {cond_new} AND NOT {same_run} THEN now() ELSE n.condition_changed_at END",
+        "WHEN (excluded.batch_aux->>'all_same')::bool THEN "
+            "n.condition ELSE excluded.previous_condition END",
+        f"condition_changed_at = CASE WHEN {cond_new} AND NOT "
+            f"{same_run} THEN now() ELSE n.condition_changed_at END",
         keep_unless(det_new, "detections_at"),
         keep_unless(det_new, "detections"),
         avg("low_confidence_share", det_new, "lc"),
     ]
     upsert = (
-        f"state AS (INSERT INTO vms.node_state AS n ({state_cols}, updated_at, condition_changed_at) "
+        "state AS (INSERT INTO vms.node_state AS n "
+            f"({state_cols}, updated_at, condition_changed_at) "
         f"SELECT s.*, now(), CASE WHEN s.condition IS NOT NULL THEN now() END "
         f"FROM unnest({state_arrays}) AS s({state_cols}) ORDER BY s.nid "
         f"ON CONFLICT (nid) DO UPDATE SET {', '.join(sets)} "
-        "RETURNING n.nid, n.condition, n.previous_condition, n.condition_since, n.low_confidence_share, "
+        "RETURNING n.nid, n.condition, n.previous_condition, "
+            "n.condition_since, n.low_confidence_share, "
         "n.condition_changed_at = now() AS changed)"
     )
     return (
-        "WITH " + ", ".join(parts + [upsert])
-        + f" SELECT * FROM state WHERE changed OR ({threshold} > 0 AND low_confidence_share >= {threshold})"
+        "WITH " + ", ".join([*parts, upsert])
+        + f" SELECT * FROM state WHERE changed OR ({threshold} "
+            f"> 0 AND low_confidence_share >= {threshold})"
     )
 
 
@@ -149,7 +168,7 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
             n.low_confidence.fresh if n.low_confidence else None,
             _aux(n),
         ))
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _observation_rows(records: list[Record]) -> list[str]:
@@ -176,7 +195,7 @@ async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
 
 async def write_batch(
     conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """Store ``records`` and update their nodes' state atomically; return the events it causes.
 
     Small batches: one statement (one round trip, its own transaction). Large ones: COPY and the
@@ -193,28 +212,38 @@ async def write_batch(
     return _events(rows, nodes, records, settings)
 
 
-def _events(rows, nodes: dict[str, NodeBatch], records: list[Record], settings: VmsSettings) -> list[dict[str, Any]]:
+def _events(
+    rows: list[asyncpg.Record],
+    nodes: dict[str, NodeBatch],
+    records: list[Record],
+    settings: VmsSettings,
+) -> list[Event]:
     threshold = settings.low_confidence_share
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     for row in rows:
         if row["changed"]:
             events.append(
-                {
-                    "type": "condition_changed",
-                    "nid": row["nid"],
-                    "condition": row["condition"],
-                    "previous": row["previous_condition"],
-                    "at": row["condition_since"].isoformat(),
-                }
+                Event(
+                    type=EventType.CONDITION_CHANGED,
+                    nid=row["nid"],
+                    condition=row["condition"],
+                    previous=row["previous_condition"],
+                    at=row["condition_since"],
+                )
             )
         share, lc = row["low_confidence_share"], nodes[row["nid"]].low_confidence
         if threshold > 0 and lc is not None and share is not None and share >= threshold:
-            # The share before this batch, recovered from the new one (E' = decay*E + contrib); for a
-            # node without a share yet this gives its first sample's share.
+            # The share before this batch, recovered from the new one (E' = decay*E + contrib); for
+            # a node without a share yet this gives its first sample's share.
             before = (share - lc.contrib) / lc.decay if lc.decay > 0 else 0.0
             if before < threshold:
                 events.append(
-                    {"type": "low_confidence", "nid": row["nid"], "share": round(share, 4), "threshold": threshold,
-                     "at": nodes[row["nid"]].detections_at.isoformat()}
+                    Event(
+                        type=EventType.LOW_CONFIDENCE,
+                        nid=row["nid"],
+                        share=round(share, 4),
+                        threshold=threshold,
+                        at=nodes[row["nid"]].detections_at,
+                    )
                 )
     return events + events_for_detections(records, settings.event_class_set)

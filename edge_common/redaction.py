@@ -1,8 +1,9 @@
 """The one rule set that keeps secrets out of logs: URL credentials, bearer tokens, edge tokens.
 
-It lives with the edge programs because the AI packages ship ``edge_ai`` only; the services'
-logging (``shared/logging.py``) imports it from here.
+The services' logging (``shared/logging.py``), setup's camera URLs and the edge programs all use
+it; it lives in ``edge_common``, which every AI package ships.
 """
+
 from __future__ import annotations
 
 import re
