@@ -90,6 +90,56 @@ async def test_apply_creates_the_configmap_then_the_deployment(fake, driver):
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/monitoring-01:01"
 
 
+async def test_live_params_change_the_configmap_not_the_pod_template(fake, driver):
+    """Routing, hand-off and focus reach the running pod through the mounted ConfigMap, which the
+    kubelet refreshes: the Deployment is left as it is, so no pod restarts."""
+    params = {"FUNC": "SUNNY", "route_low_confidence": False}
+    await driver.apply(workload(params=params))
+    before = fake.get("deployments", NS, NAME)
+    (container,) = before["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EDGE_LIVE_FILE"] == "/var/run/edge-ai/live/live.json"
+    assert "route_low_confidence" not in env and env["FUNC"] == "SUNNY"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    live_mount = {"name": "live", "mountPath": "/var/run/edge-ai/live", "readOnly": True}
+    assert mounts["live"] == live_mount
+    assert "subPath" not in mounts["live"]  # a subPath mount is never refreshed
+    cm = fake.get("configmaps", NS, f"{NAME}-edgeconfig")
+    assert json.loads(cm["data"]["live.json"]) == {"route_low_confidence": False}
+
+    fake.requests.clear()
+    live = {"route_low_confidence": True, "analysis_route": "server", "focus": True}
+    await driver.apply(workload(params={"FUNC": "SUNNY", **live}))
+    cm = fake.get("configmaps", NS, f"{NAME}-edgeconfig")
+    assert json.loads(cm["data"]["live.json"]) == live
+    assert ("PUT", f"{CM}/{NAME}-edgeconfig") in fake.calls()
+    assert ("PUT", f"{DEP}/{NAME}") not in fake.calls()
+    after = fake.get("deployments", NS, NAME)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+    # A change the program reads at start (FUNC) still rolls the pods.
+    await driver.apply(workload(params={"FUNC": "RAINY", **live}))
+    assert ("PUT", f"{DEP}/{NAME}") in fake.calls()
+
+
+async def test_a_helpers_camera_url_is_a_secret_reference(fake, driver):
+    """The overload hand-off gives the helper the source camera: a Secret the pod references by
+    key; the password is in no Deployment, ConfigMap or driver log."""
+    url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
+    w = workload(params={"FUNC": "SUNNY", "analysis_edge": "EdgeCCTV01"},
+                 secret_env={"YOLO_SOURCE": url})
+    await driver.apply(w)
+    dep = fake.get("deployments", NS, NAME)
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {"name": "YOLO_SOURCE", "valueFrom": {"secretKeyRef": {"name": f"{NAME}-env",
+            "key": "YOLO_SOURCE"}}} in container["env"]
+    for plural, name in (("deployments", NAME), ("configmaps", f"{NAME}-edgeconfig")):
+        assert "hand-off-pw-9" not in json.dumps(fake.get(plural, NS, name))
+    secret = fake.get("secrets", NS, f"{NAME}-env")
+    assert base64.b64decode(secret["data"]["YOLO_SOURCE"]).decode() == url
+    assert "hand-off-pw-9" not in repr(w.env) and "hand-off-pw-9" not in repr(w.live)
+
+
 async def test_camera_credentials_go_into_a_secret(fake, driver):
     await driver.apply(workload(secret_env=RTSP))
     assert fake.calls() == [("POST", SECRETS), ("POST", CM), ("POST", DEP)]

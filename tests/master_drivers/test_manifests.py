@@ -37,6 +37,13 @@ CASES = {
     "long filename": (workload(filename="a-very-long-ai-package-file-name-used-in-the-field-x" * 2), KubernetesOptions()),
     "dotted version": (workload(version="1.4.10", ai_id=123456), KubernetesOptions()),
     "camera credentials in a secret": (workload(secret_env=RTSP), KubernetesOptions()),
+    "live params and a helper's camera": (
+        workload(
+            params={"FUNC": "SUNNY", "route_low_confidence": True, "analysis_edge": "EdgeCCTV02"},
+            secret_env={"YOLO_SOURCE": RTSP["RTSP_URL"]},
+        ),
+        KubernetesOptions(),
+    ),
     "liveness and bare field name": (
         workload(), KubernetesOptions(liveness_command=("test", "-f", "/tmp/alive"), name_per_edge=False, namespace="cluster-a"),
     ),
@@ -99,7 +106,8 @@ def test_the_deployment_as_the_field_needs_it():
     cm = configmap_manifest(w, KubernetesOptions())
     assert cm["metadata"]["name"] == "monitoring-01-edge-node-01-edgeconfig"
     assert "<IP>127.0.0.1</IP>" in cm["data"]["edgeconfig.xml"] and "<NID>0x01</NID>" in cm["data"]["edgeconfig.xml"]
-    assert pod["volumes"] == [{"name": "edgeconfig", "configMap": {"name": cm["metadata"]["name"]}}]
+    cm_name = cm["metadata"]["name"]
+    assert pod["volumes"][0] == {"name": "edgeconfig", "configMap": {"name": cm_name}}
     assert container["volumeMounts"][0]["mountPath"] == "/app/edgeconfig.xml"
     # The field's bare name where one edge has the namespace to itself.
     bare = deployment_manifest(w, KubernetesOptions(name_per_edge=False))
@@ -163,7 +171,9 @@ def test_camera_credentials_stay_out_of_the_deployment():
     secret = secret_manifest(w, KubernetesOptions())
     assert "cam-pass-123" not in repr(dep)
     assert secret["stringData"] == RTSP and secret["metadata"]["name"] == "monitoring-01-edge-node-01-env"
-    assert dep["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "monitoring-01-edge-node-01-env"}}]
+    ref = {"secretKeyRef": {"name": "monitoring-01-edge-node-01-env", "key": "RTSP_URL"}}
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "RTSP_URL", "valueFrom": ref} in env
     # New credentials roll the pods, through a hash only.
     other = deployment_manifest(workload(secret_env={"RTSP_URL": "rtsp://u:other@127.0.0.1/x"}), KubernetesOptions())
     assert other["spec"]["template"]["metadata"]["annotations"] != dep["spec"]["template"]["metadata"]["annotations"]

@@ -97,6 +97,12 @@ class Workload:
     def name(self) -> str:
         return workload_name(self.ai.filename, self.ai.ai_class)
 
+    @property
+    def static_env(self) -> dict[str, str]:
+        """``env`` without the live params: what the program reads once, at start. Runtimes that
+        deliver live params through a file (Kubernetes, Docker) put only this in the spec."""
+        return {k: v for k, v in self.env.items() if k not in self.live}
+
     def spec_hash(self) -> str:
         """Changes whenever anything the running program sees changes (so a replace is due)."""
         h = hashlib.sha256()
@@ -104,7 +110,8 @@ class Workload:
             self.ai.package_digest or "",
             self.ai.image_ref or "",
             "\0".join(self.command),
-            "\0".join(f"{k}={v}" for k, v in sorted(self.env.items())),
+            # Live params are left out: a routing or focus change must not replace the program.
+            "\0".join(f"{k}={v}" for k, v in sorted(self.static_env.items())),
             repr(sorted(self.resources.items())),
             self.edgeconfig_xml,
             # Secrets count through their hash only: the hash lands in an annotation.

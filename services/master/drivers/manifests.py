@@ -4,6 +4,8 @@ Deployment pinned to the edge's node. Every object built here passes kubernetes-
 from __future__ import annotations
 
 import hashlib
+import json
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ A_GENERATION = PREFIX + "generation"
 A_WORKLOAD = PREFIX + "workload"
 
 CONFIG_KEY = "edgeconfig.xml"
+LIVE_KEY = "live.json"
 
 # k8s.io/apimachinery resource.Quantity
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
@@ -50,6 +53,9 @@ class KubernetesOptions:
     namespace: str = "edge-ai"
     image_pull_secret: str | None = PULL_SECRET_NAME  # what `edgectl registry node-config` creates
     config_mount_path: str = "/app/edgeconfig.xml"  # where the program reads edgeconfig.xml
+    # The live params (routing, hand-off, focus) as a directory mount of the same ConfigMap: the
+    # kubelet refreshes it in place (a subPath mount never is), so no pod restarts for them.
+    live_mount_dir: str = "/var/run/edge-ai/live"
     # Several edges in one namespace each run e.g. weatherai-00: the object name then carries the
     # edge
     # (``weatherai-00-edgecctv01``). Off: the field's bare ``{filename}-{ai_class}`` (one edge per
@@ -172,15 +178,20 @@ def configmap_manifest(workload: Workload, options: KubernetesOptions) -> dict[s
             "labels": {**workload_labels(workload), L_INSTANCE: name},
             "annotations": {A_WORKLOAD: workload.name},
         },
-        "data": {CONFIG_KEY: workload.edgeconfig_xml},
+        "data": {CONFIG_KEY: workload.edgeconfig_xml, LIVE_KEY: live_json(workload)},
     }
+
+
+def live_json(workload: Workload) -> str:
+    """The live file's content, as the edge agent writes it."""
+    return json.dumps(workload.live, sort_keys=True)
 
 
 def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any]:
     ai = workload.ai
     if not ai.image_ref:
         raise DriverError(f"AI {ai.id} ({workload.name} {ai.version}) has no image: build and push it first")
-    for key in workload.env:
+    for key in workload.static_env:
         if not _ENV_NAME.match(key):
             raise DriverError(f"env: {key!r} is not a valid environment variable name")
     name = object_name(workload.name, workload.edge, options)
@@ -189,19 +200,28 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
         "name": dns_label(workload.name),
         "image": ai.image_ref,
         "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": k, "value": str(v)} for k, v in sorted(workload.env.items())]
-        + [{"name": "EDGE_CONFIG", "value": options.config_mount_path}],
+        # Live params stay out of the pod template (a change would roll the pod): the program
+        # reads them from the live file, which the kubelet refreshes.
+        "env": [{"name": k, "value": str(v)} for k, v in sorted(workload.static_env.items())]
+        + [
+            {"name": "EDGE_CONFIG", "value": options.config_mount_path},
+            {"name": "EDGE_LIVE_FILE", "value": posixpath.join(options.live_mount_dir, LIVE_KEY)},
+        ]
+        # Secrets (the camera URL) by reference to the Secret, never their value.
+        + [
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(name), "key": k}}}
+            for k in sorted(workload.secret_env)
+        ],
         "volumeMounts": [
             {
                 "name": "edgeconfig",
                 "mountPath": options.config_mount_path,
                 "subPath": CONFIG_KEY,
                 "readOnly": True,
-            }
+            },
+            {"name": "live", "mountPath": options.live_mount_dir, "readOnly": True},
         ],
     }
-    if workload.secret_env:
-        container["envFrom"] = [{"secretRef": {"name": secret_name(name)}}]
     resources = container_resources(workload.resources)
     if resources:
         container["resources"] = resources
@@ -217,7 +237,16 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
         # name.
         "nodeSelector": {options.node_label: label_value(workload.edge.node_name or workload.edge.name.lower())},
         "containers": [container],
-        "volumes": [{"name": "edgeconfig", "configMap": {"name": configmap_name(name)}}],
+        "volumes": [
+            {"name": "edgeconfig", "configMap": {"name": configmap_name(name)}},
+            {
+                "name": "live",
+                "configMap": {
+                    "name": configmap_name(name),
+                    "items": [{"key": LIVE_KEY, "path": LIVE_KEY}],
+                },
+            },
+        ],
         "terminationGracePeriodSeconds": options.termination_grace_s,
     }
     if options.image_pull_secret:
