@@ -20,8 +20,32 @@ def env_default(name: str, default: str) -> str: ...
 @overload
 def env_default(name: str, default: None = None) -> str | None: ...
 def env_default(name: str, default: str | None = None) -> str | None:
+    """``$name``, else its line in the secret env file (``$EDGE_SECRET_ENV_FILE``), else
+    ``default``."""
     value = os.environ.get(name)
+    if value in (None, ""):
+        value = secret_env_file().get(name)
     return value if value not in (None, "") else default
+
+
+def secret_env_file() -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of ``$EDGE_SECRET_ENV_FILE`` (``docker --env-file`` format): how
+    the Docker runtime hands a program its secrets (the camera URL) without putting them in the
+    container's spec."""
+    path = os.environ.get("EDGE_SECRET_ENV_FILE")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"EDGE_SECRET_ENV_FILE {path}: unreadable ({exc.strerror})") from exc
+    out: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.lstrip().startswith("#"):
+            out[key.strip()] = value
+    return out
 
 
 def base_parser(prog: str, description: str) -> ArgumentParser:

@@ -52,6 +52,13 @@ class MasterSettings(ServiceSettings):
 
     # Runtimes other than the agent.
     docker_host: str | None = Field(None, description="unix:///var/run/docker.sock or tcp://127.0.0.1:2375")
+    docker_live_dir: str | None = Field(
+        None,
+        description="a directory on the Docker host (the master must write the same directory: "
+        "run it on that host or share the mount) where the master writes each container's live "
+        "file, bind-mounted read-only, so routing/hand-off/focus changes need no restart; unset: "
+        "they travel as env and replace the container",
+    )
     kubeconfig: str | None = None
     kube_context: str | None = None
     kube_in_cluster: bool = False

@@ -36,6 +36,7 @@ class Container:
     restart_count: int = 0
     pid: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
+    file_modes: dict[str, int] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
 
     def inspect(self) -> dict:
@@ -209,7 +210,9 @@ class FakeDockerEngine:
         if method == "PUT" and action == "archive":
             with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
                 for member in tar.getmembers():
-                    c.files[f"{query['path'].rstrip('/')}/{member.name}"] = tar.extractfile(member).read()
+                    path_ = f"{query['path'].rstrip('/')}/{member.name}"
+                    c.files[path_] = tar.extractfile(member).read()
+                    c.file_modes[path_] = member.mode
             return 200, b"", j
         if method == "POST" and action == "start":
             if c.status == "running":

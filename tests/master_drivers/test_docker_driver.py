@@ -51,7 +51,9 @@ async def test_apply_pulls_creates_configures_and_starts(fake, driver):
     assert calls[0] == ("GET", "/containers/json")
     assert calls[1] == ("POST", "/images/create")
     (c,) = fake.containers.values()
-    assert calls[2:5] == [("POST", "/containers/create"), ("PUT", f"/containers/{c.id}/archive"), ("POST", f"/containers/{c.id}/start")]
+    archive = ("PUT", f"/containers/{c.id}/archive")
+    assert calls[2:6] == [("POST", "/containers/create"), archive, archive,
+                          ("POST", f"/containers/{c.id}/start")]
     pull = fake.requests[1]
     assert pull[2] == {"fromImage": f"{REGISTRY}/monitoring-01", "tag": "01"}
     auth = json.loads(base64.urlsafe_b64decode(fake.pull_auth[0] + "=="))
@@ -60,7 +62,11 @@ async def test_apply_pulls_creates_configures_and_starts(fake, driver):
     assert c.labels["edge-ai/ai-id"] == "5" and c.labels["edge-ai/version"] == "01" and c.labels["edge-ai/edge"] == "EdgeCCTV01"
     assert c.host_config["RestartPolicy"] == {"Name": "unless-stopped"}
     assert c.host_config["Memory"] == 256 * 1024**2 and c.host_config["NanoCpus"] == 500_000_000
-    assert f"RTSP_URL={RTSP['RTSP_URL']}" in c.env
+    # The camera URL through an env file (0600) copied in, never in the container's spec.
+    assert "cam-pass-123" not in json.dumps(c.inspect())
+    assert "EDGE_SECRET_ENV_FILE=/app/.edge-secret.env" in c.env
+    assert c.files["/app/.edge-secret.env"] == f"RTSP_URL={RTSP['RTSP_URL']}\n".encode()
+    assert c.file_modes["/app/.edge-secret.env"] == 0o600
     assert "FUNC=SUNNY" in c.env and "EDGE_CONFIG=/app/edgeconfig.xml" in c.env
     assert b"<NID>0x01</NID>" in c.files["/app/edgeconfig.xml"]
 
@@ -151,3 +157,62 @@ async def test_errors_are_retryable_or_permanent(fake, driver):
             await down.observe(EDGE1)
     finally:
         await down.aclose()
+
+
+async def test_live_params_go_to_the_bind_mounted_file_not_the_container(fake, tmp_path):
+    """With a live host dir, routing/hand-off/focus changes rewrite the live file the container
+    mounts; the container (its id, env and spec) stays as it is."""
+    client = docker.DockerClient(base_url=fake.url, version="1.45", timeout=5)
+    driver = DockerDriver(client, DockerOptions(ready_grace_s=0.05, live_host_dir=str(tmp_path)))
+    try:
+        params = {"FUNC": "SUNNY", "route_low_confidence": False}
+        await driver.apply(workload(params=params))
+        (c,) = fake.containers.values()
+        live_file = tmp_path / NAME / "live.json"
+        assert json.loads(live_file.read_text()) == {"route_low_confidence": False}
+        assert c.host_config["Binds"] == [f"{tmp_path / NAME}:/var/run/edge-ai/live:ro"]
+        assert "EDGE_LIVE_FILE=/var/run/edge-ai/live/live.json" in c.env
+        assert not any(e.startswith("route_low_confidence=") for e in c.env)
+        spec_before = json.dumps(c.inspect(), sort_keys=True)
+
+        fake.requests.clear()
+        live = {"route_low_confidence": True, "analysis_route": "server", "focus": True}
+        await driver.apply(workload(params={"FUNC": "SUNNY", **live}))
+        assert json.loads(live_file.read_text()) == live
+        assert [m for m, _ in fake.calls()] == ["GET", "GET"]  # no create, no stop
+        assert list(fake.containers.values()) == [c]
+        assert json.dumps(c.inspect(), sort_keys=True) == spec_before
+        # What the program reads at start still replaces the container.
+        await driver.apply(workload(params={"FUNC": "RAINY", **live}))
+        assert ("POST", "/containers/create") in fake.calls()
+    finally:
+        await driver.aclose()
+
+
+async def test_without_a_live_host_dir_live_params_travel_as_env(fake, driver):
+    """No shared directory with the daemon: the documented fallback, a replace with the new env."""
+    await driver.apply(workload(params={"FUNC": "SUNNY", "route_low_confidence": False}))
+    old = fake.by_name(NAME)
+    assert "route_low_confidence=false" in old.env and "Binds" not in old.host_config
+    await driver.apply(workload(params={"FUNC": "SUNNY", "route_low_confidence": True}))
+    new = fake.by_name(NAME)
+    assert new.id != old.id and "route_low_confidence=true" in new.env
+
+
+async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_path,
+                                                              monkeypatch):
+    """The helper's camera URL (YOLO_SOURCE) reaches the program through the env file the driver
+    copies in: edge_ai's options read it where the environment has no such variable."""
+    from edge_ai.common.options import env_default
+
+    url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
+    await driver.apply(workload(secret_env={"YOLO_SOURCE": url}))
+    c = fake.by_name(NAME)
+    assert "hand-off-pw-9" not in json.dumps(c.inspect())
+    env_file = tmp_path / "secret.env"
+    env_file.write_bytes(c.files["/app/.edge-secret.env"])
+    monkeypatch.delenv("YOLO_SOURCE", raising=False)
+    monkeypatch.setenv("EDGE_SECRET_ENV_FILE", str(env_file))
+    assert env_default("YOLO_SOURCE") == url
+    monkeypatch.setenv("YOLO_SOURCE", "/videos/local.mp4")  # the environment wins
+    assert env_default("YOLO_SOURCE") == "/videos/local.mp4"

@@ -8,7 +8,10 @@ next apply (a leftover is adopted if it matches, removed if not).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
+import os
 import posixpath
 import tarfile
 from dataclasses import dataclass
@@ -60,10 +63,50 @@ class DockerOptions:
     ready_grace_s: float = 2.0  # the new container must stay up this long before the old one goes
     failed_after_restarts: int = 5
     network_mode: str | None = None
+    # A directory on the Docker host where this driver writes each container's live file
+    # (routing, hand-off, focus) and which the daemon bind-mounts (read-only) into the container:
+    # a change reaches the running program without a restart. It must be the same directory for
+    # the master and the daemon (the master on the Docker host, or a shared mount). Unset: the
+    # live params travel as environment variables and a change replaces the container.
+    live_host_dir: str | None = None
+    live_mount_dir: str = "/var/run/edge-ai/live"
+    # Where the container finds its secrets (the camera URL) as a ``KEY=VALUE`` env file (0600),
+    # copied in before it starts: never in the container's spec (``docker inspect``).
+    secret_env_path: str = "/app/.edge-secret.env"
 
 
 def container_name(name: str, edge: EdgeTarget, options: DockerOptions) -> str:
     return dns_label(f"{name}-{edge.node}" if options.name_per_edge else name)
+
+
+LIVE_FILE = "live.json"
+
+
+def live_host_path(options: DockerOptions, cname: str) -> str | None:
+    """The live file on the Docker host for container ``cname`` (None without a host dir)."""
+    if not options.live_host_dir:
+        return None
+    return os.path.join(options.live_host_dir, cname, LIVE_FILE)
+
+
+def write_live_file(path: str, live: dict[str, Any]) -> None:
+    """Replace the live file in one step (the program never reads half a file). The directory,
+    not the file, is bind-mounted: a renamed-over file shows through a directory mount."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(live, sort_keys=True))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def secret_env_text(secret_env: dict[str, str]) -> str:
+    """``docker --env-file`` format; a value with a line break cannot be written in it."""
+    for key, value in secret_env.items():
+        if "\n" in str(value) or "\r" in str(value) or "=" in key or not key:
+            raise DriverError(f"secret_env: {key!r} cannot go into an env file")
+    return "".join(f"{k}={v}\n" for k, v in sorted(secret_env.items()))
 
 
 class DockerDriver(RuntimeDriver):
@@ -89,8 +132,12 @@ class DockerDriver(RuntimeDriver):
     async def apply(self, workload: Workload) -> None:
         what = f"apply {workload.name} on {workload.edge.name}"
         name = container_name(workload.name, workload.edge, self.options)
+        live_path = live_host_path(self.options, name)
+        if live_path is not None:
+            # Written first: a running container sees the change at once, a new one starts with it.
+            await self._run(write_live_file, live_path, workload.live, what=what)
         existing = await self._run(self._inspect_instance, name, what=what)
-        want_hash, want_gen = workload.spec_hash(), str(workload.generation)
+        want_hash, want_gen = self._spec_hash(workload), str(workload.generation)
         matching = [c for c in existing if _labels(c).get(A_SPEC_HASH) == want_hash and _labels(c).get(A_GENERATION) == want_gen]
         if matching:
             current = next((c for c in matching if c["State"].get("Running")), matching[0])
@@ -133,6 +180,13 @@ class DockerDriver(RuntimeDriver):
         return out
 
     # -- steps -------------------------------------------------------------------------------------
+    def _spec_hash(self, workload: Workload) -> str:
+        """What makes a new container due: the live params too, unless they travel by file."""
+        if self.options.live_host_dir:
+            return workload.spec_hash()
+        live = json.dumps(workload.live, sort_keys=True, default=str)
+        return hashlib.sha256(f"{workload.spec_hash()}\0{live}".encode()).hexdigest()[:16]
+
     async def _retire_if_running(self, new: dict, others: list[dict], name: str, what: str) -> None:
         """The new container is up: the old ones go and it takes the workload's name. Not up:
         the old ones keep serving, and the next apply looks again."""
@@ -177,13 +231,24 @@ class DockerDriver(RuntimeDriver):
             **workload_labels(workload),
             L_INSTANCE: container_name(workload.name, workload.edge, options),
             A_WORKLOAD: workload.name,
-            A_SPEC_HASH: workload.spec_hash(),
+            A_SPEC_HASH: self._spec_hash(workload),
             A_GENERATION: str(workload.generation),
         }
-        # A plain engine has no secret store: secret values go into the container's env (readable
-        # only
-        # through the engine's API, which is as privileged as the host).
-        env = {**{k: str(v) for k, v in {**workload.env, **workload.secret_env}.items()}, "EDGE_CONFIG": options.config_path}
+        # A plain engine has no secret store: secrets go into a 0600 env file copied into the
+        # container (below), named by EDGE_SECRET_ENV_FILE; never into its env.
+        # The workload's name, not the staging name: the live file outlives a replace.
+        live_path = live_host_path(options, container_name(workload.name, workload.edge, options))
+        secret_text = secret_env_text(workload.secret_env) if workload.secret_env else ""
+        plain = workload.static_env if live_path else workload.env
+        env = {k: str(v) for k, v in plain.items()}
+        env["EDGE_CONFIG"] = options.config_path
+        if live_path:
+            env["EDGE_LIVE_FILE"] = posixpath.join(options.live_mount_dir, LIVE_FILE)
+            host_kw["binds"] = {
+                os.path.dirname(live_path): {"bind": options.live_mount_dir, "mode": "ro"}
+            }
+        if workload.secret_env:
+            env["EDGE_SECRET_ENV_FILE"] = options.secret_env_path
         created = self.api.create_container(
             workload.ai.image_ref,
             name=cname,
@@ -197,6 +262,10 @@ class DockerDriver(RuntimeDriver):
         # bind mount.
         directory, filename = posixpath.split(options.config_path)
         self.api.put_archive(container_id, directory or "/", _tar_one(filename, workload.edgeconfig_xml.encode()))
+        if workload.secret_env:
+            directory, filename = posixpath.split(options.secret_env_path)
+            secret_tar = _tar_one(filename, secret_text.encode(), mode=0o600)
+            self.api.put_archive(container_id, directory or "/", secret_tar)
         return container_id
 
     def _stop_and_remove(self, container_id: str) -> None:
@@ -272,12 +341,12 @@ def _labels(c: dict) -> dict[str, str]:
     return (c.get("Config") or {}).get("Labels") or {}
 
 
-def _tar_one(name: str, data: bytes) -> bytes:
+def _tar_one(name: str, data: bytes, *, mode: int = 0o644) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo(name)
         info.size = len(data)
-        info.mode = 0o644
+        info.mode = mode
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

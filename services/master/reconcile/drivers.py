@@ -58,7 +58,8 @@ class DriverSet:
                 auth = {"username": s.registry_username, "password": s.registry_password.get_secret_value(),
                         "serveraddress": s.registry_url.split("://")[-1]}
             try:
-                return DockerDriver.from_url(s.docker_host, DockerOptions(registry_auth=auth))
+                docker_options = DockerOptions(registry_auth=auth, live_host_dir=s.docker_live_dir)
+                return DockerDriver.from_url(s.docker_host, docker_options)
             except Exception as exc:  # the SDK asks the engine its API version at once
                 raise DriverUnavailable(f"the Docker engine at {s.docker_host} is unreachable: {type(exc).__name__}") from exc
         raise DriverError(f"unknown runtime {runtime!r}")
