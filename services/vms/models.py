@@ -95,6 +95,8 @@ detections = Table(
     Column("min_confidence", Float),
     Column("authenticated", Boolean, nullable=False),
     Column("known", Boolean, nullable=False),
+    # The helper edge's nid when another edge analysed this node's camera (overload hand-off).
+    Column("analysed_by", String(32)),
     Index("ix_vms_detections_nid_ts", "nid", text("ts DESC")),
     Index("ix_vms_detections_ts", text("ts DESC")),
     Index("ix_vms_detections_counts", "counts", postgresql_using="gin"),

@@ -176,3 +176,33 @@ async def test_large_batch_takes_the_copy_path_with_the_same_results(vms_flag, d
     rainy = [x for x in env_samples if x["data"]["result"] == "2"]
     assert node["condition"] == "RAINY" and node["previous_condition"] == "SUNNY" and node["streak"] == len(rainy)
     assert node["detections"]["counts"] == {"person": 2, "bus": 1}
+
+
+async def test_a_helpers_summaries_are_marked_analysed_by_it(vms_flag, db):
+    """Overload hand-off: the helper (0x02) posts under the source node (0x01) with the source's
+    token and says it analysed them; the VMS keeps that and shows it per item, per series bucket
+    and in the node's state. The source's own summaries carry none."""
+    t0 = datetime.now(UTC) - timedelta(seconds=20)
+    own = summary(t0)
+    helped = summary(t0 + timedelta(seconds=1), analysed_by="0x02")
+    for body in (own, helped):
+        r = await vms_flag.post("/detections", json=body, headers=edge_headers("0x01"))
+        assert r.status_code == 200, r.text
+    page = (await vms_flag.get("/detections", params={"nid": "0x01"}, headers=OPERATOR)).json()
+    assert [i["analysed_by"] for i in page["items"]] == ["0x02", None]
+    series = (await vms_flag.get("/nodes/0x01/series", params={"kind": "detections", "step": "1h"},
+                                 headers=OPERATOR)).json()
+    assert [p["analysed_by"] for p in series["points"] if p["analysed_by"]] == [["0x02"]]
+    node = (await vms_flag.get("/nodes/state", params={"nids": "0x01"},
+                               headers=OPERATOR)).json()["items"][0]
+    assert node["detections"]["analysed_by"] == "0x02"
+    # Through /batch too (an agent replaying what it buffered), and a bad value names the field.
+    late = summary(t0 + timedelta(seconds=2), analysed_by="0x03")
+    r = await vms_flag.post("/batch", json={"records": [{"kind": "detections", "data": late}]},
+                            headers=edge_headers("0x01"))
+    assert r.status_code == 200, r.text
+    page = (await vms_flag.get("/detections", params={"nid": "0x01"}, headers=OPERATOR)).json()
+    assert page["items"][0]["analysed_by"] == "0x03"
+    r = await vms_flag.post("/detections", json=summary(t0, analysed_by="x" * 40),
+                            headers=edge_headers("0x01"))
+    assert r.status_code == 422 and "analysed_by" in r.text

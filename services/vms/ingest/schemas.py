@@ -103,6 +103,8 @@ class DetectionsIn(_Payload):
     detections: list[Detection] = Field(default_factory=list)
     below_threshold: Int32 = 0
     frames_sent_up: Int32 = 0
+    # The helper edge that analysed this node's camera during an overload hand-off.
+    analysed_by: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x02"])
 
     @field_validator("ts")
     @classmethod

@@ -206,6 +206,7 @@ class IngestService:
             "conf_threshold": p.conf_threshold,
             "min_confidence": min((d.confidence for d in p.detections), default=None),
             "inference_ms": inference.model_dump() if inference else None,
+            "analysed_by": p.analysed_by,
         }
         row = (
             nid, p.ts, now, p.model, p.model_version, p.fps, p.frames,
@@ -213,6 +214,7 @@ class IngestService:
             inference.max if inference else None, p.conf_threshold,
             p.counts, boxes,
             len(boxes), p.below_threshold, p.frames_sent_up, summary["min_confidence"], auth, known,
+            p.analysed_by,
         )
         values = {
             "known": known,

@@ -27,7 +27,8 @@ SERIES_SQL = {
     "detections": f"""
         SELECT date_bin(:step, ts, {_ORIGIN}) AS t, count(*) AS samples,
                avg(fps) AS fps, sum(detected) AS detected, sum(below_threshold) AS below_threshold,
-               min(min_confidence) AS min_confidence, avg(inference_mean_ms) AS inference_mean_ms
+               min(min_confidence) AS min_confidence, avg(inference_mean_ms) AS inference_mean_ms,
+               array_remove(array_agg(DISTINCT analysed_by), NULL) AS analysed_by
         FROM vms.detections WHERE nid = :nid AND ts >= :start AND ts < :end
         GROUP BY 1 ORDER BY 1""",
 }
@@ -164,7 +165,7 @@ async def detections(
             f"""SELECT id, nid, ts, received_at, model, model_version, fps, frames,
                     inference_mean_ms, inference_p50_ms, inference_max_ms, conf_threshold,
                     counts, detections, detected, below_threshold, frames_sent_up,
-                    min_confidence, authenticated, known
+                    min_confidence, authenticated, known, analysed_by
                 FROM vms.detections WHERE {where}
                 ORDER BY ts DESC, id DESC LIMIT :limit OFFSET :offset"""
         ),

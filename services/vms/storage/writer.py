@@ -26,7 +26,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "nid", "ts", "received_at", "model", "model_version", "fps", "frames",
         "inference_mean_ms", "inference_p50_ms", "inference_max_ms", "conf_threshold",
         "counts", "detections", "detected", "below_threshold", "frames_sent_up", "min_confidence",
-        "authenticated", "known",
+        "authenticated", "known", "analysed_by",
     ),
 }
 TYPES: dict[str, tuple[str, ...]] = {
@@ -36,7 +36,7 @@ TYPES: dict[str, tuple[str, ...]] = {
         "text", "timestamptz", "timestamptz", "text", "text", "float8", "int4",
         "float8", "float8", "float8", "float8",
         "jsonb", "jsonb", "int4", "int4", "int4", "float8",
-        "bool", "bool",
+        "bool", "bool", "text",
     ),
 }
 # The proposed node_state row: the state of a node seen for the first time, and the batch's
