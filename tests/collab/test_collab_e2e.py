@@ -125,6 +125,7 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     )
     helped_after = time.monotonic() - t0
     assert all(s["authenticated"] for s in fresh)
+    assert all(s["analysed_by"] == "0x02" for s in fresh)  # marked as the helper's work
     log = p.logs("0x02", helper["name"])
     assert CAMERA_PASSWORD not in log and "***" in log  # the camera's password never in a log
     assert p.cameras["0x01"].hits > 0
