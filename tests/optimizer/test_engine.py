@@ -26,6 +26,7 @@ class Runner:
         self.focus: list = []
         self.pins: set = set()
         self.trends: dict = {}
+        self.analysis_trouble: str | None = None
 
     def cycle(self, now=NOW, scope=None, apply=True):
         state = FleetState.from_wire(self.fleet.snapshot(), self.fleet.node_list())
@@ -41,6 +42,7 @@ class Runner:
                 routes=dict(self.routes),
                 focus=self.focus,
                 trends=self.trends,
+                analysis_trouble=self.analysis_trouble,
             )
         )
         for key, data in result.memory.items():
@@ -421,3 +423,59 @@ def test_overload_acts_on_the_forecast_before_the_average_crosses():
             break
     else:
         raise AssertionError("the average-based trigger never fired")
+
+
+def test_overload_falls_back_to_local_when_the_helper_stops_reporting():
+    f, _hot, near, _d, _ = _overload_fleet()
+    run = Runner(f, overload={"window_s": 0, "recover_window_s": 60}, recovery={"enabled": False})
+    [handoff] = run.cycle().decisions
+    assert handoff.inputs["helper"] == "near"
+    f.nodes[near["nid"]]["stale"] = True  # the helper edge went silent
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason == "the helper edge near stopped reporting: analysis back on the edge"
+    assert sorted(o["op"] for o in r.wire_operations()) == ["remove", "update"]
+    assert next(o for o in r.wire_operations() if o["op"] == "update")["params"] == {}
+
+
+def test_low_confidence_route_falls_back_when_the_analysis_service_is_down_or_throttles():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", low_confidence_share=0.6)
+    f.deploy(e, sunny)
+    run = Runner(f, low_confidence={"window_s": 0}, recovery={"enabled": False})
+    assert run.cycle().decisions[0].action == "route_up"
+    run.analysis_trouble = "the analysis service throttles (429)"
+    r = run.cycle(now=later(1))
+    [down] = r.decisions
+    assert down.action == "route_local" and down.inputs["fallback"] is True
+    assert down.reason.startswith("the analysis service throttles (429): frames stay on the edge")
+    assert [o["params"] for o in r.wire_operations()] == [{}]
+    assert not r.routes[0].route_low_confidence
+    # While it stays in trouble: not routed up again, nothing more logged.
+    assert run.cycle(now=later(2)).decisions == []
+    assert run.cycle(now=later(3)).wire_operations() == []
+    # Recovered: routed up again by the usual rule.
+    run.analysis_trouble = None
+    assert run.cycle(now=later(4)).decisions[0].action == "route_up"
+
+
+def test_overload_on_the_server_falls_back_when_the_analysis_service_is_down():
+    f, _hot, near, _d, _ = _overload_fleet()
+    f.nodes[near["nid"]]["memory_avg"] = 90.0
+    f.nodes["0x04"]["cpu_avg"] = 99.0  # far: no edge has room
+    run = Runner(f, overload={"window_s": 0}, recovery={"enabled": False},
+                 low_confidence={"enabled": False})
+    assert run.cycle().decisions[0].action == "handoff_to_server"
+    run.analysis_trouble = "the analysis service is down (ConnectError)"
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason == ("the analysis service is down (ConnectError): analysis back on the edge")
+    assert [(o["op"], o["params"]) for o in r.wire_operations()] == [("update", {})]
+    # Still overloaded, still no helper, service still down: the edge keeps its own analysis.
+    r = run.cycle(now=later(2))
+    assert r.decisions == [] and r.wire_operations() == []
+    run.analysis_trouble = None
+    assert run.cycle(now=later(3)).decisions[0].action == "handoff_to_server"

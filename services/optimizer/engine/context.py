@@ -76,6 +76,10 @@ class CycleInput:
     # Where routed edges send hard frames (the analysis service's POST /analyze); None: the edge's
     # own default (its VMS's inbox, POST /analysis).
     analysis_url: str | None = None
+    # Why the analysis service cannot take frames now ("the analysis service is down (...)",
+    # "... throttles (429)"), from the runner's probe; None: it can (or none is configured).
+    # Edges routed to it fall back to local analysis, each by a logged decision.
+    analysis_trouble: str | None = None
     # The overload policy's load trends ("<nid>:cpu" -> Trend), kept by the runner between cycles.
     trends: dict[str, Any] = field(default_factory=dict)
 

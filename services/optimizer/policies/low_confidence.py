@@ -79,7 +79,20 @@ def apply(cycle: Cycle) -> None:
             continue  # calm and local, nothing remembered
         mem = cycle.recall(NAME, edge.id)
         decision: DecisionRecord | None = None
-        if share is not None and share >= cfg.share_level and not routed:
+        trouble = cycle.inp.analysis_trouble
+        if trouble is not None:
+            # Nothing goes up while the service cannot take it: a routed edge falls back.
+            if routed:
+                decision = plan.decide(
+                    NAME,
+                    Action.ROUTE_LOCAL,
+                    f"{trouble}: frames stay on the edge (local analysis) until it recovers",
+                    edge=edge,
+                    inputs=cycle.inputs(edge, fallback=True, analysis_trouble=trouble),
+                )
+                routed = False
+            mem = {}
+        elif share is not None and share >= cfg.share_level and not routed:
             mem.pop("below_since", None)
             held = cycle.since(mem, "above_since")
             if held >= cfg.window_s:

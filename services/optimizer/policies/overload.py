@@ -130,7 +130,7 @@ def apply(cycle: Cycle) -> None:
             continue  # the common case: a calm edge with nothing handed over and nothing remembered
         load = _situation(cycle, edge, degraded=degraded, above=above)
         overloaded = load.degraded or (load.above and load.above_for >= cfg.window_s)
-        trouble = _helper_trouble(cycle, load)
+        trouble = _helper_trouble(cycle, load) or _server_trouble(cycle, load)
         if trouble is not None:
             _fall_back(cycle, cfg, load, trouble)
         elif overloaded and not load.handed_over and load.sources:
@@ -230,6 +230,8 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
     else:
         why = f"load forecast to cross the thresholds within {cfg.forecast_s:.0f} s"
     found = helpers.nearest(edge)
+    if found is None and cycle.inp.analysis_trouble is not None:
+        return  # no helper and the server cannot take it: the edge keeps its own analysis
     if found is None:
         decision = plan.decide(
             NAME,
@@ -306,6 +308,16 @@ def _helper_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
         node = cycle.state.node_of(helper) if helper else None
         if helper is None or (node is not None and node.stale):
             return f"the helper edge {name} stopped reporting"
+    return None
+
+
+def _server_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
+    """Why the analysis server can no longer take the edge's frames (down, throttling), or None."""
+    trouble = cycle.inp.analysis_trouble
+    if trouble is None:
+        return None
+    if any(cycle.plan.params(d).get("analysis_route") == "server" for d in load.sources):
+        return trouble
     return None
 
 
