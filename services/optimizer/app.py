@@ -19,7 +19,7 @@ from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.events.router import router as events_router
 from services.optimizer.routing.router import router as routing_router
 from services.optimizer.settings import OptimizerSettings
-from services.optimizer.sources.clients import SetupClient, VmsClient
+from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.app import create_service_app
 
 log = logging.getLogger("edge.optimizer")
@@ -38,7 +38,10 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup, vms = SetupClient(settings), VmsClient(settings)
-        runner = DecisionRunner(settings, app.state.engine, app.state.sessionmaker, setup, vms)
+        analysis = AnalysisProbe(settings)
+        runner = DecisionRunner(
+            settings, app.state.engine, app.state.sessionmaker, setup, vms, analysis
+        )
         app.state.runner = runner
         scheduler = AsyncIOScheduler(timezone="UTC")
         app.state.scheduler = scheduler
@@ -91,6 +94,7 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
             await runner.stop()
             await setup.aclose()
             await vms.aclose()
+            await analysis.aclose()
 
     return create_service_app(
         settings,

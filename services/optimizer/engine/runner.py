@@ -34,7 +34,7 @@ from services.optimizer.engine.plan import DecisionRecord, Planned
 from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.policies.config import PoliciesConfig
 from services.optimizer.settings import OptimizerSettings
-from services.optimizer.sources.clients import SetupClient, VmsClient
+from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
     BulkOperation,
     BulkResult,
@@ -103,11 +103,13 @@ class DecisionRunner:
         sessionmaker: async_sessionmaker[AsyncSession],
         setup: SetupClient,
         vms: VmsClient,
+        analysis: AnalysisProbe | None = None,
     ):
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.setup = setup
         self.vms = vms
+        self.analysis = analysis
         self.lease = Lease(engine, settings.lease_ttl_s, settings.replica_id)
         self.fleet: FleetState | None = None
         self.last_cycle: dict[str, Any] | None = None
@@ -274,6 +276,7 @@ class DecisionRunner:
                 focus=await store.focus(session, now),
                 environment_ai_class=self.settings.environment_ai_class,
                 analysis_url=self.settings.edge_analysis_url(),
+                analysis_trouble=await self.analysis.trouble() if self.analysis else None,
                 trends=self.trends,
             )
             pending = await store.pending_decisions(session)

@@ -7,9 +7,11 @@ validating it into objects would triple the parse time); the small ones are vali
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import cast
 
+import httpx
 import orjson
 
 from services.optimizer.settings import OptimizerSettings
@@ -80,3 +82,43 @@ class VmsClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class AnalysisProbe:
+    """Whether the analysis service can take frames now: ``GET /healthz`` at most every
+    ``interval_s``. Down (unreachable, 5xx) or throttling (429): edges routed to it fall back to
+    local analysis. Only the service named by EDGE_ANALYSIS_URL is probed (a custom
+    ``analysis_url`` has no known health route); a 429 is seen when the service throttles this
+    probe too."""
+
+    def __init__(self, settings: OptimizerSettings, *, interval_s: float = 5.0,
+                 timeout_s: float = 2.0):
+        explicit = "analysis_service_url" in settings.model_fields_set and not settings.analysis_url
+        self.base_url = str(settings.analysis_service_url).rstrip("/") if explicit else None
+        self.interval_s = interval_s
+        self.client = httpx.AsyncClient(timeout=timeout_s) if self.base_url else None
+        self._checked_at = float("-inf")
+        self._trouble: str | None = None
+
+    async def trouble(self) -> str | None:
+        if self.client is None:
+            return None
+        if time.monotonic() - self._checked_at < self.interval_s:
+            return self._trouble
+        try:
+            r = await self.client.get(f"{self.base_url}/healthz")
+        except httpx.HTTPError as exc:
+            self._trouble = f"the analysis service is down ({type(exc).__name__})"
+        else:
+            if r.status_code == 429:
+                self._trouble = "the analysis service throttles (429)"
+            elif r.status_code >= 500:
+                self._trouble = f"the analysis service is down (it answered {r.status_code})"
+            else:
+                self._trouble = None
+        self._checked_at = time.monotonic()
+        return self._trouble
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
