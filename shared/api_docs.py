@@ -24,8 +24,8 @@ FIELD_ERROR_SCHEMA = "FieldEnvelope"
 
 
 def swagger_ui_dir() -> Path:
-    root = importlib.resources.files("swagger_ui_bundle") / f"vendor/swagger-ui-{SWAGGER_UI_VERSION}"
-    return Path(str(root))
+    package = importlib.resources.files("swagger_ui_bundle")
+    return Path(str(package / f"vendor/swagger-ui-{SWAGGER_UI_VERSION}"))
 
 
 def redoc_dir() -> Path:

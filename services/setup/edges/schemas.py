@@ -160,7 +160,7 @@ class EdgeOut(BaseModel):
     agent_url: str | None
     capacity: Capacity
     time_zone: str | None = Field(description="null: the fleet default")
-    status: str
+    status: EdgeStatus
     created_at: datetime
     updated_at: datetime
 
