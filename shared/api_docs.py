@@ -217,9 +217,36 @@ def document_security_and_errors(schema: dict[str, Any], field_paths: set[str]) 
         schemas.pop(name, None)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
+            _promote_example(operation, schemas)
             rule = operation.get("x-auth", {}).get("rule", "open")
             if rule != "open":
                 operation["security"] = [{BEARER: []}]
             responses = operation.setdefault("responses", {})
             for status in error_statuses(path, method, operation):
                 responses[status] = _error_response(status, path in field_paths)
+
+
+def request_example(operation: dict[str, Any], schemas: dict[str, Any]) -> Any | None:
+    """The first example of the operation's JSON body: its media type's, else its schema's."""
+    media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if media is None:
+        return None
+    if "example" in media:
+        return media["example"]
+    if media.get("examples"):
+        return next(iter(media["examples"].values())).get("value")
+    body = media.get("schema", {})
+    ref = body.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        body = schemas.get(ref.rsplit("/", 1)[1], {})
+    examples = body.get("examples")
+    return examples[0] if isinstance(examples, list) and examples else None
+
+
+def _promote_example(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A model's example on the operation's JSON body itself, where Swagger UI's "Try it out"
+    takes it from (else it builds one from the schema: values the service refuses)."""
+    media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    example = request_example(operation, schemas)
+    if media is not None and example is not None and "examples" not in media:
+        media["example"] = example

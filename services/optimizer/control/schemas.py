@@ -7,7 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ControlsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"dry_run": True}]},
+    )
     paused: bool | None = Field(None, description="global pause: no cycle runs")
     dry_run: bool | None = Field(None, description="decide and record, act on nothing")
 
