@@ -39,9 +39,22 @@ _REDOC_PAGE = """<!DOCTYPE html>
 <body><div id="redoc"></div>
 <script type="module">
 import {{ init }} from "{script}";
-init("{spec}", {{}}, document.getElementById("redoc"));
+init("{spec}", {{ disableTelemetry: true }}, document.getElementById("redoc"));
 </script></body></html>
 """
+
+
+# The pages may load nothing from outside the service: ReDoc's bundle would fetch its
+# attribution logo from a CDN and Swagger UI its validator badge; the browser refuses them.
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:"
+)
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_POLICY
+    return page
 
 
 def install_docs(app: FastAPI) -> None:
@@ -53,19 +66,23 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        return _local_only(get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
             swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
             swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
             oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-            swagger_ui_parameters={"persistAuthorization": True, "tryItOutEnabled": True},
-        )
+            swagger_ui_parameters={
+                "persistAuthorization": True,
+                "tryItOutEnabled": True,
+                "validatorUrl": None,  # no badge from validator.swagger.io
+            },
+        ))
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _local_only(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
@@ -75,7 +92,7 @@ def install_docs(app: FastAPI) -> None:
             script=f"{root}/redoc/assets/redoc.standalone.js",
             spec=f"{root}{app.openapi_url}",
         )
-        return HTMLResponse(page)
+        return _local_only(HTMLResponse(page))
 
 
 # --- the error model, documented -----------------------------------------------------------
@@ -185,8 +202,8 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[st
     statuses: list[str] = []
     if rule != "open":
         statuses += ["401", "403"]
-    if "{" in path:
-        statuses.append("404")
+    if "{" in path or ("requestBody" in operation and rule == "change"):
+        statuses.append("404")  # what the path or the body names (edge_id, ai_id) may not exist
     if method in _CHANGES and rule == "change":
         statuses.append("409")
     if "requestBody" in operation:

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/deployments", tags=["deployments"])
 async def apply_deployment(
     ctx: ContextDep,
     _: OperatorAuth,
-    body: Annotated[dict[str, Any], Body(examples=[{"edge_id": 1, "ai_id": 2, "params": {}}])],
+    body: Annotated[dict[str, Any], Body(examples=[{"edge_id": 1, "ai_id": 1, "params": {}}])],
 ) -> Any:
     return await ctx.setup.create_deployment(body)
 
