@@ -66,19 +66,21 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return _local_only(get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-            swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
-            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-            swagger_ui_parameters={
-                "persistAuthorization": True,
-                "tryItOutEnabled": True,
-                "validatorUrl": None,  # no badge from validator.swagger.io
-            },
-        ))
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+                swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+                oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+                swagger_ui_parameters={
+                    "persistAuthorization": True,
+                    "tryItOutEnabled": True,
+                    "validatorUrl": None,  # no badge from validator.swagger.io
+                },
+            )
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -110,8 +112,15 @@ _ERROR_BODY: dict[str, Any] = {
                 "type": {
                     "type": "string",
                     "enum": [
-                        "invalid", "not_found", "conflict", "unauthorized", "forbidden",
-                        "payload_too_large", "rate_limited", "unavailable", "upstream_error",
+                        "invalid",
+                        "not_found",
+                        "conflict",
+                        "unauthorized",
+                        "forbidden",
+                        "payload_too_large",
+                        "rate_limited",
+                        "unavailable",
+                        "upstream_error",
                         "internal",
                     ],
                 },
@@ -173,8 +182,16 @@ _ERRORS: dict[str, tuple[str, str, str, str | None]] = {
         None,
     ),
 }
-_FIELD_CODES = {"401": "4010", "403": "4030", "404": "4040", "409": "4090", "413": "4130",
-                "422": "4220", "429": "4290", "503": "5030"}
+_FIELD_CODES = {
+    "401": "4010",
+    "403": "4030",
+    "404": "4040",
+    "409": "4090",
+    "413": "4130",
+    "422": "4220",
+    "429": "4290",
+    "503": "5030",
+}
 _CHANGES = ("post", "put", "patch", "delete")
 
 
@@ -189,8 +206,10 @@ def _error_response(status: str, field_route: bool) -> dict[str, Any]:
         if field is not None:
             error["field"] = field
         example = {"error": error}
-    return {"description": description, "content": {"application/json": {"schema": schema,
-                                                                         "example": example}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
 
 
 def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:

@@ -84,8 +84,10 @@ def test_every_documented_request_example_answers_as_documented(services):
 
 def _loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.") or url.startswith(
-        ("data:", "blob:", "about:")
+    return (
+        host in ("localhost", "::1")
+        or host.startswith("127.")
+        or url.startswith(("data:", "blob:", "about:"))
     )
 
 
@@ -110,9 +112,7 @@ def test_swagger_ui_authorize_and_a_call_in_a_browser_offline(services, tmp_path
     refused: list[str] = []
     base = services["setup"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
 

@@ -106,8 +106,9 @@ async def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(serv
     for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
         r = await client.get(page)
         assert r.status_code == 200, (name, page)
-        urls = re.findall(r"""(?:src|href|url|import[^"']*from)\s*[=(]?\s*["']([^"']+)["']""",
-                          r.text)
+        urls = re.findall(
+            r"""(?:src|href|url|import[^"']*from)\s*[=(]?\s*["']([^"']+)["']""", r.text
+        )
         assert any(url.endswith(script) for url in urls), (name, page, urls)
         for url in urls:
             assert url.startswith("/"), f"{name}{page} loads {url} from outside the service"
