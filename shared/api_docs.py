@@ -17,6 +17,8 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from shared.legacy import FIELD_CODES
+
 SWAGGER_UI_VERSION = "5.31.0"
 BEARER = "bearer"
 ERROR_SCHEMA = "ErrorBody"
@@ -182,16 +184,6 @@ _ERRORS: dict[str, tuple[str, str, str, str | None]] = {
         None,
     ),
 }
-_FIELD_CODES = {
-    "401": "4010",
-    "403": "4030",
-    "404": "4040",
-    "409": "4090",
-    "413": "4130",
-    "422": "4220",
-    "429": "4290",
-    "503": "5030",
-}
 _CHANGES = ("post", "put", "patch", "delete")
 
 
@@ -199,7 +191,8 @@ def _error_response(status: str, field_route: bool) -> dict[str, Any]:
     description, kind, message, field = _ERRORS[status]
     if field_route:
         schema = {"$ref": f"#/components/schemas/{FIELD_ERROR_SCHEMA}"}
-        example: dict[str, Any] = {"code": _FIELD_CODES[status], "message": message}
+        code = FIELD_CODES.get(int(status), "1500")
+        example: dict[str, Any] = {"code": code, "message": message}
     else:
         schema = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
         error: dict[str, Any] = {"type": kind, "message": message}
