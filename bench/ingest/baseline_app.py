@@ -9,11 +9,12 @@
 
 Run by bench/ingest/run.py as ``uvicorn bench.ingest.baseline_app:create_app --factory``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import orjson
@@ -37,7 +38,9 @@ def create_app() -> FastAPI:
     async def lifespan(_: FastAPI):
         size = int(os.environ.get("BENCH_POOL", "16"))
         state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=size)
-        engine = create_engine(os.environ["EDGE_DATABASE_URL"], pool_size=size, application_name="bench-naive")
+        engine = create_engine(
+            os.environ["EDGE_DATABASE_URL"], pool_size=size, application_name="bench-naive"
+        )
         state["sessions"] = make_sessionmaker(engine)
         yield
         await state["pool"].close()
@@ -58,12 +61,21 @@ def create_app() -> FastAPI:
     @app.post("/naive")
     async def naive(request: Request) -> Response:
         payload, nid = parse(request, await request.body())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with state["sessions"]() as session:
             await session.execute(
                 usage_table.insert().values(
-                    nid=nid, ts=now, received_at=now, cpu=payload.cpu, memory=payload.memory, func=payload.func,
-                    username=payload.username, code=payload.code, message=payload.message, authenticated=True, known=True,
+                    nid=nid,
+                    ts=now,
+                    received_at=now,
+                    cpu=payload.cpu,
+                    memory=payload.memory,
+                    func=payload.func,
+                    username=payload.username,
+                    code=payload.code,
+                    message=payload.message,
+                    authenticated=True,
+                    known=True,
                 )
             )
             await session.commit()
@@ -72,12 +84,20 @@ def create_app() -> FastAPI:
     @app.post("/naive-raw")
     async def naive_raw(request: Request) -> Response:
         payload, nid = parse(request, await request.body())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with state["pool"].acquire() as conn:  # autocommit: one transaction per record
             await conn.execute(
-                "INSERT INTO vms.usage (nid, ts, received_at, cpu, memory, func, username, code, message, authenticated, known)"
+                "INSERT INTO vms.usage (nid, ts, received_at, cpu, memory, func, username, code,"
+                " message, authenticated, known)"
                 " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, true, true)",
-                nid, now, payload.cpu, payload.memory, payload.func, payload.username, payload.code, payload.message,
+                nid,
+                now,
+                payload.cpu,
+                payload.memory,
+                payload.func,
+                payload.username,
+                payload.code,
+                payload.message,
             )
         return Response(SUCCESS, media_type="application/json")
 

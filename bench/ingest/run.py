@@ -1,4 +1,5 @@
-"""Ingest benchmark: the VMS's /usage and /batch against a no-op endpoint and a naive one-commit-per-record one.
+"""Ingest benchmark: the VMS's /usage and /batch against a no-op endpoint and a naive
+one-commit-per-record one.
 
     .venv/bin/python bench/ingest/run.py [--duration 10] [--workers 2] [--connections 64]
 
@@ -8,6 +9,7 @@ starts the server (uvicorn, same settings for all), warms it up, drives it with 
 ``--duration`` seconds and reads wrk's figures. Afterwards it counts, per target, the rows in
 vms.usage: every acknowledged record must be there. Prints one table side by side.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -74,7 +76,9 @@ def free_port() -> int:
 
 
 def db_url(name: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    return (
+        ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    )
 
 
 async def admin(sql: str) -> None:
@@ -109,8 +113,21 @@ def _ms(text: str) -> float:
     return float(m[1]) * _UNITS[m[2]] if m else float("nan")
 
 
-def run_wrk(url: str, script: Path, *, connections: int, duration: int, result: Result | None) -> str:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency", "-s", str(script), url]
+def run_wrk(
+    url: str, script: Path, *, connections: int, duration: int, result: Result | None
+) -> str:
+    args = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60).stdout
     if result is not None:
         if m := re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out):
@@ -131,13 +148,37 @@ class Server:
     def __init__(self, app: str, env: dict[str, str], workers: int, log: Path, ready_path: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "ab")
+        self.log = open(log, "ab")  # noqa: SIM115 (open for the server's life; closed in stop)
         args = [
-            sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-            "--log-level", "warning", "--backlog", "4096",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
         ]
-        self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -164,7 +205,16 @@ class Server:
 
 
 def usage_body(marker: str) -> str:
-    return json.dumps({"code": "0000", "message": marker, "username": "edge-master-01-1129", "cpu": "12.5", "memory": 43.1, "func": "SUNNY"})
+    return json.dumps(
+        {
+            "code": "0000",
+            "message": marker,
+            "username": "edge-master-01-1129",
+            "cpu": "12.5",
+            "memory": 43.1,
+            "func": "SUNNY",
+        }
+    )
 
 
 def batch_body(marker: str, size: int) -> str:
@@ -179,7 +229,7 @@ async def create_partitions(url: str) -> None:
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         await ensure_days(conn, [today, today + timedelta(days=1)])
     finally:
         await conn.close()
@@ -195,16 +245,31 @@ async def count_markers(url: str) -> dict[str, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per target")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target (not counted)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="uvicorn worker processes, every server (default: one a core)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections for single-record targets")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of warm-up per target (not counted)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="uvicorn worker processes, every server (default: one a core)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="wrk connections for single-record targets"
+    )
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=500, help="records per /batch request")
-    parser.add_argument("--nodes", type=int, default=200, help="distinct edge tokens (nodes) the load rotates over")
+    parser.add_argument(
+        "--nodes", type=int, default=200, help="distinct edge tokens (nodes) the load rotates over"
+    )
     parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--only", default="noop,naive,naive-raw,usage,batch", help="comma list of targets")
+    parser.add_argument(
+        "--only", default="noop,naive,naive-raw,usage,batch", help="comma list of targets"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -220,17 +285,26 @@ def main() -> int:
     tokens = [issue_edge_token(f"0x{i:04x}", SECRET) for i in range(args.nodes)]
     env = dict(os.environ)
     env.update(
-        EDGE_ENV="production", EDGE_DATABASE_URL=url, EDGE_OPERATOR_TOKEN=OPERATOR, EDGE_SERVICE_TOKEN=SERVICE,
-        EDGE_EDGE_TOKEN_SECRET=SECRET, EDGE_MIGRATE_ON_START="false", EDGE_LOG_LEVEL="WARNING", EDGE_LOG_FORMAT="text",
+        EDGE_ENV="production",
+        EDGE_DATABASE_URL=url,
+        EDGE_OPERATOR_TOKEN=OPERATOR,
+        EDGE_SERVICE_TOKEN=SERVICE,
+        EDGE_EDGE_TOKEN_SECRET=SECRET,
+        EDGE_MIGRATE_ON_START="false",
+        EDGE_LOG_LEVEL="WARNING",
+        EDGE_LOG_FORMAT="text",
         # No setup in the bench: edge tokens are trusted (setup signed them), nothing is fetched.
-        EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}", VMS_NODES_MISS_REFRESH_S="3600",
+        EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}",
+        VMS_NODES_MISS_REFRESH_S="3600",
         EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
         PYTHONPATH=str(REPO),
     )
     only = set(args.only.split(","))
     results: list[Result] = []
 
-    def target(server: Server, name: str, path: str, body_of, per_request: int, connections: int) -> None:
+    def target(
+        server: Server, name: str, path: str, body_of, per_request: int, connections: int
+    ) -> None:
         if name not in only:
             return
         marker = f"bench-{name}" if name != "noop" else None
@@ -241,15 +315,27 @@ def main() -> int:
         script = work / f"{name}.lua"
         script.write_text(lua_script(path, tokens, body_of(marker or "noop")))
         print(f"  {name}: {args.duration}s of wrk, {connections} connections ...", flush=True)
-        out = run_wrk(server.url, script, connections=connections, duration=args.duration, result=result)
+        out = run_wrk(
+            server.url, script, connections=connections, duration=args.duration, result=result
+        )
         (work / f"{name}.wrk.txt").write_text(out)
         results.append(result)
 
-    print(f"bench/ingest: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}; logs and wrk output in {work}", flush=True)
+    print(
+        f"bench/ingest: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}; logs and wrk output in {work}",
+        flush=True,
+    )
     try:
         if only & {"noop", "naive", "naive-raw"}:
-            base = Server("bench.ingest.baseline_app:create_app", env, args.workers, work / "baseline.log", "/openapi.json")
+            base = Server(
+                "bench.ingest.baseline_app:create_app",
+                env,
+                args.workers,
+                work / "baseline.log",
+                "/openapi.json",
+            )
             try:
                 target(base, "noop", "/noop", usage_body, 1, args.connections)
                 target(base, "naive", "/naive", usage_body, 1, args.connections)
@@ -257,10 +343,19 @@ def main() -> int:
             finally:
                 base.stop()
         if only & {"usage", "batch"}:
-            vms = Server("services.vms.app:create_app", env, args.workers, work / "vms.log", "/readyz")
+            vms = Server(
+                "services.vms.app:create_app", env, args.workers, work / "vms.log", "/readyz"
+            )
             try:
                 target(vms, "usage", "/usage", usage_body, 1, args.connections)
-                target(vms, "batch", "/batch", lambda m: batch_body(m, args.batch_size), args.batch_size, args.batch_connections)
+                target(
+                    vms,
+                    "batch",
+                    "/batch",
+                    lambda m: batch_body(m, args.batch_size),
+                    args.batch_size,
+                    args.batch_connections,
+                )
             finally:
                 vms.stop()
         found = asyncio.run(count_markers(url))
@@ -279,27 +374,53 @@ def main() -> int:
 def print_table(results: list[Result], args, load_after: float) -> None:
     by = {r.name: r for r in results}
     print()
-    print(f"{'target':<9} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors")
+    print(
+        f"{'target':<9} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors"
+    )
     for r in results:
         found = "-" if r.found is None else str(r.found)
         reqs = r.requests / r.seconds if r.seconds else 0
-        print(f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8} "
-              f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}")
+        print(
+            f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} "
+            f"{r.p99_ms:>8.2f} {r.non_2xx:>8} "
+            f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}"
+        )
     print()
     if "usage" in by and "noop" in by and by["noop"].records_per_s:
-        print(f"/usage vs no-op ceiling: {by['usage'].records_per_s / by['noop'].records_per_s:6.1%}   (target >= 60%)")
+        print(
+            f"/usage vs no-op ceiling: {by['usage'].records_per_s / by['noop'].records_per_s:6.1%}"
+            "   (target >= 60%)"
+        )
     if "usage" in by and "naive" in by and by["naive"].records_per_s:
-        print(f"/usage vs naive baseline: {by['usage'].records_per_s / by['naive'].records_per_s:6.2f}x  (target >= 5x)")
+        print(
+            "/usage vs naive baseline: "
+            f"{by['usage'].records_per_s / by['naive'].records_per_s:6.2f}x"
+            "  (target >= 5x)"
+        )
     if "usage" in by and "naive-raw" in by and by["naive-raw"].records_per_s:
-        print(f"/usage vs naive-raw (asyncpg, autocommit): {by['usage'].records_per_s / by['naive-raw'].records_per_s:6.2f}x")
+        print(
+            "/usage vs naive-raw (asyncpg, autocommit): "
+            f"{by['usage'].records_per_s / by['naive-raw'].records_per_s:6.2f}x"
+        )
     if "batch" in by:
-        print(f"/batch: {by['batch'].records_per_s:,.0f} records/s in requests of {args.batch_size}  (target >= 50,000)")
+        print(
+            f"/batch: {by['batch'].records_per_s:,.0f} records/s in requests of {args.batch_size}"
+            "  (target >= 50,000)"
+        )
     for r in results:
         if r.found is not None:
-            verdict = "all acknowledged records found" if r.found >= r.acked_records else "RECORDS MISSING"
+            verdict = (
+                "all acknowledged records found"
+                if r.found >= r.acked_records
+                else "RECORDS MISSING"
+            )
             print(f"{r.name}: {r.acked_records} acknowledged, {r.found} in vms.usage: {verdict}")
-    print(f"workers {args.workers}, wrk 1 thread, {args.connections} connections ({args.batch_connections} for /batch), "
-          f"{args.duration}s per target; load average after: {load_after:.2f}")
+    print(
+        f"workers {args.workers}, wrk 1 thread, {args.connections} connections "
+        f"({args.batch_connections} for /batch), "
+        f"{args.duration}s per target; load average after: {load_after:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,12 @@ def child_argv(command: list[str]) -> list[str]:
     return argv
 
 
-def child_env(workdir: Path, name: str, directory: Path, env: dict[str, str]) -> dict[str, str]:
+def child_env(
+    workdir: Path, name: str, directory: Path, env: dict[str, str], *, live_file: Path | None = None
+) -> dict[str, str]:
     """The agent's environment minus its secrets, plus the workload's env and the program's
-    directory on PYTHONPATH."""
+    directory on PYTHONPATH.
+    ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -60,6 +63,8 @@ def child_env(workdir: Path, name: str, directory: Path, env: dict[str, str]) ->
     existing = base.get("PYTHONPATH")
     base["PYTHONPATH"] = str(directory) + (os.pathsep + existing if existing else "")
     base["EDGE_CONFIG"] = str(directory / "edgeconfig.xml")
+    if live_file is not None:
+        base["EDGE_LIVE_FILE"] = str(live_file)
     base[MARK_WORKDIR] = str(workdir)
     base[MARK_WORKLOAD] = name
     base.setdefault("PYTHONUNBUFFERED", "1")

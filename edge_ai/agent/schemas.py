@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -28,6 +28,11 @@ class WorkloadSpec(BaseModel):
     ai_id: int | None = None
     filename: str | None = None
     ai_class: str | None = None
+    live: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings the running program picks up hot (routing, hand-off, focus): "
+        "written to the file named by EDGE_LIVE_FILE, never a restart",
+    )
 
     @field_validator("name")
     @classmethod
@@ -65,7 +70,8 @@ class WorkloadSpec(BaseModel):
         return v
 
     def fingerprint(self) -> tuple:
-        """What the running process sees: a change here means start a new instance."""
+        """What the running process sees at start: a change here means start a new instance
+        (``live`` is not part of it: the program re-reads its live file)."""
         return (self.package_digest, self.version, tuple(self.command), tuple(sorted(self.env.items())), self.edgeconfig_xml)
 
 
@@ -103,6 +109,7 @@ class WorkloadStatus(BaseModel):
     pid: int | None = None
     started_at: float | None = None
     log_tail: list[str] = Field(default_factory=list)
+    live: dict[str, Any] = Field(default_factory=dict, description="the live settings last written")
     previous: list[PreviousInstance] = Field(default_factory=list, description="older versions still running until this one is up")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -109,6 +110,7 @@ class WorkloadRunner:
         tail = inst.tail(log_lines) if inst.state in ("failed", "restarting") else []
         return WorkloadStatus(
             **base,
+            live=spec.live,
             state=inst.state,
             reason=reason,
             restarts=inst.restarts,
@@ -148,7 +150,7 @@ class Supervisor:
     # -- startup and shutdown ----------------------------------------------------------------------
     async def start(self) -> None:
         """Clear leftovers of a previous run, then bring the saved desired set back."""
-        for sub in ("workloads", "logs", "cache"):
+        for sub in ("workloads", "logs", "cache", "live"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         saved = await asyncio.to_thread(self.store.load)
         reaped = await asyncio.to_thread(reap_leftovers, self.workdir, saved.children, self.settings.stop_timeout_s)
@@ -214,15 +216,21 @@ class Supervisor:
     async def _apply_one(self, spec: WorkloadSpec, *, force: bool = False) -> None:
         runner = self.runners.get(spec.name)
         if runner is not None and not force and runner.up_to_date(spec):
-            # Bookkeeping only (deployment id, generation); the process is left alone.
+            # Bookkeeping (deployment id, generation) and the live settings; the process is left
+            # alone and picks the live settings up from its file.
+            if spec.live != runner.spec.live:
+                await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
+                log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
             runner.spec = spec.model_copy(update={"generation": max(spec.generation, runner.spec.generation)})
             return
         directory = await self._prepare(spec)
+        await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
         instance = ProcessInstance(
             name=spec.name,
             version=spec.version,
             argv=child_argv(spec.command),
-            env=child_env(self.workdir, spec.name, directory, self._workload_env(spec)),
+            env=child_env(self.workdir, spec.name, directory, self._workload_env(spec),
+                          live_file=self.live_path(spec.name)),
             directory=directory,
             log_path=self.workdir / "logs" / f"{spec.name}.log",
             policy=self.policy,
@@ -259,6 +267,7 @@ class Supervisor:
         runner = self.runners.pop(name)
         await asyncio.gather(*(inst.stop() for inst in runner.instances()))
         await asyncio.to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
+        self.live_path(name).unlink(missing_ok=True)
         log.info("%s removed", name)
 
     def _runner_waiting(self, spec: WorkloadSpec, reason: str) -> None:
@@ -300,6 +309,10 @@ class Supervisor:
                 self._dirty.set()
             specs = still
             delay = min(delay * 2, 60.0)
+
+    def live_path(self, name: str) -> Path:
+        """The workload's live settings file: one path for every version (no restart cause)."""
+        return self.workdir / "live" / f"{name}.json"
 
     # -- packages ----------------------------------------------------------------------------------
     def directory_for(self, spec: WorkloadSpec) -> Path:
@@ -375,6 +388,14 @@ def _write_edgeconfig(directory: Path, xml: str) -> None:
     tmp = directory / ".edgeconfig.xml.tmp"
     tmp.write_text(xml)
     os.replace(tmp, target)
+
+
+def write_live(path: Path, live: dict) -> None:
+    """Atomically (temporary file, rename): a program re-reading it never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(live, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _remove_dirs_except(base: Path, keep: set[Path]) -> None:

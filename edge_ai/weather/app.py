@@ -125,9 +125,8 @@ class ResultState:
 async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop) -> None:
     """One frame a second through the rules; stream failures back off and retry."""
     from edge_ai.common.frames import (
+        FrameSource,
         FrameUnavailable,
-        ImageFolderSource,
-        VideoSource,
         describe,
         open_source,
     )
@@ -137,7 +136,7 @@ async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop
     if video is None:  # parse_options refuses the classifier without one
         raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO)")
     classifier = SmoothedClassifier()
-    source: ImageFolderSource | VideoSource | None = None
+    source: FrameSource | None = None
     failures = 0
     while not stop.event.is_set():
         try:

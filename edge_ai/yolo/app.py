@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from edge_ai.yolo.summary import Window, summary_record
 log = logging.getLogger("edge_ai.yolo")
 
 PROGRAM = "yolo"
+LIVE_CHECK_S = 0.2  # how often the live file is looked at (a stat)
 
 
 @dataclass
@@ -48,6 +50,55 @@ class YoloOptions:
     routing_file: Path | None
     names: str | None
     interval: float
+    helped_mode: str = "rate"
+    helped_rate: float = 1.0
+    focus_rate: float = 10.0
+    focus_conf: float = 0.35
+    focus_max_uploads: int = 2
+    analysis_for: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard the worker works this second, from its options and the live routing."""
+
+    name: str  # normal | focus | helped | server
+    rate: float  # frames a second; 0: local analysis paused
+    conf: float
+    max_uploads: int
+    detect: bool = True  # run the model on the frames
+    upload_all: bool = False  # every frame goes up (no helper: the server analyses), bounded
+
+
+def _add_live_options(parser: ArgumentParser) -> None:
+    """Where the optimizer's live settings come from, and what the worker does with them."""
+    add = parser.add_argument
+    add("--routing-file", default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
+        help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's "
+             "$EDGE_LIVE_FILE)")
+    add("--helped-mode", choices=("pause", "rate"),
+        default=env_default("YOLO_HELPED_MODE") or "rate",
+        help="while a helper or the server analyses this camera: pause local analysis or lower "
+             "its rate ($YOLO_HELPED_MODE, default rate)")
+    add("--helped-rate", type=float, default=float(env_default("YOLO_HELPED_RATE") or "1"),
+        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)")
+    add("--focus-rate", type=float, default=float(env_default("YOLO_FOCUS_RATE") or "0"),
+        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)")
+    add("--focus-conf", type=float, default=float(env_default("YOLO_FOCUS_CONF") or "0"),
+        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)")
+    add("--focus-max-uploads", type=int, default=int(env_default("YOLO_FOCUS_MAX_UPLOADS") or "0"),
+        help="frames sent up a second in focus mode ($YOLO_FOCUS_MAX_UPLOADS, default twice "
+             "--max-uploads)")
+    add("--analysis-for", default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
+        help="helper mode: analyse another node's camera and post under its nid "
+             "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)")
+
+
+def _check_live_options(args: Namespace) -> None:
+    if args.helped_rate <= 0 or args.focus_rate < 0 or args.focus_max_uploads < 0:
+        raise ConfigError("--helped-rate positive; --focus-rate, --focus-max-uploads not negative")
+    if not 0 <= args.focus_conf <= 1:
+        raise ConfigError("--focus-conf in [0, 1]")
 
 
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
@@ -76,7 +127,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser.add_argument("--names", default=env_default("YOLO_NAMES"),
                         help="YAML with the class names, for a model without "
                             "them ($YOLO_NAMES; default COCO for 80 classes)")
-    parser.add_argument("--routing-file", default=env_default("YOLO_ROUTING_FILE"), help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE)")
+    _add_live_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
         raise ConfigError("--source (or $YOLO_SOURCE) is required: an RTSP URL, a video file or an image folder")
@@ -84,6 +135,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         raise ConfigError("--rate and --interval must be positive")
     if not 0 < args.conf <= 1 or not 0 < args.min_conf <= args.conf:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
+    _check_live_options(args)
     if args.imgsz < 32 or args.max_detections < 0 or args.max_uploads < 0 or args.analysis_buffer < 1:
         raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads "
             "not negative; --analysis-buffer at least 1")
@@ -111,6 +163,12 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         routing_file=Path(args.routing_file) if args.routing_file else None,
         names=args.names,
         interval=args.interval,
+        helped_mode=args.helped_mode,
+        helped_rate=args.helped_rate,
+        focus_rate=args.focus_rate or args.rate * 2,
+        focus_conf=args.focus_conf or max(args.min_conf, round(args.conf - 0.15, 3)),
+        focus_max_uploads=args.focus_max_uploads or max(1, args.max_uploads) * 2,
+        analysis_for=args.analysis_for or None,
     )
 
 
@@ -136,6 +194,42 @@ class Worker:
         self.uploads_this_second = 0
         self._source_failures = 0
         self._source_retry_at = 0.0
+        self.profile = self.current_profile()
+        # Set when the profile changes: the frame loop re-times at once.
+        self.changed = asyncio.Event()
+
+    @property
+    def posts_for(self) -> str:
+        """The nid the summaries are posted under: the helped node's in helper mode."""
+        return self.options.analysis_for or self.options.node_id
+
+    def current_profile(self) -> Profile:
+        o, r = self.options, self.routing
+        if r.analysis_route in ("edge", "server"):
+            paused = o.helped_mode == "pause"
+            rate = 0.0 if paused else min(o.helped_rate, o.rate)
+            if r.analysis_route == "server":
+                # No helper: frames go to the analysis server at a bounded rate; local work as
+                # when helped.
+                read_rate = rate or float(max(o.max_uploads, 1))
+                return Profile("server", read_rate, o.conf, o.max_uploads, detect=not paused,
+                               upload_all=True)
+            return Profile("helped", rate, o.conf, o.max_uploads)
+        if r.focused():
+            f = r.focus_overrides
+            return Profile("focus", f.get("focus_rate", o.focus_rate),
+                           f.get("focus_conf", o.focus_conf),
+                           int(f.get("focus_max_uploads", o.focus_max_uploads)))
+        return Profile("normal", o.rate, o.conf, o.max_uploads)
+
+    def update_profile(self) -> None:
+        new = self.current_profile()
+        if new != self.profile:
+            log.info("profile %s -> %s: %.3g fps, threshold %.2f, %d uploads/s%s (routing %s)",
+                     self.profile.name, new.name, new.rate, new.conf, new.max_uploads,
+                     "" if new.detect else ", local analysis paused", self.routing.as_json())
+            self.profile = new
+            self.changed.set()
 
     async def step(self) -> None:
         """One frame: read, detect, account, maybe send up."""
@@ -158,26 +252,42 @@ class Worker:
                 self.source = None
             return
         self._source_failures = 0
-        detections, elapsed_ms = await asyncio.to_thread(self.detector.detect, frame)
+        profile = self.profile
         self.frame_index += 1
-        above = [d for d in detections if d.confidence >= self.options.conf]
-        below = [d for d in detections if d.confidence < self.options.conf]
-        self.window.add(above, len(below), elapsed_ms)
-        if below and self.routing.active and self.uploads_this_second < self.options.max_uploads:
-            self.uploads_this_second += 1
-            self.window.frames_sent_up += 1
-            jpeg = await asyncio.to_thread(_encode_jpeg, frame)
-            self.analysis.submit(jpeg, self._frame_metadata(detections, frame))
+        detections: list[Any] = []
+        if profile.detect:
+            detections, elapsed_ms = await asyncio.to_thread(self.detector.detect, frame)
+            above = [d for d in detections if d.confidence >= profile.conf]
+            below = [d for d in detections if d.confidence < profile.conf]
+            self.window.add(above, len(below), elapsed_ms)
+        else:
+            below = []
+            self.window.frames_skipped += 1
+        if self.uploads_this_second >= profile.max_uploads:
+            return
+        if profile.upload_all and self.routing.target_url:
+            reason = "overload"
+        elif below and self.routing.active:
+            reason = "low_confidence"
+        else:
+            return
+        self.uploads_this_second += 1
+        self.window.frames_sent_up += 1
+        jpeg = await asyncio.to_thread(_encode_jpeg, frame)
+        self.analysis.submit(jpeg, self._frame_metadata(detections, frame, reason, profile.conf))
 
-    def _frame_metadata(self, detections: list[Any], frame: Any) -> dict[str, Any]:
+    def _frame_metadata(
+        self, detections: list[Any], frame: Any, reason: str, conf: float
+    ) -> dict[str, Any]:
         height, width = frame.shape[:2]
         return {
-            "nid": self.options.node_id,
+            "nid": self.posts_for,
             "ts": utc_stamp(datetime.now(UTC)),
-            "reason": "low_confidence",
+            "camera_time": utc_stamp(datetime.now(UTC)),
+            "reason": reason,
             "model": self.options.model_name,
             "model_version": self.options.model_version,
-            "conf_threshold": self.options.conf,
+            "conf_threshold": conf,
             "frame_index": self.frame_index,
             "width": width,
             "height": height,
@@ -189,18 +299,44 @@ class Worker:
         window, self.window = self.window, Window(started=now)
         self.uploads_this_second = 0
         self.routing.refresh_from_file()
-        self.vms.submit(
-            "detections",
-            summary_record(
-                window,
-                ended=now,
-                node_id=self.options.node_id,
-                model=self.options.model_name,
-                model_version=self.options.model_version,
-                conf_threshold=self.options.conf,
-                max_detections=self.options.max_detections,
-            ),
+        record = summary_record(
+            window,
+            ended=now,
+            node_id=self.posts_for,
+            model=self.options.model_name,
+            model_version=self.options.model_version,
+            conf_threshold=self.profile.conf,
+            max_detections=self.options.max_detections,
         )
+        record["profile"] = self.profile.name
+        if self.options.analysis_for:
+            record["analysed_by"] = self.options.node_id
+        self.vms.submit("detections", record)
+        self.update_profile()
+
+    def watch(self) -> None:
+        """The live file, a few times a second (one stat each): a change is in effect at once."""
+        if self.routing.refresh_from_file():
+            self.update_profile()
+
+    async def frames(self, stop: Stop) -> None:
+        """Frames at the profile's rate; a changed profile re-times the loop at once, a paused one
+        waits for the next change."""
+        while not stop.event.is_set():
+            rate = self.profile.rate
+            self.changed.clear()
+            if rate <= 0:
+                waiter = asyncio.create_task(self.changed.wait())
+                stopper = asyncio.create_task(stop.event.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            period = 1.0 / rate
+            now = time.time()
+            if await stop.wait((int(now / period) + 1) * period - now):
+                return
+            await self.step()
 
     def close(self) -> None:
         if self.source is not None:
@@ -216,10 +352,17 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     detector = await asyncio.to_thread(
         Detector, options.model, imgsz=options.imgsz, device=options.device, min_conf=options.min_conf, names_file=options.names
     )
-    routing = Routing(route_low_confidence=config.route_low_confidence, analysis_url=config.analysis_url, routing_file=options.routing_file)
+    routing = Routing(
+        route_low_confidence=config.route_low_confidence,
+        analysis_url=config.analysis_url,
+        routing_file=options.routing_file,
+        vms_inbox=config.vms_url.rstrip("/") + "/analysis",
+    )
     routing.refresh_from_file()
     vms = VmsClient(config, program=f"yolo-{options.node_id}")
-    analysis = AnalysisClient(config, program=f"yolo-{options.node_id}", url=lambda: routing.analysis_url, max_frames=options.analysis_buffer)
+    analysis = AnalysisClient(config, program=f"yolo-{options.node_id}",
+                              url=lambda: routing.target_url,
+                              max_frames=options.analysis_buffer)
     vms.start()
     analysis.start()
     worker = Worker(options, detector, vms, analysis, routing)
@@ -229,21 +372,35 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         if problem:
             return 400, {"detail": problem, "field": problem.split(":", 1)[0]}
         log.info("routing set through the API: %s", routing.as_json())
+        worker.update_profile()
         return 200, routing.as_json()
 
-    api = start_api(config, PROGRAM, vms, lambda: {"routing": routing.as_json(), "analysis": analysis.sender.stats(), "model": options.model_name})
+    def status() -> dict[str, Any]:
+        return {"routing": routing.as_json(), "profile": worker.profile.__dict__,
+                "analysis": analysis.sender.stats(),
+                "model": options.model_name, "posts_for": worker.posts_for}
+
+    api = start_api(config, PROGRAM, vms, status)
     if api is not None:
         api.route("GET", "/routing", lambda _b: (200, routing.as_json()))
         api.route("PUT", "/routing", put_routing)
         await api.start()
-    log.info("YOLO worker for node %s: model %s v%s, %g fps max, posting to %s",
-             options.node_id, options.model_name, options.model_version, options.rate, config.vms_url)
-    inference = asyncio.create_task(every(1.0 / options.rate, stop, worker.step))
+    log.info("YOLO worker for node %s%s: model %s v%s, %g fps max, posting to %s",
+             options.node_id, f" (helping {options.analysis_for})" if options.analysis_for else "",
+             options.model_name, options.model_version, options.rate, config.vms_url)
+    if worker.profile.name != "normal":
+        log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
+    inference = asyncio.create_task(worker.frames(stop))
+    watcher = None
+    if options.routing_file:
+        watcher = asyncio.create_task(every(LIVE_CHECK_S, stop, worker.watch))
     try:
         await every(options.interval, stop, worker.summarise)
     finally:
         stop.event.set()
         await inference
+        if watcher is not None:
+            await watcher
         worker.close()
         if api is not None:
             await api.close()

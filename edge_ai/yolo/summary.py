@@ -24,6 +24,7 @@ class Window:
     latest: list[Detection] = field(default_factory=list)
     below_threshold: int = 0
     frames_sent_up: int = 0
+    frames_skipped: int = 0  # read but not analysed here (helped, local analysis paused)
 
     def add(self, above: list[Detection], below: int, elapsed_ms: float) -> None:
         self.frames += 1

@@ -51,6 +51,14 @@ class SetupClient:
             "POST", f"/edges/{edge_id}/workload-token", EdgeToken, what=f"edge {edge_id} token"
         )
 
+    async def camera_url(self, edge_id: int) -> str | None:
+        """The edge's camera URL with its credentials (a secret: never logged, never in params)."""
+        answer = await self.client.json(
+            "GET", f"/edges/{edge_id}/camera", what=f"edge {edge_id} camera"
+        )
+        url = answer.get("url") if isinstance(answer, dict) else None
+        return str(url) if url else None
+
     # --- AI packages --------------------------------------------------------------------
     async def get_ai(self, ai_id: int) -> AiPackageRecord:
         return await self.client.model(

@@ -110,4 +110,15 @@ class OptimizerSettings(ServiceSettings):
 
     @property
     def effective_analysis_url(self) -> str:
-        return self.analysis_url or self.vms_url.rstrip("/") + "/analysis"
+        return self.edge_analysis_url() or self.vms_url.rstrip("/") + "/analysis"
+
+    def edge_analysis_url(self) -> str | None:
+        """The URL told to routed edges: ``analysis_url``, else the analysis service's POST
+        /analyze when EDGE_ANALYSIS_URL is set, else None (each edge posts to its VMS's inbox,
+        POST /analysis, at the VMS address it already has)."""
+        if self.analysis_url:
+            return self.analysis_url
+        service = getattr(self, "analysis_service_url", None)
+        if service and "analysis_service_url" in self.model_fields_set:
+            return str(service).rstrip("/") + "/analyze"
+        return None

@@ -62,7 +62,9 @@ class VmsSettings(ServiceSettings):
     notify_optimizer: bool = False
     notify_queue_size: int = 1_000
     notify_timeout_s: float = 2.0
-    event_classes: str = ""  # comma list: a detection of one of these classes sends a "detection" event
+    # Comma list: a detection of one of these classes sends a "detection" event (the optimizer's
+    # focus); empty: none.
+    event_classes: str = "person,car"
     low_confidence_share: float = 0.0  # > 0: a "low_confidence" event when a node's share crosses it
 
     # Queries.

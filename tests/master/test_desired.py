@@ -105,3 +105,41 @@ async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runti
     await tokens.for_edges(edges, runtimes)
     time.sleep(0.15)  # past half its lifetime: renewed
     assert await tokens.for_edges(edges, runtimes) == {"0x02": "tok-2-2"}
+
+
+def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():
+    helper = {"analysis_for": "0x01", "source_edge_id": 1}
+    cameras = {1: "rtsp://admin:s3cret@10.0.0.9/stream"}
+    live = {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
+    vms = ("127.0.0.1", 6432)
+    plans = plan(
+        snapshot([dep(1, 1, 10, params=live), dep(2, 2, 10, params=helper)]),
+        CLUSTERS, {10: MANIFEST}, vms=vms, vms_path="usage",
+        token_for=lambda nid, runtime: f"token-{nid}", cameras=cameras,
+        helped_tokens={"0x01": "helped-token-0x01"},
+    )
+    (_, source), = plans[1].workloads
+    assert source.live == live
+    (_, copy), = plans[2].workloads
+    # The camera URL with credentials and the helped node's token: secrets only, never plain env.
+    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "helped-token-0x01"}
+    assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
+    # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
+    waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
+                   vms_path="usage", token_for=lambda nid, runtime: "t", cameras={})
+    assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
+        ("pending", "the camera or token of the helped edge 0x01 is not known yet")]
+    none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
+                vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None},
+                helped_tokens={"0x01": "t1"})
+    assert [b.observed for b in none[2].blocked] == ["failed"]
+
+
+def test_agent_spec_carries_live_params_apart_from_env():
+    from services.master.drivers.agent import agent_spec
+
+    plans = make([dep(1, 1, 10, params={"route_low_confidence": True, "MODE": "x"})])
+    (_, wl), = plans[1].workloads
+    body = agent_spec(wl)
+    assert body["live"] == {"route_low_confidence": True}
+    assert "route_low_confidence" not in body["env"] and body["env"]["MODE"] == "x"

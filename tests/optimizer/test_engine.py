@@ -25,6 +25,7 @@ class Runner:
         self.routes: dict = {}
         self.focus: list = []
         self.pins: set = set()
+        self.trends: dict = {}
 
     def cycle(self, now=NOW, scope=None, apply=True):
         state = FleetState.from_wire(self.fleet.snapshot(), self.fleet.node_list())
@@ -39,6 +40,7 @@ class Runner:
                 rollouts=self.rollouts,
                 routes=dict(self.routes),
                 focus=self.focus,
+                trends=self.trends,
             )
         )
         for key, data in result.memory.items():
@@ -233,13 +235,35 @@ def test_low_confidence_routes_up_and_back():
     run = Runner(f, low_confidence={"window_s": 10}, recovery={"enabled": False})
     assert run.cycle().decisions == []
     r = run.cycle(now=later(10))
-    assert r.wire_operations() == [] and r.decisions[0].action == "route_up"
+    [up] = r.decisions
+    assert up.action == "route_up"
+    # The route reaches the edge as a live param of its analysis deployment.
+    assert [(o["op"], o["params"], o["decision_id"]) for o in r.wire_operations()] == [
+        ("update", {"route_low_confidence": True}, up.id)
+    ]
     assert r.routes[0].route_low_confidence and r.routes[0].frames_sent_up_share == 0.4
     assert run.cycle(now=later(11)).decisions == []
     f.nodes[e["nid"]]["low_confidence_share"] = 0.05
     run.cycle(now=later(12))
     r = run.cycle(now=later(23))
     assert r.decisions[0].action == "route_local" and not r.routes[0].route_low_confidence
+    assert [o["params"] for o in r.wire_operations()] == [{}]
+    assert run.cycle(now=later(24)).wire_operations() == []
+
+
+def test_low_confidence_route_is_reapplied_to_a_deployment_that_lacks_it():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", low_confidence_share=0.6)
+    d = f.deploy(e, sunny)
+    run = Runner(f, low_confidence={"window_s": 0}, recovery={"enabled": False})
+    r = run.cycle()
+    assert r.decisions[0].action == "route_up"
+    d["params"] = {}  # replaced by hand, without the route
+    r = run.cycle(now=later(1))
+    [again] = r.decisions
+    assert again.action == "route_up" and "re-applied" in again.reason
+    assert [o["params"] for o in r.wire_operations()] == [{"route_low_confidence": True}]
 
 
 def test_focus_raises_neighbours_within_radius_and_ttl_lowers_them():
@@ -293,3 +317,107 @@ def test_grid_nearest_and_within_match_brute_force():
         assert found is not None and found[0] == brute[0]
         within = {k for k, _ in grid.within(lat, lon, 3.0)}
         assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}
+
+
+def test_focus_storm_extends_at_most_every_half_ttl():
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    src = f.edge("src", lat=37.5, lon=127.0)
+    close = f.edge("close", lat=37.504, lon=127.0)
+    f.deploy(src, sunny)
+    f.deploy(close, sunny)
+    run = Runner(f, focus={"radius_km": 1.0, "ttl_s": 60}, recovery={"enabled": False})
+    actions = []
+    for second in range(0, 45):  # the same person seen every second for 45 s
+        run.focus.append(FocusRequest(src["nid"], later(second + 60), ["person"]))
+        actions += [d.action for d in run.cycle(now=later(second)).decisions]
+    assert actions == ["focus_on", "focus_extend"]  # at 0 s, then once past half the TTL (31 s)
+
+
+def test_weather_flip_after_a_sunny_only_upgrade_is_one_variant_switch():
+    """Monitoring SUNNY 02 uploaded (no RAINY 02): the edge runs SUNNY 02; a flip to RAINY goes to
+    RAINY 01, the newest RAINY. That is the environment's switch, with its operation: no version
+    'upgrade 02 -> 01' beside it."""
+    f = Fleet()
+    sunny1, rainy1 = monitoring(f)
+    e = f.edge("e1")
+    d = f.deploy(e, sunny1)
+    run = Runner(f, environment={"hysteresis_samples": 3}, recovery={"enabled": False})
+    sunny2 = f.package("monitoring", "02", "01")
+    r = run.cycle()
+    assert [(o["id"], o["ai_id"]) for o in r.wire_operations()] == [(d["id"], sunny2["id"])]
+    f.observe(d)
+    run.cycle(now=later(1))
+    f.nodes[e["nid"]].update(condition="RAINY", streak=3)
+    r = run.cycle(now=later(2))
+    [switch] = r.decisions
+    assert (switch.policy, switch.action) == ("environment", "switch_variant")
+    assert [(o["op"], o["id"], o["ai_id"], o["decision_id"]) for o in r.wire_operations()] == [
+        ("update", d["id"], rainy1["id"], switch.id)
+    ]
+    assert [op.ai_id for op in switch.operations] == [rainy1["id"]]
+    assert switch.reason.endswith(
+        "monitoring class 01 -> 02 at version 01 (the newest class 02 at or below 02)"
+    )
+    # Back to SUNNY: the rollout's version (02) again, still the environment's doing.
+    f.nodes[e["nid"]].update(condition="SUNNY", streak=3)
+    r = run.cycle(now=later(3))
+    [back] = r.decisions
+    assert (back.policy, back.action) == ("environment", "switch_variant")
+    assert [o["ai_id"] for o in r.wire_operations()] == [sunny2["id"]]
+
+
+def test_overload_falls_back_to_local_when_the_helper_fails_or_vanishes():
+    f, _hot, near, _d, _ = _overload_fleet()
+    run = Runner(f, overload={"window_s": 0, "recover_window_s": 60}, recovery={"enabled": False})
+    run.cycle()
+    [copy] = [d for d in f.deployments if d["params"].get("analysis_for")]
+    f.observe(copy, "failed")
+    copy["observed_reason"] = "camera unreachable"
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason.startswith("the helper copy on near failed (camera unreachable)")
+    assert sorted(o["op"] for o in r.wire_operations()) == ["remove", "update"]
+    # Still overloaded: the failed helper is not asked again; the next nearest one is.
+    r = run.cycle(now=later(2))
+    [again] = r.decisions
+    assert again.action == "handoff_to_edge" and again.inputs["helper"] != "near"
+    f.observe(copy, "removed")
+    # Its helper's edge then vanishes.
+    near = next(e for e in f.edges if e["name"] == again.inputs["helper"])
+    f.edges.remove(near)
+    f.deployments[:] = [d for d in f.deployments if d["edge_id"] != near["id"]]
+    r = run.cycle(now=later(3))
+    assert any(d.action == "hand_back" and "is gone" in d.reason for d in r.decisions), r.decisions
+
+
+def test_overload_acts_on_the_forecast_before_the_average_crosses():
+    """A steady ramp (5 % every 5 s) below the 85 % threshold: the helper is asked for while the
+    smoothed cpu is still below it; a flat 80 % never triggers."""
+    f, hot, _near, _d, _ = _overload_fleet()
+    flat = f.edge("flat", lat=37.7, lon=127.3, cpu_avg=80.0)
+    f.deploy(flat, f.packages[0])
+    run = Runner(f, overload={"window_s": 0, "forecast_s": 30}, recovery={"enabled": False})
+    decided = []
+    for step in range(8):
+        cpu = 55.0 + 5 * step
+        f.nodes[hot["nid"]].update(cpu_avg=cpu, last_seen=later(5 * step).isoformat())
+        f.nodes[flat["nid"]].update(last_seen=later(5 * step).isoformat())
+        r = run.cycle(now=later(5 * step))
+        decided += [(cpu, d) for d in r.decisions]
+    [(cpu, handoff)] = decided
+    assert handoff.action == "handoff_to_edge" and handoff.edge_name == "hot"
+    assert cpu < 85 and "forecast to cross" in handoff.reason
+    assert handoff.inputs["cpu_forecast"] > 85 and handoff.inputs["cpu_avg"] < 85
+    assert handoff.inputs["forecast_s"] == 30
+    # Off: only the average counts, later.
+    f2, hot2, *_ = _overload_fleet()
+    run2 = Runner(f2, overload={"window_s": 0, "forecast_s": 0}, recovery={"enabled": False})
+    for step in range(8):
+        f2.nodes[hot2["nid"]].update(cpu_avg=55.0 + 5 * step, last_seen=later(5 * step).isoformat())
+        if run2.cycle(now=later(5 * step)).decisions:
+            assert 55.0 + 5 * step > 85
+            break
+    else:
+        raise AssertionError("the average-based trigger never fired")

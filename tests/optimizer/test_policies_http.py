@@ -159,7 +159,7 @@ async def test_overloaded_edge_moves_to_nearest_edge_with_room_else_server(stack
 async def test_low_confidence_edge_is_routed_up(stack: Stack):
     sunny = stack.package("monitoring", "01", "01")
     e = stack.edge("Unsure", "0x01")
-    stack.deploy(e, sunny)
+    unsure = stack.deploy(e, sunny)
     stack.edge("Sure", "0x02")
     async with optimizer(
         stack, low_confidence={"share_level": 0.3, "clear_level": 0.2, "window_s": 0}
@@ -167,7 +167,9 @@ async def test_low_confidence_edge_is_routed_up(stack: Stack):
         stack.detections("0x01", detected=4, below=6, frames=10, sent_up=6, seconds=3)
         stack.detections("0x02", detected=10, below=0, seconds=3)
         summary = await cycle(opt)
-        assert summary["operations"] == 0  # routing only: no redeploy
+        # The route reaches the edge as a live param (hot on the edge: no redeploy there).
+        assert summary["operations"] == 1
+        assert stack.deployment(unsure["id"])["params"] == {"route_low_confidence": True}
         route = (
             await opt.get(
                 "/routing/0x01", headers={"Authorization": f"Bearer {stack.tokens['0x01']}"}
@@ -188,6 +190,7 @@ async def test_low_confidence_edge_is_routed_up(stack: Stack):
         stack.detections("0x01", detected=10, below=0, seconds=40)
         await cycle(opt)
         assert (await opt.get("/routing/0x01")).json()["route_low_confidence"] is False
+        assert stack.deployment(unsure["id"])["params"] == {}
 
 
 async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stack):
@@ -240,3 +243,29 @@ async def test_detection_event_raises_neighbours_and_ttl_lowers_them(stack: Stac
             "/events", json={"type": "detection", "nid": "0x01", "counts": {"car": 1}}
         )
         assert r.json()["scope"] == "none"
+
+
+async def test_detection_event_reaches_a_neighbour_deployed_after_the_last_resync(stack: Stack):
+    """The event's cycle reads the neighbours fresh: a deployment made after the optimizer's last
+    whole read (setup does not tell the optimizer about it) still gets its focus."""
+    import asyncio
+
+    sunny = stack.package("monitoring", "01", "01")
+    src = stack.edge("Seen", "0x01", lat=37.5000, lon=127.0)
+    near = stack.edge("Near", "0x02", lat=37.5040, lon=127.0)
+    stack.deploy(src, sunny)
+    async with optimizer(
+        stack, run_scheduler=True, resync_seconds=3600, debounce_ms=1, lease_renew_s=0.3,
+        focus={"classes": ["person"], "radius_km": 1.0, "ttl_s": 60, "params": {"focus": True}},
+    ) as opt:
+        await asyncio.sleep(1.5)  # the lease taken, its whole cycle done
+        await cycle(opt)  # the optimizer's mirror: Near has nothing deployed yet
+        late = stack.deploy(near, sunny)
+        seen = {"type": "detection", "nid": "0x01", "counts": {"person": 1}}
+        r = await opt.post("/events", json=seen)
+        assert r.status_code == 202
+        for _ in range(100):
+            if stack.deployment(late["id"])["params"].get("focus"):
+                break
+            await asyncio.sleep(0.05)
+        assert stack.deployment(late["id"])["params"]["focus_source"] == "0x01"

@@ -58,7 +58,13 @@ def agent_spec(workload: Workload) -> dict[str, Any]:
         "version": workload.ai.version,
         "command": list(workload.command),
         # The agent keeps env out of its answers and its state file is 0600: secrets travel as env.
-        "env": {k: str(v) for k, v in {**workload.env, **workload.secret_env}.items()},
+        # Live params go as ``live`` only: a change reaches the running program without a restart.
+        "env": {
+            k: str(v)
+            for k, v in {**workload.env, **workload.secret_env}.items()
+            if k not in workload.live
+        },
+        "live": workload.live,
         "edgeconfig_xml": workload.edgeconfig_xml,
         "deployment_id": workload.deployment_id,
         "generation": workload.generation,

@@ -88,6 +88,10 @@ class Workload:
     # Values that are secrets (the camera's RTSP URL with credentials): a Kubernetes Secret, never a
     # plain value in the Deployment. The program sees them as environment variables all the same.
     secret_env: dict[str, str] = field(default_factory=dict)
+    # The deployment params the program picks up while it runs (routing, hand-off, focus): the agent
+    # writes them to the program's live file instead of restarting it. Also in ``env``, for the
+    # runtimes that deliver them as environment variables.
+    live: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -146,6 +150,20 @@ class RuntimeDriver(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
+
+
+# Deployment params a running program takes hot: the optimizer's routing, hand-off and focus.
+LIVE_PARAMS = frozenset({"route_low_confidence", "analysis_url", "analysis_route", "analysis_edge"})
+
+
+def is_live_param(key: str) -> bool:
+    """A param the program re-reads while it runs (``focus``, ``focus_until``, ``focus_rate``...
+    included), rather than one it reads once at start."""
+    return key in LIVE_PARAMS or key.startswith("focus")
+
+
+def live_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if is_live_param(k)}
 
 
 def workload_name(filename: str, ai_class: str) -> str:

@@ -12,6 +12,7 @@ from services.master.drivers.base import (
     AiArtifact,
     EdgeTarget,
     Workload,
+    live_params,
     render_edgeconfig,
     workload_name,
 )
@@ -90,6 +91,19 @@ def param_env(params: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+# A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
+# credentials, is a secret variable of the helper's workload.
+HELPER_SOURCE_ENV = "YOLO_SOURCE"
+
+
+def helped_edge(deployment: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(source edge id, source nid) of a helper copy, else None."""
+    params = deployment.get("params") or {}
+    if params.get("analysis_for") and params.get("source_edge_id") is not None:
+        return int(params["source_edge_id"]), str(params["analysis_for"])
+    return None
+
+
 def build_workload(
     deployment: FleetDeployment,
     edge: FleetEdge,
@@ -100,6 +114,7 @@ def build_workload(
     vms: tuple[str, int],
     vms_path: str,
     token: str | None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> NamedWorkload:
     env = dict(manifest.get("env") or {})
     env.update(param_env(deployment.get("params") or {}))
@@ -112,7 +127,7 @@ def build_workload(
     )
     # The node token is a secret: the Kubernetes driver keeps it in a Secret, never in the
     # Deployment.
-    secret_env = {"EDGE_TOKEN": token} if token is not None else {}
+    secrets = {**(secret_env or {}), **({"EDGE_TOKEN": token} if token is not None else {})}
     return NamedWorkload(
         deployment_id=deployment["id"],
         edge=target,
@@ -122,14 +137,33 @@ def build_workload(
         ),
         command=list(manifest.get("command") or []),
         env=env,
-        secret_env=secret_env,
+        secret_env=secrets,
         resources=dict(manifest.get("resources") or {}),
         edgeconfig_xml=render_edgeconfig(
             vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path),
             nid=edge["nid"],
         ),
         generation=int(deployment.get("generation") or 1),
+        live=live_params(deployment.get("params")),
     )
+
+
+def _helper_secrets(
+    dep: FleetDeployment, cameras: Mapping[int, str | None], tokens: Mapping[str, str]
+) -> dict[str, str] | Blocked:
+    """A helper copy's secrets (the helped edge's camera and token); {} for any other deployment;
+    Blocked when they are not there."""
+    helped = helped_edge(dep)
+    if helped is None:
+        return {}
+    edge_id, nid = helped
+    if edge_id not in cameras or nid not in tokens:
+        why = f"the camera or token of the helped edge {nid} is not known yet"
+        return Blocked(dep, ObservedState.PENDING, why)
+    camera = cameras[edge_id]
+    if not camera:
+        return Blocked(dep, ObservedState.FAILED, f"the helped edge {nid} has no camera URL")
+    return {HELPER_SOURCE_ENV: camera, "EDGE_TOKEN": tokens[nid]}
 
 
 def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:
@@ -163,9 +197,14 @@ def plan(
     vms: tuple[str, int],
     vms_path: str,
     token_for: TokenFor,
+    cameras: Mapping[int, str | None] | None = None,
+    helped_tokens: Mapping[str, str] | None = None,
 ) -> dict[int, EdgePlan]:
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
-    removed deployments still to be seen gone."""
+    removed deployments still to be seen gone.
+
+    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) and token
+    (``helped_tokens``: nid -> token): its detections are the helped node's, under its nid."""
     ais = {a["id"]: a for a in snapshot["ai_packages"]}
     plans = {edge["id"]: edge_plan(edge, clusters) for edge in snapshot["edges"]}
     for dep in snapshot["deployments"]:
@@ -183,11 +222,15 @@ def plan(
             p.blocked.append(blocked)
             continue
         assert ai is not None  # _blocked answers for a missing AI
+        helper = _helper_secrets(dep, cameras or {}, helped_tokens or {})
+        if isinstance(helper, Blocked):
+            p.blocked.append(helper)
+            continue
         try:
-            token = token_for(p.edge["nid"], p.runtime)
+            token = helper.pop("EDGE_TOKEN") if helper else token_for(p.edge["nid"], p.runtime)
             wl = build_workload(
                 dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                token=token,
+                token=token, secret_env=helper,
             )
         except ValueError as exc:
             p.blocked.append(Blocked(dep, ObservedState.FAILED, str(exc)))

@@ -27,7 +27,13 @@ from services.master.drivers.base import (
     RuntimeDriver,
     WorkloadState,
 )
-from services.master.reconcile.desired import EdgePlan, NamedWorkload, plan, runtime_of
+from services.master.reconcile.desired import (
+    EdgePlan,
+    NamedWorkload,
+    helped_edge,
+    plan,
+    runtime_of,
+)
 from services.master.reconcile.drivers import DriverSet
 from services.master.reconcile.workload_token import WorkloadTokens
 from shared.contracts.events import Event, EventType
@@ -39,7 +45,7 @@ from shared.contracts.fleet import (
     ObservedState,
     PackageStatus,
 )
-from shared.contracts.master import ObservedReport
+from shared.contracts.master import ObservedReport, Runtime
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
@@ -184,11 +190,18 @@ class Reconciler:
         clusters = {c.id: c for c in await ctx.setup.clusters()}
         runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
         tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
+        helped = _edges_helped(snapshot)
+        # A helper copy posts as the helped edge, on any runtime: that edge's token from setup.
+        helped_tokens = await self._workload_tokens.for_edges(
+            helped, {e["id"]: Runtime.KUBERNETES for e in helped}
+        )
         plans = plan(
             snapshot, clusters, await self._manifests_for(snapshot),
             vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
             # none on the agent runtime: the agent hands over the edge's own
             token_for=lambda nid, runtime: tokens.get(nid),
+            cameras=await self._helped_cameras(helped),
+            helped_tokens=helped_tokens,
         )
         outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
         previous = {d["id"]: d for d in snapshot["deployments"]}
@@ -225,6 +238,18 @@ class Reconciler:
                     type=EventType.DEPLOYMENT_FAILED, edge_id=before["edge_id"],
                     deployment_id=r.id, ai_id=before["ai_id"], data={"reason": r.reason},
                 ))
+
+    async def _helped_cameras(self, edges: list[FleetEdge]) -> dict[int, str | None]:
+        """The camera URL of every edge a helper copy analyses for (setup's
+        GET /edges/{id}/camera); an edge whose camera cannot be read now is left out."""
+        cameras: dict[int, str | None] = {}
+        for edge in edges:
+            try:
+                cameras[edge["id"]] = await self.ctx.setup.camera_url(edge["id"])
+            except DomainError as exc:
+                log.warning("camera of edge %s not available for its helper: %s",
+                            edge["id"], exc.message)
+        return cameras
 
     def _restart_stalled_builds(self, snapshot: FleetSnapshot) -> None:
         """Builds left half-way (a master killed mid-build, setup down for a moment) run again."""
@@ -381,6 +406,16 @@ def _changed(before: FleetDeployment | None, r: Observation) -> bool:
         or int(before.get("restarts") or 0) != r.restarts
         or int(before.get("observed_generation") or 0) != r.generation
     )
+
+
+def _edges_helped(snapshot: FleetSnapshot) -> list[FleetEdge]:
+    """The edges a running helper copy analyses for (the optimizer's hand-over)."""
+    wanted = {
+        h[0]
+        for d in snapshot["deployments"]
+        if d["desired"] == DesiredState.RUNNING and (h := helped_edge(d))
+    }
+    return [e for e in snapshot["edges"] if e["id"] in wanted]
 
 
 def _edges_running(snapshot: FleetSnapshot) -> list[FleetEdge]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,9 +14,10 @@ from services.optimizer.decisions.schemas import (
     DeploymentExplained,
     EdgeExplained,
 )
+from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.engine.state import Edge, FleetState
-from services.optimizer.policies.config import POLICY_NAMES
+from services.optimizer.policies.config import POLICY_NAMES, OverloadConfig
 from shared.errors import Invalid, NotFound
 
 MAX_LIMIT = 1000
@@ -69,6 +71,18 @@ async def list_decisions(
     )
 
 
+def load_forecast(runner: DecisionRunner, cfg: OverloadConfig, nid: str) -> dict[str, Any]:
+    """The overload policy's forecast beside the smoothed load (when it follows this edge)."""
+    out: dict[str, Any] = {}
+    for kind in ("cpu", "memory"):
+        trend = runner.trends.get(f"{nid}:{kind}")
+        if trend is not None:
+            ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples)
+            out[f"{kind}_forecast"] = None if ahead is None else round(ahead, 2)
+            out[f"{kind}_forecast_s"] = cfg.forecast_s
+    return out
+
+
 async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> EdgeExplained:
     fleet = await runner.fleet_view()
     edge = find_edge(fleet, key)
@@ -87,6 +101,7 @@ async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> Ed
     )
     node = fleet.node_of(edge)
     route = await repository.route(session, edge.nid)
+    overload = runner.policies(await store.overrides(session)).overload
     items = []
     for d in deps:
         pkg = fleet.packages.get(d.ai_id)
@@ -123,6 +138,7 @@ async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> Ed
             "low_confidence_share": node.low_confidence_share,
             "last_seen": node.last_seen,
             "stale": node.stale,
+            **load_forecast(runner, overload, edge.nid),
         },
         routing=None
         if route is None

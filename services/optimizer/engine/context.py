@@ -73,6 +73,11 @@ class CycleInput:
     routes: dict[str, RouteState] = field(default_factory=dict)
     focus: list[FocusRequest] = field(default_factory=list)
     environment_ai_class: str = "00"
+    # Where routed edges send hard frames (the analysis service's POST /analyze); None: the edge's
+    # own default (its VMS's inbox, POST /analysis).
+    analysis_url: str | None = None
+    # The overload policy's load trends ("<nid>:cpu" -> Trend), kept by the runner between cycles.
+    trends: dict[str, Any] = field(default_factory=dict)
 
 
 class Cycle:

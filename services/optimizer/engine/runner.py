@@ -124,6 +124,7 @@ class DecisionRunner:
         self._incrementals = 0  # incremental reads since the last whole one
         self._last_refresh: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.trends: dict[str, Any] = {}  # the overload policy's load trends, between cycles
 
     # -- triggering -------------------------------------------------------------------------------
 
@@ -272,6 +273,8 @@ class DecisionRunner:
                 routes=await store.routes(session),
                 focus=await store.focus(session, now),
                 environment_ai_class=self.settings.environment_ai_class,
+                analysis_url=self.settings.edge_analysis_url(),
+                trends=self.trends,
             )
             pending = await store.pending_decisions(session)
         return inp, pending

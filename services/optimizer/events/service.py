@@ -57,9 +57,25 @@ async def _detection(session: AsyncSession, runner: DecisionRunner, event: Event
         nid = edge.nid
     until = await store.add_focus(session, nid, hits, datetime.now(UTC), cfg.ttl_s)
     await flush(session)
+    # The cycle decides for the neighbours: they are in its scope, so their deployments are read
+    # fresh (a helper copy or a deployment made since the last resync is seen).
+    neighbours = await _neighbours(runner, nid, cfg.radius_km)
 
     async def decide() -> None:
-        runner.request(nids={nid})
+        runner.request(nids={nid, *neighbours})
 
     after_commit(session, decide)
     return EventAccepted(type=event.type, scope="edge", focus_until=until.isoformat())
+
+
+async def _neighbours(runner: DecisionRunner, nid: str, radius_km: float) -> set[str]:
+    """The nids of the edges within ``radius_km`` of ``nid`` (none when its position is unknown)."""
+    fleet = await runner.fleet_view()
+    source = fleet.edges_by_nid.get(nid)
+    if source is None or source.latitude is None or source.longitude is None:
+        return set()
+    return {
+        fleet.edges[key].nid
+        for key, _km in fleet.grid.within(source.latitude, source.longitude, radius_km)
+        if key in fleet.edges and key != source.id
+    }

@@ -77,6 +77,23 @@ class OverloadConfig(PolicyConfig):
         50.0, gt=0, description="helpers further away than this are not considered"
     )
     max_helped_per_edge: int = Field(1, ge=1, description="overloaded edges one helper takes on")
+    forecast_s: float = Field(
+        30.0,
+        ge=0,
+        description="also act on the load forecast this far ahead (Holt's linear trend over the "
+        "smoothed samples), so the helper is in place before the edge saturates; 0: off",
+    )
+    forecast_alpha: float = Field(0.5, gt=0, le=1, description="the forecast's level smoothing")
+    forecast_beta: float = Field(0.3, gt=0, le=1, description="the forecast's trend smoothing")
+    forecast_min_samples: int = Field(
+        4, ge=2, description="samples a trend needs before its forecast counts"
+    )
+    forecast_watch: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="an edge's trend is followed once its load reaches this share of a threshold",
+    )
 
 
 class LowConfidenceConfig(PolicyConfig):
@@ -98,11 +115,16 @@ class FocusConfig(PolicyConfig):
     """A detection of a configured class raises the neighbours within a radius to focus mode for
     a TTL."""
 
-    classes: list[str] = Field(default_factory=lambda: ["person", "fire"])
+    classes: list[str] = Field(
+        default_factory=lambda: ["person", "car"],
+        description="detected classes that raise focus (the VMS's VMS_EVENT_CLASSES sends them)",
+    )
     radius_km: float = Field(1.0, gt=0)
     ttl_s: float = Field(300.0, gt=0)
     params: dict[str, Any] = Field(
-        default_factory=lambda: {"focus": True}, description="merged into the neighbours' AI params"
+        default_factory=lambda: {"focus": True},
+        description="merged into the neighbours' AI params, live (no restart): focus_rate, "
+        "focus_conf, focus_max_uploads override the YOLO worker's focus profile",
     )
 
 

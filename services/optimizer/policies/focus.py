@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from services.optimizer.engine.context import Cycle
+from services.optimizer.engine.state import parse_ts
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState
 
@@ -32,6 +34,13 @@ def _wanted(cycle: Cycle) -> dict[int, tuple[datetime, str]]:
             if cur is None or req.expires_at > cur[0]:
                 wanted[key] = (req.expires_at, req.nid)
     return wanted
+
+
+def _fresh_enough(params: dict[str, Any], until: datetime, ttl_s: float) -> bool:
+    """A focus storm (the same class seen every second) extends a running focus at most every half
+    TTL: one decision, not one a second, and the edge keeps its focus all along."""
+    current = parse_ts(params.get("focus_until"))
+    return current is not None and current >= until - timedelta(seconds=ttl_s / 2)
 
 
 def apply(cycle: Cycle) -> None:
@@ -68,7 +77,7 @@ def apply(cycle: Cycle) -> None:
                     "focus_until": until.isoformat(),
                     "focus_source": source,
                 }
-                if new == params:
+                if new == params or _fresh_enough(params, until, cfg.ttl_s):
                     continue
                 action = Action.FOCUS_EXTEND if "focus_until" in params else Action.FOCUS_ON
                 decision = plan.decide(

@@ -1,14 +1,61 @@
 """Policy 5, low confidence: when the share of an edge's results below the confidence threshold
 (the VMS's smoothed ``low_confidence_share``) stays at or above ``share_level`` for a window, its
-hard frames go to the analysis server (its YOLO worker reads GET /routing/{nid}); back when the
-share stays below ``clear_level``. Routing only: no deployment changes."""
+hard frames go to the analysis server; back when the share stays below ``clear_level``.
+
+The route reaches the edge as live params of its analysis deployments (``route_low_confidence``,
+and ``analysis_url`` when the optimizer knows the analysis service): the master hands them to the
+edge agent, which rewrites the running worker's live file (no restart). GET /routing/{nid} shows
+the same route. A deployment that lacks the params of its edge's route (a replaced one) gets them
+again, with a decision saying so."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.optimizer.engine.context import Cycle
+from services.optimizer.engine.plan import DecisionRecord
+from services.optimizer.engine.state import Edge
 from shared.contracts.decisions import Action, Policy
 
 NAME = Policy.LOW_CONFIDENCE
+ROUTE_KEYS = ("route_low_confidence", "analysis_url")
+
+
+def route_params(cycle: Cycle, routed: bool) -> dict[str, Any]:
+    """The live params of a routed edge's analysis deployments (none when local)."""
+    if not routed:
+        return {}
+    url = cycle.inp.analysis_url
+    return {"route_low_confidence": True, **({"analysis_url": url} if url else {})}
+
+
+def _sync(
+    cycle: Cycle,
+    edge: Edge,
+    routed: bool,
+    decision: DecisionRecord | None,
+    why: str = "routing re-applied to a deployment that lacked it",
+) -> None:
+    """Every analysis deployment of the edge carries the route's params, attributed to ``decision``
+    (or to a decision saying ``why`` when only the deployments are out of line)."""
+    plan, wanted = cycle.plan, route_params(cycle, routed)
+    for d in cycle.running(edge.id):
+        if not cycle.is_analysis(d):
+            continue
+        params = plan.params(d)
+        new = {**{k: v for k, v in params.items() if k not in ROUTE_KEYS}, **wanted}
+        if new == params:
+            continue
+        if decision is None:
+            decision = plan.decide(
+                NAME,
+                Action.ROUTE_UP if routed else Action.ROUTE_LOCAL,
+                f"hard frames {'go up' if routed else 'stay on the edge'}: {why}",
+                edge=edge,
+                deployment=d,
+                inputs=cycle.inputs(edge),
+            )
+        plan.set_params(d, new, decision)
 
 
 def apply(cycle: Cycle) -> None:
@@ -19,6 +66,8 @@ def apply(cycle: Cycle) -> None:
         routed = bool(route and route.route_low_confidence)
         if not cfg.enabled:
             cycle.low_confidence[edge.id] = False
+            if routed:
+                _sync(cycle, edge, False, None, "the low-confidence policy is disabled")
             continue
         node = cycle.state.node_of(edge)
         share = node.low_confidence_share if node and not node.stale else None
@@ -29,11 +78,12 @@ def apply(cycle: Cycle) -> None:
         ):
             continue  # calm and local, nothing remembered
         mem = cycle.recall(NAME, edge.id)
+        decision: DecisionRecord | None = None
         if share is not None and share >= cfg.share_level and not routed:
             mem.pop("below_since", None)
             held = cycle.since(mem, "above_since")
             if held >= cfg.window_s:
-                plan.decide(
+                decision = plan.decide(
                     NAME,
                     Action.ROUTE_UP,
                     f"low-confidence share {share:.0%} >= {cfg.share_level:.0%} for {held:.0f} s: "
@@ -45,24 +95,23 @@ def apply(cycle: Cycle) -> None:
                         window_s=cfg.window_s,
                         confidence_threshold=cfg.confidence_threshold,
                     ),
-                    acts_on_setup=False,
                 )
                 routed, mem = True, {}
         elif routed and (share is None or share < cfg.clear_level):
             mem.pop("above_since", None)
             held = cycle.since(mem, "below_since")
             if held >= cfg.window_s:
-                plan.decide(
+                decision = plan.decide(
                     NAME,
                     Action.ROUTE_LOCAL,
                     f"low-confidence share {'unknown' if share is None else f'{share:.0%}'} "
                     f"< {cfg.clear_level:.0%} for {held:.0f} s: frames stay on the edge",
                     edge=edge,
                     inputs=cycle.inputs(edge, clear_level=cfg.clear_level, window_s=cfg.window_s),
-                    acts_on_setup=False,
                 )
                 routed, mem = False, {}
         else:
             mem = {}
         cycle.remember(NAME, edge.id, mem or None)
         cycle.low_confidence[edge.id] = routed
+        _sync(cycle, edge, routed, decision)

@@ -11,14 +11,16 @@ params get ``{"analysis_route": "edge", "analysis_edge": helper nid}`` or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import Deployment, Edge
+from services.optimizer.engine.state import Deployment, Edge, Node, parse_ts
 from services.optimizer.policies.config import OverloadConfig
+from services.optimizer.policies.forecast import observe
 from shared.contracts.decisions import Action, Policy
-from shared.contracts.fleet import DesiredState, EdgeStatus
+from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 
 NAME = Policy.OVERLOAD
 ROUTE_KEYS = ("analysis_route", "analysis_edge")
@@ -59,10 +61,13 @@ class Helpers:
         return self._load
 
     def fits(self, edge: Edge, key: int) -> bool:
-        """Edge ``key`` can take on ``edge``'s analysis: same cluster, supports it, has room."""
+        """Edge ``key`` can take on ``edge``'s analysis: same cluster, supports it, has room, and
+        did not just fail to help it."""
         state, cfg = self.cycle.state, self.cfg
         other = state.edges.get(key)
         if other is None or other.id == edge.id or other.cluster_id != edge.cluster_id:
+            return False
+        if key in _avoided(self.cycle, edge):
             return False
         if not other.supports_analysis or other.id in self.cycle.inp.pins:
             return False
@@ -113,6 +118,8 @@ def apply(cycle: Cycle) -> None:
                 (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
             )
         )
+        if cfg.forecast_s and node is not None and not node.stale and not above:
+            above = _forecast_above(cycle, cfg, node)
         if not (
             above
             or degraded
@@ -123,7 +130,10 @@ def apply(cycle: Cycle) -> None:
             continue  # the common case: a calm edge with nothing handed over and nothing remembered
         load = _situation(cycle, edge, degraded=degraded, above=above)
         overloaded = load.degraded or (load.above and load.above_for >= cfg.window_s)
-        if overloaded and not load.handed_over and load.sources:
+        trouble = _helper_trouble(cycle, load)
+        if trouble is not None:
+            _fall_back(cycle, cfg, load, trouble)
+        elif overloaded and not load.handed_over and load.sources:
             _hand_over(cycle, cfg, helpers, load)
         elif (
             load.handed_over
@@ -132,6 +142,39 @@ def apply(cycle: Cycle) -> None:
             and load.below_for >= cfg.recover_window_s
         ):
             _hand_back(cycle, cfg, load)
+
+
+def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
+    """The load forecast ``forecast_s`` ahead crosses a threshold (trends are followed only for
+    edges that are getting warm: a calm fleet costs one comparison per edge)."""
+    trends = cycle.inp.trends
+    crossing = False
+    for kind, value, limit in (
+        ("cpu", node.cpu_avg, cfg.cpu_percent),
+        ("memory", node.memory_avg, cfg.memory_percent),
+    ):
+        key = f"{node.nid}:{kind}"
+        if value is None or (value < limit * cfg.forecast_watch and key not in trends):
+            continue
+        if value < limit * cfg.forecast_watch:
+            del trends[key]  # cooled down: forget the trend
+            continue
+        trend = observe(trends, key, value, node.last_seen, cfg.forecast_alpha, cfg.forecast_beta)
+        ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples) if trend else None
+        crossing = crossing or (ahead is not None and ahead > limit)
+    return crossing
+
+
+def forecasts(cycle: Cycle, cfg: OverloadConfig, nid: str) -> dict[str, Any]:
+    """What the decision log shows: the forecast beside the smoothed value."""
+    out: dict[str, Any] = {"forecast_s": cfg.forecast_s}
+    for kind in ("cpu", "memory"):
+        trend = cycle.inp.trends.get(f"{nid}:{kind}")
+        if trend is not None:
+            ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples)
+            out[f"{kind}_forecast"] = None if ahead is None else round(ahead, 2)
+            out[f"{kind}_trend_per_s"] = round(trend.slope, 4)
+    return out
 
 
 def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> EdgeLoad:
@@ -155,7 +198,13 @@ def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> Edge
             load.below_for = cycle.since(mem, "below_since")
         else:
             mem.pop("below_since", None)
-    cycle.remember(NAME, edge.id, mem if (above or load.handed_over) else None)
+    avoid = {
+        k: v for k, v in (mem.get("avoid") or {}).items() if (t := parse_ts(v)) and t > cycle.now
+    }
+    mem.pop("avoid", None)
+    if avoid:
+        mem["avoid"] = avoid
+    cycle.remember(NAME, edge.id, mem if (above or load.handed_over or avoid) else None)
     return load
 
 
@@ -168,12 +217,18 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
         memory_percent=cfg.memory_percent,
         above_for_s=round(load.above_for, 1),
         window_s=cfg.window_s,
+        **(forecasts(cycle, cfg, edge.nid) if cfg.forecast_s else {}),
     )
-    why = (
-        "edge degraded"
-        if load.degraded
-        else f"load above the thresholds for {load.above_for:.0f} s"
+    node = cycle.state.node_of(edge)
+    now_above = node is not None and (
+        (node.cpu_avg or 0) > cfg.cpu_percent or (node.memory_avg or 0) > cfg.memory_percent
     )
+    if load.degraded:
+        why = "edge degraded"
+    elif now_above:
+        why = f"load above the thresholds for {load.above_for:.0f} s"
+    else:
+        why = f"load forecast to cross the thresholds within {cfg.forecast_s:.0f} s"
     found = helpers.nearest(edge)
     if found is None:
         decision = plan.decide(
@@ -232,6 +287,55 @@ def _hand_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad) -> None:
     for d in load.sources:
         plan.set_params(d, _without(plan.params(d), ROUTE_KEYS), decision)
     cycle.remember(NAME, edge.id, None)
+
+
+def _helper_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
+    """Why the edge's helper can no longer help (failed, gone, silent), or None."""
+    plan = cycle.plan
+    to_edge = [d for d in load.sources if plan.params(d).get("analysis_route") == "edge"]
+    if not to_edge:
+        return None
+    if not load.helpers:
+        helper_nid = plan.params(to_edge[0]).get("analysis_edge")
+        return f"the helper copy on {helper_nid or 'the helper edge'} is gone"
+    for h in load.helpers:
+        helper = cycle.state.edges.get(h.edge_id)
+        name = helper.name if helper else f"edge {h.edge_id}"
+        if h.observed == ObservedState.FAILED and h.observed_generation >= h.generation:
+            return f"the helper copy on {name} failed ({h.observed_reason or 'no reason given'})"
+        node = cycle.state.node_of(helper) if helper else None
+        if helper is None or (node is not None and node.stale):
+            return f"the helper edge {name} stopped reporting"
+    return None
+
+
+def _fall_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad, trouble: str) -> None:
+    """The helper cannot help: its copies go and the edge analyses its camera itself again (a new
+    hand-over may follow on a later cycle if the load stays high)."""
+    plan, edge = cycle.plan, load.edge
+    decision = plan.decide(
+        NAME,
+        Action.HAND_BACK,
+        f"{trouble}: analysis back on the edge",
+        edge=edge,
+        inputs=cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
+                            fallback=True),
+    )
+    for h in load.helpers:
+        plan.remove(h, decision)
+    for d in load.sources:
+        plan.set_params(d, _without(plan.params(d), ROUTE_KEYS), decision)
+    # The failed helper is not asked again for a while (no hand-over / fail loop).
+    until = (cycle.now + timedelta(seconds=max(cfg.recover_window_s, 60.0))).isoformat()
+    mem = cycle.recall(NAME, edge.id)
+    mem["avoid"] = {**mem.get("avoid", {}), **{str(h.edge_id): until for h in load.helpers}}
+    cycle.remember(NAME, edge.id, mem)
+
+
+def _avoided(cycle: Cycle, edge: Edge) -> set[int]:
+    """Helpers that failed this edge recently."""
+    avoid = cycle.recall(NAME, edge.id).get("avoid") or {}
+    return {int(k) for k, until in avoid.items() if (ts := parse_ts(until)) and ts > cycle.now}
 
 
 def _without(params: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -52,20 +52,31 @@ def apply(cycle: Cycle) -> None:
                 to_version=target.version,
                 to_ai_class=target.ai_class,
             )
+            # Each change is the policy's that caused it: the rollout moves the version only when
+            # it would move it on this class alone; otherwise a new version comes with the variant
+            # (no RAINY 02 after a SUNNY-only 02: the switch lands on RAINY 01, not a "downgrade").
+            by_rollout = None
+            if ver is not None and ver[0] != pkg.version_key:
+                by_rollout = state.resolve(d.filename, pkg.ai_class, ver[0])
+            rollout_moves = by_rollout is not None and by_rollout.id != pkg.id
             if (
                 target.ai_class != pkg.ai_class and node is not None
             ):  # (a class follows a condition)
+                at = f" at version {target.version}" if target.version != pkg.version else ""
+                if at and not rollout_moves:
+                    wanted = ver[2].to_version if ver is not None else pkg.version
+                    at += f" (the newest class {target.ai_class} at or below {wanted})"
                 decision = plan.decide(
                     environment.NAME,
                     Action.SWITCH_VARIANT,
                     f"condition {node.condition} held {node.streak} samples: "
-                    f"{d.filename} class {pkg.ai_class} -> {target.ai_class}",
+                    f"{d.filename} class {pkg.ai_class} -> {target.ai_class}{at}",
                     edge=edge,
                     deployment=d,
                     inputs={**seen, **(env[1] if env else {})},
                 )
                 plan.set_ai(d, target.id, decision)
-            if target.version_key != pkg.version_key and ver is not None:
+            if target.version_key != pkg.version_key and ver is not None and rollout_moves:
                 _, action, rollout = ver
                 if action == Action.UPGRADE:
                     wave = rollout.members.get(edge.id, 0)
