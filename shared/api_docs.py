@@ -265,6 +265,8 @@ def request_example(operation: dict[str, Any], schemas: dict[str, Any]) -> Any |
     if media.get("examples"):
         return next(iter(media["examples"].values())).get("value")
     body = media.get("schema", {})
+    # An optional body (``Model | None``): the model's examples.
+    body = next((option for option in body.get("anyOf", []) if "$ref" in option), body)
     ref = body.get("$ref", "")
     if ref.startswith("#/components/schemas/"):
         body = schemas.get(ref.rsplit("/", 1)[1], {})

@@ -24,7 +24,9 @@ class ControlsOut(BaseModel):
 
 
 class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "camera maintenance"}]}
+    )
     reason: str = Field("", max_length=2000)
 
 
@@ -45,7 +47,7 @@ class PolicyOut(BaseModel):
 
 
 class CycleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"edges": ["1"]}]})
     edges: list[str] | None = Field(
         None, description="edge ids, names or nids; default the whole fleet"
     )
