@@ -22,7 +22,10 @@ router = APIRouter(prefix="/deployments", tags=["deployments"])
 async def apply_deployment(
     ctx: ContextDep,
     _: OperatorAuth,
-    body: Annotated[dict[str, Any], Body(examples=[{"edge_id": 1, "ai_id": 1, "params": {}}])],
+    body: Annotated[
+        dict[str, Any],
+        Body(examples=[{"edge_id": 1, "ai_id": 1, "params": {}, "allow_multiple": True}]),
+    ],
 ) -> Any:
     return await ctx.setup.create_deployment(body)
 
@@ -32,7 +35,7 @@ async def update_deployment(
     deployment_id: int,
     ctx: ContextDep,
     _: OperatorAuth,
-    body: Annotated[dict[str, Any], Body(examples=[{"ai_id": 3}])],
+    body: Annotated[dict[str, Any], Body(examples=[{"params": {"CONFIDENCE": "0.5"}}])],
 ) -> Any:
     return await ctx.setup.update_deployment(deployment_id, body)
 
