@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Path, status
 
 from services.master.context import ContextDep
 from shared.auth import OperatorAuth
@@ -32,7 +32,7 @@ async def apply_deployment(
 
 @router.patch("/{deployment_id}", summary="Switch the AI (e.g. a new version) or change params")
 async def update_deployment(
-    deployment_id: int,
+    deployment_id: Annotated[int, Path(examples=[2])],
     ctx: ContextDep,
     _: OperatorAuth,
     body: Annotated[dict[str, Any], Body(examples=[{"params": {"CONFIDENCE": "0.5"}}])],
