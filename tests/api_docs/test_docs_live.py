@@ -1,5 +1,6 @@
 """The documentation against a running stack (issue 13): every documented request example
-succeeds (2xx, each documented), and Swagger UI works in a real browser with no network but loopback.
+succeeds (2xx, each documented), and Swagger UI works in a real browser with no network but
+loopback.
 
 The services run as real processes on a database of their own (tests.security.stack); the
 browser is the system's Chromium driven by Playwright, every request outside loopback refused
