@@ -90,8 +90,9 @@ def _param(doc: dict, path: str, method: str, name: str) -> dict:
 
 
 async def test_fixed_sets_of_values_are_enums(service):
+    from services.optimizer.engine.context import RolloutStatus
     from shared.contracts.decisions import Action, Outcome, Policy
-    from shared.contracts.fleet import DesiredState, ObservedState
+    from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 
     name, _, doc = service
     if name == "optimizer":
@@ -100,6 +101,15 @@ async def test_fixed_sets_of_values_are_enums(service):
     if name == "setup":
         for param, enum in (("desired", DesiredState), ("observed", ObservedState)):
             assert _param(doc, "/deployments", "get", param)["enum"] == [e.value for e in enum]
+    schemas = doc["components"]["schemas"]
+    answers = {
+        "optimizer": [("DecisionOut", "outcome", Outcome), ("RolloutOut", "status", RolloutStatus)],
+        "setup": [("EdgeOut", "status", EdgeStatus), ("DeploymentOut", "observed", ObservedState)],
+    }
+    for model, field, enum in answers.get(name, []):
+        ref = schemas[model]["properties"][field]["$ref"]
+        values = schemas[ref.rsplit("/", 1)[1]]["enum"]
+        assert values == [e.value for e in enum], (model, field)
 
 
 async def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(service):

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.optimizer.engine.context import RolloutStatus
+
 
 class ControlsIn(BaseModel):
     model_config = ConfigDict(
@@ -58,7 +60,7 @@ class RolloutOut(BaseModel):
     id: int
     filename: str
     to_version: str
-    status: str
+    status: RolloutStatus
     wave: int
     wave_started_at: datetime
     started_at: datetime
