@@ -127,3 +127,18 @@ async def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(serv
                 asset = await client.get(url)
                 assert asset.status_code == 200 and len(asset.content) > 500, (name, url)
         assert "cdn" not in r.text.lower() and "http://" not in r.text and "https://" not in r.text
+
+
+async def test_the_edge_agent_serves_its_docs_locally_too(tmp_path):
+    from edge_ai.agent.app import create_agent_app
+    from edge_ai.agent.settings import AgentSettings
+
+    settings = AgentSettings(node="0x01", workdir=tmp_path, key="test-agent-key-0123456789")
+    app = create_agent_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for page in ("/docs", "/redoc"):
+            r = await client.get(page)
+            assert r.status_code == 200, page
+            assert "http://" not in r.text and "https://" not in r.text, page
+        assert (await client.get("/docs/assets/swagger-ui-bundle.js")).status_code == 200
