@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared import migrations
+from shared.api_docs import document_security_and_errors, install_docs
 from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
 from shared.edge_tokens import RevocationSet
 from shared.errors import DomainError
@@ -143,7 +144,15 @@ def create_service_app(
             await watcher.stop()
             await engine.dispose()
 
-    app = ServiceApp(title=title, description=description, version="0.1.0", lifespan=lifespan, openapi_tags=openapi_tags)
+    app = ServiceApp(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        docs_url=None,  # served by shared.api_docs, from local assets
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.edge_revocations = RevocationSet()  # kept fresh by a RevocationWatcher (lifespan)
     registry = CollectorRegistry()
@@ -159,17 +168,19 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     _document_auth(app, settings.service_name)
     return app
 
 
 def _document_auth(app: FastAPI, service: str) -> None:
     """Every operation of the OpenAPI document says who may call it (``x-auth``, shared.auth)."""
-    from shared.auth import annotate_openapi
+    from shared.auth import annotate_openapi, field_route_paths
 
     def openapi() -> dict[str, Any]:
         schema = FastAPI.openapi(app)  # cached by the framework; annotating twice changes nothing
         annotate_openapi(schema, list(app.routes), service)
+        document_security_and_errors(schema, field_route_paths(list(app.routes)))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

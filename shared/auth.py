@@ -333,6 +333,15 @@ def _api_routes(routes: list[Any]) -> list[Any]:
     return out
 
 
+def field_route_paths(routes: list[Any]) -> set[str]:
+    """The paths of the field's routes (they answer errors in the field's envelope)."""
+    return {
+        route.path
+        for route in _api_routes(routes)
+        if getattr(getattr(route, "original_route", route), "field_envelope", False)
+    }
+
+
 def annotate_openapi(schema: dict[str, Any], routes: list[Any], service: str) -> None:
     """Adds ``x-auth`` (and a "Who may call" line) to every operation of the schema."""
     for route in _api_routes(routes):

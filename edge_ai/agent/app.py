@@ -17,6 +17,7 @@ from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.node import prime_cpu_percent
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import Supervisor
+from shared.api_docs import install_docs
 from shared.http_errors import install_error_handlers
 from shared.logging import configure_logging
 
@@ -72,8 +73,11 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
         description="Runs the platform's AI workloads on this edge node as supervised processes.",
         version=AGENT_VERSION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets (shared.api_docs): edges have no internet
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    install_docs(app)
     return app

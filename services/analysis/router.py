@@ -87,7 +87,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     response_model=AnalysisResult | JobAccepted,
     response_model_exclude_none=True,
     responses={202: {"model": JobAccepted}},
-    openapi_extra=ANALYZE_BODY,
+    openapi_extra={**ANALYZE_BODY, "x-rate-limited": True},  # its 429 (shared.api_docs)
 )
 async def analyze(
     request: Request,

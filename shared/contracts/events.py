@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EventType(StrEnum):
@@ -21,6 +21,19 @@ class EventType(StrEnum):
 
 class Event(BaseModel):
     """One event; the fields beside ``type`` that its producer fills. Unknown fields are ignored."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "condition_changed",
+                    "nid": "0x31",
+                    "condition": "RAINY",
+                    "previous": "SUNNY",
+                }
+            ]
+        }
+    )
 
     type: EventType
     nid: str | None = Field(None, max_length=32)

@@ -137,9 +137,17 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             return all(nodes.get(nid, {}).get("condition") and nodes[nid].get("usage") for nid in ("0x01", "0x02"))
 
         _wait("both edges reporting to the VMS", reporting, 90, proc, log)
-        for edge in ("edge-01", "edge-02"):
-            deps = running_on(edge)
-            assert deps["weatherai-00"]["observed"] == "running"
+        # The master reports what runs to setup on its own pass: observed follows shortly.
+        _wait(
+            "weatherai observed running on both edges",
+            lambda: all(
+                running_on(edge).get("weatherai-00", {}).get("observed") == "running"
+                for edge in ("edge-01", "edge-02")
+            ),
+            60,
+            proc,
+            log,
+        )
 
         # edge-01's weather flips to RAINY: the optimizer swaps monitoring SUNNY (01) for RAINY
         # (02).

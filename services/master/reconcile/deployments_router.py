@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Path, status
 
 from services.master.context import ContextDep
 from shared.auth import OperatorAuth
@@ -22,17 +22,20 @@ router = APIRouter(prefix="/deployments", tags=["deployments"])
 async def apply_deployment(
     ctx: ContextDep,
     _: OperatorAuth,
-    body: Annotated[dict[str, Any], Body(examples=[{"edge_id": 1, "ai_id": 2, "params": {}}])],
+    body: Annotated[
+        dict[str, Any],
+        Body(examples=[{"edge_id": 1, "ai_id": 1, "params": {}, "allow_multiple": True}]),
+    ],
 ) -> Any:
     return await ctx.setup.create_deployment(body)
 
 
 @router.patch("/{deployment_id}", summary="Switch the AI (e.g. a new version) or change params")
 async def update_deployment(
-    deployment_id: int,
+    deployment_id: Annotated[int, Path(examples=[2])],
     ctx: ContextDep,
     _: OperatorAuth,
-    body: Annotated[dict[str, Any], Body(examples=[{"ai_id": 3}])],
+    body: Annotated[dict[str, Any], Body(examples=[{"params": {"CONFIDENCE": "0.5"}}])],
 ) -> Any:
     return await ctx.setup.update_deployment(deployment_id, body)
 

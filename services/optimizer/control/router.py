@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response, status
+from fastapi import APIRouter, Body, Path, Request, Response, status
 
 from services.optimizer.control import service
 from services.optimizer.control.schemas import (
@@ -15,7 +15,13 @@ from services.optimizer.control.schemas import (
     RolloutOut,
 )
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.decisions import Policy
 from shared.db import SessionDep
+
+# A policy's name: a dropdown in the docs; an unknown name still answers 404 (the service's).
+PolicyName = Annotated[
+    str, Path(examples=["environment"], json_schema_extra={"enum": [p.value for p in Policy]})
+]
 
 router = APIRouter(tags=["control"])
 
@@ -73,7 +79,7 @@ async def list_policies(request: Request, session: SessionDep, _: ReaderAuth) ->
     summary="Enable/disable or tune a policy (persisted)",
 )
 async def tune_policy(
-    name: str,
+    name: PolicyName,
     request: Request,
     session: SessionDep,
     _: OperatorAuth,
@@ -88,7 +94,7 @@ async def tune_policy(
     "/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults"
 )
 async def reset_policy(
-    name: str, request: Request, session: SessionDep, _: OperatorAuth
+    name: PolicyName, request: Request, session: SessionDep, _: OperatorAuth
 ) -> PolicyOut:
     return await service.reset_policy(session, request.app.state.runner, name)
 

@@ -5,9 +5,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.optimizer.engine.context import RolloutStatus
+
 
 class ControlsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"dry_run": True}]},
+    )
     paused: bool | None = Field(None, description="global pause: no cycle runs")
     dry_run: bool | None = Field(None, description="decide and record, act on nothing")
 
@@ -21,7 +26,9 @@ class ControlsOut(BaseModel):
 
 
 class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "camera maintenance"}]}
+    )
     reason: str = Field("", max_length=2000)
 
 
@@ -42,7 +49,7 @@ class PolicyOut(BaseModel):
 
 
 class CycleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"edges": ["1"]}]})
     edges: list[str] | None = Field(
         None, description="edge ids, names or nids; default the whole fleet"
     )
@@ -53,7 +60,7 @@ class RolloutOut(BaseModel):
     id: int
     filename: str
     to_version: str
-    status: str
+    status: RolloutStatus
     wave: int
     wave_started_at: datetime
     started_at: datetime

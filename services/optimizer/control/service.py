@@ -20,7 +20,7 @@ from services.optimizer.control.schemas import (
     PolicyOut,
     RolloutOut,
 )
-from services.optimizer.decisions.service import find_edge
+from services.optimizer.decisions.service import find_edges
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.policies.config import POLICY_MODELS
@@ -70,7 +70,7 @@ async def list_pins(session: AsyncSession, runner: DecisionRunner) -> list[PinOu
 async def pin(
     session: AsyncSession, runner: DecisionRunner, key: str, data: PinIn, by: str
 ) -> PinOut:
-    edge = find_edge(await runner.fleet_view(), key)
+    [edge] = (await find_edges(runner, [key]))[1]
     now = utcnow()
     stmt = insert(m.Pin).values(edge_id=edge.id, reason=data.reason, created_at=now, created_by=by)
     await session.execute(
@@ -87,7 +87,7 @@ async def pin(
 
 
 async def unpin(session: AsyncSession, runner: DecisionRunner, key: str) -> None:
-    edge = find_edge(await runner.fleet_view(), key)
+    [edge] = (await find_edges(runner, [key]))[1]
     deleted = await session.scalar(
         delete(m.Pin).where(m.Pin.edge_id == edge.id).returning(m.Pin.edge_id)
     )
@@ -161,8 +161,8 @@ async def reset_policy(session: AsyncSession, runner: DecisionRunner, name: str)
 async def run_cycle(runner: DecisionRunner, data: CycleIn | None) -> dict[str, Any]:
     if data is None or not data.edges:
         return await runner.run_cycle(trigger="manual")
-    fleet = await runner.fleet_view()
-    ids = {find_edge(fleet, key, field="edges").id for key in data.edges}
+    _, edges = await find_edges(runner, data.edges, field="edges")
+    ids = {edge.id for edge in edges}
     return await runner.run_cycle(scope_edge_ids=ids, trigger="manual")
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from services.optimizer.decisions import service
 from services.optimizer.decisions.schemas import DecisionPage, EdgeExplained
 from shared.auth import ReaderAuth
+from shared.contracts.decisions import Action, Outcome, Policy
 from shared.db import SessionDep
 
 router = APIRouter(tags=["decisions"])
@@ -19,9 +20,9 @@ async def list_decisions(
     session: SessionDep,
     _: ReaderAuth,
     edge: Annotated[str | None, Query(description="edge id, name or nid")] = None,
-    policy: str | None = None,
-    action: str | None = None,
-    outcome: str | None = None,
+    policy: Policy | None = None,
+    action: Action | None = None,
+    outcome: Outcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,

@@ -5,23 +5,26 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.contracts.decisions import Action, Outcome, Policy
+from shared.contracts.fleet import EdgeStatus
+
 
 class DecisionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     at: datetime
     cycle_id: str
-    policy: str
+    policy: Policy
     edge_id: int | None
     edge_name: str | None
     nid: str | None
     deployment_id: int | None
-    action: str
+    action: Action
     reason: str
     inputs: dict[str, Any]
     operations: list[Any]
     dry_run: bool
-    outcome: str
+    outcome: Outcome
     outcome_detail: str | None
     outcome_at: datetime | None
 
@@ -52,7 +55,7 @@ class EdgeExplained(BaseModel):
     edge_id: int
     name: str
     nid: str
-    status: str
+    status: EdgeStatus
     pinned: bool
     node: dict[str, Any] | None
     routing: dict[str, Any] | None

@@ -35,6 +35,19 @@ def find_edge(fleet: FleetState, key: str, field: str = "edge") -> Edge:
     raise NotFound(f"no edge {key!r} (id, name or nid) in the fleet", field=field)
 
 
+async def find_edges(
+    runner: DecisionRunner, keys: list[str], field: str = "edge"
+) -> tuple[FleetState, list[Edge]]:
+    """Edges by id, name or nid; the fleet is refreshed once when one is not in the mirror yet
+    (registered in setup since the last refresh), before answering 404."""
+    fleet = await runner.fleet_view()
+    try:
+        return fleet, [find_edge(fleet, key, field) for key in keys]
+    except NotFound:
+        fleet = await runner.fresh_fleet_view()
+        return fleet, [find_edge(fleet, key, field) for key in keys]
+
+
 async def list_decisions(
     session: AsyncSession,
     runner: DecisionRunner,
@@ -54,7 +67,7 @@ async def list_decisions(
         raise Invalid(f"policy is one of {', '.join(POLICY_NAMES)}", field="policy")
     edge_id = None
     if edge is not None:
-        edge_id = int(edge) if edge.isdigit() else find_edge(await runner.fleet_view(), edge).id
+        edge_id = int(edge) if edge.isdigit() else (await find_edges(runner, [edge]))[1][0].id
     rows, total = await repository.page(
         session,
         edge_id=edge_id,
@@ -84,8 +97,7 @@ def load_forecast(runner: DecisionRunner, cfg: OverloadConfig, nid: str) -> dict
 
 
 async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> EdgeExplained:
-    fleet = await runner.fleet_view()
-    edge = find_edge(fleet, key)
+    fleet, [edge] = await find_edges(runner, [key])
     deps = fleet.by_edge.get(edge.id, [])
     decided = await repository.by_ids(session, [d.decision_id for d in deps if d.decision_id])
     recent, _ = await repository.page(

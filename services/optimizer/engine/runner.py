@@ -335,6 +335,11 @@ class DecisionRunner:
         assert self.fleet is not None  # _load_fleet sets it or raises
         return self.fleet
 
+    async def fresh_fleet_view(self) -> FleetState:
+        """The fleet refreshed now: an edge registered since the last refresh is in it."""
+        async with self._lock:
+            return await self._refresh_whole()
+
     # -- reading ----------------------------------------------------------------------------------
 
     async def _load_fleet(

@@ -23,7 +23,19 @@ def _version(value: Any) -> str:
 
 
 class AiPackageCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "filename": "monitoring",
+                    "version": "01",
+                    "ai_class": "00",
+                    "description": "weather",
+                }
+            ]
+        },
+    )
     filename: str = Field(pattern=FILENAME, description="package name, e.g. monitoring")
     version: str = Field(description='dotted numbers: "01" < "02" < "10"')
     ai_class: str = Field(pattern=AI_CLASS, description='two digits, e.g. "00" weather, "01" SUNNY variant')

@@ -10,7 +10,18 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class ClusterCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "lab",
+                    "description": "the lab's edges",
+                    "runtime": "agent",
+                }
+            ]
+        },
+    )
     name: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=2000)
     runtime: Runtime = Field("agent", description="how the master runs AIs on this cluster's edges")
@@ -18,7 +29,10 @@ class ClusterCreate(BaseModel):
 
 
 class ClusterUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"description": "the lab's edges, building B"}]},
+    )
     name: str | None = Field(None, min_length=1, max_length=100)
     description: str | None = Field(None, max_length=2000)
     runtime: Runtime | None = None

@@ -9,7 +9,17 @@ class ConditionMapping(BaseModel):
     """code -> condition (what the environment AI's result means) and condition -> ai_class (which
     variant)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "codes": {"0": "SUNNY", "2": "RAINY"},
+                    "ai_classes": {"SUNNY": "01", "RAINY": "02"},
+                }
+            ]
+        },
+    )
     codes: dict[str, str] = Field(description='e.g. {"0": "SUNNY", "2": "RAINY"}')
     ai_classes: dict[str, str] = Field(description='e.g. {"SUNNY": "01", "RAINY": "02"}')
 

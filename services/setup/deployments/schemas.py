@@ -41,7 +41,10 @@ __all__ = [
 
 
 class DeploymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"edge_id": 1, "ai_id": 1}]},
+    )
     edge_id: int
     ai_id: int
     params: dict[str, Any] = Field(

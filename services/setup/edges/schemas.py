@@ -125,6 +125,19 @@ class EdgeBase(BaseModel):
 
 
 class EdgeCreate(EdgeBase):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "gate-cam-3",
+                    "nid": "0x31",
+                    "address": "Gate 3",
+                    "isSupportAnnalysis": "YES",
+                    "time_zone": "Asia/Seoul",
+                }
+            ]
+        }
+    )
     name: str = Field(min_length=1, max_length=100)
     nid: str | None = Field(
         None,
@@ -135,6 +148,15 @@ class EdgeCreate(EdgeBase):
 
 
 class EdgeUpdate(EdgeBase):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "description": "north gate camera",
+                }
+            ]
+        }
+    )
     name: str | None = Field(None, min_length=1, max_length=100)
     status: EdgeStatus | None = None
 
@@ -160,7 +182,7 @@ class EdgeOut(BaseModel):
     agent_url: str | None
     capacity: Capacity
     time_zone: str | None = Field(description="null: the fleet default")
-    status: str
+    status: EdgeStatus
     created_at: datetime
     updated_at: datetime
 

@@ -10,7 +10,12 @@ from shared.field_numbers import field_texts
 
 
 class UploadRequest(AiPackageCreate):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"filename": "monitoring", "version": "02", "ai_class": "00"}]
+        },
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -20,11 +25,14 @@ class UploadRequest(AiPackageCreate):
 
 
 class AiRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"aid": 2}]})
     aid: int = Field(description="AI id")
 
 
 class DeviceRequest(AiRequest):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"aid": 1, "edge": "gate-cam-3"}]}
+    )
     eid: int | None = Field(None, description="edge id; our extension (the field deployed to its only node)")
     edge: str | None = Field(None, description="edge name or nid, instead of eid")
 

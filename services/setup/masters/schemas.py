@@ -21,7 +21,18 @@ def _check_port(value) -> int | None:
 class MasterCreate(BaseModel):
     """The field's payload ``{name, ip, port, description}`` or ``url`` instead of ip and port."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "master-lab",
+                    "url": "http://127.0.0.1:8002",
+                    "description": "the lab's master",
+                }
+            ]
+        },
+    )
     name: str = Field(min_length=1, max_length=100)
     url: str | None = Field(None, max_length=500, description="http(s)://host:port of the master's API")
     ip: str | None = Field(None, max_length=255)
@@ -45,7 +56,10 @@ class MasterCreate(BaseModel):
 
 
 class MasterUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"description": "the lab's master, rack 2"}]},
+    )
     name: str | None = Field(None, min_length=1, max_length=100)
     url: str | None = Field(None, max_length=500)
     description: str | None = Field(None, max_length=2000)

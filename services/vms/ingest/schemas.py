@@ -38,6 +38,11 @@ class _Payload(BaseModel):
 class UsageIn(_Payload):
     """POST /usage, every second from the monitoring program (the field's payload)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"code": "0000", "message": "success", "username": "edge-master-01-1129", "cpu": 23.5,
+         "memory": 41.2, "func": "SUNNY", "nid": "0x31"}
+    ]})
+
     code: StrLike | None = Field(None, max_length=16, examples=["0000"])
     message: StrLike | None = Field(None, max_length=500, examples=["success"])
     username: StrLike | None = Field(None, max_length=100, examples=["edge-master-01-1129"])
@@ -60,6 +65,10 @@ class UsageIn(_Payload):
 
 class EnvironmentIn(_Payload):
     """POST /save_edgeData, every second from the environment (weather) AI."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"nid": "0x31", "date": "20261128", "time": "142503", "result": "2"}
+    ]})
 
     nid: StrLike = Field(min_length=1, max_length=32, examples=["0x01"])
     date: StrLike = Field(pattern=r"^[0-9]{8}$", description="yyyymmdd", examples=["20240808"])
@@ -90,6 +99,15 @@ class Detection(_Payload):
 
 class DetectionsIn(_Payload):
     """POST /detections, the YOLO worker's per-second summary."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"nid": "0x31", "ts": "2026-11-28T03:00:00.123Z", "model": "yolov8n",
+         "model_version": "01", "fps": 10, "frames": 10, "conf_threshold": 0.25,
+         "counts": {"person": 2},
+         "detections": [
+             {"class": "person", "class_id": 0, "confidence": 0.91, "box": [10, 20, 110, 220]}
+         ]}
+    ]})
 
     nid: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x01"])
     ts: datetime = Field(examples=["2026-11-22T03:00:00.123Z"])
@@ -123,6 +141,10 @@ class BatchRecordIn(BaseModel):
 
 class BatchIn(BaseModel):
     """POST /batch: many records of any kind, for agents that buffered while offline."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"records": [{"kind": "usage", "data": {"nid": "0x31", "cpu": 20.1, "memory": 40.0}}]}
+    ]})
 
     records: list[BatchRecordIn]
 
