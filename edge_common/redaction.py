@@ -10,8 +10,24 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 # Query parameters that carry credentials (cameras often take ?user=admin&password=...).
-SECRET_QUERY_NAMES = ("password", "passwd", "pwd", "pass", "user", "username", "usr", "login",
-                      "token", "access_token", "auth", "key", "apikey", "api_key", "secret", "sig")
+SECRET_QUERY_NAMES = (
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "user",
+    "username",
+    "usr",
+    "login",
+    "token",
+    "access_token",
+    "auth",
+    "key",
+    "apikey",
+    "api_key",
+    "secret",
+    "sig",
+)
 _QUERY_SECRET = re.compile(
     r"(?i)(?P<head>[?&;](?:" + "|".join(SECRET_QUERY_NAMES) + r")=)[^&;#\s]+"
 )

@@ -1,5 +1,6 @@
 """``edgectl agent --node NAME --port P [--workdir DIR] [--master-url URL]``: the edge agent;
 ``edgectl agent-key NID``: the key the master will present to that edge's agent (AGENT_KEY)."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,11 @@ def agent_key_command(
         if not service_token and os.environ.get("EDGE_ENV") == "local":
             service_token = LOCAL_SERVICE_TOKEN
         if not service_token:
-            typer.echo("edgectl agent-key: set EDGE_AGENT_KEY_SECRET "
-                "or EDGE_SERVICE_TOKEN (as the master has it)", err=True)
+            typer.echo(
+                "edgectl agent-key: set EDGE_AGENT_KEY_SECRET "
+                "or EDGE_SERVICE_TOKEN (as the master has it)",
+                err=True,
+            )
             raise typer.Exit(2)
         secret = derived_secret(service_token)
     typer.echo(agent_key(secret, nid))

@@ -1,5 +1,6 @@
 """``edgectl ai``: upload AI packages to the master (streamed, with a progress bar) and look at
 them."""
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,10 @@ def _master_url(value: str | None) -> str:
 def _token(token_env: str) -> str:
     token = os.environ.get(token_env)
     if not token:
-        raise typer.BadParameter(f"environment variable {token_env} is not set (the operator's token)", param_hint="--token-env")
+        raise typer.BadParameter(
+            f"environment variable {token_env} is not set (the operator's token)",
+            param_hint="--token-env",
+        )
     return token
 
 
@@ -56,14 +60,29 @@ def _error_text(response) -> str:
 
 @ai_app.command("upload")
 def upload(
-    path: Path = typer.Argument(..., exists=True, help="package archive (zip / tar.gz) or package folder with aipackage.yaml"),
+    path: Path = typer.Argument(
+        ...,
+        exists=True,
+        help="package archive (zip / tar.gz) or package folder with aipackage.yaml",
+    ),
     filename: str = typer.Option(None, "--filename", help="must match the manifest when given"),
     version: str = typer.Option(None, "--version", help="must match the manifest when given"),
     ai_class: str = typer.Option(None, "--ai-class", help="must match the manifest when given"),
-    condition: str = typer.Option(None, "--condition", help="the condition this variant serves (SUNNY, RAINY ...)"),
-    master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL or http://127.0.0.1:8002"),
-    token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR", help="environment variable holding the token"),
-    wait: bool = typer.Option(False, "--wait", help="wait until the build has ended and print the AI"),
+    condition: str = typer.Option(
+        None, "--condition", help="the condition this variant serves (SUNNY, RAINY ...)"
+    ),
+    master_url: str = typer.Option(
+        None, "--master-url", help="default: EDGE_MASTER_URL or http://127.0.0.1:8002"
+    ),
+    token_env: str = typer.Option(
+        "EDGE_OPERATOR_TOKEN",
+        "--token-env",
+        metavar="VAR",
+        help="environment variable holding the token",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="wait until the build has ended and print the AI"
+    ),
     timeout: float = typer.Option(600, "--timeout", help="seconds to wait with --wait"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -81,25 +100,51 @@ def upload(
     archive = _pack_folder(path) if path.is_dir() else path
     try:
         size = archive.stat().st_size
-        params = {k: v for k, v in (("filename", filename), ("version", version), ("ai_class", ai_class),
-                                    ("condition", condition)) if v is not None}
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream",
-                   "Content-Length": str(size)}
+        params = {
+            k: v
+            for k, v in (
+                ("filename", filename),
+                ("version", version),
+                ("ai_class", ai_class),
+                ("condition", condition),
+            )
+            if v is not None
+        }
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
         base = _master_url(master_url)
-        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"upload {path.name}", total=size)
             with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
-                response = client.post(f"{base}/ai-packages", params=params, headers=headers,
-                                       content=_chunks(archive, lambda n: progress.advance(task, n)))
+                response = client.post(
+                    f"{base}/ai-packages",
+                    params=params,
+                    headers=headers,
+                    content=_chunks(archive, lambda n: progress.advance(task, n)),
+                )
         if response.status_code >= 400:
-            typer.echo(f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}", err=True)
+            typer.echo(
+                f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}",
+                err=True,
+            )
             raise typer.Exit(1)
         body = response.json()
         ai = body["ai"]
-        typer.echo(f"AI {ai['id']}: {ai['filename']} {ai['version']} class "
+        typer.echo(
+            f"AI {ai['id']}: {ai['filename']} {ai['version']} class "
             f"{ai['ai_class']}, package {body['package_digest']} "
-                   f"({'stored' if body['stored'] else 'already stored'}), build {body['build']}")
+            f"({'stored' if body['stored'] else 'already stored'}), build {body['build']}"
+        )
         if wait:
             ai = _wait_built(base, token, ai["id"], timeout)
             typer.echo(json.dumps(ai, indent=2, default=str))
@@ -114,7 +159,9 @@ def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
     import httpx
 
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
         while True:
             ai = client.get(f"/ai-packages/{ai_id}").json()
             if ai.get("status") in ("ready", "failed", "removed") or time.monotonic() > deadline:
@@ -130,15 +177,21 @@ def list_ais(
     """The AI packages (id, names, status, image)."""
     import httpx
 
-    r = httpx.get(f"{_master_url(master_url)}/ai-packages", params={"limit": 10_000},
-                  headers={"Authorization": f"Bearer {_token(token_env)}"}, timeout=30)
+    r = httpx.get(
+        f"{_master_url(master_url)}/ai-packages",
+        params={"limit": 10_000},
+        headers={"Authorization": f"Bearer {_token(token_env)}"},
+        timeout=30,
+    )
     if r.status_code >= 400:
         typer.echo(f"edgectl ai list: {r.status_code}: {_error_text(r)}", err=True)
         raise typer.Exit(1)
     out = io.StringIO()
     for ai in r.json()["items"]:
-        out.write(f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} "
-            f"{ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n")
+        out.write(
+            f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} "
+            f"{ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n"
+        )
     typer.echo(out.getvalue(), nl=False)
 
 

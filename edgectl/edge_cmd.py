@@ -3,6 +3,7 @@
 ``edgectl edge weather|monitoring|yolo [OPTIONS]`` passes its options to the program
 (``edgectl edge weather --help`` lists them); the same runs as ``python -m edge_ai.weather``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,10 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 
 
 def register(app: typer.Typer) -> None:
-    edge = typer.Typer(help="Edge programs (weather AI, monitoring AI, YOLO worker) and their AI packages.", no_args_is_help=True)
+    edge = typer.Typer(
+        help="Edge programs (weather AI, monitoring AI, YOLO worker) and their AI packages.",
+        no_args_is_help=True,
+    )
 
     @edge.command(context_settings=_PASS_THROUGH)
     def weather(ctx: typer.Context) -> None:
@@ -41,9 +45,17 @@ def register(app: typer.Typer) -> None:
     @edge.command("build-packages")
     def build_packages(
         out: Path = typer.Option(..., "--out", help="folder for the archives"),
-        only: list[str] = typer.Option(None, "--only", help="package source folders to build (default all): weatherai, monitoring-01, ..."),
-        yolo_weights: Path = typer.Option(None, "--yolo-weights", help="real weights (.pt/.onnx) to ship in the YOLO "
-            "package instead of the random-weight architecture"),
+        only: list[str] = typer.Option(
+            None,
+            "--only",
+            help="package source folders to build (default all): weatherai, monitoring-01, ...",
+        ),
+        yolo_weights: Path = typer.Option(
+            None,
+            "--yolo-weights",
+            help="real weights (.pt/.onnx) to ship in the YOLO "
+            "package instead of the random-weight architecture",
+        ),
     ) -> None:
         """Build the AI package archives ({filename}-{ai_class}-{version}.tar.gz) the master
         accepts."""
@@ -55,7 +67,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"edgectl: {exc}", err=True)
             raise typer.Exit(2) from exc
         for pkg in built:
-            typer.echo(f"{pkg.path}  filename={pkg.filename} version={pkg.version} "
-                f"ai_class={pkg.ai_class} condition={pkg.condition}")
+            typer.echo(
+                f"{pkg.path}  filename={pkg.filename} version={pkg.version} "
+                f"ai_class={pkg.ai_class} condition={pkg.condition}"
+            )
 
     app.add_typer(edge, name="edge")

@@ -1,5 +1,6 @@
 """``edgectl registry node-config``: what a node needs to trust and pull from the private
 registry."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ def _read_password(password_env: str | None, password_stdin: bool) -> str | None
     if password_env:
         value = os.environ.get(password_env)
         if value is None:
-            raise typer.BadParameter(f"environment variable {password_env} is not set", param_hint="--password-env")
+            raise typer.BadParameter(
+                f"environment variable {password_env} is not set", param_hint="--password-env"
+            )
         return value
     if password_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
@@ -38,19 +41,48 @@ def _read_password(password_env: str | None, password_stdin: bool) -> str | None
 
 @registry_app.command("node-config")
 def node_config(
-    registry: str = typer.Option(..., "--registry", help="the registry as nodes reach it: HOST:PORT"),
-    username: str = typer.Option(None, "--username", help="pull account (for the Kubernetes imagePullSecret)"),
-    password_env: str = typer.Option(None, "--password-env", metavar="VAR", help="read the password from this environment variable"),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from the first line of standard input"),
-    ca_file: Path = typer.Option(None, "--ca-file", exists=True, dir_okay=False, help="CA certificate that signed the registry's TLS certificate"),
-    insecure: bool = typer.Option(False, "--insecure", help="the registry speaks plain HTTP (no TLS)"),
-    namespace: str = typer.Option("edge-ai", "--namespace", help="namespace of the imagePullSecret"),
+    registry: str = typer.Option(
+        ..., "--registry", help="the registry as nodes reach it: HOST:PORT"
+    ),
+    username: str = typer.Option(
+        None, "--username", help="pull account (for the Kubernetes imagePullSecret)"
+    ),
+    password_env: str = typer.Option(
+        None,
+        "--password-env",
+        metavar="VAR",
+        help="read the password from this environment variable",
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="read the password from the first line of standard input"
+    ),
+    ca_file: Path = typer.Option(
+        None,
+        "--ca-file",
+        exists=True,
+        dir_okay=False,
+        help="CA certificate that signed the registry's TLS certificate",
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="the registry speaks plain HTTP (no TLS)"
+    ),
+    namespace: str = typer.Option(
+        "edge-ai", "--namespace", help="namespace of the imagePullSecret"
+    ),
     secret_name: str = typer.Option(
-        PULL_SECRET_NAME, "--secret-name",
+        PULL_SECRET_NAME,
+        "--secret-name",
         help="name of the imagePullSecret: the AI pods reference MASTER_IMAGE_PULL_SECRET",
     ),
-    only: Part = typer.Option(None, "--only", help="print just one part (for piping): hosts | daemon | secret"),
-    out_dir: Path = typer.Option(None, "--out-dir", file_okay=False, help="also write hosts.toml, daemon.json, pull-secret.yaml here"),
+    only: Part = typer.Option(
+        None, "--only", help="print just one part (for piping): hosts | daemon | secret"
+    ),
+    out_dir: Path = typer.Option(
+        None,
+        "--out-dir",
+        file_okay=False,
+        help="also write hosts.toml, daemon.json, pull-secret.yaml here",
+    ),
 ) -> None:
     """Print containerd hosts.toml, a Docker daemon.json fragment and a Kubernetes pull Secret.
 
@@ -61,21 +93,33 @@ def node_config(
 
     password = _read_password(password_env, password_stdin)
     if (username is None) != (password is None):
-        raise typer.BadParameter("--username needs a password (--password-env VAR or --password-stdin), and the reverse")
+        raise typer.BadParameter(
+            "--username needs a password (--password-env VAR or --password-stdin), and the reverse"
+        )
     if insecure and ca_file:
         raise typer.BadParameter("--ca-file is for a TLS registry; --insecure means plain HTTP")
     try:
         host = nc.check_host(registry)
-        files = nc.render_all(host, username=username, password=password, insecure=insecure,
-                              ca_file=str(ca_file) if ca_file else None, namespace=namespace,
-                              name=secret_name)
+        files = nc.render_all(
+            host,
+            username=username,
+            password=password,
+            insecure=insecure,
+            ca_file=str(ca_file) if ca_file else None,
+            namespace=namespace,
+            name=secret_name,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
     if only is not None:
-        key = {"hosts": "hosts.toml", "daemon": "daemon.json", "secret": "pull-secret.yaml"}[only.value]
+        key = {"hosts": "hosts.toml", "daemon": "daemon.json", "secret": "pull-secret.yaml"}[
+            only.value
+        ]
         if key not in files:
-            raise typer.BadParameter("the Secret needs --username and a password", param_hint="--only")
+            raise typer.BadParameter(
+                "the Secret needs --username and a password", param_hint="--only"
+            )
         typer.echo(files[key], nl=False)
     else:
         cdir = nc.containerd_dir(host)
@@ -85,24 +129,34 @@ def node_config(
         typer.echo(files["hosts.toml"])
         typer.echo("# ---- docker: merge into /etc/docker/daemon.json, then restart dockerd ----")
         if ca_file:
-            typer.echo(f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt "
-                "(no daemon.json entry needed)")
+            typer.echo(
+                f"# copy {ca_file} to /etc/docker/certs.d/{host}/ca.crt "
+                "(no daemon.json entry needed)"
+            )
         typer.echo(files["daemon.json"])
         if "pull-secret.yaml" in files:
             name = secret_name
-            typer.echo("# ---- kubernetes: kubectl apply -f - ; pods "
-                f"use imagePullSecrets: [{{name: {name}}}] ----")
+            typer.echo(
+                "# ---- kubernetes: kubectl apply -f - ; pods "
+                f"use imagePullSecrets: [{{name: {name}}}] ----"
+            )
             typer.echo("---")
             typer.echo(files["pull-secret.yaml"], nl=False)
         else:
-            typer.echo("# ---- kubernetes: no pull Secret (registry without "
-                "credentials; pass --username to get one) ----")
+            typer.echo(
+                "# ---- kubernetes: no pull Secret (registry without "
+                "credentials; pass --username to get one) ----"
+            )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             path = out_dir / name
             # The Secret holds the credential: owner-only from the first byte.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name == "pull-secret.yaml" else 0o644)
+            fd = os.open(
+                path,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                0o600 if name == "pull-secret.yaml" else 0o644,
+            )
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         typer.echo(f"# wrote {', '.join(sorted(files))} to {out_dir}", err=True)
@@ -111,7 +165,10 @@ def node_config(
 @registry_app.command("install-trust")
 def install_trust(
     from_dir: Path = typer.Option(
-        ..., "--from-dir", exists=True, file_okay=False,
+        ...,
+        "--from-dir",
+        exists=True,
+        file_okay=False,
         help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false) and "
         "'ca.crt' (the registry-trust ConfigMap, mounted)",
     ),

@@ -1,4 +1,5 @@
 """``edgectl serve NAME`` and ``edgectl migrate``."""
+
 from __future__ import annotations
 
 import importlib
@@ -34,9 +35,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms | analysis"),
-        host: str = typer.Option(None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"),
-        port: int = typer.Option(None, help="port (default: the service's PORT setting, else its own default port)"),
-        workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each builds the app from the environment)"),
+        host: str = typer.Option(
+            None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"
+        ),
+        port: int = typer.Option(
+            None, help="port (default: the service's PORT setting, else its own default port)"
+        ),
+        workers: int = typer.Option(
+            1, min=1, help="uvicorn worker processes (each builds the app from the environment)"
+        ),
     ) -> None:
         """Run one service under uvicorn."""
         import os
@@ -50,7 +57,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"edgectl: cannot start {name.value}: {exc}", err=True)
             raise typer.Exit(2) from exc
         if workers == 1:
-            uvicorn.run(build_app(name.value, settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+            uvicorn.run(
+                build_app(name.value, settings),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+            )
             return
         # Several workers: each process builds its own app from the environment (migrations run
         # once here first, so the workers do not race on them).
@@ -60,14 +73,21 @@ def register(app: typer.Typer) -> None:
             migrations.upgrade(settings.service_package, settings.database_url)
         os.environ["EDGE_MIGRATE_ON_START"] = "false"
         uvicorn.run(
-            f"{service_package(name.value)}.app:create_app", factory=True, workers=workers,
-            host=settings.host, port=settings.port, log_config=None, access_log=False,
+            f"{service_package(name.value)}.app:create_app",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
         )
 
     @app.command()
     def migrate(
         names: list[ServiceName] = typer.Argument(None, help="services to migrate (default: all)"),
-        database_url: str = typer.Option(None, envvar="EDGE_DATABASE_URL", help="postgresql+asyncpg://..."),
+        database_url: str = typer.Option(
+            None, envvar="EDGE_DATABASE_URL", help="postgresql+asyncpg://..."
+        ),
     ) -> None:
         """Apply every service's Alembic migrations up to head."""
         from shared import migrations

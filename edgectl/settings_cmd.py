@@ -1,5 +1,6 @@
 """``edgectl settings``: every setting of every service, with its environment variable and
 default."""
+
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
@@ -38,21 +39,28 @@ def _default(name: str, field) -> str:
     return f"`{value}`"
 
 
-def rows(cls: type[BaseSettings], *, skip: AbstractSet[str] = frozenset()) -> list[tuple[str, str, str]]:
+def rows(
+    cls: type[BaseSettings], *, skip: AbstractSet[str] = frozenset()
+) -> list[tuple[str, str, str]]:
     out = []
     for name, field in cls.model_fields.items():
         if name in skip or name == "service_name":
             continue
         env = _env_name(cls, name, field)
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            out += _nested_rows(env, field.annotation)  # e.g. OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES
+            out += _nested_rows(
+                env, field.annotation
+            )  # e.g. OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES
             continue
         out.append((env, _default(name, field), _meaning(field)))
     return out
 
 
 def _nested_rows(prefix: str, model: type[BaseModel]) -> list[tuple[str, str, str]]:
-    return [(f"{prefix}__{name.upper()}", _default(name, field), _meaning(field)) for name, field in model.model_fields.items()]
+    return [
+        (f"{prefix}__{name.upper()}", _default(name, field), _meaning(field))
+        for name, field in model.model_fields.items()
+    ]
 
 
 def _meaning(field) -> str:
@@ -68,7 +76,9 @@ def sections() -> list[tuple[str, list[Row]]]:
     from shared.settings import ServiceSettings
 
     common = {n for n, f in ServiceSettings.model_fields.items() if f.validation_alias is not None}
-    out = [("Every service", rows(ServiceSettings, skip=set(ServiceSettings.model_fields) - common))]
+    out = [
+        ("Every service", rows(ServiceSettings, skip=set(ServiceSettings.model_fields) - common))
+    ]
     for service in SERVICES:
         cls = settings_class(f"services.{service}.settings")
         out.append((service, rows(cls, skip=common)))

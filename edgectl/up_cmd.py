@@ -1,5 +1,6 @@
 """``edgectl up``: the whole suite on this machine: database, four services, two edge agents, demo
 fleet."""
+
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,17 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(
-        plain: bool = typer.Option(False, "--plain", help="log lines instead of the live view (default when not a terminal)"),
-        data_dir: Path = typer.Option(None, "--data-dir", envvar="EDGE_UP_DATA_DIR", help="default ./.edge-data"),
-        seed_demo: bool = typer.Option(True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"),
+        plain: bool = typer.Option(
+            False,
+            "--plain",
+            help="log lines instead of the live view (default when not a terminal)",
+        ),
+        data_dir: Path = typer.Option(
+            None, "--data-dir", envvar="EDGE_UP_DATA_DIR", help="default ./.edge-data"
+        ),
+        seed_demo: bool = typer.Option(
+            True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"
+        ),
     ) -> None:
         """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data
         kept)."""
@@ -24,7 +33,12 @@ def register(app: typer.Typer) -> None:
 
         settings = StackSettings(data_dir=data_dir) if data_dir else StackSettings()
         live = not plain and sys.stdout.isatty()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+        )
         logging.getLogger("httpx").setLevel(logging.WARNING)
         stack = Stack(settings)
 

@@ -1,4 +1,5 @@
 """The app factory every service uses: lifespan (migrations, engine), health, metrics, errors."""
+
 from __future__ import annotations
 
 import asyncio
@@ -83,7 +84,10 @@ def health_router() -> APIRouter:
     @router.get("/readyz", summary="Database reachable")
     async def readyz(request: Request) -> JSONResponse:
         ok = await database_ready(request.app.state.engine)
-        body = {"status": "ready" if ok else "database unreachable", "service": request.app.state.settings.service_name}
+        body = {
+            "status": "ready" if ok else "database unreachable",
+            "service": request.app.state.settings.service_name,
+        }
         # A service may add its own dependencies' state (app.state.readiness: async () -> dict).
         readiness = getattr(request.app.state, "readiness", None)
         if readiness is not None:
@@ -92,7 +96,9 @@ def health_router() -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST
+        )
 
     return router
 
@@ -120,14 +126,19 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(
-            settings.service_name, level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
+            settings.service_name,
+            level=settings.log_level,
+            fmt=settings.log_format,
+            secrets=settings.secret_values(),
         )
         if settings.migrate_on_start:
             await asyncio.to_thread(
                 migrations.upgrade, settings.service_package, settings.database_url
             )
         engine = create_engine(
-            settings.database_url, pool_size=settings.db_pool_size, application_name=f"edge-{settings.service_name}"
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            application_name=f"edge-{settings.service_name}",
         )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)

@@ -3,6 +3,7 @@
 The session dependency commits once at the end of a request (or rolls back on error);
 services and repositories only flush.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,9 +74,13 @@ _FK_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\) is not pre
 def translate_db_error(exc: Exception) -> Exception:
     """Turn a low-level database error into a domain error naming the field."""
     orig = getattr(exc, "orig", None)
-    detail = str(getattr(orig, "detail", "") or getattr(getattr(orig, "__cause__", None), "detail", "") or "")
+    detail = str(
+        getattr(orig, "detail", "") or getattr(getattr(orig, "__cause__", None), "detail", "") or ""
+    )
     if isinstance(exc, IntegrityError):
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
         if m := _UNIQUE_DETAIL.search(detail):
             field = m["cols"].split(",")[-1].strip()
             return Conflict(f"{m['cols']} = {m['vals']} already exists", field=field)

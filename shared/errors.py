@@ -1,4 +1,5 @@
 """Domain errors. Services raise these; one handler maps them to HTTP (see shared.app)."""
+
 from __future__ import annotations
 
 
@@ -8,7 +9,9 @@ class DomainError(Exception):
     status_code = 400
     kind = "error"
 
-    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field

@@ -4,6 +4,7 @@ A number is read as the string the field means: an integer is written with two d
 (1 -> "01", 0 -> "00", 12 -> "12"), as the field writes versions and AI classes; a fraction as it
 reads (1.5 -> "1.5"). Strings pass unchanged; booleans are left for the field's own validation.
 """
+
 from __future__ import annotations
 
 from typing import Any

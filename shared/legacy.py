@@ -17,6 +17,7 @@ Failures keep their HTTP status (4xx/5xx) and answer the envelope with a non-"00
 | 1502 | upstream error |
 | 1500 | internal error |
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,16 @@ log = logging.getLogger("edge.legacy")
 
 SUCCESS = "0000"
 _CODES = {
-    400: "1001", 422: "1001", 404: "1004", 405: "1005", 409: "1009", 413: "1013",
-    401: "1401", 403: "1403", 502: "1502", 503: "1503",
+    400: "1001",
+    422: "1001",
+    404: "1004",
+    405: "1005",
+    409: "1009",
+    413: "1013",
+    401: "1401",
+    403: "1403",
+    502: "1502",
+    503: "1503",
 }
 FIELD_CODES = _CODES  # HTTP status -> the field's code (1500 for any other)
 
@@ -47,8 +56,14 @@ def envelope(message: str = "success", **extra: Any) -> dict[str, Any]:
     return {"code": SUCCESS, "message": message, **extra}
 
 
-def error_envelope(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"code": _CODES.get(status, "1500"), "message": message}, status_code=status, headers=headers)
+def error_envelope(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"code": _CODES.get(status, "1500"), "message": message},
+        status_code=status,
+        headers=headers,
+    )
 
 
 def describe_validation_errors(errors) -> list[dict[str, str]]:

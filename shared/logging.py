@@ -1,5 +1,6 @@
 """Structured logs (JSON lines) carrying the request id; secrets redacted before they are
 written."""
+
 from __future__ import annotations
 
 import contextvars
@@ -11,7 +12,9 @@ from edge_common.redaction import redact
 
 __all__ = ["configure_logging", "log_fields", "redact", "request_id_var"]
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
 
 
 def _request_context() -> dict[str, str]:
@@ -19,10 +22,18 @@ def _request_context() -> dict[str, str]:
     return {"request_id": rid} if rid else {}
 
 
-def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json", secrets: list[str] | None = None) -> None:
+def configure_logging(
+    service: str, *, level: str = "INFO", fmt: str = "json", secrets: list[str] | None = None
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        RedactingFormatter(service, tuple(secrets or ()), fmt == "json", name_key="service", context=_request_context)
+        RedactingFormatter(
+            service,
+            tuple(secrets or ()),
+            fmt == "json",
+            name_key="service",
+            context=_request_context,
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,7 @@
 
 Pure ASGI (not BaseHTTPMiddleware) because the VMS ingest path is hot.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,10 @@ log = logging.getLogger("edge.http")
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry, service: str):
         self.requests = Counter(
-            "http_requests_total", "HTTP requests", ["service", "method", "route", "status"], registry=registry
+            "http_requests_total",
+            "HTTP requests",
+            ["service", "method", "route", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
             "http_request_duration_seconds",
@@ -47,7 +51,14 @@ class RequestContextMiddleware:
     shared.input_checks). A refusal answers in the project's error model, or in the field's
     envelope on a field route; whatever the app would have answered instead is discarded."""
 
-    def __init__(self, app, *, metrics: HttpMetrics, max_body_bytes: int, body_limits: dict[str, int] | None = None):
+    def __init__(
+        self,
+        app,
+        *,
+        metrics: HttpMetrics,
+        max_body_bytes: int,
+        body_limits: dict[str, int] | None = None,
+    ):
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -149,7 +160,9 @@ class RequestContextMiddleware:
         m.requests.labels(m.service, scope["method"], route, str(status)).inc()
         m.latency.labels(m.service, scope["method"], route).observe(elapsed)
         if route not in ("/healthz", "/readyz", "/metrics"):
-            log.debug("%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+            log.debug(
+                "%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000
+            )
 
 
 async def _refuse(scope, send, error: DomainError, rid: str) -> None:
@@ -170,5 +183,3 @@ async def _refuse(scope, send, error: DomainError, rid: str) -> None:
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-

@@ -1,4 +1,5 @@
 """Paginated lists: ``?limit=&offset=`` in, ``{"items", "total", "limit", "offset"}`` out."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
-async def fetch_page(session: AsyncSession, stmt: Select, params: PageParams) -> tuple[list[Any], int]:
+async def fetch_page(
+    session: AsyncSession, stmt: Select, params: PageParams
+) -> tuple[list[Any], int]:
     """Rows of one page and the total count, for a select of ORM entities."""
     total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     rows = (await session.scalars(stmt.limit(params.limit).offset(params.offset))).all()

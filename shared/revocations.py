@@ -74,7 +74,14 @@ class RevocationWatcher:
         await self._ensure_listener()
         try:
             entries = await self.loader()
-        except (DomainError, asyncpg.PostgresError, OSError, ValueError, KeyError, TypeError) as exc:
+        except (
+            DomainError,
+            asyncpg.PostgresError,
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as exc:
             log.warning(
                 "edge-token revocations unavailable, keeping %d known: %s",
                 len(self.revocations.min_token_id),

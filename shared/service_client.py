@@ -121,7 +121,12 @@ class ServiceClient:
         label = what or f"{self.name} {method} {path}"
         try:
             response = await self.http.request(
-                method, path, json=json, params=params, content=content, headers=headers,
+                method,
+                path,
+                json=json,
+                params=params,
+                content=content,
+                headers=headers,
                 timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
             )
         except httpx.HTTPError as exc:

@@ -4,6 +4,7 @@ A few settings are read under fixed names by every service (EDGE_DATABASE_URL,
 EDGE_OPERATOR_TOKEN, EDGE_*_URL ...); everything else is prefixed per service,
 e.g. SETUP_PORT or VMS_GROUP_COMMIT_WINDOW_MS.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,9 @@ class ServiceSettings(BaseSettings):
 
     # Read by every service under fixed names.
     env: Literal["local", "production"] = Field(
-        "production", validation_alias=_fixed("EDGE_ENV"), description="local: development defaults for the secrets below"
+        "production",
+        validation_alias=_fixed("EDGE_ENV"),
+        description="local: development defaults for the secrets below",
     )
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/edge",
@@ -46,7 +49,9 @@ class ServiceSettings(BaseSettings):
         description="Postgres (asyncpg driver); each service uses its own schema",
     )
     operator_token: SecretStr | None = Field(
-        None, validation_alias=_fixed("EDGE_OPERATOR_TOKEN"), description="the operator's bearer token (16+ characters)"
+        None,
+        validation_alias=_fixed("EDGE_OPERATOR_TOKEN"),
+        description="the operator's bearer token (16+ characters)",
     )
     service_token: SecretStr | None = Field(
         None,
@@ -54,7 +59,9 @@ class ServiceSettings(BaseSettings):
         description="root of the services' own credentials (each derived from it unless set)",
     )
     edge_token_secret: SecretStr | None = Field(
-        None, validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"), description="signs the edges' own tokens (verified offline)"
+        None,
+        validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"),
+        description="signs the edges' own tokens (verified offline)",
     )
     setup_token: SecretStr | None = Field(
         None, validation_alias=_fixed("EDGE_SETUP_TOKEN"), description="setup's own credential"
@@ -107,25 +114,51 @@ class ServiceSettings(BaseSettings):
         validation_alias=_fixed("EDGE_AGENT_CA_FILE"),
         description="CA bundle the master verifies https agents with",
     )
-    open_reads: bool = Field(False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token")
-    setup_url: str = Field("http://127.0.0.1:8001", validation_alias=_fixed("EDGE_SETUP_URL"), description="setup's base URL")
-    master_url: str = Field("http://127.0.0.1:8002", validation_alias=_fixed("EDGE_MASTER_URL"), description="the master's base URL")
-    optimizer_url: str = Field(
-        "http://127.0.0.1:8003", validation_alias=_fixed("EDGE_OPTIMIZER_URL"), description="the optimizer's base URL"
+    open_reads: bool = Field(
+        False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token"
     )
-    vms_url: str = Field("http://127.0.0.1:6432", validation_alias=_fixed("EDGE_VMS_URL"), description="the VMS's base URL")
+    setup_url: str = Field(
+        "http://127.0.0.1:8001",
+        validation_alias=_fixed("EDGE_SETUP_URL"),
+        description="setup's base URL",
+    )
+    master_url: str = Field(
+        "http://127.0.0.1:8002",
+        validation_alias=_fixed("EDGE_MASTER_URL"),
+        description="the master's base URL",
+    )
+    optimizer_url: str = Field(
+        "http://127.0.0.1:8003",
+        validation_alias=_fixed("EDGE_OPTIMIZER_URL"),
+        description="the optimizer's base URL",
+    )
+    vms_url: str = Field(
+        "http://127.0.0.1:6432",
+        validation_alias=_fixed("EDGE_VMS_URL"),
+        description="the VMS's base URL",
+    )
     # Named apart from the optimizer's own analysis_url (where YOLO workers post their frames).
     analysis_service_url: str = Field(
-        "http://127.0.0.1:8004", validation_alias=_fixed("EDGE_ANALYSIS_URL"), description="the analysis service's base URL"
+        "http://127.0.0.1:8004",
+        validation_alias=_fixed("EDGE_ANALYSIS_URL"),
+        description="the analysis service's base URL",
     )
-    log_level: str = Field("INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR")
+    log_level: str = Field(
+        "INFO", validation_alias=_fixed("EDGE_LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR"
+    )
     log_format: Literal["json", "text"] = Field(
-        "json", validation_alias=_fixed("EDGE_LOG_FORMAT"), description="json lines (with request id) or text"
+        "json",
+        validation_alias=_fixed("EDGE_LOG_FORMAT"),
+        description="json lines (with request id) or text",
     )
     migrate_on_start: bool = Field(
-        True, validation_alias=_fixed("EDGE_MIGRATE_ON_START"), description="apply the service's migrations at start"
+        True,
+        validation_alias=_fixed("EDGE_MIGRATE_ON_START"),
+        description="apply the service's migrations at start",
     )
-    db_pool_size: int = Field(10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"), description="connections per process")
+    db_pool_size: int = Field(
+        10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"), description="connections per process"
+    )
 
     # Per-service (prefixed) settings.
     host: str = Field("127.0.0.1", description="interface to listen on")
@@ -154,8 +187,7 @@ class ServiceSettings(BaseSettings):
             if missing:
                 raise ValueError(
                     "outside local mode (EDGE_ENV=local) these "
-                        "secrets must be set, 16 characters or more: "
-                    + ", ".join(missing)
+                    "secrets must be set, 16 characters or more: " + ", ".join(missing)
                 )
         if not self.port:
             self.port = self.default_port
@@ -206,8 +238,12 @@ class ServiceSettings(BaseSettings):
         """Every secret this process knows, so that logs can redact them."""
         return [
             s.get_secret_value()
-            for s in (self.operator_token, self.service_token, self.edge_token_secret,
-                      self.agent_key_secret)
+            for s in (
+                self.operator_token,
+                self.service_token,
+                self.edge_token_secret,
+                self.agent_key_secret,
+            )
             if s is not None
         ] + list(self.service_credentials().values())
 

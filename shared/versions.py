@@ -1,4 +1,5 @@
 """AI package versions: dotted numbers compared as numbers ("01" < "02" < "10", "1.9" < "1.10")."""
+
 from __future__ import annotations
 
 import re

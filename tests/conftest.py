@@ -1,5 +1,6 @@
 """Fixtures every test area shares: a database of the test run's own on the real Postgres,
 per-test isolation by truncation, and in-process apps with their lifespan running."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,14 @@ async def truncate_all(database_url: str) -> None:
     conn = await asyncpg.connect(asyncpg_url(database_url))
     try:
         rows = await conn.fetch(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[])", list(SERVICES)
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[])",
+            list(SERVICES),
         )
-        tables = [f'"{r["schemaname"]}"."{r["tablename"]}"' for r in rows if r["tablename"] not in KEEP_TABLES]
+        tables = [
+            f'"{r["schemaname"]}"."{r["tablename"]}"'
+            for r in rows
+            if r["tablename"] not in KEEP_TABLES
+        ]
         # Partitions are truncated through their parent; skip them.
         parts = await conn.fetch("SELECT inhrelid::regclass::text AS t FROM pg_inherits")
         children = {p["t"].replace('"', "") for p in parts}
@@ -61,7 +67,9 @@ async def running_app(app) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and an HTTP client speaking to it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=30
+        ) as client:
             yield client
 
 

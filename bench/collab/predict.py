@@ -11,6 +11,7 @@ OPTIMIZER_OVERLOAD__FORECAST_*) above it for ``window_s``.
 
     .venv/bin/python -m bench.collab.predict --traces 400
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def first_trigger(
             continue
         above = avg > cfg.cpu_percent
         if forecast and not above and avg >= cfg.cpu_percent * cfg.forecast_watch:
-            trend = observe(trends, "cpu", avg, T0 + timedelta(seconds=t), cfg.forecast_alpha,
-                            cfg.forecast_beta)
+            trend = observe(
+                trends, "cpu", avg, T0 + timedelta(seconds=t), cfg.forecast_alpha, cfg.forecast_beta
+            )
             ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples) if trend else None
             above = ahead is not None and ahead > cfg.cpu_percent
         elif forecast and avg < cfg.cpu_percent * cfg.forecast_watch:
@@ -95,14 +97,20 @@ def main() -> None:
             false_avg += avg_at is not None
             false_fc += fc_at is not None
     quiet = args.traces - (args.traces + 1) // 2
-    print(f"{args.traces} traces (half ramps to saturation, half bursts of 5-15 s only), "
-          f"cycle {args.cycle} s, window {args.window:g} s, forecast {cfg.forecast_s:g} s ahead")
-    print(f"helper in place earlier with the forecast: p50 {statistics.median(leads):.0f} s, "
-          f"mean {statistics.fmean(leads):.1f} s, min {min(leads):.0f} s, max {max(leads):.0f} s "
-          f"(n={len(leads)})")
+    print(
+        f"{args.traces} traces (half ramps to saturation, half bursts of 5-15 s only), "
+        f"cycle {args.cycle} s, window {args.window:g} s, forecast {cfg.forecast_s:g} s ahead"
+    )
+    print(
+        f"helper in place earlier with the forecast: p50 {statistics.median(leads):.0f} s, "
+        f"mean {statistics.fmean(leads):.1f} s, min {min(leads):.0f} s, max {max(leads):.0f} s "
+        f"(n={len(leads)})"
+    )
     print(f"overloads missed: average {missed_avg}, forecast {missed_fc}")
-    print(f"false triggers (bursts only): average {false_avg}/{quiet} ({false_avg / quiet:.1%}), "
-          f"forecast {false_fc}/{quiet} ({false_fc / quiet:.1%})")
+    print(
+        f"false triggers (bursts only): average {false_avg}/{quiet} ({false_avg / quiet:.1%}), "
+        f"forecast {false_fc}/{quiet} ({false_fc / quiet:.1%})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """``python -m edge_ai.agent --node NAME --port P``"""
+
 import typer
 
 from edge_ai.agent.cli import agent

@@ -1,4 +1,5 @@
 """The agent's HTTP API: this agent's key (AGENT_KEY) for every route except /healthz."""
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,12 @@ async def healthz(request: Request) -> dict:
     return {"status": "ok", "service": "agent", "node": request.app.state.settings.node}
 
 
-@router.put("/workloads", response_model=WorkloadList, summary="Replace the node's whole desired set")
-async def put_workloads(body: DesiredSet, _: MasterAuth, supervisor: SupervisorDep, request: Request) -> WorkloadList:
+@router.put(
+    "/workloads", response_model=WorkloadList, summary="Replace the node's whole desired set"
+)
+async def put_workloads(
+    body: DesiredSet, _: MasterAuth, supervisor: SupervisorDep, request: Request
+) -> WorkloadList:
     try:
         await supervisor.replace_all(body.workloads)
     except PrepareError as exc:
@@ -69,12 +74,18 @@ async def put_workloads(body: DesiredSet, _: MasterAuth, supervisor: SupervisorD
 
 
 @router.get("/workloads", response_model=WorkloadList, summary="State of every workload")
-async def list_workloads(_: MasterAuth, supervisor: SupervisorDep, request: Request) -> WorkloadList:
+async def list_workloads(
+    _: MasterAuth, supervisor: SupervisorDep, request: Request
+) -> WorkloadList:
     return WorkloadList(node=request.app.state.settings.node, workloads=supervisor.statuses())
 
 
-@router.put("/workloads/{name}", response_model=WorkloadStatus, summary="Create or replace one workload")
-async def put_workload(name: str, body: WorkloadSpec, _: MasterAuth, supervisor: SupervisorDep) -> WorkloadStatus:
+@router.put(
+    "/workloads/{name}", response_model=WorkloadStatus, summary="Create or replace one workload"
+)
+async def put_workload(
+    name: str, body: WorkloadSpec, _: MasterAuth, supervisor: SupervisorDep
+) -> WorkloadStatus:
     if body.name != name:
         raise Invalid(f"name {body.name!r} differs from the path's {name!r}", field="name")
     try:
@@ -99,7 +110,9 @@ async def delete_workload(name: str, _: MasterAuth, supervisor: SupervisorDep) -
     return {"name": name, "removed": True}
 
 
-@router.get("/workloads/{name}/logs", response_model=LogTail, summary="Last lines of a workload's output")
+@router.get(
+    "/workloads/{name}/logs", response_model=LogTail, summary="Last lines of a workload's output"
+)
 async def workload_logs(
     name: str, _: MasterAuth, supervisor: SupervisorDep, tail: int = Query(100, ge=1, le=10_000)
 ) -> LogTail:
@@ -110,7 +123,9 @@ async def workload_logs(
     return LogTail(name=name, lines=lines)
 
 
-@router.get("/heartbeat", response_model=Heartbeat, summary="Node cpu, memory, uptime and agent version")
+@router.get(
+    "/heartbeat", response_model=Heartbeat, summary="Node cpu, memory, uptime and agent version"
+)
 async def heartbeat(_: MasterAuth, supervisor: SupervisorDep, request: Request) -> Heartbeat:
     vitals = await asyncio.to_thread(node_vitals, str(supervisor.workdir))
     return Heartbeat(

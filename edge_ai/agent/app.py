@@ -1,5 +1,6 @@
 """The agent's ASGI app: the supervisor started in the lifespan and stopped with it
 (SIGTERM/SIGINT)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,12 @@ log = logging.getLogger("edge.agent")
 def create_agent_app(settings: AgentSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("agent", level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+        configure_logging(
+            "agent",
+            level=settings.log_level,
+            fmt=settings.log_format,
+            secrets=settings.secret_values(),
+        )
         workdir = settings.workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         tokens = EdgeTokenStore(
@@ -59,7 +65,13 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
             tokens.renew_if_due, "interval", seconds=settings.token_check_s, id="renew-edge-token"
         )
         scheduler.start()
-        log.info("edge agent %s for node %s on port %s, workdir %s", AGENT_VERSION, settings.node, settings.port, workdir)
+        log.info(
+            "edge agent %s for node %s on port %s, workdir %s",
+            AGENT_VERSION,
+            settings.node,
+            settings.port,
+            workdir,
+        )
         try:
             yield
         finally:

@@ -1,5 +1,6 @@
 """Running the agent: ``edgectl agent ...`` and ``python -m edge_ai.agent ...`` share this
 command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +11,22 @@ import typer
 
 def agent(
     node: str = typer.Option(..., "--node", help="this edge's node name, as registered in setup"),
-    port: int = typer.Option(None, "--port", help="port of the agent's API (default: AGENT_PORT or 8010)"),
-    host: str = typer.Option(None, "--host", help="interface to listen on (default: AGENT_HOST or 127.0.0.1)"),
-    workdir: Path = typer.Option(None, "--workdir", help="packages, logs and state.json (default: AGENT_WORKDIR or ./edge-agent)"),
-    master_url: str = typer.Option(None, "--master-url", help="where packages are fetched (default: AGENT_MASTER_URL / EDGE_MASTER_URL)"),
+    port: int = typer.Option(
+        None, "--port", help="port of the agent's API (default: AGENT_PORT or 8010)"
+    ),
+    host: str = typer.Option(
+        None, "--host", help="interface to listen on (default: AGENT_HOST or 127.0.0.1)"
+    ),
+    workdir: Path = typer.Option(
+        None,
+        "--workdir",
+        help="packages, logs and state.json (default: AGENT_WORKDIR or ./edge-agent)",
+    ),
+    master_url: str = typer.Option(
+        None,
+        "--master-url",
+        help="where packages are fetched (default: AGENT_MASTER_URL / EDGE_MASTER_URL)",
+    ),
 ) -> None:
     """Run the edge agent: it runs the workloads the master asks for on this node, supervised."""
     import uvicorn
@@ -23,7 +36,13 @@ def agent(
 
     overrides: dict[str, Any] = {
         k: v
-        for k, v in (("node", node), ("port", port), ("host", host), ("workdir", workdir), ("master_url", master_url))
+        for k, v in (
+            ("node", node),
+            ("port", port),
+            ("host", host),
+            ("workdir", workdir),
+            ("master_url", master_url),
+        )
         if v is not None
     }
     try:

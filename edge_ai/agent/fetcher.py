@@ -1,4 +1,5 @@
 """Getting package archives from the master, by digest, into a local content-addressed cache."""
+
 from __future__ import annotations
 
 import asyncio
@@ -91,19 +92,27 @@ class PackageFetcher:
                 finally:
                     await asyncio.to_thread(out.close)
             if sha.hexdigest() != expected:
-                raise DigestMismatch("package digest mismatch: asked for "
-                    f"{digest}, received sha256:{sha.hexdigest()}")
+                raise DigestMismatch(
+                    "package digest mismatch: asked for "
+                    f"{digest}, received sha256:{sha.hexdigest()}"
+                )
             os.replace(tmp, path)
             log.info("fetched package %s (%d bytes)", digest, size)
         except httpx.HTTPError as exc:
-            raise FetchError(f"cannot fetch package {digest} from the master: {exc.__class__.__name__}") from exc
+            raise FetchError(
+                f"cannot fetch package {digest} from the master: {exc.__class__.__name__}"
+            ) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
     def prune(self, keep: set[str], extra: int) -> None:
         """Drop cached archives not in ``keep``, beyond the ``extra`` most recently used."""
         others = sorted(
-            (p for p in self.cache_dir.iterdir() if len(p.name) == 64 and f"sha256:{p.name}" not in keep),
+            (
+                p
+                for p in self.cache_dir.iterdir()
+                if len(p.name) == 64 and f"sha256:{p.name}" not in keep
+            ),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )

@@ -1,4 +1,5 @@
 """The node's vital signs for the heartbeat (psutil)."""
+
 from __future__ import annotations
 
 import os

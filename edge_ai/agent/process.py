@@ -1,4 +1,5 @@
 """One supervised run of a workload version: the child process, its restarts and its logs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -132,7 +133,9 @@ class ProcessInstance:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._guarded(), name=f"supervise:{self.name}:{self.version}")
+        self._task = asyncio.create_task(
+            self._guarded(), name=f"supervise:{self.name}:{self.version}"
+        )
 
     async def _guarded(self) -> None:
         """A bug in supervision must show as a failed workload, not as one silently left alone."""
@@ -143,7 +146,11 @@ class ProcessInstance:
         except Exception as exc:
             log.exception("supervision of %s %s broke", self.name, self.version)
             await self._terminate()
-            self.state, self.reason, self.pid = "failed", f"agent error: {exc.__class__.__name__}: {exc}", None
+            self.state, self.reason, self.pid = (
+                "failed",
+                f"agent error: {exc.__class__.__name__}: {exc}",
+                None,
+            )
             self.finished.set()
             self.on_change()
 
@@ -199,11 +206,15 @@ class ProcessInstance:
                 return
             ran = time.monotonic() - started
             self.exit_code = code
-            self._log_line(f"[agent] {self.name} {self.version} {describe_exit(code)} after {ran:.1f}s")
+            self._log_line(
+                f"[agent] {self.name} {self.version} {describe_exit(code)} after {ran:.1f}s"
+            )
             quick_failures = 0 if ran >= self.policy.stable_after_s else quick_failures + 1
             if quick_failures >= self.policy.crash_loop_limit:
                 self.state = "failed"
-                self.reason = f"crash loop: {describe_exit(code)}, {quick_failures} quick failures in a row"
+                self.reason = (
+                    f"crash loop: {describe_exit(code)}, {quick_failures} quick failures in a row"
+                )
                 self.finished.set()
                 self.on_change()
                 log.warning("%s %s failed: %s", self.name, self.version, self.reason)

@@ -1,4 +1,5 @@
 """The agent API's payloads."""
+
 from __future__ import annotations
 
 import re
@@ -18,9 +19,14 @@ class WorkloadSpec(BaseModel):
     """One workload the master wants on this node."""
 
     name: str = Field(description="the field's `{filename}-{ai_class}`, unique on the node")
-    package_digest: str = Field(description="sha256:<hex> of the package archive, fetched from the master")
+    package_digest: str = Field(
+        description="sha256:<hex> of the package archive, fetched from the master"
+    )
     version: str
-    command: list[str] = Field(min_length=1, description="argv; a leading python/python3 runs under the agent's interpreter")
+    command: list[str] = Field(
+        min_length=1,
+        description="argv; a leading python/python3 runs under the agent's interpreter",
+    )
     env: dict[str, str] = Field(default_factory=dict)
     edgeconfig_xml: str = ""
     deployment_id: int | None = None
@@ -38,8 +44,10 @@ class WorkloadSpec(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' (at "
-                "most 127), starting with a letter or digit")
+            raise ValueError(
+                "use letters, digits, '.', '_' and '-' (at "
+                "most 127), starting with a letter or digit"
+            )
         return v
 
     @field_validator("package_digest")
@@ -72,7 +80,13 @@ class WorkloadSpec(BaseModel):
     def fingerprint(self) -> tuple:
         """What the running process sees at start: a change here means start a new instance
         (``live`` is not part of it: the program re-reads its live file)."""
-        return (self.package_digest, self.version, tuple(self.command), tuple(sorted(self.env.items())), self.edgeconfig_xml)
+        return (
+            self.package_digest,
+            self.version,
+            tuple(self.command),
+            tuple(sorted(self.env.items())),
+            self.edgeconfig_xml,
+        )
 
 
 class DesiredSet(BaseModel):
@@ -110,7 +124,9 @@ class WorkloadStatus(BaseModel):
     started_at: float | None = None
     log_tail: list[str] = Field(default_factory=list)
     live: dict[str, Any] = Field(default_factory=dict, description="the live settings last written")
-    previous: list[PreviousInstance] = Field(default_factory=list, description="older versions still running until this one is up")
+    previous: list[PreviousInstance] = Field(
+        default_factory=list, description="older versions still running until this one is up"
+    )
 
 
 class WorkloadList(BaseModel):

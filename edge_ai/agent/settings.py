@@ -1,4 +1,5 @@
 """The agent's settings: AGENT_* variables (and a few EDGE_* under their fixed names)."""
+
 from __future__ import annotations
 
 import ssl
@@ -19,7 +20,9 @@ class AgentSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", populate_by_name=True)
 
-    env: Literal["local", "production"] = Field("production", validation_alias=AliasChoices("EDGE_ENV"))
+    env: Literal["local", "production"] = Field(
+        "production", validation_alias=AliasChoices("EDGE_ENV")
+    )
     key: SecretStr | None = Field(
         None, description="this agent's key: the master's calls must carry it (edgectl agent-key)"
     )
@@ -39,9 +42,14 @@ class AgentSettings(BaseSettings):
     master_ca_file: str | None = Field(
         None, description="CA bundle the master and setup are verified with (https)"
     )
-    master_url: str = Field("http://127.0.0.1:8002", validation_alias=AliasChoices("AGENT_MASTER_URL", "EDGE_MASTER_URL"))
+    master_url: str = Field(
+        "http://127.0.0.1:8002",
+        validation_alias=AliasChoices("AGENT_MASTER_URL", "EDGE_MASTER_URL"),
+    )
     log_level: str = Field("INFO", validation_alias=AliasChoices("EDGE_LOG_LEVEL"))
-    log_format: Literal["json", "text"] = Field("json", validation_alias=AliasChoices("EDGE_LOG_FORMAT"))
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias=AliasChoices("EDGE_LOG_FORMAT")
+    )
 
     node: str = "edge"
     host: str = "127.0.0.1"
@@ -53,7 +61,9 @@ class AgentSettings(BaseSettings):
     max_package_bytes: int = 2 * 1024**3
     max_unpacked_bytes: int = 8 * 1024**3
     max_files: int = 20_000
-    cache_keep: int = 8  # archives kept beyond those the desired set uses (delta bases, quick rollback)
+    cache_keep: int = (
+        8  # archives kept beyond those the desired set uses (delta bases, quick rollback)
+    )
 
     # Supervision.
     ready_grace_s: float = 2.0  # a (re)started process alive this long counts as running

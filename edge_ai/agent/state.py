@@ -1,4 +1,5 @@
 """``<workdir>/state.json``: the desired set and the pids of the children, written atomically."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The node's desired set of workloads made real: packages prepared, processes run, versions
 switched without a gap, state persisted so a restarted agent picks up where it was."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,7 +65,9 @@ class WorkloadRunner:
             return False
         return self.current.state != "failed" or spec.generation <= self.spec.generation
 
-    def switch_to(self, spec: WorkloadSpec, new: ProcessInstance, on_retired) -> list[ProcessInstance]:
+    def switch_to(
+        self, spec: WorkloadSpec, new: ProcessInstance, on_retired
+    ) -> list[ProcessInstance]:
         """Make ``new`` current. Returns instances to stop now (those that never served); serving
         ones stay until ``new`` is running."""
         self.spec = spec
@@ -88,7 +91,9 @@ class WorkloadRunner:
         old, self.previous = self.previous, []
         # Shielded: a newer switch cancelling this task must not leave a half-stopped process.
         await asyncio.shield(asyncio.gather(*(inst.stop() for inst in old)))
-        log.info("%s now runs %s; %d old instance(s) stopped", self.spec.name, new.version, len(old))
+        log.info(
+            "%s now runs %s; %d old instance(s) stopped", self.spec.name, new.version, len(old)
+        )
         await on_retired(self)
 
     def status(self, *, log_lines: int = STATUS_LOG_LINES) -> WorkloadStatus:
@@ -100,10 +105,14 @@ class WorkloadRunner:
             version=spec.version,
             package_digest=spec.package_digest,
         )
-        previous = [PreviousInstance(version=i.version, pid=i.pid, state=i.state) for i in self.previous]
+        previous = [
+            PreviousInstance(version=i.version, pid=i.pid, state=i.state) for i in self.previous
+        ]
         inst = self.current
         if inst is None:
-            return WorkloadStatus(**base, state="pending", reason=self.prepare_error or "preparing", previous=previous)
+            return WorkloadStatus(
+                **base, state="pending", reason=self.prepare_error or "preparing", previous=previous
+            )
         reason = inst.reason
         if inst.state == "failed" and any(p.state == "running" for p in previous):
             reason = f"{reason}; version {previous[0].version} still running"
@@ -123,8 +132,12 @@ class WorkloadRunner:
 
 
 class Supervisor:
-    def __init__(self, settings: AgentSettings, fetcher: PackageFetcher,
-                 edge_token: Callable[[], str | None] = lambda: None):
+    def __init__(
+        self,
+        settings: AgentSettings,
+        fetcher: PackageFetcher,
+        edge_token: Callable[[], str | None] = lambda: None,
+    ):
         self.settings = settings
         self.edge_token = edge_token  # the edge's current token, handed to workloads as EDGE_TOKEN
         self.workdir = settings.workdir.resolve()
@@ -153,9 +166,13 @@ class Supervisor:
         for sub in ("workloads", "logs", "cache", "live"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         saved = await asyncio.to_thread(self.store.load)
-        reaped = await asyncio.to_thread(reap_leftovers, self.workdir, saved.children, self.settings.stop_timeout_s)
+        reaped = await asyncio.to_thread(
+            reap_leftovers, self.workdir, saved.children, self.settings.stop_timeout_s
+        )
         if reaped:
-            log.warning("stopped %d process(es) left over from a previous run: %s", len(reaped), reaped)
+            log.warning(
+                "stopped %d process(es) left over from a previous run: %s", len(reaped), reaped
+            )
         self._tasks.append(asyncio.create_task(self._persist_loop(), name="persist-state"))
         pending = []
         async with self._lock:
@@ -167,13 +184,19 @@ class Supervisor:
                     pending.append(spec)
             self._dirty.set()
         if pending:
-            self._tasks.append(asyncio.create_task(self._retry_prepare(pending), name="retry-prepare"))
-        log.info("agent for node %s re-adopted %d workload(s)", self.settings.node, len(saved.workloads))
+            self._tasks.append(
+                asyncio.create_task(self._retry_prepare(pending), name="retry-prepare")
+            )
+        log.info(
+            "agent for node %s re-adopted %d workload(s)", self.settings.node, len(saved.workloads)
+        )
 
     async def shutdown(self) -> None:
         self._closing.set()
         async with self._lock:
-            await asyncio.gather(*(inst.stop() for r in self.runners.values() for inst in r.instances()))
+            await asyncio.gather(
+                *(inst.stop() for r in self.runners.values() for inst in r.instances())
+            )
             for runner in self.runners.values():
                 if runner.retire_task is not None:
                     self._tasks.append(runner.retire_task)
@@ -195,7 +218,9 @@ class Supervisor:
                 if runner is None or not runner.up_to_date(spec):
                     await self._prepare(spec)
             wanted = {s.name for s in specs}
-            await asyncio.gather(*(self._remove(name) for name in list(self.runners) if name not in wanted))
+            await asyncio.gather(
+                *(self._remove(name) for name in list(self.runners) if name not in wanted)
+            )
             for spec in specs:
                 await self._apply_one(spec)
             await self.flush()
@@ -221,7 +246,9 @@ class Supervisor:
             if spec.live != runner.spec.live:
                 await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
                 log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
-            runner.spec = spec.model_copy(update={"generation": max(spec.generation, runner.spec.generation)})
+            runner.spec = spec.model_copy(
+                update={"generation": max(spec.generation, runner.spec.generation)}
+            )
             return
         directory = await self._prepare(spec)
         await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
@@ -229,8 +256,13 @@ class Supervisor:
             name=spec.name,
             version=spec.version,
             argv=child_argv(spec.command),
-            env=child_env(self.workdir, spec.name, directory, self._workload_env(spec),
-                          live_file=self.live_path(spec.name)),
+            env=child_env(
+                self.workdir,
+                spec.name,
+                directory,
+                self._workload_env(spec),
+                live_file=self.live_path(spec.name),
+            ),
             directory=directory,
             log_path=self.workdir / "logs" / f"{spec.name}.log",
             policy=self.policy,
@@ -259,8 +291,9 @@ class Supervisor:
                 try:
                     await self._apply_one(runner.spec, force=True)
                 except PrepareError as exc:
-                    log.warning("%s: not restarted with the renewed token: %s",
-                                runner.spec.name, exc)
+                    log.warning(
+                        "%s: not restarted with the renewed token: %s", runner.spec.name, exc
+                    )
             await self.flush()
 
     async def _remove(self, name: str) -> None:
@@ -352,7 +385,11 @@ class Supervisor:
             if i.pid is not None
         ]
         self._snapshots += 1
-        return SavedState(workloads=[r.spec for r in self.runners.values()], children=children, seq=self._snapshots)
+        return SavedState(
+            workloads=[r.spec for r in self.runners.values()],
+            children=children,
+            seq=self._snapshots,
+        )
 
     async def _persist_loop(self) -> None:
         """Writes state.json whenever something changed (pids included), coalescing bursts."""

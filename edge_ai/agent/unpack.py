@@ -6,6 +6,7 @@ device files and fifos, more than ``max_files`` entries, more than ``max_bytes``
 The archive is unpacked into a temporary sibling directory that is renamed into place at the end,
 so a half-unpacked directory is never seen.
 """
+
 from __future__ import annotations
 
 import os

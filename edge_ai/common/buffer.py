@@ -5,6 +5,7 @@ synchronous=NORMAL loses at most the last transaction, never corrupts the file) 
 drop the oldest rows and count them in one transaction. Every method blocks briefly on disk:
 async callers go through ``asyncio.to_thread``.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,12 @@ class DiskBuffer:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS records (id INTEGER "
-                "PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+            "PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
             "data TEXT NOT NULL, blob BLOB)"
         )
-        self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+        )
         self._db.execute("INSERT OR IGNORE INTO counters VALUES ('dropped', 0)")
         self._count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
 
@@ -52,7 +55,9 @@ class DiskBuffer:
     def dropped(self) -> int:
         """Records dropped because the buffer was full, over the buffer file's whole life."""
         with self._lock:
-            return self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[0]
+            return self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[
+                0
+            ]
 
     def append(self, kind: str, data: dict[str, Any], blob: bytes | None = None) -> int:
         """Store one record; returns how many old records were dropped to make room."""
@@ -65,15 +70,20 @@ class DiskBuffer:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO records (kind, data, blob) VALUES (?, ?, ?)", rows)
+                self._db.executemany(
+                    "INSERT INTO records (kind, data, blob) VALUES (?, ?, ?)", rows
+                )
                 excess = self._count + len(rows) - self.max_records
                 dropped = 0
                 if excess > 0:
                     dropped = self._db.execute(
                         "DELETE FROM records WHERE id IN (SELECT "
-                            "id FROM records ORDER BY id LIMIT ?)", (excess,)
+                        "id FROM records ORDER BY id LIMIT ?)",
+                        (excess,),
                     ).rowcount
-                    self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,))
+                    self._db.execute(
+                        "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,)
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -94,7 +104,9 @@ class DiskBuffer:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                deleted = self._db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids]).rowcount
+                deleted = self._db.executemany(
+                    "DELETE FROM records WHERE id = ?", [(i,) for i in ids]
+                ).rowcount
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

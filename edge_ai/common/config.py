@@ -13,6 +13,7 @@ added for this platform and old files need not have them::
 ``Path`` is read and kept (the field named the one route its program used), but the client picks
 the route per record kind itself, from IP and Port.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,7 +56,7 @@ class EdgeConfig:
         if not self.node_id:
             raise ConfigError(
                 f"{self.source}: no node id: add <node><NID>0x01</NID></node> "
-                    "to the file or set EDGE_NODE_ID"
+                "to the file or set EDGE_NODE_ID"
             )
         return self.node_id
 
@@ -159,7 +160,9 @@ def _read_file(path: Path) -> dict[str, object]:
     if (url := _text(analysis, "URL")) is not None:
         values["analysis_url"] = _check_url(url, f"{where}: <analysis><URL>")
     if (route := _text(analysis, "RouteLowConfidence")) is not None:
-        values["route_low_confidence"] = _parse_bool(route, f"{where}: <analysis><RouteLowConfidence>")
+        values["route_low_confidence"] = _parse_bool(
+            route, f"{where}: <analysis><RouteLowConfidence>"
+        )
     buffer = _child(root, "buffer")
     if (bpath := _text(buffer, "Path")) is not None:
         values["buffer_dir"] = Path(bpath)
@@ -168,7 +171,9 @@ def _read_file(path: Path) -> dict[str, object]:
     return values
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> EdgeConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> EdgeConfig:
     """Read ``edgeconfig.xml`` (``path``, else $EDGE_CONFIG, else ./edgeconfig.xml), then the
     environment.
 
@@ -213,7 +218,11 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         ip = str(values["vms_ip"])
         host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
         vms_url = f"{scheme}://{host}:{values['vms_port']}"
-    for name, key in (("EDGE_NODE_ID", "node_id"), ("EDGE_NODE_NAME", "node_name"), ("EDGE_TOKEN", "token")):
+    for name, key in (
+        ("EDGE_NODE_ID", "node_id"),
+        ("EDGE_NODE_NAME", "node_name"),
+        ("EDGE_TOKEN", "token"),
+    ):
         if (v := var(name)) is not None:
             values[key] = v
     if (v := var("EDGE_ANALYSIS_URL")) is not None:
@@ -224,7 +233,11 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         values["buffer_dir"] = Path(v)
     if (v := var("EDGE_BUFFER_MAX_RECORDS")) is not None:
         values["buffer_max_records"] = _parse_int(v, "EDGE_BUFFER_MAX_RECORDS", minimum=1)
-    for name, key in (("EDGE_HTTP_TIMEOUT", "http_timeout"), ("EDGE_BACKOFF_MIN", "backoff_min"), ("EDGE_BACKOFF_MAX", "backoff_max")):
+    for name, key in (
+        ("EDGE_HTTP_TIMEOUT", "http_timeout"),
+        ("EDGE_BACKOFF_MIN", "backoff_min"),
+        ("EDGE_BACKOFF_MAX", "backoff_max"),
+    ):
         if (v := var(name)) is not None:
             values[key] = _parse_float(v, name)
     if (v := var("EDGE_BATCH_SIZE")) is not None:

@@ -4,6 +4,7 @@ OpenCV is imported only when a source is opened: the weather AI's schedule mode 
 monitoring AI never need it. Every ``read`` blocks (network, decoding): call it through
 ``asyncio.to_thread``.
 """
+
 from __future__ import annotations
 
 import time

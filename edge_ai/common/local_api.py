@@ -4,6 +4,7 @@ asyncio streams instead of a web framework: the edge images stay small and nothi
 imported. It understands exactly what the programs need: a method, a path, a JSON body with a
 Content-Length, one request per connection. Listens on loopback by default (EDGE_API_HOST).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,14 @@ log = logging.getLogger("edge_ai.api")
 
 Handler = Callable[[Any], Awaitable[tuple[int, Any]] | tuple[int, Any]]
 MAX_BODY = 64 * 1024
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 
 class LocalApi:
@@ -101,7 +109,9 @@ def _json(status: int, obj: Any) -> tuple[int, str, str]:
     return status, json.dumps(obj), "application/json"
 
 
-def prometheus_text(prefix: str, values: dict[str, float | int | bool], help_: dict[str, str] | None = None) -> str:
+def prometheus_text(
+    prefix: str, values: dict[str, float | int | bool], help_: dict[str, str] | None = None
+) -> str:
     lines = []
     for name, value in values.items():
         metric = f"{prefix}_{name}"

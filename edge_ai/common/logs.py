@@ -1,4 +1,5 @@
 """Logging for the edge programs: text or JSON lines, tokens and camera credentials redacted."""
+
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,9 @@ from edge_common.redaction import redact
 __all__ = ["RedactingFormatter", "configure_logging", "redact"]
 
 
-def configure_logging(program: str, *, level: str = "INFO", fmt: str = "text", secrets: tuple[str, ...] = ()) -> None:
+def configure_logging(
+    program: str, *, level: str = "INFO", fmt: str = "text", secrets: tuple[str, ...] = ()
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(program, secrets, fmt == "json"))
     root = logging.getLogger()

@@ -1,4 +1,5 @@
 """Command-line options shared by the programs, each with an environment variable as its default."""
+
 from __future__ import annotations
 
 import argparse
@@ -50,10 +51,23 @@ def secret_env_file() -> dict[str, str]:
 
 def base_parser(prog: str, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", default=None, help="edgeconfig.xml (default: $EDGE_CONFIG, else ./edgeconfig.xml)")
-    parser.add_argument("--api-port", type=int, default=None, help="port of the local API (default: $EDGE_API_PORT, else none)")
-    parser.add_argument("--interval", type=float, default=float(env_default("EDGE_POST_INTERVAL", "1")),
-                        help="seconds between two posts ($EDGE_POST_INTERVAL, default 1)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="edgeconfig.xml (default: $EDGE_CONFIG, else ./edgeconfig.xml)",
+    )
+    parser.add_argument(
+        "--api-port",
+        type=int,
+        default=None,
+        help="port of the local API (default: $EDGE_API_PORT, else none)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=float(env_default("EDGE_POST_INTERVAL", "1")),
+        help="seconds between two posts ($EDGE_POST_INTERVAL, default 1)",
+    )
     return parser
 
 
@@ -63,6 +77,8 @@ def parse_codes(text: str) -> dict[str, str]:
     for part in text.split(","):
         name, sep, code = part.partition("=")
         if not sep or not name.strip() or not code.strip():
-            raise ConfigError(f"codes: expected CONDITION=CODE pairs separated by commas, got {part!r}")
+            raise ConfigError(
+                f"codes: expected CONDITION=CODE pairs separated by commas, got {part!r}"
+            )
         mapping[name.strip().upper()] = code.strip()
     return mapping

@@ -1,4 +1,5 @@
 """How every edge program starts, ticks once a second, and stops on SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -57,7 +58,12 @@ async def every(period: float, stop: Stop, tick: Callable[[], Awaitable[None] | 
             await result
 
 
-def start_api(config: EdgeConfig, program: str, vms: VmsClient, extra: Callable[[], dict[str, Any]] | None = None) -> LocalApi | None:
+def start_api(
+    config: EdgeConfig,
+    program: str,
+    vms: VmsClient,
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> LocalApi | None:
     if config.api_port is None:
         return None
     api = LocalApi(config.api_host, config.api_port)
@@ -93,7 +99,9 @@ def start_api(config: EdgeConfig, program: str, vms: VmsClient, extra: Callable[
     return api
 
 
-def run_program(program: str, load: Callable[[], Any], main: Callable[[Any, Stop], Awaitable[None]]) -> int:
+def run_program(
+    program: str, load: Callable[[], Any], main: Callable[[Any, Stop], Awaitable[None]]
+) -> int:
     """Load the configuration (exit 2 with the problem on stderr), set up logging, run ``main``."""
     try:
         options = load()
@@ -101,7 +109,12 @@ def run_program(program: str, load: Callable[[], Any], main: Callable[[Any, Stop
         print(f"{program}: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     config: EdgeConfig = options.config
-    configure_logging(program, level=config.log_level, fmt=config.log_format, secrets=tuple(s for s in (config.token,) if s))
+    configure_logging(
+        program,
+        level=config.log_level,
+        fmt=config.log_format,
+        secrets=tuple(s for s in (config.token,) if s),
+    )
 
     async def runner() -> None:
         stop = Stop()

@@ -7,6 +7,7 @@ back off exponentially with jitter (several edges must not all retry in the same
 VMS restart), and a Retry-After from the receiver is honoured. The task waits on its queue with
 a timeout until the next attempt: no polling.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -223,12 +224,20 @@ class BufferedSender:
             delay = max(delay, result.retry_after)
         self._next_attempt = time.monotonic() + delay
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "%s: receiver unavailable (%s); %d records buffered, next try in %.1fs",
-                self.name, result.reason, len(self.buffer), delay)
+        log.log(
+            level,
+            "%s: receiver unavailable (%s); %d records buffered, next try in %.1fs",
+            self.name,
+            result.reason,
+            len(self.buffer),
+            delay,
+        )
 
     def _recovered(self) -> None:
         if self._failures:
-            log.info("%s: receiver reachable again after %d failed attempts", self.name, self._failures)
+            log.info(
+                "%s: receiver reachable again after %d failed attempts", self.name, self._failures
+            )
         self._failures = 0
         self._next_attempt = 0.0
 
@@ -245,8 +254,13 @@ class BufferedSender:
         self._dropped_unlogged += dropped
         now = time.monotonic()
         if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
-            log.warning("%s: buffer full (%d records): dropped the %d oldest, %d dropped in all",
-                        self.name, self.buffer.max_records, self._dropped_unlogged, self.buffer.dropped)
+            log.warning(
+                "%s: buffer full (%d records): dropped the %d oldest, %d dropped in all",
+                self.name,
+                self.buffer.max_records,
+                self._dropped_unlogged,
+                self.buffer.dropped,
+            )
             self._dropped_unlogged = 0
             self._last_drop_log = now
 

@@ -1,4 +1,5 @@
 """Timestamps as the VMS reads them: UTC, milliseconds, a trailing Z."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -13,6 +13,7 @@ detections   POST /detections     YOLO worker: the per-second summary
 Buffered records go out through ``POST /batch`` ``{"records": [{"kind", "data"}]}``, which answers
 each record's fate; a VMS without /batch (404/405, the field's) gets them one by one instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,9 @@ def classify(response: httpx.Response) -> Delivery:
 
 
 def transport_failure(exc: httpx.HTTPError) -> Delivery:
-    return Delivery(Outcome.RETRY, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return Delivery(
+        Outcome.RETRY, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    )
 
 
 async def post(http: httpx.AsyncClient, url: str, **kw: Any) -> httpx.Response | Delivery:
@@ -81,9 +84,13 @@ class VmsClient:
     def __init__(self, config: EdgeConfig, *, program: str, http: httpx.AsyncClient | None = None):
         self.config = config
         self.base_url = config.vms_url
-        self._http = http or httpx.AsyncClient(timeout=config.http_timeout, headers=_headers(config.token))
+        self._http = http or httpx.AsyncClient(
+            timeout=config.http_timeout, headers=_headers(config.token)
+        )
         self._owns_http = http is None
-        buffer = DiskBuffer(config.buffer_dir / f"{program}-vms.sqlite", max_records=config.buffer_max_records)
+        buffer = DiskBuffer(
+            config.buffer_dir / f"{program}-vms.sqlite", max_records=config.buffer_max_records
+        )
         self.sender = BufferedSender(
             name="vms",
             buffer=buffer,
@@ -122,12 +129,18 @@ class VmsClient:
         if verdict.outcome is Outcome.REJECTED:
             # No /batch (the field's VMS), a batch too large, or the whole body refused: one by one,
             # so the good records get in and each bad one is refused on its own.
-            log.info("/batch answered %s; sending %d records one by one", response.status_code, len(batch))
+            log.info(
+                "/batch answered %s; sending %d records one by one",
+                response.status_code,
+                len(batch),
+            )
             return await self.sender.one_by_one(batch)
         return _batch_results(response, batch)
 
 
-def _batch_results(response: httpx.Response, batch: Sequence[BufferedRecord]) -> list[Delivery] | Delivery:
+def _batch_results(
+    response: httpx.Response, batch: Sequence[BufferedRecord]
+) -> list[Delivery] | Delivery:
     try:
         results = response.json()["results"]
         by_index = {int(r["index"]): r for r in results}
@@ -165,9 +178,13 @@ class AnalysisClient:
         http: httpx.AsyncClient | None = None,
     ):
         self._url = url
-        self._http = http or httpx.AsyncClient(timeout=max(config.http_timeout, 10.0), headers=_headers(config.token))
+        self._http = http or httpx.AsyncClient(
+            timeout=max(config.http_timeout, 10.0), headers=_headers(config.token)
+        )
         self._owns_http = http is None
-        buffer = DiskBuffer(Path(config.buffer_dir) / f"{program}-analysis.sqlite", max_records=max_frames)
+        buffer = DiskBuffer(
+            Path(config.buffer_dir) / f"{program}-analysis.sqlite", max_records=max_frames
+        )
         self.sender = BufferedSender(
             name="analysis",
             buffer=buffer,

@@ -5,6 +5,7 @@
 ``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant
 running: ``--variant`` / $MONITORING_VARIANT.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,9 +36,14 @@ class MonitoringOptions:
 
 
 def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
-    parser = base_parser("monitoring", "Monitoring AI (ai_class 01 SUNNY, 02 RAINY): posts /usage every second.")
-    parser.add_argument("--variant", default=env_default("MONITORING_VARIANT"),
-                        help="SUNNY or RAINY, sent as func ($MONITORING_VARIANT)")
+    parser = base_parser(
+        "monitoring", "Monitoring AI (ai_class 01 SUNNY, 02 RAINY): posts /usage every second."
+    )
+    parser.add_argument(
+        "--variant",
+        default=env_default("MONITORING_VARIANT"),
+        help="SUNNY or RAINY, sent as func ($MONITORING_VARIANT)",
+    )
     args = parser.parse_args(argv)
     if not args.variant:
         raise ConfigError("--variant (or $MONITORING_VARIANT) is required: SUNNY or RAINY")
@@ -49,10 +55,17 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
-    return MonitoringOptions(config=config, variant=variant, username=config.node_name or socket.gethostname(), interval=args.interval)
+    return MonitoringOptions(
+        config=config,
+        variant=variant,
+        username=config.node_name or socket.gethostname(),
+        interval=args.interval,
+    )
 
 
-def usage_record(options: MonitoringOptions, cpu: float, memory: float, when: datetime) -> dict[str, Any]:
+def usage_record(
+    options: MonitoringOptions, cpu: float, memory: float, when: datetime
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "code": "0000",
         "message": "success",
@@ -79,10 +92,24 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
         await api.start()
     # cpu_percent(None) measures since the previous call: prime it so the first post is real.
     psutil.cpu_percent(None)
-    log.info("monitoring AI (%s) as %s posting to %s every %gs", options.variant, options.username, config.vms_url, options.interval)
+    log.info(
+        "monitoring AI (%s) as %s posting to %s every %gs",
+        options.variant,
+        options.username,
+        config.vms_url,
+        options.interval,
+    )
 
     def tick() -> None:
-        vms.submit("usage", usage_record(options, psutil.cpu_percent(None), psutil.virtual_memory().percent, datetime.now(UTC)))
+        vms.submit(
+            "usage",
+            usage_record(
+                options,
+                psutil.cpu_percent(None),
+                psutil.virtual_memory().percent,
+                datetime.now(UTC),
+            ),
+        )
 
     try:
         await every(options.interval, stop, tick)

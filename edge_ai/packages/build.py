@@ -7,6 +7,7 @@ command names: ``python -m edge_ai.weather`` brings ``edge_ai/__init__.py``, ``e
 Archives are gzip tars with the files at their root, sorted, with fixed owners and times: the same
 sources give the same bytes. Name: ``{filename}-{ai_class}-{version}.tar.gz``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -92,14 +93,22 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
         name = f"models/{yolo_weights.name}"
         files[name] = yolo_weights
         manifest = dict(manifest)
-        manifest["env"] = {**manifest.get("env", {}), "YOLO_MODEL": name, "YOLO_MODEL_NAME": yolo_weights.stem}
+        manifest["env"] = {
+            **manifest.get("env", {}),
+            "YOLO_MODEL": name,
+            "YOLO_MODEL_NAME": yolo_weights.stem,
+        }
         manifest["models"] = [name]
-        overrides["aipackage.yaml"] = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True).encode()
+        overrides["aipackage.yaml"] = yaml.safe_dump(
+            manifest, sort_keys=False, allow_unicode=True
+        ).encode()
     for declared in manifest.get("models") or []:
         if declared not in files:
             raise PackageBuildError(f"{manifest_path}: model {declared} is not in the package")
     out_dir.mkdir(parents=True, exist_ok=True)
-    archive = out_dir / f"{manifest['filename']}-{manifest['ai_class']}-{manifest['version']}.tar.gz"
+    archive = (
+        out_dir / f"{manifest['filename']}-{manifest['ai_class']}-{manifest['version']}.tar.gz"
+    )
     tmp = archive.with_suffix(".tmp")
     with (
         open(tmp, "wb") as raw,
@@ -112,16 +121,26 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
                 data = files[name].read_bytes()
             _add(tar, name, data)
     tmp.replace(archive)
-    return BuiltPackage(archive, manifest["filename"], manifest["version"], manifest["ai_class"], manifest.get("condition"))
+    return BuiltPackage(
+        archive,
+        manifest["filename"],
+        manifest["version"],
+        manifest["ai_class"],
+        manifest.get("condition"),
+    )
 
 
-def build_all(out_dir: Path, *, only: list[str] | None = None, yolo_weights: Path | None = None) -> list[BuiltPackage]:
+def build_all(
+    out_dir: Path, *, only: list[str] | None = None, yolo_weights: Path | None = None
+) -> list[BuiltPackage]:
     sources = package_sources()
     if only:
         unknown = set(only) - {s.name for s in sources}
         if unknown:
-            raise PackageBuildError(f"no package source named {', '.join(sorted(unknown))} "
-                f"(have: {', '.join(s.name for s in sources)})")
+            raise PackageBuildError(
+                f"no package source named {', '.join(sorted(unknown))} "
+                f"(have: {', '.join(s.name for s in sources)})"
+            )
         sources = [s for s in sources if s.name in only]
     return [build_package(s, out_dir, yolo_weights=yolo_weights) for s in sources]
 

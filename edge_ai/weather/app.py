@@ -11,6 +11,7 @@ Where the result comes from (``--source``):
 Whatever the source, ``PUT /result {"result": "2"}`` on the local API (``--api-port``) overrides
 it until ``DELETE /result``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,23 +48,48 @@ class WeatherOptions:
 
 
 def parse_options(argv: list[str] | None = None) -> WeatherOptions:
-    parser = base_parser("weather", "Weather (environment) AI, ai_class 00: posts /save_edgeData every second.")
-    parser.add_argument("--source", choices=["schedule", "classifier", "operator"], default=env_default("WEATHER_SOURCE", "schedule"),
-                        help="where the result code comes from ($WEATHER_SOURCE, default schedule)")
-    parser.add_argument("--sequence", default=env_default("WEATHER_SEQUENCE", "0,2"),
-                        help="schedule: codes in turn ($WEATHER_SEQUENCE, default 0,2)")
-    parser.add_argument("--period", type=float, default=float(env_default("WEATHER_PERIOD", "30")),
-                        help="schedule: seconds per code ($WEATHER_PERIOD, default 30)")
-    parser.add_argument("--video", default=env_default("WEATHER_VIDEO"),
-                        help="classifier: RTSP URL, video file or image folder ($WEATHER_VIDEO)")
-    parser.add_argument("--initial", default=env_default("WEATHER_INITIAL", "0"),
-                        help="operator: the code until one is set ($WEATHER_INITIAL, default 0)")
-    parser.add_argument("--codes", default=env_default("WEATHER_CODES", DEFAULT_CODES),
-                        help="condition -> code mapping of the classifier "
-                            f"($WEATHER_CODES, default {DEFAULT_CODES})")
-    parser.add_argument("--time-zone", default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
-                        help="zone of the date/time it posts, as the field's devices do "
-                             "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)")
+    parser = base_parser(
+        "weather", "Weather (environment) AI, ai_class 00: posts /save_edgeData every second."
+    )
+    parser.add_argument(
+        "--source",
+        choices=["schedule", "classifier", "operator"],
+        default=env_default("WEATHER_SOURCE", "schedule"),
+        help="where the result code comes from ($WEATHER_SOURCE, default schedule)",
+    )
+    parser.add_argument(
+        "--sequence",
+        default=env_default("WEATHER_SEQUENCE", "0,2"),
+        help="schedule: codes in turn ($WEATHER_SEQUENCE, default 0,2)",
+    )
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=float(env_default("WEATHER_PERIOD", "30")),
+        help="schedule: seconds per code ($WEATHER_PERIOD, default 30)",
+    )
+    parser.add_argument(
+        "--video",
+        default=env_default("WEATHER_VIDEO"),
+        help="classifier: RTSP URL, video file or image folder ($WEATHER_VIDEO)",
+    )
+    parser.add_argument(
+        "--initial",
+        default=env_default("WEATHER_INITIAL", "0"),
+        help="operator: the code until one is set ($WEATHER_INITIAL, default 0)",
+    )
+    parser.add_argument(
+        "--codes",
+        default=env_default("WEATHER_CODES", DEFAULT_CODES),
+        help="condition -> code mapping of the classifier "
+        f"($WEATHER_CODES, default {DEFAULT_CODES})",
+    )
+    parser.add_argument(
+        "--time-zone",
+        default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
+        help="zone of the date/time it posts, as the field's devices do "
+        "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)",
+    )
     args = parser.parse_args(argv)
     try:
         zone = ZoneInfo(args.time_zone)
@@ -78,8 +104,10 @@ def parse_options(argv: list[str] | None = None) -> WeatherOptions:
     if args.period <= 0 or args.interval <= 0:
         raise ConfigError("--period and --interval must be positive")
     if args.source == "classifier" and not args.video:
-        raise ConfigError("--source classifier needs --video (or $WEATHER_VIDEO): "
-            "an RTSP URL, a video file or an image folder")
+        raise ConfigError(
+            "--source classifier needs --video (or $WEATHER_VIDEO): "
+            "an RTSP URL, a video file or an image folder"
+        )
     return WeatherOptions(
         config=config,
         node_id=config.require_node_id(),
@@ -100,7 +128,12 @@ def scheduled_code(sequence: list[str], period: float, now: float) -> str:
 
 def environment_record(node_id: str, result: str, when: datetime) -> dict[str, str]:
     """The field's payload; date and time are the edge's local time (set TZ on the box)."""
-    return {"nid": node_id, "date": when.strftime("%Y%m%d"), "time": when.strftime("%H%M%S"), "result": result}
+    return {
+        "nid": node_id,
+        "date": when.strftime("%Y%m%d"),
+        "time": when.strftime("%H%M%S"),
+        "result": result,
+    }
 
 
 class ResultState:
@@ -147,7 +180,11 @@ async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop
             condition = await asyncio.to_thread(classifier.update, frame)
             code = options.codes.get(condition)
             if code is None:
-                log.warning("condition %s has no code in the mapping; keeping %s", condition, state.classified)
+                log.warning(
+                    "condition %s has no code in the mapping; keeping %s",
+                    condition,
+                    state.classified,
+                )
             elif code != state.classified:
                 log.info("classifier: %s (code %s)", condition, code)
                 state.classified = code
@@ -174,10 +211,13 @@ async def run(options: WeatherOptions, stop: Stop) -> None:
 
     def put_result(body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict) or "result" not in body:
-            return 400, {"detail": "body must be {\"result\": \"<code>\"}", "field": "result"}
+            return 400, {"detail": 'body must be {"result": "<code>"}', "field": "result"}
         value = body["result"]
         if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
-            return 400, {"detail": "result must be a non-empty string or integer code", "field": "result"}
+            return 400, {
+                "detail": "result must be a non-empty string or integer code",
+                "field": "result",
+            }
         state.override = str(value).strip()
         log.info("operator set result %s", state.override)
         return 200, {"result": state.override, "override": True}
@@ -186,15 +226,41 @@ async def run(options: WeatherOptions, stop: Stop) -> None:
         state.override = None
         return 200, {"result": state.current(time.time()), "override": False}
 
-    api = start_api(config, PROGRAM, vms, lambda: {"result": state.current(time.time()), "override": state.override is not None, "source": options.source})
+    api = start_api(
+        config,
+        PROGRAM,
+        vms,
+        lambda: {
+            "result": state.current(time.time()),
+            "override": state.override is not None,
+            "source": options.source,
+        },
+    )
     if api is not None:
         api.route("PUT", "/result", put_result)
         api.route("DELETE", "/result", delete_result)
-        api.route("GET", "/result", lambda _b: (200, {"result": state.current(time.time()), "override": state.override is not None}))
+        api.route(
+            "GET",
+            "/result",
+            lambda _b: (
+                200,
+                {"result": state.current(time.time()), "override": state.override is not None},
+            ),
+        )
         await api.start()
 
-    classifier_task = asyncio.create_task(run_classifier(options, state, stop)) if options.source == "classifier" else None
-    log.info("weather AI for node %s posting to %s every %gs (source %s)", options.node_id, config.vms_url, options.interval, options.source)
+    classifier_task = (
+        asyncio.create_task(run_classifier(options, state, stop))
+        if options.source == "classifier"
+        else None
+    )
+    log.info(
+        "weather AI for node %s posting to %s every %gs (source %s)",
+        options.node_id,
+        config.vms_url,
+        options.interval,
+        options.source,
+    )
 
     def tick() -> None:
         now = time.time()
@@ -202,7 +268,10 @@ async def run(options: WeatherOptions, stop: Stop) -> None:
         if result is None:
             log.debug("no result yet (classifier has not seen a frame)")
             return
-        vms.submit("environment", environment_record(options.node_id, result, datetime.fromtimestamp(now, options.zone)))
+        vms.submit(
+            "environment",
+            environment_record(options.node_id, result, datetime.fromtimestamp(now, options.zone)),
+        )
 
     try:
         await every(options.interval, stop, tick)

@@ -19,6 +19,7 @@ Rules, first match wins (thresholds are the ``Rules`` defaults):
 
 A majority over the last ``window`` frames keeps the result from flickering.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
@@ -51,7 +52,9 @@ def frame_stats(frame: Any) -> FrameStats:
 
     height, width = frame.shape[:2]
     if width > 160:
-        frame = cv2.resize(frame, (160, max(1, int(height * 160 / width))), interpolation=cv2.INTER_AREA)
+        frame = cv2.resize(
+            frame, (160, max(1, int(height * 160 / width))), interpolation=cv2.INTER_AREA
+        )
     hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     return FrameStats(

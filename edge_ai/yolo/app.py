@@ -6,6 +6,7 @@ frame takes long. A frame with detections between ``--min-conf`` and ``--conf`` 
 "below the threshold"; when routing says so, it is sent as JPEG + metadata to the analysis server
 (at most ``--max-uploads`` frames a second), buffered on disk like the VMS records.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,25 +74,50 @@ class Profile:
 def _add_live_options(parser: ArgumentParser) -> None:
     """Where the optimizer's live settings come from, and what the worker does with them."""
     add = parser.add_argument
-    add("--routing-file", default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
+    add(
+        "--routing-file",
+        default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
         help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's "
-             "$EDGE_LIVE_FILE)")
-    add("--helped-mode", choices=("pause", "rate"),
+        "$EDGE_LIVE_FILE)",
+    )
+    add(
+        "--helped-mode",
+        choices=("pause", "rate"),
         default=env_default("YOLO_HELPED_MODE") or "rate",
         help="while a helper or the server analyses this camera: pause local analysis or lower "
-             "its rate ($YOLO_HELPED_MODE, default rate)")
-    add("--helped-rate", type=float, default=float(env_default("YOLO_HELPED_RATE") or "1"),
-        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)")
-    add("--focus-rate", type=float, default=float(env_default("YOLO_FOCUS_RATE") or "0"),
-        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)")
-    add("--focus-conf", type=float, default=float(env_default("YOLO_FOCUS_CONF") or "0"),
-        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)")
-    add("--focus-max-uploads", type=int, default=int(env_default("YOLO_FOCUS_MAX_UPLOADS") or "0"),
+        "its rate ($YOLO_HELPED_MODE, default rate)",
+    )
+    add(
+        "--helped-rate",
+        type=float,
+        default=float(env_default("YOLO_HELPED_RATE") or "1"),
+        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)",
+    )
+    add(
+        "--focus-rate",
+        type=float,
+        default=float(env_default("YOLO_FOCUS_RATE") or "0"),
+        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)",
+    )
+    add(
+        "--focus-conf",
+        type=float,
+        default=float(env_default("YOLO_FOCUS_CONF") or "0"),
+        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)",
+    )
+    add(
+        "--focus-max-uploads",
+        type=int,
+        default=int(env_default("YOLO_FOCUS_MAX_UPLOADS") or "0"),
         help="frames sent up a second in focus mode ($YOLO_FOCUS_MAX_UPLOADS, default twice "
-             "--max-uploads)")
-    add("--analysis-for", default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
+        "--max-uploads)",
+    )
+    add(
+        "--analysis-for",
+        default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
         help="helper mode: analyse another node's camera and post under its nid "
-             "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)")
+        "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)",
+    )
 
 
 def _check_live_options(args: Namespace) -> None:
@@ -102,43 +128,106 @@ def _check_live_options(args: Namespace) -> None:
 
 
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
-    parser = base_parser("yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS.")
-    parser.add_argument("--source", default=env_default("YOLO_SOURCE"), help="RTSP URL, video file or image folder ($YOLO_SOURCE)")
-    parser.add_argument("--model", default=env_default("YOLO_MODEL", "yolov8n.yaml"),
-                        help="weights (.pt, .onnx) or architecture (.yaml, random "
-                            "weights) ($YOLO_MODEL, default yolov8n.yaml)")
-    parser.add_argument("--model-name", default=env_default("YOLO_MODEL_NAME"), help="name posted as model (default: the file's stem)")
-    parser.add_argument("--model-version", default=env_default("YOLO_MODEL_VERSION", "01"), help="posted as model_version ($YOLO_MODEL_VERSION, default 01)")
-    parser.add_argument("--rate", type=float, default=float(env_default("YOLO_RATE", "5")), help="frames a second at most ($YOLO_RATE, default 5)")
-    parser.add_argument("--conf", type=float, default=float(env_default("YOLO_CONF_THRESHOLD", "0.5")),
-                        help="confidence threshold ($YOLO_CONF_THRESHOLD, default 0.5)")
-    parser.add_argument("--min-conf", type=float, default=float(env_default("YOLO_MIN_CONF", "0.1")),
-                        help="detections below this are ignored altogether ($YOLO_MIN_CONF, default 0.1)")
-    parser.add_argument("--imgsz", type=int, default=int(env_default("YOLO_IMGSZ", "640")), help="inference size ($YOLO_IMGSZ, default 640)")
-    parser.add_argument("--device", default=env_default("YOLO_DEVICE"), help="cpu, 0, cuda:0 ($YOLO_DEVICE, default: ultralytics picks)")
-    parser.add_argument("--max-detections", type=int, default=int(env_default("YOLO_MAX_DETECTIONS", "100")),
-                        help="detections listed per summary ($YOLO_MAX_DETECTIONS, default 100)")
-    parser.add_argument("--max-uploads", type=int, default=int(env_default("YOLO_MAX_UPLOADS_PER_SECOND", "1")),
-                        help="low-confidence frames sent up a second at most "
-                            "($YOLO_MAX_UPLOADS_PER_SECOND, default 1)")
-    parser.add_argument("--analysis-buffer", type=int, default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
-                        help="frames kept on disk for the analysis server "
-                            "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)")
-    parser.add_argument("--names", default=env_default("YOLO_NAMES"),
-                        help="YAML with the class names, for a model without "
-                            "them ($YOLO_NAMES; default COCO for 80 classes)")
+    parser = base_parser(
+        "yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS."
+    )
+    parser.add_argument(
+        "--source",
+        default=env_default("YOLO_SOURCE"),
+        help="RTSP URL, video file or image folder ($YOLO_SOURCE)",
+    )
+    parser.add_argument(
+        "--model",
+        default=env_default("YOLO_MODEL", "yolov8n.yaml"),
+        help="weights (.pt, .onnx) or architecture (.yaml, random "
+        "weights) ($YOLO_MODEL, default yolov8n.yaml)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=env_default("YOLO_MODEL_NAME"),
+        help="name posted as model (default: the file's stem)",
+    )
+    parser.add_argument(
+        "--model-version",
+        default=env_default("YOLO_MODEL_VERSION", "01"),
+        help="posted as model_version ($YOLO_MODEL_VERSION, default 01)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=float(env_default("YOLO_RATE", "5")),
+        help="frames a second at most ($YOLO_RATE, default 5)",
+    )
+    parser.add_argument(
+        "--conf",
+        type=float,
+        default=float(env_default("YOLO_CONF_THRESHOLD", "0.5")),
+        help="confidence threshold ($YOLO_CONF_THRESHOLD, default 0.5)",
+    )
+    parser.add_argument(
+        "--min-conf",
+        type=float,
+        default=float(env_default("YOLO_MIN_CONF", "0.1")),
+        help="detections below this are ignored altogether ($YOLO_MIN_CONF, default 0.1)",
+    )
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        default=int(env_default("YOLO_IMGSZ", "640")),
+        help="inference size ($YOLO_IMGSZ, default 640)",
+    )
+    parser.add_argument(
+        "--device",
+        default=env_default("YOLO_DEVICE"),
+        help="cpu, 0, cuda:0 ($YOLO_DEVICE, default: ultralytics picks)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=int,
+        default=int(env_default("YOLO_MAX_DETECTIONS", "100")),
+        help="detections listed per summary ($YOLO_MAX_DETECTIONS, default 100)",
+    )
+    parser.add_argument(
+        "--max-uploads",
+        type=int,
+        default=int(env_default("YOLO_MAX_UPLOADS_PER_SECOND", "1")),
+        help="low-confidence frames sent up a second at most "
+        "($YOLO_MAX_UPLOADS_PER_SECOND, default 1)",
+    )
+    parser.add_argument(
+        "--analysis-buffer",
+        type=int,
+        default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
+        help="frames kept on disk for the analysis server "
+        "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)",
+    )
+    parser.add_argument(
+        "--names",
+        default=env_default("YOLO_NAMES"),
+        help="YAML with the class names, for a model without "
+        "them ($YOLO_NAMES; default COCO for 80 classes)",
+    )
     _add_live_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
-        raise ConfigError("--source (or $YOLO_SOURCE) is required: an RTSP URL, a video file or an image folder")
+        raise ConfigError(
+            "--source (or $YOLO_SOURCE) is required: an RTSP URL, a video file or an image folder"
+        )
     if args.rate <= 0 or args.interval <= 0:
         raise ConfigError("--rate and --interval must be positive")
     if not 0 < args.conf <= 1 or not 0 < args.min_conf <= args.conf:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
     _check_live_options(args)
-    if args.imgsz < 32 or args.max_detections < 0 or args.max_uploads < 0 or args.analysis_buffer < 1:
-        raise ConfigError("--imgsz at least 32; --max-detections, --max-uploads "
-            "not negative; --analysis-buffer at least 1")
+    if (
+        args.imgsz < 32
+        or args.max_detections < 0
+        or args.max_uploads < 0
+        or args.analysis_buffer < 1
+    ):
+        raise ConfigError(
+            "--imgsz at least 32; --max-detections, --max-uploads "
+            "not negative; --analysis-buffer at least 1"
+        )
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
@@ -182,7 +271,14 @@ def _encode_jpeg(frame: Any) -> bytes:
 
 
 class Worker:
-    def __init__(self, options: YoloOptions, detector: Any, vms: VmsClient, analysis: AnalysisClient, routing: Routing):
+    def __init__(
+        self,
+        options: YoloOptions,
+        detector: Any,
+        vms: VmsClient,
+        analysis: AnalysisClient,
+        routing: Routing,
+    ):
         self.options = options
         self.detector = detector
         self.vms = vms
@@ -212,22 +308,33 @@ class Worker:
                 # No helper: frames go to the analysis server at a bounded rate; local work as
                 # when helped.
                 read_rate = rate or float(max(o.max_uploads, 1))
-                return Profile("server", read_rate, o.conf, o.max_uploads, detect=not paused,
-                               upload_all=True)
+                return Profile(
+                    "server", read_rate, o.conf, o.max_uploads, detect=not paused, upload_all=True
+                )
             return Profile("helped", rate, o.conf, o.max_uploads)
         if r.focused():
             f = r.focus_overrides
-            return Profile("focus", f.get("focus_rate", o.focus_rate),
-                           f.get("focus_conf", o.focus_conf),
-                           int(f.get("focus_max_uploads", o.focus_max_uploads)))
+            return Profile(
+                "focus",
+                f.get("focus_rate", o.focus_rate),
+                f.get("focus_conf", o.focus_conf),
+                int(f.get("focus_max_uploads", o.focus_max_uploads)),
+            )
         return Profile("normal", o.rate, o.conf, o.max_uploads)
 
     def update_profile(self) -> None:
         new = self.current_profile()
         if new != self.profile:
-            log.info("profile %s -> %s: %.3g fps, threshold %.2f, %d uploads/s%s (routing %s)",
-                     self.profile.name, new.name, new.rate, new.conf, new.max_uploads,
-                     "" if new.detect else ", local analysis paused", self.routing.as_json())
+            log.info(
+                "profile %s -> %s: %.3g fps, threshold %.2f, %d uploads/s%s (routing %s)",
+                self.profile.name,
+                new.name,
+                new.rate,
+                new.conf,
+                new.max_uploads,
+                "" if new.detect else ", local analysis paused",
+                self.routing.as_json(),
+            )
             self.profile = new
             self.changed.set()
 
@@ -350,7 +457,12 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     prepare_offline_environment(config.buffer_dir / "ultralytics")
     log.info("loading model %s", options.model)
     detector = await asyncio.to_thread(
-        Detector, options.model, imgsz=options.imgsz, device=options.device, min_conf=options.min_conf, names_file=options.names
+        Detector,
+        options.model,
+        imgsz=options.imgsz,
+        device=options.device,
+        min_conf=options.min_conf,
+        names_file=options.names,
     )
     routing = Routing(
         route_low_confidence=config.route_low_confidence,
@@ -360,9 +472,12 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     )
     routing.refresh_from_file()
     vms = VmsClient(config, program=f"yolo-{options.node_id}")
-    analysis = AnalysisClient(config, program=f"yolo-{options.node_id}",
-                              url=lambda: routing.target_url,
-                              max_frames=options.analysis_buffer)
+    analysis = AnalysisClient(
+        config,
+        program=f"yolo-{options.node_id}",
+        url=lambda: routing.target_url,
+        max_frames=options.analysis_buffer,
+    )
     vms.start()
     analysis.start()
     worker = Worker(options, detector, vms, analysis, routing)
@@ -376,18 +491,28 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         return 200, routing.as_json()
 
     def status() -> dict[str, Any]:
-        return {"routing": routing.as_json(), "profile": worker.profile.__dict__,
-                "analysis": analysis.sender.stats(),
-                "model": options.model_name, "posts_for": worker.posts_for}
+        return {
+            "routing": routing.as_json(),
+            "profile": worker.profile.__dict__,
+            "analysis": analysis.sender.stats(),
+            "model": options.model_name,
+            "posts_for": worker.posts_for,
+        }
 
     api = start_api(config, PROGRAM, vms, status)
     if api is not None:
         api.route("GET", "/routing", lambda _b: (200, routing.as_json()))
         api.route("PUT", "/routing", put_routing)
         await api.start()
-    log.info("YOLO worker for node %s%s: model %s v%s, %g fps max, posting to %s",
-             options.node_id, f" (helping {options.analysis_for})" if options.analysis_for else "",
-             options.model_name, options.model_version, options.rate, config.vms_url)
+    log.info(
+        "YOLO worker for node %s%s: model %s v%s, %g fps max, posting to %s",
+        options.node_id,
+        f" (helping {options.analysis_for})" if options.analysis_for else "",
+        options.model_name,
+        options.model_version,
+        options.rate,
+        config.vms_url,
+    )
     if worker.profile.name != "normal":
         log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
     inference = asyncio.create_task(worker.frames(stop))

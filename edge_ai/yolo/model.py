@@ -7,6 +7,7 @@ weights file that must exist locally (a missing ``.pt`` would otherwise be downl
 architecture file (``yolov8n.yaml``) builds the network with random weights from ultralytics'
 bundled configs: enough to exercise the whole pipeline without any weights.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,14 +42,18 @@ def check_model_spec(spec: str) -> None:
     suffix = path.suffix.lower()
     if suffix in WEIGHT_SUFFIXES:
         if not path.is_file():
-            raise ConfigError(f"model {spec}: file not found (weights are "
-                "never downloaded; put the file in the package)")
+            raise ConfigError(
+                f"model {spec}: file not found (weights are "
+                "never downloaded; put the file in the package)"
+            )
     elif suffix in ARCH_SUFFIXES:
         if path.parent != Path(".") and not path.is_file():
             raise ConfigError(f"model {spec}: architecture file not found")
     else:
-        raise ConfigError(f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) "
-            "or an architecture file (.yaml)")
+        raise ConfigError(
+            f"model {spec}: expected weights ({', '.join(sorted(WEIGHT_SUFFIXES))}) "
+            "or an architecture file (.yaml)"
+        )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 frames would count the same bus five times); ``below_threshold`` and ``frames_sent_up`` add up
 over every frame of the second; ``inference_ms`` summarises each frame's detection time.
 """
+
 from __future__ import annotations
 
 import statistics

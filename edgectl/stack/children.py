@@ -1,5 +1,6 @@
 """The stack's child processes: started in their own process group, logged to files, stopped
 together."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,9 @@ def check_ports_free(ports: dict[str, int]) -> None:
                 taken.append(f"{name} port {port}")
     if taken:
         raise PortInUse(
-            "already in use: " + ", ".join(taken) + " (stop what uses them, or set EDGE_UP_<NAME>_PORT)"
+            "already in use: "
+            + ", ".join(taken)
+            + " (stop what uses them, or set EDGE_UP_<NAME>_PORT)"
         )
 
 
@@ -65,7 +68,9 @@ class Child:
         while time.monotonic() < deadline:
             if not self.alive():
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}"
+                )
             try:
                 if httpx.get(self.ready_url, timeout=2).status_code == 200:
                     return

@@ -1,5 +1,6 @@
 """Settings of `edgectl up` (env prefix EDGE_UP_), and the secrets it generates once per data
 folder."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDGE_UP_", extra="ignore")
 
-    data_dir: Path = Field(Path(".edge-data"), description="database, artifacts, agent work dirs, logs, secrets")
+    data_dir: Path = Field(
+        Path(".edge-data"), description="database, artifacts, agent work dirs, logs, secrets"
+    )
     database_url: str | None = Field(
-        None, validation_alias="EDGE_DATABASE_URL", description="use this Postgres instead of the embedded one"
+        None,
+        validation_alias="EDGE_DATABASE_URL",
+        description="use this Postgres instead of the embedded one",
     )
     db_port: int = 55432
     setup_port: int = 8001

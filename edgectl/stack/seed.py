@@ -5,6 +5,7 @@ SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the
 the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
 stays SUNNY, so the optimizer is seen swapping variants on edge-01.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -46,16 +47,37 @@ def _ok(r: httpx.Response, what: str) -> dict:
     return r.json() if r.content else {}
 
 
-def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[str], data_dir: Path, weather_period_s: int) -> None:
+def seed(
+    setup: str,
+    master: str,
+    headers: dict[str, str],
+    *,
+    agent_urls: list[str],
+    data_dir: Path,
+    weather_period_s: int,
+) -> None:
     with httpx.Client(headers=headers, timeout=60) as http:
         cluster_id = _cluster(http, setup)
         edge_ids = [
-            _edge(http, setup, spec, cluster_id, agent_url, data_dir / "agents" / spec["name"] / "edge-token")
+            _edge(
+                http,
+                setup,
+                spec,
+                cluster_id,
+                agent_url,
+                data_dir / "agents" / spec["name"] / "edge-token",
+            )
             for spec, agent_url in zip(EDGES, agent_urls, strict=False)
         ]
         ais = _packages(http, setup, master, data_dir / "packages")
         weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]
-        _deploy(http, setup, edge_ids[0], weather, {"WEATHER_SEQUENCE": "0,2", "WEATHER_PERIOD": str(weather_period_s)})
+        _deploy(
+            http,
+            setup,
+            edge_ids[0],
+            weather,
+            {"WEATHER_SEQUENCE": "0,2", "WEATHER_PERIOD": str(weather_period_s)},
+        )
         _deploy(http, setup, edge_ids[1], weather, {"WEATHER_SEQUENCE": "0"})
         for edge_id in edge_ids:
             _deploy(http, setup, edge_id, sunny, {})
@@ -64,7 +86,13 @@ def seed(setup: str, master: str, headers: dict[str, str], *, agent_urls: list[s
             import ultralytics
 
             assets = Path(ultralytics.__file__).parent / "assets"
-            _deploy(http, setup, edge_ids[0], ais[("yoloworker", "10")], {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1"})
+            _deploy(
+                http,
+                setup,
+                edge_ids[0],
+                ais[("yoloworker", "10")],
+                {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1"},
+            )
 
 
 def _cluster(http: httpx.Client, setup: str) -> int:
@@ -72,7 +100,13 @@ def _cluster(http: httpx.Client, setup: str) -> int:
     for c in found:
         if c["name"] == CLUSTER:
             return c["id"]
-    return _ok(http.post(f"{setup}/clusters", json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"}), "create cluster")["id"]
+    return _ok(
+        http.post(
+            f"{setup}/clusters",
+            json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"},
+        ),
+        "create cluster",
+    )["id"]
 
 
 def _write_token(path: Path, token: str) -> None:
@@ -83,11 +117,20 @@ def _write_token(path: Path, token: str) -> None:
         f.write(token)
 
 
-def _edge(http: httpx.Client, setup: str, spec: DemoEdge, cluster_id: int, agent_url: str, token_file: Path) -> int:
+def _edge(
+    http: httpx.Client,
+    setup: str,
+    spec: DemoEdge,
+    cluster_id: int,
+    agent_url: str,
+    token_file: Path,
+) -> int:
     found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced
-            rotated = _ok(http.post(f"{setup}/edges/{found[0]['id']}/token"), f"token of {spec['name']}")
+            rotated = _ok(
+                http.post(f"{setup}/edges/{found[0]['id']}/token"), f"token of {spec['name']}"
+            )
             _write_token(token_file, rotated["token"])
         return found[0]["id"]
     body = {
@@ -115,7 +158,10 @@ def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tu
     ids: dict[tuple[str, str], int] = {}
     for pkg in build_all(out, only=wanted):
         existing = _ok(
-            http.get(f"{setup}/ai-packages", params={"filename": pkg.filename, "ai_class": pkg.ai_class}), "list AIs"
+            http.get(
+                f"{setup}/ai-packages", params={"filename": pkg.filename, "ai_class": pkg.ai_class}
+            ),
+            "list AIs",
         )["items"]
         match = [a for a in existing if a["version"] == pkg.version and a["status"] != "removed"]
         if match:
@@ -126,7 +172,11 @@ def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tu
                 http.post(
                     f"{master}/ai-packages",
                     content=f,
-                    params={"filename": pkg.filename, "version": pkg.version, "ai_class": pkg.ai_class},
+                    params={
+                        "filename": pkg.filename,
+                        "version": pkg.version,
+                        "ai_class": pkg.ai_class,
+                    },
                     headers={"content-type": "application/gzip"},
                 ),
                 f"upload {pkg.path.name}",
@@ -146,7 +196,9 @@ def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: floa
             if ai["status"] == "ready":
                 pending.discard(ai_id)
             elif ai["status"] == "failed":
-                raise SeedError(f"AI {ai['filename']} {ai['version']} failed to build: {ai['failure_reason']}")
+                raise SeedError(
+                    f"AI {ai['filename']} {ai['version']} failed to build: {ai['failure_reason']}"
+                )
         if pending:
             time.sleep(0.5)
     if pending:
@@ -156,9 +208,17 @@ def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: floa
 def _deploy(http: httpx.Client, setup: str, edge_id: int, ai_id: int, params: dict) -> None:
     ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
     running = _ok(
-        http.get(f"{setup}/deployments", params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"}),
+        http.get(
+            f"{setup}/deployments",
+            params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"},
+        ),
         "list deployments",
     )["items"]
     if running:
         return  # already there (maybe swapped by the optimizer since): leave it
-    _ok(http.post(f"{setup}/deployments", json={"edge_id": edge_id, "ai_id": ai_id, "params": params}), "deploy")
+    _ok(
+        http.post(
+            f"{setup}/deployments", json={"edge_id": edge_id, "ai_id": ai_id, "params": params}
+        ),
+        "deploy",
+    )

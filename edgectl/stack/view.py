@@ -3,6 +3,7 @@ decisions.
 
 A live rich view on a terminal; plain log lines (only what changed) otherwise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +30,11 @@ class FleetView:
         self.errors = []
         for name, url in self.services.items():
             try:
-                self.status[name] = "ready" if client.get(f"{url}/readyz", timeout=2).status_code == 200 else "not ready"
+                self.status[name] = (
+                    "ready"
+                    if client.get(f"{url}/readyz", timeout=2).status_code == 200
+                    else "not ready"
+                )
             except httpx.HTTPError:
                 self.status[name] = "down"
         self.edges = self._edges(client)
@@ -39,7 +44,9 @@ class FleetView:
 
     def _get(self, client: httpx.Client, service: str, path: str, **params) -> Any:
         try:
-            r = client.get(f"{self.services[service]}{path}", params=params, headers=self.headers, timeout=3)
+            r = client.get(
+                f"{self.services[service]}{path}", params=params, headers=self.headers, timeout=3
+            )
             r.raise_for_status()
             return r.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -48,7 +55,9 @@ class FleetView:
 
     def _edges(self, client: httpx.Client) -> list[dict[str, Any]]:
         edges = self._get(client, "setup", "/edges", limit=200) or {"items": []}
-        deployments = self._get(client, "setup", "/deployments", desired="running", limit=2000) or {"items": []}
+        deployments = self._get(client, "setup", "/deployments", desired="running", limit=2000) or {
+            "items": []
+        }
         ais = self._get(client, "setup", "/ai-packages", limit=2000) or {"items": []}
         state = self._get(client, "vms", "/nodes/state") or {"items": []}
         ai_by_id = {a["id"]: a for a in ais["items"]}
@@ -62,7 +71,9 @@ class FleetView:
                 if d["edge_id"] != edge["id"]:
                     continue
                 ai = ai_by_id.get(d["ai_id"], {})
-                label = f"{ai.get('filename', '?')}-{ai.get('ai_class', '?')} v{ai.get('version', '?')}"
+                label = (
+                    f"{ai.get('filename', '?')}-{ai.get('ai_class', '?')} v{ai.get('version', '?')}"
+                )
                 if ai.get("condition"):
                     label += f" ({ai['condition']})"
                 running.append(f"{label} [{d['observed']}]")
@@ -93,15 +104,21 @@ class FleetView:
             services.add_column(col)
         for name, url in self.services.items():
             colour = {"ready": "green", "down": "red"}.get(self.status.get(name, ""), "yellow")
-            services.add_row(name, Text(self.status.get(name, "?"), style=colour), url, f"{url}/docs")
+            services.add_row(
+                name, Text(self.status.get(name, "?"), style=colour), url, f"{url}/docs"
+            )
 
         edges = Table(title="Edges", expand=True)
         for col in ("edge", "nid", "condition", "AIs (observed state)", "cpu %", "mem %"):
             edges.add_column(col)
         for e in self.edges:
             edges.add_row(
-                e["name"], e["nid"], e["condition"], "\n".join(e["ais"]) or "-",
-                _pct(e["cpu"]), _pct(e["memory"]),
+                e["name"],
+                e["nid"],
+                e["condition"],
+                "\n".join(e["ais"]) or "-",
+                _pct(e["cpu"]),
+                _pct(e["memory"]),
             )
 
         decisions = Table(title="Latest optimizer decisions", expand=True)
@@ -115,11 +132,17 @@ class FleetView:
         parts += [Text(note, style="yellow") for note in self.notes]
         if self.errors:
             parts.append(Text("waiting for: " + ", ".join(sorted(set(self.errors))), style="dim"))
-        parts.append(Text("Ctrl-C stops everything; data is kept for the next `edgectl up`.", style="dim"))
+        parts.append(
+            Text("Ctrl-C stops everything; data is kept for the next `edgectl up`.", style="dim")
+        )
         return Group(*parts)
 
     def plain_lines(self) -> list[str]:
-        lines = [f"edge {e['name']} ({e['nid']}): condition {e['condition']}; " + ("; ".join(e["ais"]) or "no AI") for e in self.edges]
+        lines = [
+            f"edge {e['name']} ({e['nid']}): condition {e['condition']}; "
+            + ("; ".join(e["ais"]) or "no AI")
+            for e in self.edges
+        ]
         lines += ["decision: " + " | ".join(decision_cells(d)) for d in self.decisions]
         if "analysis" in self.services:
             lines.append(analysis_line(self.analysis))

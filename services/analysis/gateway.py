@@ -236,9 +236,7 @@ class Gateway:
     async def job(self, job_id: str, principal: Principal) -> AnalysisResult | JobAccepted:
         """A job's result or "queued"; an edge reads only the jobs it posted (403 otherwise)."""
         try:
-            raw, owner = await self.redis.mget(
-                [self.keys.result(job_id), self.keys.owner(job_id)]
-            )
+            raw, owner = await self.redis.mget([self.keys.result(job_id), self.keys.owner(job_id)])
             queued = raw is None and bool(await self.redis.exists(self.keys.job(job_id)))
         except RedisError as exc:
             raise Unavailable(

@@ -51,6 +51,7 @@ def first_stream(reply: Any) -> list[StreamEntry]:
     """The entries of the one stream an XREAD/XREADGROUP reply holds ([] when it timed out)."""
     return stream_entries(reply[0][1]) if reply else []
 
+
 # KEYS: stream, job key, owner key; ARGV: max jobs, job id, image, meta json, job key ttl, owner.
 SUBMIT_SCRIPT = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end

@@ -175,9 +175,7 @@ async def video_status(video_id: str, request: Request, principal: ReaderAuth) -
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(
-    video_id: str, request: Request, principal: ReaderAuth
-) -> StreamingResponse:
+async def video_events(video_id: str, request: Request, principal: ReaderAuth) -> StreamingResponse:
     videos = request.app.state.videos
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
@@ -192,9 +190,7 @@ async def video_events(
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(
-    video_id: str, request: Request, principal: ReaderAuth
-) -> FileResponse:
+async def video_annotated(video_id: str, request: Request, principal: ReaderAuth) -> FileResponse:
     path = await request.app.state.videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 

@@ -1,5 +1,6 @@
 """The master: AI packages become stored artifacts and registry images, and run on edges through a
 runtime driver (edge agent, Kubernetes, Docker), reconciled against setup's desired state."""
+
 from __future__ import annotations
 
 import contextlib

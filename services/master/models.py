@@ -1,5 +1,6 @@
 """The master's own tables (schema ``master``). Setup owns the AI rows and the desired state; the
 master keeps only what it needs to find a package again and the record of its builds."""
+
 from __future__ import annotations
 
 from datetime import datetime

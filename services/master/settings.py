@@ -1,4 +1,5 @@
 """The master's settings; its own are read with the MASTER_ prefix (e.g. MASTER_REGISTRY_URL)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,20 +23,29 @@ class MasterSettings(ServiceSettings):
 
     # The private registry images are pushed to. Unset: packages are stored and run by edge agents
     # from the artifact store, no image is built (the single-machine stack needs no registry).
-    registry_url: str | None = Field(None, description="http://127.0.0.1:5000, https://reg.lan:5000 or host:port")
+    registry_url: str | None = Field(
+        None, description="http://127.0.0.1:5000, https://reg.lan:5000 or host:port"
+    )
     registry_username: str | None = None
     registry_password: SecretStr | None = None
     registry_insecure: bool = Field(False, description="plain HTTP when registry_url has no scheme")
     registry_tls_verify: bool = True
     registry_ca_file: str | None = None
-    base_image: str | None = Field(None, description="base image in the same registry (e.g. python:3.11-slim); "
-        "unset: package layer only")
+    base_image: str | None = Field(
+        None,
+        description="base image in the same registry (e.g. python:3.11-slim); "
+        "unset: package layer only",
+    )
     image_media_types: Literal["oci", "docker"] = "oci"
     image_architecture: str = "amd64"
 
     # Where packages live.
-    artifact_dir: Path = Field(Path("./var/master/artifacts"), description="content-addressed package store")
-    package_dir: Path = Field(Path("./var/master/packages"), description="the field's package folders, one per filename")
+    artifact_dir: Path = Field(
+        Path("./var/master/artifacts"), description="content-addressed package store"
+    )
+    package_dir: Path = Field(
+        Path("./var/master/packages"), description="the field's package folders, one per filename"
+    )
 
     # Upload limits (the /ai-packages body limit is max_upload_bytes; every other route keeps
     # max_body_bytes).
@@ -44,14 +54,18 @@ class MasterSettings(ServiceSettings):
     max_package_files: int = 10_000
 
     # Reconcile.
-    reconcile_seconds: float = Field(30.0, gt=0, description="period of the reconcile pass (POST /reconcile runs one at once)")
+    reconcile_seconds: float = Field(
+        30.0, gt=0, description="period of the reconcile pass (POST /reconcile runs one at once)"
+    )
     reconcile_on_start: bool = True
     setup_timeout_s: float = 15.0
     agent_timeout_s: float = 120.0  # an agent fetches and unpacks the package inside a PUT
     notify_optimizer: bool = True
 
     # Runtimes other than the agent.
-    docker_host: str | None = Field(None, description="unix:///var/run/docker.sock or tcp://127.0.0.1:2375")
+    docker_host: str | None = Field(
+        None, description="unix:///var/run/docker.sock or tcp://127.0.0.1:2375"
+    )
     docker_live_dir: str | None = Field(
         None,
         description="a directory on the Docker host (the master must write the same directory: "
@@ -65,7 +79,10 @@ class MasterSettings(ServiceSettings):
     image_pull_secret: str = PULL_SECRET_NAME  # the Secret `edgectl registry node-config` creates
 
     # What deployed AIs are told (edgeconfig.xml and environment).
-    vms_public_url: str = Field("http://127.0.0.1:6432", description="the VMS address written into every AI's edgeconfig.xml")
+    vms_public_url: str = Field(
+        "http://127.0.0.1:6432",
+        description="the VMS address written into every AI's edgeconfig.xml",
+    )
     vms_path: str = Field(
         "usage",
         description="edgeconfig.xml <Path> of every AI but the environment AI (00: save_edgeData)",
@@ -73,7 +90,9 @@ class MasterSettings(ServiceSettings):
 
     @property
     def vms_host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.vms_public_url if "://" in self.vms_public_url else f"http://{self.vms_public_url}")
+        parts = urlsplit(
+            self.vms_public_url if "://" in self.vms_public_url else f"http://{self.vms_public_url}"
+        )
         return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
     def secret_values(self) -> list[str]:

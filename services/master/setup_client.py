@@ -105,7 +105,9 @@ class SetupClient:
         try:
             return FLEET_SNAPSHOT.validate_json(response.content)
         except ValueError as exc:
-            raise UpstreamError(f"setup's fleet snapshot does not match its contract: {exc}") from exc
+            raise UpstreamError(
+                f"setup's fleet snapshot does not match its contract: {exc}"
+            ) from exc
 
     async def clusters(self) -> list[ClusterRecord]:
         page = await self.client.model(
@@ -144,7 +146,9 @@ class OptimizerEvents:
     waited for (a down optimizer never stops the master), drained on shutdown."""
 
     def __init__(self, settings: MasterSettings, registry: CollectorRegistry | None):
-        client = ServiceClient("optimizer", settings.optimizer_url, token=_token(settings), timeout=2.0)
+        client = ServiceClient(
+            "optimizer", settings.optimizer_url, token=_token(settings), timeout=2.0
+        )
         self.outbox = Outbox(
             client, metrics=OutboxMetrics(registry, "master"), enabled=settings.notify_optimizer
         )

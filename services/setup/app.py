@@ -1,5 +1,6 @@
 """The setup service: registry of clusters, masters, edges and AI packages, and the desired
 deployments."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
         settings,
         title="Edge platform: setup",
         description="Registry of clusters, masters, edge devices "
-            "and AI packages, and the desired deployments. "
+        "and AI packages, and the desired deployments. "
         "Every change needs `Authorization: Bearer <token>`.",
         routers=[clusters, masters, edges, ai_packages, deployments, conditions, fleet, legacy],
         # The optimizer writes a whole cycle's differences in one bulk call.

@@ -11,6 +11,7 @@ encrypts; any of them decrypts, so a key can be rotated without downtime:
 In local mode (``EDGE_ENV=local``) a fixed development key is used when none is set; outside
 it setup refuses to start without one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -97,12 +98,14 @@ async def reencrypt_all(database_url: str, box: SecretBox, schema: str = "setup"
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
-            rows = (await conn.execute(
-                text(
-                    f'SELECT id, rtsp_secret FROM "{schema}".edges '
-                    "WHERE rtsp_secret IS NOT NULL FOR UPDATE"
+            rows = (
+                await conn.execute(
+                    text(
+                        f'SELECT id, rtsp_secret FROM "{schema}".edges '
+                        "WHERE rtsp_secret IS NOT NULL FOR UPDATE"
+                    )
                 )
-            )).all()
+            ).all()
             for row in rows:
                 await conn.execute(
                     text(f'UPDATE "{schema}".edges SET rtsp_secret = :s WHERE id = :id'),

@@ -1,4 +1,5 @@
 """Small helpers the setup domains share."""
+
 from __future__ import annotations
 
 from typing import Any, TypeVar
@@ -10,7 +11,9 @@ from shared.errors import NotFound
 M = TypeVar("M")
 
 
-async def get_or_404(session: AsyncSession, model: type[M], ident: int, *, what: str, field: str = "id") -> M:
+async def get_or_404(
+    session: AsyncSession, model: type[M], ident: int, *, what: str, field: str = "id"
+) -> M:
     row = await session.get(model, ident)
     if row is None:
         raise NotFound(f"{what} {ident} does not exist", field=field)

@@ -26,9 +26,7 @@ class MasterCalls:
         self.client = ServiceClient(
             "master", settings.master_url, token=settings.own_credential(), timeout=5.0
         )
-        self.outbox = Outbox(
-            self.client, metrics=OutboxMetrics(registry, "setup"), enabled=enabled
-        )
+        self.outbox = Outbox(self.client, metrics=OutboxMetrics(registry, "setup"), enabled=enabled)
 
     def _after_commit(self, session: AsyncSession, path: str, kind: str) -> None:
         if not self.enabled:

@@ -1,4 +1,5 @@
 """Setup's tables (schema ``setup``): what exists in the fleet and what should run where."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -32,6 +33,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(schema="setup", naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
+
 class Cluster(TimestampMixin, Base):
     __tablename__ = "clusters"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -45,7 +47,9 @@ class Master(TimestampMixin, Base):
     __tablename__ = "masters"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    cluster_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clusters.id", ondelete="SET NULL"), index=True
+    )
     url: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, default="")
 
@@ -55,7 +59,9 @@ class Edge(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     nid: Mapped[str] = mapped_column(String(32), unique=True)
-    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"), index=True)
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("clusters.id", ondelete="RESTRICT"), index=True
+    )
     type: Mapped[int] = mapped_column(Integer, default=1)
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
@@ -113,7 +119,9 @@ class Deployment(TimestampMixin, Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     edge_id: Mapped[int] = mapped_column(ForeignKey("edges.id", ondelete="CASCADE"), index=True)
-    ai_id: Mapped[int] = mapped_column(ForeignKey("ai_packages.id", ondelete="RESTRICT"), index=True)
+    ai_id: Mapped[int] = mapped_column(
+        ForeignKey("ai_packages.id", ondelete="RESTRICT"), index=True
+    )
     filename: Mapped[str] = mapped_column(String(63))
     desired: Mapped[str] = mapped_column(String(20), default=DesiredState.RUNNING)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -16,12 +16,16 @@ class SetupSettings(ServiceSettings):
 
     service_name: str = "setup"
     default_port: ClassVar[int] = 8001
-    notify_master: bool = Field(True, description="ask the master to act on changes at once (off: record only)")
-    max_bulk_body_bytes: int = Field(64 * 1024 * 1024, description="body limit of POST /deployments/bulk")
+    notify_master: bool = Field(
+        True, description="ask the master to act on changes at once (off: record only)"
+    )
+    max_bulk_body_bytes: int = Field(
+        64 * 1024 * 1024, description="body limit of POST /deployments/bulk"
+    )
     secret_keys: SecretStr | None = Field(
         None,
         description="Fernet keys that encrypt camera credentials "
-            "at rest, comma-separated, newest first "
+        "at rest, comma-separated, newest first "
         "(the newest encrypts, any decrypts); required outside local mode",
     )
 
@@ -30,7 +34,9 @@ class SetupSettings(ServiceSettings):
         if self.secret_keys is None and self.env == "local":
             self.secret_keys = SecretStr(LOCAL_SECRET_KEY)
         if self.secret_keys is None:
-            raise ValueError("outside local mode (EDGE_ENV=local) SETUP_SECRET_KEYS must be set (Fernet keys)")
+            raise ValueError(
+                "outside local mode (EDGE_ENV=local) SETUP_SECRET_KEYS must be set (Fernet keys)"
+            )
         parse_keys(self.secret_keys.get_secret_value())
         return self
 

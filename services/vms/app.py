@@ -1,5 +1,6 @@
 """The VMS: ingest per-second observations from every edge, store them durably and fast, answer
 queries."""
+
 from __future__ import annotations
 
 import contextlib
@@ -58,9 +59,15 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             app.state.committer = committer
             app.state.ingest = IngestService(settings, directory, committer, metrics)
             app.state.queries = QueryService(settings, directory)
-            scheduler.add_job(directory.refresh, "interval", seconds=settings.nodes_refresh_s, id="directory")
             scheduler.add_job(
-                run_maintenance, "interval", args=[pool, settings], seconds=settings.retention_interval_s, id="partitions"
+                directory.refresh, "interval", seconds=settings.nodes_refresh_s, id="directory"
+            )
+            scheduler.add_job(
+                run_maintenance,
+                "interval",
+                args=[pool, settings],
+                seconds=settings.retention_interval_s,
+                id="partitions",
             )
             scheduler.start()
             yield
@@ -78,7 +85,10 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[legacy_router, ingest_router, queries_router, analysis_router],
         extra_lifespan=lifespan,
-        body_limits={"/batch": settings.batch_max_body_bytes, "/analysis": MAX_IMAGE_BYTES + 256 * 1024},
+        body_limits={
+            "/batch": settings.batch_max_body_bytes,
+            "/analysis": MAX_IMAGE_BYTES + 256 * 1024,
+        },
         # Right behind the shared request layer (request id, metrics, body limit), before the
         # framework.
         fast_path=IngestFastPath,

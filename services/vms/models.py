@@ -6,6 +6,7 @@ The three observation tables are range-partitioned on ``ts`` with one partition 
 retention drops whole partitions. They have no primary key on purpose: a partitioned table's
 key must include the partition column, and nothing refers to a single row.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -75,7 +76,13 @@ detections = Table(
     "detections",
     metadata,
     # A stable tie-breaker for pagination (many summaries share a second).
-    Column("id", BigInteger, detection_id_seq, server_default=detection_id_seq.next_value(), nullable=False),
+    Column(
+        "id",
+        BigInteger,
+        detection_id_seq,
+        server_default=detection_id_seq.next_value(),
+        nullable=False,
+    ),
     Column("nid", String(32), nullable=False),
     _ts("ts"),
     _ts("received_at"),

@@ -1,4 +1,5 @@
 """The VMS's settings; its own are read with the VMS_ prefix (e.g. VMS_GROUP_COMMIT_WINDOW_MS)."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
@@ -38,7 +39,9 @@ class VmsSettings(ServiceSettings):
     # Group commit: one writer task per process.
     group_commit_window_ms: float = 2.0
     group_commit_max_records: int = 5_000
-    group_commit_parallel: int = 2  # batches in flight at once (pipelining, see ingest/committer.py)
+    group_commit_parallel: int = (
+        2  # batches in flight at once (pipelining, see ingest/committer.py)
+    )
     queue_max_records: int = 50_000  # pending records before answering 503
     retry_after_s: int = 1
     ingest_pool_size: int = 4
@@ -65,7 +68,9 @@ class VmsSettings(ServiceSettings):
     # Comma list: a detection of one of these classes sends a "detection" event (the optimizer's
     # focus); empty: none.
     event_classes: str = "person,car"
-    low_confidence_share: float = 0.0  # > 0: a "low_confidence" event when a node's share crosses it
+    low_confidence_share: float = (
+        0.0  # > 0: a "low_confidence" event when a node's share crosses it
+    )
 
     # Queries.
     max_page_size: int = 1_000

@@ -1,6 +1,7 @@
 """Building blocks for the agent tests: packages, an artifact server answering like the master's
 ``GET /artifacts/sha256:<hex>``, the agent as a real process, and a look at the processes it
 runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,12 @@ from tests.helpers.processes import Proc, edgectl, wait_http
 AGENT_KEY = agent_key(derived_secret(SERVICE_TOKEN), "0x01")
 AGENT_AUTH = {"Authorization": f"Bearer {AGENT_KEY}"}
 AGENT_NID = "0x01"
-PLATFORM_SECRETS = ("EDGE_SERVICE_TOKEN", "EDGE_OPERATOR_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL")
+PLATFORM_SECRETS = (
+    "EDGE_SERVICE_TOKEN",
+    "EDGE_OPERATOR_TOKEN",
+    "EDGE_EDGE_TOKEN_SECRET",
+    "EDGE_DATABASE_URL",
+)
 
 
 def agent_env(**extra: str) -> dict[str, str]:
@@ -103,7 +109,7 @@ def ticker_package(version: str, fmt: str = "tar.gz") -> bytes:
     return package_bytes(
         {
             "manifest.yaml": f"filename: monitoring\nversion: '{version}'\nai_class: "
-                "'01'\ncommand: [python, main.py]\n",
+            "'01'\ncommand: [python, main.py]\n",
             "main.py": TICKER,
             "helper_mod.py": f"def label():\n    return 'v{version}'\n",
         },
@@ -138,10 +144,16 @@ class ArtifactServer:
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Authorization")))
                 scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-                if scheme != "Bearer" or verify_edge_token(token, EDGE_TOKEN_SECRET) is None:  # an edge's token
+                if (
+                    scheme != "Bearer" or verify_edge_token(token, EDGE_TOKEN_SECRET) is None
+                ):  # an edge's token
                     return self._send(401, b'{"error": {"type": "unauthorized"}}')
                 prefix = "/artifacts/"
-                digest = self.path[len(prefix):].split("?", 1)[0] if self.path.startswith(prefix) else ""
+                digest = (
+                    self.path[len(prefix) :].split("?", 1)[0]
+                    if self.path.startswith(prefix)
+                    else ""
+                )
                 data = server.substitutes.get(digest, server.blobs.get(digest))
                 if data is None:
                     return self._send(404, b'{"error": {"type": "not_found"}}')
@@ -182,8 +194,16 @@ class Agent:
     """The agent as a real process (``edgectl agent``), with an HTTP client carrying the master's
     token."""
 
-    def __init__(self, tmp_path: Path, master_url: str, *, node: str = "edge-test-01", workdir: Path | None = None,
-                 port: int | None = None, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        master_url: str,
+        *,
+        node: str = "edge-test-01",
+        workdir: Path | None = None,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.tmp_path = tmp_path
         self.master_url = master_url
         self.node = node
@@ -199,9 +219,20 @@ class Agent:
         self._runs += 1
         env = agent_env(**self.extra_env)
         self._edge_token = env["AGENT_EDGE_TOKEN"]
-        args = edgectl("agent", "--node", self.node, "--port", str(self.port), "--workdir", str(self.workdir),
-                       "--master-url", self.master_url)
-        self.proc = Proc(args, env=env, log_path=self.tmp_path / f"agent-{self.port}-{self._runs}.log")
+        args = edgectl(
+            "agent",
+            "--node",
+            self.node,
+            "--port",
+            str(self.port),
+            "--workdir",
+            str(self.workdir),
+            "--master-url",
+            self.master_url,
+        )
+        self.proc = Proc(
+            args, env=env, log_path=self.tmp_path / f"agent-{self.port}-{self._runs}.log"
+        )
         wait_http(f"{self.url}/healthz", timeout=30, proc=self.proc)
         return self
 
@@ -233,8 +264,17 @@ EDGECONFIG = (
 )
 
 
-def spec(name: str, digest: str, version: str, *, command=("python", "main.py"), env=None, generation: int = 1,
-         deployment_id: int = 1, edgeconfig: str = EDGECONFIG) -> dict:
+def spec(
+    name: str,
+    digest: str,
+    version: str,
+    *,
+    command=("python", "main.py"),
+    env=None,
+    generation: int = 1,
+    deployment_id: int = 1,
+    edgeconfig: str = EDGECONFIG,
+) -> dict:
     return {
         "name": name,
         "package_digest": digest,
@@ -258,12 +298,20 @@ def workload_processes(workdir: Path, name: str | None = None) -> list[psutil.Pr
             env = proc.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
-        if env.get("EDGE_AGENT_WORKDIR") == str(workdir) and (name is None or env.get("EDGE_AGENT_WORKLOAD") == name):
+        if env.get("EDGE_AGENT_WORKDIR") == str(workdir) and (
+            name is None or env.get("EDGE_AGENT_WORKLOAD") == name
+        ):
             found.append(proc)
     return found
 
 
-def wait_until(check: Callable[[], object], *, timeout: float = 20, interval: float = 0.1, what: str = "condition"):
+def wait_until(
+    check: Callable[[], object],
+    *,
+    timeout: float = 20,
+    interval: float = 0.1,
+    what: str = "condition",
+):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -292,6 +340,14 @@ def workdir_processes_safe(workdir: Path) -> list[psutil.Process]:
 
 
 __all__ = [
-    "Agent", "ArtifactServer", "crasher_package", "digest_of", "kill_leftovers", "package_bytes", "spec",
-    "ticker_package", "wait_until", "workload_processes",
+    "Agent",
+    "ArtifactServer",
+    "crasher_package",
+    "digest_of",
+    "kill_leftovers",
+    "package_bytes",
+    "spec",
+    "ticker_package",
+    "wait_until",
+    "workload_processes",
 ]

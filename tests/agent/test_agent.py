@@ -1,5 +1,6 @@
 """The edge agent as a real process: packages fetched by digest from an artifact server answering
 like the master, real child processes, real signals."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,12 @@ def test_changes_and_reads_need_the_masters_token(agent, artifacts):
     anonymous = httpx.Client(base_url=agent.url, timeout=10)
     try:
         assert anonymous.put("/workloads", json=body).status_code == 401
-        assert anonymous.put("/workloads", json=body, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert (
+            anonymous.put(
+                "/workloads", json=body, headers={"Authorization": "Bearer wrong-token"}
+            ).status_code
+            == 401
+        )
         # The operator's token is not the master's: an edge box only trusts the master.
         assert anonymous.put("/workloads", json=body, headers=OPERATOR).status_code == 401
         assert anonymous.get("/workloads").status_code == 401
@@ -69,7 +75,11 @@ def test_runs_the_package_command_from_its_directory(agent, artifacts, fmt):
     r = agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]})
     assert r.status_code == 200, r.text
     status = wait_until(lambda: running(agent, "monitoring-01"), what="monitoring-01 running")
-    assert status["version"] == "01" and status["package_digest"] == digest and status["deployment_id"] == 1
+    assert (
+        status["version"] == "01"
+        and status["package_digest"] == digest
+        and status["deployment_id"] == 1
+    )
 
     directory = agent.workdir / "workloads" / "monitoring-01" / f"01-{digest.split(':')[1][:12]}"
     assert (directory / "main.py").is_file()
@@ -78,13 +88,28 @@ def test_runs_the_package_command_from_its_directory(agent, artifacts, fmt):
     assert proc.pid == status["pid"]
     assert Path(proc.cwd()) == directory
     assert "AGENT_KEY" not in proc.environ()  # the agent's key stays with the agent
-    assert proc.environ()["EDGE_TOKEN"] == agent.edge_token()  # the edge's own token, from the agent
+    assert (
+        proc.environ()["EDGE_TOKEN"] == agent.edge_token()
+    )  # the edge's own token, from the agent
 
     # helper_mod came from PYTHONPATH, edgeconfig.xml was readable from the working directory.
-    logs = wait_until(lambda: (lines := agent.client.get("/workloads/monitoring-01/logs", params={"tail": 50}).json()["lines"])
-                      and any(line.startswith("v01 ") for line in lines) and lines, what="ticks in the log")
+    logs = wait_until(
+        lambda: (
+            (
+                lines := agent.client.get(
+                    "/workloads/monitoring-01/logs", params={"tail": 50}
+                ).json()["lines"]
+            )
+            and any(line.startswith("v01 ") for line in lines)
+            and lines
+        ),
+        what="ticks in the log",
+    )
     assert logs[0] == "config True"
-    assert len(agent.client.get("/workloads/monitoring-01/logs", params={"tail": 2}).json()["lines"]) == 2
+    assert (
+        len(agent.client.get("/workloads/monitoring-01/logs", params={"tail": 2}).json()["lines"])
+        == 2
+    )
     assert (agent.workdir / "logs" / "monitoring-01.log").read_text().startswith("config True")
 
     beat = agent.client.get("/heartbeat").json()
@@ -94,7 +119,9 @@ def test_runs_the_package_command_from_its_directory(agent, artifacts, fmt):
     assert beat["workloads"] == {"running": 1}
 
     # The same set again changes nothing: same process, package not fetched twice.
-    agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}).raise_for_status()
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}
+    ).raise_for_status()
     assert agent.status("monitoring-01")["pid"] == status["pid"]
     assert artifacts.fetches_of(digest) == 1
 
@@ -104,30 +131,46 @@ def test_version_change_starts_the_new_one_before_stopping_the_old(agent, artifa
     env = {"TICK_FILE": str(tick_file)}
     d1 = artifacts.add(ticker_package("01"))
     d2 = artifacts.add(ticker_package("02"))
-    agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", d1, "01", env=env)]}).raise_for_status()
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("monitoring-01", d1, "01", env=env)]}
+    ).raise_for_status()
     old = wait_until(lambda: running(agent, "monitoring-01"), what="version 01 running")
 
-    r = agent.client.put("/workloads/monitoring-01", json=spec("monitoring-01", d2, "02", env=env, generation=2))
+    r = agent.client.put(
+        "/workloads/monitoring-01", json=spec("monitoring-01", d2, "02", env=env, generation=2)
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == "02"
     assert [p["version"] for p in r.json()["previous"]] == ["01"]  # the old one still serves
     new = wait_until(lambda: running(agent, "monitoring-01", version="02"), what="version 02 alone")
     assert new["pid"] != old["pid"] and new["generation"] == 2
-    wait_until(lambda: not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == psutil.STATUS_ZOMBIE,
-               what="old process gone")
+    wait_until(
+        lambda: (
+            not psutil.pid_exists(old["pid"])
+            or psutil.Process(old["pid"]).status() == psutil.STATUS_ZOMBIE
+        ),
+        what="old process gone",
+    )
 
     seen = ticks(tick_file)
     # No gap: version 02 was ticking before version 01's last tick.
     assert min(seen["v02"]) < max(seen["v01"])
     assert [p.pid for p in workload_processes(agent.workdir, "monitoring-01")] == [new["pid"]]
     # The old version's directory is cleaned up once it is stopped.
-    wait_until(lambda: [p.name for p in (agent.workdir / "workloads" / "monitoring-01").iterdir()]
-               == [f"02-{d2.split(':')[1][:12]}"], what="old directory removed")
+    wait_until(
+        lambda: (
+            [p.name for p in (agent.workdir / "workloads" / "monitoring-01").iterdir()]
+            == [f"02-{d2.split(':')[1][:12]}"]
+        ),
+        what="old directory removed",
+    )
 
 
 def test_a_killed_workload_is_restarted_and_counted(agent, artifacts):
     digest = artifacts.add(ticker_package("01"))
-    agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}).raise_for_status()
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}
+    ).raise_for_status()
     first = wait_until(lambda: running(agent, "monitoring-01"), what="running")
     assert first["restarts"] == 0
 
@@ -140,8 +183,12 @@ def test_a_killed_workload_is_restarted_and_counted(agent, artifacts):
 
 def test_a_crash_loop_ends_failed_with_exit_code_and_log_tail(agent, artifacts):
     digest = artifacts.add(crasher_package())
-    agent.client.put("/workloads", json={"workloads": [spec("crasher-00", digest, "01")]}).raise_for_status()
-    failed = wait_until(lambda: (s := agent.status("crasher-00"))["state"] == "failed" and s, what="failed")
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("crasher-00", digest, "01")]}
+    ).raise_for_status()
+    failed = wait_until(
+        lambda: (s := agent.status("crasher-00"))["state"] == "failed" and s, what="failed"
+    )
     assert failed["exit_code"] == 3
     assert failed["restarts"] == 2  # three quick failures (AGENT_CRASH_LOOP_LIMIT=3): two restarts
     assert "crash loop" in failed["reason"] and "code 3" in failed["reason"]
@@ -151,34 +198,58 @@ def test_a_crash_loop_ends_failed_with_exit_code_and_log_tail(agent, artifacts):
     assert log_file.read_text().count("starting up") == 3
 
     # The master re-sending the same generation does not restart it...
-    agent.client.put("/workloads", json={"workloads": [spec("crasher-00", digest, "01")]}).raise_for_status()
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("crasher-00", digest, "01")]}
+    ).raise_for_status()
     assert agent.status("crasher-00")["state"] == "failed"
     assert log_file.read_text().count("starting up") == 3
     # ...a new generation (the master asking for a redeploy) does.
-    agent.client.put("/workloads", json={"workloads": [spec("crasher-00", digest, "01", generation=2)]}).raise_for_status()
-    wait_until(lambda: agent.status("crasher-00")["state"] == "failed" and log_file.read_text().count("starting up") == 6,
-               what="second crash loop")
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("crasher-00", digest, "01", generation=2)]}
+    ).raise_for_status()
+    wait_until(
+        lambda: (
+            agent.status("crasher-00")["state"] == "failed"
+            and log_file.read_text().count("starting up") == 6
+        ),
+        what="second crash loop",
+    )
     assert agent.client.get("/heartbeat").json()["workloads"] == {"failed": 1}
 
 
 def test_removed_workloads_are_stopped_and_gone(agent, artifacts):
     d1 = artifacts.add(ticker_package("01"))
     d2 = artifacts.add(crasher_package())
-    body = {"workloads": [spec("monitoring-01", d1, "01"), spec("weatherai-00", d1, "01", deployment_id=2)]}
+    body = {
+        "workloads": [
+            spec("monitoring-01", d1, "01"),
+            spec("weatherai-00", d1, "01", deployment_id=2),
+        ]
+    }
     agent.client.put("/workloads", json=body).raise_for_status()
-    wait_until(lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"), what="both running")
+    wait_until(
+        lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"),
+        what="both running",
+    )
     pids = {w["name"]: w["pid"] for w in agent.client.get("/workloads").json()["workloads"]}
     assert artifacts.fetches_of(d1) == 1  # one package, two workloads: fetched once
 
     # Full replace: weatherai-00 is not in the new set.
-    agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", d1, "01")]}).raise_for_status()
-    assert [w["name"] for w in agent.client.get("/workloads").json()["workloads"]] == ["monitoring-01"]
+    agent.client.put(
+        "/workloads", json={"workloads": [spec("monitoring-01", d1, "01")]}
+    ).raise_for_status()
+    assert [w["name"] for w in agent.client.get("/workloads").json()["workloads"]] == [
+        "monitoring-01"
+    ]
     assert not psutil.pid_exists(pids["weatherai-00"])
     assert not (agent.workdir / "workloads" / "weatherai-00").exists()
     assert agent.client.get("/workloads/weatherai-00").status_code == 404
 
     # One at a time.
-    assert agent.client.delete("/workloads/monitoring-01").json() == {"name": "monitoring-01", "removed": True}
+    assert agent.client.delete("/workloads/monitoring-01").json() == {
+        "name": "monitoring-01",
+        "removed": True,
+    }
     assert agent.client.delete("/workloads/monitoring-01").status_code == 404
     assert agent.client.get("/workloads").json()["workloads"] == []
     assert workload_processes(agent.workdir) == []
@@ -191,11 +262,21 @@ def test_a_restarted_agent_readopts_its_set_without_duplicates(tmp_path, artifac
     digest = artifacts.add(ticker_package("01"))
     agent = Agent(tmp_path, artifacts.url).start()
     try:
-        quiet = {"QUIET": "1", "TICK_FILE": str(tmp_path / "ticks.txt")}  # no stdout: outlives a killed agent
-        body = {"workloads": [spec("monitoring-01", digest, "01", env=quiet),
-                              spec("weatherai-00", digest, "01", env=quiet, deployment_id=2)]}
+        quiet = {
+            "QUIET": "1",
+            "TICK_FILE": str(tmp_path / "ticks.txt"),
+        }  # no stdout: outlives a killed agent
+        body = {
+            "workloads": [
+                spec("monitoring-01", digest, "01", env=quiet),
+                spec("weatherai-00", digest, "01", env=quiet, deployment_id=2),
+            ]
+        }
         agent.client.put("/workloads", json=body).raise_for_status()
-        wait_until(lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"), what="both running")
+        wait_until(
+            lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"),
+            what="both running",
+        )
         before = {p.pid for p in workload_processes(agent.workdir)}
         assert len(before) == 2
 
@@ -203,11 +284,19 @@ def test_a_restarted_agent_readopts_its_set_without_duplicates(tmp_path, artifac
         assert {p.pid for p in workload_processes(agent.workdir)} == before
 
         agent.start()
-        after = wait_until(lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00")
-                           and {w["name"]: w for w in agent.client.get("/workloads").json()["workloads"]},
-                           what="set re-adopted")
+        after = wait_until(
+            lambda: (
+                running(agent, "monitoring-01")
+                and running(agent, "weatherai-00")
+                and {w["name"]: w for w in agent.client.get("/workloads").json()["workloads"]}
+            ),
+            what="set re-adopted",
+        )
         procs = workload_processes(agent.workdir)
-        assert sorted(p.environ()["EDGE_AGENT_WORKLOAD"] for p in procs) == ["monitoring-01", "weatherai-00"]
+        assert sorted(p.environ()["EDGE_AGENT_WORKLOAD"] for p in procs) == [
+            "monitoring-01",
+            "weatherai-00",
+        ]
         assert not before & {p.pid for p in procs}  # the orphans were stopped, not doubled
         assert {after[n]["pid"] for n in after} == {p.pid for p in procs}
         assert after["weatherai-00"]["deployment_id"] == 2
@@ -221,9 +310,19 @@ def test_sigterm_stops_every_workload_and_keeps_the_desired_set(tmp_path, artifa
     digest = artifacts.add(ticker_package("01"))
     agent = Agent(tmp_path, artifacts.url).start()
     try:
-        agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01"),
-                                                           spec("weatherai-00", digest, "01")]}).raise_for_status()
-        wait_until(lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"), what="both running")
+        agent.client.put(
+            "/workloads",
+            json={
+                "workloads": [
+                    spec("monitoring-01", digest, "01"),
+                    spec("weatherai-00", digest, "01"),
+                ]
+            },
+        ).raise_for_status()
+        wait_until(
+            lambda: running(agent, "monitoring-01") and running(agent, "weatherai-00"),
+            what="both running",
+        )
         pids = [p.pid for p in workload_processes(agent.workdir)]
         assert len(pids) == 2
 
@@ -232,7 +331,9 @@ def test_sigterm_stops_every_workload_and_keeps_the_desired_set(tmp_path, artifa
         assert "edge agent stopped; no workload left running" in agent.proc.log_text()
         assert workload_processes(agent.workdir) == []
         assert not any(psutil.pid_exists(pid) for pid in pids)
-        assert (agent.workdir / "state.json").stat().st_mode & 0o777 == 0o600  # env may hold camera credentials
+        assert (
+            agent.workdir / "state.json"
+        ).stat().st_mode & 0o777 == 0o600  # env may hold camera credentials
         saved = json.loads((agent.workdir / "state.json").read_text())
         assert [w["name"] for w in saved["workloads"]] == ["monitoring-01", "weatherai-00"]
         assert saved["children"] == []
@@ -244,7 +345,9 @@ def test_sigterm_stops_every_workload_and_keeps_the_desired_set(tmp_path, artifa
 def test_a_package_that_does_not_match_its_digest_is_refused(agent, artifacts):
     good = ticker_package("01")
     digest = artifacts.add(good)
-    artifacts.substitutes[digest] = ticker_package("99")  # the bytes arriving are not the ones asked for
+    artifacts.substitutes[digest] = ticker_package(
+        "99"
+    )  # the bytes arriving are not the ones asked for
     r = agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]})
     assert r.status_code == 502, r.text
     assert r.json()["error"]["field"] == "workloads[0].package_digest"
@@ -255,14 +358,23 @@ def test_a_package_that_does_not_match_its_digest_is_refused(agent, artifacts):
 
     # Once the right bytes come, the same request works.
     del artifacts.substitutes[digest]
-    assert agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}).status_code == 200
+    assert (
+        agent.client.put(
+            "/workloads", json={"workloads": [spec("monitoring-01", digest, "01")]}
+        ).status_code
+        == 200
+    )
 
 
 def test_all_or_nothing_when_one_package_cannot_be_had(agent, artifacts):
     digest = artifacts.add(ticker_package("01"))
     missing = "sha256:" + "0" * 64
-    r = agent.client.put("/workloads", json={"workloads": [spec("monitoring-01", digest, "01"),
-                                                           spec("weatherai-00", missing, "01")]})
+    r = agent.client.put(
+        "/workloads",
+        json={
+            "workloads": [spec("monitoring-01", digest, "01"), spec("weatherai-00", missing, "01")]
+        },
+    )
     assert r.status_code == 503, r.text
     assert r.json()["error"]["field"] == "workloads[1].package_digest"
     assert agent.client.get("/workloads").json()["workloads"] == []
@@ -280,13 +392,17 @@ def test_an_unsafe_package_is_refused(agent, artifacts, files, problem):
     digest = artifacts.add(package_bytes(files))
     r = agent.client.put("/workloads/evil-01", json=spec("evil-01", digest, "01"))
     assert r.status_code == 422, r.text
-    assert problem in r.json()["error"]["message"] and r.json()["error"]["field"] == "package_digest"
+    assert (
+        problem in r.json()["error"]["message"] and r.json()["error"]["field"] == "package_digest"
+    )
     assert not (agent.workdir / "workloads" / "escape.py").exists()
     assert agent.client.get("/workloads").json()["workloads"] == []
 
 
 def test_bad_specs_name_the_field(agent):
-    r = agent.client.put("/workloads", json={"workloads": [spec("a b", "sha256:" + "0" * 64, "01")]})
+    r = agent.client.put(
+        "/workloads", json={"workloads": [spec("a b", "sha256:" + "0" * 64, "01")]}
+    )
     assert r.status_code == 422 and "name" in r.json()["error"]["field"]
     r = agent.client.put("/workloads", json={"workloads": [spec("m-01", "md5:abc", "01")]})
     assert r.status_code == 422 and "package_digest" in r.json()["error"]["field"]
@@ -300,8 +416,21 @@ def test_bad_specs_name_the_field(agent):
 def test_runs_as_python_module_too(tmp_path, artifacts):
     port = free_port()
     env = agent_env(**AGENT_TEST_ENV)
-    proc = Proc(python_module("edge_ai.agent", "--node", "edge-m", "--port", str(port), "--workdir", str(tmp_path / "w"),
-                              "--master-url", artifacts.url), env=env, log_path=tmp_path / "agent-module.log")
+    proc = Proc(
+        python_module(
+            "edge_ai.agent",
+            "--node",
+            "edge-m",
+            "--port",
+            str(port),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--master-url",
+            artifacts.url,
+        ),
+        env=env,
+        log_path=tmp_path / "agent-module.log",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         r = httpx.get(f"http://127.0.0.1:{port}/heartbeat", headers=AGENT_AUTH, timeout=10)
@@ -312,8 +441,13 @@ def test_runs_as_python_module_too(tmp_path, artifacts):
 
 def test_refuses_to_start_without_a_proper_token(tmp_path):
     env = agent_env(AGENT_KEY="short")
-    proc = Proc(edgectl("agent", "--node", "e", "--port", str(free_port()), "--workdir", str(tmp_path / "w")),
-                env=env, log_path=tmp_path / "agent-bad.log")
+    proc = Proc(
+        edgectl(
+            "agent", "--node", "e", "--port", str(free_port()), "--workdir", str(tmp_path / "w")
+        ),
+        env=env,
+        log_path=tmp_path / "agent-bad.log",
+    )
     assert proc.popen.wait(timeout=30) == 2
     assert "AGENT_KEY" in proc.log_text() and "short" not in proc.log_text()
     proc.stop()
@@ -321,7 +455,12 @@ def test_refuses_to_start_without_a_proper_token(tmp_path):
 
 def test_a_command_that_cannot_start_is_failed_at_once(agent, artifacts):
     digest = artifacts.add(ticker_package("01"))
-    r = agent.client.put("/workloads/monitoring-01", json=spec("monitoring-01", digest, "01", command=["./no-such-program"]))
+    r = agent.client.put(
+        "/workloads/monitoring-01",
+        json=spec("monitoring-01", digest, "01", command=["./no-such-program"]),
+    )
     assert r.status_code == 200
-    status = wait_until(lambda: (s := agent.status("monitoring-01"))["state"] == "failed" and s, what="failed")
+    status = wait_until(
+        lambda: (s := agent.status("monitoring-01"))["state"] == "failed" and s, what="failed"
+    )
     assert "cannot start the command" in status["reason"] and status["restarts"] == 0

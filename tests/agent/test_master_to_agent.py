@@ -1,6 +1,7 @@
 """Setup, the master and a real agent, each a process: the master reaches the agent with that
 agent's own key and mints no token; the agent fetches with the edge's own token and hands it to
 the workload (issue 16 items 2 and 3)."""
+
 from __future__ import annotations
 
 import httpx
@@ -16,13 +17,28 @@ from tests.master.helpers import package_files, targz
 def platform(db, tmp_path):
     setup_port, master_port = free_port(), free_port()
     urls = {"setup": f"http://127.0.0.1:{setup_port}", "master": f"http://127.0.0.1:{master_port}"}
-    common = dict(EDGE_SETUP_URL=urls["setup"], EDGE_MASTER_URL=urls["master"],
-                  EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}")
-    setup = start_service("setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path)
-    master = start_service("master", port=master_port, tmp_path=tmp_path, env=service_env(
-        db, **common, MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"), MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
-        MASTER_RECONCILE_SECONDS="3600", MASTER_RECONCILE_ON_START="false", MASTER_NOTIFY_OPTIMIZER="false",
-    ))
+    common = dict(
+        EDGE_SETUP_URL=urls["setup"],
+        EDGE_MASTER_URL=urls["master"],
+        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    setup = start_service(
+        "setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path
+    )
+    master = start_service(
+        "master",
+        port=master_port,
+        tmp_path=tmp_path,
+        env=service_env(
+            db,
+            **common,
+            MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+            MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
+            MASTER_RECONCILE_SECONDS="3600",
+            MASTER_RECONCILE_ON_START="false",
+            MASTER_NOTIFY_OPTIMIZER="false",
+        ),
+    )
     try:
         yield urls
     finally:
@@ -35,34 +51,72 @@ def test_the_workload_runs_with_the_edges_own_token_handed_over_by_its_agent(tmp
     master = httpx.Client(base_url=platform["master"], timeout=120)
     agent_port = free_port()
     cluster = setup.post("/clusters", json={"name": "lan", "runtime": "agent"}).json()
-    r = setup.post("/edges", json={"name": "edge-01", "nid": "0x01", "cluster_id": cluster["id"],
-                                   "agent_url": f"http://127.0.0.1:{agent_port}"})
+    r = setup.post(
+        "/edges",
+        json={
+            "name": "edge-01",
+            "nid": "0x01",
+            "cluster_id": cluster["id"],
+            "agent_url": f"http://127.0.0.1:{agent_port}",
+        },
+    )
     assert r.status_code == 201, r.text
     edge, edge_token = r.json(), r.json()["token"]
-    agent = Agent(tmp_path, platform["master"], node="edge-01", port=agent_port,
-                  extra_env={"AGENT_EDGE_TOKEN": edge_token}).start()
+    agent = Agent(
+        tmp_path,
+        platform["master"],
+        node="edge-01",
+        port=agent_port,
+        extra_env={"AGENT_EDGE_TOKEN": edge_token},
+    ).start()
     try:
-        r = master.post("/ai-packages?filename=monitoring&version=01&ai_class=01", content=targz(package_files()),
-                        headers={**OPERATOR, "Content-Type": "application/gzip"})
+        r = master.post(
+            "/ai-packages?filename=monitoring&version=01&ai_class=01",
+            content=targz(package_files()),
+            headers={**OPERATOR, "Content-Type": "application/gzip"},
+        )
         assert r.status_code == 202, r.text
-        ai = master.post(f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE).json()["ai"]
+        ai = master.post(
+            f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE
+        ).json()["ai"]
         assert ai["status"] == "ready", ai
-        assert setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": ai["id"]}).status_code == 201
+        assert (
+            setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": ai["id"]}).status_code
+            == 201
+        )
         summary = master.post("/reconcile?wait=true", headers=SERVICE).json()
         assert summary["state"] == "ok", summary
-        (proc,) = wait_until(lambda: workload_processes(agent.workdir, "monitoring-01"), what="the workload")
+        (proc,) = wait_until(
+            lambda: workload_processes(agent.workdir, "monitoring-01"), what="the workload"
+        )
         # The edge's own token, from its agent: not one the master made up.
         assert proc.environ()["EDGE_TOKEN"] == edge_token
         assert proc.environ()["EDGE_NODE_ID"] == "0x01"
-        observed = wait_until(lambda: (d := setup.get(f"/deployments?edge_id={edge['id']}").json()["items"][0])
-                              ["observed"] in ("pending", "running") and d, what="observed")
+        observed = wait_until(
+            lambda: (
+                (d := setup.get(f"/deployments?edge_id={edge['id']}").json()["items"][0])[
+                    "observed"
+                ]
+                in ("pending", "running")
+                and d
+            ),
+            what="observed",
+        )
         assert observed["observed"] in ("pending", "running")
 
         # The token rotated: the agent's old one is refused by the master at once (pushed).
         setup.post(f"/edges/{edge['id']}/token")
         digest = ai["package_digest"]
-        wait_until(lambda: master.get(f"/artifacts/{digest}", headers={"Authorization": f"Bearer {edge_token}"})
-                   .status_code == 401, timeout=5, what="the old token refused by the master")
+        wait_until(
+            lambda: (
+                master.get(
+                    f"/artifacts/{digest}", headers={"Authorization": f"Bearer {edge_token}"}
+                ).status_code
+                == 401
+            ),
+            timeout=5,
+            what="the old token refused by the master",
+        )
     finally:
         agent.close()
         kill_leftovers(agent.workdir)

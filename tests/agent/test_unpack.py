@@ -1,4 +1,5 @@
 """Unpacking is where a hostile package would escape its directory: each trick refused by name."""
+
 from __future__ import annotations
 
 import io
@@ -50,7 +51,10 @@ def test_hostile_tar_members_are_refused(tmp_path, members, problem):
 
 
 def test_a_link_inside_the_package_is_fine(tmp_path):
-    path = tar_with([member("lib/real.py"), member("lib/alias.py", kind=tarfile.SYMTYPE, link="real.py")], tmp_path)
+    path = tar_with(
+        [member("lib/real.py"), member("lib/alias.py", kind=tarfile.SYMTYPE, link="real.py")],
+        tmp_path,
+    )
     out = unpack(path, tmp_path / "out", **LIMITS)
     assert (out / "lib" / "alias.py").resolve() == (out / "lib" / "real.py").resolve()
 

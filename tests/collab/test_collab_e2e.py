@@ -120,7 +120,8 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     seen = {s["id"] for s in p.summaries("0x01")}
     fresh = wait_until(
         lambda: [
-            s for s in p.summaries("0x01")
+            s
+            for s in p.summaries("0x01")
             if s["id"] not in seen and s["frames"] > 0 and s["analysed_by"] == "0x02"
         ][2:],
         timeout=60,

@@ -1,5 +1,6 @@
 """compose.yaml as Compose itself reads it: YAML (anchors and merge keys resolved) plus
 variable interpolation from the env file."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,9 @@ COMPOSE = REPO / "compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 
 # ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default}, ${VAR-default}, $VAR; $$ is a literal $.
-_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[?-])?(?P<arg>[^}]*)\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[?-])?(?P<arg>[^}]*)\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:

@@ -8,6 +8,7 @@ scalars, matched by apiVersion/kind/name/namespace). Anything else in a kustomiz
 so the fallback cannot silently render something else than kustomize would.
 A test renders k8s/ both ways and compares them wherever kubectl is present.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,7 +36,11 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 def render_with_kubectl(directory: Path, exe: str | None = None) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [exe or "kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+        [exe or "kubectl", "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed: {out.stderr.strip()}")
@@ -47,8 +52,10 @@ def render_fallback(directory: Path) -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unsupported = set(kustomization) - SUPPORTED_KEYS
     if unsupported:
-        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unsupported)}, "
-            "which the fallback renderer does not support")
+        raise ValueError(
+            f"{directory}/kustomization.yaml uses {sorted(unsupported)}, "
+            "which the fallback renderer does not support"
+        )
 
     objects: list[dict[str, Any]] = []
     for resource in kustomization.get("resources") or []:
@@ -95,8 +102,10 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value)
         elif isinstance(value, list):
-            raise ValueError(f"list in a patch ({key}): strategic merge "
-                "of lists is not supported by the fallback")
+            raise ValueError(
+                f"list in a patch ({key}): strategic merge "
+                "of lists is not supported by the fallback"
+            )
         else:
             target[key] = copy.deepcopy(value)
 

@@ -3,6 +3,7 @@
 A field with a ``validation_alias`` is read under that fixed name (EDGE_DATABASE_URL ...);
 any other field under the class's ``env_prefix`` + its name (SETUP_PORT ...).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,16 @@ def env_names(cls: type[BaseSettings], *, secrets_only: bool = False) -> set[str
             continue
         own = _field_env_names(prefix, field_name, field)
         names |= own
-        if delimiter and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            names |= {f"{name}{delimiter}{sub}".upper() for name in own for sub in field.annotation.model_fields}
+        if (
+            delimiter
+            and isinstance(field.annotation, type)
+            and issubclass(field.annotation, BaseModel)
+        ):
+            names |= {
+                f"{name}{delimiter}{sub}".upper()
+                for name in own
+                for sub in field.annotation.model_fields
+            }
     return names
 
 

@@ -1,6 +1,7 @@
 """The configuration files compose.yaml and k8s/ ship, run for real with the same programs the
 containers run (Debian's docker-registry is distribution 2.8 like registry:2; mosquitto 2), and
 the services' health-check command run against a real service."""
+
 from __future__ import annotations
 
 import http.server
@@ -24,7 +25,9 @@ MOSQUITTO_CONFIG = cf.REPO / "deploy" / "mosquitto.conf"
 AUTH_README = cf.REPO / "deploy" / "registry" / "auth" / "README.md"
 
 
-def start_registry_with_shipped_config(tmp_path, extra_env: dict[str, str] | None = None) -> tuple[Proc, int, int]:
+def start_registry_with_shipped_config(
+    tmp_path, extra_env: dict[str, str] | None = None
+) -> tuple[Proc, int, int]:
     """deploy/registry/config.yml as is; only where it listens and stores is moved to this test's
     loopback ports and temp folder, the way the container's environment could."""
     port, debug_port = free_port(), free_port()
@@ -35,7 +38,9 @@ def start_registry_with_shipped_config(tmp_path, extra_env: dict[str, str] | Non
         "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage"),
         **(extra_env or {}),
     }
-    proc = Proc([REGISTRY_BIN, "serve", str(REGISTRY_CONFIG)], env=env, log_path=tmp_path / "registry.log")
+    proc = Proc(
+        [REGISTRY_BIN, "serve", str(REGISTRY_CONFIG)], env=env, log_path=tmp_path / "registry.log"
+    )
     wait_http(f"http://127.0.0.1:{debug_port}/debug/health", timeout=20, proc=proc)
     return proc, port, debug_port
 
@@ -49,7 +54,11 @@ def push_blob(client: httpx.Client, base: str, data: bytes) -> str:
     location = start.headers["location"]
     location = location if location.startswith("http") else base + location
     separator = "&" if "?" in location else "?"
-    done = client.put(f"{location}{separator}digest={digest}", content=data, headers={"content-type": "application/octet-stream"})
+    done = client.put(
+        f"{location}{separator}digest={digest}",
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+    )
     assert done.status_code == 201, done.text
     return digest
 
@@ -71,7 +80,11 @@ def test_registry_config_serves_health_and_allows_deletes(tmp_path):
 
 def documented_registry_env() -> dict[str, str]:
     """The registry.env the auth README tells operators to write."""
-    block = re.search(r"cat > deploy/registry/auth/registry\.env <<'END'\n(.*?)\n\s*END", AUTH_README.read_text(), re.S)
+    block = re.search(
+        r"cat > deploy/registry/auth/registry\.env <<'END'\n(.*?)\n\s*END",
+        AUTH_README.read_text(),
+        re.S,
+    )
     assert block, "the README's registry.env block"
     return dict(line.strip().split("=", 1) for line in block.group(1).splitlines() if line.strip())
 
@@ -88,8 +101,15 @@ def test_documented_htpasswd_auth_protects_the_api_but_not_the_health_check(tmp_
     try:
         with httpx.Client(timeout=10) as client:
             assert client.get(f"{base}/v2/").status_code == 401
-            assert client.get(f"{base}/v2/", auth=("edge-master", "wrong-password")).status_code == 401
-            assert client.get(f"{base}/v2/", auth=("edge-master", "registry-password-0123")).status_code == 200
+            assert (
+                client.get(f"{base}/v2/", auth=("edge-master", "wrong-password")).status_code == 401
+            )
+            assert (
+                client.get(
+                    f"{base}/v2/", auth=("edge-master", "registry-password-0123")
+                ).status_code
+                == 200
+            )
             # compose's health check needs no credentials.
             assert client.get(f"http://127.0.0.1:{debug_port}/debug/health").status_code == 200
     finally:
@@ -99,7 +119,9 @@ def test_documented_htpasswd_auth_protects_the_api_but_not_the_health_check(tmp_
 def mqtt_connect(port: int) -> int:
     """Send an MQTT 3.1.1 CONNECT without credentials; the CONNACK return code (0: accepted)."""
     client_id = b"deploy-test"
-    variable = b"\x00\x04MQTT\x04\x02\x00\x1e"  # protocol name, level 4, clean session, keepalive 30
+    variable = (
+        b"\x00\x04MQTT\x04\x02\x00\x1e"  # protocol name, level 4, clean session, keepalive 30
+    )
     payload = struct.pack("!H", len(client_id)) + client_id
     body = variable + payload
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -116,9 +138,15 @@ def test_mosquitto_config_starts_and_accepts_the_edges(tmp_path):
     conf = tmp_path / "mosquitto.conf"
     # Only the port (1883 is the machine's own broker) and the data folder move.
     conf.write_text(
-        text.replace("listener 1883", f"listener {port} 127.0.0.1").replace("/mosquitto/data/", f"{tmp_path}/")
+        text.replace("listener 1883", f"listener {port} 127.0.0.1").replace(
+            "/mosquitto/data/", f"{tmp_path}/"
+        )
     )
-    proc = Proc(["/usr/sbin/mosquitto", "-c", str(conf)], env={"PATH": "/usr/bin:/bin"}, log_path=tmp_path / "mosquitto.log")
+    proc = Proc(
+        ["/usr/sbin/mosquitto", "-c", str(conf)],
+        env={"PATH": "/usr/bin:/bin"},
+        log_path=tmp_path / "mosquitto.log",
+    )
     try:
         for _ in range(100):
             try:
@@ -161,20 +189,31 @@ def test_health_check_fails_while_the_database_is_unreachable():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        result = subprocess.run(healthcheck_argv("vms", server.server_address[1]), capture_output=True, timeout=30)
+        result = subprocess.run(
+            healthcheck_argv("vms", server.server_address[1]), capture_output=True, timeout=30
+        )
         assert result.returncode != 0
     finally:
         server.shutdown()
         server.server_close()
-    nothing_there = subprocess.run(healthcheck_argv("vms", free_port()), capture_output=True, timeout=30)
+    nothing_there = subprocess.run(
+        healthcheck_argv("vms", free_port()), capture_output=True, timeout=30
+    )
     assert nothing_there.returncode != 0
 
 
 def test_health_check_passes_on_a_ready_service(database_url, tmp_path):
     port = free_port()
-    proc = start_service("vms", env=service_env(database_url, EDGE_MIGRATE_ON_START="false"), port=port, tmp_path=tmp_path)
+    proc = start_service(
+        "vms",
+        env=service_env(database_url, EDGE_MIGRATE_ON_START="false"),
+        port=port,
+        tmp_path=tmp_path,
+    )
     try:
-        result = subprocess.run(healthcheck_argv("vms", port), capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            healthcheck_argv("vms", port), capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == 0, result.stderr
     finally:
         proc.stop()

@@ -3,6 +3,7 @@ code (commands, ports, health checks, environment variable names and values, sec
 
 There is no Docker engine here, so the file is checked, not run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,13 +29,17 @@ EDGES = ("edge-01", "edge-02")
 def compose_schema() -> dict:
     # The official compose-spec schema, as vendored (from the compose-spec repository) by the
     # check-jsonschema package.
-    ref = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    ref = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath(
+        "compose-spec.json"
+    )
     return json.loads(ref.read_text())
 
 
 def schema_errors(doc: dict) -> list[str]:
     schema = compose_schema()
-    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
+    validator = jsonschema.validators.validator_for(schema)(
+        schema, format_checker=jsonschema.FormatChecker()
+    )
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
 
 
@@ -44,7 +49,11 @@ def compose() -> dict:
 
 
 def services_running(compose: dict, verb: str) -> dict[str, dict]:
-    return {name: s for name, s in compose["services"].items() if (s.get("command") or [None])[0] == verb}
+    return {
+        name: s
+        for name, s in compose["services"].items()
+        if (s.get("command") or [None])[0] == verb
+    }
 
 
 def serve_services(compose: dict) -> dict[str, tuple[str, dict]]:
@@ -82,9 +91,13 @@ def test_the_schema_check_rejects_a_broken_file():
 def test_every_variable_compose_interpolates_is_in_env_example():
     """Set there, or shown commented out (#NAME=...) where compose has a default."""
     used = cf.variables_used(cf.COMPOSE.read_text())
-    assert "POSTGRES_PASSWORD" in used, "compose.yaml builds the database URL from POSTGRES_PASSWORD"
+    assert "POSTGRES_PASSWORD" in used, (
+        "compose.yaml builds the database URL from POSTGRES_PASSWORD"
+    )
     text = cf.ENV_EXAMPLE.read_text()
-    documented = set(cf.read_env_file()) | set(re.findall(r"^#([A-Z][A-Z0-9_]*)=", text, flags=re.M))
+    documented = set(cf.read_env_file()) | set(
+        re.findall(r"^#([A-Z][A-Z0-9_]*)=", text, flags=re.M)
+    )
     assert used <= documented, used - documented
     required = set(re.findall(r"\$\{([A-Z0-9_]+):?\?", cf.COMPOSE.read_text()))
     assert required <= set(cf.read_env_file()), "a required variable must be set in the example"
@@ -101,7 +114,9 @@ def test_files_mounted_from_the_repository_exist():
         for volume in service.get("volumes") or []:
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("./"):
-                assert (cf.REPO / source).exists(), f"{name} mounts {source}, which is not in the repository"
+                assert (cf.REPO / source).exists(), (
+                    f"{name} mounts {source}, which is not in the repository"
+                )
 
 
 # --- the stack's shape ------------------------------------------------------------------
@@ -132,7 +147,9 @@ def test_registry_allows_deleting_images():
     assert config["storage"]["delete"]["enabled"] is True
     compose = cf.load()
     port = int(config["http"]["debug"]["addr"].rsplit(":", 1)[1])
-    assert f"127.0.0.1:{port}/debug/health" in " ".join(compose["services"]["registry"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/debug/health" in " ".join(
+        compose["services"]["registry"]["healthcheck"]["test"]
+    )
 
 
 def test_platform_images_are_built_from_the_repository_dockerfile(compose):
@@ -147,7 +164,11 @@ def test_platform_images_are_built_from_the_repository_dockerfile(compose):
 
 
 def test_dockerignore_keeps_what_pip_install_needs():
-    ignored = {line.strip() for line in (cf.REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (cf.REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for needed in ("pyproject.toml", "README.md", "shared", "services", "edge_ai", "edgectl"):
         assert needed not in ignored
     for secret in (".env", ".git", ".venv"):
@@ -163,7 +184,9 @@ def test_migrations_run_once_before_every_service(compose):
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert compose["services"]["postgres"]["healthcheck"]["test"]
     for name, (_, service) in serve_services(compose).items():
-        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", (
+            name
+        )
         # The job has migrated: replicas restarting must not race on it.
         assert cf.environment_of(service)["EDGE_MIGRATE_ON_START"] == "false"
 
@@ -183,7 +206,9 @@ def test_service_listens_where_it_is_published_and_probed(compose, service_name)
     ]
     command = service["command"]
     assert command[:2] == ["serve", service_name]
-    assert cf.option(command, "--host") == "0.0.0.0", "inside a container the service must listen on all interfaces"
+    assert cf.option(command, "--host") == "0.0.0.0", (
+        "inside a container the service must listen on all interfaces"
+    )
     port = int(cf.option(command, "--port"))
     assert port == settings_class(service_name).default_port
     assert [target for _, target in cf.published_ports(service)] == [port]
@@ -194,12 +219,18 @@ def test_service_listens_where_it_is_published_and_probed(compose, service_name)
 
 
 def test_edge_agents_are_configured_to_reach_the_master(compose):
-    master_port = next(int(cf.option(s["command"], "--port")) for svc, s in serve_services(compose).values() if svc == "master")
+    master_port = next(
+        int(cf.option(s["command"], "--port"))
+        for svc, s in serve_services(compose).values()
+        if svc == "master"
+    )
     ports = set()
     for name in EDGES:
         command = compose["services"][name]["command"]
         assert cf.option(command, "--node") == name
-        assert cf.option(command, "--host") == "0.0.0.0", "the master must be able to reach the agent"
+        assert cf.option(command, "--host") == "0.0.0.0", (
+            "the master must be able to reach the agent"
+        )
         probe = " ".join(compose["services"][name]["healthcheck"]["test"])
         assert f"http://127.0.0.1:{cf.option(command, '--port')}/healthz" in probe
         assert cf.option(command, "--master-url") == f"http://master:{master_port}"
@@ -209,13 +240,18 @@ def test_edge_agents_are_configured_to_reach_the_master(compose):
 
 
 def test_urls_between_services_point_at_the_compose_services(compose):
-    by_service = {svc: (name, int(cf.option(s["command"], "--port"))) for name, (svc, s) in serve_services(compose).items()}
+    by_service = {
+        svc: (name, int(cf.option(s["command"], "--port")))
+        for name, (svc, s) in serve_services(compose).items()
+    }
     for name, service in server_side(compose).items():
         env = cf.environment_of(service)
         for svc, (host, port) in by_service.items():
             assert env[f"EDGE_{svc.upper()}_URL"] == f"http://{host}:{port}", (name, svc)
         db = urllib.parse.urlsplit(env["EDGE_DATABASE_URL"])
-        assert db.scheme == "postgresql+asyncpg" and db.hostname == "postgres" and db.port == 5432, name
+        assert (
+            db.scheme == "postgresql+asyncpg" and db.hostname == "postgres" and db.port == 5432
+        ), name
         assert db.path == "/" + compose["services"]["postgres"]["environment"]["POSTGRES_DB"]
         assert db.password == cf.read_env_file()["POSTGRES_PASSWORD"]
 
@@ -235,7 +271,11 @@ def test_every_variable_set_is_a_real_setting_of_the_service(compose, service_na
     cls = settings_class(service_name)
     known = env_names(cls)
     set_here = set(cf.environment_of(service)) | set(cf.read_env_file())
-    unknown = {k for k in set_here if k not in known and k != "POSTGRES_PASSWORD" and not _other_service(k, service_name)}
+    unknown = {
+        k
+        for k in set_here
+        if k not in known and k != "POSTGRES_PASSWORD" and not _other_service(k, service_name)
+    }
     assert not unknown, f"{service_name}: not settings of {cls.__name__}: {sorted(unknown)}"
 
 
@@ -324,7 +364,9 @@ def test_secrets_come_from_the_uncommitted_env_file(compose):
         assert (".env", True) in cf.env_files_of(service), f"{name} must read .env"
         env = cf.environment_of(service)
         for secret in SECRETS:
-            assert secret not in env, f"{name} sets {secret} in compose.yaml; secrets belong in .env"
+            assert secret not in env, (
+                f"{name} sets {secret} in compose.yaml; secrets belong in .env"
+            )
         assert not {k for k in env if re.search(r"PASSWORD|TOKEN|SECRET", k)}, name
     # The database password is interpolated, never written in the file.
     raw = cf.COMPOSE.read_text()
@@ -344,7 +386,12 @@ def test_edges_hold_only_their_own_key_and_token(compose):
         service = compose["services"][edge]
         assert not cf.env_files_of(service), f"{edge} must not read the whole .env"
         env = cf.environment_of(service)
-        assert not {"EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET", "EDGE_DATABASE_URL"} & set(env)
+        assert not {
+            "EDGE_OPERATOR_TOKEN",
+            "EDGE_SERVICE_TOKEN",
+            "EDGE_EDGE_TOKEN_SECRET",
+            "EDGE_DATABASE_URL",
+        } & set(env)
         assert raw["services"][edge]["environment"]["AGENT_KEY"].startswith("${EDGE_")
 
 

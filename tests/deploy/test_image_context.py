@@ -2,6 +2,7 @@
 installs it: the package builds from exactly those files, and the wheel carries what the
 services need at run time (migrations, templates, the edgectl entry point). No Docker engine
 here: `pip wheel` on the same context stands in for the image's `pip install /tmp/src`."""
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,22 @@ def context_and_wheel(tmp_path_factory) -> tuple[list[str], zipfile.ZipFile]:
     wheels = tmp_path_factory.mktemp("wheels")
     copied = build_context(ctx)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(wheels), str(ctx)],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(wheels),
+            str(ctx),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     [wheel] = list(wheels.glob("edge_platform-*.whl"))
@@ -93,21 +108,36 @@ def test_context_holds_no_secrets_tests_or_local_state(context_and_wheel):
     copied, _ = context_and_wheel
     assert "pyproject.toml" in copied and "README.md" in copied
     for rel in copied:
-        assert not rel.startswith((".git/", ".venv/", "tests/", ".env", "data/", ".edge-data/")), rel
+        assert not rel.startswith((".git/", ".venv/", "tests/", ".env", "data/", ".edge-data/")), (
+            rel
+        )
         assert "__pycache__" not in rel, rel
 
 
 def test_wheel_has_what_the_services_need_at_run_time(context_and_wheel):
     _, wheel = context_and_wheel
     names = set(wheel.namelist())
-    services = [p.name for p in (REPO / "services").iterdir() if (p / "migrations" / "env.py").exists()]
+    services = [
+        p.name for p in (REPO / "services").iterdir() if (p / "migrations" / "env.py").exists()
+    ]
     assert services
     for service in services:
         assert f"services/{service}/migrations/env.py" in names
         assert f"services/{service}/migrations/script.py.mako" in names
-        versions = [n for n in names if n.startswith(f"services/{service}/migrations/versions/") and n.endswith(".py")]
+        versions = [
+            n
+            for n in names
+            if n.startswith(f"services/{service}/migrations/versions/") and n.endswith(".py")
+        ]
         assert versions, f"{service}'s migration revisions are not in the image"
-    for module in ("edgectl/main.py", "edgectl/services_cmd.py", "shared/settings.py", "edge_ai/agent/cli.py"):
+    for module in (
+        "edgectl/main.py",
+        "edgectl/services_cmd.py",
+        "shared/settings.py",
+        "edge_ai/agent/cli.py",
+    ):
         assert module in names, module
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-    assert re.search(r"^edgectl = edgectl\.main:app$", wheel.read(entry_points).decode(), flags=re.M)
+    assert re.search(
+        r"^edgectl = edgectl\.main:app$", wheel.read(entry_points).decode(), flags=re.M
+    )

@@ -2,6 +2,7 @@
 manifests agree with the code and with each other (commands, probes, ports, selectors,
 settings, secrets, RBAC, network policy). There is no cluster here: rendered and checked, not run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -84,7 +85,11 @@ def example_secret_data() -> dict[str, dict[str, str]]:
 def container_env(container: dict, namespace: str) -> dict[str, str]:
     """The environment the container gets: envFrom ConfigMaps, then env (secrets resolved from
     the example Secrets)."""
-    configmaps = {c["metadata"]["name"]: c.get("data") or {} for c in objects("ConfigMap") if c["metadata"]["namespace"] == namespace}
+    configmaps = {
+        c["metadata"]["name"]: c.get("data") or {}
+        for c in objects("ConfigMap")
+        if c["metadata"]["namespace"] == namespace
+    }
     secrets = example_secret_data()
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -132,7 +137,9 @@ def test_strict_validation_rejects_a_misspelt_field():
         kubernetes_validate.validate(broken, "1.30", strict=True)
 
 
-@pytest.mark.skipif(kr.kubectl() is None, reason="kubectl is not installed: nothing to compare the fallback with")
+@pytest.mark.skipif(
+    kr.kubectl() is None, reason="kubectl is not installed: nothing to compare the fallback with"
+)
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
 def test_fallback_renderer_matches_kubectl_kustomize(directory):
     def by_key(docs):
@@ -145,7 +152,12 @@ def test_the_example_overlay_has_the_whole_platform():
     deployments = {d["metadata"]["name"] for d in objects("Deployment")}
     assert set(SERVICE_NAMES) <= deployments
     assert {"mosquitto", "registry"} <= deployments
-    assert {s["metadata"]["name"] for s in objects("Service")} >= {*SERVICE_NAMES, "postgres", "mosquitto", "registry"}
+    assert {s["metadata"]["name"] for s in objects("Service")} >= {
+        *SERVICE_NAMES,
+        "postgres",
+        "mosquitto",
+        "registry",
+    }
     assert one("StatefulSet", "postgres")
     assert {n["metadata"]["name"] for n in objects("Namespace")} == {PLATFORM_NS, EDGE_NS}
     for obj in rendered():
@@ -155,7 +167,10 @@ def test_the_example_overlay_has_the_whole_platform():
 
 def test_the_overlay_sets_the_platform_image_everywhere():
     images = {c["image"] for _, c in platform_containers()}
-    assert images == {"registry.example.com/edge-platform:0.1.0", "registry.example.com/edge-platform-edge:0.1.0"}
+    assert images == {
+        "registry.example.com/edge-platform:0.1.0",
+        "registry.example.com/edge-platform-edge:0.1.0",
+    }
 
 
 # --- probes, ports, selectors -----------------------------------------------------------
@@ -217,17 +232,26 @@ def test_services_target_existing_container_ports():
             continue
         selector = service["spec"]["selector"]
         targets = [
-            w for w in workloads()
+            w
+            for w in workloads()
             if w["metadata"]["namespace"] == service["metadata"]["namespace"]
             and selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
         ]
-        assert len(targets) == 1, f"Service {service['metadata']['name']} selects {len(targets)} workloads"
+        assert len(targets) == 1, (
+            f"Service {service['metadata']['name']} selects {len(targets)} workloads"
+        )
         containers = pod_spec(targets[0])["containers"]
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
             assert any(
-                (isinstance(target, int) and target in {p["containerPort"] for p in c.get("ports", [])})
-                or (isinstance(target, str) and target in {p.get("name") for p in c.get("ports", [])})
+                (
+                    isinstance(target, int)
+                    and target in {p["containerPort"] for p in c.get("ports", [])}
+                )
+                or (
+                    isinstance(target, str)
+                    and target in {p.get("name") for p in c.get("ports", [])}
+                )
                 for c in containers
             ), (service["metadata"]["name"], target)
 
@@ -248,7 +272,9 @@ def test_every_platform_variable_is_a_real_setting():
     for workload, container in platform_containers():
         cls = settings_for(argv(container))
         unknown = set(container_env(container, workload["metadata"]["namespace"])) - env_names(cls)
-        assert not unknown, f"{workload['metadata']['name']}: not settings of {cls.__name__}: {sorted(unknown)}"
+        assert not unknown, (
+            f"{workload['metadata']['name']}: not settings of {cls.__name__}: {sorted(unknown)}"
+        )
 
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
@@ -260,7 +286,10 @@ def test_service_settings_load_from_the_manifests(service_name):
     assert settings.env == "production"
     assert settings.migrate_on_start is False
     assert urllib.parse.urlsplit(settings.database_url).hostname == f"postgres.{PLATFORM_NS}.svc"
-    assert settings.service_token.get_secret_value() == example_secret_data()["edge-platform-tokens"]["service-token"]
+    assert (
+        settings.service_token.get_secret_value()
+        == example_secret_data()["edge-platform-tokens"]["service-token"]
+    )
 
 
 def test_database_url_matches_the_in_cluster_postgres():
@@ -301,7 +330,9 @@ def test_every_secret_reference_resolves_and_example_secrets_are_marked():
                 assert "EXAMPLE" in value, (secret["metadata"]["name"], key)
     # Secret settings (SecretStr fields, and the database URL with its password) never sit in a
     # ConfigMap or a plain env value.
-    secret_names = {"EDGE_DATABASE_URL"}.union(*(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES))
+    secret_names = {"EDGE_DATABASE_URL"}.union(
+        *(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES)
+    )
     assert {"EDGE_OPERATOR_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
     for _workload, container in platform_containers():
         for var in container.get("env") or []:
@@ -344,18 +375,36 @@ def test_only_the_master_gets_a_kubernetes_token():
 
 
 # kubernetes client method verb -> RBAC verb; api object -> (apiGroup, resource).
-_CLIENT_VERBS = {"create": "create", "read": "get", "replace": "update", "patch": "patch", "delete": "delete", "list": "list"}
-_CLIENT_KINDS = {"deployment": ("apps", "deployments"), "config_map": ("", "configmaps"), "secret": ("", "secrets"),
-                 "pod": ("", "pods"), "pod_log": ("", "pods/log"), "service": ("", "services"), "event": ("", "events")}
+_CLIENT_VERBS = {
+    "create": "create",
+    "read": "get",
+    "replace": "update",
+    "patch": "patch",
+    "delete": "delete",
+    "list": "list",
+}
+_CLIENT_KINDS = {
+    "deployment": ("apps", "deployments"),
+    "config_map": ("", "configmaps"),
+    "secret": ("", "secrets"),
+    "pod": ("", "pods"),
+    "pod_log": ("", "pods/log"),
+    "service": ("", "services"),
+    "event": ("", "events"),
+}
 
 
 def driver_permissions() -> dict[tuple[str, str], set[str]]:
     """What the master's Kubernetes driver calls, read from its source: apps/core API methods
     ``<verb>_namespaced_<kind>``."""
     source = (REPO / "services" / "master" / "drivers" / "kubernetes.py").read_text()
-    calls = re.findall(r"\.(create|read|replace|patch|delete|list)_namespaced_([a-z_]+?)(?:_status)?\(", source)
+    calls = re.findall(
+        r"\.(create|read|replace|patch|delete|list)_namespaced_([a-z_]+?)(?:_status)?\(", source
+    )
     assert calls, "the driver's API calls were not found"
-    assert not re.search(r"_cluster_|list_node|read_node|_for_all_namespaces", source), "cluster-wide calls need a ClusterRole"
+    assert not re.search(r"_cluster_|list_node|read_node|_for_all_namespaces", source), (
+        "cluster-wide calls need a ClusterRole"
+    )
     needed: dict[tuple[str, str], set[str]] = {}
     for verb, kind in calls:
         needed.setdefault(_CLIENT_KINDS[kind], set()).add(_CLIENT_VERBS[verb])
@@ -377,17 +426,29 @@ def test_master_rbac_is_exactly_what_its_driver_calls_in_the_edge_namespace():
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == driver_permissions()
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "edge-master", "namespace": PLATFORM_NS}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "edge-master", "namespace": PLATFORM_NS}
+    ]
     assert one("ServiceAccount", "edge-master")["metadata"]["namespace"] == PLATFORM_NS
 
 
 def test_only_the_platform_reaches_the_database():
-    [policy] = [p for p in objects("NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "postgres"]
+    [policy] = [
+        p
+        for p in objects("NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "postgres"
+    ]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
     [source] = rule["from"]
-    assert set(source) == {"podSelector"}, "no namespaceSelector or ipBlock: same-namespace pods only"
+    assert set(source) == {"podSelector"}, (
+        "no namespaceSelector or ipBlock: same-namespace pods only"
+    )
     client_label = source["podSelector"]["matchLabels"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
     postgres_labels = one("StatefulSet", "postgres")["spec"]["template"]["metadata"]["labels"]
@@ -396,7 +457,11 @@ def test_only_the_platform_reaches_the_database():
     for workload in workloads():
         labels = workload["spec"]["template"]["metadata"]["labels"]
         is_client = client_label.items() <= labels.items()
-        holds_url = any("EDGE_DATABASE_URL" in container_env(c, workload["metadata"]["namespace"]) for c in pod_spec(workload)["containers"] if is_platform(c))
+        holds_url = any(
+            "EDGE_DATABASE_URL" in container_env(c, workload["metadata"]["namespace"])
+            for c in pod_spec(workload)["containers"]
+            if is_platform(c)
+        )
         assert is_client == holds_url, workload["metadata"]["name"]
 
 
@@ -407,7 +472,11 @@ def test_vms_runs_several_replicas_and_autoscales():
     vms = one("Deployment", "vms")
     hpa = one("HorizontalPodAutoscaler", "vms")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vms"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "vms",
+    }
     assert 2 <= hpa["spec"]["minReplicas"] <= vms["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
     [metric] = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
@@ -429,7 +498,9 @@ def test_master_keeps_its_packages_on_its_persistent_volume():
         assert one("PersistentVolumeClaim", claim)
     assert settings.kube_in_cluster is True
     assert settings.registry_url and settings.registry_password is not None
-    assert settings.vms_public_url == one("ConfigMap", "edge-platform-config")["data"]["EDGE_VMS_URL"]
+    assert (
+        settings.vms_public_url == one("ConfigMap", "edge-platform-config")["data"]["EDGE_VMS_URL"]
+    )
 
 
 def test_master_never_runs_twice_and_the_optimizer_elects_a_leader():
@@ -447,7 +518,10 @@ def test_master_never_runs_twice_and_the_optimizer_elects_a_leader():
 
 @pytest.mark.parametrize(
     ("configmap", "key", "source"),
-    [("mosquitto-config", "mosquitto.conf", "deploy/mosquitto.conf"), ("registry-config", "config.yml", "deploy/registry/config.yml")],
+    [
+        ("mosquitto-config", "mosquitto.conf", "deploy/mosquitto.conf"),
+        ("registry-config", "config.yml", "deploy/registry/config.yml"),
+    ],
 )
 def test_component_configuration_is_the_compose_one(configmap, key, source):
     assert one("ConfigMap", configmap)["data"][key] == (REPO / source).read_text()
@@ -459,7 +533,9 @@ def test_external_postgres_is_a_drop_in_for_the_in_cluster_one():
     assert external["spec"]["type"] == "ExternalName"
     assert external["metadata"]["name"] == internal["metadata"]["name"]
     assert external["metadata"]["namespace"] == internal["metadata"]["namespace"]
-    assert [p["port"] for p in external["spec"]["ports"]] == [p["port"] for p in internal["spec"]["ports"]]
+    assert [p["port"] for p in external["spec"]["ports"]] == [
+        p["port"] for p in internal["spec"]["ports"]
+    ]
 
 
 def test_analysis_workers_on_gpus_scale_on_the_queue_and_a_cpu_variant_exists():
@@ -470,21 +546,36 @@ def test_analysis_workers_on_gpus_scale_on_the_queue_and_a_cpu_variant_exists():
     hpa = one("HorizontalPodAutoscaler", "analysis-worker-gpu")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "analysis-worker-gpu"
     [metric] = hpa["spec"]["metrics"]
-    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "analysis_queue_depth"
+    assert (
+        metric["type"] == "External"
+        and metric["external"]["metric"]["name"] == "analysis_queue_depth"
+    )
     [cpu] = pod_spec(one("Deployment", "analysis-worker-cpu"))["containers"]
-    assert option(argv(cpu), "--device") == "cpu" and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    assert (
+        option(argv(cpu), "--device") == "cpu"
+        and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    )
     # The worker's metrics port is the one its probes and its command name.
-    assert option(argv(container), "--metrics-port") == str(resolve_port(container, container["livenessProbe"]["httpGet"]["port"]))
+    assert option(argv(container), "--metrics-port") == str(
+        resolve_port(container, container["livenessProbe"]["httpGet"]["port"])
+    )
 
 
 def test_only_the_analysis_pods_reach_redis():
-    [policy] = [p for p in objects("NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "redis"]
+    [policy] = [
+        p
+        for p in objects("NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "redis"
+    ]
     [rule] = policy["spec"]["ingress"]
     [source] = rule["from"]
     client_label = source["podSelector"]["matchLabels"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
     for workload in workloads():
         labels = workload["spec"]["template"]["metadata"]["labels"]
-        uses_redis = any("EDGE_REDIS_URL" in container_env(c, workload["metadata"]["namespace"])
-                         for c in pod_spec(workload)["containers"] if is_platform(c))
+        uses_redis = any(
+            "EDGE_REDIS_URL" in container_env(c, workload["metadata"]["namespace"])
+            for c in pod_spec(workload)["containers"]
+            if is_platform(c)
+        )
         assert (client_label.items() <= labels.items()) == uses_redis, workload["metadata"]["name"]

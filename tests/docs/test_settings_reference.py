@@ -1,4 +1,5 @@
 """docs/settings.md is the configuration reference the README points to: it must match the code."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,14 +11,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_settings_reference_is_current():
     generated = subprocess.run(
-        [sys.executable, "-m", "edgectl.main", "settings", "--markdown"], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "edgectl.main", "settings", "--markdown"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    assert (REPO / "docs" / "settings.md").read_text() == generated, "run: edgectl settings --markdown > docs/settings.md"
+    assert (REPO / "docs" / "settings.md").read_text() == generated, (
+        "run: edgectl settings --markdown > docs/settings.md"
+    )
 
 
 def test_every_service_setting_is_in_the_reference():
     text = (REPO / "docs" / "settings.md").read_text()
-    for name in ("EDGE_DATABASE_URL", "SETUP_NOTIFY_MASTER", "MASTER_REGISTRY_URL", "VMS_GROUP_COMMIT_WINDOW_MS", "AGENT_MASTER_URL", "EDGE_UP_DATA_DIR"):
+    for name in (
+        "EDGE_DATABASE_URL",
+        "SETUP_NOTIFY_MASTER",
+        "MASTER_REGISTRY_URL",
+        "VMS_GROUP_COMMIT_WINDOW_MS",
+        "AGENT_MASTER_URL",
+        "EDGE_UP_DATA_DIR",
+    ):
         assert f"`{name}`" in text
 
 

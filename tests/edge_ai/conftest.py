@@ -8,7 +8,9 @@ from pathlib import Path
 from edge_ai.common.config import EdgeConfig
 
 
-async def eventually(check: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition"
+) -> None:
     """Wait for something the background sender does (a deadline, not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while not check():
@@ -18,6 +20,13 @@ async def eventually(check: Callable[[], bool], *, timeout: float = 20.0, what: 
 
 
 def client_config(url: str, buffer_dir: Path, **overrides) -> EdgeConfig:
-    values = dict(vms_url=url, node_id="0x01", buffer_dir=buffer_dir, backoff_min=0.05, backoff_max=0.3, http_timeout=2.0)
+    values = dict(
+        vms_url=url,
+        node_id="0x01",
+        buffer_dir=buffer_dir,
+        backoff_min=0.05,
+        backoff_max=0.3,
+        http_timeout=2.0,
+    )
     values.update(overrides)
     return EdgeConfig(**values)

@@ -1,6 +1,7 @@
 """A small HTTP server that stands in for the VMS in the client's own tests: it records every
 record it accepts, and can be told to answer 503, to refuse records, or be stopped and restarted
 on the same port (a VMS outage)."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ class Recorder:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            def _answer(
+                self, status: int, body: Any, headers: dict[str, str] | None = None
+            ) -> None:
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -61,13 +64,18 @@ class Recorder:
                     results = []
                     for i, item in enumerate(json.loads(raw)["records"]):
                         if item["data"].get("bad"):
-                            results.append({"index": i, "status": "rejected", "errors": [{"field": "bad"}]})
+                            results.append(
+                                {"index": i, "status": "rejected", "errors": [{"field": "bad"}]}
+                            )
                         else:
                             with recorder.lock:
                                 recorder.records.append((item["kind"], item["data"]))
                             results.append({"index": i, "status": "stored"})
                     stored = sum(r["status"] == "stored" for r in results)
-                    return self._answer(200, {"results": results, "stored": stored, "rejected": len(results) - stored})
+                    return self._answer(
+                        200,
+                        {"results": results, "stored": stored, "rejected": len(results) - stored},
+                    )
                 kind = KIND_BY_ROUTE.get(self.path)
                 if kind is None:
                     return self._answer(404, {"detail": "Not Found"})
@@ -86,7 +94,9 @@ class Recorder:
                 msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
                     f"Content-Type: {ctype}\r\n\r\n".encode() + raw
                 )
-                parts = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
+                parts = {
+                    p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()
+                }
                 metadata = json.loads(parts["metadata"].get_content())
                 image = parts["image"].get_content()
                 with recorder.lock:

@@ -1,4 +1,5 @@
 """The on-disk buffer: oldest first, bounded (drops the oldest and counts), survives reopening."""
+
 from __future__ import annotations
 
 from edge_ai.common.buffer import DiskBuffer

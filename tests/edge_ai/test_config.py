@@ -1,5 +1,6 @@
 """edgeconfig.xml in the field's format, our optional elements, environment over the file, and
 clear errors (exit code 2 naming the file and the problem) when it cannot be used."""
+
 from __future__ import annotations
 
 import subprocess
@@ -48,7 +49,11 @@ def test_the_fields_file_as_it_is(tmp_path):
 def test_optional_elements(tmp_path):
     config = load_config(write(tmp_path, FULL_FILE.format(buf=tmp_path / "b")), env={})
     assert config.vms_url == "http://127.0.0.1:7001"
-    assert (config.node_id, config.node_name, config.token) == ("0x07", "edge-07", "edg_abc.def.ghi")
+    assert (config.node_id, config.node_name, config.token) == (
+        "0x07",
+        "edge-07",
+        "edg_abc.def.ghi",
+    )
     assert config.analysis_url == "http://127.0.0.1:7001/analysis"
     assert config.route_low_confidence is True
     assert config.buffer_dir == tmp_path / "b" and config.buffer_max_records == 50
@@ -69,11 +74,20 @@ def test_environment_over_the_file(tmp_path):
     }
     config = load_config(write(tmp_path, FULL_FILE.format(buf=tmp_path / "b")), env=env)
     assert config.vms_url == "http://127.0.0.2:7100"
-    assert (config.node_id, config.token, config.analysis_url) == ("0x09", "tok", "http://127.0.0.1:9/a")
+    assert (config.node_id, config.token, config.analysis_url) == (
+        "0x09",
+        "tok",
+        "http://127.0.0.1:9/a",
+    )
     assert config.route_low_confidence is False
     assert config.buffer_dir == tmp_path / "other" and config.buffer_max_records == 7
     assert config.api_port == 0
-    assert load_config(write(tmp_path, FIELD_FILE), env={"EDGE_VMS_URL": "http://127.0.0.1:1234/"}).vms_url == "http://127.0.0.1:1234"
+    assert (
+        load_config(
+            write(tmp_path, FIELD_FILE), env={"EDGE_VMS_URL": "http://127.0.0.1:1234/"}
+        ).vms_url
+        == "http://127.0.0.1:1234"
+    )
 
 
 def test_env_only_when_no_file_was_asked_for(tmp_path, monkeypatch):
@@ -82,7 +96,9 @@ def test_env_only_when_no_file_was_asked_for(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"edgeconfig\.xml: file not found"):
         load_config(env={})
     with pytest.raises(ConfigError, match=r"nothere\.xml: file not found"):
-        load_config(env={"EDGE_CONFIG": str(tmp_path / "nothere.xml"), "EDGE_VMS_URL": "http://127.0.0.1:1"})
+        load_config(
+            env={"EDGE_CONFIG": str(tmp_path / "nothere.xml"), "EDGE_VMS_URL": "http://127.0.0.1:1"}
+        )
 
 
 @pytest.mark.parametrize(
@@ -93,10 +109,26 @@ def test_env_only_when_no_file_was_asked_for(tmp_path, monkeypatch):
         ("<Configuration></Configuration>", "missing <vms> element"),
         ("<Configuration><vms><Port>1</Port></vms></Configuration>", r"missing <vms><IP>"),
         ("<Configuration><vms><IP>127.0.0.1</IP></vms></Configuration>", r"missing <vms><Port>"),
-        ("<Configuration><vms><IP>127.0.0.1</IP><Port>http</Port></vms></Configuration>", r"<vms><Port>: expected an integer"),
-        ("<Configuration><vms><IP>127.0.0.1</IP><Port>70000</Port></vms></Configuration>", r"<vms><Port>: must be between"),
-        (FIELD_FILE.replace("</Configuration>", "<buffer><MaxRecords>0</MaxRecords></buffer></Configuration>"), "MaxRecords"),
-        (FIELD_FILE.replace("</Configuration>", "<analysis><URL>ftp://x</URL></analysis></Configuration>"), r"<analysis><URL>"),
+        (
+            "<Configuration><vms><IP>127.0.0.1</IP><Port>http</Port></vms></Configuration>",
+            r"<vms><Port>: expected an integer",
+        ),
+        (
+            "<Configuration><vms><IP>127.0.0.1</IP><Port>70000</Port></vms></Configuration>",
+            r"<vms><Port>: must be between",
+        ),
+        (
+            FIELD_FILE.replace(
+                "</Configuration>", "<buffer><MaxRecords>0</MaxRecords></buffer></Configuration>"
+            ),
+            "MaxRecords",
+        ),
+        (
+            FIELD_FILE.replace(
+                "</Configuration>", "<analysis><URL>ftp://x</URL></analysis></Configuration>"
+            ),
+            r"<analysis><URL>",
+        ),
     ],
 )
 def test_malformed_files_are_named(tmp_path, text, problem):
@@ -117,11 +149,20 @@ def test_bad_environment_is_named(tmp_path):
 @pytest.mark.parametrize("module", ["edge_ai.weather", "edge_ai.monitoring", "edge_ai.yolo"])
 def test_programs_exit_2_naming_the_file(tmp_path, module):
     broken = write(tmp_path, "<Configuration><vms>")
-    args = {"edge_ai.monitoring": ["--variant", "SUNNY"], "edge_ai.yolo": ["--source", str(tmp_path)]}.get(module, [])
+    args = {
+        "edge_ai.monitoring": ["--variant", "SUNNY"],
+        "edge_ai.yolo": ["--source", str(tmp_path)],
+    }.get(module, [])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     for config in (broken, tmp_path / "missing.xml"):
-        proc = subprocess.run([sys.executable, "-m", module, "--config", str(config), *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "--config", str(config), *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2, proc.stderr
         assert str(config) in proc.stderr
         assert ("malformed XML" if config == broken else "file not found") in proc.stderr
@@ -129,6 +170,12 @@ def test_programs_exit_2_naming_the_file(tmp_path, module):
 
 def test_weather_without_node_id_exits_2(tmp_path):
     path = write(tmp_path, FIELD_FILE)
-    proc = subprocess.run([sys.executable, "-m", "edge_ai.weather", "--config", str(path)], env={"PYTHONPATH": str(REPO)},
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_ai.weather", "--config", str(path)],
+        env={"PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "no node id" in proc.stderr and "EDGE_NODE_ID" in proc.stderr

@@ -3,6 +3,7 @@
 The programs authenticate with edge tokens signed the way setup issues them; the VMS accepts
 node ids it cannot look up (setup is not running here) and flags them.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ from tests.helpers.processes import REPO, Proc, edgectl, python_module, start_se
 
 # Refuses every connection and name lookup that is not loopback, and says so on stderr: the
 # YOLO worker must run with no network at all (no weights, fonts or telemetry fetched).
-NO_NETWORK = '''
+NO_NETWORK = """
 import socket, sys
 _connect = socket.socket.connect
 _getaddrinfo = socket.getaddrinfo
@@ -44,7 +45,7 @@ def getaddrinfo(host, *args, **kwargs):
     return _getaddrinfo(host, *args, **kwargs)
 socket.socket.connect = connect
 socket.getaddrinfo = getaddrinfo
-'''
+"""
 
 
 async def rows(db: str, sql: str, *args):
@@ -55,14 +56,18 @@ async def rows(db: str, sql: str, *args):
         await conn.close()
 
 
-async def wait_rows(db: str, sql: str, *args, count: int, proc: Proc | None = None, timeout: float = 90):
+async def wait_rows(
+    db: str, sql: str, *args, count: int, proc: Proc | None = None, timeout: float = 90
+):
     deadline = time.monotonic() + timeout
     while True:
         found = await rows(db, sql, *args)
         if len(found) >= count:
             return found
         if proc is not None and not proc.alive():
-            raise AssertionError(f"program exited with {proc.popen.returncode}:\n{proc.log_text()[-3000:]}")
+            raise AssertionError(
+                f"program exited with {proc.popen.returncode}:\n{proc.log_text()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             tail = proc.log_text()[-3000:] if proc else ""
             raise AssertionError(f"{len(found)} of {count} rows after {timeout}s\n{tail}")
@@ -73,7 +78,13 @@ async def wait_rows(db: str, sql: str, *args, count: int, proc: Proc | None = No
 
 def start_vms(db: str, tmp_path: Path, port: int) -> Proc:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    env = service_env(db, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=nowhere, EDGE_OPTIMIZER_URL=nowhere, VMS_GROUP_COMMIT_WINDOW_MS="2")
+    env = service_env(
+        db,
+        VMS_UNKNOWN_NODES="flag",
+        EDGE_SETUP_URL=nowhere,
+        EDGE_OPTIMIZER_URL=nowhere,
+        VMS_GROUP_COMMIT_WINDOW_MS="2",
+    )
     return start_service("vms", env=env, port=port, tmp_path=tmp_path)
 
 
@@ -86,7 +97,9 @@ def vms(db, tmp_path):
     holder["proc"].stop()
 
 
-def edge_setup(tmp_path: Path, vms_port: int, nid: str, name: str, **env: str) -> tuple[Path, dict[str, str]]:
+def edge_setup(
+    tmp_path: Path, vms_port: int, nid: str, name: str, **env: str
+) -> tuple[Path, dict[str, str]]:
     config = tmp_path / f"edgeconfig-{name}.xml"
     config.write_text(
         f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms_port}</Port><Path>usage</Path></vms>"
@@ -114,12 +127,20 @@ def epoch(ts: datetime) -> float:
 
 async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
     config, env = edge_setup(tmp_path, vms["port"], "0x31", "edge-31")
-    proc = Proc(edgectl("edge", "weather", "--config", str(config), "--sequence", "0,2", "--period", "2"),
-                env=env, log_path=tmp_path / "weather.log")
+    proc = Proc(
+        edgectl("edge", "weather", "--config", str(config), "--sequence", "0,2", "--period", "2"),
+        env=env,
+        log_path=tmp_path / "weather.log",
+    )
     try:
-        found = await wait_rows(db, "SELECT ts, result, authenticated, known FROM "
+        found = await wait_rows(
+            db,
+            "SELECT ts, result, authenticated, known FROM "
             "vms.environment WHERE nid = $1 ORDER BY ts",
-                                "0x31", count=7, proc=proc)
+            "0x31",
+            count=7,
+            proc=proc,
+        )
     finally:
         assert proc.stop() == 0, proc.log_text()
     results = [r["result"] for r in found]
@@ -137,9 +158,15 @@ async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
 
 async def test_monitoring_posts_usage_with_its_variant(db, vms, tmp_path):
     config, env = edge_setup(tmp_path, vms["port"], "0x32", "edge-32", MONITORING_VARIANT="RAINY")
-    proc = Proc(python_module("edge_ai.monitoring", "--config", str(config)), env=env, log_path=tmp_path / "monitoring.log")
+    proc = Proc(
+        python_module("edge_ai.monitoring", "--config", str(config)),
+        env=env,
+        log_path=tmp_path / "monitoring.log",
+    )
     try:
-        found = await wait_rows(db, "SELECT * FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x32", count=3, proc=proc)
+        found = await wait_rows(
+            db, "SELECT * FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x32", count=3, proc=proc
+        )
     finally:
         assert proc.stop() == 0, proc.log_text()
     for r in found:
@@ -163,7 +190,10 @@ async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, 
     analysis = Recorder(free_port()).start()
     api_port = free_port()
     config, env = edge_setup(
-        tmp_path, vms["port"], "0x33", "edge-33",
+        tmp_path,
+        vms["port"],
+        "0x33",
+        "edge-33",
         PYTHONPATH=f"{guard}:{REPO}",
         YOLO_OFFLINE="1",
         EDGE_ANALYSIS_URL=f"{analysis.url}/analysis",
@@ -172,20 +202,51 @@ async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, 
     )
     # Random weights score everything near zero: a very low floor makes "below the threshold"
     # detections exist, so the routing path runs.
-    proc = Proc(edgectl("edge", "yolo", "--config", str(config), "--source", str(frames), "--model", "yolov8n.yaml",
-                        "--imgsz", "320", "--rate", "2", "--min-conf", "0.00001", "--max-detections", "5"),
-                env=env, log_path=tmp_path / "yolo.log")
+    proc = Proc(
+        edgectl(
+            "edge",
+            "yolo",
+            "--config",
+            str(config),
+            "--source",
+            str(frames),
+            "--model",
+            "yolov8n.yaml",
+            "--imgsz",
+            "320",
+            "--rate",
+            "2",
+            "--min-conf",
+            "0.00001",
+            "--max-detections",
+            "5",
+        ),
+        env=env,
+        log_path=tmp_path / "yolo.log",
+    )
     try:
-        found = await wait_rows(db, "SELECT * FROM vms.detections WHERE nid = $1 AND frames > 0 ORDER BY id", "0x33",
-                                count=3, proc=proc, timeout=150)
+        found = await wait_rows(
+            db,
+            "SELECT * FROM vms.detections WHERE nid = $1 AND frames > 0 ORDER BY id",
+            "0x33",
+            count=3,
+            proc=proc,
+            timeout=150,
+        )
         wait_http(f"http://127.0.0.1:{api_port}/healthz", proc=proc)
         status = httpx.get(f"http://127.0.0.1:{api_port}/status", timeout=5).json()
         # The optimizer (later) turns routing off through the local API.
-        r = httpx.put(f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": False}, timeout=5)
+        r = httpx.put(
+            f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": False}, timeout=5
+        )
         assert r.status_code == 200 and r.json()["active"] is False
-        bad = httpx.put(f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": "yes"}, timeout=5)
+        bad = httpx.put(
+            f"http://127.0.0.1:{api_port}/routing", json={"route_low_confidence": "yes"}, timeout=5
+        )
         assert bad.status_code == 400 and bad.json()["field"] == "route_low_confidence"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{vms['port']}", headers=OPERATOR) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{vms['port']}", headers=OPERATOR
+        ) as client:
             listed = (await client.get("/detections", params={"nid": "0x33"})).json()
     finally:
         code = proc.stop()
@@ -206,8 +267,14 @@ async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, 
     assert analysis.uploads, log
     metadata, image = analysis.uploads[0]
     assert image[:2] == b"\xff\xd8"
-    assert metadata["nid"] == "0x33" and metadata["reason"] == "low_confidence" and metadata["conf_threshold"] == 0.5
-    assert metadata["detections"] and {"class", "class_id", "confidence", "box"} <= set(metadata["detections"][0])
+    assert (
+        metadata["nid"] == "0x33"
+        and metadata["reason"] == "low_confidence"
+        and metadata["conf_threshold"] == 0.5
+    )
+    assert metadata["detections"] and {"class", "class_id", "confidence", "box"} <= set(
+        metadata["detections"][0]
+    )
     assert metadata["width"] in (810, 1280)  # bus.jpg 810x1080, zidane.jpg 1280x720
     assert status["routing"]["active"] is True and status["vms"]["delivered"] >= 3
 
@@ -219,12 +286,26 @@ async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, 
 async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     api_port = free_port()
     config, env = edge_setup(tmp_path, vms["port"], "0x34", "edge-34", EDGE_API_PORT=str(api_port))
-    weather = Proc(python_module("edge_ai.weather", "--config", str(config), "--period", "2"), env=env, log_path=tmp_path / "weather.log")
-    m_config, m_env = edge_setup(tmp_path, vms["port"], "0x35", "edge-35", MONITORING_VARIANT="SUNNY")
-    monitoring = Proc(python_module("edge_ai.monitoring", "--config", str(m_config)), env=m_env, log_path=tmp_path / "monitoring.log")
+    weather = Proc(
+        python_module("edge_ai.weather", "--config", str(config), "--period", "2"),
+        env=env,
+        log_path=tmp_path / "weather.log",
+    )
+    m_config, m_env = edge_setup(
+        tmp_path, vms["port"], "0x35", "edge-35", MONITORING_VARIANT="SUNNY"
+    )
+    monitoring = Proc(
+        python_module("edge_ai.monitoring", "--config", str(m_config)),
+        env=m_env,
+        log_path=tmp_path / "monitoring.log",
+    )
     try:
-        await wait_rows(db, "SELECT 1 FROM vms.environment WHERE nid = $1", "0x34", count=2, proc=weather)
-        await wait_rows(db, "SELECT 1 FROM vms.usage WHERE nid = $1", "0x35", count=2, proc=monitoring)
+        await wait_rows(
+            db, "SELECT 1 FROM vms.environment WHERE nid = $1", "0x34", count=2, proc=weather
+        )
+        await wait_rows(
+            db, "SELECT 1 FROM vms.usage WHERE nid = $1", "0x35", count=2, proc=monitoring
+        )
 
         vms["proc"].stop(signal.SIGTERM)
         outage_started = time.monotonic()
@@ -248,12 +329,20 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
         assert status["buffered"] == 0 and status["dropped"] == 0, status
         # A few more records after the drain, then stop the programs while the VMS is up.
         produced_before_stop = status["submitted"]
-        await wait_rows(db, "SELECT 1 FROM vms.environment WHERE nid = $1", "0x34", count=produced_before_stop + 2, proc=weather)
+        await wait_rows(
+            db,
+            "SELECT 1 FROM vms.environment WHERE nid = $1",
+            "0x34",
+            count=produced_before_stop + 2,
+            proc=weather,
+        )
     finally:
         assert weather.stop() == 0, weather.log_text()
         assert monitoring.stop() == 0, monitoring.log_text()
 
-    env_rows = await rows(db, "SELECT ts, received_at, result FROM vms.environment WHERE nid = $1 ORDER BY ts", "0x34")
+    env_rows = await rows(
+        db, "SELECT ts, received_at, result FROM vms.environment WHERE nid = $1 ORDER BY ts", "0x34"
+    )
     seconds = [int(epoch(r["ts"])) for r in env_rows]
     # Stored once: no second twice. Every record produced meanwhile: no second missing.
     assert len(seconds) == len(set(seconds)), "duplicates"
@@ -262,11 +351,15 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     # In order: a later record never reached the database before an earlier one.
     received = [r["received_at"] for r in env_rows]
     assert received == sorted(received)
-    assert any(b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received], strict=False)), "the outage must show in arrival times"
+    assert any(
+        b - a > 3 for a, b in zip(seconds, [int(epoch(r)) for r in received], strict=False)
+    ), "the outage must show in arrival times"
     for r in env_rows:
         assert r["result"] == scheduled_code(["0", "2"], 2, epoch(r["ts"]))
 
-    usage_rows = await rows(db, "SELECT ts, received_at, func FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x35")
+    usage_rows = await rows(
+        db, "SELECT ts, received_at, func FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x35"
+    )
     u_seconds = [int(epoch(r["ts"])) for r in usage_rows]
     assert len(u_seconds) == len(set(u_seconds))
     assert u_seconds == list(range(u_seconds[0], u_seconds[0] + len(u_seconds)))
@@ -284,11 +377,19 @@ async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_pa
     from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, spec, wait_until
 
     out = tmp_path / "packages"
-    built = subprocess.run(edgectl("edge", "build-packages", "--out", str(out), "--only", "monitoring-02"),
-                           capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        edgectl("edge", "build-packages", "--out", str(out), "--only", "monitoring-02"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert built.returncode == 0, built.stderr
     store = ArtifactStore(tmp_path / "store")
-    pkg = ingest_sync(out / "monitoring-02-01.tar.gz", store, expected={"filename": "monitoring", "version": "01", "ai_class": "02"})
+    pkg = ingest_sync(
+        out / "monitoring-02-01.tar.gz",
+        store,
+        expected={"filename": "monitoring", "version": "01", "ai_class": "02"},
+    )
     artifacts = ArtifactServer()
     digest = artifacts.add(store.path(pkg.digest).read_bytes())
     assert digest == pkg.digest
@@ -301,10 +402,19 @@ async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_pa
             f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
         )
         manifest = pkg.manifest
-        body = spec("monitoring-02", digest, manifest.version, command=manifest.command, env=dict(manifest.env), edgeconfig=edgeconfig)
+        body = spec(
+            "monitoring-02",
+            digest,
+            manifest.version,
+            command=manifest.command,
+            env=dict(manifest.env),
+            edgeconfig=edgeconfig,
+        )
         r = agent.client.put("/workloads/monitoring-02", json=body)
         assert r.status_code in (200, 201, 202), r.text
-        found = await wait_rows(db, "SELECT func, username FROM vms.usage WHERE nid = $1", nid, count=3, timeout=90)
+        found = await wait_rows(
+            db, "SELECT func, username FROM vms.usage WHERE nid = $1", nid, count=3, timeout=90
+        )
         assert {(r["func"], r["username"]) for r in found} == {("RAINY", "edge-36")}
         wait_until(lambda: agent.status("monitoring-02")["state"] == "running", what="running")
     finally:

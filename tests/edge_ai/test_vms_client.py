@@ -1,5 +1,6 @@
 """The VMS client's own behaviour against a small recording HTTP server that can answer 503,
 refuse records, lack /batch, or be stopped and started again (an outage)."""
+
 from __future__ import annotations
 
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
@@ -9,21 +10,36 @@ from tests.helpers.env import free_port
 
 
 def usage(i: int, **extra) -> dict:
-    return {"code": "0000", "message": "success", "username": "e", "cpu": 1.0, "memory": 2.0, "func": "SUNNY", "i": i, **extra}
+    return {
+        "code": "0000",
+        "message": "success",
+        "username": "e",
+        "cpu": 1.0,
+        "memory": 2.0,
+        "func": "SUNNY",
+        "i": i,
+        **extra,
+    }
 
 
 async def test_posts_each_kind_to_its_route_with_the_token(tmp_path):
     server = Recorder(free_port()).start()
-    client = VmsClient(client_config(server.url, tmp_path, token="edg_secret.token.sig"), program="t")
+    client = VmsClient(
+        client_config(server.url, tmp_path, token="edg_secret.token.sig"), program="t"
+    )
     client.start()
     try:
-        client.submit("environment", {"nid": "0x01", "date": "20261122", "time": "030000", "result": "2"})
+        client.submit(
+            "environment", {"nid": "0x01", "date": "20261122", "time": "030000", "result": "2"}
+        )
         client.submit("usage", usage(1))
         client.submit("detections", {"nid": "0x01", "frames": 0})
         await eventually(lambda: len(server.records) == 3, what="three records")
         assert [k for k, _ in server.records] == ["environment", "usage", "detections"]
         assert [p for _, p, _ in server.requests] == ["/save_edgeData", "/usage", "/detections"]
-        assert all(h.get("Authorization") == "Bearer edg_secret.token.sig" for _, _, h in server.requests)
+        assert all(
+            h.get("Authorization") == "Bearer edg_secret.token.sig" for _, _, h in server.requests
+        )
         assert client.sender.stats()["delivered"] == 3
     finally:
         await client.close()
@@ -116,7 +132,9 @@ async def test_a_vms_without_batch_gets_records_one_by_one(tmp_path):
 
 async def test_full_buffer_drops_the_oldest_and_counts(tmp_path):
     port = free_port()  # nothing listens yet
-    client = VmsClient(client_config(f"http://127.0.0.1:{port}", tmp_path, buffer_max_records=10), program="t")
+    client = VmsClient(
+        client_config(f"http://127.0.0.1:{port}", tmp_path, buffer_max_records=10), program="t"
+    )
     client.start()
     try:
         for i in range(25):
@@ -156,16 +174,23 @@ async def test_buffer_survives_a_restart_of_the_program(tmp_path):
 async def test_analysis_frames_are_buffered_and_sent_as_multipart(tmp_path):
     port = free_port()
     url = {"value": None}
-    client = AnalysisClient(client_config(f"http://127.0.0.1:{port}", tmp_path), program="t", url=lambda: url["value"])
+    client = AnalysisClient(
+        client_config(f"http://127.0.0.1:{port}", tmp_path), program="t", url=lambda: url["value"]
+    )
     client.start()
     try:
         client.submit(b"\xff\xd8one", {"frame_index": 1})
         client.submit(b"\xff\xd8two", {"frame_index": 2})
-        await eventually(lambda: len(client.sender.buffer) == 2, what="kept while no URL is configured")
+        await eventually(
+            lambda: len(client.sender.buffer) == 2, what="kept while no URL is configured"
+        )
         url["value"] = f"http://127.0.0.1:{port}/analysis"
         server = Recorder(port).start()
         await eventually(lambda: len(server.uploads) == 2)
-        assert [(m["frame_index"], img) for m, img in server.uploads] == [(1, b"\xff\xd8one"), (2, b"\xff\xd8two")]
+        assert [(m["frame_index"], img) for m, img in server.uploads] == [
+            (1, b"\xff\xd8one"),
+            (2, b"\xff\xd8two"),
+        ]
     finally:
         await client.close()
         server.stop()

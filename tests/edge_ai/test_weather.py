@@ -1,5 +1,6 @@
 """The weather AI's other sources: the frame classifier's documented rules, and the operator's
 value set through the local API (the program runs as a real process against a recording server)."""
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def night(frame):
 
 
 def fog(frame):
-    return cv2.addWeighted(cv2.GaussianBlur(frame, (21, 21), 0), 0.3, np.full_like(frame, 200), 0.7, 0)
+    return cv2.addWeighted(
+        cv2.GaussianBlur(frame, (21, 21), 0), 0.3, np.full_like(frame, 200), 0.7, 0
+    )
 
 
 def rain(frame):
@@ -95,10 +98,20 @@ def test_classifier_source_and_operator_override(tmp_path):
     cv2.imwrite(str(frames / "b.jpg"), night(asset("zidane.jpg")))
     server = Recorder(free_port()).start()
     api = free_port()
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "EDGE_VMS_URL": server.url, "EDGE_NODE_ID": "0x41",
-           "EDGE_BUFFER_DIR": str(tmp_path / "buf"), "EDGE_API_PORT": str(api)}
-    proc = Proc(python_module("edge_ai.weather", "--source", "classifier", "--video", str(frames)), env=env,
-                log_path=tmp_path / "weather.log", cwd=tmp_path)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(REPO),
+        "EDGE_VMS_URL": server.url,
+        "EDGE_NODE_ID": "0x41",
+        "EDGE_BUFFER_DIR": str(tmp_path / "buf"),
+        "EDGE_API_PORT": str(api),
+    }
+    proc = Proc(
+        python_module("edge_ai.weather", "--source", "classifier", "--video", str(frames)),
+        env=env,
+        log_path=tmp_path / "weather.log",
+        cwd=tmp_path,
+    )
     try:
         wait_for(lambda: "5" in records_after(server, 0), "NIGHT (5) from the classifier", proc)
         wait_http(f"http://127.0.0.1:{api}/healthz", proc=proc)
@@ -106,15 +119,23 @@ def test_classifier_source_and_operator_override(tmp_path):
         r = httpx.put(f"http://127.0.0.1:{api}/result", json={"result": "3"}, timeout=5)
         assert r.status_code == 200 and r.json() == {"result": "3", "override": True}
         mark = len(server.of_kind("environment"))
-        wait_for(lambda: records_after(server, mark + 1)[:2] == ["3", "3"], "the operator's 3", proc)
+        wait_for(
+            lambda: records_after(server, mark + 1)[:2] == ["3", "3"], "the operator's 3", proc
+        )
 
         bad = httpx.put(f"http://127.0.0.1:{api}/result", json={"value": "3"}, timeout=5)
         assert bad.status_code == 400 and bad.json()["field"] == "result"
-        assert httpx.put(f"http://127.0.0.1:{api}/result", content=b"{", timeout=5).status_code == 400
+        assert (
+            httpx.put(f"http://127.0.0.1:{api}/result", content=b"{", timeout=5).status_code == 400
+        )
 
         assert httpx.delete(f"http://127.0.0.1:{api}/result", timeout=5).json()["override"] is False
         mark = len(server.of_kind("environment"))
-        wait_for(lambda: records_after(server, mark + 1)[:2] == ["5", "5"], "back to the classifier", proc)
+        wait_for(
+            lambda: records_after(server, mark + 1)[:2] == ["5", "5"],
+            "back to the classifier",
+            proc,
+        )
         metrics = httpx.get(f"http://127.0.0.1:{api}/metrics", timeout=5).text
         assert "edge_vms_delivered_total" in metrics and "edge_vms_dropped_total 0.0" in metrics
     finally:

@@ -1,5 +1,6 @@
 """The field's scripts and devices against setup and the master as real processes (setup calls
 the master, the master calls setup), and a VMS in-process that knows the nodes from that setup."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,9 @@ class FieldStack:
         """A VMS reading its nodes (and their time zones) from this stack's setup."""
         overrides.setdefault("optimizer_url", f"http://127.0.0.1:{free_port()}")
         overrides.setdefault("group_commit_window_ms", 1.0)
-        app = create_vms(settings_for("vms", self.database_url, setup_url=self.setup_url, **overrides))
+        app = create_vms(
+            settings_for("vms", self.database_url, setup_url=self.setup_url, **overrides)
+        )
         async with running_app(app) as client:
             yield client
 
@@ -45,9 +48,14 @@ def field_processes(db: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     common = dict(EDGE_SETUP_URL=setup_url, EDGE_MASTER_URL=master_url, EDGE_OPTIMIZER_URL=nobody)
     procs: list[Proc] = []
     try:
-        procs.append(start_service("setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path))
+        procs.append(
+            start_service(
+                "setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path
+            )
+        )
         master_env = service_env(
-            db, **common,
+            db,
+            **common,
             MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
             MASTER_PACKAGE_DIR=str(package_dir),
             MASTER_RECONCILE_ON_START="false",
@@ -64,8 +72,10 @@ def field_processes(db: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 @pytest.fixture
 async def field(db: str, field_processes) -> AsyncIterator[FieldStack]:
     setup_url, master_url, package_dir = field_processes
-    async with httpx.AsyncClient(base_url=setup_url, headers=OPERATOR, timeout=30) as setup, \
-            httpx.AsyncClient(base_url=master_url, headers=OPERATOR, timeout=30) as master:
+    async with (
+        httpx.AsyncClient(base_url=setup_url, headers=OPERATOR, timeout=30) as setup,
+        httpx.AsyncClient(base_url=master_url, headers=OPERATOR, timeout=30) as master,
+    ):
         yield FieldStack(setup, master, setup_url, master_url, package_dir, db)
 
 

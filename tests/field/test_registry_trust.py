@@ -1,5 +1,6 @@
 """Registry trust (item 12): one pull Secret name everywhere, and the node side shipped as a
 DaemonSet in k8s/ whose installer is a real command, run here against a scratch node root."""
+
 from __future__ import annotations
 
 import os
@@ -19,24 +20,43 @@ from tests.master_drivers.workloads import workload
 
 def run_edgectl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
-    return subprocess.run(edgectl(*args), cwd=REPO, env=full_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        edgectl(*args), cwd=REPO, env=full_env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_pull_secret_node_config_creates_is_the_one_the_pods_reference(tmp_path):
-    out = run_edgectl("registry", "node-config", "--registry", "registry.example.com:30500", "--insecure",
-                      "--username", "edge-pull", "--password-env", "REG_PW", "--only", "secret",
-                      env={"REG_PW": "pull-Secret-xyz-123"})
+    out = run_edgectl(
+        "registry",
+        "node-config",
+        "--registry",
+        "registry.example.com:30500",
+        "--insecure",
+        "--username",
+        "edge-pull",
+        "--password-env",
+        "REG_PW",
+        "--only",
+        "secret",
+        env={"REG_PW": "pull-Secret-xyz-123"},
+    )
     assert out.returncode == 0, out.stderr
     secret = yaml.safe_load(out.stdout)
     kubernetes_validate.validate(secret, "1.30", strict=True)
     # What the master's AI pods name: its default setting, the manifests it renders, k8s/'s config.
     settings = settings_for("master", "postgresql+asyncpg://unused/unused")
     assert isinstance(settings, MasterSettings)
-    pod = deployment_manifest(workload(), KubernetesOptions(image_pull_secret=settings.image_pull_secret))
+    pod = deployment_manifest(
+        workload(), KubernetesOptions(image_pull_secret=settings.image_pull_secret)
+    )
     referenced = {s["name"] for s in pod["spec"]["template"]["spec"]["imagePullSecrets"]}
-    configured = one("ConfigMap", "edge-master-config")["data"].get("MASTER_IMAGE_PULL_SECRET", "edge-registry")
+    configured = one("ConfigMap", "edge-master-config")["data"].get(
+        "MASTER_IMAGE_PULL_SECRET", "edge-registry"
+    )
     assert referenced == {secret["metadata"]["name"]} == {configured}
-    assert secret["metadata"]["namespace"] == "edge-ai"  # where the AI pods run (a cluster's default)
+    assert (
+        secret["metadata"]["namespace"] == "edge-ai"
+    )  # where the AI pods run (a cluster's default)
 
 
 def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(tmp_path):
@@ -45,14 +65,20 @@ def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(t
     spec = pod_spec(daemonset)
     assert {"operator": "Exists"} in spec["tolerations"]  # every node, tainted ones too
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert host_paths == {"containerd-certs": "/etc/containerd/certs.d", "docker-certs": "/etc/docker/certs.d"}
+    assert host_paths == {
+        "containerd-certs": "/etc/containerd/certs.d",
+        "docker-certs": "/etc/docker/certs.d",
+    }
     [install] = spec["initContainers"]
     assert install["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert install["securityContext"]["allowPrivilegeEscalation"] is False
     mounts = {m["mountPath"]: m["name"] for m in install["volumeMounts"]}
     args = install["args"]
     from_dir, root = args[args.index("--from-dir") + 1], args[args.index("--root") + 1]
-    assert mounts[from_dir] == "trust" and mounts[f"{root}/etc/containerd/certs.d"] == "containerd-certs"
+    assert (
+        mounts[from_dir] == "trust"
+        and mounts[f"{root}/etc/containerd/certs.d"] == "containerd-certs"
+    )
 
     # The ConfigMap names the registry the master pushes to, as the example overlay sets it.
     trust = one("ConfigMap", "registry-trust")["data"]
@@ -68,7 +94,9 @@ def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(t
         (config / key).write_text(value)
     out = run_edgectl(*install["args"][:2], "--from-dir", str(config), "--root", str(node))
     assert out.returncode == 0, out.stderr
-    hosts = tomllib.loads((node / f"etc/containerd/certs.d/{trust['registry']}/hosts.toml").read_text())
+    hosts = tomllib.loads(
+        (node / f"etc/containerd/certs.d/{trust['registry']}/hosts.toml").read_text()
+    )
     assert hosts["server"] == f"http://{trust['registry']}"
     assert hosts["host"][f"http://{trust['registry']}"]["capabilities"] == ["pull", "resolve"]
 
@@ -81,11 +109,17 @@ def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(t
     assert out.returncode == 0, out.stderr
     certs = node / "etc/containerd/certs.d/registry.edge.lan:5443"
     hosts = tomllib.loads((certs / "hosts.toml").read_text())
-    assert hosts["host"]["https://registry.edge.lan:5443"]["ca"] == "/etc/containerd/certs.d/registry.edge.lan:5443/ca.crt"
+    assert (
+        hosts["host"]["https://registry.edge.lan:5443"]["ca"]
+        == "/etc/containerd/certs.d/registry.edge.lan:5443/ca.crt"
+    )
     assert (certs / "ca.crt").read_text() == pem
     assert (node / "etc/docker/certs.d/registry.edge.lan:5443/ca.crt").read_text() == pem
     # A running installation is replaced in place: the same command again succeeds.
-    assert run_edgectl(*install["args"][:2], "--from-dir", str(config), "--root", str(node)).returncode == 0
+    assert (
+        run_edgectl(*install["args"][:2], "--from-dir", str(config), "--root", str(node)).returncode
+        == 0
+    )
 
 
 def test_install_trust_refuses_a_bad_configuration_and_writes_nothing(tmp_path):
@@ -93,6 +127,8 @@ def test_install_trust_refuses_a_bad_configuration_and_writes_nothing(tmp_path):
     config.mkdir()
     (config / "registry").write_text("registry.example.com:30500")
     (config / "insecure").write_text("maybe")
-    out = run_edgectl("registry", "install-trust", "--from-dir", str(config), "--root", str(tmp_path / "node"))
+    out = run_edgectl(
+        "registry", "install-trust", "--from-dir", str(config), "--root", str(tmp_path / "node")
+    )
     assert out.returncode != 0 and "insecure must be true or false" in out.stderr
     assert not (tmp_path / "node").exists()

@@ -4,6 +4,7 @@ exactly as written, against setup and the master as real processes and a VMS.
 Also: a device registered while the VMS runs posts its first second with its fresh token and is
 accepted (item 1), and the field's routes answer 413 and 405 in the field's envelope (item 5).
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -33,8 +34,21 @@ PACKAGES = [  # filename, version, ai_class, as the spec's table lists them
     {"filename": "monitoring", "version": "01", "ai_class": "01"},
     {"filename": "monitoring", "version": "01", "ai_class": "02"},
 ]
-USAGE = {"code": "0000", "message": "success", "username": "edge-master-01-1129", "cpu": 12.5, "memory": 43.1, "func": "SUNNY"}
-USAGE_FIRST_PROGRAM = {"code": "0000", "message": "정상 처리되었습니다", "username": "edge-master-01-1129", "cpu": 12.5, "memory": 43.1}
+USAGE = {
+    "code": "0000",
+    "message": "success",
+    "username": "edge-master-01-1129",
+    "cpu": 12.5,
+    "memory": 43.1,
+    "func": "SUNNY",
+}
+USAGE_FIRST_PROGRAM = {
+    "code": "0000",
+    "message": "정상 처리되었습니다",
+    "username": "edge-master-01-1129",
+    "cpu": 12.5,
+    "memory": 43.1,
+}
 ENVIRONMENT = {"nid": "0x01", "date": "20240808", "time": "142503", "result": "4"}
 EDGECONFIG = textwrap.dedent(
     """\
@@ -84,15 +98,28 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
             r = await field.setup.post("/request_upload_edgeAi", json=fields)
         aids.append(ok(r, f"request_upload_edgeAi {fields}")["aid"])
     for aid, fields in zip(aids, PACKAGES, strict=True):
-        info = ok(await field.setup.get("/get_uploadedAiInfo", params={"id": aid}), "get_uploadedAiInfo")
+        info = ok(
+            await field.setup.get("/get_uploadedAiInfo", params={"id": aid}), "get_uploadedAiInfo"
+        )
         assert (info["filename"], info["version"]) == (fields["filename"], fields["version"])
 
     weather, sunny, rainy = aids
-    ok(await field.setup.post("/request_deploy_aiToDevice", json={"aid": weather}), "deploy weatherai")
-    ok(await field.setup.post("/request_deploy_aiToDevice", data={"aid": str(sunny)}), "deploy SUNNY")
-    ok(await field.setup.post("/request_undeploy_aiFromDevice", json={"aid": sunny}), "undeploy SUNNY")
+    ok(
+        await field.setup.post("/request_deploy_aiToDevice", json={"aid": weather}),
+        "deploy weatherai",
+    )
+    ok(
+        await field.setup.post("/request_deploy_aiToDevice", data={"aid": str(sunny)}),
+        "deploy SUNNY",
+    )
+    ok(
+        await field.setup.post("/request_undeploy_aiFromDevice", json={"aid": sunny}),
+        "undeploy SUNNY",
+    )
     ok(await field.setup.post("/request_remove_edgeAi", json={"aid": rainy}), "remove RAINY")
-    deployments = (await field.setup.get("/deployments", params={"desired": "running"})).json()["items"]
+    deployments = (await field.setup.get("/deployments", params={"desired": "running"})).json()[
+        "items"
+    ]
     assert [d["ai_id"] for d in deployments] == [weather]
 
     # The devices: /usage in both forms, /save_edgeData, all without a token as the field sends
@@ -101,17 +128,21 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
         ok(await vms.post("/usage", json=USAGE), "usage")
         ok(await vms.post("/usage", json=USAGE_FIRST_PROGRAM), "usage without func")
         ok(await vms.post("/save_edgeData", json=environment_for_today()), "save_edgeData")
-        node = (await vms.get("/nodes/state", params={"nids": "0x01"}, headers=OPERATOR)).json()["items"][0]
+        node = (await vms.get("/nodes/state", params={"nids": "0x01"}, headers=OPERATOR)).json()[
+            "items"
+        ][0]
         assert node["condition_code"] == "4" and node["known"] is True
-    rows = await fetch(field.database_url, "SELECT nid, func, message FROM vms.usage ORDER BY func NULLS LAST")
+    rows = await fetch(
+        field.database_url, "SELECT nid, func, message FROM vms.usage ORDER BY func NULLS LAST"
+    )
     assert [tuple(r) for r in rows] == [
         ("edge-master-01-1129", "SUNNY", "success"),
         ("edge-master-01-1129", None, "정상 처리되었습니다"),
     ]
     env_rows = await fetch(field.database_url, "SELECT ts FROM vms.environment")
-    expected = datetime.strptime(environment_for_today()["date"] + "142503", "%Y%m%d%H%M%S").replace(
-        tzinfo=ZoneInfo("Asia/Seoul")
-    )
+    expected = datetime.strptime(
+        environment_for_today()["date"] + "142503", "%Y%m%d%H%M%S"
+    ).replace(tzinfo=ZoneInfo("Asia/Seoul"))
     assert [r["ts"] for r in env_rows] == [expected]
 
     # edgeconfig.xml as shipped with an AI.
@@ -128,12 +159,22 @@ async def test_the_masters_field_routes_replay_the_spec(field):
     field_folder(field.package_dir, "monitoring")
     aids = []
     for i, fields in enumerate(PACKAGES):
-        r = await (field.master.post("/upload_edgeAI", data=fields) if i % 2 else field.master.post("/upload_edgeAI", json=fields))
+        r = await (
+            field.master.post("/upload_edgeAI", data=fields)
+            if i % 2
+            else field.master.post("/upload_edgeAI", json=fields)
+        )
         aids.append(ok(r, f"upload_edgeAI {fields}")["aid"])
     weather, sunny, rainy = aids
     ok(await field.master.post("/deploy_aiToDevice", json={"aid": weather}), "deploy_aiToDevice")
-    ok(await field.master.post("/deploy_aiToDevice", data={"aid": str(sunny)}), "deploy_aiToDevice form")
-    ok(await field.master.post("/undeploy_aiFromDevice", json={"aid": sunny}), "undeploy_aiFromDevice")
+    ok(
+        await field.master.post("/deploy_aiToDevice", data={"aid": str(sunny)}),
+        "deploy_aiToDevice form",
+    )
+    ok(
+        await field.master.post("/undeploy_aiFromDevice", json={"aid": sunny}),
+        "undeploy_aiFromDevice",
+    )
     ok(await field.master.post("/remove_edgeAI", json={"id": rainy}), "remove_edgeAI")
     assert (await field.setup.get(f"/ai-packages/{rainy}")).json()["status"] == "removed"
     running = (await field.setup.get("/deployments", params={"desired": "running"})).json()["items"]
@@ -149,8 +190,12 @@ async def test_a_device_registered_while_the_vms_runs_is_accepted_at_once_in_the
         device = {"Authorization": f"Bearer {token}"}
         # Its very first second, at once, with the token setup just gave it.
         ok(await vms.post("/usage", json=USAGE, headers=device), "first usage")
-        ok(await vms.post("/save_edgeData", json={**environment_for_today(), "nid": nid},
-                          headers=device), "first save_edgeData")
+        ok(
+            await vms.post(
+                "/save_edgeData", json={**environment_for_today(), "nid": nid}, headers=device
+            ),
+            "first save_edgeData",
+        )
         # Every answer of a field route is the field's envelope, errors included.
         big = await vms.post("/usage", json={**USAGE, "message": "x" * 100_000}, headers=device)
         assert big.status_code == 413 and big.json()["code"] == "1013", big.text

@@ -1,4 +1,5 @@
 """Databases of their own on the real Postgres, for a test run or a benchmark."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -8,7 +9,9 @@ from tests.helpers.env import ADMIN_URL
 
 def database_url(name: str) -> str:
     """The asyncpg SQLAlchemy URL of database ``name`` on the admin URL's server."""
-    return ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    return (
+        ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    )
 
 
 def asyncpg_url(url: str) -> str:

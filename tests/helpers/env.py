@@ -1,4 +1,5 @@
 """Test-wide constants and the settings a service gets in tests."""
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,12 @@ SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 def service_credential(name: str) -> str:
     """The credential a service (setup, master, optimizer, vms) sends, as derived in tests."""
     return settings_class("services.vms.settings")(
-        env="production", operator_token=OPERATOR_TOKEN, service_token=SERVICE_TOKEN,
+        env="production",
+        operator_token=OPERATOR_TOKEN,
+        service_token=SERVICE_TOKEN,
         edge_token_secret=EDGE_TOKEN_SECRET,
     ).service_credentials()[name]
+
 
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("setup", "master", "optimizer", "vms", "analysis")

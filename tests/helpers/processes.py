@@ -1,4 +1,5 @@
 """Real processes in tests: start, wait until ready, stop (and make sure nothing is left)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Proc:
-    def __init__(self, args: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None):
+    def __init__(
+        self, args: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ):
         self.args = args
         self.log_path = log_path
         with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
@@ -64,13 +67,17 @@ def edgectl(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgectl.main", *args]
 
 
-def wait_http(url: str, *, timeout: float = 30, proc: Proc | None = None, expect: int = 200) -> None:
+def wait_http(
+    url: str, *, timeout: float = 30, proc: Proc | None = None, expect: int = 200
+) -> None:
     """Wait until ``url`` answers ``expect`` (a ready probe), failing early if the process died."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"process exited with {proc.popen.returncode}:\n{proc.log_text()[-4000:]}")
+            raise RuntimeError(
+                f"process exited with {proc.popen.returncode}:\n{proc.log_text()[-4000:]}"
+            )
         try:
             r = httpx.get(url, timeout=2)
             if r.status_code == expect:
@@ -83,7 +90,13 @@ def wait_http(url: str, *, timeout: float = 30, proc: Proc | None = None, expect
     raise TimeoutError(f"{url} not ready after {timeout}s (last: {last})\n{tail}")
 
 
-def start_service(name: str, *, env: dict[str, str], port: int, tmp_path: Path, timeout: float = 40) -> Proc:
-    proc = Proc(edgectl("serve", name, "--port", str(port)), env=env, log_path=tmp_path / f"{name}-{port}.log")
+def start_service(
+    name: str, *, env: dict[str, str], port: int, tmp_path: Path, timeout: float = 40
+) -> Proc:
+    proc = Proc(
+        edgectl("serve", name, "--port", str(port)),
+        env=env,
+        log_path=tmp_path / f"{name}-{port}.log",
+    )
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=timeout, proc=proc)
     return proc

@@ -6,6 +6,7 @@ loopback port, storage in a temp folder, deletion enabled; optionally htpasswd b
     ... reg.host ("127.0.0.1:PORT"), reg.url ("http://127.0.0.1:PORT") ...
     reg.stop()
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,10 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> None:
     """distribution accepts only bcrypt entries in htpasswd files."""
     import bcrypt
 
-    lines = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}" for u, p in users.items()]
+    lines = [
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+        for u, p in users.items()
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -67,7 +71,10 @@ def start_registry(
     config: dict = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": delete_enabled}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(storage)},
+            "delete": {"enabled": delete_enabled},
+        },
         "http": {"addr": f"127.0.0.1:{port}", "secret": "test-registry-http-secret"},
     }
     if users:
@@ -78,16 +85,27 @@ def start_registry(
         config["auth"] = auth
     cfg = workdir / "config.yml"
     cfg.write_text(json.dumps(config))
-    proc = Proc([REGISTRY_BIN, "serve", str(cfg)], env={"PATH": "/usr/bin:/bin"}, log_path=workdir / "registry.log")
+    proc = Proc(
+        [REGISTRY_BIN, "serve", str(cfg)],
+        env={"PATH": "/usr/bin:/bin"},
+        log_path=workdir / "registry.log",
+    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", timeout=timeout, proc=proc, expect=401 if (users or auth) else 200)
+        wait_http(
+            f"http://127.0.0.1:{port}/v2/",
+            timeout=timeout,
+            proc=proc,
+            expect=401 if (users or auth) else 200,
+        )
     except BaseException:
         proc.stop()
         raise
     return RunningRegistry(proc, port, workdir, dict(users or {}))
 
 
-def skopeo_inspect(image: str, *, raw: bool = False, config: bool = False, creds: str | None = None) -> dict:
+def skopeo_inspect(
+    image: str, *, raw: bool = False, config: bool = False, creds: str | None = None
+) -> dict:
     """``skopeo inspect`` over plain HTTP (an independent client's view of what we pushed)."""
     args = [SKOPEO_BIN, "inspect", "--tls-verify=false"]
     if raw:

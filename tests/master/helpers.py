@@ -1,4 +1,5 @@
 """Packages and processes for the master's tests."""
+
 from __future__ import annotations
 
 import io
@@ -29,16 +30,20 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def manifest_text(filename: str, version: str, ai_class: str, *, condition: str | None = "SUNNY", extra: str = "") -> str:
+def manifest_text(
+    filename: str, version: str, ai_class: str, *, condition: str | None = "SUNNY", extra: str = ""
+) -> str:
     cond = f"condition: {condition}\n" if condition else ""
     return (
-        f"filename: {filename}\nversion: \"{version}\"\nai_class: \"{ai_class}\"\n{cond}"
+        f'filename: {filename}\nversion: "{version}"\nai_class: "{ai_class}"\n{cond}'
         "description: test program\ncommand: [python, main.py]\n"
         "env: {GREETING: hello}\nresources: {cpu: 0.1, memory_mb: 64}\n" + extra
     )
 
 
-def package_files(filename: str = "monitoring", version: str = "01", ai_class: str = "01", **kw) -> dict[str, str | bytes]:
+def package_files(
+    filename: str = "monitoring", version: str = "01", ai_class: str = "01", **kw
+) -> dict[str, str | bytes]:
     return {"aipackage.yaml": manifest_text(filename, version, ai_class, **kw), "main.py": PROGRAM}
 
 
@@ -71,7 +76,13 @@ def zipped(files: dict[str, str | bytes]) -> bytes:
     return buf.getvalue()
 
 
-def eventually(check: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
+def eventually(
+    check: Callable[[], object],
+    *,
+    timeout: float = 30,
+    interval: float = 0.2,
+    what: str = "condition",
+):
     """Poll until ``check()`` returns something truthy; its last value or error is in the
     failure."""
     deadline = time.monotonic() + timeout

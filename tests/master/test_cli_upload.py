@@ -1,4 +1,5 @@
 """``edgectl ai upload`` against the master as a real process (setup beside it)."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,14 @@ from tests.master.helpers import package_files, write_folder, zipped
 @pytest.fixture
 def master_proc(db, setup_service, tmp_path):
     port = free_port()
-    env = service_env(db, EDGE_SETUP_URL=setup_service, MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
-                      MASTER_PACKAGE_DIR=str(tmp_path / "packages"), MASTER_NOTIFY_OPTIMIZER="false",
-                      MASTER_MAX_UPLOAD_BYTES="5000000")
+    env = service_env(
+        db,
+        EDGE_SETUP_URL=setup_service,
+        MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+        MASTER_PACKAGE_DIR=str(tmp_path / "packages"),
+        MASTER_NOTIFY_OPTIMIZER="false",
+        MASTER_MAX_UPLOAD_BYTES="5000000",
+    )
     proc = start_service("master", env=env, port=port, tmp_path=tmp_path)
     yield f"http://127.0.0.1:{port}", tmp_path / "artifacts"
     proc.stop()
@@ -24,7 +30,9 @@ def master_proc(db, setup_service, tmp_path):
 
 def run_cli(*args: str, url: str) -> subprocess.CompletedProcess:
     env = service_env("postgresql+asyncpg://unused/unused", EDGE_MASTER_URL=url)
-    return subprocess.run(edgectl("ai", *args), env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        edgectl("ai", *args), env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_upload_a_folder_and_an_archive_and_a_refusal(master_proc, tmp_path):

@@ -1,4 +1,5 @@
 """The desired workloads computed from setup's snapshot (pure logic, no I/O)."""
+
 from __future__ import annotations
 
 import time
@@ -7,25 +8,81 @@ from services.master.reconcile.desired import plan
 from services.master.reconcile.workload_token import WorkloadTokens
 from shared.contracts.master import ClusterRecord, EdgeToken, Runtime
 
-MANIFEST = {"command": ["python", "main.py"], "env": {"A": "1", "EDGE_NODE_ID": "spoofed"}, "resources": {"cpu": 0.5}}
+MANIFEST = {
+    "command": ["python", "main.py"],
+    "env": {"A": "1", "EDGE_NODE_ID": "spoofed"},
+    "resources": {"cpu": 0.5},
+}
 
 
 def snapshot(deployments, ais=None):
     return {
-        "edges": [{"id": 1, "name": "EdgeCCTV01", "nid": "0x01", "cluster_id": 7, "agent_url": "http://127.0.0.1:1", "node_name": None},
-                  {"id": 2, "name": "EdgeCCTV02", "nid": "0x02", "cluster_id": 8, "agent_url": None, "node_name": "n2"}],
-        "ai_packages": ais if ais is not None else [
-            {"id": 10, "filename": "monitoring", "version": "01", "ai_class": "01", "status": "ready", "package_digest": "sha256:" + "a" * 64, "image_ref": None},
-            {"id": 11, "filename": "monitoring", "version": "02", "ai_class": "01", "status": "building", "package_digest": None, "image_ref": None},
-            {"id": 12, "filename": "weatherai", "version": "01", "ai_class": "00", "status": "failed", "package_digest": None, "image_ref": None},
+        "edges": [
+            {
+                "id": 1,
+                "name": "EdgeCCTV01",
+                "nid": "0x01",
+                "cluster_id": 7,
+                "agent_url": "http://127.0.0.1:1",
+                "node_name": None,
+            },
+            {
+                "id": 2,
+                "name": "EdgeCCTV02",
+                "nid": "0x02",
+                "cluster_id": 8,
+                "agent_url": None,
+                "node_name": "n2",
+            },
+        ],
+        "ai_packages": ais
+        if ais is not None
+        else [
+            {
+                "id": 10,
+                "filename": "monitoring",
+                "version": "01",
+                "ai_class": "01",
+                "status": "ready",
+                "package_digest": "sha256:" + "a" * 64,
+                "image_ref": None,
+            },
+            {
+                "id": 11,
+                "filename": "monitoring",
+                "version": "02",
+                "ai_class": "01",
+                "status": "building",
+                "package_digest": None,
+                "image_ref": None,
+            },
+            {
+                "id": 12,
+                "filename": "weatherai",
+                "version": "01",
+                "ai_class": "00",
+                "status": "failed",
+                "package_digest": None,
+                "image_ref": None,
+            },
         ],
         "deployments": deployments,
     }
 
 
 def dep(id, edge_id, ai_id, desired="running", params=None, generation=1):
-    return {"id": id, "edge_id": edge_id, "ai_id": ai_id, "desired": desired, "params": params or {}, "generation": generation,
-            "observed": "pending", "observed_reason": None, "observed_generation": 0, "restarts": 0}
+    return {
+        "id": id,
+        "edge_id": edge_id,
+        "ai_id": ai_id,
+        "desired": desired,
+        "params": params or {},
+        "generation": generation,
+        "observed": "pending",
+        "observed_reason": None,
+        "observed_generation": 0,
+        "restarts": 0,
+    }
 
 
 CLUSTERS = {
@@ -35,30 +92,48 @@ CLUSTERS = {
 
 
 def make(deployments, ais=None):
-    return plan(snapshot(deployments, ais), CLUSTERS, {10: MANIFEST}, vms=("127.0.0.1", 6432), vms_path="usage",
-                token_for=lambda nid, runtime: f"token-{nid}")
+    return plan(
+        snapshot(deployments, ais),
+        CLUSTERS,
+        {10: MANIFEST},
+        vms=("127.0.0.1", 6432),
+        vms_path="usage",
+        token_for=lambda nid, runtime: f"token-{nid}",
+    )
 
 
 def test_workloads_env_config_and_runtime_per_edge():
     plans = make([dep(1, 1, 10, params={"TICK": 5, "MODE": "x"}, generation=3), dep(2, 2, 10)])
-    (_, wl), = plans[1].workloads
+    ((_, wl),) = plans[1].workloads
     assert wl.name == "monitoring-01" and wl.generation == 3 and wl.command == ["python", "main.py"]
     # Package env, params (JSON for non-strings), then the platform's own variables win.
     assert wl.env["A"] == "1" and wl.env["TICK"] == "5" and wl.env["MODE"] == "x"
-    assert wl.env["EDGE_NODE_ID"] == "0x01" and wl.secret_env["EDGE_TOKEN"] == "token-0x01" and wl.env["EDGE_AI_VERSION"] == "01"
+    assert (
+        wl.env["EDGE_NODE_ID"] == "0x01"
+        and wl.secret_env["EDGE_TOKEN"] == "token-0x01"
+        and wl.env["EDGE_AI_VERSION"] == "01"
+    )
     assert "<IP>127.0.0.1</IP>" in wl.edgeconfig_xml and "<NID>0x01</NID>" in wl.edgeconfig_xml
     assert "token" not in wl.edgeconfig_xml.lower()
     assert plans[2].runtime == "kubernetes" and plans[2].namespace == "lan"
-    (_, wl2), = plans[2].workloads
+    ((_, wl2),) = plans[2].workloads
     # The token is a secret on every runtime: never in the plain env (Kubernetes keeps it in a
     # Secret).
-    assert "EDGE_TOKEN" not in wl.env and "EDGE_TOKEN" not in wl2.env and wl2.secret_env["EDGE_TOKEN"] == "token-0x02"
+    assert (
+        "EDGE_TOKEN" not in wl.env
+        and "EDGE_TOKEN" not in wl2.env
+        and wl2.secret_env["EDGE_TOKEN"] == "token-0x02"
+    )
     assert wl2.edge.node == "n2"
 
 
 def test_waiting_failed_and_bad_params_are_blocked_with_reasons():
-    plans = make([dep(1, 1, 11), dep(2, 1, 12), dep(3, 2, 10, params={"bad-name": 1}), dep(4, 2, 99)])
-    blocked = {b.deployment["id"]: (b.observed, b.reason) for p in plans.values() for b in p.blocked}
+    plans = make(
+        [dep(1, 1, 11), dep(2, 1, 12), dep(3, 2, 10, params={"bad-name": 1}), dep(4, 2, 99)]
+    )
+    blocked = {
+        b.deployment["id"]: (b.observed, b.reason) for p in plans.values() for b in p.blocked
+    }
     assert blocked[1] == ("pending", "AI 11 is building")
     assert blocked[2] == ("failed", "AI 12 failed to build")
     assert blocked[3][0] == "failed" and "params.bad-name" in blocked[3][1]
@@ -68,7 +143,9 @@ def test_waiting_failed_and_bad_params_are_blocked_with_reasons():
 
 def test_removed_deployments_and_duplicate_names():
     plans = make([dep(1, 1, 10, desired="removed"), dep(2, 1, 10), dep(3, 1, 10)])
-    assert [d["id"] for d in plans[1].removed] == [1] and plans[1].removed_names == {1: "monitoring-01"}
+    assert [d["id"] for d in plans[1].removed] == [1] and plans[1].removed_names == {
+        1: "monitoring-01"
+    }
     assert [wl.name for _, wl in plans[1].workloads] == ["monitoring-01", "monitoring-01-d3"]
 
 
@@ -82,7 +159,9 @@ class RecordingSetup:
     async def workload_token(self, edge_id: int) -> EdgeToken:
         self.calls.append(edge_id)
         return EdgeToken(
-            id=edge_id, nid=f"0x0{edge_id}", token=f"tok-{edge_id}-{len(self.calls)}",
+            id=edge_id,
+            nid=f"0x0{edge_id}",
+            token=f"tok-{edge_id}-{len(self.calls)}",
             expires_at=time.time() + self.lifetime_s,
         )
 
@@ -114,24 +193,43 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
     vms = ("127.0.0.1", 6432)
     plans = plan(
         snapshot([dep(1, 1, 10, params=live), dep(2, 2, 10, params=helper)]),
-        CLUSTERS, {10: MANIFEST}, vms=vms, vms_path="usage",
-        token_for=lambda nid, runtime: f"token-{nid}", cameras=cameras,
+        CLUSTERS,
+        {10: MANIFEST},
+        vms=vms,
+        vms_path="usage",
+        token_for=lambda nid, runtime: f"token-{nid}",
+        cameras=cameras,
         helped_tokens={"0x01": "helped-token-0x01"},
     )
-    (_, source), = plans[1].workloads
+    ((_, source),) = plans[1].workloads
     assert source.live == live
-    (_, copy), = plans[2].workloads
+    ((_, copy),) = plans[2].workloads
     # The camera URL with credentials and the helped node's token: secrets only, never plain env.
     assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "helped-token-0x01"}
     assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
     # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
-    waiting = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
-                   vms_path="usage", token_for=lambda nid, runtime: "t", cameras={})
+    waiting = plan(
+        snapshot([dep(2, 2, 10, params=helper)]),
+        CLUSTERS,
+        {10: MANIFEST},
+        vms=vms,
+        vms_path="usage",
+        token_for=lambda nid, runtime: "t",
+        cameras={},
+    )
     assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
-        ("pending", "the camera or token of the helped edge 0x01 is not known yet")]
-    none = plan(snapshot([dep(2, 2, 10, params=helper)]), CLUSTERS, {10: MANIFEST}, vms=vms,
-                vms_path="usage", token_for=lambda nid, runtime: "t", cameras={1: None},
-                helped_tokens={"0x01": "t1"})
+        ("pending", "the camera or token of the helped edge 0x01 is not known yet")
+    ]
+    none = plan(
+        snapshot([dep(2, 2, 10, params=helper)]),
+        CLUSTERS,
+        {10: MANIFEST},
+        vms=vms,
+        vms_path="usage",
+        token_for=lambda nid, runtime: "t",
+        cameras={1: None},
+        helped_tokens={"0x01": "t1"},
+    )
     assert [b.observed for b in none[2].blocked] == ["failed"]
 
 
@@ -139,7 +237,7 @@ def test_agent_spec_carries_live_params_apart_from_env():
     from services.master.drivers.agent import agent_spec
 
     plans = make([dep(1, 1, 10, params={"route_low_confidence": True, "MODE": "x"})])
-    (_, wl), = plans[1].workloads
+    ((_, wl),) = plans[1].workloads
     body = agent_spec(wl)
     assert body["live"] == {"route_low_confidence": True}
     assert "route_low_confidence" not in body["env"] and body["env"]["MODE"] == "x"

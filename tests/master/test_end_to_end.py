@@ -3,6 +3,7 @@ agent. Upload through setup, stored and pushed (checked with skopeo), deployed a
 agent, reported running in setup; version 02 switched in with no gap; the workload killed and
 restarted, the restart counted; the master SIGKILLed mid-way and restarted without duplicates;
 undeployed and gone; the AI removed with its image and artifact."""
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,18 @@ class Stack:
         self.master_url = f"http://127.0.0.1:{self.master_port}"
         self.package_dir = tmp_path / "packages"
         self.artifact_dir = tmp_path / "artifacts"
-        nobody = f"http://127.0.0.1:{free_port()}"  # the optimizer is not running: events are dropped
-        common = dict(EDGE_SETUP_URL=self.setup_url, EDGE_MASTER_URL=self.master_url, EDGE_OPTIMIZER_URL=nobody)
+        nobody = (
+            f"http://127.0.0.1:{free_port()}"  # the optimizer is not running: events are dropped
+        )
+        common = dict(
+            EDGE_SETUP_URL=self.setup_url,
+            EDGE_MASTER_URL=self.master_url,
+            EDGE_OPTIMIZER_URL=nobody,
+        )
         self.setup_env = service_env(database_url, **common)
         self.master_env = service_env(
-            database_url, **common,
+            database_url,
+            **common,
             MASTER_REGISTRY_URL=self.registry.url,
             MASTER_ARTIFACT_DIR=str(self.artifact_dir),
             MASTER_PACKAGE_DIR=str(self.package_dir),
@@ -47,13 +55,17 @@ class Stack:
         self.master = httpx.Client(base_url=self.master_url, headers=OPERATOR, timeout=30)
 
     def start(self) -> Stack:
-        self.setup_proc = start_service("setup", env=self.setup_env, port=self.setup_port, tmp_path=self.tmp)
+        self.setup_proc = start_service(
+            "setup", env=self.setup_env, port=self.setup_port, tmp_path=self.tmp
+        )
         self.start_master()
         self.agent = Agent(self.tmp, self.master_url, node="edge-01").start()
         return self
 
     def start_master(self) -> None:
-        self.master_proc = start_service("master", env=self.master_env, port=self.master_port, tmp_path=self.tmp)
+        self.master_proc = start_service(
+            "master", env=self.master_env, port=self.master_port, tmp_path=self.tmp
+        )
 
     def close(self) -> None:
         self.setup.close()
@@ -77,10 +89,16 @@ class Stack:
         return self.agent.client.get("/workloads").json()["workloads"]
 
     def upload(self, version: str) -> dict:
-        r = self.setup.post("/request_upload_edgeAi", data={"filename": "monitoring", "version": version, "ai_class": "01"})
+        r = self.setup.post(
+            "/request_upload_edgeAi",
+            data={"filename": "monitoring", "version": version, "ai_class": "01"},
+        )
         assert r.status_code == 200 and r.json()["code"] == "0000", r.text
         aid = r.json()["aid"]
-        return eventually(lambda: (a := self.ai(aid))["status"] in ("ready", "failed") and a, what=f"AI {aid} built")
+        return eventually(
+            lambda: (a := self.ai(aid))["status"] in ("ready", "failed") and a,
+            what=f"AI {aid} built",
+        )
 
 
 @pytest.fixture
@@ -101,10 +119,19 @@ def ticks(path) -> list[tuple[str, float]]:
 def test_upload_deploy_switch_restart_undeploy_through_real_processes(stack: Stack):
     # The fleet: one cluster run by edge agents, one edge whose agent is ours.
     cluster = stack.setup.post("/clusters", json={"name": "lan", "runtime": "agent"}).json()
-    edge = stack.setup.post("/edges", json={
-        "name": "EdgeCCTV01", "nid": "0x01", "type": 1, "isSupportAnnalysis": "YES", "cluster_id": cluster["id"],
-        "agent_url": stack.agent.url, "node_name": "edge-01", "url": "rtsp://user:pass@127.0.0.1/axis-media/media.amp",
-    }).json()
+    edge = stack.setup.post(
+        "/edges",
+        json={
+            "name": "EdgeCCTV01",
+            "nid": "0x01",
+            "type": 1,
+            "isSupportAnnalysis": "YES",
+            "cluster_id": cluster["id"],
+            "agent_url": stack.agent.url,
+            "node_name": "edge-01",
+            "url": "rtsp://user:pass@127.0.0.1/axis-media/media.amp",
+        },
+    ).json()
     assert "id" in edge, edge
 
     # Upload version 01 the field's way: the folder named filename sits in the package directory.
@@ -120,10 +147,20 @@ def test_upload_deploy_switch_restart_undeploy_through_real_processes(stack: Sta
 
     # Deploy it (the workload appends its version to a file: the witness of "no gap" later).
     tick_file = stack.tmp / "ticks.log"
-    dep = stack.setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": v1["id"], "params": {"TICK_FILE": str(tick_file)}}).json()
-    eventually(lambda: any(w["name"] == "monitoring-01" and w["state"] == "running" for w in stack.workloads()),
-               what="monitoring-01 running on the agent")
-    d = eventually(lambda: (d := stack.deployment(dep["id"]))["observed"] == "running" and d, what="observed running in setup")
+    dep = stack.setup.post(
+        "/deployments",
+        json={"edge_id": edge["id"], "ai_id": v1["id"], "params": {"TICK_FILE": str(tick_file)}},
+    ).json()
+    eventually(
+        lambda: any(
+            w["name"] == "monitoring-01" and w["state"] == "running" for w in stack.workloads()
+        ),
+        what="monitoring-01 running on the agent",
+    )
+    d = eventually(
+        lambda: (d := stack.deployment(dep["id"]))["observed"] == "running" and d,
+        what="observed running in setup",
+    )
     assert d["observed_generation"] == d["generation"]
     log = stack.agent.client.get("/workloads/monitoring-01/logs").json()["lines"]
     assert any("start 01 nid 0x01 vms-in-config True" in line for line in log), log
@@ -131,19 +168,36 @@ def test_upload_deploy_switch_restart_undeploy_through_real_processes(stack: Sta
     # Version 02 in a versioned folder beside the first; switch the deployment to it.
     write_folder(stack.package_dir / "monitoring-01-02", package_files("monitoring", "02", "01"))
     v2 = stack.upload("02")
-    assert v2["status"] == "ready" and skopeo_inspect(v2["image_ref"])["Digest"] == v2["image_digest"]
+    assert (
+        v2["status"] == "ready" and skopeo_inspect(v2["image_ref"])["Digest"] == v2["image_digest"]
+    )
     r = stack.setup.patch(f"/deployments/{dep['id']}", json={"ai_id": v2["id"]})
     assert r.status_code == 200, r.text
     # Kill the master while it converges: the restarted one finishes the job, no duplicate.
     time.sleep(0.3)
     stack.master_proc.kill()
     stack.start_master()
-    eventually(lambda: any(w["version"] == "02" and w["state"] == "running" and not w["previous"] for w in stack.workloads()),
-               timeout=60, what="version 02 running alone")
-    d = eventually(lambda: (d := stack.deployment(dep["id"]))["observed"] == "running"
-                   and d["observed_generation"] == d["generation"] and d, what="v02 observed running")
+    eventually(
+        lambda: any(
+            w["version"] == "02" and w["state"] == "running" and not w["previous"]
+            for w in stack.workloads()
+        ),
+        timeout=60,
+        what="version 02 running alone",
+    )
+    d = eventually(
+        lambda: (
+            (d := stack.deployment(dep["id"]))["observed"] == "running"
+            and d["observed_generation"] == d["generation"]
+            and d
+        ),
+        what="v02 observed running",
+    )
     assert [w["name"] for w in stack.workloads()] == ["monitoring-01"]
-    eventually(lambda: len(workload_processes(stack.agent.workdir, "monitoring-01")) == 1, what="one process left")
+    eventually(
+        lambda: len(workload_processes(stack.agent.workdir, "monitoring-01")) == 1,
+        what="one process left",
+    )
     # No gap: version 02 ticked before version 01's last tick.
     seen = ticks(tick_file)
     last_v1 = max(t for v, t in seen if v == "v01")
@@ -153,16 +207,26 @@ def test_upload_deploy_switch_restart_undeploy_through_real_processes(stack: Sta
     # Kill the workload's process: the agent restarts it, setup counts the restart.
     (w,) = stack.workloads()
     os.kill(w["pid"], signal.SIGKILL)
-    d = eventually(lambda: (d := stack.deployment(dep["id"]))["restarts"] >= 1 and d["observed"] == "running" and d,
-                   timeout=40, what="restart counted in setup")
+    d = eventually(
+        lambda: (
+            (d := stack.deployment(dep["id"]))["restarts"] >= 1 and d["observed"] == "running" and d
+        ),
+        timeout=40,
+        what="restart counted in setup",
+    )
     (w2,) = stack.workloads()
     assert w2["pid"] != w["pid"] and w2["restarts"] >= 1
 
     # Undeploy through the master's field route: gone from the agent, "removed" in setup.
-    r = stack.master.post("/undeploy_aiFromDevice", data={"aid": str(v2["id"]), "eid": str(edge["id"])})
+    r = stack.master.post(
+        "/undeploy_aiFromDevice", data={"aid": str(v2["id"]), "eid": str(edge["id"])}
+    )
     assert r.status_code == 200 and r.json()["code"] == "0000", r.text
     eventually(lambda: stack.workloads() == [], what="workload gone from the agent")
-    eventually(lambda: stack.deployment(dep["id"])["observed"] == "removed", what="observed removed in setup")
+    eventually(
+        lambda: stack.deployment(dep["id"])["observed"] == "removed",
+        what="observed removed in setup",
+    )
     eventually(lambda: workload_processes(stack.agent.workdir) == [], what="no process left")
 
     # Remove version 01 through setup: image deleted from the registry, artifact deleted.
@@ -177,7 +241,10 @@ def test_upload_deploy_switch_restart_undeploy_through_real_processes(stack: Sta
             return True
 
     eventually(image_gone, what="v01 image deleted")
-    eventually(lambda: not (stack.artifact_dir / "sha256" / v1["package_digest"].split(":")[1]).exists(), what="artifact deleted")
+    eventually(
+        lambda: not (stack.artifact_dir / "sha256" / v1["package_digest"].split(":")[1]).exists(),
+        what="artifact deleted",
+    )
     assert (stack.artifact_dir / "sha256" / v2["package_digest"].split(":")[1]).is_file()
 
     status = stack.master.get("/status").json()

@@ -1,5 +1,6 @@
 """Reconcile passes against setup (a real process), driven with POST /reconcile?wait=true: what is
 reported for deployments that cannot run, and the optimizer's events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,13 @@ class EventSink:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                sink.events.append({"path": self.path, "auth": self.headers.get("Authorization"), **json.loads(body)})
+                sink.events.append(
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        **json.loads(body),
+                    }
+                )
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -53,8 +60,14 @@ def sink():
 @pytest.fixture
 async def master(db, setup_service, tmp_path, sink):
     settings = settings_for(
-        "master", db, setup_url=setup_service, optimizer_url=sink.url, artifact_dir=tmp_path / "artifacts",
-        package_dir=tmp_path / "packages", reconcile_on_start=False, reconcile_seconds=3600,
+        "master",
+        db,
+        setup_url=setup_service,
+        optimizer_url=sink.url,
+        artifact_dir=tmp_path / "artifacts",
+        package_dir=tmp_path / "packages",
+        reconcile_on_start=False,
+        reconcile_seconds=3600,
     )
     async with running_app(create_app(settings)) as client:
         client.setup = httpx.AsyncClient(base_url=setup_service, headers=OPERATOR)  # type: ignore[attr-defined]
@@ -62,9 +75,21 @@ async def master(db, setup_service, tmp_path, sink):
         await client.setup.aclose()  # type: ignore[attr-defined]
 
 
-async def edge(master, runtime: str, *, agent_url: str | None = None, name: str = "EdgeCCTV01", nid: str = "0x01") -> dict:
-    cluster = (await master.setup.post("/clusters", json={"name": f"c-{name}", "runtime": runtime})).json()
-    r = await master.setup.post("/edges", json={"name": name, "nid": nid, "cluster_id": cluster["id"], "agent_url": agent_url})
+async def edge(
+    master,
+    runtime: str,
+    *,
+    agent_url: str | None = None,
+    name: str = "EdgeCCTV01",
+    nid: str = "0x01",
+) -> dict:
+    cluster = (
+        await master.setup.post("/clusters", json={"name": f"c-{name}", "runtime": runtime})
+    ).json()
+    r = await master.setup.post(
+        "/edges",
+        json={"name": name, "nid": nid, "cluster_id": cluster["id"], "agent_url": agent_url},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -89,8 +114,14 @@ async def deployment(master, dep_id: int) -> dict:
 
 async def test_deployment_waits_for_its_ai_then_fails_with_it_and_the_optimizer_hears(master, sink):
     e = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}")
-    ai = (await master.setup.post("/ai-packages", json={"filename": "ghost", "version": "01", "ai_class": "01"})).json()
-    dep = (await master.setup.post("/deployments", json={"edge_id": e["id"], "ai_id": ai["id"]})).json()
+    ai = (
+        await master.setup.post(
+            "/ai-packages", json={"filename": "ghost", "version": "01", "ai_class": "01"}
+        )
+    ).json()
+    dep = (
+        await master.setup.post("/deployments", json={"edge_id": e["id"], "ai_id": ai["id"]})
+    ).json()
 
     await reconcile(master)
     d = await deployment(master, dep["id"])
@@ -108,7 +139,10 @@ async def test_deployment_waits_for_its_ai_then_fails_with_it_and_the_optimizer_
     assert failed[0]["auth"].startswith("Bearer ") and failed[0]["path"] == "/events"
     # Reported once: the next pass finds setup already saying so.
     summary = await reconcile(master)
-    assert summary["reported"] == 0 and len([ev for ev in sink.events if ev["type"] == "deployment_failed"]) == 1
+    assert (
+        summary["reported"] == 0
+        and len([ev for ev in sink.events if ev["type"] == "deployment_failed"]) == 1
+    )
 
 
 async def test_events_for_the_optimizer_are_counted_and_drained_when_the_master_stops(
@@ -117,9 +151,14 @@ async def test_events_for_the_optimizer_are_counted_and_drained_when_the_master_
     """The optimizer's events leave through a tracked outbox: counted on /metrics, and what is
     queued when the master stops still goes out."""
     settings = settings_for(
-        "master", db, setup_url=setup_service, optimizer_url=sink.url,
-        artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
-        reconcile_on_start=False, reconcile_seconds=3600,
+        "master",
+        db,
+        setup_url=setup_service,
+        optimizer_url=sink.url,
+        artifact_dir=tmp_path / "artifacts",
+        package_dir=tmp_path / "packages",
+        reconcile_on_start=False,
+        reconcile_seconds=3600,
     )
     app = create_app(settings)
     async with running_app(app) as client:
@@ -138,14 +177,25 @@ async def test_events_for_the_optimizer_are_counted_and_drained_when_the_master_
 async def test_unreachable_agent_and_unconfigured_runtime_are_reported_with_reasons(master, sink):
     r = await master.post("/ai-packages", content=targz(package_files()), headers=OPERATOR)
     ai_id = r.json()["ai"]["id"]
-    built = (await master.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)).json()["ai"]
+    built = (await master.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)).json()[
+        "ai"
+    ]
     assert built["status"] == "ready"
     await until(lambda: any(ev == {**ev, "type": "ai_ready", "ai_id": ai_id} for ev in sink.events))
 
-    down = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}", name="down", nid="0x02")
+    down = await edge(
+        master, "agent", agent_url=f"http://127.0.0.1:{free_port()}", name="down", nid="0x02"
+    )
     docker = await edge(master, "docker", name="dock", nid="0x03")
-    d1 = (await master.setup.post("/deployments", json={"edge_id": down["id"], "ai_id": ai_id})).json()
-    d2 = (await master.setup.post("/deployments", json={"edge_id": docker["id"], "ai_id": ai_id, "params": {"bad-name": 1}})).json()
+    d1 = (
+        await master.setup.post("/deployments", json={"edge_id": down["id"], "ai_id": ai_id})
+    ).json()
+    d2 = (
+        await master.setup.post(
+            "/deployments",
+            json={"edge_id": docker["id"], "ai_id": ai_id, "params": {"bad-name": 1}},
+        )
+    ).json()
     summary = await reconcile(master)
     assert summary["state"] == "ok"
     a = await deployment(master, d1["id"])
@@ -163,11 +213,20 @@ async def test_unreachable_agent_and_unconfigured_runtime_are_reported_with_reas
     assert status["reconcile"]["passes"] == 2 and status["registry"] is None
 
 
-async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_crash(master, db, tmp_path):
+async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_crash(
+    master, db, tmp_path
+):
     assert (await master.post("/reconcile")).status_code == 401
     assert (await master.post("/reconcile", headers=SERVICE)).status_code == 202
-    settings = settings_for("master", db, setup_url=f"http://127.0.0.1:{free_port()}", artifact_dir=tmp_path / "a2",
-                            package_dir=tmp_path / "p2", reconcile_on_start=False, notify_optimizer=False)
+    settings = settings_for(
+        "master",
+        db,
+        setup_url=f"http://127.0.0.1:{free_port()}",
+        artifact_dir=tmp_path / "a2",
+        package_dir=tmp_path / "p2",
+        reconcile_on_start=False,
+        notify_optimizer=False,
+    )
     async with running_app(create_app(settings)) as lonely:
         summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
         assert summary["state"] == "error" and "setup unreachable" in summary["error"]
@@ -185,8 +244,13 @@ class DriftedSetup:
                 pass
 
             def do_GET(self):
-                body = json.dumps({"edges": [{"id": "one", "name": "EdgeCCTV01"}],
-                                   "ai_packages": [], "deployments": []}).encode()
+                body = json.dumps(
+                    {
+                        "edges": [{"id": "one", "name": "EdgeCCTV01"}],
+                        "ai_packages": [],
+                        "deployments": [],
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -204,9 +268,15 @@ class DriftedSetup:
 
 async def test_a_snapshot_that_drifted_from_its_contract_stops_the_pass_naming_it(db, tmp_path):
     drifted = DriftedSetup()
-    settings = settings_for("master", db, setup_url=drifted.url, artifact_dir=tmp_path / "a",
-                            package_dir=tmp_path / "p", reconcile_on_start=False,
-                            notify_optimizer=False)
+    settings = settings_for(
+        "master",
+        db,
+        setup_url=drifted.url,
+        artifact_dir=tmp_path / "a",
+        package_dir=tmp_path / "p",
+        reconcile_on_start=False,
+        notify_optimizer=False,
+    )
     try:
         async with running_app(create_app(settings)) as lonely:
             summary = (await lonely.post("/reconcile?wait=true", headers=SERVICE)).json()
@@ -221,11 +291,19 @@ async def test_a_build_left_half_way_is_finished_by_the_next_pass(master, tmp_pa
     it."""
     from tests.master.helpers import write_folder
 
-    write_folder(tmp_path / "packages" / "weatherai", package_files("weatherai", "01", "00", condition=None))
-    ai = (await master.setup.post("/ai-packages", json={"filename": "weatherai", "version": "01", "ai_class": "00"})).json()
+    write_folder(
+        tmp_path / "packages" / "weatherai", package_files("weatherai", "01", "00", condition=None)
+    )
+    ai = (
+        await master.setup.post(
+            "/ai-packages", json={"filename": "weatherai", "version": "01", "ai_class": "00"}
+        )
+    ).json()
     await master.setup.patch(f"/ai-packages/{ai['id']}", json={"status": "building"})
     await reconcile(master)
-    r = await master.post(f"/ai-packages/{ai['id']}/build?wait=true", headers=SERVICE)  # joins the running build
+    r = await master.post(
+        f"/ai-packages/{ai['id']}/build?wait=true", headers=SERVICE
+    )  # joins the running build
     assert r.json()["ai"]["status"] == "ready"
     got = (await master.get(f"/ai-packages/{ai['id']}", headers=OPERATOR)).json()
     assert got["build"]["attempts"] == 1  # one build, not two
@@ -236,7 +314,11 @@ async def test_deployments_applied_and_removed_through_the_master_are_recorded_i
     ai_id = r.json()["ai"]["id"]
     await master.post(f"/ai-packages/{ai_id}/build?wait=true", headers=SERVICE)
     e = await edge(master, "agent", agent_url=f"http://127.0.0.1:{free_port()}")
-    r = await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id, "params": {"X": "1"}}, headers=OPERATOR)
+    r = await master.post(
+        "/deployments",
+        json={"edge_id": e["id"], "ai_id": ai_id, "params": {"X": "1"}},
+        headers=OPERATOR,
+    )
     assert r.status_code == 201, r.text
     dep = r.json()
     assert (await deployment(master, dep["id"]))["desired"] == "running"
@@ -244,7 +326,9 @@ async def test_deployments_applied_and_removed_through_the_master_are_recorded_i
     assert r.status_code == 422 and "edge_id" in r.json()["error"]["message"]
     r = await master.post("/deployments", json={"edge_id": e["id"], "ai_id": 999}, headers=OPERATOR)
     assert r.status_code == 404
-    assert (await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})).status_code == 401
+    assert (
+        await master.post("/deployments", json={"edge_id": e["id"], "ai_id": ai_id})
+    ).status_code == 401
     r = await master.delete(f"/deployments/{dep['id']}", headers=OPERATOR)
     assert r.status_code == 200 and r.json()["desired"] == "removed"
     # One write path: setup, having recorded each change, asks for the pass (here it does not:

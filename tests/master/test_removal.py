@@ -53,15 +53,21 @@ async def test_removal_through_the_master_cleans_up_once(database_url, db, tmp_p
     )
     setup = start_service("setup", env=env, port=setup_port, tmp_path=tmp_path)
     settings = settings_for(
-        "master", db, setup_url=f"http://127.0.0.1:{setup_port}", notify_optimizer=False,
-        artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
-        reconcile_on_start=False, reconcile_seconds=3600,
+        "master",
+        db,
+        setup_url=f"http://127.0.0.1:{setup_port}",
+        notify_optimizer=False,
+        artifact_dir=tmp_path / "artifacts",
+        package_dir=tmp_path / "packages",
+        reconcile_on_start=False,
+        reconcile_seconds=3600,
     )
     app = create_app(settings)
     try:
-        async with serving(app, master_port) as url, httpx.AsyncClient(
-            base_url=url, headers=OPERATOR, timeout=30
-        ) as master:
+        async with (
+            serving(app, master_port) as url,
+            httpx.AsyncClient(base_url=url, headers=OPERATOR, timeout=30) as master,
+        ):
             # The master's start set up its own log handlers: listen again.
             logging.getLogger().addHandler(caplog.handler)
             caplog.set_level(logging.INFO, logger="edge.master.removal")
@@ -78,8 +84,12 @@ async def test_removal_through_the_master_cleans_up_once(database_url, db, tmp_p
             async def setup_asked() -> bool:  # setup's own call to .../remove has been answered
                 value = app.state.metrics_registry.get_sample_value(
                     "http_requests_total",
-                    {"service": "master", "method": "POST",
-                     "route": "/ai-packages/{ai_id}/remove", "status": "200"},
+                    {
+                        "service": "master",
+                        "method": "POST",
+                        "route": "/ai-packages/{ai_id}/remove",
+                        "status": "200",
+                    },
                 )
                 return bool(value)
 

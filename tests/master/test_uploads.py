@@ -1,6 +1,7 @@
 """Uploading AI packages through the master's HTTP API (in-process master, setup as a real process):
 stored once, recorded in setup, built; every bad package refused with its own message and
 nothing stored, neither in the artifact store nor in setup."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,15 @@ from tests.master.helpers import package_files, targz, write_folder, zipped
 @pytest.fixture
 async def master(db, setup_service, tmp_path):
     settings = settings_for(
-        "master", db, setup_url=setup_service, artifact_dir=tmp_path / "artifacts", package_dir=tmp_path / "packages",
-        reconcile_on_start=False, reconcile_seconds=3600, notify_optimizer=False, max_upload_bytes=200_000,
+        "master",
+        db,
+        setup_url=setup_service,
+        artifact_dir=tmp_path / "artifacts",
+        package_dir=tmp_path / "packages",
+        reconcile_on_start=False,
+        reconcile_seconds=3600,
+        notify_optimizer=False,
+        max_upload_bytes=200_000,
     )
     async with running_app(create_app(settings)) as client:
         client.settings = settings  # type: ignore[attr-defined]
@@ -52,18 +60,25 @@ async def wait_build(client, ai_id: int) -> dict:
 async def test_raw_body_upload_is_stored_recorded_and_built(master):
     body = targz(package_files(version="01"))
     r = await master.post(
-        "/ai-packages?filename=monitoring&version=01&ai_class=01", content=body,
+        "/ai-packages?filename=monitoring&version=01&ai_class=01",
+        content=body,
         headers={**OPERATOR, "Content-Type": "application/gzip"},
     )
     assert r.status_code == 202, r.text
     out = r.json()
-    assert out["stored"] is True and out["ai"]["filename"] == "monitoring" and out["ai"]["condition"] == "SUNNY"
+    assert (
+        out["stored"] is True
+        and out["ai"]["filename"] == "monitoring"
+        and out["ai"]["condition"] == "SUNNY"
+    )
     digest = out["package_digest"]
     assert stored(master) == [digest.split(":")[1]]
 
     ai = await wait_build(master, out["ai"]["id"])
     assert ai["status"] == "ready" and ai["package_digest"] == digest
-    assert ai["manifest"]["command"] == ["python", "main.py"] and ai["manifest"]["env"] == {"GREETING": "hello"}
+    assert ai["manifest"]["command"] == ["python", "main.py"] and ai["manifest"]["env"] == {
+        "GREETING": "hello"
+    }
     assert ai["image_ref"] is None  # no registry configured: agents run the artifact
 
     # The agent's fetch: the stored bytes, verified by their digest; services only.
@@ -80,16 +95,24 @@ async def test_raw_body_upload_is_stored_recorded_and_built(master):
 
 async def test_multipart_upload_and_the_same_bytes_stored_once(master):
     body = zipped(package_files(version="01", ai_class="02", condition="RAINY"))
-    r = await master.post("/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR)
+    r = await master.post(
+        "/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR
+    )
     assert r.status_code == 202, r.text
     first = r.json()
     await wait_build(master, first["ai"]["id"])
     # The same package again (same names): nothing new stored, the AI row reused.
-    r = await master.post("/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR)
+    r = await master.post(
+        "/ai-packages", files={"archive": ("m.zip", body, "application/zip")}, headers=OPERATOR
+    )
     assert r.status_code == 202, r.text
     again = r.json()
     assert again["package_digest"] == first["package_digest"] and again["stored"] is False
-    assert again["ai"]["id"] == first["ai"]["id"] and again["ai"]["status"] == "ready" and again["build"] == "ready"
+    assert (
+        again["ai"]["id"] == first["ai"]["id"]
+        and again["ai"]["status"] == "ready"
+        and again["build"] == "ready"
+    )
     assert len(stored(master)) == 1 and len(await setup_ais(master)) == 1
 
 
@@ -107,17 +130,32 @@ BAD = {
     "no manifest": ({"main.py": "print(1)"}, 422, "aipackage.yaml", "manifest"),
     "zip slip": ({**package_files(), "../evil.py": "x"}, 422, "'..'", "archive"),
     "absolute path": ({**package_files(), "/etc/cron.d/x": "x"}, 422, "absolute", "archive"),
-    "bad manifest": ({"aipackage.yaml": "filename: Monitoring\nversion: '01'\nai_class: '01'\ncommand: [x]\n"}, 422,
-                     "lowercase", "manifest.filename"),
-    "missing model": ({"aipackage.yaml": package_files()["aipackage.yaml"] + "models: [best.pt]\n", "main.py": ""}, 422,
-                      "best.pt", "manifest.models.0"),
+    "bad manifest": (
+        {"aipackage.yaml": "filename: Monitoring\nversion: '01'\nai_class: '01'\ncommand: [x]\n"},
+        422,
+        "lowercase",
+        "manifest.filename",
+    ),
+    "missing model": (
+        {
+            "aipackage.yaml": package_files()["aipackage.yaml"] + "models: [best.pt]\n",
+            "main.py": "",
+        },
+        422,
+        "best.pt",
+        "manifest.models.0",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 async def test_every_bad_package_is_refused_with_its_message_and_nothing_stored(master, case):
     files, code, text, field = BAD[case]
-    r = await master.post("/ai-packages", content=targz(files), headers={**OPERATOR, "Content-Type": "application/gzip"})
+    r = await master.post(
+        "/ai-packages",
+        content=targz(files),
+        headers={**OPERATOR, "Content-Type": "application/gzip"},
+    )
     assert r.status_code == code, r.text
     err = r.json()["error"]
     assert text in err["message"] and err["field"] == field, err
@@ -125,7 +163,9 @@ async def test_every_bad_package_is_refused_with_its_message_and_nothing_stored(
 
 
 async def test_names_that_disagree_with_the_manifest_are_refused(master):
-    r = await master.post("/ai-packages?version=02", content=targz(package_files(version="01")), headers=OPERATOR)
+    r = await master.post(
+        "/ai-packages?version=02", content=targz(package_files(version="01")), headers=OPERATOR
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "version"
     assert "does not match" in r.json()["error"]["message"]
     assert stored(master) == [] and await setup_ais(master) == []
@@ -146,8 +186,15 @@ async def test_oversized_and_empty_uploads_and_auth(master):
 
 async def test_field_upload_from_the_package_folder_and_removal(master, caplog):
     caplog.set_level(logging.INFO, logger="edge.master.removal")
-    write_folder(master.settings.package_dir / "weatherai", package_files("weatherai", "01", "00", condition=None))
-    r = await master.post("/upload_edgeAI", data={"filename": "weatherai", "version": "01", "ai_class": "00"}, headers=OPERATOR)
+    write_folder(
+        master.settings.package_dir / "weatherai",
+        package_files("weatherai", "01", "00", condition=None),
+    )
+    r = await master.post(
+        "/upload_edgeAI",
+        data={"filename": "weatherai", "version": "01", "ai_class": "00"},
+        headers=OPERATOR,
+    )
     assert r.status_code == 200 and r.json()["code"] == "0000", r.text
     aid = r.json()["aid"]
     ai = await wait_build(master, aid)
@@ -155,7 +202,11 @@ async def test_field_upload_from_the_package_folder_and_removal(master, caplog):
     digest = ai["package_digest"]
     assert stored(master) == [digest.split(":")[1]]
 
-    r = await master.post("/upload_edgeAI", json={"filename": "nothere", "version": "01", "ai_class": "00"}, headers=OPERATOR)
+    r = await master.post(
+        "/upload_edgeAI",
+        json={"filename": "nothere", "version": "01", "ai_class": "00"},
+        headers=OPERATOR,
+    )
     assert r.status_code == 422 and r.json()["code"] == "1001" and "nothere" in r.json()["message"]
 
     r = await master.post("/remove_edgeAI", data={"id": str(aid)}, headers=OPERATOR)
@@ -173,18 +224,25 @@ async def test_field_upload_from_the_package_folder_and_removal(master, caplog):
 
 async def test_build_from_the_folder_when_setup_records_the_upload(master):
     """The field's way through setup: setup records the names and asks the master to build."""
-    write_folder(master.settings.package_dir / "monitoring", package_files("monitoring", "03", "01"))
-    r = await master.setup.post("/request_upload_edgeAi", json={"filename": "monitoring", "version": "03", "ai_class": "01"})
+    write_folder(
+        master.settings.package_dir / "monitoring", package_files("monitoring", "03", "01")
+    )
+    r = await master.setup.post(
+        "/request_upload_edgeAi", json={"filename": "monitoring", "version": "03", "ai_class": "01"}
+    )
     assert r.json()["code"] == "0000"
     ai = await wait_build(master, r.json()["aid"])
     assert ai["status"] == "ready" and ai["manifest"]["version"] == "03"
     # A folder whose manifest says another version: the build fails, saying why.
-    r = await master.setup.post("/request_upload_edgeAi", json={"filename": "monitoring", "version": "04", "ai_class": "01"})
+    r = await master.setup.post(
+        "/request_upload_edgeAi", json={"filename": "monitoring", "version": "04", "ai_class": "01"}
+    )
     ai = await wait_build(master, r.json()["aid"])
     assert ai["status"] == "failed" and "does not match" in ai["failure_reason"]
 
 
 # --- issue 16 -------------------------------------------------------------------------------
+
 
 def _targz_with_manifest_symlink() -> bytes:
     import io
@@ -193,7 +251,10 @@ def _targz_with_manifest_symlink() -> bytes:
     files = package_files()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, content in (("real.yaml", files["aipackage.yaml"]), ("main.py", files["main.py"])):
+        for name, content in (
+            ("real.yaml", files["aipackage.yaml"]),
+            ("main.py", files["main.py"]),
+        ):
             data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -212,7 +273,9 @@ async def test_manifest_symlink_is_refused_promptly_and_leaves_no_upload_file(ma
     )
     assert r.status_code == 422, r.text
     assert r.json()["error"] == {
-        **r.json()["error"], "field": "manifest", "message": "aipackage.yaml must be a regular file, not a symlink",
+        **r.json()["error"],
+        "field": "manifest",
+        "message": "aipackage.yaml must be a regular file, not a symlink",
     }
     assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
 
@@ -225,7 +288,9 @@ async def test_manifest_symlink_is_refused_promptly_and_leaves_no_upload_file(ma
         ({"filename": "monitoring\\n"}, "manifest.filename"),
     ],
 )
-async def test_names_the_patterns_used_to_let_through_are_refused_before_storing(master, names, field):
+async def test_names_the_patterns_used_to_let_through_are_refused_before_storing(
+    master, names, field
+):
     r = await master.post("/ai-packages", content=targz(package_files(**names)), headers=OPERATOR)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == field
@@ -237,7 +302,9 @@ async def test_names_the_patterns_used_to_let_through_are_refused_before_storing
 
 async def test_entries_the_file_system_refuses_are_named(master):
     name = "models/" + "a" * 300 + ".bin"
-    r = await master.post("/ai-packages", content=targz({**package_files(), name: "x"}), headers=OPERATOR)
+    r = await master.post(
+        "/ai-packages", content=targz({**package_files(), name: "x"}), headers=OPERATOR
+    )
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["field"] == "archive" and name in err["message"]

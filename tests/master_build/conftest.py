@@ -1,5 +1,6 @@
 """Fixtures for the master's package and registry tests: real registries on loopback,
 package archives built on the fly, an artifact store per test."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,13 @@ def package_files(version: str = "01", **extra: bytes | str) -> dict[str, bytes]
     return {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
 
 
-def make_targz(path: Path, files: dict[str, bytes], *, prefix: str = "", extra: list[tarfile.TarInfo] | None = None) -> Path:
+def make_targz(
+    path: Path,
+    files: dict[str, bytes],
+    *,
+    prefix: str = "",
+    extra: list[tarfile.TarInfo] | None = None,
+) -> Path:
     with tarfile.open(path, "w:gz") as tf:
         for name, data in files.items():
             ti = tarfile.TarInfo(prefix + name)

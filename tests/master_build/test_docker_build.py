@@ -1,6 +1,7 @@
 """The optional Docker-engine build path, contract-tested: no engine runs here, so an in-test HTTP
 endpoint answers like the Engine API (v1.43) for the two calls the SDK makes (build, push) and
 records what it was sent."""
+
 from __future__ import annotations
 
 import base64
@@ -81,15 +82,43 @@ class FakeEngine:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 body = self._body()
                 path = unquote(url.path)
-                engine.calls.append({"path": path, "query": query, "headers": dict(self.headers), "body": body})
+                engine.calls.append(
+                    {"path": path, "query": query, "headers": dict(self.headers), "body": body}
+                )
                 if path == "/v1.43/build":
                     if engine.fail_build:
-                        self._stream([{"stream": "Step 1/3"}, {"errorDetail": {"message": "COPY failed: no such file"}, "error": "COPY failed"}])
+                        self._stream(
+                            [
+                                {"stream": "Step 1/3"},
+                                {
+                                    "errorDetail": {"message": "COPY failed: no such file"},
+                                    "error": "COPY failed",
+                                },
+                            ]
+                        )
                     else:
-                        self._stream([{"stream": "Step 1/3 : FROM python"}, {"aux": {"ID": "sha256:" + "cd" * 32}}, {"stream": "Successfully built"}])
+                        self._stream(
+                            [
+                                {"stream": "Step 1/3 : FROM python"},
+                                {"aux": {"ID": "sha256:" + "cd" * 32}},
+                                {"stream": "Successfully built"},
+                            ]
+                        )
                 elif path.startswith("/v1.43/images/") and path.endswith("/push"):
-                    self._stream([{"status": "Pushing"}, {"status": f"{query.get('tag')}: digest: {PUSHED_DIGEST} size: 1234"},
-                                  {"progressDetail": {}, "aux": {"Tag": query.get("tag"), "Digest": PUSHED_DIGEST, "Size": 1234}}])
+                    self._stream(
+                        [
+                            {"status": "Pushing"},
+                            {"status": f"{query.get('tag')}: digest: {PUSHED_DIGEST} size: 1234"},
+                            {
+                                "progressDetail": {},
+                                "aux": {
+                                    "Tag": query.get("tag"),
+                                    "Digest": PUSHED_DIGEST,
+                                    "Size": 1234,
+                                },
+                            },
+                        ]
+                    )
                 else:
                     self._stream([{"message": "page not found"}], status=404)
 
@@ -109,11 +138,20 @@ async def _docker_package(tmp_path, store):
     return await ingest_package(make_targz(tmp_path / "p.tar.gz", files), store)
 
 
-async def test_build_sends_context_labels_and_pushes_with_credentials(tmp_path: Path, store, engine):
+async def test_build_sends_context_labels_and_pushes_with_credentials(
+    tmp_path: Path, store, engine
+):
     pkg = await _docker_package(tmp_path, store)
-    registry = RegistryConfig(url="http://127.0.0.1:5000", username="edge-ci", password="push-Secret-1")
-    built = await docker_build_and_push(docker_host=engine.url, store=store, package_digest=pkg.digest,
-                                        manifest=pkg.manifest, registry=registry)
+    registry = RegistryConfig(
+        url="http://127.0.0.1:5000", username="edge-ci", password="push-Secret-1"
+    )
+    built = await docker_build_and_push(
+        docker_host=engine.url,
+        store=store,
+        package_digest=pkg.digest,
+        manifest=pkg.manifest,
+        registry=registry,
+    )
     assert (built.reference, built.digest) == ("127.0.0.1:5000/monitoring-01:01", PUSHED_DIGEST)
 
     build, push = engine.calls
@@ -121,12 +159,18 @@ async def test_build_sends_context_labels_and_pushes_with_credentials(tmp_path: 
     assert build["query"]["t"] == "127.0.0.1:5000/monitoring-01:01"
     assert build["query"]["dockerfile"] == "Dockerfile"
     labels = json.loads(build["query"]["labels"])
-    assert labels["org.edge-ai.package-digest"] == pkg.digest and labels["org.edge-ai.ai_class"] == "01"
+    assert (
+        labels["org.edge-ai.package-digest"] == pkg.digest
+        and labels["org.edge-ai.ai_class"] == "01"
+    )
     with tarfile.open(fileobj=io.BytesIO(build["body"])) as ctx:
         assert ctx.extractfile("Dockerfile").read().decode() == DOCKERFILE
         assert ctx.extractfile("main.py").read() == b"print('monitoring running')\n"
 
-    assert push["path"] == "/v1.43/images/127.0.0.1:5000/monitoring-01/push" and push["query"]["tag"] == "01"
+    assert (
+        push["path"] == "/v1.43/images/127.0.0.1:5000/monitoring-01/push"
+        and push["query"]["tag"] == "01"
+    )
     auth = json.loads(base64.urlsafe_b64decode(push["headers"]["X-Registry-Auth"] + "=="))
     assert (auth["username"], auth["password"]) == ("edge-ci", "push-Secret-1")
     assert list(store.tmp_dir.iterdir()) == []  # the build context is cleaned up
@@ -137,8 +181,13 @@ async def test_build_error_is_reported(tmp_path: Path, store):
     try:
         pkg = await _docker_package(tmp_path, store)
         with pytest.raises(UpstreamError) as exc:
-            await docker_build_and_push(docker_host=failing.url, store=store, package_digest=pkg.digest,
-                                        manifest=pkg.manifest, registry=RegistryConfig(url="http://127.0.0.1:5000"))
+            await docker_build_and_push(
+                docker_host=failing.url,
+                store=store,
+                package_digest=pkg.digest,
+                manifest=pkg.manifest,
+                registry=RegistryConfig(url="http://127.0.0.1:5000"),
+            )
         assert exc.value.message == "docker build failed: COPY failed: no such file"
         assert len(failing.calls) == 1  # nothing pushed
     finally:
@@ -148,6 +197,11 @@ async def test_build_error_is_reported(tmp_path: Path, store):
 async def test_package_without_dockerfile_is_refused(tmp_path: Path, store, engine):
     pkg = await ingest_package(make_targz(tmp_path / "p.tar.gz", package_files()), store)
     with pytest.raises(Invalid) as exc:
-        await docker_build_and_push(docker_host=engine.url, store=store, package_digest=pkg.digest,
-                                    manifest=pkg.manifest, registry=RegistryConfig(url="http://127.0.0.1:5000"))
+        await docker_build_and_push(
+            docker_host=engine.url,
+            store=store,
+            package_digest=pkg.digest,
+            manifest=pkg.manifest,
+            registry=RegistryConfig(url="http://127.0.0.1:5000"),
+        )
     assert exc.value.field == "manifest.dockerfile" and engine.calls == []

@@ -1,4 +1,5 @@
 """The package manifest: what is accepted, and that every refusal names the field."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,11 +52,23 @@ BASE = 'filename: monitoring\nversion: "01"\nai_class: "01"\ncommand: [python, m
     [
         (BASE.replace('version: "01"', "version: 01"), "manifest.version", "quote the version"),
         (BASE.replace('version: "01"', 'version: "v1"'), "manifest.version", "dotted numbers"),
-        (BASE.replace("filename: monitoring", "filename: Monitoring_X"), "manifest.filename", "lowercase"),
-        (BASE.replace("filename: monitoring", "filename: " + "a" * 41), "manifest.filename", "1-40 characters"),
+        (
+            BASE.replace("filename: monitoring", "filename: Monitoring_X"),
+            "manifest.filename",
+            "lowercase",
+        ),
+        (
+            BASE.replace("filename: monitoring", "filename: " + "a" * 41),
+            "manifest.filename",
+            "1-40 characters",
+        ),
         (BASE.replace('ai_class: "01"', 'ai_class: "1"'), "manifest.ai_class", "two digits"),
         (BASE.replace("command: [python, main.py]\n", ""), "manifest.command", "is required"),
-        (BASE.replace("command: [python, main.py]", "command: []"), "manifest.command", "at least 1"),
+        (
+            BASE.replace("command: [python, main.py]", "command: []"),
+            "manifest.command",
+            "at least 1",
+        ),
         (BASE + "condition: sunny\n", "manifest.condition", "uppercase"),
         (BASE + "env: {1BAD: x}\n", "manifest.env", "not a valid environment variable"),
         (BASE + "resources: {cpu: -1}\n", "manifest.resources.cpu", "greater than 0"),

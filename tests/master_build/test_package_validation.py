@@ -1,5 +1,6 @@
 """Package archives: the good forms all give the same stored artifact; every bad package is
 refused with its own message, and nothing lands in the artifact store."""
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,9 @@ from .conftest import assert_nothing_stored, make_targz, make_zip, package_files
 EXPECTED = {"filename": "monitoring", "version": "01", "ai_class": "01"}
 
 
-async def test_zip_targz_top_folder_and_directory_store_one_artifact(tmp_path: Path, store: ArtifactStore):
+async def test_zip_targz_top_folder_and_directory_store_one_artifact(
+    tmp_path: Path, store: ArtifactStore
+):
     files = package_files()
     tgz = make_targz(tmp_path / "p.tar.gz", files)
     z = make_zip(tmp_path / "p.zip", files)
@@ -47,7 +50,9 @@ async def test_zip_targz_top_folder_and_directory_store_one_artifact(tmp_path: P
         assert (out / name).read_bytes() == data
 
 
-async def test_same_bytes_twice_stored_once_and_request_fields_optional(tmp_path: Path, store: ArtifactStore):
+async def test_same_bytes_twice_stored_once_and_request_fields_optional(
+    tmp_path: Path, store: ArtifactStore
+):
     tgz = make_targz(tmp_path / "p.tar.gz", package_files())
     a = await ingest_package(tgz, store)
     b = await ingest_package(tgz, store, expected={"filename": None, "version": "01"})
@@ -68,7 +73,10 @@ async def test_symlink_inside_package_is_kept(tmp_path: Path, store: ArtifactSto
 
 # --- refusals ---------------------------------------------------------------------------
 
-async def _refused(path: Path, store: ArtifactStore, *, kind=Invalid, limits=DEFAULT_LIMITS, expected=None):
+
+async def _refused(
+    path: Path, store: ArtifactStore, *, kind=Invalid, limits=DEFAULT_LIMITS, expected=None
+):
     with pytest.raises(kind) as exc:
         await ingest_package(path, store, limits=limits, expected=expected)
     assert_nothing_stored(store)
@@ -80,7 +88,9 @@ async def test_missing_manifest(tmp_path, store):
     del files["aipackage.yaml"]
     err = await _refused(make_targz(tmp_path / "p.tar.gz", files), store)
     assert err.field == "manifest"
-    assert err.message.startswith("no manifest: the package needs aipackage.yaml (or aipackage.toml) at its root")
+    assert err.message.startswith(
+        "no manifest: the package needs aipackage.yaml (or aipackage.toml) at its root"
+    )
 
 
 async def test_manifest_in_a_nested_folder_is_not_found(tmp_path, store):
@@ -97,13 +107,19 @@ async def test_malformed_yaml(tmp_path, store):
 
 async def test_bad_manifest_field_is_named(tmp_path, store):
     bad = package_files()["aipackage.yaml"].decode().replace('ai_class: "01"', "ai_class: one")
-    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"aipackage.yaml": bad})), store)
+    err = await _refused(
+        make_targz(tmp_path / "p.tar.gz", package_files(**{"aipackage.yaml": bad})), store
+    )
     assert err.field == "manifest.ai_class" and "two digits" in err.message
 
 
-@pytest.mark.parametrize(("key", "value"), [("filename", "monitorings"), ("version", "02"), ("ai_class", "02")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("filename", "monitorings"), ("version", "02"), ("ai_class", "02")]
+)
 async def test_request_fields_must_match_manifest(tmp_path, store, key, value):
-    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files()), store, expected={**EXPECTED, key: value})
+    err = await _refused(
+        make_targz(tmp_path / "p.tar.gz", package_files()), store, expected={**EXPECTED, key: value}
+    )
     assert err.field == key
     assert err.message == (
         f"{key} {value!r} in the request does not match {key} {EXPECTED[key]!r} "
@@ -115,26 +131,41 @@ async def test_missing_model_file(tmp_path, store):
     files = package_files()
     del files["models/best.pt"]
     err = await _refused(make_targz(tmp_path / "p.tar.gz", files), store)
-    assert err.field == "manifest.models.0" and "model file 'models/best.pt' named in the manifest is not in the package" in err.message
+    assert (
+        err.field == "manifest.models.0"
+        and "model file 'models/best.pt' named in the manifest is not in the package" in err.message
+    )
 
 
 async def test_absolute_path_tar(tmp_path, store):
-    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"/etc/cron.d/evil": "x"})), store)
-    assert err.field == "archive" and err.message == "'/etc/cron.d/evil' is an absolute path; every path must be relative to the package root"
+    err = await _refused(
+        make_targz(tmp_path / "p.tar.gz", package_files(**{"/etc/cron.d/evil": "x"})), store
+    )
+    assert (
+        err.field == "archive"
+        and err.message
+        == "'/etc/cron.d/evil' is an absolute path; every path must be relative to the package root"
+    )
 
 
 async def test_absolute_path_zip(tmp_path, store):
-    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"/tmp/evil.py": "x"})), store)
+    err = await _refused(
+        make_zip(tmp_path / "p.zip", package_files(**{"/tmp/evil.py": "x"})), store
+    )
     assert "'/tmp/evil.py' is an absolute path" in err.message
 
 
 async def test_dotdot_zip_slip(tmp_path, store):
-    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"models/../../evil.py": "x"})), store)
+    err = await _refused(
+        make_zip(tmp_path / "p.zip", package_files(**{"models/../../evil.py": "x"})), store
+    )
     assert err.message == "'models/../../evil.py' contains '..'; paths must stay inside the package"
 
 
 async def test_dotdot_tar(tmp_path, store):
-    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{"../evil.py": "x"})), store)
+    err = await _refused(
+        make_targz(tmp_path / "p.tar.gz", package_files(**{"../evil.py": "x"})), store
+    )
     assert "contains '..'" in err.message
 
 
@@ -142,7 +173,10 @@ async def test_symlink_escaping_the_root(tmp_path, store):
     link = tarfile.TarInfo("models/latest.pt")
     link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/shadow"
     err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[link]), store)
-    assert err.message == "symlink 'models/latest.pt' points outside the package ('../../../etc/shadow')"
+    assert (
+        err.message
+        == "symlink 'models/latest.pt' points outside the package ('../../../etc/shadow')"
+    )
 
 
 async def test_absolute_symlink(tmp_path, store):
@@ -166,7 +200,7 @@ async def test_symlink_in_zip_escaping(tmp_path, store):
     path = make_zip(tmp_path / "p.zip", package_files())
     with zipfile.ZipFile(path, "a") as zf:
         info = zipfile.ZipInfo("evil-link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     err = await _refused(path, store)
     assert err.message == "symlink 'evil-link' points outside the package ('/etc/passwd')"
@@ -185,7 +219,10 @@ async def test_file_written_through_a_symlink(tmp_path, store):
         ti.size = 1
         out.addfile(ti, io.BytesIO(b"x"))
     err = await _refused(tmp_path / "q.tar.gz", store)
-    assert err.message == "'data/x.bin' lies under the symlink 'data'; files must not be written through links"
+    assert (
+        err.message
+        == "'data/x.bin' lies under the symlink 'data'; files must not be written through links"
+    )
 
 
 async def test_hard_link(tmp_path, store):
@@ -199,7 +236,10 @@ async def test_device_file(tmp_path, store):
     dev = tarfile.TarInfo("dev/sda")
     dev.type, dev.devmajor, dev.devminor = tarfile.BLKTYPE, 8, 0
     err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(), extra=[dev]), store)
-    assert err.message == "'dev/sda' is a device file; only regular files, folders and symlinks are allowed"
+    assert (
+        err.message
+        == "'dev/sda' is a device file; only regular files, folders and symlinks are allowed"
+    )
 
 
 async def test_fifo(tmp_path, store):
@@ -212,20 +252,29 @@ async def test_fifo(tmp_path, store):
 async def test_oversize_archive(tmp_path, store):
     path = make_targz(tmp_path / "p.tar.gz", package_files(**{"noise.bin": os.urandom(20_000)}))
     size = path.stat().st_size
-    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_archive_bytes=10_000))
+    err = await _refused(
+        path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_archive_bytes=10_000)
+    )
     assert err.message == f"the archive is {size} bytes, over the archive-size limit of 10000 bytes"
 
 
 async def test_zip_bomb_by_declared_unpacked_size(tmp_path, store):
     path = make_zip(tmp_path / "p.zip", package_files(**{"zeros.bin": b"\0" * 30_000_000}))
     assert path.stat().st_size < 100_000  # compresses ~1000:1
-    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
-    assert err.message == "the archive declares more than 10000000 bytes unpacked, over the unpacked-size limit"
+    err = await _refused(
+        path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000)
+    )
+    assert (
+        err.message
+        == "the archive declares more than 10000000 bytes unpacked, over the unpacked-size limit"
+    )
 
 
 async def test_targz_bomb_by_unpacked_size(tmp_path, store):
     path = make_targz(tmp_path / "p.tar.gz", package_files(**{"zeros.bin": b"\0" * 30_000_000}))
-    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000))
+    err = await _refused(
+        path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=10_000_000)
+    )
     assert "over the unpacked-size limit" in err.message
 
 
@@ -234,7 +283,7 @@ def _forge_zip_sizes(path: Path, member: str, fake_size: int) -> None:
     data = bytearray(path.read_bytes())
     name = member.encode()
     # local file header: signature PK\3\4, uncompressed size at offset 22
-    i = data.find(b"PK\x03\x04" + b"" )
+    i = data.find(b"PK\x03\x04" + b"")
     while i != -1:
         n = struct.unpack_from("<H", data, i + 26)[0]
         if data[i + 30 : i + 30 + n] == name:
@@ -260,8 +309,12 @@ async def test_zip_lying_about_its_sizes_is_caught_while_extracting(tmp_path, st
 
 async def test_too_many_files(tmp_path, store):
     many = {f"data/{i}.txt": b"x" for i in range(20)}
-    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**many)), store, kind=PayloadTooLarge,
-                         limits=ArchiveLimits(max_files=10))
+    err = await _refused(
+        make_zip(tmp_path / "p.zip", package_files(**many)),
+        store,
+        kind=PayloadTooLarge,
+        limits=ArchiveLimits(max_files=10),
+    )
     assert err.message == "the archive holds more than 10 entries, over the file-count limit"
 
 
@@ -276,7 +329,9 @@ async def test_truncated_targz(tmp_path, store):
     path = make_targz(tmp_path / "p.tar.gz", package_files(**{"noise.bin": os.urandom(50_000)}))
     path.write_bytes(path.read_bytes()[:30_000])
     err = await _refused(path, store)
-    assert err.message.startswith("the tar.gz archive is corrupt") or err.message.startswith("the archive is corrupt")
+    assert err.message.startswith("the tar.gz archive is corrupt") or err.message.startswith(
+        "the archive is corrupt"
+    )
 
 
 async def test_duplicate_entries(tmp_path, store):
@@ -292,7 +347,9 @@ async def test_duplicate_entries(tmp_path, store):
 
 
 async def test_file_and_folder_with_the_same_name(tmp_path, store):
-    err = await _refused(make_zip(tmp_path / "p.zip", package_files(**{"lib": "x", "lib/mod.py": "y"})), store)
+    err = await _refused(
+        make_zip(tmp_path / "p.zip", package_files(**{"lib": "x", "lib/mod.py": "y"})), store
+    )
     assert err.message == "'lib/mod.py' lies under 'lib', which is a file"
 
 
@@ -307,7 +364,12 @@ async def test_targz_bomb_hidden_in_headers_is_caught_by_counting_the_stream(tmp
         ti.pax_headers = {"comment": "z" * 5_000_000}
         tf.addfile(ti, io.BytesIO(data))
     assert path.stat().st_size < 50_000
-    err = await _refused(path, store, kind=PayloadTooLarge, limits=ArchiveLimits(max_unpacked_bytes=1_000_000, max_files=100))
+    err = await _refused(
+        path,
+        store,
+        kind=PayloadTooLarge,
+        limits=ArchiveLimits(max_unpacked_bytes=1_000_000, max_files=100),
+    )
     assert err.message == (
         f"the archive unpacks to more than {1_000_000 + 2048 * 116} bytes (tar stream), "
         "over the unpacked-size limit"
@@ -315,6 +377,7 @@ async def test_targz_bomb_hidden_in_headers_is_caught_by_counting_the_stream(tmp
 
 
 # --- issue 16: a non-regular manifest, names the patterns let through, entries the OS refuses ---
+
 
 async def _refused_within(path: Path, store: ArtifactStore, seconds: float = 10, **kw):
     """A refusal that must come promptly: a StopIteration inside asyncio.to_thread used to hang."""
@@ -341,14 +404,21 @@ async def test_manifest_that_is_a_folder_in_a_zip_is_refused(tmp_path, store):
     with zipfile.ZipFile(path, "a") as zf:
         zf.mkdir("aipackage.yaml")
     err = await _refused_within(path, store)
-    assert err.field == "manifest" and err.message == "aipackage.yaml must be a regular file, not a folder"
+    assert (
+        err.field == "manifest"
+        and err.message == "aipackage.yaml must be a regular file, not a folder"
+    )
 
 
 @pytest.mark.parametrize(
     ("old", "new", "field"),
     [
         ('ai_class: "01"', 'ai_class: "01\\n"', "manifest.ai_class"),
-        ('ai_class: "01"', 'ai_class: "\\u0660\\u0661"', "manifest.ai_class"),  # Arabic-Indic digits
+        (
+            'ai_class: "01"',
+            'ai_class: "\\u0660\\u0661"',
+            "manifest.ai_class",
+        ),  # Arabic-Indic digits
         ('version: "01"', 'version: "\\u0660\\u0665"', "manifest.version"),
         ('version: "01"', 'version: "1.\\uff12"', "manifest.version"),  # fullwidth 2
         ("filename: monitoring", 'filename: "monitoring\\n"', "manifest.filename"),
@@ -356,7 +426,9 @@ async def test_manifest_that_is_a_folder_in_a_zip_is_refused(tmp_path, store):
         ("LOG_LEVEL: info", '"LOG_LEVEL\\n": info', "manifest.env"),
     ],
 )
-async def test_names_with_a_trailing_newline_or_non_ascii_digits_are_refused(tmp_path, store, old, new, field):
+async def test_names_with_a_trailing_newline_or_non_ascii_digits_are_refused(
+    tmp_path, store, old, new, field
+):
     text = package_files()["aipackage.yaml"].decode()
     assert old in text
     files = package_files(**{"aipackage.yaml": text.replace(old, new)})
@@ -381,7 +453,9 @@ async def test_path_component_over_255_bytes_is_named(tmp_path, store):
 
 async def test_path_over_the_length_limit_is_named(tmp_path, store):
     name = "/".join(["d" * 200] * 25) + "/f.txt"  # about 5,000 bytes
-    err = await _refused(make_targz(tmp_path / "p.tar.gz", package_files(**{name: "x"}), prefix=""), store)
+    err = await _refused(
+        make_targz(tmp_path / "p.tar.gz", package_files(**{name: "x"}), prefix=""), store
+    )
     assert err.field == "archive" and "bytes long" in err.message and name[:40] in err.message
 
 
@@ -399,7 +473,10 @@ def _set_zip_method(path: Path, member: str, method: int) -> None:
     """Rewrite a member's compression method in its local header and the central directory."""
     data = bytearray(path.read_bytes())
     name = member.encode()
-    for sig, method_at, name_len_at, name_at in ((b"PK\x03\x04", 8, 26, 30), (b"PK\x01\x02", 10, 28, 46)):
+    for sig, method_at, name_len_at, name_at in (
+        (b"PK\x03\x04", 8, 26, 30),
+        (b"PK\x01\x02", 10, 28, 46),
+    ):
         i = data.find(sig)
         while i != -1:
             n = struct.unpack_from("<H", data, i + name_len_at)[0]
@@ -414,7 +491,11 @@ async def test_unsupported_zip_compression_method_is_named(tmp_path, store, memb
     path = make_zip(tmp_path / "p.zip", package_files())
     _set_zip_method(path, member, 99)  # 99: AES-encrypted (WinZip), which zipfile cannot read
     err = await _refused(path, store)
-    assert err.field == "archive" and repr(member) in err.message and "compression method 99" in err.message
+    assert (
+        err.field == "archive"
+        and repr(member) in err.message
+        and "compression method 99" in err.message
+    )
 
 
 async def test_zip_needing_an_unknown_format_version_is_refused(tmp_path, store):
@@ -453,8 +534,11 @@ def test_randomly_corrupted_archives_are_refused_never_a_server_error(tmp_path, 
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
-    bases = [make_zip(tmp_path / "p.zip", files).read_bytes(), raw.getvalue(),
-             make_targz(tmp_path / "p.tar.gz", files).read_bytes()]
+    bases = [
+        make_zip(tmp_path / "p.zip", files).read_bytes(),
+        raw.getvalue(),
+        make_targz(tmp_path / "p.tar.gz", files).read_bytes(),
+    ]
     rng = random.Random(16)
     escaped: list[str] = []
     for i in range(600):

@@ -1,4 +1,5 @@
 """The content-addressed artifact store."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,7 +51,9 @@ def test_writer_failure_leaves_nothing(store: ArtifactStore):
     assert store.digests() == [] and list(store.tmp_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("bad", ["sha256:abc", "md5:" + "0" * 64, "sha256:" + "G" * 64, "", "sha256:../../etc/passwd"])
+@pytest.mark.parametrize(
+    "bad", ["sha256:abc", "md5:" + "0" * 64, "sha256:" + "G" * 64, "", "sha256:../../etc/passwd"]
+)
 def test_bad_digests_are_refused(store: ArtifactStore, bad: str):
     with pytest.raises(Invalid):
         parse_digest(bad)

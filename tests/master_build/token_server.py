@@ -2,6 +2,7 @@
 real docker-registry (``auth: token`` with ``rootcertbundle``) verifies. Keys and signatures come
 from the openssl command line, so no crypto library is needed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,11 +30,31 @@ class TokenServer:
         self.key = self.workdir / "token.key"
         self.cert = self.workdir / "token.crt"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key), "-out", str(self.cert),
-             "-days", "1", "-subj", f"/CN={ISSUER}"],
-            check=True, capture_output=True, timeout=60,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={ISSUER}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
-        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True, capture_output=True).stdout
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
         self._x5c = base64.b64encode(der).decode()
         self.requests: list[dict] = []  # what clients asked for: user (or None) and scopes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -52,13 +73,26 @@ class TokenServer:
         self._server.server_close()
 
     def registry_auth(self) -> dict:
-        return {"token": {"realm": self.realm, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(self.cert)}}
+        return {
+            "token": {
+                "realm": self.realm,
+                "service": SERVICE,
+                "issuer": ISSUER,
+                "rootcertbundle": str(self.cert),
+            }
+        }
 
     def _sign(self, claims: dict) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
-                             check=True, capture_output=True).stdout
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        sig = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+        ).stdout
         return f"{signing_input}.{_b64url(sig)}"
 
     def _issue(self, user: str | None, scopes: list[str]) -> str:
@@ -69,8 +103,18 @@ class TokenServer:
                 name, _, actions = rest.rpartition(":")
                 access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
-        return self._sign({"iss": ISSUER, "sub": user or "", "aud": SERVICE, "exp": now + 300, "nbf": now - 30,
-                           "iat": now, "jti": secrets.token_hex(8), "access": access})
+        return self._sign(
+            {
+                "iss": ISSUER,
+                "sub": user or "",
+                "aud": SERVICE,
+                "exp": now + 300,
+                "nbf": now - 30,
+                "iat": now,
+                "jti": secrets.token_hex(8),
+                "access": access,
+            }
+        )
 
     def _handler(self):
         server = self
@@ -89,12 +133,18 @@ class TokenServer:
                     if server.users.get(u) != p:
                         self.send_response(401)
                         self.end_headers()
-                        server.requests.append({"user": u, "refused": True, "scopes": query.get("scope", [])})
+                        server.requests.append(
+                            {"user": u, "refused": True, "scopes": query.get("scope", [])}
+                        )
                         return
                     user = u
                 scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
-                server.requests.append({"user": user, "scopes": scopes, "service": query.get("service", [None])[0]})
-                body = json.dumps({"token": server._issue(user, scopes), "expires_in": 300}).encode()
+                server.requests.append(
+                    {"user": user, "scopes": scopes, "service": query.get("service", [None])[0]}
+                )
+                body = json.dumps(
+                    {"token": server._issue(user, scopes), "expires_in": 300}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

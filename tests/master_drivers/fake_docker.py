@@ -6,6 +6,7 @@ codes (404 no such container/image, 409 name in use or removing a running contai
 running container), pulls as a JSON progress stream, names with the leading slash, labels filters,
 archives put into a container, multiplexed log frames. Requests are recorded for the test.
 """
+
 from __future__ import annotations
 
 import io
@@ -64,8 +65,15 @@ class Container:
         }
 
     def summary(self) -> dict:
-        return {"Id": self.id, "Names": [f"/{self.name}"], "Image": self.image, "Labels": self.labels,
-                "State": self.status, "Status": self.status, "Created": 0}
+        return {
+            "Id": self.id,
+            "Names": [f"/{self.name}"],
+            "Image": self.image,
+            "Labels": self.labels,
+            "State": self.status,
+            "Status": self.status,
+            "Created": 0,
+        }
 
 
 class FakeDockerEngine:
@@ -74,7 +82,9 @@ class FakeDockerEngine:
         self.images: set[str] = set()
         self.registry: set[str] = set()  # images a pull can find
         self.registry_down = False
-        self.crashing_images: dict[str, int] = {}  # image -> exit code: started containers crash-loop
+        self.crashing_images: dict[
+            str, int
+        ] = {}  # image -> exit code: started containers crash-loop
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.pull_auth: list[str | None] = []  # X-Registry-Auth of each pull
         self._clock = 0
@@ -149,8 +159,14 @@ class FakeDockerEngine:
         return [(m, p) for m, p, _, _ in self.requests if p not in ("/_ping", "/version")]
 
     def _find(self, ref: str) -> Container | None:
-        return self.containers.get(ref) or self.by_name(ref) or next(
-            (c for cid, c in self.containers.items() if len(ref) >= 12 and cid.startswith(ref)), None)
+        return (
+            self.containers.get(ref)
+            or self.by_name(ref)
+            or next(
+                (c for cid, c in self.containers.items() if len(ref) >= 12 and cid.startswith(ref)),
+                None,
+            )
+        )
 
     # -- the engine --------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict, raw: bytes):
@@ -169,15 +185,21 @@ class FakeDockerEngine:
                 unknown = f"manifest for {ref} not found: manifest unknown: manifest unknown"
                 return 404, {"message": unknown}, j
             self.images.add(ref)
-            lines = [{"status": f"Pulling from {query['fromImage']}", "id": query.get("tag")},
-                     {"status": "Digest: sha256:" + "1" * 64}, {"status": f"Status: Downloaded newer image for {ref}"}]
+            lines = [
+                {"status": f"Pulling from {query['fromImage']}", "id": query.get("tag")},
+                {"status": "Digest: sha256:" + "1" * 64},
+                {"status": f"Status: Downloaded newer image for {ref}"},
+            ]
             return 200, [json.dumps(x).encode() + b"\r\n" for x in lines], "chunked"
         if method == "GET" and path == "/containers/json":
             filters = json.loads(query.get("filters", "{}"))
             wanted = [lbl.partition("=") for lbl in filters.get("label", [])]
-            items = [c.summary() for c in self.containers.values()
-                     if (query.get("all") in ("1", "true", "True") or c.status == "running")
-                     and all(c.labels.get(k) == v for k, _, v in wanted)]
+            items = [
+                c.summary()
+                for c in self.containers.values()
+                if (query.get("all") in ("1", "true", "True") or c.status == "running")
+                and all(c.labels.get(k) == v for k, _, v in wanted)
+            ]
             return 200, items, j
         if method == "POST" and path == "/containers/create":
             body = json.loads(raw)
@@ -195,8 +217,14 @@ class FakeDockerEngine:
             self._clock += 1
             cid = uuid.uuid4().hex + uuid.uuid4().hex
             self.containers[cid] = Container(
-                id=cid, name=name or f"auto_{cid[:6]}", image=body["Image"], env=body.get("Env") or [],
-                labels=body.get("Labels") or {}, host_config=body.get("HostConfig") or {}, created=f"2026-01-01T00:00:{self._clock:02d}Z")
+                id=cid,
+                name=name or f"auto_{cid[:6]}",
+                image=body["Image"],
+                env=body.get("Env") or [],
+                labels=body.get("Labels") or {},
+                host_config=body.get("HostConfig") or {},
+                created=f"2026-01-01T00:00:{self._clock:02d}Z",
+            )
             return 201, {"Id": cid, "Warnings": []}, j
         m = re.match(r"^/containers/([^/]+)(?:/(json|start|stop|archive|rename|logs))?$", path)
         if not m:
@@ -218,7 +246,11 @@ class FakeDockerEngine:
             if c.status == "running":
                 return 304, None, j
             if c.image in self.crashing_images:
-                c.status, c.exit_code, c.restart_count = "restarting", self.crashing_images[c.image], 3
+                c.status, c.exit_code, c.restart_count = (
+                    "restarting",
+                    self.crashing_images[c.image],
+                    3,
+                )
                 c.log_lines = ["loading model", "fatal: CUDA device not found"]
             else:
                 c.status, c.pid = "running", 4000 + len(self.containers)
@@ -235,16 +267,30 @@ class FakeDockerEngine:
             c.name = query["name"]
             return 204, None, j
         if method == "GET" and action == "logs":
-            tail = int(query.get("tail", "all")) if query.get("tail", "all") != "all" else len(c.log_lines)
+            tail = (
+                int(query.get("tail", "all"))
+                if query.get("tail", "all") != "all"
+                else len(c.log_lines)
+            )
             frames = b""
             for line in c.log_lines[-tail:]:
                 data = (line + "\n").encode()
                 frames += struct.pack(">BxxxL", 2, len(data)) + data
             return 200, frames, "application/vnd.docker.raw-stream"
         if method == "DELETE" and action is None:
-            if c.status in ("running", "restarting") and query.get("force") not in ("1", "true", "True"):
-                return 409, {"message": f"You cannot remove a running container {c.id}. "
-                                        "Stop the container before attempting removal or force remove"}, j
+            if c.status in ("running", "restarting") and query.get("force") not in (
+                "1",
+                "true",
+                "True",
+            ):
+                return (
+                    409,
+                    {
+                        "message": f"You cannot remove a running container {c.id}. "
+                        "Stop the container before attempting removal or force remove"
+                    },
+                    j,
+                )
             del self.containers[c.id]
             return 204, None, j
         return 405, {"message": "method not allowed"}, j

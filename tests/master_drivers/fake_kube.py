@@ -5,6 +5,7 @@ Faithful where the driver depends on it: 201 on create, 409 AlreadyExists, 404 N
 a 409), metadata.generation bumped when the spec changes, label selectors on lists, Status on
 delete. Every request is recorded (method, path, query, body) for the test to assert on.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,7 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 ROUTE = re.compile(
     r"^/(?:api/v1|apis/apps/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>deployments|configmaps|secrets|pods)(?:/(?P<name>[^/]+))?$"
 )
-KINDS = {"deployments": ("apps/v1", "Deployment", "apps"), "configmaps": ("v1", "ConfigMap", ""), "secrets": ("v1", "Secret", ""), "pods": ("v1", "Pod", "")}
+KINDS = {
+    "deployments": ("apps/v1", "Deployment", "apps"),
+    "configmaps": ("v1", "ConfigMap", ""),
+    "secrets": ("v1", "Secret", ""),
+    "pods": ("v1", "Pod", ""),
+}
 
 
 @dataclass
@@ -49,7 +55,9 @@ class FakeKubeApi:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name) -> object
         self.requests: list[Request] = []
-        self.fail_next: list[tuple[str, int, str]] = []  # (method, code, reason): the next such request fails
+        self.fail_next: list[
+            tuple[str, int, str]
+        ] = []  # (method, code, reason): the next such request fails
         self._rv = 100
         self._lock = threading.Lock()
         fake = self
@@ -134,21 +142,46 @@ class FakeKubeApi:
         with self._lock:
             key = (plural, ns, name)
             if method == "GET" and name is None:
-                items = [copy.deepcopy(o) for (p, n, _), o in self.objects.items() if p == plural and n == ns
-                         and _matches(o, query.get("labelSelector", ""))]
-                return 200, {"kind": f"{kind}List", "apiVersion": api_version,
-                             "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+                items = [
+                    copy.deepcopy(o)
+                    for (p, n, _), o in self.objects.items()
+                    if p == plural and n == ns and _matches(o, query.get("labelSelector", ""))
+                ]
+                return 200, {
+                    "kind": f"{kind}List",
+                    "apiVersion": api_version,
+                    "metadata": {"resourceVersion": str(self._rv)},
+                    "items": items,
+                }
             if method == "POST" and name is None:
                 name = (body or {}).get("metadata", {}).get("name")
                 if not name:
-                    return 422, status(422, "Invalid", f"{kind} is invalid: metadata.name: Required value", plural=plural)
+                    return 422, status(
+                        422,
+                        "Invalid",
+                        f"{kind} is invalid: metadata.name: Required value",
+                        plural=plural,
+                    )
                 key = (plural, ns, name)
                 if key in self.objects:
-                    return 409, status(409, "AlreadyExists", f'{plural} "{name}" already exists', name=name, plural=plural)
+                    return 409, status(
+                        409,
+                        "AlreadyExists",
+                        f'{plural} "{name}" already exists',
+                        name=name,
+                        plural=plural,
+                    )
                 if body["metadata"].get("resourceVersion"):
-                    return 422, status(422, "Invalid", "resourceVersion should not be set on objects to be created", plural=plural)
+                    return 422, status(
+                        422,
+                        "Invalid",
+                        "resourceVersion should not be set on objects to be created",
+                        plural=plural,
+                    )
                 obj = _stored(plural, body)
-                obj["metadata"].update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp="2026-01-01T00:00:00Z")
+                obj["metadata"].update(
+                    namespace=ns, uid=str(uuid.uuid4()), creationTimestamp="2026-01-01T00:00:00Z"
+                )
                 if plural == "deployments":
                     obj["metadata"]["generation"] = 1
                     obj["status"] = {}
@@ -157,10 +190,16 @@ class FakeKubeApi:
                 self.objects[key] = obj
                 return 201, copy.deepcopy(obj)
             if name is None:
-                return 405, status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+                return 405, status(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )
             current = self.objects.get(key)
             if current is None:
-                return 404, status(404, "NotFound", f'{plural} "{name}" not found', name=name, plural=plural)
+                return 404, status(
+                    404, "NotFound", f'{plural} "{name}" not found', name=name, plural=plural
+                )
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
@@ -170,13 +209,22 @@ class FakeKubeApi:
                 return 200, answer
             if method == "PUT":
                 if body.get("metadata", {}).get("name") != name:
-                    return 400, status(400, "BadRequest", "the name of the object does not match the name on the URL")
+                    return 400, status(
+                        400,
+                        "BadRequest",
+                        "the name of the object does not match the name on the URL",
+                    )
                 rv = body["metadata"].get("resourceVersion")
                 if rv and rv != current["metadata"]["resourceVersion"]:
-                    return 409, status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": '
-                                       "the object has been modified; please apply your changes "
-                                       "to the latest version and try again",
-                                       name=name, plural=plural)
+                    return 409, status(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {plural} "{name}": '
+                        "the object has been modified; please apply your changes "
+                        "to the latest version and try again",
+                        name=name,
+                        plural=plural,
+                    )
                 obj = _stored(plural, body)
                 for kept in ("uid", "creationTimestamp", "namespace", "generation"):
                     if kept in current["metadata"]:
@@ -184,12 +232,18 @@ class FakeKubeApi:
                 if plural == "deployments":
                     if obj.get("spec") != current.get("spec"):
                         obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
-                    obj["status"] = current.get("status", {})  # status is written through /status only
+                    obj["status"] = current.get(
+                        "status", {}
+                    )  # status is written through /status only
                 self._rv += 1
                 obj["metadata"]["resourceVersion"] = str(self._rv)
                 self.objects[key] = obj
                 return 200, copy.deepcopy(obj)
-        return 405, status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        return 405, status(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
 
 
 def _stored(plural: str, body: dict) -> dict:

@@ -1,5 +1,6 @@
 """The agent driver against the real edge agent process (and an artifact server answering like the
 master)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,14 @@ async def driver():
 def workload(edge: EdgeTarget, digest: str, version: str, *, generation: int = 1) -> Workload:
     """What the reconcile pass hands the agent driver for a deployment of the ticker package."""
     return built_workload(
-        edge, digest=digest, version=version, generation=generation, ai_id=3, deployment_id=7,
-        image=False, secret_env={"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/stream"},
+        edge,
+        digest=digest,
+        version=version,
+        generation=generation,
+        ai_id=3,
+        deployment_id=7,
+        image=False,
+        secret_env={"RTSP_URL": "rtsp://cam-user:cam-pass-123@127.0.0.1:8554/stream"},
     )
 
 
@@ -75,7 +82,13 @@ async def test_apply_observe_replace_remove(agent, artifacts, driver):
 
     await driver.apply(workload(edge, d1, "01"))
     (seen,) = await observed_until(driver, edge, lambda s: s and s[0].state == "running")
-    assert (seen.name, seen.deployment_id, seen.version, seen.restarts, seen.generation) == ("monitoring-01", 7, "01", 0, 1)
+    assert (seen.name, seen.deployment_id, seen.version, seen.restarts, seen.generation) == (
+        "monitoring-01",
+        7,
+        "01",
+        0,
+        1,
+    )
     directory = agent.workdir / "workloads" / "monitoring-01" / f"01-{d1.split(':')[1][:12]}"
     assert "<NID>0x01</NID>" in (directory / "edgeconfig.xml").read_text()
     (proc,) = workload_processes(agent.workdir)
@@ -87,11 +100,21 @@ async def test_apply_observe_replace_remove(agent, artifacts, driver):
     assert [p.pid for p in workload_processes(agent.workdir)] == [proc.pid]
 
     await driver.apply(workload(edge, d2, "02", generation=2))
-    (seen,) = await observed_until(driver, edge, lambda s: s[0].version == "02" and s[0].state == "running"
-                                   and len(workload_processes(agent.workdir)) == 1)
+    (seen,) = await observed_until(
+        driver,
+        edge,
+        lambda s: (
+            s[0].version == "02"
+            and s[0].state == "running"
+            and len(workload_processes(agent.workdir)) == 1
+        ),
+    )
     assert seen.generation == 2
 
-    assert any(line.startswith("v02 ") for line in agent.client.get("/workloads/monitoring-01/logs").json()["lines"])
+    assert any(
+        line.startswith("v02 ")
+        for line in agent.client.get("/workloads/monitoring-01/logs").json()["lines"]
+    )
 
     await driver.remove(edge, "monitoring-01")
     assert await driver.observe(edge) == []

@@ -1,5 +1,6 @@
 """The docker driver through the docker SDK against an endpoint answering like the Docker Engine
 API."""
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,13 @@ IMAGE3 = f"{REGISTRY}/monitoring-01:03"
 
 def make_driver(url: str) -> DockerDriver:
     client = docker.DockerClient(base_url=url, version="1.45", timeout=5)
-    return DockerDriver(client, DockerOptions(ready_grace_s=0.05, registry_auth={"username": "edge", "password": "pw",
-                                                                                   "serveraddress": REGISTRY}))
+    return DockerDriver(
+        client,
+        DockerOptions(
+            ready_grace_s=0.05,
+            registry_auth={"username": "edge", "password": "pw", "serveraddress": REGISTRY},
+        ),
+    )
 
 
 @pytest.fixture
@@ -52,14 +58,22 @@ async def test_apply_pulls_creates_configures_and_starts(fake, driver):
     assert calls[1] == ("POST", "/images/create")
     (c,) = fake.containers.values()
     archive = ("PUT", f"/containers/{c.id}/archive")
-    assert calls[2:6] == [("POST", "/containers/create"), archive, archive,
-                          ("POST", f"/containers/{c.id}/start")]
+    assert calls[2:6] == [
+        ("POST", "/containers/create"),
+        archive,
+        archive,
+        ("POST", f"/containers/{c.id}/start"),
+    ]
     pull = fake.requests[1]
     assert pull[2] == {"fromImage": f"{REGISTRY}/monitoring-01", "tag": "01"}
     auth = json.loads(base64.urlsafe_b64decode(fake.pull_auth[0] + "=="))
     assert (auth["username"], auth["serveraddress"]) == ("edge", REGISTRY)
     assert c.name == NAME and c.image == IMAGE1 and c.status == "running"
-    assert c.labels["edge-ai/ai-id"] == "5" and c.labels["edge-ai/version"] == "01" and c.labels["edge-ai/edge"] == "EdgeCCTV01"
+    assert (
+        c.labels["edge-ai/ai-id"] == "5"
+        and c.labels["edge-ai/version"] == "01"
+        and c.labels["edge-ai/edge"] == "EdgeCCTV01"
+    )
     assert c.host_config["RestartPolicy"] == {"Name": "unless-stopped"}
     assert c.host_config["Memory"] == 256 * 1024**2 and c.host_config["NanoCpus"] == 500_000_000
     # The camera URL through an env file (0600) copied in, never in the container's spec.
@@ -86,15 +100,25 @@ async def test_version_change_starts_the_new_container_before_stopping_the_old(f
     assert new.id != old.id and new.image == IMAGE2 and new.name == NAME and new.status == "running"
     calls = fake.calls()
     created = index(calls, ("POST", "/containers/create"))
-    assert fake.requests[[r[:2] for r in fake.requests].index(("POST", "/containers/create"))][2]["name"].startswith(f"{NAME}.g2-")
+    assert fake.requests[[r[:2] for r in fake.requests].index(("POST", "/containers/create"))][2][
+        "name"
+    ].startswith(f"{NAME}.g2-")
     started = index(calls, ("POST", f"/containers/{new.id}/start"))
     stopped = index(calls, ("POST", f"/containers/{old.id}/stop"))
     removed = index(calls, ("DELETE", f"/containers/{old.id}"))
     renamed = index(calls, ("POST", f"/containers/{new.id}/rename"))
-    assert index(calls, ("POST", "/images/create")) < created < started < stopped < removed < renamed
+    assert (
+        index(calls, ("POST", "/images/create")) < created < started < stopped < removed < renamed
+    )
 
     (seen,) = await driver.observe(EDGE1)
-    assert (seen.name, seen.state, seen.version, seen.deployment_id, seen.generation) == ("monitoring-01", "running", "02", 11, 2)
+    assert (seen.name, seen.state, seen.version, seen.deployment_id, seen.generation) == (
+        "monitoring-01",
+        "running",
+        "02",
+        11,
+        2,
+    )
 
 
 async def test_a_new_version_that_does_not_come_up_leaves_the_old_one_serving(fake, driver):
@@ -199,8 +223,7 @@ async def test_without_a_live_host_dir_live_params_travel_as_env(fake, driver):
     assert new.id != old.id and "route_low_confidence=true" in new.env
 
 
-async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_path,
-                                                              monkeypatch):
+async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_path, monkeypatch):
     """The helper's camera URL (YOLO_SOURCE) reaches the program through the env file the driver
     copies in: edge_ai's options read it where the environment has no such variable."""
     from edge_ai.common.options import env_default

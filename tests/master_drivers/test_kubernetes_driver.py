@@ -1,5 +1,6 @@
 """The kubernetes driver through the official client against an endpoint answering like the API
 server."""
+
 from __future__ import annotations
 
 import base64
@@ -30,7 +31,11 @@ NAME = "monitoring-01-edge-node-01"
 def make_driver(host: str, **options) -> KubernetesDriver:
     configuration = k8s.Configuration(host=host)
     configuration.retries = 0
-    return KubernetesDriver(k8s.ApiClient(configuration), KubernetesOptions(namespace=NS, **options), request_timeout_s=5)
+    return KubernetesDriver(
+        k8s.ApiClient(configuration),
+        KubernetesOptions(namespace=NS, **options),
+        request_timeout_s=5,
+    )
 
 
 @pytest.fixture
@@ -62,8 +67,16 @@ def running_status(generation: int = 1) -> dict:
 
 
 def container_status(*, restarts=0, waiting=None, exit_code=None) -> dict:
-    cs = {"name": "monitoring-01", "ready": waiting is None, "restartCount": restarts, "image": "x", "imageID": "",
-          "state": {"waiting": waiting} if waiting else {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+    cs = {
+        "name": "monitoring-01",
+        "ready": waiting is None,
+        "restartCount": restarts,
+        "image": "x",
+        "imageID": "",
+        "state": {"waiting": waiting}
+        if waiting
+        else {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+    }
     if exit_code is not None:
         cs["lastState"] = {"terminated": {"exitCode": exit_code, "reason": "Error"}}
     return {"phase": "Running", "containerStatuses": [cs]}
@@ -83,11 +96,19 @@ async def test_apply_creates_the_configmap_then_the_deployment(fake, driver):
     fake.requests.clear()
     rv = fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"]
     await driver.apply(w)
-    assert fake.calls() == [("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("POST", DEP), ("GET", f"{DEP}/{NAME}")]
+    assert fake.calls() == [
+        ("POST", CM),
+        ("GET", f"{CM}/{NAME}-edgeconfig"),
+        ("POST", DEP),
+        ("GET", f"{DEP}/{NAME}"),
+    ]
     assert fake.get("deployments", NS, NAME)["metadata"]["resourceVersion"] == rv
     stored = fake.get("deployments", NS, NAME)
     assert stored["metadata"]["generation"] == 1
-    assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/monitoring-01:01"
+    assert (
+        stored["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "127.0.0.1:5000/monitoring-01:01"
+    )
 
 
 async def test_live_params_change_the_configmap_not_the_pod_template(fake, driver):
@@ -126,13 +147,16 @@ async def test_a_helpers_camera_url_is_a_secret_reference(fake, driver):
     """The overload hand-off gives the helper the source camera: a Secret the pod references by
     key; the password is in no Deployment, ConfigMap or driver log."""
     url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
-    w = workload(params={"FUNC": "SUNNY", "analysis_edge": "EdgeCCTV01"},
-                 secret_env={"YOLO_SOURCE": url})
+    w = workload(
+        params={"FUNC": "SUNNY", "analysis_edge": "EdgeCCTV01"}, secret_env={"YOLO_SOURCE": url}
+    )
     await driver.apply(w)
     dep = fake.get("deployments", NS, NAME)
     (container,) = dep["spec"]["template"]["spec"]["containers"]
-    assert {"name": "YOLO_SOURCE", "valueFrom": {"secretKeyRef": {"name": f"{NAME}-env",
-            "key": "YOLO_SOURCE"}}} in container["env"]
+    assert {
+        "name": "YOLO_SOURCE",
+        "valueFrom": {"secretKeyRef": {"name": f"{NAME}-env", "key": "YOLO_SOURCE"}},
+    } in container["env"]
     for plural, name in (("deployments", NAME), ("configmaps", f"{NAME}-edgeconfig")):
         assert "hand-off-pw-9" not in json.dumps(fake.get(plural, NS, name))
     secret = fake.get("secrets", NS, f"{NAME}-env")
@@ -146,8 +170,13 @@ async def test_camera_credentials_go_into_a_secret(fake, driver):
     stored = fake.get("secrets", NS, f"{NAME}-env")
     assert base64.b64decode(stored["data"]["RTSP_URL"]).decode() == RTSP["RTSP_URL"]
     assert "cam-pass-123" not in json.dumps(fake.get("deployments", NS, NAME))
-    await driver.apply(workload(secret_env={"RTSP_URL": "rtsp://u:rotated@127.0.0.1/x"}))  # rotated: replaced
-    assert base64.b64decode(fake.get("secrets", NS, f"{NAME}-env")["data"]["RTSP_URL"]) == b"rtsp://u:rotated@127.0.0.1/x"
+    await driver.apply(
+        workload(secret_env={"RTSP_URL": "rtsp://u:rotated@127.0.0.1/x"})
+    )  # rotated: replaced
+    assert (
+        base64.b64decode(fake.get("secrets", NS, f"{NAME}-env")["data"]["RTSP_URL"])
+        == b"rtsp://u:rotated@127.0.0.1/x"
+    )
     await driver.remove(EDGE1, "monitoring-01")
     assert fake.objects == {}
 
@@ -159,8 +188,12 @@ async def test_apply_of_an_existing_workload_replaces_it_with_its_resource_versi
 
     await driver.apply(workload(version="02", generation=2))
     assert fake.calls() == [
-        ("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
-        ("POST", DEP), ("GET", f"{DEP}/{NAME}"), ("PUT", f"{DEP}/{NAME}"),
+        ("POST", CM),
+        ("GET", f"{CM}/{NAME}-edgeconfig"),
+        ("PUT", f"{CM}/{NAME}-edgeconfig"),
+        ("POST", DEP),
+        ("GET", f"{DEP}/{NAME}"),
+        ("PUT", f"{DEP}/{NAME}"),
     ]
     put = fake.requests[-1].body
     assert put["metadata"]["resourceVersion"] == first_rv
@@ -174,25 +207,43 @@ async def test_apply_of_an_existing_workload_replaces_it_with_its_resource_versi
 async def test_a_concurrent_writer_is_retried_not_overwritten(fake, driver):
     await driver.apply(workload(version="01"))
     fake.requests.clear()
-    fake.fail_next.append(("PUT", 409, "Conflict"))  # someone wrote in between our read and our replace
+    fake.fail_next.append(
+        ("PUT", 409, "Conflict")
+    )  # someone wrote in between our read and our replace
     await driver.apply(workload(version="02"))
     # The first replace (the ConfigMap's) hit the conflict: read again, replace again.
     assert fake.calls()[:5] == [
-        ("POST", CM), ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
-        ("GET", f"{CM}/{NAME}-edgeconfig"), ("PUT", f"{CM}/{NAME}-edgeconfig"),
+        ("POST", CM),
+        ("GET", f"{CM}/{NAME}-edgeconfig"),
+        ("PUT", f"{CM}/{NAME}-edgeconfig"),
+        ("GET", f"{CM}/{NAME}-edgeconfig"),
+        ("PUT", f"{CM}/{NAME}-edgeconfig"),
     ]
-    assert fake.get("deployments", NS, NAME)["spec"]["template"]["metadata"]["labels"]["edge-ai/version"] == "02"
+    assert (
+        fake.get("deployments", NS, NAME)["spec"]["template"]["metadata"]["labels"][
+            "edge-ai/version"
+        ]
+        == "02"
+    )
 
 
 async def test_remove_deletes_both_and_404_is_success(fake, driver):
     await driver.apply(workload())
     fake.requests.clear()
     await driver.remove(EDGE1, "monitoring-01")
-    assert fake.calls() == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig"), ("DELETE", f"{SECRETS}/{NAME}-env")]
+    assert fake.calls() == [
+        ("DELETE", f"{DEP}/{NAME}"),
+        ("DELETE", f"{CM}/{NAME}-edgeconfig"),
+        ("DELETE", f"{SECRETS}/{NAME}-env"),
+    ]
     assert fake.requests[0].query["propagationPolicy"] == "Background"
     assert fake.objects == {}
     await driver.remove(EDGE1, "monitoring-01")  # already gone
-    assert fake.calls()[-3:] == [("DELETE", f"{DEP}/{NAME}"), ("DELETE", f"{CM}/{NAME}-edgeconfig"), ("DELETE", f"{SECRETS}/{NAME}-env")]
+    assert fake.calls()[-3:] == [
+        ("DELETE", f"{DEP}/{NAME}"),
+        ("DELETE", f"{CM}/{NAME}-edgeconfig"),
+        ("DELETE", f"{SECRETS}/{NAME}-env"),
+    ]
 
 
 async def test_observe_reports_each_state(fake, driver):
@@ -202,8 +253,17 @@ async def test_observe_reports_each_state(fake, driver):
 
     (seen,) = await driver.observe(EDGE1)
     assert fake.calls() == [("GET", DEP), ("GET", PODS)]
-    assert fake.requests[0].query["labelSelector"] == "app.kubernetes.io/managed-by=edge-master,edge-ai/edge=EdgeCCTV01"
-    assert (seen.name, seen.deployment_id, seen.version, seen.state, seen.generation) == ("monitoring-01", 11, "01", "pending", 1)
+    assert (
+        fake.requests[0].query["labelSelector"]
+        == "app.kubernetes.io/managed-by=edge-master,edge-ai/edge=EdgeCCTV01"
+    )
+    assert (seen.name, seen.deployment_id, seen.version, seen.state, seen.generation) == (
+        "monitoring-01",
+        11,
+        "01",
+        "pending",
+        1,
+    )
 
     fake.set_status(NS, NAME, running_status())
     fake.add_pod(NS, NAME, status_=container_status(restarts=2, exit_code=137))
@@ -212,28 +272,60 @@ async def test_observe_reports_each_state(fake, driver):
 
     # Version 02 rolling out: the new pod is not ready yet, the old one still serves.
     await driver.apply(workload(version="02", deployment_id=11, generation=2))
-    fake.set_status(NS, NAME, {**running_status(2), "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1})
+    fake.set_status(
+        NS, NAME, {**running_status(2), "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1}
+    )
     (seen,) = await driver.observe(EDGE1)
     assert (seen.state, seen.version, seen.reason) == ("pending", "02", "rolling out")
     assert seen.restarts == 0  # the old pod's restarts are not the new version's
 
-    new_pod = fake.add_pod(NS, NAME, suffix="newpd", status_=container_status(
-        restarts=3, exit_code=3, waiting={"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}))
+    new_pod = fake.add_pod(
+        NS,
+        NAME,
+        suffix="newpd",
+        status_=container_status(
+            restarts=3,
+            exit_code=3,
+            waiting={
+                "reason": "CrashLoopBackOff",
+                "message": "back-off 40s restarting failed container",
+            },
+        ),
+    )
     (seen,) = await driver.observe(EDGE1)
     assert (seen.state, seen.restarts, seen.exit_code) == ("restarting", 3, 3)
     assert seen.reason.startswith("CrashLoopBackOff")
 
-    new_pod["status"] = container_status(restarts=5, exit_code=3, waiting={"reason": "CrashLoopBackOff", "message": "x"})
+    new_pod["status"] = container_status(
+        restarts=5, exit_code=3, waiting={"reason": "CrashLoopBackOff", "message": "x"}
+    )
     assert (await driver.observe(EDGE1))[0].state == "failed"
 
-    new_pod["status"] = container_status(waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image"})
+    new_pod["status"] = container_status(
+        waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image"}
+    )
     (seen,) = await driver.observe(EDGE1)
     assert (seen.state, seen.reason) == ("failed", "ImagePullBackOff: Back-off pulling image")
 
     fake.objects.pop(("pods", NS, new_pod["metadata"]["name"]))
-    fake.set_status(NS, NAME, {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1, "conditions": [
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-         "message": 'ReplicaSet "x" has timed out progressing.'}]})
+    fake.set_status(
+        NS,
+        NAME,
+        {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "updatedReplicas": 1,
+            "readyReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": 'ReplicaSet "x" has timed out progressing.',
+                }
+            ],
+        },
+    )
     (seen,) = await driver.observe(EDGE1)
     assert seen.state == "failed" and "timed out" in seen.reason
 
@@ -251,7 +343,11 @@ async def test_errors_are_retryable_or_permanent(fake, driver):
     with pytest.raises(DriverError, match="422"):
         await driver.apply(workload())
 
-    for code, reason in ((500, "InternalError"), (503, "ServiceUnavailable"), (429, "TooManyRequests")):
+    for code, reason in (
+        (500, "InternalError"),
+        (503, "ServiceUnavailable"),
+        (429, "TooManyRequests"),
+    ):
         fake.fail_next.append(("GET", code, reason))
         with pytest.raises(DriverUnavailable, match=str(code)) as info:
             await driver.observe(EDGE1)
@@ -280,7 +376,9 @@ users: [{{name: master, user: {{token: kube-token-for-tests}}}}]
 contexts: [{{name: field, context: {{cluster: field, user: master, namespace: {NS}}}}}]
 current-context: field
 """)
-    settings = settings_for("master", "postgresql+asyncpg://unused@127.0.0.1/none", kubeconfig=str(kubeconfig))
+    settings = settings_for(
+        "master", "postgresql+asyncpg://unused@127.0.0.1/none", kubeconfig=str(kubeconfig)
+    )
     drivers = DriverSet(settings)
     try:
         d = await drivers.get("kubernetes", NS)

@@ -42,20 +42,35 @@ def workload(
 ) -> Workload:
     """``params`` are the deployment's (they become env), ``env`` and ``resources`` the
     manifest's; ``secret_env``: secrets beside the node token (camera credentials)."""
-    digest = digest or "sha256:" + hashlib.sha256(f"{filename}{ai_class}{version}".encode()).hexdigest()
+    digest = (
+        digest or "sha256:" + hashlib.sha256(f"{filename}{ai_class}{version}".encode()).hexdigest()
+    )
     row_edge: FleetEdge = {
-        "id": edge.id or 1, "name": edge.name, "nid": edge.nid, "cluster_id": None,
-        "node_name": edge.node_name, "agent_url": edge.agent_url,
+        "id": edge.id or 1,
+        "name": edge.name,
+        "nid": edge.nid,
+        "cluster_id": None,
+        "node_name": edge.node_name,
+        "agent_url": edge.agent_url,
     }
     ai: FleetPackage = {
-        "id": ai_id, "filename": filename, "version": version, "ai_class": ai_class,
-        "status": PackageStatus.READY, "package_digest": digest,
+        "id": ai_id,
+        "filename": filename,
+        "version": version,
+        "ai_class": ai_class,
+        "status": PackageStatus.READY,
+        "package_digest": digest,
         "image_ref": f"{REGISTRY}/{filename}-{ai_class}:{version}" if image else None,
     }
     deployment: FleetDeployment = {
-        "id": deployment_id, "edge_id": row_edge["id"], "ai_id": ai_id,
-        "desired": DesiredState.RUNNING, "params": {"FUNC": "SUNNY"} if params is None else params,
-        "generation": generation, "observed": ObservedState.PENDING, "observed_generation": 0,
+        "id": deployment_id,
+        "edge_id": row_edge["id"],
+        "ai_id": ai_id,
+        "desired": DesiredState.RUNNING,
+        "params": {"FUNC": "SUNNY"} if params is None else params,
+        "generation": generation,
+        "observed": ObservedState.PENDING,
+        "observed_generation": 0,
         "restarts": 0,
     }
     manifest = {
@@ -64,7 +79,13 @@ def workload(
         "resources": {"cpu": "500m", "memory": "256Mi"} if resources is None else resources,
     }
     built = build_workload(
-        deployment, row_edge, edge, ai, manifest, vms=("127.0.0.1", vms_port), vms_path="usage",
+        deployment,
+        row_edge,
+        edge,
+        ai,
+        manifest,
+        vms=("127.0.0.1", vms_port),
+        vms_path="usage",
         token=None,
     )
     built.secret_env.update(secret_env or {})

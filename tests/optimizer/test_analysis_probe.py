@@ -1,6 +1,7 @@
 """The optimizer's probe of the analysis service, against a real HTTP server: down (nothing
 listening, 5xx) or throttling (429) is trouble, which sends routed edges back to local analysis
 (tests/optimizer/test_engine.py: the policies' side)."""
+
 from __future__ import annotations
 
 import threading
@@ -63,8 +64,9 @@ async def test_down_or_throttling_is_trouble_and_recovery_clears_it(service):
         assert await probe.trouble() is None
     finally:
         await probe.aclose()
-    dead = AnalysisProbe(settings(EDGE_ANALYSIS_URL=f"http://127.0.0.1:{free_port()}"),
-                         interval_s=0)
+    dead = AnalysisProbe(
+        settings(EDGE_ANALYSIS_URL=f"http://127.0.0.1:{free_port()}"), interval_s=0
+    )
     try:
         assert await dead.trouble() == "the analysis service is down (ConnectError)"
     finally:

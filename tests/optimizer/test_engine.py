@@ -465,8 +465,9 @@ def test_overload_on_the_server_falls_back_when_the_analysis_service_is_down():
     f, _hot, near, _d, _ = _overload_fleet()
     f.nodes[near["nid"]]["memory_avg"] = 90.0
     f.nodes["0x04"]["cpu_avg"] = 99.0  # far: no edge has room
-    run = Runner(f, overload={"window_s": 0}, recovery={"enabled": False},
-                 low_confidence={"enabled": False})
+    run = Runner(
+        f, overload={"window_s": 0}, recovery={"enabled": False}, low_confidence={"enabled": False}
+    )
     assert run.cycle().decisions[0].action == "handoff_to_server"
     run.analysis_trouble = "the analysis service is down (ConnectError)"
     r = run.cycle(now=later(1))

@@ -7,8 +7,8 @@ import copy
 
 from services.optimizer.engine.state import FleetState
 from shared.contracts.fleet import FLEET_SNAPSHOT
-from tests.optimizer.conftest import Stack, cycle, optimizer
 from tests.helpers.env import OPERATOR
+from tests.optimizer.conftest import Stack, cycle, optimizer
 from tests.optimizer.fleet import NOW, Fleet
 
 RAINY = "2"

@@ -255,7 +255,11 @@ async def test_detection_event_reaches_a_neighbour_deployed_after_the_last_resyn
     near = stack.edge("Near", "0x02", lat=37.5040, lon=127.0)
     stack.deploy(src, sunny)
     async with optimizer(
-        stack, run_scheduler=True, resync_seconds=3600, debounce_ms=1, lease_renew_s=0.3,
+        stack,
+        run_scheduler=True,
+        resync_seconds=3600,
+        debounce_ms=1,
+        lease_renew_s=0.3,
         focus={"classes": ["person"], "radius_km": 1.0, "ttl_s": 60, "params": {"focus": True}},
     ) as opt:
         await asyncio.sleep(1.5)  # the lease taken, its whole cycle done

@@ -43,7 +43,7 @@ def _chunked_post(
     length = f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nAuthorization: "
-            f"{OPERATOR['Authorization']}\r\n"
+        f"{OPERATOR['Authorization']}\r\n"
         f"Content-Type: {content_type}\r\n{length}\r\n\r\n"
     )
     sock.sendall(head.encode())
@@ -111,7 +111,7 @@ def test_an_over_limit_chunked_body_is_413_and_reading_stops(
     status, body, sent = _chunked_post(services[service], path, content_type)
     print(
         f"{service} {path}: {status} after {sent / 1e6:.1f} "
-            f"MB sent (limit {limit / 1e6:.1f} MB): {body}"
+        f"MB sent (limit {limit / 1e6:.1f} MB): {body}"
     )
     assert status == 413, body
     if field_route:

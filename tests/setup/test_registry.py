@@ -1,4 +1,5 @@
 """Clusters, masters and edges over HTTP against the real Postgres."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,9 @@ async def test_cluster_crud_and_pagination(setup_client):
     r = await setup_client.get("/clusters", params={"name": "ter-4"}, headers=OPERATOR)
     assert [c["name"] for c in r.json()["items"]] == ["cluster-4"]
     cid = body["items"][0]["id"]
-    r = await setup_client.patch(f"/clusters/{cid}", json={"runtime": "kubernetes"}, headers=OPERATOR)
+    r = await setup_client.patch(
+        f"/clusters/{cid}", json={"runtime": "kubernetes"}, headers=OPERATOR
+    )
     assert r.json()["runtime"] == "kubernetes"
     assert (await setup_client.delete(f"/clusters/{cid}", headers=OPERATOR)).status_code == 204
     assert (await setup_client.get(f"/clusters/{cid}", headers=OPERATOR)).status_code == 404
@@ -50,27 +53,42 @@ async def test_duplicate_cluster_name_is_409_naming_the_field(setup_client):
 async def test_changes_need_a_token_and_reads_too_by_default(setup_client):
     assert (await setup_client.post("/clusters", json={"name": "x"})).status_code == 401
     bad = {"Authorization": "Bearer nope"}
-    assert (await setup_client.post("/clusters", json={"name": "x"}, headers=bad)).status_code == 401
+    assert (
+        await setup_client.post("/clusters", json={"name": "x"}, headers=bad)
+    ).status_code == 401
     assert (await setup_client.get("/clusters")).status_code == 401
     assert (await setup_client.get("/clusters", headers=OPERATOR)).status_code == 200
 
 
 async def test_master_accepts_the_field_payload(setup_client):
     r = await setup_client.post(
-        "/masters", json={"name": "Master01", "ip": "127.0.0.14", "port": "5000", "description": "master server 1"}, headers=OPERATOR
+        "/masters",
+        json={
+            "name": "Master01",
+            "ip": "127.0.0.14",
+            "port": "5000",
+            "description": "master server 1",
+        },
+        headers=OPERATOR,
     )
     assert r.status_code == 201, r.text
     assert r.json()["url"] == "http://127.0.0.14:5000"
-    r = await setup_client.post("/masters", json={"name": "M2", "ip": "127.0.0.1", "port": "70000"}, headers=OPERATOR)
+    r = await setup_client.post(
+        "/masters", json={"name": "M2", "ip": "127.0.0.1", "port": "70000"}, headers=OPERATOR
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "port"
     r = await setup_client.post("/masters", json={"name": "M3"}, headers=OPERATOR)
     assert r.status_code == 422
 
 
-async def test_edge_registration_field_payload_masks_credentials_and_issues_token(setup_client, caplog):
+async def test_edge_registration_field_payload_masks_credentials_and_issues_token(
+    setup_client, caplog
+):
     cluster = await make_cluster(setup_client)
     caplog.set_level(logging.DEBUG)
-    r = await setup_client.post("/edges", json={**FIELD_EDGE, "nid": "0x01", "cluster_id": cluster["id"]}, headers=OPERATOR)
+    r = await setup_client.post(
+        "/edges", json={**FIELD_EDGE, "nid": "0x01", "cluster_id": cluster["id"]}, headers=OPERATOR
+    )
     assert r.status_code == 201, r.text
     edge = r.json()
     assert edge["token"].startswith("edg_")
@@ -84,7 +102,9 @@ async def test_edge_registration_field_payload_masks_credentials_and_issues_toke
     listed = (await setup_client.get("/edges", headers=OPERATOR)).text
     assert "user:pass" not in listed and edge["token"] not in listed
     # Only services read the credentials (the master uses them).
-    assert (await setup_client.get(f"/edges/{edge['id']}/camera", headers=OPERATOR)).status_code == 403
+    assert (
+        await setup_client.get(f"/edges/{edge['id']}/camera", headers=OPERATOR)
+    ).status_code == 403
     cam = await setup_client.get(f"/edges/{edge['id']}/camera", headers=SERVICE)
     assert cam.json()["url"] == FIELD_EDGE["url"]
     assert "user:pass" not in caplog.text and edge["token"] not in caplog.text
@@ -125,10 +145,16 @@ async def test_edge_bad_inputs_name_the_field_and_write_nothing(setup_client):
 
 
 async def test_edge_update_and_token_rotation(setup_client):
-    created = (await setup_client.post("/edges", json={**FIELD_EDGE, "nid": "0x01"}, headers=OPERATOR)).json()
+    created = (
+        await setup_client.post("/edges", json={**FIELD_EDGE, "nid": "0x01"}, headers=OPERATOR)
+    ).json()
     r = await setup_client.patch(
         f"/edges/{created['id']}",
-        json={"capacity": {"cpu": 6, "memory_mb": 8192, "gpu": 1}, "node_name": "jetson-01", "url": "rtsp://127.0.0.5/live"},
+        json={
+            "capacity": {"cpu": 6, "memory_mb": 8192, "gpu": 1},
+            "node_name": "jetson-01",
+            "url": "rtsp://127.0.0.5/live",
+        },
         headers=OPERATOR,
     )
     assert r.status_code == 200, r.text
@@ -148,7 +174,9 @@ async def test_edge_update_and_token_rotation(setup_client):
 
 async def test_oversized_body_is_413(setup_client):
     r = await setup_client.post(
-        "/clusters", content=b'{"name": "' + b"x" * 2_000_000 + b'"}', headers={**OPERATOR, "content-type": "application/json"}
+        "/clusters",
+        content=b'{"name": "' + b"x" * 2_000_000 + b'"}',
+        headers={**OPERATOR, "content-type": "application/json"},
     )
     assert r.status_code == 413
     assert r.json()["error"]["field"] == "body"

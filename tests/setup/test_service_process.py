@@ -1,4 +1,5 @@
 """`edgectl serve setup` as a real process, and the migrations from empty to head and back."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,10 @@ def test_serve_setup_answers_health_docs_and_metrics(database_url, tmp_path):
         assert "/edges" in httpx.get(f"{base}/openapi.json").json()["paths"]
         httpx.get(f"{base}/clusters")
         metrics = httpx.get(f"{base}/metrics").text
-        assert 'http_requests_total{method="GET",route="/clusters",service="setup",status="401"}' in metrics
+        assert (
+            'http_requests_total{method="GET",route="/clusters",service="setup",status="401"}'
+            in metrics
+        )
         assert "http_request_duration_seconds_bucket" in metrics
     finally:
         proc.stop()
@@ -34,15 +38,21 @@ def test_serve_setup_answers_health_docs_and_metrics(database_url, tmp_path):
 def test_refuses_to_start_in_production_without_secrets(database_url, tmp_path):
     env = service_env(database_url)
     del env["EDGE_OPERATOR_TOKEN"]
-    proc = Proc(edgectl("serve", "setup", "--port", str(free_port())), env=env, log_path=tmp_path / "s.log")
+    proc = Proc(
+        edgectl("serve", "setup", "--port", str(free_port())), env=env, log_path=tmp_path / "s.log"
+    )
     assert proc.popen.wait(timeout=30) == 2
     assert "EDGE_OPERATOR_TOKEN" in proc.log_text()
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
     port = free_port()
-    env = service_env("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere", EDGE_MIGRATE_ON_START="false")
-    proc = Proc(edgectl("serve", "setup", "--port", str(port)), env=env, log_path=tmp_path / "s.log")
+    env = service_env(
+        "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere", EDGE_MIGRATE_ON_START="false"
+    )
+    proc = Proc(
+        edgectl("serve", "setup", "--port", str(port)), env=env, log_path=tmp_path / "s.log"
+    )
     try:
         from tests.helpers.processes import wait_http
 
@@ -68,18 +78,34 @@ def test_migrations_run_from_empty_to_head_and_back():
         async def tables():
             conn = await asyncpg.connect(asyncpg_url(url))
             try:
-                return {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='setup'")}
+                return {
+                    r["tablename"]
+                    for r in await conn.fetch(
+                        "SELECT tablename FROM pg_tables WHERE schemaname='setup'"
+                    )
+                }
             finally:
                 await conn.close()
 
-        assert {"edges", "ai_packages", "deployments", "clusters", "masters", "alembic_version"} <= asyncio.run(tables())
+        assert {
+            "edges",
+            "ai_packages",
+            "deployments",
+            "clusters",
+            "masters",
+            "alembic_version",
+        } <= asyncio.run(tables())
     finally:
         asyncio.run(drop_database(name))
 
 
 def test_serve_with_several_workers(database_url, tmp_path):
     port = free_port()
-    proc = Proc(edgectl("serve", "setup", "--port", str(port), "--workers", "2"), env=service_env(database_url), log_path=tmp_path / "w.log")
+    proc = Proc(
+        edgectl("serve", "setup", "--port", str(port), "--workers", "2"),
+        env=service_env(database_url),
+        log_path=tmp_path / "w.log",
+    )
     try:
         from tests.helpers.processes import wait_http
 

@@ -85,9 +85,16 @@ async def test_answers_and_errors_are_mapped_once() -> None:
             thing = await client.model("GET", "/things/200", Thing)
             assert thing.name == "Bearer caller-credential"
             expected = {
-                404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid,
-                413: PayloadTooLarge, 503: Unavailable, 429: Unavailable, 500: UpstreamError,
-                401: UpstreamError, 403: UpstreamError,
+                404: NotFound,
+                409: Conflict,
+                422: Invalid,
+                400: Invalid,
+                413: PayloadTooLarge,
+                503: Unavailable,
+                429: Unavailable,
+                500: UpstreamError,
+                401: UpstreamError,
+                403: UpstreamError,
             }
             for status, error in expected.items():
                 with pytest.raises(error) as caught:
@@ -152,7 +159,9 @@ async def test_outbox_counts_failed_deliveries_and_keeps_going() -> None:
     received: list[dict] = []
     registry = CollectorRegistry()
     async with _serving(_peer_app(received)) as url:
-        outbox = Outbox(ServiceClient("peer", url, token="t"), metrics=OutboxMetrics(registry, "t2"))
+        outbox = Outbox(
+            ServiceClient("peer", url, token="t"), metrics=OutboxMetrics(registry, "t2")
+        )
         outbox.start()
         outbox.send("/missing", {"n": 1}, kind="k")
         outbox.send("/events", {"n": 2}, kind="k")

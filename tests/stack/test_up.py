@@ -1,6 +1,7 @@
 """`edgectl up` as a user runs it: a fresh data folder, the embedded Postgres, the demo fleet,
 the optimizer swapping variants on the edge whose weather flips, the analysis gateway with a CPU
 worker on the embedded Redis; SIGINT leaves nothing behind."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,10 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"edgectl up exited ({proc.returncode}) while "
-                f"waiting for {what}:\n{log.read_text()[-4000:]}")
+            raise AssertionError(
+                f"edgectl up exited ({proc.returncode}) while "
+                f"waiting for {what}:\n{log.read_text()[-4000:]}"
+            )
         value = check()
         if value:
             return value
@@ -76,7 +79,13 @@ def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) 
 
     result = _wait("the analysis worker's answer", answered, 120, proc, log)
     assert result["status"] == "done" and result["model"] == "yolov8n", result
-    _wait("the analysis line", lambda: "analysis: 1 worker, 0 job(s)" in log.read_text(), 30, proc, log)
+    _wait(
+        "the analysis line",
+        lambda: "analysis: 1 worker, 0 job(s)" in log.read_text(),
+        30,
+        proc,
+        log,
+    )
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -101,16 +110,28 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     setup = f"http://127.0.0.1:{ports['setup']}"
     vms = f"http://127.0.0.1:{ports['vms']}"
     try:
         secrets_file = data_dir / "secrets.json"
         _wait("the stack's secrets", secrets_file.exists, 60, proc, log)
-        headers = {"Authorization": f"Bearer {json.loads(secrets_file.read_text())['EDGE_OPERATOR_TOKEN']}"}
+        headers = {
+            "Authorization": f"Bearer {json.loads(secrets_file.read_text())['EDGE_OPERATOR_TOKEN']}"
+        }
         for name in ("setup", "master", "optimizer", "vms", "analysis"):
-            _wait(f"{name} ready", lambda n=name: _get(f"http://127.0.0.1:{ports[n]}/readyz", {}), 120, proc, log)
+            _wait(
+                f"{name} ready",
+                lambda n=name: _get(f"http://127.0.0.1:{ports[n]}/readyz", {}),
+                120,
+                proc,
+                log,
+            )
         _wait("demo fleet seeded", lambda: "demo fleet seeded" in log.read_text(), 120, proc, log)
         _check_analysis(f"http://127.0.0.1:{ports['analysis']}", headers, proc, log)
         # The optimizer (which tells routed edges) and the edge agents know where it is.
@@ -127,14 +148,22 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         ais = {a["id"]: a for a in _get(f"{setup}/ai-packages?limit=100", headers)["items"]}
 
         def running_on(edge: str) -> dict[str, dict]:
-            deps = _get(f"{setup}/deployments?desired=running&edge_id={ids[edge]}", headers) or {"items": []}
-            return {f"{ais[d['ai_id']]['filename']}-{ais[d['ai_id']]['ai_class']}": d for d in deps["items"]}
+            deps = _get(f"{setup}/deployments?desired=running&edge_id={ids[edge]}", headers) or {
+                "items": []
+            }
+            return {
+                f"{ais[d['ai_id']]['filename']}-{ais[d['ai_id']]['ai_class']}": d
+                for d in deps["items"]
+            }
 
         # The AIs run and report to the VMS: both nodes have a condition and usage.
         def reporting():
             state = _get(f"{vms}/nodes/state", headers)
             nodes = {n["nid"]: n for n in (state or {}).get("items", [])}
-            return all(nodes.get(nid, {}).get("condition") and nodes[nid].get("usage") for nid in ("0x01", "0x02"))
+            return all(
+                nodes.get(nid, {}).get("condition") and nodes[nid].get("usage")
+                for nid in ("0x01", "0x02")
+            )
 
         _wait("both edges reporting to the VMS", reporting, 90, proc, log)
         # The master reports what runs to setup on its own pass: observed follows shortly.
@@ -175,17 +204,31 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             raise
     assert proc.returncode == 0, log.read_text()[-3000:]
     time.sleep(1)
-    left = [p for p in pids + [q.pid for q in postgres] if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    left = [
+        p
+        for p in pids + [q.pid for q in postgres]
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     assert not left, f"processes left behind: {left}"
 
     # A second `up` resumes with the data kept (and does not seed twice).
     env2, ports2 = _stack_env(data_dir)
     with open(tmp_path / "up2.log", "wb") as out:
         proc2 = subprocess.Popen(
-            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env2, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"],
+            cwd=tmp_path,
+            env=env2,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
-        _wait("second start seeded", lambda: "demo fleet seeded" in (tmp_path / "up2.log").read_text(), 120, proc2, tmp_path / "up2.log")
+        _wait(
+            "second start seeded",
+            lambda: "demo fleet seeded" in (tmp_path / "up2.log").read_text(),
+            120,
+            proc2,
+            tmp_path / "up2.log",
+        )
         edges = _get(f"http://127.0.0.1:{ports2['setup']}/edges", headers)
         assert edges["total"] == 2
         ai_count = _get(f"http://127.0.0.1:{ports2['setup']}/ai-packages", headers)["total"]
@@ -204,7 +247,12 @@ def test_up_refuses_a_port_in_use(tmp_path):
         busy.bind(("127.0.0.1", ports["vms"]))
         busy.listen()
         result = subprocess.run(
-            [sys.executable, "-m", "edgectl.main", "up", "--plain"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "edgectl.main", "up", "--plain"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 2
     assert f"vms port {ports['vms']}" in result.stderr

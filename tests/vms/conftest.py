@@ -1,4 +1,5 @@
 """VMS test helpers: an in-process VMS on the test database, edge tokens, the field's payloads."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """The analysis server's inbox: frames the YOLO workers send up are stored and queued."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,21 @@ BUS = (Path(ultralytics.__file__).parent / "assets" / "bus.jpg").read_bytes()
 
 def _parts(image: bytes, metadata: dict | str):
     meta = metadata if isinstance(metadata, str) else json.dumps(metadata)
-    return {"image": ("frame.jpg", image, "image/jpeg"), "metadata": (None, meta, "application/json")}
+    return {
+        "image": ("frame.jpg", image, "image/jpeg"),
+        "metadata": (None, meta, "application/json"),
+    }
 
 
 async def test_frames_are_queued_and_read_back(db):
     async with vms(db, unknown_nodes="flag") as client:
-        meta = {"nid": "0x01", "ts": "2026-11-22T03:00:00.123Z", "reason": "low_confidence", "model": "yolov8n", "detections": []}
+        meta = {
+            "nid": "0x01",
+            "ts": "2026-11-22T03:00:00.123Z",
+            "reason": "low_confidence",
+            "model": "yolov8n",
+            "detections": [],
+        }
         r = await client.post("/analysis", files=_parts(BUS, meta), headers=edge_headers("0x01"))
         assert r.status_code == 201, r.text
         queued = r.json()

@@ -1,5 +1,6 @@
 """A 200 means committed: drop the VMS's database connections while posts are in flight; restart
 Postgres and SIGKILL the VMS while edges post and one client loops poison records."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,7 @@ async def _terminate_vms_connections(database_url: str, stop: asyncio.Event) -> 
             rows = await admin.fetch(
                 "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
                 "WHERE datname = $1 AND application_name LIKE "
-                    "'edge-vms%' AND pid <> pg_backend_pid()",
+                "'edge-vms%' AND pid <> pg_backend_pid()",
                 dbname,
             )
             killed += sum(1 for r in rows if r["ok"])
@@ -47,7 +48,13 @@ async def test_every_acknowledged_post_is_in_the_table_across_connection_drops(d
         async def poster(worker: int) -> None:
             for i in range(60):
                 marker = f"{run}-{worker}-{i}"
-                body = {"nid": f"0x{worker:02x}", "cpu": i % 100, "memory": 50, "func": "SUNNY", "message": marker}
+                body = {
+                    "nid": f"0x{worker:02x}",
+                    "cpu": i % 100,
+                    "memory": 50,
+                    "func": "SUNNY",
+                    "message": marker,
+                }
                 try:
                     r = await client.post("/usage", json=body, headers=OPERATOR)
                 except Exception:  # a transport error is an unacknowledged post, like a 503
@@ -66,22 +73,41 @@ async def test_every_acknowledged_post_is_in_the_table_across_connection_drops(d
         killed = await killer
 
         # The pool heals: a post after the storm is stored.
-        r = await client.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "message": f"{run}-after"}, headers=OPERATOR)
+        r = await client.post(
+            "/usage",
+            json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "message": f"{run}-after"},
+            headers=OPERATOR,
+        )
         assert r.status_code == 200
         acknowledged.append(f"{run}-after")
 
     assert killed > 0, "the test must actually drop connections"
     assert statuses.get(200, 0) > 0
-    stored = {r["message"] for r in await fetch(db, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")}
+    stored = {
+        r["message"]
+        for r in await fetch(db, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")
+    }
     missing = [m for m in acknowledged if m not in stored]
     print(f"statuses {statuses}, connections killed {killed}")
-    assert not missing, f"{len(missing)} acknowledged records lost (statuses {statuses}, killed {killed})"
+    assert not missing, (
+        f"{len(missing)} acknowledged records lost (statuses {statuses}, killed {killed})"
+    )
 
 
 POISON_BODIES = [
     ("/usage", {"nid": "0x66", "cpu": 1, "memory": 1, "func": "SUN\u0000NY"}),
-    ("/detections", {"nid": "0x66", "ts": "2026-01-01T00:00:00Z", "model": "m", "model_version": "01", "fps": 1,
-                     "frames": 2**31, "conf_threshold": 0.5}),
+    (
+        "/detections",
+        {
+            "nid": "0x66",
+            "ts": "2026-01-01T00:00:00Z",
+            "model": "m",
+            "model_version": "01",
+            "fps": 1,
+            "frames": 2**31,
+            "conf_threshold": 0.5,
+        },
+    ),
     ("/usage", {"nid": "0x66", "cpu": 1, "memory": 1, "func": "SUNNY", "message": "bad\u0000"}),
 ]
 
@@ -94,8 +120,12 @@ async def test_ingest_across_a_postgres_restart_and_a_vms_sigkill_with_a_poisoni
     fails."""
     pg = PrivatePostgres().start()
     port = free_port()
-    env = service_env(pg.url, VMS_UNKNOWN_NODES="flag", EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}",
-                      EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}")
+    env = service_env(
+        pg.url,
+        VMS_UNKNOWN_NODES="flag",
+        EDGE_SETUP_URL=f"http://127.0.0.1:{free_port()}",
+        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
+    )
     base = f"http://127.0.0.1:{port}"
     proc = await asyncio.to_thread(start_service, "vms", env=env, port=port, tmp_path=tmp_path)
     run = uuid.uuid4().hex[:8]
@@ -117,7 +147,16 @@ async def test_ingest_across_a_postgres_restart_and_a_vms_sigkill_with_a_poisoni
                 marker = f"{run}-{worker}-{i}"
                 i += 1
                 try:
-                    r = await http.post("/usage", json={"nid": nid, "cpu": 5, "memory": 5, "func": "SUNNY", "message": marker})
+                    r = await http.post(
+                        "/usage",
+                        json={
+                            "nid": nid,
+                            "cpu": 5,
+                            "memory": 5,
+                            "func": "SUNNY",
+                            "message": marker,
+                        },
+                    )
                 except httpx.HTTPError:
                     count(good, -1)  # the VMS is down: unacknowledged, like a 503
                     await asyncio.sleep(0.05)
@@ -159,13 +198,20 @@ async def test_ingest_across_a_postgres_restart_and_a_vms_sigkill_with_a_poisoni
         await asyncio.gather(*tasks, return_exceptions=True)
         proc.stop()
     try:
-        stored = {r["message"] for r in await fetch(pg.url, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%")}
+        stored = {
+            r["message"]
+            for r in await fetch(
+                pg.url, "SELECT message FROM vms.usage WHERE message LIKE $1", f"{run}-%"
+            )
+        }
         poisoned = await fetch(pg.url, "SELECT count(*) AS n FROM vms.usage WHERE nid = '0x66'")
     finally:
         await asyncio.to_thread(pg.stop)
     missing = [m for m in acknowledged if m not in stored]
-    print(f"good edges by phase {good}; poison by phase {poison}; "
-          f"{len(acknowledged)} acknowledged, {len(stored)} stored, {len(missing)} missing")
+    print(
+        f"good edges by phase {good}; poison by phase {poison}; "
+        f"{len(acknowledged)} acknowledged, {len(stored)} stored, {len(missing)} missing"
+    )
     assert not missing, f"{len(missing)} acknowledged records lost"
     assert set(good["calm"]) == {200} and set(good["after"]) == {200}, good
     assert all(set(statuses) <= {200, 503, -1} for statuses in good.values()), good

@@ -1,5 +1,6 @@
 """An edge token reads only its own node's data (issue 16 item 7): its own frames and series,
 never another node's frame, the list of every node's frames or every node's state."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,10 @@ JPEG = (Path(ultralytics.__file__).parent / "assets" / "bus.jpg").read_bytes()
 
 def frame(nid: str) -> dict:
     meta = {"nid": nid, "ts": "2026-11-22T03:00:00Z", "reason": "low_confidence", "detections": []}
-    return {"image": ("f.jpg", JPEG, "image/jpeg"), "metadata": (None, json.dumps(meta), "application/json")}
+    return {
+        "image": ("f.jpg", JPEG, "image/jpeg"),
+        "metadata": (None, json.dumps(meta), "application/json"),
+    }
 
 
 async def test_an_edge_reads_its_own_frames_and_series_only(db):
@@ -28,12 +32,17 @@ async def test_an_edge_reads_its_own_frames_and_series_only(db):
         assert (await client.get(f"/analysis/{frame_id}/image", headers=mine)).content == JPEG
         r = await client.get(f"/analysis/{frame_id}/image", headers=theirs)
         assert r.status_code == 403 and JPEG not in r.content
-        assert (await client.get(f"/analysis/{frame_id}/image", headers=OPERATOR)).status_code == 200
+        assert (
+            await client.get(f"/analysis/{frame_id}/image", headers=OPERATOR)
+        ).status_code == 200
 
         for path in ("/analysis", "/nodes/state", "/detections"):  # every node's data at once
             assert (await client.get(path, headers=mine)).status_code == 403, path
             assert (await client.get(path, headers=OPERATOR)).status_code == 200, path
         params = {"from": "2026-11-22T00:00:00Z", "to": "2026-11-22T06:00:00Z"}
-        assert (await client.get("/nodes/0x02/series", params=params, headers=mine)).status_code == 403
-        assert (await client.get("/nodes/0x01/series", params=params, headers=mine)).status_code not in (
-            401, 403)
+        assert (
+            await client.get("/nodes/0x02/series", params=params, headers=mine)
+        ).status_code == 403
+        assert (
+            await client.get("/nodes/0x01/series", params=params, headers=mine)
+        ).status_code not in (401, 403)

@@ -1,4 +1,5 @@
 """Unit tests of the per-node batch summary the set-based node_state upsert applies."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -34,17 +35,30 @@ def test_ewma_weights_match_step_by_step_averaging():
 
 
 def test_final_run_previous_condition_and_order_independence():
-    records = [env("a", 3, "RAINY"), env("a", 1, "SUNNY"), env("a", 2, "SUNNY"), env("a", 4, None, "9"), env("a", 5, "RAINY")]
+    records = [
+        env("a", 3, "RAINY"),
+        env("a", 1, "SUNNY"),
+        env("a", 2, "SUNNY"),
+        env("a", 4, None, "9"),
+        env("a", 5, "RAINY"),
+    ]
     node = summarize(records, ewma_alpha=0.2, low_confidence_alpha=0.1)["a"]
     assert (node.condition, node.run, node.previous, node.all_same) == ("RAINY", 2, "SUNNY", False)
     assert node.run_since == T0 + timedelta(seconds=3)
-    assert node.environment_at == T0 + timedelta(seconds=5)  # the unmapped sample still counts as seen
+    assert node.environment_at == T0 + timedelta(
+        seconds=5
+    )  # the unmapped sample still counts as seen
 
 
 def test_one_condition_all_batch_and_usage_latest():
-    nodes = summarize([env("b", 1, "SUNNY"), env("b", 2, "SUNNY"), usage("b", 2, 40), usage("b", 1, 20)],
-                      ewma_alpha=0.5, low_confidence_alpha=0.1)
+    nodes = summarize(
+        [env("b", 1, "SUNNY"), env("b", 2, "SUNNY"), usage("b", 2, 40), usage("b", 1, 20)],
+        ewma_alpha=0.5,
+        low_confidence_alpha=0.1,
+    )
     b = nodes["b"]
     assert (b.condition, b.run, b.all_same, b.previous) == ("SUNNY", 2, True, None)
     assert b.cpu == 40 and b.usage_at == T0 + timedelta(seconds=2)
-    assert b.cpu_avg.fresh == pytest.approx(30.0) and b.authenticated is False  # the newest record's flags
+    assert (
+        b.cpu_avg.fresh == pytest.approx(30.0) and b.authenticated is False
+    )  # the newest record's flags

@@ -1,4 +1,5 @@
 """Push events to the optimizer, 503 under overload, metrics, partitions and retention."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,9 @@ async def event_receiver():
         return {"accepted": True}
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
@@ -62,12 +65,20 @@ async def test_condition_changes_detections_and_low_confidence_are_pushed(db):
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20)
         for i, result in enumerate(["0", "0", "2"]):
             date, time = field_date_time(base + timedelta(seconds=i))
-            r = await client.post("/save_edgeData", json={"nid": "0x01", "date": date, "time": time, "result": result}, headers=OPERATOR)
+            r = await client.post(
+                "/save_edgeData",
+                json={"nid": "0x01", "date": date, "time": time, "result": result},
+                headers=OPERATOR,
+            )
             assert r.status_code == 200
         calm = summary(base, below_threshold=0)
         assert (await client.post("/detections", json=calm, headers=OPERATOR)).status_code == 200
-        unsure = summary(base + timedelta(seconds=1), below_threshold=30, counts={"person": 1},
-                         detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}])
+        unsure = summary(
+            base + timedelta(seconds=1),
+            below_threshold=30,
+            counts={"person": 1},
+            detections=[{"class": "person", "confidence": 0.6, "box": [0, 0, 1, 1]}],
+        )
         assert (await client.post("/detections", json=unsure, headers=OPERATOR)).status_code == 200
         await _wait_for(lambda: len(received) >= 4)
     # Every event as the optimizer's contract reads it, with its producer's fields under data.
@@ -115,7 +126,10 @@ async def test_an_absent_optimizer_never_blocks_ingest(db):
 
 
 async def test_overload_answers_503_with_retry_after_and_stores_only_the_acknowledged(db):
-    async with vms(db, unknown_nodes="flag", queue_max_records=1, group_commit_window_ms=300) as client:
+    async with vms(
+        db, unknown_nodes="flag", queue_max_records=1, group_commit_window_ms=300
+    ) as client:
+
         async def post(i: int):
             body = {"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "message": f"m{i}"}
             return await client.post("/usage", json=body, headers=OPERATOR)
@@ -132,13 +146,21 @@ async def test_overload_answers_503_with_retry_after_and_stores_only_the_acknowl
 
 
 async def test_ingest_metrics(vms_flag, db):
-    await vms_flag.post("/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY"}, headers=OPERATOR)
-    await vms_flag.post("/usage", json={"nid": "0x01", "cpu": "x", "memory": 1, "func": "SUNNY"}, headers=OPERATOR)
+    await vms_flag.post(
+        "/usage", json={"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY"}, headers=OPERATOR
+    )
+    await vms_flag.post(
+        "/usage", json={"nid": "0x01", "cpu": "x", "memory": 1, "func": "SUNNY"}, headers=OPERATOR
+    )
     text = (await vms_flag.get("/metrics")).text
     assert 'vms_records_stored_total{kind="usage"} 1.0' in text
     assert 'vms_records_rejected_total{reason="invalid"} 1.0' in text
-    assert "vms_commit_batch_records_bucket" in text and "vms_commit_duration_seconds_bucket" in text
-    assert 'http_requests_total{method="POST",route="/usage",service="vms",status="200"} 1.0' in text
+    assert (
+        "vms_commit_batch_records_bucket" in text and "vms_commit_duration_seconds_bucket" in text
+    )
+    assert (
+        'http_requests_total{method="POST",route="/usage",service="vms",status="200"} 1.0' in text
+    )
 
 
 async def test_partitions_on_demand_ahead_and_retention(db):
@@ -146,15 +168,45 @@ async def test_partitions_on_demand_ahead_and_retention(db):
     async with vms(db, unknown_nodes="flag") as client:
         old = datetime.now(UTC) - timedelta(days=3)
         date, time = field_date_time(old)
-        r = await client.post("/batch", json={"records": [
-            {"kind": "environment", "data": {"nid": "0x01", "date": date, "time": time, "result": "0"}},
-            {"kind": "usage", "data": {"nid": "0x01", "cpu": 1, "memory": 1, "func": "SUNNY", "ts": old.isoformat()}},
-            {"kind": "usage", "data": {"nid": "0x01", "cpu": 2, "memory": 2, "func": "SUNNY"}},
-        ]}, headers=OPERATOR)
+        r = await client.post(
+            "/batch",
+            json={
+                "records": [
+                    {
+                        "kind": "environment",
+                        "data": {"nid": "0x01", "date": date, "time": time, "result": "0"},
+                    },
+                    {
+                        "kind": "usage",
+                        "data": {
+                            "nid": "0x01",
+                            "cpu": 1,
+                            "memory": 1,
+                            "func": "SUNNY",
+                            "ts": old.isoformat(),
+                        },
+                    },
+                    {
+                        "kind": "usage",
+                        "data": {"nid": "0x01", "cpu": 2, "memory": 2, "func": "SUNNY"},
+                    },
+                ]
+            },
+            headers=OPERATOR,
+        )
         assert r.json()["stored"] == 3
-        names = {r["relname"] for r in await fetch(db, "SELECT relname FROM pg_class WHERE relname LIKE "
-            "'usage_p%' OR relname LIKE 'environment_p%'")}
-        assert partition_name("usage", old.date()) in names and partition_name("environment", old.date()) in names
+        names = {
+            r["relname"]
+            for r in await fetch(
+                db,
+                "SELECT relname FROM pg_class WHERE relname LIKE "
+                "'usage_p%' OR relname LIKE 'environment_p%'",
+            )
+        }
+        assert (
+            partition_name("usage", old.date()) in names
+            and partition_name("environment", old.date()) in names
+        )
         assert partition_name("usage", today + timedelta(days=2)) in names  # created ahead at start
 
         settings = client.app.state.settings.model_copy(update={"retention_days": 1})
@@ -162,7 +214,9 @@ async def test_partitions_on_demand_ahead_and_retention(db):
         assert partition_name("usage", old.date()) in dropped
         # After retention the VMS still stores records for a day it had seen (the cache is
         # refreshed).
-        r = await client.post("/usage", json={"nid": "0x01", "cpu": 3, "memory": 3, "func": "SUNNY"}, headers=OPERATOR)
+        r = await client.post(
+            "/usage", json={"nid": "0x01", "cpu": 3, "memory": 3, "func": "SUNNY"}, headers=OPERATOR
+        )
         assert r.status_code == 200
     rows = await fetch(db, "SELECT cpu FROM vms.usage ORDER BY cpu")
     assert [r["cpu"] for r in rows] == [2.0, 3.0]

@@ -113,7 +113,7 @@ async def test_a_client_looping_poison_records_harms_no_other_edge(db):
     }
     print(
         f"good edges: {good} ({len(acknowledged)} "
-            f"acknowledged, {len(stored)} stored); poison: {poison}"
+        f"acknowledged, {len(stored)} stored); poison: {poison}"
     )
     assert sum(poison.values()) >= len(POISON) and set(poison) == {422}
     assert set(good) == {200}, good
@@ -121,7 +121,7 @@ async def test_a_client_looping_poison_records_harms_no_other_edge(db):
     assert not await fetch(
         db,
         "SELECT 1 FROM vms.usage WHERE nid = '0x66' UNION "
-            "ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'",
+        "ALL SELECT 1 FROM vms.detections WHERE nid = '0x66'",
     )
 
 
@@ -134,9 +134,9 @@ async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(d
         db,
         f"CREATE FUNCTION vms.{trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF NEW.message LIKE 'poison%' THEN RAISE EXCEPTION "
-            "'value out of range' USING ERRCODE = '22003'; END IF; "
+        "'value out of range' USING ERRCODE = '22003'; END IF; "
         f"RETURN NEW; END $$; CREATE TRIGGER {trigger} BEFORE INSERT "
-            f"ON vms.usage FOR EACH ROW EXECUTE FUNCTION vms.{trigger}()",
+        f"ON vms.usage FOR EACH ROW EXECUTE FUNCTION vms.{trigger}()",
     )
     try:
         async with vms(db, unknown_nodes="flag", group_commit_window_ms=20.0) as client:
@@ -157,7 +157,7 @@ async def test_a_record_the_database_refuses_is_isolated_from_its_group_commit(d
         await execute(
             db,
             f"DROP TRIGGER IF EXISTS {trigger} ON vms.usage; "
-                f"DROP FUNCTION IF EXISTS vms.{trigger}()",
+            f"DROP FUNCTION IF EXISTS vms.{trigger}()",
         )
     stored = await fetch(
         db, "SELECT count(*) AS n FROM vms.usage WHERE message LIKE $1", f"{run}-%"
@@ -209,7 +209,9 @@ async def test_a_nul_in_a_multipart_field_post_is_refused_naming_the_field(vms_f
     """Multipart forms pass the shared request layer unread: the payload's own validation
     refuses."""
     fields = {"nid": "0x01", "cpu": "1", "memory": "1", "func": "SUN\x00NY"}
-    r = await vms_flag.post("/usage", files={k: (None, v) for k, v in fields.items()}, headers=OPERATOR)
+    r = await vms_flag.post(
+        "/usage", files={k: (None, v) for k, v in fields.items()}, headers=OPERATOR
+    )
     assert r.status_code == 422 and r.json()["code"] == "1001", r.text
     assert r.json()["message"].startswith("func:"), r.text
 

@@ -1,5 +1,6 @@
 """The VMS with the real setup service (a separate process): known nodes, names, the condition
 map."""
+
 from __future__ import annotations
 
 import httpx
@@ -28,7 +29,9 @@ def edge_payload(name: str, nid: str, cluster_id: int) -> dict:
 @pytest.fixture
 def setup_url(db, tmp_path):
     port = free_port()
-    proc = start_service("setup", env=service_env(db, SETUP_NOTIFY_MASTER="false"), port=port, tmp_path=tmp_path)
+    proc = start_service(
+        "setup", env=service_env(db, SETUP_NOTIFY_MASTER="false"), port=port, tmp_path=tmp_path
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -38,7 +41,9 @@ def setup_url(db, tmp_path):
 def register(setup_url: str, name: str, nid: str) -> str:
     with httpx.Client(base_url=setup_url, headers=OPERATOR, timeout=10) as c:
         clusters = c.get("/clusters").json()["items"]
-        cluster = clusters[0] if clusters else c.post("/clusters", json={"name": "vms-tests"}).json()
+        cluster = (
+            clusters[0] if clusters else c.post("/clusters", json={"name": "vms-tests"}).json()
+        )
         r = c.post("/edges", json=edge_payload(name, nid, cluster["id"]))
         assert r.status_code == 201, r.text
         return r.json()["token"]
@@ -48,33 +53,60 @@ async def test_known_nodes_names_and_tokens_from_setup(db, setup_url):
     token = register(setup_url, "EdgeCCTV01", "0x01")
     async with vms(db, setup_url=setup_url, nodes_miss_refresh_s=0, allow_anonymous=True) as client:
         # Unknown node: refused by default (VMS_UNKNOWN_NODES=reject), nothing stored.
-        r = await client.post("/usage", json={"nid": "0x99", "cpu": 1, "memory": 1, "func": "SUNNY"}, headers=OPERATOR)
+        r = await client.post(
+            "/usage", json={"nid": "0x99", "cpu": 1, "memory": 1, "func": "SUNNY"}, headers=OPERATOR
+        )
         assert r.status_code == 422 and "nid" in r.json()["message"] and r.json()["code"] == "1001"
         # The edge's own token from setup.
-        r = await client.post("/usage", json={"username": "x", "cpu": 5, "memory": 6, "func": "SUNNY"},
-                              headers={"Authorization": f"Bearer {token}"})
+        r = await client.post(
+            "/usage",
+            json={"username": "x", "cpu": 5, "memory": 6, "func": "SUNNY"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200, r.text
         # A field device without a token and without nid: its edge name maps to its node.
-        r = await client.post("/usage", json={"code": "0000", "message": "success", "username": "EdgeCCTV01",
-                                              "cpu": "7", "memory": "8", "func": "SUNNY"})
+        r = await client.post(
+            "/usage",
+            json={
+                "code": "0000",
+                "message": "success",
+                "username": "EdgeCCTV01",
+                "cpu": "7",
+                "memory": "8",
+                "func": "SUNNY",
+            },
+        )
         assert r.status_code == 200, r.text
         # A device login name setup does not know: stored under the name as reported, flagged
         # unknown (an operator maps it), not refused.
-        r = await client.post("/usage", json={"username": "NoSuchEdge", "cpu": "9", "memory": "8", "func": "SUNNY"})
+        r = await client.post(
+            "/usage", json={"username": "NoSuchEdge", "cpu": "9", "memory": "8", "func": "SUNNY"}
+        )
         assert r.status_code == 200, r.text
 
         # An edge registered after the VMS started is found on the miss.
         late = register(setup_url, "EdgeCCTV02", "0x02")
         date, time = field_date_time()
-        r = await client.post("/save_edgeData", json={"nid": "0x02", "date": date, "time": time, "result": "2"},
-                              headers={"Authorization": f"Bearer {late}"})
+        r = await client.post(
+            "/save_edgeData",
+            json={"nid": "0x02", "date": date, "time": time, "result": "2"},
+            headers={"Authorization": f"Bearer {late}"},
+        )
         assert r.status_code == 200, r.text
 
         state = (await client.get("/nodes/state", headers=OPERATOR)).json()["items"]
-        assert {n["nid"]: n["known"] for n in state} == {"0x01": True, "0x02": True, "NoSuchEdge": False}
+        assert {n["nid"]: n["known"] for n in state} == {
+            "0x01": True,
+            "0x02": True,
+            "NoSuchEdge": False,
+        }
 
     rows = await fetch(db, "SELECT nid, authenticated, known FROM vms.usage ORDER BY cpu")
-    assert [tuple(r) for r in rows] == [("0x01", True, True), ("0x01", False, True), ("NoSuchEdge", False, False)]
+    assert [tuple(r) for r in rows] == [
+        ("0x01", True, True),
+        ("0x01", False, True),
+        ("NoSuchEdge", False, False),
+    ]
 
 
 async def test_condition_map_comes_from_setup(db, setup_url):
@@ -86,10 +118,15 @@ async def test_condition_map_comes_from_setup(db, setup_url):
     try:
         async with vms(db, setup_url=setup_url) as client:
             date, time = field_date_time()
-            r = await client.post("/save_edgeData", json={"nid": "0x03", "date": date, "time": time, "result": 9},
-                                  headers=OPERATOR)
+            r = await client.post(
+                "/save_edgeData",
+                json={"nid": "0x03", "date": date, "time": time, "result": 9},
+                headers=OPERATOR,
+            )
             assert r.status_code == 200
-            node = (await client.get("/nodes/state", params={"nids": "0x03"}, headers=OPERATOR)).json()["items"][0]
+            node = (
+                await client.get("/nodes/state", params={"nids": "0x03"}, headers=OPERATOR)
+            ).json()["items"][0]
             assert node["condition"] == "HAIL" and node["condition_code"] == "9"
     finally:
         with httpx.Client(base_url=setup_url, headers=OPERATOR, timeout=10) as c:
@@ -99,9 +136,22 @@ async def test_condition_map_comes_from_setup(db, setup_url):
 async def test_setup_unreachable_keeps_serving_with_the_default_map(db):
     async with vms(db, unknown_nodes="flag") as client:  # setup_url points nowhere
         date, time = field_date_time()
-        for code, condition in (("0", "SUNNY"), ("1", "CLOUDY"), ("2", "RAINY"), ("3", "SNOWY"), ("4", "FOGGY"), ("5", "NIGHT")):
+        for code, condition in (
+            ("0", "SUNNY"),
+            ("1", "CLOUDY"),
+            ("2", "RAINY"),
+            ("3", "SNOWY"),
+            ("4", "FOGGY"),
+            ("5", "NIGHT"),
+        ):
             nid = f"0x1{code}"
-            r = await client.post("/save_edgeData", json={"nid": nid, "date": date, "time": time, "result": code}, headers=OPERATOR)
+            r = await client.post(
+                "/save_edgeData",
+                json={"nid": nid, "date": date, "time": time, "result": code},
+                headers=OPERATOR,
+            )
             assert r.status_code == 200
-            node = (await client.get("/nodes/state", params={"nids": nid}, headers=OPERATOR)).json()["items"][0]
+            node = (
+                await client.get("/nodes/state", params={"nids": nid}, headers=OPERATOR)
+            ).json()["items"][0]
             assert node["condition"] == condition and node["known"] is False

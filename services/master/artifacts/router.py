@@ -1,4 +1,5 @@
 """Edge agents fetch packages here, by digest, with their edge's own token."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -25,5 +26,9 @@ async def get_artifact(digest: str, request: Request, _: EdgeOrServiceAuth) -> F
     return FileResponse(
         path,
         media_type="application/gzip",
-        headers={"ETag": f'"{digest}"', "Cache-Control": "private, max-age=31536000, immutable", "Docker-Content-Digest": digest},
+        headers={
+            "ETag": f'"{digest}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "Docker-Content-Digest": digest,
+        },
     )

@@ -1,4 +1,5 @@
 """Queries over the master's own tables: staged package uploads and build records."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,26 +13,47 @@ from shared.db import utcnow
 
 
 async def record_upload(
-    session: AsyncSession, *, filename: str, ai_class: str, version: str, digest: str, size: int,
-    manifest: dict[str, Any], source: str,
+    session: AsyncSession,
+    *,
+    filename: str,
+    ai_class: str,
+    version: str,
+    digest: str,
+    size: int,
+    manifest: dict[str, Any],
+    source: str,
 ) -> None:
     """The package now known under these names (a re-upload of the same names replaces it)."""
     values = dict(
-        filename=filename, ai_class=ai_class, version=version, package_digest=digest, package_size=size,
-        manifest=manifest, source=source, created_at=utcnow(), updated_at=utcnow(),
+        filename=filename,
+        ai_class=ai_class,
+        version=version,
+        package_digest=digest,
+        package_size=size,
+        manifest=manifest,
+        source=source,
+        created_at=utcnow(),
+        updated_at=utcnow(),
     )
     stmt = insert(PackageUpload).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["filename", "ai_class", "version"],
-        set_={k: stmt.excluded[k] for k in ("package_digest", "package_size", "manifest", "source", "updated_at")},
+        set_={
+            k: stmt.excluded[k]
+            for k in ("package_digest", "package_size", "manifest", "source", "updated_at")
+        },
     )
     await session.execute(stmt)
 
 
-async def find_upload(session: AsyncSession, filename: str, ai_class: str, version: str) -> PackageUpload | None:
+async def find_upload(
+    session: AsyncSession, filename: str, ai_class: str, version: str
+) -> PackageUpload | None:
     return await session.scalar(
         select(PackageUpload).where(
-            PackageUpload.filename == filename, PackageUpload.ai_class == ai_class, PackageUpload.version == version
+            PackageUpload.filename == filename,
+            PackageUpload.ai_class == ai_class,
+            PackageUpload.version == version,
         )
     )
 
@@ -51,7 +73,13 @@ async def forget_upload(
 
 
 async def uploads_with_digest(session: AsyncSession, digest: str) -> list[PackageUpload]:
-    return list((await session.scalars(select(PackageUpload).where(PackageUpload.package_digest == digest))).all())
+    return list(
+        (
+            await session.scalars(
+                select(PackageUpload).where(PackageUpload.package_digest == digest)
+            )
+        ).all()
+    )
 
 
 async def start_job(session: AsyncSession, ai_id: int) -> BuildJob:

@@ -30,13 +30,17 @@ async def get_ai_package(
     ai = (await ctx.setup.get_ai(ai_id)).model_dump(mode="json")
     job = await repository.get_job(session, ai_id)
     in_flight = ai_id in runners.builds.in_flight()
-    ai["build"] = None if job is None else {
-        "state": BuildState.RUNNING if in_flight else job.state,
-        "attempts": job.attempts,
-        "reason": job.reason,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    }
+    ai["build"] = (
+        None
+        if job is None
+        else {
+            "state": BuildState.RUNNING if in_flight else job.state,
+            "attempts": job.attempts,
+            "reason": job.reason,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+    )
     return ai
 
 

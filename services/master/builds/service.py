@@ -6,6 +6,7 @@ manifest, then ``ready`` with the image, or ``failed`` with the reason). Every s
 the same package gives the same digest and the same image, so a build interrupted by a crash is
 simply run again (the reconcile pass restarts builds left in ``uploaded``/``building``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -139,7 +140,10 @@ class BuildRunner:
         except DomainError as exc:
             return await self._failed(ai_id, exc)
         await self._finish(
-            ai_id, BuildState.READY, package_digest=package.digest, image_ref=ai.image_ref,
+            ai_id,
+            BuildState.READY,
+            package_digest=package.digest,
+            image_ref=ai.image_ref,
             image_digest=ai.image_digest,
         )
         log.info("AI %s ready (%s %s class %s)", ai_id, ai.filename, ai.version, ai.ai_class)
@@ -205,8 +209,12 @@ class BuildRunner:
                 expected = {"filename": filename, "version": version, "ai_class": ai_class}
                 # A field folder (Dockerfile, no manifest) gets one derived from these names.
                 async with field_folder.with_manifest(
-                    candidate, ctx.store.tmp_dir, ctx.limits,
-                    filename=filename, version=version, ai_class=ai_class,
+                    candidate,
+                    ctx.store.tmp_dir,
+                    ctx.limits,
+                    filename=filename,
+                    version=version,
+                    ai_class=ai_class,
                 ) as source:
                     ingested = await ingest_and_record(ctx, source, expected, source="folder")
                 return ResolvedPackage(ingested.digest, ingested.size, ingested.manifest)
@@ -282,6 +290,12 @@ async def record_ingested(ctx: MasterContext, ingested: IngestedPackage, *, sour
     m = ingested.manifest
     async with ctx.sessionmaker.begin() as session:
         await repository.record_upload(
-            session, filename=m.filename, ai_class=m.ai_class, version=m.version,
-            digest=ingested.digest, size=ingested.size, manifest=manifest_json(m), source=source,
+            session,
+            filename=m.filename,
+            ai_class=m.ai_class,
+            version=m.version,
+            digest=ingested.digest,
+            size=ingested.size,
+            manifest=manifest_json(m),
+            source=source,
         )

@@ -138,7 +138,13 @@ class AgentDriver(RuntimeDriver):
         return edge.agent_url.rstrip("/")
 
     async def _call(
-        self, method: str, url: str, *, what: str, edge: EdgeTarget, ok_404: bool = False,
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        edge: EdgeTarget,
+        ok_404: bool = False,
         **kw: Any,
     ) -> httpx.Response | None:
         try:
@@ -176,8 +182,11 @@ class AgentDriver(RuntimeDriver):
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
         await self._call(
-            "DELETE", f"{self._base(edge)}/workloads/{name}",
-            what=f"remove {name} on {edge.name}", edge=edge, ok_404=True,
+            "DELETE",
+            f"{self._base(edge)}/workloads/{name}",
+            what=f"remove {name} on {edge.name}",
+            edge=edge,
+            ok_404=True,
         )
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:

@@ -7,6 +7,7 @@ removing what is already gone, succeeds. Failures come out as one of two classes
 knows whether to retry on its next pass (``DriverUnavailable``) or to record the failure
 (``DriverError``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,9 @@ class EdgeTarget:
 
     name: str
     nid: str
-    node_name: str | None = None  # Kubernetes node (or Docker host label); defaults to the edge name
+    node_name: str | None = (
+        None  # Kubernetes node (or Docker host label); defaults to the edge name
+    )
     agent_url: str | None = None  # the edge agent's base URL (agent driver)
     id: int | None = None
 
@@ -81,7 +84,9 @@ class Workload:
     edge: EdgeTarget
     ai: AiArtifact
     command: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)  # manifest env + deployment params, as strings
+    env: dict[str, str] = field(
+        default_factory=dict
+    )  # manifest env + deployment params, as strings
     resources: dict[str, Any] = field(default_factory=dict)  # the manifest's resources
     edgeconfig_xml: str = ""
     generation: int = 1

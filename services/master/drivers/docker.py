@@ -5,6 +5,7 @@ only once the new one is running: the same no-gap rule as the Kubernetes rolling
 Containers are found by label, never by name alone, so a crash between two steps is repaired by the
 next apply (a leftover is adopted if it matches, removed if not).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -118,12 +119,20 @@ class DockerDriver(RuntimeDriver):
         self.options = options or DockerOptions()
 
     @classmethod
-    def from_url(cls, base_url: str, options: DockerOptions | None = None, *, timeout_s: int = 60,
-                 api_version: str = "1.41") -> DockerDriver:
+    def from_url(
+        cls,
+        base_url: str,
+        options: DockerOptions | None = None,
+        *,
+        timeout_s: int = 60,
+        api_version: str = "1.41",
+    ) -> DockerDriver:
         # A fixed API version: "auto" would ask the engine at construction, blocking and failing
         # when it is down.
         # 1.41 is Docker 20.10, what Jetson images ship; newer engines still speak it.
-        return cls(docker.DockerClient(base_url=base_url, timeout=timeout_s, version=api_version), options)
+        return cls(
+            docker.DockerClient(base_url=base_url, timeout=timeout_s, version=api_version), options
+        )
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.client.close)
@@ -138,7 +147,11 @@ class DockerDriver(RuntimeDriver):
             await self._run(write_live_file, live_path, workload.live, what=what)
         existing = await self._run(self._inspect_instance, name, what=what)
         want_hash, want_gen = self._spec_hash(workload), str(workload.generation)
-        matching = [c for c in existing if _labels(c).get(A_SPEC_HASH) == want_hash and _labels(c).get(A_GENERATION) == want_gen]
+        matching = [
+            c
+            for c in existing
+            if _labels(c).get(A_SPEC_HASH) == want_hash and _labels(c).get(A_GENERATION) == want_gen
+        ]
         if matching:
             current = next((c for c in matching if c["State"].get("Running")), matching[0])
             others = [c for c in existing if c["Id"] != current["Id"]]
@@ -147,8 +160,10 @@ class DockerDriver(RuntimeDriver):
             await self._retire_if_running(current, others, name, what)
             return
         if not workload.ai.image_ref:
-            raise DriverError(f"AI {workload.ai.id} ({workload.name} {workload.ai.version}) "
-                "has no image: build and push it first")
+            raise DriverError(
+                f"AI {workload.ai.id} ({workload.name} {workload.ai.version}) "
+                "has no image: build and push it first"
+            )
         await self._run(self._pull, workload.ai.image_ref, what=what)
         staging = f"{name}.g{want_gen}-{want_hash[:8]}"
         # A leftover with the staging name but another spec (crash mid-apply) is in the way.
@@ -169,13 +184,20 @@ class DockerDriver(RuntimeDriver):
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         what = f"observe {edge.name}"
-        found = await self._run(self._inspect_by_labels, [f"{L_MANAGED}={MANAGED_BY}", f"{L_EDGE}={label_value(edge.name)}"], what=what)
+        found = await self._run(
+            self._inspect_by_labels,
+            [f"{L_MANAGED}={MANAGED_BY}", f"{L_EDGE}={label_value(edge.name)}"],
+            what=what,
+        )
         by_instance: dict[str, list[dict]] = {}
         for c in found:
             by_instance.setdefault(_labels(c).get(L_INSTANCE, c["Name"]), []).append(c)
         out = []
         for instance in sorted(by_instance):
-            newest = max(by_instance[instance], key=lambda c: (int(_labels(c).get(A_GENERATION) or 0), c.get("Created", "")))
+            newest = max(
+                by_instance[instance],
+                key=lambda c: (int(_labels(c).get(A_GENERATION) or 0), c.get("Created", "")),
+            )
             out.append(await self._observed(newest, what))
         return out
 
@@ -202,10 +224,16 @@ class DockerDriver(RuntimeDriver):
         repository, _, tag = image_ref.rpartition(":")
         if not repository or "/" in tag:
             repository, tag = image_ref, "latest"
-        for event in self.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=self.options.registry_auth):
+        for event in self.api.pull(
+            repository, tag=tag, stream=True, decode=True, auth_config=self.options.registry_auth
+        ):
             if "error" in event:
                 message = str(event.get("error"))
-                cls = DriverError if any(p in message.lower() for p in _PERMANENT_PULL) else DriverUnavailable
+                cls = (
+                    DriverError
+                    if any(p in message.lower() for p in _PERMANENT_PULL)
+                    else DriverUnavailable
+                )
                 raise cls(f"pull {image_ref}: {message}")
 
     def _create(self, workload: Workload, cname: str) -> str:
@@ -223,7 +251,9 @@ class DockerDriver(RuntimeDriver):
             host_kw["nano_cpus"] = _nano_cpus(limits.get("cpu") or requests_["cpu"])
         if "nvidia.com/gpu" in limits:
             host_kw["device_requests"] = [
-                docker.types.DeviceRequest(count=int(limits["nvidia.com/gpu"]), capabilities=[["gpu"]])
+                docker.types.DeviceRequest(
+                    count=int(limits["nvidia.com/gpu"]), capabilities=[["gpu"]]
+                )
             ]
         if options.network_mode:
             host_kw["network_mode"] = options.network_mode
@@ -261,7 +291,9 @@ class DockerDriver(RuntimeDriver):
         # edgeconfig.xml goes into the container before it starts: works with a remote engine, no
         # bind mount.
         directory, filename = posixpath.split(options.config_path)
-        self.api.put_archive(container_id, directory or "/", _tar_one(filename, workload.edgeconfig_xml.encode()))
+        self.api.put_archive(
+            container_id, directory or "/", _tar_one(filename, workload.edgeconfig_xml.encode())
+        )
         if workload.secret_env:
             directory, filename = posixpath.split(options.secret_env_path)
             secret_tar = _tar_one(filename, secret_text.encode(), mode=0o600)
@@ -306,14 +338,18 @@ class DockerDriver(RuntimeDriver):
             state=WorkloadState.PENDING,
             restarts=restarts,
             version=labels.get(L_AI_VERSION),
-            generation=int(labels[A_GENERATION]) if labels.get(A_GENERATION, "").isdigit() else None,
+            generation=int(labels[A_GENERATION])
+            if labels.get(A_GENERATION, "").isdigit()
+            else None,
         )
         status = state.get("Status")
         if state.get("Restarting") or status == "restarting":
             failed = restarts >= self.options.failed_after_restarts
             observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.exit_code = state.get("ExitCode")
-            observed.reason = f"restarting after exit code {state.get('ExitCode')} ({restarts} restarts)"
+            observed.reason = (
+                f"restarting after exit code {state.get('ExitCode')} ({restarts} restarts)"
+            )
         elif state.get("Running"):
             observed.state = WorkloadState.RUNNING
         elif status in ("exited", "dead"):
@@ -332,7 +368,9 @@ class DockerDriver(RuntimeDriver):
         except docker_errors.APIError as exc:
             raise _translate(exc, what) from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise DriverUnavailable(f"{what}: Docker engine unreachable ({exc.__class__.__name__})") from exc
+            raise DriverUnavailable(
+                f"{what}: Docker engine unreachable ({exc.__class__.__name__})"
+            ) from exc
         except docker_errors.DockerException as exc:
             raise DriverError(f"{what}: {exc}") from exc
 
@@ -351,7 +389,17 @@ def _tar_one(name: str, data: bytes, *, mode: int = 0o644) -> bytes:
     return buf.getvalue()
 
 
-_BINARY = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+_BINARY = {
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "k": 1000,
+    "K": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+}
 
 
 def _docker_memory(quantity: str) -> int:

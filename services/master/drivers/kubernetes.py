@@ -3,6 +3,7 @@
 The client is blocking: every call runs in a thread. Objects go out and come back as plain dicts
 (``_preload_content=False``), so the driver depends on the API's JSON, not on the client's models.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,13 @@ from services.master.drivers.manifests import (
 
 # Waiting reasons that will not fix themselves without a change (or the registry/node being
 # repaired).
-_FAILED_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+_FAILED_WAITING = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
 _CONFLICT_RETRIES = 3
 A_APPLIED = "edge-ai/applied-hash"
 
@@ -55,7 +62,13 @@ def _body(response: Any) -> dict:
 class KubernetesDriver(RuntimeDriver):
     kind = "kubernetes"
 
-    def __init__(self, api_client: k8s.ApiClient, options: KubernetesOptions | None = None, *, request_timeout_s: float = 30):
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        options: KubernetesOptions | None = None,
+        *,
+        request_timeout_s: float = 30,
+    ):
         self.api_client = api_client
         self.options = options or KubernetesOptions()
         self.apps = k8s.AppsV1Api(api_client)
@@ -63,15 +76,23 @@ class KubernetesDriver(RuntimeDriver):
         self.timeout = request_timeout_s
 
     @classmethod
-    def from_kubeconfig(cls, options: KubernetesOptions, *, kubeconfig: str | None = None, context: str | None = None,
-                        in_cluster: bool = False) -> KubernetesDriver:
+    def from_kubeconfig(
+        cls,
+        options: KubernetesOptions,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        in_cluster: bool = False,
+    ) -> KubernetesDriver:
         from kubernetes import config as k8s_config
 
         configuration = k8s.Configuration()
         if in_cluster:
             k8s_config.load_incluster_config(client_configuration=configuration)
         else:
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+            k8s_config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
         return cls(k8s.ApiClient(configuration), options)
 
     async def aclose(self) -> None:
@@ -84,21 +105,33 @@ class KubernetesDriver(RuntimeDriver):
         secret = secret_manifest(workload, self.options)
         # The ConfigMap and Secret first: the new pods mount them.
         if secret is not None:
-            await self._run(self._upsert, "Secret", secret, what=f"apply {secret['metadata']['name']}")
-        await self._run(self._upsert, "ConfigMap", configmap, what=f"apply {configmap['metadata']['name']}")
-        await self._run(self._upsert, "Deployment", deployment, what=f"apply {deployment['metadata']['name']}")
+            await self._run(
+                self._upsert, "Secret", secret, what=f"apply {secret['metadata']['name']}"
+            )
+        await self._run(
+            self._upsert, "ConfigMap", configmap, what=f"apply {configmap['metadata']['name']}"
+        )
+        await self._run(
+            self._upsert, "Deployment", deployment, what=f"apply {deployment['metadata']['name']}"
+        )
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:
         obj = object_name(name, edge, self.options)
         await self._run(self._delete, "Deployment", obj, what=f"remove {obj}")
-        await self._run(self._delete, "ConfigMap", configmap_name(obj), what=f"remove {configmap_name(obj)}")
+        await self._run(
+            self._delete, "ConfigMap", configmap_name(obj), what=f"remove {configmap_name(obj)}"
+        )
         await self._run(self._delete, "Secret", secret_name(obj), what=f"remove {secret_name(obj)}")
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
-        deployments, pods = await self._run(self._list_for_edge, edge_selector(edge), what=f"observe {edge.name}")
+        deployments, pods = await self._run(
+            self._list_for_edge, edge_selector(edge), what=f"observe {edge.name}"
+        )
         by_instance: dict[str, list[dict]] = {}
         for pod in pods:
-            by_instance.setdefault(pod["metadata"].get("labels", {}).get(L_INSTANCE, ""), []).append(pod)
+            by_instance.setdefault(
+                pod["metadata"].get("labels", {}).get(L_INSTANCE, ""), []
+            ).append(pod)
         return [
             self._observed(d, by_instance.get(d["metadata"]["name"], []))
             for d in sorted(deployments, key=lambda d: d["metadata"]["name"])
@@ -113,20 +146,26 @@ class KubernetesDriver(RuntimeDriver):
                 lambda body: self.apps.create_namespaced_deployment(ns, body, **kw),
                 lambda name: self.apps.read_namespaced_deployment(name, ns, **kw),
                 lambda name, body: self.apps.replace_namespaced_deployment(name, ns, body, **kw),
-                lambda name: self.apps.delete_namespaced_deployment(name, ns, propagation_policy="Background", **kw),
+                lambda name: self.apps.delete_namespaced_deployment(
+                    name, ns, propagation_policy="Background", **kw
+                ),
             )
         if kind == "Secret":
             return (
                 lambda body: self.core.create_namespaced_secret(ns, body, **kw),
                 lambda name: self.core.read_namespaced_secret(name, ns, **kw),
                 lambda name, body: self.core.replace_namespaced_secret(name, ns, body, **kw),
-                lambda name: self.core.delete_namespaced_secret(name, ns, propagation_policy="Background", **kw),
+                lambda name: self.core.delete_namespaced_secret(
+                    name, ns, propagation_policy="Background", **kw
+                ),
             )
         return (
             lambda body: self.core.create_namespaced_config_map(ns, body, **kw),
             lambda name: self.core.read_namespaced_config_map(name, ns, **kw),
             lambda name, body: self.core.replace_namespaced_config_map(name, ns, body, **kw),
-            lambda name: self.core.delete_namespaced_config_map(name, ns, propagation_policy="Background", **kw),
+            lambda name: self.core.delete_namespaced_config_map(
+                name, ns, propagation_policy="Background", **kw
+            ),
         )
 
     def _upsert(self, kind: str, body: dict) -> None:
@@ -155,7 +194,9 @@ class KubernetesDriver(RuntimeDriver):
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-        raise DriverUnavailable(f"{kind} {name} kept changing under us ({_CONFLICT_RETRIES} conflicts)")
+        raise DriverUnavailable(
+            f"{kind} {name} kept changing under us ({_CONFLICT_RETRIES} conflicts)"
+        )
 
     def _delete(self, kind: str, name: str) -> None:
         *_, delete = self._ops(kind)
@@ -168,7 +209,9 @@ class KubernetesDriver(RuntimeDriver):
     def _list_for_edge(self, selector: str) -> tuple[list[dict], list[dict]]:
         ns = self.options.namespace
         kw: dict[str, Any] = {
-            "_preload_content": False, "_request_timeout": self.timeout, "label_selector": selector
+            "_preload_content": False,
+            "_request_timeout": self.timeout,
+            "label_selector": selector,
         }
         deployments = _body(self.apps.list_namespaced_deployment(ns, **kw)).get("items", [])
         pods = _body(self.core.list_namespaced_pod(ns, **kw)).get("items", [])
@@ -180,7 +223,9 @@ class KubernetesDriver(RuntimeDriver):
         except ApiException as exc:
             raise _translate(exc, what) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise DriverUnavailable(f"{what}: Kubernetes API unreachable ({exc.__class__.__name__})") from exc
+            raise DriverUnavailable(
+                f"{what}: Kubernetes API unreachable ({exc.__class__.__name__})"
+            ) from exc
 
     # -- state -------------------------------------------------------------------------------------
     def _observed(self, deployment: dict, pods: list[dict]) -> ObservedWorkload:
@@ -190,7 +235,9 @@ class KubernetesDriver(RuntimeDriver):
         template = spec.get("template", {}).get("metadata", {})
         labels = meta.get("labels", {})
         want_hash = template.get("annotations", {}).get(A_SPEC_HASH)
-        current_pods = [p for p in pods if p["metadata"].get("annotations", {}).get(A_SPEC_HASH) == want_hash]
+        current_pods = [
+            p for p in pods if p["metadata"].get("annotations", {}).get(A_SPEC_HASH) == want_hash
+        ]
         restarts = 0
         exit_code = None
         waiting: tuple[str, str] | None = None
@@ -222,17 +269,30 @@ class KubernetesDriver(RuntimeDriver):
             and status.get("readyReplicas", 0) >= spec.get("replicas", 1)
         )
         if waiting and waiting[0] in _FAILED_WAITING:
-            observed.state, observed.reason = WorkloadState.FAILED, f"{waiting[0]}: {waiting[1]}".rstrip(": ")
+            observed.state, observed.reason = (
+                WorkloadState.FAILED,
+                f"{waiting[0]}: {waiting[1]}".rstrip(": "),
+            )
         elif waiting and waiting[0] == "CrashLoopBackOff":
             failed = restarts >= self.options.failed_after_restarts
             observed.state = WorkloadState.FAILED if failed else WorkloadState.RESTARTING
             observed.reason = f"CrashLoopBackOff: {waiting[1]}".rstrip(": ")
-        elif progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-            observed.state, observed.reason = WorkloadState.FAILED, progressing.get("message") or "ProgressDeadlineExceeded"
+        elif (
+            progressing.get("status") == "False"
+            and progressing.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            observed.state, observed.reason = (
+                WorkloadState.FAILED,
+                progressing.get("message") or "ProgressDeadlineExceeded",
+            )
         elif rolled_out:
             observed.state = WorkloadState.RUNNING
         else:
-            observed.reason = "rolling out" if status.get("replicas", 0) > status.get("updatedReplicas", 0) else "waiting for the pod"
+            observed.reason = (
+                "rolling out"
+                if status.get("replicas", 0) > status.get("updatedReplicas", 0)
+                else "waiting for the pod"
+            )
         return observed
 
 

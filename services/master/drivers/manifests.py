@@ -1,6 +1,7 @@
 """Kubernetes objects for a workload, as plain dicts: a ConfigMap holding edgeconfig.xml and a
 Deployment pinned to the edge's node. Every object built here passes kubernetes-validate --strict
 (1.30)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,9 @@ def selector_labels(obj_name: str) -> dict[str, str]:
 def quantity(value: Any, field: str) -> str:
     text = str(value).strip()
     if isinstance(value, bool) or not _QUANTITY.match(text):
-        raise DriverError(f"resources.{field}: {value!r} is not a Kubernetes quantity (e.g. 500m, 1, 256Mi)")
+        raise DriverError(
+            f"resources.{field}: {value!r} is not a Kubernetes quantity (e.g. 500m, 1, 256Mi)"
+        )
     return text
 
 
@@ -130,7 +133,9 @@ def container_resources(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
     if resources.get("memory") is not None:
         out.setdefault("requests", {})["memory"] = quantity(resources["memory"], "memory")
     if resources.get("memory_mb") is not None:
-        out.setdefault("requests", {})["memory"] = quantity(f"{int(resources['memory_mb'])}Mi", "memory_mb")
+        out.setdefault("requests", {})["memory"] = quantity(
+            f"{int(resources['memory_mb'])}Mi", "memory_mb"
+        )
     gpu = resources.get("gpu")
     if gpu:
         out.setdefault("limits", {})["nvidia.com/gpu"] = quantity(int(gpu), "gpu")
@@ -190,7 +195,9 @@ def live_json(workload: Workload) -> str:
 def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any]:
     ai = workload.ai
     if not ai.image_ref:
-        raise DriverError(f"AI {ai.id} ({workload.name} {ai.version}) has no image: build and push it first")
+        raise DriverError(
+            f"AI {ai.id} ({workload.name} {ai.version}) has no image: build and push it first"
+        )
     for key in workload.static_env:
         if not _ENV_NAME.match(key):
             raise DriverError(f"env: {key!r} is not a valid environment variable name")
@@ -235,7 +242,9 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
     pod_spec: dict[str, Any] = {
         # Node names are lowercase hostnames: an edge registered without node_name is matched by its
         # name.
-        "nodeSelector": {options.node_label: label_value(workload.edge.node_name or workload.edge.name.lower())},
+        "nodeSelector": {
+            options.node_label: label_value(workload.edge.node_name or workload.edge.name.lower())
+        },
         "containers": [container],
         "volumes": [
             {"name": "edgeconfig", "configMap": {"name": configmap_name(name)}},
@@ -274,9 +283,15 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
             "progressDeadlineSeconds": options.progress_deadline_s,
             "selector": {"matchLabels": selector_labels(name)},
             # The new pod pulls its image and becomes ready before the old one goes: no blind gap.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {
-                "metadata": {"labels": {**labels, **selector_labels(name)}, "annotations": annotations},
+                "metadata": {
+                    "labels": {**labels, **selector_labels(name)},
+                    "annotations": annotations,
+                },
                 "spec": pod_spec,
             },
         },

@@ -34,13 +34,18 @@ async def upload_edge_ai(
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
     fields = UploadFields(filename=req.filename, version=version, ai_class=req.ai_class)
     async with field_folder.with_manifest(
-        folder, ctx.store.tmp_dir, ctx.limits,
-        filename=req.filename, version=version, ai_class=req.ai_class,
+        folder,
+        ctx.store.tmp_dir,
+        ctx.limits,
+        filename=req.filename,
+        version=version,
+        ai_class=req.ai_class,
     ) as source:
         accepted = await uploads.accept(ctx, runners.builds, source, fields, kind="folder")
     return envelope(
         f"{req.filename} {version} class {req.ai_class} stored; build {accepted.build}",
-        aid=accepted.ai.id, package_digest=accepted.package_digest,
+        aid=accepted.ai.id,
+        package_digest=accepted.package_digest,
     )
 
 
@@ -56,9 +61,7 @@ async def remove_edge_ai(
     runners: RunnersDep,
 ) -> dict[str, Any]:
     result = await runners.removals.remove(req.id, first=lambda: ctx.setup.delete_ai(req.id))
-    return envelope(
-        f"AI {req.id} removed (image {result['image']}, artifact {result['artifact']})"
-    )
+    return envelope(f"AI {req.id} removed (image {result['image']}, artifact {result['artifact']})")
 
 
 # Setup owns the desired state: the deployment is recorded there, and setup then asks the
@@ -71,9 +74,7 @@ async def remove_edge_ai(
 async def deploy_ai(
     _: OperatorAuth, req: Annotated[DeviceAi, Depends(form_or_json(DeviceAi))], ctx: ContextDep
 ) -> dict[str, Any]:
-    answer = await ctx.setup.legacy(
-        "/request_deploy_aiToDevice", req.model_dump(exclude_none=True)
-    )
+    answer = await ctx.setup.legacy("/request_deploy_aiToDevice", req.model_dump(exclude_none=True))
     return envelope(
         f"deployment of AI {req.aid} applied", deployments=answer.get("deployments", [])
     )

@@ -1,4 +1,5 @@
 """The field's master payloads (form fields or JSON), names exactly as the field sends them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +12,9 @@ from shared.field_numbers import field_texts
 
 class UploadEdgeAi(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    filename: str = Field(pattern=FILENAME, description="the package folder's name in the master's package directory")
+    filename: str = Field(
+        pattern=FILENAME, description="the package folder's name in the master's package directory"
+    )
     version: str = Field(max_length=40)
     ai_class: str = Field(pattern=AI_CLASS)
 
@@ -30,5 +33,7 @@ class RemoveEdgeAi(BaseModel):
 class DeviceAi(BaseModel):
     model_config = ConfigDict(extra="ignore")
     aid: int = Field(description="AI id; filename, version and ai_class are fetched from setup")
-    eid: int | None = Field(None, description="edge id (our extension; the field had one node per AI)")
+    eid: int | None = Field(
+        None, description="edge id (our extension; the field had one node per AI)"
+    )
     edge: str | None = Field(None, description="edge name or nid, instead of eid")

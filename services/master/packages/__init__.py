@@ -6,6 +6,7 @@ The async entry points the master service calls (blocking file work runs in a th
   validates a zip / tar.gz file or a package folder and stores its normalised artifact;
 - ``await extract_artifact(store, digest, dest)`` unpacks a stored artifact (for a Docker build).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -11,6 +11,7 @@ Three steps, and nothing reaches the artifact store unless all pass:
    its root, sorted, owner 0:0, fixed mtime, modes 0644/0755 - the same package content always
    gives the same bytes, hence the same digest.
 """
+
 from __future__ import annotations
 
 import errno
@@ -103,17 +104,25 @@ class IngestedPackage:
 
 # --- paths ------------------------------------------------------------------------------
 
+
 def _clean_name(name: str) -> str:
     """Check one archive name and return it normalised (no ./, no //, no trailing /)."""
     if not name or "\x00" in name:
-        raise Invalid(f"an archive entry has an empty or NUL-containing name ({name!r})", field="archive")
+        raise Invalid(
+            f"an archive entry has an empty or NUL-containing name ({name!r})", field="archive"
+        )
     if "\\" in name:
         raise Invalid(f"{name!r} uses backslashes; archive paths must use '/'", field="archive")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise Invalid(f"{name!r} is an absolute path; every path must be relative to the package root", field="archive")
+        raise Invalid(
+            f"{name!r} is an absolute path; every path must be relative to the package root",
+            field="archive",
+        )
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Invalid(f"{name!r} contains '..'; paths must stay inside the package", field="archive")
+        raise Invalid(
+            f"{name!r} contains '..'; paths must stay inside the package", field="archive"
+        )
     clean = "/".join(parts)
     if len(clean.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise Invalid(
@@ -175,13 +184,16 @@ def _resolves_inside(path: str, target: str, links: Mapping[str, str]) -> bool:
 
 # --- step 1: scan -----------------------------------------------------------------------
 
+
 def _iter_source(path: Path, fmt: str, limits: ArchiveLimits) -> Iterator[tuple[RawEntry, Opener]]:
     if fmt == "zip":
         return iter_zip(path)
     if fmt == "tar.gz":
         # Every tar member costs a 512-byte header (two or three with a long-name PAX header)
         # and up to 511 bytes of padding on top of its content.
-        return iter_targz(path, stream_limit=limits.max_unpacked_bytes + 2048 * (limits.max_files + 16))
+        return iter_targz(
+            path, stream_limit=limits.max_unpacked_bytes + 2048 * (limits.max_files + 16)
+        )
     return iter_directory(path)
 
 
@@ -207,9 +219,7 @@ def scan(
     listing = _list_entries(path, fmt, limits)
     prefix = _find_prefix([e.name for e in listing.entries])
     manifest_name = _manifest_name(prefix, listing.entries, listing.manifests)
-    manifest = parse_manifest(
-        listing.manifests[manifest_name], manifest_name.rsplit("/", 1)[-1]
-    )
+    manifest = parse_manifest(listing.manifests[manifest_name], manifest_name.rsplit("/", 1)[-1])
     check_expected(manifest, expected)
     members = _members(listing.entries, prefix)
     _check_layout(members)
@@ -299,7 +309,7 @@ def _members(entries: list[RawEntry], prefix: str) -> dict[str, Member]:
     """The entries by their path in the package (the top folder, if any, stripped)."""
     members: dict[str, Member] = {}
     for e in entries:
-        rel = e.name[len(prefix):] if prefix else e.name
+        rel = e.name[len(prefix) :] if prefix else e.name
         if not rel:
             continue  # the top folder itself
         if rel in members and e.kind == DIR and members[rel].kind == DIR:
@@ -373,13 +383,20 @@ def _check_referenced(manifest: PackageManifest, members: Mapping[str, Member]) 
         return m is not None and m.kind in (FILE, SYMLINK)
 
     if manifest.dockerfile and not is_file(manifest.dockerfile):
-        raise Invalid(f"dockerfile {manifest.dockerfile!r} named in the manifest is not in the package", field="manifest.dockerfile")
+        raise Invalid(
+            f"dockerfile {manifest.dockerfile!r} named in the manifest is not in the package",
+            field="manifest.dockerfile",
+        )
     for i, model in enumerate(manifest.models):
         if not is_file(model):
-            raise Invalid(f"model file {model!r} named in the manifest is not in the package", field=f"manifest.models.{i}")
+            raise Invalid(
+                f"model file {model!r} named in the manifest is not in the package",
+                field=f"manifest.models.{i}",
+            )
 
 
 # --- step 2: extract with byte counting -------------------------------------------------
+
 
 def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Path) -> int:
     """Unpack the scanned entries into ``dest``; returns the bytes written."""
@@ -405,8 +422,11 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
                     written += len(block)
                     total += len(block)
                     if written > m.size:
-                        raise Invalid(f"{m.source!r} holds more bytes than its header declares; "
-                            "the archive is corrupt", field="archive")
+                        raise Invalid(
+                            f"{m.source!r} holds more bytes than its header declares; "
+                            "the archive is corrupt",
+                            field="archive",
+                        )
                     if total > limits.max_unpacked_bytes:
                         raise PayloadTooLarge(
                             f"the archive unpacks to more than {limits.max_unpacked_bytes} "
@@ -415,7 +435,9 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
                         )
                     out.write(block)
         except _CORRUPT as exc:
-            raise Invalid(f"the archive is corrupt at {m.source!r}: {exc}", field="archive") from None
+            raise Invalid(
+                f"the archive is corrupt at {m.source!r}: {exc}", field="archive"
+            ) from None
         except _UNREADABLE as exc:
             raise _unreadable(m.source, exc) from None
         except OSError as exc:
@@ -430,7 +452,10 @@ def extract(path: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Pa
 
 # --- step 3: normalised artifact --------------------------------------------------------
 
-def _tarinfo(name: str, kind: str, size: int = 0, mode: int = 0o644, link: str = "") -> tarfile.TarInfo:
+
+def _tarinfo(
+    name: str, kind: str, size: int = 0, mode: int = 0o644, link: str = ""
+) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.mtime = FIXED_MTIME
     ti.uid = ti.gid = 0
@@ -444,7 +469,9 @@ def _tarinfo(name: str, kind: str, size: int = 0, mode: int = 0o644, link: str =
     return ti
 
 
-def write_normalised_tar(root: Path, out, *, prefix: str = "", parents: tuple[str, ...] = ()) -> None:
+def write_normalised_tar(
+    root: Path, out, *, prefix: str = "", parents: tuple[str, ...] = ()
+) -> None:
     """Pack ``root`` as a deterministic gzip tar into the binary stream ``out``.
     ``prefix`` (e.g. ``opt/edge-ai/monitoring/``) is put before every name; ``parents`` are
     folder entries written first (an image layer needs its parent folders)."""
@@ -482,6 +509,7 @@ def _walk_sorted(root: Path) -> list[str]:
 
 
 # --- the whole pipeline -----------------------------------------------------------------
+
 
 def ingest_sync(
     source: str | os.PathLike,
@@ -521,7 +549,9 @@ def ingest_sync(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     files = sum(1 for m in scanned.members.values() if m.kind != DIR)
-    return IngestedPackage(stored.digest, stored.size, stored.created, scanned.manifest, unpacked, files, fmt)
+    return IngestedPackage(
+        stored.digest, stored.size, stored.created, scanned.manifest, unpacked, files, fmt
+    )
 
 
 def _copy_directory(root: Path, scanned: ScannedPackage, limits: ArchiveLimits, dest: Path) -> int:

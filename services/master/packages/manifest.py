@@ -15,6 +15,7 @@ Example::
 
 Every error raised here is ``shared.errors.Invalid`` whose ``field`` is ``manifest.<field>``.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -63,16 +64,25 @@ class PackageManifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(description="lowercase name: letters, digits and '-', at most 40 characters")
+    filename: str = Field(
+        description="lowercase name: letters, digits and '-', at most 40 characters"
+    )
     version: str = Field(description="dotted numbers: 01, 2, 1.4.10")
     ai_class: str = Field(description="two digits: 00 (environment AI), 01, 02 ...")
-    condition: str | None = Field(None, description="the condition this variant serves (SUNNY, RAINY) or null")
+    condition: str | None = Field(
+        None, description="the condition this variant serves (SUNNY, RAINY) or null"
+    )
     description: str = Field("", max_length=2000)
-    command: list[str] = Field(min_length=1, description="argv; a leading python/python3 runs with the agent's interpreter")
+    command: list[str] = Field(
+        min_length=1, description="argv; a leading python/python3 runs with the agent's interpreter"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     dockerfile: str | None = Field(None, description="relative path of a Dockerfile in the package")
-    models: list[str] = Field(default_factory=list, description="relative paths of model files that must be in the package")
+    models: list[str] = Field(
+        default_factory=list,
+        description="relative paths of model files that must be in the package",
+    )
 
     @field_validator("filename")
     @classmethod
@@ -89,7 +99,9 @@ class PackageManifest(BaseModel):
     def _version(cls, v: Any) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             # YAML reads `version: 01` as the integer 1; the leading zero matters in the field.
-            raise ValueError("quote the version in the manifest (version: \"01\"), numbers lose leading zeros")
+            raise ValueError(
+                'quote the version in the manifest (version: "01"), numbers lose leading zeros'
+            )
         if not isinstance(v, str):
             raise ValueError("must be a string of dotted numbers")
         try:
@@ -101,7 +113,7 @@ class PackageManifest(BaseModel):
     @classmethod
     def _ai_class(cls, v: Any) -> str:
         if not isinstance(v, str) or not _AI_CLASS.fullmatch(v):
-            raise ValueError(f"{v!r} must be two digits such as \"00\" or \"01\" (quoted in YAML)")
+            raise ValueError(f'{v!r} must be two digits such as "00" or "01" (quoted in YAML)')
         return v
 
     @field_validator("condition")
@@ -168,9 +180,15 @@ def parse_manifest(data: bytes, name: str = "aipackage.yaml") -> PackageManifest
         raw = tomllib.loads(text) if name.endswith(".toml") else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         detail = str(exc).replace("\n", " ").strip()
-        raise Invalid(f"{name} is not valid {'TOML' if name.endswith('.toml') else 'YAML'}: {detail}", field="manifest") from None
+        raise Invalid(
+            f"{name} is not valid {'TOML' if name.endswith('.toml') else 'YAML'}: {detail}",
+            field="manifest",
+        ) from None
     if not isinstance(raw, dict):
-        raise Invalid(f"{name} must be a mapping of fields (filename, version, ai_class, command ...)", field="manifest")
+        raise Invalid(
+            f"{name} must be a mapping of fields (filename, version, ai_class, command ...)",
+            field="manifest",
+        )
     try:
         return PackageManifest.model_validate(raw)
     except ValidationError as exc:

@@ -4,6 +4,7 @@ Each source yields raw entries in its own order with a way to read a file's byte
 entry is current (a tar.gz is read as a stream, once per pass, never seeked). Nothing here
 decides what is allowed: ``archive.py`` does, from the raw entries.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -75,7 +76,9 @@ def detect_format(path: Path) -> str:
         return "zip"
     if head[:2] == b"\x1f\x8b":
         return "tar.gz"
-    raise Invalid("the archive is neither a zip nor a tar.gz (gzip-compressed tar) file", field="archive")
+    raise Invalid(
+        "the archive is neither a zip nor a tar.gz (gzip-compressed tar) file", field="archive"
+    )
 
 
 def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
@@ -86,7 +89,10 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
     with zf:
         for info in zf.infolist():
             if info.flag_bits & 0x1:
-                raise Invalid(f"{info.filename!r} is encrypted; encrypted zip entries are not supported", field="archive")
+                raise Invalid(
+                    f"{info.filename!r} is encrypted; encrypted zip entries are not supported",
+                    field="archive",
+                )
             if info.compress_type not in ZIP_METHODS:
                 raise Invalid(
                     f"{info.filename!r} uses zip compression method {info.compress_type}, "
@@ -103,16 +109,31 @@ def iter_zip(path: Path) -> Iterator[tuple[RawEntry, Opener]]:
                 kind = SPECIAL
             else:
                 kind = FILE
-            special = {stat.S_IFCHR: "device file", stat.S_IFBLK: "device file", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}.get(fmt, "")
-            entry = RawEntry(info.filename, kind, info.file_size if kind == FILE else 0, stat.S_IMODE(unix) or 0o644, special=special)
+            special = {
+                stat.S_IFCHR: "device file",
+                stat.S_IFBLK: "device file",
+                stat.S_IFIFO: "fifo",
+                stat.S_IFSOCK: "socket",
+            }.get(fmt, "")
+            entry = RawEntry(
+                info.filename,
+                kind,
+                info.file_size if kind == FILE else 0,
+                stat.S_IMODE(unix) or 0o644,
+                special=special,
+            )
             if kind == SYMLINK:
                 # A zip stores a symlink's target as the entry's content.
                 if info.file_size > 4096:
-                    raise Invalid(f"symlink {info.filename!r} has an implausible target", field="archive")
+                    raise Invalid(
+                        f"symlink {info.filename!r} has an implausible target", field="archive"
+                    )
                 try:
                     entry.link = zf.read(info).decode("utf-8", "replace")
                 except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-                    raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
+                    raise Invalid(
+                        f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive"
+                    ) from None
             yield entry, partial(_open_zip_member, zf, info)
 
 
@@ -122,7 +143,9 @@ def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
     try:
         return zf.open(info)
     except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
-        raise Invalid(f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive") from None
+        raise Invalid(
+            f"the zip archive is corrupt at {info.filename!r}: {exc}", field="archive"
+        ) from None
 
 
 def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Opener]]:
@@ -142,9 +165,21 @@ def iter_targz(path: Path, *, stream_limit: int) -> Iterator[tuple[RawEntry, Ope
                         kind = HARDLINK
                     else:
                         kind = SPECIAL
-                    special = "device file" if (ti.ischr() or ti.isblk()) else "fifo" if ti.isfifo() else "special file"
-                    entry = RawEntry(ti.name, kind, ti.size if kind == FILE else 0, ti.mode & 0o7777,
-                                     link=ti.linkname if kind in (SYMLINK, HARDLINK) else None, special=special)
+                    special = (
+                        "device file"
+                        if (ti.ischr() or ti.isblk())
+                        else "fifo"
+                        if ti.isfifo()
+                        else "special file"
+                    )
+                    entry = RawEntry(
+                        ti.name,
+                        kind,
+                        ti.size if kind == FILE else 0,
+                        ti.mode & 0o7777,
+                        link=ti.linkname if kind in (SYMLINK, HARDLINK) else None,
+                        special=special,
+                    )
                     yield entry, partial(_open_tar_member, tf, ti)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise Invalid(f"the tar.gz archive is corrupt: {exc}", field="archive") from None
@@ -167,10 +202,15 @@ def iter_directory(root: Path) -> Iterator[tuple[RawEntry, Opener]]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
-        names = sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        names = sorted(filenames) + [
+            d for d in dirnames if os.path.islink(os.path.join(dirpath, d))
+        ]
         if rel_dir != ".":
             st = os.lstat(dirpath)
-            yield RawEntry(rel_dir.replace(os.sep, "/") + "/", DIR, 0, stat.S_IMODE(st.st_mode)), _no_content
+            yield (
+                RawEntry(rel_dir.replace(os.sep, "/") + "/", DIR, 0, stat.S_IMODE(st.st_mode)),
+                _no_content,
+            )
         for name in names:
             full = os.path.join(dirpath, name)
             rel = (name if rel_dir == "." else f"{rel_dir}/{name}").replace(os.sep, "/")
@@ -181,7 +221,13 @@ def iter_directory(root: Path) -> Iterator[tuple[RawEntry, Opener]]:
             elif stat.S_ISREG(st.st_mode):
                 yield RawEntry(rel, FILE, st.st_size, mode), partial(_open_file, full)
             else:
-                kind = "device file" if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "fifo" if stat.S_ISFIFO(st.st_mode) else "socket"
+                kind = (
+                    "device file"
+                    if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode))
+                    else "fifo"
+                    if stat.S_ISFIFO(st.st_mode)
+                    else "socket"
+                )
                 yield RawEntry(rel, SPECIAL, 0, mode, special=kind), _no_content
         # Symlinked directories were listed as entries above; do not descend into them.
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]

@@ -9,6 +9,7 @@ A reader never sees a half-written artifact: bytes go to a temp file, are fsynce
 then renamed to their digest name. The same bytes written twice end as one file.
 Deleting is the caller's decision (it knows what still references a digest).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,7 +33,9 @@ def parse_digest(digest: str, field: str = "digest") -> str:
     """``sha256:<64 hex>`` -> the hex part; anything else is Invalid."""
     m = _DIGEST.fullmatch(digest or "")
     if not m:
-        raise Invalid(f"{digest!r} is not a digest of the form sha256:<64 lowercase hex digits>", field=field)
+        raise Invalid(
+            f"{digest!r} is not a digest of the form sha256:<64 lowercase hex digits>", field=field
+        )
     return m.group(1)
 
 

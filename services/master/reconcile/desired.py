@@ -132,15 +132,21 @@ def build_workload(
         deployment_id=deployment["id"],
         edge=target,
         ai=AiArtifact(
-            id=ai["id"], filename=ai["filename"], version=ai["version"], ai_class=ai["ai_class"],
-            package_digest=ai.get("package_digest"), image_ref=ai.get("image_ref"),
+            id=ai["id"],
+            filename=ai["filename"],
+            version=ai["version"],
+            ai_class=ai["ai_class"],
+            package_digest=ai.get("package_digest"),
+            image_ref=ai.get("image_ref"),
         ),
         command=list(manifest.get("command") or []),
         env=env,
         secret_env=secrets,
         resources=dict(manifest.get("resources") or {}),
         edgeconfig_xml=render_edgeconfig(
-            vms_ip=vms[0], vms_port=vms[1], vms_path=vms_path_for(ai["ai_class"], vms_path),
+            vms_ip=vms[0],
+            vms_port=vms[1],
+            vms_path=vms_path_for(ai["ai_class"], vms_path),
             nid=edge["nid"],
         ),
         generation=int(deployment.get("generation") or 1),
@@ -181,8 +187,11 @@ def edge_plan(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> EdgePla
     """An edge's empty plan: where its workloads run (its cluster's runtime and namespace)."""
     cluster = _cluster_of(edge, clusters)
     target = EdgeTarget(
-        name=edge["name"], nid=edge["nid"], node_name=edge.get("node_name"),
-        agent_url=edge.get("agent_url"), id=edge["id"],
+        name=edge["name"],
+        nid=edge["nid"],
+        node_name=edge.get("node_name"),
+        agent_url=edge.get("agent_url"),
+        id=edge["id"],
     )
     if cluster is None:
         return EdgePlan(edge, target, Runtime.AGENT, "edge-ai")
@@ -229,8 +238,15 @@ def plan(
         try:
             token = helper.pop("EDGE_TOKEN") if helper else token_for(p.edge["nid"], p.runtime)
             wl = build_workload(
-                dep, p.edge, p.target, ai, manifests[ai["id"]], vms=vms, vms_path=vms_path,
-                token=token, secret_env=helper,
+                dep,
+                p.edge,
+                p.target,
+                ai,
+                manifests[ai["id"]],
+                vms=vms,
+                vms_path=vms_path,
+                token=token,
+                secret_env=helper,
             )
         except ValueError as exc:
             p.blocked.append(Blocked(dep, ObservedState.FAILED, str(exc)))

@@ -1,5 +1,6 @@
 """One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the
 app."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,27 +42,41 @@ class DriverSet:
             from services.master.drivers.kubernetes import KubernetesDriver
             from services.master.drivers.manifests import KubernetesOptions
 
-            options = KubernetesOptions(namespace=namespace, image_pull_secret=s.image_pull_secret or None)
+            options = KubernetesOptions(
+                namespace=namespace, image_pull_secret=s.image_pull_secret or None
+            )
             try:
                 return KubernetesDriver.from_kubeconfig(
-                    options, kubeconfig=s.kubeconfig, context=s.kube_context, in_cluster=s.kube_in_cluster
+                    options,
+                    kubeconfig=s.kubeconfig,
+                    context=s.kube_context,
+                    in_cluster=s.kube_in_cluster,
                 )
             except Exception as exc:  # no kubeconfig, bad context, not in a pod
-                raise DriverError(f"the kubernetes runtime is not configured on this master: {exc}") from exc
+                raise DriverError(
+                    f"the kubernetes runtime is not configured on this master: {exc}"
+                ) from exc
         if runtime == Runtime.DOCKER:
             from services.master.drivers.docker import DockerDriver, DockerOptions
 
             if not s.docker_host:
-                raise DriverError("the docker runtime needs MASTER_DOCKER_HOST (e.g. unix:///var/run/docker.sock)")
+                raise DriverError(
+                    "the docker runtime needs MASTER_DOCKER_HOST (e.g. unix:///var/run/docker.sock)"
+                )
             auth = None
             if s.registry_url and s.registry_username and s.registry_password is not None:
-                auth = {"username": s.registry_username, "password": s.registry_password.get_secret_value(),
-                        "serveraddress": s.registry_url.split("://")[-1]}
+                auth = {
+                    "username": s.registry_username,
+                    "password": s.registry_password.get_secret_value(),
+                    "serveraddress": s.registry_url.split("://")[-1],
+                }
             try:
                 docker_options = DockerOptions(registry_auth=auth, live_host_dir=s.docker_live_dir)
                 return DockerDriver.from_url(s.docker_host, docker_options)
             except Exception as exc:  # the SDK asks the engine its API version at once
-                raise DriverUnavailable(f"the Docker engine at {s.docker_host} is unreachable: {type(exc).__name__}") from exc
+                raise DriverUnavailable(
+                    f"the Docker engine at {s.docker_host} is unreachable: {type(exc).__name__}"
+                ) from exc
         raise DriverError(f"unknown runtime {runtime!r}")
 
     async def aclose(self) -> None:
@@ -71,4 +86,3 @@ class DriverSet:
             except Exception:  # closing is best effort
                 log.exception("closing a %s driver failed", driver.kind)
         self._drivers.clear()
-

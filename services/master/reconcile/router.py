@@ -12,7 +12,9 @@ from shared.auth import OperatorAuth, ReaderAuth
 router = APIRouter(tags=["reconcile"])
 
 
-@router.post("/reconcile", summary="Converge now (setup calls this after every desired-state change)")
+@router.post(
+    "/reconcile", summary="Converge now (setup calls this after every desired-state change)"
+)
 async def reconcile(
     runners: RunnersDep,
     _: OperatorAuth,

@@ -68,8 +68,11 @@ class Observation:
 
     def report(self) -> ObservedReport:
         return ObservedReport(
-            id=self.id, observed=self.observed, reason=self.reason,
-            generation=self.generation, restarts=self.restarts,
+            id=self.id,
+            observed=self.observed,
+            reason=self.reason,
+            generation=self.generation,
+            restarts=self.restarts,
         )
 
 
@@ -196,8 +199,11 @@ class Reconciler:
             helped, {e["id"]: Runtime.KUBERNETES for e in helped}
         )
         plans = plan(
-            snapshot, clusters, await self._manifests_for(snapshot),
-            vms=ctx.settings.vms_host_port, vms_path=ctx.settings.vms_path,
+            snapshot,
+            clusters,
+            await self._manifests_for(snapshot),
+            vms=ctx.settings.vms_host_port,
+            vms_path=ctx.settings.vms_path,
             # none on the agent runtime: the agent hands over the edge's own
             token_for=lambda nid, runtime: tokens.get(nid),
             cameras=await self._helped_cameras(helped),
@@ -234,10 +240,15 @@ class Reconciler:
             log.info("deployment %s observed %s%s", r.id, r.observed, why)
             before = previous[r.id]
             if r.observed == ObservedState.FAILED and before["observed"] != ObservedState.FAILED:
-                self.ctx.optimizer.send(Event(
-                    type=EventType.DEPLOYMENT_FAILED, edge_id=before["edge_id"],
-                    deployment_id=r.id, ai_id=before["ai_id"], data={"reason": r.reason},
-                ))
+                self.ctx.optimizer.send(
+                    Event(
+                        type=EventType.DEPLOYMENT_FAILED,
+                        edge_id=before["edge_id"],
+                        deployment_id=r.id,
+                        ai_id=before["ai_id"],
+                        data={"reason": r.reason},
+                    )
+                )
 
     async def _helped_cameras(self, edges: list[FleetEdge]) -> dict[int, str | None]:
         """The camera URL of every edge a helper copy analyses for (setup's
@@ -247,8 +258,9 @@ class Reconciler:
             try:
                 cameras[edge["id"]] = await self.ctx.setup.camera_url(edge["id"])
             except DomainError as exc:
-                log.warning("camera of edge %s not available for its helper: %s",
-                            edge["id"], exc.message)
+                log.warning(
+                    "camera of edge %s not available for its helper: %s", edge["id"], exc.message
+                )
         return cameras
 
     def _restart_stalled_builds(self, snapshot: FleetSnapshot) -> None:
@@ -282,8 +294,12 @@ class Reconciler:
         """Apply the desired workloads, remove the rest, observe: the reports for this edge."""
         outcome = EdgeOutcome(
             observations=[report(b.deployment, b.observed, b.reason) for b in p.blocked],
-            info={"edge_id": p.edge["id"], "name": p.edge["name"], "runtime": p.runtime,
-                  "workloads": []},
+            info={
+                "edge_id": p.edge["id"],
+                "name": p.edge["name"],
+                "runtime": p.runtime,
+                "workloads": [],
+            },
         )
         try:
             driver = await self.drivers.get(p.runtime, p.namespace)
@@ -298,9 +314,11 @@ class Reconciler:
         outcome.info["reachable"] = True
         apply_errors = await self._apply(driver, p)
         await self._remove_unwanted(driver, p, before, outcome.info)
-        after = await self._observe(driver, p, outcome.info) if (
-            p.workloads or p.removed or before
-        ) else []
+        after = (
+            await self._observe(driver, p, outcome.info)
+            if (p.workloads or p.removed or before)
+            else []
+        )
         present = {ow.name: ow for ow in after if ow.state != WorkloadState.REMOVED}
         outcome.observations += [
             _workload_report(dep, wl, present.get(wl.name), apply_errors.get(dep["id"]))
@@ -392,8 +410,12 @@ def _gone(dep: FleetDeployment, p: EdgePlan, present: dict[str, ObservedWorkload
 
 def _workload_info(ow: ObservedWorkload) -> dict[str, Any]:
     return {
-        "name": ow.name, "deployment_id": ow.deployment_id, "state": ow.state,
-        "version": ow.version, "restarts": ow.restarts, "reason": ow.reason,
+        "name": ow.name,
+        "deployment_id": ow.deployment_id,
+        "state": ow.state,
+        "version": ow.version,
+        "restarts": ow.restarts,
+        "reason": ow.reason,
     }
 
 
@@ -420,7 +442,5 @@ def _edges_helped(snapshot: FleetSnapshot) -> list[FleetEdge]:
 
 def _edges_running(snapshot: FleetSnapshot) -> list[FleetEdge]:
     """The edges with a deployment that should run (those whose workloads need a token)."""
-    wanted = {
-        d["edge_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING
-    }
+    wanted = {d["edge_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING}
     return [e for e in snapshot["edges"] if e["id"] in wanted]

@@ -1,5 +1,6 @@
 """The private registry: Registry API v2 client, daemonless image assembly and push,
 optional Docker-engine build, and what edge nodes need to trust the registry."""
+
 from __future__ import annotations
 
 from .client import Manifest, RegistryAuthError, RegistryClient

@@ -5,6 +5,7 @@ credentials; ``Bearer realm=..,service=..,scope=..`` fetches a token from the re
 credentials when the realm is trusted) and caches it per scope until it expires.
 Credentials and tokens never appear in errors or logs.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,7 +61,9 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 def _registry_error(resp: httpx.Response) -> str:
     try:
         errs = resp.json().get("errors") or []
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}" for e in errs if isinstance(e, dict)]
+        parts = [
+            f"{e.get('code', '?')}: {e.get('message', '')}" for e in errs if isinstance(e, dict)
+        ]
         if parts:
             return "; ".join(parts)
     except ValueError:
@@ -71,7 +74,9 @@ def _registry_error(resp: httpx.Response) -> str:
 class RegistryClient:
     """One client per registry; use as ``async with RegistryClient(config) as reg: ...``."""
 
-    def __init__(self, config: RegistryConfig, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self, config: RegistryConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ):
         self.config = config
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
@@ -96,7 +101,9 @@ class RegistryClient:
     # --- auth ----------------------------------------------------------------------------
     def _basic_header(self) -> str:
         if not self.config.has_credentials():
-            raise RegistryAuthError(f"the registry {self.config.host} requires credentials and none are configured")
+            raise RegistryAuthError(
+                f"the registry {self.config.host} requires credentials and none are configured"
+            )
         raw = f"{self.config.username}:{self.config.password.get_secret_value()}".encode()  # type: ignore[union-attr]
         return "Basic " + base64.b64encode(raw).decode()
 
@@ -113,7 +120,11 @@ class RegistryClient:
         if parts.scheme == "https":
             return True
         registry_host = urlsplit(self.config.base_url).hostname
-        return parts.hostname == registry_host or parts.hostname in self.config.token_realm_hosts or parts.netloc in self.config.token_realm_hosts
+        return (
+            parts.hostname == registry_host
+            or parts.hostname in self.config.token_realm_hosts
+            or parts.netloc in self.config.token_realm_hosts
+        )
 
     async def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> str:
         realm = params.get("realm")
@@ -130,14 +141,21 @@ class RegistryClient:
             if self._realm_trusted(realm):
                 headers["Authorization"] = self._basic_header()
             else:
-                log.warning("token realm %s is plain HTTP on another host; asking for an anonymous token", realm)
+                log.warning(
+                    "token realm %s is plain HTTP on another host; asking for an anonymous token",
+                    realm,
+                )
         try:
             resp = await self._http.get(realm, params=query, headers=headers)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"the registry's token service at {urlsplit(realm).netloc} "
-                f"is unreachable: {type(exc).__name__}") from None
+            raise Unavailable(
+                f"the registry's token service at {urlsplit(realm).netloc} "
+                f"is unreachable: {type(exc).__name__}"
+            ) from None
         if resp.status_code in (401, 403):
-            raise RegistryAuthError(f"the registry's token service refused the credentials ({resp.status_code})")
+            raise RegistryAuthError(
+                f"the registry's token service refused the credentials ({resp.status_code})"
+            )
         if resp.status_code != 200:
             raise UpstreamError(f"the registry's token service answered {resp.status_code}")
         body = resp.json()
@@ -171,9 +189,13 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             body = content() if callable(content) else content
             try:
-                resp = await self._http.request(method, url, headers=hdrs, params=params, content=body)
+                resp = await self._http.request(
+                    method, url, headers=hdrs, params=params, content=body
+                )
             except httpx.HTTPError as exc:
-                raise Unavailable(f"the registry at {self.config.host} is unreachable: {type(exc).__name__}") from None
+                raise Unavailable(
+                    f"the registry at {self.config.host} is unreachable: {type(exc).__name__}"
+                ) from None
             if resp.status_code == 401 and attempt == 0:
                 scheme, challenge = _parse_challenge(resp.headers.get("www-authenticate", ""))
                 if scheme == "basic":
@@ -181,7 +203,9 @@ class RegistryClient:
                 elif scheme == "bearer":
                     await self._fetch_token(challenge, scopes)
                 else:
-                    raise RegistryAuthError(f"the registry asks for an unsupported auth scheme {scheme!r}")
+                    raise RegistryAuthError(
+                        f"the registry asks for an unsupported auth scheme {scheme!r}"
+                    )
                 continue
             if resp.status_code in ok or resp.status_code in passthrough:
                 return resp
@@ -205,21 +229,36 @@ class RegistryClient:
         await self._request("GET", "/v2/", ok=(200,))
 
     async def blob_exists(self, repo: str, digest: str) -> bool:
-        resp = await self._request("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=self._scopes(repo, "pull"), ok=(200,), passthrough=(404,))
+        resp = await self._request(
+            "HEAD",
+            f"/v2/{repo}/blobs/{digest}",
+            scopes=self._scopes(repo, "pull"),
+            ok=(200,),
+            passthrough=(404,),
+        )
         return resp.status_code == 200
 
     async def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount (no bytes move); False when the registry declined."""
         resp = await self._request(
-            "POST", f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": from_repo},
-            scopes=self._scopes(repo, "pull,push", f"repository:{from_repo}:pull"), ok=(201, 202),
+            "POST",
+            f"/v2/{repo}/blobs/uploads/",
+            params={"mount": digest, "from": from_repo},
+            scopes=self._scopes(repo, "pull,push", f"repository:{from_repo}:pull"),
+            ok=(201, 202),
         )
         if resp.status_code == 201:
             return True
         # 202: the registry opened an ordinary upload instead; cancel it.
         location = resp.headers.get("location")
         if location:
-            await self._request("DELETE", self._abs(location), scopes=self._scopes(repo), ok=(204, 200, 404), passthrough=(405,))
+            await self._request(
+                "DELETE",
+                self._abs(location),
+                scopes=self._scopes(repo),
+                ok=(204, 200, 404),
+                passthrough=(405,),
+            )
         return False
 
     def _abs(self, location: str) -> str:
@@ -237,7 +276,10 @@ class RegistryClient:
         octet = {"Content-Type": "application/octet-stream"}
         if size <= chunk:
             resp = await self._request(
-                "PUT", _with_digest(location, digest), scopes=scopes, ok=(201,),
+                "PUT",
+                _with_digest(location, digest),
+                scopes=scopes,
+                ok=(201,),
                 headers={**octet, "Content-Length": str(size)},
                 content=_body(source, 0, size),
             )
@@ -247,12 +289,26 @@ class RegistryClient:
                 n = min(chunk, size - offset)
                 start = offset
                 resp = await self._request(
-                    "PATCH", location, scopes=scopes, ok=(202,), content=_body(source, start, n),
-                    headers={**octet, "Content-Length": str(n), "Content-Range": f"{start}-{start + n - 1}"},
+                    "PATCH",
+                    location,
+                    scopes=scopes,
+                    ok=(202,),
+                    content=_body(source, start, n),
+                    headers={
+                        **octet,
+                        "Content-Length": str(n),
+                        "Content-Range": f"{start}-{start + n - 1}",
+                    },
                 )
                 location = self._abs(resp.headers["location"])
                 offset += n
-            resp = await self._request("PUT", _with_digest(location, digest), scopes=scopes, ok=(201,), headers={"Content-Length": "0"})
+            resp = await self._request(
+                "PUT",
+                _with_digest(location, digest),
+                scopes=scopes,
+                ok=(201,),
+                headers={"Content-Length": "0"},
+            )
         got = resp.headers.get("docker-content-digest")
         if got and got != digest:
             raise UpstreamError(f"the registry stored blob {got}, expected {digest}")
@@ -260,11 +316,17 @@ class RegistryClient:
 
     async def get_manifest(self, repo: str, reference: str) -> Manifest:
         resp = await self._request(
-            "GET", f"/v2/{repo}/manifests/{reference}", scopes=self._scopes(repo, "pull"),
-            headers={"Accept": MANIFEST_ACCEPT}, ok=(200,), passthrough=(404,),
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            scopes=self._scopes(repo, "pull"),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200,),
+            passthrough=(404,),
         )
         if resp.status_code == 404:
-            raise NotFound(f"image {repo}:{reference} is not in the registry {self.config.host}", field="image")
+            raise NotFound(
+                f"image {repo}:{reference} is not in the registry {self.config.host}", field="image"
+            )
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         body = resp.content
         return Manifest(body, media_type, sha256_digest(body))
@@ -272,8 +334,12 @@ class RegistryClient:
     async def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest a tag points to (HEAD), or None when absent."""
         resp = await self._request(
-            "HEAD", f"/v2/{repo}/manifests/{reference}", scopes=self._scopes(repo, "pull"),
-            headers={"Accept": MANIFEST_ACCEPT}, ok=(200,), passthrough=(404,),
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            scopes=self._scopes(repo, "pull"),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200,),
+            passthrough=(404,),
         )
         if resp.status_code == 404:
             return None
@@ -299,13 +365,21 @@ class RegistryClient:
                 req_headers["Authorization"] = auth
             async with self._http.stream("GET", url, headers=req_headers) as resp:
                 if resp.status_code in (301, 302, 303, 307, 308):
-                    url = self._abs(resp.headers["location"]) if url.startswith("/") else urljoin(url, resp.headers["location"])
+                    url = (
+                        self._abs(resp.headers["location"])
+                        if url.startswith("/")
+                        else urljoin(url, resp.headers["location"])
+                    )
                     continue
                 if resp.status_code == 401:
-                    await self.blob_exists(repo, digest)  # answers the auth challenge for this scope
+                    await self.blob_exists(
+                        repo, digest
+                    )  # answers the auth challenge for this scope
                     continue
                 if resp.status_code != 200:
-                    raise UpstreamError(f"the registry answered {resp.status_code} to GET blob {digest}")
+                    raise UpstreamError(
+                        f"the registry answered {resp.status_code} to GET blob {digest}"
+                    )
                 h = hashlib.sha256()
                 size = 0
                 f = await asyncio.to_thread(open, dest, "wb")
@@ -317,12 +391,20 @@ class RegistryClient:
                 finally:
                     await asyncio.to_thread(f.close)
                 if f"sha256:{h.hexdigest()}" != digest:
-                    raise UpstreamError(f"blob {digest} from the registry does not match its digest")
+                    raise UpstreamError(
+                        f"blob {digest} from the registry does not match its digest"
+                    )
                 return size
         raise UpstreamError(f"too many redirects fetching blob {digest}")
 
     async def _get_following(self, path: str, repo: str) -> httpx.Response:
-        resp = await self._request("GET", path, scopes=self._scopes(repo, "pull"), ok=(200,), passthrough=(301, 302, 303, 307, 308))
+        resp = await self._request(
+            "GET",
+            path,
+            scopes=self._scopes(repo, "pull"),
+            ok=(200,),
+            passthrough=(301, 302, 303, 307, 308),
+        )
         hops = 0
         while resp.status_code != 200:
             hops += 1
@@ -336,8 +418,12 @@ class RegistryClient:
 
     async def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         resp = await self._request(
-            "PUT", f"/v2/{repo}/manifests/{reference}", scopes=self._scopes(repo),
-            headers={"Content-Type": media_type}, content=body, ok=(201, 200),
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            scopes=self._scopes(repo),
+            headers={"Content-Type": media_type},
+            content=body,
+            ok=(201, 200),
         )
         digest = sha256_digest(body)
         got = resp.headers.get("docker-content-digest")
@@ -348,13 +434,22 @@ class RegistryClient:
     async def delete_manifest(self, repo: str, digest: str) -> str:
         """DELETE by digest: "deleted", "not_found", or "not_allowed" (deletion disabled)."""
         resp = await self._request(
-            "DELETE", f"/v2/{repo}/manifests/{digest}", scopes=self._scopes(repo, "delete"),
-            ok=(202, 200), passthrough=(404, 405),
+            "DELETE",
+            f"/v2/{repo}/manifests/{digest}",
+            scopes=self._scopes(repo, "delete"),
+            ok=(202, 200),
+            passthrough=(404, 405),
         )
         return {404: "not_found", 405: "not_allowed"}.get(resp.status_code, "deleted")
 
     async def list_tags(self, repo: str) -> list[str]:
-        resp = await self._request("GET", f"/v2/{repo}/tags/list", scopes=self._scopes(repo, "pull"), ok=(200,), passthrough=(404,))
+        resp = await self._request(
+            "GET",
+            f"/v2/{repo}/tags/list",
+            scopes=self._scopes(repo, "pull"),
+            ok=(200,),
+            passthrough=(404,),
+        )
         if resp.status_code == 404:
             return []
         return list(resp.json().get("tags") or [])

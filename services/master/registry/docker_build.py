@@ -5,6 +5,7 @@ private registry. The SDK is blocking, so every call runs in a thread.
 Tested against an in-test HTTP endpoint answering like the Engine API for the two calls made
 (build, push); not against a real engine, since none runs where the tests run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,34 +56,62 @@ def _stream_errors(stream, what: str) -> list[dict[str, Any]]:
     return events
 
 
-def _build_and_push_sync(docker_host: str, context: Path, manifest: PackageManifest, package_digest: str,
-                         registry: RegistryConfig, timeout_s: int) -> DockerBuiltImage:
+def _build_and_push_sync(
+    docker_host: str,
+    context: Path,
+    manifest: PackageManifest,
+    package_digest: str,
+    registry: RegistryConfig,
+    timeout_s: int,
+) -> DockerBuiltImage:
     import docker
     from docker.errors import APIError, DockerException
 
     ref = image_name(registry.host, manifest.filename, manifest.ai_class, manifest.version)
     repo_full = f"{ref.host}/{ref.repository}"
     try:
-        client = docker.APIClient(base_url=docker_host, version=DOCKER_API_VERSION, timeout=timeout_s)
+        client = docker.APIClient(
+            base_url=docker_host, version=DOCKER_API_VERSION, timeout=timeout_s
+        )
     except DockerException as exc:
         raise Unavailable(f"the Docker engine at {docker_host} cannot be used: {exc}") from None
     try:
         _stream_errors(
-            client.build(path=str(context), dockerfile=manifest.dockerfile, tag=str(ref), rm=True, forcerm=True,
-                         labels=image_labels(manifest, package_digest), decode=True),
+            client.build(
+                path=str(context),
+                dockerfile=manifest.dockerfile,
+                tag=str(ref),
+                rm=True,
+                forcerm=True,
+                labels=image_labels(manifest, package_digest),
+                decode=True,
+            ),
             "build",
         )
         auth = None
         if registry.has_credentials():
             auth = {"username": registry.username, "password": registry.password.get_secret_value()}  # type: ignore[union-attr]
-        events = _stream_errors(client.push(repo_full, tag=ref.tag, auth_config=auth, stream=True, decode=True), "push")
+        events = _stream_errors(
+            client.push(repo_full, tag=ref.tag, auth_config=auth, stream=True, decode=True), "push"
+        )
     except APIError as exc:
-        raise UpstreamError(f"the Docker engine refused the request: {exc.explanation or exc}") from None
+        raise UpstreamError(
+            f"the Docker engine refused the request: {exc.explanation or exc}"
+        ) from None
     except DockerException as exc:
-        raise Unavailable(f"the Docker engine at {docker_host} failed: {type(exc).__name__}") from None
+        raise Unavailable(
+            f"the Docker engine at {docker_host} failed: {type(exc).__name__}"
+        ) from None
     finally:
         client.close()
-    digest = next((e["aux"].get("Digest") for e in events if isinstance(e.get("aux"), dict) and e["aux"].get("Digest")), None)
+    digest = next(
+        (
+            e["aux"].get("Digest")
+            for e in events
+            if isinstance(e.get("aux"), dict) and e["aux"].get("Digest")
+        ),
+        None,
+    )
     return DockerBuiltImage(str(ref), ref.repository, ref.tag or manifest.version, digest)
 
 
@@ -97,11 +126,21 @@ async def docker_build_and_push(
 ) -> DockerBuiltImage:
     """Unpack the stored package as the build context and have the engine build and push it."""
     if not manifest.dockerfile:
-        raise Invalid("the package has no dockerfile in its manifest; it is built without Docker", field="manifest.dockerfile")
+        raise Invalid(
+            "the package has no dockerfile in its manifest; it is built without Docker",
+            field="manifest.dockerfile",
+        )
     context = Path(tempfile.mkdtemp(dir=store.tmp_dir, prefix="docker-ctx-"))
     try:
         await extract_artifact(store, package_digest, context)
-        return await asyncio.to_thread(_build_and_push_sync, docker_host, context, manifest, package_digest, registry, timeout_s)
+        return await asyncio.to_thread(
+            _build_and_push_sync,
+            docker_host,
+            context,
+            manifest,
+            package_digest,
+            registry,
+            timeout_s,
+        )
     finally:
         await asyncio.to_thread(shutil.rmtree, context, True)
-

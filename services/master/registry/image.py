@@ -5,6 +5,7 @@ The base image comes from the same registry (mirror e.g. ``python:3.11-slim`` in
 its layers are cross-repository mounted, or copied when the registry declines a mount.
 ``scratch`` (or no base) gives an image holding only the package layer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,13 +35,21 @@ from .client import (
 from .reference import ImageRef, image_name
 
 WORKDIR_ROOT = "/opt/edge-ai"
-CREATED = "1980-01-01T00:00:00Z"  # fixed, so the same package on the same base gives the same digest
+CREATED = (
+    "1980-01-01T00:00:00Z"  # fixed, so the same package on the same base gives the same digest
+)
 
 MEDIA = {
-    "oci": {"manifest": OCI_MANIFEST, "config": "application/vnd.oci.image.config.v1+json",
-            "layer": "application/vnd.oci.image.layer.v1.tar+gzip"},
-    "docker": {"manifest": DOCKER_MANIFEST, "config": "application/vnd.docker.container.image.v1+json",
-               "layer": "application/vnd.docker.image.rootfs.diff.tar.gzip"},
+    "oci": {
+        "manifest": OCI_MANIFEST,
+        "config": "application/vnd.oci.image.config.v1+json",
+        "layer": "application/vnd.oci.image.layer.v1.tar+gzip",
+    },
+    "docker": {
+        "manifest": DOCKER_MANIFEST,
+        "config": "application/vnd.docker.container.image.v1+json",
+        "layer": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    },
 }
 _GZIP_LAYERS = {MEDIA["oci"]["layer"], MEDIA["docker"]["layer"]}
 
@@ -109,13 +118,19 @@ def build_package_layer(artifact: BinaryIO, workdir: str, dest_dir: Path) -> Lay
         with os.fdopen(fd, "wb") as raw_out:
             compressed = _HashingWriter(raw_out)
             with gzip.GzipFile(
-                filename="", mode="wb", fileobj=cast(IO[bytes], compressed), mtime=0,
+                filename="",
+                mode="wb",
+                fileobj=cast(IO[bytes], compressed),
+                mtime=0,
                 compresslevel=6,
             ) as gz:
                 uncompressed = _HashingWriter(gz)
-                with tarfile.open(fileobj=artifact, mode="r|gz") as src, tarfile.open(
-                    fileobj=cast(IO[bytes], uncompressed), mode="w|", format=tarfile.PAX_FORMAT
-                ) as out:
+                with (
+                    tarfile.open(fileobj=artifact, mode="r|gz") as src,
+                    tarfile.open(
+                        fileobj=cast(IO[bytes], uncompressed), mode="w|", format=tarfile.PAX_FORMAT
+                    ) as out,
+                ):
                     for p in parents:
                         ti = tarfile.TarInfo(p)
                         ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
@@ -123,16 +138,37 @@ def build_package_layer(artifact: BinaryIO, workdir: str, dest_dir: Path) -> Lay
                     for ti in src:
                         ti.name = f"{rel}/{ti.name}"
                         out.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
-        return Layer(path, f"sha256:{compressed.hash.hexdigest()}", f"sha256:{uncompressed.hash.hexdigest()}", compressed.size)
+        return Layer(
+            path,
+            f"sha256:{compressed.hash.hexdigest()}",
+            f"sha256:{uncompressed.hash.hexdigest()}",
+            compressed.size,
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
 
 
-async def resolve_base(client: RegistryClient, base_image: str | None, *, os_name: str = "linux", architecture: str = "amd64") -> BaseImage:
+async def resolve_base(
+    client: RegistryClient,
+    base_image: str | None,
+    *,
+    os_name: str = "linux",
+    architecture: str = "amd64",
+) -> BaseImage:
     """Fetch the base image's manifest (choosing the platform from an index) and its config."""
     if not base_image or base_image == "scratch":
-        return BaseImage(None, None, {"architecture": architecture, "os": os_name, "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []})
+        return BaseImage(
+            None,
+            None,
+            {
+                "architecture": architecture,
+                "os": os_name,
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            },
+        )
     ref = ImageRef.parse(base_image, field="base_image")
     if ref.host and ref.host != client.config.host:
         raise Invalid(
@@ -144,16 +180,26 @@ async def resolve_base(client: RegistryClient, base_image: str | None, *, os_nam
     doc = json.loads(man.body)
     if man.media_type in (OCI_INDEX, DOCKER_LIST) or doc.get("manifests"):
         chosen = next(
-            (m for m in doc.get("manifests", [])
-             if m.get("platform", {}).get("os") == os_name and m.get("platform", {}).get("architecture") == architecture),
+            (
+                m
+                for m in doc.get("manifests", [])
+                if m.get("platform", {}).get("os") == os_name
+                and m.get("platform", {}).get("architecture") == architecture
+            ),
             None,
         )
         if chosen is None:
-            raise Invalid(f"base image {base_image!r} has no {os_name}/{architecture} variant", field="base_image")
+            raise Invalid(
+                f"base image {base_image!r} has no {os_name}/{architecture} variant",
+                field="base_image",
+            )
         man = await client.get_manifest(ref.repository, chosen["digest"])
         doc = json.loads(man.body)
     if doc.get("schemaVersion") != 2 or "config" not in doc:
-        raise Invalid(f"base image {base_image!r} uses an unsupported manifest format ({man.media_type})", field="base_image")
+        raise Invalid(
+            f"base image {base_image!r} uses an unsupported manifest format ({man.media_type})",
+            field="base_image",
+        )
     config = json.loads(await client.get_blob(ref.repository, doc["config"]["digest"]))
     layers = list(doc.get("layers", []))
     if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
@@ -161,8 +207,14 @@ async def resolve_base(client: RegistryClient, base_image: str | None, *, os_nam
     return BaseImage(ref.repository, man.digest, config, layers)
 
 
-def image_config(base: BaseImage, manifest: PackageManifest, package_digest: str, layer: Layer, workdir: str,
-                 base_name: str | None) -> dict[str, Any]:
+def image_config(
+    base: BaseImage,
+    manifest: PackageManifest,
+    package_digest: str,
+    layer: Layer,
+    workdir: str,
+    base_name: str | None,
+) -> dict[str, Any]:
     cfg = json.loads(json.dumps(base.config))  # deep copy
     inner = dict(cfg.get("config") or {})
     env: dict[str, str] = {}
@@ -171,34 +223,50 @@ def image_config(base: BaseImage, manifest: PackageManifest, package_digest: str
         env[k] = v
     env.update(manifest.env)
     labels = dict(inner.get("Labels") or {})
-    labels.update({
-        "org.edge-ai.filename": manifest.filename,
-        "org.edge-ai.version": manifest.version,
-        "org.edge-ai.ai_class": manifest.ai_class,
-        "org.edge-ai.package-digest": package_digest,
-        "org.opencontainers.image.title": manifest.repository,
-        "org.opencontainers.image.version": manifest.version,
-        "org.opencontainers.image.created": CREATED,
-        "org.opencontainers.image.description": manifest.description or f"edge AI {manifest.filename} class {manifest.ai_class}",
-    })
+    labels.update(
+        {
+            "org.edge-ai.filename": manifest.filename,
+            "org.edge-ai.version": manifest.version,
+            "org.edge-ai.ai_class": manifest.ai_class,
+            "org.edge-ai.package-digest": package_digest,
+            "org.opencontainers.image.title": manifest.repository,
+            "org.opencontainers.image.version": manifest.version,
+            "org.opencontainers.image.created": CREATED,
+            "org.opencontainers.image.description": manifest.description
+            or f"edge AI {manifest.filename} class {manifest.ai_class}",
+        }
+    )
     if manifest.condition:
         labels["org.edge-ai.condition"] = manifest.condition
     if base_name:
         labels["org.opencontainers.image.base.name"] = base_name
         labels["org.opencontainers.image.base.digest"] = base.digest or ""
-    inner.update({"Env": [f"{k}={v}" for k, v in env.items()], "Entrypoint": list(manifest.command),
-                  "WorkingDir": workdir, "Labels": labels})
+    inner.update(
+        {
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Entrypoint": list(manifest.command),
+            "WorkingDir": workdir,
+            "Labels": labels,
+        }
+    )
     # An inherited Cmd would be appended to our Entrypoint as arguments (python:* has ["python3"]).
     inner.pop("Cmd", None)
     cfg["config"] = inner
     cfg["created"] = CREATED
     cfg.setdefault("architecture", "amd64")
     cfg.setdefault("os", "linux")
-    cfg["rootfs"] = {"type": "layers", "diff_ids": [*cfg.get("rootfs", {}).get("diff_ids", []), layer.diff_id]}
-    cfg["history"] = [*cfg.get("history", []), {
-        "created": CREATED, "created_by": f"edge-ai package {package_digest}",
-        "comment": f"{manifest.filename} {manifest.version} class {manifest.ai_class}",
-    }]
+    cfg["rootfs"] = {
+        "type": "layers",
+        "diff_ids": [*cfg.get("rootfs", {}).get("diff_ids", []), layer.diff_id],
+    }
+    cfg["history"] = [
+        *cfg.get("history", []),
+        {
+            "created": CREATED,
+            "created_by": f"edge-ai package {package_digest}",
+            "comment": f"{manifest.filename} {manifest.version} class {manifest.ai_class}",
+        },
+    ]
     return cfg
 
 
@@ -206,7 +274,9 @@ def _canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
-async def _ensure_base_blobs(client: RegistryClient, repo: str, base: BaseImage, tmp_dir: Path) -> None:
+async def _ensure_base_blobs(
+    client: RegistryClient, repo: str, base: BaseImage, tmp_dir: Path
+) -> None:
     if not base.repository or base.repository == repo:
         return
     for desc in base.layers:
@@ -268,7 +338,10 @@ async def build_and_push(
             if mt in _GZIP_LAYERS:
                 mt = media["layer"]  # same bytes, named in the manifest's own family
             elif media_types == "docker":
-                raise Invalid(f"base image layer type {mt} cannot go in a Docker v2 manifest; use OCI", field="base_image")
+                raise Invalid(
+                    f"base image layer type {mt} cannot go in a Docker v2 manifest; use OCI",
+                    field="base_image",
+                )
             layers.append({"mediaType": mt, "digest": desc["digest"], "size": desc["size"]})
         layers.append({"mediaType": media["layer"], "digest": layer.digest, "size": layer.size})
 
@@ -279,18 +352,36 @@ async def build_and_push(
         doc: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": media["manifest"],
-            "config": {"mediaType": media["config"], "digest": config_digest, "size": len(config_bytes)},
+            "config": {
+                "mediaType": media["config"],
+                "digest": config_digest,
+                "size": len(config_bytes),
+            },
             "layers": layers,
         }
         if media_types == "oci":
-            doc["annotations"] = {"org.opencontainers.image.created": CREATED, "org.edge-ai.package-digest": package_digest}
+            doc["annotations"] = {
+                "org.opencontainers.image.created": CREATED,
+                "org.edge-ai.package-digest": package_digest,
+            }
             if base_name:
                 doc["annotations"]["org.opencontainers.image.base.name"] = base_name
                 doc["annotations"]["org.opencontainers.image.base.digest"] = base.digest or ""
         body = json.dumps(doc, separators=(",", ":")).encode()
-        digest = await client.put_manifest(repo, ref.tag or manifest.version, body, media["manifest"])
+        digest = await client.put_manifest(
+            repo, ref.tag or manifest.version, body, media["manifest"]
+        )
         total = len(body) + len(config_bytes) + sum(d["size"] for d in layers)
-        return PushedImage(str(ref), repo, ref.tag or manifest.version, digest, media["manifest"], config_digest, layer.digest, total)
+        return PushedImage(
+            str(ref),
+            repo,
+            ref.tag or manifest.version,
+            digest,
+            media["manifest"],
+            config_digest,
+            layer.digest,
+            total,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

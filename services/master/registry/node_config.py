@@ -7,6 +7,7 @@
 The credential is only ever written inside the Secret's base64 ``.dockerconfigjson``:
 hosts.toml and daemon.json carry addresses and trust, never a password.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import yaml
 
-_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$")
+_HOST = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$"
+)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 CONTAINERD_CA_NAME = "ca.crt"
@@ -66,10 +69,15 @@ def daemon_json(host: str, *, insecure: bool = False) -> dict:
 
 def dockerconfigjson(host: str, username: str, password: str) -> str:
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return json.dumps({"auths": {host: {"username": username, "password": password, "auth": auth}}}, separators=(",", ":"))
+    return json.dumps(
+        {"auths": {host: {"username": username, "password": password, "auth": auth}}},
+        separators=(",", ":"),
+    )
 
 
-def pull_secret(host: str, username: str, password: str, *, namespace: str = "edge-ai", name: str | None = None) -> dict:
+def pull_secret(
+    host: str, username: str, password: str, *, namespace: str = "edge-ai", name: str | None = None
+) -> dict:
     """A Secret the AI Deployments name in ``imagePullSecrets``."""
     name = name or secret_name(host)
     payload = base64.b64encode(dockerconfigjson(host, username, password).encode()).decode()
@@ -79,7 +87,10 @@ def pull_secret(host: str, username: str, password: str, *, namespace: str = "ed
         "metadata": {
             "name": name,
             "namespace": check_namespace(namespace),
-            "labels": {"app.kubernetes.io/managed-by": "edge-ai", "app.kubernetes.io/component": "registry-pull"},
+            "labels": {
+                "app.kubernetes.io/managed-by": "edge-ai",
+                "app.kubernetes.io/component": "registry-pull",
+            },
         },
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": payload},
@@ -97,13 +108,22 @@ def check_secret_name(name: str) -> str:
     return name
 
 
-def render_all(host: str, *, username: str | None = None, password: str | None = None, insecure: bool = False,
-               ca_file: str | None = None, namespace: str = "edge-ai",
-               name: str = PULL_SECRET_NAME) -> dict[str, str]:
+def render_all(
+    host: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    insecure: bool = False,
+    ca_file: str | None = None,
+    namespace: str = "edge-ai",
+    name: str = PULL_SECRET_NAME,
+) -> dict[str, str]:
     """Every file a node needs, as text keyed by a suggested file name."""
     host = check_host(host)
-    out = {"hosts.toml": hosts_toml(host, insecure=insecure, ca_file=ca_file),
-           "daemon.json": json.dumps(daemon_json(host, insecure=insecure), indent=2) + "\n"}
+    out = {
+        "hosts.toml": hosts_toml(host, insecure=insecure, ca_file=ca_file),
+        "daemon.json": json.dumps(daemon_json(host, insecure=insecure), indent=2) + "\n",
+    }
     if username and password is not None:
         secret = pull_secret(
             host, username, password, namespace=namespace, name=check_secret_name(name)

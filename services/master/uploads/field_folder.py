@@ -5,6 +5,7 @@ from its Dockerfile. Such a folder gets a manifest derived from the request's na
 Dockerfile (its ``ENTRYPOINT``/``CMD`` is the command), written into a staged copy: the operator's
 folder is never written to. A folder with its own manifest, or an archive, is used as it is.
 """
+
 from __future__ import annotations
 
 import asyncio

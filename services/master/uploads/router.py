@@ -42,7 +42,10 @@ recorded in setup and its image built in the background (watch `status` on the A
                 "application/gzip": {"schema": {"type": "string", "format": "binary"}},
                 "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 "multipart/form-data": {
-                    "schema": {"type": "object", "properties": {"archive": {"type": "string", "format": "binary"}}}
+                    "schema": {
+                        "type": "object",
+                        "properties": {"archive": {"type": "string", "format": "binary"}},
+                    }
                 },
             }
         },
@@ -80,6 +83,9 @@ async def package_folder(
         await asyncio.to_thread(field_folder.derive_manifest, folder, filename, version, ai_class)
         manifest = "derived"
     return {
-        "filename": filename, "version": version, "ai_class": ai_class,
-        "folder": folder.name, "manifest": manifest,
+        "filename": filename,
+        "version": version,
+        "ai_class": ai_class,
+        "folder": folder.name,
+        "manifest": manifest,
     }

@@ -4,6 +4,7 @@ Order matters for "nothing half-written": the package is validated before anythi
 (an invalid one leaves neither an artifact nor a row), and the AI row is created in setup only
 once the package is safely in the store, so a build that setup asks for always finds it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -137,8 +138,11 @@ async def accept(
     else:
         build = BuildState.QUEUED if started else BuildState.RUNNING
     return UploadAccepted(
-        ai=ai, package_digest=ingested.digest, package_size=ingested.size,
-        stored=ingested.created, build=build,
+        ai=ai,
+        package_digest=ingested.digest,
+        package_size=ingested.size,
+        stored=ingested.created,
+        build=build,
     )
 
 
@@ -154,8 +158,11 @@ async def _record_in_setup(
         return existing  # the same package again: nothing to do
     # A failed or never-built row takes the new package (other cases were refused before).
     change = AiPackageChange(
-        status=PackageStatus.UPLOADED, failure_reason=None, package_digest=ingested.digest,
-        package_size=ingested.size, manifest=manifest_json(m),
+        status=PackageStatus.UPLOADED,
+        failure_reason=None,
+        package_digest=ingested.digest,
+        package_size=ingested.size,
+        manifest=manifest_json(m),
     )
     return await ctx.setup.patch_ai(existing.id, change)
 

@@ -29,12 +29,23 @@ async def list_decisions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DecisionPage:
     return await service.list_decisions(
-        session, request.app.state.runner, edge=edge, policy=policy, action=action, outcome=outcome,
-        since=since, until=until, limit=limit, offset=offset,
+        session,
+        request.app.state.runner,
+        edge=edge,
+        policy=policy,
+        action=action,
+        outcome=outcome,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
     )
 
 
-@router.get("/edges/{edge}/explain", response_model=EdgeExplained,
-            summary="An edge's current desired state and the decisions that produced it")
+@router.get(
+    "/edges/{edge}/explain",
+    response_model=EdgeExplained,
+    summary="An edge's current desired state and the decisions that produced it",
+)
 async def explain(edge: str, request: Request, session: SessionDep, _: ReaderAuth) -> EdgeExplained:
     return await service.explain(session, request.app.state.runner, edge)

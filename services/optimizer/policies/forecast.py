@@ -37,8 +37,12 @@ class Trend:
 
 
 def observe(
-    trends: dict[str, Trend], key: str, value: float | None, at: datetime | None,
-    alpha: float, beta: float,
+    trends: dict[str, Trend],
+    key: str,
+    value: float | None,
+    at: datetime | None,
+    alpha: float,
+    beta: float,
 ) -> Trend | None:
     """Feed one sample (skipped when absent or not newer than the last); the edge's trend."""
     if value is None or at is None:

@@ -330,8 +330,9 @@ def _fall_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad, trouble: str) 
         Action.HAND_BACK,
         f"{trouble}: analysis back on the edge",
         edge=edge,
-        inputs=cycle.inputs(edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent,
-                            fallback=True),
+        inputs=cycle.inputs(
+            edge, cpu_percent=cfg.cpu_percent, memory_percent=cfg.memory_percent, fallback=True
+        ),
     )
     for h in load.helpers:
         plan.remove(h, decision)

@@ -91,8 +91,9 @@ class AnalysisProbe:
     ``analysis_url`` has no known health route); a 429 is seen when the service throttles this
     probe too."""
 
-    def __init__(self, settings: OptimizerSettings, *, interval_s: float = 5.0,
-                 timeout_s: float = 2.0):
+    def __init__(
+        self, settings: OptimizerSettings, *, interval_s: float = 5.0, timeout_s: float = 2.0
+    ):
         explicit = "analysis_service_url" in settings.model_fields_set and not settings.analysis_url
         self.base_url = str(settings.analysis_service_url).rstrip("/") if explicit else None
         self.interval_s = interval_s

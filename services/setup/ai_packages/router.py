@@ -13,7 +13,9 @@ router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
-async def create_ai_package(data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth):
+async def create_ai_package(
+    data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth
+):
     """Record an AI package; the master is asked to build it (or upload the archive to the
     master)."""
     return await service.create(session, data, request.app.state.master)
@@ -41,7 +43,9 @@ async def get_ai_package(ai_id: int, session: SessionDep, _: ReaderAuth):
 
 
 @router.patch("/{ai_id}", response_model=AiPackageOut)
-async def update_ai_package(ai_id: int, data: AiPackageUpdate, session: SessionDep, request: Request, _: OperatorAuth):
+async def update_ai_package(
+    ai_id: int, data: AiPackageUpdate, session: SessionDep, request: Request, _: OperatorAuth
+):
     return await service.update(session, ai_id, data, request.app.state.master)
 
 

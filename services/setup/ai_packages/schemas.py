@@ -38,12 +38,18 @@ class AiPackageCreate(BaseModel):
     )
     filename: str = Field(pattern=FILENAME, description="package name, e.g. monitoring")
     version: str = Field(description='dotted numbers: "01" < "02" < "10"')
-    ai_class: str = Field(pattern=AI_CLASS, description='two digits, e.g. "00" weather, "01" SUNNY variant')
-    condition: str | None = Field(None, pattern=CONDITION, description="the condition this variant is made for")
+    ai_class: str = Field(
+        pattern=AI_CLASS, description='two digits, e.g. "00" weather, "01" SUNNY variant'
+    )
+    condition: str | None = Field(
+        None, pattern=CONDITION, description="the condition this variant is made for"
+    )
     description: str = Field("", max_length=2000)
 
     _v = field_validator("version", mode="before")(lambda cls, v: _version(v))
-    _c = field_validator("ai_class", "filename", mode="before")(lambda cls, v: str(v).strip() if v is not None else v)
+    _c = field_validator("ai_class", "filename", mode="before")(
+        lambda cls, v: str(v).strip() if v is not None else v
+    )
 
 
 class AiPackageUpdate(BaseModel):

@@ -14,18 +14,20 @@ from shared.pagination import PageParams, fetch_page
 from shared.versions import version_key
 
 
-async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCalls
-) -> AiPackage:
+async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCalls) -> AiPackage:
     key = version_key(data.version)
     clash = await session.scalar(
         select(AiPackage.id).where(
-            AiPackage.filename == data.filename, AiPackage.ai_class == data.ai_class, AiPackage.version_key == key
+            AiPackage.filename == data.filename,
+            AiPackage.ai_class == data.ai_class,
+            AiPackage.version_key == key,
         )
     )
     if clash is not None:
         raise Conflict(
             f"{data.filename} class {data.ai_class} version "
-                f"{data.version} already exists (AI {clash})", field="version"
+            f"{data.version} already exists (AI {clash})",
+            field="version",
         )
     ai = AiPackage(**data.model_dump(), version_key=key, status=PackageStatus.UPLOADED)
     session.add(ai)
@@ -39,14 +41,17 @@ async def get(session: AsyncSession, ai_id: int, *, field: str = "id") -> AiPack
 
 
 async def list_page(session: AsyncSession, params: PageParams, **filters):
-    stmt = select(AiPackage).order_by(AiPackage.filename, AiPackage.ai_class, AiPackage.version_key.desc())
+    stmt = select(AiPackage).order_by(
+        AiPackage.filename, AiPackage.ai_class, AiPackage.version_key.desc()
+    )
     for column in ("filename", "ai_class", "status", "condition"):
         if filters.get(column) is not None:
             stmt = stmt.where(getattr(AiPackage, column) == filters[column])
     return await fetch_page(session, stmt, params)
 
 
-async def update(session: AsyncSession, ai_id: int, data: AiPackageUpdate, master: MasterCalls
+async def update(
+    session: AsyncSession, ai_id: int, data: AiPackageUpdate, master: MasterCalls
 ) -> AiPackage:
     ai = await get(session, ai_id)
     changes = data.model_dump(exclude_unset=True)
@@ -63,10 +68,14 @@ async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPa
     """Mark removed (the master deletes its image and artifact); refused while it is deployed."""
     ai = await get(session, ai_id)
     in_use = await session.scalar(
-        select(exists().where(Deployment.ai_id == ai_id, Deployment.desired == DesiredState.RUNNING))
+        select(
+            exists().where(Deployment.ai_id == ai_id, Deployment.desired == DesiredState.RUNNING)
+        )
     )
     if in_use:
-        raise Conflict(f"AI {ai_id} is deployed on at least one edge; undeploy it first", field="id")
+        raise Conflict(
+            f"AI {ai_id} is deployed on at least one edge; undeploy it first", field="id"
+        )
     if ai.status != PackageStatus.REMOVED:
         ai.status = PackageStatus.REMOVED
         await flush(session)

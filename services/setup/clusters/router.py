@@ -36,7 +36,9 @@ async def get_cluster(cluster_id: int, session: SessionDep, _: ReaderAuth):
 
 
 @router.patch("/{cluster_id}", response_model=ClusterOut)
-async def update_cluster(cluster_id: int, data: ClusterUpdate, session: SessionDep, _: OperatorAuth):
+async def update_cluster(
+    cluster_id: int, data: ClusterUpdate, session: SessionDep, _: OperatorAuth
+):
     return await service.update(session, cluster_id, data)
 
 

@@ -25,7 +25,9 @@ class ClusterCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=2000)
     runtime: Runtime = Field("agent", description="how the master runs AIs on this cluster's edges")
-    namespace: str = Field("edge-ai", pattern=DNS_LABEL, description="Kubernetes namespace for AI workloads")
+    namespace: str = Field(
+        "edge-ai", pattern=DNS_LABEL, description="Kubernetes namespace for AI workloads"
+    )
 
 
 class ClusterUpdate(BaseModel):

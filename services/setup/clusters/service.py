@@ -27,11 +27,18 @@ async def get(session: AsyncSession, cluster_id: int, *, field: str = "id") -> C
 async def get_or_create_default(session: AsyncSession) -> Cluster:
     cluster = await session.scalar(select(Cluster).where(Cluster.name == DEFAULT_CLUSTER))
     if cluster is None:
-        cluster = await create(session, ClusterCreate(name=DEFAULT_CLUSTER, description="created for edges registered without a cluster"))
+        cluster = await create(
+            session,
+            ClusterCreate(
+                name=DEFAULT_CLUSTER, description="created for edges registered without a cluster"
+            ),
+        )
     return cluster
 
 
-async def list_page(session: AsyncSession, params: PageParams, *, name: str | None, runtime: str | None):
+async def list_page(
+    session: AsyncSession, params: PageParams, *, name: str | None, runtime: str | None
+):
     stmt = select(Cluster).order_by(Cluster.id)
     if name:
         stmt = stmt.where(Cluster.name.ilike(f"%{name}%"))
@@ -50,6 +57,8 @@ async def update(session: AsyncSession, cluster_id: int, data: ClusterUpdate) ->
 async def delete(session: AsyncSession, cluster_id: int) -> None:
     cluster = await get(session, cluster_id)
     if await session.scalar(select(exists().where(Edge.cluster_id == cluster_id))):
-        raise Conflict(f"cluster {cluster_id} still has edges; move or delete them first", field="id")
+        raise Conflict(
+            f"cluster {cluster_id} still has edges; move or delete them first", field="id"
+        )
     await session.delete(cluster)
     await flush(session)

@@ -32,8 +32,10 @@ class ConditionMapping(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", code):
                 raise ValueError(f"code {code!r} must be 1-16 letters, digits, _ or -")
             if not re.fullmatch(CONDITION, condition):
-                raise ValueError(f"condition {condition!r} for code {code!r} "
-                    "must be an upper-case word like RAINY")
+                raise ValueError(
+                    f"condition {condition!r} for code {code!r} "
+                    "must be an upper-case word like RAINY"
+                )
         return value
 
     @field_validator("ai_classes")

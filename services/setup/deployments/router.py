@@ -24,7 +24,9 @@ def _who(principal: Principal) -> str:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DeploymentOut)
-async def create_deployment(data: DeploymentCreate, session: SessionDep, request: Request, who: OperatorAuth):
+async def create_deployment(
+    data: DeploymentCreate, session: SessionDep, request: Request, who: OperatorAuth
+):
     """Desired state: AI ``ai_id`` runs on edge ``edge_id``. The master converges to it."""
     deployment = await service.create(session, data, requested_by=_who(who))
     request.app.state.master.request_reconcile(session)
@@ -43,12 +45,22 @@ async def list_deployments(
     filename: str | None = None,
 ):
     items, total = await service.list_page(
-        session, page, edge_id=edge_id, ai_id=ai_id, desired=desired, observed=observed, filename=filename
+        session,
+        page,
+        edge_id=edge_id,
+        ai_id=ai_id,
+        desired=desired,
+        observed=observed,
+        filename=filename,
     )
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.post("/bulk", response_model=BulkResponse, summary="Apply many changes in one transaction (optimizer)")
+@router.post(
+    "/bulk",
+    response_model=BulkResponse,
+    summary="Apply many changes in one transaction (optimizer)",
+)
 async def bulk(data: BulkRequest, session: SessionDep, request: Request, _: OperatorAuth):
     results = await service.apply_bulk(session, data)
     if results:
@@ -67,7 +79,13 @@ async def get_deployment(deployment_id: int, session: SessionDep, _: ReaderAuth)
 
 
 @router.patch("/{deployment_id}", response_model=DeploymentOut)
-async def update_deployment(deployment_id: int, data: DeploymentUpdate, session: SessionDep, request: Request, who: OperatorAuth):
+async def update_deployment(
+    deployment_id: int,
+    data: DeploymentUpdate,
+    session: SessionDep,
+    request: Request,
+    who: OperatorAuth,
+):
     """Change the AI (e.g. a new version: a rolling replace) or its params."""
     deployment = await service.update_one(session, deployment_id, data, requested_by=_who(who))
     request.app.state.master.request_reconcile(session)
@@ -75,7 +93,9 @@ async def update_deployment(deployment_id: int, data: DeploymentUpdate, session:
 
 
 @router.delete("/{deployment_id}", response_model=DeploymentOut)
-async def remove_deployment(deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth):
+async def remove_deployment(
+    deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth
+):
     """Desired state: the AI no longer runs there. The row stays, with the master's observed
     state."""
     deployment = await service.remove(session, deployment_id, requested_by=_who(who))

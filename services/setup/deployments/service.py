@@ -1,4 +1,5 @@
 """Desired deployments ("AI a runs on edge e") and the observed state the master reports."""
+
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -34,7 +35,9 @@ async def _deployable_ai(session: AsyncSession, ai_id: int, field: str) -> AiPac
     return ai
 
 
-async def _check_single_filename(session: AsyncSession, edge_id: int, filename: str, *, except_id: int | None = None) -> None:
+async def _check_single_filename(
+    session: AsyncSession, edge_id: int, filename: str, *, except_id: int | None = None
+) -> None:
     stmt = select(Deployment.id).where(
         Deployment.edge_id == edge_id,
         Deployment.filename == filename,
@@ -122,14 +125,16 @@ async def update_one(
     if expected_generation is not None and deployment.generation != expected_generation:
         raise Conflict(
             f"deployment {deployment_id} is at generation "
-                f"{deployment.generation}, not {expected_generation}",
+            f"{deployment.generation}, not {expected_generation}",
             field=f"{field_prefix}expected_generation",
         )
     changed = redeploy
     if data.ai_id is not None and data.ai_id != deployment.ai_id:
         ai = await _deployable_ai(session, data.ai_id, f"{field_prefix}ai_id")
         if ai.filename != deployment.filename and not deployment.allow_multiple:
-            await _check_single_filename(session, deployment.edge_id, ai.filename, except_id=deployment.id)
+            await _check_single_filename(
+                session, deployment.edge_id, ai.filename, except_id=deployment.id
+            )
         deployment.ai_id, deployment.filename = ai.id, ai.filename
         changed = True
     if data.params is not None and data.params != deployment.params:
@@ -145,7 +150,14 @@ async def update_one(
     return deployment
 
 
-async def remove(session: AsyncSession, deployment_id: int, *, requested_by: str, decision_id: str | None = None, field_prefix: str = "") -> Deployment:
+async def remove(
+    session: AsyncSession,
+    deployment_id: int,
+    *,
+    requested_by: str,
+    decision_id: str | None = None,
+    field_prefix: str = "",
+) -> Deployment:
     deployment = await get_locked(session, deployment_id, field=f"{field_prefix}id")
     if deployment.desired != DesiredState.REMOVED:
         deployment.desired = DesiredState.REMOVED
@@ -158,7 +170,9 @@ async def remove(session: AsyncSession, deployment_id: int, *, requested_by: str
 
 async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
     ids = [r.id for r in data.reports]
-    existing = set((await session.scalars(select(Deployment.id).where(Deployment.id.in_(ids)))).all())
+    existing = set(
+        (await session.scalars(select(Deployment.id).where(Deployment.id.in_(ids)))).all()
+    )
     missing = [i for i in ids if i not in existing]
     if missing:
         raise NotFound(f"deployments {missing[:10]} do not exist", field="reports.id")
@@ -208,7 +222,13 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
                     field_prefix=prefix,
                 )
             elif isinstance(op, RemoveOp):
-                d = await remove(session, op.id, requested_by=data.requested_by, decision_id=op.decision_id, field_prefix=prefix)
+                d = await remove(
+                    session,
+                    op.id,
+                    requested_by=data.requested_by,
+                    decision_id=op.decision_id,
+                    field_prefix=prefix,
+                )
             else:
                 assert isinstance(op, EdgeStatusOp)
                 edge = await session.get(Edge, op.edge_id)

@@ -43,9 +43,17 @@ async def list_edges(
     supports_analysis: bool | None = None,
 ):
     items, total = await service.list_page(
-        session, page, cluster_id=cluster_id, name=name, nid=nid, status=status, supports_analysis=supports_analysis
+        session,
+        page,
+        cluster_id=cluster_id,
+        name=name,
+        nid=nid,
+        status=status,
+        supports_analysis=supports_analysis,
     )
-    return Page(items=[service.to_out(e) for e in items], total=total, limit=page.limit, offset=page.offset)
+    return Page(
+        items=[service.to_out(e) for e in items], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/node-ids", summary="Every registered node id (for the VMS)")
@@ -92,14 +100,21 @@ async def update_edge(
     return service.to_out(await service.update(session, edge_id, data, settings))
 
 
-@router.post("/{edge_id}/token", response_model=EdgeToken, summary="Issue a new token for the edge (shown once)")
+@router.post(
+    "/{edge_id}/token",
+    response_model=EdgeToken,
+    summary="Issue a new token for the edge (shown once)",
+)
 async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
     edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
     return _token_out(edge.id, edge.nid, token, request)
 
 
-@router.post("/{edge_id}/workload-token", response_model=EdgeToken,
-             summary="A token for the workloads the master runs on the edge (the master only)")
+@router.post(
+    "/{edge_id}/workload-token",
+    response_model=EdgeToken,
+    summary="A token for the workloads the master runs on the edge (the master only)",
+)
 async def workload_token(
     edge_id: int, session: SessionDep, request: Request, _: ServiceAuth
 ) -> EdgeToken:
@@ -107,7 +122,11 @@ async def workload_token(
     return _token_out(edge.id, edge.nid, token, request)
 
 
-@router.get("/{edge_id}/camera", response_model=EdgeCamera, summary="Camera URL with credentials (the master only)")
+@router.get(
+    "/{edge_id}/camera",
+    response_model=EdgeCamera,
+    summary="Camera URL with credentials (the master only)",
+)
 async def camera(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth):
     url = await service.camera_url(session, edge_id, request.app.state.settings)
     return EdgeCamera(id=edge_id, url=url)

@@ -1,5 +1,6 @@
 """Camera URLs: checked when given, masked whenever shown (edge_common.redaction.mask_url),
 kept whole only encrypted (services.setup.camera_secrets)."""
+
 from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -27,7 +28,9 @@ def with_credentials(bare: str, user: str | None, password: str | None) -> str:
         return bare
     parts = urlsplit(bare)
     secret = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return urlunsplit((parts.scheme, f"{secret}@{parts.netloc}", parts.path, parts.query, parts.fragment))
+    return urlunsplit(
+        (parts.scheme, f"{secret}@{parts.netloc}", parts.path, parts.query, parts.fragment)
+    )
 
 
 def masked(url: str | None) -> str | None:

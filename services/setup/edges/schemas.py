@@ -1,5 +1,6 @@
 """Edges: the field's registration payload plus what the platform needs (nid, cluster, node,
 capacity)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -101,7 +102,9 @@ class EdgeBase(BaseModel):
         validation_alias=AliasChoices("isSupportAnnalysis", "supports_analysis"),
         description='the field\'s isSupportAnnalysis: "YES" or "NO"',
     )
-    url: str | None = Field(None, max_length=1000, description="camera URL (RTSP); credentials are kept secret")
+    url: str | None = Field(
+        None, max_length=1000, description="camera URL (RTSP); credentials are kept secret"
+    )
     description: str | None = Field(None, max_length=2000)
     cluster_id: int | None = None
     node_name: str | None = Field(None, max_length=253, description="Kubernetes node name")
@@ -118,7 +121,9 @@ class EdgeBase(BaseModel):
         "absent: the fleet default (VMS_FIELD_TIMEZONE)",
     )
 
-    _yes_no = field_validator("supports_analysis", mode="before")(lambda cls, v: None if v is None else _yes_no(v))
+    _yes_no = field_validator("supports_analysis", mode="before")(
+        lambda cls, v: None if v is None else _yes_no(v)
+    )
     _url = field_validator("url")(lambda cls, v: _camera_url(v))
     _tz = field_validator("time_zone")(lambda cls, v: _time_zone(v))
     _agent = field_validator("agent_url")(lambda cls, v: _agent_url(v))

@@ -18,7 +18,9 @@ from shared.pagination import PageParams, fetch_page
 
 
 def to_out(edge: Edge) -> EdgeOut:
-    gps = None if edge.latitude is None else {"latitude": edge.latitude, "longitude": edge.longitude}
+    gps = (
+        None if edge.latitude is None else {"latitude": edge.latitude, "longitude": edge.longitude}
+    )
     return EdgeOut(
         id=edge.id,
         name=edge.name,
@@ -33,7 +35,11 @@ def to_out(edge: Edge) -> EdgeOut:
         description=edge.description,
         node_name=edge.node_name,
         agent_url=masked(edge.agent_url),
-        capacity={"cpu": edge.capacity_cpu, "memory_mb": edge.capacity_memory_mb, "gpu": edge.capacity_gpu},
+        capacity={
+            "cpu": edge.capacity_cpu,
+            "memory_mb": edge.capacity_memory_mb,
+            "gpu": edge.capacity_gpu,
+        },
         time_zone=edge.time_zone,
         status=edge.status,
         created_at=edge.created_at,
@@ -45,8 +51,19 @@ def _columns(data: EdgeCreate | EdgeUpdate, box: SecretBox) -> dict:
     """Payload fields -> table columns (only those the request set)."""
     given = data.model_dump(exclude_unset=True)
     out: dict = {}
-    for key in ("name", "nid", "type", "address", "ip", "description", "node_name", "agent_url",
-                "status", "cluster_id", "time_zone"):
+    for key in (
+        "name",
+        "nid",
+        "type",
+        "address",
+        "ip",
+        "description",
+        "node_name",
+        "agent_url",
+        "status",
+        "cluster_id",
+        "time_zone",
+    ):
         if key in given:
             out[key] = given[key]
     if "supports_analysis" in given:
@@ -59,7 +76,11 @@ def _columns(data: EdgeCreate | EdgeUpdate, box: SecretBox) -> dict:
         out.update(camera_columns(given["url"] or None, box))
     if "capacity" in given and given["capacity"] is not None:
         cap = given["capacity"]
-        out.update(capacity_cpu=cap.get("cpu"), capacity_memory_mb=cap.get("memory_mb"), capacity_gpu=cap.get("gpu"))
+        out.update(
+            capacity_cpu=cap.get("cpu"),
+            capacity_memory_mb=cap.get("memory_mb"),
+            capacity_gpu=cap.get("gpu"),
+        )
     for text_column in ("address", "description"):
         if out.get(text_column, "") is None:
             out[text_column] = ""
@@ -73,7 +94,9 @@ def camera_columns(url: str | None, box: SecretBox) -> dict[str, str | None]:
     return {"rtsp_url": masked(url), "rtsp_secret": box.encrypt(url)}
 
 
-async def create(session: AsyncSession, data: EdgeCreate, settings: SetupSettings) -> tuple[Edge, str]:
+async def create(
+    session: AsyncSession, data: EdgeCreate, settings: SetupSettings
+) -> tuple[Edge, str]:
     columns = _columns(data, box_for(settings))
     if data.cluster_id is None:
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
@@ -140,7 +163,9 @@ async def update(
     return edge
 
 
-async def rotate_token(session: AsyncSession, edge_id: int, settings: SetupSettings) -> tuple[Edge, str]:
+async def rotate_token(
+    session: AsyncSession, edge_id: int, settings: SetupSettings
+) -> tuple[Edge, str]:
     edge = await get(session, edge_id)
     token = await tokens.rotate(session, edge.nid, settings)  # every older token dies on commit
     edge.token_hash = token_hash(token)
@@ -148,9 +173,7 @@ async def rotate_token(session: AsyncSession, edge_id: int, settings: SetupSetti
     return edge, token
 
 
-async def renew_token(
-    session: AsyncSession, nid: str, settings: SetupSettings
-) -> tuple[Edge, str]:
+async def renew_token(session: AsyncSession, nid: str, settings: SetupSettings) -> tuple[Edge, str]:
     """A fresh token for an edge that proved itself with a valid one (the agent, before expiry)."""
     edge = (await session.execute(select(Edge).where(Edge.nid == nid))).scalar_one_or_none()
     if edge is None:

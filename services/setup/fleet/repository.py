@@ -3,6 +3,7 @@
 The JSON is built by Postgres (``json_agg``) and passed through as text: at 100,000 edges,
 turning rows into Python objects and back into JSON costs seconds; this costs milliseconds.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -15,17 +16,46 @@ from services.setup.models import AiPackage, Deployment, Edge
 from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 
 EDGE_COLUMNS = (
-    Edge.id, Edge.name, Edge.nid, Edge.cluster_id, Edge.latitude, Edge.longitude, Edge.supports_analysis,
-    Edge.status, Edge.capacity_cpu, Edge.capacity_memory_mb, Edge.capacity_gpu, Edge.node_name, Edge.agent_url,
+    Edge.id,
+    Edge.name,
+    Edge.nid,
+    Edge.cluster_id,
+    Edge.latitude,
+    Edge.longitude,
+    Edge.supports_analysis,
+    Edge.status,
+    Edge.capacity_cpu,
+    Edge.capacity_memory_mb,
+    Edge.capacity_gpu,
+    Edge.node_name,
+    Edge.agent_url,
 )
 AI_COLUMNS = (
-    AiPackage.id, AiPackage.filename, AiPackage.version, AiPackage.version_key, AiPackage.ai_class,
-    AiPackage.condition, AiPackage.status, AiPackage.package_digest, AiPackage.image_ref,
+    AiPackage.id,
+    AiPackage.filename,
+    AiPackage.version,
+    AiPackage.version_key,
+    AiPackage.ai_class,
+    AiPackage.condition,
+    AiPackage.status,
+    AiPackage.package_digest,
+    AiPackage.image_ref,
 )
 DEPLOYMENT_COLUMNS = (
-    Deployment.id, Deployment.edge_id, Deployment.ai_id, Deployment.filename, Deployment.desired, Deployment.params,
-    Deployment.allow_multiple, Deployment.generation, Deployment.observed, Deployment.observed_reason,
-    Deployment.observed_at, Deployment.observed_generation, Deployment.restarts, Deployment.requested_by,
+    Deployment.id,
+    Deployment.edge_id,
+    Deployment.ai_id,
+    Deployment.filename,
+    Deployment.desired,
+    Deployment.params,
+    Deployment.allow_multiple,
+    Deployment.generation,
+    Deployment.observed,
+    Deployment.observed_reason,
+    Deployment.observed_at,
+    Deployment.observed_generation,
+    Deployment.restarts,
+    Deployment.requested_by,
     Deployment.decision_id,
 )
 
@@ -61,11 +91,20 @@ async def snapshot_parts(
     parts = {}
     if since is not None:
         edges = edges.where(Edge.updated_at > since)
-        ais = select(*AI_COLUMNS).where(AiPackage.updated_at > since)  # removed ones too: the mirror drops them
+        ais = select(*AI_COLUMNS).where(
+            AiPackage.updated_at > since
+        )  # removed ones too: the mirror drops them
         deployments = select(*DEPLOYMENT_COLUMNS).where(Deployment.updated_at > since)
         if edge_ids is not None:
             deployments = deployments.where(Deployment.edge_id.in_(edge_ids))
-        all_ids = select(cast(func.coalesce(func.json_agg(aggregate_order_by(Edge.id, Edge.id)), cast(literal("[]"), JSON)), Text))
+        all_ids = select(
+            cast(
+                func.coalesce(
+                    func.json_agg(aggregate_order_by(Edge.id, Edge.id)), cast(literal("[]"), JSON)
+                ),
+                Text,
+            )
+        )
         parts["edge_ids"] = (await session.execute(all_ids)).scalar_one()
     parts["edges"] = await _json_array(session, edges)
     parts["ai_packages"] = await _json_array(session, ais)

@@ -34,15 +34,23 @@ def _parse_ids(value: str | None) -> list[int] | None:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError as exc:
-        raise Invalid("edge_ids must be a comma-separated list of numbers", field="edge_ids") from exc
+        raise Invalid(
+            "edge_ids must be a comma-separated list of numbers", field="edge_ids"
+        ) from exc
 
 
-@router.get("/snapshot", summary="Edges, AI packages, live deployments and the condition mapping in one answer", description=SNAPSHOT_DOC)
+@router.get(
+    "/snapshot",
+    summary="Edges, AI packages, live deployments and the condition mapping in one answer",
+    description=SNAPSHOT_DOC,
+)
 async def snapshot(
     session: SessionDep,
     _: ReaderAuth,
     edge_ids: Annotated[str | None, Query(description="comma-separated edge ids")] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601 time with zone: only rows changed after it")] = None,
+    since: Annotated[
+        datetime | None, Query(description="ISO 8601 time with zone: only rows changed after it")
+    ] = None,
 ) -> Response:
     if since is not None and since.tzinfo is None:
         raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")

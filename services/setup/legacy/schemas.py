@@ -1,4 +1,5 @@
 """The field's request payloads (form fields or JSON), names exactly as the field sends them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,10 +31,10 @@ class AiRequest(BaseModel):
 
 
 class DeviceRequest(AiRequest):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"aid": 1, "edge": "gate-cam-3"}]}
+    model_config = ConfigDict(json_schema_extra={"examples": [{"aid": 1, "edge": "gate-cam-3"}]})
+    eid: int | None = Field(
+        None, description="edge id; our extension (the field deployed to its only node)"
     )
-    eid: int | None = Field(None, description="edge id; our extension (the field deployed to its only node)")
     edge: str | None = Field(None, description="edge name or nid, instead of eid")
 
 

@@ -1,4 +1,5 @@
 """The field's /request_* routes, mapped onto the resource API's services."""
+
 from __future__ import annotations
 
 from sqlalchemy import or_, select
@@ -25,7 +26,9 @@ async def target_edges(session: AsyncSession, req: DeviceRequest) -> list[Edge]:
             raise NotFound(f"edge {req.eid} does not exist", field="eid")
         return [edge]
     if req.edge:
-        edge = await session.scalar(select(Edge).where(or_(Edge.name == req.edge, Edge.nid == req.edge)))
+        edge = await session.scalar(
+            select(Edge).where(or_(Edge.name == req.edge, Edge.nid == req.edge))
+        )
         if edge is None:
             raise NotFound(f"edge {req.edge!r} does not exist", field="edge")
         return [edge]
@@ -58,9 +61,13 @@ async def deploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls)
             )
         )
         if current is None:
-            d = await deployments.create(session, DeploymentCreate(edge_id=edge.id, ai_id=ai.id), requested_by="operator")
+            d = await deployments.create(
+                session, DeploymentCreate(edge_id=edge.id, ai_id=ai.id), requested_by="operator"
+            )
         else:
-            d = await deployments.update_one(session, current.id, DeploymentUpdate(ai_id=ai.id), requested_by="operator")
+            d = await deployments.update_one(
+                session, current.id, DeploymentUpdate(ai_id=ai.id), requested_by="operator"
+            )
         touched.append(d.id)
     master.request_reconcile(session)
     return touched
@@ -72,7 +79,9 @@ async def undeploy(session: AsyncSession, req: DeviceRequest, master: MasterCall
     rows = (
         await session.scalars(
             select(Deployment).where(
-                Deployment.ai_id == req.aid, Deployment.desired == DesiredState.RUNNING, Deployment.edge_id.in_(edge_ids)
+                Deployment.ai_id == req.aid,
+                Deployment.desired == DesiredState.RUNNING,
+                Deployment.edge_id.in_(edge_ids),
             )
         )
     ).all()

@@ -34,7 +34,9 @@ class MasterCreate(BaseModel):
         },
     )
     name: str = Field(min_length=1, max_length=100)
-    url: str | None = Field(None, max_length=500, description="http(s)://host:port of the master's API")
+    url: str | None = Field(
+        None, max_length=500, description="http(s)://host:port of the master's API"
+    )
     ip: str | None = Field(None, max_length=255)
     port: int | None = Field(None, description="number or numeric string, as the field sends it")
     description: str = Field("", max_length=2000)

@@ -24,7 +24,9 @@ async def get(session: AsyncSession, master_id: int) -> Master:
     return await get_or_404(session, Master, master_id, what="master")
 
 
-async def list_page(session: AsyncSession, params: PageParams, *, name: str | None, cluster_id: int | None):
+async def list_page(
+    session: AsyncSession, params: PageParams, *, name: str | None, cluster_id: int | None
+):
     stmt = select(Master).order_by(Master.id)
     if name:
         stmt = stmt.where(Master.name.ilike(f"%{name}%"))

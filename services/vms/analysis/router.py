@@ -1,5 +1,6 @@
 """The analysis server's inbox: ``POST /analysis`` takes a frame (multipart ``image`` +
 ``metadata``)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -38,8 +39,12 @@ async def queue_frame(request: Request, session: SessionDep, principal: AnyPrinc
     image = await upload.read() if isinstance(upload, UploadFile) else b""
     metadata = form.get("metadata")
     return await service.accept(
-        session, request.app.state.directory, principal,
-        image=image, metadata_raw=metadata if isinstance(metadata, str) else None, max_image_bytes=MAX_IMAGE_BYTES,
+        session,
+        request.app.state.directory,
+        principal,
+        image=image,
+        metadata_raw=metadata if isinstance(metadata, str) else None,
+        max_image_bytes=MAX_IMAGE_BYTES,
     )
 
 
@@ -48,7 +53,9 @@ async def list_frames(
     session: SessionDep,
     _: ReaderAuth,
     nid: str | None = None,
-    status_: Annotated[Literal["queued", "analysing", "done", "failed"] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        Literal["queued", "analysing", "done", "failed"] | None, Query(alias="status")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:

@@ -1,5 +1,6 @@
 """Frames sent up for precise re-analysis: validated, stored and queued (the analysis server's
 inbox)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,18 @@ from shared.errors import Forbidden, Invalid, NotFound, Unauthorized
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-LIST_COLUMNS = (t.c.id, t.c.nid, t.c.received_at, t.c.ts, t.c.reason, t.c.metadata, t.c.image_sha256, t.c.status, t.c.result, t.c.authenticated)
+LIST_COLUMNS = (
+    t.c.id,
+    t.c.nid,
+    t.c.received_at,
+    t.c.ts,
+    t.c.reason,
+    t.c.metadata,
+    t.c.image_sha256,
+    t.c.status,
+    t.c.result,
+    t.c.authenticated,
+)
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any]:
@@ -44,7 +56,13 @@ def _parse_ts(value: Any) -> datetime | None:
 
 
 async def accept(
-    session: AsyncSession, directory: NodeDirectory, principal: Principal, *, image: bytes, metadata_raw: str | None, max_image_bytes: int
+    session: AsyncSession,
+    directory: NodeDirectory,
+    principal: Principal,
+    *,
+    image: bytes,
+    metadata_raw: str | None,
+    max_image_bytes: int,
 ) -> dict[str, Any]:
     if principal.kind == "anonymous":
         raise Unauthorized()
@@ -58,7 +76,9 @@ async def accept(
     nid = metadata.get("nid")
     if principal.kind == "edge":
         if nid not in (None, principal.nid):
-            raise Forbidden(f"this token is for node {principal.nid}, not {nid}", field="metadata.nid")
+            raise Forbidden(
+                f"this token is for node {principal.nid}, not {nid}", field="metadata.nid"
+            )
         nid = principal.nid
     if not isinstance(nid, str) or not nid:
         raise Invalid("metadata.nid is required", field="metadata.nid")
@@ -79,19 +99,41 @@ async def accept(
     return {"id": new_id, "nid": nid, "status": "queued", "image_sha256": row["image_sha256"]}
 
 
-async def list_page(session: AsyncSession, *, nid: str | None, status: str | None, limit: int, offset: int) -> dict[str, Any]:
+async def list_page(
+    session: AsyncSession, *, nid: str | None, status: str | None, limit: int, offset: int
+) -> dict[str, Any]:
     stmt = select(*LIST_COLUMNS)
     count = select(func.count()).select_from(t)
     for column, value in ((t.c.nid, nid), (t.c.status, status)):
         if value is not None:
             stmt, count = stmt.where(column == value), count.where(column == value)
-    rows = (await session.execute(stmt.order_by(t.c.id.desc()).limit(limit).offset(offset))).mappings().all()
-    items = [{**r, "received_at": r["received_at"].isoformat(), "ts": r["ts"].isoformat() if r["ts"] else None} for r in rows]
-    return {"items": items, "total": (await session.execute(count)).scalar_one(), "limit": limit, "offset": offset}
+    rows = (
+        (await session.execute(stmt.order_by(t.c.id.desc()).limit(limit).offset(offset)))
+        .mappings()
+        .all()
+    )
+    items = [
+        {
+            **r,
+            "received_at": r["received_at"].isoformat(),
+            "ts": r["ts"].isoformat() if r["ts"] else None,
+        }
+        for r in rows
+    ]
+    return {
+        "items": items,
+        "total": (await session.execute(count)).scalar_one(),
+        "limit": limit,
+        "offset": offset,
+    }
 
 
-async def image(session: AsyncSession, request_id: int, principal: Principal | None = None) -> bytes:
-    row = (await session.execute(select(t.c.image, t.c.nid).where(t.c.id == request_id))).one_or_none()
+async def image(
+    session: AsyncSession, request_id: int, principal: Principal | None = None
+) -> bytes:
+    row = (
+        await session.execute(select(t.c.image, t.c.nid).where(t.c.id == request_id))
+    ).one_or_none()
     if row is None:
         raise NotFound(f"analysis request {request_id} does not exist", field="id")
     if principal is not None and principal.kind == "edge" and row.nid != principal.nid:
@@ -129,8 +171,10 @@ async def record_result(
     """Idempotent: the first result of a frame is kept, a repeat answers ``written: false``."""
     result = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     stmt = (
-        t.update().where(t.c.id == request_id, t.c.status != "done")
-        .values(status=body.status, result=result).returning(t.c.id)
+        t.update()
+        .where(t.c.id == request_id, t.c.status != "done")
+        .values(status=body.status, result=result)
+        .returning(t.c.id)
     )
     if (await session.execute(stmt)).scalar_one_or_none() is not None:
         return {"id": request_id, "status": body.status, "written": True}

@@ -12,6 +12,7 @@ When the database refuses a value in a batch (validation should have caught it; 
 the batch is split until the request holding it stands alone: that request gets 422, the others are
 committed as if it had never been there.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -149,7 +150,12 @@ class GroupCommitter:
                     continue
                 busy = slots.locked()
                 await slots.acquire()  # while every commit slot is busy, records keep accumulating
-                if window > 0 and not busy and not self._closing and self._pending_records < self.settings.group_commit_max_records:
+                if (
+                    window > 0
+                    and not busy
+                    and not self._closing
+                    and self._pending_records < self.settings.group_commit_max_records
+                ):
                     # Idle writer: let concurrent requests join this commit.
                     await asyncio.sleep(window)
                 task = asyncio.create_task(self._commit(self._take(), slots))
@@ -177,7 +183,10 @@ class GroupCommitter:
             reason = "connection" if isinstance(exc, CONNECTION_ERRORS) else type(exc).__name__
             self.metrics.commit_failures.labels(reason).inc()
             log.warning("group commit of %d records failed (%s): %s", len(records), reason, exc)
-            error = Unavailable("database unavailable, the records were not stored; retry later", headers=self._retry_after())
+            error = Unavailable(
+                "database unavailable, the records were not stored; retry later",
+                headers=self._retry_after(),
+            )
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(error)

@@ -7,6 +7,7 @@ It is the one path for our /detections and /batch (ingest/router.py only documen
 field's posts with form fields or a query string go on to the FastAPI routes of ingest/router.py,
 which answer with the same status codes and bodies.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,22 +81,33 @@ class IngestFastPath:
         return principal
 
     async def __call__(self, scope, receive, send):
-        route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        route = (
+            ROUTES.get(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
         if route is None:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        if route.legacy and (scope.get("query_string") or b"form" in headers.get(b"content-type", b"")):
+        if route.legacy and (
+            scope.get("query_string") or b"form" in headers.get(b"content-type", b"")
+        ):
             return await self.app(scope, receive, send)
         scope["route"] = route
         app = scope["app"]
         body = await _read_body(receive)
         status, payload, extra = await self._handle(app, route, headers, body)
-        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
         response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _handle(self, app, route: _Route, headers: dict, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    async def _handle(
+        self, app, route: _Route, headers: dict, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
         service: IngestService = app.state.ingest
         try:
             principal = self._identify(app.state, headers)
@@ -109,12 +121,24 @@ class IngestFastPath:
             if route.kind is None:  # /batch
                 return 200, orjson.dumps(await service.ingest_batch(principal, data)), {}
             record = await service.ingest_one(principal, route.kind, data, legacy=False)
-            answer = {"code": SUCCESS, "message": "success", "status": "stored", "nid": record.nid, "known": record.values["known"]}
+            answer = {
+                "code": SUCCESS,
+                "message": "success",
+                "status": "stored",
+                "nid": record.nid,
+                "known": record.values["known"],
+            }
             return 200, orjson.dumps(answer), {}
         except DomainError as exc:
             if route.legacy:
                 text = f"{exc.field}: {exc.message}" if exc.field else exc.message
-                return exc.status_code, orjson.dumps({"code": FIELD_CODES.get(exc.status_code, "1500"), "message": text}), exc.headers
+                return (
+                    exc.status_code,
+                    orjson.dumps(
+                        {"code": FIELD_CODES.get(exc.status_code, "1500"), "message": text}
+                    ),
+                    exc.headers,
+                )
             return exc.status_code, orjson.dumps({"error": exc.to_dict()}), exc.headers
         except Exception:
             log.exception("unhandled error on %s", route.path)

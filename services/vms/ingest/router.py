@@ -6,6 +6,7 @@ what it passes on: the field's posts with form fields or a query string. Our /de
 /batch are declared here for the OpenAPI document only. Bodies are parsed with orjson rather than
 by FastAPI's body models; the models document the bodies in the OpenAPI schema.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,9 @@ legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
 router = APIRouter(tags=["ingest"])
 
 _SUCCESS = b'{"code":"0000","message":"success"}'
-_ENVELOPE_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"example": {"code": "0000", "message": "success"}}}}}
+_ENVELOPE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": {"code": "0000", "message": "success"}}}}
+}
 
 
 def _service(request: Request) -> IngestService:
@@ -65,7 +68,9 @@ async def _legacy_body(request: Request) -> Any:
     responses=_ENVELOPE_DOC,
 )
 async def post_usage(request: Request) -> Response:
-    await _service(request).ingest_one(_principal(request), "usage", await _legacy_body(request), legacy=True)
+    await _service(request).ingest_one(
+        _principal(request), "usage", await _legacy_body(request), legacy=True
+    )
     return Response(_SUCCESS, media_type="application/json")
 
 
@@ -73,12 +78,14 @@ async def post_usage(request: Request) -> Response:
     "/save_edgeData",
     summary="Environment analysis result (the field's payload)",
     description="nid, date (yyyymmdd), time (hhmmss, in "
-        "VMS_FIELD_TIMEZONE), result (the class code).",
+    "VMS_FIELD_TIMEZONE), result (the class code).",
     openapi_extra=legacy_openapi_body(EnvironmentIn),
     responses=_ENVELOPE_DOC,
 )
 async def post_environment(request: Request) -> Response:
-    await _service(request).ingest_one(_principal(request), "environment", await _legacy_body(request), legacy=True)
+    await _service(request).ingest_one(
+        _principal(request), "environment", await _legacy_body(request), legacy=True
+    )
     return Response(_SUCCESS, media_type="application/json")
 
 

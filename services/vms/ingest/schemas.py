@@ -1,4 +1,5 @@
 """What edges post: the field's payloads (numbers may arrive as strings) and our own."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -32,21 +33,36 @@ def _aware(value: datetime) -> datetime:
 
 class _Payload(BaseModel):
     # Unknown keys are ignored: newer edge programs may send more than we store.
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="ignore", str_strip_whitespace=True, populate_by_name=True, coerce_numbers_to_str=True
+    )
 
 
 class UsageIn(_Payload):
     """POST /usage, every second from the monitoring program (the field's payload)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"code": "0000", "message": "success", "username": "edge-master-01-1129", "cpu": 23.5,
-         "memory": 41.2, "func": "SUNNY", "nid": "0x31"}
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "0000",
+                    "message": "success",
+                    "username": "edge-master-01-1129",
+                    "cpu": 23.5,
+                    "memory": 41.2,
+                    "func": "SUNNY",
+                    "nid": "0x31",
+                }
+            ]
+        }
+    )
 
     code: StrLike | None = Field(None, max_length=16, examples=["0000"])
     message: StrLike | None = Field(None, max_length=500, examples=["success"])
     username: StrLike | None = Field(None, max_length=100, examples=["edge-master-01-1129"])
-    cpu: Number = Field(ge=0, le=1000, description="CPU use in percent (may exceed 100 on several cores)")
+    cpu: Number = Field(
+        ge=0, le=1000, description="CPU use in percent (may exceed 100 on several cores)"
+    )
     memory: Number = Field(ge=0, le=100, description="memory use in percent")
     func: StrLike | None = Field(
         None,
@@ -66,14 +82,18 @@ class UsageIn(_Payload):
 class EnvironmentIn(_Payload):
     """POST /save_edgeData, every second from the environment (weather) AI."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"nid": "0x31", "date": "20261128", "time": "142503", "result": "2"}
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"nid": "0x31", "date": "20261128", "time": "142503", "result": "2"}]
+        }
+    )
 
     nid: StrLike = Field(min_length=1, max_length=32, examples=["0x01"])
     date: StrLike = Field(pattern=r"^[0-9]{8}$", description="yyyymmdd", examples=["20240808"])
     time: StrLike = Field(pattern=r"^[0-9]{6}$", description="hhmmss", examples=["142503"])
-    result: StrLike = Field(min_length=1, max_length=16, description="the class code the AI computed", examples=["2"])
+    result: StrLike = Field(
+        min_length=1, max_length=16, description="the class code the AI computed", examples=["2"]
+    )
 
     @field_validator("time", mode="before")
     @classmethod
@@ -100,14 +120,30 @@ class Detection(_Payload):
 class DetectionsIn(_Payload):
     """POST /detections, the YOLO worker's per-second summary."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"nid": "0x31", "ts": "2026-11-28T03:00:00.123Z", "model": "yolov8n",
-         "model_version": "01", "fps": 10, "frames": 10, "conf_threshold": 0.25,
-         "counts": {"person": 2},
-         "detections": [
-             {"class": "person", "class_id": 0, "confidence": 0.91, "box": [10, 20, 110, 220]}
-         ]}
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "nid": "0x31",
+                    "ts": "2026-11-28T03:00:00.123Z",
+                    "model": "yolov8n",
+                    "model_version": "01",
+                    "fps": 10,
+                    "frames": 10,
+                    "conf_threshold": 0.25,
+                    "counts": {"person": 2},
+                    "detections": [
+                        {
+                            "class": "person",
+                            "class_id": 0,
+                            "confidence": 0.91,
+                            "box": [10, 20, 110, 220],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     nid: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x01"])
     ts: datetime = Field(examples=["2026-11-22T03:00:00.123Z"])
@@ -131,7 +167,11 @@ class DetectionsIn(_Payload):
 
 
 Kind = Literal["usage", "environment", "detections"]
-PAYLOADS: dict[str, type[_Payload]] = {"usage": UsageIn, "environment": EnvironmentIn, "detections": DetectionsIn}
+PAYLOADS: dict[str, type[_Payload]] = {
+    "usage": UsageIn,
+    "environment": EnvironmentIn,
+    "detections": DetectionsIn,
+}
 
 
 class BatchRecordIn(BaseModel):
@@ -142,9 +182,17 @@ class BatchRecordIn(BaseModel):
 class BatchIn(BaseModel):
     """POST /batch: many records of any kind, for agents that buffered while offline."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"records": [{"kind": "usage", "data": {"nid": "0x31", "cpu": 20.1, "memory": 40.0}}]}
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {"kind": "usage", "data": {"nid": "0x31", "cpu": 20.1, "memory": 40.0}}
+                    ]
+                }
+            ]
+        }
+    )
 
     records: list[BatchRecordIn]
 

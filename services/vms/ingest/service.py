@@ -1,4 +1,5 @@
 """Ingest: validate a payload, decide which node it belongs to, hand it to the group commit."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,11 @@ def _prefixed(prefix: str, field: str | None) -> str:
 
 class IngestService:
     def __init__(
-        self, settings: VmsSettings, directory: NodeDirectory, committer: GroupCommitter, metrics: IngestMetrics
+        self,
+        settings: VmsSettings,
+        directory: NodeDirectory,
+        committer: GroupCommitter,
+        metrics: IngestMetrics,
     ):
         self.settings = settings
         self.directory = directory
@@ -53,11 +58,15 @@ class IngestService:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise Rejected(f"body is not valid JSON: {exc}", field="body", reason="bad_json") from exc
+            raise Rejected(
+                f"body is not valid JSON: {exc}", field="body", reason="bad_json"
+            ) from exc
 
     def validate(self, kind: str, data: Any, prefix: str = ""):
         if not isinstance(data, dict):
-            raise Rejected("must be a JSON object", field=_prefixed(prefix, "body"), reason="invalid")
+            raise Rejected(
+                "must be a JSON object", field=_prefixed(prefix, "body"), reason="invalid"
+            )
         try:
             return PAYLOADS[kind].model_validate(data)
         except ValidationError as exc:
@@ -70,7 +79,13 @@ class IngestService:
 
     # -- node identity -----------------------------------------------------------------------
     async def resolve_node(
-        self, principal: Principal, payload_nid: str | None, username: str | None, *, legacy: bool, prefix: str = ""
+        self,
+        principal: Principal,
+        payload_nid: str | None,
+        username: str | None,
+        *,
+        legacy: bool,
+        prefix: str = "",
     ) -> tuple[str, bool, bool]:
         """(nid, known, authenticated) of the record, or a 4xx."""
         if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
@@ -100,12 +115,21 @@ class IngestService:
             # A device login name (edge-master-01-1129) setup does not know: stored under the name
             # as reported, flagged unknown, for an operator to map; never refused.
             return username[:32], False, authenticated
-        raise Rejected("the node is unknown: send nid (or username) or use the edge's token",
-                       field=_prefixed(prefix, "nid"), reason="no_node")
+        raise Rejected(
+            "the node is unknown: send nid (or username) or use the edge's token",
+            field=_prefixed(prefix, "nid"),
+            reason="no_node",
+        )
 
-    def _unknown_policy(self, nid: str, known: bool, field: str, prefix: str, authenticated: bool) -> tuple[str, bool, bool]:
+    def _unknown_policy(
+        self, nid: str, known: bool, field: str, prefix: str, authenticated: bool
+    ) -> tuple[str, bool, bool]:
         if not known and self.settings.unknown_nodes == "reject":
-            raise Rejected(f"unknown node {nid!r}: not registered in setup", field=_prefixed(prefix, field), reason="unknown_node")
+            raise Rejected(
+                f"unknown node {nid!r}: not registered in setup",
+                field=_prefixed(prefix, field),
+                reason="unknown_node",
+            )
         return nid, known, authenticated
 
     # -- time ----------------------------------------------------------------------------------
@@ -145,15 +169,28 @@ class IngestService:
         try:
             day = datetime.strptime(d, "%Y%m%d")
         except ValueError:
-            raise Rejected(f"{d!r} is not a date (yyyymmdd)", field=_prefixed(prefix, "date"), reason="bad_time") from None
+            raise Rejected(
+                f"{d!r} is not a date (yyyymmdd)",
+                field=_prefixed(prefix, "date"),
+                reason="bad_time",
+            ) from None
         hh, mm, ss = int(t[0:2]), int(t[2:4]), int(t[4:6])
         if hh > 23 or mm > 59 or ss > 59:
-            raise Rejected(f"{t!r} is not a time (hhmmss)", field=_prefixed(prefix, "time"), reason="bad_time")
+            raise Rejected(
+                f"{t!r} is not a time (hhmmss)", field=_prefixed(prefix, "time"), reason="bad_time"
+            )
         return day.replace(hour=hh, minute=mm, second=ss, tzinfo=zone).astimezone(UTC)
 
     # -- records -------------------------------------------------------------------------------
     async def build(
-        self, principal: Principal, kind: str, data: Any, *, legacy: bool, prefix: str = "", now: datetime | None = None
+        self,
+        principal: Principal,
+        kind: str,
+        data: Any,
+        *,
+        legacy: bool,
+        prefix: str = "",
+        now: datetime | None = None,
     ) -> Record:
         payload = self.validate(kind, data, prefix)
         now = now or datetime.now(UTC)
@@ -163,16 +200,30 @@ class IngestService:
             return await self._environment(principal, payload, now, legacy, prefix)
         return await self._detections(principal, payload, now, prefix)
 
-    async def _usage(self, principal: Principal, p: UsageIn, now: datetime, legacy: bool, prefix: str) -> Record:
-        nid, known, auth = await self.resolve_node(principal, p.nid, p.username, legacy=legacy, prefix=prefix)
+    async def _usage(
+        self, principal: Principal, p: UsageIn, now: datetime, legacy: bool, prefix: str
+    ) -> Record:
+        nid, known, auth = await self.resolve_node(
+            principal, p.nid, p.username, legacy=legacy, prefix=prefix
+        )
         ts = p.ts or now
         self._check_ts(ts, now, "ts", prefix)
         row = (nid, ts, now, p.cpu, p.memory, p.func, p.username, p.code, p.message, auth, known)
-        values = {"known": known, "authenticated": auth, "cpu": p.cpu, "memory": p.memory, "func": p.func}
+        values = {
+            "known": known,
+            "authenticated": auth,
+            "cpu": p.cpu,
+            "memory": p.memory,
+            "func": p.func,
+        }
         return Record("usage", nid, ts, row, values)
 
-    async def _environment(self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str) -> Record:
-        nid, known, auth = await self.resolve_node(principal, p.nid, None, legacy=legacy, prefix=prefix)
+    async def _environment(
+        self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str
+    ) -> Record:
+        nid, known, auth = await self.resolve_node(
+            principal, p.nid, None, legacy=legacy, prefix=prefix
+        )
         zone, assumed = self.zone_for(nid)
         ts = self._field_ts(p, prefix, zone)
         self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
@@ -181,7 +232,9 @@ class IngestService:
         values = {"known": known, "authenticated": auth, "result": p.result, "condition": condition}
         return Record("environment", nid, ts, row, values)
 
-    async def _detections(self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str) -> Record:
+    async def _detections(
+        self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str
+    ) -> Record:
         if len(p.detections) > self.settings.detections_max_items:
             raise Rejected(
                 f"at most {self.settings.detections_max_items} detections per summary",
@@ -189,9 +242,12 @@ class IngestService:
                 reason="too_many",
             )
         self._check_ts(p.ts, now, "ts", prefix)
-        nid, known, auth = await self.resolve_node(principal, p.nid, None, legacy=False, prefix=prefix)
+        nid, known, auth = await self.resolve_node(
+            principal, p.nid, None, legacy=False, prefix=prefix
+        )
         boxes = [
-            {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box} for d in p.detections
+            {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box}
+            for d in p.detections
         ]
         inference = p.inference_ms or None
         summary = {
@@ -209,11 +265,25 @@ class IngestService:
             "analysed_by": p.analysed_by,
         }
         row = (
-            nid, p.ts, now, p.model, p.model_version, p.fps, p.frames,
-            inference.mean if inference else None, inference.p50 if inference else None,
-            inference.max if inference else None, p.conf_threshold,
-            p.counts, boxes,
-            len(boxes), p.below_threshold, p.frames_sent_up, summary["min_confidence"], auth, known,
+            nid,
+            p.ts,
+            now,
+            p.model,
+            p.model_version,
+            p.fps,
+            p.frames,
+            inference.mean if inference else None,
+            inference.p50 if inference else None,
+            inference.max if inference else None,
+            p.conf_threshold,
+            p.counts,
+            boxes,
+            len(boxes),
+            p.below_threshold,
+            p.frames_sent_up,
+            summary["min_confidence"],
+            auth,
+            known,
             p.analysed_by,
         )
         values = {
@@ -226,7 +296,9 @@ class IngestService:
         return Record("detections", nid, p.ts, row, values)
 
     # -- entry points --------------------------------------------------------------------------
-    async def ingest_one(self, principal: Principal, kind: str, data: Any, *, legacy: bool) -> Record:
+    async def ingest_one(
+        self, principal: Principal, kind: str, data: Any, *, legacy: bool
+    ) -> Record:
         if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
             raise Unauthorized()  # before the payload: a stranger learns nothing of it
         try:
@@ -241,11 +313,13 @@ class IngestService:
         if principal.kind == "anonymous":
             raise Unauthorized()
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            raise Rejected("expected {\"records\": [...]}", field="records", reason="invalid")
+            raise Rejected('expected {"records": [...]}', field="records", reason="invalid")
         items = body["records"]
         if len(items) > self.settings.batch_max_records:
             raise Rejected(
-                f"at most {self.settings.batch_max_records} records per batch", field="records", reason="too_many"
+                f"at most {self.settings.batch_max_records} records per batch",
+                field="records",
+                reason="too_many",
             )
         results: list[dict[str, Any]] = []
         good: list[Record] = []
@@ -258,14 +332,31 @@ class IngestService:
                 kind = item.get("kind")
                 if kind not in PAYLOADS:
                     raise Rejected(
-                        f"kind must be one of {', '.join(PAYLOADS)}", field=f"{prefix}.kind", reason="invalid"
+                        f"kind must be one of {', '.join(PAYLOADS)}",
+                        field=f"{prefix}.kind",
+                        reason="invalid",
                     )
-                good.append(await self.build(principal, kind, item.get("data"), legacy=False, prefix=f"{prefix}.data", now=now))
+                good.append(
+                    await self.build(
+                        principal,
+                        kind,
+                        item.get("data"),
+                        legacy=False,
+                        prefix=f"{prefix}.data",
+                        now=now,
+                    )
+                )
                 results.append({"index": index, "status": "stored"})
             except (Rejected, Forbidden) as exc:
                 self.metrics.rejects.labels(getattr(exc, "reason", "forbidden")).inc()
-                results.append({"index": index, "status": "rejected", "field": exc.field, "problem": exc.message})
+                results.append(
+                    {
+                        "index": index,
+                        "status": "rejected",
+                        "field": exc.field,
+                        "problem": exc.message,
+                    }
+                )
         if good:
             await self.committer.submit(good)
         return {"results": results, "stored": len(good), "rejected": len(results) - len(good)}
-

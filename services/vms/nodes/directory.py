@@ -7,6 +7,7 @@ token (checked against the pushed revocations) is the proof. When setup cannot b
 known values stay in use; before the first successful answer the condition map is
 DEFAULT_CONDITIONS.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,9 @@ class NodeDirectory:
             names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
             zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
         except (DomainError, AttributeError) as exc:
-            log.warning("node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc)
+            log.warning(
+                "node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc
+            )
             return False
         self.nids, self.names = nids, names
         self.time_zones = zones

@@ -15,6 +15,7 @@ Rules:
   With E the current average and samples x1..xk: E' = (1-a)^k E + sum a(1-a)^(k-i) x_i, so a batch
   carries ``decay`` = (1-a)^k and ``contrib`` = the sum; a node without E starts from x1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,7 +85,9 @@ class NodeBatch:
     low_confidence: Ewma | None = None
 
 
-def summarize(records: list[Record], *, ewma_alpha: float, low_confidence_alpha: float) -> dict[str, NodeBatch]:
+def summarize(
+    records: list[Record], *, ewma_alpha: float, low_confidence_alpha: float
+) -> dict[str, NodeBatch]:
     """Per node, what the batch brings (records of any kind, any order)."""
     nodes: dict[str, NodeBatch] = {}
     usage: dict[str, list[Record]] = {}

@@ -1,4 +1,5 @@
 """Read queries (SQLAlchemy session on the service's engine)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -46,16 +47,16 @@ def _iso(col: str) -> str:
 _ITEM_COLUMNS = f"""
     nid, known, authenticated, condition, condition_code, previous_condition,
     coalesce(streak, 0) AS streak,
-    {_iso('condition_since')} AS condition_since, {_iso('environment_at')} AS environment_at,
+    {_iso("condition_since")} AS condition_since, {_iso("environment_at")} AS environment_at,
     CASE WHEN usage_at IS NULL THEN NULL ELSE json_build_object(
-        'at', {_iso('usage_at')}, 'cpu', cpu, 'memory', memory, 'func', func,
+        'at', {_iso("usage_at")}, 'cpu', cpu, 'memory', memory, 'func', func,
         'cpu_avg', cpu_avg, 'memory_avg', memory_avg) END AS usage,
     CASE WHEN detections_at IS NULL THEN NULL ELSE (
-        jsonb_build_object('at', {_iso('detections_at')})
+        jsonb_build_object('at', {_iso("detections_at")})
         || CASE WHEN jsonb_typeof(detections) = 'object' THEN detections ELSE '{{}}'::jsonb END
         || jsonb_build_object('low_confidence_share', low_confidence_share))::json
         END AS detections,
-    {_iso('last_seen')} AS last_seen,
+    {_iso("last_seen")} AS last_seen,
     last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s) AS stale"""
 
 # Registered nodes that never reported: known, stale, no data.
@@ -96,11 +97,11 @@ async def node_states_json(
         )
         params["silent"] = silent
     sql = f"""
-        WITH rows AS ({' UNION ALL '.join(parts)})
+        WITH rows AS ({" UNION ALL ".join(parts)})
         SELECT coalesce(
                    (SELECT json_agg(r ORDER BY r.nid COLLATE "C") FROM rows AS r), '[]'::json
                )::text AS items,
-               {_iso('now()')} AS generated_at"""
+               {_iso("now()")} AS generated_at"""
     row = (await session.execute(text(sql), params)).one()
     return row.items, row.generated_at
 
@@ -108,12 +109,18 @@ async def node_states_json(
 async def series(
     session: AsyncSession, kind: str, nid: str, start: datetime, end: datetime, step: timedelta
 ) -> list[dict[str, Any]]:
-    rows = await session.execute(text(SERIES_SQL[kind]), {"nid": nid, "start": start, "end": end, "step": step})
+    rows = await session.execute(
+        text(SERIES_SQL[kind]), {"nid": nid, "start": start, "end": end, "step": step}
+    )
     return [dict(r._mapping) for r in rows]
 
 
 def _detection_filters(
-    nid: str | None, cls: str | None, confidence_below: float | None, start: datetime | None, end: datetime | None
+    nid: str | None,
+    cls: str | None,
+    confidence_below: float | None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> tuple[str, dict[str, Any]]:
     where = ["true"]
     params: dict[str, Any] = {}
@@ -137,7 +144,7 @@ def _detection_filters(
     elif cls is not None:
         where.append(
             "(counts ? CAST(:cls AS text) OR "
-                "jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
+            "jsonb_path_exists(detections, '$[*] ? (@.class == $c)', "
             "jsonb_build_object('c', CAST(:cls AS text))))"
         )
         params["cls"] = cls
@@ -159,7 +166,9 @@ async def detections(
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     where, params = _detection_filters(nid, cls, confidence_below, start, end)
-    total = (await session.execute(text(f"SELECT count(*) FROM vms.detections WHERE {where}"), params)).scalar_one()
+    total = (
+        await session.execute(text(f"SELECT count(*) FROM vms.detections WHERE {where}"), params)
+    ).scalar_one()
     rows = await session.execute(
         text(
             f"""SELECT id, nid, ts, received_at, model, model_version, fps, frames,
@@ -172,5 +181,3 @@ async def detections(
         {**params, "limit": limit, "offset": offset},
     )
     return [dict(r._mapping) for r in rows], total
-
-

@@ -1,4 +1,5 @@
 """Read routes (ReaderAuth: any valid token, or none where EDGE_OPEN_READS=true)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -24,12 +25,16 @@ async def nodes_state(
     session: SessionDep,
     _: ReaderAuth,
     nids: Annotated[str | None, Query(description="comma list of node ids; default all")] = None,
-    include_silent: Annotated[bool, Query(description="also list registered nodes that never reported")] = True,
+    include_silent: Annotated[
+        bool, Query(description="also list registered nodes that never reported")
+    ] = True,
     since: Annotated[
         datetime | None,
-        Query(description="ISO 8601 time with zone (an earlier answer's "
+        Query(
+            description="ISO 8601 time with zone (an earlier answer's "
             "generated_at minus a few seconds): "
-                          "only nodes whose state changed after it"),
+            "only nodes whose state changed after it"
+        ),
     ] = None,
 ) -> Response:
     wanted = [n.strip() for n in nids.split(",") if n.strip()] if nids else None
@@ -57,13 +62,25 @@ async def list_detections(
     session: SessionDep,
     _: ReaderAuth,
     nid: str | None = None,
-    class_: Annotated[str | None, Query(alias="class", description="a class name, e.g. person")] = None,
-    confidence_below: Annotated[float | None, Query(ge=0, le=1, description="a detection (of that class) under this confidence")] = None,
+    class_: Annotated[
+        str | None, Query(alias="class", description="a class name, e.g. person")
+    ] = None,
+    confidence_below: Annotated[
+        float | None,
+        Query(ge=0, le=1, description="a detection (of that class) under this confidence"),
+    ] = None,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     return await _service(request).detections(
-        session, nid=nid, cls=class_, confidence_below=confidence_below, start=start, end=end, limit=limit, offset=offset
+        session,
+        nid=nid,
+        cls=class_,
+        confidence_below=confidence_below,
+        start=start,
+        end=end,
+        limit=limit,
+        offset=offset,
     )

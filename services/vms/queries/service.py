@@ -1,4 +1,5 @@
 """Query logic: the fleet's current state, a node's downsampled series, detections with filters."""
+
 from __future__ import annotations
 
 import re
@@ -40,7 +41,11 @@ class QueryService:
         self.directory = directory
 
     async def fleet_state(
-        self, session: AsyncSession, nids: list[str] | None, include_silent: bool, since: datetime | None = None
+        self,
+        session: AsyncSession,
+        nids: list[str] | None,
+        include_silent: bool,
+        since: datetime | None = None,
     ) -> bytes:
         """GET /nodes/state as JSON bytes: the items are built by Postgres and passed through (at
         100,000 nodes, rows -> dicts -> JSON in Python cost seconds).
@@ -54,17 +59,29 @@ class QueryService:
             wanted = self.directory.nids if nids is None else self.directory.nids & set(nids)
             silent = sorted(wanted) or None
         items, generated_at = await repository.node_states_json(
-            session, nids=nids, silent=silent, since=since, stale_after_s=self.settings.stale_after_s
+            session,
+            nids=nids,
+            silent=silent,
+            since=since,
+            stale_after_s=self.settings.stale_after_s,
         )
-        tail = orjson.dumps({
-            "generated_at": generated_at,
-            "stale_after_s": self.settings.stale_after_s,
-            "conditions": self.directory.conditions,
-        })
+        tail = orjson.dumps(
+            {
+                "generated_at": generated_at,
+                "stale_after_s": self.settings.stale_after_s,
+                "conditions": self.directory.conditions,
+            }
+        )
         return b'{"items":' + items.encode() + b"," + tail[1:]
 
     async def series(
-        self, session: AsyncSession, nid: str, kind: str, start: datetime | None, end: datetime | None, step: str
+        self,
+        session: AsyncSession,
+        nid: str,
+        kind: str,
+        start: datetime | None,
+        end: datetime | None,
+        step: str,
     ) -> dict[str, Any]:
         end = _aware(end) or datetime.now(UTC)
         start = _aware(start) or end - timedelta(hours=1)
@@ -75,7 +92,8 @@ class QueryService:
         if points > self.settings.max_series_points:
             raise Invalid(
                 f"{int(points)} points: more than "
-                    f"{self.settings.max_series_points}; use a larger step", field="step"
+                f"{self.settings.max_series_points}; use a larger step",
+                field="step",
             )
         rows = await repository.series(session, kind, nid, start, end, delta)
         for row in rows:

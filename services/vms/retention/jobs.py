@@ -1,4 +1,5 @@
 """Scheduled storage maintenance: partitions ahead of time, retention by dropping old partitions."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,12 @@ async def maintain_partitions(pool: asyncpg.Pool, settings: VmsSettings) -> list
     dropped."""
     today = datetime.now(UTC).date()
     async with pool.acquire() as conn:
-        await partitions.ensure_days(conn, [today + timedelta(days=i) for i in range(settings.partitions_ahead_days + 1)])
-        return await partitions.drop_older_than(conn, today - timedelta(days=settings.retention_days))
+        await partitions.ensure_days(
+            conn, [today + timedelta(days=i) for i in range(settings.partitions_ahead_days + 1)]
+        )
+        return await partitions.drop_older_than(
+            conn, today - timedelta(days=settings.retention_days)
+        )
 
 
 async def run_maintenance(pool: asyncpg.Pool, settings: VmsSettings) -> None:

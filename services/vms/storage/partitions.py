@@ -1,5 +1,6 @@
 """Daily partitions of the observation tables: create ahead, create on demand, drop past
 retention."""
+
 from __future__ import annotations
 
 import logging

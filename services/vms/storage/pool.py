@@ -1,4 +1,5 @@
 """The ingest path's own asyncpg pool (SQLAlchemy stays for reads; Alembic owns the schema)."""
+
 from __future__ import annotations
 
 import asyncpg

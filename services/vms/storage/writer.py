@@ -7,6 +7,7 @@ Larger batches COPY the observations and run the upsert in one transaction. The 
 summary (nodes.state), which keeps several concurrent writers correct. Rows are proposed in nid
 order so that concurrent writers lock them in the same order (no deadlocks).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,34 +21,103 @@ from services.vms.settings import VmsSettings
 from shared.contracts.events import Event, EventType
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "usage": ("nid", "ts", "received_at", "cpu", "memory", "func", "username", "code", "message", "authenticated", "known"),
+    "usage": (
+        "nid",
+        "ts",
+        "received_at",
+        "cpu",
+        "memory",
+        "func",
+        "username",
+        "code",
+        "message",
+        "authenticated",
+        "known",
+    ),
     "environment": ("nid", "ts", "received_at", "result", "condition", "authenticated", "known"),
     "detections": (
-        "nid", "ts", "received_at", "model", "model_version", "fps", "frames",
-        "inference_mean_ms", "inference_p50_ms", "inference_max_ms", "conf_threshold",
-        "counts", "detections", "detected", "below_threshold", "frames_sent_up", "min_confidence",
-        "authenticated", "known", "analysed_by",
+        "nid",
+        "ts",
+        "received_at",
+        "model",
+        "model_version",
+        "fps",
+        "frames",
+        "inference_mean_ms",
+        "inference_p50_ms",
+        "inference_max_ms",
+        "conf_threshold",
+        "counts",
+        "detections",
+        "detected",
+        "below_threshold",
+        "frames_sent_up",
+        "min_confidence",
+        "authenticated",
+        "known",
+        "analysed_by",
     ),
 }
 TYPES: dict[str, tuple[str, ...]] = {
-    "usage": ("text", "timestamptz", "timestamptz", "float8", "float8", "text", "text", "text", "text", "bool", "bool"),
+    "usage": (
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "float8",
+        "float8",
+        "text",
+        "text",
+        "text",
+        "text",
+        "bool",
+        "bool",
+    ),
     "environment": ("text", "timestamptz", "timestamptz", "text", "text", "bool", "bool"),
     "detections": (
-        "text", "timestamptz", "timestamptz", "text", "text", "float8", "int4",
-        "float8", "float8", "float8", "float8",
-        "jsonb", "jsonb", "int4", "int4", "int4", "float8",
-        "bool", "bool", "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "text",
+        "text",
+        "float8",
+        "int4",
+        "float8",
+        "float8",
+        "float8",
+        "float8",
+        "jsonb",
+        "jsonb",
+        "int4",
+        "int4",
+        "int4",
+        "float8",
+        "bool",
+        "bool",
+        "text",
     ),
 }
 # The proposed node_state row: the state of a node seen for the first time, and the batch's
 # summary for a node that has a row already.
 STATE_COLUMNS = (
-    ("nid", "text"), ("known", "bool"), ("authenticated", "bool"), ("last_seen", "timestamptz"),
-    ("usage_at", "timestamptz"), ("cpu", "float8"), ("memory", "float8"), ("func", "text"),
-    ("cpu_avg", "float8"), ("memory_avg", "float8"),
-    ("environment_at", "timestamptz"), ("condition", "text"), ("condition_code", "text"), ("streak", "int4"),
-    ("condition_since", "timestamptz"), ("previous_condition", "text"),
-    ("detections_at", "timestamptz"), ("detections", "jsonb"), ("low_confidence_share", "float8"),
+    ("nid", "text"),
+    ("known", "bool"),
+    ("authenticated", "bool"),
+    ("last_seen", "timestamptz"),
+    ("usage_at", "timestamptz"),
+    ("cpu", "float8"),
+    ("memory", "float8"),
+    ("func", "text"),
+    ("cpu_avg", "float8"),
+    ("memory_avg", "float8"),
+    ("environment_at", "timestamptz"),
+    ("condition", "text"),
+    ("condition_code", "text"),
+    ("streak", "int4"),
+    ("condition_since", "timestamptz"),
+    ("previous_condition", "text"),
+    ("detections_at", "timestamptz"),
+    ("detections", "jsonb"),
+    ("low_confidence_share", "float8"),
     ("batch_aux", "jsonb"),
 )
 
@@ -60,17 +130,20 @@ def _build_sql(with_observations: bool) -> str:
         # per column, and parsed once (jsonb) by Postgres.
         cols = ", ".join(COLUMNS[kind])
         casts = ", ".join(
-            f"(e->{i})::jsonb" if t == "jsonb" else f"(e->>{i})::{t}" for i, t in enumerate(TYPES[kind])
+            f"(e->{i})::jsonb" if t == "jsonb" else f"(e->>{i})::{t}"
+            for i, t in enumerate(TYPES[kind])
         )
         parts.append(
             f"ins_{kind} AS (INSERT INTO vms.{kind} ({cols}) SELECT {casts} "
-                f"FROM jsonb_array_elements(${next(params)}::jsonb) AS e)"
+            f"FROM jsonb_array_elements(${next(params)}::jsonb) AS e)"
         )
     state_cols = ", ".join(c for c, _ in STATE_COLUMNS)
     state_arrays = ", ".join(f"${next(params)}::{t}[]" for _, t in STATE_COLUMNS)
     threshold = f"${next(params)}::float8"
     aux = "(excluded.batch_aux->>'{}')::float8"
-    usage_new = "excluded.usage_at IS NOT NULL AND (n.usage_at IS NULL OR excluded.usage_at >= n.usage_at)"
+    usage_new = (
+        "excluded.usage_at IS NOT NULL AND (n.usage_at IS NULL OR excluded.usage_at >= n.usage_at)"
+    )
     env_new = (
         "excluded.environment_at IS NOT NULL AND (n.environment_at "
         "IS NULL OR excluded.environment_at > n.environment_at)"
@@ -91,7 +164,7 @@ def _build_sql(with_observations: bool) -> str:
     def avg(col: str, cond: str, name: str) -> str:
         return (
             f"{col} = CASE WHEN NOT ({cond}) OR excluded.{col} IS NULL "
-                f"THEN n.{col} WHEN n.{col} IS NULL THEN excluded.{col} "
+            f"THEN n.{col} WHEN n.{col} IS NULL THEN excluded.{col} "
             f"ELSE n.{col} * {aux.format(name + '_decay')} + {aux.format(name + '_contrib')} END"
         )
 
@@ -111,32 +184,33 @@ def _build_sql(with_observations: bool) -> str:
         keep_unless(cond_new, "condition"),
         keep_unless(cond_new, "condition_code"),
         f"streak = CASE WHEN NOT {cond_new} THEN n.streak WHEN {same_run} "
-            "THEN n.streak + excluded.streak ELSE excluded.streak END",
+        "THEN n.streak + excluded.streak ELSE excluded.streak END",
         f"condition_since = CASE WHEN NOT {cond_new} OR {same_run} "
-            "THEN n.condition_since ELSE excluded.condition_since END",
+        "THEN n.condition_since ELSE excluded.condition_since END",
         f"previous_condition = CASE WHEN NOT {cond_new} OR {same_run} THEN n.previous_condition "
         "WHEN (excluded.batch_aux->>'all_same')::bool THEN "
-            "n.condition ELSE excluded.previous_condition END",
+        "n.condition ELSE excluded.previous_condition END",
         f"condition_changed_at = CASE WHEN {cond_new} AND NOT "
-            f"{same_run} THEN now() ELSE n.condition_changed_at END",
+        f"{same_run} THEN now() ELSE n.condition_changed_at END",
         keep_unless(det_new, "detections_at"),
         keep_unless(det_new, "detections"),
         avg("low_confidence_share", det_new, "lc"),
     ]
     upsert = (
         "state AS (INSERT INTO vms.node_state AS n "
-            f"({state_cols}, updated_at, condition_changed_at) "
+        f"({state_cols}, updated_at, condition_changed_at) "
         f"SELECT s.*, now(), CASE WHEN s.condition IS NOT NULL THEN now() END "
         f"FROM unnest({state_arrays}) AS s({state_cols}) ORDER BY s.nid "
         f"ON CONFLICT (nid) DO UPDATE SET {', '.join(sets)} "
         "RETURNING n.nid, n.condition, n.previous_condition, "
-            "n.condition_since, n.low_confidence_share, "
+        "n.condition_since, n.low_confidence_share, "
         "n.condition_changed_at = now() AS changed)"
     )
     return (
-        "WITH " + ", ".join([*parts, upsert])
+        "WITH "
+        + ", ".join([*parts, upsert])
         + f" SELECT * FROM state WHERE changed OR ({threshold} "
-            f"> 0 AND low_confidence_share >= {threshold})"
+        f"> 0 AND low_confidence_share >= {threshold})"
     )
 
 
@@ -149,7 +223,11 @@ COPY_FROM_RECORDS = 256
 
 def _aux(node: NodeBatch) -> str:
     aux: dict[str, Any] = {"all_same": node.all_same}
-    for name, e in (("cpu", node.cpu_avg), ("memory", node.memory_avg), ("lc", node.low_confidence)):
+    for name, e in (
+        ("cpu", node.cpu_avg),
+        ("memory", node.memory_avg),
+        ("lc", node.low_confidence),
+    ):
         if e is not None:
             aux[f"{name}_decay"], aux[f"{name}_contrib"] = e.decay, e.contrib
     return orjson.dumps(aux).decode()
@@ -159,15 +237,30 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
     rows = []
     for nid in sorted(nodes):
         n = nodes[nid]
-        rows.append((
-            n.nid, n.known, n.authenticated, now,
-            n.usage_at, n.cpu, n.memory, n.func,
-            n.cpu_avg.fresh if n.cpu_avg else None, n.memory_avg.fresh if n.memory_avg else None,
-            n.environment_at, n.condition, n.condition_code, n.run, n.run_since, n.previous,
-            n.detections_at, orjson.dumps(n.detections).decode() if n.detections is not None else None,
-            n.low_confidence.fresh if n.low_confidence else None,
-            _aux(n),
-        ))
+        rows.append(
+            (
+                n.nid,
+                n.known,
+                n.authenticated,
+                now,
+                n.usage_at,
+                n.cpu,
+                n.memory,
+                n.func,
+                n.cpu_avg.fresh if n.cpu_avg else None,
+                n.memory_avg.fresh if n.memory_avg else None,
+                n.environment_at,
+                n.condition,
+                n.condition_code,
+                n.run,
+                n.run_since,
+                n.previous,
+                n.detections_at,
+                orjson.dumps(n.detections).decode() if n.detections is not None else None,
+                n.low_confidence.fresh if n.low_confidence else None,
+                _aux(n),
+            )
+        )
     return [list(column) for column in zip(*rows, strict=True)]
 
 
@@ -190,7 +283,9 @@ async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
             rows[r.kind].append(r.row)
     for kind, kind_rows in rows.items():
         if kind_rows:
-            await conn.copy_records_to_table(kind, records=kind_rows, columns=COLUMNS[kind], schema_name="vms")
+            await conn.copy_records_to_table(
+                kind, records=kind_rows, columns=COLUMNS[kind], schema_name="vms"
+            )
 
 
 async def write_batch(
@@ -201,10 +296,14 @@ async def write_batch(
     Small batches: one statement (one round trip, its own transaction). Large ones: COPY and the
     state upsert in one explicit transaction.
     """
-    nodes = summarize(records, ewma_alpha=settings.ewma_alpha, low_confidence_alpha=settings.low_confidence_alpha)
+    nodes = summarize(
+        records, ewma_alpha=settings.ewma_alpha, low_confidence_alpha=settings.low_confidence_alpha
+    )
     threshold = settings.low_confidence_share
     if len(records) < COPY_FROM_RECORDS:
-        rows = await conn.fetch(WRITE_SQL, *_observation_rows(records), *_state_arrays(nodes, now), threshold)
+        rows = await conn.fetch(
+            WRITE_SQL, *_observation_rows(records), *_state_arrays(nodes, now), threshold
+        )
     else:
         async with conn.transaction():
             await _copy(conn, records)
