@@ -28,6 +28,7 @@ def _register_optional() -> None:
         "up_cmd",
         "settings_cmd",
         "analysis_cmd",
+        "ops_cmd",
     ):
         try:
             mod = importlib.import_module(f"edgectl.{module}")
