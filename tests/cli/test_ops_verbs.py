@@ -145,3 +145,20 @@ def test_decisions_list_explain_and_nodes_state(stack, seeded):
     assert "NID" in state and "CONDITION" in state and edge["nid"] in state
     nodes = json.loads(ok(cli(stack, "nodes", "state", "--json")))
     assert edge["nid"] in [n["nid"] for n in nodes["items"]]
+
+
+def test_wrong_token_is_one_line_with_the_service_message(stack, seeded):
+    env = service_env(
+        "postgresql+asyncpg://unused/unused",
+        EDGE_SETUP_URL=stack["setup"],
+        EDGE_OPTIMIZER_URL=stack["optimizer"],
+        EDGE_VMS_URL=stack["vms"],
+        EDGE_OPERATOR_TOKEN="not-the-token-0123456789",
+    )
+    for args in (("edges", "list"), ("decisions", "list"), ("nodes", "state")):
+        out = subprocess.run(
+            edgectl(*args), env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 1 and len(lines) == 1, out.stderr
+        assert "answered 401" in lines[0] and "Traceback" not in out.stderr, lines
