@@ -40,7 +40,7 @@ def platform(db, tmp_path):
         ),
     )
     try:
-        yield urls
+        yield {**urls, "setup_process": setup}
     finally:
         master.stop()
         setup.stop()
@@ -176,6 +176,13 @@ def test_an_edge_token_fetches_only_the_packages_deployed_on_its_edge(platform):
         assert master.post("/reconcile?wait=true", headers=SERVICE).json()["state"] == "ok"
         assert master.get(url, headers=tokens["0x01"]).status_code == 403
         assert master.get(url, headers=tokens["0x02"]).status_code == 200
+
+        # The view of the last pass answers without asking setup: with setup stopped, 0x02's
+        # package is still served; 0x01's would need a fresh read, and is not served.
+        platform["setup_process"].stop()
+        assert master.get(url, headers=tokens["0x02"]).status_code == 200
+        r = master.get(url, headers=tokens["0x01"])
+        assert r.status_code == 503, (r.status_code, r.text)
     finally:
         setup.close()
         master.close()
