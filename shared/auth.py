@@ -101,6 +101,10 @@ EDGE_READS: dict[tuple[str, str], str | None] = {
     ("analysis", "/videos/{video_id}/annotated"): None,
 }
 
+# Routes an edge calls for itself whose handler checks the object is the edge's own (documented
+# as "own"): a package archive only of an AI deployed on the edge (services.master.artifacts).
+EDGE_OWN_CHECKED: frozenset[tuple[str, str]] = frozenset({("master", "/artifacts/{digest}")})
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -310,6 +314,8 @@ def route_rule(service: str, method: str, path: str, dependant: Any) -> dict[str
     if rule == "read" and (service, path) in EDGE_READS:
         own = EDGE_READS[(service, path)]
         edge = f"own:{own}" if own else "own"
+    if edge is True and (service, path) in EDGE_OWN_CHECKED:
+        edge = "own"
     return {
         "rule": rule,
         "operator": rule not in ("service", "edge-or-service", "edge"),

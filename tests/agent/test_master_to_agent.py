@@ -40,7 +40,7 @@ def platform(db, tmp_path):
         ),
     )
     try:
-        yield urls
+        yield {**urls, "setup_process": setup}
     finally:
         master.stop()
         setup.stop()
@@ -120,5 +120,69 @@ def test_the_workload_runs_with_the_edges_own_token_handed_over_by_its_agent(tmp
     finally:
         agent.close()
         kill_leftovers(agent.workdir)
+        setup.close()
+        master.close()
+
+
+def test_an_edge_token_fetches_only_the_packages_deployed_on_its_edge(platform):
+    """Issue 16 item 7: an edge reads only its own. Edge 0x01's token may not fetch the package
+    of an AI deployed only on 0x02; a deployment made since the last reconcile pass is
+    fetchable at once; a removed one no longer after the next pass."""
+    setup = httpx.Client(base_url=platform["setup"], headers=OPERATOR, timeout=30)
+    master = httpx.Client(base_url=platform["master"], timeout=120)
+    try:
+        cluster = setup.post("/clusters", json={"name": "lan", "runtime": "agent"}).json()
+        edges, tokens = {}, {}
+        for nid in ("0x01", "0x02"):
+            r = setup.post(
+                "/edges",
+                json={
+                    "name": f"edge-{nid}",
+                    "nid": nid,
+                    "cluster_id": cluster["id"],
+                    "agent_url": f"http://127.0.0.1:{free_port()}",  # no agent: unreachable
+                },
+            )
+            assert r.status_code == 201, r.text
+            edges[nid], tokens[nid] = r.json(), {"Authorization": f"Bearer {r.json()['token']}"}
+        r = master.post(
+            "/ai-packages?filename=monitoring&version=01&ai_class=01",
+            content=targz(package_files()),
+            headers={**OPERATOR, "Content-Type": "application/gzip"},
+        )
+        assert r.status_code == 202, r.text
+        ai = master.post(
+            f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE
+        ).json()["ai"]
+        assert ai["status"] == "ready", ai
+        url = f"/artifacts/{ai['package_digest']}"
+        r = setup.post("/deployments", json={"edge_id": edges["0x02"]["id"], "ai_id": ai["id"]})
+        assert r.status_code == 201, r.text
+        assert master.post("/reconcile?wait=true", headers=SERVICE).json()["state"] == "ok"
+
+        assert master.get(url, headers=tokens["0x02"]).status_code == 200
+        r = master.get(url, headers=tokens["0x01"])
+        assert r.status_code == 403, r.headers  # was 200: any edge token fetched any package
+        assert r.json()["error"]["field"] == "digest", r.json()
+        assert master.get(url, headers=SERVICE).status_code == 200  # the services' shared token
+
+        # Deployed on 0x01 now, no pass since: the master reads setup once more and serves it.
+        r = setup.post("/deployments", json={"edge_id": edges["0x01"]["id"], "ai_id": ai["id"]})
+        assert r.status_code == 201, r.text
+        assert master.get(url, headers=tokens["0x01"]).status_code == 200
+
+        # Removed from 0x01: refused again after the next pass.
+        assert setup.delete(f"/deployments/{r.json()['id']}").status_code in (200, 202, 204)
+        assert master.post("/reconcile?wait=true", headers=SERVICE).json()["state"] == "ok"
+        assert master.get(url, headers=tokens["0x01"]).status_code == 403
+        assert master.get(url, headers=tokens["0x02"]).status_code == 200
+
+        # The view of the last pass answers without asking setup: with setup stopped, 0x02's
+        # package is still served; 0x01's would need a fresh read, and is not served.
+        platform["setup_process"].stop()
+        assert master.get(url, headers=tokens["0x02"]).status_code == 200
+        r = master.get(url, headers=tokens["0x01"])
+        assert r.status_code == 503, (r.status_code, r.text)
+    finally:
         setup.close()
         master.close()

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.master.artifacts.access import ArtifactAccess
 from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
 from services.master.drivers.base import (
@@ -134,6 +135,8 @@ class Reconciler:
         self.last: dict[str, Any] = {"state": "never run"}
         self._workload_tokens = WorkloadTokens(ctx.setup)
         self._workload_tokens = WorkloadTokens(ctx.setup)
+        # Which archives each edge may fetch (GET /artifacts), refreshed by every pass.
+        self.artifact_access = ArtifactAccess(ctx.setup)
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -189,6 +192,7 @@ class Reconciler:
     async def _pass(self) -> dict[str, Any]:
         ctx = self.ctx
         snapshot = await ctx.setup.snapshot()
+        self.artifact_access.remember(snapshot)  # before apply: the agents fetch what it names
         self._restart_stalled_builds(snapshot)
         clusters = {c.id: c for c in await ctx.setup.clusters()}
         runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
