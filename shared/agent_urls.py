@@ -14,14 +14,28 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A CIDR network, or a class of addresses by name: "loopback" or "private" (the private and
+# unique-local ranges, as Python's ``ipaddress`` knows them).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network | str
+ADDRESS_CLASSES = ("loopback", "private")
 
 
 def parse_networks(text: str) -> list[Network]:
-    return [
-        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
-    ]
+    out: list[Network] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        out.append(part if part in ADDRESS_CLASSES else ipaddress.ip_network(part, strict=False))
+    return out
+
+
+def _in(address: Address, network: Network) -> bool:
+    if network == "loopback":
+        return address.is_loopback
+    if network == "private":
+        return address.is_private
+    return not isinstance(network, str) and address in network
 
 
 def address_allowed(address: Address, networks: list[Network]) -> bool:
@@ -38,7 +52,7 @@ def address_allowed(address: Address, networks: list[Network]) -> bool:
         "255.255.255.255"
     ):
         return False
-    return any(address in network for network in networks)
+    return any(_in(address, network) for network in networks)
 
 
 def check_agent_url(url: str, networks: list[Network]) -> str:

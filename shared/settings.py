@@ -21,9 +21,7 @@ SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
 # Networks an agent_url may point to unless EDGE_AGENT_ALLOWED_NETWORKS says otherwise: loopback
 # and the private ranges. Link-local (169.254/16, fe80::/10, cloud metadata), multicast and the
 # unspecified address are refused whatever this says.
-DEFAULT_AGENT_NETWORKS = (
-    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
-)
+DEFAULT_AGENT_NETWORKS = "loopback,private"
 
 
 def _fixed(name: str) -> AliasChoices:
@@ -102,7 +100,7 @@ class ServiceSettings(BaseSettings):
     agent_allowed_networks: str = Field(
         DEFAULT_AGENT_NETWORKS,
         validation_alias=_fixed("EDGE_AGENT_ALLOWED_NETWORKS"),
-        description="comma list of networks (CIDR) an agent_url may resolve to",
+        description="comma list an agent_url may resolve to: CIDR networks, or loopback, private",
     )
     agent_key_secret: SecretStr | None = Field(
         None,

@@ -116,7 +116,7 @@ def _check_url(url: str, where: str) -> str:
 
 
 def _split_vms_url(value: str) -> tuple[str, str, int | None]:
-    """The field's VMS_URL: ``10.0.0.14``, ``10.0.0.14:6432`` or ``http(s)://host[:port][/]``."""
+    """The field's VMS_URL: ``vms.lan``, ``vms.lan:6432`` or ``http(s)://host[:port][/]``."""
     parts = urlsplit(value if "://" in value else f"http://{value}")
     try:
         port = parts.port

@@ -242,8 +242,9 @@ async def test_the_agent_refuses_a_master_its_ca_did_not_sign(tmp_path, pki):
 
 async def test_the_master_calls_agents_only_at_allowed_addresses():
     driver = AgentDriver(key_for=lambda e: AGENT_KEY, timeout_s=2)
+    # Only a documentation range allowed (nothing is sent there): loopback is refused.
     lan_only = AgentDriver(
-        key_for=lambda e: AGENT_KEY, timeout_s=2, allowed_networks=parse_networks("10.0.0.0/8")
+        key_for=lambda e: AGENT_KEY, timeout_s=2, allowed_networks=parse_networks("192.0.2.0/24")
     )
     try:
         for url in (

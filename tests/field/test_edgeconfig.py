@@ -14,12 +14,12 @@ from shared.contracts.master import ClusterRecord
 from tests.helpers.env import free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
 
-# The spec's edgeconfig.xml, as written.
+# The spec's edgeconfig.xml, its placeholder address replaced by a loopback one.
 FIELD_EDGECONFIG = textwrap.dedent(
     """\
     <Configuration>
         <vms>
-            <IP>10.0.0.14</IP>
+            <IP>127.0.0.14</IP>
             <Port>6432</Port>
             <Path>usage</Path>
         </vms>
@@ -87,7 +87,7 @@ def test_each_program_gets_the_vms_path_it_posts_to(tmp_path):
         snapshot,
         {7: ClusterRecord(id=7, name="c", runtime="agent")},
         {10: manifest, 11: manifest},
-        vms=("10.0.0.14", 6432),
+        vms=("127.0.0.14", 6432),
         vms_path="usage",
         token_for=lambda nid, runtime: None,
     )
@@ -98,8 +98,8 @@ def test_each_program_gets_the_vms_path_it_posts_to(tmp_path):
         )
         paths[workload.ai.filename] = (config.vms_url, config.vms_path)
     assert paths == {
-        "weatherai": ("http://10.0.0.14:6432", "save_edgeData"),
-        "monitoring": ("http://10.0.0.14:6432", "usage"),
+        "weatherai": ("http://127.0.0.14:6432", "save_edgeData"),
+        "monitoring": ("http://127.0.0.14:6432", "usage"),
     }
 
 
@@ -107,7 +107,7 @@ def test_the_fields_configmap_names_reach_the_edge_programs(tmp_path):
     """Item 11: VMS_URL / VMS_PORT, the names of the field's ConfigMap, are read by the programs."""
     assert (
         load_config(written(tmp_path, "edgeconfig.xml", FIELD_EDGECONFIG), env={}).vms_url
-        == "http://10.0.0.14:6432"
+        == "http://127.0.0.14:6432"
     )
     moved = {"VMS_URL": "127.0.0.15", "VMS_PORT": "7432"}
     config = load_config(written(tmp_path, "edgeconfig.xml", FIELD_EDGECONFIG), env=moved)

@@ -18,6 +18,9 @@ from tests.vms.conftest import fetch
 
 SUCCESS = "0000"
 
+# The spec's payloads exactly as written (its placeholder LAN addresses included): they are stored
+# and read back, never contacted; every request of this file goes to loopback.
+
 MASTER = {"name": "Master01", "ip": "10.0.0.14", "port": "5000", "description": "master server 1"}
 EDGE = {
     "name": "EdgeCCTV01",

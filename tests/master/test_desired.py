@@ -188,7 +188,7 @@ async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runti
 
 def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():
     helper = {"analysis_for": "0x01", "source_edge_id": 1}
-    cameras = {1: "rtsp://admin:s3cret@10.0.0.9/stream"}
+    cameras = {1: "rtsp://admin:s3cret@127.0.0.9/stream"}
     live = {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
     vms = ("127.0.0.1", 6432)
     plans = plan(

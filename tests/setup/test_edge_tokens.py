@@ -100,7 +100,7 @@ async def test_agent_urls_are_http_and_never_link_local(setup_client):
         "http://[fe80::1]:9101",
         "http://0.0.0.0:9101",
         "http://224.0.0.1:9101",
-        "http://user:pw@10.0.0.5:9101",
+        "http://user:pw@127.0.0.5:9101",
         "http:///nohost",
     ]
     for i, url in enumerate(refused):
@@ -111,7 +111,7 @@ async def test_agent_urls_are_http_and_never_link_local(setup_client):
         )
         assert r.status_code == 422 and r.json()["error"]["field"] == "agent_url", (url, r.text)
     for i, url in enumerate(
-        ["http://10.0.0.5:9101", "https://edge-07.lan:9101", "http://127.0.0.1:8101"]
+        ["http://127.0.0.5:9101", "https://edge-07.lan:9101", "http://127.0.0.1:8101"]
     ):
         await register(setup_client, f"0xa{i}", agent_url=url)
     edge = await register(setup_client, "0xc1")

@@ -84,9 +84,9 @@ FIELD_EDGE_AS_SENT = {
     "type": 1,
     "gps": {"latitude": "37.57", "longitude": "126.98"},
     "address": "1599 Sangam-dong, Mapo-gu, Seoul",
-    "ip": "10.0.0.9",
+    "ip": "127.0.0.9",
     "isSupportAnnalysis": "YES",
-    "url": "rtsp://user:pass@10.0.0.12/axis-media/media.amp",
+    "url": "rtsp://user:pass@127.0.0.12/axis-media/media.amp",
     "description": "edge CCTV installed in Sangam-dong",
 }
 
@@ -163,13 +163,13 @@ async def test_deploy_without_eid_only_when_one_edge_is_registered(setup_client)
 
 async def test_master_answers_carry_the_fields_ip_and_port(setup_client):
     """Item 13: the field's clients read ip and port back, as they sent them."""
-    body = {"name": "Master01", "ip": "10.0.0.14", "port": "5000", "description": "master server 1"}
+    body = {"name": "Master01", "ip": "127.0.0.14", "port": "5000", "description": "master server 1"}
     r = await setup_client.post("/masters", json=body, headers=OPERATOR)
     assert r.status_code == 201, r.text
-    assert (r.json()["ip"], r.json()["port"]) == ("10.0.0.14", "5000")
+    assert (r.json()["ip"], r.json()["port"]) == ("127.0.0.14", "5000")
     listed = (await setup_client.get("/masters", headers=OPERATOR)).json()["items"][0]
     assert (listed["ip"], listed["port"], listed["url"]) == (
-        "10.0.0.14",
+        "127.0.0.14",
         "5000",
-        "http://10.0.0.14:5000",
+        "http://127.0.0.14:5000",
     )
