@@ -163,7 +163,12 @@ async def test_deploy_without_eid_only_when_one_edge_is_registered(setup_client)
 
 async def test_master_answers_carry_the_fields_ip_and_port(setup_client):
     """Item 13: the field's clients read ip and port back, as they sent them."""
-    body = {"name": "Master01", "ip": "127.0.0.14", "port": "5000", "description": "master server 1"}
+    body = {
+        "name": "Master01",
+        "ip": "127.0.0.14",
+        "port": "5000",
+        "description": "master server 1",
+    }
     r = await setup_client.post("/masters", json=body, headers=OPERATOR)
     assert r.status_code == 201, r.text
     assert (r.json()["ip"], r.json()["port"]) == ("127.0.0.14", "5000")
