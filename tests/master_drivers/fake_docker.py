@@ -36,8 +36,10 @@ class Container:
     exit_code: int = 0
     restart_count: int = 0
     pid: int = 0
+    user: str = ""  # Config.User: the create's, else the image's USER
     files: dict[str, bytes] = field(default_factory=dict)
     file_modes: dict[str, int] = field(default_factory=dict)
+    file_owners: dict[str, str] = field(default_factory=dict)  # "uid:gid" as extracted
     log_lines: list[str] = field(default_factory=list)
 
     def inspect(self) -> dict:
@@ -60,7 +62,13 @@ class Container:
                 "StartedAt": "2026-01-01T00:00:00Z",
                 "FinishedAt": "0001-01-01T00:00:00Z",
             },
-            "Config": {"Image": self.image, "Env": self.env, "Labels": self.labels, "Tty": False},
+            "Config": {
+                "Image": self.image,
+                "Env": self.env,
+                "Labels": self.labels,
+                "Tty": False,
+                "User": self.user,
+            },
             "HostConfig": self.host_config,
         }
 
@@ -80,6 +88,9 @@ class FakeDockerEngine:
     def __init__(self) -> None:
         self.containers: dict[str, Container] = {}
         self.images: set[str] = set()
+        # image -> its USER, as "uid:gid" (what the engine resolves a name to in the container's
+        # /etc/passwd); absent: root
+        self.image_users: dict[str, str] = {}
         self.registry: set[str] = set()  # images a pull can find
         self.registry_down = False
         self.crashing_images: dict[
@@ -224,6 +235,7 @@ class FakeDockerEngine:
                 labels=body.get("Labels") or {},
                 host_config=body.get("HostConfig") or {},
                 created=f"2026-01-01T00:00:{self._clock:02d}Z",
+                user=body.get("User") or self.image_users.get(body["Image"], ""),
             )
             return 201, {"Id": cid, "Warnings": []}, j
         m = re.match(r"^/containers/([^/]+)(?:/(json|start|stop|archive|rename|logs))?$", path)
@@ -241,6 +253,9 @@ class FakeDockerEngine:
                     path_ = f"{query['path'].rstrip('/')}/{member.name}"
                     c.files[path_] = tar.extractfile(member).read()
                     c.file_modes[path_] = member.mode
+                    # As the engine: root unless copyUIDGID asks for the container's user.
+                    copy_ids = query.get("copyUIDGID") in ("1", "true", "True")
+                    c.file_owners[path_] = (c.user or "0:0") if copy_ids else "0:0"
             return 200, b"", j
         if method == "POST" and action == "start":
             if c.status == "running":

@@ -239,3 +239,15 @@ async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_
     assert env_default("YOLO_SOURCE") == url
     monkeypatch.setenv("YOLO_SOURCE", "/videos/local.mp4")  # the environment wins
     assert env_default("YOLO_SOURCE") == "/videos/local.mp4"
+
+
+async def test_the_env_file_belongs_to_the_containers_user(fake, driver):
+    """The image runs as a non-root user (the platform's as 10001): the 0600 env file is copied in
+    with copyUIDGID, so the engine gives it to that user and the program can read it."""
+    fake.image_users[IMAGE1] = "10001:10001"
+    await driver.apply(workload(secret_env=RTSP))
+    c = fake.by_name(NAME)
+    secret = "/app/.edge-secret.env"
+    assert c.file_modes[secret] == 0o600 and c.file_owners[secret] == "10001:10001"
+    (put,) = [q for m, p, q, _ in fake.requests if p.endswith("/archive") and "copyUIDGID" in q]
+    assert put == {"path": "/app", "copyUIDGID": "1"}

@@ -297,8 +297,17 @@ class DockerDriver(RuntimeDriver):
         if workload.secret_env:
             directory, filename = posixpath.split(options.secret_env_path)
             secret_tar = _tar_one(filename, secret_text.encode(), mode=0o600)
-            self.api.put_archive(container_id, directory or "/", secret_tar)
+            self._put_archive_as_user(container_id, directory or "/", secret_tar)
         return container_id
+
+    def _put_archive_as_user(self, container_id: str, path: str, data: bytes) -> None:
+        """``put_archive`` with ``copyUIDGID=1``: the engine chowns what it extracts to the
+        container's user (the image's ``USER``, looked up in the container's own /etc/passwd), so
+        a 0600 file stays readable by the program when the image runs as a non-root user (the
+        platform's image runs as 10001). docker-py's ``put_archive`` has no such parameter."""
+        url = self.api._url("/containers/{0}/archive", container_id)
+        res = self.api._put(url, params={"path": path, "copyUIDGID": "1"}, data=data)
+        self.api._raise_for_status(res)
 
     def _stop_and_remove(self, container_id: str) -> None:
         try:
