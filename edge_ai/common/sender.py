@@ -80,6 +80,7 @@ class BufferedSender:
         self.retries = 0
         self.dropped_in_memory = 0
         self.last_error = ""
+        self.failing_since: float | None = None  # monotonic time of the first failure in a row
 
     # -- public -----------------------------------------------------------------------------
 
@@ -215,6 +216,8 @@ class BufferedSender:
             log.warning("%s: %s record refused, dropped: %s", self.name, record.kind, result.reason)
 
     def _failed(self, result: Delivery) -> None:
+        if self._failures == 0:
+            self.failing_since = time.monotonic()
         self._failures += 1
         self.retries += 1
         self.last_error = result.reason
@@ -239,6 +242,7 @@ class BufferedSender:
                 "%s: receiver reachable again after %d failed attempts", self.name, self._failures
             )
         self._failures = 0
+        self.failing_since = None
         self._next_attempt = 0.0
 
     async def _store(self, items: list[tuple[str, dict[str, Any], bytes | None]]) -> None:

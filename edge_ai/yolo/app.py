@@ -57,6 +57,7 @@ class YoloOptions:
     focus_conf: float = 0.35
     focus_max_uploads: int = 2
     analysis_for: str | None = None
+    failure_report_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,14 @@ def _add_live_options(parser: ArgumentParser) -> None:
         "--max-uploads)",
     )
     add(
+        "--failure-report-s",
+        type=float,
+        default=float(env_default("YOLO_FAILURE_REPORT_S") or "3"),
+        help="a camera that gives no frame, or uploads the analysis service refuses (429, 5xx, "
+        "unreachable), for this long are reported in the summaries (source_unavailable, "
+        "analysis_unavailable) for the optimizer to fall back ($YOLO_FAILURE_REPORT_S, default 3)",
+    )
+    add(
         "--analysis-for",
         default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
         help="helper mode: analyse another node's camera and post under its nid "
@@ -121,6 +130,8 @@ def _add_live_options(parser: ArgumentParser) -> None:
 
 
 def _check_live_options(args: Namespace) -> None:
+    if args.failure_report_s <= 0:
+        raise ConfigError("--failure-report-s must be positive")
     if args.helped_rate <= 0 or args.focus_rate < 0 or args.focus_max_uploads < 0:
         raise ConfigError("--helped-rate positive; --focus-rate, --focus-max-uploads not negative")
     if not 0 <= args.focus_conf <= 1:
@@ -258,6 +269,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         focus_conf=args.focus_conf or max(args.min_conf, round(args.conf - 0.15, 3)),
         focus_max_uploads=args.focus_max_uploads or max(1, args.max_uploads) * 2,
         analysis_for=args.analysis_for or None,
+        failure_report_s=args.failure_report_s,
     )
 
 
@@ -290,6 +302,8 @@ class Worker:
         self.uploads_this_second = 0
         self._source_failures = 0
         self._source_retry_at = 0.0
+        self._source_failing_since: float | None = None
+        self._source_problem = ""
         self.profile = self.current_profile()
         # Set when the profile changes: the frame loop re-times at once.
         self.changed = asyncio.Event()
@@ -350,6 +364,9 @@ class Worker:
                 log.info("reading frames from %s", describe(self.options.source))
             frame = await asyncio.to_thread(self.source.read)
         except FrameUnavailable as exc:
+            if self._source_failures == 0:
+                self._source_failing_since = time.monotonic()
+            self._source_problem = str(exc)  # FrameUnavailable never carries credentials
             self._source_failures += 1
             delay = min(30.0, 2.0 ** min(self._source_failures, 5))
             self._source_retry_at = time.monotonic() + delay
@@ -359,6 +376,7 @@ class Worker:
                 self.source = None
             return
         self._source_failures = 0
+        self._source_failing_since = None
         profile = self.profile
         self.frame_index += 1
         detections: list[Any] = []
@@ -418,8 +436,25 @@ class Worker:
         record["profile"] = self.profile.name
         if self.options.analysis_for:
             record["analysed_by"] = self.options.node_id
+        record.update(self.failures())
         self.vms.submit("detections", record)
         self.update_profile()
+
+    def failures(self) -> dict[str, str]:
+        """What has kept failing for ``failure_report_s``: the camera (no frame), the uploads (the
+        analysis service refusing or unreachable while frames should go up). The optimizer reads
+        them from the VMS's node state and falls back, with a logged decision."""
+        out: dict[str, str] = {}
+        now, after = time.monotonic(), self.options.failure_report_s
+        since = self._source_failing_since
+        if since is not None and now - since >= after:
+            out["source_unavailable"] = self._source_problem[:300]
+        sender = self.analysis.sender
+        uploading = self.routing.active or self.profile.upload_all
+        failing = sender.failing_since
+        if uploading and failing is not None and now - failing >= after:
+            out["analysis_unavailable"] = (sender.last_error or "uploads failing")[:300]
+        return out
 
     def watch(self) -> None:
         """The live file, a few times a second (one stat each): a change is in effect at once."""

@@ -19,6 +19,7 @@ from services.vms.ingest.router import legacy_router
 from services.vms.ingest.router import router as ingest_router
 from services.vms.ingest.service import IngestService
 from services.vms.nodes.directory import NodeDirectory
+from services.vms.nodes.handoffs import HandoffCheck
 from services.vms.notify.notifier import event_publisher, optimizer_outbox
 from services.vms.queries.router import router as queries_router
 from services.vms.queries.service import QueryService
@@ -45,6 +46,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         metrics = IngestMetrics(app.state.metrics_registry)
         pool = await create_ingest_pool(settings.database_url, settings.ingest_pool_size)
         directory = NodeDirectory(settings)
+        handoffs = HandoffCheck(settings)
         outbox = optimizer_outbox(settings, app.state.metrics_registry)
         on_events = event_publisher(outbox) if settings.notify_optimizer else None
         committer = GroupCommitter(pool, settings, metrics, on_events=on_events)
@@ -57,7 +59,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             app.state.ingest_pool = pool
             app.state.directory = directory
             app.state.committer = committer
-            app.state.ingest = IngestService(settings, directory, committer, metrics)
+            app.state.ingest = IngestService(settings, directory, committer, metrics, handoffs)
             app.state.queries = QueryService(settings, directory)
             scheduler.add_job(
                 directory.refresh, "interval", seconds=settings.nodes_refresh_s, id="directory"
@@ -77,6 +79,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             await committer.stop()
             await outbox.stop()  # queued events get a short deadline to go out
             await directory.close()
+            await handoffs.close()
             await pool.close()
 
     app = create_service_app(

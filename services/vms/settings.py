@@ -72,6 +72,18 @@ class VmsSettings(ServiceSettings):
         0.0  # > 0: a "low_confidence" event when a node's share crosses it
     )
 
+    # Overload hand-off: a helper edge's detections for the source node.
+    handoff_cache_s: float = Field(
+        5.0,
+        description="seconds the optimizer's 'this helper analyses that node' is trusted before "
+        "it is asked again (a hand-back is enforced at most this late)",
+    )
+    handoff_miss_cache_s: float = Field(
+        1.0,
+        description="seconds a 'no hand-off' answer (or an unreachable optimizer) is kept: at most "
+        "one call to the optimizer per source node this often",
+    )
+
     # Queries.
     max_page_size: int = 1_000
     max_series_points: int = 10_000

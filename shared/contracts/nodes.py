@@ -31,6 +31,9 @@ class NodeDetections(TypedDict, total=False):
     frames_sent_up: int
     counts: dict[str, int]
     low_confidence_share: float | None
+    analysed_by: str | None  # the helper edge that analysed the node's camera
+    source_unavailable: str  # the camera gave no frame (present only then)
+    analysis_unavailable: str  # the analysis service refused the uploads (present only then)
 
 
 class NodeState(TypedDict):

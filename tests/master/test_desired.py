@@ -186,7 +186,7 @@ async def test_the_master_mints_no_token_and_asks_setup_only_for_agentless_runti
     assert await tokens.for_edges(edges, runtimes) == {"0x02": "tok-2-2"}
 
 
-def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_params_apart():
+def test_helper_copy_gets_the_helped_edges_camera_as_a_secret_its_own_token_and_live_apart():
     helper = {"analysis_for": "0x01", "source_edge_id": 1}
     cameras = {1: "rtsp://admin:s3cret@127.0.0.9/stream"}
     live = {"analysis_route": "edge", "analysis_edge": "0x02", "focus_until": "x"}
@@ -199,13 +199,13 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
         vms_path="usage",
         token_for=lambda nid, runtime: f"token-{nid}",
         cameras=cameras,
-        helped_tokens={"0x01": "helped-token-0x01"},
     )
     ((_, source),) = plans[1].workloads
     assert source.live == live
     ((_, copy),) = plans[2].workloads
-    # The camera URL with credentials and the helped node's token: secrets only, never plain env.
-    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "helped-token-0x01"}
+    # The camera URL with credentials a secret, never plain env; the helper edge's own token (the
+    # VMS takes its summaries for 0x01 only while the optimizer's hand-off names it).
+    assert copy.secret_env == {"YOLO_SOURCE": cameras[1], "EDGE_TOKEN": "token-0x02"}
     assert "s3cret" not in repr(copy.env) and copy.env["analysis_for"] == "0x01" and copy.live == {}
     # No camera known (setup unreachable): the copy waits; no camera registered: it fails, said why.
     waiting = plan(
@@ -218,7 +218,7 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
         cameras={},
     )
     assert [(b.observed, b.reason) for b in waiting[2].blocked] == [
-        ("pending", "the camera or token of the helped edge 0x01 is not known yet")
+        ("pending", "the camera of the helped edge 0x01 is not known yet")
     ]
     none = plan(
         snapshot([dep(2, 2, 10, params=helper)]),
@@ -228,7 +228,6 @@ def test_helper_copy_gets_the_helped_edges_camera_and_token_as_secrets_and_live_
         vms_path="usage",
         token_for=lambda nid, runtime: "t",
         cameras={1: None},
-        helped_tokens={"0x01": "t1"},
     )
     assert [b.observed for b in none[2].blocked] == ["failed"]
 

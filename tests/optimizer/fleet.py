@@ -149,6 +149,12 @@ class Fleet:
                 "frames_sent_up": round(1000 * n.get("frames_sent_up_share", 0.0)),
                 "counts": {},
                 "low_confidence_share": n["low_confidence_share"],
+                # What the edge's worker reported failing (and, under a hand-off, who analysed).
+                **{  # type: ignore[typeddict-item]
+                    k: n[k]
+                    for k in ("analysed_by", "source_unavailable", "analysis_unavailable")
+                    if n.get(k)
+                },
             },
             "last_seen": at,
             "stale": n["stale"],

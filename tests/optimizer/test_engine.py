@@ -480,3 +480,73 @@ def test_overload_on_the_server_falls_back_when_the_analysis_service_is_down():
     assert r.decisions == [] and r.wire_operations() == []
     run.analysis_trouble = None
     assert run.cycle(now=later(3)).decisions[0].action == "handoff_to_server"
+
+
+def test_low_confidence_route_falls_back_when_the_edges_uploads_are_refused():
+    """The service's health check is fine but this edge's uploads are refused (a throttling proxy
+    only it passes): the worker's analysis_unavailable routes it back, held for refused_hold_s."""
+    f = Fleet()
+    sunny, _ = monitoring(f)
+    e = f.edge("e1", low_confidence_share=0.6)
+    f.deploy(e, sunny)
+    run = Runner(
+        f, low_confidence={"window_s": 0, "refused_hold_s": 60}, recovery={"enabled": False}
+    )
+    assert run.cycle().decisions[0].action == "route_up"
+    f.nodes[e["nid"]]["analysis_unavailable"] = "HTTP 429: slow down"
+    r = run.cycle(now=later(1))
+    [down] = r.decisions
+    assert down.action == "route_local" and down.inputs["fallback"] is True
+    assert down.inputs["analysis_unavailable"] == "HTTP 429: slow down"
+    assert down.reason.startswith("the analysis service refuses e1's frames (HTTP 429: slow down)")
+    assert [o["params"] for o in r.wire_operations()] == [{}]
+    # The worker no longer uploads, so no longer reports it; the share is still high, but the
+    # edge is held local until the hold ends.
+    del f.nodes[e["nid"]]["analysis_unavailable"]
+    assert run.cycle(now=later(30)).decisions == []
+    assert run.cycle(now=later(62)).decisions[0].action == "route_up"
+
+
+def test_overload_on_the_server_falls_back_when_the_edges_uploads_are_refused():
+    f, hot, near, _d, _ = _overload_fleet()
+    f.nodes[near["nid"]]["memory_avg"] = 90.0
+    f.nodes["0x04"]["cpu_avg"] = 99.0  # far: no edge has room
+    run = Runner(
+        f, overload={"window_s": 0}, recovery={"enabled": False}, low_confidence={"enabled": False}
+    )
+    assert run.cycle().decisions[0].action == "handoff_to_server"
+    f.nodes[hot["nid"]]["analysis_unavailable"] = "ConnectError: connection refused"
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason == (
+        "the analysis service refuses hot's frames (ConnectError: connection refused): "
+        "analysis back on the edge"
+    )
+    # Still overloaded, no helper: not handed to the server again for a while.
+    del f.nodes[hot["nid"]]["analysis_unavailable"]
+    assert run.cycle(now=later(2)).decisions == []
+    assert run.cycle(now=later(70)).decisions[0].action == "handoff_to_server"
+
+
+def test_overload_falls_back_when_the_helper_cannot_read_the_camera():
+    f, hot, near, _d, _ = _overload_fleet()
+    run = Runner(f, overload={"window_s": 0, "recover_window_s": 60}, recovery={"enabled": False})
+    [handoff] = run.cycle().decisions
+    assert handoff.inputs["helper"] == "near"
+    # The helper's summaries under hot's nid say the camera gives no frame.
+    f.nodes[hot["nid"]].update(
+        analysed_by=near["nid"], source_unavailable="snapshot http://***@cam/f.jpg: URLError"
+    )
+    r = run.cycle(now=later(1))
+    [back] = r.decisions
+    assert back.action == "hand_back" and back.inputs["fallback"] is True
+    assert back.reason == (
+        "the helper near cannot read hot's camera (snapshot http://***@cam/f.jpg: URLError): "
+        "analysis back on the edge"
+    )
+    assert sorted(o["op"] for o in r.wire_operations()) == ["remove", "update"]
+    # The same report from another edge's summary (not the helper's) is not the helper's trouble.
+    f.nodes[hot["nid"]].update(analysed_by=None)
+    [again] = run.cycle(now=later(2)).decisions
+    assert again.action == "handoff_to_edge" and again.inputs["helper"] != "near"

@@ -155,21 +155,24 @@ def build_workload(
 
 
 def _helper_secrets(
-    dep: FleetDeployment, cameras: Mapping[int, str | None], tokens: Mapping[str, str]
+    dep: FleetDeployment, cameras: Mapping[int, str | None]
 ) -> dict[str, str] | Blocked:
-    """A helper copy's secrets (the helped edge's camera and token); {} for any other deployment;
-    Blocked when they are not there."""
+    """A helper copy's secret (the helped edge's camera URL); {} for any other deployment; Blocked
+    when it is not there. The copy posts with its own edge's token (the VMS accepts its summaries
+    for the helped node while the optimizer's hand-off names it): it holds no credential of the
+    helped edge but its camera's."""
     helped = helped_edge(dep)
     if helped is None:
         return {}
     edge_id, nid = helped
-    if edge_id not in cameras or nid not in tokens:
-        why = f"the camera or token of the helped edge {nid} is not known yet"
-        return Blocked(dep, ObservedState.PENDING, why)
+    if edge_id not in cameras:
+        return Blocked(
+            dep, ObservedState.PENDING, f"the camera of the helped edge {nid} is not known yet"
+        )
     camera = cameras[edge_id]
     if not camera:
         return Blocked(dep, ObservedState.FAILED, f"the helped edge {nid} has no camera URL")
-    return {HELPER_SOURCE_ENV: camera, "EDGE_TOKEN": tokens[nid]}
+    return {HELPER_SOURCE_ENV: camera}
 
 
 def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:
@@ -207,13 +210,12 @@ def plan(
     vms_path: str,
     token_for: TokenFor,
     cameras: Mapping[int, str | None] | None = None,
-    helped_tokens: Mapping[str, str] | None = None,
 ) -> dict[int, EdgePlan]:
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
     removed deployments still to be seen gone.
 
-    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) and token
-    (``helped_tokens``: nid -> token): its detections are the helped node's, under its nid."""
+    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) as a secret and
+    its own edge's token: it posts the helped node's detections marked ``analysed_by``."""
     ais = {a["id"]: a for a in snapshot["ai_packages"]}
     plans = {edge["id"]: edge_plan(edge, clusters) for edge in snapshot["edges"]}
     for dep in snapshot["deployments"]:
@@ -231,12 +233,12 @@ def plan(
             p.blocked.append(blocked)
             continue
         assert ai is not None  # _blocked answers for a missing AI
-        helper = _helper_secrets(dep, cameras or {}, helped_tokens or {})
+        helper = _helper_secrets(dep, cameras or {})
         if isinstance(helper, Blocked):
             p.blocked.append(helper)
             continue
         try:
-            token = helper.pop("EDGE_TOKEN") if helper else token_for(p.edge["nid"], p.runtime)
+            token = token_for(p.edge["nid"], p.runtime)
             wl = build_workload(
                 dep,
                 p.edge,

@@ -46,7 +46,7 @@ from shared.contracts.fleet import (
     ObservedState,
     PackageStatus,
 )
-from shared.contracts.master import ObservedReport, Runtime
+from shared.contracts.master import ObservedReport
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
@@ -198,10 +198,6 @@ class Reconciler:
         runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
         tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         helped = _edges_helped(snapshot)
-        # A helper copy posts as the helped edge, on any runtime: that edge's token from setup.
-        helped_tokens = await self._workload_tokens.for_edges(
-            helped, {e["id"]: Runtime.KUBERNETES for e in helped}
-        )
         plans = plan(
             snapshot,
             clusters,
@@ -211,7 +207,6 @@ class Reconciler:
             # none on the agent runtime: the agent hands over the edge's own
             token_for=lambda nid, runtime: tokens.get(nid),
             cameras=await self._helped_cameras(helped),
-            helped_tokens=helped_tokens,
         )
         outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
         previous = {d["id"]: d for d in snapshot["deployments"]}

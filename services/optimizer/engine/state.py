@@ -98,6 +98,10 @@ class Node:
     frames_sent_up_share: float | None
     last_seen: datetime | None
     stale: bool
+    # From the last detection summary: who analysed the camera, and what kept failing there.
+    analysed_by: str | None = None
+    source_unavailable: str | None = None
+    analysis_unavailable: str | None = None
 
 
 def node_from_wire(item: NodeState) -> Node:
@@ -117,6 +121,9 @@ def node_from_wire(item: NodeState) -> Node:
         frames_sent_up_share=sent_up,
         last_seen=parse_ts(item["last_seen"]),
         stale=item["stale"],
+        analysed_by=det.get("analysed_by") if det is not None else None,
+        source_unavailable=det.get("source_unavailable") if det is not None else None,
+        analysis_unavailable=det.get("analysis_unavailable") if det is not None else None,
     )
 
 

@@ -106,6 +106,12 @@ class LowConfidenceConfig(PolicyConfig):
         0.3, gt=0, le=1, description="route up when the low-confidence share is at least this"
     )
     clear_level: float = Field(0.2, ge=0, le=1, description="route back when it is below this")
+    refused_hold_s: float = Field(
+        60.0,
+        ge=0,
+        description="an edge whose uploads the analysis service refused (429, 5xx, unreachable: "
+        "the worker's analysis_unavailable) is routed back and not up again for this long",
+    )
     window_s: float = Field(
         10.0, ge=0, description="the share must hold above/below the levels this long"
     )

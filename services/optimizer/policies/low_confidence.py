@@ -10,11 +10,12 @@ again, with a decision saying so."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from services.optimizer.engine.context import Cycle
 from services.optimizer.engine.plan import DecisionRecord
-from services.optimizer.engine.state import Edge
+from services.optimizer.engine.state import Edge, parse_ts
 from shared.contracts.decisions import Action, Policy
 
 NAME = Policy.LOW_CONFIDENCE
@@ -80,7 +81,26 @@ def apply(cycle: Cycle) -> None:
         mem = cycle.recall(NAME, edge.id)
         decision: DecisionRecord | None = None
         trouble = cycle.inp.analysis_trouble
-        if trouble is not None:
+        refused = node.analysis_unavailable if node and not node.stale and routed else None
+        hold_until = parse_ts(mem.get("refused_until"))
+        if refused is not None:
+            # The edge's own uploads are refused (what the service's health check may not see:
+            # throttling in front of it, a route only this edge takes): back to local analysis.
+            decision = plan.decide(
+                NAME,
+                Action.ROUTE_LOCAL,
+                f"the analysis service refuses {edge.name}'s frames ({refused}): frames stay on "
+                f"the edge (local analysis) for {cfg.refused_hold_s:.0f} s at least",
+                edge=edge,
+                inputs=cycle.inputs(edge, fallback=True, analysis_unavailable=refused),
+            )
+            routed = False
+            until = cycle.now + timedelta(seconds=cfg.refused_hold_s)
+            mem = {"refused_until": until.isoformat()}
+            cycle.wake_at(until)
+        elif hold_until is not None and hold_until > cycle.now:
+            pass  # refused a moment ago: not routed up again yet
+        elif trouble is not None:
             # Nothing goes up while the service cannot take it: a routed edge falls back.
             if routed:
                 decision = plan.decide(

@@ -230,7 +230,7 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
     else:
         why = f"load forecast to cross the thresholds within {cfg.forecast_s:.0f} s"
     found = helpers.nearest(edge)
-    if found is None and cycle.inp.analysis_trouble is not None:
+    if found is None and (cycle.inp.analysis_trouble is not None or _server_avoided(cycle, edge)):
         return  # no helper and the server cannot take it: the edge keeps its own analysis
     if found is None:
         decision = plan.decide(
@@ -308,16 +308,33 @@ def _helper_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
         node = cycle.state.node_of(helper) if helper else None
         if helper is None or (node is not None and node.stale):
             return f"the helper edge {name} stopped reporting"
+        # The helper posts its summaries under the source's nid: the source's last one says
+        # whether it can read the source's camera.
+        source = cycle.state.node_of(load.edge)
+        if (
+            source is not None
+            and not source.stale
+            and source.source_unavailable
+            and source.analysed_by == helper.nid
+        ):
+            return (
+                f"the helper {name} cannot read {load.edge.name}'s camera "
+                f"({source.source_unavailable})"
+            )
     return None
 
 
 def _server_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
     """Why the analysis server can no longer take the edge's frames (down, throttling), or None."""
-    trouble = cycle.inp.analysis_trouble
-    if trouble is None:
+    if not any(cycle.plan.params(d).get("analysis_route") == "server" for d in load.sources):
         return None
-    if any(cycle.plan.params(d).get("analysis_route") == "server" for d in load.sources):
-        return trouble
+    if cycle.inp.analysis_trouble is not None:
+        return cycle.inp.analysis_trouble
+    node = cycle.state.node_of(load.edge)
+    if node is not None and not node.stale and node.analysis_unavailable:
+        return (
+            f"the analysis service refuses {load.edge.name}'s frames ({node.analysis_unavailable})"
+        )
     return None
 
 
@@ -342,13 +359,27 @@ def _fall_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad, trouble: str) 
     until = (cycle.now + timedelta(seconds=max(cfg.recover_window_s, 60.0))).isoformat()
     mem = cycle.recall(NAME, edge.id)
     mem["avoid"] = {**mem.get("avoid", {}), **{str(h.edge_id): until for h in load.helpers}}
+    if not load.helpers and cycle.inp.analysis_trouble is None:
+        # The server refused this edge's own frames (its health check looks fine): not handed
+        # to it again for a while either. A service seen down is retried once it recovers.
+        mem["avoid"]["server"] = until
     cycle.remember(NAME, edge.id, mem)
 
 
 def _avoided(cycle: Cycle, edge: Edge) -> set[int]:
     """Helpers that failed this edge recently."""
     avoid = cycle.recall(NAME, edge.id).get("avoid") or {}
-    return {int(k) for k, until in avoid.items() if (ts := parse_ts(until)) and ts > cycle.now}
+    return {
+        int(k)
+        for k, until in avoid.items()
+        if k.isdigit() and (ts := parse_ts(until)) and ts > cycle.now
+    }
+
+
+def _server_avoided(cycle: Cycle, edge: Edge) -> bool:
+    """The analysis server refused this edge's frames recently."""
+    until = (cycle.recall(NAME, edge.id).get("avoid") or {}).get("server")
+    return bool((ts := parse_ts(until)) and ts > cycle.now)
 
 
 def _without(params: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

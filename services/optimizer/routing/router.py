@@ -10,33 +10,34 @@ from sqlalchemy import select
 from services.optimizer import models as m
 from services.optimizer.engine import store
 from shared.auth import ReaderAuth
+from shared.contracts.routing import EdgeRouting
 from shared.db import SessionDep
 from shared.errors import Forbidden
 
 router = APIRouter(tags=["routing"])
 
 
-def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) -> dict[str, Any]:
-    return {
-        "nid": nid,
-        "analysis": row.analysis if row else "local",  # local | edge | server
-        "helper_nid": row.helper_nid if row else None,
-        "route_low_confidence": bool(row and row.route_low_confidence),
-        "confidence_threshold": threshold,
-        "analysis_url": analysis_url,
-        "low_confidence_share": row.low_confidence_share if row else None,
-        "frames_sent_up_share": row.frames_sent_up_share if row else None,
-        "decision_id": row.decision_id if row else None,
-        "updated_at": row.updated_at.isoformat() if row else None,
-    }
+def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) -> EdgeRouting:
+    return EdgeRouting.model_validate(
+        {
+            "nid": nid,
+            "analysis": row.analysis if row else "local",  # local | edge | server
+            "helper_nid": row.helper_nid if row else None,
+            "route_low_confidence": bool(row and row.route_low_confidence),
+            "confidence_threshold": threshold,
+            "analysis_url": analysis_url,
+            "low_confidence_share": row.low_confidence_share if row else None,
+            "frames_sent_up_share": row.frames_sent_up_share if row else None,
+            "decision_id": row.decision_id if row else None,
+            "updated_at": row.updated_at.isoformat() if row else None,
+        }
+    )
 
 
 @router.get(
     "/routing/{nid}", summary="Routing for one edge's YOLO worker (its own edge token, or staff)"
 )
-async def routing(
-    nid: str, request: Request, session: SessionDep, who: ReaderAuth
-) -> dict[str, Any]:
+async def routing(nid: str, request: Request, session: SessionDep, who: ReaderAuth) -> EdgeRouting:
     if who.kind == "edge" and who.nid != nid:
         raise Forbidden("an edge reads only its own routing")
     runner = request.app.state.runner
@@ -61,5 +62,10 @@ async def routing_report(request: Request, session: SessionDep, _: ReaderAuth) -
         )
     ).all()
     return {
-        "items": [_view(r, r.nid, runner.settings.effective_analysis_url, threshold) for r in rows]
+        "items": [
+            _view(r, r.nid, runner.settings.effective_analysis_url, threshold).model_dump(
+                mode="json"
+            )
+            for r in rows
+        ]
     }

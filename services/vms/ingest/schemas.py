@@ -159,6 +159,13 @@ class DetectionsIn(_Payload):
     frames_sent_up: Int32 = 0
     # The helper edge that analysed this node's camera during an overload hand-off.
     analysed_by: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x02"])
+    # What keeps failing on the edge (the worker reports after YOLO_FAILURE_REPORT_S): its camera
+    # gives no frame; the analysis service refuses its uploads (429, 5xx) or cannot be reached.
+    # Kept in the node's state for the optimizer's fallbacks.
+    source_unavailable: str | None = Field(
+        None, max_length=300, examples=["snapshot http://***@cam/frame.jpg: URLError"]
+    )
+    analysis_unavailable: str | None = Field(None, max_length=300, examples=["HTTP 429: busy"])
 
     @field_validator("ts")
     @classmethod

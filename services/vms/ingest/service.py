@@ -13,6 +13,7 @@ from services.vms.ingest.committer import GroupCommitter
 from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.schemas import PAYLOADS, DetectionsIn, EnvironmentIn, UsageIn
 from services.vms.nodes.directory import NodeDirectory
+from services.vms.nodes.handoffs import HandoffCheck
 from services.vms.nodes.state import Record
 from services.vms.settings import VmsSettings
 from shared.auth import Principal
@@ -42,9 +43,11 @@ class IngestService:
         directory: NodeDirectory,
         committer: GroupCommitter,
         metrics: IngestMetrics,
+        handoffs: HandoffCheck | None = None,
     ):
         self.settings = settings
         self.directory = directory
+        self.handoffs = handoffs
         self.committer = committer
         self.metrics = metrics
         self.zone = ZoneInfo(settings.field_timezone)  # the fleet default
@@ -86,6 +89,7 @@ class IngestService:
         *,
         legacy: bool,
         prefix: str = "",
+        analysed_by: str | None = None,
     ) -> tuple[str, bool, bool]:
         """(nid, known, authenticated) of the record, or a 4xx."""
         if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
@@ -93,6 +97,8 @@ class IngestService:
         if principal.kind == "edge":
             assert principal.nid is not None
             if payload_nid is not None and payload_nid != principal.nid:
+                if analysed_by is not None:
+                    return await self._helped_node(principal.nid, payload_nid, analysed_by, prefix)
                 self.metrics.rejects.labels("nid_mismatch").inc()
                 raise Forbidden(
                     f"the token is node {principal.nid}'s, the payload says {payload_nid}",
@@ -120,6 +126,25 @@ class IngestService:
             field=_prefixed(prefix, "nid"),
             reason="no_node",
         )
+
+    async def _helped_node(
+        self, token_nid: str, payload_nid: str, analysed_by: str, prefix: str
+    ) -> tuple[str, bool, bool]:
+        """A helper edge's summary for the node it analyses: its own token, ``analysed_by`` its
+        own nid, and the optimizer's current hand-off naming it; anything else is refused."""
+        if analysed_by != token_nid:
+            self.metrics.rejects.labels("nid_mismatch").inc()
+            raise Forbidden(
+                f"the token is node {token_nid}'s, analysed_by says {analysed_by}",
+                field=_prefixed(prefix, "analysed_by"),
+            )
+        if self.handoffs is None or not await self.handoffs.allows(token_nid, payload_nid):
+            self.metrics.rejects.labels("no_handoff").inc()
+            raise Forbidden(
+                f"node {token_nid} does not analyse {payload_nid} now (no current hand-off)",
+                field=_prefixed(prefix, "nid"),
+            )
+        return payload_nid, True, True
 
     def _unknown_policy(
         self, nid: str, known: bool, field: str, prefix: str, authenticated: bool
@@ -243,7 +268,12 @@ class IngestService:
             )
         self._check_ts(p.ts, now, "ts", prefix)
         nid, known, auth = await self.resolve_node(
-            principal, p.nid, None, legacy=False, prefix=prefix
+            principal,
+            p.nid,
+            None,
+            legacy=False,
+            prefix=prefix,
+            analysed_by=str(p.analysed_by) if p.analysed_by is not None else None,
         )
         boxes = [
             {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box}
@@ -264,6 +294,9 @@ class IngestService:
             "inference_ms": inference.model_dump() if inference else None,
             "analysed_by": p.analysed_by,
         }
+        for key in ("source_unavailable", "analysis_unavailable"):
+            if getattr(p, key):
+                summary[key] = getattr(p, key)
         row = (
             nid,
             p.ts,

@@ -1,0 +1,32 @@
+"""The optimizer's routing of one edge (``GET /routing/{nid}``): where its analysis runs and
+whether its hard frames go up. Read by the edge's YOLO worker (the field's poll) and by the VMS,
+which accepts a helper edge's detections for the source node only while this says the helper
+analyses it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class AnalysisRoute(StrEnum):
+    LOCAL = "local"  # the edge analyses its own camera
+    EDGE = "edge"  # a helper edge (helper_nid) analyses it
+    SERVER = "server"  # the analysis server does
+
+
+class EdgeRouting(BaseModel):
+    nid: str
+    analysis: AnalysisRoute = AnalysisRoute.LOCAL
+    helper_nid: str | None = None
+    route_low_confidence: bool = False
+    confidence_threshold: float
+    analysis_url: str | None = None
+    low_confidence_share: float | None = None
+    frames_sent_up_share: float | None = None
+    decision_id: str | None = None
+    updated_at: str | None = None
+
+    def helped_by(self, helper_nid: str) -> bool:
+        return self.analysis == AnalysisRoute.EDGE and self.helper_nid == helper_nid
