@@ -4,12 +4,19 @@
 "func": "SUNNY", "nid": "0x01", "ts": "2026-11-22T03:00:00.000Z"}`` -- the field's payload plus
 ``nid`` (left out when no node id is configured) and ``ts``, our extensions. ``func`` is the variant
 running: ``--variant`` / $MONITORING_VARIANT.
+
+A simulated load (demos, tests): ``--load-profile`` / $MONITORING_LOAD_PROFILE, ``at:cpu:memory``
+steps (``0:25:40,40:96:55,110:25:40``: from second 40 of each period cpu 96 % and memory 55 %...),
+looped every ``--load-period`` seconds of the wall clock (so a restarted program, or another edge's,
+stays on the same beat). The records then carry ``"simulated": true``; the box's own load is not
+read.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +40,38 @@ class MonitoringOptions:
     variant: str
     username: str
     interval: float
+    load_profile: list[tuple[float, float, float]] | None = None  # (at_s, cpu, memory) steps
+    load_period_s: float = 240.0
+
+
+def parse_load_profile(text: str) -> list[tuple[float, float, float]]:
+    """``0:25:40,40:96:55`` -> [(0, 25, 40), (40, 96, 55)], sorted by time."""
+    steps = []
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        try:
+            at, cpu, memory = (float(f) for f in fields)
+        except ValueError:
+            raise ConfigError(
+                f"--load-profile: expected at:cpu:memory steps separated by commas, got {part!r}"
+            ) from None
+        if at < 0 or not 0 <= cpu <= 100 or not 0 <= memory <= 100:
+            raise ConfigError(f"--load-profile: {part!r}: at >= 0, cpu and memory in [0, 100]")
+        steps.append((at, cpu, memory))
+    return sorted(steps)
+
+
+def simulated_load(
+    steps: list[tuple[float, float, float]], period_s: float, now: float
+) -> tuple[float, float]:
+    """(cpu, memory) of the profile at wall-clock time ``now``: the last step at or before the
+    point in the period (the last step of the period before the first one)."""
+    point = now % period_s
+    current = steps[-1]
+    for step in steps:
+        if step[0] <= point:
+            current = step
+    return current[1], current[2]
 
 
 def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
@@ -44,14 +83,28 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
         default=env_default("MONITORING_VARIANT"),
         help="SUNNY or RAINY, sent as func ($MONITORING_VARIANT)",
     )
+    parser.add_argument(
+        "--load-profile",
+        default=env_default("MONITORING_LOAD_PROFILE"),
+        help="simulated load instead of this box's: at:cpu:memory steps, e.g. "
+        "0:25:40,40:96:55 ($MONITORING_LOAD_PROFILE; demos and tests)",
+    )
+    parser.add_argument(
+        "--load-period",
+        type=float,
+        default=float(env_default("MONITORING_LOAD_PERIOD_S", "240")),
+        help="the simulated profile repeats every this many seconds of the wall clock "
+        "($MONITORING_LOAD_PERIOD_S, default 240)",
+    )
     args = parser.parse_args(argv)
     if not args.variant:
         raise ConfigError("--variant (or $MONITORING_VARIANT) is required: SUNNY or RAINY")
     variant = args.variant.strip().upper()
     if variant not in VARIANTS:
         raise ConfigError(f"--variant: expected one of {', '.join(VARIANTS)}, got {args.variant!r}")
-    if args.interval <= 0:
-        raise ConfigError("--interval must be positive")
+    if args.interval <= 0 or args.load_period <= 0:
+        raise ConfigError("--interval and --load-period must be positive")
+    profile = parse_load_profile(args.load_profile) if args.load_profile else None
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
@@ -60,6 +113,8 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
         variant=variant,
         username=config.node_name or socket.gethostname(),
         interval=args.interval,
+        load_profile=profile,
+        load_period_s=args.load_period,
     )
 
 
@@ -79,6 +134,8 @@ def usage_record(
     }
     if options.config.node_id:
         record["nid"] = options.config.node_id
+    if options.load_profile:
+        record["simulated"] = True  # ours: a demo's scripted load, not this box's
     return record
 
 
@@ -93,23 +150,21 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
     # cpu_percent(None) measures since the previous call: prime it so the first post is real.
     psutil.cpu_percent(None)
     log.info(
-        "monitoring AI (%s) as %s posting to %s every %gs",
+        "monitoring AI (%s) as %s posting to %s every %gs%s",
         options.variant,
         options.username,
         config.vms_url,
         options.interval,
+        f"; SIMULATED load, profile every {options.load_period_s:g} s" if options.load_profile else "",
     )
 
     def tick() -> None:
-        vms.submit(
-            "usage",
-            usage_record(
-                options,
-                psutil.cpu_percent(None),
-                psutil.virtual_memory().percent,
-                datetime.now(UTC),
-            ),
-        )
+        now = datetime.now(UTC)
+        if options.load_profile:
+            cpu, memory = simulated_load(options.load_profile, options.load_period_s, time.time())
+        else:
+            cpu, memory = psutil.cpu_percent(None), psutil.virtual_memory().percent
+        vms.submit("usage", usage_record(options, cpu, memory, now))
 
     try:
         await every(options.interval, stop, tick)

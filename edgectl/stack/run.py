@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import httpx
 
@@ -13,6 +14,7 @@ from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 from edgectl.stack.seed import EDGES, SeedError, seed
+from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
 
@@ -48,6 +50,9 @@ class Stack:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.children: list[Child] = []
+        self.story = Story(settings.story_period_s) if settings.story else None
+        self.camera: DemoCamera | None = None
+        self.teller: StoryTeller | None = None
         self.db: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.ports = {
@@ -190,6 +195,9 @@ class Stack:
         log.info("operator token: in %s (EDGE_OPERATOR_TOKEN)", self.data_dir / "secrets.json")
         self.headers = {"Authorization": f"Bearer {secrets['EDGE_OPERATOR_TOKEN']}"}
         if seed_demo:
+            story = self.story
+            if story is not None:
+                self.camera = self._demo_camera()
             try:
                 seed(
                     self.urls["setup"],
@@ -198,10 +206,32 @@ class Stack:
                     agent_urls=agent_urls,  # writes edge tokens
                     data_dir=self.data_dir,
                     weather_period_s=s.weather_period_s,
+                    story=story,
+                    camera_url=self.camera.url if self.camera else None,
                 )
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
             log.info("demo fleet seeded")
+            if story is not None:
+                self.teller = StoryTeller(
+                    story, self.urls["vms"], self.data_dir / "agents" / "edge-01" / "edge-token"
+                )
+                log.info(
+                    "demo story every %g s: edge-01's SIMULATED load rises and falls (edge-02 "
+                    "helps), then a scripted person on edge-01 (edge-02 focuses)",
+                    story.period_s,
+                )
+
+    def _demo_camera(self) -> DemoCamera | None:
+        """The demo camera (ultralytics' pictures), when the edge extra is installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("ultralytics") is None:
+            return None
+        import ultralytics
+
+        assets = Path(ultralytics.__file__).parent / "assets"
+        return DemoCamera(sorted(assets.glob("*.jpg")))
 
     def _env(
         self, database_url: str, secrets: dict[str, str], redis_url: str | None
@@ -224,6 +254,9 @@ class Stack:
             VMS_NOTIFY_OPTIMIZER="true",
             YOLO_OFFLINE="1",
         )
+        if self.story is not None:
+            for key, value in self.story.optimizer_env().items():
+                env.setdefault(key, value)
         if self.analysis and redis_url:
             # The optimizer tells routed edges this URL (its POST /analyze); the edges' own
             # programs read it as where low-confidence frames go.
@@ -256,6 +289,7 @@ class Stack:
                 last: list[str] = []
                 while True:
                     self._check_children()
+                    self._tell(client)
                     view.refresh(client)
                     lines = view.plain_lines()
                     for line in lines:
@@ -263,6 +297,10 @@ class Stack:
                             print(line, flush=True)
                     last = lines
                     time.sleep(2)
+
+    def _tell(self, client: httpx.Client) -> None:
+        if self.teller is not None:
+            self.teller.tick(client)
 
     def _check_children(self) -> None:
         dead = [c for c in self.children if not c.alive()]
@@ -281,6 +319,9 @@ class Stack:
         stop_all(edges)
         stop_all(services)
         self.children = []
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
         if self.redis is not None:
             self.redis.stop()
             self.redis = None

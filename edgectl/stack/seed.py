@@ -3,7 +3,9 @@
 A cluster on the agent runtime, edge-01 and edge-02 with GPS, the weather AI and the monitoring
 SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the weather AI and
 the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
-stays SUNNY, so the optimizer is seen swapping variants on edge-01.
+stays SUNNY, so the optimizer is seen swapping variants on edge-01. With the story (story.py) the
+monitoring AIs report its simulated load, the edges' camera is the demo camera, and the YOLO worker
+runs on both edges.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TypedDict
 import httpx
 
 from edge_ai.packages.build import build_all
+from edgectl.stack.story import Story
 
 log = logging.getLogger("edgectl.seed")
 
@@ -55,6 +58,8 @@ def seed(
     agent_urls: list[str],
     data_dir: Path,
     weather_period_s: int,
+    story: Story | None = None,
+    camera_url: str | None = None,
 ) -> None:
     with httpx.Client(headers=headers, timeout=60) as http:
         cluster_id = _cluster(http, setup)
@@ -66,6 +71,7 @@ def seed(
                 cluster_id,
                 agent_url,
                 data_dir / "agents" / spec["name"] / "edge-token",
+                camera_url,
             )
             for spec, agent_url in zip(EDGES, agent_urls, strict=False)
         ]
@@ -79,20 +85,23 @@ def seed(
             {"WEATHER_SEQUENCE": "0,2", "WEATHER_PERIOD": str(weather_period_s)},
         )
         _deploy(http, setup, edge_ids[1], weather, {"WEATHER_SEQUENCE": "0"})
-        for edge_id in edge_ids:
-            _deploy(http, setup, edge_id, sunny, {})
+        for spec, edge_id in zip(EDGES, edge_ids, strict=False):
+            load = story.profile(spec["nid"]) if story else {}
+            _deploy(http, setup, edge_id, sunny, load, keep=("MONITORING_",))
         if ("yoloworker", "10") in ais:
             # The demo camera: the pictures ultralytics ships, looped.
             import ultralytics
 
             assets = Path(ultralytics.__file__).parent / "assets"
-            _deploy(
-                http,
-                setup,
-                edge_ids[0],
-                ais[("yoloworker", "10")],
-                {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1"},
-            )
+            # With the story both edges analyse (edge-02 focuses, and helps edge-01).
+            for edge_id in edge_ids if story else edge_ids[:1]:
+                _deploy(
+                    http,
+                    setup,
+                    edge_id,
+                    ais[("yoloworker", "10")],
+                    {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1", "YOLO_HELPED_MODE": "pause"},
+                )
 
 
 def _cluster(http: httpx.Client, setup: str) -> int:
@@ -124,8 +133,15 @@ def _edge(
     cluster_id: int,
     agent_url: str,
     token_file: Path,
+    camera_url: str | None = None,
 ) -> int:
     found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
+    if found and camera_url:
+        # The demo camera listens on a new port each start: its URL follows.
+        _ok(
+            http.patch(f"{setup}/edges/{found[0]['id']}", json={"url": camera_url}),
+            f"camera of {spec['name']}",
+        )
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced
             rotated = _ok(
@@ -144,6 +160,7 @@ def _edge(
         "node_name": spec["name"],
         "capacity": {"cpu": 4, "memory_mb": 8192, "gpu": 0},
         "description": "simulated edge (edgectl up)",
+        **({"url": camera_url} if camera_url else {}),
     }
     created = _ok(http.post(f"{setup}/edges", json=body), f"register {spec['name']}")
     _write_token(token_file, created["token"])
@@ -205,7 +222,16 @@ def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: floa
         raise SeedError(f"AIs {sorted(pending)} not ready after {timeout:.0f}s")
 
 
-def _deploy(http: httpx.Client, setup: str, edge_id: int, ai_id: int, params: dict) -> None:
+def _deploy(
+    http: httpx.Client,
+    setup: str,
+    edge_id: int,
+    ai_id: int,
+    params: dict,
+    keep: tuple[str, ...] = (),
+) -> None:
+    """Deploy once; a running deployment is left as it is, but for its params whose names start
+    with ``keep`` (the story's load profile), which are brought to ``params``'s."""
     ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
     running = _ok(
         http.get(
@@ -215,7 +241,17 @@ def _deploy(http: httpx.Client, setup: str, edge_id: int, ai_id: int, params: di
         "list deployments",
     )["items"]
     if running:
-        return  # already there (maybe swapped by the optimizer since): leave it
+        # Already there (maybe swapped by the optimizer since): leave it, but for ``keep``.
+        for dep in running:
+            old = dep.get("params") or {}
+            new = {k: v for k, v in old.items() if not k.startswith(keep)} if keep else old
+            new.update({k: v for k, v in params.items() if keep and k.startswith(keep)})
+            if new != old:
+                _ok(
+                    http.patch(f"{setup}/deployments/{dep['id']}", json={"params": new}),
+                    "update deployment",
+                )
+        return
     _ok(
         http.post(
             f"{setup}/deployments", json={"edge_id": edge_id, "ai_id": ai_id, "params": params}

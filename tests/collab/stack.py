@@ -119,6 +119,8 @@ class Platform:
                     VMS_GROUP_COMMIT_WINDOW_MS="2",
                     VMS_STALE_AFTER_S="600",
                     VMS_NODES_MISS_REFRESH_S="0",
+                    VMS_HANDOFF_CACHE_S="1",
+                    VMS_HANDOFF_MISS_CACHE_S="0.2",
                 ),
             )
         )
@@ -288,9 +290,18 @@ class Platform:
         )
         assert r.status_code == 200 and not r.json().get("rejected"), r.text
 
-    def post_detection(self, nid: str, counts: dict[str, int]) -> None:
-        """A summary that saw ``counts`` (random weights see nothing above the threshold)."""
-        record = {
+    def post_detection(
+        self,
+        nid: str,
+        counts: dict[str, int],
+        *,
+        token_of: str | None = None,
+        analysed_by: str | None = None,
+        expect: int | None = 200,
+    ) -> httpx.Response:
+        """A summary that saw ``counts`` (random weights see nothing above the threshold); posted
+        with ``token_of``'s token (default the node's own), marked ``analysed_by``."""
+        record: dict[str, Any] = {
             "nid": nid,
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
             "model": "yolov8n",
@@ -303,13 +314,16 @@ class Platform:
             "below_threshold": 0,
             "frames_sent_up": 0,
         }
+        if analysed_by:
+            record["analysed_by"] = analysed_by
         r = httpx.post(
             f"{self.urls['vms']}/detections",
             json=record,
-            headers={"Authorization": f"Bearer {self.tokens[nid]}"},
+            headers={"Authorization": f"Bearer {self.tokens[token_of or nid]}"},
             timeout=30,
         )
-        assert r.status_code == 200, r.text
+        assert expect is None or r.status_code == expect, r.text
+        return r
 
     def summaries(self, nid: str, limit: int = 200) -> list[dict[str, Any]]:
         r = self.vms.get("/detections", params={"nid": nid, "limit": limit})

@@ -96,6 +96,12 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     down = p.decisions(policy="low_confidence", edge="edge-01")[0]
     assert down["action"] == "route_local" and "disabled" in down["reason"]
 
+    # Before any hand-off, edge-02's token cannot post for 0x01, marked or not.
+    refused = p.post_detection("0x01", {}, token_of="0x02", analysed_by="0x02", expect=403)
+    assert "does not analyse 0x01" in refused.text
+    p.post_detection("0x01", {}, token_of="0x02", expect=403)
+    p.post_detection("0x01", {}, token_of="0x02", analysed_by="0x01", expect=403)
+
     # 2. Overload: edge-01 at 99 % cpu, edge-02 idle -> edge-02 helps.
     p.post_usage("0x01", 99, 50, samples=30)
     t0 = time.monotonic()
@@ -129,10 +135,15 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     )
     helped_after = time.monotonic() - t0
     assert all(s["authenticated"] for s in fresh)
+    # The helper holds no credential of edge-01: its copy posts with edge-02's own token, which
+    # the VMS takes for 0x01 because the optimizer's hand-off names 0x02.
+    assert p.agents["0x02"].client.get(f"/workloads/{helper['name']}").status_code == 200
+    assert p.tokens["0x01"] not in repr(p.workloads("0x02"))
     # Marked as the helper's work; edge-01's own summaries (its last window before the pause)
     # carry none.
     assert {s["analysed_by"] for s in p.summaries("0x01") if s["id"] not in seen} <= {"0x02", None}
     log = p.logs("0x02", helper["name"])
+    assert "refused" not in log  # none of the helper's summaries was refused by the VMS
     assert CAMERA_PASSWORD not in log and "***" in log  # the camera's password never in a log
     assert p.cameras["0x01"].hits > 0
     assert p.workload("0x01")["pid"] == pids["0x01"]
@@ -153,6 +164,15 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     )
     actions = [d["action"] for d in p.decisions(policy="overload", edge="edge-01")]
     assert actions == ["hand_back", "handoff_to_edge"]
+    # Handed back: edge-02's token is refused for 0x01 again (within VMS_HANDOFF_CACHE_S).
+    wait_until(
+        lambda: p.post_detection(
+            "0x01", {}, token_of="0x02", analysed_by="0x02", expect=None
+        ).status_code
+        == 403,
+        timeout=10,
+        what="the helper's token refused for 0x01 after the hand-back",
+    )
     assert {nid: p.workload(nid)["pid"] for nid in pids} == pids
 
     # 3. Focus: a person on edge-01 -> edge-02 in focus (through the VMS's detection event).
