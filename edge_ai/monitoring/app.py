@@ -42,6 +42,7 @@ class MonitoringOptions:
     interval: float
     load_profile: list[tuple[float, float, float]] | None = None  # (at_s, cpu, memory) steps
     load_period_s: float = 240.0
+    analysis_for: str | None = None  # a helper copy (the optimizer's hand-over): nothing to report
 
 
 def parse_load_profile(text: str) -> list[tuple[float, float, float]]:
@@ -115,6 +116,7 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
         interval=args.interval,
         load_profile=profile,
         load_period_s=args.load_period,
+        analysis_for=env_default("analysis_for"),
     )
 
 
@@ -155,8 +157,18 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
         options.username,
         config.vms_url,
         options.interval,
-        f"; SIMULATED load, profile every {options.load_period_s:g} s" if options.load_profile else "",
+        f"; SIMULATED load, profile every {options.load_period_s:g} s"
+        if options.load_profile
+        else "",
     )
+
+    if options.analysis_for:
+        # The optimizer copies an overloaded edge's AIs to a helper edge; this program reports its
+        # own box's load, which is no help to the other edge: the copy stays idle.
+        log.info(
+            "a helper copy for node %s: this box's load is not its; idle", options.analysis_for
+        )
+        await stop.event.wait()
 
     def tick() -> None:
         now = datetime.now(UTC)

@@ -3,10 +3,10 @@
 Every ``period_s`` of the wall clock (``EDGE_UP_STORY_PERIOD_S``, default 240):
 
 1. edge-01's monitoring AI reports a SIMULATED load (``MONITORING_LOAD_PROFILE``): calm, then
-   96 % cpu from 15 % of the period to 45 %, then calm again; edge-02's stays calm (20 %);
+   96 % cpu from 10 % of the period to 50 %, then calm again; edge-02's stays calm (20 %);
    the optimizer hands edge-01's analysis to edge-02 (``overload handoff_to_edge``), whose helper
    copy reads edge-01's camera (the demo camera below), then hands it back (``hand_back``);
-2. at 65 % of the period a detection of a person on edge-01 is posted to the VMS (a scripted
+2. at 70 % of the period a detection of a person on edge-01 is posted to the VMS (a scripted
    summary, model ``demo-story``: the demo's YOLO has random weights and sees no person), and the
    optimizer raises focus on edge-02 (``focus focus_on``) until its TTL ends (``focus_off``).
 
@@ -37,7 +37,7 @@ import httpx
 log = logging.getLogger("edgectl.story")
 
 CALM, BUSY, HELPER = (25, 40), (96, 55), (20, 35)
-RISE, FALL, DETECT = 0.15, 0.45, 0.65  # fractions of the period
+RISE, FALL, DETECT = 0.1, 0.5, 0.7  # fractions of the period
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Story:
             "OPTIMIZER_RESYNC_SECONDS": "5",
             "OPTIMIZER_OVERLOAD__WINDOW_S": f"{max(5.0, 0.05 * p):g}",
             "OPTIMIZER_OVERLOAD__RECOVER_WINDOW_S": f"{max(10.0, 0.08 * p):g}",
-            "OPTIMIZER_FOCUS__TTL_S": f"{max(10.0, 0.15 * p):g}",
+            "OPTIMIZER_FOCUS__TTL_S": f"{max(10.0, 0.12 * p):g}",
         }
 
     def phase(self, now: float | None = None) -> float:

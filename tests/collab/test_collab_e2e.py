@@ -166,10 +166,12 @@ def test_routing_handoff_and_focus_happen_on_the_edge_hot_and_are_logged(platfor
     assert actions == ["hand_back", "handoff_to_edge"]
     # Handed back: edge-02's token is refused for 0x01 again (within VMS_HANDOFF_CACHE_S).
     wait_until(
-        lambda: p.post_detection(
-            "0x01", {}, token_of="0x02", analysed_by="0x02", expect=None
-        ).status_code
-        == 403,
+        lambda: (
+            p.post_detection(
+                "0x01", {}, token_of="0x02", analysed_by="0x02", expect=None
+            ).status_code
+            == 403
+        ),
         timeout=10,
         what="the helper's token refused for 0x01 after the hand-back",
     )

@@ -16,7 +16,7 @@ class Recorder:
     def __init__(self, port: int, *, batch_route: bool = True):
         self.port = port
         self.batch_route = batch_route
-        self.mode = "ok"  # "ok" | "503" | "401"
+        self.mode = "ok"  # "ok" | "503" | "401" | "429"
         self.records: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.uploads: list[tuple[dict[str, Any], bytes]] = []
@@ -54,6 +54,8 @@ class Recorder:
                     recorder.requests.append(("POST", self.path, dict(self.headers)))
                 if recorder.mode == "503":
                     return self._answer(503, {"detail": "overloaded"}, {"Retry-After": "1"})
+                if recorder.mode == "429":  # a throttling analysis service
+                    return self._answer(429, {"detail": "slow down"}, {"Retry-After": "1"})
                 if recorder.mode == "401":
                     return self._answer(401, {"detail": "bad token"})
                 if self.path == "/analysis":

@@ -177,6 +177,122 @@ async def test_monitoring_posts_usage_with_its_variant(db, vms, tmp_path):
     assert len({int(epoch(r["ts"])) for r in found}) == len(found)
 
 
+async def test_monitoring_reports_a_simulated_load_profile(db, vms, tmp_path):
+    """The demo's scripted load: the profile's values, not the box's, marked in the log."""
+    config, env = edge_setup(
+        tmp_path,
+        vms["port"],
+        "0x35",
+        "edge-35",
+        MONITORING_VARIANT="SUNNY",
+        MONITORING_LOAD_PROFILE="0:77.5:33,100000:1:1",
+        MONITORING_LOAD_PERIOD_S="200000",
+    )
+    proc = Proc(
+        python_module("edge_ai.monitoring", "--config", str(config)),
+        env=env,
+        log_path=tmp_path / "monitoring.log",
+    )
+    phase = time.time() % 200000
+    try:
+        found = await wait_rows(
+            db, "SELECT * FROM vms.usage WHERE nid = $1 ORDER BY ts", "0x35", count=2, proc=proc
+        )
+    finally:
+        assert proc.stop() == 0, proc.log_text()
+    expected = (77.5, 33.0) if phase < 99990 else (1.0, 1.0)
+    assert {(r["cpu"], r["memory"]) for r in found} == {expected}
+    assert "SIMULATED load" in proc.log_text()
+    bad = Proc(
+        python_module("edge_ai.monitoring", "--config", str(config)),
+        env={**env, "MONITORING_LOAD_PROFILE": "0:120:3"},
+        log_path=tmp_path / "bad.log",
+    )
+    assert bad.popen.wait(timeout=60) == 2
+    assert "--load-profile" in bad.log_text()
+
+
+def _node_detections(vms_port: int, nid: str) -> dict:
+    r = httpx.get(f"http://127.0.0.1:{vms_port}/nodes/state", headers=OPERATOR, timeout=5)
+    node = next((n for n in r.json()["items"] if n["nid"] == nid), None)
+    return (node or {}).get("detections") or {}
+
+
+async def test_yolo_worker_reports_a_dead_camera_and_refused_uploads(db, vms, tmp_path):
+    """What keeps failing on the edge reaches the VMS's node state, where the optimizer reads it
+    to fall back: a camera URL that does not answer (source_unavailable) and an analysis service
+    that throttles every upload (analysis_unavailable, the 429 named)."""
+    import ultralytics
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(Path(ultralytics.__file__).parent / "assets" / "bus.jpg", frames / "bus.jpg")
+    throttled = Recorder(free_port()).start()
+    throttled.mode = "429"
+    dead_camera = f"http://viewer:cam-pw-77@127.0.0.1:{free_port()}/frame.jpg"
+    procs = {}
+    for nid, source, extra in (
+        ("0x36", dead_camera, {}),
+        (
+            "0x37",
+            str(frames),
+            {
+                "EDGE_ANALYSIS_URL": f"{throttled.url}/analysis",
+                "EDGE_ROUTE_LOW_CONFIDENCE": "true",
+            },
+        ),
+    ):
+        config, env = edge_setup(
+            tmp_path,
+            vms["port"],
+            nid,
+            f"edge-{nid}",
+            YOLO_OFFLINE="1",
+            YOLO_FAILURE_REPORT_S="1",
+            **extra,
+        )
+        procs[nid] = Proc(
+            edgectl(
+                "edge",
+                "yolo",
+                "--config",
+                str(config),
+                "--source",
+                source,
+                "--model",
+                "yolov8n.yaml",
+                "--imgsz",
+                "160",
+                "--min-conf",
+                "0.00001",
+                "--max-detections",
+                "5",
+            ),
+            env=env,
+            log_path=tmp_path / f"yolo-{nid}.log",
+        )
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            camera = _node_detections(vms["port"], "0x36")
+            uploads = _node_detections(vms["port"], "0x37")
+            if camera.get("source_unavailable") and uploads.get("analysis_unavailable"):
+                break
+            for proc in procs.values():
+                assert proc.alive(), proc.log_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"not reported: {camera} {uploads}")
+    finally:
+        for proc in procs.values():
+            assert proc.stop() == 0, proc.log_text()
+        throttled.stop()
+    assert "snapshot http://***@127.0.0.1" in camera["source_unavailable"]
+    assert "cam-pw-77" not in json.dumps(camera) and "cam-pw-77" not in procs["0x36"].log_text()
+    assert uploads["analysis_unavailable"].startswith("HTTP 429")
+    assert "source_unavailable" not in uploads
+
+
 async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, vms, tmp_path):
     import ultralytics
 
