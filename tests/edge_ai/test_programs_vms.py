@@ -287,7 +287,7 @@ async def test_yolo_worker_reports_a_dead_camera_and_refused_uploads(db, vms, tm
         for proc in procs.values():
             assert proc.stop() == 0, proc.log_text()
         throttled.stop()
-    assert "snapshot http://***@127.0.0.1" in camera["source_unavailable"]
+    assert "snapshot http://***:***@127.0.0.1" in camera["source_unavailable"]
     assert "cam-pw-77" not in json.dumps(camera) and "cam-pw-77" not in procs["0x36"].log_text()
     assert uploads["analysis_unavailable"].startswith("HTTP 429")
     assert "source_unavailable" not in uploads

@@ -163,7 +163,7 @@ class DetectionsIn(_Payload):
     # gives no frame; the analysis service refuses its uploads (429, 5xx) or cannot be reached.
     # Kept in the node's state for the optimizer's fallbacks.
     source_unavailable: str | None = Field(
-        None, max_length=300, examples=["snapshot http://***@cam/frame.jpg: URLError"]
+        None, max_length=300, examples=["snapshot http://***:***@cam/frame.jpg: URLError"]
     )
     analysis_unavailable: str | None = Field(None, max_length=300, examples=["HTTP 429: busy"])
 
