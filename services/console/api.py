@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -15,7 +16,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.fleet import fleet_view
-from services.console.sessions import SessionAuth
+from services.console.live import sse
+from services.console.sessions import SessionAuth, SessionExpired, find_session
 from services.console.upstream import Upstreams
 from shared.errors import DomainError, Invalid
 
@@ -24,7 +26,28 @@ router = APIRouter(prefix="/api", tags=["console"])
 # A video's events may pause while frames wait in the queue: no read deadline.
 EVENTS_TIMEOUT = httpx.Timeout(10.0, read=None)
 FILE_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+SESSION_CHECK_S = 3.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _while_signed_in(request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A live stream that ends with ``event: expired`` once the session is over (expired or
+    signed out), checked at least every few seconds (the streams send a keep-alive)."""
+    checked = time.monotonic()
+    try:
+        async for chunk in stream:
+            if time.monotonic() - checked >= SESSION_CHECK_S:
+                checked = time.monotonic()
+                try:
+                    alive = await find_session(request) is not None
+                except SessionExpired:
+                    alive = False
+                if not alive:
+                    yield sse("expired", {"message": "your session has expired: sign in again"})
+                    return
+            yield chunk
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
 
 
 def _up(request: Request) -> Upstreams:
@@ -55,7 +78,9 @@ async def fleet(request: Request, _: SessionAuth) -> dict[str, Any]:
 @router.get("/fleet/events", summary="The fleet view as Server-Sent Events (event: fleet)")
 async def fleet_events(request: Request, _: SessionAuth) -> StreamingResponse:
     return StreamingResponse(
-        request.app.state.live.stream("fleet"), media_type="text/event-stream", headers=SSE_HEADERS
+        _while_signed_in(request, request.app.state.live.stream("fleet")),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
 
 
@@ -212,7 +237,7 @@ async def decisions(
 @router.get("/decisions/events", summary="New decisions as Server-Sent Events (event: decision)")
 async def decision_events(request: Request, _: SessionAuth) -> StreamingResponse:
     return StreamingResponse(
-        request.app.state.live.stream("decisions"),
+        _while_signed_in(request, request.app.state.live.stream("decisions")),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

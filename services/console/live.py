@@ -18,7 +18,7 @@ from shared.errors import DomainError
 
 log = logging.getLogger("edge.console.live")
 
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 3.0  # also how often a stream notices its session ended
 
 
 def sse(event: str, data: Any) -> bytes:

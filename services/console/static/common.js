@@ -92,6 +92,7 @@ export function live(url, handlers, indicator = document.getElementById("live"))
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => handler(JSON.parse(event.data)));
   }
+  source.addEventListener("expired", () => { source.close(); signInAgain(); });
   source.addEventListener("error", async () => {
     if (indicator) { indicator.textContent = "reconnecting…"; indicator.classList.remove("on"); }
     try { await api("/api/session"); } catch (e) { if (e.status === 401) { source.close(); return; } }
