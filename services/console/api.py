@@ -296,13 +296,13 @@ async def video(video_id: str, request: Request, _: SessionAuth) -> Any:
 
 
 async def _relay(
-    request: Request, path: str, timeout: httpx.Timeout
+    request: Request, path: str, limits: httpx.Timeout
 ) -> tuple[httpx.Response, AsyncIterator[bytes]]:
     """An upstream stream opened (its error answer raised here), and its body to pass on; the
     stream is closed when the body ends or the browser goes."""
     stack = contextlib.AsyncExitStack()
     response = await stack.enter_async_context(
-        _up(request).analysis.stream("GET", path, request_timeout=timeout)
+        _up(request).analysis.stream("GET", path, request_timeout=limits)
     )
 
     async def body() -> AsyncIterator[bytes]:
@@ -315,7 +315,7 @@ async def _relay(
 
 @router.get("/videos/{video_id}/events", summary="Per-frame results as Server-Sent Events")
 async def video_events(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
-    _, body = await _relay(request, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
+    _response, body = await _relay(request, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

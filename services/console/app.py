@@ -86,7 +86,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             scheduler.add_job(
                 live.tick, "interval", seconds=settings.live_interval_s, id="live", max_instances=1
             )
-            scheduler.add_job(sessions.sweep_expired, "interval", minutes=10, args=[app], id="sweep")
+            scheduler.add_job(
+                sessions.sweep_expired, "interval", minutes=10, args=[app], id="sweep"
+            )
             scheduler.start()
             yield
         finally:

@@ -56,7 +56,9 @@ class Live:
         try:
             page = await self.up.optimizer.json("GET", "/decisions", params={"limit": 50})
         except DomainError as exc:
-            self._send("decisions", sse("problem", {"service": "optimizer", "message": exc.message}))
+            self._send(
+                "decisions", sse("problem", {"service": "optimizer", "message": exc.message})
+            )
             return
         fresh = [d for d in page.get("items", []) if d["id"] not in self.seen_decisions]
         self.seen_decisions.update(d["id"] for d in fresh)

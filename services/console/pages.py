@@ -62,9 +62,7 @@ def _page(
             f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'
             '<button type="submit">Sign out</button></form></nav>'
         )
-    csrf = (
-        f'<meta name="csrf-token" content="{html.escape(session.csrf)}">' if session else ""
-    )
+    csrf = f'<meta name="csrf-token" content="{html.escape(session.csrf)}">' if session else ""
     module = f'<script type="module" src="/static/{script}"></script>' if script else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -127,9 +125,7 @@ async def login(request: Request) -> Response:
     token = str(form.get("token") or "")
     next_path = _local_path(str(form.get("next") or ""))
     if not sessions.same_origin(request):
-        return _login_page(
-            request, message="Sign in from the console's own page.", status_code=403
-        )
+        return _login_page(request, message="Sign in from the console's own page.", status_code=403)
     if not sessions.token_matches(request.app.state.settings, token):
         return _login_page(
             request,
@@ -161,7 +157,9 @@ async def logout(request: Request) -> Response:
         session = None
     if session is not None:
         if not sessions.same_origin(request) or str(form.get("csrf") or "") != session.csrf:
-            return _login_page(request, message="Sign out from the console's own page.", status_code=403)
+            return _login_page(
+                request, message="Sign out from the console's own page.", status_code=403
+            )
         await sessions.close_session(request)
     response = RedirectResponse("/login?reason=signed-out", status_code=303)
     response.delete_cookie(COOKIE, path="/")
@@ -250,7 +248,8 @@ DETECTION = """<h1>Detection</h1>
 <div class="tabs" role="tablist">
 <button role="tab" id="tab-image" aria-controls="panel-image" aria-selected="true">Image</button>
 <button role="tab" id="tab-video" aria-controls="panel-video" aria-selected="false">Video</button>
-<button role="tab" id="tab-camera" aria-controls="panel-camera" aria-selected="false">Camera</button>
+<button role="tab" id="tab-camera" aria-controls="panel-camera" aria-selected="false">Camera
+</button>
 </div>
 <div class="options"><label><input type="checkbox" id="show-labels" checked> Names and scores
 </label><label>Display size <input type="range" id="display-size" min="20" max="100" value="100">

@@ -114,9 +114,7 @@ async def require_session(request: Request) -> ConsoleSession:
             raise Forbidden("a change must come from the console's own pages (Origin)")
         given = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(given.encode(), session.csrf.encode()):
-            raise Forbidden(
-                "missing or wrong CSRF token: reload the page", field="X-CSRF-Token"
-            )
+            raise Forbidden("missing or wrong CSRF token: reload the page", field="X-CSRF-Token")
     return session
 
 

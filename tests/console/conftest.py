@@ -5,12 +5,14 @@ Playwright. Screenshots of each page go to ``test-artifacts/console/`` (git-igno
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.database import asyncpg_url, create_database, drop_database
 from tests.helpers.env import free_port
 from tests.helpers.processes import REPO
 
@@ -40,7 +43,9 @@ class Stack:
         return {"Authorization": f"Bearer {self.token}"}
 
     def get(self, service: str, path: str, **params: Any) -> Any:
-        r = httpx.get(f"{self.urls[service]}{path}", params=params, headers=self.headers, timeout=10)
+        r = httpx.get(
+            f"{self.urls[service]}{path}", params=params, headers=self.headers, timeout=10
+        )
         r.raise_for_status()
         return r.json()
 
@@ -60,18 +65,26 @@ def wait_for(what: str, check, timeout: float, stack: Stack | None = None, every
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"not seen within {timeout:.0f}s: {what}\n{stack.log_tail() if stack else ''}")
+    raise AssertionError(
+        f"not seen within {timeout:.0f}s: {what}\n{stack.log_tail() if stack else ''}"
+    )
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("console-stack")
     data_dir = tmp / "data"
-    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis", "db")
+    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis")
     ports = {name: free_port() for name in names}
     agents = [free_port(), free_port()]
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_", "CONSOLE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    # The machine's Postgres, a database of this run's own (dropped at the end).
+    db_name = f"edgeconsole_{uuid.uuid4().hex[:10]}"
+    database_url = asyncio.run(create_database(db_name))
+    env.update(
+        EDGE_DATABASE_URL=database_url,
+    )
     env.update(
         {f"EDGE_UP_{name.upper()}_PORT": str(port) for name, port in ports.items()},
         EDGE_UP_DATA_DIR=str(data_dir),
@@ -101,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         console=urls["console"],
         urls=urls,
         token="",
-        database_url=f"postgresql://postgres@127.0.0.1:{ports['db']}/edge",
+        database_url=asyncpg_url(database_url),
         log=log,
         proc=proc,
     )
@@ -118,6 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        asyncio.run(drop_database(db_name))
 
 
 @pytest.fixture(scope="session")
@@ -163,10 +177,14 @@ def new_page(browser: Any, stack: Stack, *, width: int = 1280, height: int = 900
 
 
 def sign_in(page: Any, stack: Stack, path: str = "/fleet") -> None:
-    page.goto(path)
+    """Open ``path``, signed in on the way (the sign-in page sends the browser back there)."""
+    base = path.split("#")[0]
+    page.goto(base)
     page.get_by_label("Operator token").fill(stack.token)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{path}")
+    page.wait_for_url(f"**{base}")
+    if base != path:
+        page.goto(path)
 
 
 def screenshot(page: Any, name: str) -> Path:
