@@ -84,7 +84,8 @@ def test_a_video_is_analysed_frame_by_frame_paused_and_saved(stack, browser, tmp
 
     video = _video(tmp_path / "bus-zidane.webm")
     page = new_page(browser, stack)
-    sign_in(page, stack, "/detection#video")
+    sign_in(page, stack, "/detection")
+    page.get_by_role("tab", name="Video").click()
     page.locator("#video-file").set_input_files(str(video))
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_function("() => document.getElementById('video-upload').value === 100")
@@ -125,7 +126,8 @@ def test_a_video_is_analysed_frame_by_frame_paused_and_saved(stack, browser, tmp
 
 def test_the_camera_is_analysed_frame_by_frame(stack, browser):
     page = new_page(browser, stack)
-    sign_in(page, stack, "/detection#camera")
+    sign_in(page, stack, "/detection#camera")  # a deep link to the tab
+    page.get_by_role("tabpanel", name="Camera").wait_for()
     page.get_by_role("button", name="Start camera").click()
     page.wait_for_function(
         "() => Number(document.getElementById('camera-fps').textContent) > 0", timeout=120_000

@@ -25,7 +25,9 @@ document.querySelector(".tabs").addEventListener("keydown", (e) => {
   const next = e.key === "ArrowRight" ? (i + 1) % 3 : e.key === "ArrowLeft" ? (i + 2) % 3 : null;
   if (next !== null) { select(tabs[next]); $(`tab-${tabs[next]}`).focus(); }
 });
-if (tabs.includes(location.hash.slice(1))) select(location.hash.slice(1));
+const fromHash = () => { if (tabs.includes(location.hash.slice(1))) select(location.hash.slice(1)); };
+window.addEventListener("hashchange", fromHash);
+fromHash();
 
 function applySize() {
   $("display-size-out").textContent = `${size.value}%`;
