@@ -89,7 +89,9 @@ def test_a_video_is_analysed_frame_by_frame_paused_and_saved(stack, browser, tmp
     page.locator("#video-file").set_input_files(str(video))
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_function("() => document.getElementById('video-upload').value === 100")
-    assert page.locator("#video-frames").inner_text() == "16"
+    page.wait_for_function(
+        "() => document.getElementById('video-frames').textContent === '16'", timeout=60_000
+    )
     # Frames drawn as their results arrive, with the live FPS.
     page.wait_for_function(
         "() => Number(document.getElementById('video-frame').textContent) >= 2", timeout=120_000
