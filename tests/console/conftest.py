@@ -134,7 +134,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         asyncio.run(drop_database(db_name))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed after each module: its event loop with it
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
