@@ -16,6 +16,7 @@ class ServiceName(StrEnum):
     optimizer = "optimizer"
     vms = "vms"
     analysis = "analysis"
+    console = "console"
 
 
 def service_package(name: str) -> str:
@@ -34,7 +35,9 @@ def build_app(name: str, settings):
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        name: ServiceName = typer.Argument(..., help="setup | master | optimizer | vms | analysis"),
+        name: ServiceName = typer.Argument(
+            ..., help="setup | master | optimizer | vms | analysis | console"
+        ),
         host: str = typer.Option(
             None, help="interface to listen on (default: the service's HOST setting, 127.0.0.1)"
         ),

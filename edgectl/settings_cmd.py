@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 
 from shared.settings import settings_class
 
-SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
+SERVICES = ("setup", "master", "optimizer", "vms", "analysis", "console")
 SECRET_WORDS = ("token", "password", "secret")
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -110,7 +110,7 @@ class ServiceClient:
         what: str | None = None,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
         request_timeout: float | httpx.Timeout | None = None,
@@ -137,6 +137,38 @@ class ServiceClient:
         if response.is_success or response.status_code in allow:
             return response
         raise domain_error_for(response, label)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        request_timeout: float | httpx.Timeout | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed answer (Server-Sent Events, a file), open while the block runs; an error
+        answer or a transport failure is raised as ``request`` raises it."""
+        label = what or f"{self.name} {method} {path}"
+        try:
+            async with self.http.stream(
+                method,
+                path,
+                params=params,
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise domain_error_for(response, label)
+                yield response
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"{label}: {self.name} unreachable ({type(exc).__name__})",
+                headers={"Retry-After": "2"},
+            ) from exc
 
     async def json(self, method: str, path: str, **kw: Any) -> Any:
         """The JSON of a successful answer (None for an empty body)."""

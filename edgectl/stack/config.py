@@ -24,6 +24,7 @@ class StackSettings(BaseSettings):
         description="use this Postgres instead of the embedded one",
     )
     db_port: int = 55432
+    console_port: int = Field(8080, description="the web console (its URL is printed first)")
     setup_port: int = 8001
     master_port: int = 8002
     optimizer_port: int = 8003

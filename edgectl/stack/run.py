@@ -56,6 +56,7 @@ class Stack:
         self.db: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.ports = {
+            "console": settings.console_port,
             "setup": settings.setup_port,
             "master": settings.master_port,
             "optimizer": settings.optimizer_port,
@@ -136,7 +137,7 @@ class Stack:
 
         # Setup's migrations encrypt stored camera URLs with this stack's key.
         os.environ.setdefault("SETUP_SECRET_KEYS", secrets["SETUP_SECRET_KEYS"])
-        services = (*SERVICES, "analysis") if self.analysis else SERVICES
+        services = (*SERVICES, "analysis", "console") if self.analysis else (*SERVICES, "console")
         for name in services:
             migrations.upgrade(f"services.{name}", database_url)
 
@@ -185,6 +186,11 @@ class Stack:
                 child.wait_ready(s.ready_timeout_s)
             except RuntimeError as exc:
                 raise StackError(str(exc)) from exc
+        log.info(
+            "console: %s/ (sign in with EDGE_OPERATOR_TOKEN from %s)",
+            self.urls["console"],
+            self.data_dir / "secrets.json",
+        )
         log.info("all services ready: %s", ", ".join(f"{n} {u}/docs" for n, u in self.urls.items()))
         if self.analysis:
             log.info(

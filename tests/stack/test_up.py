@@ -20,12 +20,14 @@ from tests.helpers.env import free_port
 
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    names = ("setup", "master", "optimizer", "vms", "analysis", "redis", "db", "agent1", "agent2")
+    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis", "db")
+    names += ("agent1", "agent2")
     ports = {name: free_port() for name in names}
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         EDGE_UP_DATA_DIR=str(data_dir),
+        EDGE_UP_CONSOLE_PORT=str(ports["console"]),
         EDGE_UP_SETUP_PORT=str(ports["setup"]),
         EDGE_UP_MASTER_PORT=str(ports["master"]),
         EDGE_UP_OPTIMIZER_PORT=str(ports["optimizer"]),

@@ -1,0 +1,328 @@
+"""The console's JSON API for its own pages (session cookie; changes need the CSRF header): thin
+routes that call setup, master, optimizer, VMS and analysis with the operator's token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.console.fleet import fleet_view
+from services.console.live import sse
+from services.console.sessions import SessionAuth, SessionExpired, find_session
+from services.console.upstream import Upstreams
+from shared.errors import DomainError, Invalid
+
+router = APIRouter(prefix="/api", tags=["console"])
+
+# A video's events may pause while frames wait in the queue: no read deadline.
+EVENTS_TIMEOUT = httpx.Timeout(10.0, read=None)
+FILE_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+SESSION_CHECK_S = 3.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _while_signed_in(request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A live stream that ends with ``event: expired`` once the session is over (expired or
+    signed out), checked at least every few seconds (the streams send a keep-alive)."""
+    checked = time.monotonic()
+    try:
+        async for chunk in stream:
+            if time.monotonic() - checked >= SESSION_CHECK_S:
+                checked = time.monotonic()
+                try:
+                    alive = await find_session(request) is not None
+                except SessionExpired:
+                    alive = False
+                if not alive:
+                    yield sse("expired", {"message": "your session has expired: sign in again"})
+                    return
+            yield chunk
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _up(request: Request) -> Upstreams:
+    return request.app.state.upstreams
+
+
+async def _optional(problems: list[dict[str, str]], service: str, call) -> Any:
+    try:
+        return await call
+    except DomainError as exc:
+        problems.append({"service": service, "message": exc.message})
+        return None
+
+
+@router.get("/session", summary="Whether the session is still valid, and until when")
+async def session_state(session: SessionAuth) -> dict[str, Any]:
+    return {"signed_in": True}
+
+
+# --- fleet and edges -------------------------------------------------------------------------
+
+
+@router.get("/fleet", summary="Every edge with its state, AIs, cpu and memory")
+async def fleet(request: Request, _: SessionAuth) -> dict[str, Any]:
+    return await fleet_view(_up(request))
+
+
+@router.get("/fleet/events", summary="The fleet view as Server-Sent Events (event: fleet)")
+async def fleet_events(request: Request, _: SessionAuth) -> StreamingResponse:
+    return StreamingResponse(
+        _while_signed_in(request, request.app.state.live.stream("fleet")),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+@router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
+async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]:
+    up = _up(request)
+    details = await up.setup.json("GET", f"/edges/{edge_id}")
+    problems: list[dict[str, str]] = []
+    deployments, explain, routing, pins, packages = await asyncio.gather(
+        _optional(
+            problems,
+            "setup",
+            up.setup.json("GET", "/deployments", params={"edge_id": edge_id, "limit": 200}),
+        ),
+        _optional(problems, "optimizer", up.optimizer.json("GET", f"/edges/{edge_id}/explain")),
+        _optional(problems, "optimizer", up.optimizer.json("GET", f"/routing/{details['nid']}")),
+        _optional(problems, "optimizer", up.optimizer.json("GET", "/pins")),
+        _optional(
+            problems,
+            "setup",
+            up.setup.json("GET", "/ai-packages", params={"status": "ready", "limit": 200}),
+        ),
+    )
+    pin = next((p for p in pins or [] if p["edge_id"] == edge_id), None)
+    return {
+        "edge": details,
+        "deployments": (deployments or {}).get("items", []),
+        "explain": explain,
+        "routing": routing,
+        "pin": pin,
+        "ai_packages": (packages or {}).get("items", []),
+        "problems": problems,
+    }
+
+
+@router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
+async def series(
+    nid: str,
+    request: Request,
+    _: SessionAuth,
+    kind: Literal["usage", "environment", "detections"] = "usage",
+    minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 30,
+    step: Annotated[str, Query(max_length=10)] = "10s",
+) -> Any:
+    end = datetime.now(UTC)
+    params = {
+        "kind": kind,
+        "start": (end - timedelta(minutes=minutes)).isoformat(),
+        "end": end.isoformat(),
+        "step": step,
+    }
+    return await _up(request).vms.json("GET", f"/nodes/{nid}/series", params=params)
+
+
+class DeployIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    edge_id: int
+    ai_id: int
+
+
+@router.post("/deployments", status_code=201, summary="Deploy an AI on an edge")
+async def deploy(data: DeployIn, request: Request, _: SessionAuth) -> Any:
+    return await _up(request).setup.json("POST", "/deployments", json=data.model_dump())
+
+
+@router.delete("/deployments/{deployment_id}", summary="Remove an AI from its edge")
+async def remove(deployment_id: int, request: Request, _: SessionAuth) -> Any:
+    return await _up(request).setup.json("DELETE", f"/deployments/{deployment_id}")
+
+
+class PinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000)
+
+
+@router.put("/pins/{edge_id}", summary="Pin an edge: no policy touches it")
+async def pin(edge_id: int, request: Request, _: SessionAuth, data: PinIn | None = None) -> Any:
+    body = (data or PinIn()).model_dump()
+    return await _up(request).optimizer.json("PUT", f"/pins/{edge_id}", json=body)
+
+
+@router.delete("/pins/{edge_id}", status_code=204, summary="Unpin an edge")
+async def unpin(edge_id: int, request: Request, _: SessionAuth) -> Response:
+    await _up(request).optimizer.request("DELETE", f"/pins/{edge_id}")
+    return Response(status_code=204)
+
+
+# --- AI packages -----------------------------------------------------------------------------
+
+
+@router.get("/ai-packages", summary="AI packages with their build status, and the rollouts")
+async def ai_packages(request: Request, _: SessionAuth) -> dict[str, Any]:
+    up = _up(request)
+    problems: list[dict[str, str]] = []
+    packages, rollouts = await asyncio.gather(
+        _optional(problems, "setup", up.setup.json("GET", "/ai-packages", params={"limit": 200})),
+        _optional(problems, "optimizer", up.optimizer.json("GET", "/rollouts")),
+    )
+    return {
+        "items": (packages or {}).get("items", []),
+        "rollouts": rollouts or [],
+        "problems": problems,
+    }
+
+
+@router.post(
+    "/ai-packages",
+    status_code=202,
+    summary="Upload an AI package archive (raw body), passed on to the master as it arrives",
+)
+async def upload_package(request: Request, _: SessionAuth) -> Any:
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    if content_type.startswith("multipart/"):
+        raise Invalid("send the archive as the raw body", field="body")
+    params = {
+        k: v
+        for k, v in request.query_params.items()
+        if k in ("filename", "version", "ai_class", "condition", "description") and v
+    }
+    return await _up(request).master.json(
+        "POST",
+        "/ai-packages",
+        params=params,
+        content=request.stream(),
+        headers={"content-type": content_type},
+    )
+
+
+# --- decisions and the optimizer's switches --------------------------------------------------
+
+
+@router.get("/decisions", summary="The optimizer's decision log, filtered")
+async def decisions(
+    request: Request,
+    _: SessionAuth,
+    edge: Annotated[str | None, Query(max_length=100)] = None,
+    policy: Annotated[str | None, Query(max_length=40)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    for name, value in (("edge", edge), ("policy", policy), ("action", action)):
+        if value:
+            params[name] = value
+    for name, when in (("since", since), ("until", until)):
+        if when is not None:
+            params[name] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    return await _up(request).optimizer.json("GET", "/decisions", params=params)
+
+
+@router.get("/decisions/events", summary="New decisions as Server-Sent Events (event: decision)")
+async def decision_events(request: Request, _: SessionAuth) -> StreamingResponse:
+    return StreamingResponse(
+        _while_signed_in(request, request.app.state.live.stream("decisions")),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+@router.get("/control", summary="The optimizer's pause and dry-run switches")
+async def control(request: Request, _: SessionAuth) -> Any:
+    return await _up(request).optimizer.json("GET", "/control")
+
+
+class ControlIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paused: bool | None = None
+    dry_run: bool | None = None
+
+
+@router.put("/control", summary="Pause or resume the optimizer; dry-run on or off")
+async def set_control(data: ControlIn, request: Request, _: SessionAuth) -> Any:
+    body = data.model_dump(exclude_none=True)
+    return await _up(request).optimizer.json("PUT", "/control", json=body)
+
+
+# --- detection (the analysis service) --------------------------------------------------------
+
+
+@router.post("/analyze", summary="Analyse one image (the raw body, JPEG or PNG)")
+async def analyze(request: Request, _: SessionAuth) -> Any:
+    image = await request.body()
+    if not image:
+        raise Invalid("the body is empty: send a JPEG or PNG image", field="body")
+    content_type = request.headers.get("content-type", "image/jpeg")
+    return await _up(request).analysis.json(
+        "POST", "/analyze", content=image, headers={"content-type": content_type}
+    )
+
+
+@router.post("/videos", status_code=202, summary="Upload a video for analysis (the raw body)")
+async def upload_video(request: Request, _: SessionAuth) -> Any:
+    return await _up(request).analysis.json(
+        "POST",
+        "/videos",
+        content=request.stream(),
+        headers={"content-type": request.headers.get("content-type", "video/mp4")},
+    )
+
+
+def _video_id(video_id: str) -> str:
+    if not video_id.isalnum() or len(video_id) > 64:
+        raise Invalid("not a video id", field="video_id")
+    return video_id
+
+
+@router.get("/videos/{video_id}", summary="A video's progress")
+async def video(video_id: str, request: Request, _: SessionAuth) -> Any:
+    return await _up(request).analysis.json("GET", f"/videos/{_video_id(video_id)}")
+
+
+async def _relay(
+    request: Request, path: str, limits: httpx.Timeout
+) -> tuple[httpx.Response, AsyncIterator[bytes]]:
+    """An upstream stream opened (its error answer raised here), and its body to pass on; the
+    stream is closed when the body ends or the browser goes."""
+    stack = contextlib.AsyncExitStack()
+    response = await stack.enter_async_context(
+        _up(request).analysis.stream("GET", path, request_timeout=limits)
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        async with stack:
+            async for chunk in response.aiter_raw():
+                yield chunk
+
+    return response, body()
+
+
+@router.get("/videos/{video_id}/events", summary="Per-frame results as Server-Sent Events")
+async def video_events(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
+    _response, body = await _relay(request, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)")
+async def video_annotated(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
+    response, body = await _relay(request, f"/videos/{_video_id(video_id)}/annotated", FILE_TIMEOUT)
+    headers = {"Content-Disposition": f'attachment; filename="{video_id}-annotated.mp4"'}
+    if "content-length" in response.headers:
+        headers["Content-Length"] = response.headers["content-length"]
+    return StreamingResponse(body, media_type="video/mp4", headers=headers)

@@ -1,0 +1,115 @@
+"""The web console: the fleet at a glance, one edge in depth, AI packages, the decision log and
+the detection pages, in the browser. It is the browser's one origin: it holds the operator's
+session and calls the other services on the operator's behalf (no token in the page, no CORS)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from services.console import api, pages, sessions
+from services.console.live import Live
+from services.console.settings import ConsoleSettings
+from services.console.upstream import Upstreams
+from shared.app import create_service_app
+
+STATIC = Path(__file__).parent / "static"
+
+DESCRIPTION = """
+The operator's web console (open `/` in a browser). Sign in with the operator token: the console
+keeps the session (an httpOnly, SameSite=Strict cookie) and calls setup, master, optimizer, VMS
+and analysis with the operator's token on the session's behalf. The routes below serve its pages;
+a change needs the session's CSRF token in `X-CSRF-Token`.
+"""
+
+SESSION_RULE = {
+    "rule": "session",
+    "operator": True,
+    "services": [],
+    "edge": False,
+    "who": "the operator's console session (cookie); a change also its X-CSRF-Token",
+}
+
+
+async def _no_revocations() -> dict[str, int]:
+    return {}  # the console accepts no edge tokens
+
+
+def _document_sessions(app: FastAPI) -> None:
+    """The console's API routes are called with the session cookie, not a bearer token."""
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = documented()
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/api/"):
+                continue
+            for operation in operations.values():
+                if operation.get("x-auth", {}).get("rule") == "session":
+                    continue
+                operation["x-auth"] = dict(SESSION_RULE)
+                operation["security"] = [{"console_session": []}]
+                text = operation.get("description", "").split("\n\nWho may call:")[0]
+                operation["description"] = (
+                    text + f"\n\nWho may call: {SESSION_RULE['who']}."
+                ).strip()
+        components = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        components["console_session"] = {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": sessions.COOKIE,
+        }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        upstreams = Upstreams.from_settings(settings)
+        live = Live(upstreams)
+        app.state.upstreams = upstreams
+        app.state.live = live
+        scheduler = AsyncIOScheduler()
+        try:
+            scheduler.add_job(
+                live.tick, "interval", seconds=settings.live_interval_s, id="live", max_instances=1
+            )
+            scheduler.add_job(
+                sessions.sweep_expired, "interval", minutes=10, args=[app], id="sweep"
+            )
+            scheduler.start()
+            yield
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await upstreams.aclose()
+
+    upload_limit = settings.upload_max_bytes
+    app = create_service_app(
+        settings,
+        title="Edge console",
+        description=DESCRIPTION,
+        routers=[pages.router, api.router],
+        extra_lifespan=lifespan,
+        body_limits={
+            "/api/ai-packages": upload_limit,
+            "/api/videos": upload_limit,
+            "/api/analyze": settings.image_max_bytes,
+        },
+    )
+    app.state.revocation_loader = lambda _app: _no_revocations
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _document_sessions(app)
+    return app

@@ -1,0 +1,319 @@
+"""The console's pages: sign-in, sign-out and one server-rendered shell per page (top navigation,
+a message area, the page's ES module). The data come from the console's own /api routes."""
+
+from __future__ import annotations
+
+import html
+from enum import StrEnum
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from services.console import sessions
+from services.console.sessions import COOKIE, ConsoleSession, SessionExpired
+from services.console.settings import ConsoleSettings
+from shared.contracts.decisions import Action, Policy
+
+router = APIRouter(include_in_schema=False)
+
+NAV = (
+    ("/fleet", "Fleet"),
+    ("/ai-packages", "AI packages"),
+    ("/decisions", "Decisions"),
+    ("/detection", "Detection"),
+)
+
+
+def content_policy(settings: ConsoleSettings) -> str:
+    """Nothing from outside the console, except map tiles from the configured tile server."""
+    tiles = ""
+    if settings.tile_url:
+        parts = urlsplit(settings.tile_url)
+        tiles = f" {parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data: blob:{tiles}; media-src 'self' blob:; connect-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+
+
+def _page(
+    request: Request,
+    *,
+    title: str,
+    body: str,
+    active: str = "",
+    session: ConsoleSession | None = None,
+    script: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    settings: ConsoleSettings = request.app.state.settings
+    nav = ""
+    if session is not None:
+        links = "".join(
+            f'<a href="{href}"{" aria-current=page" if href == active else ""}>{label}</a>'
+            for href, label in NAV
+        )
+        nav = (
+            f'<nav aria-label="Console">{links}<span class="spacer"></span>'
+            '<a href="/docs">API</a>'
+            '<form method="post" action="/logout" class="signout">'
+            f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'
+            '<button type="submit">Sign out</button></form></nav>'
+        )
+    csrf = f'<meta name="csrf-token" content="{html.escape(session.csrf)}">' if session else ""
+    module = f'<script type="module" src="/static/{script}"></script>' if script else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} - Edge console</title>{csrf}
+<link rel="stylesheet" href="/static/console.css">{module}</head>
+<body><header><a class="brand" href="/fleet">Edge console</a>{nav}</header>
+<div id="problems" role="status" aria-live="polite"></div>
+<main id="main" data-tile-url="{html.escape(settings.tile_url)}">{body}</main>
+</body></html>"""
+    response = HTMLResponse(page, status_code=status_code)
+    response.headers["Content-Security-Policy"] = content_policy(settings)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _local_path(value: str | None) -> str:
+    """Where to go after sign-in: a path of the console only."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/fleet"
+    return value
+
+
+_REASONS = {
+    "expired": "Your session has expired. Sign in again.",
+    "signed-out": "You are signed out.",
+}
+
+
+def _login_page(
+    request: Request, *, message: str = "", next_path: str = "/fleet", status_code: int = 200
+) -> HTMLResponse:
+    note = f'<p class="message" role="alert">{html.escape(message)}</p>' if message else ""
+    body = f"""<section class="login"><h1>Sign in</h1>{note}
+<form method="post" action="/login">
+<input type="hidden" name="next" value="{html.escape(next_path)}">
+<label for="token">Operator token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button></form>
+<p class="hint">The operator token is EDGE_OPERATOR_TOKEN (with <code>edgectl up</code>: in the
+data folder's <code>secrets.json</code>).</p></section>"""
+    return _page(request, title="Sign in", body=body, status_code=status_code)
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/fleet", status_code=303)
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/fleet", reason: str = "") -> HTMLResponse:
+    return _login_page(request, message=_REASONS.get(reason, ""), next_path=_local_path(next))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=3)
+    token = str(form.get("token") or "")
+    next_path = _local_path(str(form.get("next") or ""))
+    if not sessions.same_origin(request):
+        return _login_page(request, message="Sign in from the console's own page.", status_code=403)
+    if not sessions.token_matches(request.app.state.settings, token):
+        return _login_page(
+            request,
+            message="That is not the operator token.",
+            next_path=next_path,
+            status_code=401,
+        )
+    cookie, _ = await sessions.open_session(request)
+    settings: ConsoleSettings = request.app.state.settings
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=settings.session_ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=2)
+    try:
+        session = await sessions.find_session(request)
+    except SessionExpired:
+        session = None
+    if session is not None:
+        if not sessions.same_origin(request) or str(form.get("csrf") or "") != session.csrf:
+            return _login_page(
+                request, message="Sign out from the console's own page.", status_code=403
+            )
+        await sessions.close_session(request)
+    response = RedirectResponse("/login?reason=signed-out", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def _signed_in(request: Request) -> ConsoleSession | RedirectResponse:
+    target = quote(request.url.path, safe="/")
+    try:
+        session = await sessions.find_session(request)
+    except SessionExpired:
+        redirect = RedirectResponse(f"/login?next={target}&reason=expired", status_code=303)
+        redirect.delete_cookie(COOKIE, path="/")
+        return redirect
+    if session is None:
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    return session
+
+
+FLEET = """<h1>Fleet</h1>
+<div class="filters" role="search">
+<label>State <select id="filter-state"><option value="">all</option></select></label>
+<label>Condition <select id="filter-condition"><option value="">all</option></select></label>
+<label>Name or nid <input id="filter-text" type="search"></label>
+<span id="live" class="live">connecting…</span></div>
+<div class="fleet"><figure class="map"><div id="map" role="img" aria-label="Edges on the map">
+</div><figcaption id="legend"></figcaption></figure>
+<div class="table-wrap"><table id="fleet-table"><caption>Edges</caption><thead><tr>
+<th scope="col">Edge</th><th scope="col">State</th><th scope="col">Condition</th>
+<th scope="col">AIs (variant, version, observed)</th><th scope="col">CPU %</th>
+<th scope="col">Memory %</th></tr></thead><tbody></tbody></table></div></div>"""
+
+EDGE = """<h1 id="edge-title">Edge</h1>
+<section class="cards" id="edge-details" aria-label="Details"></section>
+<section><h2>Over time</h2><div class="charts">
+<figure><figcaption>CPU %</figcaption><div class="chart" id="chart-cpu"></div></figure>
+<figure><figcaption>Memory %</figcaption><div class="chart" id="chart-memory"></div></figure>
+<figure><figcaption>Condition</figcaption><div class="chart" id="chart-condition"></div></figure>
+<figure><figcaption>Detections</figcaption><div class="chart" id="chart-detections"></div>
+</figure></div></section>
+<section><h2>Deployments</h2><div id="deploy-form"></div>
+<div class="table-wrap"><table id="deployments"><thead><tr><th scope="col">AI</th>
+<th scope="col">Desired</th><th scope="col">Observed</th><th scope="col">Generation</th>
+<th scope="col">Restarts</th><th scope="col">Reason</th><th scope="col"></th></tr></thead>
+<tbody></tbody></table></div></section>
+<section><h2>Routing and focus</h2><div id="routing"></div></section>
+<section><h2>Why it runs what it runs</h2><div id="explain"></div></section>
+<section><h2>Decisions</h2><ol id="edge-decisions" class="decisions"></ol></section>
+<dialog id="confirm"><form method="dialog"><p id="confirm-text"></p>
+<button value="cancel">Cancel</button> <button value="ok" id="confirm-ok">Confirm</button></form>
+</dialog>"""
+
+PACKAGES = """<h1>AI packages</h1>
+<section><h2>Upload</h2><form id="upload-form" class="inline">
+<label for="archive">Archive (zip or tar.gz with aipackage.yaml)</label>
+<input id="archive" name="archive" type="file" accept=".zip,.tar.gz,.tgz" required>
+<button type="submit">Upload</button>
+<progress id="upload-progress" max="100" value="0" hidden></progress>
+<span id="upload-status" role="status"></span></form></section>
+<section><h2>Packages</h2><div class="table-wrap"><table id="packages"><thead><tr>
+<th scope="col">Filename</th><th scope="col">Class</th><th scope="col">Version</th>
+<th scope="col">Condition</th><th scope="col">Build</th><th scope="col">Updated</th></tr>
+</thead><tbody></tbody></table></div></section>
+<section><h2>Rollouts</h2><div class="table-wrap"><table id="rollouts"><thead><tr>
+<th scope="col">AI</th><th scope="col">To version</th><th scope="col">State</th>
+<th scope="col">Wave</th><th scope="col">Edges</th><th scope="col">Failed</th>
+<th scope="col">Started</th></tr></thead><tbody></tbody></table></div></section>"""
+
+DECISIONS = """<h1>Decisions</h1>
+<section class="switches" aria-label="Optimizer"><h2>Optimizer</h2>
+<label><input type="checkbox" id="paused"> Paused (no cycle runs)</label>
+<label><input type="checkbox" id="dry-run"> Dry run (decide and record, act on nothing)</label>
+<span id="control-status" role="status"></span></section>
+<form id="decision-filters" class="filters" role="search">
+<label>Policy <select name="policy" id="f-policy"><option value="">all</option>{policies}</select>
+</label>
+<label>Action <select name="action" id="f-action"><option value="">all</option>{actions}</select>
+</label>
+<label>Edge <input name="edge" id="f-edge" size="10"></label>
+<label>Since <input name="since" id="f-since" type="datetime-local"></label>
+<label>Until <input name="until" id="f-until" type="datetime-local"></label>
+<button type="submit">Filter</button> <span id="live" class="live">connecting…</span></form>
+<ol id="decision-log" class="decisions"></ol>"""
+
+DETECTION = """<h1>Detection</h1>
+<div class="tabs" role="tablist">
+<button role="tab" id="tab-image" aria-controls="panel-image" aria-selected="true">Image</button>
+<button role="tab" id="tab-video" aria-controls="panel-video" aria-selected="false">Video</button>
+<button role="tab" id="tab-camera" aria-controls="panel-camera" aria-selected="false">Camera
+</button>
+</div>
+<div class="options"><label><input type="checkbox" id="show-labels" checked> Names and scores
+</label><label>Display size <input type="range" id="display-size" min="20" max="100" value="100">
+</label><output id="display-size-out">100%</output></div>
+<section id="panel-image" role="tabpanel" aria-labelledby="tab-image">
+<form id="image-form" class="inline"><label for="image-file">Image</label>
+<input id="image-file" type="file" accept="image/*">
+<button type="submit" id="image-analyse" disabled>Analyse</button>
+<span id="image-status" role="status"></span></form>
+<canvas id="image-canvas" width="640" height="360"></canvas></section>
+<section id="panel-video" role="tabpanel" aria-labelledby="tab-video" hidden>
+<form id="video-form" class="inline"><label for="video-file">Video</label>
+<input id="video-file" type="file" accept="video/*">
+<button type="submit" id="video-analyse" disabled>Upload and analyse</button>
+<progress id="video-upload" max="100" value="0"></progress>
+<span id="video-status" role="status"></span></form>
+<div class="inline"><button type="button" id="video-toggle" disabled>Pause</button>
+<span>Frame <output id="video-frame">0</output> / <output id="video-frames">0</output></span>
+<span>FPS <output id="video-fps">0</output></span>
+<button type="button" id="video-save" disabled>Save as video</button>
+<progress id="video-save-progress" max="100" value="0"></progress>
+<a id="video-download" hidden>download</a></div>
+<canvas id="video-canvas" width="640" height="360"></canvas></section>
+<section id="panel-camera" role="tabpanel" aria-labelledby="tab-camera" hidden>
+<div class="inline"><button type="button" id="camera-start">Start camera</button>
+<button type="button" id="camera-toggle" disabled>Pause</button>
+<span>FPS <output id="camera-fps">0</output></span><span id="camera-status" role="status"></span>
+</div><video id="camera-video" playsinline muted hidden></video>
+<canvas id="camera-canvas" width="640" height="360"></canvas></section>"""
+
+
+async def _shell(request: Request, title: str, active: str, body: str, script: str) -> Response:
+    session = await _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    return _page(request, title=title, body=body, active=active, session=session, script=script)
+
+
+@router.get("/fleet")
+async def fleet_page(request: Request) -> Response:
+    return await _shell(request, "Fleet", "/fleet", FLEET, "fleet.js")
+
+
+@router.get("/edges/{edge_id}")
+async def edge_page(request: Request, edge_id: int) -> Response:
+    body = EDGE.replace('<h1 id="edge-title">', f'<h1 id="edge-title" data-edge-id="{edge_id}">')
+    return await _shell(request, f"Edge {edge_id}", "/fleet", body, "edge.js")
+
+
+@router.get("/ai-packages")
+async def packages_page(request: Request) -> Response:
+    return await _shell(request, "AI packages", "/ai-packages", PACKAGES, "packages.js")
+
+
+@router.get("/decisions")
+async def decisions_page(request: Request) -> Response:
+    body = DECISIONS.replace("{policies}", _options(Policy)).replace("{actions}", _options(Action))
+    return await _shell(request, "Decisions", "/decisions", body, "decisions.js")
+
+
+def _options(values: type[StrEnum]) -> str:
+    return "".join(f'<option value="{v.value}">{v.value}</option>' for v in values)
+
+
+@router.get("/detection")
+async def detection_page(request: Request) -> Response:
+    return await _shell(request, "Detection", "/detection", DETECTION, "detection.js")

@@ -1,0 +1,49 @@
+"""The console's settings; its own are read with the CONSOLE_ prefix (e.g. CONSOLE_SESSION_TTL_S).
+The other services' URLs are the fixed EDGE_*_URL names every service reads."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class ConsoleSettings(ServiceSettings):
+    """Sessions, the map, live updates and the calls to the other services."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSOLE_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "console"
+    default_port: ClassVar[int] = 8080
+
+    session_ttl_s: int = Field(
+        12 * 3600, ge=1, description="a sign-in lasts this long (then the page asks again)"
+    )
+    cookie_secure: bool = Field(
+        False, description="send the session cookie only over https (set behind TLS)"
+    )
+    tile_url: str = Field(
+        "",
+        description="a LAN tile server for the fleet map, e.g. http://tiles.lan/{z}/{x}/{y}.png; "
+        "empty: positions on a plain projection, no tiles",
+    )
+    live_interval_s: float = Field(
+        2.0, gt=0, description="how often the live views (fleet, decisions) ask the services"
+    )
+    upstream_timeout_s: float = Field(
+        10.0, gt=0, description="timeout of a call to another service"
+    )
+    analysis_timeout_s: float = Field(
+        60.0, gt=0, description="timeout of an image analysis or video upload call"
+    )
+    max_body_bytes: int = Field(1_048_576, description="request body limit (413 above)")
+    upload_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        description="body limit of AI package and video uploads passed on (413 above)",
+    )
+    image_max_bytes: int = Field(
+        16 * 1024 * 1024, description="body limit of an image sent for analysis (413 above)"
+    )
