@@ -103,17 +103,19 @@ class DeltaCache:
         return await asyncio.shield(task)
 
     async def _build(self, base: str, target: str) -> Path | None:
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self._build_sync, base, target)
+        self.traffic.build_seconds.observe(time.perf_counter() - started)
+        return result
+
+    def _build_sync(self, base: str, target: str) -> Path | None:
         patch, none = self._paths(base, target)
         fd, name = tempfile.mkstemp(dir=self.store.tmp_dir, prefix="delta-")
         os.close(fd)
         tmp = Path(name)
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(
-                build_patch, self.store.path(base), self.store.path(target), tmp
-            )
-            took = time.perf_counter() - started
-            self.traffic.build_seconds.observe(took)
+            build_patch(self.store.path(base), self.store.path(target), tmp)
             size, full = tmp.stat().st_size, self.store.size(target)
             log.info(
                 "patch %s -> %s: %d bytes of %d (%.1f%%) in %.2fs",
@@ -122,7 +124,7 @@ class DeltaCache:
                 size,
                 full,
                 100 * size / max(full, 1),
-                took,
+                time.perf_counter() - started,
             )
             if size > self.max_ratio * full:
                 none.touch()

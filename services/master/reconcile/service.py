@@ -28,6 +28,7 @@ from services.master.drivers.base import (
     RuntimeDriver,
     WorkloadState,
 )
+from services.master.pull.runtime import PullRuntime
 from services.master.reconcile.desired import (
     EdgePlan,
     NamedWorkload,
@@ -35,7 +36,6 @@ from services.master.reconcile.desired import (
     plan,
     runtime_of,
 )
-from services.master.pull.runtime import PullRuntime
 from services.master.reconcile.drivers import DriverSet
 from services.master.reconcile.workload_token import WorkloadTokens
 from shared.contracts.events import Event, EventType
