@@ -477,7 +477,7 @@ def write_normalised_tar(
     """Pack ``root`` as a deterministic, uncompressed tar into the binary stream ``out``.
     ``prefix`` (e.g. ``opt/edge-ai/monitoring/``) is put before every name; ``parents`` are
     folder entries written first (an image layer needs its parent folders)."""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for p in parents:
             tf.addfile(_tarinfo(p, DIR))
         if prefix:
