@@ -36,7 +36,9 @@ def platform(db, tmp_path, broker):
         EDGE_MASTER_URL=urls["master"],
         EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
     )
-    setup = start_service("setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path)
+    setup = start_service(
+        "setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path
+    )
     master = start_service(
         "master",
         port=master_port,
@@ -104,7 +106,12 @@ def start_pull_agent(tmp_path, platform, token: str, *, password: str | None = N
     workdir = tmp_path / f"agent-{name}"
     proc = Proc(
         edgectl(
-            "agent", "--node", "edge-01", "--workdir", str(workdir), "--master-url",
+            "agent",
+            "--node",
+            "edge-01",
+            "--workdir",
+            str(workdir),
+            "--master-url",
             platform["master"],
         ),
         env=env,
