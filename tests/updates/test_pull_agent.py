@@ -63,7 +63,7 @@ def platform(db, tmp_path, broker):
 
 
 def weights(seed: int, size: int = 2 * 1024 * 1024) -> bytes:
-    return os.urandom(0) + bytes((i * 7 + seed) % 251 for i in range(256)) * (size // 256)
+    return bytes((i * 7 + seed) % 251 for i in range(256)) * (size // 256)
 
 
 def retrained(base: bytes, seed: int) -> bytes:
@@ -83,6 +83,19 @@ def upload(master: httpx.Client, version: str, model: bytes) -> dict:
         f"/ai-packages?filename=monitoring&version={version}&ai_class=01",
         content=targz(files),
         headers={**OPERATOR, "Content-Type": "application/gzip"},
+    )
+    assert r.status_code == 202, r.text
+    ai = master.post(f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE)
+    assert ai.json()["ai"]["status"] == "ready", ai.text
+    return ai.json()["ai"]
+
+
+def upload_weights(master: httpx.Client, base_ai: dict, version: str, model: bytes) -> dict:
+    r = master.post(
+        f"/ai-packages/{base_ai['id']}/versions",
+        data={"version": version, "title": "nightly fine-tune", "description": "2 % of tensors"},
+        files={"file": ("model.bin", model)},
+        headers=OPERATOR,
     )
     assert r.status_code == 202, r.text
     ai = master.post(f"/ai-packages/{r.json()['ai']['id']}/build?wait=true", headers=SERVICE)
@@ -196,7 +209,11 @@ def test_an_agent_behind_nat_converges_from_notices_and_updates_by_patch(tmp_pat
         # The broker restarts mid-update: stopped, the change made, started again. The master
         # republishes once it is back; the retained notice reaches the reconnected agent.
         broker.stop()
-        v3 = upload(master, "03", retrained(base, 2))
+        # v03 comes from a training pipeline: only the changed weights file and the manifest
+        # fields, over REST; the new package is v02's with that file replaced.
+        model3 = retrained(base, 2)
+        v3 = upload_weights(master, v2, "03", model3)
+        assert v3["description"].startswith("nightly fine-tune")
         assert setup.patch(f"/deployments/{dep['id']}", json={"ai_id": v3["id"]}).status_code == 200
         broker.start()
         wait_until(
@@ -206,6 +223,23 @@ def test_an_agent_behind_nat_converges_from_notices_and_updates_by_patch(tmp_pat
         )
         (p3,) = workload_processes(workdir, "monitoring-01")
         assert p3.environ()["EDGE_AI_VERSION"] == "03"
+        with open(os.path.join(p3.cwd(), "model.bin"), "rb") as f:
+            assert f.read() == model3  # the patched package holds exactly the uploaded weights
+        assert metric(master, "master_update_downloads_total", '{kind="delta"}') == 2
+
+        # Bad input to the training upload: named fields, nothing recorded.
+        for data, field in (
+            ({"version": "03"}, "version"),  # v03 exists now with another package
+            ({"version": "04", "path": "../escape"}, "path"),
+        ):
+            r = master.post(
+                f"/ai-packages/{v3['id']}/versions",
+                data=data,
+                files={"file": ("model.bin", b"weights")},
+                headers=OPERATOR,
+            )
+            assert r.status_code in (409, 422), r.text
+            assert field in r.text
         assert listening_sockets(proc.pid) == []
 
         # A notice for another node on this agent's topic (the master may write any topic):
