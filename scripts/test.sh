@@ -10,6 +10,8 @@ for tool in docker-registry skopeo wrk; do
 done
 # The analysis service's queue, cache and rate limits (and its tests' private servers) need Redis.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The updates tests (tests/updates) run private Mosquitto brokers; mosquitto_passwd makes users.
+[ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # The docs' browser test (tests/api_docs) drives the system's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then

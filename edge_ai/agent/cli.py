@@ -27,6 +27,12 @@ def agent(
         "--master-url",
         help="where packages are fetched (default: AGENT_MASTER_URL / EDGE_MASTER_URL)",
     ),
+    mode: str = typer.Option(
+        None,
+        "--mode",
+        help="push (the master calls this agent's API) or pull (behind NAT: listens on nothing, "
+        "MQTT notices; default: AGENT_MODE or push)",
+    ),
 ) -> None:
     """Run the edge agent: it runs the workloads the master asks for on this node, supervised."""
     import uvicorn
@@ -42,6 +48,7 @@ def agent(
             ("host", host),
             ("workdir", workdir),
             ("master_url", master_url),
+            ("mode", mode),
         )
         if v is not None
     }
@@ -50,6 +57,13 @@ def agent(
     except ValueError as exc:
         typer.echo(f"edgectl agent: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if settings.mode == "pull":
+        import asyncio
+
+        from edge_ai.agent.puller import run_pull_agent
+
+        asyncio.run(run_pull_agent(settings))
+        return
     app = create_agent_app(settings)
     uvicorn.run(
         app,

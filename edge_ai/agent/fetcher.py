@@ -1,4 +1,5 @@
-"""Getting package archives from the master, by digest, into a local content-addressed cache."""
+"""Getting package archives from the master, by digest, into a local content-addressed cache:
+as a binary patch from an archive already cached when the master has one, else whole."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import logging
 import os
 import ssl
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -24,11 +26,37 @@ class DigestMismatch(FetchError):
     """The bytes received do not hash to the digest asked for: refused, nothing kept."""
 
 
+class PatchFailed(Exception):
+    """A patch could not be fetched, applied or verified: the whole archive is fetched instead."""
+
+
+def apply_patch_file(base: Path, patch: Path, out: Path) -> str:
+    """Apply a detools patch (blocking); the result's sha256 hex."""
+    import detools
+
+    try:
+        with open(base, "rb") as f_from, open(patch, "rb") as f_patch, open(out, "wb") as f_to:
+            detools.apply_patch(f_from, f_patch, f_to)
+            f_to.flush()
+            os.fsync(f_to.fileno())
+    except (detools.Error, ValueError, EOFError, OSError, MemoryError) as exc:
+        raise PatchFailed(f"the patch does not apply: {type(exc).__name__}: {exc}") from exc
+    sha = hashlib.sha256()
+    with open(out, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 class PackageFetcher:
     """Fetches package archives by ``sha256:<hex>`` digest into ``<workdir>/cache/sha256/<hex>``.
 
-    ``fetch(digest)`` is the one entry point: the whole archive from the master's
-    ``GET /artifacts/sha256:<hex>``, verified against ``digest`` before it enters the cache.
+    ``fetch(digest, base=...)`` is the one entry point. With ``base`` (the digest of an archive
+    the agent has, the version it runs now) it first asks the master for a patch
+    (``GET /artifacts/<digest>/delta?from=<base>``), applies it and checks the result against
+    ``digest``; on any failure (no patch, a corrupt or truncated one, a wrong base) it downloads
+    the whole archive (``GET /artifacts/<digest>``), also verified. Nothing unverified enters the
+    cache.
     """
 
     def __init__(
@@ -49,6 +77,9 @@ class PackageFetcher:
             auth=auth, timeout=httpx.Timeout(timeout_s, connect=10.0), verify=verify
         )
         self._locks: dict[str, asyncio.Lock] = {}
+        # What the last downloads were, for the agent's reports and the tests.
+        self.patch_seconds: list[float] = []
+        self.stats = {"delta": 0, "full": 0, "delta_failed": 0, "delta_bytes": 0, "full_bytes": 0}
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -56,52 +87,94 @@ class PackageFetcher:
     def path_for(self, digest: str) -> Path:
         return self.cache_dir / digest.split(":", 1)[1]
 
-    async def fetch(self, digest: str) -> Path:
+    async def fetch(self, digest: str, base: str | None = None) -> Path:
         """The archive's local path, downloading and verifying it first unless already cached."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:  # two workloads needing the same package download it once
             path = self.path_for(digest)
             if path.exists():
                 return path
+            if base and base != digest and self.path_for(base).is_file():
+                try:
+                    await self._via_patch(digest, base, path)
+                    return path
+                except PatchFailed as exc:
+                    self.stats["delta_failed"] += 1
+                    log.warning(
+                        "patch %s -> %s not used (%s): fetching it whole", base, digest, exc
+                    )
             await self._download_full(digest, path)
             return path
 
-    async def _download_full(self, digest: str, path: Path) -> None:
-        expected = digest.split(":", 1)[1]
-        url = f"{self.master_url}/artifacts/{digest}"
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    async def _download(self, url: str, tmp: Path, what: str) -> tuple[int, str]:
+        """Stream ``url`` into ``tmp``: (bytes, sha256 hex). FetchError on any failure."""
         sha = hashlib.sha256()
         size = 0
         try:
             async with self._client.stream("GET", url) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise FetchError(f"master answered {response.status_code} for package {digest}")
-                # Disk work in a thread (one 1 MiB chunk at a time): the API stays responsive.
+                    raise FetchError(f"master answered {response.status_code} for {what}")
+                # Disk work in a thread (one 1 MiB chunk at a time): the agent stays responsive.
                 out = await asyncio.to_thread(open, tmp, "wb")
                 try:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)
                         if size > self.max_bytes:
-                            raise FetchError(
-                                f"package {digest} is larger than {self.max_bytes} bytes"
-                            )
+                            raise FetchError(f"{what} is larger than {self.max_bytes} bytes")
                         sha.update(chunk)
                         await asyncio.to_thread(out.write, chunk)
                     await asyncio.to_thread(_sync, out)
                 finally:
                     await asyncio.to_thread(out.close)
-            if sha.hexdigest() != expected:
-                raise DigestMismatch(
-                    "package digest mismatch: asked for "
-                    f"{digest}, received sha256:{sha.hexdigest()}"
-                )
-            os.replace(tmp, path)
-            log.info("fetched package %s (%d bytes)", digest, size)
         except httpx.HTTPError as exc:
             raise FetchError(
-                f"cannot fetch package {digest} from the master: {exc.__class__.__name__}"
+                f"cannot fetch {what} from the master: {exc.__class__.__name__}"
             ) from exc
+        return size, sha.hexdigest()
+
+    def _tmp(self, path: Path, kind: str) -> Path:
+        return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{kind}")
+
+    async def _via_patch(self, digest: str, base: str, path: Path) -> None:
+        patch, out = self._tmp(path, "patch"), self._tmp(path, "part")
+        try:
+            try:
+                size, _ = await self._download(
+                    f"{self.master_url}/artifacts/{digest}/delta?from={base}",
+                    patch,
+                    f"the patch {base} -> {digest}",
+                )
+            except FetchError as exc:
+                raise PatchFailed(str(exc)) from exc
+            started = time.perf_counter()
+            got = await asyncio.to_thread(apply_patch_file, self.path_for(base), patch, out)
+            self.patch_seconds.append(time.perf_counter() - started)
+            if f"sha256:{got}" != digest:
+                raise PatchFailed(f"the patched archive is sha256:{got}, not {digest}")
+            os.replace(out, path)
+            self.stats["delta"] += 1
+            self.stats["delta_bytes"] += size
+            log.info("fetched package %s as a %d-byte patch from %s", digest, size, base)
+        finally:
+            patch.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+
+    async def _download_full(self, digest: str, path: Path) -> None:
+        expected = digest.split(":", 1)[1]
+        tmp = self._tmp(path, "part")
+        try:
+            size, got = await self._download(
+                f"{self.master_url}/artifacts/{digest}", tmp, f"package {digest}"
+            )
+            if got != expected:
+                raise DigestMismatch(
+                    f"package digest mismatch: asked for {digest}, received sha256:{got}"
+                )
+            os.replace(tmp, path)
+            self.stats["full"] += 1
+            self.stats["full_bytes"] += size
+            log.info("fetched package %s (%d bytes)", digest, size)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -51,6 +51,32 @@ class AgentSettings(BaseSettings):
         "json", validation_alias=AliasChoices("EDGE_LOG_FORMAT")
     )
 
+    # Pull mode (an edge behind NAT): no listening socket at all; one outgoing MQTT connection
+    # for update notices, then outgoing HTTPS to the master for the desired set and reports.
+    mode: Literal["push", "pull"] = Field(
+        "push",
+        description="push: the master calls this agent's API; pull: the agent listens on "
+        "nothing, waits for MQTT notices and pulls its desired set from the master",
+    )
+    mqtt_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AGENT_MQTT_URL", "EDGE_MQTT_URL"),
+        description="the broker (pull mode): mqtt://host:1883 or mqtts://host:8883",
+    )
+    mqtt_username: str | None = Field(None, description="this agent's broker user (its nid)")
+    mqtt_password: SecretStr | None = Field(None, description="... and its password")
+    mqtt_ca_file: str | None = Field(None, description="CA bundle the broker is verified with")
+    mqtt_cert_file: str | None = Field(None, description="client certificate for the broker")
+    mqtt_key_file: str | None = Field(None, description="... and its private key")
+    mqtt_topic_prefix: str = "edge"
+    report_s: float = Field(30.0, gt=0, description="pull mode: report observed state this often")
+    poll_s: float = Field(
+        900.0,
+        gt=0,
+        description="pull mode: ask for the desired set this often even without a notice "
+        "(a safety net: notices are retained, so a reconnect brings the latest)",
+    )
+
     node: str = "edge"
     host: str = "127.0.0.1"
     port: int = 8010
@@ -81,6 +107,16 @@ class AgentSettings(BaseSettings):
             from edge_ai.agent.credentials import token_nid
 
             self.nid = token_nid(self.edge_token.get_secret_value())
+        if self.mode == "pull":
+            # Nothing calls a pull agent: it needs no key, only its edge token.
+            if self.mqtt_url is None:
+                raise ValueError("pull mode needs AGENT_MQTT_URL (or EDGE_MQTT_URL)")
+            if self.edge_token is None and not (self.workdir / "edge-token").is_file():
+                raise ValueError(
+                    "pull mode needs the edge's own token: AGENT_EDGE_TOKEN or WORKDIR/edge-token"
+                )
+            self.master_url = self.master_url.rstrip("/")
+            return self
         if self.env == "local" and self.key is None:
             # The key the master derives in local mode (shared.agent_keys), from the node id.
             local_secret = derived_secret(LOCAL_SERVICE_TOKEN)
@@ -103,4 +139,8 @@ class AgentSettings(BaseSettings):
         return True
 
     def secret_values(self) -> list[str]:
-        return [s.get_secret_value() for s in (self.key, self.edge_token) if s is not None]
+        return [
+            s.get_secret_value()
+            for s in (self.key, self.edge_token, self.mqtt_password)
+            if s is not None
+        ]

@@ -159,6 +159,8 @@ class Supervisor:
         self._closing = asyncio.Event()
         self._snapshots = 0  # orders the state.json writes
         self._tasks: list[asyncio.Task] = []
+        # Called after each state change is saved (the pull agent reports then).
+        self.listeners: list[Callable[[], None]] = []
 
     # -- startup and shutdown ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -352,13 +354,20 @@ class Supervisor:
         digest12 = spec.package_digest.split(":", 1)[1][:12]
         return self.workdir / "workloads" / spec.name / f"{spec.version}-{digest12}"
 
+    def _base_for(self, spec: WorkloadSpec) -> str | None:
+        """The archive a patch to ``spec``'s may start from: the one this workload runs now."""
+        runner = self.runners.get(spec.name)
+        if runner is None or runner.spec.package_digest == spec.package_digest:
+            return None
+        return runner.spec.package_digest
+
     async def _prepare(self, spec: WorkloadSpec) -> Path:
         """Package fetched (or cached), verified, unpacked into its version directory,
         edgeconfig.xml written."""
         directory = self.directory_for(spec)
         try:
             if not directory.is_dir():
-                archive = await self.fetcher.fetch(spec.package_digest)
+                archive = await self.fetcher.fetch(spec.package_digest, base=self._base_for(spec))
                 directory.parent.mkdir(parents=True, exist_ok=True)
                 await asyncio.to_thread(
                     unpack,
@@ -400,6 +409,8 @@ class Supervisor:
                 await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
             except OSError as exc:
                 log.error("cannot write %s: %s", self.store.path, exc)
+            for listener in self.listeners:
+                listener()
             await asyncio.sleep(0.05)
 
     async def flush(self) -> None:

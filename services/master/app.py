@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from services.master.artifacts.deltas import DeltaCache, UpdateTraffic
 from services.master.artifacts.router import router as artifacts_router
 from services.master.builds.router import router as builds_router
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.packages import ArtifactStore
+from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
 from services.master.runners import Runners
@@ -51,9 +53,15 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             store=store,
             setup=SetupClient(settings),
             optimizer=OptimizerEvents(settings, app.state.metrics_registry),
+            metrics=app.state.metrics_registry,
         )
         runners = Runners.on(ctx)
         app.state.artifacts = store
+        app.state.deltas = DeltaCache(
+            store,
+            UpdateTraffic(app.state.metrics_registry),
+            max_ratio=settings.delta_max_ratio,
+        )
         app.state.master = ctx
         app.state.runners = runners
         ctx.optimizer.start()
@@ -62,6 +70,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             yield
         finally:
             await runners.stop()
+            await app.state.deltas.aclose()
             await ctx.optimizer.stop()  # what the runners queued last still goes out
             await ctx.setup.aclose()
 
@@ -75,6 +84,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             deployments_router,
             reconcile_router,
             artifacts_router,
+            pull_router,
             legacy_router,
         ],
         extra_lifespan=lifespan,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.master.packages import ArchiveLimits, ArtifactStore
@@ -25,6 +26,8 @@ class MasterContext:
     store: ArtifactStore
     setup: SetupClient
     optimizer: OptimizerEvents
+    # The app's /metrics registry (None: metrics are kept but not exported, as in unit use).
+    metrics: CollectorRegistry | None = None
 
     @property
     def limits(self) -> ArchiveLimits:

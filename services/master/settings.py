@@ -62,6 +62,33 @@ class MasterSettings(ServiceSettings):
     agent_timeout_s: float = 120.0  # an agent fetches and unpacks the package inside a PUT
     notify_optimizer: bool = True
 
+    # Edges behind NAT (the agent-pull runtime): update notices over MQTT, binary deltas.
+    mqtt_url: str | None = Field(
+        None,
+        description="the MQTT broker update notices go to: mqtt://host:1883 or mqtts://host:8883 "
+        "(unset: agent-pull edges get no notice and only poll)",
+    )
+    mqtt_username: str | None = Field(None, description="the master's broker user (writes notices)")
+    mqtt_password: SecretStr | None = Field(None, description="... and its password")
+    mqtt_ca_file: str | None = Field(
+        None, description="CA bundle the broker is verified with (mqtts)"
+    )
+    mqtt_cert_file: str | None = Field(None, description="client certificate for the broker (PEM)")
+    mqtt_key_file: str | None = Field(None, description="... and its private key")
+    mqtt_topic_prefix: str = Field("edge", description="notices go to <prefix>/<nid>/desired")
+    agent_report_s: float = Field(
+        30.0,
+        gt=0,
+        description="how often pull agents report (they are counted connected within twice this)",
+    )
+    delta_max_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a patch larger than this share of the full artifact is not served (the agent "
+        "downloads the artifact)",
+    )
+
     # Runtimes other than the agent.
     docker_host: str | None = Field(
         None, description="unix:///var/run/docker.sock or tcp://127.0.0.1:2375"
@@ -99,4 +126,6 @@ class MasterSettings(ServiceSettings):
         values = super().secret_values()
         if self.registry_password is not None:
             values.append(self.registry_password.get_secret_value())
+        if self.mqtt_password is not None:
+            values.append(self.mqtt_password.get_secret_value())
         return values

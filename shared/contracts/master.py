@@ -22,6 +22,8 @@ class Runtime(StrEnum):
     """How the master runs AIs on a cluster's edges (setup's clusters.runtime)."""
 
     AGENT = "agent"
+    # The edge agent behind NAT: told by an MQTT notice, it pulls its desired set (no inbound port).
+    AGENT_PULL = "agent-pull"
     KUBERNETES = "kubernetes"
     DOCKER = "docker"
 

@@ -131,33 +131,52 @@ def mqtt_connect(port: int) -> int:
     return reply[3]
 
 
-def test_mosquitto_config_starts_and_accepts_the_edges(tmp_path):
-    port = free_port()
+def test_mosquitto_config_refuses_anonymous_clients_and_applies_the_acl(tmp_path):
+    """The shipped config (deploy/mosquitto.conf and .acl) on a private broker: anonymous and
+    wrong passwords are refused, the master may write any node's notice, an agent reads only
+    its own topic (tests/updates/test_pull_agent.py runs the whole update path on it)."""
+    import paho.mqtt.publish as publish
+    import paho.mqtt.subscribe as subscribe
+
+    from tests.updates.broker import MASTER_PASSWORD, Broker, agent_password
+
     text = MOSQUITTO_CONFIG.read_text()
     assert "listener 1883" in text and "persistence_location /mosquitto/data/" in text
-    conf = tmp_path / "mosquitto.conf"
-    # Only the port (1883 is the machine's own broker) and the data folder move.
-    conf.write_text(
-        text.replace("listener 1883", f"listener {port} 127.0.0.1").replace(
-            "/mosquitto/data/", f"{tmp_path}/"
-        )
-    )
-    proc = Proc(
-        ["/usr/sbin/mosquitto", "-c", str(conf)],
-        env={"PATH": "/usr/bin:/bin"},
-        log_path=tmp_path / "mosquitto.log",
-    )
+    assert "allow_anonymous false" in text
+    broker = Broker(tmp_path).start()
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.alive(), proc.log_text()
-                threading.Event().wait(0.05)
-        assert mqtt_connect(port) == 0
+        assert mqtt_connect(broker.port) == 5  # anonymous: not authorised
+        master = {"username": "master", "password": MASTER_PASSWORD}
+        for nid in ("0x01", "0x02"):
+            publish.single(
+                f"edge/{nid}/desired",
+                nid,
+                qos=1,
+                retain=True,
+                hostname="127.0.0.1",
+                port=broker.port,
+                auth=master,
+            )
+        own = subscribe.simple(
+            "edge/0x01/desired",
+            qos=1,
+            hostname="127.0.0.1",
+            port=broker.port,
+            auth={"username": "0x01", "password": agent_password("0x01")},
+        )
+        assert own.payload == b"0x01"
+        # 0x01 subscribing to every node's topic still gets only its own retained notice.
+        got = subscribe.simple(
+            "edge/+/desired",
+            qos=1,
+            msg_count=1,
+            hostname="127.0.0.1",
+            port=broker.port,
+            auth={"username": "0x01", "password": agent_password("0x01")},
+        )
+        assert got.topic == "edge/0x01/desired"
     finally:
-        proc.stop()
+        broker.stop()
 
 
 # --- the services' health check command --------------------------------------------------

@@ -1,14 +1,18 @@
 """Edge agents fetch packages here, by digest, with their edge's own token: an edge only the
-archives of the AIs deployed on it (services.master.artifacts.access)."""
+archives of the AIs deployed on it (services.master.artifacts.access); whole, or as a binary
+patch from a version they already have (services.master.artifacts.deltas)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
+from services.master.artifacts.deltas import DeltaCache
 from services.master.packages import ArtifactStore
 from services.master.runners import Runners
-from shared.auth import EdgeOrServiceAuth
+from shared.auth import EdgeOrServiceAuth, Principal
 from shared.errors import Forbidden, NotFound
 
 router = APIRouter(tags=["artifacts"])
@@ -16,7 +20,7 @@ router = APIRouter(tags=["artifacts"])
 
 @router.get(
     "/artifacts/{digest}",
-    summary="A stored package archive (normalised tar.gz), streamed from disk",
+    summary="A stored package archive (normalised tar), streamed from disk",
     response_class=FileResponse,
 )
 async def get_artifact(digest: str, request: Request, principal: EdgeOrServiceAuth) -> FileResponse:
@@ -24,22 +28,69 @@ async def get_artifact(digest: str, request: Request, principal: EdgeOrServiceAu
     path = store.path(digest)  # Invalid (422) unless sha256:<64 hex>
     if not path.is_file():
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
+    await _check_access(request, principal, digest)
     if principal.kind == "edge":
-        assert principal.nid is not None
-        runners: Runners = request.app.state.runners
-        if not await runners.reconciler.artifact_access.allows(principal.nid, digest):
-            raise Forbidden(
-                f"an edge token fetches only the packages of the AIs deployed on its edge "
-                f"({principal.nid}): {digest} is not one of them",
-                field="digest",
-            )
+        request.app.state.deltas.traffic.sent("full", path.stat().st_size)
     # The digest names immutable content: it is its own ETag and may be cached forever.
     return FileResponse(
         path,
-        media_type="application/gzip",
+        media_type="application/x-tar",
         headers={
             "ETag": f'"{digest}"',
             "Cache-Control": "private, max-age=31536000, immutable",
             "Docker-Content-Digest": digest,
+        },
+    )
+
+
+async def _check_access(request: Request, principal: Principal, digest: str) -> None:
+    if principal.kind != "edge":
+        return
+    assert principal.nid is not None
+    runners: Runners = request.app.state.runners
+    if not await runners.reconciler.artifact_access.allows(principal.nid, digest):
+        raise Forbidden(
+            f"an edge token fetches only the packages of the AIs deployed on its edge "
+            f"({principal.nid}): {digest} is not one of them",
+            field="digest",
+        )
+
+
+@router.get(
+    "/artifacts/{digest}/delta",
+    summary="A binary patch (HDiffPatch, detools) from an archive the edge has to this one",
+    response_class=FileResponse,
+    responses={404: {"description": "no patch for this pair: fetch the whole archive"}},
+)
+async def get_delta(
+    digest: str,
+    request: Request,
+    principal: EdgeOrServiceAuth,
+    base: Annotated[
+        str, Query(alias="from", description="sha256:<hex> of the archive the edge already has")
+    ],
+) -> FileResponse:
+    """Computed once per pair and cached. 404 when either archive is not stored or a patch
+    would not save enough: the edge then fetches ``GET /artifacts/{digest}``. The edge checks
+    the patched result against ``digest`` itself."""
+    store: ArtifactStore = request.app.state.artifacts
+    store.path(digest)  # Invalid (422) unless sha256:<64 hex>
+    store.path(base)
+    if not store.exists(digest):
+        raise NotFound(f"artifact {digest} is not in the store", field="digest")
+    await _check_access(request, principal, digest)
+    deltas: DeltaCache = request.app.state.deltas
+    patch = await deltas.patch(base, digest)
+    if patch is None:
+        raise NotFound(f"no patch from {base} to {digest}: fetch the whole archive", field="from")
+    if principal.kind == "edge":
+        deltas.traffic.sent("delta", patch.stat().st_size)
+    return FileResponse(
+        patch,
+        media_type="application/octet-stream",
+        headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Delta-From": base,
+            "X-Delta-To": digest,
         },
     )

@@ -58,7 +58,7 @@ def package_dir_candidates(
 
 
 def _read_manifest_sync(path: Path) -> PackageManifest:
-    with tarfile.open(path, "r:gz") as tf:
+    with tarfile.open(path, "r:*") as tf:
         for name in MANIFEST_NAMES:
             try:
                 member = tf.getmember(name)

@@ -160,6 +160,10 @@ class RuntimeDriver(ABC):
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         """Every workload this platform runs on ``edge``, with its state."""
 
+    async def commit(self, edge: EdgeTarget) -> None:  # noqa: B027 - optional hook
+        """The edge's changes of this pass are all handed over (applies and removes). The
+        agent-pull runtime publishes them here; the others apply as they go."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
 

@@ -48,7 +48,7 @@ async def ingest_package(
 
 def _extract(store: ArtifactStore, digest: str, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    with store.open(digest) as f, tarfile.open(fileobj=f, mode="r:gz") as tf:
+    with store.open(digest) as f, tarfile.open(fileobj=f, mode="r:*") as tf:
         # The artifact was validated when stored; the "data" filter still refuses anything
         # escaping dest, should the store's content ever be tampered with.
         tf.extractall(dest, filter="data")

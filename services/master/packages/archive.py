@@ -7,9 +7,11 @@ Three steps, and nothing reaches the artifact store unless all pass:
    are held against the limits, and the manifest is read and validated;
 2. extract into a private staging folder under the store's ``tmp/``, counting the bytes that
    actually come out (a zip can lie about its sizes);
-3. pack the staging folder into the normalised artifact: a gzip tar with the package's files at
-   its root, sorted, owner 0:0, fixed mtime, modes 0644/0755 - the same package content always
-   gives the same bytes, hence the same digest.
+3. pack the staging folder into the normalised artifact: an uncompressed tar with the package's
+   files at its root, sorted, owner 0:0, fixed mtime, modes 0644/0755 - the same package content
+   always gives the same bytes, hence the same digest. Uncompressed, so that a change inside one
+   file (retrained weights) changes only those bytes and a binary patch between two versions stays
+   small (services.master.artifacts.deltas); compression would scramble everything after it.
 """
 
 from __future__ import annotations
@@ -472,13 +474,10 @@ def _tarinfo(
 def write_normalised_tar(
     root: Path, out, *, prefix: str = "", parents: tuple[str, ...] = ()
 ) -> None:
-    """Pack ``root`` as a deterministic gzip tar into the binary stream ``out``.
+    """Pack ``root`` as a deterministic, uncompressed tar into the binary stream ``out``.
     ``prefix`` (e.g. ``opt/edge-ai/monitoring/``) is put before every name; ``parents`` are
     folder entries written first (an image layer needs its parent folders)."""
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf,
-    ):
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for p in parents:
             tf.addfile(_tarinfo(p, DIR))
         if prefix:

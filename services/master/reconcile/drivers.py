@@ -16,9 +16,13 @@ log = logging.getLogger("edge.master.drivers")
 
 
 class DriverSet:
-    def __init__(self, settings: MasterSettings):
+    def __init__(self, settings: MasterSettings, pull: RuntimeDriver | None = None):
+        """``pull``: the agent-pull driver (services.master.pull.runtime), shared with the routes
+        its agents call."""
         self.settings = settings
         self._drivers: dict[tuple[str, str], RuntimeDriver] = {}
+        if pull is not None:
+            self._drivers[(Runtime.AGENT_PULL, "")] = pull
 
     async def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
         key = (runtime, namespace if runtime == Runtime.KUBERNETES else "")

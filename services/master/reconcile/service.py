@@ -28,6 +28,7 @@ from services.master.drivers.base import (
     RuntimeDriver,
     WorkloadState,
 )
+from services.master.pull.runtime import PullRuntime
 from services.master.reconcile.desired import (
     EdgePlan,
     NamedWorkload,
@@ -124,7 +125,9 @@ class Reconciler:
     def __init__(self, ctx: MasterContext, builds: BuildRunner):
         self.ctx = ctx
         self.builds = builds
-        self.drivers = DriverSet(ctx.settings)
+        # The agent-pull runtime's board and notices, shared with the routes its agents call.
+        self.pull = PullRuntime(ctx)
+        self.drivers = DriverSet(ctx.settings, pull=self.pull.driver)
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -143,6 +146,7 @@ class Reconciler:
         if self.ctx.settings.reconcile_on_start:
             self._wake.set()
         self._task = asyncio.create_task(self._loop(), name="reconcile")
+        self.pull.start()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -152,6 +156,7 @@ class Reconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.drivers.aclose()
+        await self.pull.stop()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -313,6 +318,7 @@ class Reconciler:
         outcome.info["reachable"] = True
         apply_errors = await self._apply(driver, p)
         await self._remove_unwanted(driver, p, before, outcome.info)
+        await driver.commit(p.target)
         after = (
             await self._observe(driver, p, outcome.info)
             if (p.workloads or p.removed or before)

@@ -40,7 +40,7 @@ class WorkloadTokens:
         now = time.time()
         out: dict[str, str] = {}
         for edge in edges:
-            if runtimes.get(edge["id"], Runtime.AGENT) == Runtime.AGENT:
+            if runtimes.get(edge["id"], Runtime.AGENT) in (Runtime.AGENT, Runtime.AGENT_PULL):
                 continue
             cached = self._cache.get(edge["id"])
             if cached is None or cached.renew_after <= now:

@@ -126,7 +126,7 @@ def build_package_layer(artifact: BinaryIO, workdir: str, dest_dir: Path) -> Lay
             ) as gz:
                 uncompressed = _HashingWriter(gz)
                 with (
-                    tarfile.open(fileobj=artifact, mode="r|gz") as src,
+                    tarfile.open(fileobj=artifact, mode="r|*") as src,
                     tarfile.open(
                         fileobj=cast(IO[bytes], uncompressed), mode="w|", format=tarfile.PAX_FORMAT
                     ) as out,

@@ -3,12 +3,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi import Path as PathParam
 
 from services.master.context import ContextDep
 from services.master.runners import RunnersDep
-from services.master.uploads import field_folder, service
+from services.master.uploads import field_folder, retrained, service
 from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
 from shared.auth import OperatorAuth, ServiceAuth
 from shared.versions import validate_version
@@ -89,3 +89,41 @@ async def package_folder(
         "folder": folder.name,
         "manifest": manifest,
     }
+
+
+@router.post(
+    "/{ai_id}/versions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+    summary="A new version of a package from a training pipeline: the changed weights file only",
+    description="Multipart form: `file` (the new weights), `version` (the new version), and "
+    "optionally `title`, `description` and `path` (where the file goes in the package; default: "
+    "the manifest's first model, else the file's name). The new package is the base version's "
+    "with that file replaced and the manifest's version and description changed; it is stored, "
+    "recorded and built like any upload, and the optimizer's version policy rolls it out. Edges "
+    "running the base version fetch it as a binary patch.",
+)
+async def upload_new_version(
+    ai_id: int,
+    ctx: ContextDep,
+    runners: RunnersDep,
+    _: OperatorAuth,
+    file: Annotated[UploadFile, File(description="the new weights file")],
+    version: Annotated[str, Form(max_length=40)],
+    title: Annotated[str | None, Form(max_length=200)] = None,
+    description: Annotated[str | None, Form(max_length=2000)] = None,
+    path: Annotated[str | None, Form(max_length=1024)] = None,
+) -> UploadAccepted:
+    try:
+        return await retrained.new_version(
+            ctx,
+            runners.builds,
+            ai_id,
+            upload=file,
+            version=version,
+            title=title,
+            description=description,
+            path=path,
+        )
+    finally:
+        await file.close()

@@ -5,7 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Runtime = Literal["agent", "kubernetes", "docker"]
+# shared.contracts.master.Runtime's values; agent-pull: edge agents behind NAT (MQTT notices).
+Runtime = Literal["agent", "agent-pull", "kubernetes", "docker"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 

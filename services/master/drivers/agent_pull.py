@@ -1,0 +1,63 @@
+"""The agent driver for edges the master cannot reach (behind NAT, on a carrier's network): the
+``agent-pull`` runtime.
+
+Nothing is sent to the edge. ``apply``/``remove`` stage the edge's desired set on the board,
+``commit`` (the end of the edge's pass) makes it the set the agent pulls and, when it changed,
+queues an MQTT notice; ``observe`` answers from what the agent last reported
+(``POST /edges/me/observed``), plus the desired workloads it has not reported yet (pending), so
+the reconcile loop can take those away too.
+"""
+
+from __future__ import annotations
+
+from services.master.drivers.agent import agent_spec, observed_workload
+from services.master.drivers.base import (
+    EdgeTarget,
+    ObservedWorkload,
+    RuntimeDriver,
+    Workload,
+    WorkloadState,
+)
+from services.master.pull.board import DesiredBoard
+from services.master.pull.notices import NoticePublisher
+
+
+class PullAgentDriver(RuntimeDriver):
+    kind = "agent-pull"
+
+    def __init__(self, board: DesiredBoard, notices: NoticePublisher):
+        self.board = board
+        self.notices = notices
+
+    async def apply(self, workload: Workload) -> None:
+        self.board.stage(workload.edge.nid, agent_spec(workload))
+
+    async def remove(self, edge: EdgeTarget, name: str) -> None:
+        self.board.unstage(edge.nid, name)
+
+    async def commit(self, edge: EdgeTarget) -> None:
+        if self.board.commit(edge.nid):
+            b = self.board.edge(edge.nid)
+            self.notices.notify(edge.nid, tag=b.tag, generation=b.generation)
+
+    async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
+        b = self.board.edge(edge.nid)
+        reported = b.observed.workloads if b.observed is not None else []
+        seen = [observed_workload(w.model_dump()) for w in reported]
+        names = {w.name for w in seen}
+        waiting = "waiting for the agent to pull its desired set"
+        if b.observed is not None and b.observed.error:
+            waiting = f"the agent could not apply its desired set: {b.observed.error}"
+        seen += [
+            ObservedWorkload(
+                deployment_id=spec.get("deployment_id"),
+                name=name,
+                state=WorkloadState.PENDING,
+                reason=waiting,
+                version=spec.get("version"),
+                generation=None,
+            )
+            for name, spec in b.committed.items()
+            if name not in names
+        ]
+        return seen

@@ -1,0 +1,109 @@
+"""The desired set of every pull-mode edge, as the last reconcile pass handed it over, and what
+each agent last reported.
+
+A pass stages an edge's changes (``apply``/``remove`` of the pull driver) and commits them at the
+end of that edge's pass (``commit``): an agent pulling in the middle of a pass sees the previous
+complete set, never half of the new one. Nothing here is kept across a master restart: the first
+pass rebuilds it (until then the desired route answers 503), and agents report again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.contracts.updates import DesiredSet, DesiredWorkload, ObservedSet
+
+
+@dataclass
+class EdgeBoard:
+    nid: str
+    committed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tag: str = ""
+    generation: int = 0
+    staged: dict[str, dict[str, Any]] | None = None
+    observed: ObservedSet | None = None
+    observed_at: float = 0.0
+    latency_tag: str = ""  # the tag whose notice-to-running time was measured
+
+
+class DesiredBoard:
+    def __init__(self, tag_key: Callable[[str], str]):
+        """``tag_key(nid)``: the key a desired set's tag is an HMAC under (the tag says "changed"
+        and nothing about the content: the set holds secrets)."""
+        self._tag_key = tag_key
+        self._edges: dict[str, EdgeBoard] = {}
+
+    def edge(self, nid: str) -> EdgeBoard:
+        board = self._edges.get(nid)
+        if board is None:
+            board = self._edges[nid] = EdgeBoard(nid)
+        return board
+
+    def known(self, nid: str) -> EdgeBoard | None:
+        return self._edges.get(nid)
+
+    # --- what the pull driver hands over ----------------------------------------------------
+    def _staging(self, nid: str) -> dict[str, dict[str, Any]]:
+        board = self.edge(nid)
+        if board.staged is None:
+            board.staged = dict(board.committed)
+        return board.staged
+
+    def stage(self, nid: str, spec: dict[str, Any]) -> None:
+        self._staging(nid)[spec["name"]] = spec
+
+    def unstage(self, nid: str, name: str) -> None:
+        self._staging(nid).pop(name, None)
+
+    def commit(self, nid: str) -> bool:
+        """End of the edge's pass: the staged set becomes the one agents pull. True when it
+        changed (a notice is due)."""
+        board = self.edge(nid)
+        staged = board.staged if board.staged is not None else board.committed
+        board.staged = None
+        tag = self._tag(nid, staged)
+        if tag == board.tag:
+            return False
+        board.committed, board.tag = staged, tag
+        board.generation = time.time_ns()
+        return True
+
+    def _tag(self, nid: str, workloads: dict[str, dict[str, Any]]) -> str:
+        canonical = json.dumps(workloads, sort_keys=True, separators=(",", ":")).encode()
+        return hmac.new(self._tag_key(nid).encode(), canonical, hashlib.sha256).hexdigest()[:32]
+
+    def desired(self, nid: str) -> DesiredSet | None:
+        board = self._edges.get(nid)
+        if board is None or not board.tag:
+            return None
+        return DesiredSet(
+            nid=nid,
+            tag=board.tag,
+            generation=board.generation,
+            workloads=[
+                DesiredWorkload.model_validate(w) for _, w in sorted(board.committed.items())
+            ],
+        )
+
+    def empty(self, nid: str) -> DesiredSet:
+        """The answer for an edge no pass has anything for: run nothing."""
+        board = self.edge(nid)
+        if not board.tag:
+            self.commit(nid)
+        return DesiredSet(nid=nid, tag=board.tag, generation=board.generation, workloads=[])
+
+    # --- what the agents report -------------------------------------------------------------
+    def report(self, nid: str, observed: ObservedSet) -> None:
+        board = self.edge(nid)
+        board.observed, board.observed_at = observed, time.time()
+
+    def reporting(self, within_s: float) -> int:
+        """Agents that reported in the last ``within_s`` seconds."""
+        since = time.time() - within_s
+        return sum(1 for b in self._edges.values() if b.observed_at >= since)

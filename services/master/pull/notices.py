@@ -1,0 +1,141 @@
+"""Update notices to the edges over MQTT: retained, QoS 1, one topic per node.
+
+One tracked task holds one connection to the broker and publishes what ``notify`` queued (the
+latest notice per node: a burst of changes is one message). A broker that is down or restarts is
+retried with backoff; notices queued meanwhile go out once it is back, and being retained, reach
+agents that were offline as soon as they reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiomqtt
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shared.contracts.updates import UpdateNotice, notice_topic
+from shared.mqtt import BrokerAddress
+
+log = logging.getLogger("edge.master.notices")
+
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 15.0
+
+
+class NoticePublisher:
+    def __init__(
+        self,
+        broker: BrokerAddress | None,
+        *,
+        registry: CollectorRegistry | None = None,
+        topic_prefix: str = "edge",
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        client_id: str = "edge-master",
+    ):
+        self.broker = broker
+        self.topic_prefix = topic_prefix
+        self._tls = broker.tls_context(ca_file, cert_file, key_file) if broker else None
+        self._client_id = client_id
+        self._pending: dict[str, UpdateNotice] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.published = Counter(
+            "master_update_notices_total",
+            "Update notices published to the broker, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.connected_gauge = Gauge(
+            "master_update_broker_connected",
+            "1 while the master holds its connection to the MQTT broker",
+            registry=registry,
+        )
+
+    def start(self) -> None:
+        if self.broker is None:
+            log.info("no MASTER_MQTT_URL: agent-pull edges get no notices (they poll slowly)")
+            return
+        self._task = asyncio.create_task(self._run(), name="update-notices")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def notify(self, nid: str, *, tag: str, generation: int) -> None:
+        """Queue the notice for ``nid`` (replacing one not yet sent)."""
+        if self.broker is None:
+            self.published.labels("no_broker").inc()
+            return
+        self._pending[nid] = UpdateNotice(
+            nid=nid, tag=tag, generation=generation, sent_at=time.time()
+        )
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        assert self.broker is not None
+        b = self.broker
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    b.host,
+                    b.port,
+                    username=b.username,
+                    password=b.password,
+                    tls_context=self._tls,
+                    identifier=self._client_id,
+                    clean_session=True,
+                    timeout=10,
+                ) as client:
+                    self._set_connected(True)
+                    delay = BACKOFF_START_S
+                    log.info("connected to the MQTT broker %s", b)
+                    await self._publish_forever(client)
+            except aiomqtt.MqttError as exc:
+                self._set_connected(False)
+                log.warning("MQTT broker %s: %s; retrying in %.1fs", b, exc, delay)
+                await asyncio.sleep(delay)  # backoff before reconnecting
+                delay = min(delay * 2, BACKOFF_CAP_S)
+
+    async def _publish_forever(self, client: aiomqtt.Client) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            batch, self._pending = self._pending, {}
+            try:
+                # QoS 1: each publish waits for the broker's PUBACK.
+                await asyncio.gather(
+                    *(
+                        client.publish(
+                            notice_topic(nid, self.topic_prefix),
+                            notice.model_dump_json(),
+                            qos=1,
+                            retain=True,
+                        )
+                        for nid, notice in batch.items()
+                    )
+                )
+            except aiomqtt.MqttError:
+                for nid, notice in batch.items():  # resent after the reconnect, unless newer
+                    self._pending.setdefault(nid, notice)
+                self.published.labels("retried").inc(len(batch))
+                raise
+            self.published.labels("published").inc(len(batch))
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        self.connected_gauge.set(1 if up else 0)

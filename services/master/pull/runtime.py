@@ -1,0 +1,63 @@
+"""The agent-pull runtime's parts, built once per master: the board of desired sets, the MQTT
+notice publisher, the driver the reconcile loop uses, and the update metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Gauge, Histogram
+
+from services.master.context import MasterContext
+from services.master.drivers.agent_pull import PullAgentDriver
+from services.master.pull.board import DesiredBoard
+from services.master.pull.notices import NoticePublisher
+from shared.mqtt import parse_broker_url
+
+log = logging.getLogger("edge.master.pull")
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
+
+
+class PullRuntime:
+    def __init__(self, ctx: MasterContext):
+        s = ctx.settings
+        registry = ctx.metrics
+        broker = None
+        if s.mqtt_url:
+            password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
+            broker = parse_broker_url(s.mqtt_url, username=s.mqtt_username, password=password)
+        self.board = DesiredBoard(s.agent_key_for)
+        self.notices = NoticePublisher(
+            broker,
+            registry=registry,
+            topic_prefix=s.mqtt_topic_prefix,
+            ca_file=s.mqtt_ca_file,
+            cert_file=s.mqtt_cert_file,
+            key_file=s.mqtt_key_file,
+        )
+        self.driver = PullAgentDriver(self.board, self.notices)
+        self.report_s = s.agent_report_s
+        self.notice_to_running = Histogram(
+            "master_update_notice_to_running_seconds",
+            "From the master publishing a notice to the agent reporting that desired set running",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.patch_apply = Histogram(
+            "master_update_patch_apply_seconds",
+            "Time agents took to apply a binary patch (as they report it)",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.agents_connected = Gauge(
+            "master_update_agents_connected",
+            "Pull agents that reported within twice MASTER_AGENT_REPORT_S",
+            registry=registry,
+        )
+        self.agents_connected.set_function(lambda: self.board.reporting(2 * self.report_s))
+
+    def start(self) -> None:
+        self.notices.start()
+
+    async def stop(self) -> None:
+        await self.notices.stop()
