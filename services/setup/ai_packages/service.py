@@ -60,7 +60,7 @@ async def update(
     apply_changes(ai, changes)
     await flush(session)
     if became_ready:
-        master.request_reconcile(session)
+        await master.request_reconcile(session, ai_id=ai.id)
     return ai
 
 
@@ -79,5 +79,5 @@ async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPa
     if ai.status != PackageStatus.REMOVED:
         ai.status = PackageStatus.REMOVED
         await flush(session)
-        master.request_removal(session, ai.id)
+        await master.request_removal(session, ai.id)
     return ai
