@@ -48,7 +48,8 @@ async def describe(
             .order_by(Cluster.name)
         )
         for master_id, name in rows:
-            served.setdefault(master_id, []).append(name)
+            if master_id is not None:
+                served.setdefault(master_id, []).append(name)
     now = await _now(session)
     out = []
     for m in masters:
