@@ -64,8 +64,9 @@ class SiteCopies:
                 await self._copy_archive(digest)
                 ref = await self._push_image(ai, digest, manifests.get(ai["id"]))
             except DomainError as exc:
-                state = Observed.PENDING if isinstance(exc, Unavailable) else Observed.FAILED
-                self.problems[ai["id"]] = SiteProblem(state, exc.message)
+                # Pending, never failed: what runs now keeps running (nothing half-deployed),
+                # and the next pass tries again.
+                self.problems[ai["id"]] = SiteProblem(Observed.PENDING, exc.message)
                 log.warning("AI %s cannot run on this site yet: %s", ai["id"], exc.message)
                 continue
             self._ready[(ai["id"], digest)] = ref
