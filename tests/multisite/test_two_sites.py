@@ -136,9 +136,10 @@ class TwoSites:
         assert r.status_code == 200 and r.json()["code"] == "0000", r.text
         aid = r.json()["aid"]
         return eventually(
-            lambda: (a := self.setup.get(f"/ai-packages/{aid}").json())["status"]
-            in ("ready", "failed")
-            and a,
+            lambda: (
+                (a := self.setup.get(f"/ai-packages/{aid}").json())["status"] in ("ready", "failed")
+                and a
+            ),
             what=f"AI {aid} built",
         )
 
@@ -322,16 +323,18 @@ def test_two_sites_each_converged_by_its_master(sites: TwoSites):
     c_b = sites.deploy(edges["site-b"], counter["id"])
     eventually(lambda: running(a, "counter-01", "01"), what="counter on site A")
     waiting = eventually(
-        lambda: (d := sites.deployment(c_b["id"]))["observed_reason"]
-        and "refused" in d["observed_reason"]
-        and d,
+        lambda: (
+            (d := sites.deployment(c_b["id"]))["observed_reason"]
+            and "refused" in d["observed_reason"]
+            and d
+        ),
         what="site B's refusal reported",
     )
     assert waiting["observed"] == "pending" and b.registry.host in waiting["observed_reason"]
     assert "counter-01" not in b.workloads() and running(b, "monitoring-01", "02")
-    health = next(
-        m for m in setup.get("/masters").json()["items"] if m["name"] == "master-site-b"
-    )["health"]
+    health = next(m for m in setup.get("/masters").json()["items"] if m["name"] == "master-site-b")[
+        "health"
+    ]
     assert str(counter["id"]) in health["site_problems"], health
     b.restart_registry(readonly=False)
     eventually(lambda: running(b, "counter-01", "01"), timeout=60, what="counter on site B")
@@ -351,8 +354,10 @@ def test_two_sites_each_converged_by_its_master(sites: TwoSites):
     hexd = counter["package_digest"].split(":")[1]
     for site in (a, b):
         eventually(
-            lambda site=site: in_registry(f"{site.registry.host}/counter-01:01") is None
-            and not (site.artifacts / "sha256" / hexd).exists(),
+            lambda site=site: (
+                in_registry(f"{site.registry.host}/counter-01:01") is None
+                and not (site.artifacts / "sha256" / hexd).exists()
+            ),
             what=f"counter gone from {site.name}",
         )
     _ = c_a
