@@ -107,7 +107,7 @@ class MasterCalls:
             if url:
                 targets.append((f"master:{master_name}", url.rstrip("/")))
             else:
-                log.info(
+                log.debug(
                     "cluster %s has no registered master: the default one is asked", cluster_name
                 )
                 targets.append(self.default)
