@@ -257,7 +257,8 @@ class Stack:
         from shared import migrations
 
         s = self.settings
-        site2_db = _sibling_database(database_url, "edge_site2")
+        own = urlsplit(database_url).path.lstrip("/") or "edge"
+        site2_db = _sibling_database(database_url, f"{own}_site2")
         migrations.upgrade("services.master", site2_db)
         registries = {}
         if self.registry_bin:
