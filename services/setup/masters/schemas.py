@@ -88,10 +88,10 @@ class MasterRegister(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "name": "master-seoul",
+                    "name": "master-lab-site",
                     "url": "http://127.0.0.1:8002",
-                    "description": "site Seoul",
-                    "clusters": ["seoul"],
+                    "description": "the lab's site master",
+                    "clusters": ["lab"],
                     "health": {"state": "ok"},
                 }
             ]
