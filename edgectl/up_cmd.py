@@ -25,13 +25,26 @@ def register(app: typer.Typer) -> None:
         seed_demo: bool = typer.Option(
             True, "--seed/--no-seed", help="seed the demo fleet (once; idempotent)"
         ),
+        sites: int = typer.Option(
+            None,
+            "--sites",
+            min=1,
+            max=2,
+            envvar="EDGE_UP_SITES",
+            help="2: two sites, each with its own master, cluster, database and registry",
+        ),
     ) -> None:
         """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data
         kept)."""
         from edgectl.stack.config import StackSettings
         from edgectl.stack.run import Stack, StackError
 
-        settings = StackSettings(data_dir=data_dir) if data_dir else StackSettings()
+        overrides: dict = {}
+        if data_dir:
+            overrides["data_dir"] = data_dir
+        if sites:
+            overrides["sites"] = sites
+        settings = StackSettings(**overrides)
         live = not plain and sys.stdout.isatty()
         logging.basicConfig(
             level=logging.INFO,

@@ -39,6 +39,9 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("setup", "PATCH", "/deployments/{deployment_id}"),
             ("setup", "DELETE", "/deployments/{deployment_id}"),
             ("setup", "POST", "/deployments/observed"),
+            ("setup", "POST", "/masters/register"),  # a master registers itself, heartbeats
+            ("setup", "POST", "/masters/{master_id}/heartbeat"),
+            ("master", "GET", "/artifacts/{digest}"),  # a site's master copies a package by digest
             ("setup", "POST", "/request_deploy_aiToDevice"),  # the field's routes, forwarded
             ("setup", "POST", "/request_undeploy_aiFromDevice"),
             ("setup", "POST", "/edges/{edge_id}/workload-token"),

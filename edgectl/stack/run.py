@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets as pysecrets
+import shutil
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -13,7 +17,7 @@ from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_a
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
-from edgectl.stack.seed import EDGES, SeedError, seed
+from edgectl.stack.seed import CLUSTER, EDGES, SITE2_CLUSTER, SeedError, seed
 from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
@@ -53,6 +57,7 @@ class Stack:
         self.story = Story(settings.story_period_s) if settings.story else None
         self.camera: DemoCamera | None = None
         self.teller: StoryTeller | None = None
+        self.notes: list[str] = []
         self.db: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.ports = {
@@ -67,7 +72,11 @@ class Stack:
         self.analysis = settings.analysis and self._analysis_possible()
         if self.analysis:
             self.ports["analysis"] = settings.analysis_port
+        if settings.sites == 2:
+            self.ports["master-2"] = settings.site2_master_port
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        # With two sites, a registry each when Debian's docker-registry is installed.
+        self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
 
     def _analysis_possible(self) -> bool:
         if self.settings.redis_url:
@@ -98,6 +107,8 @@ class Stack:
         s = self.settings
         wanted = dict(self.ports)
         wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
+        if self.registry_bin:
+            wanted.update({f"registry-{i + 1}": p for i, p in enumerate(s.registry_ports)})
         if not s.database_url:
             wanted["database"] = s.db_port
         if self.analysis and not s.redis_url:
@@ -143,12 +154,13 @@ class Stack:
 
         env = self._env(database_url, secrets, redis_url)
         logs = self.data_dir / "logs"
-        for name in services:
+        site_envs = self._sites(env, database_url, logs) if s.sites == 2 else {}
+        for name in (*services, *site_envs):
             self._spawn(
                 Child(
                     name,
-                    edgectl_args("serve", name, "--port", str(self.ports[name])),
-                    env,
+                    edgectl_args("serve", name.split("-")[0], "--port", str(self.ports[name])),
+                    site_envs.get(name, env),
                     logs / f"{name}.log",
                     ready_url=f"{self.urls[name]}/readyz",
                 )
@@ -162,6 +174,8 @@ class Stack:
         for i, port in enumerate(s.agent_ports):
             node = EDGES[i]["name"]
             agent_urls.append(f"http://127.0.0.1:{port}")
+            # With two sites, edge-02 is site 2's: it fetches packages from site 2's master.
+            master_url = self.urls["master-2"] if s.sites == 2 and i == 1 else self.urls["master"]
             self._spawn(
                 Child(
                     node,
@@ -174,7 +188,7 @@ class Stack:
                         "--workdir",
                         str(self.data_dir / "agents" / node),
                         "--master-url",
-                        self.urls["master"],
+                        master_url,
                     ),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
@@ -214,6 +228,7 @@ class Stack:
                     weather_period_s=s.weather_period_s,
                     story=story,
                     camera_url=self.camera.url if self.camera else None,
+                    sites=s.sites,
                 )
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
@@ -271,6 +286,73 @@ class Stack:
             env.setdefault("ANALYSIS_VIDEO_DIR", str(self.data_dir / "analysis" / "videos"))
         return env
 
+    def _sites(
+        self, env: dict[str, str], database_url: str, logs: Path
+    ) -> dict[str, dict[str, str]]:
+        """Two sites: site 1's master serves cluster demo, site 2's master (its own database,
+        artifact store and registry) serves demo-2; both register with setup. Answers the
+        environment of the extra service(s) by name; updates the shared one for site 1."""
+        from shared import migrations
+
+        s = self.settings
+        own = urlsplit(database_url).path.lstrip("/") or "edge"
+        site2_db = _sibling_database(database_url, f"{own}_site2")
+        migrations.upgrade("services.master", site2_db)
+        registries = {}
+        if self.registry_bin:
+            for i, port in enumerate(s.registry_ports, start=1):
+                registries[i] = self._registry(i, port, logs)
+        else:
+            self.notes.append("sites without registries: docker-registry is not installed")
+        env.update(
+            MASTER_NAME="site-1",
+            MASTER_CLUSTERS=CLUSTER,
+            MASTER_PUBLIC_URL=self.urls["master"],
+            MASTER_HEARTBEAT_SECONDS="2",
+        )
+        if 1 in registries:
+            env["MASTER_REGISTRY_URL"] = registries[1]
+        site2 = dict(env)
+        site2.update(
+            EDGE_DATABASE_URL=site2_db,
+            MASTER_NAME="site-2",
+            MASTER_CLUSTERS=SITE2_CLUSTER,
+            MASTER_PUBLIC_URL=self.urls["master-2"],
+            MASTER_ARTIFACT_DIR=str(self.data_dir / "master-2" / "artifacts"),
+            MASTER_PACKAGE_DIR=str(self.data_dir / "master-2" / "packages"),
+        )
+        site2.pop("MASTER_REGISTRY_URL", None)
+        if 2 in registries:
+            site2["MASTER_REGISTRY_URL"] = registries[2]
+        return {"master-2": site2}
+
+    def _registry(self, site: int, port: int, logs: Path) -> str:
+        """A docker-registry for one site (storage in the data folder, deletes enabled)."""
+        root = self.data_dir / f"registry-{site}"
+        (root / "storage").mkdir(parents=True, exist_ok=True)
+        config = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(root / "storage")},
+                "delete": {"enabled": True},
+            },
+            "http": {"addr": f"127.0.0.1:{port}", "secret": secrets_token()},
+        }
+        (root / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+        url = f"http://127.0.0.1:{port}"
+        assert self.registry_bin is not None
+        self._spawn(
+            Child(
+                f"registry-{site}",
+                [self.registry_bin, "serve", str(root / "config.yml")],
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                logs / f"registry-{site}.log",
+                ready_url=f"{url}/v2/",
+            )
+        )
+        return url
+
     def _spawn(self, child: Child) -> None:
         child.start()
         self.children.append(child)
@@ -278,7 +360,7 @@ class Stack:
     # ---- watch -------------------------------------------------------------------------------
 
     def watch(self, *, live: bool) -> None:
-        notes = [self.analysis_note] if self.analysis_note else []
+        notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
         with httpx.Client() as client:
             if live:
@@ -335,3 +417,28 @@ class Stack:
             self.db.stop()
             self.db = None
         log.info("stopped; data kept in %s", self.data_dir)
+
+
+def secrets_token() -> str:
+    return pysecrets.token_urlsafe(16)
+
+
+def _sibling_database(url: str, name: str) -> str:
+    """``name`` on the same Postgres server as ``url``, created when missing."""
+    import asyncio
+
+    import asyncpg
+
+    parts = urlsplit(url)
+    plain = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+
+    async def ensure() -> None:
+        conn = await asyncpg.connect(plain)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(ensure())
+    return urlunsplit(parts._replace(path=f"/{name}"))

@@ -25,6 +25,7 @@ from edgectl.stack.story import Story
 log = logging.getLogger("edgectl.seed")
 
 CLUSTER = "demo"
+SITE2_CLUSTER = "demo-2"  # edge-02's cluster with --sites 2 (served by the second master)
 
 
 class DemoEdge(TypedDict):
@@ -60,20 +61,24 @@ def seed(
     weather_period_s: int,
     story: Story | None = None,
     camera_url: str | None = None,
+    sites: int = 1,
 ) -> None:
     with httpx.Client(headers=headers, timeout=60) as http:
         cluster_id = _cluster(http, setup)
+        # Two sites: edge-02 is in site 2's cluster (moved there if an earlier run put it in
+        # the first one).
+        clusters = [cluster_id, _cluster(http, setup, SITE2_CLUSTER) if sites == 2 else cluster_id]
         edge_ids = [
             _edge(
                 http,
                 setup,
                 spec,
-                cluster_id,
+                edge_cluster,
                 agent_url,
                 data_dir / "agents" / spec["name"] / "edge-token",
                 camera_url,
             )
-            for spec, agent_url in zip(EDGES, agent_urls, strict=False)
+            for spec, agent_url, edge_cluster in zip(EDGES, agent_urls, clusters, strict=False)
         ]
         ais = _packages(http, setup, master, data_dir / "packages")
         weather, sunny = ais[("weatherai", "00")], ais[("monitoring", "01")]
@@ -104,15 +109,15 @@ def seed(
                 )
 
 
-def _cluster(http: httpx.Client, setup: str) -> int:
-    found = _ok(http.get(f"{setup}/clusters", params={"name": CLUSTER}), "list clusters")["items"]
+def _cluster(http: httpx.Client, setup: str, name: str = CLUSTER) -> int:
+    found = _ok(http.get(f"{setup}/clusters", params={"name": name}), "list clusters")["items"]
     for c in found:
-        if c["name"] == CLUSTER:
+        if c["name"] == name:
             return c["id"]
     return _ok(
         http.post(
             f"{setup}/clusters",
-            json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"},
+            json={"name": name, "runtime": "agent", "description": "edgectl up demo"},
         ),
         "create cluster",
     )["id"]
@@ -148,6 +153,11 @@ def _edge(
                 http.post(f"{setup}/edges/{found[0]['id']}/token"), f"token of {spec['name']}"
             )
             _write_token(token_file, rotated["token"])
+        if found[0]["cluster_id"] != cluster_id:
+            _ok(
+                http.patch(f"{setup}/edges/{found[0]['id']}", json={"cluster_id": cluster_id}),
+                f"move {spec['name']} to cluster {cluster_id}",
+            )
         return found[0]["id"]
     body = {
         **spec,

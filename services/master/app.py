@@ -65,7 +65,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         app.state.master = ctx
         app.state.runners = runners
         ctx.optimizer.start()
-        runners.start()
+        await runners.start()
         try:
             yield
         finally:

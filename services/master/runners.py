@@ -12,6 +12,7 @@ from services.master.builds.removal import Removals
 from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
 from services.master.reconcile.service import Reconciler
+from services.master.sites.membership import Membership
 
 
 @dataclass
@@ -19,16 +20,25 @@ class Runners:
     builds: BuildRunner
     removals: Removals
     reconciler: Reconciler
+    membership: Membership
 
     @classmethod
     def on(cls, ctx: MasterContext) -> Runners:
         builds = BuildRunner(ctx)
-        return cls(builds=builds, removals=Removals(ctx), reconciler=Reconciler(ctx, builds))
+        removals = Removals(ctx)
+        membership = Membership(ctx.settings, ctx.setup)
+        reconciler = Reconciler(ctx, builds, membership, remove_ai=removals.remove)
+        membership.health = reconciler.health
+        return cls(builds=builds, removals=removals, reconciler=reconciler, membership=membership)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        if self.membership.registers:
+            await self.membership.beat()  # registered before the first pass: it knows its clusters
+        self.membership.start()
         self.reconciler.start()
 
     async def stop(self) -> None:
+        await self.membership.stop()
         await self.reconciler.stop()
         await self.removals.stop()
         await self.builds.stop()

@@ -6,11 +6,27 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.master.registry.node_config import PULL_SECRET_NAME
 from shared.settings import ServiceSettings
+
+
+class ClusterRuntimeSettings(BaseModel):
+    """How this master reaches one cluster it serves (MASTER_CLUSTER_RUNTIME, by cluster name).
+    Credentials are referenced (a kubeconfig file, the in-cluster service account, a CA file),
+    never stored in setup. Unset fields take the master's own (MASTER_KUBECONFIG, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kubeconfig: str | None = Field(None, description="path of the cluster's kubeconfig file")
+    kube_context: str | None = None
+    kube_in_cluster: bool | None = None
+    namespace: str | None = Field(None, description="instead of the cluster's namespace in setup")
+    docker_host: str | None = None
+    docker_live_dir: str | None = None
+    agent_ca_file: str | None = Field(None, description="CA bundle of this cluster's https agents")
 
 
 class MasterSettings(ServiceSettings):
@@ -105,6 +121,33 @@ class MasterSettings(ServiceSettings):
     kube_in_cluster: bool = False
     image_pull_secret: str = PULL_SECRET_NAME  # the Secret `edgectl registry node-config` creates
 
+    # Sites: which clusters this master serves, how it reaches each, and how it tells setup.
+    name: str | None = Field(
+        None,
+        description="this master's name in setup; set: it registers itself (with MASTER_CLUSTERS) "
+        "and heartbeats; unset: a single-site master that registers nothing",
+    )
+    public_url: str | None = Field(
+        None,
+        description="where setup, the other masters and this site's agents reach this master "
+        "(default http://127.0.0.1:<port>)",
+    )
+    description: str = Field("", description="this master's description in setup")
+    clusters: str = Field(
+        "",
+        description="comma-separated names of the clusters this master serves; empty: every "
+        "cluster no registered master serves (a single-site install)",
+    )
+    cluster_runtime: dict[str, ClusterRuntimeSettings] = Field(
+        default_factory=dict,
+        description='JSON, per cluster name: {"kubeconfig", "kube_context", "kube_in_cluster", '
+        '"namespace", "docker_host", "docker_live_dir", "agent_ca_file"} (file paths, never '
+        "credentials themselves)",
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="period of the registration/heartbeat call to setup"
+    )
+
     # What deployed AIs are told (edgeconfig.xml and environment).
     vms_public_url: str = Field(
         "http://127.0.0.1:6432",
@@ -121,6 +164,20 @@ class MasterSettings(ServiceSettings):
             self.vms_public_url if "://" in self.vms_public_url else f"http://{self.vms_public_url}"
         )
         return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def cluster_names(self) -> list[str]:
+        return [c.strip() for c in self.clusters.split(",") if c.strip()]
+
+    @property
+    def own_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    @property
+    def builds_for_fleet(self) -> bool:
+        """Whether this master is the default one (EDGE_MASTER_URL), the one that builds packages
+        and restarts stalled builds; every master of a single-site install is."""
+        return not self.name or self.own_url == self.master_url.rstrip("/")
 
     def secret_values(self) -> list[str]:
         values = super().secret_values()

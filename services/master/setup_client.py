@@ -18,6 +18,9 @@ from shared.contracts.master import (
     ClusterPage,
     ClusterRecord,
     EdgeToken,
+    MasterPage,
+    MasterRecord,
+    MasterRegistration,
     ObservedReport,
     ObservedReports,
 )
@@ -100,8 +103,14 @@ class SetupClient:
         )
 
     # --- desired state ------------------------------------------------------------------
-    async def snapshot(self) -> FleetSnapshot:
-        response = await self.client.request("GET", "/fleet/snapshot", what="fleet snapshot")
+    async def snapshot(self, cluster_ids: set[int] | None = None) -> FleetSnapshot:
+        """The fleet, or only the edges of ``cluster_ids`` (the clusters this master serves)."""
+        params = None
+        if cluster_ids is not None:
+            params = {"cluster_ids": ",".join(str(i) for i in sorted(cluster_ids))}
+        response = await self.client.request(
+            "GET", "/fleet/snapshot", params=params, what="fleet snapshot"
+        )
         try:
             return FLEET_SNAPSHOT.validate_json(response.content)
         except ValueError as exc:
@@ -112,6 +121,31 @@ class SetupClient:
     async def clusters(self) -> list[ClusterRecord]:
         page = await self.client.model(
             "GET", "/clusters", ClusterPage, params={"limit": ALL}, what="clusters"
+        )
+        return page.items
+
+    # --- this master's registration -----------------------------------------------------
+    async def register_master(self, body: MasterRegistration) -> MasterRecord:
+        return await self.client.model(
+            "POST",
+            "/masters/register",
+            MasterRecord,
+            json=body.model_dump(mode="json"),
+            what="master registration",
+        )
+
+    async def heartbeat(self, master_id: int, health: dict[str, Any]) -> MasterRecord:
+        return await self.client.model(
+            "POST",
+            f"/masters/{master_id}/heartbeat",
+            MasterRecord,
+            json={"health": health},
+            what="master heartbeat",
+        )
+
+    async def masters(self) -> list[MasterRecord]:
+        page = await self.client.model(
+            "GET", "/masters", MasterPage, params={"limit": ALL}, what="masters"
         )
         return page.items
 

@@ -28,11 +28,11 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         master: MasterCalls = app.state.master
-        master.outbox.start()
+        master.start()
         try:
             yield
         finally:
-            await master.outbox.stop()  # queued requests get a short deadline to go out
+            await master.stop()  # queued requests get a short deadline to go out
 
     app = create_service_app(
         settings,

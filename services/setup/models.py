@@ -41,6 +41,11 @@ class Cluster(TimestampMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     runtime: Mapped[str] = mapped_column(String(20), default="agent")
     namespace: Mapped[str] = mapped_column(String(63), default="edge-ai")
+    # The master that registered as serving this cluster (POST /masters/register); NULL: none,
+    # the default master (EDGE_MASTER_URL) is asked.
+    master_id: Mapped[int | None] = mapped_column(
+        ForeignKey("masters.id", ondelete="SET NULL", use_alter=True), index=True
+    )
 
 
 class Master(TimestampMixin, Base):
@@ -52,6 +57,9 @@ class Master(TimestampMixin, Base):
     )
     url: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, default="")
+    # Set by the master's own registration and heartbeats; NULL: a record only (never heard of).
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Edge(TimestampMixin, Base):

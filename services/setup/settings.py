@@ -19,6 +19,13 @@ class SetupSettings(ServiceSettings):
     notify_master: bool = Field(
         True, description="ask the master to act on changes at once (off: record only)"
     )
+    master_silent_after_s: float = Field(
+        45.0,
+        gt=0,
+        description="a registered master not heard from for this long is silent: its clusters' "
+        "edges are marked master_silent in the fleet snapshot (the optimizer leaves them be) and "
+        "another master may take its clusters over",
+    )
     max_bulk_body_bytes: int = Field(
         64 * 1024 * 1024, description="body limit of POST /deployments/bulk"
     )

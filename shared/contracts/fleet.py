@@ -55,6 +55,9 @@ class FleetEdge(TypedDict):
     capacity_gpu: NotRequired[int | None]
     node_name: NotRequired[str | None]
     agent_url: NotRequired[str | None]
+    # Its cluster's registered master has not been heard from lately (setup's
+    # SETUP_MASTER_SILENT_AFTER_S): nothing converges there; the optimizer leaves it be.
+    master_silent: NotRequired[bool]
 
 
 class FleetPackage(TypedDict):
@@ -102,6 +105,8 @@ class FleetSnapshot(TypedDict):
     conditions: ConditionMapping
     generated_at: str  # the database clock when the snapshot was read
     edge_ids: NotRequired[list[int]]  # only in ?since= answers
+    # Clusters whose registered master is silent (in every answer, ?since= ones included).
+    silent_cluster_ids: NotRequired[list[int]]
 
 
 FLEET_SNAPSHOT: TypeAdapter[FleetSnapshot] = TypeAdapter(FleetSnapshot)

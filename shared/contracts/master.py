@@ -77,6 +77,33 @@ class ClusterRecord(BaseModel):
     name: str
     runtime: Runtime = Runtime.AGENT
     namespace: str = "edge-ai"
+    master_id: int | None = None  # the registered master serving it; None: the default master
+    master_state: str = "none"  # none, live, silent
+
+
+class MasterRegistration(BaseModel):
+    """POST /masters/register: a master with the clusters it serves (the field's
+    ``{name, ip, port, description}``, or ``url``, plus ``clusters`` and ``health``)."""
+
+    name: str
+    url: str
+    description: str = ""
+    clusters: list[str] = Field(default_factory=list)
+    health: dict[str, Any] = Field(default_factory=dict)
+
+
+class MasterRecord(BaseModel):
+    """A master as setup answers it (GET /masters, the registration and heartbeat answers)."""
+
+    id: int
+    name: str
+    url: str
+    clusters: list[str] = Field(default_factory=list)
+    state: str = "record"  # live, silent, record
+
+
+class MasterPage(BaseModel):
+    items: list[MasterRecord]
 
 
 class ClusterPage(BaseModel):

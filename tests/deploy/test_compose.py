@@ -48,11 +48,13 @@ def compose() -> dict:
     return cf.load()
 
 
-def services_running(compose: dict, verb: str) -> dict[str, dict]:
+def services_running(compose: dict, verb: str, *, profile: str | None = None) -> dict[str, dict]:
+    """The services running ``edgectl <verb>``: of the default stack, or of one profile."""
     return {
         name: s
         for name, s in compose["services"].items()
         if (s.get("command") or [None])[0] == verb
+        and (profile in s.get("profiles", []) if profile else "site2" not in s.get("profiles", []))
     }
 
 
@@ -133,7 +135,7 @@ def test_the_whole_stack_is_there(compose):
 
 def test_every_long_running_container_has_a_health_check_and_a_restart_policy(compose):
     for name, service in compose["services"].items():
-        if name in ("migrate", "mosquitto-users"):  # one-shot jobs
+        if name in ("migrate", "migrate-site2", "mosquitto-users"):  # one-shot jobs
             assert service["restart"] == "no", "a one-shot job must not be restarted"
             continue
         assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
@@ -249,10 +251,12 @@ def test_urls_between_services_point_at_the_compose_services(compose):
         for svc, (host, port) in by_service.items():
             assert env[f"EDGE_{svc.upper()}_URL"] == f"http://{host}:{port}", (name, svc)
         db = urllib.parse.urlsplit(env["EDGE_DATABASE_URL"])
-        assert (
-            db.scheme == "postgresql+asyncpg" and db.hostname == "postgres" and db.port == 5432
-        ), name
-        assert db.path == "/" + compose["services"]["postgres"]["environment"]["POSTGRES_DB"]
+        # Site 2's master keeps its own database, at its site.
+        postgres = "postgres-site2" if "site2" in service.get("profiles", []) else "postgres"
+        assert db.scheme == "postgresql+asyncpg" and db.hostname == postgres and db.port == 5432, (
+            name
+        )
+        assert db.path == "/" + compose["services"][postgres]["environment"]["POSTGRES_DB"]
         assert db.password == cf.read_env_file()["POSTGRES_PASSWORD"]
 
 
@@ -405,3 +409,24 @@ def test_master_keeps_its_packages_on_a_volume(compose):
         assert any(str(path).startswith(t.rstrip("/") + "/") for t in targets), path
     assert settings.registry_url == "registry:5000" and settings.registry_insecure
     assert settings.vms_public_url == cf.environment_of(service)["EDGE_VMS_URL"]
+
+
+def test_the_site2_profile_is_a_second_site_with_its_own_master_registry_and_edge(compose):
+    """`docker compose --profile site2 up -d`: one more master (its own database, registry and
+    name), registering with the central setup for its cluster, and an agent that fetches from it."""
+    site = {n: s for n, s in compose["services"].items() if "site2" in s.get("profiles", [])}
+    assert set(site) == {
+        "postgres-site2",
+        "migrate-site2",
+        "registry-site2",
+        "master-site2",
+        "edge-03",
+    }
+    env = cf.environment_of(site["master-site2"])
+    assert env["MASTER_NAME"] == "site-2" and env["MASTER_CLUSTERS"] == "site-2"
+    assert env["MASTER_REGISTRY_URL"] == "registry-site2:5000"
+    assert env["EDGE_SETUP_URL"] == "http://setup:8001"  # the central setup
+    assert env["MASTER_PUBLIC_URL"] == "http://master-site2:8012"
+    assert cf.option(site["master-site2"]["command"], "--port") == "8012"
+    assert cf.option(site["edge-03"]["command"], "--master-url") == "http://master-site2:8012"
+    assert site["migrate-site2"]["command"] == ["migrate", "master"]

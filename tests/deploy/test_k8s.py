@@ -579,3 +579,37 @@ def test_only_the_analysis_pods_reach_redis():
             if is_platform(c)
         )
         assert (client_label.items() <= labels.items()) == uses_redis, workload["metadata"]["name"]
+
+
+SITE = K8S / "overlays" / "site-example"
+
+
+def test_a_site_overlay_is_a_master_with_its_registry_reporting_to_the_central_setup():
+    """k8s/overlays/site-example: what one site's cluster runs (a master, its database, its
+    registry and the nodes' trust of it); the central services are not there; the master's
+    settings name it, its cluster(s) and the central setup, and load."""
+    docs = rendered(SITE)
+    workloads = {
+        o["metadata"]["name"]
+        for o in docs
+        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+    }
+    assert "master" in workloads and not workloads & {"setup", "optimizer", "vms"}
+    assert {"postgres", "registry", "edge-migrate"} <= workloads
+    config = {}
+    for o in docs:
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] in (
+            "edge-platform-config",
+            "edge-master-config",
+        ):
+            config.update(o["data"])
+    assert config["MASTER_NAME"] and config["MASTER_CLUSTERS"]
+    assert urllib.parse.urlsplit(config["EDGE_SETUP_URL"]).hostname != "setup.edge-platform.svc"
+    secrets = {"EDGE_SERVICE_TOKEN": "x" * 32, "EDGE_OPERATOR_TOKEN": "y" * 32}
+    secrets["EDGE_EDGE_TOKEN_SECRET"] = "z" * 32
+    with environment({**config, **secrets}):
+        settings = settings_class("master")(port=8002)
+    assert settings.name == config["MASTER_NAME"]
+    assert settings.cluster_names == config["MASTER_CLUSTERS"].split(",")
+    assert settings.own_url == config["MASTER_PUBLIC_URL"]
+    assert not settings.builds_for_fleet  # the default master (central) builds

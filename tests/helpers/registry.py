@@ -59,12 +59,16 @@ def start_registry(
     auth: dict | None = None,
     delete_enabled: bool = True,
     timeout: float = 20,
+    readonly: bool = False,
+    port: int | None = None,
 ) -> RunningRegistry:
     """``users``: htpasswd basic auth; ``auth``: any other distribution ``auth:`` section
-    (e.g. ``{"token": {"realm": ..., "service": ..., "issuer": ..., "rootcertbundle": ...}}``)."""
+    (e.g. ``{"token": {"realm": ..., "service": ..., "issuer": ..., "rootcertbundle": ...}}``);
+    ``readonly``: distribution's read-only maintenance mode (every push refused); ``port``: start
+    again where an earlier one ran (same ``workdir``: same storage)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     storage = workdir / "storage"
     storage.mkdir(exist_ok=True)
     # JSON is valid YAML: no quoting surprises with temp paths.
@@ -74,6 +78,7 @@ def start_registry(
         "storage": {
             "filesystem": {"rootdirectory": str(storage)},
             "delete": {"enabled": delete_enabled},
+            "maintenance": {"readonly": {"enabled": readonly}},
         },
         "http": {"addr": f"127.0.0.1:{port}", "secret": "test-registry-http-secret"},
     }

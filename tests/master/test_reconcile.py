@@ -236,7 +236,8 @@ async def test_reconcile_needs_a_token_and_setup_down_is_a_failed_pass_not_a_cra
 
 
 class DriftedSetup:
-    """Answers GET /fleet/snapshot as a setup whose snapshot no longer matches the contract."""
+    """Answers GET /fleet/snapshot as a setup whose snapshot no longer matches the contract (and
+    GET /clusters, read first, with one cluster)."""
 
     def __init__(self):
         class Handler(BaseHTTPRequestHandler):
@@ -244,13 +245,14 @@ class DriftedSetup:
                 pass
 
             def do_GET(self):
-                body = json.dumps(
-                    {
-                        "edges": [{"id": "one", "name": "EdgeCCTV01"}],
-                        "ai_packages": [],
-                        "deployments": [],
-                    }
-                ).encode()
+                drifted = {
+                    "edges": [{"id": "one", "name": "EdgeCCTV01"}],
+                    "ai_packages": [],
+                    "deployments": [],
+                }
+                clusters = {"items": [{"id": 1, "name": "lab"}]}
+                body = json.dumps(clusters if self.path.startswith("/clusters") else drifted)
+                body = body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

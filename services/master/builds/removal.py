@@ -19,7 +19,7 @@ from typing import Any
 
 from services.master.builds import repository
 from services.master.context import MasterContext
-from services.master.registry import RegistryClient, delete_image
+from services.master.registry import RegistryClient, delete_image, image_name
 from shared.contracts.fleet import PackageStatus
 from shared.contracts.master import AiPackageRecord
 from shared.errors import Conflict, DomainError, NotFound
@@ -105,11 +105,16 @@ async def remove_ai(ctx: MasterContext, ai_id: int) -> RemovalResult:
 
 
 async def _delete_image(ctx: MasterContext, ai: AiPackageRecord) -> str:
+    """The AI's image in this master's registry (the site's): the build master's own push is
+    setup's image_ref; another site's copy has the same name under its registry's host."""
     if not ai.image_ref or ctx.registry is None:
         return "none"
+    site_ref = str(image_name(ctx.registry.host, ai.filename, ai.ai_class, ai.version))
+    # setup's digest is the build master's; another site's registry is asked by tag.
+    digest = ai.image_digest if site_ref == ai.image_ref else None
     try:
         async with RegistryClient(ctx.registry) as registry:
-            return await delete_image(registry, ai.image_ref, ai.image_digest)
+            return await delete_image(registry, site_ref, digest)
     except NotFound:
         return "not_found"
     except DomainError as exc:

@@ -74,6 +74,7 @@ class EdgePlan:
     # Desired removed, not yet observed removed; and their workload names, where the AI is known.
     removed: list[FleetDeployment] = field(default_factory=list)
     removed_names: dict[int, str] = field(default_factory=dict)
+    cluster: str | None = None  # the cluster's name: its runtime settings on this master
 
     @property
     def has_work(self) -> bool:
@@ -198,7 +199,7 @@ def edge_plan(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> EdgePla
     )
     if cluster is None:
         return EdgePlan(edge, target, Runtime.AGENT, "edge-ai")
-    return EdgePlan(edge, target, cluster.runtime, cluster.namespace)
+    return EdgePlan(edge, target, cluster.runtime, cluster.namespace, cluster=cluster.name)
 
 
 def plan(
@@ -210,12 +211,15 @@ def plan(
     vms_path: str,
     token_for: TokenFor,
     cameras: Mapping[int, str | None] | None = None,
+    site_problems: Mapping[int, tuple[ObservedState, str]] | None = None,
 ) -> dict[int, EdgePlan]:
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
     removed deployments still to be seen gone.
 
     A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) as a secret and
-    its own edge's token: it posts the helped node's detections marked ``analysed_by``."""
+    its own edge's token: it posts the helped node's detections marked ``analysed_by``.
+    ``site_problems`` (AI id -> state, reason): AIs this site cannot run yet (archive not copied,
+    image refused by the site registry); their deployments wait with the reason."""
     ais = {a["id"]: a for a in snapshot["ai_packages"]}
     plans = {edge["id"]: edge_plan(edge, clusters) for edge in snapshot["edges"]}
     for dep in snapshot["deployments"]:
@@ -229,6 +233,9 @@ def plan(
                 p.removed_names[dep["id"]] = workload_name(ai["filename"], ai["ai_class"])
             continue
         blocked = _blocked(dep, ai, manifests)
+        if blocked is None and site_problems and dep["ai_id"] in site_problems:
+            state, reason = site_problems[dep["ai_id"]]
+            blocked = Blocked(dep, state, reason)
         if blocked is not None:
             p.blocked.append(blocked)
             continue

@@ -1,5 +1,6 @@
-"""One runtime driver per kind (and Kubernetes namespace), created on first use, closed with the
-app."""
+"""One runtime driver per cluster settings, kind and Kubernetes namespace, created on first use,
+closed with the app. A cluster named in MASTER_CLUSTER_RUNTIME gets its own kubeconfig, context,
+namespace, Docker host or agent CA; the others the master's own settings."""
 
 from __future__ import annotations
 
@@ -20,21 +21,41 @@ class DriverSet:
         """``pull``: the agent-pull driver (services.master.pull.runtime), shared with the routes
         its agents call."""
         self.settings = settings
-        self._drivers: dict[tuple[str, str], RuntimeDriver] = {}
+        self._drivers: dict[tuple[str, str, str], RuntimeDriver] = {}
         if pull is not None:
-            self._drivers[(Runtime.AGENT_PULL, "")] = pull
+            # One pull driver for every cluster: its agents call this master's routes.
+            self._drivers[(Runtime.AGENT_PULL, "", "")] = pull
 
-    async def get(self, runtime: str, namespace: str = "edge-ai") -> RuntimeDriver:
-        key = (runtime, namespace if runtime == Runtime.KUBERNETES else "")
+    def _settings_for(self, cluster: str | None) -> MasterSettings:
+        """The master's settings with the cluster's own runtime settings over them."""
+        own = self.settings.cluster_runtime.get(cluster or "")
+        if own is None:
+            return self.settings
+        return self.settings.model_copy(
+            update=own.model_dump(exclude_none=True, exclude={"namespace"})
+        )
+
+    async def get(
+        self, runtime: str, namespace: str = "edge-ai", cluster: str | None = None
+    ) -> RuntimeDriver:
+        per_cluster = cluster if cluster in self.settings.cluster_runtime else ""
+        if runtime == Runtime.AGENT_PULL:
+            per_cluster = ""
+        override = self.settings.cluster_runtime.get(per_cluster)
+        if override is not None and override.namespace:
+            namespace = override.namespace
+        key = (runtime, namespace if runtime == Runtime.KUBERNETES else "", per_cluster or "")
         driver = self._drivers.get(key)
         if driver is None:
             # Creating the kubernetes/docker clients reads files and may connect: off the event
             # loop.
-            driver = self._drivers[key] = await asyncio.to_thread(self._create, runtime, namespace)
+            s = self._settings_for(per_cluster)
+            driver = self._drivers[key] = await asyncio.to_thread(
+                self._create, runtime, namespace, s
+            )
         return driver
 
-    def _create(self, runtime: str, namespace: str) -> RuntimeDriver:
-        s = self.settings
+    def _create(self, runtime: str, namespace: str, s: MasterSettings) -> RuntimeDriver:
         if runtime == Runtime.AGENT:
             return AgentDriver(
                 key_for=lambda edge: s.agent_key_for(edge.nid),  # each agent its own key

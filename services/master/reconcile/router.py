@@ -38,6 +38,11 @@ async def master_status(ctx: ContextDep, runners: RunnersDep, _: ReaderAuth) -> 
             "passes": reconciler.passes,
             "last": reconciler.last,
         },
+        "site": {
+            **runners.membership.status(),
+            "serving": sorted(reconciler.served.values()),
+            "builds_for_fleet": ctx.settings.builds_for_fleet,
+        },
         "builds_in_flight": sorted(runners.builds.in_flight()),
         "registry": ctx.registry.host if ctx.registry else None,
         "artifacts": len(ctx.store.digests()),

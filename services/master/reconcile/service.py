@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ from services.master.reconcile.desired import (
 )
 from services.master.reconcile.drivers import DriverSet
 from services.master.reconcile.workload_token import WorkloadTokens
+from services.master.sites.copies import SiteCopies
+from services.master.sites.membership import Membership
 from shared.contracts.events import Event, EventType
 from shared.contracts.fleet import (
     DesiredState,
@@ -122,9 +124,19 @@ def to_setup_state(ow: ObservedWorkload) -> tuple[ObservedState, str | None]:
 
 
 class Reconciler:
-    def __init__(self, ctx: MasterContext, builds: BuildRunner):
+    def __init__(
+        self,
+        ctx: MasterContext,
+        builds: BuildRunner,
+        membership: Membership,
+        remove_ai: Callable[[int], Awaitable[object]] | None = None,
+    ):
         self.ctx = ctx
         self.builds = builds
+        self.membership = membership
+        self.copies = SiteCopies(ctx)
+        self._remove_ai = remove_ai
+        self.served: dict[int, str] = {}  # cluster id -> name, as of the last pass
         # The agent-pull runtime's board and notices, shared with the routes its agents call.
         self.pull = PullRuntime(ctx)
         self.drivers = DriverSet(ctx.settings, pull=self.pull.driver)
@@ -136,7 +148,6 @@ class Reconciler:
         self._manifests: dict[tuple[int, str | None], dict[str, Any]] = {}
         self.passes = 0
         self.last: dict[str, Any] = {"state": "never run"}
-        self._workload_tokens = WorkloadTokens(ctx.setup)
         self._workload_tokens = WorkloadTokens(ctx.setup)
         # Which archives each edge may fetch (GET /artifacts), refreshed by every pass.
         self.artifact_access = ArtifactAccess(ctx.setup)
@@ -196,22 +207,30 @@ class Reconciler:
 
     async def _pass(self) -> dict[str, Any]:
         ctx = self.ctx
-        snapshot = await ctx.setup.snapshot()
+        every_cluster = await ctx.setup.clusters()
+        served = self.membership.served(every_cluster)
+        clusters = {c.id: c for c in every_cluster if c.id in served}
+        self.served = {c.id: c.name for c in clusters.values()}
+        # Only the edges of the clusters this master serves (its site).
+        snapshot = await ctx.setup.snapshot(cluster_ids=served)
         self.artifact_access.remember(snapshot)  # before apply: the agents fetch what it names
-        self._restart_stalled_builds(snapshot)
-        clusters = {c.id: c for c in await ctx.setup.clusters()}
+        if ctx.settings.builds_for_fleet:
+            self._restart_stalled_builds(snapshot)
+        manifests = await self._manifests_for(snapshot)
+        await self._site_copies(snapshot, manifests)
         runtimes = {e["id"]: runtime_of(e, clusters) for e in snapshot["edges"]}
         tokens = await self._workload_tokens.for_edges(_edges_running(snapshot), runtimes)
         helped = _edges_helped(snapshot)
         plans = plan(
             snapshot,
             clusters,
-            await self._manifests_for(snapshot),
+            manifests,
             vms=ctx.settings.vms_host_port,
             vms_path=ctx.settings.vms_path,
             # none on the agent runtime: the agent hands over the edge's own
             token_for=lambda nid, runtime: tokens.get(nid),
             cameras=await self._helped_cameras(helped),
+            site_problems={i: (p.observed, p.reason) for i, p in self.copies.problems.items()},
         )
         outcomes = await self._converge_all(p for p in plans.values() if p.has_work)
         previous = {d["id"]: d for d in snapshot["deployments"]}
@@ -224,7 +243,71 @@ class Reconciler:
         await ctx.setup.report_observed(reports)
         self._announce(reports, previous)
         edges = {str(o.info["edge_id"]): o.info for o in outcomes}
-        return {"edges": edges, "reported": len(reports), "deployments": len(previous)}
+        await self._catch_up_removals(snapshot)
+        return {
+            "clusters": sorted(self.served.values()),
+            "edges": edges,
+            "reported": len(reports),
+            "deployments": len(previous),
+            "site_problems": {str(i): p.reason for i, p in self.copies.problems.items()},
+        }
+
+    async def _site_copies(
+        self, snapshot: FleetSnapshot, manifests: dict[int, dict[str, Any]]
+    ) -> None:
+        """This site's copy of every package its deployments need (archive, and image in the
+        site registry); the workloads then name the site registry's image."""
+        needed = [ai for ai in snapshot["ai_packages"] if ai["id"] in manifests]
+        await self.copies.ensure(needed, manifests)
+        for ai in needed:
+            ref = self.copies.site_image(ai)
+            if ref:
+                ai["image_ref"] = ref
+
+    async def _catch_up_removals(self, snapshot: FleetSnapshot) -> None:
+        """AIs removed while this master was away: their image in the site registry and their
+        archive here go now (the archive's presence says the clean-up is still to do)."""
+        if self._remove_ai is None:
+            return
+        in_use = {a.get("package_digest") for a in snapshot["ai_packages"]}
+        try:
+            removed = await self.ctx.setup.list_ais(status=PackageStatus.REMOVED.value)
+        except DomainError as exc:
+            log.info("removed AIs not listed: %s", exc.message)
+            return
+        for ai in removed:
+            digest = ai.package_digest
+            if digest and digest not in in_use and self.ctx.store.exists(digest):
+                self.copies.forget(ai.id)
+                try:
+                    await self._remove_ai(ai.id)
+                except DomainError as exc:
+                    log.warning("clean-up of removed AI %s: %s", ai.id, exc.message)
+
+    def health(self) -> dict[str, Any]:
+        """What this master reports to setup with each heartbeat: per cluster it serves, its
+        edges and how many are unreachable; the AIs this site cannot run now, and why."""
+        last = self.last
+        per_cluster: dict[str, dict[str, Any]] = {
+            name: {"edges": 0, "unreachable": 0} for name in self.served.values()
+        }
+        for info in (last.get("edges") or {}).values():
+            entry = per_cluster.get(info.get("cluster") or "")
+            if entry is not None:
+                entry["edges"] += 1
+                entry["unreachable"] += 0 if info.get("reachable", True) else 1
+        state = "ok" if last.get("state") in ("ok", "never run") else "error"
+        if self.copies.problems:
+            state = "degraded"
+        return {
+            "state": state,
+            "pass": last.get("pass"),
+            "pass_state": last.get("state"),
+            "error": last.get("error"),
+            "clusters": per_cluster,
+            "registry": self.ctx.registry.host if self.ctx.registry else None,
+            "site_problems": {str(i): p.reason for i, p in self.copies.problems.items()},
+        }
 
     async def _converge_all(self, plans: Iterable[EdgePlan]) -> list[EdgeOutcome]:
         limiter = asyncio.Semaphore(EDGE_CONCURRENCY)
@@ -301,12 +384,13 @@ class Reconciler:
             info={
                 "edge_id": p.edge["id"],
                 "name": p.edge["name"],
+                "cluster": p.cluster,
                 "runtime": p.runtime,
                 "workloads": [],
             },
         )
         try:
-            driver = await self.drivers.get(p.runtime, p.namespace)
+            driver = await self.drivers.get(p.runtime, p.namespace, p.cluster)
             before = await driver.observe(p.target)
         except RuntimeFailure as exc:
             outcome.info.update(error=str(exc), reachable=False)

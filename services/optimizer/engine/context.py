@@ -110,17 +110,16 @@ class Cycle:
         return self.inp.scope is None
 
     def edges(self) -> list[Edge]:
-        """Edges this cycle decides for: the scope (or the fleet), less the pinned ones."""
+        """Edges this cycle decides for: the scope (or the fleet), less the pinned ones and those
+        whose master is silent (a decision there would wait unapplied and pile up)."""
         if self._edges is None:  # the same for every policy of the cycle: built once
             pins = self.inp.pins
+            state = self.state
             if self.inp.scope is None:
-                self._edges = [e for e in self.state.edges.values() if e.id not in pins]
+                candidates = list(state.edges.values())
             else:
-                self._edges = [
-                    self.state.edges[i]
-                    for i in sorted(self.inp.scope)
-                    if i in self.state.edges and i not in pins
-                ]
+                candidates = [state.edges[i] for i in sorted(self.inp.scope) if i in state.edges]
+            self._edges = [e for e in candidates if e.id not in pins and not state.master_silent(e)]
         return self._edges
 
     def running(self, edge_id: int) -> list[Deployment]:

@@ -143,6 +143,9 @@ class FleetState:
     variants: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
     classes_of: dict[str, set[str]] = field(default_factory=dict)  # filename -> ready ai_classes
     newest: dict[str, Package] = field(default_factory=dict)  # filename -> newest ready package
+    # Clusters whose master is silent (setup's silent_cluster_ids): nothing converges there, so
+    # no decision is made for, or piled onto, their edges.
+    silent_clusters: set[int] = field(default_factory=set)
     _grid: GeoGrid | None = None
 
     # -- building -------------------------------------------------------------------------------
@@ -151,6 +154,7 @@ class FleetState:
     def from_wire(cls, snapshot: FleetSnapshot, nodes: list[NodeState]) -> FleetState:
         state = cls()
         state.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        state.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
         for p in snapshot["ai_packages"]:
             state.add_package(package_from_wire(p))
         for e in snapshot["edges"]:
@@ -170,6 +174,9 @@ class FleetState:
         if cur is None or p.version_key > cur.version_key:
             self.newest[p.filename] = p
 
+    def master_silent(self, edge: Edge) -> bool:
+        return edge.cluster_id is not None and edge.cluster_id in self.silent_clusters
+
     def add_edge(self, e: Edge) -> None:
         self.edges[e.id] = e
         self.edges_by_nid[e.nid] = e
@@ -184,6 +191,7 @@ class FleetState:
         self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]
     ) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
+        self.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
                 self.deployments.pop(d.id, None)
@@ -204,6 +212,7 @@ class FleetState:
         The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
         (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
         self.ai_classes = dict(snapshot["conditions"]["ai_classes"])
+        self.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
         self._fold_packages(snapshot["ai_packages"])
         for e in snapshot["edges"]:
             self._put_edge(edge_from_wire(e))

@@ -71,6 +71,8 @@ class Helpers:
             return False
         if not other.supports_analysis or other.id in self.cycle.inp.pins:
             return False
+        if state.master_silent(other):  # its master would not apply the copy now
+            return False
         if self.cycle.plan.status_of(other) != EdgeStatus.ACTIVE:
             return False
         node = state.node_of(other)

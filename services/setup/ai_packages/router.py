@@ -14,11 +14,14 @@ router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
 async def create_ai_package(
-    data: AiPackageCreate, session: SessionDep, request: Request, _: OperatorAuth
+    data: AiPackageCreate, session: SessionDep, request: Request, who: OperatorAuth
 ):
-    """Record an AI package; the master is asked to build it (or upload the archive to the
-    master)."""
-    return await service.create(session, data, request.app.state.master)
+    """Record an AI package; the default master is asked to build it (or upload the archive to
+    a master). A master recording the package uploaded to it builds it itself: no request."""
+    uploaded_to_a_master = who.kind == "service" and who.name == "master"
+    return await service.create(
+        session, data, request.app.state.master, request_build=not uploaded_to_a_master
+    )
 
 
 @router.get("", response_model=Page[AiPackageOut])

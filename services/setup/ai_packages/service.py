@@ -14,7 +14,9 @@ from shared.pagination import PageParams, fetch_page
 from shared.versions import version_key
 
 
-async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCalls) -> AiPackage:
+async def create(
+    session: AsyncSession, data: AiPackageCreate, master: MasterCalls, *, request_build: bool = True
+) -> AiPackage:
     key = version_key(data.version)
     clash = await session.scalar(
         select(AiPackage.id).where(
@@ -32,7 +34,8 @@ async def create(session: AsyncSession, data: AiPackageCreate, master: MasterCal
     ai = AiPackage(**data.model_dump(), version_key=key, status=PackageStatus.UPLOADED)
     session.add(ai)
     await flush(session)
-    master.request_build(session, ai.id)
+    if request_build:
+        master.request_build(session, ai.id)
     return ai
 
 
@@ -60,7 +63,7 @@ async def update(
     apply_changes(ai, changes)
     await flush(session)
     if became_ready:
-        master.request_reconcile(session)
+        await master.request_reconcile(session, ai_id=ai.id)
     return ai
 
 
@@ -79,5 +82,5 @@ async def remove(session: AsyncSession, ai_id: int, master: MasterCalls) -> AiPa
     if ai.status != PackageStatus.REMOVED:
         ai.status = PackageStatus.REMOVED
         await flush(session)
-        master.request_removal(session, ai.id)
+        await master.request_removal(session, ai.id)
     return ai

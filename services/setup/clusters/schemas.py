@@ -51,3 +51,14 @@ class ClusterOut(BaseModel):
     namespace: str
     created_at: datetime
     updated_at: datetime
+    master_id: int | None = Field(None, description="the master that registered as serving it")
+    master_name: str | None = None
+    master_last_seen_at: datetime | None = Field(
+        None, description="that master's last registration or heartbeat"
+    )
+    master_state: Literal["none", "live", "silent"] = Field(
+        "none",
+        description="none: no master registered for it (the default master, EDGE_MASTER_URL, is "
+        "asked); live; silent: not heard from within SETUP_MASTER_SILENT_AFTER_S (its edges are "
+        "marked master_silent)",
+    )

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from datetime import timedelta
+
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.clusters.schemas import ClusterCreate, ClusterUpdate
+from services.setup.clusters.schemas import ClusterCreate, ClusterOut, ClusterUpdate
 from services.setup.common import apply_changes, get_or_404
-from services.setup.models import Cluster, Edge
+from services.setup.models import Cluster, Edge, Master
 from shared.db import flush
 from shared.errors import Conflict
 from shared.pagination import PageParams, fetch_page
@@ -62,3 +64,29 @@ async def delete(session: AsyncSession, cluster_id: int) -> None:
         )
     await session.delete(cluster)
     await flush(session)
+
+
+async def describe(
+    session: AsyncSession, clusters: list[Cluster], silent_after_s: float
+) -> list[ClusterOut]:
+    """The clusters as answered: each with the master serving it and when it was last seen."""
+    ids = {c.master_id for c in clusters if c.master_id is not None}
+    masters = (
+        {m.id: m for m in (await session.scalars(select(Master).where(Master.id.in_(ids)))).all()}
+        if ids
+        else {}
+    )
+    now = (await session.execute(select(func.now()))).scalar_one()
+    out = []
+    for c in clusters:
+        item = ClusterOut.model_validate(c)
+        m = masters.get(c.master_id) if c.master_id is not None else None
+        if m is not None:
+            item.master_name = m.name
+            item.master_last_seen_at = m.last_seen_at
+            fresh = m.last_seen_at is not None and now - m.last_seen_at <= timedelta(
+                seconds=silent_after_s
+            )
+            item.master_state = "live" if fresh else "silent"
+        out.append(item)
+    return out

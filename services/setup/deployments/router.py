@@ -29,7 +29,7 @@ async def create_deployment(
 ):
     """Desired state: AI ``ai_id`` runs on edge ``edge_id``. The master converges to it."""
     deployment = await service.create(session, data, requested_by=_who(who))
-    request.app.state.master.request_reconcile(session)
+    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment
 
 
@@ -64,7 +64,9 @@ async def list_deployments(
 async def bulk(data: BulkRequest, session: SessionDep, request: Request, _: OperatorAuth):
     results = await service.apply_bulk(session, data)
     if results:
-        request.app.state.master.request_reconcile(session)
+        edges = await service.edges_of(session, [r.id for r in results if r.op != "edge_status"])
+        edges |= {r.id for r in results if r.op == "edge_status"}
+        await request.app.state.master.request_reconcile(session, edge_ids=edges)
     return BulkResponse(results=results)
 
 
@@ -88,7 +90,7 @@ async def update_deployment(
 ):
     """Change the AI (e.g. a new version: a rolling replace) or its params."""
     deployment = await service.update_one(session, deployment_id, data, requested_by=_who(who))
-    request.app.state.master.request_reconcile(session)
+    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment
 
 
@@ -99,5 +101,5 @@ async def remove_deployment(
     """Desired state: the AI no longer runs there. The row stays, with the master's observed
     state."""
     deployment = await service.remove(session, deployment_id, requested_by=_who(who))
-    request.app.state.master.request_reconcile(session)
+    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment

@@ -245,3 +245,13 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
         results.append(BulkResult(index=index, op=op.op, id=d.id, generation=d.generation))
     await flush(session)
     return results
+
+
+async def edges_of(session: AsyncSession, deployment_ids: list[int]) -> set[int]:
+    """The edges of these deployments (whose masters a change concerns)."""
+    if not deployment_ids:
+        return set()
+    rows = await session.scalars(
+        select(Deployment.edge_id).where(Deployment.id.in_(deployment_ids)).distinct()
+    )
+    return set(rows.all())

@@ -6,13 +6,13 @@ turning rows into Python objects and back into JSON costs seconds; this costs mi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Select, Text, cast, func, literal, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.models import AiPackage, Deployment, Edge
+from services.setup.models import AiPackage, Cluster, Deployment, Edge, Master
 from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 
 EDGE_COLUMNS = (
@@ -60,6 +60,28 @@ DEPLOYMENT_COLUMNS = (
 )
 
 
+def silent_clusters(silent_after_s: float) -> Select:
+    """Ids of the clusters whose registered master has not been heard from lately."""
+    return (
+        select(Cluster.id)
+        .join(Master, Master.id == Cluster.master_id)
+        .where(
+            or_(
+                Master.last_seen_at.is_(None),
+                Master.last_seen_at < func.now() - literal(timedelta(seconds=silent_after_s)),
+            )
+        )
+    )
+
+
+async def silent_cluster_ids(session: AsyncSession, silent_after_s: float) -> str:
+    """The ids of :func:`silent_clusters` as a JSON array (text)."""
+    rows = silent_clusters(silent_after_s).subquery("s")
+    agg = func.json_agg(aggregate_order_by(rows.c.id, rows.c.id))
+    stmt = select(cast(func.coalesce(agg, cast(literal("[]"), JSON)), Text)).select_from(rows)
+    return (await session.execute(stmt)).scalar_one()
+
+
 async def _json_array(session: AsyncSession, stmt: Select) -> str:
     """The rows of ``stmt`` as one JSON array (text), ordered by id, built by Postgres."""
     rows = stmt.subquery("t")
@@ -69,14 +91,26 @@ async def _json_array(session: AsyncSession, stmt: Select) -> str:
 
 
 async def snapshot_parts(
-    session: AsyncSession, *, edge_ids: list[int] | None = None, since: datetime | None = None
+    session: AsyncSession,
+    *,
+    edge_ids: list[int] | None = None,
+    since: datetime | None = None,
+    cluster_ids: list[int] | None = None,
+    silent_after_s: float = 45.0,
 ) -> dict[str, str]:
     """Edges, AI packages (not removed) and live deployments, each a JSON array as text.
 
-    ``edge_ids`` restricts edges and deployments to those edges; ``since`` returns only rows
-    changed after it (plus every current edge id, so that a client mirror can drop deleted edges).
+    ``edge_ids`` restricts edges and deployments to those edges, ``cluster_ids`` to the edges of
+    those clusters (a site's master reads only its own); ``since`` returns only rows changed after
+    it (plus every current edge id, so that a client mirror can drop deleted edges). Each edge
+    carries ``master_silent``: its cluster's registered master has not been heard from within
+    ``silent_after_s``.
     """
-    edges = select(*EDGE_COLUMNS)
+    master_silent = Edge.cluster_id.in_(silent_clusters(silent_after_s)).label("master_silent")
+    edges = select(*EDGE_COLUMNS, master_silent)
+    in_clusters = (
+        select(Edge.id).where(Edge.cluster_id.in_(cluster_ids)) if cluster_ids is not None else None
+    )
     ais = select(*AI_COLUMNS).where(AiPackage.status != PackageStatus.REMOVED)
     # Running ones, and removed ones the master has not yet seen gone.
     deployments = select(*DEPLOYMENT_COLUMNS).where(
@@ -88,6 +122,9 @@ async def snapshot_parts(
     if edge_ids is not None:
         edges = edges.where(Edge.id.in_(edge_ids))
         deployments = deployments.where(Deployment.edge_id.in_(edge_ids))
+    if in_clusters is not None:
+        edges = edges.where(Edge.id.in_(in_clusters))
+        deployments = deployments.where(Deployment.edge_id.in_(in_clusters))
     parts = {}
     if since is not None:
         edges = edges.where(Edge.updated_at > since)
@@ -97,6 +134,8 @@ async def snapshot_parts(
         deployments = select(*DEPLOYMENT_COLUMNS).where(Deployment.updated_at > since)
         if edge_ids is not None:
             deployments = deployments.where(Deployment.edge_id.in_(edge_ids))
+        if in_clusters is not None:
+            deployments = deployments.where(Deployment.edge_id.in_(in_clusters))
         all_ids = select(
             cast(
                 func.coalesce(
@@ -105,6 +144,8 @@ async def snapshot_parts(
                 Text,
             )
         )
+        if cluster_ids is not None:
+            all_ids = all_ids.where(Edge.cluster_id.in_(cluster_ids))
         parts["edge_ids"] = (await session.execute(all_ids)).scalar_one()
     parts["edges"] = await _json_array(session, edges)
     parts["ai_packages"] = await _json_array(session, ais)

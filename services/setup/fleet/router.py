@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.setup.conditions import service as conditions
@@ -21,6 +21,11 @@ Everything a decision needs in one answer: `edges`, `ai_packages` (not removed),
 `generated_at` (the database clock when the snapshot was read).
 
 - `edge_ids=1,2,3`: only those edges and their deployments.
+- `cluster_ids=1,2`: only the edges of those clusters and their deployments (a site's master
+  reads its own clusters).
+- Each edge carries `master_silent`: its cluster's registered master has not been heard from
+  within `SETUP_MASTER_SILENT_AFTER_S`; `silent_cluster_ids` lists those clusters (in `since`
+  answers too, where unchanged edges are not repeated).
 - `since=<generated_at of an earlier snapshot>`: only rows changed after it (removed AIs and
   deployments included, so that a mirror can drop them) plus `edge_ids`, every current edge id.
   Pass an earlier snapshot's `generated_at` minus a few seconds: transactions that were in flight
@@ -28,15 +33,13 @@ Everything a decision needs in one answer: `edges`, `ai_packages` (not removed),
 """
 
 
-def _parse_ids(value: str | None) -> list[int] | None:
+def _parse_ids(value: str | None, field: str = "edge_ids") -> list[int] | None:
     if value is None:
         return None
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError as exc:
-        raise Invalid(
-            "edge_ids must be a comma-separated list of numbers", field="edge_ids"
-        ) from exc
+        raise Invalid(f"{field} must be a comma-separated list of numbers", field=field) from exc
 
 
 @router.get(
@@ -46,16 +49,28 @@ def _parse_ids(value: str | None) -> list[int] | None:
 )
 async def snapshot(
     session: SessionDep,
+    request: Request,
     _: ReaderAuth,
     edge_ids: Annotated[str | None, Query(description="comma-separated edge ids")] = None,
     since: Annotated[
         datetime | None, Query(description="ISO 8601 time with zone: only rows changed after it")
     ] = None,
+    cluster_ids: Annotated[
+        str | None, Query(description="comma-separated cluster ids: only their edges")
+    ] = None,
 ) -> Response:
     if since is not None and since.tzinfo is None:
         raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
     now = await repository.database_now(session)
-    parts = await repository.snapshot_parts(session, edge_ids=_parse_ids(edge_ids), since=since)
+    silent_after = float(request.app.state.settings.master_silent_after_s)
+    parts = await repository.snapshot_parts(
+        session,
+        edge_ids=_parse_ids(edge_ids),
+        since=since,
+        cluster_ids=_parse_ids(cluster_ids, "cluster_ids"),
+        silent_after_s=silent_after,
+    )
+    parts["silent_cluster_ids"] = await repository.silent_cluster_ids(session, silent_after)
     parts["conditions"] = orjson.dumps((await conditions.read(session)).model_dump()).decode()
     parts["generated_at"] = orjson.dumps(now.isoformat()).decode()
     body = "{" + ",".join(f'"{key}":{value}' for key, value in parts.items()) + "}"

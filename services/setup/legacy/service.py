@@ -69,7 +69,7 @@ async def deploy(session: AsyncSession, req: DeviceRequest, master: MasterCalls)
                 session, current.id, DeploymentUpdate(ai_id=ai.id), requested_by="operator"
             )
         touched.append(d.id)
-    master.request_reconcile(session)
+        await master.request_reconcile(session, edge_ids=[edge.id])
     return touched
 
 
@@ -87,5 +87,5 @@ async def undeploy(session: AsyncSession, req: DeviceRequest, master: MasterCall
     ).all()
     for d in rows:
         await deployments.remove(session, d.id, requested_by="operator")
-    master.request_reconcile(session)
+    await master.request_reconcile(session, edge_ids={d.edge_id for d in rows})
     return [d.id for d in rows]

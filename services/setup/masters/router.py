@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from services.setup.masters import service
-from services.setup.masters.schemas import MasterCreate, MasterOut, MasterUpdate
+from services.setup.masters.schemas import (
+    MasterCreate,
+    MasterHeartbeat,
+    MasterOut,
+    MasterRegister,
+    MasterUpdate,
+)
+from services.setup.models import Master
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
@@ -13,31 +20,74 @@ from shared.pagination import Page, PageDep
 router = APIRouter(prefix="/masters", tags=["masters"])
 
 
+def _silent_after(request: Request) -> float:
+    return float(request.app.state.settings.master_silent_after_s)
+
+
+async def _one(session, request: Request, master: Master) -> MasterOut:
+    return (await service.describe(session, [master], _silent_after(request)))[0]
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MasterOut)
-async def create_master(data: MasterCreate, session: SessionDep, _: OperatorAuth):
-    return await service.create(session, data)
+async def create_master(data: MasterCreate, session: SessionDep, request: Request, _: OperatorAuth):
+    return await _one(session, request, await service.create(session, data))
+
+
+@router.post(
+    "/register",
+    response_model=MasterOut,
+    summary="A master registers itself with the clusters it serves (the master calls this)",
+    description="Creates or refreshes the master named `name`. A cluster another live master "
+    "serves is refused (409 naming `clusters`); an unknown cluster is a 422; nothing is written "
+    "then. A cluster whose master is silent (`SETUP_MASTER_SILENT_AFTER_S`) is taken over.",
+)
+async def register_master(
+    data: MasterRegister, session: SessionDep, request: Request, _: OperatorAuth
+):
+    master = await service.register(session, data, _silent_after(request))
+    return await _one(session, request, master)
 
 
 @router.get("", response_model=Page[MasterOut])
 async def list_masters(
     session: SessionDep,
+    request: Request,
     _: ReaderAuth,
     page: PageDep,
     name: Annotated[str | None, Query(description="substring of the name")] = None,
     cluster_id: int | None = None,
 ):
     items, total = await service.list_page(session, page, name=name, cluster_id=cluster_id)
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+    described = await service.describe(session, list(items), _silent_after(request))
+    return Page(items=described, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/{master_id}", response_model=MasterOut)
-async def get_master(master_id: int, session: SessionDep, _: ReaderAuth):
-    return await service.get(session, master_id)
+async def get_master(master_id: int, session: SessionDep, request: Request, _: ReaderAuth):
+    return await _one(session, request, await service.get(session, master_id))
+
+
+@router.post(
+    "/{master_id}/heartbeat",
+    response_model=MasterOut,
+    summary="A registered master is alive, with its health (the master calls this)",
+)
+async def heartbeat_master(
+    master_id: int,
+    data: MasterHeartbeat,
+    session: SessionDep,
+    request: Request,
+    _: OperatorAuth,
+):
+    master = await service.heartbeat(session, master_id, data)
+    return await _one(session, request, master)
 
 
 @router.patch("/{master_id}", response_model=MasterOut)
-async def update_master(master_id: int, data: MasterUpdate, session: SessionDep, _: OperatorAuth):
-    return await service.update(session, master_id, data)
+async def update_master(
+    master_id: int, data: MasterUpdate, session: SessionDep, request: Request, _: OperatorAuth
+):
+    return await _one(session, request, await service.update(session, master_id, data))
 
 
 @router.delete("/{master_id}", status_code=status.HTTP_204_NO_CONTENT)

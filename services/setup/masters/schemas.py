@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -77,6 +78,62 @@ class MasterUpdate(BaseModel):
         return v
 
 
+class MasterRegister(BaseModel):
+    """A master registering itself (at start, and again whenever setup lost it): the field's
+    ``{name, ip, port, description}`` (or ``url``), the names of the clusters it serves, and its
+    health. Registering again under the same name updates the record."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "master-lab-site",
+                    "url": "http://127.0.0.1:8002",
+                    "description": "the lab's site master",
+                    "clusters": ["lab"],
+                    "health": {"state": "ok"},
+                }
+            ]
+        },
+    )
+    name: str = Field(min_length=1, max_length=100)
+    url: str | None = Field(None, max_length=500)
+    ip: str | None = Field(None, max_length=255)
+    port: int | None = None
+    description: str = Field("", max_length=2000)
+    clusters: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="names of the clusters this master serves; [] = every cluster no master "
+        "serves (a single-site install)",
+    )
+    health: dict[str, Any] = Field(default_factory=dict, description="the master's own report")
+
+    _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+
+    @model_validator(mode="after")
+    def _needs_address(self) -> MasterRegister:
+        if self.url:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("url must be http(s)://host[:port]")
+        elif self.ip:
+            self.url = f"http://{self.ip}:{self.port or 5000}"
+        else:
+            raise ValueError("give url, or ip and port")
+        if len(set(self.clusters)) != len(self.clusters):
+            raise ValueError("clusters: a cluster is named twice")
+        return self
+
+
+class MasterHeartbeat(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"health": {"state": "ok"}}]}
+    )
+    health: dict[str, Any] = Field(default_factory=dict, description="the master's own report")
+
+
 class MasterOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -88,6 +145,18 @@ class MasterOut(BaseModel):
     cluster_id: int | None
     created_at: datetime
     updated_at: datetime
+    clusters: list[str] = Field(
+        default_factory=list, description="names of the clusters it serves (its registration)"
+    )
+    last_seen_at: datetime | None = Field(
+        None, description="its last registration or heartbeat; null: a record only"
+    )
+    state: Literal["live", "silent", "record"] = Field(
+        "record",
+        description="live: heard from within SETUP_MASTER_SILENT_AFTER_S; silent: not since; "
+        "record: never registered itself",
+    )
+    health: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _field_address(self) -> MasterOut:
