@@ -502,8 +502,6 @@ class Worker:
             await self.step()
 
     def close(self) -> None:
-        if self.helping is not None:
-            self.helping.close()
         if self.source is not None:
             self.source.close()
 
@@ -598,6 +596,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         await inference
         if watcher is not None:
             await watcher
+        await helping.aclose()
         worker.close()
         if api is not None:
             await api.close()

@@ -21,6 +21,7 @@ ConfigMap) waits for it: the secrets file is looked at again on every check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -83,6 +84,7 @@ class HelpedCamera:
     window: Window = field(default_factory=lambda: Window(started=time.time()))
     source: Any = None
     task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     failures: int = 0
     failing_since: float | None = None
     problem: str = ""
@@ -115,6 +117,7 @@ class Helping:
         self.record_fields = record_fields  # model, model_version
         self.max_detections = max_detections
         self.cameras: dict[str, HelpedCamera] = {}
+        self._ending: set[asyncio.Task[None]] = set()  # dropped cameras finishing their last read
 
     @property
     def nids(self) -> list[str]:
@@ -147,23 +150,34 @@ class Helping:
             )
 
     def _stop(self, nid: str, why: str) -> None:
+        """No more summaries for ``nid`` from now; its loop ends after the read in flight (the
+        camera is closed by the loop, never under a read)."""
         camera = self.cameras.pop(nid)
+        camera.stop.set()
         if camera.task is not None:
-            camera.task.cancel()
-        if camera.source is not None:
-            camera.source.close()
+            self._ending.add(camera.task)
+            camera.task.add_done_callback(self._ending.discard)
         log.info("no longer helping %s (%s)", nid, why)
 
     async def _frames(self, camera: HelpedCamera) -> None:
-        """Frames at the worker's rate on the wall-clock grid; the first one at once."""
+        """Frames at the worker's rate on the wall-clock grid, the first one at once, until
+        stopped."""
         period = 1.0 / self.rate
-        while True:
-            try:
-                await self._step(camera)
-            except Exception:  # a bad frame must not end the hand-off; the next one is tried
-                log.exception("helping %s: frame failed", camera.nid)
-            now = time.time()
-            await asyncio.sleep((int(now / period) + 1) * period - now)
+        try:
+            while not camera.stop.is_set():
+                try:
+                    await self._step(camera)
+                except Exception:  # a bad frame must not end the hand-off; the next one is tried
+                    log.exception("helping %s: frame failed", camera.nid)
+                now = time.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        camera.stop.wait(), (int(now / period) + 1) * period - now
+                    )
+        finally:
+            if camera.source is not None:
+                camera.source.close()
+                camera.source = None
 
     async def _step(self, camera: HelpedCamera) -> None:
         from edge_ai.common.frames import FrameUnavailable, open_source
@@ -210,6 +224,7 @@ class Helping:
                 record["source_unavailable"] = camera.problem[:300]
             self.vms.submit("detections", record)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         for nid in list(self.cameras):
             self._stop(nid, "stopping")
+        await asyncio.gather(*self._ending, return_exceptions=True)
