@@ -6,8 +6,9 @@ ultralytics' bundled images) uploaded as an AI package. Each round times, from t
 decision is asked for (``POST /cycle``, or the detection posted to the VMS for focus):
 
 - routing: the first low-confidence frame of edge-01 in the VMS inbox;
-- hand-off: edge-02's helper copy started, its first frame read from edge-01's camera, and its first
-  detection stored under 0x01 (a new process: package unpacked, model loaded);
+- hand-off: edge-02's running worker told to help (``help_for`` in its live settings), its first
+  frame read from edge-01's camera, and its first detection stored under 0x01 (hot: the worker
+  that already runs takes the camera as a second source; no process starts);
 - focus: edge-02's worker in its focus profile (the VMS's detection event -> the optimizer).
 
 Each is undone between rounds (route withdrawn, hand-back, TTL). Printed beside the field's way,
@@ -87,23 +88,24 @@ def routing_round(p: Platform) -> float:
 
 def handoff_round(p: Platform) -> tuple[float, float, float]:
     paused = log_count(p, "0x01", "profile normal -> helped")
+    dropped = log_count(p, "0x02", "no longer helping 0x01")
     hits = p.cameras["0x01"].hits
     p.post_usage("0x01", 99, 50, samples=30)
     t0 = time.monotonic()
     p.cycle()
-    helper = until(
-        lambda: next((w for w in p.workloads("0x02") if w["name"] != YOLO), None), 60, "helper copy"
-    )
+    until(lambda: worker(p, "0x02")["live"].get("help_for") == ["0x01"], 60, "edge-02 told")
     started = time.monotonic() - t0
     until(lambda: log_count(p, "0x01", "profile normal -> helped") > paused, 30, "edge-01 helped")
     until(lambda: p.cameras["0x01"].hits > hits, 60, "helper's first camera frame")
     first_frame = time.monotonic() - t0
     frame_at = p.cameras["0x01"].hit_times[hits]
-    # The helper's summaries: under 0x01, with frames, stamped after its first camera frame (edge-01
-    # itself is paused; a frame it had in flight is stamped before).
+    # The helper's summaries: under 0x01, marked analysed_by 0x02, with frames, stamped after its
+    # first camera frame.
     until(
         lambda: [
-            s for s in p.summaries("0x01", 50) if s["frames"] > 0 and stamp(s["ts"]) > frame_at
+            s
+            for s in p.summaries("0x01", 50)
+            if s["frames"] > 0 and s["analysed_by"] == "0x02" and stamp(s["ts"]) > frame_at
         ],
         60,
         "helper's first detection under 0x01",
@@ -111,7 +113,7 @@ def handoff_round(p: Platform) -> tuple[float, float, float]:
     first_detection = time.monotonic() - t0
     p.post_usage("0x01", 5, 20, samples=60)
     p.cycle()
-    until(lambda: all(w["name"] != helper["name"] for w in p.workloads("0x02")), 60, "helper gone")
+    until(lambda: log_count(p, "0x02", "no longer helping 0x01") > dropped, 60, "handed back")
     until(lambda: log_count(p, "0x01", "profile helped -> normal") > paused, 30, "edge-01 back")
     return started, first_frame, first_detection
 
@@ -166,6 +168,7 @@ def main() -> None:
         until(
             lambda: [s for s in p.summaries("0x01") if s["frames"] > 0][2:], 180, "first summaries"
         )
+        start_pids = {nid: worker(p, nid)["pid"] for nid in ("0x01", "0x02")}
         for i in range(args.rounds):
             results["routing"].append(routing_round(p))
             started, frame, detection = handoff_round(p)
@@ -175,20 +178,22 @@ def main() -> None:
             results["focus"].append(focus_round(p, args.focus_ttl))
             print(
                 f"round {i + 1}: routing {results['routing'][-1]:.2f} s, "
-                f"helper copy {started:.2f} s, "
+                f"helper told {started:.2f} s, "
                 f"first camera frame {frame:.2f} s, first detection {detection:.2f} s, "
                 f"focus {results['focus'][-1]:.2f} s",
                 flush=True,
             )
         pids = {nid: worker(p, nid)["pid"] for nid in ("0x01", "0x02")}
         restarts = {nid: worker(p, nid)["restarts"] for nid in ("0x01", "0x02")}
+        started_pids = {nid: start_pids[nid] for nid in ("0x01", "0x02")}
+        processes = {nid: len(p.workloads(nid)) for nid in ("0x01", "0x02")}
     finally:
         p.close()
         asyncio.run(drop_database(name))
     print()
     print("decision -> behaviour on the edge (real processes, this machine)")
     print(line("routing: first frame sent up", results["routing"]))
-    print(line("hand-off: helper copy on the agent", results["helper"]))
+    print(line("hand-off: edge-02's worker told (live)", results["helper"]))
     print(line("hand-off: helper's first camera frame", results["frame"]))
     print(line("hand-off: helper's first detection", results["detection"]))
     print(line("focus: profile in effect", results["focus"]))
@@ -196,7 +201,11 @@ def main() -> None:
         f"{'the field (30 s poll)':<40} p50 {FIELD_POLL_S / 2:6.2f} s   "
         f"p99 {FIELD_POLL_S * 0.99:6.2f} s"
     )
-    print(f"workers never restarted: pids {pids}, restarts {restarts}")
+    same = "same" if pids == started_pids else "CHANGED"
+    print(
+        f"workers: pids {started_pids} -> {pids} ({same}), restarts {restarts}, "
+        f"workloads per edge at the end {processes}"
+    )
 
 
 if __name__ == "__main__":

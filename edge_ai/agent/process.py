@@ -50,11 +50,18 @@ def child_argv(command: list[str]) -> list[str]:
 
 
 def child_env(
-    workdir: Path, name: str, directory: Path, env: dict[str, str], *, live_file: Path | None = None
+    workdir: Path,
+    name: str,
+    directory: Path,
+    env: dict[str, str],
+    *,
+    live_file: Path | None = None,
+    live_secrets_file: Path | None = None,
 ) -> dict[str, str]:
     """The agent's environment minus its secrets, plus the workload's env and the program's
     directory on PYTHONPATH.
-    ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change."""
+    ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change,
+    ``EDGE_LIVE_SECRETS_FILE`` the 0600 one for the live secrets (it may not exist)."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -66,6 +73,8 @@ def child_env(
     base["EDGE_CONFIG"] = str(directory / "edgeconfig.xml")
     if live_file is not None:
         base["EDGE_LIVE_FILE"] = str(live_file)
+    if live_secrets_file is not None:
+        base["EDGE_LIVE_SECRETS_FILE"] = str(live_secrets_file)
     base[MARK_WORKDIR] = str(workdir)
     base[MARK_WORKLOAD] = name
     base.setdefault("PYTHONUNBUFFERED", "1")

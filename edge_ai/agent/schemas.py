@@ -39,6 +39,12 @@ class WorkloadSpec(BaseModel):
         description="settings the running program picks up hot (routing, hand-off, focus): "
         "written to the file named by EDGE_LIVE_FILE, never a restart",
     )
+    live_secrets: dict[str, Any] = Field(
+        default_factory=dict,
+        description="secret settings the running program picks up hot (the cameras of the edges "
+        "it helps, with their credentials): written as JSON to a 0600 file named by "
+        "EDGE_LIVE_SECRETS_FILE, never a restart, never in an answer or a log",
+    )
 
     @field_validator("name")
     @classmethod

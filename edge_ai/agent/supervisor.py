@@ -244,7 +244,13 @@ class Supervisor:
         runner = self.runners.get(spec.name)
         if runner is not None and not force and runner.up_to_date(spec):
             # Bookkeeping (deployment id, generation) and the live settings; the process is left
-            # alone and picks the live settings up from its file.
+            # alone and picks the live settings up from its files (the secrets first: a live
+            # setting may name one).
+            if spec.live_secrets != runner.spec.live_secrets:
+                await asyncio.to_thread(
+                    write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
+                )
+                log.info("%s: live secrets changed (no restart)", spec.name)
             if spec.live != runner.spec.live:
                 await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
                 log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
@@ -253,6 +259,9 @@ class Supervisor:
             )
             return
         directory = await self._prepare(spec)
+        await asyncio.to_thread(
+            write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
+        )
         await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
         instance = ProcessInstance(
             name=spec.name,
@@ -264,6 +273,7 @@ class Supervisor:
                 directory,
                 self._workload_env(spec),
                 live_file=self.live_path(spec.name),
+                live_secrets_file=self.live_secrets_path(spec.name),
             ),
             directory=directory,
             log_path=self.workdir / "logs" / f"{spec.name}.log",
@@ -303,6 +313,7 @@ class Supervisor:
         await asyncio.gather(*(inst.stop() for inst in runner.instances()))
         await asyncio.to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
         self.live_path(name).unlink(missing_ok=True)
+        self.live_secrets_path(name).unlink(missing_ok=True)
         log.info("%s removed", name)
 
     def _runner_waiting(self, spec: WorkloadSpec, reason: str) -> None:
@@ -348,6 +359,10 @@ class Supervisor:
     def live_path(self, name: str) -> Path:
         """The workload's live settings file: one path for every version (no restart cause)."""
         return self.workdir / "live" / f"{name}.json"
+
+    def live_secrets_path(self, name: str) -> Path:
+        """The workload's live secrets file (0600; absent while there are none)."""
+        return self.workdir / "live" / f"{name}.secrets.json"
 
     # -- packages ----------------------------------------------------------------------------------
     def directory_for(self, spec: WorkloadSpec) -> Path:
@@ -443,6 +458,19 @@ def write_live(path: Path, live: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(live, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def write_live_secrets(path: Path, secrets: dict) -> None:
+    """Like ``write_live``, created 0600 (only the agent's user reads it); removed when empty."""
+    if not secrets:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(json.dumps(secrets, sort_keys=True))
     os.replace(tmp, path)
 
 

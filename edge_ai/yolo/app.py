@@ -23,6 +23,7 @@ from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
+from edge_ai.yolo.helping import Helping, LiveSecrets
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
 
@@ -58,6 +59,7 @@ class YoloOptions:
     focus_max_uploads: int = 2
     analysis_for: str | None = None
     failure_report_s: float = 3.0
+    live_secrets_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ def _add_live_options(parser: ArgumentParser) -> None:
         default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
         help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's "
         "$EDGE_LIVE_FILE)",
+    )
+    add(
+        "--live-secrets-file",
+        default=env_default("EDGE_LIVE_SECRETS_FILE"),
+        help="JSON file (0600) with the camera URLs of the edges this worker helps, re-read on "
+        "change ($EDGE_LIVE_SECRETS_FILE, written by the agent, a mounted Secret on Kubernetes)",
     )
     add(
         "--helped-mode",
@@ -270,6 +278,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         focus_max_uploads=args.focus_max_uploads or max(1, args.max_uploads) * 2,
         analysis_for=args.analysis_for or None,
         failure_report_s=args.failure_report_s,
+        live_secrets_file=Path(args.live_secrets_file) if args.live_secrets_file else None,
     )
 
 
@@ -290,8 +299,10 @@ class Worker:
         vms: VmsClient,
         analysis: AnalysisClient,
         routing: Routing,
+        helping: Helping | None = None,
     ):
         self.options = options
+        self.helping = helping
         self.detector = detector
         self.vms = vms
         self.analysis = analysis
@@ -424,6 +435,9 @@ class Worker:
         window, self.window = self.window, Window(started=now)
         self.uploads_this_second = 0
         self.routing.refresh_from_file()
+        if self.helping is not None:
+            self.helping.sync(self.routing.help_for)
+            self.helping.summarise(now)
         record = summary_record(
             window,
             ended=now,
@@ -456,10 +470,17 @@ class Worker:
             out["analysis_unavailable"] = (sender.last_error or "uploads failing")[:300]
         return out
 
+    def refresh(self) -> None:
+        """The live file (and, while helping, the live secrets file): a change is in effect at
+        once: the profile, and the helped cameras started or stopped."""
+        self.routing.refresh_from_file()
+        self.update_profile()
+        if self.helping is not None:
+            self.helping.sync(self.routing.help_for)
+
     def watch(self) -> None:
-        """The live file, a few times a second (one stat each): a change is in effect at once."""
-        if self.routing.refresh_from_file():
-            self.update_profile()
+        """A few times a second (one stat each)."""
+        self.refresh()
 
     async def frames(self, stop: Stop) -> None:
         """Frames at the profile's rate; a changed profile re-times the loop at once, a paused one
@@ -515,7 +536,19 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     )
     vms.start()
     analysis.start()
-    worker = Worker(options, detector, vms, analysis, routing)
+    helping = Helping(
+        own_nid=options.node_id,
+        rate=options.rate,
+        conf=options.conf,
+        failure_report_s=options.failure_report_s,
+        detect=detector.detect,
+        vms=vms,
+        secrets=LiveSecrets(options.live_secrets_file),
+        record_fields={"model": options.model_name, "model_version": options.model_version},
+        max_detections=options.max_detections,
+    )
+    worker = Worker(options, detector, vms, analysis, routing, helping)
+    worker.refresh()
 
     def put_routing(body: Any) -> tuple[int, Any]:
         problem = routing.apply(body)
@@ -523,6 +556,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
             return 400, {"detail": problem, "field": problem.split(":", 1)[0]}
         log.info("routing set through the API: %s", routing.as_json())
         worker.update_profile()
+        helping.sync(routing.help_for)
         return 200, routing.as_json()
 
     def status() -> dict[str, Any]:
@@ -532,6 +566,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
             "analysis": analysis.sender.stats(),
             "model": options.model_name,
             "posts_for": worker.posts_for,
+            "helping": helping.nids,
         }
 
     api = start_api(config, PROGRAM, vms, status)
@@ -561,6 +596,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         await inference
         if watcher is not None:
             await watcher
+        await helping.aclose()
         worker.close()
         if api is not None:
             await api.close()

@@ -11,6 +11,7 @@ bundled configs: enough to exercise the whole pipeline without any weights.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,9 @@ class Detector:
         self.min_conf = min_conf
         self.max_det = max_det
         self.class_names = self._names(names_file)
+        # One prediction at a time: the worker's own camera and the cameras it helps share the
+        # model (ultralytics' predictor is not thread-safe).
+        self._lock = threading.Lock()
 
     def _names(self, names_file: str | None) -> dict[int, str]:
         """The model's class names; a network built from an architecture file only has "0".."79",
@@ -123,21 +127,22 @@ class Detector:
     def detect(self, frame: Any) -> tuple[list[Detection], float]:
         """All detections at or above ``min_conf`` and the wall time of the whole call in ms
         (pre-processing, inference and NMS: what bounds the frame rate on the box)."""
-        started = time.perf_counter()
-        # predict() without stream=True answers a list of Results (its annotation is wider).
-        results = cast(
-            "list[Results]",
-            self.model.predict(
-                frame,
-                conf=self.min_conf,
-                imgsz=self.imgsz,
-                device=self.device,
-                max_det=self.max_det,
-                verbose=False,
-            ),
-        )
+        with self._lock:
+            started = time.perf_counter()
+            # predict() without stream=True answers a list of Results (its annotation is wider).
+            results = cast(
+                "list[Results]",
+                self.model.predict(
+                    frame,
+                    conf=self.min_conf,
+                    imgsz=self.imgsz,
+                    device=self.device,
+                    max_det=self.max_det,
+                    verbose=False,
+                ),
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
         result = results[0]
-        elapsed_ms = (time.perf_counter() - started) * 1000
         boxes = result.boxes
         names = self.class_names
         detections = []

@@ -12,7 +12,11 @@ Keys (all optional)::
     {"route_low_confidence": true, "analysis_url": "http://analysis:8004/analyze",
      "analysis_route": "edge" | "server", "analysis_edge": "0x02",
      "focus_until": "2026-11-28T08:00:00+00:00", "focus_source": "0x01",
-     "focus_rate": 10, "focus_conf": 0.35, "focus_max_uploads": 3}
+     "focus_rate": 10, "focus_conf": 0.35, "focus_max_uploads": 3,
+     "help_for": ["0x01"]}
+
+``help_for``: the nids of the overloaded edges this worker analyses too (hot hand-off, see
+``helping.py``; their camera URLs come from the live secrets file, never from here).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Routing:
         self.focus_until: datetime | None = None
         self.focus_source: str | None = None
         self.focus_overrides: dict[str, float] = {}
+        self.help_for: tuple[str, ...] = ()
         self.routing_file = routing_file
         self._file_stamp: tuple[float, int] | None = None
         self.changes = 0  # how many times the wanted state changed (the worker logs each)
@@ -97,6 +102,7 @@ class Routing:
             "focus_until": self.focus_until.isoformat() if self.focus_until else None,
             "focus_source": self.focus_source,
             "focused": self.focused(),
+            "help_for": list(self.help_for),
         }
 
     # -- writes --------------------------------------------------------------------------------
@@ -119,6 +125,7 @@ class Routing:
                 "analysis_edge": None,
                 "focus_until": None,
                 "focus_source": None,
+                "help_for": [],
                 **body,
             }
             self.focus_overrides = {}
@@ -134,6 +141,8 @@ class Routing:
             self.focus_until = _parse_time(body["focus_until"]) if body["focus_until"] else None
         if "focus_source" in body:
             self.focus_source = str(body["focus_source"]) if body["focus_source"] else None
+        if "help_for" in body:
+            self.help_for = tuple(sorted({str(n) for n in body["help_for"] or ()}))
         for key in _NUMBERS:
             if body.get(key) is not None:
                 self.focus_overrides[key] = float(body[key])
@@ -180,6 +189,12 @@ def _check(body: dict[str, Any]) -> str | None:
     route = body.get("analysis_route")
     if route is not None and route not in ANALYSIS_ROUTES:
         return f"analysis_route: expected one of {', '.join(ANALYSIS_ROUTES)} or null"
+    helped = body.get("help_for")
+    if helped is not None and (
+        not isinstance(helped, list)
+        or not all(isinstance(n, str) and 0 < len(n) <= 32 for n in helped)
+    ):
+        return "help_for: expected a list of node ids"
     until = body.get("focus_until")
     if until is not None and (not isinstance(until, str) or _parse_time(until) is None):
         return "focus_until: expected an ISO 8601 time or null"

@@ -41,6 +41,7 @@ env:
   EDGE_BACKOFF_MIN: "0.2"
   EDGE_BACKOFF_MAX: "1"
 resources: {cpu: 1, memory_mb: 512}
+hot_handoff: true
 """
 
 

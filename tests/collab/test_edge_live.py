@@ -6,7 +6,9 @@ the worker's pid never changes.
 - low-confidence routing: hard frames go up (the VMS inbox by default), stop when withdrawn;
 - hand-off, source side: helped (local analysis paused), then "server" (frames up at a bounded
   rate), then handed back;
-- focus: the focus profile (lower threshold, more uploads) until ``focus_until``, then normal.
+- focus: the focus profile (lower threshold, more uploads) until ``focus_until``, then normal;
+- hand-off, helper side (hot): the running worker also reads the helped edge's camera (its URL in
+  the agent's 0600 live secrets file) and posts under the helped nid, then drops it on hand-back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, package_bytes, wait_until
+from tests.collab.stack import CAMERA_PASSWORD, Camera
 from tests.edge_ai.recorder import Recorder
 from tests.helpers.env import free_port
 
@@ -109,10 +112,12 @@ def edge(tmp_path):
     artifacts.close()
 
 
-def put(edge, live: dict, **kw) -> float:
+def put(edge, live: dict, live_secrets: dict | None = None, **kw) -> float:
     body = yolo_spec(
         edge["digest"], edge["frames"], edge["vms"].url, edge["tmp"] / "buffer", live=live, **kw
     )
+    if live_secrets is not None:
+        body["live_secrets"] = live_secrets
     r = edge["agent"].client.put(f"/workloads/{NAME}", json=body)
     assert r.status_code == 200, r.text
     return time.monotonic()
@@ -226,3 +231,77 @@ def test_routing_handoff_and_focus_reach_the_running_worker_hot(edge):
     )
     assert "profile normal -> focus" in log and "profile focus -> normal" in log, log
     print(f"routing: first frame sent up {first_up:.2f} s after the agent was told")
+
+
+def test_a_hand_off_is_taken_on_by_the_running_worker_and_dropped_on_hand_back(edge):
+    """Hot hand-off, helper side: ``help_for`` in the live settings and the camera URL in the live
+    secrets: the same process reads the helped camera (basic auth) and posts its summaries under
+    the helped nid marked ``analysed_by``; the password is in the 0600 file only; hand-back stops
+    the reads and the posts."""
+    agent, vms = edge["agent"], edge["vms"]
+    camera = Camera()
+    secrets_file = agent.workdir / "live" / f"{NAME}.secrets.json"
+    try:
+        put(edge, {})
+        pid = wait_until(
+            lambda: (s := agent.status(NAME))["state"] == "running" and s["pid"],
+            timeout=60,
+            what="worker running",
+        )
+        wait_until(
+            lambda: any(d["frames"] > 0 for d in vms.of_kind("detections")),
+            timeout=120,
+            what="first summaries",
+        )
+        assert not secrets_file.exists()
+
+        put(edge, {"help_for": ["0x40"]}, live_secrets={"help_sources": {"0x40": camera.url}})
+        seen = len(vms.of_kind("detections"))
+        helped = wait_until(
+            lambda: [
+                d for d in summaries_since(vms, seen) if d["nid"] == "0x40" and d["frames"] > 0
+            ][1:],
+            timeout=30,
+            what="summaries for the helped node",
+        )
+        assert all(d["analysed_by"] == "0x41" for d in helped)
+        assert camera.hits > 0
+        # Its own camera still analysed, under its own nid, unmarked.
+        assert any(
+            d["nid"] == "0x41" and d["frames"] > 0 and "analysed_by" not in d
+            for d in summaries_since(vms, seen)
+        )
+        status = agent.status(NAME)
+        assert status["pid"] == pid and status["restarts"] == 0  # no process started
+        assert status["live"] == {"help_for": ["0x40"]}
+        assert secrets_file.stat().st_mode & 0o777 == 0o600
+        log = "\n".join(
+            agent.client.get(f"/workloads/{NAME}/logs", params={"tail": 400}).json()["lines"]
+        )
+        assert "helping 0x40: reading http://***:***@" in log
+        assert CAMERA_PASSWORD not in log
+        assert CAMERA_PASSWORD not in agent.client.get("/workloads").text
+        assert CAMERA_PASSWORD not in agent.client.get(f"/workloads/{NAME}").text
+
+        # Handed back: the worker drops the camera, the secrets file goes.
+        put(edge, {})
+        wait_until(
+            lambda: (
+                "no longer helping 0x40 (handed back)"
+                in "\n".join(agent.client.get(f"/workloads/{NAME}/logs").json()["lines"])
+            ),
+            timeout=15,
+            what="hand-back",
+        )
+        assert not secrets_file.exists()
+        time.sleep(2)  # a summary already queued in the sender may still land
+        hits, posted = (
+            camera.hits,
+            len([d for d in vms.of_kind("detections") if d["nid"] == "0x40"]),
+        )
+        time.sleep(3)
+        assert camera.hits == hits
+        assert len([d for d in vms.of_kind("detections") if d["nid"] == "0x40"]) == posted
+        assert agent.status(NAME)["pid"] == pid
+    finally:
+        camera.close()

@@ -240,3 +240,63 @@ def test_agent_spec_carries_live_params_apart_from_env():
     body = agent_spec(wl)
     assert body["live"] == {"route_low_confidence": True}
     assert "route_low_confidence" not in body["env"] and body["env"]["MODE"] == "x"
+
+
+def test_a_helper_copy_is_taken_on_hot_by_the_helper_edges_running_worker():
+    """Hot hand-off: edge 2 runs the same program, its manifest says hot_handoff: the helper copy
+    starts no workload; edge 2's worker gets the helped nid in its live params and the camera in
+    its live secrets, neither of which changes what would restart it. Without hot_handoff (or
+    without a worker of that program on the helper edge) the copy is a process of its own."""
+    from dataclasses import replace
+
+    from services.master.drivers.agent import agent_spec
+    from services.master.drivers.manifests import (
+        KubernetesOptions,
+        deployment_manifest,
+        live_secret_manifest,
+    )
+
+    hot = {**MANIFEST, "hot_handoff": True}
+    helper = {"analysis_for": "0x01", "source_edge_id": 1}
+    cameras = {1: "rtsp://admin:s3cret@127.0.0.9/stream"}
+
+    def plans_for(deployments, manifest):
+        return plan(
+            snapshot(deployments),
+            CLUSTERS,
+            {10: manifest},
+            vms=("127.0.0.1", 6432),
+            vms_path="usage",
+            token_for=lambda nid, runtime: f"token-{nid}",
+            cameras=cameras,
+        )
+
+    alone = plans_for([dep(3, 2, 10)], hot)[2]
+    ((_, before),) = alone.workloads
+    p = plans_for([dep(3, 2, 10), dep(2, 2, 10, params=helper)], hot)[2]
+    ((own, host),) = p.workloads  # no workload of the helper copy's own
+    assert own["id"] == 3 and [(d["id"], wl.name) for d, wl in p.attached] == [(2, host.name)]
+    assert host.live == {"help_for": ["0x01"]}
+    assert host.live_secrets == {"help_sources": {"0x01": cameras[1]}}
+    assert host.spec_hash() == before.spec_hash()  # nothing that restarts the program changed
+    body = agent_spec(host)
+    assert body["live"] == {"help_for": ["0x01"]} and "s3cret" not in repr(body["env"])
+    assert body["live_secrets"] == {"help_sources": {"0x01": cameras[1]}}
+    # Kubernetes: the camera in a mounted Secret, not in the pod template (which does not roll).
+    opts = KubernetesOptions(namespace="edge-ai")
+    for wl in (host, before):
+        wl.ai = replace(wl.ai, image_ref="registry.local/monitoring-01:01")
+    assert "s3cret" not in repr(deployment_manifest(host, opts))
+    assert deployment_manifest(host, opts) == deployment_manifest(before, opts)
+    secret = live_secret_manifest(host, opts)
+    assert secret is not None and "s3cret" in secret["stringData"]["secrets.json"]
+
+    # The fallback: the helper edge runs no worker of that program, or not a hot_handoff one.
+    for deployments, manifest in (
+        ([dep(2, 2, 10, params=helper)], hot),
+        ([dep(3, 2, 10), dep(2, 2, 10, params=helper)], MANIFEST),
+    ):
+        p = plans_for(deployments, manifest)[2]
+        assert p.attached == []
+        copy = next(wl for d, wl in p.workloads if d["id"] == 2)
+        assert copy.secret_env["YOLO_SOURCE"] == cameras[1] and copy.live == {}

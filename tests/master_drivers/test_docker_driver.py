@@ -251,3 +251,38 @@ async def test_the_env_file_belongs_to_the_containers_user(fake, driver):
     assert c.file_modes[secret] == 0o600 and c.file_owners[secret] == "10001:10001"
     (put,) = [q for m, p, q, _ in fake.requests if p.endswith("/archive") and "copyUIDGID" in q]
     assert put == {"path": "/app", "copyUIDGID": "1"}
+
+
+async def test_a_hot_handoff_copies_the_live_secrets_into_the_running_container(fake, tmp_path):
+    """A hot_handoff workload's live secrets (the helped camera) are copied into the container
+    (0600, its user's) at create and into the running container on a hand-off: no new container,
+    the password not in its spec; the hand-back empties the file."""
+    fake.image_users[IMAGE1] = "10001:10001"
+    client = docker.DockerClient(base_url=fake.url, version="1.45", timeout=5)
+    driver = DockerDriver(client, DockerOptions(ready_grace_s=0.05, live_host_dir=str(tmp_path)))
+    path = "/app/.edge-live-secrets.json"
+    url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
+    try:
+        w = workload()
+        w.hot_handoff = True
+        await driver.apply(w)
+        (c,) = fake.containers.values()
+        assert f"EDGE_LIVE_SECRETS_FILE={path}" in c.env
+        assert json.loads(c.files[path]) == {}
+        spec_before = json.dumps(c.inspect(), sort_keys=True)
+
+        w.live = {"help_for": ["0x02"]}
+        w.live_secrets = {"help_sources": {"0x02": url}}
+        await driver.apply(w)
+        assert list(fake.containers.values()) == [c]  # the same container, running
+        assert json.loads(c.files[path]) == {"help_sources": {"0x02": url}}
+        assert c.file_modes[path] == 0o600 and c.file_owners[path] == "10001:10001"
+        assert json.loads((tmp_path / NAME / "live.json").read_text()) == {"help_for": ["0x02"]}
+        assert json.dumps(c.inspect(), sort_keys=True) == spec_before
+        assert "hand-off-pw-9" not in spec_before
+
+        w.live, w.live_secrets = {}, {}
+        await driver.apply(w)
+        assert json.loads(c.files[path]) == {} and list(fake.containers.values()) == [c]
+    finally:
+        await driver.aclose()

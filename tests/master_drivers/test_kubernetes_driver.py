@@ -164,6 +164,41 @@ async def test_a_helpers_camera_url_is_a_secret_reference(fake, driver):
     assert "hand-off-pw-9" not in repr(w.env) and "hand-off-pw-9" not in repr(w.live)
 
 
+async def test_a_hot_handoff_changes_a_mounted_secret_not_the_pod(fake, driver):
+    """A hot_handoff workload mounts its live secrets (a Secret volume the kubelet refreshes): a
+    hand-off puts the helped camera there and the nid in the live ConfigMap; the pod template
+    stays as it is (no restart), and the password is in neither the Deployment nor the ConfigMap."""
+    url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
+    w = workload()
+    w.hot_handoff = True
+    await driver.apply(w)
+    before = fake.get("deployments", NS, NAME)
+    (container,) = before["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EDGE_LIVE_SECRETS_FILE"] == "/var/run/edge-ai/live-secrets/secrets.json"
+    volumes = {v["name"]: v for v in before["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["live-secrets"]["secret"] == {"secretName": f"{NAME}-live", "defaultMode": 0o400}
+    empty = fake.get("secrets", NS, f"{NAME}-live")
+    assert json.loads(base64.b64decode(empty["data"]["secrets.json"])) == {}
+
+    fake.requests.clear()
+    w.live = {"help_for": ["0x02"]}
+    w.live_secrets = {"help_sources": {"0x02": url}}
+    await driver.apply(w)
+    assert ("PUT", f"{SECRETS}/{NAME}-live") in fake.calls()
+    assert ("PUT", f"{DEP}/{NAME}") not in fake.calls()
+    after = fake.get("deployments", NS, NAME)
+    assert after["spec"]["template"] == before["spec"]["template"]
+    stored = fake.get("secrets", NS, f"{NAME}-live")
+    assert json.loads(base64.b64decode(stored["data"]["secrets.json"]))["help_sources"] == {
+        "0x02": url
+    }
+    cm = fake.get("configmaps", NS, f"{NAME}-edgeconfig")
+    assert json.loads(cm["data"]["live.json"]) == {"help_for": ["0x02"]}
+    for plural, name in (("deployments", NAME), ("configmaps", f"{NAME}-edgeconfig")):
+        assert "hand-off-pw-9" not in json.dumps(fake.get(plural, NS, name))
+
+
 async def test_camera_credentials_go_into_a_secret(fake, driver):
     await driver.apply(workload(secret_env=RTSP))
     assert fake.calls() == [("POST", SECRETS), ("POST", CM), ("POST", DEP)]
@@ -235,14 +270,16 @@ async def test_remove_deletes_both_and_404_is_success(fake, driver):
         ("DELETE", f"{DEP}/{NAME}"),
         ("DELETE", f"{CM}/{NAME}-edgeconfig"),
         ("DELETE", f"{SECRETS}/{NAME}-env"),
+        ("DELETE", f"{SECRETS}/{NAME}-live"),
     ]
     assert fake.requests[0].query["propagationPolicy"] == "Background"
     assert fake.objects == {}
     await driver.remove(EDGE1, "monitoring-01")  # already gone
-    assert fake.calls()[-3:] == [
+    assert fake.calls()[-4:] == [
         ("DELETE", f"{DEP}/{NAME}"),
         ("DELETE", f"{CM}/{NAME}-edgeconfig"),
         ("DELETE", f"{SECRETS}/{NAME}-env"),
+        ("DELETE", f"{SECRETS}/{NAME}-live"),
     ]
 
 

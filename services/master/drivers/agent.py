@@ -65,6 +65,9 @@ def agent_spec(workload: Workload) -> dict[str, Any]:
             if k not in workload.live
         },
         "live": workload.live,
+        # The cameras of the edges it helps: the agent writes them to a 0600 file the program
+        # re-reads (hot hand-off), never into an answer.
+        "live_secrets": workload.live_secrets,
         "edgeconfig_xml": workload.edgeconfig_xml,
         "deployment_id": workload.deployment_id,
         "generation": workload.generation,

@@ -97,6 +97,12 @@ class Workload:
     # writes them to the program's live file instead of restarting it. Also in ``env``, for the
     # runtimes that deliver them as environment variables.
     live: dict[str, Any] = field(default_factory=dict)
+    # The program takes hand-offs hot (the manifest's ``hot_handoff``): it is given a live secrets
+    # file (``EDGE_LIVE_SECRETS_FILE``, JSON of ``live_secrets``) that changes without a restart,
+    # holding the cameras of the edges it helps (``{"help_sources": {nid: url}}``). Neither counts
+    # in ``spec_hash``.
+    hot_handoff: bool = False
+    live_secrets: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import tarfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,11 @@ class DockerOptions:
     # Where the container finds its secrets (the camera URL) as a ``KEY=VALUE`` env file (0600),
     # copied in before it starts: never in the container's spec (``docker inspect``).
     secret_env_path: str = "/app/.edge-secret.env"
+    # A ``hot_handoff`` workload's live secrets (the cameras of the edges it helps), JSON, 0600,
+    # owned by the container's user: copied into the container at create and again into the
+    # running container on every apply, named by EDGE_LIVE_SECRETS_FILE (hot hand-off, no
+    # restart, never in the container's spec).
+    live_secrets_path: str = "/app/.edge-live-secrets.json"
 
 
 def container_name(name: str, edge: EdgeTarget, options: DockerOptions) -> str:
@@ -155,6 +161,8 @@ class DockerDriver(RuntimeDriver):
         if matching:
             current = next((c for c in matching if c["State"].get("Running")), matching[0])
             others = [c for c in existing if c["Id"] != current["Id"]]
+            if workload.hot_handoff:
+                await self._run(self._put_live_secrets, current["Id"], workload, what=what)
             if current["State"].get("Status") == "created":
                 await self._run(self.api.start, current["Id"], what=what)
             await self._retire_if_running(current, others, name, what)
@@ -279,6 +287,8 @@ class DockerDriver(RuntimeDriver):
             }
         if workload.secret_env:
             env["EDGE_SECRET_ENV_FILE"] = options.secret_env_path
+        if workload.hot_handoff:
+            env["EDGE_LIVE_SECRETS_FILE"] = options.live_secrets_path
         created = self.api.create_container(
             workload.ai.image_ref,
             name=cname,
@@ -298,7 +308,17 @@ class DockerDriver(RuntimeDriver):
             directory, filename = posixpath.split(options.secret_env_path)
             secret_tar = _tar_one(filename, secret_text.encode(), mode=0o600)
             self._put_archive_as_user(container_id, directory or "/", secret_tar)
+        if workload.hot_handoff:
+            self._put_live_secrets(container_id, workload)
         return container_id
+
+    def _put_live_secrets(self, container_id: str, workload: Workload) -> None:
+        """The live secrets file into the container (created or running): 0600, its user's."""
+        directory, filename = posixpath.split(self.options.live_secrets_path)
+        body = json.dumps(workload.live_secrets, sort_keys=True).encode()
+        # A fresh mtime: the program notices the change (it looks at mtime and size).
+        tar = _tar_one(filename, body, mode=0o600, mtime=time.time())
+        self._put_archive_as_user(container_id, directory or "/", tar)
 
     def _put_archive_as_user(self, container_id: str, path: str, data: bytes) -> None:
         """``put_archive`` with ``copyUIDGID=1``: the engine chowns what it extracts to the
@@ -388,12 +408,13 @@ def _labels(c: dict) -> dict[str, str]:
     return (c.get("Config") or {}).get("Labels") or {}
 
 
-def _tar_one(name: str, data: bytes, *, mode: int = 0o644) -> bytes:
+def _tar_one(name: str, data: bytes, *, mode: int = 0o644, mtime: float = 0) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         info.mode = mode
+        info.mtime = int(mtime)
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

@@ -37,6 +37,8 @@ from services.master.drivers.manifests import (
     configmap_name,
     deployment_manifest,
     edge_selector,
+    live_secret_manifest,
+    live_secret_name,
     object_name,
     secret_manifest,
     secret_name,
@@ -103,11 +105,11 @@ class KubernetesDriver(RuntimeDriver):
         configmap = configmap_manifest(workload, self.options)
         deployment = deployment_manifest(workload, self.options)
         secret = secret_manifest(workload, self.options)
-        # The ConfigMap and Secret first: the new pods mount them.
-        if secret is not None:
-            await self._run(
-                self._upsert, "Secret", secret, what=f"apply {secret['metadata']['name']}"
-            )
+        live_secret = live_secret_manifest(workload, self.options)
+        # The ConfigMap and Secrets first: the new pods mount them.
+        for s in (secret, live_secret):
+            if s is not None:
+                await self._run(self._upsert, "Secret", s, what=f"apply {s['metadata']['name']}")
         await self._run(
             self._upsert, "ConfigMap", configmap, what=f"apply {configmap['metadata']['name']}"
         )
@@ -121,7 +123,8 @@ class KubernetesDriver(RuntimeDriver):
         await self._run(
             self._delete, "ConfigMap", configmap_name(obj), what=f"remove {configmap_name(obj)}"
         )
-        await self._run(self._delete, "Secret", secret_name(obj), what=f"remove {secret_name(obj)}")
+        for sname in (secret_name(obj), live_secret_name(obj)):
+            await self._run(self._delete, "Secret", sname, what=f"remove {sname}")
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         deployments, pods = await self._run(

@@ -41,6 +41,7 @@ A_WORKLOAD = PREFIX + "workload"
 
 CONFIG_KEY = "edgeconfig.xml"
 LIVE_KEY = "live.json"
+LIVE_SECRETS_KEY = "secrets.json"
 
 # k8s.io/apimachinery resource.Quantity
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
@@ -57,6 +58,8 @@ class KubernetesOptions:
     # The live params (routing, hand-off, focus) as a directory mount of the same ConfigMap: the
     # kubelet refreshes it in place (a subPath mount never is), so no pod restarts for them.
     live_mount_dir: str = "/var/run/edge-ai/live"
+    # A ``hot_handoff`` workload's live secrets: a Secret volume, refreshed by the kubelet.
+    live_secrets_mount_dir: str = "/var/run/edge-ai/live-secrets"
     # Several edges in one namespace each run e.g. weatherai-00: the object name then carries the
     # edge
     # (``weatherai-00-edgecctv01``). Off: the field's bare ``{filename}-{ai_class}`` (one edge per
@@ -172,6 +175,32 @@ def secret_manifest(workload: Workload, options: KubernetesOptions) -> dict[str,
     }
 
 
+def live_secret_name(obj_name: str) -> str:
+    return f"{obj_name}-live"
+
+
+def live_secret_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any] | None:
+    """A ``hot_handoff`` workload's live secrets (the cameras of the edges it helps) as a Secret
+    mounted as a volume: the kubelet refreshes a mounted Secret in the running pod, so a hand-off
+    changes it without rolling the pod. Created even when empty (the pod mounts it). None for other
+    workloads."""
+    if not workload.hot_handoff:
+        return None
+    name = object_name(workload.name, workload.edge, options)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": live_secret_name(name),
+            "namespace": options.namespace,
+            "labels": {**workload_labels(workload), L_INSTANCE: name},
+            "annotations": {A_WORKLOAD: workload.name},
+        },
+        "type": "Opaque",
+        "stringData": {LIVE_SECRETS_KEY: json.dumps(workload.live_secrets, sort_keys=True)},
+    }
+
+
 def configmap_manifest(workload: Workload, options: KubernetesOptions) -> dict[str, Any]:
     name = object_name(workload.name, workload.edge, options)
     return {
@@ -229,6 +258,28 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
             {"name": "live", "mountPath": options.live_mount_dir, "readOnly": True},
         ],
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "edgeconfig", "configMap": {"name": configmap_name(name)}},
+        {
+            "name": "live",
+            "configMap": {
+                "name": configmap_name(name),
+                "items": [{"key": LIVE_KEY, "path": LIVE_KEY}],
+            },
+        },
+    ]
+    if workload.hot_handoff:
+        secrets_file = posixpath.join(options.live_secrets_mount_dir, LIVE_SECRETS_KEY)
+        container["env"].append({"name": "EDGE_LIVE_SECRETS_FILE", "value": secrets_file})
+        container["volumeMounts"].append(
+            {"name": "live-secrets", "mountPath": options.live_secrets_mount_dir, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "live-secrets",
+                "secret": {"secretName": live_secret_name(name), "defaultMode": 0o400},
+            }
+        )
     resources = container_resources(workload.resources)
     if resources:
         container["resources"] = resources
@@ -246,16 +297,7 @@ def deployment_manifest(workload: Workload, options: KubernetesOptions) -> dict[
             options.node_label: label_value(workload.edge.node_name or workload.edge.name.lower())
         },
         "containers": [container],
-        "volumes": [
-            {"name": "edgeconfig", "configMap": {"name": configmap_name(name)}},
-            {
-                "name": "live",
-                "configMap": {
-                    "name": configmap_name(name),
-                    "items": [{"key": LIVE_KEY, "path": LIVE_KEY}],
-                },
-            },
-        ],
+        "volumes": volumes,
         "terminationGracePeriodSeconds": options.termination_grace_s,
     }
     if options.image_pull_secret:
@@ -303,6 +345,7 @@ __all__ = [
     "configmap_manifest",
     "deployment_manifest",
     "edge_selector",
+    "live_secret_manifest",
     "object_name",
     "workload_name",
 ]

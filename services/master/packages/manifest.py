@@ -12,6 +12,7 @@ Example::
     resources: {cpu: 1.5, memory_mb: 1024, gpu: 0}
     dockerfile: Dockerfile          # optional
     models: [models/best.pt]        # optional, each must exist in the archive
+    hot_handoff: true               # optional: see PackageManifest.hot_handoff
 
 Every error raised here is ``shared.errors.Invalid`` whose ``field`` is ``manifest.<field>``.
 """
@@ -82,6 +83,12 @@ class PackageManifest(BaseModel):
     models: list[str] = Field(
         default_factory=list,
         description="relative paths of model files that must be in the package",
+    )
+    hot_handoff: bool = Field(
+        False,
+        description="the running program also analyses the cameras of the edges its edge helps "
+        "(live param help_for, camera URLs in the live secrets file): an overload hand-off to "
+        "an edge already running it starts no process (the YOLO worker does)",
     )
 
     @field_validator("filename")

@@ -75,6 +75,9 @@ class EdgePlan:
     removed: list[FleetDeployment] = field(default_factory=list)
     removed_names: dict[int, str] = field(default_factory=dict)
     cluster: str | None = None  # the cluster's name: its runtime settings on this master
+    # Helper copies taken on by a workload already running on the edge (hot hand-off): the
+    # deployment and the workload that analyses for it.
+    attached: list[tuple[FleetDeployment, NamedWorkload]] = field(default_factory=list)
 
     @property
     def has_work(self) -> bool:
@@ -95,6 +98,9 @@ def param_env(params: Mapping[str, Any]) -> dict[str, str]:
 # A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
 # credentials, is a secret variable of the helper's workload.
 HELPER_SOURCE_ENV = "YOLO_SOURCE"
+# Hot hand-off: the live param naming the helped nids, and the live secrets key with their cameras.
+HELP_FOR = "help_for"
+HELP_SOURCES = "help_sources"
 
 
 def helped_edge(deployment: Mapping[str, Any]) -> tuple[int, str] | None:
@@ -152,28 +158,38 @@ def build_workload(
         ),
         generation=int(deployment.get("generation") or 1),
         live=live_params(deployment.get("params")),
+        hot_handoff=bool(manifest.get("hot_handoff")),
     )
 
 
-def _helper_secrets(
-    dep: FleetDeployment, cameras: Mapping[int, str | None]
-) -> dict[str, str] | Blocked:
-    """A helper copy's secret (the helped edge's camera URL); {} for any other deployment; Blocked
-    when it is not there. The copy posts with its own edge's token (the VMS accepts its summaries
-    for the helped node while the optimizer's hand-off names it): it holds no credential of the
-    helped edge but its camera's."""
+def _camera_of(dep: FleetDeployment, cameras: Mapping[int, str | None]) -> str | Blocked:
+    """The helped edge's camera URL for a helper copy, or why it cannot be had."""
     helped = helped_edge(dep)
-    if helped is None:
-        return {}
+    assert helped is not None
     edge_id, nid = helped
     if edge_id not in cameras:
         return Blocked(
             dep, ObservedState.PENDING, f"the camera of the helped edge {nid} is not known yet"
         )
-    camera = cameras[edge_id]
-    if not camera:
-        return Blocked(dep, ObservedState.FAILED, f"the helped edge {nid} has no camera URL")
-    return {HELPER_SOURCE_ENV: camera}
+    return cameras[edge_id] or Blocked(
+        dep, ObservedState.FAILED, f"the helped edge {nid} has no camera URL"
+    )
+
+
+def _host_for(ai: FleetPackage, p: EdgePlan) -> NamedWorkload | None:
+    """The workload already planned on the helper edge that takes this helper copy hot: the same
+    program (AI filename), not itself a helper copy, its manifest saying ``hot_handoff``."""
+    for host_dep, wl in p.workloads:
+        if wl.hot_handoff and wl.ai.filename == ai["filename"] and helped_edge(host_dep) is None:
+            return wl
+    return None
+
+
+def _attach(dep: FleetDeployment, host: NamedWorkload, camera: str) -> None:
+    """The helped nid joins the host's live ``help_for``; its camera its live secrets."""
+    _, nid = helped_edge(dep) or (0, "")
+    host.live[HELP_FOR] = sorted({*host.live.get(HELP_FOR, []), nid})
+    host.live_secrets.setdefault(HELP_SOURCES, {})[nid] = camera
 
 
 def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:
@@ -216,12 +232,17 @@ def plan(
     """Per edge: the workloads to run, the deployments that must wait (AI not ready), and the
     removed deployments still to be seen gone.
 
-    A helper copy runs with the helped edge's camera (``cameras``: edge id -> URL) as a secret and
-    its own edge's token: it posts the helped node's detections marked ``analysed_by``.
+    A helper copy (the optimizer's hand-off) is taken on hot by the helper edge's running worker
+    when it has one whose manifest says ``hot_handoff``: the helped nid goes into that workload's
+    live ``help_for``, the helped edge's camera (``cameras``: edge id -> URL) into its live
+    secrets; no new process. Otherwise (the fallback) the copy is a workload of its own, started
+    with the camera as a secret env and its own edge's token. Either way it posts the helped
+    node's detections marked ``analysed_by``.
     ``site_problems`` (AI id -> state, reason): AIs this site cannot run yet (archive not copied,
     image refused by the site registry); their deployments wait with the reason."""
     ais = {a["id"]: a for a in snapshot["ai_packages"]}
     plans = {edge["id"]: edge_plan(edge, clusters) for edge in snapshot["edges"]}
+    helpers: list[tuple[FleetDeployment, FleetPackage, EdgePlan]] = []
     for dep in snapshot["deployments"]:
         p = plans.get(dep["edge_id"])
         if p is None:
@@ -240,30 +261,56 @@ def plan(
             p.blocked.append(blocked)
             continue
         assert ai is not None  # _blocked answers for a missing AI
-        helper = _helper_secrets(dep, cameras or {})
-        if isinstance(helper, Blocked):
-            p.blocked.append(helper)
+        if helped_edge(dep) is not None:
+            helpers.append((dep, ai, p))  # once the edge's own workloads are planned
             continue
-        try:
-            token = token_for(p.edge["nid"], p.runtime)
-            wl = build_workload(
-                dep,
-                p.edge,
-                p.target,
-                ai,
-                manifests[ai["id"]],
-                vms=vms,
-                vms_path=vms_path,
-                token=token,
-                secret_env=helper,
-            )
-        except ValueError as exc:
-            p.blocked.append(Blocked(dep, ObservedState.FAILED, str(exc)))
+        _add_workload(p, dep, ai, manifests[ai["id"]], vms, vms_path, token_for, {})
+    for dep, ai, p in helpers:
+        camera = _camera_of(dep, cameras or {})
+        if isinstance(camera, Blocked):
+            p.blocked.append(camera)
             continue
-        p.workloads.append((dep, wl))
+        host = _host_for(ai, p)
+        if host is not None:
+            _attach(dep, host, camera)
+            p.attached.append((dep, host))
+            continue
+        secrets = {HELPER_SOURCE_ENV: camera}
+        _add_workload(p, dep, ai, manifests[ai["id"]], vms, vms_path, token_for, secrets)
     for p in plans.values():
         _unique_names(p)
     return plans
+
+
+def _add_workload(
+    p: EdgePlan,
+    dep: FleetDeployment,
+    ai: FleetPackage,
+    manifest: Mapping[str, Any],
+    vms: tuple[str, int],
+    vms_path: str,
+    token_for: TokenFor,
+    secret_env: dict[str, str],
+) -> None:
+    """The deployment as a workload of the edge's plan (blocked with the reason when it cannot
+    be one)."""
+    try:
+        token = token_for(p.edge["nid"], p.runtime)
+        wl = build_workload(
+            dep,
+            p.edge,
+            p.target,
+            ai,
+            manifest,
+            vms=vms,
+            vms_path=vms_path,
+            token=token,
+            secret_env=secret_env,
+        )
+    except ValueError as exc:
+        p.blocked.append(Blocked(dep, ObservedState.FAILED, str(exc)))
+        return
+    p.workloads.append((dep, wl))
 
 
 def _blocked(

@@ -414,6 +414,10 @@ class Reconciler:
             for dep, wl in p.workloads
         ]
         outcome.observations += [
+            _attached_report(dep, host, present.get(host.name), apply_errors)
+            for dep, host in p.attached
+        ]
+        outcome.observations += [
             report(dep, ObservedState.REMOVED, None, generation=dep["generation"])
             for dep in p.removed
             if _gone(dep, p, present)
@@ -486,6 +490,27 @@ def _workload_report(
     state, why = to_setup_state(ow)
     generation = ow.generation if ow.generation is not None else wl.generation
     return report(dep, state, why, generation=generation, restarts=ow.restarts)
+
+
+def _attached_report(
+    dep: FleetDeployment,
+    host: NamedWorkload,
+    ow: ObservedWorkload | None,
+    apply_errors: dict[int, tuple[ObservedState, str]],
+) -> Observation:
+    """A helper copy taken on by a running workload (hot hand-off): running, at its own
+    generation, once that workload runs with the hand-off in its live settings; else what holds
+    that workload up."""
+    error = apply_errors.get(host.deployment_id)
+    if error is not None:
+        return report(dep, error[0], f"{host.name}: {error[1]}", restarts=0)
+    if ow is None:
+        return report(dep, ObservedState.PENDING, f"{host.name} not yet started", restarts=0)
+    state, why = to_setup_state(ow)
+    if state == ObservedState.RUNNING:
+        why = f"analysed by {host.name}'s running process (hot hand-off, no new process)"
+        return report(dep, state, why, generation=dep["generation"], restarts=0)
+    return report(dep, state, f"{host.name}: {why or state}", restarts=0)
 
 
 def _gone(dep: FleetDeployment, p: EdgePlan, present: dict[str, ObservedWorkload]) -> bool:
