@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.optimizer.engine import store
-from services.optimizer.engine.context import CycleInput
+from services.optimizer.engine.context import CycleInput, RouteState
 from services.optimizer.engine.cycle import CycleResult, decide
 from services.optimizer.engine.leader import Lease
 from services.optimizer.engine.plan import DecisionRecord, Planned
@@ -84,6 +84,7 @@ class Written:
 
     dry_run: bool
     rejected: str | None = None
+    routes_saved: bool = False  # saved before the write (see _cycle)
 
     def outcome_of(self, d: DecisionRecord) -> Verdict:
         if self.dry_run:
@@ -218,7 +219,17 @@ class DecisionRunner:
         t_decide = time.perf_counter()
         written = Written(dry_run=dry_run)
         if result.operations and not dry_run:
-            written.rejected = await self._write(result.operations)
+            # Routes first: a helper that acts on the new deployments within a second must find
+            # its hand-off in GET /routing (the VMS checks it); put back if setup refuses.
+            await self._save_routes(result.routes)
+            try:
+                written.rejected = await self._write(result.operations)
+            except BaseException:
+                await self._restore_routes(result.routes, inp.routes)
+                raise
+            if written.rejected:
+                await self._restore_routes(result.routes, inp.routes)
+            written.routes_saved = not written.rejected
         t_write = time.perf_counter()
         decisions = self._new_dry_run(result.decisions) if dry_run else result.decisions
         await self._record(cycle_id, result, decisions, outcomes, written)
@@ -296,6 +307,16 @@ class DecisionRunner:
             return exc.message
         return None
 
+    async def _save_routes(self, routes: list[RouteState]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await store.save_routes(session, routes)
+
+    async def _restore_routes(
+        self, routes: list[RouteState], before: dict[str, RouteState]
+    ) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await store.restore_routes(session, routes, before)
+
     async def _record(
         self,
         cycle_id: str,
@@ -315,7 +336,8 @@ class DecisionRunner:
                 await store.save_memory(session, result.memory)
                 if not written.dry_run:
                     await store.save_rollouts(session, result.rollouts)
-                    await store.save_routes(session, result.routes)
+                    if not written.routes_saved:
+                        await store.save_routes(session, result.routes)
             await store.set_outcomes(session, outcomes)
 
     def _summary(self, summary: dict[str, Any]) -> dict[str, Any]:

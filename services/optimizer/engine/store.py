@@ -220,6 +220,17 @@ async def save_routes(session: AsyncSession, changed: list[RouteState]) -> None:
     )
 
 
+async def restore_routes(
+    session: AsyncSession, changed: list[RouteState], before: dict[str, RouteState]
+) -> None:
+    """Put the routing rows ``changed`` back as they were (``before``; a row that did not exist
+    is deleted): a cycle whose write setup refused must not leave its routes behind."""
+    gone = [r.nid for r in changed if r.nid not in before]
+    if gone:
+        await session.execute(delete(m.Route).where(m.Route.nid.in_(gone)))
+    await save_routes(session, [before[r.nid] for r in changed if r.nid in before])
+
+
 async def pending_decisions(session: AsyncSession, limit: int = 20_000) -> list[PendingDecision]:
     rows = await session.execute(
         select(m.Decision.id, m.Decision.at, m.Decision.operations)
