@@ -41,10 +41,14 @@ def env_name(title: str, field: str) -> str:
 
 def _validation_line(exc: Any) -> str:
     parts = []
+    named: set[str] = set()
     for error in exc.errors():
         loc = error.get("loc") or ()
         field = str(loc[0]) if loc else "?"
         name = env_name(exc.title, field) if exc.title.endswith("Settings") else field
+        if name in named:
+            continue  # one problem per setting is enough
+        named.add(name)
         value = error.get("input")
         shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
         parts.append(f"{name}: {error.get('msg')}{shown}")

@@ -188,8 +188,9 @@ async def set_rollout_paused(
     if row.status != want:
         if row.status != need:
             verb = "paused" if paused else "resumed"
+            article = "an" if need == RolloutStatus.ACTIVE else "a"
             raise Conflict(
-                f"rollout {rollout_id} is {row.status}: only an {need} rollout can be {verb}",
+                f"rollout {rollout_id} is {row.status}: only {article} {need} rollout can be {verb}",
                 field="rollout_id",
             )
         row.status = want
