@@ -34,10 +34,20 @@ def panel(title: str, kind: str, targets: list[tuple[str, str]], unit: str = "sh
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {},
         "targets": [
-            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend, "datasource": DATASOURCE}
+            {
+                "refId": chr(ord("A") + i),
+                "expr": expr,
+                "legendFormat": legend,
+                "datasource": DATASOURCE,
+            }
             for i, (expr, legend) in enumerate(targets)
         ],
     }
+
+
+def p95(histogram: str, by: str = "") -> str:
+    group = f"{by}, le" if by else "le"
+    return f"histogram_quantile(0.95, sum by ({group}) (rate({histogram}_bucket[5m])))"
 
 
 def row(title: str) -> dict:
@@ -100,55 +110,137 @@ def platform() -> dict:
     ts = "timeseries"
     panels = [
         row("Ingest (VMS)"),
-        panel("Records stored per second, by kind", ts,
-              [("sum by (kind) (rate(vms_records_stored_total[5m]))", "{{kind}}")], "reqps"),
-        panel("Records refused per second, by reason", ts,
-              [("sum by (reason) (rate(vms_records_rejected_total[5m]))", "{{reason}}")], "reqps"),
-        panel("Group commit p95", ts,
-              [("histogram_quantile(0.95, sum by (le) (rate(vms_commit_duration_seconds_bucket[5m])))",
-                "p95")], "s"),
-        panel("Records waiting for the writer", ts,
-              [("sum(vms_ingest_queued_records)", "queued"),
-               ("sum(rate(vms_commit_failures_total[5m]))", "failed commits/s")]),
+        panel(
+            "Records stored per second, by kind",
+            ts,
+            [("sum by (kind) (rate(vms_records_stored_total[5m]))", "{{kind}}")],
+            "reqps",
+        ),
+        panel(
+            "Records refused per second, by reason",
+            ts,
+            [("sum by (reason) (rate(vms_records_rejected_total[5m]))", "{{reason}}")],
+            "reqps",
+        ),
+        panel(
+            "Group commit p95",
+            ts,
+            [
+                (
+                    p95("vms_commit_duration_seconds"),
+                    "p95",
+                )
+            ],
+            "s",
+        ),
+        panel(
+            "Records waiting for the writer",
+            ts,
+            [
+                ("sum(vms_ingest_queued_records)", "queued"),
+                ("sum(rate(vms_commit_failures_total[5m]))", "failed commits/s"),
+            ],
+        ),
         row("Decisions (optimizer)"),
-        panel("Decisions per minute, by policy and action", ts,
-              [("sum by (policy, action) (increase(optimizer_decisions_total[5m])) / 5",
-                "{{policy}} {{action}}")]),
-        panel("Cycles", ts,
-              [("sum by (result) (rate(optimizer_cycles_total[5m]))", "{{result}}"),
-               ("histogram_quantile(0.95, sum by (le) (rate(optimizer_cycle_duration_seconds_bucket[5m])))",
-                "p95 seconds")]),
-        panel("Paused / dry run", "stat",
-              [("max(optimizer_paused)", "paused"), ("max(optimizer_dry_run)", "dry run")]),
-        panel("Rollouts by status", "stat",
-              [("max by (status) (optimizer_rollouts)", "{{status}}")]),
+        panel(
+            "Decisions per minute, by policy and action",
+            ts,
+            [
+                (
+                    "sum by (policy, action) (increase(optimizer_decisions_total[5m])) / 5",
+                    "{{policy}} {{action}}",
+                )
+            ],
+        ),
+        panel(
+            "Cycles",
+            ts,
+            [
+                ("sum by (result) (rate(optimizer_cycles_total[5m]))", "{{result}}"),
+                (
+                    p95("optimizer_cycle_duration_seconds"),
+                    "p95 seconds",
+                ),
+            ],
+        ),
+        panel(
+            "Paused / dry run",
+            "stat",
+            [("max(optimizer_paused)", "paused"), ("max(optimizer_dry_run)", "dry run")],
+        ),
+        panel(
+            "Rollouts by status", "stat", [("max by (status) (optimizer_rollouts)", "{{status}}")]
+        ),
         row("Deployments"),
-        panel("Deployments by observed state (master)", ts,
-              [("max by (observed) (master_deployments)", "{{observed}}")]),
-        panel("Deployment failures and reconcile passes", ts,
-              [("sum(increase(master_deployment_failures_total[15m]))", "failures (15 min)"),
-               ("sum(rate(master_reconcile_passes_total[5m])) * 60", "passes/min")]),
-        panel("Edges by status (optimizer's view)", "stat",
-              [("max by (status) (optimizer_fleet_edges)", "{{status}}")]),
-        panel("Deployments by observed state (optimizer's view)", ts,
-              [("max by (observed) (optimizer_fleet_deployments)", "{{observed}}")]),
+        panel(
+            "Deployments by observed state (master)",
+            ts,
+            [("max by (observed) (master_deployments)", "{{observed}}")],
+        ),
+        panel(
+            "Deployment failures and reconcile passes",
+            ts,
+            [
+                ("sum(increase(master_deployment_failures_total[15m]))", "failures (15 min)"),
+                ("sum(rate(master_reconcile_passes_total[5m])) * 60", "passes/min"),
+            ],
+        ),
+        panel(
+            "Edges by status (optimizer's view)",
+            "stat",
+            [("max by (status) (optimizer_fleet_edges)", "{{status}}")],
+        ),
+        panel(
+            "Deployments by observed state (optimizer's view)",
+            ts,
+            [("max by (observed) (optimizer_fleet_deployments)", "{{observed}}")],
+        ),
         row("Analysis queue"),
         panel("Queue depth", ts, [("max(analysis_queue_depth)", "jobs")]),
-        panel("Images analysed per second", ts,
-              [("sum by (outcome) (rate(analysis_images_total[5m]))", "{{outcome}}"),
-               ("sum(analysis_images_per_second)", "last batch")]),
-        panel("Requests by outcome", ts,
-              [("sum by (outcome) (rate(analysis_requests_total[5m]))", "{{outcome}}")]),
-        panel("Dead-lettered and reclaimed jobs", ts,
-              [("sum(increase(analysis_dead_lettered_total[15m]))", "dead-lettered"),
-               ("sum(increase(analysis_reclaimed_total[15m]))", "reclaimed")]),
+        panel(
+            "Images analysed per second",
+            ts,
+            [
+                ("sum by (outcome) (rate(analysis_images_total[5m]))", "{{outcome}}"),
+                ("sum(analysis_images_per_second)", "last batch"),
+            ],
+        ),
+        panel(
+            "Requests by outcome",
+            ts,
+            [("sum by (outcome) (rate(analysis_requests_total[5m]))", "{{outcome}}")],
+        ),
+        panel(
+            "Dead-lettered and reclaimed jobs",
+            ts,
+            [
+                ("sum(increase(analysis_dead_lettered_total[15m]))", "dead-lettered"),
+                ("sum(increase(analysis_reclaimed_total[15m]))", "reclaimed"),
+            ],
+        ),
         row("HTTP"),
-        panel("Requests per second, by service and status", ts,
-              [("sum by (service, status) (rate(http_requests_total[5m]))", "{{service}} {{status}}")],
-              "reqps"),
-        panel("Latency p95, by service", ts,
-              [("histogram_quantile(0.95, sum by (service, le) (rate(http_request_duration_seconds_bucket[5m])))",
-                "{{service}}")], "s"),
+        panel(
+            "Requests per second, by service and status",
+            ts,
+            [
+                (
+                    "sum by (service, status) (rate(http_requests_total[5m]))",
+                    "{{service}} {{status}}",
+                )
+            ],
+            "reqps",
+        ),
+        panel(
+            "Latency p95, by service",
+            ts,
+            [
+                (
+                    p95("http_request_duration_seconds", "service"),
+                    "{{service}}",
+                )
+            ],
+            "s",
+        ),
     ]
     return dashboard("edge-platform", "Edge platform", panels, [])
 
@@ -159,19 +251,45 @@ def edges() -> dict:
         row("Per edge, as the edges report (VMS)"),
         panel("CPU %", ts, [('vms_node_cpu_percent{nid=~"$nid"}', "{{nid}}")], "percent"),
         panel("Memory %", ts, [('vms_node_memory_percent{nid=~"$nid"}', "{{nid}}")], "percent"),
-        panel("Condition", "state-timeline",
-              [('max by (nid, condition) (vms_node_condition{nid=~"$nid"})', "{{nid}} {{condition}}")]),
-        panel("Seconds since the last record", ts,
-              [('time() - vms_node_last_report_timestamp_seconds{nid=~"$nid"}', "{{nid}}")], "s"),
+        panel(
+            "Condition",
+            "state-timeline",
+            [
+                (
+                    'max by (nid, condition) (vms_node_condition{nid=~"$nid"})',
+                    "{{nid}} {{condition}}",
+                )
+            ],
+        ),
+        panel(
+            "Seconds since the last record",
+            ts,
+            [('time() - vms_node_last_report_timestamp_seconds{nid=~"$nid"}', "{{nid}}")],
+            "s",
+        ),
         row("Per edge node, as the agents measure it"),
         panel("Node CPU %", ts, [("edge_node_cpu_percent", "{{node}}")], "percent"),
         panel("Node memory %", ts, [("edge_node_memory_percent", "{{node}}")], "percent"),
-        panel("Disk used % (agent work dir)", ts, [("edge_node_disk_used_percent", "{{node}}")],
-              "percent"),
-        panel("Network bytes per second", ts,
-              [("rate(edge_node_network_receive_bytes_total[5m])", "{{node}} in"),
-               ("rate(edge_node_network_transmit_bytes_total[5m])", "{{node}} out")], "Bps"),
-        panel("Workloads by state", ts, [("sum by (node, state) (edge_agent_workloads)", "{{node}} {{state}}")]),
+        panel(
+            "Disk used % (agent work dir)",
+            ts,
+            [("edge_node_disk_used_percent", "{{node}}")],
+            "percent",
+        ),
+        panel(
+            "Network bytes per second",
+            ts,
+            [
+                ("rate(edge_node_network_receive_bytes_total[5m])", "{{node}} in"),
+                ("rate(edge_node_network_transmit_bytes_total[5m])", "{{node}} out"),
+            ],
+            "Bps",
+        ),
+        panel(
+            "Workloads by state",
+            ts,
+            [("sum by (node, state) (edge_agent_workloads)", "{{node}} {{state}}")],
+        ),
         panel("Agents up", "stat", [('up{job="edge-agents"}', "{{node}}")]),
     ]
     nid = variable("nid", "edge (nid)", "label_values(vms_node_cpu_percent, nid)")
