@@ -190,7 +190,8 @@ async def set_rollout_paused(
             verb = "paused" if paused else "resumed"
             article = "an" if need == RolloutStatus.ACTIVE else "a"
             raise Conflict(
-                f"rollout {rollout_id} is {row.status}: only {article} {need} rollout can be {verb}",
+                f"rollout {rollout_id} is {row.status}: "
+                f"only {article} {need} rollout can be {verb}",
                 field="rollout_id",
             )
         row.status = want
