@@ -128,7 +128,7 @@ async def find(session: AsyncSession, ref: str | int, *, field: str = "edge") ->
     """The one resolver of the ``/edges/{edge}`` routes: an edge by id, nid or exact name (in that
     order; names and nids are unique, an id wins over a nid written with digits only)."""
     key = str(ref)
-    if key.isdigit() and len(key) < 10:
+    if key.isdigit() and int(key) <= 2**31 - 1:  # the id column's range
         edge = await session.get(Edge, int(key))
         if edge is not None:
             return edge
