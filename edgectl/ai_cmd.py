@@ -3,7 +3,6 @@ them."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -126,12 +125,16 @@ def upload(
         with Progress(*columns, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"upload {path.name}", total=size)
             with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
-                response = client.post(
-                    f"{base}/ai-packages",
-                    params=params,
-                    headers=headers,
-                    content=_chunks(archive, lambda n: progress.advance(task, n)),
-                )
+                try:
+                    response = client.post(
+                        f"{base}/ai-packages",
+                        params=params,
+                        headers=headers,
+                        content=_chunks(archive, lambda n: progress.advance(task, n)),
+                    )
+                except httpx.HTTPError as exc:
+                    typer.echo(f"edgectl: cannot reach master at {base}: {exc}", err=True)
+                    raise typer.Exit(1) from None
         if response.status_code >= 400:
             typer.echo(
                 f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}",
@@ -156,6 +159,8 @@ def upload(
 
 
 def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
+    """The AI once its build has ended: setup's status final *and* the master's build record no
+    longer queued or running (setup marks an AI ready a moment before the build job ends)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -164,35 +169,95 @@ def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
     ) as client:
         while True:
             ai = client.get(f"/ai-packages/{ai_id}").json()
-            if ai.get("status") in ("ready", "failed", "removed") or time.monotonic() > deadline:
+            build_state = (ai.get("build") or {}).get("state")
+            ended = ai.get("status") in ("ready", "failed", "removed") and build_state not in (
+                "queued",
+                "running",
+            )
+            if ended or time.monotonic() > deadline:
                 return ai
             time.sleep(0.5)
 
 
+def _use_master(master_url: str | None) -> None:
+    if master_url:
+        os.environ["EDGE_MASTER_URL"] = master_url
+
+
+AI_COLUMNS = ["ID", "FILENAME", "VERSION", "CLASS", "CONDITION", "STATUS", "IMAGE"]
+
+
 @ai_app.command("list")
 def list_ais(
-    master_url: str = typer.Option(None, "--master-url"),
+    master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL"),
     token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR"),
+    as_json: bool = typer.Option(False, "--json", help="print the service's JSON (for scripts)"),
 ) -> None:
-    """The AI packages (id, names, status, image)."""
-    import httpx
+    """The AI packages (id, names, condition, status, image)."""
+    from edgectl.ops import client
 
-    r = httpx.get(
-        f"{_master_url(master_url)}/ai-packages",
-        params={"limit": 10_000},
-        headers={"Authorization": f"Bearer {_token(token_env)}"},
-        timeout=30,
+    _use_master(master_url)
+    body = client.call(
+        "GET", "master", "/ai-packages", params={"limit": 10_000}, token_env=token_env
     )
-    if r.status_code >= 400:
-        typer.echo(f"edgectl ai list: {r.status_code}: {_error_text(r)}", err=True)
-        raise typer.Exit(1)
-    out = io.StringIO()
-    for ai in r.json()["items"]:
-        out.write(
-            f"{ai['id']:>5}  {ai['filename']:<20} {ai['version']:<8} "
-            f"{ai['ai_class']:<3} {ai['status']:<9} {ai.get('image_ref') or ''}\n"
-        )
-    typer.echo(out.getvalue(), nl=False)
+    if as_json:
+        client.print_json(body)
+        return
+    rows = [
+        [
+            ai["id"],
+            ai["filename"],
+            ai["version"],
+            ai["ai_class"],
+            ai.get("condition"),
+            ai["status"],
+            ai.get("image_ref"),
+        ]
+        for ai in body["items"]
+    ]
+    client.console().print(client.table(None, AI_COLUMNS, rows))
+
+
+@ai_app.command("show")
+def show_ai(
+    ai_id: int = typer.Argument(..., help="AI package id"),
+    master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL"),
+    token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR"),
+    as_json: bool = typer.Option(False, "--json", help="print the service's JSON (for scripts)"),
+) -> None:
+    """One AI package with the master's last build."""
+    from edgectl.ops import client
+
+    _use_master(master_url)
+    body = client.call("GET", "master", f"/ai-packages/{ai_id}", token_env=token_env)
+    if as_json:
+        client.print_json(body)
+        return
+    build = body.pop("build", None)
+    out = client.console()
+    out.print(client.fields_table(body))
+    out.print(client.fields_table(build, "Build") if build else "Build: none recorded")
+
+
+@ai_app.command("remove")
+def remove_ai(
+    ai_id: int = typer.Argument(..., help="AI package id"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+    master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL"),
+    token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR"),
+    as_json: bool = typer.Option(False, "--json", help="print the service's JSON (for scripts)"),
+) -> None:
+    """Remove an AI: marked removed, its image and unused package deleted (409 while deployed)."""
+    from edgectl.ops import client
+
+    if not yes:
+        typer.confirm(f"remove AI {ai_id}?", abort=True)
+    _use_master(master_url)
+    body = client.call("DELETE", "master", f"/ai-packages/{ai_id}", token_env=token_env)
+    if as_json:
+        client.print_json(body)
+        return
+    typer.echo(f"AI {ai_id} removed")
 
 
 def register(app: typer.Typer) -> None:

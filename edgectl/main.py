@@ -5,13 +5,31 @@ Each command group lives in its own module; this file only wires them together.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from edgectl import services_cmd
 
 app = typer.Typer(
-    help="Edge-AI deployment and optimisation platform.", no_args_is_help=True, add_completion=False
+    help="Edge-AI deployment and optimisation platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
+_debug = {"on": os.environ.get("EDGECTL_DEBUG", "") not in ("", "0", "false")}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="show the traceback of an error instead of one line"
+    ),
+) -> None:
+    if debug:
+        _debug["on"] = True
+
 
 services_cmd.register(app)
 
@@ -41,5 +59,22 @@ def _register_optional() -> None:
 
 _register_optional()
 
+
+def run() -> None:
+    """The entry point: an error that no command turned into its own message is one line and
+    exit 1 (``--debug`` shows the traceback)."""
+    try:
+        app()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        if _debug["on"] or "--debug" in sys.argv[1:]:
+            raise
+        from edgectl.errors import one_line
+
+        sys.stderr.write(f"edgectl: {one_line(exc)} (--debug shows the trace)\n")
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings(name.value, **overrides)
         except ValueError as exc:
-            typer.echo(f"edgectl: cannot start {name.value}: {exc}", err=True)
+            from edgectl.errors import one_line
+
+            typer.echo(f"edgectl: cannot start {name.value}: {one_line(exc)}", err=True)
             raise typer.Exit(2) from exc
         if workers == 1:
             uvicorn.run(

@@ -52,7 +52,12 @@ def register(app: typer.Typer) -> None:
             datefmt="%H:%M:%S",
             stream=sys.stderr,
         )
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        from shared.logging import NOISY_LOGGERS
+
+        # The operator's view: the stack's own lines, not the libraries' (alembic's migration
+        # steps included: "migrations applied" says it once).
+        for noisy in (*NOISY_LOGGERS, "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         stack = Stack(settings)
 
         def _stop(signum, _frame):

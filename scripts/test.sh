@@ -14,6 +14,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # The docs' browser test (tests/api_docs) drives the system's Chromium through Playwright.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# promtool (Debian's prometheus package) checks the alert rules and scrape configs (tests/deploy).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

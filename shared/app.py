@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -93,6 +94,16 @@ def health_router() -> APIRouter:
         if readiness is not None:
             body["detail"] = await readiness()
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/", include_in_schema=False)
+    async def root(request: Request) -> Response:
+        """A person who opens the bare address lands on Swagger UI; a script reads where."""
+        name = request.app.state.settings.service_name
+        where = {"service": name, "docs": "/docs", "redoc": "/redoc", "openapi": "/openapi.json"}
+        body = json.dumps(where)
+        return Response(
+            body, status_code=307, headers={"location": "/docs"}, media_type="application/json"
+        )
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -44,8 +44,8 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("master", "GET", "/artifacts/{digest}"),  # a site's master copies a package by digest
             ("setup", "POST", "/request_deploy_aiToDevice"),  # the field's routes, forwarded
             ("setup", "POST", "/request_undeploy_aiFromDevice"),
-            ("setup", "POST", "/edges/{edge_id}/workload-token"),
-            ("setup", "GET", "/edges/{edge_id}/camera"),
+            ("setup", "POST", "/edges/{edge}/workload-token"),
+            ("setup", "GET", "/edges/{edge}/camera"),
             ("setup", "GET", "/edges/token-revocations"),
             ("optimizer", "POST", "/events"),
         }

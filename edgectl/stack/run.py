@@ -151,6 +151,7 @@ class Stack:
         services = (*SERVICES, "analysis", "console") if self.analysis else (*SERVICES, "console")
         for name in services:
             migrations.upgrade(f"services.{name}", database_url)
+        log.info("migrations applied: %s", ", ".join(services))
 
         env = self._env(database_url, secrets, redis_url)
         logs = self.data_dir / "logs"
@@ -416,7 +417,10 @@ class Stack:
         if self.db is not None:
             self.db.stop()
             self.db = None
-        log.info("stopped; data kept in %s", self.data_dir)
+        if self.data_dir.exists():
+            log.info("stopped; data kept in %s", self.data_dir)
+        else:
+            log.info("stopped")
 
 
 def secrets_token() -> str:

@@ -105,27 +105,32 @@ class FleetView:
         for name, url in self.services.items():
             colour = {"ready": "green", "down": "red"}.get(self.status.get(name, ""), "yellow")
             services.add_row(
-                name, Text(self.status.get(name, "?"), style=colour), url, f"{url}/docs"
+                Text(name),
+                Text(self.status.get(name, "?"), style=colour),
+                Text(url),
+                Text(f"{url}/docs"),
             )
 
         edges = Table(title="Edges", expand=True)
         for col in ("edge", "nid", "condition", "AIs (observed state)", "cpu %", "mem %"):
             edges.add_column(col)
         for e in self.edges:
+            # Text, not markup: "[running]" is a state here, not a rich tag.
+            offline = e["stale"]
             edges.add_row(
-                e["name"],
-                e["nid"],
-                e["condition"],
-                "\n".join(e["ais"]) or "-",
-                _pct(e["cpu"]),
-                _pct(e["memory"]),
+                Text(e["name"]),
+                Text(e["nid"]),
+                Text("offline", style="bold red") if offline else Text(e["condition"]),
+                Text("\n".join(e["ais"]) or "-"),
+                Text("-" if offline else _pct(e["cpu"])),
+                Text("-" if offline else _pct(e["memory"])),
             )
 
         decisions = Table(title="Latest optimizer decisions", expand=True)
         for col in ("when", "policy", "edge", "action", "reason"):
             decisions.add_column(col, overflow="fold")
         for d in self.decisions:
-            decisions.add_row(*decision_cells(d))
+            decisions.add_row(*(Text(cell) for cell in decision_cells(d)))
         parts: list[Any] = [services, edges, decisions]
         if "analysis" in self.services:
             parts.append(Text(analysis_line(self.analysis)))
@@ -139,7 +144,9 @@ class FleetView:
 
     def plain_lines(self) -> list[str]:
         lines = [
-            f"edge {e['name']} ({e['nid']}): condition {e['condition']}; "
+            f"edge {e['name']} ({e['nid']}): "
+            + ("offline (no report)" if e["stale"] else f"condition {e['condition']}")
+            + "; "
             + ("; ".join(e["ais"]) or "no AI")
             for e in self.edges
         ]

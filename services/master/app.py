@@ -14,6 +14,7 @@ from services.master.artifacts.router import router as artifacts_router
 from services.master.builds.router import router as builds_router
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
+from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
 from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
@@ -53,7 +54,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             store=store,
             setup=SetupClient(settings),
             optimizer=OptimizerEvents(settings, app.state.metrics_registry),
-            metrics=app.state.metrics_registry,
+            metrics=MasterMetrics(app.state.metrics_registry),
         )
         runners = Runners.on(ctx)
         app.state.artifacts = store

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.master.metrics import MasterMetrics
 from services.master.packages import ArchiveLimits, ArtifactStore
 from services.master.registry import RegistryConfig
 from services.master.settings import MasterSettings
@@ -26,8 +26,8 @@ class MasterContext:
     store: ArtifactStore
     setup: SetupClient
     optimizer: OptimizerEvents
-    # The app's /metrics registry (None: metrics are kept but not exported, as in unit use).
-    metrics: CollectorRegistry | None = None
+    # The app's /metrics (None: metrics are kept but not exported, as in unit use).
+    metrics: MasterMetrics | None = None
 
     @property
     def limits(self) -> ArchiveLimits:

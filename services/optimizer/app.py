@@ -17,6 +17,7 @@ from services.optimizer.control.router import router as control_router
 from services.optimizer.decisions.router import router as decisions_router
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.events.router import router as events_router
+from services.optimizer.metrics import OptimizerMetrics
 from services.optimizer.routing.router import router as routing_router
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
@@ -42,6 +43,7 @@ def create_app(settings: OptimizerSettings | None = None) -> FastAPI:
         runner = DecisionRunner(
             settings, app.state.engine, app.state.sessionmaker, setup, vms, analysis
         )
+        runner.metrics = OptimizerMetrics(app.state.metrics_registry)
         app.state.runner = runner
         scheduler = AsyncIOScheduler(timezone="UTC")
         app.state.scheduler = scheduler

@@ -102,7 +102,9 @@ class Rollout(Base):
     filename: Mapped[str] = mapped_column(String(63))
     to_version: Mapped[str] = mapped_column(String(40))
     to_version_key: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20))  # active | halted | completed | superseded
+    status: Mapped[str] = mapped_column(
+        String(20)
+    )  # active | paused | halted | completed | superseded
     wave: Mapped[int] = mapped_column(Integer, default=0)
     wave_started_at: Mapped[datetime] = mapped_column(default=utcnow)
     # {"<edge_id>": wave number}; {"<edge_id>": previous version_key}; [edge ids rolled back]

@@ -139,5 +139,5 @@ def test_wheel_has_what_the_services_need_at_run_time(context_and_wheel):
         assert module in names, module
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert re.search(
-        r"^edgectl = edgectl\.main:app$", wheel.read(entry_points).decode(), flags=re.M
+        r"^edgectl = edgectl\.main:run$", wheel.read(entry_points).decode(), flags=re.M
     )

@@ -370,6 +370,8 @@ def test_only_the_master_gets_a_kubernetes_token():
         if workload["metadata"]["name"] == "master":
             assert spec["serviceAccountName"] == "edge-master"
             assert spec["automountServiceAccountToken"] is True
+        elif workload["metadata"]["name"] == "prometheus":
+            assert spec["serviceAccountName"] == "prometheus"  # reads pods: see below
         else:
             assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
 
@@ -413,8 +415,8 @@ def driver_permissions() -> dict[tuple[str, str], set[str]]:
 
 def test_master_rbac_is_exactly_what_its_driver_calls_in_the_edge_namespace():
     assert not objects("ClusterRole") and not objects("ClusterRoleBinding")
-    [role] = objects("Role")
-    [binding] = objects("RoleBinding")
+    [role] = [r for r in objects("Role") if r["metadata"]["namespace"] == EDGE_NS]
+    [binding] = [b for b in objects("RoleBinding") if b["metadata"]["namespace"] == EDGE_NS]
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == EDGE_NS
     from services.master.drivers.manifests import KubernetesOptions
 
@@ -435,6 +437,19 @@ def test_master_rbac_is_exactly_what_its_driver_calls_in_the_edge_namespace():
         {"kind": "ServiceAccount", "name": "edge-master", "namespace": PLATFORM_NS}
     ]
     assert one("ServiceAccount", "edge-master")["metadata"]["namespace"] == PLATFORM_NS
+
+
+def test_prometheus_only_reads_pods_of_the_platform_namespace():
+    roles = [r for r in objects("Role") if r["metadata"]["namespace"] != EDGE_NS]
+    assert [r["metadata"]["name"] for r in roles] == ["prometheus-discovery"]
+    assert roles[0]["metadata"]["namespace"] == PLATFORM_NS
+    assert roles[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    [binding] = [b for b in objects("RoleBinding") if b["metadata"]["namespace"] == PLATFORM_NS]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": PLATFORM_NS}
+    ]
 
 
 def test_only_the_platform_reaches_the_database():

@@ -43,6 +43,7 @@ def test_upload_a_folder_and_an_archive_and_a_refusal(master_proc, tmp_path):
     out = run_cli("upload", str(folder), "--version", "01", "--wait", url=url)
     assert out.returncode == 0, out.stderr + out.stdout
     assert "monitoring 01 class 01" in out.stdout and '"status": "ready"' in out.stdout
+    assert '"state": "ready"' in out.stdout  # --wait returns once the build itself has ended
     assert len(list((artifacts / "sha256").iterdir())) == 1
 
     archive = tmp_path / "weather.zip"

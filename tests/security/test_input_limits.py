@@ -148,7 +148,10 @@ def test_integers_beyond_a_column_or_64_bits_answer_422_naming_the_field(service
     master = httpx.Client(base_url=services["master"], headers=OPERATOR, timeout=30)
     vms = httpx.Client(base_url=services["vms"], headers=OPERATOR, timeout=30)
     _check_422(setup.get("/clusters/2147483648"), "cluster_id")
-    _check_422(setup.get("/edges/-2147483649"), "edge_id")
+    # /edges/{edge} takes an id, a name or a nid: a number no id can be is looked up as a name
+    for ref in ("-2147483649", "2147483648", str(10**30)):
+        r = setup.get(f"/edges/{ref}")
+        assert r.status_code == 404 and r.json()["error"]["field"] == "edge", r.text
     _check_422(setup.delete(f"/ai-packages/{10**30}"), "ai_id")
     _check_422(setup.get("/clusters", params={"offset": "9223372036854775808"}), "offset")
     _check_422(setup.get("/deployments", params={"edge_id": str(2**40)}), "edge_id")

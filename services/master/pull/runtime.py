@@ -21,7 +21,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 class PullRuntime:
     def __init__(self, ctx: MasterContext):
         s = ctx.settings
-        registry = ctx.metrics
+        registry = ctx.metrics.registry if ctx.metrics is not None else None
         broker = None
         if s.mqtt_url:
             password = s.mqtt_password.get_secret_value() if s.mqtt_password else None

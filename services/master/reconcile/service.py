@@ -241,6 +241,8 @@ class Reconciler:
             if _changed(previous.get(seen.id), seen)
         ]
         await ctx.setup.report_observed(reports)
+        if ctx.metrics is not None:
+            ctx.metrics.observe_pass(previous, reports)
         self._announce(reports, previous)
         edges = {str(o.info["edge_id"]): o.info for o in outcomes}
         await self._catch_up_removals(snapshot)

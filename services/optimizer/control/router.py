@@ -112,3 +112,25 @@ async def run_cycle(
 @router.get("/rollouts", response_model=list[RolloutOut], summary="Version rollouts, newest first")
 async def list_rollouts(session: SessionDep, _: ReaderAuth) -> list[RolloutOut]:
     return await service.list_rollouts(session)
+
+
+@router.post(
+    "/rollouts/{rollout_id}/pause",
+    response_model=RolloutOut,
+    summary="Pause an active rollout: no new wave starts until it is resumed",
+)
+async def pause_rollout(
+    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+) -> RolloutOut:
+    return await service.set_rollout_paused(session, request.app.state.runner, rollout_id, True)
+
+
+@router.post(
+    "/rollouts/{rollout_id}/resume",
+    response_model=RolloutOut,
+    summary="Resume a paused rollout (its wave's timeout counts from now)",
+)
+async def resume_rollout(
+    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+) -> RolloutOut:
+    return await service.set_rollout_paused(session, request.app.state.runner, rollout_id, False)

@@ -22,10 +22,11 @@ from services.optimizer.control.schemas import (
 )
 from services.optimizer.decisions.service import find_edges
 from services.optimizer.engine import store
+from services.optimizer.engine.context import RolloutStatus
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.policies.config import POLICY_MODELS
 from shared.db import after_commit, flush, utcnow
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 
 
 async def read_controls(session: AsyncSession, runner: DecisionRunner) -> ControlsOut:
@@ -169,3 +170,33 @@ async def run_cycle(runner: DecisionRunner, data: CycleIn | None) -> dict[str, A
 async def list_rollouts(session: AsyncSession) -> list[RolloutOut]:
     rows = (await session.scalars(select(m.Rollout).order_by(m.Rollout.started_at.desc()))).all()
     return [RolloutOut.model_validate(r) for r in rows]
+
+
+async def set_rollout_paused(
+    session: AsyncSession, runner: DecisionRunner, rollout_id: int, paused: bool
+) -> RolloutOut:
+    """Pause an active rollout (no new wave) or resume a paused one (its current wave's timeout
+    counts from now). Halted, completed and superseded rollouts answer 409."""
+    row = await session.get(m.Rollout, rollout_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no rollout {rollout_id}", field="rollout_id")
+    want, need = (
+        (RolloutStatus.PAUSED, RolloutStatus.ACTIVE)
+        if paused
+        else (RolloutStatus.ACTIVE, RolloutStatus.PAUSED)
+    )
+    if row.status != want:
+        if row.status != need:
+            verb = "paused" if paused else "resumed"
+            article = "an" if need == RolloutStatus.ACTIVE else "a"
+            raise Conflict(
+                f"rollout {rollout_id} is {row.status}: "
+                f"only {article} {need} rollout can be {verb}",
+                field="rollout_id",
+            )
+        row.status = want
+        if not paused:
+            row.wave_started_at = utcnow()
+        await flush(session)
+        after_commit(session, _request(runner, full=True))
+    return RolloutOut.model_validate(row)

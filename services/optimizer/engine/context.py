@@ -17,6 +17,7 @@ from shared.contracts.fleet import DesiredState
 class RolloutStatus(StrEnum):
     ACTIVE = "active"  # waves go on
     HALTED = "halted"  # too many of a wave failed: no new wave; failed members go back
+    PAUSED = "paused"  # an operator paused it: no new wave until resumed; members keep theirs
     COMPLETED = "completed"  # every edge updated; stragglers follow without waves
     SUPERSEDED = "superseded"  # a newer version's rollout took over
 

@@ -32,6 +32,7 @@ from services.optimizer.engine.cycle import CycleResult, decide
 from services.optimizer.engine.leader import Lease
 from services.optimizer.engine.plan import DecisionRecord, Planned
 from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire, parse_ts
+from services.optimizer.metrics import OptimizerMetrics
 from services.optimizer.policies.config import PoliciesConfig
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
@@ -128,6 +129,7 @@ class DecisionRunner:
         self._last_refresh: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self.trends: dict[str, Any] = {}  # the overload policy's load trends, between cycles
+        self.metrics: OptimizerMetrics | None = None  # set by the app (served at /metrics)
 
     # -- triggering -------------------------------------------------------------------------------
 
@@ -200,9 +202,13 @@ class DecisionRunner:
         cycle_id = uuid.uuid4().hex
         async with self.sessionmaker() as session:
             controls = await store.controls(session, self.settings)
+        if self.metrics is not None:
+            self.metrics.controls(controls)
         if controls.get("paused"):
+            self._count("paused")
             return self._summary({"cycle_id": cycle_id, "trigger": trigger, "skipped": "paused"})
         if not await self.lease.acquire():
+            self._count("not_leader")
             return self._summary(
                 {"cycle_id": cycle_id, "trigger": trigger, "skipped": "another replica leads"}
             )
@@ -234,6 +240,10 @@ class DecisionRunner:
         decisions = self._new_dry_run(result.decisions) if dry_run else result.decisions
         await self._record(cycle_id, result, decisions, outcomes, written)
         t_end = time.perf_counter()
+        if self.metrics is not None:
+            self._count("ran")
+            self.metrics.cycle_seconds.observe(t_end - t0)
+            self.metrics.fleet(fleet.edges.values(), fleet.deployments.values(), inp.rollouts)
         if result.next_wakeup is not None and self.on_wakeup is not None:
             self.on_wakeup(result.next_wakeup)
         summary = {
@@ -332,6 +342,8 @@ class DecisionRunner:
         )
         async with self.sessionmaker() as session, session.begin():
             await store.save_decisions(session, rows)
+            if self.metrics is not None:
+                self.metrics.recorded(rows)
             if not written.rejected:
                 await store.save_memory(session, result.memory)
                 if not written.dry_run:
@@ -339,6 +351,10 @@ class DecisionRunner:
                     if not written.routes_saved:
                         await store.save_routes(session, result.routes)
             await store.set_outcomes(session, outcomes)
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.cycles.labels(result).inc()
 
     def _summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         self.last_cycle = summary

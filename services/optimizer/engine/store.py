@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,6 +189,9 @@ async def save_rollouts(session: AsyncSession, changed: list[RolloutState]) -> N
         if r.id is None:
             r.id = await session.scalar(insert(m.Rollout).values(**values).returning(m.Rollout.id))
         else:
+            if r.status == RolloutStatus.ACTIVE:  # an operator's pause during the cycle holds
+                paused = m.Rollout.status == RolloutStatus.PAUSED
+                values["status"] = case((paused, m.Rollout.status), else_=r.status)
             await session.execute(update(m.Rollout).where(m.Rollout.id == r.id).values(**values))
         r.dirty = False
 

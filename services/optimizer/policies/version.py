@@ -1,7 +1,8 @@
 """Policy 2, version waves: when a newer version of a deployed AI is ready, roll it out in waves
 (``first_wave`` edges, each wave ``growth`` times the previous). A wave is judged once every member
 runs the new generation (or ``wave_timeout_s`` passed): if more than ``failure_threshold`` of it
-failed, the rollout halts; failed members always go back to the version they ran before."""
+failed, the rollout halts; failed members always go back to the version they ran before. A rollout
+an operator paused starts no wave (and is not judged) until resumed."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def _start(
         return
     filename, now = newest.filename, cycle.now
     for old in cycle.inp.rollouts:
-        if old.filename == filename and old.status == RolloutStatus.ACTIVE:
+        if old.filename == filename and old.status in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED):
             old.status, old.dirty = RolloutStatus.SUPERSEDED, True
     r = RolloutState(
         filename, newest.version, newest.version_key, RolloutStatus.ACTIVE, 0, now, now, dirty=True

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
@@ -21,6 +21,9 @@ from shared.edge_tokens import decode_edge_token
 from shared.pagination import Page, PageDep
 
 router = APIRouter(prefix="/edges", tags=["edges"])
+
+# Every /edges/{edge} route takes the edge's id, name or nid (service.find resolves it).
+EdgeRef = Annotated[str, Path(description="edge id, name or nid", examples=["1"])]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EdgeCreated)
@@ -87,51 +90,52 @@ def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToke
     return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
 
 
-@router.get("/{edge_id}", response_model=EdgeOut)
-async def get_edge(edge_id: int, session: SessionDep, _: ReaderAuth):
-    return service.to_out(await service.get(session, edge_id))
+@router.get("/{edge}", response_model=EdgeOut)
+async def get_edge(edge: EdgeRef, session: SessionDep, _: ReaderAuth):
+    return service.to_out(await service.find(session, edge))
 
 
-@router.patch("/{edge_id}", response_model=EdgeOut)
+@router.patch("/{edge}", response_model=EdgeOut)
 async def update_edge(
-    edge_id: int, data: EdgeUpdate, session: SessionDep, request: Request, _: OperatorAuth
+    edge: EdgeRef, data: EdgeUpdate, session: SessionDep, request: Request, _: OperatorAuth
 ):
     settings = request.app.state.settings
-    return service.to_out(await service.update(session, edge_id, data, settings))
+    return service.to_out(await service.update(session, edge, data, settings))
 
 
 @router.post(
-    "/{edge_id}/token",
+    "/{edge}/token",
     response_model=EdgeToken,
     summary="Issue a new token for the edge (shown once)",
 )
-async def rotate_token(edge_id: int, session: SessionDep, request: Request, _: OperatorAuth):
-    edge, token = await service.rotate_token(session, edge_id, request.app.state.settings)
-    return _token_out(edge.id, edge.nid, token, request)
+async def rotate_token(edge: EdgeRef, session: SessionDep, request: Request, _: OperatorAuth):
+    found, token = await service.rotate_token(session, edge, request.app.state.settings)
+    return _token_out(found.id, found.nid, token, request)
 
 
 @router.post(
-    "/{edge_id}/workload-token",
+    "/{edge}/workload-token",
     response_model=EdgeToken,
     summary="A token for the workloads the master runs on the edge (the master only)",
 )
 async def workload_token(
-    edge_id: int, session: SessionDep, request: Request, _: ServiceAuth
+    edge: EdgeRef, session: SessionDep, request: Request, _: ServiceAuth
 ) -> EdgeToken:
-    edge, token = await service.workload_token(session, edge_id, request.app.state.settings)
-    return _token_out(edge.id, edge.nid, token, request)
+    found, token = await service.workload_token(session, edge, request.app.state.settings)
+    return _token_out(found.id, found.nid, token, request)
 
 
 @router.get(
-    "/{edge_id}/camera",
+    "/{edge}/camera",
     response_model=EdgeCamera,
     summary="Camera URL with credentials (the master only)",
 )
-async def camera(edge_id: int, session: SessionDep, request: Request, _: ServiceAuth):
-    url = await service.camera_url(session, edge_id, request.app.state.settings)
-    return EdgeCamera(id=edge_id, url=url)
+async def camera(edge: EdgeRef, session: SessionDep, request: Request, _: ServiceAuth):
+    found = await service.find(session, edge)
+    url = await service.camera_url(session, found.id, request.app.state.settings)
+    return EdgeCamera(id=found.id, url=url)
 
 
-@router.delete("/{edge_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_edge(edge_id: int, session: SessionDep, _: OperatorAuth) -> None:
-    await service.delete(session, edge_id)
+@router.delete("/{edge}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_edge(edge: EdgeRef, session: SessionDep, _: OperatorAuth) -> None:
+    await service.delete(session, edge)

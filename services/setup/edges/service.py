@@ -13,7 +13,7 @@ from services.setup.models import Edge
 from services.setup.settings import SetupSettings
 from shared.db import flush
 from shared.edge_tokens import token_hash
-from shared.errors import Unauthorized
+from shared.errors import NotFound, Unauthorized
 from shared.pagination import PageParams, fetch_page
 
 
@@ -124,6 +124,21 @@ async def get(session: AsyncSession, edge_id: int, *, field: str = "id") -> Edge
     return await get_or_404(session, Edge, edge_id, what="edge", field=field)
 
 
+async def find(session: AsyncSession, ref: str | int, *, field: str = "edge") -> Edge:
+    """The one resolver of the ``/edges/{edge}`` routes: an edge by id, nid or exact name (in that
+    order; names and nids are unique, an id wins over a nid written with digits only)."""
+    key = str(ref)
+    if key.isdigit() and int(key) <= 2**31 - 1:  # the id column's range
+        edge = await session.get(Edge, int(key))
+        if edge is not None:
+            return edge
+    query = select(Edge).where((Edge.nid == key) | (Edge.name == key)).order_by(Edge.nid != key)
+    found = (await session.scalars(query.limit(1))).first()
+    if found is None:
+        raise NotFound(f"no edge with id, name or nid {key!r}", field=field)
+    return found
+
+
 async def list_page(
     session: AsyncSession,
     params: PageParams,
@@ -149,9 +164,9 @@ async def list_page(
 
 
 async def update(
-    session: AsyncSession, edge_id: int, data: EdgeUpdate, settings: SetupSettings
+    session: AsyncSession, ref: str | int, data: EdgeUpdate, settings: SetupSettings
 ) -> Edge:
-    edge = await get(session, edge_id)
+    edge = await find(session, ref)
     columns = _columns(data, box_for(settings))
     if columns.get("cluster_id") is not None:
         await clusters.get(session, columns["cluster_id"], field="cluster_id")
@@ -164,9 +179,9 @@ async def update(
 
 
 async def rotate_token(
-    session: AsyncSession, edge_id: int, settings: SetupSettings
+    session: AsyncSession, ref: str | int, settings: SetupSettings
 ) -> tuple[Edge, str]:
-    edge = await get(session, edge_id)
+    edge = await find(session, ref)
     token = await tokens.rotate(session, edge.nid, settings)  # every older token dies on commit
     edge.token_hash = token_hash(token)
     await flush(session)
@@ -185,16 +200,16 @@ async def renew_token(session: AsyncSession, nid: str, settings: SetupSettings) 
 
 
 async def workload_token(
-    session: AsyncSession, edge_id: int, settings: SetupSettings
+    session: AsyncSession, ref: str | int, settings: SetupSettings
 ) -> tuple[Edge, str]:
     """A token for the workloads the master runs on the edge (revocable, expiring like any)."""
-    edge = await get(session, edge_id)
+    edge = await find(session, ref)
     token, _ = await tokens.issue(session, edge.nid, settings)
     return edge, token
 
 
-async def delete(session: AsyncSession, edge_id: int) -> None:
-    edge = await get(session, edge_id)
+async def delete(session: AsyncSession, ref: str | int) -> None:
+    edge = await find(session, ref)
     await tokens.revoke_all(session, edge.nid)  # its tokens die with it
     await session.delete(edge)
     await flush(session)
@@ -210,8 +225,8 @@ async def node_ids(session: AsyncSession) -> dict:
     }
 
 
-async def camera_url(session: AsyncSession, edge_id: int, settings: SetupSettings) -> str | None:
-    edge = await get(session, edge_id)
+async def camera_url(session: AsyncSession, ref: str | int, settings: SetupSettings) -> str | None:
+    edge = await find(session, ref)
     if edge.rtsp_secret is None:
         return None
     return box_for(settings).decrypt(edge.rtsp_secret)

@@ -198,6 +198,7 @@ class GroupCommitter:
             kinds[record.kind] = kinds.get(record.kind, 0) + 1
         for kind, n in kinds.items():
             self.metrics.records.labels(kind).inc(n)
+        self.metrics.observe_nodes(records)
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Per-node series stop being added past this many nodes (a large fleet is watched through
+# GET /nodes/state; the dashboards' per-edge panels are for the first ones).
+MAX_NODE_SERIES = 2000
 
 
 class IngestMetrics:
@@ -34,3 +41,50 @@ class IngestMetrics:
             ["reason"],
             registry=registry,
         )
+        self.node_cpu = Gauge(
+            "vms_node_cpu_percent", "A node's last reported cpu use", ["nid"], registry=registry
+        )
+        self.node_memory = Gauge(
+            "vms_node_memory_percent",
+            "A node's last reported memory use",
+            ["nid"],
+            registry=registry,
+        )
+        self.node_condition = Gauge(
+            "vms_node_condition",
+            "1 for a node's current condition (SUNNY, RAINY ...), from its environment records",
+            ["nid", "condition"],
+            registry=registry,
+        )
+        self.node_last_report = Gauge(
+            "vms_node_last_report_timestamp_seconds",
+            "Unix time of a node's newest committed record (any kind)",
+            ["nid"],
+            registry=registry,
+        )
+        self._conditions: dict[str, str] = {}
+        self._nodes: set[str] = set()
+        self._last: dict[str, float] = {}
+
+    def observe_nodes(self, records: Iterable[Any]) -> None:
+        """The per-node gauges from committed records (``nodes.state.Record``)."""
+        for r in records:
+            if r.nid not in self._nodes:
+                if len(self._nodes) >= MAX_NODE_SERIES:
+                    continue
+                self._nodes.add(r.nid)
+            stamp = r.ts.timestamp()
+            if stamp > self._last.get(r.nid, 0.0):
+                self._last[r.nid] = stamp
+                self.node_last_report.labels(r.nid).set(stamp)
+            v = r.values
+            if r.kind == "usage":
+                self.node_cpu.labels(r.nid).set(float(v["cpu"]))
+                self.node_memory.labels(r.nid).set(float(v["memory"]))
+            elif r.kind == "environment" and v.get("condition"):
+                condition = str(v["condition"])
+                old = self._conditions.get(r.nid)
+                if old is not None and old != condition:
+                    self.node_condition.remove(r.nid, old)
+                self._conditions[r.nid] = condition
+                self.node_condition.labels(r.nid, condition).set(1)

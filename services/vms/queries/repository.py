@@ -106,6 +106,12 @@ async def node_states_json(
     return row.items, row.generated_at
 
 
+async def has_node(session: AsyncSession, nid: str) -> bool:
+    """Whether the node ever reported (an unregistered node's records are kept when flagged)."""
+    query = text("SELECT EXISTS (SELECT 1 FROM vms.node_state WHERE nid = :nid)")
+    return bool(await session.scalar(query, {"nid": nid}))
+
+
 async def series(
     session: AsyncSession, kind: str, nid: str, start: datetime, end: datetime, step: timedelta
 ) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from services.vms.nodes.directory import NodeDirectory
 from services.vms.queries import repository
 from services.vms.settings import VmsSettings
 from shared.db import page
-from shared.errors import Invalid
+from shared.errors import Invalid, NotFound
 
 _STEP = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -94,6 +94,10 @@ class QueryService:
                 f"{int(points)} points: more than "
                 f"{self.settings.max_series_points}; use a larger step",
                 field="step",
+            )
+        if not await self.directory.is_known(nid) and not await repository.has_node(session, nid):
+            raise NotFound(
+                f"no node {nid!r}: not registered in setup and never reported", field="nid"
             )
         rows = await repository.series(session, kind, nid, start, end, delta)
         for row in rows:

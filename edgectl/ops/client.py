@@ -1,0 +1,158 @@
+"""What every operator verb shares: service URLs, the token, one-line errors, tables, ``--json``.
+
+Service URLs come from EDGE_SETUP_URL, EDGE_MASTER_URL, EDGE_OPTIMIZER_URL and EDGE_VMS_URL (the
+services' own defaults otherwise); the token from EDGE_OPERATOR_TOKEN when set (reads also work
+without one where the services run with EDGE_OPEN_READS=true). An error prints one line (the
+service's message) and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+DEFAULT_URLS = {
+    "setup": ("EDGE_SETUP_URL", "http://127.0.0.1:8001"),
+    "master": ("EDGE_MASTER_URL", "http://127.0.0.1:8002"),
+    "optimizer": ("EDGE_OPTIMIZER_URL", "http://127.0.0.1:8003"),
+    "vms": ("EDGE_VMS_URL", "http://127.0.0.1:6432"),
+}
+JSON_HELP = "print the service's JSON (for scripts)"
+TOKEN_ENV = "EDGE_OPERATOR_TOKEN"
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"edgectl: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def base_url(service: str) -> str:
+    variable, default = DEFAULT_URLS[service]
+    return (os.environ.get(variable) or default).rstrip("/")
+
+
+def headers(token_env: str = TOKEN_ENV) -> dict[str, str]:
+    token = os.environ.get(token_env)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if not isinstance(body, dict):
+        return json.dumps(body)[:300]
+    err = body.get("error")
+    if isinstance(err, dict) and err.get("message"):
+        text = str(err["message"])
+        field = err.get("field")
+        return f"{text} ({field})" if field and str(field) not in text else text
+    for key in ("message", "detail"):
+        if body.get(key):
+            return str(body[key])
+    return json.dumps(body)[:300]
+
+
+def request(
+    method: str,
+    service: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+    token_env: str = TOKEN_ENV,
+) -> httpx.Response:
+    """One call; a service that cannot be reached ends the command with one line."""
+    base = base_url(service)
+    try:
+        return httpx.request(
+            method,
+            f"{base}{path}",
+            params=params,
+            json=body,
+            headers=headers(token_env),
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {service} at {base}: {exc or type(exc).__name__}")
+
+
+def call(
+    method: str,
+    service: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+    token_env: str = TOKEN_ENV,
+) -> Any:
+    """The JSON of a call (None for an empty answer); a refusal ends the command with the
+    service's message."""
+    response = request(method, service, path, params=params, body=body, token_env=token_env)
+    if response.status_code >= 400:
+        fail(f"{service} answered {response.status_code}: {error_text(response)}")
+    return response.json() if response.content else None
+
+
+def read(service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    return call("GET", service, path, params=params)
+
+
+def print_json(body: Any) -> None:
+    typer.echo(json.dumps(body, indent=2, default=str))
+
+
+def console() -> Console:
+    found = Console()
+    return found if found.is_terminal else Console(width=200)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return escape(json.dumps(value, default=str))
+    return escape(str(value))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    out = Table(title=title, header_style="bold")
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*(cell(v) for v in row))
+    return out
+
+
+def fields_table(record: dict[str, Any], title: str | None = None) -> Table:
+    return table(title, ["FIELD", "VALUE"], [[k, v] for k, v in record.items()])
+
+
+def edge_path(ref: str) -> str:
+    return f"/edges/{quote(ref, safe='')}"
+
+
+def resolve_edge(ref: str) -> dict[str, Any]:
+    """An edge by id, name or nid (setup's ``GET /edges/{edge}`` takes all three)."""
+    response = request("GET", "setup", edge_path(ref))
+    if response.status_code == 404:
+        fail(f"no edge with id, name or nid {ref!r}")
+    if response.status_code >= 400:
+        fail(f"setup answered {response.status_code}: {error_text(response)}")
+    edge: dict[str, Any] = response.json()
+    return edge
+
+
+JsonOption = typer.Option(False, "--json", help=JSON_HELP)
+EdgeArgument = typer.Argument(..., help="edge id, name or nid")

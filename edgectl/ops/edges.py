@@ -1,0 +1,104 @@
+"""``edgectl edges list/show/add/remove``: edges registered in setup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from edgectl.ops.client import (
+    EdgeArgument,
+    JsonOption,
+    call,
+    console,
+    edge_path,
+    fields_table,
+    print_json,
+    read,
+    resolve_edge,
+    table,
+)
+
+app = typer.Typer(help="Edges registered in setup.", no_args_is_help=True)
+
+
+@app.command("list")
+def edges_list(as_json: bool = JsonOption) -> None:
+    """Every edge: id, name, nid, cluster, status, ip, analysis support."""
+    body = read("setup", "/edges", {"limit": 10_000})
+    if as_json:
+        print_json(body)
+        return
+    rows = [
+        [
+            e["id"],
+            e["name"],
+            e["nid"],
+            e["cluster_id"],
+            e["status"],
+            e["ip"],
+            e["isSupportAnnalysis"],
+        ]
+        for e in body["items"]
+    ]
+    columns = ["ID", "NAME", "NID", "CLUSTER", "STATUS", "IP", "ANALYSIS"]
+    console().print(table(None, columns, rows))
+
+
+@app.command("show")
+def edges_show(edge: str = EdgeArgument, as_json: bool = JsonOption) -> None:
+    """One edge, every field (the camera URL with its credentials masked)."""
+    found = resolve_edge(edge)
+    if as_json:
+        print_json(found)
+        return
+    console().print(fields_table(found))
+
+
+@app.command("add")
+def edges_add(
+    name: str = typer.Argument(..., help="the edge's name (unique)"),
+    nid: str = typer.Option(
+        None, "--nid", help="node id its programs report with; default next 0xNN"
+    ),
+    cluster: int = typer.Option(None, "--cluster", help="cluster id; default the default cluster"),
+    address: str = typer.Option(None, "--address"),
+    ip: str = typer.Option(None, "--ip"),
+    camera_url: str = typer.Option(None, "--camera-url", help="RTSP URL (credentials kept secret)"),
+    agent_url: str = typer.Option(None, "--agent-url", help="edge agent base URL"),
+    analysis: bool = typer.Option(False, "--analysis/--no-analysis", help="supports analysis"),
+    time_zone: str = typer.Option(None, "--time-zone", help="IANA zone, e.g. Asia/Seoul"),
+    description: str = typer.Option(None, "--description"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Register an edge; prints its token once (the edge's programs need it)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "nid": nid,
+        "cluster_id": cluster,
+        "address": address,
+        "ip": ip,
+        "url": camera_url,
+        "agent_url": agent_url,
+        "isSupportAnnalysis": "YES" if analysis else "NO",
+        "time_zone": time_zone,
+        "description": description,
+    }
+    created = call("POST", "setup", "/edges", body={k: v for k, v in body.items() if v is not None})
+    if as_json:
+        print_json(created)
+        return
+    typer.echo(f"edge {created['id']} {created['name']} (nid {created['nid']}) registered")
+    typer.echo(f"token (shown once): {created['token']}")
+
+
+@app.command("remove")
+def edges_remove(
+    edge: str = EdgeArgument,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+) -> None:
+    """Remove an edge (its tokens die with it)."""
+    if not yes:
+        typer.confirm(f"remove edge {edge}?", abort=True)
+    call("DELETE", "setup", edge_path(edge))
+    typer.echo(f"edge {edge} removed")
