@@ -16,8 +16,11 @@ from pydantic_settings import BaseSettings
 from shared.settings import settings_class as shared_settings_class
 
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms")
-# With the analysis service (compose.yaml, k8s/optional/analysis).
-COMPOSE_SERVICE_NAMES = (*SERVICE_NAMES, "analysis")
+# The services others call (each has its EDGE_<NAME>_URL): with the analysis service
+# (compose.yaml, k8s/optional/analysis).
+CALLED_SERVICE_NAMES = (*SERVICE_NAMES, "analysis")
+# Every service deployed, with the web console (nothing calls it but the browser).
+COMPOSE_SERVICE_NAMES = (*CALLED_SERVICE_NAMES, "console")
 
 
 def settings_class(service: str) -> type[BaseSettings]:
@@ -63,7 +66,16 @@ def env_names(cls: type[BaseSettings], *, secrets_only: bool = False) -> set[str
 
 # Prefixes of the variables the platform reads; cleared while a test builds settings from a
 # deployment file's environment, so that the test machine's own variables cannot leak in.
-ENV_PREFIXES = ("EDGE_", "SETUP_", "MASTER_", "OPTIMIZER_", "VMS_", "AGENT_", "ANALYSIS_")
+ENV_PREFIXES = (
+    "EDGE_",
+    "SETUP_",
+    "MASTER_",
+    "OPTIMIZER_",
+    "VMS_",
+    "AGENT_",
+    "ANALYSIS_",
+    "CONSOLE_",
+)
 
 
 @contextmanager

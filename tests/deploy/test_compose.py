@@ -18,6 +18,7 @@ import pytest
 
 from shared.settings import ServiceSettings
 from tests.deploy import compose_file as cf
+from tests.deploy.settings_env import CALLED_SERVICE_NAMES
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
 from tests.deploy.settings_env import env_names, environment, settings_class
 
@@ -247,6 +248,7 @@ def test_urls_between_services_point_at_the_compose_services(compose):
     by_service = {
         svc: (name, int(cf.option(s["command"], "--port")))
         for name, (svc, s) in serve_services(compose).items()
+        if svc in CALLED_SERVICE_NAMES  # the console is called by browsers only
     }
     for name, service in server_side(compose).items():
         env = cf.environment_of(service)
