@@ -18,9 +18,8 @@ import pytest
 
 from shared.settings import ServiceSettings
 from tests.deploy import compose_file as cf
-from tests.deploy.settings_env import CALLED_SERVICE_NAMES
+from tests.deploy.settings_env import CALLED_SERVICE_NAMES, env_names, environment, settings_class
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
-from tests.deploy.settings_env import env_names, environment, settings_class
 
 SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
 EDGES = ("edge-01", "edge-02")

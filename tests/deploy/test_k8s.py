@@ -16,9 +16,8 @@ import pytest
 
 from shared.settings import ServiceSettings
 from tests.deploy import kustomize_render as kr
-from tests.deploy.settings_env import CALLED_SERVICE_NAMES
+from tests.deploy.settings_env import CALLED_SERVICE_NAMES, env_names, environment, settings_class
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
-from tests.deploy.settings_env import env_names, environment, settings_class
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"

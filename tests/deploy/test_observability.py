@@ -243,7 +243,15 @@ def test_the_k8s_scrape_config_finds_every_platform_pod():
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
     keep = jobs["platform"]["relabel_configs"][0]
     assert keep["action"] == "keep"
-    for app in ("setup", "master", "optimizer", "vms", "analysis", "analysis-worker-cpu", "console"):
+    for app in (
+        "setup",
+        "master",
+        "optimizer",
+        "vms",
+        "analysis",
+        "analysis-worker-cpu",
+        "console",
+    ):
         assert re.fullmatch(keep["regex"], app), app
     assert jobs["platform"]["kubernetes_sd_configs"] == [
         {"role": "pod", "namespaces": {"names": ["edge-platform"]}}
