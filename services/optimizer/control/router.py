@@ -134,3 +134,14 @@ async def resume_rollout(
     rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
 ) -> RolloutOut:
     return await service.set_rollout_paused(session, request.app.state.runner, rollout_id, False)
+
+
+@router.post(
+    "/rollouts/{rollout_id}/rollback",
+    response_model=RolloutOut,
+    summary="Roll a rollout back: its edges go back to the version they ran before, for good",
+)
+async def roll_back_rollout(
+    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+) -> RolloutOut:
+    return await service.roll_back(session, request.app.state.runner, rollout_id)

@@ -200,3 +200,33 @@ async def set_rollout_paused(
         await flush(session)
         after_commit(session, _request(runner, full=True))
     return RolloutOut.model_validate(row)
+
+
+ROLLBACK_FROM = (
+    RolloutStatus.ACTIVE,
+    RolloutStatus.PAUSED,
+    RolloutStatus.HALTED,
+    RolloutStatus.COMPLETED,
+)
+
+
+async def roll_back(session: AsyncSession, runner: DecisionRunner, rollout_id: int) -> RolloutOut:
+    """Stop a rollout for good and send its members back: the next whole-fleet cycle (requested
+    for after the commit) moves every edge it upgraded back to the version it ran before, through
+    the normal write path (one bulk request to setup, a ``rollback`` decision of the version
+    policy per edge), and no edge is upgraded to this version again. Again on a rolled-back
+    rollout: the same answer; a superseded one answers 409 (a newer version's rollout governs)."""
+    row = await session.get(m.Rollout, rollout_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no rollout {rollout_id}", field="rollout_id")
+    if row.status != RolloutStatus.ROLLED_BACK:
+        if row.status not in ROLLBACK_FROM:
+            raise Conflict(
+                f"rollout {rollout_id} is {row.status}: a newer version's rollout governs "
+                f"{row.filename}",
+                field="rollout_id",
+            )
+        row.status = RolloutStatus.ROLLED_BACK
+        await flush(session)
+        after_commit(session, _request(runner, full=True))
+    return RolloutOut.model_validate(row)

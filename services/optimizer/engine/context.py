@@ -20,6 +20,9 @@ class RolloutStatus(StrEnum):
     PAUSED = "paused"  # an operator paused it: no new wave until resumed; members keep theirs
     COMPLETED = "completed"  # every edge updated; stragglers follow without waves
     SUPERSEDED = "superseded"  # a newer version's rollout took over
+    # An operator rolled it back: every member goes back to the version it ran before, and no
+    # edge is upgraded again to this version (a newer version starts a rollout of its own).
+    ROLLED_BACK = "rolled_back"
 
 
 @dataclass

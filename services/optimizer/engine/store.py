@@ -189,9 +189,11 @@ async def save_rollouts(session: AsyncSession, changed: list[RolloutState]) -> N
         if r.id is None:
             r.id = await session.scalar(insert(m.Rollout).values(**values).returning(m.Rollout.id))
         else:
-            if r.status == RolloutStatus.ACTIVE:  # an operator's pause during the cycle holds
-                paused = m.Rollout.status == RolloutStatus.PAUSED
-                values["status"] = case((paused, m.Rollout.status), else_=r.status)
+            # An operator's pause or roll back during the cycle holds (a roll back always).
+            held = [RolloutStatus.ROLLED_BACK]
+            if r.status == RolloutStatus.ACTIVE:
+                held.append(RolloutStatus.PAUSED)
+            values["status"] = case((m.Rollout.status.in_(held), m.Rollout.status), else_=r.status)
             await session.execute(update(m.Rollout).where(m.Rollout.id == r.id).values(**values))
         r.dirty = False
 

@@ -3,7 +3,7 @@ and one lookup turns (filename, class, version) into the AI a deployment should 
 
 from __future__ import annotations
 
-from services.optimizer.engine.context import Cycle
+from services.optimizer.engine.context import Cycle, RolloutStatus
 from services.optimizer.policies import environment, version
 from shared.contracts.decisions import Action
 
@@ -81,6 +81,9 @@ def apply(cycle: Cycle) -> None:
                 if action == Action.UPGRADE:
                     wave = rollout.members.get(edge.id, 0)
                     why = f"wave {wave} of the {d.filename} {rollout.to_version} rollout"
+                elif rollout.status == RolloutStatus.ROLLED_BACK:
+                    why = f"an operator rolled back the {d.filename} {rollout.to_version} "
+                    why += "rollout: back to the previous version"
                 else:
                     why = f"{d.filename} {rollout.to_version} failed here: "
                     why += "back to the previous version"

@@ -2,7 +2,8 @@
 (``first_wave`` edges, each wave ``growth`` times the previous). A wave is judged once every member
 runs the new generation (or ``wave_timeout_s`` passed): if more than ``failure_threshold`` of it
 failed, the rollout halts; failed members always go back to the version they ran before. A rollout
-an operator paused starts no wave (and is not judged) until resumed."""
+an operator paused starts no wave (and is not judged) until resumed; one an operator rolled back
+sends every member back to the version it ran before and upgrades no edge again."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def target_version(
     r = cycle.governing.get(filename)
     if r is None:
         return None
-    if edge_id in r.failed and edge_id in r.previous:
+    if (edge_id in r.failed or r.status == RolloutStatus.ROLLED_BACK) and edge_id in r.previous:
         return r.previous[edge_id], Action.ROLLBACK, r
     if edge_id in r.members and r.status != RolloutStatus.SUPERSEDED:
         return r.to_version_key, Action.UPGRADE, r
