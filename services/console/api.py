@@ -3,7 +3,6 @@ routes that call setup, master, optimizer, VMS and analysis with the operator's 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,8 @@ from services.console.fleet import fleet_view
 from services.console.live import sse
 from services.console.sessions import SessionAuth, SessionExpired, find_session
 from services.console.upstream import Upstreams
-from shared.errors import DomainError, Invalid
+from services.console.views import edge_view, packages_view
+from shared.errors import Invalid
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -54,12 +54,12 @@ def _up(request: Request) -> Upstreams:
     return request.app.state.upstreams
 
 
-async def _optional(problems: list[dict[str, str]], service: str, call) -> Any:
-    try:
-        return await call
-    except DomainError as exc:
-        problems.append({"service": service, "message": exc.message})
-        return None
+def _live(request: Request, topic: str) -> StreamingResponse:
+    return StreamingResponse(
+        _while_signed_in(request, request.app.state.live.stream(topic)),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 @router.get("/session", summary="Whether the session is still valid, and until when")
@@ -77,43 +77,20 @@ async def fleet(request: Request, _: SessionAuth) -> dict[str, Any]:
 
 @router.get("/fleet/events", summary="The fleet view as Server-Sent Events (event: fleet)")
 async def fleet_events(request: Request, _: SessionAuth) -> StreamingResponse:
-    return StreamingResponse(
-        _while_signed_in(request, request.app.state.live.stream("fleet")),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return _live(request, "fleet")
 
 
 @router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
 async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]:
-    up = _up(request)
-    details = await up.setup.json("GET", f"/edges/{edge_id}")
-    problems: list[dict[str, str]] = []
-    deployments, explain, routing, pins, packages = await asyncio.gather(
-        _optional(
-            problems,
-            "setup",
-            up.setup.json("GET", "/deployments", params={"edge_id": edge_id, "limit": 200}),
-        ),
-        _optional(problems, "optimizer", up.optimizer.json("GET", f"/edges/{edge_id}/explain")),
-        _optional(problems, "optimizer", up.optimizer.json("GET", f"/routing/{details['nid']}")),
-        _optional(problems, "optimizer", up.optimizer.json("GET", "/pins")),
-        _optional(
-            problems,
-            "setup",
-            up.setup.json("GET", "/ai-packages", params={"status": "ready", "limit": 200}),
-        ),
-    )
-    pin = next((p for p in pins or [] if p["edge_id"] == edge_id), None)
-    return {
-        "edge": details,
-        "deployments": (deployments or {}).get("items", []),
-        "explain": explain,
-        "routing": routing,
-        "pin": pin,
-        "ai_packages": (packages or {}).get("items", []),
-        "problems": problems,
-    }
+    return await edge_view(_up(request), edge_id)
+
+
+@router.get(
+    "/edges/{edge_id}/events",
+    summary="The edge's view as Server-Sent Events (event: edge; problem when setup fails)",
+)
+async def edge_events(edge_id: int, request: Request, _: SessionAuth) -> StreamingResponse:
+    return _live(request, f"edge:{edge_id}")
 
 
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
@@ -173,17 +150,28 @@ async def unpin(edge_id: int, request: Request, _: SessionAuth) -> Response:
 
 @router.get("/ai-packages", summary="AI packages with their build status, and the rollouts")
 async def ai_packages(request: Request, _: SessionAuth) -> dict[str, Any]:
-    up = _up(request)
-    problems: list[dict[str, str]] = []
-    packages, rollouts = await asyncio.gather(
-        _optional(problems, "setup", up.setup.json("GET", "/ai-packages", params={"limit": 200})),
-        _optional(problems, "optimizer", up.optimizer.json("GET", "/rollouts")),
-    )
-    return {
-        "items": (packages or {}).get("items", []),
-        "rollouts": rollouts or [],
-        "problems": problems,
-    }
+    return await packages_view(_up(request))
+
+
+@router.get(
+    "/ai-packages/events",
+    summary="The packages and rollouts as Server-Sent Events (event: packages)",
+)
+async def ai_packages_events(request: Request, _: SessionAuth) -> StreamingResponse:
+    return _live(request, "packages")
+
+
+@router.post(
+    "/rollouts/{rollout_id}/{action}",
+    summary="Pause, resume or roll back a version rollout (the optimizer's)",
+)
+async def rollout_action(
+    rollout_id: int,
+    action: Literal["pause", "resume", "rollback"],
+    request: Request,
+    _: SessionAuth,
+) -> Any:
+    return await _up(request).optimizer.json("POST", f"/rollouts/{rollout_id}/{action}")
 
 
 @router.post(
@@ -236,11 +224,7 @@ async def decisions(
 
 @router.get("/decisions/events", summary="New decisions as Server-Sent Events (event: decision)")
 async def decision_events(request: Request, _: SessionAuth) -> StreamingResponse:
-    return StreamingResponse(
-        _while_signed_in(request, request.app.state.live.stream("decisions")),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return _live(request, "decisions")
 
 
 @router.get("/control", summary="The optimizer's pause and dry-run switches")

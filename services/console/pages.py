@@ -192,7 +192,7 @@ FLEET = """<h1>Fleet</h1>
 <th scope="col">AIs (variant, version, observed)</th><th scope="col">CPU %</th>
 <th scope="col">Memory %</th></tr></thead><tbody></tbody></table></div></div>"""
 
-EDGE = """<h1 id="edge-title">Edge</h1>
+EDGE = """<h1 id="edge-title">Edge</h1> <span id="live" class="live">connecting…</span>
 <section class="cards" id="edge-details" aria-label="Details"></section>
 <section><h2>Over time</h2><div class="charts">
 <figure><figcaption>CPU %</figcaption><div class="chart" id="chart-cpu"></div></figure>
@@ -212,7 +212,7 @@ EDGE = """<h1 id="edge-title">Edge</h1>
 <button value="cancel">Cancel</button> <button value="ok" id="confirm-ok">Confirm</button></form>
 </dialog>"""
 
-PACKAGES = """<h1>AI packages</h1>
+PACKAGES = """<h1>AI packages</h1> <span id="live" class="live">connecting…</span>
 <section><h2>Upload</h2><form id="upload-form" class="inline">
 <label for="archive">Archive (zip or tar.gz with aipackage.yaml)</label>
 <input id="archive" name="archive" type="file" accept=".zip,.tar.gz,.tgz" required>
@@ -226,7 +226,11 @@ PACKAGES = """<h1>AI packages</h1>
 <section><h2>Rollouts</h2><div class="table-wrap"><table id="rollouts"><thead><tr>
 <th scope="col">AI</th><th scope="col">To version</th><th scope="col">State</th>
 <th scope="col">Wave</th><th scope="col">Edges</th><th scope="col">Failed</th>
-<th scope="col">Started</th></tr></thead><tbody></tbody></table></div></section>"""
+<th scope="col">Started</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
+</div></section>
+<dialog id="confirm"><form method="dialog"><p id="confirm-text"></p>
+<button value="cancel">Cancel</button> <button value="ok" id="confirm-ok">Confirm</button></form>
+</dialog>"""
 
 DECISIONS = """<h1>Decisions</h1>
 <section class="switches" aria-label="Optimizer"><h2>Optimizer</h2>

@@ -1,6 +1,7 @@
 // One edge: details, charts from the VMS's series, deployments (desired vs observed) with deploy
-// and remove, pin and unpin, routing and focus, the optimizer's explanation and decisions.
-import { api, el, fmt, showProblems, showMessage, clearMessages, confirmAction, ApiError } from "./common.js";
+// and remove, pin and unpin, routing and focus, the optimizer's explanation and decisions; kept
+// live by Server-Sent Events.
+import { api, el, fmt, live, showProblems, showMessage, clearMessages, confirmAction, ApiError } from "./common.js";
 import { lineChart, bandChart, barChart } from "./charts.js";
 
 const title = document.getElementById("edge-title");
@@ -87,17 +88,22 @@ function renderExplain(data) {
   list.replaceChildren(...(x.recent_decisions.length ? x.recent_decisions.map(decisionItem) : [el("li", { class: "empty" }, "No decisions about this edge yet.")]));
 }
 
-async function load() {
-  try {
-    current = await api(`/api/edges/${edgeId}`);
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 404) showMessage(`Edge ${edgeId} does not exist.`, { error: true, key: "load" });
-    else if (e.status !== 401) showMessage(e.message, { error: true, key: "load" });
-    return;
-  }
+function render(data) {
+  current = data;
   clearMessages("load");
   showProblems(current.problems);
   renderDetails(current); renderDeployments(current); renderRouting(current); renderExplain(current);
+}
+
+async function load() {
+  try {
+    render(await api(`/api/edges/${edgeId}`));
+    return true;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) showMessage(`Edge ${edgeId} does not exist.`, { error: true, key: "load" });
+    else if (e.status !== 401) showMessage(e.message, { error: true, key: "load" });
+    return false;
+  }
 }
 
 const points = (series, key) => series.points.map((p) => ({ t: new Date(p.t).getTime(), v: p[key] }));
@@ -118,7 +124,12 @@ async function charts() {
   }
 }
 
-await load();
-await charts();
-setInterval(load, 2000);
-setInterval(charts, 10000);
+if (await load()) {
+  await charts();
+  // The edge's view arrives live (Server-Sent Events); the charts, a time window, every 10 s.
+  live(`/api/edges/${edgeId}/events`, {
+    edge: render,
+    problem: (p) => showMessage(`${p.service} is not answering: ${p.message}`, { error: true, key: "load" }),
+  });
+  setInterval(charts, 10000);
+}
