@@ -208,6 +208,131 @@ def test_the_packages_page_lists_and_uploads_with_a_progress_bar(stack, browser,
     assert not page.js_errors
 
 
+def _upload_rolldemo(stack, version: str) -> dict:
+    """An AI package rolldemo at ``version``, uploaded to the master and built (ready)."""
+    from tests.master.helpers import targz
+
+    archive = targz(
+        {
+            "aipackage.yaml": f'filename: rolldemo\nversion: "{version}"\nai_class: "42"\n'
+            "command: [python, -c, 'import time; time.sleep(3600)']\n",
+        }
+    )
+    r = httpx.post(
+        f"{stack.urls['master']}/ai-packages",
+        content=archive,
+        headers={**stack.headers, "content-type": "application/gzip"},
+        timeout=60,
+    )
+    assert r.status_code == 202, r.text
+
+    def ready() -> dict | None:
+        items = stack.get("setup", "/ai-packages", limit=200)["items"]
+        return next(
+            (
+                p
+                for p in items
+                if p["filename"] == "rolldemo"
+                and p["version"] == version
+                and p["status"] == "ready"
+            ),
+            None,
+        )
+
+    wait_for(f"rolldemo {version} built", ready, 120, stack)
+    return ready()
+
+
+def _optimizer_cycle(stack) -> None:
+    r = httpx.post(f"{stack.urls['optimizer']}/cycle", headers=stack.headers, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def test_a_rollout_paused_resumed_and_rolled_back_from_the_packages_page(stack, browser):
+    v1 = _upload_rolldemo(stack, "01")
+    edge = next(e for e in stack.get("setup", "/edges")["items"] if e["name"] == "edge-01")
+    r = httpx.post(
+        f"{stack.urls['setup']}/deployments",
+        json={"edge_id": edge["id"], "ai_id": v1["id"]},
+        headers=stack.headers,
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    deployment = r.json()["id"]
+    v2 = _upload_rolldemo(stack, "02")
+
+    def rollout() -> dict | None:
+        _optimizer_cycle(stack)
+        found = [r for r in stack.get("optimizer", "/rollouts") if r["filename"] == "rolldemo"]
+        return found[0] if found else None
+
+    started = wait_for("the rolldemo 02 rollout", rollout, 120, stack, every=2)
+    assert started["status"] == "active" and str(edge["id"]) in started["members"]
+    on = lambda: stack.get("setup", f"/deployments/{deployment}")["ai_id"]  # noqa: E731
+    wait_for("edge-01 upgraded to 02 (wave 0)", lambda: on() == v2["id"], 60, stack)
+
+    page = new_page(browser, stack)
+    sign_in(page, stack, "/ai-packages")
+    page.locator("#live.on").wait_for(timeout=30_000)
+    row = page.locator("#rollouts tbody tr[data-filename='rolldemo']")
+    state = row.locator(".rollout-state")
+    row.wait_for()
+    assert state.inner_text() == "active"
+
+    def shows(text: str) -> None:
+        page.wait_for_function(
+            "t => document.querySelector(\"#rollouts tr[data-filename='rolldemo'] "
+            '.rollout-state").innerText === t',
+            arg=text,
+            timeout=30_000,
+        )
+
+    # Pause, confirmed: the optimizer has it paused.
+    row.get_by_role("button", name="Pause").click()
+    assert "Pause the rolldemo 02 rollout?" in page.locator("#confirm-text").inner_text()
+    page.get_by_role("button", name="Confirm").click()
+    shows("paused")
+    [now] = [r for r in stack.get("optimizer", "/rollouts") if r["id"] == started["id"]]
+    assert now["status"] == "paused"
+    row.get_by_role("button", name="Resume").click()
+    page.get_by_role("button", name="Confirm").click()
+    shows("active")
+
+    # Changed elsewhere (the optimizer's own API): the open page follows live, no reload.
+    r = httpx.post(
+        f"{stack.urls['optimizer']}/rollouts/{started['id']}/pause", headers=stack.headers
+    )
+    assert r.status_code == 200, r.text
+    shows("paused")
+
+    # Roll back: cancelled first (nothing happens), then confirmed.
+    row.get_by_role("button", name="Roll back").click()
+    assert "goes back to the version it ran before" in page.locator("#confirm-text").inner_text()
+    page.get_by_role("button", name="Cancel").click()
+    [now] = [r for r in stack.get("optimizer", "/rollouts") if r["id"] == started["id"]]
+    assert now["status"] == "paused"
+    row.get_by_role("button", name="Roll back").click()
+    page.get_by_role("button", name="Confirm").click()
+    shows("rolled back")
+    assert row.get_by_role("button").count() == 0  # nothing more to do with it
+    page.get_by_text("rolldemo 02 rollout: rolled back.").wait_for()
+
+    # The optimizer moves edge-01 back to 01 (a rollback decision) and leaves it there.
+    def back() -> bool:
+        _optimizer_cycle(stack)
+        return on() == v1["id"]
+
+    wait_for("edge-01 back on rolldemo 01", back, 60, stack, every=2)
+    decisions = stack.get(
+        "optimizer", "/decisions", policy="version", action="rollback", edge="edge-01"
+    )["items"]
+    assert any("an operator rolled back the rolldemo 02 rollout" in d["reason"] for d in decisions)
+    _optimizer_cycle(stack)
+    assert on() == v1["id"]
+    screenshot(page, "ai-packages-rolled-back")
+    assert not page.js_errors
+
+
 def test_no_data_a_service_down_and_an_expired_session_each_say_so(stack, browser, tmp_path):
     page = new_page(browser, stack)
     sign_in(page, stack)
