@@ -152,3 +152,12 @@ def rollouts_resume(
 ) -> None:
     """Waves go on (the current wave is judged from now)."""
     _set(rollout, "resume", as_json)
+
+
+@rollouts_app.command("rollback")
+def rollouts_rollback(
+    rollout: int = typer.Argument(..., help="rollout id"), as_json: bool = JsonOption
+) -> None:
+    """Stop the rollout and send every edge it upgraded back to the version it ran before (a
+    logged decision per edge); the version policy leaves them there while it stays rolled back."""
+    _set(rollout, "rollback", as_json)

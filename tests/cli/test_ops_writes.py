@@ -154,6 +154,8 @@ def test_pin_unpin_optimizer_controls_and_rollouts(stack, names):
     assert isinstance(json.loads(ok(cli(stack, "rollouts", "list", "--json"))), list)
     missing = one_line_error(cli(stack, "rollouts", "pause", "999999"))
     assert "optimizer answered 404" in missing and "no rollout 999999" in missing
+    missing = one_line_error(cli(stack, "rollouts", "rollback", "999999"))
+    assert "optimizer answered 404" in missing and "no rollout 999999" in missing
 
 
 def test_decisions_watch_and_nodes_series(stack, names):

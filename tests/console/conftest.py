@@ -90,6 +90,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         EDGE_UP_DATA_DIR=str(data_dir),
         EDGE_UP_AGENT_PORTS=json.dumps(agents),
         EDGE_UP_WEATHER_PERIOD_S="20",
+        # The demo story (its own test: tests/stack/test_story.py) hands edge-01's AIs to
+        # edge-02 now and then: a second monitoring row there would make "Remove" ambiguous.
+        EDGE_UP_STORY="false",
         # A small random-weights model on the CPU worker; a threshold low enough that its
         # (meaningless) boxes come back, so that there is something to draw.
         ANALYSIS_MODEL="yolov8n.yaml",
