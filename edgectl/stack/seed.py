@@ -1,6 +1,8 @@
 """The demo fleet `edgectl up` seeds once (idempotent: what exists is left as it is).
 
-A cluster on the agent runtime, edge-01 and edge-02 with GPS, the weather AI and the monitoring
+A cluster on the agent runtime with edge-01, a cluster on the agent-pull runtime with edge-02
+(behind NAT as far as the platform knows: it has no agent URL, its agent listens on nothing and
+pulls its desired set on MQTT notices), both with GPS, the weather AI and the monitoring
 SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the weather AI and
 the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
 stays SUNNY, so the optimizer is seen swapping variants on edge-01. With the story (story.py) the
@@ -25,6 +27,8 @@ from edgectl.stack.story import Story
 log = logging.getLogger("edgectl.seed")
 
 CLUSTER = "demo"
+NAT_CLUSTER = "demo-nat"  # runtime agent-pull
+PULL_EDGES = frozenset({"edge-02"})  # the demo edges in NAT_CLUSTER
 
 
 class DemoEdge(TypedDict):
@@ -55,20 +59,23 @@ def seed(
     master: str,
     headers: dict[str, str],
     *,
-    agent_urls: list[str],
+    agent_urls: list[str | None],
     data_dir: Path,
     weather_period_s: int,
     story: Story | None = None,
     camera_url: str | None = None,
 ) -> None:
     with httpx.Client(headers=headers, timeout=60) as http:
-        cluster_id = _cluster(http, setup)
+        clusters = {
+            "agent": _cluster(http, setup, CLUSTER, "agent"),
+            "agent-pull": _cluster(http, setup, NAT_CLUSTER, "agent-pull"),
+        }
         edge_ids = [
             _edge(
                 http,
                 setup,
                 spec,
-                cluster_id,
+                clusters["agent-pull" if spec["name"] in PULL_EDGES else "agent"],
                 agent_url,
                 data_dir / "agents" / spec["name"] / "edge-token",
                 camera_url,
@@ -104,15 +111,15 @@ def seed(
                 )
 
 
-def _cluster(http: httpx.Client, setup: str) -> int:
-    found = _ok(http.get(f"{setup}/clusters", params={"name": CLUSTER}), "list clusters")["items"]
+def _cluster(http: httpx.Client, setup: str, name: str, runtime: str) -> int:
+    found = _ok(http.get(f"{setup}/clusters", params={"name": name}), "list clusters")["items"]
     for c in found:
-        if c["name"] == CLUSTER:
+        if c["name"] == name:
             return c["id"]
     return _ok(
         http.post(
             f"{setup}/clusters",
-            json={"name": CLUSTER, "runtime": "agent", "description": "edgectl up demo"},
+            json={"name": name, "runtime": runtime, "description": "edgectl up demo"},
         ),
         "create cluster",
     )["id"]
@@ -131,7 +138,7 @@ def _edge(
     setup: str,
     spec: DemoEdge,
     cluster_id: int,
-    agent_url: str,
+    agent_url: str | None,
     token_file: Path,
     camera_url: str | None = None,
 ) -> int:
@@ -141,6 +148,15 @@ def _edge(
         _ok(
             http.patch(f"{setup}/edges/{found[0]['id']}", json={"url": camera_url}),
             f"camera of {spec['name']}",
+        )
+    if found and found[0].get("cluster_id") != cluster_id:
+        # A data folder from before edge-02 moved behind NAT: it follows its cluster.
+        _ok(
+            http.patch(
+                f"{setup}/edges/{found[0]['id']}",
+                json={"cluster_id": cluster_id, "agent_url": agent_url},
+            ),
+            f"cluster of {spec['name']}",
         )
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced
@@ -156,7 +172,7 @@ def _edge(
         "address": "Sangam-dong, Mapo-gu, Seoul (demo)",
         "ip": "127.0.0.1",
         "isSupportAnnalysis": "YES",
-        "agent_url": agent_url,
+        **({"agent_url": agent_url} if agent_url else {}),
         "node_name": spec["name"],
         "capacity": {"cpu": 4, "memory_mb": 8192, "gpu": 0},
         "description": "simulated edge (edgectl up)",
