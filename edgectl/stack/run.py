@@ -14,10 +14,11 @@ from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
-from edgectl.stack.seed import EDGES, PULL_EDGES, SeedError, seed
+from edgectl.stack.seed import EDGES, SeedError, seed
 from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
+from shared.mqtt import parse_broker_url
 
 log = logging.getLogger("edgectl.up")
 
@@ -99,12 +100,13 @@ class Stack:
     def start(self, *, seed_demo: bool) -> None:
         s = self.settings
         wanted = dict(self.ports)
-        wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
+        if not s.pull:
+            wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
         if not s.database_url:
             wanted["database"] = s.db_port
         if self.analysis and not s.redis_url:
             wanted["redis"] = s.redis_port
-        if not s.mqtt_url:
+        if s.pull and not s.mqtt_url:
             wanted["mqtt"] = s.mqtt_port
         try:
             check_ports_free(wanted)
@@ -137,7 +139,7 @@ class Stack:
                 raise StackError(str(exc)) from exc
             redis_url = self.redis.url
         mqtt_url = s.mqtt_url
-        if not mqtt_url:
+        if s.pull and not mqtt_url:
             try:
                 self.mqtt = EmbeddedMqtt(
                     self.data_dir / "mqtt",
@@ -183,7 +185,7 @@ class Stack:
             workdir = self.data_dir / "agents" / node
             args = ["agent", "--node", node, "--workdir", str(workdir)]
             args += ["--master-url", self.urls["master"]]
-            if node in PULL_EDGES:
+            if s.pull:
                 # Behind NAT: no port, nothing calls it; it needs its edge token (the seeding
                 # writes it) to pull its desired set on the broker's notices.
                 agent_urls.append(None)
@@ -239,21 +241,14 @@ class Stack:
                     weather_period_s=s.weather_period_s,
                     story=story,
                     camera_url=self.camera.url if self.camera else None,
+                    pull=s.pull,
                 )
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
+        # The pull agents start once the seeding wrote their edge tokens.
+        self._start_pull_agents(pull_agents, mqtt_url)
+        if seed_demo:
             log.info("demo fleet seeded")
-        for child, workdir in pull_agents:
-            if (workdir / "edge-token").exists():
-                self._spawn(child)
-                log.info(
-                    "%s runs behind NAT: its agent listens on nothing and pulls on MQTT notices "
-                    "(%s)",
-                    child.name,
-                    "embedded broker" if self.mqtt else "EDGE_MQTT_URL",
-                )
-            else:
-                log.warning("%s not started: no edge token in its work dir yet", child.name)
             if story is not None:
                 self.teller = StoryTeller(
                     story, self.urls["vms"], self.data_dir / "agents" / "edge-01" / "edge-token"
@@ -263,6 +258,20 @@ class Stack:
                     "helps), then a scripted person on edge-01 (edge-02 focuses)",
                     story.period_s,
                 )
+
+    def _start_pull_agents(self, agents: list[tuple[Child, Path]], mqtt_url: str | None) -> None:
+        for child, workdir in agents:
+            if (workdir / "edge-token").exists():
+                self._spawn(child)
+            else:
+                log.warning("%s not started: no edge token in its work dir yet", child.name)
+        if agents and mqtt_url:
+            broker = str(parse_broker_url(mqtt_url))  # never its password
+            log.info(
+                "the edges are behind NAT (cluster on agent-pull): their agents listen on no "
+                "port and pull on MQTT notices from %s",
+                f"the embedded broker ({self.mqtt.kind}, {broker})" if self.mqtt else broker,
+            )
 
     def _demo_camera(self) -> DemoCamera | None:
         """The demo camera (ultralytics' pictures), when the edge extra is installed."""
@@ -280,7 +289,7 @@ class Stack:
         database_url: str,
         secrets: dict[str, str],
         redis_url: str | None,
-        mqtt_url: str,
+        mqtt_url: str | None,
     ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(secrets)
@@ -297,12 +306,12 @@ class Stack:
             MASTER_PACKAGE_DIR=str(self.data_dir / "master" / "packages"),
             MASTER_VMS_PUBLIC_URL=self.urls["vms"],
             MASTER_RECONCILE_SECONDS="5",
-            # Update notices: the master publishes, edge-02's agent (pull mode) subscribes.
-            MASTER_MQTT_URL=mqtt_url,
-            EDGE_MQTT_URL=mqtt_url,
             VMS_NOTIFY_OPTIMIZER="true",
             YOLO_OFFLINE="1",
         )
+        if mqtt_url:
+            # Update notices: the master publishes, the pull agents subscribe.
+            env.update(MASTER_MQTT_URL=mqtt_url, EDGE_MQTT_URL=mqtt_url)
         if self.story is not None:
             for key, value in self.story.optimizer_env().items():
                 env.setdefault(key, value)

@@ -1,8 +1,8 @@
 """The demo fleet `edgectl up` seeds once (idempotent: what exists is left as it is).
 
-A cluster on the agent runtime with edge-01, a cluster on the agent-pull runtime with edge-02
-(behind NAT as far as the platform knows: it has no agent URL, its agent listens on nothing and
-pulls its desired set on MQTT notices), both with GPS, the weather AI and the monitoring
+A cluster on the agent-pull runtime (edges behind NAT: no agent URL, the agents listen on nothing
+and pull their desired set on MQTT notices; with ``pull=False`` the agent runtime, the master
+calling each agent's URL), edge-01 and edge-02 with GPS, the weather AI and the monitoring
 SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the weather AI and
 the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
 stays SUNNY, so the optimizer is seen swapping variants on edge-01. With the story (story.py) the
@@ -27,8 +27,6 @@ from edgectl.stack.story import Story
 log = logging.getLogger("edgectl.seed")
 
 CLUSTER = "demo"
-NAT_CLUSTER = "demo-nat"  # runtime agent-pull
-PULL_EDGES = frozenset({"edge-02"})  # the demo edges in NAT_CLUSTER
 
 
 class DemoEdge(TypedDict):
@@ -64,18 +62,18 @@ def seed(
     weather_period_s: int,
     story: Story | None = None,
     camera_url: str | None = None,
+    pull: bool = True,
 ) -> None:
+    """``pull``: the cluster runs agent-pull and ``agent_urls`` are None (nothing calls the
+    agents); else each agent's URL."""
     with httpx.Client(headers=headers, timeout=60) as http:
-        clusters = {
-            "agent": _cluster(http, setup, CLUSTER, "agent"),
-            "agent-pull": _cluster(http, setup, NAT_CLUSTER, "agent-pull"),
-        }
+        cluster_id = _cluster(http, setup, "agent-pull" if pull else "agent")
         edge_ids = [
             _edge(
                 http,
                 setup,
                 spec,
-                clusters["agent-pull" if spec["name"] in PULL_EDGES else "agent"],
+                cluster_id,
                 agent_url,
                 data_dir / "agents" / spec["name"] / "edge-token",
                 camera_url,
@@ -111,15 +109,22 @@ def seed(
                 )
 
 
-def _cluster(http: httpx.Client, setup: str, name: str, runtime: str) -> int:
-    found = _ok(http.get(f"{setup}/clusters", params={"name": name}), "list clusters")["items"]
+def _cluster(http: httpx.Client, setup: str, runtime: str) -> int:
+    found = _ok(http.get(f"{setup}/clusters", params={"name": CLUSTER}), "list clusters")["items"]
     for c in found:
-        if c["name"] == name:
-            return c["id"]
+        if c["name"] != CLUSTER:
+            continue
+        if c["runtime"] != runtime:  # EDGE_UP_PULL changed since the data folder was made
+            _ok(
+                http.patch(f"{setup}/clusters/{c['id']}", json={"runtime": runtime}),
+                "cluster runtime",
+            )
+            log.info("cluster %s now runs %s", CLUSTER, runtime)
+        return c["id"]
     return _ok(
         http.post(
             f"{setup}/clusters",
-            json={"name": name, "runtime": runtime, "description": "edgectl up demo"},
+            json={"name": CLUSTER, "runtime": runtime, "description": "edgectl up demo"},
         ),
         "create cluster",
     )["id"]
@@ -149,14 +154,11 @@ def _edge(
             http.patch(f"{setup}/edges/{found[0]['id']}", json={"url": camera_url}),
             f"camera of {spec['name']}",
         )
-    if found and found[0].get("cluster_id") != cluster_id:
-        # A data folder from before edge-02 moved behind NAT: it follows its cluster.
+    if found and found[0].get("agent_url") != agent_url:
+        # EDGE_UP_PULL changed: a pull agent has no URL, a push agent its port's.
         _ok(
-            http.patch(
-                f"{setup}/edges/{found[0]['id']}",
-                json={"cluster_id": cluster_id, "agent_url": agent_url},
-            ),
-            f"cluster of {spec['name']}",
+            http.patch(f"{setup}/edges/{found[0]['id']}", json={"agent_url": agent_url}),
+            f"agent URL of {spec['name']}",
         )
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced

@@ -181,18 +181,19 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             log,
         )
 
-        # edge-02 is behind NAT (cluster on agent-pull): its agent listens on nothing and got its
-        # AIs from MQTT notices (the embedded broker) and pulls.
+        # The demo cluster is on agent-pull (edges behind NAT): the agents listen on nothing and
+        # got their AIs from MQTT notices (the embedded broker) and pulls.
         children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
-        pull_agent = next(p for cmd, p in children.items() if "agent --node edge-02" in cmd)
-        assert "--mode pull" in " ".join(pull_agent.cmdline())
-        assert not [
-            c
-            for p in (pull_agent, *pull_agent.children(recursive=True))
-            if "edgectl.main" in " ".join(p.cmdline())
-            for c in p.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN
-        ]
+        for node in ("edge-01", "edge-02"):
+            agent = next(p for cmd, p in children.items() if f"agent --node {node}" in cmd)
+            assert "--mode pull" in " ".join(agent.cmdline())
+            assert not [
+                c
+                for p in (agent, *agent.children(recursive=True))
+                if "edgectl.main" in " ".join(p.cmdline())
+                for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ], node
         assert any("edgectl.stack.embedded_mqtt" in cmd for cmd in children)
         metrics = httpx.get(f"http://127.0.0.1:{ports['master']}/metrics").text
         assert 'master_update_notices_total{outcome="published"}' in metrics, metrics[-2000:]
