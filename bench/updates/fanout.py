@@ -243,10 +243,11 @@ async def fan_out(n: int, db_url: str, ai_id: int, master: str, master_pid: int,
             gaps = [t - a.notice_sent_at for t, a in zip(times, who, strict=True)]
             print(f"  {label:<50}{dist(gaps)}")
         last = max((a.artifact_at or a.desired_at or 0) for a in got) if got else triggered
-        first_sent = min((a.notice_sent_at for a in got), default=triggered)
+        sent = [a.notice_sent_at for a in got if a.notice_sent_at is not None]
+        first_sent, last_sent = min(sent, default=triggered), max(sent, default=triggered)
         print(
-            f"  change -> first notice {first_sent - triggered:5.2f} s; change -> last agent "
-            f"served {last - triggered:5.2f} s"
+            f"  change -> first notice published {first_sent - triggered:5.2f} s, last "
+            f"{last_sent - triggered:5.2f} s; change -> last agent served {last - triggered:5.2f} s"
         )
         print(f"  master CPU during it: {busy.line()}")
         print(f"  the {n} simulated agents' process: {agents_cpu.line()}")
