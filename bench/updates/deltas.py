@@ -41,6 +41,7 @@ from edge_ai.agent.fetcher import apply_patch_file
 from services.master.artifacts.deltas import DeltaCache, UpdateTraffic, build_patch
 from services.master.packages import ArtifactStore
 from services.master.packages.archive import ingest_sync
+from services.master.settings import MasterSettings
 
 MANIFEST = (
     'filename: yolobench\nversion: "{version}"\nai_class: "10"\ndescription: bench\n'
@@ -158,6 +159,7 @@ def main() -> None:
         )
 
         cache = DeltaCache(store, UpdateTraffic(CollectorRegistry()), max_ratio=1.0)
+        limit = MasterSettings.model_fields["delta_max_ratio"].default  # what the master serves
         print(f"\n{'case':<34}{'bytes':>13}{'of full':>9}{'build':>9}{'apply':>9}")
         print(f"{'baseline: full artifact':<34}{mb(full)}{100.0:8.1f}%")
         gz = gzip_size(store.path(digests["v2"]))
@@ -176,7 +178,11 @@ def main() -> None:
             apply_s = time.perf_counter() - t
             assert f"sha256:{got}" == digests[name], "the patched artifact does not verify"
             size = patch.stat().st_size
-            served = "" if size <= 0.9 * store.size(digests[name]) else "  (over 0.9: full sent)"
+            served = (
+                ""
+                if size <= limit * store.size(digests[name])
+                else f"  (over {limit}: the full one is sent)"
+            )
             print(
                 f"{label:<34}{mb(size)}{100 * size / store.size(digests[name]):8.1f}%"
                 f"{build_s:8.1f}s{apply_s:8.1f}s{served}"

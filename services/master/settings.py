@@ -91,11 +91,12 @@ class MasterSettings(ServiceSettings):
         return value or None
 
     delta_max_ratio: float = Field(
-        0.9,
+        0.5,
         gt=0,
         le=1,
         description="a patch larger than this share of the full artifact is not served (the agent "
-        "downloads the artifact)",
+        "downloads the artifact): a patch that changes most of a file saves little and is slow to "
+        "apply (bench/updates: 18 min for a 94 MB one)",
     )
     delta_cache_max_bytes: int = Field(
         2 * 1024**3,

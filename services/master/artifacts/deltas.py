@@ -84,7 +84,7 @@ class DeltaCache:
         store: ArtifactStore,
         traffic: UpdateTraffic,
         *,
-        max_ratio: float = 0.9,
+        max_ratio: float = 0.5,
         max_bytes: int = 2 * 1024**3,
         max_age_s: float = 30 * 86400,
     ):
