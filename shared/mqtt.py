@@ -54,7 +54,7 @@ def parse_broker_url(
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
-        raise ValueError("the MQTT URL's port is not a number") from exc
+        raise ValueError("the MQTT URL's port is not a port number (1 to 65535)") from exc
     return BrokerAddress(
         host=parts.hostname,
         port=port,

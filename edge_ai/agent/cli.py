@@ -36,6 +36,7 @@ def agent(
 ) -> None:
     """Run the edge agent: it runs the workloads the master asks for on this node, supervised."""
     import uvicorn
+    from pydantic import ValidationError
 
     from edge_ai.agent.app import create_agent_app
     from edge_ai.agent.settings import AgentSettings
@@ -54,9 +55,14 @@ def agent(
     }
     try:
         settings = AgentSettings(**overrides)
+    except ValidationError as exc:
+        # One line, the messages only (the input they carry holds the key and the token).
+        why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"edgectl agent: cannot start: {why}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         typer.echo(f"edgectl agent: cannot start: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(2) from None
     if settings.mode == "pull":
         import asyncio
 

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.agent_keys import agent_key, derived_secret
+from shared.mqtt import parse_broker_url
 from shared.settings import LOCAL_SERVICE_TOKEN
 
 
@@ -111,10 +112,20 @@ class AgentSettings(BaseSettings):
             # Nothing calls a pull agent: it needs no key, only its edge token.
             if self.mqtt_url is None:
                 raise ValueError("pull mode needs AGENT_MQTT_URL (or EDGE_MQTT_URL)")
+            try:
+                parse_broker_url(self.mqtt_url)
+            except ValueError as exc:  # at start, once: not a reconnect warning forever after
+                raise ValueError(f"AGENT_MQTT_URL: {exc}") from None
+            for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+                path = getattr(self, name)
+                if path and not Path(path).is_file():
+                    raise ValueError(f"AGENT_{name.upper()}: {path} is not a file")
             if self.edge_token is None and not (self.workdir / "edge-token").is_file():
                 raise ValueError(
                     "pull mode needs the edge's own token: AGENT_EDGE_TOKEN or WORKDIR/edge-token"
                 )
+            if not self.nid and not (self.workdir / "edge-token").is_file():
+                raise ValueError("pull mode needs the edge's node id: AGENT_NID or its edge token")
             self.master_url = self.master_url.rstrip("/")
             return self
         if self.env == "local" and self.key is None:

@@ -53,6 +53,19 @@ class StackSettings(BaseSettings):
     registry_ports: Annotated[tuple[int, int], NoDecode] = Field(
         (5001, 5002), description="the sites' registries (--sites 2, with docker-registry)"
     )
+    pull: bool = Field(
+        True,
+        description="the demo cluster runs agent-pull: the agents listen on no port and pull "
+        "their desired set on MQTT notices (edges behind NAT); false: the agent runtime, the "
+        "master calling the agents on EDGE_UP_AGENT_PORTS",
+    )
+    mqtt_url: str | None = Field(
+        None,
+        validation_alias="EDGE_MQTT_URL",
+        description="the MQTT broker for update notices (EDGE_UP_PULL); unset: an embedded one "
+        "(amqtt, else a local mosquitto) on EDGE_UP_MQTT_PORT",
+    )
+    mqtt_port: int = Field(51883, description="port of the embedded MQTT broker (127.0.0.1)")
     weather_period_s: int = Field(30, description="edge-01's weather flips SUNNY/RAINY this often")
     story: bool = Field(
         True,

@@ -16,11 +16,13 @@ import httpx
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
+from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 from edgectl.stack.seed import CLUSTER, EDGES, SITE2_CLUSTER, SeedError, seed
 from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
+from shared.mqtt import parse_broker_url
 
 log = logging.getLogger("edgectl.up")
 
@@ -60,6 +62,7 @@ class Stack:
         self.notes: list[str] = []
         self.db: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
+        self.mqtt: EmbeddedMqtt | None = None
         self.ports = {
             "console": settings.console_port,
             "setup": settings.setup_port,
@@ -106,13 +109,16 @@ class Stack:
     def start(self, *, seed_demo: bool) -> None:
         s = self.settings
         wanted = dict(self.ports)
-        wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
+        if not s.pull:
+            wanted.update({f"agent-{i + 1}": p for i, p in enumerate(s.agent_ports)})
         if self.registry_bin:
             wanted.update({f"registry-{i + 1}": p for i, p in enumerate(s.registry_ports)})
         if not s.database_url:
             wanted["database"] = s.db_port
         if self.analysis and not s.redis_url:
             wanted["redis"] = s.redis_port
+        if s.pull and not s.mqtt_url:
+            wanted["mqtt"] = s.mqtt_port
         try:
             check_ports_free(wanted)
         except PortInUse as exc:
@@ -143,6 +149,20 @@ class Stack:
             except EmbeddedRedisError as exc:
                 raise StackError(str(exc)) from exc
             redis_url = self.redis.url
+        mqtt_url = s.mqtt_url
+        if s.pull and not mqtt_url:
+            try:
+                self.mqtt = EmbeddedMqtt(
+                    self.data_dir / "mqtt",
+                    s.mqtt_port,
+                    dict(os.environ),
+                    self.data_dir / "logs" / "mqtt.log",
+                )
+                log.info("starting the embedded MQTT broker (%s)", self.mqtt.kind)
+                self.mqtt.start()
+            except EmbeddedMqttError as exc:
+                raise StackError(str(exc)) from exc
+            mqtt_url = self.mqtt.url
 
         from shared import migrations
 
@@ -153,7 +173,7 @@ class Stack:
             migrations.upgrade(f"services.{name}", database_url)
         log.info("migrations applied: %s", ", ".join(services))
 
-        env = self._env(database_url, secrets, redis_url)
+        env = self._env(database_url, secrets, redis_url, mqtt_url)
         logs = self.data_dir / "logs"
         site_envs = self._sites(env, database_url, logs) if s.sites == 2 else {}
         for name in (*services, *site_envs):
@@ -171,26 +191,32 @@ class Stack:
             # shows it once it reads).
             worker = edgectl_args("analysis-worker")
             self._spawn(Child("analysis-worker", worker, env, logs / "analysis-worker.log"))
-        agent_urls = []
+        agent_urls: list[str | None] = []
+        pull_agents: list[tuple[Child, Path]] = []
         for i, port in enumerate(s.agent_ports):
             node = EDGES[i]["name"]
-            agent_urls.append(f"http://127.0.0.1:{port}")
-            # With two sites, edge-02 is site 2's: it fetches packages from site 2's master.
+            workdir = self.data_dir / "agents" / node
+            # With two sites, edge-02 is site 2's: it pulls and fetches from site 2's master.
             master_url = self.urls["master-2"] if s.sites == 2 and i == 1 else self.urls["master"]
+            args = ["agent", "--node", node, "--workdir", str(workdir), "--master-url", master_url]
+            if s.pull:
+                # Behind NAT: no port, nothing calls it; it needs its edge token (the seeding
+                # writes it) to pull its desired set on the broker's notices.
+                agent_urls.append(None)
+                args += ["--mode", "pull"]
+                child = Child(
+                    node,
+                    edgectl_args(*args),
+                    agent_env(env, secrets, EDGES[i]["nid"]),
+                    logs / f"{node}.log",
+                )
+                pull_agents.append((child, workdir))
+                continue
+            agent_urls.append(f"http://127.0.0.1:{port}")
             self._spawn(
                 Child(
                     node,
-                    edgectl_args(
-                        "agent",
-                        "--node",
-                        node,
-                        "--port",
-                        str(port),
-                        "--workdir",
-                        str(self.data_dir / "agents" / node),
-                        "--master-url",
-                        master_url,
-                    ),
+                    edgectl_args(*args, "--port", str(port)),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
                     ready_url=f"http://127.0.0.1:{port}/healthz",
@@ -230,9 +256,13 @@ class Stack:
                     story=story,
                     camera_url=self.camera.url if self.camera else None,
                     sites=s.sites,
+                    pull=s.pull,
                 )
             except (SeedError, httpx.HTTPError) as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
+        # The pull agents start once the seeding wrote their edge tokens.
+        self._start_pull_agents(pull_agents, mqtt_url)
+        if seed_demo:
             log.info("demo fleet seeded")
             if story is not None:
                 self.teller = StoryTeller(
@@ -243,6 +273,20 @@ class Stack:
                     "helps), then a scripted person on edge-01 (edge-02 focuses)",
                     story.period_s,
                 )
+
+    def _start_pull_agents(self, agents: list[tuple[Child, Path]], mqtt_url: str | None) -> None:
+        for child, workdir in agents:
+            if (workdir / "edge-token").exists():
+                self._spawn(child)
+            else:
+                log.warning("%s not started: no edge token in its work dir yet", child.name)
+        if agents and mqtt_url:
+            broker = str(parse_broker_url(mqtt_url))  # never its password
+            log.info(
+                "the edges are behind NAT (cluster on agent-pull): their agents listen on no "
+                "port and pull on MQTT notices from %s",
+                f"the embedded broker ({self.mqtt.kind}, {broker})" if self.mqtt else broker,
+            )
 
     def _demo_camera(self) -> DemoCamera | None:
         """The demo camera (ultralytics' pictures), when the edge extra is installed."""
@@ -256,7 +300,11 @@ class Stack:
         return DemoCamera(sorted(assets.glob("*.jpg")))
 
     def _env(
-        self, database_url: str, secrets: dict[str, str], redis_url: str | None
+        self,
+        database_url: str,
+        secrets: dict[str, str],
+        redis_url: str | None,
+        mqtt_url: str | None,
     ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(secrets)
@@ -276,6 +324,9 @@ class Stack:
             VMS_NOTIFY_OPTIMIZER="true",
             YOLO_OFFLINE="1",
         )
+        if mqtt_url:
+            # Update notices: the master publishes, the pull agents subscribe.
+            env.update(MASTER_MQTT_URL=mqtt_url, EDGE_MQTT_URL=mqtt_url)
         if self.story is not None:
             for key, value in self.story.optimizer_env().items():
                 env.setdefault(key, value)
@@ -395,6 +446,8 @@ class Stack:
         dead = [c for c in self.children if not c.alive()]
         if self.redis is not None and not self.redis.alive():
             dead.append(self.redis.child)
+        if self.mqtt is not None and not self.mqtt.alive():
+            dead.append(self.mqtt.child)
         if dead:
             names = ", ".join(f"{c.name} (exit {c.exit_code()}, log {c.log_path})" for c in dead)
             raise StackError(f"stopped unexpectedly: {names}")
@@ -414,6 +467,9 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.mqtt is not None:
+            self.mqtt.stop()
+            self.mqtt = None
         if self.db is not None:
             self.db.stop()
             self.db = None

@@ -1,6 +1,8 @@
 """The demo fleet `edgectl up` seeds once (idempotent: what exists is left as it is).
 
-A cluster on the agent runtime, edge-01 and edge-02 with GPS, the weather AI and the monitoring
+A cluster on the agent-pull runtime (edges behind NAT: no agent URL, the agents listen on nothing
+and pull their desired set on MQTT notices; with ``pull=False`` the agent runtime, the master
+calling each agent's URL), edge-01 and edge-02 with GPS, the weather AI and the monitoring
 SUNNY/RAINY packages (the YOLO worker too when the edge extra is installed), the weather AI and
 the SUNNY monitoring deployed on both edges; edge-01's weather flips every period, edge-02's
 stays SUNNY, so the optimizer is seen swapping variants on edge-01. With the story (story.py) the
@@ -56,18 +58,23 @@ def seed(
     master: str,
     headers: dict[str, str],
     *,
-    agent_urls: list[str],
+    agent_urls: list[str | None],
     data_dir: Path,
     weather_period_s: int,
     story: Story | None = None,
     camera_url: str | None = None,
     sites: int = 1,
+    pull: bool = True,
 ) -> None:
+    """``pull``: the cluster runs agent-pull and ``agent_urls`` are None (nothing calls the
+    agents); else each agent's URL."""
     with httpx.Client(headers=headers, timeout=60) as http:
-        cluster_id = _cluster(http, setup)
+        runtime = "agent-pull" if pull else "agent"
+        cluster_id = _cluster(http, setup, runtime)
         # Two sites: edge-02 is in site 2's cluster (moved there if an earlier run put it in
         # the first one).
-        clusters = [cluster_id, _cluster(http, setup, SITE2_CLUSTER) if sites == 2 else cluster_id]
+        site2 = _cluster(http, setup, runtime, SITE2_CLUSTER) if sites == 2 else cluster_id
+        clusters = [cluster_id, site2]
         edge_ids = [
             _edge(
                 http,
@@ -109,15 +116,22 @@ def seed(
                 )
 
 
-def _cluster(http: httpx.Client, setup: str, name: str = CLUSTER) -> int:
+def _cluster(http: httpx.Client, setup: str, runtime: str, name: str = CLUSTER) -> int:
     found = _ok(http.get(f"{setup}/clusters", params={"name": name}), "list clusters")["items"]
     for c in found:
-        if c["name"] == name:
-            return c["id"]
+        if c["name"] != name:
+            continue
+        if c["runtime"] != runtime:  # EDGE_UP_PULL changed since the data folder was made
+            _ok(
+                http.patch(f"{setup}/clusters/{c['id']}", json={"runtime": runtime}),
+                "cluster runtime",
+            )
+            log.info("cluster %s now runs %s", name, runtime)
+        return c["id"]
     return _ok(
         http.post(
             f"{setup}/clusters",
-            json={"name": name, "runtime": "agent", "description": "edgectl up demo"},
+            json={"name": name, "runtime": runtime, "description": "edgectl up demo"},
         ),
         "create cluster",
     )["id"]
@@ -136,7 +150,7 @@ def _edge(
     setup: str,
     spec: DemoEdge,
     cluster_id: int,
-    agent_url: str,
+    agent_url: str | None,
     token_file: Path,
     camera_url: str | None = None,
 ) -> int:
@@ -146,6 +160,12 @@ def _edge(
         _ok(
             http.patch(f"{setup}/edges/{found[0]['id']}", json={"url": camera_url}),
             f"camera of {spec['name']}",
+        )
+    if found and found[0].get("agent_url") != agent_url:
+        # EDGE_UP_PULL changed: a pull agent has no URL, a push agent its port's.
+        _ok(
+            http.patch(f"{setup}/edges/{found[0]['id']}", json={"agent_url": agent_url}),
+            f"agent URL of {spec['name']}",
         )
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced
@@ -166,7 +186,7 @@ def _edge(
         "address": "Sangam-dong, Mapo-gu, Seoul (demo)",
         "ip": "127.0.0.1",
         "isSupportAnnalysis": "YES",
-        "agent_url": agent_url,
+        **({"agent_url": agent_url} if agent_url else {}),
         "node_name": spec["name"],
         "capacity": {"cpu": 4, "memory_mb": 8192, "gpu": 0},
         "description": "simulated edge (edgectl up)",

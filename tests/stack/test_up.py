@@ -21,7 +21,7 @@ from tests.helpers.env import free_port
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
     names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis", "db")
-    names += ("agent1", "agent2")
+    names += ("agent1", "agent2", "mqtt")
     ports = {name: free_port() for name in names}
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
@@ -34,6 +34,7 @@ def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
         EDGE_UP_VMS_PORT=str(ports["vms"]),
         EDGE_UP_ANALYSIS_PORT=str(ports["analysis"]),
         EDGE_UP_REDIS_PORT=str(ports["redis"]),
+        EDGE_UP_MQTT_PORT=str(ports["mqtt"]),
         # A small model for the CPU worker, so that it is ready within seconds.
         ANALYSIS_MODEL="yolov8n.yaml",
         ANALYSIS_IMGSZ="320",
@@ -179,6 +180,23 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             proc,
             log,
         )
+
+        # The demo cluster is on agent-pull (edges behind NAT): the agents listen on nothing and
+        # got their AIs from MQTT notices (the embedded broker) and pulls.
+        children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
+        for node in ("edge-01", "edge-02"):
+            agent = next(p for cmd, p in children.items() if f"agent --node {node}" in cmd)
+            assert "--mode pull" in " ".join(agent.cmdline())
+            assert not [
+                c
+                for p in (agent, *agent.children(recursive=True))
+                if "edgectl.main" in " ".join(p.cmdline())
+                for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ], node
+        assert any("edgectl.stack.embedded_mqtt" in cmd for cmd in children)
+        metrics = httpx.get(f"http://127.0.0.1:{ports['master']}/metrics").text
+        assert 'master_update_notices_total{outcome="published"}' in metrics, metrics[-2000:]
 
         # edge-01's weather flips to RAINY: the optimizer swaps monitoring SUNNY (01) for RAINY
         # (02).

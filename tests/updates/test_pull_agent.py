@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import httpx
 import psutil
@@ -39,26 +40,36 @@ def platform(db, tmp_path, broker):
     setup = start_service(
         "setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path
     )
-    master = start_service(
-        "master",
-        port=master_port,
-        tmp_path=tmp_path,
-        env=service_env(
-            db,
-            **common,
-            MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
-            MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
-            MASTER_RECONCILE_SECONDS="3600",  # only setup's triggers and the agent's reports
-            MASTER_NOTIFY_OPTIMIZER="false",
-            MASTER_MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
-            MASTER_MQTT_USERNAME="master",
-            MASTER_MQTT_PASSWORD=MASTER_PASSWORD,
-        ),
+    master_env = service_env(
+        db,
+        **common,
+        MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+        MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
+        MASTER_RECONCILE_SECONDS="3600",  # only setup's triggers and the agent's reports
+        MASTER_NOTIFY_OPTIMIZER="false",
+        MASTER_MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+        MASTER_MQTT_USERNAME="master",
+        MASTER_MQTT_PASSWORD=MASTER_PASSWORD,
     )
+    masters: list[Proc] = []
+
+    def start_master() -> None:
+        masters.append(start_service("master", port=master_port, tmp_path=tmp_path, env=master_env))
+
+    def stop_master() -> None:
+        masters[-1].stop()
+
+    start_master()
     try:
-        yield {**urls, "broker": broker, "artifacts": tmp_path / "artifacts"}
+        yield {
+            **urls,
+            "broker": broker,
+            "artifacts": tmp_path / "artifacts",
+            "start_master": start_master,
+            "stop_master": stop_master,
+        }
     finally:
-        master.stop()
+        masters[-1].stop()
         setup.stop()
 
 
@@ -284,3 +295,89 @@ def test_an_agent_with_the_wrong_broker_password_is_refused_and_keeps_nothing_ha
         proc.stop()
         kill_leftovers(workdir)
         setup.close()
+
+
+def test_a_restarted_master_keeps_what_runs_for_a_deployment_waiting_for_a_rebuild(
+    tmp_path, platform
+):
+    """The master restarts while a pull edge's AI is being rebuilt (a master killed mid-build):
+    its first pass cannot name what that deployment runs, so it publishes nothing for the edge
+    (its desired set answers 503) instead of a set without it; the agent keeps running it, and
+    once the AI is ready again the set is the one the agent already runs."""
+    setup = httpx.Client(base_url=platform["setup"], headers=OPERATOR, timeout=30)
+    master = httpx.Client(base_url=platform["master"], timeout=120)
+    cluster = setup.post("/clusters", json={"name": "nat", "runtime": "agent-pull"}).json()
+    r = setup.post("/edges", json={"name": "edge-01", "nid": NID, "cluster_id": cluster["id"]})
+    edge, token = r.json(), r.json()["token"]
+    v1 = upload(master, "01", weights(1))
+    master.post("/reconcile?wait=true", headers=SERVICE)
+    proc, workdir = start_pull_agent(tmp_path, platform, token)
+    as_edge = {"Authorization": f"Bearer {token}"}
+    try:
+        r = setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": v1["id"]})
+        assert r.status_code == 201, r.text
+        wait_until(
+            lambda: running_version(setup, edge["id"], "01", v1["id"]), timeout=60, what="v01"
+        )
+        (p1,) = workload_processes(workdir, "monitoring-01")
+        before = master.get("/edges/me/desired", headers=as_edge).json()
+        assert [w["name"] for w in before["workloads"]] == ["monitoring-01"]
+
+        # The master stops mid-build: setup's row says "building" when it starts again.
+        platform["stop_master"]()
+        r = httpx.patch(
+            f"{platform['setup']}/ai-packages/{v1['id']}",
+            json={"status": "building"},
+            headers=SERVICE,
+        )
+        assert r.status_code == 200 and r.json()["status"] == "building", r.text
+        platform["start_master"]()
+        # Its first pass finds the deployment waiting, restarts the build; the AI is ready again.
+        wait_until(
+            lambda: setup.get(f"/ai-packages/{v1['id']}").json()["status"] == "ready",
+            timeout=60,
+            what="the AI rebuilt",
+        )
+        master.post("/reconcile?wait=true", headers=SERVICE)
+        after = master.get("/edges/me/desired", headers=as_edge)
+        assert after.status_code == 200, after.text
+        assert after.json()["tag"] == before["tag"]  # the same set as before the restart
+        wait_until(
+            lambda: running_version(setup, edge["id"], "01", v1["id"]), timeout=60, what="v01"
+        )
+        # The agent never got a set without its AI: the same process ran all along.
+        assert workload_processes(workdir, "monitoring-01")[0].pid == p1.pid
+        assert ": 0 workload(s)" not in proc.log_text()
+    finally:
+        proc.stop()
+        kill_leftovers(workdir)
+        setup.close()
+        master.close()
+
+
+def test_a_bad_broker_url_stops_the_agent_at_start_with_one_line(tmp_path):
+    env = agent_env(
+        **AGENT_TEST_ENV,
+        AGENT_MODE="pull",
+        AGENT_NID=NID,
+        AGENT_EDGE_TOKEN="not-checked-before-the-broker-url",
+        AGENT_MQTT_URL="http://127.0.0.1:1883",
+    )
+    for url, why in (
+        ("http://127.0.0.1:1883", "starts with mqtt:// or mqtts://"),
+        ("mqtt://127.0.0.1:99999", "port"),
+        ("mqtt://", "names no host"),
+    ):
+        env["AGENT_MQTT_URL"] = url
+        result = subprocess.run(
+            edgectl("agent", "--node", "edge-01", "--workdir", str(tmp_path / "agent")),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "AGENT_MQTT_URL" in lines[0] and why in lines[0], lines
+        assert "not-checked-before" not in result.stderr  # no secret in the message

@@ -7,11 +7,17 @@ for a pair being built wait for that one build. A patch that would not save enou
 (MASTER_DELTA_MAX_RATIO of the full size) is remembered as such (``.none``) and not served: the
 agent downloads the artifact. Artifacts are uncompressed tars (services.master.packages.archive),
 so a change inside one file stays a change of those bytes.
+
+The cache is bounded: a served patch is marked used (its mtime), and after every build the
+entries unused for MASTER_DELTA_CACHE_MAX_AGE_S go, then the least recently used ones until the
+folder holds at most MASTER_DELTA_CACHE_MAX_BYTES (the patch just built is kept). A pruned patch is
+built again when an edge asks for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
@@ -73,13 +79,24 @@ class UpdateTraffic:
 
 
 class DeltaCache:
-    def __init__(self, store: ArtifactStore, traffic: UpdateTraffic, *, max_ratio: float = 0.9):
+    def __init__(
+        self,
+        store: ArtifactStore,
+        traffic: UpdateTraffic,
+        *,
+        max_ratio: float = 0.5,
+        max_bytes: int = 2 * 1024**3,
+        max_age_s: float = 30 * 86400,
+    ):
         self.store = store
         self.traffic = traffic
         self.max_ratio = max_ratio
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
         self.dir = store.root / "deltas"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._building: dict[tuple[str, str], asyncio.Task[Path | None]] = {}
+        self.prune()
 
     def _paths(self, base: str, target: str) -> tuple[Path, Path]:
         stem = f"{parse_digest(base, 'from')}-{parse_digest(target, 'digest')}"
@@ -90,6 +107,7 @@ class DeltaCache:
         would not pay (or either artifact is not stored)."""
         patch, none = self._paths(base, target)
         if patch.is_file():
+            _touch(patch)  # used: the last to be pruned
             return patch
         if none.exists() or not (self.store.exists(base) and self.store.exists(target)):
             return None
@@ -133,6 +151,33 @@ class DeltaCache:
             return patch
         finally:
             tmp.unlink(missing_ok=True)
+            self.prune(keep=patch)
+
+    def prune(self, keep: Path | None = None) -> int:
+        """Remove the entries unused for ``max_age_s``, then the least recently used ones until
+        the rest fits ``max_bytes`` (``keep`` stays); the bytes freed (blocking)."""
+        entries = []
+        for path in self.dir.iterdir():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # removed meanwhile by another build's pruning
+            entries.append((st.st_mtime, st.st_size, path))
+        entries.sort()  # oldest first
+        horizon = time.time() - self.max_age_s
+        total = sum(size for _, size, _ in entries)
+        freed = 0
+        for mtime, size, path in entries:
+            if path == keep:
+                continue
+            if mtime >= horizon and total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            freed += size
+        if freed:
+            log.info("delta cache pruned: %d bytes freed, %d bytes kept", freed, total)
+        return freed
 
     async def aclose(self) -> None:
         """Cancel builds under way (their temporary files go with them)."""
@@ -140,3 +185,8 @@ class DeltaCache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)

@@ -35,8 +35,8 @@ class PullAgentDriver(RuntimeDriver):
     async def remove(self, edge: EdgeTarget, name: str) -> None:
         self.board.unstage(edge.nid, name)
 
-    async def commit(self, edge: EdgeTarget) -> None:
-        if self.board.commit(edge.nid):
+    async def commit(self, edge: EdgeTarget, *, waiting: bool = False) -> None:
+        if self.board.commit(edge.nid, waiting=waiting):
             b = self.board.edge(edge.nid)
             self.notices.notify(edge.nid, tag=b.tag, generation=b.generation)
 

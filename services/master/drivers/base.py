@@ -166,9 +166,12 @@ class RuntimeDriver(ABC):
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         """Every workload this platform runs on ``edge``, with its state."""
 
-    async def commit(self, edge: EdgeTarget) -> None:  # noqa: B027 - optional hook
+    async def commit(  # noqa: B027 - optional hook
+        self, edge: EdgeTarget, *, waiting: bool = False
+    ) -> None:
         """The edge's changes of this pass are all handed over (applies and removes). The
-        agent-pull runtime publishes them here; the others apply as they go."""
+        agent-pull runtime publishes them here; the others apply as they go. ``waiting``: some of
+        the edge's deployments wait (their AI building): what runs for them must stay."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""

@@ -5,6 +5,13 @@ A pass stages an edge's changes (``apply``/``remove`` of the pull driver) and co
 end of that edge's pass (``commit``): an agent pulling in the middle of a pass sees the previous
 complete set, never half of the new one. Nothing here is kept across a master restart: the first
 pass rebuilds it (until then the desired route answers 503), and agents report again.
+
+A restarted master does not know what an edge's waiting deployments (their AI being rebuilt) run
+there: it could only publish a set without them, and the agent would stop them. Such an edge is
+*held*: nothing is committed or published for it (its desired route answers 503, the agent keeps
+what it runs, the broker keeps the last notice) until a pass finds none of its deployments
+waiting. Once a set is known, a waiting deployment keeps its place in it (the pass does not
+remove it), so this only matters until the first complete pass for the edge.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class EdgeBoard:
     observed: ObservedSet | None = None
     observed_at: float = 0.0
     latency_tag: str = ""  # the tag whose notice-to-running time was measured
+    held: bool = False  # no set known yet, and a deployment waits: nothing published
 
 
 class DesiredBoard:
@@ -61,12 +69,16 @@ class DesiredBoard:
     def unstage(self, nid: str, name: str) -> None:
         self._staging(nid).pop(name, None)
 
-    def commit(self, nid: str) -> bool:
+    def commit(self, nid: str, *, waiting: bool = False) -> bool:
         """End of the edge's pass: the staged set becomes the one agents pull. True when it
-        changed (a notice is due)."""
+        changed (a notice is due). ``waiting`` (some deployment waits for its AI) with no set
+        known since the master started: the edge is held, nothing changes."""
         board = self.edge(nid)
         staged = board.staged if board.staged is not None else board.committed
         board.staged = None
+        board.held = waiting and not board.tag
+        if board.held:
+            return False
         tag = self._tag(nid, staged)
         if tag == board.tag:
             return False
@@ -90,6 +102,10 @@ class DesiredBoard:
                 DesiredWorkload.model_validate(w) for _, w in sorted(board.committed.items())
             ],
         )
+
+    def held(self, nid: str) -> bool:
+        board = self._edges.get(nid)
+        return board is not None and board.held
 
     def empty(self, nid: str) -> DesiredSet:
         """The answer for an edge no pass has anything for: run nothing."""

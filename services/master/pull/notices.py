@@ -116,6 +116,8 @@ class NoticePublisher:
                 self._wake.clear()
                 await self._wake.wait()
             batch, self._pending = self._pending, {}
+            now = time.time()  # sent_at: when it goes to the broker, not when it was queued
+            batch = {nid: n.model_copy(update={"sent_at": now}) for nid, n in batch.items()}
             try:
                 # QoS 1: each publish waits for the broker's PUBACK.
                 await asyncio.gather(

@@ -32,6 +32,13 @@ async def my_desired(principal: EdgeAuth, runners: RunnersDep) -> DesiredSet:
             "the master has not finished its first reconcile pass yet",
             headers={"Retry-After": "5"},
         )
+    if reconciler.pull.board.held(principal.nid):
+        # Restarted while a deployment here waits for its AI: a set without it would stop it.
+        raise Unavailable(
+            "a deployment of this edge waits for its AI to be built; the master answers once it "
+            "is ready (keep what runs)",
+            headers={"Retry-After": "10"},
+        )
     return reconciler.pull.board.empty(principal.nid)
 
 

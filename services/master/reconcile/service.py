@@ -404,7 +404,8 @@ class Reconciler:
         outcome.info["reachable"] = True
         apply_errors = await self._apply(driver, p)
         await self._remove_unwanted(driver, p, before, outcome.info)
-        await driver.commit(p.target)
+        waiting = any(b.observed == ObservedState.PENDING for b in p.blocked)
+        await driver.commit(p.target, waiting=waiting)
         after = (
             await self._observe(driver, p, outcome.info)
             if (p.workloads or p.removed or before)
