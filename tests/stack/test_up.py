@@ -296,6 +296,6 @@ def test_up_without_a_redis_runs_without_the_analysis_service(monkeypatch, tmp_p
     monkeypatch.setenv("EDGE_REDIS_URL", "redis://127.0.0.1:6379/0")
     stack = Stack(StackSettings(data_dir=tmp_path))
     assert stack.analysis and stack.urls["analysis"].endswith(":8004")
-    env = stack._env("postgresql://x/y", {}, "redis://127.0.0.1:6379/0")
+    env = stack._env("postgresql://x/y", {}, "redis://127.0.0.1:6379/0", None)
     assert env["EDGE_ANALYSIS_URL"] == stack.urls["analysis"]
     assert env["EDGE_REDIS_URL"] == "redis://127.0.0.1:6379/0"
