@@ -22,7 +22,7 @@ from typing import TypedDict
 import httpx
 
 from edge_ai.packages.build import build_all
-from edgectl.stack.story import Story, steady_profile
+from edgectl.stack.story import Story
 
 log = logging.getLogger("edgectl.seed")
 
@@ -98,7 +98,7 @@ def seed(
         )
         _deploy(http, setup, edge_ids[1], weather, {"WEATHER_SEQUENCE": "0"})
         for spec, edge_id in zip(EDGES, edge_ids, strict=False):
-            load = story.profile(spec["nid"]) if story else steady_profile()
+            load = story.profile(spec["nid"]) if story else {}
             _deploy(http, setup, edge_id, sunny, load, keep=("MONITORING_",))
         if ("yoloworker", "10") in ais:
             # The demo camera: the pictures ultralytics ships, looped.

@@ -68,13 +68,6 @@ class Story:
         return ((time.time() if now is None else now) % self.period_s) / self.period_s
 
 
-def steady_profile() -> dict[str, str]:
-    """Without the story: both demo edges report a calm simulated load (not the host's, which on
-    a busy laptop would make both look overloaded)."""
-    cpu, mem = CALM
-    return {"MONITORING_LOAD_PROFILE": f"0:{cpu}:{mem}", "MONITORING_LOAD_PERIOD_S": "60"}
-
-
 class StoryTeller:
     """Posts the scripted detection once per period, when the period passes ``DETECT``; called
     from the stack's watch loop (no thread of its own)."""
