@@ -18,18 +18,19 @@ from tests.vms.conftest import fetch
 
 SUCCESS = "0000"
 
-# The spec's payloads exactly as written (its placeholder LAN addresses included): they are stored
-# and read back, never contacted; every request of this file goes to loopback.
+# The spec's payloads as written, except that its placeholder LAN addresses become addresses of the
+# documentation range (192.0.2.0/24, RFC 5737): they are stored and read back, never contacted;
+# every request of this file goes to loopback.
 
-MASTER = {"name": "Master01", "ip": "10.0.0.14", "port": "5000", "description": "master server 1"}
+MASTER = {"name": "Master01", "ip": "192.0.2.14", "port": "5000", "description": "master server 1"}
 EDGE = {
     "name": "EdgeCCTV01",
     "type": 1,
     "gps": {"latitude": "37.57", "longitude": "126.98"},
     "address": "1599 Sangam-dong, Mapo-gu, Seoul",
-    "ip": "10.0.0.9",
+    "ip": "192.0.2.9",
     "isSupportAnnalysis": "YES",
-    "url": "rtsp://user:pass@10.0.0.12/axis-media/media.amp",
+    "url": "rtsp://user:pass@192.0.2.12/axis-media/media.amp",
     "description": "edge CCTV installed in Sangam-dong",
 }
 PACKAGES = [  # filename, version, ai_class, as the spec's table lists them
@@ -57,7 +58,7 @@ EDGECONFIG = textwrap.dedent(
     """\
     <Configuration>
         <vms>
-            <IP>10.0.0.14</IP>
+            <IP>192.0.2.14</IP>
             <Port>6432</Port>
             <Path>usage</Path>
         </vms>
@@ -82,7 +83,11 @@ def environment_for_today() -> dict:
 async def test_setup_and_devices_replay_the_spec(field, tmp_path):
     r = await field.setup.post("/masters", json=MASTER)
     assert r.status_code == 201, r.text
-    assert (r.json()["name"], r.json()["ip"], r.json()["port"]) == ("Master01", "10.0.0.14", "5000")
+    assert (r.json()["name"], r.json()["ip"], r.json()["port"]) == (
+        "Master01",
+        "192.0.2.14",
+        "5000",
+    )
 
     r = await field.setup.post("/edges", json=EDGE)
     assert r.status_code == 201, r.text
@@ -152,7 +157,7 @@ async def test_setup_and_devices_replay_the_spec(field, tmp_path):
     path = tmp_path / "edgeconfig.xml"
     path.write_text(EDGECONFIG)
     config = load_config(path, env={})
-    assert (config.vms_url, config.vms_path) == ("http://10.0.0.14:6432", "usage")
+    assert (config.vms_url, config.vms_path) == ("http://192.0.2.14:6432", "usage")
 
 
 async def test_the_masters_field_routes_replay_the_spec(field):
