@@ -13,15 +13,12 @@ from fastapi import FastAPI
 
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.api import router
-from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore
-from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.metrics import node_registry
 from edge_ai.agent.node import prime_cpu_percent
+from edge_ai.agent.parts import build_parts
 from edge_ai.agent.settings import AgentSettings
-from edge_ai.agent.supervisor import Supervisor
 from shared.api_docs import install_docs
 from shared.http_errors import install_error_handlers
-from shared.logging import configure_logging
 
 log = logging.getLogger("edge.agent")
 
@@ -29,31 +26,9 @@ log = logging.getLogger("edge.agent")
 def create_agent_app(settings: AgentSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(
-            "agent",
-            level=settings.log_level,
-            fmt=settings.log_format,
-            secrets=settings.secret_values(),
-        )
-        workdir = settings.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        tokens = EdgeTokenStore(
-            workdir / "edge-token",
-            settings.edge_token.get_secret_value() if settings.edge_token else None,
-            setup_url=settings.setup_url,
-            renew_before_s=settings.token_renew_before_s,
-            verify=settings.verify,
-        )
-        fetcher = PackageFetcher(
-            master_url=settings.master_url,
-            auth=BearerFromStore(tokens),  # the edge's own token, never a service's
-            cache_dir=workdir / "cache",
-            timeout_s=settings.fetch_timeout_s,
-            max_bytes=settings.max_package_bytes,
-            verify=settings.verify,
-        )
-        supervisor = Supervisor(settings, fetcher, edge_token=tokens.current)
-        tokens.on_renewed = supervisor.restart_all
+        parts = build_parts(settings)
+        workdir, tokens, fetcher = parts.workdir, parts.tokens, parts.fetcher
+        supervisor = parts.supervisor
         app.state.edge_tokens = tokens
         scheduler = AsyncIOScheduler()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)

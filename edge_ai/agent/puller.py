@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.credentials import BearerFromStore, EdgeTokenStore, token_nid
 from edge_ai.agent.fetcher import PackageFetcher
+from edge_ai.agent.parts import build_parts
 from edge_ai.agent.schemas import WorkloadSpec
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import PrepareError, Supervisor
@@ -41,7 +42,6 @@ from shared.contracts.updates import (
     UpdateNotice,
     notice_topic,
 )
-from shared.logging import configure_logging
 from shared.mqtt import parse_broker_url
 
 log = logging.getLogger("edge.agent.pull")
@@ -246,28 +246,8 @@ _JSON = {"Content-Type": "application/json"}
 
 async def run_pull_agent(settings: AgentSettings) -> None:
     """The agent in pull mode, until SIGTERM/SIGINT: no socket is listened on."""
-    configure_logging(
-        "agent", level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
-    )
-    workdir = settings.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    tokens = EdgeTokenStore(
-        workdir / "edge-token",
-        settings.edge_token.get_secret_value() if settings.edge_token else None,
-        setup_url=settings.setup_url,
-        renew_before_s=settings.token_renew_before_s,
-        verify=settings.verify,
-    )
-    fetcher = PackageFetcher(
-        master_url=settings.master_url,
-        auth=BearerFromStore(tokens),
-        cache_dir=workdir / "cache",
-        timeout_s=settings.fetch_timeout_s,
-        max_bytes=settings.max_package_bytes,
-        verify=settings.verify,
-    )
-    supervisor = Supervisor(settings, fetcher, edge_token=tokens.current)
-    tokens.on_renewed = supervisor.restart_all
+    parts = build_parts(settings)
+    tokens, fetcher, supervisor = parts.tokens, parts.fetcher, parts.supervisor
     puller = Puller(settings, supervisor, fetcher, tokens)
     scheduler = AsyncIOScheduler()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
