@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.auth import websocket_routes
 from shared.edge_tokens import issue_edge_token
 from tests.conftest import running_app
 from tests.helpers.env import (
@@ -196,6 +197,48 @@ async def test_every_operation_documents_its_rule(db, tmp_path):
                 )
 
 
+def websocket_paths(app: Any) -> set[str]:
+    return {route.path for route in websocket_routes(list(app.routes))}
+
+
+def websocket_answer(client: Any, path: str, headers: dict[str, str]) -> str:
+    """allow (the handshake accepted) or 401 (closed with 1008 before it)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    try:
+        with client.websocket_connect(path, headers=headers):
+            return "allow"
+    except WebSocketDisconnect as exc:
+        assert exc.code == 1008, exc.code
+        return "401"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_websocket_is_documented_and_answers_every_caller_as_documented(
+    db, tmp_path, service
+):
+    """WebSocket routes are listed in the document (``x-websockets``: OpenAPI has no place for
+    them) with the same rule; a route missing there fails, and each caller gets what it says
+    (refused with close code 1008; a valid but unlisted caller too, as the handshake has no 403)."""
+    from starlette.testclient import TestClient
+
+    app = importlib.import_module(f"services.{service}.app").create_app(
+        settings(service, db, tmp_path)
+    )
+    with TestClient(app) as client:
+        documented = client.get("/openapi.json").json().get("x-websockets", {})
+        assert set(documented) == websocket_paths(app), (service, set(documented))
+        if service == "analysis":  # the one WebSocket today: the finder must see it
+            assert set(documented) == {"/ws/frames"}
+        for path, entry in documented.items():
+            assert "Who may call:" in entry["description"], (service, path)
+            for caller, headers in callers().items():
+                want = expected(caller, entry["x-auth"])
+                want = "401" if want == "403" else want
+                got = websocket_answer(client, path, headers)
+                assert want == got, f"{service} WS {path} as {caller}: documented {want}, got {got}"
+
+
 def table(docs: dict[str, dict]) -> str:
     """The "Who may call what" table of docs/api.md, from the documents."""
     lines = ["| Service | Route | Operator | Services | Edge token |", "|---|---|---|---|---|"]
@@ -216,6 +259,12 @@ def table(docs: dict[str, dict]) -> str:
             lines.append(
                 f"| {service} | `{method} {path}` | {operator} | {services} | {edge_text} |"
             )
+        for path, entry in doc.get("x-websockets", {}).items():
+            rule = entry["x-auth"]
+            services = ", ".join(s for s in rule["services"] if s != "legacy") or "-"
+            edge_text = "yes" if rule["edge"] is True else "-"
+            operator = "yes" if rule["operator"] else "-"
+            lines.append(f"| {service} | `WS {path}` | {operator} | {services} | {edge_text} |")
     return "\n".join(lines)
 
 
