@@ -231,10 +231,10 @@ def test_clusters_masters_conditions_policies_and_an_edge_with_gps(stack, names)
     )
 
     # The result-code -> condition map, merged and validated.
-    ok(cli(stack, "conditions", "set", "7=FOGGY", "--ai-class", "FOGGY=07"))
+    ok(cli(stack, "conditions", "set", "7=HAZY", "--ai-class", "HAZY=07"))
     mapping = json.loads(ok(cli(stack, "conditions", "show", "--json")))
-    assert mapping["codes"]["7"] == "FOGGY" and mapping["ai_classes"]["FOGGY"] == "07"
-    assert "upper-case word" in one_line_error(cli(stack, "conditions", "set", "8=foggy"))
+    assert mapping["codes"]["7"] == "HAZY" and mapping["ai_classes"]["HAZY"] == "07"
+    assert "upper-case word" in one_line_error(cli(stack, "conditions", "set", "8=hazy"))
     ok(cli(stack, "conditions", "set", "--remove", "7"))
     assert "7" not in json.loads(ok(cli(stack, "conditions", "show", "--json")))["codes"]
 

@@ -88,17 +88,26 @@ def test_conditions_and_a_policy_setting_changed_in_the_console(stack, browser):
     page = new_page(browser, stack)
     sign_in(page, stack, "/settings")
     page.locator("form.policy[data-policy='focus']").wait_for()
+    before = stack.get("setup", "/conditions")
+    try:
+        _conditions_and_a_policy(page, stack)
+    finally:  # the shared stack's map as it was
+        httpx.put(
+            f"{stack.urls['setup']}/conditions", json=before, headers=stack.headers, timeout=10
+        ).raise_for_status()
 
+
+def _conditions_and_a_policy(page, stack) -> None:
     page.get_by_label("Code").fill("9")
-    page.get_by_label("Condition", exact=True).fill("FOGGY")
+    page.get_by_label("Condition", exact=True).fill("HAZY")
     page.get_by_label("AI class").fill("09")
     page.get_by_role("button", name="Set", exact=True).click()
     page.locator("#conditions-table tr[data-code='9']").wait_for()
     mapping = stack.get("setup", "/conditions")
-    assert mapping["codes"]["9"] == "FOGGY" and mapping["ai_classes"]["FOGGY"] == "09"
+    assert mapping["codes"]["9"] == "HAZY" and mapping["ai_classes"]["HAZY"] == "09"
     # A refusal from setup shows as it comes.
     page.get_by_label("Code").fill("10")
-    page.get_by_label("Condition", exact=True).fill("foggy")
+    page.get_by_label("Condition", exact=True).fill("hazy")
     page.get_by_role("button", name="Set", exact=True).click()
     page.locator("#problems .error", has_text="upper-case word").wait_for()
     page.locator("#conditions-table tr[data-code='9']").get_by_role("button").click()
