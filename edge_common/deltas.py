@@ -24,7 +24,7 @@ import json
 import struct
 import tarfile
 from pathlib import Path
-from typing import IO, Tuple, Union
+from typing import IO, TYPE_CHECKING
 
 FORMAT = "tar-xor-zstd"
 MAGIC = b"EDGEXOR1\n"
@@ -33,7 +33,8 @@ WORD = 4  # byte planes of 4-byte words (float32; float16 pairs)
 MIN_XOR_BYTES = 64 * 1024  # smaller files travel whole (compressed)
 LEVEL = 10
 
-Op = Union[Tuple[str, int], Tuple[str, int, int]]
+if TYPE_CHECKING:  # annotations only: Python 3.8 runs this module too
+    Op = tuple[str, int] | tuple[str, int, int]
 
 
 class PatchError(ValueError):
