@@ -211,21 +211,24 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         decisions = _get(f"http://127.0.0.1:{ports['optimizer']}/decisions?limit=50", headers)
         assert any(d.get("policy") == "environment" for d in decisions["items"]), decisions
 
-        # A master killed under `edgectl up`: the stack stays up, the master is back within 10 s.
+        # A master killed under `edgectl up`: the stack stays up, the supervisor starts the master
+        # again within 10 s (0.5 s backoff) and it comes back healthy. How long its own start takes
+        # depends on the machine's load (about 2 s idle, over 10 s on a loaded CI box): that wait
+        # is generous, the supervisor's is not.
         children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
         master = next(p for cmd, p in children.items() if "serve master" in cmd)
         master.kill()
-        killed_at = time.monotonic()
         master_url = f"http://127.0.0.1:{ports['master']}"
-
-        def master_back() -> bool:
-            # The old one was SIGKILLed: a ready answer is the new one's.
-            started_again = "master started again (restart 1)" in log.read_text()
-            return started_again and bool(_get(f"{master_url}/readyz", {}))
-
-        _wait("the master back", master_back, 10, proc, log)
-        assert time.monotonic() - killed_at <= 10
-        assert "master exited (exit -9); starting it again" in log.read_text()
+        _wait(
+            "the master started again",
+            lambda: "master started again (restart 1)" in log.read_text(),
+            10,
+            proc,
+            log,
+        )
+        assert "master exited (exit -9); starting it again in 0.5 s" in log.read_text()
+        # The old one was SIGKILLed: a ready answer is the new one's.
+        _wait("the master back", lambda: _get(f"{master_url}/readyz", {}), 60, proc, log)
         assert _get(f"{setup}/readyz", {}) and proc.poll() is None
 
         pids = [proc.pid] + [p.pid for p in _descendants(proc.pid)]
