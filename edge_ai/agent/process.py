@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.contracts.live_view import VIEW_FILE
+
 log = logging.getLogger("edge.agent.process")
 
 # Markers in every child's environment: they let a restarted agent find leftovers of a previous run
@@ -61,6 +63,7 @@ def child_env(
     """The agent's environment minus its secrets, plus the workload's env and the program's
     directory on PYTHONPATH.
     ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change,
+    ``EDGE_VIEW_FILE`` the live-view request (shared.contracts.live_view),
     ``EDGE_LIVE_SECRETS_FILE`` the 0600 one for the live secrets (it may not exist)."""
     base = {
         k: v
@@ -73,6 +76,8 @@ def child_env(
     base["EDGE_CONFIG"] = str(directory / "edgeconfig.xml")
     if live_file is not None:
         base["EDGE_LIVE_FILE"] = str(live_file)
+        # The edge's live-view request (one for every workload; the agent writes it).
+        base["EDGE_VIEW_FILE"] = str(live_file.parent / VIEW_FILE)
     if live_secrets_file is not None:
         base["EDGE_LIVE_SECRETS_FILE"] = str(live_secrets_file)
     base[MARK_WORKDIR] = str(workdir)

@@ -35,7 +35,8 @@ from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.parts import build_parts
 from edge_ai.agent.schemas import WorkloadSpec
 from edge_ai.agent.settings import AgentSettings
-from edge_ai.agent.supervisor import PrepareError, Supervisor
+from edge_ai.agent.supervisor import PrepareError, Supervisor, write_live
+from shared.contracts.live_view import LiveViewFile, LiveViewRequest, live_topic
 from shared.contracts.updates import (
     DesiredSet,
     ObservedSet,
@@ -74,6 +75,7 @@ class Puller:
             settings.mqtt_url, username=settings.mqtt_username, password=password
         )
         self.topic = notice_topic(nid, settings.mqtt_topic_prefix)
+        self.live_topic = live_topic(nid, settings.mqtt_topic_prefix)
         self._http = httpx.AsyncClient(
             base_url=settings.master_url,
             auth=BearerFromStore(tokens),
@@ -119,6 +121,7 @@ class Puller:
                     timeout=10,
                 ) as client:
                     await client.subscribe(self.topic, qos=1)
+                    await client.subscribe(self.live_topic, qos=1)
                     self.connected = True
                     delay = BACKOFF_START_S
                     log.info("listening for update notices on %s at %s", self.topic, b)
@@ -131,6 +134,9 @@ class Puller:
             delay = min(delay * 2, BACKOFF_CAP_S)
 
     def on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.live_topic:
+            self.on_live_view(payload)
+            return
         if topic != self.topic:
             log.warning("ignored a message on %s (this agent reads only %s)", topic, self.topic)
             return
@@ -150,6 +156,27 @@ class Puller:
             # Spread over the window the master asks for: a fleet-wide update, one steady stream.
             self._fetch_at = time.monotonic() + random.uniform(0.0, notice.spread_s)
             self._wake_sync.set()
+
+    def on_live_view(self, payload: bytes) -> None:
+        """A live-view request: written for the workers (``<live folder>/view.json``), which
+        post frames to the VMS until its ``until`` (this edge's clock)."""
+        try:
+            request = LiveViewRequest.model_validate_json(payload)
+        except ValidationError:
+            log.warning("ignored a live-view request that does not parse")
+            return
+        if request.nid != self.nid:
+            log.warning(
+                "ignored a live-view request for node %s (this is %s)", request.nid, self.nid
+            )
+            return
+        view = LiveViewFile(
+            fps=request.fps,
+            width=request.width,
+            budget_bps=request.budget_bps,
+            until=time.time() + request.ttl_s,
+        )
+        write_live(self.supervisor.view_path(), view.model_dump())
 
     # --- desired set ---------------------------------------------------------------------
     async def _sync(self) -> None:

@@ -28,6 +28,7 @@ from edge_ai.agent.schemas import PreviousInstance, WorkloadSpec, WorkloadStatus
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.state import ChildRecord, SavedState, StateStore
 from edge_ai.agent.unpack import UnsafePackage, unpack
+from shared.contracts.live_view import VIEW_FILE
 
 log = logging.getLogger("edge.agent.supervisor")
 
@@ -359,6 +360,10 @@ class Supervisor:
     def live_path(self, name: str) -> Path:
         """The workload's live settings file: one path for every version (no restart cause)."""
         return self.workdir / "live" / f"{name}.json"
+
+    def view_path(self) -> Path:
+        """The live-view request the workers watch (shared.contracts.live_view.LiveViewFile)."""
+        return self.workdir / "live" / VIEW_FILE
 
     def live_secrets_path(self, name: str) -> Path:
         """The workload's live secrets file (0600; absent while there are none)."""

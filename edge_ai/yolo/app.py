@@ -24,6 +24,7 @@ from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.helping import Helping, LiveSecrets
+from edge_ai.yolo.live_view import LiveSender, ViewRequest
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
 
@@ -60,6 +61,7 @@ class YoloOptions:
     analysis_for: str | None = None
     failure_report_s: float = 3.0
     live_secrets_file: Path | None = None
+    view_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ def _add_live_options(parser: ArgumentParser) -> None:
         default=env_default("EDGE_LIVE_SECRETS_FILE"),
         help="JSON file (0600) with the camera URLs of the edges this worker helps, re-read on "
         "change ($EDGE_LIVE_SECRETS_FILE, written by the agent, a mounted Secret on Kubernetes)",
+    )
+    add(
+        "--view-file",
+        default=env_default("EDGE_VIEW_FILE"),
+        help="JSON file with the edge's live-view request, re-read on change: while it holds, "
+        "annotated frames go to the VMS ($EDGE_VIEW_FILE, written by the agent)",
     )
     add(
         "--helped-mode",
@@ -279,6 +287,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         analysis_for=args.analysis_for or None,
         failure_report_s=args.failure_report_s,
         live_secrets_file=Path(args.live_secrets_file) if args.live_secrets_file else None,
+        view_file=Path(args.view_file) if args.view_file else None,
     )
 
 
@@ -315,6 +324,9 @@ class Worker:
         self._source_retry_at = 0.0
         self._source_failing_since: float | None = None
         self._source_problem = ""
+        # The latest frame read and its detections (the live view draws them).
+        self.latest_frame: Any = None
+        self.latest_detections: list[Any] = []
         self.profile = self.current_profile()
         # Set when the profile changes: the frame loop re-times at once.
         self.changed = asyncio.Event()
@@ -388,6 +400,8 @@ class Worker:
             return
         self._source_failures = 0
         self._source_failing_since = None
+        self._source_problem = ""
+        self.latest_frame = frame
         profile = self.profile
         self.frame_index += 1
         detections: list[Any] = []
@@ -395,6 +409,7 @@ class Worker:
             detections, elapsed_ms = await asyncio.to_thread(self.detector.detect, frame)
             above = [d for d in detections if d.confidence >= profile.conf]
             below = [d for d in detections if d.confidence < profile.conf]
+            self.latest_detections = above
             self.window.add(above, len(below), elapsed_ms)
         else:
             below = []
@@ -411,6 +426,10 @@ class Worker:
         self.window.frames_sent_up += 1
         jpeg = await asyncio.to_thread(_encode_jpeg, frame)
         self.analysis.submit(jpeg, self._frame_metadata(detections, frame, reason, profile.conf))
+
+    def latest(self) -> tuple[Any, list[Any], str]:
+        """For the live view: the latest frame, its detections, the camera's problem (if any)."""
+        return self.latest_frame, self.latest_detections, self._source_problem
 
     def _frame_metadata(
         self, detections: list[Any], frame: Any, reason: str, conf: float
@@ -549,6 +568,13 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     )
     worker = Worker(options, detector, vms, analysis, routing, helping)
     worker.refresh()
+    live_view = LiveSender(
+        ViewRequest(options.view_file),
+        worker.latest,
+        vms_url=config.vms_url,
+        token=config.token,
+        nid=options.node_id,
+    )
 
     def put_routing(body: Any) -> tuple[int, Any]:
         problem = routing.apply(body)
@@ -567,6 +593,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
             "model": options.model_name,
             "posts_for": worker.posts_for,
             "helping": helping.nids,
+            "live_view": live_view.stats(),
         }
 
     api = start_api(config, PROGRAM, vms, status)
@@ -586,6 +613,9 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     if worker.profile.name != "normal":
         log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
     inference = asyncio.create_task(worker.frames(stop))
+    viewing = None
+    if options.view_file is not None and not options.analysis_for:
+        viewing = asyncio.create_task(live_view.run(stop))
     watcher = None
     if options.routing_file:
         watcher = asyncio.create_task(every(LIVE_CHECK_S, stop, worker.watch))
@@ -594,6 +624,9 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     finally:
         stop.event.set()
         await inference
+        if viewing is not None:
+            await viewing
+        await live_view.aclose()
         if watcher is not None:
             await watcher
         await helping.aclose()

@@ -9,15 +9,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.fleet import fleet_view
 from services.console.live import sse
+from services.console.live_view import LiveViews
 from services.console.sessions import SessionAuth, SessionExpired, find_session
 from services.console.upstream import Upstreams
 from services.console.views import edge_view, packages_view
+from shared.contracts.live_view import (
+    DEFAULT_BUDGET_BPS,
+    DEFAULT_FPS,
+    DEFAULT_WIDTH,
+    LiveViewSettings,
+)
 from shared.errors import Invalid
 from shared.streams import until_revoked
 
@@ -89,6 +96,30 @@ async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]
 )
 async def edge_events(edge_id: int, request: Request, _: SessionAuth) -> StreamingResponse:
     return _live(request, f"edge:{edge_id}")
+
+
+@router.get(
+    "/nodes/{nid}/live",
+    summary="The edge's live view as Server-Sent Events (frame: base64 JPEG; status)",
+    description="While this stream is open the edge is asked to send its camera with its boxes "
+    "drawn; several viewers of one edge share one upstream. Ends (event `expired`) within a "
+    "second of the session's end.",
+)
+async def live_view(
+    nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
+    request: Request,
+    _: SessionAuth,
+    fps: Annotated[float, Query(gt=0, le=10)] = DEFAULT_FPS,
+    width: Annotated[int, Query(ge=160, le=1920)] = DEFAULT_WIDTH,
+    budget_bps: Annotated[int, Query(ge=8_000, le=10_000_000)] = DEFAULT_BUDGET_BPS,
+) -> StreamingResponse:
+    settings = LiveViewSettings(fps=fps, width=width, budget_bps=budget_bps)
+    views: LiveViews = request.app.state.live_views
+    return StreamingResponse(
+        _while_signed_in(request, views.stream(nid, settings)),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from services.console import api, manage, pages, sessions
 from services.console.live import Live
+from services.console.live_view import LiveViews
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Upstreams
 from shared.app import create_service_app
@@ -81,6 +82,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         live = Live(upstreams)
         app.state.upstreams = upstreams
         app.state.live = live
+        app.state.live_views = LiveViews(upstreams)
         scheduler = AsyncIOScheduler()
         try:
             scheduler.add_job(

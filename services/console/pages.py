@@ -196,6 +196,16 @@ FLEET = """<h1>Fleet</h1>
 
 EDGE = """<h1 id="edge-title">Edge</h1> <span id="live" class="live">connecting…</span>
 <section class="cards" id="edge-details" aria-label="Details"></section>
+<section aria-labelledby="live-view-title"><h2 id="live-view-title">Live view</h2>
+<form id="live-form" class="inline">
+<label>Rate <select id="live-fps"><option value="1">1 fps</option>
+<option value="2" selected>2 fps</option><option value="5">5 fps</option></select></label>
+<label>Width <select id="live-width"><option value="320">320 px</option>
+<option value="640" selected>640 px</option><option value="1280">1280 px</option></select></label>
+<button type="button" id="live-start" class="primary">Live</button>
+<button type="button" id="live-stop" hidden>Stop</button>
+<span id="live-status" role="status"></span> <span id="live-counter"></span></form>
+<img id="live-frame" alt="The edge's camera with its YOLO worker's boxes" hidden></section>
 <section><h2>Over time</h2><div class="charts">
 <figure><figcaption>CPU %</figcaption><div class="chart" id="chart-cpu"></div></figure>
 <figure><figcaption>Memory %</figcaption><div class="chart" id="chart-memory"></div></figure>

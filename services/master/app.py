@@ -17,6 +17,7 @@ from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
 from services.master.pull.fastpath import DesiredFastPath
+from services.master.pull.live_view import router as live_view_router
 from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
@@ -90,6 +91,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             reconcile_router,
             artifacts_router,
             pull_router,
+            live_view_router,
             legacy_router,
         ],
         extra_lifespan=lifespan,

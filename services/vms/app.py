@@ -18,6 +18,9 @@ from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.router import legacy_router
 from services.vms.ingest.router import router as ingest_router
 from services.vms.ingest.service import IngestService
+from services.vms.live.hub import LiveHub
+from services.vms.live.router import MAX_FRAME_BYTES
+from services.vms.live.router import router as live_router
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.nodes.handoffs import HandoffCheck
 from services.vms.notify.notifier import event_publisher, optimizer_outbox
@@ -57,6 +60,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             outbox.start()
             await committer.start()
             app.state.ingest_pool = pool
+            app.state.live = LiveHub()
             app.state.directory = directory
             app.state.committer = committer
             app.state.ingest = IngestService(settings, directory, committer, metrics, handoffs)
@@ -86,11 +90,12 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         settings,
         title="Edge VMS",
         description=DESCRIPTION,
-        routers=[legacy_router, ingest_router, queries_router, analysis_router],
+        routers=[legacy_router, ingest_router, queries_router, analysis_router, live_router],
         extra_lifespan=lifespan,
         body_limits={
             "/batch": settings.batch_max_body_bytes,
             "/analysis": MAX_IMAGE_BYTES + 256 * 1024,
+            "/live": MAX_FRAME_BYTES + 64 * 1024,
         },
         # Right behind the shared request layer (request id, metrics, body limit), before the
         # framework.

@@ -126,6 +126,45 @@ async function charts() {
   }
 }
 
+// Live view: the edge's camera with its YOLO worker's boxes, asked for while this stream is open
+// (the edge sends nothing when nobody watches).
+let liveView = null;
+function stopLive() {
+  if (liveView) liveView.close();
+  liveView = null;
+  document.getElementById("live-start").hidden = false;
+  document.getElementById("live-stop").hidden = true;
+  document.getElementById("live-status").textContent = "stopped";
+}
+function startLive() {
+  if (!current) return;
+  stopLive();
+  const fps = document.getElementById("live-fps").value;
+  const width = document.getElementById("live-width").value;
+  const image = document.getElementById("live-frame");
+  const status = document.getElementById("live-status");
+  const counter = document.getElementById("live-counter");
+  const STATES = { waiting: "waiting for the edge…", camera_down: "camera down", no_frames: "no frames", unreachable: "edge unreachable" };
+  liveView = live(`/api/nodes/${encodeURIComponent(current.edge.nid)}/live?fps=${fps}&width=${width}`, {
+    frame: (f) => {
+      image.src = `data:image/jpeg;base64,${f.jpeg}`;
+      image.hidden = false;
+      image.classList.remove("stale");
+      counter.textContent = `frame ${f.edge_seq}`;
+      counter.dataset.seq = String(f.edge_seq);
+      status.textContent = "live";
+    },
+    status: (s) => {
+      status.textContent = `${STATES[s.state] ?? s.state}: ${s.detail}`;
+      if (s.state !== "waiting") image.classList.add("stale");
+    },
+  }, null);
+  document.getElementById("live-start").hidden = true;
+  document.getElementById("live-stop").hidden = false;
+}
+document.getElementById("live-start").addEventListener("click", startLive);
+document.getElementById("live-stop").addEventListener("click", stopLive);
+
 if (await load()) {
   await charts();
   // The edge's view arrives live (Server-Sent Events); the charts, a time window, every 10 s.

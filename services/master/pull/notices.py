@@ -17,6 +17,7 @@ from collections.abc import Callable
 import aiomqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.contracts.live_view import LiveViewRequest, live_topic
 from shared.contracts.updates import UpdateNotice, notice_topic
 from shared.mqtt import BrokerAddress
 
@@ -45,6 +46,7 @@ class NoticePublisher:
         self._client_id = client_id
         self._spread_s = spread_s  # how long agents spread their fetches over, now
         self._pending: dict[str, UpdateNotice] = {}
+        self._live: dict[str, LiveViewRequest] = {}  # live-view requests, the latest per node
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -87,6 +89,15 @@ class NoticePublisher:
         )
         self._wake.set()
 
+    def request_live_view(self, request: LiveViewRequest) -> bool:
+        """Queue a live-view request for its node (not retained: one nobody renews ends at its
+        TTL). False when there is no broker to send it through."""
+        if self.broker is None:
+            return False
+        self._live[request.nid] = request
+        self._wake.set()
+        return True
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -119,9 +130,12 @@ class NoticePublisher:
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
         while True:
-            if not self._pending:
+            if not self._pending and not self._live:
                 self._wake.clear()
                 await self._wake.wait()
+            await self._publish_live(client)
+            if not self._pending:
+                continue
             batch, self._pending = self._pending, {}
             now = time.time()  # sent_at: when it goes to the broker, not when it was queued
             batch = {nid: n.model_copy(update={"sent_at": now}) for nid, n in batch.items()}
@@ -144,6 +158,19 @@ class NoticePublisher:
                 self.published.labels("retried").inc(len(batch))
                 raise
             self.published.labels("published").inc(len(batch))
+
+    async def _publish_live(self, client: aiomqtt.Client) -> None:
+        live, self._live = self._live, {}
+        if live:
+            # Not retained: a view nobody renews must not start again when an agent reconnects.
+            await asyncio.gather(
+                *(
+                    client.publish(
+                        live_topic(nid, self.topic_prefix), r.model_dump_json(), qos=1, retain=False
+                    )
+                    for nid, r in live.items()
+                )
+            )
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up
