@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from services.vms.analysis.router import MAX_IMAGE_BYTES
 from services.vms.analysis.router import router as analysis_router
+from services.vms.clips.router import router as clips_router
+from services.vms.clips.service import ClipStore
 from services.vms.ingest.committer import GroupCommitter
 from services.vms.ingest.fastpath import IngestFastPath
 from services.vms.ingest.metrics import IngestMetrics
@@ -40,6 +42,11 @@ A 200 on an ingest route means the record is committed. 503 with Retry-After mea
 """
 
 
+async def _clip_retention(app: FastAPI, clips: ClipStore) -> None:
+    async with app.state.sessionmaker() as session:
+        await clips.retention(session)
+
+
 def create_app(settings: VmsSettings | None = None) -> FastAPI:
     settings = settings or VmsSettings()
 
@@ -54,6 +61,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         on_events = event_publisher(outbox) if settings.notify_optimizer else None
         committer = GroupCommitter(pool, settings, metrics, on_events=on_events)
         scheduler = AsyncIOScheduler()
+        clips = ClipStore(settings)
         try:
             await run_maintenance(pool, settings)
             await directory.start()
@@ -61,6 +69,7 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
             await committer.start()
             app.state.ingest_pool = pool
             app.state.live = LiveHub()
+            app.state.clips = clips
             app.state.directory = directory
             app.state.committer = committer
             app.state.ingest = IngestService(settings, directory, committer, metrics, handoffs)
@@ -74,6 +83,13 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
                 args=[pool, settings],
                 seconds=settings.retention_interval_s,
                 id="partitions",
+            )
+            scheduler.add_job(
+                _clip_retention,
+                "interval",
+                args=[app, clips],
+                seconds=settings.retention_interval_s,
+                id="clips",
             )
             scheduler.start()
             yield
@@ -90,12 +106,20 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         settings,
         title="Edge VMS",
         description=DESCRIPTION,
-        routers=[legacy_router, ingest_router, queries_router, analysis_router, live_router],
+        routers=[
+            legacy_router,
+            ingest_router,
+            queries_router,
+            analysis_router,
+            live_router,
+            clips_router,
+        ],
         extra_lifespan=lifespan,
         body_limits={
             "/batch": settings.batch_max_body_bytes,
             "/analysis": MAX_IMAGE_BYTES + 256 * 1024,
             "/live": MAX_FRAME_BYTES + 64 * 1024,
+            "/clips": settings.clip_chunk_max_bytes + 64 * 1024,
         },
         # Right behind the shared request layer (request id, metrics, body limit), before the
         # framework.

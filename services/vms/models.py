@@ -162,3 +162,21 @@ analysis_requests = Table(
     Index("ix_analysis_requests_nid_received", "nid", "received_at"),
     Index("ix_analysis_requests_status", "status", "id"),
 )
+
+# Event clips (services.vms.clips): the files live on disk under VMS_CLIPS_DIR, one row each here.
+# The id is the file's SHA-256: the same clip is never stored twice.
+clips = Table(
+    "clips",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("nid", String(32), nullable=False),
+    Column("event", String(128), nullable=False),
+    _ts("started_at"),
+    Column("duration_s", Float, nullable=False),
+    Column("classes", JSONB, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
+    _ts("stored_at"),
+    Index("ix_clips_nid_started", "nid", "started_at"),
+    Index("ix_clips_stored", "stored_at"),
+)

@@ -84,6 +84,23 @@ class VmsSettings(ServiceSettings):
         "one call to the optimizer per source node this often",
     )
 
+    # Event clips (services.vms.clips).
+    clips_dir: str = Field(
+        ".edge-data/clips", description="where clip files are stored (partial uploads in .partial/)"
+    )
+    clip_max_bytes: int = Field(64 * 1024 * 1024, description="the largest clip accepted")
+    clip_chunk_max_bytes: int = Field(1024 * 1024, description="the largest upload chunk")
+    clips_max_age_days: float = Field(14.0, description="clips older than this are deleted")
+    clips_max_bytes_per_edge: int = Field(
+        2 * 1024**3, description="an edge's clips beyond this total are deleted, oldest first"
+    )
+    clips_max_bytes: int = Field(
+        50 * 1024**3, description="all clips beyond this total are deleted, oldest first"
+    )
+    clips_partial_max_age_s: float = Field(
+        24 * 3600.0, description="an upload left unfinished this long is deleted"
+    )
+
     # Queries.
     max_page_size: int = 1_000
     max_series_points: int = 10_000

@@ -1,0 +1,57 @@
+"""Live view through NAT, as the operator meets it: sign in, open edge-01, click Live. The console
+asks the master, the master sends the request over MQTT to edge-01's pull agent, the agent writes
+the view file its YOLO worker watches, the worker posts annotated frames to the VMS, the console
+streams them to the page. Closing the page withdraws the request: the VMS stops receiving."""
+
+from __future__ import annotations
+
+import time
+
+from tests.console.conftest import new_page, screenshot, sign_in, wait_for
+
+
+def _edge(stack, name: str) -> dict:
+    return next(e for e in stack.get("setup", "/edges")["items"] if e["name"] == name)
+
+
+def _worker_posting(stack, nid: str) -> bool:
+    """The YOLO worker has loaded its model and reads frames: its summaries reach the VMS."""
+    return bool(stack.get("vms", "/detections", nid=nid, limit=1)["items"])
+
+
+def test_live_view_shows_frames_within_two_seconds_and_stops_when_the_page_closes(stack, browser):
+    edge = _edge(stack, "edge-01")
+    nid = edge["nid"]
+    wait_for(
+        "edge-01's YOLO worker posting", lambda: _worker_posting(stack, nid), 240, stack, every=2
+    )
+    before = stack.get("vms", f"/live/{nid}")["frames"]
+    assert stack.get("vms", f"/live/{nid}")["frames"] == before  # nothing flows unwatched
+
+    page = new_page(browser, stack)
+    sign_in(page, stack, f"/edges/{edge['id']}")
+    page.get_by_role("heading", name=f"edge-01 ({nid})").wait_for()
+    counter = page.locator("#live-counter")
+    clicked = time.monotonic()
+    page.get_by_role("button", name="Live", exact=True).click()
+    page.wait_for_function(
+        "() => Number(document.getElementById('live-counter').dataset.seq || 0) > 0", timeout=2000
+    )
+    first_after = time.monotonic() - clicked
+    first = int(counter.get_attribute("data-seq"))
+    page.wait_for_function(
+        f"() => Number(document.getElementById('live-counter').dataset.seq || 0) > {first}",
+        timeout=3000,
+    )
+    assert page.locator("#live-frame").get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert first_after < 2.0
+    state = stack.get("vms", f"/live/{nid}")
+    assert state["frames"] > before and state["problem"] is None
+    screenshot(page, "live-view")
+    assert page.outside == [] and page.js_errors == []
+
+    page.context.close()  # the viewer goes: the console withdraws the request
+    time.sleep(2.0)
+    stopped = stack.get("vms", f"/live/{nid}")["frames"]
+    time.sleep(3.0)
+    assert stack.get("vms", f"/live/{nid}")["frames"] == stopped, "the edge still sends"
