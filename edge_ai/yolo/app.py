@@ -23,6 +23,7 @@ from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
+from edge_ai.yolo.clips import ClipRecorder, ClipUploader
 from edge_ai.yolo.helping import Helping, LiveSecrets
 from edge_ai.yolo.live_view import LiveSender, ViewRequest
 from edge_ai.yolo.routing import Routing
@@ -62,6 +63,11 @@ class YoloOptions:
     failure_report_s: float = 3.0
     live_secrets_file: Path | None = None
     view_file: Path | None = None
+    clip_classes: tuple[str, ...] = ("person", "car")
+    clip_pre_s: float = 5.0
+    clip_post_s: float = 5.0
+    clip_budget_bps: int = 128_000
+    clip_demo_every_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,43 @@ def _add_live_options(parser: ArgumentParser) -> None:
     )
 
 
+def _add_clip_options(parser: ArgumentParser) -> None:
+    """Event clips (edge_ai.yolo.clips)."""
+    add = parser.add_argument
+    add(
+        "--clip-classes",
+        default=env_default("YOLO_CLIP_CLASSES") or "person,car",
+        help="a detection of one of these classes (comma list, at the working threshold) makes "
+        "a clip ($YOLO_CLIP_CLASSES, default person,car: the classes that raise focus); empty: "
+        "no clip",
+    )
+    add(
+        "--clip-pre-s",
+        type=float,
+        default=float(env_default("YOLO_CLIP_PRE_S") or "5"),
+        help="seconds before the event in a clip ($YOLO_CLIP_PRE_S, default 5)",
+    )
+    add(
+        "--clip-post-s",
+        type=float,
+        default=float(env_default("YOLO_CLIP_POST_S") or "5"),
+        help="seconds after the event in a clip ($YOLO_CLIP_POST_S, default 5)",
+    )
+    add(
+        "--clip-budget-bps",
+        type=int,
+        default=int(env_default("YOLO_CLIP_BUDGET_BPS") or "128000"),
+        help="bytes a second clip uploads use at most, after telemetry ($YOLO_CLIP_BUDGET_BPS)",
+    )
+    add(
+        "--clip-demo-every-s",
+        type=float,
+        default=float(env_default("YOLO_CLIP_DEMO_EVERY_S") or "0"),
+        help="a demo event on purpose this often (class 'demo'; `edgectl up` sets it for "
+        "edge-01) ($YOLO_CLIP_DEMO_EVERY_S, default 0: never)",
+    )
+
+
 def _check_live_options(args: Namespace) -> None:
     if args.failure_report_s <= 0:
         raise ConfigError("--failure-report-s must be positive")
@@ -152,6 +195,10 @@ def _check_live_options(args: Namespace) -> None:
         raise ConfigError("--helped-rate positive; --focus-rate, --focus-max-uploads not negative")
     if not 0 <= args.focus_conf <= 1:
         raise ConfigError("--focus-conf in [0, 1]")
+    if args.clip_pre_s < 0 or args.clip_post_s < 0 or args.clip_demo_every_s < 0:
+        raise ConfigError("--clip-pre-s, --clip-post-s, --clip-demo-every-s not negative")
+    if args.clip_budget_bps < 1000:
+        raise ConfigError("--clip-budget-bps at least 1000")
 
 
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
@@ -235,6 +282,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         "them ($YOLO_NAMES; default COCO for 80 classes)",
     )
     _add_live_options(parser)
+    _add_clip_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
         raise ConfigError(
@@ -288,6 +336,11 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         failure_report_s=args.failure_report_s,
         live_secrets_file=Path(args.live_secrets_file) if args.live_secrets_file else None,
         view_file=Path(args.view_file) if args.view_file else None,
+        clip_classes=tuple(c.strip() for c in args.clip_classes.split(",") if c.strip()),
+        clip_pre_s=args.clip_pre_s,
+        clip_post_s=args.clip_post_s,
+        clip_budget_bps=args.clip_budget_bps,
+        clip_demo_every_s=args.clip_demo_every_s,
     )
 
 
@@ -309,8 +362,11 @@ class Worker:
         analysis: AnalysisClient,
         routing: Routing,
         helping: Helping | None = None,
+        clips: ClipRecorder | None = None,
     ):
         self.options = options
+        self.clips = clips
+        self._last_demo = time.monotonic()
         self.helping = helping
         self.detector = detector
         self.vms = vms
@@ -414,6 +470,9 @@ class Worker:
         else:
             below = []
             self.window.frames_skipped += 1
+        if self.clips is not None:
+            kept = self.latest_detections if profile.detect else []
+            await asyncio.to_thread(self.clips.add, time.time(), frame, kept)
         if self.uploads_this_second >= profile.max_uploads:
             return
         if profile.upload_all and self.routing.target_url:
@@ -472,6 +531,10 @@ class Worker:
         record.update(self.failures())
         self.vms.submit("detections", record)
         self.update_profile()
+        every_s = self.options.clip_demo_every_s
+        if self.clips is not None and every_s and time.monotonic() - self._last_demo >= every_s:
+            self._last_demo = time.monotonic()
+            self.clips.demo()
 
     def failures(self) -> dict[str, str]:
         """What has kept failing for ``failure_report_s``: the camera (no frame), the uploads (the
@@ -566,7 +629,27 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         record_fields={"model": options.model_name, "model_version": options.model_version},
         max_detections=options.max_detections,
     )
-    worker = Worker(options, detector, vms, analysis, routing, helping)
+    clip_folder = config.buffer_dir / f"clips-{options.node_id}"
+    clips = None
+    if not options.analysis_for and (options.clip_classes or options.clip_demo_every_s):
+        clips = ClipRecorder(
+            clip_folder,
+            nid=options.node_id,
+            classes=set(options.clip_classes),
+            pre_s=options.clip_pre_s,
+            post_s=options.clip_post_s,
+            max_frames=max(
+                2, int((options.clip_pre_s + 1) * max(options.rate, options.focus_rate))
+            ),
+        )
+    uploader = ClipUploader(
+        clip_folder,
+        vms_url=config.vms_url,
+        token=config.token,
+        budget_bps=options.clip_budget_bps,
+        telemetry_waiting=lambda: len(vms.sender.buffer) > 0,
+    )
+    worker = Worker(options, detector, vms, analysis, routing, helping, clips)
     worker.refresh()
     live_view = LiveSender(
         ViewRequest(options.view_file),
@@ -594,6 +677,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
             "posts_for": worker.posts_for,
             "helping": helping.nids,
             "live_view": live_view.stats(),
+            "clips": {"written": clips.written if clips else 0, "uploaded": uploader.uploaded},
         }
 
     api = start_api(config, PROGRAM, vms, status)
@@ -613,6 +697,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     if worker.profile.name != "normal":
         log.info("starting in profile %s (routing %s)", worker.profile.name, routing.as_json())
     inference = asyncio.create_task(worker.frames(stop))
+    uploading = asyncio.create_task(uploader.run(stop))
     viewing = None
     if options.view_file is not None and not options.analysis_for:
         viewing = asyncio.create_task(live_view.run(stop))
@@ -627,6 +712,8 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         if viewing is not None:
             await viewing
         await live_view.aclose()
+        await uploading
+        await uploader.aclose()
         if watcher is not None:
             await watcher
         await helping.aclose()

@@ -112,7 +112,16 @@ def seed(
                     setup,
                     edge_id,
                     ais[("yoloworker", "10")],
-                    {"YOLO_SOURCE": str(assets), "YOLO_RATE": "1", "YOLO_HELPED_MODE": "pause"},
+                    {
+                        "YOLO_SOURCE": str(assets),
+                        "YOLO_RATE": "1",
+                        "YOLO_HELPED_MODE": "pause",
+                        # The demo's random weights detect nothing real: a demo event on
+                        # purpose every 20 s makes a clip (class "demo", said in the console).
+                        "YOLO_CLIP_DEMO_EVERY_S": "20",
+                        "YOLO_CLIP_PRE_S": "3",
+                        "YOLO_CLIP_POST_S": "2",
+                    },
                 )
 
 
