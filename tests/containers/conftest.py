@@ -1,0 +1,1 @@
+from tests.helpers.container_fixtures import *  # noqa: F403
