@@ -300,3 +300,72 @@ def container_world(root: Path) -> Iterator[ContainerEnv]:
         yield cenv
     finally:
         cenv.cleanup()
+
+
+def ensure_binfmt(arch: str = "arm64") -> bool:
+    """Register qemu-user-static's binfmt_misc handler for ``arch`` if this machine allows it (root:
+    mount binfmt_misc, ``update-binfmts --enable``); True when programs of ``arch`` run now."""
+    name = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}.get(arch, f"qemu-{arch}")
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    entry = binfmt / name
+
+    def enabled() -> bool:
+        try:
+            return entry.read_text().splitlines()[0].strip() == "enabled"
+        except (OSError, IndexError):
+            return False
+
+    if enabled():
+        return True
+    if os.geteuid() != 0:
+        return False
+    if not (binfmt / "register").exists():
+        subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)],
+            capture_output=True,
+            check=False,
+        )
+    if shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", name], capture_output=True, check=False)
+    return enabled()
+
+
+def busybox_rootfs(arch: str) -> Path:
+    """A tiny root file system for ``arch`` (Debian's busybox-static, ``/bin/sh`` linked to it),
+    extracted by mmdebstrap without running anything of ``arch``; cached like ``base_rootfs``."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    target = CACHE_DIR / f"busybox-{BASE_SUITE}-{arch}.tar"
+    with open(str(target) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        partial = target.with_suffix(".partial.tar")
+        args = [
+            MMDEBSTRAP_BIN,
+            "--variant=extract",
+            "--include=busybox-static",
+            f"--architectures={arch}",
+            '--customize-hook=ln -s busybox "$1/bin/sh"',
+            BASE_SUITE,
+            str(partial),
+        ]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise ContainerToolError(args, out.returncode, out.stdout + out.stderr)
+        partial.rename(target)
+    return target
+
+
+def push_multiarch_busybox(cenv: ContainerEnv, image: str, archs: tuple[str, ...]) -> str:
+    """``image`` (``host/name:tag``) as one image index with a busybox image per architecture."""
+    cenv.add_insecure_registry(image.split("/", 1)[0])
+    cenv.buildah("manifest", "rm", image, check=False)
+    cenv.buildah("manifest", "create", image)
+    for arch in archs:
+        local = f"localhost/busybox-{arch}"
+        cenv.podman("import", "--arch", arch, str(busybox_rootfs(arch)), local)
+        cenv.buildah("manifest", "add", "--arch", arch, image, f"containers-storage:{local}")
+    cenv.buildah("manifest", "push", "--all", "--tls-verify=false", image, f"docker://{image}")
+    cenv.buildah("manifest", "rm", image, check=False)
+    return image
