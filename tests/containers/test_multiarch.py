@@ -60,3 +60,36 @@ async def test_an_arm64_and_amd64_image_index(
         container_env.podman("pull", "--tls-verify=false", "--arch", arch, image)
         out = container_env.podman("run", "--rm", "--arch", arch, image)
         assert out.stdout.strip() == machine, (arch, out.stdout)
+
+
+async def test_the_layer_builder_pushes_an_index_too(
+    build_stack, container_env: ContainerEnv, container_registry: RunningRegistry
+) -> None:
+    """A package without RUN, built engine-free on a multi-arch base: one image per architecture
+    (the base's variant of each), tagged as one index."""
+    base = push_multiarch_busybox(
+        container_env, f"{container_registry.host}/base/busybox:1", ("amd64", "arm64")
+    )
+    async with build_stack(
+        MASTER_BUILDER="layers", MASTER_BASE_IMAGE=base, MASTER_IMAGE_ARCHITECTURES="amd64,arm64"
+    ) as stack:
+        folder = stack.package_dir / "plain"
+        folder.mkdir()
+        (folder / "Dockerfile").write_text(
+            'FROM base/busybox:1\nCOPY main.sh .\nCMD ["/bin/sh", "main.sh"]\n'
+        )
+        (folder / "main.sh").write_text("uname -m\n")
+        r = await stack.master.post(
+            "/upload_edgeAI", json={"filename": "plain", "version": "01", "ai_class": "01"}
+        )
+        assert r.status_code == 200, r.text
+        ai = await stack.wait_built(r.json()["aid"])
+        assert ai["status"] == "ready", ai
+    index = skopeo_inspect(ai["image_ref"], raw=True)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json", index
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+    machines = {"amd64": "x86_64", "arm64": "aarch64"}
+    for arch in ("amd64", "arm64") if ensure_binfmt("arm64") else ("amd64",):
+        container_env.podman("pull", "--tls-verify=false", "--arch", arch, ai["image_ref"])
+        out = container_env.podman("run", "--rm", "--arch", arch, ai["image_ref"])
+        assert out.stdout.strip() == machines[arch]
