@@ -151,7 +151,8 @@ async def test_a_run_step_is_carried_out_by_buildah_and_the_image_imports_its_de
         saved.unlink()
         r = await upload(stack, "jetson")
         assert r.status_code == 200, r.text
-        assert (await stack.wait_built(r.json()["aid"]))["status"] == "ready"
+        built = await stack.wait_built(r.json()["aid"])
+        assert built["status"] == "ready", built["failure_reason"]
 
         # A running build is cancelled: the AI fails saying so, the builder process is gone.
         field_folder(

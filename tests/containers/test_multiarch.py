@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers.containers import ContainerEnv, ensure_binfmt, push_multiarch_busybox
-from tests.helpers.registry import RunningRegistry, skopeo_inspect
+from tests.helpers.containers import ContainerEnv, ensure_binfmt
+from tests.helpers.registry import skopeo_inspect
 
 DOCKERFILE = """\
 FROM base/busybox:1
@@ -19,11 +19,8 @@ CMD ["/bin/sh", "/main.sh"]
 
 
 async def test_an_arm64_and_amd64_image_index(
-    build_stack, container_env: ContainerEnv, container_registry: RunningRegistry
+    build_stack, container_env: ContainerEnv, busybox_index: str
 ) -> None:
-    push_multiarch_busybox(
-        container_env, f"{container_registry.host}/base/busybox:1", ("amd64", "arm64")
-    )
     qemu = ensure_binfmt("arm64")
     async with build_stack(
         MASTER_BUILDER="buildah",
@@ -63,13 +60,11 @@ async def test_an_arm64_and_amd64_image_index(
 
 
 async def test_the_layer_builder_pushes_an_index_too(
-    build_stack, container_env: ContainerEnv, container_registry: RunningRegistry
+    build_stack, container_env: ContainerEnv, busybox_index: str
 ) -> None:
     """A package without RUN, built engine-free on a multi-arch base: one image per architecture
     (the base's variant of each), tagged as one index."""
-    base = push_multiarch_busybox(
-        container_env, f"{container_registry.host}/base/busybox:1", ("amd64", "arm64")
-    )
+    base = busybox_index
     async with build_stack(
         MASTER_BUILDER="layers", MASTER_BASE_IMAGE=base, MASTER_IMAGE_ARCHITECTURES="amd64,arm64"
     ) as stack:

@@ -31,6 +31,7 @@ import os
 import resource
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -345,7 +346,6 @@ def busybox_rootfs(arch: str) -> Path:
             "--variant=extract",
             "--include=busybox-static",
             f"--architectures={arch}",
-            '--customize-hook=ln -s busybox "$1/bin/sh"',
             BASE_SUITE,
             str(partial),
         ]
@@ -353,6 +353,11 @@ def busybox_rootfs(arch: str) -> Path:
         if out.returncode != 0:
             partial.unlink(missing_ok=True)
             raise ContainerToolError(args, out.returncode, out.stdout + out.stderr)
+        # The extract variant runs no hooks: /bin/sh (for RUN steps) is added to the tar here.
+        with tarfile.open(partial, "a") as tf:
+            link = tarfile.TarInfo("./bin/sh")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
+            tf.addfile(link)
         partial.rename(target)
     return target
 
