@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from shared.errors import Invalid
 from tests.helpers.containers import ContainerEnv, ensure_binfmt
 from tests.helpers.registry import skopeo_inspect
 
@@ -88,3 +91,28 @@ async def test_the_layer_builder_pushes_an_index_too(
         container_env.podman("pull", "--tls-verify=false", "--arch", arch, ai["image_ref"])
         out = container_env.podman("run", "--rm", "--arch", arch, ai["image_ref"])
         assert out.stdout.strip() == machines[arch]
+
+
+async def test_a_foreign_run_step_without_qemu_is_refused_saying_why(tmp_path, monkeypatch) -> None:
+    """Where binfmt_misc has no qemu handler (here: an empty folder stands for it), an arm64 RUN
+    step cannot run on an amd64 master: refused naming the line and what to install."""
+    from services.master.builds import engine
+    from services.master.packages import PackageManifest
+    from services.master.registry.config import RegistryConfig
+    from tests.helpers.env import settings_for
+
+    monkeypatch.setattr(engine, "BINFMT_DIR", tmp_path)
+    monkeypatch.setattr(engine, "host_architecture", lambda: "amd64")
+    settings = settings_for(
+        "master", "postgresql://unused", builder="buildah", image_architectures="amd64,arm64"
+    )
+    manifest = PackageManifest(
+        filename="tiny", version="01", ai_class="01", command=["sh"], dockerfile="Dockerfile"
+    )
+    registry = RegistryConfig(url="http://127.0.0.1:9")
+    with pytest.raises(Invalid) as refused:
+        await engine.check_dockerfile(settings, registry, manifest, DOCKERFILE)
+    message = refused.value.message
+    assert message.startswith("Dockerfile line 2: RUN uname -m > /built-on:"), message
+    assert "arm64 programs cannot run on this amd64 master" in message
+    assert "qemu-user-static" in message and "update-binfmts --enable qemu-aarch64" in message
