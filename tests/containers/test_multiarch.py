@@ -6,12 +6,16 @@ build is refused saying so where it cannot."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from shared.errors import Invalid
-from tests.helpers.containers import ContainerEnv, ensure_binfmt
-from tests.helpers.registry import skopeo_inspect
+from tests.helpers.containers import ContainerEnv, busybox_oci_layout, ensure_binfmt
+from tests.helpers.processes import edgectl
+from tests.helpers.registry import RunningRegistry, skopeo_inspect
 
 DOCKERFILE = """\
 FROM base/busybox:1
@@ -63,11 +67,30 @@ async def test_an_arm64_and_amd64_image_index(
 
 
 async def test_the_layer_builder_pushes_an_index_too(
-    build_stack, container_env: ContainerEnv, busybox_index: str
+    build_stack, tmp_path: Path, container_env: ContainerEnv, container_registry: RunningRegistry
 ) -> None:
-    """A package without RUN, built engine-free on a multi-arch base: one image per architecture
-    (the base's variant of each), tagged as one index."""
-    base = busybox_index
+    """A package without RUN, built engine-free on a multi-arch base brought in with
+    `edgectl registry import-base` from an OCI layout: one image per architecture (the base's
+    variant of each), tagged as one index."""
+    layout = busybox_oci_layout(container_env, tmp_path / "layout", ("amd64", "arm64"))
+    imported = subprocess.run(
+        edgectl(
+            "registry",
+            "import-base",
+            str(layout),
+            "--name",
+            "debian-busybox:bookworm",
+            "--registry",
+            container_registry.url,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **container_env.env},
+    )
+    assert imported.returncode == 0, imported.stderr
+    base = f"{container_registry.host}/debian-busybox:bookworm"
+    assert imported.stdout.startswith(base + " ")
     async with build_stack(
         MASTER_BUILDER="layers", MASTER_BASE_IMAGE=base, MASTER_IMAGE_ARCHITECTURES="amd64,arm64"
     ) as stack:

@@ -362,17 +362,30 @@ def busybox_rootfs(arch: str) -> Path:
     return target
 
 
-def push_multiarch_busybox(cenv: ContainerEnv, image: str, archs: tuple[str, ...]) -> str:
-    """``image`` (``host/name:tag``) as one image index with a busybox image per architecture."""
-    cenv.add_insecure_registry(image.split("/", 1)[0])
-    cenv.buildah("manifest", "rm", image, check=False)
-    cenv.buildah("manifest", "create", image)
+def busybox_oci_layout(cenv: ContainerEnv, dest: Path, archs: tuple[str, ...]) -> Path:
+    """An OCI layout folder holding one image index: busybox for each of ``archs``."""
+    name = f"localhost/busybox-index-{os.getpid()}"
+    cenv.buildah("manifest", "rm", name, check=False)
+    cenv.buildah("manifest", "create", name)
     for arch in archs:
         local = f"localhost/busybox-{arch}"
         cenv.podman("import", "--arch", arch, str(busybox_rootfs(arch)), local)
-        cenv.buildah("manifest", "add", "--arch", arch, image, f"containers-storage:{local}")
-    cenv.buildah("manifest", "push", "--all", "--tls-verify=false", image, f"docker://{image}")
-    cenv.buildah("manifest", "rm", image, check=False)
+        cenv.buildah("manifest", "add", "--arch", arch, name, f"containers-storage:{local}")
+    cenv.buildah("manifest", "push", "--all", name, f"oci:{dest}")
+    cenv.buildah("manifest", "rm", name, check=False)
+    return dest
+
+
+def push_multiarch_busybox(cenv: ContainerEnv, image: str, archs: tuple[str, ...]) -> str:
+    """``image`` (``host/name:tag``) as one image index with a busybox image per architecture."""
+    cenv.add_insecure_registry(image.split("/", 1)[0])
+    layout = busybox_oci_layout(cenv, cenv.root / "tmp" / f"index-{os.getpid()}", archs)
+    try:
+        cenv.skopeo(
+            "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}", f"docker://{image}"
+        )
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
     return image
 
 
