@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.processes import Proc
 
@@ -140,13 +141,13 @@ class ContainerEnv:
             raise ContainerToolError(args, out.returncode, out.stdout + out.stderr)
         return out
 
-    def podman(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def podman(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([PODMAN_BIN, *args], **kw)
 
-    def buildah(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def buildah(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([BUILDAH_BIN, *args], **kw)
 
-    def skopeo(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def skopeo(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([SKOPEO_BIN, *args], **kw)
 
     def import_base(self, image: str, *, arch: str = "amd64") -> str:
