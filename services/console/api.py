@@ -122,6 +122,45 @@ async def live_view(
     )
 
 
+@router.get("/clips", summary="Event clips, newest first (an edge's with ?nid=)")
+async def clips(
+    request: Request,
+    _: SessionAuth,
+    nid: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    params: dict[str, Any] = {"limit": limit}
+    if nid:
+        params["nid"] = nid
+    return await _up(request).vms.json("GET", "/clips", params=params)
+
+
+@router.get("/clips/{clip_id}/video", summary="A clip (MP4); Range requests pass through")
+async def clip_video(
+    clip_id: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], request: Request, _: SessionAuth
+) -> StreamingResponse:
+    headers = {"Range": request.headers["range"]} if "range" in request.headers else None
+    stack = contextlib.AsyncExitStack()
+    response = await stack.enter_async_context(
+        _up(request).vms.stream(
+            "GET", f"/clips/{clip_id}/video", headers=headers, request_timeout=FILE_TIMEOUT
+        )
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        async with stack:
+            async for chunk in response.aiter_raw():
+                yield chunk
+
+    passed = ("content-length", "content-range", "accept-ranges")
+    return StreamingResponse(
+        body(),
+        status_code=response.status_code,
+        media_type="video/mp4",
+        headers={k: response.headers[k] for k in passed if k in response.headers},
+    )
+
+
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
 async def series(
     nid: str,

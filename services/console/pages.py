@@ -206,6 +206,14 @@ EDGE = """<h1 id="edge-title">Edge</h1> <span id="live" class="live">connectingâ
 <button type="button" id="live-stop" hidden>Stop</button>
 <span id="live-status" role="status"></span> <span id="live-counter"></span></form>
 <img id="live-frame" alt="The edge's camera with its YOLO worker's boxes" hidden></section>
+<section aria-labelledby="clips-title"><h2 id="clips-title">Event clips</h2>
+<p class="hint">Clips the edge's YOLO worker made around detection events. With
+<code>edgectl up</code>, edge-01 makes a <em>demo</em> event on purpose every 20 s (its random
+weights detect nothing real).</p>
+<div class="table-wrap"><table id="clips"><thead><tr><th scope="col">Started</th>
+<th scope="col">Event</th><th scope="col">Classes</th><th scope="col">Duration</th>
+<th scope="col">Size</th><th scope="col"></th></tr></thead><tbody></tbody></table></div>
+<video id="clip-player" controls preload="metadata" hidden></video></section>
 <section><h2>Over time</h2><div class="charts">
 <figure><figcaption>CPU %</figcaption><div class="chart" id="chart-cpu"></div></figure>
 <figure><figcaption>Memory %</figcaption><div class="chart" id="chart-memory"></div></figure>

@@ -55,3 +55,33 @@ def test_live_view_shows_frames_within_two_seconds_and_stops_when_the_page_close
     stopped = stack.get("vms", f"/live/{nid}")["frames"]
     time.sleep(3.0)
     assert stack.get("vms", f"/live/{nid}")["frames"] == stopped, "the edge still sends"
+
+
+def test_a_demo_event_makes_a_clip_that_appears_in_the_console_and_plays(stack, browser):
+    """edge-01's worker makes a demo event on purpose every 20 s under `edgectl up` (its random
+    weights detect nothing real): the clip goes up to the VMS and plays on the edge's page."""
+    edge = _edge(stack, "edge-01")
+    nid = edge["nid"]
+    found = wait_for(
+        "a clip of edge-01 at the VMS",
+        lambda: stack.get("vms", "/clips", nid=nid)["items"],
+        180,
+        stack,
+        every=2,
+    )
+    clip = found[0]
+    assert "demo" in clip["classes"] and clip["size"] > 0 and clip["duration_s"] > 0
+
+    page = new_page(browser, stack)
+    sign_in(page, stack, f"/edges/{edge['id']}")
+    row = page.locator(f"#clips tr[data-clip='{clip['id']}']")
+    row.wait_for(timeout=10000)
+    assert "triggered on purpose" in row.inner_text()
+    row.get_by_role("button", name="Play").click()
+    page.wait_for_function(
+        "() => { const v = document.getElementById('clip-player');"
+        " return !v.error && v.readyState >= 2 && v.duration > 0 && v.currentTime > 0; }",
+        timeout=15000,
+    )
+    screenshot(page, "clip-playing")
+    assert page.outside == [] and page.js_errors == []

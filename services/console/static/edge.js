@@ -165,6 +165,31 @@ function startLive() {
 document.getElementById("live-start").addEventListener("click", startLive);
 document.getElementById("live-stop").addEventListener("click", stopLive);
 
+// Event clips: the edge's, newest first; Play loads one into the <video> (range requests).
+async function clips() {
+  if (!current) return;
+  try {
+    const page = await api(`/api/clips?nid=${encodeURIComponent(current.edge.nid)}&limit=20`);
+    clearMessages("clips");
+    const player = document.getElementById("clip-player");
+    const rows = page.items.map((c) => el("tr", { "data-clip": c.id },
+      el("td", {}, fmt.time(c.started_at)),
+      el("td", {}, c.classes.includes("demo") ? `${c.event} (demo event, triggered on purpose)` : c.event),
+      el("td", {}, c.classes.join(", ") || "–"),
+      el("td", {}, `${c.duration_s.toFixed(1)} s`),
+      el("td", {}, `${(c.size / 1024).toFixed(0)} kB`),
+      el("td", {}, el("button", { type: "button", class: "play-clip", onclick: () => {
+        player.src = `/api/clips/${c.id}/video`;
+        player.hidden = false;
+        player.dataset.clip = c.id;
+        player.play().catch(() => {});
+      } }, "Play"))));
+    document.querySelector("#clips tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No clip yet."))]));
+  } catch (e) {
+    if (e.status !== 401) showMessage(`Clips: ${e.message}`, { error: true, key: "clips" });
+  }
+}
+
 if (await load()) {
   await charts();
   // The edge's view arrives live (Server-Sent Events); the charts, a time window, every 10 s.
@@ -173,4 +198,6 @@ if (await load()) {
     problem: (p) => showMessage(`${p.service} is not answering: ${p.message}`, { error: true, key: "load" }),
   });
   setInterval(charts, 10000);
+  await clips();
+  setInterval(clips, 5000);
 }
