@@ -1,6 +1,6 @@
 """Operator verbs: ``edgectl edges``, ``deployments``, ``decisions``, ``explain EDGE``, ``nodes``,
 ``pin``/``unpin``, ``optimizer``, ``rollouts``, ``clusters``, ``masters``, ``conditions`` and
-``policies`` (one module per noun under ``edgectl/ops/``).
+``policies``, ``clips`` (one module per noun under ``edgectl/ops/``).
 
 Every read takes ``--json``; an error prints one line (the service's message) and exits 1.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from edgectl.ops import clusters, control, decisions, deployments, edges, nodes, settings
+from edgectl.ops import clips, clusters, control, decisions, deployments, edges, nodes, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -26,3 +26,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(clusters.masters_app, name="masters")
     app.add_typer(settings.conditions_app, name="conditions")
     app.add_typer(settings.policies_app, name="policies")
+    app.add_typer(clips.app, name="clips")

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,7 @@ from edge_ai.common.runtime import Stop
 from edge_ai.yolo.clips import ClipRecorder, ClipUploader
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR_TOKEN, free_port, service_env
-from tests.helpers.processes import Proc, start_service
+from tests.helpers.processes import Proc, edgectl, start_service
 
 NID = "0x31"
 
@@ -133,6 +136,24 @@ async def test_a_clip_upload_cut_by_a_vms_crash_resumes_from_its_offset(db, tmp_
     await again.upload(path)
     assert again.sent_bytes == 0 and again.uploaded == 1
     assert len(list((clips_dir / NID).glob("*.mp4"))) == 1
+
+    # The operator's CLI: list, and get by a prefix of the id.
+    env = {**os.environ, "EDGE_VMS_URL": base, "EDGE_OPERATOR_TOKEN": OPERATOR_TOKEN}
+    listed = subprocess.run(
+        edgectl("clips", "list", "--json"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [c["id"] for c in json.loads(listed.stdout)["items"]] == [clip_id]
+    target = tmp_path / "got.mp4"
+    got = subprocess.run(
+        edgectl("clips", "get", clip_id[:10], "-o", str(target)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 0, got.stderr
+    assert target.read_bytes() == data
     proc.stop()
 
 
