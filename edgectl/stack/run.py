@@ -324,6 +324,7 @@ class Stack:
             MASTER_VMS_PUBLIC_URL=self.urls["vms"],
             MASTER_RECONCILE_SECONDS="5",
             VMS_NOTIFY_OPTIMIZER="true",
+            VMS_CLIPS_DIR=str(self.data_dir / "clips"),
             YOLO_OFFLINE="1",
         )
         if mqtt_url:
