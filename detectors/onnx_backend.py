@@ -75,9 +75,10 @@ class OnnxDetector(Detector):
         options = ort.SessionOptions()
         if spec.threads:
             options.intra_op_num_threads = spec.threads
-        providers = choose_providers(spec.device, ort.get_available_providers(), spec.half)
+        asked = spec.device or "cpu"
+        providers = choose_providers(asked, ort.get_available_providers(), spec.half)
         model: Any = spec.model
-        if spec.half and providers[0] != CPU and not providers[0][0] == TENSORRT:
+        if spec.half and providers[0] != CPU and providers[0][0] != TENSORRT:
             model = _fp16_model(spec.model)
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
@@ -96,8 +97,8 @@ class OnnxDetector(Detector):
             )
         self.imgsz = self.info.imgsz or spec.imgsz or 640
         self.on_gpu = self.session.get_providers()[0] != CPU
-        self.device = spec.device if self.on_gpu else "cpu"
-        self.device_id = device_id(spec.device)
+        self.device = asked if self.on_gpu else "cpu"
+        self.device_id = device_id(asked)
         self.input_dtype = np.float16 if self.info.input.dtype == "tensor(float16)" else np.float32
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.class_names = load_labels(spec.labels, self.info.classes)

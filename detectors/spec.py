@@ -35,7 +35,8 @@ class ModelSpec:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
-    device: str = "cpu"  # cpu, cuda, cuda:N, tensorrt (onnxruntime), N
+    device: Optional[str] = None  # cpu, cuda, cuda:N, tensorrt (onnxruntime), N; None: cpu
+    # for onnxruntime, ultralytics' own pick for ultralytics
     half: bool = False  # fp16 on a GPU
     threads: int = 0  # CPU threads of the backend (0: its default)
 
@@ -80,3 +81,26 @@ class ModelSpec:
             raise DetectorError("imgsz {}: a multiple of 32, at least 32".format(self.imgsz), "imgsz")
         if not 0 < self.conf <= 1 or not 0 < self.iou <= 1 or self.max_det < 1:
             raise DetectorError("conf and iou in (0, 1], max_det at least 1", "conf")
+
+
+MANIFEST_FIELDS = ("model", "backend", "layout", "imgsz", "labels")
+
+
+def section_from_manifest(path: Path) -> Optional[dict]:  # type: ignore[type-arg]
+    """The ``detector:`` section of a package manifest (``aipackage.yaml``), model and labels
+    paths made relative to the manifest's folder; None when the manifest has none."""
+    import yaml
+
+    try:
+        manifest = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DetectorError("manifest {}: {}".format(path, exc), "manifest") from None
+    section = manifest.get("detector") if isinstance(manifest, dict) else None
+    if not isinstance(section, dict):
+        return None
+    out = {k: section[k] for k in MANIFEST_FIELDS if section.get(k) is not None}
+    for key in ("model", "labels"):
+        value = out.get(key)
+        if isinstance(value, str) and value != "coco":
+            out[key] = str(path.parent / value)
+    return out

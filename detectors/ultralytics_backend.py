@@ -40,7 +40,7 @@ class UltralyticsDetector(Detector):
         self.model = YOLO(spec.model, task="detect")
         self.name = Path(spec.model).stem
         self.imgsz = spec.imgsz or 640
-        self.device = spec.device
+        self.device = spec.device or "auto"
         names = {int(k): str(v) for k, v in dict(self.model.names).items()}
         if spec.labels is not None or names == {i: str(i) for i in range(len(names))}:
             # A network built from an architecture file only has "0".."79".
