@@ -65,7 +65,9 @@ def build_demo_model(path: Path = DEMO_MODEL, *, classes: int = _CLASSES) -> Pat
     ]
     node = helper.make_node
     nodes = [
-        node("AveragePool", ["images"], ["pooled"], kernel_shape=[_STRIDE] * 2, strides=[_STRIDE] * 2),
+        node(
+            "AveragePool", ["images"], ["pooled"], kernel_shape=[_STRIDE] * 2, strides=[_STRIDE] * 2
+        ),
         node("Conv", ["pooled", "w1", "b1"], ["hidden0"]),
         node("Relu", ["hidden0"], ["hidden"]),
         node("Conv", ["hidden", "w2", "b2"], ["raw4d"]),
@@ -86,8 +88,16 @@ def build_demo_model(path: Path = DEMO_MODEL, *, classes: int = _CLASSES) -> Pat
     graph = helper.make_graph(
         nodes,
         "demo-yolov8-random-weights",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, DEMO_IMGSZ, DEMO_IMGSZ])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", channels, cells * cells])],
+        [
+            helper.make_tensor_value_info(
+                "images", TensorProto.FLOAT, ["batch", 3, DEMO_IMGSZ, DEMO_IMGSZ]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "output0", TensorProto.FLOAT, ["batch", channels, cells * cells]
+            )
+        ],
         inits,
     )
     model = helper.make_model(

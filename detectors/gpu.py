@@ -124,16 +124,16 @@ class GpuPipeline:
                     scales.append((size / w, size / h, 0.0, 0.0))
                     continue
                 gain = min(size / h, size / w)
-                nw, nh = int(round(w * gain)), int(round(h * gain))
+                nw, nh = round(w * gain), round(h * gain)
                 if (nw, nh) != (w, h):
                     pixels = F.interpolate(pixels, size=(nh, nw), mode="bilinear")
                 if self.center:
-                    top, left = int(round((size - nh) / 2 - 0.1)), int(round((size - nw) / 2 - 0.1))
+                    top, left = round((size - nh) / 2 - 0.1), round((size - nw) / 2 - 0.1)
                 else:
                     top = left = 0
                 canvas[k, :, top : top + nh, left : left + nw] = pixels[0]
-                pad_x = int(round((size - w * gain) / 2 - 0.1)) if self.center else 0
-                pad_y = int(round((size - h * gain) / 2 - 0.1)) if self.center else 0
+                pad_x = round((size - w * gain) / 2 - 0.1) if self.center else 0
+                pad_y = round((size - h * gain) / 2 - 0.1) if self.center else 0
                 scales.append((gain, gain, float(pad_x), float(pad_y)))
             if not self.rgb:
                 canvas = canvas.flip(1)
@@ -182,7 +182,13 @@ class GpuPipeline:
             if scores.numel() > 30000:
                 top = scores.topk(30000).indices
                 boxes_xywh, scores, classes = boxes_xywh[top], scores[top], classes[top]
-            boxes = torch.cat([boxes_xywh[:, :2] - boxes_xywh[:, 2:] / 2, boxes_xywh[:, :2] + boxes_xywh[:, 2:] / 2], 1)
+            boxes = torch.cat(
+                [
+                    boxes_xywh[:, :2] - boxes_xywh[:, 2:] / 2,
+                    boxes_xywh[:, :2] + boxes_xywh[:, 2:] / 2,
+                ],
+                1,
+            )
             kept = batched_nms(boxes, scores, classes, s.iou)[: s.max_det]
             boxes, scores, classes = boxes[kept], scores[kept], classes[kept]
             gx, gy, px, py = prepared.scales[k]

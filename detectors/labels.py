@@ -18,7 +18,7 @@ COCO = (
 COCO_NAMES: List[str] = [n.replace("_", " ") for n in COCO.split()]
 
 
-def load_labels(source: Union[None, str, List[str]], count: Optional[int]) -> Dict[int, str]:
+def load_labels(source: Union[str, List[str], None], count: Optional[int]) -> Dict[int, str]:
     """``source``: a list of names, ``coco``, a ``.yaml`` file with ``names`` (list or mapping)
     or a text file with one name a line; None: COCO for 80 classes, else the class ids."""
     from detectors.base import DetectorError
@@ -48,4 +48,5 @@ def load_labels(source: Union[None, str, List[str]], count: Optional[int]) -> Di
         if isinstance(names, dict):
             return {int(k): str(v) for k, v in names.items()}
         raise DetectorError("labels file {}: no names list".format(source), "labels")
-    return {i: line.strip() for i, line in enumerate(l for l in text.splitlines() if l.strip())}
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return dict(enumerate(lines))

@@ -93,7 +93,11 @@ def describe(layout: str, inputs: Sequence[Port], outputs: Sequence[Port]) -> La
         if len(sizes) != 1:
             raise wrong("labels/boxes/scores outputs need an orig_target_sizes input (batch, 2)")
         return LayoutInfo(
-            layout, "detr-dfine", classes=None, size_input=sizes[0].name, **common  # type: ignore[arg-type]
+            layout,
+            "detr-dfine",
+            classes=None,
+            size_input=sizes[0].name,
+            **common,  # type: ignore[arg-type]
         )
     if others:
         raise wrong("expected the image as the only input")

@@ -24,13 +24,13 @@ def letterbox(image: np.ndarray, size: int, *, center: bool = True) -> Tuple[np.
 
     h, w = image.shape[:2]
     gain = min(size / h, size / w)
-    new_w, new_h = int(round(w * gain)), int(round(h * gain))
+    new_w, new_h = round(w * gain), round(h * gain)
     if (new_w, new_h) != (w, h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if center:
         dw, dh = (size - new_w) / 2, (size - new_h) / 2
-        top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-        left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+        top, bottom = round(dh - 0.1), round(dh + 0.1)
+        left, right = round(dw - 0.1), round(dw + 0.1)
     else:
         top, left, bottom, right = 0, 0, size - new_h, size - new_w
     boxed = cv2.copyMakeBorder(
@@ -38,7 +38,7 @@ def letterbox(image: np.ndarray, size: int, *, center: bool = True) -> Tuple[np.
     )
     if center:
         # Where ultralytics' scale_boxes takes the pad to be (from the unrounded size).
-        left, top = int(round((size - w * gain) / 2 - 0.1)), int(round((size - h * gain) / 2 - 0.1))
+        left, top = round((size - w * gain) / 2 - 0.1), round((size - h * gain) / 2 - 0.1)
     return boxed, (gain, gain, float(left), float(top))
 
 

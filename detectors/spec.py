@@ -31,7 +31,7 @@ class ModelSpec:
     backend: Optional[str] = None  # inferred from the suffix when None
     layout: Optional[str] = None  # onnxruntime: yolov8 (default), yolox, detr
     imgsz: Optional[int] = None  # None: the model's fixed input size, else 640
-    labels: Union[None, str, List[str]] = None  # names, "coco", or a .yaml/.txt file
+    labels: Union[str, List[str], None] = None  # names, "coco", or a .yaml/.txt file
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
@@ -78,7 +78,9 @@ class ModelSpec:
                 "model",
             )
         if self.imgsz is not None and (self.imgsz < 32 or self.imgsz % 32):
-            raise DetectorError("imgsz {}: a multiple of 32, at least 32".format(self.imgsz), "imgsz")
+            raise DetectorError(
+                "imgsz {}: a multiple of 32, at least 32".format(self.imgsz), "imgsz"
+            )
         if not 0 < self.conf <= 1 or not 0 < self.iou <= 1 or self.max_det < 1:
             raise DetectorError("conf and iou in (0, 1], max_det at least 1", "conf")
 

@@ -145,10 +145,11 @@ def register_analyze(app: typer.Typer) -> None:
                     continue
                 found = result.get("fused") or result.get("detections") or []
                 counts = ", ".join(f"{n} {c}" for n, c in sorted(result.get("count", {}).items()))
+                cached = ", cached" if result.get("cached") else ""
                 typer.echo(
                     f"{path}: {len(found)} detections ({result.get('model')}, "
-                    f"{result.get('width')}x{result.get('height')}"
-                    f"{', cached' if result.get('cached') else ''}){': ' + counts if counts else ''}"
+                    f"{result.get('width')}x{result.get('height')}{cached})"
+                    + (f": {counts}" if counts else "")
                 )
                 for d in found:
                     box = ", ".join(f"{v:.0f}" for v in d["box"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from detectors import Detection, DetectorError, ModelSpec, load_detector
 from detectors.demo import DEMO_MODEL
@@ -24,11 +24,11 @@ DEFAULT_MODEL = str(DEMO_MODEL)
 def model_spec(
     model: str,
     *,
-    backend: Optional[str] = None,
-    layout: Optional[str] = None,
-    imgsz: Optional[int] = None,
-    labels: Optional[str] = None,
-    device: Optional[str] = None,
+    backend: str | None = None,
+    layout: str | None = None,
+    imgsz: int | None = None,
+    labels: str | None = None,
+    device: str | None = None,
     min_conf: float = 0.1,
     max_det: int = 300,
 ) -> ModelSpec:
@@ -46,7 +46,7 @@ def model_spec(
     try:
         spec.check()
     except DetectorError as exc:
-        raise ConfigError("--{}: {}".format(exc.field, exc.message)) from None
+        raise ConfigError(f"--{exc.field}: {exc.message}") from None
     return spec
 
 
@@ -57,11 +57,11 @@ class Detector:
         try:
             self.detector = load_detector(spec)
         except DetectorError as exc:
-            raise ConfigError("--{}: {}".format(exc.field, exc.message)) from None
+            raise ConfigError(f"--{exc.field}: {exc.message}") from None
         self.class_names = self.detector.class_names
         self._lock = threading.Lock()
 
-    def detect(self, frame: Any) -> Tuple[List[Detection], float]:
+    def detect(self, frame: Any) -> tuple[list[Detection], float]:
         """All detections at or above the spec's confidence and the wall time of the whole call in
         ms (pre-processing, inference and NMS: what bounds the frame rate on the box)."""
         with self._lock:

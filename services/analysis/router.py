@@ -125,7 +125,9 @@ async def analyze(
         image = await request.body()
         meta = _metadata(None, nid=nid, camera_time=camera_time, mode=mode)
     if annotate and async_:
-        raise Invalid("annotate=true needs a synchronous request (not async=true)", field="annotate")
+        raise Invalid(
+            "annotate=true needs a synchronous request (not async=true)", field="annotate"
+        )
     gateway = _gateway(request)
     answer = await gateway.analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200

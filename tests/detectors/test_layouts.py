@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -76,9 +75,7 @@ def test_yolox_grid_decode_and_nms(tmp_path):
     put(64 + 1 * 4 + 1, 0.5, 0.5, 2.0, 1.0, 2, 0.5)
     model = graph_with_outputs(tmp_path / "yolox.onnx", {"output": raw}, imgsz)
 
-    detector = load_detector(
-        ModelSpec(model, layout="yolox", conf=0.3, labels=["a", "b", "c"])
-    )
+    detector = load_detector(ModelSpec(model, layout="yolox", conf=0.3, labels=["a", "b", "c"]))
     # 128 x 96: gain 0.5, YOLOX pads right and bottom only: boxes are the network's x 2.
     [found] = detector.detect([image(128, 96)])
     assert [(d.class_name, round(d.confidence, 3)) for d in found] == [("b", 0.72), ("c", 0.5)]
@@ -209,7 +206,7 @@ def test_yolov8_export_matches_ultralytics_predict(yolov8_random):
                     for d in unmatched
                     if d.class_id == int(cls)
                     and abs(d.confidence - score) <= SCORE_TOLERANCE
-                    and max(abs(a - b) for a, b in zip(d.box, box)) <= BOX_TOLERANCE_PX
+                    and max(abs(a - b) for a, b in zip(d.box, box, strict=True)) <= BOX_TOLERANCE_PX
                 ),
                 None,
             )
@@ -220,3 +217,11 @@ def test_yolov8_export_matches_ultralytics_predict(yolov8_random):
     with pytest.raises(DetectorError) as refused:
         check_onnx_model(exported, "yolox")
     assert refused.value.field == "layout"
+
+
+def test_the_shipped_demo_model_is_what_its_builder_makes(tmp_path):
+    """detectors/models/demo-yolov8.onnx is build_demo_model's output (no unreviewable binary)."""
+    from detectors.demo import DEMO_MODEL, build_demo_model
+
+    assert build_demo_model(tmp_path / "demo.onnx").read_bytes() == DEMO_MODEL.read_bytes()
+    assert check_onnx_model(str(DEMO_MODEL), "yolov8", 640).classes == 80

@@ -379,7 +379,11 @@ async def test_yolo_worker_posts_summaries_and_routes_low_confidence_frames(db, 
     assert "TORCH IMPORT" not in log, log
 
     for r in found:
-        assert r["model"] == "demo-yolov8" and r["model_version"] == "01" and r["conf_threshold"] == 0.5
+        assert (
+            r["model"] == "demo-yolov8"
+            and r["model_version"] == "01"
+            and r["conf_threshold"] == 0.5
+        )
         assert r["fps"] > 0 and r["frames"] >= 1
         assert 0 < r["inference_p50_ms"] <= r["inference_max_ms"] and r["inference_mean_ms"] > 0
         assert r["authenticated"] is True
