@@ -140,8 +140,9 @@ class OnnxDetector(Detector):
         shapes = [(int(i.shape[0]), int(i.shape[1])) for i in images]
         return Prepared(tensor, shapes, scales)
 
-    def forward(self, prepared: Prepared) -> List[List[np.ndarray]]:
-        """Raw outputs, one list per chunk the model's batch size allows."""
+    def forward(self, prepared: Prepared) -> List[np.ndarray]:
+        """Raw outputs (one array per output, the whole batch), run in chunks of the model's batch
+        size."""
         tensor = prepared.tensor
         step = len(tensor) if self.info.dynamic_batch else self.info.batch
         chunks = []

@@ -88,7 +88,7 @@ class ModelSpec:
 MANIFEST_FIELDS = ("model", "backend", "layout", "imgsz", "labels")
 
 
-def section_from_manifest(path: Path) -> Optional[dict]:  # type: ignore[type-arg]
+def section_from_manifest(path: Path) -> Optional[dict]:
     """The ``detector:`` section of a package manifest (``aipackage.yaml``), model and labels
     paths made relative to the manifest's folder; None when the manifest has none."""
     import yaml

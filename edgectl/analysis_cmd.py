@@ -77,7 +77,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
     )
     parts = []
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         payload = part.get_payload(decode=True)
         parts.append((part.get_content_type(), payload if isinstance(payload, bytes) else b""))
     return parts
