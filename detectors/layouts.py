@@ -67,14 +67,16 @@ def describe(layout: str, inputs: Sequence[Port], outputs: Sequence[Port]) -> La
         if len(out) != 3:
             raise wrong("expected one output (batch, channels, anchors)")
         if layout == "yolov8":
+            # A dynamic export may leave both dimensions unnamed: read at the first run then.
             channels, anchors = _static(out[1]), _static(out[2])
-            if channels is None or channels < 5:
+            if channels is not None and channels < 5:
                 raise wrong("expected 4 box values and the class scores in dimension 1")
-            if anchors is not None and anchors < channels:
+            if channels is not None and anchors is not None and anchors < channels:
                 raise wrong("dimension 1 holds the boxes and classes, dimension 2 the anchors")
-            return LayoutInfo(layout, "yolov8", classes=channels - 4, **common)  # type: ignore[arg-type]
+            classes = channels - 4 if channels is not None else None
+            return LayoutInfo(layout, "yolov8", classes=classes, **common)  # type: ignore[arg-type]
         anchors, channels = _static(out[1]), _static(out[2])
-        if channels is None or channels < 6:
+        if channels is not None and channels < 6:
             raise wrong("expected (batch, anchors, 5 + classes)")
         if h is not None and anchors is not None:
             cells = sum((h // s) ** 2 for s in YOLOX_STRIDES)
@@ -84,7 +86,8 @@ def describe(layout: str, inputs: Sequence[Port], outputs: Sequence[Port]) -> La
                         anchors, h, cells
                     )
                 )
-        return LayoutInfo(layout, "yolox", classes=channels - 5, **common)  # type: ignore[arg-type]
+        classes = channels - 5 if channels is not None else None
+        return LayoutInfo(layout, "yolox", classes=classes, **common)  # type: ignore[arg-type]
     if layout != "detr":
         raise DetectorError("unknown layout {!r}".format(layout), "layout")
     names = {o.name: o for o in outputs}

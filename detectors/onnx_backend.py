@@ -188,6 +188,11 @@ class OnnxDetector(Detector):
         return list(binding.copy_outputs_to_cpu())
 
     def finish(self, raw: Any, prepared: Prepared) -> List[List[Detection]]:
+        if not self.class_names and self.info.variant in ("yolov8", "yolox"):
+            # Classes left dynamic in the export: counted from the first output.
+            yolov8 = self.info.variant == "yolov8"
+            count = raw[0].shape[1] - 4 if yolov8 else raw[0].shape[2] - 5
+            self.class_names = load_labels(self.spec.labels, count)
         answers = []
         for index, (shape, scale) in enumerate(zip(prepared.shapes, prepared.scales)):
             rows = self.rows(raw, index, scale, shape)
