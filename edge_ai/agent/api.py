@@ -22,6 +22,7 @@ from edge_ai.agent.schemas import (
 )
 from edge_ai.agent.supervisor import PrepareError, Supervisor
 from shared.auth import bearer_token
+from shared.contracts.live_view import LiveViewAsk
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, UpstreamError
 
 
@@ -73,6 +74,14 @@ async def metrics(request: Request) -> Response:
     return Response(
         await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST
     )
+
+
+@router.put("/live-view", summary="A live-view request (the master's, for a push agent)")
+async def put_live_view(body: LiveViewAsk, _: MasterAuth, supervisor: SupervisorDep) -> dict:
+    await asyncio.to_thread(
+        supervisor.request_live_view, body.fps, body.width, body.budget_bps, body.ttl_s
+    )
+    return {"accepted": True, "ttl_s": body.ttl_s}
 
 
 @router.put(

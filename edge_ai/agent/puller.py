@@ -35,8 +35,8 @@ from edge_ai.agent.fetcher import PackageFetcher
 from edge_ai.agent.parts import build_parts
 from edge_ai.agent.schemas import WorkloadSpec
 from edge_ai.agent.settings import AgentSettings
-from edge_ai.agent.supervisor import PrepareError, Supervisor, write_live
-from shared.contracts.live_view import LiveViewFile, LiveViewRequest, live_topic
+from edge_ai.agent.supervisor import PrepareError, Supervisor
+from shared.contracts.live_view import LiveViewRequest, live_topic
 from shared.contracts.updates import (
     DesiredSet,
     ObservedSet,
@@ -170,13 +170,9 @@ class Puller:
                 "ignored a live-view request for node %s (this is %s)", request.nid, self.nid
             )
             return
-        view = LiveViewFile(
-            fps=request.fps,
-            width=request.width,
-            budget_bps=request.budget_bps,
-            until=time.time() + request.ttl_s,
+        self.supervisor.request_live_view(
+            request.fps, request.width, request.budget_bps, request.ttl_s
         )
-        write_live(self.supervisor.view_path(), view.model_dump())
 
     # --- desired set ---------------------------------------------------------------------
     async def _sync(self) -> None:

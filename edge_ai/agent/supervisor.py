@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -360,6 +361,12 @@ class Supervisor:
     def live_path(self, name: str) -> Path:
         """The workload's live settings file: one path for every version (no restart cause)."""
         return self.workdir / "live" / f"{name}.json"
+
+    def request_live_view(self, fps: float, width: int, budget_bps: int, ttl_s: float) -> None:
+        """A live-view request (MQTT or the agent's API): written for the workers, with its end
+        on this edge's clock (receipt + ``ttl_s``; 0 ends a view at once)."""
+        view = {"fps": fps, "width": width, "budget_bps": budget_bps, "until": time.time() + ttl_s}
+        write_live(self.view_path(), view)
 
     def view_path(self) -> Path:
         """The live-view request the workers watch (shared.contracts.live_view.LiveViewFile)."""

@@ -4,6 +4,9 @@ the workload (issue 16 items 2 and 3)."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
 
@@ -103,6 +106,21 @@ def test_the_workload_runs_with_the_edges_own_token_handed_over_by_its_agent(tmp
             what="observed",
         )
         assert observed["observed"] in ("pending", "running")
+
+        # A live-view request reaches the push agent over its API: the file its workers watch.
+        view = agent.workdir / "live" / "view.json"
+        asked = time.time()
+        r = master.post(
+            "/edges/0x01/live-view", json={"fps": 3, "width": 320, "ttl_s": 5}, headers=OPERATOR
+        )
+        assert r.status_code == 200 and r.json()["runtime"] == "agent", r.text
+        wanted = json.loads(view.read_text())
+        assert (wanted["fps"], wanted["width"], wanted["budget_bps"]) == (3, 320, 256_000)
+        assert asked + 4 < wanted["until"] < time.time() + 5.5
+        r = master.post("/edges/0x01/live-view", json={"ttl_s": 0}, headers=OPERATOR)
+        assert r.status_code == 200 and json.loads(view.read_text())["until"] <= time.time()
+        assert master.post("/edges/0x99/live-view", json={}, headers=OPERATOR).status_code == 404
+        assert master.post("/edges/0x01/live-view", json={}, headers=SERVICE).status_code == 403
 
         # The token rotated: the agent's old one is refused by the master at once (pushed).
         setup.post(f"/edges/{edge['id']}/token")

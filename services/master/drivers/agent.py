@@ -28,6 +28,7 @@ from services.master.drivers.base import (
     WorkloadState,
 )
 from shared.agent_urls import Network, parse_networks, resolve_and_check
+from shared.contracts.live_view import LiveViewRequest
 from shared.errors import DomainError, Unavailable
 from shared.service_client import ServiceClient, domain_error_for
 from shared.settings import DEFAULT_AGENT_NETWORKS
@@ -171,6 +172,16 @@ class AgentDriver(RuntimeDriver):
         if isinstance(error, Unavailable) or response.status_code >= 500:
             raise DriverUnavailable(error.message)
         raise DriverError(error.message)
+
+    async def request_live_view(self, edge: EdgeTarget, request: LiveViewRequest) -> None:
+        """The agent's API: ``PUT /live-view`` (the agent writes the file its workers watch)."""
+        await self._call(
+            "PUT",
+            f"{self._base(edge)}/live-view",
+            what=f"live view of {edge.name}",
+            edge=edge,
+            json=request.model_dump(exclude={"nid"}),
+        )
 
     async def apply(self, workload: Workload) -> None:
         base = self._base(workload.edge)

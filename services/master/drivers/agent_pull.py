@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from services.master.drivers.agent import agent_spec, observed_workload
 from services.master.drivers.base import (
+    DriverUnavailable,
     EdgeTarget,
     ObservedWorkload,
     RuntimeDriver,
@@ -20,6 +21,7 @@ from services.master.drivers.base import (
 )
 from services.master.pull.board import DesiredBoard
 from services.master.pull.notices import NoticePublisher
+from shared.contracts.live_view import LiveViewRequest
 
 
 class PullAgentDriver(RuntimeDriver):
@@ -28,6 +30,11 @@ class PullAgentDriver(RuntimeDriver):
     def __init__(self, board: DesiredBoard, notices: NoticePublisher):
         self.board = board
         self.notices = notices
+
+    async def request_live_view(self, edge: EdgeTarget, request: LiveViewRequest) -> None:
+        """The edge's MQTT topic ``<prefix>/<nid>/live`` (not retained)."""
+        if not self.notices.request_live_view(request):
+            raise DriverUnavailable("this master has no MQTT broker (MASTER_MQTT_URL)")
 
     async def apply(self, workload: Workload) -> None:
         self.board.stage(workload.edge.nid, agent_spec(workload))

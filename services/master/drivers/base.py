@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import Any
 from xml.sax.saxutils import escape
 
+from shared.contracts.live_view import LiveViewRequest
+
 
 class WorkloadState(StrEnum):
     """What a runtime reports of one workload (setup's ObservedState, plus restarting)."""
@@ -152,6 +154,11 @@ class RuntimeDriver(ABC):
     """One runtime (kubernetes, docker, agent). Implementations never block the event loop."""
 
     kind: str = "runtime"
+
+    async def request_live_view(self, edge: EdgeTarget, request: LiveViewRequest) -> None:
+        """Pass a live-view request to the edge over the connection this runtime holds (the
+        agent's API, the pull agent's MQTT topic); a runtime without one refuses."""
+        raise DriverError(f"the {self.kind} runtime carries no live-view request to an edge")
 
     @abstractmethod
     async def apply(self, workload: Workload) -> None:

@@ -24,6 +24,7 @@ from services.master.context import MasterContext
 from services.master.drivers.base import (
     DriverError,
     DriverUnavailable,
+    EdgeTarget,
     ObservedWorkload,
     RuntimeDriver,
     WorkloadState,
@@ -140,6 +141,8 @@ class Reconciler:
         # The agent-pull runtime's board and notices, shared with the routes its agents call.
         self.pull = PullRuntime(ctx)
         self.drivers = DriverSet(ctx.settings, pull=self.pull.driver)
+        # Each edge's runtime driver and target, as the last pass found them (live view).
+        self.reached: dict[str, tuple[RuntimeDriver, EdgeTarget]] = {}
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -393,6 +396,7 @@ class Reconciler:
         )
         try:
             driver = await self.drivers.get(p.runtime, p.namespace, p.cluster)
+            self.reached[p.target.nid] = (driver, p.target)
             before = await driver.observe(p.target)
         except RuntimeFailure as exc:
             outcome.info.update(error=str(exc), reachable=False)
