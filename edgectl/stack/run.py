@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
-from edgectl.stack.config import StackSettings, load_secrets
+from edgectl.stack.config import SIGNING_KEY, StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
@@ -23,6 +24,7 @@ from edgectl.stack.story import DemoCamera, Story, StoryTeller
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
 from shared.mqtt import parse_broker_url
+from shared.settings import SERVICE_NAMES
 
 log = logging.getLogger("edgectl.up")
 
@@ -34,7 +36,13 @@ PLATFORM_SECRETS = (
     "EDGE_SERVICE_TOKEN",
     "EDGE_EDGE_TOKEN_SECRET",
     "EDGE_DATABASE_URL",
+    "EDGE_AGENT_KEY_SECRET",
+    "SETUP_SIGNING_KEY_FILES",
+    "SETUP_SECRET_KEYS",
+    *(f"EDGE_{name.upper()}_TOKEN" for name in SERVICE_NAMES),
 )
+# Roots no service but the one named is given (see Stack._service_env).
+ROOT_SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
 
 
 def agent_env(env: dict[str, str], secrets: dict[str, str], nid: str) -> dict[str, str]:
@@ -181,7 +189,7 @@ class Stack:
                 Child(
                     name,
                     edgectl_args("serve", name.split("-")[0], "--port", str(self.ports[name])),
-                    site_envs.get(name, env),
+                    self._service_env(name, site_envs.get(name, env), secrets),
                     logs / f"{name}.log",
                     ready_url=f"{self.urls[name]}/readyz",
                 )
@@ -190,7 +198,8 @@ class Stack:
             # Not waited for: the gateway queues while the worker loads its model (GET /queue
             # shows it once it reads).
             worker = edgectl_args("analysis-worker")
-            self._spawn(Child("analysis-worker", worker, env, logs / "analysis-worker.log"))
+            worker_env = self._service_env("analysis", env, secrets)
+            self._spawn(Child("analysis-worker", worker, worker_env, logs / "analysis-worker.log"))
         agent_urls: list[str | None] = []
         pull_agents: list[tuple[Child, Path]] = []
         for i, port in enumerate(s.agent_ports):
@@ -337,6 +346,39 @@ class Stack:
             env.setdefault("ANALYSIS_CONSUME_VMS_INBOX", "true")  # frames edges sent to the VMS
             env.setdefault("ANALYSIS_VIDEO_DIR", str(self.data_dir / "analysis" / "videos"))
         return env
+
+    def _service_env(self, name: str, env: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
+        """What one service process gets: setup alone the signing key; every service its own
+        credential signed by setup and setup's public key (it also reads GET /keys); the
+        operator's token only as a SHA-256, except for the console (the operator's own UI); the
+        master the agents' key root. No service but setup can mint a credential."""
+        from shared.credentials import issue_service_credential
+        from shared.signing import Signer, key_id, public_text
+
+        service = name.split("-")[0]
+        out = {k: v for k, v in env.items() if k not in ROOT_SECRETS}
+        signer = Signer.from_file(self.data_dir / SIGNING_KEY)
+        operator = secrets["EDGE_OPERATOR_TOKEN"]
+        out.update(
+            EDGE_PUBLIC_KEYS=f"{key_id(signer.public)}={public_text(signer.public)}",
+            EDGE_FETCH_PUBLIC_KEYS="true",
+            EDGE_OPERATOR_TOKEN_SHA256=hashlib.sha256(operator.encode()).hexdigest(),
+        )
+        if service == "console":
+            out["EDGE_OPERATOR_TOKEN"] = operator
+        else:
+            out.pop("SETUP_SECRET_KEYS", None)
+        if service == "setup":
+            out["SETUP_SIGNING_KEY_FILES"] = str(self.data_dir / SIGNING_KEY)
+            out["SETUP_SECRET_KEYS"] = secrets["SETUP_SECRET_KEYS"]
+        if service == "master":
+            out["EDGE_AGENT_KEY_SECRET"] = derived_secret(secrets["EDGE_SERVICE_TOKEN"])
+        if service in SERVICE_NAMES:
+            out[f"EDGE_{service.upper()}_TOKEN"] = issue_service_credential(service, signer)
+        if "EDGE_LEGACY_CREDENTIALS_UNTIL" in secrets and "EDGE_EDGE_TOKEN_SECRET" in secrets:
+            # An upgraded stack: its agents' HMAC edge tokens, until they renew them.
+            out["EDGE_EDGE_TOKEN_SECRET"] = secrets["EDGE_EDGE_TOKEN_SECRET"]
+        return out
 
     def _sites(
         self, env: dict[str, str], database_url: str, logs: Path

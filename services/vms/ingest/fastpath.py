@@ -74,7 +74,7 @@ class IngestFastPath:
             principal = None
         if principal is None:
             # raises Unauthorized for a bad, expired or revoked token (not cached)
-            principal = identify(settings, token, revocations)
+            principal = identify(settings, token, revocations, state.key_ring)
             if len(self._principals) >= self._cache_size:
                 self._principals.clear()
             self._principals[token] = principal
