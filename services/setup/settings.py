@@ -67,9 +67,10 @@ class SetupSettings(ServiceSettings):
     _signer: Signer | None = PrivateAttr(None)
 
     def key_ring(self) -> KeyRing:
-        ring = super().key_ring()
-        ring.static.extend(load_private_file(p).public_key() for p in self._key_paths()[1:])
-        return ring
+        """Setup verifies with its own keys only (EDGE_PUBLIC_KEYS is for the others)."""
+        signer = self.signer()
+        static = [load_private_file(p).public_key() for p in self._key_paths()[1:]]
+        return KeyRing(static=static, signer=signer)
 
     @model_validator(mode="after")
     def _secret_keys_required_outside_local(self) -> SetupSettings:
