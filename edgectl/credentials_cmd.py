@@ -31,7 +31,9 @@ def keygen(
 ) -> None:
     """A new Ed25519 signing key for setup (give its path in SETUP_SIGNING_KEY_FILES)."""
     if out.exists():
-        raise typer.BadParameter(f"{out} exists: a signing key is never overwritten", param_hint="--out")
+        raise typer.BadParameter(
+            f"{out} exists: a signing key is never overwritten", param_hint="--out"
+        )
     write_private_key(out)
     public = load_private_file(out).public_key()
     typer.echo(f"wrote {out} (key id {key_id(public)})")
@@ -65,9 +67,7 @@ def issue(
     if operator == (service is not None):
         raise typer.BadParameter("give either --service NAME or --operator")
     if service is not None and service not in SIGNABLE_SERVICES:
-        raise typer.BadParameter(
-            f"one of {', '.join(SIGNABLE_SERVICES)}", param_hint="--service"
-        )
+        raise typer.BadParameter(f"one of {', '.join(SIGNABLE_SERVICES)}", param_hint="--service")
     if key_file is not None:
         signer = Signer.from_file(key_file)
         ttl_s = ttl_days * 86400

@@ -48,6 +48,7 @@ def _register_optional() -> None:
         "analysis_cmd",
         "ops_cmd",
         "credentials_cmd",
+        "tls_cmd",
     ):
         try:
             mod = importlib.import_module(f"edgectl.{module}")

@@ -155,6 +155,13 @@ def create_service_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         log.info("%s ready on port %s", settings.service_name, settings.port)
+        if not settings.tls_cert_file:
+            log.warning(
+                "serving plain HTTP on %s:%s: for loopback development, or behind a "
+                "TLS-terminating proxy, only (EDGE_TLS_CERT_FILE/EDGE_TLS_KEY_FILE serve HTTPS)",
+                settings.host,
+                settings.port,
+            )
         watcher = _revocation_watcher(app, settings)
         keys = KeyWatcher(settings, app.state.key_ring)
         try:

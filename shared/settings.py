@@ -162,6 +162,17 @@ class ServiceSettings(BaseSettings):
         validation_alias=_fixed("EDGE_AGENT_CA_FILE"),
         description="CA bundle the master verifies https agents with",
     )
+    tls_cert_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_TLS_CERT_FILE"),
+        description="serve HTTPS with this certificate chain (PEM; `edgectl tls cert`); unset: "
+        "plain HTTP, for loopback development or behind a TLS-terminating proxy only",
+    )
+    tls_key_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_TLS_KEY_FILE"),
+        description="... and this private key (PEM)",
+    )
     open_reads: bool = Field(
         False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token"
     )
@@ -244,6 +255,8 @@ class ServiceSettings(BaseSettings):
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError("EDGE_OPERATOR_TOKEN_SHA256 must be 64 hex digits (a SHA-256)")
             self.operator_token_sha256 = digest
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("EDGE_TLS_CERT_FILE and EDGE_TLS_KEY_FILE go together")
         if self.public_keys:
             from shared.signing import parse_public_keys
 

@@ -77,6 +77,12 @@ class StackSettings(BaseSettings):
         240.0, ge=60, description="the story repeats every this many seconds"
     )
     ready_timeout_s: float = 90
+    tls: bool = Field(
+        False,
+        description="HTTPS on every service, the console and the agents, and MQTT over TLS, "
+        "with certificates of a CA generated in the data folder (tls/ca.pem: what clients "
+        "verify with); off: plain HTTP on 127.0.0.1, for loopback development only",
+    )
 
     @field_validator("agent_ports", "registry_ports", mode="before")
     @classmethod

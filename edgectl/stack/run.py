@@ -39,6 +39,7 @@ PLATFORM_SECRETS = (
     "EDGE_AGENT_KEY_SECRET",
     "SETUP_SIGNING_KEY_FILES",
     "SETUP_SECRET_KEYS",
+    "EDGE_TLS_KEY_FILE",  # the services' key: an agent gets its own AGENT_TLS_KEY_FILE
     *(f"EDGE_{name.upper()}_TOKEN" for name in SERVICE_NAMES),
 )
 # Roots no service but the one named is given (see Stack._service_env).
@@ -85,7 +86,9 @@ class Stack:
             self.ports["analysis"] = settings.analysis_port
         if settings.sites == 2:
             self.ports["master-2"] = settings.site2_master_port
-        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.scheme = "https" if settings.tls else "http"
+        self.urls = {name: f"{self.scheme}://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.tls_dir = self.data_dir / "tls"
         # With two sites, a registry each when Debian's docker-registry is installed.
         self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
 
@@ -134,6 +137,13 @@ class Stack:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         secrets = load_secrets(self.data_dir)
+        if s.tls:
+            self._make_tls()
+        else:
+            log.warning(
+                "plain HTTP on 127.0.0.1: for loopback development only "
+                "(edgectl up --tls: HTTPS and MQTT over TLS with a generated CA)"
+            )
         database_url = s.database_url
         if not database_url:
             self.db = EmbeddedPostgres(self.data_dir / "db", s.db_port)
@@ -165,6 +175,7 @@ class Stack:
                     s.mqtt_port,
                     dict(os.environ),
                     self.data_dir / "logs" / "mqtt.log",
+                    tls=self._tls_files() if s.tls else None,
                 )
                 log.info("starting the embedded MQTT broker (%s)", self.mqtt.kind)
                 self.mqtt.start()
@@ -221,14 +232,14 @@ class Stack:
                 )
                 pull_agents.append((child, workdir))
                 continue
-            agent_urls.append(f"http://127.0.0.1:{port}")
+            agent_urls.append(f"{self.scheme}://127.0.0.1:{port}")
             self._spawn(
                 Child(
                     node,
                     edgectl_args(*args, "--port", str(port)),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
-                    ready_url=f"http://127.0.0.1:{port}/healthz",
+                    ready_url=f"{self.scheme}://127.0.0.1:{port}/healthz",
                 )
             )
         for child in self.children:
@@ -336,6 +347,25 @@ class Stack:
         if mqtt_url:
             # Update notices: the master publishes, the pull agents subscribe.
             env.update(MASTER_MQTT_URL=mqtt_url, EDGE_MQTT_URL=mqtt_url)
+        if self.settings.tls:
+            ca, cert, key = self._tls_files()
+            env.update(
+                # Every service, the console and the agents serve HTTPS with the stack's
+                # certificate (127.0.0.1, localhost)...
+                EDGE_TLS_CERT_FILE=str(cert),
+                EDGE_TLS_KEY_FILE=str(key),
+                AGENT_TLS_CERT_FILE=str(self.tls_dir / "agent.pem"),
+                AGENT_TLS_KEY_FILE=str(self.tls_dir / "agent-key.pem"),
+                # ... and every client verifies it against the stack's CA: httpx and OpenSSL
+                # (SSL_CERT_FILE), requests, the master towards the agents and the broker, the
+                # agents towards the master, setup and the broker.
+                SSL_CERT_FILE=str(ca),
+                REQUESTS_CA_BUNDLE=str(ca),
+                EDGE_AGENT_CA_FILE=str(ca),
+                MASTER_MQTT_CA_FILE=str(ca),
+                AGENT_MASTER_CA_FILE=str(ca),
+                AGENT_MQTT_CA_FILE=str(ca),
+            )
         if self.story is not None:
             for key, value in self.story.optimizer_env().items():
                 env.setdefault(key, value)
@@ -347,7 +377,30 @@ class Stack:
             env.setdefault("ANALYSIS_VIDEO_DIR", str(self.data_dir / "analysis" / "videos"))
         return env
 
-    def _service_env(self, name: str, env: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
+    def _tls_files(self) -> tuple[Path, Path, Path]:
+        """(the CA clients verify with, the certificate chain, its key)."""
+        return (
+            self.tls_dir / "ca.pem",
+            self.tls_dir / "server.pem",
+            self.tls_dir / "server-key.pem",
+        )
+
+    def _make_tls(self) -> None:
+        """The stack's CA (made once, kept in the data folder) and a fresh certificate for
+        127.0.0.1 and localhost; the stack's own calls (readiness, seeding, the view) verify it."""
+        from edgectl.tls import make_ca, make_cert
+
+        ca = make_ca(self.tls_dir, common_name="edgectl up local CA")
+        names = ["127.0.0.1", "localhost", "::1"]
+        make_cert(self.tls_dir, names, self.tls_dir, name="server")
+        make_cert(self.tls_dir, names, self.tls_dir, name="agent")  # the agents' own
+        os.environ["SSL_CERT_FILE"] = str(ca)
+        os.environ["REQUESTS_CA_BUNDLE"] = str(ca)
+        log.info("TLS: every service over HTTPS, MQTT over TLS; clients verify with %s", ca)
+
+    def _service_env(
+        self, name: str, env: dict[str, str], secrets: dict[str, str]
+    ) -> dict[str, str]:
         """What one service process gets: setup alone the signing key; every service its own
         credential signed by setup and setup's public key (it also reads GET /keys); the
         operator's token only as a SHA-256, except for the console (the operator's own UI); the
