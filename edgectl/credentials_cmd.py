@@ -91,5 +91,72 @@ def issue(
     typer.echo(response.json()["token"])
 
 
+BUNDLE_SERVICES = ("setup", "master", "optimizer", "vms", "analysis", "console")
+
+
+def write_bundle(out: Path, *, ttl_days: int = 365) -> dict[str, str]:
+    """Setup's signing key and one environment file per service (compose.yaml, k8s Secrets), in
+    ``out``: ``setup-signing.pem`` (setup's only), ``<service>.env`` with that service's own
+    credential signed by the key (the master's also with the agents' key root, the console's with
+    the operator's token). Existing files are kept (a second run adds only what is missing).
+    Answers the lines for the shared .env: EDGE_OPERATOR_TOKEN_SHA256 (the operator's token
+    checked by hash)."""
+    import hashlib
+    import os
+    import secrets
+
+    out.mkdir(parents=True, exist_ok=True)
+    key = out / "setup-signing.pem"
+    if not key.exists():
+        write_private_key(key)
+    signer = Signer.from_file(key)
+
+    def write(name: str, values: dict[str, str]) -> None:
+        path = out / f"{name}.env"
+        if path.exists():
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in values.items()))
+
+    console = out / "console.env"
+    if not console.exists():
+        write("console", {"EDGE_OPERATOR_TOKEN": secrets.token_urlsafe(32)})
+    operator = _read_env(console)["EDGE_OPERATOR_TOKEN"]
+    for name in SIGNABLE_SERVICES:
+        values = {
+            f"EDGE_{name.upper()}_TOKEN": issue_service_credential(
+                name, signer, ttl_s=ttl_days * 86400
+            )
+        }
+        if name == "master":
+            values["EDGE_AGENT_KEY_SECRET"] = secrets.token_urlsafe(32)
+        write(name, values)
+    return {"EDGE_OPERATOR_TOKEN_SHA256": hashlib.sha256(operator.encode()).hexdigest()}
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@credentials.command("bundle")
+def bundle(
+    out: Path = typer.Option(
+        Path("deploy/credentials"), "--out", help="folder for the key and the per-service files"
+    ),
+    ttl_days: int = typer.Option(365, "--ttl-days", min=1, max=3650),
+) -> None:
+    """Setup's signing key and each service's own credential file, for compose.yaml (and k8s
+    Secrets): no service but setup gets the key, only the console the operator's token."""
+    shared = write_bundle(out, ttl_days=ttl_days)
+    typer.echo(
+        f"wrote {out}/: setup-signing.pem and {', '.join(f'{n}.env' for n in BUNDLE_SERVICES)}"
+    )
+    typer.echo("the operator's token is in console.env (EDGE_OPERATOR_TOKEN); put this in .env:")
+    for name, value in shared.items():
+        typer.echo(f"{name}={value}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(credentials, name="credentials")
