@@ -173,6 +173,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_fixed("EDGE_TLS_KEY_FILE"),
         description="... and this private key (PEM)",
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        validation_alias=_fixed("EDGE_FORWARDED_ALLOW_IPS"),
+        description="addresses whose X-Forwarded-Proto/For are believed (a TLS proxy in front: "
+        "then the console's cookie is Secure); comma list or *",
+    )
     open_reads: bool = Field(
         False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token"
     )
