@@ -4,7 +4,7 @@ Every operation documents who may call it (``x-auth``, also a "Who may call" lin
 description). Every route is called with no token, a wrong token, an edge token, the operator's
 token, each service's own credential and the shared service token of old deployments, and each
 answer must be what the document says: 401 without a valid token, 403 for a caller it does not
-list, anything but 401/403 for one it lists. The README's table is this same document.
+list, anything but 401/403 for one it lists. The table in docs/api.md is this same document.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tests.helpers.env import (
 SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 EDGE_NID = "0x01"
 OTHER_NID = "0x02"
-README = Path(__file__).resolve().parents[2] / "README.md"
+AUTH_TABLE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -240,7 +240,7 @@ def test_every_websocket_is_documented_and_answers_every_caller_as_documented(
 
 
 def table(docs: dict[str, dict]) -> str:
-    """The README's "Who may call what" table, from the documents."""
+    """The "Who may call what" table of docs/api.md, from the documents."""
     lines = ["| Service | Route | Operator | Services | Edge token |", "|---|---|---|---|---|"]
     for service, doc in docs.items():
         for method, path, op in operations(doc):
@@ -268,17 +268,22 @@ def table(docs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-async def test_the_readme_table_is_the_documents(db, tmp_path):
+async def test_the_docs_table_is_the_documents(db, tmp_path):
     docs = {}
     for service in SERVICES:
         async with service_app(service, db, tmp_path) as (_, doc):
             docs[service] = doc
     expected_table = table(docs)
-    if os.environ.get("EDGE_UPDATE_DOCS") == "1":  # regenerate: EDGE_UPDATE_DOCS=1 pytest -k readme
-        text = README.read_text()
+    if (
+        os.environ.get("EDGE_UPDATE_DOCS") == "1"
+    ):  # regenerate: EDGE_UPDATE_DOCS=1 pytest -k docs_table
+        text = AUTH_TABLE_PAGE.read_text()
         start = text.index("| Service | Route | Operator | Services | Edge token |")
         end = text.find("\n\n", start)
-        README.write_text(text[:start] + expected_table + (text[end:] if end >= 0 else "\n"))
-    assert expected_table in README.read_text(), (
-        "README's 'Who may call what' table is out of date; the current one:\n" + expected_table
+        AUTH_TABLE_PAGE.write_text(
+            text[:start] + expected_table + (text[end:] if end >= 0 else "\n")
+        )
+    assert expected_table in AUTH_TABLE_PAGE.read_text(), (
+        "docs/api.md's 'Who may call what' table is out of date; the current one:\n"
+        + expected_table
     )
