@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.service_client import ServiceClient
 from shared.settings import ServiceSettings
-from shared.signing import KeyRing, keys_from_document
+from shared.signing import Fetcher, KeyRing, keys_from_document
 
 log = logging.getLogger("edge.keys")
 
 
-def http_fetcher(settings: ServiceSettings):  # type: ignore[no-untyped-def]
+def http_fetcher(settings: ServiceSettings) -> Fetcher:
     async def fetch() -> list[Ed25519PublicKey]:
         setup = ServiceClient("setup", settings.setup_url, token=None, timeout=5.0)
         try:

@@ -212,9 +212,7 @@ async def poll_round(
 
 
 async def fan_out(n: int, db_url: str, ai_id: int, master: str, master_pid: int, port: int):
-    agents = [
-        Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)
-    ]
+    agents = [Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)]
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(master, connector=connector, timeout=timeout) as http:

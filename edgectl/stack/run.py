@@ -348,12 +348,12 @@ class Stack:
             # Update notices: the master publishes, the pull agents subscribe.
             env.update(MASTER_MQTT_URL=mqtt_url, EDGE_MQTT_URL=mqtt_url)
         if self.settings.tls:
-            ca, cert, key = self._tls_files()
+            ca, cert, cert_key = self._tls_files()
             env.update(
                 # Every service, the console and the agents serve HTTPS with the stack's
                 # certificate (127.0.0.1, localhost)...
                 EDGE_TLS_CERT_FILE=str(cert),
-                EDGE_TLS_KEY_FILE=str(key),
+                EDGE_TLS_KEY_FILE=str(cert_key),
                 AGENT_TLS_CERT_FILE=str(self.tls_dir / "agent.pem"),
                 AGENT_TLS_KEY_FILE=str(self.tls_dir / "agent-key.pem"),
                 # ... and every client verifies it against the stack's CA: httpx and OpenSSL
