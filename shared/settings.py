@@ -351,9 +351,10 @@ class ServiceSettings(BaseSettings):
 
         if self.agent_key_secret is not None:
             secret = self.agent_key_secret.get_secret_value()
-        else:
-            root = self.service_token.get_secret_value() if self.service_token else ""
-            secret = derived_secret(root)
+        elif self.service_token is not None:
+            secret = derived_secret(self.service_token.get_secret_value())
+        else:  # never a key anyone could derive from nothing
+            raise ValueError("the agents' keys need EDGE_AGENT_KEY_SECRET (or EDGE_SERVICE_TOKEN)")
         return agent_key(secret, nid)
 
     def own_credential(self) -> str:
