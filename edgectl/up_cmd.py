@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
             help="HTTPS and MQTT over TLS everywhere, with a CA generated in the data folder",
         ),
     ) -> None:
-        """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data
-        kept)."""
+        """Start everything, seed the demo fleet, show what happens; a process that exits is
+        started again (backoff); Ctrl-C stops it all (data kept)."""
         from edgectl.stack.config import StackSettings
         from edgectl.stack.run import Stack, StackError
 
