@@ -1,13 +1,14 @@
 """The container runtimes' own configuration, edited so that a node honours the registry trust.
 
 containerd 1.6/1.7 reads ``certs.d/<host>/hosts.toml`` only when ``config_path`` is set in the
-CRI plugin's ``registry`` table of ``/etc/containerd/config.toml`` (2.0 reads it by default). This
-module sets that one key and keeps the rest of the file as it was (comments and order
+CRI plugin's ``registry`` table of ``/etc/containerd/config.toml`` (2.0 reads it by default).
+This module sets that one key and keeps the rest of the file as it was (comments and order
 included). A node fixed by hand carries the deprecated ``registry.mirrors`` /
-``registry.configs.<host>.tls`` entries instead; containerd refuses ``config_path`` beside them (the CRI plugin does not load), so
-they are translated into hosts.toml files and removed. Credentials (``configs.<host>.auth``) are
-never copied into a plain file: containerd still accepts them beside ``config_path``, so they stay
-where the operator put them, and the answer says to move them into an imagePullSecret.
+``registry.configs.<host>.tls`` entries instead; containerd refuses ``config_path`` beside them
+(the CRI plugin does not load), so they are translated into hosts.toml files and removed.
+Credentials (``configs.<host>.auth``) are never copied into a plain file: containerd still
+accepts them beside ``config_path``, so they stay where the operator put them, and the answer
+says to move them into an imagePullSecret.
 
 Docker reads ``insecure-registries`` from ``/etc/docker/daemon.json`` (reloadable with SIGHUP);
 the registry is merged into that list, every other key kept.
