@@ -126,6 +126,13 @@ def node_config(
         typer.echo(f"# ---- containerd: {cdir}/hosts.toml ----")
         if ca_file:
             typer.echo(f"# copy {ca_file} to {cdir}/{nc.CONTAINERD_CA_NAME}")
+        typer.echo(
+            '# containerd 1.6/1.7 reads it only with config_path = "/etc/containerd/certs.d" in '
+            '[plugins."io.containerd.grpc.v1.cri".registry] of /etc/containerd/config.toml; '
+            f"`edgectl registry install-trust --registry {host}"
+            + (" --insecure" if insecure else "")
+            + "` sets it (and migrates registry.mirrors), then restart containerd"
+        )
         typer.echo(files["hosts.toml"])
         typer.echo("# ---- docker: merge into /etc/docker/daemon.json, then restart dockerd ----")
         if ca_file:

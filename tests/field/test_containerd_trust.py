@@ -27,8 +27,11 @@ NAME = "edge-registry.test"  # resolves to 127.0.0.1 in containerd's mount names
 def install_trust(node: Path, *args: str, hook_log: Path) -> subprocess.CompletedProcess[str]:
     hook = f"{sys.executable} -c \"open({str(hook_log)!r}, 'a').write('restart\\n')\""
     return subprocess.run(
-        edgectl("registry", "install-trust", "--root", str(node), *args)
-        + ["--restart-containerd", hook],
+        [
+            *edgectl("registry", "install-trust", "--root", str(node), *args),
+            "--restart-containerd",
+            hook,
+        ],
         cwd=REPO,
         env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
         capture_output=True,

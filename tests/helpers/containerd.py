@@ -84,8 +84,18 @@ class RunningContainerd:
     def ctr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """``ctr`` in containerd's mount namespace (its /etc/hosts, its /etc/containerd)."""
         return subprocess.run(
-            ["nsenter", "-t", str(self.proc.pid), "-m", CTR_BIN, "--address", str(self.socket)]
-            + ["--namespace", "k8s.io", *args],
+            [
+                "nsenter",
+                "-t",
+                str(self.proc.pid),
+                "-m",
+                CTR_BIN,
+                "--address",
+                str(self.socket),
+                "--namespace",
+                "k8s.io",
+                *args,
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
