@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from services.master.builds.dockerfile import dockerfile_env
 from services.master.packages import MANIFEST_NAMES, ArchiveLimits, parse_manifest
 from shared.errors import Invalid, PayloadTooLarge
 
@@ -191,6 +192,9 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
         manifest["requirements"] = requirements
     if (folder / WHEELHOUSE).is_dir():
         manifest["wheelhouse"] = WHEELHOUSE
+    env = dockerfile_env(text)
+    if env:
+        manifest["env"] = env
     body = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
     parse_manifest(body.encode())  # the same rules as a manifest written by hand
     return body
