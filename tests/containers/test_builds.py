@@ -14,7 +14,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.helpers.containers import ContainerEnv
+from tests.helpers.containers import ContainerEnv, save_busybox
 from tests.helpers.env import OPERATOR_TOKEN
 from tests.helpers.processes import edgectl
 from tests.helpers.registry import RunningRegistry, skopeo_inspect
@@ -125,15 +125,33 @@ async def test_a_run_step_is_carried_out_by_buildah_and_the_image_imports_its_de
         assert "step-output-before-failing" in failed["failure_reason"], failed
         assert "exit 3" in (await stack.master.get(f"/builds/{failed['id']}/log")).text
 
-        # A FROM image the private registry lacks is refused at upload, naming it.
-        field_folder(
-            stack.package_dir, "jetson", DOCKERFILE.replace("base/debian", "nvidia/l4t-base")
+        # A FROM image the private registry lacks is refused at upload, naming it ...
+        jetson = field_folder(
+            stack.package_dir,
+            "jetson",
+            'FROM nvcr.io/nvidia/l4t-base:r35.4.1\nRUN echo on-l4t > /base\nCMD ["cat", "/base"]\n',
         )
         r = await upload(stack, "jetson")
         assert r.status_code == 422, r.text
         message = r.json()["message"]
-        assert f"{container_registry.host}/nvidia/l4t-base:bookworm is not in" in message
+        assert "line 1: FROM nvcr.io/nvidia/l4t-base:r35.4.1" in message, message
+        assert f"{container_registry.host}/nvidia/l4t-base:r35.4.1 is not in" in message
         assert "import-base" in message
+        # ... until it is imported from a `podman save` file; then the same upload builds.
+        saved = save_busybox(container_env, "nvcr.io/nvidia/l4t-base:r35.4.1", jetson / "l4t.tar")
+        imported = subprocess.run(
+            edgectl("registry", "import-base", str(saved), "--registry", container_registry.url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **container_env.env},
+        )
+        assert imported.returncode == 0, imported.stderr
+        assert imported.stdout.startswith(f"{container_registry.host}/nvidia/l4t-base:r35.4.1 ")
+        saved.unlink()
+        r = await upload(stack, "jetson")
+        assert r.status_code == 200, r.text
+        assert (await stack.wait_built(r.json()["aid"]))["status"] == "ready"
 
         # A running build is cancelled: the AI fails saying so, the builder process is gone.
         field_folder(

@@ -369,3 +369,11 @@ def push_multiarch_busybox(cenv: ContainerEnv, image: str, archs: tuple[str, ...
     cenv.buildah("manifest", "push", "--all", "--tls-verify=false", image, f"docker://{image}")
     cenv.buildah("manifest", "rm", image, check=False)
     return image
+
+
+def save_busybox(cenv: ContainerEnv, name: str, dest: Path, arch: str = "amd64") -> Path:
+    """A ``podman save`` tarball (docker-archive) of a busybox image named ``name``."""
+    cenv.podman("import", "--arch", arch, str(busybox_rootfs(arch)), name)
+    cenv.podman("save", "--format", "docker-archive", "-o", str(dest), name)
+    cenv.podman("rmi", name, check=False)
+    return dest

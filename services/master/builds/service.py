@@ -28,8 +28,9 @@ from services.master.packages import (
     ingest_package,
     parse_manifest,
 )
-from services.master.registry import RegistryClient, build_and_push
+from services.master.registry import RegistryClient
 from services.master.registry.docker_build import docker_build_and_push
+from services.master.registry.image import build_and_push_index
 from services.master.uploads import field_folder
 from shared.contracts.events import Event, EventType
 from shared.contracts.fleet import PackageStatus
@@ -287,15 +288,15 @@ class BuildRunner:
         base = s.base_image or "scratch"
         build_log.write(f"assembling the image with the layer builder on {base}\n")
         async with RegistryClient(ctx.registry) as registry:
-            pushed = await build_and_push(
+            pushed = await build_and_push_index(
                 registry,
+                architectures=s.build_architectures,
                 artifact_path=ctx.store.path(package.digest),
                 manifest=m,
                 package_digest=package.digest,
                 base_image=s.base_image,
                 media_types=s.image_media_types,
                 tmp_dir=ctx.store.tmp_dir,
-                architecture=s.image_architecture,
             )
         build_log.write(f"pushed {pushed.reference} {pushed.digest}\n")
         return AiPackageChange(image_ref=pushed.reference, image_digest=pushed.digest)
