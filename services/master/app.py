@@ -17,6 +17,7 @@ from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
+from services.master.pull.fastpath import DesiredFastPath
 from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
@@ -95,4 +96,5 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         ],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
+        fast_path=DesiredFastPath,
     )
