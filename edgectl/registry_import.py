@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -43,7 +44,7 @@ def _archive_name(path: Path) -> tuple[str, str | None]:
         raise typer.BadParameter(f"{path} is not a tar archive: {exc}") from None
 
 
-def _oci_name(index: dict) -> str | None:  # type: ignore[type-arg]
+def _oci_name(index: dict[str, Any]) -> str | None:
     for m in index.get("manifests", []):
         name = (m.get("annotations") or {}).get("org.opencontainers.image.ref.name")
         if name and ("/" in name or ":" in name):

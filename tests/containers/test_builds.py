@@ -151,7 +151,8 @@ async def test_a_run_step_is_carried_out_by_buildah_and_the_image_imports_its_de
         saved.unlink()
         r = await upload(stack, "jetson")
         assert r.status_code == 200, r.text
-        assert (await stack.wait_built(r.json()["aid"]))["status"] == "ready"
+        built = await stack.wait_built(r.json()["aid"])
+        assert built["status"] == "ready", built["failure_reason"]
 
         # A running build is cancelled: the AI fails saying so, the builder process is gone.
         field_folder(
@@ -167,7 +168,11 @@ async def test_a_run_step_is_carried_out_by_buildah_and_the_image_imports_its_de
         assert cancelled.status_code == 200, cancelled.text
         slow = await stack.wait_built(slow_id, timeout=30)
         assert slow["status"] == "failed" and "cancelled" in slow["failure_reason"]
-        left = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True)
+        for _ in range(40):  # buildah takes its step's container down as it stops
+            left = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True)
+            if not left.stdout.strip():
+                break
+            await asyncio.sleep(0.5)
         assert left.stdout.strip() == "", "the cancelled build's step still runs"
 
 

@@ -6,8 +6,15 @@ build is refused saying so where it cannot."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
-from tests.helpers.containers import ContainerEnv, ensure_binfmt, push_multiarch_busybox
+import pytest
+
+from shared.errors import Invalid
+from tests.helpers.containers import ContainerEnv, busybox_oci_layout, ensure_binfmt
+from tests.helpers.processes import edgectl
 from tests.helpers.registry import RunningRegistry, skopeo_inspect
 
 DOCKERFILE = """\
@@ -19,11 +26,8 @@ CMD ["/bin/sh", "/main.sh"]
 
 
 async def test_an_arm64_and_amd64_image_index(
-    build_stack, container_env: ContainerEnv, container_registry: RunningRegistry
+    build_stack, container_env: ContainerEnv, busybox_index: str
 ) -> None:
-    push_multiarch_busybox(
-        container_env, f"{container_registry.host}/base/busybox:1", ("amd64", "arm64")
-    )
     qemu = ensure_binfmt("arm64")
     async with build_stack(
         MASTER_BUILDER="buildah",
@@ -63,13 +67,30 @@ async def test_an_arm64_and_amd64_image_index(
 
 
 async def test_the_layer_builder_pushes_an_index_too(
-    build_stack, container_env: ContainerEnv, container_registry: RunningRegistry
+    build_stack, tmp_path: Path, container_env: ContainerEnv, container_registry: RunningRegistry
 ) -> None:
-    """A package without RUN, built engine-free on a multi-arch base: one image per architecture
-    (the base's variant of each), tagged as one index."""
-    base = push_multiarch_busybox(
-        container_env, f"{container_registry.host}/base/busybox:1", ("amd64", "arm64")
+    """A package without RUN, built engine-free on a multi-arch base brought in with
+    `edgectl registry import-base` from an OCI layout: one image per architecture (the base's
+    variant of each), tagged as one index."""
+    layout = busybox_oci_layout(container_env, tmp_path / "layout", ("amd64", "arm64"))
+    imported = subprocess.run(
+        edgectl(
+            "registry",
+            "import-base",
+            str(layout),
+            "--name",
+            "debian-busybox:bookworm",
+            "--registry",
+            container_registry.url,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **container_env.env},
     )
+    assert imported.returncode == 0, imported.stderr
+    base = f"{container_registry.host}/debian-busybox:bookworm"
+    assert imported.stdout.startswith(base + " ")
     async with build_stack(
         MASTER_BUILDER="layers", MASTER_BASE_IMAGE=base, MASTER_IMAGE_ARCHITECTURES="amd64,arm64"
     ) as stack:
@@ -93,3 +114,28 @@ async def test_the_layer_builder_pushes_an_index_too(
         container_env.podman("pull", "--tls-verify=false", "--arch", arch, ai["image_ref"])
         out = container_env.podman("run", "--rm", "--arch", arch, ai["image_ref"])
         assert out.stdout.strip() == machines[arch]
+
+
+async def test_a_foreign_run_step_without_qemu_is_refused_saying_why(tmp_path, monkeypatch) -> None:
+    """Where binfmt_misc has no qemu handler (here: an empty folder stands for it), an arm64 RUN
+    step cannot run on an amd64 master: refused naming the line and what to install."""
+    from services.master.builds import engine
+    from services.master.packages import PackageManifest
+    from services.master.registry.config import RegistryConfig
+    from tests.helpers.env import settings_for
+
+    monkeypatch.setattr(engine, "BINFMT_DIR", tmp_path)
+    monkeypatch.setattr(engine, "host_architecture", lambda: "amd64")
+    settings = settings_for(
+        "master", "postgresql://unused", builder="buildah", image_architectures="amd64,arm64"
+    )
+    manifest = PackageManifest(
+        filename="tiny", version="01", ai_class="01", command=["sh"], dockerfile="Dockerfile"
+    )
+    registry = RegistryConfig(url="http://127.0.0.1:9")
+    with pytest.raises(Invalid) as refused:
+        await engine.check_dockerfile(settings, registry, manifest, DOCKERFILE)
+    message = refused.value.message
+    assert message.startswith("Dockerfile line 2: RUN uname -m > /built-on:"), message
+    assert "arm64 programs cannot run on this amd64 master" in message
+    assert "qemu-user-static" in message and "update-binfmts --enable qemu-aarch64" in message

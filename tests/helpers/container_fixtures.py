@@ -10,6 +10,7 @@ end. Use them from a conftest:
   marked insecure in ``container_env``'s registries.conf.
 - ``base_image``: ``"127.0.0.1:PORT/base/debian:bookworm"``, Debian minbase with python3, pip and
   ca-certificates, in ``container_registry``.
+- ``busybox_index``: ``"127.0.0.1:PORT/base/busybox:1"``, a tiny amd64+arm64 image index.
 - ``podman_service``: a ``PodmanService`` (``.docker_host`` is ``unix:///...sock``) serving the
   Docker Engine API over ``container_env``'s storage.
 """
@@ -23,12 +24,19 @@ import pytest
 from tests.helpers.containers import (
     ContainerEnv,
     PodmanService,
+    push_multiarch_busybox,
     start_podman_service,
     tools_missing,
 )
 from tests.helpers.registry import RunningRegistry, start_registry
 
-__all__ = ["base_image", "container_env", "container_registry", "podman_service"]
+__all__ = [
+    "base_image",
+    "busybox_index",
+    "container_env",
+    "container_registry",
+    "podman_service",
+]
 
 NEEDED = ("podman", "buildah", "skopeo", "runc", "mmdebstrap", "docker-registry")
 
@@ -60,6 +68,14 @@ def container_registry(
 @pytest.fixture(scope="session")
 def base_image(container_env: ContainerEnv, container_registry: RunningRegistry) -> str:
     return container_env.import_base(f"{container_registry.host}/base/debian:bookworm")
+
+
+@pytest.fixture(scope="session")
+def busybox_index(container_env: ContainerEnv, container_registry: RunningRegistry) -> str:
+    """``"127.0.0.1:PORT/base/busybox:1"``: one image index, busybox for amd64 and arm64
+    (Debian's busybox-static, /bin/sh linked to it), made without running anything of arm64."""
+    image = f"{container_registry.host}/base/busybox:1"
+    return push_multiarch_busybox(container_env, image, ("amd64", "arm64"))
 
 
 @pytest.fixture(scope="session")

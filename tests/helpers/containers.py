@@ -31,10 +31,12 @@ import os
 import resource
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.processes import Proc
 
@@ -139,13 +141,13 @@ class ContainerEnv:
             raise ContainerToolError(args, out.returncode, out.stdout + out.stderr)
         return out
 
-    def podman(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def podman(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([PODMAN_BIN, *args], **kw)
 
-    def buildah(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def buildah(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([BUILDAH_BIN, *args], **kw)
 
-    def skopeo(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    def skopeo(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run([SKOPEO_BIN, *args], **kw)
 
     def import_base(self, image: str, *, arch: str = "amd64") -> str:
@@ -345,7 +347,6 @@ def busybox_rootfs(arch: str) -> Path:
             "--variant=extract",
             "--include=busybox-static",
             f"--architectures={arch}",
-            '--customize-hook=ln -s busybox "$1/bin/sh"',
             BASE_SUITE,
             str(partial),
         ]
@@ -353,21 +354,39 @@ def busybox_rootfs(arch: str) -> Path:
         if out.returncode != 0:
             partial.unlink(missing_ok=True)
             raise ContainerToolError(args, out.returncode, out.stdout + out.stderr)
+        # The extract variant runs no hooks: /bin/sh (for RUN steps) is added to the tar here.
+        with tarfile.open(partial, "a") as tf:
+            link = tarfile.TarInfo("./bin/sh")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
+            tf.addfile(link)
         partial.rename(target)
     return target
+
+
+def busybox_oci_layout(cenv: ContainerEnv, dest: Path, archs: tuple[str, ...]) -> Path:
+    """An OCI layout folder holding one image index: busybox for each of ``archs``."""
+    name = f"localhost/busybox-index-{os.getpid()}"
+    cenv.buildah("manifest", "rm", name, check=False)
+    cenv.buildah("manifest", "create", name)
+    for arch in archs:
+        local = f"localhost/busybox-{arch}"
+        cenv.podman("import", "--arch", arch, str(busybox_rootfs(arch)), local)
+        cenv.buildah("manifest", "add", "--arch", arch, name, f"containers-storage:{local}")
+    cenv.buildah("manifest", "push", "--all", name, f"oci:{dest}")
+    cenv.buildah("manifest", "rm", name, check=False)
+    return dest
 
 
 def push_multiarch_busybox(cenv: ContainerEnv, image: str, archs: tuple[str, ...]) -> str:
     """``image`` (``host/name:tag``) as one image index with a busybox image per architecture."""
     cenv.add_insecure_registry(image.split("/", 1)[0])
-    cenv.buildah("manifest", "rm", image, check=False)
-    cenv.buildah("manifest", "create", image)
-    for arch in archs:
-        local = f"localhost/busybox-{arch}"
-        cenv.podman("import", "--arch", arch, str(busybox_rootfs(arch)), local)
-        cenv.buildah("manifest", "add", "--arch", arch, image, f"containers-storage:{local}")
-    cenv.buildah("manifest", "push", "--all", "--tls-verify=false", image, f"docker://{image}")
-    cenv.buildah("manifest", "rm", image, check=False)
+    layout = busybox_oci_layout(cenv, cenv.root / "tmp" / f"index-{os.getpid()}", archs)
+    try:
+        cenv.skopeo(
+            "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}", f"docker://{image}"
+        )
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
     return image
 
 

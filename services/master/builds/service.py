@@ -243,6 +243,10 @@ class BuildRunner:
             field="filename",
         )
 
+    async def _dockerfile(self, package: ResolvedPackage) -> str | None:
+        path = self.ctx.store.path(package.digest)
+        return await asyncio.to_thread(read_stored_dockerfile, path, package.manifest)
+
     async def push_image(self, package: ResolvedPackage, build_log: IO[str]) -> AiPackageChange:
         """Build the image and push it; answers setup's image fields.
 
@@ -269,7 +273,9 @@ class BuildRunner:
         if m.dockerfile and kind == engine.BuilderKind.DOCKER:
             if not s.docker_host:
                 raise Unavailable("MASTER_BUILDER=docker needs MASTER_DOCKER_HOST")
-            text = await asyncio.to_thread(_read_dockerfile_sync, ctx.store.path(package.digest), m)
+            text = await asyncio.to_thread(
+                read_stored_dockerfile, ctx.store.path(package.digest), m
+            )
             await engine.check_dockerfile(s, ctx.registry, m, text)
             built_d = await docker_build_and_push(
                 docker_host=s.docker_host,
@@ -283,7 +289,9 @@ class BuildRunner:
             )
             return AiPackageChange(image_ref=built_d.reference, image_digest=built_d.digest)
         if m.dockerfile:
-            text = await asyncio.to_thread(_read_dockerfile_sync, ctx.store.path(package.digest), m)
+            text = await asyncio.to_thread(
+                read_stored_dockerfile, ctx.store.path(package.digest), m
+            )
             await engine.check_dockerfile(s, ctx.registry, m, text)
         base = s.base_image or "scratch"
         build_log.write(f"assembling the image with the layer builder on {base}\n")
@@ -302,7 +310,7 @@ class BuildRunner:
         return AiPackageChange(image_ref=pushed.reference, image_digest=pushed.digest)
 
 
-def _read_dockerfile_sync(path: Path, manifest: PackageManifest) -> str | None:
+def read_stored_dockerfile(path: Path, manifest: PackageManifest) -> str | None:
     """The Dockerfile named by the manifest, read from the stored package (a tar)."""
     if not manifest.dockerfile:
         return None
@@ -325,7 +333,7 @@ async def check_stored_package(ctx: MasterContext, ingested: IngestedPackage) ->
     if ctx.registry is None or not ingested.manifest.dockerfile:
         return
     text = await asyncio.to_thread(
-        _read_dockerfile_sync, ctx.store.path(ingested.digest), ingested.manifest
+        read_stored_dockerfile, ctx.store.path(ingested.digest), ingested.manifest
     )
     await engine.check_dockerfile(ctx.settings, ctx.registry, ingested.manifest, text)
 

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -179,7 +180,7 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
             "the program to run is unknown",
             field="filename",
         )
-    manifest = {
+    manifest: dict[str, Any] = {
         "filename": filename,
         "version": version,
         "ai_class": ai_class,
