@@ -64,7 +64,7 @@ def _table(parent: Any, key: str, *, create: bool) -> Table | None:
             return None
         value = tomlkit.table()
         parent[key] = value
-        return parent[key]  # type: ignore[no-any-return]
+        return parent[key]
     if not isinstance(value, dict):
         raise RuntimeConfigError(f"config.toml: {key!r} is not a table")
     return value  # type: ignore[return-value]
@@ -76,7 +76,7 @@ def _registry_table(doc: tomlkit.TOMLDocument, version: int, *, create: bool) ->
         node = _table(node, key, create=create)
         if node is None:
             return None
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 def _toml_str(value: str) -> str:
