@@ -105,12 +105,20 @@ class RunningContainerd:
         """``runtime.v1.ImageService/PullImage`` over the socket: answers the image ref."""
         import grpc
 
+        deadline = time.monotonic() + 15
         with grpc.insecure_channel(f"unix://{self.socket}") as channel:
             pull = channel.unary_unary("/runtime.v1.ImageService/PullImage")
-            try:
-                reply: bytes = pull(_field(1, _field(1, image.encode())), timeout=timeout)
-            except grpc.RpcError as exc:
-                raise CriError(exc.code().name, exc.details() or "") from None
+            while True:
+                try:
+                    reply: bytes = pull(_field(1, _field(1, image.encode())), timeout=timeout)
+                    break
+                except grpc.RpcError as exc:
+                    details = exc.details() or ""
+                    # Just started: the CRI service answers this until its own start is done.
+                    if "not initialized yet" in details and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        continue
+                    raise CriError(exc.code().name, details) from None
         assert reply[0] == 0x0A and reply[1] < 0x80, reply  # field 1 (image_ref), a short string
         return reply[2 : 2 + reply[1]].decode()
 
@@ -144,7 +152,11 @@ def _start(
         log_path=workdir / "containerd.log",
     )
     deadline = time.monotonic() + timeout
-    while not sock.exists():
+    log = workdir / "containerd.log"
+    booted_before = (
+        log.read_text(errors="replace").count("successfully booted") if log.exists() else 0
+    )
+    while not sock.exists() or proc.log_text().count("successfully booted") <= booted_before:
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop()
             raise RuntimeError(f"containerd did not start:\n{proc.log_text()[-4000:]}")
