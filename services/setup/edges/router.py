@@ -84,8 +84,7 @@ async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> E
 
 
 def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToken:
-    secret = request.app.state.settings.edge_token_secret.get_secret_value()
-    claims = decode_edge_token(token, secret)
+    claims = decode_edge_token(token, request.app.state.key_ring)
     expires_at = claims.expires_at if claims else None
     return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
 

@@ -24,7 +24,7 @@ from services.vms.ingest.schemas import (
     UsageIn,
 )
 from services.vms.ingest.service import IngestService
-from shared.auth import Principal, bearer_token, identify, revocations_of
+from shared.auth import Principal, bearer_token, identify, keys_of, revocations_of
 from shared.legacy import LegacyRoute, legacy_openapi_body
 
 legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
@@ -42,7 +42,12 @@ def _service(request: Request) -> IngestService:
 
 def _principal(request: Request) -> Principal:
     # Called inline rather than as a dependency: a sync dependency costs a thread hop per request.
-    return identify(request.app.state.settings, bearer_token(request), revocations_of(request))
+    return identify(
+        request.app.state.settings,
+        bearer_token(request),
+        revocations_of(request),
+        keys_of(request),
+    )
 
 
 async def _legacy_body(request: Request) -> Any:
