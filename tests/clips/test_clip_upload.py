@@ -21,7 +21,7 @@ import numpy as np
 from edge_ai.common.runtime import Stop
 from edge_ai.yolo.clips import ClipRecorder, ClipUploader
 from shared.edge_tokens import issue_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR_TOKEN, free_port, service_env
+from tests.helpers.env import OPERATOR_TOKEN, SIGNER, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, start_service
 
 NID = "0x31"
@@ -71,7 +71,7 @@ async def test_a_clip_upload_cut_by_a_vms_crash_resumes_from_its_offset(db, tmp_
     assert len(data) > 100_000, len(data)
     meta = path.with_suffix(".json").read_text()
     assert '"person"' in meta
-    token = issue_edge_token(NID, EDGE_TOKEN_SECRET)
+    token = issue_edge_token(NID, SIGNER)
     uploader = ClipUploader(
         folder,
         vms_url=f"http://127.0.0.1:{port}",
@@ -117,7 +117,7 @@ async def test_a_clip_upload_cut_by_a_vms_crash_resumes_from_its_offset(db, tmp_
         part_answer = await http.get(f"/clips/{clip_id}/video", headers={"Range": "bytes=100-199"})
         assert part_answer.status_code == 206 and part_answer.content == data[100:200]
         # An edge token reads no clip; another edge uploads none under this edge's nid.
-        other = {"Authorization": f"Bearer {issue_edge_token('0x32', EDGE_TOKEN_SECRET)}"}
+        other = {"Authorization": f"Bearer {issue_edge_token('0x32', SIGNER)}"}
         assert (await http.get("/clips", headers=other)).status_code == 403
         body = {
             "clip_id": clip_id,
@@ -167,7 +167,7 @@ async def test_retention_keeps_each_edge_within_its_byte_budget(db, tmp_path):
     port = free_port()
     proc = _vms(db, tmp_path, port, clips_dir, VMS_CLIPS_MAX_BYTES_PER_EDGE=str(budget))
     try:
-        token = issue_edge_token(NID, EDGE_TOKEN_SECRET)
+        token = issue_edge_token(NID, SIGNER)
         newest = hashlib.sha256(paths[1].read_bytes()).hexdigest()
         for path in paths:
             uploader = ClipUploader(path.parent, vms_url=f"http://127.0.0.1:{port}", token=token)
