@@ -16,8 +16,8 @@ from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
-from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
+from services.master.reconcile.pull_router import router as pull_router
 from services.master.reconcile.router import router as reconcile_router
 from services.master.runners import Runners
 from services.master.settings import MasterSettings
@@ -57,7 +57,6 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             metrics=MasterMetrics(app.state.metrics_registry),
         )
         runners = Runners.on(ctx)
-        app.state.artifacts = store
         app.state.deltas = DeltaCache(
             store,
             UpdateTraffic(app.state.metrics_registry),
@@ -66,7 +65,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             max_age_s=settings.delta_cache_max_age_s,
         )
         app.state.master = ctx
-        app.state.runners = runners
+        runners.install(app.state)
         ctx.optimizer.start()
         await runners.start()
         try:

@@ -16,7 +16,9 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from services.master.builds import repository
 from services.master.context import MasterContext
@@ -25,15 +27,16 @@ from services.master.packages import (
     MANIFEST_NAMES,
     IngestedPackage,
     PackageManifest,
+    field_folder,
     ingest_package,
     parse_manifest,
 )
 from services.master.registry import RegistryClient, build_and_push
 from services.master.registry.docker_build import docker_build_and_push
-from services.master.uploads import field_folder
 from shared.contracts.events import Event, EventType
 from shared.contracts.fleet import PackageStatus
 from shared.contracts.master import AiPackageChange, AiPackageRecord
+from shared.deps import from_app_state
 from shared.errors import DomainError, Invalid, NotFound, Unavailable
 
 log = logging.getLogger("edge.master.builds")
@@ -299,3 +302,6 @@ async def record_ingested(ctx: MasterContext, ingested: IngestedPackage, *, sour
             manifest=manifest_json(m),
             source=source,
         )
+
+
+BuildRunnerDep = Annotated[BuildRunner, Depends(from_app_state("builds", BuildRunner))]

@@ -27,13 +27,13 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.optimizer.engine import store
-from services.optimizer.engine.context import CycleInput, RouteState
 from services.optimizer.engine.cycle import CycleResult, decide
 from services.optimizer.engine.leader import Lease
-from services.optimizer.engine.plan import DecisionRecord, Planned
-from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.metrics import OptimizerMetrics
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.context import CycleInput, RouteState
+from services.optimizer.model.plan import DecisionRecord, Planned
+from services.optimizer.model.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
