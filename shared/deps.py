@@ -10,20 +10,21 @@ app's state here, in one place. A router never reads ``request.app.state`` itsel
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 T = TypeVar("T")
 
 
-def from_app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+def from_app_state(name: str, kind: type[T]) -> Callable[[HTTPConnection], Awaitable[T]]:
     """The dependency that answers ``app.state.<name>`` (set by the service's lifespan or
-    ``create_app``) as a ``kind``."""
+    ``create_app``) as a ``kind``. Async: FastAPI runs a plain function dependency in a worker
+    thread, a hop per request for an attribute read."""
 
-    def dependency(request: Request) -> T:
-        return cast(T, getattr(request.app.state, name))
+    async def dependency(connection: HTTPConnection) -> T:  # a request or a websocket
+        return cast(T, getattr(connection.app.state, name))
 
     dependency.__name__ = f"{name}_dependency"
     dependency.__qualname__ = dependency.__name__

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from services.analysis.gateway import Gateway
+from services.analysis.gateway import GatewayDep
+from services.analysis.settings import SettingsDep
+from services.analysis.videos import VideosDep
 from shared.auth import AnyPrincipal, ReaderAuth, bearer_token, identify
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted, Mode
 from shared.errors import DomainError, Invalid, Unauthorized
@@ -47,10 +49,6 @@ VIDEO_BODY = {
         "content": {"video/mp4": _BINARY, "application/octet-stream": _BINARY},
     }
 }
-
-
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway
 
 
 def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
@@ -91,6 +89,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
 )
 async def analyze(
     request: Request,
+    gateway: GatewayDep,
     principal: AnyPrincipal,
     async_: Annotated[bool, Query(alias="async")] = False,
     nid: str | None = None,
@@ -114,7 +113,7 @@ async def analyze(
     else:
         image = await request.body()
         meta = _metadata(None, nid=nid, camera_time=camera_time, mode=mode)
-    answer = await _gateway(request).analyze(principal, image, meta, wait=not async_)
+    answer = await gateway.analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -128,10 +127,10 @@ async def analyze(
     "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONResponse:
+async def job(job_id: str, gateway: GatewayDep, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
-    answer = await _gateway(request).job(job_id, principal)
+    answer = await gateway.job(job_id, principal)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -139,8 +138,8 @@ async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONRespo
 
 
 @router.get("/queue", summary="Queue depth, jobs in work, workers")
-async def queue(request: Request, _: ReaderAuth) -> dict:
-    return await _gateway(request).queue_stats()
+async def queue(gateway: GatewayDep, _: ReaderAuth) -> dict:
+    return await gateway.queue_stats()
 
 
 @router.post(
@@ -153,8 +152,8 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
 )
-async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
-    return await request.app.state.videos.upload(principal, request)
+async def upload_video(request: Request, videos: VideosDep, principal: AnyPrincipal) -> dict:
+    return await videos.upload(principal, request)
 
 
 @router.get(
@@ -163,8 +162,8 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, request: Request, principal: ReaderAuth) -> dict:
-    return await request.app.state.videos.status(_video_id(video_id), principal)
+async def video_status(video_id: str, videos: VideosDep, principal: ReaderAuth) -> dict:
+    return await videos.status(_video_id(video_id), principal)
 
 
 @router.get(
@@ -175,8 +174,9 @@ async def video_status(video_id: str, request: Request, principal: ReaderAuth) -
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(video_id: str, request: Request, principal: ReaderAuth) -> StreamingResponse:
-    videos = request.app.state.videos
+async def video_events(
+    video_id: str, videos: VideosDep, principal: ReaderAuth
+) -> StreamingResponse:
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
         videos.events(video_id, principal),
@@ -190,8 +190,8 @@ async def video_events(video_id: str, request: Request, principal: ReaderAuth) -
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, request: Request, principal: ReaderAuth) -> FileResponse:
-    path = await request.app.state.videos.annotated(_video_id(video_id), principal)
+async def video_annotated(video_id: str, videos: VideosDep, principal: ReaderAuth) -> FileResponse:
+    path = await videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
 
@@ -202,19 +202,18 @@ def _video_id(video_id: str) -> str:
 
 
 @router.websocket("/ws/frames")
-async def camera_frames(websocket: WebSocket) -> None:
+async def camera_frames(websocket: WebSocket, settings: SettingsDep, gateway: GatewayDep) -> None:
     """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
     result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
     connection stays open). Bearer auth in the handshake; a refused token closes with 1008."""
     try:
-        principal = identify(websocket.app.state.settings, bearer_token(websocket))  # type: ignore[arg-type]
+        principal = identify(settings, bearer_token(websocket))  # type: ignore[arg-type]
         if principal.kind == "anonymous":
             raise Unauthorized()
     except DomainError as exc:
         await websocket.close(code=1008, reason=exc.message)
         return
     await websocket.accept()
-    gateway = _gateway(websocket)  # type: ignore[arg-type]
     try:
         while True:
             message = await websocket.receive()

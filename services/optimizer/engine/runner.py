@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Depends
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -47,6 +48,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.fleet import DesiredState, FleetSnapshot, ObservedState
 from shared.contracts.nodes import NodeStates
+from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError
 from shared.logging import log_fields
 
@@ -593,3 +595,6 @@ def _overall(verdicts: list[Verdict], *, timed_out: bool, timeout: timedelta) ->
     if kinds == {Outcome.SUCCEEDED}:
         return Outcome.SUCCEEDED, None
     return next(v for v in verdicts if v[0] == Outcome.SUPERSEDED)
+
+
+RunnerDep = Annotated[DecisionRunner, Depends(from_app_state("runner", DecisionRunner))]

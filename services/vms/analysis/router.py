@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from services.vms.analysis import service
+from services.vms.nodes.directory import DirectoryDep
 from shared.auth import AnyPrincipal, ReaderAuth, ServiceAuth
 from shared.contracts.analysis import InboxClaim, InboxResult
 from shared.db import SessionDep
@@ -29,7 +30,9 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024
     "model_version, conf_threshold, detections ...). An edge posts with its own token; the frame "
     "is stored and queued (`status: queued`).",
 )
-async def queue_frame(request: Request, session: SessionDep, principal: AnyPrincipal) -> dict:
+async def queue_frame(
+    request: Request, session: SessionDep, directory: DirectoryDep, principal: AnyPrincipal
+) -> dict:
     if principal.kind == "anonymous":
         raise Unauthorized()  # before the body: a stranger learns nothing of it
     if "multipart/form-data" not in request.headers.get("content-type", ""):
@@ -40,7 +43,7 @@ async def queue_frame(request: Request, session: SessionDep, principal: AnyPrinc
     metadata = form.get("metadata")
     return await service.accept(
         session,
-        request.app.state.directory,
+        directory,
         principal,
         image=image,
         metadata_raw=metadata if isinstance(metadata, str) else None,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from fastapi import Depends
 from pydantic import ValidationError
 
 from services.vms.ingest.committer import GroupCommitter
@@ -17,6 +18,7 @@ from services.vms.nodes.handoffs import HandoffCheck
 from services.vms.nodes.state import Record
 from services.vms.settings import VmsSettings
 from shared.auth import Principal
+from shared.deps import from_app_state
 from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.legacy import describe_validation_errors
 
@@ -393,3 +395,6 @@ class IngestService:
         if good:
             await self.committer.submit(good)
         return {"results": results, "stored": len(good), "rejected": len(results) - len(good)}
+
+
+IngestDep = Annotated[IngestService, Depends(from_app_state("ingest", IngestService))]

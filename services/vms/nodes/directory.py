@@ -14,8 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Annotated
+
+from fastapi import Depends
 
 from services.vms.settings import VmsSettings
+from shared.deps import from_app_state
 from shared.errors import DomainError
 from shared.service_client import ServiceClient
 
@@ -145,3 +149,6 @@ class NodeDirectory:
             if _ == 0:
                 await self._refresh_on_miss()
         return None
+
+
+DirectoryDep = Annotated[NodeDirectory, Depends(from_app_state("directory", NodeDirectory))]
