@@ -15,7 +15,7 @@ from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.schemas import PAYLOADS, DetectionsIn, EnvironmentIn, UsageIn
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.nodes.handoffs import HandoffCheck
-from services.vms.nodes.state import Record
+from services.vms.records import DetectionsRecord, EnvironmentRecord, Record, UsageRecord
 from services.vms.settings import VmsSettings
 from shared.auth import Principal
 from shared.deps import from_app_state
@@ -235,15 +235,20 @@ class IngestService:
         )
         ts = p.ts or now
         self._check_ts(ts, now, "ts", prefix)
-        row = (nid, ts, now, p.cpu, p.memory, p.func, p.username, p.code, p.message, auth, known)
-        values = {
-            "known": known,
-            "authenticated": auth,
-            "cpu": p.cpu,
-            "memory": p.memory,
-            "func": p.func,
-        }
-        return Record("usage", nid, ts, row, values)
+        # Positional, in UsageRecord's (the table's) order: keywords cost more per record.
+        return UsageRecord(
+            nid,
+            ts,
+            now,
+            p.cpu,
+            p.memory,
+            p.func,
+            p.username,
+            p.code,
+            p.message,
+            auth,
+            known,
+        )
 
     async def _environment(
         self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str
@@ -255,9 +260,16 @@ class IngestService:
         ts = self._field_ts(p, prefix, zone)
         self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
         condition = self.directory.condition_for(p.result)
-        row = (nid, ts, now, p.result, condition, auth, known)
-        values = {"known": known, "authenticated": auth, "result": p.result, "condition": condition}
-        return Record("environment", nid, ts, row, values)
+        # Positional, in EnvironmentRecord's (the table's) order: keywords cost more per record.
+        return EnvironmentRecord(
+            nid,
+            ts,
+            now,
+            p.result,
+            condition,
+            auth,
+            known,
+        )
 
     async def _detections(
         self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str
@@ -299,7 +311,8 @@ class IngestService:
         for key in ("source_unavailable", "analysis_unavailable"):
             if getattr(p, key):
                 summary[key] = getattr(p, key)
-        row = (
+        # Positional, in DetectionsRecord's (the table's) order: keywords cost more per record.
+        return DetectionsRecord(
             nid,
             p.ts,
             now,
@@ -320,15 +333,8 @@ class IngestService:
             auth,
             known,
             p.analysed_by,
+            summary,
         )
-        values = {
-            "known": known,
-            "authenticated": auth,
-            "summary": summary,
-            "detected": len(boxes),
-            "below_threshold": p.below_threshold,
-        }
-        return Record("detections", nid, p.ts, row, values)
 
     # -- entry points --------------------------------------------------------------------------
     async def ingest_one(
