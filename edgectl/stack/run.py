@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from edge_ai.common.http import EdgeSyncClient
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
@@ -258,7 +257,7 @@ class Stack:
                     sites=s.sites,
                     pull=s.pull,
                 )
-            except (SeedError, httpx.HTTPError) as exc:
+            except SeedError as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
         # The pull agents start once the seeding wrote their edge tokens.
         self._start_pull_agents(pull_agents, mqtt_url)
@@ -414,7 +413,7 @@ class Stack:
     def watch(self, *, live: bool) -> None:
         notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
-        with httpx.Client() as client:
+        with EdgeSyncClient("stack", "") as client:
             if live:
                 from rich.live import Live
 
@@ -438,7 +437,7 @@ class Stack:
                     last = lines
                     time.sleep(2)
 
-    def _tell(self, client: httpx.Client) -> None:
+    def _tell(self, client: EdgeSyncClient) -> None:
         if self.teller is not None:
             self.teller.tick(client)
 

@@ -19,6 +19,7 @@ from services.console.live import Live, LiveDep, sse
 from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
 from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
+from shared.contracts.deployments import DeploymentCreate, DeploymentOut
 from shared.errors import Invalid
 
 router = APIRouter(prefix="/api", tags=["console"])
@@ -120,14 +121,26 @@ class DeployIn(BaseModel):
     ai_id: int
 
 
-@router.post("/deployments", status_code=201, summary="Deploy an AI on an edge")
-async def deploy(data: DeployIn, up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.setup.json("POST", "/deployments", json=data.model_dump())
+@router.post(
+    "/deployments",
+    status_code=201,
+    response_model=DeploymentOut,
+    summary="Deploy an AI on an edge",
+)
+async def deploy(data: DeployIn, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
+    body = DeploymentCreate(edge_id=data.edge_id, ai_id=data.ai_id)
+    return await up.setup.model(
+        "POST", "/deployments", DeploymentOut, json=body.model_dump(mode="json", exclude_unset=True)
+    )
 
 
-@router.delete("/deployments/{deployment_id}", summary="Remove an AI from its edge")
-async def remove(deployment_id: int, up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.setup.json("DELETE", f"/deployments/{deployment_id}")
+@router.delete(
+    "/deployments/{deployment_id}",
+    response_model=DeploymentOut,
+    summary="Remove an AI from its edge",
+)
+async def remove(deployment_id: int, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
+    return await up.setup.model("DELETE", f"/deployments/{deployment_id}", DeploymentOut)
 
 
 class PinIn(BaseModel):

@@ -16,7 +16,7 @@ from services.setup.edges.schemas import (
 )
 from services.setup.settings import SettingsDep, SetupSettings
 from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
-from shared.contracts.fleet import EdgeStatus
+from shared.contracts.fleet import EdgeStatus, NodeIds
 from shared.db import SessionDep
 from shared.edge_tokens import decode_edge_token
 from shared.pagination import Page, PageDep
@@ -62,8 +62,8 @@ async def list_edges(
     )
 
 
-@router.get("/node-ids", summary="Every registered node id (for the VMS)")
-async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
+@router.get("/node-ids", response_model=NodeIds, summary="Every registered node id (for the VMS)")
+async def node_ids(session: SessionDep, _: ServiceAuth) -> NodeIds:
     return await service.node_ids(session)
 
 

@@ -294,6 +294,7 @@ class IngestService:
             for d in p.detections
         ]
         inference = p.inference_ms or None
+        min_confidence = min((d.confidence for d in p.detections), default=None)
         summary = {
             "model": p.model,
             "model_version": p.model_version,
@@ -304,7 +305,7 @@ class IngestService:
             "below_threshold": p.below_threshold,
             "frames_sent_up": p.frames_sent_up,
             "conf_threshold": p.conf_threshold,
-            "min_confidence": min((d.confidence for d in p.detections), default=None),
+            "min_confidence": min_confidence,
             "inference_ms": inference.model_dump() if inference else None,
             "analysed_by": p.analysed_by,
         }
@@ -329,7 +330,7 @@ class IngestService:
             len(boxes),
             p.below_threshold,
             p.frames_sent_up,
-            summary["min_confidence"],
+            min_confidence,
             auth,
             known,
             p.analysed_by,
