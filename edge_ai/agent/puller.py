@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 
@@ -85,6 +86,7 @@ class Puller:
         self._wake_report = asyncio.Event()
         self.notice: UpdateNotice | None = None
         self.applied_tag: str | None = None
+        self._fetch_at = 0.0  # monotonic time a notice's spread lets the next fetch start
         self.applied_notice_at: float | None = None
         self.error: str | None = None
         self.connected = False
@@ -147,6 +149,8 @@ class Puller:
         self.notice = notice
         if notice.tag != self.applied_tag:
             log.info("update notice: desired set %s (generation %s)", notice.tag, notice.generation)
+            # Spread over the window the master asks for: a fleet-wide update, one steady stream.
+            self._fetch_at = time.monotonic() + random.uniform(0.0, notice.spread_s)
             self._wake_sync.set()
 
     # --- desired set ---------------------------------------------------------------------
@@ -157,6 +161,9 @@ class Puller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_sync.wait(), timeout=self.settings.poll_s)
             self._wake_sync.clear()
+            wait = self._fetch_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if await self.sync_once():
                 delay = BACKOFF_START_S
                 continue
@@ -170,10 +177,16 @@ class Puller:
         """Pull and apply the desired set; False when it has to be tried again."""
         notice = self.notice
         try:
-            response = await self._master.request("GET", "/edges/me/desired")
+            # The set applied last, by its tag (ETag): unchanged, the master answers a bare 304.
+            headers = {"If-None-Match": f'"{self.applied_tag}"'} if self.applied_tag else {}
+            response = await self._master.request(
+                "GET", "/edges/me/desired", headers=headers, allow=(304,)
+            )
         except CallFailed as exc:
             log.warning("no desired set from the master: %s", exc)
             return False
+        if response.status_code == 304:
+            return True
         try:
             desired = DesiredSet.model_validate_json(response.content)
             specs = [WorkloadSpec.model_validate(w.model_dump()) for w in desired.workloads]

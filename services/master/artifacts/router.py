@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from services.master.artifacts.access import ArtifactAccess, ArtifactAccessDep
-from services.master.artifacts.deltas import DeltaCacheDep
+from services.master.artifacts.deltas import FORMATS, HDIFF, SUFFIX, XOR, DeltaCacheDep
 from services.master.context import ContextDep
 from shared.auth import EdgeOrServiceAuth, Principal
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, Invalid, NotFound
 
 router = APIRouter(tags=["artifacts"])
 
@@ -63,7 +63,7 @@ async def _check_access(access: ArtifactAccess, principal: Principal, digest: st
 
 @router.get(
     "/artifacts/{digest}/delta",
-    summary="A binary patch (HDiffPatch, detools) from an archive the edge has to this one",
+    summary="A patch (HDiffPatch or tar-xor-zstd) from an archive the edge has to this one",
     response_class=FileResponse,
     responses={404: {"description": "no patch for this pair: fetch the whole archive"}},
 )
@@ -76,6 +76,23 @@ async def get_delta(
     base: Annotated[
         str, Query(alias="from", description="sha256:<hex> of the archive the edge already has")
     ],
+    formats: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="the patch formats the edge applies, comma-separated: "
+            f"{', '.join(FORMATS)} (older agents: {HDIFF} only)",
+        ),
+    ] = HDIFF,
+    memory: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=1 << 50,
+            description="bytes of memory the edge has available: no HDiffPatch patch it could "
+            "not apply in that",
+        ),
+    ] = None,
 ) -> FileResponse:
     """Computed once per pair and cached. 404 when either archive is not stored or a patch
     would not save enough: the edge then fetches ``GET /artifacts/{digest}``. The edge checks
@@ -86,7 +103,10 @@ async def get_delta(
     if not store.exists(digest):
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
     await _check_access(access, principal, digest)
-    patch = await deltas.patch(base, digest)
+    accepted = frozenset(f.strip() for f in formats.split(",") if f.strip())
+    if not accepted or not accepted <= set(FORMATS):
+        raise Invalid(f"formats must name some of {', '.join(FORMATS)}", field="formats")
+    patch = await deltas.patch(base, digest, formats=accepted, memory=memory)
     if patch is None:
         raise NotFound(f"no patch from {base} to {digest}: fetch the whole archive", field="from")
     if principal.kind == "edge":
@@ -98,5 +118,6 @@ async def get_delta(
             "Cache-Control": "private, max-age=31536000, immutable",
             "X-Delta-From": base,
             "X-Delta-To": digest,
+            "X-Delta-Format": XOR if patch.suffix == SUFFIX[XOR] else HDIFF,
         },
     )
