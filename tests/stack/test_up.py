@@ -26,9 +26,6 @@ def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
     env.update(
         port_env,
         EDGE_UP_DATA_DIR=str(data_dir),
-        # A small model for the CPU worker, so that it is ready within seconds.
-        ANALYSIS_MODEL="yolov8n.yaml",
-        ANALYSIS_IMGSZ="320",
     )
     return env, ports
 
@@ -57,10 +54,11 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
 
 
 def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) -> None:
-    """An image through the gateway, the embedded Redis and the CPU worker; the view's line."""
-    import ultralytics
+    """An image through the gateway, the embedded Redis and the CPU worker (onnxruntime, the demo
+    model: the default install); the view's line."""
+    from detectors.demo import demo_frames
 
-    image = (Path(ultralytics.__file__).parent / "assets" / "bus.jpg").read_bytes()
+    image = demo_frames(1)[0]
     r = httpx.post(f"{url}/analyze?async=true", content=image, headers=headers, timeout=10)
     assert r.status_code == 202, r.text
     job = r.json()["poll"]
@@ -70,7 +68,7 @@ def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) 
         return r.json() if r.status_code == 200 else None
 
     result = _wait("the analysis worker's answer", answered, 120, proc, log)
-    assert result["status"] == "done" and result["model"] == "yolov8n", result
+    assert result["status"] == "done" and result["model"] == "demo-yolov8", result
     _wait(
         "the analysis line",
         lambda: "analysis: 1 worker, 0 job(s)" in log.read_text(),
