@@ -140,6 +140,7 @@ def test_the_master_folders_depend_one_way() -> None:
     assert [unit for unit, targets in graph.items() if "runners" in targets] == ["app"]
     for lower, upper in [
         ("packages", "uploads"),  # uploads use the package library, never the other way
+        ("registry", "builds"),  # images and Dockerfiles: the builds use them
         ("builds", "uploads"),  # builds own the build; uploads hand archives to it
         ("drivers", "pull"),  # the pull runtime uses the agent driver's spec
         ("pull", "reconcile"),  # the reconciler owns the pull runtime and its routes

@@ -20,14 +20,13 @@ from typing import IO, Annotated, Any
 
 from fastapi import Depends
 
-from services.master.builds import engine, repository
+from services.master.builds import engine, field_folder, repository
 from services.master.context import MasterContext
 from services.master.models import BuildState
 from services.master.packages import (
     MANIFEST_NAMES,
     IngestedPackage,
     PackageManifest,
-    field_folder,
     ingest_package,
     parse_manifest,
 )

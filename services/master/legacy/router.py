@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from services.master.builds import field_folder
 from services.master.builds.removal import RemovalsDep
 from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.legacy.schemas import DeviceAi, RemoveEdgeAi, UploadEdgeAi
-from services.master.packages import field_folder
 from services.master.uploads import service as uploads
 from services.master.uploads.schemas import UploadFields
 from shared.auth import OperatorAuth

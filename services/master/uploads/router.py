@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi import Path as PathParam
 
-from services.master.builds import engine
+from services.master.builds import engine, field_folder
 from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
-from services.master.packages import field_folder, parse_manifest
+from services.master.packages import parse_manifest
 from services.master.uploads import retrained, service
 from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
 from shared.auth import OperatorAuth, ServiceAuth
