@@ -11,9 +11,12 @@ app's state here, in one place. A router never reads ``request.app.state`` itsel
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Annotated, TypeVar, cast
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
+
+from shared.signing import KeyRing
 
 T = TypeVar("T")
 
@@ -29,3 +32,7 @@ def from_app_state(name: str, kind: type[T]) -> Callable[[HTTPConnection], Await
     dependency.__name__ = f"{name}_dependency"
     dependency.__qualname__ = dependency.__name__
     return dependency
+
+
+# The public keys every service verifies credentials with (set by shared.app, kept fresh).
+KeyRingDep = Annotated[KeyRing, Depends(from_app_state("key_ring", KeyRing))]

@@ -154,7 +154,9 @@ async def login(request: Request, settings: SettingsDep, store: SessionStoreDep)
         max_age=settings.session_ttl_s,
         httponly=True,
         samesite="strict",
-        secure=settings.cookie_secure,
+        # Secure whenever the console is reached over TLS (its own, or a proxy's X-Forwarded-Proto
+        # from an address uvicorn trusts: FORWARDED_ALLOW_IPS).
+        secure=settings.cookie_secure or request.url.scheme == "https",
         path="/",
     )
     return response

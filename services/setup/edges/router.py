@@ -14,12 +14,14 @@ from services.setup.edges.schemas import (
     EdgeUpdate,
     TokenRevocations,
 )
-from services.setup.settings import SettingsDep, SetupSettings
+from services.setup.settings import SettingsDep
 from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
 from shared.contracts.fleet import EdgeStatus, NodeIds
 from shared.db import SessionDep
+from shared.deps import KeyRingDep
 from shared.edge_tokens import decode_edge_token
 from shared.pagination import Page, PageDep
+from shared.signing import KeyRing
 
 router = APIRouter(prefix="/edges", tags=["edges"])
 
@@ -80,16 +82,16 @@ async def token_revocations(session: SessionDep, _: ServiceAuth) -> TokenRevocat
 @router.post(
     "/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent)"
 )
-async def renew_token(settings: SettingsDep, session: SessionDep, who: EdgeAuth) -> EdgeToken:
+async def renew_token(
+    settings: SettingsDep, keys: KeyRingDep, session: SessionDep, who: EdgeAuth
+) -> EdgeToken:
     assert who.nid is not None
     edge, token = await service.renew_token(session, who.nid, settings)
-    return _token_out(edge.id, edge.nid, token, settings)
+    return _token_out(edge.id, edge.nid, token, keys)
 
 
-def _token_out(edge_id: int, nid: str, token: str, settings: SetupSettings) -> EdgeToken:
-    assert settings.edge_token_secret is not None  # set by the settings' validator
-    secret = settings.edge_token_secret.get_secret_value()
-    claims = decode_edge_token(token, secret)
+def _token_out(edge_id: int, nid: str, token: str, keys: KeyRing) -> EdgeToken:
+    claims = decode_edge_token(token, keys)
     expires_at = claims.expires_at if claims else None
     return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
 
@@ -111,9 +113,11 @@ async def update_edge(
     response_model=EdgeToken,
     summary="Issue a new token for the edge (shown once)",
 )
-async def rotate_token(settings: SettingsDep, edge: EdgeRef, session: SessionDep, _: OperatorAuth):
+async def rotate_token(
+    settings: SettingsDep, keys: KeyRingDep, edge: EdgeRef, session: SessionDep, _: OperatorAuth
+):
     found, token = await service.rotate_token(session, edge, settings)
-    return _token_out(found.id, found.nid, token, settings)
+    return _token_out(found.id, found.nid, token, keys)
 
 
 @router.post(
@@ -126,9 +130,10 @@ async def workload_token(
     session: SessionDep,
     _: ServiceAuth,
     settings: SettingsDep,
+    keys: KeyRingDep,
 ) -> EdgeToken:
     found, token = await service.workload_token(session, edge, settings)
-    return _token_out(found.id, found.nid, token, settings)
+    return _token_out(found.id, found.nid, token, keys)
 
 
 @router.get(

@@ -25,7 +25,7 @@ from services.vms.ingest.schemas import (
 )
 from services.vms.ingest.service import IngestDep, IngestService
 from services.vms.settings import SettingsDep, VmsSettings
-from shared.auth import Principal, bearer_token, identify, revocations_of
+from shared.auth import Principal, bearer_token, identify, keys_of, revocations_of
 from shared.legacy import LegacyRoute, legacy_openapi_body
 
 legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
@@ -39,7 +39,7 @@ _ENVELOPE_DOC: dict[int | str, dict[str, Any]] = {
 
 def _principal(request: Request, settings: VmsSettings) -> Principal:
     # Called inline rather than as a dependency: a sync dependency costs a thread hop per request.
-    return identify(settings, bearer_token(request), revocations_of(request))
+    return identify(settings, bearer_token(request), revocations_of(request), keys_of(request))
 
 
 async def _legacy_body(request: Request) -> Any:
