@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from edge_ai.common.http import EdgeSyncClient
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import SIGNING_KEY, StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
@@ -287,7 +286,7 @@ class Stack:
                     sites=s.sites,
                     pull=s.pull,
                 )
-            except (SeedError, httpx.HTTPError) as exc:
+            except SeedError as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
         # The pull agents start once the seeding wrote their edge tokens.
         self._start_pull_agents(pull_agents, mqtt_url)
@@ -514,7 +513,7 @@ class Stack:
         notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
         self.supervisor.start()
-        with httpx.Client() as client:
+        with EdgeSyncClient("stack", "") as client:
             if live:
                 from rich.live import Live
 
@@ -540,7 +539,7 @@ class Stack:
                     last = lines
                     time.sleep(2)
 
-    def _tell(self, client: httpx.Client) -> None:
+    def _tell(self, client: EdgeSyncClient) -> None:
         if self.teller is not None:
             self.teller.tick(client)
 
