@@ -38,10 +38,10 @@ import asyncpg
 import httpx
 import orjson
 
-from services.optimizer.engine.context import CycleInput
 from services.optimizer.engine.cycle import decide
-from services.optimizer.engine.state import FleetState
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.context import CycleInput
+from services.optimizer.model.state import FleetState
 from shared import migrations
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.database import asyncpg_url, create_database, drop_database

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from edge_ai.common.http import AsyncHttp, async_client
 from edge_ai.common.runtime import Stop
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class ClipUploader:
         budget_bps: int = 128_000,
         chunk_bytes: int = 64 * 1024,
         telemetry_waiting: Callable[[], bool] = lambda: False,
-        http: httpx.AsyncClient | None = None,
+        http: AsyncHttp | None = None,
     ):
         self.folder = folder
         self.base = vms_url.rstrip("/")
@@ -214,7 +215,7 @@ class ClipUploader:
         self.chunk_bytes = chunk_bytes
         self.telemetry_waiting = telemetry_waiting
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = http or httpx.AsyncClient(timeout=10.0, headers=headers)
+        self._http = http or async_client(timeout=10.0, headers=headers)
         self.uploaded = 0
         self.resumed_at: list[int] = []  # offsets an upload went on from (not 0)
         self.sent_bytes = 0

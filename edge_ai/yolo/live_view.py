@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from edge_ai.common.http import AsyncHttp, async_client
 from edge_ai.common.runtime import Stop
 
 log = logging.getLogger("edge_ai.yolo.live")
@@ -109,14 +110,14 @@ class LiveSender:
         vms_url: str,
         token: str | None,
         nid: str,
-        http: httpx.AsyncClient | None = None,
+        http: AsyncHttp | None = None,
     ):
         self.request = request
         self.latest = latest
         self.nid = nid
         self.base = vms_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = http or httpx.AsyncClient(timeout=3.0, headers=headers)
+        self._http = http or async_client(timeout=3.0, headers=headers)
         self.seq = 0
         self.sent_bytes = 0
         self.skipped = 0

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import typer
 
+from edge_ai.common.http import sync_client
 from edgectl.ops.client import (
     JsonOption,
     base_url,
@@ -71,7 +72,7 @@ def clips_get(
     target = out or Path(f"{clip_id}.mp4")
     url = f"{base_url('vms')}/clips/{clip_id}/video"
     try:
-        with httpx.stream("GET", url, headers=headers(), timeout=60) as r:
+        with sync_client(headers=headers(), timeout=60) as http, http.stream("GET", url) as r:
             if r.status_code >= 400:
                 r.read()
                 fail(f"vms answered {r.status_code}: {error_text(r)}")

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from edge_ai.common.http import EdgeSyncClient
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
 from edgectl.stack.config import SIGNING_KEY, StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
@@ -90,8 +89,9 @@ class Stack:
         self.scheme = "https" if settings.tls else "http"
         self.urls = {name: f"{self.scheme}://127.0.0.1:{port}" for name, port in self.ports.items()}
         self.tls_dir = self.data_dir / "tls"
-        # With two sites, a registry each when Debian's docker-registry is installed.
-        self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
+        # With two sites and site_registries, a registry each (Debian's docker-registry).
+        wants_registries = settings.sites == 2 and settings.site_registries
+        self.registry_bin = shutil.which("docker-registry") if wants_registries else None
         self.supervisor = Supervisor(self._supervised)
 
     def _analysis_possible(self) -> bool:
@@ -287,7 +287,7 @@ class Stack:
                     sites=s.sites,
                     pull=s.pull,
                 )
-            except (SeedError, httpx.HTTPError) as exc:
+            except SeedError as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
         # The pull agents start once the seeding wrote their edge tokens.
         self._start_pull_agents(pull_agents, mqtt_url)
@@ -452,7 +452,7 @@ class Stack:
         if self.registry_bin:
             for i, port in enumerate(s.registry_ports, start=1):
                 registries[i] = self._registry(i, port, logs)
-        else:
+        elif s.site_registries:
             self.notes.append("sites without registries: docker-registry is not installed")
         env.update(
             MASTER_NAME="site-1",
@@ -515,7 +515,7 @@ class Stack:
         notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
         self.supervisor.start()
-        with httpx.Client() as client:
+        with EdgeSyncClient("stack", "") as client:
             if live:
                 from rich.live import Live
 
@@ -541,7 +541,7 @@ class Stack:
                     last = lines
                     time.sleep(2)
 
-    def _tell(self, client: httpx.Client) -> None:
+    def _tell(self, client: EdgeSyncClient) -> None:
         if self.teller is not None:
             self.teller.tick(client)
 

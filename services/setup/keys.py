@@ -4,7 +4,7 @@ credentials setup issues to the services and the operator (``POST /credentials``
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from shared.auth import OperatorAuth
 from shared.contracts.credentials import (
@@ -19,8 +19,8 @@ from shared.credentials import (
     issue_operator_credential,
     issue_service_credential,
 )
+from shared.deps import KeyRingDep
 from shared.errors import Invalid
-from shared.signing import KeyRing
 
 router = APIRouter(tags=["credentials"])
 
@@ -30,8 +30,7 @@ router = APIRouter(tags=["credentials"])
     response_model=KeyDocument,
     summary="Setup's public keys (the services verify every credential with them)",
 )
-async def public_keys(request: Request) -> KeyDocument:
-    ring: KeyRing = request.app.state.key_ring
+async def public_keys(ring: KeyRingDep) -> KeyDocument:
     return KeyDocument.model_validate(ring.document())
 
 
@@ -42,9 +41,8 @@ async def public_keys(request: Request) -> KeyDocument:
     summary="Issue a service's credential (its grants only) or an operator credential",
 )
 async def issue_credential(
-    data: CredentialRequest, request: Request, _: OperatorAuth
+    data: CredentialRequest, ring: KeyRingDep, _: OperatorAuth
 ) -> IssuedCredential:
-    ring: KeyRing = request.app.state.key_ring
     assert ring.signer is not None  # setup always signs (SetupSettings.signer)
     ttl_s = data.ttl_days * 86400
     if data.kind == CredentialKind.SERVICE:

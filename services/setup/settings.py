@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from fastapi import Depends
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.setup.camera_secrets import LOCAL_SECRET_KEY, parse_keys
+from shared.deps import from_app_state
 from shared.settings import ServiceSettings
 from shared.signing import KeyRing, Signer, load_private_file
 
@@ -86,3 +88,6 @@ class SetupSettings(ServiceSettings):
     def secret_values(self) -> list[str]:
         keys = parse_keys(self.secret_keys.get_secret_value()) if self.secret_keys else []
         return super().secret_values() + keys
+
+
+SettingsDep = Annotated[SetupSettings, Depends(from_app_state("settings", SetupSettings))]

@@ -17,27 +17,16 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers.env import free_port
+from tests.helpers.stack import stack_port_env
 
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis", "db")
-    names += ("agent1", "agent2", "mqtt")
-    ports = {name: free_port() for name in names}
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    port_env, ports = stack_port_env()  # every port the stack listens on: none fixed
     env.update(
+        port_env,
         EDGE_UP_DATA_DIR=str(data_dir),
-        EDGE_UP_CONSOLE_PORT=str(ports["console"]),
-        EDGE_UP_SETUP_PORT=str(ports["setup"]),
-        EDGE_UP_MASTER_PORT=str(ports["master"]),
-        EDGE_UP_OPTIMIZER_PORT=str(ports["optimizer"]),
-        EDGE_UP_VMS_PORT=str(ports["vms"]),
-        EDGE_UP_ANALYSIS_PORT=str(ports["analysis"]),
-        EDGE_UP_REDIS_PORT=str(ports["redis"]),
-        EDGE_UP_MQTT_PORT=str(ports["mqtt"]),
-        EDGE_UP_DB_PORT=str(ports["db"]),
-        EDGE_UP_AGENT_PORTS=json.dumps([ports["agent1"], ports["agent2"]]),
     )
     return env, ports
 
