@@ -111,6 +111,7 @@ async def edge_events(
 async def live_view(
     nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
     request: Request,
+    store: SessionStoreDep,
     _: SessionAuth,
     fps: Annotated[float, Query(gt=0, le=10)] = DEFAULT_FPS,
     width: Annotated[int, Query(ge=160, le=1920)] = DEFAULT_WIDTH,
@@ -119,7 +120,7 @@ async def live_view(
     settings = LiveViewSettings(fps=fps, width=width, budget_bps=budget_bps)
     views: LiveViews = request.app.state.live_views
     return StreamingResponse(
-        _while_signed_in(request, views.stream(nid, settings)),
+        _while_signed_in(request, store, views.stream(nid, settings)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

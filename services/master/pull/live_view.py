@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from services.master.drivers.base import DriverError, DriverUnavailable, EdgeTarget
-from services.master.runners import RunnersDep
+from services.master.reconcile.service import ReconcilerDep
 from shared.auth import OperatorAuth
 from shared.contracts.live_view import LiveViewAsk, LiveViewRequest
 from shared.errors import Conflict, NotFound, Unavailable
@@ -28,9 +28,10 @@ Nid = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]
     "/edges/{nid}/live-view",
     summary="Start, renew (ttl_s > 0) or stop (ttl_s = 0) an edge's live view",
 )
-async def live_view(nid: Nid, body: LiveViewAsk, _: OperatorAuth, runners: RunnersDep) -> dict:
+async def live_view(
+    nid: Nid, body: LiveViewAsk, _: OperatorAuth, reconciler: ReconcilerDep
+) -> dict:
     request = LiveViewRequest(nid=nid, **body.model_dump())
-    reconciler = runners.reconciler
     reached = reconciler.reached.get(nid)
     if reached is None and reconciler.pull.board.known(nid) is not None:
         reached = (reconciler.pull.driver, EdgeTarget(name=nid, nid=nid))
