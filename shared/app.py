@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import migrations
 from shared.api_docs import document_security_and_errors, install_docs
 from shared.db import (
+    RETRY_AFTER,
     create_engine,
     create_probe_engine,
     database_ready,
     make_sessionmaker,
-    RETRY_AFTER,
     overloaded,
     translate_db_error,
 )

@@ -189,10 +189,10 @@ def create_probe_engine(url: str, *, application_name: str, timeout: float) -> A
     )
 
 
-async def database_ready(engine: AsyncEngine, timeout: float = 0.8) -> bool:
-    """Whether ``SELECT 1`` answers within ``timeout`` seconds."""
+async def database_ready(engine: AsyncEngine, within: float = 0.8) -> bool:
+    """Whether ``SELECT 1`` answers within ``within`` seconds."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         return True
