@@ -147,10 +147,14 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "/videos",
     status_code=202,
     summary="Upload a video; its frames are analysed through the queue",
-    description="The raw body (any container OpenCV reads: MP4, AVI, MKV ...), streamed to disk "
-    "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
-    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
-    "422 when the body is empty or not a video.",
+    description="The raw body (MP4/MOV, AVI or MKV/WebM), streamed to disk "
+    "(`ANALYSIS_VIDEO_MAX_BYTES`, 413 above). Its size, frame count and duration are read from "
+    "the container's headers and checked before any frame is decoded (422 naming the limit: "
+    "`ANALYSIS_VIDEO_MAX_PIXELS`, `ANALYSIS_VIDEO_MAX_FRAMES`, `ANALYSIS_VIDEO_MAX_DURATION_S`). "
+    "The upload takes one token of the caller's rate limit and each frame one more before it is "
+    "queued. 202 with the video's id, frame count, fps and size; follow "
+    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done, "
+    "`POST /videos/{id}/cancel` to stop it. 422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
 )
 async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
@@ -193,6 +197,19 @@ async def video_events(video_id: str, request: Request, principal: ReaderAuth) -
 async def video_annotated(video_id: str, request: Request, principal: ReaderAuth) -> FileResponse:
     path = await request.app.state.videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
+
+
+@router.post(
+    "/videos/{video_id}/cancel",
+    summary="Cancel a video being analysed or rendered",
+    description="No more of its frames are queued, its files are removed and its event stream "
+    "ends with `cancelled`. The edge that uploaded it, the operator or a service only (403 for "
+    "another edge); 409 when the video is already done, failed or cancelled.",
+)
+async def cancel_video(video_id: str, request: Request, principal: AnyPrincipal) -> dict:
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    return await request.app.state.videos.cancel(_video_id(video_id), principal)
 
 
 def _video_id(video_id: str) -> str:
