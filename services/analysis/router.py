@@ -97,6 +97,8 @@ async def analyze(
     camera_time: datetime | None = None,
     mode: Mode | None = None,
 ) -> JSONResponse:
+    if principal.kind == "anonymous":
+        raise Unauthorized()  # before a byte of the body is read
     content_type = request.headers.get("content-type", "")
     if "multipart/form-data" in content_type:
         form = await request.form(max_files=1, max_fields=2)

@@ -8,9 +8,10 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +21,7 @@ from services.console.sessions import SessionAuth, SessionExpired, find_session
 from services.console.upstream import Upstreams
 from services.console.views import edge_view, packages_view
 from shared.errors import Invalid
+from shared.input_checks import NID_PATTERN
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -95,7 +97,7 @@ async def edge_events(edge_id: int, request: Request, _: SessionAuth) -> Streami
 
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
 async def series(
-    nid: str,
+    nid: Annotated[str, Path(pattern=NID_PATTERN, description='a node id, e.g. "0x01"')],
     request: Request,
     _: SessionAuth,
     kind: Literal["usage", "environment", "detections"] = "usage",
@@ -109,7 +111,7 @@ async def series(
         "end": end.isoformat(),
         "step": step,
     }
-    return await _up(request).vms.json("GET", f"/nodes/{nid}/series", params=params)
+    return await _up(request).vms.json("GET", f"/nodes/{quote(nid, safe='')}/series", params=params)
 
 
 class DeployIn(BaseModel):

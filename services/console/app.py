@@ -42,8 +42,12 @@ async def _no_revocations() -> dict[str, int]:
     return {}  # the console accepts no edge tokens
 
 
+SAFE_METHODS = {"get", "head", "options"}
+
+
 def _document_sessions(app: FastAPI) -> None:
-    """The console's API routes are called with the session cookie, not a bearer token."""
+    """The console's API routes are called with the session cookie, not a bearer token; a change
+    (any method but GET/HEAD/OPTIONS) also with the session's CSRF token in its header."""
     documented = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -51,11 +55,12 @@ def _document_sessions(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             if not path.startswith("/api/"):
                 continue
-            for operation in operations.values():
-                if operation.get("x-auth", {}).get("rule") == "session":
-                    continue
+            for method, operation in operations.items():
                 operation["x-auth"] = dict(SESSION_RULE)
-                operation["security"] = [{"console_session": []}]
+                requirement: dict[str, list[str]] = {"console_session": []}
+                if method not in SAFE_METHODS:
+                    requirement["console_csrf"] = []
+                operation["security"] = [requirement]
                 text = operation.get("description", "").split("\n\nWho may call:")[0]
                 operation["description"] = (
                     text + f"\n\nWho may call: {SESSION_RULE['who']}."
@@ -65,7 +70,25 @@ def _document_sessions(app: FastAPI) -> None:
             "type": "apiKey",
             "in": "cookie",
             "name": sessions.COOKIE,
+            "description": "the session cookie set by signing in at /login (httpOnly)",
         }
+        components["console_csrf"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-CSRF-Token",
+            "description": "the session's CSRF token, from the page's "
+            '<meta name="csrf-token">; required on every change',
+        }
+        # No console operation takes a bearer token: the scheme is not offered.
+        used = {
+            name
+            for operations in schema.get("paths", {}).values()
+            for operation in operations.values()
+            for requirement in operation.get("security", [])
+            for name in requirement
+        }
+        if "bearer" not in used:
+            components.pop("bearer", None)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -46,6 +46,12 @@ async def test_sync_async_cache_and_fusion(db, prefix, worker):
             "nms_ms",
         }
         assert first["timings"]["inference_ms"] > 0
+        # Strict decoding: a truncated JPEG with its end marker appended is refused, not padded.
+        r = await client.post(
+            "/analyze", content=BUS[: len(BUS) // 2] + b"\xff\xd9", headers=OPERATOR
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "image", r.text
+        assert "premature end" in r.json()["error"]["message"]
         # The same image again: from the cache, at once, with no job.
         started = time.perf_counter()
         r = await client.post("/analyze", content=BUS, headers=OPERATOR)

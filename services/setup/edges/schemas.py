@@ -12,9 +12,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from services.setup.edges.rtsp import split_credentials
 from shared.agent_urls import check_agent_url, parse_networks
 from shared.contracts.fleet import EdgeStatus
+from shared.input_checks import NID_PATTERN
 
 ANY_NETWORK = parse_networks("0.0.0.0/0,::/0")
-NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
 
 
 def _coordinate(value: Any, name: str, limit: float) -> float:
