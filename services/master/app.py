@@ -62,6 +62,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             store,
             UpdateTraffic(app.state.metrics_registry),
             max_ratio=settings.delta_max_ratio,
+            xor_max_ratio=settings.delta_xor_max_ratio,
             max_bytes=settings.delta_cache_max_bytes,
             max_age_s=settings.delta_cache_max_age_s,
         )

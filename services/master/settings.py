@@ -114,6 +114,13 @@ class MasterSettings(ServiceSettings):
         "downloads the artifact): a patch that changes most of a file saves little and is slow to "
         "apply (bench/updates: 18 min for a 94 MB one)",
     )
+    delta_xor_max_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="the same limit for a tar-xor-zstd patch (weights fine-tuned: every float "
+        "changed), which applies streaming in linear time: worth sending while it saves a fifth",
+    )
     delta_cache_max_bytes: int = Field(
         2 * 1024**3,
         ge=0,

@@ -37,6 +37,7 @@ class NodeDirectory:
         self.settings = settings
         self.nids: frozenset[str] = frozenset()
         self.names: dict[str, str] = {}
+        self.device_logins: dict[str, str] = {}  # a field device's login name -> its edge's nid
         self.time_zones: dict[str, str] = {}  # nid -> IANA zone, for edges that have their own
         self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
         self._last_nodes_refresh = 0.0
@@ -71,12 +72,13 @@ class NodeDirectory:
             nids = frozenset(str(n) for n in body.get("items", []))
             names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
             zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
+            logins = {str(k): str(v) for k, v in (body.get("device_logins") or {}).items()}
         except (DomainError, AttributeError) as exc:
             log.warning(
                 "node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc
             )
             return False
-        self.nids, self.names = nids, names
+        self.nids, self.names, self.device_logins = nids, names, logins
         self.time_zones = zones
         return True
 
@@ -135,9 +137,11 @@ class NodeDirectory:
         return nid in self.nids
 
     async def nid_for_username(self, username: str) -> str | None:
-        """The field's usage payload names the device, not the node: map an edge name (or a nid) to
-        a nid."""
+        """The field's usage payload names the device, not the node: map the device's login name
+        (an edge's ``device_login`` in setup), an edge name or a nid to a nid."""
         for _ in range(2):
+            if username in self.device_logins:
+                return self.device_logins[username]
             if username in self.names:
                 return self.names[username]
             if username in self.nids:
