@@ -228,6 +228,12 @@ _ERRORS: dict[str, tuple[str, str, str, str | None]] = {
         "too many requests: retry in 1 s",
         None,
     ),
+    "502": (
+        "A service this one calls answered with an error",
+        "upstream_error",
+        "setup answered 500",
+        None,
+    ),
     "503": (
         "A dependency (database, queue, another service) is unavailable: retry later",
         "unavailable",
@@ -254,6 +260,11 @@ def _error_response(status: str, field_route: bool) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": schema, "example": example}},
     }
+
+
+def documented_error(status: str) -> dict[str, Any]:
+    """The OpenAPI response of one of the project's error answers (its error model)."""
+    return _error_response(status, False)
 
 
 def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
@@ -62,6 +62,11 @@ VIDEO_BODY = {
 }
 
 
+# Ids the gateway makes (hex): documented, so that a client (or a fuzzer) knows what one is.
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a job's id")]
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a video's id")]
+
+
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
@@ -114,7 +119,10 @@ async def analyze(
         raise Unauthorized()  # before a byte of the body is read
     content_type = request.headers.get("content-type", "")
     if "multipart/form-data" in content_type:
-        form = await request.form(max_files=1, max_fields=2)
+        try:
+            form = await request.form(max_files=1, max_fields=2)
+        except HTTPException as exc:  # the framework's 400: a body it cannot parse as multipart
+            raise Invalid(f"the multipart body: {exc.detail}", field="body") from None
         upload = form.get("image")
         if upload is None or not hasattr(upload, "read"):
             raise Invalid("the multipart part image (a file) is missing", field="image")
@@ -143,7 +151,7 @@ async def analyze(
     "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONResponse:
+async def job(job_id: JobId, request: Request, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
     answer = await _gateway(request).job(job_id, principal)
@@ -182,7 +190,7 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, request: Request, principal: ReaderAuth) -> dict:
+async def video_status(video_id: VideoId, request: Request, principal: ReaderAuth) -> dict:
     return await request.app.state.videos.status(_video_id(video_id), principal)
 
 
@@ -194,7 +202,9 @@ async def video_status(video_id: str, request: Request, principal: ReaderAuth) -
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(video_id: str, request: Request, principal: ReaderAuth) -> StreamingResponse:
+async def video_events(
+    video_id: VideoId, request: Request, principal: ReaderAuth
+) -> StreamingResponse:
     videos = request.app.state.videos
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
@@ -211,7 +221,9 @@ async def video_events(video_id: str, request: Request, principal: ReaderAuth) -
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, request: Request, principal: ReaderAuth) -> FileResponse:
+async def video_annotated(
+    video_id: VideoId, request: Request, principal: ReaderAuth
+) -> FileResponse:
     path = await request.app.state.videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
@@ -223,7 +235,7 @@ async def video_annotated(video_id: str, request: Request, principal: ReaderAuth
     "ends with `cancelled`. The edge that uploaded it, the operator or a service only (403 for "
     "another edge); 409 when the video is already done, failed or cancelled.",
 )
-async def cancel_video(video_id: str, request: Request, principal: AnyPrincipal) -> dict:
+async def cancel_video(video_id: VideoId, request: Request, principal: AnyPrincipal) -> dict:
     if principal.kind == "anonymous":
         raise Unauthorized()
     return await request.app.state.videos.cancel(_video_id(video_id), principal)

@@ -19,11 +19,18 @@ from services.console.live import sse
 from services.console.sessions import SessionAuth, SessionExpired, find_session
 from services.console.upstream import Upstreams
 from services.console.views import edge_view, packages_view
+from shared.contracts.decisions import Action, Policy
 from shared.errors import Invalid
 from shared.input_checks import NID_PATTERN
 from shared.streams import until_revoked
 
 router = APIRouter(prefix="/api", tags=["console"])
+
+# What the console passes on in a path: the ids the other services' tables hold (32-bit), the ids
+# the analysis gateway makes.
+INT32_MAX = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a video's id")]
 
 # A video's events may pause while frames wait in the queue: no read deadline.
 EVENTS_TIMEOUT = httpx.Timeout(10.0, read=None)
@@ -81,7 +88,7 @@ async def fleet_events(request: Request, _: SessionAuth) -> StreamingResponse:
 
 
 @router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
-async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]:
+async def edge(edge_id: RowId, request: Request, _: SessionAuth) -> dict[str, Any]:
     return await edge_view(_up(request), edge_id)
 
 
@@ -89,7 +96,7 @@ async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]
     "/edges/{edge_id}/events",
     summary="The edge's view as Server-Sent Events (event: edge; problem when setup fails)",
 )
-async def edge_events(edge_id: int, request: Request, _: SessionAuth) -> StreamingResponse:
+async def edge_events(edge_id: RowId, request: Request, _: SessionAuth) -> StreamingResponse:
     return _live(request, f"edge:{edge_id}")
 
 
@@ -100,7 +107,9 @@ async def series(
     _: SessionAuth,
     kind: Literal["usage", "environment", "detections"] = "usage",
     minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 30,
-    step: Annotated[str, Query(max_length=10)] = "10s",
+    step: Annotated[
+        str, Query(max_length=10, pattern=r"^[0-9]+[smhd]?$", description="10, 30s, 5m, 1h, 1d")
+    ] = "10s",
 ) -> Any:
     end = datetime.now(UTC)
     params = {
@@ -114,8 +123,8 @@ async def series(
 
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    edge_id: int
-    ai_id: int
+    edge_id: int = Field(ge=1, le=INT32_MAX)
+    ai_id: int = Field(ge=1, le=INT32_MAX)
 
 
 @router.post("/deployments", status_code=201, summary="Deploy an AI on an edge")
@@ -124,7 +133,7 @@ async def deploy(data: DeployIn, request: Request, _: SessionAuth) -> Any:
 
 
 @router.delete("/deployments/{deployment_id}", summary="Remove an AI from its edge")
-async def remove(deployment_id: int, request: Request, _: SessionAuth) -> Any:
+async def remove(deployment_id: RowId, request: Request, _: SessionAuth) -> Any:
     return await _up(request).setup.json("DELETE", f"/deployments/{deployment_id}")
 
 
@@ -134,13 +143,13 @@ class PinIn(BaseModel):
 
 
 @router.put("/pins/{edge_id}", summary="Pin an edge: no policy touches it")
-async def pin(edge_id: int, request: Request, _: SessionAuth, data: PinIn | None = None) -> Any:
+async def pin(edge_id: RowId, request: Request, _: SessionAuth, data: PinIn | None = None) -> Any:
     body = (data or PinIn()).model_dump()
     return await _up(request).optimizer.json("PUT", f"/pins/{edge_id}", json=body)
 
 
 @router.delete("/pins/{edge_id}", status_code=204, summary="Unpin an edge")
-async def unpin(edge_id: int, request: Request, _: SessionAuth) -> Response:
+async def unpin(edge_id: RowId, request: Request, _: SessionAuth) -> Response:
     await _up(request).optimizer.request("DELETE", f"/pins/{edge_id}")
     return Response(status_code=204)
 
@@ -166,7 +175,7 @@ async def ai_packages_events(request: Request, _: SessionAuth) -> StreamingRespo
     summary="Pause, resume or roll back a version rollout (the optimizer's)",
 )
 async def rollout_action(
-    rollout_id: int,
+    rollout_id: RowId,
     action: Literal["pause", "resume", "rollback"],
     request: Request,
     _: SessionAuth,
@@ -205,8 +214,8 @@ async def decisions(
     request: Request,
     _: SessionAuth,
     edge: Annotated[str | None, Query(max_length=100)] = None,
-    policy: Annotated[str | None, Query(max_length=40)] = None,
-    action: Annotated[str | None, Query(max_length=40)] = None,
+    policy: Policy | None = None,
+    action: Action | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -275,7 +284,7 @@ def _video_id(video_id: str) -> str:
 
 
 @router.get("/videos/{video_id}", summary="A video's progress")
-async def video(video_id: str, request: Request, _: SessionAuth) -> Any:
+async def video(video_id: VideoId, request: Request, _: SessionAuth) -> Any:
     return await _up(request).analysis.json("GET", f"/videos/{_video_id(video_id)}")
 
 
@@ -298,7 +307,7 @@ async def _relay(
 
 
 @router.get("/videos/{video_id}/events", summary="Per-frame results as Server-Sent Events")
-async def video_events(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
+async def video_events(video_id: VideoId, request: Request, _: SessionAuth) -> StreamingResponse:
     _response, body = await _relay(request, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
     return StreamingResponse(
         _while_signed_in(request, body), media_type="text/event-stream", headers=SSE_HEADERS
@@ -306,7 +315,7 @@ async def video_events(video_id: str, request: Request, _: SessionAuth) -> Strea
 
 
 @router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)")
-async def video_annotated(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
+async def video_annotated(video_id: VideoId, request: Request, _: SessionAuth) -> StreamingResponse:
     response, body = await _relay(request, f"/videos/{_video_id(video_id)}/annotated", FILE_TIMEOUT)
     headers = {"Content-Disposition": f'attachment; filename="{video_id}-annotated.mp4"'}
     if "content-length" in response.headers:

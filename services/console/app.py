@@ -18,6 +18,7 @@ from services.console import api, pages, sessions
 from services.console.live import Live
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Upstreams
+from shared.api_docs import documented_error
 from shared.app import create_service_app
 
 STATIC = Path(__file__).parent / "static"
@@ -43,6 +44,25 @@ async def _no_revocations() -> dict[str, int]:
 
 
 SAFE_METHODS = {"get", "head", "options"}
+# What a console route relays from the service it calls (their error answers pass through).
+RELAYED = ("404", "409", "422", "502", "503")
+
+
+def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
+    """401 without a session; 403 for a change without its CSRF token; and the answers of the
+    service behind the route, which the console passes on."""
+    responses = operation.setdefault("responses", {})
+    statuses = ["401"]
+    if method not in SAFE_METHODS:
+        statuses.append("403")
+    if path != "/api/session":
+        statuses += RELAYED
+    for status in statuses:
+        responses.setdefault(status, documented_error(status))
+    responses["401"]["description"] = "No console session: sign in at /login"
+    if "403" in responses:
+        responses["403"]["description"] = "A change without the session's CSRF token, or from "
+        responses["403"]["description"] += "another Origin"
 
 
 def _document_sessions(app: FastAPI) -> None:
@@ -61,6 +81,7 @@ def _document_sessions(app: FastAPI) -> None:
                 if method not in SAFE_METHODS:
                     requirement["console_csrf"] = []
                 operation["security"] = [requirement]
+                _document_errors(path, method, operation)
                 text = operation.get("description", "").split("\n\nWho may call:")[0]
                 operation["description"] = (
                     text + f"\n\nWho may call: {SESSION_RULE['who']}."
