@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
@@ -119,10 +119,7 @@ async def analyze(
         raise Unauthorized()  # before a byte of the body is read
     content_type = request.headers.get("content-type", "")
     if "multipart/form-data" in content_type:
-        try:
-            form = await request.form(max_files=1, max_fields=2)
-        except HTTPException as exc:  # the framework's 400: a body it cannot parse as multipart
-            raise Invalid(f"the multipart body: {exc.detail}", field="body") from None
+        form = await request.form(max_files=1, max_fields=2)
         upload = form.get("image")
         if upload is None or not hasattr(upload, "read"):
             raise Invalid("the multipart part image (a file) is missing", field="image")
