@@ -61,7 +61,7 @@ def _read(f: BinaryIO, offset: int, n: int) -> bytes:
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the boxes in ``data[start:end]``."""
     end = len(data) if end is None else end
-    found = []
+    found: list[tuple[bytes, int, int]] = []
     i = start
     while i + 8 <= end and len(found) < MAX_BOXES:
         size, kind = struct.unpack(">I4s", data[i : i + 8])
@@ -157,7 +157,7 @@ def _mp4_video_track(data: bytes, start: int, end: int) -> VideoHeader | None:
 
 
 def _riff_chunks(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
-    found = []
+    found: list[tuple[bytes, int, int]] = []
     i = start
     while i + 8 <= end and len(found) < MAX_BOXES:
         kind, size = struct.unpack("<4sI", data[i : i + 8])
@@ -232,7 +232,7 @@ def _vint(data: bytes, i: int, *, keep_marker: bool) -> tuple[int, int]:
 
 
 def _elements(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    found = []
+    found: list[tuple[int, int, int]] = []
     i = start
     while i < end and len(found) < MAX_BOXES:
         eid, n = _vint(data, i, keep_marker=True)
