@@ -7,7 +7,9 @@ of the two (unchanged bytes XOR to zero), each 1 MiB block split into its four b
 (byte 0 of every 4-byte word, then byte 1, ...: float32 and float16 weights keep their sign and
 exponent bytes, so those planes are nearly all zeros) and the whole stream compressed with zstd.
 Everything else (tar headers, new or resized files) travels as it is, compressed. Applying needs
-the old archive and streams: its memory stays a few MiB whatever the archive's size.
+the old archive and streams: its memory stays a few MiB whatever the archive's size. A file whose
+size changed but which is a zip in both versions (a torch ``.pt`` saved again: its tensors are
+stored entries that keep their names and sizes) is matched entry by entry the same way.
 
 Format: ``MAGIC`` then one zstd frame holding a 4-byte big-endian length, a JSON header
 ``{"format": FORMAT, "size": <target bytes>, "ops": [["raw", n] | ["xor", n, base_offset], ...]}``
@@ -20,11 +22,13 @@ applied).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 import tarfile
+import zipfile
 from pathlib import Path
-from typing import IO, Tuple, Union
+from typing import IO, TYPE_CHECKING
 
 FORMAT = "tar-xor-zstd"
 MAGIC = b"EDGEXOR1\n"
@@ -33,7 +37,8 @@ WORD = 4  # byte planes of 4-byte words (float32; float16 pairs)
 MIN_XOR_BYTES = 64 * 1024  # smaller files travel whole (compressed)
 LEVEL = 10
 
-Op = Union[Tuple[str, int], Tuple[str, int, int]]
+if TYPE_CHECKING:  # annotations only: Python 3.8 runs this module too
+    Op = tuple[str, int] | tuple[str, int, int]
 
 
 class PatchError(ValueError):
@@ -50,22 +55,78 @@ def _members(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _zip_entries(data: bytes) -> dict[str, tuple[int, int]] | None:
+    """Stored (uncompressed) entries of a zip held in ``data`` (a torch ``.pt`` file is one):
+    name -> (offset of its data, size); None when ``data`` is not a zip."""
+    if not data.startswith(b"PK\x03\x04"):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            out = {}
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:
+                    continue
+                local = data[info.header_offset : info.header_offset + 30]
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                out[info.filename] = (
+                    info.header_offset + 30 + name_len + extra_len,
+                    info.file_size,
+                )
+            return out
+    except (zipfile.BadZipFile, struct.error, ValueError):
+        return None
+
+
+def _member_ops(old_data: bytes, new_data: bytes, old_at: int, new_at: int) -> list[Op] | None:
+    """XOR spans for a file whose size changed but which is a zip in both versions (a re-saved
+    torch model: its tensors are stored entries that keep their names and sizes): (offset in the
+    new file, length, offset in the old archive) as ops; None when nothing matches."""
+    old_entries, new_entries = _zip_entries(old_data), _zip_entries(new_data)
+    if old_entries is None or new_entries is None:
+        return None
+    ops: list[Op] = []
+    position = 0
+    for name, (offset, size) in sorted(new_entries.items(), key=lambda e: e[1][0]):
+        match = old_entries.get(name)
+        if match is None or match[1] != size or size < MIN_XOR_BYTES or offset < position:
+            continue
+        if offset > position:
+            ops.append(("raw", offset - position))
+        ops.append(("xor", size, old_at + match[0]))
+        position = offset + size
+    if not ops:
+        return None
+    if len(new_data) > position:
+        ops.append(("raw", len(new_data) - position))
+    return ops
+
+
 def plan(base: Path, target: Path) -> list[Op]:
-    """The ops that make ``target`` (raw spans, and XOR against same-named, same-sized files)."""
+    """The ops that make ``target``: raw spans, XOR against same-named, same-sized files, and
+    XOR of the same-named, same-sized entries of a file that is a zip in both (torch ``.pt``)."""
     old = _members(base)
     ops: list[Op] = []
     position = 0
     size = target.stat().st_size
-    with tarfile.open(target, "r:") as tar:
+    with tarfile.open(target, "r:") as tar, open(base, "rb") as old_file:
         for member in tar:
             if not member.isfile():
                 continue
             match = old.get(member.name)
-            if match is None or match[1] != member.size or member.size < MIN_XOR_BYTES:
+            if match is None or member.size < MIN_XOR_BYTES:
+                continue
+            if match[1] == member.size:
+                inner: list[Op] | None = [("xor", member.size, match[0])]
+            else:
+                reader = tar.extractfile(member)
+                assert reader is not None
+                old_file.seek(match[0])
+                inner = _member_ops(old_file.read(match[1]), reader.read(), match[0], 0)
+            if inner is None:
                 continue
             if member.offset_data > position:
                 ops.append(("raw", member.offset_data - position))
-            ops.append(("xor", member.size, match[0]))
+            ops.extend(inner)
             position = member.offset_data + member.size
     if size > position:
         ops.append(("raw", size - position))

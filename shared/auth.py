@@ -183,6 +183,38 @@ def still_valid(principal: Principal, revocations: RevocationSet | None, now: fl
     )
 
 
+class PrincipalCache:
+    """For the lean ASGI paths that skip the framework (the VMS's ingest, the master's desired
+    sets): edges send the same token every second, so what a token proved is remembered (its
+    signature is a pure function of the token and the key), bounded, cleared when full; expiry
+    and revocation are checked again on every use (a dict lookup)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._principals: dict[str, Principal] = {}
+        self._size = size
+
+    def identify(self, state: Any, headers: dict[bytes, bytes]) -> Principal:
+        """The caller of a raw ASGI request (``headers`` as a dict of its raw pairs); raises
+        Unauthorized for a bad, expired or revoked token (not remembered)."""
+        settings = state.settings
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return identify(settings, None)
+        revocations = getattr(state, "edge_revocations", None)
+        principal = self._principals.get(token)
+        if principal is not None and not still_valid(principal, revocations, time.time()):
+            del self._principals[token]
+            principal = None
+        if principal is None:
+            principal = identify(settings, token, revocations)
+            if len(self._principals) >= self._size:
+                self._principals.clear()
+            self._principals[token] = principal
+        return principal
+
+
 def revocations_of(connection: HTTPConnection) -> RevocationSet | None:
     return getattr(connection.app.state, "edge_revocations", None)
 

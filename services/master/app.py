@@ -11,11 +11,13 @@ from fastapi import FastAPI
 
 from services.master.artifacts.deltas import DeltaCache, UpdateTraffic
 from services.master.artifacts.router import router as artifacts_router
+from services.master.builds.router import builds_router as build_logs_router
 from services.master.builds.router import router as builds_router
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
+from services.master.pull.fastpath import DesiredFastPath
 from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
@@ -85,6 +87,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         routers=[
             uploads_router,
             builds_router,
+            build_logs_router,
             deployments_router,
             reconcile_router,
             artifacts_router,
@@ -93,4 +96,5 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         ],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
+        fast_path=DesiredFastPath,
     )

@@ -27,6 +27,13 @@ class UpdateNotice(BaseModel):
     generation: int = Field(description="when this master first published this desired set (ns)")
     tag: str = Field(description="opaque: changes whenever the edge's desired set changes")
     sent_at: float = Field(description="the master's clock when it published (seconds)")
+    spread_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="the agent waits a random share of this before it asks (so a fleet-wide "
+        "update does not arrive at the master in one instant); 0: at once",
+    )
 
 
 class DesiredWorkload(BaseModel):
@@ -41,6 +48,9 @@ class DesiredWorkload(BaseModel):
     command: list[str]
     env: dict[str, str] = Field(default_factory=dict)
     live: dict[str, Any] = Field(default_factory=dict)
+    # The cameras of the edges it helps (hot hand-off): without this field a pull agent never
+    # got them, and a helper behind NAT had help_for but no camera to read.
+    live_secrets: dict[str, Any] = Field(default_factory=dict)
     edgeconfig_xml: str = ""
     deployment_id: int | None = None
     generation: int = 1

@@ -11,6 +11,8 @@ this format does not give the archive back (the fetcher's sha256 check then fetc
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import numpy as np
 
@@ -108,3 +110,39 @@ async def test_a_full_fine_tune_travels_as_a_weight_aware_patch(tmp_path, urls):
     except xor_deltas.PatchError:
         damaged = True
     assert damaged
+
+
+def test_a_resaved_torch_model_is_matched_tensor_by_tensor(tmp_path):
+    """A model saved again after a fine-tune is a zip whose size changed (its pickle did) while
+    its tensors kept their names and sizes: those travel as XOR, and the result is exact."""
+    import io
+    import tarfile
+    import zipfile
+
+    old_w, new_w = versions()
+
+    def model(pickle: bytes, weights: bytes) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", pickle)
+            z.writestr("archive/data/0", weights)
+        return out.getvalue()
+
+    def archive(path, pt: bytes) -> None:
+        with tarfile.open(path, "w") as tar:
+            for name, data in (("aipackage.yaml", b"filename: m\n"), ("model.pt", pt)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+    old_pt, new_pt = model(b"p" * 100, old_w), model(b"q" * 137, new_w)
+    assert len(old_pt) != len(new_pt)
+    archive(tmp_path / "a.tar", old_pt)
+    archive(tmp_path / "b.tar", new_pt)
+    kinds = [op[0] for op in xor_deltas.plan(tmp_path / "a.tar", tmp_path / "b.tar")]
+    assert kinds.count("xor") == 1
+    xor_deltas.build(tmp_path / "a.tar", tmp_path / "b.tar", tmp_path / "p")
+    got = xor_deltas.apply(tmp_path / "a.tar", tmp_path / "p", tmp_path / "out.tar")
+    assert (tmp_path / "out.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert got == hashlib.sha256((tmp_path / "b.tar").read_bytes()).hexdigest()
+    assert (tmp_path / "p").stat().st_size < 0.6 * (tmp_path / "b.tar").stat().st_size

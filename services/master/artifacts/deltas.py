@@ -2,10 +2,10 @@
 what changed, in two formats: HDiffPatch through ``detools`` (algorithm match-blocks, lzma: best
 when some bytes changed and the rest moved) and ``tar-xor-zstd`` (edge_common.deltas: each weight
 file XOR its old version in byte planes, zstd: best after a fine-tune changed every float, and
-applied streaming, in a few MiB). Each format is built for a pair when an edge first accepts it;
-an edge is served the smallest of those it accepts (``formats``) and can apply: HDiffPatch holds the old and the new archive in
-memory (about ``HDIFF_MEMORY_FACTOR`` times the archive), so an edge that reports less available
-memory than that is never sent one.
+applied streaming, in a few MiB). Each format is built for a pair when an edge first accepts
+it; an edge is served the smallest of those it accepts (``formats``) and can apply: HDiffPatch
+holds the old and the new archive in memory (about ``HDIFF_MEMORY_FACTOR`` times the archive), so
+an edge that reports less available memory than that is never sent one.
 
 A patch is computed once per (from, to) pair, in a thread, and cached beside the artifacts
 (``<artifact_dir>/deltas/<from>-<to>.hdiff`` or ``.xorz``, written to a temporary file and
