@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.console.api import RowId
 from services.console.sessions import SessionAuth
 from services.console.upstream import Upstreams
 from services.console.views import optional
@@ -91,13 +92,13 @@ async def add_edge(data: EdgeIn, request: Request, _: SessionAuth) -> Any:
 
 
 @router.patch("/edges/{edge_id}", summary="Change an edge's fields (those sent)")
-async def edit_edge(edge_id: int, data: EdgeChange, request: Request, _: SessionAuth) -> Any:
+async def edit_edge(edge_id: RowId, data: EdgeChange, request: Request, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_unset=True)
     return await _up(request).setup.json("PATCH", f"/edges/{edge_id}", json=body)
 
 
 @router.delete("/edges/{edge_id}", status_code=204, summary="Remove an edge (its tokens too)")
-async def remove_edge(edge_id: int, request: Request, _: SessionAuth) -> Response:
+async def remove_edge(edge_id: RowId, request: Request, _: SessionAuth) -> Response:
     await _up(request).setup.request("DELETE", f"/edges/{edge_id}")
     return Response(status_code=204)
 
@@ -117,7 +118,7 @@ async def add_cluster(data: ClusterIn, request: Request, _: SessionAuth) -> Any:
 
 
 @router.delete("/clusters/{cluster_id}", status_code=204, summary="Remove a cluster")
-async def remove_cluster(cluster_id: int, request: Request, _: SessionAuth) -> Response:
+async def remove_cluster(cluster_id: RowId, request: Request, _: SessionAuth) -> Response:
     await _up(request).setup.request("DELETE", f"/clusters/{cluster_id}")
     return Response(status_code=204)
 
@@ -137,7 +138,7 @@ async def add_master(data: MasterIn, request: Request, _: SessionAuth) -> Any:
 
 
 @router.delete("/masters/{master_id}", status_code=204, summary="Remove a master's record")
-async def remove_master(master_id: int, request: Request, _: SessionAuth) -> Response:
+async def remove_master(master_id: RowId, request: Request, _: SessionAuth) -> Response:
     await _up(request).setup.request("DELETE", f"/masters/{master_id}")
     return Response(status_code=204)
 
