@@ -11,7 +11,8 @@ from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from services.analysis.gateway import Gateway
+from services.analysis.gateway import Gateway, GatewayDep
+from services.analysis.videos import VideosDep
 from shared.auth import (
     AnyPrincipal,
     Principal,
@@ -68,10 +69,6 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a job's
 VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a video's id")]
 
 
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway
-
-
 def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     data: dict = {k: v for k, v in query.items() if v is not None}
     if raw:
@@ -116,6 +113,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
 )
 async def analyze(
     request: Request,
+    gateway: GatewayDep,
     principal: AnyPrincipal,
     async_: Annotated[bool, Query(alias="async")] = False,
     annotate: Annotated[
@@ -148,7 +146,6 @@ async def analyze(
         raise Invalid(
             "annotate=true needs a synchronous request (not async=true)", field="annotate"
         )
-    gateway = _gateway(request)
     answer = await gateway.analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200
     body = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -182,10 +179,10 @@ def multipart_mixed(parts: list[tuple[str, bytes]]) -> Response:
     "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: JobId, request: Request, principal: ReaderAuth) -> JSONResponse:
+async def job(job_id: JobId, gateway: GatewayDep, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
-    answer = await _gateway(request).job(job_id, principal)
+    answer = await gateway.job(job_id, principal)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -193,8 +190,8 @@ async def job(job_id: JobId, request: Request, principal: ReaderAuth) -> JSONRes
 
 
 @router.get("/queue", summary="Queue depth, jobs in work, workers")
-async def queue(request: Request, _: ReaderAuth) -> dict:
-    return await _gateway(request).queue_stats()
+async def queue(gateway: GatewayDep, _: ReaderAuth) -> dict:
+    return await gateway.queue_stats()
 
 
 @router.post(
@@ -211,8 +208,8 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "`POST /videos/{id}/cancel` to stop it. 422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
 )
-async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
-    return await request.app.state.videos.upload(principal, request)
+async def upload_video(request: Request, videos: VideosDep, principal: AnyPrincipal) -> dict:
+    return await videos.upload(principal, request)
 
 
 @router.get(
@@ -221,8 +218,8 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: VideoId, request: Request, principal: ReaderAuth) -> dict:
-    return await request.app.state.videos.status(_video_id(video_id), principal)
+async def video_status(video_id: VideoId, videos: VideosDep, principal: ReaderAuth) -> dict:
+    return await videos.status(_video_id(video_id), principal)
 
 
 @router.get(
@@ -234,9 +231,8 @@ async def video_status(video_id: VideoId, request: Request, principal: ReaderAut
     response_class=StreamingResponse,
 )
 async def video_events(
-    video_id: VideoId, request: Request, principal: ReaderAuth
+    video_id: VideoId, request: Request, videos: VideosDep, principal: ReaderAuth
 ) -> StreamingResponse:
-    videos = request.app.state.videos
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
         until_revoked(
@@ -253,9 +249,9 @@ async def video_events(
     response_class=FileResponse,
 )
 async def video_annotated(
-    video_id: VideoId, request: Request, principal: ReaderAuth
+    video_id: VideoId, videos: VideosDep, principal: ReaderAuth
 ) -> FileResponse:
-    path = await request.app.state.videos.annotated(_video_id(video_id), principal)
+    path = await videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
 
@@ -266,10 +262,10 @@ async def video_annotated(
     "ends with `cancelled`. The edge that uploaded it, the operator or a service only (403 for "
     "another edge); 409 when the video is already done, failed or cancelled.",
 )
-async def cancel_video(video_id: VideoId, request: Request, principal: AnyPrincipal) -> dict:
+async def cancel_video(video_id: VideoId, videos: VideosDep, principal: AnyPrincipal) -> dict:
     if principal.kind == "anonymous":
         raise Unauthorized()
-    return await request.app.state.videos.cancel(_video_id(video_id), principal)
+    return await videos.cancel(_video_id(video_id), principal)
 
 
 def _video_id(video_id: str) -> str:
@@ -279,7 +275,7 @@ def _video_id(video_id: str) -> str:
 
 
 @router.websocket("/ws/frames")
-async def camera_frames(websocket: WebSocket) -> None:
+async def camera_frames(websocket: WebSocket, gateway: GatewayDep) -> None:
     """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
     result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
     connection stays open). Bearer auth in the handshake; a refused token closes with 1008, and so
@@ -294,14 +290,13 @@ async def camera_frames(websocket: WebSocket) -> None:
     await websocket.accept()
     await serve_until_revoked(
         websocket,
-        _frames(websocket, principal),
+        _frames(websocket, gateway, principal),
         principal_alive(websocket, principal),
         reason="the token that opened this connection was revoked or has expired",
     )
 
 
-async def _frames(websocket: WebSocket, principal: Principal) -> None:
-    gateway: Gateway = websocket.app.state.gateway
+async def _frames(websocket: WebSocket, gateway: Gateway, principal: Principal) -> None:
     try:
         while True:
             message = await websocket.receive()

@@ -40,14 +40,15 @@ async def issue(
 ) -> tuple[str, int]:
     """A new token for the node (older ones stay valid until revoked or expired): (token, id).
     ``ttl_s``: its lifetime, the edge tokens' (EDGE_EDGE_TOKEN_TTL_S) unless given."""
-    assert settings.edge_token_secret is not None
+    signer = settings.signer()
+    assert signer is not None  # setup always has one (SetupSettings)
     # Revocations older than the longest token lifetime (a device credential's) only concern
     # expired tokens: dropped here, on a write, so the services' read of the list stays a read.
     await session.execute(_PRUNE, {"ttl": settings.revocation_keep_s + 60})
     token_id = await next_token_id(session)
     token = issue_edge_token(
         nid,
-        settings.edge_token_secret.get_secret_value(),
+        signer,
         token_id=token_id,
         ttl_s=settings.edge_token_ttl_s if ttl_s is None else ttl_s,
     )
