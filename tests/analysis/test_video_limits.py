@@ -15,11 +15,11 @@ import pytest
 from shared.edge_tokens import issue_edge_token
 from tests.analysis.conftest import BUS, gateway
 from tests.analysis.test_videos import make_video, sse_events
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR
+from tests.helpers.env import OPERATOR, SIGNER
 
 
 def edge(nid: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_edge_token(nid, EDGE_TOKEN_SECRET)}"}
+    return {"Authorization": f"Bearer {issue_edge_token(nid, SIGNER)}"}
 
 
 def huge_avi(path: Path) -> bytes:

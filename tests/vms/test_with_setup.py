@@ -169,7 +169,7 @@ async def test_a_tokenless_device_lands_under_its_edge_and_a_device_credential_i
     edge's nid (where tokenless devices are allowed at all); a device without an agent gets a
     long-lived credential from `edgectl edges credential`, and loses it on revocation."""
     from shared.edge_tokens import decode_edge_token
-    from tests.helpers.env import EDGE_TOKEN_SECRET
+    from tests.helpers.env import KEYS
     from tests.helpers.processes import edgectl
 
     register(setup_url, "EdgeCCTV05", "0x05")
@@ -188,7 +188,7 @@ async def test_a_tokenless_device_lands_under_its_edge_and_a_device_credential_i
     )
     assert run.returncode == 0, run.stderr
     credential = json.loads(run.stdout)["token"]
-    claims = decode_edge_token(credential, EDGE_TOKEN_SECRET)
+    claims = decode_edge_token(credential, KEYS)
     assert claims is not None and claims.nid == "0x05"
     assert claims.expires_at - time_module.time() > 299 * 86400
     usage = {"code": "0000", "message": "success", "cpu": 3, "memory": 4, "func": "SUNNY"}
