@@ -28,6 +28,7 @@ from edge_ai.agent.schemas import PreviousInstance, WorkloadSpec, WorkloadStatus
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.state import ChildRecord, SavedState, StateStore
 from edge_ai.agent.unpack import UnsafePackage, unpack
+from edge_common.vocabulary import WorkloadState
 
 log = logging.getLogger("edge.agent.supervisor")
 
@@ -63,7 +64,7 @@ class WorkloadRunner:
         generation (a failed workload starts again only when the master bumps the generation)."""
         if self.current is None or self.spec.fingerprint() != spec.fingerprint():
             return False
-        return self.current.state != "failed" or spec.generation <= self.spec.generation
+        return self.current.state != WorkloadState.FAILED or spec.generation <= self.spec.generation
 
     def switch_to(
         self, spec: WorkloadSpec, new: ProcessInstance, on_retired
@@ -111,12 +112,17 @@ class WorkloadRunner:
         inst = self.current
         if inst is None:
             return WorkloadStatus(
-                **base, state="pending", reason=self.prepare_error or "preparing", previous=previous
+                **base,
+                state=WorkloadState.PENDING,
+                reason=self.prepare_error or "preparing",
+                previous=previous,
             )
         reason = inst.reason
-        if inst.state == "failed" and any(p.state == "running" for p in previous):
+        failed, running = WorkloadState.FAILED, WorkloadState.RUNNING
+        if inst.state == failed and any(p.state == running for p in previous):
             reason = f"{reason}; version {previous[0].version} still running"
-        tail = inst.tail(log_lines) if inst.state in ("failed", "restarting") else []
+        troubled = inst.state in (failed, WorkloadState.RESTARTING)
+        tail = inst.tail(log_lines) if troubled else []
         return WorkloadStatus(
             **base,
             live=spec.live,

@@ -26,6 +26,7 @@ from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.helping import Helping, LiveSecrets
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.vocabulary import AnalysisRoute, Param
 
 log = logging.getLogger("edge_ai.yolo")
 
@@ -131,7 +132,7 @@ def _add_live_options(parser: ArgumentParser) -> None:
     )
     add(
         "--analysis-for",
-        default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
+        default=env_default("YOLO_ANALYSIS_FOR") or env_default(Param.ANALYSIS_FOR),
         help="helper mode: analyse another node's camera and post under its nid "
         "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)",
     )
@@ -326,10 +327,10 @@ class Worker:
 
     def current_profile(self) -> Profile:
         o, r = self.options, self.routing
-        if r.analysis_route in ("edge", "server"):
+        if r.analysis_route is not None:  # AnalysisRoute.EDGE or .SERVER: moved away
             paused = o.helped_mode == "pause"
             rate = 0.0 if paused else min(o.helped_rate, o.rate)
-            if r.analysis_route == "server":
+            if r.analysis_route == AnalysisRoute.SERVER:
                 # No helper: frames go to the analysis server at a bounded rate; local work as
                 # when helped.
                 read_rate = rate or float(max(o.max_uploads, 1))
@@ -341,9 +342,9 @@ class Worker:
             f = r.focus_overrides
             return Profile(
                 "focus",
-                f.get("focus_rate", o.focus_rate),
-                f.get("focus_conf", o.focus_conf),
-                int(f.get("focus_max_uploads", o.focus_max_uploads)),
+                f.get(Param.FOCUS_RATE, o.focus_rate),
+                f.get(Param.FOCUS_CONF, o.focus_conf),
+                int(f.get(Param.FOCUS_MAX_UPLOADS, o.focus_max_uploads)),
             )
         return Profile("normal", o.rate, o.conf, o.max_uploads)
 

@@ -9,10 +9,10 @@ Two inputs, both re-read while the worker runs:
 
 - the live file's ``help_for``: the nids to help (not secret; the master adds it to the helper
   workload's live params). A nid that leaves the list stops at once (hand-back).
-- the live secrets file (``EDGE_LIVE_SECRETS_FILE``, JSON ``{"help_sources": {nid: camera URL}}``,
-  mode 0600): each helped camera's URL with its credentials. The edge agent writes it beside the
-  live file; on Kubernetes it is a mounted Secret, on Docker a file copied into the container.
-  Its content is never logged; URLs appear in logs only redacted.
+- the live secrets file (``EDGE_LIVE_SECRETS_FILE``, JSON ``edge_common.vocabulary.LiveSecrets``:
+  helped nid -> camera URL, mode 0600): each helped camera's URL with its credentials. The edge
+  agent writes it beside the live file; on Kubernetes it is a mounted Secret, on Docker a file
+  copied into the container. Its content is never logged; URLs appear in logs only redacted.
 
 A nid in ``help_for`` whose URL has not arrived yet (a mounted Secret refreshes a little after the
 ConfigMap) waits for it: the secrets file is looked at again on every check.
@@ -32,10 +32,11 @@ from typing import Any
 
 from edge_ai.common.vms_client import VmsClient
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.vocabulary import Param
 
 log = logging.getLogger("edge_ai.yolo.helping")
 
-SOURCES_KEY = "help_sources"
+SOURCES_KEY = Param.HELP_SOURCES
 
 
 class LiveSecrets:

@@ -22,6 +22,7 @@ from typing import TypedDict
 import httpx
 
 from edge_ai.packages.build import build_all
+from edge_common.vocabulary import DesiredState
 from edgectl.stack.story import Story
 
 log = logging.getLogger("edgectl.seed")
@@ -266,7 +267,11 @@ def _deploy(
     running = _ok(
         http.get(
             f"{setup}/deployments",
-            params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"},
+            params={
+                "edge_id": edge_id,
+                "filename": ai["filename"],
+                "desired": DesiredState.RUNNING,
+            },
         ),
         "list deployments",
     )["items"]

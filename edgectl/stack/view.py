@@ -14,6 +14,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from edge_common.vocabulary import DesiredState
+
 
 @dataclass
 class FleetView:
@@ -55,7 +57,8 @@ class FleetView:
 
     def _edges(self, client: httpx.Client) -> list[dict[str, Any]]:
         edges = self._get(client, "setup", "/edges", limit=200) or {"items": []}
-        deployments = self._get(client, "setup", "/deployments", desired="running", limit=2000) or {
+        wanted = DesiredState.RUNNING
+        deployments = self._get(client, "setup", "/deployments", desired=wanted, limit=2000) or {
             "items": []
         }
         ais = self._get(client, "setup", "/ai-packages", limit=2000) or {"items": []}

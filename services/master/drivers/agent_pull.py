@@ -43,18 +43,18 @@ class PullAgentDriver(RuntimeDriver):
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         b = self.board.edge(edge.nid)
         reported = b.observed.workloads if b.observed is not None else []
-        seen = [observed_workload(w.model_dump()) for w in reported]
+        seen = [observed_workload(w) for w in reported]
         names = {w.name for w in seen}
         waiting = "waiting for the agent to pull its desired set"
         if b.observed is not None and b.observed.error:
             waiting = f"the agent could not apply its desired set: {b.observed.error}"
         seen += [
             ObservedWorkload(
-                deployment_id=spec.get("deployment_id"),
+                deployment_id=spec.deployment_id,
                 name=name,
                 state=WorkloadState.PENDING,
                 reason=waiting,
-                version=spec.get("version"),
+                version=spec.version,
                 generation=None,
             )
             for name, spec in b.committed.items()

@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.contracts.updates import DesiredSet, DesiredWorkload, ObservedSet
 
@@ -30,10 +29,10 @@ from shared.contracts.updates import DesiredSet, DesiredWorkload, ObservedSet
 @dataclass
 class EdgeBoard:
     nid: str
-    committed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    committed: dict[str, DesiredWorkload] = field(default_factory=dict)
     tag: str = ""
     generation: int = 0
-    staged: dict[str, dict[str, Any]] | None = None
+    staged: dict[str, DesiredWorkload] | None = None
     observed: ObservedSet | None = None
     observed_at: float = 0.0
     latency_tag: str = ""  # the tag whose notice-to-running time was measured
@@ -57,14 +56,14 @@ class DesiredBoard:
         return self._edges.get(nid)
 
     # --- what the pull driver hands over ----------------------------------------------------
-    def _staging(self, nid: str) -> dict[str, dict[str, Any]]:
+    def _staging(self, nid: str) -> dict[str, DesiredWorkload]:
         board = self.edge(nid)
         if board.staged is None:
             board.staged = dict(board.committed)
         return board.staged
 
-    def stage(self, nid: str, spec: dict[str, Any]) -> None:
-        self._staging(nid)[spec["name"]] = spec
+    def stage(self, nid: str, spec: DesiredWorkload) -> None:
+        self._staging(nid)[spec.name] = spec
 
     def unstage(self, nid: str, name: str) -> None:
         self._staging(nid).pop(name, None)
@@ -86,8 +85,9 @@ class DesiredBoard:
         board.generation = time.time_ns()
         return True
 
-    def _tag(self, nid: str, workloads: dict[str, dict[str, Any]]) -> str:
-        canonical = json.dumps(workloads, sort_keys=True, separators=(",", ":")).encode()
+    def _tag(self, nid: str, workloads: dict[str, DesiredWorkload]) -> str:
+        body = {name: w.model_dump(mode="json") for name, w in workloads.items()}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self._tag_key(nid).encode(), canonical, hashlib.sha256).hexdigest()[:32]
 
     def desired(self, nid: str) -> DesiredSet | None:
@@ -98,9 +98,7 @@ class DesiredBoard:
             nid=nid,
             tag=board.tag,
             generation=board.generation,
-            workloads=[
-                DesiredWorkload.model_validate(w) for _, w in sorted(board.committed.items())
-            ],
+            workloads=[w for _, w in sorted(board.committed.items())],
         )
 
     def held(self, nid: str) -> bool:

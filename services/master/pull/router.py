@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter
 
+from edge_common.vocabulary import WorkloadState
 from services.master.runners import RunnersDep
 from shared.auth import EdgeAuth
 from shared.contracts.updates import DesiredSet, ObservedSet
@@ -55,7 +56,7 @@ async def my_observed(body: ObservedSet, principal: EdgeAuth, runners: RunnersDe
     pull.board.report(principal.nid, body)
     for seconds in body.patch_apply_seconds:
         pull.patch_apply.observe(seconds)
-    running = {w.name for w in body.workloads if w.state == "running"}
+    running = {w.name for w in body.workloads if w.state == WorkloadState.RUNNING}
     if (
         body.notice_sent_at is not None
         and body.applied_tag == board.tag

@@ -411,7 +411,7 @@ class Reconciler:
             if (p.workloads or p.removed or before)
             else []
         )
-        present = {ow.name: ow for ow in after if ow.state != WorkloadState.REMOVED}
+        present = {ow.name: ow for ow in after if ow.state != WorkloadState.STOPPED}
         outcome.observations += [
             _workload_report(dep, wl, present.get(wl.name), apply_errors.get(dep["id"]))
             for dep, wl in p.workloads
@@ -459,7 +459,7 @@ class Reconciler:
         wanted = {wl.name for _, wl in p.workloads}
         waiting = {b.deployment["id"] for b in p.blocked if b.observed == ObservedState.PENDING}
         for ow in before:
-            if ow.name in wanted or ow.state == WorkloadState.REMOVED:
+            if ow.name in wanted or ow.state == WorkloadState.STOPPED:
                 continue
             if ow.deployment_id in waiting:
                 continue

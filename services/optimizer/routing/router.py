@@ -10,7 +10,7 @@ from sqlalchemy import select
 from services.optimizer import models as m
 from services.optimizer.engine import store
 from shared.auth import ReaderAuth
-from shared.contracts.routing import EdgeRouting
+from shared.contracts.routing import AnalysisRoute, EdgeRouting
 from shared.db import SessionDep
 from shared.errors import Forbidden
 
@@ -18,19 +18,17 @@ router = APIRouter(tags=["routing"])
 
 
 def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) -> EdgeRouting:
-    return EdgeRouting.model_validate(
-        {
-            "nid": nid,
-            "analysis": row.analysis if row else "local",  # local | edge | server
-            "helper_nid": row.helper_nid if row else None,
-            "route_low_confidence": bool(row and row.route_low_confidence),
-            "confidence_threshold": threshold,
-            "analysis_url": analysis_url,
-            "low_confidence_share": row.low_confidence_share if row else None,
-            "frames_sent_up_share": row.frames_sent_up_share if row else None,
-            "decision_id": row.decision_id if row else None,
-            "updated_at": row.updated_at.isoformat() if row else None,
-        }
+    return EdgeRouting(
+        nid=nid,
+        analysis=row.analysis if row else AnalysisRoute.LOCAL,
+        helper_nid=row.helper_nid if row else None,
+        route_low_confidence=bool(row and row.route_low_confidence),
+        confidence_threshold=threshold,
+        analysis_url=analysis_url,
+        low_confidence_share=row.low_confidence_share if row else None,
+        frames_sent_up_share=row.frames_sent_up_share if row else None,
+        decision_id=row.decision_id if row else None,
+        updated_at=row.updated_at.isoformat() if row else None,
     )
 
 
@@ -57,7 +55,7 @@ async def routing_report(request: Request, session: SessionDep, _: ReaderAuth) -
     rows = (
         await session.scalars(
             select(m.Route)
-            .where((m.Route.analysis != "local") | m.Route.route_low_confidence)
+            .where((m.Route.analysis != AnalysisRoute.LOCAL) | m.Route.route_low_confidence)
             .order_by(m.Route.nid)
         )
     ).all()
