@@ -17,10 +17,13 @@ Principals:
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from shared.edge_tokens import RevocationSet, decode_edge_token
 from shared.errors import Forbidden, Unauthorized
@@ -126,7 +129,7 @@ class Principal:
 ANONYMOUS = Principal("anonymous")
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -180,8 +183,59 @@ def still_valid(principal: Principal, revocations: RevocationSet | None, now: fl
     )
 
 
-def revocations_of(request: Request) -> RevocationSet | None:
-    return getattr(request.app.state, "edge_revocations", None)
+class PrincipalCache:
+    """For the lean ASGI paths that skip the framework (the VMS's ingest, the master's desired
+    sets): edges send the same token every second, so what a token proved is remembered (its
+    signature is a pure function of the token and the key), bounded, cleared when full; expiry
+    and revocation are checked again on every use (a dict lookup)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._principals: dict[str, Principal] = {}
+        self._size = size
+
+    def identify(self, state: Any, headers: dict[bytes, bytes]) -> Principal:
+        """The caller of a raw ASGI request (``headers`` as a dict of its raw pairs); raises
+        Unauthorized for a bad, expired or revoked token (not remembered)."""
+        settings = state.settings
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return identify(settings, None)
+        revocations = getattr(state, "edge_revocations", None)
+        principal = self._principals.get(token)
+        if principal is not None and not still_valid(principal, revocations, time.time()):
+            del self._principals[token]
+            principal = None
+        if principal is None:
+            principal = identify(settings, token, revocations)
+            if len(self._principals) >= self._size:
+                self._principals.clear()
+            self._principals[token] = principal
+        return principal
+
+
+def revocations_of(connection: HTTPConnection) -> RevocationSet | None:
+    return getattr(connection.app.state, "edge_revocations", None)
+
+
+def identify_connection(connection: HTTPConnection) -> Principal:
+    """The caller of a request or a WebSocket handshake (bearer token), revocations applied."""
+    return identify(
+        connection.app.state.settings, bearer_token(connection), revocations_of(connection)
+    )
+
+
+def principal_alive(
+    connection: HTTPConnection, principal: Principal
+) -> Callable[[], Awaitable[bool]]:
+    """For a stream opened by ``principal``: whether its credential still holds (an edge token
+    not expired nor revoked since; the operator's and services' credentials are the settings')."""
+
+    async def alive() -> bool:
+        return still_valid(principal, revocations_of(connection), time.time())
+
+    return alive
 
 
 def _grant(request: Request) -> Grant:
@@ -191,7 +245,7 @@ def _grant(request: Request) -> Grant:
 
 
 async def current_principal(request: Request) -> Principal:
-    return identify(request.app.state.settings, bearer_token(request), revocations_of(request))
+    return identify_connection(request)
 
 
 async def require_staff(request: Request) -> Principal:
@@ -281,6 +335,7 @@ INLINE_RULES: dict[tuple[str, str], str] = {
     ("vms", "/save_edgeData"): "ingest",
     ("vms", "/detections"): "ingest",
     ("vms", "/batch"): "ingest",
+    ("analysis", "/ws/frames"): "authenticated",  # the WebSocket handshake (bearer token)
 }
 _WHO = {
     "open": "anyone, no token",
@@ -342,6 +397,30 @@ def _api_routes(routes: list[Any]) -> list[Any]:
     return out
 
 
+def websocket_routes(routes: list[Any]) -> list[Any]:
+    """Every WebSocket route with its full path and dependencies (routers included)."""
+    from fastapi import routing
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    contexts = list(iterate(routes)) if iterate is not None else routes
+    return [
+        ctx
+        for ctx in contexts
+        if isinstance(getattr(ctx, "original_route", ctx), routing.APIWebSocketRoute)
+    ]
+
+
+def _websocket_document(service: str, route: Any) -> dict[str, Any]:
+    rule = route_rule(service, "GET", route.path, route.dependant)
+    services = ", ".join(rule["services"]) or "none"
+    endpoint = getattr(getattr(route, "original_route", route), "endpoint", None)
+    doc = " ".join((getattr(endpoint, "__doc__", None) or "").split())
+    return {
+        "x-auth": rule,
+        "description": f"{doc}\n\nWho may call: {rule['who']} (services: {services}).".strip(),
+    }
+
+
 def field_route_paths(routes: list[Any]) -> set[str]:
     """The paths of the field's routes (they answer errors in the field's envelope)."""
     return {
@@ -352,7 +431,13 @@ def field_route_paths(routes: list[Any]) -> set[str]:
 
 
 def annotate_openapi(schema: dict[str, Any], routes: list[Any], service: str) -> None:
-    """Adds ``x-auth`` (and a "Who may call" line) to every operation of the schema."""
+    """Adds ``x-auth`` (and a "Who may call" line) to every operation of the schema, and lists
+    the WebSocket routes (which OpenAPI cannot describe) under ``x-websockets`` the same way."""
+    sockets = {
+        route.path: _websocket_document(service, route) for route in websocket_routes(routes)
+    }
+    if sockets:
+        schema["x-websockets"] = sockets
     for route in _api_routes(routes):
         operations = schema.get("paths", {}).get(route.path, {})
         for method in route.methods or ():

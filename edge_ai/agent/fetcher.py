@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import httpx
 
+from edge_common import deltas as xor_deltas
+
 log = logging.getLogger("edge.agent.fetch")
 
 
@@ -30,8 +32,30 @@ class PatchFailed(Exception):
     """A patch could not be fetched, applied or verified: the whole archive is fetched instead."""
 
 
+# The patch formats this agent applies (the master serves the smallest of them).
+PATCH_FORMATS = "hdiffpatch," + xor_deltas.FORMAT
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available on this box (Linux's MemAvailable), or None when unknown: the
+    master sends no patch whose applying would need more."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def apply_patch_file(base: Path, patch: Path, out: Path) -> str:
-    """Apply a detools patch (blocking); the result's sha256 hex."""
+    """Apply a patch of either format (blocking); the result's sha256 hex."""
+    if xor_deltas.is_patch(patch):
+        try:
+            return xor_deltas.apply(base, patch, out)
+        except (xor_deltas.PatchError, OSError, MemoryError) as exc:
+            raise PatchFailed(f"the patch does not apply: {type(exc).__name__}: {exc}") from exc
     import detools
 
     try:
@@ -136,12 +160,17 @@ class PackageFetcher:
     def _tmp(self, path: Path, kind: str) -> Path:
         return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{kind}")
 
+    def _delta_url(self, digest: str, base: str) -> str:
+        url = f"{self.master_url}/artifacts/{digest}/delta?from={base}&formats={PATCH_FORMATS}"
+        memory = available_memory()
+        return url if memory is None else f"{url}&memory={memory}"
+
     async def _via_patch(self, digest: str, base: str, path: Path) -> None:
         patch, out = self._tmp(path, "patch"), self._tmp(path, "part")
         try:
             try:
                 size, _ = await self._download(
-                    f"{self.master_url}/artifacts/{digest}/delta?from={base}",
+                    self._delta_url(digest, base),
                     patch,
                     f"the patch {base} -> {digest}",
                 )

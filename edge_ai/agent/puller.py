@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 
@@ -83,6 +84,7 @@ class Puller:
         self._wake_report = asyncio.Event()
         self.notice: UpdateNotice | None = None
         self.applied_tag: str | None = None
+        self._fetch_at = 0.0  # monotonic time a notice's spread lets the next fetch start
         self.applied_notice_at: float | None = None
         self.error: str | None = None
         self.connected = False
@@ -145,6 +147,8 @@ class Puller:
         self.notice = notice
         if notice.tag != self.applied_tag:
             log.info("update notice: desired set %s (generation %s)", notice.tag, notice.generation)
+            # Spread over the window the master asks for: a fleet-wide update, one steady stream.
+            self._fetch_at = time.monotonic() + random.uniform(0.0, notice.spread_s)
             self._wake_sync.set()
 
     # --- desired set ---------------------------------------------------------------------
@@ -155,6 +159,9 @@ class Puller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_sync.wait(), timeout=self.settings.poll_s)
             self._wake_sync.clear()
+            wait = self._fetch_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if await self.sync_once():
                 delay = BACKOFF_START_S
                 continue
@@ -168,10 +175,14 @@ class Puller:
         """Pull and apply the desired set; False when it has to be tried again."""
         notice = self.notice
         try:
-            response = await self._http.get("/edges/me/desired")
+            # The set applied last, by its tag (ETag): unchanged, the master answers a bare 304.
+            headers = {"If-None-Match": f'"{self.applied_tag}"'} if self.applied_tag else {}
+            response = await self._http.get("/edges/me/desired", headers=headers)
         except httpx.HTTPError as exc:
             log.warning("cannot reach the master for the desired set: %s", type(exc).__name__)
             return False
+        if response.status_code == 304:
+            return True
         if response.status_code != 200:
             log.warning("the master answered %s for the desired set", response.status_code)
             return False

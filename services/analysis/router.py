@@ -11,11 +11,24 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from services.analysis.gateway import Gateway
-from shared.auth import AnyPrincipal, ReaderAuth, bearer_token, identify
+from shared.auth import (
+    AnyPrincipal,
+    Principal,
+    ReaderAuth,
+    identify_connection,
+    principal_alive,
+)
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted, Mode
 from shared.errors import DomainError, Invalid, Unauthorized
+from shared.streams import serve_until_revoked, until_revoked
 
 router = APIRouter(tags=["analysis"])
+
+# The last event of a video's stream when the token that opened it is revoked or expires.
+REVOKED_EVENT = (
+    'event: end\ndata: {"status": "revoked", "message": "the token that opened this stream was '
+    'revoked or has expired"}\n\n'
+)
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 # The bodies the handlers read themselves, documented for clients (and schema-driven fuzzing).
@@ -179,7 +192,9 @@ async def video_events(video_id: str, request: Request, principal: ReaderAuth) -
     videos = request.app.state.videos
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
-        videos.events(video_id, principal),
+        until_revoked(
+            videos.events(video_id, principal), principal_alive(request, principal), REVOKED_EVENT
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -205,16 +220,26 @@ def _video_id(video_id: str) -> str:
 async def camera_frames(websocket: WebSocket) -> None:
     """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
     result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
-    connection stays open). Bearer auth in the handshake; a refused token closes with 1008."""
+    connection stays open). Bearer auth in the handshake; a refused token closes with 1008, and so
+    does an open socket within a second of its token's revocation or expiry."""
     try:
-        principal = identify(websocket.app.state.settings, bearer_token(websocket))  # type: ignore[arg-type]
+        principal = identify_connection(websocket)
         if principal.kind == "anonymous":
             raise Unauthorized()
     except DomainError as exc:
         await websocket.close(code=1008, reason=exc.message)
         return
     await websocket.accept()
-    gateway = _gateway(websocket)  # type: ignore[arg-type]
+    await serve_until_revoked(
+        websocket,
+        _frames(websocket, principal),
+        principal_alive(websocket, principal),
+        reason="the token that opened this connection was revoked or has expired",
+    )
+
+
+async def _frames(websocket: WebSocket, principal: Principal) -> None:
+    gateway: Gateway = websocket.app.state.gateway
     try:
         while True:
             message = await websocket.receive()

@@ -16,6 +16,7 @@ from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
+from services.master.pull.fastpath import DesiredFastPath
 from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
 from services.master.reconcile.router import router as reconcile_router
@@ -62,6 +63,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             store,
             UpdateTraffic(app.state.metrics_registry),
             max_ratio=settings.delta_max_ratio,
+            xor_max_ratio=settings.delta_xor_max_ratio,
             max_bytes=settings.delta_cache_max_bytes,
             max_age_s=settings.delta_cache_max_age_s,
         )
@@ -92,4 +94,5 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         ],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
+        fast_path=DesiredFastPath,
     )

@@ -93,6 +93,16 @@ class MasterSettings(ServiceSettings):
     mqtt_cert_file: str | None = Field(None, description="client certificate for the broker (PEM)")
     mqtt_key_file: str | None = Field(None, description="... and its private key")
     mqtt_topic_prefix: str = Field("edge", description="notices go to <prefix>/<nid>/desired")
+    pull_fetches_per_s: float = Field(
+        1000.0,
+        gt=0,
+        description="the desired-set fetches a second this master plans for: a notice asks each "
+        "agent to spread its fetch over (pull edges / this) seconds, so a fleet-wide update "
+        "arrives as a steady stream, not one burst",
+    )
+    pull_spread_max_s: float = Field(
+        30.0, ge=0, le=3600, description="the longest such spread, whatever the fleet's size"
+    )
     agent_report_s: float = Field(
         30.0,
         gt=0,
@@ -113,6 +123,13 @@ class MasterSettings(ServiceSettings):
         description="a patch larger than this share of the full artifact is not served (the agent "
         "downloads the artifact): a patch that changes most of a file saves little and is slow to "
         "apply (bench/updates: 18 min for a 94 MB one)",
+    )
+    delta_xor_max_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="the same limit for a tar-xor-zstd patch (weights fine-tuned: every float "
+        "changed), which applies streaming in linear time: worth sending while it saves a fifth",
     )
     delta_cache_max_bytes: int = Field(
         2 * 1024**3,

@@ -29,6 +29,13 @@ class UpdateNotice(BaseModel):
     generation: int = Field(description="when this master first published this desired set (ns)")
     tag: str = Field(description="opaque: changes whenever the edge's desired set changes")
     sent_at: float = Field(description="the master's clock when it published (seconds)")
+    spread_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="the agent waits a random share of this before it asks (so a fleet-wide "
+        "update does not arrive at the master in one instant); 0: at once",
+    )
 
 
 class DesiredWorkload(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,7 +17,8 @@ import pytest
 from services.console.app import create_app
 from shared import migrations
 from tests.conftest import running_app
-from tests.helpers.env import OPERATOR_TOKEN, settings_for
+from tests.helpers.env import OPERATOR_TOKEN, free_port, service_env, settings_for
+from tests.helpers.processes import start_service
 
 CHANGES = {"post", "put", "patch", "delete"}
 
@@ -112,3 +114,44 @@ async def test_pages_sign_in_and_out(console):
     r = await console.get("/fleet")
     assert r.status_code == 303
     assert r.headers["location"] == "/login?next=/fleet&reason=expired"
+
+
+async def test_signing_out_ends_the_open_live_streams_within_a_second(db, tmp_path):
+    """The console as a process (a real streaming connection): a fleet stream opened by a session
+    ends with ``event: expired`` within a second of that session's sign-out, while it is quiet."""
+    port = free_port()
+    proc = start_service(
+        "console",
+        env=service_env(db, CONSOLE_LIVE_INTERVAL_S="60"),
+        port=port,
+        tmp_path=tmp_path,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            csrf = await _sign_in(client)
+            lines: list[str] = []
+            ended = asyncio.Event()
+
+            async def read() -> None:
+                timeout = httpx.Timeout(10, read=None)
+                async with client.stream("GET", "/api/fleet/events", timeout=timeout) as stream:
+                    assert stream.status_code == 200
+                    async for line in stream.aiter_lines():
+                        lines.append(line)
+                ended.set()
+
+            reader = asyncio.create_task(read())
+            try:
+                await asyncio.sleep(1.0)
+                assert not ended.is_set()
+                r = await client.post("/logout", data={"csrf": csrf})
+                assert r.status_code == 303
+                signed_out = time.monotonic()
+                await asyncio.wait_for(ended.wait(), 3)
+                after = time.monotonic() - signed_out
+                print(f"the stream ended {after:.3f} s after the sign-out")
+                assert after < 1.0 and "event: expired" in lines
+            finally:
+                reader.cancel()
+    finally:
+        proc.stop()

@@ -4,7 +4,7 @@ Every operation documents who may call it (``x-auth``, also a "Who may call" lin
 description). Every route is called with no token, a wrong token, an edge token, the operator's
 token, each service's own credential and the shared service token of old deployments, and each
 answer must be what the document says: 401 without a valid token, 403 for a caller it does not
-list, anything but 401/403 for one it lists. The README's table is this same document.
+list, anything but 401/403 for one it lists. The table in docs/api.md is this same document.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.auth import websocket_routes
 from shared.edge_tokens import issue_edge_token
 from tests.conftest import running_app
 from tests.helpers.env import (
@@ -35,7 +36,7 @@ from tests.helpers.env import (
 SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 EDGE_NID = "0x01"
 OTHER_NID = "0x02"
-README = Path(__file__).resolve().parents[2] / "README.md"
+AUTH_TABLE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -196,8 +197,50 @@ async def test_every_operation_documents_its_rule(db, tmp_path):
                 )
 
 
+def websocket_paths(app: Any) -> set[str]:
+    return {route.path for route in websocket_routes(list(app.routes))}
+
+
+def websocket_answer(client: Any, path: str, headers: dict[str, str]) -> str:
+    """allow (the handshake accepted) or 401 (closed with 1008 before it)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    try:
+        with client.websocket_connect(path, headers=headers):
+            return "allow"
+    except WebSocketDisconnect as exc:
+        assert exc.code == 1008, exc.code
+        return "401"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_websocket_is_documented_and_answers_every_caller_as_documented(
+    db, tmp_path, service
+):
+    """WebSocket routes are listed in the document (``x-websockets``: OpenAPI has no place for
+    them) with the same rule; a route missing there fails, and each caller gets what it says
+    (refused with close code 1008; a valid but unlisted caller too, as the handshake has no 403)."""
+    from starlette.testclient import TestClient
+
+    app = importlib.import_module(f"services.{service}.app").create_app(
+        settings(service, db, tmp_path)
+    )
+    with TestClient(app) as client:
+        documented = client.get("/openapi.json").json().get("x-websockets", {})
+        assert set(documented) == websocket_paths(app), (service, set(documented))
+        if service == "analysis":  # the one WebSocket today: the finder must see it
+            assert set(documented) == {"/ws/frames"}
+        for path, entry in documented.items():
+            assert "Who may call:" in entry["description"], (service, path)
+            for caller, headers in callers().items():
+                want = expected(caller, entry["x-auth"])
+                want = "401" if want == "403" else want
+                got = websocket_answer(client, path, headers)
+                assert want == got, f"{service} WS {path} as {caller}: documented {want}, got {got}"
+
+
 def table(docs: dict[str, dict]) -> str:
-    """The README's "Who may call what" table, from the documents."""
+    """The "Who may call what" table of docs/api.md, from the documents."""
     lines = ["| Service | Route | Operator | Services | Edge token |", "|---|---|---|---|---|"]
     for service, doc in docs.items():
         for method, path, op in operations(doc):
@@ -216,20 +259,31 @@ def table(docs: dict[str, dict]) -> str:
             lines.append(
                 f"| {service} | `{method} {path}` | {operator} | {services} | {edge_text} |"
             )
+        for path, entry in doc.get("x-websockets", {}).items():
+            rule = entry["x-auth"]
+            services = ", ".join(s for s in rule["services"] if s != "legacy") or "-"
+            edge_text = "yes" if rule["edge"] is True else "-"
+            operator = "yes" if rule["operator"] else "-"
+            lines.append(f"| {service} | `WS {path}` | {operator} | {services} | {edge_text} |")
     return "\n".join(lines)
 
 
-async def test_the_readme_table_is_the_documents(db, tmp_path):
+async def test_the_docs_table_is_the_documents(db, tmp_path):
     docs = {}
     for service in SERVICES:
         async with service_app(service, db, tmp_path) as (_, doc):
             docs[service] = doc
     expected_table = table(docs)
-    if os.environ.get("EDGE_UPDATE_DOCS") == "1":  # regenerate: EDGE_UPDATE_DOCS=1 pytest -k readme
-        text = README.read_text()
+    if (
+        os.environ.get("EDGE_UPDATE_DOCS") == "1"
+    ):  # regenerate: EDGE_UPDATE_DOCS=1 pytest -k docs_table
+        text = AUTH_TABLE_PAGE.read_text()
         start = text.index("| Service | Route | Operator | Services | Edge token |")
         end = text.find("\n\n", start)
-        README.write_text(text[:start] + expected_table + (text[end:] if end >= 0 else "\n"))
-    assert expected_table in README.read_text(), (
-        "README's 'Who may call what' table is out of date; the current one:\n" + expected_table
+        AUTH_TABLE_PAGE.write_text(
+            text[:start] + expected_table + (text[end:] if end >= 0 else "\n")
+        )
+    assert expected_table in AUTH_TABLE_PAGE.read_text(), (
+        "docs/api.md's 'Who may call what' table is out of date; the current one:\n"
+        + expected_table
     )

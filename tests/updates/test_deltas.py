@@ -9,6 +9,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -43,7 +44,8 @@ class Server:
                 if len(parts) == 3:
                     body = server.blobs.get(parts[2])
                 elif len(parts) == 4 and parts[3] == "delta":
-                    body = server.patches.get((query.removeprefix("from="), parts[2]))
+                    base = parse_qs(query)["from"][0]  # the agent also names formats, memory
+                    body = server.patches.get((base, parts[2]))
                 if body is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")

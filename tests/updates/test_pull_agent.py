@@ -201,6 +201,21 @@ def test_an_agent_behind_nat_converges_from_notices_and_updates_by_patch(tmp_pat
         (p1,) = workload_processes(workdir, "monitoring-01")
         assert p1.environ()["EDGE_TOKEN"] == token  # the edge's own token, from its agent
         assert metric(master, "master_update_downloads_total", '{kind="full"}') == 1
+        # The set the agent pulled, with its tag as the ETag; the agent's next ask for an
+        # unchanged set (If-None-Match) is a bare 304.
+        as_edge = {"Authorization": f"Bearer {token}"}
+        r = master.get("/edges/me/desired", headers=as_edge)
+        assert r.status_code == 200 and r.headers["etag"] == f'"{r.json()["tag"]}"'
+        assert [w["version"] for w in r.json()["workloads"]] == ["01"]
+        again = master.get(
+            "/edges/me/desired", headers={**as_edge, "If-None-Match": r.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == r.headers["etag"]
+        stale = master.get("/edges/me/desired", headers={**as_edge, "If-None-Match": '"old"'})
+        assert stale.status_code == 200 and stale.content == r.content
+        refused = master.get("/edges/me/desired", headers=OPERATOR)  # not an edge: the route's 403
+        assert refused.status_code == 403 and "edge" in refused.json()["error"]["message"]
 
         # v02: 2 % of the weights retrained. Fetched as a patch, verified, run.
         v2 = upload(master, "02", retrained(base, 1))

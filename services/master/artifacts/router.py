@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from services.master.artifacts.deltas import DeltaCache
+from services.master.artifacts.deltas import FORMATS, HDIFF, SUFFIX, XOR, DeltaCache
 from services.master.packages import ArtifactStore
 from services.master.runners import Runners
 from shared.auth import EdgeOrServiceAuth, Principal
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, Invalid, NotFound
 
 router = APIRouter(tags=["artifacts"])
 
@@ -58,7 +58,7 @@ async def _check_access(request: Request, principal: Principal, digest: str) -> 
 
 @router.get(
     "/artifacts/{digest}/delta",
-    summary="A binary patch (HDiffPatch, detools) from an archive the edge has to this one",
+    summary="A patch (HDiffPatch or tar-xor-zstd) from an archive the edge has to this one",
     response_class=FileResponse,
     responses={404: {"description": "no patch for this pair: fetch the whole archive"}},
 )
@@ -69,6 +69,23 @@ async def get_delta(
     base: Annotated[
         str, Query(alias="from", description="sha256:<hex> of the archive the edge already has")
     ],
+    formats: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="the patch formats the edge applies, comma-separated: "
+            f"{', '.join(FORMATS)} (older agents: {HDIFF} only)",
+        ),
+    ] = HDIFF,
+    memory: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=1 << 50,
+            description="bytes of memory the edge has available: no HDiffPatch patch it could "
+            "not apply in that",
+        ),
+    ] = None,
 ) -> FileResponse:
     """Computed once per pair and cached. 404 when either archive is not stored or a patch
     would not save enough: the edge then fetches ``GET /artifacts/{digest}``. The edge checks
@@ -80,7 +97,10 @@ async def get_delta(
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
     await _check_access(request, principal, digest)
     deltas: DeltaCache = request.app.state.deltas
-    patch = await deltas.patch(base, digest)
+    accepted = frozenset(f.strip() for f in formats.split(",") if f.strip())
+    if not accepted or not accepted <= set(FORMATS):
+        raise Invalid(f"formats must name some of {', '.join(FORMATS)}", field="formats")
+    patch = await deltas.patch(base, digest, formats=accepted, memory=memory)
     if patch is None:
         raise NotFound(f"no patch from {base} to {digest}: fetch the whole archive", field="from")
     if principal.kind == "edge":
@@ -92,5 +112,6 @@ async def get_delta(
             "Cache-Control": "private, max-age=31536000, immutable",
             "X-Delta-From": base,
             "X-Delta-To": digest,
+            "X-Delta-Format": XOR if patch.suffix == SUFFIX[XOR] else HDIFF,
         },
     )

@@ -37,6 +37,7 @@ class EdgeBoard:
     observed_at: float = 0.0
     latency_tag: str = ""  # the tag whose notice-to-running time was measured
     held: bool = False  # no set known yet, and a deployment waits: nothing published
+    body: bytes = b""  # the committed set as the desired route answers it (built once a change)
 
 
 class DesiredBoard:
@@ -83,6 +84,7 @@ class DesiredBoard:
             return False
         board.committed, board.tag = staged, tag
         board.generation = time.time_ns()
+        board.body = self._answer(board).model_dump_json().encode()
         return True
 
     def _tag(self, nid: str, workloads: dict[str, DesiredWorkload]) -> str:
@@ -90,16 +92,31 @@ class DesiredBoard:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self._tag_key(nid).encode(), canonical, hashlib.sha256).hexdigest()[:32]
 
-    def desired(self, nid: str) -> DesiredSet | None:
-        board = self._edges.get(nid)
-        if board is None or not board.tag:
-            return None
+    @staticmethod
+    def _answer(board: EdgeBoard) -> DesiredSet:
         return DesiredSet(
-            nid=nid,
+            nid=board.nid,
             tag=board.tag,
             generation=board.generation,
             workloads=[w for _, w in sorted(board.committed.items())],
         )
+
+    def desired(self, nid: str) -> DesiredSet | None:
+        board = self._edges.get(nid)
+        if board is None or not board.tag:
+            return None
+        return self._answer(board)
+
+    def answer(self, nid: str) -> tuple[str, bytes] | None:
+        """The edge's set as the desired route sends it: (tag, JSON), built when it changed, so
+        a thousand agents asking at once cost no serialising (None: no set yet)."""
+        board = self._edges.get(nid)
+        if board is None or not board.tag:
+            return None
+        return board.tag, board.body
+
+    def pull_edges(self) -> int:
+        return len(self._edges)
 
     def held(self, nid: str) -> bool:
         board = self._edges.get(nid)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import aiomqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -36,11 +37,13 @@ class NoticePublisher:
         cert_file: str | None = None,
         key_file: str | None = None,
         client_id: str = "edge-master",
+        spread_s: Callable[[], float] = lambda: 0.0,
     ):
         self.broker = broker
         self.topic_prefix = topic_prefix
         self._tls = broker.tls_context(ca_file, cert_file, key_file) if broker else None
         self._client_id = client_id
+        self._spread_s = spread_s  # how long agents spread their fetches over, now
         self._pending: dict[str, UpdateNotice] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +79,11 @@ class NoticePublisher:
             self.published.labels("no_broker").inc()
             return
         self._pending[nid] = UpdateNotice(
-            nid=nid, tag=tag, generation=generation, sent_at=time.time()
+            nid=nid,
+            tag=tag,
+            generation=generation,
+            sent_at=time.time(),
+            spread_s=round(self._spread_s(), 3),
         )
         self._wake.set()
 

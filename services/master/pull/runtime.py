@@ -20,7 +20,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
 class PullRuntime:
     def __init__(self, ctx: MasterContext):
-        s = ctx.settings
+        s = self.settings = ctx.settings
         registry = ctx.metrics.registry if ctx.metrics is not None else None
         broker = None
         if s.mqtt_url:
@@ -34,6 +34,9 @@ class PullRuntime:
             ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file,
             key_file=s.mqtt_key_file,
+            spread_s=lambda: min(
+                s.pull_spread_max_s, self.board.pull_edges() / s.pull_fetches_per_s
+            ),
         )
         self.driver = PullAgentDriver(self.board, self.notices)
         self.report_s = s.agent_report_s
@@ -55,6 +58,11 @@ class PullRuntime:
             registry=registry,
         )
         self.agents_connected.set_function(lambda: self.board.reporting(2 * self.report_s))
+
+    def _spread_s(self) -> float:
+        """How long agents spread a notice's fetch over: the pull edges at the planned rate."""
+        s = self.settings
+        return min(s.pull_spread_max_s, self.board.pull_edges() / s.pull_fetches_per_s)
 
     def start(self) -> None:
         self.notices.start()

@@ -11,13 +11,12 @@ which answer with the same status codes and bodies.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import orjson
 
 from services.vms.ingest.service import IngestService, Rejected
-from shared.auth import Principal, identify, still_valid
+from shared.auth import PrincipalCache
 from shared.errors import DomainError
 from shared.legacy import FIELD_CODES, SUCCESS
 
@@ -54,31 +53,7 @@ ROUTES = {
 class IngestFastPath:
     def __init__(self, app, *, cache_size: int = 10_000):
         self.app = app
-        # Edges send the same token every second: remember what a token proved (the signature is a
-        # pure function of the token and the secret), bounded, cleared when full. Expiry and
-        # revocation are checked again on every use (a dict lookup).
-        self._principals: dict[str, Principal] = {}
-        self._cache_size = cache_size
-
-    def _identify(self, state, headers: dict):
-        settings = state.settings
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = auth.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return identify(settings, None)
-        revocations = getattr(state, "edge_revocations", None)
-        principal = self._principals.get(token)
-        if principal is not None and not still_valid(principal, revocations, time.time()):
-            del self._principals[token]
-            principal = None
-        if principal is None:
-            # raises Unauthorized for a bad, expired or revoked token (not cached)
-            principal = identify(settings, token, revocations)
-            if len(self._principals) >= self._cache_size:
-                self._principals.clear()
-            self._principals[token] = principal
-        return principal
+        self._principals = PrincipalCache(cache_size)
 
     async def __call__(self, scope, receive, send):
         route = (
@@ -110,7 +85,7 @@ class IngestFastPath:
     ) -> tuple[int, bytes, dict[str, str]]:
         service: IngestService = app.state.ingest
         try:
-            principal = self._identify(app.state, headers)
+            principal = self._principals.identify(app.state, headers)
             if route.legacy and route.kind is not None:
                 data = IngestService.parse_json(body) if body else {}
                 await service.ingest_one(principal, route.kind, data, legacy=True)

@@ -145,7 +145,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_setup_deployments_edge_id'), 'deployments', ['edge_id'], unique=False, schema='setup')
     op.create_index('uq_deployments_edge_filename_active', 'deployments', ['edge_id', 'filename'], unique=True, schema='setup', postgresql_where=sa.text("desired = 'running' AND NOT allow_multiple"))
     # ### end Alembic commands ###
-    # The documented default mapping (README, "Conditions"); editable through PUT /conditions.
+    # The documented default mapping (docs/api.md, "Conditions"); editable through PUT /conditions.
     codes = sa.table("condition_codes", sa.column("code"), sa.column("condition"), sa.column("description"), schema="setup")
     op.bulk_insert(codes, [
         {"code": "0", "condition": "SUNNY", "description": "clear sky"},
