@@ -48,5 +48,25 @@ fi
 # The edge extra (ultralytics, torch) is needed by the YOLO worker's tests.
 .venv/bin/pip install -q -e ".[edge,test]"
 
+# The edge programs support Python 3.8 (JetPack 5): a light environment of the oldest Python this
+# machine carries (pyenv's 3.8.x; PY38=/path/to/python3.8 to choose), with what the agent and the
+# light programs need (edge_ai/requirements-edge.txt: no torch). tests/edge_ai/test_python38.py
+# runs them under it; .ci/run runs the agent's and the programs' tests under it too (EDGE_PYTHON).
+PY38=${PY38:-$(ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | sort -V | tail -1)}
+if [ -n "$PY38" ] && [ -x "$PY38" ]; then
+  stamp=.venv-py38/.requirements
+  if [ ! -x .venv-py38/bin/python ]; then
+    "$PY38" -m venv .venv-py38
+  fi
+  if ! cmp -s edge_ai/requirements-edge.txt "$stamp"; then
+    .venv-py38/bin/pip install -q --upgrade pip wheel
+    .venv-py38/bin/pip install -q -r edge_ai/requirements-edge.txt
+    cp edge_ai/requirements-edge.txt "$stamp"
+  fi
+  export EDGE_PY38="$PWD/.venv-py38/bin/python"
+else
+  echo "no Python 3.8 found (set PY38=...): the edge programs' Python 3.8 tests are skipped" >&2
+fi
+
 export YOLO_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

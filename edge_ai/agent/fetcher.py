@@ -16,6 +16,7 @@ from typing import BinaryIO
 import httpx
 
 from edge_common import deltas as xor_deltas
+from edge_common.compat import to_thread
 
 log = logging.getLogger("edge.agent.fetch")
 
@@ -140,17 +141,17 @@ class PackageFetcher:
                     await response.aread()
                     raise FetchError(f"master answered {response.status_code} for {what}")
                 # Disk work in a thread (one 1 MiB chunk at a time): the agent stays responsive.
-                out = await asyncio.to_thread(open, tmp, "wb")
+                out = await to_thread(open, tmp, "wb")
                 try:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)
                         if size > self.max_bytes:
                             raise FetchError(f"{what} is larger than {self.max_bytes} bytes")
                         sha.update(chunk)
-                        await asyncio.to_thread(out.write, chunk)
-                    await asyncio.to_thread(_sync, out)
+                        await to_thread(out.write, chunk)
+                    await to_thread(_sync, out)
                 finally:
-                    await asyncio.to_thread(out.close)
+                    await to_thread(out.close)
         except httpx.HTTPError as exc:
             raise FetchError(
                 f"cannot fetch {what} from the master: {exc.__class__.__name__}"
@@ -177,7 +178,7 @@ class PackageFetcher:
             except FetchError as exc:
                 raise PatchFailed(str(exc)) from exc
             started = time.perf_counter()
-            got = await asyncio.to_thread(apply_patch_file, self.path_for(base), patch, out)
+            got = await to_thread(apply_patch_file, self.path_for(base), patch, out)
             self.patch_seconds.append(time.perf_counter() - started)
             if f"sha256:{got}" != digest:
                 raise PatchFailed(f"the patched archive is sha256:{got}, not {digest}")

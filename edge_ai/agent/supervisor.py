@@ -28,6 +28,7 @@ from edge_ai.agent.schemas import PreviousInstance, WorkloadSpec, WorkloadStatus
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.state import ChildRecord, SavedState, StateStore
 from edge_ai.agent.unpack import UnsafePackage, unpack
+from edge_common.compat import to_thread
 from edge_common.vocabulary import WorkloadState
 
 log = logging.getLogger("edge.agent.supervisor")
@@ -173,8 +174,8 @@ class Supervisor:
         """Clear leftovers of a previous run, then bring the saved desired set back."""
         for sub in ("workloads", "logs", "cache", "live"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        saved = await asyncio.to_thread(self.store.load)
-        reaped = await asyncio.to_thread(
+        saved = await to_thread(self.store.load)
+        reaped = await to_thread(
             reap_leftovers, self.workdir, saved.children, self.settings.stop_timeout_s
         )
         if reaped:
@@ -214,7 +215,7 @@ class Supervisor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             # The desired set stays on disk: the next start re-adopts it.
-            await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+            await to_thread(self.store.save, self.settings.node, self._snapshot())
 
     # -- changes of the desired set ----------------------------------------------------------------
     async def replace_all(self, specs: list[WorkloadSpec]) -> None:
@@ -253,22 +254,20 @@ class Supervisor:
             # alone and picks the live settings up from its files (the secrets first: a live
             # setting may name one).
             if spec.live_secrets != runner.spec.live_secrets:
-                await asyncio.to_thread(
+                await to_thread(
                     write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
                 )
                 log.info("%s: live secrets changed (no restart)", spec.name)
             if spec.live != runner.spec.live:
-                await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
+                await to_thread(write_live, self.live_path(spec.name), spec.live)
                 log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
             runner.spec = spec.model_copy(
                 update={"generation": max(spec.generation, runner.spec.generation)}
             )
             return
         directory = await self._prepare(spec)
-        await asyncio.to_thread(
-            write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
-        )
-        await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
+        await to_thread(write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets)
+        await to_thread(write_live, self.live_path(spec.name), spec.live)
         instance = ProcessInstance(
             name=spec.name,
             version=spec.version,
@@ -317,7 +316,7 @@ class Supervisor:
     async def _remove(self, name: str) -> None:
         runner = self.runners.pop(name)
         await asyncio.gather(*(inst.stop() for inst in runner.instances()))
-        await asyncio.to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
+        await to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
         self.live_path(name).unlink(missing_ok=True)
         self.live_secrets_path(name).unlink(missing_ok=True)
         log.info("%s removed", name)
@@ -334,9 +333,9 @@ class Supervisor:
                 return
             keep = {inst.directory for inst in runner.instances()}
             base = self.workdir / "workloads" / runner.spec.name
-            await asyncio.to_thread(_remove_dirs_except, base, keep)
+            await to_thread(_remove_dirs_except, base, keep)
             in_use = {r.spec.package_digest for r in self.runners.values()}
-            await asyncio.to_thread(self.fetcher.prune, in_use, self.settings.cache_keep)
+            await to_thread(self.fetcher.prune, in_use, self.settings.cache_keep)
             self._dirty.set()
 
     async def _retry_prepare(self, specs: list[WorkloadSpec]) -> None:
@@ -390,14 +389,14 @@ class Supervisor:
             if not directory.is_dir():
                 archive = await self.fetcher.fetch(spec.package_digest, base=self._base_for(spec))
                 directory.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(
+                await to_thread(
                     unpack,
                     archive,
                     directory,
                     max_files=self.settings.max_files,
                     max_bytes=self.settings.max_unpacked_bytes,
                 )
-            await asyncio.to_thread(_write_edgeconfig, directory, spec.edgeconfig_xml)
+            await to_thread(_write_edgeconfig, directory, spec.edgeconfig_xml)
         except DigestMismatch as exc:
             raise PrepareError(spec.name, str(exc), kind="mismatch") from exc
         except FetchError as exc:
@@ -427,7 +426,7 @@ class Supervisor:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+                await to_thread(self.store.save, self.settings.node, self._snapshot())
             except OSError as exc:
                 log.error("cannot write %s: %s", self.store.path, exc)
             for listener in self.listeners:
@@ -437,7 +436,7 @@ class Supervisor:
     async def flush(self) -> None:
         """Desired-set changes are on disk before the API answers: an accepted change survives a
         crash."""
-        await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+        await to_thread(self.store.save, self.settings.node, self._snapshot())
 
     # -- reads -------------------------------------------------------------------------------------
     def statuses(self) -> list[WorkloadStatus]:

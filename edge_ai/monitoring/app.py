@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psutil
@@ -172,7 +172,7 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
         await stop.event.wait()
 
     def tick() -> None:
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         if options.load_profile:
             cpu, memory = simulated_load(options.load_profile, options.load_period_s, time.time())
         else:

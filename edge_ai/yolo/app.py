@@ -14,7 +14,7 @@ import logging
 import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from edge_ai.common.vms_client import AnalysisClient, VmsClient
 from edge_ai.yolo.helping import Helping, LiveSecrets
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.compat import to_thread
 from edge_common.vocabulary import AnalysisRoute, Param
 
 log = logging.getLogger("edge_ai.yolo")
@@ -372,9 +373,9 @@ class Worker:
             return
         try:
             if self.source is None:
-                self.source = await asyncio.to_thread(open_source, self.options.source)
+                self.source = await to_thread(open_source, self.options.source)
                 log.info("reading frames from %s", describe(self.options.source))
-            frame = await asyncio.to_thread(self.source.read)
+            frame = await to_thread(self.source.read)
         except FrameUnavailable as exc:
             if self._source_failures == 0:
                 self._source_failing_since = time.monotonic()
@@ -384,7 +385,7 @@ class Worker:
             self._source_retry_at = time.monotonic() + delay
             log.warning("no frame (%s); retrying in %.0fs", exc, delay)
             if self.source is not None:
-                await asyncio.to_thread(self.source.close)
+                await to_thread(self.source.close)
                 self.source = None
             return
         self._source_failures = 0
@@ -393,7 +394,7 @@ class Worker:
         self.frame_index += 1
         detections: list[Any] = []
         if profile.detect:
-            detections, elapsed_ms = await asyncio.to_thread(self.detector.detect, frame)
+            detections, elapsed_ms = await to_thread(self.detector.detect, frame)
             above = [d for d in detections if d.confidence >= profile.conf]
             below = [d for d in detections if d.confidence < profile.conf]
             self.window.add(above, len(below), elapsed_ms)
@@ -410,7 +411,7 @@ class Worker:
             return
         self.uploads_this_second += 1
         self.window.frames_sent_up += 1
-        jpeg = await asyncio.to_thread(_encode_jpeg, frame)
+        jpeg = await to_thread(_encode_jpeg, frame)
         self.analysis.submit(jpeg, self._frame_metadata(detections, frame, reason, profile.conf))
 
     def _frame_metadata(
@@ -419,8 +420,8 @@ class Worker:
         height, width = frame.shape[:2]
         return {
             "nid": self.posts_for,
-            "ts": utc_stamp(datetime.now(UTC)),
-            "camera_time": utc_stamp(datetime.now(UTC)),
+            "ts": utc_stamp(datetime.now(timezone.utc)),
+            "camera_time": utc_stamp(datetime.now(timezone.utc)),
             "reason": reason,
             "model": self.options.model_name,
             "model_version": self.options.model_version,
@@ -513,7 +514,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
     config = options.config
     prepare_offline_environment(config.buffer_dir / "ultralytics")
     log.info("loading model %s", options.model)
-    detector = await asyncio.to_thread(
+    detector = await to_thread(
         Detector,
         options.model,
         imgsz=options.imgsz,

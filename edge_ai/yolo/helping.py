@@ -32,6 +32,7 @@ from typing import Any
 
 from edge_ai.common.vms_client import VmsClient
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.compat import to_thread
 from edge_common.vocabulary import Param
 
 log = logging.getLogger("edge_ai.yolo.helping")
@@ -171,7 +172,7 @@ class Helping:
                 except Exception:  # a bad frame must not end the hand-off; the next one is tried
                     log.exception("helping %s: frame failed", camera.nid)
                 now = time.time()
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
                         camera.stop.wait(), (int(now / period) + 1) * period - now
                     )
@@ -187,8 +188,8 @@ class Helping:
             return
         try:
             if camera.source is None:
-                camera.source = await asyncio.to_thread(open_source, camera.url)
-            frame = await asyncio.to_thread(camera.source.read)
+                camera.source = await to_thread(open_source, camera.url)
+            frame = await to_thread(camera.source.read)
         except FrameUnavailable as exc:
             if camera.failures == 0:
                 camera.failing_since = time.monotonic()
@@ -198,11 +199,11 @@ class Helping:
             camera.retry_at = time.monotonic() + delay
             log.warning("helping %s: no frame (%s); retrying in %.0fs", camera.nid, exc, delay)
             if camera.source is not None:
-                await asyncio.to_thread(camera.source.close)
+                await to_thread(camera.source.close)
                 camera.source = None
             return
         camera.failures, camera.failing_since = 0, None
-        detections, elapsed_ms = await asyncio.to_thread(self.detect, frame)
+        detections, elapsed_ms = await to_thread(self.detect, frame)
         above = [d for d in detections if d.confidence >= self.conf]
         camera.window.add(above, len(detections) - len(above), elapsed_ms)
 

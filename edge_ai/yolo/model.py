@@ -149,7 +149,7 @@ class Detector:
         if boxes is not None and len(boxes):
             # tolist() copies to the host from any device (tensors) and works on numpy arrays too.
             xyxy, confs, classes = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
-            for box, conf, cls in zip(xyxy, confs, classes, strict=True):
+            for box, conf, cls in zip(xyxy, confs, classes):
                 cid = int(cls)
                 x1, y1, x2, y2 = (float(v) for v in box)
                 name = str(names.get(cid, cid))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +45,7 @@ def _parse_time(value: str) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 class Routing:
@@ -87,7 +87,7 @@ class Routing:
         return self.route_low_confidence and bool(self.target_url)
 
     def focused(self, now: datetime | None = None) -> bool:
-        now = now or datetime.now(UTC)
+        now = now or datetime.now(timezone.utc)
         return self.focus_until is not None and now < self.focus_until
 
     def as_json(self) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""The edge programs on an edge's Python: 3.8 (JetPack 5), in the light environment scripts/test.sh
+makes (.venv-py38: edge_ai/requirements-edge.txt, no torch).
+
+Every module of edge_common and edge_ai imports there, the shared vocabulary behaves as on the
+services' Python, and the agent runs under it a package the platform builds, whose program (run by
+the agent's interpreter) posts its records. .ci/run also runs the agent's and the programs' own
+tests with the edge processes under it (EDGE_PYTHON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.agent.helpers import Agent, ArtifactServer, kill_leftovers, spec, wait_until
+from tests.edge_ai.recorder import Recorder
+from tests.helpers.env import EDGE_TOKEN_SECRET, free_port
+from tests.helpers.processes import REPO, edgectl
+
+
+def _python38() -> str:
+    path = os.environ.get("EDGE_PY38") or str(REPO / ".venv-py38" / "bin" / "python")
+    if not Path(path).is_file():
+        pytest.skip("no Python 3.8 environment (scripts/test.sh makes .venv-py38 where one exists)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def py38() -> str:
+    return _python38()
+
+
+def run38(py38: str, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [py38, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_is_python_38(py38):
+    proc = run38(py38, "import sys; print('%d.%d' % sys.version_info[:2])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "3.8", proc.stderr
+
+
+def test_every_edge_module_imports_on_python_38(py38):
+    """Imports only: the YOLO worker's model and frame readers load torch and OpenCV when used."""
+    proc = run38(
+        py38,
+        "import importlib, pkgutil, edge_ai, edge_common\n"
+        "names = [i.name for p in (edge_common, edge_ai)\n"
+        "         for i in pkgutil.walk_packages(p.__path__, p.__name__ + '.')\n"
+        "         if not i.name.endswith('__main__')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 30
+
+
+def test_the_wire_vocabulary_is_the_same_on_python_38(py38):
+    code = (
+        "import json\n"
+        "from edge_common.vocabulary import AnalysisRoute, Param, WorkloadState, live_params\n"
+        "s = WorkloadState('stopped')\n"
+        "print(json.dumps([str(s), f'{AnalysisRoute.EDGE}', s == 'stopped',\n"
+        "    json.loads(json.dumps({Param.ANALYSIS_ROUTE: AnalysisRoute.SERVER})),\n"
+        "    live_params({'focus_until': 'x', 'MODE': 'a', Param.ANALYSIS_EDGE: '0x02'})]))"
+    )
+    proc = run38(py38, code)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        "stopped",
+        "edge",
+        True,
+        {"analysis_route": "server"},
+        {"focus_until": "x", "analysis_edge": "0x02"},
+    ]
+
+
+def test_the_agent_runs_a_built_package_on_python_38(py38, tmp_path):
+    """The monitoring package as the platform builds it, fetched by digest by an agent running
+    under Python 3.8; its program runs under the agent's interpreter and posts usage records."""
+    from shared.edge_tokens import issue_edge_token
+
+    out = tmp_path / "packages"
+    built = subprocess.run(
+        edgectl("edge", "build-packages", "--out", str(out), "--only", "monitoring-02"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    archive = out / "monitoring-02-01.tar.gz"
+    vms = Recorder(free_port()).start()
+    artifacts = ArtifactServer()
+    digest = artifacts.add(archive.read_bytes())
+    agent = Agent(tmp_path, artifacts.url, python=py38).start()
+    try:
+        assert agent.client.get("/openapi.json").status_code == 200
+        nid = "0x38"
+        edgeconfig = (
+            f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms.port}</Port><Path>usage</Path>"
+            f"</vms><node><NID>{nid}</NID><Name>edge-38</Name>"
+            f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+        )
+        manifest = yaml.safe_load(
+            (REPO / "edge_ai" / "packages" / "monitoring-02" / "aipackage.yaml").read_text()
+        )
+        body = spec(
+            "monitoring-02",
+            digest,
+            manifest["version"],
+            command=manifest["command"],
+            env=manifest.get("env") or {},
+            edgeconfig=edgeconfig,
+        )
+        r = agent.client.put("/workloads/monitoring-02", json=body)
+        assert r.status_code in (200, 201, 202), r.text
+        deadline = time.monotonic() + 60
+        while len(vms.of_kind("usage")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        usage = vms.of_kind("usage")
+        assert len(usage) >= 2, agent.status("monitoring-02")
+        assert {r["nid"] for r in usage} == {nid}
+        wait_until(lambda: agent.status("monitoring-02")["state"] == "running", what="running")
+        pid = agent.status("monitoring-02")["pid"]
+        assert "python3.8" in psutil.Process(pid).exe()  # the program ran on 3.8 too
+    finally:
+        agent.close()
+        kill_leftovers(agent.workdir)
+        artifacts.close()
+        vms.stop()
