@@ -141,3 +141,48 @@ def test_the_agent_runs_a_built_package_on_python_38(py38, tmp_path):
         kill_leftovers(agent.workdir)
         artifacts.close()
         vms.stop()
+
+
+def test_the_agent_wheel_is_complete_and_says_python_38(py38, tmp_path):
+    """The agent as a box installs it (scripts/test.sh installs its wheel into .venv-py38): with
+    neither the checkout nor PYTHONPATH on the path, it imports, its metadata says 3.8+, and its
+    command answers."""
+    from edge_ai.agent import AGENT_VERSION
+
+    isolated = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = (
+        "import importlib.metadata as m, edge_ai, edge_ai.agent.app, edge_ai.agent.puller\n"
+        "print(m.version('edge-agent'), m.metadata('edge-agent')['Requires-Python'])\n"
+        "print(edge_ai.__file__)"
+    )
+    proc = subprocess.run(
+        [py38, "-I", "-c", code], cwd=tmp_path, env=isolated, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    version_line, where = proc.stdout.splitlines()
+    assert version_line == f"{AGENT_VERSION} >=3.8"
+    assert Path(where).parent.parent.name == "site-packages"  # the wheel's copy, not the checkout
+    command = Path(py38).parent / "edge-agent"
+    helped = subprocess.run(
+        [str(command), "--help"], cwd=tmp_path, env=isolated, capture_output=True, text=True
+    )
+    assert helped.returncode == 0 and "--master-url" in helped.stdout, helped.stderr
+
+
+def test_an_older_python_refuses_the_agent_wheel(tmp_path):
+    from edge_ai.packages.agent_wheel import build_agent_wheel
+
+    older = sorted(Path.home().glob(".pyenv/versions/3.7*/bin/python"))
+    if not older:
+        pytest.skip("no Python 3.7 on this machine")
+    wheel = build_agent_wheel(tmp_path / "dist")
+    target = str(tmp_path / "site")
+    install = ["-m", "pip", "install", "--no-deps", "--no-index", "--target", target, str(wheel)]
+    proc = subprocess.run(
+        [str(older[-1]), *install],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert ">=3.8" in proc.stderr + proc.stdout
