@@ -224,11 +224,18 @@ def show_ai(
     master_url: str = typer.Option(None, "--master-url", help="default: EDGE_MASTER_URL"),
     token_env: str = typer.Option("EDGE_OPERATOR_TOKEN", "--token-env", metavar="VAR"),
     as_json: bool = typer.Option(False, "--json", help="print the service's JSON (for scripts)"),
+    log: bool = typer.Option(False, "--log", help="print the last build's log (builder output)"),
 ) -> None:
     """One AI package with the master's last build."""
     from edgectl.ops import client
 
     _use_master(master_url)
+    if log:
+        response = client.request("GET", "master", f"/builds/{ai_id}/log", token_env=token_env)
+        if response.status_code >= 400:
+            client.fail(f"master answered {response.status_code}: {client.error_text(response)}")
+        typer.echo(response.text, nl=False)
+        return
     body = client.call("GET", "master", f"/ai-packages/{ai_id}", token_env=token_env)
     if as_json:
         client.print_json(body)

@@ -40,6 +40,7 @@ def _register_optional() -> None:
 
     for module in (
         "registry_cmd",
+        "registry_import",
         "ai_cmd",
         "agent_cmd",
         "edge_cmd",

@@ -34,8 +34,8 @@ def register(app: typer.Typer) -> None:
             help="2: two sites, each with its own master, cluster, database and registry",
         ),
     ) -> None:
-        """Start everything, seed the demo fleet, show what happens; Ctrl-C stops it all (data
-        kept)."""
+        """Start everything, seed the demo fleet, show what happens; a process that exits is
+        started again (backoff); Ctrl-C stops it all (data kept)."""
         from edgectl.stack.config import StackSettings
         from edgectl.stack.run import Stack, StackError
 

@@ -16,6 +16,14 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # promtool (Debian's prometheus package) checks the alert rules and scrape configs (tests/deploy).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# Real container builds and engines (tests/helpers/containers.py): buildah builds Dockerfiles,
+# podman serves the Docker Engine API, runc runs their containers, mmdebstrap makes the Debian
+# base image, qemu-user-static (with binfmt-support) runs arm64 RUN steps.
+for tool in podman buildah runc mmdebstrap; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
+[ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
+command -v update-binfmts >/dev/null 2>&1 || need_apt+=(binfmt-support)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -95,6 +95,20 @@ def health_router() -> APIRouter:
             body["detail"] = await readiness()
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(
+            generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    return router
+
+
+def docs_root_router() -> APIRouter:
+    """The bare address: a person lands on Swagger UI, a script reads where. Included after the
+    service's own routers, so that a service with its own ``/`` (the console) keeps it."""
+    router = APIRouter(tags=["health"])
+
     @router.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:
         """A person who opens the bare address lands on Swagger UI; a script reads where."""
@@ -103,12 +117,6 @@ def health_router() -> APIRouter:
         body = json.dumps(where)
         return Response(
             body, status_code=307, headers={"location": "/docs"}, media_type="application/json"
-        )
-
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        return Response(
-            generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST
         )
 
     return router
@@ -190,6 +198,7 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    app.include_router(docs_root_router())
     install_docs(app)
     _document_auth(app, settings.service_name)
     return app

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia
+
 DEFAULT_URLS = {
     "setup": ("EDGE_SETUP_URL", "http://127.0.0.1:8001"),
     "master": ("EDGE_MASTER_URL", "http://127.0.0.1:8002"),
@@ -40,8 +42,12 @@ def base_url(service: str) -> str:
 
 
 def headers(token_env: str = TOKEN_ENV) -> dict[str, str]:
+    """The token, and where a change comes from (the optimizer logs who changed what)."""
     token = os.environ.get(token_env)
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    out = {CHANGED_VIA_HEADER: ChangedVia.EDGECTL.value}
+    if token:
+        out["Authorization"] = f"Bearer {token}"
+    return out
 
 
 def error_text(response: httpx.Response) -> str:

@@ -98,6 +98,9 @@ def explain(edge: str = EdgeArgument, as_json: bool = JsonOption) -> None:
         f"Edge {body['edge_id']} {escape(body['name'])} (nid {escape(body['nid'])}): "
         f"{escape(str(body['status']))}, {pinned}"
     )
+    for blocked in body.get("blocked") or []:
+        policies = ", ".join(blocked["policies"])
+        out.print(f"[bold yellow]blocked ({escape(policies)}):[/] {escape(blocked['reason'])}")
     node = body.get("node")
     out.print(fields_table(node, "Node") if node else "Node: no state reported")
     if body.get("routing"):

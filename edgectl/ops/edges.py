@@ -55,6 +55,52 @@ def edges_show(edge: str = EdgeArgument, as_json: bool = JsonOption) -> None:
     console().print(fields_table(found))
 
 
+def _gps(text: str | None) -> dict[str, float] | None:
+    """``LAT,LON`` -> setup's gps (it checks the ranges)."""
+    if text is None:
+        return None
+    lat, sep, lon = text.partition(",")
+    try:
+        if not sep:
+            raise ValueError
+        return {"latitude": float(lat), "longitude": float(lon)}
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: give LAT,LON in degrees, e.g. 37.5665,126.978", param_hint="--gps"
+        ) from None
+
+
+CAPACITY_KEYS = {"cpu": float, "memory_mb": int, "gpu": int}
+
+
+def _capacity(text: str | None) -> dict[str, float | int] | None:
+    """``cpu=4,memory_mb=8192,gpu=1`` -> setup's capacity (any of the three)."""
+    if text is None:
+        return None
+    out: dict[str, float | int] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        kind = CAPACITY_KEYS.get(key.strip())
+        try:
+            if not sep or kind is None:
+                raise ValueError
+            out[key.strip()] = kind(value.strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"{part!r}: give cpu=CORES,memory_mb=MB,gpu=N (any of them)",
+                param_hint="--capacity",
+            ) from None
+    return out
+
+
+GpsOption = typer.Option(None, "--gps", metavar="LAT,LON", help="position, e.g. 37.5665,126.978")
+CapacityOption = typer.Option(
+    None, "--capacity", metavar="cpu=N,memory_mb=N,gpu=N", help="what the edge can run"
+)
+NodeNameOption = typer.Option(None, "--node-name", help="Kubernetes node name")
+TimeZoneOption = typer.Option(None, "--time-zone", help="IANA zone, e.g. Asia/Seoul")
+
+
 @app.command("add")
 def edges_add(
     name: str = typer.Argument(..., help="the edge's name (unique)"),
@@ -67,11 +113,15 @@ def edges_add(
     camera_url: str = typer.Option(None, "--camera-url", help="RTSP URL (credentials kept secret)"),
     agent_url: str = typer.Option(None, "--agent-url", help="edge agent base URL"),
     analysis: bool = typer.Option(False, "--analysis/--no-analysis", help="supports analysis"),
-    time_zone: str = typer.Option(None, "--time-zone", help="IANA zone, e.g. Asia/Seoul"),
+    time_zone: str = TimeZoneOption,
+    gps: str = GpsOption,
+    capacity: str = CapacityOption,
+    node_name: str = NodeNameOption,
     description: str = typer.Option(None, "--description"),
     as_json: bool = JsonOption,
 ) -> None:
-    """Register an edge; prints its token once (the edge's programs need it)."""
+    """Register an edge; prints its token once (the edge's programs need it). Without --gps the
+    overload and focus policies pass it by (`edgectl explain` says so)."""
     body: dict[str, Any] = {
         "name": name,
         "nid": nid,
@@ -82,6 +132,9 @@ def edges_add(
         "agent_url": agent_url,
         "isSupportAnnalysis": "YES" if analysis else "NO",
         "time_zone": time_zone,
+        "gps": _gps(gps),
+        "capacity": _capacity(capacity),
+        "node_name": node_name,
         "description": description,
     }
     created = call("POST", "setup", "/edges", body={k: v for k, v in body.items() if v is not None})
@@ -90,6 +143,48 @@ def edges_add(
         return
     typer.echo(f"edge {created['id']} {created['name']} (nid {created['nid']}) registered")
     typer.echo(f"token (shown once): {created['token']}")
+
+
+@app.command("edit")
+def edges_edit(
+    edge: str = EdgeArgument,
+    name: str = typer.Option(None, "--name", help="a new name"),
+    cluster: int = typer.Option(None, "--cluster", help="cluster id"),
+    address: str = typer.Option(None, "--address"),
+    ip: str = typer.Option(None, "--ip"),
+    camera_url: str = typer.Option(None, "--camera-url", help="RTSP URL (credentials kept secret)"),
+    agent_url: str = typer.Option(None, "--agent-url", help="edge agent base URL"),
+    analysis: bool = typer.Option(None, "--analysis/--no-analysis", help="supports analysis"),
+    time_zone: str = TimeZoneOption,
+    gps: str = GpsOption,
+    capacity: str = CapacityOption,
+    node_name: str = NodeNameOption,
+    description: str = typer.Option(None, "--description"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change an edge's fields (only those given)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "cluster_id": cluster,
+        "address": address,
+        "ip": ip,
+        "url": camera_url,
+        "agent_url": agent_url,
+        "isSupportAnnalysis": None if analysis is None else ("YES" if analysis else "NO"),
+        "time_zone": time_zone,
+        "gps": _gps(gps),
+        "capacity": _capacity(capacity),
+        "node_name": node_name,
+        "description": description,
+    }
+    changes = {k: v for k, v in body.items() if v is not None}
+    if not changes:
+        raise typer.BadParameter("nothing to change: give at least one option")
+    updated = call("PATCH", "setup", edge_path(edge), body=changes)
+    if as_json:
+        print_json(updated)
+        return
+    typer.echo(f"edge {updated['id']} {updated['name']} updated: {', '.join(sorted(changes))}")
 
 
 @app.command("remove")

@@ -20,6 +20,7 @@ from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 from edgectl.stack.seed import CLUSTER, EDGES, SITE2_CLUSTER, SeedError, seed
 from edgectl.stack.story import DemoCamera, Story, StoryTeller
+from edgectl.stack.supervise import Supervisor
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
 from shared.mqtt import parse_broker_url
@@ -80,6 +81,7 @@ class Stack:
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         # With two sites, a registry each when Debian's docker-registry is installed.
         self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
+        self.supervisor = Supervisor(self._supervised)
 
     def _analysis_possible(self) -> bool:
         if self.settings.redis_url:
@@ -412,8 +414,11 @@ class Stack:
     # ---- watch -------------------------------------------------------------------------------
 
     def watch(self, *, live: bool) -> None:
+        """Show the fleet until Ctrl-C, while the supervisor starts again what exits; a child that
+        keeps failing ends it (StackError naming the child and its log)."""
         notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
+        self.supervisor.start()
         with httpx.Client() as client:
             if live:
                 from rich.live import Live
@@ -421,16 +426,18 @@ class Stack:
                 view.refresh(client)
                 with Live(view.render(), refresh_per_second=2, screen=False) as screen:
                     while True:
-                        self._check_children()
+                        self._check_supervisor()
                         time.sleep(1)
                         view.refresh(client)
+                        view.notes = notes + self.supervisor.notes()
                         screen.update(view.render())
             else:
                 last: list[str] = []
                 while True:
-                    self._check_children()
+                    self._check_supervisor()
                     self._tell(client)
                     view.refresh(client)
+                    view.notes = notes + self.supervisor.notes()
                     lines = view.plain_lines()
                     for line in lines:
                         if line not in last:
@@ -442,19 +449,18 @@ class Stack:
         if self.teller is not None:
             self.teller.tick(client)
 
-    def _check_children(self) -> None:
-        dead = [c for c in self.children if not c.alive()]
-        if self.redis is not None and not self.redis.alive():
-            dead.append(self.redis.child)
-        if self.mqtt is not None and not self.mqtt.alive():
-            dead.append(self.mqtt.child)
-        if dead:
-            names = ", ".join(f"{c.name} (exit {c.exit_code()}, log {c.log_path})" for c in dead)
-            raise StackError(f"stopped unexpectedly: {names}")
+    def _supervised(self) -> list[Child]:
+        extra = [e.child for e in (self.redis, self.mqtt) if e is not None]
+        return [*self.children, *extra]
+
+    def _check_supervisor(self) -> None:
+        if self.supervisor.failure is not None:
+            raise StackError(f"stopped: {self.supervisor.failure}")
 
     # ---- stop --------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        self.supervisor.stop()  # nothing is started again from here on
         # Edges first (they stop their AIs), then the services, then the database.
         edges = [c for c in self.children if c.name.startswith("edge-")]
         services = [c for c in self.children if not c.name.startswith("edge-")]

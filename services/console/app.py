@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from services.console import api, pages, sessions
+from services.console import api, manage, pages, sessions
 from services.console.live import Live
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Upstreams
@@ -101,7 +101,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         settings,
         title="Edge console",
         description=DESCRIPTION,
-        routers=[pages.router, api.router],
+        routers=[pages.router, api.router, manage.router],
         extra_lifespan=lifespan,
         body_limits={
             "/api/ai-packages": upload_limit,

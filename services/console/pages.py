@@ -22,6 +22,8 @@ NAV = (
     ("/ai-packages", "AI packages"),
     ("/decisions", "Decisions"),
     ("/detection", "Detection"),
+    ("/registry", "Registry"),
+    ("/settings", "Settings"),
 )
 
 
@@ -285,6 +287,87 @@ DETECTION = """<h1>Detection</h1>
 <canvas id="camera-canvas" width="640" height="360"></canvas></section>"""
 
 
+REGISTRY = """<h1>Registry</h1>
+<section aria-labelledby="edges-title"><h2 id="edges-title">Edges</h2>
+<div class="registry">
+<form id="edge-form" class="stacked" autocomplete="off"><fieldset>
+<legend id="edge-form-title">Register an edge</legend>
+<label>Name <input name="name" id="edge-name" required maxlength="100"></label>
+<label>Node id <input name="nid" id="edge-nid" maxlength="32" placeholder="next 0xNN"></label>
+<label>Cluster <select name="cluster_id" id="edge-cluster"></select></label>
+<label>Address <input name="address" id="edge-address" maxlength="500"></label>
+<label>IP <input name="ip" id="edge-ip" maxlength="64"></label>
+<label>Latitude <input name="latitude" id="edge-latitude" type="number" step="any" min="-90"
+ max="90"></label>
+<label>Longitude <input name="longitude" id="edge-longitude" type="number" step="any"
+ min="-180" max="180"></label>
+<label>Time zone <input name="time_zone" id="edge-time-zone" maxlength="64"
+ placeholder="Asia/Seoul"></label>
+<label>Kubernetes node <input name="node_name" id="edge-node-name" maxlength="253"></label>
+<label>CPU cores <input name="cpu" id="edge-cpu" type="number" step="any" min="0"></label>
+<label>Memory MB <input name="memory_mb" id="edge-memory" type="number" step="1" min="0"></label>
+<label>GPUs <input name="gpu" id="edge-gpu" type="number" step="1" min="0"></label>
+<label class="check"><input name="analysis" id="edge-analysis" type="checkbox"> Supports analysis
+ (may help overloaded edges)</label>
+<label>Description <input name="description" id="edge-description" maxlength="2000"></label>
+<div class="inline"><button type="submit" class="primary" id="edge-save">Register</button>
+<button type="button" id="edge-cancel" hidden>Cancel edit</button>
+<span id="edge-status" role="status"></span></div></fieldset></form>
+<figure class="map"><div id="pick-map" role="img" aria-label="Click to set the position"></div>
+<figcaption>Click the map to set the edge's position (latitude, longitude).</figcaption>
+</figure></div>
+<div class="table-wrap"><table id="edges-table"><thead><tr><th scope="col">Edge</th>
+<th scope="col">Cluster</th><th scope="col">Position</th><th scope="col">Capacity</th>
+<th scope="col">Policies</th><th scope="col"></th></tr></thead><tbody></tbody></table></div>
+</section>
+<section aria-labelledby="clusters-title"><h2 id="clusters-title">Clusters</h2>
+<form id="cluster-form" class="inline"><label>Name <input name="name" id="cluster-name"
+ required maxlength="100"></label><label>Runtime <select name="runtime" id="cluster-runtime">
+<option>agent</option><option>agent-pull</option><option>kubernetes</option><option>docker</option>
+</select></label><label>Namespace <input name="namespace" id="cluster-namespace"
+ placeholder="edge-ai" maxlength="63"></label>
+<button type="submit" class="primary">Add cluster</button></form>
+<div class="table-wrap"><table id="clusters-table"><thead><tr><th scope="col">Cluster</th>
+<th scope="col">Runtime</th><th scope="col">Namespace</th><th scope="col">Master</th>
+<th scope="col">Master state</th><th scope="col"></th></tr></thead><tbody></tbody></table></div>
+</section>
+<section aria-labelledby="masters-title"><h2 id="masters-title">Masters</h2>
+<form id="master-form" class="inline"><label>Name <input name="name" id="master-name" required
+ maxlength="100"></label><label>URL <input name="url" id="master-url" required maxlength="500"
+ placeholder="http://host:8002"></label><label>Cluster <select name="cluster_id"
+ id="master-cluster"></select></label>
+<button type="submit" class="primary">Add master</button></form>
+<div class="table-wrap"><table id="masters-table"><thead><tr><th scope="col">Master</th>
+<th scope="col">URL</th><th scope="col">Clusters</th><th scope="col">State</th>
+<th scope="col">Last seen</th><th scope="col"></th></tr></thead><tbody></tbody></table></div>
+</section>
+<dialog id="confirm"><form method="dialog"><p id="confirm-text"></p>
+<button value="cancel">Cancel</button> <button value="ok" id="confirm-ok">Confirm</button></form>
+</dialog>"""
+
+SETTINGS = """<h1>Settings</h1>
+<section aria-labelledby="conditions-title"><h2 id="conditions-title">Conditions</h2>
+<p class="hint">What the environment AI's result codes mean, and the ai_class of the variant that
+runs in each condition.</p>
+<div class="table-wrap"><table id="conditions-table"><thead><tr><th scope="col">Code</th>
+<th scope="col">Condition</th><th scope="col">AI class</th><th scope="col"></th></tr></thead>
+<tbody></tbody></table></div>
+<form id="condition-form" class="inline"><label>Code <input id="condition-code" required
+ maxlength="16"></label><label>Condition <input id="condition-name" required maxlength="32"
+ placeholder="FOGGY"></label><label>AI class <input id="condition-class" maxlength="2"
+ placeholder="03"></label><button type="submit" class="primary">Set</button>
+<span id="condition-status" role="status"></span></form></section>
+<section aria-labelledby="policies-title"><h2 id="policies-title">Policies</h2>
+<p class="hint">The optimizer's settings that change at run time (validated by the optimizer,
+kept across restarts, logged with who changed them).</p>
+<div id="policies" class="policies"></div></section>
+<section aria-labelledby="changes-title"><h2 id="changes-title">Recent changes</h2>
+<ol id="policy-changes" class="decisions"></ol></section>
+<dialog id="confirm"><form method="dialog"><p id="confirm-text"></p>
+<button value="cancel">Cancel</button> <button value="ok" id="confirm-ok">Confirm</button></form>
+</dialog>"""
+
+
 async def _shell(request: Request, title: str, active: str, body: str, script: str) -> Response:
     session = await _signed_in(request)
     if isinstance(session, Response):
@@ -321,3 +404,13 @@ def _options(values: type[StrEnum]) -> str:
 @router.get("/detection")
 async def detection_page(request: Request) -> Response:
     return await _shell(request, "Detection", "/detection", DETECTION, "detection.js")
+
+
+@router.get("/registry")
+async def registry_page(request: Request) -> Response:
+    return await _shell(request, "Registry", "/registry", REGISTRY, "registry.js")
+
+
+@router.get("/settings")
+async def settings_page(request: Request) -> Response:
+    return await _shell(request, "Settings", "/settings", SETTINGS, "settings.js")

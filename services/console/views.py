@@ -12,7 +12,7 @@ from services.console.upstream import Upstreams
 from shared.errors import DomainError
 
 
-async def _optional(problems: list[dict[str, str]], service: str, call: Awaitable[Any]) -> Any:
+async def optional(problems: list[dict[str, str]], service: str, call: Awaitable[Any]) -> Any:
     try:
         return await call
     except DomainError as exc:
@@ -26,15 +26,15 @@ async def edge_view(up: Upstreams, edge_id: int) -> dict[str, Any]:
     details = await up.setup.json("GET", f"/edges/{edge_id}")
     problems: list[dict[str, str]] = []
     deployments, explain, routing, pins, packages = await asyncio.gather(
-        _optional(
+        optional(
             problems,
             "setup",
             up.setup.json("GET", "/deployments", params={"edge_id": edge_id, "limit": 200}),
         ),
-        _optional(problems, "optimizer", up.optimizer.json("GET", f"/edges/{edge_id}/explain")),
-        _optional(problems, "optimizer", up.optimizer.json("GET", f"/routing/{details['nid']}")),
-        _optional(problems, "optimizer", up.optimizer.json("GET", "/pins")),
-        _optional(
+        optional(problems, "optimizer", up.optimizer.json("GET", f"/edges/{edge_id}/explain")),
+        optional(problems, "optimizer", up.optimizer.json("GET", f"/routing/{details['nid']}")),
+        optional(problems, "optimizer", up.optimizer.json("GET", "/pins")),
+        optional(
             problems,
             "setup",
             up.setup.json("GET", "/ai-packages", params={"status": "ready", "limit": 200}),
@@ -56,8 +56,8 @@ async def packages_view(up: Upstreams) -> dict[str, Any]:
     """The AI packages with their build status, and the optimizer's rollouts."""
     problems: list[dict[str, str]] = []
     packages, rollouts = await asyncio.gather(
-        _optional(problems, "setup", up.setup.json("GET", "/ai-packages", params={"limit": 200})),
-        _optional(problems, "optimizer", up.optimizer.json("GET", "/rollouts")),
+        optional(problems, "setup", up.setup.json("GET", "/ai-packages", params={"limit": 200})),
+        optional(problems, "optimizer", up.optimizer.json("GET", "/rollouts")),
     )
     return {
         "items": (packages or {}).get("items", []),

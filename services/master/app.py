@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.master.artifacts.deltas import DeltaCache, UpdateTraffic
 from services.master.artifacts.router import router as artifacts_router
+from services.master.builds.router import builds_router as build_logs_router
 from services.master.builds.router import router as builds_router
 from services.master.context import MasterContext
 from services.master.legacy.router import router as legacy_router
@@ -86,6 +87,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         routers=[
             uploads_router,
             builds_router,
+            build_logs_router,
             deployments_router,
             reconcile_router,
             artifacts_router,

@@ -28,6 +28,11 @@ class ClusterRuntimeSettings(BaseModel):
     docker_host: str | None = None
     docker_live_dir: str | None = None
     agent_ca_file: str | None = Field(None, description="CA bundle of this cluster's https agents")
+    architectures: list[str] | None = Field(
+        None,
+        description='the CPU architectures this cluster\'s edges run (["arm64"], ["amd64", '
+        '"arm64"]); images are built for all of them (unset: MASTER_IMAGE_ARCHITECTURES)',
+    )
 
 
 class MasterSettings(ServiceSettings):
@@ -54,7 +59,33 @@ class MasterSettings(ServiceSettings):
         "unset: package layer only",
     )
     image_media_types: Literal["oci", "docker"] = "oci"
-    image_architecture: str = "amd64"
+    image_architecture: str = Field(
+        "amd64", description="the architecture images are built for when no other is named"
+    )
+    image_architectures: str = Field(
+        "",
+        description="comma-separated architectures every image is built for (amd64,arm64); "
+        "with the clusters' own (MASTER_CLUSTER_RUNTIME architectures), one multi-arch image "
+        "index is pushed; empty: MASTER_IMAGE_ARCHITECTURE alone",
+    )
+
+    # How a package's Dockerfile becomes an image.
+    builder: Literal["auto", "layers", "buildah", "docker"] = Field(
+        "auto",
+        description="layers: the engine-free layer builder (refuses RUN and other steps it cannot "
+        "carry out); buildah: `buildah bud` on this machine (daemonless, every instruction); "
+        "docker: the Docker Engine API at MASTER_DOCKER_HOST (Docker's or podman's); auto: docker "
+        "when MASTER_DOCKER_HOST is set, else layers",
+    )
+    build_timeout_s: float = Field(
+        1800.0, gt=0, description="a build running longer is stopped and failed"
+    )
+    build_ca_file: str | None = Field(
+        None,
+        description="a CA bundle mounted read-only at /etc/ssl/certs/ca-certificates.crt into "
+        "every RUN step (buildah), for package indexes behind an intercepting proxy",
+    )
+    buildah_path: str = Field("buildah", description="the buildah program")
 
     # Where packages live.
     artifact_dir: Path = Field(
@@ -202,6 +233,16 @@ class MasterSettings(ServiceSettings):
             self.vms_public_url if "://" in self.vms_public_url else f"http://{self.vms_public_url}"
         )
         return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def build_architectures(self) -> list[str]:
+        """Every architecture images are built for: MASTER_IMAGE_ARCHITECTURES (or
+        MASTER_IMAGE_ARCHITECTURE) and the clusters' own, sorted, without repeats."""
+        named = [a.strip() for a in self.image_architectures.split(",") if a.strip()]
+        archs = set(named or [self.image_architecture])
+        for runtime in self.cluster_runtime.values():
+            archs.update(runtime.architectures or [])
+        return sorted(archs)
 
     @property
     def cluster_names(self) -> list[str]:

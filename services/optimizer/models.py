@@ -93,6 +93,19 @@ class PolicyOverride(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class PolicyChange(Base):
+    """Who changed which policy's settings, when, and to what (the overrides asked for; a reset
+    has none)."""
+
+    __tablename__ = "policy_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    policy: Mapped[str] = mapped_column(String(32))
+    changed_by: Mapped[str] = mapped_column(String(40))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reset: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Rollout(Base):
     """A version wave rollout of one filename: who is in which wave, who failed, where they came
     from."""

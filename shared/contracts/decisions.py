@@ -42,6 +42,27 @@ class Action(StrEnum):
     FOCUS_OFF = "focus_off"
 
 
+CHANGED_VIA_HEADER = "X-Changed-Via"  # which client an operator changed a setting from
+
+
+class ChangedVia(StrEnum):
+    """Where an operator's change came from (the header above; anything else counts as api)."""
+
+    EDGECTL = "edgectl"
+    CONSOLE = "console"
+    API = "api"
+
+
+class PolicyBlocker(StrEnum):
+    """What silently keeps a policy from acting for one edge (explain names it)."""
+
+    NO_GPS = "no_gps"  # overload finds it no helper, focus neither raises nor reaches it
+    NO_ANALYSIS_SUPPORT = "no_analysis_support"  # overload never picks it as a helper
+    NO_ANALYSIS_AI = "no_analysis_ai"  # nothing for overload, low confidence and focus to move
+    MASTER_SILENT = "master_silent"  # its cluster's master is silent: no policy decides for it
+    PINNED = "pinned"  # an operator froze it: no policy touches it
+
+
 class Outcome(StrEnum):
     PENDING = "pending"  # sent; waiting for the observed state
     SUCCEEDED = "succeeded"

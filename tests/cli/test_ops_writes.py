@@ -209,3 +209,79 @@ def test_up_accepts_agent_ports_as_a_comma_list(tmp_path):
             timeout=60,
         )
         assert out.stdout.strip() == "(16101, 16102)", out.stderr
+
+
+def test_clusters_masters_conditions_policies_and_an_edge_with_gps(stack, names):
+    """The registry and the optimizer's settings from the CLI; explain names what keeps policies
+    from acting for an edge."""
+    suffix = names["nid"][-6:].lower()
+    cluster, master = f"c-{suffix}", f"m-{suffix}"
+    created = json.loads(
+        ok(cli(stack, "clusters", "add", cluster, "--runtime", "agent-pull", "--json"))
+    )
+    cid = str(created["id"])
+    listed = ok(cli(stack, "clusters", "list"))
+    assert cluster in listed and "agent-pull" in listed
+    ok(cli(stack, "masters", "add", master, "--url", "http://127.0.0.1:9", "--cluster", cid))
+    assert master in ok(cli(stack, "masters", "list"))
+    shown = json.loads(ok(cli(stack, "masters", "show", master, "--json")))
+    assert shown["state"] == "record" and shown["cluster_id"] == int(cid)
+    assert "no master with id or name 'nope'" in one_line_error(
+        cli(stack, "masters", "show", "nope")
+    )
+
+    # The result-code -> condition map, merged and validated.
+    ok(cli(stack, "conditions", "set", "7=HAZY", "--ai-class", "HAZY=07"))
+    mapping = json.loads(ok(cli(stack, "conditions", "show", "--json")))
+    assert mapping["codes"]["7"] == "HAZY" and mapping["ai_classes"]["HAZY"] == "07"
+    assert "upper-case word" in one_line_error(cli(stack, "conditions", "set", "8=hazy"))
+    ok(cli(stack, "conditions", "set", "--remove", "7"))
+    assert "7" not in json.loads(ok(cli(stack, "conditions", "show", "--json")))["codes"]
+
+    # A policy's settings at run time: validated, persisted, logged as changed from edgectl.
+    focus = json.loads(
+        ok(cli(stack, "policies", "set", "focus", "ttl_s=120", 'classes=["person"]', "--json"))
+    )
+    assert focus["effective"]["ttl_s"] == 120 and focus["effective"]["classes"] == ["person"]
+    assert "ttl_s" in one_line_error(cli(stack, "policies", "set", "focus", "ttl_s=-1"))
+    [change] = json.loads(ok(cli(stack, "policies", "changes", "--limit", "1", "--json")))
+    assert change["changed_by"] == "operator (edgectl)"
+    assert change["changes"] == {"ttl_s": 120, "classes": ["person"]}
+    assert "120" in ok(cli(stack, "policies", "show", "focus"))
+    ok(cli(stack, "policies", "reset", "focus"))
+
+    # An edge with its position, capacity, node and time zone; one without a position.
+    placed, unplaced = f"g-edge-{suffix}", f"n-edge-{suffix}"
+    ok(
+        cli(
+            stack,
+            *("edges", "add", placed, "--cluster", cid, "--gps", "37.5665,126.978"),
+            *("--capacity", "cpu=4,memory_mb=2048", "--node-name", "node-a"),
+            *("--time-zone", "Asia/Seoul", "--analysis"),
+        )
+    )
+    edge = json.loads(ok(cli(stack, "edges", "show", placed, "--json")))
+    assert edge["gps"] == {"latitude": 37.5665, "longitude": 126.978}
+    assert edge["capacity"]["cpu"] == 4 and edge["capacity"]["memory_mb"] == 2048
+    assert (edge["node_name"], edge["time_zone"]) == ("node-a", "Asia/Seoul")
+    ok(cli(stack, "edges", "edit", placed, "--gps", "37.6,127.1", "--node-name", "node-b"))
+    edge = json.loads(ok(cli(stack, "edges", "show", placed, "--json")))
+    assert edge["gps"]["latitude"] == 37.6 and edge["node_name"] == "node-b"
+    assert cli(stack, "edges", "add", "x", "--gps", "north").returncode == 2  # a usage error
+    ok(cli(stack, "edges", "add", unplaced, "--cluster", cid))
+
+    blocked = {
+        name: {
+            b["blocker"] for b in json.loads(ok(cli(stack, "explain", name, "--json")))["blocked"]
+        }
+        for name in (placed, unplaced)
+    }
+    assert blocked[placed] == {"no_analysis_ai"}
+    assert blocked[unplaced] == {"no_gps", "no_analysis_support", "no_analysis_ai"}
+    assert "no GPS position" in ok(cli(stack, "explain", unplaced))
+
+    for name in (placed, unplaced):
+        ok(cli(stack, "edges", "remove", name, "--yes"))
+    ok(cli(stack, "masters", "remove", master, "--yes"))
+    ok(cli(stack, "clusters", "remove", cluster, "--yes"))
+    assert cluster not in ok(cli(stack, "clusters", "list"))

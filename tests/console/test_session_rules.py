@@ -81,6 +81,12 @@ async def test_every_api_route_needs_the_session_and_every_change_its_csrf(conso
 
 
 async def test_pages_sign_in_and_out(console):
+    # The console's own address is the console (its API docs stay at /docs).
+    r = await console.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/fleet"
+    r = await console.get("/fleet")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/fleet"
+    assert (await console.get("/docs")).status_code == 200
     r = await console.get("/edges/3")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/edges/3"
     page = await console.get("/login?next=//evil.example/x")

@@ -89,6 +89,16 @@ async def test_policies_are_tuned_and_disabled_through_the_api(stack: Stack):
         assert r.json()["enabled"] is True
         await cycle(opt)
         assert stack.deployment(deps[0]["id"])["ai_id"] == rainy["id"]
+        # Who changed what, newest first; refused changes are not recorded.
+        await opt.patch("/policies/focus", json={"ttl_s": 60}, headers={"X-Changed-Via": "edgectl"})
+        changes = (await opt.get("/policies/changes", params={"limit": 4})).json()
+        assert [(c["policy"], c["changes"], c["reset"], c["changed_by"]) for c in changes] == [
+            ("focus", {"ttl_s": 60}, False, "operator (edgectl)"),
+            ("environment", {}, True, "operator (api)"),
+            ("environment", {"enabled": False}, False, "operator (api)"),
+            ("environment", {"hysteresis_samples": 5}, False, "operator (api)"),
+        ]
+        await opt.delete("/policies/focus/overrides")
         names = [p["name"] for p in (await opt.get("/policies")).json()]
         assert names == [
             "environment",

@@ -211,6 +211,26 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
         decisions = _get(f"http://127.0.0.1:{ports['optimizer']}/decisions?limit=50", headers)
         assert any(d.get("policy") == "environment" for d in decisions["items"]), decisions
 
+        # A master killed under `edgectl up`: the stack stays up, the supervisor starts the master
+        # again within 10 s (0.5 s backoff) and it comes back healthy. How long its own start takes
+        # depends on the machine's load (about 2 s idle, over 10 s on a loaded CI box): that wait
+        # is generous, the supervisor's is not.
+        children = {" ".join(p.cmdline()): p for p in _descendants(proc.pid)}
+        master = next(p for cmd, p in children.items() if "serve master" in cmd)
+        master.kill()
+        master_url = f"http://127.0.0.1:{ports['master']}"
+        _wait(
+            "the master started again",
+            lambda: "master started again (restart 1)" in log.read_text(),
+            10,
+            proc,
+            log,
+        )
+        assert "master exited (exit -9); starting it again in 0.5 s" in log.read_text()
+        # The old one was SIGKILLed: a ready answer is the new one's.
+        _wait("the master back", lambda: _get(f"{master_url}/readyz", {}), 60, proc, log)
+        assert _get(f"{setup}/readyz", {}) and proc.poll() is None
+
         pids = [proc.pid] + [p.pid for p in _descendants(proc.pid)]
         postgres = _postgres_of(data_dir)
         assert postgres, "the embedded Postgres runs from the data folder"
@@ -299,3 +319,33 @@ def test_up_without_a_redis_runs_without_the_analysis_service(monkeypatch, tmp_p
     env = stack._env("postgresql://x/y", {}, "redis://127.0.0.1:6379/0", None)
     assert env["EDGE_ANALYSIS_URL"] == stack.urls["analysis"]
     assert env["EDGE_REDIS_URL"] == "redis://127.0.0.1:6379/0"
+
+
+def test_a_child_that_keeps_failing_stops_the_stack_naming_it_and_its_log(tmp_path):
+    """Real processes: one that exits is started again after its backoff; one that keeps exiting
+    is named, with its log, in the reason the stack stops."""
+    from edgectl.stack.children import Child
+    from edgectl.stack.supervise import Supervisor
+
+    flaky = Child("flaky", ["sh", "-c", "echo started; exit 3"], {}, tmp_path / "flaky.log")
+    steady = Child("steady", ["sleep", "60"], {}, tmp_path / "steady.log")
+    for child in (flaky, steady):
+        child.start()
+    supervisor = Supervisor(
+        lambda: [flaky, steady], first_delay_s=0.05, max_failures=3, every_s=0.02
+    )
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 20
+        while supervisor.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        supervisor.stop()
+        steady.signal(signal.SIGKILL)
+    assert supervisor.failure is not None
+    assert supervisor.failure.startswith("flaky keeps failing: it exited 4 times")
+    assert str(tmp_path / "flaky.log") in supervisor.failure and "last exit 3" in supervisor.failure
+    assert (tmp_path / "flaky.log").read_text().count("started") == 4  # started again 3 times
+    assert supervisor.restarts["flaky"].total == 3
+    assert "steady" not in [n for n, r in supervisor.restarts.items() if r.total]
+    assert supervisor.delay(1) == 0.05 and supervisor.delay(3) == 0.2  # doubling backoff

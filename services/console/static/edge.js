@@ -29,7 +29,7 @@ function renderDetails(data) {
     card("Address", e.address || "–"), card("Agent", e.agent_url ?? e.node_name ?? "–"),
     card("Capacity", e.capacity ? `${e.capacity.cpu ?? "?"} cpu, ${e.capacity.memory_mb ?? "?"} MB` : "–"),
     card("Pinned", pin ? `yes: ${pin.reason || "no reason"}` : "no"),
-    el("div", { class: "card" }, pinButton));
+    el("div", { class: "card" }, pinButton, " ", el("a", { href: `/registry?edit=${edgeId}` }, "Edit")));
 }
 
 function renderDeployments(data) {
@@ -81,8 +81,10 @@ function renderExplain(data) {
   if (!x) { box.replaceChildren(el("p", { class: "empty" }, "The optimizer's explanation is not available.")); return; }
   const items = x.deployments.map((d) => el("li", {}, el("strong", {}, `${d.filename} ${d.version ?? ""}`), ` (${d.ai_class ?? "?"}), observed ${d.observed}, ${d.restarts} restart(s): `,
     d.decided_by ? `${d.decided_by.policy} decided to ${d.decided_by.action} on ${fmt.time(d.decided_by.at)} because ${d.decided_by.reason}` : "requested by the operator (no policy decision)."));
+  const blocked = (x.blocked ?? []).map((b) => el("li", { class: "message", "data-blocker": b.blocker }, `${b.policies.join(", ")}: ${b.reason}`));
   box.replaceChildren(
     el("p", {}, `${x.name} is ${x.status}${x.pinned ? ", pinned (no policy touches it)" : ""}. Condition: ${x.node?.condition ?? "unknown"}.`),
+    blocked.length ? el("ul", { class: "blocked", "aria-label": "What keeps policies from acting" }, blocked) : "",
     items.length ? el("ul", {}, items) : el("p", { class: "empty" }, "It runs no AI."));
   const list = document.getElementById("edge-decisions");
   list.replaceChildren(...(x.recent_decisions.length ? x.recent_decisions.map(decisionItem) : [el("li", { class: "empty" }, "No decisions about this edge yet.")]));

@@ -21,11 +21,48 @@ function niceStep(span) {
   return steps.find((s) => span / s <= 6) ?? 90;
 }
 
+// The tile server's tiles under the frame (CONSOLE_TILE_URL).
+function tiles(svg, tileUrl, { x0, x1, y0, y1, span, scale, px, py }) {
+  const z = Math.max(0, Math.min(19, Math.floor(Math.log2((W / span) / 256))));
+  const n = 2 ** z;
+  const left = x0 - PAD / scale, right = x1 + PAD / scale, top = y0 - PAD / scale, bottom = y1 + PAD / scale;
+  for (let tx = Math.floor(left * n); tx <= Math.floor(right * n); tx++) {
+    for (let ty = Math.floor(top * n); ty <= Math.floor(bottom * n); ty++) {
+      if (ty < 0 || ty >= n) continue;
+      const href = tileUrl.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
+      svg.append(svgEl("image", { href, x: px(tx / n), y: py(ty / n), width: scale / n, height: scale / n, preserveAspectRatio: "none" }));
+    }
+  }
+}
+
+const latOf = (y) => (Math.atan(Math.sinh(Math.PI * (1 - 2 * y))) * 180) / Math.PI;
+
+// Graticule: meridians and parallels at a round step, labelled.
+function graticule({ x0, x1, y0, y1, scale, px, py }) {
+  const lonMin = (x0 - PAD / scale) * 360 - 180, lonMax = (x1 + PAD / scale) * 360 - 180;
+  const step = niceStep(lonMax - lonMin);
+  const grid = svgEl("g", { class: "graticule", stroke: "#c9d3de", "stroke-width": 1 });
+  for (let lon = Math.ceil(lonMin / step) * step; lon <= lonMax; lon += step) {
+    const x = px(mx(lon));
+    grid.append(svgEl("line", { x1: x, x2: x, y1: 0, y2: H }));
+    grid.append(svgEl("text", { x: x + 3, y: H - 4, "font-size": 11, fill: "#5b6675", stroke: "none" }, `${lon.toFixed(3)}°`));
+  }
+  const latTop = latOf(Math.max(0, y0 - PAD / scale)), latBottom = latOf(Math.min(1, y1 + PAD / scale));
+  for (let lat = Math.ceil(latBottom / step) * step; lat <= latTop; lat += step) {
+    const y = py(my(lat));
+    grid.append(svgEl("line", { x1: 0, x2: W, y1: y, y2: y }));
+    grid.append(svgEl("text", { x: 4, y: y - 3, "font-size": 11, fill: "#5b6675", stroke: "none" }, `${lat.toFixed(3)}°`));
+  }
+  return grid;
+}
+
+const hasGps = (e) => e.latitude !== null && e.longitude !== null && e.latitude !== undefined && e.longitude !== undefined;
+
 export function drawMap(container, edges, { tileUrl = "" } = {}) {
-  const placed = edges.filter((e) => e.latitude !== null && e.longitude !== null && e.latitude !== undefined);
+  const placed = edges.filter(hasGps);
   if (!placed.length) {
     container.replaceChildren(el("p", { class: "empty" }, edges.length
-      ? "No edge has a GPS position: set one (gps) on the edge in setup to place it here."
+      ? "No edge has a GPS position: set one on the Registry page to place it here."
       : "No edges to show."));
     return;
   }
@@ -42,36 +79,8 @@ export function drawMap(container, edges, { tileUrl = "" } = {}) {
   const py = (y) => PAD + (y - y0) * scale;
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, "aria-label": `${placed.length} edges on the map` });
 
-  if (tileUrl) {
-    const z = Math.max(0, Math.min(19, Math.floor(Math.log2((W / span) / 256))));
-    const n = 2 ** z;
-    const left = x0 - PAD / scale, right = x1 + PAD / scale, top = y0 - PAD / scale, bottom = y1 + PAD / scale;
-    for (let tx = Math.floor(left * n); tx <= Math.floor(right * n); tx++) {
-      for (let ty = Math.floor(top * n); ty <= Math.floor(bottom * n); ty++) {
-        if (ty < 0 || ty >= n) continue;
-        const href = tileUrl.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
-        svg.append(svgEl("image", { href, x: px(tx / n), y: py(ty / n), width: scale / n, height: scale / n, preserveAspectRatio: "none" }));
-      }
-    }
-  }
-
-  // Graticule: meridians and parallels at a round step, labelled.
-  const lonMin = (x0 - PAD / scale) * 360 - 180, lonMax = (x1 + PAD / scale) * 360 - 180;
-  const step = niceStep(lonMax - lonMin);
-  const grid = svgEl("g", { class: "graticule", stroke: "#c9d3de", "stroke-width": 1 });
-  for (let lon = Math.ceil(lonMin / step) * step; lon <= lonMax; lon += step) {
-    const x = px(mx(lon));
-    grid.append(svgEl("line", { x1: x, x2: x, y1: 0, y2: H }));
-    grid.append(svgEl("text", { x: x + 3, y: H - 4, "font-size": 11, fill: "#5b6675", stroke: "none" }, `${lon.toFixed(3)}°`));
-  }
-  const latOf = (y) => (Math.atan(Math.sinh(Math.PI * (1 - 2 * y))) * 180) / Math.PI;
-  const latTop = latOf(y0 - PAD / scale), latBottom = latOf(y1 + PAD / scale);
-  for (let lat = Math.ceil(latBottom / step) * step; lat <= latTop; lat += step) {
-    const y = py(my(lat));
-    grid.append(svgEl("line", { x1: 0, x2: W, y1: y, y2: y }));
-    grid.append(svgEl("text", { x: 4, y: y - 3, "font-size": 11, fill: "#5b6675", stroke: "none" }, `${lat.toFixed(3)}°`));
-  }
-  svg.append(grid);
+  if (tileUrl) tiles(svg, tileUrl, { x0, x1, y0, y1, span, scale, px, py });
+  svg.append(graticule({ x0, x1, y0, y1, scale, px, py }));
 
   for (const edge of placed) {
     const x = px(mx(edge.longitude)), y = py(my(edge.latitude));
@@ -91,4 +100,49 @@ export function legend(container, states) {
     swatch.style.background = STATE_COLOURS[s];
     return el("span", { class: "legend-item" }, swatch, s);
   }));
+}
+
+// A map to pick a position on: the placed edges for orientation (framed around them, or the whole
+// world when none is placed), the picked point, and a click that reports the latitude and
+// longitude under it to `onPick`.
+export function pickMap(container, edges, { picked = null, onPick, tileUrl = "" } = {}) {
+  const placed = edges.filter(hasGps);
+  let cx = 0.5, cy = 0.5, span = 1;
+  if (placed.length) {
+    const xs = placed.map((e) => mx(e.longitude)), ys = placed.map((e) => my(e.latitude));
+    cx = (Math.min(...xs) + Math.max(...xs)) / 2;
+    cy = (Math.min(...ys) + Math.max(...ys)) / 2;
+    const spanY = Math.max(...ys) - Math.min(...ys);
+    span = Math.max(Math.max(...xs) - Math.min(...xs), spanY * (W - 2 * PAD) / (H - 2 * PAD), 0.0003) * 1.5;
+  }
+  const x0 = cx - span / 2, x1 = cx + span / 2;
+  const spanY = span * (H - 2 * PAD) / (W - 2 * PAD);
+  const y0 = cy - spanY / 2, y1 = cy + spanY / 2;
+  const scale = (W - 2 * PAD) / span;
+  const px = (x) => PAD + (x - x0) * scale;
+  const py = (y) => PAD + (y - y0) * scale;
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "pick", "aria-label": "Click to set the position" });
+  svg.append(svgEl("rect", { x: 0, y: 0, width: W, height: H, fill: "#eef3f7" }));
+  if (tileUrl) tiles(svg, tileUrl, { x0, x1, y0, y1, span, scale, px, py });
+  svg.append(graticule({ x0, x1, y0, y1, scale, px, py }));
+  for (const edge of placed) {
+    const x = px(mx(edge.longitude)), y = py(my(edge.latitude));
+    svg.append(svgEl("g", { class: "edge-point", "data-name": edge.name },
+      svgEl("circle", { cx: x, cy: y, r: 8, fill: "#8a94a3", stroke: "#fff", "stroke-width": 2 }),
+      svgEl("text", { x, y: y - 12, "text-anchor": "middle", "font-size": 12, fill: "#1d2430" }, edge.name)));
+  }
+  if (picked && hasGps(picked)) {
+    const x = px(mx(picked.longitude)), y = py(my(picked.latitude));
+    svg.append(svgEl("circle", { class: "picked", cx: x, cy: y, r: 10, fill: "#1f5fbf", stroke: "#fff", "stroke-width": 3 }));
+  }
+  svg.addEventListener("click", (event) => {
+    const point = svg.createSVGPoint();
+    point.x = event.clientX; point.y = event.clientY;
+    const at = point.matrixTransform(svg.getScreenCTM().inverse());
+    const lon = (x0 + (at.x - PAD) / scale) * 360 - 180;
+    const lat = latOf(Math.max(0, Math.min(1, y0 + (at.y - PAD) / scale)));
+    const round = (v) => Math.round(v * 1e5) / 1e5;
+    onPick({ latitude: round(Math.max(-85, Math.min(85, lat))), longitude: round(Math.max(-180, Math.min(180, lon))) });
+  });
+  container.replaceChildren(svg);
 }

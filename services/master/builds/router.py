@@ -3,10 +3,11 @@ remove."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.master.builds import repository
 from services.master.context import ContextDep
@@ -14,6 +15,7 @@ from services.master.models import BuildState
 from services.master.runners import RunnersDep
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
+from shared.errors import Conflict
 
 router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
@@ -81,3 +83,26 @@ async def build_ai_package(
 )
 async def remove_ai_package(ai_id: int, runners: RunnersDep, _: OperatorAuth) -> dict[str, Any]:
     return await runners.removals.remove(ai_id)
+
+
+builds_router = APIRouter(prefix="/builds", tags=["ai packages"])
+
+
+@builds_router.get(
+    "/{ai_id}/log",
+    summary="The log of the last build of an AI (the builder's output), as plain text",
+    response_class=PlainTextResponse,
+)
+async def build_log(ai_id: int, runners: RunnersDep, _: ReaderAuth) -> PlainTextResponse:
+    text = await asyncio.to_thread(runners.builds.logs.read, ai_id)
+    return PlainTextResponse(text)
+
+
+@builds_router.post(
+    "/{ai_id}/cancel",
+    summary="Stop the running build of an AI (the AI is failed: 'the build was cancelled')",
+)
+async def cancel_build(ai_id: int, runners: RunnersDep, _: OperatorAuth) -> dict[str, Any]:
+    if not await runners.builds.cancel(ai_id):
+        raise Conflict(f"no build of AI {ai_id} is running", field="id")
+    return {"id": ai_id, "build": BuildState.FAILED, "reason": "the build was cancelled"}

@@ -16,9 +16,9 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from services.master.builds import repository
+from services.master.builds import engine, repository
 from services.master.context import MasterContext
 from services.master.models import BuildState
 from services.master.packages import (
@@ -28,8 +28,9 @@ from services.master.packages import (
     ingest_package,
     parse_manifest,
 )
-from services.master.registry import RegistryClient, build_and_push
+from services.master.registry import RegistryClient
 from services.master.registry.docker_build import docker_build_and_push
+from services.master.registry.image import build_and_push_index
 from services.master.uploads import field_folder
 from shared.contracts.events import Event, EventType
 from shared.contracts.fleet import PackageStatus
@@ -82,6 +83,8 @@ class BuildRunner:
     def __init__(self, ctx: MasterContext):
         self.ctx = ctx
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancelled: set[int] = set()
+        self.logs = engine.BuildLogs(Path(ctx.settings.artifact_dir) / "build-logs")
 
     def in_flight(self) -> set[int]:
         return set(self._tasks)
@@ -100,6 +103,17 @@ class BuildRunner:
         if task is not None:
             await asyncio.shield(task)
 
+    async def cancel(self, ai_id: int) -> bool:
+        """Stop the build of AI ``ai_id`` (its builder process too); the AI is failed with the
+        reason "cancelled". False when none runs."""
+        task = self._tasks.get(ai_id)
+        if task is None:
+            return False
+        self._cancelled.add(ai_id)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
+
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         for t in tasks:
@@ -110,6 +124,9 @@ class BuildRunner:
         try:
             await self.build(ai_id)
         except asyncio.CancelledError:
+            if ai_id in self._cancelled:  # the operator's cancel, not a shutdown
+                self._cancelled.discard(ai_id)
+                await self._failed(ai_id, Invalid("the build was cancelled", field="build"))
             raise
         except Exception:
             log.exception("build of AI %s failed unexpectedly", ai_id)
@@ -131,7 +148,8 @@ class BuildRunner:
             await ctx.setup.patch_ai(ai_id, _building(ai, package))
             image = AiPackageChange()
             if ctx.registry is not None:
-                image = await self.push_image(package)
+                with self.logs.start(ai_id) as build_log:
+                    image = await self.push_image(package, build_log)
             image.status = PackageStatus.READY
             ai = await ctx.setup.patch_ai(ai_id, image)
         except Unavailable as exc:
@@ -225,36 +243,99 @@ class BuildRunner:
             field="filename",
         )
 
-    async def push_image(self, package: ResolvedPackage) -> AiPackageChange:
+    async def _dockerfile(self, package: ResolvedPackage) -> str | None:
+        path = self.ctx.store.path(package.digest)
+        return await asyncio.to_thread(read_stored_dockerfile, path, package.manifest)
+
+    async def push_image(self, package: ResolvedPackage, build_log: IO[str]) -> AiPackageChange:
         """Build the image and push it; answers setup's image fields.
 
-        With a Docker engine configured (MASTER_DOCKER_HOST) a package that ships a Dockerfile is
-        built by the engine from it; otherwise the image is assembled daemonless on the base image.
+        The builder (MASTER_BUILDER) carries out the package's Dockerfile: buildah on this
+        machine, or the Docker Engine API at MASTER_DOCKER_HOST; the engine-free layer builder
+        assembles the image on the base image when the package has no Dockerfile or one it can
+        build exactly (anything else is refused naming the line). ``build_log`` gets the output.
         """
         ctx = self.ctx
         assert ctx.registry is not None
         s = ctx.settings
-        if s.docker_host and package.manifest.dockerfile:
-            built = await docker_build_and_push(
+        kind = engine.builder_kind(s)
+        m = package.manifest
+        if m.dockerfile and kind == engine.BuilderKind.BUILDAH:
+            built = await engine.buildah_build_and_push(
+                settings=s,
+                store=ctx.store,
+                package_digest=package.digest,
+                manifest=m,
+                registry=ctx.registry,
+                log=build_log,
+            )
+            return AiPackageChange(image_ref=built.reference, image_digest=built.digest)
+        if m.dockerfile and kind == engine.BuilderKind.DOCKER:
+            if not s.docker_host:
+                raise Unavailable("MASTER_BUILDER=docker needs MASTER_DOCKER_HOST")
+            text = await asyncio.to_thread(
+                read_stored_dockerfile, ctx.store.path(package.digest), m
+            )
+            await engine.check_dockerfile(s, ctx.registry, m, text)
+            built_d = await docker_build_and_push(
                 docker_host=s.docker_host,
                 store=ctx.store,
                 package_digest=package.digest,
-                manifest=package.manifest,
+                manifest=m,
                 registry=ctx.registry,
+                timeout_s=int(s.build_timeout_s),
+                log=build_log,
+                platform=f"linux/{s.build_architectures[0]}",
             )
-            return AiPackageChange(image_ref=built.reference, image_digest=built.digest)
+            return AiPackageChange(image_ref=built_d.reference, image_digest=built_d.digest)
+        if m.dockerfile:
+            text = await asyncio.to_thread(
+                read_stored_dockerfile, ctx.store.path(package.digest), m
+            )
+            await engine.check_dockerfile(s, ctx.registry, m, text)
+        base = s.base_image or "scratch"
+        build_log.write(f"assembling the image with the layer builder on {base}\n")
         async with RegistryClient(ctx.registry) as registry:
-            pushed = await build_and_push(
+            pushed = await build_and_push_index(
                 registry,
+                architectures=s.build_architectures,
                 artifact_path=ctx.store.path(package.digest),
-                manifest=package.manifest,
+                manifest=m,
                 package_digest=package.digest,
                 base_image=s.base_image,
                 media_types=s.image_media_types,
                 tmp_dir=ctx.store.tmp_dir,
-                architecture=s.image_architecture,
             )
+        build_log.write(f"pushed {pushed.reference} {pushed.digest}\n")
         return AiPackageChange(image_ref=pushed.reference, image_digest=pushed.digest)
+
+
+def read_stored_dockerfile(path: Path, manifest: PackageManifest) -> str | None:
+    """The Dockerfile named by the manifest, read from the stored package (a tar)."""
+    if not manifest.dockerfile:
+        return None
+    with tarfile.open(path, "r:*") as tf:
+        try:
+            f = tf.extractfile(manifest.dockerfile)
+        except KeyError:
+            f = None
+        if f is None:
+            raise Invalid(
+                f"{manifest.dockerfile} named in the manifest is not in the package",
+                field="manifest.dockerfile",
+            )
+        return f.read().decode("utf-8", errors="replace")
+
+
+async def check_stored_package(ctx: MasterContext, ingested: IngestedPackage) -> None:
+    """Refuse a stored package this master cannot build as its Dockerfile says (Invalid naming the
+    line); the caller removes what it stored."""
+    if ctx.registry is None or not ingested.manifest.dockerfile:
+        return
+    text = await asyncio.to_thread(
+        read_stored_dockerfile, ctx.store.path(ingested.digest), ingested.manifest
+    )
+    await engine.check_dockerfile(ctx.settings, ctx.registry, ingested.manifest, text)
 
 
 def _building(ai: AiPackageRecord, package: ResolvedPackage) -> AiPackageChange:

@@ -3,7 +3,7 @@
 private registry. The SDK is blocking, so every call runs in a thread.
 
 Tested against an in-test HTTP endpoint answering like the Engine API for the two calls made
-(build, push); not against a real engine, since none runs where the tests run.
+(build, push).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from shared.errors import Invalid, Unavailable, UpstreamError
 
+from ..builds.dockerfile import base_references, rewrite_from_lines
 from ..packages import ArtifactStore, PackageManifest, extract_artifact
 from .config import RegistryConfig
 from .reference import image_name
@@ -46,10 +47,15 @@ def image_labels(manifest: PackageManifest, package_digest: str) -> dict[str, st
     return labels
 
 
-def _stream_errors(stream, what: str) -> list[dict[str, Any]]:
+def _stream_errors(stream, what: str, log: IO[str] | None = None) -> list[dict[str, Any]]:
     events = []
     for event in stream:
         events.append(event)
+        if log is not None:
+            text = event.get("stream") or event.get("status") or event.get("error")
+            if text:
+                log.write(text if text.endswith("\n") else text + "\n")
+                log.flush()
         if "error" in event or "errorDetail" in event:
             detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
             raise UpstreamError(f"docker {what} failed: {detail}")
@@ -63,6 +69,8 @@ def _build_and_push_sync(
     package_digest: str,
     registry: RegistryConfig,
     timeout_s: int,
+    log: IO[str] | None,
+    platform: str | None,
 ) -> DockerBuiltImage:
     import docker
     from docker.errors import APIError, DockerException
@@ -85,14 +93,18 @@ def _build_and_push_sync(
                 forcerm=True,
                 labels=image_labels(manifest, package_digest),
                 decode=True,
+                platform=platform,
             ),
             "build",
+            log,
         )
         auth = None
         if registry.has_credentials():
             auth = {"username": registry.username, "password": registry.password.get_secret_value()}  # type: ignore[union-attr]
         events = _stream_errors(
-            client.push(repo_full, tag=ref.tag, auth_config=auth, stream=True, decode=True), "push"
+            client.push(repo_full, tag=ref.tag, auth_config=auth, stream=True, decode=True),
+            "push",
+            log,
         )
     except APIError as exc:
         raise UpstreamError(
@@ -123,8 +135,12 @@ async def docker_build_and_push(
     manifest: PackageManifest,
     registry: RegistryConfig,
     timeout_s: int = 1800,
+    log: IO[str] | None = None,
+    platform: str | None = None,
 ) -> DockerBuiltImage:
-    """Unpack the stored package as the build context and have the engine build and push it."""
+    """Unpack the stored package as the build context and have the engine build and push it
+    (its ``FROM`` lines resolved against the private registry); the engine's output goes to
+    ``log``."""
     if not manifest.dockerfile:
         raise Invalid(
             "the package has no dockerfile in its manifest; it is built without Docker",
@@ -133,6 +149,11 @@ async def docker_build_and_push(
     context = Path(tempfile.mkdtemp(dir=store.tmp_dir, prefix="docker-ctx-"))
     try:
         await extract_artifact(store, package_digest, context)
+        dockerfile = context / manifest.dockerfile
+        if dockerfile.is_file():
+            text = dockerfile.read_text(encoding="utf-8", errors="replace")
+            bases = base_references(text, registry.host)
+            dockerfile.write_text(rewrite_from_lines(text, bases), encoding="utf-8")
         return await asyncio.to_thread(
             _build_and_push_sync,
             docker_host,
@@ -141,6 +162,8 @@ async def docker_build_and_push(
             package_digest,
             registry,
             timeout_s,
+            log,
+            platform,
         )
     finally:
         await asyncio.to_thread(shutil.rmtree, context, True)

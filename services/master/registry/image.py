@@ -80,6 +80,7 @@ class PushedImage:
     config_digest: str
     layer_digest: str  # the package layer
     size: int  # manifest + config + layers
+    manifest_size: int = 0  # bytes of the manifest itself
 
 
 class _Writable(Protocol):
@@ -201,6 +202,12 @@ async def resolve_base(
             field="base_image",
         )
     config = json.loads(await client.get_blob(ref.repository, doc["config"]["digest"]))
+    if config.get("architecture", architecture) != architecture:
+        raise Invalid(
+            f"base image {base_image!r} is for {config.get('architecture')}, not {architecture}: "
+            "push a multi-arch index of it (edgectl registry import-base)",
+            field="base_image",
+        )
     layers = list(doc.get("layers", []))
     if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
         raise UpstreamError(f"base image {base_image!r}: layers and diff_ids disagree")
@@ -310,6 +317,7 @@ async def build_and_push(
     media_types: Literal["oci", "docker"] = "oci",
     tmp_dir: str | os.PathLike | None = None,
     architecture: str = "amd64",
+    by_digest: bool = False,
 ) -> PushedImage:
     """Assemble ``{registry}/{filename}-{ai_class}:{version}`` from the stored package and push it.
     Safe to repeat: blobs already present are skipped and the same inputs give the same digest."""
@@ -368,9 +376,9 @@ async def build_and_push(
                 doc["annotations"]["org.opencontainers.image.base.name"] = base_name
                 doc["annotations"]["org.opencontainers.image.base.digest"] = base.digest or ""
         body = json.dumps(doc, separators=(",", ":")).encode()
-        digest = await client.put_manifest(
-            repo, ref.tag or manifest.version, body, media["manifest"]
-        )
+        # by_digest: one architecture's manifest of an index, tagged through the index only.
+        reference = sha256_digest(body) if by_digest else (ref.tag or manifest.version)
+        digest = await client.put_manifest(repo, reference, body, media["manifest"])
         total = len(body) + len(config_bytes) + sum(d["size"] for d in layers)
         return PushedImage(
             str(ref),
@@ -381,9 +389,59 @@ async def build_and_push(
             config_digest,
             layer.digest,
             total,
+            len(body),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def build_and_push_index(
+    client: RegistryClient,
+    *,
+    architectures: list[str],
+    media_types: Literal["oci", "docker"] = "oci",
+    **kwargs: Any,
+) -> PushedImage:
+    """``build_and_push`` for every architecture (the base image's variant of each), tagged as
+    one image index (OCI) or manifest list (Docker); one architecture: the plain image."""
+    if len(architectures) == 1:
+        return await build_and_push(
+            client, architecture=architectures[0], media_types=media_types, **kwargs
+        )
+    images = [
+        await build_and_push(
+            client, architecture=arch, media_types=media_types, by_digest=True, **kwargs
+        )
+        for arch in architectures
+    ]
+    index_type = OCI_INDEX if media_types == "oci" else DOCKER_LIST
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [
+            {
+                "mediaType": img.media_type,
+                "digest": img.digest,
+                "size": img.manifest_size,
+                "platform": {"os": "linux", "architecture": arch},
+            }
+            for arch, img in zip(architectures, images, strict=True)
+        ],
+    }
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    first = images[0]
+    digest = await client.put_manifest(first.repository, first.tag, body, index_type)
+    return PushedImage(
+        first.reference,
+        first.repository,
+        first.tag,
+        digest,
+        index_type,
+        first.config_digest,
+        first.layer_digest,
+        sum(i.size for i in images) + len(body),
+        len(body),
+    )
 
 
 async def delete_image(client: RegistryClient, image: str, digest: str | None = None) -> str:

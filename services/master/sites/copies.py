@@ -9,7 +9,8 @@ site's master, before handing a workload to its runtimes, makes sure that
 2. with a registry configured (MASTER_REGISTRY_URL, the site's registry), the image is there:
    built from the archive and pushed (the same package always gives the same image), under the
    site registry's own name ``{site registry}/{filename}-{ai_class}:{version}``, which is the
-   image this site's Kubernetes and Docker runtimes pull.
+   image this site's Kubernetes and Docker runtimes pull. It is assembled by the layer builder:
+   a package whose Dockerfile needs a real builder (RUN ...) stays pending with that reason.
 
 What cannot be copied or pushed now (no master has the archive, the registry refuses or is down)
 blocks only the deployments of that AI on this site, with the reason: nothing is half-deployed,
@@ -18,10 +19,12 @@ and the next pass tries again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
-from services.master.builds.service import ResolvedPackage
+from services.master.builds.dockerfile import layer_builder_refusal
+from services.master.builds.service import ResolvedPackage, read_stored_dockerfile
 from services.master.context import MasterContext
 from services.master.packages import PackageManifest
 from services.master.registry import RegistryClient, build_and_push, image_name
@@ -147,6 +150,16 @@ class SiteCopies:
                 digest, self.ctx.store.size(digest), PackageManifest.model_validate(manifest)
             )
             s = self.ctx.settings
+            # The site's image is assembled by the layer builder: never one that skips a step.
+            text = await asyncio.to_thread(
+                read_stored_dockerfile, self.ctx.store.path(digest), package.manifest
+            )
+            refusal = layer_builder_refusal(text, package.manifest) if text else None
+            if refusal:
+                raise UpstreamError(
+                    f"the image of AI {ai['id']} cannot be assembled for the site registry "
+                    f"{registry.host}: {refusal}"
+                )
             try:
                 pushed = await build_and_push(
                     client,

@@ -17,9 +17,11 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from services.master.builds.dockerfile import dockerfile_env
 from services.master.packages import MANIFEST_NAMES, ArchiveLimits, parse_manifest
 from shared.errors import Invalid, PayloadTooLarge
 
@@ -102,7 +104,7 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
             "the program to run is unknown",
             field="filename",
         )
-    manifest = {
+    manifest: dict[str, Any] = {
         "filename": filename,
         "version": version,
         "ai_class": ai_class,
@@ -110,6 +112,9 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
         "command": command,
         "dockerfile": DOCKERFILE,
     }
+    env = dockerfile_env(text)
+    if env:
+        manifest["env"] = env
     body = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
     parse_manifest(body.encode())  # the same rules as a manifest written by hand
     return body

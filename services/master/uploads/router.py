@@ -6,7 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi import Path as PathParam
 
+from services.master.builds import engine
 from services.master.context import ContextDep
+from services.master.packages import parse_manifest
 from services.master.runners import RunnersDep
 from services.master.uploads import field_folder, retrained, service
 from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
@@ -80,8 +82,14 @@ async def package_folder(
     folder = service.find_package_folder(ctx, filename, ai_class, version)
     manifest = "own"
     if field_folder.needs_derived_manifest(folder):
-        await asyncio.to_thread(field_folder.derive_manifest, folder, filename, version, ai_class)
+        body = await asyncio.to_thread(
+            field_folder.derive_manifest, folder, filename, version, ai_class
+        )
         manifest = "derived"
+        # A Dockerfile this master cannot carry out is refused now, naming the line.
+        derived = parse_manifest(body.encode())
+        text = await asyncio.to_thread(engine.read_dockerfile, folder, derived)
+        await engine.check_dockerfile(ctx.settings, ctx.registry, derived, text)
     return {
         "filename": filename,
         "version": version,

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from services.master.builds import repository
 from services.master.builds.service import (
     BuildRunner,
+    check_stored_package,
     manifest_json,
     package_dir_candidates,
     record_ingested,
@@ -211,6 +212,11 @@ async def ingest_and_record_checked(
 
     The record is committed before setup hears of the AI (see ``record_ingested``)."""
     ingested = await ingest_package(source, ctx.store, limits=ctx.limits, expected=expected)
+    try:  # a Dockerfile this master cannot carry out is refused before anything is recorded
+        await check_stored_package(ctx, ingested)
+    except Exception:
+        await _drop_if_unused(ctx, ingested)
+        raise
     m = ingested.manifest
     existing = await ctx.setup.find_ai(m.filename, m.ai_class, m.version)
     if existing is not None and _taken(existing, ingested.digest):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from services.optimizer.control import service
 from services.optimizer.control.schemas import (
@@ -11,11 +11,12 @@ from services.optimizer.control.schemas import (
     CycleIn,
     PinIn,
     PinOut,
+    PolicyChangeOut,
     PolicyOut,
     RolloutOut,
 )
-from shared.auth import OperatorAuth, ReaderAuth
-from shared.contracts.decisions import Policy
+from shared.auth import OperatorAuth, Principal, ReaderAuth
+from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
 from shared.db import SessionDep
 
 # A policy's name: a dropdown in the docs; an unknown name still answers 404 (the service's).
@@ -73,6 +74,24 @@ async def list_policies(request: Request, session: SessionDep, _: ReaderAuth) ->
     return await service.list_policies(session, request.app.state.runner)
 
 
+def changed_by(request: Request, who: Principal) -> str:
+    """Who changed a setting, and from which client (the X-Changed-Via header)."""
+    given = request.headers.get(CHANGED_VIA_HEADER, "")
+    via = given if given in {v.value for v in ChangedVia} else ChangedVia.API.value
+    return f"{who.name or who.kind} ({via})"
+
+
+@router.get(
+    "/policies/changes",
+    response_model=list[PolicyChangeOut],
+    summary="Who changed which policy's settings, newest first",
+)
+async def policy_changes(
+    session: SessionDep, _: ReaderAuth, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[PolicyChangeOut]:
+    return await service.policy_changes(session, limit)
+
+
 @router.patch(
     "/policies/{name}",
     response_model=PolicyOut,
@@ -82,21 +101,23 @@ async def tune_policy(
     name: PolicyName,
     request: Request,
     session: SessionDep,
-    _: OperatorAuth,
+    who: OperatorAuth,
     changes: Annotated[
         dict[str, Any], Body(examples=[{"enabled": False}, {"hysteresis_samples": 5}])
     ],
 ) -> PolicyOut:
-    return await service.tune_policy(session, request.app.state.runner, name, changes)
+    by = changed_by(request, who)
+    return await service.tune_policy(session, request.app.state.runner, name, changes, by)
 
 
 @router.delete(
     "/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults"
 )
 async def reset_policy(
-    name: PolicyName, request: Request, session: SessionDep, _: OperatorAuth
+    name: PolicyName, request: Request, session: SessionDep, who: OperatorAuth
 ) -> PolicyOut:
-    return await service.reset_policy(session, request.app.state.runner, name)
+    by = changed_by(request, who)
+    return await service.reset_policy(session, request.app.state.runner, name, by)
 
 
 @router.post(

@@ -48,6 +48,16 @@ class PolicyOut(BaseModel):
     overrides: dict[str, Any]
 
 
+class PolicyChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    policy: str
+    changed_by: str = Field(description='who, and from where: "operator (edgectl)"')
+    changes: dict[str, Any] = Field(description="the settings asked for (a reset: none)")
+    reset: bool = Field(description="back to the settings' defaults")
+
+
 class CycleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"edges": ["1"]}]})
     edges: list[str] | None = Field(

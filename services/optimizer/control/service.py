@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from services.optimizer.control.schemas import (
     CycleIn,
     PinIn,
     PinOut,
+    PolicyChangeOut,
     PolicyOut,
     RolloutOut,
 )
@@ -27,6 +30,8 @@ from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.policies.config import POLICY_MODELS
 from shared.db import after_commit, flush, utcnow
 from shared.errors import Conflict, Invalid, NotFound
+
+log = logging.getLogger("optimizer.control")
 
 
 async def read_controls(session: AsyncSession, runner: DecisionRunner) -> ControlsOut:
@@ -126,7 +131,7 @@ async def list_policies(session: AsyncSession, runner: DecisionRunner) -> list[P
 
 
 async def tune_policy(
-    session: AsyncSession, runner: DecisionRunner, name: str, changes: dict[str, Any]
+    session: AsyncSession, runner: DecisionRunner, name: str, changes: dict[str, Any], by: str
 ) -> PolicyOut:
     model = POLICY_MODELS.get(name)
     if model is None:
@@ -145,18 +150,31 @@ async def tune_policy(
             index_elements=["policy"], set_={"config": merged, "updated_at": utcnow()}
         )
     )
+    session.add(m.PolicyChange(policy=name, changed_by=by, changes=changes, reset=False))
     await flush(session)
+    log.info("policy %s changed by %s: %s", name, by, json.dumps(changes, sort_keys=True))
     overrides[name] = merged
     return _policy(runner, name, overrides)
 
 
-async def reset_policy(session: AsyncSession, runner: DecisionRunner, name: str) -> PolicyOut:
+async def reset_policy(
+    session: AsyncSession, runner: DecisionRunner, name: str, by: str
+) -> PolicyOut:
     if name not in POLICY_MODELS:
         raise NotFound(f"no policy {name!r}", field="name")
     await session.execute(delete(m.PolicyOverride).where(m.PolicyOverride.policy == name))
+    session.add(m.PolicyChange(policy=name, changed_by=by, changes={}, reset=True))
+    log.info("policy %s reset to the settings' defaults by %s", name, by)
     return _policy(
         runner, name, {k: v for k, v in (await store.overrides(session)).items() if k != name}
     )
+
+
+async def policy_changes(session: AsyncSession, limit: int) -> list[PolicyChangeOut]:
+    rows = await session.scalars(
+        select(m.PolicyChange).order_by(m.PolicyChange.id.desc()).limit(limit)
+    )
+    return [PolicyChangeOut.model_validate(r) for r in rows.all()]
 
 
 async def run_cycle(runner: DecisionRunner, data: CycleIn | None) -> dict[str, Any]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.decisions import Action, Outcome, Policy
+from shared.contracts.decisions import Action, Outcome, Policy, PolicyBlocker
 from shared.contracts.fleet import EdgeStatus
 
 
@@ -51,12 +51,23 @@ class DeploymentExplained(BaseModel):
     decided_by: DecisionOut | None = None
 
 
+class PolicyBlocked(BaseModel):
+    blocker: PolicyBlocker
+    policies: list[Policy] = Field(description="the policies it keeps from acting for the edge")
+    reason: str
+
+
 class EdgeExplained(BaseModel):
     edge_id: int
     name: str
     nid: str
     status: EdgeStatus
     pinned: bool
+    blocked: list[PolicyBlocked] = Field(
+        default_factory=list,
+        description="what silently keeps policies from acting for it (no GPS, no analysis AI, "
+        "master silent, pinned)",
+    )
     node: dict[str, Any] | None
     routing: dict[str, Any] | None
     deployments: list[DeploymentExplained]

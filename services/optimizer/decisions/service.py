@@ -13,11 +13,14 @@ from services.optimizer.decisions.schemas import (
     DecisionPage,
     DeploymentExplained,
     EdgeExplained,
+    PolicyBlocked,
 )
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.engine.state import Edge, FleetState
 from services.optimizer.policies.config import POLICY_NAMES, OverloadConfig
+from shared.contracts.decisions import Policy, PolicyBlocker
+from shared.contracts.fleet import DesiredState
 from shared.errors import Invalid, NotFound
 
 MAX_LIMIT = 1000
@@ -96,6 +99,67 @@ def load_forecast(runner: DecisionRunner, cfg: OverloadConfig, nid: str) -> dict
     return out
 
 
+def blockers(
+    runner: DecisionRunner, fleet: FleetState, edge: Edge, pinned: bool
+) -> list[PolicyBlocked]:
+    """What keeps policies from acting for this edge without saying so anywhere else."""
+    out: list[PolicyBlocked] = []
+    if pinned:
+        out.append(
+            PolicyBlocked(
+                blocker=PolicyBlocker.PINNED,
+                policies=list(Policy),
+                reason="pinned by an operator: no policy touches it",
+            )
+        )
+    if fleet.master_silent(edge):
+        out.append(
+            PolicyBlocked(
+                blocker=PolicyBlocker.MASTER_SILENT,
+                policies=list(Policy),
+                reason="its cluster's master is silent: no policy decides for it until the "
+                "master is heard from again",
+            )
+        )
+    if edge.latitude is None or edge.longitude is None:
+        out.append(
+            PolicyBlocked(
+                blocker=PolicyBlocker.NO_GPS,
+                policies=[Policy.OVERLOAD, Policy.FOCUS],
+                reason="no GPS position: overload finds it no helper nearby and never picks it "
+                "as one; focus neither spreads from it nor reaches it",
+            )
+        )
+    if not edge.supports_analysis:
+        out.append(
+            PolicyBlocked(
+                blocker=PolicyBlocker.NO_ANALYSIS_SUPPORT,
+                policies=[Policy.OVERLOAD],
+                reason="analysis support is off (isSupportAnnalysis NO): overload never picks "
+                "it as a helper",
+            )
+        )
+    environment = runner.settings.environment_ai_class
+    analysis = [
+        d
+        for d in fleet.by_edge.get(edge.id, [])
+        if d.desired == DesiredState.RUNNING
+        and not d.helps
+        and (pkg := fleet.packages.get(d.ai_id)) is not None
+        and pkg.ai_class != environment
+    ]
+    if not analysis:
+        out.append(
+            PolicyBlocked(
+                blocker=PolicyBlocker.NO_ANALYSIS_AI,
+                policies=[Policy.OVERLOAD, Policy.LOW_CONFIDENCE, Policy.FOCUS],
+                reason="no analysis AI deployed: overload, low confidence and focus have "
+                "nothing to move or tune",
+            )
+        )
+    return out
+
+
 async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> EdgeExplained:
     fleet, [edge] = await find_edges(runner, [key])
     deps = fleet.by_edge.get(edge.id, [])
@@ -112,6 +176,7 @@ async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> Ed
         offset=0,
     )
     node = fleet.node_of(edge)
+    pinned = await repository.pinned(session, edge.id)
     route = await repository.route(session, edge.nid)
     overload = runner.policies(await store.overrides(session)).overload
     items = []
@@ -139,7 +204,8 @@ async def explain(session: AsyncSession, runner: DecisionRunner, key: str) -> Ed
         name=edge.name,
         nid=edge.nid,
         status=edge.status,
-        pinned=await repository.pinned(session, edge.id),
+        pinned=pinned,
+        blocked=blockers(runner, fleet, edge, pinned),
         node=None
         if node is None
         else {

@@ -1,0 +1,193 @@
+"""The console's routes for managing the platform (session cookie; changes need the CSRF header):
+edges, clusters and masters in setup's registry, the result-code -> condition map, and the
+optimizer's policy settings. Thin: setup and the optimizer validate, the console passes their
+answers (and their refusals, naming the field) on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.console.sessions import SessionAuth
+from services.console.upstream import Upstreams
+from services.console.views import optional
+from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
+
+router = APIRouter(prefix="/api", tags=["console"])
+
+VIA_CONSOLE = {CHANGED_VIA_HEADER: ChangedVia.CONSOLE.value}
+PolicyName = Annotated[Policy, Path(description="the policy")]
+
+
+def _up(request: Request) -> Upstreams:
+    return request.app.state.upstreams
+
+
+# --- the registry: edges, clusters, masters --------------------------------------------------
+
+
+@router.get("/registry", summary="Edges, clusters and masters (with their state)")
+async def registry(request: Request, _: SessionAuth) -> dict[str, Any]:
+    up = _up(request)
+    problems: list[dict[str, str]] = []
+    edges, clusters, masters = await asyncio.gather(
+        optional(problems, "setup", up.setup.json("GET", "/edges", params={"limit": 10_000})),
+        optional(problems, "setup", up.setup.json("GET", "/clusters", params={"limit": 10_000})),
+        optional(problems, "setup", up.setup.json("GET", "/masters", params={"limit": 10_000})),
+    )
+    return {
+        "edges": (edges or {}).get("items", []),
+        "clusters": (clusters or {}).get("items", []),
+        "masters": (masters or {}).get("items", []),
+        "problems": problems,
+    }
+
+
+class GpsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class CapacityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpu: float | None = None
+    memory_mb: int | None = None
+    gpu: int | None = None
+
+
+class EdgeFields(BaseModel):
+    """What the console's edge form sends; setup checks every value again."""
+
+    model_config = ConfigDict(extra="forbid")
+    nid: str | None = Field(None, max_length=32)
+    cluster_id: int | None = None
+    address: str | None = Field(None, max_length=500)
+    ip: str | None = Field(None, max_length=64)
+    isSupportAnnalysis: Literal["YES", "NO"] | None = None  # the field's own spelling
+    time_zone: str | None = Field(None, max_length=64)
+    node_name: str | None = Field(None, max_length=253)
+    gps: GpsIn | None = None
+    capacity: CapacityIn | None = None
+    description: str | None = Field(None, max_length=2000)
+
+
+class EdgeIn(EdgeFields):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class EdgeChange(EdgeFields):
+    name: str | None = Field(None, min_length=1, max_length=100)
+
+
+@router.post("/edges", status_code=201, summary="Register an edge (its token is shown once)")
+async def add_edge(data: EdgeIn, request: Request, _: SessionAuth) -> Any:
+    body = data.model_dump(exclude_none=True)
+    return await _up(request).setup.json("POST", "/edges", json=body)
+
+
+@router.patch("/edges/{edge_id}", summary="Change an edge's fields (those sent)")
+async def edit_edge(edge_id: int, data: EdgeChange, request: Request, _: SessionAuth) -> Any:
+    body = data.model_dump(exclude_unset=True)
+    return await _up(request).setup.json("PATCH", f"/edges/{edge_id}", json=body)
+
+
+@router.delete("/edges/{edge_id}", status_code=204, summary="Remove an edge (its tokens too)")
+async def remove_edge(edge_id: int, request: Request, _: SessionAuth) -> Response:
+    await _up(request).setup.request("DELETE", f"/edges/{edge_id}")
+    return Response(status_code=204)
+
+
+class ClusterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    runtime: Literal["agent", "agent-pull", "kubernetes", "docker"] = "agent"
+    namespace: str | None = Field(None, max_length=63)
+    description: str = Field("", max_length=2000)
+
+
+@router.post("/clusters", status_code=201, summary="Register a cluster")
+async def add_cluster(data: ClusterIn, request: Request, _: SessionAuth) -> Any:
+    body = data.model_dump(exclude_none=True)
+    return await _up(request).setup.json("POST", "/clusters", json=body)
+
+
+@router.delete("/clusters/{cluster_id}", status_code=204, summary="Remove a cluster")
+async def remove_cluster(cluster_id: int, request: Request, _: SessionAuth) -> Response:
+    await _up(request).setup.request("DELETE", f"/clusters/{cluster_id}")
+    return Response(status_code=204)
+
+
+class MasterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(min_length=1, max_length=500)
+    cluster_id: int | None = None
+    description: str = Field("", max_length=2000)
+
+
+@router.post("/masters", status_code=201, summary="Register a master (a record)")
+async def add_master(data: MasterIn, request: Request, _: SessionAuth) -> Any:
+    body = data.model_dump(exclude_none=True)
+    return await _up(request).setup.json("POST", "/masters", json=body)
+
+
+@router.delete("/masters/{master_id}", status_code=204, summary="Remove a master's record")
+async def remove_master(master_id: int, request: Request, _: SessionAuth) -> Response:
+    await _up(request).setup.request("DELETE", f"/masters/{master_id}")
+    return Response(status_code=204)
+
+
+# --- settings: conditions and policies -------------------------------------------------------
+
+
+@router.get("/settings", summary="The condition map, the policies' settings and who changed them")
+async def settings(request: Request, _: SessionAuth) -> dict[str, Any]:
+    up = _up(request)
+    problems: list[dict[str, str]] = []
+    conditions, policies, changes = await asyncio.gather(
+        optional(problems, "setup", up.setup.json("GET", "/conditions")),
+        optional(problems, "optimizer", up.optimizer.json("GET", "/policies")),
+        optional(
+            problems,
+            "optimizer",
+            up.optimizer.json("GET", "/policies/changes", params={"limit": 20}),
+        ),
+    )
+    return {
+        "conditions": conditions,
+        "policies": policies or [],
+        "changes": changes or [],
+        "problems": problems,
+    }
+
+
+class ConditionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    codes: dict[str, str] = Field(max_length=1000)
+    ai_classes: dict[str, str] = Field(max_length=1000)
+
+
+@router.put("/conditions", summary="Replace the result-code -> condition -> ai_class map")
+async def set_conditions(data: ConditionsIn, request: Request, _: SessionAuth) -> Any:
+    return await _up(request).setup.json("PUT", "/conditions", json=data.model_dump())
+
+
+@router.patch("/policies/{name}", summary="Change a policy's settings (the optimizer validates)")
+async def tune_policy(
+    name: PolicyName, changes: dict[str, Any], request: Request, _: SessionAuth
+) -> Any:
+    return await _up(request).optimizer.json(
+        "PATCH", f"/policies/{name.value}", json=changes, headers=VIA_CONSOLE
+    )
+
+
+@router.delete("/policies/{name}/overrides", summary="A policy back to the settings' defaults")
+async def reset_policy(name: PolicyName, request: Request, _: SessionAuth) -> Any:
+    return await _up(request).optimizer.json(
+        "DELETE", f"/policies/{name.value}/overrides", headers=VIA_CONSOLE
+    )
