@@ -61,7 +61,7 @@ fi
 # light programs need (edge_ai/requirements-edge.txt: no torch). tests/edge_ai/test_python38.py
 # runs them under it; .ci/run runs the agent's and the programs' tests under it too (EDGE_PYTHON).
 # Where no 3.8 exists, those tests are skipped (said below).
-PY38=${PY38:-$(ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | sort -V | tail -1)}
+PY38=${PY38:-$(ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | sort -V | tail -1 || true)}
 if [ -n "$PY38" ] && [ -x "$PY38" ]; then
   # The agent goes in as a box gets it: its own wheel (edgectl edge build-agent), whose metadata
   # (Requires-Python >=3.8, Requires-Dist) pip follows; the code reinstalled on every run.
