@@ -52,6 +52,8 @@ class DesiredWorkload(BaseModel):
     live: dict[str, Any] = Field(
         default_factory=dict, description="edge_common.vocabulary.LiveParams: taken hot"
     )
+    # The cameras of the edges it helps (hot hand-off): without this field a pull agent never
+    # got them, and a helper behind NAT had help_for but no camera to read.
     live_secrets: dict[str, Any] = Field(
         default_factory=dict, description="edge_common.vocabulary.LiveSecrets: taken hot"
     )
