@@ -267,5 +267,79 @@ def remove_ai(
     typer.echo(f"AI {ai_id} removed")
 
 
+def _folder_requirements(folder: Path) -> list[str]:
+    """The requirements the master will read into the package's manifest."""
+    from services.master.packages import MANIFEST_NAMES, parse_manifest
+    from services.master.uploads.field_folder import DOCKERFILE, dockerfile_requirements
+    from shared.errors import Invalid
+
+    try:
+        for name in MANIFEST_NAMES:
+            if (folder / name).is_file():
+                return parse_manifest((folder / name).read_bytes(), name).requirements
+        if (folder / DOCKERFILE).is_file():
+            return dockerfile_requirements((folder / DOCKERFILE).read_text(), folder)
+    except Invalid as exc:
+        raise typer.BadParameter(exc.message, param_hint="FOLDER") from None
+    raise typer.BadParameter(f"{folder} has neither aipackage.yaml nor a Dockerfile")
+
+
+@ai_app.command("pack")
+def pack(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="the package folder"),
+    platform: list[str] = typer.Option(
+        None,
+        "--platform",
+        help="wheels for the edges' platform, e.g. manylinux2014_aarch64 (repeatable; "
+        "default: this machine's)",
+    ),
+    python_version: str = typer.Option(
+        None, "--python-version", help="the edges' Python, e.g. 3.8 (default: this one's)"
+    ),
+    index_url: str = typer.Option(None, "--index-url", help="the index to download from"),
+    find_links: list[str] = typer.Option(
+        None, "--find-links", help="also look for wheels here (a folder or URL; repeatable)"
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="use --find-links only"),
+) -> None:
+    """Download the wheels of a package's Python requirements into FOLDER/wheels, so that edge
+    agents install them with no index reachable (`pip download` where one is).
+
+    The requirements are the manifest's, or a field folder's `RUN pip install` lines and the
+    requirements files they name (what the master reads into the manifest at upload)."""
+    import subprocess
+    import sys
+
+    from services.master.uploads.field_folder import WHEELHOUSE
+
+    requirements = _folder_requirements(folder)
+    if not requirements:
+        typer.echo(f"{folder}: no Python requirements: nothing to download")
+        return
+    wheels = folder / WHEELHOUSE
+    argv = [sys.executable, "-m", "pip", "download", "--dest", str(wheels)]
+    argv += ["--only-binary", ":all:", "--disable-pip-version-check", "--no-input"]
+    for tag in platform or []:
+        argv += ["--platform", tag]
+    if python_version:
+        argv += ["--python-version", python_version]
+    if index_url:
+        argv += ["--index-url", index_url]
+    for link in find_links or []:
+        argv += ["--find-links", link]
+    if no_index:
+        argv.append("--no-index")
+    argv += ["--", *requirements]
+    typer.echo(f"downloading wheels for {', '.join(requirements)} into {wheels}")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        typer.echo((done.stderr or done.stdout).strip(), err=True)
+        raise typer.Exit(1)
+    names = sorted(p.name for p in wheels.glob("*.whl"))
+    typer.echo(f"{len(names)} wheel(s) in {wheels}: {', '.join(names)}")
+    if any((folder / name).is_file() for name in ("aipackage.yaml", "aipackage.toml")):
+        typer.echo(f"add `wheelhouse: {WHEELHOUSE}` to the manifest so that agents use them")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ai_app, name="ai")

@@ -433,3 +433,34 @@ def test_the_site2_profile_is_a_second_site_with_its_own_master_registry_and_edg
     assert cf.option(site["master-site2"]["command"], "--port") == "8012"
     assert cf.option(site["edge-03"]["command"], "--master-url") == "http://master-site2:8012"
     assert site["migrate-site2"]["command"] == ["migrate", "master"]
+
+
+def test_podman_compose_reads_the_file(compose, tmp_path):
+    """A Compose implementation reads compose.yaml as the checks above do: podman-compose (PyPI;
+    Debian's 1.0.3 has no `config` and fails on the long `env_file` form) renders it with
+    .env.example as .env. Bringing the stack up is not run: its images come from Docker Hub."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from tests.helpers.processes import REPO
+
+    shutil.copy(REPO / "compose.yaml", tmp_path / "compose.yaml")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    tool = Path(sys.executable).parent / "podman-compose"
+    out = subprocess.run(
+        [str(tool), "-f", "compose.yaml", "config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rendered = yaml.safe_load(out.stdout)
+    # Services in a profile (a second site, a GPU worker) are left out unless the profile is on.
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert set(rendered["services"]) == default
+    assert rendered["services"]["registry"]["image"] == compose["services"]["registry"]["image"]
