@@ -48,15 +48,6 @@ def _chunks(path: Path, advance) -> Iterator[bytes]:
             yield block
 
 
-def _error_text(response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    err = body.get("error") or {}
-    return err.get("message") or body.get("message") or json.dumps(body)[:500]
-
-
 @ai_app.command("upload")
 def upload(
     path: Path = typer.Argument(
@@ -95,6 +86,8 @@ def upload(
         TransferSpeedColumn,
     )
 
+    from edge_ai.common.http import CallFailed, EdgeSyncClient
+
     token = _token(token_env)
     archive = _pack_folder(path) if path.is_dir() else path
     try:
@@ -124,24 +117,23 @@ def upload(
         )
         with Progress(*columns, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"upload {path.name}", total=size)
-            with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
+            with EdgeSyncClient("master", base, timeout=httpx.Timeout(600, connect=10)) as master:
                 try:
-                    response = client.post(
-                        f"{base}/ai-packages",
+                    body = master.json(
+                        "POST",
+                        "/ai-packages",
                         params=params,
                         headers=headers,
                         content=_chunks(archive, lambda n: progress.advance(task, n)),
                     )
-                except httpx.HTTPError as exc:
-                    typer.echo(f"edgectl: cannot reach master at {base}: {exc}", err=True)
+                except CallFailed as exc:
+                    if exc.unreachable:
+                        typer.echo(f"edgectl: cannot reach master at {base}: {exc}", err=True)
+                    else:
+                        typer.echo(
+                            f"edgectl ai upload: refused ({exc.status}): {exc.detail}", err=True
+                        )
                     raise typer.Exit(1) from None
-        if response.status_code >= 400:
-            typer.echo(
-                f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}",
-                err=True,
-            )
-            raise typer.Exit(1)
-        body = response.json()
         ai = body["ai"]
         typer.echo(
             f"AI {ai['id']}: {ai['filename']} {ai['version']} class "
@@ -161,14 +153,12 @@ def upload(
 def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
     """The AI once its build has ended: setup's status final *and* the master's build record no
     longer queued or running (setup marks an AI ready a moment before the build job ends)."""
-    import httpx
+    from edge_ai.common.http import EdgeSyncClient
 
     deadline = time.monotonic() + timeout
-    with httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
+    with EdgeSyncClient("master", base, token=token, timeout=30) as master:
         while True:
-            ai = client.get(f"/ai-packages/{ai_id}").json()
+            ai = master.json("GET", f"/ai-packages/{ai_id}")
             build_state = (ai.get("build") or {}).get("state")
             ended = ai.get("status") in ("ready", "failed", "removed") and build_state not in (
                 "queued",

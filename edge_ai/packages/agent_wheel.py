@@ -33,6 +33,7 @@ AGENT_SHARED = (
     "auth",
     "contracts/__init__",
     "contracts/updates",
+    "credentials",
     "edge_tokens",
     "errors",
     "http_errors",
@@ -41,6 +42,7 @@ AGENT_SHARED = (
     "logging",
     "mqtt",
     "settings",
+    "signing",
 )
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 

@@ -8,8 +8,8 @@ import logging
 from prometheus_client import Gauge, Histogram
 
 from services.master.context import MasterContext
-from services.master.drivers.agent_pull import PullAgentDriver
 from services.master.pull.board import DesiredBoard
+from services.master.pull.driver import PullAgentDriver
 from services.master.pull.notices import NoticePublisher
 from shared.mqtt import parse_broker_url
 

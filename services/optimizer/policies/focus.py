@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from edge_common.vocabulary import Param
-from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import parse_ts
+from services.optimizer.model.context import Cycle
+from services.optimizer.model.state import parse_ts
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState
 

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter
 
 from edge_common.vocabulary import WorkloadState
-from services.master.runners import RunnersDep
+from services.master.reconcile.service import ReconcilerDep
 from shared.auth import EdgeAuth
 from shared.contracts.updates import DesiredSet, ObservedSet
 from shared.errors import Unavailable
@@ -21,9 +21,8 @@ router = APIRouter(tags=["edges behind NAT"])
     response_model=DesiredSet,
     summary="This edge's desired workloads (the agent pulls them on an update notice)",
 )
-async def my_desired(principal: EdgeAuth, runners: RunnersDep) -> DesiredSet:
+async def my_desired(principal: EdgeAuth, reconciler: ReconcilerDep) -> DesiredSet:
     assert principal.nid is not None
-    reconciler = runners.reconciler
     desired = reconciler.pull.board.desired(principal.nid)
     if desired is not None:
         return desired
@@ -47,9 +46,8 @@ async def my_desired(principal: EdgeAuth, runners: RunnersDep) -> DesiredSet:
     "/edges/me/observed",
     summary="What this edge's agent runs (and which desired set it applied)",
 )
-async def my_observed(body: ObservedSet, principal: EdgeAuth, runners: RunnersDep) -> dict:
+async def my_observed(body: ObservedSet, principal: EdgeAuth, reconciler: ReconcilerDep) -> dict:
     assert principal.nid is not None
-    reconciler = runners.reconciler
     pull = reconciler.pull
     board = pull.board.edge(principal.nid)
     before = board.observed

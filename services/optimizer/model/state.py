@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_common.vocabulary import Param
-from services.optimizer.engine.geo import GeoGrid
+from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
     EdgeStatus,

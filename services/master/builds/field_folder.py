@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from services.master.builds.dockerfile import dockerfile_env
 from services.master.packages import MANIFEST_NAMES, ArchiveLimits, parse_manifest
+from services.master.registry.dockerfile import dockerfile_env
 from shared.errors import Invalid, PayloadTooLarge
 
 DOCKERFILE = "Dockerfile"

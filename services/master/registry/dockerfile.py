@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from shared.errors import Invalid
 
 from ..packages.manifest import PackageManifest
-from ..registry.reference import ImageRef
+from .reference import ImageRef
 
 # Instructions the layer builder's result matches (metadata, or what it does anyway).
 LAYER_BUILDABLE = frozenset(
