@@ -3,9 +3,9 @@ without the platform installs, ``pip install edge_agent-<version>-py3-none-any.w
 3.8 (JetPack 5) or newer; then ``edge-agent --node ... --port ...`` (or ``python -m
 edge_ai.agent``).
 
-It holds the agent (``edge_ai.agent``), ``edge_common`` and the modules of ``shared`` the agent
-imports (``AGENT_SHARED``); its metadata says ``Requires-Python: >=3.8`` and requires what
-``edge_ai/requirements-edge.txt`` lists. Not for an environment that has the platform installed
+It holds the agent (``edge_ai.agent``, with ``edge_ai.common``: its HTTP client),
+``edge_common`` and the modules of ``shared`` the agent imports (``AGENT_SHARED``); its metadata
+says ``Requires-Python: >=3.8`` and requires what ``edge_ai/requirements-edge.txt`` lists. Not for an environment that has the platform installed
 (both carry ``shared``). The same sources give the same bytes.
 """
 
@@ -55,7 +55,7 @@ def requirements() -> list[str]:
 
 def _sources() -> dict[str, bytes]:
     files: dict[str, bytes] = {"edge_ai/__init__.py": (EDGE_AI_DIR / "__init__.py").read_bytes()}
-    for folder in (EDGE_AI_DIR / "agent", REPO_DIR / "edge_common"):
+    for folder in (EDGE_AI_DIR / "agent", EDGE_AI_DIR / "common", REPO_DIR / "edge_common"):
         for path in sorted(folder.rglob("*.py")):
             if "__pycache__" not in path.parts:
                 files[path.relative_to(REPO_DIR).as_posix()] = path.read_bytes()
