@@ -5,8 +5,9 @@ edge_ai.agent``).
 
 It holds the agent (``edge_ai.agent``, with ``edge_ai.common``: its HTTP client),
 ``edge_common`` and the modules of ``shared`` the agent imports (``AGENT_SHARED``); its metadata
-says ``Requires-Python: >=3.8`` and requires what ``edge_ai/requirements-edge.txt`` lists. Not for an environment that has the platform installed
-(both carry ``shared``). The same sources give the same bytes.
+says ``Requires-Python: >=3.8`` and requires what ``edge_ai/requirements-edge.txt`` lists. Not
+for an environment that has the platform installed (both carry ``shared``). The same sources
+give the same bytes.
 """
 
 from __future__ import annotations
