@@ -47,12 +47,18 @@ class StackSettings(BaseSettings):
         ge=1,
         le=2,
         description="2: two sites on this machine (edge-01 with the master on master_port, "
-        "edge-02 with a second master on site2_master_port, each its own cluster, database and, "
-        "when docker-registry is installed, registry)",
+        "edge-02 with a second master on site2_master_port, each its own cluster and database)",
+    )
+    site_registries: bool = Field(
+        False,
+        description="with --sites 2, a docker-registry per site (Debian's docker-registry) the "
+        "masters push images to; the demo's packages install their dependencies with RUN, so "
+        "this needs MASTER_BUILDER=buildah and their base image in each registry "
+        "(edgectl registry import-base)",
     )
     site2_master_port: int = 8012
     registry_ports: Annotated[tuple[int, int], NoDecode] = Field(
-        (5001, 5002), description="the sites' registries (--sites 2, with docker-registry)"
+        (5001, 5002), description="the sites' registries (--sites 2 with site_registries)"
     )
     pull: bool = Field(
         True,

@@ -89,8 +89,9 @@ class Stack:
         self.scheme = "https" if settings.tls else "http"
         self.urls = {name: f"{self.scheme}://127.0.0.1:{port}" for name, port in self.ports.items()}
         self.tls_dir = self.data_dir / "tls"
-        # With two sites, a registry each when Debian's docker-registry is installed.
-        self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
+        # With two sites and site_registries, a registry each (Debian's docker-registry).
+        wants_registries = settings.sites == 2 and settings.site_registries
+        self.registry_bin = shutil.which("docker-registry") if wants_registries else None
         self.supervisor = Supervisor(self._supervised)
 
     def _analysis_possible(self) -> bool:
@@ -450,7 +451,7 @@ class Stack:
         if self.registry_bin:
             for i, port in enumerate(s.registry_ports, start=1):
                 registries[i] = self._registry(i, port, logs)
-        else:
+        elif s.site_registries:
             self.notes.append("sites without registries: docker-registry is not installed")
         env.update(
             MASTER_NAME="site-1",
