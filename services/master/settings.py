@@ -140,6 +140,24 @@ class MasterSettings(ServiceSettings):
         description="how often pull agents report (they are counted connected within twice this)",
     )
 
+    board_shared: bool = Field(
+        False,
+        description="several master processes serve this site (uvicorn workers, replicas): the "
+        "one holding the site's lease in Postgres reconciles and publishes, every committed "
+        "desired set is written to Postgres, every process serves from a copy kept fresh by "
+        "LISTEN/NOTIFY, and reports reach the leader through Postgres (false: one process)",
+    )
+    board_lease_ttl_s: float = Field(
+        3.0, gt=0, description="a dead leader's lease expires after this; another takes over"
+    )
+    board_lease_renew_s: float = Field(
+        1.0, gt=0, description="how often the leader renews (and the others try to take) it"
+    )
+    board_resync_s: float = Field(
+        30.0, gt=0, description="every process re-reads the whole board this often (safety net)"
+    )
+    replica_id: str = Field("", description="this process's name in the lease (default: host:pid)")
+
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:

@@ -3,7 +3,8 @@
 
 Nothing is sent to the edge. ``apply``/``remove`` stage the edge's desired set on the board,
 ``commit`` (the end of the edge's pass) makes it the set the agent pulls and, when it changed,
-queues an MQTT notice; ``observe`` answers from what the agent last reported
+writes it to Postgres when several master processes share the board (pull/shared.py) and queues
+an MQTT notice; ``observe`` answers from what the agent last reported
 (``POST /edges/me/observed``), plus the desired workloads it has not reported yet (pending), so
 the reconcile loop can take those away too.
 """
@@ -20,14 +21,18 @@ from services.master.drivers.base import (
 )
 from services.master.pull.board import DesiredBoard
 from services.master.pull.notices import NoticePublisher
+from services.master.pull.shared import SharedBoard
 
 
 class PullAgentDriver(RuntimeDriver):
     kind = "agent-pull"
 
-    def __init__(self, board: DesiredBoard, notices: NoticePublisher):
+    def __init__(
+        self, board: DesiredBoard, notices: NoticePublisher, shared: SharedBoard | None = None
+    ):
         self.board = board
         self.notices = notices
+        self.shared = shared  # several master processes: the set goes to Postgres first
 
     async def apply(self, workload: Workload) -> None:
         self.board.stage(workload.edge.nid, agent_spec(workload))
@@ -38,6 +43,8 @@ class PullAgentDriver(RuntimeDriver):
     async def commit(self, edge: EdgeTarget, *, waiting: bool = False) -> None:
         if self.board.commit(edge.nid, waiting=waiting):
             b = self.board.edge(edge.nid)
+            if self.shared is not None:
+                await self.shared.publish(b)  # every process serves it before the notice goes
             self.notices.notify(edge.nid, tag=b.tag, generation=b.generation)
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
