@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.master.registry.node_config import PULL_SECRET_NAME
@@ -157,6 +157,15 @@ class MasterSettings(ServiceSettings):
         30.0, gt=0, description="every process re-reads the whole board this often (safety net)"
     )
     replica_id: str = Field("", description="this process's name in the lease (default: host:pid)")
+
+    @model_validator(mode="after")
+    def _lease_renewed_in_time(self) -> MasterSettings:
+        if self.board_lease_renew_s >= self.board_lease_ttl_s:
+            raise ValueError(
+                "MASTER_BOARD_LEASE_RENEW_S must be shorter than MASTER_BOARD_LEASE_TTL_S "
+                "(the leader would lose its lease between renewals)"
+            )
+        return self
 
     @field_validator("mqtt_url")
     @classmethod
