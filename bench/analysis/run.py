@@ -58,9 +58,9 @@ def baseline_one_predict_per_frame(args: argparse.Namespace, blobs: list[bytes])
     import cv2
     import numpy as np
 
-    from edge_ai.yolo.model import Detector
+    from edge_ai.yolo.model import Detector, model_spec
 
-    detector = Detector(args.model, imgsz=args.imgsz, device=args.device)
+    detector = Detector(model_spec(args.model, imgsz=args.imgsz, device=args.device))
     for blob in blobs[:2]:  # warm-up, once per picture (each has its own input shape)
         detector.detect(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR))
     started = time.perf_counter()
@@ -73,9 +73,10 @@ def ultralytics_batched(args: argparse.Namespace, blobs: list[bytes]) -> float:
     import cv2
     import numpy as np
 
-    from edge_ai.yolo.model import Detector
+    from detectors import ModelSpec
+    from detectors.ultralytics_backend import UltralyticsDetector
 
-    model = Detector(args.model, imgsz=args.imgsz, device=args.device).model
+    model = UltralyticsDetector(ModelSpec(args.model, imgsz=args.imgsz, device=args.device)).model
     frames = [
         cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs[: args.batch]
     ]
@@ -93,27 +94,11 @@ def ultralytics_batched(args: argparse.Namespace, blobs: list[bytes]) -> float:
 
 
 def forward_ceiling(args: argparse.Namespace, blobs: list[bytes]) -> float:
-    """The worker's own network on the worker's own input tensors (these images, decoded and
-    pre-processed beforehand, in batches of --batch): forward passes only."""
-    from services.analysis.detector import BatchDetector
+    """The network alone on these images' input tensors (decoded and letterboxed beforehand, in
+    batches of --batch): forward passes only (bench.analysis.models.forward_only)."""
+    from bench.analysis.models import forward_only
 
-    detector = BatchDetector(args.model, device=args.device, imgsz=args.imgsz, half=args.half)
-    torch = detector.torch
-    tensors = []
-    for i in range(0, len(blobs), args.batch):
-        decoded = [d.image for d in detector.decode(blobs[i : i + args.batch])]
-        tensors += [tensor for _, tensor in detector.preprocess(decoded)]
-    for shape in {tuple(t.shape) for t in tensors}:  # one warm-up pass per input shape
-        detector.infer(next(t for t in tensors if tuple(t.shape) == shape))
-    if detector.device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for tensor in tensors:
-        detector.infer(tensor)
-    if detector.device.type == "cuda":
-        torch.cuda.synchronize()
-    detector.close()
-    return images_per_s(len(blobs), time.perf_counter() - started)
+    return forward_only(args.model, blobs, args.imgsz, args.batch, args.device, args.half)
 
 
 def start_workers(args: argparse.Namespace, db: str, prefix: str, tmp: Path) -> list[Proc]:

@@ -22,6 +22,8 @@ import yaml
 PACKAGES_DIR = Path(__file__).resolve().parent
 EDGE_AI_DIR = PACKAGES_DIR.parent
 EDGE_COMMON_DIR = EDGE_AI_DIR.parent / "edge_common"  # stdlib only: redaction, log lines
+DETECTORS_DIR = EDGE_AI_DIR.parent / "detectors"  # the detector package, with the demo model
+USES_DETECTORS = ("yolo",)
 FIXED_MTIME = 315532800  # 1980-01-01
 _SKIP = {"__pycache__", ".pytest_cache"}
 
@@ -84,6 +86,8 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
     files.update(_files(EDGE_AI_DIR / "common", "edge_ai/common/"))
     files.update(_files(EDGE_COMMON_DIR, "edge_common/"))
     files.update(_files(EDGE_AI_DIR / program, f"edge_ai/{program}/"))
+    if program in USES_DETECTORS:
+        files.update(_files(DETECTORS_DIR, "detectors/"))
     overrides: dict[str, bytes] = {}
     if yolo_weights is not None and program == "yolo":
         # Real weights replace the random-weight architecture: the file goes under models/ and
@@ -95,10 +99,16 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
         manifest = dict(manifest)
         manifest["env"] = {
             **manifest.get("env", {}),
-            "YOLO_MODEL": name,
             "YOLO_MODEL_NAME": yolo_weights.stem,
         }
         manifest["models"] = [name]
+        manifest["detector"] = {
+            **{k: v for k, v in (manifest.get("detector") or {}).items() if k == "labels"},
+            "model": name,
+            # A .pt keeps the ultralytics backend; an ONNX file is read as a YOLOv8/YOLO11
+            # export unless the manifest's source says otherwise.
+            **({"layout": "yolov8"} if yolo_weights.suffix == ".onnx" else {}),
+        }
         overrides["aipackage.yaml"] = yaml.safe_dump(
             manifest, sort_keys=False, allow_unicode=True
         ).encode()

@@ -44,7 +44,7 @@ class YoloOptions:
     rate: float
     conf: float
     min_conf: float
-    imgsz: int
+    imgsz: int | None  # None: the model's own input size (ONNX), else 640
     device: str | None
     max_detections: int
     max_uploads: int
@@ -60,6 +60,8 @@ class YoloOptions:
     analysis_for: str | None = None
     failure_report_s: float = 3.0
     live_secrets_file: Path | None = None
+    backend: str | None = None
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,66 @@ def _check_live_options(args: Namespace) -> None:
         raise ConfigError("--focus-conf in [0, 1]")
 
 
+def _add_model_options(parser: ArgumentParser) -> None:
+    """The detector: a model file and how to read it (detectors.ModelSpec)."""
+    add = parser.add_argument
+    add(
+        "--manifest",
+        default=env_default("YOLO_MANIFEST"),
+        help="package manifest whose detector section gives the model, backend, layout, imgsz "
+        "and labels ($YOLO_MANIFEST, default aipackage.yaml when in the working directory); "
+        "the options below override it",
+    )
+    add(
+        "--model",
+        default=env_default("YOLO_MODEL"),
+        help="ONNX model (.onnx), ultralytics weights (.pt) or architecture (.yaml, random "
+        "weights; .pt and .yaml need the edge extra) ($YOLO_MODEL, default the demo ONNX model: "
+        "random weights)",
+    )
+    add(
+        "--backend",
+        choices=("onnxruntime", "ultralytics"),
+        default=env_default("YOLO_BACKEND"),
+        help="($YOLO_BACKEND, default from the model's suffix)",
+    )
+    add(
+        "--layout",
+        choices=("yolov8", "yolox", "detr"),
+        default=env_default("YOLO_LAYOUT"),
+        help="output layout of an ONNX model: yolov8 (YOLOv8/YOLO11), yolox, detr (RT-DETR, "
+        "D-FINE, DEIM, RF-DETR) ($YOLO_LAYOUT, default yolov8)",
+    )
+    add(
+        "--names",
+        default=env_default("YOLO_NAMES"),
+        help="class names: a YAML file with names, a text file with one a line, or coco "
+        "($YOLO_NAMES; default COCO for 80 classes)",
+    )
+
+
+def _model_from_manifest(args: Namespace) -> None:
+    """Fills what the options left unset from the manifest's detector section."""
+    from detectors import DetectorError
+    from detectors.spec import section_from_manifest
+    from edge_ai.yolo.model import DEFAULT_MODEL
+
+    manifest = args.manifest or ("aipackage.yaml" if Path("aipackage.yaml").is_file() else None)
+    section = {}
+    if manifest:
+        try:
+            section = section_from_manifest(Path(manifest)) or {}
+        except DetectorError as exc:
+            raise ConfigError(exc.message) from None
+    args.model = args.model or section.get("model") or DEFAULT_MODEL
+    args.backend = args.backend or section.get("backend")
+    args.layout = args.layout or section.get("layout")
+    labels = section.get("labels")
+    args.names = args.names or (labels if isinstance(labels, str) else None)
+    if args.imgsz is None and section.get("imgsz"):
+        args.imgsz = int(section["imgsz"])
+
+
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser = base_parser(
         "yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS."
@@ -155,12 +217,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         default=env_default("YOLO_SOURCE"),
         help="RTSP URL, video file or image folder ($YOLO_SOURCE)",
     )
-    parser.add_argument(
-        "--model",
-        default=env_default("YOLO_MODEL", "yolov8n.yaml"),
-        help="weights (.pt, .onnx) or architecture (.yaml, random "
-        "weights) ($YOLO_MODEL, default yolov8n.yaml)",
-    )
+    _add_model_options(parser)
     parser.add_argument(
         "--model-name",
         default=env_default("YOLO_MODEL_NAME"),
@@ -192,13 +249,15 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     parser.add_argument(
         "--imgsz",
         type=int,
-        default=int(env_default("YOLO_IMGSZ", "640")),
-        help="inference size ($YOLO_IMGSZ, default 640)",
+        default=int(env_default("YOLO_IMGSZ") or 0) or None,
+        help="inference size ($YOLO_IMGSZ, default the manifest's, else the ONNX model's "
+        "input size, else 640)",
     )
     parser.add_argument(
         "--device",
         default=env_default("YOLO_DEVICE"),
-        help="cpu, 0, cuda:0 ($YOLO_DEVICE, default: ultralytics picks)",
+        help="cpu, cuda, cuda:0, tensorrt (ONNX), 0 ($YOLO_DEVICE, default: cpu for ONNX, "
+        "ultralytics picks for .pt)",
     )
     parser.add_argument(
         "--max-detections",
@@ -220,12 +279,6 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         help="frames kept on disk for the analysis server "
         "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)",
     )
-    parser.add_argument(
-        "--names",
-        default=env_default("YOLO_NAMES"),
-        help="YAML with the class names, for a model without "
-        "them ($YOLO_NAMES; default COCO for 80 classes)",
-    )
     _add_live_options(parser)
     args = parser.parse_args(argv)
     if not args.source:
@@ -238,7 +291,7 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         raise ConfigError("--conf must be in (0, 1] and --min-conf in (0, --conf]")
     _check_live_options(args)
     if (
-        args.imgsz < 32
+        (args.imgsz is not None and args.imgsz < 32)
         or args.max_detections < 0
         or args.max_uploads < 0
         or args.analysis_buffer < 1
@@ -250,9 +303,10 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
-    from edge_ai.yolo.model import check_model_spec
+    _model_from_manifest(args)
+    from edge_ai.yolo.model import model_spec
 
-    check_model_spec(args.model)
+    model_spec(args.model, backend=args.backend, layout=args.layout, labels=args.names)
     return YoloOptions(
         config=config,
         node_id=config.require_node_id(),
@@ -270,6 +324,8 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
         analysis_buffer=args.analysis_buffer,
         routing_file=Path(args.routing_file) if args.routing_file else None,
         names=args.names,
+        backend=args.backend,
+        layout=args.layout,
         interval=args.interval,
         helped_mode=args.helped_mode,
         helped_rate=args.helped_rate,
@@ -507,19 +563,22 @@ class Worker:
 
 
 async def run(options: YoloOptions, stop: Stop) -> None:
-    from edge_ai.yolo.model import Detector, prepare_offline_environment
+    from detectors.ultralytics_backend import prepare_offline_environment
+    from edge_ai.yolo.model import Detector, model_spec
 
     config = options.config
     prepare_offline_environment(config.buffer_dir / "ultralytics")
     log.info("loading model %s", options.model)
-    detector = await asyncio.to_thread(
-        Detector,
+    spec = model_spec(
         options.model,
+        backend=options.backend,
+        layout=options.layout,
         imgsz=options.imgsz,
+        labels=options.names,
         device=options.device,
         min_conf=options.min_conf,
-        names_file=options.names,
     )
+    detector = await asyncio.to_thread(Detector, spec)
     routing = Routing(
         route_low_confidence=config.route_low_confidence,
         analysis_url=config.analysis_url,

@@ -1,9 +1,9 @@
 """What every operator verb shares: service URLs, the token, one-line errors, tables, ``--json``.
 
-Service URLs come from EDGE_SETUP_URL, EDGE_MASTER_URL, EDGE_OPTIMIZER_URL and EDGE_VMS_URL (the
-services' own defaults otherwise); the token from EDGE_OPERATOR_TOKEN when set (reads also work
-without one where the services run with EDGE_OPEN_READS=true). An error prints one line (the
-service's message) and exits 1.
+Service URLs come from EDGE_SETUP_URL, EDGE_MASTER_URL, EDGE_OPTIMIZER_URL, EDGE_VMS_URL and
+EDGE_ANALYSIS_URL (the services' own defaults otherwise); the token from EDGE_OPERATOR_TOKEN when
+set (reads also work without one where the services run with EDGE_OPEN_READS=true). An error
+prints one line (the service's message) and exits 1.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ DEFAULT_URLS = {
     "master": ("EDGE_MASTER_URL", "http://127.0.0.1:8002"),
     "optimizer": ("EDGE_OPTIMIZER_URL", "http://127.0.0.1:8003"),
     "vms": ("EDGE_VMS_URL", "http://127.0.0.1:6432"),
+    "analysis": ("EDGE_ANALYSIS_URL", "http://127.0.0.1:8004"),
 }
 JSON_HELP = "print the service's JSON (for scripts)"
 TOKEN_ENV = "EDGE_OPERATOR_TOKEN"

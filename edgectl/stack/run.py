@@ -19,7 +19,7 @@ from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 from edgectl.stack.seed import CLUSTER, EDGES, SITE2_CLUSTER, SeedError, seed
-from edgectl.stack.story import DemoCamera, Story, StoryTeller
+from edgectl.stack.story import DemoCamera, Story, StoryTeller, demo_pictures
 from edgectl.stack.supervise import Supervisor
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
@@ -95,13 +95,20 @@ class Stack:
         return True
 
     def _worker_possible(self) -> bool:
+        """The worker runs on onnxruntime (a core dependency) with the demo ONNX model unless
+        ANALYSIS_MODEL names another; a .pt or .yaml model needs the edge extra."""
         import importlib.util
 
+        from detectors.spec import infer_backend
+
+        model = os.environ.get("ANALYSIS_MODEL", "")
+        if not model or infer_backend(model) != "ultralytics":
+            return True
         if all(importlib.util.find_spec(name) for name in ("torch", "ultralytics")):
             return True
         self.analysis_note = (
-            "analysis worker not started: the edge extra (torch, ultralytics) is not installed"
-            " (pip install -e '.[edge]'); the gateway queues jobs until a worker runs"
+            f"analysis worker not started: ANALYSIS_MODEL={model} needs the edge extra (torch, "
+            "ultralytics: pip install -e '.[edge]'); the gateway queues jobs until a worker runs"
         )
         log.warning("%s", self.analysis_note)
         return False
@@ -290,16 +297,9 @@ class Stack:
                 f"the embedded broker ({self.mqtt.kind}, {broker})" if self.mqtt else broker,
             )
 
-    def _demo_camera(self) -> DemoCamera | None:
-        """The demo camera (ultralytics' pictures), when the edge extra is installed."""
-        import importlib.util
-
-        if importlib.util.find_spec("ultralytics") is None:
-            return None
-        import ultralytics
-
-        assets = Path(ultralytics.__file__).parent / "assets"
-        return DemoCamera(sorted(assets.glob("*.jpg")))
+    def _demo_camera(self) -> DemoCamera:
+        """The demo camera (ultralytics' pictures, or drawn ones without the edge extra)."""
+        return DemoCamera(sorted(demo_pictures(self.data_dir).glob("*.jpg")))
 
     def _env(
         self,

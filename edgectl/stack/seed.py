@@ -12,7 +12,6 @@ runs on both edges.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -101,10 +100,10 @@ def seed(
             load = story.profile(spec["nid"]) if story else {}
             _deploy(http, setup, edge_id, sunny, load, keep=("MONITORING_",))
         if ("yoloworker", "10") in ais:
-            # The demo camera: the pictures ultralytics ships, looped.
-            import ultralytics
+            # The demo camera's pictures (ultralytics' or drawn ones), looped.
+            from edgectl.stack.story import demo_pictures
 
-            assets = Path(ultralytics.__file__).parent / "assets"
+            assets = demo_pictures(data_dir)
             # With the story both edges analyse (edge-02 focuses, and helps edge-01).
             for edge_id in edge_ids if story else edge_ids[:1]:
                 _deploy(
@@ -199,9 +198,8 @@ def _edge(
 
 
 def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tuple[str, str], int]:
-    wanted = ["weatherai", "monitoring-01", "monitoring-02"]
-    if importlib.util.find_spec("ultralytics") is not None:
-        wanted.append("yoloworker")
+    # The YOLO worker runs on the default install (onnxruntime, the demo ONNX model).
+    wanted = ["weatherai", "monitoring-01", "monitoring-02", "yoloworker"]
     ids: dict[tuple[str, str], int] = {}
     for pkg in build_all(out, only=wanted):
         existing = _ok(

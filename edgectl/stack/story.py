@@ -10,13 +10,15 @@ Every ``period_s`` of the wall clock (``EDGE_UP_STORY_PERIOD_S``, default 240):
    summary, model ``demo-story``: the demo's YOLO has random weights and sees no person), and the
    optimizer raises focus on edge-02 (``focus focus_on``) until its TTL ends (``focus_off``).
 
-Steps 1's hand-off and 2's focus need an analysis AI on the edges: the YOLO worker, deployed when
-the edge extra (ultralytics, torch) is installed. Without it the load still rises and falls, and
-the view says why nothing is handed over.
+Steps 1's hand-off and 2's focus need an analysis AI on the edges: the YOLO worker, deployed on
+both edges. It runs on the default install (onnxruntime, the demo ONNX model: random weights, its
+boxes mean nothing); the helper's summaries of edge-01's camera are stored under 0x01 with
+``analysed_by`` 0x02.
 
 The demo camera is a snapshot URL served by `edgectl up` itself (``http://demo:<password>@127.0.0.1:
-<port>/frame.jpg``, the pictures ultralytics ships), registered as edge-01's and edge-02's camera:
-the helper reads it with the password the master hands over as a secret.
+<port>/frame.jpg``: the pictures ultralytics ships when it is installed, else drawn ones, see
+``demo_pictures``), registered as edge-01's and edge-02's camera: the helper reads it with the
+password the master hands over as a secret.
 """
 
 from __future__ import annotations
@@ -114,6 +116,20 @@ class StoryTeller:
             log.info("story: a person on edge-01 (scripted detection): edge-02 should focus")
         else:
             log.warning("story: the scripted detection refused: %s", r.status_code)
+
+
+def demo_pictures(data_dir: Path) -> Path:
+    """The demo camera's pictures: ultralytics' bundled ones when it is installed (the edge
+    extra), else pictures drawn by detectors.demo into the data folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is not None:
+        import ultralytics
+
+        return Path(ultralytics.__file__).parent / "assets"
+    from detectors.demo import write_demo_frames
+
+    return write_demo_frames(data_dir / "demo-camera")
 
 
 class DemoCamera:

@@ -1,20 +1,22 @@
-"""The worker's model: a batch of encoded images in, one list of detections per image out.
+"""The worker's model: a batch of encoded images in, one list of detections per image out, over
+the detector package (``detectors``).
 
 The stages are separate so that the worker can overlap them (decode and pre-process of the next
-batch run in threads while this batch is on the accelerator) and time each one:
-decode (JPEG/PNG bytes -> BGR array, OpenCV), pre-process (letterbox within ``imgsz``, group by
-shape, stack, to the device, scale), inference (one forward pass per shape in the batch), NMS
-(ultralytics' own, per
-image, boxes scaled back to each image's size).
+batch run in the prefetch thread while this batch is on the accelerator) and time each one:
+decode (JPEG/PNG bytes -> pixels), pre-process (fit into the network's input, stack), inference
+(the forward pass), post-process (each layout's decode and NMS, boxes back to each image's size).
 
-The network is loaded the way the edge's YOLO worker loads it (edge_ai.yolo.model.Detector:
-offline, weights never downloaded, an architecture file gives random weights).
+On the CPU: OpenCV decodes in threads, the detector's own pre- and post-processing (numpy).
+On CUDA with torch installed (the ``edge`` extra): detectors.gpu decodes the JPEGs in batches
+with nvJPEG, letterboxes on the GPU, runs fp16 when asked, NMS on the GPU, on a stream of its own
+for the prefetch thread's work (see that module).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,118 +24,119 @@ from typing import Any
 
 import numpy as np
 
+from detectors import Detection as Found
+from detectors import DetectorError, ModelSpec, load_detector
+from detectors.base import Prepared
 from shared.contracts.analysis import Detection
+from shared.errors import Invalid
+
+log = logging.getLogger("edge.analysis.detector")
 
 
 @dataclass
 class Decoded:
     """An image ready for pre-processing, or why it is not."""
 
-    image: Any | None  # np.ndarray (H, W, 3) BGR
+    image: Any | None  # np.ndarray (H, W, 3) BGR, or a (3, H, W) uint8 tensor on the GPU
     error: str | None = None
+    size: tuple[int, int] = (0, 0)  # height, width
+
+
+def spec_from(
+    model: str,
+    *,
+    backend: str | None = None,
+    layout: str | None = None,
+    labels: str | None = None,
+    device: str = "cpu",
+    imgsz: int | None = None,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    half: bool = False,
+    max_det: int = 300,
+    threads: int = 0,
+) -> ModelSpec:
+    return ModelSpec(
+        model,
+        backend=backend or None,
+        layout=layout or None,
+        imgsz=imgsz,
+        labels=labels or None,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        device=device,
+        half=half,
+        threads=threads,
+    )
+
+
+def gpu_pipeline_possible(device: str) -> bool:
+    """CUDA asked, and torch + torchvision installed with a GPU they can see."""
+    if not device.startswith(("cuda", "tensorrt")) and not device.isdigit():
+        return False
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 class BatchDetector:
-    def __init__(
-        self,
-        spec: str,
-        *,
-        device: str = "cpu",
-        imgsz: int = 640,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        half: bool = False,
-        max_det: int = 300,
-        threads: int = 4,
-    ):
-        from edge_ai.yolo.model import Detector, prepare_offline_environment
-
-        prepare_offline_environment(Path(tempfile.gettempdir()) / "edge-analysis-yolo")
-        import torch
-
-        loaded = Detector(spec, imgsz=imgsz, device=device, min_conf=conf, max_det=max_det)
-        self.torch = torch
-        self.device = torch.device(device)
-        self.half = half and self.device.type == "cuda"
-        net: Any = loaded.model.model  # the torch module (ultralytics types it loosely)
-        net = net.fuse(verbose=False) if hasattr(net, "fuse") else net
-        net = net.to(self.device).eval()
-        self.net = net.half() if self.half else net.float()
-        self.stride = int(max(getattr(net, "stride", [32])))
-        self.class_names = loaded.class_names
-        self.model_name = Path(spec).stem
-        self.imgsz = imgsz
-        self.conf, self.iou, self.max_det = conf, iou, max_det
+    def __init__(self, spec: ModelSpec, *, threads: int = 4):
+        try:
+            self.detector = load_detector(spec)
+        except DetectorError as exc:
+            raise Invalid(exc.message, field=exc.field) from None
+        self.spec = spec
+        self.model_name = Path(spec.model).stem
+        self.class_names = self.detector.class_names
+        self.device = self.detector.device
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
-        from ultralytics.data.augment import LetterBox
+        self.gpu: Any = None
+        if gpu_pipeline_possible(spec.device or "cpu"):
+            from detectors.gpu import GpuPipeline
 
-        self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=self.stride)
+            self.gpu = GpuPipeline(self.detector, spec)
+            log.info("GPU pipeline: nvJPEG decode, letterbox, NMS on %s", self.gpu.device)
 
-    # Stage 1: decode (threads; OpenCV releases the GIL).
+    # Stage 1: decode (threads; OpenCV releases the GIL), or batched nvJPEG on the GPU.
     def decode(self, blobs: list[bytes]) -> list[Decoded]:
+        if self.gpu is not None:
+            return [Decoded(image, error, size) for image, error, size in self.gpu.decode(blobs)]
         return list(self.pool.map(decode_image, blobs))
 
-    # Stage 2: pre-process. Each image is letterboxed to its smallest stride-aligned rectangle
-    # within imgsz (as ultralytics' own predict does for one image); images of the same shape
-    # (every frame of one camera) share a tensor, so a batch is one forward pass per shape.
-    def preprocess(self, images: list[Any]) -> list[tuple[list[int], Any]]:
-        boxed = list(self.pool.map(self.letterboxed, images))
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(boxed):
-            groups.setdefault(image.shape, []).append(index)
-        return [
-            (indices, self.to_tensor([boxed[i] for i in indices])) for indices in groups.values()
-        ]
-
-    def letterboxed(self, image: np.ndarray) -> np.ndarray:
-        boxed = self.letterbox(image=image)
-        assert isinstance(boxed, np.ndarray)  # given an image (no labels), LetterBox returns one
-        return boxed
-
-    def to_tensor(self, boxed: list[Any]) -> Any:
-        batch = np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, BHWC -> BCHW
-        tensor = self.torch.from_numpy(np.ascontiguousarray(batch)).to(
-            self.device, non_blocking=True
-        )
-        tensor = tensor.half() if self.half else tensor.float()
-        return tensor / 255.0
+    # Stage 2: pre-process: the whole batch one input tensor (one forward pass).
+    def preprocess(self, images: list[Any]) -> list[tuple[list[int], Prepared]]:
+        if not images:
+            return []
+        prepare = self.gpu.prepare if self.gpu is not None else self.detector.prepare
+        return [(list(range(len(images))), prepare(images))]
 
     # Stage 3: one forward pass.
-    def infer(self, tensor: Any) -> Any:
-        with self.torch.inference_mode():
-            out = self.net(tensor)
-        return out[0] if isinstance(out, (list, tuple)) else out
+    def infer(self, prepared: Prepared) -> Any:
+        if self.gpu is not None:
+            return self.gpu.forward(prepared)
+        return self.detector.forward(prepared)
 
-    # Stage 4: NMS and boxes back to each image's own size.
-    def nms(
-        self, preds: Any, input_shape: tuple[int, int], shapes: list[tuple[int, int]]
-    ) -> list[list[Detection]]:
-        from ultralytics.utils import nms, ops
-
-        kept = nms.non_max_suppression(preds, self.conf, self.iou, max_det=self.max_det)
-        answers: list[list[Detection]] = []
-        for det, shape in zip(kept, shapes, strict=True):
-            if not len(det):
-                answers.append([])
-                continue
-            det[:, :4] = ops.scale_boxes(input_shape, det[:, :4], shape)
-            rows = det[:, :6].float().cpu().tolist()
-            answers.append(
-                [
-                    Detection(
-                        class_name=self.class_names.get(int(c), str(int(c))),
-                        class_id=int(c),
-                        confidence=round(float(s), 4),
-                        box=[round(v, 1) for v in (x1, y1, x2, y2)],
-                        source="server",
-                    )
-                    for x1, y1, x2, y2, s, c in rows
-                ]
-            )
-        return answers
+    # Stage 4: decode of the layout, NMS, boxes back to each image's own size.
+    def postprocess(self, raw: Any, prepared: Prepared) -> list[list[Detection]]:
+        finish = self.gpu.finish if self.gpu is not None else self.detector.finish
+        return [[contract(d) for d in found] for found in finish(raw, prepared)]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.detector.close()
+
+
+def contract(found: Found) -> Detection:
+    return Detection(
+        class_name=found.class_name,
+        class_id=found.class_id,
+        confidence=round(found.confidence, 4),
+        box=[round(v, 1) for v in found.box],
+        source="server",
+    )
 
 
 def decode_image(blob: bytes) -> Decoded:
@@ -144,13 +147,16 @@ def decode_image(blob: bytes) -> Decoded:
     image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return Decoded(None, "the image cannot be decoded as JPEG or PNG")
-    return Decoded(image)
+    return Decoded(image, size=(int(image.shape[0]), int(image.shape[1])))
 
 
-def torch_threads(count: int) -> None:
-    """Intra-op threads of the CPU backend (a worker on a shared machine should not take all)."""
-    import torch
+def cpu_threads(count: int) -> None:
+    """CPU threads of the backend (a worker on a shared machine should not take all): OpenMP's
+    (onnxruntime's own come from ModelSpec.threads) and torch's when it is installed."""
+    if count <= 0:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(count))
+    if importlib.util.find_spec("torch") is not None:
+        import torch
 
-    if count > 0:
         torch.set_num_threads(count)
-        os.environ.setdefault("OMP_NUM_THREADS", str(count))

@@ -168,6 +168,17 @@ class Gateway:
         self.cache.remember(result)
         return result
 
+    async def annotate(self, image: bytes, result: AnalysisResult) -> bytes:
+        """The picture with the result's boxes drawn (the fused ones when edge boxes came), JPEG."""
+        from detectors.annotate import annotate_jpeg
+
+        shown = result.fused if result.fused is not None else result.detections
+        boxes = [(d.class_name, d.confidence, d.box) for d in shown]
+        drawn = await asyncio.to_thread(annotate_jpeg, image, boxes)
+        if drawn is None:  # the worker decoded it; this cannot fail short of a bug
+            raise Invalid("the image cannot be decoded for annotation", field="image")
+        return drawn
+
     def answer_from_cache(self, cached: AnalysisResult, meta: AnalyzeMetadata) -> AnalysisResult:
         """The cached detections; fusion is redone with this request's edge boxes (cheap, pure)."""
         fused = (

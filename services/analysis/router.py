@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from services.analysis.gateway import Gateway
@@ -93,23 +94,32 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
         "from the query: `nid`, `camera_time`, `mode`). Answers the server's detections and, when "
         "edge boxes came, the fused result. Synchronous (504 after the deadline; the job goes on), "
         "or `?async=true`: 202 with a job id to poll. A repeated image is answered from the cache "
-        "(`cached: true`) at once. 429 + Retry-After when the caller's token bucket is empty, "
+        "(`cached: true`) at once. Every result carries `count`: boxes per class name. "
+        "`?annotate=true` (synchronous only): the answer is `multipart/mixed` with two parts, "
+        "the JSON result (`application/json`) and the picture with the boxes, class names and "
+        "scores drawn (`image/jpeg`). 429 + Retry-After when the caller's token bucket is empty, "
         "503 + "
         "Retry-After when the queue is full or Redis is unreachable."
     ),
     response_model=AnalysisResult | JobAccepted,
     response_model_exclude_none=True,
-    responses={202: {"model": JobAccepted}},
+    responses={
+        200: {"content": {"multipart/mixed": {"schema": {"type": "string", "format": "binary"}}}},
+        202: {"model": JobAccepted},
+    },
     openapi_extra={**ANALYZE_BODY, "x-rate-limited": True},  # its 429 (shared.api_docs)
 )
 async def analyze(
     request: Request,
     principal: AnyPrincipal,
     async_: Annotated[bool, Query(alias="async")] = False,
+    annotate: Annotated[
+        bool, Query(description="answer multipart/mixed: the JSON result and the annotated JPEG")
+    ] = False,
     nid: str | None = None,
     camera_time: datetime | None = None,
     mode: Mode | None = None,
-) -> JSONResponse:
+) -> Response:
     content_type = request.headers.get("content-type", "")
     if "multipart/form-data" in content_type:
         form = await request.form(max_files=1, max_fields=2)
@@ -127,11 +137,35 @@ async def analyze(
     else:
         image = await request.body()
         meta = _metadata(None, nid=nid, camera_time=camera_time, mode=mode)
-    answer = await _gateway(request).analyze(principal, image, meta, wait=not async_)
+    if annotate and async_:
+        raise Invalid(
+            "annotate=true needs a synchronous request (not async=true)", field="annotate"
+        )
+    gateway = _gateway(request)
+    answer = await gateway.analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200
-    return JSONResponse(
-        answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
-    )
+    body = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if annotate and isinstance(answer, AnalysisResult):
+        drawn = await gateway.annotate(image, answer)
+        return multipart_mixed(
+            [("application/json", json.dumps(body).encode()), ("image/jpeg", drawn)]
+        )
+    return JSONResponse(body, status_code=status)
+
+
+def multipart_mixed(parts: list[tuple[str, bytes]]) -> Response:
+    """A ``multipart/mixed`` body (RFC 2046): each part its Content-Type and bytes."""
+    boundary = secrets.token_hex(16)
+    chunks = []
+    for content_type, data in parts:
+        chunks.append(
+            f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+        )
+        chunks.append(data)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return Response(b"".join(chunks), media_type=f"multipart/mixed; boundary={boundary}")
 
 
 @router.get(

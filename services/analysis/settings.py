@@ -54,10 +54,24 @@ class AnalysisSettings(ServiceSettings):
 
     # Worker (edgectl analysis-worker; options override these).
     model: str = Field(
-        "yolov8m.yaml", description="weights (.pt) or architecture (.yaml, random weights)"
+        "",
+        description="ONNX model (.onnx: YOLOv8/YOLO11, YOLOX, DETR family), ultralytics weights "
+        "(.pt) or architecture (.yaml, random weights; .pt and .yaml need the edge extra); empty: "
+        "the demo ONNX model (random weights: its boxes mean nothing)",
     )
-    device: str = Field("cpu", description="cpu, cuda:0 ...")
-    imgsz: int = Field(640, description="network input size")
+    backend: str | None = Field(
+        None, description="onnxruntime or ultralytics (default: from the model's suffix)"
+    )
+    layout: str | None = Field(
+        None, description="output layout of an ONNX model: yolov8 (default), yolox, detr"
+    )
+    labels: str | None = Field(
+        None, description="class names: coco, a .yaml file with names or a .txt file, one a line"
+    )
+    device: str = Field("cpu", description="cpu, cuda, cuda:0, tensorrt (ONNX) ...")
+    imgsz: int | None = Field(
+        None, description="network input size (default: the ONNX model's, else 640)"
+    )
     conf: float = Field(0.25, description="minimum confidence of a detection")
     iou_nms: float = Field(0.7, description="NMS IoU threshold")
     half: bool = Field(False, description="fp16 inference (CUDA only)")
@@ -104,6 +118,15 @@ class AnalysisSettings(ServiceSettings):
     vms_timeout_s: float = Field(5.0, description="timeout of calls to the VMS")
 
     @property
+    def model_path(self) -> str:
+        """The model file (the demo model when none is set)."""
+        if self.model:
+            return self.model
+        from detectors.demo import DEMO_MODEL
+
+        return str(DEMO_MODEL)
+
+    @property
     def model_name(self) -> str:
         """The model's name in results and cache keys: the file's stem (``yolov8m``)."""
-        return Path(self.model).stem
+        return Path(self.model_path).stem

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 
-from services.analysis.detector import BatchDetector, decode_image
+from services.analysis.detector import BatchDetector, decode_image, spec_from
 from services.analysis.fusion import fuse
 from services.analysis.metrics import WorkerMetrics
 from services.analysis.queue import (
@@ -39,6 +39,7 @@ from services.analysis.queue import (
 )
 from services.analysis.settings import AnalysisSettings
 from shared.contracts.analysis import AnalysisResult, Detection, JobError, StageTimings
+from shared.errors import Invalid
 
 log = logging.getLogger("edge.analysis.worker")
 
@@ -53,6 +54,7 @@ class Job:
     picked_at: float = field(default_factory=time.time)
     decoded: Any = None
     error: str | None = None
+    size: tuple[int, int] = (0, 0)  # height, width
 
 
 @dataclass
@@ -176,7 +178,7 @@ class Worker:
         batch = Batch(jobs)
         started = time.perf_counter()
         for job, decoded in zip(jobs, self.detector.decode([j.image for j in jobs]), strict=True):
-            job.decoded, job.error = decoded.image, decoded.error
+            job.decoded, job.error, job.size = decoded.image, decoded.error, decoded.size
         batch.decode_s = time.perf_counter() - started
         batch.ready = [j for j in jobs if j.decoded is not None]
         if batch.ready:
@@ -189,15 +191,12 @@ class Worker:
         began = time.perf_counter()
         answers: list[list[Detection]] = [[] for _ in batch.ready]
         infer_s = nms_s = 0.0
-        for indices, tensor in batch.groups:
+        for indices, prepared in batch.groups:
             started = time.perf_counter()
-            preds = self.detector.infer(tensor)
+            raw = self.detector.infer(prepared)
             infer_s += time.perf_counter() - started
             started = time.perf_counter()
-            shapes = [batch.ready[i].decoded.shape[:2] for i in indices]
-            for i, found in zip(
-                indices, self.detector.nms(preds, tuple(tensor.shape[2:]), shapes), strict=True
-            ):
+            for i, found in zip(indices, self.detector.postprocess(raw, prepared), strict=True):
                 answers[i] = found
             nms_s += time.perf_counter() - started
         by_job = dict(zip((j.job_id for j in batch.ready), answers, strict=True))
@@ -257,7 +256,7 @@ class Worker:
         self, job: Job, detections: list[Detection], batch_size: int, timings: StageTimings
     ) -> AnalysisResult:
         edge = [Detection.model_validate(d) for d in job.meta.edge_detections]
-        height, width = job.decoded.shape[:2]
+        height, width = job.size
         fused = fuse(edge, detections, threshold=self.settings.fusion_iou) if edge else None
         return AnalysisResult(
             status="done",
@@ -387,6 +386,23 @@ class Worker:
         self.stop_event.set()
 
 
+def make_detector(settings: AnalysisSettings, threads: int = 0) -> BatchDetector:
+    return BatchDetector(
+        spec_from(
+            settings.model_path,
+            backend=settings.backend,
+            layout=settings.layout,
+            labels=settings.labels,
+            device=settings.device,
+            imgsz=settings.imgsz,
+            conf=settings.conf,
+            iou=settings.iou_nms,
+            half=settings.half,
+            threads=threads,
+        )
+    )
+
+
 def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads: int = 0) -> int:
     from shared.logging import configure_logging
 
@@ -397,21 +413,18 @@ def main(settings: AnalysisSettings, *, metrics_port: int | None = None, threads
         secrets=settings.secret_values(),
     )
     if threads:
-        from services.analysis.detector import torch_threads
+        from services.analysis.detector import cpu_threads
 
-        torch_threads(threads)
+        cpu_threads(threads)
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     if metrics_port:
         start_http_server(metrics_port, addr=settings.host, registry=registry)
-    detector = BatchDetector(
-        settings.model,
-        device=settings.device,
-        imgsz=settings.imgsz,
-        conf=settings.conf,
-        iou=settings.iou_nms,
-        half=settings.half,
-    )
+    try:
+        detector = make_detector(settings, threads)
+    except Invalid as exc:
+        log.error("the model cannot be used: %s (%s)", exc.message, exc.field)
+        return 2
     worker = Worker(settings, detector, metrics=metrics)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 Source = Literal["edge", "server", "fused"]
 JobStatus = Literal["queued", "done", "failed"]
@@ -86,6 +86,15 @@ class AnalysisResult(BaseModel):
     camera_time: datetime | None = None
     mode: Mode | None = None
     vms_request_id: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def count(self) -> dict[str, int]:
+        """Boxes per class name: of the fused result when edge boxes came, else the server's."""
+        counts: dict[str, int] = {}
+        for d in self.fused if self.fused is not None else self.detections:
+            counts[d.class_name] = counts.get(d.class_name, 0) + 1
+        return counts
 
 
 class JobAccepted(BaseModel):

@@ -48,6 +48,9 @@ class DesiredWorkload(BaseModel):
     command: list[str]
     env: dict[str, str] = Field(default_factory=dict)
     live: dict[str, Any] = Field(default_factory=dict)
+    # The cameras of the edges it helps (hot hand-off): without this field a pull agent never
+    # got them, and a helper behind NAT had help_for but no camera to read.
+    live_secrets: dict[str, Any] = Field(default_factory=dict)
     edgeconfig_xml: str = ""
     deployment_id: int | None = None
     generation: int = 1

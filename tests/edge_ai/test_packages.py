@@ -19,7 +19,7 @@ EXPECTED = {
     "weatherai-00-01.tar.gz": ("weatherai", "01", "00", None, "edge_ai.weather"),
     "monitoring-01-01.tar.gz": ("monitoring", "01", "01", "SUNNY", "edge_ai.monitoring"),
     "monitoring-02-01.tar.gz": ("monitoring", "01", "02", "RAINY", "edge_ai.monitoring"),
-    "yoloworker-10-01.tar.gz": ("yoloworker", "01", "10", None, "edge_ai.yolo"),
+    "yoloworker-10-02.tar.gz": ("yoloworker", "02", "10", None, "edge_ai.yolo"),
 }
 
 
@@ -106,13 +106,13 @@ def test_real_weights_go_into_the_yolo_package(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    archive = out / "yoloworker-10-01.tar.gz"
+    archive = out / "yoloworker-10-02.tar.gz"
     with tarfile.open(archive) as tar:
         manifest = yaml.safe_load(tar.extractfile("aipackage.yaml").read())
         assert tar.extractfile("models/best.pt").read() == weights.read_bytes()
     assert manifest["models"] == ["models/best.pt"]
     assert (
-        manifest["env"]["YOLO_MODEL"] == "models/best.pt"
+        manifest["detector"]["model"] == "models/best.pt"
         and manifest["env"]["YOLO_MODEL_NAME"] == "best"
     )
     assert ingest_sync(archive, ArtifactStore(tmp_path / "store")).manifest.models == [

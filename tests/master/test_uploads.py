@@ -329,3 +329,49 @@ async def test_a_manifest_description_setup_cannot_store_is_refused_before_stori
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "manifest.description"
     assert stored(master) == [] and leftovers(master) == [] and await setup_ais(master) == []
+
+
+def detector_package(detector: str, version: str = "01") -> dict[str, str | bytes]:
+    from detectors.demo import DEMO_MODEL
+
+    files = package_files(version=version)
+    files["aipackage.yaml"] += f"detector:\n{detector}"
+    files["models/demo.onnx"] = DEMO_MODEL.read_bytes()
+    return files
+
+
+@pytest.mark.parametrize(
+    ("detector", "field", "text"),
+    [
+        ("  model: models/demo.onnx\n  layout: yolox\n", "layout", "do not match layout yolox"),
+        ("  model: models/demo.onnx\n  imgsz: 320\n", "imgsz", "input is 640 px"),
+        ("  model: models/other.onnx\n", "model", "not in the package"),
+        ("  model: models/demo.onnx\n  labels: [a, b]\n", "labels", "80 classes"),
+        ("  model: models/demo.onnx\n  layout: ssd\n", "layout", "yolov8"),
+    ],
+)
+async def test_a_detector_that_does_not_match_its_manifest_is_refused(
+    master, detector, field, text
+):
+    """The master loads the package's ONNX model and holds it against the declared layout, input
+    size and labels: a mismatch is a 422 naming the manifest field, nothing stored."""
+    r = await master.post(
+        "/ai-packages",
+        content=targz(detector_package(detector)),
+        headers={**OPERATOR, "Content-Type": "application/gzip"},
+    )
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == f"manifest.detector.{field}" and text in err["message"], err
+    assert stored(master) == [] and leftovers(master) == []
+
+
+async def test_a_detector_that_matches_is_accepted(master):
+    detector = "  model: models/demo.onnx\n  layout: yolov8\n  imgsz: 640\n  labels: coco\n"
+    r = await master.post(
+        "/ai-packages",
+        content=targz(detector_package(detector)),
+        headers={**OPERATOR, "Content-Type": "application/gzip"},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["stored"] is True and len(stored(master)) == 1

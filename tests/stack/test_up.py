@@ -35,9 +35,6 @@ def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
         EDGE_UP_ANALYSIS_PORT=str(ports["analysis"]),
         EDGE_UP_REDIS_PORT=str(ports["redis"]),
         EDGE_UP_MQTT_PORT=str(ports["mqtt"]),
-        # A small model for the CPU worker, so that it is ready within seconds.
-        ANALYSIS_MODEL="yolov8n.yaml",
-        ANALYSIS_IMGSZ="320",
         EDGE_UP_DB_PORT=str(ports["db"]),
         EDGE_UP_AGENT_PORTS=json.dumps([ports["agent1"], ports["agent2"]]),
     )
@@ -68,10 +65,11 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
 
 
 def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) -> None:
-    """An image through the gateway, the embedded Redis and the CPU worker; the view's line."""
-    import ultralytics
+    """An image through the gateway, the embedded Redis and the CPU worker (onnxruntime, the demo
+    model: the default install); the view's line."""
+    from detectors.demo import demo_frames
 
-    image = (Path(ultralytics.__file__).parent / "assets" / "bus.jpg").read_bytes()
+    image = demo_frames(1)[0]
     r = httpx.post(f"{url}/analyze?async=true", content=image, headers=headers, timeout=10)
     assert r.status_code == 202, r.text
     job = r.json()["poll"]
@@ -81,7 +79,7 @@ def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) 
         return r.json() if r.status_code == 200 else None
 
     result = _wait("the analysis worker's answer", answered, 120, proc, log)
-    assert result["status"] == "done" and result["model"] == "yolov8n", result
+    assert result["status"] == "done" and result["model"] == "demo-yolov8", result
     _wait(
         "the analysis line",
         lambda: "analysis: 1 worker, 0 job(s)" in log.read_text(),

@@ -395,6 +395,43 @@ def _check_referenced(manifest: PackageManifest, members: Mapping[str, Member]) 
                 f"model file {model!r} named in the manifest is not in the package",
                 field=f"manifest.models.{i}",
             )
+    detector = manifest.detector
+    if detector is not None:
+        if not is_file(detector.model):
+            raise Invalid(
+                f"detector model {detector.model!r} is not in the package",
+                field="manifest.detector.model",
+            )
+        labels = detector.labels
+        if isinstance(labels, str) and labels != "coco" and not is_file(labels):
+            raise Invalid(
+                f"labels file {labels!r} is not in the package", field="manifest.detector.labels"
+            )
+
+
+def check_detector(manifest: PackageManifest, root: Path) -> None:
+    """An ONNX detector is loaded (CPU) and its inputs and outputs held against the declared
+    layout and input size; the labels, when listed, against its classes. A ``.pt`` is only
+    required to be in the package (loading it would need torch in the master)."""
+    detector = manifest.detector
+    if detector is None or detector.resolved_backend != "onnxruntime":
+        return
+    from detectors import DetectorError
+    from detectors.layouts import check_onnx_model
+
+    try:
+        info = check_onnx_model(
+            str(root / detector.model), detector.layout or "yolov8", detector.imgsz
+        )
+    except DetectorError as exc:
+        raise Invalid(
+            f"detector {detector.model}: {exc.message}", field=f"manifest.detector.{exc.field}"
+        ) from None
+    if isinstance(detector.labels, list) and info.classes and len(detector.labels) != info.classes:
+        raise Invalid(
+            f"{len(detector.labels)} labels listed, the model has {info.classes} classes",
+            field="manifest.detector.labels",
+        )
 
 
 # --- step 2: extract with byte counting -------------------------------------------------
@@ -542,6 +579,7 @@ def ingest_sync(
             unpacked = _copy_directory(path, scanned, limits, staging)
         else:
             unpacked = extract(path, scanned, limits, staging)
+        check_detector(scanned.manifest, staging)
         with store.writer() as w:
             write_normalised_tar(staging, w)
             stored: StoredArtifact = w.commit()

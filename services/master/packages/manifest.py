@@ -12,6 +12,11 @@ Example::
     resources: {cpu: 1.5, memory_mb: 1024, gpu: 0}
     dockerfile: Dockerfile          # optional
     models: [models/best.pt]        # optional, each must exist in the archive
+    detector:                       # optional: the detection model, loaded and checked at upload
+      model: models/best.onnx       # .onnx (onnxruntime) or .pt/.yaml (ultralytics)
+      layout: yolov8                # yolov8 | yolox | detr (ONNX only)
+      imgsz: 640
+      labels: coco                  # or a list, or a .yaml/.txt file in the package
     hot_handoff: true               # optional: see PackageManifest.hot_handoff
 
 Every error raised here is ``shared.errors.Invalid`` whose ``field`` is ``manifest.<field>``.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import posixpath
 import re
 import tomllib
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -60,6 +65,57 @@ class Resources(BaseModel):
     gpu: int = Field(0, ge=0, le=16, description="GPUs the AI needs")
 
 
+class DetectorSection(BaseModel):
+    """The package's detection model (detectors.ModelSpec): the master loads an ONNX model at
+    upload and checks its inputs and outputs against ``layout``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="relative path of the model file in the package")
+    backend: Literal["onnxruntime", "ultralytics"] | None = Field(
+        None, description="default from the suffix: .onnx onnxruntime; .pt, .yaml ultralytics"
+    )
+    layout: Literal["yolov8", "yolox", "detr"] | None = Field(
+        None, description="output layout of an ONNX model (default yolov8)"
+    )
+    imgsz: int | None = Field(
+        None, ge=32, le=4096, description="input size (a multiple of 32); checked against the model"
+    )
+    labels: str | list[str] | None = Field(
+        None, description="class names: a list, coco, or the relative path of a .yaml/.txt file"
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        from detectors.spec import infer_backend
+
+        path = check_relative_path(v)
+        if infer_backend(path) is None:
+            raise ValueError(f"{v!r}: expected an .onnx, .pt or .yaml model file")
+        return path
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz(cls, v: int | None) -> int | None:
+        if v is not None and v % 32:
+            raise ValueError(f"{v} must be a multiple of 32")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, str) and v != "coco":
+            return check_relative_path(v)
+        return v
+
+    @property
+    def resolved_backend(self) -> str:
+        from detectors.spec import infer_backend
+
+        return self.backend or infer_backend(self.model) or "onnxruntime"
+
+
 class PackageManifest(BaseModel):
     """What an AI package declares about itself."""
 
@@ -83,6 +139,9 @@ class PackageManifest(BaseModel):
     models: list[str] = Field(
         default_factory=list,
         description="relative paths of model files that must be in the package",
+    )
+    detector: DetectorSection | None = Field(
+        None, description="the detection model the program loads (YOLO worker)"
     )
     hot_handoff: bool = Field(
         False,
