@@ -118,7 +118,10 @@ class SharedBoard:
             log.warning("cannot renew the board's lease: %s", exc)
         if self.lease.held and not was:
             log.info("this process leads the site's board (%s)", self.lease.me)
-            await self._load_observed(None)  # what agents reported to the others
+            try:
+                await self._load_observed(None)  # what agents reported to the others
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("stored reports not read (the next re-read catches up): %s", exc)
             self._on_reconcile()
         elif was and not self.lease.held:
             log.warning("this process no longer leads the site's board")
