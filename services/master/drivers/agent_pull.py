@@ -11,6 +11,8 @@ the reconcile loop can take those away too.
 
 from __future__ import annotations
 
+import functools
+
 from services.master.drivers.agent import agent_spec, observed_workload
 from services.master.drivers.base import (
     EdgeTarget,
@@ -43,9 +45,13 @@ class PullAgentDriver(RuntimeDriver):
     async def commit(self, edge: EdgeTarget, *, waiting: bool = False) -> None:
         if self.board.commit(edge.nid, waiting=waiting):
             b = self.board.edge(edge.nid)
+            notice = functools.partial(
+                self.notices.notify, edge.nid, tag=b.tag, generation=b.generation
+            )
             if self.shared is not None:
-                await self.shared.publish(b)  # every process serves it before the notice goes
-            self.notices.notify(edge.nid, tag=b.tag, generation=b.generation)
+                self.shared.publish(b, then=notice)  # every process serves it before the notice
+            else:
+                notice()
 
     async def observe(self, edge: EdgeTarget) -> list[ObservedWorkload]:
         b = self.board.edge(edge.nid)

@@ -7,7 +7,8 @@ Kubernetes replicas): ``MASTER_BOARD_SHARED=true``.
   and another process takes over (and runs a pass at once).
 - **Desired sets in Postgres.** Each set the leader commits is written to
   ``master.board_desired`` (nid, tag, generation, the committed workloads, the route's JSON)
-  with a ``NOTIFY master_board_desired, '<nid>'``, before its MQTT notice is queued. Every other
+  with a ``NOTIFY master_board_desired, '<nid>'`` (the sets committed while one write runs go in
+  the next, one transaction), and only then is its MQTT notice queued. Every other
   process keeps its in-memory board fresh from those notices (the desired route stays a dict
   lookup) and re-reads the whole table every ``MASTER_BOARD_RESYNC_S`` (a notice missed while
   its listening connection was down).
@@ -46,6 +47,7 @@ DESIRED_CHANNEL = "master_board_desired"
 OBSERVED_CHANNEL = "master_board_observed"
 RECONCILE_CHANNEL = "master_board_reconcile"
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY_EACH = text("SELECT pg_notify(:channel, nid) FROM unnest(CAST(:nids AS text[])) AS nid")
 
 ReportHandler = Callable[[str, ObservedSet, float], None]  # nid, report, when it came
 
@@ -69,6 +71,9 @@ class SharedBoard:
         self._spawned: set[asyncio.Task[None]] = set()
         self._wanted: set[str] = set()  # nids whose row a notice said changed
         self._wake = asyncio.Event()
+        # nid -> (row, its notice): the sets committed since the last write
+        self._outbox: dict[str, tuple[dict[str, Any], Callable[[], None]]] = {}
+        self._outbox_wake = asyncio.Event()
 
     @property
     def leads(self) -> bool:
@@ -88,6 +93,7 @@ class SharedBoard:
             asyncio.create_task(self._every(s.board_lease_renew_s, self._renew), name="lease"),
             asyncio.create_task(self._every(s.board_resync_s, self.resync), name="board-resync"),
             asyncio.create_task(self._apply_notices(), name="board-notices"),
+            asyncio.create_task(self._write_outbox(), name="board-writes"),
         ]
 
     async def stop(self) -> None:
@@ -127,8 +133,10 @@ class SharedBoard:
             log.warning("this process no longer leads the site's board")
 
     # --- the leader's writes ------------------------------------------------------------
-    async def publish(self, edge: EdgeBoard) -> None:
-        """Write the edge's committed set (the leader, in its pass) and tell the others."""
+    def publish(self, edge: EdgeBoard, then: Callable[[], None]) -> None:
+        """Queue the edge's committed set (the leader, in its pass) for the next write, and
+        ``then`` (its MQTT notice) for once it is written: every set committed meanwhile goes
+        in one transaction, so a fleet-wide change is a few writes, not one per edge."""
         if not self.leads:
             return
         row = {
@@ -138,14 +146,36 @@ class SharedBoard:
             "committed": edge.committed,
             "body": edge.body.decode(),
         }
-        upsert = insert(BoardDesired).values(**row)
+        self._outbox[edge.nid] = (row, then)
+        self._outbox_wake.set()
+
+    async def _write_outbox(self) -> None:
+        while True:
+            await self._outbox_wake.wait()
+            self._outbox_wake.clear()
+            while self._outbox:
+                batch, self._outbox = self._outbox, {}
+                try:
+                    await self._write([row for row, _ in batch.values()])
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("desired sets not written, retrying in 1 s: %s", exc)
+                    for nid, queued in batch.items():
+                        self._outbox.setdefault(nid, queued)  # unless a newer one came
+                    await asyncio.sleep(1)
+                    continue
+                for _, then in batch.values():
+                    then()
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        upsert = insert(BoardDesired)
         upsert = upsert.on_conflict_do_update(
             index_elements=[BoardDesired.nid],
             set_={k: upsert.excluded[k] for k in ("tag", "generation", "committed", "body")},
         )
         async with self.engine.begin() as conn:
-            await conn.execute(upsert)
-            await conn.execute(_NOTIFY, {"channel": DESIRED_CHANNEL, "payload": edge.nid})
+            await conn.execute(upsert, rows)
+            nids = [row["nid"] for row in rows]
+            await conn.execute(_NOTIFY_EACH, {"channel": DESIRED_CHANNEL, "nids": nids})
 
     async def post_report(self, nid: str, observed: ObservedSet) -> float:
         """Store an agent's report (for the leader, and for whoever leads next); when it came."""
