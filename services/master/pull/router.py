@@ -3,7 +3,7 @@ observed state. An edge reads and reports only its own (the token's node id)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from services.master.runners import RunnersDep
 from shared.auth import EdgeAuth
@@ -18,11 +18,13 @@ router = APIRouter(tags=["edges behind NAT"])
     response_model=DesiredSet,
     summary="This edge's desired workloads (the agent pulls them on an update notice)",
 )
-async def my_desired(principal: EdgeAuth, runners: RunnersDep) -> DesiredSet:
+async def my_desired(principal: EdgeAuth, runners: RunnersDep, response: Response) -> DesiredSet:
     assert principal.nid is not None
     reconciler = runners.reconciler
     desired = reconciler.pull.board.desired(principal.nid)
     if desired is not None:
+        # As the fast path answers (a set that arrived just after it looked comes here).
+        response.headers["ETag"] = f'"{desired.tag}"'
         return desired
     shared = reconciler.pull.shared
     if shared is not None and not shared.leads:
