@@ -48,15 +48,6 @@ def _chunks(path: Path, advance) -> Iterator[bytes]:
             yield block
 
 
-def _error_text(response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    err = body.get("error") or {}
-    return err.get("message") or body.get("message") or json.dumps(body)[:500]
-
-
 @ai_app.command("upload")
 def upload(
     path: Path = typer.Argument(
@@ -95,6 +86,8 @@ def upload(
         TransferSpeedColumn,
     )
 
+    from edge_ai.common.http import CallFailed, EdgeSyncClient
+
     token = _token(token_env)
     archive = _pack_folder(path) if path.is_dir() else path
     try:
@@ -124,24 +117,23 @@ def upload(
         )
         with Progress(*columns, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"upload {path.name}", total=size)
-            with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
+            with EdgeSyncClient("master", base, timeout=httpx.Timeout(600, connect=10)) as master:
                 try:
-                    response = client.post(
-                        f"{base}/ai-packages",
+                    body = master.json(
+                        "POST",
+                        "/ai-packages",
                         params=params,
                         headers=headers,
                         content=_chunks(archive, lambda n: progress.advance(task, n)),
                     )
-                except httpx.HTTPError as exc:
-                    typer.echo(f"edgectl: cannot reach master at {base}: {exc}", err=True)
+                except CallFailed as exc:
+                    if exc.unreachable:
+                        typer.echo(f"edgectl: cannot reach master at {base}: {exc}", err=True)
+                    else:
+                        typer.echo(
+                            f"edgectl ai upload: refused ({exc.status}): {exc.detail}", err=True
+                        )
                     raise typer.Exit(1) from None
-        if response.status_code >= 400:
-            typer.echo(
-                f"edgectl ai upload: refused ({response.status_code}): {_error_text(response)}",
-                err=True,
-            )
-            raise typer.Exit(1)
-        body = response.json()
         ai = body["ai"]
         typer.echo(
             f"AI {ai['id']}: {ai['filename']} {ai['version']} class "
@@ -161,14 +153,12 @@ def upload(
 def _wait_built(base: str, token: str, ai_id: int, timeout: float) -> dict:
     """The AI once its build has ended: setup's status final *and* the master's build record no
     longer queued or running (setup marks an AI ready a moment before the build job ends)."""
-    import httpx
+    from edge_ai.common.http import EdgeSyncClient
 
     deadline = time.monotonic() + timeout
-    with httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
+    with EdgeSyncClient("master", base, token=token, timeout=30) as master:
         while True:
-            ai = client.get(f"/ai-packages/{ai_id}").json()
+            ai = master.json("GET", f"/ai-packages/{ai_id}")
             build_state = (ai.get("build") or {}).get("state")
             ended = ai.get("status") in ("ready", "failed", "removed") and build_state not in (
                 "queued",
@@ -265,6 +255,81 @@ def remove_ai(
         client.print_json(body)
         return
     typer.echo(f"AI {ai_id} removed")
+
+
+def _folder_requirements(folder: Path) -> list[str]:
+    """The requirements the master will read into the package's manifest."""
+    from services.master.uploads.field_folder import DOCKERFILE, dockerfile_requirements
+
+    from services.master.packages import MANIFEST_NAMES, parse_manifest
+    from shared.errors import Invalid
+
+    try:
+        for name in MANIFEST_NAMES:
+            if (folder / name).is_file():
+                return parse_manifest((folder / name).read_bytes(), name).requirements
+        if (folder / DOCKERFILE).is_file():
+            return dockerfile_requirements((folder / DOCKERFILE).read_text(), folder)
+    except Invalid as exc:
+        raise typer.BadParameter(exc.message, param_hint="FOLDER") from None
+    raise typer.BadParameter(f"{folder} has neither aipackage.yaml nor a Dockerfile")
+
+
+@ai_app.command("pack")
+def pack(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="the package folder"),
+    platform: list[str] = typer.Option(
+        None,
+        "--platform",
+        help="wheels for the edges' platform, e.g. manylinux2014_aarch64 (repeatable; "
+        "default: this machine's)",
+    ),
+    python_version: str = typer.Option(
+        None, "--python-version", help="the edges' Python, e.g. 3.8 (default: this one's)"
+    ),
+    index_url: str = typer.Option(None, "--index-url", help="the index to download from"),
+    find_links: list[str] = typer.Option(
+        None, "--find-links", help="also look for wheels here (a folder or URL; repeatable)"
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="use --find-links only"),
+) -> None:
+    """Download the wheels of a package's Python requirements into FOLDER/wheels, so that edge
+    agents install them with no index reachable (`pip download` where one is).
+
+    The requirements are the manifest's, or a field folder's `RUN pip install` lines and the
+    requirements files they name (what the master reads into the manifest at upload)."""
+    import subprocess
+    import sys
+
+    from services.master.uploads.field_folder import WHEELHOUSE
+
+    requirements = _folder_requirements(folder)
+    if not requirements:
+        typer.echo(f"{folder}: no Python requirements: nothing to download")
+        return
+    wheels = folder / WHEELHOUSE
+    argv = [sys.executable, "-m", "pip", "download", "--dest", str(wheels)]
+    argv += ["--only-binary", ":all:", "--disable-pip-version-check", "--no-input"]
+    for tag in platform or []:
+        argv += ["--platform", tag]
+    if python_version:
+        argv += ["--python-version", python_version]
+    if index_url:
+        argv += ["--index-url", index_url]
+    for link in find_links or []:
+        argv += ["--find-links", link]
+    if no_index:
+        argv.append("--no-index")
+    argv += ["--", *requirements]
+    typer.echo(f"downloading wheels for {', '.join(requirements)} into {wheels}")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        typer.echo((done.stderr or done.stdout).strip(), err=True)
+        raise typer.Exit(1)
+    names = sorted(p.name for p in wheels.glob("*.whl"))
+    typer.echo(f"{len(names)} wheel(s) in {wheels}: {', '.join(names)}")
+    if any((folder / name).is_file() for name in ("aipackage.yaml", "aipackage.toml")):
+        typer.echo(f"add `wheelhouse: {WHEELHOUSE}` to the manifest so that agents use them")
 
 
 def register(app: typer.Typer) -> None:

@@ -96,15 +96,14 @@ def register_analyze(app: typer.Typer) -> None:
         and print each one's detections; --save writes the pictures with the boxes drawn."""
         import json
 
-        import httpx
-
-        from edgectl.ops.client import base_url, error_text, fail, headers
+        from edge_ai.common.http import CallFailed, EdgeSyncClient
+        from edgectl.ops.client import base_url, fail, headers
 
         base = base_url("analysis")
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
         failed = 0
-        with httpx.Client(base_url=base, headers=headers(), timeout=120) as client:
+        with EdgeSyncClient("analysis", base, headers=headers(), timeout=120) as client:
             for path in images:
                 try:
                     data = path.read_bytes()
@@ -114,18 +113,19 @@ def register_analyze(app: typer.Typer) -> None:
                     continue
                 kind = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
                 try:
-                    response = client.post(
+                    response = client.request(
+                        "POST",
                         "/analyze",
                         content=data,
                         params={"annotate": "true"} if save is not None else None,
                         headers={"Content-Type": kind},
                     )
-                except httpx.HTTPError as exc:
-                    fail(f"cannot reach analysis at {base}: {exc or type(exc).__name__}")
-                if response.status_code >= 400:
+                except CallFailed as exc:
+                    if exc.unreachable:
+                        cause = exc.__cause__
+                        fail(f"cannot reach analysis at {base}: {cause or type(cause).__name__}")
                     typer.echo(
-                        f"edgectl: {path}: analysis answered {response.status_code}: "
-                        f"{error_text(response)}",
+                        f"edgectl: {path}: analysis answered {exc.status}: {exc.detail}",
                         err=True,
                     )
                     failed += 1

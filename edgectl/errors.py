@@ -70,6 +70,10 @@ def one_line(exc: BaseException) -> str:
     try:
         import httpx
 
+        from edge_ai.common.http import CallFailed
+
+        if isinstance(exc, CallFailed):
+            return str(exc) if exc.status is not None else f"network error: {exc}"
         if isinstance(exc, httpx.HTTPError):
             return f"network error: {exc or type(exc).__name__}"
     except ImportError:

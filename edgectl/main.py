@@ -48,6 +48,8 @@ def _register_optional() -> None:
         "settings_cmd",
         "analysis_cmd",
         "ops_cmd",
+        "credentials_cmd",
+        "tls_cmd",
     ):
         try:
             mod = importlib.import_module(f"edgectl.{module}")

@@ -126,6 +126,13 @@ def node_config(
         typer.echo(f"# ---- containerd: {cdir}/hosts.toml ----")
         if ca_file:
             typer.echo(f"# copy {ca_file} to {cdir}/{nc.CONTAINERD_CA_NAME}")
+        typer.echo(
+            '# containerd 1.6/1.7 reads it only with config_path = "/etc/containerd/certs.d" in '
+            '[plugins."io.containerd.grpc.v1.cri".registry] of /etc/containerd/config.toml; '
+            f"`edgectl registry install-trust --registry {host}"
+            + (" --insecure" if insecure else "")
+            + "` sets it (and migrates registry.mirrors), then restart containerd"
+        )
         typer.echo(files["hosts.toml"])
         typer.echo("# ---- docker: merge into /etc/docker/daemon.json, then restart dockerd ----")
         if ca_file:
@@ -162,45 +169,143 @@ def node_config(
         typer.echo(f"# wrote {', '.join(sorted(files))} to {out_dir}", err=True)
 
 
+def _tristate(text: str | None, name: str) -> bool | None:
+    value = (text or "auto").strip().lower()
+    if value not in ("auto", "true", "false"):
+        raise typer.BadParameter(f"{name} must be auto, true or false, not {value!r}")
+    return None if value == "auto" else value == "true"
+
+
+def _run_hook(command: str, what: str) -> None:
+    import shlex
+    import subprocess
+
+    done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        typer.echo(f"{what}: `{command}` exited {done.returncode}: {done.stderr.strip()}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{what}: ran `{command}`")
+
+
 @registry_app.command("install-trust")
 def install_trust(
     from_dir: Path = typer.Option(
-        ...,
+        None,
         "--from-dir",
         exists=True,
         file_okay=False,
-        help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false) and "
-        "'ca.crt' (the registry-trust ConfigMap, mounted)",
+        help="folder holding 'registry' (HOST:PORT), optionally 'insecure' (true/false), "
+        "'ca.crt', 'containerd' and 'docker' (auto/true/false): the registry-trust ConfigMap, "
+        "mounted. Or give --registry/--insecure/--ca-file instead",
+    ),
+    registry: str = typer.Option(None, "--registry", help="the registry as nodes reach it"),
+    insecure: bool = typer.Option(False, "--insecure", help="the registry speaks plain HTTP"),
+    ca_file: Path = typer.Option(
+        None, "--ca-file", exists=True, dir_okay=False, help="CA of the registry's TLS certificate"
+    ),
+    containerd: str = typer.Option(
+        "auto",
+        "--containerd",
+        help="edit containerd's config.toml: auto (when it exists), true, false",
+    ),
+    docker: str = typer.Option(
+        "auto",
+        "--docker",
+        help="edit Docker's daemon.json: auto (when it exists), true, false",
     ),
     root: Path = typer.Option(
         Path("/"), "--root", file_okay=False, help="the node's filesystem root (a host mount)"
     ),
+    restart_containerd: str = typer.Option(
+        None,
+        "--restart-containerd",
+        metavar="CMD",
+        help="run CMD when config.toml changed (e.g. 'systemctl restart containerd')",
+    ),
+    reload_docker: str = typer.Option(
+        None,
+        "--reload-docker",
+        metavar="CMD",
+        help="run CMD when daemon.json changed (e.g. 'systemctl reload docker')",
+    ),
+    changes_file: Path = typer.Option(
+        None,
+        "--changes-file",
+        dir_okay=False,
+        help="write 'containerd' and/or 'docker' here, one a line, for what must be restarted",
+    ),
 ) -> None:
-    """Install the registry's trust on this node: containerd hosts.toml (and the CA for containerd
-    and Docker). What the registry-trust DaemonSet in k8s/ runs on every node; no credentials."""
+    """Install the registry's trust on this node: containerd's config_path and hosts.toml (legacy
+    registry.mirrors migrated), Docker's insecure-registries, the CA for both. Idempotent: files
+    change only when their content must, config.toml and daemon.json are backed up first, and the
+    restart/reload commands run only when they changed. No credentials are written."""
     from services.master.registry import node_config as nc
+    from services.master.registry.runtime_config import RuntimeConfigError
 
     def read(name: str) -> str | None:
+        if from_dir is None:
+            return None
         path = from_dir / name
         return path.read_text().strip() if path.is_file() and path.read_text().strip() else None
 
-    host = read("registry")
+    if (from_dir is None) == (registry is None):
+        raise typer.BadParameter("give either --from-dir or --registry")
+    host = registry or read("registry")
     if host is None:
         raise typer.BadParameter(f"{from_dir}/registry is missing or empty: give HOST:PORT")
-    insecure_text = (read("insecure") or "false").lower()
-    if insecure_text not in ("true", "false"):
-        raise typer.BadParameter(
-            f"{from_dir}/insecure must be true or false, not {insecure_text!r}"
-        )
-    ca = read("ca.crt")
+    if from_dir is not None:
+        insecure_text = (read("insecure") or "false").lower()
+        if insecure_text not in ("true", "false"):
+            raise typer.BadParameter(
+                f"{from_dir}/insecure must be true or false, not {insecure_text!r}"
+            )
+        insecure = insecure_text == "true"
+        ca = read("ca.crt")
+        use_containerd = _tristate(read("containerd") or containerd, "containerd")
+        use_docker = _tristate(read("docker") or docker, "docker")
+    else:
+        ca = ca_file.read_text().strip() if ca_file else None
+        use_containerd = _tristate(containerd, "--containerd")
+        use_docker = _tristate(docker, "--docker")
     try:
-        written = nc.install_trust(
-            str(root), host, insecure=insecure_text == "true", ca_pem=ca + "\n" if ca else None
+        result = nc.install_trust(
+            str(root),
+            host,
+            insecure=insecure,
+            ca_pem=ca + "\n" if ca else None,
+            containerd=use_containerd,
+            docker=use_docker,
         )
-    except ValueError as exc:
+    except (ValueError, RuntimeConfigError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    for path in written:
+    for path in result.backups:
+        typer.echo(f"backed up {path}")
+    for path in result.written:
         typer.echo(f"installed {path}")
+    if not result.written:
+        typer.echo("nothing to change: the node already trusts the registry")
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    if changes_file is not None:
+        lines = [
+            n
+            for n, on in (
+                ("containerd", result.restart_containerd),
+                ("docker", result.reload_docker),
+            )
+            if on
+        ]
+        changes_file.write_text("".join(f"{line}\n" for line in lines))
+    if result.restart_containerd:
+        if restart_containerd:
+            _run_hook(restart_containerd, "containerd restart")
+        else:
+            typer.echo("containerd must be restarted to read config.toml")
+    if result.reload_docker:
+        if reload_docker:
+            _run_hook(reload_docker, "docker reload")
+        else:
+            typer.echo("dockerd must be reloaded (SIGHUP) to read daemon.json")
 
 
 def register(app: typer.Typer) -> None:

@@ -76,8 +76,8 @@ def import_base(
     ),
 ) -> None:
     """Bring a base image into the private registry from a file (no internet needed)."""
-    from services.master.builds.dockerfile import private_name
     from services.master.registry.config import RegistryConfig
+    from services.master.registry.dockerfile import private_name
     from shared.errors import Invalid
 
     if not registry:

@@ -61,6 +61,11 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(f"edgectl: cannot start {name.value}: {one_line(exc)}", err=True)
             raise typer.Exit(2) from exc
+        tls = {
+            "ssl_certfile": settings.tls_cert_file,
+            "ssl_keyfile": settings.tls_key_file,
+            "forwarded_allow_ips": settings.forwarded_allow_ips,
+        }
         if workers == 1:
             uvicorn.run(
                 build_app(name.value, settings),
@@ -68,6 +73,7 @@ def register(app: typer.Typer) -> None:
                 port=settings.port,
                 log_config=None,
                 access_log=False,
+                **tls,
             )
             return
         # Several workers: each process builds its own app from the environment (migrations run
@@ -85,6 +91,7 @@ def register(app: typer.Typer) -> None:
             port=settings.port,
             log_config=None,
             access_log=False,
+            **tls,
         )
 
     @app.command()

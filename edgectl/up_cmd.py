@@ -33,6 +33,12 @@ def register(app: typer.Typer) -> None:
             envvar="EDGE_UP_SITES",
             help="2: two sites, each with its own master, cluster, database and registry",
         ),
+        tls: bool = typer.Option(
+            None,
+            "--tls/--no-tls",
+            envvar="EDGE_UP_TLS",
+            help="HTTPS and MQTT over TLS everywhere, with a CA generated in the data folder",
+        ),
     ) -> None:
         """Start everything, seed the demo fleet, show what happens; a process that exits is
         started again (backoff); Ctrl-C stops it all (data kept)."""
@@ -44,6 +50,8 @@ def register(app: typer.Typer) -> None:
             overrides["data_dir"] = data_dir
         if sites:
             overrides["sites"] = sites
+        if tls is not None:
+            overrides["tls"] = tls
         settings = StackSettings(**overrides)
         live = not plain and sys.stdout.isatty()
         logging.basicConfig(

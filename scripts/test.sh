@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for tool in docker-registry skopeo wrk; do
+for tool in docker-registry skopeo wrk containerd nginx; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 # The analysis service's queue, cache and rate limits (and its tests' private servers) need Redis.

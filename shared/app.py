@@ -25,6 +25,7 @@ from shared.http_errors import install_error_handlers as install_http_error_hand
 from shared.input_checks import database_value_error
 from shared.logging import configure_logging
 from shared.middleware import HttpMetrics, RequestContextMiddleware
+from shared.public_keys import KeyWatcher
 from shared.revocations import RevocationWatcher, http_loader
 from shared.settings import ServiceSettings
 
@@ -162,8 +163,17 @@ def create_service_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         log.info("%s ready on port %s", settings.service_name, settings.port)
+        if not settings.tls_cert_file:
+            log.warning(
+                "serving plain HTTP on %s:%s: for loopback development, or behind a "
+                "TLS-terminating proxy, only (EDGE_TLS_CERT_FILE/EDGE_TLS_KEY_FILE serve HTTPS)",
+                settings.host,
+                settings.port,
+            )
         watcher = _revocation_watcher(app, settings)
+        keys = KeyWatcher(settings, app.state.key_ring)
         try:
+            await keys.start()
             await watcher.start()
             if extra_lifespan is None:
                 yield
@@ -172,6 +182,7 @@ def create_service_app(
                     yield
         finally:
             await watcher.stop()
+            await keys.stop()
             await engine.dispose()
 
     app = ServiceApp(
@@ -185,6 +196,7 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.edge_revocations = RevocationSet()  # kept fresh by a RevocationWatcher (lifespan)
+    app.state.key_ring = settings.key_ring()  # setup's public keys, kept fresh by a KeyWatcher
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     inner = app.framework if fast_path is None else fast_path(app.framework)

@@ -3,10 +3,13 @@
 The dependencies are ``async def`` so that FastAPI runs them on the event loop, not in a thread.
 
 Principals:
-- the operator (EDGE_OPERATOR_TOKEN): every route;
-- a service, each with its own credential (EDGE_SETUP_TOKEN, EDGE_MASTER_TOKEN, ...; see
-  ``ServiceSettings.service_credentials``): reads, plus exactly the changes listed for it in
-  ``SERVICE_GRANTS`` (its job, nothing else);
+- the operator (its token, checked by SHA-256: EDGE_OPERATOR_TOKEN_SHA256 or EDGE_OPERATOR_TOKEN;
+  or an operator credential setup signed): every route;
+- a service, each with its own credential signed by setup (shared.credentials; EDGE_SETUP_TOKEN,
+  EDGE_MASTER_TOKEN, ... or EDGE_CREDENTIAL_FILE): reads, plus exactly the changes listed for it
+  in ``SERVICE_GRANTS`` (its job, nothing else). Every service verifies with setup's public keys
+  only (shared.signing), so none but setup can mint one; HMAC credentials derived from
+  EDGE_SERVICE_TOKEN only during the migration window (EDGE_LEGACY_CREDENTIALS_UNTIL);
 - ``legacy``: the shared EDGE_SERVICE_TOKEN itself, accepted only while EDGE_ACCEPT_SERVICE_TOKEN
   is true (default in local mode), with the union of the services' grants and never an
   operator-only change (clusters, masters, edges, uploads, ...);
@@ -16,6 +19,7 @@ Principals:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -25,9 +29,11 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from shared.credentials import decode_credential
 from shared.edge_tokens import RevocationSet, decode_edge_token
 from shared.errors import Forbidden, Unauthorized
 from shared.settings import ServiceSettings
+from shared.signing import KeyRing, UnknownKey
 
 Grant = tuple[str, str, str]  # (service answering, METHOD, route path template)
 
@@ -141,43 +147,65 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+class UnknownSigningKey(Unauthorized):
+    """A token signed with a key this service does not know (yet): it re-reads setup's keys."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"this token is signed with a key this service does not know ({kid})")
+        self.kid = kid
+
+
 def identify(
-    settings: ServiceSettings, token: str | None, revocations: RevocationSet | None = None
+    settings: ServiceSettings,
+    token: str | None,
+    revocations: RevocationSet | None = None,
+    keys: KeyRing | None = None,
 ) -> Principal:
+    """Who presents ``token``: the operator (its token's SHA-256, or a credential setup signed),
+    a service (a credential setup signed for it), an edge (an edge token setup signed, not
+    revoked), or during the migration window a legacy HMAC credential."""
     if token is None:
         return ANONYMOUS
-    if settings.operator_token is not None and _same(
-        token, settings.operator_token.get_secret_value()
-    ):
+    operator = settings.operator_digest()
+    if operator is not None and _same(hashlib.sha256(token.encode()).hexdigest(), operator):
         return Principal("operator")
-    for name, credential in settings.service_credentials().items():
-        if _same(token, credential):
-            return Principal("service", name=name)
+    ring = keys if keys is not None else settings.key_ring()
+    legacy_open = settings.legacy_open()
+    try:
+        signed = decode_credential(token, ring)
+        if signed is not None:
+            return Principal(signed.kind, name=signed.name, expires_at=signed.expires_at)
+        legacy_secret = settings.edge_token_secret if legacy_open else None
+        claims = decode_edge_token(
+            token,
+            ring,
+            legacy_secret=legacy_secret.get_secret_value() if legacy_secret else None,
+        )
+    except UnknownKey as exc:
+        raise UnknownSigningKey(exc.kid) from exc
+    if claims is not None:
+        if revocations is not None and not revocations.allows(claims):
+            raise Unauthorized("this edge token was revoked: use the edge's current token")
+        return Principal(
+            "edge", nid=claims.nid, token_id=claims.token_id, expires_at=claims.expires_at
+        )
     legacy = settings.service_token if settings.accepts_service_token else None
     if legacy is not None and _same(token, legacy.get_secret_value()):
         return Principal("service", name="legacy")
-    if settings.edge_token_secret is not None:
-        claims = decode_edge_token(token, settings.edge_token_secret.get_secret_value())
-        if claims is not None:
-            if revocations is not None and not revocations.allows(claims):
-                raise Unauthorized("this edge token was revoked: use the edge's current token")
-            return Principal(
-                "edge", nid=claims.nid, token_id=claims.token_id, expires_at=claims.expires_at
-            )
+    if legacy_open:
+        for name, credential in settings.service_credentials().items():
+            if _same(token, credential):
+                return Principal("service", name=name)
     raise Unauthorized("invalid bearer token")
 
 
 def still_valid(principal: Principal, revocations: RevocationSet | None, now: float) -> bool:
     """For a principal remembered by token (the VMS's fast path): not expired, not revoked since."""
+    if principal.expires_at is not None and principal.expires_at <= now:
+        return False
     if principal.kind != "edge":
         return True
-    assert (
-        principal.nid is not None
-        and principal.token_id is not None
-        and principal.expires_at is not None
-    )
-    if principal.expires_at <= now:
-        return False
+    assert principal.nid is not None and principal.token_id is not None
     return revocations is None or principal.token_id >= revocations.min_token_id.get(
         principal.nid, 0
     )
@@ -208,7 +236,7 @@ class PrincipalCache:
             del self._principals[token]
             principal = None
         if principal is None:
-            principal = identify(settings, token, revocations)
+            principal = identify(settings, token, revocations, getattr(state, "key_ring", None))
             if len(self._principals) >= self._size:
                 self._principals.clear()
             self._principals[token] = principal
@@ -219,11 +247,30 @@ def revocations_of(connection: HTTPConnection) -> RevocationSet | None:
     return getattr(connection.app.state, "edge_revocations", None)
 
 
+def keys_of(connection: HTTPConnection) -> KeyRing | None:
+    return getattr(connection.app.state, "key_ring", None)
+
+
 def identify_connection(connection: HTTPConnection) -> Principal:
     """The caller of a request or a WebSocket handshake (bearer token), revocations applied."""
     return identify(
-        connection.app.state.settings, bearer_token(connection), revocations_of(connection)
+        connection.app.state.settings,
+        bearer_token(connection),
+        revocations_of(connection),
+        keys_of(connection),
     )
+
+
+async def identify_async(connection: HTTPConnection) -> Principal:
+    """``identify_connection``, re-reading setup's public keys once when the token names a key
+    this service does not know yet (a rotation)."""
+    try:
+        return identify_connection(connection)
+    except UnknownSigningKey as exc:
+        ring = keys_of(connection)
+        if ring is None or not await ring.refresh(unknown=exc.kid):
+            raise
+        return identify_connection(connection)
 
 
 def principal_alive(
@@ -245,7 +292,7 @@ def _grant(request: Request) -> Grant:
 
 
 async def current_principal(request: Request) -> Principal:
-    return identify_connection(request)
+    return await identify_async(request)
 
 
 async def require_staff(request: Request) -> Principal:

@@ -1,9 +1,13 @@
 """Edge tokens: issued by setup, verified by any service offline, revocable, expiring.
 
-Format: ``edg_<nid-hex>.<token-id>.<expires>.<random>.<hmac>``, the HMAC-SHA256 of everything
-between the prefix and the last dot under EDGE_EDGE_TOKEN_SECRET. ``token-id`` comes from a
-sequence in setup's database (0 for a token minted outside setup, e.g. a benchmark), ``expires``
-is a unix time in seconds.
+Format: ``edg_<nid-hex>.<token-id>.<expires>.<kid>.<signature>``, signed by setup's Ed25519 key
+``kid`` (shared.signing: the other services verify with its public key and cannot mint one).
+``token-id`` comes from a sequence in setup's database (0 for a token minted outside setup, e.g. a
+benchmark), ``expires`` is a unix time in seconds.
+
+Legacy format (accepted only during the migration window, EDGE_LEGACY_CREDENTIALS_UNTIL):
+``edg_<nid-hex>.<token-id>.<expires>.<random>.<hmac>``, the HMAC-SHA256 of everything between the
+prefix and the last dot under EDGE_EDGE_TOKEN_SECRET.
 
 Revocation: setup keeps, per node id, the lowest token id still valid (``RevocationSet``); a
 rotation or a deletion raises it, which kills every older token of that node at once. Every
@@ -18,6 +22,8 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+
+from shared.signing import KeyRing, Signer
 
 PREFIX = "edg_"
 DEFAULT_TTL_S = 30 * 86400
@@ -37,27 +43,23 @@ def _sign(body: str, secret: str) -> str:
 
 def issue_edge_token(
     nid: str,
-    secret: str,
+    signer: Signer | str,
     *,
     token_id: int = 0,
     ttl_s: int = DEFAULT_TTL_S,
     now: float | None = None,
 ) -> str:
+    """A token for node ``nid``: signed by setup's key, or (a str: the legacy HMAC secret) in the
+    old format, which services accept only during the migration window."""
     expires = int((time.time() if now is None else now) + ttl_s)
-    body = f"{nid.encode().hex()}.{token_id}.{expires}.{secrets.token_urlsafe(12)}"
-    return f"{PREFIX}{body}.{_sign(body, secret)}"
+    claims = f"{nid.encode().hex()}.{token_id}.{expires}"
+    if isinstance(signer, Signer):
+        return signer.sign(PREFIX + claims)
+    body = f"{claims}.{secrets.token_urlsafe(12)}"
+    return f"{PREFIX}{body}.{_sign(body, signer)}"
 
 
-def decode_edge_token(token: str, secret: str, *, now: float | None = None) -> EdgeClaims | None:
-    """The token's claims, or None when it is not one of ours, malformed or expired."""
-    if not token.startswith(PREFIX):
-        return None
-    body, _, signature = token[len(PREFIX) :].rpartition(".")
-    if not body or not hmac.compare_digest(signature, _sign(body, secret)):
-        return None
-    parts = body.split(".")
-    if len(parts) != 4:  # the old, permanent format: no longer accepted
-        return None
+def _claims(parts: list[str], now: float | None) -> EdgeClaims | None:
     try:
         nid = bytes.fromhex(parts[0]).decode()
         token_id, expires = int(parts[1]), int(parts[2])
@@ -68,9 +70,43 @@ def decode_edge_token(token: str, secret: str, *, now: float | None = None) -> E
     return EdgeClaims(nid, token_id, expires)
 
 
-def verify_edge_token(token: str, secret: str) -> str | None:
+def decode_edge_token(
+    token: str,
+    keys: KeyRing | str | None,
+    *,
+    legacy_secret: str | None = None,
+    now: float | None = None,
+) -> EdgeClaims | None:
+    """The token's claims, or None when it is not one of ours, malformed or expired.
+
+    ``keys``: the public keys (a signed token); a str is a legacy HMAC secret (same as
+    ``legacy_secret``: an old-format token is checked against it, if given). Raises
+    shared.signing.UnknownKey for a signed token naming a key the ring does not know."""
+    if not token.startswith(PREFIX):
+        return None
+    if isinstance(keys, str):
+        keys, legacy_secret = None, keys
+    if keys is not None:
+        body = keys.verify(token)
+        if body is not None:
+            parts = body[len(PREFIX) :].split(".")
+            return _claims(parts, now) if len(parts) == 3 else None
+        if legacy_secret is None:
+            return None
+    if legacy_secret is None:
+        return None
+    body, _, signature = token[len(PREFIX) :].rpartition(".")
+    if not body or not hmac.compare_digest(signature, _sign(body, legacy_secret)):
+        return None
+    parts = body.split(".")
+    if len(parts) != 4:  # the old, permanent format: no longer accepted
+        return None
+    return _claims(parts, now)
+
+
+def verify_edge_token(token: str, keys: KeyRing | str) -> str | None:
     """The node id the token was issued for, or None (signature and expiry only, no revocation)."""
-    claims = decode_edge_token(token, secret)
+    claims = decode_edge_token(token, keys)
     return None if claims is None else claims.nid
 
 

@@ -7,17 +7,29 @@ e.g. SETUP_PORT or VMS_GROUP_COMMIT_WINDOW_MS.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
-from typing import ClassVar, Literal
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.signing import KeyRing, Signer
+
+log = logging.getLogger("edge.settings")
 
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
 SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
+# The signing key of local mode (EDGE_ENV=local) only: a fixed, public development key, so that a
+# service started alone in local mode verifies and sends credentials without setup. Never outside
+# local mode.
+LOCAL_SIGNING_SEED = b"edge-platform-local-signing-key!"
 # Networks an agent_url may point to unless EDGE_AGENT_ALLOWED_NETWORKS says otherwise: loopback
 # and the private ranges. Link-local (169.254/16, fe80::/10, cloud metadata), multicast and the
 # unspecified address are refused whatever this says.
@@ -49,17 +61,54 @@ class ServiceSettings(BaseSettings):
     operator_token: SecretStr | None = Field(
         None,
         validation_alias=_fixed("EDGE_OPERATOR_TOKEN"),
-        description="the operator's bearer token (16+ characters)",
+        description="the operator's bearer token (16+ characters); give the services "
+        "EDGE_OPERATOR_TOKEN_SHA256 instead, so that they can check it but not present it",
+    )
+    operator_token_sha256: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_OPERATOR_TOKEN_SHA256"),
+        description="the SHA-256 (hex) of the operator's token: accepted without being held",
+    )
+    public_keys: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_PUBLIC_KEYS"),
+        description="setup's public keys (comma list, base64url; `edgectl credentials keys`) "
+        "verified with besides those read from setup's GET /keys",
+    )
+    fetch_public_keys: bool = Field(
+        True,
+        validation_alias=_fixed("EDGE_FETCH_PUBLIC_KEYS"),
+        description="read setup's public keys from its GET /keys (at start, then periodically)",
+    )
+    public_keys_refresh_s: float = Field(
+        300.0,
+        gt=0,
+        validation_alias=_fixed("EDGE_PUBLIC_KEYS_REFRESH_S"),
+        description="re-read setup's public keys this often (and on an unknown key id)",
+    )
+    credential_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_CREDENTIAL_FILE"),
+        description="file holding this service's own credential (issued by setup); "
+        "EDGE_<SERVICE>_TOKEN gives it inline",
+    )
+    legacy_credentials_until: datetime.date | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_LEGACY_CREDENTIALS_UNTIL"),
+        description="migration window (YYYY-MM-DD, UTC, inclusive): until then HMAC edge tokens "
+        "(EDGE_EDGE_TOKEN_SECRET) and HMAC service credentials (from EDGE_SERVICE_TOKEN) are "
+        "still accepted; unset or past: refused",
     )
     service_token: SecretStr | None = Field(
         None,
         validation_alias=_fixed("EDGE_SERVICE_TOKEN"),
-        description="root of the services' own credentials (each derived from it unless set)",
+        description="legacy: root of the HMAC service credentials (migration window only) and "
+        "the shared token (EDGE_ACCEPT_SERVICE_TOKEN)",
     )
     edge_token_secret: SecretStr | None = Field(
         None,
         validation_alias=_fixed("EDGE_EDGE_TOKEN_SECRET"),
-        description="signs the edges' own tokens (verified offline)",
+        description="legacy: verifies HMAC edge tokens during the migration window",
     )
     setup_token: SecretStr | None = Field(
         None, validation_alias=_fixed("EDGE_SETUP_TOKEN"), description="setup's own credential"
@@ -83,7 +132,8 @@ class ServiceSettings(BaseSettings):
     accept_service_token: bool | None = Field(
         None,
         validation_alias=_fixed("EDGE_ACCEPT_SERVICE_TOKEN"),
-        description="EDGE_SERVICE_TOKEN itself is a (scoped) credential; default: in local mode",
+        description="EDGE_SERVICE_TOKEN itself is a (scoped) credential; default: in local mode "
+        "(development; a service holding it holds every service's grants)",
     )
     edge_token_ttl_s: int = Field(
         30 * 86400,
@@ -111,6 +161,23 @@ class ServiceSettings(BaseSettings):
         None,
         validation_alias=_fixed("EDGE_AGENT_CA_FILE"),
         description="CA bundle the master verifies https agents with",
+    )
+    tls_cert_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_TLS_CERT_FILE"),
+        description="serve HTTPS with this certificate chain (PEM; `edgectl tls cert`); unset: "
+        "plain HTTP, for loopback development or behind a TLS-terminating proxy only",
+    )
+    tls_key_file: str | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_TLS_KEY_FILE"),
+        description="... and this private key (PEM)",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        validation_alias=_fixed("EDGE_FORWARDED_ALLOW_IPS"),
+        description="addresses whose X-Forwarded-Proto/For are believed (a TLS proxy in front: "
+        "then the console's cookie is Secure); comma list or *",
     )
     open_reads: bool = Field(
         False, validation_alias=_fixed("EDGE_OPEN_READS"), description="reads without a token"
@@ -166,7 +233,7 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _secrets_required_outside_local(self) -> ServiceSettings:
         if self.env == "local":
-            if self.operator_token is None:
+            if self.operator_token is None and self.operator_token_sha256 is None:
                 self.operator_token = SecretStr(LOCAL_OPERATOR_TOKEN)
             if self.service_token is None:
                 self.service_token = SecretStr(LOCAL_SERVICE_TOKEN)
@@ -180,13 +247,26 @@ class ServiceSettings(BaseSettings):
                     ("EDGE_SERVICE_TOKEN", self.service_token),
                     ("EDGE_EDGE_TOKEN_SECRET", self.edge_token_secret),
                 )
-                if value is None or len(value.get_secret_value()) < 16
+                if value is not None and len(value.get_secret_value()) < 16
             ]
+            if self.operator_token is None and self.operator_token_sha256 is None:
+                missing.append("EDGE_OPERATOR_TOKEN or EDGE_OPERATOR_TOKEN_SHA256")
             if missing:
                 raise ValueError(
                     "outside local mode (EDGE_ENV=local) these "
                     "secrets must be set, 16 characters or more: " + ", ".join(missing)
                 )
+        if self.operator_token_sha256 is not None:
+            digest = self.operator_token_sha256.strip().lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError("EDGE_OPERATOR_TOKEN_SHA256 must be 64 hex digits (a SHA-256)")
+            self.operator_token_sha256 = digest
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("EDGE_TLS_CERT_FILE and EDGE_TLS_KEY_FILE go together")
+        if self.public_keys:
+            from shared.signing import parse_public_keys
+
+            parse_public_keys(self.public_keys)  # a bad key is an error at start, not at use
         if not self.port:
             self.port = self.default_port
         return self
@@ -197,18 +277,72 @@ class ServiceSettings(BaseSettings):
             return self.env == "local"
         return self.accept_service_token
 
+    def legacy_open(self, today: datetime.date | None = None) -> bool:
+        """Whether the migration window of HMAC credentials is open (see the setting)."""
+        if self.legacy_credentials_until is None:
+            return False
+        day = today or datetime.datetime.now(datetime.UTC).date()
+        return day <= self.legacy_credentials_until
+
+    def operator_digest(self) -> str | None:
+        """The SHA-256 of the operator's token this service accepts."""
+        if self.operator_token_sha256 is not None:
+            return self.operator_token_sha256
+        if self.operator_token is not None:
+            return hashlib.sha256(self.operator_token.get_secret_value().encode()).hexdigest()
+        return None
+
+    def local_signer(self) -> Signer | None:
+        """Local mode only: the fixed development key (see LOCAL_SIGNING_SEED)."""
+        if self.env != "local":
+            return None
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from shared.signing import Signer
+
+        return Signer(Ed25519PrivateKey.from_private_bytes(LOCAL_SIGNING_SEED))
+
+    def signer(self) -> Signer | None:
+        """The key this process signs credentials with: setup's (SetupSettings), or local mode's
+        development key; every other service: none."""
+        return self.local_signer()
+
+    def key_ring(self) -> KeyRing:
+        """The keys this process verifies credentials with (before any fetched from setup)."""
+        from shared.signing import KeyRing, parse_public_keys
+
+        static = parse_public_keys(self.public_keys)
+        local = self.local_signer()
+        if local is not None:
+            static.append(local.public)
+        return KeyRing(static=static, signer=self.signer())
+
+    def legacy_service_credentials(self) -> dict[str, str]:
+        """Legacy: each service's HMAC credential derived from EDGE_SERVICE_TOKEN (accepted
+        during the migration window only)."""
+        out: dict[str, str] = {}
+        if self.service_token is None:
+            return out
+        root = self.service_token.get_secret_value().encode()
+        for name in SERVICE_NAMES:
+            digest = hmac.new(root, f"service:{name}".encode(), hashlib.sha256).hexdigest()
+            out[name] = "svc_" + digest[:40]
+        return out
+
     def service_credentials(self) -> dict[str, str]:
-        """Each service's own credential: set explicitly, or derived from EDGE_SERVICE_TOKEN (an
-        HMAC per service name, so no two services share one)."""
+        """The credentials this process was given (EDGE_<NAME>_TOKEN; its own also from
+        EDGE_CREDENTIAL_FILE), and during the migration window the legacy derived ones of the
+        services it was not given one for."""
         out: dict[str, str] = {}
         for name in SERVICE_NAMES:
             explicit = getattr(self, f"{name}_token")
             if explicit is not None:
                 out[name] = explicit.get_secret_value()
-            elif self.service_token is not None:
-                root = self.service_token.get_secret_value().encode()
-                digest = hmac.new(root, f"service:{name}".encode(), hashlib.sha256).hexdigest()
-                out[name] = "svc_" + digest[:40]
+        if self.service_name in SERVICE_NAMES and self.credential_file:
+            out[self.service_name] = Path(self.credential_file).read_text().strip()
+        if self.legacy_open():
+            for name, credential in self.legacy_service_credentials().items():
+                out.setdefault(name, credential)
         return out
 
     def agent_key_for(self, nid: str) -> str:
@@ -217,14 +351,29 @@ class ServiceSettings(BaseSettings):
 
         if self.agent_key_secret is not None:
             secret = self.agent_key_secret.get_secret_value()
-        else:
-            root = self.service_token.get_secret_value() if self.service_token else ""
-            secret = derived_secret(root)
+        elif self.service_token is not None:
+            secret = derived_secret(self.service_token.get_secret_value())
+        else:  # never a key anyone could derive from nothing
+            raise ValueError("the agents' keys need EDGE_AGENT_KEY_SECRET (or EDGE_SERVICE_TOKEN)")
         return agent_key(secret, nid)
 
     def own_credential(self) -> str:
-        """What this service sends when it calls another one."""
-        return self.service_credentials().get(self.service_name, "")
+        """What this service sends when it calls another one: the credential setup issued it
+        (EDGE_<NAME>_TOKEN or EDGE_CREDENTIAL_FILE); in local mode one signed with the
+        development key; during the migration window the legacy derived one."""
+        own = self.service_credentials().get(self.service_name)
+        if own:
+            return own
+        signer = self.signer()
+        if signer is not None and self.service_name in SERVICE_NAMES:
+            if self._own_signed is None:
+                from shared.credentials import issue_service_credential
+
+                self._own_signed = issue_service_credential(self.service_name, signer)
+            return self._own_signed
+        return ""
+
+    _own_signed: str | None = PrivateAttr(None)
 
     @property
     def service_package(self) -> str:

@@ -19,7 +19,7 @@ import random
 import statistics
 from datetime import UTC, datetime, timedelta
 
-from services.optimizer.policies.config import OverloadConfig
+from services.optimizer.model.config import OverloadConfig
 from services.optimizer.policies.forecast import Trend, observe
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -290,6 +290,10 @@ def main() -> int:
         EDGE_OPERATOR_TOKEN=OPERATOR,
         EDGE_SERVICE_TOKEN=SERVICE,
         EDGE_EDGE_TOKEN_SECRET=SECRET,
+        # The baselines verify HMAC edge tokens: the VMS takes the same ones, in the legacy window
+        # (its principal cache makes the signature's cost a once-per-token one either way).
+        EDGE_LEGACY_CREDENTIALS_UNTIL="2999-12-31",
+        EDGE_FETCH_PUBLIC_KEYS="false",
         EDGE_MIGRATE_ON_START="false",
         EDGE_LOG_LEVEL="WARNING",
         EDGE_LOG_FORMAT="text",

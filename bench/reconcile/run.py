@@ -38,14 +38,14 @@ import asyncpg
 import httpx
 import orjson
 
-from services.optimizer.engine.context import CycleInput
 from services.optimizer.engine.cycle import decide
-from services.optimizer.engine.state import FleetState
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.context import CycleInput
+from services.optimizer.model.state import FleetState
 from shared import migrations
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.database import asyncpg_url, create_database, drop_database
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, SERVICE, SIGNER, free_port, service_env
 from tests.helpers.processes import start_service
 
 CONDITIONS = ["SUNNY", "CLOUDY", "RAINY", "SNOWY", "FOGGY", "NIGHT"]
@@ -326,7 +326,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
                 "time": ts.strftime("%H%M%S"),
                 "result": CODES["RAINY"],
             }
-            headers = {"Authorization": f"Bearer {issue_edge_token(nid, EDGE_TOKEN_SECRET)}"}
+            headers = {"Authorization": f"Bearer {issue_edge_token(nid, SIGNER)}"}
             t = time.perf_counter()
             r = vms.post("/save_edgeData", json=body, headers=headers)
             assert r.status_code == 200, r.text

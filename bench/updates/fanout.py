@@ -52,7 +52,7 @@ from shared import migrations
 from shared.contracts.updates import UpdateNotice, notice_topic
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.database import asyncpg_url, create_database, drop_database
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, SERVICE, SIGNER, free_port, service_env
 from tests.helpers.processes import Proc, start_service
 from tests.master.helpers import package_files, targz
 
@@ -225,9 +225,7 @@ async def fan_out(
     port: int,
     master_urls: list[str],
 ) -> None:
-    agents = [
-        Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", EDGE_TOKEN_SECRET)) for i in range(1, n + 1)
-    ]
+    agents = [Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)]
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(master, connector=connector, timeout=timeout) as http:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from edge_ai.common.http import CallFailed, EdgeClient
+
 log = logging.getLogger("edge.agent.credentials")
 
 
@@ -89,15 +91,18 @@ class EdgeTokenStore:
         if token is None or expires is None or expires - time.time() > self.renew_before_s:
             return False
         try:
-            async with httpx.AsyncClient(verify=self.verify, timeout=10.0) as client:
-                response = await client.post(
-                    f"{self.setup_url}/edges/me/token", headers={"Authorization": f"Bearer {token}"}
-                )
-            response.raise_for_status()
-            fresh = response.json()["token"]
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            async with EdgeClient(
+                "setup", self.setup_url, token=token, timeout=10.0, verify=self.verify
+            ) as setup:
+                answer = await setup.json("POST", "/edges/me/token")
+            fresh = answer["token"]
+        except CallFailed as exc:
+            log.warning("renewing the edge token failed (next try at the next check): %s", exc)
+            return False
+        except (TypeError, KeyError) as exc:
             log.warning(
-                "renewing the edge token failed (next try at the next check): %s",
+                "renewing the edge token failed (next try at the next check): the answer has "
+                "no token (%s)",
                 type(exc).__name__,
             )
             return False

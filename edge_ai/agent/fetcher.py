@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import httpx
 
+from edge_ai.common.http import CallFailed, EdgeClient
 from edge_common import deltas as xor_deltas
 
 log = logging.getLogger("edge.agent.fetch")
@@ -97,8 +98,12 @@ class PackageFetcher:
         self.cache_dir = cache_dir / "sha256"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self._client = httpx.AsyncClient(
-            auth=auth, timeout=httpx.Timeout(timeout_s, connect=10.0), verify=verify
+        self._master = EdgeClient(
+            "master",
+            self.master_url,
+            auth=auth,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            verify=verify,
         )
         self._locks: dict[str, asyncio.Lock] = {}
         # What the last downloads were, for the agent's reports and the tests.
@@ -106,7 +111,7 @@ class PackageFetcher:
         self.stats = {"delta": 0, "full": 0, "delta_failed": 0, "delta_bytes": 0, "full_bytes": 0}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._master.aclose()
 
     def path_for(self, digest: str) -> Path:
         return self.cache_dir / digest.split(":", 1)[1]
@@ -130,15 +135,13 @@ class PackageFetcher:
             await self._download_full(digest, path)
             return path
 
-    async def _download(self, url: str, tmp: Path, what: str) -> tuple[int, str]:
-        """Stream ``url`` into ``tmp``: (bytes, sha256 hex). FetchError on any failure."""
+    async def _download(self, path: str, tmp: Path, what: str) -> tuple[int, str]:
+        """Stream the master's ``path`` into ``tmp``: (bytes, sha256 hex); FetchError on any
+        failure."""
         sha = hashlib.sha256()
         size = 0
         try:
-            async with self._client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise FetchError(f"master answered {response.status_code} for {what}")
+            async with self._master.stream("GET", path) as response:
                 # Disk work in a thread (one 1 MiB chunk at a time): the agent stays responsive.
                 out = await asyncio.to_thread(open, tmp, "wb")
                 try:
@@ -151,17 +154,17 @@ class PackageFetcher:
                     await asyncio.to_thread(_sync, out)
                 finally:
                     await asyncio.to_thread(out.close)
-        except httpx.HTTPError as exc:
-            raise FetchError(
-                f"cannot fetch {what} from the master: {exc.__class__.__name__}"
-            ) from exc
+        except CallFailed as exc:
+            if exc.status is not None:
+                raise FetchError(f"master answered {exc.status} for {what}") from exc
+            raise FetchError(f"cannot fetch {what} from the master: {exc.message}") from exc
         return size, sha.hexdigest()
 
     def _tmp(self, path: Path, kind: str) -> Path:
         return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{kind}")
 
-    def _delta_url(self, digest: str, base: str) -> str:
-        url = f"{self.master_url}/artifacts/{digest}/delta?from={base}&formats={PATCH_FORMATS}"
+    def _delta_path(self, digest: str, base: str) -> str:
+        url = f"/artifacts/{digest}/delta?from={base}&formats={PATCH_FORMATS}"
         memory = available_memory()
         return url if memory is None else f"{url}&memory={memory}"
 
@@ -170,7 +173,7 @@ class PackageFetcher:
         try:
             try:
                 size, _ = await self._download(
-                    self._delta_url(digest, base),
+                    self._delta_path(digest, base),
                     patch,
                     f"the patch {base} -> {digest}",
                 )
@@ -193,9 +196,7 @@ class PackageFetcher:
         expected = digest.split(":", 1)[1]
         tmp = self._tmp(path, "part")
         try:
-            size, got = await self._download(
-                f"{self.master_url}/artifacts/{digest}", tmp, f"package {digest}"
-            )
+            size, got = await self._download(f"/artifacts/{digest}", tmp, f"package {digest}")
             if got != expected:
                 raise DigestMismatch(
                     f"package digest mismatch: asked for {digest}, received sha256:{got}"

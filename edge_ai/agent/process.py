@@ -57,11 +57,13 @@ def child_env(
     *,
     live_file: Path | None = None,
     live_secrets_file: Path | None = None,
+    python_paths: list[Path] | None = None,
 ) -> dict[str, str]:
     """The agent's environment minus its secrets, plus the workload's env and the program's
     directory on PYTHONPATH.
     ``EDGE_LIVE_FILE`` names the JSON file the agent rewrites when the live settings change,
-    ``EDGE_LIVE_SECRETS_FILE`` the 0600 one for the live secrets (it may not exist)."""
+    ``EDGE_LIVE_SECRETS_FILE`` the 0600 one for the live secrets (it may not exist).
+    ``python_paths``: the package's dependency environment, after its directory."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -69,7 +71,8 @@ def child_env(
     }
     base.update(env)
     existing = base.get("PYTHONPATH")
-    base["PYTHONPATH"] = str(directory) + (os.pathsep + existing if existing else "")
+    paths = [str(directory), *(str(p) for p in python_paths or [])]
+    base["PYTHONPATH"] = os.pathsep.join(paths + ([existing] if existing else []))
     base["EDGE_CONFIG"] = str(directory / "edgeconfig.xml")
     if live_file is not None:
         base["EDGE_LIVE_FILE"] = str(live_file)

@@ -36,6 +36,7 @@ from edge_ai.agent.parts import build_parts
 from edge_ai.agent.schemas import WorkloadSpec
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import PrepareError, Supervisor
+from edge_ai.common.http import CallFailed, EdgeClient
 from shared.contracts.updates import (
     DesiredSet,
     ObservedSet,
@@ -74,8 +75,9 @@ class Puller:
             settings.mqtt_url, username=settings.mqtt_username, password=password
         )
         self.topic = notice_topic(nid, settings.mqtt_topic_prefix)
-        self._http = httpx.AsyncClient(
-            base_url=settings.master_url,
+        self._master = EdgeClient(
+            "master",
+            settings.master_url,
             auth=BearerFromStore(tokens),
             timeout=httpx.Timeout(30.0, connect=10.0),
             verify=settings.verify,
@@ -97,7 +99,7 @@ class Puller:
             group.create_task(self._report(), name="report-observed")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._master.aclose()
 
     # --- notices -------------------------------------------------------------------------
     async def _listen(self) -> None:
@@ -177,15 +179,14 @@ class Puller:
         try:
             # The set applied last, by its tag (ETag): unchanged, the master answers a bare 304.
             headers = {"If-None-Match": f'"{self.applied_tag}"'} if self.applied_tag else {}
-            response = await self._http.get("/edges/me/desired", headers=headers)
-        except httpx.HTTPError as exc:
-            log.warning("cannot reach the master for the desired set: %s", type(exc).__name__)
+            response = await self._master.request(
+                "GET", "/edges/me/desired", headers=headers, allow=(304,)
+            )
+        except CallFailed as exc:
+            log.warning("no desired set from the master: %s", exc)
             return False
         if response.status_code == 304:
             return True
-        if response.status_code != 200:
-            log.warning("the master answered %s for the desired set", response.status_code)
-            return False
         try:
             desired = DesiredSet.model_validate_json(response.content)
             specs = [WorkloadSpec.model_validate(w.model_dump()) for w in desired.workloads]
@@ -239,14 +240,11 @@ class Puller:
     async def report_once(self) -> bool:
         body = self.observed()
         try:
-            response = await self._http.post(
-                "/edges/me/observed", content=body.model_dump_json(), headers=_JSON
+            await self._master.request(
+                "POST", "/edges/me/observed", content=body.model_dump_json().encode(), headers=_JSON
             )
-        except httpx.HTTPError as exc:
-            log.warning("cannot report to the master: %s", type(exc).__name__)
-            return False
-        if response.status_code != 200:
-            log.warning("the master answered %s to the report", response.status_code)
+        except CallFailed as exc:
+            log.warning("no report to the master: %s", exc)
             return False
         del self.fetcher.patch_seconds[: len(body.patch_apply_seconds)]
         return True

@@ -92,6 +92,13 @@ class AgentSettings(BaseSettings):
         8  # archives kept beyond those the desired set uses (delta bases, quick rollback)
     )
 
+    # A package's Python dependencies (its manifest's requirements): installed from the wheels it
+    # ships, or from this site index when set (never from anywhere else).
+    pip_index_url: str | None = Field(
+        None, description="a site package index for packages' requirements (default: none)"
+    )
+    pip_timeout_s: float = Field(900.0, gt=0, description="the longest one install may take")
+
     # Supervision.
     ready_grace_s: float = 2.0  # a (re)started process alive this long counts as running
     backoff_base_s: float = 1.0

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import psutil
 
+from edge_ai.agent.deps import (
+    DependencyError,
+    ensure_environment,
+    prune_environments,
+    read_requirements,
+)
 from edge_ai.agent.fetcher import DigestMismatch, FetchError, PackageFetcher
 from edge_ai.agent.process import (
     MARK_WORKDIR,
@@ -144,6 +150,8 @@ class Supervisor:
         self.fetcher = fetcher
         self.store = StateStore(self.workdir / "state.json")
         self.runners: dict[str, WorkloadRunner] = {}
+        # A package version's dependency environment (when it has requirements), by its directory.
+        self.environments: dict[Path, Path] = {}
         self.policy = SupervisionPolicy(
             ready_grace_s=settings.ready_grace_s,
             backoff_base_s=settings.backoff_base_s,
@@ -274,6 +282,9 @@ class Supervisor:
                 self._workload_env(spec),
                 live_file=self.live_path(spec.name),
                 live_secrets_file=self.live_secrets_path(spec.name),
+                python_paths=[self.environments[directory]]
+                if directory in self.environments
+                else [],
             ),
             directory=directory,
             log_path=self.workdir / "logs" / f"{spec.name}.log",
@@ -314,6 +325,7 @@ class Supervisor:
         await asyncio.to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
         self.live_path(name).unlink(missing_ok=True)
         self.live_secrets_path(name).unlink(missing_ok=True)
+        await asyncio.to_thread(self._prune_environments)
         log.info("%s removed", name)
 
     def _runner_waiting(self, spec: WorkloadSpec, reason: str) -> None:
@@ -329,6 +341,7 @@ class Supervisor:
             keep = {inst.directory for inst in runner.instances()}
             base = self.workdir / "workloads" / runner.spec.name
             await asyncio.to_thread(_remove_dirs_except, base, keep)
+            await asyncio.to_thread(self._prune_environments)
             in_use = {r.spec.package_digest for r in self.runners.values()}
             await asyncio.to_thread(self.fetcher.prune, in_use, self.settings.cache_keep)
             self._dirty.set()
@@ -392,6 +405,9 @@ class Supervisor:
                     max_bytes=self.settings.max_unpacked_bytes,
                 )
             await asyncio.to_thread(_write_edgeconfig, directory, spec.edgeconfig_xml)
+            await self._prepare_environment(directory)
+        except DependencyError as exc:
+            raise PrepareError(spec.name, f"dependencies: {exc}", kind="refused") from exc
         except DigestMismatch as exc:
             raise PrepareError(spec.name, str(exc), kind="mismatch") from exc
         except FetchError as exc:
@@ -399,6 +415,29 @@ class Supervisor:
         except UnsafePackage as exc:
             raise PrepareError(spec.name, f"package refused: {exc}", kind="refused") from exc
         return directory
+
+    async def _prepare_environment(self, directory: Path) -> None:
+        """The package's requirements installed (or found cached) before it is switched to: the
+        running version keeps serving meanwhile."""
+        requirements, wheelhouse = await asyncio.to_thread(read_requirements, directory)
+        if not requirements:
+            self.environments.pop(directory, None)
+            return
+        self.environments[directory] = await asyncio.to_thread(
+            ensure_environment,
+            self.workdir / "envs",
+            requirements,
+            wheelhouse,
+            index_url=self.settings.pip_index_url,
+            timeout_s=self.settings.pip_timeout_s,
+        )
+
+    def _prune_environments(self) -> None:
+        in_use = {inst.directory for r in self.runners.values() for inst in r.instances()}
+        for directory in list(self.environments):
+            if directory not in in_use:
+                del self.environments[directory]
+        prune_environments(self.workdir / "envs", set(self.environments.values()))
 
     # -- state -------------------------------------------------------------------------------------
     def _snapshot(self) -> SavedState:

@@ -171,6 +171,24 @@ def _read_file(path: Path) -> dict[str, object]:
     return values
 
 
+def _secret_file_value(env: Mapping[str, str], name: str) -> str | None:
+    """``name``'s line in the ``KEY=VALUE`` file named by ``EDGE_SECRET_ENV_FILE`` (how the Docker
+    runtime hands a container its secrets), if any."""
+    path = env.get("EDGE_SECRET_ENV_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"EDGE_SECRET_ENV_FILE {path}: unreadable ({exc.strerror})") from exc
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name and value.strip():
+            return value.strip()
+    return None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> EdgeConfig:
@@ -225,6 +243,9 @@ def load_config(
     ):
         if (v := var(name)) is not None:
             values[key] = v
+    if var("EDGE_TOKEN") is None and (v := _secret_file_value(env, "EDGE_TOKEN")) is not None:
+        # The Docker runtime hands the token over in the secret env file, not in the spec.
+        values["token"] = v
     if (v := var("EDGE_ANALYSIS_URL")) is not None:
         values["analysis_url"] = _check_url(v, "EDGE_ANALYSIS_URL")
     if (v := var("EDGE_ROUTE_LOW_CONFIDENCE")) is not None:

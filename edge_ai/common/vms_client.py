@@ -26,6 +26,7 @@ import httpx
 
 from edge_ai.common.buffer import BufferedRecord, DiskBuffer
 from edge_ai.common.config import EdgeConfig
+from edge_ai.common.http import AsyncHttp, async_client, retry_after
 from edge_ai.common.sender import DELIVERED, BufferedSender, Delivery, Outcome
 
 log = logging.getLogger("edge_ai.vms")
@@ -38,23 +39,13 @@ BATCH_ROUTE = "/batch"
 _RETRY_STATUSES = {401, 403, 408, 425, 429}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: our own backoff is good enough
-
-
 def classify(response: httpx.Response) -> Delivery:
     status = response.status_code
     if 200 <= status < 300:
         return DELIVERED
     reason = f"HTTP {status}: {response.text[:300]}"
     if status >= 500 or status in _RETRY_STATUSES:
-        return Delivery(Outcome.RETRY, reason, _retry_after(response))
+        return Delivery(Outcome.RETRY, reason, retry_after(response))
     return Delivery(Outcome.REJECTED, reason)
 
 
@@ -64,7 +55,7 @@ def transport_failure(exc: httpx.HTTPError) -> Delivery:
     )
 
 
-async def post(http: httpx.AsyncClient, url: str, **kw: Any) -> httpx.Response | Delivery:
+async def post(http: AsyncHttp, url: str, **kw: Any) -> httpx.Response | Delivery:
     """POST once: the answer, or a transport failure as the RETRY it stands for. The one place
     the edge programs catch httpx's errors; what an answer means is ``classify``'s."""
     try:
@@ -81,10 +72,10 @@ class VmsClient:
     """``submit(kind, data)`` and forget: delivery, buffering and ordering happen in the
     background."""
 
-    def __init__(self, config: EdgeConfig, *, program: str, http: httpx.AsyncClient | None = None):
+    def __init__(self, config: EdgeConfig, *, program: str, http: AsyncHttp | None = None):
         self.config = config
         self.base_url = config.vms_url
-        self._http = http or httpx.AsyncClient(
+        self._http = http or async_client(
             timeout=config.http_timeout, headers=_headers(config.token)
         )
         self._owns_http = http is None
@@ -175,10 +166,10 @@ class AnalysisClient:
         program: str,
         url: Callable[[], str | None],
         max_frames: int = 100,
-        http: httpx.AsyncClient | None = None,
+        http: AsyncHttp | None = None,
     ):
         self._url = url
-        self._http = http or httpx.AsyncClient(
+        self._http = http or async_client(
             timeout=max(config.http_timeout, 10.0), headers=_headers(config.token)
         )
         self._owns_http = http is None

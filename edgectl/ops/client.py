@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edge_ai.common.http import CallFailed, EdgeSyncClient, error_of
 from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia
 
 DEFAULT_URLS = {
@@ -52,21 +53,12 @@ def headers(token_env: str = TOKEN_ENV) -> dict[str, str]:
 
 
 def error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if not isinstance(body, dict):
-        return json.dumps(body)[:300]
-    err = body.get("error")
-    if isinstance(err, dict) and err.get("message"):
-        text = str(err["message"])
-        field = err.get("field")
-        return f"{text} ({field})" if field and str(field) not in text else text
-    for key in ("message", "detail"):
-        if body.get(key):
-            return str(body[key])
-    return json.dumps(body)[:300]
+    message, field = error_of(response)
+    return f"{message} ({field})" if field and field not in message else message
+
+
+# The verbs read every answer themselves: only an unreachable service is an error here.
+_ANY_STATUS = tuple(range(300, 600))
 
 
 def request(
@@ -80,17 +72,12 @@ def request(
 ) -> httpx.Response:
     """One call; a service that cannot be reached ends the command with one line."""
     base = base_url(service)
-    try:
-        return httpx.request(
-            method,
-            f"{base}{path}",
-            params=params,
-            json=body,
-            headers=headers(token_env),
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {service} at {base}: {exc or type(exc).__name__}")
+    with EdgeSyncClient(service, base, headers=headers(token_env), timeout=30) as http:
+        try:
+            return http.request(method, path, params=params, json=body, allow=_ANY_STATUS)
+        except CallFailed as exc:
+            cause = exc.__cause__
+            fail(f"cannot reach {service} at {base}: {cause or type(cause).__name__}")
 
 
 def call(

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from edge_ai.common.http import CallFailed, EdgeSyncClient
 
 
 class PortInUse(RuntimeError):
@@ -65,18 +65,17 @@ class Child:
         if not self.ready_url:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(
-                    f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}"
-                )
-            try:
-                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+        with EdgeSyncClient(self.name, "", timeout=2) as probe:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    tail = self.log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(
+                        f"{self.name} exited ({self.exit_code()}); last log lines:\n{tail}"
+                    )
+                with contextlib.suppress(CallFailed):
+                    probe.request("GET", self.ready_url)
                     return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+                time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s (see {self.log_path})")
 
     def exit_code(self) -> int | None:

@@ -3,6 +3,7 @@ folder."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -46,12 +47,18 @@ class StackSettings(BaseSettings):
         ge=1,
         le=2,
         description="2: two sites on this machine (edge-01 with the master on master_port, "
-        "edge-02 with a second master on site2_master_port, each its own cluster, database and, "
-        "when docker-registry is installed, registry)",
+        "edge-02 with a second master on site2_master_port, each its own cluster and database)",
+    )
+    site_registries: bool = Field(
+        False,
+        description="with --sites 2, a docker-registry per site (Debian's docker-registry) the "
+        "masters push images to; the demo's packages install their dependencies with RUN, so "
+        "this needs MASTER_BUILDER=buildah and their base image in each registry "
+        "(edgectl registry import-base)",
     )
     site2_master_port: int = 8012
     registry_ports: Annotated[tuple[int, int], NoDecode] = Field(
-        (5001, 5002), description="the sites' registries (--sites 2, with docker-registry)"
+        (5001, 5002), description="the sites' registries (--sites 2 with site_registries)"
     )
     pull: bool = Field(
         True,
@@ -76,6 +83,12 @@ class StackSettings(BaseSettings):
         240.0, ge=60, description="the story repeats every this many seconds"
     )
     ready_timeout_s: float = 90
+    tls: bool = Field(
+        False,
+        description="HTTPS on every service, the console and the agents, and MQTT over TLS, "
+        "with certificates of a CA generated in the data folder (tls/ca.pem: what clients "
+        "verify with); off: plain HTTP on 127.0.0.1, for loopback development only",
+    )
 
     @field_validator("agent_ports", "registry_ports", mode="before")
     @classmethod
@@ -89,28 +102,50 @@ class StackSettings(BaseSettings):
         return value
 
 
+SIGNING_KEY = "keys/setup-signing.pem"
+# A stack made before setup signed its credentials: its HMAC edge tokens (in the agents' work
+# dirs) stay accepted this long after the upgrade, while the agents renew them.
+LEGACY_WINDOW_DAYS = 30
+
+
 def load_secrets(data_dir: Path) -> dict[str, str]:
-    """Tokens for this stack: generated on the first `up`, reused after (file mode 0600)."""
+    """Tokens and keys for this stack: generated on the first `up`, reused after (file mode 0600).
+    Setup's signing key is a PEM file beside it (``SIGNING_KEY``), read by setup only."""
     path = data_dir / "secrets.json"
     if path.exists():
         values = json.loads(path.read_text())
-        if "SETUP_SECRET_KEYS" in values:
-            return values
-        # A stack made before setup encrypted camera URLs: add its key.
-        values["SETUP_SECRET_KEYS"] = _fernet_key()
-        path.write_text(json.dumps(values))
+        changed = False
+        if "SETUP_SECRET_KEYS" not in values:
+            # A stack made before setup encrypted camera URLs: add its key.
+            values["SETUP_SECRET_KEYS"] = _fernet_key()
+            changed = True
+        if not (data_dir / SIGNING_KEY).exists():
+            # A stack made before setup signed credentials: a key, and a migration window.
+            _signing_key(data_dir)
+            until = datetime.date.today() + datetime.timedelta(days=LEGACY_WINDOW_DAYS)
+            values["EDGE_LEGACY_CREDENTIALS_UNTIL"] = until.isoformat()
+            changed = True
+        if changed:
+            path.write_text(json.dumps(values))
         return values
     values = {
         "EDGE_OPERATOR_TOKEN": secrets.token_urlsafe(24),
+        # Only the agents' keys derive from it now (EDGE_AGENT_KEY_SECRET, the master's).
         "EDGE_SERVICE_TOKEN": secrets.token_urlsafe(24),
-        "EDGE_EDGE_TOKEN_SECRET": secrets.token_urlsafe(32),
         "SETUP_SECRET_KEYS": _fernet_key(),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(values, f)
+    _signing_key(data_dir)
     return values
+
+
+def _signing_key(data_dir: Path) -> Path:
+    from shared.signing import write_private_key
+
+    return write_private_key(data_dir / SIGNING_KEY)
 
 
 def _fernet_key() -> str:

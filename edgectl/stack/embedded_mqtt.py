@@ -1,6 +1,7 @@
 """The MQTT broker `edgectl up` starts for update notices when EDGE_MQTT_URL is not set.
 
-It is ``amqtt`` (a broker in pure Python, a dependency of the platform) run as a child process:
+It is ``amqtt`` (a broker in pure Python, a dependency of the platform) run as a child process
+(with ``edgectl up --tls``: Mosquitto when installed, with a TLS listener only):
 ``python -m edgectl.stack.embedded_mqtt PORT``. Without amqtt, a Mosquitto binary found on the
 machine (``mosquitto`` on PATH, or /usr/sbin/mosquitto) is used instead. Either listens on
 127.0.0.1 only and accepts any client without a password: the demo's master and agents are on
@@ -12,6 +13,7 @@ pass, and the pull agents ask for their desired set when they start.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib.util
 import shutil
 import socket
@@ -36,11 +38,30 @@ def _mosquitto() -> str | None:
 
 
 class EmbeddedMqtt:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str], log_path: Path):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        tls: tuple[Path, Path, Path] | None = None,
+    ):
+        """``tls``: (CA, certificate chain, key): MQTT over TLS only (mqtts://), Mosquitto
+        preferred."""
         self.data_dir = data_dir
         self.port = port
-        self.url = f"mqtt://127.0.0.1:{port}"
-        if importlib.util.find_spec("amqtt") is not None:
+        self.tls = tls
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{port}"
+        if tls is not None and (mosquitto := _mosquitto()) is not None:
+            self.kind = "mosquitto"
+            args = [mosquitto, "-c", str(data_dir / "mosquitto.conf")]
+        elif importlib.util.find_spec("amqtt") is not None:
+            self.kind = "amqtt"
+            args = [sys.executable, "-m", "edgectl.stack.embedded_mqtt", str(port)]
+            if tls is not None:
+                args += [str(tls[1]), str(tls[2])]
+        elif (mosquitto := _mosquitto()) is not None:
             self.kind = "amqtt"
             args = [sys.executable, "-m", "edgectl.stack.embedded_mqtt", str(port)]
         elif (mosquitto := _mosquitto()) is not None:
@@ -56,10 +77,17 @@ class EmbeddedMqtt:
     def start(self, timeout: float = 20) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.kind == "mosquitto":
-            (self.data_dir / "mosquitto.conf").write_text(
+            conf = (
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                 "log_dest stdout\n"
             )
+            if self.tls is not None:
+                ca, cert, key = self.tls
+                # Started by root, mosquitto would switch to its own user, who cannot read the
+                # stack's key (mode 0600): it stays the user who runs the stack.
+                user = getpass.getuser()
+                conf += f"user {user}\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+            (self.data_dir / "mosquitto.conf").write_text(conf)
         self.child.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -83,14 +111,17 @@ class EmbeddedMqtt:
         stop_all([self.child])
 
 
-async def serve(port: int) -> None:
-    """Run amqtt on 127.0.0.1:``port`` until SIGTERM."""
+async def serve(port: int, certfile: str | None = None, keyfile: str | None = None) -> None:
+    """Run amqtt on 127.0.0.1:``port`` until SIGTERM (over TLS with ``certfile``/``keyfile``)."""
     import signal
 
     from amqtt.broker import Broker
 
+    listener: dict[str, object] = {"type": "tcp", "bind": f"127.0.0.1:{port}"}
+    if certfile and keyfile:
+        listener.update(ssl=True, certfile=certfile, keyfile=keyfile)
     config = {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "listeners": {"default": listener},
         "plugins": {
             "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
         },
@@ -107,4 +138,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve(int(sys.argv[1]), *sys.argv[2:4]))

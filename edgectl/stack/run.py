@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -11,10 +12,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from edge_ai.common.http import EdgeSyncClient
 from edgectl.stack.children import Child, PortInUse, check_ports_free, edgectl_args, stop_all
-from edgectl.stack.config import StackSettings, load_secrets
+from edgectl.stack.config import SIGNING_KEY, StackSettings, load_secrets
 from edgectl.stack.embedded_db import EmbeddedDbError, EmbeddedPostgres
 from edgectl.stack.embedded_mqtt import EmbeddedMqtt, EmbeddedMqttError
 from edgectl.stack.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
@@ -24,6 +24,7 @@ from edgectl.stack.supervise import Supervisor
 from edgectl.stack.view import FleetView
 from shared.agent_keys import agent_key, derived_secret
 from shared.mqtt import parse_broker_url
+from shared.settings import SERVICE_NAMES
 
 log = logging.getLogger("edgectl.up")
 
@@ -35,7 +36,14 @@ PLATFORM_SECRETS = (
     "EDGE_SERVICE_TOKEN",
     "EDGE_EDGE_TOKEN_SECRET",
     "EDGE_DATABASE_URL",
+    "EDGE_AGENT_KEY_SECRET",
+    "SETUP_SIGNING_KEY_FILES",
+    "SETUP_SECRET_KEYS",
+    "EDGE_TLS_KEY_FILE",  # the services' key: an agent gets its own AGENT_TLS_KEY_FILE
+    *(f"EDGE_{name.upper()}_TOKEN" for name in SERVICE_NAMES),
 )
+# Roots no service but the one named is given (see Stack._service_env).
+ROOT_SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
 
 
 def agent_env(env: dict[str, str], secrets: dict[str, str], nid: str) -> dict[str, str]:
@@ -78,9 +86,12 @@ class Stack:
             self.ports["analysis"] = settings.analysis_port
         if settings.sites == 2:
             self.ports["master-2"] = settings.site2_master_port
-        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
-        # With two sites, a registry each when Debian's docker-registry is installed.
-        self.registry_bin = shutil.which("docker-registry") if settings.sites == 2 else None
+        self.scheme = "https" if settings.tls else "http"
+        self.urls = {name: f"{self.scheme}://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.tls_dir = self.data_dir / "tls"
+        # With two sites and site_registries, a registry each (Debian's docker-registry).
+        wants_registries = settings.sites == 2 and settings.site_registries
+        self.registry_bin = shutil.which("docker-registry") if wants_registries else None
         self.supervisor = Supervisor(self._supervised)
 
     def _analysis_possible(self) -> bool:
@@ -135,6 +146,13 @@ class Stack:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         secrets = load_secrets(self.data_dir)
+        if s.tls:
+            self._make_tls()
+        else:
+            log.warning(
+                "plain HTTP on 127.0.0.1: for loopback development only "
+                "(edgectl up --tls: HTTPS and MQTT over TLS with a generated CA)"
+            )
         database_url = s.database_url
         if not database_url:
             self.db = EmbeddedPostgres(self.data_dir / "db", s.db_port)
@@ -166,6 +184,7 @@ class Stack:
                     s.mqtt_port,
                     dict(os.environ),
                     self.data_dir / "logs" / "mqtt.log",
+                    tls=self._tls_files() if s.tls else None,
                 )
                 log.info("starting the embedded MQTT broker (%s)", self.mqtt.kind)
                 self.mqtt.start()
@@ -190,7 +209,7 @@ class Stack:
                 Child(
                     name,
                     edgectl_args("serve", name.split("-")[0], "--port", str(self.ports[name])),
-                    site_envs.get(name, env),
+                    self._service_env(name, site_envs.get(name, env), secrets),
                     logs / f"{name}.log",
                     ready_url=f"{self.urls[name]}/readyz",
                 )
@@ -199,7 +218,8 @@ class Stack:
             # Not waited for: the gateway queues while the worker loads its model (GET /queue
             # shows it once it reads).
             worker = edgectl_args("analysis-worker")
-            self._spawn(Child("analysis-worker", worker, env, logs / "analysis-worker.log"))
+            worker_env = self._service_env("analysis", env, secrets)
+            self._spawn(Child("analysis-worker", worker, worker_env, logs / "analysis-worker.log"))
         agent_urls: list[str | None] = []
         pull_agents: list[tuple[Child, Path]] = []
         for i, port in enumerate(s.agent_ports):
@@ -221,14 +241,14 @@ class Stack:
                 )
                 pull_agents.append((child, workdir))
                 continue
-            agent_urls.append(f"http://127.0.0.1:{port}")
+            agent_urls.append(f"{self.scheme}://127.0.0.1:{port}")
             self._spawn(
                 Child(
                     node,
                     edgectl_args(*args, "--port", str(port)),
                     agent_env(env, secrets, EDGES[i]["nid"]),
                     logs / f"{node}.log",
-                    ready_url=f"http://127.0.0.1:{port}/healthz",
+                    ready_url=f"{self.scheme}://127.0.0.1:{port}/healthz",
                 )
             )
         for child in self.children:
@@ -267,7 +287,7 @@ class Stack:
                     sites=s.sites,
                     pull=s.pull,
                 )
-            except (SeedError, httpx.HTTPError) as exc:
+            except SeedError as exc:
                 raise StackError(f"seeding the demo fleet failed: {exc}") from exc
         # The pull agents start once the seeding wrote their edge tokens.
         self._start_pull_agents(pull_agents, mqtt_url)
@@ -329,6 +349,25 @@ class Stack:
         if mqtt_url:
             # Update notices: the master publishes, the pull agents subscribe.
             env.update(MASTER_MQTT_URL=mqtt_url, EDGE_MQTT_URL=mqtt_url)
+        if self.settings.tls:
+            ca, cert, cert_key = self._tls_files()
+            env.update(
+                # Every service, the console and the agents serve HTTPS with the stack's
+                # certificate (127.0.0.1, localhost)...
+                EDGE_TLS_CERT_FILE=str(cert),
+                EDGE_TLS_KEY_FILE=str(cert_key),
+                AGENT_TLS_CERT_FILE=str(self.tls_dir / "agent.pem"),
+                AGENT_TLS_KEY_FILE=str(self.tls_dir / "agent-key.pem"),
+                # ... and every client verifies it against the stack's CA: httpx and OpenSSL
+                # (SSL_CERT_FILE), requests, the master towards the agents and the broker, the
+                # agents towards the master, setup and the broker.
+                SSL_CERT_FILE=str(ca),
+                REQUESTS_CA_BUNDLE=str(ca),
+                EDGE_AGENT_CA_FILE=str(ca),
+                MASTER_MQTT_CA_FILE=str(ca),
+                AGENT_MASTER_CA_FILE=str(ca),
+                AGENT_MQTT_CA_FILE=str(ca),
+            )
         if self.story is not None:
             for key, value in self.story.optimizer_env().items():
                 env.setdefault(key, value)
@@ -339,6 +378,62 @@ class Stack:
             env.setdefault("ANALYSIS_CONSUME_VMS_INBOX", "true")  # frames edges sent to the VMS
             env.setdefault("ANALYSIS_VIDEO_DIR", str(self.data_dir / "analysis" / "videos"))
         return env
+
+    def _tls_files(self) -> tuple[Path, Path, Path]:
+        """(the CA clients verify with, the certificate chain, its key)."""
+        return (
+            self.tls_dir / "ca.pem",
+            self.tls_dir / "server.pem",
+            self.tls_dir / "server-key.pem",
+        )
+
+    def _make_tls(self) -> None:
+        """The stack's CA (made once, kept in the data folder) and a fresh certificate for
+        127.0.0.1 and localhost; the stack's own calls (readiness, seeding, the view) verify it."""
+        from edgectl.tls import make_ca, make_cert
+
+        ca = make_ca(self.tls_dir, common_name="edgectl up local CA")
+        names = ["127.0.0.1", "localhost", "::1"]
+        make_cert(self.tls_dir, names, self.tls_dir, name="server")
+        make_cert(self.tls_dir, names, self.tls_dir, name="agent")  # the agents' own
+        os.environ["SSL_CERT_FILE"] = str(ca)
+        os.environ["REQUESTS_CA_BUNDLE"] = str(ca)
+        log.info("TLS: every service over HTTPS, MQTT over TLS; clients verify with %s", ca)
+
+    def _service_env(
+        self, name: str, env: dict[str, str], secrets: dict[str, str]
+    ) -> dict[str, str]:
+        """What one service process gets: setup alone the signing key; every service its own
+        credential signed by setup and setup's public key (it also reads GET /keys); the
+        operator's token only as a SHA-256, except for the console (the operator's own UI); the
+        master the agents' key root. No service but setup can mint a credential."""
+        from shared.credentials import issue_service_credential
+        from shared.signing import Signer, key_id, public_text
+
+        service = name.split("-")[0]
+        out = {k: v for k, v in env.items() if k not in ROOT_SECRETS}
+        signer = Signer.from_file(self.data_dir / SIGNING_KEY)
+        operator = secrets["EDGE_OPERATOR_TOKEN"]
+        out.update(
+            EDGE_PUBLIC_KEYS=f"{key_id(signer.public)}={public_text(signer.public)}",
+            EDGE_FETCH_PUBLIC_KEYS="true",
+            EDGE_OPERATOR_TOKEN_SHA256=hashlib.sha256(operator.encode()).hexdigest(),
+        )
+        if service == "console":
+            out["EDGE_OPERATOR_TOKEN"] = operator
+        else:
+            out.pop("SETUP_SECRET_KEYS", None)
+        if service == "setup":
+            out["SETUP_SIGNING_KEY_FILES"] = str(self.data_dir / SIGNING_KEY)
+            out["SETUP_SECRET_KEYS"] = secrets["SETUP_SECRET_KEYS"]
+        if service == "master":
+            out["EDGE_AGENT_KEY_SECRET"] = derived_secret(secrets["EDGE_SERVICE_TOKEN"])
+        if service in SERVICE_NAMES:
+            out[f"EDGE_{service.upper()}_TOKEN"] = issue_service_credential(service, signer)
+        if "EDGE_LEGACY_CREDENTIALS_UNTIL" in secrets and "EDGE_EDGE_TOKEN_SECRET" in secrets:
+            # An upgraded stack: its agents' HMAC edge tokens, until they renew them.
+            out["EDGE_EDGE_TOKEN_SECRET"] = secrets["EDGE_EDGE_TOKEN_SECRET"]
+        return out
 
     def _sites(
         self, env: dict[str, str], database_url: str, logs: Path
@@ -356,7 +451,7 @@ class Stack:
         if self.registry_bin:
             for i, port in enumerate(s.registry_ports, start=1):
                 registries[i] = self._registry(i, port, logs)
-        else:
+        elif s.site_registries:
             self.notes.append("sites without registries: docker-registry is not installed")
         env.update(
             MASTER_NAME="site-1",
@@ -419,7 +514,7 @@ class Stack:
         notes = ([self.analysis_note] if self.analysis_note else []) + self.notes
         view = FleetView(self.urls, self.headers, notes=notes)
         self.supervisor.start()
-        with httpx.Client() as client:
+        with EdgeSyncClient("stack", "") as client:
             if live:
                 from rich.live import Live
 
@@ -445,7 +540,7 @@ class Stack:
                     last = lines
                     time.sleep(2)
 
-    def _tell(self, client: httpx.Client) -> None:
+    def _tell(self, client: EdgeSyncClient) -> None:
         if self.teller is not None:
             self.teller.tick(client)
 

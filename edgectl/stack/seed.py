@@ -16,10 +16,9 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
-import httpx
-
+from edge_ai.common.http import CallFailed, EdgeSyncClient
 from edge_ai.packages.build import build_all
 from edgectl.stack.story import Story
 
@@ -46,10 +45,12 @@ class SeedError(RuntimeError):
     """The demo fleet could not be seeded."""
 
 
-def _ok(r: httpx.Response, what: str) -> dict:
-    if r.status_code >= 400:
-        raise SeedError(f"{what}: {r.status_code} {r.text[:300]}")
-    return r.json() if r.content else {}
+def _call(http: EdgeSyncClient, method: str, url: str, *, what: str, **kw: Any) -> Any:
+    """The JSON answer of one call ({} when empty); anything else a SeedError naming ``what``."""
+    try:
+        return http.json(method, url, **kw) or {}
+    except CallFailed as exc:
+        raise SeedError(f"{what}: {exc.detail}") from exc
 
 
 def seed(
@@ -67,7 +68,7 @@ def seed(
 ) -> None:
     """``pull``: the cluster runs agent-pull and ``agent_urls`` are None (nothing calls the
     agents); else each agent's URL."""
-    with httpx.Client(headers=headers, timeout=60) as http:
+    with EdgeSyncClient("stack", "", headers=headers, timeout=60) as http:
         runtime = "agent-pull" if pull else "agent"
         cluster_id = _cluster(http, setup, runtime)
         # Two sites: edge-02 is in site 2's cluster (moved there if an earlier run put it in
@@ -115,24 +116,29 @@ def seed(
                 )
 
 
-def _cluster(http: httpx.Client, setup: str, runtime: str, name: str = CLUSTER) -> int:
-    found = _ok(http.get(f"{setup}/clusters", params={"name": name}), "list clusters")["items"]
+def _cluster(http: EdgeSyncClient, setup: str, runtime: str, name: str = CLUSTER) -> int:
+    found = _call(http, "GET", f"{setup}/clusters", params={"name": name}, what="list clusters")[
+        "items"
+    ]
     for c in found:
         if c["name"] != name:
             continue
         if c["runtime"] != runtime:  # EDGE_UP_PULL changed since the data folder was made
-            _ok(
-                http.patch(f"{setup}/clusters/{c['id']}", json={"runtime": runtime}),
-                "cluster runtime",
+            _call(
+                http,
+                "PATCH",
+                f"{setup}/clusters/{c['id']}",
+                json={"runtime": runtime},
+                what="cluster runtime",
             )
             log.info("cluster %s now runs %s", name, runtime)
         return c["id"]
-    return _ok(
-        http.post(
-            f"{setup}/clusters",
-            json={"name": name, "runtime": runtime, "description": "edgectl up demo"},
-        ),
-        "create cluster",
+    return _call(
+        http,
+        "POST",
+        f"{setup}/clusters",
+        json={"name": name, "runtime": runtime, "description": "edgectl up demo"},
+        what="create cluster",
     )["id"]
 
 
@@ -145,7 +151,7 @@ def _write_token(path: Path, token: str) -> None:
 
 
 def _edge(
-    http: httpx.Client,
+    http: EdgeSyncClient,
     setup: str,
     spec: DemoEdge,
     cluster_id: int,
@@ -153,29 +159,43 @@ def _edge(
     token_file: Path,
     camera_url: str | None = None,
 ) -> int:
-    found = _ok(http.get(f"{setup}/edges", params={"nid": spec["nid"]}), "list edges")["items"]
+    found = _call(http, "GET", f"{setup}/edges", params={"nid": spec["nid"]}, what="list edges")[
+        "items"
+    ]
     if found and camera_url:
         # The demo camera listens on a new port each start: its URL follows.
-        _ok(
-            http.patch(f"{setup}/edges/{found[0]['id']}", json={"url": camera_url}),
-            f"camera of {spec['name']}",
+        _call(
+            http,
+            "PATCH",
+            f"{setup}/edges/{found[0]['id']}",
+            json={"url": camera_url},
+            what=f"camera of {spec['name']}",
         )
     if found and found[0].get("agent_url") != agent_url:
         # EDGE_UP_PULL changed: a pull agent has no URL, a push agent its port's.
-        _ok(
-            http.patch(f"{setup}/edges/{found[0]['id']}", json={"agent_url": agent_url}),
-            f"agent URL of {spec['name']}",
+        _call(
+            http,
+            "PATCH",
+            f"{setup}/edges/{found[0]['id']}",
+            json={"agent_url": agent_url},
+            what=f"agent URL of {spec['name']}",
         )
     if found:
         if not token_file.exists():  # a token is shown once: a lost one is replaced
-            rotated = _ok(
-                http.post(f"{setup}/edges/{found[0]['id']}/token"), f"token of {spec['name']}"
+            rotated = _call(
+                http,
+                "POST",
+                f"{setup}/edges/{found[0]['id']}/token",
+                what=f"token of {spec['name']}",
             )
             _write_token(token_file, rotated["token"])
         if found[0]["cluster_id"] != cluster_id:
-            _ok(
-                http.patch(f"{setup}/edges/{found[0]['id']}", json={"cluster_id": cluster_id}),
-                f"move {spec['name']} to cluster {cluster_id}",
+            _call(
+                http,
+                "PATCH",
+                f"{setup}/edges/{found[0]['id']}",
+                json={"cluster_id": cluster_id},
+                what=f"move {spec['name']} to cluster {cluster_id}",
             )
         return found[0]["id"]
     body = {
@@ -191,40 +211,43 @@ def _edge(
         "description": "simulated edge (edgectl up)",
         **({"url": camera_url} if camera_url else {}),
     }
-    created = _ok(http.post(f"{setup}/edges", json=body), f"register {spec['name']}")
+    created = _call(http, "POST", f"{setup}/edges", json=body, what=f"register {spec['name']}")
     _write_token(token_file, created["token"])
     log.info("registered %s (%s)", spec["name"], spec["nid"])
     return created["id"]
 
 
-def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tuple[str, str], int]:
+def _packages(
+    http: EdgeSyncClient, setup: str, master: str, out: Path
+) -> dict[tuple[str, str], int]:
     # The YOLO worker runs on the default install (onnxruntime, the demo ONNX model).
     wanted = ["weatherai", "monitoring-01", "monitoring-02", "yoloworker"]
     ids: dict[tuple[str, str], int] = {}
     for pkg in build_all(out, only=wanted):
-        existing = _ok(
-            http.get(
-                f"{setup}/ai-packages", params={"filename": pkg.filename, "ai_class": pkg.ai_class}
-            ),
-            "list AIs",
+        existing = _call(
+            http,
+            "GET",
+            f"{setup}/ai-packages",
+            params={"filename": pkg.filename, "ai_class": pkg.ai_class},
+            what="list AIs",
         )["items"]
         match = [a for a in existing if a["version"] == pkg.version and a["status"] != "removed"]
         if match:
             ids[(pkg.filename, pkg.ai_class)] = match[0]["id"]
             continue
         with open(pkg.path, "rb") as f:
-            accepted = _ok(
-                http.post(
-                    f"{master}/ai-packages",
-                    content=f,
-                    params={
-                        "filename": pkg.filename,
-                        "version": pkg.version,
-                        "ai_class": pkg.ai_class,
-                    },
-                    headers={"content-type": "application/gzip"},
-                ),
-                f"upload {pkg.path.name}",
+            accepted = _call(
+                http,
+                "POST",
+                f"{master}/ai-packages",
+                content=f,
+                params={
+                    "filename": pkg.filename,
+                    "version": pkg.version,
+                    "ai_class": pkg.ai_class,
+                },
+                headers={"content-type": "application/gzip"},
+                what=f"upload {pkg.path.name}",
             )
         ids[(pkg.filename, pkg.ai_class)] = accepted["ai"]["id"]
         log.info("uploaded %s", pkg.path.name)
@@ -232,12 +255,12 @@ def _packages(http: httpx.Client, setup: str, master: str, out: Path) -> dict[tu
     return ids
 
 
-def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: float = 120) -> None:
+def _wait_ready(http: EdgeSyncClient, setup: str, ai_ids: list[int], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     pending = set(ai_ids)
     while pending and time.monotonic() < deadline:
         for ai_id in list(pending):
-            ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
+            ai = _call(http, "GET", f"{setup}/ai-packages/{ai_id}", what="read AI")
             if ai["status"] == "ready":
                 pending.discard(ai_id)
             elif ai["status"] == "failed":
@@ -251,7 +274,7 @@ def _wait_ready(http: httpx.Client, setup: str, ai_ids: list[int], timeout: floa
 
 
 def _deploy(
-    http: httpx.Client,
+    http: EdgeSyncClient,
     setup: str,
     edge_id: int,
     ai_id: int,
@@ -260,13 +283,13 @@ def _deploy(
 ) -> None:
     """Deploy once; a running deployment is left as it is, but for its params whose names start
     with ``keep`` (the story's load profile), which are brought to ``params``'s."""
-    ai = _ok(http.get(f"{setup}/ai-packages/{ai_id}"), "read AI")
-    running = _ok(
-        http.get(
-            f"{setup}/deployments",
-            params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"},
-        ),
-        "list deployments",
+    ai = _call(http, "GET", f"{setup}/ai-packages/{ai_id}", what="read AI")
+    running = _call(
+        http,
+        "GET",
+        f"{setup}/deployments",
+        params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"},
+        what="list deployments",
     )["items"]
     if running:
         # Already there (maybe swapped by the optimizer since): leave it, but for ``keep``.
@@ -275,14 +298,18 @@ def _deploy(
             new = {k: v for k, v in old.items() if not k.startswith(keep)} if keep else old
             new.update({k: v for k, v in params.items() if keep and k.startswith(keep)})
             if new != old:
-                _ok(
-                    http.patch(f"{setup}/deployments/{dep['id']}", json={"params": new}),
-                    "update deployment",
+                _call(
+                    http,
+                    "PATCH",
+                    f"{setup}/deployments/{dep['id']}",
+                    json={"params": new},
+                    what="update deployment",
                 )
         return
-    _ok(
-        http.post(
-            f"{setup}/deployments", json={"edge_id": edge_id, "ai_id": ai_id, "params": params}
-        ),
-        "deploy",
+    _call(
+        http,
+        "POST",
+        f"{setup}/deployments",
+        json={"edge_id": edge_id, "ai_id": ai_id, "params": params},
+        what="deploy",
     )

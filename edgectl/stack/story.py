@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+from edge_ai.common.http import CallFailed, EdgeSyncClient
 
 log = logging.getLogger("edgectl.story")
 
@@ -80,7 +80,7 @@ class StoryTeller:
         self.token_file = token_file
         self._last_period: int | None = None
 
-    def tick(self, client: httpx.Client) -> None:
+    def tick(self, client: EdgeSyncClient) -> None:
         now = time.time()
         period = int(now // self.story.period_s)
         if self.story.phase(now) < DETECT or self._last_period == period:
@@ -102,20 +102,22 @@ class StoryTeller:
         }
         token = self.token_file.read_text().strip()
         try:
-            r = client.post(
+            client.request(
+                "POST",
                 f"{self.vms_url}/detections",
                 json=record,
                 headers={"Authorization": f"Bearer {token}"},
-                timeout=5,
+                request_timeout=5,
             )
-        except httpx.HTTPError as exc:
-            log.warning("story: the scripted detection was not posted: %s", type(exc).__name__)
+        except CallFailed as exc:
+            if exc.unreachable:
+                log.warning("story: the scripted detection was not posted: %s", exc.message)
+                return
+            self._last_period = period
+            log.warning("story: the scripted detection refused: %s", exc.status)
             return
         self._last_period = period
-        if r.status_code == 200:
-            log.info("story: a person on edge-01 (scripted detection): edge-02 should focus")
-        else:
-            log.warning("story: the scripted detection refused: %s", r.status_code)
+        log.info("story: a person on edge-01 (scripted detection): edge-02 should focus")
 
 
 def demo_pictures(data_dir: Path) -> Path:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+
+from edge_ai.common.http import CallFailed, EdgeSyncClient
 
 
 @dataclass
@@ -26,34 +27,33 @@ class FleetView:
     notes: list[str] = field(default_factory=list)  # lines shown as they are (analysis off ...)
     analysis: dict[str, Any] | None = None  # the analysis gateway's GET /queue
 
-    def refresh(self, client: httpx.Client) -> None:
+    def refresh(self, client: EdgeSyncClient) -> None:
         self.errors = []
         for name, url in self.services.items():
             try:
-                self.status[name] = (
-                    "ready"
-                    if client.get(f"{url}/readyz", timeout=2).status_code == 200
-                    else "not ready"
-                )
-            except httpx.HTTPError:
-                self.status[name] = "down"
+                client.request("GET", f"{url}/readyz", request_timeout=2)
+                self.status[name] = "ready"
+            except CallFailed as exc:
+                self.status[name] = "down" if exc.unreachable else "not ready"
         self.edges = self._edges(client)
         self.decisions = self._decisions(client)
         if "analysis" in self.services:
             self.analysis = self._get(client, "analysis", "/queue")
 
-    def _get(self, client: httpx.Client, service: str, path: str, **params) -> Any:
+    def _get(self, client: EdgeSyncClient, service: str, path: str, **params: Any) -> Any:
         try:
-            r = client.get(
-                f"{self.services[service]}{path}", params=params, headers=self.headers, timeout=3
+            return client.json(
+                "GET",
+                f"{self.services[service]}{path}",
+                params=params,
+                headers=self.headers,
+                request_timeout=3,
             )
-            r.raise_for_status()
-            return r.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            self.errors.append(f"{service}{path}: {type(exc).__name__}")
+        except CallFailed as exc:
+            self.errors.append(f"{service}{path}: {exc.message}")
             return None
 
-    def _edges(self, client: httpx.Client) -> list[dict[str, Any]]:
+    def _edges(self, client: EdgeSyncClient) -> list[dict[str, Any]]:
         edges = self._get(client, "setup", "/edges", limit=200) or {"items": []}
         deployments = self._get(client, "setup", "/deployments", desired="running", limit=2000) or {
             "items": []
@@ -90,7 +90,7 @@ class FleetView:
             )
         return rows
 
-    def _decisions(self, client: httpx.Client) -> list[dict[str, Any]]:
+    def _decisions(self, client: EdgeSyncClient) -> list[dict[str, Any]]:
         body = self._get(client, "optimizer", "/decisions", limit=8)
         if not body:
             return []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -23,6 +24,7 @@ from services.analysis.ratelimit import RateLimiter, retry_after
 from services.analysis.settings import AnalysisSettings
 from shared.auth import Principal
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted
+from shared.deps import from_app_state
 from shared.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable, UpstreamError
 
 log = logging.getLogger("edge.analysis.gateway")
@@ -288,3 +290,6 @@ class Gateway:
             "consumers": consumers,
             "max": self.settings.queue_max_jobs,
         }
+
+
+GatewayDep = Annotated[Gateway, Depends(from_app_state("gateway", Gateway))]

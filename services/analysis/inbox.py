@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-import httpx
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -20,8 +19,16 @@ from services.analysis.fusion import fuse
 from services.analysis.gateway import Gateway
 from services.analysis.images import check_image
 from services.analysis.queue import JobMeta
-from shared.contracts.analysis import AnalysisResult, Detection, InboxClaim, InboxResult, JobError
+from shared.contracts.analysis import (
+    AnalysisResult,
+    Detection,
+    InboxClaim,
+    InboxClaimRequest,
+    InboxResult,
+    JobError,
+)
 from shared.errors import DomainError
+from shared.service_client import ServiceClient
 
 log = logging.getLogger("edge.analysis.inbox")
 
@@ -55,20 +62,18 @@ class VmsInbox:
         self.gateway = gateway
         s = gateway.settings
         token = s.own_credential()  # the analysis service's own, scoped credential
-        self.http = httpx.AsyncClient(
-            base_url=s.vms_url,
-            timeout=s.vms_timeout_s,
-            headers={"Authorization": f"Bearer {token}"},
-        )
+        self.vms = ServiceClient("vms", s.vms_url, token=token, timeout=s.vms_timeout_s)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.vms.aclose()
 
     async def cycle(self) -> None:
         try:
             await self.post_results()
             await self.claim_frames()
-        except (httpx.HTTPError, RedisError) as exc:
+        except DomainError as exc:  # the VMS unreachable or refusing: the next cycle tries again
+            log.warning("VMS inbox cycle stopped: %s", exc.message)
+        except RedisError as exc:
             log.warning("VMS inbox cycle stopped: %s", exc)
 
     async def post_results(self) -> None:
@@ -80,33 +85,33 @@ class VmsInbox:
             result = AnalysisResult.model_validate_json(raw)
             try:
                 await self.write_back(result.vms_request_id, inbox_result(result))
-            except httpx.HTTPError:
+            except DomainError:
                 await g.redis.lpush(g.keys.vms_outbox, raw)  # retried next cycle
                 raise
 
     async def write_back(self, request_id: int | None, body: InboxResult) -> None:
-        r = await self.http.put(
+        r = await self.vms.request(
+            "PUT",
             f"/analysis/{request_id}/result",
-            content=body.model_dump_json(by_alias=True),
+            content=body.model_dump_json(by_alias=True).encode(),
             headers={"Content-Type": "application/json"},
+            allow=(404,),
         )
         if r.status_code == 404:
             log.warning("VMS frame %s is gone; result dropped", request_id)
             return
-        r.raise_for_status()
         self.gateway.metrics.vms_frames.labels("answered").inc()
 
     async def claim_frames(self) -> None:
         g = self.gateway
         s = g.settings
-        r = await self.http.post(
-            "/analysis/claim", json={"limit": s.inbox_batch, "lease_s": s.lease_s * 4}
+        ask = InboxClaimRequest(limit=s.inbox_batch, lease_s=s.lease_s * 4)
+        claim = await self.vms.model(
+            "POST", "/analysis/claim", InboxClaim, json=ask.model_dump(mode="json")
         )
-        r.raise_for_status()
-        claim = InboxClaim.model_validate(r.json())
         for frame in claim.frames:
             g.metrics.vms_frames.labels("claimed").inc()
-            image = (await self.http.get(f"/analysis/{frame.id}/image")).raise_for_status().content
+            image = (await self.vms.request("GET", f"/analysis/{frame.id}/image")).content
             edge = _edge_boxes(frame.metadata)
             try:
                 checked = check_image(image, max_pixels=s.max_image_pixels)

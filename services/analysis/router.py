@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from services.analysis.gateway import Gateway
+from services.analysis.gateway import Gateway, GatewayDep
+from services.analysis.videos import VideosDep
 from shared.auth import (
     AnyPrincipal,
     Principal,
@@ -63,10 +64,6 @@ VIDEO_BODY = {
 }
 
 
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway
-
-
 def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     data: dict = {k: v for k, v in query.items() if v is not None}
     if raw:
@@ -111,6 +108,7 @@ def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
 )
 async def analyze(
     request: Request,
+    gateway: GatewayDep,
     principal: AnyPrincipal,
     async_: Annotated[bool, Query(alias="async")] = False,
     annotate: Annotated[
@@ -141,7 +139,6 @@ async def analyze(
         raise Invalid(
             "annotate=true needs a synchronous request (not async=true)", field="annotate"
         )
-    gateway = _gateway(request)
     answer = await gateway.analyze(principal, image, meta, wait=not async_)
     status = 202 if isinstance(answer, JobAccepted) else 200
     body = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -175,10 +172,10 @@ def multipart_mixed(parts: list[tuple[str, bytes]]) -> Response:
     "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONResponse:
+async def job(job_id: str, gateway: GatewayDep, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
-    answer = await _gateway(request).job(job_id, principal)
+    answer = await gateway.job(job_id, principal)
     status = 202 if isinstance(answer, JobAccepted) else 200
     return JSONResponse(
         answer.model_dump(mode="json", by_alias=True, exclude_none=True), status_code=status
@@ -186,8 +183,8 @@ async def job(job_id: str, request: Request, principal: ReaderAuth) -> JSONRespo
 
 
 @router.get("/queue", summary="Queue depth, jobs in work, workers")
-async def queue(request: Request, _: ReaderAuth) -> dict:
-    return await _gateway(request).queue_stats()
+async def queue(gateway: GatewayDep, _: ReaderAuth) -> dict:
+    return await gateway.queue_stats()
 
 
 @router.post(
@@ -200,8 +197,8 @@ async def queue(request: Request, _: ReaderAuth) -> dict:
     "422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
 )
-async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
-    return await request.app.state.videos.upload(principal, request)
+async def upload_video(request: Request, videos: VideosDep, principal: AnyPrincipal) -> dict:
+    return await videos.upload(principal, request)
 
 
 @router.get(
@@ -210,8 +207,8 @@ async def upload_video(request: Request, principal: AnyPrincipal) -> dict:
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, request: Request, principal: ReaderAuth) -> dict:
-    return await request.app.state.videos.status(_video_id(video_id), principal)
+async def video_status(video_id: str, videos: VideosDep, principal: ReaderAuth) -> dict:
+    return await videos.status(_video_id(video_id), principal)
 
 
 @router.get(
@@ -222,8 +219,9 @@ async def video_status(video_id: str, request: Request, principal: ReaderAuth) -
     "gets the earlier frames first), then one `event: end`.",
     response_class=StreamingResponse,
 )
-async def video_events(video_id: str, request: Request, principal: ReaderAuth) -> StreamingResponse:
-    videos = request.app.state.videos
+async def video_events(
+    video_id: str, request: Request, videos: VideosDep, principal: ReaderAuth
+) -> StreamingResponse:
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
         until_revoked(
@@ -239,8 +237,8 @@ async def video_events(video_id: str, request: Request, principal: ReaderAuth) -
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, request: Request, principal: ReaderAuth) -> FileResponse:
-    path = await request.app.state.videos.annotated(_video_id(video_id), principal)
+async def video_annotated(video_id: str, videos: VideosDep, principal: ReaderAuth) -> FileResponse:
+    path = await videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
 
 
@@ -251,7 +249,7 @@ def _video_id(video_id: str) -> str:
 
 
 @router.websocket("/ws/frames")
-async def camera_frames(websocket: WebSocket) -> None:
+async def camera_frames(websocket: WebSocket, gateway: GatewayDep) -> None:
     """Camera frames one at a time: each binary message is a JPEG or PNG, each answer the frame's
     result as JSON (as `POST /analyze` answers it), or `{"error": {...}}` for a bad frame (the
     connection stays open). Bearer auth in the handshake; a refused token closes with 1008, and so
@@ -266,14 +264,13 @@ async def camera_frames(websocket: WebSocket) -> None:
     await websocket.accept()
     await serve_until_revoked(
         websocket,
-        _frames(websocket, principal),
+        _frames(websocket, gateway, principal),
         principal_alive(websocket, principal),
         reason="the token that opened this connection was revoked or has expired",
     )
 
 
-async def _frames(websocket: WebSocket, principal: Principal) -> None:
-    gateway: Gateway = websocket.app.state.gateway
+async def _frames(websocket: WebSocket, gateway: Gateway, principal: Principal) -> None:
     try:
         while True:
             message = await websocket.receive()

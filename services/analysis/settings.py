@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from fastapi import Depends
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.deps import from_app_state
 from shared.settings import ServiceSettings, _fixed
 
 
@@ -130,3 +132,6 @@ class AnalysisSettings(ServiceSettings):
     def model_name(self) -> str:
         """The model's name in results and cache keys: the file's stem (``yolov8m``)."""
         return Path(self.model_path).stem
+
+
+SettingsDep = Annotated[AnalysisSettings, Depends(from_app_state("settings", AnalysisSettings))]

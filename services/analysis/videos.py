@@ -19,9 +19,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from redis.exceptions import RedisError
 
 from services.analysis.gateway import Gateway, caller_key
@@ -29,6 +29,7 @@ from services.analysis.images import check_image
 from services.analysis.queue import JobMeta, first_stream, text
 from shared.auth import Principal
 from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata
+from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, Invalid, NotFound, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("edge.analysis.videos")
@@ -352,3 +353,6 @@ class Videos:
         if not path.is_file():
             raise NotFound(f"the annotated file of video {video_id} is gone", field="video_id")
         return path
+
+
+VideosDep = Annotated[Videos, Depends(from_app_state("videos", Videos))]

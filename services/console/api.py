@@ -14,10 +14,11 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.fleet import fleet_view
-from services.console.live import sse
-from services.console.sessions import SessionAuth, SessionExpired, find_session
-from services.console.upstream import Upstreams
+from services.console.live import Live, LiveDep, sse
+from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
+from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
+from shared.contracts.deployments import DeploymentCreate, DeploymentOut
 from shared.errors import Invalid
 from shared.streams import until_revoked
 
@@ -30,13 +31,15 @@ SESSION_CHECK_S = 0.5  # a signed-out session closes its streams within a second
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _while_signed_in(request: Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+def _while_signed_in(
+    request: Request, store: SessionStore, stream: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
     """A live stream that ends with ``event: expired`` within a second of the session's end
     (expired or signed out), however quiet the stream is."""
 
     async def alive() -> bool:
         try:
-            return await find_session(request) is not None
+            return await store.find(request) is not None
         except SessionExpired:
             return False
 
@@ -48,13 +51,9 @@ def _while_signed_in(request: Request, stream: AsyncIterator[bytes]) -> AsyncIte
     )
 
 
-def _up(request: Request) -> Upstreams:
-    return request.app.state.upstreams
-
-
-def _live(request: Request, topic: str) -> StreamingResponse:
+def _live(request: Request, live: Live, store: SessionStore, topic: str) -> StreamingResponse:
     return StreamingResponse(
-        _while_signed_in(request, request.app.state.live.stream(topic)),
+        _while_signed_in(request, store, live.stream(topic)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -69,32 +68,36 @@ async def session_state(session: SessionAuth) -> dict[str, Any]:
 
 
 @router.get("/fleet", summary="Every edge with its state, AIs, cpu and memory")
-async def fleet(request: Request, _: SessionAuth) -> dict[str, Any]:
-    return await fleet_view(_up(request))
+async def fleet(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+    return await fleet_view(up)
 
 
 @router.get("/fleet/events", summary="The fleet view as Server-Sent Events (event: fleet)")
-async def fleet_events(request: Request, _: SessionAuth) -> StreamingResponse:
-    return _live(request, "fleet")
+async def fleet_events(
+    live: LiveDep, store: SessionStoreDep, request: Request, _: SessionAuth
+) -> StreamingResponse:
+    return _live(request, live, store, "fleet")
 
 
 @router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
-async def edge(edge_id: int, request: Request, _: SessionAuth) -> dict[str, Any]:
-    return await edge_view(_up(request), edge_id)
+async def edge(edge_id: int, up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+    return await edge_view(up, edge_id)
 
 
 @router.get(
     "/edges/{edge_id}/events",
     summary="The edge's view as Server-Sent Events (event: edge; problem when setup fails)",
 )
-async def edge_events(edge_id: int, request: Request, _: SessionAuth) -> StreamingResponse:
-    return _live(request, f"edge:{edge_id}")
+async def edge_events(
+    live: LiveDep, store: SessionStoreDep, edge_id: int, request: Request, _: SessionAuth
+) -> StreamingResponse:
+    return _live(request, live, store, f"edge:{edge_id}")
 
 
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
 async def series(
     nid: str,
-    request: Request,
+    up: UpstreamsDep,
     _: SessionAuth,
     kind: Literal["usage", "environment", "detections"] = "usage",
     minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 30,
@@ -107,7 +110,7 @@ async def series(
         "end": end.isoformat(),
         "step": step,
     }
-    return await _up(request).vms.json("GET", f"/nodes/{nid}/series", params=params)
+    return await up.vms.json("GET", f"/nodes/{nid}/series", params=params)
 
 
 class DeployIn(BaseModel):
@@ -116,14 +119,26 @@ class DeployIn(BaseModel):
     ai_id: int
 
 
-@router.post("/deployments", status_code=201, summary="Deploy an AI on an edge")
-async def deploy(data: DeployIn, request: Request, _: SessionAuth) -> Any:
-    return await _up(request).setup.json("POST", "/deployments", json=data.model_dump())
+@router.post(
+    "/deployments",
+    status_code=201,
+    response_model=DeploymentOut,
+    summary="Deploy an AI on an edge",
+)
+async def deploy(data: DeployIn, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
+    body = DeploymentCreate(edge_id=data.edge_id, ai_id=data.ai_id)
+    return await up.setup.model(
+        "POST", "/deployments", DeploymentOut, json=body.model_dump(mode="json", exclude_unset=True)
+    )
 
 
-@router.delete("/deployments/{deployment_id}", summary="Remove an AI from its edge")
-async def remove(deployment_id: int, request: Request, _: SessionAuth) -> Any:
-    return await _up(request).setup.json("DELETE", f"/deployments/{deployment_id}")
+@router.delete(
+    "/deployments/{deployment_id}",
+    response_model=DeploymentOut,
+    summary="Remove an AI from its edge",
+)
+async def remove(deployment_id: int, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
+    return await up.setup.model("DELETE", f"/deployments/{deployment_id}", DeploymentOut)
 
 
 class PinIn(BaseModel):
@@ -132,14 +147,14 @@ class PinIn(BaseModel):
 
 
 @router.put("/pins/{edge_id}", summary="Pin an edge: no policy touches it")
-async def pin(edge_id: int, request: Request, _: SessionAuth, data: PinIn | None = None) -> Any:
+async def pin(edge_id: int, up: UpstreamsDep, _: SessionAuth, data: PinIn | None = None) -> Any:
     body = (data or PinIn()).model_dump()
-    return await _up(request).optimizer.json("PUT", f"/pins/{edge_id}", json=body)
+    return await up.optimizer.json("PUT", f"/pins/{edge_id}", json=body)
 
 
 @router.delete("/pins/{edge_id}", status_code=204, summary="Unpin an edge")
-async def unpin(edge_id: int, request: Request, _: SessionAuth) -> Response:
-    await _up(request).optimizer.request("DELETE", f"/pins/{edge_id}")
+async def unpin(up: UpstreamsDep, edge_id: int, _: SessionAuth) -> Response:
+    await up.optimizer.request("DELETE", f"/pins/{edge_id}")
     return Response(status_code=204)
 
 
@@ -147,16 +162,18 @@ async def unpin(edge_id: int, request: Request, _: SessionAuth) -> Response:
 
 
 @router.get("/ai-packages", summary="AI packages with their build status, and the rollouts")
-async def ai_packages(request: Request, _: SessionAuth) -> dict[str, Any]:
-    return await packages_view(_up(request))
+async def ai_packages(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+    return await packages_view(up)
 
 
 @router.get(
     "/ai-packages/events",
     summary="The packages and rollouts as Server-Sent Events (event: packages)",
 )
-async def ai_packages_events(request: Request, _: SessionAuth) -> StreamingResponse:
-    return _live(request, "packages")
+async def ai_packages_events(
+    live: LiveDep, store: SessionStoreDep, request: Request, _: SessionAuth
+) -> StreamingResponse:
+    return _live(request, live, store, "packages")
 
 
 @router.post(
@@ -166,10 +183,10 @@ async def ai_packages_events(request: Request, _: SessionAuth) -> StreamingRespo
 async def rollout_action(
     rollout_id: int,
     action: Literal["pause", "resume", "rollback"],
-    request: Request,
+    up: UpstreamsDep,
     _: SessionAuth,
 ) -> Any:
-    return await _up(request).optimizer.json("POST", f"/rollouts/{rollout_id}/{action}")
+    return await up.optimizer.json("POST", f"/rollouts/{rollout_id}/{action}")
 
 
 @router.post(
@@ -177,7 +194,7 @@ async def rollout_action(
     status_code=202,
     summary="Upload an AI package archive (raw body), passed on to the master as it arrives",
 )
-async def upload_package(request: Request, _: SessionAuth) -> Any:
+async def upload_package(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
     content_type = request.headers.get("content-type", "application/octet-stream")
     if content_type.startswith("multipart/"):
         raise Invalid("send the archive as the raw body", field="body")
@@ -186,7 +203,7 @@ async def upload_package(request: Request, _: SessionAuth) -> Any:
         for k, v in request.query_params.items()
         if k in ("filename", "version", "ai_class", "condition", "description") and v
     }
-    return await _up(request).master.json(
+    return await up.master.json(
         "POST",
         "/ai-packages",
         params=params,
@@ -200,7 +217,7 @@ async def upload_package(request: Request, _: SessionAuth) -> Any:
 
 @router.get("/decisions", summary="The optimizer's decision log, filtered")
 async def decisions(
-    request: Request,
+    up: UpstreamsDep,
     _: SessionAuth,
     edge: Annotated[str | None, Query(max_length=100)] = None,
     policy: Annotated[str | None, Query(max_length=40)] = None,
@@ -217,17 +234,19 @@ async def decisions(
     for name, when in (("since", since), ("until", until)):
         if when is not None:
             params[name] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
-    return await _up(request).optimizer.json("GET", "/decisions", params=params)
+    return await up.optimizer.json("GET", "/decisions", params=params)
 
 
 @router.get("/decisions/events", summary="New decisions as Server-Sent Events (event: decision)")
-async def decision_events(request: Request, _: SessionAuth) -> StreamingResponse:
-    return _live(request, "decisions")
+async def decision_events(
+    live: LiveDep, store: SessionStoreDep, request: Request, _: SessionAuth
+) -> StreamingResponse:
+    return _live(request, live, store, "decisions")
 
 
 @router.get("/control", summary="The optimizer's pause and dry-run switches")
-async def control(request: Request, _: SessionAuth) -> Any:
-    return await _up(request).optimizer.json("GET", "/control")
+async def control(up: UpstreamsDep, _: SessionAuth) -> Any:
+    return await up.optimizer.json("GET", "/control")
 
 
 class ControlIn(BaseModel):
@@ -237,28 +256,28 @@ class ControlIn(BaseModel):
 
 
 @router.put("/control", summary="Pause or resume the optimizer; dry-run on or off")
-async def set_control(data: ControlIn, request: Request, _: SessionAuth) -> Any:
+async def set_control(data: ControlIn, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_none=True)
-    return await _up(request).optimizer.json("PUT", "/control", json=body)
+    return await up.optimizer.json("PUT", "/control", json=body)
 
 
 # --- detection (the analysis service) --------------------------------------------------------
 
 
 @router.post("/analyze", summary="Analyse one image (the raw body, JPEG or PNG)")
-async def analyze(request: Request, _: SessionAuth) -> Any:
+async def analyze(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
     image = await request.body()
     if not image:
         raise Invalid("the body is empty: send a JPEG or PNG image", field="body")
     content_type = request.headers.get("content-type", "image/jpeg")
-    return await _up(request).analysis.json(
+    return await up.analysis.json(
         "POST", "/analyze", content=image, headers={"content-type": content_type}
     )
 
 
 @router.post("/videos", status_code=202, summary="Upload a video for analysis (the raw body)")
-async def upload_video(request: Request, _: SessionAuth) -> Any:
-    return await _up(request).analysis.json(
+async def upload_video(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
+    return await up.analysis.json(
         "POST",
         "/videos",
         content=request.stream(),
@@ -273,18 +292,18 @@ def _video_id(video_id: str) -> str:
 
 
 @router.get("/videos/{video_id}", summary="A video's progress")
-async def video(video_id: str, request: Request, _: SessionAuth) -> Any:
-    return await _up(request).analysis.json("GET", f"/videos/{_video_id(video_id)}")
+async def video(video_id: str, up: UpstreamsDep, _: SessionAuth) -> Any:
+    return await up.analysis.json("GET", f"/videos/{_video_id(video_id)}")
 
 
 async def _relay(
-    request: Request, path: str, limits: httpx.Timeout
+    up: Upstreams, path: str, limits: httpx.Timeout
 ) -> tuple[httpx.Response, AsyncIterator[bytes]]:
     """An upstream stream opened (its error answer raised here), and its body to pass on; the
     stream is closed when the body ends or the browser goes."""
     stack = contextlib.AsyncExitStack()
     response = await stack.enter_async_context(
-        _up(request).analysis.stream("GET", path, request_timeout=limits)
+        up.analysis.stream("GET", path, request_timeout=limits)
     )
 
     async def body() -> AsyncIterator[bytes]:
@@ -296,16 +315,18 @@ async def _relay(
 
 
 @router.get("/videos/{video_id}/events", summary="Per-frame results as Server-Sent Events")
-async def video_events(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
-    _response, body = await _relay(request, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
+async def video_events(
+    video_id: str, request: Request, up: UpstreamsDep, store: SessionStoreDep, _: SessionAuth
+) -> StreamingResponse:
+    _response, body = await _relay(up, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
     return StreamingResponse(
-        _while_signed_in(request, body), media_type="text/event-stream", headers=SSE_HEADERS
+        _while_signed_in(request, store, body), media_type="text/event-stream", headers=SSE_HEADERS
     )
 
 
 @router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)")
-async def video_annotated(video_id: str, request: Request, _: SessionAuth) -> StreamingResponse:
-    response, body = await _relay(request, f"/videos/{_video_id(video_id)}/annotated", FILE_TIMEOUT)
+async def video_annotated(video_id: str, up: UpstreamsDep, _: SessionAuth) -> StreamingResponse:
+    response, body = await _relay(up, f"/videos/{_video_id(video_id)}/annotated", FILE_TIMEOUT)
     headers = {"Content-Disposition": f'attachment; filename="{video_id}-annotated.mp4"'}
     if "content-length" in response.headers:
         headers["Content-Length"] = response.headers["content-length"]

@@ -81,14 +81,14 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         live = Live(upstreams)
         app.state.upstreams = upstreams
         app.state.live = live
+        store = sessions.SessionStore(settings, app.state.sessionmaker)
+        app.state.sessions = store
         scheduler = AsyncIOScheduler()
         try:
             scheduler.add_job(
                 live.tick, "interval", seconds=settings.live_interval_s, id="live", max_instances=1
             )
-            scheduler.add_job(
-                sessions.sweep_expired, "interval", minutes=10, args=[app], id="sweep"
-            )
+            scheduler.add_job(store.sweep_expired, "interval", minutes=10, id="sweep")
             scheduler.start()
             yield
         finally:

@@ -13,11 +13,14 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from services.console.fleet import fleet_view
 from services.console.upstream import Upstreams
 from services.console.views import edge_view, packages_view
+from shared.deps import from_app_state
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.console.live")
@@ -114,3 +117,6 @@ class Live:
                     yield b": keepalive\n\n"
         finally:
             self.listeners[topic].discard(queue)
+
+
+LiveDep = Annotated[Live, Depends(from_app_state("live", Live))]

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.sessions import SessionAuth
-from services.console.upstream import Upstreams
+from services.console.upstream import UpstreamsDep
 from services.console.views import optional
 from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
 
@@ -23,16 +23,11 @@ VIA_CONSOLE = {CHANGED_VIA_HEADER: ChangedVia.CONSOLE.value}
 PolicyName = Annotated[Policy, Path(description="the policy")]
 
 
-def _up(request: Request) -> Upstreams:
-    return request.app.state.upstreams
-
-
 # --- the registry: edges, clusters, masters --------------------------------------------------
 
 
 @router.get("/registry", summary="Edges, clusters and masters (with their state)")
-async def registry(request: Request, _: SessionAuth) -> dict[str, Any]:
-    up = _up(request)
+async def registry(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
     problems: list[dict[str, str]] = []
     edges, clusters, masters = await asyncio.gather(
         optional(problems, "setup", up.setup.json("GET", "/edges", params={"limit": 10_000})),
@@ -85,20 +80,20 @@ class EdgeChange(EdgeFields):
 
 
 @router.post("/edges", status_code=201, summary="Register an edge (its token is shown once)")
-async def add_edge(data: EdgeIn, request: Request, _: SessionAuth) -> Any:
+async def add_edge(data: EdgeIn, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_none=True)
-    return await _up(request).setup.json("POST", "/edges", json=body)
+    return await up.setup.json("POST", "/edges", json=body)
 
 
 @router.patch("/edges/{edge_id}", summary="Change an edge's fields (those sent)")
-async def edit_edge(edge_id: int, data: EdgeChange, request: Request, _: SessionAuth) -> Any:
+async def edit_edge(edge_id: int, data: EdgeChange, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_unset=True)
-    return await _up(request).setup.json("PATCH", f"/edges/{edge_id}", json=body)
+    return await up.setup.json("PATCH", f"/edges/{edge_id}", json=body)
 
 
 @router.delete("/edges/{edge_id}", status_code=204, summary="Remove an edge (its tokens too)")
-async def remove_edge(edge_id: int, request: Request, _: SessionAuth) -> Response:
-    await _up(request).setup.request("DELETE", f"/edges/{edge_id}")
+async def remove_edge(up: UpstreamsDep, edge_id: int, _: SessionAuth) -> Response:
+    await up.setup.request("DELETE", f"/edges/{edge_id}")
     return Response(status_code=204)
 
 
@@ -111,14 +106,14 @@ class ClusterIn(BaseModel):
 
 
 @router.post("/clusters", status_code=201, summary="Register a cluster")
-async def add_cluster(data: ClusterIn, request: Request, _: SessionAuth) -> Any:
+async def add_cluster(data: ClusterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_none=True)
-    return await _up(request).setup.json("POST", "/clusters", json=body)
+    return await up.setup.json("POST", "/clusters", json=body)
 
 
 @router.delete("/clusters/{cluster_id}", status_code=204, summary="Remove a cluster")
-async def remove_cluster(cluster_id: int, request: Request, _: SessionAuth) -> Response:
-    await _up(request).setup.request("DELETE", f"/clusters/{cluster_id}")
+async def remove_cluster(up: UpstreamsDep, cluster_id: int, _: SessionAuth) -> Response:
+    await up.setup.request("DELETE", f"/clusters/{cluster_id}")
     return Response(status_code=204)
 
 
@@ -131,14 +126,14 @@ class MasterIn(BaseModel):
 
 
 @router.post("/masters", status_code=201, summary="Register a master (a record)")
-async def add_master(data: MasterIn, request: Request, _: SessionAuth) -> Any:
+async def add_master(data: MasterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_none=True)
-    return await _up(request).setup.json("POST", "/masters", json=body)
+    return await up.setup.json("POST", "/masters", json=body)
 
 
 @router.delete("/masters/{master_id}", status_code=204, summary="Remove a master's record")
-async def remove_master(master_id: int, request: Request, _: SessionAuth) -> Response:
-    await _up(request).setup.request("DELETE", f"/masters/{master_id}")
+async def remove_master(up: UpstreamsDep, master_id: int, _: SessionAuth) -> Response:
+    await up.setup.request("DELETE", f"/masters/{master_id}")
     return Response(status_code=204)
 
 
@@ -146,8 +141,7 @@ async def remove_master(master_id: int, request: Request, _: SessionAuth) -> Res
 
 
 @router.get("/settings", summary="The condition map, the policies' settings and who changed them")
-async def settings(request: Request, _: SessionAuth) -> dict[str, Any]:
-    up = _up(request)
+async def settings(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
     problems: list[dict[str, str]] = []
     conditions, policies, changes = await asyncio.gather(
         optional(problems, "setup", up.setup.json("GET", "/conditions")),
@@ -173,21 +167,21 @@ class ConditionsIn(BaseModel):
 
 
 @router.put("/conditions", summary="Replace the result-code -> condition -> ai_class map")
-async def set_conditions(data: ConditionsIn, request: Request, _: SessionAuth) -> Any:
-    return await _up(request).setup.json("PUT", "/conditions", json=data.model_dump())
+async def set_conditions(data: ConditionsIn, up: UpstreamsDep, _: SessionAuth) -> Any:
+    return await up.setup.json("PUT", "/conditions", json=data.model_dump())
 
 
 @router.patch("/policies/{name}", summary="Change a policy's settings (the optimizer validates)")
 async def tune_policy(
-    name: PolicyName, changes: dict[str, Any], request: Request, _: SessionAuth
+    name: PolicyName, changes: dict[str, Any], up: UpstreamsDep, _: SessionAuth
 ) -> Any:
-    return await _up(request).optimizer.json(
+    return await up.optimizer.json(
         "PATCH", f"/policies/{name.value}", json=changes, headers=VIA_CONSOLE
     )
 
 
 @router.delete("/policies/{name}/overrides", summary="A policy back to the settings' defaults")
-async def reset_policy(name: PolicyName, request: Request, _: SessionAuth) -> Any:
-    return await _up(request).optimizer.json(
+async def reset_policy(name: PolicyName, up: UpstreamsDep, _: SessionAuth) -> Any:
+    return await up.optimizer.json(
         "DELETE", f"/policies/{name.value}/overrides", headers=VIA_CONSOLE
     )

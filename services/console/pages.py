@@ -11,8 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console import sessions
-from services.console.sessions import COOKIE, ConsoleSession, SessionExpired
-from services.console.settings import ConsoleSettings
+from services.console.sessions import (
+    COOKIE,
+    ConsoleSession,
+    SessionExpired,
+    SessionStore,
+    SessionStoreDep,
+)
+from services.console.settings import ConsoleSettings, SettingsDep
 from shared.contracts.decisions import Action, Policy
 
 router = APIRouter(include_in_schema=False)
@@ -41,7 +47,7 @@ def content_policy(settings: ConsoleSettings) -> str:
 
 
 def _page(
-    request: Request,
+    settings: ConsoleSettings,
     *,
     title: str,
     body: str,
@@ -50,7 +56,6 @@ def _page(
     script: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    settings: ConsoleSettings = request.app.state.settings
     nav = ""
     if session is not None:
         links = "".join(
@@ -97,7 +102,11 @@ _REASONS = {
 
 
 def _login_page(
-    request: Request, *, message: str = "", next_path: str = "/fleet", status_code: int = 200
+    settings: ConsoleSettings,
+    *,
+    message: str = "",
+    next_path: str = "/fleet",
+    status_code: int = 200,
 ) -> HTMLResponse:
     note = f'<p class="message" role="alert">{html.escape(message)}</p>' if message else ""
     body = f"""<section class="login"><h1>Sign in</h1>{note}
@@ -108,7 +117,7 @@ def _login_page(
 <button type="submit">Sign in</button></form>
 <p class="hint">The operator token is EDGE_OPERATOR_TOKEN (with <code>edgectl up</code>: in the
 data folder's <code>secrets.json</code>).</p></section>"""
-    return _page(request, title="Sign in", body=body, status_code=status_code)
+    return _page(settings, title="Sign in", body=body, status_code=status_code)
 
 
 @router.get("/")
@@ -117,26 +126,27 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str = "/fleet", reason: str = "") -> HTMLResponse:
-    return _login_page(request, message=_REASONS.get(reason, ""), next_path=_local_path(next))
+async def login_form(settings: SettingsDep, next: str = "/fleet", reason: str = "") -> HTMLResponse:
+    return _login_page(settings, message=_REASONS.get(reason, ""), next_path=_local_path(next))
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, settings: SettingsDep, store: SessionStoreDep) -> Response:
     form = await request.form(max_files=0, max_fields=3)
     token = str(form.get("token") or "")
     next_path = _local_path(str(form.get("next") or ""))
     if not sessions.same_origin(request):
-        return _login_page(request, message="Sign in from the console's own page.", status_code=403)
-    if not sessions.token_matches(request.app.state.settings, token):
         return _login_page(
-            request,
+            settings, message="Sign in from the console's own page.", status_code=403
+        )
+    if not sessions.token_matches(settings, token):
+        return _login_page(
+            settings,
             message="That is not the operator token.",
             next_path=next_path,
             status_code=401,
         )
-    cookie, _ = await sessions.open_session(request)
-    settings: ConsoleSettings = request.app.state.settings
+    cookie, _ = await store.open()
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -144,34 +154,36 @@ async def login(request: Request) -> Response:
         max_age=settings.session_ttl_s,
         httponly=True,
         samesite="strict",
-        secure=settings.cookie_secure,
+        # Secure whenever the console is reached over TLS (its own, or a proxy's X-Forwarded-Proto
+        # from an address uvicorn trusts: FORWARDED_ALLOW_IPS).
+        secure=settings.cookie_secure or request.url.scheme == "https",
         path="/",
     )
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, settings: SettingsDep, store: SessionStoreDep) -> Response:
     form = await request.form(max_files=0, max_fields=2)
     try:
-        session = await sessions.find_session(request)
+        session = await store.find(request)
     except SessionExpired:
         session = None
     if session is not None:
         if not sessions.same_origin(request) or str(form.get("csrf") or "") != session.csrf:
             return _login_page(
-                request, message="Sign out from the console's own page.", status_code=403
+                settings, message="Sign out from the console's own page.", status_code=403
             )
-        await sessions.close_session(request)
+        await store.close(request)
     response = RedirectResponse("/login?reason=signed-out", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
-async def _signed_in(request: Request) -> ConsoleSession | RedirectResponse:
+async def _signed_in(request: Request, store: SessionStore) -> ConsoleSession | RedirectResponse:
     target = quote(request.url.path, safe="/")
     try:
-        session = await sessions.find_session(request)
+        session = await store.find(request)
     except SessionExpired:
         redirect = RedirectResponse(f"/login?next={target}&reason=expired", status_code=303)
         redirect.delete_cookie(COOKIE, path="/")
@@ -368,33 +380,49 @@ kept across restarts, logged with who changed them).</p>
 </dialog>"""
 
 
-async def _shell(request: Request, title: str, active: str, body: str, script: str) -> Response:
-    session = await _signed_in(request)
+async def _shell(
+    request: Request,
+    settings: ConsoleSettings,
+    store: SessionStore,
+    title: str,
+    active: str,
+    body: str,
+    script: str,
+) -> Response:
+    session = await _signed_in(request, store)
     if isinstance(session, Response):
         return session
-    return _page(request, title=title, body=body, active=active, session=session, script=script)
+    return _page(settings, title=title, body=body, active=active, session=session, script=script)
 
 
 @router.get("/fleet")
-async def fleet_page(request: Request) -> Response:
-    return await _shell(request, "Fleet", "/fleet", FLEET, "fleet.js")
+async def fleet_page(request: Request, settings: SettingsDep, store: SessionStoreDep) -> Response:
+    return await _shell(request, settings, store, "Fleet", "/fleet", FLEET, "fleet.js")
 
 
 @router.get("/edges/{edge_id}")
-async def edge_page(request: Request, edge_id: int) -> Response:
+async def edge_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep, edge_id: int
+) -> Response:
     body = EDGE.replace('<h1 id="edge-title">', f'<h1 id="edge-title" data-edge-id="{edge_id}">')
-    return await _shell(request, f"Edge {edge_id}", "/fleet", body, "edge.js")
+    return await _shell(request, settings, store, f"Edge {edge_id}", "/fleet", body, "edge.js")
 
 
 @router.get("/ai-packages")
-async def packages_page(request: Request) -> Response:
-    return await _shell(request, "AI packages", "/ai-packages", PACKAGES, "packages.js")
+async def packages_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep
+) -> Response:
+    return await _shell(
+        request, settings, store, "AI packages", "/ai-packages", PACKAGES, "packages.js"
+    )
 
 
 @router.get("/decisions")
-async def decisions_page(request: Request) -> Response:
+async def decisions_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep
+) -> Response:
     body = DECISIONS.replace("{policies}", _options(Policy)).replace("{actions}", _options(Action))
-    return await _shell(request, "Decisions", "/decisions", body, "decisions.js")
+    return await _shell(request, settings, store, "Decisions", "/decisions", body, "decisions.js")
 
 
 def _options(values: type[StrEnum]) -> str:
@@ -402,15 +430,23 @@ def _options(values: type[StrEnum]) -> str:
 
 
 @router.get("/detection")
-async def detection_page(request: Request) -> Response:
-    return await _shell(request, "Detection", "/detection", DETECTION, "detection.js")
+async def detection_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep
+) -> Response:
+    return await _shell(
+        request, settings, store, "Detection", "/detection", DETECTION, "detection.js"
+    )
 
 
 @router.get("/registry")
-async def registry_page(request: Request) -> Response:
-    return await _shell(request, "Registry", "/registry", REGISTRY, "registry.js")
+async def registry_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep
+) -> Response:
+    return await _shell(request, settings, store, "Registry", "/registry", REGISTRY, "registry.js")
 
 
 @router.get("/settings")
-async def settings_page(request: Request) -> Response:
-    return await _shell(request, "Settings", "/settings", SETTINGS, "settings.js")
+async def settings_page(
+    request: Request, settings: SettingsDep, store: SessionStoreDep
+) -> Response:
+    return await _shell(request, settings, store, "Settings", "/settings", SETTINGS, "settings.js")

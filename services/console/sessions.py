@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.console import models as m
 from services.console.settings import ConsoleSettings
 from shared.db import utcnow
+from shared.deps import from_app_state
 from shared.errors import Forbidden, Unauthorized
 
 COOKIE = "edge_console"
@@ -56,43 +58,52 @@ def token_matches(settings: ConsoleSettings, given: str) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def open_session(request: Request) -> tuple[str, ConsoleSession]:
-    """A new session: the cookie's token and the stored row."""
-    settings: ConsoleSettings = request.app.state.settings
-    token = secrets.token_urlsafe(32)
-    row = m.Session(
-        token_hash=_hash(token),
-        csrf=secrets.token_urlsafe(32),
-        expires_at=utcnow() + timedelta(seconds=settings.session_ttl_s),
-    )
-    async with request.app.state.sessionmaker() as db, db.begin():
-        db.add(row)
-    return token, ConsoleSession(row.token_hash, row.csrf)
+class SessionStore:
+    """The console's sessions in its own table (``console.sessions``); routes reach it by
+    ``SessionStoreDep``."""
+
+    def __init__(
+        self, settings: ConsoleSettings, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+
+    async def open(self) -> tuple[str, ConsoleSession]:
+        """A new session: the cookie's token and the stored row."""
+        token = secrets.token_urlsafe(32)
+        row = m.Session(
+            token_hash=_hash(token),
+            csrf=secrets.token_urlsafe(32),
+            expires_at=utcnow() + timedelta(seconds=self.settings.session_ttl_s),
+        )
+        async with self.sessionmaker() as db, db.begin():
+            db.add(row)
+        return token, ConsoleSession(row.token_hash, row.csrf)
+
+    async def close(self, request: Request) -> None:
+        token = request.cookies.get(COOKIE)
+        if token:
+            async with self.sessionmaker() as db, db.begin():
+                await db.execute(delete(m.Session).where(m.Session.token_hash == _hash(token)))
+
+    async def sweep_expired(self) -> None:
+        """Scheduled: delete sessions past their expiry."""
+        async with self.sessionmaker() as db, db.begin():
+            await db.execute(delete(m.Session).where(m.Session.expires_at <= utcnow()))
+
+    async def find(self, request: Request) -> ConsoleSession | None:
+        """The request's live session; raises SessionExpired when a cookie names none."""
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        async with self.sessionmaker() as db:
+            row = await db.get(m.Session, _hash(token))
+        if row is None or row.expires_at <= utcnow():
+            raise SessionExpired()
+        return ConsoleSession(row.token_hash, row.csrf)
 
 
-async def close_session(request: Request) -> None:
-    token = request.cookies.get(COOKIE)
-    if token:
-        async with request.app.state.sessionmaker() as db, db.begin():
-            await db.execute(delete(m.Session).where(m.Session.token_hash == _hash(token)))
-
-
-async def sweep_expired(app) -> None:
-    """Scheduled: delete sessions past their expiry."""
-    async with app.state.sessionmaker() as db, db.begin():
-        await db.execute(delete(m.Session).where(m.Session.expires_at <= utcnow()))
-
-
-async def find_session(request: Request) -> ConsoleSession | None:
-    """The request's live session; raises SessionExpired when a cookie names none."""
-    token = request.cookies.get(COOKIE)
-    if not token:
-        return None
-    async with request.app.state.sessionmaker() as db:
-        row = await db.get(m.Session, _hash(token))
-    if row is None or row.expires_at <= utcnow():
-        raise SessionExpired()
-    return ConsoleSession(row.token_hash, row.csrf)
+SessionStoreDep = Annotated[SessionStore, Depends(from_app_state("sessions", SessionStore))]
 
 
 def same_origin(request: Request) -> bool:
@@ -104,9 +115,9 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == host
 
 
-async def require_session(request: Request) -> ConsoleSession:
+async def require_session(request: Request, store: SessionStoreDep) -> ConsoleSession:
     """The operator's session; for a change also its CSRF token and the console's own Origin."""
-    session = await find_session(request)
+    session = await store.find(request)
     if session is None:
         raise SignedOut()
     if request.method not in SAFE_METHODS:

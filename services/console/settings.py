@@ -3,11 +3,13 @@ The other services' URLs are the fixed EDGE_*_URL names every service reads."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from fastapi import Depends
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.deps import from_app_state
 from shared.settings import ServiceSettings
 
 
@@ -47,3 +49,6 @@ class ConsoleSettings(ServiceSettings):
     image_max_bytes: int = Field(
         16 * 1024 * 1024, description="body limit of an image sent for analysis (413 above)"
     )
+
+
+SettingsDep = Annotated[ConsoleSettings, Depends(from_app_state("settings", ConsoleSettings))]

@@ -5,8 +5,12 @@ it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
 
 from services.console.settings import ConsoleSettings
+from shared.deps import from_app_state
 from shared.service_client import ServiceClient
 
 
@@ -40,3 +44,6 @@ class Upstreams:
     async def aclose(self) -> None:
         for client in self.all():
             await client.aclose()
+
+
+UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]

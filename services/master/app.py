@@ -18,8 +18,8 @@ from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
 from services.master.pull.fastpath import DesiredFastPath
-from services.master.pull.router import router as pull_router
 from services.master.reconcile.deployments_router import router as deployments_router
+from services.master.reconcile.pull_router import router as pull_router
 from services.master.reconcile.router import router as reconcile_router
 from services.master.runners import Runners
 from services.master.settings import MasterSettings
@@ -60,7 +60,6 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             engine=app.state.engine,
         )
         runners = Runners.on(ctx)
-        app.state.artifacts = store
         app.state.deltas = DeltaCache(
             store,
             UpdateTraffic(app.state.metrics_registry),
@@ -70,7 +69,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             max_age_s=settings.delta_cache_max_age_s,
         )
         app.state.master = ctx
-        app.state.runners = runners
+        runners.install(app.state)
         ctx.optimizer.start()
         await runners.start()
         try:

@@ -7,9 +7,9 @@ through their own dependencies (services.master.runners), so no module here impo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.master.metrics import MasterMetrics
@@ -17,6 +17,7 @@ from services.master.packages import ArchiveLimits, ArtifactStore
 from services.master.registry import RegistryConfig
 from services.master.settings import MasterSettings
 from services.master.setup_client import OptimizerEvents, SetupClient
+from shared.deps import from_app_state
 
 
 @dataclass
@@ -55,8 +56,4 @@ class MasterContext:
         )
 
 
-def master_context(request: Request) -> MasterContext:
-    return cast(MasterContext, request.app.state.master)
-
-
-ContextDep = Annotated[MasterContext, Depends(master_context)]
+ContextDep = Annotated[MasterContext, Depends(from_app_state("master", MasterContext))]

@@ -1,12 +1,13 @@
-"""The master's background runners, built on the context in the app's lifespan, and the
-dependencies routes reach them by."""
+"""The master's background runners, built on the context in the app's lifespan: the composition
+root, imported by ``app`` only. Routes reach each runner by the typed dependency declared beside
+its class (``BuildRunnerDep``, ``RemovalsDep``, ``ReconcilerDep``, ``MembershipDep``,
+``ArtifactAccessDep``), which ``install`` makes answerable."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from starlette.datastructures import State
 
 from services.master.builds.removal import Removals
 from services.master.builds.service import BuildRunner
@@ -31,6 +32,14 @@ class Runners:
         membership.health = reconciler.health
         return cls(builds=builds, removals=removals, reconciler=reconciler, membership=membership)
 
+    def install(self, state: State) -> None:
+        """Where the runners' dependencies find them."""
+        state.builds = self.builds
+        state.removals = self.removals
+        state.reconciler = self.reconciler
+        state.membership = self.membership
+        state.artifact_access = self.reconciler.artifact_access
+
     async def start(self) -> None:
         if self.membership.registers:
             await self.membership.beat()  # registered before the first pass: it knows its clusters
@@ -43,10 +52,3 @@ class Runners:
         await self.reconciler.stop()
         await self.removals.stop()
         await self.builds.stop()
-
-
-def runners(request: Request) -> Runners:
-    return cast(Runners, request.app.state.runners)
-
-
-RunnersDep = Annotated[Runners, Depends(runners)]

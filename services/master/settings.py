@@ -27,6 +27,7 @@ class ClusterRuntimeSettings(BaseModel):
     namespace: str | None = Field(None, description="instead of the cluster's namespace in setup")
     docker_host: str | None = None
     docker_live_dir: str | None = None
+    docker_network: str | None = None
     agent_ca_file: str | None = Field(None, description="CA bundle of this cluster's https agents")
     architectures: list[str] | None = Field(
         None,
@@ -212,6 +213,11 @@ class MasterSettings(ServiceSettings):
         "file, bind-mounted read-only, so routing/hand-off/focus changes need no restart; unset: "
         "they travel as env and replace the container",
     )
+    docker_network: str | None = Field(
+        None,
+        description="the network the AI containers join (Docker's network_mode: host, bridge or a "
+        "network's name); unset: the engine's default (bridge)",
+    )
     kubeconfig: str | None = None
     kube_context: str | None = None
     kube_in_cluster: bool = False
@@ -237,8 +243,8 @@ class MasterSettings(ServiceSettings):
     cluster_runtime: dict[str, ClusterRuntimeSettings] = Field(
         default_factory=dict,
         description='JSON, per cluster name: {"kubeconfig", "kube_context", "kube_in_cluster", '
-        '"namespace", "docker_host", "docker_live_dir", "agent_ca_file"} (file paths, never '
-        "credentials themselves)",
+        '"namespace", "docker_host", "docker_live_dir", "docker_network", "agent_ca_file"} '
+        "(file paths, never credentials themselves)",
     )
     heartbeat_seconds: float = Field(
         10.0, gt=0, description="period of the registration/heartbeat call to setup"

@@ -9,10 +9,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from services.master.settings import MasterSettings
+from shared.contracts.deployments import DeploymentCreate, DeploymentOut, DeploymentUpdate
 from shared.contracts.events import Event
 from shared.contracts.fleet import FLEET_SNAPSHOT, FleetSnapshot
 from shared.contracts.master import (
     AiPackageChange,
+    AiPackageNew,
     AiPackagePage,
     AiPackageRecord,
     ClusterPage,
@@ -83,9 +85,13 @@ class SetupClient:
         found = await self.list_ais(filename=filename, ai_class=ai_class)
         return next((a for a in found if version_key(a.version) == key), None)
 
-    async def create_ai(self, body: dict[str, Any]) -> AiPackageRecord:
+    async def create_ai(self, body: AiPackageNew) -> AiPackageRecord:
         return await self.client.model(
-            "POST", "/ai-packages", AiPackageRecord, json=body, what="AI create"
+            "POST",
+            "/ai-packages",
+            AiPackageRecord,
+            json=body.model_dump(mode="json"),
+            what="AI create",
         )
 
     async def patch_ai(self, ai_id: int, change: AiPackageChange) -> AiPackageRecord:
@@ -149,17 +155,27 @@ class SetupClient:
         )
         return page.items
 
-    async def create_deployment(self, body: dict[str, Any]) -> Any:
-        return await self.client.json("POST", "/deployments", json=body, what="deployment create")
-
-    async def update_deployment(self, dep_id: int, body: dict[str, Any]) -> Any:
-        return await self.client.json(
-            "PATCH", f"/deployments/{dep_id}", json=body, what=f"deployment {dep_id} update"
+    async def create_deployment(self, body: DeploymentCreate) -> DeploymentOut:
+        return await self.client.model(
+            "POST",
+            "/deployments",
+            DeploymentOut,
+            json=body.model_dump(mode="json", exclude_unset=True),
+            what="deployment create",
         )
 
-    async def remove_deployment(self, dep_id: int) -> Any:
-        return await self.client.json(
-            "DELETE", f"/deployments/{dep_id}", what=f"deployment {dep_id} removal"
+    async def update_deployment(self, dep_id: int, body: DeploymentUpdate) -> DeploymentOut:
+        return await self.client.model(
+            "PATCH",
+            f"/deployments/{dep_id}",
+            DeploymentOut,
+            json=body.model_dump(mode="json", exclude_unset=True),
+            what=f"deployment {dep_id} update",
+        )
+
+    async def remove_deployment(self, dep_id: int) -> DeploymentOut:
+        return await self.client.model(
+            "DELETE", f"/deployments/{dep_id}", DeploymentOut, what=f"deployment {dep_id} removal"
         )
 
     async def report_observed(self, reports: list[ObservedReport]) -> None:

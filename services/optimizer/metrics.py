@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.optimizer.engine.context import RolloutStatus
+from services.optimizer.model.context import RolloutStatus
 from shared.contracts.fleet import EdgeStatus
 
 

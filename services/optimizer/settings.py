@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.optimizer.policies.config import (
+from services.optimizer.model.config import (
     EnvironmentConfig,
     FocusConfig,
     LowConfidenceConfig,

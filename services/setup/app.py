@@ -15,6 +15,7 @@ from services.setup.deployments.router import router as deployments
 from services.setup.edges.router import router as edges
 from services.setup.edges.tokens import own_table_loader
 from services.setup.fleet.router import router as fleet
+from services.setup.keys import router as keys
 from services.setup.legacy.router import router as legacy
 from services.setup.master_client import MasterCalls
 from services.setup.masters.router import router as masters
@@ -40,7 +41,17 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
         description="Registry of clusters, masters, edge devices "
         "and AI packages, and the desired deployments. "
         "Every change needs `Authorization: Bearer <token>`.",
-        routers=[clusters, masters, edges, ai_packages, deployments, conditions, fleet, legacy],
+        routers=[
+            clusters,
+            masters,
+            edges,
+            ai_packages,
+            deployments,
+            conditions,
+            fleet,
+            legacy,
+            keys,
+        ],
         # The optimizer writes a whole cycle's differences in one bulk call.
         body_limits={"/deployments/bulk": settings.max_bulk_body_bytes},
         extra_lifespan=lifespan,

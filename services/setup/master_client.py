@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Annotated
 
+from fastapi import Depends
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.setup.models import Cluster, Deployment, Edge, Master
 from shared.contracts.fleet import DesiredState
 from shared.db import after_commit
+from shared.deps import from_app_state
 from shared.errors import Invalid
 from shared.service_client import Outbox, OutboxMetrics, ServiceClient
 from shared.settings import ServiceSettings
@@ -181,3 +184,6 @@ class MasterCalls:
             # The master's own message, without our label: the field's envelope shows it as is.
             message = exc.message.removeprefix("the master (package folder): ")
             raise Invalid(message, field=exc.field or "filename") from None
+
+
+MasterDep = Annotated[MasterCalls, Depends(from_app_state("master", MasterCalls))]

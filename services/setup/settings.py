@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from fastapi import Depends
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.setup.camera_secrets import LOCAL_SECRET_KEY, parse_keys
+from shared.deps import from_app_state
 from shared.settings import ServiceSettings
+from shared.signing import KeyRing, Signer, load_private_file
 
 
 class SetupSettings(ServiceSettings):
@@ -36,6 +39,41 @@ class SetupSettings(ServiceSettings):
         "(the newest encrypts, any decrypts); required outside local mode",
     )
 
+    signing_key_files: str | None = Field(
+        None,
+        description="Ed25519 private keys (PEM files, comma-separated): the first signs every new "
+        "edge token and credential, every one listed verifies (rotation: put the new key first, "
+        "drop the old one later); required outside local mode (`edgectl credentials keygen`)",
+    )
+
+    @model_validator(mode="after")
+    def _signing_key_required_outside_local(self) -> SetupSettings:
+        if not self._key_paths() and self.env != "local":
+            raise ValueError(
+                "outside local mode (EDGE_ENV=local) SETUP_SIGNING_KEY_FILES must be set "
+                "(edgectl credentials keygen --out FILE)"
+            )
+        for path in self._key_paths():
+            load_private_file(path)  # unreadable or not Ed25519: an error at start
+        return self
+
+    def _key_paths(self) -> list[str]:
+        return [p.strip() for p in (self.signing_key_files or "").split(",") if p.strip()]
+
+    def signer(self) -> Signer | None:
+        if self._signer is None:
+            paths = self._key_paths()
+            self._signer = Signer.from_file(paths[0]) if paths else self.local_signer()
+        return self._signer
+
+    _signer: Signer | None = PrivateAttr(None)
+
+    def key_ring(self) -> KeyRing:
+        """Setup verifies with its own keys only (EDGE_PUBLIC_KEYS is for the others)."""
+        signer = self.signer()
+        static = [load_private_file(p).public_key() for p in self._key_paths()[1:]]
+        return KeyRing(static=static, signer=signer)
+
     @model_validator(mode="after")
     def _secret_keys_required_outside_local(self) -> SetupSettings:
         if self.secret_keys is None and self.env == "local":
@@ -50,3 +88,6 @@ class SetupSettings(ServiceSettings):
     def secret_values(self) -> list[str]:
         keys = parse_keys(self.secret_keys.get_secret_value()) if self.secret_keys else []
         return super().secret_values() + keys
+
+
+SettingsDep = Annotated[SetupSettings, Depends(from_app_state("settings", SetupSettings))]

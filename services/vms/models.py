@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from services.vms.records import DetectionsRecord, EnvironmentRecord, Record, UsageRecord, columns
 from shared.db import make_base
 
 Base = make_base("vms")
@@ -38,20 +39,33 @@ def _ts(name: str, nullable: bool = False) -> Column:
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 
+def _in_record_order(record: type[Record], *given: Column) -> list[Column]:
+    """An observation table's columns in its record's order (``records``, where that order is
+    written once); columns the record does not carry (a generated id) come first."""
+    order = columns(record)
+    by_name = {c.name: c for c in given}
+    if set(order) - set(by_name):
+        raise ValueError(f"{record.__name__}: no column for {sorted(set(order) - set(by_name))}")
+    return [c for c in given if c.name not in order] + [by_name[name] for name in order]
+
+
 usage = Table(
     "usage",
     metadata,
-    Column("nid", String(32), nullable=False),
-    _ts("ts"),
-    _ts("received_at"),
-    Column("cpu", Float, nullable=False),
-    Column("memory", Float, nullable=False),
-    Column("func", String(32)),  # NULL: the field's first monitoring program sends none
-    Column("username", String(100)),
-    Column("code", String(16)),
-    Column("message", Text),
-    Column("authenticated", Boolean, nullable=False),
-    Column("known", Boolean, nullable=False),
+    *_in_record_order(
+        UsageRecord,
+        Column("nid", String(32), nullable=False),
+        _ts("ts"),
+        _ts("received_at"),
+        Column("cpu", Float, nullable=False),
+        Column("memory", Float, nullable=False),
+        Column("func", String(32)),  # NULL: the field's first monitoring program sends none
+        Column("username", String(100)),
+        Column("code", String(16)),
+        Column("message", Text),
+        Column("authenticated", Boolean, nullable=False),
+        Column("known", Boolean, nullable=False),
+    ),
     Index("ix_vms_usage_nid_ts", "nid", text("ts DESC")),
     postgresql_partition_by="RANGE (ts)",
 )
@@ -59,13 +73,16 @@ usage = Table(
 environment = Table(
     "environment",
     metadata,
-    Column("nid", String(32), nullable=False),
-    _ts("ts"),
-    _ts("received_at"),
-    Column("result", String(16), nullable=False),
-    Column("condition", String(32)),  # NULL when the code is not in the mapping
-    Column("authenticated", Boolean, nullable=False),
-    Column("known", Boolean, nullable=False),
+    *_in_record_order(
+        EnvironmentRecord,
+        Column("nid", String(32), nullable=False),
+        _ts("ts"),
+        _ts("received_at"),
+        Column("result", String(16), nullable=False),
+        Column("condition", String(32)),  # NULL when the code is not in the mapping
+        Column("authenticated", Boolean, nullable=False),
+        Column("known", Boolean, nullable=False),
+    ),
     Index("ix_vms_environment_nid_ts", "nid", text("ts DESC")),
     postgresql_partition_by="RANGE (ts)",
 )
@@ -75,35 +92,38 @@ detection_id_seq = Sequence("detections_id_seq", metadata=metadata)
 detections = Table(
     "detections",
     metadata,
-    # A stable tie-breaker for pagination (many summaries share a second).
-    Column(
-        "id",
-        BigInteger,
-        detection_id_seq,
-        server_default=detection_id_seq.next_value(),
-        nullable=False,
+    *_in_record_order(
+        DetectionsRecord,
+        # A stable tie-breaker for pagination (many summaries share a second).
+        Column(
+            "id",
+            BigInteger,
+            detection_id_seq,
+            server_default=detection_id_seq.next_value(),
+            nullable=False,
+        ),
+        Column("nid", String(32), nullable=False),
+        _ts("ts"),
+        _ts("received_at"),
+        Column("model", String(100), nullable=False),
+        Column("model_version", String(40), nullable=False),
+        Column("fps", Float, nullable=False),
+        Column("frames", Integer, nullable=False),
+        Column("inference_mean_ms", Float),
+        Column("inference_p50_ms", Float),
+        Column("inference_max_ms", Float),
+        Column("conf_threshold", Float, nullable=False),
+        Column("counts", JSONB, nullable=False),
+        Column("detections", JSONB, nullable=False),
+        Column("detected", Integer, nullable=False),
+        Column("below_threshold", Integer, nullable=False),
+        Column("frames_sent_up", Integer, nullable=False),
+        Column("min_confidence", Float),
+        Column("authenticated", Boolean, nullable=False),
+        Column("known", Boolean, nullable=False),
+        # The helper edge's nid when another edge analysed this node's camera (overload hand-off).
+        Column("analysed_by", String(32)),
     ),
-    Column("nid", String(32), nullable=False),
-    _ts("ts"),
-    _ts("received_at"),
-    Column("model", String(100), nullable=False),
-    Column("model_version", String(40), nullable=False),
-    Column("fps", Float, nullable=False),
-    Column("frames", Integer, nullable=False),
-    Column("inference_mean_ms", Float),
-    Column("inference_p50_ms", Float),
-    Column("inference_max_ms", Float),
-    Column("conf_threshold", Float, nullable=False),
-    Column("counts", JSONB, nullable=False),
-    Column("detections", JSONB, nullable=False),
-    Column("detected", Integer, nullable=False),
-    Column("below_threshold", Integer, nullable=False),
-    Column("frames_sent_up", Integer, nullable=False),
-    Column("min_confidence", Float),
-    Column("authenticated", Boolean, nullable=False),
-    Column("known", Boolean, nullable=False),
-    # The helper edge's nid when another edge analysed this node's camera (overload hand-off).
-    Column("analysed_by", String(32)),
     Index("ix_vms_detections_nid_ts", "nid", text("ts DESC")),
     Index("ix_vms_detections_ts", text("ts DESC")),
     Index("ix_vms_detections_counts", "counts", postgresql_using="gin"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
+from fastapi import Depends
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shared.deps import from_app_state
 from shared.settings import ServiceSettings
 
 
@@ -109,3 +111,6 @@ class VmsSettings(ServiceSettings):
     @property
     def event_class_set(self) -> frozenset[str]:
         return frozenset(c.strip() for c in self.event_classes.split(",") if c.strip())
+
+
+SettingsDep = Annotated[VmsSettings, Depends(from_app_state("settings", VmsSettings))]

@@ -119,6 +119,14 @@ class InboxFrame(BaseModel):
     image_sha256: str
 
 
+class InboxClaimRequest(BaseModel):
+    """What the analysis service asks of ``POST /analysis/claim``: up to ``limit`` queued frames,
+    leased for ``lease_s`` seconds."""
+
+    limit: int = Field(16, ge=1, le=256)
+    lease_s: float = Field(120.0, gt=0, le=3600)
+
+
 class InboxClaim(BaseModel):
     """The VMS's answer to ``POST /analysis/claim``: frames leased until ``lease_until``."""
 
@@ -135,3 +143,12 @@ class InboxResult(BaseModel):
     fused: list[Detection] | None = None
     error: JobError | None = None
     analysed_at: datetime
+
+
+class InboxResultRecorded(BaseModel):
+    """The VMS's answer to ``PUT /analysis/{id}/result``: ``written`` false when the frame had a
+    result already (the first is kept); ``status`` is the frame's status now."""
+
+    id: int
+    status: str
+    written: bool

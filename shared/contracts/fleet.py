@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, NotRequired
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 
@@ -110,3 +110,12 @@ class FleetSnapshot(TypedDict):
 
 
 FLEET_SNAPSHOT: TypeAdapter[FleetSnapshot] = TypeAdapter(FleetSnapshot)
+
+
+class NodeIds(BaseModel):
+    """Setup's ``GET /edges/node-ids``, read by the VMS: every registered node id, each edge's
+    name -> node id, and the edges' own time zones (node id -> IANA name) where set."""
+
+    items: list[str]
+    names: dict[str, str] = Field(default_factory=dict)
+    time_zones: dict[str, str] = Field(default_factory=dict)

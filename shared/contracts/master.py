@@ -1,6 +1,7 @@
 """What the master reads from setup and what it writes back, beside the fleet snapshot it
 reconciles against (shared.contracts.fleet) and the events it sends the optimizer
-(shared.contracts.events): the AI package record (GET/POST/PATCH /ai-packages), the clusters
+(shared.contracts.events): the AI package record and its creation and changes (GET/POST/PATCH
+/ai-packages: ``AiPackageRecord``, ``AiPackageNew``, ``AiPackageChange``), the clusters
 (GET /clusters), the observed reports it posts (POST /deployments/observed) and the token of the
 workloads it runs without an agent (POST /edges/{id}/workload-token).
 
@@ -54,6 +55,19 @@ class AiPackageRecord(BaseModel):
 class AiPackagePage(BaseModel):
     items: list[AiPackageRecord]
     total: int
+
+
+class AiPackageNew(BaseModel):
+    """A new AI row the master records for a package uploaded to it (POST /ai-packages); setup
+    validates the names with its own ``AiPackageCreate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str
+    version: str
+    ai_class: str
+    condition: str | None = None
+    description: str = Field("", max_length=2000)
 
 
 class AiPackageChange(BaseModel):

@@ -22,7 +22,7 @@ import psutil
 
 from shared.agent_keys import agent_key, derived_secret
 from shared.edge_tokens import issue_edge_token, verify_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, SERVICE_TOKEN, free_port, service_env
+from tests.helpers.env import KEYS, SERVICE_TOKEN, SIGNER, credentials_env, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
 
 # An agent holds only its own key (what the master presents) and its edge's token (what it
@@ -41,9 +41,9 @@ PLATFORM_SECRETS = (
 
 def agent_env(**extra: str) -> dict[str, str]:
     env = service_env("postgresql+asyncpg://unused/unused")
-    for name in PLATFORM_SECRETS:
+    for name in (*PLATFORM_SECRETS, *credentials_env()):
         env.pop(name, None)
-    env.update(AGENT_KEY=AGENT_KEY, AGENT_EDGE_TOKEN=issue_edge_token(AGENT_NID, EDGE_TOKEN_SECRET))
+    env.update(AGENT_KEY=AGENT_KEY, AGENT_EDGE_TOKEN=issue_edge_token(AGENT_NID, SIGNER))
     env.update(extra)
     return env
 
@@ -144,9 +144,7 @@ class ArtifactServer:
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Authorization")))
                 scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-                if (
-                    scheme != "Bearer" or verify_edge_token(token, EDGE_TOKEN_SECRET) is None
-                ):  # an edge's token
+                if scheme != "Bearer" or verify_edge_token(token, KEYS) is None:  # an edge's token
                     return self._send(401, b'{"error": {"type": "unauthorized"}}')
                 prefix = "/artifacts/"
                 digest = (

@@ -16,7 +16,7 @@ from tests.agent.helpers import (
     wait_until,
     workload_processes,
 )
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, free_port, service_env
+from tests.helpers.env import KEYS, OPERATOR, free_port, service_env
 from tests.helpers.processes import start_service
 
 TTL_S = 16  # setup's token lifetime here; the agent renews with 10 s left, checking every second
@@ -71,8 +71,8 @@ def test_the_agent_renews_before_expiry_and_restarts_its_workloads_with_the_new_
             lambda: token_file.exists() and token_file.read_text(), timeout=15, what="a renewal"
         )
         old, new = (
-            decode_edge_token(first, EDGE_TOKEN_SECRET),
-            decode_edge_token(renewed, EDGE_TOKEN_SECRET),
+            decode_edge_token(first, KEYS),
+            decode_edge_token(renewed, KEYS),
         )
         assert (
             new is not None

@@ -7,11 +7,11 @@ import json
 
 from shared.edge_tokens import issue_edge_token
 from tests.analysis.conftest import BUS, dead_redis_url, gateway, png_header_only, variant
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE
+from tests.helpers.env import OPERATOR, SERVICE, SIGNER
 
 
 def edge(nid: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_edge_token(nid, EDGE_TOKEN_SECRET)}"}
+    return {"Authorization": f"Bearer {issue_edge_token(nid, SIGNER)}"}
 
 
 async def test_bad_images_get_a_422_naming_the_field(db, prefix):

@@ -90,7 +90,7 @@ def _param(doc: dict, path: str, method: str, name: str) -> dict:
 
 
 async def test_fixed_sets_of_values_are_enums(service):
-    from services.optimizer.engine.context import RolloutStatus
+    from services.optimizer.model.context import RolloutStatus
     from shared.contracts.decisions import Action, Outcome, Policy
     from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from tests.helpers.database import asyncpg_url, create_database, drop_database
-from tests.helpers.env import free_port
 from tests.helpers.processes import REPO
+from tests.helpers.stack import stack_port_env
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "console"
@@ -74,9 +74,9 @@ def wait_for(what: str, check, timeout: float, stack: Stack | None = None, every
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("console-stack")
     data_dir = tmp / "data"
-    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis")
-    ports = {name: free_port() for name in names}
-    agents = [free_port(), free_port()]
+    # Every port the stack listens on picked free (MQTT and Postgres included): an
+    # `edgectl up` on the same machine holds the defaults.
+    port_env, ports = stack_port_env()
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_", "CONSOLE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     # The machine's Postgres, a database of this run's own (dropped at the end).
@@ -86,9 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         EDGE_DATABASE_URL=database_url,
     )
     env.update(
-        {f"EDGE_UP_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        port_env,
         EDGE_UP_DATA_DIR=str(data_dir),
-        EDGE_UP_AGENT_PORTS=json.dumps(agents),
         EDGE_UP_WEATHER_PERIOD_S="20",
         # The demo story (its own test: tests/stack/test_story.py) hands edge-01's AIs to
         # edge-02 now and then: a second monitoring row there would make "Remove" ambiguous.
@@ -112,7 +111,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    services = ("console", "setup", "master", "optimizer", "vms", "analysis")
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in services}
     stack = Stack(
         console=urls["console"],
         urls=urls,

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import http.server
 import re
+import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -175,6 +178,26 @@ def test_mosquitto_config_refuses_anonymous_clients_and_applies_the_acl(tmp_path
             auth={"username": "0x01", "password": agent_password("0x01")},
         )
         assert got.topic == "edge/0x01/desired"
+        # The edges' listener: MQTT over TLS, the broker's certificate verified against the CA
+        # (and refused against the system's CAs); the same users and ACL.
+        tls = {"ca_certs": str(broker.ca)}
+        own = subscribe.simple(
+            "edge/0x02/desired",
+            qos=1,
+            hostname="127.0.0.1",
+            port=broker.tls_port,
+            auth={"username": "0x02", "password": agent_password("0x02")},
+            tls=tls,
+        )
+        assert own.payload == b"0x02"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            subscribe.simple(
+                "edge/0x02/desired",
+                hostname="127.0.0.1",
+                port=broker.tls_port,
+                auth={"username": "0x02", "password": agent_password("0x02")},
+                tls={"ca_certs": None},
+            )
     finally:
         broker.stop()
 
@@ -236,3 +259,71 @@ def test_health_check_passes_on_a_ready_service(database_url, tmp_path):
         assert result.returncode == 0, result.stderr
     finally:
         proc.stop()
+
+
+# --- the compose `tls` profile's proxy ----------------------------------------------------
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{self.headers.get('X-Forwarded-Proto')} {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_the_tls_proxy_config_serves_https_with_a_verified_chain(tmp_path):
+    """deploy/nginx/edge-tls.conf run by this machine's nginx: only the upstreams (compose's
+    service names, resolved by Docker's DNS) and the ports move. Every server speaks TLS with the
+    certificate from deploy/tls (made by edgectl tls), a client verifies the chain against the CA,
+    and the upstream is told the request came over https."""
+    from edgectl.tls import make_ca, make_cert
+
+    ca = make_ca(tmp_path / "tls")
+    make_cert(tmp_path / "tls", ["127.0.0.1", "localhost"], tmp_path / "tls", name="server")
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    text = (cf.REPO / "deploy" / "nginx" / "edge-tls.conf").read_text()
+    listens = re.findall(r"listen (\d+) ssl", text)
+    assert listens == ["443", "8441", "8442", "8443", "8444", "8445"]
+    ports = {port: free_port() for port in listens}
+    for port, local in ports.items():
+        text = text.replace(f"listen {port} ssl", f"listen 127.0.0.1:{local} ssl")
+    text = re.sub(r"resolver [^;]+;", "", text)
+    text = re.sub(r"http://[a-z]+:\d+;", f"http://127.0.0.1:{backend.server_address[1]};", text)
+    text = text.replace("/etc/nginx/tls/", f"{tmp_path}/tls/")
+    (tmp_path / "edge-tls.conf").write_text(text)
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events {}\n"
+        f"http {{\naccess_log off;\nclient_body_temp_path {tmp_path};\n"
+        f"proxy_temp_path {tmp_path};\ninclude {tmp_path}/edge-tls.conf;\n}}\n"
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        trust = ssl.create_default_context(cafile=str(ca))
+        for local in ports.values():
+            url = f"https://127.0.0.1:{local}/readyz"
+            for _ in range(50):
+                try:
+                    r = httpx.get(url, verify=trust, timeout=2)
+                    break
+                except httpx.ConnectError:
+                    assert proc.poll() is None, proc.stdout.read().decode()
+                    time.sleep(0.1)
+            assert r.status_code == 200 and r.text == "https /readyz", r.text
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                httpx.get(url, timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        backend.shutdown()

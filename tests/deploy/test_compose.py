@@ -21,7 +21,9 @@ from tests.deploy import compose_file as cf
 from tests.deploy.settings_env import CALLED_SERVICE_NAMES, env_names, environment, settings_class
 from tests.deploy.settings_env import COMPOSE_SERVICE_NAMES as SERVICE_NAMES
 
-SECRETS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
+# Roots no shared file may hold (each service's own credential is in its own file).
+ROOTS = ("EDGE_OPERATOR_TOKEN", "EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET")
+SECRETS = ("POSTGRES_PASSWORD", "MASTER_MQTT_PASSWORD", "SETUP_SECRET_KEYS")
 EDGES = ("edge-01", "edge-02")
 # In .env for the infrastructure containers only (compose interpolates them), not settings.
 INFRA_ONLY = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
@@ -343,17 +345,35 @@ def test_agent_command_line_takes_the_options_compose_passes(compose):
 
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
-def test_service_settings_load_from_the_compose_environment(compose, service_name):
-    """What the container would see (.env + environment:) builds the service's Settings in
-    production mode: values parse, the secrets check passes, the port is the one published."""
+def test_service_settings_load_from_the_compose_environment(compose, service_name, tmp_path):
+    """What the container would see (.env + its own credential file, made by `edgectl
+    credentials bundle`, + environment:) builds the service's Settings in production mode: values
+    parse, the secrets check passes, the port is the one published; the operator's token is
+    checked by its hash, held by the console only; setup alone has the signing key."""
+    from edgectl.credentials_cmd import write_bundle
+
     [service] = [s for svc, s in serve_services(compose).values() if svc == service_name]
-    env = {**cf.read_env_file(), **cf.environment_of(service)}
+    shared = write_bundle(tmp_path)
+    example = cf.read_env_file()
+    example["EDGE_OPERATOR_TOKEN_SHA256"] = shared["EDGE_OPERATOR_TOKEN_SHA256"]
+    own = cf.read_env_file(tmp_path / f"{service_name}.env")
+    env = {**example, **own, **cf.environment_of(service)}
     env.pop("POSTGRES_PASSWORD")
+    if service_name == "setup":
+        assert env["SETUP_SIGNING_KEY_FILES"] == "/run/secrets/setup-signing-key"
+        assert service["secrets"] == ["setup-signing-key"]
+        env["SETUP_SIGNING_KEY_FILES"] = str(tmp_path / "setup-signing.pem")
+    else:
+        assert "secrets" not in service
     with environment(env):
         settings = settings_class(service_name)(port=int(cf.option(service["command"], "--port")))
     assert settings.env == "production"
     assert settings.migrate_on_start is False
-    assert settings.operator_token.get_secret_value() == cf.read_env_file()["EDGE_OPERATOR_TOKEN"]
+    assert settings.operator_digest() == shared["EDGE_OPERATOR_TOKEN_SHA256"]
+    assert (settings.operator_token is not None) == (service_name == "console")
+    assert (settings.signer() is not None) == (service_name == "setup")
+    if service_name != "console":
+        assert settings.own_credential().startswith(f"svc_{service_name}.")
     assert settings.port == settings_class(service_name).default_port
 
 
@@ -363,14 +383,23 @@ def test_service_settings_load_from_the_compose_environment(compose, service_nam
 def test_secrets_come_from_the_uncommitted_env_file(compose):
     gitignore = (cf.REPO / ".gitignore").read_text().split()
     assert ".env" in gitignore, ".env must never be committed"
+    assert "deploy/credentials/" in gitignore, "the credential bundle must never be committed"
     example = cf.read_env_file()
     for secret in SECRETS:
         assert len(example[secret]) >= 16, "the example must pass the services' own length check"
         assert "EXAMPLE" in example[secret], "example values must say they are examples"
+    assert not {k for k in example if k in ROOTS or re.fullmatch(r"EDGE_[A-Z]+_TOKEN", k)}
     for name, service in server_side(compose).items():
-        assert (".env", True) in cf.env_files_of(service), f"{name} must read .env"
+        files = cf.env_files_of(service)
+        assert (".env", True) in files, f"{name} must read .env"
+        # Its own credential file, and no other service's.
+        own = [f for f, _ in files if f.startswith("deploy/credentials/")]
+        if service["command"][0] == "serve":
+            assert own == [f"deploy/credentials/{service['command'][1]}.env"], (name, own)
+        else:
+            assert own == [], name
         env = cf.environment_of(service)
-        for secret in SECRETS:
+        for secret in (*SECRETS, *ROOTS):
             assert secret not in env, (
                 f"{name} sets {secret} in compose.yaml; secrets belong in .env"
             )
@@ -433,3 +462,34 @@ def test_the_site2_profile_is_a_second_site_with_its_own_master_registry_and_edg
     assert cf.option(site["master-site2"]["command"], "--port") == "8012"
     assert cf.option(site["edge-03"]["command"], "--master-url") == "http://master-site2:8012"
     assert site["migrate-site2"]["command"] == ["migrate", "master"]
+
+
+def test_podman_compose_reads_the_file(compose, tmp_path):
+    """A Compose implementation reads compose.yaml as the checks above do: podman-compose (PyPI;
+    Debian's 1.0.3 has no `config` and fails on the long `env_file` form) renders it with
+    .env.example as .env. Bringing the stack up is not run: its images come from Docker Hub."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from tests.helpers.processes import REPO
+
+    shutil.copy(REPO / "compose.yaml", tmp_path / "compose.yaml")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    tool = Path(sys.executable).parent / "podman-compose"
+    out = subprocess.run(
+        [str(tool), "-f", "compose.yaml", "config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rendered = yaml.safe_load(out.stdout)
+    # Services in a profile (a second site, a GPU worker) are left out unless the profile is on.
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert set(rendered["services"]) == default
+    assert rendered["services"]["registry"]["image"] == compose["services"]["registry"]["image"]

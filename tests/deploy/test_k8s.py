@@ -278,18 +278,41 @@ def test_every_platform_variable_is_a_real_setting():
 
 
 @pytest.mark.parametrize("service_name", SERVICE_NAMES)
-def test_service_settings_load_from_the_manifests(service_name):
+def test_service_settings_load_from_the_manifests(service_name, tmp_path):
     [container] = pod_spec(one("Deployment", service_name))["containers"]
     env = container_env(container, PLATFORM_NS)
+    if service_name == "setup":
+        # The signing key is a file from the edge-signing-key Secret, mounted in setup's pod only.
+        from shared.signing import write_private_key
+
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        secret = {
+            v["name"]: v["secret"]["secretName"]
+            for v in pod_spec(one("Deployment", "setup"))["volumes"]
+            if "secret" in v
+        }
+        assert secret == {"signing-key": "edge-signing-key"}
+        assert env["SETUP_SIGNING_KEY_FILES"].startswith(mounts["signing-key"] + "/")
+        env["SETUP_SIGNING_KEY_FILES"] = str(write_private_key(tmp_path / "setup-signing.pem"))
+    else:
+        assert not any("secret" in v for v in pod_spec(one("Deployment", service_name))["volumes"])
     with environment(env):
         settings = settings_class(service_name)(port=int(option(argv(container), "--port")))
     assert settings.env == "production"
     assert settings.migrate_on_start is False
     assert urllib.parse.urlsplit(settings.database_url).hostname == f"postgres.{PLATFORM_NS}.svc"
-    assert (
-        settings.service_token.get_secret_value()
-        == example_secret_data()["edge-platform-tokens"]["service-token"]
+    # No root: the operator's token by its hash (the console alone holds it), the service's own
+    # credential from its own Secret, no signing key but setup's.
+    assert settings.service_token is None and settings.edge_token_secret is None
+    tokens = example_secret_data()["edge-platform-tokens"]
+    assert settings.operator_digest() == tokens["operator-token-sha256"] or (
+        service_name == "console"
     )
+    assert (settings.operator_token is not None) == (service_name == "console")
+    assert (settings.signer() is not None) == (service_name == "setup")
+    if service_name != "console":
+        own = example_secret_data()[f"edge-credential-{service_name}"]["credential"]
+        assert settings.own_credential() == own
 
 
 def test_database_url_matches_the_in_cluster_postgres():
@@ -326,7 +349,7 @@ def test_every_secret_reference_resolves_and_example_secrets_are_marked():
     for secret in objects("Secret"):
         assert secret["metadata"]["annotations"]["edge-platform/example"] == "true"
         for key, value in secret["stringData"].items():
-            if key != "username":
+            if key != "username" and not key.endswith("-sha256"):  # a hash: not a secret
                 assert "EXAMPLE" in value, (secret["metadata"]["name"], key)
     # Secret settings (SecretStr fields, and the database URL with its password) never sit in a
     # ConfigMap or a plain env value.
@@ -620,8 +643,7 @@ def test_a_site_overlay_is_a_master_with_its_registry_reporting_to_the_central_s
             config.update(o["data"])
     assert config["MASTER_NAME"] and config["MASTER_CLUSTERS"]
     assert urllib.parse.urlsplit(config["EDGE_SETUP_URL"]).hostname != "setup.edge-platform.svc"
-    secrets = {"EDGE_SERVICE_TOKEN": "x" * 32, "EDGE_OPERATOR_TOKEN": "y" * 32}
-    secrets["EDGE_EDGE_TOKEN_SECRET"] = "z" * 32
+    secrets = {"EDGE_MASTER_TOKEN": "x" * 32, "EDGE_OPERATOR_TOKEN_SHA256": "0" * 64}
     with environment({**config, **secrets}):
         settings = settings_class("master")(port=8002)
     assert settings.name == config["MASTER_NAME"]

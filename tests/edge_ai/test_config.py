@@ -179,3 +179,13 @@ def test_weather_without_node_id_exits_2(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2 and "no node id" in proc.stderr and "EDGE_NODE_ID" in proc.stderr
+
+
+def test_the_token_from_the_docker_runtimes_secret_env_file(tmp_path):
+    """The Docker runtime puts EDGE_TOKEN in the 0600 file named by EDGE_SECRET_ENV_FILE, never in
+    the container's spec: the programs post with it (found by running them on podman)."""
+    secrets = tmp_path / "secret.env"
+    secrets.write_text("EDGE_CAMERA_URL=rtsp://u:p@cam/1\nEDGE_TOKEN=tok-from-file\n")
+    env = {"EDGE_VMS_URL": "http://127.0.0.1:6432", "EDGE_SECRET_ENV_FILE": str(secrets)}
+    assert load_config(env=env).token == "tok-from-file"
+    assert load_config(env={**env, "EDGE_TOKEN": "tok-from-env"}).token == "tok-from-env"

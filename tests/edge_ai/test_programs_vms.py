@@ -21,7 +21,7 @@ import pytest
 from edge_ai.weather.app import scheduled_code
 from shared.edge_tokens import issue_edge_token
 from tests.edge_ai.recorder import Recorder
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, free_port, service_env
+from tests.helpers.env import OPERATOR, SIGNER, free_port, service_env
 from tests.helpers.processes import REPO, Proc, edgectl, python_module, start_service, wait_http
 
 # Refuses every connection and name lookup that is not loopback, and says so on stderr: the
@@ -116,7 +116,7 @@ def edge_setup(
     config.write_text(
         f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms_port}</Port><Path>usage</Path></vms>"
         f"<node><NID>{nid}</NID><Name>{name}</Name>"
-        f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+        f"<Token>{issue_edge_token(nid, SIGNER)}</Token></node></Configuration>"
     )
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -526,7 +526,7 @@ async def test_monitoring_package_deployed_through_an_edge_agent(db, vms, tmp_pa
         edgeconfig = (
             f"<Configuration><vms><IP>127.0.0.1</IP><Port>{vms['port']}</Port><Path>usage</Path></vms>"
             f"<node><NID>{nid}</NID><Name>edge-36</Name>"
-            f"<Token>{issue_edge_token(nid, EDGE_TOKEN_SECRET)}</Token></node></Configuration>"
+            f"<Token>{issue_edge_token(nid, SIGNER)}</Token></node></Configuration>"
         )
         manifest = pkg.manifest
         body = spec(

@@ -3,9 +3,11 @@ DaemonSet in k8s/ whose installer is a real command, run here against a scratch 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tomllib
+from pathlib import Path
 
 import kubernetes_validate
 import yaml
@@ -65,20 +67,23 @@ def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(t
     spec = pod_spec(daemonset)
     assert {"operator": "Exists"} in spec["tolerations"]  # every node, tainted ones too
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert host_paths == {
-        "containerd-certs": "/etc/containerd/certs.d",
-        "docker-certs": "/etc/docker/certs.d",
-    }
-    [install] = spec["initContainers"]
+    assert host_paths == {"containerd-etc": "/etc/containerd", "docker-etc": "/etc/docker"}
+    install, restart = spec["initContainers"]
     assert install["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert install["securityContext"]["allowPrivilegeEscalation"] is False
     mounts = {m["mountPath"]: m["name"] for m in install["volumeMounts"]}
     args = install["args"]
     from_dir, root = args[args.index("--from-dir") + 1], args[args.index("--root") + 1]
-    assert (
-        mounts[from_dir] == "trust"
-        and mounts[f"{root}/etc/containerd/certs.d"] == "containerd-certs"
-    )
+    changes = args[args.index("--changes-file") + 1]
+    assert mounts[from_dir] == "trust" and mounts[f"{root}/etc/containerd"] == "containerd-etc"
+    assert mounts[f"{root}/etc/docker"] == "docker-etc"
+    # Only the restart step is privileged, and it acts on what the installer listed.
+    assert restart["securityContext"]["privileged"] is True and spec["hostPID"] is True
+    restart_mounts = {m["mountPath"]: m["name"] for m in restart["volumeMounts"]}
+    assert restart_mounts[str(Path(changes).parent)] == "work"
+    script = restart["args"][0]
+    assert f"grep -qx containerd {changes}" in script and f"grep -qx docker {changes}" in script
+    assert f"cat {from_dir}/restart-containerd" in script
 
     # The ConfigMap names the registry the master pushes to, as the example overlay sets it.
     trust = one("ConfigMap", "registry-trust")["data"]
@@ -92,8 +97,21 @@ def test_the_registry_trust_daemonset_installs_hosts_toml_and_ca_on_every_node(t
     config.mkdir()
     for key, value in trust.items():
         (config / key).write_text(value)
-    out = run_edgectl(*install["args"][:2], "--from-dir", str(config), "--root", str(node))
+    (node / "etc/containerd").mkdir(parents=True)
+    (node / "etc/containerd/config.toml").write_text('version = 2\nroot = "/var/lib/containerd"\n')
+    listed = tmp_path / "changes"
+    out = run_edgectl(
+        *install["args"][:2],
+        "--from-dir",
+        str(config),
+        "--root",
+        str(node),
+        "--changes-file",
+        str(listed),
+    )
     assert out.returncode == 0, out.stderr
+    assert listed.read_text() == "containerd\n"  # config_path set: the restart step restarts
+    assert {"restart-containerd", "reload-docker"} <= trust.keys()
     hosts = tomllib.loads(
         (node / f"etc/containerd/certs.d/{trust['registry']}/hosts.toml").read_text()
     )
@@ -132,3 +150,27 @@ def test_install_trust_refuses_a_bad_configuration_and_writes_nothing(tmp_path):
     )
     assert out.returncode != 0 and "insecure must be true or false" in out.stderr
     assert not (tmp_path / "node").exists()
+
+
+def test_install_trust_merges_the_registry_into_a_docker_nodes_daemon_json(tmp_path):
+    node = tmp_path / "node"
+    (node / "etc/docker").mkdir(parents=True)
+    original = '{"log-driver": "journald", "insecure-registries": ["192.0.2.7:5000"]}\n'
+    (node / "etc/docker/daemon.json").write_text(original)
+    listed = tmp_path / "changes"
+    args = ["registry", "install-trust", "--registry", "registry.edge.lan:30500", "--insecure"]
+    args += ["--root", str(node), "--changes-file", str(listed)]
+    out = run_edgectl(*args)
+    assert out.returncode == 0, out.stderr
+    daemon = json.loads((node / "etc/docker/daemon.json").read_text())
+    assert daemon == {
+        "log-driver": "journald",
+        "insecure-registries": ["192.0.2.7:5000", "registry.edge.lan:30500"],
+    }
+    [backup] = (node / "etc/docker").glob("daemon.json.bak-*")
+    assert backup.read_text() == original
+    assert listed.read_text() == "docker\n"  # no config.toml on this node: containerd untouched
+    assert not (node / "etc/containerd/config.toml").exists()
+    again = run_edgectl(*args)
+    assert again.returncode == 0 and "nothing to change" in again.stdout
+    assert listed.read_text() == ""

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
+from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared.credentials import issue_service_credential
 from shared.settings import settings_class
+from shared.signing import KeyRing, Signer, public_text
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 SERVICE_TOKEN = "test-service-token-0123456789"
@@ -13,17 +20,54 @@ EDGE_TOKEN_SECRET = "test-edge-token-secret-0123456789"
 # A Fernet key for setup's camera credentials at rest (SETUP_SECRET_KEYS).
 SETUP_SECRET_KEY = "dGVzdC1jYW1lcmEtc2VjcmV0LWtleS0wMTIzNDU2Nzg="
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+# The shared token of old deployments (EDGE_ACCEPT_SERVICE_TOKEN, scoped "legacy" grants).
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+
+# Setup's signing key in tests (a fixed Ed25519 key): setup gets the PEM file
+# (SETUP_SIGNING_KEY_FILES), every other service only PUBLIC_KEYS (EDGE_PUBLIC_KEYS). Tests mint
+# edge tokens and service credentials with SIGNER, as setup does.
+SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(b"edge-platform-test-signing-key!!"))
+KEYS = KeyRing(static=[SIGNER.public])
+PUBLIC_KEYS = public_text(SIGNER.public)
+
+
+def _signing_key_file() -> str:
+    path = Path(tempfile.gettempdir()) / f"edge-test-signing-key-{SIGNER.kid}.pem"
+    if not path.exists():
+        pem = SIGNER.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pem)
+        tmp.chmod(0o600)
+        tmp.replace(path)  # atomic: parallel test processes write the same content
+    return str(path)
+
+
+SIGNING_KEY_FILE = _signing_key_file()
+_CREDENTIALS: dict[str, str] = {}
 
 
 def service_credential(name: str) -> str:
-    """The credential a service (setup, master, optimizer, vms) sends, as derived in tests."""
-    return settings_class("services.vms.settings")(
-        env="production",
-        operator_token=OPERATOR_TOKEN,
-        service_token=SERVICE_TOKEN,
-        edge_token_secret=EDGE_TOKEN_SECRET,
-    ).service_credentials()[name]
+    """The credential setup issued to a service (setup, master, optimizer, vms, analysis)."""
+    if name not in _CREDENTIALS:
+        _CREDENTIALS[name] = issue_service_credential(name, SIGNER)
+    return _CREDENTIALS[name]
+
+
+def credentials_env() -> dict[str, str]:
+    """What every service of a test gets: setup's key file (read by setup only), the public key,
+    and each service's own credential (EDGE_<NAME>_TOKEN; a service sends only its own)."""
+    env = {
+        "SETUP_SIGNING_KEY_FILES": SIGNING_KEY_FILE,
+        "EDGE_PUBLIC_KEYS": PUBLIC_KEYS,
+        # The public key is given: no test service reads another's (possibly a neighbour's) setup.
+        "EDGE_FETCH_PUBLIC_KEYS": "false",
+    }
+    env.update({f"EDGE_{name.upper()}_TOKEN": service_credential(name) for name in SERVICES})
+    return env
 
 
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -52,6 +96,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         EDGE_LOG_FORMAT="text",
         YOLO_OFFLINE="1",
     )
+    env.update(credentials_env())
     env.update(extra)
     return env
 
@@ -68,8 +113,12 @@ def settings_for(service: str, database_url: str, **overrides):
         accept_service_token=True,
         migrate_on_start=False,
         log_format="text",
+        public_keys=PUBLIC_KEYS,
+        fetch_public_keys=False,
+        **{f"{name}_token": service_credential(name) for name in SERVICES},
     )
     if service == "setup":
         values["secret_keys"] = SETUP_SECRET_KEY
+        values["signing_key_files"] = SIGNING_KEY_FILE
     values.update(overrides)
     return cls(**values)

@@ -19,9 +19,9 @@ from shared.edge_tokens import issue_edge_token
 from tests.agent.helpers import Agent, kill_leftovers
 from tests.helpers.database import create_database, drop_database
 from tests.helpers.env import (
-    EDGE_TOKEN_SECRET,
     OPERATOR,
     SERVICE_TOKEN,
+    SIGNER,
     free_port,
     service_credential,
     service_env,
@@ -70,7 +70,7 @@ class Site:
             node=f"edge-{name}",
             extra_env={
                 "AGENT_KEY": agent_key(derived_secret(SERVICE_TOKEN), nid),
-                "AGENT_EDGE_TOKEN": issue_edge_token(nid, EDGE_TOKEN_SECRET),
+                "AGENT_EDGE_TOKEN": issue_edge_token(nid, SIGNER),
             },
         )
         self.agent.client.headers.update(agent_auth(nid))

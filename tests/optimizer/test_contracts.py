@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from services.optimizer.engine.state import FleetState, node_from_wire
+from services.optimizer.model.state import FleetState, node_from_wire
 from services.optimizer.sources.clients import SetupClient
 from shared.contracts.decisions import BulkResult, CreateOp, EdgeStatusOp, RemoveOp, UpdateOp
 from shared.contracts.events import Event, EventType

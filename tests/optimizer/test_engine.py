@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from services.optimizer.engine.context import CycleInput, FocusRequest
 from services.optimizer.engine.cycle import decide
-from services.optimizer.engine.geo import GeoGrid, haversine_km
-from services.optimizer.engine.state import FleetState
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.context import CycleInput, FocusRequest
+from services.optimizer.model.geo import GeoGrid, haversine_km
+from services.optimizer.model.state import FleetState
 from tests.optimizer.fleet import NOW, Fleet, later
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from services.optimizer.engine.state import FleetState
+from services.optimizer.model.state import FleetState
 from shared.contracts.fleet import FLEET_SNAPSHOT
 from tests.helpers.env import OPERATOR
 from tests.optimizer.conftest import Stack, cycle, optimizer

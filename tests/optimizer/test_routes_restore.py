@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from services.optimizer.engine import store
-from services.optimizer.engine.context import RouteState
+from services.optimizer.model.context import RouteState
 
 
 async def test_refused_write_puts_the_routes_back(db: str) -> None:

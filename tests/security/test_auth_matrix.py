@@ -25,9 +25,9 @@ from shared.auth import websocket_routes
 from shared.edge_tokens import issue_edge_token
 from tests.conftest import running_app
 from tests.helpers.env import (
-    EDGE_TOKEN_SECRET,
     OPERATOR,
     SERVICE_TOKEN,
+    SIGNER,
     free_port,
     service_credential,
     settings_for,
@@ -47,7 +47,7 @@ def callers() -> dict[str, dict[str, str]]:
     out = {
         "anonymous": {},
         "wrong": bearer("not-a-token-of-ours-0123456789"),
-        "edge": bearer(issue_edge_token(EDGE_NID, EDGE_TOKEN_SECRET)),
+        "edge": bearer(issue_edge_token(EDGE_NID, SIGNER)),
         "operator": OPERATOR,
         "legacy": bearer(SERVICE_TOKEN),
     }

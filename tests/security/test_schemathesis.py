@@ -20,11 +20,11 @@ from schemathesis.core.result import Err
 from schemathesis.generation.modes import GenerationMode
 
 from shared.edge_tokens import issue_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR
+from tests.helpers.env import OPERATOR, SIGNER
 from tests.security.stack import SERVICES, running_services
 
 EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "15"))
-EDGE = {"Authorization": f"Bearer {issue_edge_token('0x01', EDGE_TOKEN_SECRET)}"}
+EDGE = {"Authorization": f"Bearer {issue_edge_token('0x01', SIGNER)}"}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.edge_tokens import decode_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SERVICE, service_credential
+from tests.helpers.env import KEYS, OPERATOR, SERVICE, service_credential
 
 
 def auth(token: str) -> dict[str, str]:
@@ -19,12 +19,12 @@ async def register(client, nid: str = "0x01", **extra) -> dict:
 
 async def test_an_edge_renews_its_own_token_and_nobody_else_can(setup_client):
     edge = await register(setup_client)
-    first = decode_edge_token(edge["token"], EDGE_TOKEN_SECRET)
+    first = decode_edge_token(edge["token"], KEYS)
     assert first is not None and first.nid == "0x01"
 
     r = await setup_client.post("/edges/me/token", headers=auth(edge["token"]))
     assert r.status_code == 200, r.text
-    renewed = decode_edge_token(r.json()["token"], EDGE_TOKEN_SECRET)
+    renewed = decode_edge_token(r.json()["token"], KEYS)
     assert renewed is not None and renewed.nid == "0x01" and renewed.token_id > first.token_id
     assert r.json()["expires_at"] == renewed.expires_at >= first.expires_at
     # Renewal does not revoke: the old token stays valid until it expires (no gap for the agent).
@@ -43,7 +43,7 @@ async def test_workload_tokens_and_revocations_only_for_the_services_that_need_t
 
     r = await setup_client.post(f"/edges/{edge['id']}/workload-token", headers=master)
     assert r.status_code == 200, r.text
-    assert decode_edge_token(r.json()["token"], EDGE_TOKEN_SECRET).nid == "0x02"
+    assert decode_edge_token(r.json()["token"], KEYS).nid == "0x02"
     for who in (vms, optimizer, OPERATOR, auth(edge["token"])):
         assert (
             await setup_client.post(f"/edges/{edge['id']}/workload-token", headers=who)
@@ -61,10 +61,7 @@ async def test_workload_tokens_and_revocations_only_for_the_services_that_need_t
     rotated = (await setup_client.post(f"/edges/{edge['id']}/token", headers=OPERATOR)).json()
     r = await setup_client.get("/edges/token-revocations", headers=vms)
     assert r.status_code == 200
-    assert (
-        r.json()["min_token_id"]["0x02"]
-        == decode_edge_token(rotated["token"], EDGE_TOKEN_SECRET).token_id
-    )
+    assert r.json()["min_token_id"]["0x02"] == decode_edge_token(rotated["token"], KEYS).token_id
     assert (
         await setup_client.get("/edges/token-revocations", headers=auth(rotated["token"]))
     ).status_code == 403

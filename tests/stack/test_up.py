@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,34 +17,23 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers.env import free_port
+from tests.helpers.stack import stack_port_env
 
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    names = ("console", "setup", "master", "optimizer", "vms", "analysis", "redis", "db")
-    names += ("agent1", "agent2", "mqtt")
-    ports = {name: free_port() for name in names}
     prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    port_env, ports = stack_port_env()  # every port the stack listens on: none fixed
     env.update(
+        port_env,
         EDGE_UP_DATA_DIR=str(data_dir),
-        EDGE_UP_CONSOLE_PORT=str(ports["console"]),
-        EDGE_UP_SETUP_PORT=str(ports["setup"]),
-        EDGE_UP_MASTER_PORT=str(ports["master"]),
-        EDGE_UP_OPTIMIZER_PORT=str(ports["optimizer"]),
-        EDGE_UP_VMS_PORT=str(ports["vms"]),
-        EDGE_UP_ANALYSIS_PORT=str(ports["analysis"]),
-        EDGE_UP_REDIS_PORT=str(ports["redis"]),
-        EDGE_UP_MQTT_PORT=str(ports["mqtt"]),
-        EDGE_UP_DB_PORT=str(ports["db"]),
-        EDGE_UP_AGENT_PORTS=json.dumps([ports["agent1"], ports["agent2"]]),
     )
     return env, ports
 
 
-def _get(url: str, headers: dict) -> dict | None:
+def _get(url: str, headers: dict, verify: ssl.SSLContext | bool = True) -> dict | None:
     try:
-        r = httpx.get(url, headers=headers, timeout=5)
+        r = httpx.get(url, headers=headers, timeout=5, verify=verify)
         return r.json() if r.status_code == 200 else None
     except httpx.HTTPError:
         return None
@@ -87,6 +77,44 @@ def _check_analysis(url: str, headers: dict, proc: subprocess.Popen, log: Path) 
         proc,
         log,
     )
+
+
+def _check_tls(
+    data_dir: Path, ports: dict[str, int], headers: dict, proc: subprocess.Popen, log: Path
+) -> None:
+    """`edgectl up --tls`: every API and the console over HTTPS with a chain verified against the
+    generated CA (nothing else trusts it, nothing answers plain HTTP); the console's cookie is
+    Secure; the master publishes over MQTT-TLS; both pull agents (which verify the broker and the
+    master with the CA) listen on mqtts and report to the master over HTTPS."""
+    trust = ssl.create_default_context(cafile=str(data_dir / "tls" / "ca.pem"))
+    assert "plain HTTP on 127.0.0.1" not in log.read_text()
+    for name in ("setup", "master", "optimizer", "vms", "analysis", "console"):
+        url = f"https://127.0.0.1:{ports[name]}"
+        assert httpx.get(f"{url}/readyz", verify=trust, timeout=5).status_code == 200, name
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{url}/readyz", timeout=5)  # the system's CAs do not know it
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{ports[name]}/readyz", timeout=5)
+    console = f"https://127.0.0.1:{ports['console']}"
+    token = headers["Authorization"].split(" ", 1)[1]
+    r = httpx.post(
+        f"{console}/login", data={"token": token}, headers={"Origin": console}, verify=trust
+    )
+    assert r.status_code == 303, r.text
+    assert "secure" in [p.strip().lower() for p in r.headers["set-cookie"].split(";")]
+
+    master = f"https://127.0.0.1:{ports['master']}"
+
+    def agents_reporting() -> bool:
+        text = httpx.get(f"{master}/metrics", verify=trust, timeout=5).text
+        return "master_update_agents_connected 2.0" in text and (
+            'master_update_notices_total{outcome="published"}' in text
+        )
+
+    _wait("both pull agents reporting over HTTPS", agents_reporting, 120, proc, log)
+    for node in ("edge-01", "edge-02"):
+        agent_log = (data_dir / "logs" / f"{node}.log").read_text()
+        assert f"mqtts://127.0.0.1:{ports['mqtt']}" in agent_log, agent_log[-2000:]
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -249,11 +277,12 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
     ]
     assert not left, f"processes left behind: {left}"
 
-    # A second `up` resumes with the data kept (and does not seed twice).
+    # A second `up` resumes with the data kept (and does not seed twice), this time with --tls:
+    # HTTPS everywhere and MQTT over TLS, with a CA generated in the data folder.
     env2, ports2 = _stack_env(data_dir)
     with open(tmp_path / "up2.log", "wb") as out:
         proc2 = subprocess.Popen(
-            [sys.executable, "-m", "edgectl.main", "up", "--plain"],
+            [sys.executable, "-m", "edgectl.main", "up", "--plain", "--tls"],
             cwd=tmp_path,
             env=env2,
             stdout=out,
@@ -267,9 +296,13 @@ def test_up_runs_the_demo_and_the_optimizer_swaps_variants(tmp_path):
             proc2,
             tmp_path / "up2.log",
         )
-        edges = _get(f"http://127.0.0.1:{ports2['setup']}/edges", headers)
+        _check_tls(data_dir, ports2, headers, proc2, tmp_path / "up2.log")
+        trust = ssl.create_default_context(cafile=str(data_dir / "tls" / "ca.pem"))
+        edges = _get(f"https://127.0.0.1:{ports2['setup']}/edges", headers, verify=trust)
         assert edges["total"] == 2
-        ai_count = _get(f"http://127.0.0.1:{ports2['setup']}/ai-packages", headers)["total"]
+        ai_count = _get(f"https://127.0.0.1:{ports2['setup']}/ai-packages", headers, verify=trust)[
+            "total"
+        ]
         assert ai_count == len(ais)
     finally:
         proc2.send_signal(signal.SIGINT)

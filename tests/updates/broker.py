@@ -34,9 +34,18 @@ class Broker:
                 check=True,
                 capture_output=True,
             )
+        # The shipped TLS listener too, with certificates of a CA made here (edgectl tls).
+        from edgectl.tls import make_ca, make_cert
+
+        self.tls_port = free_port()
+        certs = self.dir / "certs"
+        self.ca = make_ca(certs)
+        make_cert(certs, ["127.0.0.1", "localhost"], certs, name="mosquitto")
         conf = (REPO / "deploy" / "mosquitto.conf").read_text()
         conf = (
             conf.replace("listener 1883", f"listener {self.port} 127.0.0.1")
+            .replace("listener 8883", f"listener {self.tls_port} 127.0.0.1")
+            .replace("/mosquitto/certs/", f"{certs}/")
             .replace("/mosquitto/data/", f"{self.dir}/")
             .replace("/mosquitto/auth/passwd", str(passwd))
             .replace("/mosquitto/config/mosquitto.acl", str(REPO / "deploy" / "mosquitto.acl"))

@@ -14,12 +14,12 @@ import pytest
 from services.vms.app import create_app
 from shared.edge_tokens import issue_edge_token
 from tests.conftest import running_app
-from tests.helpers.env import EDGE_TOKEN_SECRET, free_port, settings_for
+from tests.helpers.env import SIGNER, free_port, settings_for
 
 
 def edge_headers(nid: str) -> dict[str, str]:
     """What setup hands an edge when it registers: a token signed with the shared secret."""
-    return {"Authorization": f"Bearer {issue_edge_token(nid, EDGE_TOKEN_SECRET)}"}
+    return {"Authorization": f"Bearer {issue_edge_token(nid, SIGNER)}"}
 
 
 def nowhere() -> str:

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 
 from shared.edge_tokens import issue_edge_token
-from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR
+from tests.helpers.env import EDGE_TOKEN_SECRET, OPERATOR, SIGNER
 from tests.vms.conftest import field_date_time, vms
 from tests.vms.test_with_setup import edge_payload
 from tests.vms.test_with_setup import setup_url as setup_url  # the fixture
@@ -126,7 +126,7 @@ async def test_a_new_edge_is_accepted_at_once_with_its_token(db, setup_url):
 
 async def test_expired_and_old_format_tokens_are_refused(db):
     async with vms(db) as client:
-        expired = issue_edge_token("0x05", EDGE_TOKEN_SECRET, ttl_s=-1)
+        expired = issue_edge_token("0x05", SIGNER, ttl_s=-1)
         r = await client.post("/usage", json=usage("0x05"), headers=bearer(expired))
         assert r.status_code == 401
         # The permanent format of before (nid.random.hmac) is no longer a token.

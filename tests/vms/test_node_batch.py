@@ -6,19 +6,40 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.vms.nodes.state import Record, ewma, summarize
+from services.vms.nodes.state import ewma, summarize
+from services.vms.records import EnvironmentRecord, UsageRecord
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
-def env(nid: str, s: int, condition: str | None, code: str = "0") -> Record:
-    values = {"known": True, "authenticated": True, "result": code, "condition": condition}
-    return Record("environment", nid, T0 + timedelta(seconds=s), (), values)
+def env(nid: str, s: int, condition: str | None, code: str = "0") -> EnvironmentRecord:
+    ts = T0 + timedelta(seconds=s)
+    return EnvironmentRecord(
+        nid=nid,
+        ts=ts,
+        received_at=ts,
+        result=code,
+        condition=condition,
+        authenticated=True,
+        known=True,
+    )
 
 
-def usage(nid: str, s: int, cpu: float) -> Record:
-    values = {"known": True, "authenticated": False, "cpu": cpu, "memory": cpu / 2, "func": "SUNNY"}
-    return Record("usage", nid, T0 + timedelta(seconds=s), (), values)
+def usage(nid: str, s: int, cpu: float) -> UsageRecord:
+    ts = T0 + timedelta(seconds=s)
+    return UsageRecord(
+        nid=nid,
+        ts=ts,
+        received_at=ts,
+        cpu=cpu,
+        memory=cpu / 2,
+        func="SUNNY",
+        username=None,
+        code=None,
+        message=None,
+        authenticated=False,
+        known=True,
+    )
 
 
 def test_ewma_weights_match_step_by_step_averaging():
@@ -62,3 +83,19 @@ def test_one_condition_all_batch_and_usage_latest():
     assert (
         b.cpu_avg.fresh == pytest.approx(30.0) and b.authenticated is False
     )  # the newest record's flags
+
+
+def test_the_tables_columns_are_the_records_fields_in_order():
+    """The column order is written once (services/vms/records.py): the tables and the writer's
+    statements follow it."""
+    from services.vms import models
+    from services.vms.records import RECORD_TYPES, ROW_OF, columns
+    from services.vms.storage.writer import COLUMNS
+
+    for kind, record in RECORD_TYPES.items():
+        table = getattr(models, kind)
+        assert [c.name for c in table.columns if c.name != "id"] == list(columns(record))
+        assert COLUMNS[kind] == columns(record)
+    ts = T0 + timedelta(seconds=1)
+    row = ROW_OF["usage"](usage("a", 1, 40.0))
+    assert row == ("a", ts, ts, 40.0, 20.0, "SUNNY", None, None, None, False, True)

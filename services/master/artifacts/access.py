@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated
+
+from fastapi import Depends
 
 from services.master.setup_client import SetupClient
 from shared.contracts.fleet import DesiredState, FleetSnapshot
+from shared.deps import from_app_state
 
 
 def digests_by_nid(snapshot: FleetSnapshot) -> dict[str, frozenset[str]]:
@@ -59,3 +63,8 @@ class ArtifactAccess:
                 self._last_read_started = time.monotonic()
                 self.remember(await self._setup.snapshot())
         return self._known(nid, digest)
+
+
+ArtifactAccessDep = Annotated[
+    ArtifactAccess, Depends(from_app_state("artifact_access", ArtifactAccess))
+]

@@ -31,12 +31,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import detools
+from fastapi import Depends
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from edge_common import deltas as xor_deltas
 from services.master.packages import ArtifactStore, parse_digest
+from shared.deps import from_app_state
 
 log = logging.getLogger("edge.master.deltas")
 
@@ -240,3 +243,6 @@ class DeltaCache:
 def _touch(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.utime(path)
+
+
+DeltaCacheDep = Annotated[DeltaCache, Depends(from_app_state("deltas", DeltaCache))]

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from services.master.artifacts.deltas import FORMATS, HDIFF, SUFFIX, XOR, DeltaCache
-from services.master.packages import ArtifactStore
-from services.master.runners import Runners
+from services.master.artifacts.access import ArtifactAccess, ArtifactAccessDep
+from services.master.artifacts.deltas import FORMATS, HDIFF, SUFFIX, XOR, DeltaCacheDep
+from services.master.context import ContextDep
 from shared.auth import EdgeOrServiceAuth, Principal
 from shared.errors import Forbidden, Invalid, NotFound
 
@@ -23,14 +23,20 @@ router = APIRouter(tags=["artifacts"])
     summary="A stored package archive (normalised tar), streamed from disk",
     response_class=FileResponse,
 )
-async def get_artifact(digest: str, request: Request, principal: EdgeOrServiceAuth) -> FileResponse:
-    store: ArtifactStore = request.app.state.artifacts
+async def get_artifact(
+    digest: str,
+    ctx: ContextDep,
+    access: ArtifactAccessDep,
+    deltas: DeltaCacheDep,
+    principal: EdgeOrServiceAuth,
+) -> FileResponse:
+    store = ctx.store
     path = store.path(digest)  # Invalid (422) unless sha256:<64 hex>
     if not path.is_file():
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
-    await _check_access(request, principal, digest)
+    await _check_access(access, principal, digest)
     if principal.kind == "edge":
-        request.app.state.deltas.traffic.sent("full", path.stat().st_size)
+        deltas.traffic.sent("full", path.stat().st_size)
     # The digest names immutable content: it is its own ETag and may be cached forever.
     return FileResponse(
         path,
@@ -43,12 +49,11 @@ async def get_artifact(digest: str, request: Request, principal: EdgeOrServiceAu
     )
 
 
-async def _check_access(request: Request, principal: Principal, digest: str) -> None:
+async def _check_access(access: ArtifactAccess, principal: Principal, digest: str) -> None:
     if principal.kind != "edge":
         return
     assert principal.nid is not None
-    runners: Runners = request.app.state.runners
-    if not await runners.reconciler.artifact_access.allows(principal.nid, digest):
+    if not await access.allows(principal.nid, digest):
         raise Forbidden(
             f"an edge token fetches only the packages of the AIs deployed on its edge "
             f"({principal.nid}): {digest} is not one of them",
@@ -64,7 +69,9 @@ async def _check_access(request: Request, principal: Principal, digest: str) -> 
 )
 async def get_delta(
     digest: str,
-    request: Request,
+    ctx: ContextDep,
+    access: ArtifactAccessDep,
+    deltas: DeltaCacheDep,
     principal: EdgeOrServiceAuth,
     base: Annotated[
         str, Query(alias="from", description="sha256:<hex> of the archive the edge already has")
@@ -90,13 +97,12 @@ async def get_delta(
     """Computed once per pair and cached. 404 when either archive is not stored or a patch
     would not save enough: the edge then fetches ``GET /artifacts/{digest}``. The edge checks
     the patched result against ``digest`` itself."""
-    store: ArtifactStore = request.app.state.artifacts
+    store = ctx.store
     store.path(digest)  # Invalid (422) unless sha256:<64 hex>
     store.path(base)
     if not store.exists(digest):
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
-    await _check_access(request, principal, digest)
-    deltas: DeltaCache = request.app.state.deltas
+    await _check_access(access, principal, digest)
     accepted = frozenset(f.strip() for f in formats.split(",") if f.strip())
     if not accepted or not accepted <= set(FORMATS):
         raise Invalid(f"formats must name some of {', '.join(FORMATS)}", field="formats")

@@ -26,11 +26,11 @@ from shared.errors import Invalid, NotFound, Unavailable
 
 from ..packages import ArtifactStore, PackageManifest, extract_artifact
 from ..registry import RegistryClient
+from ..registry import dockerfile as df
 from ..registry.config import RegistryConfig
 from ..registry.docker_build import image_labels
 from ..registry.reference import image_name
 from ..settings import MasterSettings
-from . import dockerfile as df
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # qemu-user-static's binfmt_misc entries, by the architecture they run.

@@ -15,13 +15,16 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from services.master.builds import repository
 from services.master.context import MasterContext
 from services.master.registry import RegistryClient, delete_image, image_name
 from shared.contracts.fleet import PackageStatus
 from shared.contracts.master import AiPackageRecord
+from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, NotFound
 
 log = logging.getLogger("edge.master.removal")
@@ -140,3 +143,6 @@ async def _delete_artifact(ctx: MasterContext, ai: AiPackageRecord) -> str:
         why = f"AI {', '.join(map(str, users))}" if users else "an upload not yet recorded in setup"
         return f"kept (still used by {why})"
     return "deleted" if ctx.store.delete(digest) else "not_found"
+
+
+RemovalsDep = Annotated[Removals, Depends(from_app_state("removals", Removals))]

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.master.builds import repository
+from services.master.builds.removal import RemovalsDep
+from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.models import BuildState
-from services.master.runners import RunnersDep
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
 from shared.errors import Conflict
@@ -27,11 +28,11 @@ async def list_ai_packages(request: Request, ctx: ContextDep, _: ReaderAuth) -> 
 
 @router.get("/{ai_id}", summary="One AI package, with the master's last build")
 async def get_ai_package(
-    _: ReaderAuth, ai_id: int, ctx: ContextDep, runners: RunnersDep, session: SessionDep
+    _: ReaderAuth, ai_id: int, ctx: ContextDep, builds: BuildRunnerDep, session: SessionDep
 ) -> dict[str, Any]:
     ai = (await ctx.setup.get_ai(ai_id)).model_dump(mode="json")
     job = await repository.get_job(session, ai_id)
-    in_flight = ai_id in runners.builds.in_flight()
+    in_flight = ai_id in builds.in_flight()
     ai["build"] = (
         None
         if job is None
@@ -50,10 +51,10 @@ async def get_ai_package(
     "/{ai_id}", summary="Remove an AI: marked removed in setup, image and unused artifact deleted"
 )
 async def delete_ai_package(
-    ai_id: int, ctx: ContextDep, runners: RunnersDep, _: OperatorAuth
+    ai_id: int, ctx: ContextDep, removals: RemovalsDep, _: OperatorAuth
 ) -> dict[str, Any]:
     # 409 while deployed somewhere; setup's own call to .../remove joins this clean-up.
-    return await runners.removals.remove(ai_id, first=lambda: ctx.setup.delete_ai(ai_id))
+    return await removals.remove(ai_id, first=lambda: ctx.setup.delete_ai(ai_id))
 
 
 @router.post(
@@ -62,15 +63,15 @@ async def delete_ai_package(
 async def build_ai_package(
     ai_id: int,
     ctx: ContextDep,
-    runners: RunnersDep,
+    builds: BuildRunnerDep,
     _: OperatorAuth,
     wait: Annotated[
         bool, Query(description="answer once the build has ended, with setup's row")
     ] = False,
 ) -> JSONResponse:
-    started = runners.builds.kick(ai_id)
+    started = builds.kick(ai_id)
     if wait:
-        await runners.builds.wait(ai_id)
+        await builds.wait(ai_id)
         ai = await ctx.setup.get_ai(ai_id)
         return JSONResponse({"id": ai_id, "ai": ai.model_dump(mode="json")})
     build = BuildState.QUEUED if started else BuildState.RUNNING
@@ -81,8 +82,8 @@ async def build_ai_package(
     "/{ai_id}/remove",
     summary="Delete the image and (unreferenced) artifact of an AI removed in setup",
 )
-async def remove_ai_package(ai_id: int, runners: RunnersDep, _: OperatorAuth) -> dict[str, Any]:
-    return await runners.removals.remove(ai_id)
+async def remove_ai_package(ai_id: int, removals: RemovalsDep, _: OperatorAuth) -> dict[str, Any]:
+    return await removals.remove(ai_id)
 
 
 builds_router = APIRouter(prefix="/builds", tags=["ai packages"])
@@ -93,8 +94,8 @@ builds_router = APIRouter(prefix="/builds", tags=["ai packages"])
     summary="The log of the last build of an AI (the builder's output), as plain text",
     response_class=PlainTextResponse,
 )
-async def build_log(ai_id: int, runners: RunnersDep, _: ReaderAuth) -> PlainTextResponse:
-    text = await asyncio.to_thread(runners.builds.logs.read, ai_id)
+async def build_log(ai_id: int, builds: BuildRunnerDep, _: ReaderAuth) -> PlainTextResponse:
+    text = await asyncio.to_thread(builds.logs.read, ai_id)
     return PlainTextResponse(text)
 
 
@@ -102,7 +103,7 @@ async def build_log(ai_id: int, runners: RunnersDep, _: ReaderAuth) -> PlainText
     "/{ai_id}/cancel",
     summary="Stop the running build of an AI (the AI is failed: 'the build was cancelled')",
 )
-async def cancel_build(ai_id: int, runners: RunnersDep, _: OperatorAuth) -> dict[str, Any]:
-    if not await runners.builds.cancel(ai_id):
+async def cancel_build(ai_id: int, builds: BuildRunnerDep, _: OperatorAuth) -> dict[str, Any]:
+    if not await builds.cancel(ai_id):
         raise Conflict(f"no build of AI {ai_id} is running", field="id")
     return {"id": ai_id, "build": BuildState.FAILED, "reason": "the build was cancelled"}

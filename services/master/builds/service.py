@@ -16,9 +16,11 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from services.master.builds import engine, repository
+from fastapi import Depends
+
+from services.master.builds import engine, field_folder, repository
 from services.master.context import MasterContext
 from services.master.models import BuildState
 from services.master.packages import (
@@ -31,10 +33,10 @@ from services.master.packages import (
 from services.master.registry import RegistryClient
 from services.master.registry.docker_build import docker_build_and_push
 from services.master.registry.image import build_and_push_index
-from services.master.uploads import field_folder
 from shared.contracts.events import Event, EventType
 from shared.contracts.fleet import PackageStatus
 from shared.contracts.master import AiPackageChange, AiPackageRecord
+from shared.deps import from_app_state
 from shared.errors import DomainError, Invalid, NotFound, Unavailable
 
 log = logging.getLogger("edge.master.builds")
@@ -380,3 +382,6 @@ async def record_ingested(ctx: MasterContext, ingested: IngestedPackage, *, sour
             manifest=manifest_json(m),
             source=source,
         )
+
+
+BuildRunnerDep = Annotated[BuildRunner, Depends(from_app_state("builds", BuildRunner))]

@@ -332,7 +332,8 @@ class DockerDriver(RuntimeDriver):
     def _stop_and_remove(self, container_id: str) -> None:
         try:
             self.api.stop(container_id, timeout=self.options.stop_timeout_s)
-            self.api.remove_container(container_id, force=True)
+            # v: its anonymous volumes too (an image's VOLUME): an undeploy leaves nothing.
+            self.api.remove_container(container_id, force=True, v=True)
         except docker_errors.NotFound:
             pass  # already gone
 

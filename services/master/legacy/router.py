@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from services.master.builds import field_folder
+from services.master.builds.removal import RemovalsDep
+from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.legacy.schemas import DeviceAi, RemoveEdgeAi, UploadEdgeAi
-from services.master.runners import RunnersDep
-from services.master.uploads import field_folder
 from services.master.uploads import service as uploads
 from services.master.uploads.schemas import UploadFields
 from shared.auth import OperatorAuth
@@ -28,7 +29,7 @@ async def upload_edge_ai(
     _: OperatorAuth,
     req: Annotated[UploadEdgeAi, Depends(form_or_json(UploadEdgeAi))],
     ctx: ContextDep,
-    runners: RunnersDep,
+    builds: BuildRunnerDep,
 ) -> dict[str, Any]:
     version = validate_version(req.version)
     folder = uploads.find_package_folder(ctx, req.filename, req.ai_class, version)
@@ -41,7 +42,7 @@ async def upload_edge_ai(
         version=version,
         ai_class=req.ai_class,
     ) as source:
-        accepted = await uploads.accept(ctx, runners.builds, source, fields, kind="folder")
+        accepted = await uploads.accept(ctx, builds, source, fields, kind="folder")
     return envelope(
         f"{req.filename} {version} class {req.ai_class} stored; build {accepted.build}",
         aid=accepted.ai.id,
@@ -58,9 +59,9 @@ async def remove_edge_ai(
     _: OperatorAuth,
     req: Annotated[RemoveEdgeAi, Depends(form_or_json(RemoveEdgeAi))],
     ctx: ContextDep,
-    runners: RunnersDep,
+    removals: RemovalsDep,
 ) -> dict[str, Any]:
-    result = await runners.removals.remove(req.id, first=lambda: ctx.setup.delete_ai(req.id))
+    result = await removals.remove(req.id, first=lambda: ctx.setup.delete_ai(req.id))
     return envelope(f"AI {req.id} removed (image {result['image']}, artifact {result['artifact']})")
 
 

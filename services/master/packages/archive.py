@@ -389,6 +389,14 @@ def _check_referenced(manifest: PackageManifest, members: Mapping[str, Member]) 
             f"dockerfile {manifest.dockerfile!r} named in the manifest is not in the package",
             field="manifest.dockerfile",
         )
+    if manifest.wheelhouse and not any(
+        p.startswith(f"{manifest.wheelhouse}/") and p.endswith(".whl") for p in members
+    ):
+        raise Invalid(
+            f"wheelhouse {manifest.wheelhouse!r} named in the manifest holds no wheels "
+            "(edgectl ai pack downloads them)",
+            field="manifest.wheelhouse",
+        )
     for i, model in enumerate(manifest.models):
         if not is_file(model):
             raise Invalid(

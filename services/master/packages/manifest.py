@@ -18,6 +18,8 @@ Example::
       imgsz: 640
       labels: coco                  # or a list, or a .yaml/.txt file in the package
     hot_handoff: true               # optional: see PackageManifest.hot_handoff
+    requirements: ["httpx>=0.27"]   # optional: Python dependencies the edge agent installs
+    wheelhouse: wheels              # optional: folder of wheels shipped for them (edgectl ai pack)
 
 Every error raised here is ``shared.errors.Invalid`` whose ``field`` is ``manifest.<field>``.
 """
@@ -30,6 +32,7 @@ import tomllib
 from typing import Any, Literal
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import Invalid
@@ -55,6 +58,21 @@ def check_relative_path(value: str) -> str:
     if norm == ".." or norm.startswith("../") or "/../" in f"/{value}/":
         raise ValueError(f"{value!r} must not contain '..'")
     return norm
+
+
+def check_requirement(value: str) -> str:
+    """One PEP 508 requirement (``name[extras] specifier ; marker``): no pip options (a package
+    must not pick the index or install files: the operator names the index), no URLs."""
+    text = value.strip()
+    if not text or text.startswith("-") or "\x00" in text:
+        raise ValueError(f"{value!r} is not a requirement (no pip options: name and version only)")
+    try:
+        parsed = Requirement(text)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{value!r} is not a requirement: {exc}") from None
+    if parsed.url:
+        raise ValueError(f"{value!r}: a requirement by URL is not installed on edges")
+    return text
 
 
 class Resources(BaseModel):
@@ -150,6 +168,18 @@ class PackageManifest(BaseModel):
         "an edge already running it starts no process (the YOLO worker does)",
     )
 
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="Python requirements (PEP 508, as in requirements.txt) the edge agent installs "
+        "into an environment of this package version before starting it; a field folder's "
+        "requirements.txt / `RUN pip install` lines are read into it at upload",
+    )
+    wheelhouse: str | None = Field(
+        None,
+        description="relative path of a folder of wheels in the package the agent installs the "
+        "requirements from (no index needed; `edgectl ai pack` downloads them)",
+    )
+
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str) -> str:
@@ -219,6 +249,18 @@ class PackageManifest(BaseModel):
     @classmethod
     def _dockerfile(cls, v: str | None) -> str | None:
         return None if v is None else check_relative_path(v)
+
+    @field_validator("wheelhouse")
+    @classmethod
+    def _wheelhouse(cls, v: str | None) -> str | None:
+        return None if v is None else check_relative_path(v)
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, v: list[str]) -> list[str]:
+        for item in v:
+            check_requirement(item)
+        return [item.strip() for item in v]
 
     @field_validator("models")
     @classmethod

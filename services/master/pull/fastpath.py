@@ -3,7 +3,7 @@ an update is published, so the answer is the precomputed set (``DesiredBoard.ans
 tag as the ETag, and a bare 304 when the agent already has it (``If-None-Match``), without the
 framework's routing and dependency machinery. It sits inside the shared request middleware
 (request id, metrics). Anything it cannot answer from the board (no set yet, a refused token)
-goes on to the FastAPI route (pull/router.py), which answers it with the same rules.
+goes on to the FastAPI route (reconcile/pull_router.py), which answers it with the same rules.
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ class DesiredFastPath:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != PATH:
             return await self.app(scope, receive, send)
         app = scope["app"]
-        runners = getattr(app.state, "runners", None)
+        reconciler = getattr(app.state, "reconciler", None)  # set by Runners.install
         headers = dict(scope["headers"])
         try:
             principal = self._principals.identify(app.state, headers)
         except DomainError:
             principal = None
-        if runners is None or principal is None or principal.kind != "edge":
+        if reconciler is None or principal is None or principal.kind != "edge":
             return await self.app(scope, receive, send)  # its refusal, in the usual form
         assert principal.nid is not None
-        answer = runners.reconciler.pull.board.answer(principal.nid)
+        answer = reconciler.pull.board.answer(principal.nid)
         if answer is None:
             return await self.app(scope, receive, send)  # no set yet: 503 or the empty one
         tag, body = answer

@@ -9,8 +9,8 @@ import time
 from prometheus_client import Gauge, Histogram
 
 from services.master.context import MasterContext
-from services.master.drivers.agent_pull import PullAgentDriver
 from services.master.pull.board import DesiredBoard
+from services.master.pull.driver import PullAgentDriver
 from services.master.pull.notices import NoticePublisher
 from services.master.pull.shared import SharedBoard
 from shared.contracts.updates import ObservedSet

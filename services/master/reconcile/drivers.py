@@ -96,7 +96,11 @@ class DriverSet:
                     "serveraddress": s.registry_url.split("://")[-1],
                 }
             try:
-                docker_options = DockerOptions(registry_auth=auth, live_host_dir=s.docker_live_dir)
+                docker_options = DockerOptions(
+                    registry_auth=auth,
+                    live_host_dir=s.docker_live_dir,
+                    network_mode=s.docker_network,
+                )
                 return DockerDriver.from_url(s.docker_host, docker_options)
             except Exception as exc:  # the SDK asks the engine its API version at once
                 raise DriverUnavailable(

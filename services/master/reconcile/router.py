@@ -5,8 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
+from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
-from services.master.runners import RunnersDep
+from services.master.reconcile.service import ReconcilerDep
+from services.master.sites.membership import MembershipDep
 from shared.auth import OperatorAuth, ReaderAuth
 
 router = APIRouter(tags=["reconcile"])
@@ -16,19 +18,19 @@ router = APIRouter(tags=["reconcile"])
     "/reconcile", summary="Converge now (setup calls this after every desired-state change)"
 )
 async def reconcile(
-    runners: RunnersDep,
+    reconciler: ReconcilerDep,
     _: OperatorAuth,
     wait: Annotated[bool, Query(description="run the pass now and answer its summary")] = False,
 ) -> JSONResponse:
-    shared = runners.reconciler.pull.shared
+    shared = reconciler.pull.shared
     if shared is not None and not shared.leads:
         # Another process of this site reconciles: it hears the ask through Postgres.
         await shared.ask_reconcile()
         body = {"status": "triggered", "leader": await shared.lease.holder()}
         return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED)
     if wait:
-        return JSONResponse(await runners.reconciler.run_once())
-    runners.reconciler.trigger()
+        return JSONResponse(await reconciler.run_once())
+    reconciler.trigger()
     return JSONResponse({"status": "triggered"}, status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -36,8 +38,13 @@ async def reconcile(
     "/status",
     summary="The last reconcile pass (per-edge observed workloads) and builds under way",
 )
-async def master_status(ctx: ContextDep, runners: RunnersDep, _: ReaderAuth) -> dict[str, Any]:
-    reconciler = runners.reconciler
+async def master_status(
+    ctx: ContextDep,
+    reconciler: ReconcilerDep,
+    membership: MembershipDep,
+    builds: BuildRunnerDep,
+    _: ReaderAuth,
+) -> dict[str, Any]:
     return {
         "reconcile": {
             "period_s": ctx.settings.reconcile_seconds,
@@ -45,11 +52,11 @@ async def master_status(ctx: ContextDep, runners: RunnersDep, _: ReaderAuth) -> 
             "last": reconciler.last,
         },
         "site": {
-            **runners.membership.status(),
+            **membership.status(),
             "serving": sorted(reconciler.served.values()),
             "builds_for_fleet": ctx.settings.builds_for_fleet,
         },
-        "builds_in_flight": sorted(runners.builds.in_flight()),
+        "builds_in_flight": sorted(builds.in_flight()),
         "registry": ctx.registry.host if ctx.registry else None,
         "artifacts": len(ctx.store.digests()),
         "board": (

@@ -16,7 +16,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from services.master.artifacts.access import ArtifactAccess
 from services.master.builds.service import BuildRunner
@@ -51,6 +53,7 @@ from shared.contracts.fleet import (
 )
 from shared.contracts.master import ObservedReport
 from shared.contracts.updates import ObservedSet
+from shared.deps import from_app_state
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.master.reconcile")
@@ -579,3 +582,6 @@ def _edges_running(snapshot: FleetSnapshot) -> list[FleetEdge]:
     """The edges with a deployment that should run (those whose workloads need a token)."""
     wanted = {d["edge_id"] for d in snapshot["deployments"] if d["desired"] == DesiredState.RUNNING}
     return [e for e in snapshot["edges"] if e["id"] in wanted]
+
+
+ReconcilerDep = Annotated[Reconciler, Depends(from_app_state("reconciler", Reconciler))]

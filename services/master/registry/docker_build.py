@@ -17,9 +17,9 @@ from typing import IO, Any
 
 from shared.errors import Invalid, Unavailable, UpstreamError
 
-from ..builds.dockerfile import base_references, rewrite_from_lines
 from ..packages import ArtifactStore, PackageManifest, extract_artifact
 from .config import RegistryConfig
+from .dockerfile import base_references, rewrite_from_lines
 from .reference import image_name
 
 DOCKER_API_VERSION = "1.43"

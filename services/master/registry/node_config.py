@@ -14,6 +14,9 @@ import base64
 import json
 import os
 import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -132,28 +135,111 @@ def render_all(
     return out
 
 
+@dataclass
+class TrustResult:
+    """What :func:`install_trust` did on a node."""
+
+    written: list[str] = field(default_factory=list)  # node paths
+    backups: list[str] = field(default_factory=list)  # node paths of the previous files
+    restart_containerd: bool = False  # config.toml changed: containerd reads it only at start
+    reload_docker: bool = False  # daemon.json changed: dockerd re-reads it on SIGHUP
+    notes: list[str] = field(default_factory=list)
+
+
+def _write(root: str, node_path: str, text: str) -> None:
+    target = Path(root) / node_path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+
+
+def _read(root: str, node_path: str) -> str | None:
+    path = Path(root) / node_path.lstrip("/")
+    return path.read_text() if path.is_file() else None
+
+
+def _backup(root: str, node_path: str, stamp: str) -> str:
+    backup = f"{node_path}.bak-{stamp}"
+    shutil.copy2(Path(root) / node_path.lstrip("/"), Path(root) / backup.lstrip("/"))
+    return backup
+
+
 def install_trust(
-    root: str, host: str, *, insecure: bool = False, ca_pem: str | None = None
-) -> list[str]:
+    root: str,
+    host: str,
+    *,
+    insecure: bool = False,
+    ca_pem: str | None = None,
+    containerd: bool | None = None,
+    docker: bool | None = None,
+) -> TrustResult:
     """Install the registry's trust on the node whose filesystem is at ``root`` (``/`` on the node
-    itself, the host mount in the registry-trust DaemonSet): containerd's hosts.toml and, for a TLS
-    registry with its own CA, the CA for containerd and Docker. Each file is replaced atomically;
-    answers the node paths written. No credential is ever written here (the pull Secret has it)."""
+    itself, the host mount in the registry-trust DaemonSet).
+
+    containerd (``containerd``: None = when ``/etc/containerd/config.toml`` exists): sets the
+    CRI registry ``config_path`` (only that key; legacy mirrors/configs.tls migrated into
+    hosts.toml), backing the file up first, and writes ``hosts.toml`` (plus the CA beside it).
+    Docker (``docker``: None = when ``/etc/docker/daemon.json`` exists): merges a plain-HTTP
+    registry into ``insecure-registries``; a CA goes to ``/etc/docker/certs.d/<host>/ca.crt``.
+    Every file is replaced atomically and only when its content changes; the answer says whether
+    containerd must be restarted or dockerd reloaded. No credential is ever written here (the
+    pull Secret has it)."""
+    from services.master.registry import runtime_config as rc
+
     host = check_host(host)
     if insecure and ca_pem:
         raise ValueError("a CA is for a TLS registry; insecure means plain HTTP")
-    hosts = hosts_toml(host, insecure=insecure, ca_file="ca" if ca_pem else None)
-    files = {f"{containerd_dir(host)}/hosts.toml": hosts}
+    if ca_pem and "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise ValueError("the CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    result = TrustResult()
+    files: dict[str, str] = {}  # node path -> text, written when different
+
+    config_toml = "/etc/containerd/config.toml"
+    certs = rc.DEFAULT_CONFIG_PATH
+    current = _read(root, config_toml)
+    if containerd is None:
+        containerd = current is not None
+    if containerd:
+        edit = rc.edit_containerd_config(current)
+        certs = edit.config_path
+        result.notes += edit.notes
+        for folder, text in edit.hosts.items():
+            if folder != host and _read(root, f"{certs}/{folder}/hosts.toml") is None:
+                files[f"{certs}/{folder}/hosts.toml"] = text
+            elif folder != host:
+                result.notes.append(f"{certs}/{folder}/hosts.toml exists: kept, not migrated over")
+        if edit.changed:
+            if current is not None:
+                result.backups.append(_backup(root, config_toml, stamp))
+            files[config_toml] = edit.text
+            result.restart_containerd = True
+    hosts_dir = f"{certs}/{host}"
+    files[f"{hosts_dir}/hosts.toml"] = hosts_toml(
+        host, insecure=insecure, ca_file="ca" if ca_pem else None
+    ).replace(containerd_dir(host), hosts_dir)
     if ca_pem:
-        if "-----BEGIN CERTIFICATE-----" not in ca_pem:
-            raise ValueError("the CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
-        files[f"{containerd_dir(host)}/{CONTAINERD_CA_NAME}"] = ca_pem
+        files[f"{hosts_dir}/{CONTAINERD_CA_NAME}"] = ca_pem
         files[f"/etc/docker/certs.d/{host}/ca.crt"] = ca_pem
+
+    daemon = "/etc/docker/daemon.json"
+    current_daemon = _read(root, daemon)
+    if docker is None:
+        docker = current_daemon is not None
+    if docker and insecure:
+        text, changed = rc.edit_docker_daemon_json(current_daemon, host)
+        if changed:
+            if current_daemon is not None:
+                result.backups.append(_backup(root, daemon, stamp))
+            files[daemon] = text
+            result.reload_docker = True
+
     for node_path, text in files.items():
-        target = Path(root) / node_path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    return sorted(files)
+        if _read(root, node_path) != text:
+            _write(root, node_path, text)
+            result.written.append(node_path)
+    result.written.sort()
+    return result

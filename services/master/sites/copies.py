@@ -23,11 +23,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from services.master.builds.dockerfile import layer_builder_refusal
 from services.master.builds.service import ResolvedPackage, read_stored_dockerfile
 from services.master.context import MasterContext
 from services.master.packages import PackageManifest
 from services.master.registry import RegistryClient, build_and_push, image_name
+from services.master.registry.dockerfile import layer_builder_refusal
 from shared.contracts.fleet import FleetPackage
 from shared.contracts.fleet import ObservedState as Observed
 from shared.errors import DomainError, Unavailable, UpstreamError

@@ -17,11 +17,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from services.master.settings import MasterSettings
 from services.master.setup_client import SetupClient
 from shared.contracts.master import ClusterRecord, MasterRecord, MasterRegistration
+from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 
 log = logging.getLogger("edge.master.sites")
@@ -141,3 +144,6 @@ class Membership:
             "refused": self.refused,
             "error": self.last_error,
         }
+
+
+MembershipDep = Annotated[Membership, Depends(from_app_state("membership", Membership))]

@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi import Path as PathParam
 
-from services.master.builds import engine
+from services.master.builds import engine, field_folder
+from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.packages import parse_manifest
-from services.master.runners import RunnersDep
-from services.master.uploads import field_folder, retrained, service
+from services.master.uploads import retrained, service
 from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
 from shared.auth import OperatorAuth, ServiceAuth
 from shared.versions import validate_version
@@ -54,12 +54,12 @@ recorded in setup and its image built in the background (watch `status` on the A
     },
 )
 async def upload_ai_package(
-    request: Request, ctx: ContextDep, runners: RunnersDep, _: OperatorAuth
+    request: Request, ctx: ContextDep, builds: BuildRunnerDep, _: OperatorAuth
 ) -> UploadAccepted:
     limit = ctx.settings.max_upload_bytes
     path, fields = await service.receive_body(request, ctx.store.tmp_dir, limit)
     try:
-        return await service.accept(ctx, runners.builds, path, fields, kind="archive")
+        return await service.accept(ctx, builds, path, fields, kind="archive")
     finally:
         path.unlink(missing_ok=True)
 
@@ -114,7 +114,7 @@ async def package_folder(
 async def upload_new_version(
     ai_id: int,
     ctx: ContextDep,
-    runners: RunnersDep,
+    builds: BuildRunnerDep,
     _: OperatorAuth,
     file: Annotated[UploadFile, File(description="the new weights file")],
     version: Annotated[str, Form(max_length=40)],
@@ -125,7 +125,7 @@ async def upload_new_version(
     try:
         return await retrained.new_version(
             ctx,
-            runners.builds,
+            builds,
             ai_id,
             upload=file,
             version=version,

@@ -32,7 +32,7 @@ from services.master.models import BuildState
 from services.master.packages import IngestedPackage, ingest_package
 from services.master.uploads.schemas import UploadAccepted, UploadFields
 from shared.contracts.fleet import PackageStatus
-from shared.contracts.master import AiPackageChange, AiPackageRecord
+from shared.contracts.master import AiPackageChange, AiPackageNew, AiPackageRecord
 from shared.errors import Conflict, Invalid, PayloadTooLarge
 
 log = logging.getLogger("edge.master.uploads")
@@ -174,13 +174,13 @@ async def _create_in_setup(
     """A new AI row; when setup refuses it, what this upload recorded and stored is undone."""
     m = ingested.manifest
     description = fields.description if fields.description is not None else m.description
-    body = {
-        "filename": m.filename,
-        "version": m.version,
-        "ai_class": m.ai_class,
-        "condition": fields.condition or m.condition,
-        "description": description[:2000],
-    }
+    body = AiPackageNew(
+        filename=m.filename,
+        version=m.version,
+        ai_class=m.ai_class,
+        condition=fields.condition or m.condition,
+        description=description[:2000],
+    )
     try:
         return await ctx.setup.create_ai(body)
     except Conflict:  # created meanwhile by another upload of the same names

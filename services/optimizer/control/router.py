@@ -15,6 +15,7 @@ from services.optimizer.control.schemas import (
     PolicyOut,
     RolloutOut,
 )
+from services.optimizer.engine.runner import RunnerDep
 from shared.auth import OperatorAuth, Principal, ReaderAuth
 from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
 from shared.db import SessionDep
@@ -30,22 +31,22 @@ router = APIRouter(tags=["control"])
 @router.get(
     "/control", response_model=ControlsOut, summary="Pause, dry-run, leadership and the last cycle"
 )
-async def read_controls(request: Request, session: SessionDep, _: ReaderAuth) -> ControlsOut:
-    return await service.read_controls(session, request.app.state.runner)
+async def read_controls(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> ControlsOut:
+    return await service.read_controls(session, runner)
 
 
 @router.put(
     "/control", response_model=ControlsOut, summary="Pause or resume; dry-run on or off (persisted)"
 )
 async def set_controls(
-    data: ControlsIn, request: Request, session: SessionDep, who: OperatorAuth
+    data: ControlsIn, runner: RunnerDep, session: SessionDep, who: OperatorAuth
 ) -> ControlsOut:
-    return await service.set_controls(session, request.app.state.runner, data, who.kind)
+    return await service.set_controls(session, runner, data, who.kind)
 
 
 @router.get("/pins", response_model=list[PinOut], summary="Edges an operator froze")
-async def list_pins(request: Request, session: SessionDep, _: ReaderAuth) -> list[PinOut]:
-    return await service.list_pins(session, request.app.state.runner)
+async def list_pins(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> list[PinOut]:
+    return await service.list_pins(session, runner)
 
 
 @router.put(
@@ -54,14 +55,14 @@ async def list_pins(request: Request, session: SessionDep, _: ReaderAuth) -> lis
     summary="Freeze an edge (id, name or nid): no policy touches it",
 )
 async def pin(
-    edge: str, request: Request, session: SessionDep, who: OperatorAuth, data: PinIn | None = None
+    edge: str, runner: RunnerDep, session: SessionDep, who: OperatorAuth, data: PinIn | None = None
 ) -> PinOut:
-    return await service.pin(session, request.app.state.runner, edge, data or PinIn(), who.kind)
+    return await service.pin(session, runner, edge, data or PinIn(), who.kind)
 
 
 @router.delete("/pins/{edge}", status_code=status.HTTP_204_NO_CONTENT, summary="Unfreeze an edge")
-async def unpin(edge: str, request: Request, session: SessionDep, _: OperatorAuth) -> Response:
-    await service.unpin(session, request.app.state.runner, edge)
+async def unpin(edge: str, runner: RunnerDep, session: SessionDep, _: OperatorAuth) -> Response:
+    await service.unpin(session, runner, edge)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -70,8 +71,8 @@ async def unpin(edge: str, request: Request, session: SessionDep, _: OperatorAut
     response_model=list[PolicyOut],
     summary="Every policy: defaults, overrides, effective",
 )
-async def list_policies(request: Request, session: SessionDep, _: ReaderAuth) -> list[PolicyOut]:
-    return await service.list_policies(session, request.app.state.runner)
+async def list_policies(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> list[PolicyOut]:
+    return await service.list_policies(session, runner)
 
 
 def changed_by(request: Request, who: Principal) -> str:
@@ -105,19 +106,24 @@ async def tune_policy(
     changes: Annotated[
         dict[str, Any], Body(examples=[{"enabled": False}, {"hysteresis_samples": 5}])
     ],
+    runner: RunnerDep,
 ) -> PolicyOut:
     by = changed_by(request, who)
-    return await service.tune_policy(session, request.app.state.runner, name, changes, by)
+    return await service.tune_policy(session, runner, name, changes, by)
 
 
 @router.delete(
     "/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults"
 )
 async def reset_policy(
-    name: PolicyName, request: Request, session: SessionDep, who: OperatorAuth
+    name: PolicyName,
+    request: Request,
+    session: SessionDep,
+    who: OperatorAuth,
+    runner: RunnerDep,
 ) -> PolicyOut:
     by = changed_by(request, who)
-    return await service.reset_policy(session, request.app.state.runner, name, by)
+    return await service.reset_policy(session, runner, name, by)
 
 
 @router.post(
@@ -125,9 +131,9 @@ async def reset_policy(
     summary="Run a decision cycle now (whole fleet, or the edges named) and return its summary",
 )
 async def run_cycle(
-    request: Request, _: OperatorAuth, data: CycleIn | None = None
+    runner: RunnerDep, _: OperatorAuth, data: CycleIn | None = None
 ) -> dict[str, Any]:
-    return await service.run_cycle(request.app.state.runner, data)
+    return await service.run_cycle(runner, data)
 
 
 @router.get("/rollouts", response_model=list[RolloutOut], summary="Version rollouts, newest first")
@@ -141,9 +147,9 @@ async def list_rollouts(session: SessionDep, _: ReaderAuth) -> list[RolloutOut]:
     summary="Pause an active rollout: no new wave starts until it is resumed",
 )
 async def pause_rollout(
-    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+    rollout_id: int, runner: RunnerDep, session: SessionDep, _: OperatorAuth
 ) -> RolloutOut:
-    return await service.set_rollout_paused(session, request.app.state.runner, rollout_id, True)
+    return await service.set_rollout_paused(session, runner, rollout_id, True)
 
 
 @router.post(
@@ -152,9 +158,9 @@ async def pause_rollout(
     summary="Resume a paused rollout (its wave's timeout counts from now)",
 )
 async def resume_rollout(
-    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+    rollout_id: int, runner: RunnerDep, session: SessionDep, _: OperatorAuth
 ) -> RolloutOut:
-    return await service.set_rollout_paused(session, request.app.state.runner, rollout_id, False)
+    return await service.set_rollout_paused(session, runner, rollout_id, False)
 
 
 @router.post(
@@ -163,6 +169,6 @@ async def resume_rollout(
     summary="Roll a rollout back: its edges go back to the version they ran before, for good",
 )
 async def roll_back_rollout(
-    rollout_id: int, request: Request, session: SessionDep, _: OperatorAuth
+    rollout_id: int, runner: RunnerDep, session: SessionDep, _: OperatorAuth
 ) -> RolloutOut:
-    return await service.roll_back(session, request.app.state.runner, rollout_id)
+    return await service.roll_back(session, runner, rollout_id)

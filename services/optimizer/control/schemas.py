@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.optimizer.engine.context import RolloutStatus
+from services.optimizer.model.context import RolloutStatus
 
 
 class ControlsIn(BaseModel):

@@ -25,9 +25,9 @@ from services.optimizer.control.schemas import (
 )
 from services.optimizer.decisions.service import find_edges
 from services.optimizer.engine import store
-from services.optimizer.engine.context import RolloutStatus
 from services.optimizer.engine.runner import DecisionRunner
-from services.optimizer.policies.config import POLICY_MODELS
+from services.optimizer.model.config import POLICY_MODELS
+from services.optimizer.model.context import RolloutStatus
 from shared.db import after_commit, flush, utcnow
 from shared.errors import Conflict, Invalid, NotFound
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from services.optimizer.decisions import service
 from services.optimizer.decisions.schemas import DecisionPage, EdgeExplained
+from services.optimizer.engine.runner import RunnerDep
 from shared.auth import ReaderAuth
 from shared.contracts.decisions import Action, Outcome, Policy
 from shared.db import SessionDep
@@ -16,7 +17,7 @@ router = APIRouter(tags=["decisions"])
 
 @router.get("/decisions", response_model=DecisionPage, summary="The decision log, newest first")
 async def list_decisions(
-    request: Request,
+    runner: RunnerDep,
     session: SessionDep,
     _: ReaderAuth,
     edge: Annotated[str | None, Query(description="edge id, name or nid")] = None,
@@ -30,7 +31,7 @@ async def list_decisions(
 ) -> DecisionPage:
     return await service.list_decisions(
         session,
-        request.app.state.runner,
+        runner,
         edge=edge,
         policy=policy,
         action=action,
@@ -47,5 +48,7 @@ async def list_decisions(
     response_model=EdgeExplained,
     summary="An edge's current desired state and the decisions that produced it",
 )
-async def explain(edge: str, request: Request, session: SessionDep, _: ReaderAuth) -> EdgeExplained:
-    return await service.explain(session, request.app.state.runner, edge)
+async def explain(
+    edge: str, runner: RunnerDep, session: SessionDep, _: ReaderAuth
+) -> EdgeExplained:
+    return await service.explain(session, runner, edge)

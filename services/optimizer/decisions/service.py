@@ -17,8 +17,8 @@ from services.optimizer.decisions.schemas import (
 )
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
-from services.optimizer.engine.state import Edge, FleetState
-from services.optimizer.policies.config import POLICY_NAMES, OverloadConfig
+from services.optimizer.model.config import POLICY_NAMES, OverloadConfig
+from services.optimizer.model.state import Edge, FleetState
 from shared.contracts.decisions import Policy, PolicyBlocker
 from shared.contracts.fleet import DesiredState
 from shared.errors import Invalid, NotFound

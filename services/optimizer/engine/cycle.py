@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.optimizer.engine.context import Cycle, CycleInput, RolloutState, RouteState
-from services.optimizer.engine.plan import DecisionRecord, Planned
-from services.optimizer.engine.state import Deployment
+from services.optimizer.model.context import Cycle, CycleInput, RolloutState, RouteState
+from services.optimizer.model.plan import DecisionRecord, Planned
+from services.optimizer.model.state import Deployment
 from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
 from shared.contracts.decisions import op_wire
 

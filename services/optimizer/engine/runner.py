@@ -20,20 +20,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Depends
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.optimizer.engine import store
-from services.optimizer.engine.context import CycleInput, RouteState
 from services.optimizer.engine.cycle import CycleResult, decide
 from services.optimizer.engine.leader import Lease
-from services.optimizer.engine.plan import DecisionRecord, Planned
-from services.optimizer.engine.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.metrics import OptimizerMetrics
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.context import CycleInput, RouteState
+from services.optimizer.model.plan import DecisionRecord, Planned
+from services.optimizer.model.state import Deployment, FleetState, deployment_from_wire, parse_ts
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
@@ -47,6 +48,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.fleet import DesiredState, FleetSnapshot, ObservedState
 from shared.contracts.nodes import NodeStates
+from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError
 from shared.logging import log_fields
 
@@ -593,3 +595,6 @@ def _overall(verdicts: list[Verdict], *, timed_out: bool, timeout: timedelta) ->
     if kinds == {Outcome.SUCCEEDED}:
         return Outcome.SUCCEEDED, None
     return next(v for v in verdicts if v[0] == Outcome.SUPERSEDED)
+
+
+RunnerDep = Annotated[DecisionRunner, Depends(from_app_state("runner", DecisionRunner))]

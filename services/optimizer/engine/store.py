@@ -11,8 +11,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer import models as m
-from services.optimizer.engine.context import FocusRequest, RolloutState, RolloutStatus, RouteState
-from services.optimizer.engine.plan import DecisionRecord
+from services.optimizer.model.context import FocusRequest, RolloutState, RolloutStatus, RouteState
+from services.optimizer.model.plan import DecisionRecord
 from services.optimizer.settings import OptimizerSettings
 from shared.contracts.decisions import Outcome, op_wire
 from shared.db import utcnow

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
+from services.optimizer.engine.runner import RunnerDep
 from services.optimizer.events import service
 from services.optimizer.events.schemas import Event, EventAccepted
 from shared.auth import OperatorAuth
@@ -17,6 +18,6 @@ router = APIRouter(tags=["events"])
     summary="Something changed (VMS, master, setup): decided within a second",
 )
 async def post_event(
-    event: Event, session: SessionDep, request: Request, _: OperatorAuth
+    event: Event, session: SessionDep, runner: RunnerDep, _: OperatorAuth
 ) -> EventAccepted:
-    return await service.accept(session, request.app.state.runner, event)
+    return await service.accept(session, runner, event)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import Edge, Package
+from services.optimizer.model.context import Cycle
+from services.optimizer.model.state import Edge, Package
 from shared.contracts.decisions import Policy
 
 NAME = Policy.ENVIRONMENT

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import parse_ts
+from services.optimizer.model.context import Cycle
+from services.optimizer.model.state import parse_ts
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState
 

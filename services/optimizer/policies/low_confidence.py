@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.plan import DecisionRecord
-from services.optimizer.engine.state import Edge, parse_ts
+from services.optimizer.model.context import Cycle
+from services.optimizer.model.plan import DecisionRecord
+from services.optimizer.model.state import Edge, parse_ts
 from shared.contracts.decisions import Action, Policy
 
 NAME = Policy.LOW_CONFIDENCE

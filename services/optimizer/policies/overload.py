@@ -15,9 +15,9 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from services.optimizer.engine.context import Cycle
-from services.optimizer.engine.state import Deployment, Edge, Node, parse_ts
-from services.optimizer.policies.config import OverloadConfig
+from services.optimizer.model.config import OverloadConfig
+from services.optimizer.model.context import Cycle
+from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
 from services.optimizer.policies.forecast import observe
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState

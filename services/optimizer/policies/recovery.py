@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.optimizer.engine.context import Cycle, RolloutStatus
-from services.optimizer.engine.state import Deployment, Edge, parse_ts
-from services.optimizer.policies.config import RecoveryConfig
+from services.optimizer.model.config import RecoveryConfig
+from services.optimizer.model.context import Cycle, RolloutStatus
+from services.optimizer.model.state import Deployment, Edge, parse_ts
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import EdgeStatus, ObservedState
 

@@ -3,7 +3,7 @@ and one lookup turns (filename, class, version) into the AI a deployment should 
 
 from __future__ import annotations
 
-from services.optimizer.engine.context import Cycle, RolloutStatus
+from services.optimizer.model.context import Cycle, RolloutStatus
 from services.optimizer.policies import environment, version
 from shared.contracts.decisions import Action
 

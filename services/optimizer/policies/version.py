@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from services.optimizer.engine.context import Cycle, RolloutState, RolloutStatus
-from services.optimizer.engine.state import Deployment, Package
-from services.optimizer.policies.config import VersionConfig
+from services.optimizer.model.config import VersionConfig
+from services.optimizer.model.context import Cycle, RolloutState, RolloutStatus
+from services.optimizer.model.state import Deployment, Package
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import ObservedState
 

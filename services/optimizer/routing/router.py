@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from services.optimizer import models as m
 from services.optimizer.engine import store
+from services.optimizer.engine.runner import RunnerDep
 from shared.auth import ReaderAuth
 from shared.contracts.routing import EdgeRouting
 from shared.db import SessionDep
@@ -37,10 +38,9 @@ def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) ->
 @router.get(
     "/routing/{nid}", summary="Routing for one edge's YOLO worker (its own edge token, or staff)"
 )
-async def routing(nid: str, request: Request, session: SessionDep, who: ReaderAuth) -> EdgeRouting:
+async def routing(nid: str, runner: RunnerDep, session: SessionDep, who: ReaderAuth) -> EdgeRouting:
     if who.kind == "edge" and who.nid != nid:
         raise Forbidden("an edge reads only its own routing")
-    runner = request.app.state.runner
     threshold = runner.policies(await store.overrides(session)).low_confidence.confidence_threshold
     return _view(
         await session.get(m.Route, nid), nid, runner.settings.effective_analysis_url, threshold
@@ -51,8 +51,7 @@ async def routing(nid: str, request: Request, session: SessionDep, who: ReaderAu
     "/routing",
     summary="Edges whose analysis or hard frames leave the edge, with the share of frames sent up",
 )
-async def routing_report(request: Request, session: SessionDep, _: ReaderAuth) -> dict[str, Any]:
-    runner = request.app.state.runner
+async def routing_report(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> dict[str, Any]:
     threshold = runner.policies(await store.overrides(session)).low_confidence.confidence_threshold
     rows = (
         await session.scalars(

@@ -11,13 +11,13 @@ import time
 from datetime import datetime
 from typing import cast
 
-import httpx
 import orjson
 
 from services.optimizer.settings import OptimizerSettings
 from shared.contracts.decisions import BulkOperation, BulkResponse, BulkResult, op_wire
 from shared.contracts.fleet import FleetSnapshot
 from shared.contracts.nodes import NodeState, NodeStates
+from shared.errors import Unavailable
 from shared.service_client import ServiceClient
 
 
@@ -84,6 +84,9 @@ class VmsClient:
         await self.client.aclose()
 
 
+_EVERY_ERROR_STATUS = tuple(range(400, 600))
+
+
 class AnalysisProbe:
     """Whether the analysis service can take frames now: ``GET /healthz`` at most every
     ``interval_s``. Down (unreachable, 5xx) or throttling (429): edges routed to it fall back to
@@ -97,7 +100,13 @@ class AnalysisProbe:
         explicit = "analysis_service_url" in settings.model_fields_set and not settings.analysis_url
         self.base_url = str(settings.analysis_service_url).rstrip("/") if explicit else None
         self.interval_s = interval_s
-        self.client = httpx.AsyncClient(timeout=timeout_s) if self.base_url else None
+        # /healthz is open: no credential. Every answer is read here (allow), only an
+        # unreachable service raises.
+        self.client = (
+            ServiceClient("analysis", self.base_url, token=None, timeout=timeout_s)
+            if self.base_url
+            else None
+        )
         self._checked_at = float("-inf")
         self._trouble: str | None = None
 
@@ -107,9 +116,9 @@ class AnalysisProbe:
         if time.monotonic() - self._checked_at < self.interval_s:
             return self._trouble
         try:
-            r = await self.client.get(f"{self.base_url}/healthz")
-        except httpx.HTTPError as exc:
-            self._trouble = f"the analysis service is down ({type(exc).__name__})"
+            r = await self.client.request("GET", "/healthz", allow=_EVERY_ERROR_STATUS)
+        except Unavailable as exc:
+            self._trouble = f"the analysis service is down ({type(exc.__cause__).__name__})"
         else:
             if r.status_code == 429:
                 self._trouble = "the analysis service throttles (429)"

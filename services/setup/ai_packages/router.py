@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
 from services.setup.ai_packages import service
 from services.setup.ai_packages.schemas import AiPackageCreate, AiPackageOut, AiPackageUpdate
+from services.setup.master_client import MasterDep
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.contracts.fleet import PackageStatus
 from shared.db import SessionDep
@@ -14,14 +15,15 @@ router = APIRouter(prefix="/ai-packages", tags=["ai packages"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AiPackageOut)
 async def create_ai_package(
-    data: AiPackageCreate, session: SessionDep, request: Request, who: OperatorAuth
+    data: AiPackageCreate,
+    session: SessionDep,
+    who: OperatorAuth,
+    master: MasterDep,
 ):
     """Record an AI package; the default master is asked to build it (or upload the archive to
     a master). A master recording the package uploaded to it builds it itself: no request."""
     uploaded_to_a_master = who.kind == "service" and who.name == "master"
-    return await service.create(
-        session, data, request.app.state.master, request_build=not uploaded_to_a_master
-    )
+    return await service.create(session, data, master, request_build=not uploaded_to_a_master)
 
 
 @router.get("", response_model=Page[AiPackageOut])
@@ -47,12 +49,12 @@ async def get_ai_package(ai_id: int, session: SessionDep, _: ReaderAuth):
 
 @router.patch("/{ai_id}", response_model=AiPackageOut)
 async def update_ai_package(
-    ai_id: int, data: AiPackageUpdate, session: SessionDep, request: Request, _: OperatorAuth
+    ai_id: int, data: AiPackageUpdate, session: SessionDep, master: MasterDep, _: OperatorAuth
 ):
-    return await service.update(session, ai_id, data, request.app.state.master)
+    return await service.update(session, ai_id, data, master)
 
 
 @router.delete("/{ai_id}", response_model=AiPackageOut)
-async def remove_ai_package(ai_id: int, session: SessionDep, request: Request, _: OperatorAuth):
+async def remove_ai_package(ai_id: int, session: SessionDep, master: MasterDep, _: OperatorAuth):
     """Mark the AI removed; the master deletes its image and, once unreferenced, its artifact."""
-    return await service.remove(session, ai_id, request.app.state.master)
+    return await service.remove(session, ai_id, master)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
 from services.setup.deployments import service
 from services.setup.deployments.schemas import (
@@ -11,6 +11,7 @@ from services.setup.deployments.schemas import (
     DeploymentUpdate,
     ObservedReports,
 )
+from services.setup.master_client import MasterDep
 from shared.auth import OperatorAuth, Principal, ReaderAuth, ServiceAuth
 from shared.contracts.fleet import DesiredState, ObservedState
 from shared.db import SessionDep
@@ -25,11 +26,11 @@ def _who(principal: Principal) -> str:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DeploymentOut)
 async def create_deployment(
-    data: DeploymentCreate, session: SessionDep, request: Request, who: OperatorAuth
+    data: DeploymentCreate, session: SessionDep, master: MasterDep, who: OperatorAuth
 ):
     """Desired state: AI ``ai_id`` runs on edge ``edge_id``. The master converges to it."""
     deployment = await service.create(session, data, requested_by=_who(who))
-    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
+    await master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment
 
 
@@ -61,12 +62,12 @@ async def list_deployments(
     response_model=BulkResponse,
     summary="Apply many changes in one transaction (optimizer)",
 )
-async def bulk(data: BulkRequest, session: SessionDep, request: Request, _: OperatorAuth):
+async def bulk(data: BulkRequest, session: SessionDep, master: MasterDep, _: OperatorAuth):
     results = await service.apply_bulk(session, data)
     if results:
         edges = await service.edges_of(session, [r.id for r in results if r.op != "edge_status"])
         edges |= {r.id for r in results if r.op == "edge_status"}
-        await request.app.state.master.request_reconcile(session, edge_ids=edges)
+        await master.request_reconcile(session, edge_ids=edges)
     return BulkResponse(results=results)
 
 
@@ -85,21 +86,21 @@ async def update_deployment(
     deployment_id: int,
     data: DeploymentUpdate,
     session: SessionDep,
-    request: Request,
+    master: MasterDep,
     who: OperatorAuth,
 ):
     """Change the AI (e.g. a new version: a rolling replace) or its params."""
     deployment = await service.update_one(session, deployment_id, data, requested_by=_who(who))
-    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
+    await master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment
 
 
 @router.delete("/{deployment_id}", response_model=DeploymentOut)
 async def remove_deployment(
-    deployment_id: int, session: SessionDep, request: Request, who: OperatorAuth
+    deployment_id: int, session: SessionDep, master: MasterDep, who: OperatorAuth
 ):
     """Desired state: the AI no longer runs there. The row stays, with the master's observed
     state."""
     deployment = await service.remove(session, deployment_id, requested_by=_who(who))
-    await request.app.state.master.request_reconcile(session, edge_ids=[deployment.edge_id])
+    await master.request_reconcile(session, edge_ids=[deployment.edge_id])
     return deployment

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 
 from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
@@ -14,11 +14,14 @@ from services.setup.edges.schemas import (
     EdgeUpdate,
     TokenRevocations,
 )
+from services.setup.settings import SettingsDep
 from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
-from shared.contracts.fleet import EdgeStatus
+from shared.contracts.fleet import EdgeStatus, NodeIds
 from shared.db import SessionDep
+from shared.deps import KeyRingDep
 from shared.edge_tokens import decode_edge_token
 from shared.pagination import Page, PageDep
+from shared.signing import KeyRing
 
 router = APIRouter(prefix="/edges", tags=["edges"])
 
@@ -27,10 +30,12 @@ EdgeRef = Annotated[str, Path(description="edge id, name or nid", examples=["1"]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EdgeCreated)
-async def register_edge(data: EdgeCreate, session: SessionDep, request: Request, _: OperatorAuth):
+async def register_edge(
+    data: EdgeCreate, session: SessionDep, settings: SettingsDep, _: OperatorAuth
+):
     """Register an edge (the field's payload plus ``nid``); the answer carries its token, shown
     once."""
-    edge, token = await service.create(session, data, request.app.state.settings)
+    edge, token = await service.create(session, data, settings)
     return EdgeCreated(**service.to_out(edge).model_dump(), token=token)
 
 
@@ -59,8 +64,8 @@ async def list_edges(
     )
 
 
-@router.get("/node-ids", summary="Every registered node id (for the VMS)")
-async def node_ids(session: SessionDep, _: ServiceAuth) -> dict:
+@router.get("/node-ids", response_model=NodeIds, summary="Every registered node id (for the VMS)")
+async def node_ids(session: SessionDep, _: ServiceAuth) -> NodeIds:
     return await service.node_ids(session)
 
 
@@ -77,15 +82,16 @@ async def token_revocations(session: SessionDep, _: ServiceAuth) -> TokenRevocat
 @router.post(
     "/me/token", response_model=EdgeToken, summary="Renew the calling edge's token (its agent)"
 )
-async def renew_token(session: SessionDep, request: Request, who: EdgeAuth) -> EdgeToken:
+async def renew_token(
+    settings: SettingsDep, keys: KeyRingDep, session: SessionDep, who: EdgeAuth
+) -> EdgeToken:
     assert who.nid is not None
-    edge, token = await service.renew_token(session, who.nid, request.app.state.settings)
-    return _token_out(edge.id, edge.nid, token, request)
+    edge, token = await service.renew_token(session, who.nid, settings)
+    return _token_out(edge.id, edge.nid, token, keys)
 
 
-def _token_out(edge_id: int, nid: str, token: str, request: Request) -> EdgeToken:
-    secret = request.app.state.settings.edge_token_secret.get_secret_value()
-    claims = decode_edge_token(token, secret)
+def _token_out(edge_id: int, nid: str, token: str, keys: KeyRing) -> EdgeToken:
+    claims = decode_edge_token(token, keys)
     expires_at = claims.expires_at if claims else None
     return EdgeToken(id=edge_id, nid=nid, token=token, expires_at=expires_at)
 
@@ -97,9 +103,8 @@ async def get_edge(edge: EdgeRef, session: SessionDep, _: ReaderAuth):
 
 @router.patch("/{edge}", response_model=EdgeOut)
 async def update_edge(
-    edge: EdgeRef, data: EdgeUpdate, session: SessionDep, request: Request, _: OperatorAuth
+    edge: EdgeRef, data: EdgeUpdate, session: SessionDep, settings: SettingsDep, _: OperatorAuth
 ):
-    settings = request.app.state.settings
     return service.to_out(await service.update(session, edge, data, settings))
 
 
@@ -108,9 +113,11 @@ async def update_edge(
     response_model=EdgeToken,
     summary="Issue a new token for the edge (shown once)",
 )
-async def rotate_token(edge: EdgeRef, session: SessionDep, request: Request, _: OperatorAuth):
-    found, token = await service.rotate_token(session, edge, request.app.state.settings)
-    return _token_out(found.id, found.nid, token, request)
+async def rotate_token(
+    settings: SettingsDep, keys: KeyRingDep, edge: EdgeRef, session: SessionDep, _: OperatorAuth
+):
+    found, token = await service.rotate_token(session, edge, settings)
+    return _token_out(found.id, found.nid, token, keys)
 
 
 @router.post(
@@ -119,10 +126,14 @@ async def rotate_token(edge: EdgeRef, session: SessionDep, request: Request, _: 
     summary="A token for the workloads the master runs on the edge (the master only)",
 )
 async def workload_token(
-    edge: EdgeRef, session: SessionDep, request: Request, _: ServiceAuth
+    edge: EdgeRef,
+    session: SessionDep,
+    _: ServiceAuth,
+    settings: SettingsDep,
+    keys: KeyRingDep,
 ) -> EdgeToken:
-    found, token = await service.workload_token(session, edge, request.app.state.settings)
-    return _token_out(found.id, found.nid, token, request)
+    found, token = await service.workload_token(session, edge, settings)
+    return _token_out(found.id, found.nid, token, keys)
 
 
 @router.get(
@@ -130,9 +141,9 @@ async def workload_token(
     response_model=EdgeCamera,
     summary="Camera URL with credentials (the master only)",
 )
-async def camera(edge: EdgeRef, session: SessionDep, request: Request, _: ServiceAuth):
+async def camera(edge: EdgeRef, session: SessionDep, settings: SettingsDep, _: ServiceAuth):
     found = await service.find(session, edge)
-    url = await service.camera_url(session, found.id, request.app.state.settings)
+    url = await service.camera_url(session, found.id, settings)
     return EdgeCamera(id=found.id, url=url)
 
 

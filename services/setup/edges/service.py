@@ -11,6 +11,7 @@ from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
 from services.setup.settings import SetupSettings
+from shared.contracts.fleet import NodeIds
 from shared.db import flush
 from shared.edge_tokens import token_hash
 from shared.errors import NotFound, Unauthorized
@@ -215,14 +216,14 @@ async def delete(session: AsyncSession, ref: str | int) -> None:
     await flush(session)
 
 
-async def node_ids(session: AsyncSession) -> dict:
+async def node_ids(session: AsyncSession) -> NodeIds:
     query = select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id)
     rows = (await session.execute(query)).all()
-    return {
-        "items": [r.nid for r in rows],
-        "names": {r.name: r.nid for r in rows},
-        "time_zones": {r.nid: r.time_zone for r in rows if r.time_zone},
-    }
+    return NodeIds(
+        items=[r.nid for r in rows],
+        names={r.name: r.nid for r in rows},
+        time_zones={r.nid: r.time_zone for r in rows if r.time_zone},
+    )
 
 
 async def camera_url(session: AsyncSession, ref: str | int, settings: SetupSettings) -> str | None:

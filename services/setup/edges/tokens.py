@@ -37,14 +37,15 @@ async def next_token_id(session: AsyncSession) -> int:
 
 async def issue(session: AsyncSession, nid: str, settings: ServiceSettings) -> tuple[str, int]:
     """A new token for the node (older ones stay valid until revoked or expired): (token, id)."""
-    assert settings.edge_token_secret is not None
+    signer = settings.signer()
+    assert signer is not None  # setup always has one (SetupSettings)
     # Revocations older than a token's lifetime only concern expired tokens: dropped here, on a
     # write, so the services' read of the list stays a read.
     await session.execute(_PRUNE, {"ttl": settings.edge_token_ttl_s + 60})
     token_id = await next_token_id(session)
     token = issue_edge_token(
         nid,
-        settings.edge_token_secret.get_secret_value(),
+        signer,
         token_id=token_id,
         ttl_s=settings.edge_token_ttl_s,
     )

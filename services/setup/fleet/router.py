@@ -4,11 +4,12 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from services.setup.conditions import service as conditions
 from services.setup.fleet import repository
+from services.setup.settings import SettingsDep
 from shared.auth import ReaderAuth
 from shared.db import SessionDep
 from shared.errors import Invalid
@@ -49,7 +50,7 @@ def _parse_ids(value: str | None, field: str = "edge_ids") -> list[int] | None:
 )
 async def snapshot(
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     _: ReaderAuth,
     edge_ids: Annotated[str | None, Query(description="comma-separated edge ids")] = None,
     since: Annotated[
@@ -62,7 +63,7 @@ async def snapshot(
     if since is not None and since.tzinfo is None:
         raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
     now = await repository.database_now(session)
-    silent_after = float(request.app.state.settings.master_silent_after_s)
+    silent_after = float(settings.master_silent_after_s)
     parts = await repository.snapshot_parts(
         session,
         edge_ids=_parse_ids(edge_ids),

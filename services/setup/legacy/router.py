@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from services.setup.ai_packages import service as ai_packages
 from services.setup.ai_packages.schemas import AiPackageCreate
 from services.setup.legacy import service
 from services.setup.legacy.schemas import AiRequest, DeviceRequest, InfoRequest, UploadRequest
+from services.setup.master_client import MasterDep
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
 from shared.legacy import LegacyRoute, envelope, form_or_json, legacy_openapi_body
@@ -22,12 +23,11 @@ async def request_upload(
     _: OperatorAuth,
     req: Annotated[UploadRequest, Depends(form_or_json(UploadRequest))],
     session: SessionDep,
-    request: Request,
+    master: MasterDep,
 ):
     data = AiPackageCreate(
         **req.model_dump(include={"filename", "version", "ai_class", "condition", "description"})
     )
-    master = request.app.state.master
     if master.enabled:
         # The field's upload names a folder on the master: refused at once when it is not there.
         await master.check_package_folder(data.filename, data.version, data.ai_class)
@@ -43,9 +43,9 @@ async def request_remove(
     _: OperatorAuth,
     req: Annotated[AiRequest, Depends(form_or_json(AiRequest))],
     session: SessionDep,
-    request: Request,
+    master: MasterDep,
 ):
-    ai = await ai_packages.remove(session, req.aid, request.app.state.master)
+    ai = await ai_packages.remove(session, req.aid, master)
     await service.record(session, "request_remove_edgeAi", req.model_dump(), f"AI {ai.id} removed")
     return envelope(f"removal of AI {ai.id} requested")
 
@@ -55,9 +55,9 @@ async def request_deploy(
     _: OperatorAuth,
     req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))],
     session: SessionDep,
-    request: Request,
+    master: MasterDep,
 ):
-    ids = await service.deploy(session, req, request.app.state.master)
+    ids = await service.deploy(session, req, master)
     await service.record(
         session, "request_deploy_aiToDevice", req.model_dump(), f"deployments {ids}"
     )
@@ -69,9 +69,9 @@ async def request_undeploy(
     _: OperatorAuth,
     req: Annotated[DeviceRequest, Depends(form_or_json(DeviceRequest))],
     session: SessionDep,
-    request: Request,
+    master: MasterDep,
 ):
-    ids = await service.undeploy(session, req, request.app.state.master)
+    ids = await service.undeploy(session, req, master)
     await service.record(
         session, "request_undeploy_aiFromDevice", req.model_dump(), f"deployments {ids}"
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
 from services.setup.masters import service
 from services.setup.masters.schemas import (
@@ -13,6 +13,7 @@ from services.setup.masters.schemas import (
     MasterUpdate,
 )
 from services.setup.models import Master
+from services.setup.settings import SettingsDep, SetupSettings
 from shared.auth import OperatorAuth, ReaderAuth
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
@@ -20,17 +21,19 @@ from shared.pagination import Page, PageDep
 router = APIRouter(prefix="/masters", tags=["masters"])
 
 
-def _silent_after(request: Request) -> float:
-    return float(request.app.state.settings.master_silent_after_s)
+def _silent_after(settings: SettingsDep) -> float:
+    return float(settings.master_silent_after_s)
 
 
-async def _one(session, request: Request, master: Master) -> MasterOut:
-    return (await service.describe(session, [master], _silent_after(request)))[0]
+async def _one(session, settings: SetupSettings, master: Master) -> MasterOut:
+    return (await service.describe(session, [master], _silent_after(settings)))[0]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MasterOut)
-async def create_master(data: MasterCreate, session: SessionDep, request: Request, _: OperatorAuth):
-    return await _one(session, request, await service.create(session, data))
+async def create_master(
+    data: MasterCreate, session: SessionDep, settings: SettingsDep, _: OperatorAuth
+):
+    return await _one(session, settings, await service.create(session, data))
 
 
 @router.post(
@@ -42,29 +45,29 @@ async def create_master(data: MasterCreate, session: SessionDep, request: Reques
     "then. A cluster whose master is silent (`SETUP_MASTER_SILENT_AFTER_S`) is taken over.",
 )
 async def register_master(
-    data: MasterRegister, session: SessionDep, request: Request, _: OperatorAuth
+    data: MasterRegister, session: SessionDep, settings: SettingsDep, _: OperatorAuth
 ):
-    master = await service.register(session, data, _silent_after(request))
-    return await _one(session, request, master)
+    master = await service.register(session, data, _silent_after(settings))
+    return await _one(session, settings, master)
 
 
 @router.get("", response_model=Page[MasterOut])
 async def list_masters(
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     _: ReaderAuth,
     page: PageDep,
     name: Annotated[str | None, Query(description="substring of the name")] = None,
     cluster_id: int | None = None,
 ):
     items, total = await service.list_page(session, page, name=name, cluster_id=cluster_id)
-    described = await service.describe(session, list(items), _silent_after(request))
+    described = await service.describe(session, list(items), _silent_after(settings))
     return Page(items=described, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/{master_id}", response_model=MasterOut)
-async def get_master(master_id: int, session: SessionDep, request: Request, _: ReaderAuth):
-    return await _one(session, request, await service.get(session, master_id))
+async def get_master(master_id: int, session: SessionDep, settings: SettingsDep, _: ReaderAuth):
+    return await _one(session, settings, await service.get(session, master_id))
 
 
 @router.post(
@@ -76,18 +79,18 @@ async def heartbeat_master(
     master_id: int,
     data: MasterHeartbeat,
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     _: OperatorAuth,
 ):
     master = await service.heartbeat(session, master_id, data)
-    return await _one(session, request, master)
+    return await _one(session, settings, master)
 
 
 @router.patch("/{master_id}", response_model=MasterOut)
 async def update_master(
-    master_id: int, data: MasterUpdate, session: SessionDep, request: Request, _: OperatorAuth
+    master_id: int, data: MasterUpdate, session: SessionDep, settings: SettingsDep, _: OperatorAuth
 ):
-    return await _one(session, request, await service.update(session, master_id, data))
+    return await _one(session, settings, await service.update(session, master_id, data))
 
 
 @router.delete("/{master_id}", status_code=status.HTTP_204_NO_CONTENT)

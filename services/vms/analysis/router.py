@@ -7,12 +7,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from services.vms.analysis import service
+from services.vms.nodes.directory import DirectoryDep
 from shared.auth import AnyPrincipal, ReaderAuth, ServiceAuth
-from shared.contracts.analysis import InboxClaim, InboxResult
+from shared.contracts.analysis import (
+    InboxClaim,
+    InboxClaimRequest,
+    InboxResult,
+    InboxResultRecorded,
+)
 from shared.db import SessionDep
 from shared.errors import Invalid, Unauthorized
 
@@ -29,7 +34,9 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024
     "model_version, conf_threshold, detections ...). An edge posts with its own token; the frame "
     "is stored and queued (`status: queued`).",
 )
-async def queue_frame(request: Request, session: SessionDep, principal: AnyPrincipal) -> dict:
+async def queue_frame(
+    request: Request, session: SessionDep, directory: DirectoryDep, principal: AnyPrincipal
+) -> dict:
     if principal.kind == "anonymous":
         raise Unauthorized()  # before the body: a stranger learns nothing of it
     if "multipart/form-data" not in request.headers.get("content-type", ""):
@@ -40,7 +47,7 @@ async def queue_frame(request: Request, session: SessionDep, principal: AnyPrinc
     metadata = form.get("metadata")
     return await service.accept(
         session,
-        request.app.state.directory,
+        directory,
         principal,
         image=image,
         metadata_raw=metadata if isinstance(metadata, str) else None,
@@ -69,18 +76,13 @@ async def frame_image(request_id: int, session: SessionDep, who: ReaderAuth) -> 
     return Response(data, media_type=media)
 
 
-class ClaimRequest(BaseModel):
-    limit: int = Field(16, ge=1, le=256)
-    lease_s: float = Field(120.0, gt=0, le=3600)
-
-
 @router.post(
     "/claim",
     summary="Claim queued frames for analysis (the analysis service)",
     description="Marks up to `limit` queued frames (or frames whose lease ran out) `analysing` "
     "until `lease_s` from now and answers them; fetch each image from `/analysis/{id}/image`.",
 )
-async def claim_frames(body: ClaimRequest, session: SessionDep, _: ServiceAuth) -> InboxClaim:
+async def claim_frames(body: InboxClaimRequest, session: SessionDep, _: ServiceAuth) -> InboxClaim:
     return await service.claim(session, limit=body.limit, lease_s=body.lease_s)
 
 
@@ -92,5 +94,5 @@ async def claim_frames(body: ClaimRequest, session: SessionDep, _: ServiceAuth) 
 )
 async def record_result(
     request_id: int, body: InboxResult, session: SessionDep, _: ServiceAuth
-) -> dict:
+) -> InboxResultRecorded:
     return await service.record_result(session, request_id, body)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.vms.models import analysis_requests as t
 from services.vms.nodes.directory import NodeDirectory
 from shared.auth import Principal
-from shared.contracts.analysis import InboxClaim, InboxFrame, InboxResult
+from shared.contracts.analysis import InboxClaim, InboxFrame, InboxResult, InboxResultRecorded
 from shared.errors import Forbidden, Invalid, NotFound, Unauthorized
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -167,7 +167,7 @@ async def claim(session: AsyncSession, *, limit: int, lease_s: float) -> InboxCl
 
 async def record_result(
     session: AsyncSession, request_id: int, body: InboxResult
-) -> dict[str, Any]:
+) -> InboxResultRecorded:
     """Idempotent: the first result of a frame is kept, a repeat answers ``written: false``."""
     result = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     stmt = (
@@ -177,9 +177,9 @@ async def record_result(
         .returning(t.c.id)
     )
     if (await session.execute(stmt)).scalar_one_or_none() is not None:
-        return {"id": request_id, "status": body.status, "written": True}
+        return InboxResultRecorded(id=request_id, status=body.status, written=True)
     found = await session.execute(select(t.c.status).where(t.c.id == request_id))
     current = found.scalar_one_or_none()
     if current is None:
         raise NotFound(f"analysis request {request_id} does not exist", field="id")
-    return {"id": request_id, "status": current, "written": False}
+    return InboxResultRecorded(id=request_id, status=current, written=False)

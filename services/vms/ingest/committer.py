@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 
 from services.vms.ingest.metrics import IngestMetrics
-from services.vms.nodes.state import Record
+from services.vms.records import Record
 from services.vms.settings import VmsSettings
 from services.vms.storage import partitions
 from services.vms.storage.writer import write_batch

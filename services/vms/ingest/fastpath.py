@@ -101,7 +101,7 @@ class IngestFastPath:
                 "message": "success",
                 "status": "stored",
                 "nid": record.nid,
-                "known": record.values["known"],
+                "known": record.known,
             }
             return 200, orjson.dumps(answer), {}
         except DomainError as exc:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.vms.records import EnvironmentRecord, Record, UsageRecord
 
 # Per-node series stop being added past this many nodes (a large fleet is watched through
 # GET /nodes/state; the dashboards' per-edge panels are for the first ones).
@@ -66,8 +67,8 @@ class IngestMetrics:
         self._nodes: set[str] = set()
         self._last: dict[str, float] = {}
 
-    def observe_nodes(self, records: Iterable[Any]) -> None:
-        """The per-node gauges from committed records (``nodes.state.Record``)."""
+    def observe_nodes(self, records: Iterable[Record]) -> None:
+        """The per-node gauges from committed records (``records.Record``)."""
         for r in records:
             if r.nid not in self._nodes:
                 if len(self._nodes) >= MAX_NODE_SERIES:
@@ -77,12 +78,11 @@ class IngestMetrics:
             if stamp > self._last.get(r.nid, 0.0):
                 self._last[r.nid] = stamp
                 self.node_last_report.labels(r.nid).set(stamp)
-            v = r.values
-            if r.kind == "usage":
-                self.node_cpu.labels(r.nid).set(float(v["cpu"]))
-                self.node_memory.labels(r.nid).set(float(v["memory"]))
-            elif r.kind == "environment" and v.get("condition"):
-                condition = str(v["condition"])
+            if isinstance(r, UsageRecord):
+                self.node_cpu.labels(r.nid).set(float(r.cpu))
+                self.node_memory.labels(r.nid).set(float(r.memory))
+            elif isinstance(r, EnvironmentRecord) and r.condition:
+                condition = r.condition
                 old = self._conditions.get(r.nid)
                 if old is not None and old != condition:
                     self.node_condition.remove(r.nid, old)

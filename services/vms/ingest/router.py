@@ -23,8 +23,9 @@ from services.vms.ingest.schemas import (
     StoredOut,
     UsageIn,
 )
-from services.vms.ingest.service import IngestService
-from shared.auth import Principal, bearer_token, identify, revocations_of
+from services.vms.ingest.service import IngestDep, IngestService
+from services.vms.settings import SettingsDep, VmsSettings
+from shared.auth import Principal, bearer_token, identify, keys_of, revocations_of
 from shared.legacy import LegacyRoute, legacy_openapi_body
 
 legacy_router = APIRouter(tags=["ingest (field)"], route_class=LegacyRoute)
@@ -36,13 +37,9 @@ _ENVELOPE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _service(request: Request) -> IngestService:
-    return request.app.state.ingest
-
-
-def _principal(request: Request) -> Principal:
+def _principal(request: Request, settings: VmsSettings) -> Principal:
     # Called inline rather than as a dependency: a sync dependency costs a thread hop per request.
-    return identify(request.app.state.settings, bearer_token(request), revocations_of(request))
+    return identify(settings, bearer_token(request), revocations_of(request), keys_of(request))
 
 
 async def _legacy_body(request: Request) -> Any:
@@ -67,9 +64,9 @@ async def _legacy_body(request: Request) -> Any:
     openapi_extra=legacy_openapi_body(UsageIn),
     responses=_ENVELOPE_DOC,
 )
-async def post_usage(request: Request) -> Response:
-    await _service(request).ingest_one(
-        _principal(request), "usage", await _legacy_body(request), legacy=True
+async def post_usage(request: Request, ingest: IngestDep, settings: SettingsDep) -> Response:
+    await ingest.ingest_one(
+        _principal(request, settings), "usage", await _legacy_body(request), legacy=True
     )
     return Response(_SUCCESS, media_type="application/json")
 
@@ -82,9 +79,9 @@ async def post_usage(request: Request) -> Response:
     openapi_extra=legacy_openapi_body(EnvironmentIn),
     responses=_ENVELOPE_DOC,
 )
-async def post_environment(request: Request) -> Response:
-    await _service(request).ingest_one(
-        _principal(request), "environment", await _legacy_body(request), legacy=True
+async def post_environment(request: Request, ingest: IngestDep, settings: SettingsDep) -> Response:
+    await ingest.ingest_one(
+        _principal(request, settings), "environment", await _legacy_body(request), legacy=True
     )
     return Response(_SUCCESS, media_type="application/json")
 

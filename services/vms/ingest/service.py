@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from fastapi import Depends
 from pydantic import ValidationError
 
 from services.vms.ingest.committer import GroupCommitter
@@ -14,9 +15,10 @@ from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.schemas import PAYLOADS, DetectionsIn, EnvironmentIn, UsageIn
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.nodes.handoffs import HandoffCheck
-from services.vms.nodes.state import Record
+from services.vms.records import DetectionsRecord, EnvironmentRecord, Record, UsageRecord
 from services.vms.settings import VmsSettings
 from shared.auth import Principal
+from shared.deps import from_app_state
 from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.legacy import describe_validation_errors
 
@@ -233,15 +235,20 @@ class IngestService:
         )
         ts = p.ts or now
         self._check_ts(ts, now, "ts", prefix)
-        row = (nid, ts, now, p.cpu, p.memory, p.func, p.username, p.code, p.message, auth, known)
-        values = {
-            "known": known,
-            "authenticated": auth,
-            "cpu": p.cpu,
-            "memory": p.memory,
-            "func": p.func,
-        }
-        return Record("usage", nid, ts, row, values)
+        # Positional, in UsageRecord's (the table's) order: keywords cost more per record.
+        return UsageRecord(
+            nid,
+            ts,
+            now,
+            p.cpu,
+            p.memory,
+            p.func,
+            p.username,
+            p.code,
+            p.message,
+            auth,
+            known,
+        )
 
     async def _environment(
         self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str
@@ -253,9 +260,16 @@ class IngestService:
         ts = self._field_ts(p, prefix, zone)
         self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
         condition = self.directory.condition_for(p.result)
-        row = (nid, ts, now, p.result, condition, auth, known)
-        values = {"known": known, "authenticated": auth, "result": p.result, "condition": condition}
-        return Record("environment", nid, ts, row, values)
+        # Positional, in EnvironmentRecord's (the table's) order: keywords cost more per record.
+        return EnvironmentRecord(
+            nid,
+            ts,
+            now,
+            p.result,
+            condition,
+            auth,
+            known,
+        )
 
     async def _detections(
         self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str
@@ -280,6 +294,7 @@ class IngestService:
             for d in p.detections
         ]
         inference = p.inference_ms or None
+        min_confidence = min((d.confidence for d in p.detections), default=None)
         summary = {
             "model": p.model,
             "model_version": p.model_version,
@@ -290,14 +305,15 @@ class IngestService:
             "below_threshold": p.below_threshold,
             "frames_sent_up": p.frames_sent_up,
             "conf_threshold": p.conf_threshold,
-            "min_confidence": min((d.confidence for d in p.detections), default=None),
+            "min_confidence": min_confidence,
             "inference_ms": inference.model_dump() if inference else None,
             "analysed_by": p.analysed_by,
         }
         for key in ("source_unavailable", "analysis_unavailable"):
             if getattr(p, key):
                 summary[key] = getattr(p, key)
-        row = (
+        # Positional, in DetectionsRecord's (the table's) order: keywords cost more per record.
+        return DetectionsRecord(
             nid,
             p.ts,
             now,
@@ -314,19 +330,12 @@ class IngestService:
             len(boxes),
             p.below_threshold,
             p.frames_sent_up,
-            summary["min_confidence"],
+            min_confidence,
             auth,
             known,
             p.analysed_by,
+            summary,
         )
-        values = {
-            "known": known,
-            "authenticated": auth,
-            "summary": summary,
-            "detected": len(boxes),
-            "below_threshold": p.below_threshold,
-        }
-        return Record("detections", nid, p.ts, row, values)
 
     # -- entry points --------------------------------------------------------------------------
     async def ingest_one(
@@ -393,3 +402,6 @@ class IngestService:
         if good:
             await self.committer.submit(good)
         return {"results": results, "stored": len(good), "rejected": len(results) - len(good)}
+
+
+IngestDep = Annotated[IngestService, Depends(from_app_state("ingest", IngestService))]

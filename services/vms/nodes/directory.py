@@ -14,8 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Annotated
+
+from fastapi import Depends
 
 from services.vms.settings import VmsSettings
+from shared.contracts.fleet import NodeIds
+from shared.deps import from_app_state
 from shared.errors import DomainError
 from shared.service_client import ServiceClient
 
@@ -67,17 +72,14 @@ class NodeDirectory:
     async def refresh_nodes(self) -> bool:
         self._last_nodes_refresh = time.monotonic()
         try:
-            body = await self._setup.json("GET", "/edges/node-ids")
-            nids = frozenset(str(n) for n in body.get("items", []))
-            names = {str(k): str(v) for k, v in (body.get("names") or {}).items()}
-            zones = {str(k): str(v) for k, v in (body.get("time_zones") or {}).items()}
-        except (DomainError, AttributeError) as exc:
+            body = await self._setup.model("GET", "/edges/node-ids", NodeIds)
+        except DomainError as exc:
             log.warning(
                 "node ids from setup unavailable, keeping %d known: %s", len(self.nids), exc
             )
             return False
-        self.nids, self.names = nids, names
-        self.time_zones = zones
+        self.nids, self.names = frozenset(body.items), body.names
+        self.time_zones = body.time_zones
         return True
 
     async def refresh_conditions(self) -> bool:
@@ -145,3 +147,6 @@ class NodeDirectory:
             if _ == 0:
                 await self._refresh_on_miss()
         return None
+
+
+DirectoryDep = Annotated[NodeDirectory, Depends(from_app_state("directory", NodeDirectory))]

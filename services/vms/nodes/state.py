@@ -22,18 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.vms.records import (
+    DetectionsRecord,
+    EnvironmentRecord,
+    Record,
+    UsageRecord,
+)
 from shared.contracts.events import Event, EventType
-
-
-@dataclass(slots=True)
-class Record:
-    """One validated observation on its way to the table."""
-
-    kind: str  # usage | environment | detections
-    nid: str
-    ts: datetime
-    row: tuple  # the table's columns, in storage.writer.COLUMNS[kind] order
-    values: dict[str, Any]  # what the node state needs from it
 
 
 @dataclass(slots=True)
@@ -90,20 +85,19 @@ def summarize(
 ) -> dict[str, NodeBatch]:
     """Per node, what the batch brings (records of any kind, any order)."""
     nodes: dict[str, NodeBatch] = {}
-    usage: dict[str, list[Record]] = {}
+    usage: dict[str, list[UsageRecord]] = {}
     shares: dict[str, list[float]] = {}
     for r in sorted(records, key=lambda r: r.ts):
-        v = r.values
         node = nodes.get(r.nid)
         if node is None:
-            node = nodes[r.nid] = NodeBatch(r.nid, v["known"], v["authenticated"])
-        node.known, node.authenticated = v["known"], v["authenticated"]
-        if r.kind == "usage":
+            node = nodes[r.nid] = NodeBatch(r.nid, r.known, r.authenticated)
+        node.known, node.authenticated = r.known, r.authenticated
+        if isinstance(r, UsageRecord):
             usage.setdefault(r.nid, []).append(r)
-            node.usage_at, node.cpu, node.memory, node.func = r.ts, v["cpu"], v["memory"], v["func"]
-        elif r.kind == "environment":
+            node.usage_at, node.cpu, node.memory, node.func = r.ts, r.cpu, r.memory, r.func
+        elif isinstance(r, EnvironmentRecord):
             node.environment_at = r.ts
-            condition = v["condition"]
+            condition = r.condition
             if condition is None:
                 continue
             if condition == node.condition:
@@ -112,15 +106,15 @@ def summarize(
                 if node.condition is not None:
                     node.previous, node.all_same = node.condition, False
                 node.condition, node.run, node.run_since = condition, 1, r.ts
-            node.condition_code = v["result"]
+            node.condition_code = r.result
         else:
-            node.detections_at, node.detections = r.ts, v["summary"]
-            results = v["detected"] + v["below_threshold"]
+            node.detections_at, node.detections = r.ts, r.summary
+            results = r.detected + r.below_threshold
             if results:
-                shares.setdefault(r.nid, []).append(v["below_threshold"] / results)
+                shares.setdefault(r.nid, []).append(r.below_threshold / results)
     for nid, samples in usage.items():
-        nodes[nid].cpu_avg = ewma([s.values["cpu"] for s in samples], ewma_alpha)
-        nodes[nid].memory_avg = ewma([s.values["memory"] for s in samples], ewma_alpha)
+        nodes[nid].cpu_avg = ewma([s.cpu for s in samples], ewma_alpha)
+        nodes[nid].memory_avg = ewma([s.memory for s in samples], ewma_alpha)
     for nid, values in shares.items():
         nodes[nid].low_confidence = ewma(values, low_confidence_alpha)
     return nodes
@@ -132,9 +126,9 @@ def events_for_detections(records: list[Record], event_classes: frozenset[str]) 
         return []
     events: list[Event] = []
     for r in records:
-        if r.kind != "detections":
+        if not isinstance(r, DetectionsRecord):
             continue
-        hits = {c: n for c, n in r.values["summary"]["counts"].items() if n and c in event_classes}
+        hits = {c: n for c, n in r.counts.items() if n and c in event_classes}
         if hits:
             events.append(Event(type=EventType.DETECTION, nid=r.nid, counts=hits, at=r.ts))
     return events

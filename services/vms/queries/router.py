@@ -5,23 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from services.vms.queries.service import QueryService
+from services.vms.queries.service import QueriesDep
 from shared.auth import ReaderAuth
 from shared.db import SessionDep
 
 router = APIRouter(tags=["queries"])
 
 
-def _service(request: Request) -> QueryService:
-    return request.app.state.queries
-
-
 @router.get("/nodes/state", summary="Current state of every node, in one answer")
 async def nodes_state(
-    request: Request,
+    queries: QueriesDep,
     session: SessionDep,
     _: ReaderAuth,
     nids: Annotated[str | None, Query(description="comma list of node ids; default all")] = None,
@@ -38,13 +34,13 @@ async def nodes_state(
     ] = None,
 ) -> Response:
     wanted = [n.strip() for n in nids.split(",") if n.strip()] if nids else None
-    body = await _service(request).fleet_state(session, wanted, include_silent, since)
+    body = await queries.fleet_state(session, wanted, include_silent, since)
     return Response(body, media_type="application/json")
 
 
 @router.get("/nodes/{nid}/series", summary="A node's observations over a time range, downsampled")
 async def node_series(
-    request: Request,
+    queries: QueriesDep,
     session: SessionDep,
     _: ReaderAuth,
     nid: str,
@@ -53,12 +49,12 @@ async def node_series(
     end: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
     step: Annotated[str, Query(description="bucket: seconds or 30s, 5m, 1h, 1d")] = "60s",
 ) -> dict[str, Any]:
-    return await _service(request).series(session, nid, kind, start, end, step)
+    return await queries.series(session, nid, kind, start, end, step)
 
 
 @router.get("/detections", summary="Detection summaries with filters, newest first, paginated")
 async def list_detections(
-    request: Request,
+    queries: QueriesDep,
     session: SessionDep,
     _: ReaderAuth,
     nid: str | None = None,
@@ -74,7 +70,7 @@ async def list_detections(
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    return await _service(request).detections(
+    return await queries.detections(
         session,
         nid=nid,
         cls=class_,

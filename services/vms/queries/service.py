@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.queries import repository
 from services.vms.settings import VmsSettings
 from shared.db import page
+from shared.deps import from_app_state
 from shared.errors import Invalid, NotFound
 
 _STEP = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>ms|s|m|h|d)?$")
@@ -121,3 +123,6 @@ class QueryService:
             item["ts"] = item["ts"].isoformat()
             item["received_at"] = item["received_at"].isoformat()
         return page(items, total=total, limit=limit, offset=offset)
+
+
+QueriesDep = Annotated[QueryService, Depends(from_app_state("queries", QueryService))]

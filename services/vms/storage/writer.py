@@ -16,86 +16,18 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.vms.nodes.state import NodeBatch, Record, events_for_detections, summarize
+from services.vms.nodes.state import NodeBatch, events_for_detections, summarize
+from services.vms.records import RECORD_TYPES, ROW_OF, Record, columns, pg_types
 from services.vms.settings import VmsSettings
 from shared.contracts.events import Event, EventType
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "usage": (
-        "nid",
-        "ts",
-        "received_at",
-        "cpu",
-        "memory",
-        "func",
-        "username",
-        "code",
-        "message",
-        "authenticated",
-        "known",
-    ),
-    "environment": ("nid", "ts", "received_at", "result", "condition", "authenticated", "known"),
-    "detections": (
-        "nid",
-        "ts",
-        "received_at",
-        "model",
-        "model_version",
-        "fps",
-        "frames",
-        "inference_mean_ms",
-        "inference_p50_ms",
-        "inference_max_ms",
-        "conf_threshold",
-        "counts",
-        "detections",
-        "detected",
-        "below_threshold",
-        "frames_sent_up",
-        "min_confidence",
-        "authenticated",
-        "known",
-        "analysed_by",
-    ),
-}
-TYPES: dict[str, tuple[str, ...]] = {
-    "usage": (
-        "text",
-        "timestamptz",
-        "timestamptz",
-        "float8",
-        "float8",
-        "text",
-        "text",
-        "text",
-        "text",
-        "bool",
-        "bool",
-    ),
-    "environment": ("text", "timestamptz", "timestamptz", "text", "text", "bool", "bool"),
-    "detections": (
-        "text",
-        "timestamptz",
-        "timestamptz",
-        "text",
-        "text",
-        "float8",
-        "int4",
-        "float8",
-        "float8",
-        "float8",
-        "float8",
-        "jsonb",
-        "jsonb",
-        "int4",
-        "int4",
-        "int4",
-        "float8",
-        "bool",
-        "bool",
-        "text",
-    ),
-}
+# Each table's columns and their Postgres types, in order: from the record classes.
+KINDS = ("usage", "environment", "detections")
+COLUMNS: dict[str, tuple[str, ...]] = {kind: columns(RECORD_TYPES[kind]) for kind in KINDS}
+TYPES: dict[str, tuple[str, ...]] = {kind: pg_types(RECORD_TYPES[kind]) for kind in KINDS}
+# COPY sends the detections' JSON columns as text.
+_JSON_COLUMNS = tuple(i for i, t in enumerate(TYPES["detections"]) if t == "jsonb")
+
 # The proposed node_state row: the state of a node seen for the first time, and the batch's
 # summary for a node that has a row already.
 STATE_COLUMNS = (
@@ -125,7 +57,7 @@ STATE_COLUMNS = (
 def _build_sql(with_observations: bool) -> str:
     params = iter(range(1, 1000))
     parts = []
-    for kind in ("usage", "environment", "detections") if with_observations else ():
+    for kind in KINDS if with_observations else ():
         # The rows travel as one JSON array of arrays: far cheaper to encode than one typed array
         # per column, and parsed once (jsonb) by Postgres.
         cols = ", ".join(COLUMNS[kind])
@@ -266,21 +198,22 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
 
 def _observation_rows(records: list[Record]) -> list[str]:
     """One JSON array of rows per kind (usage, environment, detections)."""
-    rows: dict[str, list[tuple]] = {"usage": [], "environment": [], "detections": []}
+    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
     for r in records:
-        rows[r.kind].append(r.row)
-    return [orjson.dumps(rows[kind]).decode() for kind in ("usage", "environment", "detections")]
+        rows[r.kind].append(ROW_OF[r.kind](r))
+    return [orjson.dumps(rows[kind]).decode() for kind in KINDS]
 
 
 async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    rows: dict[str, list[tuple]] = {"usage": [], "environment": [], "detections": []}
+    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
     for r in records:
+        row = ROW_OF[r.kind](r)
         if r.kind == "detections":
-            row = list(r.row)
-            row[11], row[12] = orjson.dumps(row[11]).decode(), orjson.dumps(row[12]).decode()
-            rows["detections"].append(tuple(row))
-        else:
-            rows[r.kind].append(r.row)
+            fields = list(row)
+            for i in _JSON_COLUMNS:
+                fields[i] = orjson.dumps(fields[i]).decode()
+            row = tuple(fields)
+        rows[r.kind].append(row)
     for kind, kind_rows in rows.items():
         if kind_rows:
             await conn.copy_records_to_table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.master.runners import RunnersDep
+from services.master.reconcile.service import ReconcilerDep
 from shared.auth import EdgeAuth
 from shared.contracts.updates import DesiredSet, ObservedSet
 from shared.errors import Unavailable
@@ -18,9 +18,10 @@ router = APIRouter(tags=["edges behind NAT"])
     response_model=DesiredSet,
     summary="This edge's desired workloads (the agent pulls them on an update notice)",
 )
-async def my_desired(principal: EdgeAuth, runners: RunnersDep, response: Response) -> DesiredSet:
+async def my_desired(
+    principal: EdgeAuth, reconciler: ReconcilerDep, response: Response
+) -> DesiredSet:
     assert principal.nid is not None
-    reconciler = runners.reconciler
     desired = reconciler.pull.board.desired(principal.nid)
     if desired is not None:
         # As the fast path answers (a set that arrived just after it looked comes here).
@@ -53,9 +54,8 @@ async def my_desired(principal: EdgeAuth, runners: RunnersDep, response: Respons
     "/edges/me/observed",
     summary="What this edge's agent runs (and which desired set it applied)",
 )
-async def my_observed(body: ObservedSet, principal: EdgeAuth, runners: RunnersDep) -> dict:
+async def my_observed(body: ObservedSet, principal: EdgeAuth, reconciler: ReconcilerDep) -> dict:
     assert principal.nid is not None
-    reconciler = runners.reconciler
     pull = reconciler.pull
     at = None
     if pull.shared is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.optimizer.engine.state import Deployment, Edge, FleetState
+from services.optimizer.model.state import Deployment, Edge, FleetState
 from shared.contracts.decisions import (
     Action,
     BulkOperation,

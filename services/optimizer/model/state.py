@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.optimizer.engine.geo import GeoGrid
+from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
     EdgeStatus,

@@ -8,9 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from services.optimizer.engine.plan import Plan
-from services.optimizer.engine.state import Deployment, Edge, FleetState, parse_ts
-from services.optimizer.policies.config import PoliciesConfig
+from services.optimizer.model.config import PoliciesConfig
+from services.optimizer.model.plan import Plan
+from services.optimizer.model.state import Deployment, Edge, FleetState, parse_ts
 from shared.contracts.fleet import DesiredState
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -21,11 +22,12 @@ from typing import Any
 
 import yaml
 
-from services.master.builds.dockerfile import dockerfile_env
 from services.master.packages import MANIFEST_NAMES, ArchiveLimits, parse_manifest
+from services.master.registry.dockerfile import dockerfile_env
 from shared.errors import Invalid, PayloadTooLarge
 
 DOCKERFILE = "Dockerfile"
+WHEELHOUSE = "wheels"  # where `edgectl ai pack` puts the wheels of a folder's requirements
 
 
 def needs_derived_manifest(folder: Path) -> bool:
@@ -83,6 +85,80 @@ def dockerfile_command(text: str) -> list[str]:
     return []
 
 
+# pip options that take a value (skipped with it); -r/--requirement is read, -c only constrains.
+_PIP_VALUE_OPTIONS = {
+    "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
+    "--trusted-host", "--target", "-t", "--prefix", "--root", "--platform", "--python-version",
+    "--implementation", "--abi", "--cache-dir", "--src", "--progress-bar", "--timeout",
+    "--retries", "--proxy", "--cert", "--client-cert", "--log", "--upgrade-strategy",
+}  # fmt: skip
+_PIP_PROGRAMS = ("pip", "pip3")
+
+
+def _requirements_file(folder: Path, name: str, line: str) -> list[str]:
+    path = folder / name.lstrip("/").removeprefix("app/")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise Invalid(
+            f"the Dockerfile line `RUN {line}` installs from {name!r}, which is not in the "
+            f"folder {folder.name!r}",
+            field="filename",
+        ) from None
+    out = []
+    for raw in text.splitlines():
+        item = raw.split(" #", 1)[0].strip()
+        if item and not item.startswith(("#", "-")):
+            out.append(item)
+    return out
+
+
+def _pip_installs(words: list[str]) -> list[str] | None:
+    """The arguments after ``install`` when ``words`` is a pip install command, else None."""
+    if not words:
+        return None
+    program = Path(words[0]).name
+    if program in _PIP_PROGRAMS or re.fullmatch(r"pip3(\.\d+)?", program):
+        rest = words[1:]
+    elif re.fullmatch(r"python3?(\.\d+)?", program) and words[1:3] == ["-m", "pip"]:
+        rest = words[3:]
+    else:
+        return None
+    return rest[1:] if rest[:1] == ["install"] else None
+
+
+def dockerfile_requirements(text: str, folder: Path) -> list[str]:
+    """The Python requirements a Dockerfile's ``RUN pip install`` lines install (``-r FILE`` read
+    from the folder): what the edge agent installs for a field folder it runs without an image."""
+    found: list[str] = []
+    for word, arguments in _instructions(text):
+        if word == "FROM":
+            found = []  # only the last stage is what runs
+        if word != "RUN" or "pip" not in arguments:
+            continue
+        for command in re.split(r"&&|;|\|\|", arguments):
+            args = _pip_installs(shlex.split(command, comments=True))
+            if args is None:
+                continue
+            skip_value = False
+            for i, arg in enumerate(args):
+                if skip_value:
+                    skip_value = False
+                elif arg in ("-r", "--requirement"):
+                    if i + 1 < len(args):
+                        found += _requirements_file(folder, args[i + 1], arguments)
+                    skip_value = True
+                elif arg.startswith("--requirement="):
+                    found += _requirements_file(folder, arg.split("=", 1)[1], arguments)
+                elif arg in _PIP_VALUE_OPTIONS:
+                    skip_value = True
+                elif arg.startswith("-"):
+                    continue
+                else:
+                    found.append(arg)
+    return list(dict.fromkeys(found))
+
+
 def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) -> str:
     """The aipackage.yaml text for a field folder; Invalid naming the problem when it cannot be."""
     dockerfile = folder / DOCKERFILE
@@ -112,6 +188,11 @@ def derive_manifest(folder: Path, filename: str, version: str, ai_class: str) ->
         "command": command,
         "dockerfile": DOCKERFILE,
     }
+    requirements = dockerfile_requirements(text, folder)
+    if requirements:
+        manifest["requirements"] = requirements
+    if (folder / WHEELHOUSE).is_dir():
+        manifest["wheelhouse"] = WHEELHOUSE
     env = dockerfile_env(text)
     if env:
         manifest["env"] = env

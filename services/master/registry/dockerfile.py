@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from shared.errors import Invalid
 
 from ..packages.manifest import PackageManifest
-from ..registry.reference import ImageRef
+from .reference import ImageRef
 
 # Instructions the layer builder's result matches (metadata, or what it does anyway).
 LAYER_BUILDABLE = frozenset(
@@ -151,13 +151,27 @@ def base_references(text: str, registry_host: str) -> list[BaseReference]:
     and names built from build arguments are left as they are)."""
     stages: set[str] = set()
     out: list[BaseReference] = []
+    # `ARG BASE_IMAGE=python:3.11-slim` before the first FROM, then `FROM ${BASE_IMAGE}` (the
+    # field's pattern): the default is what the master builds with (it passes no build args).
+    defaults: dict[str, str] = {}
+    seen_from = False
     for ins in instructions(text):
+        if ins.word == "ARG" and not seen_from:
+            name, eq, value = ins.arguments.partition("=")
+            if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+                defaults[name.strip()] = value.strip().strip('"')
         if ins.word != "FROM":
             continue
+        seen_from = True
         words = [w for w in ins.arguments.split() if not w.startswith("--")]
         if not words:
             raise Invalid(f"Dockerfile line {ins.line}: FROM names no image", field="dockerfile")
-        image = words[0]
+        written = words[0]
+        image = re.sub(
+            r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)",
+            lambda m: defaults.get(m.group(1) or m.group(2), m.group(0)),
+            written,
+        )
         if len(words) >= 3 and words[1].upper() == "AS":
             stages.add(words[2].lower())
         if image == "scratch" or image.lower() in stages or "$" in image:
@@ -168,7 +182,7 @@ def base_references(text: str, registry_host: str) -> list[BaseReference]:
             raise Invalid(
                 f"Dockerfile line {ins.line}: {image!r} is not an image name", field="dockerfile"
             ) from None
-        out.append(BaseReference(ins.line, image, resolved))
+        out.append(BaseReference(ins.line, written, resolved))
     return out
 
 

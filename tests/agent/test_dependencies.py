@@ -1,0 +1,182 @@
+"""Dependencies on the agent path (issue 22 item 2): a field folder whose Dockerfile does
+`RUN pip install -r requirements.txt` is packed with its wheels (`edgectl ai pack`), uploaded to
+the master as the field does, deployed through setup to an edge agent (a real process) and runs
+there with its dependency installed from the shipped wheels, no package index reachable; a
+dependency that cannot be installed fails the deployment with pip's message, no process started.
+setup, the master and the agent are processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.agent.helpers import Agent, kill_leftovers, wait_until, workload_processes
+from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.processes import REPO, edgectl, start_service
+from tests.helpers.wheels import make_wheel
+
+PROGRAM = """import time
+import fielddep
+print("fielddep", fielddep.VALUE, fielddep.__file__, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def field_folder(root: Path, name: str, requirement: str) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(
+        "FROM python:3.11-slim\nWORKDIR /app\nCOPY requirements.txt .\n"
+        "RUN pip install --no-cache-dir -r requirements.txt\nCOPY . .\n"
+        'CMD ["python", "main.py"]\n'
+    )
+    (folder / "requirements.txt").write_text(f"# the field's pins\n{requirement}\n")
+    (folder / "main.py").write_text(PROGRAM)
+    return folder
+
+
+@pytest.fixture
+def platform(db, tmp_path):
+    setup_port, master_port = free_port(), free_port()
+    urls = {"setup": f"http://127.0.0.1:{setup_port}", "master": f"http://127.0.0.1:{master_port}"}
+    common = dict(
+        EDGE_SETUP_URL=urls["setup"],
+        EDGE_MASTER_URL=urls["master"],
+        EDGE_OPTIMIZER_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    (tmp_path / "pk").mkdir()
+    setup = start_service(
+        "setup", env=service_env(db, **common), port=setup_port, tmp_path=tmp_path
+    )
+    master = start_service(
+        "master",
+        port=master_port,
+        tmp_path=tmp_path,
+        env=service_env(
+            db,
+            **common,
+            MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+            MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
+            MASTER_RECONCILE_SECONDS="3600",
+            MASTER_RECONCILE_ON_START="false",
+            MASTER_NOTIFY_OPTIMIZER="false",
+        ),
+    )
+    try:
+        yield urls
+    finally:
+        master.stop()
+        setup.stop()
+
+
+def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_package(
+    tmp_path, platform
+):
+    packages = tmp_path / "pk"
+    shipped = field_folder(packages, "fieldapp", "fielddep==1.0")
+    # The dependency exists only as a wheel in a folder (no index has it); `edgectl ai pack`
+    # downloads it into the package where an index (here: that folder) is reachable.
+    local_index = tmp_path / "site-wheels"
+    make_wheel(local_index, "fielddep", "1.0", {"fielddep/__init__.py": "VALUE = 'shipped'\n"})
+    packed = subprocess.run(
+        [*edgectl("ai", "pack", str(shipped), "--no-index", "--find-links", str(local_index))],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert packed.returncode == 0, packed.stderr
+    assert [p.name for p in (shipped / "wheels").iterdir()] == ["fielddep-1.0-py3-none-any.whl"]
+    field_folder(packages, "brokenapp", "notshipped==2.0")  # no wheels, no index
+
+    setup = httpx.Client(base_url=platform["setup"], headers=OPERATOR, timeout=30)
+    master = httpx.Client(base_url=platform["master"], headers=OPERATOR, timeout=120)
+    agent_port = free_port()
+    cluster = setup.post("/clusters", json={"name": "lan", "runtime": "agent"}).json()
+    r = setup.post(
+        "/edges",
+        json={
+            "name": "edge-01",
+            "nid": "0x01",
+            "cluster_id": cluster["id"],
+            "agent_url": f"http://127.0.0.1:{agent_port}",
+        },
+    )
+    assert r.status_code == 201, r.text
+    edge = r.json()
+    # No index reachable from the agent: none configured, and the box's pip settings ignored.
+    agent = Agent(
+        tmp_path,
+        platform["master"],
+        node="edge-01",
+        port=agent_port,
+        extra_env={
+            "AGENT_EDGE_TOKEN": edge["token"],
+            "PIP_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple",
+        },
+    ).start()
+    try:
+        ais = {}
+        for name in ("fieldapp", "brokenapp"):
+            r = master.post(
+                "/upload_edgeAI", json={"filename": name, "version": "01", "ai_class": "01"}
+            )
+            assert r.status_code == 200 and r.json()["code"] == "0000", r.text
+            built = master.post(
+                f"/ai-packages/{r.json()['aid']}/build?wait=true", headers=SERVICE
+            ).json()["ai"]
+            assert built["status"] == "ready", built
+            ais[name] = built
+        # The Dockerfile's `RUN pip install -r requirements.txt`, read into the manifest.
+        manifest = ais["fieldapp"]["manifest"]
+        assert manifest["requirements"] == ["fielddep==1.0"]
+        assert manifest["wheelhouse"] == "wheels"
+        assert ais["brokenapp"]["manifest"]["requirements"] == ["notshipped==2.0"]
+
+        r = setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": ais["fieldapp"]["id"]})
+        assert r.status_code == 201, r.text
+        summary = master.post("/reconcile?wait=true", headers=SERVICE).json()
+        assert summary["state"] == "ok", summary
+        (proc,) = wait_until(
+            lambda: workload_processes(agent.workdir, "fieldapp-01"), what="the workload"
+        )
+        log = agent.workdir / "logs" / "fieldapp-01.log"
+        line = wait_until(
+            lambda: next(
+                (x for x in log.read_text().splitlines() if x.startswith("fielddep ")), None
+            ),
+            what="the program's line",
+        )
+        # Imported from the agent's environment for this package, installed from the wheel.
+        _, value, where = line.split(" ", 2)
+        assert value == "shipped" and Path(where).is_relative_to(agent.workdir / "envs")
+
+        # A dependency nowhere to be had: the deployment fails with pip's message, no process.
+        r = setup.post(
+            "/deployments", json={"edge_id": edge["id"], "ai_id": ais["brokenapp"]["id"]}
+        )
+        assert r.status_code == 201, r.text
+        master.post("/reconcile?wait=true", headers=SERVICE)
+        failed = wait_until(
+            lambda: next(
+                d
+                for d in setup.get(f"/deployments?edge_id={edge['id']}").json()["items"]
+                if d["ai_id"] == ais["brokenapp"]["id"] and d["observed"] == "failed"
+            ),
+            what="the failed deployment",
+        )
+        assert "notshipped==2.0" in failed["observed_reason"], failed
+        assert "No matching distribution" in failed["observed_reason"], failed
+        assert workload_processes(agent.workdir, "brokenapp-01") == []
+        assert proc.is_running()  # the other workload is untouched
+    finally:
+        agent.close()
+        kill_leftovers(agent.workdir)
+        setup.close()
+        master.close()
