@@ -8,13 +8,13 @@ model on every operation, for the answers it can give."""
 from __future__ import annotations
 
 import copy
+import html
 import importlib.resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from shared.legacy import FIELD_CODES
@@ -37,26 +37,77 @@ def redoc_dir() -> Path:
 _REDOC_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - ReDoc</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="modulepreload" href="{script}">
 <style>body {{ margin: 0; padding: 0; }}</style></head>
-<body><div id="redoc"></div>
-<script type="module">
-import {{ init }} from "{script}";
-init("{spec}", {{ disableTelemetry: true }}, document.getElementById("redoc"));
-</script></body></html>
+<body><div id="redoc" data-spec="{spec}"></div>
+<script type="module" src="{init}"></script></body></html>
+"""
+
+_SWAGGER_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="{css}">
+<link rel="icon" href="{favicon}"></head>
+<body><div id="swagger-ui" data-spec="{spec}" data-oauth2-redirect="{redirect}"></div>
+<script src="{bundle}"></script>
+<script src="{init}"></script></body></html>
+"""
+
+# The pages' scripts are files, never inline (the policy below has no 'unsafe-inline' for
+# scripts): each reads its parameters from data attributes of the page.
+SWAGGER_INIT = """\
+// Swagger UI for this service: the OpenAPI document and the redirect page come from the
+// data attributes of #swagger-ui (the page itself holds no script, so that the page's
+// Content-Security-Policy can refuse every inline script). Nothing is loaded from outside
+// the service: no validator badge, no CDN.
+(function () {
+  "use strict";
+  var root = document.getElementById("swagger-ui");
+  window.ui = SwaggerUIBundle({
+    url: root.dataset.spec,
+    dom_id: "#swagger-ui",
+    layout: "BaseLayout",
+    deepLinking: true,
+    showExtensions: true,
+    showCommonExtensions: true,
+    persistAuthorization: true,
+    tryItOutEnabled: true,
+    validatorUrl: null,
+    oauth2RedirectUrl: root.dataset.oauth2Redirect,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  });
+})();
+"""
+
+REDOC_INIT = """\
+// ReDoc for this service: the OpenAPI document comes from the data attribute of #redoc (the
+// page itself holds no script, so that the page's Content-Security-Policy can refuse every
+// inline script). The bundle is served by the service; telemetry is off, and the attribution
+// logo it would fetch from a CDN is refused by the page's policy.
+import { init } from "./assets/redoc.standalone.js";
+
+const root = document.getElementById("redoc");
+init(root.dataset.spec, { disableTelemetry: true }, root);
 """
 
 
 # The pages may load nothing from outside the service: ReDoc's bundle would fetch its
-# attribution logo from a CDN and Swagger UI its validator badge; the browser refuses them.
+# attribution logo from a CDN and Swagger UI its validator badge; the browser refuses them. No
+# inline script either (issue 25): the pages' own scripts are the files above.
 DOCS_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'none'; base-uri 'none'"
 )
 
 
-def _local_only(page: HTMLResponse) -> HTMLResponse:
+def _local_only(page: Response) -> Response:
     page.headers["Content-Security-Policy"] = DOCS_POLICY
     return page
+
+
+def _script(text: str) -> Response:
+    return Response(text, media_type="text/javascript; charset=utf-8")
 
 
 def install_docs(app: FastAPI) -> None:
@@ -66,37 +117,37 @@ def install_docs(app: FastAPI) -> None:
     app.mount("/redoc/assets", StaticFiles(directory=redoc_dir()), name="redoc-assets")
 
     @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
+    async def swagger_ui(request: Request) -> Response:
         root = request.scope.get("root_path", "")
-        return _local_only(
-            get_swagger_ui_html(
-                openapi_url=f"{root}{app.openapi_url}",
-                title=f"{app.title} - Swagger UI",
-                swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
-                swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-                swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
-                oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-                swagger_ui_parameters={
-                    "persistAuthorization": True,
-                    "tryItOutEnabled": True,
-                    "validatorUrl": None,  # no badge from validator.swagger.io
-                },
-            )
-        )
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse:
-        return _local_only(get_swagger_ui_oauth2_redirect_html())
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = _REDOC_PAGE.format(
-            title=app.title,
-            script=f"{root}/redoc/assets/redoc.standalone.js",
+        page = _SWAGGER_PAGE.format(
+            title=html.escape(f"{app.title} - Swagger UI"),
+            css=f"{root}/docs/assets/swagger-ui.css",
+            favicon=f"{root}/docs/assets/favicon-32x32.png",
             spec=f"{root}{app.openapi_url}",
+            redirect=f"{root}/docs/assets/oauth2-redirect.html",
+            bundle=f"{root}/docs/assets/swagger-ui-bundle.js",
+            init=f"{root}/docs/init.js",
         )
         return _local_only(HTMLResponse(page))
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    async def swagger_init() -> Response:
+        return _script(SWAGGER_INIT)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> Response:
+        root = request.scope.get("root_path", "")
+        page = _REDOC_PAGE.format(
+            title=html.escape(app.title),
+            script=f"{root}/redoc/assets/redoc.standalone.js",
+            spec=f"{root}{app.openapi_url}",
+            init=f"{root}/redoc/init.js",
+        )
+        return _local_only(HTMLResponse(page))
+
+    @app.get("/redoc/init.js", include_in_schema=False)
+    async def redoc_init() -> Response:
+        return _script(REDOC_INIT)
 
 
 # --- the error model, documented -----------------------------------------------------------
@@ -177,6 +228,12 @@ _ERRORS: dict[str, tuple[str, str, str, str | None]] = {
         "too many requests: retry in 1 s",
         None,
     ),
+    "502": (
+        "A service this one calls answered with an error",
+        "upstream_error",
+        "setup answered 500",
+        None,
+    ),
     "503": (
         "A dependency (database, queue, another service) is unavailable: retry later",
         "unavailable",
@@ -203,6 +260,11 @@ def _error_response(status: str, field_route: bool) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": schema, "example": example}},
     }
+
+
+def documented_error(status: str) -> dict[str, Any]:
+    """The OpenAPI response of one of the project's error answers (its error model)."""
+    return _error_response(status, False)
 
 
 def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -13,13 +14,25 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import migrations
 from shared.api_docs import document_security_and_errors, install_docs
-from shared.db import create_engine, database_ready, make_sessionmaker, translate_db_error
+from shared.db import (
+    RETRY_AFTER,
+    create_engine,
+    create_probe_engine,
+    database_ready,
+    make_sessionmaker,
+    overloaded,
+    translate_db_error,
+)
 from shared.edge_tokens import RevocationSet
-from shared.errors import DomainError
+from shared.errors import DomainError, Unavailable
 from shared.http_errors import answer
 from shared.http_errors import install_error_handlers as install_http_error_handlers
 from shared.input_checks import database_value_error
@@ -75,6 +88,31 @@ def install_error_handlers(app: FastAPI) -> None:
             return answer(request, translated)
         raise exc
 
+    # Exhaustion and unreachable dependencies are overload, never a 500: 503 + Retry-After.
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(asyncpg.exceptions.TooManyConnectionsError)
+    @app.exception_handler(asyncpg.exceptions.CannotConnectNowError)
+    @app.exception_handler(asyncpg.exceptions.QueryCanceledError)
+    @app.exception_handler(asyncpg.exceptions.LockNotAvailableError)
+    async def _exhausted(request: Request, exc: Exception) -> JSONResponse:
+        busy = overloaded(exc) or Unavailable(
+            "the database is unreachable, retry later", headers=RETRY_AFTER
+        )
+        log.warning("overloaded: %s: %s", type(exc).__name__, str(exc)[:200])
+        return answer(request, busy)
+
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("a dependency is unreachable: %s: %s", type(exc).__name__, str(exc)[:200])
+        busy = Unavailable(
+            f"a dependency is unreachable or slow ({type(exc).__name__}), retry later",
+            headers=RETRY_AFTER,
+        )
+        return answer(request, busy)
+
 
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
@@ -85,16 +123,9 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz", summary="Database reachable")
     async def readyz(request: Request) -> JSONResponse:
-        ok = await database_ready(request.app.state.engine)
-        body = {
-            "status": "ready" if ok else "database unreachable",
-            "service": request.app.state.settings.service_name,
-        }
-        # A service may add its own dependencies' state (app.state.readiness: async () -> dict).
-        readiness = getattr(request.app.state, "readiness", None)
-        if readiness is not None:
-            body["detail"] = await readiness()
-        return JSONResponse(body, status_code=200 if ok else 503)
+        status, body = await request.app.state.ready.answer()
+        headers = {} if status == 200 else {"Retry-After": "1"}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
@@ -121,6 +152,62 @@ def docs_root_router() -> APIRouter:
         )
 
     return router
+
+
+class Readiness:
+    """What ``/readyz`` answers, within a second whatever the load: the database probed on a
+    connection of its own (never one from the request pool, which may be exhausted), and a
+    service's own dependencies (``app.state.readiness``: async () -> dict), each bounded by
+    ``PROBE_TIMEOUT_S``. A probe's answer is reused for ``CACHE_S``, and callers arriving while a
+    probe runs share it, so a flood of probes costs one connection a second."""
+
+    PROBE_TIMEOUT_S = 0.8
+    CACHE_S = 1.0
+
+    def __init__(self, app: FastAPI, engine: AsyncEngine) -> None:
+        self.app = app
+        self.engine = engine
+        self._last: tuple[int, dict[str, Any]] | None = None
+        self._at = 0.0
+        self._probe_task: asyncio.Task[tuple[int, dict[str, Any]]] | None = None
+
+    async def answer(self) -> tuple[int, dict[str, Any]]:
+        if self._last is not None and time.monotonic() - self._at < self.CACHE_S:
+            return self._last
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.create_task(self._probe(), name="readiness-probe")
+        return await asyncio.shield(self._probe_task)
+
+    async def _probe(self) -> tuple[int, dict[str, Any]]:
+        extra = getattr(self.app.state, "readiness", None)
+        database = database_ready(self.engine, self.PROBE_TIMEOUT_S)
+        if extra is None:
+            ok, detail = await database, None
+        else:
+            ok, detail = await asyncio.gather(database, self._extra(extra))
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "database unreachable",
+            "service": self.app.state.settings.service_name,
+        }
+        if detail is not None:
+            body["detail"] = detail
+        self._last, self._at = (200 if ok else 503, body), time.monotonic()
+        return self._last
+
+    async def _extra(self, probe: Callable[[], Any]) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.PROBE_TIMEOUT_S):
+                result: dict[str, Any] = await probe()
+                return result
+        except TimeoutError:
+            return {"probe": f"no answer within {self.PROBE_TIMEOUT_S} s"}
+
+    async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._probe_task
+        await self.engine.dispose()
 
 
 def _revocation_watcher(app: FastAPI, settings: ServiceSettings) -> RevocationWatcher:
@@ -159,8 +246,17 @@ def create_service_app(
             settings.database_url,
             pool_size=settings.db_pool_size,
             application_name=f"edge-{settings.service_name}",
+            pool_timeout=settings.db_pool_timeout_s,
         )
         app.state.engine = engine
+        app.state.ready = Readiness(
+            app,
+            create_probe_engine(
+                settings.database_url,
+                application_name=f"edge-{settings.service_name}",
+                timeout=Readiness.PROBE_TIMEOUT_S,
+            ),
+        )
         app.state.sessionmaker = make_sessionmaker(engine)
         log.info("%s ready on port %s", settings.service_name, settings.port)
         if not settings.tls_cert_file:
@@ -183,6 +279,7 @@ def create_service_app(
         finally:
             await watcher.stop()
             await keys.stop()
+            await app.state.ready.close()
             await engine.dispose()
 
     app = ServiceApp(

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 
@@ -53,11 +55,20 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "edge") -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    application_name: str = "edge",
+    pool_timeout: float = 3.0,
+) -> AsyncEngine:
+    """The service's engine. A request that finds every pooled connection busy waits at most
+    ``pool_timeout`` seconds, then is answered 503 + Retry-After (``translate_db_error``)."""
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": application_name}},
     )
@@ -71,8 +82,32 @@ _UNIQUE_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\) alread
 _FK_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\) is not present")
 
 
+# Postgres refusing for load, not for the request's content: too many connections, out of
+# resources, a statement or lock wait cancelled by its timeout, a server starting or stopping.
+OVERLOAD_SQLSTATES = {"53000", "53100", "53200", "53300", "57014", "55P03", "57P01", "57P03"}
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+def overloaded(exc: BaseException) -> Unavailable | None:
+    """The 503 + Retry-After for an exhausted pool or an overloaded/unreachable database."""
+    if isinstance(exc, PoolTimeout):
+        return Unavailable(
+            "every database connection of this process is busy, retry later", headers=RETRY_AFTER
+        )
+    orig = getattr(exc, "orig", exc)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    if sqlstate in OVERLOAD_SQLSTATES:
+        return Unavailable("the database is overloaded, retry later", headers=RETRY_AFTER)
+    return None
+
+
 def translate_db_error(exc: Exception) -> Exception:
     """Turn a low-level database error into a domain error naming the field."""
+    busy = overloaded(exc)
+    if busy is not None:
+        return busy
     orig = getattr(exc, "orig", None)
     detail = str(
         getattr(orig, "detail", "") or getattr(getattr(orig, "__cause__", None), "detail", "") or ""
@@ -92,7 +127,7 @@ def translate_db_error(exc: Exception) -> Exception:
     if isinstance(exc, (OperationalError, ConnectionError, OSError)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
-        return Unavailable("database unavailable, retry later", headers={"Retry-After": "1"})
+        return Unavailable("database unavailable, retry later", headers=RETRY_AFTER)
     return exc
 
 
@@ -118,7 +153,7 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, PoolTimeout) as exc:
             await session.rollback()
             raise translate_db_error(exc) from exc
         except BaseException:
@@ -140,10 +175,26 @@ async def flush(session: AsyncSession) -> None:
         raise translate_db_error(exc) from exc
 
 
-async def database_ready(engine: AsyncEngine) -> bool:
+def create_probe_engine(url: str, *, application_name: str, timeout: float) -> AsyncEngine:
+    """An engine of its own for the readiness probe: a fresh connection each time (no pool), so
+    that a pool exhausted by requests never holds readiness up, and a connect timeout."""
+    return create_async_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "timeout": timeout,
+            "command_timeout": timeout,
+            "server_settings": {"application_name": f"{application_name}-probe"},
+        },
+    )
+
+
+async def database_ready(engine: AsyncEngine, within: float = 0.8) -> bool:
+    """Whether ``SELECT 1`` answers within ``within`` seconds."""
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(within):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
         return True
     except Exception:
         return False

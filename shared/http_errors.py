@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import DomainError
+from shared.errors import DomainError, Invalid
 from shared.input_checks import is_field_route
 from shared.legacy import describe_validation_errors, error_envelope
 from shared.logging import request_id_var
@@ -41,7 +41,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         # The framework's own answers (404 no route, 405 wrong method): the field's envelope on a
-        # field route, the framework's usual body elsewhere.
+        # field route, the framework's usual body elsewhere. Its 400 (a body it cannot parse: bytes
+        # that are not JSON text, a multipart over its part limits) is bad input like any other:
+        # 422 naming the body, in the project's error model.
+        if exc.status_code == 400:
+            return answer(request, Invalid(f"the body cannot be read: {exc.detail}", field="body"))
         if is_field_route(request.scope):
             return error_envelope(exc.status_code, str(exc.detail), dict(exc.headers or {}))
         return await http_exception_handler(request, exc)

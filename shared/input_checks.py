@@ -25,6 +25,9 @@ from starlette.routing import Match
 from shared.errors import DomainError, Invalid
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# A node id (the field's "0x01", or a device's login name stored as its node): what setup accepts
+# and what the console passes on in a path to the VMS.
+NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")

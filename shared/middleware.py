@@ -139,7 +139,7 @@ class RequestContextMiddleware:
                 app_answered = True
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message["headers"], *_common_headers(rid)]
             elif not app_answered:
                 return
             await send(message)
@@ -165,6 +165,11 @@ class RequestContextMiddleware:
             )
 
 
+def _common_headers(rid: str) -> list[tuple[bytes, bytes]]:
+    """On every answer: the request id, and no content-type sniffing by browsers."""
+    return [(b"x-request-id", rid.encode()), (b"x-content-type-options", b"nosniff")]
+
+
 async def _refuse(scope, send, error: DomainError, rid: str) -> None:
     """Answer ``error`` in the field's envelope on a field route, else in the project's model."""
     if is_field_route(scope):
@@ -176,7 +181,7 @@ async def _refuse(scope, send, error: DomainError, rid: str) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid.encode()),
+        *_common_headers(rid),
     ]
     if isinstance(error, PayloadTooLarge):
         headers.append((b"connection", b"close"))  # the rest of the body is never read

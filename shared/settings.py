@@ -224,6 +224,13 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = Field(
         10, validation_alias=_fixed("EDGE_DB_POOL_SIZE"), description="connections per process"
     )
+    db_pool_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        validation_alias=_fixed("EDGE_DB_POOL_TIMEOUT_S"),
+        description="how long a request waits for a pooled database connection before it is "
+        "answered 503 + Retry-After",
+    )
 
     # Per-service (prefixed) settings.
     host: str = Field("127.0.0.1", description="interface to listen on")

@@ -1,4 +1,4 @@
-"""``edgectl edges list/show/add/remove``: edges registered in setup."""
+"""``edgectl edges list/show/add/remove/credential/revoke-tokens``: edges registered in setup."""
 
 from __future__ import annotations
 
@@ -117,6 +117,11 @@ def edges_add(
     gps: str = GpsOption,
     capacity: str = CapacityOption,
     node_name: str = NodeNameOption,
+    device_login: str = typer.Option(
+        None,
+        "--device-login",
+        help="the login name its field devices report as username (e.g. edge-master-01-1129)",
+    ),
     description: str = typer.Option(None, "--description"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -135,6 +140,7 @@ def edges_add(
         "gps": _gps(gps),
         "capacity": _capacity(capacity),
         "node_name": node_name,
+        "device_login": device_login,
         "description": description,
     }
     created = call("POST", "setup", "/edges", body={k: v for k, v in body.items() if v is not None})
@@ -197,3 +203,32 @@ def edges_remove(
         typer.confirm(f"remove edge {edge}?", abort=True)
     call("DELETE", "setup", edge_path(edge))
     typer.echo(f"edge {edge} removed")
+
+
+@app.command("credential")
+def edges_credential(
+    edge: str = EdgeArgument,
+    days: int = typer.Option(365, "--days", min=1, help="lifetime in days"),
+    as_json: bool = JsonOption,
+) -> None:
+    """A long-lived token for a field device without an agent (it cannot renew one); printed
+    once. Revoke with `edgectl edges revoke-tokens EDGE`."""
+    issued = call("POST", "setup", f"{edge_path(edge)}/credential", body={"days": days})
+    if as_json:
+        print_json(issued)
+        return
+    typer.echo(f"credential for edge {issued['id']} (nid {issued['nid']}), {days} days")
+    typer.echo(f"token (shown once): {issued['token']}")
+
+
+@app.command("revoke-tokens")
+def edges_revoke_tokens(
+    edge: str = EdgeArgument,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+) -> None:
+    """Revoke every token of an edge issued so far: its agent's, its workloads' and its devices'
+    credentials (an agent then needs `edgectl` to hand it a new one)."""
+    if not yes:
+        typer.confirm(f"revoke every token of edge {edge}?", abort=True)
+    call("DELETE", "setup", f"{edge_path(edge)}/tokens")
+    typer.echo(f"every token of edge {edge} revoked")

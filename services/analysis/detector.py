@@ -144,6 +144,16 @@ def decode_image(blob: bytes) -> Decoded:
 
     if not blob:
         return Decoded(None, "the image is empty")
+    if blob.startswith(b"\xff\xd8"):
+        # Strict: libjpeg-turbo's warnings are refusals. A truncated JPEG with an end marker
+        # appended ("premature end of data segment") would otherwise be padded and analysed.
+        import simplejpeg
+
+        try:
+            image = simplejpeg.decode_jpeg(blob, colorspace="BGR", strict=True)
+        except ValueError as exc:
+            return Decoded(None, f"the JPEG is corrupt: {exc}")
+        return Decoded(image, size=(int(image.shape[0]), int(image.shape[1])))
     image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return Decoded(None, "the image cannot be decoded as JPEG or PNG")

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
@@ -64,6 +64,11 @@ VIDEO_BODY = {
 }
 
 
+# Ids the gateway makes (hex): documented, so that a client (or a fuzzer) knows what one is.
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a job's id")]
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a video's id")]
+
+
 def _metadata(raw: str | None, **query: object) -> AnalyzeMetadata:
     data: dict = {k: v for k, v in query.items() if v is not None}
     if raw:
@@ -118,6 +123,8 @@ async def analyze(
     camera_time: datetime | None = None,
     mode: Mode | None = None,
 ) -> Response:
+    if principal.kind == "anonymous":
+        raise Unauthorized()  # before a byte of the body is read
     content_type = request.headers.get("content-type", "")
     if "multipart/form-data" in content_type:
         form = await request.form(max_files=1, max_fields=2)
@@ -172,7 +179,7 @@ def multipart_mixed(parts: list[tuple[str, bytes]]) -> Response:
     "edge posted (403 for another's).",
     response_model=AnalysisResult | JobAccepted,
 )
-async def job(job_id: str, gateway: GatewayDep, principal: ReaderAuth) -> JSONResponse:
+async def job(job_id: JobId, gateway: GatewayDep, principal: ReaderAuth) -> JSONResponse:
     if not job_id.isalnum() or len(job_id) > 64:
         raise Invalid("not a job id", field="job_id")
     answer = await gateway.job(job_id, principal)
@@ -191,10 +198,14 @@ async def queue(gateway: GatewayDep, _: ReaderAuth) -> dict:
     "/videos",
     status_code=202,
     summary="Upload a video; its frames are analysed through the queue",
-    description="The raw body (any container OpenCV reads: MP4, AVI, MKV ...), streamed to disk "
-    "(`ANALYSIS_VIDEO_MAX_BYTES`). 202 with the video's id, frame count, fps and size; follow "
-    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done. "
-    "422 when the body is empty or not a video.",
+    description="The raw body (MP4/MOV, AVI or MKV/WebM), streamed to disk "
+    "(`ANALYSIS_VIDEO_MAX_BYTES`, 413 above). Its size, frame count and duration are read from "
+    "the container's headers and checked before any frame is decoded (422 naming the limit: "
+    "`ANALYSIS_VIDEO_MAX_PIXELS`, `ANALYSIS_VIDEO_MAX_FRAMES`, `ANALYSIS_VIDEO_MAX_DURATION_S`). "
+    "The upload takes one token of the caller's rate limit and each frame one more before it is "
+    "queued. 202 with the video's id, frame count, fps and size; follow "
+    "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done, "
+    "`POST /videos/{id}/cancel` to stop it. 422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
 )
 async def upload_video(request: Request, videos: VideosDep, principal: AnyPrincipal) -> dict:
@@ -207,7 +218,7 @@ async def upload_video(request: Request, videos: VideosDep, principal: AnyPrinci
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
 )
-async def video_status(video_id: str, videos: VideosDep, principal: ReaderAuth) -> dict:
+async def video_status(video_id: VideoId, videos: VideosDep, principal: ReaderAuth) -> dict:
     return await videos.status(_video_id(video_id), principal)
 
 
@@ -220,7 +231,7 @@ async def video_status(video_id: str, videos: VideosDep, principal: ReaderAuth) 
     response_class=StreamingResponse,
 )
 async def video_events(
-    video_id: str, request: Request, videos: VideosDep, principal: ReaderAuth
+    video_id: VideoId, request: Request, videos: VideosDep, principal: ReaderAuth
 ) -> StreamingResponse:
     await videos.status(_video_id(video_id), principal)
     return StreamingResponse(
@@ -237,9 +248,24 @@ async def video_events(
     summary="The video with its boxes drawn (MP4)",
     response_class=FileResponse,
 )
-async def video_annotated(video_id: str, videos: VideosDep, principal: ReaderAuth) -> FileResponse:
+async def video_annotated(
+    video_id: VideoId, videos: VideosDep, principal: ReaderAuth
+) -> FileResponse:
     path = await videos.annotated(_video_id(video_id), principal)
     return FileResponse(path, media_type="video/mp4", filename=f"{video_id}-annotated.mp4")
+
+
+@router.post(
+    "/videos/{video_id}/cancel",
+    summary="Cancel a video being analysed or rendered",
+    description="No more of its frames are queued, its files are removed and its event stream "
+    "ends with `cancelled`. The edge that uploaded it, the operator or a service only (403 for "
+    "another edge); 409 when the video is already done, failed or cancelled.",
+)
+async def cancel_video(video_id: VideoId, videos: VideosDep, principal: AnyPrincipal) -> dict:
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    return await videos.cancel(_video_id(video_id), principal)
 
 
 def _video_id(video_id: str) -> str:

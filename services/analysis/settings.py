@@ -105,6 +105,18 @@ class AnalysisSettings(ServiceSettings):
         512 * 1024 * 1024, description="body limit of POST /videos (413 above)"
     )
     video_window: int = Field(32, description="frames of one video in the queue at once")
+    video_max_pixels: int = Field(
+        3840 * 2160,
+        gt=0,
+        description="width x height of a video above this is refused (422), read from the "
+        "container's headers before any frame is decoded",
+    )
+    video_max_frames: int = Field(
+        18_000, gt=0, description="frames of one video at most (422 above; from its headers)"
+    )
+    video_max_duration_s: float = Field(
+        600.0, gt=0, description="seconds of one video at most (422 above; from its headers)"
+    )
 
     # Fusion.
     fusion_iou: float = Field(

@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,11 +19,19 @@ from services.console.live import Live, LiveDep, sse
 from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
 from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
+from shared.contracts.decisions import Action, Policy
 from shared.contracts.deployments import DeploymentCreate, DeploymentOut
 from shared.errors import Invalid
+from shared.input_checks import NID_PATTERN
 from shared.streams import until_revoked
 
 router = APIRouter(prefix="/api", tags=["console"])
+
+# What the console passes on in a path: the ids the other services' tables hold (32-bit), the ids
+# the analysis gateway makes.
+INT32_MAX = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$", description="a video's id")]
 
 # A video's events may pause while frames wait in the queue: no read deadline.
 EVENTS_TIMEOUT = httpx.Timeout(10.0, read=None)
@@ -80,7 +89,7 @@ async def fleet_events(
 
 
 @router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
-async def edge(edge_id: int, up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+async def edge(edge_id: RowId, up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
     return await edge_view(up, edge_id)
 
 
@@ -89,19 +98,21 @@ async def edge(edge_id: int, up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]
     summary="The edge's view as Server-Sent Events (event: edge; problem when setup fails)",
 )
 async def edge_events(
-    live: LiveDep, store: SessionStoreDep, edge_id: int, request: Request, _: SessionAuth
+    live: LiveDep, store: SessionStoreDep, edge_id: RowId, request: Request, _: SessionAuth
 ) -> StreamingResponse:
     return _live(request, live, store, f"edge:{edge_id}")
 
 
 @router.get("/nodes/{nid}/series", summary="A node's usage, environment or detections over time")
 async def series(
-    nid: str,
+    nid: Annotated[str, Path(pattern=NID_PATTERN, description='a node id, e.g. "0x01"')],
     up: UpstreamsDep,
     _: SessionAuth,
     kind: Literal["usage", "environment", "detections"] = "usage",
     minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 30,
-    step: Annotated[str, Query(max_length=10)] = "10s",
+    step: Annotated[
+        str, Query(max_length=10, pattern=r"^[0-9]+[smhd]?$", description="10, 30s, 5m, 1h, 1d")
+    ] = "10s",
 ) -> Any:
     end = datetime.now(UTC)
     params = {
@@ -110,13 +121,13 @@ async def series(
         "end": end.isoformat(),
         "step": step,
     }
-    return await up.vms.json("GET", f"/nodes/{nid}/series", params=params)
+    return await up.vms.json("GET", f"/nodes/{quote(nid, safe='')}/series", params=params)
 
 
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    edge_id: int
-    ai_id: int
+    edge_id: int = Field(ge=1, le=INT32_MAX)
+    ai_id: int = Field(ge=1, le=INT32_MAX)
 
 
 @router.post(
@@ -137,7 +148,7 @@ async def deploy(data: DeployIn, up: UpstreamsDep, _: SessionAuth) -> Deployment
     response_model=DeploymentOut,
     summary="Remove an AI from its edge",
 )
-async def remove(deployment_id: int, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
+async def remove(deployment_id: RowId, up: UpstreamsDep, _: SessionAuth) -> DeploymentOut:
     return await up.setup.model("DELETE", f"/deployments/{deployment_id}", DeploymentOut)
 
 
@@ -147,13 +158,13 @@ class PinIn(BaseModel):
 
 
 @router.put("/pins/{edge_id}", summary="Pin an edge: no policy touches it")
-async def pin(edge_id: int, up: UpstreamsDep, _: SessionAuth, data: PinIn | None = None) -> Any:
+async def pin(edge_id: RowId, up: UpstreamsDep, _: SessionAuth, data: PinIn | None = None) -> Any:
     body = (data or PinIn()).model_dump()
     return await up.optimizer.json("PUT", f"/pins/{edge_id}", json=body)
 
 
 @router.delete("/pins/{edge_id}", status_code=204, summary="Unpin an edge")
-async def unpin(up: UpstreamsDep, edge_id: int, _: SessionAuth) -> Response:
+async def unpin(up: UpstreamsDep, edge_id: RowId, _: SessionAuth) -> Response:
     await up.optimizer.request("DELETE", f"/pins/{edge_id}")
     return Response(status_code=204)
 
@@ -181,7 +192,7 @@ async def ai_packages_events(
     summary="Pause, resume or roll back a version rollout (the optimizer's)",
 )
 async def rollout_action(
-    rollout_id: int,
+    rollout_id: RowId,
     action: Literal["pause", "resume", "rollback"],
     up: UpstreamsDep,
     _: SessionAuth,
@@ -220,8 +231,8 @@ async def decisions(
     up: UpstreamsDep,
     _: SessionAuth,
     edge: Annotated[str | None, Query(max_length=100)] = None,
-    policy: Annotated[str | None, Query(max_length=40)] = None,
-    action: Annotated[str | None, Query(max_length=40)] = None,
+    policy: Policy | None = None,
+    action: Action | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -292,7 +303,7 @@ def _video_id(video_id: str) -> str:
 
 
 @router.get("/videos/{video_id}", summary="A video's progress")
-async def video(video_id: str, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def video(video_id: VideoId, up: UpstreamsDep, _: SessionAuth) -> Any:
     return await up.analysis.json("GET", f"/videos/{_video_id(video_id)}")
 
 
@@ -316,7 +327,7 @@ async def _relay(
 
 @router.get("/videos/{video_id}/events", summary="Per-frame results as Server-Sent Events")
 async def video_events(
-    video_id: str, request: Request, up: UpstreamsDep, store: SessionStoreDep, _: SessionAuth
+    video_id: VideoId, request: Request, up: UpstreamsDep, store: SessionStoreDep, _: SessionAuth
 ) -> StreamingResponse:
     _response, body = await _relay(up, f"/videos/{_video_id(video_id)}/events", EVENTS_TIMEOUT)
     return StreamingResponse(
@@ -325,7 +336,7 @@ async def video_events(
 
 
 @router.get("/videos/{video_id}/annotated", summary="The video with its boxes drawn (MP4)")
-async def video_annotated(video_id: str, up: UpstreamsDep, _: SessionAuth) -> StreamingResponse:
+async def video_annotated(video_id: VideoId, up: UpstreamsDep, _: SessionAuth) -> StreamingResponse:
     response, body = await _relay(up, f"/videos/{_video_id(video_id)}/annotated", FILE_TIMEOUT)
     headers = {"Content-Disposition": f'attachment; filename="{video_id}-annotated.mp4"'}
     if "content-length" in response.headers:

@@ -18,6 +18,7 @@ from services.console import api, manage, pages, sessions
 from services.console.live import Live
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Upstreams
+from shared.api_docs import documented_error
 from shared.app import create_service_app
 
 STATIC = Path(__file__).parent / "static"
@@ -42,8 +43,31 @@ async def _no_revocations() -> dict[str, int]:
     return {}  # the console accepts no edge tokens
 
 
+SAFE_METHODS = {"get", "head", "options"}
+# What a console route relays from the service it calls (their error answers pass through).
+RELAYED = ("404", "409", "422", "502", "503")
+
+
+def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
+    """401 without a session; 403 for a change without its CSRF token; and the answers of the
+    service behind the route, which the console passes on."""
+    responses = operation.setdefault("responses", {})
+    statuses = ["401"]
+    if method not in SAFE_METHODS:
+        statuses.append("403")
+    if path != "/api/session":
+        statuses += RELAYED
+    for status in statuses:
+        responses.setdefault(status, documented_error(status))
+    responses["401"]["description"] = "No console session: sign in at /login"
+    if "403" in responses:
+        responses["403"]["description"] = "A change without the session's CSRF token, or from "
+        responses["403"]["description"] += "another Origin"
+
+
 def _document_sessions(app: FastAPI) -> None:
-    """The console's API routes are called with the session cookie, not a bearer token."""
+    """The console's API routes are called with the session cookie, not a bearer token; a change
+    (any method but GET/HEAD/OPTIONS) also with the session's CSRF token in its header."""
     documented = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -51,11 +75,13 @@ def _document_sessions(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             if not path.startswith("/api/"):
                 continue
-            for operation in operations.values():
-                if operation.get("x-auth", {}).get("rule") == "session":
-                    continue
+            for method, operation in operations.items():
                 operation["x-auth"] = dict(SESSION_RULE)
-                operation["security"] = [{"console_session": []}]
+                requirement: dict[str, list[str]] = {"console_session": []}
+                if method not in SAFE_METHODS:
+                    requirement["console_csrf"] = []
+                operation["security"] = [requirement]
+                _document_errors(path, method, operation)
                 text = operation.get("description", "").split("\n\nWho may call:")[0]
                 operation["description"] = (
                     text + f"\n\nWho may call: {SESSION_RULE['who']}."
@@ -65,7 +91,25 @@ def _document_sessions(app: FastAPI) -> None:
             "type": "apiKey",
             "in": "cookie",
             "name": sessions.COOKIE,
+            "description": "the session cookie set by signing in at /login (httpOnly)",
         }
+        components["console_csrf"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-CSRF-Token",
+            "description": "the session's CSRF token, from the page's "
+            '<meta name="csrf-token">; required on every change',
+        }
+        # No console operation takes a bearer token: the scheme is not offered.
+        used = {
+            name
+            for operations in schema.get("paths", {}).values()
+            for operation in operations.values()
+            for requirement in operation.get("security", [])
+            for name in requirement
+        }
+        if "bearer" not in used:
+            components.pop("bearer", None)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.console.api import RowId
 from services.console.sessions import SessionAuth
 from services.console.upstream import UpstreamsDep
 from services.console.views import optional
@@ -86,13 +87,13 @@ async def add_edge(data: EdgeIn, up: UpstreamsDep, _: SessionAuth) -> Any:
 
 
 @router.patch("/edges/{edge_id}", summary="Change an edge's fields (those sent)")
-async def edit_edge(edge_id: int, data: EdgeChange, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def edit_edge(edge_id: RowId, data: EdgeChange, up: UpstreamsDep, _: SessionAuth) -> Any:
     body = data.model_dump(exclude_unset=True)
     return await up.setup.json("PATCH", f"/edges/{edge_id}", json=body)
 
 
 @router.delete("/edges/{edge_id}", status_code=204, summary="Remove an edge (its tokens too)")
-async def remove_edge(up: UpstreamsDep, edge_id: int, _: SessionAuth) -> Response:
+async def remove_edge(up: UpstreamsDep, edge_id: RowId, _: SessionAuth) -> Response:
     await up.setup.request("DELETE", f"/edges/{edge_id}")
     return Response(status_code=204)
 
@@ -112,7 +113,7 @@ async def add_cluster(data: ClusterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
 
 
 @router.delete("/clusters/{cluster_id}", status_code=204, summary="Remove a cluster")
-async def remove_cluster(up: UpstreamsDep, cluster_id: int, _: SessionAuth) -> Response:
+async def remove_cluster(up: UpstreamsDep, cluster_id: RowId, _: SessionAuth) -> Response:
     await up.setup.request("DELETE", f"/clusters/{cluster_id}")
     return Response(status_code=204)
 
@@ -132,7 +133,7 @@ async def add_master(data: MasterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
 
 
 @router.delete("/masters/{master_id}", status_code=204, summary="Remove a master's record")
-async def remove_master(up: UpstreamsDep, master_id: int, _: SessionAuth) -> Response:
+async def remove_master(up: UpstreamsDep, master_id: RowId, _: SessionAuth) -> Response:
     await up.setup.request("DELETE", f"/masters/{master_id}")
     return Response(status_code=204)
 

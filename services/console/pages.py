@@ -83,8 +83,7 @@ def _page(
     response = HTMLResponse(page, status_code=status_code)
     response.headers["Content-Security-Policy"] = content_policy(settings)
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"  # nosniff: on every answer (middleware)
     return response
 
 

@@ -91,6 +91,9 @@ class Edge(TimestampMixin, Base):
     # Zone of the date/time strings its programs send (the field's run Korean time); NULL: the
     # fleet default (VMS_FIELD_TIMEZONE).
     time_zone: Mapped[str | None] = mapped_column(String(64))
+    # The login name its field devices report as ``username`` (edge-master-01-1129): their
+    # tokenless records land under this edge's nid (the VMS maps it; VMS_ALLOW_ANONYMOUS).
+    device_login: Mapped[str | None] = mapped_column(String(100), unique=True)
 
 
 class AiPackage(TimestampMixin, Base):

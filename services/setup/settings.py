@@ -32,6 +32,13 @@ class SetupSettings(ServiceSettings):
     max_bulk_body_bytes: int = Field(
         64 * 1024 * 1024, description="body limit of POST /deployments/bulk"
     )
+    device_credential_max_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="longest lifetime of a device credential (edgectl edges credential EDGE "
+        "--days N) for a device without an agent to renew its token",
+    )
     secret_keys: SecretStr | None = Field(
         None,
         description="Fernet keys that encrypt camera credentials "
@@ -73,6 +80,11 @@ class SetupSettings(ServiceSettings):
         signer = self.signer()
         static = [load_private_file(p).public_key() for p in self._key_paths()[1:]]
         return KeyRing(static=static, signer=signer)
+
+    @property
+    def revocation_keep_s(self) -> int:
+        """How long a revocation must be kept: as long as the longest-lived token it kills."""
+        return max(self.edge_token_ttl_s, self.device_credential_max_days * 86400)
 
     @model_validator(mode="after")
     def _secret_keys_required_outside_local(self) -> SetupSettings:

@@ -28,6 +28,8 @@ from services.vms.settings import VmsSettings
 from services.vms.storage.pool import create_ingest_pool
 from shared.app import create_service_app
 
+log = logging.getLogger("edge.vms")
+
 DESCRIPTION = """
 Receives what every edge posts each second (resource usage, environment results, YOLO detection
 summaries), commits it to Postgres in group commits, keeps each node's current state, tells the
@@ -51,6 +53,17 @@ def create_app(settings: VmsSettings | None = None) -> FastAPI:
         on_events = event_publisher(outbox) if settings.notify_optimizer else None
         committer = GroupCommitter(pool, settings, metrics, on_events=on_events)
         scheduler = AsyncIOScheduler()
+        if settings.allow_anonymous:
+            log.warning(
+                "field devices WITHOUT a token are accepted on the field's routes "
+                "(VMS_ALLOW_ANONYMOUS=true): their records are stored unauthenticated, under the "
+                "edge whose device_login (setup) matches their username"
+            )
+        else:
+            log.info(
+                "field devices without a token are refused (VMS_ALLOW_ANONYMOUS=false): give a "
+                "device without an agent a credential (edgectl edges credential EDGE --days N)"
+            )
         try:
             await run_maintenance(pool, settings)
             await directory.start()

@@ -28,7 +28,12 @@ class VmsSettings(ServiceSettings):
     )
 
     # Ingest and authentication.
-    allow_anonymous: bool = False  # field devices without a token, legacy routes only
+    allow_anonymous: bool = Field(
+        False,
+        description="accept field devices without a token on the field's routes (/usage, "
+        "/save_edgeData); their records are flagged unauthenticated, and a `username` that is an "
+        "edge's device_login in setup lands under that edge's nid",
+    )
     unknown_nodes: Literal["reject", "flag"] = "reject"
     # Fleet default zone of the field's date/time (yyyymmdd hhmmss) strings (the field's devices
     # run Korean time); an edge's own time_zone in setup overrides it.

@@ -119,3 +119,5 @@ class NodeIds(BaseModel):
     items: list[str]
     names: dict[str, str] = Field(default_factory=dict)
     time_zones: dict[str, str] = Field(default_factory=dict)
+    # A field device's login name (an edge's device_login) -> the edge's node id.
+    device_logins: dict[str, str] = Field(default_factory=dict)

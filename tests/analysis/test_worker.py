@@ -96,6 +96,12 @@ async def test_sync_async_cache_and_fusion(db, prefix, worker):
         metrics = (await client.get("/metrics")).text
         assert 'analysis_cache_total{result="hit"} 2.0' in metrics
         assert 'analysis_cache_total{result="miss"} 2.0' in metrics
+        # Strict decoding: a truncated JPEG with its end marker appended is refused, not padded.
+        r = await client.post(
+            "/analyze", content=BUS[: len(BUS) // 2] + b"\xff\xd9", headers=OPERATOR
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "image", r.text
+        assert "premature end" in r.json()["error"]["message"]
 
 
 async def test_jobs_waiting_together_are_run_in_one_batch(db, prefix, tmp_path):

@@ -261,6 +261,46 @@ def test_health_check_passes_on_a_ready_service(database_url, tmp_path):
         proc.stop()
 
 
+def test_mosquitto_binds_client_ids_to_user_names(tmp_path):
+    """An edge that connects with the master's client id takes its own user name as id instead:
+    the master stays connected and keeps publishing (issue 25 item 7)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from tests.updates.broker import MASTER_PASSWORD, Broker, agent_password
+
+    assert "use_username_as_clientid true" in MOSQUITTO_CONFIG.read_text()
+    broker = Broker(tmp_path).start()
+    clients = []
+    try:
+        dropped = threading.Event()
+
+        def connect(user: str, password: str) -> mqtt.Client:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-master")
+            client.username_pw_set(user, password)
+            connected = threading.Event()
+            client.on_connect = lambda *args: connected.set()
+            client.connect("127.0.0.1", broker.port, keepalive=30)
+            client.loop_start()
+            clients.append(client)
+            assert connected.wait(5), f"{user} did not connect"
+            return client
+
+        master = connect("master", MASTER_PASSWORD)
+        master.on_disconnect = lambda *args: dropped.set()
+        connect("0x01", agent_password("0x01"))
+        assert not dropped.wait(1.5), "the edge's connection knocked the master off"
+        info = master.publish("edge/0x02/desired", b"still here", qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published()
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+        broker.stop()
+
+
 # --- the compose `tls` profile's proxy ----------------------------------------------------
 
 

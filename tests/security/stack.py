@@ -26,27 +26,28 @@ UPLOAD_LIMIT = 400_000
 
 
 def running_services(
-    tmp_path_factory: pytest.TempPathFactory, *, analysis: bool = False
+    tmp_path_factory: pytest.TempPathFactory, *, analysis: bool = False, console: bool = False
 ) -> Iterator[dict[str, str]]:
     """A module-scoped fixture body: {service: base URL}; the logs of a 5xx are printed at the end.
 
     ``analysis``: the analysis gateway too (Redis keys under a prefix of its own, dropped after),
-    with one CPU worker on a small random-weights model so that a synchronous call is answered."""
+    with one CPU worker on a small random-weights model so that a synchronous call is answered.
+    ``console``: the web console too, in front of them."""
     name = f"edgesec_{uuid.uuid4().hex[:10]}"
     database_url = asyncio.run(create_database(name))
     try:
-        for service in SERVICES:
+        for service in (*SERVICES, "console") if console else SERVICES:
             migrations.upgrade(f"services.{service}", database_url)
-        yield from _services(database_url, tmp_path_factory, analysis=analysis)
+        yield from _services(database_url, tmp_path_factory, analysis=analysis, console=console)
     finally:
         asyncio.run(drop_database(name))
 
 
 def _services(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, *, analysis: bool
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, *, analysis: bool, console: bool
 ) -> Iterator[dict[str, str]]:
     tmp: Path = tmp_path_factory.mktemp("stack")
-    names = (*SERVICES, "analysis") if analysis else SERVICES
+    names = (*SERVICES, *(["analysis"] if analysis else []), *(["console"] if console else []))
     ports = {name: free_port() for name in names}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     common = dict(
@@ -56,6 +57,8 @@ def _services(
         EDGE_VMS_URL=urls["vms"],
         EDGE_MIGRATE_ON_START="false",
     )
+    if analysis:
+        common["EDGE_ANALYSIS_URL"] = urls["analysis"]
     extra = {
         "setup": {"SETUP_NOTIFY_MASTER": "false", "SETUP_MAX_BODY_BYTES": str(BODY_LIMIT)},
         "master": {
@@ -78,6 +81,7 @@ def _services(
             "ANALYSIS_SYNC_TIMEOUT_S": "20",
             "OMP_NUM_THREADS": "1",
         },
+        "console": {"CONSOLE_MAX_BODY_BYTES": str(BODY_LIMIT), "CONSOLE_LIVE_INTERVAL_S": "60"},
     }
     procs: list[Proc] = []
     try:

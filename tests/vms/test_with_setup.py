@@ -3,6 +3,11 @@ map."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import time as time_module
+
 import httpx
 import pytest
 
@@ -155,3 +160,62 @@ async def test_setup_unreachable_keeps_serving_with_the_default_map(db):
                 await client.get("/nodes/state", params={"nids": nid}, headers=OPERATOR)
             ).json()["items"][0]
             assert node["condition"] == condition and node["known"] is False
+
+
+async def test_a_tokenless_device_lands_under_its_edge_and_a_device_credential_is_revocable(
+    db, setup_url, capsys
+):
+    """Issue 25 item 8: an edge's device_login maps a tokenless field device's records to the
+    edge's nid (where tokenless devices are allowed at all); a device without an agent gets a
+    long-lived credential from `edgectl edges credential`, and loses it on revocation."""
+    from shared.edge_tokens import decode_edge_token
+    from tests.helpers.env import KEYS
+    from tests.helpers.processes import edgectl
+
+    register(setup_url, "EdgeCCTV05", "0x05")
+    with httpx.Client(base_url=setup_url, headers=OPERATOR, timeout=10) as c:
+        r = c.patch("/edges/0x05", json={"device_login": "edge-master-01-1129"})
+        assert r.status_code == 200 and r.json()["device_login"] == "edge-master-01-1129", r.text
+        r = c.post("/edges/0x05/credential", json={"days": 4000})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "days"
+    env = service_env(db, EDGE_SETUP_URL=setup_url)
+    run = subprocess.run(
+        edgectl("edges", "credential", "0x05", "--days", "300", "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    credential = json.loads(run.stdout)["token"]
+    claims = decode_edge_token(credential, KEYS)
+    assert claims is not None and claims.nid == "0x05"
+    assert claims.expires_at - time_module.time() > 299 * 86400
+    usage = {"code": "0000", "message": "success", "cpu": 3, "memory": 4, "func": "SUNNY"}
+
+    async with vms(db, setup_url=setup_url) as client:  # tokenless devices refused by default
+        r = await client.post("/usage", json={**usage, "username": "edge-master-01-1129"})
+        assert r.status_code == 401, r.text
+    async with vms(db, setup_url=setup_url, allow_anonymous=True) as client:
+        r = await client.post("/usage", json={**usage, "username": "edge-master-01-1129"})
+        assert r.status_code == 200, r.text
+        bearer = {"Authorization": f"Bearer {credential}"}
+        r = await client.post("/usage", json={**usage, "cpu": 5}, headers=bearer)
+        assert r.status_code == 200, r.text
+        with httpx.Client(base_url=setup_url, headers=OPERATOR, timeout=10) as c:
+            assert c.delete("/edges/0x05/tokens").status_code == 204
+        for _ in range(50):  # the revocation is pushed to the VMS on commit
+            r = await client.post("/usage", json={**usage, "cpu": 6}, headers=bearer)
+            if r.status_code == 401:
+                break
+            await asyncio.sleep(0.1)
+        assert r.status_code == 401, r.text
+        state = await client.get("/nodes/state", params={"nids": "0x05"}, headers=OPERATOR)
+        assert state.json()["items"][0]["nid"] == "0x05"
+    rows = await fetch(
+        db, "SELECT nid, authenticated, known, cpu FROM vms.usage WHERE cpu < 6 ORDER BY cpu"
+    )
+    assert [tuple(r) for r in rows] == [("0x05", False, True, 3.0), ("0x05", True, True, 5.0)]
+    logged = capsys.readouterr().err
+    assert "field devices without a token are refused (VMS_ALLOW_ANONYMOUS=false)" in logged
+    assert "field devices WITHOUT a token are accepted" in logged

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
+    CredentialIn,
     EdgeCamera,
     EdgeCreate,
     EdgeCreated,
@@ -134,6 +135,35 @@ async def workload_token(
 ) -> EdgeToken:
     found, token = await service.workload_token(session, edge, settings)
     return _token_out(found.id, found.nid, token, keys)
+
+
+@router.post(
+    "/{edge}/credential",
+    response_model=EdgeToken,
+    summary="A long-lived token for a field device without an agent (shown once)",
+    description="For a device that cannot renew its token (no agent): an edge token of the "
+    "given lifetime. Older tokens stay valid. Revoke with `DELETE /edges/{edge}/tokens` "
+    "(every token of the edge), a rotation (`POST /edges/{edge}/token`) or the edge's removal.",
+)
+async def device_credential(
+    edge: EdgeRef,
+    data: CredentialIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    keys: KeyRingDep,
+    _: OperatorAuth,
+) -> EdgeToken:
+    found, token = await service.device_credential(session, edge, data.days, settings)
+    return _token_out(found.id, found.nid, token, keys)
+
+
+@router.delete(
+    "/{edge}/tokens",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke every token of the edge (its agent's and its devices' credentials)",
+)
+async def revoke_tokens(edge: EdgeRef, session: SessionDep, _: OperatorAuth) -> None:
+    await service.revoke_tokens(session, edge)
 
 
 @router.get(

@@ -12,9 +12,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from services.setup.edges.rtsp import split_credentials
 from shared.agent_urls import check_agent_url, parse_networks
 from shared.contracts.fleet import EdgeStatus
+from shared.input_checks import NID_PATTERN
 
 ANY_NETWORK = parse_networks("0.0.0.0/0,::/0")
-NID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$"
 
 
 def _coordinate(value: Any, name: str, limit: float) -> float:
@@ -120,6 +120,15 @@ class EdgeBase(BaseModel):
         description="IANA zone of the date/time the edge's programs send, e.g. Asia/Seoul; "
         "absent: the fleet default (VMS_FIELD_TIMEZONE)",
     )
+    device_login: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+        description="the login name the edge's field devices report as `username` "
+        "(e.g. edge-master-01-1129): records of a device without a token that names it are "
+        "stored under this edge (where the VMS accepts such devices: VMS_ALLOW_ANONYMOUS)",
+    )
 
     _yes_no = field_validator("supports_analysis", mode="before")(
         lambda cls, v: None if v is None else _yes_no(v)
@@ -187,6 +196,9 @@ class EdgeOut(BaseModel):
     agent_url: str | None
     capacity: Capacity
     time_zone: str | None = Field(description="null: the fleet default")
+    device_login: str | None = Field(
+        None, description="the login name its field devices report as `username`"
+    )
     status: EdgeStatus
     created_at: datetime
     updated_at: datetime
@@ -194,6 +206,13 @@ class EdgeOut(BaseModel):
 
 class EdgeCreated(EdgeOut):
     token: str = Field(description="the edge's own token for the VMS; shown only once")
+
+
+class CredentialIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 365}]})
+    days: int = Field(
+        ge=1, le=3650, description="lifetime in days (at most SETUP_DEVICE_CREDENTIAL_MAX_DAYS)"
+    )
 
 
 class EdgeToken(BaseModel):

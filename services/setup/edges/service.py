@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,8 +16,10 @@ from services.setup.settings import SetupSettings
 from shared.contracts.fleet import NodeIds
 from shared.db import flush
 from shared.edge_tokens import token_hash
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Invalid, NotFound, Unauthorized
 from shared.pagination import PageParams, fetch_page
+
+log = logging.getLogger("edge.setup.edges")
 
 
 def to_out(edge: Edge) -> EdgeOut:
@@ -42,6 +46,7 @@ def to_out(edge: Edge) -> EdgeOut:
             "gpu": edge.capacity_gpu,
         },
         time_zone=edge.time_zone,
+        device_login=edge.device_login,
         status=edge.status,
         created_at=edge.created_at,
         updated_at=edge.updated_at,
@@ -64,6 +69,7 @@ def _columns(data: EdgeCreate | EdgeUpdate, box: SecretBox) -> dict:
         "status",
         "cluster_id",
         "time_zone",
+        "device_login",
     ):
         if key in given:
             out[key] = given[key]
@@ -209,6 +215,33 @@ async def workload_token(
     return edge, token
 
 
+async def device_credential(
+    session: AsyncSession, ref: str | int, days: int, settings: SetupSettings
+) -> tuple[Edge, str]:
+    """A long-lived token for a field device without an agent (it cannot renew one): ``days``
+    long, at most SETUP_DEVICE_CREDENTIAL_MAX_DAYS. Revoked like any of the edge's tokens
+    (``revoke_tokens``, a rotation, or the edge's removal)."""
+    if days > settings.device_credential_max_days:
+        raise Invalid(
+            f"at most {settings.device_credential_max_days} days "
+            "(SETUP_DEVICE_CREDENTIAL_MAX_DAYS)",
+            field="days",
+        )
+    edge = await find(session, ref)
+    token, token_id = await tokens.issue(session, edge.nid, settings, ttl_s=days * 86400)
+    log.info("device credential %d for edge %s issued for %d days", token_id, edge.nid, days)
+    return edge, token
+
+
+async def revoke_tokens(session: AsyncSession, ref: str | int) -> Edge:
+    """Every token of the edge issued so far dies on commit (its agent's, its workloads', its
+    devices' credentials); the edge stays registered."""
+    edge = await find(session, ref)
+    await tokens.revoke_all(session, edge.nid)
+    log.info("every token of edge %s revoked", edge.nid)
+    return edge
+
+
 async def delete(session: AsyncSession, ref: str | int) -> None:
     edge = await find(session, ref)
     await tokens.revoke_all(session, edge.nid)  # its tokens die with it
@@ -217,12 +250,13 @@ async def delete(session: AsyncSession, ref: str | int) -> None:
 
 
 async def node_ids(session: AsyncSession) -> NodeIds:
-    query = select(Edge.nid, Edge.name, Edge.time_zone).order_by(Edge.id)
+    query = select(Edge.nid, Edge.name, Edge.time_zone, Edge.device_login).order_by(Edge.id)
     rows = (await session.execute(query)).all()
     return NodeIds(
         items=[r.nid for r in rows],
         names={r.name: r.nid for r in rows},
         time_zones={r.nid: r.time_zone for r in rows if r.time_zone},
+        device_logins={r.device_login: r.nid for r in rows if r.device_login},
     )
 
 

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.setup.settings import SetupSettings
 from shared.edge_tokens import issue_edge_token
 from shared.revocations import CHANNEL, Loader
-from shared.settings import ServiceSettings
 
 _NEXT_ID = text("SELECT nextval('setup.edge_token_ids')")
 _REVOKE = text(
@@ -35,19 +35,22 @@ async def next_token_id(session: AsyncSession) -> int:
     return int((await session.execute(_NEXT_ID)).scalar_one())
 
 
-async def issue(session: AsyncSession, nid: str, settings: ServiceSettings) -> tuple[str, int]:
-    """A new token for the node (older ones stay valid until revoked or expired): (token, id)."""
+async def issue(
+    session: AsyncSession, nid: str, settings: SetupSettings, *, ttl_s: int | None = None
+) -> tuple[str, int]:
+    """A new token for the node (older ones stay valid until revoked or expired): (token, id).
+    ``ttl_s``: its lifetime, the edge tokens' (EDGE_EDGE_TOKEN_TTL_S) unless given."""
     signer = settings.signer()
     assert signer is not None  # setup always has one (SetupSettings)
-    # Revocations older than a token's lifetime only concern expired tokens: dropped here, on a
-    # write, so the services' read of the list stays a read.
-    await session.execute(_PRUNE, {"ttl": settings.edge_token_ttl_s + 60})
+    # Revocations older than the longest token lifetime (a device credential's) only concern
+    # expired tokens: dropped here, on a write, so the services' read of the list stays a read.
+    await session.execute(_PRUNE, {"ttl": settings.revocation_keep_s + 60})
     token_id = await next_token_id(session)
     token = issue_edge_token(
         nid,
         signer,
         token_id=token_id,
-        ttl_s=settings.edge_token_ttl_s,
+        ttl_s=settings.edge_token_ttl_s if ttl_s is None else ttl_s,
     )
     return token, token_id
 
@@ -59,7 +62,7 @@ async def revoke_below(session: AsyncSession, nid: str, min_token_id: int) -> No
     await session.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
 
 
-async def rotate(session: AsyncSession, nid: str, settings: ServiceSettings) -> str:
+async def rotate(session: AsyncSession, nid: str, settings: SetupSettings) -> str:
     """A new token; every older one of the node is revoked."""
     token, token_id = await issue(session, nid, settings)
     await revoke_below(session, nid, token_id)

@@ -42,6 +42,7 @@ class NodeDirectory:
         self.settings = settings
         self.nids: frozenset[str] = frozenset()
         self.names: dict[str, str] = {}
+        self.device_logins: dict[str, str] = {}  # a field device's login name -> its edge's nid
         self.time_zones: dict[str, str] = {}  # nid -> IANA zone, for edges that have their own
         self.conditions: dict[str, str] = dict(DEFAULT_CONDITIONS)
         self._last_nodes_refresh = 0.0
@@ -79,7 +80,7 @@ class NodeDirectory:
             )
             return False
         self.nids, self.names = frozenset(body.items), body.names
-        self.time_zones = body.time_zones
+        self.time_zones, self.device_logins = body.time_zones, body.device_logins
         return True
 
     async def refresh_conditions(self) -> bool:
@@ -137,9 +138,11 @@ class NodeDirectory:
         return nid in self.nids
 
     async def nid_for_username(self, username: str) -> str | None:
-        """The field's usage payload names the device, not the node: map an edge name (or a nid) to
-        a nid."""
+        """The field's usage payload names the device, not the node: map the device's login name
+        (an edge's ``device_login`` in setup), an edge name or a nid to a nid."""
         for _ in range(2):
+            if username in self.device_logins:
+                return self.device_logins[username]
             if username in self.names:
                 return self.names[username]
             if username in self.nids:
