@@ -101,6 +101,22 @@ class DesiredBoard:
             workloads=[w for _, w in sorted(board.committed.items())],
         )
 
+    def install(
+        self,
+        nid: str,
+        *,
+        tag: str,
+        generation: int,
+        committed: dict[str, dict[str, Any]],
+        body: bytes,
+    ) -> None:
+        """A set another process committed (the shared board, pull/shared.py): served as is."""
+        board = self.edge(nid)
+        if board.tag == tag and board.generation == generation:
+            return
+        board.committed, board.tag, board.generation, board.body = committed, tag, generation, body
+        board.held = False
+
     def desired(self, nid: str) -> DesiredSet | None:
         board = self._edges.get(nid)
         if board is None or not board.tag:
@@ -130,9 +146,9 @@ class DesiredBoard:
         return DesiredSet(nid=nid, tag=board.tag, generation=board.generation, workloads=[])
 
     # --- what the agents report -------------------------------------------------------------
-    def report(self, nid: str, observed: ObservedSet) -> None:
+    def report(self, nid: str, observed: ObservedSet, *, at: float | None = None) -> None:
         board = self.edge(nid)
-        board.observed, board.observed_at = observed, time.time()
+        board.observed, board.observed_at = observed, time.time() if at is None else at
 
     def reporting(self, within_s: float) -> int:
         """Agents that reported in the last ``within_s`` seconds."""

@@ -52,6 +52,7 @@ from shared.contracts.fleet import (
     PackageStatus,
 )
 from shared.contracts.master import ObservedReport
+from shared.contracts.updates import ObservedSet
 from shared.deps import from_app_state
 from shared.errors import DomainError
 
@@ -172,6 +173,21 @@ class Reconciler:
         await self.drivers.aclose()
         await self.pull.stop()
 
+    async def open(self) -> None:
+        """Several processes serve the site: join the shared board before the first pass."""
+        shared = self.pull.shared
+        if shared is not None:
+
+            def on_report(nid: str, observed: ObservedSet, at: float) -> None:
+                if self.pull.take_report(nid, observed, at=at):
+                    self.trigger()
+
+            await shared.start(on_report=on_report, on_reconcile=self.trigger)
+
+    def leads(self) -> bool:
+        """This process reconciles (always, unless another process of the site leads)."""
+        return self.pull.shared is None or self.pull.shared.leads
+
     def trigger(self) -> None:
         self._wake.set()
 
@@ -183,6 +199,8 @@ class Reconciler:
             self._wake.clear()
             if self._stopping:
                 break
+            if not self.leads():
+                continue  # another process of this site reconciles
             try:
                 await self.run_once()
             except asyncio.CancelledError:
