@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.contracts.updates import DesiredSet, DesiredWorkload, ObservedSet
 
@@ -114,7 +115,8 @@ class DesiredBoard:
         board = self.edge(nid)
         if board.tag == tag and board.generation == generation:
             return
-        board.committed, board.tag, board.generation, board.body = committed, tag, generation, body
+        workloads = {k: DesiredWorkload.model_validate(w) for k, w in committed.items()}
+        board.committed, board.tag, board.generation, board.body = workloads, tag, generation, body
         board.held = False
 
     def desired(self, nid: str) -> DesiredSet | None:

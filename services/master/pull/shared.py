@@ -143,7 +143,7 @@ class SharedBoard:
             "nid": edge.nid,
             "tag": edge.tag,
             "generation": edge.generation,
-            "committed": edge.committed,
+            "committed": {k: w.model_dump(mode="json") for k, w in edge.committed.items()},
             "body": edge.body.decode(),
         }
         self._outbox[edge.nid] = (row, then)
