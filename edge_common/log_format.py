@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from edge_common.redaction import redact
@@ -42,7 +42,7 @@ class RedactingFormatter(logging.Formatter):
         if self.as_json:
             line = json.dumps(
                 {
-                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                     "level": record.levelname.lower(),
                     self.name_key: self.name,
                     "logger": record.name,

@@ -259,8 +259,7 @@ def remove_ai(
 
 def _folder_requirements(folder: Path) -> list[str]:
     """The requirements the master will read into the package's manifest."""
-    from services.master.uploads.field_folder import DOCKERFILE, dockerfile_requirements
-
+    from services.master.builds.field_folder import DOCKERFILE, dockerfile_requirements
     from services.master.packages import MANIFEST_NAMES, parse_manifest
     from shared.errors import Invalid
 
@@ -301,7 +300,7 @@ def pack(
     import subprocess
     import sys
 
-    from services.master.uploads.field_folder import WHEELHOUSE
+    from services.master.builds.field_folder import WHEELHOUSE
 
     requirements = _folder_requirements(folder)
     if not requirements:

@@ -72,4 +72,14 @@ def register(app: typer.Typer) -> None:
                 f"ai_class={pkg.ai_class} condition={pkg.condition}"
             )
 
+    @edge.command("build-agent")
+    def build_agent(
+        out: Path = typer.Option(..., "--out", help="folder for the wheel"),
+    ) -> None:
+        """Build the edge agent's own wheel (edge_agent-<version>-py3-none-any.whl, Python 3.8+)
+        for boxes without the platform: pip install it, then run edge-agent."""
+        from edge_ai.packages.agent_wheel import build_agent_wheel
+
+        typer.echo(str(build_agent_wheel(out)))
+
     app.add_typer(edge, name="edge")

@@ -56,5 +56,30 @@ fi
 # The edge extra (ultralytics, torch) is needed by the YOLO worker's tests.
 .venv/bin/pip install -q -e ".[edge,test]"
 
+# The edge programs support Python 3.8 (JetPack 5): a light environment of the oldest Python this
+# machine carries (pyenv's 3.8.x; PY38=/path/to/python3.8 to choose), with what the agent and the
+# light programs need (edge_ai/requirements-edge.txt: no torch). tests/edge_ai/test_python38.py
+# runs them under it; .ci/run runs the agent's and the programs' tests under it too (EDGE_PYTHON).
+# Where no 3.8 exists, those tests are skipped (said below).
+PY38=${PY38:-$(ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | sort -V | tail -1 || true)}
+if [ -n "$PY38" ] && [ -x "$PY38" ]; then
+  # The agent goes in as a box gets it: its own wheel (edgectl edge build-agent), whose metadata
+  # (Requires-Python >=3.8, Requires-Dist) pip follows; the code reinstalled on every run.
+  stamp=.venv-py38/.requirements
+  if [ ! -x .venv-py38/bin/python ]; then
+    "$PY38" -m venv .venv-py38
+  fi
+  .venv/bin/python -m edgectl.main edge build-agent --out .venv-py38/dist >/dev/null
+  if ! cmp -s edge_ai/requirements-edge.txt "$stamp"; then
+    .venv-py38/bin/pip install -q --upgrade pip wheel
+    .venv-py38/bin/pip install -q .venv-py38/dist/edge_agent-*.whl
+    cp edge_ai/requirements-edge.txt "$stamp"
+  fi
+  .venv-py38/bin/pip install -q --no-deps --force-reinstall .venv-py38/dist/edge_agent-*.whl
+  export EDGE_PY38="$PWD/.venv-py38/bin/python"
+else
+  echo "no Python 3.8 found (set PY38=...): the edge programs' Python 3.8 tests are skipped" >&2
+fi
+
 export YOLO_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

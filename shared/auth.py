@@ -24,10 +24,11 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, Tuple
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
+from typing_extensions import Annotated  # the edge agent imports this module on Python 3.8
 
 from shared.credentials import decode_credential
 from shared.edge_tokens import RevocationSet, decode_edge_token
@@ -35,7 +36,7 @@ from shared.errors import Forbidden, Unauthorized
 from shared.settings import ServiceSettings
 from shared.signing import KeyRing, UnknownKey
 
-Grant = tuple[str, str, str]  # (service answering, METHOD, route path template)
+Grant = Tuple[str, str, str]  # (service answering, METHOD, route path template)
 
 # What each service's credential may change on the others (reads are open to every service).
 SERVICE_GRANTS: dict[str, frozenset[Grant]] = {

@@ -29,7 +29,7 @@ DEFAULT_OPERATOR_TTL_S = 30 * 86400
 SIGNABLE_SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots=: the edge agent imports this on Python 3.8
 class CredentialClaims:
     kind: Literal["service", "operator"]
     name: str | None  # the service's name

@@ -29,7 +29,7 @@ PREFIX = "edg_"
 DEFAULT_TTL_S = 30 * 86400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots=: the edge agent imports this on Python 3.8
 class EdgeClaims:
     nid: str
     token_id: int

@@ -19,7 +19,8 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,8 @@ class UnknownKey(Exception):
         self.kid = kid
 
 
-Fetcher = Callable[[], Awaitable[list[Ed25519PublicKey]]]
+# typing's generics: evaluated when the edge agent imports this on Python 3.8.
+Fetcher = typing.Callable[[], typing.Awaitable[typing.List[Ed25519PublicKey]]]
 
 
 @dataclass

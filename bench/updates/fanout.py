@@ -20,6 +20,11 @@ polling round (every agent asks for its desired set at once, no notice: what age
 notices do every poll period), its latency and the master's CPU.
 
     .venv/bin/python -m bench.updates.fanout --agents 1000
+
+``--masters 2``: a second master process serves the same site (``MASTER_BOARD_SHARED``: the
+first leads and writes the board to Postgres, the second serves it from its LISTEN/NOTIFY copy).
+After the fan-out, the same polling rounds are timed with every agent asking the first master,
+then with the agents split over both: fetches a second with 1 and with 2 processes, side by side.
 """
 
 from __future__ import annotations
@@ -211,7 +216,15 @@ async def poll_round(
     return list(await asyncio.gather(*(one(a) for a in agents)))
 
 
-async def fan_out(n: int, db_url: str, ai_id: int, master: str, master_pid: int, port: int):
+async def fan_out(
+    n: int,
+    db_url: str,
+    ai_id: int,
+    master: str,
+    master_pid: int,
+    port: int,
+    master_urls: list[str],
+) -> None:
     agents = [Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)]
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=0)
@@ -278,11 +291,40 @@ async def fan_out(n: int, db_url: str, ai_id: int, master: str, master_pid: int,
         print(f"  request latency                                   {dist(latencies)}")
         print(f"  master CPU during it: {polling.line()}")
         print(f"  the {n} simulated agents' process: {agents_cpu.line()}")
+    if len(master_urls) > 1:
+        await throughput(agents, master_urls)
+
+
+async def throughput(agents: list[Agent], urls: list[str], rounds: int = 3) -> None:
+    """Fetches a second: polling rounds (every agent asks at once, no ETag) against the first
+    master alone, then spread over all of them (agent i asks master i mod n); best of ``rounds``."""
+    timeout = aiohttp.ClientTimeout(total=120)
+    sessions = [
+        aiohttp.ClientSession(u, connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+        for u in urls
+    ]
+    try:
+        print(f"\nfetch throughput, {len(agents)} agents polling at once, best of {rounds} rounds")
+        for used in sorted({1, len(urls)}):
+            best = 0.0
+            for _ in range(rounds):
+                t = time.perf_counter()
+                await asyncio.gather(
+                    *(poll_round(agents[i::used], sessions[i]) for i in range(used))
+                )
+                best = max(best, len(agents) / (time.perf_counter() - t))
+            print(f"  {used} master process(es): {best:7.0f} fetches/s")
+    finally:
+        for session in sessions:
+            await session.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=1000)
+    ap.add_argument(
+        "--masters", type=int, default=1, choices=(1, 2), help="master processes for the site"
+    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 4 * args.agents + 1024))
@@ -317,23 +359,30 @@ def main() -> None:
                     timeout=120,
                 )
             )
-            master = start_service(
-                "master",
-                env=service_env(
-                    db_url,
-                    MASTER_ARTIFACT_DIR=str(tmp / "artifacts"),
-                    MASTER_PACKAGE_DIR=str(tmp / "pk"),
-                    MASTER_RECONCILE_SECONDS="3600",
-                    MASTER_RECONCILE_ON_START="false",
-                    MASTER_NOTIFY_OPTIMIZER="false",
-                    MASTER_MQTT_URL=f"mqtt://127.0.0.1:{port}",
-                    **common,
-                ),
-                port=master_port,
-                tmp_path=tmp,
-                timeout=120,
+            master_env = service_env(
+                db_url,
+                MASTER_ARTIFACT_DIR=str(tmp / "artifacts"),
+                MASTER_PACKAGE_DIR=str(tmp / "pk"),
+                MASTER_RECONCILE_SECONDS="3600",
+                MASTER_RECONCILE_ON_START="false",
+                MASTER_NOTIFY_OPTIMIZER="false",
+                MASTER_MQTT_URL=f"mqtt://127.0.0.1:{port}",
+                MASTER_BOARD_SHARED="true" if args.masters > 1 else "false",
+                **common,
             )
-            procs.append(master)
+            master = start_service(
+                "master", env=master_env, port=master_port, tmp_path=tmp, timeout=120
+            )
+            procs.append(master)  # started first: it leads
+            master_urls = [common["EDGE_MASTER_URL"]]
+            for _ in range(args.masters - 1):
+                other_port = free_port()
+                procs.append(
+                    start_service(
+                        "master", env=master_env, port=other_port, tmp_path=tmp, timeout=120
+                    )
+                )
+                master_urls.append(f"http://127.0.0.1:{other_port}")
             setup = httpx.Client(base_url=common["EDGE_SETUP_URL"], headers=OPERATOR, timeout=60)
             mhttp = httpx.Client(base_url=common["EDGE_MASTER_URL"], timeout=120)
             cluster = setup.post("/clusters", json={"name": "nat", "runtime": "agent-pull"})
@@ -364,7 +413,15 @@ def main() -> None:
                 f"{psutil.cpu_count()} CPUs; Mosquitto (permissive config)"
             )
             asyncio.run(
-                fan_out(args.agents, db_url, ai_id, common["EDGE_MASTER_URL"], master.pid, port)
+                fan_out(
+                    args.agents,
+                    db_url,
+                    ai_id,
+                    common["EDGE_MASTER_URL"],
+                    master.pid,
+                    port,
+                    master_urls,
+                )
             )
             last = mhttp.get("/status", headers=OPERATOR).json()["reconcile"]["last"]
             print(

@@ -1,8 +1,13 @@
-"""``python -m edge_ai.agent --node NAME --port P``"""
+"""``python -m edge_ai.agent --node NAME --port P`` (the agent wheel's ``edge-agent`` command)."""
 
 import typer
 
 from edge_ai.agent.cli import agent
 
-if __name__ == "__main__":
+
+def main() -> None:
     typer.run(agent)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
-from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from typing_extensions import Annotated  # typing's needs Python 3.9
 
 from edge_ai.agent import AGENT_VERSION
 from edge_ai.agent.node import node_vitals
@@ -21,6 +20,7 @@ from edge_ai.agent.schemas import (
     WorkloadStatus,
 )
 from edge_ai.agent.supervisor import PrepareError, Supervisor
+from edge_common.compat import to_thread
 from shared.auth import bearer_token
 from shared.contracts.live_view import LiveViewAsk
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, UpstreamError
@@ -71,16 +71,12 @@ async def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     registry = request.app.state.metrics_registry
-    return Response(
-        await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(await to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.put("/live-view", summary="A live-view request (the master's, for a push agent)")
 async def put_live_view(body: LiveViewAsk, _: MasterAuth, supervisor: SupervisorDep) -> dict:
-    await asyncio.to_thread(
-        supervisor.request_live_view, body.fps, body.width, body.budget_bps, body.ttl_s
-    )
+    await to_thread(supervisor.request_live_view, body.fps, body.width, body.budget_bps, body.ttl_s)
     return {"accepted": True, "ttl_s": body.ttl_s}
 
 
@@ -152,7 +148,7 @@ async def workload_logs(
     "/heartbeat", response_model=Heartbeat, summary="Node cpu, memory, uptime and agent version"
 )
 async def heartbeat(_: MasterAuth, supervisor: SupervisorDep, request: Request) -> Heartbeat:
-    vitals = await asyncio.to_thread(node_vitals, str(supervisor.workdir))
+    vitals = await to_thread(node_vitals, str(supervisor.workdir))
     return Heartbeat(
         node=request.app.state.settings.node,
         agent_version=AGENT_VERSION,

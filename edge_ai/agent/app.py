@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -73,5 +74,8 @@ def create_agent_app(settings: AgentSettings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
-    install_docs(app)
+    if sys.version_info >= (3, 9):
+        install_docs(app)
+    # else: Python 3.8 (JetPack 5): the offline Swagger UI and ReDoc bundles need 3.9; the
+    # agent serves its schema (/openapi.json) without the pages.
     return app

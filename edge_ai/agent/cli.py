@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from edge_common.compat import removeprefix
+
 
 def agent(
     node: str = typer.Option(..., "--node", help="this edge's node name, as registered in setup"),
@@ -57,7 +59,7 @@ def agent(
         settings = AgentSettings(**overrides)
     except ValidationError as exc:
         # One line, the messages only (the input they carry holds the key and the token).
-        why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        why = "; ".join(removeprefix(str(e["msg"]), "Value error, ") for e in exc.errors())
         typer.echo(f"edgectl agent: cannot start: {why}", err=True)
         raise typer.Exit(2) from None
     except ValueError as exc:

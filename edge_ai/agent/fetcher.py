@@ -17,6 +17,7 @@ import httpx
 
 from edge_ai.common.http import CallFailed, EdgeClient
 from edge_common import deltas as xor_deltas
+from edge_common.compat import to_thread
 
 log = logging.getLogger("edge.agent.fetch")
 
@@ -143,17 +144,17 @@ class PackageFetcher:
         try:
             async with self._master.stream("GET", path) as response:
                 # Disk work in a thread (one 1 MiB chunk at a time): the agent stays responsive.
-                out = await asyncio.to_thread(open, tmp, "wb")
+                out = await to_thread(open, tmp, "wb")
                 try:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)
                         if size > self.max_bytes:
                             raise FetchError(f"{what} is larger than {self.max_bytes} bytes")
                         sha.update(chunk)
-                        await asyncio.to_thread(out.write, chunk)
-                    await asyncio.to_thread(_sync, out)
+                        await to_thread(out.write, chunk)
+                    await to_thread(_sync, out)
                 finally:
-                    await asyncio.to_thread(out.close)
+                    await to_thread(out.close)
         except CallFailed as exc:
             if exc.status is not None:
                 raise FetchError(f"master answered {exc.status} for {what}") from exc
@@ -180,7 +181,7 @@ class PackageFetcher:
             except FetchError as exc:
                 raise PatchFailed(str(exc)) from exc
             started = time.perf_counter()
-            got = await asyncio.to_thread(apply_patch_file, self.path_for(base), patch, out)
+            got = await to_thread(apply_patch_file, self.path_for(base), patch, out)
             self.patch_seconds.append(time.perf_counter() - started)
             if f"sha256:{got}" != digest:
                 raise PatchFailed(f"the patched archive is sha256:{got}, not {digest}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from edge_common.vocabulary import WorkloadState
 from shared.contracts.live_view import VIEW_FILE
 
 log = logging.getLogger("edge.agent.process")
@@ -133,7 +134,7 @@ class ProcessInstance:
         self.policy = policy
         self.on_change = on_change  # persist pids when a child starts or ends
 
-        self.state = "pending"
+        self.state: WorkloadState = WorkloadState.PENDING
         self.reason: str | None = None
         self.restarts = 0
         self.exit_code: int | None = None
@@ -164,7 +165,7 @@ class ProcessInstance:
             log.exception("supervision of %s %s broke", self.name, self.version)
             await self._terminate()
             self.state, self.reason, self.pid = (
-                "failed",
+                WorkloadState.FAILED,
                 f"agent error: {exc.__class__.__name__}: {exc}",
                 None,
             )
@@ -178,7 +179,7 @@ class ProcessInstance:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.state = "stopped" if self.state != "failed" else self.state
+        self.state = WorkloadState.STOPPED if self.state != WorkloadState.FAILED else self.state
         self.finished.set()
 
     async def wait_ready_or_finished(self) -> bool:
@@ -209,7 +210,7 @@ class ProcessInstance:
             except OSError as exc:
                 self.exit_code = None
                 self._log_line(f"[agent] cannot start {self.argv[0]!r}: {exc}")
-                self.state, self.reason = "failed", f"cannot start the command: {exc}"
+                self.state, self.reason = WorkloadState.FAILED, f"cannot start the command: {exc}"
                 self.finished.set()
                 self.on_change()
                 return
@@ -228,7 +229,7 @@ class ProcessInstance:
             )
             quick_failures = 0 if ran >= self.policy.stable_after_s else quick_failures + 1
             if quick_failures >= self.policy.crash_loop_limit:
-                self.state = "failed"
+                self.state = WorkloadState.FAILED
                 self.reason = (
                     f"crash loop: {describe_exit(code)}, {quick_failures} quick failures in a row"
                 )
@@ -236,7 +237,7 @@ class ProcessInstance:
                 self.on_change()
                 log.warning("%s %s failed: %s", self.name, self.version, self.reason)
                 return
-            self.state = "restarting"
+            self.state = WorkloadState.RESTARTING
             self.reason = f"{describe_exit(code)}; restarting"
             delay = self.policy.backoff(quick_failures)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -268,7 +269,7 @@ class ProcessInstance:
         waiter = asyncio.create_task(proc.wait())
         done, _ = await asyncio.wait({waiter}, timeout=self.policy.ready_grace_s)
         if not done and not self._stop.is_set():
-            self.state, self.reason = "running", None
+            self.state, self.reason = WorkloadState.RUNNING, None
             self.ready.set()
             self.on_change()
         code = await waiter
@@ -287,7 +288,7 @@ class ProcessInstance:
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout=self.policy.stop_timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()

@@ -181,7 +181,7 @@ class Puller:
         self._wake_sync.set()  # once at start: what was desired while the agent was down
         delay = BACKOFF_START_S
         while True:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake_sync.wait(), timeout=self.settings.poll_s)
             self._wake_sync.clear()
             wait = self._fetch_at - time.monotonic()
@@ -191,7 +191,7 @@ class Puller:
                 delay = BACKOFF_START_S
                 continue
             # Failed: try again after a pause (a newer notice wakes it sooner).
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake_sync.wait(), timeout=delay)
             self._wake_sync.set()
             delay = min(delay * 2, BACKOFF_CAP_S)
@@ -254,7 +254,7 @@ class Puller:
 
     async def _report(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake_report.wait(), timeout=self.settings.report_s)
             await asyncio.sleep(REPORT_GAP_S)  # a burst of changes: one report
             self._wake_report.clear()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from edge_common.vocabulary import WorkloadState
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-WorkloadState = Literal["pending", "running", "restarting", "failed", "stopped"]
 
 
 class WorkloadSpec(BaseModel):

@@ -35,6 +35,8 @@ from edge_ai.agent.schemas import PreviousInstance, WorkloadSpec, WorkloadStatus
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.state import ChildRecord, SavedState, StateStore
 from edge_ai.agent.unpack import UnsafePackage, unpack
+from edge_common.compat import to_thread
+from edge_common.vocabulary import WorkloadState
 from shared.contracts.live_view import VIEW_FILE
 
 log = logging.getLogger("edge.agent.supervisor")
@@ -71,7 +73,7 @@ class WorkloadRunner:
         generation (a failed workload starts again only when the master bumps the generation)."""
         if self.current is None or self.spec.fingerprint() != spec.fingerprint():
             return False
-        return self.current.state != "failed" or spec.generation <= self.spec.generation
+        return self.current.state != WorkloadState.FAILED or spec.generation <= self.spec.generation
 
     def switch_to(
         self, spec: WorkloadSpec, new: ProcessInstance, on_retired
@@ -119,12 +121,17 @@ class WorkloadRunner:
         inst = self.current
         if inst is None:
             return WorkloadStatus(
-                **base, state="pending", reason=self.prepare_error or "preparing", previous=previous
+                **base,
+                state=WorkloadState.PENDING,
+                reason=self.prepare_error or "preparing",
+                previous=previous,
             )
         reason = inst.reason
-        if inst.state == "failed" and any(p.state == "running" for p in previous):
+        failed, running = WorkloadState.FAILED, WorkloadState.RUNNING
+        if inst.state == failed and any(p.state == running for p in previous):
             reason = f"{reason}; version {previous[0].version} still running"
-        tail = inst.tail(log_lines) if inst.state in ("failed", "restarting") else []
+        troubled = inst.state in (failed, WorkloadState.RESTARTING)
+        tail = inst.tail(log_lines) if troubled else []
         return WorkloadStatus(
             **base,
             live=spec.live,
@@ -177,8 +184,8 @@ class Supervisor:
         """Clear leftovers of a previous run, then bring the saved desired set back."""
         for sub in ("workloads", "logs", "cache", "live"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        saved = await asyncio.to_thread(self.store.load)
-        reaped = await asyncio.to_thread(
+        saved = await to_thread(self.store.load)
+        reaped = await to_thread(
             reap_leftovers, self.workdir, saved.children, self.settings.stop_timeout_s
         )
         if reaped:
@@ -218,7 +225,7 @@ class Supervisor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             # The desired set stays on disk: the next start re-adopts it.
-            await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+            await to_thread(self.store.save, self.settings.node, self._snapshot())
 
     # -- changes of the desired set ----------------------------------------------------------------
     async def replace_all(self, specs: list[WorkloadSpec]) -> None:
@@ -257,22 +264,20 @@ class Supervisor:
             # alone and picks the live settings up from its files (the secrets first: a live
             # setting may name one).
             if spec.live_secrets != runner.spec.live_secrets:
-                await asyncio.to_thread(
+                await to_thread(
                     write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
                 )
                 log.info("%s: live secrets changed (no restart)", spec.name)
             if spec.live != runner.spec.live:
-                await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
+                await to_thread(write_live, self.live_path(spec.name), spec.live)
                 log.info("%s: live settings now %s (no restart)", spec.name, spec.live)
             runner.spec = spec.model_copy(
                 update={"generation": max(spec.generation, runner.spec.generation)}
             )
             return
         directory = await self._prepare(spec)
-        await asyncio.to_thread(
-            write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets
-        )
-        await asyncio.to_thread(write_live, self.live_path(spec.name), spec.live)
+        await to_thread(write_live_secrets, self.live_secrets_path(spec.name), spec.live_secrets)
+        await to_thread(write_live, self.live_path(spec.name), spec.live)
         instance = ProcessInstance(
             name=spec.name,
             version=spec.version,
@@ -324,10 +329,10 @@ class Supervisor:
     async def _remove(self, name: str) -> None:
         runner = self.runners.pop(name)
         await asyncio.gather(*(inst.stop() for inst in runner.instances()))
-        await asyncio.to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
+        await to_thread(shutil.rmtree, self.workdir / "workloads" / name, True)
         self.live_path(name).unlink(missing_ok=True)
         self.live_secrets_path(name).unlink(missing_ok=True)
-        await asyncio.to_thread(self._prune_environments)
+        await to_thread(self._prune_environments)
         log.info("%s removed", name)
 
     def _runner_waiting(self, spec: WorkloadSpec, reason: str) -> None:
@@ -342,10 +347,10 @@ class Supervisor:
                 return
             keep = {inst.directory for inst in runner.instances()}
             base = self.workdir / "workloads" / runner.spec.name
-            await asyncio.to_thread(_remove_dirs_except, base, keep)
-            await asyncio.to_thread(self._prune_environments)
+            await to_thread(_remove_dirs_except, base, keep)
+            await to_thread(self._prune_environments)
             in_use = {r.spec.package_digest for r in self.runners.values()}
-            await asyncio.to_thread(self.fetcher.prune, in_use, self.settings.cache_keep)
+            await to_thread(self.fetcher.prune, in_use, self.settings.cache_keep)
             self._dirty.set()
 
     async def _retry_prepare(self, specs: list[WorkloadSpec]) -> None:
@@ -409,14 +414,14 @@ class Supervisor:
             if not directory.is_dir():
                 archive = await self.fetcher.fetch(spec.package_digest, base=self._base_for(spec))
                 directory.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(
+                await to_thread(
                     unpack,
                     archive,
                     directory,
                     max_files=self.settings.max_files,
                     max_bytes=self.settings.max_unpacked_bytes,
                 )
-            await asyncio.to_thread(_write_edgeconfig, directory, spec.edgeconfig_xml)
+            await to_thread(_write_edgeconfig, directory, spec.edgeconfig_xml)
             await self._prepare_environment(directory)
         except DependencyError as exc:
             raise PrepareError(spec.name, f"dependencies: {exc}", kind="refused") from exc
@@ -431,11 +436,11 @@ class Supervisor:
     async def _prepare_environment(self, directory: Path) -> None:
         """The package's requirements installed (or found cached) before it is switched to: the
         running version keeps serving meanwhile."""
-        requirements, wheelhouse = await asyncio.to_thread(read_requirements, directory)
+        requirements, wheelhouse = await to_thread(read_requirements, directory)
         if not requirements:
             self.environments.pop(directory, None)
             return
-        self.environments[directory] = await asyncio.to_thread(
+        self.environments[directory] = await to_thread(
             ensure_environment,
             self.workdir / "envs",
             requirements,
@@ -472,7 +477,7 @@ class Supervisor:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+                await to_thread(self.store.save, self.settings.node, self._snapshot())
             except OSError as exc:
                 log.error("cannot write %s: %s", self.store.path, exc)
             for listener in self.listeners:
@@ -482,7 +487,7 @@ class Supervisor:
     async def flush(self) -> None:
         """Desired-set changes are on disk before the API answers: an accepted change survives a
         crash."""
-        await asyncio.to_thread(self.store.save, self.settings.node, self._snapshot())
+        await to_thread(self.store.save, self.settings.node, self._snapshot())
 
     # -- reads -------------------------------------------------------------------------------------
     def statuses(self) -> list[WorkloadStatus]:

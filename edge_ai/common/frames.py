@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
@@ -154,7 +154,7 @@ class SnapshotSource:
         pass
 
 
-FrameSource = ImageFolderSource | VideoSource | SnapshotSource
+FrameSource = Union[ImageFolderSource, VideoSource, SnapshotSource]  # evaluated on 3.8 too
 
 
 def open_source(spec: str) -> FrameSource:

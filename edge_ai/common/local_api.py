@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Awaitable, Callable, Tuple, Union
 
 log = logging.getLogger("edge_ai.api")
 
-Handler = Callable[[Any], Awaitable[tuple[int, Any]] | tuple[int, Any]]
+# typing's generics: a module-level alias is evaluated on Python 3.8 too.
+Handler = Callable[[Any], Union[Awaitable[Tuple[int, Any]], Tuple[int, Any]]]
 MAX_BODY = 64 * 1024
 _REASONS = {
     200: "OK",
@@ -57,7 +57,7 @@ class LocalApi:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, body, ctype = await asyncio.wait_for(self._respond(reader), 10)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, ValueError):
             writer.close()
             return
         payload = body.encode()

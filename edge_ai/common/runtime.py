@@ -37,7 +37,7 @@ class Stop:
         """True when asked to stop, False when ``seconds`` passed first."""
         try:
             await asyncio.wait_for(self.event.wait(), max(0.0, seconds))
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             return False
         return True
 

@@ -16,11 +16,11 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 from edge_ai.common.buffer import BufferedRecord, DiskBuffer
+from edge_common.compat import to_thread
 
 log = logging.getLogger("edge_ai.sender")
 
@@ -128,7 +128,7 @@ class BufferedSender:
                 self._queue.put_nowait(_STOP)
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), grace_s)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
@@ -146,7 +146,7 @@ class BufferedSender:
             timeout = max(0.0, self._next_attempt - time.monotonic()) if len(self.buffer) else None
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 continue
             if item is _STOP:
                 return
@@ -172,7 +172,7 @@ class BufferedSender:
         sent = 0
         while len(self.buffer):
             await self._spill_queue_async()
-            batch = await asyncio.to_thread(self.buffer.peek, self.batch_size)
+            batch = await to_thread(self.buffer.peek, self.batch_size)
             if self._deliver_batch is not None:
                 results = await self._deliver_batch(batch)
             else:
@@ -182,13 +182,13 @@ class BufferedSender:
                 return
             done: list[int] = []
             failure: Delivery | None = None
-            for record, result in zip(batch, results, strict=False):
+            for record, result in zip(batch, results):
                 if result.outcome is Outcome.RETRY:
                     failure = failure or result
                     continue
                 self._account(result, record)
                 done.append(record.id)
-            await asyncio.to_thread(self.buffer.remove, done)
+            await to_thread(self.buffer.remove, done)
             sent += len(done)
             if failure is not None or len(results) < len(batch):
                 self._failed(failure or Delivery(Outcome.RETRY, "incomplete batch answer"))
@@ -246,7 +246,7 @@ class BufferedSender:
         self._next_attempt = 0.0
 
     async def _store(self, items: list[tuple[str, dict[str, Any], bytes | None]]) -> None:
-        dropped = await asyncio.to_thread(self.buffer.extend, items)
+        dropped = await to_thread(self.buffer.extend, items)
         self._note_dropped(dropped)
 
     def _store_now(self, items: list[tuple[str, dict[str, Any], bytes | None]]) -> None:

@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psutil
@@ -28,6 +28,7 @@ from edge_ai.common.options import base_parser, env_default
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import VmsClient
+from edge_common.vocabulary import Param
 
 log = logging.getLogger("edge_ai.monitoring")
 
@@ -116,7 +117,7 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
         interval=args.interval,
         load_profile=profile,
         load_period_s=args.load_period,
-        analysis_for=env_default("analysis_for"),
+        analysis_for=env_default(Param.ANALYSIS_FOR),
     )
 
 
@@ -171,7 +172,7 @@ async def run(options: MonitoringOptions, stop: Stop) -> None:
         await stop.event.wait()
 
     def tick() -> None:
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         if options.load_profile:
             cpu, memory = simulated_load(options.load_profile, options.load_period_s, time.time())
         else:

@@ -120,11 +120,9 @@ def build_package(source: Path, out_dir: Path, *, yolo_weights: Path | None = No
         out_dir / f"{manifest['filename']}-{manifest['ai_class']}-{manifest['version']}.tar.gz"
     )
     tmp = archive.with_suffix(".tmp")
-    with (
-        open(tmp, "wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename="") as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
+    with open(tmp, "wb") as raw, gzip.GzipFile(
+        fileobj=raw, mode="wb", mtime=FIXED_MTIME, filename=""
+    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(set(files) | set(overrides)):
             data = overrides.get(name)
             if data is None:

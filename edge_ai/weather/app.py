@@ -20,12 +20,17 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+try:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+except ImportError:  # Python 3.8: the backport (requirements.txt installs it there)
+    from backports.zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # type: ignore[no-redef]
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
 from edge_ai.common.options import base_parser, env_default, parse_codes
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.vms_client import VmsClient
+from edge_common.compat import to_thread
 
 log = logging.getLogger("edge_ai.weather")
 
@@ -174,10 +179,10 @@ async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop
     while not stop.event.is_set():
         try:
             if source is None:
-                source = await asyncio.to_thread(open_source, video)
+                source = await to_thread(open_source, video)
                 log.info("classifying frames from %s", describe(video))
-            frame = await asyncio.to_thread(source.read)
-            condition = await asyncio.to_thread(classifier.update, frame)
+            frame = await to_thread(source.read)
+            condition = await to_thread(classifier.update, frame)
             code = options.codes.get(condition)
             if code is None:
                 log.warning(
@@ -195,12 +200,12 @@ async def run_classifier(options: WeatherOptions, state: ResultState, stop: Stop
             delay = min(30.0, 2.0 ** min(failures, 5))
             log.warning("no frame (%s); retrying in %.0fs", exc, delay)
             if source is not None:
-                await asyncio.to_thread(source.close)
+                await to_thread(source.close)
                 source = None
         if await stop.wait(delay):
             break
     if source is not None:
-        await asyncio.to_thread(source.close)
+        await to_thread(source.close)
 
 
 async def run(options: WeatherOptions, stop: Stop) -> None:

@@ -14,7 +14,7 @@ import logging
 import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from edge_ai.yolo.helping import Helping, LiveSecrets
 from edge_ai.yolo.live_view import LiveSender, ViewRequest
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.compat import to_thread
+from edge_common.vocabulary import AnalysisRoute, Param
 
 log = logging.getLogger("edge_ai.yolo")
 
@@ -147,7 +149,7 @@ def _add_live_options(parser: ArgumentParser) -> None:
     )
     add(
         "--analysis-for",
-        default=env_default("YOLO_ANALYSIS_FOR") or env_default("analysis_for"),
+        default=env_default("YOLO_ANALYSIS_FOR") or env_default(Param.ANALYSIS_FOR),
         help="helper mode: analyse another node's camera and post under its nid "
         "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)",
     )
@@ -450,10 +452,10 @@ class Worker:
 
     def current_profile(self) -> Profile:
         o, r = self.options, self.routing
-        if r.analysis_route in ("edge", "server"):
+        if r.analysis_route is not None:  # AnalysisRoute.EDGE or .SERVER: moved away
             paused = o.helped_mode == "pause"
             rate = 0.0 if paused else min(o.helped_rate, o.rate)
-            if r.analysis_route == "server":
+            if r.analysis_route == AnalysisRoute.SERVER:
                 # No helper: frames go to the analysis server at a bounded rate; local work as
                 # when helped.
                 read_rate = rate or float(max(o.max_uploads, 1))
@@ -465,9 +467,9 @@ class Worker:
             f = r.focus_overrides
             return Profile(
                 "focus",
-                f.get("focus_rate", o.focus_rate),
-                f.get("focus_conf", o.focus_conf),
-                int(f.get("focus_max_uploads", o.focus_max_uploads)),
+                f.get(Param.FOCUS_RATE, o.focus_rate),
+                f.get(Param.FOCUS_CONF, o.focus_conf),
+                int(f.get(Param.FOCUS_MAX_UPLOADS, o.focus_max_uploads)),
             )
         return Profile("normal", o.rate, o.conf, o.max_uploads)
 
@@ -495,9 +497,9 @@ class Worker:
             return
         try:
             if self.source is None:
-                self.source = await asyncio.to_thread(open_source, self.options.source)
+                self.source = await to_thread(open_source, self.options.source)
                 log.info("reading frames from %s", describe(self.options.source))
-            frame = await asyncio.to_thread(self.source.read)
+            frame = await to_thread(self.source.read)
         except FrameUnavailable as exc:
             if self._source_failures == 0:
                 self._source_failing_since = time.monotonic()
@@ -507,7 +509,7 @@ class Worker:
             self._source_retry_at = time.monotonic() + delay
             log.warning("no frame (%s); retrying in %.0fs", exc, delay)
             if self.source is not None:
-                await asyncio.to_thread(self.source.close)
+                await to_thread(self.source.close)
                 self.source = None
             return
         self._source_failures = 0
@@ -518,7 +520,7 @@ class Worker:
         self.frame_index += 1
         detections: list[Any] = []
         if profile.detect:
-            detections, elapsed_ms = await asyncio.to_thread(self.detector.detect, frame)
+            detections, elapsed_ms = await to_thread(self.detector.detect, frame)
             above = [d for d in detections if d.confidence >= profile.conf]
             below = [d for d in detections if d.confidence < profile.conf]
             self.latest_detections = above
@@ -528,7 +530,7 @@ class Worker:
             self.window.frames_skipped += 1
         if self.clips is not None:
             kept = self.latest_detections if profile.detect else []
-            await asyncio.to_thread(self.clips.add, time.time(), frame, kept)
+            await to_thread(self.clips.add, time.time(), frame, kept)
         if self.uploads_this_second >= profile.max_uploads:
             return
         if profile.upload_all and self.routing.target_url:
@@ -539,7 +541,7 @@ class Worker:
             return
         self.uploads_this_second += 1
         self.window.frames_sent_up += 1
-        jpeg = await asyncio.to_thread(_encode_jpeg, frame)
+        jpeg = await to_thread(_encode_jpeg, frame)
         self.analysis.submit(jpeg, self._frame_metadata(detections, frame, reason, profile.conf))
 
     def latest(self) -> tuple[Any, list[Any], str]:
@@ -552,8 +554,8 @@ class Worker:
         height, width = frame.shape[:2]
         return {
             "nid": self.posts_for,
-            "ts": utc_stamp(datetime.now(UTC)),
-            "camera_time": utc_stamp(datetime.now(UTC)),
+            "ts": utc_stamp(datetime.now(timezone.utc)),
+            "camera_time": utc_stamp(datetime.now(timezone.utc)),
             "reason": reason,
             "model": self.options.model_name,
             "model_version": self.options.model_version,
@@ -660,7 +662,7 @@ async def run(options: YoloOptions, stop: Stop) -> None:
         device=options.device,
         min_conf=options.min_conf,
     )
-    detector = await asyncio.to_thread(Detector, spec)
+    detector = await to_thread(Detector, spec)
     routing = Routing(
         route_low_confidence=config.route_low_confidence,
         analysis_url=config.analysis_url,

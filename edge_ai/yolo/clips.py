@@ -30,6 +30,7 @@ import httpx
 
 from edge_ai.common.http import AsyncHttp, async_client
 from edge_ai.common.runtime import Stop
+from edge_common.compat import to_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -154,7 +155,7 @@ class ClipRecorder:
         meta = {
             "nid": self.nid,
             "event": rec["event"],
-            "started_at": datetime.fromtimestamp(rec["started"], timezone.utc).isoformat(),  # noqa: UP017 (3.8)
+            "started_at": datetime.fromtimestamp(rec["started"], timezone.utc).isoformat(),
             "duration_s": round(len(frames) / fps, 3),
             "classes": sorted(rec["classes"]),
             "why": rec["why"],
@@ -244,7 +245,7 @@ class ClipUploader:
 
     async def upload(self, path: Path, stop: Stop | None = None) -> None:
         """One clip, from where the VMS is; the files are removed once the VMS holds it."""
-        meta, clip_id, size = await asyncio.to_thread(_prepare, path)
+        meta, clip_id, size = await to_thread(_prepare, path)
         body = {k: meta[k] for k in ("nid", "event", "started_at", "duration_s", "classes")}
         body.update(clip_id=clip_id, size=size)
         state = self._state(await self._http.post(f"{self.base}/clips/uploads", json=body))
@@ -259,7 +260,7 @@ class ClipUploader:
             if self.telemetry_waiting():  # telemetry first
                 await asyncio.sleep(0.5)
                 continue
-            chunk = await asyncio.to_thread(_read, path, offset, self.chunk_bytes)
+            chunk = await to_thread(_read, path, offset, self.chunk_bytes)
             started = time.monotonic()
             r = await self._http.patch(
                 f"{self.base}/clips/uploads/{clip_id}",
@@ -279,7 +280,7 @@ class ClipUploader:
             await asyncio.sleep(max(0.0, len(chunk) / self.budget_bps - spent))
         self.uploaded += 1
         log.info("clip %s uploaded (%d bytes, id %s)", path.stem, size, clip_id[:12])
-        await asyncio.to_thread(_remove, path)
+        await to_thread(_remove, path)
 
     @staticmethod
     def _state(r: httpx.Response) -> dict[str, Any]:

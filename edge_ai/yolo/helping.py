@@ -9,10 +9,10 @@ Two inputs, both re-read while the worker runs:
 
 - the live file's ``help_for``: the nids to help (not secret; the master adds it to the helper
   workload's live params). A nid that leaves the list stops at once (hand-back).
-- the live secrets file (``EDGE_LIVE_SECRETS_FILE``, JSON ``{"help_sources": {nid: camera URL}}``,
-  mode 0600): each helped camera's URL with its credentials. The edge agent writes it beside the
-  live file; on Kubernetes it is a mounted Secret, on Docker a file copied into the container.
-  Its content is never logged; URLs appear in logs only redacted.
+- the live secrets file (``EDGE_LIVE_SECRETS_FILE``, JSON ``edge_common.vocabulary.LiveSecrets``:
+  helped nid -> camera URL, mode 0600): each helped camera's URL with its credentials. The edge
+  agent writes it beside the live file; on Kubernetes it is a mounted Secret, on Docker a file
+  copied into the container. Its content is never logged; URLs appear in logs only redacted.
 
 A nid in ``help_for`` whose URL has not arrived yet (a mounted Secret refreshes a little after the
 ConfigMap) waits for it: the secrets file is looked at again on every check.
@@ -32,10 +32,12 @@ from typing import Any
 
 from edge_ai.common.vms_client import VmsClient
 from edge_ai.yolo.summary import Window, summary_record
+from edge_common.compat import to_thread
+from edge_common.vocabulary import Param
 
 log = logging.getLogger("edge_ai.yolo.helping")
 
-SOURCES_KEY = "help_sources"
+SOURCES_KEY = Param.HELP_SOURCES
 
 
 class LiveSecrets:
@@ -170,7 +172,7 @@ class Helping:
                 except Exception:  # a bad frame must not end the hand-off; the next one is tried
                     log.exception("helping %s: frame failed", camera.nid)
                 now = time.time()
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
                         camera.stop.wait(), (int(now / period) + 1) * period - now
                     )
@@ -186,8 +188,8 @@ class Helping:
             return
         try:
             if camera.source is None:
-                camera.source = await asyncio.to_thread(open_source, camera.url)
-            frame = await asyncio.to_thread(camera.source.read)
+                camera.source = await to_thread(open_source, camera.url)
+            frame = await to_thread(camera.source.read)
         except FrameUnavailable as exc:
             if camera.failures == 0:
                 camera.failing_since = time.monotonic()
@@ -197,11 +199,11 @@ class Helping:
             camera.retry_at = time.monotonic() + delay
             log.warning("helping %s: no frame (%s); retrying in %.0fs", camera.nid, exc, delay)
             if camera.source is not None:
-                await asyncio.to_thread(camera.source.close)
+                await to_thread(camera.source.close)
                 camera.source = None
             return
         camera.failures, camera.failing_since = 0, None
-        detections, elapsed_ms = await asyncio.to_thread(self.detect, frame)
+        detections, elapsed_ms = await to_thread(self.detect, frame)
         above = [d for d in detections if d.confidence >= self.conf]
         camera.window.add(above, len(detections) - len(above), elapsed_ms)
 

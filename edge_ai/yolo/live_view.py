@@ -9,7 +9,6 @@ Frames are never buffered: a frame that cannot go up now is of no use later."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ import httpx
 
 from edge_ai.common.http import AsyncHttp, async_client
 from edge_ai.common.runtime import Stop
+from edge_common.compat import to_thread
 
 log = logging.getLogger("edge_ai.yolo.live")
 
@@ -159,8 +159,8 @@ class LiveSender:
             return
         self._fill()
         self.seq += 1
-        image = await asyncio.to_thread(draw, frame, detections, self.seq, self.request.width)
-        jpeg = await asyncio.to_thread(encode, image, self.quality)
+        image = await to_thread(draw, frame, detections, self.seq, self.request.width)
+        jpeg = await to_thread(encode, image, self.quality)
         share = self.request.budget_bps / self.request.fps
         if len(jpeg) > share and self.quality > QUALITY_MIN:
             self.quality = max(QUALITY_MIN, self.quality - QUALITY_STEP)

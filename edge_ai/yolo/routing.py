@@ -7,15 +7,12 @@ edge agent from the deployment's live params; or ``--routing-file``) and ``PUT /
 local API. The live file holds the whole wanted state: a key it no longer has goes back to the
 start value (a withdrawn route stops the uploads). ``PUT /routing`` changes only the keys it names.
 
-Keys (all optional)::
+Keys (all optional): ``edge_common.vocabulary.LiveParams``; e.g. route_low_confidence true,
+analysis_url ``http://analysis:8004/analyze``, analysis_route edge or server with analysis_edge
+0x02, focus_until an ISO 8601 time with focus_source 0x01 and the focus_rate, focus_conf,
+focus_max_uploads overrides, help_for ``["0x01"]``.
 
-    {"route_low_confidence": true, "analysis_url": "http://analysis:8004/analyze",
-     "analysis_route": "edge" | "server", "analysis_edge": "0x02",
-     "focus_until": "2026-11-28T08:00:00+00:00", "focus_source": "0x01",
-     "focus_rate": 10, "focus_conf": 0.35, "focus_max_uploads": 3,
-     "help_for": ["0x01"]}
-
-``help_for``: the nids of the overloaded edges this worker analyses too (hot hand-off, see
+help_for: the nids of the overloaded edges this worker analyses too (hot hand-off, see
 ``helping.py``; their camera URLs come from the live secrets file, never from here).
 """
 
@@ -23,19 +20,17 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge_common.vocabulary import FOCUS_NUMBERS, AnalysisRoute, LiveParams, Param
+
 log = logging.getLogger("edge_ai.yolo.routing")
 
-ANALYSIS_ROUTES = ("edge", "server")
-_NUMBERS = {
-    "focus_rate": (0.0, 1000.0),
-    "focus_conf": (0.0, 1.0),
-    "focus_max_uploads": (0.0, 1000.0),
-}
+# The routes a live file may name: the analysis moved away (LOCAL is its absence).
+ANALYSIS_ROUTES = (AnalysisRoute.EDGE, AnalysisRoute.SERVER)
 
 
 def analysis_target(url: str) -> str:
@@ -50,7 +45,7 @@ def _parse_time(value: str) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 class Routing:
@@ -62,11 +57,14 @@ class Routing:
         routing_file: Path | None = None,
         vms_inbox: str | None = None,
     ):
-        self._start = {"route_low_confidence": route_low_confidence, "analysis_url": analysis_url}
+        self._start: LiveParams = {
+            Param.ROUTE_LOW_CONFIDENCE: route_low_confidence,
+            Param.ANALYSIS_URL: analysis_url,
+        }
         self.route_low_confidence = route_low_confidence
         self.analysis_url = analysis_url
         self.vms_inbox = vms_inbox  # the VMS's POST /analysis: where frames go when no URL is set
-        self.analysis_route: str | None = None
+        self.analysis_route: AnalysisRoute | None = None
         self.analysis_edge: str | None = None
         self.focus_until: datetime | None = None
         self.focus_source: str | None = None
@@ -89,20 +87,20 @@ class Routing:
         return self.route_low_confidence and bool(self.target_url)
 
     def focused(self, now: datetime | None = None) -> bool:
-        now = now or datetime.now(UTC)
+        now = now or datetime.now(timezone.utc)
         return self.focus_until is not None and now < self.focus_until
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "route_low_confidence": self.route_low_confidence,
-            "analysis_url": self.target_url,
+            Param.ROUTE_LOW_CONFIDENCE: self.route_low_confidence,
+            Param.ANALYSIS_URL: self.target_url,
             "active": self.active,
-            "analysis_route": self.analysis_route,
-            "analysis_edge": self.analysis_edge,
-            "focus_until": self.focus_until.isoformat() if self.focus_until else None,
-            "focus_source": self.focus_source,
+            Param.ANALYSIS_ROUTE: self.analysis_route,
+            Param.ANALYSIS_EDGE: self.analysis_edge,
+            Param.FOCUS_UNTIL: self.focus_until.isoformat() if self.focus_until else None,
+            Param.FOCUS_SOURCE: self.focus_source,
             "focused": self.focused(),
-            "help_for": list(self.help_for),
+            Param.HELP_FOR: list(self.help_for),
         }
 
     # -- writes --------------------------------------------------------------------------------
@@ -119,31 +117,35 @@ class Routing:
             return problem
         before = self.as_json()
         if whole:
-            body = {
-                **self._start,
-                "analysis_route": None,
-                "analysis_edge": None,
-                "focus_until": None,
-                "focus_source": None,
-                "help_for": [],
-                **body,
+            absent: LiveParams = {
+                Param.ANALYSIS_ROUTE: None,
+                Param.ANALYSIS_EDGE: None,
+                Param.FOCUS_UNTIL: None,
+                Param.FOCUS_SOURCE: None,
+                Param.HELP_FOR: [],
             }
+            body = {**self._start, **absent, **body}
             self.focus_overrides = {}
-        if "route_low_confidence" in body:
-            self.route_low_confidence = bool(body["route_low_confidence"])
-        if "analysis_url" in body:
-            self.analysis_url = body["analysis_url"].rstrip("/") if body["analysis_url"] else None
-        if "analysis_route" in body:
-            self.analysis_route = body["analysis_route"] or None
-        if "analysis_edge" in body:
-            self.analysis_edge = str(body["analysis_edge"]) if body["analysis_edge"] else None
-        if "focus_until" in body:
-            self.focus_until = _parse_time(body["focus_until"]) if body["focus_until"] else None
-        if "focus_source" in body:
-            self.focus_source = str(body["focus_source"]) if body["focus_source"] else None
-        if "help_for" in body:
-            self.help_for = tuple(sorted({str(n) for n in body["help_for"] or ()}))
-        for key in _NUMBERS:
+        if Param.ROUTE_LOW_CONFIDENCE in body:
+            self.route_low_confidence = bool(body[Param.ROUTE_LOW_CONFIDENCE])
+        if Param.ANALYSIS_URL in body:
+            url = body[Param.ANALYSIS_URL]
+            self.analysis_url = url.rstrip("/") if url else None
+        if Param.ANALYSIS_ROUTE in body:
+            route = body[Param.ANALYSIS_ROUTE]
+            self.analysis_route = AnalysisRoute(route) if route else None
+        if Param.ANALYSIS_EDGE in body:
+            edge = body[Param.ANALYSIS_EDGE]
+            self.analysis_edge = str(edge) if edge else None
+        if Param.FOCUS_UNTIL in body:
+            until = body[Param.FOCUS_UNTIL]
+            self.focus_until = _parse_time(until) if until else None
+        if Param.FOCUS_SOURCE in body:
+            source = body[Param.FOCUS_SOURCE]
+            self.focus_source = str(source) if source else None
+        if Param.HELP_FOR in body:
+            self.help_for = tuple(sorted({str(n) for n in body[Param.HELP_FOR] or ()}))
+        for key in FOCUS_NUMBERS:
             if body.get(key) is not None:
                 self.focus_overrides[key] = float(body[key])
         if self.as_json() != before:
@@ -179,26 +181,28 @@ class Routing:
 
 
 def _check(body: dict[str, Any]) -> str | None:
-    if "route_low_confidence" in body and not isinstance(body["route_low_confidence"], bool):
-        return "route_low_confidence: expected true or false"
-    url = body.get("analysis_url")
+    flag = Param.ROUTE_LOW_CONFIDENCE
+    if flag in body and not isinstance(body[flag], bool):
+        return f"{flag}: expected true or false"
+    url = body.get(Param.ANALYSIS_URL)
     if url is not None and (
         not isinstance(url, str) or not url.startswith(("http://", "https://"))
     ):
-        return "analysis_url: expected an http(s) URL or null"
-    route = body.get("analysis_route")
+        return f"{Param.ANALYSIS_URL}: expected an http(s) URL or null"
+    route = body.get(Param.ANALYSIS_ROUTE)
     if route is not None and route not in ANALYSIS_ROUTES:
-        return f"analysis_route: expected one of {', '.join(ANALYSIS_ROUTES)} or null"
-    helped = body.get("help_for")
+        routes = ", ".join(ANALYSIS_ROUTES)
+        return f"{Param.ANALYSIS_ROUTE}: expected one of {routes} or null"
+    helped = body.get(Param.HELP_FOR)
     if helped is not None and (
         not isinstance(helped, list)
         or not all(isinstance(n, str) and 0 < len(n) <= 32 for n in helped)
     ):
-        return "help_for: expected a list of node ids"
-    until = body.get("focus_until")
+        return f"{Param.HELP_FOR}: expected a list of node ids"
+    until = body.get(Param.FOCUS_UNTIL)
     if until is not None and (not isinstance(until, str) or _parse_time(until) is None):
-        return "focus_until: expected an ISO 8601 time or null"
-    for key, (low, high) in _NUMBERS.items():
+        return f"{Param.FOCUS_UNTIL}: expected an ISO 8601 time or null"
+    for key, (low, high) in FOCUS_NUMBERS.items():
         value = body.get(key)
         if value is None:
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from edge_ai.common.timefmt import utc_stamp
@@ -49,7 +49,7 @@ def summary_record(
     detections = sorted(window.latest, key=lambda d: d.confidence, reverse=True)[:max_detections]
     return {
         "nid": node_id,
-        "ts": utc_stamp(datetime.fromtimestamp(ended, UTC)),
+        "ts": utc_stamp(datetime.fromtimestamp(ended, timezone.utc)),
         "model": model,
         "model_version": model_version,
         "fps": round(window.frames / seconds, 2),

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from edgectl.ops.client import JsonOption, call, console, print_json, read, resolve_edge, table
+from shared.contracts.fleet import ObservedState
 
 app = typer.Typer(help="Deployments (desired and observed state).", no_args_is_help=True)
 
@@ -91,9 +92,9 @@ def _state(d: dict[str, Any]) -> tuple[Any, ...]:
 
 def _settled(d: dict[str, Any]) -> bool:
     return d["observed_generation"] >= d["generation"] and d["observed"] in (
-        "running",
-        "failed",
-        "removed",
+        ObservedState.RUNNING,
+        ObservedState.FAILED,
+        ObservedState.REMOVED,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 from edge_ai.common.http import CallFailed, EdgeSyncClient
 from edge_ai.packages.build import build_all
+from edge_common.vocabulary import DesiredState
 from edgectl.stack.story import Story
 
 log = logging.getLogger("edgectl.seed")
@@ -297,7 +298,7 @@ def _deploy(
         http,
         "GET",
         f"{setup}/deployments",
-        params={"edge_id": edge_id, "filename": ai["filename"], "desired": "running"},
+        params={"edge_id": edge_id, "filename": ai["filename"], "desired": DesiredState.RUNNING},
         what="list deployments",
     )["items"]
     if running:

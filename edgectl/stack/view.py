@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_ai.common.http import CallFailed, EdgeSyncClient
+from edge_common.vocabulary import DesiredState
 
 
 @dataclass
@@ -55,7 +56,8 @@ class FleetView:
 
     def _edges(self, client: EdgeSyncClient) -> list[dict[str, Any]]:
         edges = self._get(client, "setup", "/edges", limit=200) or {"items": []}
-        deployments = self._get(client, "setup", "/deployments", desired="running", limit=2000) or {
+        wanted = DesiredState.RUNNING
+        deployments = self._get(client, "setup", "/deployments", desired=wanted, limit=2000) or {
             "items": []
         }
         ais = self._get(client, "setup", "/ai-packages", limit=2000) or {"items": []}

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+from edge_common.vocabulary import AnalysisRoute, DesiredState, Param
 from services.console.upstream import Upstreams
 from shared.errors import DomainError
 
@@ -39,7 +40,7 @@ def _thresholds(policies: list[dict[str, Any]]) -> tuple[float, float]:
 
 def _focused(deployments: list[dict[str, Any]]) -> bool:
     return any(
-        bool(value) and key == "focus"
+        bool(value) and key == Param.FOCUS
         for d in deployments
         for key, value in (d.get("params") or {}).items()
     )
@@ -64,7 +65,7 @@ def edge_states(
         memory is not None and memory >= thresholds[1]
     ):
         states.append("overloaded")
-    if route is not None and (route.get("analysis") not in (None, "local")):
+    if route is not None and (route.get("analysis") not in (None, AnalysisRoute.LOCAL)):
         states.append("helped")
     if _focused(deployments):
         states.append("focused")
@@ -90,7 +91,7 @@ async def fleet_view(up: Upstreams) -> dict[str, Any]:
     thresholds = _thresholds(policies)
     by_edge: dict[int, list[dict[str, Any]]] = {}
     for d in snapshot.get("deployments", []):
-        if d.get("desired") == "running":
+        if d.get("desired") == DesiredState.RUNNING:
             by_edge.setdefault(d["edge_id"], []).append(d)
     rows = []
     for edge in sorted(snapshot.get("edges", []), key=lambda e: e["name"]):

@@ -58,6 +58,7 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             setup=SetupClient(settings),
             optimizer=OptimizerEvents(settings, app.state.metrics_registry),
             metrics=MasterMetrics(app.state.metrics_registry),
+            engine=app.state.engine,
         )
         runners = Runners.on(ctx)
         app.state.deltas = DeltaCache(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArchiveLimits, ArtifactStore
@@ -29,6 +29,8 @@ class MasterContext:
     optimizer: OptimizerEvents
     # The app's /metrics (None: metrics are kept but not exported, as in unit use).
     metrics: MasterMetrics | None = None
+    # The engine itself (the shared board's lease and writes); None in unit use.
+    engine: AsyncEngine | None = None
 
     @property
     def limits(self) -> ArchiveLimits:

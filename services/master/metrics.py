@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.contracts.fleet import DesiredState, ObservedState
+
 
 class MasterMetrics:
     def __init__(self, registry: CollectorRegistry):
@@ -31,13 +33,15 @@ class MasterMetrics:
         self, previous: Mapping[int, Mapping[str, Any]], reports: Iterable[Any]
     ) -> None:
         """``previous``: the snapshot's deployments by id; ``reports``: what changed this pass."""
-        observed = {i: str(d["observed"]) for i, d in previous.items() if d["desired"] == "running"}
+        running = DesiredState.RUNNING
+        observed = {i: str(d["observed"]) for i, d in previous.items() if d["desired"] == running}
         for report in reports:
             if report.id in observed:
-                if str(report.observed) == "failed" and observed[report.id] != "failed":
+                failed = ObservedState.FAILED
+                if report.observed == failed and observed[report.id] != failed:
                     self.failures.inc()
                 observed[report.id] = str(report.observed)
         counts = Tally(observed.values())
-        for state in ("pending", "running", "failed"):
+        for state in (ObservedState.PENDING, ObservedState.RUNNING, ObservedState.FAILED):
             self.deployments.labels(state).set(counts.get(state, 0))
         self.passes.inc()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
@@ -71,3 +72,39 @@ class BuildJob(TimestampMixin, Base):
     reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class BoardLease(Base):
+    """Leadership among the master processes of a site (shared.leases): the holder of the
+    ``board:<site>`` lease reconciles and publishes; the others serve the board it writes."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class BoardDesired(Base):
+    """A pull edge's committed desired set, as the leading master committed it (written in the
+    pass, with a NOTIFY): ``committed`` is the board's own form (its tag is computed over it),
+    ``body`` the desired route's answer."""
+
+    __tablename__ = "board_desired"
+
+    nid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    committed: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class BoardObserved(Base):
+    """A pull edge's last report, whichever master process it reached (NOTIFY to the leader)."""
+
+    __tablename__ = "board_observed"
+
+    nid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    report: Mapped[str] = mapped_column(Text)  # the ObservedSet as the agent sent it
+    at: Mapped[float] = mapped_column(Float)  # time.time() when it arrived

@@ -44,6 +44,7 @@ class Runners:
         if self.membership.registers:
             await self.membership.beat()  # registered before the first pass: it knows its clusters
         self.membership.start()
+        await self.reconciler.open()
         self.reconciler.start()
 
     async def stop(self) -> None:

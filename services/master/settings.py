@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.master.registry.node_config import PULL_SECRET_NAME
@@ -140,6 +140,33 @@ class MasterSettings(ServiceSettings):
         gt=0,
         description="how often pull agents report (they are counted connected within twice this)",
     )
+
+    board_shared: bool = Field(
+        False,
+        description="several master processes serve this site (uvicorn workers, replicas): the "
+        "one holding the site's lease in Postgres reconciles and publishes, every committed "
+        "desired set is written to Postgres, every process serves from a copy kept fresh by "
+        "LISTEN/NOTIFY, and reports reach the leader through Postgres (false: one process)",
+    )
+    board_lease_ttl_s: float = Field(
+        3.0, gt=0, description="a dead leader's lease expires after this; another takes over"
+    )
+    board_lease_renew_s: float = Field(
+        1.0, gt=0, description="how often the leader renews (and the others try to take) it"
+    )
+    board_resync_s: float = Field(
+        30.0, gt=0, description="every process re-reads the whole board this often (safety net)"
+    )
+    replica_id: str = Field("", description="this process's name in the lease (default: host:pid)")
+
+    @model_validator(mode="after")
+    def _lease_renewed_in_time(self) -> MasterSettings:
+        if self.board_lease_renew_s >= self.board_lease_ttl_s:
+            raise ValueError(
+                "MASTER_BOARD_LEASE_RENEW_S must be shorter than MASTER_BOARD_LEASE_TTL_S "
+                "(the leader would lose its lease between renewals)"
+            )
+        return self
 
     @field_validator("mqtt_url")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.optimizer.model.context import RolloutStatus
-from shared.contracts.fleet import EdgeStatus
+from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 
 
 class OptimizerMetrics:
@@ -72,8 +72,8 @@ class OptimizerMetrics:
         by_status = Tally(str(e.status) for e in edges)
         for status in EdgeStatus:
             self.edges.labels(str(status)).set(by_status.get(str(status), 0))
-        observed = Tally(str(d.observed) for d in deployments if str(d.desired) == "running")
-        for state in ("pending", "running", "failed"):
+        observed = Tally(str(d.observed) for d in deployments if d.desired == DesiredState.RUNNING)
+        for state in (ObservedState.PENDING, ObservedState.RUNNING, ObservedState.FAILED):
             self.deployments.labels(state).set(observed.get(state, 0))
         counts = Tally(str(r.status) for r in rollouts)
         for rollout_status in RolloutStatus:

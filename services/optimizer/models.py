@@ -22,7 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.contracts.decisions import Outcome
-from shared.db import NAMING_CONVENTION, utcnow
+from shared.contracts.routing import AnalysisRoute
+from shared.db import NAMING_CONVENTION, StrEnumColumn, utcnow
 
 
 class Base(DeclarativeBase):
@@ -144,7 +145,9 @@ class Route(Base):
     __tablename__ = "routes"
     nid: Mapped[str] = mapped_column(String(32), primary_key=True)
     edge_id: Mapped[int] = mapped_column(Integer, index=True)
-    analysis: Mapped[str] = mapped_column(String(20), default="local")  # local | edge | server
+    analysis: Mapped[AnalysisRoute] = mapped_column(
+        StrEnumColumn(AnalysisRoute), default=AnalysisRoute.LOCAL
+    )
     helper_nid: Mapped[str | None] = mapped_column(String(32))
     route_low_confidence: Mapped[bool] = mapped_column(Boolean, default=False)
     low_confidence_share: Mapped[float | None] = mapped_column(Float)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState, PackageStatus
-from shared.db import NAMING_CONVENTION, TimestampMixin, utcnow
+from shared.db import NAMING_CONVENTION, StrEnumColumn, TimestampMixin, utcnow
 
 
 class Base(DeclarativeBase):
@@ -134,11 +134,15 @@ class Deployment(TimestampMixin, Base):
         ForeignKey("ai_packages.id", ondelete="RESTRICT"), index=True
     )
     filename: Mapped[str] = mapped_column(String(63))
-    desired: Mapped[str] = mapped_column(String(20), default=DesiredState.RUNNING)
+    desired: Mapped[DesiredState] = mapped_column(
+        StrEnumColumn(DesiredState), default=DesiredState.RUNNING
+    )
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     allow_multiple: Mapped[bool] = mapped_column(Boolean, default=False)
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    observed: Mapped[str] = mapped_column(String(20), default=ObservedState.PENDING)
+    observed: Mapped[ObservedState] = mapped_column(
+        StrEnumColumn(ObservedState), default=ObservedState.PENDING
+    )
     observed_reason: Mapped[str | None] = mapped_column(Text)
     observed_at: Mapped[datetime | None] = mapped_column()
     observed_generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -15,6 +15,22 @@ from typing import Any, NotRequired
 from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
 
+# The deployment states are the edge's vocabulary (edge_common.vocabulary), named here too.
+from edge_common.vocabulary import DesiredState, ObservedState
+
+__all__ = [
+    "FLEET_SNAPSHOT",
+    "ConditionMapping",
+    "DesiredState",
+    "EdgeStatus",
+    "FleetDeployment",
+    "FleetEdge",
+    "FleetPackage",
+    "FleetSnapshot",
+    "ObservedState",
+    "PackageStatus",
+]
+
 
 class EdgeStatus(StrEnum):
     ACTIVE = "active"
@@ -25,18 +41,6 @@ class PackageStatus(StrEnum):
     UPLOADED = "uploaded"
     BUILDING = "building"
     READY = "ready"
-    FAILED = "failed"
-    REMOVED = "removed"
-
-
-class DesiredState(StrEnum):
-    RUNNING = "running"
-    REMOVED = "removed"
-
-
-class ObservedState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
     FAILED = "failed"
     REMOVED = "removed"
 

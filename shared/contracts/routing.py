@@ -5,15 +5,11 @@ analyses it."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel
 
+from edge_common.vocabulary import AnalysisRoute
 
-class AnalysisRoute(StrEnum):
-    LOCAL = "local"  # the edge analyses its own camera
-    EDGE = "edge"  # a helper edge (helper_nid) analyses it
-    SERVER = "server"  # the analysis server does
+__all__ = ["AnalysisRoute", "EdgeRouting"]
 
 
 class EdgeRouting(BaseModel):

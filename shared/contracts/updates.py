@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_common.vocabulary import WorkloadState
+
 # The per-node topic: the broker's ACL lets an agent read only its own (deploy/mosquitto/acl).
 TOPIC_PREFIX = "edge"
 
@@ -47,10 +49,14 @@ class DesiredWorkload(BaseModel):
     version: str
     command: list[str]
     env: dict[str, str] = Field(default_factory=dict)
-    live: dict[str, Any] = Field(default_factory=dict)
+    live: dict[str, Any] = Field(
+        default_factory=dict, description="edge_common.vocabulary.LiveParams: taken hot"
+    )
     # The cameras of the edges it helps (hot hand-off): without this field a pull agent never
     # got them, and a helper behind NAT had help_for but no camera to read.
-    live_secrets: dict[str, Any] = Field(default_factory=dict)
+    live_secrets: dict[str, Any] = Field(
+        default_factory=dict, description="edge_common.vocabulary.LiveSecrets: taken hot"
+    )
     edgeconfig_xml: str = ""
     deployment_id: int | None = None
     generation: int = 1
@@ -74,7 +80,7 @@ class ObservedWorkloadReport(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
-    state: str = Field(description="pending, running, restarting, failed or stopped")
+    state: WorkloadState
     deployment_id: int | None = None
     generation: int | None = None
     version: str | None = None

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import ssl
+import sys
 import tarfile
 import textwrap
 import threading
@@ -23,7 +24,7 @@ import psutil
 from shared.agent_keys import agent_key, derived_secret
 from shared.edge_tokens import issue_edge_token, verify_edge_token
 from tests.helpers.env import KEYS, SERVICE_TOKEN, SIGNER, credentials_env, free_port, service_env
-from tests.helpers.processes import Proc, edgectl, wait_http
+from tests.helpers.processes import EDGE_PYTHON, REPO, Proc, edgectl, wait_http
 
 # An agent holds only its own key (what the master presents) and its edge's token (what it
 # presents to the master and setup): no service credential, no operator token, no signing secret.
@@ -201,7 +202,11 @@ class Agent:
         workdir: Path | None = None,
         port: int | None = None,
         extra_env: dict[str, str] | None = None,
+        python: str | None = None,
     ):
+        """``python``: the interpreter the agent (and so its workloads) runs under (default
+        EDGE_PYTHON: this one, or the Python 3.8 environment)."""
+        self.python = python or EDGE_PYTHON
         self.tmp_path = tmp_path
         self.master_url = master_url
         self.node = node
@@ -217,17 +222,17 @@ class Agent:
         self._runs += 1
         env = agent_env(**self.extra_env)
         self._edge_token = env["AGENT_EDGE_TOKEN"]
-        args = edgectl(
-            "agent",
-            "--node",
-            self.node,
-            "--port",
-            str(self.port),
-            "--workdir",
-            str(self.workdir),
-            "--master-url",
-            self.master_url,
+        options = (
+            *("--node", self.node, "--port", str(self.port)),
+            *("--workdir", str(self.workdir), "--master-url", self.master_url),
         )
+        # ``edgectl agent``; under another Python (3.8) the agent's own entry point, as a box
+        # without the platform runs it, with this checkout's code.
+        if self.python == sys.executable:
+            args = edgectl("agent", *options)
+        else:
+            args = [self.python, "-m", "edge_ai.agent", *options]
+            env["PYTHONPATH"] = str(REPO)
         self.proc = Proc(
             args, env=env, log_path=self.tmp_path / f"agent-{self.port}-{self._runs}.log"
         )

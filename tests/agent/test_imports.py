@@ -47,7 +47,7 @@ def test_edge_common_needs_the_standard_library_only() -> None:
     proc = _fresh_python(
         "import sys\n"
         "before = set(sys.modules)\n"
-        "import edge_common.log_format, edge_common.redaction\n"
+        "import edge_common.log_format, edge_common.redaction, edge_common.vocabulary\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
         "outside = sorted(m for m in new - {'edge_common'} if m not in sys.stdlib_module_names)\n"
         "assert not outside, outside"

@@ -22,7 +22,14 @@ from edge_ai.weather.app import scheduled_code
 from shared.edge_tokens import issue_edge_token
 from tests.edge_ai.recorder import Recorder
 from tests.helpers.env import OPERATOR, SIGNER, free_port, service_env
-from tests.helpers.processes import REPO, Proc, edgectl, python_module, start_service, wait_http
+from tests.helpers.processes import (
+    REPO,
+    Proc,
+    edge_program,
+    edgectl,
+    start_service,
+    wait_http,
+)
 
 # Refuses every connection and name lookup that is not loopback, and says so on stderr: the
 # YOLO worker must run with no network at all (no weights, fonts or telemetry fetched).
@@ -171,7 +178,7 @@ async def test_weather_results_flip_on_schedule(db, vms, tmp_path):
 async def test_monitoring_posts_usage_with_its_variant(db, vms, tmp_path):
     config, env = edge_setup(tmp_path, vms["port"], "0x32", "edge-32", MONITORING_VARIANT="RAINY")
     proc = Proc(
-        python_module("edge_ai.monitoring", "--config", str(config)),
+        edge_program("edge_ai.monitoring", "--config", str(config)),
         env=env,
         log_path=tmp_path / "monitoring.log",
     )
@@ -201,7 +208,7 @@ async def test_monitoring_reports_a_simulated_load_profile(db, vms, tmp_path):
         MONITORING_LOAD_PERIOD_S="200000",
     )
     proc = Proc(
-        python_module("edge_ai.monitoring", "--config", str(config)),
+        edge_program("edge_ai.monitoring", "--config", str(config)),
         env=env,
         log_path=tmp_path / "monitoring.log",
     )
@@ -216,7 +223,7 @@ async def test_monitoring_reports_a_simulated_load_profile(db, vms, tmp_path):
     assert {(r["cpu"], r["memory"]) for r in found} == {expected}
     assert "SIMULATED load" in proc.log_text()
     bad = Proc(
-        python_module("edge_ai.monitoring", "--config", str(config)),
+        edge_program("edge_ai.monitoring", "--config", str(config)),
         env={**env, "MONITORING_LOAD_PROFILE": "0:120:3"},
         log_path=tmp_path / "bad.log",
     )
@@ -414,7 +421,7 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
     api_port = free_port()
     config, env = edge_setup(tmp_path, vms["port"], "0x34", "edge-34", EDGE_API_PORT=str(api_port))
     weather = Proc(
-        python_module("edge_ai.weather", "--config", str(config), "--period", "2"),
+        edge_program("edge_ai.weather", "--config", str(config), "--period", "2"),
         env=env,
         log_path=tmp_path / "weather.log",
     )
@@ -422,7 +429,7 @@ async def test_vms_outage_every_record_stored_once_in_order(db, vms, tmp_path):
         tmp_path, vms["port"], "0x35", "edge-35", MONITORING_VARIANT="SUNNY"
     )
     monitoring = Proc(
-        python_module("edge_ai.monitoring", "--config", str(m_config)),
+        edge_program("edge_ai.monitoring", "--config", str(m_config)),
         env=m_env,
         log_path=tmp_path / "monitoring.log",
     )

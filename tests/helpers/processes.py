@@ -63,6 +63,16 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+# The interpreter the edge programs (the agent, weather, monitoring) run under in these tests:
+# ``EDGE_PYTHON`` (the Python 3.8 environment scripts/test.sh makes, .venv-py38), else this one.
+EDGE_PYTHON = os.environ.get("EDGE_PYTHON") or sys.executable
+
+
+def edge_program(module: str, *args: str) -> list[str]:
+    """An edge program (``edge_ai.<program>``) as a box runs it: python -m, under EDGE_PYTHON."""
+    return [EDGE_PYTHON, "-m", module, *args]
+
+
 def edgectl(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgectl.main", *args]
 

@@ -238,8 +238,8 @@ def test_agent_spec_carries_live_params_apart_from_env():
     plans = make([dep(1, 1, 10, params={"route_low_confidence": True, "MODE": "x"})])
     ((_, wl),) = plans[1].workloads
     body = agent_spec(wl)
-    assert body["live"] == {"route_low_confidence": True}
-    assert "route_low_confidence" not in body["env"] and body["env"]["MODE"] == "x"
+    assert body.live == {"route_low_confidence": True}
+    assert "route_low_confidence" not in body.env and body.env["MODE"] == "x"
 
 
 def test_a_helper_copy_is_taken_on_hot_by_the_helper_edges_running_worker():
@@ -280,8 +280,8 @@ def test_a_helper_copy_is_taken_on_hot_by_the_helper_edges_running_worker():
     assert host.live_secrets == {"help_sources": {"0x01": cameras[1]}}
     assert host.spec_hash() == before.spec_hash()  # nothing that restarts the program changed
     body = agent_spec(host)
-    assert body["live"] == {"help_for": ["0x01"]} and "s3cret" not in repr(body["env"])
-    assert body["live_secrets"] == {"help_sources": {"0x01": cameras[1]}}
+    assert body.live == {"help_for": ["0x01"]} and "s3cret" not in repr(body.env)
+    assert body.live_secrets == {"help_sources": {"0x01": cameras[1]}}
     # Kubernetes: the camera in a mounted Secret, not in the pod template (which does not roll).
     opts = KubernetesOptions(namespace="edge-ai")
     for wl in (host, before):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from services.master.drivers.base import (
     DriverError,
@@ -25,71 +26,65 @@ from services.master.drivers.base import (
     ObservedWorkload,
     RuntimeDriver,
     Workload,
-    WorkloadState,
 )
 from shared.agent_urls import Network, parse_networks, resolve_and_check
 from shared.contracts.live_view import LiveViewRequest
+from shared.contracts.updates import DesiredWorkload, ObservedWorkloadReport
 from shared.errors import DomainError, Unavailable
 from shared.service_client import ServiceClient, domain_error_for
 from shared.settings import DEFAULT_AGENT_NETWORKS
 
-# The agent's states map one to one, except "stopped" (an instance being taken away).
-_STATES = {
-    "pending": WorkloadState.PENDING,
-    "running": WorkloadState.RUNNING,
-    "restarting": WorkloadState.RESTARTING,
-    "failed": WorkloadState.FAILED,
-    "stopped": WorkloadState.REMOVED,
-}
 # Every error answer comes back to the driver, which sorts it (any 5xx is worth a retry).
 _ERROR_ANSWERS = tuple(range(400, 600))
 
 
-def agent_spec(workload: Workload) -> dict[str, Any]:
-    """The body of the agent's ``PUT /workloads/{name}``."""
+def agent_spec(workload: Workload) -> DesiredWorkload:
+    """The body of the agent's ``PUT /workloads/{name}`` (and an entry of a pull agent's desired
+    set)."""
     if not workload.ai.package_digest:
         raise DriverError(
             f"AI {workload.ai.id} has no package digest: nothing for the agent to fetch"
         )
     if not workload.command:
         raise DriverError(f"AI {workload.ai.id} has no command in its manifest")
-    return {
-        "name": workload.name,
-        "package_digest": workload.ai.package_digest,
-        "version": workload.ai.version,
-        "command": list(workload.command),
+    return DesiredWorkload(
+        name=workload.name,
+        package_digest=workload.ai.package_digest,
+        version=workload.ai.version,
+        command=list(workload.command),
         # The agent keeps env out of its answers and its state file is 0600: secrets travel as env.
         # Live params go as ``live`` only: a change reaches the running program without a restart.
-        "env": {
+        env={
             k: str(v)
             for k, v in {**workload.env, **workload.secret_env}.items()
             if k not in workload.live
         },
-        "live": workload.live,
+        live=workload.live,
         # The cameras of the edges it helps: the agent writes them to a 0600 file the program
         # re-reads (hot hand-off), never into an answer.
-        "live_secrets": workload.live_secrets,
-        "edgeconfig_xml": workload.edgeconfig_xml,
-        "deployment_id": workload.deployment_id,
-        "generation": workload.generation,
-        "ai_id": workload.ai.id,
-        "filename": workload.ai.filename,
-        "ai_class": workload.ai.ai_class,
-    }
+        live_secrets=workload.live_secrets,
+        edgeconfig_xml=workload.edgeconfig_xml,
+        deployment_id=workload.deployment_id,
+        generation=workload.generation,
+        ai_id=workload.ai.id,
+        filename=workload.ai.filename,
+        ai_class=workload.ai.ai_class,
+    )
 
 
-def observed_workload(w: dict[str, Any]) -> ObservedWorkload:
-    """One entry of the agent's ``GET /workloads``."""
+def observed_workload(report: ObservedWorkloadReport) -> ObservedWorkload:
+    """One workload as the agent reports it (an entry of its ``GET /workloads``, or of a pull
+    agent's observed set)."""
     return ObservedWorkload(
-        deployment_id=w.get("deployment_id"),
-        name=w["name"],
-        state=_STATES.get(w["state"], WorkloadState.PENDING),
-        reason=w.get("reason"),
-        restarts=w.get("restarts", 0),
-        version=w.get("version"),
-        exit_code=w.get("exit_code"),
-        log_tail=w.get("log_tail") or [],
-        generation=w.get("generation"),
+        deployment_id=report.deployment_id,
+        name=report.name,
+        state=report.state,
+        reason=report.reason,
+        restarts=report.restarts,
+        version=report.version,
+        exit_code=report.exit_code,
+        log_tail=report.log_tail,
+        generation=report.generation,
     )
 
 
@@ -190,7 +185,7 @@ class AgentDriver(RuntimeDriver):
             f"{base}/workloads/{workload.name}",
             what=f"apply {workload.name} on {workload.edge.name}",
             edge=workload.edge,
-            json=agent_spec(workload),
+            json=agent_spec(workload).model_dump(mode="json"),
             request_timeout=self._apply_timeout,
         )
 
@@ -208,4 +203,11 @@ class AgentDriver(RuntimeDriver):
             "GET", f"{self._base(edge)}/workloads", what=f"observe {edge.name}", edge=edge
         )
         assert response is not None  # only a call with ok_404 answers None
-        return [observed_workload(w) for w in response.json()["workloads"]]
+        try:
+            reports = [
+                ObservedWorkloadReport.model_validate(w) for w in response.json()["workloads"]
+            ]
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            problem = f"observe {edge.name}: malformed answer from the agent ({exc})"
+            raise DriverError(problem) from exc
+        return [observed_workload(r) for r in reports]

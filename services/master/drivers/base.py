@@ -14,21 +14,28 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from xml.sax.saxutils import escape
 
+# What a runtime reports of one workload: the edge's vocabulary, named here for the drivers.
+from edge_common.vocabulary import WorkloadState
 from shared.contracts.live_view import LiveViewRequest
 
-
-class WorkloadState(StrEnum):
-    """What a runtime reports of one workload (setup's ObservedState, plus restarting)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    RESTARTING = "restarting"
-    FAILED = "failed"
-    REMOVED = "removed"
+__all__ = [
+    "AiArtifact",
+    "DriverError",
+    "DriverUnavailable",
+    "EdgeTarget",
+    "ObservedWorkload",
+    "RuntimeDriver",
+    "RuntimeDriverFailure",
+    "Workload",
+    "WorkloadState",
+    "dns_label",
+    "label_value",
+    "render_edgeconfig",
+    "workload_name",
+]
 
 
 class RuntimeDriverFailure(Exception):
@@ -182,20 +189,6 @@ class RuntimeDriver(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
-
-
-# Deployment params a running program takes hot: the optimizer's routing, hand-off and focus.
-LIVE_PARAMS = frozenset({"route_low_confidence", "analysis_url", "analysis_route", "analysis_edge"})
-
-
-def is_live_param(key: str) -> bool:
-    """A param the program re-reads while it runs (``focus``, ``focus_until``, ``focus_rate``...
-    included), rather than one it reads once at start."""
-    return key in LIVE_PARAMS or key.startswith("focus")
-
-
-def live_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (params or {}).items() if is_live_param(k)}
 
 
 def workload_name(filename: str, ai_class: str) -> str:

@@ -30,10 +30,10 @@ from shared.contracts.updates import DesiredSet, DesiredWorkload, ObservedSet
 @dataclass
 class EdgeBoard:
     nid: str
-    committed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    committed: dict[str, DesiredWorkload] = field(default_factory=dict)
     tag: str = ""
     generation: int = 0
-    staged: dict[str, dict[str, Any]] | None = None
+    staged: dict[str, DesiredWorkload] | None = None
     observed: ObservedSet | None = None
     observed_at: float = 0.0
     latency_tag: str = ""  # the tag whose notice-to-running time was measured
@@ -58,14 +58,14 @@ class DesiredBoard:
         return self._edges.get(nid)
 
     # --- what the pull driver hands over ----------------------------------------------------
-    def _staging(self, nid: str) -> dict[str, dict[str, Any]]:
+    def _staging(self, nid: str) -> dict[str, DesiredWorkload]:
         board = self.edge(nid)
         if board.staged is None:
             board.staged = dict(board.committed)
         return board.staged
 
-    def stage(self, nid: str, spec: dict[str, Any]) -> None:
-        self._staging(nid)[spec["name"]] = spec
+    def stage(self, nid: str, spec: DesiredWorkload) -> None:
+        self._staging(nid)[spec.name] = spec
 
     def unstage(self, nid: str, name: str) -> None:
         self._staging(nid).pop(name, None)
@@ -88,8 +88,9 @@ class DesiredBoard:
         board.body = self._answer(board).model_dump_json().encode()
         return True
 
-    def _tag(self, nid: str, workloads: dict[str, dict[str, Any]]) -> str:
-        canonical = json.dumps(workloads, sort_keys=True, separators=(",", ":")).encode()
+    def _tag(self, nid: str, workloads: dict[str, DesiredWorkload]) -> str:
+        body = {name: w.model_dump(mode="json") for name, w in workloads.items()}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self._tag_key(nid).encode(), canonical, hashlib.sha256).hexdigest()[:32]
 
     @staticmethod
@@ -98,10 +99,25 @@ class DesiredBoard:
             nid=board.nid,
             tag=board.tag,
             generation=board.generation,
-            workloads=[
-                DesiredWorkload.model_validate(w) for _, w in sorted(board.committed.items())
-            ],
+            workloads=[w for _, w in sorted(board.committed.items())],
         )
+
+    def install(
+        self,
+        nid: str,
+        *,
+        tag: str,
+        generation: int,
+        committed: dict[str, dict[str, Any]],
+        body: bytes,
+    ) -> None:
+        """A set another process committed (the shared board, pull/shared.py): served as is."""
+        board = self.edge(nid)
+        if board.tag == tag and board.generation == generation:
+            return
+        workloads = {k: DesiredWorkload.model_validate(w) for k, w in committed.items()}
+        board.committed, board.tag, board.generation, board.body = workloads, tag, generation, body
+        board.held = False
 
     def desired(self, nid: str) -> DesiredSet | None:
         board = self._edges.get(nid)
@@ -132,9 +148,9 @@ class DesiredBoard:
         return DesiredSet(nid=nid, tag=board.tag, generation=board.generation, workloads=[])
 
     # --- what the agents report -------------------------------------------------------------
-    def report(self, nid: str, observed: ObservedSet) -> None:
+    def report(self, nid: str, observed: ObservedSet, *, at: float | None = None) -> None:
         board = self.edge(nid)
-        board.observed, board.observed_at = observed, time.time()
+        board.observed, board.observed_at = observed, time.time() if at is None else at
 
     def reporting(self, within_s: float) -> int:
         """Agents that reported in the last ``within_s`` seconds."""

@@ -4,13 +4,17 @@ notice publisher, the driver the reconcile loop uses, and the update metrics."""
 from __future__ import annotations
 
 import logging
+import time
 
 from prometheus_client import Gauge, Histogram
 
+from edge_common.vocabulary import WorkloadState
 from services.master.context import MasterContext
 from services.master.pull.board import DesiredBoard
 from services.master.pull.driver import PullAgentDriver
 from services.master.pull.notices import NoticePublisher
+from services.master.pull.shared import SharedBoard
+from shared.contracts.updates import ObservedSet
 from shared.mqtt import parse_broker_url
 
 log = logging.getLogger("edge.master.pull")
@@ -38,7 +42,13 @@ class PullRuntime:
                 s.pull_spread_max_s, self.board.pull_edges() / s.pull_fetches_per_s
             ),
         )
-        self.driver = PullAgentDriver(self.board, self.notices)
+        # Several processes serve the site: the board is shared through Postgres.
+        self.shared = (
+            SharedBoard(s, ctx.engine, self.board)
+            if s.board_shared and ctx.engine is not None
+            else None
+        )
+        self.driver = PullAgentDriver(self.board, self.notices, self.shared)
         self.report_s = s.agent_report_s
         self.notice_to_running = Histogram(
             "master_update_notice_to_running_seconds",
@@ -64,8 +74,35 @@ class PullRuntime:
         s = self.settings
         return min(s.pull_spread_max_s, self.board.pull_edges() / s.pull_fetches_per_s)
 
+    def take_report(self, nid: str, body: ObservedSet, *, at: float | None = None) -> bool:
+        """An agent's report, on the board and in the update metrics; True when what its
+        workloads do changed (setup should hear it at once)."""
+        board = self.board.edge(nid)
+        before = board.observed
+        self.board.report(nid, body, at=at)
+        for seconds in body.patch_apply_seconds:
+            self.patch_apply.observe(seconds)
+        running = {w.name for w in body.workloads if w.state == WorkloadState.RUNNING}
+        if (
+            body.notice_sent_at is not None
+            and body.applied_tag == board.tag
+            and board.latency_tag != board.tag
+            and set(board.committed) <= running
+        ):
+            board.latency_tag = board.tag
+            self.notice_to_running.observe(max(0.0, time.time() - body.notice_sent_at))
+        return _states(before) != _states(body)
+
     def start(self) -> None:
         self.notices.start()
 
     async def stop(self) -> None:
+        if self.shared is not None:
+            await self.shared.stop()
         await self.notices.stop()
+
+
+def _states(observed: ObservedSet | None) -> list[tuple]:
+    if observed is None:
+        return []
+    return sorted((w.name, w.state, w.generation, w.restarts, w.reason) for w in observed.workloads)

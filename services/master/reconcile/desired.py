@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_common.vocabulary import Param, live_params
 from services.master.drivers.base import (
     AiArtifact,
     EdgeTarget,
     Workload,
-    live_params,
     render_edgeconfig,
     workload_name,
 )
@@ -98,16 +98,13 @@ def param_env(params: Mapping[str, Any]) -> dict[str, str]:
 # A helper copy (the optimizer's hand-over) reads the helped edge's camera: its URL, with the
 # credentials, is a secret variable of the helper's workload.
 HELPER_SOURCE_ENV = "YOLO_SOURCE"
-# Hot hand-off: the live param naming the helped nids, and the live secrets key with their cameras.
-HELP_FOR = "help_for"
-HELP_SOURCES = "help_sources"
 
 
 def helped_edge(deployment: Mapping[str, Any]) -> tuple[int, str] | None:
     """(source edge id, source nid) of a helper copy, else None."""
     params = deployment.get("params") or {}
-    if params.get("analysis_for") and params.get("source_edge_id") is not None:
-        return int(params["source_edge_id"]), str(params["analysis_for"])
+    if params.get(Param.ANALYSIS_FOR) and params.get(Param.SOURCE_EDGE_ID) is not None:
+        return int(params[Param.SOURCE_EDGE_ID]), str(params[Param.ANALYSIS_FOR])
     return None
 
 
@@ -188,8 +185,9 @@ def _host_for(ai: FleetPackage, p: EdgePlan) -> NamedWorkload | None:
 def _attach(dep: FleetDeployment, host: NamedWorkload, camera: str) -> None:
     """The helped nid joins the host's live ``help_for``; its camera its live secrets."""
     _, nid = helped_edge(dep) or (0, "")
-    host.live[HELP_FOR] = sorted({*host.live.get(HELP_FOR, []), nid})
-    host.live_secrets.setdefault(HELP_SOURCES, {})[nid] = camera
+    # Hot hand-off: the helped nid joins the live help_for, its camera the live secrets.
+    host.live[Param.HELP_FOR] = sorted({*host.live.get(Param.HELP_FOR, []), nid})
+    host.live_secrets.setdefault(Param.HELP_SOURCES, {})[nid] = camera
 
 
 def _cluster_of(edge: FleetEdge, clusters: Mapping[int, ClusterRecord]) -> ClusterRecord | None:

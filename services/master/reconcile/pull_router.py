@@ -3,9 +3,7 @@ observed state. An edge reads and reports only its own (the token's node id)."""
 
 from __future__ import annotations
 
-import time
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from services.master.reconcile.service import ReconcilerDep
 from shared.auth import EdgeAuth
@@ -20,11 +18,22 @@ router = APIRouter(tags=["edges behind NAT"])
     response_model=DesiredSet,
     summary="This edge's desired workloads (the agent pulls them on an update notice)",
 )
-async def my_desired(principal: EdgeAuth, reconciler: ReconcilerDep) -> DesiredSet:
+async def my_desired(
+    principal: EdgeAuth, reconciler: ReconcilerDep, response: Response
+) -> DesiredSet:
     assert principal.nid is not None
     desired = reconciler.pull.board.desired(principal.nid)
     if desired is not None:
+        # As the fast path answers (a set that arrived just after it looked comes here).
+        response.headers["ETag"] = f'"{desired.tag}"'
         return desired
+    shared = reconciler.pull.shared
+    if shared is not None and not shared.leads:
+        # Another process leads: it writes every set it commits (held edges: none yet).
+        raise Unavailable(
+            "the leading master process has not published a set for this edge yet",
+            headers={"Retry-After": "5"},
+        )
     if reconciler.passes == 0:
         # A master just started knows nothing yet: "run nothing" would stop the edge's AIs.
         raise Unavailable(
@@ -48,26 +57,12 @@ async def my_desired(principal: EdgeAuth, reconciler: ReconcilerDep) -> DesiredS
 async def my_observed(body: ObservedSet, principal: EdgeAuth, reconciler: ReconcilerDep) -> dict:
     assert principal.nid is not None
     pull = reconciler.pull
-    board = pull.board.edge(principal.nid)
-    before = board.observed
-    pull.board.report(principal.nid, body)
-    for seconds in body.patch_apply_seconds:
-        pull.patch_apply.observe(seconds)
-    running = {w.name for w in body.workloads if w.state == "running"}
-    if (
-        body.notice_sent_at is not None
-        and body.applied_tag == board.tag
-        and board.latency_tag != board.tag
-        and set(board.committed) <= running
-    ):
-        board.latency_tag = board.tag
-        pull.notice_to_running.observe(max(0.0, time.time() - body.notice_sent_at))
-    if _states(before) != _states(body):
+    at = None
+    if pull.shared is not None:
+        at = await pull.shared.post_report(principal.nid, body)  # reaches the leader, any process
+        if not pull.shared.leads:
+            known = pull.board.known(principal.nid)
+            return {"accepted": True, "tag": known.tag if known is not None else ""}
+    if pull.take_report(principal.nid, body, at=at):
         reconciler.trigger()  # setup hears about the change at once, not at the next period
-    return {"accepted": True, "tag": board.tag}
-
-
-def _states(observed: ObservedSet | None) -> list[tuple]:
-    if observed is None:
-        return []
-    return sorted((w.name, w.state, w.generation, w.restarts, w.reason) for w in observed.workloads)
+    return {"accepted": True, "tag": pull.board.edge(principal.nid).tag}

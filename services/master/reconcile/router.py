@@ -22,6 +22,12 @@ async def reconcile(
     _: OperatorAuth,
     wait: Annotated[bool, Query(description="run the pass now and answer its summary")] = False,
 ) -> JSONResponse:
+    shared = reconciler.pull.shared
+    if shared is not None and not shared.leads:
+        # Another process of this site reconciles: it hears the ask through Postgres.
+        await shared.ask_reconcile()
+        body = {"status": "triggered", "leader": await shared.lease.holder()}
+        return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED)
     if wait:
         return JSONResponse(await reconciler.run_once())
     reconciler.trigger()
@@ -53,4 +59,9 @@ async def master_status(
         "builds_in_flight": sorted(builds.in_flight()),
         "registry": ctx.registry.host if ctx.registry else None,
         "artifacts": len(ctx.store.digests()),
+        "board": (
+            {"shared": False}
+            if reconciler.pull.shared is None
+            else {"shared": True, **await reconciler.pull.shared.status()}
+        ),
     }

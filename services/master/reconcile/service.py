@@ -53,6 +53,7 @@ from shared.contracts.fleet import (
     PackageStatus,
 )
 from shared.contracts.master import ObservedReport
+from shared.contracts.updates import ObservedSet
 from shared.deps import from_app_state
 from shared.errors import DomainError
 
@@ -175,6 +176,21 @@ class Reconciler:
         await self.drivers.aclose()
         await self.pull.stop()
 
+    async def open(self) -> None:
+        """Several processes serve the site: join the shared board before the first pass."""
+        shared = self.pull.shared
+        if shared is not None:
+
+            def on_report(nid: str, observed: ObservedSet, at: float) -> None:
+                if self.pull.take_report(nid, observed, at=at):
+                    self.trigger()
+
+            await shared.start(on_report=on_report, on_reconcile=self.trigger)
+
+    def leads(self) -> bool:
+        """This process reconciles (always, unless another process of the site leads)."""
+        return self.pull.shared is None or self.pull.shared.leads
+
     def trigger(self) -> None:
         self._wake.set()
 
@@ -186,6 +202,8 @@ class Reconciler:
             self._wake.clear()
             if self._stopping:
                 break
+            if not self.leads():
+                continue  # another process of this site reconciles
             try:
                 await self.run_once()
             except asyncio.CancelledError:
@@ -418,7 +436,7 @@ class Reconciler:
             if (p.workloads or p.removed or before)
             else []
         )
-        present = {ow.name: ow for ow in after if ow.state != WorkloadState.REMOVED}
+        present = {ow.name: ow for ow in after if ow.state != WorkloadState.STOPPED}
         outcome.observations += [
             _workload_report(dep, wl, present.get(wl.name), apply_errors.get(dep["id"]))
             for dep, wl in p.workloads
@@ -466,7 +484,7 @@ class Reconciler:
         wanted = {wl.name for _, wl in p.workloads}
         waiting = {b.deployment["id"] for b in p.blocked if b.observed == ObservedState.PENDING}
         for ow in before:
-            if ow.name in wanted or ow.state == WorkloadState.REMOVED:
+            if ow.name in wanted or ow.state == WorkloadState.STOPPED:
                 continue
             if ow.deployment_id in waiting:
                 continue

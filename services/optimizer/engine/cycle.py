@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edge_common.vocabulary import Param
 from services.optimizer.model.context import Cycle, CycleInput, RolloutState, RouteState
 from services.optimizer.model.plan import DecisionRecord, Planned
 from services.optimizer.model.state import Deployment
 from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
 from shared.contracts.decisions import op_wire
+from shared.contracts.routing import AnalysisRoute
 
 
 @dataclass
@@ -53,7 +55,7 @@ def _routing_decisions(cycle: Cycle) -> dict[int, str]:
 
 
 def _edges_with_route(cycle: Cycle) -> set[int]:
-    """Edges with a deployment routed elsewhere as planned (the "any analysis_route" test, once
+    """Edges with a deployment routed elsewhere as planned (the "any analysis route" test, once
     for all edges)."""
     intents = cycle.plan.intents
     found = set()
@@ -61,7 +63,7 @@ def _edges_with_route(cycle: Cycle) -> set[int]:
         for d in deps:
             i = intents.get(d.id)
             params = i.params if i else d.params
-            if params and "analysis_route" in params:
+            if params and Param.ANALYSIS_ROUTE in params:
                 found.add(edge_id)
                 break
     return found
@@ -79,11 +81,11 @@ def _routes(cycle: Cycle) -> list[RouteState]:
         routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))
         if old is None and not routed_up and edge.id not in with_route:
             continue  # local and staying local: no row to write
-        analysis, helper = "local", None
+        analysis, helper = AnalysisRoute.LOCAL, None
         for d in cycle.running(edge.id):
-            route = plan.params(d).get("analysis_route")
+            route = plan.params(d).get(Param.ANALYSIS_ROUTE)
             if route and not d.helps:
-                analysis, helper = route, plan.params(d).get("analysis_edge")
+                analysis, helper = AnalysisRoute(route), plan.params(d).get(Param.ANALYSIS_EDGE)
                 break
         node = cycle.state.node_of(edge)
         new = RouteState(
@@ -97,7 +99,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
             decision_id=by_edge.get(edge.id, old.decision_id if old else None),
         )
         if old is None:
-            if new.key() != ("local", None, False):
+            if new.key() != (AnalysisRoute.LOCAL, None, False):
                 changed.append(new)
             continue
         moved = new.key() != old.key()

@@ -1,79 +1,15 @@
-"""Leadership among optimizer replicas: a lease row. The holder renews it every ``lease_renew_s``;
-when it dies, the lease expires after ``lease_ttl_s`` and the next replica to try takes it.
-A row (not a session advisory lock) so that who leads is visible and survives pooled connections."""
+"""Leadership among optimizer replicas: the ``decider`` lease in ``optimizer.leases``
+(shared.leases: renewed every ``lease_renew_s``, taken over once it expires, ``lease_ttl_s``)."""
 
 from __future__ import annotations
 
-import os
-import socket
-from datetime import datetime
-
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import leases
 
 LEASE = "decider"
 
-_ACQUIRE = text(
-    """
-    INSERT INTO optimizer.leases (name, holder, acquired_at, expires_at)
-    VALUES (:name, :me, now(), now() + make_interval(secs => :ttl))
-    ON CONFLICT (name) DO UPDATE
-       SET holder = EXCLUDED.holder,
-           acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
-                              THEN leases.acquired_at ELSE now() END,
-           expires_at = EXCLUDED.expires_at
-     WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now()
-    RETURNING holder
-    """
-)
 
-
-class Lease:
+class Lease(leases.Lease):
     def __init__(self, engine: AsyncEngine, ttl_s: float, replica_id: str = ""):
-        self.engine = engine
-        self.ttl_s = ttl_s
-        self.me = replica_id or f"{socket.gethostname()}:{os.getpid()}"
-        self.held = False
-
-    async def acquire(self) -> bool:
-        """Take or renew the lease; True while this replica leads."""
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(_ACQUIRE, {"name": LEASE, "me": self.me, "ttl": self.ttl_s})
-            ).first()
-        self.held = row is not None
-        return self.held
-
-    async def release(self) -> None:
-        if self.held:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    text("DELETE FROM optimizer.leases WHERE name = :name AND holder = :me"),
-                    {"name": LEASE, "me": self.me},
-                )
-            self.held = False
-
-    async def holder(self) -> dict | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT holder, acquired_at, expires_at, expires_at > now() AS live"
-                        " FROM optimizer.leases WHERE name = :name"
-                    ),
-                    {"name": LEASE},
-                )
-            ).first()
-        if row is None:
-            return None
-        return {
-            "holder": row.holder,
-            "acquired_at": _iso(row.acquired_at),
-            "expires_at": _iso(row.expires_at),
-            "live": row.live,
-            "this_replica": row.holder == self.me,
-        }
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
+        super().__init__(engine, ttl_s, replica_id, table="optimizer.leases", name=LEASE)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_common.vocabulary import Param
+
 
 class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -128,7 +130,7 @@ class FocusConfig(PolicyConfig):
     radius_km: float = Field(1.0, gt=0)
     ttl_s: float = Field(300.0, gt=0)
     params: dict[str, Any] = Field(
-        default_factory=lambda: {"focus": True},
+        default_factory=lambda: {Param.FOCUS: True},
         description="merged into the neighbours' AI params, live (no restart): focus_rate, "
         "focus_conf, focus_max_uploads override the YOLO worker's focus profile",
     )

@@ -12,6 +12,7 @@ from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.plan import Plan
 from services.optimizer.model.state import Deployment, Edge, FleetState, parse_ts
 from shared.contracts.fleet import DesiredState
+from shared.contracts.routing import AnalysisRoute
 
 
 class RolloutStatus(StrEnum):
@@ -47,7 +48,7 @@ class RolloutState:
 class RouteState:
     nid: str
     edge_id: int
-    analysis: str = "local"  # local | edge | server
+    analysis: AnalysisRoute = AnalysisRoute.LOCAL
     helper_nid: str | None = None
     route_low_confidence: bool = False
     low_confidence_share: float | None = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_common.vocabulary import Param
 from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
@@ -81,7 +82,7 @@ class Deployment:
     @property
     def helps(self) -> str | None:
         """The nid of the edge this deployment analyses for, when it is a helper copy."""
-        value = self.params.get("analysis_for") if self.params else None
+        value = self.params.get(Param.ANALYSIS_FOR) if self.params else None
         return str(value) if value else None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from edge_common.vocabulary import Param
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import parse_ts
 from shared.contracts.decisions import Action, Policy
@@ -39,7 +40,7 @@ def _wanted(cycle: Cycle) -> dict[int, tuple[datetime, str]]:
 def _fresh_enough(params: dict[str, Any], until: datetime, ttl_s: float) -> bool:
     """A focus storm (the same class seen every second) extends a running focus at most every half
     TTL: one decision, not one a second, and the edge keeps its focus all along."""
-    current = parse_ts(params.get("focus_until"))
+    current = parse_ts(params.get(Param.FOCUS_UNTIL))
     return current is not None and current >= until - timedelta(seconds=ttl_s / 2)
 
 
@@ -54,13 +55,13 @@ def apply(cycle: Cycle) -> None:
         edge_ids |= {
             d.edge_id
             for d in state.deployments.values()
-            if d.desired == DesiredState.RUNNING and "focus_until" in d.params
+            if d.desired == DesiredState.RUNNING and Param.FOCUS_UNTIL in d.params
         }
     else:
         edge_ids |= {
-            i for i in scope if any("focus_until" in d.params for d in state.by_edge.get(i, ()))
+            i for i in scope if any(Param.FOCUS_UNTIL in d.params for d in state.by_edge.get(i, ()))
         }
-    focus_keys = set(cfg.params) | {"focus_until", "focus_source"}
+    focus_keys = set(cfg.params) | {Param.FOCUS_UNTIL, Param.FOCUS_SOURCE}
     for edge_id in sorted(edge_ids):
         edge = state.edges.get(edge_id)
         if edge is None or edge_id in cycle.inp.pins:
@@ -74,12 +75,12 @@ def apply(cycle: Cycle) -> None:
                 new = {
                     **params,
                     **cfg.params,
-                    "focus_until": until.isoformat(),
-                    "focus_source": source,
+                    Param.FOCUS_UNTIL: until.isoformat(),
+                    Param.FOCUS_SOURCE: source,
                 }
                 if new == params or _fresh_enough(params, until, cfg.ttl_s):
                     continue
-                action = Action.FOCUS_EXTEND if "focus_until" in params else Action.FOCUS_ON
+                action = Action.FOCUS_EXTEND if Param.FOCUS_UNTIL in params else Action.FOCUS_ON
                 decision = plan.decide(
                     NAME,
                     action,
@@ -96,15 +97,15 @@ def apply(cycle: Cycle) -> None:
                     ),
                 )
                 plan.set_params(d, new, decision)
-            elif "focus_until" in params:
+            elif Param.FOCUS_UNTIL in params:
                 new = {k: v for k, v in params.items() if k not in focus_keys}
                 decision = plan.decide(
                     NAME,
                     Action.FOCUS_OFF,
-                    f"focus from {params.get('focus_source', 'an event')} ended "
-                    f"({params['focus_until']})",
+                    f"focus from {params.get(Param.FOCUS_SOURCE, 'an event')} ended "
+                    f"({params[Param.FOCUS_UNTIL]})",
                     edge=edge,
                     deployment=d,
-                    inputs=cycle.inputs(edge, focus_until=params["focus_until"]),
+                    inputs=cycle.inputs(edge, focus_until=params[Param.FOCUS_UNTIL]),
                 )
                 plan.set_params(d, new, decision)

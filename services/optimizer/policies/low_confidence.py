@@ -13,13 +13,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from edge_common.vocabulary import Param
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.plan import DecisionRecord
 from services.optimizer.model.state import Edge, parse_ts
 from shared.contracts.decisions import Action, Policy
 
 NAME = Policy.LOW_CONFIDENCE
-ROUTE_KEYS = ("route_low_confidence", "analysis_url")
+ROUTE_KEYS = (Param.ROUTE_LOW_CONFIDENCE, Param.ANALYSIS_URL)
 
 
 def route_params(cycle: Cycle, routed: bool) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def route_params(cycle: Cycle, routed: bool) -> dict[str, Any]:
     if not routed:
         return {}
     url = cycle.inp.analysis_url
-    return {"route_low_confidence": True, **({"analysis_url": url} if url else {})}
+    return {Param.ROUTE_LOW_CONFIDENCE: True, **({Param.ANALYSIS_URL: url} if url else {})}
 
 
 def _sync(

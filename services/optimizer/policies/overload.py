@@ -3,10 +3,10 @@ or that is degraded, has its analysis taken over by the nearest edge of its clus
 analysis and has headroom (a grid search, not a scan of every pair), else by the analysis server.
 Handed back once the edge stays below the thresholds for ``recover_window_s``.
 
-On the wire: the helper gets a deployment of the same AI with params
-``{"analysis_for": nid, "source_edge_id": id}`` (allow_multiple), and the source deployment's
-params get ``{"analysis_route": "edge", "analysis_edge": helper nid}`` or
-``{"analysis_route": "server"}``."""
+On the wire (edge_common.vocabulary's ``Param``): the helper gets a deployment of the same AI with
+params analysis_for (the source nid) and source_edge_id (allow_multiple), and the source
+deployment's params get analysis_route ``edge`` with analysis_edge (the helper nid), or
+analysis_route ``server``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from edge_common.vocabulary import AnalysisRoute, Param
 from services.optimizer.model.config import OverloadConfig
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
@@ -23,7 +24,7 @@ from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
 
 NAME = Policy.OVERLOAD
-ROUTE_KEYS = ("analysis_route", "analysis_edge")
+ROUTE_KEYS = (Param.ANALYSIS_ROUTE, Param.ANALYSIS_EDGE)
 
 
 @dataclass
@@ -103,11 +104,11 @@ def apply(cycle: Cycle) -> None:
     helpers = Helpers(cycle, cfg)
     running, degraded_status = DesiredState.RUNNING, EdgeStatus.DEGRADED
     helped = {d.helps for d in state.deployments.values() if d.desired == running and d.helps}
-    # Edges with a deployment routed elsewhere (the "any analysis_route" test, once for all edges).
+    # Edges with a deployment routed elsewhere (the "any analysis route" test, once for all edges).
     routed = {
         edge_id
         for edge_id, deps in state.by_edge.items()
-        if any(d.params and "analysis_route" in d.params for d in deps)
+        if any(d.params and Param.ANALYSIS_ROUTE in d.params for d in deps)
     }
     memory = cycle.inp.memory
     for edge in cycle.edges():
@@ -186,7 +187,11 @@ def _situation(cycle: Cycle, edge: Edge, *, degraded: bool, above: bool) -> Edge
     sources = [d for d in cycle.running(edge.id) if cycle.is_analysis(d)]
     copies = cycle.helpers_of(edge.nid)
     route = next(
-        (plan.params(d)["analysis_route"] for d in sources if plan.params(d).get("analysis_route")),
+        (
+            plan.params(d)[Param.ANALYSIS_ROUTE]
+            for d in sources
+            if plan.params(d).get(Param.ANALYSIS_ROUTE)
+        ),
         None,
     )
     load = EdgeLoad(edge, degraded, above, sources, copies, handed_over=bool(route or copies))
@@ -244,7 +249,9 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
             inputs=seen,
         )
         for d in load.sources:
-            plan.set_params(d, {**plan.params(d), "analysis_route": "server"}, decision)
+            plan.set_params(
+                d, {**plan.params(d), Param.ANALYSIS_ROUTE: AnalysisRoute.SERVER}, decision
+            )
         return
     other, km = found
     hnode = cycle.state.node_of(other)
@@ -264,10 +271,16 @@ def _hand_over(cycle: Cycle, cfg: OverloadConfig, helpers: Helpers, load: EdgeLo
     )
     helpers.take(other)
     for d in load.sources:
-        params = {"analysis_for": edge.nid, "source_edge_id": edge.id}
+        params = {Param.ANALYSIS_FOR: edge.nid, Param.SOURCE_EDGE_ID: edge.id}
         plan.create(other.id, plan.ai_id(d), params, decision, allow_multiple=True)
         plan.set_params(
-            d, {**plan.params(d), "analysis_route": "edge", "analysis_edge": other.nid}, decision
+            d,
+            {
+                **plan.params(d),
+                Param.ANALYSIS_ROUTE: AnalysisRoute.EDGE,
+                Param.ANALYSIS_EDGE: other.nid,
+            },
+            decision,
         )
 
 
@@ -296,11 +309,13 @@ def _hand_back(cycle: Cycle, cfg: OverloadConfig, load: EdgeLoad) -> None:
 def _helper_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
     """Why the edge's helper can no longer help (failed, gone, silent), or None."""
     plan = cycle.plan
-    to_edge = [d for d in load.sources if plan.params(d).get("analysis_route") == "edge"]
+    to_edge = [
+        d for d in load.sources if plan.params(d).get(Param.ANALYSIS_ROUTE) == AnalysisRoute.EDGE
+    ]
     if not to_edge:
         return None
     if not load.helpers:
-        helper_nid = plan.params(to_edge[0]).get("analysis_edge")
+        helper_nid = plan.params(to_edge[0]).get(Param.ANALYSIS_EDGE)
         return f"the helper copy on {helper_nid or 'the helper edge'} is gone"
     for h in load.helpers:
         helper = cycle.state.edges.get(h.edge_id)
@@ -328,7 +343,9 @@ def _helper_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
 
 def _server_trouble(cycle: Cycle, load: EdgeLoad) -> str | None:
     """Why the analysis server can no longer take the edge's frames (down, throttling), or None."""
-    if not any(cycle.plan.params(d).get("analysis_route") == "server" for d in load.sources):
+    if not any(
+        cycle.plan.params(d).get(Param.ANALYSIS_ROUTE) == AnalysisRoute.SERVER for d in load.sources
+    ):
         return None
     if cycle.inp.analysis_trouble is not None:
         return cycle.inp.analysis_trouble

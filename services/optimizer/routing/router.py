@@ -11,7 +11,7 @@ from services.optimizer import models as m
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import RunnerDep
 from shared.auth import ReaderAuth
-from shared.contracts.routing import EdgeRouting
+from shared.contracts.routing import AnalysisRoute, EdgeRouting
 from shared.db import SessionDep
 from shared.errors import Forbidden
 
@@ -19,19 +19,17 @@ router = APIRouter(tags=["routing"])
 
 
 def _view(row: m.Route | None, nid: str, analysis_url: str, threshold: float) -> EdgeRouting:
-    return EdgeRouting.model_validate(
-        {
-            "nid": nid,
-            "analysis": row.analysis if row else "local",  # local | edge | server
-            "helper_nid": row.helper_nid if row else None,
-            "route_low_confidence": bool(row and row.route_low_confidence),
-            "confidence_threshold": threshold,
-            "analysis_url": analysis_url,
-            "low_confidence_share": row.low_confidence_share if row else None,
-            "frames_sent_up_share": row.frames_sent_up_share if row else None,
-            "decision_id": row.decision_id if row else None,
-            "updated_at": row.updated_at.isoformat() if row else None,
-        }
+    return EdgeRouting(
+        nid=nid,
+        analysis=row.analysis if row else AnalysisRoute.LOCAL,
+        helper_nid=row.helper_nid if row else None,
+        route_low_confidence=bool(row and row.route_low_confidence),
+        confidence_threshold=threshold,
+        analysis_url=analysis_url,
+        low_confidence_share=row.low_confidence_share if row else None,
+        frames_sent_up_share=row.frames_sent_up_share if row else None,
+        decision_id=row.decision_id if row else None,
+        updated_at=row.updated_at.isoformat() if row else None,
     )
 
 
@@ -56,7 +54,7 @@ async def routing_report(runner: RunnerDep, session: SessionDep, _: ReaderAuth) 
     rows = (
         await session.scalars(
             select(m.Route)
-            .where((m.Route.analysis != "local") | m.Route.route_low_confidence)
+            .where((m.Route.analysis != AnalysisRoute.LOCAL) | m.Route.route_low_confidence)
             .order_by(m.Route.nid)
         )
     ).all()
