@@ -135,16 +135,23 @@ async def live_view(
     )
 
 
-@router.get("/clips", summary="Event clips, newest first (an edge's with ?nid=)")
+@router.get(
+    "/clips", summary="Event clips, newest first (an edge's with ?nid=; started in [since, until])"
+)
 async def clips(
     up: UpstreamsDep,
     _: SessionAuth,
     nid: Annotated[str | None, Query(max_length=32)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
     params: dict[str, Any] = {"limit": limit}
     if nid:
         params["nid"] = nid
+    for name, when in (("since", since), ("until", until)):
+        if when is not None:
+            params[name] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
     return await up.vms.json("GET", "/clips", params=params)
 
 

@@ -277,7 +277,19 @@ DECISIONS = """<h1>Decisions</h1>
 <label>Since <input name="since" id="f-since" type="datetime-local"></label>
 <label>Until <input name="until" id="f-until" type="datetime-local"></label>
 <button type="submit">Filter</button> <span id="live" class="live">connecting…</span></form>
-<ol id="decision-log" class="decisions"></ol>"""
+<ol id="decision-log" class="decisions"></ol>
+<section aria-labelledby="event-clips-title"><h2 id="event-clips-title">Event clips</h2>
+<p class="hint">Clips the edges' YOLO workers made around detection events (the events that raise
+focus), newest first, within the filters' time span. <strong>Clips around this</strong> on a
+decision shows the clips of the edge it names (a focus decision: the edge whose event raised it)
+from 5 minutes before to 5 minutes after it. With <code>edgectl up</code>, edge-01 makes a
+<em>demo</em> event on purpose every 20 s.</p>
+<p><span id="clips-scope" role="status">All edges</span>
+<button type="button" id="clips-all" hidden>Show all edges</button></p>
+<div class="table-wrap"><table id="event-clips"><thead><tr><th scope="col">Edge</th>
+<th scope="col">Started</th><th scope="col">Event</th><th scope="col">Classes</th>
+<th scope="col">Duration</th><th scope="col"></th></tr></thead><tbody></tbody></table></div>
+<video id="clip-player" controls preload="metadata" hidden></video></section>"""
 
 DETECTION = """<h1>Detection</h1>
 <div class="tabs" role="tablist">

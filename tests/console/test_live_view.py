@@ -6,6 +6,7 @@ streams them to the page. Closing the page withdraws the request: the VMS stops 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 from tests.console.conftest import new_page, screenshot, sign_in, wait_for
 
@@ -84,4 +85,44 @@ def test_a_demo_event_makes_a_clip_that_appears_in_the_console_and_plays(stack, 
         timeout=15000,
     )
     screenshot(page, "clip-playing")
+    assert page.outside == [] and page.js_errors == []
+
+
+def test_the_decisions_page_lists_event_clips_of_every_edge_and_plays_one(stack, browser):
+    """edge-01's demo event makes a clip but is no detection of a focus class, so it raises no focus
+    decision: this checks the Decisions page's "Event clips" panel (the latest clips of every edge,
+    with edge, time and classes; the VMS filters them by time) and that one plays."""
+    nid = _edge(stack, "edge-01")["nid"]
+    clip = wait_for(
+        "a clip of edge-01 at the VMS",
+        lambda: stack.get("vms", "/clips", nid=nid)["items"],
+        180,
+        stack,
+        every=2,
+    )[0]
+    started = datetime.fromisoformat(clip["started_at"])
+    around = stack.get(
+        "vms",
+        "/clips",
+        nid=nid,
+        since=(started - timedelta(seconds=1)).isoformat(),
+        until=(started + timedelta(seconds=1)).isoformat(),
+    )["items"]
+    assert clip["id"] in [c["id"] for c in around]
+    later = stack.get("vms", "/clips", since=(started + timedelta(hours=1)).isoformat())["items"]
+    assert later == []
+
+    page = new_page(browser, stack)
+    sign_in(page, stack, "/decisions")
+    row = page.locator(f"#event-clips tr[data-clip='{clip['id']}']")
+    row.wait_for(timeout=10000)
+    text = row.inner_text()
+    assert nid in text and "demo" in text
+    row.get_by_role("button", name="Play").click()
+    page.wait_for_function(
+        "() => { const v = document.getElementById('clip-player');"
+        " return !v.error && v.readyState >= 2 && v.duration > 0 && v.currentTime > 0; }",
+        timeout=15000,
+    )
+    screenshot(page, "decisions-clip-playing")
     assert page.outside == [] and page.js_errors == []

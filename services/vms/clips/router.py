@@ -4,6 +4,7 @@ the file (HTTP range requests: a <video> seeks)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -58,16 +59,20 @@ async def upload_chunk(
     return await store.append(session, principal, clip_id, upload_offset, chunk)
 
 
-@router.get("", summary="Clips, newest first (an edge's with ?nid=)")
+@router.get(
+    "", summary="Clips, newest first (an edge's with ?nid=; started in [since, until] if given)"
+)
 async def list_clips(
     request: Request,
     session: SessionDep,
     _: ReaderAuth,
     nid: Annotated[str | None, Query(max_length=32)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    return await _store(request).list(session, nid, limit, offset)
+    return await _store(request).list(session, nid, limit, offset, since=since, until=until)
 
 
 @router.get("/{clip_id}", summary="One clip's index entry")

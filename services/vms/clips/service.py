@@ -192,9 +192,24 @@ class ClipStore:
                 path.unlink(missing_ok=True)
 
     async def list(
-        self, session: AsyncSession, nid: str | None, limit: int, offset: int
+        self,
+        session: AsyncSession,
+        nid: str | None,
+        limit: int,
+        offset: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> dict[str, Any]:
+        """Clips newest first; with since/until, those whose start lies in [since, until]
+        (a time without a zone is taken as UTC)."""
         where = [] if nid is None else [t.c.nid == nid]
+        if since is not None:
+            where.append(t.c.started_at >= _aware(since))
+        if until is not None:
+            where.append(t.c.started_at <= _aware(until))
+        if since is not None and until is not None and _aware(until) < _aware(since):
+            raise Invalid("until is before since", field="until")
         total = await session.scalar(select(func.count()).select_from(t).where(*where))
         rows = (
             await session.execute(
@@ -219,6 +234,10 @@ class ClipStore:
         if path is None or not (self.root / path).is_file():
             raise NotFound(f"no clip {clip_id}")
         return self.root / path
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _public(row: Any) -> dict[str, Any]:
