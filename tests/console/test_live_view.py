@@ -125,4 +125,37 @@ def test_the_decisions_page_lists_event_clips_of_every_edge_and_plays_one(stack,
         timeout=15000,
     )
     screenshot(page, "decisions-clip-playing")
+
+    # A decision naming edge-01 (any policy; the demo raises no focus): "Clips around this" lists
+    # edge-01's clips from 5 minutes before to 5 minutes after it.
+    def decision_with_clips() -> tuple[dict, dict] | None:
+        for d in stack.get("optimizer", "/decisions", edge="edge-01", limit=20)["items"]:
+            at = datetime.fromisoformat(d["at"])
+            window = stack.get(
+                "vms",
+                "/clips",
+                nid=nid,
+                since=(at - timedelta(minutes=5)).isoformat(),
+                until=(at + timedelta(minutes=5)).isoformat(),
+                limit=20,
+            )["items"]
+            if (d.get("inputs") or {}).get("source_nid", d.get("nid")) == nid and window:
+                return d, window[0]
+        return None
+
+    decision, near = wait_for(
+        "a decision on edge-01 with clips near it", decision_with_clips, 180, stack, every=3
+    )
+    page.locator("#f-edge").fill("edge-01")
+    page.get_by_role("button", name="Filter").click()
+    item = page.locator(f"#decision-log li[data-decision='{decision['id']}']")
+    item.get_by_role("button", name="Clips around this").click()
+    page.locator("#clips-scope").filter(has_text="around the decision").wait_for(timeout=5000)
+    page.locator(f"#event-clips tr[data-clip='{near['id']}']").wait_for(timeout=10000)
+    nids = page.locator("#event-clips tr[data-nid]").evaluate_all(
+        "rows => rows.map(r => r.dataset.nid)"
+    )
+    assert nids and set(nids) == {nid}
+    page.get_by_role("button", name="Show all edges").click()
+    page.locator("#clips-scope").filter(has_text="All edges").wait_for(timeout=5000)
     assert page.outside == [] and page.js_errors == []
