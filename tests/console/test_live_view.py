@@ -91,7 +91,8 @@ def test_a_demo_event_makes_a_clip_that_appears_in_the_console_and_plays(stack, 
 def test_the_decisions_page_lists_event_clips_of_every_edge_and_plays_one(stack, browser):
     """edge-01's demo event makes a clip but is no detection of a focus class, so it raises no focus
     decision: this checks the Decisions page's "Event clips" panel (the latest clips of every edge,
-    with edge, time and classes; the VMS filters them by time) and that one plays."""
+    with edge, time and classes; the VMS filters them by time), that one plays, and "Clips around
+    this" on a decision naming edge-01 shows only edge-01's clips near it."""
     nid = _edge(stack, "edge-01")["nid"]
     clip = wait_for(
         "a clip of edge-01 at the VMS",
