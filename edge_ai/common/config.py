@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge_common.settings import SettingsError
+
 DEFAULT_CONFIG_FILE = "edgeconfig.xml"
 DEFAULT_BUFFER_MAX_RECORDS = 10_000
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file or variable and the problem."""
+# The configuration cannot be used; the message names the file, flag or variable and the problem.
+# One class for the edgeconfig reader and the settings loader (edge_common.settings).
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,31 @@
-"""Command-line options shared by the programs, each with an environment variable as its default."""
+"""Command-line options shared by the programs, each with an environment variable as its default.
+
+The programs declare their settings as subclasses of :class:`ProgramSettings` and read them with
+``edge_common.settings.load_settings`` (flag > environment > edgeconfig > default).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from typing import NoReturn, overload
 
 from edge_ai.common.config import ConfigError
+from edge_common.settings import setting
+
+
+@dataclass
+class ProgramSettings:
+    """The settings every program has."""
+
+    config: str | None = setting(
+        None, help="edgeconfig.xml (default: $EDGE_CONFIG, else ./edgeconfig.xml)"
+    )
+    api_port: int | None = setting(
+        None, kind=int, help="port of the local API (default: $EDGE_API_PORT, else none)"
+    )
+    interval: float = setting(1.0, env="EDGE_POST_INTERVAL", help="seconds between two posts")
 
 
 class ArgumentParser(argparse.ArgumentParser):
