@@ -106,3 +106,23 @@ def test_the_programs_keep_their_flags_and_variables(
     monkeypatch.setenv("MONITORING_LOAD_PERIOD_S", "often")
     with pytest.raises(ConfigError, match="MONITORING_LOAD_PERIOD_S: expected a number"):
         monitoring_options(["--variant", "SUNNY"])
+
+
+def test_yolo_keeps_its_aliases_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_ai.yolo.app import YoloSettings
+
+    monkeypatch.delenv("YOLO_ROUTING_FILE", raising=False)
+    monkeypatch.setenv("EDGE_LIVE_FILE", "/run/live.json")
+    monkeypatch.setenv("analysis_for", "0x02")
+    monkeypatch.setenv("YOLO_CONF_THRESHOLD", "0.4")
+    got = load_settings(YoloSettings, ["--source", "cam.mp4", "--clip-classes", ""], prog="yolo")
+    assert (got.routing_file, got.analysis_for, got.conf) == ("/run/live.json", "0x02", 0.4)
+    assert (got.source, got.clip_classes, got.helped_mode, got.clip_budget_bps) == (
+        "cam.mp4",
+        "",
+        "rate",
+        128000,
+    )
+    monkeypatch.setenv("YOLO_HELPED_MODE", "sleep")
+    with pytest.raises(SettingsError, match="YOLO_HELPED_MODE: expected one of pause, rate"):
+        load_settings(YoloSettings, [], prog="yolo")
