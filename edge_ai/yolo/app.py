@@ -255,8 +255,8 @@ def _check_live_options(args: YoloSettings) -> None:
         raise ConfigError("--clip-budget-bps at least 1000")
 
 
-def _model_from_manifest(args: YoloSettings) -> None:
-    """Fills what the options left unset from the manifest's detector section."""
+def _model_from_manifest(args: YoloSettings) -> str:
+    """Fills what the options left unset from the manifest's detector section; the model."""
     from detectors import DetectorError
     from detectors.spec import section_from_manifest
     from edge_ai.yolo.model import DEFAULT_MODEL
@@ -275,6 +275,7 @@ def _model_from_manifest(args: YoloSettings) -> None:
     args.names = args.names or (labels if isinstance(labels, str) else None)
     if args.imgsz is None and section.get("imgsz"):
         args.imgsz = int(section["imgsz"])
+    return args.model
 
 
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
@@ -307,16 +308,16 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
-    _model_from_manifest(args)
+    model = _model_from_manifest(args)
     from edge_ai.yolo.model import model_spec
 
-    model_spec(args.model, backend=args.backend, layout=args.layout, labels=args.names)
+    model_spec(model, backend=args.backend, layout=args.layout, labels=args.names)
     return YoloOptions(
         config=config,
         node_id=config.require_node_id(),
         source=args.source,
-        model=args.model,
-        model_name=args.model_name or Path(args.model).stem,
+        model=model,
+        model_name=args.model_name or Path(model).stem,
         model_version=args.model_version,
         rate=args.rate,
         conf=args.conf,
