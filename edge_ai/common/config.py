@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge_common.settings import SettingsError, secret_env_values
+
 DEFAULT_CONFIG_FILE = "edgeconfig.xml"
 DEFAULT_BUFFER_MAX_RECORDS = 10_000
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file or variable and the problem."""
+# The configuration cannot be used; the message names the file, flag or variable and the problem.
+# One class for the edgeconfig reader and the settings loader (edge_common.settings).
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -174,19 +177,8 @@ def _read_file(path: Path) -> dict[str, object]:
 def _secret_file_value(env: Mapping[str, str], name: str) -> str | None:
     """``name``'s line in the ``KEY=VALUE`` file named by ``EDGE_SECRET_ENV_FILE`` (how the Docker
     runtime hands a container its secrets), if any."""
-    path = env.get("EDGE_SECRET_ENV_FILE")
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"EDGE_SECRET_ENV_FILE {path}: unreadable ({exc.strerror})") from exc
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == name and value.strip():
-            return value.strip()
-    return None
+    value = secret_env_values(env).get(name, "").strip()
+    return value or None
 
 
 def load_config(

@@ -24,10 +24,11 @@ from typing import Any
 import psutil
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
-from edge_ai.common.options import base_parser, env_default
+from edge_ai.common.options import ProgramSettings
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import VmsClient
+from edge_common.settings import load_settings, setting
 from edge_common.vocabulary import Param
 
 log = logging.getLogger("edge_ai.monitoring")
@@ -76,29 +77,36 @@ def simulated_load(
     return current[1], current[2]
 
 
-def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
-    parser = base_parser(
-        "monitoring", "Monitoring AI (ai_class 01 SUNNY, 02 RAINY): posts /usage every second."
+@dataclass
+class MonitoringSettings(ProgramSettings):
+    variant: str | None = setting(
+        None, env="MONITORING_VARIANT", help="SUNNY or RAINY, sent as func"
     )
-    parser.add_argument(
-        "--variant",
-        default=env_default("MONITORING_VARIANT"),
-        help="SUNNY or RAINY, sent as func ($MONITORING_VARIANT)",
-    )
-    parser.add_argument(
-        "--load-profile",
-        default=env_default("MONITORING_LOAD_PROFILE"),
+    load_profile: str | None = setting(
+        None,
+        env="MONITORING_LOAD_PROFILE",
         help="simulated load instead of this box's: at:cpu:memory steps, e.g. "
-        "0:25:40,40:96:55 ($MONITORING_LOAD_PROFILE; demos and tests)",
+        "0:25:40,40:96:55 (demos and tests)",
     )
-    parser.add_argument(
-        "--load-period",
-        type=float,
-        default=float(env_default("MONITORING_LOAD_PERIOD_S", "240")),
-        help="the simulated profile repeats every this many seconds of the wall clock "
-        "($MONITORING_LOAD_PERIOD_S, default 240)",
+    load_period: float = setting(
+        240.0,
+        env="MONITORING_LOAD_PERIOD_S",
+        help="the simulated profile repeats every this many seconds of the wall clock",
     )
-    args = parser.parse_args(argv)
+    analysis_for: str | None = setting(
+        None,
+        env=Param.ANALYSIS_FOR,
+        help="a helper copy (the optimizer's hand-over): nothing to report",
+    )
+
+
+def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
+    args = load_settings(
+        MonitoringSettings,
+        argv,
+        prog="monitoring",
+        description="Monitoring AI (ai_class 01 SUNNY, 02 RAINY): posts /usage every second.",
+    )
     if not args.variant:
         raise ConfigError("--variant (or $MONITORING_VARIANT) is required: SUNNY or RAINY")
     variant = args.variant.strip().upper()
@@ -117,7 +125,7 @@ def parse_options(argv: list[str] | None = None) -> MonitoringOptions:
         interval=args.interval,
         load_profile=profile,
         load_period_s=args.load_period,
-        analysis_for=env_default(Param.ANALYSIS_FOR),
+        analysis_for=args.analysis_for,
     )
 
 

@@ -27,10 +27,11 @@ except ImportError:  # Python 3.8: the backport (requirements.txt installs it th
     from backports.zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # type: ignore[no-redef]
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
-from edge_ai.common.options import base_parser, env_default, parse_codes
+from edge_ai.common.options import ProgramSettings, parse_codes
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.vms_client import VmsClient
 from edge_common.compat import to_thread
+from edge_common.settings import load_settings, setting
 
 log = logging.getLogger("edge_ai.weather")
 
@@ -52,50 +53,37 @@ class WeatherOptions:
     zone: ZoneInfo
 
 
+@dataclass
+class WeatherSettings(ProgramSettings):
+    source: str = setting(
+        "schedule",
+        env="WEATHER_SOURCE",
+        choices=("schedule", "classifier", "operator"),
+        help="where the result code comes from",
+    )
+    sequence: str = setting("0,2", env="WEATHER_SEQUENCE", help="schedule: codes in turn")
+    period: float = setting(30.0, env="WEATHER_PERIOD", help="schedule: seconds per code")
+    video: str | None = setting(
+        None, env="WEATHER_VIDEO", help="classifier: RTSP URL, video file or image folder"
+    )
+    initial: str = setting("0", env="WEATHER_INITIAL", help="operator: the code until one is set")
+    codes: str = setting(
+        DEFAULT_CODES, env="WEATHER_CODES", help="condition -> code mapping of the classifier"
+    )
+    time_zone: str = setting(
+        "Asia/Seoul",
+        env="WEATHER_TIME_ZONE",
+        help="zone of the date/time it posts, as the field's devices do (the VMS's fleet default)",
+    )
+
+
 def parse_options(argv: list[str] | None = None) -> WeatherOptions:
-    parser = base_parser(
-        "weather", "Weather (environment) AI, ai_class 00: posts /save_edgeData every second."
+    args = load_settings(
+        WeatherSettings,
+        argv,
+        prog="weather",
+        description="Weather (environment) AI, ai_class 00: posts /save_edgeData every second.",
     )
-    parser.add_argument(
-        "--source",
-        choices=["schedule", "classifier", "operator"],
-        default=env_default("WEATHER_SOURCE", "schedule"),
-        help="where the result code comes from ($WEATHER_SOURCE, default schedule)",
-    )
-    parser.add_argument(
-        "--sequence",
-        default=env_default("WEATHER_SEQUENCE", "0,2"),
-        help="schedule: codes in turn ($WEATHER_SEQUENCE, default 0,2)",
-    )
-    parser.add_argument(
-        "--period",
-        type=float,
-        default=float(env_default("WEATHER_PERIOD", "30")),
-        help="schedule: seconds per code ($WEATHER_PERIOD, default 30)",
-    )
-    parser.add_argument(
-        "--video",
-        default=env_default("WEATHER_VIDEO"),
-        help="classifier: RTSP URL, video file or image folder ($WEATHER_VIDEO)",
-    )
-    parser.add_argument(
-        "--initial",
-        default=env_default("WEATHER_INITIAL", "0"),
-        help="operator: the code until one is set ($WEATHER_INITIAL, default 0)",
-    )
-    parser.add_argument(
-        "--codes",
-        default=env_default("WEATHER_CODES", DEFAULT_CODES),
-        help="condition -> code mapping of the classifier "
-        f"($WEATHER_CODES, default {DEFAULT_CODES})",
-    )
-    parser.add_argument(
-        "--time-zone",
-        default=env_default("WEATHER_TIME_ZONE", "Asia/Seoul"),
-        help="zone of the date/time it posts, as the field's devices do "
-        "($WEATHER_TIME_ZONE, default Asia/Seoul: the VMS's fleet default)",
-    )
-    args = parser.parse_args(argv)
     try:
         zone = ZoneInfo(args.time_zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:

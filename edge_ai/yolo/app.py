@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edge_ai.common.config import ConfigError, EdgeConfig, load_config
-from edge_ai.common.options import base_parser, env_default
+from edge_ai.common.options import ProgramSettings
 from edge_ai.common.runtime import Stop, every, run_program, start_api
 from edge_ai.common.timefmt import utc_stamp
 from edge_ai.common.vms_client import AnalysisClient, VmsClient
@@ -29,6 +28,7 @@ from edge_ai.yolo.live_view import LiveSender, ViewRequest
 from edge_ai.yolo.routing import Routing
 from edge_ai.yolo.summary import Window, summary_record
 from edge_common.compat import to_thread
+from edge_common.settings import load_settings, setting
 from edge_common.vocabulary import AnalysisRoute, Param
 
 log = logging.getLogger("edge_ai.yolo")
@@ -86,113 +86,163 @@ class Profile:
     upload_all: bool = False  # every frame goes up (no helper: the server analyses), bounded
 
 
-def _add_live_options(parser: ArgumentParser) -> None:
-    """Where the optimizer's live settings come from, and what the worker does with them."""
-    add = parser.add_argument
-    add(
-        "--routing-file",
-        default=env_default("YOLO_ROUTING_FILE") or env_default("EDGE_LIVE_FILE"),
-        help="JSON routing file, re-read on change ($YOLO_ROUTING_FILE, else the agent's "
-        "$EDGE_LIVE_FILE)",
+@dataclass
+class YoloSettings(ProgramSettings):
+    """The worker's settings: the camera, the detector, the live settings, event clips."""
+
+    source: str | None = setting(
+        None, env="YOLO_SOURCE", help="RTSP URL, video file or image folder"
     )
-    add(
-        "--live-secrets-file",
-        default=env_default("EDGE_LIVE_SECRETS_FILE"),
+    # The detector: a model file and how to read it (detectors.ModelSpec).
+    manifest: str | None = setting(
+        None,
+        env="YOLO_MANIFEST",
+        help="package manifest whose detector section gives the model, backend, layout, imgsz "
+        "and labels (default aipackage.yaml when in the working directory); the options below "
+        "override it",
+    )
+    model: str | None = setting(
+        None,
+        env="YOLO_MODEL",
+        help="ONNX model (.onnx), ultralytics weights (.pt) or architecture (.yaml, random "
+        "weights; .pt and .yaml need the edge extra) (default the demo ONNX model: random "
+        "weights)",
+    )
+    backend: str | None = setting(
+        None,
+        env="YOLO_BACKEND",
+        choices=("onnxruntime", "ultralytics"),
+        help="default from the model's suffix",
+    )
+    layout: str | None = setting(
+        None,
+        env="YOLO_LAYOUT",
+        choices=("yolov8", "yolox", "detr"),
+        help="output layout of an ONNX model: yolov8 (YOLOv8/YOLO11), yolox, detr (RT-DETR, "
+        "D-FINE, DEIM, RF-DETR) (default yolov8)",
+    )
+    names: str | None = setting(
+        None,
+        env="YOLO_NAMES",
+        help="class names: a YAML file with names, a text file with one a line, or coco "
+        "(default COCO for 80 classes)",
+    )
+    model_name: str | None = setting(
+        None, env="YOLO_MODEL_NAME", help="name posted as model (default: the file's stem)"
+    )
+    model_version: str = setting("01", env="YOLO_MODEL_VERSION", help="posted as model_version")
+    rate: float = setting(5.0, env="YOLO_RATE", help="frames a second at most")
+    conf: float = setting(0.5, env="YOLO_CONF_THRESHOLD", help="confidence threshold")
+    min_conf: float = setting(
+        0.1, env="YOLO_MIN_CONF", help="detections below this are ignored altogether"
+    )
+    imgsz: int | None = setting(
+        None,
+        env="YOLO_IMGSZ",
+        kind=int,
+        help="inference size (default the manifest's, else the ONNX model's input size, else "
+        "640; 0: the default)",
+    )
+    device: str | None = setting(
+        None,
+        env="YOLO_DEVICE",
+        help="cpu, cuda, cuda:0, tensorrt (ONNX), 0 (default: cpu for ONNX, ultralytics picks "
+        "for .pt)",
+    )
+    max_detections: int = setting(
+        100, env="YOLO_MAX_DETECTIONS", help="detections listed per summary"
+    )
+    max_uploads: int = setting(
+        1,
+        env="YOLO_MAX_UPLOADS_PER_SECOND",
+        help="low-confidence frames sent up a second at most",
+    )
+    analysis_buffer: int = setting(
+        100,
+        env="YOLO_ANALYSIS_BUFFER_FRAMES",
+        help="frames kept on disk for the analysis server",
+    )
+    # Where the optimizer's live settings come from, and what the worker does with them.
+    routing_file: str | None = setting(
+        None,
+        env=("YOLO_ROUTING_FILE", "EDGE_LIVE_FILE"),
+        help="JSON routing file, re-read on change (the agent writes $EDGE_LIVE_FILE)",
+    )
+    live_secrets_file: str | None = setting(
+        None,
+        env="EDGE_LIVE_SECRETS_FILE",
         help="JSON file (0600) with the camera URLs of the edges this worker helps, re-read on "
-        "change ($EDGE_LIVE_SECRETS_FILE, written by the agent, a mounted Secret on Kubernetes)",
+        "change (written by the agent, a mounted Secret on Kubernetes)",
     )
-    add(
-        "--view-file",
-        default=env_default("EDGE_VIEW_FILE"),
+    view_file: str | None = setting(
+        None,
+        env="EDGE_VIEW_FILE",
         help="JSON file with the edge's live-view request, re-read on change: while it holds, "
-        "annotated frames go to the VMS ($EDGE_VIEW_FILE, written by the agent)",
+        "annotated frames go to the VMS (written by the agent)",
     )
-    add(
-        "--helped-mode",
+    helped_mode: str = setting(
+        "rate",
+        env="YOLO_HELPED_MODE",
         choices=("pause", "rate"),
-        default=env_default("YOLO_HELPED_MODE") or "rate",
         help="while a helper or the server analyses this camera: pause local analysis or lower "
-        "its rate ($YOLO_HELPED_MODE, default rate)",
+        "its rate",
     )
-    add(
-        "--helped-rate",
-        type=float,
-        default=float(env_default("YOLO_HELPED_RATE") or "1"),
-        help="frames a second while helped in rate mode ($YOLO_HELPED_RATE, default 1)",
+    helped_rate: float = setting(
+        1.0, env="YOLO_HELPED_RATE", help="frames a second while helped in rate mode"
     )
-    add(
-        "--focus-rate",
-        type=float,
-        default=float(env_default("YOLO_FOCUS_RATE") or "0"),
-        help="frames a second in focus mode ($YOLO_FOCUS_RATE, default twice --rate)",
+    focus_rate: float = setting(
+        0.0, env="YOLO_FOCUS_RATE", help="frames a second in focus mode (0: twice --rate)"
     )
-    add(
-        "--focus-conf",
-        type=float,
-        default=float(env_default("YOLO_FOCUS_CONF") or "0"),
-        help="confidence threshold in focus mode ($YOLO_FOCUS_CONF, default --conf less 0.15)",
+    focus_conf: float = setting(
+        0.0,
+        env="YOLO_FOCUS_CONF",
+        help="confidence threshold in focus mode (0: --conf less 0.15)",
     )
-    add(
-        "--focus-max-uploads",
-        type=int,
-        default=int(env_default("YOLO_FOCUS_MAX_UPLOADS") or "0"),
-        help="frames sent up a second in focus mode ($YOLO_FOCUS_MAX_UPLOADS, default twice "
-        "--max-uploads)",
+    focus_max_uploads: int = setting(
+        0,
+        env="YOLO_FOCUS_MAX_UPLOADS",
+        help="frames sent up a second in focus mode (0: twice --max-uploads)",
     )
-    add(
-        "--failure-report-s",
-        type=float,
-        default=float(env_default("YOLO_FAILURE_REPORT_S") or "3"),
+    failure_report_s: float = setting(
+        3.0,
+        env="YOLO_FAILURE_REPORT_S",
         help="a camera that gives no frame, or uploads the analysis service refuses (429, 5xx, "
         "unreachable), for this long are reported in the summaries (source_unavailable, "
-        "analysis_unavailable) for the optimizer to fall back ($YOLO_FAILURE_REPORT_S, default 3)",
+        "analysis_unavailable) for the optimizer to fall back",
     )
-    add(
-        "--analysis-for",
-        default=env_default("YOLO_ANALYSIS_FOR") or env_default(Param.ANALYSIS_FOR),
-        help="helper mode: analyse another node's camera and post under its nid "
-        "($YOLO_ANALYSIS_FOR, or the optimizer's analysis_for param)",
+    analysis_for: str | None = setting(
+        None,
+        env=("YOLO_ANALYSIS_FOR", Param.ANALYSIS_FOR),
+        help="helper mode: analyse another node's camera and post under its nid (or the "
+        "optimizer's analysis_for param)",
     )
-
-
-def _add_clip_options(parser: ArgumentParser) -> None:
-    """Event clips (edge_ai.yolo.clips)."""
-    add = parser.add_argument
-    add(
-        "--clip-classes",
-        default=env_default("YOLO_CLIP_CLASSES") or "person,car",
+    # Event clips (edge_ai.yolo.clips).
+    clip_classes: str = setting(
+        "person,car",
+        env="YOLO_CLIP_CLASSES",
         help="a detection of one of these classes (comma list, at the working threshold) makes "
-        "a clip ($YOLO_CLIP_CLASSES, default person,car: the classes that raise focus); empty: "
-        "no clip",
+        "a clip (the classes that raise focus); empty: no clip",
     )
-    add(
-        "--clip-pre-s",
-        type=float,
-        default=float(env_default("YOLO_CLIP_PRE_S") or "5"),
-        help="seconds before the event in a clip ($YOLO_CLIP_PRE_S, default 5)",
+    clip_pre_s: float = setting(
+        5.0, env="YOLO_CLIP_PRE_S", help="seconds before the event in a clip"
     )
-    add(
-        "--clip-post-s",
-        type=float,
-        default=float(env_default("YOLO_CLIP_POST_S") or "5"),
-        help="seconds after the event in a clip ($YOLO_CLIP_POST_S, default 5)",
+    clip_post_s: float = setting(
+        5.0, env="YOLO_CLIP_POST_S", help="seconds after the event in a clip"
     )
-    add(
-        "--clip-budget-bps",
-        type=int,
-        default=int(env_default("YOLO_CLIP_BUDGET_BPS") or "128000"),
-        help="bytes a second clip uploads use at most, after telemetry ($YOLO_CLIP_BUDGET_BPS)",
+    clip_budget_bps: int = setting(
+        128000,
+        env="YOLO_CLIP_BUDGET_BPS",
+        help="bytes a second clip uploads use at most, after telemetry",
     )
-    add(
-        "--clip-demo-every-s",
-        type=float,
-        default=float(env_default("YOLO_CLIP_DEMO_EVERY_S") or "0"),
+    clip_demo_every_s: float = setting(
+        0.0,
+        env="YOLO_CLIP_DEMO_EVERY_S",
         help="a demo event on purpose this often (class 'demo'; `edgectl up` sets it for "
-        "edge-01) ($YOLO_CLIP_DEMO_EVERY_S, default 0: never)",
+        "edge-01) (0: never)",
     )
 
 
-def _check_live_options(args: Namespace) -> None:
+def _check_live_options(args: YoloSettings) -> None:
     if args.failure_report_s <= 0:
         raise ConfigError("--failure-report-s must be positive")
     if args.helped_rate <= 0 or args.focus_rate < 0 or args.focus_max_uploads < 0:
@@ -205,46 +255,8 @@ def _check_live_options(args: Namespace) -> None:
         raise ConfigError("--clip-budget-bps at least 1000")
 
 
-def _add_model_options(parser: ArgumentParser) -> None:
-    """The detector: a model file and how to read it (detectors.ModelSpec)."""
-    add = parser.add_argument
-    add(
-        "--manifest",
-        default=env_default("YOLO_MANIFEST"),
-        help="package manifest whose detector section gives the model, backend, layout, imgsz "
-        "and labels ($YOLO_MANIFEST, default aipackage.yaml when in the working directory); "
-        "the options below override it",
-    )
-    add(
-        "--model",
-        default=env_default("YOLO_MODEL"),
-        help="ONNX model (.onnx), ultralytics weights (.pt) or architecture (.yaml, random "
-        "weights; .pt and .yaml need the edge extra) ($YOLO_MODEL, default the demo ONNX model: "
-        "random weights)",
-    )
-    add(
-        "--backend",
-        choices=("onnxruntime", "ultralytics"),
-        default=env_default("YOLO_BACKEND"),
-        help="($YOLO_BACKEND, default from the model's suffix)",
-    )
-    add(
-        "--layout",
-        choices=("yolov8", "yolox", "detr"),
-        default=env_default("YOLO_LAYOUT"),
-        help="output layout of an ONNX model: yolov8 (YOLOv8/YOLO11), yolox, detr (RT-DETR, "
-        "D-FINE, DEIM, RF-DETR) ($YOLO_LAYOUT, default yolov8)",
-    )
-    add(
-        "--names",
-        default=env_default("YOLO_NAMES"),
-        help="class names: a YAML file with names, a text file with one a line, or coco "
-        "($YOLO_NAMES; default COCO for 80 classes)",
-    )
-
-
-def _model_from_manifest(args: Namespace) -> None:
-    """Fills what the options left unset from the manifest's detector section."""
+def _model_from_manifest(args: YoloSettings) -> str:
+    """Fills what the options left unset from the manifest's detector section; the model."""
     from detectors import DetectorError
     from detectors.spec import section_from_manifest
     from edge_ai.yolo.model import DEFAULT_MODEL
@@ -263,82 +275,17 @@ def _model_from_manifest(args: Namespace) -> None:
     args.names = args.names or (labels if isinstance(labels, str) else None)
     if args.imgsz is None and section.get("imgsz"):
         args.imgsz = int(section["imgsz"])
+    return args.model
 
 
 def parse_options(argv: list[str] | None = None) -> YoloOptions:
-    parser = base_parser(
-        "yolo", "YOLO worker: detections on camera frames, a summary a second to the VMS."
+    args = load_settings(
+        YoloSettings,
+        argv,
+        prog="yolo",
+        description="YOLO worker: detections on camera frames, a summary a second to the VMS.",
     )
-    parser.add_argument(
-        "--source",
-        default=env_default("YOLO_SOURCE"),
-        help="RTSP URL, video file or image folder ($YOLO_SOURCE)",
-    )
-    _add_model_options(parser)
-    parser.add_argument(
-        "--model-name",
-        default=env_default("YOLO_MODEL_NAME"),
-        help="name posted as model (default: the file's stem)",
-    )
-    parser.add_argument(
-        "--model-version",
-        default=env_default("YOLO_MODEL_VERSION", "01"),
-        help="posted as model_version ($YOLO_MODEL_VERSION, default 01)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=float(env_default("YOLO_RATE", "5")),
-        help="frames a second at most ($YOLO_RATE, default 5)",
-    )
-    parser.add_argument(
-        "--conf",
-        type=float,
-        default=float(env_default("YOLO_CONF_THRESHOLD", "0.5")),
-        help="confidence threshold ($YOLO_CONF_THRESHOLD, default 0.5)",
-    )
-    parser.add_argument(
-        "--min-conf",
-        type=float,
-        default=float(env_default("YOLO_MIN_CONF", "0.1")),
-        help="detections below this are ignored altogether ($YOLO_MIN_CONF, default 0.1)",
-    )
-    parser.add_argument(
-        "--imgsz",
-        type=int,
-        default=int(env_default("YOLO_IMGSZ") or 0) or None,
-        help="inference size ($YOLO_IMGSZ, default the manifest's, else the ONNX model's "
-        "input size, else 640)",
-    )
-    parser.add_argument(
-        "--device",
-        default=env_default("YOLO_DEVICE"),
-        help="cpu, cuda, cuda:0, tensorrt (ONNX), 0 ($YOLO_DEVICE, default: cpu for ONNX, "
-        "ultralytics picks for .pt)",
-    )
-    parser.add_argument(
-        "--max-detections",
-        type=int,
-        default=int(env_default("YOLO_MAX_DETECTIONS", "100")),
-        help="detections listed per summary ($YOLO_MAX_DETECTIONS, default 100)",
-    )
-    parser.add_argument(
-        "--max-uploads",
-        type=int,
-        default=int(env_default("YOLO_MAX_UPLOADS_PER_SECOND", "1")),
-        help="low-confidence frames sent up a second at most "
-        "($YOLO_MAX_UPLOADS_PER_SECOND, default 1)",
-    )
-    parser.add_argument(
-        "--analysis-buffer",
-        type=int,
-        default=int(env_default("YOLO_ANALYSIS_BUFFER_FRAMES", "100")),
-        help="frames kept on disk for the analysis server "
-        "($YOLO_ANALYSIS_BUFFER_FRAMES, default 100)",
-    )
-    _add_live_options(parser)
-    _add_clip_options(parser)
-    args = parser.parse_args(argv)
+    args.imgsz = args.imgsz or None  # 0: the default
     if not args.source:
         raise ConfigError(
             "--source (or $YOLO_SOURCE) is required: an RTSP URL, a video file or an image folder"
@@ -361,16 +308,16 @@ def parse_options(argv: list[str] | None = None) -> YoloOptions:
     config = load_config(args.config)
     if args.api_port is not None:
         config = replace(config, api_port=args.api_port)
-    _model_from_manifest(args)
+    model = _model_from_manifest(args)
     from edge_ai.yolo.model import model_spec
 
-    model_spec(args.model, backend=args.backend, layout=args.layout, labels=args.names)
+    model_spec(model, backend=args.backend, layout=args.layout, labels=args.names)
     return YoloOptions(
         config=config,
         node_id=config.require_node_id(),
         source=args.source,
-        model=args.model,
-        model_name=args.model_name or Path(args.model).stem,
+        model=model,
+        model_name=args.model_name or Path(model).stem,
         model_version=args.model_version,
         rate=args.rate,
         conf=args.conf,

@@ -226,7 +226,11 @@ async def test_without_a_live_host_dir_live_params_travel_as_env(fake, driver):
 async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_path, monkeypatch):
     """The helper's camera URL (YOLO_SOURCE) reaches the program through the env file the driver
     copies in: edge_ai's options read it where the environment has no such variable."""
-    from edge_ai.common.options import env_default
+    from edge_ai.yolo.app import YoloSettings
+    from edge_common.settings import load_settings
+
+    def source() -> str | None:
+        return load_settings(YoloSettings, [], prog="yolo").source
 
     url = "rtsp://cam-user:hand-off-pw-9@127.0.0.1:8554/stream"
     await driver.apply(workload(secret_env={"YOLO_SOURCE": url}))
@@ -236,9 +240,9 @@ async def test_the_program_reads_its_camera_from_the_env_file(fake, driver, tmp_
     env_file.write_bytes(c.files["/app/.edge-secret.env"])
     monkeypatch.delenv("YOLO_SOURCE", raising=False)
     monkeypatch.setenv("EDGE_SECRET_ENV_FILE", str(env_file))
-    assert env_default("YOLO_SOURCE") == url
+    assert source() == url
     monkeypatch.setenv("YOLO_SOURCE", "/videos/local.mp4")  # the environment wins
-    assert env_default("YOLO_SOURCE") == "/videos/local.mp4"
+    assert source() == "/videos/local.mp4"
 
 
 async def test_the_env_file_belongs_to_the_containers_user(fake, driver):
