@@ -7,8 +7,10 @@ is migrated instead of broken."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -45,8 +47,17 @@ def registry_table(node: Path) -> dict:
     return config["plugins"]["io.containerd.grpc.v1.cri"].get("registry", {})
 
 
+@pytest.fixture
+def short_dir():
+    """containerd's sockets need a path under 104 bytes: a short folder of the test's own (pytest's
+    tmp_path grows with the test's name and the xdist worker)."""
+    path = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_an_http_registry_pulls_only_after_install_trust_and_a_hand_fixed_node_is_migrated(
-    tmp_path,
+    tmp_path, short_dir
 ):
     registry = start_registry(tmp_path / "registry")
     layout = make_oci_layout(tmp_path / "image", {"hello.txt": b"trusted\n"}, tag="v1")
@@ -56,7 +67,7 @@ def test_an_http_registry_pulls_only_after_install_trust_and_a_hand_fixed_node_i
     fresh, legacy = f"{host}/trust/hello:fresh", f"{host}/trust/hello:legacy"
 
     node = tmp_path / "node"
-    work = tmp_path / "containerd"
+    work = short_dir / "containerd"
     original = node_config_toml(work)
     (node / "etc/containerd").mkdir(parents=True)
     (node / "etc/containerd/config.toml").write_text(original)
