@@ -117,6 +117,11 @@ EDGE_READS: dict[tuple[str, str], str | None] = {
 # Routes an edge calls for itself whose handler checks the object is the edge's own (documented
 # as "own"): a package archive only of an AI deployed on the edge (services.master.artifacts).
 EDGE_OWN_CHECKED: frozenset[tuple[str, str]] = frozenset({("master", "/artifacts/{digest}")})
+# Routes only an edge calls whose path names its own node (the handler refuses another's, 403):
+# the path parameter that must be the token's node id.
+EDGE_OWN_PATHS: dict[tuple[str, str], str] = {
+    ("vms", "/live/{nid}/frame"): "nid",
+}
 
 
 @dataclass(frozen=True)
@@ -360,7 +365,17 @@ async def require_edge(request: Request) -> Principal:
     return principal
 
 
+async def require_authenticated(request: Request) -> Principal:
+    """Any valid token (the handler checks an edge's own objects): 401 without one, before the
+    route's parameters are looked at."""
+    principal = await current_principal(request)
+    if principal.kind == "anonymous":
+        raise Unauthorized()
+    return principal
+
+
 OperatorAuth = Annotated[Principal, Depends(require_staff)]
+AuthenticatedAuth = Annotated[Principal, Depends(require_authenticated)]
 ServiceAuth = Annotated[Principal, Depends(require_service)]
 ReaderAuth = Annotated[Principal, Depends(require_reader)]
 EdgeOrServiceAuth = Annotated[Principal, Depends(require_edge_or_service)]
@@ -376,6 +391,7 @@ _RULES = {
     require_edge_or_service: "edge-or-service",
     require_edge: "edge",
     current_principal: "authenticated",
+    require_authenticated: "authenticated",
 }
 # Routes that identify the caller inline (the VMS's ingest hot path), by service and path.
 INLINE_RULES: dict[tuple[str, str], str] = {
@@ -422,6 +438,8 @@ def route_rule(service: str, method: str, path: str, dependant: Any) -> dict[str
         edge = f"own:{own}" if own else "own"
     if edge is True and (service, path) in EDGE_OWN_CHECKED:
         edge = "own"
+    if edge is True and (service, path) in EDGE_OWN_PATHS:
+        edge = f"own:{EDGE_OWN_PATHS[(service, path)]}"
     return {
         "rule": rule,
         "operator": rule not in ("service", "edge-or-service", "edge"),

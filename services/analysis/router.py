@@ -15,6 +15,7 @@ from services.analysis.gateway import Gateway, GatewayDep
 from services.analysis.videos import VideosDep
 from shared.auth import (
     AnyPrincipal,
+    AuthenticatedAuth,
     Principal,
     ReaderAuth,
     identify_connection,
@@ -262,9 +263,7 @@ async def video_annotated(
     "ends with `cancelled`. The edge that uploaded it, the operator or a service only (403 for "
     "another edge); 409 when the video is already done, failed or cancelled.",
 )
-async def cancel_video(video_id: VideoId, videos: VideosDep, principal: AnyPrincipal) -> dict:
-    if principal.kind == "anonymous":
-        raise Unauthorized()
+async def cancel_video(video_id: VideoId, videos: VideosDep, principal: AuthenticatedAuth) -> dict:
     return await videos.cancel(_video_id(video_id), principal)
 
 
