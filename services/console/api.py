@@ -116,6 +116,8 @@ async def edge_events(
     description="While this stream is open the edge is asked to send its camera with its boxes "
     "drawn; several viewers of one edge share one upstream. Ends (event `expired`) within a "
     "second of the session's end.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
 async def live_view(
     nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
