@@ -201,8 +201,8 @@ def test_the_operator_token_is_checked_by_its_hash_alone():
 @pytest.mark.timeout(120)
 async def test_keys_fetched_from_setup_and_rotated_by_key_id(db, tmp_path):
     """A VMS with no key of its own configuration reads setup's GET /keys; setup rotates (the new
-    key first, the old still listed): the VMS accepts both generations within seconds (an unknown key id
-    makes it read the keys again); once the old key is dropped, its tokens are refused."""
+    key first, the old still listed): the VMS accepts both generations within seconds (an unknown
+    key id makes it read the keys again); once the old key is dropped, its tokens are refused."""
     old, new = tmp_path / "old.pem", tmp_path / "new.pem"
     write_private_key(old)
     write_private_key(new)
