@@ -81,17 +81,3 @@ async def setup_client(db: str) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(app) as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
-
-
-# Test areas that share one session-wide setup (a container engine and its cached base images;
-# the console's stack under a browser) run on one pytest-xdist worker each; every other file is a
-# unit of its own (``--dist loadgroup``: .ci/run runs the suite on two workers).
-SHARED_SETUP_AREAS = ("containers", "console")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        parts = item.path.parts
-        area = parts[parts.index("tests") + 1] if "tests" in parts else ""
-        group = area if area in SHARED_SETUP_AREAS else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(group))
