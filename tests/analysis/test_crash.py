@@ -145,7 +145,8 @@ async def test_a_late_answer_from_a_worker_taken_over_is_dropped(db, prefix, tmp
             assert slow.xpending(keys.stream, "workers")["pending"] == 0
         finally:
             slow.close()
-    assert first["status"] == "done" and first["attempts"] == 2, (first.get("error"), first.get("attempts"))
+    why = (first.get("error"), first.get("attempts"))
+    assert first["status"] == "done" and first["attempts"] == 2, why
 
 
 async def test_workers_and_the_gateway_ride_out_a_redis_restart(db, prefix, tmp_path):
