@@ -319,7 +319,7 @@ async def decisions(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Any:
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     for name, value in (("edge", edge), ("policy", policy), ("action", action)):

@@ -64,7 +64,7 @@ async def list_frames(
         Literal["queued", "analysing", "done", "failed"] | None, Query(alias="status")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict:
     return await service.list_page(session, nid=nid, status=status_, limit=limit, offset=offset)
 

@@ -68,7 +68,7 @@ async def list_detections(
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict[str, Any]:
     return await queries.detections(
         session,
