@@ -18,8 +18,8 @@ from services.master.legacy.router import router as legacy_router
 from services.master.metrics import MasterMetrics
 from services.master.packages import ArtifactStore
 from services.master.pull.fastpath import DesiredFastPath
-from services.master.pull.live_view import router as live_view_router
 from services.master.reconcile.deployments_router import router as deployments_router
+from services.master.reconcile.live_view_router import router as live_view_router
 from services.master.reconcile.pull_router import router as pull_router
 from services.master.reconcile.router import router as reconcile_router
 from services.master.runners import Runners
