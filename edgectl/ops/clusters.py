@@ -88,13 +88,7 @@ def clusters_add(
 ) -> None:
     """Register a cluster."""
     body = {"name": name, "runtime": runtime, "namespace": namespace, "description": description}
-    created = call(
-        "POST", "setup", "/clusters", body={k: v for k, v in body.items() if v is not None}
-    )
-    if as_json:
-        print_json(created)
-        return
-    typer.echo(f"cluster {created['id']} {created['name']} ({created['runtime']}) registered")
+    _register("clusters", body, "runtime", as_json)
 
 
 @clusters_app.command("remove")
@@ -103,11 +97,7 @@ def clusters_remove(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
 ) -> None:
     """Remove a cluster (setup refuses while edges belong to it)."""
-    found = _find("clusters", cluster)
-    if not yes:
-        typer.confirm(f"remove cluster {found['name']}?", abort=True)
-    call("DELETE", "setup", f"/clusters/{found['id']}")
-    typer.echo(f"cluster {found['id']} {found['name']} removed")
+    _remove("clusters", cluster, yes)
 
 
 # ---- masters ---------------------------------------------------------------------------------
@@ -157,13 +147,7 @@ def masters_add(
 ) -> None:
     """Register a master as a record (a running master registers itself and heartbeats)."""
     body = {"name": name, "url": url, "cluster_id": cluster, "description": description}
-    created = call(
-        "POST", "setup", "/masters", body={k: v for k, v in body.items() if v is not None}
-    )
-    if as_json:
-        print_json(created)
-        return
-    typer.echo(f"master {created['id']} {created['name']} ({created['url']}) registered")
+    _register("masters", body, "url", as_json)
 
 
 @masters_app.command("remove")
@@ -172,8 +156,24 @@ def masters_remove(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
 ) -> None:
     """Remove a master's record."""
-    found = _find("masters", master)
+    _remove("masters", master, yes)
+
+
+def _register(kind: str, body: dict, shown: str, as_json: bool) -> None:
+    """POST a cluster or master (unset options left out) and say what setup registered."""
+    created = call(
+        "POST", "setup", f"/{kind}", body={k: v for k, v in body.items() if v is not None}
+    )
+    if as_json:
+        print_json(created)
+        return
+    typer.echo(f"{kind[:-1]} {created['id']} {created['name']} ({created[shown]}) registered")
+
+
+def _remove(kind: str, ref: str, yes: bool) -> None:
+    """DELETE a cluster or master named by id or name, after asking unless ``yes``."""
+    found = _find(kind, ref)
     if not yes:
-        typer.confirm(f"remove master {found['name']}?", abort=True)
-    call("DELETE", "setup", f"/masters/{found['id']}")
-    typer.echo(f"master {found['id']} {found['name']} removed")
+        typer.confirm(f"remove {kind[:-1]} {found['name']}?", abort=True)
+    call("DELETE", "setup", f"/{kind}/{found['id']}")
+    typer.echo(f"{kind[:-1]} {found['id']} {found['name']} removed")
