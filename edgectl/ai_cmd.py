@@ -351,10 +351,11 @@ def pack(
     requirements files they name (what the master reads into the manifest at upload).
 
     With --platform, the wheels are downloaded for each platform named (CPython, --python): when
-    every one is pure Python they go in FOLDER/wheels, one set for all machines; when one
-    carries native code, FOLDER/wheels/<architecture> holds a complete set for each
-    (wheels/arm64, wheels/amd64) and replaces what FOLDER/wheels held. The master records the
-    architectures at upload and deploys the package to edge agents of those only."""
+    every one is pure Python (the same for every platform) they go in FOLDER/wheels, one set for
+    all machines; else (a wheel carries native code) FOLDER/wheels/<architecture> holds a
+    complete set for each (wheels/arm64, wheels/amd64). Either replaces what FOLDER/wheels held.
+    The master records the architectures at upload and deploys the package to edge agents of
+    those only."""
     import shutil
     import subprocess
     import sys
@@ -411,6 +412,11 @@ def pack(
                 typer.echo(
                     f"native code ({', '.join(native)}): the package runs on {', '.join(got)} only"
                 )
+            elif len({tuple(names) for names in got.values()}) > 1:
+                # Pure Python, but not the same wheels everywhere (platform markers).
+                for arch, names in got.items():
+                    typer.echo(f"{len(names)} wheel(s) for {arch} in {wheels / arch}")
+                typer.echo(f"the platforms need different wheels: runs on {', '.join(got)} only")
             else:  # pure Python: one set for every machine
                 first = staging / next(iter(got))
                 for arch in list(got)[1:]:

@@ -73,16 +73,17 @@ def agent_spec(workload: Workload) -> DesiredWorkload:
 
 
 def check_architecture(workload: Workload, edge_architecture: str | None) -> None:
-    """DriverError when the workload's package carries native code (wheels for some
-    architectures only) and the edge's agent reports another architecture. An agent that
-    reports none (older than this check) is let through: it refuses such a package itself."""
+    """DriverError when the workload's package has wheels for some architectures only (native
+    code: its manifest's ``architectures``) and the edge's agent reports another one. An agent
+    that reports none (older than this check) is let through: pip on the box decides."""
     ai = workload.ai
-    if not ai.native_code or not ai.architectures or edge_architecture is None:
+    if not ai.architectures or edge_architecture is None:
         return
     if edge_architecture in ai.architectures:
         return
+    what = "native code" if ai.native_code else "wheels"
     raise DriverError(
-        f"AI {ai.id} ({ai.filename}-{ai.ai_class} {ai.version}) carries native code for "
+        f"AI {ai.id} ({ai.filename}-{ai.ai_class} {ai.version}) carries {what} for "
         f"{', '.join(ai.architectures)} only and edge {workload.edge.name} is "
         f"{edge_architecture}: pack its wheels for {edge_architecture} too (edgectl ai pack "
         f"--platform linux/{edge_architecture}) and upload that as a new version"

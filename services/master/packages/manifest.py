@@ -182,14 +182,14 @@ class PackageManifest(BaseModel):
     )
     architectures: list[str] = Field(
         default_factory=list,
-        description="the CPU architectures (amd64, arm64) the wheelhouse's native wheels are "
-        "for; empty: any. Set by the master at upload from the wheels (a value written by hand "
-        "is replaced)",
+        description="the CPU architectures (amd64, arm64) the wheelhouse has wheels for: its "
+        "folders per architecture, else the machines of its native wheels; empty: any. The "
+        "package is deployed to an edge agent only where this is empty or holds the edge's. Set "
+        "by the master at upload from the wheels (a value written by hand is replaced)",
     )
     native_code: bool = Field(
         False,
-        description="a wheel in the wheelhouse is not pure Python (not none-any): the package "
-        "is deployed to an edge agent only where `architectures` holds the edge's. Set by the "
+        description="a wheel in the wheelhouse is not pure Python (not none-any). Set by the "
         "master at upload",
     )
 

@@ -5,8 +5,8 @@ the wheelhouse itself when every one is pure Python (``none-any``: one set for e
 one complete set per architecture in ``<wheelhouse>/<architecture>/`` (``wheels/arm64``,
 ``wheels/amd64``) when one of them carries native code. The master reads that at upload into the
 manifest it stores (``architectures``, ``native_code``), refuses a layout the agent would not
-read as meant, and refuses to deploy a package with native code to an agent whose reported
-architecture it lacks (services.master.drivers.agent).
+read as meant, and refuses to deploy a package with wheels for some architectures only to an
+agent whose reported architecture is not one of them (services.master.drivers.agent).
 """
 
 from __future__ import annotations
