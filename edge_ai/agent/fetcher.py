@@ -262,12 +262,14 @@ class PackageFetcher:
     ) -> tuple[int, int, str]:
         """Stream ``url`` into ``partial``, asking only for what it lacks when it holds the start
         of the same archive: (the offset resumed from, the file's size, its sha256 hex). The
-        partial stays when the link drops (``_Again`` when some bytes came, else FetchError)."""
+        partial stays when the link drops (``_Again`` when some bytes came, else FetchError),
+        unless the master gave no strong ETag to resume it with."""
         offset, etag = await to_thread(_resumable, partial, etag_file)
         sha = await to_thread(_sha256_of, partial, offset) if offset else hashlib.sha256()
         headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset else {}
         received = 0
         too_large = False
+        tag = etag  # the strong ETag of what is being received: without one, nothing to resume
         try:
             async with self._master.stream("GET", url, headers=headers) as response:
                 if response.status_code == 206:
@@ -279,6 +281,7 @@ class PackageFetcher:
                 else:  # the whole archive: no partial, or not the same archive any more
                     offset, sha = 0, hashlib.sha256()
                     tag = response.headers.get("etag", "")
+                    tag = "" if tag.startswith("W/") else tag
                     await to_thread(_write_etag, etag_file, tag)
                 out = await to_thread(open, partial, "ab" if offset else "wb")
                 block: list[bytes] = []
@@ -312,7 +315,9 @@ class PackageFetcher:
                 raise _Again(f"the master answered 416 to a range from byte {offset}") from exc
             if exc.status is not None:
                 raise FetchError(f"master answered {exc.status} for {what}") from exc
-            if received:
+            if not tag:  # a partial that could not be resumed is not kept
+                _discard(partial, etag_file)
+            elif received:
                 raise _Again(f"the link dropped after {offset + received} bytes") from exc
             raise FetchError(f"cannot fetch {what} from the master: {exc.message}") from exc
         if too_large:
@@ -362,7 +367,7 @@ def _resumable(partial: Path, etag_file: Path) -> tuple[int, str]:
 
 
 def _write_etag(etag_file: Path, etag: str) -> None:
-    """The ETag a whole download started with (none: that download cannot be resumed)."""
+    """The strong ETag a whole download started with (none: it cannot be resumed)."""
     if etag:
         etag_file.write_text(etag)
     else:
