@@ -57,6 +57,9 @@ from tests.helpers.processes import Proc, start_service
 from tests.master.helpers import package_files, targz
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+# Idle connections in the agents' shared pool are dropped before uvicorn's keep-alive timeout
+# (5 s) closes them: a request on a connection the master is closing meanwhile is reset.
+KEEPALIVE_S = 2.0
 
 SEED = """
 INSERT INTO setup.edges (id, name, nid, cluster_id, type, address, supports_analysis,
@@ -231,7 +234,7 @@ async def fan_out(
 ) -> None:
     agents = [Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)]
     timeout = aiohttp.ClientTimeout(total=120)
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
     async with aiohttp.ClientSession(master, connector=connector, timeout=timeout) as http:
         gate = asyncio.Semaphore(50)
         t = time.perf_counter()
@@ -304,7 +307,11 @@ async def throughput(agents: list[Agent], urls: list[str], rounds: int = 3) -> N
     master alone, then spread over all of them (agent i asks master i mod n); best of ``rounds``."""
     timeout = aiohttp.ClientTimeout(total=120)
     sessions = [
-        aiohttp.ClientSession(u, connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+        aiohttp.ClientSession(
+            u,
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+            timeout=timeout,
+        )
         for u in urls
     ]
     try:
