@@ -80,7 +80,7 @@ def snapshot(n: int) -> FleetSnapshot:
         }
         for i in range(1, n + 1)
     ]
-    return {"edges": edges, "ai_packages": [ai], "deployments": deployments}  # type: ignore[typeddict-item]
+    return {"edges": edges, "ai_packages": [ai], "deployments": deployments}
 
 
 class _Drivers:
@@ -95,7 +95,7 @@ def reconciler() -> Reconciler:
     """A Reconciler with only what the per-edge part of a pass uses: the pull driver."""
     board = DesiredBoard(lambda nid: "k" * 32)
     r = Reconciler.__new__(Reconciler)
-    r.drivers = _Drivers(PullAgentDriver(board, NoticePublisher(None)))  # type: ignore[assignment]
+    r.drivers = _Drivers(PullAgentDriver(board, NoticePublisher(None)))
     r.reached = {}
     return r
 
