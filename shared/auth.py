@@ -6,8 +6,9 @@ Principals:
 - the operator (its token, checked by SHA-256: EDGE_OPERATOR_TOKEN_SHA256 or EDGE_OPERATOR_TOKEN;
   or an operator credential setup signed): every route;
 - a service, each with its own credential signed by setup (shared.credentials; EDGE_SETUP_TOKEN,
-  EDGE_MASTER_TOKEN, ... or EDGE_CREDENTIAL_FILE): reads, plus exactly the changes listed for it
-  in ``SERVICE_GRANTS`` (its job, nothing else). Every service verifies with setup's public keys
+  EDGE_MASTER_TOKEN, ..., EDGE_CONSOLE_TOKEN or EDGE_CREDENTIAL_FILE): reads, plus exactly the
+  changes listed for it in ``SERVICE_GRANTS`` (its job, nothing else). A signed credential whose
+  serial setup revoked (``KeyRing.revoked``) is refused. Every service verifies with setup's public keys
   only (shared.signing), so none but setup can mint one; HMAC credentials derived from
   EDGE_SERVICE_TOKEN only during the migration window (EDGE_LEGACY_CREDENTIALS_UNTIL);
 - ``legacy``: the shared EDGE_SERVICE_TOKEN itself, accepted only while EDGE_ACCEPT_SERVICE_TOKEN
@@ -309,9 +310,7 @@ def principal_alive(
     revoked since: an edge token, a signed service or operator credential by its serial)."""
 
     async def alive() -> bool:
-        return still_valid(
-            principal, revocations_of(connection), time.time(), keys_of(connection)
-        )
+        return still_valid(principal, revocations_of(connection), time.time(), keys_of(connection))
 
     return alive
 

@@ -57,7 +57,9 @@ def issue_operator_credential(
     expires_at: int | None = None,
 ) -> str:
     """An operator credential expiring after ``ttl_s`` (or at ``expires_at``, unix seconds)."""
-    expires = int((time.time() if now is None else now) + ttl_s) if expires_at is None else expires_at
+    expires = (
+        int((time.time() if now is None else now) + ttl_s) if expires_at is None else expires_at
+    )
     return signer.sign(f"{OPERATOR_PREFIX}{expires}.{new_serial()}")
 
 
@@ -69,7 +71,8 @@ def decode_credential(
     token: str, keys: KeyRing, *, now: float | None = None
 ) -> CredentialClaims | None:
     """The claims of a signed service or operator credential, or None (not one, bad signature,
-    expired). Whether its serial is revoked is the caller's question (``KeyRing.is_revoked``). Raises shared.signing.UnknownKey for one naming a key the ring does not know."""
+    expired). Whether its serial is revoked is the caller's question (``KeyRing.is_revoked``).
+    Raises shared.signing.UnknownKey for one naming a key the ring does not know."""
     if not token.startswith((SERVICE_PREFIX, OPERATOR_PREFIX)):
         return None
     body = keys.verify(token)

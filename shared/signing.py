@@ -10,6 +10,8 @@ A signed token is ``<body>.<kid>.<signature>``: the Ed25519 signature (base64url
 ``<body>.<kid>``, where ``kid`` names the key (``k`` + 16 hex digits of the SHA-256 of the raw
 public key). Rotation: add a new key first in SETUP_SIGNING_KEY_FILES (new credentials are signed
 with it, the old key still verifies), and drop the old one once its credentials are replaced.
+One credential is retired alone by its serial (shared.credentials): ``KeyRing.revoked``, listed
+by setup on ``GET /keys`` beside the keys.
 """
 
 from __future__ import annotations

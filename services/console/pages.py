@@ -151,14 +151,14 @@ async def login(request: Request, settings: SettingsDep, store: SessionStoreDep)
             status_code=401,
         )
     except DomainError as exc:  # setup, which checks the token, cannot be asked
-        response = _login_page(
+        unavailable = _login_page(
             settings,
             message=f"Signing in is not possible now: {exc.message}",
             next_path=next_path,
             status_code=503,
         )
-        response.headers["Retry-After"] = exc.headers.get("Retry-After", "2")
-        return response
+        unavailable.headers["Retry-After"] = exc.headers.get("Retry-After", "2")
+        return unavailable
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,

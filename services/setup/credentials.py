@@ -50,11 +50,15 @@ _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 async def revoke(session: AsyncSession, ring: KeyRing, serial: str, expires_at: int) -> None:
     """The credential ``serial`` is refused everywhere once this commits (until ``expires_at``)."""
     now = int(time.time())
-    await session.execute(delete(CredentialRevocation).where(CredentialRevocation.expires_at <= now))
+    await session.execute(
+        delete(CredentialRevocation).where(CredentialRevocation.expires_at <= now)
+    )
     stmt = insert(CredentialRevocation).values(serial=serial, expires_at=expires_at)
     stmt = stmt.on_conflict_do_update(
         index_elements=[CredentialRevocation.serial],
-        set_={"expires_at": func.greatest(CredentialRevocation.expires_at, stmt.excluded.expires_at)},
+        set_={
+            "expires_at": func.greatest(CredentialRevocation.expires_at, stmt.excluded.expires_at)
+        },
     )
     await session.execute(stmt)
     payload = json.dumps({"serial": serial, "expires_at": expires_at})
@@ -76,9 +80,7 @@ async def revoke_requested(
     if data.credential is not None:
         claims = _claims(data.credential, ring)
         if claims is None:
-            raise Invalid(
-                "not a credential setup signed, or already expired", field="credential"
-            )
+            raise Invalid("not a credential setup signed, or already expired", field="credential")
         serial, expires_at = claims.serial, claims.expires_at
     else:
         assert data.serial is not None

@@ -66,9 +66,7 @@ def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             ("console", console_env(database_url, CONSOLE_LIVE_INTERVAL_S="60", **common)),
         ):
             procs.append(start_service(name, env=env, port=ports[name], tmp_path=tmp))
-        yield Platform(
-            urls["setup"], urls["vms"], urls["console"], procs[-1], database_url, tmp
-        )
+        yield Platform(urls["setup"], urls["vms"], urls["console"], procs[-1], database_url, tmp)
     finally:
         for proc in procs:
             proc.stop()
@@ -186,7 +184,9 @@ async def test_the_console_credential_cannot_open_a_session_without_the_operator
         assert r.status_code == 403, r.text
         r = await setup.post("/credentials/revocations", json={"serial": "00" * 8}, headers=auth)
         assert r.status_code == 403, r.text
-        r = await setup.post("/operator/sessions", json={"secret": OPERATOR_TOKEN}, headers=OPERATOR)
+        r = await setup.post(
+            "/operator/sessions", json={"secret": OPERATOR_TOKEN}, headers=OPERATOR
+        )
         assert r.status_code == 403, r.text  # the console's route alone
         r = await setup.delete(f"/operator/sessions/{'ab' * 8}", headers=auth)
         assert r.status_code == 404, r.text  # only the sessions setup issued

@@ -42,8 +42,8 @@ from tests.helpers.env import (
 )
 from tests.helpers.processes import start_service
 
-# Every service but setup; the console holds no operator token either (it exchanges the one
-# presented at sign-in at setup for a short-lived credential: tests/security/test_console_credentials.py).
+# Every service but setup; the console holds no operator token either (setup exchanges the one
+# presented at sign-in for a short-lived credential: tests/security/test_console_credentials.py).
 VERIFIERS = ("master", "optimizer", "vms", "analysis", "console")
 
 
