@@ -8,8 +8,8 @@ Principals:
 - a service, each with its own credential signed by setup (shared.credentials; EDGE_SETUP_TOKEN,
   EDGE_MASTER_TOKEN, ..., EDGE_CONSOLE_TOKEN or EDGE_CREDENTIAL_FILE): reads, plus exactly the
   changes listed for it in ``SERVICE_GRANTS`` (its job, nothing else). A signed credential whose
-  serial setup revoked (``KeyRing.revoked``) is refused. Every service verifies with setup's public keys
-  only (shared.signing), so none but setup can mint one; HMAC credentials derived from
+  serial setup revoked (``KeyRing.revoked``) is refused. Every service verifies with setup's
+  public keys only (shared.signing), so none but setup can mint one; HMAC credentials derived from
   EDGE_SERVICE_TOKEN only during the migration window (EDGE_LEGACY_CREDENTIALS_UNTIL);
 - ``legacy``: the shared EDGE_SERVICE_TOKEN itself, accepted only while EDGE_ACCEPT_SERVICE_TOKEN
   is true (default in local mode), with the union of the services' grants and never an
