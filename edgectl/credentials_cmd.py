@@ -4,7 +4,9 @@
 - ``keys FILE...``: the public keys of signing key files, as EDGE_PUBLIC_KEYS takes them;
 - ``issue --service NAME`` / ``issue --operator``: a credential signed by setup: asked of the
   running setup (POST /credentials, with EDGE_OPERATOR_TOKEN), or signed here with
-  ``--key-file`` (where setup's key is, e.g. before the stack starts).
+  ``--key-file`` (where setup's key is, e.g. before the stack starts);
+- ``revoke SERIAL``: one credential revoked alone (POST /credentials/revocations);
+- ``bundle``: the key and every service's credential file, for compose and Kubernetes.
 """
 
 from __future__ import annotations
@@ -91,14 +93,45 @@ def issue(
     typer.echo(response.json()["token"])
 
 
+@credentials.command("revoke")
+def revoke(
+    what: str = typer.Argument(
+        ..., help="the credential's serial (the field after its expiry), or the credential itself"
+    ),
+    expires_at: int | None = typer.Option(
+        None,
+        "--expires-at",
+        help="when the credential expires (unix s): its serial is listed until then (default: "
+        "read from the credential, else the longest lifetime setup issues)",
+    ),
+) -> None:
+    """Revoke one signed credential alone (a service's or an operator's): every service refuses
+    it once the change reaches it (at once; at the latest after EDGE_REVOCATIONS_REFRESH_S). Asks
+    the running setup (POST /credentials/revocations, with EDGE_OPERATOR_TOKEN)."""
+    from edgectl.ops.client import error_text, fail, request
+
+    body: dict[str, object] = {"credential": what} if "." in what else {"serial": what}
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    response = request("POST", "setup", "/credentials/revocations", body=body)
+    if response.status_code != 201:
+        fail(f"setup answered {response.status_code}: {error_text(response)}")
+    answer = response.json()
+    typer.echo(f"revoked {answer['serial']} (listed until {answer['expires_at']})")
+
+
 BUNDLE_SERVICES = ("setup", "master", "optimizer", "vms", "analysis", "console")
+OPERATOR_FILE = "operator.env"
 
 
 def write_bundle(out: Path, *, ttl_days: int = 365) -> dict[str, str]:
     """Setup's signing key and one environment file per service (compose.yaml, k8s Secrets), in
     ``out``: ``setup-signing.pem`` (setup's only), ``<service>.env`` with that service's own
-    credential signed by the key (the master's also with the agents' key root, the console's with
-    the operator's token). Existing files are kept (a second run adds only what is missing).
+    credential signed by the key (the master's also with the agents' key root), and
+    ``operator.env`` with the operator's token, for the operator alone (no service is given it:
+    the console has its own credential, and setup checks what the operator signs in with).
+    Existing files are kept (a second run adds only what is missing; a console.env of before,
+    which held the operator's token, is split into operator.env and the console's credential).
     Answers the lines for the shared .env: EDGE_OPERATOR_TOKEN_SHA256 (the operator's token
     checked by hash)."""
     import hashlib
@@ -111,18 +144,21 @@ def write_bundle(out: Path, *, ttl_days: int = 365) -> dict[str, str]:
         write_private_key(key)
     signer = Signer.from_file(key)
 
-    def write(name: str, values: dict[str, str]) -> None:
-        path = out / f"{name}.env"
+    def write(name: str, values: dict[str, str], *, replace: bool = False) -> None:
+        path = out / name
         if path.exists():
-            return
+            if not replace:
+                return
+            path.unlink()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("".join(f"{k}={v}\n" for k, v in values.items()))
 
+    operator_file = out / OPERATOR_FILE
     console = out / "console.env"
-    if not console.exists():
-        write("console", {"EDGE_OPERATOR_TOKEN": secrets.token_urlsafe(32)})
-    operator = _read_env(console)["EDGE_OPERATOR_TOKEN"]
+    older = _read_env(console).get("EDGE_OPERATOR_TOKEN") if console.exists() else None
+    write(OPERATOR_FILE, {"EDGE_OPERATOR_TOKEN": older or secrets.token_urlsafe(32)})
+    operator = _read_env(operator_file)["EDGE_OPERATOR_TOKEN"]
     for name in SIGNABLE_SERVICES:
         values = {
             f"EDGE_{name.upper()}_TOKEN": issue_service_credential(
@@ -131,7 +167,7 @@ def write_bundle(out: Path, *, ttl_days: int = 365) -> dict[str, str]:
         }
         if name == "master":
             values["EDGE_AGENT_KEY_SECRET"] = secrets.token_urlsafe(32)
-        write(name, values)
+        write(f"{name}.env", values, replace=name == "console" and older is not None)
     return {"EDGE_OPERATOR_TOKEN_SHA256": hashlib.sha256(operator.encode()).hexdigest()}
 
 
@@ -148,12 +184,17 @@ def bundle(
     ttl_days: int = typer.Option(365, "--ttl-days", min=1, max=3650),
 ) -> None:
     """Setup's signing key and each service's own credential file, for compose.yaml (and k8s
-    Secrets): no service but setup gets the key, only the console the operator's token."""
+    Secrets): no service but setup gets the key, none the operator's token (operator.env is the
+    operator's)."""
     shared = write_bundle(out, ttl_days=ttl_days)
     typer.echo(
-        f"wrote {out}/: setup-signing.pem and {', '.join(f'{n}.env' for n in BUNDLE_SERVICES)}"
+        f"wrote {out}/: setup-signing.pem, {OPERATOR_FILE} and "
+        f"{', '.join(f'{n}.env' for n in BUNDLE_SERVICES)}"
     )
-    typer.echo("the operator's token is in console.env (EDGE_OPERATOR_TOKEN); put this in .env:")
+    typer.echo(
+        f"the operator's token is in {OPERATOR_FILE} (EDGE_OPERATOR_TOKEN: sign in to the console "
+        "with it; give it to no service); put this in .env:"
+    )
     for name, value in shared.items():
         typer.echo(f"{name}={value}")
 

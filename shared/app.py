@@ -39,7 +39,7 @@ from shared.input_checks import database_value_error
 from shared.logging import configure_logging
 from shared.middleware import HttpMetrics, RequestContextMiddleware
 from shared.public_keys import KeyWatcher
-from shared.revocations import RevocationWatcher, http_loader
+from shared.revocations import RevocationWatcher, http_credential_loader, http_loader
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("edge.app")
@@ -211,10 +211,15 @@ class Readiness:
 
 
 def _revocation_watcher(app: FastAPI, settings: ServiceSettings) -> RevocationWatcher:
-    """Setup reads its own table (``app.state.revocation_loader``); the others ask setup."""
+    """Setup reads its own tables (``app.state.revocation_loader`` and
+    ``credential_revocation_loader``); the others ask setup."""
     factory = getattr(app.state, "revocation_loader", None)
     loader = factory(app) if factory is not None else http_loader(settings)
-    return RevocationWatcher(settings, app.state.edge_revocations, loader)
+    factory = getattr(app.state, "credential_revocation_loader", None)
+    credentials = factory(app) if factory is not None else http_credential_loader(settings)
+    return RevocationWatcher(
+        settings, app.state.edge_revocations, loader, app.state.key_ring, credentials
+    )
 
 
 def create_service_app(

@@ -6,9 +6,10 @@ Principals:
 - the operator (its token, checked by SHA-256: EDGE_OPERATOR_TOKEN_SHA256 or EDGE_OPERATOR_TOKEN;
   or an operator credential setup signed): every route;
 - a service, each with its own credential signed by setup (shared.credentials; EDGE_SETUP_TOKEN,
-  EDGE_MASTER_TOKEN, ... or EDGE_CREDENTIAL_FILE): reads, plus exactly the changes listed for it
-  in ``SERVICE_GRANTS`` (its job, nothing else). Every service verifies with setup's public keys
-  only (shared.signing), so none but setup can mint one; HMAC credentials derived from
+  EDGE_MASTER_TOKEN, ..., EDGE_CONSOLE_TOKEN or EDGE_CREDENTIAL_FILE): reads, plus exactly the
+  changes listed for it in ``SERVICE_GRANTS`` (its job, nothing else). A signed credential whose
+  serial setup revoked (``KeyRing.revoked``) is refused. Every service verifies with setup's
+  public keys only (shared.signing), so none but setup can mint one; HMAC credentials derived from
   EDGE_SERVICE_TOKEN only during the migration window (EDGE_LEGACY_CREDENTIALS_UNTIL);
 - ``legacy``: the shared EDGE_SERVICE_TOKEN itself, accepted only while EDGE_ACCEPT_SERVICE_TOKEN
   is true (default in local mode), with the union of the services' grants and never an
@@ -88,12 +89,21 @@ SERVICE_GRANTS: dict[str, frozenset[Grant]] = {
             ("optimizer", "POST", "/events"),
         }
     ),
+    # The console holds no operator credential: it exchanges the operator's secret, presented at
+    # sign-in, for a short-lived one kept in the session, and revokes it at sign-out.
+    "console": frozenset(
+        {
+            ("setup", "POST", "/operator/sessions"),
+            ("setup", "DELETE", "/operator/sessions/{serial}"),
+        }
+    ),
 }
-# The shared token of old deployments: what the services do together, plus fetching artifacts
-# (the agents' job before they had edge tokens). Never an operator-only change.
-SERVICE_GRANTS["legacy"] = frozenset().union(*SERVICE_GRANTS.values()) | {
-    ("master", "GET", "/artifacts/{digest}")
-}
+# The shared token of old deployments: what the services did together, plus fetching artifacts
+# (the agents' job before they had edge tokens). Never an operator-only change, nor the
+# console's sessions.
+SERVICE_GRANTS["legacy"] = frozenset().union(
+    *(grants for name, grants in SERVICE_GRANTS.items() if name != "console")
+) | {("master", "GET", "/artifacts/{digest}")}
 
 # Service-only reads (node lists, revocations, artifacts, camera credentials): a grant is needed.
 GRANTED_READS: frozenset[Grant] = frozenset(
@@ -131,6 +141,7 @@ class Principal:
     name: str | None = None  # set for services: setup, master, optimizer, vms or legacy
     token_id: int | None = None  # edges: to check revocation on a cached principal
     expires_at: int | None = None
+    serial: str | None = None  # signed service and operator credentials: revocable by serial
 
     def may(self, grant: Grant) -> bool:
         if self.kind == "operator":
@@ -180,7 +191,11 @@ def identify(
     try:
         signed = decode_credential(token, ring)
         if signed is not None:
-            return Principal(signed.kind, name=signed.name, expires_at=signed.expires_at)
+            if ring.is_revoked(signed.serial):
+                raise Unauthorized(f"this credential was revoked (serial {signed.serial})")
+            return Principal(
+                signed.kind, name=signed.name, expires_at=signed.expires_at, serial=signed.serial
+            )
         legacy_secret = settings.edge_token_secret if legacy_open else None
         claims = decode_edge_token(
             token,
@@ -205,10 +220,18 @@ def identify(
     raise Unauthorized("invalid bearer token")
 
 
-def still_valid(principal: Principal, revocations: RevocationSet | None, now: float) -> bool:
-    """For a principal remembered by token (the VMS's fast path): not expired, not revoked since."""
+def still_valid(
+    principal: Principal,
+    revocations: RevocationSet | None,
+    now: float,
+    keys: KeyRing | None = None,
+) -> bool:
+    """For a principal remembered by token (the VMS's fast path, an open stream): not expired,
+    not revoked since (an edge token by its node's revocations, a signed credential by serial)."""
     if principal.expires_at is not None and principal.expires_at <= now:
         return False
+    if principal.serial is not None:
+        return keys is None or not keys.is_revoked(principal.serial)
     if principal.kind != "edge":
         return True
     assert principal.nid is not None and principal.token_id is not None
@@ -237,12 +260,13 @@ class PrincipalCache:
         if scheme.lower() != "bearer" or not token:
             return identify(settings, None)
         revocations = getattr(state, "edge_revocations", None)
+        ring = getattr(state, "key_ring", None)
         principal = self._principals.get(token)
-        if principal is not None and not still_valid(principal, revocations, time.time()):
+        if principal is not None and not still_valid(principal, revocations, time.time(), ring):
             del self._principals[token]
             principal = None
         if principal is None:
-            principal = identify(settings, token, revocations, getattr(state, "key_ring", None))
+            principal = identify(settings, token, revocations, ring)
             if len(self._principals) >= self._size:
                 self._principals.clear()
             self._principals[token] = principal
@@ -282,11 +306,11 @@ async def identify_async(connection: HTTPConnection) -> Principal:
 def principal_alive(
     connection: HTTPConnection, principal: Principal
 ) -> Callable[[], Awaitable[bool]]:
-    """For a stream opened by ``principal``: whether its credential still holds (an edge token
-    not expired nor revoked since; the operator's and services' credentials are the settings')."""
+    """For a stream opened by ``principal``: whether its credential still holds (not expired nor
+    revoked since: an edge token, a signed service or operator credential by its serial)."""
 
     async def alive() -> bool:
-        return still_valid(principal, revocations_of(connection), time.time())
+        return still_valid(principal, revocations_of(connection), time.time(), keys_of(connection))
 
     return alive
 

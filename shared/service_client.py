@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -89,6 +90,7 @@ class ServiceClient:
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.name = name
+        self.acting: dict[str, str] = {}  # another credential's header (acting_as)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(
             base_url=base_url,
@@ -101,6 +103,18 @@ class ServiceClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    def acting_as(self, token: str) -> ServiceClient:
+        """This service reached with another credential over the same connections (the
+        console's calls on a session's behalf). Only the original is closed."""
+        view = copy.copy(self)
+        view.acting = {"Authorization": f"Bearer {token}"}
+        return view
+
+    def _headers(self, headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if not self.acting:
+            return headers
+        return {**self.acting, **(headers or {})}
 
     async def request(
         self,
@@ -126,7 +140,7 @@ class ServiceClient:
                 json=json,
                 params=params,
                 content=content,
-                headers=headers,
+                headers=self._headers(headers),
                 timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
             )
         except httpx.HTTPError as exc:
@@ -157,7 +171,7 @@ class ServiceClient:
                 method,
                 path,
                 params=params,
-                headers=headers,
+                headers=self._headers(headers),
                 timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
             ) as response:
                 if not response.is_success:

@@ -25,7 +25,10 @@ log = logging.getLogger("edge.settings")
 LOCAL_OPERATOR_TOKEN = "local-operator-token"
 LOCAL_SERVICE_TOKEN = "local-service-token"
 LOCAL_EDGE_TOKEN_SECRET = "local-edge-token-secret"
-SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
+SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis", "console")
+# The services that had HMAC credentials derived from EDGE_SERVICE_TOKEN (before the console had
+# a credential of its own).
+LEGACY_SERVICE_NAMES = ("setup", "master", "optimizer", "vms", "analysis")
 # The signing key of local mode (EDGE_ENV=local) only: a fixed, public development key, so that a
 # service started alone in local mode verifies and sends credentials without setup. Never outside
 # local mode.
@@ -46,6 +49,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     # Each service's settings class declares its own (SETUP_PORT etc. override it).
     default_port: ClassVar[int] = 8000
+    # Whether the service checks the operator's token (every service but the console, which
+    # holds none: it exchanges the one presented at sign-in at setup).
+    checks_operator_token: ClassVar[bool] = True
 
     # Read by every service under fixed names.
     env: Literal["local", "production"] = Field(
@@ -128,6 +134,11 @@ class ServiceSettings(BaseSettings):
         None,
         validation_alias=_fixed("EDGE_ANALYSIS_TOKEN"),
         description="the analysis service's own credential",
+    )
+    console_token: SecretStr | None = Field(
+        None,
+        validation_alias=_fixed("EDGE_CONSOLE_TOKEN"),
+        description="the console's own credential",
     )
     accept_service_token: bool | None = Field(
         None,
@@ -239,8 +250,21 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_required_outside_local(self) -> ServiceSettings:
+        if not self.checks_operator_token:
+            if self.operator_token is not None:
+                log.warning(
+                    "the %s holds no operator token: EDGE_OPERATOR_TOKEN is ignored (remove it "
+                    "from its configuration)",
+                    self.service_name,
+                )
+            self.operator_token = None
+            self.operator_token_sha256 = None
         if self.env == "local":
-            if self.operator_token is None and self.operator_token_sha256 is None:
+            if (
+                self.checks_operator_token
+                and self.operator_token is None
+                and self.operator_token_sha256 is None
+            ):
                 self.operator_token = SecretStr(LOCAL_OPERATOR_TOKEN)
             if self.service_token is None:
                 self.service_token = SecretStr(LOCAL_SERVICE_TOKEN)
@@ -256,7 +280,11 @@ class ServiceSettings(BaseSettings):
                 )
                 if value is not None and len(value.get_secret_value()) < 16
             ]
-            if self.operator_token is None and self.operator_token_sha256 is None:
+            if (
+                self.checks_operator_token
+                and self.operator_token is None
+                and self.operator_token_sha256 is None
+            ):
                 missing.append("EDGE_OPERATOR_TOKEN or EDGE_OPERATOR_TOKEN_SHA256")
             if missing:
                 raise ValueError(
@@ -331,7 +359,7 @@ class ServiceSettings(BaseSettings):
         if self.service_token is None:
             return out
         root = self.service_token.get_secret_value().encode()
-        for name in SERVICE_NAMES:
+        for name in LEGACY_SERVICE_NAMES:
             digest = hmac.new(root, f"service:{name}".encode(), hashlib.sha256).hexdigest()
             out[name] = "svc_" + digest[:40]
         return out

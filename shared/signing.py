@@ -10,6 +10,8 @@ A signed token is ``<body>.<kid>.<signature>``: the Ed25519 signature (base64url
 ``<body>.<kid>``, where ``kid`` names the key (``k`` + 16 hex digits of the SHA-256 of the raw
 public key). Rotation: add a new key first in SETUP_SIGNING_KEY_FILES (new credentials are signed
 with it, the old key still verifies), and drop the old one once its credentials are replaced.
+One credential is retired alone by its serial (shared.credentials): ``KeyRing.revoked``, listed
+by setup on ``GET /keys`` beside the keys.
 """
 
 from __future__ import annotations
@@ -148,8 +150,9 @@ class UnknownKey(Exception):
         self.kid = kid
 
 
-# typing's generics: evaluated when the edge agent imports this on Python 3.8.
-Fetcher = typing.Callable[[], typing.Awaitable[typing.List[Ed25519PublicKey]]]
+# typing's generics: evaluated when the edge agent imports this on Python 3.8. A fetcher answers
+# setup's ``GET /keys`` document (its keys and its revoked serials).
+Fetcher = typing.Callable[[], typing.Awaitable[object]]
 
 
 @dataclass
@@ -160,6 +163,10 @@ class KeyRing:
     signer: Signer | None = None
     fetched: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     fetcher: Fetcher | None = None
+    # Revoked credential serials (shared.credentials) and when each credential expires (unix s):
+    # only ever added to (from setup's GET /keys, its pushes, or setup's own table), an entry
+    # dropped once its credential has expired anyway.
+    revoked: dict[str, int] = field(default_factory=dict)
     _last_fetch: float = 0.0
     _lock: asyncio.Lock | None = None
     _tasks: set[asyncio.Task[bool]] = field(default_factory=set)
@@ -201,15 +208,32 @@ class KeyRing:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def document(self) -> dict[str, list[dict[str, str]]]:
-        """What ``GET /keys`` answers: the public keys, the signing one first."""
+    def is_revoked(self, serial: str) -> bool:
+        return serial in self.revoked
+
+    def revoke(self, entries: typing.Mapping[str, int], now: float | None = None) -> None:
+        """Adds revoked serials ({serial: expires_at}); drops those of expired credentials."""
+        self.revoked.update(entries)
+        moment = time.time() if now is None else now
+        for serial in [s for s, expires in self.revoked.items() if expires <= moment]:
+            del self.revoked[serial]
+
+    def document(self) -> dict[str, typing.Any]:
+        """What ``GET /keys`` answers: the public keys, the signing one first, and the revoked
+        serials of credentials not yet expired."""
         keys = self.keys
         order = sorted(keys, key=lambda kid: kid != (self.signer.kid if self.signer else ""))
+        now = time.time()
         return {
             "keys": [
                 {"kid": kid, "alg": ALGORITHM, "public_key": public_text(keys[kid])}
                 for kid in order
-            ]
+            ],
+            "revoked": [
+                {"serial": serial, "expires_at": expires}
+                for serial, expires in sorted(self.revoked.items())
+                if expires > now
+            ],
         }
 
     def replace_fetched(self, keys: Iterable[Ed25519PublicKey]) -> None:
@@ -230,11 +254,14 @@ class KeyRing:
                     return False
             self._last_fetch = time.monotonic()
             try:
-                keys = await self.fetcher()
+                body = await self.fetcher()
+                keys = keys_from_document(body)
+                revoked = revoked_from_document(body)
             except Exception as exc:
                 log.warning("setup's public keys unavailable, keeping %d: %s", len(self.keys), exc)
                 return False
             self.replace_fetched(keys)
+            self.revoke(revoked)
             return True
 
 
@@ -249,3 +276,10 @@ def keys_from_document(body: object) -> list[Ed25519PublicKey]:
             raise ValueError(f"key id {entry.get('kid')} does not match its key")
         out.append(key)
     return out
+
+
+def revoked_from_document(body: object) -> dict[str, int]:
+    """The revoked serials of a ``GET /keys`` answer ({serial: expires_at}; none listed: {})."""
+    if not isinstance(body, dict):
+        raise ValueError("not a key document: {keys: [...], revoked: [...]} expected")
+    return {str(e["serial"]): int(e["expires_at"]) for e in body.get("revoked") or []}

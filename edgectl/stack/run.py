@@ -404,10 +404,11 @@ class Stack:
     def _service_env(
         self, name: str, env: dict[str, str], secrets: dict[str, str]
     ) -> dict[str, str]:
-        """What one service process gets: setup alone the signing key; every service its own
-        credential signed by setup and setup's public key (it also reads GET /keys); the
-        operator's token only as a SHA-256, except for the console (the operator's own UI); the
-        master the agents' key root. No service but setup can mint a credential."""
+        """What one service process gets: setup alone the signing key; every service (the
+        console too) its own credential signed by setup and setup's public key (it also reads
+        GET /keys); the operator's token only as a SHA-256, and not at all for the console (setup
+        checks what the operator signs in with); the master the agents' key root. No service but
+        setup can mint a credential."""
         from shared.credentials import issue_service_credential
         from shared.signing import Signer, key_id, public_text
 
@@ -418,12 +419,10 @@ class Stack:
         out.update(
             EDGE_PUBLIC_KEYS=f"{key_id(signer.public)}={public_text(signer.public)}",
             EDGE_FETCH_PUBLIC_KEYS="true",
-            EDGE_OPERATOR_TOKEN_SHA256=hashlib.sha256(operator.encode()).hexdigest(),
         )
-        if service == "console":
-            out["EDGE_OPERATOR_TOKEN"] = operator
-        else:
-            out.pop("SETUP_SECRET_KEYS", None)
+        if service != "console":
+            out["EDGE_OPERATOR_TOKEN_SHA256"] = hashlib.sha256(operator.encode()).hexdigest()
+        out.pop("SETUP_SECRET_KEYS", None)
         if service == "setup":
             out["SETUP_SIGNING_KEY_FILES"] = str(self.data_dir / SIGNING_KEY)
             out["SETUP_SECRET_KEYS"] = secrets["SETUP_SECRET_KEYS"]

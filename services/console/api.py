@@ -1,5 +1,6 @@
 """The console's JSON API for its own pages (session cookie; changes need the CSRF header): thin
-routes that call setup, master, optimizer, VMS and analysis with the operator's token."""
+routes that call setup, master, optimizer, VMS and analysis with the session's operator credential
+(services.console.upstream)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ async def live_view(
     nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
     request: Request,
     store: SessionStoreDep,
+    up: UpstreamsDep,
     _: SessionAuth,
     fps: Annotated[float, Query(gt=0, le=10)] = DEFAULT_FPS,
     width: Annotated[int, Query(ge=160, le=1920)] = DEFAULT_WIDTH,
@@ -131,7 +133,7 @@ async def live_view(
     settings = LiveViewSettings(fps=fps, width=width, budget_bps=budget_bps)
     views: LiveViews = request.app.state.live_views
     return StreamingResponse(
-        _while_signed_in(request, store, views.stream(nid, settings)),
+        _while_signed_in(request, store, views.stream(nid, settings, up)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

@@ -25,10 +25,12 @@ from shared.app import create_service_app
 STATIC = Path(__file__).parent / "static"
 
 DESCRIPTION = """
-The operator's web console (open `/` in a browser). Sign in with the operator token: the console
-keeps the session (an httpOnly, SameSite=Strict cookie) and calls setup, master, optimizer, VMS
-and analysis with the operator's token on the session's behalf. The routes below serve its pages;
-a change needs the session's CSRF token in `X-CSRF-Token`.
+The operator's web console (open `/` in a browser). Sign in with the operator token (or an operator
+credential): the console holds no operator credential of its own; setup exchanges what was
+presented for a short-lived operator credential of this session only, revoked at sign-out. The
+console keeps the session (an httpOnly, SameSite=Strict cookie) and calls setup, master,
+optimizer, VMS and analysis with the session's credential. The routes below serve its pages; a
+change needs the session's CSRF token in `X-CSRF-Token`.
 """
 
 SESSION_RULE = {
@@ -127,14 +129,14 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         app.state.upstreams = upstreams
         app.state.live = live
         app.state.live_views = LiveViews(upstreams)
-        store = sessions.SessionStore(settings, app.state.sessionmaker)
+        store = sessions.SessionStore(settings, app.state.sessionmaker, upstreams.setup)
         app.state.sessions = store
         scheduler = AsyncIOScheduler()
         try:
             scheduler.add_job(
                 live.tick, "interval", seconds=settings.live_interval_s, id="live", max_instances=1
             )
-            scheduler.add_job(store.sweep_expired, "interval", minutes=10, id="sweep")
+            scheduler.add_job(store.sweep_expired, "interval", minutes=1, id="sweep")
             scheduler.start()
             yield
         finally:

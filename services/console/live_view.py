@@ -3,7 +3,9 @@ at least one watches, the console renews the edge's live-view request at the mas
 RENEW_S (the master sends it to the edge over MQTT; the edge's YOLO worker then posts frames to the
 VMS until the request's TTL ends) and waits at the VMS for each new frame, handed to every viewer
 as a Server-Sent Event. When the last viewer goes, the request is withdrawn (TTL 0): nothing flows
-when nobody watches.
+when nobody watches. The request is a change at the master: it is sent with the operator
+credential of a viewer's session (the newest viewer's); the frames are reads, with the console's
+own credential.
 
 Events: ``frame`` {seq, edge_seq, jpeg (base64)}; ``status`` {state, detail}: ``waiting`` (asked,
 no frame yet), ``camera_down`` (the edge's worker says its camera gives no frame), ``no_frames``
@@ -34,19 +36,29 @@ SILENT_S = 4.0  # no frame for this long after the request: the edge says nothin
 
 
 @dataclass
+class Viewer:
+    settings: LiveViewSettings
+    up: Upstreams  # as the viewer's session reaches the services
+
+
+@dataclass
 class Watch:
     nid: str
-    viewers: dict[asyncio.Queue[bytes], LiveViewSettings] = field(default_factory=dict)
+    viewers: dict[asyncio.Queue[bytes], Viewer] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
     def settings(self) -> LiveViewSettings:
         """The most any viewer asks for (one upstream serves them all)."""
-        wanted = list(self.viewers.values()) or [LiveViewSettings()]
+        wanted = [v.settings for v in self.viewers.values()] or [LiveViewSettings()]
         return LiveViewSettings(
             fps=max(v.fps for v in wanted),
             width=max(v.width for v in wanted),
             budget_bps=max(v.budget_bps for v in wanted),
         )
+
+    def acting(self) -> Upstreams | None:
+        """The services as the newest viewer's session reaches them."""
+        return next(reversed(self.viewers.values())).up if self.viewers else None
 
     def send(self, event: bytes) -> None:
         for queue in self.viewers:
@@ -62,10 +74,13 @@ class LiveViews:
         self.watches: dict[str, Watch] = {}
         self._stopping: set[asyncio.Task[str | None]] = set()
 
-    async def stream(self, nid: str, settings: LiveViewSettings) -> AsyncIterator[bytes]:
+    async def stream(
+        self, nid: str, settings: LiveViewSettings, up: Upstreams
+    ) -> AsyncIterator[bytes]:
+        """One viewer's events; ``up``: the services as the viewer's session reaches them."""
         watch = self.watches.setdefault(nid, Watch(nid))
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=3)
-        watch.viewers[queue] = settings
+        watch.viewers[queue] = Viewer(settings, up)
         if watch.task is None or watch.task.done():
             watch.task = asyncio.create_task(self._upstream(watch), name=f"live-view-{nid}")
         try:
@@ -78,15 +93,17 @@ class LiveViews:
                 self.watches.pop(nid, None)
                 if watch.task is not None:
                     watch.task.cancel()
-                stop = asyncio.create_task(self._ask(nid, LiveViewSettings(), 0.0))  # at once
+                stop = asyncio.create_task(self._ask(up, nid, LiveViewSettings(), 0.0))  # at once
                 self._stopping.add(stop)
                 stop.add_done_callback(self._stopping.discard)
 
-    async def _ask(self, nid: str, settings: LiveViewSettings, ttl_s: float) -> str | None:
+    async def _ask(
+        self, up: Upstreams, nid: str, settings: LiveViewSettings, ttl_s: float
+    ) -> str | None:
         """The request to the master; the problem, if it could not be passed on."""
         body = LiveViewAsk(ttl_s=ttl_s, **settings.model_dump())
         try:
-            await self.up.master.request(
+            await up.master.request(
                 "POST", f"/edges/{nid}/live-view", json=body.model_dump(), request_timeout=3.0
             )
         except DomainError as exc:
@@ -99,8 +116,8 @@ class LiveViews:
             group.create_task(self._frames(watch))
 
     async def _renew(self, watch: Watch) -> None:
-        while True:
-            problem = await self._ask(watch.nid, watch.settings(), TTL_S)
+        while (up := watch.acting()) is not None:
+            problem = await self._ask(up, watch.nid, watch.settings(), TTL_S)
             if problem:
                 watch.send(sse("status", {"state": "unreachable", "detail": problem}))
             await asyncio.sleep(RENEW_S)

@@ -20,6 +20,8 @@ from services.console.sessions import (
 )
 from services.console.settings import ConsoleSettings, SettingsDep
 from shared.contracts.decisions import Action, Policy
+from shared.db import utcnow
+from shared.errors import DomainError
 
 router = APIRouter(include_in_schema=False)
 
@@ -115,7 +117,8 @@ def _login_page(
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
 <button type="submit">Sign in</button></form>
 <p class="hint">The operator token is EDGE_OPERATOR_TOKEN (with <code>edgectl up</code>: in the
-data folder's <code>secrets.json</code>).</p></section>"""
+data folder's <code>secrets.json</code>); an operator credential (<code>opr_...</code>) also
+signs in.</p></section>"""
     return _page(settings, title="Sign in", body=body, status_code=status_code)
 
 
@@ -138,19 +141,29 @@ async def login(request: Request, settings: SettingsDep, store: SessionStoreDep)
         return _login_page(
             settings, message="Sign in from the console's own page.", status_code=403
         )
-    if not sessions.token_matches(settings, token):
+    try:
+        cookie, session = await store.open(token)
+    except sessions.NotTheOperator:
         return _login_page(
             settings,
             message="That is not the operator token.",
             next_path=next_path,
             status_code=401,
         )
-    cookie, _ = await store.open()
+    except DomainError as exc:  # setup, which checks the token, cannot be asked
+        unavailable = _login_page(
+            settings,
+            message=f"Signing in is not possible now: {exc.message}",
+            next_path=next_path,
+            status_code=503,
+        )
+        unavailable.headers["Retry-After"] = exc.headers.get("Retry-After", "2")
+        return unavailable
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,
         cookie,
-        max_age=settings.session_ttl_s,
+        max_age=max(1, int((session.expires_at - utcnow()).total_seconds())),
         httponly=True,
         samesite="strict",
         # Secure whenever the console is reached over TLS (its own, or a proxy's X-Forwarded-Proto

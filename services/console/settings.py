@@ -20,9 +20,16 @@ class ConsoleSettings(ServiceSettings):
 
     service_name: str = "console"
     default_port: ClassVar[int] = 8080
+    # It holds no operator token (EDGE_OPERATOR_TOKEN is ignored): setup checks the one presented
+    # at sign-in; the console's own credential is EDGE_CONSOLE_TOKEN (or EDGE_CREDENTIAL_FILE).
+    checks_operator_token: ClassVar[bool] = False
 
     session_ttl_s: int = Field(
-        12 * 3600, ge=1, description="a sign-in lasts this long (then the page asks again)"
+        12 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="a sign-in lasts this long (then the page asks again); the session's "
+        "operator credential from setup expires with it",
     )
     cookie_secure: bool = Field(
         False, description="send the session cookie only over https (set behind TLS)"

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from services.setup.ai_packages.router import router as ai_packages
 from services.setup.clusters.router import router as clusters
 from services.setup.conditions.router import router as conditions
+from services.setup.credentials import own_table_loader as own_credential_revocations
 from services.setup.deployments.router import router as deployments
 from services.setup.edges.router import router as edges
 from services.setup.edges.tokens import own_table_loader
@@ -60,4 +61,5 @@ def create_app(settings: SetupSettings | None = None) -> FastAPI:
         settings, app.state.metrics_registry, enabled=settings.notify_master
     )
     app.state.revocation_loader = own_table_loader  # its own table, not a call to itself
+    app.state.credential_revocation_loader = own_credential_revocations
     return app

@@ -180,3 +180,23 @@ class LegacyRequest(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     outcome: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CredentialRevocation(Base):
+    """A signed credential (shared.credentials) revoked alone, by its serial: listed on
+    ``GET /keys`` until the credential would have expired anyway (then pruned)."""
+
+    __tablename__ = "credential_revocations"
+    serial: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # the credential's, unix s
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OperatorSession(Base):
+    """An operator credential setup issued to the console for one sign-in (``POST
+    /operator/sessions``): the console may revoke these, and only these, by serial."""
+
+    __tablename__ = "operator_sessions"
+    serial: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -359,11 +359,18 @@ def test_no_data_a_service_down_and_an_expired_session_each_say_so(stack, browse
     from tests.helpers.processes import Proc, edgectl, wait_http
 
     port = free_port()
+    # Its own credential, issued by the stack's setup (a console holds no operator token).
+    r = httpx.post(
+        f"{stack.urls['setup']}/credentials",
+        json={"service": "console", "ttl_days": 1},
+        headers=stack.headers,
+    )
+    assert r.status_code == 201, r.text
     env = dict(__import__("os").environ)
     env.update(
         EDGE_ENV="production",
         EDGE_DATABASE_URL=stack.database_url.replace("postgresql://", "postgresql+asyncpg://"),
-        EDGE_OPERATOR_TOKEN=stack.token,
+        EDGE_CONSOLE_TOKEN=r.json()["token"],
         EDGE_SERVICE_TOKEN="console-test-service-token-0123",
         EDGE_EDGE_TOKEN_SECRET="console-test-edge-secret-012345",
         EDGE_SETUP_URL=stack.urls["setup"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -17,17 +17,30 @@ import pytest
 from services.console.app import create_app
 from shared import migrations
 from tests.conftest import running_app
-from tests.helpers.env import OPERATOR_TOKEN, free_port, service_env, settings_for
+from tests.helpers.env import OPERATOR_TOKEN, console_env, free_port, service_env, settings_for
 from tests.helpers.processes import start_service
 
 CHANGES = {"post", "put", "patch", "delete"}
 
 
+@pytest.fixture(scope="module")
+def setup_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Setup as a process: it checks what the operator signs in with (the console holds no
+    operator token)."""
+    port = free_port()
+    env = service_env(database_url, SETUP_NOTIFY_MASTER="false")
+    proc = start_service("setup", env=env, port=port, tmp_path=tmp_path_factory.mktemp("setup"))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
-async def console(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def console(database_url: str, setup_url: str) -> AsyncIterator[httpx.AsyncClient]:
     await asyncio.to_thread(migrations.upgrade, "services.console", database_url)
-    app = create_app(settings_for("console", database_url, live_interval_s=60))
-    async with running_app(app) as client:
+    settings = settings_for("console", database_url, live_interval_s=60, setup_url=setup_url)
+    async with running_app(create_app(settings)) as client:
         yield client
 
 
@@ -140,13 +153,13 @@ async def test_a_node_id_is_validated_before_it_goes_upstream(console):
         assert r.json()["error"]["field"] == "nid", r.text
 
 
-async def test_signing_out_ends_the_open_live_streams_within_a_second(db, tmp_path):
+async def test_signing_out_ends_the_open_live_streams_within_a_second(db, setup_url, tmp_path):
     """The console as a process (a real streaming connection): a fleet stream opened by a session
     ends with ``event: expired`` within a second of that session's sign-out, while it is quiet."""
     port = free_port()
     proc = start_service(
         "console",
-        env=service_env(db, CONSOLE_LIVE_INTERVAL_S="60"),
+        env=console_env(db, CONSOLE_LIVE_INTERVAL_S="60", EDGE_SETUP_URL=setup_url),
         port=port,
         tmp_path=tmp_path,
     )

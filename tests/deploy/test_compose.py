@@ -349,7 +349,8 @@ def test_service_settings_load_from_the_compose_environment(compose, service_nam
     """What the container would see (.env + its own credential file, made by `edgectl
     credentials bundle`, + environment:) builds the service's Settings in production mode: values
     parse, the secrets check passes, the port is the one published; the operator's token is
-    checked by its hash, held by the console only; setup alone has the signing key."""
+    checked by its hash, held by no service (the console neither holds nor checks it); setup
+    alone has the signing key."""
     from edgectl.credentials_cmd import write_bundle
 
     [service] = [s for svc, s in serve_services(compose).values() if svc == service_name]
@@ -369,12 +370,33 @@ def test_service_settings_load_from_the_compose_environment(compose, service_nam
         settings = settings_class(service_name)(port=int(cf.option(service["command"], "--port")))
     assert settings.env == "production"
     assert settings.migrate_on_start is False
-    assert settings.operator_digest() == shared["EDGE_OPERATOR_TOKEN_SHA256"]
-    assert (settings.operator_token is not None) == (service_name == "console")
+    assert "EDGE_OPERATOR_TOKEN" not in env and settings.operator_token is None
+    if service_name == "console":
+        assert settings.operator_digest() is None
+    else:
+        assert settings.operator_digest() == shared["EDGE_OPERATOR_TOKEN_SHA256"]
     assert (settings.signer() is not None) == (service_name == "setup")
-    if service_name != "console":
-        assert settings.own_credential().startswith(f"svc_{service_name}.")
+    assert settings.own_credential().startswith(f"svc_{service_name}.")
     assert settings.port == settings_class(service_name).default_port
+
+
+def test_the_bundle_gives_the_operator_token_to_no_service(tmp_path):
+    """`edgectl credentials bundle`: the operator's token in operator.env only; a bundle of
+    before (its console.env held the token) is split, the token kept."""
+    import hashlib
+
+    from edgectl.credentials_cmd import BUNDLE_SERVICES, write_bundle
+
+    old = "operator-token-of-an-older-bundle-0123"
+    (tmp_path / "console.env").write_text(f"EDGE_OPERATOR_TOKEN={old}\n")
+    shared = write_bundle(tmp_path)
+    assert cf.read_env_file(tmp_path / "operator.env") == {"EDGE_OPERATOR_TOKEN": old}
+    assert shared["EDGE_OPERATOR_TOKEN_SHA256"] == hashlib.sha256(old.encode()).hexdigest()
+    for name in BUNDLE_SERVICES:
+        values = cf.read_env_file(tmp_path / f"{name}.env")
+        assert old not in values.values() and "EDGE_OPERATOR_TOKEN" not in values, name
+        assert values[f"EDGE_{name.upper()}_TOKEN"].startswith(f"svc_{name}."), name
+    assert write_bundle(tmp_path) == shared  # a second run keeps everything
 
 
 # --- secrets -------------------------------------------------------------------------------

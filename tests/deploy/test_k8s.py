@@ -301,18 +301,18 @@ def test_service_settings_load_from_the_manifests(service_name, tmp_path):
     assert settings.env == "production"
     assert settings.migrate_on_start is False
     assert urllib.parse.urlsplit(settings.database_url).hostname == f"postgres.{PLATFORM_NS}.svc"
-    # No root: the operator's token by its hash (the console alone holds it), the service's own
-    # credential from its own Secret, no signing key but setup's.
+    # No root: the operator's token by its hash (the console holds nothing of it), the service's
+    # own credential from its own Secret, no signing key but setup's.
     assert settings.service_token is None and settings.edge_token_secret is None
+    assert "EDGE_OPERATOR_TOKEN" not in env and settings.operator_token is None
     tokens = example_secret_data()["edge-platform-tokens"]
-    assert settings.operator_digest() == tokens["operator-token-sha256"] or (
-        service_name == "console"
-    )
-    assert (settings.operator_token is not None) == (service_name == "console")
+    if service_name == "console":
+        assert settings.operator_digest() is None
+    else:
+        assert settings.operator_digest() == tokens["operator-token-sha256"]
     assert (settings.signer() is not None) == (service_name == "setup")
-    if service_name != "console":
-        own = example_secret_data()[f"edge-credential-{service_name}"]["credential"]
-        assert settings.own_credential() == own
+    own = example_secret_data()[f"edge-credential-{service_name}"]["credential"]
+    assert settings.own_credential() == own
 
 
 def test_database_url_matches_the_in_cluster_postgres():
@@ -356,7 +356,7 @@ def test_every_secret_reference_resolves_and_example_secrets_are_marked():
     secret_names = {"EDGE_DATABASE_URL"}.union(
         *(env_names(settings_class(s), secrets_only=True) for s in SERVICE_NAMES)
     )
-    assert {"EDGE_OPERATOR_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
+    assert {"EDGE_OPERATOR_TOKEN", "EDGE_CONSOLE_TOKEN", "MASTER_REGISTRY_PASSWORD"} <= secret_names
     for _workload, container in platform_containers():
         for var in container.get("env") or []:
             if var["name"] in secret_names:

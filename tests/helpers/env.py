@@ -66,12 +66,14 @@ def credentials_env() -> dict[str, str]:
         # The public key is given: no test service reads another's (possibly a neighbour's) setup.
         "EDGE_FETCH_PUBLIC_KEYS": "false",
     }
-    env.update({f"EDGE_{name.upper()}_TOKEN": service_credential(name) for name in SERVICES})
+    env.update({f"EDGE_{name.upper()}_TOKEN": service_credential(name) for name in CREDENTIALED})
     return env
 
 
 ADMIN_URL = os.environ.get("EDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("setup", "master", "optimizer", "vms", "analysis")
+# The services with a credential of their own (the console's: its sessions at setup, and reads).
+CREDENTIALED = (*SERVICES, "console")
 
 
 def free_port() -> int:
@@ -101,6 +103,14 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def console_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The console's process environment: its own credential, no operator token (setup checks
+    the one presented at sign-in)."""
+    env = service_env(database_url, **extra)
+    env.pop("EDGE_OPERATOR_TOKEN")
+    return env
+
+
 def settings_for(service: str, database_url: str, **overrides):
     """The service's Settings object as a test builds its in-process app."""
     cls = settings_class(f"services.{service}.settings")
@@ -115,8 +125,10 @@ def settings_for(service: str, database_url: str, **overrides):
         log_format="text",
         public_keys=PUBLIC_KEYS,
         fetch_public_keys=False,
-        **{f"{name}_token": service_credential(name) for name in SERVICES},
+        **{f"{name}_token": service_credential(name) for name in CREDENTIALED},
     )
+    if service == "console":
+        del values["operator_token"]  # it holds none
     if service == "setup":
         values["secret_keys"] = SETUP_SECRET_KEY
         values["signing_key_files"] = SIGNING_KEY_FILE

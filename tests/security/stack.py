@@ -17,7 +17,7 @@ import pytest
 
 from shared import migrations
 from tests.helpers.database import create_database, drop_database
-from tests.helpers.env import free_port, service_env
+from tests.helpers.env import console_env, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, start_service
 
 SERVICES = ("setup", "master", "vms", "optimizer")
@@ -86,7 +86,8 @@ def _services(
     procs: list[Proc] = []
     try:
         for name in names:
-            env = service_env(database_url, **common, **extra[name])
+            starter = console_env if name == "console" else service_env
+            env = starter(database_url, **common, **extra[name])
             procs.append(start_service(name, env=env, port=ports[name], tmp_path=tmp))
         if analysis:
             env = service_env(database_url, **extra["analysis"])

@@ -42,13 +42,16 @@ from tests.helpers.env import (
 )
 from tests.helpers.processes import start_service
 
-VERIFIERS = ("master", "optimizer", "vms", "analysis")
+# Every service but setup; the console holds no operator token either (setup exchanges the one
+# presented at sign-in for a short-lived credential: tests/security/test_console_credentials.py).
+VERIFIERS = ("master", "optimizer", "vms", "analysis", "console")
 
 
 def _settings(service: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     """The service's settings exactly as its process reads them from ``env``."""
     for name in list(os.environ):
-        if name.startswith(("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_")):
+        prefixes = ("EDGE_", "SETUP_", "MASTER_", "VMS_", "OPTIMIZER_", "ANALYSIS_", "CONSOLE_")
+        if name.startswith(prefixes):
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -87,6 +90,7 @@ def test_no_service_but_setup_can_mint_a_credential(tmp_path, monkeypatch):
         assert "SETUP_SIGNING_KEY_FILES" not in env
         assert not any(k in env for k in ("EDGE_SERVICE_TOKEN", "EDGE_EDGE_TOKEN_SECRET"))
         assert "EDGE_OPERATOR_TOKEN" not in env
+        assert secrets["EDGE_OPERATOR_TOKEN"] not in env.values() and held.operator_token is None
         values = [v for v in env.values() if v]
         values += held.secret_values()
         for value in values:

@@ -23,8 +23,8 @@ from edge_ai.agent.settings import AgentSettings
 from edgectl.stack.embedded_mqtt import EmbeddedMqtt, _mosquitto
 from shared import migrations
 from shared.mqtt import parse_broker_url
-from tests.helpers.env import OPERATOR, OPERATOR_TOKEN, free_port, service_env
-from tests.helpers.processes import REPO, Proc, edgectl
+from tests.helpers.env import OPERATOR, OPERATOR_TOKEN, console_env, free_port, service_env
+from tests.helpers.processes import REPO, Proc, edgectl, start_service
 
 
 def _edgectl(*args: str) -> str:
@@ -133,11 +133,20 @@ async def test_setup_over_https_verified_by_clients_and_by_the_agent(db, pki, tm
 @pytest.mark.timeout(120)
 async def test_the_console_cookie_is_secure_over_tls(database_url, pki, tmp_path):
     await asyncio.to_thread(migrations.upgrade, "services.console", database_url)
-    proc, url = _serve_tls("console", database_url, pki, tmp_path)
+    # Setup checks what the operator signs in with (the console holds no operator token).
+    setup_port = free_port()
+    setup = start_service(
+        "setup",
+        env=service_env(database_url, SETUP_NOTIFY_MASTER="false"),
+        port=setup_port,
+        tmp_path=tmp_path,
+    )
+    setup_url = f"http://127.0.0.1:{setup_port}"
+    proc, url = _serve_tls("console", database_url, pki, tmp_path, EDGE_SETUP_URL=setup_url)
     plain_port = free_port()
     plain = Proc(
         edgectl("serve", "console", "--port", str(plain_port)),
-        env=service_env(database_url),
+        env=console_env(database_url, EDGE_SETUP_URL=setup_url),
         log_path=tmp_path / "console-plain.log",
     )
     try:
@@ -168,6 +177,7 @@ async def test_the_console_cookie_is_secure_over_tls(database_url, pki, tmp_path
     finally:
         proc.stop()
         plain.stop()
+        setup.stop()
 
 
 @pytest.mark.skipif(_mosquitto() is None, reason="mosquitto is not installed")
