@@ -128,6 +128,8 @@ class NodeDirectory:
         setup's news (other new nodes, names, time zones) arrives too."""
         if nid in self.nids or (self._learning is not None and not self._learning.done()):
             return
+        if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
+            return  # refreshed lately: the task would return at once (no task per request)
         self._learning = asyncio.create_task(self._refresh_on_miss(), name="vms-nodes-learn")
 
     async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
