@@ -142,15 +142,20 @@ class NodeDirectory:
     async def nid_for_username(self, username: str) -> str | None:
         """The field's usage payload names the device, not the node: map the device's login name
         (an edge's ``device_login`` in setup), an edge name or a nid to a nid."""
-        for _ in range(2):
-            if username in self.device_logins:
-                return self.device_logins[username]
-            if username in self.names:
-                return self.names[username]
-            if username in self.nids:
-                return username
-            if _ == 0:
-                await self._refresh_on_miss()
+        nid = self.nid_for_username_now(username)
+        if nid is None:
+            await self._refresh_on_miss()
+            nid = self.nid_for_username_now(username)
+        return nid
+
+    def nid_for_username_now(self, username: str) -> str | None:
+        """``nid_for_username`` from what the VMS knows now (no refresh on a miss)."""
+        if username in self.device_logins:
+            return self.device_logins[username]
+        if username in self.names:
+            return self.names[username]
+        if username in self.nids:
+            return username
         return None
 
 
