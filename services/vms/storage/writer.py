@@ -211,21 +211,27 @@ def _observation_rows(records: list[Record]) -> list[str]:
     return [orjson.dumps(rows[kind]).decode() for kind in KINDS]
 
 
+def _detections_row(row: tuple) -> tuple:
+    """COPY sends the detections' JSON columns as text."""
+    fields = list(row)
+    for i in _JSON_COLUMNS:
+        fields[i] = orjson.dumps(fields[i]).decode()
+    return tuple(fields)
+
+
 async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+    by_kind: dict[str, list[Record]] = {}
     for r in records:
-        row = ROW_OF[r.kind](r)
-        if r.kind == "detections":
-            fields = list(row)
-            for i in _JSON_COLUMNS:
-                fields[i] = orjson.dumps(fields[i]).decode()
-            row = tuple(fields)
-        rows[r.kind].append(row)
-    for kind, kind_rows in rows.items():
-        if kind_rows:
-            await conn.copy_records_to_table(
-                kind, records=kind_rows, columns=COLUMNS[kind], schema_name="vms"
-            )
+        by_kind.setdefault(r.kind, []).append(r)
+    for kind in KINDS:
+        if kind not in by_kind:
+            continue
+        rows = list(map(ROW_OF[kind], by_kind[kind]))  # the rows out in C, no call per record
+        if kind == "detections":
+            rows = [_detections_row(row) for row in rows]
+        await conn.copy_records_to_table(
+            kind, records=rows, columns=COLUMNS[kind], schema_name="vms"
+        )
 
 
 async def write_batch(
