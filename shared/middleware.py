@@ -5,10 +5,12 @@ Pure ASGI (not BaseHTTPMiddleware) because the VMS ingest path is hot.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -36,6 +38,30 @@ class HttpMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.service = service
+        # The labelled series a request lands on, found once per (method, route, status):
+        # ``labels()`` costs a few microseconds a call, on every request of every service.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.latency.labels(self.service, method, route),
+            )
+            self._series[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(elapsed)
+
+
+# Request ids: a random prefix per process and a counter (unique, and no uuid4 per request, whose
+# os.urandom is a system call).
+_RID_PREFIX = os.urandom(4).hex()
+_RID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_RID_PREFIX}{next(_RID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def _route_template(scope) -> str:
@@ -63,18 +89,26 @@ class RequestContextMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_limits = body_limits or {}
+        self._limits: dict[str, int] = {}  # by path, bounded: paths come from clients
 
     def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.body_limits.items():
-            if path.startswith(prefix):
-                return limit
-        return self.max_body_bytes
+        limit = self._limits.get(path)
+        if limit is not None:
+            return limit
+        limit = next(
+            (n for prefix, n in self.body_limits.items() if path.startswith(prefix)),
+            self.max_body_bytes,
+        )
+        if len(self._limits) >= 1024:
+            self._limits.clear()
+        self._limits[path] = limit
+        return limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_request_id()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -94,9 +128,6 @@ class RequestContextMiddleware:
     ) -> None:
         limit = self._limit_for(scope["path"])
         declared = headers.get(b"content-length")
-        too_large = PayloadTooLarge(
-            f"request body is over the limit of {limit} bytes", field="body"
-        )
         over_declared = declared is not None and declared.isdigit() and int(declared) > limit
         body_check = BodyCheck.for_content_type(headers.get(b"content-type", b""))
         refusal: list[DomainError] = []  # set once: the answer the client gets
@@ -108,18 +139,23 @@ class RequestContextMiddleware:
                 refusal.append(error)
             return refusal[0]
 
+        def too_large() -> DomainError:  # built when needed only (most requests are not)
+            return refuse(
+                PayloadTooLarge(f"request body is over the limit of {limit} bytes", field="body")
+            )
+
         async def checked_receive():
             nonlocal received
             if refusal:
                 raise refusal[0]  # the app asks again after a refusal: never read on
             if over_declared:
-                raise refuse(too_large)
+                raise too_large()
             message = await receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > limit:
-                    raise refuse(too_large)
+                    raise too_large()
                 if body_check is not None:
                     body_check.feed(chunk)
                     if not message.get("more_body", False):
@@ -156,9 +192,7 @@ class RequestContextMiddleware:
     def _observe(self, scope, started: float, status: int) -> None:
         elapsed = time.perf_counter() - started
         route = _route_template(scope)
-        m = self.metrics
-        m.requests.labels(m.service, scope["method"], route, str(status)).inc()
-        m.latency.labels(m.service, scope["method"], route).observe(elapsed)
+        self.metrics.observe(scope["method"], route, status, elapsed)
         if route not in ("/healthz", "/readyz", "/metrics"):
             log.debug(
                 "%s %s -> %s in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000

@@ -6,8 +6,11 @@ one-commit-per-record one.
 Creates its own database on the local Postgres (EDGE_BENCH_ADMIN_URL, default
 postgresql://postgres@127.0.0.1:5432/postgres), migrates the VMS schema, then for each target
 starts the server (uvicorn, same settings for all), warms it up, drives it with wrk for
-``--duration`` seconds and reads wrk's figures. Afterwards it counts, per target, the rows in
-vms.usage: every acknowledged record must be there. Prints one table side by side.
+``--duration`` seconds and reads wrk's figures. ``copy`` is /batch's baseline: no server, no
+HTTP, the leanest bulk write there is (asyncpg's ``copy_records_to_table`` of ready-made rows
+into the same table), from ``--workers`` processes with ``--batch-connections`` connections in
+all and ``--batch-size`` rows a COPY. Afterwards it counts, per target, the rows in vms.usage:
+every acknowledged record must be there. Prints one table side by side.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from services.vms.records import ROW_OF, UsageRecord  # noqa: E402
+from services.vms.storage.writer import COLUMNS  # noqa: E402
 from shared import migrations  # noqa: E402
 from shared.edge_tokens import issue_edge_token  # noqa: E402
 
@@ -244,6 +249,67 @@ async def count_markers(url: str) -> dict[str, int]:
         await conn.close()
 
 
+def _copy_rows(marker: str, size: int) -> list[tuple]:
+    """``size`` ready-made vms.usage rows (the columns of services.vms.records.UsageRecord)."""
+    now = datetime.now(UTC)
+    data = json.loads(usage_body(marker))
+    record = UsageRecord(
+        "0x0000",
+        now,
+        now,
+        float(data["cpu"]),
+        float(data["memory"]),
+        data["func"],
+        data["username"],
+        data["code"],
+        data["message"],
+        True,
+        True,
+    )
+    return [ROW_OF["usage"](record)] * size
+
+
+async def _copy_for(dsn: str, marker: str, size: int, connections: int, seconds: float) -> int:
+    """COPY ``size`` rows at a time on ``connections`` connections for ``seconds``: rows stored."""
+    rows = _copy_rows(marker, size)
+    columns = list(COLUMNS["usage"])
+    stored = 0
+    deadline = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal stored
+        conn = await asyncpg.connect(dsn)
+        try:
+            while time.monotonic() < deadline:
+                await conn.copy_records_to_table(
+                    "usage", records=rows, columns=columns, schema_name="vms"
+                )
+                stored += size
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+    return stored
+
+
+def _copy_process(args: tuple[str, str, int, int, float]) -> tuple[int, float]:
+    started = time.perf_counter()
+    stored = asyncio.run(_copy_for(*args))
+    return stored, time.perf_counter() - started
+
+
+def run_copy(url: str, marker: str, *, size: int, connections: int, workers: int, seconds: float):
+    """The raw COPY baseline from ``workers`` processes (like the servers' worker processes)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    per = [connections // workers + (1 if i < connections % workers else 0) for i in range(workers)]
+    jobs = [(dsn, marker, size, n, seconds) for n in per if n]
+    with ProcessPoolExecutor(len(jobs)) as pool:
+        done = list(pool.map(_copy_process, jobs))
+    return sum(n for n, _ in done), max(t for _, t in done)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,7 +334,7 @@ def main() -> int:
     )
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument(
-        "--only", default="noop,naive,naive-raw,usage,batch", help="comma list of targets"
+        "--only", default="noop,naive,naive-raw,usage,batch,copy", help="comma list of targets"
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -362,6 +428,31 @@ def main() -> int:
                 )
             finally:
                 vms.stop()
+        if "copy" in only:
+            print(
+                f"  copy: {args.duration}s of raw asyncpg COPY, {args.batch_connections} "
+                f"connections, {args.batch_size} rows a COPY ...",
+                flush=True,
+            )
+            run_copy(
+                url,
+                "warm-copy",
+                size=args.batch_size,
+                connections=args.batch_connections,
+                workers=args.workers,
+                seconds=args.warmup,
+            )
+            copied = Result("copy", "bench-copy", args.batch_size)
+            stored, copied.seconds = run_copy(
+                url,
+                "bench-copy",
+                size=args.batch_size,
+                connections=args.batch_connections,
+                workers=args.workers,
+                seconds=args.duration,
+            )
+            copied.requests = stored // args.batch_size
+            results.append(copied)
         found = asyncio.run(count_markers(url))
         for r in results:
             if r.marker:
@@ -385,9 +476,10 @@ def print_table(results: list[Result], args, load_after: float) -> None:
     for r in results:
         found = "-" if r.found is None else str(r.found)
         reqs = r.requests / r.seconds if r.seconds else 0
+        p50, p99 = (f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}") if r.name != "copy" else ("-", "-")
         print(
-            f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {r.p50_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.non_2xx:>8} "
+            f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {p50:>8} "
+            f"{p99:>8} {r.non_2xx:>8} "
             f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}"
         )
     print()
@@ -410,7 +502,11 @@ def print_table(results: list[Result], args, load_after: float) -> None:
     if "batch" in by:
         print(
             f"/batch: {by['batch'].records_per_s:,.0f} records/s in requests of {args.batch_size}"
-            "  (target >= 50,000)"
+        )
+    if "batch" in by and "copy" in by and by["copy"].records_per_s:
+        print(
+            f"/batch vs raw asyncpg COPY ({by['copy'].records_per_s:,.0f} records/s): "
+            f"{by['batch'].records_per_s / by['copy'].records_per_s:6.1%}   (target >= 50%)"
         )
     for r in results:
         if r.found is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -64,27 +65,50 @@ class IngestMetrics:
             registry=registry,
         )
         self._conditions: dict[str, str] = {}
-        self._nodes: set[str] = set()
+        # Per node: its last report's time and its series, each found once (``labels()`` costs a
+        # few microseconds, on every committed record) and made when first set.
         self._last: dict[str, float] = {}
+        self._series: dict[str, dict[Gauge, Any]] = {}
 
     def observe_nodes(self, records: Iterable[Record]) -> None:
-        """The per-node gauges from committed records (``records.Record``)."""
+        """The per-node gauges from committed records (``records.Record``): each node's gauges
+        are set once per batch, to what the batch leaves them at (its newest report's time, its
+        last usage and condition)."""
+        newest: dict[str, float] = {}
+        usage: dict[str, UsageRecord] = {}
+        conditions: dict[str, str] = {}
         for r in records:
-            if r.nid not in self._nodes:
-                if len(self._nodes) >= MAX_NODE_SERIES:
-                    continue
-                self._nodes.add(r.nid)
             stamp = r.ts.timestamp()
-            if stamp > self._last.get(r.nid, 0.0):
-                self._last[r.nid] = stamp
-                self.node_last_report.labels(r.nid).set(stamp)
+            if stamp > newest.get(r.nid, 0.0):
+                newest[r.nid] = stamp
             if isinstance(r, UsageRecord):
-                self.node_cpu.labels(r.nid).set(float(r.cpu))
-                self.node_memory.labels(r.nid).set(float(r.memory))
+                usage[r.nid] = r
             elif isinstance(r, EnvironmentRecord) and r.condition:
-                condition = r.condition
-                old = self._conditions.get(r.nid)
+                conditions[r.nid] = r.condition
+        for nid, stamp in newest.items():
+            series = self._series.get(nid)
+            if series is None:
+                if len(self._series) >= MAX_NODE_SERIES:
+                    continue
+                series = self._series[nid] = {}
+            if stamp > self._last.get(nid, 0.0):
+                self._last[nid] = stamp
+                self._gauge(series, self.node_last_report, nid).set(stamp)
+            last_usage = usage.get(nid)
+            if last_usage is not None:
+                self._gauge(series, self.node_cpu, nid).set(float(last_usage.cpu))
+                self._gauge(series, self.node_memory, nid).set(float(last_usage.memory))
+            condition = conditions.get(nid)
+            if condition is not None:
+                old = self._conditions.get(nid)
                 if old is not None and old != condition:
-                    self.node_condition.remove(r.nid, old)
-                self._conditions[r.nid] = condition
-                self.node_condition.labels(r.nid, condition).set(1)
+                    self.node_condition.remove(nid, old)
+                self._conditions[nid] = condition
+                self.node_condition.labels(nid, condition).set(1)
+
+    @staticmethod
+    def _gauge(series: dict[Gauge, Any], gauge: Gauge, nid: str) -> Any:
+        child = series.get(gauge)
+        if child is None:
+            child = series[gauge] = gauge.labels(nid)
+        return child

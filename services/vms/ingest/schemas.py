@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 # Field devices send "4" or 4, "0000" or 0: both are the same code (coerce_numbers_to_str below).
 # No NUL: Postgres refuses it in text and JSON (the shared request layer refuses it in JSON and
@@ -20,11 +27,25 @@ def _no_nul(value: str) -> str:
     return value
 
 
-StrLike = Annotated[str, AfterValidator(_no_nul)]
+# Each string carries its length or pattern inside its type, before the NUL rule: a length given
+# in Field() on top of a validated type is checked by a Python function per field and per record
+# (pydantic cannot move it into the native string check under a function validator).
+_NoNul = AfterValidator(_no_nul)
+NodeIdText = Annotated[str, StringConstraints(min_length=1, max_length=32), _NoNul]
+Text16 = Annotated[str, StringConstraints(max_length=16), _NoNul]
+Text32 = Annotated[str, StringConstraints(max_length=32), _NoNul]
+Text100 = Annotated[str, StringConstraints(max_length=100), _NoNul]
+Text500 = Annotated[str, StringConstraints(max_length=500), _NoNul]
+Name16 = Annotated[str, StringConstraints(min_length=1, max_length=16), _NoNul]
+Name40 = Annotated[str, StringConstraints(min_length=1, max_length=40), _NoNul]
+Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64), _NoNul]
+Name100 = Annotated[str, StringConstraints(min_length=1, max_length=100), _NoNul]
+Digits8 = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}$"), _NoNul]
+Digits6 = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$"), _NoNul]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # The columns these go to are 32-bit integers.
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
-ClassName = Annotated[StrLike, Field(min_length=1, max_length=64)]
+ClassName = Name64  # a class name (a key of counts)
 
 
 def _aware(value: datetime) -> datetime:
@@ -57,20 +78,19 @@ class UsageIn(_Payload):
         }
     )
 
-    code: StrLike | None = Field(None, max_length=16, examples=["0000"])
-    message: StrLike | None = Field(None, max_length=500, examples=["success"])
-    username: StrLike | None = Field(None, max_length=100, examples=["edge-master-01-1129"])
+    code: Text16 | None = Field(None, examples=["0000"])
+    message: Text500 | None = Field(None, examples=["success"])
+    username: Text100 | None = Field(None, examples=["edge-master-01-1129"])
     cpu: Number = Field(
         ge=0, le=1000, description="CPU use in percent (may exceed 100 on several cores)"
     )
     memory: Number = Field(ge=0, le=100, description="memory use in percent")
-    func: StrLike | None = Field(
+    func: Text32 | None = Field(
         None,
-        max_length=32,
         description="the running variant, e.g. SUNNY (the field's first program sends none)",
     )
     # Extensions: the node id (devices that know it) and the sample's time (agents that buffer).
-    nid: StrLike | None = Field(None, min_length=1, max_length=32)
+    nid: NodeIdText | None = Field(None)
     ts: datetime | None = None
 
     @field_validator("ts")
@@ -88,12 +108,10 @@ class EnvironmentIn(_Payload):
         }
     )
 
-    nid: StrLike = Field(min_length=1, max_length=32, examples=["0x01"])
-    date: StrLike = Field(pattern=r"^[0-9]{8}$", description="yyyymmdd", examples=["20240808"])
-    time: StrLike = Field(pattern=r"^[0-9]{6}$", description="hhmmss", examples=["142503"])
-    result: StrLike = Field(
-        min_length=1, max_length=16, description="the class code the AI computed", examples=["2"]
-    )
+    nid: NodeIdText = Field(examples=["0x01"])
+    date: Digits8 = Field(description="yyyymmdd", examples=["20240808"])
+    time: Digits6 = Field(description="hhmmss", examples=["142503"])
+    result: Name16 = Field(description="the class code the AI computed", examples=["2"])
 
     @field_validator("time", mode="before")
     @classmethod
@@ -111,7 +129,7 @@ class InferenceMs(_Payload):
 
 
 class Detection(_Payload):
-    class_: StrLike = Field(alias="class", min_length=1, max_length=64)
+    class_: Name64 = Field(alias="class")
     class_id: Int32 | None = None
     confidence: Number = Field(ge=0, le=1)
     box: list[Number] = Field(min_length=4, max_length=4, description="[x1, y1, x2, y2]")
@@ -145,10 +163,10 @@ class DetectionsIn(_Payload):
         }
     )
 
-    nid: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x01"])
+    nid: NodeIdText | None = Field(None, examples=["0x01"])
     ts: datetime = Field(examples=["2026-11-22T03:00:00.123Z"])
-    model: StrLike = Field(min_length=1, max_length=100, examples=["yolov8n"])
-    model_version: StrLike = Field(min_length=1, max_length=40, examples=["01"])
+    model: Name100 = Field(examples=["yolov8n"])
+    model_version: Name40 = Field(examples=["01"])
     fps: Number = Field(ge=0, le=10_000)
     frames: Int32
     inference_ms: InferenceMs | None = None
@@ -158,7 +176,7 @@ class DetectionsIn(_Payload):
     below_threshold: Int32 = 0
     frames_sent_up: Int32 = 0
     # The helper edge that analysed this node's camera during an overload hand-off.
-    analysed_by: StrLike | None = Field(None, min_length=1, max_length=32, examples=["0x02"])
+    analysed_by: NodeIdText | None = Field(None, examples=["0x02"])
     # What keeps failing on the edge (the worker reports after YOLO_FAILURE_REPORT_S): its camera
     # gives no frame; the analysis service refuses its uploads (429, 5xx) or cannot be reached.
     # Kept in the node's state for the optimizer's fallbacks.

@@ -32,6 +32,15 @@ class Rejected(Invalid):
         self.status_code = status
 
 
+class _NeedsDirectory(Exception):
+    """Building a record synchronously stopped where its node must be looked up (asking setup or
+    the optimizer's hand-offs): ``IngestService.build`` awaits the look-up and builds again."""
+
+    def __init__(self, payload_nid: str | None, username: str | None, analysed_by: str | None):
+        super().__init__()
+        self.payload_nid, self.username, self.analysed_by = payload_nid, username, analysed_by
+
+
 def _prefixed(prefix: str, field: str | None) -> str:
     if not prefix:
         return field or "body"
@@ -83,7 +92,7 @@ class IngestService:
             raise Rejected(text, field=_prefixed(prefix, first["field"]), reason="invalid") from exc
 
     # -- node identity -----------------------------------------------------------------------
-    async def resolve_node(
+    def resolve_now(
         self,
         principal: Principal,
         payload_nid: str | None,
@@ -92,15 +101,17 @@ class IngestService:
         legacy: bool,
         prefix: str = "",
         analysed_by: str | None = None,
-    ) -> tuple[str, bool, bool]:
-        """(nid, known, authenticated) of the record, or a 4xx."""
+    ) -> tuple[str, bool, bool] | None:
+        """(nid, known, authenticated) of the record, a 4xx, or None when the answer needs a
+        look-up that waits (``resolve_node``): the common cases (an edge's own token, a node the
+        directory knows) never wait."""
         if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
             raise Unauthorized()
         if principal.kind == "edge":
             assert principal.nid is not None
             if payload_nid is not None and payload_nid != principal.nid:
                 if analysed_by is not None:
-                    return await self._helped_node(principal.nid, payload_nid, analysed_by, prefix)
+                    return None  # a helper's summary: the hand-off is asked (_helped_node)
                 self.metrics.rejects.labels("nid_mismatch").inc()
                 raise Forbidden(
                     f"the token is node {principal.nid}'s, the payload says {payload_nid}",
@@ -114,20 +125,48 @@ class IngestService:
         if payload_nid is not None:
             known = self.directory.known_now(payload_nid)
             if known is None:
-                known = await self.directory.is_known(payload_nid)
+                return None
             return self._unknown_policy(payload_nid, known, "nid", prefix, authenticated)
         if username is not None:
-            nid = await self.directory.nid_for_username(username)
-            if nid is not None:
-                return nid, True, authenticated
-            # A device login name (edge-master-01-1129) setup does not know: stored under the name
-            # as reported, flagged unknown, for an operator to map; never refused.
-            return username[:32], False, authenticated
+            nid = self.directory.nid_for_username_now(username)
+            return (nid, True, authenticated) if nid is not None else None
         raise Rejected(
             "the node is unknown: send nid (or username) or use the edge's token",
             field=_prefixed(prefix, "nid"),
             reason="no_node",
         )
+
+    async def resolve_node(
+        self,
+        principal: Principal,
+        payload_nid: str | None,
+        username: str | None,
+        *,
+        legacy: bool,
+        prefix: str = "",
+        analysed_by: str | None = None,
+    ) -> tuple[str, bool, bool]:
+        """(nid, known, authenticated) of the record, or a 4xx."""
+        found = self.resolve_now(
+            principal, payload_nid, username, legacy=legacy, prefix=prefix, analysed_by=analysed_by
+        )
+        if found is not None:
+            return found
+        if principal.kind == "edge":
+            assert principal.nid is not None and payload_nid is not None
+            assert analysed_by is not None
+            return await self._helped_node(principal.nid, payload_nid, analysed_by, prefix)
+        authenticated = principal.kind != "anonymous"
+        if payload_nid is not None:
+            known = await self.directory.is_known(payload_nid)
+            return self._unknown_policy(payload_nid, known, "nid", prefix, authenticated)
+        assert username is not None
+        nid = await self.directory.nid_for_username(username)
+        if nid is not None:
+            return nid, True, authenticated
+        # A device login name (edge-master-01-1129) setup does not know: stored under the name as
+        # reported, flagged unknown, for an operator to map; never refused.
+        return username[:32], False, authenticated
 
     async def _helped_node(
         self, token_nid: str, payload_nid: str, analysed_by: str, prefix: str
@@ -219,20 +258,72 @@ class IngestService:
         prefix: str = "",
         now: datetime | None = None,
     ) -> Record:
+        """The record, built without waiting unless its node must be looked up."""
+        try:
+            return self.build_now(principal, kind, data, legacy=legacy, prefix=prefix, now=now)
+        except _NeedsDirectory as need:
+            node = await self.resolve_node(
+                principal,
+                need.payload_nid,
+                need.username,
+                legacy=False if kind == "detections" else legacy,
+                prefix=prefix,
+                analysed_by=need.analysed_by,
+            )
+        return self.build_now(
+            principal, kind, data, legacy=legacy, prefix=prefix, now=now, node=node
+        )
+
+    def build_now(
+        self,
+        principal: Principal,
+        kind: str,
+        data: Any,
+        *,
+        legacy: bool,
+        prefix: str = "",
+        now: datetime | None = None,
+        node: tuple[str, bool, bool] | None = None,
+    ) -> Record:
+        """The record; ``_NeedsDirectory`` when its node needs a look-up that waits (``node``:
+        that look-up's answer)."""
         payload = self.validate(kind, data, prefix)
         now = now or datetime.now(UTC)
         if kind == "usage":
-            return await self._usage(principal, payload, now, legacy, prefix)
+            return self._usage(principal, payload, now, legacy, prefix, node)
         if kind == "environment":
-            return await self._environment(principal, payload, now, legacy, prefix)
-        return await self._detections(principal, payload, now, prefix)
+            return self._environment(principal, payload, now, legacy, prefix, node)
+        return self._detections(principal, payload, now, prefix, node)
 
-    async def _usage(
-        self, principal: Principal, p: UsageIn, now: datetime, legacy: bool, prefix: str
-    ) -> Record:
-        nid, known, auth = await self.resolve_node(
-            principal, p.nid, p.username, legacy=legacy, prefix=prefix
+    def _node(
+        self,
+        principal: Principal,
+        node: tuple[str, bool, bool] | None,
+        payload_nid: str | None,
+        username: str | None,
+        legacy: bool,
+        prefix: str,
+        analysed_by: str | None = None,
+    ) -> tuple[str, bool, bool]:
+        if node is not None:
+            return node
+        found = self.resolve_now(
+            principal, payload_nid, username, legacy=legacy, prefix=prefix, analysed_by=analysed_by
         )
+        if found is None:
+            raise _NeedsDirectory(payload_nid, username, analysed_by)
+        return found
+
+    def _usage(
+        self,
+        principal: Principal,
+        p: UsageIn,
+        now: datetime,
+        legacy: bool,
+        prefix: str,
+        node: tuple[str, bool, bool] | None,
+    ) -> Record:
+        nid, known, auth = self._node(principal, node, p.nid, p.username, legacy, prefix)
         ts = p.ts or now
         self._check_ts(ts, now, "ts", prefix)
         # Positional, in UsageRecord's (the table's) order: keywords cost more per record.
@@ -250,12 +341,16 @@ class IngestService:
             known,
         )
 
-    async def _environment(
-        self, principal: Principal, p: EnvironmentIn, now: datetime, legacy: bool, prefix: str
+    def _environment(
+        self,
+        principal: Principal,
+        p: EnvironmentIn,
+        now: datetime,
+        legacy: bool,
+        prefix: str,
+        node: tuple[str, bool, bool] | None,
     ) -> Record:
-        nid, known, auth = await self.resolve_node(
-            principal, p.nid, None, legacy=legacy, prefix=prefix
-        )
+        nid, known, auth = self._node(principal, node, p.nid, None, legacy, prefix)
         zone, assumed = self.zone_for(nid)
         ts = self._field_ts(p, prefix, zone)
         self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
@@ -271,8 +366,13 @@ class IngestService:
             known,
         )
 
-    async def _detections(
-        self, principal: Principal, p: DetectionsIn, now: datetime, prefix: str
+    def _detections(
+        self,
+        principal: Principal,
+        p: DetectionsIn,
+        now: datetime,
+        prefix: str,
+        node: tuple[str, bool, bool] | None,
     ) -> Record:
         if len(p.detections) > self.settings.detections_max_items:
             raise Rejected(
@@ -281,14 +381,8 @@ class IngestService:
                 reason="too_many",
             )
         self._check_ts(p.ts, now, "ts", prefix)
-        nid, known, auth = await self.resolve_node(
-            principal,
-            p.nid,
-            None,
-            legacy=False,
-            prefix=prefix,
-            analysed_by=str(p.analysed_by) if p.analysed_by is not None else None,
-        )
+        analysed_by = str(p.analysed_by) if p.analysed_by is not None else None
+        nid, known, auth = self._node(principal, node, p.nid, None, False, prefix, analysed_by)
         boxes = [
             {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box}
             for d in p.detections
@@ -378,16 +472,16 @@ class IngestService:
                         field=f"{prefix}.kind",
                         reason="invalid",
                     )
-                good.append(
-                    await self.build(
-                        principal,
-                        kind,
-                        item.get("data"),
-                        legacy=False,
-                        prefix=f"{prefix}.data",
-                        now=now,
+                data, where = item.get("data"), f"{prefix}.data"
+                try:
+                    record = self.build_now(
+                        principal, kind, data, legacy=False, prefix=where, now=now
                     )
-                )
+                except _NeedsDirectory:
+                    record = await self.build(
+                        principal, kind, data, legacy=False, prefix=where, now=now
+                    )
+                good.append(record)
                 results.append({"index": index, "status": "stored"})
             except (Rejected, Forbidden) as exc:
                 self.metrics.rejects.labels(getattr(exc, "reason", "forbidden")).inc()

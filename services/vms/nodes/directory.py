@@ -128,6 +128,8 @@ class NodeDirectory:
         setup's news (other new nodes, names, time zones) arrives too."""
         if nid in self.nids or (self._learning is not None and not self._learning.done()):
             return
+        if time.monotonic() - self._last_nodes_refresh < self.settings.nodes_miss_refresh_s:
+            return  # refreshed lately: the task would return at once (no task per request)
         self._learning = asyncio.create_task(self._refresh_on_miss(), name="vms-nodes-learn")
 
     async def is_known(self, nid: str, *, from_token: bool = False) -> bool:
@@ -140,15 +142,20 @@ class NodeDirectory:
     async def nid_for_username(self, username: str) -> str | None:
         """The field's usage payload names the device, not the node: map the device's login name
         (an edge's ``device_login`` in setup), an edge name or a nid to a nid."""
-        for _ in range(2):
-            if username in self.device_logins:
-                return self.device_logins[username]
-            if username in self.names:
-                return self.names[username]
-            if username in self.nids:
-                return username
-            if _ == 0:
-                await self._refresh_on_miss()
+        nid = self.nid_for_username_now(username)
+        if nid is None:
+            await self._refresh_on_miss()
+            nid = self.nid_for_username_now(username)
+        return nid
+
+    def nid_for_username_now(self, username: str) -> str | None:
+        """``nid_for_username`` from what the VMS knows now (no refresh on a miss)."""
+        if username in self.device_logins:
+            return self.device_logins[username]
+        if username in self.names:
+            return self.names[username]
+        if username in self.nids:
+            return username
         return None
 
 

@@ -70,7 +70,13 @@ def _build_sql(with_observations: bool) -> str:
             f"FROM jsonb_array_elements(${next(params)}::jsonb) AS e)"
         )
     state_cols = ", ".join(c for c, _ in STATE_COLUMNS)
-    state_arrays = ", ".join(f"${next(params)}::{t}[]" for _, t in STATE_COLUMNS)
+    # The proposed rows travel as one JSON array of arrays too (one typed array per column costs
+    # the client a type check per element); a JSON null is SQL NULL in every column.
+    state_casts = ", ".join(
+        f"NULLIF(e->{i}, 'null'::jsonb) AS {c}" if t == "jsonb" else f"(e->>{i})::{t} AS {c}"
+        for i, (c, t) in enumerate(STATE_COLUMNS)
+    )
+    state_rows = f"SELECT {state_casts} FROM jsonb_array_elements(${next(params)}::jsonb) AS e"
     threshold = f"${next(params)}::float8"
     aux = "(excluded.batch_aux->>'{}')::float8"
     usage_new = (
@@ -132,7 +138,7 @@ def _build_sql(with_observations: bool) -> str:
         "state AS (INSERT INTO vms.node_state AS n "
         f"({state_cols}, updated_at, condition_changed_at) "
         f"SELECT s.*, now(), CASE WHEN s.condition IS NOT NULL THEN now() END "
-        f"FROM unnest({state_arrays}) AS s({state_cols}) ORDER BY s.nid "
+        f"FROM ({state_rows}) AS s ORDER BY s.nid "
         f"ON CONFLICT (nid) DO UPDATE SET {', '.join(sets)} "
         "RETURNING n.nid, n.condition, n.previous_condition, "
         "n.condition_since, n.low_confidence_share, "
@@ -153,7 +159,7 @@ STATE_SQL = _build_sql(with_observations=False)
 COPY_FROM_RECORDS = 256
 
 
-def _aux(node: NodeBatch) -> str:
+def _aux(node: NodeBatch) -> dict[str, Any]:
     aux: dict[str, Any] = {"all_same": node.all_same}
     for name, e in (
         ("cpu", node.cpu_avg),
@@ -162,10 +168,11 @@ def _aux(node: NodeBatch) -> str:
     ):
         if e is not None:
             aux[f"{name}_decay"], aux[f"{name}_contrib"] = e.decay, e.contrib
-    return orjson.dumps(aux).decode()
+    return aux
 
 
-def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]:
+def _state_rows(nodes: dict[str, NodeBatch], now: datetime) -> str:
+    """The proposed node_state rows (STATE_COLUMNS' order), in nid order, as one JSON array."""
     rows = []
     for nid in sorted(nodes):
         n = nodes[nid]
@@ -188,12 +195,12 @@ def _state_arrays(nodes: dict[str, NodeBatch], now: datetime) -> list[list[Any]]
                 n.run_since,
                 n.previous,
                 n.detections_at,
-                orjson.dumps(n.detections).decode() if n.detections is not None else None,
+                n.detections,
                 n.low_confidence.fresh if n.low_confidence else None,
                 _aux(n),
             )
         )
-    return [list(column) for column in zip(*rows, strict=True)]
+    return orjson.dumps(rows).decode()
 
 
 def _observation_rows(records: list[Record]) -> list[str]:
@@ -204,21 +211,27 @@ def _observation_rows(records: list[Record]) -> list[str]:
     return [orjson.dumps(rows[kind]).decode() for kind in KINDS]
 
 
+def _detections_row(row: tuple) -> tuple:
+    """COPY sends the detections' JSON columns as text."""
+    fields = list(row)
+    for i in _JSON_COLUMNS:
+        fields[i] = orjson.dumps(fields[i]).decode()
+    return tuple(fields)
+
+
 async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+    by_kind: dict[str, list[Record]] = {}
     for r in records:
-        row = ROW_OF[r.kind](r)
-        if r.kind == "detections":
-            fields = list(row)
-            for i in _JSON_COLUMNS:
-                fields[i] = orjson.dumps(fields[i]).decode()
-            row = tuple(fields)
-        rows[r.kind].append(row)
-    for kind, kind_rows in rows.items():
-        if kind_rows:
-            await conn.copy_records_to_table(
-                kind, records=kind_rows, columns=COLUMNS[kind], schema_name="vms"
-            )
+        by_kind.setdefault(r.kind, []).append(r)
+    for kind in KINDS:
+        if kind not in by_kind:
+            continue
+        rows = list(map(ROW_OF[kind], by_kind[kind]))  # the rows out in C, no call per record
+        if kind == "detections":
+            rows = [_detections_row(row) for row in rows]
+        await conn.copy_records_to_table(
+            kind, records=rows, columns=COLUMNS[kind], schema_name="vms"
+        )
 
 
 async def write_batch(
@@ -235,12 +248,12 @@ async def write_batch(
     threshold = settings.low_confidence_share
     if len(records) < COPY_FROM_RECORDS:
         rows = await conn.fetch(
-            WRITE_SQL, *_observation_rows(records), *_state_arrays(nodes, now), threshold
+            WRITE_SQL, *_observation_rows(records), _state_rows(nodes, now), threshold
         )
     else:
         async with conn.transaction():
             await _copy(conn, records)
-            rows = await conn.fetch(STATE_SQL, *_state_arrays(nodes, now), threshold)
+            rows = await conn.fetch(STATE_SQL, _state_rows(nodes, now), threshold)
     return _events(rows, nodes, records, settings)
 
 
