@@ -412,13 +412,18 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         out["baseline_sample"] = min(baseline_edges, n)
         opt.close()
 
-        # The JSON baseline of a whole-read cycle: an optimizer reading JSON, its first cycle.
+        # The JSON baseline of a whole-read cycle: an optimizer reading JSON (every resync whole),
+        # its second cycle.
         procs.pop().stop()
         json_port = free_port()
         procs.append(
             start_service(
                 "optimizer",
-                env=service_env(url, OPTIMIZER_SOURCE_FORMAT="json", **{**optimizer_env, **common}),
+                env=service_env(
+                    url,
+                    OPTIMIZER_SOURCE_FORMAT="json",
+                    **{**optimizer_env, "OPTIMIZER_FULL_REFRESH_EVERY": "1", **common},
+                ),
                 port=json_port,
                 tmp_path=tmp,
                 timeout=120,

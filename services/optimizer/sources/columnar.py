@@ -6,6 +6,7 @@ frames sent up) are computed over whole columns."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,6 +27,13 @@ from shared.contracts import columnar
 
 def _values(table: pa.Table, name: str) -> list[Any]:
     return table.column(name).to_pylist()  # type: ignore[no-any-return]
+
+
+def _times(table: pa.Table, name: str) -> list[datetime | None]:
+    """A timestamp column as aware datetimes (UTC). Through numpy: pyarrow's own conversion
+    makes a time zone object per value (seconds for a whole fleet)."""
+    naive = table.column(name).to_numpy().tolist()  # microseconds; null -> None
+    return [None if t is None else t.replace(tzinfo=UTC) for t in naive]
 
 
 def _shared(table: pa.Table, name: str) -> list[Any]:
@@ -122,7 +130,7 @@ def nodes_read(body: bytes) -> NodesRead:
             _values(n, "memory_avg"),
             _values(n, "low_confidence_share"),
             share.to_pylist(),
-            _values(n, "last_seen"),
+            _times(n, "last_seen"),
             _values(n, "stale"),
             _values(n, "analysed_by"),
             _values(n, "source_unavailable"),
