@@ -26,7 +26,7 @@ from shared.contracts import columnar
 
 
 def _values(table: pa.Table, name: str) -> list[Any]:
-    return table.column(name).to_pylist()  # type: ignore[no-any-return]
+    return table.column(name).to_pylist()
 
 
 def _times(table: pa.Table, name: str) -> list[datetime | None]:

@@ -284,7 +284,7 @@ async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     connection = await session.connection()
     await connection.execute(text("SELECT 1"))
     raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    driver: asyncpg.Connection = raw.driver_connection
     if not driver.is_in_transaction():
         raise RuntimeError("the bulk write needs the request's transaction")
     return driver

@@ -114,7 +114,7 @@ async def _json_ids(session: AsyncSession, stmt: Select) -> str:
     return (await session.execute(wrapped)).scalar_one()
 
 
-Selects = dict[str, Select[Any]]
+Selects = dict[str, Select[*tuple[Any, ...]]]
 
 
 def snapshot_selects(

@@ -87,8 +87,8 @@ async def snapshot(
             "generated_at": now.isoformat(),
             "silent_cluster_ids": orjson.loads(silent_ids),
         }
-        body = await asyncio.to_thread(_arrow_body, columns, meta)
-        return Response(body, media_type=columnar.ARROW_STREAM)
+        arrow = await asyncio.to_thread(_arrow_body, columns, meta)
+        return Response(arrow, media_type=columnar.ARROW_STREAM)
     parts = await repository.snapshot_parts(session, selects)
     parts["silent_cluster_ids"] = silent_ids
     parts["conditions"] = orjson.dumps(mapping).decode()
