@@ -6,14 +6,20 @@ or unsure, as in a steady fleet), setup and the VMS as real processes, the optim
 
 Figures:
 - sources: GET /fleet/snapshot and GET /nodes/state whole (a cold cycle's read) and with ?since=
-  after a churn of --churn of the nodes and deployments (a steady cycle's read);
-- in memory: parse + index of the whole answers, folding the incremental answers into the mirror,
-  and the pure decide (the policies, no I/O) on the seeded state (acting on its mismatches);
+  after a churn of --churn of the nodes and deployments (a steady cycle's read), each in JSON
+  (the baseline) and in the Arrow form (Accept: application/vnd.apache.arrow.stream), timed in
+  turn in the same run;
+- in memory: parse + index of the whole answers (JSON, and Arrow read column by column), folding
+  the incremental answers into the mirror, and the pure decide (the policies, no I/O) on the
+  seeded state (acting on its mismatches);
 - the optimizer's own whole-fleet cycles, fetch to recorded, with the runner's breakdown:
   cold (whole read at start, acting on the seeded mismatches), then steady ones (0 operations)
   reading incrementally after a churn of --churn, after every node reported (100 % of the VMS
   rows changed, --churn of the deployments), and a steady one reading whole
-  (OPTIMIZER_FULL_REFRESH_EVERY=4: every 4th resync);
+  (OPTIMIZER_FULL_REFRESH_EVERY=4: every 4th resync); the optimizer reads Arrow (its default),
+  and a second one reading JSON (OPTIMIZER_SOURCE_FORMAT=json, every resync whole) is started
+  after it: its second cycle, a whole read with nothing to do, is the JSON baseline of "steady,
+  whole read";
 - change-to-decision: an environment result posted to the VMS -> the VMS's event -> the optimizer
   -> the changed desired deployment visible in setup (p50/p90 over --changes changes);
 - baseline, the field's way: per edge, GET the edge, its deployments, each deployment's AI and the
@@ -31,18 +37,22 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import orjson
+import psutil
 
 from services.optimizer.engine.cycle import decide
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.context import CycleInput
 from services.optimizer.model.state import FleetState
+from services.optimizer.sources.columnar import fleet_read, nodes_read
 from shared import migrations
+from shared.contracts.columnar import ARROW_STREAM
 from shared.edge_tokens import issue_edge_token
 from tests.helpers.database import asyncpg_url, create_database, drop_database
 from tests.helpers.env import OPERATOR, SERVICE, SIGNER, free_port, service_env
@@ -120,11 +130,34 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
 
-def timed_get(client: httpx.Client, path: str, **params) -> tuple[float, bytes]:
+ARROW = {"Accept": ARROW_STREAM}
+
+
+def timed_get(
+    client: httpx.Client, path: str, headers: dict[str, str] | None = None, **params
+) -> tuple[float, bytes]:
     t = time.perf_counter()
-    r = client.get(path, params=params or None)
+    r = client.get(path, params=params or None, headers=headers)
     r.raise_for_status()
     return time.perf_counter() - t, r.content
+
+
+def best_of(n: int, reads: dict[str, Callable[[], tuple[float, bytes]]]) -> dict[str, tuple]:
+    """Each read ``n`` times, in turn (JSON and Arrow side by side under the same load): the
+    fastest time and the body."""
+    best: dict[str, tuple] = {}
+    for _ in range(n):
+        for key, read in reads.items():
+            dt, body = read()
+            if key not in best or dt < best[key][0]:
+                best[key] = (dt, body)
+    return best
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the service's uvicorn), MB."""
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 1e6
 
 
 async def churn(url: str, share: float, node_share: float | None = None) -> None:
@@ -156,6 +189,23 @@ def wait_cycle(opt: httpx.Client, since: str | None, timeout: float = 300) -> di
     raise TimeoutError("no cycle finished")
 
 
+def first_cycle(opt: httpx.Client, timeout: float = 300) -> dict:
+    """The first cycle an optimizer ran (at start), or, while the last one's lease runs out,
+    the first one it ran through POST /cycle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = opt.get("/control").json().get("last_cycle")
+        if last and "timings_ms" in last:
+            return last
+        if last and last.get("skipped"):
+            time.sleep(1)
+            r = opt.post("/cycle")
+            if r.status_code == 200 and "timings_ms" in r.json():
+                return r.json()
+        time.sleep(0.05)
+    raise TimeoutError("no cycle finished")
+
+
 def baseline(setup: httpx.Client, vms: httpx.Client, n_edges: int, sample: int) -> float:
     """The field's way: one HTTP look-up after another for each edge, then a comparison."""
     t = time.perf_counter()
@@ -177,7 +227,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
     name = f"edgebench_reconcile_{n}_{uuid.uuid4().hex[:6]}"
     url = asyncio.run(create_database(name))
     procs = []
-    out: dict = {"edges": n}
+    out: dict = {"edges": n, "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
     try:
         for svc in ("setup", "vms", "optimizer"):
             migrations.upgrade(f"services.{svc}", url)
@@ -224,19 +274,33 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         time.sleep(
             6
         )  # the seeded rows are older than the 5 s overlap of the incremental reads below
-        snap_times, node_times = [], []
-        for _ in range(3):
-            dt, snap_body = timed_get(setup, "/fleet/snapshot")
-            snap_times.append(dt)
-            dt, nodes_body = timed_get(vms, "/nodes/state", include_silent="false")
-            node_times.append(dt)
-        out["snapshot_s"], out["snapshot_mb"] = min(snap_times), len(snap_body) / 1e6
-        out["nodes_s"], out["nodes_mb"] = min(node_times), len(nodes_body) / 1e6
+        whole = best_of(
+            3,
+            {
+                "snapshot": lambda: timed_get(setup, "/fleet/snapshot"),
+                "snapshot_arrow": lambda: timed_get(setup, "/fleet/snapshot", ARROW),
+                "nodes": lambda: timed_get(vms, "/nodes/state", include_silent="false"),
+                "nodes_arrow": lambda: timed_get(
+                    vms, "/nodes/state", ARROW, include_silent="false"
+                ),
+            },
+        )
+        for key, (dt, body) in whole.items():
+            out[f"{key}_s"], out[f"{key}_mb"] = dt, len(body) / 1e6
+        snap_body, nodes_body = whole["snapshot"][1], whole["nodes"][1]
 
         t = time.perf_counter()
         snapshot, nodes_answer = orjson.loads(snap_body), orjson.loads(nodes_body)
         state = FleetState.from_wire(snapshot, nodes_answer["items"])
         out["parse_build_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        arrow_state = FleetState.from_read(
+            fleet_read(whole["snapshot_arrow"][1]), nodes_read(whole["nodes_arrow"][1])
+        )
+        out["parse_build_arrow_s"] = time.perf_counter() - t
+        assert len(arrow_state.deployments) == len(state.deployments)
+        assert len(arrow_state.nodes) == len(state.nodes)
+        del arrow_state, whole
 
         # A steady cycle's read: what changed since the last answers (minus the 5 s overlap).
         time.sleep(6)
@@ -247,16 +311,24 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         nodes_since = (
             datetime.fromisoformat(nodes_answer["generated_at"]) - timedelta(seconds=5)
         ).isoformat()
-        inc_snap, inc_nodes = [], []
-        for _ in range(3):
-            dt, isnap_body = timed_get(setup, "/fleet/snapshot", since=snap_since)
-            inc_snap.append(dt)
-            dt, inodes_body = timed_get(
-                vms, "/nodes/state", include_silent="false", since=nodes_since
-            )
-            inc_nodes.append(dt)
-        out["inc_snapshot_s"], out["inc_snapshot_mb"] = min(inc_snap), len(isnap_body) / 1e6
-        out["inc_nodes_s"], out["inc_nodes_mb"] = min(inc_nodes), len(inodes_body) / 1e6
+        inc = best_of(
+            3,
+            {
+                "inc_snapshot": lambda: timed_get(setup, "/fleet/snapshot", since=snap_since),
+                "inc_snapshot_arrow": lambda: timed_get(
+                    setup, "/fleet/snapshot", ARROW, since=snap_since
+                ),
+                "inc_nodes": lambda: timed_get(
+                    vms, "/nodes/state", include_silent="false", since=nodes_since
+                ),
+                "inc_nodes_arrow": lambda: timed_get(
+                    vms, "/nodes/state", ARROW, include_silent="false", since=nodes_since
+                ),
+            },
+        )
+        for key, (dt, body) in inc.items():
+            out[f"{key}_s"], out[f"{key}_mb"] = dt, len(body) / 1e6
+        isnap_body, inodes_body = inc["inc_snapshot"][1], inc["inc_nodes"][1]
         t = time.perf_counter()
         delta, delta_nodes = orjson.loads(isnap_body), orjson.loads(inodes_body)["items"]
         counts = state.apply_changes(delta, delta_nodes)
@@ -278,21 +350,20 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
 
         # The optimizer as a process: its first resync runs at start (cold: whole read, acts), then
         # resyncs through POST /cycle; a whole read every 4th.
+        optimizer_env = dict(
+            OPTIMIZER_RESYNC_SECONDS="3600",
+            OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
+            OPTIMIZER_OVERLOAD__WINDOW_S="0",
+            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
+            OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
+            OPTIMIZER_SOURCE_TIMEOUT_S="300",
+            OPTIMIZER_DEBOUNCE_MS="2",
+            OPTIMIZER_FULL_REFRESH_EVERY="4",
+        )
         procs.append(
             start_service(
                 "optimizer",
-                env=service_env(
-                    url,
-                    OPTIMIZER_RESYNC_SECONDS="3600",
-                    OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
-                    OPTIMIZER_OVERLOAD__WINDOW_S="0",
-                    OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
-                    OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
-                    OPTIMIZER_SOURCE_TIMEOUT_S="300",
-                    OPTIMIZER_DEBOUNCE_MS="2",
-                    OPTIMIZER_FULL_REFRESH_EVERY="4",
-                    **common,
-                ),
+                env=service_env(url, **optimizer_env, **common),
                 port=opt_port,
                 tmp_path=tmp,
                 timeout=120,
@@ -314,6 +385,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         out["steady_all_nodes"] = resync()
         out["steady_whole"] = resync()  # the 4th resync: a whole read
         out["churn"] = churn_share
+        out["rss_mb"] = rss_mb(procs[-1].pid)
 
         # Change to decision: SUNNY edges (monitoring class 01, weather not shared) turn RAINY.
         conn_rows = asyncio.run(_sunny_edges(url, changes))
@@ -338,7 +410,35 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
         out["change_latencies"] = latencies
         out["baseline_s"] = baseline(setup, vms, n, min(baseline_edges, n))
         out["baseline_sample"] = min(baseline_edges, n)
-        for client in (setup, vms, opt):
+        opt.close()
+
+        # The JSON baseline of a whole-read cycle: an optimizer reading JSON (every resync whole),
+        # its second cycle.
+        procs.pop().stop()
+        json_port = free_port()
+        procs.append(
+            start_service(
+                "optimizer",
+                env=service_env(
+                    url,
+                    OPTIMIZER_SOURCE_FORMAT="json",
+                    **{**optimizer_env, "OPTIMIZER_FULL_REFRESH_EVERY": "1", **common},
+                ),
+                port=json_port,
+                tmp_path=tmp,
+                timeout=120,
+            )
+        )
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{json_port}", headers=OPERATOR, timeout=600
+        ) as json_opt:
+            first_cycle(json_opt)
+            r = json_opt.post("/cycle")  # a whole read (every resync reads whole)
+            r.raise_for_status()
+            out["whole_json"] = r.json()
+        out["rss_json_mb"] = rss_mb(procs[-1].pid)
+        out["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        for client in (setup, vms):
             client.close()
     finally:
         for p in reversed(procs):
@@ -370,6 +470,7 @@ CYCLES = (
     ("steady", "steady, churn"),
     ("steady_all_nodes", "steady, all nodes reported"),
     ("steady_whole", "steady, whole read"),
+    ("whole_json", "whole read, JSON (baseline)"),
 )
 
 
@@ -377,21 +478,24 @@ def report(r: dict) -> None:
     n, churn_pct = r["edges"], r["churn"] * 100
     print(f"\n=== {n:,} edges ({2 * n:,} deployments), seeded in {r['seed_s']:.1f} s")
     print(
-        f"sources, whole        GET /fleet/snapshot   {ms(r['snapshot_s'])}  "
-        f"({r['snapshot_mb']:.1f} MB)"
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average at start {' '.join(r['loadavg'])}, "
+        f"at end {' '.join(r['loadavg_end'])}"
     )
+    for label, key, what in (
+        ("sources, whole        ", "snapshot", "GET /fleet/snapshot"),
+        ("                      ", "nodes", "GET /nodes/state   "),
+        ("sources, ?since=      ", "inc_snapshot", "GET /fleet/snapshot"),
+        ("                      ", "inc_nodes", "GET /nodes/state   "),
+    ):
+        print(
+            f"{label}{what}   JSON {ms(r[key + '_s'])} ({r[key + '_mb']:7.2f} MB)   "
+            f"Arrow {ms(r[key + '_arrow_s'])} ({r[key + '_arrow_mb']:7.2f} MB)"
+        )
+    print(f"  (?since= after a {churn_pct:g} % churn)")
     print(
-        f"                      GET /nodes/state      {ms(r['nodes_s'])}  ({r['nodes_mb']:.1f} MB)"
+        f"in memory             parse + index (whole) JSON {ms(r['parse_build_s'])}   "
+        f"Arrow {ms(r['parse_build_arrow_s'])}"
     )
-    print(
-        f"sources, ?since=      GET /fleet/snapshot   {ms(r['inc_snapshot_s'])}  "
-        f"({r['inc_snapshot_mb']:.2f} MB)  after a {churn_pct:g} % churn"
-    )
-    print(
-        f"                      GET /nodes/state      {ms(r['inc_nodes_s'])}  "
-        f"({r['inc_nodes_mb']:.2f} MB)"
-    )
-    print(f"in memory             parse + index (whole) {ms(r['parse_build_s'])}")
     c = r["apply_counts"]
     print(
         f"                      fold changes in       {ms(r['apply_s'])}  "
@@ -416,6 +520,10 @@ def report(r: dict) -> None:
             f"[fetch {t['fetch']:.0f}, load {t['load']:.0f}, decide {t['decide']:.0f}, "
             f"write {t['write']:.0f}, record {t['record']:.0f}]  ({read})"
         )
+    print(
+        f"optimizer RSS: {r['rss_mb']:.0f} MB (Arrow, after its cycles), "
+        f"{r['rss_json_mb']:.0f} MB (JSON, after one whole read)"
+    )
     lat = sorted(r["change_latencies"])
     if lat:
         p90 = lat[min(len(lat) - 1, int(len(lat) * 0.9))]

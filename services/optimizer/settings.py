@@ -8,7 +8,7 @@ OPTIMIZER_OVERLOAD__ENABLED=false, OPTIMIZER_FOCUS__CLASSES='["person"]'. The AP
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -56,6 +56,11 @@ class OptimizerSettings(ServiceSettings):
     # Sources.
     source_timeout_s: float = Field(
         60.0, gt=0, description="timeout of the snapshot calls to setup and the VMS"
+    )
+    source_format: Literal["arrow", "json"] = Field(
+        "arrow",
+        description="how the fleet snapshot and node states are read: Arrow IPC (compact, "
+        "columnar; a source that answers JSON is read as JSON) or JSON",
     )
     analysis_url: str = Field(
         "",

@@ -34,7 +34,13 @@ from services.optimizer.metrics import OptimizerMetrics
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.context import CycleInput, RouteState
 from services.optimizer.model.plan import DecisionRecord, Planned
-from services.optimizer.model.state import Deployment, FleetState, deployment_from_wire, parse_ts
+from services.optimizer.model.state import (
+    Deployment,
+    FleetRead,
+    FleetState,
+    NodesRead,
+    deployment_from_wire,
+)
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
@@ -46,8 +52,7 @@ from shared.contracts.decisions import (
     RemoveOp,
     UpdateOp,
 )
-from shared.contracts.fleet import DesiredState, FleetSnapshot, ObservedState
-from shared.contracts.nodes import NodeStates
+from shared.contracts.fleet import DesiredState, ObservedState
 from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError
 from shared.logging import log_fields
@@ -408,7 +413,7 @@ class DecisionRunner:
         """An event's edges, fresh from both sources, into the mirror."""
         wanted_nids = {fleet.edges[i].nid for i in ids if i in fleet.edges}
         snapshot, nodes = await asyncio.gather(
-            self.setup.snapshot(ids), self.vms.nodes(wanted_nids)
+            self.setup.snapshot(ids), self.vms.state(wanted_nids)
         )
         fleet.replace_edges(ids, snapshot, nodes)
 
@@ -424,38 +429,36 @@ class DecisionRunner:
             and (every == 0 or self._incrementals < every - 1)
         ):
             overlap = timedelta(seconds=self.settings.since_overlap_s)
-            snapshot, answer = await asyncio.gather(
+            snapshot, nodes = await asyncio.gather(
                 self.setup.snapshot(since=marks[0] - overlap),
                 self.vms.state(since=marks[1] - overlap),
             )
-            nodes = answer["items"]
-            changed = len(snapshot["edges"]) + len(snapshot["deployments"]) + len(nodes)
+            changed = len(snapshot.edges) + len(snapshot.deployments) + len(nodes.nodes)
             if changed > 2000:
-                counts = await asyncio.to_thread(fleet.apply_changes, snapshot, nodes)
+                counts = await asyncio.to_thread(fleet.apply_read, snapshot, nodes)
             else:
-                counts = fleet.apply_changes(snapshot, nodes)
-            self._marks = self._marks_of(snapshot, answer)
+                counts = fleet.apply_read(snapshot, nodes)
+            self._marks = self._marks_of(snapshot, nodes)
             self._incrementals += 1
             self._last_refresh = {"kind": "incremental", **counts}
             return fleet
-        snapshot, answer = await asyncio.gather(self.setup.snapshot(), self.vms.state())
-        fleet = self.fleet = await asyncio.to_thread(
-            FleetState.from_wire, snapshot, answer["items"]
-        )
-        self._marks = self._marks_of(snapshot, answer)
+        # Both sources at once; each answer is decoded into objects as it arrives.
+        snapshot, nodes = await asyncio.gather(self.setup.snapshot(), self.vms.state())
+        fleet = self.fleet = await asyncio.to_thread(FleetState.from_read, snapshot, nodes)
+        self._marks = self._marks_of(snapshot, nodes)
         self._incrementals = 0
         self._last_refresh = {
             "kind": "full",
             "edges": len(fleet.edges),
             "deployments": len(fleet.deployments),
-            "nodes": len(answer["items"]),
+            "nodes": len(nodes.nodes),
         }
         return fleet
 
     @staticmethod
-    def _marks_of(snapshot: FleetSnapshot, answer: NodeStates) -> tuple[datetime, datetime] | None:
+    def _marks_of(snapshot: FleetRead, nodes: NodesRead) -> tuple[datetime, datetime] | None:
         """Each source's database clock at its answer: the next incremental read starts there."""
-        setup_at, vms_at = parse_ts(snapshot["generated_at"]), parse_ts(answer["generated_at"])
+        setup_at, vms_at = snapshot.generated_at, nodes.generated_at
         return (setup_at, vms_at) if setup_at is not None and vms_at is not None else None
 
     # -- writing ----------------------------------------------------------------------------------

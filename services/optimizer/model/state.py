@@ -22,7 +22,7 @@ from shared.contracts.fleet import (
     ObservedState,
     PackageStatus,
 )
-from shared.contracts.nodes import NodeState
+from shared.contracts.nodes import NodeState, NodeStates
 
 # Enum members bound once: reading one off its class costs about five plain comparisons, and these
 # are compared once per deployment or package of a 100k-edge fleet.
@@ -128,6 +128,50 @@ def node_from_wire(item: NodeState) -> Node:
     )
 
 
+@dataclass(slots=True)
+class FleetRead:
+    """One answer of setup's GET /fleet/snapshot as objects, whichever form it came in (JSON or
+    Arrow): whole, restricted to some edges, or (``edge_ids`` set) only the rows changed since
+    an earlier answer, removed packages and deployments included."""
+
+    edges: list[Edge]
+    packages: list[Package]
+    deployments: list[Deployment]
+    ai_classes: dict[str, str]
+    silent_clusters: set[int]
+    generated_at: datetime | None
+    edge_ids: list[int] | None = None  # every current edge id: only in ``since`` answers
+
+
+@dataclass(slots=True)
+class NodesRead:
+    """One answer of the VMS's GET /nodes/state as objects, whichever form it came in."""
+
+    nodes: list[Node]
+    generated_at: datetime | None
+
+
+def fleet_read_from_wire(snapshot: FleetSnapshot) -> FleetRead:
+    """A JSON snapshot (parsed) as a FleetRead."""
+    return FleetRead(
+        edges=[edge_from_wire(e) for e in snapshot["edges"]],
+        packages=[package_from_wire(p) for p in snapshot["ai_packages"]],
+        deployments=[deployment_from_wire(d) for d in snapshot["deployments"]],
+        ai_classes=dict(snapshot["conditions"]["ai_classes"]),
+        silent_clusters=set(snapshot.get("silent_cluster_ids") or ()),
+        generated_at=parse_ts(snapshot["generated_at"]),
+        edge_ids=snapshot.get("edge_ids"),
+    )
+
+
+def nodes_read_from_wire(answer: NodeStates) -> NodesRead:
+    """A JSON node-states answer (parsed) as a NodesRead."""
+    return NodesRead(
+        nodes=[node_from_wire(n) for n in answer["items"]],
+        generated_at=parse_ts(answer["generated_at"]),
+    )
+
+
 @dataclass
 class FleetState:
     """Everything one cycle decides over, indexed by edge, nid, filename and (filename,
@@ -153,16 +197,23 @@ class FleetState:
 
     @classmethod
     def from_wire(cls, snapshot: FleetSnapshot, nodes: list[NodeState]) -> FleetState:
+        """From the JSON answers (parsed)."""
+        return cls.from_read(
+            fleet_read_from_wire(snapshot), NodesRead([node_from_wire(n) for n in nodes], None)
+        )
+
+    @classmethod
+    def from_read(cls, fleet: FleetRead, nodes: NodesRead) -> FleetState:
         state = cls()
-        state.ai_classes = dict(snapshot["conditions"]["ai_classes"])
-        state.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
-        for p in snapshot["ai_packages"]:
-            state.add_package(package_from_wire(p))
-        for e in snapshot["edges"]:
-            state.add_edge(edge_from_wire(e))
-        for d in snapshot["deployments"]:
-            state.add_deployment(deployment_from_wire(d))
-        state._put_nodes(nodes)
+        state.ai_classes = fleet.ai_classes
+        state.silent_clusters = fleet.silent_clusters
+        for p in fleet.packages:
+            state.add_package(p)
+        for e in fleet.edges:
+            state.add_edge(e)
+        for d in fleet.deployments:
+            state.add_deployment(d)
+        state._put_nodes(nodes.nodes)
         return state
 
     def add_package(self, p: Package) -> None:
@@ -188,55 +239,59 @@ class FleetState:
         if d.desired == _RUNNING:
             self.by_edge.setdefault(d.edge_id, []).append(d)
 
-    def replace_edges(
-        self, edge_ids: set[int], snapshot: FleetSnapshot, nodes: list[NodeState]
-    ) -> None:
+    def replace_edges(self, edge_ids: set[int], fleet: FleetRead, nodes: NodesRead) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
-        self.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
+        self.silent_clusters = fleet.silent_clusters
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
                 self.deployments.pop(d.id, None)
         for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
             self.deployments.pop(d.id, None)
-        for e in snapshot["edges"]:
-            self._put_edge(edge_from_wire(e))
-        for row in snapshot["deployments"]:
-            if row["edge_id"] in edge_ids:
-                self.add_deployment(deployment_from_wire(row))
-        self._put_nodes(nodes)
+        for e in fleet.edges:
+            self._put_edge(e)
+        for dep in fleet.deployments:
+            if dep.edge_id in edge_ids:
+                self.add_deployment(dep)
+        self._put_nodes(nodes.nodes)
 
     def apply_changes(self, snapshot: FleetSnapshot, nodes: list[NodeState]) -> dict[str, int]:
+        """:meth:`apply_read` of JSON answers (parsed)."""
+        return self.apply_read(
+            fleet_read_from_wire(snapshot), NodesRead([node_from_wire(n) for n in nodes], None)
+        )
+
+    def apply_read(self, fleet: FleetRead, nodes: NodesRead) -> dict[str, int]:
         """Fold an incremental answer into the mirror: setup's ``GET /fleet/snapshot?since=`` (rows
         changed after it, removed AIs and deployments included, ``edge_ids`` = every current edge)
         and the VMS's ``GET /nodes/state?since=`` (nodes whose state changed).
 
-        The result equals ``from_wire`` of a full snapshot taken now: same objects, same orders
+        The result equals ``from_read`` of a full snapshot taken now: same objects, same orders
         (dicts keep their first insertion, ``by_edge`` lists stay sorted by id), same indexes."""
-        self.ai_classes = dict(snapshot["conditions"]["ai_classes"])
-        self.silent_clusters = set(snapshot.get("silent_cluster_ids") or ())
-        self._fold_packages(snapshot["ai_packages"])
-        for e in snapshot["edges"]:
-            self._put_edge(edge_from_wire(e))
-        dropped = self._drop_missing_edges(snapshot.get("edge_ids"))
-        for row in snapshot["deployments"]:
-            self._fold_deployment(deployment_from_wire(row))
-        self._put_nodes(nodes)
+        self.ai_classes = fleet.ai_classes
+        self.silent_clusters = fleet.silent_clusters
+        self._fold_packages(fleet.packages)
+        for e in fleet.edges:
+            self._put_edge(e)
+        dropped = self._drop_missing_edges(fleet.edge_ids)
+        for dep in fleet.deployments:
+            self._fold_deployment(dep)
+        self._put_nodes(nodes.nodes)
         return {
-            "edges": len(snapshot["edges"]),
+            "edges": len(fleet.edges),
             "edges_dropped": dropped,
-            "ai_packages": len(snapshot["ai_packages"]),
-            "deployments": len(snapshot["deployments"]),
-            "nodes": len(nodes),
+            "ai_packages": len(fleet.packages),
+            "deployments": len(fleet.deployments),
+            "nodes": len(nodes.nodes),
         }
 
-    def _fold_packages(self, packages: list[FleetPackage]) -> None:
+    def _fold_packages(self, packages: list[Package]) -> None:
         if not packages:
             return
         for p in packages:
-            if p["status"] == PackageStatus.REMOVED:
-                self.packages.pop(p["id"], None)
+            if p.status == PackageStatus.REMOVED:
+                self.packages.pop(p.id, None)
             else:
-                self.packages[p["id"]] = package_from_wire(p)
+                self.packages[p.id] = p
         self._reindex_packages()
 
     def _put_edge(self, edge: Edge) -> None:
@@ -282,9 +337,8 @@ class FleetState:
         if new.desired == _RUNNING:
             insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
 
-    def _put_nodes(self, nodes: list[NodeState]) -> None:
-        for n in nodes:
-            node = node_from_wire(n)
+    def _put_nodes(self, nodes: list[Node]) -> None:
+        for node in nodes:
             self.nodes[node.nid] = node
 
     def _reindex_packages(self) -> None:

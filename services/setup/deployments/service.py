@@ -7,22 +7,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.setup.ai_packages import service as ai_packages
 from services.setup.common import get_or_404
+from services.setup.deployments import bulk
 from services.setup.deployments.schemas import (
     BulkRequest,
     BulkResult,
     CreateOp,
     DeploymentCreate,
     DeploymentUpdate,
-    EdgeStatusOp,
     ObservedReports,
-    RemoveOp,
-    UpdateOp,
 )
 from services.setup.edges import service as edges
-from services.setup.models import AiPackage, Deployment, Edge
+from services.setup.models import AiPackage, Deployment
 from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 from shared.db import flush, utcnow
-from shared.errors import Conflict, DomainError, Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.pagination import PageParams, fetch_page
 
 DEPLOYABLE = (PackageStatus.UPLOADED, PackageStatus.BUILDING, PackageStatus.READY)
@@ -194,57 +192,9 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
 
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes
-    nothing."""
-    results: list[BulkResult] = []
-    # Lock every row the batch changes up front, in id order: two batches touching the same
-    # deployments queue behind each other instead of deadlocking.
-    ids = sorted({op.id for op in data.operations if isinstance(op, (UpdateOp, RemoveOp))})
-    if ids:
-        await session.execute(
-            select(Deployment.id)
-            .where(Deployment.id.in_(ids))
-            .order_by(Deployment.id)
-            .with_for_update()
-        )
-    for index, op in enumerate(data.operations):
-        prefix = f"operations[{index}]."
-        try:
-            if isinstance(op, CreateOp):
-                d = await create(session, op, requested_by=data.requested_by, field_prefix=prefix)
-            elif isinstance(op, UpdateOp):
-                d = await update_one(
-                    session,
-                    op.id,
-                    DeploymentUpdate(ai_id=op.ai_id, params=op.params, decision_id=op.decision_id),
-                    requested_by=data.requested_by,
-                    expected_generation=op.expected_generation,
-                    redeploy=bool(op.redeploy),
-                    field_prefix=prefix,
-                )
-            elif isinstance(op, RemoveOp):
-                d = await remove(
-                    session,
-                    op.id,
-                    requested_by=data.requested_by,
-                    decision_id=op.decision_id,
-                    field_prefix=prefix,
-                )
-            else:
-                assert isinstance(op, EdgeStatusOp)
-                edge = await session.get(Edge, op.edge_id)
-                if edge is None:
-                    raise NotFound(f"edge {op.edge_id} does not exist", field=f"{prefix}edge_id")
-                edge.status = op.status
-                results.append(BulkResult(index=index, op=op.op, id=edge.id))
-                continue
-        except DomainError as exc:
-            if exc.field and not exc.field.startswith("operations["):
-                exc.field = prefix + exc.field
-            exc.message = f"operations[{index}] ({op.op}): {exc.message}"
-            raise
-        results.append(BulkResult(index=index, op=op.op, id=d.id, generation=d.generation))
-    await flush(session)
-    return results
+    nothing. Set-based, at COPY speed (services.setup.deployments.bulk), with the checks and
+    messages of the one-by-one routes above."""
+    return await bulk.apply_bulk(session, data)
 
 
 async def edges_of(session: AsyncSession, deployment_ids: list[int]) -> set[int]:

@@ -7,8 +7,24 @@ turning rows into Python objects and back into JSON costs seconds; this costs mi
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, Select, Text, cast, func, literal, literal_column, or_, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    Text,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,21 +106,31 @@ async def _json_array(session: AsyncSession, stmt: Select) -> str:
     return (await session.execute(wrapped)).scalar_one()
 
 
-async def snapshot_parts(
-    session: AsyncSession,
+async def _json_ids(session: AsyncSession, stmt: Select) -> str:
+    """The ids ``stmt`` selects as one JSON array of numbers (text), in order."""
+    rows = stmt.subquery("t")
+    agg = func.json_agg(aggregate_order_by(rows.c.id, rows.c.id))
+    wrapped = select(cast(func.coalesce(agg, cast(literal("[]"), JSON)), Text)).select_from(rows)
+    return (await session.execute(wrapped)).scalar_one()
+
+
+Selects = dict[str, Select[*tuple[Any, ...]]]
+
+
+def snapshot_selects(
     *,
     edge_ids: list[int] | None = None,
     since: datetime | None = None,
     cluster_ids: list[int] | None = None,
     silent_after_s: float = 45.0,
-) -> dict[str, str]:
-    """Edges, AI packages (not removed) and live deployments, each a JSON array as text.
+) -> Selects:
+    """The rows of a snapshot: ``edges``, ``ai_packages`` (not removed) and live ``deployments``;
+    with ``since``, first ``edge_ids`` (every current edge id).
 
     ``edge_ids`` restricts edges and deployments to those edges, ``cluster_ids`` to the edges of
-    those clusters (a site's master reads only its own); ``since`` returns only rows changed after
-    it (plus every current edge id, so that a client mirror can drop deleted edges). Each edge
-    carries ``master_silent``: its cluster's registered master has not been heard from within
-    ``silent_after_s``.
+    those clusters (a site's master reads only its own); ``since`` selects only rows changed after
+    it. Each edge carries ``master_silent``: its cluster's registered master has not been heard
+    from within ``silent_after_s``.
     """
     master_silent = Edge.cluster_id.in_(silent_clusters(silent_after_s)).label("master_silent")
     edges = select(*EDGE_COLUMNS, master_silent)
@@ -125,7 +151,7 @@ async def snapshot_parts(
     if in_clusters is not None:
         edges = edges.where(Edge.id.in_(in_clusters))
         deployments = deployments.where(Deployment.edge_id.in_(in_clusters))
-    parts = {}
+    selects: Selects = {}
     if since is not None:
         edges = edges.where(Edge.updated_at > since)
         ais = select(*AI_COLUMNS).where(
@@ -136,21 +162,53 @@ async def snapshot_parts(
             deployments = deployments.where(Deployment.edge_id.in_(edge_ids))
         if in_clusters is not None:
             deployments = deployments.where(Deployment.edge_id.in_(in_clusters))
-        all_ids = select(
-            cast(
-                func.coalesce(
-                    func.json_agg(aggregate_order_by(Edge.id, Edge.id)), cast(literal("[]"), JSON)
-                ),
-                Text,
-            )
-        )
+        # Every current edge id (of those clusters), so that a client mirror can drop deleted
+        # edges.
+        all_ids = select(Edge.id)
         if cluster_ids is not None:
             all_ids = all_ids.where(Edge.cluster_id.in_(cluster_ids))
-        parts["edge_ids"] = (await session.execute(all_ids)).scalar_one()
-    parts["edges"] = await _json_array(session, edges)
-    parts["ai_packages"] = await _json_array(session, ais)
-    parts["deployments"] = await _json_array(session, deployments)
-    return parts
+        selects["edge_ids"] = all_ids
+    selects.update(edges=edges, ai_packages=ais, deployments=deployments)
+    return selects
+
+
+async def snapshot_parts(session: AsyncSession, selects: Selects) -> dict[str, str]:
+    """The rows of :func:`snapshot_selects`, each table a JSON array as text (``edge_ids`` an
+    array of numbers)."""
+    return {
+        name: await (_json_ids if name == "edge_ids" else _json_array)(session, stmt)
+        for name, stmt in selects.items()
+    }
+
+
+async def snapshot_columns(
+    session: AsyncSession, selects: Selects
+) -> dict[str, dict[str, list[Any]]]:
+    """The rows of :func:`snapshot_selects`, column by column (one Python list per column, in id
+    order), for the Arrow form: Postgres aggregates each column into an array, so no row object
+    is built here."""
+    return {name: await _columns(session, stmt) for name, stmt in selects.items()}
+
+
+async def _columns(session: AsyncSession, stmt: Select) -> dict[str, list[Any]]:
+    """The rows of ``stmt`` as one list per column, ordered by id. The aggregates read a sorted
+    subquery (one sort for every column); times become microseconds since the epoch, JSON its
+    text."""
+    rows = stmt.order_by(literal_column("id")).subquery("t")
+    aggs = [func.array_agg(_wire_value(c)) for c in rows.c]
+    row = (await session.execute(select(*aggs).select_from(rows))).one()
+    return {c.name: list(v) if v is not None else [] for c, v in zip(rows.c, row, strict=True)}
+
+
+def _wire_value(c: Any) -> Any:
+    """A column as the Arrow form carries it: numbers and booleans as they are, times as
+    microseconds since the epoch, everything else (text, enums, JSON) as text."""
+    kind = getattr(c.type, "impl", c.type)
+    if isinstance(kind, DateTime):
+        return cast(func.extract("epoch", c) * 1_000_000, BigInteger)
+    if isinstance(kind, (Integer, Float, Boolean)):
+        return c
+    return cast(c, Text)
 
 
 async def database_now(session: AsyncSession) -> datetime:

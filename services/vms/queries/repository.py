@@ -78,18 +78,8 @@ async def node_states_json(
     ``silent``: registered nids to list (stale, empty) where they have no row yet. ``since``: only
     rows written after it, and rows that turned stale after it (staleness moves with the clock,
     not with writes)."""
-    where = ["true"]
-    params: dict[str, Any] = {"stale_s": float(stale_after_s)}
-    if nids is not None:
-        where.append("nid = ANY(CAST(:nids AS text[]))")
-        params["nids"] = nids
-    if since is not None:
-        where.append(
-            "(updated_at > :since OR (last_seen + make_interval(secs => :stale_s) > :since "
-            "AND last_seen + make_interval(secs => :stale_s) <= now()))"
-        )
-        params["since"] = since
-    parts = [f"SELECT {_ITEM_COLUMNS} FROM vms.node_state WHERE {' AND '.join(where)}"]
+    where, params = _state_filters(nids, since, stale_after_s)
+    parts = [f"SELECT {_ITEM_COLUMNS} FROM vms.node_state WHERE {where}"]
     if silent:
         parts.append(
             f"SELECT {_SILENT_COLUMNS} FROM unnest(CAST(:silent AS text[])) AS s(nid) "
@@ -104,6 +94,131 @@ async def node_states_json(
                {_iso("now()")} AS generated_at"""
     row = (await session.execute(text(sql), params)).one()
     return row.items, row.generated_at
+
+
+def _micros(col: str) -> str:
+    """A timestamptz as microseconds since the epoch (NULL stays NULL)."""
+    return f"(extract(epoch FROM {col}) * 1000000)::int8"
+
+
+def _det_text(key: str) -> str:
+    return (
+        f"CASE WHEN detections_at IS NOT NULL AND jsonb_typeof(detections -> '{key}') = 'string' "
+        f"THEN detections ->> '{key}' END"
+    )
+
+
+def _det_number(key: str) -> str:
+    return (
+        f"CASE WHEN detections_at IS NOT NULL AND jsonb_typeof(detections -> '{key}') = 'number' "
+        f"THEN (detections ->> '{key}')::float8 END"
+    )
+
+
+# The columns of GET /nodes/state's Arrow form (shared.contracts.columnar.NODES), in order: the
+# JSON item's fields, usage and detections flattened.
+_COLUMNS = f"""
+    nid, known, authenticated, condition, condition_code, previous_condition,
+    coalesce(streak, 0)::int8 AS streak,
+    {_micros("condition_since")} AS condition_since, {_micros("environment_at")} AS environment_at,
+    {_micros("last_seen")} AS last_seen,
+    last_seen IS NULL OR now() - last_seen > make_interval(secs => :stale_s) AS stale,
+    {_micros("usage_at")} AS usage_at,
+    CASE WHEN usage_at IS NOT NULL THEN cpu END AS cpu,
+    CASE WHEN usage_at IS NOT NULL THEN memory END AS memory,
+    CASE WHEN usage_at IS NOT NULL THEN func END AS func,
+    CASE WHEN usage_at IS NOT NULL THEN cpu_avg END AS cpu_avg,
+    CASE WHEN usage_at IS NOT NULL THEN memory_avg END AS memory_avg,
+    {_micros("detections_at")} AS detections_at,
+    CASE WHEN detections_at IS NOT NULL THEN (CASE WHEN jsonb_typeof(detections) = 'object'
+        THEN detections ELSE '{{}}'::jsonb END)::text END AS detections,
+    {_det_number("frames")} AS frames, {_det_number("frames_sent_up")} AS frames_sent_up,
+    CASE WHEN detections_at IS NOT NULL THEN low_confidence_share END AS low_confidence_share,
+    {_det_text("analysed_by")} AS analysed_by,
+    {_det_text("source_unavailable")} AS source_unavailable,
+    {_det_text("analysis_unavailable")} AS analysis_unavailable"""
+
+_SILENT_ROW = """
+    s.nid, true, false, NULL, NULL, NULL, 0::int8, NULL::int8, NULL::int8, NULL::int8, true,
+    NULL::int8, NULL::float8, NULL::float8, NULL, NULL::float8, NULL::float8, NULL::int8, NULL,
+    NULL::float8, NULL::float8, NULL::float8, NULL, NULL, NULL"""
+
+_COLUMN_NAMES = (
+    "nid",
+    "known",
+    "authenticated",
+    "condition",
+    "condition_code",
+    "previous_condition",
+    "streak",
+    "condition_since",
+    "environment_at",
+    "last_seen",
+    "stale",
+    "usage_at",
+    "cpu",
+    "memory",
+    "func",
+    "cpu_avg",
+    "memory_avg",
+    "detections_at",
+    "detections",
+    "frames",
+    "frames_sent_up",
+    "low_confidence_share",
+    "analysed_by",
+    "source_unavailable",
+    "analysis_unavailable",
+)
+
+
+async def node_state_columns(
+    session: AsyncSession,
+    *,
+    nids: list[str] | None,
+    silent: list[str] | None,
+    since: datetime | None,
+    stale_after_s: float,
+) -> tuple[dict[str, list[Any]], str]:
+    """The rows of :func:`node_states_json` column by column (one list per column, ordered by
+    nid; times as microseconds since the epoch), for the Arrow form: Postgres aggregates each
+    column into an array, so no row object is built here."""
+    where, params = _state_filters(nids, since, stale_after_s)
+    parts = [f"SELECT {_COLUMNS} FROM vms.node_state WHERE {where}"]
+    if silent:
+        parts.append(
+            f"SELECT {_SILENT_ROW} FROM unnest(CAST(:silent AS text[])) AS s(nid) "
+            "WHERE NOT EXISTS (SELECT 1 FROM vms.node_state n WHERE n.nid = s.nid)"
+        )
+        params["silent"] = silent
+    aggs = ", ".join(f"array_agg(r.{name}) AS {name}" for name in _COLUMN_NAMES)
+    # The aggregates read a sorted subquery: one sort for every column.
+    sql = f"""
+        SELECT {aggs}, {_iso("now()")} AS generated_at
+          FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) AS u
+                 ORDER BY u.nid COLLATE "C") AS r"""
+    row = (await session.execute(text(sql), params)).one()
+    columns = {
+        name: list(row[i]) if row[i] is not None else [] for i, name in enumerate(_COLUMN_NAMES)
+    }
+    return columns, row.generated_at
+
+
+def _state_filters(
+    nids: list[str] | None, since: datetime | None, stale_after_s: float
+) -> tuple[str, dict[str, Any]]:
+    where = ["true"]
+    params: dict[str, Any] = {"stale_s": float(stale_after_s)}
+    if nids is not None:
+        where.append("nid = ANY(CAST(:nids AS text[]))")
+        params["nids"] = nids
+    if since is not None:
+        where.append(
+            "(updated_at > :since OR (last_seen + make_interval(secs => :stale_s) > :since "
+            "AND last_seen + make_interval(secs => :stale_s) <= now()))"
+        )
+        params["since"] = since
+    return " AND ".join(where), params
 
 
 async def has_node(session: AsyncSession, nid: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.queries import repository
 from services.vms.settings import VmsSettings
+from shared.contracts import columnar
 from shared.db import page
 from shared.deps import from_app_state
 from shared.errors import Invalid, NotFound
@@ -54,12 +56,7 @@ class QueryService:
 
         ``since``: only nodes whose state changed after it (written, or turned stale); registered
         nodes that never reported are listed only in full answers (they have no state to change)."""
-        if since is not None and since.tzinfo is None:
-            raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
-        silent = None
-        if include_silent and since is None:
-            wanted = self.directory.nids if nids is None else self.directory.nids & set(nids)
-            silent = sorted(wanted) or None
+        silent = self._silent(nids, include_silent, since)
         items, generated_at = await repository.node_states_json(
             session,
             nids=nids,
@@ -75,6 +72,40 @@ class QueryService:
             }
         )
         return b'{"items":' + items.encode() + b"," + tail[1:]
+
+    async def fleet_state_arrow(
+        self,
+        session: AsyncSession,
+        nids: list[str] | None,
+        include_silent: bool,
+        since: datetime | None = None,
+    ) -> bytes:
+        """The same answer in the Arrow form (shared.contracts.columnar): one table ``nodes``,
+        built from the columns Postgres aggregates (no per-row object)."""
+        silent = self._silent(nids, include_silent, since)
+        columns, generated_at = await repository.node_state_columns(
+            session,
+            nids=nids,
+            silent=silent,
+            since=since,
+            stale_after_s=self.settings.stale_after_s,
+        )
+        meta = {
+            "generated_at": generated_at,
+            "stale_after_s": self.settings.stale_after_s,
+            "conditions": self.directory.conditions,
+        }
+        return await asyncio.to_thread(_arrow_body, columns, meta)
+
+    def _silent(
+        self, nids: list[str] | None, include_silent: bool, since: datetime | None
+    ) -> list[str] | None:
+        if since is not None and since.tzinfo is None:
+            raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
+        if include_silent and since is None:
+            wanted = self.directory.nids if nids is None else self.directory.nids & set(nids)
+            return sorted(wanted) or None
+        return None
 
     async def series(
         self,
@@ -123,6 +154,10 @@ class QueryService:
             item["ts"] = item["ts"].isoformat()
             item["received_at"] = item["received_at"].isoformat()
         return page(items, total=total, limit=limit, offset=offset)
+
+
+def _arrow_body(columns: dict[str, list[Any]], meta: dict[str, Any]) -> bytes:
+    return columnar.encode([("nodes", columnar.batch(columnar.NODES, columns))], meta)
 
 
 QueriesDep = Annotated[QueryService, Depends(from_app_state("queries", QueryService))]

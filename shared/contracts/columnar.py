@@ -1,0 +1,167 @@
+"""The optimizer's two big reads in a compact binary columnar form: Arrow IPC streams.
+
+Setup's ``GET /fleet/snapshot`` and the VMS's ``GET /nodes/state`` answer in this form when the
+request says ``Accept: application/vnd.apache.arrow.stream`` (JSON stays the default). A body
+is a sequence of Arrow IPC streams, one per table, each schema naming its table in the metadata
+key ``table``; the first stream's schema also carries the answer's scalars as JSON text under
+``meta`` (``generated_at``, the condition mapping...).
+
+- the fleet snapshot: ``edges``, ``ai_packages``, ``deployments`` and, in ``since=`` answers,
+  ``edge_ids`` (every current edge id); ``meta``: ``conditions``, ``generated_at``,
+  ``silent_cluster_ids``;
+- the node states: ``nodes``; ``meta``: ``generated_at``, ``stale_after_s``, ``conditions``.
+
+The columns are those of the JSON rows (:mod:`shared.contracts.fleet`,
+:mod:`shared.contracts.nodes`), times as timestamps (microseconds, UTC), a deployment's
+``params`` as JSON text; a node's nested ``usage`` and ``detections`` are flattened into
+columns (``usage_at``, ``cpu_avg``, ``detections_at``, ``frames``, ``analysed_by``...), the
+detection summary's own fields kept whole as JSON text in ``detections``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+TIME = pa.timestamp("us", tz="UTC")
+
+EDGES = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("name", pa.string()),
+        ("nid", pa.string()),
+        ("cluster_id", pa.int64()),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("supports_analysis", pa.bool_()),
+        ("status", pa.string()),
+        ("capacity_cpu", pa.float64()),
+        ("capacity_memory_mb", pa.int64()),
+        ("capacity_gpu", pa.int64()),
+        ("node_name", pa.string()),
+        ("agent_url", pa.string()),
+        ("master_silent", pa.bool_()),
+    ]
+)
+AI_PACKAGES = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("filename", pa.string()),
+        ("version", pa.string()),
+        ("version_key", pa.string()),
+        ("ai_class", pa.string()),
+        ("condition", pa.string()),
+        ("status", pa.string()),
+        ("package_digest", pa.string()),
+        ("image_ref", pa.string()),
+    ]
+)
+DEPLOYMENTS = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("edge_id", pa.int64()),
+        ("ai_id", pa.int64()),
+        ("filename", pa.string()),
+        ("desired", pa.string()),
+        ("params", pa.string()),  # JSON text
+        ("allow_multiple", pa.bool_()),
+        ("generation", pa.int64()),
+        ("observed", pa.string()),
+        ("observed_reason", pa.string()),
+        ("observed_at", TIME),
+        ("observed_generation", pa.int64()),
+        ("restarts", pa.int64()),
+        ("requested_by", pa.string()),
+        ("decision_id", pa.string()),
+    ]
+)
+EDGE_IDS = pa.schema([("id", pa.int64())])
+NODES = pa.schema(
+    [
+        ("nid", pa.string()),
+        ("known", pa.bool_()),
+        ("authenticated", pa.bool_()),
+        ("condition", pa.string()),
+        ("condition_code", pa.string()),
+        ("previous_condition", pa.string()),
+        ("streak", pa.int64()),
+        ("condition_since", TIME),
+        ("environment_at", TIME),
+        ("last_seen", TIME),
+        ("stale", pa.bool_()),
+        ("usage_at", TIME),  # null: no usage report yet (the JSON's usage is null)
+        ("cpu", pa.float64()),
+        ("memory", pa.float64()),
+        ("func", pa.string()),
+        ("cpu_avg", pa.float64()),
+        ("memory_avg", pa.float64()),
+        ("detections_at", TIME),  # null: no detection summary yet (the JSON's detections is null)
+        ("detections", pa.string()),  # the summary's own fields, JSON text
+        ("frames", pa.float64()),
+        ("frames_sent_up", pa.float64()),
+        ("low_confidence_share", pa.float64()),
+        ("analysed_by", pa.string()),
+        ("source_unavailable", pa.string()),
+        ("analysis_unavailable", pa.string()),
+    ]
+)
+
+SNAPSHOT_TABLES = {
+    "edges": EDGES,
+    "ai_packages": AI_PACKAGES,
+    "deployments": DEPLOYMENTS,
+    "edge_ids": EDGE_IDS,
+}
+NODE_TABLES = {"nodes": NODES}
+
+
+def wants_arrow(accept: str | None) -> bool:
+    """Whether an Accept header asks for the Arrow form."""
+    return accept is not None and ARROW_STREAM in accept.lower()
+
+
+def batch(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.RecordBatch:
+    """A record batch of ``schema`` from one Python list per column (times as microseconds since
+    the epoch, or datetimes)."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array(columns[f.name], type=f.type) for f in schema], schema=schema
+    )
+
+
+def encode(tables: list[tuple[str, pa.RecordBatch]], meta: dict[str, Any]) -> bytes:
+    """The body: one IPC stream per table, in order; ``meta`` on the first one."""
+    sink = pa.BufferOutputStream()
+    for i, (name, rb) in enumerate(tables):
+        metadata = {b"table": name.encode()}
+        if i == 0:
+            metadata[b"meta"] = orjson.dumps(meta)
+        with pa.ipc.new_stream(sink, rb.schema.with_metadata(metadata)) as writer:
+            writer.write_batch(rb)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode(body: bytes) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    """The tables of a body by name, and its ``meta``."""
+    source = pa.BufferReader(body)
+    tables: dict[str, pa.Table] = {}
+    meta: dict[str, Any] = {}
+    while source.tell() < len(body):
+        reader = pa.ipc.open_stream(source)
+        table = reader.read_all()
+        metadata = reader.schema.metadata or {}
+        if b"meta" in metadata:
+            meta = orjson.loads(metadata[b"meta"])
+        tables[metadata[b"table"].decode()] = table
+    return tables, meta
+
+
+def openapi_content(json_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A 200 answer's ``content`` in an OpenAPI document: JSON and the Arrow form."""
+    return {
+        "application/json": {"schema": json_schema or {"type": "object"}},
+        ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+    }
