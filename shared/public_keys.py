@@ -14,6 +14,7 @@ import logging
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from shared.contracts.credentials import KeyDocument
 from shared.service_client import ServiceClient
 from shared.settings import ServiceSettings
 from shared.signing import Fetcher, KeyRing, keys_from_document
@@ -25,10 +26,10 @@ def http_fetcher(settings: ServiceSettings) -> Fetcher:
     async def fetch() -> list[Ed25519PublicKey]:
         setup = ServiceClient("setup", settings.setup_url, token=None, timeout=5.0)
         try:
-            body = await setup.json("GET", "/keys")
+            document = await setup.model("GET", "/keys", KeyDocument)
         finally:
             await setup.aclose()
-        return keys_from_document(body)
+        return keys_from_document(document.model_dump())
 
     return fetch
 

@@ -1,4 +1,5 @@
-"""Setup's public keys (GET /keys, open) and the credentials it issues (POST /credentials)."""
+"""Setup's public keys (GET /keys, open), the credentials it issues (POST /credentials) and the
+edge tokens it has revoked (GET /edges/token-revocations, read by every service)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,9 @@ class IssuedCredential(BaseModel):
     token: str = Field(description="shown once: give it to the service (EDGE_<SERVICE>_TOKEN)")
     kid: str = Field(description="the key that signed it")
     expires_at: int = Field(description="unix time, seconds")
+
+
+class TokenRevocations(BaseModel):
+    min_token_id: dict[str, int] = Field(
+        description="per node id, the lowest edge-token id still valid"
+    )

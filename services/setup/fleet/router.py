@@ -11,6 +11,7 @@ from services.setup.conditions import service as conditions
 from services.setup.fleet import repository
 from services.setup.settings import SettingsDep
 from shared.auth import ReaderAuth
+from shared.contracts.fleet import FleetSnapshot
 from shared.db import SessionDep
 from shared.errors import Invalid
 
@@ -47,6 +48,7 @@ def _parse_ids(value: str | None, field: str = "edge_ids") -> list[int] | None:
     "/snapshot",
     summary="Edges, AI packages, live deployments and the condition mapping in one answer",
     description=SNAPSHOT_DOC,
+    responses={200: {"model": FleetSnapshot, "description": "the snapshot"}},
 )
 async def snapshot(
     session: SessionDep,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,6 +11,7 @@ from services.setup.clusters import service as clusters
 from services.setup.common import apply_changes, get_or_404
 from services.setup.masters.schemas import (
     MasterCreate,
+    MasterHealth,
     MasterHeartbeat,
     MasterOut,
     MasterRegister,
@@ -35,6 +37,17 @@ async def _now(session: AsyncSession) -> datetime:
     return (await session.execute(select(func.now()))).scalar_one()
 
 
+def _health(master: Master) -> MasterHealth | None:
+    """The master's last report; one stored before the report had its model is left out."""
+    if master.health is None:
+        return None
+    try:
+        return MasterHealth.model_validate(master.health)
+    except ValidationError as exc:
+        log.warning("master %s: stored health does not match MasterHealth: %s", master.name, exc)
+        return None
+
+
 async def describe(
     session: AsyncSession, masters: list[Master], silent_after_s: float
 ) -> list[MasterOut]:
@@ -56,7 +69,7 @@ async def describe(
         item = MasterOut.model_validate(m)
         item.clusters = served.get(m.id, [])
         item.state = state_of(m, now, silent_after_s)  # type: ignore[assignment]
-        item.health = m.health
+        item.health = _health(m)
         out.append(item)
     return out
 
@@ -162,7 +175,7 @@ async def register(session: AsyncSession, data: MasterRegister, silent_after_s: 
         master.url = data.url or master.url
         master.description = data.description
     master.last_seen_at = now
-    master.health = data.health
+    master.health = data.health.model_dump(mode="json")
     if wanted and master.cluster_id is None:
         master.cluster_id = wanted[0].id  # the field's single cluster of a master
     await flush(session)
@@ -185,6 +198,6 @@ async def heartbeat(session: AsyncSession, master_id: int, data: MasterHeartbeat
             field="id",
         )
     master.last_seen_at = await _now(session)
-    master.health = data.health
+    master.health = data.health.model_dump(mode="json")
     await flush(session)
     return master

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 
 from services.vms.clips.service import CLIP_ID, ClipStore, ClipUpload, UploadState
 from shared.auth import EdgeAuth, ReaderAuth
+from shared.contracts.clips import Clip, ClipPage
 from shared.db import SessionDep
 from shared.errors import Invalid
 
@@ -60,7 +61,9 @@ async def upload_chunk(
 
 
 @router.get(
-    "", summary="Clips, newest first (an edge's with ?nid=; started in [since, until] if given)"
+    "",
+    response_model=ClipPage,
+    summary="Clips, newest first (an edge's with ?nid=; started in [since, until] if given)",
 )
 async def list_clips(
     request: Request,
@@ -75,7 +78,7 @@ async def list_clips(
     return await _store(request).list(session, nid, limit, offset, since=since, until=until)
 
 
-@router.get("/{clip_id}", summary="One clip's index entry")
+@router.get("/{clip_id}", response_model=Clip, summary="One clip's index entry")
 async def get_clip(
     clip_id: ClipId, request: Request, session: SessionDep, _: ReaderAuth
 ) -> dict[str, Any]:

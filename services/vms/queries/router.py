@@ -10,12 +10,17 @@ from fastapi.responses import Response
 
 from services.vms.queries.service import QueriesDep
 from shared.auth import ReaderAuth
+from shared.contracts.nodes import NodeSeries, NodeStates
 from shared.db import SessionDep
 
 router = APIRouter(tags=["queries"])
 
 
-@router.get("/nodes/state", summary="Current state of every node, in one answer")
+@router.get(
+    "/nodes/state",
+    summary="Current state of every node, in one answer",
+    responses={200: {"model": NodeStates, "description": "every node's state"}},
+)
 async def nodes_state(
     queries: QueriesDep,
     session: SessionDep,
@@ -38,7 +43,11 @@ async def nodes_state(
     return Response(body, media_type="application/json")
 
 
-@router.get("/nodes/{nid}/series", summary="A node's observations over a time range, downsampled")
+@router.get(
+    "/nodes/{nid}/series",
+    response_model=NodeSeries,
+    summary="A node's observations over a time range, downsampled",
+)
 async def node_series(
     queries: QueriesDep,
     session: SessionDep,
