@@ -8,7 +8,7 @@ are ISO 8601 text, as on the wire.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -76,4 +76,4 @@ class NodeSeries(BaseModel):
     start: str = Field(description="ISO 8601")
     end: str = Field(description="ISO 8601")
     step_s: float
-    points: list[dict[str, Any]]
+    points: list[dict[str, float | int | str | None]]
