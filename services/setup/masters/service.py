@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +10,6 @@ from services.setup.clusters import service as clusters
 from services.setup.common import apply_changes, get_or_404
 from services.setup.masters.schemas import (
     MasterCreate,
-    MasterHealth,
     MasterHeartbeat,
     MasterOut,
     MasterRegister,
@@ -37,17 +35,6 @@ async def _now(session: AsyncSession) -> datetime:
     return (await session.execute(select(func.now()))).scalar_one()
 
 
-def _health(master: Master) -> MasterHealth | None:
-    """The master's last report; one stored before the report had its model is left out."""
-    if master.health is None:
-        return None
-    try:
-        return MasterHealth.model_validate(master.health)
-    except ValidationError as exc:
-        log.warning("master %s: stored health does not match MasterHealth: %s", master.name, exc)
-        return None
-
-
 async def describe(
     session: AsyncSession, masters: list[Master], silent_after_s: float
 ) -> list[MasterOut]:
@@ -69,7 +56,6 @@ async def describe(
         item = MasterOut.model_validate(m)
         item.clusters = served.get(m.id, [])
         item.state = state_of(m, now, silent_after_s)  # type: ignore[assignment]
-        item.health = _health(m)
         out.append(item)
     return out
 
