@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.fleet import fleet_view
 from services.console.live import Live, LiveDep, sse
-from services.console.live_view import LiveViews
+from services.console.live_view import LiveViewsDep
 from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
 from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
@@ -130,6 +130,7 @@ async def edge_events(
 async def live_view(
     nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
     request: Request,
+    views: LiveViewsDep,
     store: SessionStoreDep,
     _: SessionAuth,
     fps: Annotated[float, Query(gt=0, le=10)] = DEFAULT_FPS,
@@ -137,7 +138,6 @@ async def live_view(
     budget_bps: Annotated[int, Query(ge=8_000, le=10_000_000)] = DEFAULT_BUDGET_BPS,
 ) -> StreamingResponse:
     settings = LiveViewSettings(fps=fps, width=width, budget_bps=budget_bps)
-    views: LiveViews = request.app.state.live_views
     return StreamingResponse(
         _while_signed_in(request, store, views.stream(nid, settings)),
         media_type="text/event-stream",
