@@ -33,6 +33,7 @@ AGENT_SHARED = (
     "api_docs",
     "auth",
     "contracts/__init__",
+    "contracts/live_view",
     "contracts/updates",
     "credentials",
     "edge_tokens",
