@@ -20,7 +20,13 @@ WORKDIR /opt/edge-platform
 # The whole build context (trimmed by .dockerignore) is installed as a regular, non-editable
 # package, so migrations and package data come from site-packages like in any deployment.
 COPY . /tmp/src
-RUN pip install /tmp/src && rm -rf /tmp/src
+# detools (binary deltas) is published as source only: its C and C++ extension needs compilers,
+# which the slim image lacks; they are installed for this step and removed after it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
+ && pip install /tmp/src \
+ && apt-get purge -y --auto-remove gcc g++ libc6-dev \
+ && rm -rf /tmp/src /var/lib/apt/lists/*
 USER 10001:10001
 WORKDIR /var/lib/edge
 EXPOSE 8001 8002 8003 6432 8004

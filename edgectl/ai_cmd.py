@@ -274,17 +274,69 @@ def _folder_requirements(folder: Path) -> list[str]:
     raise typer.BadParameter(f"{folder} has neither aipackage.yaml nor a Dockerfile")
 
 
+# manylinux tags that name a glibc older than 2.17 exist for x86 only; the legacy names' glibc.
+_OLD_MANYLINUX = ("x86_64", "i686")
+_LEGACY_MANYLINUX = {5: "manylinux1", 12: "manylinux2010", 17: "manylinux2014"}
+
+
+def _pip_platforms(machine: str, glibc: str) -> list[str]:
+    """pip's --platform tags for a Linux ``machine`` with ``glibc`` (2.31: manylinux_2_31 and
+    every older manylinux tag, which pip does not work out by itself)."""
+    try:
+        major, minor = (int(x) for x in glibc.split("."))
+    except ValueError:
+        raise typer.BadParameter(f"{glibc!r} is not a version", param_hint="--glibc") from None
+    if major != 2 or minor < 17:
+        raise typer.BadParameter("manylinux wheels need glibc 2.17 or newer", param_hint="--glibc")
+    first = 5 if machine in _OLD_MANYLINUX else 17
+    tags = [f"manylinux_2_{m}_{machine}" for m in range(minor, first - 1, -1)]
+    tags += [f"{name}_{machine}" for m, name in _LEGACY_MANYLINUX.items() if first <= m <= minor]
+    return tags
+
+
+def _platform_tags(platforms: list[str], glibc: str) -> dict[str, list[str]]:
+    """Architecture (amd64, arm64) -> pip --platform tags, from ``linux/arm64``-style names
+    (``arm64``, ``aarch64`` too) and pip's own tags (``manylinux2014_aarch64``)."""
+    from edge_common.platforms import ARCHITECTURES, architecture, wheel_architecture
+
+    out: dict[str, list[str]] = {}
+    for value in platforms:
+        name = value.removeprefix("linux/")
+        arch = architecture(name)
+        if arch in ARCHITECTURES:
+            out.setdefault(arch, []).extend(_pip_platforms(ARCHITECTURES[arch], glibc))
+            continue
+        tag_arch = wheel_architecture(f"probe-0-py3-none-{name}.whl")
+        if "/" in value or tag_arch is None:
+            raise typer.BadParameter(
+                f"{value!r}: name linux/amd64 or linux/arm64 (or a pip platform tag such as "
+                "manylinux2014_aarch64)",
+                param_hint="--platform",
+            )
+        out.setdefault(tag_arch, []).append(name)
+    return out
+
+
 @ai_app.command("pack")
 def pack(
     folder: Path = typer.Argument(..., exists=True, file_okay=False, help="the package folder"),
     platform: list[str] = typer.Option(
         None,
         "--platform",
-        help="wheels for the edges' platform, e.g. manylinux2014_aarch64 (repeatable; "
-        "default: this machine's)",
+        help="the edges' platform: linux/arm64, linux/amd64 (repeatable), or a pip platform tag "
+        "such as manylinux2014_aarch64; default: this machine's",
     ),
     python_version: str = typer.Option(
-        None, "--python-version", help="the edges' Python, e.g. 3.8 (default: this one's)"
+        None,
+        "--python",
+        "--python-version",
+        help="the edges' Python, e.g. 3.8 (default: this one's)",
+    ),
+    glibc: str = typer.Option(
+        "2.31",
+        "--glibc",
+        help="with --platform linux/...: the edges' glibc, the newest manylinux wheels take "
+        "(2.31: Ubuntu 20.04, JetPack 5)",
     ),
     index_url: str = typer.Option(None, "--index-url", help="the index to download from"),
     find_links: list[str] = typer.Option(
@@ -296,10 +348,19 @@ def pack(
     agents install them with no index reachable (`pip download` where one is).
 
     The requirements are the manifest's, or a field folder's `RUN pip install` lines and the
-    requirements files they name (what the master reads into the manifest at upload)."""
+    requirements files they name (what the master reads into the manifest at upload).
+
+    With --platform, the wheels are downloaded for each platform named (CPython, --python): when
+    every one is pure Python (the same for every platform) they go in FOLDER/wheels, one set for
+    all machines; else (a wheel carries native code) FOLDER/wheels/<architecture> holds a
+    complete set for each (wheels/arm64, wheels/amd64). Either replaces what FOLDER/wheels held.
+    The master records the architectures at upload and deploys the package to edge agents of
+    those only."""
+    import shutil
     import subprocess
     import sys
 
+    from edge_common.platforms import is_native
     from services.master.builds.field_folder import WHEELHOUSE
 
     requirements = _folder_requirements(folder)
@@ -307,26 +368,72 @@ def pack(
         typer.echo(f"{folder}: no Python requirements: nothing to download")
         return
     wheels = folder / WHEELHOUSE
-    argv = [sys.executable, "-m", "pip", "download", "--dest", str(wheels)]
-    argv += ["--only-binary", ":all:", "--disable-pip-version-check", "--no-input"]
-    for tag in platform or []:
-        argv += ["--platform", tag]
+    base = [sys.executable, "-m", "pip", "download", "--only-binary", ":all:"]
+    base += ["--disable-pip-version-check", "--no-input"]
     if python_version:
-        argv += ["--python-version", python_version]
+        base += ["--python-version", python_version]
     if index_url:
-        argv += ["--index-url", index_url]
+        base += ["--index-url", index_url]
     for link in find_links or []:
-        argv += ["--find-links", link]
+        base += ["--find-links", link]
     if no_index:
-        argv.append("--no-index")
-    argv += ["--", *requirements]
-    typer.echo(f"downloading wheels for {', '.join(requirements)} into {wheels}")
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        typer.echo((done.stderr or done.stdout).strip(), err=True)
-        raise typer.Exit(1)
-    names = sorted(p.name for p in wheels.glob("*.whl"))
-    typer.echo(f"{len(names)} wheel(s) in {wheels}: {', '.join(names)}")
+        base.append("--no-index")
+
+    def download(dest: Path, tags: list[str], what: str) -> list[str]:
+        argv = [*base, "--dest", str(dest)]
+        for tag in tags:
+            argv += ["--platform", tag]
+        if tags:
+            argv += ["--implementation", "cp"]
+        typer.echo(f"downloading wheels for {', '.join(requirements)}{what} into {dest}")
+        done = subprocess.run([*argv, "--", *requirements], capture_output=True, text=True)
+        if done.returncode != 0:
+            typer.echo((done.stderr or done.stdout).strip(), err=True)
+            raise typer.Exit(1)
+        return sorted(p.name for p in dest.glob("*.whl"))
+
+    if not platform:
+        names = download(wheels, [], "")
+        typer.echo(f"{len(names)} wheel(s) in {wheels}: {', '.join(names)}")
+    else:
+        per_arch = _platform_tags(platform, glibc)
+        staging = Path(tempfile.mkdtemp(prefix=".wheels-", dir=folder))
+        try:
+            got = {
+                arch: download(staging / arch, tags, f" (linux/{arch})")
+                for arch, tags in per_arch.items()
+            }
+            native = sorted(
+                {n.split("-")[0] for names in got.values() for n in names if is_native(n)}
+            )
+            if native:
+                for arch, names in got.items():
+                    typer.echo(f"{len(names)} wheel(s) for {arch} in {wheels / arch}")
+                typer.echo(
+                    f"native code ({', '.join(native)}): the package runs on {', '.join(got)} only"
+                )
+            elif len({tuple(names) for names in got.values()}) > 1:
+                # Pure Python, but not the same wheels everywhere (platform markers).
+                for arch, names in got.items():
+                    typer.echo(f"{len(names)} wheel(s) for {arch} in {wheels / arch}")
+                typer.echo(f"the platforms need different wheels: runs on {', '.join(got)} only")
+            else:  # pure Python: one set for every machine
+                first = staging / next(iter(got))
+                for arch in list(got)[1:]:
+                    shutil.rmtree(staging / arch)
+                for wheel in first.iterdir():
+                    wheel.rename(staging / wheel.name)
+                first.rmdir()
+                names = sorted(p.name for p in staging.glob("*.whl"))
+                typer.echo(
+                    f"{len(names)} pure-Python wheel(s) in {wheels}, for every machine: "
+                    f"{', '.join(names)}"
+                )
+            if wheels.exists():
+                shutil.rmtree(wheels)
+            staging.rename(wheels)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if any((folder / name).is_file() for name in ("aipackage.yaml", "aipackage.toml")):
         typer.echo(f"add `wheelhouse: {WHEELHOUSE}` to the manifest so that agents use them")
 

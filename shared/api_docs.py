@@ -171,6 +171,7 @@ _ERROR_BODY: dict[str, Any] = {
                         "unauthorized",
                         "forbidden",
                         "payload_too_large",
+                        "range_not_satisfiable",
                         "rate_limited",
                         "unavailable",
                         "upstream_error",
@@ -220,6 +221,12 @@ _ERRORS: dict[str, tuple[str, str, str, str | None]] = {
         "payload_too_large",
         "request body over 1048576 bytes",
         None,
+    ),
+    "416": (
+        "The byte range (Range) starts past the end of the file: Content-Range: bytes */<size>",
+        "range_not_satisfiable",
+        "the range starts past the end of the file (10240 bytes)",
+        "Range",
     ),
     "422": ("A value is wrong; the field is named", "invalid", "name: field required", "name"),
     "429": (

@@ -70,6 +70,19 @@ class PayloadTooLarge(DomainError):
     kind = "payload_too_large"
 
 
+class RangeNotSatisfiable(DomainError):
+    """A byte range that starts past the end of the file (HTTP ``Range``); the answer says the
+    file's size (``Content-Range: bytes */<size>``)."""
+
+    status_code = 416
+    kind = "range_not_satisfiable"
+
+    def __init__(self, size: int, **kw):
+        kw.setdefault("headers", {"Content-Range": f"bytes */{size}"})
+        kw.setdefault("field", "Range")
+        super().__init__(f"the range starts past the end of the file ({size} bytes)", **kw)
+
+
 class Unavailable(DomainError):
     """A dependency is down or the service is overloaded; retry later."""
 

@@ -21,6 +21,7 @@ from edge_ai.agent.schemas import (
 )
 from edge_ai.agent.supervisor import PrepareError, Supervisor
 from edge_common.compat import to_thread
+from edge_common.platforms import architecture
 from shared.auth import bearer_token
 from shared.contracts.live_view import LiveViewAsk
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable, UpstreamError
@@ -91,14 +92,22 @@ async def put_workloads(
     except PrepareError as exc:
         index = next(i for i, w in enumerate(body.workloads) if w.name == exc.name)
         raise prepare_failure(exc, f"workloads[{index}].package_digest") from exc
-    return WorkloadList(node=request.app.state.settings.node, workloads=supervisor.statuses())
+    return WorkloadList(
+        node=request.app.state.settings.node,
+        architecture=architecture(),
+        workloads=supervisor.statuses(),
+    )
 
 
 @router.get("/workloads", response_model=WorkloadList, summary="State of every workload")
 async def list_workloads(
     _: MasterAuth, supervisor: SupervisorDep, request: Request
 ) -> WorkloadList:
-    return WorkloadList(node=request.app.state.settings.node, workloads=supervisor.statuses())
+    return WorkloadList(
+        node=request.app.state.settings.node,
+        architecture=architecture(),
+        workloads=supervisor.statuses(),
+    )
 
 
 @router.put(
@@ -152,6 +161,7 @@ async def heartbeat(_: MasterAuth, supervisor: SupervisorDep, request: Request) 
     return Heartbeat(
         node=request.app.state.settings.node,
         agent_version=AGENT_VERSION,
+        architecture=architecture(),
         agent_uptime_s=round(time.monotonic() - request.app.state.started, 1),
         workloads=supervisor.counts(),
         ts=time.time(),

@@ -2,9 +2,13 @@
 
 A package's manifest may list ``requirements`` (a field folder's ``RUN pip install`` lines and
 requirements.txt are read into it at upload) and a ``wheelhouse`` (a folder of wheels shipped in
-the package, `edgectl ai pack`). The agent installs them with its own interpreter's pip into an
-environment folder of its own (``pip install --target``), put first on the program's PYTHONPATH:
-the program runs with the agent's interpreter, seeing its dependencies before anything else.
+the package, `edgectl ai pack`). Wheels with native code come in one folder per architecture
+(``wheels/arm64``, ``wheels/amd64``: `edgectl ai pack --platform`); the agent installs from its
+own architecture's folder (and the wheelhouse itself, where pure wheels may lie), and refuses a
+package that has such folders but none for its architecture. The agent installs them with its
+own interpreter's pip into an environment folder of its own (``pip install --target``), put
+first on the program's PYTHONPATH: the program runs with the agent's interpreter, seeing its
+dependencies before anything else.
 
 Environments are keyed by a content hash (interpreter version and platform, the requirements,
 every shipped wheel's bytes, the index), so the next version of a package with the same
@@ -26,6 +30,8 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+from edge_common.platforms import ARCHITECTURES, architecture
 
 MANIFEST_NAMES = ("aipackage.yaml", "aipackage.toml")
 PIP_TAIL_LINES = 15
@@ -69,7 +75,30 @@ def read_requirements(directory: Path) -> tuple[list[str], Path | None]:
     return requirements, folder
 
 
-def environment_key(requirements: list[str], wheelhouse: Path | None, index_url: str | None) -> str:
+def wheel_folders(wheelhouse: Path, machine: str | None = None) -> list[Path]:
+    """The folders pip finds the package's wheels in on this machine (``machine``: default
+    ``platform.machine()``): the wheelhouse itself when it holds wheels, and its folder for this
+    architecture (``wheels/arm64`` on an aarch64 box) when it has folders per architecture.
+    DependencyError when it has such folders but not this machine's."""
+    arch = architecture(machine)
+    per_arch = sorted(
+        d.name
+        for d in wheelhouse.iterdir()
+        if d.is_dir() and d.name in ARCHITECTURES and any(d.glob("*.whl"))
+    )
+    folders = [wheelhouse] if any(wheelhouse.glob("*.whl")) else []
+    if per_arch:
+        if arch not in per_arch:
+            raise DependencyError(
+                f"the package carries native code for {', '.join(per_arch)} only and this edge "
+                f"is {arch} ({machine or platform.machine()}): pack its wheels for it too "
+                f"(edgectl ai pack --platform linux/{arch})"
+            )
+        folders.append(wheelhouse / arch)
+    return folders
+
+
+def environment_key(requirements: list[str], folders: list[Path], index_url: str | None) -> str:
     """What makes two environments the same: interpreter, platform, requirements, wheels, index."""
     h = hashlib.sha256()
     parts: dict[str, object] = {
@@ -80,8 +109,8 @@ def environment_key(requirements: list[str], wheelhouse: Path | None, index_url:
         "index": index_url or "",
     }
     h.update(json.dumps(parts, sort_keys=True).encode())
-    if wheelhouse is not None:
-        for wheel in sorted(wheelhouse.glob("*.whl")):
+    for folder in folders:
+        for wheel in sorted(folder.glob("*.whl")):
             h.update(wheel.name.encode())
             with open(wheel, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
@@ -113,7 +142,8 @@ def ensure_environment(
 ) -> Path:
     """The environment folder holding ``requirements`` (installed now unless already there).
     Blocking: run it in a thread. DependencyError with pip's message when they cannot be had."""
-    key = environment_key(requirements, wheelhouse, index_url)
+    folders = wheel_folders(wheelhouse) if wheelhouse is not None else []
+    key = environment_key(requirements, folders, index_url)
     target = envs_dir / key
     if target.is_dir():
         return target
@@ -122,8 +152,8 @@ def ensure_environment(
     argv = [sys.executable, "-m", "pip", "install", "--no-input", "--target", str(tmp)]
     argv += ["--no-warn-script-location", "--no-cache-dir"]
     argv += ["--index-url", index_url] if index_url else ["--no-index"]
-    if wheelhouse is not None:
-        argv += ["--find-links", str(wheelhouse)]
+    for folder in folders:
+        argv += ["--find-links", str(folder)]
     argv += ["--", *requirements]
     try:
         done = subprocess.run(

@@ -37,6 +37,7 @@ from edge_ai.agent.schemas import WorkloadSpec
 from edge_ai.agent.settings import AgentSettings
 from edge_ai.agent.supervisor import PrepareError, Supervisor
 from edge_ai.common.http import CallFailed, EdgeClient
+from edge_common.platforms import architecture
 from shared.contracts.live_view import LiveViewRequest, live_topic
 from shared.contracts.updates import (
     DesiredSet,
@@ -245,6 +246,7 @@ class Puller:
             applied_tag=self.applied_tag,
             notice_sent_at=self.applied_notice_at,
             error=self.error,
+            architecture=architecture(),
             workloads=[
                 ObservedWorkloadReport.model_validate(s.model_dump(exclude={"live", "previous"}))
                 for s in self.supervisor.statuses()

@@ -137,6 +137,11 @@ class WorkloadStatus(BaseModel):
 
 class WorkloadList(BaseModel):
     node: str
+    architecture: str | None = Field(
+        None,
+        description="the node's CPU architecture (amd64, arm64: platform.machine() in the "
+        "platform's names); the master refuses it a package whose native code is for others",
+    )
     workloads: list[WorkloadStatus]
 
 
@@ -148,6 +153,7 @@ class LogTail(BaseModel):
 class Heartbeat(BaseModel):
     node: str
     agent_version: str
+    architecture: str = Field(description="the node's CPU architecture (amd64, arm64)")
     agent_uptime_s: float
     boot_time: float
     node_uptime_s: float

@@ -229,14 +229,19 @@ class EdgeClient:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, method: str, path: str, *, request_timeout: float | httpx.Timeout | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_timeout: float | httpx.Timeout | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """A streamed successful answer (a file), open while the block runs; failures are
         raised as ``request`` raises them, also while the body is read."""
         what = f"{self.name} {method} {path}"
         try:
             async with self.http.stream(
-                method, path, timeout=_timeout_arg(request_timeout)
+                method, path, headers=headers, timeout=_timeout_arg(request_timeout)
             ) as response:
                 if not response.is_success:
                     await response.aread()

@@ -103,6 +103,12 @@ class ObservedSet(BaseModel):
         max_length=8000,
         description="why the last desired set could not be applied (the old workloads kept)",
     )
+    architecture: str | None = Field(
+        None,
+        max_length=32,
+        description="the node's CPU architecture (amd64, arm64: platform.machine() in the "
+        "platform's names); the master refuses it a package whose native code is for others",
+    )
     workloads: list[ObservedWorkloadReport] = Field(default_factory=list, max_length=1000)
     patch_apply_seconds: list[float] = Field(
         default_factory=list,

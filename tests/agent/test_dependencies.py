@@ -3,6 +3,9 @@
 the master as the field does, deployed through setup to an edge agent (a real process) and runs
 there with its dependency installed from the shipped wheels, no package index reachable; a
 dependency that cannot be installed fails the deployment with pip's message, no process started.
+A package with native code is packed per architecture (`--platform linux/arm64 --platform
+linux/amd64`): the agent installs its own architecture's wheels, and the master refuses a package
+whose native code is for another architecture than the edge's, with the reason in the deployment.
 setup, the master and the agent are processes."""
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_ai.agent.deps import DependencyError, ensure_environment, wheel_folders
+from edge_common.platforms import architecture
 from tests.agent.helpers import Agent, kill_leftovers, wait_until, workload_processes
 from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
 from tests.helpers.processes import REPO, edgectl, start_service
@@ -25,6 +30,36 @@ print("fielddep", fielddep.VALUE, fielddep.__file__, flush=True)
 while True:
     time.sleep(1)
 """
+# The "native" dependency: a wheel per machine (tagged for it), each saying which it is.
+ARCH_PROGRAM = """import time
+import archprobe
+print("archprobe", archprobe.ARCH, archprobe.__file__, flush=True)
+while True:
+    time.sleep(1)
+"""
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+HOST = architecture()  # the agent's: this machine's
+FOREIGN = "arm64" if HOST == "amd64" else "amd64"
+
+
+def site_wheels(folder: Path) -> Path:
+    """The wheels an index would have: fielddep (pure) and archprobe for two machines."""
+    make_wheel(folder, "fielddep", "1.0", {"fielddep/__init__.py": "VALUE = 'shipped'\n"})
+    for arch, machine in MACHINES.items():
+        files = {"archprobe.py": f"ARCH = {arch!r}\n"}
+        make_wheel(folder, "archprobe", "1.0", files, tag=f"py3-none-manylinux2014_{machine}")
+    return folder
+
+
+def pack(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*edgectl("ai", "pack", str(folder), *args)],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def field_folder(root: Path, name: str, requirement: str) -> Path:
@@ -36,7 +71,7 @@ def field_folder(root: Path, name: str, requirement: str) -> Path:
         'CMD ["python", "main.py"]\n'
     )
     (folder / "requirements.txt").write_text(f"# the field's pins\n{requirement}\n")
-    (folder / "main.py").write_text(PROGRAM)
+    (folder / "main.py").write_text(ARCH_PROGRAM if "archprobe" in requirement else PROGRAM)
     return folder
 
 
@@ -74,6 +109,7 @@ def platform(db, tmp_path):
         setup.stop()
 
 
+@pytest.mark.skipif(HOST not in MACHINES, reason=f"no test wheels for {HOST} machines")
 def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_package(
     tmp_path, platform
 ):
@@ -81,19 +117,27 @@ def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_
     shipped = field_folder(packages, "fieldapp", "fielddep==1.0")
     # The dependency exists only as a wheel in a folder (no index has it); `edgectl ai pack`
     # downloads it into the package where an index (here: that folder) is reachable.
-    local_index = tmp_path / "site-wheels"
-    make_wheel(local_index, "fielddep", "1.0", {"fielddep/__init__.py": "VALUE = 'shipped'\n"})
-    packed = subprocess.run(
-        [*edgectl("ai", "pack", str(shipped), "--no-index", "--find-links", str(local_index))],
-        cwd=REPO,
-        env={**os.environ, "COLUMNS": "400"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # Packed for the field's edges and this machine: pure Python, one set of wheels for all.
+    local = ["--no-index", "--find-links", str(site_wheels(tmp_path / "site-wheels"))]
+    both = ["--platform", "linux/arm64", "--platform", "linux/amd64", "--python", "3.8"]
+    packed = pack(shipped, *both, *local)
     assert packed.returncode == 0, packed.stderr
     assert [p.name for p in (shipped / "wheels").iterdir()] == ["fielddep-1.0-py3-none-any.whl"]
     field_folder(packages, "brokenapp", "notshipped==2.0")  # no wheels, no index
+    # Native code, packed for both architectures (a folder each); and for the other one only.
+    packed = pack(field_folder(packages, "archapp", "archprobe==1.0"), *both, *local)
+    assert packed.returncode == 0, packed.stderr
+    assert sorted(
+        p.relative_to(packages / "archapp" / "wheels").as_posix()
+        for p in (packages / "archapp" / "wheels").rglob("*.whl")
+    ) == [
+        f"{arch}/archprobe-1.0-py3-none-manylinux2014_{machine}.whl"
+        for arch, machine in MACHINES.items()
+    ]
+    assert packed.returncode == 0, packed.stderr
+    foreign = ["--platform", f"linux/{FOREIGN}"]
+    packed = pack(field_folder(packages, "foreignapp", "archprobe==1.0"), *foreign, *local)
+    assert packed.returncode == 0, packed.stderr
 
     setup = httpx.Client(base_url=platform["setup"], headers=OPERATOR, timeout=30)
     master = httpx.Client(base_url=platform["master"], headers=OPERATOR, timeout=120)
@@ -123,7 +167,7 @@ def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_
     ).start()
     try:
         ais = {}
-        for name in ("fieldapp", "brokenapp"):
+        for name in ("fieldapp", "brokenapp", "archapp", "foreignapp"):
             r = master.post(
                 "/upload_edgeAI", json={"filename": name, "version": "01", "ai_class": "01"}
             )
@@ -138,6 +182,17 @@ def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_
         assert manifest["requirements"] == ["fielddep==1.0"]
         assert manifest["wheelhouse"] == "wheels"
         assert ais["brokenapp"]["manifest"]["requirements"] == ["notshipped==2.0"]
+        # What the wheels say, recorded at upload: pure Python runs anywhere.
+        platforms = {
+            name: (ai["manifest"]["architectures"], ai["manifest"]["native_code"])
+            for name, ai in ais.items()
+        }
+        assert platforms == {
+            "fieldapp": ([], False),
+            "brokenapp": ([], False),
+            "archapp": (["amd64", "arm64"], True),
+            "foreignapp": ([FOREIGN], True),
+        }
 
         r = setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": ais["fieldapp"]["id"]})
         assert r.status_code == 201, r.text
@@ -175,8 +230,68 @@ def test_a_field_folder_runs_on_an_agent_with_its_dependency_from_wheels_in_the_
         assert "No matching distribution" in failed["observed_reason"], failed
         assert workload_processes(agent.workdir, "brokenapp-01") == []
         assert proc.is_running()  # the other workload is untouched
+
+        # Native code: the agent (this machine's architecture) installs its own wheel.
+        r = setup.post("/deployments", json={"edge_id": edge["id"], "ai_id": ais["archapp"]["id"]})
+        assert r.status_code == 201, r.text
+        r = setup.post(
+            "/deployments", json={"edge_id": edge["id"], "ai_id": ais["foreignapp"]["id"]}
+        )
+        assert r.status_code == 201, r.text
+        master.post("/reconcile?wait=true", headers=SERVICE)
+        log = agent.workdir / "logs" / "archapp-01.log"
+        line = wait_until(
+            lambda: (
+                next((x for x in log.read_text().splitlines() if x.startswith("archprobe ")), None)
+                if log.exists()
+                else None
+            ),
+            what="the native program's line",
+        )
+        _, arch, where = line.split(" ", 2)
+        assert arch == HOST and Path(where).is_relative_to(agent.workdir / "envs")
+        # Another architecture only: refused by the master, which knows the edge's architecture
+        # from its agent's answers.
+        refused = next(
+            d
+            for d in setup.get(f"/deployments?edge_id={edge['id']}").json()["items"]
+            if d["ai_id"] == ais["foreignapp"]["id"]
+        )
+        assert refused["observed"] == "failed", refused
+        assert (
+            f"carries native code for {FOREIGN} only and edge edge-01 is {HOST}: pack its wheels "
+            f"for {HOST} too (edgectl ai pack --platform linux/{HOST})"
+        ) in refused["observed_reason"], refused
+        assert workload_processes(agent.workdir, "foreignapp-01") == []
     finally:
         agent.close()
         kill_leftovers(agent.workdir)
         setup.close()
         master.close()
+
+
+@pytest.mark.skipif(HOST not in MACHINES, reason=f"no test wheels for {HOST} machines")
+def test_the_agent_installs_from_its_own_architectures_folder(tmp_path):
+    """An arm64 box (platform.machine() aarch64) takes wheels/arm64; a box of an architecture
+    the package has no folder for refuses it with the reason, before pip runs."""
+    wheels = site_wheels(tmp_path / "site")
+    house = tmp_path / "pkg" / "wheels"
+    for arch, machine in MACHINES.items():
+        (house / arch).mkdir(parents=True)
+        for name in (
+            "fielddep-1.0-py3-none-any.whl",
+            f"archprobe-1.0-py3-none-manylinux2014_{machine}.whl",
+        ):
+            (house / arch / name).write_bytes((wheels / name).read_bytes())
+    assert wheel_folders(house, machine="aarch64") == [house / "arm64"]
+    assert wheel_folders(house, machine="x86_64") == [house / "amd64"]
+    assert wheel_folders(house, machine="AMD64") == [house / "amd64"]
+    with pytest.raises(DependencyError) as exc:
+        wheel_folders(house, machine="armv7l")
+    assert str(exc.value) == (
+        "the package carries native code for amd64, arm64 only and this edge is arm (armv7l): "
+        "pack its wheels for it too (edgectl ai pack --platform linux/arm)"
+    )
+    # This machine's folder, installed with no index: the wheel of this machine, not the other.
+    env = ensure_environment(tmp_path / "envs", ["archprobe==1.0"], house)
+    assert (env / "archprobe.py").read_text() == f"ARCH = {HOST!r}\n"

@@ -1,7 +1,8 @@
 """Live view through NAT, as the operator meets it: sign in, open edge-01, click Live. The console
 asks the master, the master sends the request over MQTT to edge-01's pull agent, the agent writes
 the view file its YOLO worker watches, the worker posts annotated frames to the VMS, the console
-streams them to the page. Closing the page withdraws the request: the VMS stops receiving."""
+streams them to the page; a second viewer shares the same view. Closing the last page withdraws
+the request: the VMS stops receiving."""
 
 from __future__ import annotations
 
@@ -51,7 +52,21 @@ def test_live_view_shows_frames_within_two_seconds_and_stops_when_the_page_close
     screenshot(page, "live-view")
     assert page.outside == [] and page.js_errors == []
 
-    page.context.close()  # the viewer goes: the console withdraws the request
+    # A second viewer shares the one view: it gets frames at once, and keeps getting them after
+    # the first viewer goes (the request is withdrawn only when the last viewer leaves).
+    second = new_page(browser, stack)
+    sign_in(second, stack, f"/edges/{edge['id']}")
+    second.get_by_role("heading", name=f"edge-01 ({nid})").wait_for()
+    second.get_by_role("button", name="Live", exact=True).click()
+    seq = "Number(document.getElementById('live-counter').dataset.seq || 0)"
+    second.wait_for_function(f"() => {seq} > 0", timeout=4000)
+    page.context.close()  # the first viewer goes; the second still watches
+    time.sleep(1.0)
+    shared = second.evaluate(f"() => {seq}")
+    second.wait_for_function(f"() => {seq} > {shared}", timeout=5000)
+    assert second.outside == [] and second.js_errors == []
+
+    second.context.close()  # the last viewer goes: the console withdraws the request
     time.sleep(2.0)
     stopped = stack.get("vms", f"/live/{nid}")["frames"]
     time.sleep(3.0)

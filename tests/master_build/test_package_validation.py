@@ -555,3 +555,54 @@ def test_randomly_corrupted_archives_are_refused_never_a_server_error(tmp_path, 
             escaped.append(f"case {i}: {type(exc).__name__}: {exc}")
     assert escaped == []
     assert list(store.tmp_dir.iterdir()) == []
+
+
+# --- wheels per architecture (the agent path) -------------------------------------------------
+
+AARCH64 = "msgpack-1.1.1-cp38-cp38-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"
+X86_64 = "msgpack-1.1.1-cp38-cp38-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+PURE = "fielddep-1.0-py3-none-any.whl"
+
+
+def _with_wheels(tmp_path: Path, wheels: list[str]) -> Path:
+    manifest = package_files()["aipackage.yaml"].decode()
+    manifest += 'requirements: ["msgpack", "fielddep"]\nwheelhouse: wheels\n'
+    manifest += "architectures: [s390x]\nnative_code: false\n"  # replaced by what the wheels say
+    files = package_files(**{"aipackage.yaml": manifest}, **{f"wheels/{w}": b"PK" for w in wheels})
+    return make_targz(tmp_path / "p.tar.gz", files)
+
+
+@pytest.mark.parametrize(
+    ("wheels", "architectures", "native"),
+    [
+        (
+            [f"arm64/{AARCH64}", f"arm64/{PURE}", f"amd64/{X86_64}", f"amd64/{PURE}"],
+            ["amd64", "arm64"],
+            True,
+        ),
+        ([f"arm64/{AARCH64}", PURE], ["arm64"], True),  # pure wheels beside the folders
+        ([X86_64, PURE], ["amd64"], True),  # a plain `edgectl ai pack` on an x86_64 machine
+        ([PURE], [], False),  # pure Python: one set for every machine
+    ],
+)
+async def test_the_wheelhouse_gives_the_architectures_and_whether_it_carries_native_code(
+    tmp_path, store, wheels, architectures, native
+):
+    ingested = await ingest_package(_with_wheels(tmp_path, wheels), store)
+    assert ingested.manifest.architectures == architectures
+    assert ingested.manifest.native_code is native
+
+
+@pytest.mark.parametrize(
+    ("wheels", "message"),
+    [
+        ([f"aarch64/{AARCH64}"], "folders are named by architecture (amd64, arm64, "),
+        ([f"amd64/{AARCH64}"], f"wheels/amd64/{AARCH64} is for arm64, not amd64"),
+        ([f"arm64/{AARCH64}", X86_64], "native wheels for amd64 lie in wheels/ beside"),
+        (["msgpack-1.1.1-cp38-cp38-win_amd64.whl.txt"], "holds no wheels"),
+        (["msgpack-cp38-cp38-win32.whl"], "is not a wheel name"),
+    ],
+)
+async def test_a_wheelhouse_the_agent_would_misread_is_refused(tmp_path, store, wheels, message):
+    err = await _refused(_with_wheels(tmp_path, wheels), store)
+    assert err.field == "manifest.wheelhouse" and message in err.message, err.message

@@ -29,6 +29,7 @@ from services.master.packages import (
     PackageManifest,
     ingest_package,
     parse_manifest,
+    with_wheel_platforms,
 )
 from services.master.registry import RegistryClient
 from services.master.registry.docker_build import docker_build_and_push
@@ -69,7 +70,7 @@ def _read_manifest_sync(path: Path) -> PackageManifest:
                 continue
             f = tf.extractfile(member)
             if f is not None:
-                return parse_manifest(f.read(), name)
+                return with_wheel_platforms(parse_manifest(f.read(), name), tf.getnames())
     raise Invalid(f"the stored artifact {path.name} has no manifest", field="manifest")
 
 

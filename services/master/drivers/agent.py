@@ -72,6 +72,24 @@ def agent_spec(workload: Workload) -> DesiredWorkload:
     )
 
 
+def check_architecture(workload: Workload, edge_architecture: str | None) -> None:
+    """DriverError when the workload's package has wheels for some architectures only (native
+    code: its manifest's ``architectures``) and the edge's agent reports another one. An agent
+    that reports none (older than this check) is let through: pip on the box decides."""
+    ai = workload.ai
+    if not ai.architectures or edge_architecture is None:
+        return
+    if edge_architecture in ai.architectures:
+        return
+    what = "native code" if ai.native_code else "wheels"
+    raise DriverError(
+        f"AI {ai.id} ({ai.filename}-{ai.ai_class} {ai.version}) carries {what} for "
+        f"{', '.join(ai.architectures)} only and edge {workload.edge.name} is "
+        f"{edge_architecture}: pack its wheels for {edge_architecture} too (edgectl ai pack "
+        f"--platform linux/{edge_architecture}) and upload that as a new version"
+    )
+
+
 def observed_workload(report: ObservedWorkloadReport) -> ObservedWorkload:
     """One workload as the agent reports it (an entry of its ``GET /workloads``, or of a pull
     agent's observed set)."""
@@ -124,6 +142,8 @@ class AgentDriver(RuntimeDriver):
         # apply waits while the agent fetches and unpacks the package: a large model over a
         # weak link.
         self._apply_timeout = httpx.Timeout(apply_timeout_s, connect=5.0)
+        # Each agent's architecture as its last answer to observe gave it (by nid).
+        self.architectures: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -179,6 +199,7 @@ class AgentDriver(RuntimeDriver):
         )
 
     async def apply(self, workload: Workload) -> None:
+        check_architecture(workload, self.architectures.get(workload.edge.nid))
         base = self._base(workload.edge)
         await self._call(
             "PUT",
@@ -204,10 +225,12 @@ class AgentDriver(RuntimeDriver):
         )
         assert response is not None  # only a call with ok_404 answers None
         try:
-            reports = [
-                ObservedWorkloadReport.model_validate(w) for w in response.json()["workloads"]
-            ]
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            answer = response.json()
+            reports = [ObservedWorkloadReport.model_validate(w) for w in answer["workloads"]]
+            arch = answer.get("architecture")
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
             problem = f"observe {edge.name}: malformed answer from the agent ({exc})"
             raise DriverError(problem) from exc
+        if isinstance(arch, str) and arch:
+            self.architectures[edge.nid] = arch
         return [observed_workload(r) for r in reports]

@@ -83,6 +83,9 @@ class AiArtifact:
     ai_class: str
     package_digest: str | None = None  # "sha256:<hex>"
     image_ref: str | None = None  # "{registry}/{filename}-{ai_class}:{version}"
+    # The manifest's: the architectures its native wheels are for (agent path; empty: any).
+    architectures: tuple[str, ...] = ()
+    native_code: bool = False
 
 
 @dataclass

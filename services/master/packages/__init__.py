@@ -18,6 +18,7 @@ from pathlib import Path
 from .archive import DEFAULT_LIMITS, ArchiveLimits, IngestedPackage, ingest_sync
 from .manifest import MANIFEST_NAMES, PackageManifest, Resources, parse_manifest
 from .store import ArtifactStore, StoredArtifact, parse_digest
+from .wheels import with_wheel_platforms
 
 __all__ = [
     "MANIFEST_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "ingest_package",
     "parse_digest",
     "parse_manifest",
+    "with_wheel_platforms",
 ]
 
 

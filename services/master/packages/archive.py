@@ -47,6 +47,7 @@ from .sources import (
     iter_zip,
 )
 from .store import ArtifactStore, StoredArtifact
+from .wheels import with_wheel_platforms
 
 FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch: stable digests, no 1970 surprises
 COPY_CHUNK = 1 << 20
@@ -226,6 +227,7 @@ def scan(
     members = _members(listing.entries, prefix)
     _check_layout(members)
     _check_referenced(manifest, members)
+    manifest = with_wheel_platforms(manifest, members)
     return ScannedPackage(fmt, prefix, manifest, manifest_name, members, listing.declared)
 
 

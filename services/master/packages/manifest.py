@@ -20,6 +20,7 @@ Example::
     hot_handoff: true               # optional: see PackageManifest.hot_handoff
     requirements: ["httpx>=0.27"]   # optional: Python dependencies the edge agent installs
     wheelhouse: wheels              # optional: folder of wheels shipped for them (edgectl ai pack)
+    # architectures, native_code: set by the master at upload from the wheelhouse (packages.wheels)
 
 Every error raised here is ``shared.errors.Invalid`` whose ``field`` is ``manifest.<field>``.
 """
@@ -178,6 +179,18 @@ class PackageManifest(BaseModel):
         None,
         description="relative path of a folder of wheels in the package the agent installs the "
         "requirements from (no index needed; `edgectl ai pack` downloads them)",
+    )
+    architectures: list[str] = Field(
+        default_factory=list,
+        description="the CPU architectures (amd64, arm64) the wheelhouse has wheels for: its "
+        "folders per architecture, else the machines of its native wheels; empty: any. The "
+        "package is deployed to an edge agent only where this is empty or holds the edge's. Set "
+        "by the master at upload from the wheels (a value written by hand is replaced)",
+    )
+    native_code: bool = Field(
+        False,
+        description="a wheel in the wheelhouse is not pure Python (not none-any). Set by the "
+        "master at upload",
     )
 
     @field_validator("filename")

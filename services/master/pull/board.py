@@ -80,6 +80,8 @@ class DesiredBoard:
         board.held = waiting and not board.tag
         if board.held:
             return False
+        if board.tag and staged == board.committed:
+            return False  # the same workloads: no tag to compute (most edges, most passes)
         tag = self._tag(nid, staged)
         if tag == board.tag:
             return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from services.master.drivers.agent import agent_spec, observed_workload
+from services.master.drivers.agent import agent_spec, check_architecture, observed_workload
 from services.master.drivers.base import (
     DriverUnavailable,
     EdgeTarget,
@@ -44,6 +44,8 @@ class PullAgentDriver(RuntimeDriver):
             raise DriverUnavailable("this master has no MQTT broker (MASTER_MQTT_URL)")
 
     async def apply(self, workload: Workload) -> None:
+        observed = self.board.edge(workload.edge.nid).observed
+        check_architecture(workload, observed.architecture if observed is not None else None)
         self.board.stage(workload.edge.nid, agent_spec(workload))
 
     async def remove(self, edge: EdgeTarget, name: str) -> None:

@@ -142,6 +142,8 @@ def build_workload(
             ai_class=ai["ai_class"],
             package_digest=ai.get("package_digest"),
             image_ref=ai.get("image_ref"),
+            architectures=tuple(manifest.get("architectures") or ()),
+            native_code=bool(manifest.get("native_code")),
         ),
         command=list(manifest.get("command") or []),
         env=env,
