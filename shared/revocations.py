@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from shared.contracts.credentials import TokenRevocations
 from shared.edge_tokens import RevocationSet
 from shared.errors import DomainError
 from shared.service_client import ServiceClient
@@ -39,10 +40,10 @@ def http_loader(settings: ServiceSettings) -> Loader:
             "setup", settings.setup_url, token=settings.own_credential(), timeout=5.0
         )
         try:
-            body = await setup.json("GET", "/edges/token-revocations")
+            body = await setup.model("GET", "/edges/token-revocations", TokenRevocations)
         finally:
             await setup.aclose()
-        return {str(k): int(v) for k, v in body["min_token_id"].items()}
+        return body.min_token_id
 
     return load
 

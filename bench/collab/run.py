@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edge_common.vocabulary import Param
 from tests.collab.stack import Platform
 from tests.helpers.database import create_database, drop_database
 
@@ -93,7 +94,7 @@ def handoff_round(p: Platform) -> tuple[float, float, float]:
     p.post_usage("0x01", 99, 50, samples=30)
     t0 = time.monotonic()
     p.cycle()
-    until(lambda: worker(p, "0x02")["live"].get("help_for") == ["0x01"], 60, "edge-02 told")
+    until(lambda: worker(p, "0x02")["live"].get(Param.HELP_FOR) == ["0x01"], 60, "edge-02 told")
     started = time.monotonic() - t0
     until(lambda: log_count(p, "0x01", "profile normal -> helped") > paused, 30, "edge-01 helped")
     until(lambda: p.cameras["0x01"].hits > hits, 60, "helper's first camera frame")

@@ -46,6 +46,7 @@ import httpx
 import orjson
 import psutil
 
+from edge_common.vocabulary import DesiredState
 from services.optimizer.engine.cycle import decide
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.context import CycleInput
@@ -211,9 +212,9 @@ def baseline(setup: httpx.Client, vms: httpx.Client, n_edges: int, sample: int) 
     t = time.perf_counter()
     for edge_id in range(1, sample + 1):
         edge = setup.get(f"/edges/{edge_id}").json()
-        deps = setup.get("/deployments", params={"edge_id": edge_id, "desired": "running"}).json()[
-            "items"
-        ]
+        deps = setup.get(
+            "/deployments", params={"edge_id": edge_id, "desired": DesiredState.RUNNING}
+        ).json()["items"]
         state = vms.get(
             "/nodes/state", params={"nids": edge["nid"], "include_silent": "false"}
         ).json()["items"]

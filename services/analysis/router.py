@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -21,7 +21,14 @@ from shared.auth import (
     identify_connection,
     principal_alive,
 )
-from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, JobAccepted, Mode
+from shared.contracts.analysis import (
+    AnalysisResult,
+    AnalyzeMetadata,
+    JobAccepted,
+    Mode,
+    VideoAccepted,
+    VideoProgress,
+)
 from shared.errors import DomainError, Invalid, Unauthorized
 from shared.streams import serve_until_revoked, until_revoked
 
@@ -208,8 +215,11 @@ async def queue(gateway: GatewayDep, _: ReaderAuth) -> dict:
     "`/videos/{id}/events` for per-frame results, download `/videos/{id}/annotated` when done, "
     "`POST /videos/{id}/cancel` to stop it. 422 when the body is empty or not a video.",
     openapi_extra=VIDEO_BODY,
+    response_model=VideoAccepted,
 )
-async def upload_video(request: Request, videos: VideosDep, principal: AnyPrincipal) -> dict:
+async def upload_video(
+    request: Request, videos: VideosDep, principal: AnyPrincipal
+) -> dict[str, Any]:
     return await videos.upload(principal, request)
 
 
@@ -218,8 +228,12 @@ async def upload_video(request: Request, videos: VideosDep, principal: AnyPrinci
     summary="A video's progress: analysing, rendering, done or failed",
     description="An edge token reads (here, in its events and its annotated file) only the videos "
     "that edge uploaded; the operator and the services read any.",
+    response_model=VideoProgress,
+    response_model_exclude_none=True,
 )
-async def video_status(video_id: VideoId, videos: VideosDep, principal: ReaderAuth) -> dict:
+async def video_status(
+    video_id: VideoId, videos: VideosDep, principal: ReaderAuth
+) -> dict[str, Any]:
     return await videos.status(_video_id(video_id), principal)
 
 

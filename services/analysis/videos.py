@@ -18,7 +18,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,19 +30,11 @@ from services.analysis.images import check_image
 from services.analysis.queue import JobMeta, first_stream, text
 from services.analysis.settings import AnalysisSettings
 from shared.auth import Principal
-from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata
+from shared.contracts.analysis import AnalysisResult, AnalyzeMetadata, VideoStatus
 from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, Invalid, NotFound, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("edge.analysis.videos")
-
-
-class VideoStatus(StrEnum):
-    analysing = "analysing"
-    rendering = "rendering"
-    done = "done"
-    failed = "failed"
-    cancelled = "cancelled"
 
 
 class Cancelled(Exception):

@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.fleet import fleet_view
 from services.console.live import Live, LiveDep, sse
-from services.console.live_view import LiveViews
+from services.console.live_view import LiveViewsDep
 from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
 from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
-from shared.contracts.decisions import Action, Policy
+from shared.contracts.analysis import AnalysisResult, VideoAccepted, VideoProgress
+from shared.contracts.clips import ClipPage
+from shared.contracts.decisions import Action, ControlsOut, DecisionPage, PinOut, Policy, RolloutOut
 from shared.contracts.deployments import DeploymentCreate, DeploymentOut
 from shared.contracts.live_view import (
     DEFAULT_BUDGET_BPS,
@@ -29,6 +31,8 @@ from shared.contracts.live_view import (
     DEFAULT_WIDTH,
     LiveViewSettings,
 )
+from shared.contracts.master import UploadAccepted
+from shared.contracts.nodes import NodeSeries
 from shared.errors import Invalid
 from shared.input_checks import NID_PATTERN
 from shared.streams import until_revoked
@@ -76,9 +80,13 @@ def _live(request: Request, live: Live, store: SessionStore, topic: str) -> Stre
     )
 
 
-@router.get("/session", summary="Whether the session is still valid, and until when")
-async def session_state(session: SessionAuth) -> dict[str, Any]:
-    return {"signed_in": True}
+class SessionState(BaseModel):
+    signed_in: bool
+
+
+@router.get("/session", summary="Whether the session is still valid")
+async def session_state(session: SessionAuth) -> SessionState:
+    return SessionState(signed_in=True)
 
 
 # --- fleet and edges -------------------------------------------------------------------------
@@ -123,6 +131,7 @@ async def edge_events(
 async def live_view(
     nid: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")],
     request: Request,
+    views: LiveViewsDep,
     store: SessionStoreDep,
     up: UpstreamsDep,
     _: SessionAuth,
@@ -131,7 +140,6 @@ async def live_view(
     budget_bps: Annotated[int, Query(ge=8_000, le=10_000_000)] = DEFAULT_BUDGET_BPS,
 ) -> StreamingResponse:
     settings = LiveViewSettings(fps=fps, width=width, budget_bps=budget_bps)
-    views: LiveViews = request.app.state.live_views
     return StreamingResponse(
         _while_signed_in(request, store, views.stream(nid, settings, up)),
         media_type="text/event-stream",
@@ -149,14 +157,14 @@ async def clips(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> Any:
+) -> ClipPage:
     params: dict[str, Any] = {"limit": limit}
     if nid:
         params["nid"] = nid
     for name, when in (("since", since), ("until", until)):
         if when is not None:
             params[name] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
-    return await up.vms.json("GET", "/clips", params=params)
+    return await up.vms.model("GET", "/clips", ClipPage, params=params)
 
 
 @router.get("/clips/{clip_id}/video", summary="A clip (MP4); Range requests pass through")
@@ -198,7 +206,7 @@ async def series(
     step: Annotated[
         str, Query(max_length=10, pattern=r"^[0-9]+[smhd]?$", description="10, 30s, 5m, 1h, 1d")
     ] = "10s",
-) -> Any:
+) -> NodeSeries:
     end = datetime.now(UTC)
     params = {
         "kind": kind,
@@ -206,7 +214,8 @@ async def series(
         "end": end.isoformat(),
         "step": step,
     }
-    return await up.vms.json("GET", f"/nodes/{quote(nid, safe='')}/series", params=params)
+    path = f"/nodes/{quote(nid, safe='')}/series"
+    return await up.vms.model("GET", path, NodeSeries, params=params)
 
 
 class DeployIn(BaseModel):
@@ -243,9 +252,11 @@ class PinIn(BaseModel):
 
 
 @router.put("/pins/{edge_id}", summary="Pin an edge: no policy touches it")
-async def pin(edge_id: RowId, up: UpstreamsDep, _: SessionAuth, data: PinIn | None = None) -> Any:
+async def pin(
+    edge_id: RowId, up: UpstreamsDep, _: SessionAuth, data: PinIn | None = None
+) -> PinOut:
     body = (data or PinIn()).model_dump()
-    return await up.optimizer.json("PUT", f"/pins/{edge_id}", json=body)
+    return await up.optimizer.model("PUT", f"/pins/{edge_id}", PinOut, json=body)
 
 
 @router.delete("/pins/{edge_id}", status_code=204, summary="Unpin an edge")
@@ -281,8 +292,8 @@ async def rollout_action(
     action: Literal["pause", "resume", "rollback"],
     up: UpstreamsDep,
     _: SessionAuth,
-) -> Any:
-    return await up.optimizer.json("POST", f"/rollouts/{rollout_id}/{action}")
+) -> RolloutOut:
+    return await up.optimizer.model("POST", f"/rollouts/{rollout_id}/{action}", RolloutOut)
 
 
 @router.post(
@@ -290,7 +301,7 @@ async def rollout_action(
     status_code=202,
     summary="Upload an AI package archive (raw body), passed on to the master as it arrives",
 )
-async def upload_package(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
+async def upload_package(up: UpstreamsDep, request: Request, _: SessionAuth) -> UploadAccepted:
     content_type = request.headers.get("content-type", "application/octet-stream")
     if content_type.startswith("multipart/"):
         raise Invalid("send the archive as the raw body", field="body")
@@ -299,9 +310,10 @@ async def upload_package(up: UpstreamsDep, request: Request, _: SessionAuth) -> 
         for k, v in request.query_params.items()
         if k in ("filename", "version", "ai_class", "condition", "description") and v
     }
-    return await up.master.json(
+    return await up.master.model(
         "POST",
         "/ai-packages",
+        UploadAccepted,
         params=params,
         content=request.stream(),
         headers={"content-type": content_type},
@@ -322,7 +334,7 @@ async def decisions(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
-) -> Any:
+) -> DecisionPage:
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     for name, value in (("edge", edge), ("policy", policy), ("action", action)):
         if value:
@@ -330,7 +342,7 @@ async def decisions(
     for name, when in (("since", since), ("until", until)):
         if when is not None:
             params[name] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
-    return await up.optimizer.json("GET", "/decisions", params=params)
+    return await up.optimizer.model("GET", "/decisions", DecisionPage, params=params)
 
 
 @router.get("/decisions/events", summary="New decisions as Server-Sent Events (event: decision)")
@@ -341,8 +353,8 @@ async def decision_events(
 
 
 @router.get("/control", summary="The optimizer's pause and dry-run switches")
-async def control(up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.optimizer.json("GET", "/control")
+async def control(up: UpstreamsDep, _: SessionAuth) -> ControlsOut:
+    return await up.optimizer.model("GET", "/control", ControlsOut)
 
 
 class ControlIn(BaseModel):
@@ -352,30 +364,36 @@ class ControlIn(BaseModel):
 
 
 @router.put("/control", summary="Pause or resume the optimizer; dry-run on or off")
-async def set_control(data: ControlIn, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def set_control(data: ControlIn, up: UpstreamsDep, _: SessionAuth) -> ControlsOut:
     body = data.model_dump(exclude_none=True)
-    return await up.optimizer.json("PUT", "/control", json=body)
+    return await up.optimizer.model("PUT", "/control", ControlsOut, json=body)
 
 
 # --- detection (the analysis service) --------------------------------------------------------
 
 
-@router.post("/analyze", summary="Analyse one image (the raw body, JPEG or PNG)")
-async def analyze(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
+@router.post(
+    "/analyze",
+    summary="Analyse one image (the raw body, JPEG or PNG)",
+    response_model=AnalysisResult,
+    response_model_exclude_none=True,
+)
+async def analyze(up: UpstreamsDep, request: Request, _: SessionAuth) -> AnalysisResult:
     image = await request.body()
     if not image:
         raise Invalid("the body is empty: send a JPEG or PNG image", field="body")
     content_type = request.headers.get("content-type", "image/jpeg")
-    return await up.analysis.json(
-        "POST", "/analyze", content=image, headers={"content-type": content_type}
+    return await up.analysis.model(
+        "POST", "/analyze", AnalysisResult, content=image, headers={"content-type": content_type}
     )
 
 
 @router.post("/videos", status_code=202, summary="Upload a video for analysis (the raw body)")
-async def upload_video(up: UpstreamsDep, request: Request, _: SessionAuth) -> Any:
-    return await up.analysis.json(
+async def upload_video(up: UpstreamsDep, request: Request, _: SessionAuth) -> VideoAccepted:
+    return await up.analysis.model(
         "POST",
         "/videos",
+        VideoAccepted,
         content=request.stream(),
         headers={"content-type": request.headers.get("content-type", "video/mp4")},
     )
@@ -387,9 +405,14 @@ def _video_id(video_id: str) -> str:
     return video_id
 
 
-@router.get("/videos/{video_id}", summary="A video's progress")
-async def video(video_id: VideoId, up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.analysis.json("GET", f"/videos/{_video_id(video_id)}")
+@router.get(
+    "/videos/{video_id}",
+    summary="A video's progress",
+    response_model=VideoProgress,
+    response_model_exclude_none=True,
+)
+async def video(video_id: VideoId, up: UpstreamsDep, _: SessionAuth) -> VideoProgress:
+    return await up.analysis.model("GET", f"/videos/{_video_id(video_id)}", VideoProgress)
 
 
 async def _relay(

@@ -21,10 +21,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends
 
 from services.console.live import sse
 from services.console.upstream import Upstreams
 from shared.contracts.live_view import LiveViewAsk, LiveViewSettings
+from shared.deps import from_app_state
 from shared.errors import DomainError
 
 log = logging.getLogger("edge.console.live_view")
@@ -160,3 +164,6 @@ class LiveViews:
                     "running, or the edge is offline"
                 )
                 watch.send(sse("status", {"state": "no_frames", "detail": detail}))
+
+
+LiveViewsDep = Annotated[LiveViews, Depends(from_app_state("live_views", LiveViews))]

@@ -19,10 +19,14 @@ from shared.contracts.master import (
     AiPackageRecord,
     ClusterPage,
     ClusterRecord,
+    EdgeCamera,
     EdgeToken,
+    MasterHealth,
+    MasterHeartbeat,
     MasterPage,
     MasterRecord,
     MasterRegistration,
+    ObservedRecorded,
     ObservedReport,
     ObservedReports,
 )
@@ -58,11 +62,10 @@ class SetupClient:
 
     async def camera_url(self, edge_id: int) -> str | None:
         """The edge's camera URL with its credentials (a secret: never logged, never in params)."""
-        answer = await self.client.json(
-            "GET", f"/edges/{edge_id}/camera", what=f"edge {edge_id} camera"
+        answer = await self.client.model(
+            "GET", f"/edges/{edge_id}/camera", EdgeCamera, what=f"edge {edge_id} camera"
         )
-        url = answer.get("url") if isinstance(answer, dict) else None
-        return str(url) if url else None
+        return answer.url or None
 
     # --- AI packages --------------------------------------------------------------------
     async def get_ai(self, ai_id: int) -> AiPackageRecord:
@@ -140,12 +143,12 @@ class SetupClient:
             what="master registration",
         )
 
-    async def heartbeat(self, master_id: int, health: dict[str, Any]) -> MasterRecord:
+    async def heartbeat(self, master_id: int, health: MasterHealth) -> MasterRecord:
         return await self.client.model(
             "POST",
             f"/masters/{master_id}/heartbeat",
             MasterRecord,
-            json={"health": health},
+            json=MasterHeartbeat(health=health).model_dump(mode="json"),
             what="master heartbeat",
         )
 
@@ -181,8 +184,8 @@ class SetupClient:
     async def report_observed(self, reports: list[ObservedReport]) -> None:
         if reports:
             body = ObservedReports(reports=reports).model_dump(mode="json")
-            await self.client.request(
-                "POST", "/deployments/observed", json=body, what="observed report"
+            await self.client.model(
+                "POST", "/deployments/observed", ObservedRecorded, json=body, what="observed report"
             )
 
     async def legacy(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

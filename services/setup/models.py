@@ -77,7 +77,7 @@ class Edge(TimestampMixin, Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     supports_analysis: Mapped[bool] = mapped_column(Boolean, default=False)
     # The camera URL as shown (credentials masked), and the whole URL encrypted at rest
-    # (services.setup.camera_secrets); only services read it back, through /edges/{id}/camera.
+    # (services.setup.secret_box); only services read it back, through /edges/{id}/camera.
     rtsp_url: Mapped[str | None] = mapped_column(Text)
     rtsp_secret: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -124,7 +124,7 @@ class Deployment(TimestampMixin, Base):
             "edge_id",
             "filename",
             unique=True,
-            postgresql_where=text("desired = 'running' AND NOT allow_multiple"),
+            postgresql_where=text(f"desired = '{DesiredState.RUNNING}' AND NOT allow_multiple"),
         ),
         Index("ix_deployments_desired_edge", "desired", "edge_id"),
     )

@@ -6,7 +6,7 @@ from fastapi import Depends
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.setup.camera_secrets import LOCAL_SECRET_KEY, parse_keys
+from services.setup.secret_box import LOCAL_SECRET_KEY, SecretBox, parse_keys
 from shared.deps import from_app_state
 from shared.settings import ServiceSettings
 from shared.signing import KeyRing, Signer, load_private_file
@@ -96,6 +96,13 @@ class SetupSettings(ServiceSettings):
             )
         parse_keys(self.secret_keys.get_secret_value())
         return self
+
+    def secret_box(self) -> SecretBox:
+        """The box that encrypts camera credentials with these keys (``secret_keys``, set by the
+        validation above)."""
+        if self.secret_keys is None:
+            raise ValueError("SETUP_SECRET_KEYS must be set (Fernet keys)")
+        return SecretBox(parse_keys(self.secret_keys.get_secret_value()))
 
     def secret_values(self) -> list[str]:
         keys = parse_keys(self.secret_keys.get_secret_value()) if self.secret_keys else []

@@ -8,6 +8,7 @@ box: ``edge`` (the edge's own detector), ``server`` (the analysis service's mode
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
@@ -103,6 +104,47 @@ class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
     poll: str
+
+
+# Videos (POST /videos, GET /videos/{id}), uploaded by the console or an edge.
+
+
+class VideoStatus(StrEnum):
+    analysing = "analysing"
+    rendering = "rendering"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class VideoAccepted(BaseModel):
+    """``POST /videos`` (202): the video's id, what its headers say, and where to follow it."""
+
+    video_id: str
+    status: VideoStatus
+    frames_total: int
+    fps: float
+    width: int
+    height: int
+    events: str = Field(description="its per-frame results (Server-Sent Events)")
+    status_url: str = Field(description="its progress")
+    annotated: str = Field(description="the video with its boxes drawn, once done")
+    cancel: str = Field(description="POST to stop it")
+
+
+class VideoProgress(BaseModel):
+    """``GET /videos/{id}``: a field the video has not reached yet is left out."""
+
+    video_id: str
+    status: VideoStatus
+    frames_total: int | None = None
+    frames_done: int | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float = 0.0
+    rendered: int | None = Field(None, description="frames drawn so far (while rendering)")
+    error: str | None = None
+    annotated: str | None = Field(None, description="once done: the video with its boxes drawn")
 
 
 # The VMS's analysis inbox, as the analysis service consumes it.

@@ -93,3 +93,9 @@ class IssuedCredential(BaseModel):
     token: str = Field(description="shown once: give it to the service (EDGE_<SERVICE>_TOKEN)")
     kid: str = Field(description="the key that signed it")
     expires_at: int = Field(description="unix time, seconds")
+
+
+class TokenRevocations(BaseModel):
+    min_token_id: dict[str, int] = Field(
+        description="per node id, the lowest edge-token id still valid"
+    )

@@ -1,9 +1,14 @@
 """What the optimizer decides and sends: setup's POST /deployments/bulk (operations in, results
 out, one transaction), and the names its decision log uses (policy, action, outcome). Setup
-validates the request with these same models."""
+validates the request with these same models.
+
+Also what the optimizer answers the console and ``edgectl`` about its decisions and switches: the
+decision log (GET /decisions: ``DecisionPage``), the pause and dry-run switches (GET/PUT /control:
+``ControlsOut``), pins (PUT /pins/{edge}: ``PinOut``) and version rollouts (``RolloutOut``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -153,3 +158,73 @@ class BulkResult(BaseModel):
 
 class BulkResponse(BaseModel):
     results: list[BulkResult]
+
+
+# --- what the optimizer answers about its decisions and switches ------------------------------
+
+
+class RolloutStatus(StrEnum):
+    ACTIVE = "active"  # waves go on
+    HALTED = "halted"  # too many of a wave failed: no new wave; failed members go back
+    PAUSED = "paused"  # an operator paused it: no new wave until resumed; members keep theirs
+    COMPLETED = "completed"  # every edge updated; stragglers follow without waves
+    SUPERSEDED = "superseded"  # a newer version's rollout took over
+    # An operator rolled it back: every member goes back to the version it ran before, and no
+    # edge is upgraded again to this version (a newer version starts a rollout of its own).
+    ROLLED_BACK = "rolled_back"
+
+
+class DecisionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    at: datetime
+    cycle_id: str
+    policy: Policy
+    edge_id: int | None
+    edge_name: str | None
+    nid: str | None
+    deployment_id: int | None
+    action: Action
+    reason: str
+    inputs: dict[str, Any]
+    operations: list[Any]
+    dry_run: bool
+    outcome: Outcome
+    outcome_detail: str | None
+    outcome_at: datetime | None
+
+
+class DecisionPage(BaseModel):
+    items: list[DecisionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ControlsOut(BaseModel):
+    paused: bool
+    dry_run: bool
+    leader: dict[str, Any] | None
+    replica: str
+    last_cycle: dict[str, Any] | None
+
+
+class PinOut(BaseModel):
+    edge_id: int
+    edge_name: str | None = None
+    reason: str
+    created_at: datetime
+    created_by: str
+
+
+class RolloutOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    filename: str
+    to_version: str
+    status: RolloutStatus
+    wave: int
+    wave_started_at: datetime
+    started_at: datetime
+    members: dict[str, int]
+    failed: list[int]

@@ -19,10 +19,11 @@ from typing_extensions import TypedDict
 from edge_common.vocabulary import DesiredState, ObservedState
 
 __all__ = [
+    "CONDITIONS",
     "FLEET_SNAPSHOT",
-    "ConditionMapping",
     "DesiredState",
     "EdgeStatus",
+    "FleetConditions",
     "FleetDeployment",
     "FleetEdge",
     "FleetPackage",
@@ -94,7 +95,10 @@ class FleetDeployment(TypedDict):
     requested_by: NotRequired[str]
 
 
-class ConditionMapping(TypedDict):
+class FleetConditions(TypedDict):
+    """Setup's condition mapping as the snapshot and ``GET /conditions`` answer it (setup's own
+    model of the route, ``ConditionMapping``, adds the checks of a change)."""
+
     codes: dict[str, str]  # environment AI result code -> condition
     ai_classes: dict[str, str]  # condition -> ai_class
 
@@ -106,7 +110,7 @@ class FleetSnapshot(TypedDict):
     edges: list[FleetEdge]
     ai_packages: list[FleetPackage]
     deployments: list[FleetDeployment]
-    conditions: ConditionMapping
+    conditions: FleetConditions
     generated_at: str  # the database clock when the snapshot was read
     edge_ids: NotRequired[list[int]]  # only in ?since= answers
     # Clusters whose registered master is silent (in every answer, ?since= ones included).
@@ -114,6 +118,7 @@ class FleetSnapshot(TypedDict):
 
 
 FLEET_SNAPSHOT: TypeAdapter[FleetSnapshot] = TypeAdapter(FleetSnapshot)
+CONDITIONS: TypeAdapter[FleetConditions] = TypeAdapter(FleetConditions)
 
 
 class NodeIds(BaseModel):

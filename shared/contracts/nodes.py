@@ -1,4 +1,5 @@
-"""The VMS's current state of its nodes (GET /nodes/state), read by the optimizer every cycle.
+"""The VMS's current state of its nodes (GET /nodes/state), read by the optimizer every cycle, and
+a node's observations over time (GET /nodes/{nid}/series: ``NodeSeries``, read by the console).
 
 Tens of MB at 100,000 nodes, built as JSON by Postgres: readers parse it with orjson into these
 TypedDicts; ``NODE_STATES.validate_json`` checks an answer fully (the contract tests do). Times
@@ -7,7 +8,9 @@ are ISO 8601 text, as on the wire.
 
 from __future__ import annotations
 
-from pydantic import TypeAdapter
+from typing import Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 
@@ -62,3 +65,15 @@ class NodeStates(TypedDict):
 
 
 NODE_STATES: TypeAdapter[NodeStates] = TypeAdapter(NodeStates)
+
+
+class NodeSeries(BaseModel):
+    """GET /nodes/{nid}/series: one point a step (``t``: the bucket's start, ISO 8601; the other
+    keys: the kind's averages, or sums for detections)."""
+
+    nid: str
+    kind: Literal["usage", "environment", "detections"]
+    start: str = Field(description="ISO 8601")
+    end: str = Field(description="ISO 8601")
+    step_s: float
+    points: list[dict[str, float | int | str | None]]

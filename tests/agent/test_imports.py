@@ -123,7 +123,7 @@ def _reach(graph: dict[str, set[str]], unit: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("service", ["analysis", "console", "master", "optimizer", "vms"])
+@pytest.mark.parametrize("service", ["analysis", "console", "master", "optimizer", "setup", "vms"])
 def test_no_two_folders_of_a_service_import_each_other(service: str) -> None:
     assert _cycles(_unit_imports(service)) == []
 

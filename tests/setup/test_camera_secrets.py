@@ -13,7 +13,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.setup.app import create_app
-from services.setup.camera_secrets import SecretBox, reencrypt_all
+from services.setup.camera_secrets import reencrypt_all
+from services.setup.secret_box import SecretBox
 from services.setup.settings import SetupSettings
 from shared import migrations
 from tests.conftest import running_app

@@ -6,7 +6,14 @@ import asyncio
 import json
 import logging
 
-from tests.helpers.env import OPERATOR, SERVICE
+from shared.contracts.master import (
+    ClusterHealth,
+    MasterHealth,
+    MasterHeartbeat,
+    MasterRecord,
+    MasterRegistration,
+)
+from tests.helpers.env import OPERATOR, SERVICE, service_credential
 
 FIELD_EDGE = {
     "name": "EdgeCCTV01",
@@ -79,6 +86,44 @@ async def test_master_accepts_the_field_payload(setup_client):
     assert r.status_code == 422 and r.json()["error"]["field"] == "port"
     r = await setup_client.post("/masters", json={"name": "M3"}, headers=OPERATOR)
     assert r.status_code == 422
+
+
+async def test_a_masters_registration_and_heartbeat_carry_its_typed_health(setup_client):
+    """The master's own calls, built with the contract models it sends them with: setup keeps
+    the health as sent (``pass`` included) and refuses a report the model does not know."""
+    await make_cluster(setup_client, "site-a")
+    master = {"Authorization": f"Bearer {service_credential('master')}"}
+    health = MasterHealth(
+        state="degraded",
+        pass_number=3,
+        pass_state="ok",
+        clusters={"site-a": ClusterHealth(edges=2, unreachable=1)},
+        site_problems={"7": "archive not copied yet"},
+    )
+    body = MasterRegistration(
+        name="master-a", url="http://127.0.0.1:9", clusters=["site-a"], health=MasterHealth()
+    )
+    r = await setup_client.post(
+        "/masters/register", json=body.model_dump(mode="json"), headers=master
+    )
+    assert r.status_code == 200, r.text
+    record = MasterRecord.model_validate(r.json())
+    assert record.clusters == ["site-a"] and record.state == "live"
+
+    beat = MasterHeartbeat(health=health).model_dump(mode="json")
+    assert beat["health"]["pass"] == 3  # the wire name of pass_number
+    r = await setup_client.post(f"/masters/{record.id}/heartbeat", json=beat, headers=master)
+    assert r.status_code == 200, r.text
+    assert MasterRecord.model_validate(r.json()).id == record.id
+    r = await setup_client.get(f"/masters/{record.id}", headers=OPERATOR)
+    assert r.json()["health"] == beat["health"]
+    assert MasterHealth.model_validate(r.json()["health"]) == health
+
+    for wrong, field in (({"state": "fine"}, "state"), ({"uptime_s": 5}, "uptime_s")):
+        r = await setup_client.post(
+            f"/masters/{record.id}/heartbeat", json={"health": wrong}, headers=master
+        )
+        assert r.status_code == 422 and field in r.json()["error"]["field"], r.text
 
 
 async def test_edge_registration_field_payload_masks_credentials_and_issues_token(

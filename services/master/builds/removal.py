@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 
@@ -23,13 +23,13 @@ from services.master.builds import repository
 from services.master.context import MasterContext
 from services.master.registry import RegistryClient, delete_image, image_name
 from shared.contracts.fleet import PackageStatus
-from shared.contracts.master import AiPackageRecord
+from shared.contracts.master import AiPackageRecord, AiRemoval
 from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, NotFound
 
 log = logging.getLogger("edge.master.removal")
 
-RemovalResult = dict[str, Any]
+RemovalResult = AiRemoval
 
 
 # Clean-ups remembered (the latest ones): enough for setup's call to find the master's own.

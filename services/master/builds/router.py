@@ -15,6 +15,7 @@ from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.models import BuildState
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.master import AiRemoval, BuildEnded, BuildStarted
 from shared.db import SessionDep
 from shared.errors import Conflict
 
@@ -52,13 +53,17 @@ async def get_ai_package(
 )
 async def delete_ai_package(
     ai_id: int, ctx: ContextDep, removals: RemovalsDep, _: OperatorAuth
-) -> dict[str, Any]:
+) -> AiRemoval:
     # 409 while deployed somewhere; setup's own call to .../remove joins this clean-up.
     return await removals.remove(ai_id, first=lambda: ctx.setup.delete_ai(ai_id))
 
 
 @router.post(
-    "/{ai_id}/build", summary="Build and push the package recorded in setup (setup calls this)"
+    "/{ai_id}/build",
+    summary="Build and push the package recorded in setup (setup calls this)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BuildStarted,
+    responses={200: {"model": BuildEnded, "description": "with ?wait=true: the build ended"}},
 )
 async def build_ai_package(
     ai_id: int,
@@ -72,17 +77,17 @@ async def build_ai_package(
     started = builds.kick(ai_id)
     if wait:
         await builds.wait(ai_id)
-        ai = await ctx.setup.get_ai(ai_id)
-        return JSONResponse({"id": ai_id, "ai": ai.model_dump(mode="json")})
-    build = BuildState.QUEUED if started else BuildState.RUNNING
-    return JSONResponse({"id": ai_id, "build": build}, status_code=status.HTTP_202_ACCEPTED)
+        ended = BuildEnded(id=ai_id, ai=await ctx.setup.get_ai(ai_id))
+        return JSONResponse(ended.model_dump(mode="json"))
+    build = BuildStarted(id=ai_id, build=BuildState.QUEUED if started else BuildState.RUNNING)
+    return JSONResponse(build.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
 
 @router.post(
     "/{ai_id}/remove",
     summary="Delete the image and (unreferenced) artifact of an AI removed in setup",
 )
-async def remove_ai_package(ai_id: int, removals: RemovalsDep, _: OperatorAuth) -> dict[str, Any]:
+async def remove_ai_package(ai_id: int, removals: RemovalsDep, _: OperatorAuth) -> AiRemoval:
     return await removals.remove(ai_id)
 
 

@@ -10,12 +10,17 @@ from services.master.context import ContextDep
 from services.master.reconcile.service import ReconcilerDep
 from services.master.sites.membership import MembershipDep
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.master import ReconcilePass, ReconcileTriggered
 
 router = APIRouter(tags=["reconcile"])
 
 
 @router.post(
-    "/reconcile", summary="Converge now (setup calls this after every desired-state change)"
+    "/reconcile",
+    summary="Converge now (setup calls this after every desired-state change)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReconcileTriggered,
+    responses={200: {"model": ReconcilePass, "description": "with ?wait=true: the pass run"}},
 )
 async def reconcile(
     reconciler: ReconcilerDep,
@@ -26,12 +31,16 @@ async def reconcile(
     if shared is not None and not shared.leads:
         # Another process of this site reconciles: it hears the ask through Postgres.
         await shared.ask_reconcile()
-        body = {"status": "triggered", "leader": await shared.lease.holder()}
-        return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED)
+        asked = ReconcileTriggered(leader=await shared.lease.holder())
+        return JSONResponse(asked.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
     if wait:
-        return JSONResponse(await reconciler.run_once())
+        ran = ReconcilePass.model_validate(await reconciler.run_once())
+        return JSONResponse(ran.model_dump(mode="json"))
     reconciler.trigger()
-    return JSONResponse({"status": "triggered"}, status_code=status.HTTP_202_ACCEPTED)
+    asked = ReconcileTriggered()
+    return JSONResponse(
+        asked.model_dump(mode="json", exclude_none=True), status_code=status.HTTP_202_ACCEPTED
+    )
 
 
 @router.get(

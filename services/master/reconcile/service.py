@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends
 
@@ -52,7 +52,7 @@ from shared.contracts.fleet import (
     ObservedState,
     PackageStatus,
 )
-from shared.contracts.master import ObservedReport, Runtime
+from shared.contracts.master import ClusterHealth, MasterHealth, ObservedReport, Runtime
 from shared.contracts.updates import ObservedSet
 from shared.deps import from_app_state
 from shared.errors import DomainError
@@ -319,30 +319,30 @@ class Reconciler:
                 except DomainError as exc:
                     log.warning("clean-up of removed AI %s: %s", ai.id, exc.message)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> MasterHealth:
         """What this master reports to setup with each heartbeat: per cluster it serves, its
         edges and how many are unreachable; the AIs this site cannot run now, and why."""
         last = self.last
-        per_cluster: dict[str, dict[str, Any]] = {
-            name: {"edges": 0, "unreachable": 0} for name in self.served.values()
-        }
+        per_cluster = {name: ClusterHealth() for name in self.served.values()}
         for info in (last.get("edges") or {}).values():
             entry = per_cluster.get(info.get("cluster") or "")
             if entry is not None:
-                entry["edges"] += 1
-                entry["unreachable"] += 0 if info.get("reachable", True) else 1
-        state = "ok" if last.get("state") in ("ok", "never run") else "error"
+                entry.edges += 1
+                entry.unreachable += 0 if info.get("reachable", True) else 1
+        state: Literal["ok", "degraded", "error"] = (
+            "ok" if last.get("state") in ("ok", "never run") else "error"
+        )
         if self.copies.problems:
             state = "degraded"
-        return {
-            "state": state,
-            "pass": last.get("pass"),
-            "pass_state": last.get("state"),
-            "error": last.get("error"),
-            "clusters": per_cluster,
-            "registry": self.ctx.registry.host if self.ctx.registry else None,
-            "site_problems": {str(i): p.reason for i, p in self.copies.problems.items()},
-        }
+        return MasterHealth(
+            state=state,
+            pass_number=last.get("pass"),
+            pass_state=last.get("state"),
+            error=last.get("error"),
+            clusters=per_cluster,
+            registry=self.ctx.registry.host if self.ctx.registry else None,
+            site_problems={str(i): p.reason for i, p in self.copies.problems.items()},
+        )
 
     async def _converge_all(self, plans: Iterable[EdgePlan]) -> list[EdgeOutcome]:
         """Every edge's pass: those reached through a runtime (network calls) concurrently,

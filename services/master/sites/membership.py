@@ -23,7 +23,7 @@ from fastapi import Depends
 
 from services.master.settings import MasterSettings
 from services.master.setup_client import SetupClient
-from shared.contracts.master import ClusterRecord, MasterRecord, MasterRegistration
+from shared.contracts.master import ClusterRecord, MasterHealth, MasterRecord, MasterRegistration
 from shared.deps import from_app_state
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 
@@ -35,7 +35,7 @@ class Membership:
         self,
         settings: MasterSettings,
         setup: SetupClient,
-        health: Callable[[], dict[str, Any]] = dict,
+        health: Callable[[], MasterHealth] = MasterHealth,
     ):
         self.settings = settings
         self.setup = setup

@@ -22,8 +22,9 @@ from services.master.builds.service import BuildRunner
 from services.master.context import MasterContext
 from services.master.packages import MANIFEST_NAMES, extract_artifact
 from services.master.uploads import service
-from services.master.uploads.schemas import UploadAccepted, UploadFields
+from services.master.uploads.schemas import UploadFields
 from shared.contracts.fleet import PackageStatus
+from shared.contracts.master import UploadAccepted
 from shared.errors import Invalid, PayloadTooLarge
 from shared.versions import validate_version
 

@@ -11,8 +11,9 @@ from services.master.builds.service import BuildRunnerDep
 from services.master.context import ContextDep
 from services.master.packages import parse_manifest
 from services.master.uploads import retrained, service
-from services.master.uploads.schemas import AI_CLASS, FILENAME, UploadAccepted
+from services.master.uploads.schemas import AI_CLASS, FILENAME
 from shared.auth import OperatorAuth, ServiceAuth
+from shared.contracts.master import UploadAccepted
 from shared.versions import validate_version
 
 router = APIRouter(prefix="/ai-packages", tags=["ai packages"])

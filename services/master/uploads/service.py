@@ -30,9 +30,9 @@ from services.master.builds.service import (
 from services.master.context import MasterContext
 from services.master.models import BuildState
 from services.master.packages import IngestedPackage, ingest_package
-from services.master.uploads.schemas import UploadAccepted, UploadFields
+from services.master.uploads.schemas import UploadFields
 from shared.contracts.fleet import PackageStatus
-from shared.contracts.master import AiPackageChange, AiPackageNew, AiPackageRecord
+from shared.contracts.master import AiPackageChange, AiPackageNew, AiPackageRecord, UploadAccepted
 from shared.errors import Conflict, Invalid, PayloadTooLarge
 
 log = logging.getLogger("edge.master.uploads")

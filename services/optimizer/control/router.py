@@ -7,17 +7,21 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from services.optimizer.control import service
 from services.optimizer.control.schemas import (
     ControlsIn,
-    ControlsOut,
     CycleIn,
     PinIn,
-    PinOut,
     PolicyChangeOut,
     PolicyOut,
-    RolloutOut,
 )
 from services.optimizer.engine.runner import RunnerDep
 from shared.auth import OperatorAuth, Principal, ReaderAuth
-from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
+from shared.contracts.decisions import (
+    CHANGED_VIA_HEADER,
+    ChangedVia,
+    ControlsOut,
+    PinOut,
+    Policy,
+    RolloutOut,
+)
 from shared.db import SessionDep
 
 # A policy's name: a dropdown in the docs; an unknown name still answers 404 (the service's).

@@ -5,8 +5,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.optimizer.model.context import RolloutStatus
-
 
 class ControlsIn(BaseModel):
     model_config = ConfigDict(
@@ -17,27 +15,11 @@ class ControlsIn(BaseModel):
     dry_run: bool | None = Field(None, description="decide and record, act on nothing")
 
 
-class ControlsOut(BaseModel):
-    paused: bool
-    dry_run: bool
-    leader: dict[str, Any] | None
-    replica: str
-    last_cycle: dict[str, Any] | None
-
-
 class PinIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "camera maintenance"}]}
     )
     reason: str = Field("", max_length=2000)
-
-
-class PinOut(BaseModel):
-    edge_id: int
-    edge_name: str | None = None
-    reason: str
-    created_at: datetime
-    created_by: str
 
 
 class PolicyOut(BaseModel):
@@ -63,16 +45,3 @@ class CycleIn(BaseModel):
     edges: list[str] | None = Field(
         None, description="edge ids, names or nids; default the whole fleet"
     )
-
-
-class RolloutOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    filename: str
-    to_version: str
-    status: RolloutStatus
-    wave: int
-    wave_started_at: datetime
-    started_at: datetime
-    members: dict[str, int]
-    failed: list[int]

@@ -15,19 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.optimizer import models as m
 from services.optimizer.control.schemas import (
     ControlsIn,
-    ControlsOut,
     CycleIn,
     PinIn,
-    PinOut,
     PolicyChangeOut,
     PolicyOut,
-    RolloutOut,
 )
 from services.optimizer.decisions.service import find_edges
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.model.config import POLICY_MODELS
-from services.optimizer.model.context import RolloutStatus
+from shared.contracts.decisions import ControlsOut, PinOut, RolloutOut, RolloutStatus
 from shared.db import after_commit, flush, utcnow
 from shared.errors import Conflict, Invalid, NotFound
 

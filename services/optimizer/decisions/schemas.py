@@ -1,39 +1,15 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from shared.contracts.decisions import Action, Outcome, Policy, PolicyBlocker
+from shared.contracts.decisions import (
+    DecisionOut,
+    Policy,
+    PolicyBlocker,
+)
 from shared.contracts.fleet import EdgeStatus
-
-
-class DecisionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    at: datetime
-    cycle_id: str
-    policy: Policy
-    edge_id: int | None
-    edge_name: str | None
-    nid: str | None
-    deployment_id: int | None
-    action: Action
-    reason: str
-    inputs: dict[str, Any]
-    operations: list[Any]
-    dry_run: bool
-    outcome: Outcome
-    outcome_detail: str | None
-    outcome_at: datetime | None
-
-
-class DecisionPage(BaseModel):
-    items: list[DecisionOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class DeploymentExplained(BaseModel):

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.plan import Plan
 from services.optimizer.model.state import Deployment, Edge, FleetState, parse_ts
+from shared.contracts.decisions import RolloutStatus
 from shared.contracts.fleet import DesiredState
 from shared.contracts.routing import AnalysisRoute
-
-
-class RolloutStatus(StrEnum):
-    ACTIVE = "active"  # waves go on
-    HALTED = "halted"  # too many of a wave failed: no new wave; failed members go back
-    PAUSED = "paused"  # an operator paused it: no new wave until resumed; members keep theirs
-    COMPLETED = "completed"  # every edge updated; stragglers follow without waves
-    SUPERSEDED = "superseded"  # a newer version's rollout took over
-    # An operator rolled it back: every member goes back to the version it ran before, and no
-    # edge is upgraded again to this version (a newer version starts a rollout of its own).
-    ROLLED_BACK = "rolled_back"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from services.setup.deployments.schemas import (
 from services.setup.master_client import MasterDep
 from shared.auth import OperatorAuth, Principal, ReaderAuth, ServiceAuth
 from shared.contracts.fleet import DesiredState, ObservedState
+from shared.contracts.master import ObservedRecorded
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 
@@ -72,8 +73,8 @@ async def bulk(data: BulkRequest, session: SessionDep, master: MasterDep, _: Ope
 
 
 @router.post("/observed", summary="Observed state of deployments (the master reports)")
-async def observed(data: ObservedReports, session: SessionDep, _: ServiceAuth) -> dict:
-    return {"updated": await service.record_observed(session, data)}
+async def observed(data: ObservedReports, session: SessionDep, _: ServiceAuth) -> ObservedRecorded:
+    return ObservedRecorded(updated=await service.record_observed(session, data))
 
 
 @router.get("/{deployment_id}", response_model=DeploymentOut)

@@ -7,17 +7,17 @@ from fastapi import APIRouter, Path, Query, status
 from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
     CredentialIn,
-    EdgeCamera,
     EdgeCreate,
     EdgeCreated,
     EdgeOut,
     EdgeToken,
     EdgeUpdate,
-    TokenRevocations,
 )
 from services.setup.settings import SettingsDep
 from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
+from shared.contracts.credentials import TokenRevocations
 from shared.contracts.fleet import EdgeStatus, NodeIds
+from shared.contracts.master import EdgeCamera
 from shared.db import SessionDep
 from shared.deps import KeyRingDep
 from shared.edge_tokens import decode_edge_token

@@ -1,5 +1,5 @@
 """Camera URLs: checked when given, masked whenever shown (edge_common.redaction.mask_url),
-kept whole only encrypted (services.setup.camera_secrets)."""
+kept whole only encrypted (services.setup.secret_box)."""
 
 from __future__ import annotations
 

@@ -222,14 +222,3 @@ class EdgeToken(BaseModel):
     expires_at: int | None = Field(
         None, description="unix time; the agent renews before (POST /edges/me/token)"
     )
-
-
-class TokenRevocations(BaseModel):
-    min_token_id: dict[str, int] = Field(
-        description="per node id, the lowest edge-token id still valid"
-    )
-
-
-class EdgeCamera(BaseModel):
-    id: int
-    url: str | None

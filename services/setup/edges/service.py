@@ -5,13 +5,13 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.camera_secrets import SecretBox, box_for
 from services.setup.clusters import service as clusters
 from services.setup.common import get_or_404
 from services.setup.edges import tokens
 from services.setup.edges.rtsp import masked
 from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
 from services.setup.models import Edge
+from services.setup.secret_box import SecretBox
 from services.setup.settings import SetupSettings
 from shared.contracts.fleet import NodeIds
 from shared.db import flush
@@ -104,7 +104,7 @@ def camera_columns(url: str | None, box: SecretBox) -> dict[str, str | None]:
 async def create(
     session: AsyncSession, data: EdgeCreate, settings: SetupSettings
 ) -> tuple[Edge, str]:
-    columns = _columns(data, box_for(settings))
+    columns = _columns(data, settings.secret_box())
     if data.cluster_id is None:
         columns["cluster_id"] = (await clusters.get_or_create_default(session)).id
     else:
@@ -174,7 +174,7 @@ async def update(
     session: AsyncSession, ref: str | int, data: EdgeUpdate, settings: SetupSettings
 ) -> Edge:
     edge = await find(session, ref)
-    columns = _columns(data, box_for(settings))
+    columns = _columns(data, settings.secret_box())
     if columns.get("cluster_id") is not None:
         await clusters.get(session, columns["cluster_id"], field="cluster_id")
     elif "cluster_id" in columns:
@@ -264,4 +264,4 @@ async def camera_url(session: AsyncSession, ref: str | int, settings: SetupSetti
     edge = await find(session, ref)
     if edge.rtsp_secret is None:
         return None
-    return box_for(settings).decrypt(edge.rtsp_secret)
+    return settings.secret_box().decrypt(edge.rtsp_secret)

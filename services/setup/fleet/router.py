@@ -13,6 +13,7 @@ from services.setup.fleet import repository
 from services.setup.settings import SettingsDep
 from shared.auth import ReaderAuth
 from shared.contracts import columnar
+from shared.contracts.fleet import FleetSnapshot
 from shared.db import SessionDep
 from shared.errors import Invalid
 
@@ -53,7 +54,13 @@ def _parse_ids(value: str | None, field: str = "edge_ids") -> list[int] | None:
     "/snapshot",
     summary="Edges, AI packages, live deployments and the condition mapping in one answer",
     description=SNAPSHOT_DOC,
-    responses={200: {"content": columnar.openapi_content()}},
+    responses={
+        200: {
+            "model": FleetSnapshot,
+            "description": "the snapshot",
+            "content": columnar.openapi_content(),
+        }
+    },
 )
 async def snapshot(
     request: Request,

@@ -1,10 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.contracts.master import MasterHealth, MasterHeartbeat
+
+__all__ = [
+    "MasterCreate",
+    "MasterHealth",
+    "MasterHeartbeat",
+    "MasterOut",
+    "MasterRegister",
+    "MasterUpdate",
+]
 
 
 def _check_port(value) -> int | None:
@@ -108,7 +119,9 @@ class MasterRegister(BaseModel):
         description="names of the clusters this master serves; [] = every cluster no master "
         "serves (a single-site install)",
     )
-    health: dict[str, Any] = Field(default_factory=dict, description="the master's own report")
+    health: MasterHealth = Field(
+        default_factory=MasterHealth, description="the master's own report"
+    )
 
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
 
@@ -125,13 +138,6 @@ class MasterRegister(BaseModel):
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("clusters: a cluster is named twice")
         return self
-
-
-class MasterHeartbeat(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"health": {"state": "ok"}}]}
-    )
-    health: dict[str, Any] = Field(default_factory=dict, description="the master's own report")
 
 
 class MasterOut(BaseModel):
@@ -156,7 +162,9 @@ class MasterOut(BaseModel):
         description="live: heard from within SETUP_MASTER_SILENT_AFTER_S; silent: not since; "
         "record: never registered itself",
     )
-    health: dict[str, Any] | None = None
+    health: MasterHealth | None = Field(
+        None, description="its last report (registration or heartbeat); null: none yet"
+    )
 
     @model_validator(mode="after")
     def _field_address(self) -> MasterOut:

@@ -56,7 +56,6 @@ async def describe(
         item = MasterOut.model_validate(m)
         item.clusters = served.get(m.id, [])
         item.state = state_of(m, now, silent_after_s)  # type: ignore[assignment]
-        item.health = m.health
         out.append(item)
     return out
 
@@ -162,7 +161,7 @@ async def register(session: AsyncSession, data: MasterRegister, silent_after_s: 
         master.url = data.url or master.url
         master.description = data.description
     master.last_seen_at = now
-    master.health = data.health
+    master.health = data.health.model_dump(mode="json")
     if wanted and master.cluster_id is None:
         master.cluster_id = wanted[0].id  # the field's single cluster of a master
     await flush(session)
@@ -185,6 +184,6 @@ async def heartbeat(session: AsyncSession, master_id: int, data: MasterHeartbeat
             field="id",
         )
     master.last_seen_at = await _now(session)
-    master.health = data.health
+    master.health = data.health.model_dump(mode="json")
     await flush(session)
     return master

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse
 
-from services.vms.clips.service import CLIP_ID, ClipStore, ClipUpload, UploadState
+from services.vms.clips.service import CLIP_ID, ClipStoreDep, ClipUpload, UploadState
 from shared.auth import EdgeAuth, ReaderAuth
+from shared.contracts.clips import Clip, ClipPage
 from shared.db import SessionDep
 from shared.errors import Invalid
 
@@ -20,20 +21,15 @@ router = APIRouter(prefix="/clips", tags=["clips"])
 ClipId = Annotated[str, Path(pattern=CLIP_ID, description="the clip's SHA-256 (hex)")]
 
 
-def _store(request: Request) -> ClipStore:
-    store: ClipStore = request.app.state.clips
-    return store
-
-
 @router.post(
     "/uploads",
     response_model=UploadState,
     summary="Start or resume a clip's upload: where the next chunk starts",
 )
 async def start_upload(
-    body: ClipUpload, request: Request, session: SessionDep, principal: EdgeAuth
+    body: ClipUpload, store: ClipStoreDep, session: SessionDep, principal: EdgeAuth
 ) -> UploadState:
-    return await _store(request).start(session, principal, body)
+    return await store.start(session, principal, body)
 
 
 @router.patch(
@@ -44,12 +40,12 @@ async def start_upload(
 async def upload_chunk(
     clip_id: ClipId,
     request: Request,
+    store: ClipStoreDep,
     session: SessionDep,
     principal: EdgeAuth,
     upload_offset: Annotated[int, Header(ge=0)],
 ) -> UploadState:
     chunk = await request.body()
-    store = _store(request)
     if not chunk:
         raise Invalid("an empty chunk", field="body")
     if len(chunk) > store.settings.clip_chunk_max_bytes:
@@ -60,10 +56,12 @@ async def upload_chunk(
 
 
 @router.get(
-    "", summary="Clips, newest first (an edge's with ?nid=; started in [since, until] if given)"
+    "",
+    response_model=ClipPage,
+    summary="Clips, newest first (an edge's with ?nid=; started in [since, until] if given)",
 )
 async def list_clips(
-    request: Request,
+    store: ClipStoreDep,
     session: SessionDep,
     _: ReaderAuth,
     nid: Annotated[str | None, Query(max_length=32)] = None,
@@ -72,14 +70,14 @@ async def list_clips(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict[str, Any]:
-    return await _store(request).list(session, nid, limit, offset, since=since, until=until)
+    return await store.list(session, nid, limit, offset, since=since, until=until)
 
 
-@router.get("/{clip_id}", summary="One clip's index entry")
+@router.get("/{clip_id}", response_model=Clip, summary="One clip's index entry")
 async def get_clip(
-    clip_id: ClipId, request: Request, session: SessionDep, _: ReaderAuth
+    clip_id: ClipId, store: ClipStoreDep, session: SessionDep, _: ReaderAuth
 ) -> dict[str, Any]:
-    return await _store(request).get(session, clip_id)
+    return await store.get(session, clip_id)
 
 
 @router.get(
@@ -89,9 +87,9 @@ async def get_clip(
     responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "the range asked for"}},
 )
 async def clip_video(
-    clip_id: ClipId, request: Request, session: SessionDep, _: ReaderAuth
+    clip_id: ClipId, store: ClipStoreDep, session: SessionDep, _: ReaderAuth
 ) -> FileResponse:
-    path = await _store(request).file(session, clip_id)
+    path = await store.file(session, clip_id)
     return FileResponse(
         path, media_type="video/mp4", filename=f"{clip_id}.mp4", content_disposition_type="inline"
     )

@@ -17,8 +17,9 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.vms.models import clips as t
 from services.vms.settings import VmsSettings
 from shared.auth import Principal
+from shared.deps import from_app_state
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger("edge.vms.clips")
@@ -261,3 +263,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1024 * 1024), b""):
             h.update(block)
     return h.hexdigest()
+
+
+ClipStoreDep = Annotated[ClipStore, Depends(from_app_state("clips", ClipStore))]

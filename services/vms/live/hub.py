@@ -7,6 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends
+
+from shared.deps import from_app_state
 
 
 @dataclass
@@ -70,3 +75,6 @@ class LiveHub:
             except TimeoutError:
                 return None
         return f
+
+
+LiveHubDep = Annotated[LiveHub, Depends(from_app_state("live", LiveHub))]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from services.vms.live.hub import LiveHub
+from services.vms.live.hub import LiveHubDep
 from shared.auth import EdgeAuth, Principal, ReaderAuth
 from shared.errors import Forbidden, Invalid
 
@@ -24,11 +24,6 @@ class LiveProblem(BaseModel):
     detail: str = Field(min_length=1, max_length=500, description="why no frame comes")
 
 
-def _hub(request: Request) -> LiveHub:
-    hub: LiveHub = request.app.state.live
-    return hub
-
-
 def _own(nid: str, principal: Principal) -> None:
     if principal.nid != nid:
         raise Forbidden(
@@ -40,6 +35,7 @@ def _own(nid: str, principal: Principal) -> None:
 async def post_frame(
     nid: Nid,
     request: Request,
+    hub: LiveHubDep,
     principal: EdgeAuth,
     x_live_seq: Annotated[int, Header(ge=0)] = 0,
 ) -> dict:
@@ -49,20 +45,20 @@ async def post_frame(
         raise Invalid(f"a frame is {MAX_FRAME_BYTES} bytes at most", field="body")
     if not jpeg.startswith(b"\xff\xd8"):
         raise Invalid("the body must be a JPEG image", field="body")
-    seq = _hub(request).put_frame(nid, jpeg, x_live_seq)
+    seq = hub.put_frame(nid, jpeg, x_live_seq)
     return {"seq": seq}
 
 
 @router.post("/{nid}/problem", summary="An edge says why it sends no frame", status_code=202)
-async def post_problem(nid: Nid, body: LiveProblem, request: Request, principal: EdgeAuth) -> dict:
+async def post_problem(nid: Nid, body: LiveProblem, hub: LiveHubDep, principal: EdgeAuth) -> dict:
     _own(nid, principal)
-    _hub(request).put_problem(nid, body.detail)
+    hub.put_problem(nid, body.detail)
     return {"accepted": True}
 
 
 @router.get("/{nid}", summary="What an edge has sent for its live view (counters, problem)")
-async def live_state(nid: Nid, request: Request, _: ReaderAuth) -> dict:
-    return _hub(request).feed(nid).state()
+async def live_state(nid: Nid, hub: LiveHubDep, _: ReaderAuth) -> dict:
+    return hub.feed(nid).state()
 
 
 @router.get(
@@ -73,12 +69,11 @@ async def live_state(nid: Nid, request: Request, _: ReaderAuth) -> dict:
 )
 async def next_frame(
     nid: Nid,
-    request: Request,
+    hub: LiveHubDep,
     _: ReaderAuth,
     after: Annotated[int, Query(ge=0)] = 0,
     wait_s: Annotated[float, Query(ge=0, le=30)] = 5.0,
 ) -> Response:
-    hub = _hub(request)
     feed = await hub.next_frame(nid, after, wait_s)
     current = hub.feed(nid)
     headers = {"Cache-Control": "no-store"}

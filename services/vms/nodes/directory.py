@@ -17,9 +17,10 @@ import time
 from typing import Annotated
 
 from fastapi import Depends
+from pydantic import ValidationError
 
 from services.vms.settings import VmsSettings
-from shared.contracts.fleet import NodeIds
+from shared.contracts.fleet import CONDITIONS, NodeIds
 from shared.deps import from_app_state
 from shared.errors import DomainError
 from shared.service_client import ServiceClient
@@ -85,10 +86,10 @@ class NodeDirectory:
 
     async def refresh_conditions(self) -> bool:
         try:
-            body = await self._setup.json("GET", "/conditions")
-            codes = body.get("codes") or {}
-            mapping = {str(k): str(v).upper() for k, v in codes.items()}
-        except (DomainError, AttributeError) as exc:
+            response = await self._setup.request("GET", "/conditions", what="condition map")
+            codes = CONDITIONS.validate_json(response.content)["codes"]
+            mapping = {k: v.upper() for k, v in codes.items()}
+        except (DomainError, ValidationError) as exc:
             log.warning("condition map from setup unavailable, keeping the last one: %s", exc)
             return False
         if mapping:

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from services.vms.queries.service import QueriesDep
 from shared.auth import ReaderAuth
 from shared.contracts import columnar
+from shared.contracts.nodes import NodeSeries, NodeStates
 from shared.db import SessionDep
 
 router = APIRouter(tags=["queries"])
@@ -23,7 +24,13 @@ router = APIRouter(tags=["queries"])
     "answer as an Arrow IPC stream (one table `nodes`, usage and detections flattened into "
     "columns, the scalars as JSON in the schema's `meta`: shared.contracts.columnar), a "
     "fraction of the JSON's size and parse time for a whole fleet.",
-    responses={200: {"content": columnar.openapi_content()}},
+    responses={
+        200: {
+            "model": NodeStates,
+            "description": "every node's state",
+            "content": columnar.openapi_content(),
+        }
+    },
 )
 async def nodes_state(
     request: Request,
@@ -51,7 +58,11 @@ async def nodes_state(
     return Response(body, media_type="application/json")
 
 
-@router.get("/nodes/{nid}/series", summary="A node's observations over a time range, downsampled")
+@router.get(
+    "/nodes/{nid}/series",
+    response_model=NodeSeries,
+    summary="A node's observations over a time range, downsampled",
+)
 async def node_series(
     queries: QueriesDep,
     session: SessionDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -135,6 +136,9 @@ class QueryService:
         rows = await repository.series(session, kind, nid, start, end, delta)
         for row in rows:
             row["t"] = row["t"].isoformat()
+            for key, value in row.items():
+                if isinstance(value, Decimal):  # Postgres' avg() of integers: numbers on the wire
+                    row[key] = float(value)
         return {
             "nid": nid,
             "kind": kind,

@@ -10,7 +10,7 @@ Revises: 0001
 from alembic import op
 import sqlalchemy as sa
 
-from services.setup.camera_secrets import SecretBox, box_from_environment
+from services.setup.secret_box import SecretBox, box_from_environment
 from services.setup.edges.rtsp import masked, split_credentials, with_credentials
 
 revision = "0002_camera_secrets"
