@@ -69,11 +69,12 @@ NODE_STATES: TypeAdapter[NodeStates] = TypeAdapter(NodeStates)
 
 class NodeSeries(BaseModel):
     """GET /nodes/{nid}/series: one point a step (``t``: the bucket's start, ISO 8601; the other
-    keys: the kind's averages, or sums for detections)."""
+    keys: the kind's averages, or sums for detections; for detections also ``analysed_by``, the
+    helper edges' nids that analysed the node's camera in that step)."""
 
     nid: str
     kind: Literal["usage", "environment", "detections"]
     start: str = Field(description="ISO 8601")
     end: str = Field(description="ISO 8601")
     step_s: float
-    points: list[dict[str, float | int | str | None]]
+    points: list[dict[str, float | int | str | list[str] | None]]
