@@ -232,12 +232,22 @@ class EdgeCamera(BaseModel):
 # --- the master's routes setup calls --------------------------------------------------------
 
 
+class LeaseHolder(BaseModel):
+    """Who holds a site's reconcile lease (shared.leases.Lease.holder)."""
+
+    holder: str = Field(description="the master process (replica) that leads")
+    acquired_at: str | None = Field(None, description="ISO 8601")
+    expires_at: str | None = Field(None, description="ISO 8601")
+    live: bool = Field(description="the lease has not expired")
+    this_replica: bool = Field(description="the process answering holds it")
+
+
 class ReconcileTriggered(BaseModel):
     """POST /reconcile (202): a pass is asked for; ``leader``: the process of this site that
     runs it, when it is another one."""
 
     status: Literal["triggered"] = "triggered"
-    leader: str | None = None
+    leader: LeaseHolder | None = None
 
 
 class WorkloadPass(BaseModel):

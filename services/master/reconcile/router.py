@@ -10,7 +10,7 @@ from services.master.context import ContextDep
 from services.master.reconcile.service import ReconcilerDep
 from services.master.sites.membership import MembershipDep
 from shared.auth import OperatorAuth, ReaderAuth
-from shared.contracts.master import ReconcilePass, ReconcileTriggered
+from shared.contracts.master import LeaseHolder, ReconcilePass, ReconcileTriggered
 
 router = APIRouter(tags=["reconcile"])
 
@@ -31,7 +31,8 @@ async def reconcile(
     if shared is not None and not shared.leads:
         # Another process of this site reconciles: it hears the ask through Postgres.
         await shared.ask_reconcile()
-        asked = ReconcileTriggered(leader=await shared.lease.holder())
+        held = await shared.lease.holder()
+        asked = ReconcileTriggered(leader=LeaseHolder.model_validate(held) if held else None)
         return JSONResponse(asked.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
     if wait:
         ran = ReconcilePass.model_validate(await reconciler.run_once())
