@@ -30,6 +30,42 @@ def _check_port(value) -> int | None:
     return port
 
 
+def _checked_url(url: str | None) -> str | None:
+    """``url`` if it is http(s)://host[:port], the port a number in range."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("url must be http(s)://host[:port]")
+    return url
+
+
+def _checked_ip(ip: str | None) -> str | None:
+    """``ip`` if a URL can hold it as its host (an address or a name, no path or port)."""
+    if ip is not None and ip != "":
+        try:
+            parts = urlsplit(f"http://{ip}:5000")
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a host address ({exc})") from None
+        if not host or port != 5000 or parts.path or parts.query or parts.fragment:
+            raise ValueError("not a host address: give the address alone, the port apart")
+    return ip
+
+
+def _address(url: str | None, ip: str | None, port: int | None) -> str:
+    """The master's URL: ``url`` as given, or the field's ``ip`` and ``port`` (default 5000)."""
+    if url:
+        return url
+    if ip:
+        return f"http://{ip}:{port or 5000}"
+    raise ValueError("give url, or ip and port")
+
+
 class MasterCreate(BaseModel):
     """The field's payload ``{name, ip, port, description}`` or ``url`` instead of ip and port."""
 
@@ -55,17 +91,12 @@ class MasterCreate(BaseModel):
     cluster_id: int | None = None
 
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+    _url = field_validator("url")(lambda cls, v: _checked_url(v))
+    _ip = field_validator("ip")(lambda cls, v: _checked_ip(v))
 
     @model_validator(mode="after")
     def _needs_address(self) -> MasterCreate:
-        if self.url:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        elif self.ip:
-            self.url = f"http://{self.ip}:{self.port or 5000}"
-        else:
-            raise ValueError("give url, or ip and port")
+        self.url = _address(self.url, self.ip, self.port)
         return self
 
 
@@ -82,11 +113,7 @@ class MasterUpdate(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        return v
+        return _checked_url(v)
 
 
 class MasterRegister(BaseModel):
@@ -124,17 +151,12 @@ class MasterRegister(BaseModel):
     )
 
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+    _url = field_validator("url")(lambda cls, v: _checked_url(v))
+    _ip = field_validator("ip")(lambda cls, v: _checked_ip(v))
 
     @model_validator(mode="after")
     def _needs_address(self) -> MasterRegister:
-        if self.url:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        elif self.ip:
-            self.url = f"http://{self.ip}:{self.port or 5000}"
-        else:
-            raise ValueError("give url, or ip and port")
+        self.url = _address(self.url, self.ip, self.port)
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("clusters: a cluster is named twice")
         return self
