@@ -53,7 +53,6 @@ for _label in (
     "POST /api/clusters",
     "POST /api/masters",
     "PUT /api/conditions",
-    "PATCH /api/policies/{name}",
 ):
     ACCEPTED[("console", _label, "Schema-valid request rejected")] = RELAYED_BODY
 # A series' number of points (the period over the step) is bounded by the VMS (10,000): a
