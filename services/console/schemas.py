@@ -113,3 +113,28 @@ class SettingsView(BaseModel):
     policies: list[AnyPolicyOut]
     changes: list[PolicyChangeOut]
     problems: list[Problem]
+
+
+# --- the live view's events (GET /api/nodes/{nid}/live) --------------------------------------
+
+
+class LiveFrame(BaseModel):
+    """Event ``frame``: the edge's camera with its boxes drawn."""
+
+    seq: int = Field(description="the VMS's sequence number")
+    edge_seq: int = Field(description="the edge's own counter (drawn on the frame)")
+    jpeg: str = Field(description="the JPEG, base64")
+
+
+class LiveState(StrEnum):
+    WAITING = "waiting"  # the edge is asked; no frame yet
+    UNREACHABLE = "unreachable"  # the master or the VMS could not be asked
+    CAMERA_DOWN = "camera_down"  # the edge says why it sends no frame
+    NO_FRAMES = "no_frames"  # nothing came for a while
+
+
+class LiveStatus(BaseModel):
+    """Event ``status``: why no frame shows."""
+
+    state: LiveState
+    detail: str
