@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts.master import MasterHealth, MasterHeartbeat
+from shared.contracts.registry import MasterOut
 
 __all__ = [
     "MasterCreate",
@@ -159,40 +158,4 @@ class MasterRegister(BaseModel):
         self.url = _address(self.url, self.ip, self.port)
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("clusters: a cluster is named twice")
-        return self
-
-
-class MasterOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    name: str
-    ip: str = Field("", description="the field's ip: the host of url")
-    port: str = Field("", description='the field\'s port, as it sends it ("5000")')
-    url: str
-    description: str
-    cluster_id: int | None
-    created_at: datetime
-    updated_at: datetime
-    clusters: list[str] = Field(
-        default_factory=list, description="names of the clusters it serves (its registration)"
-    )
-    last_seen_at: datetime | None = Field(
-        None, description="its last registration or heartbeat; null: a record only"
-    )
-    state: Literal["live", "silent", "record"] = Field(
-        "record",
-        description="live: heard from within SETUP_MASTER_SILENT_AFTER_S; silent: not since; "
-        "record: never registered itself",
-    )
-    health: MasterHealth | None = Field(
-        None, description="its last report (registration or heartbeat); null: none yet"
-    )
-
-    @model_validator(mode="after")
-    def _field_address(self) -> MasterOut:
-        # The field's clients read ip and port; ours read url. Both say the same.
-        parts = urlsplit(self.url)
-        default = 443 if parts.scheme == "https" else 80
-        self.ip = parts.hostname or ""
-        self.port = str(parts.port or default)
         return self
