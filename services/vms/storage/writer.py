@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.vms.nodes.state import NodeBatch, events_for_detections, summarize
-from services.vms.records import RECORD_TYPES, ROW_OF, Record, columns, pg_types
+from services.vms.nodes.state import NodeBatch, events_for_detections
+from services.vms.records import KIND_OF, RECORD_TYPES, ROW_OF, Record, columns, pg_types
 from services.vms.settings import VmsSettings
 from shared.contracts.events import Event, EventType
 
@@ -205,10 +205,8 @@ def _state_rows(nodes: dict[str, NodeBatch], now: datetime) -> str:
 
 def _observation_rows(records: list[Record]) -> list[str]:
     """One JSON array of rows per kind (usage, environment, detections)."""
-    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-    for r in records:
-        rows[r.kind].append(ROW_OF[r.kind](r))
-    return [orjson.dumps(rows[kind]).decode() for kind in KINDS]
+    grouped = by_kind(records)
+    return [orjson.dumps(list(map(ROW_OF[kind], grouped.get(kind, ())))).decode() for kind in KINDS]
 
 
 def _detections_row(row: tuple) -> tuple:
@@ -219,14 +217,23 @@ def _detections_row(row: tuple) -> tuple:
     return tuple(fields)
 
 
-async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    by_kind: dict[str, list[Record]] = {}
+def by_kind(records: list[Record]) -> dict[str, list[Record]]:
+    """The records of each kind (one kind, the common case, without a Python step per record)."""
+    kinds = set(map(KIND_OF, records))
+    if len(kinds) == 1:
+        return {kinds.pop(): records}
+    grouped: dict[str, list[Record]] = {}
     for r in records:
-        by_kind.setdefault(r.kind, []).append(r)
+        grouped.setdefault(r.kind, []).append(r)
+    return grouped
+
+
+async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
+    by_kind_ = by_kind(records)
     for kind in KINDS:
-        if kind not in by_kind:
+        if kind not in by_kind_:
             continue
-        rows = list(map(ROW_OF[kind], by_kind[kind]))  # the rows out in C, no call per record
+        rows = list(map(ROW_OF[kind], by_kind_[kind]))  # the rows out in C, no call per record
         if kind == "detections":
             rows = [_detections_row(row) for row in rows]
         await conn.copy_records_to_table(
@@ -235,16 +242,18 @@ async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
 
 
 async def write_batch(
-    conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
+    conn: asyncpg.Connection,
+    records: list[Record],
+    nodes: dict[str, NodeBatch],
+    settings: VmsSettings,
+    now: datetime,
 ) -> list[Event]:
-    """Store ``records`` and update their nodes' state atomically; return the events it causes.
+    """Store ``records`` and update their nodes' state (``nodes``: ``summarize(records)``)
+    atomically; return the events it causes.
 
     Small batches: one statement (one round trip, its own transaction). Large ones: COPY and the
     state upsert in one explicit transaction.
     """
-    nodes = summarize(
-        records, ewma_alpha=settings.ewma_alpha, low_confidence_alpha=settings.low_confidence_alpha
-    )
     threshold = settings.low_confidence_share
     if len(records) < COPY_FROM_RECORDS:
         rows = await conn.fetch(
