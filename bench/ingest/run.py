@@ -175,17 +175,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def backend_pids(url: str) -> list[int]:
-    """The Postgres backends connected to the bench's database (but this one)."""
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            DB_NAME,
-        )
-        return [r["pid"] for r in rows]
-    finally:
-        await conn.close()
+def backend_pids() -> list[int]:
+    """The Postgres backends connected to the bench's database, by their process titles
+    ("postgres: USER DB HOST ..."): found without a connection of their own."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        title = proc.info["cmdline"] or []
+        if title and title[0].startswith("postgres:") and f" {DB_NAME} " in " ".join(title) + " ":
+            found.append(proc.pid)
+    return found
 
 
 class Server:
@@ -316,8 +314,11 @@ def _copy_rows(marker: str, size: int) -> list[tuple]:
     return [ROW_OF["usage"](record)] * size
 
 
-async def _copy_for(dsn: str, marker: str, size: int, connections: int, seconds: float) -> int:
-    """COPY ``size`` rows at a time on ``connections`` connections for ``seconds``: rows stored."""
+async def _copy_for(
+    dsn: str, marker: str, size: int, connections: int, seconds: float
+) -> tuple[int, float]:
+    """COPY ``size`` rows at a time on ``connections`` connections for ``seconds``: rows stored
+    and the CPU seconds of the backends that stored them."""
     rows = _copy_rows(marker, size)
     columns = list(COLUMNS["usage"])
     stored = 0
@@ -444,14 +445,14 @@ def main() -> int:
         print(f"  {name}: {args.duration}s of wrk, {connections} connections ...", flush=True)
         server_pids = server.pids()
         server_cpu = cpu_seconds(server_pids)
-        backends = {pid: cpu_seconds([pid]) for pid in asyncio.run(backend_pids(url))}
+        backends = {pid: cpu_seconds([pid]) for pid in backend_pids()}
         out = run_wrk(
             server.url, script, connections=connections, duration=args.duration, result=result
         )
         result.server_cpu_s = cpu_seconds(server_pids) - server_cpu
         # A backend the server's pool opened during the run counts whole.
         result.postgres_cpu_s = sum(
-            cpu_seconds([pid]) - backends.get(pid, 0.0) for pid in asyncio.run(backend_pids(url))
+            cpu_seconds([pid]) - backends.get(pid, 0.0) for pid in backend_pids()
         )
         (work / f"{name}.wrk.txt").write_text(out)
         results.append(result)

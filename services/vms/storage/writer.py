@@ -203,9 +203,8 @@ def _state_rows(nodes: dict[str, NodeBatch], now: datetime) -> str:
     return orjson.dumps(rows).decode()
 
 
-def _observation_rows(records: list[Record]) -> list[str]:
+def _observation_rows(grouped: dict[str, list[Record]]) -> list[str]:
     """One JSON array of rows per kind (usage, environment, detections)."""
-    grouped = by_kind(records)
     return [orjson.dumps(list(map(ROW_OF[kind], grouped.get(kind, ())))).decode() for kind in KINDS]
 
 
@@ -228,12 +227,11 @@ def by_kind(records: list[Record]) -> dict[str, list[Record]]:
     return grouped
 
 
-async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    by_kind_ = by_kind(records)
+async def _copy(conn: asyncpg.Connection, grouped: dict[str, list[Record]]) -> None:
     for kind in KINDS:
-        if kind not in by_kind_:
+        if kind not in grouped:
             continue
-        rows = list(map(ROW_OF[kind], by_kind_[kind]))  # the rows out in C, no call per record
+        rows = list(map(ROW_OF[kind], grouped[kind]))  # the rows out in C, no call per record
         if kind == "detections":
             rows = [_detections_row(row) for row in rows]
         await conn.copy_records_to_table(
@@ -255,21 +253,22 @@ async def write_batch(
     state upsert in one explicit transaction.
     """
     threshold = settings.low_confidence_share
+    grouped = by_kind(records)
     if len(records) < COPY_FROM_RECORDS:
         rows = await conn.fetch(
-            WRITE_SQL, *_observation_rows(records), _state_rows(nodes, now), threshold
+            WRITE_SQL, *_observation_rows(grouped), _state_rows(nodes, now), threshold
         )
     else:
         async with conn.transaction():
-            await _copy(conn, records)
+            await _copy(conn, grouped)
             rows = await conn.fetch(STATE_SQL, _state_rows(nodes, now), threshold)
-    return _events(rows, nodes, records, settings)
+    return _events(rows, nodes, grouped.get("detections", []), settings)
 
 
 def _events(
     rows: list[asyncpg.Record],
     nodes: dict[str, NodeBatch],
-    records: list[Record],
+    detections: list[Record],
     settings: VmsSettings,
 ) -> list[Event]:
     threshold = settings.low_confidence_share
@@ -300,4 +299,4 @@ def _events(
                         at=nodes[row["nid"]].detections_at,
                     )
                 )
-    return events + events_for_detections(records, settings.event_class_set)
+    return events + events_for_detections(detections, settings.event_class_set)
