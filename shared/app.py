@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import migrations
 from shared.api_docs import document_security_and_errors, install_docs
+from shared.auth import PrincipalCache
 from shared.db import (
     RETRY_AFTER,
     create_engine,
@@ -299,6 +300,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.edge_revocations = RevocationSet()  # kept fresh by a RevocationWatcher (lifespan)
     app.state.key_ring = settings.key_ring()  # setup's public keys, kept fresh by a KeyWatcher
+    app.state.principals = PrincipalCache()  # what each bearer token proved (shared.auth)
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     inner = app.framework if fast_path is None else fast_path(app.framework)

@@ -241,32 +241,43 @@ def still_valid(
 
 
 class PrincipalCache:
-    """For the lean ASGI paths that skip the framework (the VMS's ingest, the master's desired
-    sets): edges send the same token every second, so what a token proved is remembered (its
-    signature is a pure function of the token and the key), bounded, cleared when full; expiry
-    and revocation are checked again on every use (a dict lookup)."""
+    """What a bearer token proved, remembered per service (``app.state.principals``) for every
+    path that identifies callers: the framework's routes and the lean ASGI paths that skip it
+    (the VMS's ingest, the master's desired sets). Edges send the same token every second, and an
+    agent's desired set and its package are asked with one token: a token's signature is a pure
+    function of the token and the key, so it is checked once. Bounded, cleared when full, and
+    when the service's public keys change; expiry and revocation are checked again on every use
+    (a dict lookup). A refused token is not remembered."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._principals: dict[str, Principal] = {}
         self._size = size
+        self._generation: int | None = None  # of the key ring the entries were proved with
 
     def identify(self, state: Any, headers: dict[bytes, bytes]) -> Principal:
         """The caller of a raw ASGI request (``headers`` as a dict of its raw pairs); raises
         Unauthorized for a bad, expired or revoked token (not remembered)."""
-        settings = state.settings
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return identify(settings, None)
+            return identify(state.settings, None)
+        return self.remember(state, token)
+
+    def remember(self, state: Any, token: str) -> Principal:
+        """The principal ``token`` proves on the service whose ``app.state`` is ``state``."""
         revocations = getattr(state, "edge_revocations", None)
         ring = getattr(state, "key_ring", None)
+        generation = ring.generation if ring is not None else None
+        if generation != self._generation:
+            self._principals.clear()
+            self._generation = generation
         principal = self._principals.get(token)
         if principal is not None and not still_valid(principal, revocations, time.time(), ring):
             del self._principals[token]
             principal = None
         if principal is None:
-            principal = identify(settings, token, revocations, ring)
+            principal = identify(state.settings, token, revocations, ring)
             if len(self._principals) >= self._size:
                 self._principals.clear()
             self._principals[token] = principal
@@ -282,13 +293,14 @@ def keys_of(connection: HTTPConnection) -> KeyRing | None:
 
 
 def identify_connection(connection: HTTPConnection) -> Principal:
-    """The caller of a request or a WebSocket handshake (bearer token), revocations applied."""
-    return identify(
-        connection.app.state.settings,
-        bearer_token(connection),
-        revocations_of(connection),
-        keys_of(connection),
-    )
+    """The caller of a request or a WebSocket handshake (bearer token), revocations applied;
+    through the service's ``PrincipalCache`` where it has one (``app.state.principals``)."""
+    state = connection.app.state
+    token = bearer_token(connection)
+    cache: PrincipalCache | None = getattr(state, "principals", None)
+    if cache is not None and token is not None:
+        return cache.remember(state, token)
+    return identify(state.settings, token, revocations_of(connection), keys_of(connection))
 
 
 async def identify_async(connection: HTTPConnection) -> Principal:

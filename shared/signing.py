@@ -167,17 +167,23 @@ class KeyRing:
     # only ever added to (from setup's GET /keys, its pushes, or setup's own table), an entry
     # dropped once its credential has expired anyway.
     revoked: dict[str, int] = field(default_factory=dict)
+    # Counts the changes of the fetched keys: what was proved with the keys of an earlier
+    # generation (shared.auth.PrincipalCache) is proved again.
+    generation: int = 0
     _last_fetch: float = 0.0
     _lock: asyncio.Lock | None = None
     _tasks: set[asyncio.Task[bool]] = field(default_factory=set)
+    _keys: dict[str, Ed25519PublicKey] | None = None  # ``keys``, made once per generation
 
     @property
     def keys(self) -> dict[str, Ed25519PublicKey]:
-        out = {key_id(k): k for k in self.static}
-        out.update(self.fetched)
-        if self.signer is not None:
-            out.setdefault(self.signer.kid, self.signer.public)
-        return out
+        if self._keys is None:
+            out = {key_id(k): k for k in self.static}
+            out.update(self.fetched)
+            if self.signer is not None:
+                out.setdefault(self.signer.kid, self.signer.public)
+            self._keys = out
+        return self._keys
 
     def verify(self, token: str) -> str | None:
         """The body of a token signed by one of our keys, or None (not signed this way, or a bad
@@ -237,7 +243,11 @@ class KeyRing:
         }
 
     def replace_fetched(self, keys: Iterable[Ed25519PublicKey]) -> None:
-        self.fetched = {key_id(k): k for k in keys}
+        fetched = {key_id(k): k for k in keys}
+        if fetched.keys() != self.fetched.keys():
+            self.generation += 1
+        self.fetched = fetched
+        self._keys = None
 
     async def refresh(self, *, unknown: str | None = None) -> bool:
         """Re-reads the keys from setup (when this ring fetches them); for an unknown key id at

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.auth import PrincipalCache
 from shared.errors import DomainError
 
 PATH = "/edges/me/desired"
@@ -28,7 +27,6 @@ _ROUTE = _Route(PATH)
 class DesiredFastPath:
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._principals = PrincipalCache()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != PATH:
@@ -37,7 +35,9 @@ class DesiredFastPath:
         reconciler = getattr(app.state, "reconciler", None)  # set by Runners.install
         headers = dict(scope["headers"])
         try:
-            principal = self._principals.identify(app.state, headers)
+            # The service's one cache: the agent's package request that follows is not proved
+            # again (shared.auth.PrincipalCache).
+            principal = app.state.principals.identify(app.state, headers)
         except DomainError:
             principal = None
         if reconciler is None or principal is None or principal.kind != "edge":

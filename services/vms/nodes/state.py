@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from operator import attrgetter, mul
+from operator import attrgetter
 from typing import Any
 
 from services.vms.records import (
@@ -44,17 +43,17 @@ def ewma(samples: list[float], alpha: float) -> Ewma:
     if len(samples) == 1:  # the common case: one sample per node per batch
         x = samples[0]
         return Ewma(x, 1 - alpha, alpha * x)
-    # contrib = sum a(1-a)^(k-i) x_i, summed in C with the weights of k samples; fresh (the same
-    # recursion started at x1 rather than at E) is contrib + (1-a)^k x1.
-    decay = (1 - alpha) ** len(samples)
-    contrib = sum(map(mul, _weights(len(samples), alpha), samples))
-    return Ewma(contrib + decay * samples[0], decay, contrib)
-
-
-@lru_cache(maxsize=256)
-def _weights(k: int, alpha: float) -> tuple[float, ...]:
-    """a(1-a)^(k-i) for i = 1..k: the weight of each of k samples in a batch's contribution."""
-    return tuple(alpha * (1 - alpha) ** (k - i) for i in range(1, k + 1))
+    # The recursion itself, not a weighted sum of the samples: each step is a convex
+    # combination, so samples that never pass 90 never average above it (a weighted sum summed
+    # in C rounded to 90.00000000000001).
+    fresh = samples[0]
+    decay, contrib = 1.0, 0.0
+    for x in samples:
+        decay *= 1 - alpha
+        contrib = (1 - alpha) * contrib + alpha * x
+    for x in samples[1:]:
+        fresh = alpha * x + (1 - alpha) * fresh
+    return Ewma(fresh, decay, contrib)
 
 
 @dataclass(slots=True)
