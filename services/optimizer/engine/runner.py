@@ -472,6 +472,7 @@ class DecisionRunner:
             if isinstance(op, EdgeStatusOp):
                 if (edge := fleet.edges.get(op.edge_id)) is not None:
                     edge.status = op.status
+                    fleet.changed_edge(edge)
             elif isinstance(op, CreateOp):
                 fleet.add_deployment(_created(fleet, op, res))
             elif (d := fleet.deployments.get(op.id)) is not None:
@@ -482,12 +483,14 @@ class DecisionRunner:
                     fleet.by_edge[d.edge_id] = [
                         x for x in fleet.by_edge.get(d.edge_id, []) if x.id != d.id
                     ]
+                    fleet.changed_deployment(d)
                     continue
                 if op.ai_id is not None:
                     d.ai_id = op.ai_id
                 if op.params is not None:
                     d.params = op.params
                 d.observed = ObservedState.PENDING
+                fleet.changed_deployment(d)
 
     def _new_dry_run(self, decisions: list[DecisionRecord]) -> list[DecisionRecord]:
         """In dry-run nothing changes, so the same decisions come back every cycle: record each

@@ -10,6 +10,7 @@ analysis_route ``server``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -21,7 +22,7 @@ from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
 from services.optimizer.policies.forecast import observe
 from shared.contracts.decisions import Action, Policy
-from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
+from shared.contracts.fleet import EdgeStatus, ObservedState
 
 NAME = Policy.OVERLOAD
 ROUTE_KEYS = (Param.ANALYSIS_ROUTE, Param.ANALYSIS_EDGE)
@@ -54,9 +55,8 @@ class Helpers:
     def load(self) -> dict[int, int]:
         if self._load is None:
             counts: dict[int, set[str]] = {}
-            running = DesiredState.RUNNING
-            for d in self.cycle.state.deployments.values():
-                if d.desired == running and d.helps:
+            for d in self.cycle.with_params():
+                if d.helps:
                     counts.setdefault(d.edge_id, set()).add(d.helps)
             self._load = {k: len(v) for k, v in counts.items()}
         return self._load
@@ -102,16 +102,12 @@ def apply(cycle: Cycle) -> None:
         return
     state = cycle.state
     helpers = Helpers(cycle, cfg)
-    running, degraded_status = DesiredState.RUNNING, EdgeStatus.DEGRADED
-    helped = {d.helps for d in state.deployments.values() if d.desired == running and d.helps}
+    degraded_status = EdgeStatus.DEGRADED
+    helped = {d.helps for d in cycle.with_params() if d.helps}
     # Edges with a deployment routed elsewhere (the "any analysis route" test, once for all edges).
-    routed = {
-        edge_id
-        for edge_id, deps in state.by_edge.items()
-        if any(d.params and Param.ANALYSIS_ROUTE in d.params for d in deps)
-    }
+    routed = {d.edge_id for d in cycle.with_params() if Param.ANALYSIS_ROUTE in d.params}
     memory = cycle.inp.memory
-    for edge in cycle.edges():
+    for edge in cycle.candidates(lambda: _candidates(cycle, cfg, helped, routed)):
         node = state.nodes.get(edge.nid)
         degraded = cycle.plan.status_of(edge) == degraded_status
         above = bool(
@@ -145,6 +141,32 @@ def apply(cycle: Cycle) -> None:
             and load.below_for >= cfg.recover_window_s
         ):
             _hand_back(cycle, cfg, load)
+
+
+def _candidates(
+    cycle: Cycle, cfg: OverloadConfig, helped: set[str], routed: set[int]
+) -> list[Iterable[int]]:
+    """Edges above a threshold, warm enough for their trend to be followed (or with a trend to
+    forget), degraded, helped, routed elsewhere, or remembered."""
+    state = cycle.state
+    cols = state.columns
+    e = cols.edges
+    live = e["node"] & ~e["stale"]
+    cpu, memory = e["cpu"], e["memory"]
+    hot = (cpu > cfg.cpu_percent) | (memory > cfg.memory_percent)
+    found: list[Iterable[int]] = [cols.edge_ids(hot & live), cols.edge_ids(e["degraded"])]
+    if cfg.forecast_s:
+        watch = cfg.forecast_watch
+        warm = (cpu >= cfg.cpu_percent * watch) | (memory >= cfg.memory_percent * watch)
+        found.append(cols.edge_ids(warm & live))
+        by_nid = state.edges_by_nid
+        found.append(
+            {x.id for key in cycle.inp.trends if (x := by_nid.get(key.rpartition(":")[0]))}
+        )
+    by_nid = state.edges_by_nid
+    found.append({x.id for nid in helped if (x := by_nid.get(nid)) is not None})
+    found += [routed, cycle.remembered(NAME)]
+    return found
 
 
 def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
