@@ -20,6 +20,7 @@ from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.context import CycleInput, FocusRequest
 from services.optimizer.model.state import FleetState
+from services.optimizer.policies.forecast import ForecastMemo
 from shared.contracts.decisions import BulkResult
 from tests.optimizer.fleet import NOW, Fleet
 
@@ -138,9 +139,12 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
     memory: dict[Any, Any] = {}
     rollouts: list[Any] = []
     routes: dict[str, Any] = {}
-    trends: dict[str, Any] = {}
+    # Each way keeps its own trends (and the memo of what it made of them), as the runner does.
+    trends: dict[bool, dict[str, Any]] = {False: {}, True: {}}
+    memo = ForecastMemo()
     pins = {3, 17}
     mirror: FleetState | None = None
+    reported: dict[str, Any] = {}
     policies: set[str] = set()
     now = NOW
     for step in range(10):
@@ -149,8 +153,9 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
         nodes = f.node_list()
         if mirror is None:
             mirror = FleetState.from_wire(snapshot, nodes)  # type: ignore[arg-type]
-        else:
-            mirror.apply_changes(snapshot, nodes)  # type: ignore[arg-type]
+        else:  # the nodes that reported since, as GET /nodes/state?since= answers
+            mirror.apply_changes(snapshot, [n for n in nodes if reported.get(n["nid"]) != n])  # type: ignore[arg-type]
+        reported = {n["nid"]: n for n in nodes}
         focus = []
         if step in (3, 4):
             focus = [FocusRequest(nid=f.edges[5]["nid"], expires_at=now + timedelta(seconds=90))]
@@ -168,7 +173,8 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
                 rollouts=copy.deepcopy(rollouts),
                 routes=copy.deepcopy(routes),
                 focus=list(focus),
-                trends=copy.deepcopy(trends),
+                trends=trends[filtered],
+                forecast_memo=memo if filtered else None,
                 analysis_trouble="the analysis service is down" if step == 6 else None,
                 filtered=filtered,
             )
@@ -188,7 +194,6 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
             r.dirty = False
         for route in reference.routes:
             routes[route.nid] = route
-        trends = ref_inp.trends
         apply_to_mirror(mirror, result, f)
         f.apply(reference.wire_operations())
         now += timedelta(seconds=rnd.choice([5, 30, 70]))

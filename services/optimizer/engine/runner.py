@@ -41,6 +41,7 @@ from services.optimizer.model.state import (
     NodesRead,
     deployment_from_wire,
 )
+from services.optimizer.policies.forecast import ForecastMemo
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
@@ -136,6 +137,7 @@ class DecisionRunner:
         self._last_refresh: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self.trends: dict[str, Any] = {}  # the overload policy's load trends, between cycles
+        self.forecast_memo = ForecastMemo()  # what it made of them, by the mirror's rows
         self.metrics: OptimizerMetrics | None = None  # set by the app (served at /metrics)
 
     # -- triggering -------------------------------------------------------------------------------
@@ -306,6 +308,7 @@ class DecisionRunner:
                 analysis_url=self.settings.edge_analysis_url(),
                 analysis_trouble=await self.analysis.trouble() if self.analysis else None,
                 trends=self.trends,
+                forecast_memo=self.forecast_memo,
             )
             pending = await store.pending_decisions(session)
         return inp, pending

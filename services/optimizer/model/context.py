@@ -79,6 +79,9 @@ class CycleInput:
     analysis_trouble: str | None = None
     # The overload policy's load trends ("<nid>:cpu" -> Trend), kept by the runner between cycles.
     trends: dict[str, Any] = field(default_factory=dict)
+    # What the overload policy last made of the trends (policies.forecast.ForecastMemo), kept by
+    # the runner beside them; None: every warm edge's trends are followed each cycle.
+    forecast_memo: Any = None
     # Whole-fleet cycles run each policy's per-edge code only on its candidates, found over the
     # mirror's columns (model.columns); False: on every edge, the reference the tests compare with.
     filtered: bool = True

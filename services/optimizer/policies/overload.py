@@ -20,7 +20,7 @@ from edge_common.vocabulary import AnalysisRoute, Param
 from services.optimizer.model.config import OverloadConfig
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
-from services.optimizer.policies.forecast import observe
+from services.optimizer.policies.forecast import ForecastMemo, observe
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import EdgeStatus, ObservedState
 
@@ -118,7 +118,7 @@ def apply(cycle: Cycle) -> None:
             )
         )
         if cfg.forecast_s and node is not None and not node.stale and not above:
-            above = _forecast_above(cycle, cfg, node)
+            above = _forecast_above(cycle, cfg, edge, node)
         if not (
             above
             or degraded
@@ -155,21 +155,43 @@ def _candidates(
     cpu, memory = e["cpu"], e["memory"]
     hot = (cpu > cfg.cpu_percent) | (memory > cfg.memory_percent)
     found: list[Iterable[int]] = [cols.edge_ids(hot & live), cols.edge_ids(e["degraded"])]
-    if cfg.forecast_s:
-        watch = cfg.forecast_watch
-        warm = (cpu >= cfg.cpu_percent * watch) | (memory >= cfg.memory_percent * watch)
-        found.append(cols.edge_ids(warm & live))
-        by_nid = state.edges_by_nid
-        found.append(
-            {x.id for key in cycle.inp.trends if (x := by_nid.get(key.rpartition(":")[0]))}
-        )
     by_nid = state.edges_by_nid
+    if cfg.forecast_s:
+        watch, trends = cfg.forecast_watch, cycle.inp.trends
+        warm = (cpu >= cfg.cpu_percent * watch) | (memory >= cfg.memory_percent * watch)
+        memo: ForecastMemo | None = cycle.inp.forecast_memo
+        if memo is not None and memo.ready(cols, _memo_key(cfg, trends), trends):
+            # Only edges whose node was written since their trends took it in (and that are
+            # warm, or have trends to forget), those whose forecast crossed, and the trends not
+            # looked at since the memo started.
+            n = e.size
+            moved = memo.revision[:n] != e["revision"]
+            follow = (moved & (warm | memo.has_trend[:n])) | memo.crossing[:n]
+            found.append(cols.edge_ids(follow & live))
+            found.append({x.id for nid in memo.unseen if (x := by_nid.get(nid))})
+        else:
+            found.append(cols.edge_ids(warm & live))
+            found.append({x.id for key in trends if (x := by_nid.get(key.rpartition(":")[0]))})
     found.append({x.id for nid in helped if (x := by_nid.get(nid)) is not None})
     found += [routed, cycle.remembered(NAME)]
     return found
 
 
-def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
+def _memo_key(cfg: OverloadConfig, trends: dict[str, Any]) -> tuple[object, ...]:
+    """What a forecast depends on besides the node: the settings, and the trends themselves."""
+    return (
+        cfg.cpu_percent,
+        cfg.memory_percent,
+        cfg.forecast_s,
+        cfg.forecast_watch,
+        cfg.forecast_min_samples,
+        cfg.forecast_alpha,
+        cfg.forecast_beta,
+        id(trends),
+    )
+
+
+def _forecast_above(cycle: Cycle, cfg: OverloadConfig, edge: Edge, node: Node) -> bool:
     """The load forecast ``forecast_s`` ahead crosses a threshold (trends are followed only for
     edges that are getting warm: a calm fleet costs one comparison per edge)."""
     trends = cycle.inp.trends
@@ -187,6 +209,13 @@ def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
         trend = observe(trends, key, value, node.last_seen, cfg.forecast_alpha, cfg.forecast_beta)
         ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples) if trend else None
         crossing = crossing or (ahead is not None and ahead > limit)
+    memo: ForecastMemo | None = cycle.inp.forecast_memo
+    cols = cycle.state.columns
+    if memo is not None and memo.columns is cols and memo.key == _memo_key(cfg, trends):
+        row = cols.edges.rows.get(edge.id)
+        if row is not None:
+            nid = node.nid
+            memo.note(row, nid, crossing, f"{nid}:cpu" in trends or f"{nid}:memory" in trends)
     return crossing
 
 
