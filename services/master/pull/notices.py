@@ -25,6 +25,9 @@ log = logging.getLogger("edge.master.notices")
 
 BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 15.0
+# aiomqtt logs a warning for every publish made while more than its threshold (10) are in
+# flight; a fleet-wide update publishes one notice an edge at once, by design.
+PENDING_PUBLISH_WARN = 1_000_000
 
 
 class NoticePublisher:
@@ -118,6 +121,7 @@ class NoticePublisher:
                     clean_session=True,
                     timeout=10,
                 ) as client:
+                    client.pending_calls_threshold = PENDING_PUBLISH_WARN
                     self._set_connected(True)
                     delay = BACKOFF_START_S
                     log.info("connected to the MQTT broker %s", b)
