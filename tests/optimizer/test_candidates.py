@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+from collections import Counter
 from dataclasses import asdict
 from datetime import timedelta
 from types import SimpleNamespace
@@ -104,6 +105,36 @@ def collect(result: CycleResult, inp: CycleInput) -> dict[str, Any]:
     }
 
 
+def assert_columns_match(state: FleetState) -> None:
+    """The mirror's columns say what its objects say."""
+    cols = state.columns
+    running = [
+        d for d in state.deployments.values() if d.desired == "running" and d.edge_id in state.edges
+    ]
+    statuses = cols.edge_statuses()
+    by_status = Counter(e.status for e in state.edges.values())
+    assert {k: v for k, v in statuses.items() if v} == by_status
+    observed = cols.observed_states()
+    assert {k: v for k, v in observed.items() if v} == Counter(d.observed for d in running)
+    assert cols.with_params == {
+        d.id for d in state.deployments.values() if d.desired == "running" and d.params
+    }
+    e, dep = cols.edges, cols.deployments
+    for edge in state.edges.values():
+        row = e.rows[edge.id]
+        node = state.node_of(edge)
+        assert e["alive"][row] and e["degraded"][row] == (edge.status == "degraded")
+        assert e["node"][row] == (node is not None)
+        if node is not None:
+            assert e["stale"][row] == node.stale
+            cpu = e["cpu"][row]
+            assert (node.cpu_avg is None and cpu != cpu) or cpu == node.cpu_avg
+    for d in running:
+        row = dep.rows[d.id]
+        assert dep["alive"][row] and dep["ai_id"][row] == d.ai_id
+        assert dep["restarts"][row] == d.restarts and dep["helper"][row] == bool(d.helps)
+
+
 def apply_to_mirror(mirror: FleetState, result: CycleResult, f: Fleet) -> None:
     """The runner's fold of setup's answer into its mirror (created ids as setup gives them)."""
     next_id = len(f.deployments) + 1
@@ -156,6 +187,7 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
         else:  # the nodes that reported since, as GET /nodes/state?since= answers
             mirror.apply_changes(snapshot, [n for n in nodes if reported.get(n["nid"]) != n])  # type: ignore[arg-type]
         reported = {n["nid"]: n for n in nodes}
+        assert_columns_match(mirror)
         focus = []
         if step in (3, 4):
             focus = [FocusRequest(nid=f.edges[5]["nid"], expires_at=now + timedelta(seconds=90))]
@@ -195,6 +227,7 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
         for route in reference.routes:
             routes[route.nid] = route
         apply_to_mirror(mirror, result, f)
+        assert_columns_match(mirror)  # the runner's own writes, folded in place
         f.apply(reference.wire_operations())
         now += timedelta(seconds=rnd.choice([5, 30, 70]))
         churn(rnd, f, mon, now, step)

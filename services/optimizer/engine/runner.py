@@ -252,7 +252,7 @@ class DecisionRunner:
         if self.metrics is not None:
             self._count("ran")
             self.metrics.cycle_seconds.observe(t_end - t0)
-            self.metrics.fleet(fleet.edges.values(), fleet.deployments.values(), inp.rollouts)
+            self.metrics.fleet(fleet.columns, inp.rollouts)
         if result.next_wakeup is not None and self.on_wakeup is not None:
             self.on_wakeup(result.next_wakeup)
         summary = {

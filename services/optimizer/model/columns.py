@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 _RUNNING = DesiredState.RUNNING
 _OBSERVED_RUNNING = ObservedState.RUNNING
 _DEGRADED = EdgeStatus.DEGRADED
+OBSERVED = list(ObservedState)
+_OBSERVED_CODE: dict[str, int] = {str(s): i for i, s in enumerate(OBSERVED)}
 NAN = math.nan
 
 IntArray = npt.NDArray[np.int64]
@@ -79,6 +81,10 @@ class Table:
         return self.cols[name][: self.size]
 
 
+def _observed_code(state: str) -> int:
+    return _OBSERVED_CODE.get(state, -1)
+
+
 def _is_some(value: object) -> bool:
     return value is not None
 
@@ -120,6 +126,7 @@ class FleetColumns:
         "filename": (np.int64, -1),  # code in ``filenames``
         "helper": (np.bool_, False),  # a helper copy (analysis_for)
         "running": (np.bool_, False),  # observed running
+        "observed": (np.int64, -1),  # index in OBSERVED
         "restarts": (np.int64, 0),
     }
 
@@ -202,6 +209,7 @@ class FleetColumns:
                 "filename": map(filenames.__getitem__, map(attrgetter("filename"), deployments)),
                 "helper": helper,
                 "running": map(_OBSERVED_RUNNING.__eq__, map(attrgetter("observed"), deployments)),
+                "observed": map(_observed_code, map(attrgetter("observed"), deployments)),
                 "restarts": map(attrgetter("restarts"), deployments),
             },
         )
@@ -252,6 +260,7 @@ class FleetColumns:
         c["filename"][row] = self._code(self.filenames, d.filename)
         c["helper"][row] = bool(d.helps)
         c["running"][row] = d.observed == _OBSERVED_RUNNING
+        c["observed"][row] = _observed_code(d.observed)
         c["restarts"][row] = d.restarts
         if running and d.params:
             self.with_params.add(d.id)
@@ -265,6 +274,23 @@ class FleetColumns:
         self.with_params.discard(dep_id)
 
     # -- queries -----------------------------------------------------------------------------------
+
+    def edge_statuses(self) -> dict[EdgeStatus, int]:
+        """Live edges by status."""
+        e = self.edges
+        alive = e["alive"]
+        degraded = int(np.count_nonzero(alive & e["degraded"]))
+        return {
+            EdgeStatus.ACTIVE: int(np.count_nonzero(alive)) - degraded,
+            EdgeStatus.DEGRADED: degraded,
+        }
+
+    def observed_states(self) -> dict[ObservedState, int]:
+        """Live deployments desired running, by observed state."""
+        d = self.deployments
+        codes = d["observed"][d["alive"]]
+        counts = np.bincount(codes[codes >= 0], minlength=len(OBSERVED))
+        return {state: int(counts[i]) for i, state in enumerate(OBSERVED)}
 
     def edge_ids(self, mask: BoolArray) -> IntArray:
         """The ids of the live edges where ``mask`` holds."""
