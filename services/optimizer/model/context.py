@@ -166,7 +166,8 @@ class Cycle:
             state = self.state
             if self.inp.filtered:
                 deps = state.deployments
-                self._with_params = [deps[i] for i in sorted(state.columns.with_params)]
+                found = (deps.get(i) for i in sorted(state.columns.with_params))
+                self._with_params = [d for d in found if d is not None]
             else:
                 running = DesiredState.RUNNING
                 self._with_params = sorted(
