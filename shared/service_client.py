@@ -15,7 +15,7 @@ import copy
 import logging
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -34,6 +34,15 @@ from shared.errors import (
 log = logging.getLogger("edge.clients")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Adapter(Protocol[T_co]):
+    """What reads an answer that is not one model (a list of models, a TypedDict): a pydantic
+    ``TypeAdapter``."""
+
+    def validate_json(self, data: str | bytes | bytearray, /) -> T_co: ...
+
 
 # Answers that mean "the other side is busy or down": retry later.
 _RETRY_LATER = frozenset({408, 429, 502, 503, 504})
@@ -200,10 +209,23 @@ class ServiceClient:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
-            raise UpstreamError(
-                f"{self.name} {path}: answer does not match {model.__name__}: "
-                f"{exc.errors()[0].get('loc')} {exc.errors()[0].get('msg')}"
-            ) from exc
+            raise self._drift(path, model.__name__, exc) from exc
+
+    async def adapted(self, method: str, path: str, adapter: Adapter[T_co], **kw: Any) -> T_co:
+        """A successful answer parsed as the contract ``adapter`` validates (a list of models, a
+        TypedDict); drift is an upstream error."""
+        response = await self.request(method, path, **kw)
+        try:
+            return adapter.validate_json(response.content)
+        except ValidationError as exc:
+            raise self._drift(path, "its contract", exc) from exc
+
+    def _drift(self, path: str, what: str, exc: ValidationError) -> UpstreamError:
+        first = exc.errors()[0]
+        return UpstreamError(
+            f"{self.name} {path}: answer does not match {what}: "
+            f"{first.get('loc')} {first.get('msg')}"
+        )
 
 
 class OutboxMetrics:

@@ -11,6 +11,12 @@ HTTP, the leanest bulk write there is (asyncpg's ``copy_records_to_table`` of re
 into the same table), from ``--workers`` processes with ``--batch-connections`` connections in
 all and ``--batch-size`` rows a COPY. Afterwards it counts, per target, the rows in vms.usage:
 every acknowledged record must be there. Prints one table side by side.
+
+Beside the rates it prints the CPU time each stored record cost while the target ran: the
+server's processes (for ``copy``: its client processes) and the Postgres backends serving them.
+On a machine shared with other work the rates follow whatever share of the cores each target
+got; the CPU a record costs moves much less, and on a saturated machine the rates' ratio tends
+to the inverse ratio of these costs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -62,6 +69,13 @@ class Result:
     p99_ms: float = 0.0
     found: int | None = None
     notes: list[str] = field(default_factory=list)
+    server_cpu_s: float | None = None  # the server's (copy: the clients') processes
+    postgres_cpu_s: float | None = None  # the backends serving them
+
+    def cpu_us_per_record(self, seconds: float | None) -> str:
+        if seconds is None or not self.acked_records:
+            return "-"
+        return f"{seconds / self.acked_records * 1e6:.2f}"
 
     @property
     def acked_records(self) -> int:
@@ -149,6 +163,29 @@ def run_wrk(
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of ``pids`` so far (those still running)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def backend_pids() -> list[int]:
+    """The Postgres backends connected to the bench's database, by their process titles
+    ("postgres: USER DB HOST ..."): found without a connection of their own."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        title = proc.info["cmdline"] or []
+        if title and title[0].startswith("postgres:") and f" {DB_NAME} " in " ".join(title) + " ":
+            found.append(proc.pid)
+    return found
+
+
 class Server:
     def __init__(self, app: str, env: dict[str, str], workers: int, log: Path, ready_path: str):
         self.port = free_port()
@@ -197,6 +234,14 @@ class Server:
             time.sleep(0.2)
         self.stop()
         raise TimeoutError(f"{app} not ready; see {log}")
+
+    def pids(self) -> list[int]:
+        """The server's processes: uvicorn and its workers."""
+        try:
+            main = psutil.Process(self.proc.pid)
+            return [main.pid, *(p.pid for p in main.children(recursive=True))]
+        except psutil.Error:
+            return []
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -269,33 +314,41 @@ def _copy_rows(marker: str, size: int) -> list[tuple]:
     return [ROW_OF["usage"](record)] * size
 
 
-async def _copy_for(dsn: str, marker: str, size: int, connections: int, seconds: float) -> int:
-    """COPY ``size`` rows at a time on ``connections`` connections for ``seconds``: rows stored."""
+async def _copy_for(
+    dsn: str, marker: str, size: int, connections: int, seconds: float
+) -> tuple[int, float]:
+    """COPY ``size`` rows at a time on ``connections`` connections for ``seconds``: rows stored
+    and the CPU seconds of the backends that stored them."""
     rows = _copy_rows(marker, size)
     columns = list(COLUMNS["usage"])
     stored = 0
     deadline = time.monotonic() + seconds
 
-    async def one() -> None:
+    async def one() -> float:
+        """Its backend's CPU seconds while it copied."""
         nonlocal stored
         conn = await asyncpg.connect(dsn)
         try:
+            backend = [conn.get_server_pid()]
+            before = cpu_seconds(backend)
             while time.monotonic() < deadline:
                 await conn.copy_records_to_table(
                     "usage", records=rows, columns=columns, schema_name="vms"
                 )
                 stored += size
+            return cpu_seconds(backend) - before
         finally:
             await conn.close()
 
-    await asyncio.gather(*(one() for _ in range(connections)))
-    return stored
+    backends = await asyncio.gather(*(one() for _ in range(connections)))
+    return stored, sum(backends)
 
 
-def _copy_process(args: tuple[str, str, int, int, float]) -> tuple[int, float]:
-    started = time.perf_counter()
-    stored = asyncio.run(_copy_for(*args))
-    return stored, time.perf_counter() - started
+def _copy_process(args: tuple[str, str, int, int, float]) -> tuple[int, float, float, float]:
+    """Rows stored, seconds, this client's CPU seconds and its backends'."""
+    started, cpu = time.perf_counter(), time.process_time()
+    stored, backends = asyncio.run(_copy_for(*args))
+    return stored, time.perf_counter() - started, time.process_time() - cpu, backends
 
 
 def run_copy(url: str, marker: str, *, size: int, connections: int, workers: int, seconds: float):
@@ -307,7 +360,12 @@ def run_copy(url: str, marker: str, *, size: int, connections: int, workers: int
     jobs = [(dsn, marker, size, n, seconds) for n in per if n]
     with ProcessPoolExecutor(len(jobs)) as pool:
         done = list(pool.map(_copy_process, jobs))
-    return sum(n for n, _ in done), max(t for _, t in done)
+    return (
+        sum(d[0] for d in done),
+        max(d[1] for d in done),
+        sum(d[2] for d in done),
+        sum(d[3] for d in done),
+    )
 
 
 def main() -> int:
@@ -385,8 +443,16 @@ def main() -> int:
         script = work / f"{name}.lua"
         script.write_text(lua_script(path, tokens, body_of(marker or "noop")))
         print(f"  {name}: {args.duration}s of wrk, {connections} connections ...", flush=True)
+        server_pids = server.pids()
+        server_cpu = cpu_seconds(server_pids)
+        backends = {pid: cpu_seconds([pid]) for pid in backend_pids()}
         out = run_wrk(
             server.url, script, connections=connections, duration=args.duration, result=result
+        )
+        result.server_cpu_s = cpu_seconds(server_pids) - server_cpu
+        # A backend the server's pool opened during the run counts whole.
+        result.postgres_cpu_s = sum(
+            cpu_seconds([pid]) - backends.get(pid, 0.0) for pid in backend_pids()
         )
         (work / f"{name}.wrk.txt").write_text(out)
         results.append(result)
@@ -443,7 +509,7 @@ def main() -> int:
                 seconds=args.warmup,
             )
             copied = Result("copy", "bench-copy", args.batch_size)
-            stored, copied.seconds = run_copy(
+            stored, copied.seconds, copied.server_cpu_s, copied.postgres_cpu_s = run_copy(
                 url,
                 "bench-copy",
                 size=args.batch_size,
@@ -471,7 +537,8 @@ def print_table(results: list[Result], args, load_after: float) -> None:
     print()
     print(
         f"{'target':<9} {'records/s':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'non-2xx':>8} {'acked':>9} {'in table':>9}  socket errors"
+        f"{'non-2xx':>8} {'acked':>9} {'in table':>9} {'cpu us/rec':>10} {'pg us/rec':>9}"
+        "  socket errors"
     )
     for r in results:
         found = "-" if r.found is None else str(r.found)
@@ -480,7 +547,8 @@ def print_table(results: list[Result], args, load_after: float) -> None:
         print(
             f"{r.name:<9} {r.records_per_s:>11,.0f} {reqs:>9,.0f} {p50:>8} "
             f"{p99:>8} {r.non_2xx:>8} "
-            f"{r.acked_records:>9} {found:>9}  {r.socket_errors or '-'}"
+            f"{r.acked_records:>9} {found:>9} {r.cpu_us_per_record(r.server_cpu_s):>10} "
+            f"{r.cpu_us_per_record(r.postgres_cpu_s):>9}  {r.socket_errors or '-'}"
         )
     print()
     if "usage" in by and "noop" in by and by["noop"].records_per_s:
@@ -508,6 +576,19 @@ def print_table(results: list[Result], args, load_after: float) -> None:
             f"/batch vs raw asyncpg COPY ({by['copy'].records_per_s:,.0f} records/s): "
             f"{by['batch'].records_per_s / by['copy'].records_per_s:6.1%}   (target >= 50%)"
         )
+        batch, copy = by["batch"], by["copy"]
+        costs = [
+            ((r.server_cpu_s or 0.0) + (r.postgres_cpu_s or 0.0)) / r.acked_records
+            if r.acked_records
+            else 0.0
+            for r in (batch, copy)
+        ]
+        if all(costs):
+            print(
+                f"CPU a record, server and Postgres: /batch {costs[0] * 1e6:.2f} us, "
+                f"raw COPY {costs[1] * 1e6:.2f} us: COPY's cost / /batch's = "
+                f"{costs[1] / costs[0]:6.1%}"
+            )
     for r in results:
         if r.found is not None:
             verdict = (

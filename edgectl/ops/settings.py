@@ -1,7 +1,8 @@
 """``edgectl conditions show/set`` (setup's result code -> condition -> ai_class map) and
 ``edgectl policies show/set/reset/changes`` (the optimizer's policy settings that change at run
-time: thresholds, windows, TTLs, focus classes; validated by the optimizer, persisted, and logged
-as who changed what)."""
+time: thresholds, windows, TTLs, focus classes; checked here with the policy's own change body
+before they are sent, validated again by the optimizer, persisted, and logged as who changed
+what)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import json
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from edgectl.ops.client import JsonOption, call, console, fail, print_json, read, table
+from shared.contracts.decisions import Policy
+from shared.contracts.policies import POLICY_PATCHES, PolicyPatch
 
 conditions_app = typer.Typer(
     help="What the environment AI's result codes mean, and which variant runs for each.",
@@ -102,6 +106,21 @@ def _print_policy(policy: dict[str, Any]) -> None:
     console().print(table(title, ["SETTING", "VALUE", "DEFAULT", "CHANGED"], rows))
 
 
+def _patch(name: str, changes: dict[str, Any]) -> PolicyPatch:
+    """The policy's own change body; an unknown policy or setting, or a value of the wrong type,
+    ends the command naming it (nothing is sent)."""
+    try:
+        policy = Policy(name)
+    except ValueError:
+        fail(f"no policy {name!r}; policies: {', '.join(Policy)}")
+    try:
+        return POLICY_PATCHES[policy].model_validate(changes)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        fail(f"{field}: {error['msg']}")
+
+
 @policies_app.command("show")
 def policies_show(
     name: str = typer.Argument(None, help="one policy (default: every policy)"),
@@ -133,7 +152,8 @@ def policies_set(
     """Change settings of one policy at run time (validated by the optimizer, persisted, logged
     as changed by the operator from edgectl)."""
     changes = {key: _value(text) for key, text in _pairs(settings, "SETTING=VALUE").items()}
-    policy = call("PATCH", "optimizer", f"/policies/{name}", body=changes)
+    patch = _patch(name, changes)
+    policy = call("PATCH", "optimizer", f"/policies/{name}", body=patch.changes())
     if as_json:
         print_json(policy)
         return

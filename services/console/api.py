@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.console.fleet import fleet_view
 from services.console.live import Live, LiveDep, sse
 from services.console.live_view import LiveViewsDep
+from services.console.schemas import EdgeView, FleetView, PackagesView
 from services.console.sessions import SessionAuth, SessionExpired, SessionStore, SessionStoreDep
 from services.console.upstream import Upstreams, UpstreamsDep
 from services.console.views import edge_view, packages_view
@@ -93,7 +94,7 @@ async def session_state(session: SessionAuth) -> SessionState:
 
 
 @router.get("/fleet", summary="Every edge with its state, AIs, cpu and memory")
-async def fleet(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+async def fleet(up: UpstreamsDep, _: SessionAuth) -> FleetView:
     return await fleet_view(up)
 
 
@@ -105,7 +106,7 @@ async def fleet_events(
 
 
 @router.get("/edges/{edge_id}", summary="One edge: details, deployments, explain, routing, pin")
-async def edge(edge_id: RowId, up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+async def edge(edge_id: RowId, up: UpstreamsDep, _: SessionAuth) -> EdgeView:
     return await edge_view(up, edge_id)
 
 
@@ -269,7 +270,7 @@ async def unpin(up: UpstreamsDep, edge_id: RowId, _: SessionAuth) -> Response:
 
 
 @router.get("/ai-packages", summary="AI packages with their build status, and the rollouts")
-async def ai_packages(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
+async def ai_packages(up: UpstreamsDep, _: SessionAuth) -> PackagesView:
     return await packages_view(up)
 
 

@@ -7,126 +7,127 @@ says what is missing instead of failing as a whole."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
 
 from edge_common.vocabulary import AnalysisRoute, DesiredState, Param
+from services.console.schemas import EdgeState, FleetAi, FleetRow, FleetView, Problem
 from services.console.upstream import Upstreams
-from shared.errors import DomainError
+from services.console.views import PINS, optional
+from shared.contracts.fleet import (
+    FLEET_SNAPSHOT,
+    EdgeStatus,
+    FleetDeployment,
+    FleetEdge,
+    FleetPackage,
+)
+from shared.contracts.nodes import NODE_STATES, NodeState
+from shared.contracts.policies import POLICIES, AnyPolicyOut, OverloadConfig
+from shared.contracts.routing import EdgeRouting, RoutingReport
 
 # The order in which a state colours an edge on the map (the first that holds).
-STATES = ("stale", "degraded", "overloaded", "helped", "focused", "online")
+STATES = list(EdgeState)
 
 
-async def _fetch(
-    problems: list[dict[str, str]], service: str, call: Awaitable[Any], default: Any
-) -> Any:
-    try:
-        return await call
-    except DomainError as exc:
-        problems.append({"service": service, "message": exc.message})
-        return default
+def _thresholds(policies: list[AnyPolicyOut]) -> tuple[float, float]:
+    """The overload policy's cpu and memory thresholds in effect (its defaults when the
+    optimizer does not answer)."""
+    config = next(
+        (p.effective for p in policies if isinstance(p.effective, OverloadConfig)),
+        OverloadConfig(),
+    )
+    return config.cpu_percent, config.memory_percent
 
 
-def _thresholds(policies: list[dict[str, Any]]) -> tuple[float, float]:
-    for policy in policies:
-        if policy.get("name") == "overload":
-            effective = policy.get("effective") or {}
-            return float(effective.get("cpu_percent", 85.0)), float(
-                effective.get("memory_percent", 90.0)
-            )
-    return 85.0, 90.0
-
-
-def _focused(deployments: list[dict[str, Any]]) -> bool:
+def _focused(deployments: list[FleetDeployment]) -> bool:
     return any(
         bool(value) and key == Param.FOCUS
         for d in deployments
-        for key, value in (d.get("params") or {}).items()
+        for key, value in (d["params"] or {}).items()
     )
 
 
 def edge_states(
-    edge: dict[str, Any],
-    node: dict[str, Any] | None,
-    route: dict[str, Any] | None,
-    deployments: list[dict[str, Any]],
+    edge: FleetEdge,
+    node: NodeState | None,
+    route: EdgeRouting | None,
+    deployments: list[FleetDeployment],
     thresholds: tuple[float, float],
-) -> list[str]:
+) -> list[EdgeState]:
     states = []
-    if node is None or node.get("stale", True):
-        states.append("stale")
-    if edge.get("status") == "degraded":
-        states.append("degraded")
-    usage = (node or {}).get("usage") or {}
-    cpu = usage.get("cpu_avg", usage.get("cpu"))
-    memory = usage.get("memory_avg", usage.get("memory"))
+    if node is None or node["stale"]:
+        states.append(EdgeState.STALE)
+    if edge["status"] == EdgeStatus.DEGRADED:
+        states.append(EdgeState.DEGRADED)
+    usage = node["usage"] if node else None
+    cpu = usage["cpu_avg"] if usage else None  # smoothed, as the overload policy reads it
+    memory = usage["memory_avg"] if usage else None
     if (cpu is not None and cpu >= thresholds[0]) or (
         memory is not None and memory >= thresholds[1]
     ):
-        states.append("overloaded")
-    if route is not None and (route.get("analysis") not in (None, AnalysisRoute.LOCAL)):
-        states.append("helped")
+        states.append(EdgeState.OVERLOADED)
+    if route is not None and route.analysis != AnalysisRoute.LOCAL:
+        states.append(EdgeState.HELPED)
     if _focused(deployments):
-        states.append("focused")
-    if "stale" not in states:
-        states.append("online")
+        states.append(EdgeState.FOCUSED)
+    if EdgeState.STALE not in states:
+        states.append(EdgeState.ONLINE)
     return states
 
 
-async def fleet_view(up: Upstreams) -> dict[str, Any]:
-    problems: list[dict[str, str]] = []
-    snapshot, nodes, pins, routing, policies = await asyncio.gather(
-        _fetch(problems, "setup", up.setup.json("GET", "/fleet/snapshot"), None),
-        _fetch(problems, "vms", up.vms.json("GET", "/nodes/state"), {"items": []}),
-        _fetch(problems, "optimizer", up.optimizer.json("GET", "/pins"), []),
-        _fetch(problems, "optimizer", up.optimizer.json("GET", "/routing"), {"items": []}),
-        _fetch(problems, "optimizer", up.optimizer.json("GET", "/policies"), []),
+def _ai(d: FleetDeployment, package: FleetPackage | None) -> FleetAi:
+    return FleetAi(
+        deployment_id=d["id"],
+        filename=d["filename"],
+        version=package["version"] if package else None,
+        ai_class=package["ai_class"] if package else None,
+        observed=d["observed"],
+        restarts=d["restarts"],
     )
-    snapshot = snapshot or {"edges": [], "ai_packages": [], "deployments": []}
-    nodes_by_nid = {n["nid"]: n for n in nodes.get("items", [])}
-    routes = {r["nid"]: r for r in routing.get("items", [])}
-    pinned = {p["edge_id"]: p for p in pins}
-    packages = {p["id"]: p for p in snapshot.get("ai_packages", [])}
-    thresholds = _thresholds(policies)
-    by_edge: dict[int, list[dict[str, Any]]] = {}
-    for d in snapshot.get("deployments", []):
-        if d.get("desired") == DesiredState.RUNNING:
+
+
+async def fleet_view(up: Upstreams) -> FleetView:
+    problems: list[Problem] = []
+    snapshot, nodes, pins, routing, policies = await asyncio.gather(
+        optional(problems, "setup", up.setup.adapted("GET", "/fleet/snapshot", FLEET_SNAPSHOT)),
+        optional(problems, "vms", up.vms.adapted("GET", "/nodes/state", NODE_STATES)),
+        optional(problems, "optimizer", up.optimizer.adapted("GET", "/pins", PINS)),
+        optional(problems, "optimizer", up.optimizer.model("GET", "/routing", RoutingReport)),
+        optional(problems, "optimizer", up.optimizer.adapted("GET", "/policies", POLICIES)),
+    )
+    nodes_by_nid = {n["nid"]: n for n in nodes["items"]} if nodes else {}
+    routes = {r.nid: r for r in routing.items} if routing else {}
+    pinned = {p.edge_id for p in pins or []}
+    thresholds = _thresholds(policies or [])
+    if snapshot is None:
+        return FleetView(edges=[], states=STATES, problems=problems)
+    packages = {p["id"]: p for p in snapshot["ai_packages"]}
+    by_edge: dict[int, list[FleetDeployment]] = {}
+    for d in snapshot["deployments"]:
+        if d["desired"] == DesiredState.RUNNING:
             by_edge.setdefault(d["edge_id"], []).append(d)
     rows = []
-    for edge in sorted(snapshot.get("edges", []), key=lambda e: e["name"]):
+    for edge in sorted(snapshot["edges"], key=lambda e: e["name"]):
         node = nodes_by_nid.get(edge["nid"])
         route = routes.get(edge["nid"])
         deployments = by_edge.get(edge["id"], [])
-        usage = (node or {}).get("usage") or {}
+        usage = node["usage"] if node else None
         states = edge_states(edge, node, route, deployments, thresholds)
         rows.append(
-            {
-                "id": edge["id"],
-                "name": edge["name"],
-                "nid": edge["nid"],
-                "latitude": edge.get("latitude"),
-                "longitude": edge.get("longitude"),
-                "status": edge.get("status"),
-                "condition": (node or {}).get("condition"),
-                "last_seen": (node or {}).get("last_seen"),
-                "cpu": usage.get("cpu"),
-                "memory": usage.get("memory"),
-                "pinned": edge["id"] in pinned,
-                "routing": route,
-                "state": states[0],
-                "states": states,
-                "ais": [
-                    {
-                        "deployment_id": d["id"],
-                        "filename": d["filename"],
-                        "version": packages.get(d["ai_id"], {}).get("version"),
-                        "ai_class": packages.get(d["ai_id"], {}).get("ai_class"),
-                        "observed": d.get("observed"),
-                        "restarts": d.get("restarts", 0),
-                    }
-                    for d in deployments
-                ],
-            }
+            FleetRow(
+                id=edge["id"],
+                name=edge["name"],
+                nid=edge["nid"],
+                latitude=edge["latitude"],
+                longitude=edge["longitude"],
+                status=edge["status"],
+                condition=node["condition"] if node else None,
+                last_seen=node["last_seen"] if node else None,
+                cpu=usage["cpu"] if usage else None,
+                memory=usage["memory"] if usage else None,
+                pinned=edge["id"] in pinned,
+                routing=route,
+                state=states[0],
+                states=states,
+                ais=[_ai(d, packages.get(d["ai_id"])) for d in deployments],
+            )
         )
-    return {"edges": rows, "states": list(STATES), "problems": problems}
+    return FleetView(edges=rows, states=STATES, problems=problems)

@@ -13,13 +13,16 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
+from pydantic import BaseModel
 
 from services.console.fleet import fleet_view
+from services.console.schemas import Problem
 from services.console.upstream import Upstreams
 from services.console.views import edge_view, packages_view
+from shared.contracts.decisions import DecisionPage
 from shared.deps import from_app_state
 from shared.errors import DomainError
 
@@ -29,15 +32,20 @@ KEEPALIVE_S = 3.0  # also how often a stream notices its session ended
 DECISIONS = "decisions"
 
 
-def sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def sse(event: str, data: BaseModel | dict[str, object]) -> bytes:
+    """One Server-Sent Event: a view (its JSON, as the route answers it) or a small message."""
+    if isinstance(data, BaseModel):
+        text = data.model_dump_json()
+    else:
+        text = json.dumps(data, separators=(",", ":"))
+    return f"event: {event}\ndata: {text}\n\n".encode()
 
 
 class Live:
     def __init__(self, upstreams: Upstreams) -> None:
         self.up = upstreams
         self.listeners: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
-        self.views: dict[str, Any] = {}  # the last view sent, by topic
+        self.views: dict[str, bytes] = {}  # the last view sent, by topic (its event)
         self.seen_decisions: set[str] = set()
         self.decisions_primed = False
         self.lock = asyncio.Lock()
@@ -65,7 +73,7 @@ class Live:
                 return sse("packages", await packages_view(self.up))
             return sse("edge", await edge_view(self.up, int(topic.removeprefix("edge:"))))
         except DomainError as exc:
-            return sse("problem", {"service": "setup", "message": exc.message})
+            return sse("problem", Problem(service="setup", message=exc.message))
 
     async def _view(self, topic: str) -> None:
         message = await self._ask(topic)
@@ -75,14 +83,17 @@ class Live:
 
     async def _decisions(self) -> None:
         try:
-            page = await self.up.optimizer.json("GET", "/decisions", params={"limit": 50})
+            page = await self.up.optimizer.model(
+                "GET", "/decisions", DecisionPage, params={"limit": 50}
+            )
         except DomainError as exc:
-            self._send(DECISIONS, sse("problem", {"service": "optimizer", "message": exc.message}))
+            problem = Problem(service="optimizer", message=exc.message)
+            self._send(DECISIONS, sse("problem", problem))
             return
-        fresh = [d for d in page.get("items", []) if d["id"] not in self.seen_decisions]
-        self.seen_decisions.update(d["id"] for d in fresh)
+        fresh = [d for d in page.items if d.id not in self.seen_decisions]
+        self.seen_decisions.update(d.id for d in fresh)
         if len(self.seen_decisions) > 10_000:
-            self.seen_decisions = {d["id"] for d in page.get("items", [])}
+            self.seen_decisions = {d.id for d in page.items}
         if self.decisions_primed:
             for decision in reversed(fresh):  # oldest first
                 self._send(DECISIONS, sse("decision", decision))

@@ -26,8 +26,9 @@ from typing import Annotated
 from fastapi import Depends
 
 from services.console.live import sse
+from services.console.schemas import LiveFrame, LiveState, LiveStatus
 from services.console.upstream import Upstreams
-from shared.contracts.live_view import LiveViewAsk, LiveViewSettings
+from shared.contracts.live_view import LiveFeedState, LiveViewAsk, LiveViewSettings
 from shared.deps import from_app_state
 from shared.errors import DomainError
 
@@ -88,7 +89,10 @@ class LiveViews:
         if watch.task is None or watch.task.done():
             watch.task = asyncio.create_task(self._upstream(watch), name=f"live-view-{nid}")
         try:
-            yield sse("status", {"state": "waiting", "detail": f"asking {nid} for its live view"})
+            yield sse(
+                "status",
+                LiveStatus(state=LiveState.WAITING, detail=f"asking {nid} for its live view"),
+            )
             while True:
                 yield await queue.get()
         finally:
@@ -123,15 +127,15 @@ class LiveViews:
         while (up := watch.acting()) is not None:
             problem = await self._ask(up, watch.nid, watch.settings(), TTL_S)
             if problem:
-                watch.send(sse("status", {"state": "unreachable", "detail": problem}))
+                watch.send(sse("status", LiveStatus(state=LiveState.UNREACHABLE, detail=problem)))
             await asyncio.sleep(RENEW_S)
 
     async def _frames(self, watch: Watch) -> None:
         vms = self.up.vms
         after = 0
         with contextlib.suppress(DomainError):
-            state = await vms.json("GET", f"/live/{watch.nid}")
-            after = int(state["frames"])  # only frames sent for this view, none from before
+            state = await vms.model("GET", f"/live/{watch.nid}", LiveFeedState)
+            after = state.frames  # only frames sent for this view, none from before
         last = time.monotonic()
         while True:
             try:
@@ -142,28 +146,28 @@ class LiveViews:
                     request_timeout=WAIT_S + 5,
                 )
             except DomainError as exc:
-                watch.send(sse("status", {"state": "unreachable", "detail": str(exc)}))
+                watch.send(sse("status", LiveStatus(state=LiveState.UNREACHABLE, detail=str(exc))))
                 await asyncio.sleep(1.0)
                 continue
             problem = response.headers.get("x-live-problem")
             if response.status_code == 200:
                 after = int(response.headers["x-live-seq"])
                 last = time.monotonic()
-                frame = {
-                    "seq": after,
-                    "edge_seq": int(response.headers.get("x-live-edge-seq", "0")),
-                    "jpeg": base64.b64encode(response.content).decode(),
-                }
+                frame = LiveFrame(
+                    seq=after,
+                    edge_seq=int(response.headers.get("x-live-edge-seq", "0")),
+                    jpeg=base64.b64encode(response.content).decode(),
+                )
                 watch.send(sse("frame", frame))
             elif problem:
-                watch.send(sse("status", {"state": "camera_down", "detail": problem}))
+                watch.send(sse("status", LiveStatus(state=LiveState.CAMERA_DOWN, detail=problem)))
             elif time.monotonic() - last >= SILENT_S:
                 silent = time.monotonic() - last
                 detail = (
                     f"no frame from {watch.nid} for {silent:.0f} s: its YOLO worker is not "
                     "running, or the edge is offline"
                 )
-                watch.send(sse("status", {"state": "no_frames", "detail": detail}))
+                watch.send(sse("status", LiveStatus(state=LiveState.NO_FRAMES, detail=detail)))
 
 
 LiveViewsDep = Annotated[LiveViews, Depends(from_app_state("live_views", LiveViews))]

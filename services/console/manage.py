@@ -6,17 +6,30 @@ answers (and their refusals, naming the field) on."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.console.api import RowId
+from services.console.schemas import Problem, RegistryView, SettingsView
 from services.console.sessions import SessionAuth
 from services.console.upstream import UpstreamsDep
 from services.console.views import optional
 from shared.contracts.decisions import CHANGED_VIA_HEADER, ChangedVia, Policy
+from shared.contracts.fleet import CONDITIONS, FleetConditions
+from shared.contracts.policies import (
+    POLICIES,
+    POLICY_CHANGES,
+    POLICY_OUTS,
+    POLICY_PATCHES,
+    AnyPolicyOut,
+    PolicyOut,
+    PolicyPatch,
+)
+from shared.contracts.registry import ClusterOut, EdgeCreated, EdgeOut, MasterOut
+from shared.pagination import Page
 
 router = APIRouter(prefix="/api", tags=["console"])
 
@@ -28,19 +41,24 @@ PolicyName = Annotated[Policy, Path(description="the policy")]
 
 
 @router.get("/registry", summary="Edges, clusters and masters (with their state)")
-async def registry(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
-    problems: list[dict[str, str]] = []
+async def registry(up: UpstreamsDep, _: SessionAuth) -> RegistryView:
+    problems: list[Problem] = []
+    every = {"limit": 10_000}
     edges, clusters, masters = await asyncio.gather(
-        optional(problems, "setup", up.setup.json("GET", "/edges", params={"limit": 10_000})),
-        optional(problems, "setup", up.setup.json("GET", "/clusters", params={"limit": 10_000})),
-        optional(problems, "setup", up.setup.json("GET", "/masters", params={"limit": 10_000})),
+        optional(problems, "setup", up.setup.model("GET", "/edges", Page[EdgeOut], params=every)),
+        optional(
+            problems, "setup", up.setup.model("GET", "/clusters", Page[ClusterOut], params=every)
+        ),
+        optional(
+            problems, "setup", up.setup.model("GET", "/masters", Page[MasterOut], params=every)
+        ),
     )
-    return {
-        "edges": (edges or {}).get("items", []),
-        "clusters": (clusters or {}).get("items", []),
-        "masters": (masters or {}).get("items", []),
-        "problems": problems,
-    }
+    return RegistryView(
+        edges=edges.items if edges else [],
+        clusters=clusters.items if clusters else [],
+        masters=masters.items if masters else [],
+        problems=problems,
+    )
 
 
 class GpsIn(BaseModel):
@@ -81,15 +99,15 @@ class EdgeChange(EdgeFields):
 
 
 @router.post("/edges", status_code=201, summary="Register an edge (its token is shown once)")
-async def add_edge(data: EdgeIn, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def add_edge(data: EdgeIn, up: UpstreamsDep, _: SessionAuth) -> EdgeCreated:
     body = data.model_dump(exclude_none=True)
-    return await up.setup.json("POST", "/edges", json=body)
+    return await up.setup.model("POST", "/edges", EdgeCreated, json=body)
 
 
 @router.patch("/edges/{edge_id}", summary="Change an edge's fields (those sent)")
-async def edit_edge(edge_id: RowId, data: EdgeChange, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def edit_edge(edge_id: RowId, data: EdgeChange, up: UpstreamsDep, _: SessionAuth) -> EdgeOut:
     body = data.model_dump(exclude_unset=True)
-    return await up.setup.json("PATCH", f"/edges/{edge_id}", json=body)
+    return await up.setup.model("PATCH", f"/edges/{edge_id}", EdgeOut, json=body)
 
 
 @router.delete("/edges/{edge_id}", status_code=204, summary="Remove an edge (its tokens too)")
@@ -107,9 +125,9 @@ class ClusterIn(BaseModel):
 
 
 @router.post("/clusters", status_code=201, summary="Register a cluster")
-async def add_cluster(data: ClusterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def add_cluster(data: ClusterIn, up: UpstreamsDep, _: SessionAuth) -> ClusterOut:
     body = data.model_dump(exclude_none=True)
-    return await up.setup.json("POST", "/clusters", json=body)
+    return await up.setup.model("POST", "/clusters", ClusterOut, json=body)
 
 
 @router.delete("/clusters/{cluster_id}", status_code=204, summary="Remove a cluster")
@@ -127,9 +145,9 @@ class MasterIn(BaseModel):
 
 
 @router.post("/masters", status_code=201, summary="Register a master (a record)")
-async def add_master(data: MasterIn, up: UpstreamsDep, _: SessionAuth) -> Any:
+async def add_master(data: MasterIn, up: UpstreamsDep, _: SessionAuth) -> MasterOut:
     body = data.model_dump(exclude_none=True)
-    return await up.setup.json("POST", "/masters", json=body)
+    return await up.setup.model("POST", "/masters", MasterOut, json=body)
 
 
 @router.delete("/masters/{master_id}", status_code=204, summary="Remove a master's record")
@@ -142,23 +160,23 @@ async def remove_master(up: UpstreamsDep, master_id: RowId, _: SessionAuth) -> R
 
 
 @router.get("/settings", summary="The condition map, the policies' settings and who changed them")
-async def settings(up: UpstreamsDep, _: SessionAuth) -> dict[str, Any]:
-    problems: list[dict[str, str]] = []
+async def settings(up: UpstreamsDep, _: SessionAuth) -> SettingsView:
+    problems: list[Problem] = []
     conditions, policies, changes = await asyncio.gather(
-        optional(problems, "setup", up.setup.json("GET", "/conditions")),
-        optional(problems, "optimizer", up.optimizer.json("GET", "/policies")),
+        optional(problems, "setup", up.setup.adapted("GET", "/conditions", CONDITIONS)),
+        optional(problems, "optimizer", up.optimizer.adapted("GET", "/policies", POLICIES)),
         optional(
             problems,
             "optimizer",
-            up.optimizer.json("GET", "/policies/changes", params={"limit": 20}),
+            up.optimizer.adapted("GET", "/policies/changes", POLICY_CHANGES, params={"limit": 20}),
         ),
     )
-    return {
-        "conditions": conditions,
-        "policies": policies or [],
-        "changes": changes or [],
-        "problems": problems,
-    }
+    return SettingsView(
+        conditions=conditions,
+        policies=policies or [],
+        changes=changes or [],
+        problems=problems,
+    )
 
 
 class ConditionsIn(BaseModel):
@@ -167,22 +185,49 @@ class ConditionsIn(BaseModel):
     ai_classes: dict[str, str] = Field(max_length=1000)
 
 
-@router.put("/conditions", summary="Replace the result-code -> condition -> ai_class map")
-async def set_conditions(data: ConditionsIn, up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.setup.json("PUT", "/conditions", json=data.model_dump())
+@router.put(
+    "/conditions",
+    response_model=FleetConditions,
+    summary="Replace the result-code -> condition -> ai_class map",
+)
+async def set_conditions(data: ConditionsIn, up: UpstreamsDep, _: SessionAuth) -> FleetConditions:
+    return await up.setup.adapted("PUT", "/conditions", CONDITIONS, json=data.model_dump())
 
 
-@router.patch("/policies/{name}", summary="Change a policy's settings (the optimizer validates)")
-async def tune_policy(
-    name: PolicyName, changes: dict[str, Any], up: UpstreamsDep, _: SessionAuth
-) -> Any:
-    return await up.optimizer.json(
-        "PATCH", f"/policies/{name.value}", json=changes, headers=VIA_CONSOLE
+def _tuning_route(policy: Policy, patch: type[PolicyPatch]) -> None:
+    """``PATCH /api/policies/<policy>``: the optimizer's own change body for the policy (checked
+    here first: an unknown setting or a wrong type is a 422 naming the field)."""
+
+    async def tune_policy(changes: PolicyPatch, up: UpstreamsDep, _: SessionAuth) -> PolicyOut:
+        return await up.optimizer.model(
+            "PATCH",
+            f"/policies/{policy.value}",
+            POLICY_OUTS[policy],
+            json=changes.changes(),
+            headers=VIA_CONSOLE,
+        )
+
+    tune_policy.__annotations__["changes"] = Annotated[patch, Body()]
+    router.add_api_route(
+        f"/policies/{policy.value}",
+        tune_policy,
+        methods=["PATCH"],
+        response_model=POLICY_OUTS[policy],
+        summary=f"Change the {policy.value} policy's settings (the optimizer checks them again)",
+        name=f"tune_{policy.value}",
     )
 
 
-@router.delete("/policies/{name}/overrides", summary="A policy back to the settings' defaults")
-async def reset_policy(name: PolicyName, up: UpstreamsDep, _: SessionAuth) -> Any:
-    return await up.optimizer.json(
-        "DELETE", f"/policies/{name.value}/overrides", headers=VIA_CONSOLE
+for _policy, _patch in POLICY_PATCHES.items():
+    _tuning_route(_policy, _patch)
+
+
+@router.delete(
+    "/policies/{name}/overrides",
+    response_model=AnyPolicyOut,
+    summary="A policy back to the settings' defaults",
+)
+async def reset_policy(name: PolicyName, up: UpstreamsDep, _: SessionAuth) -> PolicyOut:
+    return await up.optimizer.model(
+        "DELETE", f"/policies/{name.value}/overrides", POLICY_OUTS[name], headers=VIA_CONSOLE
     )

@@ -109,5 +109,7 @@ def pg_types(record: type[Record]) -> tuple[str, ...]:
     return tuple(types)
 
 
+# A record's kind (its class's), as a function.
+KIND_OF = attrgetter("kind")
 # Per kind: a record's row, as a tuple in column order.
 ROW_OF: dict[str, Any] = {kind: attrgetter(*columns(cls)) for kind, cls in RECORD_TYPES.items()}

@@ -52,6 +52,13 @@ class VmsSettings(ServiceSettings):
     queue_max_records: int = 50_000  # pending records before answering 503
     retry_after_s: int = 1
     ingest_pool_size: int = 4
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="once started, freeze what the start made and collect the youngest "
+        "generation of objects every this many (Python's default 700; 0 leaves Python's "
+        "collector as it is): see services.vms.app.tune_gc",
+    )
 
     # Node directory and condition mapping, from setup.
     nodes_refresh_s: float = 30.0

@@ -4,7 +4,8 @@ validates the request with these same models.
 
 Also what the optimizer answers the console and ``edgectl`` about its decisions and switches: the
 decision log (GET /decisions: ``DecisionPage``), the pause and dry-run switches (GET/PUT /control:
-``ControlsOut``), pins (PUT /pins/{edge}: ``PinOut``) and version rollouts (``RolloutOut``)."""
+``ControlsOut``), pins (PUT /pins/{edge}: ``PinOut``), version rollouts (``RolloutOut``) and one
+edge's explanation (GET /edges/{edge}/explain: ``EdgeExplained``)."""
 
 from __future__ import annotations
 
@@ -228,3 +229,45 @@ class RolloutOut(BaseModel):
     started_at: datetime
     members: dict[str, int]
     failed: list[int]
+
+
+# --- GET /edges/{edge}/explain ----------------------------------------------------------------
+
+
+class DeploymentExplained(BaseModel):
+    id: int
+    filename: str
+    ai_id: int
+    version: str | None
+    ai_class: str | None
+    params: dict[str, Any]
+    generation: int
+    observed: str
+    observed_generation: int
+    restarts: int
+    decision_id: str | None
+    decided_by: DecisionOut | None = None
+
+
+class PolicyBlocked(BaseModel):
+    blocker: PolicyBlocker
+    policies: list[Policy] = Field(description="the policies it keeps from acting for the edge")
+    reason: str
+
+
+class EdgeExplained(BaseModel):
+    edge_id: int
+    name: str
+    nid: str
+    status: EdgeStatus
+    pinned: bool
+    blocked: list[PolicyBlocked] = Field(
+        default_factory=list,
+        description="what silently keeps policies from acting for it (no GPS, no analysis AI, "
+        "master silent, pinned)",
+    )
+    node: dict[str, Any] | None
+    routing: dict[str, Any] | None
+    deployments: list[DeploymentExplained]
+    recent_decisions: list[DecisionOut]
+    memory: dict[str, Any]

@@ -1,6 +1,8 @@
 """Live view through NAT: the request that reaches an edge over the connection it already holds
 (the master publishes it on the edge's MQTT topic ``<prefix>/<nid>/live``), and the file the agent
-writes for its workers. Both ends validate with these models; nothing here is a secret."""
+writes for its workers, and what the VMS says of an edge's live feed (``GET /live/{nid}``:
+``LiveFeedState``, read by the console). Both ends validate with these models; nothing here is a
+secret."""
 
 from __future__ import annotations
 
@@ -58,3 +60,14 @@ class LiveViewFile(LiveViewSettings):
     model_config = ConfigDict(extra="ignore")
 
     until: float = Field(description="time.time() on the edge after which nothing is sent")
+
+
+class LiveFeedState(BaseModel):
+    """The VMS's ``GET /live/{nid}``: what an edge has sent for its live view."""
+
+    frames: int = Field(description="frames received (the VMS's sequence number)")
+    bytes: int = Field(description="bytes of the latest frame")
+    edge_seq: int = Field(description="the edge's own counter of the latest frame")
+    last_frame_at: float | None = Field(description="unix time of the latest frame")
+    problem: str | None = Field(description="why the edge sends no frame, as it said")
+    problem_at: float | None = Field(description="unix time it said so")

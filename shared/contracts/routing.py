@@ -1,7 +1,8 @@
 """The optimizer's routing of one edge (``GET /routing/{nid}``): where its analysis runs and
 whether its hard frames go up. Read by the edge's YOLO worker (the field's poll) and by the VMS,
 which accepts a helper edge's detections for the source node only while this says the helper
-analyses it."""
+analyses it. ``GET /routing`` answers every edge whose analysis or hard frames leave it
+(``RoutingReport``, read by the console)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 
 from edge_common.vocabulary import AnalysisRoute
 
-__all__ = ["AnalysisRoute", "EdgeRouting"]
+__all__ = ["AnalysisRoute", "EdgeRouting", "RoutingReport"]
 
 
 class EdgeRouting(BaseModel):
@@ -26,3 +27,9 @@ class EdgeRouting(BaseModel):
 
     def helped_by(self, helper_nid: str) -> bool:
         return self.analysis == AnalysisRoute.EDGE and self.helper_nid == helper_nid
+
+
+class RoutingReport(BaseModel):
+    """GET /routing: the edges whose analysis or hard frames leave the edge."""
+
+    items: list[EdgeRouting]

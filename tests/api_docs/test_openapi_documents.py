@@ -142,3 +142,41 @@ async def test_the_edge_agent_serves_its_docs_locally_too(tmp_path):
             assert r.status_code == 200, page
             assert "http://" not in r.text and "https://" not in r.text, page
         assert (await client.get("/docs/assets/swagger-ui-bundle.js")).status_code == 200
+
+
+# Answers that are not one JSON document: live streams, videos, the live view.
+NOT_JSON = ("/events", "/video", "/annotated", "/live")
+
+
+async def test_every_json_answer_of_the_console_and_of_the_policy_routes_has_a_schema(service):
+    """Issue 27: a typed answer on every route (no bare object), and a typed body for each
+    policy's settings, unknown keys refused."""
+    name, _, doc = service
+    if name == "console":
+        checked = 0
+        for path, item in doc["paths"].items():
+            if not path.startswith("/api/") or path.endswith(NOT_JSON):
+                continue
+            for method, op in item.items():
+                ok = next(op["responses"][s] for s in op["responses"] if s.startswith("2"))
+                schema = ok.get("content", {}).get("application/json", {}).get("schema")
+                if "content" in ok or method != "delete":  # a 204 has no body
+                    assert schema and (
+                        "$ref" in schema or "oneOf" in schema or "items" in schema
+                    ), (method, path, schema)
+                    checked += 1
+        assert checked >= 30
+    if name in ("console", "optimizer"):
+        from shared.contracts.decisions import Policy
+
+        prefix = "/api" if name == "console" else ""
+        for policy in Policy:
+            op = doc["paths"][f"{prefix}/policies/{policy.value}"]["patch"]
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            ref = body["$ref"].rsplit("/", 1)[1]
+            patch = doc["components"]["schemas"][ref]
+            assert patch["additionalProperties"] is False and "enabled" in patch["properties"]
+            assert not patch.get("required"), (policy, patch)
+            answer = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            out = doc["components"]["schemas"][answer.rsplit("/", 1)[1]]
+            assert out["properties"]["overrides"]["$ref"].endswith(f"/{ref}"), out

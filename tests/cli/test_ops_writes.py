@@ -244,6 +244,12 @@ def test_clusters_masters_conditions_policies_and_an_edge_with_gps(stack, names)
     )
     assert focus["effective"]["ttl_s"] == 120 and focus["effective"]["classes"] == ["person"]
     assert "ttl_s" in one_line_error(cli(stack, "policies", "set", "focus", "ttl_s=-1"))
+    # A misspelled setting, or one of another policy, is refused naming it; nothing is sent.
+    assert "tll_s" in one_line_error(cli(stack, "policies", "set", "focus", "tll_s=60"))
+    assert "hysteresis_samples" in one_line_error(
+        cli(stack, "policies", "set", "focus", "hysteresis_samples=5")
+    )
+    assert "no policy 'nope'" in one_line_error(cli(stack, "policies", "set", "nope", "x=1"))
     [change] = json.loads(ok(cli(stack, "policies", "changes", "--limit", "1", "--json")))
     assert change["changed_by"] == "operator (edgectl)"
     assert change["changes"] == {"ttl_s": 120, "classes": ["person"]}

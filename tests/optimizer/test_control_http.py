@@ -75,6 +75,30 @@ async def test_policies_are_tuned_and_disabled_through_the_api(stack: Stack):
         assert (await opt.patch("/policies/nope", json={"enabled": False})).status_code == 404
         not_an_object = await opt.patch("/policies/environment", json=[{"enabled": False}])
         assert not_an_object.status_code == 422 and not_an_object.json()["error"]["field"] == "body"
+        # The body is the policy's own change model: a misspelled setting, a value of the wrong
+        # type or a null is refused naming the field, and nothing is written (not even the
+        # valid part of the same body).
+        for body, field in [
+            ({"enabled": False, "hysteresis_sample": 5}, "hysteresis_sample"),
+            ({"enabled": False, "hysteresis_samples": "many"}, "hysteresis_samples"),
+            ({"hysteresis_samples": None}, "hysteresis_samples"),
+            ({"enabled": False, "ttl_s": 60}, "ttl_s"),  # focus's setting, not environment's
+        ]:
+            r = await opt.patch("/policies/environment", json=body)
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["field"] == field, r.text
+        r = await opt.patch("/policies/focus", json={"classes": "person"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "classes", r.text
+        untouched = (await opt.get("/policies")).json()
+        assert all(p["overrides"] == {} and p["enabled"] for p in untouched), untouched
+        assert (await opt.get("/policies/changes")).json() == []
+        # Each policy's body and answer have their own schema in the OpenAPI document.
+        spec = (await opt.get("/openapi.json")).json()
+        body = spec["paths"]["/policies/focus"]["patch"]["requestBody"]["content"]
+        patch = spec["components"]["schemas"]["FocusPatch"]
+        assert body["application/json"]["schema"]["$ref"] == "#/components/schemas/FocusPatch"
+        assert patch["additionalProperties"] is False and "ttl_s" in patch["properties"]
+        assert not patch.get("required")
         r = await opt.patch("/policies/environment", json={"hysteresis_samples": 5})
         assert (
             r.status_code == 200

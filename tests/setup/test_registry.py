@@ -88,6 +88,26 @@ async def test_master_accepts_the_field_payload(setup_client):
     assert r.status_code == 422
 
 
+async def test_a_master_address_no_url_can_hold_is_a_422_naming_it(setup_client):
+    # Found by the fuzzer: an ``ip`` with a bracket made a URL that could not be read back, so the
+    # master was stored and its answer was a 500. Now refused before anything is written.
+    for route in ("/masters", "/masters/register"):
+        for body, field in [
+            ({"name": "bad-ip", "ip": "\u008fP[a\u0085"}, "ip"),
+            ({"name": "bad-ip", "ip": "10.0.0.1/admin"}, "ip"),
+            ({"name": "bad-ip", "ip": "127.0.0.1:80"}, "ip"),
+            ({"name": "bad-url", "url": "http://[::1"}, "url"),
+            ({"name": "bad-url", "url": "http://127.0.0.1:99999"}, "url"),
+        ]:
+            r = await setup_client.post(route, json=body, headers=OPERATOR)
+            assert r.status_code == 422, (route, body, r.text)
+            assert r.json()["error"]["field"] == field, (route, body, r.text)
+    r = await setup_client.patch("/masters/1", json={"url": "http://[::1"}, headers=OPERATOR)
+    assert r.status_code in (404, 422), r.text
+    listed = await setup_client.get("/masters", params={"name": "bad-"}, headers=OPERATOR)
+    assert listed.status_code == 200 and listed.json()["total"] == 0
+
+
 async def test_a_masters_registration_and_heartbeat_carry_its_typed_health(setup_client):
     """The master's own calls, built with the contract models it sends them with: setup keeps
     the health as sent (``pass`` included) and refuses a report the model does not know."""

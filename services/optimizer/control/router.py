@@ -5,13 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from services.optimizer.control import service
-from services.optimizer.control.schemas import (
-    ControlsIn,
-    CycleIn,
-    PinIn,
-    PolicyChangeOut,
-    PolicyOut,
-)
+from services.optimizer.control.schemas import ControlsIn, CycleIn, PinIn
 from services.optimizer.engine.runner import RunnerDep
 from shared.auth import OperatorAuth, Principal, ReaderAuth
 from shared.contracts.decisions import (
@@ -21,6 +15,14 @@ from shared.contracts.decisions import (
     PinOut,
     Policy,
     RolloutOut,
+)
+from shared.contracts.policies import (
+    POLICY_OUTS,
+    POLICY_PATCHES,
+    AnyPolicyOut,
+    PolicyChangeOut,
+    PolicyOut,
+    PolicyPatch,
 )
 from shared.db import SessionDep
 
@@ -72,7 +74,7 @@ async def unpin(edge: str, runner: RunnerDep, session: SessionDep, _: OperatorAu
 
 @router.get(
     "/policies",
-    response_model=list[PolicyOut],
+    response_model=list[AnyPolicyOut],
     summary="Every policy: defaults, overrides, effective",
 )
 async def list_policies(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> list[PolicyOut]:
@@ -97,27 +99,45 @@ async def policy_changes(
     return await service.policy_changes(session, limit)
 
 
-@router.patch(
-    "/policies/{name}",
-    response_model=PolicyOut,
-    summary="Enable/disable or tune a policy (persisted)",
-)
-async def tune_policy(
-    name: PolicyName,
-    request: Request,
-    session: SessionDep,
-    who: OperatorAuth,
-    changes: Annotated[
-        dict[str, Any], Body(examples=[{"enabled": False}, {"hysteresis_samples": 5}])
-    ],
-    runner: RunnerDep,
-) -> PolicyOut:
-    by = changed_by(request, who)
-    return await service.tune_policy(session, runner, name, changes, by)
+def _tuning_route(policy: Policy, patch: type[PolicyPatch]) -> None:
+    """``PATCH /policies/<policy>``: its body is the policy's own change model (an unknown or
+    misspelled setting, a value of the wrong type: 422 naming the field, nothing written)."""
+
+    async def tune_policy(
+        changes: PolicyPatch,
+        request: Request,
+        session: SessionDep,
+        who: OperatorAuth,
+        runner: RunnerDep,
+    ) -> PolicyOut:
+        by = changed_by(request, who)
+        return await service.tune_policy(session, runner, policy, changes, by)
+
+    tune_policy.__annotations__["changes"] = Annotated[patch, Body(examples=[{"enabled": False}])]
+    router.add_api_route(
+        f"/policies/{policy.value}",
+        tune_policy,
+        methods=["PATCH"],
+        response_model=POLICY_OUTS[policy],
+        summary=f"Enable/disable or tune the {policy.value} policy (persisted)",
+        name=f"tune_{policy.value}",
+    )
+
+
+for _policy, _patch in POLICY_PATCHES.items():
+    _tuning_route(_policy, _patch)
+
+
+@router.patch("/policies/{name}", include_in_schema=False)
+async def tune_unknown_policy(name: str, _: OperatorAuth) -> None:
+    """Any other name: 404 naming the policies."""
+    service.known_policy(name)
 
 
 @router.delete(
-    "/policies/{name}/overrides", response_model=PolicyOut, summary="Back to the settings' defaults"
+    "/policies/{name}/overrides",
+    response_model=AnyPolicyOut,
+    summary="Back to the settings' defaults",
 )
 async def reset_policy(
     name: PolicyName,

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -20,24 +17,6 @@ class PinIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "camera maintenance"}]}
     )
     reason: str = Field("", max_length=2000)
-
-
-class PolicyOut(BaseModel):
-    name: str
-    enabled: bool
-    effective: dict[str, Any]
-    defaults: dict[str, Any]
-    overrides: dict[str, Any]
-
-
-class PolicyChangeOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    at: datetime
-    policy: str
-    changed_by: str = Field(description='who, and from where: "operator (edgectl)"')
-    changes: dict[str, Any] = Field(description="the settings asked for (a reset: none)")
-    reset: bool = Field(description="back to the settings' defaults")
 
 
 class CycleIn(BaseModel):

@@ -13,18 +13,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer import models as m
-from services.optimizer.control.schemas import (
-    ControlsIn,
-    CycleIn,
-    PinIn,
-    PolicyChangeOut,
-    PolicyOut,
-)
+from services.optimizer.control.schemas import ControlsIn, CycleIn, PinIn
 from services.optimizer.decisions.service import find_edges
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
-from services.optimizer.model.config import POLICY_MODELS
-from shared.contracts.decisions import ControlsOut, PinOut, RolloutOut, RolloutStatus
+from shared.contracts.decisions import ControlsOut, PinOut, Policy, RolloutOut, RolloutStatus
+from shared.contracts.policies import (
+    POLICY_MODELS,
+    POLICY_OUTS,
+    POLICY_PATCHES,
+    PolicyChangeOut,
+    PolicyOut,
+    PolicyPatch,
+)
 from shared.db import after_commit, flush, utcnow
 from shared.errors import Conflict, Invalid, NotFound
 
@@ -110,33 +111,44 @@ def _request(
     return request
 
 
-def _policy(runner: DecisionRunner, name: str, overrides: dict[str, dict[str, Any]]) -> PolicyOut:
-    defaults = getattr(runner.settings.policies(), name).model_dump()
-    effective = getattr(runner.policies(overrides), name).model_dump()
-    return PolicyOut(
+def known_policy(name: str) -> Policy:
+    """The policy named; 404 for any other name."""
+    if name not in POLICY_MODELS:
+        raise NotFound(f"no policy {name!r}; policies: {', '.join(POLICY_MODELS)}", field="name")
+    return Policy(name)
+
+
+def _policy(
+    runner: DecisionRunner, name: Policy, overrides: dict[str, dict[str, Any]]
+) -> PolicyOut:
+    defaults = getattr(runner.settings.policies(), name)
+    effective = getattr(runner.policies(overrides), name)
+    return POLICY_OUTS[name](
         name=name,
-        enabled=effective["enabled"],
+        enabled=effective.enabled,
         effective=effective,
         defaults=defaults,
-        overrides=overrides.get(name) or {},
+        overrides=POLICY_PATCHES[name].model_validate(overrides.get(name) or {}),
     )
 
 
 async def list_policies(session: AsyncSession, runner: DecisionRunner) -> list[PolicyOut]:
     overrides = await store.overrides(session)
-    return [_policy(runner, name, overrides) for name in POLICY_MODELS]
+    return [_policy(runner, Policy(name), overrides) for name in POLICY_MODELS]
 
 
 async def tune_policy(
-    session: AsyncSession, runner: DecisionRunner, name: str, changes: dict[str, Any], by: str
+    session: AsyncSession, runner: DecisionRunner, name: Policy, patch: PolicyPatch, by: str
 ) -> PolicyOut:
-    model = POLICY_MODELS.get(name)
-    if model is None:
-        raise NotFound(f"no policy {name!r}; policies: {', '.join(POLICY_MODELS)}", field="name")
+    """``patch`` (the policy's own change body, checked field by field) over the changes already
+    made; the whole checked again as the policy's model before anything is written."""
+    changes = patch.changes()
     overrides = await store.overrides(session)
     merged = {**(overrides.get(name) or {}), **changes}
     try:
-        model.model_validate({**getattr(runner.settings.policies(), name).model_dump(), **merged})
+        POLICY_MODELS[name].model_validate(
+            {**getattr(runner.settings.policies(), name).model_dump(), **merged}
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
@@ -157,13 +169,12 @@ async def tune_policy(
 async def reset_policy(
     session: AsyncSession, runner: DecisionRunner, name: str, by: str
 ) -> PolicyOut:
-    if name not in POLICY_MODELS:
-        raise NotFound(f"no policy {name!r}", field="name")
-    await session.execute(delete(m.PolicyOverride).where(m.PolicyOverride.policy == name))
-    session.add(m.PolicyChange(policy=name, changed_by=by, changes={}, reset=True))
-    log.info("policy %s reset to the settings' defaults by %s", name, by)
+    policy = known_policy(name)
+    await session.execute(delete(m.PolicyOverride).where(m.PolicyOverride.policy == policy))
+    session.add(m.PolicyChange(policy=policy, changed_by=by, changes={}, reset=True))
+    log.info("policy %s reset to the settings' defaults by %s", policy, by)
     return _policy(
-        runner, name, {k: v for k, v in (await store.overrides(session)).items() if k != name}
+        runner, policy, {k: v for k, v in (await store.overrides(session)).items() if k != policy}
     )
 
 

@@ -6,10 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.optimizer.decisions import service
-from services.optimizer.decisions.schemas import EdgeExplained
 from services.optimizer.engine.runner import RunnerDep
 from shared.auth import ReaderAuth
-from shared.contracts.decisions import Action, DecisionPage, Outcome, Policy
+from shared.contracts.decisions import Action, DecisionPage, EdgeExplained, Outcome, Policy
 from shared.db import SessionDep
 
 router = APIRouter(tags=["decisions"])

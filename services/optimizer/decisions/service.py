@@ -8,16 +8,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.optimizer.decisions import repository
-from services.optimizer.decisions.schemas import (
-    DeploymentExplained,
-    EdgeExplained,
-    PolicyBlocked,
-)
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import DecisionRunner
 from services.optimizer.model.config import POLICY_NAMES, OverloadConfig
 from services.optimizer.model.state import Edge, FleetState
-from shared.contracts.decisions import DecisionOut, DecisionPage, Policy, PolicyBlocker
+from shared.contracts.decisions import (
+    DecisionOut,
+    DecisionPage,
+    DeploymentExplained,
+    EdgeExplained,
+    Policy,
+    PolicyBlocked,
+    PolicyBlocker,
+)
 from shared.contracts.fleet import DesiredState
 from shared.errors import Invalid, NotFound
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -11,7 +9,7 @@ from services.optimizer import models as m
 from services.optimizer.engine import store
 from services.optimizer.engine.runner import RunnerDep
 from shared.auth import ReaderAuth
-from shared.contracts.routing import AnalysisRoute, EdgeRouting
+from shared.contracts.routing import AnalysisRoute, EdgeRouting, RoutingReport
 from shared.db import SessionDep
 from shared.errors import Forbidden
 
@@ -49,7 +47,7 @@ async def routing(nid: str, runner: RunnerDep, session: SessionDep, who: ReaderA
     "/routing",
     summary="Edges whose analysis or hard frames leave the edge, with the share of frames sent up",
 )
-async def routing_report(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> dict[str, Any]:
+async def routing_report(runner: RunnerDep, session: SessionDep, _: ReaderAuth) -> RoutingReport:
     threshold = runner.policies(await store.overrides(session)).low_confidence.confidence_threshold
     rows = (
         await session.scalars(
@@ -58,11 +56,5 @@ async def routing_report(runner: RunnerDep, session: SessionDep, _: ReaderAuth) 
             .order_by(m.Route.nid)
         )
     ).all()
-    return {
-        "items": [
-            _view(r, r.nid, runner.settings.effective_analysis_url, threshold).model_dump(
-                mode="json"
-            )
-            for r in rows
-        ]
-    }
+    url = runner.settings.effective_analysis_url
+    return RoutingReport(items=[_view(r, r.nid, url, threshold) for r in rows])

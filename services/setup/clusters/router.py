@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from services.setup.clusters import service
-from services.setup.clusters.schemas import ClusterCreate, ClusterOut, ClusterUpdate, Runtime
+from services.setup.clusters.schemas import ClusterCreate, ClusterUpdate, Runtime
 from services.setup.settings import SettingsDep, SetupSettings
 from shared.auth import OperatorAuth, ReaderAuth
+from shared.contracts.registry import ClusterOut
 from shared.db import SessionDep
 from shared.pagination import Page, PageDep
 

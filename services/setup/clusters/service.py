@@ -5,9 +5,10 @@ from datetime import timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.setup.clusters.schemas import ClusterCreate, ClusterOut, ClusterUpdate
+from services.setup.clusters.schemas import ClusterCreate, ClusterUpdate
 from services.setup.common import apply_changes, get_or_404
 from services.setup.models import Cluster, Edge, Master
+from shared.contracts.registry import ClusterOut
 from shared.db import flush
 from shared.errors import Conflict
 from shared.pagination import PageParams, fetch_page

@@ -8,8 +8,6 @@ from services.setup.edges import service, tokens
 from services.setup.edges.schemas import (
     CredentialIn,
     EdgeCreate,
-    EdgeCreated,
-    EdgeOut,
     EdgeToken,
     EdgeUpdate,
 )
@@ -18,6 +16,7 @@ from shared.auth import EdgeAuth, OperatorAuth, ReaderAuth, ServiceAuth
 from shared.contracts.credentials import TokenRevocations
 from shared.contracts.fleet import EdgeStatus, NodeIds
 from shared.contracts.master import EdgeCamera
+from shared.contracts.registry import EdgeCreated, EdgeOut
 from shared.db import SessionDep
 from shared.deps import KeyRingDep
 from shared.edge_tokens import decode_edge_token

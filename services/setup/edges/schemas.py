@@ -3,8 +3,7 @@ capacity)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -12,6 +11,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from services.setup.edges.rtsp import split_credentials
 from shared.agent_urls import check_agent_url, parse_networks
 from shared.contracts.fleet import EdgeStatus
+from shared.contracts.registry import Capacity
 from shared.input_checks import NID_PATTERN
 
 ANY_NETWORK = parse_networks("0.0.0.0/0,::/0")
@@ -44,13 +44,6 @@ class Gps(BaseModel):
     @classmethod
     def _lon(cls, v):
         return _coordinate(v, "longitude", 180)
-
-
-class Capacity(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores")
-    memory_mb: int | None = Field(None, gt=0, le=4_194_304)
-    gpu: int | None = Field(None, ge=0, le=64)
 
 
 def _yes_no(value: Any) -> bool:
@@ -173,39 +166,6 @@ class EdgeUpdate(EdgeBase):
     )
     name: str | None = Field(None, min_length=1, max_length=100)
     status: EdgeStatus | None = None
-
-
-class GpsOut(BaseModel):
-    latitude: float
-    longitude: float
-
-
-class EdgeOut(BaseModel):
-    id: int
-    name: str
-    nid: str
-    cluster_id: int
-    type: int
-    gps: GpsOut | None
-    address: str
-    ip: str | None
-    isSupportAnnalysis: Literal["YES", "NO"]
-    url: str | None = Field(description="camera URL with credentials masked")
-    description: str
-    node_name: str | None
-    agent_url: str | None
-    capacity: Capacity
-    time_zone: str | None = Field(description="null: the fleet default")
-    device_login: str | None = Field(
-        None, description="the login name its field devices report as `username`"
-    )
-    status: EdgeStatus
-    created_at: datetime
-    updated_at: datetime
-
-
-class EdgeCreated(EdgeOut):
-    token: str = Field(description="the edge's own token for the VMS; shown only once")
 
 
 class CredentialIn(BaseModel):

@@ -9,11 +9,12 @@ from services.setup.clusters import service as clusters
 from services.setup.common import get_or_404
 from services.setup.edges import tokens
 from services.setup.edges.rtsp import masked
-from services.setup.edges.schemas import EdgeCreate, EdgeOut, EdgeUpdate
+from services.setup.edges.schemas import EdgeCreate, EdgeUpdate
 from services.setup.models import Edge
 from services.setup.secret_box import SecretBox
 from services.setup.settings import SetupSettings
 from shared.contracts.fleet import NodeIds
+from shared.contracts.registry import EdgeOut
 from shared.db import flush
 from shared.edge_tokens import token_hash
 from shared.errors import Invalid, NotFound, Unauthorized

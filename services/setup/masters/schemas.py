@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts.master import MasterHealth, MasterHeartbeat
+from shared.contracts.registry import MasterOut
 
 __all__ = [
     "MasterCreate",
@@ -28,6 +27,42 @@ def _check_port(value) -> int | None:
     if not 1 <= port <= 65535:
         raise ValueError("port must be between 1 and 65535")
     return port
+
+
+def _checked_url(url: str | None) -> str | None:
+    """``url`` if it is http(s)://host[:port], the port a number in range."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("url must be http(s)://host[:port]")
+    return url
+
+
+def _checked_ip(ip: str | None) -> str | None:
+    """``ip`` if a URL can hold it as its host (an address or a name, no path or port)."""
+    if ip is not None and ip != "":
+        try:
+            parts = urlsplit(f"http://{ip}:5000")
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a host address ({exc})") from None
+        if not host or port != 5000 or parts.path or parts.query or parts.fragment:
+            raise ValueError("not a host address: give the address alone, the port apart")
+    return ip
+
+
+def _address(url: str | None, ip: str | None, port: int | None) -> str:
+    """The master's URL: ``url`` as given, or the field's ``ip`` and ``port`` (default 5000)."""
+    if url:
+        return url
+    if ip:
+        return f"http://{ip}:{port or 5000}"
+    raise ValueError("give url, or ip and port")
 
 
 class MasterCreate(BaseModel):
@@ -55,17 +90,12 @@ class MasterCreate(BaseModel):
     cluster_id: int | None = None
 
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+    _url = field_validator("url")(lambda cls, v: _checked_url(v))
+    _ip = field_validator("ip")(lambda cls, v: _checked_ip(v))
 
     @model_validator(mode="after")
     def _needs_address(self) -> MasterCreate:
-        if self.url:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        elif self.ip:
-            self.url = f"http://{self.ip}:{self.port or 5000}"
-        else:
-            raise ValueError("give url, or ip and port")
+        self.url = _address(self.url, self.ip, self.port)
         return self
 
 
@@ -82,11 +112,7 @@ class MasterUpdate(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        return v
+        return _checked_url(v)
 
 
 class MasterRegister(BaseModel):
@@ -124,53 +150,12 @@ class MasterRegister(BaseModel):
     )
 
     _port = field_validator("port", mode="before")(lambda cls, v: _check_port(v))
+    _url = field_validator("url")(lambda cls, v: _checked_url(v))
+    _ip = field_validator("ip")(lambda cls, v: _checked_ip(v))
 
     @model_validator(mode="after")
     def _needs_address(self) -> MasterRegister:
-        if self.url:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be http(s)://host[:port]")
-        elif self.ip:
-            self.url = f"http://{self.ip}:{self.port or 5000}"
-        else:
-            raise ValueError("give url, or ip and port")
+        self.url = _address(self.url, self.ip, self.port)
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("clusters: a cluster is named twice")
-        return self
-
-
-class MasterOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    name: str
-    ip: str = Field("", description="the field's ip: the host of url")
-    port: str = Field("", description='the field\'s port, as it sends it ("5000")')
-    url: str
-    description: str
-    cluster_id: int | None
-    created_at: datetime
-    updated_at: datetime
-    clusters: list[str] = Field(
-        default_factory=list, description="names of the clusters it serves (its registration)"
-    )
-    last_seen_at: datetime | None = Field(
-        None, description="its last registration or heartbeat; null: a record only"
-    )
-    state: Literal["live", "silent", "record"] = Field(
-        "record",
-        description="live: heard from within SETUP_MASTER_SILENT_AFTER_S; silent: not since; "
-        "record: never registered itself",
-    )
-    health: MasterHealth | None = Field(
-        None, description="its last report (registration or heartbeat); null: none yet"
-    )
-
-    @model_validator(mode="after")
-    def _field_address(self) -> MasterOut:
-        # The field's clients read ip and port; ours read url. Both say the same.
-        parts = urlsplit(self.url)
-        default = 443 if parts.scheme == "https" else 80
-        self.ip = parts.hostname or ""
-        self.port = str(parts.port or default)
         return self

@@ -22,15 +22,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from operator import attrgetter
 
 import asyncpg
 import orjson
 
 from services.vms.ingest.metrics import IngestMetrics
-from services.vms.records import Record
+from services.vms.nodes.state import NodeBatch, summarize
+from services.vms.records import KIND_OF, Record
 from services.vms.settings import VmsSettings
 from services.vms.storage import partitions
-from services.vms.storage.writer import write_batch
+from services.vms.storage.writer import by_kind, write_batch
 from shared.contracts.events import Event
 from shared.errors import Invalid, Unavailable
 
@@ -50,6 +52,7 @@ CONNECTION_ERRORS = (
 )
 _NO_PARTITION = "23514"  # check_violation: "no partition of relation ... found for row"
 _ATTEMPTS = 3
+_TS = attrgetter("ts")
 # A value asyncpg cannot encode for its column (refused before anything is sent).
 _ClientDataError = asyncpg.exceptions._base.DataError
 
@@ -175,7 +178,12 @@ class GroupCommitter:
         records = [r for item in batch for r in item.records]
         started = time.perf_counter()
         try:
-            events = await self._write_with_retry(records)
+            nodes = summarize(
+                records,
+                ewma_alpha=self.settings.ewma_alpha,
+                low_confidence_alpha=self.settings.low_confidence_alpha,
+            )
+            events = await self._write_with_retry(records, nodes)
         except Exception as exc:  # every waiting request must be answered, whatever happened
             if refused_as_data(exc):
                 await self._isolate(batch, exc)
@@ -193,12 +201,9 @@ class GroupCommitter:
             return
         self.metrics.commit_latency.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
-        kinds: dict[str, int] = {}
-        for record in records:
-            kinds[record.kind] = kinds.get(record.kind, 0) + 1
-        for kind, n in kinds.items():
-            self.metrics.records.labels(kind).inc(n)
-        self.metrics.observe_nodes(records)
+        for kind, of_kind in by_kind(records).items():
+            self.metrics.records.labels(kind).inc(len(of_kind))
+        self.metrics.observe_nodes(nodes.values())
         for item in batch:
             if not item.future.done():
                 item.future.set_result(None)
@@ -221,12 +226,14 @@ class GroupCommitter:
             refusal = Invalid(f"the database refused a value: {detail}", field="body")
             item.future.set_exception(refusal)
 
-    async def _write_with_retry(self, records: list[Record]) -> list[Event]:
+    async def _write_with_retry(
+        self, records: list[Record], nodes: dict[str, NodeBatch]
+    ) -> list[Event]:
         # Nothing reached the database (no connection, a stale pooled one, a partition dropped under
         # us): try again on another connection, a few times (the pool may hold several stale ones).
         for attempt in range(_ATTEMPTS):
             try:
-                return await self._write_once(records)
+                return await self._write_once(records, nodes)
             except _NotSent as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise exc.__cause__ from None  # type: ignore[misc]
@@ -234,12 +241,12 @@ class GroupCommitter:
         raise AssertionError("unreachable")
 
     async def _ensure_partitions(self, conn: asyncpg.Connection, records: list[Record]) -> None:
-        needed = {(r.kind, partitions.utc_day(r.ts)) for r in records} - self._partitions
+        needed = _days_of(records) - self._partitions
         for table, day in sorted(needed):
             await partitions.ensure(conn, table, day)
             self._partitions.add((table, day))
 
-    async def _write_once(self, records: list[Record]) -> list[Event]:
+    async def _write_once(self, records: list[Record], nodes: dict[str, NodeBatch]) -> list[Event]:
         """One statement in its own transaction. A failure while it runs is never retried here:
         whether it committed is unknown, and the client's retry after a 503 is the safe side."""
         try:
@@ -253,7 +260,7 @@ class GroupCommitter:
             except Exception as exc:
                 raise _NotSent() from exc
             try:
-                events = await write_batch(conn, records, self.settings, datetime.now(UTC))
+                events = await write_batch(conn, records, nodes, self.settings, datetime.now(UTC))
             except asyncpg.exceptions.ConnectionDoesNotExistError:
                 raise  # it died while the statement ran: the outcome is unknown
             except (_ClientDataError, orjson.JSONEncodeError):
@@ -284,6 +291,16 @@ class GroupCommitter:
                     conn.terminate()
             with contextlib.suppress(Exception):
                 await self.pool.release(conn, timeout=2)
+
+
+def _days_of(records: list[Record]) -> set[tuple[str, date]]:
+    """The (table, UTC day) partitions ``records`` go to. A batch within one day (the common
+    case) is settled by its oldest and newest times, without a Python step per record."""
+    stamps = list(map(_TS, records))
+    first, last = partitions.utc_day(min(stamps)), partitions.utc_day(max(stamps))
+    if first == last:
+        return {(kind, first) for kind in set(map(KIND_OF, records))}
+    return {(r.kind, partitions.utc_day(r.ts)) for r in records}
 
 
 class _NotSent(Exception):

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.vms.records import EnvironmentRecord, Record, UsageRecord
+from services.vms.nodes.state import NodeBatch
 
 # Per-node series stop being added past this many nodes (a large fleet is watched through
 # GET /nodes/state; the dashboards' per-edge panels are for the first ones).
@@ -70,35 +70,29 @@ class IngestMetrics:
         self._last: dict[str, float] = {}
         self._series: dict[str, dict[Gauge, Any]] = {}
 
-    def observe_nodes(self, records: Iterable[Record]) -> None:
-        """The per-node gauges from committed records (``records.Record``): each node's gauges
-        are set once per batch, to what the batch leaves them at (its newest report's time, its
-        last usage and condition)."""
-        newest: dict[str, float] = {}
-        usage: dict[str, UsageRecord] = {}
-        conditions: dict[str, str] = {}
-        for r in records:
-            stamp = r.ts.timestamp()
-            if stamp > newest.get(r.nid, 0.0):
-                newest[r.nid] = stamp
-            if isinstance(r, UsageRecord):
-                usage[r.nid] = r
-            elif isinstance(r, EnvironmentRecord) and r.condition:
-                conditions[r.nid] = r.condition
-        for nid, stamp in newest.items():
+    def observe_nodes(self, nodes: Iterable[NodeBatch]) -> None:
+        """The per-node gauges from a committed batch's summary (``nodes.state.summarize``): each
+        node's gauges are set once per batch, to what the batch leaves them at (its newest
+        report's time, its newest usage and condition)."""
+        for node in nodes:
+            nid = node.nid
             series = self._series.get(nid)
             if series is None:
                 if len(self._series) >= MAX_NODE_SERIES:
                     continue
                 series = self._series[nid] = {}
+            stamp = max(
+                t.timestamp()
+                for t in (node.usage_at, node.environment_at, node.detections_at)
+                if t is not None
+            )
             if stamp > self._last.get(nid, 0.0):
                 self._last[nid] = stamp
                 self._gauge(series, self.node_last_report, nid).set(stamp)
-            last_usage = usage.get(nid)
-            if last_usage is not None:
-                self._gauge(series, self.node_cpu, nid).set(float(last_usage.cpu))
-                self._gauge(series, self.node_memory, nid).set(float(last_usage.memory))
-            condition = conditions.get(nid)
+            if node.usage_at is not None:
+                self._gauge(series, self.node_cpu, nid).set(float(node.cpu or 0.0))
+                self._gauge(series, self.node_memory, nid).set(float(node.memory or 0.0))
+            condition = node.condition
             if condition is not None:
                 old = self._conditions.get(nid)
                 if old is not None and old != condition:

@@ -41,6 +41,12 @@ class _NeedsDirectory(Exception):
         self.payload_nid, self.username, self.analysed_by = payload_nid, username, analysed_by
 
 
+# Each payload's validator, called directly: ``model_validate`` adds a Python call per record.
+_VALIDATORS = {kind: model.__pydantic_validator__ for kind, model in PAYLOADS.items()}
+# A node as decided for a record: (nid, known, authenticated).
+Node = tuple[str, bool, bool]
+
+
 def _prefixed(prefix: str, field: str | None) -> str:
     if not prefix:
         return field or "body"
@@ -65,6 +71,9 @@ class IngestService:
         self._zones: dict[str, ZoneInfo] = {}
         self._future = timedelta(seconds=settings.max_future_s)
         self._oldest = timedelta(days=settings.retention_days)
+        # The accepted span of record times around the last ``now`` seen (a batch shares one).
+        self._span_now: datetime | None = None
+        self._span: tuple[datetime, datetime] | None = None
 
     # -- parsing ---------------------------------------------------------------------------
     @staticmethod
@@ -82,7 +91,7 @@ class IngestService:
                 "must be a JSON object", field=_prefixed(prefix, "body"), reason="invalid"
             )
         try:
-            return PAYLOADS[kind].model_validate(data)
+            return _VALIDATORS[kind].validate_python(data)
         except ValidationError as exc:
             problems = describe_validation_errors(exc.errors())
             first = problems[0]
@@ -202,7 +211,9 @@ class IngestService:
     def _check_ts(
         self, ts: datetime, now: datetime, field: str, prefix: str, read_as: str = ""
     ) -> None:
-        if now - self._oldest <= ts <= now + self._future:
+        if now is not self._span_now or self._span is None:
+            self._span_now, self._span = now, (now - self._oldest, now + self._future)
+        if self._span[0] <= ts <= self._span[1]:
             return
         stamp = f"{read_as}: {ts.isoformat()}" if read_as else ts.isoformat()
         if ts > now + self._future:
@@ -283,30 +294,42 @@ class IngestService:
         legacy: bool,
         prefix: str = "",
         now: datetime | None = None,
-        node: tuple[str, bool, bool] | None = None,
+        node: Node | None = None,
+        own: Node | None = None,
     ) -> Record:
         """The record; ``_NeedsDirectory`` when its node needs a look-up that waits (``node``:
-        that look-up's answer)."""
+        that look-up's answer). ``own``: an edge token's own node, decided once for a batch
+        (``own_node``), for the records that name no other."""
         payload = self.validate(kind, data, prefix)
         now = now or datetime.now(UTC)
         if kind == "usage":
-            return self._usage(principal, payload, now, legacy, prefix, node)
+            return self._usage(principal, payload, now, legacy, prefix, node, own)
         if kind == "environment":
-            return self._environment(principal, payload, now, legacy, prefix, node)
-        return self._detections(principal, payload, now, prefix, node)
+            return self._environment(principal, payload, now, legacy, prefix, node, own)
+        return self._detections(principal, payload, now, prefix, node, own)
+
+    def own_node(self, principal: Principal) -> Node | None:
+        """An edge token's node, as every record that names no other node (or names it) gets it
+        from ``resolve_now``; None for other callers."""
+        if principal.kind != "edge":
+            return None
+        return self.resolve_now(principal, None, None, legacy=False)
 
     def _node(
         self,
         principal: Principal,
-        node: tuple[str, bool, bool] | None,
+        node: Node | None,
+        own: Node | None,
         payload_nid: str | None,
         username: str | None,
         legacy: bool,
         prefix: str,
         analysed_by: str | None = None,
-    ) -> tuple[str, bool, bool]:
+    ) -> Node:
         if node is not None:
             return node
+        if own is not None and (payload_nid is None or payload_nid == own[0]):
+            return own
         found = self.resolve_now(
             principal, payload_nid, username, legacy=legacy, prefix=prefix, analysed_by=analysed_by
         )
@@ -321,9 +344,10 @@ class IngestService:
         now: datetime,
         legacy: bool,
         prefix: str,
-        node: tuple[str, bool, bool] | None,
+        node: Node | None,
+        own: Node | None,
     ) -> Record:
-        nid, known, auth = self._node(principal, node, p.nid, p.username, legacy, prefix)
+        nid, known, auth = self._node(principal, node, own, p.nid, p.username, legacy, prefix)
         ts = p.ts or now
         self._check_ts(ts, now, "ts", prefix)
         # Positional, in UsageRecord's (the table's) order: keywords cost more per record.
@@ -348,9 +372,10 @@ class IngestService:
         now: datetime,
         legacy: bool,
         prefix: str,
-        node: tuple[str, bool, bool] | None,
+        node: Node | None,
+        own: Node | None,
     ) -> Record:
-        nid, known, auth = self._node(principal, node, p.nid, None, legacy, prefix)
+        nid, known, auth = self._node(principal, node, own, p.nid, None, legacy, prefix)
         zone, assumed = self.zone_for(nid)
         ts = self._field_ts(p, prefix, zone)
         self._check_ts(ts, now, "date", prefix, read_as=f"{p.date} {p.time} read in {assumed}")
@@ -372,7 +397,8 @@ class IngestService:
         p: DetectionsIn,
         now: datetime,
         prefix: str,
-        node: tuple[str, bool, bool] | None,
+        node: Node | None,
+        own: Node | None,
     ) -> Record:
         if len(p.detections) > self.settings.detections_max_items:
             raise Rejected(
@@ -382,7 +408,7 @@ class IngestService:
             )
         self._check_ts(p.ts, now, "ts", prefix)
         analysed_by = str(p.analysed_by) if p.analysed_by is not None else None
-        nid, known, auth = self._node(principal, node, p.nid, None, False, prefix, analysed_by)
+        nid, known, auth = self._node(principal, node, own, p.nid, None, False, prefix, analysed_by)
         boxes = [
             {"class": d.class_, "class_id": d.class_id, "confidence": d.confidence, "box": d.box}
             for d in p.detections
@@ -457,9 +483,10 @@ class IngestService:
                 field="records",
                 reason="too_many",
             )
-        results: list[dict[str, Any]] = []
+        refused: dict[int, dict[str, Any]] = {}
         good: list[Record] = []
         now = datetime.now(UTC)
+        own = self.own_node(principal)
         for index, item in enumerate(items):
             prefix = f"records[{index}]"
             try:
@@ -475,27 +502,25 @@ class IngestService:
                 data, where = item.get("data"), f"{prefix}.data"
                 try:
                     record = self.build_now(
-                        principal, kind, data, legacy=False, prefix=where, now=now
+                        principal, kind, data, legacy=False, prefix=where, now=now, own=own
                     )
                 except _NeedsDirectory:
                     record = await self.build(
                         principal, kind, data, legacy=False, prefix=where, now=now
                     )
                 good.append(record)
-                results.append({"index": index, "status": "stored"})
             except (Rejected, Forbidden) as exc:
                 self.metrics.rejects.labels(getattr(exc, "reason", "forbidden")).inc()
-                results.append(
-                    {
-                        "index": index,
-                        "status": "rejected",
-                        "field": exc.field,
-                        "problem": exc.message,
-                    }
-                )
+                refused[index] = {
+                    "index": index,
+                    "status": "rejected",
+                    "field": exc.field,
+                    "problem": exc.message,
+                }
         if good:
             await self.committer.submit(good)
-        return {"results": results, "stored": len(good), "rejected": len(results) - len(good)}
+        results = [refused.get(i) or {"index": i, "status": "stored"} for i in range(len(items))]
+        return {"results": results, "stored": len(good), "rejected": len(refused)}
 
 
 IngestDep = Annotated[IngestService, Depends(from_app_state("ingest", IngestService))]

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from shared.contracts.live_view import LiveFeedState
 from shared.deps import from_app_state
 
 
@@ -29,15 +30,15 @@ class Feed:
         old, self.new = self.new, asyncio.Event()
         old.set()
 
-    def state(self) -> dict:
-        return {
-            "frames": self.seq,
-            "bytes": self.bytes,
-            "edge_seq": self.edge_seq,
-            "last_frame_at": self.at or None,
-            "problem": self.problem or None,
-            "problem_at": self.problem_at or None,
-        }
+    def state(self) -> LiveFeedState:
+        return LiveFeedState(
+            frames=self.seq,
+            bytes=self.bytes,
+            edge_seq=self.edge_seq,
+            last_frame_at=self.at or None,
+            problem=self.problem or None,
+            problem_at=self.problem_at or None,
+        )
 
 
 class LiveHub:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.vms.live.hub import LiveHubDep
 from shared.auth import EdgeAuth, Principal, ReaderAuth
+from shared.contracts.live_view import LiveFeedState
 from shared.errors import Forbidden, Invalid
 
 router = APIRouter(prefix="/live", tags=["live view"])
@@ -57,7 +58,7 @@ async def post_problem(nid: Nid, body: LiveProblem, hub: LiveHubDep, principal: 
 
 
 @router.get("/{nid}", summary="What an edge has sent for its live view (counters, problem)")
-async def live_state(nid: Nid, hub: LiveHubDep, _: ReaderAuth) -> dict:
+async def live_state(nid: Nid, hub: LiveHubDep, _: ReaderAuth) -> LiveFeedState:
     return hub.feed(nid).state()
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from operator import attrgetter, mul
 from typing import Any
 
 from services.vms.records import (
@@ -42,14 +44,17 @@ def ewma(samples: list[float], alpha: float) -> Ewma:
     if len(samples) == 1:  # the common case: one sample per node per batch
         x = samples[0]
         return Ewma(x, 1 - alpha, alpha * x)
-    fresh = samples[0]
-    decay, contrib = 1.0, 0.0
-    for x in samples:
-        decay *= 1 - alpha
-        contrib = (1 - alpha) * contrib + alpha * x
-    for x in samples[1:]:
-        fresh = alpha * x + (1 - alpha) * fresh
-    return Ewma(fresh, decay, contrib)
+    # contrib = sum a(1-a)^(k-i) x_i, summed in C with the weights of k samples; fresh (the same
+    # recursion started at x1 rather than at E) is contrib + (1-a)^k x1.
+    decay = (1 - alpha) ** len(samples)
+    contrib = sum(map(mul, _weights(len(samples), alpha), samples))
+    return Ewma(contrib + decay * samples[0], decay, contrib)
+
+
+@lru_cache(maxsize=256)
+def _weights(k: int, alpha: float) -> tuple[float, ...]:
+    """a(1-a)^(k-i) for i = 1..k: the weight of each of k samples in a batch's contribution."""
+    return tuple(alpha * (1 - alpha) ** (k - i) for i in range(1, k + 1))
 
 
 @dataclass(slots=True)
@@ -80,6 +85,9 @@ class NodeBatch:
     low_confidence: Ewma | None = None
 
 
+_TS, _CPU, _MEMORY = attrgetter("ts"), attrgetter("cpu"), attrgetter("memory")
+
+
 def summarize(
     records: list[Record], *, ewma_alpha: float, low_confidence_alpha: float
 ) -> dict[str, NodeBatch]:
@@ -87,14 +95,19 @@ def summarize(
     nodes: dict[str, NodeBatch] = {}
     usage: dict[str, list[UsageRecord]] = {}
     shares: dict[str, list[float]] = {}
-    for r in sorted(records, key=lambda r: r.ts):
-        node = nodes.get(r.nid)
+    for r in sorted(records, key=_TS):
+        nid = r.nid
+        node = nodes.get(nid)
         if node is None:
-            node = nodes[r.nid] = NodeBatch(r.nid, r.known, r.authenticated)
-        node.known, node.authenticated = r.known, r.authenticated
+            node = nodes[nid] = NodeBatch(nid, r.known, r.authenticated)
+        else:
+            node.known, node.authenticated = r.known, r.authenticated
         if isinstance(r, UsageRecord):
-            usage.setdefault(r.nid, []).append(r)
-            node.usage_at, node.cpu, node.memory, node.func = r.ts, r.cpu, r.memory, r.func
+            samples = usage.get(nid)
+            if samples is None:
+                usage[nid] = [r]
+            else:
+                samples.append(r)
         elif isinstance(r, EnvironmentRecord):
             node.environment_at = r.ts
             condition = r.condition
@@ -111,10 +124,12 @@ def summarize(
             node.detections_at, node.detections = r.ts, r.summary
             results = r.detected + r.below_threshold
             if results:
-                shares.setdefault(r.nid, []).append(r.below_threshold / results)
+                shares.setdefault(nid, []).append(r.below_threshold / results)
     for nid, samples in usage.items():
-        nodes[nid].cpu_avg = ewma([s.cpu for s in samples], ewma_alpha)
-        nodes[nid].memory_avg = ewma([s.memory for s in samples], ewma_alpha)
+        node, last = nodes[nid], samples[-1]  # the newest sample
+        node.usage_at, node.cpu, node.memory, node.func = last.ts, last.cpu, last.memory, last.func
+        node.cpu_avg = ewma(list(map(_CPU, samples)), ewma_alpha)
+        node.memory_avg = ewma(list(map(_MEMORY, samples)), ewma_alpha)
     for nid, values in shares.items():
         nodes[nid].low_confidence = ewma(values, low_confidence_alpha)
     return nodes

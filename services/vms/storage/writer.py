@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.vms.nodes.state import NodeBatch, events_for_detections, summarize
-from services.vms.records import RECORD_TYPES, ROW_OF, Record, columns, pg_types
+from services.vms.nodes.state import NodeBatch, events_for_detections
+from services.vms.records import KIND_OF, RECORD_TYPES, ROW_OF, Record, columns, pg_types
 from services.vms.settings import VmsSettings
 from shared.contracts.events import Event, EventType
 
@@ -203,12 +203,9 @@ def _state_rows(nodes: dict[str, NodeBatch], now: datetime) -> str:
     return orjson.dumps(rows).decode()
 
 
-def _observation_rows(records: list[Record]) -> list[str]:
+def _observation_rows(grouped: dict[str, list[Record]]) -> list[str]:
     """One JSON array of rows per kind (usage, environment, detections)."""
-    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-    for r in records:
-        rows[r.kind].append(ROW_OF[r.kind](r))
-    return [orjson.dumps(rows[kind]).decode() for kind in KINDS]
+    return [orjson.dumps(list(map(ROW_OF[kind], grouped.get(kind, ())))).decode() for kind in KINDS]
 
 
 def _detections_row(row: tuple) -> tuple:
@@ -219,14 +216,22 @@ def _detections_row(row: tuple) -> tuple:
     return tuple(fields)
 
 
-async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
-    by_kind: dict[str, list[Record]] = {}
+def by_kind(records: list[Record]) -> dict[str, list[Record]]:
+    """The records of each kind (one kind, the common case, without a Python step per record)."""
+    kinds = set(map(KIND_OF, records))
+    if len(kinds) == 1:
+        return {kinds.pop(): records}
+    grouped: dict[str, list[Record]] = {}
     for r in records:
-        by_kind.setdefault(r.kind, []).append(r)
+        grouped.setdefault(r.kind, []).append(r)
+    return grouped
+
+
+async def _copy(conn: asyncpg.Connection, grouped: dict[str, list[Record]]) -> None:
     for kind in KINDS:
-        if kind not in by_kind:
+        if kind not in grouped:
             continue
-        rows = list(map(ROW_OF[kind], by_kind[kind]))  # the rows out in C, no call per record
+        rows = list(map(ROW_OF[kind], grouped[kind]))  # the rows out in C, no call per record
         if kind == "detections":
             rows = [_detections_row(row) for row in rows]
         await conn.copy_records_to_table(
@@ -235,32 +240,35 @@ async def _copy(conn: asyncpg.Connection, records: list[Record]) -> None:
 
 
 async def write_batch(
-    conn: asyncpg.Connection, records: list[Record], settings: VmsSettings, now: datetime
+    conn: asyncpg.Connection,
+    records: list[Record],
+    nodes: dict[str, NodeBatch],
+    settings: VmsSettings,
+    now: datetime,
 ) -> list[Event]:
-    """Store ``records`` and update their nodes' state atomically; return the events it causes.
+    """Store ``records`` and update their nodes' state (``nodes``: ``summarize(records)``)
+    atomically; return the events it causes.
 
     Small batches: one statement (one round trip, its own transaction). Large ones: COPY and the
     state upsert in one explicit transaction.
     """
-    nodes = summarize(
-        records, ewma_alpha=settings.ewma_alpha, low_confidence_alpha=settings.low_confidence_alpha
-    )
     threshold = settings.low_confidence_share
+    grouped = by_kind(records)
     if len(records) < COPY_FROM_RECORDS:
         rows = await conn.fetch(
-            WRITE_SQL, *_observation_rows(records), _state_rows(nodes, now), threshold
+            WRITE_SQL, *_observation_rows(grouped), _state_rows(nodes, now), threshold
         )
     else:
         async with conn.transaction():
-            await _copy(conn, records)
+            await _copy(conn, grouped)
             rows = await conn.fetch(STATE_SQL, _state_rows(nodes, now), threshold)
-    return _events(rows, nodes, records, settings)
+    return _events(rows, nodes, grouped.get("detections", []), settings)
 
 
 def _events(
     rows: list[asyncpg.Record],
     nodes: dict[str, NodeBatch],
-    records: list[Record],
+    detections: list[Record],
     settings: VmsSettings,
 ) -> list[Event]:
     threshold = settings.low_confidence_share
@@ -291,4 +299,4 @@ def _events(
                         at=nodes[row["nid"]].detections_at,
                     )
                 )
-    return events + events_for_detections(records, settings.event_class_set)
+    return events + events_for_detections(detections, settings.event_class_set)
