@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edge_common.vocabulary import Param
+from edge_common.vocabulary import DesiredState, Param
 from services.optimizer.model.context import Cycle, CycleInput, RolloutState, RouteState
 from services.optimizer.model.plan import DecisionRecord, Planned
-from services.optimizer.model.state import Deployment
 from services.optimizer.policies import focus, low_confidence, overload, recovery, variants, version
 from shared.contracts.decisions import op_wire
 from shared.contracts.routing import AnalysisRoute
@@ -36,15 +35,6 @@ class CycleResult:
         return [op_wire(p.op) for p in self.operations]
 
 
-def _deps_by_filename(cycle: Cycle) -> dict[str, list[Deployment]]:
-    found: dict[str, list[Deployment]] = {}
-    for deps in cycle.state.by_edge.values():
-        for d in deps:
-            if not d.helps:
-                found.setdefault(d.filename, []).append(d)
-    return found
-
-
 def _routing_decisions(cycle: Cycle) -> dict[int, str]:
     """Edge -> the routing decision (overload, low confidence) of this cycle."""
     return {
@@ -57,15 +47,15 @@ def _routing_decisions(cycle: Cycle) -> dict[int, str]:
 def _edges_with_route(cycle: Cycle) -> set[int]:
     """Edges with a deployment routed elsewhere as planned (the "any analysis route" test, once
     for all edges)."""
-    intents = cycle.plan.intents
+    plan, running = cycle.plan, DesiredState.RUNNING
     found = set()
-    for edge_id, deps in cycle.state.by_edge.items():
-        for d in deps:
-            i = intents.get(d.id)
-            params = i.params if i else d.params
-            if params and Param.ANALYSIS_ROUTE in params:
-                found.add(edge_id)
-                break
+    # A deployment has the route as planned only if it had params or the plan gave it some.
+    for d in [*cycle.with_params(), *(i.deployment for i in plan.intents.values())]:
+        if d.desired != running or cycle.state.deployments.get(d.id) is not d:
+            continue
+        params = plan.params(d)
+        if params and Param.ANALYSIS_ROUTE in params:
+            found.add(d.edge_id)
     return found
 
 
@@ -76,7 +66,14 @@ def _routes(cycle: Cycle) -> list[RouteState]:
     plan = cycle.plan
     by_edge = _routing_decisions(cycle)
     with_route = _edges_with_route(cycle)
-    for edge in cycle.edges():
+    by_nid = cycle.state.edges_by_nid
+    for edge in cycle.candidates(
+        lambda: [
+            {e.id for nid in cycle.inp.routes if (e := by_nid.get(nid)) is not None},
+            {edge_id for edge_id, up in cycle.low_confidence.items() if up},
+            with_route,
+        ]
+    ):
         old = cycle.inp.routes.get(edge.nid)
         routed_up = cycle.low_confidence.get(edge.id, bool(old and old.route_low_confidence))
         if old is None and not routed_up and edge.id not in with_route:
@@ -116,7 +113,7 @@ def _routes(cycle: Cycle) -> list[RouteState]:
 def decide(inp: CycleInput, new_id: Callable[[], str] | None = None) -> CycleResult:
     cycle = Cycle(inp, new_id)
     recovery.apply(cycle)
-    version.progress(cycle, _deps_by_filename(cycle))
+    version.progress(cycle)
     cycle.governing = version.governing(cycle)
     variants.apply(cycle)
     overload.apply(cycle)

@@ -41,6 +41,7 @@ from services.optimizer.model.state import (
     NodesRead,
     deployment_from_wire,
 )
+from services.optimizer.policies.forecast import ForecastMemo
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.sources.clients import AnalysisProbe, SetupClient, VmsClient
 from shared.contracts.decisions import (
@@ -136,6 +137,7 @@ class DecisionRunner:
         self._last_refresh: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self.trends: dict[str, Any] = {}  # the overload policy's load trends, between cycles
+        self.forecast_memo = ForecastMemo()  # what it made of them, by the mirror's rows
         self.metrics: OptimizerMetrics | None = None  # set by the app (served at /metrics)
 
     # -- triggering -------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ class DecisionRunner:
         if self.metrics is not None:
             self._count("ran")
             self.metrics.cycle_seconds.observe(t_end - t0)
-            self.metrics.fleet(fleet.edges.values(), fleet.deployments.values(), inp.rollouts)
+            self.metrics.fleet(fleet.columns, inp.rollouts)
         if result.next_wakeup is not None and self.on_wakeup is not None:
             self.on_wakeup(result.next_wakeup)
         summary = {
@@ -306,6 +308,7 @@ class DecisionRunner:
                 analysis_url=self.settings.edge_analysis_url(),
                 analysis_trouble=await self.analysis.trouble() if self.analysis else None,
                 trends=self.trends,
+                forecast_memo=self.forecast_memo,
             )
             pending = await store.pending_decisions(session)
         return inp, pending
@@ -472,6 +475,7 @@ class DecisionRunner:
             if isinstance(op, EdgeStatusOp):
                 if (edge := fleet.edges.get(op.edge_id)) is not None:
                     edge.status = op.status
+                    fleet.changed_edge(edge)
             elif isinstance(op, CreateOp):
                 fleet.add_deployment(_created(fleet, op, res))
             elif (d := fleet.deployments.get(op.id)) is not None:
@@ -482,12 +486,14 @@ class DecisionRunner:
                     fleet.by_edge[d.edge_id] = [
                         x for x in fleet.by_edge.get(d.edge_id, []) if x.id != d.id
                     ]
+                    fleet.changed_deployment(d)
                     continue
                 if op.ai_id is not None:
                     d.ai_id = op.ai_id
                 if op.params is not None:
                     d.params = op.params
                 d.observed = ObservedState.PENDING
+                fleet.changed_deployment(d)
 
     def _new_dry_run(self, decisions: list[DecisionRecord]) -> list[DecisionRecord]:
         """In dry-run nothing changes, so the same decisions come back every cycle: record each

@@ -3,9 +3,12 @@ focus events) and the helpers the policies share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from services.optimizer.model.config import PoliciesConfig
 from services.optimizer.model.plan import Plan
@@ -76,6 +79,12 @@ class CycleInput:
     analysis_trouble: str | None = None
     # The overload policy's load trends ("<nid>:cpu" -> Trend), kept by the runner between cycles.
     trends: dict[str, Any] = field(default_factory=dict)
+    # What the overload policy last made of the trends (policies.forecast.ForecastMemo), kept by
+    # the runner beside them; None: every warm edge's trends are followed each cycle.
+    forecast_memo: Any = None
+    # Whole-fleet cycles run each policy's per-edge code only on its candidates, found over the
+    # mirror's columns (model.columns); False: on every edge, the reference the tests compare with.
+    filtered: bool = True
 
 
 class Cycle:
@@ -93,6 +102,8 @@ class Cycle:
         self.next_wakeup: datetime | None = None
         self._helpers_of: dict[str, list[Deployment]] | None = None
         self._edges: list[Edge] | None = None
+        self._with_params: list[Deployment] | None = None
+        self._remembered: dict[str, set[int]] | None = None
         self.governing: dict[
             str, RolloutState
         ] = {}  # filename -> the rollout that decides its version
@@ -110,11 +121,60 @@ class Cycle:
             pins = self.inp.pins
             state = self.state
             if self.inp.scope is None:
-                candidates = list(state.edges.values())
+                candidates = sorted(state.edges.values(), key=_edge_id)
             else:
                 candidates = [state.edges[i] for i in sorted(self.inp.scope) if i in state.edges]
             self._edges = [e for e in candidates if e.id not in pins and not state.master_silent(e)]
         return self._edges
+
+    @property
+    def filtered(self) -> bool:
+        """Policies look only at their candidates (a whole-fleet cycle over the columns)."""
+        return self.inp.scope is None and self.inp.filtered
+
+    def candidates(self, find: Callable[[], Iterable[Iterable[int]]]) -> list[Edge]:
+        """The edges of :meth:`edges` one policy must look at, in the same order: those ``find``
+        gives (id collections whose union is a superset of the edges the policy would decide or
+        remember something for, found over the mirror's columns) and those an earlier policy of
+        this cycle planned something for. Every edge of :meth:`edges` in a scoped cycle (a few
+        edges) or when the input is not ``filtered``."""
+        if not self.filtered:
+            return self.edges()
+        ids: set[int] = set(self.plan.touched)
+        for found in find():
+            ids.update(found.tolist() if isinstance(found, np.ndarray) else found)
+        state, pins = self.state, self.inp.pins
+        out = []
+        for i in sorted(ids):
+            edge = state.edges.get(i)
+            if edge is not None and i not in pins and not state.master_silent(edge):
+                out.append(edge)
+        return out
+
+    def remembered(self, policy: str) -> set[int]:
+        """Edges the policy remembers something for (from the cycle's input)."""
+        if self._remembered is None:
+            self._remembered = {}
+            for name, edge_id in self.inp.memory:
+                self._remembered.setdefault(name, set()).add(edge_id)
+        return self._remembered.get(policy, set())
+
+    def with_params(self) -> list[Deployment]:
+        """Deployments desired running that carry params (routes, helper copies, focus), by id:
+        the mirror's index of them, or (not ``filtered``) a scan of every deployment."""
+        if self._with_params is None:
+            state = self.state
+            if self.inp.filtered:
+                deps = state.deployments
+                found = (deps.get(i) for i in sorted(state.columns.with_params))
+                self._with_params = [d for d in found if d is not None]
+            else:
+                running = DesiredState.RUNNING
+                self._with_params = sorted(
+                    (d for d in state.deployments.values() if d.desired == running and d.params),
+                    key=_dep_id,
+                )
+        return self._with_params
 
     def running(self, edge_id: int) -> list[Deployment]:
         deps = self.state.by_edge.get(edge_id, [])
@@ -133,9 +193,8 @@ class Cycle:
     def helpers_of(self, nid: str) -> list[Deployment]:
         if self._helpers_of is None:
             self._helpers_of = {}
-            running = DesiredState.RUNNING
-            for d in self.state.deployments.values():
-                if d.desired == running and d.helps:
+            for d in self.with_params():
+                if d.helps:
                     self._helpers_of.setdefault(d.helps, []).append(d)
         return [d for d in self._helpers_of.get(nid, ()) if not self.plan.removed(d)]
 
@@ -187,6 +246,14 @@ class Cycle:
     def wake_at(self, when: datetime) -> None:
         if when > self.now and (self.next_wakeup is None or when < self.next_wakeup):
             self.next_wakeup = when
+
+
+def _edge_id(edge: Edge) -> int:
+    return edge.id
+
+
+def _dep_id(d: Deployment) -> int:
+    return d.id
 
 
 def _round(value: float | None) -> float | None:

@@ -79,6 +79,8 @@ class Plan:
         self.edge_status: dict[int, tuple[EdgeStatus, str]] = {}  # edge_id -> (status, decision_id)
         self.decisions: list[DecisionRecord] = []
         self.removed_ids: set[int] = set()
+        # Edges something was planned for: the later policies of the cycle look at them again.
+        self.touched: set[int] = set()
 
     # -- reading through the plan -------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class Plan:
         i = self.intents.get(d.id)
         if i is None:
             i = self.intents[d.id] = Intent(d, d.ai_id, d.params)
+            self.touched.add(d.edge_id)
         return i
 
     def set_ai(self, d: Deployment, ai_id: int, decision: DecisionRecord) -> None:
@@ -159,9 +162,11 @@ class Plan:
         allow_multiple: bool,
     ) -> None:
         self.creates.append(NewDeployment(edge_id, ai_id, params, allow_multiple, decision.id))
+        self.touched.add(edge_id)
 
     def set_edge_status(self, edge: Edge, status: EdgeStatus, decision: DecisionRecord) -> None:
         self.edge_status[edge.id] = (status, decision.id)
+        self.touched.add(edge.id)
 
     # -- the diff -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_common.vocabulary import Param
+from services.optimizer.model.columns import FleetColumns
 from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
@@ -191,6 +192,8 @@ class FleetState:
     # Clusters whose master is silent (setup's silent_cluster_ids): nothing converges there, so
     # no decision is made for, or piled onto, their edges.
     silent_clusters: set[int] = field(default_factory=set)
+    # The values the policies test first, as arrays (model.columns), kept in step with the objects.
+    columns: FleetColumns = field(default_factory=FleetColumns)
     _grid: GeoGrid | None = None
 
     # -- building -------------------------------------------------------------------------------
@@ -209,11 +212,17 @@ class FleetState:
         state.silent_clusters = fleet.silent_clusters
         for p in fleet.packages:
             state.add_package(p)
+        edges, by_nid = state.edges, state.edges_by_nid
         for e in fleet.edges:
-            state.add_edge(e)
+            edges[e.id] = e
+            by_nid[e.nid] = e
+        deployments, by_edge = state.deployments, state.by_edge
         for d in fleet.deployments:
-            state.add_deployment(d)
-        state._put_nodes(nodes.nodes)
+            deployments[d.id] = d
+            if d.desired == _RUNNING:
+                by_edge.setdefault(d.edge_id, []).append(d)
+        state.nodes = {n.nid: n for n in nodes.nodes}
+        state.columns.build(list(edges.values()), state.nodes, list(deployments.values()))
         return state
 
     def add_package(self, p: Package) -> None:
@@ -232,12 +241,22 @@ class FleetState:
     def add_edge(self, e: Edge) -> None:
         self.edges[e.id] = e
         self.edges_by_nid[e.nid] = e
+        self.columns.put_edge(e, self.nodes.get(e.nid))
         self._grid = None
 
     def add_deployment(self, d: Deployment) -> None:
         self.deployments[d.id] = d
         if d.desired == _RUNNING:
             self.by_edge.setdefault(d.edge_id, []).append(d)
+        self.columns.put_deployment(d, alive=True)
+
+    def changed_edge(self, e: Edge) -> None:
+        """An edge of the mirror was changed in place (its status): its columns follow."""
+        self.columns.put_edge(e, self.nodes.get(e.nid))
+
+    def changed_deployment(self, d: Deployment) -> None:
+        """A deployment of the mirror was changed in place: its columns follow."""
+        self.columns.put_deployment(d, alive=self.deployments.get(d.id) is d)
 
     def replace_edges(self, edge_ids: set[int], fleet: FleetRead, nodes: NodesRead) -> None:
         """Refresh a few edges in place from a snapshot restricted to them (event-driven cycles)."""
@@ -245,8 +264,10 @@ class FleetState:
         for edge_id in edge_ids:
             for d in self.by_edge.pop(edge_id, ()):
                 self.deployments.pop(d.id, None)
+                self.columns.drop_deployment(d.id)
         for d in [d for d in self.deployments.values() if d.edge_id in edge_ids]:
             self.deployments.pop(d.id, None)
+            self.columns.drop_deployment(d.id)
         for e in fleet.edges:
             self._put_edge(e)
         for dep in fleet.deployments:
@@ -301,6 +322,7 @@ class FleetState:
             del self.edges_by_nid[old.nid]
         self.edges[edge.id] = edge
         self.edges_by_nid[edge.nid] = edge
+        self.columns.put_edge(edge, self.nodes.get(edge.nid))
         moved = old is None or (old.latitude, old.longitude, old.cluster_id) != (
             edge.latitude,
             edge.longitude,
@@ -332,14 +354,20 @@ class FleetState:
         if gone or new.edge_id not in self.edges:
             # Gone for good (a full snapshot no longer lists it), or its edge was deleted.
             self.deployments.pop(new.id, None)
+            self.columns.drop_deployment(new.id)
             return
         self.deployments[new.id] = new
         if new.desired == _RUNNING:
             insort(self.by_edge.setdefault(new.edge_id, []), new, key=_by_id)
+        self.columns.put_deployment(new, alive=True)
 
     def _put_nodes(self, nodes: list[Node]) -> None:
+        by_nid, columns = self.edges_by_nid, self.columns
         for node in nodes:
             self.nodes[node.nid] = node
+            edge = by_nid.get(node.nid)
+            if edge is not None:
+                columns.put_node(edge.id, node)
 
     def _reindex_packages(self) -> None:
         packages = sorted(self.packages.values(), key=_by_id)
@@ -354,6 +382,8 @@ class FleetState:
         self.by_edge.pop(edge_id, None)
         for dep_id in [d.id for d in self.deployments.values() if d.edge_id == edge_id]:
             del self.deployments[dep_id]
+            self.columns.drop_deployment(dep_id)
+        self.columns.drop_edge(edge_id)
         self._grid = None
 
     # -- queries ---------------------------------------------------------------------------------

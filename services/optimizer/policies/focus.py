@@ -11,7 +11,6 @@ from edge_common.vocabulary import Param
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import parse_ts
 from shared.contracts.decisions import Action, Policy
-from shared.contracts.fleet import DesiredState
 
 NAME = Policy.FOCUS
 
@@ -50,14 +49,10 @@ def apply(cycle: Cycle) -> None:
     wanted = _wanted(cycle) if cfg.enabled else {}
     # Edges to look at: those raised now, and (whole-fleet cycles) any still in focus from before.
     edge_ids = set(wanted)
-    scope = {e.id for e in cycle.edges()}
     if cycle.full:
-        edge_ids |= {
-            d.edge_id
-            for d in state.deployments.values()
-            if d.desired == DesiredState.RUNNING and Param.FOCUS_UNTIL in d.params
-        }
+        edge_ids |= {d.edge_id for d in cycle.with_params() if Param.FOCUS_UNTIL in d.params}
     else:
+        scope = {e.id for e in cycle.edges()}
         edge_ids |= {
             i for i in scope if any(Param.FOCUS_UNTIL in d.params for d in state.by_edge.get(i, ()))
         }

@@ -9,8 +9,14 @@ few cycles; until it has ``min_samples`` the forecast is None and only the smoot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from services.optimizer.model.columns import FleetColumns
 
 
 @dataclass(slots=True)
@@ -53,3 +59,47 @@ def observe(
     elif at > trend.at:
         trend.update(value, at, alpha, beta)
     return trend
+
+
+@dataclass
+class ForecastMemo:
+    """What the overload policy last made of each edge's trends, by the mirror's rows, so that a
+    whole-fleet cycle follows only the trends that can have moved: an edge whose node was not
+    written since (the row's ``revision``) took in no new sample, so its trends and its forecast
+    are what they were, unless the settings or the trends changed (``key``: the memo then starts
+    again). Kept by the runner between cycles, beside the trends."""
+
+    columns: FleetColumns | None = None
+    key: tuple[object, ...] = ()
+    revision: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # -1: not seen
+    crossing: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    has_trend: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    # nids whose trends were not looked at since the memo started again
+    unseen: set[str] = field(default_factory=set)
+
+    def ready(
+        self, columns: FleetColumns, key: tuple[object, ...], trends: dict[str, Trend]
+    ) -> bool:
+        """Valid for these columns and settings (started again otherwise: False)."""
+        size = len(columns.edges.cols["id"])
+        if self.columns is not columns or self.key != key:
+            self.columns, self.key = columns, key
+            self.revision = np.full(size, -1, np.int64)
+            self.crossing = np.zeros(size, np.bool_)
+            self.has_trend = np.zeros(size, np.bool_)
+            self.unseen = {k.rpartition(":")[0] for k in trends}
+            return False
+        if len(self.revision) < size:
+            grow = size - len(self.revision)
+            self.revision = np.concatenate([self.revision, np.full(grow, -1, np.int64)])
+            self.crossing = np.concatenate([self.crossing, np.zeros(grow, np.bool_)])
+            self.has_trend = np.concatenate([self.has_trend, np.zeros(grow, np.bool_)])
+        return True
+
+    def note(self, row: int, nid: str, crossing: bool, has_trend: bool) -> None:
+        """The edge's trends took in its node's current values."""
+        if self.columns is None or row >= len(self.revision):
+            return
+        self.revision[row] = self.columns.edges.cols["revision"][row]
+        self.crossing[row], self.has_trend[row] = crossing, has_trend
+        self.unseen.discard(nid)

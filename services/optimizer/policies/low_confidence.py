@@ -10,10 +10,12 @@ again, with a decision saying so."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from edge_common.vocabulary import Param
+from services.optimizer.model.config import LowConfidenceConfig
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.plan import DecisionRecord
 from services.optimizer.model.state import Edge, parse_ts
@@ -60,10 +62,27 @@ def _sync(
         plan.set_params(d, new, decision)
 
 
+def _candidates(cycle: Cycle, cfg: LowConfidenceConfig) -> list[Iterable[int]]:
+    """Edges routed up (the routing table), remembered, or whose share reaches the level; only
+    the routed ones when the policy is disabled (the others stay local)."""
+    by_nid = cycle.state.edges_by_nid
+    routed = {
+        edge.id
+        for nid, route in cycle.inp.routes.items()
+        if route.route_low_confidence and (edge := by_nid.get(nid)) is not None
+    }
+    if not cfg.enabled:
+        return [routed]
+    cols = cycle.state.columns
+    e = cols.edges
+    high = e["node"] & ~e["stale"] & (e["low_confidence"] >= cfg.share_level)
+    return [routed, cols.edge_ids(high), cycle.remembered(NAME)]
+
+
 def apply(cycle: Cycle) -> None:
     cfg = cycle.config.low_confidence
     plan = cycle.plan
-    for edge in cycle.edges():
+    for edge in cycle.candidates(lambda: _candidates(cycle, cfg)):
         route = cycle.inp.routes.get(edge.nid)
         routed = bool(route and route.route_low_confidence)
         if not cfg.enabled:

@@ -10,6 +10,7 @@ analysis_route ``server``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -19,9 +20,9 @@ from edge_common.vocabulary import AnalysisRoute, Param
 from services.optimizer.model.config import OverloadConfig
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
-from services.optimizer.policies.forecast import observe
+from services.optimizer.policies.forecast import ForecastMemo, observe
 from shared.contracts.decisions import Action, Policy
-from shared.contracts.fleet import DesiredState, EdgeStatus, ObservedState
+from shared.contracts.fleet import EdgeStatus, ObservedState
 
 NAME = Policy.OVERLOAD
 ROUTE_KEYS = (Param.ANALYSIS_ROUTE, Param.ANALYSIS_EDGE)
@@ -54,9 +55,8 @@ class Helpers:
     def load(self) -> dict[int, int]:
         if self._load is None:
             counts: dict[int, set[str]] = {}
-            running = DesiredState.RUNNING
-            for d in self.cycle.state.deployments.values():
-                if d.desired == running and d.helps:
+            for d in self.cycle.with_params():
+                if d.helps:
                     counts.setdefault(d.edge_id, set()).add(d.helps)
             self._load = {k: len(v) for k, v in counts.items()}
         return self._load
@@ -102,16 +102,12 @@ def apply(cycle: Cycle) -> None:
         return
     state = cycle.state
     helpers = Helpers(cycle, cfg)
-    running, degraded_status = DesiredState.RUNNING, EdgeStatus.DEGRADED
-    helped = {d.helps for d in state.deployments.values() if d.desired == running and d.helps}
+    degraded_status = EdgeStatus.DEGRADED
+    helped = {d.helps for d in cycle.with_params() if d.helps}
     # Edges with a deployment routed elsewhere (the "any analysis route" test, once for all edges).
-    routed = {
-        edge_id
-        for edge_id, deps in state.by_edge.items()
-        if any(d.params and Param.ANALYSIS_ROUTE in d.params for d in deps)
-    }
+    routed = {d.edge_id for d in cycle.with_params() if Param.ANALYSIS_ROUTE in d.params}
     memory = cycle.inp.memory
-    for edge in cycle.edges():
+    for edge in cycle.candidates(lambda: _candidates(cycle, cfg, helped, routed)):
         node = state.nodes.get(edge.nid)
         degraded = cycle.plan.status_of(edge) == degraded_status
         above = bool(
@@ -122,7 +118,7 @@ def apply(cycle: Cycle) -> None:
             )
         )
         if cfg.forecast_s and node is not None and not node.stale and not above:
-            above = _forecast_above(cycle, cfg, node)
+            above = _forecast_above(cycle, cfg, edge, node)
         if not (
             above
             or degraded
@@ -147,7 +143,55 @@ def apply(cycle: Cycle) -> None:
             _hand_back(cycle, cfg, load)
 
 
-def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
+def _candidates(
+    cycle: Cycle, cfg: OverloadConfig, helped: set[str], routed: set[int]
+) -> list[Iterable[int]]:
+    """Edges above a threshold, warm enough for their trend to be followed (or with a trend to
+    forget), degraded, helped, routed elsewhere, or remembered."""
+    state = cycle.state
+    cols = state.columns
+    e = cols.edges
+    live = e["node"] & ~e["stale"]
+    cpu, memory = e["cpu"], e["memory"]
+    hot = (cpu > cfg.cpu_percent) | (memory > cfg.memory_percent)
+    found: list[Iterable[int]] = [cols.edge_ids(hot & live), cols.edge_ids(e["degraded"])]
+    by_nid = state.edges_by_nid
+    if cfg.forecast_s:
+        watch, trends = cfg.forecast_watch, cycle.inp.trends
+        warm = (cpu >= cfg.cpu_percent * watch) | (memory >= cfg.memory_percent * watch)
+        memo: ForecastMemo | None = cycle.inp.forecast_memo
+        if memo is not None and memo.ready(cols, _memo_key(cfg, trends), trends):
+            # Only edges whose node was written since their trends took it in (and that are
+            # warm, or have trends to forget), those whose forecast crossed, and the trends not
+            # looked at since the memo started.
+            n = e.size
+            moved = memo.revision[:n] != e["revision"]
+            follow = (moved & (warm | memo.has_trend[:n])) | memo.crossing[:n]
+            found.append(cols.edge_ids(follow & live))
+            found.append({x.id for nid in memo.unseen if (x := by_nid.get(nid))})
+        else:
+            found.append(cols.edge_ids(warm & live))
+            found.append({x.id for key in trends if (x := by_nid.get(key.rpartition(":")[0]))})
+    found.append({x.id for nid in helped if (x := by_nid.get(nid)) is not None})
+    found += [routed, cycle.remembered(NAME)]
+    return found
+
+
+def _memo_key(cfg: OverloadConfig, trends: dict[str, Any]) -> tuple[object, ...]:
+    """What a forecast depends on besides the node: the settings, and the trends themselves."""
+    return (
+        cfg.cpu_percent,
+        cfg.memory_percent,
+        cfg.forecast_s,
+        cfg.forecast_watch,
+        cfg.forecast_min_samples,
+        cfg.forecast_alpha,
+        cfg.forecast_beta,
+        id(trends),
+    )
+
+
+def _forecast_above(cycle: Cycle, cfg: OverloadConfig, edge: Edge, node: Node) -> bool:
     """The load forecast ``forecast_s`` ahead crosses a threshold (trends are followed only for
     edges that are getting warm: a calm fleet costs one comparison per edge)."""
     trends = cycle.inp.trends
@@ -165,6 +209,13 @@ def _forecast_above(cycle: Cycle, cfg: OverloadConfig, node: Node) -> bool:
         trend = observe(trends, key, value, node.last_seen, cfg.forecast_alpha, cfg.forecast_beta)
         ahead = trend.forecast(cfg.forecast_s, cfg.forecast_min_samples) if trend else None
         crossing = crossing or (ahead is not None and ahead > limit)
+    memo: ForecastMemo | None = cycle.inp.forecast_memo
+    cols = cycle.state.columns
+    if memo is not None and memo.columns is cols and memo.key == _memo_key(cfg, trends):
+        row = cols.edges.rows.get(edge.id)
+        if row is not None:
+            nid = node.nid
+            memo.note(row, nid, crossing, f"{nid}:cpu" in trends or f"{nid}:memory" in trends)
     return crossing
 
 

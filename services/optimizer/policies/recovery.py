@@ -4,6 +4,7 @@ its work). The edge is marked active again once everything on it runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from services.optimizer.model.config import RecoveryConfig
@@ -29,13 +30,23 @@ def _owned_by_rollout(cycle: Cycle, d: Deployment) -> bool:
     )
 
 
+def _candidates(cycle: Cycle, cfg: RecoveryConfig) -> list[Iterable[int]]:
+    """Edges silent past the timeout (with a margin), with a deployment that does not run or
+    restarted ``crash_restarts`` times, or remembered."""
+    cols = cycle.state.columns
+    e, d = cols.edges, cols.deployments
+    silent = e["seen"] < cycle.now.timestamp() - cfg.silent_after_s + 0.001
+    troubled = ~d["running"] | (d["restarts"] >= cfg.crash_restarts)
+    return [cols.edge_ids(silent), cols.edges_of(troubled), cycle.remembered(NAME)]
+
+
 def apply(cycle: Cycle) -> None:
     cfg = cycle.config.recovery
     if not cfg.enabled:
         return
     memory, nodes = cycle.inp.memory, cycle.state.nodes
     running, crash_restarts = ObservedState.RUNNING, cfg.crash_restarts
-    for edge in cycle.edges():
+    for edge in cycle.candidates(lambda: _candidates(cycle, cfg)):
         deps = cycle.running(edge.id)
         node = nodes.get(edge.nid)
         heard = node.last_seen if node is not None else None

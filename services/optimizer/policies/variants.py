@@ -3,16 +3,73 @@ and one lookup turns (filename, class, version) into the AI a deployment should 
 
 from __future__ import annotations
 
-from services.optimizer.model.context import Cycle, RolloutStatus
+from collections.abc import Iterable
+
+import numpy as np
+
+from services.optimizer.model.context import Cycle, RolloutState, RolloutStatus
 from services.optimizer.policies import environment, version
 from shared.contracts.decisions import Action
+
+
+def _candidates(cycle: Cycle, governing: dict[str, RolloutState]) -> list[Iterable[int]]:
+    """Edges with a deployment whose variant the condition would switch (its class is not the
+    asked one, and its filename offers the asked one), or whose version a governing rollout would
+    move (a member away from the new version, or one going back)."""
+    state = cycle.state
+    cols = state.columns
+    e, d = cols.edges, cols.deployments
+    packages = sorted(state.packages.values(), key=lambda p: p.id)
+    if not packages:
+        return []
+    idx, known = cols.package_lookup(d["ai_id"], np.array([p.id for p in packages], np.int64))
+    own = known & ~d["helper"]
+    found: list[Iterable[int]] = []
+    if cycle.config.environment.enabled:
+        classes: dict[str, int] = {}
+        pkg_class = np.array([classes.setdefault(p.ai_class, len(classes)) for p in packages])
+        conditions = sorted(cols.conditions, key=cols.conditions.__getitem__)
+        asked_of = np.array(
+            [
+                classes.setdefault(state.ai_classes[w], len(classes))
+                if w in state.ai_classes
+                else -1
+                for w in conditions
+            ]
+            + [-1],  # condition code -1 (none): nothing asked
+            np.int64,
+        )
+        # offers[p, c]: package p may switch to class c (the last column: nothing asked)
+        offers = np.zeros((len(packages), len(classes) + 1), np.bool_)
+        for i, p in enumerate(packages):
+            if p.ai_class != cycle.inp.environment_ai_class and state.is_adaptive(p.filename):
+                for c in state.classes_of.get(p.filename, ()):
+                    if c in classes:
+                        offers[i, classes[c]] = True
+        asked_by_edge = np.where(e["node"] & ~e["stale"], asked_of[e["condition"]], -1)
+        asked = asked_by_edge[d["edge"]]
+        switch = own & (asked >= 0) & (asked != pkg_class[idx]) & offers[idx, asked]
+        found.append(cols.edges_of(switch))
+    for filename, r in governing.items():
+        code = cols.filenames.get(filename)
+        if code is None:
+            continue
+        of_file = own & (d["filename"] == code)
+        away = np.array([p.version_key != r.to_version_key for p in packages])[idx]
+        moving = cols.edges_of(of_file & away)
+        found.append(moving[np.isin(moving, np.fromiter(r.members, np.int64, len(r.members)))])
+        back = set(r.previous) if r.status == RolloutStatus.ROLLED_BACK else r.failed
+        if back:
+            going = cols.edges_of(of_file)
+            found.append(going[np.isin(going, np.fromiter(back, np.int64, len(back)))])
+    return found
 
 
 def apply(cycle: Cycle) -> None:
     state, plan = cycle.state, cycle.plan
     env_on = cycle.config.environment.enabled
     governing = cycle.governing if cycle.config.version.enabled else {}
-    for edge in cycle.edges():
+    for edge in cycle.candidates(lambda: _candidates(cycle, governing)):
         deps = cycle.running(edge.id)
         if not deps:
             continue

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from services.optimizer.model.config import VersionConfig
 from services.optimizer.model.context import Cycle, RolloutState, RolloutStatus
 from services.optimizer.model.state import Deployment, Package
@@ -63,12 +65,84 @@ def _judge(cycle: Cycle, d: Deployment | None, r: RolloutState) -> str:
     return "ok" if d.observed == ObservedState.RUNNING else "pending"
 
 
-def progress(cycle: Cycle, deps_by_filename: dict[str, list[Deployment]]) -> None:
+class FileDeps:
+    """The running deployments of one filename (helper copies aside), as the rollouts need them:
+    the whole list only when a rollout starts; otherwise the deployment on one edge, and the
+    outdated edges (over the mirror's columns when the cycle is ``filtered``)."""
+
+    def __init__(self, cycle: Cycle, filename: str) -> None:
+        self.cycle, self.filename = cycle, filename
+        self._deps: list[Deployment] | None = None
+        self._on_edge: dict[int, Deployment] | None = None
+
+    @property
+    def deps(self) -> list[Deployment]:
+        if self._deps is None:
+            self._deps = [
+                d
+                for deps in self.cycle.state.by_edge.values()
+                for d in deps
+                if d.filename == self.filename and not d.helps
+            ]
+        return self._deps
+
+    def on(self, edge_id: int) -> Deployment | None:
+        """The edge's deployment of the filename (the last by id when it has several)."""
+        if self._on_edge is not None:
+            return self._on_edge.get(edge_id)
+        found = None
+        for d in self.cycle.state.by_edge.get(edge_id, ()):
+            if d.filename == self.filename and not d.helps:
+                found = d
+        return found
+
+    def outdated(self, newest: Package, r: RolloutState | None) -> list[int]:
+        """Edges running an older version than ``newest``, not pinned, not yet in the rollout."""
+        cycle = self.cycle
+        if cycle.filtered:
+            cols = cycle.state.columns
+            d = cols.deployments
+            packages = sorted(cycle.state.packages.values(), key=lambda p: p.id)
+            code = cols.filenames.get(self.filename)
+            if not packages or code is None:
+                return []
+            idx, known = cols.package_lookup(d["ai_id"], np.array([p.id for p in packages]))
+            older = np.array([p.version_key < newest.version_key for p in packages])[idx]
+            mask = known & older & ~d["helper"] & (d["filename"] == code)
+            candidates: list[int] = np.unique(cols.edges_of(mask)).tolist()
+        else:
+            candidates = []
+            for dep in self.deps:
+                pkg = cycle.state.packages.get(dep.ai_id)
+                if pkg is not None and pkg.version_key < newest.version_key:
+                    candidates.append(dep.edge_id)
+        out = set()
+        for edge_id in candidates:
+            if edge_id in cycle.inp.pins:
+                continue
+            if r is not None and (edge_id in r.members or edge_id in r.failed):
+                continue
+            out.add(edge_id)
+        return sorted(out)
+
+
+def filenames(cycle: Cycle) -> list[str]:
+    """The filenames with a running deployment (helper copies aside), sorted."""
+    if cycle.filtered:
+        cols = cycle.state.columns
+        d = cols.deployments
+        codes = set(np.unique(d["filename"][d["alive"] & ~d["helper"]]).tolist())
+        return sorted(name for name, code in cols.filenames.items() if code in codes)
+    by_edge = cycle.state.by_edge
+    return sorted({d.filename for deps in by_edge.values() for d in deps if not d.helps})
+
+
+def progress(cycle: Cycle) -> None:
     """Start, advance, halt or complete rollouts (whole-fleet cycles only: waves span the fleet)."""
     cfg = cycle.config.version
     if not cfg.enabled or not cycle.full:
         return
-    for filename, deps in deps_by_filename.items():
+    for filename in filenames(cycle):
         newest = cycle.state.newest.get(filename)
         if newest is None:
             continue
@@ -80,43 +154,27 @@ def progress(cycle: Cycle, deps_by_filename: dict[str, list[Deployment]]) -> Non
             ),
             None,
         )
-        on_edge = {d.edge_id: d for d in deps}
+        deps = FileDeps(cycle, filename)
         if r is None:
-            _start(cycle, cfg, newest, deps, on_edge)
+            _start(cycle, cfg, newest, deps)
         elif r.status == RolloutStatus.COMPLETED:
             # Stragglers (deployed later on an old version) follow without waves.
-            late = _outdated_edges(cycle, deps, newest, r)
+            late = deps.outdated(newest, r)
             if late:
-                _enrol(cycle, r, late, on_edge)
+                _enrol(cycle, r, late, deps)
         elif r.status == RolloutStatus.ACTIVE:
-            _judge_wave(cycle, cfg, r, deps, newest, on_edge)
-
-
-def _outdated_edges(
-    cycle: Cycle, deps: list[Deployment], newest: Package, r: RolloutState | None
-) -> list[int]:
-    """Edges running an older version than ``newest``, not pinned, not yet in the rollout."""
-    out = []
-    for d in deps:
-        pkg = cycle.state.packages.get(d.ai_id)
-        if pkg is None or d.edge_id in cycle.inp.pins or pkg.version_key >= newest.version_key:
-            continue
-        if r is not None and (d.edge_id in r.members or d.edge_id in r.failed):
-            continue
-        out.append(d.edge_id)
-    return sorted(set(out))
+            _judge_wave(cycle, cfg, r, deps, newest)
 
 
 def _start(
     cycle: Cycle,
     cfg: VersionConfig,
     newest: Package,
-    deps: list[Deployment],
-    on_edge: dict[int, Deployment],
+    deps: FileDeps,
 ) -> None:
     """A newer version is ready: a rollout whose wave 0 starts now (older active ones are
     superseded)."""
-    candidates = _outdated_edges(cycle, deps, newest, None)
+    candidates = deps.outdated(newest, None)
     if not candidates:
         return
     filename, now = newest.filename, cycle.now
@@ -127,7 +185,7 @@ def _start(
         filename, newest.version, newest.version_key, RolloutStatus.ACTIVE, 0, now, now, dirty=True
     )
     cycle.inp.rollouts.append(r)
-    _enrol(cycle, r, candidates[: _wave_size(cfg, 0)], on_edge)
+    _enrol(cycle, r, candidates[: _wave_size(cfg, 0)], deps)
     cycle.plan.decide(
         NAME,
         Action.ROLLOUT_STARTED,
@@ -148,14 +206,13 @@ def _judge_wave(
     cycle: Cycle,
     cfg: VersionConfig,
     r: RolloutState,
-    deps: list[Deployment],
+    deps: FileDeps,
     newest: Package,
-    on_edge: dict[int, Deployment],
 ) -> None:
     """Once the current wave has run (or timed out): halt, complete, or start the next wave."""
     plan, now, filename = cycle.plan, cycle.now, r.filename
     wave = [e for e, w in r.members.items() if w == r.wave]
-    verdicts = {e: _judge(cycle, on_edge.get(e), r) for e in wave}
+    verdicts = {e: _judge(cycle, deps.on(e), r) for e in wave}
     waited = (now - r.wave_started_at).total_seconds()
     pending = [e for e, v in verdicts.items() if v == "pending"]
     if pending and waited < cfg.wave_timeout_s:
@@ -186,7 +243,7 @@ def _judge_wave(
             acts_on_setup=False,
         )
         return
-    candidates = _outdated_edges(cycle, deps, newest, r)
+    candidates = deps.outdated(newest, r)
     if not candidates:
         r.status, r.dirty = RolloutStatus.COMPLETED, True
         plan.decide(
@@ -199,7 +256,7 @@ def _judge_wave(
         return
     r.wave += 1
     r.wave_started_at, r.dirty = now, True
-    _enrol(cycle, r, candidates[: _wave_size(cfg, r.wave)], on_edge)
+    _enrol(cycle, r, candidates[: _wave_size(cfg, r.wave)], deps)
     plan.decide(
         NAME,
         Action.ROLLOUT_WAVE,
@@ -209,12 +266,12 @@ def _judge_wave(
     )
 
 
-def _enrol(
-    cycle: Cycle, r: RolloutState, edge_ids: list[int], on_edge: dict[int, Deployment]
-) -> None:
+def _enrol(cycle: Cycle, r: RolloutState, edge_ids: list[int], deps: FileDeps) -> None:
     for e in edge_ids:
         r.members[e] = r.wave
-        pkg = cycle.state.packages.get(on_edge[e].ai_id)
+        dep = deps.on(e)
+        assert dep is not None  # an outdated edge runs the filename
+        pkg = cycle.state.packages.get(dep.ai_id)
         if pkg is not None:
             r.previous[e] = pkg.version_key
     r.dirty = True
