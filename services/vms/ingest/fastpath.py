@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import orjson
 
 from services.vms.ingest.service import IngestService, Rejected
-from shared.auth import PrincipalCache
 from shared.errors import DomainError
 from shared.legacy import FIELD_CODES, SUCCESS
 
@@ -51,9 +50,8 @@ ROUTES = {
 
 
 class IngestFastPath:
-    def __init__(self, app, *, cache_size: int = 10_000):
+    def __init__(self, app):
         self.app = app
-        self._principals = PrincipalCache(cache_size)
 
     async def __call__(self, scope, receive, send):
         route = (
@@ -85,7 +83,7 @@ class IngestFastPath:
     ) -> tuple[int, bytes, dict[str, str]]:
         service: IngestService = app.state.ingest
         try:
-            principal = self._principals.identify(app.state, headers)
+            principal = app.state.principals.identify(app.state, headers)  # the service's one
             if route.legacy and route.kind is not None:
                 data = IngestService.parse_json(body) if body else {}
                 await service.ingest_one(principal, route.kind, data, legacy=True)
