@@ -19,7 +19,6 @@ STATES = ("WorkloadState", "DesiredState", "ObservedState", "AnalysisRoute")
 # edgeconfig.xml fields (start values of the live params, not the params).
 SAME_SPELLING_ELSEWHERE = {
     ("shared/contracts/decisions.py", "focus"),  # Policy.FOCUS
-    ("services/optimizer/model/config.py", "focus"),  # the policy's settings model
     ("edge_ai/yolo/app.py", "focus"),  # the worker's profile name
     ("services/optimizer/engine/store.py", "route_low_confidence"),  # routes table row
     ("services/optimizer/decisions/service.py", "route_low_confidence"),  # routes row in a view
