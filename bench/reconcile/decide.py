@@ -128,15 +128,7 @@ class Run:
         t = time.perf_counter()
         result = decide(inp)
         took = time.perf_counter() - t
-        for key, data in result.memory.items():
-            if data is None:
-                self.memory.pop(key, None)
-            else:
-                self.memory[key] = data
-        for r in result.rollouts:
-            r.dirty = False
-        for route in result.routes:
-            self.routes[route.nid] = route
+        result.carry_into(self.memory, self.routes)
         answers = []
         for i, p in enumerate(result.operations):
             op = p.op

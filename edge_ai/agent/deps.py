@@ -51,11 +51,9 @@ def read_requirements(directory: Path) -> tuple[list[str], Path | None]:
         return [], None
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
-        try:
-            import tomllib  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
-        raw = tomllib.loads(text)
+        import tomli  # the same parser on Python 3.8 (the edges) and later
+
+        raw = tomli.loads(text)
     else:
         import yaml
 

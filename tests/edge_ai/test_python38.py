@@ -99,6 +99,28 @@ def test_the_wire_vocabulary_is_the_same_on_python_38(py38):
     ]
 
 
+def test_the_agent_reads_a_toml_manifest_on_python_38(py38, tmp_path):
+    """A package whose manifest is aipackage.toml: the agent (tomli, the same parser on every
+    Python) reads its requirements and wheelhouse as from aipackage.yaml."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "aipackage.toml").write_text(
+        'name = "counter"\nrequirements = ["msgpack==1.0.8", "pyyaml>=6"]\nwheelhouse = "wheels"\n'
+    )
+    code = (
+        "import json, pathlib, sys\n"
+        "from edge_ai.agent.deps import read_requirements\n"
+        f"reqs, folder = read_requirements(pathlib.Path({str(tmp_path)!r}))\n"
+        "print(json.dumps([reqs, str(folder), '%d.%d' % sys.version_info[:2]]))"
+    )
+    proc = run38(py38, code)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        ["msgpack==1.0.8", "pyyaml>=6"],
+        str((tmp_path / "wheels").resolve()),
+        "3.8",
+    ]
+
+
 def test_the_agent_runs_a_built_package_on_python_38(py38, tmp_path):
     """The monitoring package as the platform builds it, fetched by digest by an agent running
     under Python 3.8; its program runs under the agent's interpreter and posts usage records."""

@@ -216,16 +216,10 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
         (every, reference, ref_inp), (candidates, result, _) = outcomes
         assert candidates == every, f"cycle {step}"
         policies |= {d.policy for d in reference.decisions}
-        for key, data in reference.memory.items():
-            if data is None:
-                memory.pop(key, None)
-            else:
-                memory[key] = data
-        rollouts = ref_inp.rollouts
+        reference.carry_into(memory, routes)
+        rollouts = ref_inp.rollouts  # every rollout, saved (the changed ones: carry_into)
         for r in rollouts:
             r.dirty = False
-        for route in reference.routes:
-            routes[route.nid] = route
         apply_to_mirror(mirror, result, f)
         assert_columns_match(mirror)  # the runner's own writes, folded in place
         f.apply(reference.wire_operations())

@@ -45,15 +45,7 @@ class Runner:
                 analysis_trouble=self.analysis_trouble,
             )
         )
-        for key, data in result.memory.items():
-            if data is None:
-                self.memory.pop(key, None)
-            else:
-                self.memory[key] = data
-        for r in result.rollouts:
-            r.dirty = False
-        for route in result.routes:
-            self.routes[route.nid] = route
+        result.carry_into(self.memory, self.routes)
         if apply:
             self.fleet.apply(result.wire_operations())
         return result

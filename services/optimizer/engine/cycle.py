@@ -34,6 +34,23 @@ class CycleResult:
         """The operations as setup takes them."""
         return [op_wire(p.op) for p in self.operations]
 
+    def carry_into(
+        self,
+        memory: dict[tuple[str, int], dict[str, Any]],
+        routes: dict[str, RouteState],
+    ) -> None:
+        """What the next cycle starts from, kept in memory (as the store keeps it in the
+        database): the policies' memory (None forgets), the changed routes, rollouts saved."""
+        for key, data in self.memory.items():
+            if data is None:
+                memory.pop(key, None)
+            else:
+                memory[key] = data
+        for r in self.rollouts:
+            r.dirty = False
+        for route in self.routes:
+            routes[route.nid] = route
+
 
 def _routing_decisions(cycle: Cycle) -> dict[int, str]:
     """Edge -> the routing decision (overload, low confidence) of this cycle."""
