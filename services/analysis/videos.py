@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -272,25 +272,21 @@ class Videos:
         boxes: list[list[dict]] = []
         try:
             started = time.perf_counter()
-            # aclosing: a cancellation met outside the generator (in the writes below) still
-            # closes it at once, so its frame jobs in flight stop waiting in BLPOP.
-            frames = self.analyse_frames(video_id, path, header, owner)
-            async with contextlib.aclosing(frames):
-                async for index, result in frames:
-                    fps = (index + 1) / max(1e-6, time.perf_counter() - started)
-                    detections = [d.as_json() for d in result.detections]
-                    frame: dict[str, Any] = {
-                        "frame": index,
-                        "time_s": round(index / info["fps"], 3) if info["fps"] else None,
-                        "status": result.status,
-                        "detections": detections,
-                        "fps": round(fps, 2),
-                    }
-                    if result.error is not None:
-                        frame["error"] = result.error.model_dump(exclude_none=True)
-                    boxes.append(detections)
-                    await redis.xadd(frames_key, {"data": json.dumps(frame)})
-                    await redis.hset(key, "frames_done", str(index + 1))
+            async for index, result in self.analyse_frames(video_id, path, header, owner):
+                fps = (index + 1) / max(1e-6, time.perf_counter() - started)
+                detections = [d.as_json() for d in result.detections]
+                frame: dict[str, Any] = {
+                    "frame": index,
+                    "time_s": round(index / info["fps"], 3) if info["fps"] else None,
+                    "status": result.status,
+                    "detections": detections,
+                    "fps": round(fps, 2),
+                }
+                if result.error is not None:
+                    frame["error"] = result.error.model_dump(exclude_none=True)
+                boxes.append(detections)
+                await redis.xadd(frames_key, {"data": json.dumps(frame)})
+                await redis.hset(key, "frames_done", str(index + 1))
             await redis.expire(frames_key, self.settings.result_ttl_s)
             await redis.hset(
                 key, mapping={"status": VideoStatus.rendering, "frames_total": str(len(boxes))}
@@ -365,7 +361,7 @@ class Videos:
 
     async def analyse_frames(
         self, video_id: str, path: Path, header: VideoHeader, owner: str
-    ) -> AsyncGenerator[tuple[int, AnalysisResult], None]:
+    ) -> AsyncIterator[tuple[int, AnalysisResult]]:
         """Each frame as a job, up to ``video_window`` in flight, results in frame order; each
         frame paid for with a token before it is queued; stops when the video is cancelled."""
         frames = jpeg_frames(path, header)
@@ -388,9 +384,6 @@ class Videos:
         finally:
             for task in in_flight:
                 task.cancel()
-            # Waited for: a frame job still waiting for its result in Redis (BLPOP, up to
-            # ANALYSIS_SYNC_TIMEOUT_S) must not outlive its video, nor the gateway's shutdown.
-            await asyncio.gather(*in_flight, return_exceptions=True)
             frames.close()
 
     async def analyse_one(self, blob: bytes) -> AnalysisResult:
