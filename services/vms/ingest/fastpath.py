@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from services.vms.ingest.schemas import free_of_nul
 from services.vms.ingest.service import IngestService, Rejected
 from shared.errors import DomainError
 from shared.legacy import FIELD_CODES, SUCCESS
@@ -92,7 +93,8 @@ class IngestFastPath:
                 raise Rejected("a JSON body is required", field="body", reason="invalid")
             data = IngestService.parse_json(body)
             if route.kind is None:  # /batch
-                return 200, orjson.dumps(await service.ingest_batch(principal, data)), {}
+                answer = await service.ingest_batch(principal, data, nul_free=free_of_nul(body))
+                return 200, orjson.dumps(answer), {}
             record = await service.ingest_one(principal, route.kind, data, legacy=False)
             answer = {
                 "code": SUCCESS,

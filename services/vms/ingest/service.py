@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from services.vms.ingest.committer import GroupCommitter
 from services.vms.ingest.metrics import IngestMetrics
-from services.vms.ingest.schemas import PAYLOADS, DetectionsIn, EnvironmentIn, UsageIn
+from services.vms.ingest.schemas import (
+    NUL_FREE_VALIDATORS,
+    PAYLOADS,
+    DetectionsIn,
+    EnvironmentIn,
+    UsageIn,
+)
 from services.vms.nodes.directory import NodeDirectory
 from services.vms.nodes.handoffs import HandoffCheck
 from services.vms.records import DetectionsRecord, EnvironmentRecord, Record, UsageRecord
@@ -85,13 +91,15 @@ class IngestService:
                 f"body is not valid JSON: {exc}", field="body", reason="bad_json"
             ) from exc
 
-    def validate(self, kind: str, data: Any, prefix: str = ""):
+    def validate(self, kind: str, data: Any, prefix: str = "", *, nul_free: bool = False):
+        """The payload; ``nul_free``: the body held no NUL (``schemas.free_of_nul``), so the
+        strings' NUL rule is not checked again."""
         if not isinstance(data, dict):
             raise Rejected(
                 "must be a JSON object", field=_prefixed(prefix, "body"), reason="invalid"
             )
         try:
-            return _VALIDATORS[kind].validate_python(data)
+            return (NUL_FREE_VALIDATORS if nul_free else _VALIDATORS)[kind].validate_python(data)
         except ValidationError as exc:
             problems = describe_validation_errors(exc.errors())
             first = problems[0]
@@ -296,11 +304,12 @@ class IngestService:
         now: datetime | None = None,
         node: Node | None = None,
         own: Node | None = None,
+        nul_free: bool = False,
     ) -> Record:
         """The record; ``_NeedsDirectory`` when its node needs a look-up that waits (``node``:
         that look-up's answer). ``own``: an edge token's own node, decided once for a batch
-        (``own_node``), for the records that name no other."""
-        payload = self.validate(kind, data, prefix)
+        (``own_node``), for the records that name no other. ``nul_free``: see ``validate``."""
+        payload = self.validate(kind, data, prefix, nul_free=nul_free)
         now = now or datetime.now(UTC)
         if kind == "usage":
             return self._usage(principal, payload, now, legacy, prefix, node, own)
@@ -348,8 +357,11 @@ class IngestService:
         own: Node | None,
     ) -> Record:
         nid, known, auth = self._node(principal, node, own, p.nid, p.username, legacy, prefix)
-        ts = p.ts or now
-        self._check_ts(ts, now, "ts", prefix)
+        ts = p.ts
+        if ts is None:
+            ts = now  # the time it arrived: within the accepted span
+        else:
+            self._check_ts(ts, now, "ts", prefix)
         # Positional, in UsageRecord's (the table's) order: keywords cost more per record.
         return UsageRecord(
             nid,
@@ -471,7 +483,11 @@ class IngestService:
         await self.committer.submit([record])
         return record
 
-    async def ingest_batch(self, principal: Principal, body: Any) -> dict[str, Any]:
+    async def ingest_batch(
+        self, principal: Principal, body: Any, *, nul_free: bool = False
+    ) -> dict[str, Any]:
+        """Validate each record on its own, commit the valid ones together, answer per record.
+        ``nul_free``: the body held no NUL (``schemas.free_of_nul``)."""
         if principal.kind == "anonymous":
             raise Unauthorized()
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
@@ -488,21 +504,31 @@ class IngestService:
         now = datetime.now(UTC)
         own = self.own_node(principal)
         for index, item in enumerate(items):
-            prefix = f"records[{index}]"
             try:
                 if not isinstance(item, dict):
-                    raise Rejected("must be an object {kind, data}", field=prefix, reason="invalid")
+                    raise Rejected(
+                        "must be an object {kind, data}",
+                        field=f"records[{index}]",
+                        reason="invalid",
+                    )
                 kind = item.get("kind")
                 if kind not in PAYLOADS:
                     raise Rejected(
                         f"kind must be one of {', '.join(PAYLOADS)}",
-                        field=f"{prefix}.kind",
+                        field=f"records[{index}].kind",
                         reason="invalid",
                     )
-                data, where = item.get("data"), f"{prefix}.data"
+                data, where = item.get("data"), f"records[{index}].data"
                 try:
                     record = self.build_now(
-                        principal, kind, data, legacy=False, prefix=where, now=now, own=own
+                        principal,
+                        kind,
+                        data,
+                        legacy=False,
+                        prefix=where,
+                        now=now,
+                        own=own,
+                        nul_free=nul_free,
                     )
                 except _NeedsDirectory:
                     record = await self.build(
@@ -519,8 +545,29 @@ class IngestService:
                 }
         if good:
             await self.committer.submit(good)
-        results = [refused.get(i) or {"index": i, "status": "stored"} for i in range(len(items))]
+        if refused:
+            results = [refused.get(i) or _stored(i) for i in range(len(items))]
+        else:
+            results = _all_stored(len(items))
         return {"results": results, "stored": len(good), "rejected": len(refused)}
+
+
+def _stored(index: int) -> dict[str, Any]:
+    return {"index": index, "status": "stored"}
+
+
+_ALL_STORED: dict[int, list[dict[str, Any]]] = {}
+
+
+def _all_stored(n: int) -> list[dict[str, Any]]:
+    """The results of a batch of ``n`` records all stored, made once per size (a batch holds at
+    most VMS_BATCH_MAX_RECORDS): shared by every answer of that size, never changed."""
+    results = _ALL_STORED.get(n)
+    if results is None:
+        if len(_ALL_STORED) >= 64:
+            _ALL_STORED.clear()
+        results = _ALL_STORED[n] = [_stored(i) for i in range(n)]
+    return results
 
 
 IngestDep = Annotated[IngestService, Depends(from_app_state("ingest", IngestService))]
