@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from services.vms.ingest.schemas import NUL_FREE_VALIDATORS, PAYLOADS, free_of_n
 from tests.helpers.env import OPERATOR
 from tests.vms.conftest import fetch, vms
 
-SAMPLES = {
+SAMPLES: dict[str, list[dict[str, Any]]] = {
     "usage": [
         {"cpu": "12.5", "memory": 43, "code": 0, "message": "  ok  ", "func": "SUNNY"},
         {"cpu": 1e9, "memory": -1, "username": "u" * 101},
