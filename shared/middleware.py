@@ -57,6 +57,8 @@ class HttpMetrics:
 # Request ids: a random prefix per process and a counter (unique, and no uuid4 per request, whose
 # os.urandom is a system call).
 _RID_PREFIX = os.urandom(4).hex()
+# Where the request's headers are left in the scope, as a dict of their raw pairs.
+HEADERS_KEY = "edge.headers"
 _RID_COUNTER = itertools.count(1)
 
 
@@ -108,6 +110,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
+        scope[HEADERS_KEY] = headers  # for what runs behind, that would make the same dict
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_request_id()
         token = request_id_var.set(rid)
         started = time.perf_counter()

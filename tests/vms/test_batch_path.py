@@ -4,15 +4,19 @@ others."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from services.vms.ingest.committer import GroupCommitter
+from services.vms.ingest.metrics import IngestMetrics
 from services.vms.ingest.schemas import NUL_FREE_VALIDATORS, PAYLOADS, free_of_nul
-from tests.helpers.env import OPERATOR
+from tests.helpers.env import OPERATOR, settings_for
 from tests.vms.conftest import fetch, vms
 
 SAMPLES: dict[str, list[dict[str, Any]]] = {
@@ -96,3 +100,16 @@ async def test_a_batch_big_enough_for_a_commit_of_its_own_does_not_wait_the_wind
     assert elapsed < 2.0, elapsed
     stored = await fetch(db, "SELECT count(*) AS n FROM vms.usage WHERE message = $1", run)
     assert stored[0]["n"] == 300
+
+
+async def test_the_queued_gauge_reads_the_pending_records_when_scraped():
+    """vms_ingest_queued_records is read at scrape time (no gauge update per request)."""
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    settings = settings_for("vms", "postgresql+asyncpg://127.0.0.1:1/none")
+    committer = GroupCommitter(None, settings, metrics)  # never writes
+    assert registry.get_sample_value("vms_ingest_queued_records") == 0
+    waiting = asyncio.create_task(committer.submit([object()] * 3))  # type: ignore[list-item]
+    await asyncio.sleep(0)
+    assert registry.get_sample_value("vms_ingest_queued_records") == 3
+    waiting.cancel()

@@ -94,6 +94,8 @@ class GroupCommitter:
         self._task: asyncio.Task | None = None
         self._closing = False
         self._partitions: set[tuple[str, date]] = set()
+        # Read when /metrics is scraped: no gauge update on every request.
+        metrics.queued.set_function(lambda: self._pending_records)
 
     def _retry_after(self) -> dict[str, str]:
         return {"Retry-After": str(self.settings.retry_after_s)}
@@ -124,7 +126,6 @@ class GroupCommitter:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(records, future))
         self._pending_records += n
-        self.metrics.queued.set(self._pending_records)
         self._wake.set()
         await future
 
@@ -137,7 +138,6 @@ class GroupCommitter:
             taken.append(item)
             count += len(item.records)
         self._pending_records -= count
-        self.metrics.queued.set(self._pending_records)
         return taken
 
     async def _run(self) -> None:

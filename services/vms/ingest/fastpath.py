@@ -19,6 +19,7 @@ from services.vms.ingest.schemas import free_of_nul
 from services.vms.ingest.service import IngestService, Rejected
 from shared.errors import DomainError
 from shared.legacy import FIELD_CODES, SUCCESS
+from shared.middleware import HEADERS_KEY
 
 log = logging.getLogger("edge.vms.fastpath")
 
@@ -62,7 +63,7 @@ class IngestFastPath:
         )
         if route is None:
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
+        headers = scope.get(HEADERS_KEY) or dict(scope["headers"])
         if route.legacy and (
             scope.get("query_string") or b"form" in headers.get(b"content-type", b"")
         ):
@@ -87,7 +88,10 @@ class IngestFastPath:
             principal = app.state.principals.identify(app.state, headers)  # the service's one
             if route.legacy and route.kind is not None:
                 data = IngestService.parse_json(body) if body else {}
-                await service.ingest_one(principal, route.kind, data, legacy=True)
+                nul_free = free_of_nul(body)
+                await service.ingest_one(
+                    principal, route.kind, data, legacy=True, nul_free=nul_free
+                )
                 return 200, _SUCCESS_BODY, {}
             if not body:
                 raise Rejected("a JSON body is required", field="body", reason="invalid")
@@ -95,7 +99,9 @@ class IngestFastPath:
             if route.kind is None:  # /batch
                 answer = await service.ingest_batch(principal, data, nul_free=free_of_nul(body))
                 return 200, orjson.dumps(answer), {}
-            record = await service.ingest_one(principal, route.kind, data, legacy=False)
+            record = await service.ingest_one(
+                principal, route.kind, data, legacy=False, nul_free=free_of_nul(body)
+            )
             answer = {
                 "code": SUCCESS,
                 "message": "success",

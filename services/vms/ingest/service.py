@@ -276,10 +276,13 @@ class IngestService:
         legacy: bool,
         prefix: str = "",
         now: datetime | None = None,
+        nul_free: bool = False,
     ) -> Record:
         """The record, built without waiting unless its node must be looked up."""
         try:
-            return self.build_now(principal, kind, data, legacy=legacy, prefix=prefix, now=now)
+            return self.build_now(
+                principal, kind, data, legacy=legacy, prefix=prefix, now=now, nul_free=nul_free
+            )
         except _NeedsDirectory as need:
             node = await self.resolve_node(
                 principal,
@@ -290,7 +293,14 @@ class IngestService:
                 analysed_by=need.analysed_by,
             )
         return self.build_now(
-            principal, kind, data, legacy=legacy, prefix=prefix, now=now, node=node
+            principal,
+            kind,
+            data,
+            legacy=legacy,
+            prefix=prefix,
+            now=now,
+            node=node,
+            nul_free=nul_free,
         )
 
     def build_now(
@@ -471,12 +481,13 @@ class IngestService:
 
     # -- entry points --------------------------------------------------------------------------
     async def ingest_one(
-        self, principal: Principal, kind: str, data: Any, *, legacy: bool
+        self, principal: Principal, kind: str, data: Any, *, legacy: bool, nul_free: bool = False
     ) -> Record:
+        """One record, committed. ``nul_free``: the body held no NUL (``schemas.free_of_nul``)."""
         if principal.kind == "anonymous" and not (legacy and self.settings.allow_anonymous):
             raise Unauthorized()  # before the payload: a stranger learns nothing of it
         try:
-            record = await self.build(principal, kind, data, legacy=legacy)
+            record = await self.build(principal, kind, data, legacy=legacy, nul_free=nul_free)
         except Rejected as exc:
             self.metrics.rejects.labels(exc.reason).inc()
             raise
