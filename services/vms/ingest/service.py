@@ -308,7 +308,6 @@ class IngestService:
         principal: Principal,
         kind: str,
         data: Any,
-        *,
         legacy: bool,
         prefix: str = "",
         now: datetime | None = None,
@@ -531,15 +530,10 @@ class IngestService:
                     )
                 data, where = item.get("data"), f"records[{index}].data"
                 try:
+                    # Positional (legacy, prefix, now, node, own, nul_free): keywords cost more
+                    # per record.
                     record = self.build_now(
-                        principal,
-                        kind,
-                        data,
-                        legacy=False,
-                        prefix=where,
-                        now=now,
-                        own=own,
-                        nul_free=nul_free,
+                        principal, kind, data, False, where, now, None, own, nul_free
                     )
                 except _NeedsDirectory:
                     record = await self.build(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -46,13 +47,15 @@ def ewma(samples: list[float], alpha: float) -> Ewma:
     # The recursion itself, not a weighted sum of the samples: each step is a convex
     # combination, so samples that never pass 90 never average above it (a weighted sum summed
     # in C rounded to 90.00000000000001).
+    # One pass, the same operations in the same order as one recursion each (the first step of
+    # decay and contrib, from 1 and 0, is exact: (1-a) and a*x1).
+    keep = 1 - alpha
     fresh = samples[0]
-    decay, contrib = 1.0, 0.0
-    for x in samples:
-        decay *= 1 - alpha
-        contrib = (1 - alpha) * contrib + alpha * x
-    for x in samples[1:]:
-        fresh = alpha * x + (1 - alpha) * fresh
+    decay, contrib = keep, alpha * fresh
+    for x in islice(samples, 1, None):
+        decay *= keep
+        contrib = keep * contrib + alpha * x
+        fresh = alpha * x + keep * fresh
     return Ewma(fresh, decay, contrib)
 
 
