@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
@@ -161,6 +163,12 @@ async def test_ingest_metrics(vms_flag, db):
     assert (
         'http_requests_total{method="POST",route="/usage",service="vms",status="200"} 1.0' in text
     )
+    # The per-node gauges the dashboards read (read from the last commit at scrape time).
+    assert 'vms_node_cpu_percent{nid="0x01"} 1.0' in text
+    assert 'vms_node_memory_percent{nid="0x01"} 1.0' in text
+    stamp = re.search(r'vms_node_last_report_timestamp_seconds\{nid="0x01"\} (\S+)', text)
+    assert stamp is not None and abs(float(stamp[1]) - time.time()) < 60, text
+    assert "vms_ingest_queued_records 0.0" in text
 
 
 async def test_partitions_on_demand_ahead_and_retention(db):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from services.vms.nodes.state import NodeBatch
 
@@ -43,55 +44,40 @@ class IngestMetrics:
             ["reason"],
             registry=registry,
         )
-        self.node_cpu = Gauge(
-            "vms_node_cpu_percent", "A node's last reported cpu use", ["nid"], registry=registry
-        )
-        self.node_memory = Gauge(
-            "vms_node_memory_percent",
-            "A node's last reported memory use",
-            ["nid"],
-            registry=registry,
-        )
         self.node_condition = Gauge(
             "vms_node_condition",
             "1 for a node's current condition (SUNNY, RAINY ...), from its environment records",
             ["nid", "condition"],
             registry=registry,
         )
-        self.node_last_report = Gauge(
-            "vms_node_last_report_timestamp_seconds",
-            "Unix time of a node's newest committed record (any kind)",
-            ["nid"],
-            registry=registry,
-        )
-        self._conditions: dict[str, str] = {}
-        # Per node: its last report's time and its series, each found once (``labels()`` costs a
-        # few microseconds, on every committed record) and made when first set.
+        # Each node's newest usage and report time, kept in plain dicts and read when /metrics is
+        # scraped (``_NodeGauges``): a commit sets them with a dict store per node, not with three
+        # gauge updates (each a lock and a few Python calls, on every /usage record).
+        self._cpu: dict[str, float] = {}
+        self._memory: dict[str, float] = {}
         self._last: dict[str, float] = {}
-        self._series: dict[str, dict[Gauge, Any]] = {}
+        registry.register(_NodeGauges(self._cpu, self._memory, self._last))
+        self._conditions: dict[str, str] = {}
 
     def observe_nodes(self, nodes: Iterable[NodeBatch]) -> None:
         """The per-node gauges from a committed batch's summary (``nodes.state.summarize``): each
-        node's gauges are set once per batch, to what the batch leaves them at (its newest
-        report's time, its newest usage and condition)."""
+        node's are set once per batch, to what the batch leaves them at (its newest report's
+        time, its newest usage and condition)."""
+        last, cpu, memory = self._last, self._cpu, self._memory
         for node in nodes:
             nid = node.nid
-            series = self._series.get(nid)
-            if series is None:
-                if len(self._series) >= MAX_NODE_SERIES:
-                    continue
-                series = self._series[nid] = {}
-            stamp = max(
-                t.timestamp()
-                for t in (node.usage_at, node.environment_at, node.detections_at)
-                if t is not None
-            )
-            if stamp > self._last.get(nid, 0.0):
-                self._last[nid] = stamp
-                self._gauge(series, self.node_last_report, nid).set(stamp)
+            seen = last.get(nid)
+            if seen is None and len(last) >= MAX_NODE_SERIES:
+                continue
+            stamp = 0.0
+            for at in (node.usage_at, node.environment_at, node.detections_at):
+                if at is not None and (t := at.timestamp()) > stamp:
+                    stamp = t
+            if seen is None or stamp > seen:
+                last[nid] = stamp
             if node.usage_at is not None:
-                self._gauge(series, self.node_cpu, nid).set(float(node.cpu or 0.0))
-                self._gauge(series, self.node_memory, nid).set(float(node.memory or 0.0))
+                cpu[nid] = float(node.cpu or 0.0)
+                memory[nid] = float(node.memory or 0.0)
             condition = node.condition
             if condition is not None:
                 old = self._conditions.get(nid)
@@ -100,9 +86,30 @@ class IngestMetrics:
                 self._conditions[nid] = condition
                 self.node_condition.labels(nid, condition).set(1)
 
-    @staticmethod
-    def _gauge(series: dict[Gauge, Any], gauge: Gauge, nid: str) -> Any:
-        child = series.get(gauge)
-        if child is None:
-            child = series[gauge] = gauge.labels(nid)
-        return child
+
+class _NodeGauges(Collector):
+    """vms_node_cpu_percent, vms_node_memory_percent and vms_node_last_report_timestamp_seconds,
+    one series per node (at most MAX_NODE_SERIES nodes), from ``IngestMetrics``' dicts."""
+
+    _FAMILIES = (
+        ("vms_node_cpu_percent", "A node's last reported cpu use"),
+        ("vms_node_memory_percent", "A node's last reported memory use"),
+        (
+            "vms_node_last_report_timestamp_seconds",
+            "Unix time of a node's newest committed record (any kind)",
+        ),
+    )
+
+    def __init__(self, cpu: dict[str, float], memory: dict[str, float], last: dict[str, float]):
+        self._values = (cpu, memory, last)
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc in self._FAMILIES:
+            yield GaugeMetricFamily(name, doc, labels=["nid"])
+
+    def collect(self) -> Iterator[Metric]:
+        for (name, doc), values in zip(self._FAMILIES, self._values, strict=True):
+            family = GaugeMetricFamily(name, doc, labels=["nid"])
+            for nid, value in list(values.items()):
+                family.add_metric([nid], value)
+            yield family
