@@ -88,6 +88,7 @@ class Agent:
     token: str
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     notice_sent_at: float | None = None
+    spread_s: float | None = None
     notice_at: float | None = None
     desired_at: float | None = None
     etag: str | None = None
@@ -182,6 +183,7 @@ async def agent_loop(
             a.notice_at = time.time()
             notice = UpdateNotice.model_validate_json(bytes(message.payload or b""))
             a.notice_sent_at = notice.sent_at
+            a.spread_s = notice.spread_s
             # As the agent does (edge_ai.agent.puller): a random share of the notice's spread.
             await asyncio.sleep(random.uniform(0.0, notice.spread_s))
             try:
@@ -283,6 +285,8 @@ async def fan_out(
         )
         print(f"  master CPU during it: {busy.line()}")
         print(f"  the {n} simulated agents' process: {agents_cpu.line()}")
+        spreads = sorted({a.spread_s for a in got if a.spread_s is not None})
+        print(f"  the notices' spread_s: {', '.join(f'{s:g}' for s in spreads)} s")
         print(
             "  goal: notice-to-fetch p50 < 1 s, p99 < 2 s (agents spread their fetch over the "
             "notice's spread_s: pull edges / MASTER_PULL_FETCHES_PER_S)"
@@ -390,6 +394,13 @@ def main() -> None:
     ap.add_argument(
         "--masters", type=int, default=1, choices=(1, 2), help="master processes for the site"
     )
+    ap.add_argument(
+        "--fetches-per-s",
+        type=float,
+        default=None,
+        help="the master's MASTER_PULL_FETCHES_PER_S (the notices' spread is pull edges / it); "
+        "default: the master's own default",
+    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 4 * args.agents + 1024))
@@ -435,6 +446,8 @@ def main() -> None:
                 MASTER_BOARD_SHARED="true" if args.masters > 1 else "false",
                 **common,
             )
+            if args.fetches_per_s is not None:
+                master_env["MASTER_PULL_FETCHES_PER_S"] = str(args.fetches_per_s)
             master = start_service(
                 "master", env=master_env, port=master_port, tmp_path=tmp, timeout=120
             )

@@ -190,6 +190,18 @@ class MasterSettings(ServiceSettings):
         description="the same limit for a tar-xor-zstd patch (weights fine-tuned: every float "
         "changed), which applies streaming in linear time: worth sending while it saves a fifth",
     )
+    artifact_memory_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="small package archives are held in memory up to this many bytes in all and "
+        "served to edges from there, least recently served dropped first (0: every download "
+        "is read from disk)",
+    )
+    artifact_memory_file_bytes: int = Field(
+        1024**2,
+        ge=0,
+        description="... an archive larger than this is always streamed from disk",
+    )
     delta_cache_max_bytes: int = Field(
         2 * 1024**3,
         ge=0,
