@@ -142,6 +142,7 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         window = self.settings.group_commit_window_ms / 1000
+        enough = min(COPY_FROM_RECORDS, self.settings.group_commit_max_records)
         slots = asyncio.Semaphore(max(1, self.settings.group_commit_parallel))
         inflight: set[asyncio.Task] = set()
         try:
@@ -158,7 +159,7 @@ class GroupCommitter:
                     window > 0
                     and not busy
                     and not self._closing
-                    and self._pending_records < COPY_FROM_RECORDS
+                    and self._pending_records < enough
                 ):
                     # Idle writer with a small batch: let concurrent requests join this commit.
                     # A batch of COPY size is worth a commit of its own at once: waiting, it
