@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_common.vocabulary import Param
-from services.optimizer.model.columns import FleetColumns
+from services.optimizer.model.columns import (
+    DeploymentArrays,
+    EdgeArrays,
+    FleetColumns,
+    NodeArrays,
+    ReadArrays,
+)
 from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
@@ -142,6 +148,9 @@ class FleetRead:
     silent_clusters: set[int]
     generated_at: datetime | None
     edge_ids: list[int] | None = None  # every current edge id: only in ``since`` answers
+    # The same edges and deployments as arrays, when the answer came in the Arrow form.
+    edge_arrays: EdgeArrays | None = None
+    deployment_arrays: DeploymentArrays | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +159,7 @@ class NodesRead:
 
     nodes: list[Node]
     generated_at: datetime | None
+    arrays: NodeArrays | None = None  # the same nodes as arrays, from the Arrow form
 
 
 def fleet_read_from_wire(snapshot: FleetSnapshot) -> FleetRead:
@@ -222,7 +232,12 @@ class FleetState:
             if d.desired == _RUNNING:
                 by_edge.setdefault(d.edge_id, []).append(d)
         state.nodes = {n.nid: n for n in nodes.nodes}
-        state.columns.build(list(edges.values()), state.nodes, list(deployments.values()))
+        arrays = _arrays(fleet, nodes)
+        if arrays is not None and (
+            len(edges) != len(fleet.edges) or len(deployments) != len(fleet.deployments)
+        ):
+            arrays = None  # a repeated id: the dicts' rows are not the read's
+        state.columns.build(list(edges.values()), state.nodes, list(deployments.values()), arrays)
         return state
 
     def add_package(self, p: Package) -> None:
@@ -414,6 +429,12 @@ class FleetState:
     def is_adaptive(self, filename: str) -> bool:
         """A filename with ready variants for more than one ai_class can follow the conditions."""
         return len(self.classes_of.get(filename, ())) > 1
+
+
+def _arrays(fleet: FleetRead, nodes: NodesRead) -> ReadArrays | None:
+    if fleet.edge_arrays is None or fleet.deployment_arrays is None or nodes.arrays is None:
+        return None
+    return ReadArrays(fleet.edge_arrays, fleet.deployment_arrays, nodes.arrays)
 
 
 def _by_id(item: Any) -> int:
