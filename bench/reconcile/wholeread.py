@@ -1,6 +1,8 @@
 """Where the optimizer's whole read goes: the fleet `bench.reconcile.run` seeds, read whole in the
 Arrow form, split into its steps and timed in one process (best of --repeat each):
 
+Both services are asked for the columns the optimizer reads (``columns=``, as it asks).
+
 - setup's answer: its SQL (one array per column, aggregated by Postgres) and the Arrow body;
 - the VMS's answer: the same two steps;
 - over HTTP: GET /fleet/snapshot and GET /nodes/state (the services as processes);
@@ -43,6 +45,7 @@ from services.setup.fleet.router import _arrow_body as setup_body
 from services.vms.queries import repository as vms_repository
 from services.vms.queries.service import _arrow_body as vms_body
 from shared import migrations
+from shared.contracts import columnar
 from tests.helpers.database import create_database, drop_database
 from tests.helpers.env import SERVICE, free_port, service_env
 from tests.helpers.processes import start_service
@@ -73,16 +76,20 @@ def cpu_best(repeat: int, step: Callable[[], Any]) -> tuple[float, float, Any]:
     return out
 
 
+SNAPSHOT_READ = frozenset(columnar.SNAPSHOT_READ)
+NODES_READ = frozenset(columnar.NODES_READ)
+
+
 async def setup_columns(maker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
     async with maker() as session:
         selects = setup_repository.snapshot_selects()
-        return await setup_repository.snapshot_columns(session, selects)
+        return await setup_repository.snapshot_columns(session, selects, SNAPSHOT_READ)
 
 
 async def vms_columns(maker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
     async with maker() as session:
         columns, _ = await vms_repository.node_state_columns(
-            session, nids=None, silent=None, since=None, stale_after_s=3600.0
+            session, nids=None, silent=None, since=None, stale_after_s=3600.0, names=NODES_READ
         )
         return columns
 
@@ -101,9 +108,9 @@ def in_process(url: str, repeat: int, profile: str | None, timings: dict[str, fl
         engine = create_async_engine(url)
         maker = async_sessionmaker(engine, expire_on_commit=False)
         try:
-            for name, query, body, meta in (
-                ("setup", setup_columns, setup_body, {"generated_at": "x"}),
-                ("vms", vms_columns, vms_body, {"generated_at": "x"}),
+            for name, query, body, names in (
+                ("setup", setup_columns, setup_body, SNAPSHOT_READ),
+                ("vms", vms_columns, vms_body, NODES_READ),
             ):
                 best_q = None
                 columns: Any = None
@@ -113,7 +120,7 @@ def in_process(url: str, repeat: int, profile: str | None, timings: dict[str, fl
                     dt = time.perf_counter() - t
                     best_q = dt if best_q is None else min(best_q, dt)
                 timings[f"{name}_sql_s"] = best_q or 0.0
-                build = partial(body, columns, meta)
+                build = partial(body, columns, {"generated_at": "x"}, names)
                 dt, dc, b = cpu_best(repeat, build)
                 timings[f"{name}_body_s"], timings[f"{name}_body_cpu_s"] = dt, dc
                 timings[f"{name}_mb"] = len(b) / 1e6
@@ -218,8 +225,12 @@ def main() -> None:
                 httpx.Client(base_url=f"http://127.0.0.1:{vms_port}", headers=SERVICE) as vms,
             ):
                 setup.timeout = vms.timeout = httpx.Timeout(300)
+                snapshot_columns = {"columns": ",".join(columnar.SNAPSHOT_READ)}
                 dt, snap = best(
-                    args.repeat, lambda: setup.get("/fleet/snapshot", headers=ARROW).content
+                    args.repeat,
+                    lambda: (
+                        setup.get("/fleet/snapshot", headers=ARROW, params=snapshot_columns).content
+                    ),
                 )
                 timings["http_setup_s"] = dt
                 dt, nodes = best(

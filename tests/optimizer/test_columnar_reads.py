@@ -116,6 +116,26 @@ async def test_arrow_answers_read_and_decide_as_the_json_ones(stack: Stack):
             .headers["content-type"]
             .startswith("application/json")
         )
+        # Only the columns asked for (the optimizer asks for those it reads); an unknown one is
+        # refused.
+        r = vms.get("/nodes/state", headers=arrow, params={"columns": "stale,nid"})
+        assert columnar.decode(r.content)[0]["nodes"].column_names == ["nid", "stale"]
+        r_bad = vms.get("/nodes/state", headers=arrow, params={"columns": "nid,nope"})
+        assert r_bad.status_code == 422 and "nope" in r_bad.text
+        r = vms.get("/nodes/state", headers=arrow)
+    few, _ = columnar.decode(
+        stack.setup.get(
+            "/fleet/snapshot", headers=arrow, params={"columns": "nid,id,restarts"}
+        ).content
+    )
+    assert {name: t.column_names for name, t in few.items()} == {
+        "edges": ["id", "nid"],
+        "ai_packages": ["id"],
+        "deployments": ["id", "restarts"],
+    }
+    assert few["deployments"].num_rows == tables["deployments"].num_rows
+    r_bad = stack.setup.get("/fleet/snapshot", headers=arrow, params={"columns": "capacity"})
+    assert r_bad.status_code == 422
     nodes, _ = columnar.decode(r.content)
     rows = {row["nid"]: row for row in nodes["nodes"].to_pylist()}
     assert rows["0x03"]["stale"] is True and rows["0x03"]["usage_at"] is None  # silent

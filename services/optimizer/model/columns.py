@@ -122,7 +122,7 @@ class Table:
     def fill(self, keys: list[int], values: Mapping[str, Iterable[object]]) -> None:
         """Every row at once (a whole read): row i is keys[i]."""
         n = len(keys)
-        self.rows = {k: i for i, k in enumerate(keys)}
+        self.rows = dict(zip(keys, range(n), strict=True))
         self.size = n
         for name, (dtype, fill) in self.spec.items():
             col: np.ndarray = np.full(max(16, n), fill, dtype)

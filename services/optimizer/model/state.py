@@ -8,6 +8,8 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from edge_common.vocabulary import Param
@@ -35,6 +37,7 @@ from shared.contracts.nodes import NodeState, NodeStates
 # are compared once per deployment or package of a 100k-edge fleet.
 _RUNNING = DesiredState.RUNNING
 _READY = PackageStatus.READY
+_ID, _NID, _DESIRED = attrgetter("id"), attrgetter("nid"), attrgetter("desired")
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -222,16 +225,17 @@ class FleetState:
         state.silent_clusters = fleet.silent_clusters
         for p in fleet.packages:
             state.add_package(p)
-        edges, by_nid = state.edges, state.edges_by_nid
-        for e in fleet.edges:
-            edges[e.id] = e
-            by_nid[e.nid] = e
-        deployments, by_edge = state.deployments, state.by_edge
-        for d in fleet.deployments:
-            deployments[d.id] = d
-            if d.desired == _RUNNING:
-                by_edge.setdefault(d.edge_id, []).append(d)
-        state.nodes = {n.nid: n for n in nodes.nodes}
+        # Keyed at C speed (``zip`` over ``attrgetter``); a repeated key keeps its first place.
+        edges = state.edges = dict(zip(map(_ID, fleet.edges), fleet.edges, strict=True))
+        state.edges_by_nid = dict(zip(map(_NID, fleet.edges), fleet.edges, strict=True))
+        deployments = state.deployments = dict(
+            zip(map(_ID, fleet.deployments), fleet.deployments, strict=True)
+        )
+        by_edge = state.by_edge
+        running = map(_RUNNING.__eq__, map(_DESIRED, fleet.deployments))
+        for d in compress(fleet.deployments, running):
+            by_edge.setdefault(d.edge_id, []).append(d)
+        state.nodes = dict(zip(map(_NID, nodes.nodes), nodes.nodes, strict=True))
         arrays = _arrays(fleet, nodes)
         if arrays is not None and (
             len(edges) != len(fleet.edges) or len(deployments) != len(fleet.deployments)
