@@ -88,7 +88,10 @@ class Agent:
     token: str
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     notice_sent_at: float | None = None
+    spread_s: float | None = None
+    digest: str | None = None  # the package its desired set names
     notice_at: float | None = None
+    asked_at: float | None = None  # when it asked for its desired set (after its spread)
     desired_at: float | None = None
     etag: str | None = None
     artifact_at: float | None = None
@@ -182,15 +185,17 @@ async def agent_loop(
             a.notice_at = time.time()
             notice = UpdateNotice.model_validate_json(bytes(message.payload or b""))
             a.notice_sent_at = notice.sent_at
+            a.spread_s = notice.spread_s
             # As the agent does (edge_ai.agent.puller): a random share of the notice's spread.
             await asyncio.sleep(random.uniform(0.0, notice.spread_s))
+            a.asked_at = time.time()
             try:
                 async with http.get("/edges/me/desired", headers=headers) as r:
                     r.raise_for_status()
                     desired = await r.json()
                     a.etag = r.headers.get("ETag")
                 a.desired_at = time.time()
-                digest = desired["workloads"][0]["package_digest"]
+                digest = a.digest = desired["workloads"][0]["package_digest"]
                 async with http.get(f"/artifacts/{digest}", headers=headers) as r:
                     r.raise_for_status()
                     await r.read()
@@ -274,6 +279,8 @@ async def fan_out(
         for label, times, who in rows:
             gaps = [t - a.notice_sent_at for t, a in zip(times, who, strict=True)]
             print(f"  {label:<50}{dist(gaps)}")
+        asked = [a.desired_at - a.asked_at for a in got if a.asked_at and a.desired_at]
+        print(f"  {'desired-set request (asked -> answered)':<50}{dist(asked)}")
         last = max((a.artifact_at or a.desired_at or 0) for a in got) if got else triggered
         sent = [a.notice_sent_at for a in got if a.notice_sent_at is not None]
         first_sent, last_sent = min(sent, default=triggered), max(sent, default=triggered)
@@ -283,6 +290,8 @@ async def fan_out(
         )
         print(f"  master CPU during it: {busy.line()}")
         print(f"  the {n} simulated agents' process: {agents_cpu.line()}")
+        spreads = sorted({a.spread_s for a in got if a.spread_s is not None})
+        print(f"  the notices' spread_s: {', '.join(f'{s:g}' for s in spreads)} s")
         print(
             "  goal: notice-to-fetch p50 < 1 s, p99 < 2 s (agents spread their fetch over the "
             "notice's spread_s: pull edges / MASTER_PULL_FETCHES_PER_S)"
@@ -302,6 +311,13 @@ async def fan_out(
         print(f"  the {n} simulated agents' process: {agents_cpu.line()}")
     if len(master_urls) > 1:
         await throughput(agents, master_urls)
+    if shutil.which("wrk"):
+        await wrk_throughput(agents, master_urls, ["/edges/me/desired"])
+        digest = next((a.digest for a in agents if a.digest), None)
+        if digest:  # what the notice's spread plans for: an agent's desired set and package
+            await wrk_throughput(
+                agents, master_urls[:1], ["/edges/me/desired", f"/artifacts/{digest}"]
+            )
 
 
 async def throughput(agents: list[Agent], urls: list[str], rounds: int = 3) -> None:
@@ -331,31 +347,39 @@ async def throughput(agents: list[Agent], urls: list[str], rounds: int = 3) -> N
     finally:
         for session in sessions:
             await session.close()
-    if shutil.which("wrk"):
-        await wrk_throughput(agents, urls)
 
 
-# wrk's request hook: each request carries the next agent's token (tokens.txt, one a line).
+# wrk's request hook: the requests go round WRK_PATHS (comma-separated), each round with the next
+# agent's token (tokens.txt, one a line): an agent's fetches, agent after agent.
 WRK_SCRIPT = """
-local tokens, i = {}, 0
+local tokens, paths, i = {}, {}, 0
 for line in io.lines(os.getenv("WRK_TOKENS")) do tokens[#tokens + 1] = line end
+for p in string.gmatch(os.getenv("WRK_PATHS"), "[^,]+") do paths[#paths + 1] = p end
 request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/edges/me/desired", {["Authorization"] = "Bearer " .. tokens[i]})
+  local agent = math.floor(i / #paths) % #tokens + 1
+  local path = paths[i % #paths + 1]
+  i = i + 1
+  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. tokens[agent]})
 end
 """
 
 
-async def wrk_throughput(agents: list[Agent], urls: list[str], seconds: int = 5) -> None:
+async def wrk_throughput(
+    agents: list[Agent], urls: list[str], paths: list[str], seconds: int = 5
+) -> None:
     """The same fetches a second with ``wrk`` as the load (C, a thread and 64 connections a
     master): the Python agents above take about a core of the two themselves, which leaves the
-    masters too little to show what a second process adds. Every agent's token in turn."""
+    masters too little to show what a second process adds. Every agent's token in turn, each
+    asking for ``paths`` (requests a second are printed, all paths counted)."""
     with tempfile.TemporaryDirectory() as tmp:
-        tokens, script = Path(tmp) / "tokens.txt", Path(tmp) / "desired.lua"
+        tokens, script = Path(tmp) / "tokens.txt", Path(tmp) / "fetch.lua"
         tokens.write_text("\n".join(a.token for a in agents) + "\n")
         script.write_text(WRK_SCRIPT)
-        env = {**os.environ, "WRK_TOKENS": str(tokens)}
-        print(f"\nfetch throughput with wrk ({seconds} s, 64 connections a master process)")
+        env = {**os.environ, "WRK_TOKENS": str(tokens), "WRK_PATHS": ",".join(paths)}
+        what = " + ".join(p.rsplit("/", 1)[0] + "/..." if "sha256" in p else p for p in paths)
+        print(
+            f"\nrequests a second with wrk ({seconds} s, 64 connections a master process): {what}"
+        )
         for used in sorted({1, len(urls)}):
             procs = [
                 await asyncio.create_subprocess_exec(
@@ -375,7 +399,7 @@ async def wrk_throughput(agents: list[Agent], urls: list[str], seconds: int = 5)
             rates = [float(m.group(1)) for o in outs if (m := WRK_RATE.search(o))]
             errors = sum(int(m.group(1)) for o in outs if (m := WRK_NON_2XX.search(o)))
             print(
-                f"  {used} master process(es): {sum(rates):7.0f} fetches/s"
+                f"  {used} master process(es): {sum(rates):7.0f} requests/s"
                 + (f" ({errors} answers not 2xx)" if errors else "")
             )
 
@@ -389,6 +413,13 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument(
         "--masters", type=int, default=1, choices=(1, 2), help="master processes for the site"
+    )
+    ap.add_argument(
+        "--fetches-per-s",
+        type=float,
+        default=None,
+        help="the master's MASTER_PULL_FETCHES_PER_S (the notices' spread is pull edges / it); "
+        "default: the master's own default",
     )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -435,6 +466,8 @@ def main() -> None:
                 MASTER_BOARD_SHARED="true" if args.masters > 1 else "false",
                 **common,
             )
+            if args.fetches_per_s is not None:
+                master_env["MASTER_PULL_FETCHES_PER_S"] = str(args.fetches_per_s)
             master = start_service(
                 "master", env=master_env, port=master_port, tmp_path=tmp, timeout=120
             )

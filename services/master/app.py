@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.master.artifacts.deltas import DeltaCache, UpdateTraffic
+from services.master.artifacts.fastpath import ArtifactFastPath, SmallArtifacts
 from services.master.artifacts.router import router as artifacts_router
 from services.master.builds.router import builds_router as build_logs_router
 from services.master.builds.router import router as builds_router
@@ -69,6 +70,11 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
             max_bytes=settings.delta_cache_max_bytes,
             max_age_s=settings.delta_cache_max_age_s,
         )
+        app.state.small_artifacts = SmallArtifacts(
+            settings.artifact_memory_bytes,
+            settings.artifact_memory_file_bytes,
+            app.state.metrics_registry,
+        )
         app.state.master = ctx
         runners.install(app.state)
         ctx.optimizer.start()
@@ -98,5 +104,6 @@ def create_app(settings: MasterSettings | None = None) -> FastAPI:
         ],
         extra_lifespan=lifespan,
         body_limits={"/ai-packages": settings.max_upload_bytes + UPLOAD_SLACK},
-        fast_path=DesiredFastPath,
+        # The two requests every pull agent makes after an update notice, answered lean.
+        fast_path=lambda app: DesiredFastPath(ArtifactFastPath(app)),
     )

@@ -126,11 +126,12 @@ class MasterSettings(ServiceSettings):
     mqtt_key_file: str | None = Field(None, description="... and its private key")
     mqtt_topic_prefix: str = Field("edge", description="notices go to <prefix>/<nid>/desired")
     pull_fetches_per_s: float = Field(
-        1000.0,
+        2000.0,
         gt=0,
-        description="the desired-set fetches a second this master plans for: a notice asks each "
-        "agent to spread its fetch over (pull edges / this) seconds, so a fleet-wide update "
-        "arrives as a steady stream, not one burst",
+        description="the agents a second this master plans to serve their desired set and "
+        "package (about half what one process answers on one core: bench/updates/fanout): a "
+        "notice asks each agent to spread its fetch over (pull edges / this) seconds, so a "
+        "fleet-wide update arrives as a steady stream, not one burst",
     )
     pull_spread_max_s: float = Field(
         30.0, ge=0, le=3600, description="the longest such spread, whatever the fleet's size"
@@ -189,6 +190,18 @@ class MasterSettings(ServiceSettings):
         le=1,
         description="the same limit for a tar-xor-zstd patch (weights fine-tuned: every float "
         "changed), which applies streaming in linear time: worth sending while it saves a fifth",
+    )
+    artifact_memory_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="small package archives are held in memory up to this many bytes in all and "
+        "served to edges from there, least recently served dropped first (0: every download "
+        "is read from disk)",
+    )
+    artifact_memory_file_bytes: int = Field(
+        1024**2,
+        ge=0,
+        description="... an archive larger than this is always streamed from disk",
     )
     delta_cache_max_bytes: int = Field(
         2 * 1024**3,

@@ -11,7 +11,9 @@ from tests.helpers.env import OPERATOR, SERVICE
 
 
 async def test_an_edge_polls_its_own_jobs_and_not_another_nodes(db, prefix, tmp_path):
-    async with gateway(db, prefix, video_dir=str(tmp_path / "videos")) as client:
+    # No worker runs here: a video's frame job still waiting when the gateway stops waits out
+    # ANALYSIS_SYNC_TIMEOUT_S (60 s by default), so this gateway's is short.
+    async with gateway(db, prefix, video_dir=str(tmp_path / "videos"), sync_timeout_s=3) as client:
         # No worker yet: the jobs stay queued (202).
         r = await client.post("/analyze?async=true", content=BUS, headers=edge("0x01"))
         assert r.status_code == 202, r.text

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from edge_ai.agent.fetcher import FetchError, PackageFetcher
-from tests.helpers.env import OPERATOR
+from tests.helpers.env import OPERATOR, SERVICE
 from tests.updates.test_delta_cache import urls as urls  # the fixture
-from tests.updates.test_pull_agent import upload
+from tests.updates.test_pull_agent import metric, upload
 from tests.updates.test_weight_deltas import Bearer
 
 MODEL = 3 * 1024 * 1024  # random bytes: the archive is a little over 3 MiB
@@ -127,9 +127,10 @@ def fetcher_for(url: str, token: str, tmp_path) -> PackageFetcher:
     )
 
 
-async def test_archives_travel_in_parts_and_a_dropped_download_resumes(deployed, tmp_path):
+async def test_archives_travel_in_parts_and_a_dropped_download_resumes(urls, deployed, tmp_path):
     """One master for every case (starting one and building a package is most of the time)."""
     await asyncio.to_thread(the_master_answers_byte_ranges, *deployed)
+    await asyncio.to_thread(small_archives_are_answered_from_memory, urls, *deployed, tmp_path)
     await a_dropped_download_resumes_from_its_offset(*deployed, tmp_path / "a")
     await a_partial_download_survives_the_agent_and_resumes(*deployed, tmp_path / "b")
     await a_partial_of_something_else_is_not_kept(*deployed, tmp_path / "c")
@@ -163,6 +164,62 @@ def the_master_answers_byte_ranges(url: str, token: str, digest: str) -> None:
     for bad in ("lines=1-2", "bytes=20-10", "bytes=1-2,5-6", "bytes=-"):
         r = master.get(f"/artifacts/{digest}", headers={"Range": bad})
         assert r.status_code == 422 and r.json()["error"]["field"] == "Range", (bad, r.text)
+
+
+HEADERS = (
+    "content-type",
+    "content-length",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "cache-control",
+    "docker-content-digest",
+)
+
+
+def small_archives_are_answered_from_memory(urls, url, token, large, tmp_path) -> None:
+    """An edge's plain GET of a small archive is answered from memory
+    (services.master.artifacts.fastpath) with the route's headers and counted as a download; a
+    range, a large archive, an archive not deployed on the edge and a removed archive go on to
+    the route, with its rules."""
+    setup = httpx.Client(base_url=urls[0], headers=OPERATOR, timeout=30)
+    master = httpx.Client(base_url=url, timeout=30)
+    one = {"Authorization": f"Bearer {token}"}
+    ai = upload(master, "02", os.urandom(50_000))
+    small = ai["package_digest"]
+    cluster = setup.get("/clusters").json()["items"][0]
+    e2 = setup.post("/edges", json={"name": "e2", "nid": "0x22", "cluster_id": cluster["id"]})
+    two = {"Authorization": f"Bearer {e2.json()['token']}"}
+    r = setup.post("/deployments", json={"edge_id": e2.json()["id"], "ai_id": ai["id"]})
+    assert r.status_code == 201, r.text
+    full = 'master_update_bytes_total{kind="full"}'
+    sent_before = metric(master, full)
+
+    # New to the master's view of edge 2: the route (it reads the view afresh), nothing held.
+    first = master.get(f"/artifacts/{small}", headers=two)
+    assert first.status_code == 200 and metric(master, "master_artifact_memory_bytes") == 0
+    size = len(first.content)
+    # Now in the view: from memory, the same bytes and headers, counted.
+    for _ in range(2):
+        again = master.get(f"/artifacts/{small}", headers=two)
+        assert again.status_code == 200 and again.content == first.content
+        assert [again.headers[h] for h in HEADERS] == [first.headers[h] for h in HEADERS]
+    assert metric(master, "master_artifact_memory_bytes") == size
+    assert metric(master, full) == sent_before + 3 * size
+
+    # Not deployed on edge 1: refused (by the route), whether held or not.
+    r = master.get(f"/artifacts/{small}", headers=one)
+    assert r.status_code == 403 and r.json()["error"]["field"] == "digest", r.text
+    # A range: the route's 206. A 3 MiB archive: streamed from disk, not held.
+    r = master.get(f"/artifacts/{small}", headers={**two, "Range": "bytes=100-"})
+    assert r.status_code == 206 and r.content == first.content[100:]
+    assert master.get(f"/artifacts/{large}", headers=one).status_code == 200
+    assert master.get(f"/artifacts/{small}", headers=SERVICE).content == first.content
+    assert metric(master, "master_artifact_memory_bytes") == size
+    # Removed from the store: not answered from memory.
+    (tmp_path / "artifacts" / "sha256" / small.split(":", 1)[1]).unlink()
+    r = master.get(f"/artifacts/{small}", headers=two)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "digest", r.text
 
 
 async def a_dropped_download_resumes_from_its_offset(url, token, digest, tmp_path) -> None:

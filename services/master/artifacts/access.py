@@ -50,19 +50,19 @@ class ArtifactAccess:
         """Take the view of a snapshot read elsewhere (the reconcile pass)."""
         self._by_nid = digests_by_nid(snapshot)
 
-    def _known(self, nid: str, digest: str) -> bool:
+    def known(self, nid: str, digest: str) -> bool:
         return digest in self._by_nid.get(nid, frozenset())
 
     async def allows(self, nid: str, digest: str) -> bool:
         """Whether edge ``nid`` may fetch ``digest``: from the view, else after one fresh read."""
-        if self._known(nid, digest):
+        if self.known(nid, digest):
             return True
         arrived = time.monotonic()
         async with self._read_lock:
             if self._last_read_started < arrived:  # no read since this request came in
                 self._last_read_started = time.monotonic()
                 self.remember(await self._setup.snapshot())
-        return self._known(nid, digest)
+        return self.known(nid, digest)
 
 
 ArtifactAccessDep = Annotated[

@@ -47,6 +47,7 @@ class DesiredBoard:
         and nothing about the content: the set holds secrets)."""
         self._tag_key = tag_key
         self._edges: dict[str, EdgeBoard] = {}
+        self._planned = 0  # the pull edges the last reconcile pass planned for
 
     def edge(self, nid: str) -> EdgeBoard:
         board = self._edges.get(nid)
@@ -136,7 +137,14 @@ class DesiredBoard:
         return board.tag, board.body
 
     def pull_edges(self) -> int:
-        return len(self._edges)
+        """The site's pull edges: those on the board, or those the running pass plans for when
+        more (a pass that brings new edges puts them on the board one by one: the first
+        notices of an update to a new fleet must already be spread for the whole of it)."""
+        return max(len(self._edges), self._planned)
+
+    def plan(self, edges: int) -> None:
+        """A reconcile pass is about to commit the sets of ``edges`` pull edges."""
+        self._planned = edges
 
     def held(self, nid: str) -> bool:
         board = self._edges.get(nid)

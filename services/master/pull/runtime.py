@@ -38,9 +38,7 @@ class PullRuntime:
             ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file,
             key_file=s.mqtt_key_file,
-            spread_s=lambda: min(
-                s.pull_spread_max_s, self.board.pull_edges() / s.pull_fetches_per_s
-            ),
+            spread_s=self._spread_s,
         )
         # Several processes serve the site: the board is shared through Postgres.
         self.shared = (

@@ -353,6 +353,7 @@ class Reconciler:
         others: list[EdgePlan] = []
         for p in plans:
             (pull if p.runtime == Runtime.AGENT_PULL else others).append(p)
+        self.pull.board.plan(len(pull))  # the notices' spread is for all of them
 
         async def one(p: EdgePlan) -> EdgeOutcome:
             async with limiter:
