@@ -16,6 +16,11 @@ The columns are those of the JSON rows (:mod:`shared.contracts.fleet`,
 ``params`` as JSON text; a node's nested ``usage`` and ``detections`` are flattened into
 columns (``usage_at``, ``cpu_avg``, ``detections_at``, ``frames``, ``analysed_by``...), the
 detection summary's own fields kept whole as JSON text in ``detections``.
+
+``?columns=a,b,...`` (Arrow form only) asks for only those columns: each table keeps the ones
+named, in its schema's order (:func:`only`); a name no table has is refused. A whole read costs
+the services (Postgres, the transfer) and the reader per column: the optimizer asks for the
+columns it reads (``SNAPSHOT_READ``, ``NODES_READ``).
 """
 
 from __future__ import annotations
@@ -110,6 +115,49 @@ NODES = pa.schema(
     ]
 )
 
+# The columns the optimizer reads (services.optimizer.sources.columnar).
+SNAPSHOT_READ = (
+    "id",
+    "name",
+    "nid",
+    "cluster_id",
+    "latitude",
+    "longitude",
+    "supports_analysis",
+    "status",
+    "filename",
+    "version",
+    "version_key",
+    "ai_class",
+    "condition",
+    "edge_id",
+    "ai_id",
+    "desired",
+    "params",
+    "allow_multiple",
+    "generation",
+    "observed",
+    "observed_generation",
+    "restarts",
+    "decision_id",
+    "observed_reason",
+)
+NODES_READ = (
+    "nid",
+    "condition",
+    "streak",
+    "cpu_avg",
+    "memory_avg",
+    "low_confidence_share",
+    "frames",
+    "frames_sent_up",
+    "last_seen",
+    "stale",
+    "analysed_by",
+    "source_unavailable",
+    "analysis_unavailable",
+)
+
 SNAPSHOT_TABLES = {
     "edges": EDGES,
     "ai_packages": AI_PACKAGES,
@@ -122,6 +170,26 @@ NODE_TABLES = {"nodes": NODES}
 def wants_arrow(accept: str | None) -> bool:
     """Whether an Accept header asks for the Arrow form."""
     return accept is not None and ARROW_STREAM in accept.lower()
+
+
+def columns_asked(value: str | None, tables: dict[str, pa.Schema]) -> frozenset[str] | None:
+    """The ``columns`` query parameter as a set of names (None: every column). Raises
+    ValueError naming the first column no table has."""
+    if value is None:
+        return None
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    known = {f.name for schema in tables.values() for f in schema}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r}")
+    return names
+
+
+def only(schema: pa.Schema, names: frozenset[str] | None) -> pa.Schema:
+    """The schema's fields that are in ``names`` (all of them when None), in its order."""
+    if names is None:
+        return schema
+    return pa.schema([f for f in schema if f.name in names])
 
 
 def batch(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.RecordBatch:

@@ -184,6 +184,9 @@ def test_candidates_decide_as_every_edge_does(seed: int) -> None:
         nodes = f.node_list()
         if mirror is None:
             mirror = FleetState.from_wire(snapshot, nodes)  # type: ignore[arg-type]
+        elif step % 3 == 2:  # a whole read: a new mirror, the memo carried over as the runner does
+            old, mirror = mirror, FleetState.from_wire(snapshot, nodes)  # type: ignore[arg-type]
+            memo.carry(old, mirror, trends[True])
         else:  # the nodes that reported since, as GET /nodes/state?since= answers
             mirror.apply_changes(snapshot, [n for n in nodes if reported.get(n["nid"]) != n])  # type: ignore[arg-type]
         reported = {n["nid"]: n for n in nodes}

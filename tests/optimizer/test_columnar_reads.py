@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import numpy as np
 import pyarrow as pa
 
 from services.optimizer.engine.cycle import decide
@@ -68,6 +69,34 @@ def _same(a: FleetState, b: FleetState) -> None:
     assert a.silent_clusters == b.silent_clusters
 
 
+def _same_columns(a: FleetState, b: FleetState) -> None:
+    """The mirrors' columns hold the same values (codes compared as the words they stand for)."""
+    ca, cb = a.columns, b.columns
+    for table_a, table_b in ((ca.edges, cb.edges), (ca.deployments, cb.deployments)):
+        assert table_a.rows == table_b.rows and table_a.size == table_b.size
+        for name in table_a.cols:
+            if name in ("condition", "filename", "revision"):
+                continue
+            assert np.array_equal(table_a[name], table_b[name], equal_nan=True), name
+    for name, vocab_a, vocab_b in (
+        ("condition", ca.conditions, cb.conditions),
+        ("filename", ca.filenames, cb.filenames),
+    ):
+        table_a, table_b = (
+            (ca.edges, cb.edges)
+            if name == "condition"
+            else (
+                ca.deployments,
+                cb.deployments,
+            )
+        )
+        words_a, words_b = {v: k for k, v in vocab_a.items()}, {v: k for k, v in vocab_b.items()}
+        assert [words_a.get(c) for c in table_a[name].tolist()] == [
+            words_b.get(c) for c in table_b[name].tolist()
+        ]
+    assert ca.with_params == cb.with_params
+
+
 async def test_arrow_answers_read_and_decide_as_the_json_ones(stack: Stack):
     f = _fleet(stack)
 
@@ -87,6 +116,26 @@ async def test_arrow_answers_read_and_decide_as_the_json_ones(stack: Stack):
             .headers["content-type"]
             .startswith("application/json")
         )
+        # Only the columns asked for (the optimizer asks for those it reads); an unknown one is
+        # refused.
+        r = vms.get("/nodes/state", headers=arrow, params={"columns": "stale,nid"})
+        assert columnar.decode(r.content)[0]["nodes"].column_names == ["nid", "stale"]
+        r_bad = vms.get("/nodes/state", headers=arrow, params={"columns": "nid,nope"})
+        assert r_bad.status_code == 422 and "nope" in r_bad.text
+        r = vms.get("/nodes/state", headers=arrow)
+    few, _ = columnar.decode(
+        stack.setup.get(
+            "/fleet/snapshot", headers=arrow, params={"columns": "nid,id,restarts"}
+        ).content
+    )
+    assert {name: t.column_names for name, t in few.items()} == {
+        "edges": ["id", "nid"],
+        "ai_packages": ["id"],
+        "deployments": ["id", "restarts"],
+    }
+    assert few["deployments"].num_rows == tables["deployments"].num_rows
+    r_bad = stack.setup.get("/fleet/snapshot", headers=arrow, params={"columns": "capacity"})
+    assert r_bad.status_code == 422
     nodes, _ = columnar.decode(r.content)
     rows = {row["nid"]: row for row in nodes["nodes"].to_pylist()}
     assert rows["0x03"]["stale"] is True and rows["0x03"]["usage_at"] is None  # silent
@@ -99,6 +148,10 @@ async def test_arrow_answers_read_and_decide_as_the_json_ones(stack: Stack):
         FleetState.from_read(j_fleet, j_nodes),
     )
     _same(a_state, j_state)
+    # The Arrow read fills the columns from its arrays, the JSON one from the objects.
+    assert a_fleet.deployment_arrays is not None and a_nodes.arrays is not None
+    assert j_fleet.deployment_arrays is None
+    _same_columns(a_state, j_state)
     assert a_state.nodes["0x01"].frames_sent_up_share == 0.6
     assert a_state.deployments[f["d1"]["id"]].params == {"fps": 5}
     now = datetime.now(UTC)

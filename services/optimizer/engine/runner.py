@@ -447,7 +447,10 @@ class DecisionRunner:
             return fleet
         # Both sources at once; each answer is decoded into objects as it arrives.
         snapshot, nodes = await asyncio.gather(self.setup.snapshot(), self.vms.state())
+        old = self.fleet
         fleet = self.fleet = await asyncio.to_thread(FleetState.from_read, snapshot, nodes)
+        if old is not None:  # what the forecast memo knew of the unchanged nodes is kept
+            self.forecast_memo.carry(old, fleet, self.trends)
         self._marks = self._marks_of(snapshot, nodes)
         self._incrementals = 0
         self._last_refresh = {

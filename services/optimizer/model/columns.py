@@ -13,7 +13,9 @@ until the next whole read builds the columns afresh."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,11 +32,66 @@ _OBSERVED_RUNNING = ObservedState.RUNNING
 _DEGRADED = EdgeStatus.DEGRADED
 OBSERVED = list(ObservedState)
 _OBSERVED_CODE: dict[str, int] = {str(s): i for i, s in enumerate(OBSERVED)}
+_OBSERVED_RUNNING_CODE = _OBSERVED_CODE[str(ObservedState.RUNNING)]
 NAN = math.nan
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class Coded:
+    """A text column whose few distinct values repeat: the words, and per row the index of its
+    word (-1: null)."""
+
+    words: list[str]
+    index: IntArray
+
+
+@dataclass(slots=True)
+class EdgeArrays:
+    """The edges of a whole read, in its order, as the columns need them."""
+
+    id: IntArray
+    degraded: BoolArray  # status degraded
+
+
+@dataclass(slots=True)
+class DeploymentArrays:
+    """The deployments of a whole read, in its order, as the columns need them."""
+
+    id: IntArray
+    edge_id: IntArray
+    ai_id: IntArray
+    running: BoolArray  # desired running
+    filename: Coded
+    observed: Coded
+    restarts: IntArray
+
+
+@dataclass(slots=True)
+class NodeArrays:
+    """The nodes of a whole read, in its order (``nids``), as the columns need them; NaN for an
+    unknown number."""
+
+    nids: list[str]
+    stale: BoolArray
+    cpu: FloatArray  # cpu_avg
+    memory: FloatArray  # memory_avg
+    low_confidence: FloatArray
+    seen: FloatArray  # last_seen, POSIX seconds
+    condition: Coded
+
+
+@dataclass(slots=True)
+class ReadArrays:
+    """A whole read's rows as arrays (from the Arrow answers), beside its objects: the columns
+    are filled from these with array operations instead of from the objects."""
+
+    edges: EdgeArrays
+    deployments: DeploymentArrays
+    nodes: NodeArrays
 
 
 class Table:
@@ -62,10 +119,10 @@ class Table:
                     self.cols[name] = grown
         return row
 
-    def fill(self, keys: list[int], values: dict[str, Iterable[object]]) -> None:
+    def fill(self, keys: list[int], values: Mapping[str, Iterable[object]]) -> None:
         """Every row at once (a whole read): row i is keys[i]."""
         n = len(keys)
-        self.rows = {k: i for i, k in enumerate(keys)}
+        self.rows = dict(zip(keys, range(n), strict=True))
         self.size = n
         for name, (dtype, fill) in self.spec.items():
             col: np.ndarray = np.full(max(16, n), fill, dtype)
@@ -92,6 +149,13 @@ def _is_some(value: object) -> bool:
 def _floats(values: Iterable[float | None]) -> FloatArray:
     """None as NaN."""
     out: FloatArray = np.array(list(values), np.float64)
+    return out
+
+
+def _taken(values: np.ndarray, found: IntArray, has: BoolArray, fill: object) -> np.ndarray:
+    """``values`` at the rows ``found`` where ``has`` holds, ``fill`` elsewhere."""
+    out = np.full(len(found), fill, values.dtype)
+    out[has] = values[found[has]]
     return out
 
 
@@ -151,49 +215,27 @@ class FleetColumns:
     # -- whole -------------------------------------------------------------------------------------
 
     def build(
-        self, edges: list[Edge], nodes: dict[str, Node], deployments: list[Deployment]
+        self,
+        edges: list[Edge],
+        nodes: dict[str, Node],
+        deployments: list[Deployment],
+        arrays: ReadArrays | None = None,
     ) -> None:
         """Every row afresh (a whole read): edges in the order given, their nodes, and the
-        deployments; attribute by attribute at C speed (``map`` over ``attrgetter``), Python only
-        for the few deployments with params."""
-        from services.optimizer.model.state import Node
-
-        empty = Node("", None, 0, None, None, None, None, None, False)
-        found = list(map(nodes.get, map(attrgetter("nid"), edges)))
-        has_node = np.fromiter(map(_is_some, found), np.bool_, len(found))
-        ns = [empty if n is None else n for n in found]
-        conditions = self.conditions
-        for word in set(map(attrgetter("condition"), ns)):
-            self._code(conditions, word)
-        codes: dict[str | None, int] = dict(conditions.items())
-        codes[None] = -1
-        self.edges.fill(
-            list(map(attrgetter("id"), edges)),
-            {
-                "id": map(attrgetter("id"), edges),
-                "alive": np.ones(len(edges), np.bool_),
-                "degraded": map(_DEGRADED.__eq__, map(attrgetter("status"), edges)),
-                "node": has_node,
-                "stale": map(attrgetter("stale"), ns),
-                "cpu": _floats(map(attrgetter("cpu_avg"), ns)),
-                "memory": _floats(map(attrgetter("memory_avg"), ns)),
-                "low_confidence": _floats(map(attrgetter("low_confidence_share"), ns)),
-                "seen": _floats(map(_ts, ns)),
-                "condition": map(codes.__getitem__, map(attrgetter("condition"), ns)),
-                "revision": np.full(len(edges), self.revision, np.int64),
-            },
-        )
+        deployments. From ``arrays`` (the same rows as columns, straight from an Arrow answer)
+        with array operations; otherwise attribute by attribute at C speed (``map`` over
+        ``attrgetter``). Python only for the few deployments with params."""
+        if arrays is None:
+            edge_values = self._edge_values(edges, nodes)
+        else:
+            edge_values = self._edge_values_of(arrays, edges)
+        self.edges.fill(edge_values.pop("keys").tolist(), edge_values)
         rows = self.edges.rows
-        filenames = self.filenames
-        for word in set(map(attrgetter("filename"), deployments)):
-            self._code(filenames, word)
-        edge_rows = list(map(rows.get, map(attrgetter("edge_id"), deployments)))
-        running = np.fromiter(
-            map(_RUNNING.__eq__, map(attrgetter("desired"), deployments)),
-            np.bool_,
-            len(deployments),
-        )
-        has_edge = np.fromiter(map(_is_some, edge_rows), np.bool_, len(edge_rows))
+        if arrays is None:
+            dep_values = self._deployment_values(deployments, rows)
+        else:
+            dep_values = self._deployment_values_of(arrays.deployments, rows)
+        running = dep_values["running_desired"]
         params = list(map(attrgetter("params"), deployments))
         with_params = np.fromiter(map(bool, params), np.bool_, len(params)) & running
         self.with_params = {deployments[i].id for i in np.flatnonzero(with_params).tolist()}
@@ -201,18 +243,134 @@ class FleetColumns:
         for i in np.flatnonzero(with_params).tolist():
             helper[i] = bool(deployments[i].helps)
         self.deployments.fill(
-            list(map(attrgetter("id"), deployments)),
+            dep_values["keys"].tolist(),
             {
-                "alive": running & has_edge,
-                "edge": [0 if r is None else r for r in edge_rows],
-                "ai_id": map(attrgetter("ai_id"), deployments),
-                "filename": map(filenames.__getitem__, map(attrgetter("filename"), deployments)),
+                "alive": running & dep_values["has_edge"],
+                "edge": dep_values["edge"],
+                "ai_id": dep_values["ai_id"],
+                "filename": dep_values["filename"],
                 "helper": helper,
-                "running": map(_OBSERVED_RUNNING.__eq__, map(attrgetter("observed"), deployments)),
-                "observed": map(_observed_code, map(attrgetter("observed"), deployments)),
-                "restarts": map(attrgetter("restarts"), deployments),
+                "running": dep_values["observed"] == _OBSERVED_RUNNING_CODE,
+                "observed": dep_values["observed"],
+                "restarts": dep_values["restarts"],
             },
         )
+
+    def _edge_values(self, edges: list[Edge], nodes: dict[str, Node]) -> dict[str, np.ndarray]:
+        """The edge columns of :meth:`build` from the objects (``keys``: the edge ids)."""
+        from services.optimizer.model.state import Node
+
+        n = len(edges)
+        empty = Node("", None, 0, None, None, None, None, None, False)
+        found = list(map(nodes.get, map(attrgetter("nid"), edges)))
+        has_node = np.fromiter(map(_is_some, found), np.bool_, len(found))
+        ns = [empty if node is None else node for node in found]
+        conditions = self.conditions
+        for word in set(map(attrgetter("condition"), ns)):
+            self._code(conditions, word)
+        codes: dict[str | None, int] = dict(conditions.items())
+        codes[None] = -1
+        ids = np.fromiter(map(attrgetter("id"), edges), np.int64, n)
+        return {
+            "keys": ids,
+            "id": ids,
+            "alive": np.ones(n, np.bool_),
+            "degraded": np.fromiter(
+                map(_DEGRADED.__eq__, map(attrgetter("status"), edges)), np.bool_, n
+            ),
+            "node": has_node,
+            "stale": np.fromiter(map(bool, map(attrgetter("stale"), ns)), np.bool_, n),
+            "cpu": _floats(map(attrgetter("cpu_avg"), ns)),
+            "memory": _floats(map(attrgetter("memory_avg"), ns)),
+            "low_confidence": _floats(map(attrgetter("low_confidence_share"), ns)),
+            "seen": _floats(map(_ts, ns)),
+            "condition": np.fromiter(
+                map(codes.__getitem__, map(attrgetter("condition"), ns)), np.int64, n
+            ),
+            "revision": np.full(n, self.revision, np.int64),
+        }
+
+    def _edge_values_of(self, arrays: ReadArrays, edges: list[Edge]) -> dict[str, np.ndarray]:
+        """The edge columns of :meth:`build` from a read's arrays: each edge's node found by its
+        nid in the node arrays' ``nids``, its values taken from there."""
+        e, nd = arrays.edges, arrays.nodes
+        n = len(e.id)
+        index = dict(zip(nd.nids, range(len(nd.nids)), strict=True))
+        found = np.fromiter(map(index.get, map(attrgetter("nid"), edges), repeat(-1)), np.int64, n)
+        has_node = found >= 0
+        at = found[has_node]
+        condition = np.full(n, -1, np.int64)
+        node_codes = self._codes(self.conditions, nd.condition, used=at)
+        condition[has_node] = node_codes[at]
+        return {
+            "keys": e.id,
+            "id": e.id,
+            "alive": np.ones(n, np.bool_),
+            "degraded": e.degraded,
+            "node": has_node,
+            "stale": _taken(nd.stale, found, has_node, False),
+            "cpu": _taken(nd.cpu, found, has_node, NAN),
+            "memory": _taken(nd.memory, found, has_node, NAN),
+            "low_confidence": _taken(nd.low_confidence, found, has_node, NAN),
+            "seen": _taken(nd.seen, found, has_node, NAN),
+            "condition": condition,
+            "revision": np.full(n, self.revision, np.int64),
+        }
+
+    def _deployment_values(
+        self, deployments: list[Deployment], rows: dict[int, int]
+    ) -> dict[str, np.ndarray]:
+        """The deployment columns of :meth:`build` from the objects (``keys``: the ids)."""
+        n = len(deployments)
+        filenames = self.filenames
+        for word in set(map(attrgetter("filename"), deployments)):
+            self._code(filenames, word)
+        edge_rows = list(map(rows.get, map(attrgetter("edge_id"), deployments)))
+        return {
+            "keys": np.fromiter(map(attrgetter("id"), deployments), np.int64, n),
+            "running_desired": np.fromiter(
+                map(_RUNNING.__eq__, map(attrgetter("desired"), deployments)), np.bool_, n
+            ),
+            "has_edge": np.fromiter(map(_is_some, edge_rows), np.bool_, n),
+            "edge": np.array([0 if r is None else r for r in edge_rows], np.int64),
+            "ai_id": np.fromiter(map(attrgetter("ai_id"), deployments), np.int64, n),
+            "filename": np.fromiter(
+                map(filenames.__getitem__, map(attrgetter("filename"), deployments)), np.int64, n
+            ),
+            "observed": np.fromiter(
+                map(_observed_code, map(attrgetter("observed"), deployments)), np.int64, n
+            ),
+            "restarts": np.fromiter(map(attrgetter("restarts"), deployments), np.int64, n),
+        }
+
+    def _deployment_values_of(
+        self, d: DeploymentArrays, rows: dict[int, int]
+    ) -> dict[str, np.ndarray]:
+        """The deployment columns of :meth:`build` from a read's arrays."""
+        n = len(d.id)
+        edge = np.fromiter(map(rows.get, d.edge_id.tolist(), repeat(-1)), np.int64, n)
+        has_edge = edge >= 0
+        observed = np.array([_observed_code(w) for w in d.observed.words] + [-1], np.int64)
+        return {
+            "keys": d.id,
+            "running_desired": d.running,
+            "has_edge": has_edge,
+            "edge": np.where(has_edge, edge, 0),
+            "ai_id": d.ai_id,
+            "filename": self._codes(self.filenames, d.filename),
+            "observed": observed[d.observed.index],
+            "restarts": d.restarts,
+        }
+
+    def _codes(self, vocab: dict[str, int], coded: Coded, used: IntArray | None = None) -> IntArray:
+        """A coded text column's rows as codes in ``vocab`` (-1: null); the words of the rows
+        ``used`` (all rows when None) are added to it."""
+        index = coded.index if used is None else coded.index[used]
+        for i in np.unique(index[index >= 0]).tolist():
+            self._code(vocab, coded.words[i])
+        codes = np.array([vocab.get(w, -1) for w in coded.words] + [-1], np.int64)
+        out: IntArray = codes[coded.index]
+        return out
 
     # -- one row -----------------------------------------------------------------------------------
 

@@ -8,10 +8,18 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from edge_common.vocabulary import Param
-from services.optimizer.model.columns import FleetColumns
+from services.optimizer.model.columns import (
+    DeploymentArrays,
+    EdgeArrays,
+    FleetColumns,
+    NodeArrays,
+    ReadArrays,
+)
 from services.optimizer.model.geo import GeoGrid
 from shared.contracts.fleet import (
     DesiredState,
@@ -29,6 +37,7 @@ from shared.contracts.nodes import NodeState, NodeStates
 # are compared once per deployment or package of a 100k-edge fleet.
 _RUNNING = DesiredState.RUNNING
 _READY = PackageStatus.READY
+_ID, _NID, _DESIRED = attrgetter("id"), attrgetter("nid"), attrgetter("desired")
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -142,6 +151,9 @@ class FleetRead:
     silent_clusters: set[int]
     generated_at: datetime | None
     edge_ids: list[int] | None = None  # every current edge id: only in ``since`` answers
+    # The same edges and deployments as arrays, when the answer came in the Arrow form.
+    edge_arrays: EdgeArrays | None = None
+    deployment_arrays: DeploymentArrays | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +162,7 @@ class NodesRead:
 
     nodes: list[Node]
     generated_at: datetime | None
+    arrays: NodeArrays | None = None  # the same nodes as arrays, from the Arrow form
 
 
 def fleet_read_from_wire(snapshot: FleetSnapshot) -> FleetRead:
@@ -212,17 +225,23 @@ class FleetState:
         state.silent_clusters = fleet.silent_clusters
         for p in fleet.packages:
             state.add_package(p)
-        edges, by_nid = state.edges, state.edges_by_nid
-        for e in fleet.edges:
-            edges[e.id] = e
-            by_nid[e.nid] = e
-        deployments, by_edge = state.deployments, state.by_edge
-        for d in fleet.deployments:
-            deployments[d.id] = d
-            if d.desired == _RUNNING:
-                by_edge.setdefault(d.edge_id, []).append(d)
-        state.nodes = {n.nid: n for n in nodes.nodes}
-        state.columns.build(list(edges.values()), state.nodes, list(deployments.values()))
+        # Keyed at C speed (``zip`` over ``attrgetter``); a repeated key keeps its first place.
+        edges = state.edges = dict(zip(map(_ID, fleet.edges), fleet.edges, strict=True))
+        state.edges_by_nid = dict(zip(map(_NID, fleet.edges), fleet.edges, strict=True))
+        deployments = state.deployments = dict(
+            zip(map(_ID, fleet.deployments), fleet.deployments, strict=True)
+        )
+        by_edge = state.by_edge
+        running = map(_RUNNING.__eq__, map(_DESIRED, fleet.deployments))
+        for d in compress(fleet.deployments, running):
+            by_edge.setdefault(d.edge_id, []).append(d)
+        state.nodes = dict(zip(map(_NID, nodes.nodes), nodes.nodes, strict=True))
+        arrays = _arrays(fleet, nodes)
+        if arrays is not None and (
+            len(edges) != len(fleet.edges) or len(deployments) != len(fleet.deployments)
+        ):
+            arrays = None  # a repeated id: the dicts' rows are not the read's
+        state.columns.build(list(edges.values()), state.nodes, list(deployments.values()), arrays)
         return state
 
     def add_package(self, p: Package) -> None:
@@ -414,6 +433,12 @@ class FleetState:
     def is_adaptive(self, filename: str) -> bool:
         """A filename with ready variants for more than one ai_class can follow the conditions."""
         return len(self.classes_of.get(filename, ())) > 1
+
+
+def _arrays(fleet: FleetRead, nodes: NodesRead) -> ReadArrays | None:
+    if fleet.edge_arrays is None or fleet.deployment_arrays is None or nodes.arrays is None:
+        return None
+    return ReadArrays(fleet.edge_arrays, fleet.deployment_arrays, nodes.arrays)
 
 
 def _by_id(item: Any) -> int:

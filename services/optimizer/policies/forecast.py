@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from services.optimizer.model.columns import FleetColumns
+    from services.optimizer.model.state import FleetState
 
 
 @dataclass(slots=True)
@@ -95,6 +97,47 @@ class ForecastMemo:
             self.crossing = np.concatenate([self.crossing, np.zeros(grow, np.bool_)])
             self.has_trend = np.concatenate([self.has_trend, np.zeros(grow, np.bool_)])
         return True
+
+    def carry(self, old: FleetState, new: FleetState, trends: dict[str, Trend]) -> None:
+        """A whole read replaced the mirror (new columns, new rows): what the memo knew of an
+        edge whose node the read shows as the old mirror did (same nid, present and stale alike,
+        same cpu, memory and last report: no new sample, so its trends and its forecast are as
+        they were) is kept; every other edge counts as moved. Without it the cycle after a
+        whole read follows the trends of every warm edge again."""
+        if self.columns is not old.columns or not len(self.revision):
+            return
+        oe, ne = old.columns.edges, new.columns.edges
+        ids = ne["id"]
+        n = len(ids)
+        known = np.fromiter(map(oe.rows.get, ids.tolist(), repeat(-1)), np.int64, n)
+        same = (known >= 0) & (known < len(self.revision))
+        at = np.where(same, known, 0)
+        # The memo had taken in the old row's values (its revision), and they are the same now.
+        same &= self.revision[at] == oe.cols["revision"][at]
+        for name in ("alive", "node", "stale"):
+            same &= oe.cols[name][at] == ne[name]
+        for name in ("cpu", "memory", "seen"):
+            a, b = oe.cols[name][at], ne[name]
+            same &= (a == b) | (np.isnan(a) & np.isnan(b))
+        new_edges, old_edges = new.edges, old.edges
+        for i in np.flatnonzero(same).tolist():
+            edge_id = int(ids[i])
+            if new_edges[edge_id].nid != old_edges[edge_id].nid:
+                same[i] = False
+        size = len(ne.cols["id"])
+        revision = np.full(size, -1, np.int64)
+        crossing = np.zeros(size, np.bool_)
+        has_trend = np.zeros(size, np.bool_)
+        kept = np.flatnonzero(same)
+        revision[kept] = ne["revision"][kept]
+        crossing[kept] = self.crossing[at[kept]]
+        has_trend[kept] = self.has_trend[at[kept]]
+        # Every other edge: whether its node has trends, as it is now.
+        for i in np.flatnonzero(~same).tolist():
+            nid = new_edges[int(ids[i])].nid
+            has_trend[i] = f"{nid}:cpu" in trends or f"{nid}:memory" in trends
+        self.columns = new.columns
+        self.revision, self.crossing, self.has_trend = revision, crossing, has_trend
 
     def note(self, row: int, nid: str, crossing: bool, has_trend: bool) -> None:
         """The edge's trends took in its node's current values."""

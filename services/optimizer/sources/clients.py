@@ -3,11 +3,11 @@
 
 Bulk calls only: one snapshot, one node-state answer, one bulk write per cycle. The big answers
 are asked for in the Arrow form (``Accept: application/vnd.apache.arrow.stream``,
-OPTIMIZER_SOURCE_FORMAT=arrow) and turned into the mirror's objects column by column
-(sources.columnar); a source that answers JSON (or OPTIMIZER_SOURCE_FORMAT=json) is parsed with
-orjson into the contracts' TypedDicts (validating them into models would triple the parse
-time). Either way the reader gets a FleetRead or NodesRead; a big answer is decoded in a thread.
-The small answers are validated."""
+OPTIMIZER_SOURCE_FORMAT=arrow), only the columns read (``columns=``), and turned into the
+mirror's objects column by column (sources.columnar); a source that answers JSON (or
+OPTIMIZER_SOURCE_FORMAT=json) is parsed with orjson into the contracts' TypedDicts (validating
+them into models would triple the parse time). Either way the reader gets a FleetRead or
+NodesRead; a big answer is decoded in a thread. The small answers are validated."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def _accept(settings: OptimizerSettings) -> dict[str, str]:
     return {"accept": wanted}
 
 
+def _columns(settings: OptimizerSettings, names: tuple[str, ...]) -> dict[str, str]:
+    """In the Arrow form, only the columns sources.columnar reads (a JSON answer is whole)."""
+    return {"columns": ",".join(names)} if settings.source_format == "arrow" else {}
+
+
 async def _decode(r: httpx.Response, arrow: Callable[[bytes], T], json: Callable[[bytes], T]) -> T:
     decode = arrow if r.headers.get("content-type", "").startswith(columnar.ARROW_STREAM) else json
     if len(r.content) > _DECODE_INLINE_BYTES:
@@ -72,6 +77,7 @@ class SetupClient:
     def __init__(self, settings: OptimizerSettings):
         self.client = _client("setup", settings.setup_url, settings)
         self.accept = _accept(settings)
+        self.columns = _columns(settings, columnar.SNAPSHOT_READ)
 
     async def snapshot(
         self, edge_ids: set[int] | None = None, since: datetime | None = None
@@ -79,6 +85,7 @@ class SetupClient:
         """The whole fleet, or only these edges' rows, or (with ``since``) only the rows changed
         after it plus ``edge_ids``, every current edge id."""
         params = {"edge_ids": ",".join(str(i) for i in sorted(edge_ids))} if edge_ids else {}
+        params.update(self.columns)
         if since is not None:
             params["since"] = since.isoformat()
         r = await self.client.request(
@@ -110,11 +117,12 @@ class VmsClient:
     def __init__(self, settings: OptimizerSettings):
         self.client = _client("vms", settings.vms_url, settings)
         self.accept = _accept(settings)
+        self.columns = _columns(settings, columnar.NODES_READ)
 
     async def state(self, nids: set[str] | None = None, since: datetime | None = None) -> NodesRead:
         """The GET /nodes/state answer: ``items`` and ``generated_at`` (the VMS's database clock);
         with ``since``, only the nodes whose state changed after it."""
-        params = {"include_silent": "false"}
+        params = {"include_silent": "false", **self.columns}
         if nids:
             params["nids"] = ",".join(sorted(nids))
         if since is not None:

@@ -182,22 +182,28 @@ async def snapshot_parts(session: AsyncSession, selects: Selects) -> dict[str, s
 
 
 async def snapshot_columns(
-    session: AsyncSession, selects: Selects
+    session: AsyncSession, selects: Selects, names: frozenset[str] | None = None
 ) -> dict[str, dict[str, list[Any]]]:
     """The rows of :func:`snapshot_selects`, column by column (one Python list per column, in id
     order), for the Arrow form: Postgres aggregates each column into an array, so no row object
-    is built here."""
-    return {name: await _columns(session, stmt) for name, stmt in selects.items()}
+    is built here. ``names``: only these columns (None: all)."""
+    return {name: await _columns(session, stmt, names) for name, stmt in selects.items()}
 
 
-async def _columns(session: AsyncSession, stmt: Select) -> dict[str, list[Any]]:
+async def _columns(
+    session: AsyncSession, stmt: Select, names: frozenset[str] | None
+) -> dict[str, list[Any]]:
     """The rows of ``stmt`` as one list per column, ordered by id. The aggregates read a sorted
     subquery (one sort for every column); times become microseconds since the epoch, JSON its
-    text."""
+    text. A column not aggregated is not computed (Postgres drops a subquery's unused
+    outputs)."""
     rows = stmt.order_by(literal_column("id")).subquery("t")
-    aggs = [func.array_agg(_wire_value(c)) for c in rows.c]
+    wanted = [c for c in rows.c if names is None or c.name in names]
+    if not wanted:
+        return {}
+    aggs = [func.array_agg(_wire_value(c)) for c in wanted]
     row = (await session.execute(select(*aggs).select_from(rows))).one()
-    return {c.name: list(v) if v is not None else [] for c, v in zip(rows.c, row, strict=True)}
+    return {c.name: list(v) if v is not None else [] for c, v in zip(wanted, row, strict=True)}
 
 
 def _wire_value(c: Any) -> Any:

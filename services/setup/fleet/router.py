@@ -37,7 +37,9 @@ Everything a decision needs in one answer: `edges`, `ai_packages` (not removed),
 - `Accept: application/vnd.apache.arrow.stream`: the same answer as Arrow IPC streams, one per
   table (`edges`, `ai_packages`, `deployments`, and `edge_ids` in `since` answers), the scalars
   as JSON in the first schema's `meta` (shared.contracts.columnar): a fraction of the JSON's
-  size and parse time for a whole fleet.
+  size and parse time for a whole fleet. `columns=id,nid,...` (Arrow form only): only those
+  columns, in each table that has them (a name no table has is refused); the JSON answer is
+  always whole.
 """
 
 
@@ -74,9 +76,17 @@ async def snapshot(
     cluster_ids: Annotated[
         str | None, Query(description="comma-separated cluster ids: only their edges")
     ] = None,
+    columns: Annotated[
+        str | None,
+        Query(description="Arrow form: comma-separated column names, only those columns"),
+    ] = None,
 ) -> Response:
     if since is not None and since.tzinfo is None:
         raise Invalid("since needs a time zone (e.g. 2026-11-22T03:00:00+00:00)", field="since")
+    try:
+        names = columnar.columns_asked(columns, columnar.SNAPSHOT_TABLES)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="columns") from exc
     now = await repository.database_now(session)
     silent_after = float(settings.master_silent_after_s)
     selects = repository.snapshot_selects(
@@ -88,13 +98,13 @@ async def snapshot(
     silent_ids = await repository.silent_cluster_ids(session, silent_after)
     mapping = (await conditions.read(session)).model_dump()
     if columnar.wants_arrow(request.headers.get("accept")):
-        columns = await repository.snapshot_columns(session, selects)
+        values = await repository.snapshot_columns(session, selects, names)
         meta = {
             "conditions": mapping,
             "generated_at": now.isoformat(),
             "silent_cluster_ids": orjson.loads(silent_ids),
         }
-        arrow = await asyncio.to_thread(_arrow_body, columns, meta)
+        arrow = await asyncio.to_thread(_arrow_body, values, meta, names)
         return Response(arrow, media_type=columnar.ARROW_STREAM)
     parts = await repository.snapshot_parts(session, selects)
     parts["silent_cluster_ids"] = silent_ids
@@ -104,9 +114,13 @@ async def snapshot(
     return Response(body.encode(), media_type="application/json")
 
 
-def _arrow_body(columns: dict[str, dict[str, list[Any]]], meta: dict[str, Any]) -> bytes:
+def _arrow_body(
+    columns: dict[str, dict[str, list[Any]]],
+    meta: dict[str, Any],
+    names: frozenset[str] | None = None,
+) -> bytes:
     tables = [
-        (name, columnar.batch(columnar.SNAPSHOT_TABLES[name], cols))
+        (name, columnar.batch(columnar.only(columnar.SNAPSHOT_TABLES[name], names), cols))
         for name, cols in columns.items()
     ]
     return columnar.encode(tables, meta)

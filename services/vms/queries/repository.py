@@ -179,10 +179,12 @@ async def node_state_columns(
     silent: list[str] | None,
     since: datetime | None,
     stale_after_s: float,
+    names: frozenset[str] | None = None,
 ) -> tuple[dict[str, list[Any]], str]:
     """The rows of :func:`node_states_json` column by column (one list per column, ordered by
     nid; times as microseconds since the epoch), for the Arrow form: Postgres aggregates each
-    column into an array, so no row object is built here."""
+    column into an array, so no row object is built here. ``names``: only these columns (None:
+    all; a column not aggregated is not computed)."""
     where, params = _state_filters(nids, since, stale_after_s)
     parts = [f"SELECT {_COLUMNS} FROM vms.node_state WHERE {where}"]
     if silent:
@@ -191,16 +193,15 @@ async def node_state_columns(
             "WHERE NOT EXISTS (SELECT 1 FROM vms.node_state n WHERE n.nid = s.nid)"
         )
         params["silent"] = silent
-    aggs = ", ".join(f"array_agg(r.{name}) AS {name}" for name in _COLUMN_NAMES)
+    wanted = [n for n in _COLUMN_NAMES if names is None or n in names]
+    aggs = "".join(f"array_agg(r.{name}) AS {name}, " for name in wanted)
     # The aggregates read a sorted subquery: one sort for every column.
     sql = f"""
-        SELECT {aggs}, {_iso("now()")} AS generated_at
+        SELECT {aggs}{_iso("now()")} AS generated_at
           FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) AS u
                  ORDER BY u.nid COLLATE "C") AS r"""
     row = (await session.execute(text(sql), params)).one()
-    columns = {
-        name: list(row[i]) if row[i] is not None else [] for i, name in enumerate(_COLUMN_NAMES)
-    }
+    columns = {name: list(row[i]) if row[i] is not None else [] for i, name in enumerate(wanted)}
     return columns, row.generated_at
 
 

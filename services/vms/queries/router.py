@@ -13,6 +13,7 @@ from shared.auth import ReaderAuth
 from shared.contracts import columnar
 from shared.contracts.nodes import NodeSeries, NodeStates
 from shared.db import SessionDep
+from shared.errors import Invalid
 
 router = APIRouter(tags=["queries"])
 
@@ -23,7 +24,8 @@ router = APIRouter(tags=["queries"])
     description="JSON by default; with `Accept: application/vnd.apache.arrow.stream` the same "
     "answer as an Arrow IPC stream (one table `nodes`, usage and detections flattened into "
     "columns, the scalars as JSON in the schema's `meta`: shared.contracts.columnar), a "
-    "fraction of the JSON's size and parse time for a whole fleet.",
+    "fraction of the JSON's size and parse time for a whole fleet; `columns=nid,stale,...` "
+    "(Arrow form only) asks for only those columns (a name the table lacks is refused).",
     responses={
         200: {
             "model": NodeStates,
@@ -49,10 +51,18 @@ async def nodes_state(
             "only nodes whose state changed after it"
         ),
     ] = None,
+    columns: Annotated[
+        str | None,
+        Query(description="Arrow form: comma-separated column names, only those columns"),
+    ] = None,
 ) -> Response:
     wanted = [n.strip() for n in nids.split(",") if n.strip()] if nids else None
+    try:
+        names = columnar.columns_asked(columns, columnar.NODE_TABLES)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="columns") from exc
     if columnar.wants_arrow(request.headers.get("accept")):
-        body = await queries.fleet_state_arrow(session, wanted, include_silent, since)
+        body = await queries.fleet_state_arrow(session, wanted, include_silent, since, names)
         return Response(body, media_type=columnar.ARROW_STREAM)
     body = await queries.fleet_state(session, wanted, include_silent, since)
     return Response(body, media_type="application/json")

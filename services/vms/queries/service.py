@@ -80,9 +80,11 @@ class QueryService:
         nids: list[str] | None,
         include_silent: bool,
         since: datetime | None = None,
+        names: frozenset[str] | None = None,
     ) -> bytes:
         """The same answer in the Arrow form (shared.contracts.columnar): one table ``nodes``,
-        built from the columns Postgres aggregates (no per-row object)."""
+        built from the columns Postgres aggregates (no per-row object); ``names``: only those
+        columns."""
         silent = self._silent(nids, include_silent, since)
         columns, generated_at = await repository.node_state_columns(
             session,
@@ -90,13 +92,14 @@ class QueryService:
             silent=silent,
             since=since,
             stale_after_s=self.settings.stale_after_s,
+            names=names,
         )
         meta = {
             "generated_at": generated_at,
             "stale_after_s": self.settings.stale_after_s,
             "conditions": self.directory.conditions,
         }
-        return await asyncio.to_thread(_arrow_body, columns, meta)
+        return await asyncio.to_thread(_arrow_body, columns, meta, names)
 
     def _silent(
         self, nids: list[str] | None, include_silent: bool, since: datetime | None
@@ -160,8 +163,11 @@ class QueryService:
         return page(items, total=total, limit=limit, offset=offset)
 
 
-def _arrow_body(columns: dict[str, list[Any]], meta: dict[str, Any]) -> bytes:
-    return columnar.encode([("nodes", columnar.batch(columnar.NODES, columns))], meta)
+def _arrow_body(
+    columns: dict[str, list[Any]], meta: dict[str, Any], names: frozenset[str] | None = None
+) -> bytes:
+    schema = columnar.only(columnar.NODES, names)
+    return columnar.encode([("nodes", columnar.batch(schema, columns))], meta)
 
 
 QueriesDep = Annotated[QueryService, Depends(from_app_state("queries", QueryService))]
