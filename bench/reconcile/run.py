@@ -128,6 +128,19 @@ async def seed(url: str, n: int) -> None:
         await conn.close()
 
 
+# The optimizer process of the benches: cycles only when asked (POST /cycle), every policy acting
+# on the first sample, the edges never silent, time enough for a whole read of a million.
+OPTIMIZER_ENV = dict(
+    OPTIMIZER_RESYNC_SECONDS="3600",
+    OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
+    OPTIMIZER_OVERLOAD__WINDOW_S="0",
+    OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
+    OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
+    OPTIMIZER_SOURCE_TIMEOUT_S="300",
+    OPTIMIZER_DEBOUNCE_MS="2",
+)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
@@ -363,16 +376,7 @@ def run_size(n: int, changes: int, baseline_edges: int, churn_share: float, tmp:
 
         # The optimizer as a process: its first resync runs at start (cold: whole read, acts), then
         # resyncs through POST /cycle; a whole read every 4th.
-        optimizer_env = dict(
-            OPTIMIZER_RESYNC_SECONDS="3600",
-            OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
-            OPTIMIZER_OVERLOAD__WINDOW_S="0",
-            OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
-            OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
-            OPTIMIZER_SOURCE_TIMEOUT_S="300",
-            OPTIMIZER_DEBOUNCE_MS="2",
-            OPTIMIZER_FULL_REFRESH_EVERY="4",
-        )
+        optimizer_env = {**OPTIMIZER_ENV, "OPTIMIZER_FULL_REFRESH_EVERY": "4"}
         procs.append(
             start_service(
                 "optimizer",

@@ -17,21 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.reconcile.run import first_cycle
+from bench.reconcile.run import OPTIMIZER_ENV, first_cycle
 from tests.helpers.database import database_url
 from tests.helpers.env import OPERATOR, free_port, service_env
 from tests.helpers.processes import Proc, edgectl, wait_http
-
-OPTIMIZER_ENV = dict(
-    OPTIMIZER_RESYNC_SECONDS="3600",
-    OPTIMIZER_ENVIRONMENT__HYSTERESIS_SAMPLES="1",
-    OPTIMIZER_OVERLOAD__WINDOW_S="0",
-    OPTIMIZER_LOW_CONFIDENCE__WINDOW_S="0",
-    OPTIMIZER_RECOVERY__SILENT_AFTER_S="86400",
-    OPTIMIZER_SOURCE_TIMEOUT_S="300",
-    OPTIMIZER_DEBOUNCE_MS="2",
-    OPTIMIZER_FULL_REFRESH_EVERY="1",
-)
 
 
 def start(repo: Path, name: str, env: dict[str, str], tmp: Path) -> tuple[Proc, int]:
@@ -68,6 +57,7 @@ def run_checkout(repo: Path, url: str, cycles: int, tmp: Path) -> list[dict[str,
             EDGE_SETUP_URL=f"http://127.0.0.1:{setup_port}",
             EDGE_VMS_URL=f"http://127.0.0.1:{vms_port}",
             **OPTIMIZER_ENV,
+            OPTIMIZER_FULL_REFRESH_EVERY="1",
             **common,
         )
         opt, opt_port = start(repo, "optimizer", env, tmp)

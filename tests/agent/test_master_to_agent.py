@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.agent.helpers import Agent, kill_leftovers, wait_until, workload_processes
-from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, SERVICE, free_port, master_env, service_env
 from tests.helpers.processes import start_service
 from tests.master.helpers import package_files, targz
 
@@ -32,15 +32,7 @@ def platform(db, tmp_path):
         "master",
         port=master_port,
         tmp_path=tmp_path,
-        env=service_env(
-            db,
-            **common,
-            MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
-            MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
-            MASTER_RECONCILE_SECONDS="3600",
-            MASTER_RECONCILE_ON_START="false",
-            MASTER_NOTIFY_OPTIMIZER="false",
-        ),
+        env=master_env(db, tmp_path, **common),
     )
     try:
         yield {**urls, "setup_process": setup}

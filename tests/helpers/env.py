@@ -103,6 +103,20 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def master_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A master process of a test: its store and packages under ``tmp_path``, reconciling only
+    when asked (``POST /reconcile`` or setup's triggers), telling no optimizer."""
+    return service_env(
+        database_url,
+        MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+        MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
+        MASTER_RECONCILE_SECONDS="3600",
+        MASTER_RECONCILE_ON_START="false",
+        MASTER_NOTIFY_OPTIMIZER="false",
+        **extra,
+    )
+
+
 def console_env(database_url: str, **extra: str) -> dict[str, str]:
     """The console's process environment: its own credential, no operator token (setup checks
     the one presented at sign-in)."""

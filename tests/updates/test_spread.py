@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shared.contracts.updates import UpdateNotice, notice_topic
-from tests.helpers.env import OPERATOR, SERVICE, free_port, service_env
+from tests.helpers.env import OPERATOR, SERVICE, free_port, master_env, service_env
 from tests.helpers.processes import start_service
 from tests.updates.broker import MASTER_PASSWORD, Broker, agent_password
 from tests.updates.test_pull_agent import upload
@@ -42,14 +42,10 @@ def site(db, tmp_path):
         "master",
         port=master_port,
         tmp_path=tmp_path,
-        env=service_env(
+        env=master_env(
             db,
+            tmp_path,
             **common,
-            MASTER_ARTIFACT_DIR=str(tmp_path / "artifacts"),
-            MASTER_PACKAGE_DIR=str(tmp_path / "pk"),
-            MASTER_RECONCILE_SECONDS="3600",
-            MASTER_RECONCILE_ON_START="false",
-            MASTER_NOTIFY_OPTIMIZER="false",
             MASTER_MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
             MASTER_MQTT_USERNAME="master",
             MASTER_MQTT_PASSWORD=MASTER_PASSWORD,

@@ -155,12 +155,7 @@ class GroupCommitter:
                     continue
                 busy = slots.locked()
                 await slots.acquire()  # while every commit slot is busy, records keep accumulating
-                if (
-                    window > 0
-                    and not busy
-                    and not self._closing
-                    and self._pending_records < enough
-                ):
+                if window > 0 and not busy and not self._closing and self._pending_records < enough:
                     # Idle writer with a small batch: let concurrent requests join this commit.
                     # A batch of COPY size is worth a commit of its own at once: waiting, it
                     # only held its requests back, and with them the next ones of their clients
