@@ -129,9 +129,9 @@ class MasterSettings(ServiceSettings):
         2000.0,
         gt=0,
         description="the agents a second this master plans to serve their desired set and "
-        "package (about half what one process answers on one core: bench/updates/fanout): a "
-        "notice asks each agent to spread its fetch over (pull edges / this) seconds, so a "
-        "fleet-wide update arrives as a steady stream, not one burst",
+        "package (about a third of what one process answered on one core in "
+        "bench/updates/fanout): a notice asks each agent to spread its fetch over (pull edges / "
+        "this) seconds, so a fleet-wide update arrives as a steady stream, not one burst",
     )
     pull_spread_max_s: float = Field(
         30.0, ge=0, le=3600, description="the longest such spread, whatever the fleet's size"
