@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -64,6 +65,14 @@ _RID_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_RID_PREFIX}{next(_RID_COUNTER) & 0xFFFFFFFF:08x}"
+
+
+@dataclass(frozen=True)
+class RouteLabel:
+    """What a lean ASGI path ahead of the framework sets as ``scope["route"]``: the metrics label
+    its request with this route template, as they would the framework's route."""
+
+    path: str
 
 
 def _route_template(scope) -> str:

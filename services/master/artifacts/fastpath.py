@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -25,18 +24,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from shared.errors import DomainError
+from shared.errors import DomainError, Invalid
+from shared.middleware import HEADERS_KEY, RouteLabel
 
 PREFIX = "/artifacts/"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
-
-
-@dataclass(frozen=True)
-class _Route:
-    path: str  # what the metrics middleware labels the request with
-
-
-_ROUTE = _Route("/artifacts/{digest}")
+_ROUTE = RouteLabel("/artifacts/{digest}")
 
 
 @dataclass(frozen=True)
@@ -100,16 +92,22 @@ class SmallArtifacts:
         self.gauge.set(self._bytes)
 
 
+def artifact_headers(digest: str, mtime: float) -> dict[str, str]:
+    """The headers of a whole archive's answer, here and in the route: its digest names immutable
+    content, so it is its own ETag and may be cached forever."""
+    return {
+        "ETag": f'"{digest}"',
+        "Last-Modified": formatdate(mtime, usegmt=True),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "Docker-Content-Digest": digest,
+    }
+
+
 def _headers(digest: str, mtime: float, size: int) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"content-type", b"application/x-tar"),
-        (b"content-length", str(size).encode()),
-        (b"etag", f'"{digest}"'.encode()),
-        (b"last-modified", formatdate(mtime, usegmt=True).encode()),
-        (b"accept-ranges", b"bytes"),
-        (b"cache-control", b"private, max-age=31536000, immutable"),
-        (b"docker-content-digest", digest.encode()),
-    ]
+    fixed = [(b"content-type", b"application/x-tar"), (b"content-length", str(size).encode())]
+    named = artifact_headers(digest, mtime)
+    return fixed + [(name.lower().encode(), value.encode()) for name, value in named.items()]
 
 
 class ArtifactFastPath:
@@ -124,7 +122,7 @@ class ArtifactFastPath:
         ):
             return await self.app(scope, receive, send)
         digest = scope["path"][len(PREFIX) :]
-        held = await self._answer(scope, digest) if _DIGEST.fullmatch(digest) else None
+        held = await self._answer(scope, digest)
         if held is None:
             return await self.app(scope, receive, send)
         scope["route"] = _ROUTE
@@ -136,9 +134,14 @@ class ArtifactFastPath:
         state = scope["app"].state
         small: SmallArtifacts | None = getattr(state, "small_artifacts", None)
         access = getattr(state, "artifact_access", None)  # set by Runners.install
-        if small is None or access is None:
+        master = getattr(state, "master", None)  # set by the lifespan
+        if small is None or access is None or master is None:
             return None
-        headers = dict(scope["headers"])
+        try:
+            path = master.store.path(digest)
+        except Invalid:  # not sha256:<64 hex>: the route's 422
+            return None
+        headers = scope.get(HEADERS_KEY) or dict(scope["headers"])  # the request layer's
         if b"range" in headers or b"if-range" in headers:
             return None
         try:
@@ -147,7 +150,7 @@ class ArtifactFastPath:
             return None
         if principal.kind != "edge" or not access.known(principal.nid, digest):
             return None
-        held = await small.get(digest, state.master.store.path(digest))
+        held = await small.get(digest, path)
         if held is not None:
             state.deltas.traffic.sent("full", held.size)
         return held

@@ -9,7 +9,6 @@ and gets a 206; a range past the end is a 416 naming the size."""
 from __future__ import annotations
 
 import re
-from email.utils import formatdate
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -17,6 +16,7 @@ from fastapi.responses import FileResponse
 
 from services.master.artifacts.access import ArtifactAccess, ArtifactAccessDep
 from services.master.artifacts.deltas import FORMATS, HDIFF, SUFFIX, XOR, DeltaCacheDep
+from services.master.artifacts.fastpath import artifact_headers
 from services.master.context import ContextDep
 from shared.api_docs import documented_error
 from shared.auth import EdgeOrServiceAuth, Principal
@@ -95,24 +95,18 @@ async def get_artifact(
     if not path.is_file():
         raise NotFound(f"artifact {digest} is not in the store", field="digest")
     await _check_access(access, principal, digest)
-    # The digest names immutable content: it is its own ETag and may be cached forever.
-    etag = f'"{digest}"'
     stat = path.stat()
-    modified = formatdate(stat.st_mtime, usegmt=True)  # FileResponse's Last-Modified
-    part = requested_range(range_, if_range, (etag, modified), stat.st_size)
+    headers = artifact_headers(digest, stat.st_mtime)
+    part = requested_range(
+        range_, if_range, (headers["ETag"], headers["Last-Modified"]), stat.st_size
+    )
     if principal.kind == "edge":
         deltas.traffic.sent("full", stat.st_size if part is None else part[1] - part[0])
     return FileResponse(
         path,
         stat_result=stat,
         media_type="application/x-tar",
-        headers={
-            "ETag": etag,
-            "Last-Modified": modified,
-            "Accept-Ranges": "bytes",
-            "Cache-Control": "private, max-age=31536000, immutable",
-            "Docker-Content-Digest": digest,
-        },
+        headers=headers,
     )
 
 

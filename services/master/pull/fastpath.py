@@ -8,20 +8,13 @@ goes on to the FastAPI route (reconcile/pull_router.py), which answers it with t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import DomainError
+from shared.middleware import HEADERS_KEY, RouteLabel
 
 PATH = "/edges/me/desired"
-
-
-@dataclass(frozen=True)
-class _Route:
-    path: str  # what the metrics middleware labels the request with
-
-
-_ROUTE = _Route(PATH)
+_ROUTE = RouteLabel(PATH)
 
 
 class DesiredFastPath:
@@ -33,7 +26,7 @@ class DesiredFastPath:
             return await self.app(scope, receive, send)
         app = scope["app"]
         reconciler = getattr(app.state, "reconciler", None)  # set by Runners.install
-        headers = dict(scope["headers"])
+        headers = scope.get(HEADERS_KEY) or dict(scope["headers"])  # the request layer's
         try:
             # The service's one cache: the agent's package request that follows is not proved
             # again (shared.auth.PrincipalCache).
