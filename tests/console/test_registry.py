@@ -67,13 +67,12 @@ def test_an_edge_registered_with_its_position_on_the_map_edited_and_removed(stac
     lat2, lon2 = _click_map(page, 0.7, 0.3)
     assert (lat2, lon2) != (lat, lon)
     page.locator("#edge-form").get_by_role("button", name="Save").click()
-    wait_for(
-        "the new position in setup",
-        lambda: (
-            stack.get("setup", f"/edges/{name}")["gps"] == {"latitude": lat2, "longitude": lon2}
-        ),
-        10,
-    )
+    # The console's answer first (saved, or a refusal shown as it came: named if it fails).
+    message = page.locator("#problems [data-key='edge']")
+    message.wait_for(timeout=30_000)
+    assert f"{name} saved." in message.inner_text(), message.inner_text()
+    edge = stack.get("setup", f"/edges/{name}")
+    assert edge["gps"] == {"latitude": lat2, "longitude": lon2}, (edge["gps"], lat2, lon2)
 
     # Removed, confirmed.
     row.get_by_role("button", name="Remove").click()
