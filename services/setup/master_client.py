@@ -22,7 +22,8 @@ from typing import Annotated
 
 from fastapi import Depends
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import Integer, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.setup.models import Cluster, Deployment, Edge, Master
@@ -122,8 +123,11 @@ class MasterCalls:
         ids = set(edge_ids)
         if not ids:
             return []
+        # One array parameter (a bulk write names thousands of edges: an IN list renders one
+        # parameter each).
+        edges = bindparam("edge_ids", sorted(ids), type_=ARRAY(Integer))
         clusters = (
-            await session.scalars(select(Edge.cluster_id).where(Edge.id.in_(ids)).distinct())
+            await session.scalars(select(Edge.cluster_id).where(Edge.id == any_(edges)).distinct())
         ).all()
         return await self.targets_for_clusters(session, clusters)
 

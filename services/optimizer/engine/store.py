@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+import orjson
+from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,34 +143,103 @@ def decision_rows(
     return rows
 
 
+def _json(value: Any) -> str:
+    """A JSON column's value as text (what the set-based statements below send)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# The set-based writes below send one array per column (one statement, one round trip, however
+# many rows: the per-row statements they replace cost about 0.3 ms each, a cold cycle writes
+# thousands).
+_SAVE_DECISIONS = text(
+    """
+    INSERT INTO optimizer.decisions
+           (id, at, cycle_id, policy, edge_id, edge_name, nid, deployment_id, action, reason,
+            inputs, operations, dry_run, outcome, outcome_detail, outcome_at)
+    SELECT id, at, cycle_id, policy, edge_id, edge_name, nid, deployment_id, action, reason,
+           inputs::json, operations::json, dry_run, outcome, outcome_detail, outcome_at
+      FROM unnest(CAST(:id AS text[]), CAST(:at AS timestamptz[]), CAST(:cycle_id AS text[]),
+                  CAST(:policy AS text[]), CAST(:edge_id AS int[]), CAST(:edge_name AS text[]),
+                  CAST(:nid AS text[]), CAST(:deployment_id AS int[]), CAST(:action AS text[]),
+                  CAST(:reason AS text[]), CAST(:inputs AS text[]), CAST(:operations AS text[]),
+                  CAST(:dry_run AS bool[]), CAST(:outcome AS text[]),
+                  CAST(:outcome_detail AS text[]), CAST(:outcome_at AS timestamptz[]))
+        AS r(id, at, cycle_id, policy, edge_id, edge_name, nid, deployment_id, action, reason,
+             inputs, operations, dry_run, outcome, outcome_detail, outcome_at)"""
+)
+_DECISION_COLUMNS = (
+    "id",
+    "at",
+    "cycle_id",
+    "policy",
+    "edge_id",
+    "edge_name",
+    "nid",
+    "deployment_id",
+    "action",
+    "reason",
+    "dry_run",
+    "outcome",
+    "outcome_detail",
+    "outcome_at",
+)
+
+
 async def save_decisions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), 2000):
-        await session.execute(insert(m.Decision), rows[start : start + 2000])
+    """The decision log's new rows (``decision_rows``), in one statement."""
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {
+        name: [_plain(row[name]) for row in rows] for name in _DECISION_COLUMNS
+    }
+    columns["inputs"] = [_json(row["inputs"]) for row in rows]
+    columns["operations"] = [_json(row["operations"]) for row in rows]
+    await session.execute(_SAVE_DECISIONS, columns)
+
+
+def _plain(value: Any) -> Any:
+    """A StrEnum member as its text (the driver sends text arrays of plain str)."""
+    return str(value) if isinstance(value, StrEnum) else value
+
+
+_FORGET_MEMORY = text(
+    """
+    DELETE FROM optimizer.edge_memory AS m
+     USING unnest(CAST(:policy AS text[]), CAST(:edge_id AS int[])) AS f(policy, edge_id)
+     WHERE m.policy = f.policy AND m.edge_id = f.edge_id"""
+)
+_SAVE_MEMORY = text(
+    """
+    INSERT INTO optimizer.edge_memory (edge_id, policy, data, updated_at)
+    SELECT edge_id, policy, data::json, CAST(:now AS timestamptz)
+      FROM unnest(CAST(:edge_id AS int[]), CAST(:policy AS text[]), CAST(:data AS text[]))
+        AS r(edge_id, policy, data)
+        ON CONFLICT (edge_id, policy)
+        DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"""
+)
 
 
 async def save_memory(
     session: AsyncSession, changes: dict[tuple[str, int], dict[str, Any] | None]
 ) -> None:
+    """The policies' memory changes: None forgets (one statement each way)."""
     forget = [(p, e) for (p, e), d in changes.items() if d is None]
-    keep = [
-        {"policy": p, "edge_id": e, "data": d, "updated_at": utcnow()}
-        for (p, e), d in changes.items()
-        if d is not None
-    ]
-    for p, e in forget:
+    keep = [(p, e, d) for (p, e), d in changes.items() if d is not None]
+    if forget:
         await session.execute(
-            delete(m.EdgeMemory).where(m.EdgeMemory.policy == p, m.EdgeMemory.edge_id == e)
+            _FORGET_MEMORY,
+            {"policy": [str(p) for p, _ in forget], "edge_id": [e for _, e in forget]},
         )
     if keep:
-        stmt = insert(m.EdgeMemory)
-        for start in range(0, len(keep), 2000):
-            await session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["edge_id", "policy"],
-                    set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
-                ),
-                keep[start : start + 2000],
-            )
+        await session.execute(
+            _SAVE_MEMORY,
+            {
+                "edge_id": [e for _, e, _ in keep],
+                "policy": [str(p) for p, _, _ in keep],
+                "data": [_json(d) for _, _, d in keep],
+                "now": utcnow(),
+            },
+        )
 
 
 async def save_rollouts(session: AsyncSession, changed: list[RolloutState]) -> None:
@@ -198,30 +269,48 @@ async def save_rollouts(session: AsyncSession, changed: list[RolloutState]) -> N
         r.dirty = False
 
 
+_SAVE_ROUTES = text(
+    """
+    INSERT INTO optimizer.routes
+           (nid, edge_id, analysis, helper_nid, route_low_confidence, low_confidence_share,
+            frames_sent_up_share, decision_id, updated_at)
+    SELECT nid, edge_id, analysis, helper_nid, route_low_confidence, low_confidence_share,
+           frames_sent_up_share, decision_id, CAST(:now AS timestamptz)
+      FROM unnest(CAST(:nid AS text[]), CAST(:edge_id AS int[]), CAST(:analysis AS text[]),
+                  CAST(:helper_nid AS text[]), CAST(:route_low_confidence AS bool[]),
+                  CAST(:low_confidence_share AS float8[]),
+                  CAST(:frames_sent_up_share AS float8[]), CAST(:decision_id AS text[]))
+        AS r(nid, edge_id, analysis, helper_nid, route_low_confidence, low_confidence_share,
+             frames_sent_up_share, decision_id)
+        ON CONFLICT (nid) DO UPDATE SET
+           edge_id = excluded.edge_id, analysis = excluded.analysis,
+           helper_nid = excluded.helper_nid,
+           route_low_confidence = excluded.route_low_confidence,
+           low_confidence_share = excluded.low_confidence_share,
+           frames_sent_up_share = excluded.frames_sent_up_share,
+           decision_id = excluded.decision_id, updated_at = excluded.updated_at"""
+)
+
+
 async def save_routes(session: AsyncSession, changed: list[RouteState]) -> None:
+    """The routing rows ``changed``, inserted or updated in one statement (a nid given twice:
+    the last one)."""
     if not changed:
         return
-    rows = [
-        {
-            "nid": r.nid,
-            "edge_id": r.edge_id,
-            "analysis": r.analysis,
-            "helper_nid": r.helper_nid,
-            "route_low_confidence": r.route_low_confidence,
-            "low_confidence_share": r.low_confidence_share,
-            "frames_sent_up_share": r.frames_sent_up_share,
-            "decision_id": r.decision_id,
-            "updated_at": utcnow(),
-        }
-        for r in changed
-    ]
-    stmt = insert(m.Route)
+    routes = list({r.nid: r for r in changed}.values())
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["nid"],
-            set_={c: getattr(stmt.excluded, c) for c in rows[0] if c != "nid"},
-        ),
-        rows,
+        _SAVE_ROUTES,
+        {
+            "nid": [r.nid for r in routes],
+            "edge_id": [r.edge_id for r in routes],
+            "analysis": [str(r.analysis) for r in routes],
+            "helper_nid": [r.helper_nid for r in routes],
+            "route_low_confidence": [r.route_low_confidence for r in routes],
+            "low_confidence_share": [r.low_confidence_share for r in routes],
+            "frames_sent_up_share": [r.frames_sent_up_share for r in routes],
+            "decision_id": [r.decision_id for r in routes],
+            "now": utcnow(),
+        },
     )
 
 
@@ -246,13 +335,28 @@ async def pending_decisions(session: AsyncSession, limit: int = 20_000) -> list[
     return [(r.id, r.at, r.operations) for r in rows]
 
 
+_SET_OUTCOMES = text(
+    """
+    UPDATE optimizer.decisions AS d
+       SET outcome = o.outcome, outcome_detail = o.detail, outcome_at = CAST(:now AS timestamptz)
+      FROM unnest(CAST(:id AS text[]), CAST(:outcome AS text[]), CAST(:detail AS text[]))
+        AS o(id, outcome, detail)
+     WHERE d.id = o.id"""
+)
+
+
 async def set_outcomes(
     session: AsyncSession, outcomes: dict[str, tuple[Outcome, str | None]]
 ) -> None:
-    now = utcnow()
-    for decision_id, (outcome, detail) in outcomes.items():
-        await session.execute(
-            update(m.Decision)
-            .where(m.Decision.id == decision_id)
-            .values(outcome=outcome, outcome_detail=detail, outcome_at=now)
-        )
+    """Earlier decisions' outcomes, in one statement."""
+    if not outcomes:
+        return
+    await session.execute(
+        _SET_OUTCOMES,
+        {
+            "id": list(outcomes),
+            "outcome": [str(outcome) for outcome, _ in outcomes.values()],
+            "detail": [detail for _, detail in outcomes.values()],
+            "now": utcnow(),
+        },
+    )

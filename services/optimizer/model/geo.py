@@ -7,6 +7,9 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEG_LAT = 111.2
 
@@ -24,25 +27,58 @@ class GeoGrid:
 
     cell_deg: float = 0.05  # about 5.5 km of latitude
     cells: dict[tuple[int, int], list[tuple[int, float, float]]] = field(default_factory=dict)
-    points: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def build(
         cls, items: Iterable[tuple[int, float | None, float | None]], cell_deg: float | None = None
     ) -> GeoGrid:
         located = [(k, lat, lon) for k, lat, lon in items if lat is not None and lon is not None]
+        if not located:
+            return cls(cell_deg=0.05 if cell_deg is None else cell_deg)
+        keys, lats, lons = zip(*located, strict=True)
+        ids = np.array(keys, np.int64)
+        return cls.from_arrays(
+            ids, np.array(lats, np.float64), np.array(lons, np.float64), cell_deg
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        keys: npt.NDArray[np.int64],
+        lats: npt.NDArray[np.float64],
+        lons: npt.NDArray[np.float64],
+        cell_deg: float | None = None,
+    ) -> GeoGrid:
+        """The grid of these points (NaN: not located), bucketed with array operations: the
+        same cells, and in each the points in their given order, as :meth:`build` gives."""
+        located = ~(np.isnan(lats) | np.isnan(lons))
+        keys, lats, lons = keys[located], lats[located], lons[located]
+        n = len(keys)
         if cell_deg is None:
             # About six points per cell on average, whatever the fleet's density.
-            if len(located) > 1:
-                lats, lons = [p[1] for p in located], [p[2] for p in located]
-                area = max(1e-6, (max(lats) - min(lats)) * (max(lons) - min(lons)))
-                cell_deg = min(0.5, max(0.001, math.sqrt(area * 6 / len(located))))
+            if n > 1:
+                lat_span = float(lats.max()) - float(lats.min())
+                area = max(1e-6, lat_span * (float(lons.max()) - float(lons.min())))
+                cell_deg = min(0.5, max(0.001, math.sqrt(area * 6 / n)))
             else:
                 cell_deg = 0.05
         grid = cls(cell_deg=cell_deg)
-        for key, lat, lon in located:
-            grid.points[key] = (lat, lon)
-            grid.cells.setdefault(grid._cell(lat, lon), []).append((key, lat, lon))
+        if not n:
+            return grid
+        ci = np.floor(lats / cell_deg).astype(np.int64)
+        cj = np.floor(lons / cell_deg).astype(np.int64)
+        order = np.lexsort((cj, ci))  # stable: a cell's points keep their given order
+        ci, cj = ci[order], cj[order]
+        points = list(
+            zip(keys[order].tolist(), lats[order].tolist(), lons[order].tolist(), strict=True)
+        )
+        starts = np.flatnonzero(np.r_[True, (ci[1:] != ci[:-1]) | (cj[1:] != cj[:-1])]).tolist()
+        ends = [*starts[1:], n]
+        cells = grid.cells
+        for start, end, i, j in zip(
+            starts, ends, ci[starts].tolist(), cj[starts].tolist(), strict=True
+        ):
+            cells[(i, j)] = points[start:end]
         return grid
 
     def _cell(self, lat: float, lon: float) -> tuple[int, int]:

@@ -12,11 +12,15 @@ from itertools import compress
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
 from edge_common.vocabulary import Param
 from services.optimizer.model.columns import (
     DeploymentArrays,
     EdgeArrays,
     FleetColumns,
+    FloatArray,
+    IntArray,
     NodeArrays,
     ReadArrays,
 )
@@ -38,6 +42,8 @@ from shared.contracts.nodes import NodeState, NodeStates
 _RUNNING = DesiredState.RUNNING
 _READY = PackageStatus.READY
 _ID, _NID, _DESIRED = attrgetter("id"), attrgetter("nid"), attrgetter("desired")
+_LATITUDE, _LONGITUDE = attrgetter("latitude"), attrgetter("longitude")
+_CLUSTER = attrgetter("cluster_id")
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -208,6 +214,7 @@ class FleetState:
     # The values the policies test first, as arrays (model.columns), kept in step with the objects.
     columns: FleetColumns = field(default_factory=FleetColumns)
     _grid: GeoGrid | None = None
+    _cluster_grids: dict[int | None, GeoGrid] | None = None
 
     # -- building -------------------------------------------------------------------------------
 
@@ -261,7 +268,7 @@ class FleetState:
         self.edges[e.id] = e
         self.edges_by_nid[e.nid] = e
         self.columns.put_edge(e, self.nodes.get(e.nid))
-        self._grid = None
+        self._geo_changed()
 
     def add_deployment(self, d: Deployment) -> None:
         self.deployments[d.id] = d
@@ -348,7 +355,7 @@ class FleetState:
             edge.cluster_id,
         )
         if moved:
-            self._grid = None
+            self._geo_changed()
 
     def _drop_missing_edges(self, current: list[int] | None) -> int:
         """New edges are in the answer, so the mirror holds every current edge: more means
@@ -403,15 +410,45 @@ class FleetState:
             del self.deployments[dep_id]
             self.columns.drop_deployment(dep_id)
         self.columns.drop_edge(edge_id)
-        self._grid = None
+        self._geo_changed()
 
     # -- queries ---------------------------------------------------------------------------------
 
+    def _geo_changed(self) -> None:
+        """An edge came, went or moved (or changed cluster): the grids are built again."""
+        self._grid = None
+        self._cluster_grids = None
+
+    def _located(self) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Every edge's id, latitude and longitude (NaN: none), in the mirror's order."""
+        edges = list(self.edges.values())
+        n = len(edges)
+        ids = np.fromiter(map(_ID, edges), np.int64, n)
+        lats = np.array(list(map(_LATITUDE, edges)), np.float64)
+        lons = np.array(list(map(_LONGITUDE, edges)), np.float64)
+        return ids, lats.reshape(n), lons.reshape(n)
+
     @property
     def grid(self) -> GeoGrid:
+        """Every located edge."""
         if self._grid is None:
-            self._grid = GeoGrid.build((e.id, e.latitude, e.longitude) for e in self.edges.values())
+            self._grid = GeoGrid.from_arrays(*self._located())
         return self._grid
+
+    def cluster_grid(self, cluster_id: int | None) -> GeoGrid:
+        """The located edges of one cluster (a helper is always of its edge's cluster: its search
+        meets no other cluster's edges). Every cluster's grid is built at the first ask."""
+        if self._cluster_grids is None:
+            ids, lats, lons = self._located()
+            clusters = list(map(_CLUSTER, self.edges.values()))
+            codes = {c: k for k, c in enumerate(dict.fromkeys(clusters))}  # None included
+            coded = np.fromiter(map(codes.__getitem__, clusters), np.int64, len(clusters))
+            self._cluster_grids = {
+                c: GeoGrid.from_arrays(ids[coded == k], lats[coded == k], lons[coded == k])
+                for c, k in codes.items()
+            }
+        grid = self._cluster_grids.get(cluster_id)
+        return grid if grid is not None else GeoGrid()
 
     def node_of(self, edge: Edge) -> Node | None:
         return self.nodes.get(edge.nid)

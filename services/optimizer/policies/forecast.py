@@ -15,6 +15,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from services.optimizer.model.columns import FleetColumns
@@ -146,3 +147,16 @@ class ForecastMemo:
         self.revision[row] = self.columns.edges.cols["revision"][row]
         self.crossing[row], self.has_trend[row] = crossing, has_trend
         self.unseen.discard(nid)
+
+    def note_rows(
+        self, rows: npt.NDArray[np.int64], nids: list[str], has_trend: npt.NDArray[np.bool_]
+    ) -> None:
+        """:meth:`note` of these rows (of these nodes) at once, none of them crossing."""
+        if self.columns is None:
+            return
+        self.unseen.difference_update(nids)
+        keep = rows < len(self.revision)
+        rows = rows[keep]
+        self.revision[rows] = self.columns.edges.cols["revision"][rows]
+        self.crossing[rows] = False
+        self.has_trend[rows] = has_trend[keep]

@@ -16,11 +16,14 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from edge_common.vocabulary import AnalysisRoute, Param
+from services.optimizer.model.columns import IntArray
 from services.optimizer.model.config import OverloadConfig
 from services.optimizer.model.context import Cycle
 from services.optimizer.model.state import Deployment, Edge, Node, parse_ts
-from services.optimizer.policies.forecast import ForecastMemo, observe
+from services.optimizer.policies.forecast import ForecastMemo, Trend, observe
 from shared.contracts.decisions import Action, Policy
 from shared.contracts.fleet import EdgeStatus, ObservedState
 
@@ -86,7 +89,7 @@ class Helpers:
     def nearest(self, edge: Edge) -> tuple[Edge, float] | None:
         if edge.latitude is None or edge.longitude is None:
             return None
-        grid = self.cycle.state.grid
+        grid = self.cycle.state.cluster_grid(edge.cluster_id)
         found = grid.nearest(
             edge.latitude, edge.longitude, partial(self.fits, edge), self.cfg.max_distance_km
         )
@@ -167,14 +170,61 @@ def _candidates(
             n = e.size
             moved = memo.revision[:n] != e["revision"]
             follow = (moved & (warm | memo.has_trend[:n])) | memo.crossing[:n]
-            found.append(cols.edge_ids(follow & live))
             found.append({x.id for nid in memo.unseen if (x := by_nid.get(nid))})
         else:
-            found.append(cols.edge_ids(warm & live))
+            follow = warm
             found.append({x.id for key in trends if (x := by_nid.get(key.rpartition(":")[0]))})
+        follow = follow & live & e["alive"]
+        # The calm ones without a trend yet (every warm edge in a cold cycle) start theirs here in
+        # one pass; the per-edge code follows the others.
+        started = _start_trends(cycle, cfg, np.flatnonzero(follow & ~hot))
+        follow[started] = False
+        found.append(cols.edge_ids(follow))
     found.append({x.id for nid in helped if (x := by_nid.get(nid)) is not None})
     found += [routed, cycle.remembered(NAME)]
     return found
+
+
+def _start_trends(cycle: Cycle, cfg: OverloadConfig, rows: IntArray) -> IntArray:
+    """What :func:`_forecast_above` does for a calm edge whose node has no trend yet, for these
+    rows of the mirror's columns at once (less the edges no policy looks at: pinned, master
+    silent): each warm value starts its trend with its first sample, which forecasts nothing yet
+    (and the value itself is not above), so none of them crosses. The rows done are returned;
+    an edge with a trend already, or no node object, is left to the per-edge code."""
+    state, trends, pins = cycle.state, cycle.inp.trends, cycle.inp.pins
+    cols = state.columns
+    edges, nodes = state.edges, state.nodes
+    cpu_watch = cfg.cpu_percent * cfg.forecast_watch
+    memory_watch = cfg.memory_percent * cfg.forecast_watch
+    done: list[int] = []
+    done_nids: list[str] = []
+    with_trend: list[bool] = []
+    for row, edge_id in zip(rows.tolist(), cols.edges["id"][rows].tolist(), strict=True):
+        edge = edges.get(edge_id)
+        if edge is None or edge_id in pins or state.master_silent(edge):
+            continue
+        nid = edge.nid
+        cpu_key, memory_key = f"{nid}:cpu", f"{nid}:memory"
+        node = nodes.get(nid)
+        if node is None or cpu_key in trends or memory_key in trends:
+            continue
+        at, started = node.last_seen, False
+        if at is not None:
+            cpu, memory = node.cpu_avg, node.memory_avg
+            if cpu is not None and cpu >= cpu_watch:
+                trends[cpu_key] = Trend(cpu, 0.0, at)
+                started = True
+            if memory is not None and memory >= memory_watch:
+                trends[memory_key] = Trend(memory, 0.0, at)
+                started = True
+        done.append(row)
+        done_nids.append(nid)
+        with_trend.append(started)
+    out = np.array(done, np.int64)
+    memo: ForecastMemo | None = cycle.inp.forecast_memo
+    if memo is not None and memo.columns is cols and memo.key == _memo_key(cfg, trends):
+        memo.note_rows(out, done_nids, np.array(with_trend, np.bool_))
+    return out
 
 
 def _memo_key(cfg: OverloadConfig, trends: dict[str, Any]) -> tuple[object, ...]:

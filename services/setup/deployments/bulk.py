@@ -236,7 +236,16 @@ class _View:
             self.changed.add(new.id)
 
 
-async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
+@dataclass(slots=True)
+class Applied:
+    """A batch's results, in its operations' order, and the edges it concerns (each result's
+    deployment's edge, or the edge of an edge status): whose masters to nudge."""
+
+    results: list[BulkResult]
+    edge_ids: set[int]
+
+
+async def apply_bulk(session: AsyncSession, data: BulkRequest) -> Applied:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes
     nothing."""
     conn = await _driver_connection(session)
@@ -249,7 +258,9 @@ async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResul
         if translated is exc:
             raise
         raise translated from exc
-    return results
+    rows = view.rows
+    edges = {r.id if r.op == "edge_status" else rows[r.id].edge_id for r in results}
+    return Applied(results, edges)
 
 
 def _plan(view: _View, data: BulkRequest) -> list[BulkResult]:

@@ -64,12 +64,10 @@ async def list_deployments(
     summary="Apply many changes in one transaction (optimizer)",
 )
 async def bulk(data: BulkRequest, session: SessionDep, master: MasterDep, _: OperatorAuth):
-    results = await service.apply_bulk(session, data)
-    if results:
-        edges = await service.edges_of(session, [r.id for r in results if r.op != "edge_status"])
-        edges |= {r.id for r in results if r.op == "edge_status"}
-        await master.request_reconcile(session, edge_ids=edges)
-    return BulkResponse(results=results)
+    applied = await service.apply_bulk(session, data)
+    if applied.edge_ids:
+        await master.request_reconcile(session, edge_ids=applied.edge_ids)
+    return BulkResponse(results=applied.results)
 
 
 @router.post("/observed", summary="Observed state of deployments (the master reports)")

@@ -10,7 +10,6 @@ from services.setup.common import get_or_404
 from services.setup.deployments import bulk
 from services.setup.deployments.schemas import (
     BulkRequest,
-    BulkResult,
     CreateOp,
     DeploymentCreate,
     DeploymentUpdate,
@@ -190,18 +189,8 @@ async def record_observed(session: AsyncSession, data: ObservedReports) -> int:
     return len(data.reports)
 
 
-async def apply_bulk(session: AsyncSession, data: BulkRequest) -> list[BulkResult]:
+async def apply_bulk(session: AsyncSession, data: BulkRequest) -> bulk.Applied:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes
     nothing. Set-based, at COPY speed (services.setup.deployments.bulk), with the checks and
     messages of the one-by-one routes above."""
     return await bulk.apply_bulk(session, data)
-
-
-async def edges_of(session: AsyncSession, deployment_ids: list[int]) -> set[int]:
-    """The edges of these deployments (whose masters a change concerns)."""
-    if not deployment_ids:
-        return set()
-    rows = await session.scalars(
-        select(Deployment.edge_id).where(Deployment.id.in_(deployment_ids)).distinct()
-    )
-    return set(rows.all())
