@@ -3,6 +3,7 @@ on the written result changes nothing)."""
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
@@ -311,6 +312,48 @@ def test_grid_nearest_and_within_match_brute_force():
         assert found is not None and found[0] == brute[0]
         within = {k for k, _ in grid.within(lat, lon, 3.0)}
         assert within == {k for k, a, b in pts if haversine_km(lat, lon, a, b) <= 3.0}
+
+
+def test_each_clusters_grid_finds_what_a_scan_of_its_edges_finds():
+    """The overload policy searches a helper in its edge's cluster's grid (built with array
+    operations): the nearest accepted edge of that cluster, as a scan of every edge would give;
+    edges without a position are in no grid; the fleet-wide grid buckets as ``GeoGrid.build``."""
+    rnd = random.Random(11)
+    f = Fleet()
+    for i in range(1500):
+        located = rnd.random() < 0.95
+        e = f.edge(
+            f"e{i}",
+            lat=37 + rnd.random() * 0.3 if located else None,
+            lon=127 + rnd.random() * 0.3 if located else None,
+            cluster=rnd.choice([1, 2, 3, 7]),
+        )
+        if i % 50 == 0:
+            e["cluster_id"] = None
+    state = FleetState.from_wire(f.snapshot(), f.node_list())
+    by_id = {e["id"]: e for e in f.edges}
+    for _ in range(60):
+        lat, lon = 37 + rnd.random() * 0.3, 127 + rnd.random() * 0.3
+        cluster = rnd.choice([1, 2, 3, 7, None])
+        accept = lambda k: k % 4 != 0  # noqa: E731
+        candidates = [
+            (haversine_km(lat, lon, e["latitude"], e["longitude"]), e["id"])
+            for e in f.edges
+            if e["cluster_id"] == cluster and e["latitude"] is not None and accept(e["id"])
+        ]
+        found = state.cluster_grid(cluster).nearest(lat, lon, accept, 100.0)
+        assert found is not None and by_id[found[0]]["cluster_id"] == cluster
+        assert (found[1], found[0]) == min(candidates)
+    assert state.cluster_grid(99).nearest(37.1, 127.1, lambda k: True, 100.0) is None
+    located = [(e["id"], e["latitude"], e["longitude"]) for e in f.edges if e["latitude"]]
+    lats, lons = [a for _, a, _ in located], [b for _, _, b in located]
+    area = (max(lats) - min(lats)) * (max(lons) - min(lons))
+    cell = state.grid.cell_deg
+    assert cell == math.sqrt(area * 6 / len(located))  # about six edges a cell
+    buckets: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
+    for k, a, b in located:  # in the fleet's order within each cell
+        buckets.setdefault((math.floor(a / cell), math.floor(b / cell)), []).append((k, a, b))
+    assert state.grid.cells == buckets
 
 
 def test_focus_storm_extends_at_most_every_half_ttl():
