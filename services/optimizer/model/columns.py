@@ -465,6 +465,15 @@ class FleetColumns:
         ids: IntArray = e["id"][rows]
         return ids
 
+    def unique_edges_of(self, dep_mask: BoolArray) -> IntArray:
+        """:meth:`edges_of`, each edge once, sorted (marked by row: no sort of the rows)."""
+        d, e = self.deployments, self.edges
+        rows = d["edge"][dep_mask & d["alive"]]
+        marked = np.zeros(e.size, np.bool_)
+        marked[rows] = True
+        ids: IntArray = np.sort(e["id"][marked & e["alive"]])
+        return ids
+
     def package_lookup(self, ai_ids: IntArray, package_ids: IntArray) -> tuple[IntArray, BoolArray]:
         """For each deployment's ai_id, its index in the sorted ``package_ids`` and whether that
         package is known."""

@@ -199,14 +199,18 @@ def _start_trends(cycle: Cycle, cfg: OverloadConfig, rows: IntArray) -> IntArray
     done: list[int] = []
     done_nids: list[str] = []
     with_trend: list[bool] = []
-    for row, edge_id in zip(rows.tolist(), cols.edges["id"][rows].tolist(), strict=True):
-        edge = edges.get(edge_id)
-        if edge is None or edge_id in pins or state.master_silent(edge):
+    look = bool(trends)  # a cold start has none to look up
+    silent = state.silent_clusters  # as state.master_silent, inline: this runs per warm edge
+    ids = cols.edges["id"][rows].tolist()
+    for row, edge in zip(rows.tolist(), map(edges.get, ids), strict=True):
+        if edge is None or edge.id in pins or (silent and edge.cluster_id in silent):
             continue
         nid = edge.nid
-        cpu_key, memory_key = f"{nid}:cpu", f"{nid}:memory"
         node = nodes.get(nid)
-        if node is None or cpu_key in trends or memory_key in trends:
+        if node is None:
+            continue
+        cpu_key, memory_key = nid + ":cpu", nid + ":memory"
+        if look and (cpu_key in trends or memory_key in trends):
             continue
         at, started = node.last_seen, False
         if at is not None:

@@ -109,13 +109,20 @@ class FileDeps:
             idx, known = cols.package_lookup(d["ai_id"], np.array([p.id for p in packages]))
             older = np.array([p.version_key < newest.version_key for p in packages])[idx]
             mask = known & older & ~d["helper"] & (d["filename"] == code)
-            candidates: list[int] = np.unique(cols.edges_of(mask)).tolist()
-        else:
-            candidates = []
-            for dep in self.deps:
-                pkg = cycle.state.packages.get(dep.ai_id)
-                if pkg is not None and pkg.version_key < newest.version_key:
-                    candidates.append(dep.edge_id)
+            found = cols.unique_edges_of(mask)
+            # Most of a large fleet, when a new version comes: left out as an array.
+            skip = set(cycle.inp.pins)
+            if r is not None:
+                skip |= set(r.members) | r.failed
+            if skip:
+                found = found[~np.isin(found, np.fromiter(skip, np.int64, len(skip)))]
+            ids: list[int] = found.tolist()
+            return ids
+        candidates = []
+        for dep in self.deps:
+            pkg = cycle.state.packages.get(dep.ai_id)
+            if pkg is not None and pkg.version_key < newest.version_key:
+                candidates.append(dep.edge_id)
         out = set()
         for edge_id in candidates:
             if edge_id in cycle.inp.pins:
