@@ -2,19 +2,20 @@
 mismatches acted on at once: about 4 % of the edges' deployments at 100,000 edges), decided by
 the optimizer's own code over its Arrow reads, then written and recorded as the runner does:
 
+- routes: the routing rows saved before the bulk write (``DecisionRunner._save_routes``);
 - write: the operations through setup's ``POST /deployments/bulk`` in the runner's chunks
-  (``OPTIMIZER_BULK_MAX_OPERATIONS``), each call timed, with the CPU the bench process (the
-  optimizer's side: the body, the answer, folding it into the mirror) and setup's process
-  spent, and setup's own time for the calls;
-- record: the decision log, the policies' memory and the routes into the optimizer's tables
-  (``DecisionRunner._record``'s statements, one transaction).
+  (``OPTIMIZER_BULK_MAX_OPERATIONS``), with the CPU the bench process (the optimizer's side: the
+  bodies, the answers, folding them into the mirror) and setup's process spent meanwhile;
+- record: the decision log and the policies' memory into the optimizer's tables
+  (``DecisionRunner._record``, one transaction; the routes were saved before).
 
 The seeded database can be written once: each run seeds its own.
 
     .venv/bin/python -m bench.reconcile.coldwrite --edges 100000 [--py-spy setup.txt]
 
 ``--py-spy FILE`` records setup's process during the write (py-spy's raw format: one line per
-stack with its count; `.venv/bin/pip install py-spy`).
+stack with its count; `.venv/bin/pip install py-spy`); ``--profile`` prints a cProfile of this
+process's routes, write and record.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ async def cycle(
         out["write_cpu_setup_s"] = cpu_s(setup_pid) - c_setup
         assert rejected is None, rejected
 
-        written = Written(dry_run=False)
+        written = Written(dry_run=False, routes_saved=True)
         c_self, t = time.process_time(), time.perf_counter()
         await runner._record(uuid.uuid4().hex, result, result.decisions, {}, written)
         out["record_s"] = time.perf_counter() - t
