@@ -20,8 +20,9 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import Executable, text
+from sqlalchemy import ClauseElement, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -37,12 +38,14 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-async def copy_table(session: AsyncSession, stmt: Executable, schema: pa.Schema) -> pa.Table:
+async def copy_table(session: AsyncSession, stmt: ClauseElement, schema: pa.Schema) -> pa.Table:
     """The rows of ``stmt`` (its output columns those of ``schema``, in order) as a table of
     ``schema``, in the order the statement gives them."""
     compiled = stmt.compile(
         dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
     )
+    if not isinstance(compiled, SQLCompiler):
+        raise TypeError(f"COPY needs a query, not {type(stmt).__name__}")
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     chunks: list[bytes] = []
 

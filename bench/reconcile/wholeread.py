@@ -237,7 +237,9 @@ def main() -> None:
                     args.repeat,
                     lambda: (
                         vms.get(
-                            "/nodes/state", headers=ARROW, params={"include_silent": "false"}
+                            "/nodes/state",
+                            headers=ARROW,
+                            params={"include_silent": "false", "columns": ",".join(NODES_READ)},
                         ).content
                     ),
                 )
