@@ -4,10 +4,12 @@ Real parts: a fresh database, setup and the master as processes (the master publ
 MQTT), a private Mosquitto (/usr/sbin/mosquitto, a permissive config on a free loopback port: the
 shipped ACL needs one broker user per agent, which changes nothing in the fan-out), one package
 uploaded through the master. N edges on an agent-pull cluster are seeded with SQL; the simulated
-agents are in-process aiomqtt clients (one connection each, subscribed QoS 1 to their own
-``edge/<nid>/desired``) with one shared aiohttp session (each request with its edge's own token;
-aiohttp rather than httpx: with httpx the bench process spent more CPU per request than the
-master). The bench process's own CPU is printed beside the master's.
+agents are in-process: by default (``--agents-client lean``, bench.updates.lean_agent) each speaks
+MQTT 3.1.1 and HTTP/1.1 on raw asyncio streams (one broker connection subscribed QoS 1 to its own
+``edge/<nid>/desired``, a connection of its own to the master on its notice, its own token), which
+costs the bench a fraction of the CPU; ``--agents-client aiomqtt``: aiomqtt clients and one shared
+aiohttp session, as before (at 5,000 agents that process, not the master, was the bound). The
+bench process's own CPU is printed beside the master's.
 
 The change: a deployment of the package on every edge (one SQL insert) and one reconcile pass
 (POST /reconcile): the master commits each edge's desired set and publishes its notice. Each agent,
@@ -50,6 +52,7 @@ import asyncpg
 import httpx
 import psutil
 
+from bench.updates.lean_agent import run_lean_agent
 from shared import migrations
 from shared.contracts.updates import UpdateNotice, notice_topic
 from shared.edge_tokens import issue_edge_token
@@ -238,14 +241,20 @@ async def fan_out(
     master_pid: int,
     port: int,
     master_urls: list[str],
+    client: str,
 ) -> None:
     agents = [Agent(f"0x{i:x}", issue_edge_token(f"0x{i:x}", SIGNER)) for i in range(1, n + 1)]
+    master_port = int(master.rsplit(":", 1)[1])
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
     async with aiohttp.ClientSession(master, connector=connector, timeout=timeout) as http:
         gate = asyncio.Semaphore(50)
         t = time.perf_counter()
-        tasks = [asyncio.create_task(agent_loop(a, port, http, gate)) for a in agents]
+        if client == "lean":
+            loops = [run_lean_agent(a, port, master_port, gate) for a in agents]
+        else:
+            loops = [agent_loop(a, port, http, gate) for a in agents]
+        tasks = [asyncio.create_task(loop) for loop in loops]
         await asyncio.wait_for(asyncio.gather(*(a.connected.wait() for a in agents)), 300)
         print(f"{n} agents connected and subscribed in {time.perf_counter() - t:.1f} s")
 
@@ -421,6 +430,14 @@ def main() -> None:
         help="the master's MASTER_PULL_FETCHES_PER_S (the notices' spread is pull edges / it); "
         "default: the master's own default",
     )
+    ap.add_argument(
+        "--agents-client",
+        choices=("lean", "aiomqtt"),
+        default="lean",
+        help="the simulated agents: MQTT and HTTP on raw asyncio streams (lean, bench.updates."
+        "lean_agent) or aiomqtt clients and an aiohttp session (CPU-heavy: at 5,000 agents "
+        "the bench process itself is the bound)",
+    )
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 4 * args.agents + 1024))
@@ -508,7 +525,8 @@ def main() -> None:
             mhttp.post("/reconcile?wait=true", headers=OPERATOR).raise_for_status()
             print(
                 f"=== fan-out to {args.agents} pull agents; package {size} bytes; "
-                f"{psutil.cpu_count()} CPUs; Mosquitto (permissive config)"
+                f"{psutil.cpu_count()} CPUs; Mosquitto (permissive config); "
+                f"agents: {args.agents_client}"
             )
             asyncio.run(
                 fan_out(
@@ -519,6 +537,7 @@ def main() -> None:
                     master.pid,
                     port,
                     master_urls,
+                    args.agents_client,
                 )
             )
             last = mhttp.get("/status", headers=OPERATOR).json()["reconcile"]["last"]
