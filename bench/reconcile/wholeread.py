@@ -3,7 +3,8 @@ Arrow form, split into its steps and timed in one process (best of --repeat each
 
 Both services are asked for the columns the optimizer reads (``columns=``, as it asks).
 
-- setup's answer: its SQL (one array per column, aggregated by Postgres) and the Arrow body;
+- setup's answer: its tables (Postgres streams the rows as CSV, ``COPY``, pyarrow parses them)
+  and the Arrow body;
 - the VMS's answer: the same two steps;
 - over HTTP: GET /fleet/snapshot and GET /nodes/state (the services as processes);
 - the optimizer: decoding both bodies into a FleetRead and a NodesRead, building the mirror
@@ -41,9 +42,7 @@ from services.optimizer.model.context import CycleInput
 from services.optimizer.model.state import FleetState
 from services.optimizer.sources.columnar import fleet_read, nodes_read
 from services.setup.fleet import repository as setup_repository
-from services.setup.fleet.router import _arrow_body as setup_body
 from services.vms.queries import repository as vms_repository
-from services.vms.queries.service import _arrow_body as vms_body
 from shared import migrations
 from shared.contracts import columnar
 from tests.helpers.database import create_database, drop_database
@@ -83,15 +82,19 @@ NODES_READ = frozenset(columnar.NODES_READ)
 async def setup_columns(maker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
     async with maker() as session:
         selects = setup_repository.snapshot_selects()
-        return await setup_repository.snapshot_columns(session, selects, SNAPSHOT_READ)
+        return await setup_repository.snapshot_tables(session, selects, SNAPSHOT_READ)
 
 
 async def vms_columns(maker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
     async with maker() as session:
-        columns, _ = await vms_repository.node_state_columns(
+        table, _ = await vms_repository.node_state_table(
             session, nids=None, silent=None, since=None, stale_after_s=3600.0, names=NODES_READ
         )
-        return columns
+        return {"nodes": table}
+
+
+def arrow_body(tables: dict[str, Any], meta: dict[str, Any]) -> bytes:
+    return columnar.encode(list(tables.items()), meta)
 
 
 def profiled(step: Callable[[], Any], top: int = 30) -> None:
@@ -108,10 +111,7 @@ def in_process(url: str, repeat: int, profile: str | None, timings: dict[str, fl
         engine = create_async_engine(url)
         maker = async_sessionmaker(engine, expire_on_commit=False)
         try:
-            for name, query, body, names in (
-                ("setup", setup_columns, setup_body, SNAPSHOT_READ),
-                ("vms", vms_columns, vms_body, NODES_READ),
-            ):
+            for name, query in (("setup", setup_columns), ("vms", vms_columns)):
                 best_q = None
                 columns: Any = None
                 for _ in range(repeat):
@@ -120,7 +120,7 @@ def in_process(url: str, repeat: int, profile: str | None, timings: dict[str, fl
                     dt = time.perf_counter() - t
                     best_q = dt if best_q is None else min(best_q, dt)
                 timings[f"{name}_sql_s"] = best_q or 0.0
-                build = partial(body, columns, {"generated_at": "x"}, names)
+                build = partial(arrow_body, columns, {"generated_at": "x"})
                 dt, dc, b = cpu_best(repeat, build)
                 timings[f"{name}_body_s"], timings[f"{name}_body_cpu_s"] = dt, dc
                 timings[f"{name}_mb"] = len(b) / 1e6
@@ -237,7 +237,9 @@ def main() -> None:
                     args.repeat,
                     lambda: (
                         vms.get(
-                            "/nodes/state", headers=ARROW, params={"include_silent": "false"}
+                            "/nodes/state",
+                            headers=ARROW,
+                            params={"include_silent": "false", "columns": ",".join(NODES_READ)},
                         ).content
                     ),
                 )

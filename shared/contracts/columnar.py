@@ -192,23 +192,15 @@ def only(schema: pa.Schema, names: frozenset[str] | None) -> pa.Schema:
     return pa.schema([f for f in schema if f.name in names])
 
 
-def batch(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.RecordBatch:
-    """A record batch of ``schema`` from one Python list per column (times as microseconds since
-    the epoch, or datetimes)."""
-    return pa.RecordBatch.from_arrays(
-        [pa.array(columns[f.name], type=f.type) for f in schema], schema=schema
-    )
-
-
-def encode(tables: list[tuple[str, pa.RecordBatch]], meta: dict[str, Any]) -> bytes:
+def encode(tables: list[tuple[str, pa.Table]], meta: dict[str, Any]) -> bytes:
     """The body: one IPC stream per table, in order; ``meta`` on the first one."""
     sink = pa.BufferOutputStream()
-    for i, (name, rb) in enumerate(tables):
+    for i, (name, table) in enumerate(tables):
         metadata = {b"table": name.encode()}
         if i == 0:
             metadata[b"meta"] = orjson.dumps(meta)
-        with pa.ipc.new_stream(sink, rb.schema.with_metadata(metadata)) as writer:
-            writer.write_batch(rb)
+        with pa.ipc.new_stream(sink, table.schema.with_metadata(metadata)) as writer:
+            writer.write_table(table)
     return bytes(sink.getvalue().to_pybytes())
 
 

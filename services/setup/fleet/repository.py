@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -29,6 +30,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.setup.models import AiPackage, Cluster, Deployment, Edge, Master
+from shared import arrow_copy
+from shared.contracts import columnar
 from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
 
 EDGE_COLUMNS = (
@@ -181,29 +184,29 @@ async def snapshot_parts(session: AsyncSession, selects: Selects) -> dict[str, s
     }
 
 
-async def snapshot_columns(
+async def snapshot_tables(
     session: AsyncSession, selects: Selects, names: frozenset[str] | None = None
-) -> dict[str, dict[str, list[Any]]]:
-    """The rows of :func:`snapshot_selects`, column by column (one Python list per column, in id
-    order), for the Arrow form: Postgres aggregates each column into an array, so no row object
-    is built here. ``names``: only these columns (None: all)."""
-    return {name: await _columns(session, stmt, names) for name, stmt in selects.items()}
+) -> dict[str, pa.Table]:
+    """The rows of :func:`snapshot_selects` as Arrow tables (shared.contracts.columnar's schemas,
+    in id order), for the Arrow form: Postgres streams each table's rows as CSV (``COPY``) and
+    pyarrow parses them, so no Python object is made per value. ``names``: only these columns
+    (None: all)."""
+    tables = {}
+    for name, stmt in selects.items():
+        schema = columnar.only(columnar.SNAPSHOT_TABLES[name], names)
+        tables[name] = await _table(session, stmt, schema)
+    return tables
 
 
-async def _columns(
-    session: AsyncSession, stmt: Select, names: frozenset[str] | None
-) -> dict[str, list[Any]]:
-    """The rows of ``stmt`` as one list per column, ordered by id. The aggregates read a sorted
-    subquery (one sort for every column); times become microseconds since the epoch, JSON its
-    text. A column not aggregated is not computed (Postgres drops a subquery's unused
-    outputs)."""
-    rows = stmt.order_by(literal_column("id")).subquery("t")
-    wanted = [c for c in rows.c if names is None or c.name in names]
-    if not wanted:
-        return {}
-    aggs = [func.array_agg(_wire_value(c)) for c in wanted]
-    row = (await session.execute(select(*aggs).select_from(rows))).one()
-    return {c.name: list(v) if v is not None else [] for c, v in zip(wanted, row, strict=True)}
+async def _table(session: AsyncSession, stmt: Select, schema: pa.Schema) -> pa.Table:
+    """The rows of ``stmt`` ordered by id, the columns of ``schema`` only (a column not asked
+    for is not computed: Postgres drops a subquery's unused outputs); times become microseconds
+    since the epoch, JSON its text."""
+    if not schema.names:
+        return schema.empty_table()
+    rows = stmt.subquery("t")
+    wire = select(*(_wire_value(rows.c[n]).label(n) for n in schema.names))
+    return await arrow_copy.copy_table(session, wire.select_from(rows).order_by(rows.c.id), schema)
 
 
 def _wire_value(c: Any) -> Any:

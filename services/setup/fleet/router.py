@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -98,13 +98,13 @@ async def snapshot(
     silent_ids = await repository.silent_cluster_ids(session, silent_after)
     mapping = (await conditions.read(session)).model_dump()
     if columnar.wants_arrow(request.headers.get("accept")):
-        values = await repository.snapshot_columns(session, selects, names)
+        tables = await repository.snapshot_tables(session, selects, names)
         meta = {
             "conditions": mapping,
             "generated_at": now.isoformat(),
             "silent_cluster_ids": orjson.loads(silent_ids),
         }
-        arrow = await asyncio.to_thread(_arrow_body, values, meta, names)
+        arrow = await asyncio.to_thread(columnar.encode, list(tables.items()), meta)
         return Response(arrow, media_type=columnar.ARROW_STREAM)
     parts = await repository.snapshot_parts(session, selects)
     parts["silent_cluster_ids"] = silent_ids
@@ -112,15 +112,3 @@ async def snapshot(
     parts["generated_at"] = orjson.dumps(now.isoformat()).decode()
     body = "{" + ",".join(f'"{key}":{value}' for key, value in parts.items()) + "}"
     return Response(body.encode(), media_type="application/json")
-
-
-def _arrow_body(
-    columns: dict[str, dict[str, list[Any]]],
-    meta: dict[str, Any],
-    names: frozenset[str] | None = None,
-) -> bytes:
-    tables = [
-        (name, columnar.batch(columnar.only(columnar.SNAPSHOT_TABLES[name], names), cols))
-        for name, cols in columns.items()
-    ]
-    return columnar.encode(tables, meta)

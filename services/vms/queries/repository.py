@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import arrow_copy
+from shared.contracts import columnar
 
 _ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
@@ -143,36 +147,8 @@ _SILENT_ROW = """
     NULL::int8, NULL::float8, NULL::float8, NULL, NULL::float8, NULL::float8, NULL::int8, NULL,
     NULL::float8, NULL::float8, NULL::float8, NULL, NULL, NULL"""
 
-_COLUMN_NAMES = (
-    "nid",
-    "known",
-    "authenticated",
-    "condition",
-    "condition_code",
-    "previous_condition",
-    "streak",
-    "condition_since",
-    "environment_at",
-    "last_seen",
-    "stale",
-    "usage_at",
-    "cpu",
-    "memory",
-    "func",
-    "cpu_avg",
-    "memory_avg",
-    "detections_at",
-    "detections",
-    "frames",
-    "frames_sent_up",
-    "low_confidence_share",
-    "analysed_by",
-    "source_unavailable",
-    "analysis_unavailable",
-)
 
-
-async def node_state_columns(
+async def node_state_table(
     session: AsyncSession,
     *,
     nids: list[str] | None,
@@ -180,11 +156,12 @@ async def node_state_columns(
     since: datetime | None,
     stale_after_s: float,
     names: frozenset[str] | None = None,
-) -> tuple[dict[str, list[Any]], str]:
-    """The rows of :func:`node_states_json` column by column (one list per column, ordered by
-    nid; times as microseconds since the epoch), for the Arrow form: Postgres aggregates each
-    column into an array, so no row object is built here. ``names``: only these columns (None:
-    all; a column not aggregated is not computed)."""
+) -> tuple[pa.Table, str]:
+    """The rows of :func:`node_states_json` as an Arrow table (shared.contracts.columnar.NODES,
+    ordered by nid), and the database clock (``generated_at``, ISO text), for the Arrow form:
+    Postgres streams the rows as CSV (``COPY``) and pyarrow parses them, so no Python object is
+    made per value. ``names``: only these columns (None: all; a column not asked for is not
+    computed). Both statements run in the session's transaction: one ``now()``."""
     where, params = _state_filters(nids, since, stale_after_s)
     parts = [f"SELECT {_COLUMNS} FROM vms.node_state WHERE {where}"]
     if silent:
@@ -193,16 +170,16 @@ async def node_state_columns(
             "WHERE NOT EXISTS (SELECT 1 FROM vms.node_state n WHERE n.nid = s.nid)"
         )
         params["silent"] = silent
-    wanted = [n for n in _COLUMN_NAMES if names is None or n in names]
-    aggs = "".join(f"array_agg(r.{name}) AS {name}, " for name in wanted)
-    # The aggregates read a sorted subquery: one sort for every column.
+    generated_at = (await session.execute(text(f"SELECT {_iso('now()')}"))).scalar_one()
+    schema = columnar.only(columnar.NODES, names)
+    if not schema.names:
+        return schema.empty_table(), generated_at
+    wanted = ", ".join(f"r.{name}" for name in schema.names)
     sql = f"""
-        SELECT {aggs}{_iso("now()")} AS generated_at
-          FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) AS u
-                 ORDER BY u.nid COLLATE "C") AS r"""
-    row = (await session.execute(text(sql), params)).one()
-    columns = {name: list(row[i]) if row[i] is not None else [] for i, name in enumerate(wanted)}
-    return columns, row.generated_at
+        SELECT {wanted} FROM ({" UNION ALL ".join(parts)}) AS r ORDER BY r.nid COLLATE "C"
+    """
+    table = await arrow_copy.copy_table(session, text(sql).bindparams(**params), schema)
+    return table, generated_at
 
 
 def _state_filters(

@@ -83,10 +83,10 @@ class QueryService:
         names: frozenset[str] | None = None,
     ) -> bytes:
         """The same answer in the Arrow form (shared.contracts.columnar): one table ``nodes``,
-        built from the columns Postgres aggregates (no per-row object); ``names``: only those
-        columns."""
+        streamed by Postgres as CSV and parsed by pyarrow (no per-value object); ``names``: only
+        those columns."""
         silent = self._silent(nids, include_silent, since)
-        columns, generated_at = await repository.node_state_columns(
+        table, generated_at = await repository.node_state_table(
             session,
             nids=nids,
             silent=silent,
@@ -99,7 +99,7 @@ class QueryService:
             "stale_after_s": self.settings.stale_after_s,
             "conditions": self.directory.conditions,
         }
-        return await asyncio.to_thread(_arrow_body, columns, meta, names)
+        return await asyncio.to_thread(columnar.encode, [("nodes", table)], meta)
 
     def _silent(
         self, nids: list[str] | None, include_silent: bool, since: datetime | None
@@ -161,13 +161,6 @@ class QueryService:
             item["ts"] = item["ts"].isoformat()
             item["received_at"] = item["received_at"].isoformat()
         return page(items, total=total, limit=limit, offset=offset)
-
-
-def _arrow_body(
-    columns: dict[str, list[Any]], meta: dict[str, Any], names: frozenset[str] | None = None
-) -> bytes:
-    schema = columnar.only(columnar.NODES, names)
-    return columnar.encode([("nodes", columnar.batch(schema, columns))], meta)
 
 
 QueriesDep = Annotated[QueryService, Depends(from_app_state("queries", QueryService))]
