@@ -16,26 +16,14 @@ import asyncio
 import io
 from typing import Any
 
-import asyncpg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import ClauseElement, text
+from sqlalchemy import ClauseElement
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.compiler import SQLCompiler
 
-
-async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, in the session's transaction (SQLAlchemy's
-    adapter begins it on the first statement it runs: one is run here), so that a COPY sees
-    what the session's other statements see (the same ``now()``)."""
-    connection = await session.connection()
-    await connection.execute(text("SELECT 1"))
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        raise RuntimeError("the COPY needs the session's transaction")
-    return driver
+from shared.db import driver_connection
 
 
 async def copy_table(session: AsyncSession, stmt: ClauseElement, schema: pa.Schema) -> pa.Table:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, TypeVar
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Dialect, MetaData, String, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -225,3 +226,16 @@ async def database_ready(engine: AsyncEngine, within: float = 0.8) -> bool:
 
 def page(items: list[Any], *, total: int, limit: int, offset: int) -> dict[str, Any]:
     return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session, in the session's transaction (SQLAlchemy's
+    adapter begins it on the first statement it runs: one is run here), for what only the
+    driver does (COPY): it sees what the session's other statements see and commits with them."""
+    connection = await session.connection()
+    await connection.execute(text("SELECT 1"))
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("the driver's statements need the session's transaction")
+    return driver

@@ -20,7 +20,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +32,7 @@ from services.setup.deployments.schemas import (
     UpdateOp,
 )
 from shared.contracts.fleet import DesiredState, ObservedState, PackageStatus
-from shared.db import translate_db_error, utcnow
+from shared.db import driver_connection, translate_db_error, utcnow
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 
 DEPLOYABLE = (PackageStatus.UPLOADED, PackageStatus.BUILDING, PackageStatus.READY)
@@ -248,7 +247,7 @@ class Applied:
 async def apply_bulk(session: AsyncSession, data: BulkRequest) -> Applied:
     """Every operation in one transaction; the first failure names ``operations[i]`` and writes
     nothing."""
-    conn = await _driver_connection(session)
+    conn = await driver_connection(session)
     try:
         view = await _read_view(conn, data)
         results = _plan(view, data)
@@ -287,18 +286,6 @@ def _plan(view: _View, data: BulkRequest) -> list[BulkResult]:
             raise
         results.append(BulkResult(index=index, op=op.op, id=row.id, generation=row.generation))
     return results
-
-
-async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, in the request's transaction (SQLAlchemy's
-    adapter begins it on the first statement it runs: one is run here)."""
-    connection = await session.connection()
-    await connection.execute(text("SELECT 1"))
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        raise RuntimeError("the bulk write needs the request's transaction")
-    return driver
 
 
 async def _read_view(conn: asyncpg.Connection, data: BulkRequest) -> _View:
