@@ -7,7 +7,8 @@ agents do what ``edge_ai.agent.puller`` does on the wire and nothing else: one M
 subscribed QoS 1 to ``edge/<nid>/desired`` (each PUBLISH acknowledged), then, on the notice and
 after a random share of its ``spread_s``, a connection of its own to the master:
 ``GET /edges/me/desired`` and ``GET /artifacts/{digest}`` with its token, bodies read whole
-(``Content-Length``). A protocol error raises; nothing is skipped silently."""
+(``Content-Length``). A protocol error or a refusal becomes the agent's ``error``, which the bench
+counts and shows; nothing is skipped silently."""
 
 from __future__ import annotations
 
